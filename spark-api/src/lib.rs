@@ -1,0 +1,1 @@
+//! An async client for the Spark/Particle Cloud REST API.
