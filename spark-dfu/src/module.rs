@@ -482,7 +482,13 @@ impl Cleared<'_> {
 /// only when every legacy check passes.
 pub fn check_for(image: &[u8], platform: Platform, item: Item) -> Result<Cleared<'_>, FirmwareError> {
     let location = platform.location(item).ok_or(FirmwareError::NoSuchLocation { platform, item })?;
-    let inspection = inspect(image, location.address);
+    // Images in the Core's external-flash slots are applications linked for internal flash.
+    let link_address = match item {
+        Item::Bootloader => core_map::BOOTLOADER,
+        _ if platform == Platform::Core => core_map::FIRMWARE,
+        _ => location.address,
+    };
+    let inspection = inspect(image, link_address);
     match inspection.format {
         Format::Module { info, .. } => {
             if info.platform_id != platform.id() {
