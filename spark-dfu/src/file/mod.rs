@@ -89,6 +89,7 @@ pub struct DfuFile<'a> {
     suffix: Option<Suffix>,
     suffix_problem: Option<SuffixError>,
     prefix: Option<Prefix>,
+    prefix_problem: Option<PrefixError>,
 }
 
 impl<'a> DfuFile<'a> {
@@ -116,14 +117,14 @@ impl<'a> DfuFile<'a> {
         }
         let suffix_len = found.map_or(0, |s| usize::from(s.length));
         let probed = prefix::probe(bytes, suffix_len);
-        let found_prefix = match (prefix, probed) {
-            (PrefixPolicy::Required, Ok(Some(p))) => Some(p),
+        let (found_prefix, prefix_problem) = match (prefix, probed) {
+            (PrefixPolicy::Required, Ok(Some(p))) => (Some(p), None),
             (PrefixPolicy::Required, _) => return Err(FileError::PrefixRequired),
             (PrefixPolicy::Forbidden, Ok(Some(_)) | Err(_)) => return Err(FileError::PrefixPresent),
-            (_, Ok(p)) => p,
-            (PrefixPolicy::Optional, Err(e)) => return Err(FileError::Prefix(e)),
+            (_, Ok(p)) => (p, None),
+            (PrefixPolicy::Optional, Err(e)) => (None, Some(e)),
         };
-        Ok(Self { bytes, suffix: found, suffix_problem: problem, prefix: found_prefix })
+        Ok(Self { bytes, suffix: found, suffix_problem: problem, prefix: found_prefix, prefix_problem })
     }
 
     /// The whole file.
@@ -148,6 +149,22 @@ impl<'a> DfuFile<'a> {
     #[must_use]
     pub fn prefix(&self) -> Option<Prefix> {
         self.prefix
+    }
+
+    /// A prefix signature that matched although the prefix cannot fit. dfu-util reports such a file as
+    /// prefixed and then fails to rewrite it; here the file is read as unprefixed and the edits refuse it.
+    #[must_use]
+    pub fn prefix_problem(&self) -> Option<PrefixError> {
+        self.prefix_problem
+    }
+
+    /// Opens a file for an edit: dfu-util cannot rewrite a file whose prefix does not fit.
+    fn load_for_edit(bytes: &'a [u8], suffix: SuffixPolicy, prefix: PrefixPolicy) -> Result<Self, FileError> {
+        let file = Self::load(bytes, suffix, prefix)?;
+        match file.prefix_problem {
+            Some(e) => Err(FileError::Prefix(e)),
+            None => Ok(file),
+        }
     }
 
     fn suffix_len(&self) -> usize {
@@ -215,32 +232,32 @@ impl<'a> DfuFile<'a> {
     /// `dfu-suffix -a`: adds `suffix` to `input`, which must not have a valid one; a prefix is kept (rewritten).
     /// Returns the output length.
     pub fn add_suffix(input: &[u8], suffix: SuffixRepr, out: &mut [u8]) -> Result<usize, EditError> {
-        let file = DfuFile::load(input, SuffixPolicy::Forbidden, PrefixPolicy::Optional)?;
+        let file = DfuFile::load_for_edit(input, SuffixPolicy::Forbidden, PrefixPolicy::Optional)?;
         Ok(file.store(Some(suffix), file.kept_prefix(), out)?)
     }
 
     /// `dfu-suffix -D`: removes the suffix, which must be valid; a prefix is kept (rewritten).
     pub fn remove_suffix(input: &[u8], out: &mut [u8]) -> Result<usize, EditError> {
-        let file = DfuFile::load(input, SuffixPolicy::Required, PrefixPolicy::Optional)?;
+        let file = DfuFile::load_for_edit(input, SuffixPolicy::Required, PrefixPolicy::Optional)?;
         Ok(file.store(None, file.kept_prefix(), out)?)
     }
 
     /// Replaces the suffix of a file that has a valid one (`dfu-suffix -D` then `-a`).
     pub fn rewrite_suffix(input: &[u8], suffix: SuffixRepr, out: &mut [u8]) -> Result<usize, EditError> {
-        let file = DfuFile::load(input, SuffixPolicy::Required, PrefixPolicy::Optional)?;
+        let file = DfuFile::load_for_edit(input, SuffixPolicy::Required, PrefixPolicy::Optional)?;
         Ok(file.store(Some(suffix), file.kept_prefix(), out)?)
     }
 
     /// `dfu-prefix -a`: adds `prefix`; the file must not have one. An existing suffix is kept with a new CRC.
     pub fn add_prefix(input: &[u8], prefix: PrefixRepr, out: &mut [u8]) -> Result<usize, EditError> {
-        let file = DfuFile::load(input, SuffixPolicy::Optional, PrefixPolicy::Forbidden)?;
+        let file = DfuFile::load_for_edit(input, SuffixPolicy::Optional, PrefixPolicy::Forbidden)?;
         Ok(file.store(file.kept_suffix(), Some(prefix), out)?)
     }
 
     /// `dfu-prefix -D`: removes the prefix (of kind `kind`, when given). An existing suffix is kept with a new
     /// CRC.
     pub fn remove_prefix(input: &[u8], kind: Option<PrefixKind>, out: &mut [u8]) -> Result<usize, EditError> {
-        let file = DfuFile::load(input, SuffixPolicy::Optional, PrefixPolicy::Required)?;
+        let file = DfuFile::load_for_edit(input, SuffixPolicy::Optional, PrefixPolicy::Required)?;
         if kind.is_some_and(|k| file.prefix.map(|p| p.kind()) != Some(k)) {
             return Err(FileError::WrongPrefixKind.into());
         }
@@ -250,7 +267,7 @@ impl<'a> DfuFile<'a> {
     /// [`add_suffix`](Self::add_suffix) into a new vector.
     #[cfg(feature = "alloc")]
     pub fn add_suffix_to_vec(input: &[u8], suffix: SuffixRepr) -> Result<alloc::vec::Vec<u8>, FileError> {
-        let file = DfuFile::load(input, SuffixPolicy::Forbidden, PrefixPolicy::Optional)?;
+        let file = DfuFile::load_for_edit(input, SuffixPolicy::Forbidden, PrefixPolicy::Optional)?;
         Ok(file.store_to_vec(Some(suffix), file.kept_prefix()))
     }
 
