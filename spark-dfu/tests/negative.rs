@@ -172,6 +172,8 @@ fn dfuse_writer_limits() {
     let targets: Vec<_> = (0..256).map(|i| dfuse::TargetRepr { alt: i as u8, name: None, elements: &[] }).collect();
     let repr = dfuse::DfuseRepr { targets: &targets, suffix: DFUSE };
     assert_eq!(repr.buffer_len(), Err(dfuse::DfuseWriteError::TooManyTargets(256)));
+    let repr = dfuse::DfuseRepr { targets: &targets[..1], suffix: DFUSE };
+    assert_eq!(repr.buffer_len(), Err(dfuse::DfuseWriteError::TooSmall));
 }
 
 #[test]

@@ -470,6 +470,10 @@ pub enum DfuseWriteError {
         /// Index of the element.
         element: usize,
     },
+    /// The file would be shorter than dfu-util's minimum (a file prefix, a target prefix and one element
+    /// header), which it and [`DfuseFile::parse`] refuse: a single target without elements.
+    #[error("a DfuSe file with a single target needs at least one element")]
+    TooSmall,
     /// The output buffer is too small.
     #[error(transparent)]
     InsufficientSize(#[from] InsufficientSize),
@@ -572,6 +576,9 @@ fn plan_len<'a>(targets: impl Iterator<Item = TargetPlan<'a>> + Clone) -> Result
     }
     if n > 255 {
         return Err(DfuseWriteError::TooManyTargets(n));
+    }
+    if total < (PREFIX_LEN + TARGET_PREFIX_LEN + ELEMENT_HEADER_LEN + SUFFIX_LEN) as u64 {
+        return Err(DfuseWriteError::TooSmall);
     }
     Ok(total as usize)
 }
