@@ -80,7 +80,9 @@ mod tests {
         for (i, b) in file.iter_mut().take(32).enumerate() {
             *b = i as u8;
         }
-        file[32..44].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01, b'U', b'F', b'D', 16]);
+        file[32..44].copy_from_slice(&[
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01, b'U', b'F', b'D', 16,
+        ]);
         assert_eq!(jamcrc(&file), 0x3172_2A7F);
         assert_eq!(crc32(&file), 0xCE8D_D580);
     }

@@ -6,7 +6,7 @@
 //!
 //! What lives where:
 //!
-//! - [`file`]: the DFU 1.1 suffix ([`file::suffix`]), the TI Stellaris and NXP LPC prefixes ([`file::prefix`]),
+//! - [`file`](mod@file): the DFU 1.1 suffix ([`file::suffix`]), the TI Stellaris and NXP LPC prefixes ([`file::prefix`]),
 //!   the whole-file operations that `dfu-suffix` and `dfu-prefix` perform ([`file::DfuFile`]), DfuSe files
 //!   ([`file::dfuse`]) and DfuSe memory-layout strings ([`file::layout`]). Their behaviour follows dfu-util 0.11
 //!   byte for byte; where this crate is stricter (a bad CRC is an error, never "no suffix") the docs say so.

@@ -114,7 +114,11 @@ impl ModuleInfo {
     #[must_use]
     pub fn parse(bytes: &[u8]) -> Option<Self> {
         let b = bytes.get(..MODULE_INFO_LEN)?;
-        let dep = |at: usize| Dependency { function: b[at].into(), index: b[at + 1], version: le16(b, at + 2) };
+        let dep = |at: usize| Dependency {
+            function: b[at].into(),
+            index: b[at + 1],
+            version: le16(b, at + 2),
+        };
         Some(Self {
             start: le32(b, 0),
             end: le32(b, 4),
@@ -130,7 +134,10 @@ impl ModuleInfo {
 
     /// The dependencies that are present.
     pub fn required(&self) -> impl Iterator<Item = Dependency> + '_ {
-        self.dependencies.iter().copied().filter(|d| d.function != ModuleFunction::None)
+        self.dependencies
+            .iter()
+            .copied()
+            .filter(|d| d.function != ModuleFunction::None)
     }
 
     /// The file length the addresses imply (`end - start + 4`).
@@ -166,9 +173,17 @@ impl<'a> ModuleSuffix<'a> {
             return None;
         }
         let sha256 = &file[n - 38..n - 6];
-        let (product_id, product_version) =
-            if size >= 40 { (Some(le16(file, n - 44)), Some(le16(file, n - 42))) } else { (None, None) };
-        Some(Self { size, sha256, product_id, product_version })
+        let (product_id, product_version) = if size >= 40 {
+            (Some(le16(file, n - 44)), Some(le16(file, n - 42)))
+        } else {
+            (None, None)
+        };
+        Some(Self {
+            size,
+            sha256,
+            product_id,
+            product_version,
+        })
     }
 }
 
@@ -187,7 +202,10 @@ impl CrcTrailer {
     pub fn of(file: &[u8]) -> Option<Self> {
         let n = file.len().checked_sub(4)?;
         let stored = u32::from_be_bytes([file[n], file[n + 1], file[n + 2], file[n + 3]]);
-        Some(Self { stored, computed: crate::crc::crc32(&file[..n]) })
+        Some(Self {
+            stored,
+            computed: crate::crc::crc32(&file[..n]),
+        })
     }
 
     /// Whether they agree.
@@ -215,7 +233,12 @@ impl VectorTable {
     #[must_use]
     pub fn parse(image: &[u8]) -> Option<Self> {
         let b = image.get(..16)?;
-        Some(Self { initial_sp: le32(b, 0), reset: le32(b, 4), nmi: le32(b, 8), hard_fault: le32(b, 12) })
+        Some(Self {
+            initial_sp: le32(b, 0),
+            reset: le32(b, 4),
+            nmi: le32(b, 8),
+            hard_fault: le32(b, 12),
+        })
     }
 }
 
@@ -304,7 +327,10 @@ impl Inspection<'_> {
     /// The outcome of one check.
     #[must_use]
     pub fn outcome(&self, check: Check) -> Outcome {
-        CHECKS.iter().position(|&c| c == check).map_or(Outcome::NotApplicable, |i| self.outcomes[i])
+        CHECKS
+            .iter()
+            .position(|&c| c == check)
+            .map_or(Outcome::NotApplicable, |i| self.outcomes[i])
     }
 
     /// Every check with its outcome, in order.
@@ -315,7 +341,9 @@ impl Inspection<'_> {
     /// The first check that failed.
     #[must_use]
     pub fn first_failure(&self) -> Option<Check> {
-        self.checks().find(|&(_, o)| o == Outcome::Failed).map(|(c, _)| c)
+        self.checks()
+            .find(|&(_, o)| o == Outcome::Failed)
+            .map(|(c, _)| c)
     }
 
     /// The module info, for modules.
@@ -331,8 +359,12 @@ impl Inspection<'_> {
 fn find_module_info(image: &[u8]) -> Option<(usize, ModuleInfo)> {
     let mut best: Option<(u8, usize, ModuleInfo)> = None;
     for offset in MODULE_INFO_OFFSETS {
-        let Some(info) = image.get(offset..).and_then(ModuleInfo::parse) else { continue };
-        let Some(implied) = info.implied_len() else { continue };
+        let Some(info) = image.get(offset..).and_then(ModuleInfo::parse) else {
+            continue;
+        };
+        let Some(implied) = info.implied_len() else {
+            continue;
+        };
         if !info.function.is_known() || implied > image.len() as u64 {
             continue;
         }
@@ -352,7 +384,9 @@ fn pass(ok: bool) -> Outcome {
 }
 
 fn thumb_in(address: u32, start: u32, len: usize) -> bool {
-    address & 1 == 1 && u64::from(address & !1) >= u64::from(start) && u64::from(address & !1) < u64::from(start) + len as u64
+    address & 1 == 1
+        && u64::from(address & !1) >= u64::from(start)
+        && u64::from(address & !1) < u64::from(start) + len as u64
 }
 
 /// Inspects an image. Images without module info are checked as legacy images loaded at `legacy_load_address`
@@ -369,9 +403,15 @@ pub fn inspect(image: &[u8], legacy_load_address: u32) -> Inspection<'_> {
     if let Some((offset, info)) = find_module_info(image) {
         let crc = CrcTrailer::of(image);
         let suffix = ModuleSuffix::parse(image);
-        set(Check::ModuleLength, pass(info.implied_len() == Some(image.len() as u64)));
+        set(
+            Check::ModuleLength,
+            pass(info.implied_len() == Some(image.len() as u64)),
+        );
         set(Check::Crc, pass(crc.is_some_and(|c| c.ok())));
-        set(Check::SuffixSize, pass(suffix.is_some_and(|s| s.size == 36 || s.size == 40)));
+        set(
+            Check::SuffixSize,
+            pass(suffix.is_some_and(|s| s.size == 36 || s.size == 40)),
+        );
         let sha_ok = suffix.is_some_and(|s| {
             let digest = Sha256::digest(&image[..image.len() - 38]);
             digest.as_slice() == s.sha256
@@ -386,19 +426,42 @@ pub fn inspect(image: &[u8], legacy_load_address: u32) -> Inspection<'_> {
             outcomes,
         };
     }
-    set(Check::LegacySize, pass(image.len() >= 8 && image.len() <= core_map::FIRMWARE_LEN as usize));
+    set(
+        Check::LegacySize,
+        pass(image.len() >= 8 && image.len() <= core_map::FIRMWARE_LEN as usize),
+    );
     let sp = image.get(..4).map(|b| le32(b, 0));
     let reset = image.get(4..8).map(|b| le32(b, 0));
-    set(Check::StackInSram, pass(sp.is_some_and(|sp| sp & 0x2FFE_0000 == 0x2000_0000)));
-    set(Check::StackInCoreSram, pass(sp.is_some_and(|sp| sp > 0x2000_0000 && sp <= core_map::SRAM_END)));
-    set(Check::ResetInImage, pass(reset.is_some_and(|r| thumb_in(r, legacy_load_address, image.len()))));
+    set(
+        Check::StackInSram,
+        pass(sp.is_some_and(|sp| sp & 0x2FFE_0000 == 0x2000_0000)),
+    );
+    set(
+        Check::StackInCoreSram,
+        pass(sp.is_some_and(|sp| sp > 0x2000_0000 && sp <= core_map::SRAM_END)),
+    );
+    set(
+        Check::ResetInImage,
+        pass(reset.is_some_and(|r| thumb_in(r, legacy_load_address, image.len()))),
+    );
     set(
         Check::ExceptionVectorsInImage,
         pass(vectors.is_some_and(|v| {
-            [v.nmi, v.hard_fault].iter().all(|&a| a == 0 || thumb_in(a, legacy_load_address, image.len()))
+            [v.nmi, v.hard_fault]
+                .iter()
+                .all(|&a| a == 0 || thumb_in(a, legacy_load_address, image.len()))
         })),
     );
-    Inspection { image, format: Format::Legacy { load_address: legacy_load_address }, crc: None, suffix: None, vectors, outcomes }
+    Inspection {
+        image,
+        format: Format::Legacy {
+            load_address: legacy_load_address,
+        },
+        crc: None,
+        suffix: None,
+        vectors,
+        outcomes,
+    }
 }
 
 /// Why an image may not be written where it was meant to go.
@@ -480,8 +543,14 @@ impl Cleared<'_> {
 /// Modules must be for this platform, carry a good CRC (and SHA-256 when they have a suffix), start at the
 /// region's address when they are user firmware, and fit. Header-less images are accepted only on the Core and
 /// only when every legacy check passes.
-pub fn check_for(image: &[u8], platform: Platform, item: Item) -> Result<Cleared<'_>, FirmwareError> {
-    let location = platform.location(item).ok_or(FirmwareError::NoSuchLocation { platform, item })?;
+pub fn check_for(
+    image: &[u8],
+    platform: Platform,
+    item: Item,
+) -> Result<Cleared<'_>, FirmwareError> {
+    let location = platform
+        .location(item)
+        .ok_or(FirmwareError::NoSuchLocation { platform, item })?;
     // Images in the Core's external-flash slots are applications linked for internal flash.
     let link_address = match item {
         Item::Bootloader => core_map::BOOTLOADER,
@@ -492,17 +561,29 @@ pub fn check_for(image: &[u8], platform: Platform, item: Item) -> Result<Cleared
     match inspection.format {
         Format::Module { info, .. } => {
             if info.platform_id != platform.id() {
-                return Err(FirmwareError::WrongPlatform { expected: platform.id(), found: info.platform_id });
+                return Err(FirmwareError::WrongPlatform {
+                    expected: platform.id(),
+                    found: info.platform_id,
+                });
             }
             if let Some(crc) = inspection.crc.filter(|c| !c.ok()) {
-                return Err(FirmwareError::BadCrc { stored: crc.stored, computed: crc.computed });
+                return Err(FirmwareError::BadCrc {
+                    stored: crc.stored,
+                    computed: crc.computed,
+                });
             }
             if inspection.suffix.is_some() && inspection.outcome(Check::Sha256) == Outcome::Failed {
                 return Err(FirmwareError::BadSha256);
             }
-            let code = matches!(item, Item::UserFirmware | Item::Bootloader | Item::SystemPart(_));
+            let code = matches!(
+                item,
+                Item::UserFirmware | Item::Bootloader | Item::SystemPart(_)
+            );
             if code && info.start != location.address {
-                return Err(FirmwareError::WrongAddress { module_start: info.start, region_start: location.address });
+                return Err(FirmwareError::WrongAddress {
+                    module_start: info.start,
+                    region_start: location.address,
+                });
             }
         }
         Format::Legacy { .. } => {
@@ -517,9 +598,16 @@ pub fn check_for(image: &[u8], platform: Platform, item: Item) -> Result<Cleared
     let pad = usize::from(platform.quirks().write_padding.max(1));
     let write_len = image.len().div_ceil(pad) * pad;
     if write_len > location.len as usize {
-        return Err(FirmwareError::DoesNotFit { len: write_len, room: location.len });
+        return Err(FirmwareError::DoesNotFit {
+            len: write_len,
+            room: location.len,
+        });
     }
-    Ok(Cleared { inspection, location, write_len })
+    Ok(Cleared {
+        inspection,
+        location,
+        write_len,
+    })
 }
 
 #[cfg(test)]
@@ -553,17 +641,33 @@ mod tests {
         let i = inspect(image, 0);
         assert_eq!(i.first_failure(), None);
         let info = i.module_info().unwrap();
-        assert_eq!((info.function, info.index, info.platform_id), (ModuleFunction::UserPart, 1, 6));
-        assert_eq!(info.required().next(), Some(Dependency { function: ModuleFunction::SystemPart, index: 2, version: 6 }));
+        assert_eq!(
+            (info.function, info.index, info.platform_id),
+            (ModuleFunction::UserPart, 1, 6)
+        );
+        assert_eq!(
+            info.required().next(),
+            Some(Dependency {
+                function: ModuleFunction::SystemPart,
+                index: 2,
+                version: 6
+            })
+        );
         let ok = check_for(image, Platform::Photon, Item::UserFirmware).unwrap();
         assert_eq!(ok.write_len, 84);
         assert_eq!(
             check_for(image, Platform::Electron, Item::UserFirmware),
-            Err(FirmwareError::WrongPlatform { expected: 10, found: 6 })
+            Err(FirmwareError::WrongPlatform {
+                expected: 10,
+                found: 6
+            })
         );
         let mut bad = m;
         bad[30] ^= 1;
-        assert!(matches!(check_for(&bad[..84], Platform::Photon, Item::UserFirmware), Err(FirmwareError::BadCrc { .. })));
+        assert!(matches!(
+            check_for(&bad[..84], Platform::Photon, Item::UserFirmware),
+            Err(FirmwareError::BadCrc { .. })
+        ));
         assert_eq!(
             check_for(image, Platform::Photon, Item::FactoryImage).map(|c| c.location.address),
             Ok(0x080E_0000)

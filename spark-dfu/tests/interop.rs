@@ -42,15 +42,24 @@ impl Rng {
 }
 
 fn seeded(test: &str) -> Rng {
-    let seed = std::env::var("SPARK_DFU_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_D0F0_u64);
+    let seed = std::env::var("SPARK_DFU_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_D0F0_u64);
     println!("{test}: seed {seed} (replay with SPARK_DFU_SEED={seed})");
-    Rng(seed ^ test.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))))
+    Rng(seed
+        ^ test
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))))
 }
 
 fn tool(name: &str) -> bool {
     let ok = Command::new(name).arg("-h").output().is_ok();
     if !ok {
-        assert!(!spark_vectors::required(), "{name} is not installed (apt-get install dfu-util)");
+        assert!(
+            !spark_vectors::required(),
+            "{name} is not installed (apt-get install dfu-util)"
+        );
         eprintln!("skipped: {name} not installed");
     }
     ok
@@ -60,7 +69,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("spark-dfu-interop-{}-{test}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("spark-dfu-interop-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
@@ -94,7 +104,11 @@ fn random_image(rng: &mut Rng) -> Vec<u8> {
         // Looks like an LMDFU prefix; the length may or may not match.
         image[0] = 1;
         image[1] = 0;
-        let claimed = if rng.chance(70) { image.len() as u32 - 8 } else { rng.next() as u32 % 1000 };
+        let claimed = if rng.chance(70) {
+            image.len() as u32 - 8
+        } else {
+            rng.next() as u32 % 1000
+        };
         image[4..8].copy_from_slice(&claimed.to_le_bytes());
     } else if image.len() >= 2 && rng.chance(15) {
         image[0] = 0x1a | (rng.next() as u8 & 0xc0);
@@ -132,14 +146,26 @@ fn expected_exit(err: &EditError) -> Option<i32> {
     }
 }
 
-fn compare_edit(what: &str, input: &[u8], ours: Result<Vec<u8>, EditError>, code: i32, theirs: &[u8]) {
+fn compare_edit(
+    what: &str,
+    input: &[u8],
+    ours: Result<Vec<u8>, EditError>,
+    code: i32,
+    theirs: &[u8],
+) {
     match ours {
         Ok(bytes) => {
-            assert_eq!(code, 0, "{what}: we accept, the tool refused; input {input:02x?}");
+            assert_eq!(
+                code, 0,
+                "{what}: we accept, the tool refused; input {input:02x?}"
+            );
             assert_eq!(bytes, theirs, "{what}: bytes differ; input {input:02x?}");
         }
         Err(e) => {
-            assert_ne!(code, 0, "{what}: we refuse ({e}), the tool accepted; input {input:02x?}");
+            assert_ne!(
+                code, 0,
+                "{what}: we refuse ({e}), the tool accepted; input {input:02x?}"
+            );
             // A truncated LPC prefix makes the tool fail half-way through writing (an IO error, not a refusal).
             if let Some(expected) = expected_exit(&e) {
                 assert_eq!(code, expected, "{what}: {e}; input {input:02x?}");
@@ -149,7 +175,10 @@ fn compare_edit(what: &str, input: &[u8], ours: Result<Vec<u8>, EditError>, code
     }
 }
 
-fn to_vec(f: impl FnOnce(&mut [u8]) -> Result<usize, EditError>, room: usize) -> Result<Vec<u8>, EditError> {
+fn to_vec(
+    f: impl FnOnce(&mut [u8]) -> Result<usize, EditError>,
+    room: usize,
+) -> Result<Vec<u8>, EditError> {
     let mut out = vec![0u8; room];
     let n = f(&mut out)?;
     out.truncate(n);
@@ -188,8 +217,17 @@ fn dfu_suffix_add_matches() {
             ],
         );
         let theirs = std::fs::read(&path).unwrap();
-        let ours = to_vec(|out| DfuFile::add_suffix(&input, repr, out), input.len() + 16);
-        compare_edit(&format!("dfu-suffix -a case {case}"), &input, ours, code, &theirs);
+        let ours = to_vec(
+            |out| DfuFile::add_suffix(&input, repr, out),
+            input.len() + 16,
+        );
+        compare_edit(
+            &format!("dfu-suffix -a case {case}"),
+            &input,
+            ours,
+            code,
+            &theirs,
+        );
     }
 }
 
@@ -203,7 +241,10 @@ fn dfu_suffix_check_and_delete_match() {
     for case in 0..300 {
         let input = random_image(&mut rng);
         let path = dir.file(&format!("c{case}"), &input);
-        let out = Command::new("dfu-suffix").args(["-c", path.to_str().unwrap()]).output().unwrap();
+        let out = Command::new("dfu-suffix")
+            .args(["-c", path.to_str().unwrap()])
+            .output()
+            .unwrap();
         let code = out.status.code().unwrap_or(-1);
         let stdout = String::from_utf8_lossy(&out.stdout);
         match DfuFile::load(&input, SuffixPolicy::Required, PrefixPolicy::Optional) {
@@ -220,13 +261,23 @@ fn dfu_suffix_check_and_delete_match() {
                 ] {
                     let tabs = if label.len() < 7 { "\t\t" } else { "\t" };
                     let line = format!("{label}:{tabs}{value}");
-                    assert!(stdout.contains(&line), "case {case}: missing {line:?} in {stdout}");
+                    assert!(
+                        stdout.contains(&line),
+                        "case {case}: missing {line:?} in {stdout}"
+                    );
                 }
                 let has_prefix = stdout.contains("prefix");
-                assert_eq!(has_prefix, f.prefix().is_some() || f.prefix_problem().is_some(), "case {case}: prefix verdict");
+                assert_eq!(
+                    has_prefix,
+                    f.prefix().is_some() || f.prefix_problem().is_some(),
+                    "case {case}: prefix verdict"
+                );
             }
             Err(e) => {
-                assert_ne!(code, 0, "case {case}: we refuse ({e}), dfu-suffix -c accepted {input:02x?}");
+                assert_ne!(
+                    code, 0,
+                    "case {case}: we refuse ({e}), dfu-suffix -c accepted {input:02x?}"
+                );
                 if !matches!(e, FileError::Prefix(_)) {
                     assert_eq!(code, 65, "case {case}: {e}");
                 }
@@ -245,7 +296,13 @@ fn dfu_suffix_check_and_delete_match() {
         let code = run("dfu-suffix", &["-D", path.to_str().unwrap()]);
         let theirs = std::fs::read(&path).unwrap();
         let ours = to_vec(|out| DfuFile::remove_suffix(&input, out), input.len());
-        compare_edit(&format!("dfu-suffix -D case {case}"), &input, ours, code, &theirs);
+        compare_edit(
+            &format!("dfu-suffix -D case {case}"),
+            &input,
+            ours,
+            code,
+            &theirs,
+        );
     }
 }
 
@@ -260,8 +317,17 @@ fn dfu_prefix_matches() {
         let mut input = random_image(&mut rng);
         if rng.chance(40) {
             // Start from a prefixed file so that -D and -c have something to find.
-            let kind = if rng.chance(50) { PrefixRepr::Lpc } else { PrefixRepr::Lmdfu { address: rng.next() as u32 } };
-            if let Ok(v) = to_vec(|out| DfuFile::add_prefix(&input, kind, out), input.len() + 16) {
+            let kind = if rng.chance(50) {
+                PrefixRepr::Lpc
+            } else {
+                PrefixRepr::Lmdfu {
+                    address: rng.next() as u32,
+                }
+            };
+            if let Ok(v) = to_vec(
+                |out| DfuFile::add_prefix(&input, kind, out),
+                input.len() + 16,
+            ) {
                 input = v;
             }
         }
@@ -269,14 +335,25 @@ fn dfu_prefix_matches() {
         let p = path.to_str().unwrap();
         let (what, code, ours) = match rng.below(4) {
             0 => {
-                let address = rng.next() as u32 & if rng.chance(50) { 0x03ff_ffff } else { u32::MAX };
+                let address = rng.next() as u32
+                    & if rng.chance(50) {
+                        0x03ff_ffff
+                    } else {
+                        u32::MAX
+                    };
                 let code = run("dfu-prefix", &["-s", &format!("0x{address:x}"), "-a", p]);
-                let ours = to_vec(|o| DfuFile::add_prefix(&input, PrefixRepr::Lmdfu { address }, o), input.len() + 16);
+                let ours = to_vec(
+                    |o| DfuFile::add_prefix(&input, PrefixRepr::Lmdfu { address }, o),
+                    input.len() + 16,
+                );
                 (format!("dfu-prefix -s 0x{address:x} -a"), code, ours)
             }
             1 => {
                 let code = run("dfu-prefix", &["-L", "-a", p]);
-                let ours = to_vec(|o| DfuFile::add_prefix(&input, PrefixRepr::Lpc, o), input.len() + 16);
+                let ours = to_vec(
+                    |o| DfuFile::add_prefix(&input, PrefixRepr::Lpc, o),
+                    input.len() + 16,
+                );
                 ("dfu-prefix -L -a".to_string(), code, ours)
             }
             2 => {
@@ -323,7 +400,11 @@ fn dfuse_pack_matches() {
             if rng.chance(5) {
                 data = SuffixRepr::default().append_to_vec(&data);
             }
-            alts.push(if rng.chance(60) { 0u8 } else { rng.below(3) as u8 });
+            alts.push(if rng.chance(60) {
+                0u8
+            } else {
+                rng.below(3) as u8
+            });
             addresses.push(next);
             next = next.wrapping_add(data.len() as u32 + rng.below(64) as u32);
             datas.push(data);
@@ -332,7 +413,11 @@ fn dfuse_pack_matches() {
         let mut args = Vec::new();
         for (i, data) in datas.iter().enumerate() {
             let p = dir.file(&format!("in{case}-{i}.bin"), data);
-            let alt = if alts[i] == 0 && rng.chance(50) { String::new() } else { format!("@{}", alts[i]) };
+            let alt = if alts[i] == 0 && rng.chance(50) {
+                String::new()
+            } else {
+                format!("@{}", alts[i])
+            };
             args.push("-b".to_string());
             args.push(format!("0x{:08x}{alt}:{}", addresses[i], p.display()));
         }
@@ -341,17 +426,27 @@ fn dfuse_pack_matches() {
         let out_path = dir.0.join(format!("out{case}.dfu"));
         let _ = std::fs::remove_file(&out_path);
         args.push(out_path.display().to_string());
-        let code = run("dfuse-pack", &args.iter().map(String::as_str).collect::<Vec<_>>());
+        let code = run(
+            "dfuse-pack",
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         let images: Vec<BinImage<'_>> = datas
             .iter()
             .zip(&alts)
             .zip(&addresses)
-            .map(|((data, &alt), &address)| BinImage { alt, element: Element { address, data } })
+            .map(|((data, &alt), &address)| BinImage {
+                alt,
+                element: Element { address, data },
+            })
             .collect();
         match pack_to_vec(&images, vendor, product) {
             Ok(ours) => {
                 assert_eq!(code, 0, "case {case}: {args:?}");
-                assert_eq!(std::fs::read(&out_path).unwrap(), ours, "case {case}: {args:?}");
+                assert_eq!(
+                    std::fs::read(&out_path).unwrap(),
+                    ours,
+                    "case {case}: {args:?}"
+                );
                 let f = DfuseFile::parse(&ours).unwrap();
                 assert_eq!(f.targets().flat_map(|t| t.elements()).count(), count);
             }
@@ -374,14 +469,35 @@ fn dfuse_pack_accepts_overlaps_that_we_refuse() {
     let out = dir.0.join("o.dfu");
     let b = format!("0x1000:{}", p.display());
     let c = format!("0x1010:{}", p.display());
-    assert_eq!(run("dfuse-pack", &["-b", &b, "-b", &c, out.to_str().unwrap()]), 0);
+    assert_eq!(
+        run("dfuse-pack", &["-b", &b, "-b", &c, out.to_str().unwrap()]),
+        0
+    );
     let theirs = std::fs::read(&out).unwrap();
-    assert!(matches!(DfuseFile::parse(&theirs), Err(spark_dfu::file::dfuse::DfuseError::Overlap { .. })));
+    assert!(matches!(
+        DfuseFile::parse(&theirs),
+        Err(spark_dfu::file::dfuse::DfuseError::Overlap { .. })
+    ));
     assert!(DfuseFile::parse_lenient(&theirs).is_ok());
     let data = [1u8; 32];
     let images = [
-        BinImage { alt: 0, element: Element { address: 0x1000, data: &data } },
-        BinImage { alt: 0, element: Element { address: 0x1010, data: &data } },
+        BinImage {
+            alt: 0,
+            element: Element {
+                address: 0x1000,
+                data: &data,
+            },
+        },
+        BinImage {
+            alt: 0,
+            element: Element {
+                address: 0x1010,
+                data: &data,
+            },
+        },
     ];
-    assert!(matches!(pack_to_vec(&images, 0x0483, 0xdf11), Err(PackError::Write(_))));
+    assert!(matches!(
+        pack_to_vec(&images, 0x0483, 0xdf11),
+        Err(PackError::Write(_))
+    ));
 }

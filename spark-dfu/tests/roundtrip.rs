@@ -12,16 +12,34 @@ use spark_dfu::module::inspect;
 use spark_dfu::platform::server_key::{KeyFormat, ServerAddress, ServerKeyImage};
 
 fn config() -> Config {
-    Config { cases: 256, rng_seed: RngSeed::Fixed(0x5EED_D0F0), failure_persistence: None, ..Config::default() }
+    Config {
+        cases: 256,
+        rng_seed: RngSeed::Fixed(0x5EED_D0F0),
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 fn suffix_repr() -> impl Strategy<Value = SuffixRepr> {
-    (any::<u16>(), any::<u16>(), any::<u16>(), prop_oneof![Just(0x0100u16), Just(0x011a), any::<u16>()])
-        .prop_map(|(bcd_device, id_product, id_vendor, bcd_dfu)| SuffixRepr { bcd_device, id_product, id_vendor, bcd_dfu })
+    (
+        any::<u16>(),
+        any::<u16>(),
+        any::<u16>(),
+        prop_oneof![Just(0x0100u16), Just(0x011a), any::<u16>()],
+    )
+        .prop_map(|(bcd_device, id_product, id_vendor, bcd_dfu)| SuffixRepr {
+            bcd_device,
+            id_product,
+            id_vendor,
+            bcd_dfu,
+        })
 }
 
 /// Targets with disjoint elements per alt setting: (alt, name, [(gap, data)]).
-fn targets() -> impl Strategy<Value = Vec<(u8, Option<Vec<u8>>, Vec<(u32, Vec<u8>)>)>> {
+/// (alt, name, [(gap or address, data)]).
+type TargetSpec = (u8, Option<Vec<u8>>, Vec<(u32, Vec<u8>)>);
+
+fn targets() -> impl Strategy<Value = Vec<TargetSpec>> {
     let name = prop::option::of(prop::collection::vec(1u8..=255, 0..40));
     let element = (0u32..5000, prop::collection::vec(any::<u8>(), 0..200));
     prop::collection::vec((0u8..4, name, prop::collection::vec(element, 0..4)), 1..5)
@@ -54,15 +72,16 @@ proptest! {
         prop_assert_eq!(f.prefix().map(|p| p.kind()), Some(prefix.kind()));
         let mut back = vec![0; with.len()];
         let n = DfuFile::remove_prefix(&with, None, &mut back).unwrap();
-        let n2 = DfuFile::remove_suffix(&back[..n].to_vec(), &mut back).unwrap();
-        prop_assert_eq!(&back[..n2], &body[..]);
+        let mut bare = vec![0; n];
+        let n2 = DfuFile::remove_suffix(&back[..n], &mut bare).unwrap();
+        prop_assert_eq!(&bare[..n2], &body[..]);
     }
 
     #[test]
     fn dfuse_round_trip(spec in targets(), repr in suffix_repr()) {
         // Lay the elements of each alt setting out one after another so that none overlap.
         let mut next = [0x0800_0000u32; 4];
-        let placed: Vec<(u8, Option<Vec<u8>>, Vec<(u32, Vec<u8>)>)> = spec
+        let placed: Vec<TargetSpec> = spec
             .into_iter()
             .map(|(alt, name, els)| {
                 let els = els

@@ -129,7 +129,9 @@ pub enum DfuseError {
         actual: u64,
     },
     /// Two elements for the same alt setting overlap.
-    #[error("element {element} of target {target} overlaps an earlier element for alt setting {alt}")]
+    #[error(
+        "element {element} of target {target} overlaps an earlier element for alt setting {alt}"
+    )]
     Overlap {
         /// The alt setting.
         alt: u8,
@@ -175,7 +177,9 @@ impl<'a> DfuseFile<'a> {
     fn parse_with(file: &'a [u8], strict: bool) -> Result<Self, DfuseError> {
         let suffix = Suffix::parse(file)?;
         if suffix.bcd_dfu != BCD_DFUSE {
-            return Err(DfuseError::NotDfuse { bcd_dfu: suffix.bcd_dfu });
+            return Err(DfuseError::NotDfuse {
+                bcd_dfu: suffix.bcd_dfu,
+            });
         }
         let body_end = file.len() - usize::from(suffix.length);
         let body = &file[..body_end];
@@ -190,7 +194,10 @@ impl<'a> DfuseFile<'a> {
         }
         let image_size = le32(body, field::IMAGE_SIZE);
         if strict && image_size as usize != file.len() {
-            return Err(DfuseError::ImageSizeMismatch { stored: image_size, actual: file.len() });
+            return Err(DfuseError::ImageSizeMismatch {
+                stored: image_size,
+                actual: file.len(),
+            });
         }
         let claimed = body[field::TARGETS];
         let mut at = PREFIX_LEN;
@@ -207,27 +214,48 @@ impl<'a> DfuseFile<'a> {
             for e in 0..count {
                 let (address, size) = match body.get(at..at + ELEMENT_HEADER_LEN) {
                     Some(h) => (le32(h, 0), le32(h, 4)),
-                    None => return Err(DfuseError::TruncatedElement { target: t, element: e }),
+                    None => {
+                        return Err(DfuseError::TruncatedElement {
+                            target: t,
+                            element: e,
+                        });
+                    }
                 };
                 at += ELEMENT_HEADER_LEN;
                 if size as usize > body.len() - at {
-                    return Err(DfuseError::TruncatedElement { target: t, element: e });
+                    return Err(DfuseError::TruncatedElement {
+                        target: t,
+                        element: e,
+                    });
                 }
                 at += size as usize;
                 if u64::from(address) + u64::from(size) > 1 << 32 {
-                    return Err(DfuseError::AddressOverflow { target: t, element: e });
+                    return Err(DfuseError::AddressOverflow {
+                        target: t,
+                        element: e,
+                    });
                 }
                 sum += ELEMENT_HEADER_LEN as u64 + u64::from(size);
             }
             let stored = le32(head, field::TARGET_SIZE);
             if strict && u64::from(stored) != sum {
-                return Err(DfuseError::TargetSizeMismatch { target: t, stored, actual: sum });
+                return Err(DfuseError::TargetSizeMismatch {
+                    target: t,
+                    stored,
+                    actual: sum,
+                });
             }
         }
         if strict && at != body.len() {
-            return Err(DfuseError::TrailingBytes { count: body.len() - at });
+            return Err(DfuseError::TrailingBytes {
+                count: body.len() - at,
+            });
         }
-        let parsed = Self { bytes: file, body_end, suffix };
+        let parsed = Self {
+            bytes: file,
+            body_end,
+            suffix,
+        };
         if strict {
             parsed.check_overlaps()?;
         }
@@ -267,9 +295,15 @@ impl<'a> DfuseFile<'a> {
                     .filter(|(_, u)| u.alt() == t.alt())
                     .flat_map(|(ui, u)| u.elements().take(if ui == ti { ei } else { usize::MAX }));
                 for other in earlier {
-                    if !other.data.is_empty() && u64::from(other.address) < e.end() && u64::from(e.address) < other.end()
+                    if !other.data.is_empty()
+                        && u64::from(other.address) < e.end()
+                        && u64::from(e.address) < other.end()
                     {
-                        return Err(DfuseError::Overlap { alt: t.alt(), target: ti as u8, element: ei as u32 });
+                        return Err(DfuseError::Overlap {
+                            alt: t.alt(),
+                            target: ti as u8,
+                            element: ei as u32,
+                        });
                     }
                 }
             }
@@ -304,7 +338,11 @@ impl<'a> DfuseFile<'a> {
     /// The targets, in file order.
     #[must_use]
     pub fn targets(&self) -> Targets<'a> {
-        Targets { body: &self.bytes[..self.body_end], at: PREFIX_LEN, left: self.target_count() }
+        Targets {
+            body: &self.bytes[..self.body_end],
+            at: PREFIX_LEN,
+            left: self.target_count(),
+        }
     }
 
     /// Bytes between the last target and the suffix (always 0 after a strict parse).
@@ -320,7 +358,10 @@ impl<'a> DfuseFile<'a> {
     /// The address of the first element of the first target (where dfu-util's `:leave` jumps).
     #[must_use]
     pub fn first_address(&self) -> Option<u32> {
-        self.targets().flat_map(|t| t.elements()).next().map(|e| e.address)
+        self.targets()
+            .flat_map(|t| t.elements())
+            .next()
+            .map(|e| e.address)
     }
 }
 
@@ -350,7 +391,12 @@ impl<'a> Iterator for Targets<'a> {
             let size = le32(self.body.get(end..end + ELEMENT_HEADER_LEN)?, 4) as usize;
             end = end.checked_add(ELEMENT_HEADER_LEN + size)?;
         }
-        let target = Target { head, elements: self.body.get(start..end)?, count, end };
+        let target = Target {
+            head,
+            elements: self.body.get(start..end)?,
+            count,
+            end,
+        };
         self.at = end;
         Some(target)
     }
@@ -403,7 +449,9 @@ impl<'a> Target<'a> {
     /// The elements.
     #[must_use]
     pub fn elements(&self) -> Elements<'a> {
-        Elements { bytes: self.elements }
+        Elements {
+            bytes: self.elements,
+        }
     }
 }
 
@@ -420,7 +468,9 @@ impl<'a> Iterator for Elements<'a> {
         let head = self.bytes.get(..ELEMENT_HEADER_LEN)?;
         let address = le32(head, 0);
         let size = le32(head, 4) as usize;
-        let data = self.bytes.get(ELEMENT_HEADER_LEN..ELEMENT_HEADER_LEN + size)?;
+        let data = self
+            .bytes
+            .get(ELEMENT_HEADER_LEN..ELEMENT_HEADER_LEN + size)?;
         self.bytes = &self.bytes[ELEMENT_HEADER_LEN + size..];
         Some(Element { address, data })
     }
@@ -463,7 +513,9 @@ pub enum DfuseWriteError {
         target: usize,
     },
     /// Two elements for the same alt setting overlap (the strict reader would refuse the file).
-    #[error("element {element} of target {target} overlaps an earlier element for the same alt setting")]
+    #[error(
+        "element {element} of target {target} overlaps an earlier element for the same alt setting"
+    )]
     Overlap {
         /// Index of the target.
         target: usize,
@@ -539,7 +591,9 @@ struct TargetPlan<'a> {
 }
 
 /// Sizes every target and checks the limits; returns the total file length.
-fn plan_len<'a>(targets: impl Iterator<Item = TargetPlan<'a>> + Clone) -> Result<usize, DfuseWriteError> {
+fn plan_len<'a>(
+    targets: impl Iterator<Item = TargetPlan<'a>> + Clone,
+) -> Result<usize, DfuseWriteError> {
     let mut total = (PREFIX_LEN + SUFFIX_LEN) as u64;
     let mut n = 0usize;
     let all = targets.clone();
@@ -555,13 +609,25 @@ fn plan_len<'a>(targets: impl Iterator<Item = TargetPlan<'a>> + Clone) -> Result
                 return Err(DfuseWriteError::TooLarge { target: ti });
             }
             if !e.data.is_empty() {
-                let overlaps = all.clone().take(ti + 1).enumerate().filter(|(_, u)| u.alt == t.alt).any(|(ui, u)| {
-                    (0..if ui == ti { ei } else { u.run.len() }).map(|k| u.run.get(k)).any(|o| {
-                        !o.data.is_empty() && u64::from(o.address) < e.end() && u64::from(e.address) < o.end()
-                    })
-                });
+                let overlaps = all
+                    .clone()
+                    .take(ti + 1)
+                    .enumerate()
+                    .filter(|(_, u)| u.alt == t.alt)
+                    .any(|(ui, u)| {
+                        (0..if ui == ti { ei } else { u.run.len() })
+                            .map(|k| u.run.get(k))
+                            .any(|o| {
+                                !o.data.is_empty()
+                                    && u64::from(o.address) < e.end()
+                                    && u64::from(e.address) < o.end()
+                            })
+                    });
                 if overlaps {
-                    return Err(DfuseWriteError::Overlap { target: ti, element: ei });
+                    return Err(DfuseWriteError::Overlap {
+                        target: ti,
+                        element: ei,
+                    });
                 }
             }
             size += (ELEMENT_HEADER_LEN + e.data.len()) as u64;
@@ -605,9 +671,13 @@ fn emit_plan<'a>(
             head[field::NAMED..field::NAMED + 4].copy_from_slice(&1u32.to_le_bytes());
             head[field::NAME..field::NAME + name.len()].copy_from_slice(name);
         }
-        let size: usize = (0..t.run.len()).map(|i| ELEMENT_HEADER_LEN + t.run.get(i).data.len()).sum();
-        head[field::TARGET_SIZE..field::TARGET_SIZE + 4].copy_from_slice(&(size as u32).to_le_bytes());
-        head[field::ELEMENTS..field::ELEMENTS + 4].copy_from_slice(&(t.run.len() as u32).to_le_bytes());
+        let size: usize = (0..t.run.len())
+            .map(|i| ELEMENT_HEADER_LEN + t.run.get(i).data.len())
+            .sum();
+        head[field::TARGET_SIZE..field::TARGET_SIZE + 4]
+            .copy_from_slice(&(size as u32).to_le_bytes());
+        head[field::ELEMENTS..field::ELEMENTS + 4]
+            .copy_from_slice(&(t.run.len() as u32).to_le_bytes());
         at += TARGET_PREFIX_LEN;
         for i in 0..t.run.len() {
             let e = t.run.get(i);
@@ -618,13 +688,21 @@ fn emit_plan<'a>(
             at += e.data.len();
         }
     }
-    SuffixRepr { bcd_dfu: BCD_DFUSE, ..suffix }.emit_in_place(out)?;
+    SuffixRepr {
+        bcd_dfu: BCD_DFUSE,
+        ..suffix
+    }
+    .emit_in_place(out)?;
     Ok(total)
 }
 
 impl<'a> DfuseRepr<'a> {
     fn plans(&self) -> impl Iterator<Item = TargetPlan<'a>> + Clone + 'a {
-        self.targets.iter().map(|t| TargetPlan { alt: t.alt, name: t.name, run: Run::Elements(t.elements) })
+        self.targets.iter().map(|t| TargetPlan {
+            alt: t.alt,
+            name: t.name,
+            run: Run::Elements(t.elements),
+        })
     }
 
     /// The file length, after checking every limit.
@@ -664,13 +742,18 @@ pub enum PackError {
 fn pack_plans<'a>(images: &'a [BinImage<'a>]) -> impl Iterator<Item = TargetPlan<'a>> + Clone + 'a {
     images
         .chunk_by(|a, b| a.alt == b.alt)
-        .map(|run| TargetPlan { alt: run[0].alt, name: Some(DFUSE_PACK_NAME), run: Run::Bins(run) })
+        .map(|run| TargetPlan {
+            alt: run[0].alt,
+            name: Some(DFUSE_PACK_NAME),
+            run: Run::Bins(run),
+        })
 }
 
 fn check_pack_inputs(images: &[BinImage<'_>]) -> Result<(), PackError> {
     for (index, image) in images.iter().enumerate() {
         match Suffix::parse(image.element.data) {
-            Ok(_) | Err(SuffixError::UnsupportedLength(_) | SuffixError::LengthExceedsFile { .. }) => {
+            Ok(_)
+            | Err(SuffixError::UnsupportedLength(_) | SuffixError::LengthExceedsFile { .. }) => {
                 return Err(PackError::InputHasSuffix { index });
             }
             Err(_) => {}
@@ -688,15 +771,29 @@ pub fn pack_len(images: &[BinImage<'_>]) -> Result<usize, PackError> {
 /// Builds a DfuSe file from plain binaries as `dfuse-pack -b addr@alt:file ... -D vendor:product` does: each
 /// change of alt setting starts a new target, every target is named `"ST..."`, the suffix has `bcdDevice` 0.
 /// Unlike dfuse-pack, overlapping elements for one alt setting are refused.
-pub fn pack(images: &[BinImage<'_>], vendor: u16, product: u16, out: &mut [u8]) -> Result<usize, PackError> {
+pub fn pack(
+    images: &[BinImage<'_>],
+    vendor: u16,
+    product: u16,
+    out: &mut [u8],
+) -> Result<usize, PackError> {
     check_pack_inputs(images)?;
-    let suffix = SuffixRepr { bcd_device: 0, id_product: product, id_vendor: vendor, bcd_dfu: BCD_DFUSE };
+    let suffix = SuffixRepr {
+        bcd_device: 0,
+        id_product: product,
+        id_vendor: vendor,
+        bcd_dfu: BCD_DFUSE,
+    };
     Ok(emit_plan(pack_plans(images), suffix, out)?)
 }
 
 /// [`pack`] into a new vector.
 #[cfg(feature = "alloc")]
-pub fn pack_to_vec(images: &[BinImage<'_>], vendor: u16, product: u16) -> Result<alloc::vec::Vec<u8>, PackError> {
+pub fn pack_to_vec(
+    images: &[BinImage<'_>],
+    vendor: u16,
+    product: u16,
+) -> Result<alloc::vec::Vec<u8>, PackError> {
     let mut out = alloc::vec![0u8; pack_len(images)?];
     pack(images, vendor, product, &mut out)?;
     Ok(out)
@@ -713,7 +810,13 @@ mod tests {
     #[test]
     fn one_element_file_layout() {
         let data = img16();
-        let images = [BinImage { alt: 0, element: Element { address: 0x0800_5000, data: &data } }];
+        let images = [BinImage {
+            alt: 0,
+            element: Element {
+                address: 0x0800_5000,
+                data: &data,
+            },
+        }];
         let mut out = [0u8; 400];
         let n = pack(&images, 0x1d50, 0x607f, &mut out).unwrap();
         assert_eq!(n, 325);
@@ -721,7 +824,10 @@ mod tests {
         assert_eq!(f.image_size(), 325);
         assert_eq!(f.suffix().crc, 0xA509_8F0F);
         let t = f.targets().next().unwrap();
-        assert_eq!((t.alt(), t.name(), t.size(), t.element_count()), (0, Some(&b"ST..."[..]), 24, 1));
+        assert_eq!(
+            (t.alt(), t.name(), t.size(), t.element_count()),
+            (0, Some(&b"ST..."[..]), 24, 1)
+        );
         let e = t.elements().next().unwrap();
         assert_eq!((e.address, e.data), (0x0800_5000, &data[..]));
         assert_eq!(f.first_address(), Some(0x0800_5000));
@@ -730,27 +836,75 @@ mod tests {
     #[test]
     fn writer_refuses_overlaps_and_bad_names() {
         let data = img16();
-        let a = Element { address: 0x100, data: &data };
-        let b = Element { address: 0x108, data: &data };
+        let a = Element {
+            address: 0x100,
+            data: &data,
+        };
+        let b = Element {
+            address: 0x108,
+            data: &data,
+        };
         let els = [a, b];
-        let t = [TargetRepr { alt: 0, name: None, elements: &els }];
-        let r = DfuseRepr { targets: &t, suffix: SuffixRepr::default() };
-        assert_eq!(r.buffer_len(), Err(DfuseWriteError::Overlap { target: 0, element: 1 }));
+        let t = [TargetRepr {
+            alt: 0,
+            name: None,
+            elements: &els,
+        }];
+        let r = DfuseRepr {
+            targets: &t,
+            suffix: SuffixRepr::default(),
+        };
+        assert_eq!(
+            r.buffer_len(),
+            Err(DfuseWriteError::Overlap {
+                target: 0,
+                element: 1
+            })
+        );
         let long = [b'x'; 256];
-        let t = [TargetRepr { alt: 0, name: Some(&long), elements: &[] }];
-        let r = DfuseRepr { targets: &t, suffix: SuffixRepr::default() };
-        assert_eq!(r.buffer_len(), Err(DfuseWriteError::NameTooLong { target: 0 }));
+        let t = [TargetRepr {
+            alt: 0,
+            name: Some(&long),
+            elements: &[],
+        }];
+        let r = DfuseRepr {
+            targets: &t,
+            suffix: SuffixRepr::default(),
+        };
+        assert_eq!(
+            r.buffer_len(),
+            Err(DfuseWriteError::NameTooLong { target: 0 })
+        );
         // The same addresses on different alt settings do not overlap.
         let ts = [
-            TargetRepr { alt: 0, name: None, elements: &els[..1] },
-            TargetRepr { alt: 1, name: None, elements: &els[1..] },
+            TargetRepr {
+                alt: 0,
+                name: None,
+                elements: &els[..1],
+            },
+            TargetRepr {
+                alt: 1,
+                name: None,
+                elements: &els[1..],
+            },
         ];
-        let r = DfuseRepr { targets: &ts, suffix: SuffixRepr::default() };
+        let r = DfuseRepr {
+            targets: &ts,
+            suffix: SuffixRepr::default(),
+        };
         let mut out = [0u8; 1024];
         let n = r.emit(&mut out).unwrap();
         let f = DfuseFile::parse(&out[..n]).unwrap();
         let mut alts = f.targets().map(|t| (t.alt(), t.name()));
-        assert_eq!((alts.next(), alts.next(), alts.next()), (Some((0, None)), Some((1, None)), None));
-        assert_eq!(r.emit(&mut out[..n - 1]), Err(DfuseWriteError::InsufficientSize(InsufficientSize { required: n })));
+        assert_eq!(
+            (alts.next(), alts.next(), alts.next()),
+            (Some((0, None)), Some((1, None)), None)
+        );
+        assert_eq!(
+            r.emit(&mut out[..n - 1]),
+            Err(DfuseWriteError::InsufficientSize(InsufficientSize {
+                required: n
+            }))
+        );
     }
 }

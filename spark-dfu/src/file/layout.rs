@@ -141,13 +141,20 @@ impl<'a> MemoryLayout<'a> {
         if text.first() != Some(&b'@') {
             return Err(LayoutError::NoName);
         }
-        let name_len = text[1..].iter().position(|&b| b == b'/').unwrap_or(text.len() - 1);
+        let name_len = text[1..]
+            .iter()
+            .position(|&b| b == b'/')
+            .unwrap_or(text.len() - 1);
         if name_len == 0 {
             return Err(LayoutError::NoName);
         }
         // '@' and '/' are ASCII, so both cuts fall on character boundaries.
         let name = &s[1..1 + name_len];
-        let layout = Self { name, text, after_name: 1 + name_len };
+        let layout = Self {
+            name,
+            text,
+            after_name: 1 + name_len,
+        };
         if layout.segments().next().is_none() {
             return Err(LayoutError::NoSegments);
         }
@@ -198,12 +205,20 @@ impl<'a> MemoryLayout<'a> {
     }
 
     /// Checks that every byte of `[start, start + len)` lies in segments with the access `flag`.
-    fn check_range(&self, start: u32, len: u32, flag: u8, access: &'static str) -> Result<(), LayoutError> {
+    fn check_range(
+        &self,
+        start: u32,
+        len: u32,
+        flag: u8,
+        access: &'static str,
+    ) -> Result<(), LayoutError> {
         let end = u64::from(start) + u64::from(len);
         let mut at = u64::from(start);
         while at < end {
             let address = at as u32;
-            let seg = self.segment_at(address).ok_or(LayoutError::Unmapped { address })?;
+            let seg = self
+                .segment_at(address)
+                .ok_or(LayoutError::Unmapped { address })?;
             if seg.memtype & flag == 0 {
                 return Err(LayoutError::Access { address, access });
             }
@@ -244,13 +259,19 @@ impl<'a> MemoryLayout<'a> {
         let end = u64::from(start) + u64::from(len);
         let mut at = u64::from(start);
         while at < end {
-            let seg = self.segment_at(at as u32).ok_or(LayoutError::Unmapped { address: at as u32 })?;
+            let seg = self
+                .segment_at(at as u32)
+                .ok_or(LayoutError::Unmapped { address: at as u32 })?;
             if seg.erasable() && seg.page_size <= 0 {
                 return Err(LayoutError::BadPageSize { address: at as u32 });
             }
             at = u64::from(seg.end) + 1;
         }
-        Ok(ErasePages { layout: *self, at: u64::from(start), end })
+        Ok(ErasePages {
+            layout: *self,
+            at: u64::from(start),
+            end,
+        })
     }
 }
 
@@ -284,9 +305,13 @@ impl Iterator for ErasePages<'_> {
                 continue;
             }
             let size = seg.page_size as u32;
-            let page = u64::from(seg.start) + u64::from((address - seg.start) / size) * u64::from(size);
+            let page =
+                u64::from(seg.start) + u64::from((address - seg.start) / size) * u64::from(size);
             self.at = page + u64::from(size);
-            return Some(Page { address: page as u32, size });
+            return Some(Page {
+                address: page as u32,
+                size,
+            });
         }
         None
     }
@@ -349,7 +374,9 @@ impl Iterator for Entries<'_> {
                 if typestring.len() == 1 {
                     memtype = typestring[0];
                 } else {
-                    return Some(Entry::Skipped(LayoutWarning::TypeUnreadable { segment: self.count }));
+                    return Some(Entry::Skipped(LayoutWarning::TypeUnreadable {
+                        segment: self.count,
+                    }));
                 }
             }
             if self.device_feature {
@@ -368,7 +395,9 @@ impl Iterator for Entries<'_> {
                 m => warning = Some(LayoutWarning::MultiplierAssumedBytes(m)),
             }
             if memtype == 0 {
-                return Some(Entry::Skipped(LayoutWarning::NoType { segment: self.count }));
+                return Some(Entry::Skipped(LayoutWarning::NoType {
+                    segment: self.count,
+                }));
             }
             let bytes = seg.sectors.wrapping_mul(size) as u32;
             let segment = Segment {
@@ -416,7 +445,10 @@ fn scan_decimal(s: &[u8]) -> Option<(i32, usize)> {
         }
         _ => false,
     };
-    let digits = s[i.min(s.len())..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let digits = s[i.min(s.len())..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     if digits == 0 {
         return None;
     }
@@ -424,9 +456,15 @@ fn scan_decimal(s: &[u8]) -> Option<(i32, usize)> {
     for &d in &s[i..i + digits] {
         let d = i64::from(d - b'0');
         value = if negative {
-            value.checked_mul(10).and_then(|v| v.checked_sub(d)).unwrap_or(i64::MIN)
+            value
+                .checked_mul(10)
+                .and_then(|v| v.checked_sub(d))
+                .unwrap_or(i64::MIN)
         } else {
-            value.checked_mul(10).and_then(|v| v.checked_add(d)).unwrap_or(i64::MAX)
+            value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(d))
+                .unwrap_or(i64::MAX)
         };
     }
     Some((value as i32, i + digits))
@@ -451,7 +489,10 @@ fn scan_hex(s: &[u8]) -> Option<(u32, usize)> {
         i += 2;
         zero_prefix = true;
     }
-    let digits = s[i.min(s.len())..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let digits = s[i.min(s.len())..]
+        .iter()
+        .take_while(|b| b.is_ascii_hexdigit())
+        .count();
     if digits == 0 {
         // "0x" with no digits after it still reads the 0.
         return zero_prefix.then_some((0, i));
@@ -505,9 +546,22 @@ fn scan_segment(s: &[u8]) -> Option<ScannedSegment<'_>> {
     i += used;
     let &multiplier = s.get(i)?;
     i += 1;
-    let type_len = s[i..].iter().take_while(|&&b| b != b',' && b != b'/').count();
-    let (typestring, scanned) = if type_len == 0 { (None, None) } else { (Some(&s[i..i + type_len]), Some(i + type_len)) };
-    Some(ScannedSegment { sectors, size, multiplier, typestring, scanned })
+    let type_len = s[i..]
+        .iter()
+        .take_while(|&&b| b != b',' && b != b'/')
+        .count();
+    let (typestring, scanned) = if type_len == 0 {
+        (None, None)
+    } else {
+        (Some(&s[i..i + type_len]), Some(i + type_len))
+    };
+    Some(ScannedSegment {
+        sectors,
+        size,
+        multiplier,
+        typestring,
+        scanned,
+    })
 }
 
 #[cfg(test)]
@@ -517,7 +571,10 @@ mod tests {
     const CORE_ALT0: &str = "@Internal Flash  /0x08000000/20*001Ka,108*001Kg";
 
     fn segs(s: &str) -> impl Iterator<Item = (u32, u32, i32, u8)> + '_ {
-        MemoryLayout::parse(s).unwrap().segments().map(|g| (g.start, g.end, g.page_size, g.memtype))
+        MemoryLayout::parse(s)
+            .unwrap()
+            .segments()
+            .map(|g| (g.start, g.end, g.page_size, g.memtype))
     }
 
     #[test]
@@ -530,19 +587,51 @@ mod tests {
         assert_eq!(s.next(), None);
         assert!(l.is_writeable(0x0800_5000, 108 * 1024));
         assert!(!l.is_writeable(0x0800_5000, 108 * 1024 + 1));
-        assert_eq!(l.check_writeable(0x0800_4fff, 2), Err(LayoutError::Access { address: 0x0800_4fff, access: "writeable" }));
-        assert_eq!(l.check_writeable(0x0802_0000, 1), Err(LayoutError::Unmapped { address: 0x0802_0000 }));
+        assert_eq!(
+            l.check_writeable(0x0800_4fff, 2),
+            Err(LayoutError::Access {
+                address: 0x0800_4fff,
+                access: "writeable"
+            })
+        );
+        assert_eq!(
+            l.check_writeable(0x0802_0000, 1),
+            Err(LayoutError::Unmapped {
+                address: 0x0802_0000
+            })
+        );
         let mut pages = l.pages_to_erase(0x0800_5001, 2048).unwrap();
-        assert_eq!(pages.next(), Some(Page { address: 0x0800_5000, size: 1024 }));
-        assert_eq!(pages.next(), Some(Page { address: 0x0800_5400, size: 1024 }));
-        assert_eq!(pages.next(), Some(Page { address: 0x0800_5800, size: 1024 }));
+        assert_eq!(
+            pages.next(),
+            Some(Page {
+                address: 0x0800_5000,
+                size: 1024
+            })
+        );
+        assert_eq!(
+            pages.next(),
+            Some(Page {
+                address: 0x0800_5400,
+                size: 1024
+            })
+        );
+        assert_eq!(
+            pages.next(),
+            Some(Page {
+                address: 0x0800_5800,
+                size: 1024
+            })
+        );
         assert_eq!(pages.next(), None);
         assert_eq!(l.pages_to_erase(0x0800_5000, 0).unwrap().count(), 0);
     }
 
     #[test]
     fn mixed_sector_sizes_use_the_segment_page_size() {
-        let l = MemoryLayout::parse("@Internal Flash   /0x08000000/03*016Ka,01*016Kg,01*064Kg,07*128Kg").unwrap();
+        let l = MemoryLayout::parse(
+            "@Internal Flash   /0x08000000/03*016Ka,01*016Kg,01*064Kg,07*128Kg",
+        )
+        .unwrap();
         let pages: [Option<Page>; 4] = {
             let mut it = l.pages_to_erase(0x0800_c000, 0x0001_4001).unwrap();
             [it.next(), it.next(), it.next(), it.next()]
@@ -550,9 +639,18 @@ mod tests {
         assert_eq!(
             pages,
             [
-                Some(Page { address: 0x0800_c000, size: 16384 }),
-                Some(Page { address: 0x0801_0000, size: 65536 }),
-                Some(Page { address: 0x0802_0000, size: 131072 }),
+                Some(Page {
+                    address: 0x0800_c000,
+                    size: 16384
+                }),
+                Some(Page {
+                    address: 0x0801_0000,
+                    size: 65536
+                }),
+                Some(Page {
+                    address: 0x0802_0000,
+                    size: 131072
+                }),
                 None
             ]
         );
@@ -561,24 +659,36 @@ mod tests {
     #[test]
     fn rw_segments_need_no_erase() {
         let l = MemoryLayout::parse("@Option Bytes  /0x1FFFC000/01*016 e").unwrap();
-        assert_eq!(l.warnings().next(), Some(LayoutWarning::MultiplierAssumedBytes(b' ')));
+        assert_eq!(
+            l.warnings().next(),
+            Some(LayoutWarning::MultiplierAssumedBytes(b' '))
+        );
         assert!(l.is_writeable(0x1fff_c000, 16));
         assert_eq!(l.pages_to_erase(0x1fff_c000, 16).unwrap().count(), 0);
     }
 
     #[test]
     fn oddities() {
-        assert_eq!(MemoryLayout::parse("Internal Flash"), Err(LayoutError::NoName));
+        assert_eq!(
+            MemoryLayout::parse("Internal Flash"),
+            Err(LayoutError::NoName)
+        );
         assert_eq!(MemoryLayout::parse("@/0x0/1*1Kg"), Err(LayoutError::NoName));
         assert_eq!(MemoryLayout::parse(""), Err(LayoutError::NoName));
-        assert_eq!(MemoryLayout::parse("@Name only"), Err(LayoutError::NoSegments));
+        assert_eq!(
+            MemoryLayout::parse("@Name only"),
+            Err(LayoutError::NoSegments)
+        );
         // A type letter in the multiplier position.
         let mut s = segs("@X/0x100/2*16g");
         assert_eq!(s.next(), Some((0x100, 0x11f, 16, 7)));
         // Multi-character type: skipped, and the parse cannot resume past it.
         let l = MemoryLayout::parse("@X/0x0/1*1Kg,1*1Kgg,1*1Ka").unwrap();
         assert_eq!(l.segments().count(), 1);
-        assert_eq!(l.warnings().next(), Some(LayoutWarning::TypeUnreadable { segment: 2 }));
+        assert_eq!(
+            l.warnings().next(),
+            Some(LayoutWarning::TypeUnreadable { segment: 2 })
+        );
         // Several regions.
         let mut s = segs("@X/0x0/1*1Ka/0x100/1*2Bg");
         assert_eq!(s.next(), Some((0, 1023, 1024, 1)));
@@ -590,6 +700,12 @@ mod tests {
         let mut s = segs("@X/0x-1/ +1*4294967297Bg");
         assert_eq!(s.next(), Some((0xffff_ffff, 0xffff_ffff, 1, 7)));
         // A NUL ends the string.
-        assert_eq!(MemoryLayout::parse("@X/0x0/1*1Kg\0,1*1Kg").unwrap().segments().count(), 1);
+        assert_eq!(
+            MemoryLayout::parse("@X/0x0/1*1Kg\0,1*1Kg")
+                .unwrap()
+                .segments()
+                .count(),
+            1
+        );
     }
 }

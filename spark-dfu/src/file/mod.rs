@@ -104,14 +104,20 @@ impl<'a> DfuFile<'a> {
     }
 
     /// Opens a file as dfu-util's `dfu_load_file` does under the given policies.
-    pub fn load(bytes: &'a [u8], suffix: SuffixPolicy, prefix: PrefixPolicy) -> Result<Self, FileError> {
+    pub fn load(
+        bytes: &'a [u8],
+        suffix: SuffixPolicy,
+        prefix: PrefixPolicy,
+    ) -> Result<Self, FileError> {
         let (found, problem) = match Suffix::parse(bytes) {
             Ok(s) => (Some(s), None),
             Err(e) if e.is_dfu_util_soft() => (None, Some(e)),
             Err(e) => return Err(FileError::Suffix(e)),
         };
         match (suffix, found, problem) {
-            (SuffixPolicy::Required, None, Some(reason)) => return Err(FileError::SuffixRequired(reason)),
+            (SuffixPolicy::Required, None, Some(reason)) => {
+                return Err(FileError::SuffixRequired(reason));
+            }
             (SuffixPolicy::Forbidden, Some(_), _) => return Err(FileError::SuffixPresent),
             _ => {}
         }
@@ -120,11 +126,19 @@ impl<'a> DfuFile<'a> {
         let (found_prefix, prefix_problem) = match (prefix, probed) {
             (PrefixPolicy::Required, Ok(Some(p))) => (Some(p), None),
             (PrefixPolicy::Required, _) => return Err(FileError::PrefixRequired),
-            (PrefixPolicy::Forbidden, Ok(Some(_)) | Err(_)) => return Err(FileError::PrefixPresent),
+            (PrefixPolicy::Forbidden, Ok(Some(_)) | Err(_)) => {
+                return Err(FileError::PrefixPresent);
+            }
             (_, Ok(p)) => (p, None),
             (PrefixPolicy::Optional, Err(e)) => (None, Some(e)),
         };
-        Ok(Self { bytes, suffix: found, suffix_problem: problem, prefix: found_prefix, prefix_problem })
+        Ok(Self {
+            bytes,
+            suffix: found,
+            suffix_problem: problem,
+            prefix: found_prefix,
+            prefix_problem,
+        })
     }
 
     /// The whole file.
@@ -159,7 +173,11 @@ impl<'a> DfuFile<'a> {
     }
 
     /// Opens a file for an edit: dfu-util cannot rewrite a file whose prefix does not fit.
-    fn load_for_edit(bytes: &'a [u8], suffix: SuffixPolicy, prefix: PrefixPolicy) -> Result<Self, FileError> {
+    fn load_for_edit(
+        bytes: &'a [u8],
+        suffix: SuffixPolicy,
+        prefix: PrefixPolicy,
+    ) -> Result<Self, FileError> {
         let file = Self::load(bytes, suffix, prefix)?;
         match file.prefix_problem {
             Some(e) => Err(FileError::Prefix(e)),
@@ -172,7 +190,7 @@ impl<'a> DfuFile<'a> {
     }
 
     fn prefix_len(&self) -> usize {
-        self.prefix.map_or(0, |p| p.len())
+        self.prefix.map_or(0, |p| p.encoded_len())
     }
 
     /// The firmware: the bytes between the prefix and the suffix.
@@ -190,7 +208,9 @@ impl<'a> DfuFile<'a> {
     /// The length [`store`](Self::store) writes.
     #[must_use]
     pub fn store_len(&self, suffix: Option<SuffixRepr>, prefix: Option<PrefixRepr>) -> usize {
-        prefix.map_or(0, |p| p.len()) + self.firmware().len() + if suffix.is_some() { SUFFIX_LEN } else { 0 }
+        prefix.map_or(0, |p| p.encoded_len())
+            + self.firmware().len()
+            + if suffix.is_some() { SUFFIX_LEN } else { 0 }
     }
 
     /// Writes the firmware with the given prefix and suffix into `out` (dfu-util's `dfu_store_file`); returns
@@ -231,7 +251,11 @@ impl<'a> DfuFile<'a> {
 
     /// `dfu-suffix -a`: adds `suffix` to `input`, which must not have a valid one; a prefix is kept (rewritten).
     /// Returns the output length.
-    pub fn add_suffix(input: &[u8], suffix: SuffixRepr, out: &mut [u8]) -> Result<usize, EditError> {
+    pub fn add_suffix(
+        input: &[u8],
+        suffix: SuffixRepr,
+        out: &mut [u8],
+    ) -> Result<usize, EditError> {
         let file = DfuFile::load_for_edit(input, SuffixPolicy::Forbidden, PrefixPolicy::Optional)?;
         Ok(file.store(Some(suffix), file.kept_prefix(), out)?)
     }
@@ -243,20 +267,32 @@ impl<'a> DfuFile<'a> {
     }
 
     /// Replaces the suffix of a file that has a valid one (`dfu-suffix -D` then `-a`).
-    pub fn rewrite_suffix(input: &[u8], suffix: SuffixRepr, out: &mut [u8]) -> Result<usize, EditError> {
+    pub fn rewrite_suffix(
+        input: &[u8],
+        suffix: SuffixRepr,
+        out: &mut [u8],
+    ) -> Result<usize, EditError> {
         let file = DfuFile::load_for_edit(input, SuffixPolicy::Required, PrefixPolicy::Optional)?;
         Ok(file.store(Some(suffix), file.kept_prefix(), out)?)
     }
 
     /// `dfu-prefix -a`: adds `prefix`; the file must not have one. An existing suffix is kept with a new CRC.
-    pub fn add_prefix(input: &[u8], prefix: PrefixRepr, out: &mut [u8]) -> Result<usize, EditError> {
+    pub fn add_prefix(
+        input: &[u8],
+        prefix: PrefixRepr,
+        out: &mut [u8],
+    ) -> Result<usize, EditError> {
         let file = DfuFile::load_for_edit(input, SuffixPolicy::Optional, PrefixPolicy::Forbidden)?;
         Ok(file.store(file.kept_suffix(), Some(prefix), out)?)
     }
 
     /// `dfu-prefix -D`: removes the prefix (of kind `kind`, when given). An existing suffix is kept with a new
     /// CRC.
-    pub fn remove_prefix(input: &[u8], kind: Option<PrefixKind>, out: &mut [u8]) -> Result<usize, EditError> {
+    pub fn remove_prefix(
+        input: &[u8],
+        kind: Option<PrefixKind>,
+        out: &mut [u8],
+    ) -> Result<usize, EditError> {
         let file = DfuFile::load_for_edit(input, SuffixPolicy::Optional, PrefixPolicy::Required)?;
         if kind.is_some_and(|k| file.prefix.map(|p| p.kind()) != Some(k)) {
             return Err(FileError::WrongPrefixKind.into());
@@ -266,7 +302,10 @@ impl<'a> DfuFile<'a> {
 
     /// [`add_suffix`](Self::add_suffix) into a new vector.
     #[cfg(feature = "alloc")]
-    pub fn add_suffix_to_vec(input: &[u8], suffix: SuffixRepr) -> Result<alloc::vec::Vec<u8>, FileError> {
+    pub fn add_suffix_to_vec(
+        input: &[u8],
+        suffix: SuffixRepr,
+    ) -> Result<alloc::vec::Vec<u8>, FileError> {
         let file = DfuFile::load_for_edit(input, SuffixPolicy::Forbidden, PrefixPolicy::Optional)?;
         Ok(file.store_to_vec(Some(suffix), file.kept_prefix()))
     }
@@ -274,7 +313,11 @@ impl<'a> DfuFile<'a> {
     /// [`store`](Self::store) into a new vector.
     #[cfg(feature = "alloc")]
     #[must_use]
-    pub fn store_to_vec(&self, suffix: Option<SuffixRepr>, prefix: Option<PrefixRepr>) -> alloc::vec::Vec<u8> {
+    pub fn store_to_vec(
+        &self,
+        suffix: Option<SuffixRepr>,
+        prefix: Option<PrefixRepr>,
+    ) -> alloc::vec::Vec<u8> {
         let mut out = alloc::vec![0u8; self.store_len(suffix, prefix)];
         // Sized by store_len, so this cannot fail.
         let _ = self.store(suffix, prefix, &mut out);
@@ -308,7 +351,10 @@ mod tests {
         let n = DfuFile::add_suffix(&raw32(), SuffixRepr::default(), &mut a).unwrap();
         assert_eq!(n, 48);
         let mut b = [0u8; 48];
-        assert_eq!(DfuFile::add_suffix(&a, SuffixRepr::default(), &mut b), Err(FileError::SuffixPresent.into()));
+        assert_eq!(
+            DfuFile::add_suffix(&a, SuffixRepr::default(), &mut b),
+            Err(FileError::SuffixPresent.into())
+        );
         let n = DfuFile::remove_suffix(&a, &mut b).unwrap();
         assert_eq!(b[..n], raw32());
         assert_eq!(
@@ -322,13 +368,23 @@ mod tests {
         let mut a = [0u8; 48];
         DfuFile::add_suffix(&raw32(), SuffixRepr::default(), &mut a).unwrap();
         a[47] ^= 1;
-        assert!(matches!(DfuFile::parse(&a), Err(FileError::Suffix(SuffixError::BadCrc { .. }))));
+        assert!(matches!(
+            DfuFile::parse(&a),
+            Err(FileError::Suffix(SuffixError::BadCrc { .. }))
+        ));
         let lenient = DfuFile::load(&a, SuffixPolicy::Optional, PrefixPolicy::Optional).unwrap();
         assert!(lenient.suffix().is_none());
-        assert_eq!(lenient.payload().len(), 48, "dfu-util sends the damaged suffix as payload");
+        assert_eq!(
+            lenient.payload().len(),
+            48,
+            "dfu-util sends the damaged suffix as payload"
+        );
         // And since it is "suffix-less", dfu-suffix -a happily adds a second one.
         let mut b = [0u8; 64];
-        assert_eq!(DfuFile::add_suffix(&a, SuffixRepr::default(), &mut b), Ok(64));
+        assert_eq!(
+            DfuFile::add_suffix(&a, SuffixRepr::default(), &mut b),
+            Ok(64)
+        );
     }
 
     #[test]
@@ -338,7 +394,13 @@ mod tests {
         let mut b = [0u8; 56];
         DfuFile::add_suffix(&a, SuffixRepr::for_device(0x1cbe, 0x00ff), &mut b).unwrap();
         let f = DfuFile::parse(&b).unwrap();
-        assert_eq!(f.prefix(), Some(Prefix::Lmdfu { address: 0x2000, payload_len: 32 }));
+        assert_eq!(
+            f.prefix(),
+            Some(Prefix::Lmdfu {
+                address: 0x2000,
+                payload_len: 32
+            })
+        );
         assert_eq!(f.suffix().unwrap().crc, 0xA8D6_95E6);
         assert_eq!(f.firmware(), raw32());
         let mut c = [0u8; 48];
@@ -348,8 +410,17 @@ mod tests {
         );
         let n = DfuFile::remove_prefix(&b, None, &mut c).unwrap();
         assert_eq!(n, 48);
-        assert_eq!(DfuFile::parse(&c).unwrap().suffix().unwrap().crc, 0xAF42_58CD);
-        assert_eq!(DfuFile::add_prefix(&b, PrefixRepr::Lpc, &mut c), Err(FileError::PrefixPresent.into()));
-        assert_eq!(DfuFile::remove_prefix(&c, None, &mut a), Err(FileError::PrefixRequired.into()));
+        assert_eq!(
+            DfuFile::parse(&c).unwrap().suffix().unwrap().crc,
+            0xAF42_58CD
+        );
+        assert_eq!(
+            DfuFile::add_prefix(&b, PrefixRepr::Lpc, &mut c),
+            Err(FileError::PrefixPresent.into())
+        );
+        assert_eq!(
+            DfuFile::remove_prefix(&c, None, &mut a),
+            Err(FileError::PrefixRequired.into())
+        );
     }
 }

@@ -27,7 +27,7 @@ pub enum PrefixKind {
 impl PrefixKind {
     /// The prefix length in bytes.
     #[must_use]
-    pub fn len(self) -> usize {
+    pub fn encoded_len(self) -> usize {
         match self {
             Self::Lmdfu => LMDFU_LEN,
             Self::Lpc => LPC_LEN,
@@ -64,8 +64,8 @@ impl Prefix {
 
     /// The prefix length in bytes.
     #[must_use]
-    pub fn len(&self) -> usize {
-        self.kind().len()
+    pub fn encoded_len(&self) -> usize {
+        self.kind().encoded_len()
     }
 
     /// The size dfu-prefix prints for an LPC prefix, in KiB (`p[2] >> 1 | p[3] << 7`, which rounds down: a
@@ -102,21 +102,33 @@ pub fn probe(file: &[u8], suffix_len: usize) -> Result<Option<Prefix>, PrefixErr
     let (prefix, len) = if p[0] == 0x01 && p[1] == 0x00 {
         let payload_len = le32(p, 4);
         // dfu-util computes this in 32 bits; a wrap-around can match only a corrupt file, caught below.
-        let expected = (total as u32).wrapping_sub(LMDFU_LEN as u32).wrapping_sub(suffix_len as u32);
+        let expected = (total as u32)
+            .wrapping_sub(LMDFU_LEN as u32)
+            .wrapping_sub(suffix_len as u32);
         if payload_len != expected {
             return Ok(None);
         }
-        (Prefix::Lmdfu { address: u32::from(le16(p, 2)) * 1024, payload_len }, LMDFU_LEN)
+        (
+            Prefix::Lmdfu {
+                address: u32::from(le16(p, 2)) * 1024,
+                payload_len,
+            },
+            LMDFU_LEN,
+        )
     } else if p[0] & 0x3f == 0x1a && p[1] & 0x3f == 0x3f {
         if total < LPC_LEN {
-            return Err(PrefixError::Truncated { kind: PrefixKind::Lpc });
+            return Err(PrefixError::Truncated {
+                kind: PrefixKind::Lpc,
+            });
         }
         (Prefix::Lpc { blocks: le16(p, 2) }, LPC_LEN)
     } else {
         return Ok(None);
     };
     if len + suffix_len > total {
-        return Err(PrefixError::Truncated { kind: prefix.kind() });
+        return Err(PrefixError::Truncated {
+            kind: prefix.kind(),
+        });
     }
     Ok(Some(prefix))
 }
@@ -155,8 +167,8 @@ impl PrefixRepr {
 
     /// The prefix length in bytes.
     #[must_use]
-    pub fn len(&self) -> usize {
-        self.kind().len()
+    pub fn encoded_len(&self) -> usize {
+        self.kind().encoded_len()
     }
 
     /// Writes the prefix into `out`.
@@ -165,7 +177,7 @@ impl PrefixRepr {
     /// between prefix and suffix); for LPC the input file's length without its suffix (rounded up to 512-byte
     /// blocks — dfu-util counts an existing prefix in it when it rewrites one).
     pub fn emit(&self, length_basis: u32, out: &mut [u8]) -> Result<usize, InsufficientSize> {
-        let len = self.len();
+        let len = self.encoded_len();
         ensure_len(out, len)?;
         let out = &mut out[..len];
         match *self {
@@ -196,9 +208,17 @@ mod tests {
     #[test]
     fn lmdfu_bytes_and_probe() {
         let mut file = [0u8; 40];
-        PrefixRepr::Lmdfu { address: 0x2001 }.emit(32, &mut file).unwrap();
+        PrefixRepr::Lmdfu { address: 0x2001 }
+            .emit(32, &mut file)
+            .unwrap();
         assert_eq!(file[..8], [0x01, 0x00, 0x08, 0x00, 0x20, 0, 0, 0]);
-        assert_eq!(probe(&file, 0), Ok(Some(Prefix::Lmdfu { address: 0x2000, payload_len: 32 })));
+        assert_eq!(
+            probe(&file, 0),
+            Ok(Some(Prefix::Lmdfu {
+                address: 0x2000,
+                payload_len: 32
+            }))
+        );
         // With a 16-byte suffix the length no longer matches: no prefix.
         assert_eq!(probe(&file, 16), Ok(None));
     }
@@ -207,12 +227,27 @@ mod tests {
     fn lpc_bytes_and_probe() {
         let mut file = [0u8; 48];
         PrefixRepr::Lpc.emit(32, &mut file).unwrap();
-        assert_eq!(file[..16], [0x1a, 0x3f, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            file[..16],
+            [
+                0x1a, 0x3f, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff
+            ]
+        );
         let p = probe(&file, 0).unwrap().unwrap();
         assert_eq!(p, Prefix::Lpc { blocks: 1 });
         assert_eq!(p.lpc_size_kib(), Some(0));
-        assert_eq!(probe(&file, 40), Err(PrefixError::Truncated { kind: PrefixKind::Lpc }));
-        assert_eq!(probe(&file[..12], 0), Err(PrefixError::Truncated { kind: PrefixKind::Lpc }));
+        assert_eq!(
+            probe(&file, 40),
+            Err(PrefixError::Truncated {
+                kind: PrefixKind::Lpc
+            })
+        );
+        assert_eq!(
+            probe(&file[..12], 0),
+            Err(PrefixError::Truncated {
+                kind: PrefixKind::Lpc
+            })
+        );
         // Only the low six bits are compared.
         file[0] = 0xda;
         file[1] = 0x7f;

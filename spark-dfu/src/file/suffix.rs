@@ -78,7 +78,10 @@ impl SuffixError {
     /// payload; this crate's strict readers refuse it instead.
     #[must_use]
     pub fn is_dfu_util_soft(&self) -> bool {
-        matches!(self, Self::TooShort { .. } | Self::BadSignature | Self::BadCrc { .. })
+        matches!(
+            self,
+            Self::TooShort { .. } | Self::BadSignature | Self::BadCrc { .. }
+        )
     }
 
     /// Whether the file plainly has no suffix (too short or no signature), as opposed to a damaged one.
@@ -128,7 +131,10 @@ impl Suffix {
             return Err(SuffixError::UnsupportedLength(length));
         }
         if usize::from(length) > len {
-            return Err(SuffixError::LengthExceedsFile { length, file_len: len });
+            return Err(SuffixError::LengthExceedsFile {
+                length,
+                file_len: len,
+            });
         }
         Ok(Self {
             bcd_device: le16(s, field::BCD_DEVICE.start),
@@ -160,7 +166,8 @@ impl Suffix {
     /// Whether a device with these USB ids matches the file (0xFFFF in the file matches anything).
     #[must_use]
     pub fn matches_device(&self, vendor: u16, product: u16) -> bool {
-        (self.id_vendor == 0xFFFF || self.id_vendor == vendor) && (self.id_product == 0xFFFF || self.id_product == product)
+        (self.id_vendor == 0xFFFF || self.id_vendor == vendor)
+            && (self.id_product == 0xFFFF || self.id_product == product)
     }
 }
 
@@ -180,7 +187,12 @@ pub struct SuffixRepr {
 impl Default for SuffixRepr {
     /// dfu-suffix's defaults: any device (0xFFFF everywhere), `bcdDFU` 0x0100.
     fn default() -> Self {
-        Self { bcd_device: 0xFFFF, id_product: 0xFFFF, id_vendor: 0xFFFF, bcd_dfu: BCD_DFU_1_0 }
+        Self {
+            bcd_device: 0xFFFF,
+            id_product: 0xFFFF,
+            id_vendor: 0xFFFF,
+            bcd_dfu: BCD_DFU_1_0,
+        }
     }
 }
 
@@ -188,7 +200,11 @@ impl SuffixRepr {
     /// A suffix for the given USB ids, any `bcdDevice`, `bcdDFU` 0x0100.
     #[must_use]
     pub fn for_device(id_vendor: u16, id_product: u16) -> Self {
-        Self { id_vendor, id_product, ..Self::default() }
+        Self {
+            id_vendor,
+            id_product,
+            ..Self::default()
+        }
     }
 
     /// The first 12 bytes of the suffix (everything the CRC covers).
@@ -251,7 +267,10 @@ mod tests {
         assert_eq!(SuffixRepr::default().append(&raw32(), &mut out), Ok(48));
         assert_eq!(
             out[32..],
-            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01, 0x55, 0x46, 0x44, 0x10, 0x7f, 0x2a, 0x72, 0x31]
+            [
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01, 0x55, 0x46, 0x44, 0x10, 0x7f, 0x2a,
+                0x72, 0x31
+            ]
         );
         let s = Suffix::parse(&out).unwrap();
         assert_eq!(s.crc, 0x3172_2A7F);
@@ -261,7 +280,10 @@ mod tests {
 
     #[test]
     fn spark_suffix_bytes() {
-        let repr = SuffixRepr { bcd_device: 0x0200, ..SuffixRepr::for_device(0x1d50, 0x607f) };
+        let repr = SuffixRepr {
+            bcd_device: 0x0200,
+            ..SuffixRepr::for_device(0x1d50, 0x607f)
+        };
         let mut out = [0u8; 48];
         repr.append(&raw32(), &mut out).unwrap();
         assert_eq!(Suffix::parse(&out).unwrap().crc, 0x5147_B781);
@@ -271,12 +293,21 @@ mod tests {
 
     #[test]
     fn order_of_checks() {
-        assert_eq!(Suffix::parse(&[0u8; 15]), Err(SuffixError::TooShort { len: 15 }));
+        assert_eq!(
+            Suffix::parse(&[0u8; 15]),
+            Err(SuffixError::TooShort { len: 15 })
+        );
         assert_eq!(Suffix::parse(&raw32()), Err(SuffixError::BadSignature));
         let mut out = [0u8; 48];
         SuffixRepr::default().append(&raw32(), &mut out).unwrap();
         out[47] ^= 1;
-        assert!(matches!(Suffix::parse(&out), Err(SuffixError::BadCrc { stored: 0x3072_2A7F, computed: 0x3172_2A7F })));
+        assert!(matches!(
+            Suffix::parse(&out),
+            Err(SuffixError::BadCrc {
+                stored: 0x3072_2A7F,
+                computed: 0x3172_2A7F
+            })
+        ));
         // A bad signature wins over a bad CRC, as in dfu-util.
         out[42] = b'X';
         assert_eq!(Suffix::parse(&out), Err(SuffixError::BadSignature));
@@ -289,7 +320,13 @@ mod tests {
         for (len, expect) in [
             (8u8, Err(SuffixError::UnsupportedLength(8))),
             (15, Err(SuffixError::UnsupportedLength(15))),
-            (49, Err(SuffixError::LengthExceedsFile { length: 49, file_len: 48 })),
+            (
+                49,
+                Err(SuffixError::LengthExceedsFile {
+                    length: 49,
+                    file_len: 48,
+                }),
+            ),
         ] {
             out[43] = len;
             let crc = jamcrc(&out[..44]);
@@ -307,6 +344,9 @@ mod tests {
     #[test]
     fn small_buffer_is_reported() {
         let mut out = [0u8; 47];
-        assert_eq!(SuffixRepr::default().append(&raw32(), &mut out), Err(InsufficientSize { required: 48 }));
+        assert_eq!(
+            SuffixRepr::default().append(&raw32(), &mut out),
+            Err(InsufficientSize { required: 48 })
+        );
     }
 }

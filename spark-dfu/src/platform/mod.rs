@@ -194,41 +194,99 @@ pub const CORE_INTERNAL_FLASH: &str = "@Internal Flash  /0x08000000/20*001Ka,108
 /// The Spark Core's alt 1 string, byte for byte.
 pub const CORE_SPI_FLASH: &str = "@SPI Flash : SST25x/0x00000000/512*04Kg";
 /// The Photon's alt 0 string as captured by `dfu-util -l` (three spaces).
-pub const PHOTON_INTERNAL_FLASH: &str = "@Internal Flash   /0x08000000/03*016Ka,01*016Kg,01*064Kg,07*128Kg";
+pub const PHOTON_INTERNAL_FLASH: &str =
+    "@Internal Flash   /0x08000000/03*016Ka,01*016Kg,01*064Kg,07*128Kg";
 /// The Photon's alt 1 string as captured.
 pub const PHOTON_DCT_FLASH: &str = "@DCT Flash   /0x00000000/01*016Kg";
 /// The Electron's alt 0 string as captured (one space).
-pub const ELECTRON_INTERNAL_FLASH: &str = "@Internal Flash /0x08000000/03*016Ka,01*016Kg,01*064Kg,07*128Kg";
+pub const ELECTRON_INTERNAL_FLASH: &str =
+    "@Internal Flash /0x08000000/03*016Ka,01*016Kg,01*064Kg,07*128Kg";
 /// The Electron's alt 1 string as captured.
 pub const ELECTRON_DCT_FLASH: &str = "@DCT Flash /0x00000000/01*016Kg";
 
 const CORE_ALTS: &[AltSetting] = &[
-    AltSetting { alt: 0, storage: Storage::InternalFlash, layout: Some(CORE_INTERNAL_FLASH) },
-    AltSetting { alt: 1, storage: Storage::ExternalFlash, layout: Some(CORE_SPI_FLASH) },
+    AltSetting {
+        alt: 0,
+        storage: Storage::InternalFlash,
+        layout: Some(CORE_INTERNAL_FLASH),
+    },
+    AltSetting {
+        alt: 1,
+        storage: Storage::ExternalFlash,
+        layout: Some(CORE_SPI_FLASH),
+    },
 ];
 // The P1 shares the Photon's bootloader; its strings have not been captured separately.
 const PHOTON_ALTS: &[AltSetting] = &[
-    AltSetting { alt: 0, storage: Storage::InternalFlash, layout: Some(PHOTON_INTERNAL_FLASH) },
-    AltSetting { alt: 1, storage: Storage::Dct, layout: Some(PHOTON_DCT_FLASH) },
+    AltSetting {
+        alt: 0,
+        storage: Storage::InternalFlash,
+        layout: Some(PHOTON_INTERNAL_FLASH),
+    },
+    AltSetting {
+        alt: 1,
+        storage: Storage::Dct,
+        layout: Some(PHOTON_DCT_FLASH),
+    },
 ];
 const P1_ALTS: &[AltSetting] = &[
-    AltSetting { alt: 0, storage: Storage::InternalFlash, layout: None },
-    AltSetting { alt: 1, storage: Storage::Dct, layout: None },
+    AltSetting {
+        alt: 0,
+        storage: Storage::InternalFlash,
+        layout: None,
+    },
+    AltSetting {
+        alt: 1,
+        storage: Storage::Dct,
+        layout: None,
+    },
 ];
 const ELECTRON_ALTS: &[AltSetting] = &[
-    AltSetting { alt: 0, storage: Storage::InternalFlash, layout: Some(ELECTRON_INTERNAL_FLASH) },
-    AltSetting { alt: 1, storage: Storage::Dct, layout: Some(ELECTRON_DCT_FLASH) },
+    AltSetting {
+        alt: 0,
+        storage: Storage::InternalFlash,
+        layout: Some(ELECTRON_INTERNAL_FLASH),
+    },
+    AltSetting {
+        alt: 1,
+        storage: Storage::Dct,
+        layout: Some(ELECTRON_DCT_FLASH),
+    },
 ];
 const GEN3_ALTS: &[AltSetting] = &[
-    AltSetting { alt: 0, storage: Storage::InternalFlash, layout: None },
-    AltSetting { alt: 1, storage: Storage::Dct, layout: None },
-    AltSetting { alt: 2, storage: Storage::ExternalFlash, layout: None },
+    AltSetting {
+        alt: 0,
+        storage: Storage::InternalFlash,
+        layout: None,
+    },
+    AltSetting {
+        alt: 1,
+        storage: Storage::Dct,
+        layout: None,
+    },
+    AltSetting {
+        alt: 2,
+        storage: Storage::ExternalFlash,
+        layout: None,
+    },
 ];
 const SOM_ALTS: &[AltSetting] = &[
-    AltSetting { alt: 0, storage: Storage::InternalFlash, layout: None },
-    AltSetting { alt: 2, storage: Storage::ExternalFlash, layout: None },
+    AltSetting {
+        alt: 0,
+        storage: Storage::InternalFlash,
+        layout: None,
+    },
+    AltSetting {
+        alt: 2,
+        storage: Storage::ExternalFlash,
+        layout: None,
+    },
 ];
-const INTERNAL_ONLY: &[AltSetting] = &[AltSetting { alt: 0, storage: Storage::InternalFlash, layout: None }];
+const INTERNAL_ONLY: &[AltSetting] = &[AltSetting {
+    alt: 0,
+    storage: Storage::InternalFlash,
+    layout: None,
+}];
 
 /// DCT offsets of the keys on Gen 2 and Gen 3 (particle-cli `keys-specs.js`, Device OS `application_dct_t`).
 pub mod dct {
@@ -407,7 +465,10 @@ impl Platform {
     /// The captured memory-layout string of an alt setting.
     #[must_use]
     pub fn layout(self, alt: u8) -> Option<&'static str> {
-        self.alt_settings().iter().find(|a| a.alt == alt).and_then(|a| a.layout)
+        self.alt_settings()
+            .iter()
+            .find(|a| a.alt == alt)
+            .and_then(|a| a.layout)
     }
 
     /// Device behaviour a DFU host must handle.
@@ -454,8 +515,12 @@ impl Platform {
             (Self::Core, I::ServerPublicKey) => Some(at(1, c::SERVER_PUBLIC_KEY, 2048)),
             (Self::Core, I::ServerAddress) => Some(at(1, c::SERVER_ADDRESS, 128)),
             (Self::Core, I::DevicePrivateKey) => Some(at(1, c::DEVICE_PRIVATE_KEY, 1024)),
-            (Self::Core, I::UserData) => Some(at(1, c::USER_DATA, c::EXTERNAL_FLASH_END - c::USER_DATA)),
-            (Self::Photon | Self::P1 | Self::Electron, I::Bootloader) => Some(at(0, 0x0800_0000, 0x4000)),
+            (Self::Core, I::UserData) => {
+                Some(at(1, c::USER_DATA, c::EXTERNAL_FLASH_END - c::USER_DATA))
+            }
+            (Self::Photon | Self::P1 | Self::Electron, I::Bootloader) => {
+                Some(at(0, 0x0800_0000, 0x4000))
+            }
             (Self::Photon | Self::P1, I::UserFirmware) => Some(at(0, 0x080A_0000, 0x2_0000)),
             (Self::Photon | Self::P1, I::FactoryImage) => Some(at(0, 0x080E_0000, 0x2_0000)),
             (Self::Photon | Self::P1, I::SystemPart(1)) => Some(at(0, 0x0802_0000, 0x4_0000)),
@@ -466,11 +531,16 @@ impl Platform {
             (Self::Electron, I::SystemPart(2)) => Some(at(0, 0x0804_0000, 0x2_0000)),
             (Self::Electron, I::SystemPart(3)) => Some(at(0, 0x0806_0000, 0x2_0000)),
             (_, I::OtaStaging) if gen2 => Some(at(0, 0x080C_0000, 0x2_0000)),
-            (Self::Argon | Self::Boron | Self::Xenon, I::UserFirmware) => Some(at(0, 0x000D_4000, 0x2_0000)),
-            (Self::Argon | Self::Boron | Self::Xenon, I::RadioStack) => Some(at(0, 0x0000_1000, 0x2_5000)),
-            (Self::Argon | Self::Boron | Self::Xenon | Self::ASom | Self::BSom | Self::XSom, I::FactoryImage) => {
-                Some(at(2, 0x0020_0000, 0x2_0000))
+            (Self::Argon | Self::Boron | Self::Xenon, I::UserFirmware) => {
+                Some(at(0, 0x000D_4000, 0x2_0000))
             }
+            (Self::Argon | Self::Boron | Self::Xenon, I::RadioStack) => {
+                Some(at(0, 0x0000_1000, 0x2_5000))
+            }
+            (
+                Self::Argon | Self::Boron | Self::Xenon | Self::ASom | Self::BSom | Self::XSom,
+                I::FactoryImage,
+            ) => Some(at(2, 0x0020_0000, 0x2_0000)),
             (Self::B5Som | Self::Tracker, I::FactoryImage) => Some(at(2, 0x0060_0000, 0x2_0000)),
             (_, I::DevicePrivateKey) if gen2 || gen3_dct => {
                 Some(at(1, dct::DEVICE_PRIVATE_KEY, dct::DEVICE_PRIVATE_KEY_LEN))
@@ -478,13 +548,19 @@ impl Platform {
             (_, I::ServerPublicKey) if gen2 || gen3_dct => {
                 Some(at(1, dct::SERVER_PUBLIC_KEY, dct::SERVER_PUBLIC_KEY_LEN))
             }
-            (_, I::ServerAddress) if gen2 || gen3_dct => Some(at(1, dct::SERVER_PUBLIC_KEY + 384, 128)),
-            (_, I::UdpDevicePrivateKey) if gen2 || gen3_dct => {
-                Some(at(1, dct::UDP_DEVICE_PRIVATE_KEY, dct::UDP_DEVICE_PRIVATE_KEY_LEN))
+            (_, I::ServerAddress) if gen2 || gen3_dct => {
+                Some(at(1, dct::SERVER_PUBLIC_KEY + 384, 128))
             }
-            (_, I::UdpServerPublicKey) if gen2 || gen3_dct => {
-                Some(at(1, dct::UDP_SERVER_PUBLIC_KEY, dct::UDP_SERVER_PUBLIC_KEY_LEN))
-            }
+            (_, I::UdpDevicePrivateKey) if gen2 || gen3_dct => Some(at(
+                1,
+                dct::UDP_DEVICE_PRIVATE_KEY,
+                dct::UDP_DEVICE_PRIVATE_KEY_LEN,
+            )),
+            (_, I::UdpServerPublicKey) if gen2 || gen3_dct => Some(at(
+                1,
+                dct::UDP_SERVER_PUBLIC_KEY,
+                dct::UDP_SERVER_PUBLIC_KEY_LEN,
+            )),
             _ => None,
         }
     }
@@ -495,7 +571,9 @@ impl Platform {
         match (self, self.transport()) {
             (Self::Core, _) => Some(server_key::KeyFormat::CORE),
             (_, Transport::Tcp) => Some(server_key::KeyFormat::DCT_RSA),
-            _ if self.location(Item::UdpServerPublicKey).is_some() => Some(server_key::KeyFormat::DCT_EC),
+            _ if self.location(Item::UdpServerPublicKey).is_some() => {
+                Some(server_key::KeyFormat::DCT_EC)
+            }
             _ => None,
         }
     }
@@ -512,18 +590,48 @@ mod tests {
         assert_eq!(core.dfu_usb(), usb(0x1d50, 0x607f));
         assert_eq!(core.runtime_usb(), usb(0x1d50, 0x607d));
         assert_eq!(core.transfer_size(), Some(1024));
-        assert_eq!(core.layout(0), Some("@Internal Flash  /0x08000000/20*001Ka,108*001Kg"));
-        assert_eq!(core.layout(1), Some("@SPI Flash : SST25x/0x00000000/512*04Kg"));
-        assert_eq!(core.location(Item::UserFirmware), Some(at(0, 0x0800_5000, 108 * 1024)));
-        assert_eq!(core.location(Item::FactoryImage), Some(at(1, 0x0002_0000, 0x2_0000)));
-        assert_eq!(core.location(Item::ServerPublicKey), Some(at(1, 0x1000, 2048)));
-        assert_eq!(core.location(Item::ServerAddress).map(|l| l.address), Some(0x1000 + 384));
-        assert_eq!(core.location(Item::DevicePrivateKey), Some(at(1, 0x2000, 1024)));
-        assert_eq!(core.location(Item::BackupImage).map(|l| l.address), Some(0x40000));
-        assert_eq!(core.location(Item::OtaStaging).map(|l| l.address), Some(0x60000));
+        assert_eq!(
+            core.layout(0),
+            Some("@Internal Flash  /0x08000000/20*001Ka,108*001Kg")
+        );
+        assert_eq!(
+            core.layout(1),
+            Some("@SPI Flash : SST25x/0x00000000/512*04Kg")
+        );
+        assert_eq!(
+            core.location(Item::UserFirmware),
+            Some(at(0, 0x0800_5000, 108 * 1024))
+        );
+        assert_eq!(
+            core.location(Item::FactoryImage),
+            Some(at(1, 0x0002_0000, 0x2_0000))
+        );
+        assert_eq!(
+            core.location(Item::ServerPublicKey),
+            Some(at(1, 0x1000, 2048))
+        );
+        assert_eq!(
+            core.location(Item::ServerAddress).map(|l| l.address),
+            Some(0x1000 + 384)
+        );
+        assert_eq!(
+            core.location(Item::DevicePrivateKey),
+            Some(at(1, 0x2000, 1024))
+        );
+        assert_eq!(
+            core.location(Item::BackupImage).map(|l| l.address),
+            Some(0x40000)
+        );
+        assert_eq!(
+            core.location(Item::OtaStaging).map(|l| l.address),
+            Some(0x60000)
+        );
         assert!(core.quirks().starts_in_dfu_error && core.quirks().resets_on_leave);
         assert_eq!(core.quirks().write_padding, 2);
-        assert_eq!(Platform::from_dfu_usb(usb(0x1d50, 0x607f)), Some(Platform::Core));
+        assert_eq!(
+            Platform::from_dfu_usb(usb(0x1d50, 0x607f)),
+            Some(Platform::Core)
+        );
     }
 
     #[test]
@@ -546,8 +654,13 @@ mod tests {
                 Item::ServerAddress,
                 Item::UserData,
             ] {
-                let Some(loc) = p.location(item) else { continue };
-                assert!(p.alt_settings().iter().any(|a| a.alt == loc.alt), "{p:?} {item:?}");
+                let Some(loc) = p.location(item) else {
+                    continue;
+                };
+                assert!(
+                    p.alt_settings().iter().any(|a| a.alt == loc.alt),
+                    "{p:?} {item:?}"
+                );
                 if let Some(layout) = p.layout(loc.alt) {
                     let l = MemoryLayout::parse(layout).unwrap();
                     let writable = l.is_writeable(loc.address, loc.len);

@@ -28,11 +28,23 @@ pub struct KeyFormat {
 
 impl KeyFormat {
     /// The Spark Core's 2048-byte image.
-    pub const CORE: Self = Self { len: 2048, address_offset: 384, port_offset: 450 };
+    pub const CORE: Self = Self {
+        len: 2048,
+        address_offset: 384,
+        port_offset: 450,
+    };
     /// The Gen 2/3 TCP (RSA) image in the DCT.
-    pub const DCT_RSA: Self = Self { len: 512, address_offset: 384, port_offset: 450 };
+    pub const DCT_RSA: Self = Self {
+        len: 512,
+        address_offset: 384,
+        port_offset: 450,
+    };
     /// The Gen 2/3 UDP (EC) image in the DCT.
-    pub const DCT_EC: Self = Self { len: 320, address_offset: 192, port_offset: 258 };
+    pub const DCT_EC: Self = Self {
+        len: 320,
+        address_offset: 192,
+        port_offset: 258,
+    };
 }
 
 /// The server's address, as recorded in the image.
@@ -121,7 +133,9 @@ pub fn der_len(bytes: &[u8]) -> Result<usize, KeyError> {
 /// The algorithm of a DER SubjectPublicKeyInfo or private key, by the OID it contains.
 #[must_use]
 pub fn key_kind(der: &[u8]) -> KeyKind {
-    const RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const RSA: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
     const EC: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
     let head = &der[..der.len().min(32)];
     if head.windows(RSA.len()).any(|w| w == RSA) {
@@ -150,28 +164,44 @@ impl<'a> ServerKeyImage<'a> {
     /// Reads an image of the given form.
     pub fn parse(image: &'a [u8], format: KeyFormat) -> Result<Self, KeyError> {
         if image.len() != format.len {
-            return Err(KeyError::WrongSize { expected: format.len, actual: image.len() });
+            return Err(KeyError::WrongSize {
+                expected: format.len,
+                actual: image.len(),
+            });
         }
         let len = der_len(image)?;
         let record = &image[format.address_offset..];
         let address = match record[0] {
             0xff => None,
             _ if len > format.address_offset => {
-                return Err(KeyError::KeyTooLong { len, room: format.address_offset });
+                return Err(KeyError::KeyTooLong {
+                    len,
+                    room: format.address_offset,
+                });
             }
-            0x00 if record[1] == 4 => Some(ServerAddress::Ipv4([record[2], record[3], record[4], record[5]])),
+            0x00 if record[1] == 4 => Some(ServerAddress::Ipv4([
+                record[2], record[3], record[4], record[5],
+            ])),
             0x01 => {
                 let n = usize::from(record[1]);
                 if format.address_offset + 2 + n > format.port_offset {
                     return Err(KeyError::BadAddress);
                 }
-                Some(ServerAddress::Domain { name: &record[2..2 + n], nul: record.get(2 + n) == Some(&0) })
+                Some(ServerAddress::Domain {
+                    name: &record[2..2 + n],
+                    nul: record.get(2 + n) == Some(&0),
+                })
             }
             _ => return Err(KeyError::BadAddress),
         };
         let port = u16::from_be_bytes([image[format.port_offset], image[format.port_offset + 1]]);
         let der = &image[..len];
-        Ok(Self { der, kind: key_kind(der), address, port: (port != 0xffff).then_some(port) })
+        Ok(Self {
+            der,
+            kind: key_kind(der),
+            address,
+            port: (port != 0xffff).then_some(port),
+        })
     }
 
     /// Writes an image of the given form for `der`, with an optional address and port; returns its length.
@@ -184,7 +214,11 @@ impl<'a> ServerKeyImage<'a> {
     ) -> Result<usize, KeyError> {
         let len = der_len(der)?;
         let der = &der[..len];
-        let room = if address.is_some() || port.is_some() { format.address_offset } else { format.len };
+        let room = if address.is_some() || port.is_some() {
+            format.address_offset
+        } else {
+            format.len
+        };
         if len > room {
             return Err(KeyError::KeyTooLong { len, room });
         }
@@ -237,8 +271,14 @@ mod tests {
     fn build_and_read_with_ip_and_port() {
         let der = [0x30, 0x03, 0x02, 0x01, 0x05];
         let mut out = [0u8; 512];
-        let n = ServerKeyImage::emit(&der, KeyFormat::DCT_RSA, Some(ServerAddress::Ipv4([192, 168, 8, 14])), Some(5683), &mut out)
-            .unwrap();
+        let n = ServerKeyImage::emit(
+            &der,
+            KeyFormat::DCT_RSA,
+            Some(ServerAddress::Ipv4([192, 168, 8, 14])),
+            Some(5683),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(n, 512);
         assert_eq!(out[384..390], [0, 4, 192, 168, 8, 14]);
         assert_eq!(out[450..452], [0x16, 0x33]);
@@ -247,10 +287,25 @@ mod tests {
         assert_eq!(img.address, Some(ServerAddress::Ipv4([192, 168, 8, 14])));
         assert_eq!(img.port, Some(5683));
         assert_eq!(img.kind, KeyKind::Unknown);
-        assert_eq!(ServerKeyImage::parse(&out[..511], KeyFormat::DCT_RSA), Err(KeyError::WrongSize { expected: 512, actual: 511 }));
+        assert_eq!(
+            ServerKeyImage::parse(&out[..511], KeyFormat::DCT_RSA),
+            Err(KeyError::WrongSize {
+                expected: 512,
+                actual: 511
+            })
+        );
         let long = [b'a'; 70];
         assert_eq!(
-            ServerKeyImage::emit(&der, KeyFormat::DCT_EC, Some(ServerAddress::Domain { name: &long, nul: false }), None, &mut out),
+            ServerKeyImage::emit(
+                &der,
+                KeyFormat::DCT_EC,
+                Some(ServerAddress::Domain {
+                    name: &long,
+                    nul: false
+                }),
+                None,
+                &mut out
+            ),
             Err(KeyError::AddressTooLong)
         );
     }
