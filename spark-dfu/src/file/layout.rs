@@ -699,6 +699,15 @@ mod tests {
         // Signs and overflow as scanf reads them.
         let mut s = segs("@X/0x-1/ +1*4294967297Bg");
         assert_eq!(s.next(), Some((0xffff_ffff, 0xffff_ffff, 1, 7)));
+        // No type string: dfu-util advances by the stale %n count of the region ("/0x0/" = 5 bytes), which lands
+        // on "3*1Ka" with no comma before it, so the parse ends after the first segment.
+        let l = MemoryLayout::parse("@X/0x0/2*1g,3*1Ka").unwrap();
+        let mut it = l.segments().map(|g| (g.start, g.end, g.memtype));
+        assert_eq!((it.next(), it.next()), (Some((0, 1, 7)), None));
+        assert_eq!(
+            l.warnings().next(),
+            Some(LayoutWarning::MultiplierIsType(b'g'))
+        );
         // A NUL ends the string.
         assert_eq!(
             MemoryLayout::parse("@X/0x0/1*1Kg\0,1*1Kg")
