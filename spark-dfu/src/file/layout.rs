@@ -41,6 +41,9 @@ pub enum LayoutError {
         /// `"readable"`, `"erasable"` or `"writeable"`.
         access: &'static str,
     },
+    /// The range runs past the end of the 32-bit address space.
+    #[error("the range passes the end of the address space")]
+    RangeOverflow,
     /// The segment holding an address has a page size of zero or less, so pages cannot be computed.
     #[error("the segment holding {address:#010x} has no usable page size")]
     BadPageSize {
@@ -254,6 +257,10 @@ impl<'a> MemoryLayout<'a> {
     /// that the range touches, each once, in ascending order, with the page size of the segment holding it.
     /// Writeable segments that are not erasable (RAM, option bytes) need no erase. Fails when part of the range
     /// is not writeable.
+    ///
+    /// Pages are counted from the segment's start. dfu-util instead masks the address with `!(page_size - 1)`,
+    /// which gives the same pages whenever the page size is a power of two and the segment starts on a page
+    /// boundary (every Spark and Particle layout), and wrong ones otherwise.
     pub fn pages_to_erase(&self, start: u32, len: u32) -> Result<ErasePages<'a>, LayoutError> {
         self.check_writeable(start, len)?;
         let end = u64::from(start) + u64::from(len);
@@ -624,6 +631,10 @@ mod tests {
         );
         assert_eq!(pages.next(), None);
         assert_eq!(l.pages_to_erase(0x0800_5000, 0).unwrap().count(), 0);
+        assert_eq!(
+            l.check_writeable(0xffff_ffff, 2),
+            Err(LayoutError::RangeOverflow)
+        );
     }
 
     #[test]
