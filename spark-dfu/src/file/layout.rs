@@ -216,6 +216,9 @@ impl<'a> MemoryLayout<'a> {
         access: &'static str,
     ) -> Result<(), LayoutError> {
         let end = u64::from(start) + u64::from(len);
+        if end > 1 << 32 {
+            return Err(LayoutError::RangeOverflow);
+        }
         let mut at = u64::from(start);
         while at < end {
             let address = at as u32;
