@@ -638,6 +638,22 @@ mod tests {
             l.check_writeable(0xffff_ffff, 2),
             Err(LayoutError::RangeOverflow)
         );
+        // Found by fuzzing: a count that clamps to 0 makes a segment that wraps to cover all of memory; a range
+        // past 4 GiB used to walk it forever.
+        let all = MemoryLayout::parse("@x/0x0/-63333190766633190566636*7o./").unwrap();
+        let seg = all.segments().next().unwrap();
+        assert_eq!(
+            (seg.start, seg.end, seg.page_size, seg.memtype),
+            (0, 0xffff_ffff, 7, 6)
+        );
+        assert_eq!(
+            all.pages_to_erase(0xffff_ffff, 0xf_ffff).map(|p| p.count()),
+            Err(LayoutError::RangeOverflow)
+        );
+        assert_eq!(
+            all.pages_to_erase(0xffff_fff0, 0x10).map(|p| p.count()),
+            Ok(3)
+        );
     }
 
     #[test]
