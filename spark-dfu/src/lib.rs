@@ -14,6 +14,26 @@
 //!   where firmware and keys go, plus server-key images ([`platform::server_key`]).
 //! - [`module`]: firmware inspection: Particle `module_info_t` binaries and legacy 2014 Core images.
 //! - [`crc`]: the two CRC-32 flavours these formats use.
+//!
+//! ```
+//! use spark_dfu::file::DfuFile;
+//! use spark_dfu::file::suffix::SuffixRepr;
+//! use spark_dfu::platform::{Item, Platform};
+//!
+//! // Where does user firmware go on a Spark Core, and over which USB ids and alt setting?
+//! let core = Platform::Core;
+//! let place = core.location(Item::UserFirmware).unwrap();
+//! assert_eq!((place.alt, place.address), (0, 0x0800_5000));
+//! let usb = core.dfu_usb();
+//!
+//! // `dfu-suffix -v 1d50 -p 607f -a firmware.bin`, into a caller buffer.
+//! let firmware = [0u8; 32];
+//! let mut out = [0u8; 48];
+//! let n = DfuFile::add_suffix(&firmware, SuffixRepr::for_device(usb.vendor, usb.product), &mut out).unwrap();
+//! let file = DfuFile::parse(&out[..n]).unwrap();
+//! assert_eq!(file.firmware(), &firmware[..]);
+//! assert!(file.suffix().unwrap().matches_device(0x1d50, 0x607f));
+//! ```
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
