@@ -501,3 +501,104 @@ fn dfuse_pack_accepts_overlaps_that_we_refuse() {
         Err(PackError::Write(_))
     ));
 }
+
+/// dfuse-pack's parser reads what our general writer emits (named and unnamed targets, several elements, any
+/// alt settings) and finds the same structure, no CRC error and no parse error.
+#[test]
+fn dfuse_pack_reads_our_files() {
+    use spark_dfu::file::dfuse::{DfuseRepr, TargetRepr};
+    if !tool("dfuse-pack") {
+        return;
+    }
+    let mut rng = seeded("dfuse_pack_reads_our_files");
+    let dir = Scratch::new("dfuse-read");
+    for case in 0..30 {
+        let target_count = 1 + rng.below(4) as usize;
+        let mut datas: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut names: Vec<Option<Vec<u8>>> = Vec::new();
+        let mut alts = Vec::new();
+        for _ in 0..target_count {
+            let n = 1 + rng.below(3) as usize;
+            datas.push(
+                (0..n)
+                    .map(|_| {
+                        let len = rng.below(100) as usize + 1;
+                        rng.bytes(len)
+                    })
+                    .collect(),
+            );
+            let name_len = rng.below(20) as usize;
+            names.push(
+                rng.chance(70)
+                    .then(|| (0..name_len).map(|_| b'a' + rng.below(26) as u8).collect()),
+            );
+            alts.push(rng.below(8) as u8);
+        }
+        let mut next = 0x0800_0000u32;
+        let elements: Vec<Vec<Element<'_>>> = datas
+            .iter()
+            .map(|ds| {
+                ds.iter()
+                    .map(|d| {
+                        let e = Element {
+                            address: next,
+                            data: d,
+                        };
+                        next += d.len() as u32 + 4;
+                        e
+                    })
+                    .collect()
+            })
+            .collect();
+        let targets: Vec<TargetRepr<'_>> = (0..target_count)
+            .map(|i| TargetRepr {
+                alt: alts[i],
+                name: names[i].as_deref(),
+                elements: &elements[i],
+            })
+            .collect();
+        let suffix = SuffixRepr {
+            bcd_device: rng.u16(),
+            id_product: rng.u16(),
+            id_vendor: rng.u16(),
+            bcd_dfu: 0x011a,
+        };
+        let bytes = DfuseRepr {
+            targets: &targets,
+            suffix,
+        }
+        .to_vec()
+        .unwrap();
+        let path = dir.file(&format!("r{case}.dfu"), &bytes);
+        let out = Command::new("dfuse-pack").arg(&path).output().unwrap();
+        assert!(out.status.success(), "case {case}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("ERROR"), "case {case}: {text}");
+        assert!(
+            text.contains(&format!(
+                "image size: {}, targets: {target_count}",
+                bytes.len()
+            )),
+            "case {case}: {text}"
+        );
+        for (i, t) in targets.iter().enumerate() {
+            let name = t.name.map_or(String::new(), |n| {
+                format!("b'{}'", String::from_utf8_lossy(n))
+            });
+            let line = format!("alt setting: {}, name: \"{name}\", size: ", t.alt);
+            assert!(
+                text.contains(&format!("b'Target' {i}, {line}")),
+                "case {case}: {line} not in {text}"
+            );
+            for e in t.elements {
+                let line = format!("address: 0x{:08x}, size: {}", e.address, e.data.len());
+                assert!(text.contains(&line), "case {case}: {line} not in {text}");
+            }
+        }
+        let usb = format!(
+            "usb: {:04x}:{:04x}, device: 0x{:04x}, dfu: 0x011a",
+            suffix.id_vendor, suffix.id_product, suffix.bcd_device
+        );
+        assert!(text.contains(&usb), "case {case}: {usb} not in {text}");
+    }
+}
