@@ -171,14 +171,10 @@ impl<'a> ServerKeyImage<'a> {
         }
         let len = der_len(image)?;
         let record = &image[format.address_offset..];
+        // A key long enough to cover the address record (only possible without one) leaves no room for it.
         let address = match record[0] {
+            _ if len > format.address_offset => None,
             0xff => None,
-            _ if len > format.address_offset => {
-                return Err(KeyError::KeyTooLong {
-                    len,
-                    room: format.address_offset,
-                });
-            }
             0x00 if record[1] == 4 => Some(ServerAddress::Ipv4([
                 record[2], record[3], record[4], record[5],
             ])),
@@ -194,7 +190,11 @@ impl<'a> ServerKeyImage<'a> {
             }
             _ => return Err(KeyError::BadAddress),
         };
-        let port = u16::from_be_bytes([image[format.port_offset], image[format.port_offset + 1]]);
+        let port = if len > format.port_offset {
+            0xffff
+        } else {
+            u16::from_be_bytes([image[format.port_offset], image[format.port_offset + 1]])
+        };
         let der = &image[..len];
         Ok(Self {
             der,
@@ -255,6 +255,29 @@ impl<'a> ServerKeyImage<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_key_without_address_fills_the_image() {
+        let mut der = [0x5au8; 1000];
+        der[..4].copy_from_slice(&[0x30, 0x82, 0x03, 0xe4]);
+        let mut out = [0u8; 2048];
+        ServerKeyImage::emit(&der, KeyFormat::CORE, None, None, &mut out).unwrap();
+        let k = ServerKeyImage::parse(&out, KeyFormat::CORE).unwrap();
+        assert_eq!((k.der.len(), k.address, k.port), (1000, None, None));
+        assert_eq!(
+            ServerKeyImage::emit(
+                &der,
+                KeyFormat::CORE,
+                Some(ServerAddress::Ipv4([1, 2, 3, 4])),
+                None,
+                &mut out
+            ),
+            Err(KeyError::KeyTooLong {
+                len: 1000,
+                room: 384
+            })
+        );
+    }
 
     #[test]
     fn der_lengths() {
