@@ -590,17 +590,33 @@ pub fn check_for(
             if platform != Platform::Core {
                 return Err(FirmwareError::NotFirmware(None));
             }
-            if let Some(check) = inspection.first_failure() {
+            // An image that is merely too large is reported as not fitting, below.
+            let too_large = image.len() > core_map::FIRMWARE_LEN as usize;
+            let failed = inspection
+                .checks()
+                .find(|&(c, o)| o == Outcome::Failed && !(c == Check::LegacySize && too_large));
+            if let Some((check, _)) = failed {
                 return Err(FirmwareError::NotFirmware(Some(check)));
             }
         }
     }
     let pad = usize::from(platform.quirks().write_padding.max(1));
     let write_len = image.len().div_ceil(pad) * pad;
-    if write_len > location.len as usize {
+    // The Core copies its factory, backup and OTA images into the application region, so they must fit it too.
+    let copied = platform == Platform::Core
+        && matches!(
+            item,
+            Item::FactoryImage | Item::BackupImage | Item::OtaStaging
+        );
+    let room = if copied {
+        location.len.min(core_map::FIRMWARE_LEN)
+    } else {
+        location.len
+    };
+    if write_len > room as usize {
         return Err(FirmwareError::DoesNotFit {
             len: write_len,
-            room: location.len,
+            room,
         });
     }
     Ok(Cleared {

@@ -725,10 +725,34 @@ fn legacy_core_binaries() {
     // Too big for the 108 KiB region.
     let mut big = tinker.clone();
     big.resize(0x1B002, 0);
-    assert!(matches!(
+    assert_eq!(
+        inspect(&big, 0x0800_5000).outcome(Check::LegacySize),
+        Outcome::Failed
+    );
+    assert_eq!(
         check_for(&big, Platform::Core, Item::UserFirmware),
-        Err(FirmwareError::NotFirmware(Some(Check::LegacySize)))
-    ));
+        Err(FirmwareError::DoesNotFit {
+            len: 0x1B002,
+            room: 0x1B000
+        })
+    );
+    // The 128 KiB factory slot would hold it, but the bootloader copies it into the 108 KiB region.
+    assert_eq!(
+        check_for(&big, Platform::Core, Item::FactoryImage),
+        Err(FirmwareError::DoesNotFit {
+            len: 0x1B002,
+            room: 0x1B000
+        })
+    );
+    // A module in a place too small for it.
+    let core = read("particle-cli/core_tinker.bin").unwrap();
+    assert_eq!(
+        check_for(&core, Platform::Core, Item::DevicePrivateKey),
+        Err(FirmwareError::DoesNotFit {
+            len: core.len(),
+            room: 1024
+        })
+    );
 }
 
 #[test]
