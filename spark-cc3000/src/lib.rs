@@ -29,4 +29,6 @@ pub mod programmer;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 
-pub use patch::{find_embedded, Identification, ImageKind, KnownImage, PatchError, PatchImage, ServicePack};
+pub use patch::{
+    Identification, ImageKind, KnownImage, PatchError, PatchImage, ServicePack, find_embedded,
+};

@@ -15,7 +15,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::hci::{self, Command, DataPacket, Event, SpiTransport};
-use crate::nvmem::{FatEntry, FatFlags, FatTable, FileId, ENTRY_LEN, EEPROM_SIZE, FAT_LEN, FILES_START, WRITE_PORTION};
+use crate::nvmem::{
+    EEPROM_SIZE, ENTRY_LEN, FAT_LEN, FILES_START, FatEntry, FatFlags, FatTable, FileId,
+    WRITE_PORTION,
+};
 use crate::patch::{PatchImage, ServicePack};
 use crate::programmer::Nvmem;
 
@@ -123,6 +126,8 @@ pub struct SimNvmem {
     faults: Vec<Fault>,
     pending_read_failures: usize,
     log: Vec<Op>,
+    /// The last driver patch identified and the version it gives (identification hashes the file).
+    version_cache: Option<(Vec<u8>, Option<ServicePack>)>,
     ops: usize,
     reads: usize,
     writes: usize,
@@ -139,6 +144,7 @@ impl SimNvmem {
             faults: Vec::new(),
             pending_read_failures: 0,
             log: Vec::new(),
+            version_cache: None,
             ops: 0,
             reads: 0,
             writes: 0,
@@ -192,7 +198,9 @@ impl SimNvmem {
 
     /// `len` bytes of `file` if it is allocated, valid and long enough (no faults, not logged).
     pub fn file(&self, file: FileId, len: usize) -> Option<&[u8]> {
-        let e = self.entry(file).filter(|e| e.flags.valid() && usize::from(e.length) >= len)?;
+        let e = self
+            .entry(file)
+            .filter(|e| e.flags.valid() && usize::from(e.length) >= len)?;
         let at = usize::from(e.address);
         Some(&self.eeprom[at..at + len])
     }
@@ -214,13 +222,35 @@ impl SimNvmem {
 
     /// The version the chip would report now.
     pub fn reported_version(&self) -> ServicePack {
-        self.file(FileId::WlanDriverSp, crate::patch::HEADER_LEN)
-            .and_then(|head| {
-                let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize + 8;
-                let image = PatchImage::parse(self.file(FileId::WlanDriverSp, len)?).ok()?;
-                image.identify().known()?.reports
-            })
+        self.driver_patch()
+            .and_then(Self::version_of)
             .unwrap_or(self.rom_version)
+    }
+
+    /// The valid patch image in file 4, as far as its length word says.
+    fn driver_patch(&self) -> Option<&[u8]> {
+        let head = self.file(FileId::WlanDriverSp, crate::patch::HEADER_LEN)?;
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize + 8;
+        self.file(FileId::WlanDriverSp, len)
+    }
+
+    fn version_of(image: &[u8]) -> Option<ServicePack> {
+        PatchImage::parse(image).ok()?.identify().known()?.reports
+    }
+
+    fn reported_version_cached(&mut self) -> ServicePack {
+        let Some(image) = self.driver_patch() else {
+            return self.rom_version;
+        };
+        let version = match &self.version_cache {
+            Some((bytes, v)) if bytes[..] == *image => *v,
+            _ => {
+                let v = Self::version_of(image);
+                self.version_cache = Some((image.to_vec(), v));
+                v
+            }
+        };
+        version.unwrap_or(self.rom_version)
     }
 
     fn entry(&self, file: FileId) -> Option<FatEntry> {
@@ -228,7 +258,12 @@ impl SimNvmem {
             return None;
         }
         let at = 4 + usize::from(file.id()) * ENTRY_LEN;
-        let e = FatEntry::parse([self.eeprom[at], self.eeprom[at + 1], self.eeprom[at + 2], self.eeprom[at + 3]]);
+        let e = FatEntry::parse([
+            self.eeprom[at],
+            self.eeprom[at + 1],
+            self.eeprom[at + 2],
+            self.eeprom[at + 3],
+        ]);
         e.flags.allocated().then_some(e)
     }
 
@@ -249,21 +284,33 @@ impl SimNvmem {
         let index = self.ops;
         self.ops += 1;
         self.log.push(op);
-        if self.faults.iter().any(|f| *f == Fault::PowerLossBeforeOp { op: index }) {
+        if self
+            .faults
+            .iter()
+            .any(|f| *f == Fault::PowerLossBeforeOp { op: index })
+        {
             self.powered = false;
         }
-        if self.powered { Ok(()) } else { Err(SimError::PoweredOff) }
+        if self.powered {
+            Ok(())
+        } else {
+            Err(SimError::PoweredOff)
+        }
     }
 
     fn bounds(&self, file: FileId, offset: u32, len: usize) -> Result<(FatEntry, usize), SimError> {
         if file == FileId::Fat {
-            let end = (offset as usize).checked_add(len).filter(|&e| e <= self.eeprom.len());
+            let end = (offset as usize)
+                .checked_add(len)
+                .filter(|&e| e <= self.eeprom.len());
             return end
                 .map(|_| (FatEntry::allocated(0, FILES_START), offset as usize))
                 .ok_or(SimError::OutOfBounds(file));
         }
         let e = self.entry(file).ok_or(SimError::NotAllocated(file))?;
-        let end = (offset as usize).checked_add(len).ok_or(SimError::OutOfBounds(file))?;
+        let end = (offset as usize)
+            .checked_add(len)
+            .ok_or(SimError::OutOfBounds(file))?;
         if end > usize::from(e.length) {
             return Err(SimError::OutOfBounds(file));
         }
@@ -293,7 +340,11 @@ impl Nvmem for SimNvmem {
     type Error = SimError;
 
     fn read(&mut self, file: FileId, offset: u32, buf: &mut [u8]) -> Result<(), SimError> {
-        self.begin(Op::Read { file, offset, len: buf.len() })?;
+        self.begin(Op::Read {
+            file,
+            offset,
+            len: buf.len(),
+        })?;
         let index = self.reads;
         self.reads += 1;
         for f in &self.faults {
@@ -316,7 +367,11 @@ impl Nvmem for SimNvmem {
     }
 
     fn write(&mut self, file: FileId, offset: u32, data: &[u8]) -> Result<(), SimError> {
-        self.begin(Op::Write { file, offset, len: data.len() })?;
+        self.begin(Op::Write {
+            file,
+            offset,
+            len: data.len(),
+        })?;
         let index = self.writes;
         self.writes += 1;
         if data.len() > WRITE_PORTION {
@@ -337,7 +392,12 @@ impl Nvmem for SimNvmem {
         }
         self.eeprom[at..at + keep].copy_from_slice(&data[..keep]);
         for f in &self.faults {
-            if let Fault::CorruptWrite { write, index: i, xor } = *f {
+            if let Fault::CorruptWrite {
+                write,
+                index: i,
+                xor,
+            } = *f
+            {
                 if write == index && i < keep {
                     self.eeprom[at + i] ^= xor;
                 }
@@ -371,7 +431,7 @@ impl Nvmem for SimNvmem {
 
     fn read_sp_version(&mut self) -> Result<ServicePack, SimError> {
         self.begin(Op::ReadVersion)?;
-        Ok(self.reported_version())
+        Ok(self.reported_version_cached())
     }
 }
 
@@ -387,7 +447,10 @@ pub struct SimSpi {
 impl SimSpi {
     /// Wraps a simulator.
     pub fn new(nvmem: SimNvmem) -> Self {
-        SimSpi { nvmem, pending: alloc::collections::VecDeque::new() }
+        SimSpi {
+            nvmem,
+            pending: alloc::collections::VecDeque::new(),
+        }
     }
 
     fn queue(&mut self, hci_packet: &[u8]) {
@@ -399,7 +462,11 @@ impl SimSpi {
 
     fn queue_event(&mut self, opcode: u16, status: u8, params: &[u8]) {
         let mut buf = vec![0u8; hci::EVENT_HEADER_LEN + params.len()];
-        let event = Event { opcode, status, params };
+        let event = Event {
+            opcode,
+            status,
+            params,
+        };
         if event.emit(&mut buf).is_ok() {
             self.queue(&buf);
         }
@@ -412,7 +479,9 @@ impl SpiTransport for SimSpi {
     fn write_frame(&mut self, frame: &[u8]) -> Result<(), SimError> {
         let header = hci::SpiHeader::parse_write(frame).map_err(|_| SimError::InjectedFailure)?;
         let end = hci::SPI_HEADER_LEN + usize::from(header.len);
-        let hci_bytes = frame.get(hci::SPI_HEADER_LEN..end).ok_or(SimError::InjectedFailure)?;
+        let hci_bytes = frame
+            .get(hci::SPI_HEADER_LEN..end)
+            .ok_or(SimError::InjectedFailure)?;
         if frame.len() % 2 != 0 {
             return Err(SimError::InjectedFailure);
         }
@@ -427,7 +496,11 @@ impl SpiTransport for SimSpi {
                     Ok(()) => {
                         self.queue_event(hci::opcode::NVMEM_READ, 0, &[]);
                         let args = [0u8; 12];
-                        let packet = DataPacket { opcode: hci::opcode::NVMEM_DATA, args: &args, data: &data };
+                        let packet = DataPacket {
+                            opcode: hci::opcode::NVMEM_DATA,
+                            args: &args,
+                            data: &data,
+                        };
                         let mut buf = vec![0u8; packet.buffer_len()];
                         if packet.emit(&mut buf).is_ok() {
                             self.queue(&buf);
@@ -445,7 +518,11 @@ impl SpiTransport for SimSpi {
                 self.queue_event(hci::opcode::NVMEM_CREATE_ENTRY, s, &[]);
             }
             Command::ReadSpVersion => match self.nvmem.read_sp_version() {
-                Ok(v) => self.queue_event(hci::opcode::READ_SP_VERSION, 0, &[0, 0, v.package_id, v.build]),
+                Ok(v) => self.queue_event(
+                    hci::opcode::READ_SP_VERSION,
+                    0,
+                    &[0, 0, v.package_id, v.build],
+                ),
                 Err(_) => self.queue_event(hci::opcode::READ_SP_VERSION, 1, &[0; 4]),
             },
             Command::SimpleLinkStart(_) => self.queue_event(hci::opcode::SIMPLE_LINK_START, 0, &[]),

@@ -1,8 +1,8 @@
 //! [`HciNvmem`]: the [`Nvmem`] calls carried as HCI frames over a CC3000 SPI link.
 
 use super::frame::{
-    decode_sp_version, Command, Event, HciError, Packet, ReadResponse, SpiHeader, DATA_HEADER_LEN,
-    NVMEM_WRITE_ARGS_LEN, SPI_HEADER_LEN,
+    Command, DATA_HEADER_LEN, Event, HciError, NVMEM_WRITE_ARGS_LEN, Packet, ReadResponse,
+    SPI_HEADER_LEN, SpiHeader, decode_sp_version,
 };
 use super::opcode;
 use crate::nvmem::FileId;
@@ -57,7 +57,10 @@ pub struct HciNvmem<T, const N: usize = 192> {
 impl<T: SpiTransport, const N: usize> HciNvmem<T, N> {
     /// Wraps a transport.
     pub fn new(transport: T) -> Self {
-        HciNvmem { transport, buf: [0; N] }
+        HciNvmem {
+            transport,
+            buf: [0; N],
+        }
     }
 
     /// The transport back.
@@ -72,18 +75,27 @@ impl<T: SpiTransport, const N: usize> HciNvmem<T, N> {
 
     fn send(&mut self, command: &Command<'_>) -> Result<(), HciNvmemError<T::Error>> {
         let n = command.emit(&mut self.buf)?;
-        self.transport.write_frame(&self.buf[..n]).map_err(HciNvmemError::Transport)
+        self.transport
+            .write_frame(&self.buf[..n])
+            .map_err(HciNvmemError::Transport)
     }
 
     /// Reads frames until one that is not an unsolicited event; returns the HCI range in the buffer.
     fn receive(&mut self) -> Result<core::ops::Range<usize>, HciNvmemError<T::Error>> {
         for _ in 0..=MAX_SKIPPED {
-            let n = self.transport.read_frame(&mut self.buf).map_err(HciNvmemError::Transport)?;
+            let n = self
+                .transport
+                .read_frame(&mut self.buf)
+                .map_err(HciNvmemError::Transport)?;
             let frame = &self.buf[..n.min(N)];
             let header = SpiHeader::parse_read(frame)?;
             let end = SPI_HEADER_LEN + usize::from(header.len);
             if frame.len() < end {
-                return Err(HciError::Truncated { len: frame.len(), required: end }.into());
+                return Err(HciError::Truncated {
+                    len: frame.len(),
+                    required: end,
+                }
+                .into());
             }
             let range = SPI_HEADER_LEN..end;
             if let Ok(Packet::Event(e)) = Packet::parse(&self.buf[range.clone()]) {
@@ -93,7 +105,11 @@ impl<T: SpiTransport, const N: usize> HciNvmem<T, N> {
             }
             return Ok(range);
         }
-        Err(HciError::UnexpectedOpcode { expected: 0, found: 0x8000 }.into())
+        Err(HciError::UnexpectedOpcode {
+            expected: 0,
+            found: 0x8000,
+        }
+        .into())
     }
 
     fn await_status(&mut self, op: u16) -> Result<(), HciNvmemError<T::Error>> {
@@ -107,10 +123,18 @@ impl<T: SpiTransport, const N: usize> Nvmem for HciNvmem<T, N> {
     type Error = HciNvmemError<T::Error>;
 
     fn read(&mut self, file: FileId, offset: u32, buf: &mut [u8]) -> Result<(), Self::Error> {
-        self.send(&Command::NvmemRead { file, len: buf.len() as u32, offset })?;
+        self.send(&Command::NvmemRead {
+            file,
+            len: buf.len() as u32,
+            offset,
+        })?;
         let range = self.receive()?;
         if ReadResponse::parse(&self.buf[range])? != ReadResponse::Accepted {
-            return Err(HciError::UnexpectedOpcode { expected: opcode::NVMEM_READ, found: opcode::NVMEM_DATA.into() }.into());
+            return Err(HciError::UnexpectedOpcode {
+                expected: opcode::NVMEM_READ,
+                found: opcode::NVMEM_DATA.into(),
+            }
+            .into());
         }
         let range = self.receive()?;
         match ReadResponse::parse(&self.buf[range])? {
@@ -118,10 +142,15 @@ impl<T: SpiTransport, const N: usize> Nvmem for HciNvmem<T, N> {
                 buf.copy_from_slice(data);
                 Ok(())
             }
-            ReadResponse::Data(data) => Err(HciNvmemError::ShortRead { wanted: buf.len(), got: data.len() }),
-            ReadResponse::Accepted => {
-                Err(HciError::UnexpectedOpcode { expected: opcode::NVMEM_DATA.into(), found: opcode::NVMEM_READ }.into())
+            ReadResponse::Data(data) => Err(HciNvmemError::ShortRead {
+                wanted: buf.len(),
+                got: data.len(),
+            }),
+            ReadResponse::Accepted => Err(HciError::UnexpectedOpcode {
+                expected: opcode::NVMEM_DATA.into(),
+                found: opcode::NVMEM_READ,
             }
+            .into()),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Byte-level HCI packets and the SPI header.
 
-use super::{opcode, PatchSource};
+use super::{PatchSource, opcode};
 use crate::nvmem::FileId;
 use crate::patch::ServicePack;
 
@@ -117,30 +117,49 @@ impl SpiHeader {
     pub fn write(hci_len: usize) -> Result<Self, HciError> {
         let len = spi_frame_len(hci_len) - SPI_HEADER_LEN;
         let len = u16::try_from(len).map_err(|_| HciError::TooLong(hci_len))?;
-        Ok(SpiHeader { direction: SPI_WRITE, len })
+        Ok(SpiHeader {
+            direction: SPI_WRITE,
+            len,
+        })
     }
 
     /// Encodes the header: a write puts the length in bytes 1 and 2, the chip's read answer in bytes 3 and 4
     /// (both big-endian).
     pub fn to_bytes(&self) -> [u8; SPI_HEADER_LEN] {
         let [hi, lo] = self.len.to_be_bytes();
-        if self.direction == SPI_WRITE { [SPI_WRITE, hi, lo, 0, 0] } else { [self.direction, 0, 0, hi, lo] }
+        if self.direction == SPI_WRITE {
+            [SPI_WRITE, hi, lo, 0, 0]
+        } else {
+            [self.direction, 0, 0, hi, lo]
+        }
     }
 
     /// Decodes a header the chip sent on a read: the length is in bytes 3 and 4; the first three bytes are not
     /// checked (TI's driver ignores them too).
     pub fn parse_read(bytes: &[u8]) -> Result<Self, HciError> {
-        let b = bytes.get(..SPI_HEADER_LEN).ok_or(HciError::Truncated { len: bytes.len(), required: SPI_HEADER_LEN })?;
-        Ok(SpiHeader { direction: SPI_READ, len: u16::from_be_bytes([b[3], b[4]]) })
+        let b = bytes.get(..SPI_HEADER_LEN).ok_or(HciError::Truncated {
+            len: bytes.len(),
+            required: SPI_HEADER_LEN,
+        })?;
+        Ok(SpiHeader {
+            direction: SPI_READ,
+            len: u16::from_be_bytes([b[3], b[4]]),
+        })
     }
 
     /// Decodes a host write header (length in bytes 1 and 2).
     pub fn parse_write(bytes: &[u8]) -> Result<Self, HciError> {
-        let b = bytes.get(..SPI_HEADER_LEN).ok_or(HciError::Truncated { len: bytes.len(), required: SPI_HEADER_LEN })?;
+        let b = bytes.get(..SPI_HEADER_LEN).ok_or(HciError::Truncated {
+            len: bytes.len(),
+            required: SPI_HEADER_LEN,
+        })?;
         if b[0] != SPI_WRITE {
             return Err(HciError::BadSpiHeader(b[0]));
         }
-        Ok(SpiHeader { direction: SPI_WRITE, len: u16::from_be_bytes([b[1], b[2]]) })
+        Ok(SpiHeader {
+            direction: SPI_WRITE,
+            len: u16::from_be_bytes([b[1], b[2]]),
+        })
     }
 }
 
@@ -208,7 +227,9 @@ impl Command<'_> {
         let hci_len = self.hci_len();
         let frame_len = spi_frame_len(hci_len);
         if buf.len() < frame_len {
-            return Err(HciError::InsufficientSize { required: frame_len });
+            return Err(HciError::InsufficientSize {
+                required: frame_len,
+            });
         }
         let header = SpiHeader::write(hci_len)?;
         buf[..SPI_HEADER_LEN].copy_from_slice(&header.to_bytes());
@@ -236,7 +257,8 @@ impl Command<'_> {
                 put32(out, 12, offset);
             }
             Command::NvmemWrite { file, offset, data } => {
-                let payload = u16::try_from(NVMEM_WRITE_ARGS_LEN + data.len()).map_err(|_| HciError::TooLong(data.len()))?;
+                let payload = u16::try_from(NVMEM_WRITE_ARGS_LEN + data.len())
+                    .map_err(|_| HciError::TooLong(data.len()))?;
                 out[0] = PacketType::Data as u8;
                 out[1] = opcode::NVMEM_WRITE;
                 out[2] = NVMEM_WRITE_ARGS_LEN as u8;
@@ -265,7 +287,14 @@ impl Command<'_> {
     /// Decodes a host HCI packet (without SPI header) into a command, for simulators and analysers.
     pub fn parse(hci: &[u8]) -> Result<Command<'_>, HciError> {
         let need = |required: usize| {
-            if hci.len() < required { Err(HciError::Truncated { len: hci.len(), required }) } else { Ok(()) }
+            if hci.len() < required {
+                Err(HciError::Truncated {
+                    len: hci.len(),
+                    required,
+                })
+            } else {
+                Ok(())
+            }
         };
         need(1)?;
         let file = |v: u32| FileId::from_id(v).ok_or(HciError::Status(0xFF));
@@ -277,16 +306,30 @@ impl Command<'_> {
                 need(COMMAND_HEADER_LEN + args)?;
                 let a = &hci[COMMAND_HEADER_LEN..COMMAND_HEADER_LEN + args];
                 let want = |n: usize| {
-                    if a.len() < n { Err(HciError::Truncated { len: hci.len(), required: COMMAND_HEADER_LEN + n }) } else { Ok(()) }
+                    if a.len() < n {
+                        Err(HciError::Truncated {
+                            len: hci.len(),
+                            required: COMMAND_HEADER_LEN + n,
+                        })
+                    } else {
+                        Ok(())
+                    }
                 };
                 match op {
                     opcode::NVMEM_READ => {
                         want(NVMEM_READ_ARGS_LEN)?;
-                        Ok(Command::NvmemRead { file: file(get32(a, 0))?, len: get32(a, 4), offset: get32(a, 8) })
+                        Ok(Command::NvmemRead {
+                            file: file(get32(a, 0))?,
+                            len: get32(a, 4),
+                            offset: get32(a, 8),
+                        })
                     }
                     opcode::NVMEM_CREATE_ENTRY => {
                         want(CREATE_ENTRY_ARGS_LEN)?;
-                        Ok(Command::NvmemCreateEntry { file: file(get32(a, 0))?, len: get32(a, 4) })
+                        Ok(Command::NvmemCreateEntry {
+                            file: file(get32(a, 0))?,
+                            len: get32(a, 4),
+                        })
                     }
                     opcode::READ_SP_VERSION => Ok(Command::ReadSpVersion),
                     opcode::SIMPLE_LINK_START => {
@@ -297,20 +340,36 @@ impl Command<'_> {
                             _ => PatchSource::ForceNone,
                         }))
                     }
-                    other => Err(HciError::UnexpectedOpcode { expected: opcode::NVMEM_READ, found: other }),
+                    other => Err(HciError::UnexpectedOpcode {
+                        expected: opcode::NVMEM_READ,
+                        found: other,
+                    }),
                 }
             }
             PacketType::Data => {
                 let d = DataPacket::parse(hci)?;
                 if d.opcode != opcode::NVMEM_WRITE {
-                    return Err(HciError::UnexpectedOpcode { expected: opcode::NVMEM_WRITE.into(), found: d.opcode.into() });
+                    return Err(HciError::UnexpectedOpcode {
+                        expected: opcode::NVMEM_WRITE.into(),
+                        found: d.opcode.into(),
+                    });
                 }
                 if d.args.len() < NVMEM_WRITE_ARGS_LEN {
-                    return Err(HciError::Truncated { len: hci.len(), required: DATA_HEADER_LEN + NVMEM_WRITE_ARGS_LEN });
+                    return Err(HciError::Truncated {
+                        len: hci.len(),
+                        required: DATA_HEADER_LEN + NVMEM_WRITE_ARGS_LEN,
+                    });
                 }
                 let len = get32(d.args, 8) as usize;
-                let data = d.data.get(..len).ok_or(HciError::Truncated { len: hci.len(), required: DATA_HEADER_LEN + d.args.len() + len })?;
-                Ok(Command::NvmemWrite { file: file(get32(d.args, 0))?, offset: get32(d.args, 12), data })
+                let data = d.data.get(..len).ok_or(HciError::Truncated {
+                    len: hci.len(),
+                    required: DATA_HEADER_LEN + d.args.len() + len,
+                })?;
+                Ok(Command::NvmemWrite {
+                    file: file(get32(d.args, 0))?,
+                    offset: get32(d.args, 12),
+                    data,
+                })
             }
             other => Err(HciError::UnknownType(other as u8)),
         }
@@ -332,15 +391,27 @@ impl<'a> Event<'a> {
     /// Decodes an event packet (without SPI header).
     pub fn parse(hci: &'a [u8]) -> Result<Self, HciError> {
         if hci.len() < EVENT_HEADER_LEN {
-            return Err(HciError::Truncated { len: hci.len(), required: EVENT_HEADER_LEN });
+            return Err(HciError::Truncated {
+                len: hci.len(),
+                required: EVENT_HEADER_LEN,
+            });
         }
         if hci[0] != PacketType::Event as u8 {
             return Err(HciError::UnknownType(hci[0]));
         }
         let len = usize::from(hci[3]).max(1);
         let required = 4 + len;
-        let params = hci.get(EVENT_HEADER_LEN..required).ok_or(HciError::Truncated { len: hci.len(), required })?;
-        Ok(Event { opcode: u16::from_le_bytes([hci[1], hci[2]]), status: hci[4], params })
+        let params = hci
+            .get(EVENT_HEADER_LEN..required)
+            .ok_or(HciError::Truncated {
+                len: hci.len(),
+                required,
+            })?;
+        Ok(Event {
+            opcode: u16::from_le_bytes([hci[1], hci[2]]),
+            status: hci[4],
+            params,
+        })
     }
 
     /// The packet's length.
@@ -356,7 +427,8 @@ impl<'a> Event<'a> {
         };
         out[0] = PacketType::Event as u8;
         out[1..3].copy_from_slice(&self.opcode.to_le_bytes());
-        out[3] = u8::try_from(1 + self.params.len()).map_err(|_| HciError::TooLong(self.params.len()))?;
+        out[3] = u8::try_from(1 + self.params.len())
+            .map_err(|_| HciError::TooLong(self.params.len()))?;
         out[4] = self.status;
         out[5..].copy_from_slice(self.params);
         Ok(len)
@@ -365,7 +437,10 @@ impl<'a> Event<'a> {
     /// This event's status as a result, after checking it answers `expected`.
     pub fn check(&self, expected: u16) -> Result<(), HciError> {
         if self.opcode != expected {
-            return Err(HciError::UnexpectedOpcode { expected, found: self.opcode });
+            return Err(HciError::UnexpectedOpcode {
+                expected,
+                found: self.opcode,
+            });
         }
         if self.status != 0 {
             return Err(HciError::Status(self.status));
@@ -379,7 +454,10 @@ pub fn decode_sp_version(event: &Event<'_>) -> Result<ServicePack, HciError> {
     event.check(opcode::READ_SP_VERSION)?;
     match event.params {
         [_, _, package_id, build, ..] => Ok(ServicePack::new(*package_id, *build)),
-        _ => Err(HciError::Truncated { len: EVENT_HEADER_LEN + event.params.len(), required: EVENT_HEADER_LEN + 4 }),
+        _ => Err(HciError::Truncated {
+            len: EVENT_HEADER_LEN + event.params.len(),
+            required: EVENT_HEADER_LEN + 4,
+        }),
     }
 }
 
@@ -398,7 +476,10 @@ impl<'a> DataPacket<'a> {
     /// Decodes a data packet (without SPI header).
     pub fn parse(hci: &'a [u8]) -> Result<Self, HciError> {
         if hci.len() < DATA_HEADER_LEN {
-            return Err(HciError::Truncated { len: hci.len(), required: DATA_HEADER_LEN });
+            return Err(HciError::Truncated {
+                len: hci.len(),
+                required: DATA_HEADER_LEN,
+            });
         }
         if hci[0] != PacketType::Data as u8 {
             return Err(HciError::UnknownType(hci[0]));
@@ -409,8 +490,17 @@ impl<'a> DataPacket<'a> {
             return Err(HciError::BadDataLengths { args, payload });
         }
         let required = DATA_HEADER_LEN + payload;
-        let body = hci.get(DATA_HEADER_LEN..required).ok_or(HciError::Truncated { len: hci.len(), required })?;
-        Ok(DataPacket { opcode: hci[1], args: &body[..args], data: &body[args..] })
+        let body = hci
+            .get(DATA_HEADER_LEN..required)
+            .ok_or(HciError::Truncated {
+                len: hci.len(),
+                required,
+            })?;
+        Ok(DataPacket {
+            opcode: hci[1],
+            args: &body[..args],
+            data: &body[args..],
+        })
     }
 
     /// The packet's length.
@@ -425,8 +515,8 @@ impl<'a> DataPacket<'a> {
             return Err(HciError::InsufficientSize { required: len });
         };
         let args = u8::try_from(self.args.len()).map_err(|_| HciError::TooLong(self.args.len()))?;
-        let payload =
-            u16::try_from(self.args.len() + self.data.len()).map_err(|_| HciError::TooLong(self.data.len()))?;
+        let payload = u16::try_from(self.args.len() + self.data.len())
+            .map_err(|_| HciError::TooLong(self.data.len()))?;
         out[0] = PacketType::Data as u8;
         out[1] = self.opcode;
         out[2] = args;
@@ -449,7 +539,10 @@ pub enum Packet<'a> {
 impl<'a> Packet<'a> {
     /// Decodes the HCI bytes of a chip-to-host frame (after the SPI header).
     pub fn parse(hci: &'a [u8]) -> Result<Self, HciError> {
-        match PacketType::from_byte(*hci.first().ok_or(HciError::Truncated { len: 0, required: 1 })?)? {
+        match PacketType::from_byte(*hci.first().ok_or(HciError::Truncated {
+            len: 0,
+            required: 1,
+        })?)? {
             PacketType::Event => Event::parse(hci).map(Packet::Event),
             PacketType::Data => DataPacket::parse(hci).map(Packet::Data),
             other => Err(HciError::UnknownType(other as u8)),
@@ -472,9 +565,10 @@ impl<'a> ReadResponse<'a> {
         match Packet::parse(hci)? {
             Packet::Event(e) => e.check(opcode::NVMEM_READ).map(|()| ReadResponse::Accepted),
             Packet::Data(d) if d.opcode == opcode::NVMEM_DATA => Ok(ReadResponse::Data(d.data)),
-            Packet::Data(d) => {
-                Err(HciError::UnexpectedOpcode { expected: opcode::NVMEM_DATA.into(), found: d.opcode.into() })
-            }
+            Packet::Data(d) => Err(HciError::UnexpectedOpcode {
+                expected: opcode::NVMEM_DATA.into(),
+                found: d.opcode.into(),
+            }),
         }
     }
 }
@@ -486,14 +580,21 @@ mod tests {
     #[test]
     fn nvmem_write_frame_layout() {
         let data = [0xAA; 32];
-        let cmd = Command::NvmemWrite { file: FileId::WlanDriverSp, offset: 0x40, data: &data };
+        let cmd = Command::NvmemWrite {
+            file: FileId::WlanDriverSp,
+            offset: 0x40,
+            data: &data,
+        };
         let mut buf = [0u8; 80];
         let n = cmd.emit(&mut buf).unwrap();
         // 5 SPI + 5 data header + 16 args + 32 data = 58, HCI 53 is odd: no padding
         assert_eq!(n, 58);
         assert_eq!(&buf[..5], &[0x01, 0x00, 53, 0x00, 0x00]);
         assert_eq!(&buf[5..10], &[0x02, 0x90, 16, 48, 0]);
-        assert_eq!(&buf[10..26], &[4, 0, 0, 0, 12, 0, 0, 0, 32, 0, 0, 0, 0x40, 0, 0, 0]);
+        assert_eq!(
+            &buf[10..26],
+            &[4, 0, 0, 0, 12, 0, 0, 0, 32, 0, 0, 0, 0x40, 0, 0, 0]
+        );
         assert_eq!(Command::parse(&buf[5..n]).unwrap(), cmd);
     }
 
@@ -501,43 +602,86 @@ mod tests {
     fn commands_pad_to_even_frames() {
         let mut buf = [0u8; 32];
         let n = Command::ReadSpVersion.emit(&mut buf).unwrap();
-        assert_eq!(&buf[..n], &[0x01, 0x00, 0x05, 0, 0, 0x01, 0x07, 0x02, 0x00, 0x00]);
-        let read = Command::NvmemRead { file: FileId::Rm, len: 128, offset: 0 };
+        assert_eq!(
+            &buf[..n],
+            &[0x01, 0x00, 0x05, 0, 0, 0x01, 0x07, 0x02, 0x00, 0x00]
+        );
+        let read = Command::NvmemRead {
+            file: FileId::Rm,
+            len: 128,
+            offset: 0,
+        };
         let n = read.emit(&mut buf).unwrap();
         assert_eq!(n, 22);
         assert_eq!(&buf[..9], &[0x01, 0x00, 17, 0, 0, 0x01, 0x01, 0x02, 12]);
         assert_eq!(buf[21], 0);
         assert_eq!(Command::parse(&buf[5..21]).unwrap(), read);
-        let ce = Command::NvmemCreateEntry { file: FileId::User14, len: 16 };
+        let ce = Command::NvmemCreateEntry {
+            file: FileId::User14,
+            len: 16,
+        };
         let n = ce.emit(&mut buf).unwrap();
         assert_eq!(n % 2, 0);
         assert_eq!(Command::parse(&buf[5..5 + ce.hci_len()]).unwrap(), ce);
         let start = Command::SimpleLinkStart(PatchSource::ForceNone);
         let n = start.emit(&mut buf).unwrap();
         assert_eq!(&buf[..n], &[0x01, 0, 5, 0, 0, 0x01, 0x00, 0x40, 1, 2]);
-        assert_eq!(read.emit(&mut [0u8; 21]), Err(HciError::InsufficientSize { required: 22 }));
+        assert_eq!(
+            read.emit(&mut [0u8; 21]),
+            Err(HciError::InsufficientSize { required: 22 })
+        );
     }
 
     #[test]
     fn events_and_data() {
-        let ev = Event { opcode: opcode::READ_SP_VERSION, status: 0, params: &[0, 0, 1, 28] };
+        let ev = Event {
+            opcode: opcode::READ_SP_VERSION,
+            status: 0,
+            params: &[0, 0, 1, 28],
+        };
         let mut buf = [0u8; 16];
         let n = ev.emit(&mut buf).unwrap();
         assert_eq!(&buf[..n], &[0x04, 0x07, 0x02, 5, 0, 0, 0, 1, 28]);
         let parsed = Event::parse(&buf[..n]).unwrap();
         assert_eq!(decode_sp_version(&parsed), Ok(ServicePack::SP_1_28));
-        let failed = Event { opcode: opcode::READ_SP_VERSION, status: 3, params: &[0; 4] };
+        let failed = Event {
+            opcode: opcode::READ_SP_VERSION,
+            status: 3,
+            params: &[0; 4],
+        };
         assert_eq!(decode_sp_version(&failed), Err(HciError::Status(3)));
-        assert!(matches!(Event::parse(&buf[..n - 1]), Err(HciError::Truncated { .. })));
+        assert!(matches!(
+            Event::parse(&buf[..n - 1]),
+            Err(HciError::Truncated { .. })
+        ));
 
-        let d = DataPacket { opcode: opcode::NVMEM_DATA, args: &[0; 4], data: &[9, 8, 7] };
+        let d = DataPacket {
+            opcode: opcode::NVMEM_DATA,
+            args: &[0; 4],
+            data: &[9, 8, 7],
+        };
         let n = d.emit(&mut buf).unwrap();
-        assert_eq!(ReadResponse::parse(&buf[..n]), Ok(ReadResponse::Data(&[9, 8, 7])));
+        assert_eq!(
+            ReadResponse::parse(&buf[..n]),
+            Ok(ReadResponse::Data(&[9, 8, 7]))
+        );
         let mut bad = buf;
         bad[2] = 9; // args longer than payload
-        assert_eq!(DataPacket::parse(&bad[..n]), Err(HciError::BadDataLengths { args: 9, payload: 7 }));
+        assert_eq!(
+            DataPacket::parse(&bad[..n]),
+            Err(HciError::BadDataLengths {
+                args: 9,
+                payload: 7
+            })
+        );
         assert_eq!(Packet::parse(&[0x07]), Err(HciError::UnknownType(7)));
-        assert_eq!(Packet::parse(&[]), Err(HciError::Truncated { len: 0, required: 1 }));
+        assert_eq!(
+            Packet::parse(&[]),
+            Err(HciError::Truncated {
+                len: 0,
+                required: 1
+            })
+        );
     }
 
     #[test]
@@ -545,8 +689,14 @@ mod tests {
         let h = SpiHeader::parse_read(&[0x03, 0, 0, 0x01, 0x02]).unwrap();
         assert_eq!(h.len, 0x0102);
         assert_eq!(h.to_bytes(), [0x03, 0, 0, 0x01, 0x02]);
-        assert!(matches!(SpiHeader::parse_read(&[0x03, 0, 0, 0]), Err(HciError::Truncated { .. })));
-        assert_eq!(SpiHeader::parse_write(&[0x03, 0, 9, 0, 0]), Err(HciError::BadSpiHeader(3)));
+        assert!(matches!(
+            SpiHeader::parse_read(&[0x03, 0, 0, 0]),
+            Err(HciError::Truncated { .. })
+        ));
+        assert_eq!(
+            SpiHeader::parse_write(&[0x03, 0, 9, 0, 0]),
+            Err(HciError::BadSpiHeader(3))
+        );
         assert_eq!(SpiHeader::parse_write(&[0x01, 0, 9, 0, 0]).unwrap().len, 9);
     }
 }

@@ -23,9 +23,9 @@ mod frame;
 
 pub use driver::{HciNvmem, HciNvmemError, SpiTransport};
 pub use frame::{
-    decode_sp_version, spi_frame_len, Command, DataPacket, Event, HciError, Packet, PacketType, ReadResponse,
-    SpiHeader, CREATE_ENTRY_ARGS_LEN, DATA_HEADER_LEN, EVENT_HEADER_LEN, NVMEM_READ_ARGS_LEN, NVMEM_WRITE_ARGS_LEN,
-    SPI_HEADER_LEN, SPI_READ, SPI_WRITE,
+    CREATE_ENTRY_ARGS_LEN, Command, DATA_HEADER_LEN, DataPacket, EVENT_HEADER_LEN, Event, HciError,
+    NVMEM_READ_ARGS_LEN, NVMEM_WRITE_ARGS_LEN, Packet, PacketType, ReadResponse, SPI_HEADER_LEN,
+    SPI_READ, SPI_WRITE, SpiHeader, decode_sp_version, spi_frame_len,
 };
 
 /// HCI opcodes of the NVMEM commands and their answers (TI's `hci.h`).

@@ -51,7 +51,9 @@ pub enum FatError {
         file: u8,
     },
     /// An allocated file below the table's end or beyond the EEPROM.
-    #[error("file {file} at {address:#06x}+{length:#x} lies outside {FILES_START:#06x}..{capacity:#x}")]
+    #[error(
+        "file {file} at {address:#06x}+{length:#x} lies outside {FILES_START:#06x}..{capacity:#x}"
+    )]
     OutOfRange {
         /// The file id.
         file: u8,
@@ -129,7 +131,11 @@ impl FatFlags {
     /// These flags with `bit` set or cleared.
     #[must_use]
     pub const fn with(self, bit: u8, on: bool) -> Self {
-        if on { FatFlags((self.0 | bit) & 0x0F) } else { FatFlags(self.0 & !bit) }
+        if on {
+            FatFlags((self.0 | bit) & 0x0F)
+        } else {
+            FatFlags(self.0 & !bit)
+        }
     }
 }
 
@@ -149,7 +155,12 @@ pub struct FatEntry {
 impl FatEntry {
     /// An allocated (not yet valid) entry, as the programmers write them.
     pub const fn allocated(address: u16, length: u16) -> Self {
-        FatEntry { address, length, flags: FatFlags::allocated_only(), length_nibble: 0 }
+        FatEntry {
+            address,
+            length,
+            flags: FatFlags::allocated_only(),
+            length_nibble: 0,
+        }
     }
 
     /// Decodes 4 entry bytes.
@@ -210,34 +221,53 @@ impl FatTable {
     /// The table TI's and Spark's programmers write: files 0 to 11 allocated from 0x0050 with 8 KiB patch slots,
     /// user files 12 to 15 cleared, the two unknown bytes zero.
     pub const fn programmer_default() -> Self {
-        let mut entries = [FatEntry { address: 0, length: 0, flags: FatFlags(0), length_nibble: 0 }; TABLE_ENTRIES];
+        let mut entries = [FatEntry {
+            address: 0,
+            length: 0,
+            flags: FatFlags(0),
+            length_nibble: 0,
+        }; TABLE_ENTRIES];
         let mut i = 0;
         while i < DEFAULT_LAYOUT.len() {
             entries[i] = FatEntry::allocated(DEFAULT_LAYOUT[i].0, DEFAULT_LAYOUT[i].1);
             i += 1;
         }
-        FatTable { reserved: [0; 2], entries }
+        FatTable {
+            reserved: [0; 2],
+            entries,
+        }
     }
 
     /// A table from entries (the two unknown bytes zero).
     pub const fn new(entries: [FatEntry; TABLE_ENTRIES]) -> Self {
-        FatTable { reserved: [0; 2], entries }
+        FatTable {
+            reserved: [0; 2],
+            entries,
+        }
     }
 
     /// Parses the first [`FAT_LEN`] bytes of the EEPROM (checks the magic only; see [`FatTable::validate`]).
     pub fn parse(bytes: &[u8]) -> Result<Self, FatError> {
         if bytes.len() < FAT_LEN {
-            return Err(FatError::Truncated { len: bytes.len(), required: FAT_LEN });
+            return Err(FatError::Truncated {
+                len: bytes.len(),
+                required: FAT_LEN,
+            });
         }
         if bytes[..2] != FAT_MAGIC {
-            return Err(FatError::MissingMagic { found: [bytes[0], bytes[1]] });
+            return Err(FatError::MissingMagic {
+                found: [bytes[0], bytes[1]],
+            });
         }
         let mut entries = [FatEntry::default(); TABLE_ENTRIES];
         for (i, e) in entries.iter_mut().enumerate() {
             let at = 4 + i * ENTRY_LEN;
             *e = FatEntry::parse([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
         }
-        Ok(FatTable { reserved: [bytes[2], bytes[3]], entries })
+        Ok(FatTable {
+            reserved: [bytes[2], bytes[3]],
+            entries,
+        })
     }
 
     /// Parses and validates against an EEPROM of `capacity` bytes.
@@ -269,7 +299,12 @@ impl FatTable {
 
     /// Checks every allocated file: 16-byte aligned, non-empty, inside `FILES_START..capacity`, and no overlaps.
     pub fn validate(&self, capacity: u32) -> Result<(), FatError> {
-        let allocated = || self.entries.iter().enumerate().filter(|(_, e)| e.flags.allocated());
+        let allocated = || {
+            self.entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.flags.allocated())
+        };
         for (i, e) in allocated() {
             let file = i as u8;
             if !e.is_aligned() {
@@ -279,13 +314,21 @@ impl FatTable {
                 return Err(FatError::EmptyFile { file });
             }
             if e.address < FILES_START || e.end() > capacity {
-                return Err(FatError::OutOfRange { file, address: e.address, length: e.length, capacity });
+                return Err(FatError::OutOfRange {
+                    file,
+                    address: e.address,
+                    length: e.length,
+                    capacity,
+                });
             }
         }
         for (i, a) in allocated() {
             for (j, b) in allocated().skip_while(|(j, _)| *j <= i) {
                 if u32::from(a.address) < b.end() && u32::from(b.address) < a.end() {
-                    return Err(FatError::Overlap { first: i as u8, second: j as u8 });
+                    return Err(FatError::Overlap {
+                        first: i as u8,
+                        second: j as u8,
+                    });
                 }
             }
         }
@@ -323,13 +366,18 @@ impl FatTable {
         out
     }
 
-    /// Whether two tables place the same files at the same addresses with the same lengths (flags, which the chip
-    /// changes as files are written, and the unknown bytes are ignored).
+    /// Whether two tables place files 0 to 11 at the same addresses with the same lengths.
+    ///
+    /// Flags (which the chip changes as files are written) and the unknown bytes are ignored, and so are user files
+    /// 12 to 15, which are created at run time.
     pub fn same_layout(&self, other: &FatTable) -> bool {
-        self.entries.iter().zip(&other.entries).all(|(a, b)| {
-            a.flags.allocated() == b.flags.allocated()
-                && (!a.flags.allocated() || (a.address == b.address && a.length == b.length))
-        })
+        self.entries[..12]
+            .iter()
+            .zip(&other.entries[..12])
+            .all(|(a, b)| {
+                a.flags.allocated() == b.flags.allocated()
+                    && (!a.flags.allocated() || (a.address == b.address && a.length == b.length))
+            })
     }
 }
 
@@ -350,9 +398,10 @@ mod tests {
         t.emit_entries(&mut buf).unwrap();
         // first 48 bytes as in the reference's listing
         let expected: [u8; 48] = [
-            0x51, 0x00, 0xa0, 0x01, 0xf1, 0x01, 0xa0, 0x01, 0x91, 0x03, 0x00, 0x10, 0x91, 0x13, 0x00, 0x10, 0x91, 0x23,
-            0x00, 0x20, 0x91, 0x43, 0x00, 0x20, 0x91, 0x63, 0x10, 0x00, 0xa1, 0x63, 0x10, 0x00, 0xb1, 0x63, 0x40, 0x00,
-            0xf1, 0x63, 0x40, 0x00, 0x31, 0x64, 0x00, 0x04, 0x31, 0x68, 0x00, 0x02,
+            0x51, 0x00, 0xa0, 0x01, 0xf1, 0x01, 0xa0, 0x01, 0x91, 0x03, 0x00, 0x10, 0x91, 0x13,
+            0x00, 0x10, 0x91, 0x23, 0x00, 0x20, 0x91, 0x43, 0x00, 0x20, 0x91, 0x63, 0x10, 0x00,
+            0xa1, 0x63, 0x10, 0x00, 0xb1, 0x63, 0x40, 0x00, 0xf1, 0x63, 0x40, 0x00, 0x31, 0x64,
+            0x00, 0x04, 0x31, 0x68, 0x00, 0x02,
         ];
         assert_eq!(buf[..48], expected);
         assert_eq!(buf[48..], [0u8; 16]);
@@ -365,25 +414,51 @@ mod tests {
         assert_eq!(&bytes[..4], b"LS\0\0");
         let t = FatTable::parse(&bytes).unwrap();
         assert_eq!(t, FatTable::programmer_default());
-        assert_eq!(FatTable::parse(&bytes[..FAT_LEN - 1]), Err(FatError::Truncated { len: 67, required: 68 }));
+        assert_eq!(
+            FatTable::parse(&bytes[..FAT_LEN - 1]),
+            Err(FatError::Truncated {
+                len: 67,
+                required: 68
+            })
+        );
         let mut bad = bytes;
         bad[0] = b'X';
-        assert_eq!(FatTable::parse(&bad), Err(FatError::MissingMagic { found: [b'X', b'S'] }));
+        assert_eq!(
+            FatTable::parse(&bad),
+            Err(FatError::MissingMagic {
+                found: [b'X', b'S']
+            })
+        );
 
         let mut t = FatTable::programmer_default();
         t.entries_mut()[5].address = 0x4380; // overlaps file 4
-        assert_eq!(t.validate(0x8000), Err(FatError::Overlap { first: 4, second: 5 }));
+        assert_eq!(
+            t.validate(0x8000),
+            Err(FatError::Overlap {
+                first: 4,
+                second: 5
+            })
+        );
         let mut t = FatTable::programmer_default();
         t.entries_mut()[0].address = 0x0040;
-        assert!(matches!(t.validate(0x8000), Err(FatError::OutOfRange { file: 0, .. })));
-        assert!(matches!(FatTable::programmer_default().validate(0x6000), Err(FatError::OutOfRange { file: 5, .. })));
+        assert!(matches!(
+            t.validate(0x8000),
+            Err(FatError::OutOfRange { file: 0, .. })
+        ));
+        assert!(matches!(
+            FatTable::programmer_default().validate(0x6000),
+            Err(FatError::OutOfRange { file: 5, .. })
+        ));
         let mut t = FatTable::programmer_default();
         t.entries_mut()[7].length = 0;
         assert_eq!(t.validate(0x8000), Err(FatError::EmptyFile { file: 7 }));
         let mut t = FatTable::programmer_default();
         t.entries_mut()[7].length = 0x11;
         assert_eq!(t.validate(0x8000), Err(FatError::Unaligned { file: 7 }));
-        assert_eq!(FatTable::programmer_default().emit(&mut [0u8; 10]), Err(FatError::InsufficientSize { required: 68 }));
+        assert_eq!(
+            FatTable::programmer_default().emit(&mut [0u8; 10]),
+            Err(FatError::InsufficientSize { required: 68 })
+        );
     }
 
     #[test]

@@ -74,17 +74,27 @@ impl FileId {
 
     /// The file with this number, if any.
     pub fn from_id(id: u32) -> Option<FileId> {
-        usize::try_from(id).ok().and_then(|i| FileId::ALL.get(i)).copied()
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| FileId::ALL.get(i))
+            .copied()
     }
 
     /// User files (12 to 15) are the only ones `nvmem_create_entry` may (re)allocate.
     pub const fn is_user_file(self) -> bool {
-        matches!(self, FileId::Aes128Key | FileId::SharedMem | FileId::User14 | FileId::User15)
+        matches!(
+            self,
+            FileId::Aes128Key | FileId::SharedMem | FileId::User14 | FileId::User15
+        )
     }
 
     /// Where the programmer's default table places this file (files 0 to 11; `None` for user files and the table).
     pub fn default_entry(self) -> Option<FatEntry> {
-        super::FatTable::programmer_default().entries().get(usize::from(self.id())).copied().filter(|e| e.flags.allocated())
+        super::FatTable::programmer_default()
+            .entries()
+            .get(usize::from(self.id()))
+            .copied()
+            .filter(|e| e.flags.allocated())
     }
 }
 

@@ -46,7 +46,9 @@ impl MacAddress {
 
     /// The vendor the OUI belongs to, if it is one a CC3000 ships with.
     pub fn vendor(&self) -> Option<Vendor> {
-        [Vendor::TexasInstruments, Vendor::Jorjin].into_iter().find(|v| v.oui() == self.oui())
+        [Vendor::TexasInstruments, Vendor::Jorjin]
+            .into_iter()
+            .find(|v| v.oui() == self.oui())
     }
 
     /// Whether the prefix is TI's or Jorjin's (the check Spark's programmer made after patching).
@@ -78,7 +80,11 @@ impl MacAddress {
 impl fmt::Display for MacAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -119,10 +125,19 @@ mod tests {
         assert!(MacAddress([0x09, 0, 0x28, 1, 2, 3]).is_multicast());
         assert!(MacAddress([0xFF; 6]).is_blank() && !MacAddress([0xFF; 6]).is_usable());
         assert_eq!(ti.to_string(), "08:00:28:57:a1:02");
-        for bad in ["", "08:00:28:57:a1", "08:00:28:57:a1:02:03", "0g:00:28:57:a1:02", "8:00:28:57:a1:02"] {
+        for bad in [
+            "",
+            "08:00:28:57:a1",
+            "08:00:28:57:a1:02:03",
+            "0g:00:28:57:a1:02",
+            "8:00:28:57:a1:02",
+        ] {
             assert_eq!(bad.parse::<MacAddress>(), Err(MacError::Syntax), "{bad}");
         }
         let uid = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-        assert_eq!(MacAddress::from_stm32_uid(&uid).0, [0x08, 0x00, 0x28, 2, 8, 9]);
+        assert_eq!(
+            MacAddress::from_stm32_uid(&uid).0,
+            [0x08, 0x00, 0x28, 2, 8, 9]
+        );
     }
 }

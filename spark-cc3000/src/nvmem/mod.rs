@@ -8,10 +8,13 @@ mod file;
 mod mac;
 mod radio;
 
-pub use fat::{FatEntry, FatError, FatFlags, FatTable, ENTRY_LEN, FAT_LEN, FAT_MAGIC, FILES_START, TABLE_ENTRIES};
-pub use file::{FileId, FILE_COUNT};
+pub use fat::{
+    ENTRY_LEN, FAT_LEN, FAT_MAGIC, FILES_START, FatEntry, FatError, FatFlags, FatTable,
+    TABLE_ENTRIES,
+};
+pub use file::{FILE_COUNT, FileId};
 pub use mac::{MacAddress, MacError, Vendor};
-pub use radio::{RadioParams, RADIO_PARAMS_LEN};
+pub use radio::{RADIO_PARAMS_LEN, RadioParams};
 
 /// The EEPROM size assumed when validating a table: 32 KiB (the default table ends at 0x6A30). **[inferred]**
 pub const EEPROM_SIZE: u32 = 0x8000;

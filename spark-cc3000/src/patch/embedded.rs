@@ -5,7 +5,7 @@
 //! offset, reads the length word, and keeps the candidates that pass the full validation of
 //! [`PatchImage::parse`]; valid images that are not in the known table are reported too.
 
-use super::{Identification, PatchImage, HEADER_LEN, MAGIC, MAX_IMAGE_LEN};
+use super::{HEADER_LEN, Identification, MAGIC, MAX_IMAGE_LEN, PatchImage};
 
 /// A patch image found inside a larger binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,13 +44,19 @@ impl<'a> Iterator for EmbeddedImages<'a> {
                 continue;
             }
             let declared = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-            let Some(len) = declared.checked_add(8) else { continue };
+            let Some(len) = declared.checked_add(8) else {
+                continue;
+            };
             if len > MAX_IMAGE_LEN || len > rest.len() {
                 continue;
             }
             if let Ok(image) = PatchImage::parse(&rest[..len]) {
                 self.at = offset + len;
-                return Some(Embedded { offset, image, identification: image.identify() });
+                return Some(Embedded {
+                    offset,
+                    image,
+                    identification: image.identify(),
+                });
             }
         }
         None

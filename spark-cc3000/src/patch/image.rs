@@ -143,10 +143,18 @@ impl<'a> PatchImage<'a> {
             let data_start = offset + RECORD_HEADER_LEN;
             let available = bytes.len() - data_start;
             if len as usize > available {
-                return Err(PatchError::TruncatedRecord { offset, len, available });
+                return Err(PatchError::TruncatedRecord {
+                    offset,
+                    len,
+                    available,
+                });
             }
             let Some(end) = address.checked_add(len) else {
-                return Err(PatchError::AddressOverflow { offset, address, len });
+                return Err(PatchError::AddressOverflow {
+                    offset,
+                    address,
+                    len,
+                });
             };
             let data_end = data_start + len as usize;
             let pad = padding_len(len as usize);
@@ -154,7 +162,10 @@ impl<'a> PatchImage<'a> {
                 return Err(PatchError::TruncatedPadding { offset: data_end });
             };
             if let Some(i) = padding.iter().position(|&b| b != PADDING) {
-                return Err(PatchError::BadPadding { offset: data_end + i, found: padding[i] });
+                return Err(PatchError::BadPadding {
+                    offset: data_end + i,
+                    found: padding[i],
+                });
             }
             if (RAM_REGION_START..RAM_REGION_END).contains(&address) {
                 ram_end = ram_end.max(end);
@@ -173,11 +184,19 @@ impl<'a> PatchImage<'a> {
         } else {
             ImageKind::Unclassified
         };
-        let image = PatchImage { bytes, records, ram_end, kind };
+        let image = PatchImage {
+            bytes,
+            records,
+            ram_end,
+            kind,
+        };
         image.check_overlaps()?;
         let declared = le32(bytes, field::RAM_END.start).unwrap_or(0);
         if declared != ram_end {
-            return Err(PatchError::RamEndMismatch { declared, computed: ram_end });
+            return Err(PatchError::RamEndMismatch {
+                declared,
+                computed: ram_end,
+            });
         }
         Ok(image)
     }
@@ -187,7 +206,10 @@ impl<'a> PatchImage<'a> {
         for (i, a) in self.records().enumerate() {
             for b in self.records().skip(i + 1) {
                 if a.address < b.end() && b.address < a.end() {
-                    return Err(PatchError::OverlappingRecords { first: a.offset, second: b.offset });
+                    return Err(PatchError::OverlappingRecords {
+                        first: a.offset,
+                        second: b.offset,
+                    });
                 }
             }
         }
@@ -241,7 +263,10 @@ impl<'a> PatchImage<'a> {
 
     /// The records, in image order.
     pub fn records(&self) -> Records<'a> {
-        Records { bytes: self.bytes, offset: HEADER_LEN }
+        Records {
+            bytes: self.bytes,
+            offset: HEADER_LEN,
+        }
     }
 
     /// The SHA-256 digest of the image.
@@ -275,7 +300,11 @@ impl<'a> Iterator for Records<'a> {
         let start = offset + RECORD_HEADER_LEN;
         let data = self.bytes.get(start..start.checked_add(len)?)?;
         self.offset = start + len + padding_len(len);
-        Some(Record { offset, address, data })
+        Some(Record {
+            offset,
+            address,
+            data,
+        })
     }
 }
 
@@ -319,8 +348,11 @@ mod tests {
     use super::*;
 
     fn sample(buf: &mut [u8; 64]) -> usize {
-        let records: [(u32, &[u8]); 3] =
-            [(0x0008_62E4, &[1, 2, 3, 4, 5]), (0x0018_0000, &[9; 6]), (0x0018_0010, &[7; 4])];
+        let records: [(u32, &[u8]); 3] = [
+            (0x0008_62E4, &[1, 2, 3, 4, 5]),
+            (0x0018_0000, &[9; 6]),
+            (0x0018_0010, &[7; 4]),
+        ];
         emit(records, buf).unwrap()
     }
 
@@ -336,7 +368,10 @@ mod tests {
         assert_eq!(image.kind(), ImageKind::Driver);
         assert_eq!(image.data_len(), 15);
         let first = image.records().next().unwrap();
-        assert_eq!((first.offset, first.address, first.data), (12, 0x0008_62E4, &[1u8, 2, 3, 4, 5][..]));
+        assert_eq!(
+            (first.offset, first.address, first.data),
+            (12, 0x0008_62E4, &[1u8, 2, 3, 4, 5][..])
+        );
         assert_eq!(&buf[25..28], &[0xFF; 3]);
     }
 
@@ -347,41 +382,79 @@ mod tests {
         let image = &buf[..len];
         let mut bad = [0u8; 64];
 
-        assert_eq!(PatchImage::parse(&image[..11]), Err(PatchError::Truncated { len: 11 }));
+        assert_eq!(
+            PatchImage::parse(&image[..11]),
+            Err(PatchError::Truncated { len: 11 })
+        );
         bad[..len].copy_from_slice(image);
         bad[1] = 2;
-        assert_eq!(PatchImage::parse(&bad[..len]), Err(PatchError::BadMagic { found: [0, 2, 0, 0] }));
+        assert_eq!(
+            PatchImage::parse(&bad[..len]),
+            Err(PatchError::BadMagic {
+                found: [0, 2, 0, 0]
+            })
+        );
         bad[..len].copy_from_slice(image);
         bad[4] ^= 1;
-        assert!(matches!(PatchImage::parse(&bad[..len]), Err(PatchError::LengthMismatch { .. })));
+        assert!(matches!(
+            PatchImage::parse(&bad[..len]),
+            Err(PatchError::LengthMismatch { .. })
+        ));
         bad[..len].copy_from_slice(image);
         bad[8] ^= 1;
-        assert!(matches!(PatchImage::parse(&bad[..len]), Err(PatchError::RamEndMismatch { .. })));
+        assert!(matches!(
+            PatchImage::parse(&bad[..len]),
+            Err(PatchError::RamEndMismatch { .. })
+        ));
         bad[..len].copy_from_slice(image);
         bad[26] = 0;
-        assert_eq!(PatchImage::parse(&bad[..len]), Err(PatchError::BadPadding { offset: 26, found: 0 }));
+        assert_eq!(
+            PatchImage::parse(&bad[..len]),
+            Err(PatchError::BadPadding {
+                offset: 26,
+                found: 0
+            })
+        );
         bad[..len].copy_from_slice(image);
         bad[16] = 0; // first record length 5 -> 0
-        assert_eq!(PatchImage::parse(&bad[..len]), Err(PatchError::EmptyRecord { offset: 12 }));
+        assert_eq!(
+            PatchImage::parse(&bad[..len]),
+            Err(PatchError::EmptyRecord { offset: 12 })
+        );
         // second record moved onto the first: overlap
         bad[..len].copy_from_slice(image);
         bad[28..32].copy_from_slice(&0x0008_62E6u32.to_le_bytes());
         bad[8..12].copy_from_slice(&0x0018_0014u32.to_le_bytes());
-        assert_eq!(PatchImage::parse(&bad[..len]), Err(PatchError::OverlappingRecords { first: 12, second: 28 }));
+        assert_eq!(
+            PatchImage::parse(&bad[..len]),
+            Err(PatchError::OverlappingRecords {
+                first: 12,
+                second: 28
+            })
+        );
     }
 
     #[test]
     fn emit_reports_required_size() {
         let mut small = [0u8; 10];
-        assert_eq!(emit([(0u32, &[1u8][..])], &mut small), Err(PatchError::InsufficientSize { required: 24 }));
+        assert_eq!(
+            emit([(0u32, &[1u8][..])], &mut small),
+            Err(PatchError::InsufficientSize { required: 24 })
+        );
     }
 
     #[test]
     fn firmware_and_unclassified_kinds() {
         let mut buf = [0u8; 64];
         let n = emit([(0x0314u32, &[0u8; 8][..])], &mut buf).unwrap();
-        assert_eq!(PatchImage::parse(&buf[..n]).unwrap().kind(), ImageKind::Firmware);
+        assert_eq!(
+            PatchImage::parse(&buf[..n]).unwrap().kind(),
+            ImageKind::Firmware
+        );
         let n = emit([(0x0004_0000u32, &[0u8; 8][..])], &mut buf).unwrap();
-        assert_eq!(PatchImage::parse(&buf[..n]).unwrap().kind(), ImageKind::Unclassified);
+        assert_eq!(
+            PatchImage::parse(&buf[..n]).unwrap().kind(),
+            ImageKind::Unclassified
+        );
     }
 }

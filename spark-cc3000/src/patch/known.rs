@@ -214,14 +214,22 @@ mod tests {
 
     #[test]
     fn sha256_of_abc() {
-        assert_eq!(sha256(b"abc"), hex32("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert_eq!(
+            sha256(b"abc"),
+            hex32("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
     }
 
     #[test]
     fn table_is_consistent() {
         for (i, a) in KNOWN_IMAGES.iter().enumerate() {
             assert!(a.len <= super::super::MAX_IMAGE_LEN, "{}", a.name);
-            assert_eq!(a.kind == ImageKind::Driver, a.reports.is_some(), "{}", a.name);
+            assert_eq!(
+                a.kind == ImageKind::Driver,
+                a.reports.is_some(),
+                "{}",
+                a.name
+            );
             for b in &KNOWN_IMAGES[i + 1..] {
                 assert_ne!(a.sha256, b.sha256);
                 assert_ne!(a.name, b.name);
@@ -230,7 +238,10 @@ mod tests {
         // every SP with a driver has exactly one firmware patch to pair with
         for d in KNOWN_IMAGES.iter().filter(|k| k.kind == ImageKind::Driver) {
             let sp = d.reports.unwrap();
-            let fws = KNOWN_IMAGES.iter().filter(|k| k.kind == ImageKind::Firmware && k.belongs_to(sp)).count();
+            let fws = KNOWN_IMAGES
+                .iter()
+                .filter(|k| k.kind == ImageKind::Firmware && k.belongs_to(sp))
+                .count();
             assert_eq!(fws, 1, "{}", d.name);
         }
     }

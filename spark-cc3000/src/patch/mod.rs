@@ -9,13 +9,14 @@ mod image;
 mod known;
 mod version;
 
-pub use embedded::{find_embedded, Embedded, EmbeddedImages};
+pub use embedded::{Embedded, EmbeddedImages, find_embedded};
 pub use image::{
-    emit, padding_len, ImageKind, PatchImage, Record, Records, DRIVER_ADDRESS_FLOOR, FIRMWARE_ADDRESS_LIMIT,
-    HEADER_LEN, MAGIC, MAX_IMAGE_LEN, PADDING, RAM_REGION_END, RAM_REGION_START, RECORD_HEADER_LEN,
+    DRIVER_ADDRESS_FLOOR, FIRMWARE_ADDRESS_LIMIT, HEADER_LEN, ImageKind, MAGIC, MAX_IMAGE_LEN,
+    PADDING, PatchImage, RAM_REGION_END, RAM_REGION_START, RECORD_HEADER_LEN, Record, Records,
+    emit, padding_len,
 };
-pub use known::{sha256, Identification, KnownImage, KNOWN_IMAGES};
-pub use version::{needs_deep_update, ServicePack, TiRelease, VersionError, RELEASES};
+pub use known::{Identification, KNOWN_IMAGES, KnownImage, sha256};
+pub use version::{RELEASES, ServicePack, TiRelease, VersionError, needs_deep_update};
 
 /// Why bytes are not a valid patch image: one variant per invariant, with where it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

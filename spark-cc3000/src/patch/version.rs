@@ -41,7 +41,11 @@ fn components<const N: usize>(s: &str, min: usize) -> Result<([u8; N], usize), V
     let mut count = 0;
     for (index, part) in s.split('.').enumerate() {
         if index >= N {
-            return Err(VersionError::WrongComponentCount { found: s.split('.').count(), min, max: N });
+            return Err(VersionError::WrongComponentCount {
+                found: s.split('.').count(),
+                min,
+                max: N,
+            });
         }
         if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
             return Err(VersionError::NotANumber { index });
@@ -51,12 +55,18 @@ fn components<const N: usize>(s: &str, min: usize) -> Result<([u8; N], usize), V
         if digits.len() > 3 {
             return Err(VersionError::OutOfRange { index });
         }
-        let value = digits.bytes().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+        let value = digits
+            .bytes()
+            .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
         out[index] = u8::try_from(value).map_err(|_| VersionError::OutOfRange { index })?;
         count += 1;
     }
     if count < min {
-        return Err(VersionError::WrongComponentCount { found: count, min, max: N });
+        return Err(VersionError::WrongComponentCount {
+            found: count,
+            min,
+            max: N,
+        });
     }
     Ok((out, count))
 }
@@ -151,7 +161,10 @@ impl TiRelease {
             out[i] = parts[i];
             i += 1;
         }
-        TiRelease { parts: out, len: parts.len() as u8 }
+        TiRelease {
+            parts: out,
+            len: parts.len() as u8,
+        }
     }
 
     /// The components.
@@ -167,7 +180,9 @@ impl TiRelease {
         if let Some((_, sp)) = RELEASES.iter().find(|(r, _)| r == self) {
             return Some(*sp);
         }
-        let mut found = RELEASES.iter().filter(|(r, _)| r.parts().starts_with(self.parts()));
+        let mut found = RELEASES
+            .iter()
+            .filter(|(r, _)| r.parts().starts_with(self.parts()));
         match (found.next(), found.next()) {
             (Some((_, sp)), None) => Some(*sp),
             _ => None,
@@ -253,13 +268,42 @@ mod tests {
         assert_eq!("1.28".parse(), Ok(ServicePack::new(1, 28)));
         assert_eq!(" 1.032 ".parse(), Ok(ServicePack::new(1, 32)));
         assert_eq!(ServicePack::new(1, 28).to_string(), "1.28");
-        assert_eq!("1".parse::<ServicePack>(), Err(VersionError::WrongComponentCount { found: 1, min: 2, max: 2 }));
-        assert_eq!("1.2.3".parse::<ServicePack>(), Err(VersionError::WrongComponentCount { found: 3, min: 2, max: 2 }));
-        assert_eq!("1.256".parse::<ServicePack>(), Err(VersionError::OutOfRange { index: 1 }));
-        assert_eq!("1.99999999999".parse::<ServicePack>(), Err(VersionError::OutOfRange { index: 1 }));
-        assert_eq!("1.x".parse::<ServicePack>(), Err(VersionError::NotANumber { index: 1 }));
-        assert_eq!("1.".parse::<ServicePack>(), Err(VersionError::NotANumber { index: 1 }));
-        assert_eq!("-1.2".parse::<ServicePack>(), Err(VersionError::NotANumber { index: 0 }));
+        assert_eq!(
+            "1".parse::<ServicePack>(),
+            Err(VersionError::WrongComponentCount {
+                found: 1,
+                min: 2,
+                max: 2
+            })
+        );
+        assert_eq!(
+            "1.2.3".parse::<ServicePack>(),
+            Err(VersionError::WrongComponentCount {
+                found: 3,
+                min: 2,
+                max: 2
+            })
+        );
+        assert_eq!(
+            "1.256".parse::<ServicePack>(),
+            Err(VersionError::OutOfRange { index: 1 })
+        );
+        assert_eq!(
+            "1.99999999999".parse::<ServicePack>(),
+            Err(VersionError::OutOfRange { index: 1 })
+        );
+        assert_eq!(
+            "1.x".parse::<ServicePack>(),
+            Err(VersionError::NotANumber { index: 1 })
+        );
+        assert_eq!(
+            "1.".parse::<ServicePack>(),
+            Err(VersionError::NotANumber { index: 1 })
+        );
+        assert_eq!(
+            "-1.2".parse::<ServicePack>(),
+            Err(VersionError::NotANumber { index: 0 })
+        );
         assert_eq!(ServicePack::from_bytes([1, 28]).to_bytes(), [1, 28]);
     }
 
@@ -268,12 +312,27 @@ mod tests {
         let r: TiRelease = "1.13.7".parse().unwrap();
         assert_eq!(r.to_string(), "1.13.7");
         assert_eq!(r.service_pack(), Some(ServicePack::SP_1_28));
-        assert_eq!("1.13".parse::<TiRelease>().unwrap().service_pack(), Some(ServicePack::SP_1_28));
-        assert_eq!("1.11.1".parse::<TiRelease>().unwrap().service_pack(), Some(ServicePack::SP_1_24));
-        assert_eq!("1.11".parse::<TiRelease>().unwrap().service_pack(), Some(ServicePack::new(1, 19)));
-        assert_eq!("1.14".parse::<TiRelease>().unwrap().service_pack(), Some(ServicePack::SP_1_32));
+        assert_eq!(
+            "1.13".parse::<TiRelease>().unwrap().service_pack(),
+            Some(ServicePack::SP_1_28)
+        );
+        assert_eq!(
+            "1.11.1".parse::<TiRelease>().unwrap().service_pack(),
+            Some(ServicePack::SP_1_24)
+        );
+        assert_eq!(
+            "1.11".parse::<TiRelease>().unwrap().service_pack(),
+            Some(ServicePack::new(1, 19))
+        );
+        assert_eq!(
+            "1.14".parse::<TiRelease>().unwrap().service_pack(),
+            Some(ServicePack::SP_1_32)
+        );
         assert_eq!("1.15".parse::<TiRelease>().unwrap().service_pack(), None);
-        assert_eq!(ServicePack::SP_1_32.ti_release().unwrap().to_string(), "1.14");
+        assert_eq!(
+            ServicePack::SP_1_32.ti_release().unwrap().to_string(),
+            "1.14"
+        );
         assert_eq!(ServicePack::new(1, 29).ti_release(), None);
         let t = |s: &str| s.parse::<TiRelease>().unwrap();
         assert!(t("1.9") < t("1.10"));

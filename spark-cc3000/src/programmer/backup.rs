@@ -1,12 +1,14 @@
 //! What the programmer saves before its first destructive write, in a form the caller can persist.
 
-use crate::nvmem::{MacAddress, RadioParams, RADIO_PARAMS_LEN, WLAN_CONFIG_BACKUP_LEN};
+use crate::nvmem::{MacAddress, RADIO_PARAMS_LEN, RadioParams, WLAN_CONFIG_BACKUP_LEN};
 
 /// The serialised length of a [`Backup`].
-pub const BACKUP_LEN: usize = 4 + 1 + MacAddress::LEN + RADIO_PARAMS_LEN + WLAN_CONFIG_BACKUP_LEN + 4;
+pub const BACKUP_LEN: usize =
+    4 + 1 + MacAddress::LEN + RADIO_PARAMS_LEN + WLAN_CONFIG_BACKUP_LEN + 4;
 const BACKUP_MAGIC: [u8; 4] = *b"CCB1";
 const HAS_MAC: u8 = 0x01;
 const HAS_WLAN: u8 = 0x02;
+const HAS_RADIO: u8 = 0x04;
 
 /// Why persisted bytes are not a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,13 +29,13 @@ pub enum BackupError {
 }
 
 /// The module's own data that rewriting the file table destroys: MAC address, radio parameters and the start of the
-/// WLAN configuration.
+/// WLAN configuration, each present only when it was really read from this module (never a default or fallback).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backup {
     /// The MAC address to restore, if one is known.
     pub mac: Option<MacAddress>,
-    /// The radio-module parameters to restore.
-    pub radio: RadioParams,
+    /// The radio-module parameters to restore, if they could be read.
+    pub radio: Option<RadioParams>,
     /// The first 100 bytes of the WLAN configuration (profiles), if they could be read.
     pub wlan_config: Option<[u8; WLAN_CONFIG_BACKUP_LEN]>,
 }
@@ -44,7 +46,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -60,7 +66,10 @@ impl Backup {
             flags |= HAS_MAC;
             out[5..11].copy_from_slice(&mac.0);
         }
-        out[11..11 + RADIO_PARAMS_LEN].copy_from_slice(self.radio.as_bytes());
+        if let Some(radio) = &self.radio {
+            flags |= HAS_RADIO;
+            out[11..11 + RADIO_PARAMS_LEN].copy_from_slice(radio.as_bytes());
+        }
         if let Some(w) = &self.wlan_config {
             flags |= HAS_WLAN;
             out[139..239].copy_from_slice(w);
@@ -81,7 +90,7 @@ impl Backup {
             return Err(BackupError::Checksum);
         }
         let flags = body[4];
-        if body[..4] != BACKUP_MAGIC || flags & !(HAS_MAC | HAS_WLAN) != 0 {
+        if body[..4] != BACKUP_MAGIC || flags & !(HAS_MAC | HAS_WLAN | HAS_RADIO) != 0 {
             return Err(BackupError::Format);
         }
         let mut mac = [0u8; 6];
@@ -92,7 +101,7 @@ impl Backup {
         wlan.copy_from_slice(&body[139..239]);
         Ok(Backup {
             mac: (flags & HAS_MAC != 0).then_some(MacAddress(mac)),
-            radio: RadioParams(radio),
+            radio: (flags & HAS_RADIO != 0).then_some(RadioParams(radio)),
             wlan_config: (flags & HAS_WLAN != 0).then_some(wlan),
         })
     }
@@ -111,8 +120,17 @@ mod tests {
     fn round_trip_and_damage() {
         let mut radio = [0u8; 128];
         radio.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
-        for (mac, wlan) in [(None, None), (Some(MacAddress([8, 0, 0x28, 1, 2, 3])), Some([7u8; 100]))] {
-            let b = Backup { mac, radio: RadioParams(radio), wlan_config: wlan };
+        let full = (
+            Some(MacAddress([8, 0, 0x28, 1, 2, 3])),
+            Some(RadioParams(radio)),
+            Some([7u8; 100]),
+        );
+        for (mac, radio, wlan) in [(None, None, None), full] {
+            let b = Backup {
+                mac,
+                radio,
+                wlan_config: wlan,
+            };
             let bytes = b.to_bytes();
             assert_eq!(Backup::parse(&bytes), Ok(b));
             for i in 0..BACKUP_LEN {
@@ -120,7 +138,12 @@ mod tests {
                 bad[i] ^= 0x10;
                 assert!(Backup::parse(&bad).is_err(), "flip at {i}");
             }
-            assert_eq!(Backup::parse(&bytes[1..]), Err(BackupError::Length { len: BACKUP_LEN - 1 }));
+            assert_eq!(
+                Backup::parse(&bytes[1..]),
+                Err(BackupError::Length {
+                    len: BACKUP_LEN - 1
+                })
+            );
         }
     }
 }

@@ -37,12 +37,12 @@
 mod backup;
 mod nvmem;
 
-pub use backup::{Backup, BackupError, BACKUP_LEN};
+pub use backup::{BACKUP_LEN, Backup, BackupError};
 pub use nvmem::Nvmem;
 
 use crate::nvmem::{
-    FatTable, FileId, MacAddress, RadioParams, FAT_LEN, FAT_MAGIC, RADIO_PARAMS_LEN, SPARK_FILE_LEN,
-    WLAN_CONFIG_BACKUP_LEN, WRITE_PORTION,
+    FAT_LEN, FAT_MAGIC, FatTable, FileId, MacAddress, RADIO_PARAMS_LEN, RadioParams,
+    SPARK_FILE_LEN, WLAN_CONFIG_BACKUP_LEN, WRITE_PORTION,
 };
 use crate::patch::{ImageKind, PatchError, PatchImage, ServicePack};
 
@@ -350,7 +350,12 @@ pub struct Programmer<'a> {
     // what will be written
     fat_target: [u8; FAT_LEN],
     fat_needed: bool,
+    /// What was really read (or came from the saved backup): handed to the caller.
     backup: Backup,
+    /// What will be written: the backup completed with defaults.
+    restore_mac: Option<MacAddress>,
+    restore_radio: RadioParams,
+    restore_wlan: Option<[u8; WLAN_CONFIG_BACKUP_LEN]>,
     report: Report,
 }
 
@@ -360,16 +365,26 @@ impl<'a> Programmer<'a> {
         if config.retries == 0 {
             return Err(Error::BadConfig("retries must be at least 1"));
         }
-        if !(1..=MAX_CHUNK).contains(&config.write_chunk) || !(1..=MAX_CHUNK).contains(&config.read_chunk) {
-            return Err(Error::BadConfig("read and write chunks must be 1 to 128 bytes"));
+        if !(1..=MAX_CHUNK).contains(&config.write_chunk)
+            || !(1..=MAX_CHUNK).contains(&config.read_chunk)
+        {
+            return Err(Error::BadConfig(
+                "read and write chunks must be 1 to 128 bytes",
+            ));
         }
         let driver = PatchImage::parse(driver).map_err(Error::InvalidDriverImage)?;
         let firmware = PatchImage::parse(firmware).map_err(Error::InvalidFirmwareImage)?;
         if driver.kind() != ImageKind::Driver {
-            return Err(Error::WrongImageKind { expected: ImageKind::Driver, found: driver.kind() });
+            return Err(Error::WrongImageKind {
+                expected: ImageKind::Driver,
+                found: driver.kind(),
+            });
         }
         if firmware.kind() != ImageKind::Firmware {
-            return Err(Error::WrongImageKind { expected: ImageKind::Firmware, found: firmware.kind() });
+            return Err(Error::WrongImageKind {
+                expected: ImageKind::Firmware,
+                found: firmware.kind(),
+            });
         }
         let (drv_id, fw_id) = (driver.identify(), firmware.identify());
         if config.require_known_images && (drv_id.known().is_none() || fw_id.known().is_none()) {
@@ -400,7 +415,14 @@ impl<'a> Programmer<'a> {
             wlan_ok: false,
             fat_target: FatTable::programmer_default().to_bytes(),
             fat_needed: true,
-            backup: Backup { mac: None, radio: RadioParams([0; RADIO_PARAMS_LEN]), wlan_config: None },
+            backup: Backup {
+                mac: None,
+                radio: None,
+                wlan_config: None,
+            },
+            restore_mac: None,
+            restore_radio: RadioParams([0; RADIO_PARAMS_LEN]),
+            restore_wlan: None,
             report: Report {
                 initial_version: None,
                 final_version: ServicePack::new(0, 0),
@@ -464,9 +486,17 @@ impl<'a> Programmer<'a> {
         match TARGETS[index] {
             Target::FatMagic => (FileId::Fat, 0, &FAT_MAGIC),
             Target::FatEntries => (FileId::Fat, 4, &self.fat_target[4..]),
-            Target::Radio => (FileId::Rm, 0, self.backup.radio.as_bytes()),
-            Target::Wlan => (FileId::WlanConfig, 0, self.backup.wlan_config.as_ref().map_or(&[][..], |w| &w[..])),
-            Target::Mac => (FileId::Mac, 0, self.backup.mac.as_ref().map_or(&[][..], |m| &m.0[..])),
+            Target::Radio => (FileId::Rm, 0, self.restore_radio.as_bytes()),
+            Target::Wlan => (
+                FileId::WlanConfig,
+                0,
+                self.restore_wlan.as_ref().map_or(&[][..], |w| &w[..]),
+            ),
+            Target::Mac => (
+                FileId::Mac,
+                0,
+                self.restore_mac.as_ref().map_or(&[][..], |m| &m.0[..]),
+            ),
             Target::Driver => (FileId::WlanDriverSp, 0, self.driver.as_bytes()),
             Target::Firmware => (FileId::WlanFwSp, 0, self.firmware.as_bytes()),
             Target::SparkFile => (FileId::User14, 0, &SPARK_FILE_ZEROS),
@@ -476,8 +506,8 @@ impl<'a> Programmer<'a> {
     fn target_enabled(&self, index: usize) -> bool {
         match TARGETS[index] {
             Target::FatMagic | Target::FatEntries => self.fat_needed,
-            Target::Wlan => self.backup.wlan_config.is_some(),
-            Target::Mac => self.backup.mac.is_some(),
+            Target::Wlan => self.restore_wlan.is_some(),
+            Target::Mac => self.restore_mac.is_some(),
             Target::SparkFile => self.config.spark_user_file,
             Target::Radio | Target::Driver | Target::Firmware => true,
         }
@@ -489,22 +519,37 @@ impl<'a> Programmer<'a> {
             Stage::InitialVersion | Stage::FinalVersion => Step::ReadVersion,
             Stage::Reading { slot, pos } => {
                 let len = (self.slot_buf(slot).len() - pos).min(self.config.read_chunk);
-                Step::Read { file: Self::slot_file(slot), offset: pos as u32, len }
+                Step::Read {
+                    file: Self::slot_file(slot),
+                    offset: pos as u32,
+                    len,
+                }
             }
             Stage::SaveBackup => Step::SaveBackup(&self.backup),
             Stage::Check { target, pos } | Stage::Verify { target, pos } => {
                 let (file, base, data) = self.target(target);
                 let len = (data.len() - pos).min(self.config.read_chunk);
-                Step::Read { file, offset: base + pos as u32, len }
+                Step::Read {
+                    file,
+                    offset: base + pos as u32,
+                    len,
+                }
             }
             Stage::Create { target, zero_first } => {
                 let (file, _, data) = self.target(target);
-                Step::CreateEntry { file, len: if zero_first { 0 } else { data.len() as u32 } }
+                Step::CreateEntry {
+                    file,
+                    len: if zero_first { 0 } else { data.len() as u32 },
+                }
             }
             Stage::Write { target, pos } => {
                 let (file, base, data) = self.target(target);
                 let end = (pos + self.config.write_chunk).min(data.len());
-                Step::Write { file, offset: base + pos as u32, data: &data[pos..end] }
+                Step::Write {
+                    file,
+                    offset: base + pos as u32,
+                    data: &data[pos..end],
+                }
             }
             Stage::Finished => Step::Finished(&self.report),
             Stage::Failed(e) => Step::Failed(e),
@@ -523,7 +568,10 @@ impl<'a> Programmer<'a> {
                     return;
                 }
                 self.attempts = 0;
-                self.stage = Stage::Reading { slot: Slot::Fat, pos: 0 };
+                self.stage = Stage::Reading {
+                    slot: Slot::Fat,
+                    pos: 0,
+                };
             }
             Stage::Reading { slot, pos } => self.handle_initial_read(slot, pos, outcome),
             Stage::SaveBackup => self.enter_target(0),
@@ -531,8 +579,14 @@ impl<'a> Programmer<'a> {
             Stage::Create { target, zero_first } => match outcome {
                 Outcome::Done => {
                     self.attempts = 0;
-                    self.stage =
-                        if zero_first { Stage::Create { target, zero_first: false } } else { Stage::Write { target, pos: 0 } };
+                    self.stage = if zero_first {
+                        Stage::Create {
+                            target,
+                            zero_first: false,
+                        }
+                    } else {
+                        Stage::Write { target, pos: 0 }
+                    };
                 }
                 _ => {
                     if !self.retry() {
@@ -571,7 +625,12 @@ impl<'a> Programmer<'a> {
     }
 
     fn fail_op(&mut self, op: Operation, file: Option<FileId>, offset: u32) {
-        self.stage = Stage::Failed(Error::Nvmem { op, file, offset, attempts: self.attempts });
+        self.stage = Stage::Failed(Error::Nvmem {
+            op,
+            file,
+            offset,
+            attempts: self.attempts,
+        });
     }
 
     fn slot_buf_mut(&mut self, slot: Slot) -> &mut [u8] {
@@ -599,7 +658,10 @@ impl<'a> Programmer<'a> {
                 self.slot_buf_mut(slot)[pos..pos + chunk].copy_from_slice(bytes);
                 self.attempts = 0;
                 if pos + chunk < self.slot_buf(slot).len() {
-                    self.stage = Stage::Reading { slot, pos: pos + chunk };
+                    self.stage = Stage::Reading {
+                        slot,
+                        pos: pos + chunk,
+                    };
                     return;
                 }
                 self.set_slot_ok(slot, true);
@@ -626,30 +688,45 @@ impl<'a> Programmer<'a> {
     }
 
     /// Chooses what to restore and whether the table must be rewritten.
+    ///
+    /// Each value comes from the saved backup first (taken before an earlier run's destructive step), then from
+    /// what the chip holds now, then from the caller's default. Only the first two go into the backup handed out,
+    /// so a persisted backup never turns a default into "the module's own" value.
     fn choose(&mut self) {
         let saved = self.config.saved_backup;
-        // Radio parameters: saved backup, then the chip's (unless blank), then the caller's default.
         let chip_radio = RadioParams(self.radio_read);
-        let (radio, radio_source) = if let Some(b) = saved {
-            (b.radio, Source::SavedBackup)
-        } else if self.radio_ok && !chip_radio.is_blank() {
-            (chip_radio, Source::Chip)
-        } else if let Some(d) = self.config.default_radio_params {
-            (*d, Source::Default)
-        } else {
-            self.stage = Stage::Failed(Error::NoRadioParams);
-            return;
-        };
-        // MAC: saved backup, then the chip's (unless blank), then the fallback; a set multicast bit is cleared.
+        let chip_radio = (self.radio_ok && !chip_radio.is_blank()).then_some(chip_radio);
         let chip_mac = MacAddress(self.mac_read);
-        let (mac, mac_source) = match (saved.and_then(|b| b.mac), self.mac_ok && !chip_mac.is_blank()) {
-            (Some(m), _) => (Some(m), Source::SavedBackup),
-            (None, true) => (Some(chip_mac), Source::Chip),
-            (None, false) => match self.config.fallback_mac {
-                Some(m) => (Some(m), Source::Default),
-                None => (None, Source::Missing),
-            },
+        let chip_mac = (self.mac_ok && !chip_mac.is_blank()).then_some(chip_mac);
+        let chip_wlan = (self.config.restore_wlan_config && self.wlan_ok).then_some(self.wlan_read);
+
+        let (radio, radio_source) = pick(saved.and_then(|b| b.radio), chip_radio);
+        let (mac, mac_source) = pick(saved.and_then(|b| b.mac), chip_mac);
+        let (wlan, wlan_source) = if self.config.restore_wlan_config {
+            pick(saved.and_then(|b| b.wlan_config), chip_wlan)
+        } else {
+            (None, Source::Missing)
         };
+        self.backup = Backup {
+            mac,
+            radio,
+            wlan_config: wlan,
+        };
+
+        let (radio, radio_source) = match (radio, self.config.default_radio_params) {
+            (Some(r), _) => (r, radio_source),
+            (None, Some(d)) => (*d, Source::Default),
+            (None, None) => {
+                self.stage = Stage::Failed(Error::NoRadioParams);
+                return;
+            }
+        };
+        let (mac, mac_source) = match (mac, self.config.fallback_mac) {
+            (Some(m), _) => (Some(m), mac_source),
+            (None, Some(m)) => (Some(m), Source::Default),
+            (None, None) => (None, Source::Missing),
+        };
+        // A station address must not have the group bit; Spark's programmer cleared it too.
         let mac = mac.map(|mut m| {
             if m.is_multicast() {
                 m.0[0] &= 0xFE;
@@ -657,21 +734,18 @@ impl<'a> Programmer<'a> {
             }
             m
         });
-        let (wlan_config, wlan_source) = if !self.config.restore_wlan_config {
-            (None, Source::Missing)
-        } else if let Some(w) = saved.and_then(|b| b.wlan_config) {
-            (Some(w), Source::SavedBackup)
-        } else if self.wlan_ok {
-            (Some(self.wlan_read), Source::Chip)
-        } else {
-            (None, Source::Missing)
-        };
-        self.backup = Backup { mac, radio, wlan_config };
+        self.restore_radio = radio;
+        self.restore_mac = mac;
+        self.restore_wlan = wlan;
         self.report.mac = mac;
         self.report.mac_source = mac_source;
         self.report.radio_source = radio_source;
         self.report.wlan_config_source = wlan_source;
-        let current = if self.fat_ok { FatTable::parse(&self.fat_read).ok() } else { None };
+        let current = if self.fat_ok {
+            FatTable::parse(&self.fat_read).ok()
+        } else {
+            None
+        };
         self.fat_needed = self.config.always_rewrite_fat
             || !current.is_some_and(|t| t.same_layout(&FatTable::programmer_default()));
         self.stage = Stage::SaveBackup;
@@ -689,14 +763,22 @@ impl<'a> Programmer<'a> {
     fn start_writing(&mut self, target: usize) {
         self.attempts = 0;
         self.stage = if TARGETS[target] == Target::SparkFile {
-            Stage::Create { target, zero_first: true }
+            Stage::Create {
+                target,
+                zero_first: true,
+            }
         } else {
             Stage::Write { target, pos: 0 }
         };
     }
 
     /// Whether `bytes` equal the target's bytes at `pos`; also returns the target's length.
-    fn compare(&self, target: usize, pos: usize, outcome: &Outcome<'_>) -> (Option<bool>, FileId, u32, usize) {
+    fn compare(
+        &self,
+        target: usize,
+        pos: usize,
+        outcome: &Outcome<'_>,
+    ) -> (Option<bool>, FileId, u32, usize) {
         let (file, base, data) = self.target(target);
         let chunk = (data.len() - pos).min(self.config.read_chunk);
         let equal = match outcome {
@@ -743,7 +825,11 @@ impl<'a> Programmer<'a> {
                     self.report.fat_rewritten = true;
                 }
                 self.attempts = 0;
-                self.stage = if end < len { Stage::Write { target, pos: end } } else { Stage::Verify { target, pos: 0 } };
+                self.stage = if end < len {
+                    Stage::Write { target, pos: end }
+                } else {
+                    Stage::Verify { target, pos: 0 }
+                };
             }
             _ => {
                 if !self.retry() {
@@ -773,11 +859,23 @@ impl<'a> Programmer<'a> {
         self.rewrites += 1;
         self.report.verify_rewrites += 1;
         if self.rewrites >= self.config.retries {
-            self.stage =
-                Stage::Failed(Error::VerifyFailed { file, offset: base + pos as u32, attempts: self.rewrites });
+            self.stage = Stage::Failed(Error::VerifyFailed {
+                file,
+                offset: base + pos as u32,
+                attempts: self.rewrites,
+            });
         } else {
             self.start_writing(target);
         }
+    }
+}
+
+/// The saved backup's value first, then the chip's.
+fn pick<T>(saved: Option<T>, chip: Option<T>) -> (Option<T>, Source) {
+    match (saved, chip) {
+        (Some(v), _) => (Some(v), Source::SavedBackup),
+        (None, Some(v)) => (Some(v), Source::Chip),
+        (None, None) => (None, Source::Missing),
     }
 }
 
@@ -807,15 +905,24 @@ pub fn run<N: Nvmem>(
                 let buf = &mut buf[..len];
                 nvmem.read(file, offset, buf).map(|()| Outcome::Read(buf))
             }
-            Step::Write { file, offset, data } => nvmem.write(file, offset, data).map(|()| Outcome::Done),
-            Step::CreateEntry { file, len } => nvmem.create_entry(file, len).map(|()| Outcome::Done),
+            Step::Write { file, offset, data } => {
+                nvmem.write(file, offset, data).map(|()| Outcome::Done)
+            }
+            Step::CreateEntry { file, len } => {
+                nvmem.create_entry(file, len).map(|()| Outcome::Done)
+            }
             Step::ReadVersion => nvmem.read_sp_version().map(Outcome::Version),
             Step::SaveBackup(backup) => {
                 save(backup);
                 Ok(Outcome::Done)
             }
             Step::Finished(report) => return Ok(*report),
-            Step::Failed(error) => return Err(RunError { error, last_nvmem_error: last }),
+            Step::Failed(error) => {
+                return Err(RunError {
+                    error,
+                    last_nvmem_error: last,
+                });
+            }
         };
         let outcome = match result {
             Ok(o) => o,
