@@ -286,8 +286,7 @@ impl SimNvmem {
         self.log.push(op);
         if self
             .faults
-            .iter()
-            .any(|f| *f == Fault::PowerLossBeforeOp { op: index })
+            .contains(&Fault::PowerLossBeforeOp { op: index })
         {
             self.powered = false;
         }
@@ -348,10 +347,10 @@ impl Nvmem for SimNvmem {
         let index = self.reads;
         self.reads += 1;
         for f in &self.faults {
-            if let Fault::ReadFails { read, times } = *f {
-                if read == index {
-                    self.pending_read_failures = times;
-                }
+            if let Fault::ReadFails { read, times } = *f
+                && read == index
+            {
+                self.pending_read_failures = times;
             }
         }
         if self.pending_read_failures > 0 {
@@ -383,11 +382,11 @@ impl Nvmem for SimNvmem {
         }
         let mut keep = data.len();
         for f in &self.faults {
-            if let Fault::PowerLossDuringWrite { write, keep: k } = *f {
-                if write == index {
-                    keep = keep.min(k);
-                    self.powered = false;
-                }
+            if let Fault::PowerLossDuringWrite { write, keep: k } = *f
+                && write == index
+            {
+                keep = keep.min(k);
+                self.powered = false;
             }
         }
         self.eeprom[at..at + keep].copy_from_slice(&data[..keep]);
@@ -397,10 +396,10 @@ impl Nvmem for SimNvmem {
                 index: i,
                 xor,
             } = *f
+                && write == index
+                && i < keep
             {
-                if write == index && i < keep {
-                    self.eeprom[at + i] ^= xor;
-                }
+                self.eeprom[at + i] ^= xor;
             }
         }
         if !self.powered {
@@ -482,7 +481,7 @@ impl SpiTransport for SimSpi {
         let hci_bytes = frame
             .get(hci::SPI_HEADER_LEN..end)
             .ok_or(SimError::InjectedFailure)?;
-        if frame.len() % 2 != 0 {
+        if !frame.len().is_multiple_of(2) {
             return Err(SimError::InjectedFailure);
         }
         let command = Command::parse(hci_bytes).map_err(|_| SimError::InjectedFailure)?;

@@ -320,7 +320,9 @@ fn binary(name: &str) -> Option<Vec<u8>> {
 
 #[test]
 fn embedded_patch_finder() {
-    let cases: [(&str, &[(usize, &str, Option<(u8, u8)>)]); 3] = [
+    /// offset, image name, version the driver reports
+    type Hit = (usize, &'static str, Option<(u8, u8)>);
+    let cases: [(&str, &[Hit]); 3] = [
         (
             "deep_update_2014_06.bin",
             &[

@@ -98,10 +98,10 @@ impl<T: SpiTransport, const N: usize> HciNvmem<T, N> {
                 .into());
             }
             let range = SPI_HEADER_LEN..end;
-            if let Ok(Packet::Event(e)) = Packet::parse(&self.buf[range.clone()]) {
-                if e.opcode & 0x8000 != 0 {
-                    continue;
-                }
+            if let Ok(Packet::Event(e)) = Packet::parse(&self.buf[range.clone()])
+                && e.opcode & 0x8000 != 0
+            {
+                continue;
             }
             return Ok(range);
         }

@@ -185,7 +185,7 @@ impl FatEntry {
 
     /// Whether address and length are multiples of 16 (what the encoding can hold).
     pub const fn is_aligned(&self) -> bool {
-        self.address % 16 == 0 && self.length % 16 == 0
+        self.address.is_multiple_of(16) && self.length.is_multiple_of(16)
     }
 
     /// The first address after the file.

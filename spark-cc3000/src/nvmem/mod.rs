@@ -16,7 +16,7 @@ pub use file::{FILE_COUNT, FileId};
 pub use mac::{MacAddress, MacError, Vendor};
 pub use radio::{RADIO_PARAMS_LEN, RadioParams};
 
-/// The EEPROM size assumed when validating a table: 32 KiB (the default table ends at 0x6A30). **[inferred]**
+/// The EEPROM size assumed when validating a table: 32 KiB (the default table ends at 0x6A30); inferred, not documented by TI.
 pub const EEPROM_SIZE: u32 = 0x8000;
 /// The largest NVMEM write a TINY-driver host can send in one HCI packet (`SP_PORTION_SIZE`).
 pub const WRITE_PORTION: usize = 32;

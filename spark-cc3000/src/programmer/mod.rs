@@ -391,10 +391,10 @@ impl<'a> Programmer<'a> {
             return Err(Error::UnknownImage);
         }
         let known_version = drv_id.known().and_then(|k| k.reports);
-        if let (Some(sp), Some(fw)) = (known_version, fw_id.known()) {
-            if !fw.belongs_to(sp) {
-                return Err(Error::MismatchedImages);
-            }
+        if let (Some(sp), Some(fw)) = (known_version, fw_id.known())
+            && !fw.belongs_to(sp)
+        {
+            return Err(Error::MismatchedImages);
         }
         let mut config = config;
         config.expected_version = config.expected_version.or(known_version);
