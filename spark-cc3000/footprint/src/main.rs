@@ -7,9 +7,9 @@
 #![no_main]
 
 use core::hint::black_box;
+use spark_cc3000::ServicePack;
 use spark_cc3000::nvmem::FileId;
 use spark_cc3000::programmer::{self, Config, Nvmem, Programmer};
-use spark_cc3000::ServicePack;
 
 /// An `Nvmem` whose every call succeeds without doing anything observable to the optimiser.
 struct NoChip;
