@@ -12,6 +12,22 @@
 //! - `sim` (feature `sim`): a simulated CC3000 NVMEM with fault injection, for tests.
 //!
 //! The TI images themselves are not part of this crate; it knows them only by digest.
+//!
+//! ```
+//! use spark_cc3000::patch::{self, needs_deep_update, Identification, ImageKind, PatchImage, ServicePack};
+//!
+//! // Any image of the format parses, not only TI's: build a one-record firmware patch.
+//! let mut buf = [0u8; 64];
+//! let len = patch::emit([(0x0314u32, &[0xAAu8; 10][..])], &mut buf).unwrap();
+//! let image = PatchImage::parse(&buf[..len]).unwrap();
+//! assert_eq!(image.kind(), ImageKind::Firmware);
+//! assert_eq!(image.identify(), Identification::Unknown); // valid, but not a published service pack
+//! assert_eq!(image.records().next().unwrap().address, 0x0314);
+//!
+//! // Versions compare as numbers: "1.8" is older than "1.24".
+//! assert!(needs_deep_update("1.8", ServicePack::SP_1_28));
+//! assert!(!needs_deep_update("1.32", ServicePack::SP_1_28));
+//! ```
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -60,6 +60,9 @@ pub enum HciError {
     /// The chip answered with a non-zero status.
     #[error("CC3000 returned status {0:#04x}")]
     Status(u8),
+    /// A command naming a file id above 16.
+    #[error("no NVMEM file {0}")]
+    UnknownFile(u32),
     /// A command whose data does not fit the 16-bit length fields.
     #[error("HCI command data too long ({0} bytes)")]
     TooLong(usize),
@@ -297,7 +300,7 @@ impl Command<'_> {
             }
         };
         need(1)?;
-        let file = |v: u32| FileId::from_id(v).ok_or(HciError::Status(0xFF));
+        let file = |v: u32| FileId::from_id(v).ok_or(HciError::UnknownFile(v));
         match PacketType::from_byte(hci[0])? {
             PacketType::Command => {
                 need(COMMAND_HEADER_LEN)?;
