@@ -536,3 +536,147 @@ impl SpiTransport for SimSpi {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hci::HciNvmem;
+
+    fn chip() -> SimNvmem {
+        SimNvmem::with_table(&FatTable::programmer_default(), ServicePack::new(1, 10))
+    }
+
+    #[test]
+    fn files_are_valid_only_after_a_complete_write() {
+        let mut sim = chip();
+        let mut buf = [0u8; 6];
+        assert_eq!(
+            sim.read(FileId::Mac, 0, &mut buf),
+            Err(SimError::Invalid(FileId::Mac))
+        );
+        sim.write(FileId::Mac, 0, &[8, 0, 0x28, 1, 2, 3]).unwrap();
+        sim.read(FileId::Mac, 0, &mut buf).unwrap();
+        assert_eq!(buf, [8, 0, 0x28, 1, 2, 3]);
+        // limits: 32 bytes per write, file bounds, unallocated files
+        assert_eq!(
+            sim.write(FileId::Nvs, 0, &[0; 33]),
+            Err(SimError::TooLong(33))
+        );
+        assert_eq!(
+            sim.write(FileId::Mac, 10, &[0; 7]),
+            Err(SimError::OutOfBounds(FileId::Mac))
+        );
+        assert_eq!(
+            sim.read(FileId::User14, 0, &mut buf),
+            Err(SimError::NotAllocated(FileId::User14))
+        );
+        // rewriting the table entry (allocated bit only) invalidates the file
+        let entry = FatTable::programmer_default().entries()[6].emit();
+        sim.write(FileId::Fat, 4 + 6 * 4, &entry).unwrap();
+        assert_eq!(
+            sim.read(FileId::Mac, 0, &mut buf),
+            Err(SimError::Invalid(FileId::Mac))
+        );
+    }
+
+    #[test]
+    fn create_entry_allocates_user_files_in_free_space() {
+        let mut sim = chip();
+        assert_eq!(
+            sim.create_entry(FileId::Rm, 16),
+            Err(SimError::NotUserFile(FileId::Rm))
+        );
+        sim.create_entry(FileId::User14, 16).unwrap();
+        let e = *sim.table().unwrap().entry(FileId::User14).unwrap();
+        assert_eq!((e.address, e.length), (0x6A30, 16), "right after file 11");
+        sim.create_entry(FileId::User15, 20).unwrap();
+        let e = *sim.table().unwrap().entry(FileId::User15).unwrap();
+        assert_eq!((e.address, e.length), (0x6A40, 32));
+        assert_eq!(
+            sim.create_entry(FileId::SharedMem, 0x4000),
+            Err(SimError::NoSpace)
+        );
+        sim.write(FileId::User14, 0, &[7; 16]).unwrap();
+        sim.create_entry(FileId::User14, 0).unwrap();
+        assert_eq!(
+            sim.file(FileId::User14, 16),
+            None,
+            "length 0 marks it invalid"
+        );
+    }
+
+    #[test]
+    fn faults_fire_as_scheduled() {
+        let mut sim = chip();
+        sim.inject(Fault::ReadFails { read: 0, times: 2 });
+        sim.inject(Fault::CorruptWrite {
+            write: 0,
+            index: 1,
+            xor: 0xFF,
+        });
+        sim.inject(Fault::PowerLossDuringWrite { write: 1, keep: 2 });
+        let mut buf = [0u8; 2];
+        assert_eq!(
+            sim.read(FileId::Fat, 0, &mut buf),
+            Err(SimError::InjectedFailure)
+        );
+        assert_eq!(
+            sim.read(FileId::Fat, 0, &mut buf),
+            Err(SimError::InjectedFailure)
+        );
+        sim.read(FileId::Fat, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"LS");
+        sim.write(FileId::Mac, 0, &[1, 2, 3, 4, 5, 6]).unwrap();
+        assert_eq!(sim.file(FileId::Mac, 6), Some(&[1, 0xFD, 3, 4, 5, 6][..]));
+        assert_eq!(
+            sim.write(FileId::Mac, 0, &[9; 6]),
+            Err(SimError::PoweredOff)
+        );
+        assert!(!sim.is_powered());
+        assert_eq!(sim.read_sp_version(), Err(SimError::PoweredOff));
+        sim.power_cycle();
+        assert_eq!(
+            sim.file(FileId::Mac, 6),
+            None,
+            "torn write leaves the file invalid"
+        );
+        assert_eq!(&sim.eeprom()[0x6390..0x6396], &[9, 9, 3, 4, 5, 6]);
+        sim.inject(Fault::PowerLossBeforeOp { op: sim.op_count() });
+        assert_eq!(sim.read_sp_version(), Err(SimError::PoweredOff));
+        assert_eq!(sim.log().last(), Some(&Op::ReadVersion));
+    }
+
+    #[test]
+    fn hci_driver_over_the_simulated_link() {
+        let mut hci = HciNvmem::<_, 192>::new(SimSpi::new(chip()));
+        hci.write(FileId::Mac, 0, &[8, 0, 0x28, 1, 2, 3]).unwrap();
+        let mut mac = [0u8; 6];
+        hci.read(FileId::Mac, 0, &mut mac).unwrap();
+        assert_eq!(mac, [8, 0, 0x28, 1, 2, 3]);
+        assert_eq!(hci.read_sp_version().unwrap(), ServicePack::new(1, 10));
+        hci.create_entry(FileId::User14, 16).unwrap();
+        // failures come back as the chip's status
+        let mut buf = [0u8; 4];
+        assert!(matches!(
+            hci.read(FileId::User15, 0, &mut buf),
+            Err(crate::hci::HciNvmemError::Hci(
+                crate::hci::HciError::Status(1)
+            ))
+        ));
+        assert!(matches!(
+            hci.create_entry(FileId::Rm, 1),
+            Err(crate::hci::HciNvmemError::Hci(
+                crate::hci::HciError::Status(1)
+            ))
+        ));
+        // a frame buffer too small for a write is refused before anything is sent
+        let mut small = HciNvmem::<_, 40>::new(SimSpi::new(chip()));
+        assert!(matches!(
+            small.write(FileId::Mac, 0, &[0; 16]),
+            Err(crate::hci::HciNvmemError::Hci(
+                crate::hci::HciError::InsufficientSize { required: 43 }
+            ))
+        ));
+        assert_eq!(small.into_inner().nvmem.write_count(), 0);
+    }
+}

@@ -30,6 +30,9 @@ pub enum BackupError {
 
 /// The module's own data that rewriting the file table destroys: MAC address, radio parameters and the start of the
 /// WLAN configuration, each present only when it was really read from this module (never a default or fallback).
+///
+/// The programmer hands it out before its first write. A copy torn by a power loss while it was being persisted fails
+/// [`Backup::parse`] (CRC-32); since nothing had been written yet, the re-run can then do without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backup {
     /// The MAC address to restore, if one is known.
