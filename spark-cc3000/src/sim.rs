@@ -452,10 +452,18 @@ impl SimSpi {
         }
     }
 
+    /// Queues a chip frame: SPI header, the packet, and the padding TI's host driver expects to clock in.
     fn queue(&mut self, hci_packet: &[u8]) {
-        let mut frame = vec![hci::SPI_READ, 0, 0];
-        frame.extend_from_slice(&(hci_packet.len() as u16).to_be_bytes());
+        let mut frame = vec![hci::SPI_READ, 0, 0, 0, 0];
         frame.extend_from_slice(hci_packet);
+        frame.resize(hci::READ_HEADER_LEN.max(frame.len()), 0);
+        let total = match hci::remaining_read_len(&frame) {
+            Ok(rest) => hci::READ_HEADER_LEN + rest,
+            Err(_) => frame.len(),
+        };
+        frame.resize(total.max(frame.len()), 0);
+        let len = (frame.len() - hci::SPI_HEADER_LEN) as u16;
+        frame[3..5].copy_from_slice(&len.to_be_bytes());
         self.pending.push_back(frame);
     }
 

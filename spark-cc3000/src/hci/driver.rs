@@ -2,7 +2,7 @@
 
 use super::frame::{
     Command, DATA_HEADER_LEN, Event, HciError, NVMEM_WRITE_ARGS_LEN, Packet, ReadResponse,
-    SPI_HEADER_LEN, SpiHeader, decode_sp_version,
+    SPI_HEADER_LEN, decode_sp_version,
 };
 use super::opcode;
 use crate::nvmem::FileId;
@@ -12,7 +12,8 @@ use crate::programmer::Nvmem;
 /// The CC3000's SPI link: whole frames out, whole frames in.
 ///
 /// The implementation handles chip select, the IRQ line and the first-write timing quirk; frames carry the 5-byte
-/// SPI header in both directions.
+/// SPI header in both directions. To read, it clocks in [`READ_HEADER_LEN`](super::READ_HEADER_LEN) bytes, then
+/// [`remaining_read_len`](super::remaining_read_len) more.
 pub trait SpiTransport {
     /// The transport's error.
     type Error;
@@ -80,24 +81,17 @@ impl<T: SpiTransport, const N: usize> HciNvmem<T, N> {
             .map_err(HciNvmemError::Transport)
     }
 
-    /// Reads frames until one that is not an unsolicited event; returns the HCI range in the buffer.
+    /// Reads frames until one that is not an unsolicited event; returns the HCI bytes' range in the buffer.
+    ///
+    /// The packet's extent comes from its HCI header (the parsers ignore trailing padding), not from the SPI
+    /// header's length bytes.
     fn receive(&mut self) -> Result<core::ops::Range<usize>, HciNvmemError<T::Error>> {
         for _ in 0..=MAX_SKIPPED {
             let n = self
                 .transport
                 .read_frame(&mut self.buf)
                 .map_err(HciNvmemError::Transport)?;
-            let frame = &self.buf[..n.min(N)];
-            let header = SpiHeader::parse_read(frame)?;
-            let end = SPI_HEADER_LEN + usize::from(header.len);
-            if frame.len() < end {
-                return Err(HciError::Truncated {
-                    len: frame.len(),
-                    required: end,
-                }
-                .into());
-            }
-            let range = SPI_HEADER_LEN..end;
+            let range = SPI_HEADER_LEN..n.clamp(SPI_HEADER_LEN, N);
             if let Ok(Packet::Event(e)) = Packet::parse(&self.buf[range.clone()])
                 && e.opcode & 0x8000 != 0
             {

@@ -101,6 +101,34 @@ impl PacketType {
     }
 }
 
+/// Bytes a host clocks in first when the chip signals a packet: the SPI header and five HCI header bytes.
+pub const READ_HEADER_LEN: usize = SPI_HEADER_LEN + 5;
+
+/// Given the first [`READ_HEADER_LEN`] bytes of a chip frame, how many more bytes to clock in (padding included).
+///
+/// The lengths come from the HCI header, as in TI's host driver, which does not rely on the SPI header's length:
+/// an event carries `len - 1` more bytes (its length byte counts the status already read), padded so the frame is
+/// even; a data packet carries its payload length, plus one byte when that total would be even (TI's rule, kept as
+/// is).
+pub fn remaining_read_len(first: &[u8]) -> Result<usize, HciError> {
+    let b = first.get(..READ_HEADER_LEN).ok_or(HciError::Truncated {
+        len: first.len(),
+        required: READ_HEADER_LEN,
+    })?;
+    let hci = &b[SPI_HEADER_LEN..];
+    match PacketType::from_byte(hci[0])? {
+        PacketType::Event => {
+            let rest = usize::from(hci[3]).saturating_sub(1);
+            Ok(rest + (READ_HEADER_LEN + rest) % 2)
+        }
+        PacketType::Data => {
+            let rest = usize::from(u16::from_le_bytes([hci[3], hci[4]]));
+            Ok(rest + usize::from((READ_HEADER_LEN + rest).is_multiple_of(2)))
+        }
+        other => Err(HciError::UnknownType(other as u8)),
+    }
+}
+
 /// The length of the SPI frame (header, HCI bytes, padding) that carries `hci_len` bytes: always even.
 pub const fn spi_frame_len(hci_len: usize) -> usize {
     SPI_HEADER_LEN + hci_len + (hci_len + 1) % 2
@@ -685,6 +713,42 @@ mod tests {
                 required: 1
             })
         );
+    }
+
+    #[test]
+    fn chip_frame_lengths_follow_the_hci_header() {
+        // event with status + 4 params: len byte 5, 4 more bytes, 14 in all: even, no padding
+        assert_eq!(
+            remaining_read_len(&[3, 0, 0, 0, 0, 0x04, 0x07, 0x02, 5, 0]),
+            Ok(4)
+        );
+        // event with status only: nothing more
+        assert_eq!(
+            remaining_read_len(&[3, 0, 0, 0, 0, 0x04, 0x02, 0x02, 1, 0]),
+            Ok(0)
+        );
+        // event with 2 params: 2 more, 12: even
+        assert_eq!(
+            remaining_read_len(&[3, 0, 0, 0, 0, 0x04, 0x01, 0x02, 3, 0]),
+            Ok(2)
+        );
+        assert_eq!(
+            remaining_read_len(&[3, 0, 0, 0, 0, 0x04, 0x01, 0x02, 2, 0]),
+            Ok(2)
+        );
+        // data with 12 + 32 payload bytes: 10 + 44 is even, so one more (TI's rule)
+        assert_eq!(
+            remaining_read_len(&[3, 0, 0, 0, 0, 0x02, 0x91, 12, 44, 0]),
+            Ok(45)
+        );
+        assert_eq!(
+            remaining_read_len(&[3, 0, 0, 0, 0, 0x07, 0, 0, 0, 0]),
+            Err(HciError::UnknownType(7))
+        );
+        assert!(matches!(
+            remaining_read_len(&[3, 0, 0]),
+            Err(HciError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! data cmd    02 opcode(u8) args_len payload_len(u16) args data      payload_len = args_len + data length
 //! ```
 //!
-//! and the chip answers, after its own 5-byte SPI header (length big-endian in bytes 3 and 4), with
+//! and the chip answers, after its own 5-byte SPI header (length big-endian in bytes 3 and 4; a host reads 10 bytes,
+//! then [`remaining_read_len`] more), with
 //!
 //! ```text
 //! event       04 opcode(u16) len status params      len counts status + params
@@ -24,8 +25,9 @@ mod frame;
 pub use driver::{HciNvmem, HciNvmemError, SpiTransport};
 pub use frame::{
     CREATE_ENTRY_ARGS_LEN, Command, DATA_HEADER_LEN, DataPacket, EVENT_HEADER_LEN, Event, HciError,
-    NVMEM_READ_ARGS_LEN, NVMEM_WRITE_ARGS_LEN, Packet, PacketType, ReadResponse, SPI_HEADER_LEN,
-    SPI_READ, SPI_WRITE, SpiHeader, decode_sp_version, spi_frame_len,
+    NVMEM_READ_ARGS_LEN, NVMEM_WRITE_ARGS_LEN, Packet, PacketType, READ_HEADER_LEN, ReadResponse,
+    SPI_HEADER_LEN, SPI_READ, SPI_WRITE, SpiHeader, decode_sp_version, remaining_read_len,
+    spi_frame_len,
 };
 
 /// HCI opcodes of the NVMEM commands and their answers (TI's `hci.h`).
