@@ -10,7 +10,8 @@
 //! 3. Chooses what to restore: a backup saved by an interrupted earlier run first, then what the chip holds, then
 //!    the caller's defaults ([`Config::default_radio_params`], [`Config::fallback_mac`]). Without radio parameters
 //!    from any of them it stops, still before any write.
-//! 4. Hands the choice to the caller as [`Step::SaveBackup`], to persist if it wants power-loss safety.
+//! 4. Hands what it read from the module to the caller as [`Step::SaveBackup`], to persist if it wants power-loss
+//!    safety.
 //! 5. For each target, in order — the table (only when its layout differs from the 8 KiB-slot table, the one
 //!    destructive step), radio parameters, WLAN configuration, MAC, driver patch (file 4), firmware patch (file 5),
 //!    Spark's user file 14 — it reads the file and compares; only when it differs does it write it in chunks (32 bytes
@@ -22,12 +23,26 @@
 //!
 //! Every write step is *check, write if different, verify*: a step whose file already holds its bytes writes
 //! nothing, so running a step twice leaves the NVMEM as running it once, and a completed run repeated writes nothing
-//! at all. The bytes each step writes depend only on the images, the chosen backup and the fixed table, never on
-//! how far an earlier run got. The only destructive step is the table rewrite, which invalidates files 0 to 15; it
-//! runs after [`Step::SaveBackup`], so a caller that persisted that backup and passes it back
-//! ([`Config::saved_backup`]) after a power loss at any point gets the same MAC, radio parameters and WLAN
-//! configuration restored. Once the table has the target layout a re-run never rewrites it again. The crate's tests
-//! cut the power before every operation and in the middle of every write, re-run, and check the end state.
+//! at all. Step by step:
+//!
+//! | step | bytes | idempotent because |
+//! |---|---|---|
+//! | reads (version, table, MAC, radio, WLAN) | — | they change nothing |
+//! | save backup (caller) | the backup | saving the same bytes again changes nothing |
+//! | table magic, table entries (file 16) | fixed (`"LS"`, the 8 KiB-slot table) | same bytes every run; skipped once the layout matches |
+//! | radio parameters, WLAN configuration, MAC | from the backup, else the caller's defaults | same bytes for the same backup |
+//! | driver patch (file 4), firmware patch (file 5) | the images | same bytes every run |
+//! | Spark's file 14 | create(0), create(16), 16 zero bytes | done only when the file is unreadable; the sequence ends in the same state from any start |
+//! | final version read | — | changes nothing |
+//!
+//! The only destructive step is the table rewrite, which invalidates files 0 to 15. It runs after
+//! [`Step::SaveBackup`], which carries only what was really read from the module, so a caller that persisted that
+//! backup and passes it back ([`Config::saved_backup`]) after a power loss at any point gets the module's own MAC,
+//! radio parameters and WLAN configuration restored. A caller that does not persist it still ends patched and
+//! verified after a re-run, but a power loss between the table rewrite and the restores then leaves only the
+//! defaults to restore (which is all the original programmers ever had). The crate's tests cut the power before
+//! every operation and in the middle of every write, re-run, and check the end state; another performs every write
+//! twice and compares the EEPROM with a clean run's.
 //!
 //! # Driving it
 //!
