@@ -253,6 +253,11 @@ impl SseParser {
             self.dispatch();
             return;
         }
+        if line.len() > self.max_event_size {
+            // The same verdict whether the line arrived whole or in pieces (see `append_partial`).
+            self.overflow();
+            return;
+        }
         if line[0] == b':' {
             self.comments = self.comments.wrapping_add(1);
             return;
