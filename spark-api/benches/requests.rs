@@ -66,6 +66,8 @@ fn main() {
                 client_rate / curl_rate
             );
         }
-        None => println!("variable read: spark-api {client_rate:.0} req/s; curl not available, no ratio"),
+        None => println!(
+            "variable read: spark-api {client_rate:.0} req/s; curl not available, no ratio"
+        ),
     }
 }

@@ -15,7 +15,7 @@ fn spark_stream(target_len: usize) -> Vec<u8> {
             i % 100
         );
         out.extend_from_slice(line.as_bytes());
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             out.extend_from_slice(b"\n");
         }
         i += 1;
@@ -27,7 +27,12 @@ fn large_data_stream(target_len: usize) -> Vec<u8> {
     let payload = "x".repeat(4000);
     let mut out = Vec::new();
     while out.len() < target_len {
-        out.extend_from_slice(format!("event: hook-response/big/0\ndata: {{\"data\":\"{payload}\",\"ttl\":60}}\r\n\r\n").as_bytes());
+        out.extend_from_slice(
+            format!(
+                "event: hook-response/big/0\ndata: {{\"data\":\"{payload}\",\"ttl\":60}}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
     }
     out
 }

@@ -380,12 +380,19 @@ mod tests {
         )
         .unwrap();
         let grant = wire.into_grant(at);
-        assert_eq!(grant.expires_at(), Some(at + Duration::from_secs(7_776_000)));
+        assert_eq!(
+            grant.expires_at(),
+            Some(at + Duration::from_secs(7_776_000))
+        );
         assert!(!grant.is_expired(at));
         assert!(grant.is_expired(at + Duration::from_secs(7_776_000)));
         let never: TokenGrantWire =
             serde_json::from_str(r#"{"access_token":"a","expires_in":0}"#).unwrap();
-        assert!(!never.into_grant(at).is_expired(SystemTime::now() + Duration::from_secs(1 << 40)));
+        assert!(
+            !never
+                .into_grant(at)
+                .is_expired(SystemTime::now() + Duration::from_secs(1 << 40))
+        );
     }
 
     #[test]
@@ -402,7 +409,8 @@ mod tests {
     }
 
     fn temp_home(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("spark-api-auth-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("spark-api-auth-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -439,7 +447,10 @@ mod tests {
             TokenSource::File(home.join(".particle/staging.config.json"))
         );
         let found = StoredToken::discover_in(Some(" env-token "), Some(&home)).unwrap();
-        assert_eq!((found.token.expose(), found.source), ("env-token", TokenSource::Environment));
+        assert_eq!(
+            (found.token.expose(), found.source),
+            ("env-token", TokenSource::Environment)
+        );
         std::fs::write(home.join(".particle/staging.config.json"), "{not json").unwrap();
         assert!(matches!(
             StoredToken::discover_in(None, Some(&home)),

@@ -268,9 +268,13 @@ impl ClientBuilder {
     /// Check the settings and build the client.
     pub fn build(self) -> Result<Client, Error> {
         let base = self.base_url.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base).map_err(|e| Error::invalid("base URL", e.to_string()))?;
+        let url =
+            reqwest::Url::parse(&base).map_err(|e| Error::invalid("base URL", e.to_string()))?;
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(Error::invalid("base URL", "must not have a query or fragment"));
+            return Err(Error::invalid(
+                "base URL",
+                "must not have a query or fragment",
+            ));
         }
         let loopback = is_loopback(&url);
         match url.scheme() {
@@ -286,7 +290,12 @@ impl ClientBuilder {
                     ),
                 ));
             }
-            other => return Err(Error::invalid("base URL", format!("unsupported scheme {other}"))),
+            other => {
+                return Err(Error::invalid(
+                    "base URL",
+                    format!("unsupported scheme {other}"),
+                ));
+            }
         }
         let agent = HeaderValue::from_str(&self.user_agent)
             .map_err(|_| Error::invalid("user agent", "not a valid header value"))?;
@@ -310,7 +319,8 @@ impl ClientBuilder {
             ProxySetting::Environment if loopback => http.no_proxy(),
             ProxySetting::Environment => http,
             ProxySetting::Url(proxy) => http.proxy(
-                reqwest::Proxy::all(&proxy).map_err(|e| Error::invalid("proxy URL", e.to_string()))?,
+                reqwest::Proxy::all(&proxy)
+                    .map_err(|e| Error::invalid("proxy URL", e.to_string()))?,
             ),
         };
         let http = http
@@ -500,7 +510,11 @@ impl Client {
         url
     }
 
-    pub(crate) fn request(&self, call: &Call<'_>, timeout: Option<Duration>) -> Result<reqwest::RequestBuilder, Error> {
+    pub(crate) fn request(
+        &self,
+        call: &Call<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::RequestBuilder, Error> {
         let mut url = self.url(&call.path);
         if !call.query.is_empty() {
             let query = serde_urlencoded::to_string(&call.query)
@@ -521,7 +535,8 @@ impl Client {
                 request = request.header(AUTHORIZATION, value);
             }
             Auth::Basic(credentials) => {
-                request = request.basic_auth(&credentials.username, Some(credentials.password.expose()));
+                request =
+                    request.basic_auth(&credentials.username, Some(credentials.password.expose()));
             }
             Auth::None => {}
         }
@@ -530,9 +545,14 @@ impl Client {
             Body::Form(form) => request
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(form.clone()),
-            Body::Json(json) => request.header(CONTENT_TYPE, "application/json").body(json.clone()),
+            Body::Json(json) => request
+                .header(CONTENT_TYPE, "application/json")
+                .body(json.clone()),
             Body::Multipart { boundary, bytes } => request
-                .header(CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+                .header(
+                    CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
                 .body(bytes.clone()),
         };
         Ok(request)
@@ -665,16 +685,32 @@ mod tests {
         ] {
             assert!(Client::builder().base_url(ok).build().is_ok(), "{ok}");
         }
-        let err = Client::builder().base_url("http://api.spark.io").build().unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { what: "base URL", .. }));
-        assert!(Client::builder()
-            .base_url("http://192.168.1.10:8080")
-            .allow_insecure_http(true)
+        let err = Client::builder()
+            .base_url("http://api.spark.io")
             .build()
-            .is_ok());
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidInput {
+                what: "base URL",
+                ..
+            }
+        ));
+        assert!(
+            Client::builder()
+                .base_url("http://192.168.1.10:8080")
+                .allow_insecure_http(true)
+                .build()
+                .is_ok()
+        );
         assert!(Client::builder().base_url("ftp://x").build().is_err());
         assert!(Client::builder().base_url("not a url").build().is_err());
-        assert!(Client::builder().base_url("https://h/?q=1").build().is_err());
+        assert!(
+            Client::builder()
+                .base_url("https://h/?q=1")
+                .build()
+                .is_err()
+        );
     }
 
     #[test]
@@ -708,10 +744,18 @@ mod tests {
 
     #[test]
     fn failure_bodies_on_2xx() {
-        assert!(reports_failure(&serde_json::json!({"ok": false, "errors": ["x"]})));
-        assert!(reports_failure(&serde_json::json!({"error": "Nothing to do?"})));
-        assert!(!reports_failure(&serde_json::json!({"ok": true, "error": "ignored"})));
-        assert!(!reports_failure(&serde_json::json!({"id": "x", "status": "Update started"})));
+        assert!(reports_failure(
+            &serde_json::json!({"ok": false, "errors": ["x"]})
+        ));
+        assert!(reports_failure(
+            &serde_json::json!({"error": "Nothing to do?"})
+        ));
+        assert!(!reports_failure(
+            &serde_json::json!({"ok": true, "error": "ignored"})
+        ));
+        assert!(!reports_failure(
+            &serde_json::json!({"id": "x", "status": "Update started"})
+        ));
         assert!(!reports_failure(&serde_json::json!([])));
     }
 }

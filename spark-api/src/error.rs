@@ -56,7 +56,9 @@ pub enum Error {
     #[error("no access token configured")]
     NoToken,
     /// No token was found in the environment or in the CLI configuration files.
-    #[error("no access token in PARTICLE_ACCESS_TOKEN or in the particle/spark CLI configuration files")]
+    #[error(
+        "no access token in PARTICLE_ACCESS_TOKEN or in the particle/spark CLI configuration files"
+    )]
     NoStoredToken,
     /// A CLI configuration file could not be read or parsed.
     #[error("configuration file {path}: {detail}")]
@@ -381,11 +383,12 @@ mod tests {
             }
         );
         assert_eq!(
-            ErrorBody::parse(br#"{"Error":"boom"}"#).message().as_deref(),
+            ErrorBody::parse(br#"{"Error":"boom"}"#)
+                .message()
+                .as_deref(),
             Some("boom")
         );
-        let errors =
-            ErrorBody::parse(br#"{"ok":false,"errors":["Compile error"],"output":"log"}"#);
+        let errors = ErrorBody::parse(br#"{"ok":false,"errors":["Compile error"],"output":"log"}"#);
         assert_eq!(errors.message().as_deref(), Some("Compile error"));
         assert!(matches!(errors, ErrorBody::Errors { output: Some(ref o), .. } if o == "log"));
         assert_eq!(
@@ -400,7 +403,10 @@ mod tests {
         );
         assert_eq!(ErrorBody::parse(b""), ErrorBody::Empty);
         assert_eq!(ErrorBody::parse(b" \r\n"), ErrorBody::Empty);
-        assert_eq!(ErrorBody::parse(b"[1]"), ErrorBody::Json(serde_json::json!([1])));
+        assert_eq!(
+            ErrorBody::parse(b"[1]"),
+            ErrorBody::Json(serde_json::json!([1]))
+        );
         assert_eq!(
             ErrorBody::parse(b"<html>bad gateway</html>"),
             ErrorBody::NotJson("<html>bad gateway</html>".into())

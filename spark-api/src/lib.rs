@@ -39,12 +39,15 @@ mod multipart;
 pub mod sse;
 
 pub use api::{DisconnectReason, EventStream, StreamItem};
-pub use auth::{AccessToken, Credentials, OAuthClient, Secret, StoredToken, TokenGrant, TokenLifetime};
+pub use auth::{
+    AccessToken, Credentials, OAuthClient, Secret, StoredToken, TokenGrant, TokenLifetime,
+};
 pub use client::{
     Client, ClientBuilder, PARTICLE_API_URL, ReconnectPolicy, RetryPolicy, SPARK_API_URL, Scope,
 };
 pub use error::{ApiError, Error, ErrorBody, TimeoutPhase};
 pub use models::{
     ClaimResult, CompileResult, CreatedWebhook, Device, Event, FirmwareFile, FunctionCallResult,
-    NewWebhook, OkResult, PingResult, Publish, UpdateResult, VariableResult, VariableValue, Webhook,
+    NewWebhook, OkResult, PingResult, Publish, UpdateResult, VariableResult, VariableValue,
+    Webhook,
 };

@@ -587,7 +587,10 @@ mod tests {
         assert_eq!(parse(r#"{"result":42}"#), VariableValue::Int(42));
         assert_eq!(parse(r#"{"result":-3}"#), VariableValue::Int(-3));
         assert_eq!(parse(r#"{"result":21.5}"#), VariableValue::Double(21.5));
-        assert_eq!(parse(r#"{"result":"hi"}"#), VariableValue::String("hi".into()));
+        assert_eq!(
+            parse(r#"{"result":"hi"}"#),
+            VariableValue::String("hi".into())
+        );
         assert_eq!(parse(r#"{"result":true}"#), VariableValue::Bool(true));
         assert!(serde_json::from_str::<VariableResult>(r#"{"result":[1]}"#).is_err());
         assert!(serde_json::from_str::<VariableResult>(r#"{"name":"x"}"#).is_err());
@@ -595,7 +598,11 @@ mod tests {
 
     #[test]
     fn event_ttl_string_or_number() {
-        let e = Event::from_sse("a", r#"{"data":"d","ttl":"60","published_at":"t","coreid":"c"}"#).unwrap();
+        let e = Event::from_sse(
+            "a",
+            r#"{"data":"d","ttl":"60","published_at":"t","coreid":"c"}"#,
+        )
+        .unwrap();
         assert_eq!(e.ttl, Some(60));
         let e = Event::from_sse("a", r#"{"data":null,"ttl":60,"coreid":null,"extra":1}"#).unwrap();
         assert_eq!((e.ttl, e.data), (Some(60), None));
@@ -609,7 +616,8 @@ mod tests {
 
     #[test]
     fn publish_form() {
-        let form = serde_urlencoded::to_string(Publish::new("temp").data("Hello World").ttl(60)).unwrap();
+        let form =
+            serde_urlencoded::to_string(Publish::new("temp").data("Hello World").ttl(60)).unwrap();
         assert_eq!(form, "name=temp&data=Hello+World&private=true&ttl=60");
         let form = serde_urlencoded::to_string(Publish::new("x").public()).unwrap();
         assert_eq!(form, "name=x&private=false");
@@ -617,9 +625,11 @@ mod tests {
 
     #[test]
     fn update_results() {
-        let r: UpdateResult = serde_json::from_str(r#"{"ok":true,"firmware_binary_id":12345}"#).unwrap();
+        let r: UpdateResult =
+            serde_json::from_str(r#"{"ok":true,"firmware_binary_id":12345}"#).unwrap();
         assert_eq!(r.firmware_binary_id.as_deref(), Some("12345"));
-        let r: UpdateResult = serde_json::from_str(r#"{"id":"x","connected":true,"signaling":true}"#).unwrap();
+        let r: UpdateResult =
+            serde_json::from_str(r#"{"id":"x","connected":true,"signaling":true}"#).unwrap();
         assert_eq!(r.signaling, Some(true));
     }
 }

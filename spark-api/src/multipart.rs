@@ -98,7 +98,8 @@ mod tests {
 
     #[test]
     fn boundary_avoids_contents() {
-        let data = b"spark-api-boundary-0000000000000000 and spark-api-boundary-0000000000000001".to_vec();
+        let data =
+            b"spark-api-boundary-0000000000000000 and spark-api-boundary-0000000000000001".to_vec();
         let (boundary, _) = encode(&[Part::file("file".into(), "x\"y", &data)]);
         assert_eq!(boundary, "spark-api-boundary-0000000000000002");
         assert_eq!(escape("a\"b\r\n"), "a%22b%0D%0A");

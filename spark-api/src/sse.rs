@@ -225,9 +225,10 @@ impl SseParser {
 
     fn overflow(&mut self) {
         if !self.discarding_event {
-            self.ready.push_back(SseItem::Error(SseError::EventTooLarge {
-                limit: self.max_event_size,
-            }));
+            self.ready
+                .push_back(SseItem::Error(SseError::EventTooLarge {
+                    limit: self.max_event_size,
+                }));
         }
         self.discarding_event = true;
         self.event = None;
@@ -290,16 +291,10 @@ impl SseParser {
                     Err(_) => self.data.push_str(&String::from_utf8_lossy(value)),
                 }
             }
-            b"id" => {
-                // The spec ignores an id containing NUL.
-                if !value.contains(&0) {
-                    self.id = Some(lossy(value));
-                }
-            }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    self.retry = lossy(value).parse().ok();
-                }
+            // The spec ignores an id containing NUL.
+            b"id" if !value.contains(&0) => self.id = Some(lossy(value)),
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                self.retry = lossy(value).parse().ok();
             }
             _ => {}
         }

@@ -37,9 +37,15 @@ fn assert_token_only_in_header(server: &TestServer) {
         let query = request.uri.split_once('?').map(|(_, q)| q).unwrap_or("");
         assert!(!query.contains("access_token"), "{request:?}");
         assert!(!request.uri.contains(TOKEN), "{request:?}");
-        assert!(!support_contains(&request.body, TOKEN.as_bytes()), "{request:?}");
+        assert!(
+            !support_contains(&request.body, TOKEN.as_bytes()),
+            "{request:?}"
+        );
         if let Some(auth) = request.header("authorization") {
-            assert!(auth == format!("Bearer {TOKEN}") || auth.starts_with("Basic "), "{auth}");
+            assert!(
+                auth == format!("Bearer {TOKEN}") || auth.starts_with("Basic "),
+                "{auth}"
+            );
         }
     }
 }
@@ -51,17 +57,26 @@ fn support_contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn login_and_tokens() {
     let server = TestServer::start().await;
-    let anonymous = Client::builder().base_url(server.base_url()).build().unwrap();
+    let anonymous = Client::builder()
+        .base_url(server.base_url())
+        .build()
+        .unwrap();
     let credentials = Credentials::new(USER, PASSWORD);
 
     let before = SystemTime::now();
-    let grant = anonymous.login(&credentials, TokenLifetime::Default).await.unwrap();
+    let grant = anonymous
+        .login(&credentials, TokenLifetime::Default)
+        .await
+        .unwrap();
     assert_eq!(grant.access_token.expose(), NEW_TOKEN);
     assert_eq!(grant.token_type, "bearer");
     assert_eq!(grant.expires_in, Some(7_776_000));
     assert!(grant.expires_at().unwrap() >= before + Duration::from_secs(7_776_000));
     let login = &server.requests_to("/oauth/token")[0];
-    assert_eq!(login.header("content-type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        login.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
     assert_eq!(login.header("authorization"), None);
     let form = login.form();
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -70,7 +85,10 @@ async fn login_and_tokens() {
     assert_eq!(get("client_id"), Some("CLI2"));
     assert_eq!(get("expires_in"), None);
 
-    let never = anonymous.login(&credentials, TokenLifetime::Never).await.unwrap();
+    let never = anonymous
+        .login(&credentials, TokenLifetime::Never)
+        .await
+        .unwrap();
     assert_eq!(never.expires_at(), None);
     let short = anonymous
         .login(&credentials, TokenLifetime::Seconds(3600))
@@ -87,19 +105,32 @@ async fn login_and_tokens() {
     );
     assert_eq!(wrong.status, 503);
     assert_eq!(wrong.body.oauth_error(), Some("server_error"));
-    assert_eq!(server.hits("POST /oauth/token"), 4, "a login is never retried");
+    assert_eq!(
+        server.hits("POST /oauth/token"),
+        4,
+        "a login is never retried"
+    );
 
     // MFA.
     let mfa = api_error(
         anonymous
-            .login(&Credentials::new("mfa@example.com", "x"), TokenLifetime::Default)
+            .login(
+                &Credentials::new("mfa@example.com", "x"),
+                TokenLifetime::Default,
+            )
             .await
             .unwrap_err(),
     );
-    let ErrorBody::OAuth { error, mfa_token, .. } = &mfa.body else {
+    let ErrorBody::OAuth {
+        error, mfa_token, ..
+    } = &mfa.body
+    else {
         panic!("{mfa:?}");
     };
-    assert_eq!((error.as_str(), mfa_token.as_deref()), ("mfa_required", Some("mfa-7f3a")));
+    assert_eq!(
+        (error.as_str(), mfa_token.as_deref()),
+        ("mfa_required", Some("mfa-7f3a"))
+    );
     let grant = anonymous.login_mfa("mfa-7f3a", "123456").await.unwrap();
     assert_eq!(grant.access_token.expose(), NEW_TOKEN);
     assert!(anonymous.login_mfa("mfa-7f3a", "000000").await.is_err());
@@ -123,7 +154,10 @@ async fn login_and_tokens() {
 
     // A client with a token revokes it.
     client(&server).delete_current_access_token().await.unwrap();
-    assert!(matches!(anonymous.delete_current_access_token().await, Err(Error::NoToken)));
+    assert!(matches!(
+        anonymous.delete_current_access_token().await,
+        Err(Error::NoToken)
+    ));
     assert_token_only_in_header(&server);
 }
 
@@ -148,18 +182,39 @@ async fn devices() {
 
     let renamed = client.rename_device(CORE, "new name").await.unwrap();
     assert_eq!(renamed.name.as_deref(), Some("new name"));
-    let put = server.requests_to(&format!("/v1/devices/{CORE}")).pop().unwrap();
+    let put = server
+        .requests_to(&format!("/v1/devices/{CORE}"))
+        .pop()
+        .unwrap();
     assert_eq!(put.method, "PUT");
     assert_eq!(put.body.as_ref(), b"name=new+name");
 
     let signal = client.signal_device(CORE, true).await.unwrap();
     assert_eq!(signal.signaling, Some(true));
-    assert_eq!(client.signal_device(CORE, false).await.unwrap().signaling, Some(false));
+    assert_eq!(
+        client.signal_device(CORE, false).await.unwrap().signaling,
+        Some(false)
+    );
 
-    assert_eq!(client.claim_device("0123456789abcdef01234567").await.unwrap().ok, Some(true));
-    let taken = api_error(client.claim_device("fedcba9876543210fedcba98").await.unwrap_err());
+    assert_eq!(
+        client
+            .claim_device("0123456789abcdef01234567")
+            .await
+            .unwrap()
+            .ok,
+        Some(true)
+    );
+    let taken = api_error(
+        client
+            .claim_device("fedcba9876543210fedcba98")
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(taken.status, 200);
-    assert_eq!(taken.body.message().as_deref(), Some("That belongs to someone else."));
+    assert_eq!(
+        taken.body.message().as_deref(),
+        Some("That belongs to someone else.")
+    );
 
     client.release_device(CORE).await.unwrap();
     let unknown = api_error(client.release_device("nope").await.unwrap_err());
@@ -169,7 +224,10 @@ async fn devices() {
 
     let missing = api_error(client.device("missing").await.unwrap_err());
     assert_eq!(missing.status, 404);
-    assert_eq!(missing.body, ErrorBody::Text("Oops, I couldn't find that core".into()));
+    assert_eq!(
+        missing.body,
+        ErrorBody::Text("Oops, I couldn't find that core".into())
+    );
 
     let decode = client.device("bad-shape").await.unwrap_err();
     let Error::Decode { path, status, .. } = &decode else {
@@ -182,7 +240,10 @@ async fn devices() {
     let devices = product.list_devices().await.unwrap();
     assert_eq!(devices[0].product_id, Some(6));
     assert!(matches!(
-        client.scoped(Scope::Org("acme".into())).list_devices().await,
+        client
+            .scoped(Scope::Org("acme".into()))
+            .list_devices()
+            .await,
         Err(Error::InvalidInput { what: "scope", .. })
     ));
     assert_token_only_in_header(&server);
@@ -194,8 +255,14 @@ async fn functions_and_variables() {
     let client = client(&server);
 
     let called = client.call_function(CORE, "brew", "202,230").await.unwrap();
-    assert_eq!(called.return_value, 7, "the server returns the argument's length");
-    let request = server.requests_to(&format!("/v1/devices/{CORE}/brew")).pop().unwrap();
+    assert_eq!(
+        called.return_value, 7,
+        "the server returns the argument's length"
+    );
+    let request = server
+        .requests_to(&format!("/v1/devices/{CORE}/brew"))
+        .pop()
+        .unwrap();
     assert_eq!(request.body.as_ref(), b"arg=202%2C230");
 
     let not_found = api_error(client.call_function(CORE, "nosuch", "").await.unwrap_err());
@@ -208,21 +275,30 @@ async fn functions_and_variables() {
         }
     );
     let timed_out = api_error(client.call_function(CORE, "slowfn", "").await.unwrap_err());
-    assert_eq!((timed_out.status, timed_out.body.message().as_deref()), (408, Some("Timed out.")));
+    assert_eq!(
+        (timed_out.status, timed_out.body.message().as_deref()),
+        (408, Some("Timed out."))
+    );
 
     // A function call is never retried, not even after a 503 or a 429.
     let failed = api_error(client.call_function(CORE, "fail", "x").await.unwrap_err());
     assert_eq!(failed.status, 503);
     assert_eq!(server.hits(&format!("POST /v1/devices/{CORE}/fail")), 1);
     let busy = api_error(client.call_function(CORE, "busy", "x").await.unwrap_err());
-    assert_eq!((busy.status, busy.retry_after), (429, Some(Duration::from_secs(1))));
+    assert_eq!(
+        (busy.status, busy.retry_after),
+        (429, Some(Duration::from_secs(1)))
+    );
     assert_eq!(server.hits(&format!("POST /v1/devices/{CORE}/busy")), 1);
 
     let int = client.variable(CORE, "temperature").await.unwrap();
     assert_eq!(int.result, VariableValue::Int(42));
     assert_eq!(int.cmd.as_deref(), Some("VarReturn"));
     assert_eq!(int.core_info.unwrap().device_id.as_deref(), Some(CORE));
-    assert_eq!(client.variable(CORE, "humidity").await.unwrap().result, VariableValue::Double(21.5));
+    assert_eq!(
+        client.variable(CORE, "humidity").await.unwrap().result,
+        VariableValue::Double(21.5)
+    );
     assert_eq!(
         client.variable(CORE, "status").await.unwrap().result,
         VariableValue::String("idle".into())
@@ -232,28 +308,47 @@ async fn functions_and_variables() {
     assert_eq!(flag.core_info.unwrap().name.as_deref(), Some("core1"));
 
     let missing = api_error(client.variable(CORE, "nosuch").await.unwrap_err());
-    assert_eq!(missing.body.message().as_deref(), Some("Variable not found"));
-    for (variable, expected_path) in [("weird", "result"), ("corrupt", "coreInfo.connected"), ("truncated", ".")] {
+    assert_eq!(
+        missing.body.message().as_deref(),
+        Some("Variable not found")
+    );
+    for (variable, expected_path) in [
+        ("weird", "result"),
+        ("corrupt", "coreInfo.connected"),
+        ("truncated", "."),
+    ] {
         match client.variable(CORE, variable).await.unwrap_err() {
             Error::Decode { path, .. } => assert_eq!(path, expected_path, "{variable}"),
             other => panic!("{variable}: {other:?}"),
         }
     }
-    assert!(matches!(client.variable(CORE, "").await, Err(Error::InvalidInput { .. })));
+    assert!(matches!(
+        client.variable(CORE, "").await,
+        Err(Error::InvalidInput { .. })
+    ));
     assert_token_only_in_header(&server);
 }
 
 #[tokio::test]
 async fn auth_errors() {
     let server = TestServer::start().await;
-    let anonymous = Client::builder().base_url(server.base_url()).build().unwrap();
-    assert!(matches!(anonymous.list_devices().await, Err(Error::NoToken)));
+    let anonymous = Client::builder()
+        .base_url(server.base_url())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        anonymous.list_devices().await,
+        Err(Error::NoToken)
+    ));
 
     let wrong = client(&server).with_token("0000000000000000000000000000000000000000");
     let error = wrong.list_devices().await.unwrap_err();
     assert!(error.is_auth());
     let api = api_error(error);
-    assert_eq!((api.status, api.body.oauth_error()), (401, Some("invalid_token")));
+    assert_eq!(
+        (api.status, api.body.oauth_error()),
+        (401, Some("invalid_token"))
+    );
     // Nothing reached the server without a token; the wrong token reached it once (no retry of a 401).
     assert_eq!(server.hits("GET /v1/devices"), 1);
 }
@@ -275,7 +370,10 @@ async fn error_shapes_retries_and_timeouts() {
     // A 500 with the capital-E shape, after all retries.
     let down = api_error(client.device("down").await.unwrap_err());
     assert_eq!(down.status, 500);
-    assert_eq!(down.body.message().as_deref(), Some("TypeError: undefined is not a function"));
+    assert_eq!(
+        down.body.message().as_deref(),
+        Some("TypeError: undefined is not a function")
+    );
     assert_eq!(server.hits("GET /v1/devices/down"), 3);
 
     // A proxy's HTML page.
@@ -290,7 +388,10 @@ async fn error_shapes_retries_and_timeouts() {
             .await
             .unwrap_err(),
     );
-    assert_eq!((nothing.status, nothing.body.message().as_deref()), (200, Some("Nothing to do?")));
+    assert_eq!(
+        (nothing.status, nothing.body.message().as_deref()),
+        (200, Some("Nothing to do?"))
+    );
 
     // A slow response hits the request timeout.
     let impatient = Client::builder()
@@ -302,7 +403,13 @@ async fn error_shapes_retries_and_timeouts() {
         .unwrap();
     let error = impatient.device("slow").await.unwrap_err();
     assert!(
-        matches!(error, Error::Timeout { phase: TimeoutPhase::Request, .. }),
+        matches!(
+            error,
+            Error::Timeout {
+                phase: TimeoutPhase::Request,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(error.is_timeout());
@@ -317,7 +424,10 @@ async fn error_shapes_retries_and_timeouts() {
         .retry_policy(RetryPolicy::none())
         .build()
         .unwrap();
-    assert!(matches!(nowhere.device(CORE).await, Err(Error::Transport { .. })));
+    assert!(matches!(
+        nowhere.device(CORE).await,
+        Err(Error::Transport { .. })
+    ));
 }
 
 #[tokio::test]
@@ -336,7 +446,12 @@ async fn publish() {
     );
     client.publish(&Publish::new("x").public()).await.unwrap();
     assert_eq!(
-        server.requests_to("/v1/devices/events").pop().unwrap().body.as_ref(),
+        server
+            .requests_to("/v1/devices/events")
+            .pop()
+            .unwrap()
+            .body
+            .as_ref(),
         b"name=x&private=false"
     );
     client
@@ -363,9 +478,17 @@ async fn firmware() {
         .await
         .unwrap();
     assert_eq!(started.status.as_deref(), Some("Update started"));
-    let request = server.requests_to(&format!("/v1/devices/{CORE}")).pop().unwrap();
+    let request = server
+        .requests_to(&format!("/v1/devices/{CORE}"))
+        .pop()
+        .unwrap();
     assert_eq!(request.method, "PUT");
-    assert!(request.header("content-type").unwrap().starts_with("multipart/form-data; boundary="));
+    assert!(
+        request
+            .header("content-type")
+            .unwrap()
+            .starts_with("multipart/form-data; boundary=")
+    );
 
     // The local cloud's flash failure is an HTTP 200 with ok:false; a flash is never retried.
     let offline = api_error(
@@ -375,29 +498,51 @@ async fn firmware() {
             .unwrap_err(),
     );
     assert_eq!(offline.status, 200);
-    assert!(matches!(&offline.body, ErrorBody::Errors { errors, .. } if errors[0]["error"] == "Timed out."));
+    assert!(
+        matches!(&offline.body, ErrorBody::Errors { errors, .. } if errors[0]["error"] == "Timed out.")
+    );
     assert_eq!(server.hits("PUT /v1/devices/offline"), 1);
 
     let compile_error = api_error(
         client
-            .flash_sources(CORE, &[FirmwareFile::new("app.ino", "void setup() { foo(); }")])
+            .flash_sources(
+                CORE,
+                &[FirmwareFile::new("app.ino", "void setup() { foo(); }")],
+            )
             .await
             .unwrap_err(),
     );
-    assert!(matches!(&compile_error.body, ErrorBody::Errors { output: Some(o), .. } if o.contains("foo")));
-    assert!(client.flash_binary(CORE, &FirmwareFile::new("e.bin", Vec::new())).await.is_err());
+    assert!(
+        matches!(&compile_error.body, ErrorBody::Errors { output: Some(o), .. } if o.contains("foo"))
+    );
+    assert!(
+        client
+            .flash_binary(CORE, &FirmwareFile::new("e.bin", Vec::new()))
+            .await
+            .is_err()
+    );
 
     let tinker = client.flash_known_app(CORE, "tinker").await.unwrap();
     assert_eq!(tinker.status.as_deref(), Some("Update started"));
 
     let compiled = client
-        .compile(&[FirmwareFile::new("app.ino", "void setup() {}\nvoid loop() {}\n")], Some(0), None)
+        .compile(
+            &[FirmwareFile::new(
+                "app.ino",
+                "void setup() {}\nvoid loop() {}\n",
+            )],
+            Some(0),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(compiled.binary_id, "5a1b");
     assert!(compiled.size_info.is_some());
     let compile_request = server.requests_to("/v1/binaries").pop().unwrap();
-    assert!(support_contains(&compile_request.body, b"name=\"platform_id\"\r\n\r\n0\r\n"));
+    assert!(support_contains(
+        &compile_request.body,
+        b"name=\"platform_id\"\r\n\r\n0\r\n"
+    ));
     let failed = api_error(
         client
             .compile(&[FirmwareFile::new("other.cpp", "x")], None, None)
@@ -412,15 +557,27 @@ async fn firmware() {
     assert_eq!(gone.status, 404);
 
     let pem = "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC\n-----END PUBLIC KEY-----\n";
-    client.send_public_key(CORE, pem, Some("rsa")).await.unwrap();
+    client
+        .send_public_key(CORE, pem, Some("rsa"))
+        .await
+        .unwrap();
     let provisioning = server.requests_to("/v1/provisioning/").pop().unwrap();
     let form = provisioning.form();
     assert!(form.iter().any(|(k, v)| k == "deviceID" && v == CORE));
-    assert!(form.iter().any(|(k, v)| k == "order" && v.starts_with("manual_")));
+    assert!(
+        form.iter()
+            .any(|(k, v)| k == "order" && v.starts_with("manual_"))
+    );
     let pkcs1 = "-----BEGIN RSA PUBLIC KEY-----\nMIGJAoGBAL\n-----END RSA PUBLIC KEY-----\n";
     let rejected = api_error(client.send_public_key(CORE, pkcs1, None).await.unwrap_err());
     assert_eq!(rejected.status, 400);
-    assert!(rejected.body.message().unwrap().contains("Not a public key"));
+    assert!(
+        rejected
+            .body
+            .message()
+            .unwrap()
+            .contains("Not a public key")
+    );
     assert!(client.send_public_key(CORE, "garbage", None).await.is_err());
     assert_token_only_in_header(&server);
 }
@@ -447,6 +604,11 @@ async fn webhooks() {
     client.delete_webhook(&hooks[0].id).await.unwrap();
     let missing = api_error(client.delete_webhook("nope").await.unwrap_err());
     assert_eq!(missing.status, 404);
-    assert!(client.create_webhook(&NewWebhook::new("", "u")).await.is_err());
+    assert!(
+        client
+            .create_webhook(&NewWebhook::new("", "u"))
+            .await
+            .is_err()
+    );
     assert_token_only_in_header(&server);
 }

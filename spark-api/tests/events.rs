@@ -49,12 +49,18 @@ async fn split_events_silence_reconnect_and_fatal_error() {
     assert_eq!(first.data.as_deref(), Some("21"));
     assert_eq!(first.ttl, Some(60), "ttl sent as a string");
     assert_eq!(first.coreid.as_deref(), Some(CORE));
-    assert_eq!(first.published_at.as_deref(), Some("2014-05-28T19:20:34.638Z"));
+    assert_eq!(
+        first.published_at.as_deref(),
+        Some("2014-05-28T19:20:34.638Z")
+    );
 
     let StreamItem::Event(second) = next().unwrap() else {
         panic!("expected the CRLF event");
     };
-    assert_eq!((second.name.as_str(), second.ttl), ("spark/status", Some(60)));
+    assert_eq!(
+        (second.name.as_str(), second.ttl),
+        ("spark/status", Some(60))
+    );
     assert_eq!(second.data.as_deref(), Some("online"));
 
     let StreamItem::Malformed { name, data, .. } = next().unwrap() else {
@@ -63,7 +69,10 @@ async fn split_events_silence_reconnect_and_fatal_error() {
     assert_eq!((name.as_str(), data.as_str()), ("broken", "not json"));
 
     // Then the server goes silent: the idle timeout notices and the stream reconnects.
-    assert_eq!(next().unwrap(), StreamItem::Disconnected(DisconnectReason::IdleTimeout));
+    assert_eq!(
+        next().unwrap(),
+        StreamItem::Disconnected(DisconnectReason::IdleTimeout)
+    );
     assert_eq!(
         next().unwrap(),
         StreamItem::Reconnecting {
@@ -78,8 +87,14 @@ async fn split_events_silence_reconnect_and_fatal_error() {
     assert_eq!((after.name.as_str(), after.data), ("after-reconnect", None));
 
     // The server closes the stream; the reconnect is refused with 401, which ends the stream.
-    assert_eq!(next().unwrap(), StreamItem::Disconnected(DisconnectReason::Closed));
-    assert!(matches!(next().unwrap(), StreamItem::Reconnecting { attempt: 1, .. }));
+    assert_eq!(
+        next().unwrap(),
+        StreamItem::Disconnected(DisconnectReason::Closed)
+    );
+    assert!(matches!(
+        next().unwrap(),
+        StreamItem::Reconnecting { attempt: 1, .. }
+    ));
     let error = next().unwrap_err();
     assert!(error.is_auth(), "{error:?}");
     assert!(it.next().is_none(), "the stream ends after a fatal error");
@@ -87,7 +102,10 @@ async fn split_events_silence_reconnect_and_fatal_error() {
 
     assert_eq!(server.hits("GET /v1/devices/events"), 3);
     for request in server.requests_to("/v1/devices/events") {
-        assert_eq!(request.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
         assert_eq!(request.header("accept"), Some("text/event-stream"));
         assert!(!request.uri.contains("access_token"));
     }
@@ -99,16 +117,25 @@ async fn keep_alives_keep_a_quiet_stream_alive() {
     // Keep-alives every 150 ms for 1.2 s; the idle timeout is 600 ms.
     let client = client(&server, Duration::from_millis(600));
     let mut stream = client.subscribe_device(CORE, Some("keep"));
-    assert_eq!(stream.next_item().await.unwrap().unwrap(), StreamItem::Connected);
+    assert_eq!(
+        stream.next_item().await.unwrap().unwrap(),
+        StreamItem::Connected
+    );
     let StreamItem::Event(event) = stream.next_item().await.unwrap().unwrap() else {
         panic!("expected the event after the keep-alives");
     };
-    assert_eq!((event.name.as_str(), event.data.as_deref()), ("kept", Some("alive")));
+    assert_eq!(
+        (event.name.as_str(), event.data.as_deref()),
+        ("kept", Some("alive"))
+    );
     assert_eq!(
         stream.next_item().await.unwrap().unwrap(),
         StreamItem::Disconnected(DisconnectReason::Closed)
     );
-    assert_eq!(server.hits(&format!("GET /v1/devices/{CORE}/events/keep")), 1);
+    assert_eq!(
+        server.hits(&format!("GET /v1/devices/{CORE}/events/keep")),
+        1
+    );
 }
 
 #[tokio::test]
@@ -122,14 +149,19 @@ async fn paths_for_every_scope() {
         org.subscribe_all(None),
         product.subscribe_device(CORE, Some("temp")),
     ] {
-        assert_eq!(stream.next_item().await.unwrap().unwrap(), StreamItem::Connected);
+        assert_eq!(
+            stream.next_item().await.unwrap().unwrap(),
+            StreamItem::Connected
+        );
         let event = stream.next_event().await.unwrap().unwrap();
         assert_eq!((event.name.as_str(), event.ttl), ("temperature", Some(60)));
     }
     assert_eq!(server.hits("GET /v1/events/temp"), 1);
     assert_eq!(server.hits("GET /v1/orgs/acme/events"), 1);
     assert_eq!(
-        server.hits(&format!("GET /v1/products/my-product/devices/{CORE}/events/temp")),
+        server.hits(&format!(
+            "GET /v1/products/my-product/devices/{CORE}/events/temp"
+        )),
         1
     );
 }
@@ -169,5 +201,8 @@ async fn unreachable_server_gives_up_after_max_attempts() {
         })
         .collect();
     assert_eq!(attempts, vec![1, 2, 3]);
-    assert!(matches!(items.last(), Some(Err(Error::Transport { .. }))), "{items:?}");
+    assert!(
+        matches!(items.last(), Some(Err(Error::Transport { .. }))),
+        "{items:?}"
+    );
 }

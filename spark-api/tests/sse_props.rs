@@ -47,13 +47,15 @@ fn model_event() -> impl Strategy<Value = ModelEvent> {
         any::<bool>(),
         0usize..3,
     )
-        .prop_map(|(name, data_lines, ending, comment_before, keep_alives_after)| ModelEvent {
-            name,
-            data_lines,
-            ending,
-            comment_before,
-            keep_alives_after,
-        })
+        .prop_map(
+            |(name, data_lines, ending, comment_before, keep_alives_after)| ModelEvent {
+                name,
+                data_lines,
+                ending,
+                comment_before,
+                keep_alives_after,
+            },
+        )
 }
 
 fn serialize(events: &[ModelEvent]) -> Vec<u8> {

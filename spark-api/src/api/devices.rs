@@ -32,7 +32,9 @@ impl Client {
 
     /// List the devices (`GET /v1/devices`; a product's listing, wrapped in `{"devices": [...]}`, is unwrapped).
     pub async fn list_devices(&self) -> Result<Vec<Device>, Error> {
-        let reply = self.execute(Call::new(Method::GET, self.devices_path()?)).await?;
+        let reply = self
+            .execute(Call::new(Method::GET, self.devices_path()?))
+            .await?;
         let value: Value = decode(&reply)?;
         let list = match value {
             Value::Object(mut map) if map.contains_key("devices") => {

@@ -89,7 +89,8 @@ struct Driver {
     sleep_before_connect: Option<Duration>,
 }
 
-type NextFuture = Pin<Box<dyn Future<Output = (Box<Driver>, Option<Result<StreamItem, Error>>)> + Send>>;
+type NextFuture =
+    Pin<Box<dyn Future<Output = (Box<Driver>, Option<Result<StreamItem, Error>>)> + Send>>;
 
 /// A subscription to an event stream: a [`Stream`] of [`StreamItem`]s that never ends on its own except with an
 /// error the cloud will not take back (a refused token, an unknown device, or too many failed reconnects when
@@ -327,7 +328,10 @@ impl Client {
     /// Publish an event (`POST /v1/devices/events`, or `/v1/products/:product/events` in a product scope). Never
     /// retried: a retry could publish twice.
     pub async fn publish(&self, event: &Publish) -> Result<(), Error> {
-        if event.name.is_empty() || event.name.len() > 64 || event.name.chars().any(char::is_control) {
+        if event.name.is_empty()
+            || event.name.len() > 64
+            || event.name.chars().any(char::is_control)
+        {
             return Err(Error::invalid(
                 "event name",
                 "must be 1 to 64 characters without control characters",
@@ -337,7 +341,10 @@ impl Client {
             Scope::User => "/v1/devices/events".to_owned(),
             Scope::Product(product) => format!("/v1/products/{}/events", segment(product)),
             Scope::Org(_) => {
-                return Err(Error::invalid("scope", "organizations cannot publish events"));
+                return Err(Error::invalid(
+                    "scope",
+                    "organizations cannot publish events",
+                ));
             }
         };
         let call = Call::new(Method::POST, path).form(event)?.idempotent(false);

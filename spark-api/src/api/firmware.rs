@@ -71,7 +71,11 @@ impl Client {
         self.call_json(call).await
     }
 
-    async fn flash_multipart(&self, device: &str, parts: &[Part<'_>]) -> Result<UpdateResult, Error> {
+    async fn flash_multipart(
+        &self,
+        device: &str,
+        parts: &[Part<'_>],
+    ) -> Result<UpdateResult, Error> {
         let (boundary, bytes) = encode(parts);
         let mut call = Call::new(Method::PUT, self.device_path(device)?).idempotent(false);
         call.body = Body::Multipart { boundary, bytes };
@@ -134,7 +138,10 @@ impl Client {
             }
         };
         let status = reply.status();
-        let bytes = reply.bytes().await.map_err(|e| Error::from_reqwest(&url, e))?;
+        let bytes = reply
+            .bytes()
+            .await
+            .map_err(|e| Error::from_reqwest(&url, e))?;
         if !status.is_success() {
             return Err(Error::Api(Box::new(ApiError {
                 status: status.as_u16(),

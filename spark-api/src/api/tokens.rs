@@ -5,7 +5,9 @@ use std::time::SystemTime;
 use reqwest::Method;
 use zeroize::Zeroizing;
 
-use crate::auth::{AccessToken, AccessTokenInfo, Credentials, TokenGrant, TokenGrantWire, TokenLifetime};
+use crate::auth::{
+    AccessToken, AccessTokenInfo, Credentials, TokenGrant, TokenGrantWire, TokenLifetime,
+};
 use crate::client::{Auth, Body, Call, Client, decode, segment};
 use crate::error::Error;
 use crate::models::OkResult;
@@ -57,7 +59,8 @@ impl Client {
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenGrant, Error> {
         let encoded = Zeroizing::new(
-            serde_urlencoded::to_string(form).map_err(|e| Error::invalid("login form", e.to_string()))?,
+            serde_urlencoded::to_string(form)
+                .map_err(|e| Error::invalid("login form", e.to_string()))?,
         );
         let mut call = Call::new(Method::POST, "/oauth/token".to_owned())
             .auth(Auth::None)
@@ -74,7 +77,8 @@ impl Client {
         &self,
         credentials: &Credentials,
     ) -> Result<Vec<AccessTokenInfo>, Error> {
-        let call = Call::new(Method::GET, "/v1/access_tokens".to_owned()).auth(Auth::Basic(credentials));
+        let call =
+            Call::new(Method::GET, "/v1/access_tokens".to_owned()).auth(Auth::Basic(credentials));
         self.call_json(call).await
     }
 

@@ -11,13 +11,17 @@ impl Client {
         match &self.scope {
             Scope::User => Ok("/v1/webhooks".to_owned()),
             Scope::Product(product) => Ok(format!("/v1/products/{}/webhooks", segment(product))),
-            Scope::Org(_) => Err(Error::invalid("scope", "organizations have no webhook route")),
+            Scope::Org(_) => Err(Error::invalid(
+                "scope",
+                "organizations have no webhook route",
+            )),
         }
     }
 
     /// List the webhooks (`GET /v1/webhooks`).
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, Error> {
-        self.call_json(Call::new(Method::GET, self.webhooks_path()?)).await
+        self.call_json(Call::new(Method::GET, self.webhooks_path()?))
+            .await
     }
 
     /// Create a webhook (`POST /v1/webhooks`, JSON body). Not retried: a retry could create it twice.

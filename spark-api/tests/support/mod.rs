@@ -97,7 +97,9 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State::default());
         let accept_state = state.clone();
@@ -135,7 +137,13 @@ impl TestServer {
     }
 
     pub fn hits(&self, key: &str) -> u32 {
-        self.state.hits.lock().unwrap().get(key).copied().unwrap_or(0)
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -200,23 +208,25 @@ const OAUTH_MISSING: &str = r#"{"code":400,"error":"invalid_request","error_desc
 const OAUTH_INVALID: &str =
     r#"{"error":"invalid_token","error_description":"The access token provided is invalid."}"#;
 
-fn basic_ok(req: &Recorded) -> Result<(), Response<BoxBody>> {
+/// The refusal, if the request lacks the account's HTTP Basic credentials.
+fn basic_refusal(req: &Recorded) -> Option<Response<BoxBody>> {
     // base64("joe@example.com:SuperSecret")
     match req.header("authorization") {
-        Some("Basic am9lQGV4YW1wbGUuY29tOlN1cGVyU2VjcmV0") => Ok(()),
-        Some(_) => Err(json(401, r#"{"ok":false,"errors":["Bad password"]}"#)),
-        None => Err(json(
+        Some("Basic am9lQGV4YW1wbGUuY29tOlN1cGVyU2VjcmV0") => None,
+        Some(_) => Some(json(401, r#"{"ok":false,"errors":["Bad password"]}"#)),
+        None => Some(json(
             401,
             r#"{"ok":false,"errors":["Unauthorized. You must send username and password in HTTP Basic Auth to view your access tokens."]}"#,
         )),
     }
 }
 
-fn bearer_ok(req: &Recorded) -> Result<(), Response<BoxBody>> {
+/// The refusal, if the request lacks the bearer token.
+fn bearer_refusal(req: &Recorded) -> Option<Response<BoxBody>> {
     match req.header("authorization") {
-        None => Err(json(400, OAUTH_MISSING)),
-        Some(h) if h == format!("Bearer {TOKEN}") => Ok(()),
-        Some(_) => Err(json(401, OAUTH_INVALID)),
+        None => Some(json(400, OAUTH_MISSING)),
+        Some(h) if h == format!("Bearer {TOKEN}") => None,
+        Some(_) => Some(json(401, OAUTH_INVALID)),
     }
 }
 
@@ -229,9 +239,16 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let recorded = Recorded {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
@@ -242,7 +259,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let path = parts.uri.path().to_owned();
     let hit = {
         let mut hits = state.hits.lock().unwrap();
-        let n = hits.entry(format!("{} {}", recorded.method, path)).or_insert(0);
+        let n = hits
+            .entry(format!("{} {}", recorded.method, path))
+            .or_insert(0);
         *n += 1;
         *n
     };
@@ -257,7 +276,7 @@ async fn route(req: &Recorded, path: &str, hit: u32) -> Response<BoxBody> {
     match (method, segments.as_slice()) {
         ("POST", ["oauth", "token"]) => return oauth_token(req),
         ("GET", ["v1", "access_tokens"]) => {
-            if let Err(r) = basic_ok(req) {
+            if let Some(r) = basic_refusal(req) {
                 return r;
             }
             return json(
@@ -268,7 +287,7 @@ async fn route(req: &Recorded, path: &str, hit: u32) -> Response<BoxBody> {
         }
         ("DELETE", ["v1", "access_tokens", "current"]) => {}
         ("DELETE", ["v1", "access_tokens", _token]) => {
-            if let Err(r) = basic_ok(req) {
+            if let Some(r) = basic_refusal(req) {
                 return r;
             }
             return json(200, r#"{"ok":true}"#);
@@ -276,15 +295,11 @@ async fn route(req: &Recorded, path: &str, hit: u32) -> Response<BoxBody> {
         _ => {}
     }
 
-    if let Err(r) = bearer_ok(req) {
+    if let Some(r) = bearer_refusal(req) {
         return r;
     }
     let form = req.form();
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
 
     match (method, segments.as_slice()) {
         ("DELETE", ["v1", "access_tokens", "current"]) => json(200, r#"{"ok":true}"#),
@@ -543,7 +558,11 @@ fn oauth_token(req: &Recorded) -> Response<BoxBody> {
         );
     }
     let form = req.form();
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     if field("client_id").is_none() || field("client_secret").is_none() {
         return json(
             400,
@@ -554,7 +573,9 @@ fn oauth_token(req: &Recorded) -> Response<BoxBody> {
         full(
             200,
             "application/json",
-            format!(r#"{{"access_token":"{NEW_TOKEN}","token_type":"bearer","expires_in":{expires_in}}}"#),
+            format!(
+                r#"{{"access_token":"{NEW_TOKEN}","token_type":"bearer","expires_in":{expires_in}}}"#
+            ),
         )
     };
     match field("grant_type") {
@@ -564,13 +585,18 @@ fn oauth_token(req: &Recorded) -> Response<BoxBody> {
                 403,
                 r#"{"error":"mfa_required","error_description":"Multi-factor authentication required","mfa_token":"mfa-7f3a"}"#,
             ),
-            (Some(_), Some(_)) => json(503, r#"{"code":503,"error":"server_error","error_description":"server_error"}"#),
+            (Some(_), Some(_)) => json(
+                503,
+                r#"{"code":503,"error":"server_error","error_description":"server_error"}"#,
+            ),
             _ => json(
                 400,
                 r#"{"code":400,"error":"invalid_client","error_description":"Missing parameters. \"username\" and \"password\" are required"}"#,
             ),
         },
-        Some("urn:custom:mfa-otp") if field("mfa_token") == Some("mfa-7f3a") && field("otp") == Some("123456") => {
+        Some("urn:custom:mfa-otp")
+            if field("mfa_token") == Some("mfa-7f3a") && field("otp") == Some("123456") =>
+        {
             grant("7776000")
         }
         _ => json(
