@@ -612,3 +612,29 @@ async fn webhooks() {
     );
     assert_token_only_in_header(&server);
 }
+
+#[tokio::test]
+async fn explicit_proxy_and_insecure_opt_in() {
+    let server = TestServer::start().await;
+    // A remote plain-http cloud needs the opt-in; the proxy (the test server) receives the absolute-form request.
+    assert!(
+        Client::builder()
+            .base_url("http://cloud.invalid")
+            .build()
+            .is_err()
+    );
+    let client = Client::builder()
+        .base_url("http://cloud.invalid")
+        .allow_insecure_http(true)
+        .proxy(server.base_url())
+        .access_token(TOKEN)
+        .build()
+        .unwrap();
+    assert_eq!(client.list_devices().await.unwrap().len(), 2);
+    let request = server.requests().pop().unwrap();
+    assert_eq!(request.uri, "http://cloud.invalid/v1/devices");
+    assert_eq!(
+        request.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+}
