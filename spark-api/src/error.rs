@@ -414,6 +414,31 @@ mod tests {
     }
 
     #[test]
+    fn flash_failure_of_the_2014_cloud() {
+        let body = ErrorBody::parse(
+            br#"{"ok":false,"firmware_binary_id":"1234567","errors":["Device is not connected."]}"#,
+        );
+        let ErrorBody::Errors {
+            ok,
+            firmware_binary_id,
+            ..
+        } = &body
+        else {
+            panic!("{body:?}");
+        };
+        assert_eq!(
+            (*ok, firmware_binary_id.as_deref()),
+            (Some(false), Some("1234567"))
+        );
+        assert_eq!(body.message().as_deref(), Some("Device is not connected."));
+        let numeric = ErrorBody::parse(br#"{"ok":false,"firmware_binary_id":12345,"errors":[]}"#);
+        assert!(
+            matches!(numeric, ErrorBody::Errors { firmware_binary_id: Some(ref id), .. } if id == "12345")
+        );
+        assert_eq!(numeric.message(), None);
+    }
+
+    #[test]
     fn not_json_is_cut_on_a_char_boundary() {
         let body = "é".repeat(1000);
         let ErrorBody::NotJson(text) = ErrorBody::parse(body.as_bytes()) else {
