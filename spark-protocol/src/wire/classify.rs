@@ -79,6 +79,8 @@ pub enum MessageKind {
     KeyChange,
     /// Device to cloud (response to KeyChange).
     KeyChanged,
+    /// A response known by its code alone (acknowledging UpdateDone, Signal, an event, ...).
+    Reply,
     /// An empty CON, either way.
     Ping,
     /// An empty ACK (the device also files any empty NON or RST here).
@@ -117,6 +119,7 @@ impl MessageKind {
             MessageKind::SignalStop => "SignalStop",
             MessageKind::KeyChange => "KeyChange",
             MessageKind::KeyChanged => "KeyChanged",
+            MessageKind::Reply => "Reply",
             MessageKind::Ping => "Ping",
             MessageKind::EmptyAck => "EmptyAck",
             MessageKind::Goodbye => "Goodbye",

@@ -474,20 +474,17 @@ impl<'a> Options<'a> {
         }
     }
 
-    /// Writes the options with an encoder; returns the number of the last option written.
-    fn encode<S: Sink>(&self, sink: &mut S, mut prev: u16) -> u16 {
+    /// Writes the options as the last ones of a message.
+    fn encode<S: Sink>(&self, sink: &mut S) {
         match self.inner {
-            OptionsInner::Encoded(bytes) => {
-                sink.put(bytes);
-                self.iter().last().map_or(prev, |o| o.number.into())
-            }
+            OptionsInner::Encoded(bytes) => sink.put(bytes),
             OptionsInner::List(list) => {
+                let mut prev = 0;
                 for option in list {
                     let number = u16::from(option.number);
                     put_option(sink, number - prev, option.value);
                     prev = number;
                 }
-                prev
             }
         }
     }
@@ -744,9 +741,10 @@ impl<'s, S: Sink> Encoder<'s, S> {
         self
     }
 
-    /// Writes a set of options.
-    pub(crate) fn options(&mut self, options: &Options<'_>) -> &mut Self {
-        self.prev = options.encode(self.sink, self.prev);
+    /// Writes the last options of a message (nothing but the payload follows).
+    pub(crate) fn final_options(&mut self, options: &Options<'_>) -> &mut Self {
+        debug_assert_eq!(self.prev, 0);
+        options.encode(self.sink);
         self
     }
 
@@ -1013,8 +1011,15 @@ impl<'a> Repr<'a> {
 impl Encode for Repr<'_> {
     fn encode<S: Sink>(&self, sink: &mut S) {
         let mut enc = Encoder::new(sink, self.msg_type, self.code, self.message_id, &self.token);
-        enc.options(&self.options);
+        enc.final_options(&self.options);
         enc.optional_payload(self.payload);
+    }
+
+    fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + self.token.len()
+            + self.options.encoded_len()
+            + self.payload.map_or(0, |p| 1 + p.len())
     }
 }
 

@@ -24,6 +24,7 @@
 //! | [`UpdateDone`] | cloud → device | CON PUT | `u` | [result] |
 //! | [`Signal`] | cloud → device | CON PUT | `s` ?byte | — |
 //! | [`KeyChange`] / [`KeyChanged`] | cloud → device / back | CON PUT `k` / NON 2.04 | | key material |
+//! | [`Reply`] | both | ACK 2.04, 4.00, ... | — | [text] |
 //! | [`Ping`] / [`EmptyAck`] | both | CON 0.00 / ACK 0.00 | | — |
 //! | [`Goodbye`] | device → cloud | POST | `x` [No-Response] | reasons |
 
@@ -1341,6 +1342,38 @@ impl Encode for KeyChanged {
     }
 }
 
+/// A response known by its code alone, with optional text: the Core's ACK 2.04 to UpdateDone and
+/// to Signal, the original server's EventSlowdown and SubscribeFail (ACK 4.00), Device OS's ACK 5.03
+/// refusing an update or 4.00 to an incomplete UpdateDone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply<'a> {
+    /// Usually piggy-backed: ACK, the request's id and token.
+    pub header: Header,
+    /// A response code (class 2 to 5).
+    pub code: Code,
+    /// Optional text (Device OS).
+    pub payload: &'a [u8],
+}
+
+impl<'a> Reply<'a> {
+    /// Decodes any response (class 2 to 5).
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        any_response(repr, "Reply")?;
+        Ok(Reply {
+            header: Header::of(repr),
+            code: repr.code,
+            payload: repr.payload.unwrap_or_default(),
+        })
+    }
+}
+
+impl Encode for Reply<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, self.code);
+        payload_if_any(&mut enc, self.payload);
+    }
+}
+
 fn empty(repr: &Repr<'_>, name: &'static str) -> Result<Header, Error> {
     if !repr.code.is_empty() || !repr.options.is_empty() || repr.payload.is_some() {
         return Err(Error::Mismatch { expected: name });
@@ -1454,6 +1487,7 @@ emit_methods!(
     Signal,
     KeyChange<'a>,
     KeyChanged,
+    Reply<'a>,
     Ping,
     EmptyAck,
     Goodbye<'a>,
@@ -1506,6 +1540,8 @@ pub enum Message<'a> {
     KeyChange(KeyChange<'a>),
     /// See [`KeyChanged`].
     KeyChanged(KeyChanged),
+    /// See [`Reply`].
+    Reply(Reply<'a>),
     /// See [`Ping`].
     Ping(Ping),
     /// See [`EmptyAck`].
@@ -1545,6 +1581,7 @@ from_messages!(
     Signal,
     KeyChange<'a>,
     KeyChanged,
+    Reply<'a>,
     Ping,
     EmptyAck,
     Goodbye<'a>,
@@ -1573,6 +1610,7 @@ macro_rules! each_message {
             Message::Signal($m) => $e,
             Message::KeyChange($m) => $e,
             Message::KeyChanged($m) => $e,
+            Message::Reply($m) => $e,
             Message::Ping($m) => $e,
             Message::EmptyAck($m) => $e,
             Message::Goodbye($m) => $e,
@@ -1612,6 +1650,7 @@ impl<'a> Message<'a> {
             }
             MessageKind::KeyChange => Message::KeyChange(KeyChange::parse(repr)?),
             MessageKind::KeyChanged => Message::KeyChanged(KeyChanged::parse(repr)?),
+            MessageKind::Reply => Message::Reply(Reply::parse(repr)?),
             MessageKind::Ping => Message::Ping(Ping::parse(repr)?),
             MessageKind::EmptyAck => Message::EmptyAck(EmptyAck::parse(repr)?),
             MessageKind::Goodbye => Message::Goodbye(Goodbye::parse(repr)?),
@@ -1647,6 +1686,7 @@ impl<'a> Message<'a> {
             Message::Signal(_) => MessageKind::SignalStop,
             Message::KeyChange(_) => MessageKind::KeyChange,
             Message::KeyChanged(_) => MessageKind::KeyChanged,
+            Message::Reply(_) => MessageKind::Reply,
             Message::Ping(_) => MessageKind::Ping,
             Message::EmptyAck(_) => MessageKind::EmptyAck,
             Message::Goodbye(_) => MessageKind::Goodbye,
