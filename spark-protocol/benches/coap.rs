@@ -38,7 +38,13 @@ fn coap(c: &mut Criterion) {
         })
     });
 
-    let event = Event::publish(0x97b3, Visibility::Private, b"lake-depth/1", Some(b"28m"), 21600);
+    let event = Event::publish(
+        0x97b3,
+        Visibility::Private,
+        b"lake-depth/1",
+        Some(b"28m"),
+        21600,
+    );
     group.bench_function("emit event (typed)", |b| {
         b.iter(|| black_box(&event).emit(black_box(&mut out)).unwrap())
     });

@@ -31,7 +31,10 @@ fn unpad(padded: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let (body, padding) = padded.split_at(padded.len() - pad);
-    padding.iter().all(|&b| usize::from(b) == pad).then_some(body)
+    padding
+        .iter()
+        .all(|&b| usize::from(b) == pad)
+        .then_some(body)
 }
 
 fn reemit(repr: &Repr<'_>) -> Vec<u8> {
@@ -106,7 +109,9 @@ fn expectation(file: &str, line: u64) -> Option<(MessageKind, MessageKind)> {
 #[test]
 fn encrypted_message_plaintexts() {
     let Some(v) = vectors() else { return };
-    let messages = v["encrypted_messages"].as_array().expect("encrypted_messages");
+    let messages = v["encrypted_messages"]
+        .as_array()
+        .expect("encrypted_messages");
     assert_eq!(messages.len(), 54);
     let mut checked = 0;
     for m in messages {
@@ -170,77 +175,148 @@ fn encrypted_message_contents() {
         f(&Message::parse(&repr, kind).unwrap());
     };
 
-    decode(&find("TestSparkProtocol.cpp", 107), MessageKind::FunctionCall, &|m| {
-        let Message::FunctionCall(c) = m else { panic!() };
-        assert_eq!((c.name, c.argument), (&b"brew"[..], Some(&b"32,240"[..])));
-    });
-    decode(&find("TestSparkProtocol.cpp", 134), MessageKind::FunctionReturn, &|m| {
-        let Message::FunctionReturn(r) = m else { panic!() };
-        assert_eq!(r.value, Some(456));
-    });
-    decode(&find("TestSparkProtocol.cpp", 154), MessageKind::VariableValue(VarType::Int), &|m| {
-        let Message::VariableValue(r) = m else { panic!() };
-        assert_eq!(r.value, spark_protocol::wire::message::Value::Int(-98765));
-    });
-    decode(&find("TestCoAP.cpp", 403), MessageKind::VariableValue(VarType::Double), &|m| {
-        let Message::VariableValue(r) = m else { panic!() };
-        assert_eq!(r.value, spark_protocol::wire::message::Value::Double(-104.858));
-    });
-    decode(&find("TestSparkProtocol.cpp", 668), MessageKind::Event, &|m| {
-        let Message::Event(e) = m else { panic!() };
-        assert!(e.name == "a/long-coap-option/another-long-path/b");
-        assert_eq!(e.ttl(), 60);
-        assert_eq!(e.data, Some(&b"xyz"[..]));
-    });
-    decode(&find("TestSparkProtocol.cpp", 612), MessageKind::Event, &|m| {
-        let Message::Event(e) = m else { panic!() };
-        assert!(e.name == "teacup-overflow");
-        assert_eq!(e.max_age.map(|a| (a.seconds, a.width)), Some((60, 3)));
-    });
-    decode(&find("TestSparkProtocol.cpp", 781), MessageKind::Event, &|m| {
-        let Message::Event(e) = m else { panic!() };
-        assert_eq!(e.visibility, Visibility::Private);
-        assert!(e.name == "lake-depth/1");
-        assert_eq!(e.ttl(), 21600);
-    });
-    decode(&find("TestSparkProtocol.cpp", 823), MessageKind::Subscribe, &|m| {
-        let Message::Subscribe(s) = m else { panic!() };
-        assert!(s.filter == "a/really_long/event-name-filter/actually/as/long-as-one-can-be!");
-        assert_eq!(s.scope, SubscribeScope::Firehose);
-    });
-    decode(&find("TestSparkProtocol.cpp", 740), MessageKind::Time, &|m| {
-        let Message::Time(t) = m else { panic!() };
-        assert_eq!(t.unix_time, 1_398_367_917);
-    });
-    decode(&find("TestSparkProtocol.cpp", 252), MessageKind::Chunk, &|m| {
-        let Message::Chunk(c) = m else { panic!() };
-        assert_eq!(c.crc, 0x0123_4567);
-        assert_eq!(c.data.len(), 72);
-    });
-    decode(&find("TestSparkProtocol.cpp", 446), MessageKind::ChunkMissed, &|m| {
-        let Message::ChunkMissed(c) = m else { panic!() };
-        assert!(c.indices.iter().eq([0]));
-    });
-    decode(&find("TestSparkProtocol.cpp", 351), MessageKind::ChunkReceived, &|m| {
-        let Message::ChunkReceived(c) = m else { panic!() };
-        assert!(!c.ok);
-    });
+    decode(
+        &find("TestSparkProtocol.cpp", 107),
+        MessageKind::FunctionCall,
+        &|m| {
+            let Message::FunctionCall(c) = m else {
+                panic!()
+            };
+            assert_eq!((c.name, c.argument), (&b"brew"[..], Some(&b"32,240"[..])));
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 134),
+        MessageKind::FunctionReturn,
+        &|m| {
+            let Message::FunctionReturn(r) = m else {
+                panic!()
+            };
+            assert_eq!(r.value, Some(456));
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 154),
+        MessageKind::VariableValue(VarType::Int),
+        &|m| {
+            let Message::VariableValue(r) = m else {
+                panic!()
+            };
+            assert_eq!(r.value, spark_protocol::wire::message::Value::Int(-98765));
+        },
+    );
+    decode(
+        &find("TestCoAP.cpp", 403),
+        MessageKind::VariableValue(VarType::Double),
+        &|m| {
+            let Message::VariableValue(r) = m else {
+                panic!()
+            };
+            assert_eq!(
+                r.value,
+                spark_protocol::wire::message::Value::Double(-104.858)
+            );
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 668),
+        MessageKind::Event,
+        &|m| {
+            let Message::Event(e) = m else { panic!() };
+            assert!(e.name == "a/long-coap-option/another-long-path/b");
+            assert_eq!(e.ttl(), 60);
+            assert_eq!(e.data, Some(&b"xyz"[..]));
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 612),
+        MessageKind::Event,
+        &|m| {
+            let Message::Event(e) = m else { panic!() };
+            assert!(e.name == "teacup-overflow");
+            assert_eq!(e.max_age.map(|a| (a.seconds, a.width)), Some((60, 3)));
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 781),
+        MessageKind::Event,
+        &|m| {
+            let Message::Event(e) = m else { panic!() };
+            assert_eq!(e.visibility, Visibility::Private);
+            assert!(e.name == "lake-depth/1");
+            assert_eq!(e.ttl(), 21600);
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 823),
+        MessageKind::Subscribe,
+        &|m| {
+            let Message::Subscribe(s) = m else { panic!() };
+            assert!(s.filter == "a/really_long/event-name-filter/actually/as/long-as-one-can-be!");
+            assert_eq!(s.scope, SubscribeScope::Firehose);
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 740),
+        MessageKind::Time,
+        &|m| {
+            let Message::Time(t) = m else { panic!() };
+            assert_eq!(t.unix_time, 1_398_367_917);
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 252),
+        MessageKind::Chunk,
+        &|m| {
+            let Message::Chunk(c) = m else { panic!() };
+            assert_eq!(c.crc, 0x0123_4567);
+            assert_eq!(c.data.len(), 72);
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 446),
+        MessageKind::ChunkMissed,
+        &|m| {
+            let Message::ChunkMissed(c) = m else { panic!() };
+            assert!(c.indices.iter().eq([0]));
+        },
+    );
+    decode(
+        &find("TestSparkProtocol.cpp", 351),
+        MessageKind::ChunkReceived,
+        &|m| {
+            let Message::ChunkReceived(c) = m else {
+                panic!()
+            };
+            assert!(!c.ok);
+        },
+    );
     decode(&find("TestCoAP.cpp", 209), MessageKind::KeyChange, &|m| {
         let Message::KeyChange(k) = m else { panic!() };
         assert_eq!(k.payload.len(), 512);
     });
-    decode(&find("TestCoAP.cpp", 427), MessageKind::VariableValue(VarType::String), &|m| {
-        let Message::VariableValue(r) = m else { panic!() };
-        let spark_protocol::wire::message::Value::String(s) = r.value else { panic!() };
-        assert_eq!(s.len(), 219);
-        assert!(s.starts_with(b"Hey, wow, this is like a super long string"));
-    });
+    decode(
+        &find("TestCoAP.cpp", 427),
+        MessageKind::VariableValue(VarType::String),
+        &|m| {
+            let Message::VariableValue(r) = m else {
+                panic!()
+            };
+            let spark_protocol::wire::message::Value::String(s) = r.value else {
+                panic!()
+            };
+            assert_eq!(s.len(), 219);
+            assert!(s.starts_with(b"Hey, wow, this is like a super long string"));
+        },
+    );
 }
 
 #[test]
 fn plaintext_coap_vectors() {
     let Some(v) = vectors() else { return };
-    let vectors = v["plaintext_coap_vectors"].as_array().expect("plaintext_coap_vectors");
+    let vectors = v["plaintext_coap_vectors"]
+        .as_array()
+        .expect("plaintext_coap_vectors");
     assert_eq!(vectors.len(), 11);
     for m in vectors {
         let test = m["test"].as_str().unwrap();
@@ -258,7 +334,11 @@ fn plaintext_coap_vectors() {
             let Message::Event(e) = Message::parse(&repr, MessageKind::Event).unwrap() else {
                 panic!()
             };
-            let expected: &str = if test.contains("SingleChar") { "x" } else { "front-door-unlocked" };
+            let expected: &str = if test.contains("SingleChar") {
+                "x"
+            } else {
+                "front-door-unlocked"
+            };
             assert!(e.name == expected, "{test}: {:?}", e.name);
             let mut out = vec![0; e.buffer_len()];
             e.emit(&mut out).unwrap();

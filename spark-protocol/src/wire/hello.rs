@@ -195,14 +195,15 @@ impl<'a> HelloPayload<'a> {
     }
 
     /// Checks that an [`HelloPayload::Extended`] carries limits only after a device id, and that an
-    /// [`HelloPayload::Other`] does not have the length of another form (it would read back as that
-    /// form).
+    /// [`HelloPayload::Other`] is not a payload of another form (it would read back as that form).
     pub fn validate(&self) -> Result<(), Error> {
         match self {
             HelloPayload::Extended(h) if h.limits.is_some() && h.device_id.is_none() => Err(
                 Error::Missing("Hello device id (required before the limits)"),
             ),
-            HelloPayload::Other(p) if matches!(p.len(), 0 | 4 | 6 | 8 | 12 | 22 | 32) => {
+            HelloPayload::Other(p)
+                if !matches!(HelloPayload::parse(Some(p)), HelloPayload::Other(_)) =>
+            {
                 Err(Error::Invalid("Hello payload length"))
             }
             _ => Ok(()),
@@ -331,6 +332,9 @@ mod tests {
     fn validate_rejects_ambiguous_forms() {
         assert!(HelloPayload::Other(&[0; 6]).validate().is_err());
         assert!(HelloPayload::Other(&[0; 7]).validate().is_ok());
+        assert!(HelloPayload::Other(&[]).validate().is_ok());
+        // 22 bytes whose id length is not 12 are not the Device OS form.
+        assert!(HelloPayload::Other(&[0; 22]).validate().is_ok());
         let h = ExtendedHello {
             product_id: 0,
             firmware_version: 0,

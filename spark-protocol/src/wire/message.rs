@@ -6,27 +6,30 @@
 //! send. Decoding checks the code and the resource letter (the first Uri-Path) of requests, and the
 //! code of responses; options a message does not use are ignored, as the originals ignore them.
 //!
+//! In the table, names after the letter are further Uri-Path options, `?x` is a Uri-Query option,
+//! and parenthesised parts are optional.
+//!
 //! | message | direction | CoAP | letter / options | payload |
 //! |---|---|---|---|---|
 //! | [`Hello`] | both | NON POST | `h` | [`HelloPayload`] |
-//! | [`Describe`] | cloud → device | CON GET | `d` [?flags] | — |
+//! | [`Describe`] | cloud → device | CON GET | `d` (?flags) | — |
 //! | [`DescribeReturn`] | device → cloud | ACK 2.05 | — | JSON |
 //! | [`FunctionCall`] | cloud → device | CON POST | `f`, name, ?argument | — |
 //! | [`FunctionReturn`] | device → cloud | NON 2.04 | — | i32 big-endian |
 //! | [`VariableRequest`] | cloud → device | CON GET | `v`, name | — |
 //! | [`VariableValue`] | device → cloud | ACK 2.05 | — | bool, i32 BE, f64 **LE**, string |
-//! | [`Event`] | both | NON POST | `e`/`E`, name [Max-Age] | data |
-//! | [`Subscribe`] | device → cloud | CON GET | `e` [filter] [?u] | [device id] |
+//! | [`Event`] | both | NON POST | `e`/`E`, name (Max-Age) | data |
+//! | [`Subscribe`] | device → cloud | CON GET | `e` (filter) (?u) | (device id) |
 //! | [`GetTime`] / [`Time`] | device → cloud / back | CON GET `t` / ACK 2.05 | | u32 BE seconds |
 //! | [`UpdateBegin`] / [`UpdateReady`] | cloud → device / back | CON POST `u` / NON 2.04 | | [`UpdateParams`] / flags |
-//! | [`Chunk`] / [`ChunkReceived`] | cloud → device / back | CON POST `c` ?crc [?index] / NON 2.04 or 4.00 | | data |
+//! | [`Chunk`] / [`ChunkReceived`] | cloud → device / back | CON POST `c` ?crc (?index) / NON 2.04 or 4.00 | | data |
 //! | [`ChunkMissed`] | device → cloud | CON GET | `c` | u16 BE indices |
-//! | [`UpdateDone`] | cloud → device | CON PUT | `u` | [result] |
+//! | [`UpdateDone`] | cloud → device | CON PUT | `u` | (result) |
 //! | [`Signal`] | cloud → device | CON PUT | `s` ?byte | — |
 //! | [`KeyChange`] / [`KeyChanged`] | cloud → device / back | CON PUT `k` / NON 2.04 | | key material |
-//! | [`Reply`] | both | ACK 2.04, 4.00, ... | — | [text] |
+//! | [`Reply`] | both | ACK 2.04, 4.00, ... | — | (text) |
 //! | [`Ping`] / [`EmptyAck`] | both | CON 0.00 / ACK 0.00 | | — |
-//! | [`Goodbye`] | device → cloud | POST | `x` [No-Response] | reasons |
+//! | [`Goodbye`] | device → cloud | POST | `x` (No-Response) | reasons |
 
 use core::fmt;
 
