@@ -871,13 +871,11 @@ impl<'a> Event<'a> {
 
     /// Decodes `POST e/...` or `POST E/...`.
     pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        let visibility = match repr.resource() {
-            _ if repr.code != Code::Post => None,
-            Some(b"e") => Some(Visibility::Public),
-            Some(b"E") => Some(Visibility::Private),
-            _ => None,
-        }
-        .ok_or(Error::Mismatch { expected: "Event" })?;
+        let visibility = match repr.options.values(OptionNumber::UriPath).next() {
+            Some(b"e") => Visibility::Public,
+            Some(b"E") => Visibility::Private,
+            _ => return Err(Error::Mismatch { expected: "Event" }),
+        };
         let rest = request(repr, Code::Post, visibility.letter(), "Event")?;
         Ok(Event {
             header: Header::of(repr),

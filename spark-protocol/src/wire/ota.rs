@@ -94,14 +94,11 @@ impl<'a> ChunkIndices<'a> {
         }
     }
 
-    /// Indices read from a payload, which must have an even length.
+    /// Indices read from a payload, which must have an even length
+    /// ([`Error::Invalid`] otherwise).
     pub fn parse(payload: &'a [u8]) -> Result<Self, Error> {
         if !payload.len().is_multiple_of(2) {
-            return Err(Error::Length {
-                field: "ChunkMissed payload",
-                found: payload.len(),
-                expected: payload.len() + 1,
-            });
+            return Err(Error::Invalid("ChunkMissed payload of odd length"));
         }
         Ok(ChunkIndices {
             inner: IndicesInner::Encoded(payload),
