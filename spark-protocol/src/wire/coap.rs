@@ -1142,6 +1142,8 @@ mod tests {
             ("50020000b2", Error::Truncated),
             ("50020000bd", Error::Truncated),
             ("50020000be00", Error::Truncated),
+            // An option claiming the largest length (269 + 0xFFFF) in a short buffer.
+            ("50020000beffff6869", Error::Truncated),
             ("50020000f0", Error::ReservedOptionNibble),
             ("500200000f", Error::ReservedOptionNibble),
             ("50020000e0ff00", Error::OptionNumber),

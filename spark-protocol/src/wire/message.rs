@@ -1044,7 +1044,7 @@ impl Encode for Time {
 pub struct UpdateBegin {
     /// CON with a one-byte token.
     pub header: Header,
-    /// The 12-byte parameters (absent from the oldest servers).
+    /// The 12-byte parameters (optional: the Core reads none, and its test vectors carry none).
     pub params: Option<UpdateParams>,
 }
 
