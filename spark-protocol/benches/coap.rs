@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spark_protocol::wire::message::{Event, Visibility};
-use spark_protocol::wire::{Message, MessageKind, Packet, Repr, Role, classify};
+use spark_protocol::wire::{Message, MessageKind, Packet, Repr, Role, classify, classify_repr};
 
 const EVENT: &[u8] = b"\x50\x02\x97\xb3\xb1\x45\x0clake-depth/1\x33\x00\x54\x60\xff28m";
 
@@ -27,10 +27,8 @@ fn coap(c: &mut Criterion) {
 
     group.bench_function("parse + classify + decode event (typed)", |b| {
         b.iter(|| {
-            let bytes = black_box(EVENT);
-            let packet = Packet::new_checked(bytes).unwrap();
-            let kind = classify(&packet, Role::Cloud);
-            let repr = Repr::parse(&packet).unwrap();
+            let repr = Repr::parse_bytes(black_box(EVENT)).unwrap();
+            let kind = classify_repr(&repr, Role::Cloud);
             match Message::parse(&repr, kind).unwrap() {
                 Message::Event(e) => e.data.map_or(0, <[u8]>::len),
                 _ => unreachable!(),

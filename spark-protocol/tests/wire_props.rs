@@ -17,7 +17,7 @@ use spark_protocol::wire::message::*;
 use spark_protocol::wire::ota::{ChunkIndices, UpdateParams};
 use spark_protocol::wire::{
     CoapOption, Code, Error, Message, MessageKind, MessageType, OptionNumber, Options, Packet,
-    Repr, Role, Token, classify,
+    Repr, Role, Token, classify, classify_repr,
 };
 
 fn config(cases: u32) -> Config {
@@ -117,6 +117,12 @@ fn exercise(bytes: &[u8]) {
     match Repr::parse_bytes(bytes) {
         Ok(repr) => {
             assert!(packet.is_ok());
+            for role in [Role::Device, Role::Cloud] {
+                assert_eq!(
+                    classify_repr(&repr, role),
+                    classify(&Packet::new_unchecked(bytes), role)
+                );
+            }
             let mut out = vec![0; repr.buffer_len()];
             assert_eq!(repr.emit(&mut out), Ok(bytes.len()));
             assert_eq!(out, bytes);

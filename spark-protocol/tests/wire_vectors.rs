@@ -9,7 +9,7 @@
 use serde_json::Value as Json;
 use spark_protocol::wire::describe::VarType;
 use spark_protocol::wire::message::{SubscribeScope, Visibility};
-use spark_protocol::wire::{Message, MessageKind, Packet, Repr, Role, classify};
+use spark_protocol::wire::{Message, MessageKind, Packet, Repr, Role, classify, classify_repr};
 
 fn vectors() -> Option<Json> {
     let bytes = spark_vectors::read("protocol", "core-communication-lib-vectors.json")?;
@@ -147,6 +147,7 @@ fn encrypted_message_plaintexts() {
         assert_eq!(classify(&packet, receiver), classified, "{at}");
 
         let repr = Repr::parse(&packet).unwrap_or_else(|e| panic!("{at}: {e}"));
+        assert_eq!(classify_repr(&repr, receiver), classified, "{at}");
         assert_eq!(reemit(&repr), plain, "{at}: codec re-emit");
 
         let msg = Message::parse(&repr, decode_as).unwrap_or_else(|e| panic!("{at}: {e}"));

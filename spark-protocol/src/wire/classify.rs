@@ -18,7 +18,7 @@
 //! they classify as [`MessageKind::Unknown`], and a session that supports them decodes them by
 //! letter with [`Message::parse`](super::Message::parse).
 
-use super::coap::{Code, MessageType, OptionNumber, Packet};
+use super::coap::{Code, HEADER_LEN, MessageType, OptionNumber, Options, Packet, Repr};
 use super::describe::VarType;
 
 /// The side that received the message, whose rules classify it.
@@ -140,28 +140,46 @@ impl core::fmt::Display for MessageKind {
 /// Total: any packet gets a kind. Build the packet with [`Packet::new_checked`]; an unchecked packet
 /// shorter than the 4-byte header is [`MessageKind::Unknown`].
 pub fn classify<T: AsRef<[u8]>>(packet: &Packet<T>, receiver: Role) -> MessageKind {
-    if packet.as_bytes().len() < super::coap::HEADER_LEN {
+    let buf = packet.as_bytes();
+    if buf.len() < HEADER_LEN {
         return MessageKind::Unknown;
     }
     match receiver {
-        Role::Device => as_core(packet.as_bytes()),
-        Role::Cloud => as_server(packet),
+        Role::Device => as_core(buf, buf.len()),
+        Role::Cloud => as_server(packet.code(), packet.msg_type(), &packet.options()),
     }
 }
 
-/// The byte at `index` as the Core sees it: the message, then its PKCS#7 padding.
-fn core_byte(buf: &[u8], index: usize) -> u8 {
-    match buf.get(index) {
-        Some(&b) => b,
+/// [`classify`] for an already parsed message: the same answer as classifying its bytes, without
+/// walking them again.
+pub fn classify_repr(repr: &Repr<'_>, receiver: Role) -> MessageKind {
+    match receiver {
+        Role::Device => {
+            // The Core looks no further than offset 13 (5 + an 8-byte token); the encoding is
+            // canonical, so the first 16 encoded bytes are the received ones.
+            let mut prefix = [0u8; 16];
+            repr.encode_prefix(&mut prefix);
+            as_core(&prefix, repr.buffer_len())
+        }
+        Role::Cloud => as_server(repr.code, repr.msg_type, &repr.options),
+    }
+}
+
+/// The byte at `index` as the Core sees it: the message of `len` bytes (whose first bytes are in
+/// `prefix`), then its PKCS#7 padding.
+fn core_byte(prefix: &[u8], len: usize, index: usize) -> u8 {
+    if index < len {
+        prefix.get(index).copied().unwrap_or(0)
+    } else {
         // Past the end lie the padding bytes, each equal to the padding length (1..=16), and the
         // padding covers at least up to offset 15 of a block.
-        None => (16 - buf.len() % 16) as u8,
+        (16 - len % 16) as u8
     }
 }
 
-fn as_core(buf: &[u8]) -> MessageKind {
+fn as_core(buf: &[u8], len: usize) -> MessageKind {
     let tkl = usize::from(buf[0] & 0x0F);
-    let letter = core_byte(buf, 5 + tkl);
+    let letter = core_byte(buf, len, 5 + tkl);
     match buf[1] {
         0x01 => match letter {
             b'v' => MessageKind::VariableRequest,
@@ -179,7 +197,7 @@ fn as_core(buf: &[u8]) -> MessageKind {
         0x03 => match letter {
             b'k' => MessageKind::KeyChange,
             b'u' => MessageKind::UpdateDone,
-            b's' if core_byte(buf, 8) != 0 => MessageKind::SignalStart,
+            b's' if core_byte(buf, len, 8) != 0 => MessageKind::SignalStart,
             b's' => MessageKind::SignalStop,
             _ => MessageKind::Unknown,
         },
@@ -192,10 +210,8 @@ fn as_core(buf: &[u8]) -> MessageKind {
     }
 }
 
-fn as_server<T: AsRef<[u8]>>(packet: &Packet<T>) -> MessageKind {
-    let code = packet.code();
+fn as_server(code: Code, msg_type: MessageType, options: &Options<'_>) -> MessageKind {
     if (1..=4).contains(&u8::from(code)) {
-        let options = packet.options();
         // SP joins the Uri-Path options into "/a/b" and keys on the character after the first '/'.
         let letter = options
             .values(OptionNumber::UriPath)
@@ -231,7 +247,7 @@ fn as_server<T: AsRef<[u8]>>(packet: &Packet<T>) -> MessageKind {
             return kind;
         }
     }
-    match (packet.msg_type(), code.is_empty()) {
+    match (msg_type, code.is_empty()) {
         (MessageType::Acknowledgement, true) => MessageKind::EmptyAck,
         (MessageType::Confirmable, true) => MessageKind::Ping,
         (_, true) => MessageKind::Unknown,
@@ -245,7 +261,10 @@ mod tests {
     use super::*;
 
     fn kind(bytes: &[u8], role: Role) -> MessageKind {
-        classify(&Packet::new_checked(bytes).unwrap(), role)
+        let packet = Packet::new_checked(bytes).unwrap();
+        let kind = classify(&packet, role);
+        assert_eq!(classify_repr(&Repr::parse(&packet).unwrap(), role), kind);
+        kind
     }
 
     #[test]

@@ -678,6 +678,22 @@ impl Sink for SliceSink<'_> {
     }
 }
 
+/// Writes as much as fits into a slice and drops the rest.
+struct PrefixSink<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl Sink for PrefixSink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let start = self.pos.min(self.buf.len());
+        let room = self.buf.len() - start;
+        let n = room.min(bytes.len());
+        self.buf[start..start + n].copy_from_slice(&bytes[..n]);
+        self.pos += bytes.len();
+    }
+}
+
 /// Something that encodes itself as one CoAP message; gives `buffer_len` and `emit` from one routine,
 /// so the two can never disagree.
 pub(crate) trait Encode {
@@ -997,6 +1013,14 @@ impl<'a> Repr<'a> {
         let written = self.encode_into(&mut out).unwrap_or(0);
         out.truncate(written);
         out
+    }
+
+    /// Writes the first `prefix.len()` bytes of the encoded message (the rest is dropped).
+    pub(crate) fn encode_prefix(&self, prefix: &mut [u8]) {
+        self.encode(&mut PrefixSink {
+            buf: prefix,
+            pos: 0,
+        });
     }
 
     /// The first option when it is a Uri-Path: the resource letter of a well-formed Spark request.

@@ -7,7 +7,8 @@
 //! - [`message`]: the typed messages of the whole set in both directions ([`Message`], one struct per
 //!   message), parsed from and emitted to a [`Repr`];
 //! - [`classify`](mod@classify): which message a received packet is, decided exactly the way the
-//!   original Spark Core firmware and the original Node.js server decide it;
+//!   original Spark Core firmware and the original Node.js server decide it ([`classify()`] on the
+//!   bytes, [`classify_repr`] on a parsed message, with the same answers);
 //! - [`hello`] and [`ota`]: the binary payloads (Hello, UpdateBegin, ChunkMissed, the chunk CRC);
 //! - [`describe`]: the description JSON a device returns to Describe, written without allocation;
 //! - [`limits`]: the sizes the original implementations enforce, with where each number comes from.
@@ -42,7 +43,7 @@ pub mod limits;
 pub mod message;
 pub mod ota;
 
-pub use classify::{MessageKind, Role, classify};
+pub use classify::{MessageKind, Role, classify, classify_repr};
 pub use coap::{CoapOption, Code, MessageType, OptionNumber, Options, Packet, Repr, Token};
 pub use message::{Header, Message};
 
