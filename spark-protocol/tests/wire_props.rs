@@ -4,12 +4,13 @@
 //!   to the very same bytes (the encoding is canonical);
 //! - any codec `Repr`: parse(emit(x)) == x, with `buffer_len` exact;
 //! - any typed message of the set: parse(emit(x)) == x, and re-emitting the parsed message gives the
-//!   same bytes.
+//!   same bytes;
+//! - descriptions: any bytes read without panic, and what the writer writes the reader reads.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use spark_protocol::wire::describe::VarType;
+use spark_protocol::wire::describe::{Description, DescriptionWriter, VarType};
 use spark_protocol::wire::hello::{
     CoreHello, ExtendedHello, HelloFlags, HelloLimits, HelloPayload,
 };
@@ -531,5 +532,47 @@ proptest! {
         let mut joined = vec![0; name.len()];
         prop_assert_eq!(eb.name.copy_to(&mut joined), Ok(name.len()));
         prop_assert_eq!(joined, name);
+    }
+}
+
+fn description_name() -> impl Strategy<Value = Vec<u8>> {
+    vec(
+        any::<u8>().prop_filter("not escaped by the Core", |b| {
+            *b >= 0x20 && *b != b'"' && *b != b'\\'
+        }),
+        0..12,
+    )
+}
+
+proptest! {
+    #![proptest_config(config(1024))]
+
+    #[test]
+    fn description_reader_never_panics(bytes in vec(any::<u8>(), 0..80)) {
+        if let Ok(d) = Description::parse(&bytes) {
+            prop_assert!(d.functions().count() <= bytes.len());
+            prop_assert!(d.variables().count() <= bytes.len());
+        }
+    }
+
+    #[test]
+    fn description_writer_then_reader(
+        functions in vec(description_name(), 0..5),
+        variables in vec((description_name(), prop::sample::select(vec![
+            VarType::Bool, VarType::Int, VarType::String, VarType::Double,
+        ])), 0..5),
+    ) {
+        let mut buf = [0u8; 256];
+        let mut w = DescriptionWriter::new(&mut buf);
+        for f in &functions {
+            w.function(f).unwrap();
+        }
+        for (v, t) in &variables {
+            w.variable(v, *t).unwrap();
+        }
+        let n = w.finish().unwrap();
+        let d = Description::parse(&buf[..n]).unwrap();
+        prop_assert!(d.functions().eq(functions.iter().map(|f| &f[..])));
+        prop_assert!(d.variables().eq(variables.iter().map(|(v, t)| (&v[..], Some(*t)))));
     }
 }

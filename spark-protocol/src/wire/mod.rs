@@ -10,7 +10,8 @@
 //!   original Spark Core firmware and the original Node.js server decide it ([`classify()`] on the
 //!   bytes, [`classify_repr`] on a parsed message, with the same answers);
 //! - [`hello`] and [`ota`]: the binary payloads (Hello, UpdateBegin, ChunkMissed, the chunk CRC);
-//! - [`describe`]: the description JSON a device returns to Describe, written without allocation;
+//! - [`describe`]: the description JSON a device returns to Describe, written and read without
+//!   allocation;
 //! - [`limits`]: the sizes the original implementations enforce, with where each number comes from.
 //!
 //! Everything here works without `alloc`. Parsing takes any byte string and returns a value or an
