@@ -662,7 +662,8 @@ impl Sink for Counter {
     }
 }
 
-/// Writes into a slice that the caller has sized with a [`Counter`] first.
+/// Writes into a slice; a piece that does not fit is skipped but counted, so `pos` ends at the
+/// length the whole message needs.
 pub(crate) struct SliceSink<'b> {
     buf: &'b mut [u8],
     pos: usize,
@@ -712,16 +713,17 @@ pub(crate) trait Encode {
         Ok(())
     }
 
-    /// Writes into the front of `buf`; returns the length written.
+    /// Writes into the front of `buf` in one pass; returns the length written. When `buf` is too
+    /// short the pass still counts every byte, so the error says how many are required (what was
+    /// written into `buf` before that is unspecified).
     fn encode_into(&self, buf: &mut [u8]) -> Result<usize, Error> {
         self.check()?;
-        let required = self.encoded_len();
-        let dst = buf
-            .get_mut(..required)
-            .ok_or(Error::InsufficientSize { required })?;
-        let mut sink = SliceSink { buf: dst, pos: 0 };
+        let mut sink = SliceSink { buf, pos: 0 };
         self.encode(&mut sink);
-        Ok(required)
+        if sink.pos > sink.buf.len() {
+            return Err(Error::InsufficientSize { required: sink.pos });
+        }
+        Ok(sink.pos)
     }
 }
 

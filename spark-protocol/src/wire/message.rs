@@ -871,22 +871,27 @@ impl<'a> Event<'a> {
 
     /// Decodes `POST e/...` or `POST E/...`.
     pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        let visibility = match repr.options.values(OptionNumber::UriPath).next() {
-            Some(b"e") => Visibility::Public,
-            Some(b"E") => Visibility::Private,
+        if repr.code != Code::Post {
+            return Err(Error::Mismatch { expected: "Event" });
+        }
+        // One pass: the letter (the first Uri-Path), then the Max-Age after the name.
+        let mut options = repr.options.iter();
+        let visibility = match options.find(|o| o.number == OptionNumber::UriPath) {
+            Some(o) if o.value == b"e" => Visibility::Public,
+            Some(o) if o.value == b"E" => Visibility::Private,
             _ => return Err(Error::Mismatch { expected: "Event" }),
         };
-        let rest = request(repr, Code::Post, visibility.letter(), "Event")?;
+        let max_age = options
+            .find(|o| o.number == OptionNumber::MaxAge)
+            .map(|o| MaxAge::parse(o.value))
+            .transpose()?;
         Ok(Event {
             header: Header::of(repr),
             visibility,
             name: EventName {
                 inner: NameInner::Received(repr.options),
             },
-            max_age: rest
-                .first(OptionNumber::MaxAge)
-                .map(MaxAge::parse)
-                .transpose()?,
+            max_age,
             data: repr.payload,
         })
     }
