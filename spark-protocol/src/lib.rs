@@ -2,6 +2,9 @@
 //!
 //! This crate does no network IO, reads no clock and draws no randomness of its own: bytes,
 //! the current time and an RNG all come from the caller.
+//!
+//! - [`wire`]: the plaintext messages, bytes only: the CoAP codec of the Spark dialect, the typed
+//!   messages of both directions and how each peer classifies them (no_std, no alloc).
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -10,3 +13,5 @@
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod wire;

@@ -1,0 +1,1725 @@
+//! The typed messages of the Spark protocol, both directions, each parsed from a [`Repr`] and
+//! emitted to bytes.
+//!
+//! Every message keeps its [`Header`] (type, message id, token) as received, so a parsed message
+//! re-emits to the same bytes; the constructors give the forms the Core and the original server
+//! send. Decoding checks the code and the resource letter (the first Uri-Path) of requests, and the
+//! code of responses; options a message does not use are ignored, as the originals ignore them.
+//!
+//! In the table, names after the letter are further Uri-Path options, `?x` is a Uri-Query option,
+//! and parenthesised parts are optional.
+//!
+//! | message | direction | CoAP | letter / options | payload |
+//! |---|---|---|---|---|
+//! | [`Hello`] | both | NON POST | `h` | [`HelloPayload`] |
+//! | [`Describe`] | cloud → device | CON GET | `d` (?flags) | — |
+//! | [`DescribeReturn`] | device → cloud | ACK 2.05 | — | JSON |
+//! | [`FunctionCall`] | cloud → device | CON POST | `f`, name, ?argument | — |
+//! | [`FunctionReturn`] | device → cloud | NON 2.04 | — | i32 big-endian |
+//! | [`VariableRequest`] | cloud → device | CON GET | `v`, name | — |
+//! | [`VariableValue`] | device → cloud | ACK 2.05 | — | bool, i32 BE, f64 **LE**, string |
+//! | [`Event`] | both | NON POST | `e`/`E`, name (Max-Age) | data |
+//! | [`Subscribe`] | device → cloud | CON GET | `e` (filter) (?u) | (device id) |
+//! | [`GetTime`] / [`Time`] | device → cloud / back | CON GET `t` / ACK 2.05 | | u32 BE seconds |
+//! | [`UpdateBegin`] / [`UpdateReady`] | cloud → device / back | CON POST `u` / NON 2.04 | | [`UpdateParams`] / flags |
+//! | [`Chunk`] / [`ChunkReceived`] | cloud → device / back | CON POST `c` ?crc (?index) / NON 2.04 or 4.00 | | data |
+//! | [`ChunkMissed`] | device → cloud | CON GET | `c` | u16 BE indices |
+//! | [`UpdateDone`] | cloud → device | CON PUT | `u` | (result) |
+//! | [`Signal`] | cloud → device | CON PUT | `s` ?byte | — |
+//! | [`KeyChange`] / [`KeyChanged`] | cloud → device / back | CON PUT `k` / NON 2.04 | | key material |
+//! | [`Reply`] | both | ACK 2.04, 4.00, ... | — | (text) |
+//! | [`Ping`] / [`EmptyAck`] | both | CON 0.00 / ACK 0.00 | | — |
+//! | [`Goodbye`] | device → cloud | POST | `x` (No-Response) | reasons |
+
+use core::fmt;
+
+use super::Error;
+use super::classify::MessageKind;
+use super::coap::{
+    Code, Encode, Encoder, MAX_OPTION_EXTENDED, MessageType, OptionNumber, Options, OptionsIter,
+    Repr, Sink, Token, read_uint,
+};
+use super::describe::VarType;
+use super::hello::HelloPayload;
+use super::limits::DEFAULT_EVENT_TTL;
+use super::ota::{ChunkIndices, UpdateParams, crc32};
+
+/// What every message carries besides its content: type, message id, token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// CON, NON, ACK or RST.
+    pub msg_type: MessageType,
+    /// The message id (requests carry the sender's counter; ACKs echo the request's).
+    pub message_id: u16,
+    /// The token (Spark uses none or one byte).
+    pub token: Token,
+}
+
+impl Header {
+    /// A header of any type.
+    pub const fn new(msg_type: MessageType, message_id: u16, token: Token) -> Self {
+        Header {
+            msg_type,
+            message_id,
+            token,
+        }
+    }
+
+    /// NON without a token (Hello, events).
+    pub const fn non(message_id: u16) -> Self {
+        Header::new(MessageType::NonConfirmable, message_id, Token::EMPTY)
+    }
+
+    /// CON without a token (ChunkMissed, Subscribe, Ping).
+    pub const fn con(message_id: u16) -> Self {
+        Header::new(MessageType::Confirmable, message_id, Token::EMPTY)
+    }
+
+    /// ACK without a token.
+    pub const fn ack(message_id: u16) -> Self {
+        Header::new(MessageType::Acknowledgement, message_id, Token::EMPTY)
+    }
+
+    /// This header with a one-byte token.
+    pub const fn with_token(self, token: u8) -> Self {
+        Header {
+            token: Token::from_byte(token),
+            ..self
+        }
+    }
+
+    /// The piggy-backed reply to `request`: ACK, same message id, same token.
+    pub const fn piggybacked(request: &Header) -> Self {
+        Header::new(
+            MessageType::Acknowledgement,
+            request.message_id,
+            request.token,
+        )
+    }
+
+    /// A separate reply to `request`: NON, the sender's own `message_id`, the request's token.
+    pub const fn separate(request: &Header, message_id: u16) -> Self {
+        Header::new(MessageType::NonConfirmable, message_id, request.token)
+    }
+
+    fn of(repr: &Repr<'_>) -> Self {
+        Header::new(repr.msg_type, repr.message_id, repr.token)
+    }
+
+    fn encoder<'s, S: Sink>(&self, sink: &'s mut S, code: Code) -> Encoder<'s, S> {
+        Encoder::new(sink, self.msg_type, code, self.message_id, &self.token)
+    }
+}
+
+/// Adds `buffer_len`, `emit` and `to_vec` to a message type.
+macro_rules! emit_methods {
+    ($($ty:ident $(<$lt:lifetime>)?),+ $(,)?) => {$(
+        impl$(<$lt>)? $ty$(<$lt>)? {
+            /// The encoded length.
+            pub fn buffer_len(&self) -> usize {
+                Encode::encoded_len(self)
+            }
+
+            /// Writes the message into the front of `buf`; returns its length, or
+            /// [`Error::InsufficientSize`] when `buf` is shorter than
+            #[doc = concat!("[`", stringify!($ty), "::buffer_len`].")]
+            pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
+                Encode::encode_into(self, buf)
+            }
+
+            /// The message as a new vector.
+            #[cfg(feature = "alloc")]
+            pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, Error> {
+                let mut out = alloc::vec![0; self.buffer_len()];
+                let n = self.emit(&mut out)?;
+                out.truncate(n);
+                Ok(out)
+            }
+        }
+    )+};
+}
+
+/// Checks the code and the resource letter of a request; returns the options after the letter.
+fn request<'a>(
+    repr: &Repr<'a>,
+    code: Code,
+    letter: u8,
+    name: &'static str,
+) -> Result<RestOptions<'a>, Error> {
+    if repr.code != code {
+        return Err(Error::Mismatch { expected: name });
+    }
+    let mut iter = repr.options.iter();
+    // The resource is the first Uri-Path (the Core requires it to be the first option; options
+    // of other numbers before it are skipped as the original server skips them).
+    match iter.find(|o| o.number == OptionNumber::UriPath) {
+        Some(o) if o.value == [letter] => Ok(RestOptions(iter)),
+        _ => Err(Error::Mismatch { expected: name }),
+    }
+}
+
+/// Checks that a response's code is one of `allowed`.
+fn response(repr: &Repr<'_>, allowed: &[Code], name: &'static str) -> Result<(), Error> {
+    if allowed.contains(&repr.code) {
+        Ok(())
+    } else {
+        Err(Error::Mismatch { expected: name })
+    }
+}
+
+/// Checks that a response's code is a response (class 2 to 5).
+fn any_response(repr: &Repr<'_>, name: &'static str) -> Result<(), Error> {
+    if repr.code.class() >= 2 {
+        Ok(())
+    } else {
+        Err(Error::Mismatch { expected: name })
+    }
+}
+
+/// The options that follow the resource letter.
+#[derive(Clone)]
+struct RestOptions<'a>(OptionsIter<'a>);
+
+impl<'a> RestOptions<'a> {
+    fn first(&self, number: OptionNumber) -> Option<&'a [u8]> {
+        self.0.clone().find(|o| o.number == number).map(|o| o.value)
+    }
+
+    fn nth(&self, number: OptionNumber, n: usize) -> Option<&'a [u8]> {
+        self.0
+            .clone()
+            .filter(|o| o.number == number)
+            .nth(n)
+            .map(|o| o.value)
+    }
+}
+
+fn exact<const N: usize>(bytes: &[u8], field: &'static str) -> Result<[u8; N], Error> {
+    bytes.try_into().map_err(|_| Error::Length {
+        field,
+        found: bytes.len(),
+        expected: N,
+    })
+}
+
+fn check_option(value: &[u8]) -> Result<(), Error> {
+    if value.len() > MAX_OPTION_EXTENDED {
+        Err(Error::OptionTooLong)
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes the payload only when it is not empty (for messages whose empty payload means none).
+fn payload_if_any<S: Sink>(enc: &mut Encoder<'_, S>, payload: &[u8]) {
+    if !payload.is_empty() {
+        enc.payload(payload);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hello
+
+/// Hello: the first message after the handshake, device first, then the cloud's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello<'a> {
+    /// NON over TCP (CON over UDP); no token from the device, one byte from the original server.
+    pub header: Header,
+    /// The payload (none from the cloud).
+    pub payload: HelloPayload<'a>,
+}
+
+impl<'a> Hello<'a> {
+    /// Decodes `POST h`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        request(repr, Code::Post, b'h', "Hello")?;
+        Ok(Hello {
+            header: Header::of(repr),
+            payload: HelloPayload::parse(repr.payload),
+        })
+    }
+}
+
+impl Encode for Hello<'_> {
+    fn check(&self) -> Result<(), Error> {
+        self.payload.validate()
+    }
+
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Post);
+        enc.option(OptionNumber::UriPath, b"h");
+        self.payload.with_bytes(|parts| {
+            if let Some(parts) = parts {
+                enc.payload_parts(parts);
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Describe
+
+/// Describe: the cloud asks for the device's functions and variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Describe {
+    /// CON with a one-byte token.
+    pub header: Header,
+    /// Device OS: a one-byte Uri-Query of what to describe (see the `FLAG_*` constants); the Core
+    /// sends and reads none.
+    pub flags: Option<u8>,
+}
+
+impl Describe {
+    /// Device OS flag: describe the system modules.
+    pub const FLAG_SYSTEM: u8 = 1;
+    /// Device OS flag: describe the application (functions and variables).
+    pub const FLAG_APPLICATION: u8 = 2;
+    /// Device OS flag: report metrics.
+    pub const FLAG_METRICS: u8 = 4;
+
+    /// Decodes `GET d`.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        let rest = request(repr, Code::Get, b'd', "Describe")?;
+        let flags = match rest.first(OptionNumber::UriQuery) {
+            Some(q) => Some(exact::<1>(q, "Describe flags")?[0]),
+            None => None,
+        };
+        Ok(Describe {
+            header: Header::of(repr),
+            flags,
+        })
+    }
+}
+
+impl Encode for Describe {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Get);
+        enc.option(OptionNumber::UriPath, b"d");
+        if let Some(flags) = self.flags {
+            enc.option(OptionNumber::UriQuery, &[flags]);
+        }
+    }
+}
+
+/// The description JSON a device returns to Describe (see [`describe`](super::describe)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescribeReturn<'a> {
+    /// The Core answers piggy-backed: ACK, the request's id and token.
+    pub header: Header,
+    /// 2.05 from the Core (the original server also accepted 2.04).
+    pub code: Code,
+    /// `{"f":[...],"v":{...}}`.
+    pub description: &'a [u8],
+}
+
+impl<'a> DescribeReturn<'a> {
+    /// Decodes a successful (2.xx) response carrying the description.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        if repr.code.class() != 2 {
+            return Err(Error::Mismatch {
+                expected: "DescribeReturn",
+            });
+        }
+        Ok(DescribeReturn {
+            header: Header::of(repr),
+            code: repr.code,
+            description: repr.payload.unwrap_or_default(),
+        })
+    }
+}
+
+impl Encode for DescribeReturn<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, self.code);
+        payload_if_any(&mut enc, self.description);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions and variables
+
+/// FunctionCall: the cloud calls a device function with one string argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionCall<'a> {
+    /// CON with a one-byte token.
+    pub header: Header,
+    /// The function name (a second Uri-Path; the Core matches at most 12 bytes).
+    pub name: &'a [u8],
+    /// The argument (one Uri-Query; the Core disconnects on 64 bytes or more).
+    pub argument: Option<&'a [u8]>,
+}
+
+impl<'a> FunctionCall<'a> {
+    /// Decodes `POST f/<name>?<argument>`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        let rest = request(repr, Code::Post, b'f', "FunctionCall")?;
+        Ok(FunctionCall {
+            header: Header::of(repr),
+            name: rest
+                .first(OptionNumber::UriPath)
+                .ok_or(Error::Missing("function name"))?,
+            argument: rest.first(OptionNumber::UriQuery),
+        })
+    }
+}
+
+impl Encode for FunctionCall<'_> {
+    fn check(&self) -> Result<(), Error> {
+        check_option(self.name)?;
+        check_option(self.argument.unwrap_or_default())
+    }
+
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Post);
+        enc.option(OptionNumber::UriPath, b"f")
+            .option(OptionNumber::UriPath, self.name);
+        if let Some(arg) = self.argument {
+            enc.option(OptionNumber::UriQuery, arg);
+        }
+    }
+}
+
+/// FunctionReturn: the function's result, sent after an empty ACK to the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionReturn {
+    /// The Core sends NON with its own message id and the call's token.
+    pub header: Header,
+    /// 2.04 Changed (the original server also names 4.00 FunctionReturnError).
+    pub code: Code,
+    /// The result, a big-endian i32 (none from a void function on Device OS).
+    pub value: Option<i32>,
+}
+
+impl FunctionReturn {
+    /// Decodes a response carrying a 4-byte result or nothing.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        any_response(repr, "FunctionReturn")?;
+        let value = match repr.payload {
+            None | Some([]) => None,
+            Some(p) => Some(i32::from_be_bytes(exact::<4>(p, "function result")?)),
+        };
+        Ok(FunctionReturn {
+            header: Header::of(repr),
+            code: repr.code,
+            value,
+        })
+    }
+}
+
+impl Encode for FunctionReturn {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, self.code);
+        if let Some(v) = self.value {
+            enc.payload(&v.to_be_bytes());
+        }
+    }
+}
+
+/// VariableRequest: the cloud reads a device variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VariableRequest<'a> {
+    /// CON with a one-byte token.
+    pub header: Header,
+    /// The variable name (a second Uri-Path; the Core matches at most 12 bytes).
+    pub name: &'a [u8],
+}
+
+impl<'a> VariableRequest<'a> {
+    /// Decodes `GET v/<name>`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        let rest = request(repr, Code::Get, b'v', "VariableRequest")?;
+        Ok(VariableRequest {
+            header: Header::of(repr),
+            name: rest
+                .first(OptionNumber::UriPath)
+                .ok_or(Error::Missing("variable name"))?,
+        })
+    }
+}
+
+impl Encode for VariableRequest<'_> {
+    fn check(&self) -> Result<(), Error> {
+        check_option(self.name)
+    }
+
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Get);
+        enc.option(OptionNumber::UriPath, b"v")
+            .option(OptionNumber::UriPath, self.name);
+    }
+}
+
+/// A variable's value, in the encoding of its type.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// One byte, `00` or `01` (any non-zero byte reads as true, as the original server reads it).
+    Bool(bool),
+    /// A big-endian i32.
+    Int(i32),
+    /// A **little-endian** IEEE-754 double: the Core copies the bytes of its `double`.
+    Double(f64),
+    /// Raw bytes, no terminating NUL.
+    String(&'a [u8]),
+    /// No payload.
+    Null,
+}
+
+impl<'a> Value<'a> {
+    /// Reads a payload as a value of type `ty`.
+    pub fn parse(payload: &'a [u8], ty: VarType) -> Result<Self, Error> {
+        Ok(match ty {
+            VarType::Bool => Value::Bool(exact::<1>(payload, "bool value")?[0] != 0),
+            VarType::Int => Value::Int(i32::from_be_bytes(exact(payload, "int value")?)),
+            VarType::Double => Value::Double(f64::from_le_bytes(exact(payload, "double value")?)),
+            VarType::String => Value::String(payload),
+            VarType::Null => {
+                exact::<0>(payload, "null value")?;
+                Value::Null
+            }
+        })
+    }
+
+    /// The type of this value.
+    pub fn var_type(&self) -> VarType {
+        match self {
+            Value::Bool(_) => VarType::Bool,
+            Value::Int(_) => VarType::Int,
+            Value::Double(_) => VarType::Double,
+            Value::String(_) => VarType::String,
+            Value::Null => VarType::Null,
+        }
+    }
+
+    /// Calls `f` with the encoded payload.
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            Value::Bool(b) => f(&[u8::from(*b)]),
+            Value::Int(i) => f(&i.to_be_bytes()),
+            Value::Double(d) => f(&d.to_le_bytes()),
+            Value::String(s) => f(s),
+            Value::Null => f(&[]),
+        }
+    }
+}
+
+impl PartialEq for Value<'_> {
+    /// Doubles compare by their bits, so a NaN read back equals the NaN written.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Double(a), Value::Double(b)) => a.to_bits() == b.to_bits(),
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Null, Value::Null) => true,
+            _ => false,
+        }
+    }
+}
+
+/// VariableValue: the device's answer to VariableRequest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VariableValue<'a> {
+    /// The Core answers piggy-backed: ACK, the request's id and token.
+    pub header: Header,
+    /// 2.05 Content.
+    pub code: Code,
+    /// The value.
+    pub value: Value<'a>,
+}
+
+impl<'a> VariableValue<'a> {
+    /// Decodes a response as a value of type `ty` (known from the description).
+    pub fn parse(repr: &Repr<'a>, ty: VarType) -> Result<Self, Error> {
+        any_response(repr, "VariableValue")?;
+        Ok(VariableValue {
+            header: Header::of(repr),
+            code: repr.code,
+            value: Value::parse(repr.payload.unwrap_or_default(), ty)?,
+        })
+    }
+}
+
+impl Encode for VariableValue<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, self.code);
+        self.value.with_bytes(|b| payload_if_any(&mut enc, b));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// Public (`e`) or private (`E`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Visibility {
+    /// `e`: anyone subscribed to the name sees it.
+    Public,
+    /// `E`: only the owner's devices and apps see it.
+    Private,
+}
+
+impl Visibility {
+    /// The resource letter.
+    pub const fn letter(self) -> u8 {
+        match self {
+            Visibility::Public => b'e',
+            Visibility::Private => b'E',
+        }
+    }
+}
+
+/// An event name (or subscription filter) and how it travels.
+///
+/// A device publishes the whole name as one Uri-Path even when it contains `/`; the cloud delivers
+/// it split into one Uri-Path per `/`-separated segment, and the device joins them back. Names
+/// compare equal when their joined bytes are equal, whatever their form.
+#[derive(Clone, Copy)]
+pub struct EventName<'a> {
+    inner: NameInner<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum NameInner<'a> {
+    Whole(&'a [u8]),
+    Split(&'a [u8]),
+    /// Every Uri-Path after the first (the resource letter).
+    Received(Options<'a>),
+}
+
+impl<'a> EventName<'a> {
+    /// A name sent as one Uri-Path, as a device publishes and subscribes. An empty name is sent as
+    /// no option at all.
+    pub const fn whole(name: &'a [u8]) -> Self {
+        EventName {
+            inner: NameInner::Whole(name),
+        }
+    }
+
+    /// A name sent as one Uri-Path per `/`-separated segment, as the cloud delivers events. An empty
+    /// name is sent as no option at all.
+    pub const fn split(name: &'a [u8]) -> Self {
+        EventName {
+            inner: NameInner::Split(name),
+        }
+    }
+
+    /// The segments (Uri-Path values) in order.
+    pub fn segments(&self) -> Segments<'a> {
+        Segments {
+            inner: match self.inner {
+                NameInner::Whole(n) => SegmentsInner::Whole((!n.is_empty()).then_some(n)),
+                NameInner::Split(n) => SegmentsInner::Split((!n.is_empty()).then_some(n)),
+                NameInner::Received(o) => SegmentsInner::Received(o.iter(), false),
+            },
+        }
+    }
+
+    /// The name's bytes, segments joined with `/`.
+    pub fn bytes(&self) -> impl Iterator<Item = u8> + use<'a> {
+        self.segments()
+            .enumerate()
+            .flat_map(|(i, s)| (i > 0).then_some(b'/').into_iter().chain(s.iter().copied()))
+    }
+
+    /// The length of the joined name.
+    pub fn len(&self) -> usize {
+        self.segments()
+            .enumerate()
+            .map(|(i, s)| s.len() + usize::from(i > 0))
+            .sum()
+    }
+
+    /// Whether the name is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name as one slice, when it is stored as one (always for names built by
+    /// [`EventName::whole`] or [`EventName::split`], and for received names of one segment).
+    pub fn as_contiguous(&self) -> Option<&'a [u8]> {
+        match self.inner {
+            NameInner::Whole(n) | NameInner::Split(n) => Some(n),
+            NameInner::Received(_) => {
+                let mut segs = self.segments();
+                match (segs.next(), segs.next()) {
+                    (None, _) => Some(&[]),
+                    (Some(s), None) => Some(s),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Copies the joined name into `buf`; returns its length.
+    pub fn copy_to(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let required = self.len();
+        let dst = buf
+            .get_mut(..required)
+            .ok_or(Error::InsufficientSize { required })?;
+        for (d, b) in dst.iter_mut().zip(self.bytes()) {
+            *d = b;
+        }
+        Ok(required)
+    }
+
+    /// Whether the name starts with `prefix`: how the Core matches a delivered event to its
+    /// handlers' filters.
+    pub fn starts_with(&self, prefix: &[u8]) -> bool {
+        let mut bytes = self.bytes();
+        prefix.iter().all(|p| bytes.next() == Some(*p))
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        self.segments().try_for_each(check_option)
+    }
+
+    fn encode<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        for segment in self.segments() {
+            enc.option(OptionNumber::UriPath, segment);
+        }
+    }
+}
+
+impl PartialEq for EventName<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes().eq(other.bytes())
+    }
+}
+impl Eq for EventName<'_> {}
+
+impl PartialEq<[u8]> for EventName<'_> {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.bytes().eq(other.iter().copied())
+    }
+}
+
+impl PartialEq<str> for EventName<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self == *other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for EventName<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self == *other.as_bytes()
+    }
+}
+
+impl fmt::Debug for EventName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for b in self.bytes() {
+            write!(f, "{}", core::ascii::escape_default(b))?;
+        }
+        f.write_str("\"")
+    }
+}
+
+/// Iterator over the segments of an [`EventName`].
+#[derive(Clone)]
+pub struct Segments<'a> {
+    inner: SegmentsInner<'a>,
+}
+
+#[derive(Clone)]
+enum SegmentsInner<'a> {
+    Whole(Option<&'a [u8]>),
+    Split(Option<&'a [u8]>),
+    /// The options, and whether the resource letter has been passed.
+    Received(OptionsIter<'a>, bool),
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match &mut self.inner {
+            SegmentsInner::Whole(n) => n.take(),
+            SegmentsInner::Split(rest) => {
+                let r = (*rest)?;
+                match r.iter().position(|&b| b == b'/') {
+                    Some(i) => {
+                        *rest = Some(&r[i + 1..]);
+                        Some(&r[..i])
+                    }
+                    None => {
+                        *rest = None;
+                        Some(r)
+                    }
+                }
+            }
+            SegmentsInner::Received(iter, passed) => loop {
+                let o = iter.next()?;
+                if o.number != OptionNumber::UriPath {
+                    continue;
+                }
+                if *passed {
+                    return Some(o.value);
+                }
+                *passed = true;
+            },
+        }
+    }
+}
+
+/// A Max-Age option: the event's time to live in seconds, and how many bytes carry it.
+///
+/// The Core publishes a 3-byte value (and none for the default 60 s); the original server delivers
+/// the shortest encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MaxAge {
+    /// Seconds.
+    pub seconds: u32,
+    /// Bytes on the wire (0..=4); `seconds` must fit.
+    pub width: u8,
+}
+
+impl MaxAge {
+    /// The shortest encoding of `seconds` (CoAP uint; 0 takes no bytes).
+    pub const fn compact(seconds: u32) -> Self {
+        let width = (4 - seconds.leading_zeros() / 8) as u8;
+        MaxAge { seconds, width }
+    }
+
+    /// The Core's 3-byte encoding (`seconds` must be at most [`MAX_EVENT_TTL`](super::limits::MAX_EVENT_TTL)).
+    pub const fn core(seconds: u32) -> Self {
+        MaxAge { seconds, width: 3 }
+    }
+
+    fn parse(value: &[u8]) -> Result<Self, Error> {
+        let seconds = read_uint(value).ok_or(Error::Length {
+            field: "Max-Age",
+            found: value.len(),
+            expected: 4,
+        })?;
+        Ok(MaxAge {
+            seconds,
+            width: value.len() as u8,
+        })
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.width > 4 || (self.width < 4 && self.seconds >> (8 * u32::from(self.width)) != 0) {
+            return Err(Error::Invalid("Max-Age width"));
+        }
+        Ok(())
+    }
+
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let bytes = self.seconds.to_be_bytes();
+        f(&bytes[4 - usize::from(self.width.min(4))..])
+    }
+}
+
+/// An event: published by a device (one Uri-Path for the name) or delivered by the cloud (one per
+/// segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// NON without a token, both ways.
+    pub header: Header,
+    /// `e` or `E`.
+    pub visibility: Visibility,
+    /// The name.
+    pub name: EventName<'a>,
+    /// The time to live; none means 60 s.
+    pub max_age: Option<MaxAge>,
+    /// The data; `None` (no payload marker) differs on the wire from `Some(b"")` (a bare marker),
+    /// as the Core's encoder distinguishes null from empty data.
+    pub data: Option<&'a [u8]>,
+}
+
+impl<'a> Event<'a> {
+    /// An event as the Core publishes it: NON, no token, the whole name in one Uri-Path, a 3-byte
+    /// Max-Age unless the TTL is 60 s.
+    pub const fn publish(
+        message_id: u16,
+        visibility: Visibility,
+        name: &'a [u8],
+        data: Option<&'a [u8]>,
+        ttl: u32,
+    ) -> Self {
+        Event {
+            header: Header::non(message_id),
+            visibility,
+            name: EventName::whole(name),
+            max_age: if ttl == DEFAULT_EVENT_TTL {
+                None
+            } else {
+                Some(MaxAge::core(ttl))
+            },
+            data,
+        }
+    }
+
+    /// An event as the original server delivers it: NON, no token, one Uri-Path per segment, the
+    /// TTL as a shortest-form Max-Age.
+    pub const fn deliver(
+        message_id: u16,
+        visibility: Visibility,
+        name: &'a [u8],
+        data: Option<&'a [u8]>,
+        ttl: u32,
+    ) -> Self {
+        Event {
+            header: Header::non(message_id),
+            visibility,
+            name: EventName::split(name),
+            max_age: Some(MaxAge::compact(ttl)),
+            data,
+        }
+    }
+
+    /// Decodes `POST e/...` or `POST E/...`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        if repr.code != Code::Post {
+            return Err(Error::Mismatch { expected: "Event" });
+        }
+        // One pass: the letter (the first Uri-Path), then the Max-Age after the name.
+        let mut options = repr.options.iter();
+        let visibility = match options.find(|o| o.number == OptionNumber::UriPath) {
+            Some(o) if o.value == b"e" => Visibility::Public,
+            Some(o) if o.value == b"E" => Visibility::Private,
+            _ => return Err(Error::Mismatch { expected: "Event" }),
+        };
+        let max_age = options
+            .find(|o| o.number == OptionNumber::MaxAge)
+            .map(|o| MaxAge::parse(o.value))
+            .transpose()?;
+        Ok(Event {
+            header: Header::of(repr),
+            visibility,
+            name: EventName {
+                inner: NameInner::Received(repr.options),
+            },
+            max_age,
+            data: repr.payload,
+        })
+    }
+
+    /// The time to live in seconds (60 without Max-Age).
+    pub fn ttl(&self) -> u32 {
+        self.max_age.map_or(DEFAULT_EVENT_TTL, |m| m.seconds)
+    }
+}
+
+impl Encode for Event<'_> {
+    fn check(&self) -> Result<(), Error> {
+        self.name.check()?;
+        self.max_age.as_ref().map_or(Ok(()), MaxAge::check)
+    }
+
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Post);
+        enc.option(OptionNumber::UriPath, &[self.visibility.letter()]);
+        self.name.encode(&mut enc);
+        if let Some(max_age) = self.max_age {
+            max_age.with_bytes(|b| enc.option(OptionNumber::MaxAge, b));
+        }
+        enc.optional_payload(self.data);
+    }
+}
+
+/// Whose events a subscription asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeScope<'a> {
+    /// Everyone's public events (the Core refuses to send this without a filter).
+    Firehose,
+    /// The owner's devices only: a Uri-Query `u`.
+    MyDevices,
+    /// One device: its id (24 hex characters) as the payload.
+    Device(&'a [u8]),
+}
+
+/// Subscribe: the device asks for events whose names start with a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribe<'a> {
+    /// CON without a token.
+    pub header: Header,
+    /// The filter, one Uri-Path (none when empty).
+    pub filter: EventName<'a>,
+    /// Whose events.
+    pub scope: SubscribeScope<'a>,
+}
+
+impl<'a> Subscribe<'a> {
+    /// Decodes `GET e[/<filter>][?u]`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        let rest = request(repr, Code::Get, b'e', "Subscribe")?;
+        let my_devices = rest.first(OptionNumber::UriQuery) == Some(b"u");
+        let scope = match (my_devices, repr.payload) {
+            (false, None) => SubscribeScope::Firehose,
+            (true, None) => SubscribeScope::MyDevices,
+            (false, Some(id)) => SubscribeScope::Device(id),
+            (true, Some(_)) => return Err(Error::Invalid("subscription scope")),
+        };
+        Ok(Subscribe {
+            header: Header::of(repr),
+            filter: EventName {
+                inner: NameInner::Received(repr.options),
+            },
+            scope,
+        })
+    }
+}
+
+impl Encode for Subscribe<'_> {
+    fn check(&self) -> Result<(), Error> {
+        self.filter.check()
+    }
+
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Get);
+        enc.option(OptionNumber::UriPath, b"e");
+        self.filter.encode(&mut enc);
+        match self.scope {
+            SubscribeScope::Firehose => {}
+            SubscribeScope::MyDevices => {
+                enc.option(OptionNumber::UriQuery, b"u");
+            }
+            SubscribeScope::Device(id) => enc.payload(id),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+/// GetTime: the device asks for the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetTime {
+    /// CON with a one-byte token.
+    pub header: Header,
+}
+
+impl GetTime {
+    /// Decodes `GET t`.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        request(repr, Code::Get, b't', "GetTime")?;
+        Ok(GetTime {
+            header: Header::of(repr),
+        })
+    }
+}
+
+impl Encode for GetTime {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        self.header
+            .encoder(sink, Code::Get)
+            .option(OptionNumber::UriPath, b"t");
+    }
+}
+
+/// The time reply: Unix seconds, big-endian u32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    /// Piggy-backed: ACK, the request's id and token.
+    pub header: Header,
+    /// 2.05 Content (the Core takes any 2.05 for the time).
+    pub code: Code,
+    /// Seconds since 1970.
+    pub unix_time: u32,
+}
+
+impl Time {
+    /// Decodes a response with a 4-byte payload.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        any_response(repr, "Time")?;
+        let p = repr.payload.ok_or(Error::Missing("time"))?;
+        Ok(Time {
+            header: Header::of(repr),
+            code: repr.code,
+            unix_time: u32::from_be_bytes(exact(p, "time")?),
+        })
+    }
+}
+
+impl Encode for Time {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        self.header
+            .encoder(sink, self.code)
+            .payload(&self.unix_time.to_be_bytes());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OTA
+
+/// UpdateBegin: the cloud starts a firmware transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateBegin {
+    /// CON with a one-byte token.
+    pub header: Header,
+    /// The 12-byte parameters (optional: the Core reads none, and its test vectors carry none).
+    pub params: Option<UpdateParams>,
+}
+
+impl UpdateBegin {
+    /// Decodes `POST u`.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        request(repr, Code::Post, b'u', "UpdateBegin")?;
+        let params = match repr.payload {
+            None | Some([]) => None,
+            Some(p) => Some(UpdateParams::parse(p)?),
+        };
+        Ok(UpdateBegin {
+            header: Header::of(repr),
+            params,
+        })
+    }
+}
+
+impl Encode for UpdateBegin {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Post);
+        enc.option(OptionNumber::UriPath, b"u");
+        if let Some(p) = self.params {
+            enc.payload(&p.to_bytes());
+        }
+    }
+}
+
+/// UpdateReady: the device is ready for chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateReady {
+    /// NON with the device's id and UpdateBegin's token.
+    pub header: Header,
+    /// Device OS: one byte, bit 0 = fast OTA accepted (the Core sends none).
+    pub flags: Option<u8>,
+}
+
+impl UpdateReady {
+    /// Decodes a 2.04 response with an optional flags byte.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        response(repr, &[Code::Changed], "UpdateReady")?;
+        let flags = match repr.payload {
+            None | Some([]) => None,
+            Some(p) => Some(exact::<1>(p, "UpdateReady flags")?[0]),
+        };
+        Ok(UpdateReady {
+            header: Header::of(repr),
+            flags,
+        })
+    }
+}
+
+impl Encode for UpdateReady {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Changed);
+        if let Some(f) = self.flags {
+            enc.payload(&[f]);
+        }
+    }
+}
+
+/// Chunk: one piece of the firmware, with its CRC-32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// CON with a one-byte token.
+    pub header: Header,
+    /// CRC-32 of `data` (first Uri-Query, 4 bytes big-endian). The Core reads it at offset 8, so
+    /// the message must start `41 02 id id tok b1 63 44`.
+    pub crc: u32,
+    /// Fast OTA: the chunk index (second Uri-Query, 2 bytes big-endian).
+    pub index: Option<u16>,
+    /// The chunk bytes (the original server zero-pads the last chunk).
+    pub data: &'a [u8],
+}
+
+impl<'a> Chunk<'a> {
+    /// A chunk with its CRC computed.
+    pub fn new(header: Header, index: Option<u16>, data: &'a [u8]) -> Self {
+        Chunk {
+            header,
+            crc: crc32(data),
+            index,
+            data,
+        }
+    }
+
+    /// Decodes `POST c?<crc>[&<index>]`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        let rest = request(repr, Code::Post, b'c', "Chunk")?;
+        let crc = rest
+            .first(OptionNumber::UriQuery)
+            .ok_or(Error::Missing("chunk CRC"))?;
+        let index = match rest.nth(OptionNumber::UriQuery, 1) {
+            Some(i) => Some(u16::from_be_bytes(exact(i, "chunk index")?)),
+            None => None,
+        };
+        Ok(Chunk {
+            header: Header::of(repr),
+            crc: u32::from_be_bytes(exact(crc, "chunk CRC")?),
+            index,
+            data: repr.payload.unwrap_or_default(),
+        })
+    }
+
+    /// Whether the CRC matches the data.
+    pub fn crc_matches(&self) -> bool {
+        crc32(self.data) == self.crc
+    }
+}
+
+impl Encode for Chunk<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Post);
+        enc.option(OptionNumber::UriPath, b"c")
+            .option(OptionNumber::UriQuery, &self.crc.to_be_bytes());
+        if let Some(i) = self.index {
+            enc.option(OptionNumber::UriQuery, &i.to_be_bytes());
+        }
+        payload_if_any(&mut enc, self.data);
+    }
+}
+
+/// ChunkReceived: whether a chunk's CRC matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkReceived {
+    /// NON with the device's id and the chunk's token.
+    pub header: Header,
+    /// 2.04 when the CRC matched, 4.00 when it did not.
+    pub ok: bool,
+}
+
+impl ChunkReceived {
+    /// Decodes a 2.04 (OK) or 4.00 (BAD) response.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        response(repr, &[Code::Changed, Code::BadRequest], "ChunkReceived")?;
+        Ok(ChunkReceived {
+            header: Header::of(repr),
+            ok: repr.code == Code::Changed,
+        })
+    }
+}
+
+impl Encode for ChunkReceived {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let code = if self.ok {
+            Code::Changed
+        } else {
+            Code::BadRequest
+        };
+        self.header.encoder(sink, code);
+    }
+}
+
+/// ChunkMissed: the device asks again for chunks it has not received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkMissed<'a> {
+    /// CON without a token.
+    pub header: Header,
+    /// The missing chunk indices (the Core sends one).
+    pub indices: ChunkIndices<'a>,
+}
+
+impl<'a> ChunkMissed<'a> {
+    /// Decodes `GET c` with its index list.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        request(repr, Code::Get, b'c', "ChunkMissed")?;
+        Ok(ChunkMissed {
+            header: Header::of(repr),
+            indices: ChunkIndices::parse(repr.payload.unwrap_or_default())?,
+        })
+    }
+}
+
+impl Encode for ChunkMissed<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Get);
+        enc.option(OptionNumber::UriPath, b"c");
+        if !self.indices.is_empty() {
+            enc.payload(&[]);
+            self.indices.for_each_bytes(|b| enc.payload_more(b));
+        }
+    }
+}
+
+/// UpdateDone: the cloud has sent every chunk (Device OS also sends it, with a result text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateDone<'a> {
+    /// CON with a one-byte token from the cloud.
+    pub header: Header,
+    /// Device OS: an optional result text.
+    pub result: &'a [u8],
+}
+
+impl<'a> UpdateDone<'a> {
+    /// Decodes `PUT u`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        request(repr, Code::Put, b'u', "UpdateDone")?;
+        Ok(UpdateDone {
+            header: Header::of(repr),
+            result: repr.payload.unwrap_or_default(),
+        })
+    }
+}
+
+impl Encode for UpdateDone<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Put);
+        enc.option(OptionNumber::UriPath, b"u");
+        payload_if_any(&mut enc, self.result);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signal, keys, keep-alive, goodbye
+
+/// SignalStart / SignalStop: the cloud asks the device to show (or stop showing) its rainbow LED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signal {
+    /// CON with a one-byte token.
+    pub header: Header,
+    /// Start (byte `01`) or stop (byte `00`).
+    pub start: bool,
+}
+
+impl Signal {
+    /// Decodes `PUT s?<byte>`.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        let rest = request(repr, Code::Put, b's', "Signal")?;
+        let q = rest
+            .first(OptionNumber::UriQuery)
+            .ok_or(Error::Missing("signal byte"))?;
+        Ok(Signal {
+            header: Header::of(repr),
+            start: exact::<1>(q, "signal byte")?[0] != 0,
+        })
+    }
+}
+
+impl Encode for Signal {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        self.header
+            .encoder(sink, Code::Put)
+            .option(OptionNumber::UriPath, b"s")
+            .option(OptionNumber::UriQuery, &[u8::from(self.start)]);
+    }
+}
+
+/// KeyChange: the cloud sends new key material (the Core ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyChange<'a> {
+    /// CON with a one-byte token.
+    pub header: Header,
+    /// The key material.
+    pub payload: &'a [u8],
+}
+
+impl<'a> KeyChange<'a> {
+    /// Decodes `PUT k`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        request(repr, Code::Put, b'k', "KeyChange")?;
+        Ok(KeyChange {
+            header: Header::of(repr),
+            payload: repr.payload.unwrap_or_default(),
+        })
+    }
+}
+
+impl Encode for KeyChange<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Put);
+        enc.option(OptionNumber::UriPath, b"k");
+        payload_if_any(&mut enc, self.payload);
+    }
+}
+
+/// KeyChanged: the device acknowledges KeyChange (a separate 2.04).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyChanged {
+    /// NON with the device's id and KeyChange's token.
+    pub header: Header,
+}
+
+impl KeyChanged {
+    /// Decodes a 2.04 response without payload.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        response(repr, &[Code::Changed], "KeyChanged")?;
+        Ok(KeyChanged {
+            header: Header::of(repr),
+        })
+    }
+}
+
+impl Encode for KeyChanged {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        self.header.encoder(sink, Code::Changed);
+    }
+}
+
+/// A response known by its code alone, with optional text: the Core's ACK 2.04 to UpdateDone and
+/// to Signal, the original server's EventSlowdown and SubscribeFail (ACK 4.00), Device OS's ACK 5.03
+/// refusing an update or 4.00 to an incomplete UpdateDone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply<'a> {
+    /// Usually piggy-backed: ACK, the request's id and token.
+    pub header: Header,
+    /// A response code (class 2 to 5).
+    pub code: Code,
+    /// Optional text (Device OS).
+    pub payload: &'a [u8],
+}
+
+impl<'a> Reply<'a> {
+    /// Decodes any response (class 2 to 5).
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        any_response(repr, "Reply")?;
+        Ok(Reply {
+            header: Header::of(repr),
+            code: repr.code,
+            payload: repr.payload.unwrap_or_default(),
+        })
+    }
+}
+
+impl Encode for Reply<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, self.code);
+        payload_if_any(&mut enc, self.payload);
+    }
+}
+
+fn empty(repr: &Repr<'_>, name: &'static str) -> Result<Header, Error> {
+    if !repr.code.is_empty() || !repr.options.is_empty() || repr.payload.is_some() {
+        return Err(Error::Mismatch { expected: name });
+    }
+    Ok(Header::of(repr))
+}
+
+/// Ping: an empty CON, either way; answered by an [`EmptyAck`] with the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ping {
+    /// CON, no token.
+    pub header: Header,
+}
+
+impl Ping {
+    /// Decodes an empty CON.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        let header = empty(repr, "Ping")?;
+        if header.msg_type != MessageType::Confirmable {
+            return Err(Error::Mismatch { expected: "Ping" });
+        }
+        Ok(Ping { header })
+    }
+}
+
+impl Encode for Ping {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        self.header.encoder(sink, Code::Empty);
+    }
+}
+
+/// An empty acknowledgement (the device also files an empty NON or RST here). The original server's
+/// ACKs carry a one-byte token `00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmptyAck {
+    /// ACK (or NON/RST), the acknowledged id.
+    pub header: Header,
+}
+
+impl EmptyAck {
+    /// Decodes an empty message that is not a CON.
+    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+        let header = empty(repr, "EmptyAck")?;
+        if header.msg_type == MessageType::Confirmable {
+            return Err(Error::Mismatch {
+                expected: "EmptyAck",
+            });
+        }
+        Ok(EmptyAck { header })
+    }
+}
+
+impl Encode for EmptyAck {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        self.header.encoder(sink, Code::Empty);
+    }
+}
+
+/// Goodbye (Device OS): the device says why it is about to disconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Goodbye<'a> {
+    /// CON or NON, no token.
+    pub header: Header,
+    /// Whether a No-Response option (empty) asks the cloud not to answer (sent with NON).
+    pub no_response: bool,
+    /// The reasons (varint-encoded by Device OS), kept as bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Goodbye<'a> {
+    /// Decodes `POST x`.
+    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
+        let rest = request(repr, Code::Post, b'x', "Goodbye")?;
+        Ok(Goodbye {
+            header: Header::of(repr),
+            no_response: rest.first(OptionNumber::NoResponse).is_some(),
+            payload: repr.payload.unwrap_or_default(),
+        })
+    }
+}
+
+impl Encode for Goodbye<'_> {
+    fn encode<S: Sink>(&self, sink: &mut S) {
+        let mut enc = self.header.encoder(sink, Code::Post);
+        enc.option(OptionNumber::UriPath, b"x");
+        if self.no_response {
+            enc.option(OptionNumber::NoResponse, &[]);
+        }
+        payload_if_any(&mut enc, self.payload);
+    }
+}
+
+emit_methods!(
+    Hello<'a>,
+    Describe,
+    DescribeReturn<'a>,
+    FunctionCall<'a>,
+    FunctionReturn,
+    VariableRequest<'a>,
+    VariableValue<'a>,
+    Event<'a>,
+    Subscribe<'a>,
+    GetTime,
+    Time,
+    UpdateBegin,
+    UpdateReady,
+    Chunk<'a>,
+    ChunkReceived,
+    ChunkMissed<'a>,
+    UpdateDone<'a>,
+    Signal,
+    KeyChange<'a>,
+    KeyChanged,
+    Reply<'a>,
+    Ping,
+    EmptyAck,
+    Goodbye<'a>,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Any message
+
+/// Any message of the set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Message<'a> {
+    /// See [`Hello`].
+    Hello(Hello<'a>),
+    /// See [`Describe`].
+    Describe(Describe),
+    /// See [`DescribeReturn`].
+    DescribeReturn(DescribeReturn<'a>),
+    /// See [`FunctionCall`].
+    FunctionCall(FunctionCall<'a>),
+    /// See [`FunctionReturn`].
+    FunctionReturn(FunctionReturn),
+    /// See [`VariableRequest`].
+    VariableRequest(VariableRequest<'a>),
+    /// See [`VariableValue`].
+    VariableValue(VariableValue<'a>),
+    /// See [`Event`].
+    Event(Event<'a>),
+    /// See [`Subscribe`].
+    Subscribe(Subscribe<'a>),
+    /// See [`GetTime`].
+    GetTime(GetTime),
+    /// See [`Time`].
+    Time(Time),
+    /// See [`UpdateBegin`].
+    UpdateBegin(UpdateBegin),
+    /// See [`UpdateReady`].
+    UpdateReady(UpdateReady),
+    /// See [`Chunk`].
+    Chunk(Chunk<'a>),
+    /// See [`ChunkReceived`].
+    ChunkReceived(ChunkReceived),
+    /// See [`ChunkMissed`].
+    ChunkMissed(ChunkMissed<'a>),
+    /// See [`UpdateDone`].
+    UpdateDone(UpdateDone<'a>),
+    /// See [`Signal`] (SignalStart and SignalStop).
+    Signal(Signal),
+    /// See [`KeyChange`].
+    KeyChange(KeyChange<'a>),
+    /// See [`KeyChanged`].
+    KeyChanged(KeyChanged),
+    /// See [`Reply`].
+    Reply(Reply<'a>),
+    /// See [`Ping`].
+    Ping(Ping),
+    /// See [`EmptyAck`].
+    EmptyAck(EmptyAck),
+    /// See [`Goodbye`].
+    Goodbye(Goodbye<'a>),
+}
+
+macro_rules! from_messages {
+    ($($variant:ident $(<$lt:lifetime>)?),+ $(,)?) => {$(
+        impl<'a> From<$variant$(<$lt>)?> for Message<'a> {
+            fn from(m: $variant$(<$lt>)?) -> Self {
+                Message::$variant(m)
+            }
+        }
+    )+};
+}
+
+from_messages!(
+    Hello<'a>,
+    Describe,
+    DescribeReturn<'a>,
+    FunctionCall<'a>,
+    FunctionReturn,
+    VariableRequest<'a>,
+    VariableValue<'a>,
+    Event<'a>,
+    Subscribe<'a>,
+    GetTime,
+    Time,
+    UpdateBegin,
+    UpdateReady,
+    Chunk<'a>,
+    ChunkReceived,
+    ChunkMissed<'a>,
+    UpdateDone<'a>,
+    Signal,
+    KeyChange<'a>,
+    KeyChanged,
+    Reply<'a>,
+    Ping,
+    EmptyAck,
+    Goodbye<'a>,
+);
+
+macro_rules! each_message {
+    ($self:expr, $m:ident => $e:expr) => {
+        match $self {
+            Message::Hello($m) => $e,
+            Message::Describe($m) => $e,
+            Message::DescribeReturn($m) => $e,
+            Message::FunctionCall($m) => $e,
+            Message::FunctionReturn($m) => $e,
+            Message::VariableRequest($m) => $e,
+            Message::VariableValue($m) => $e,
+            Message::Event($m) => $e,
+            Message::Subscribe($m) => $e,
+            Message::GetTime($m) => $e,
+            Message::Time($m) => $e,
+            Message::UpdateBegin($m) => $e,
+            Message::UpdateReady($m) => $e,
+            Message::Chunk($m) => $e,
+            Message::ChunkReceived($m) => $e,
+            Message::ChunkMissed($m) => $e,
+            Message::UpdateDone($m) => $e,
+            Message::Signal($m) => $e,
+            Message::KeyChange($m) => $e,
+            Message::KeyChanged($m) => $e,
+            Message::Reply($m) => $e,
+            Message::Ping($m) => $e,
+            Message::EmptyAck($m) => $e,
+            Message::Goodbye($m) => $e,
+        }
+    };
+}
+
+impl<'a> Message<'a> {
+    /// Decodes `repr` as a message of `kind`: the kind [`classify`](super::classify()) gave for a
+    /// request, or the kind of the pending request's response for a response (matched by token).
+    ///
+    /// [`MessageKind::Response`] and [`MessageKind::Unknown`] name no message and give
+    /// [`Error::Mismatch`].
+    pub fn parse(repr: &Repr<'a>, kind: MessageKind) -> Result<Message<'a>, Error> {
+        Ok(match kind {
+            MessageKind::Hello => Message::Hello(Hello::parse(repr)?),
+            MessageKind::Describe => Message::Describe(Describe::parse(repr)?),
+            MessageKind::DescribeReturn => Message::DescribeReturn(DescribeReturn::parse(repr)?),
+            MessageKind::FunctionCall => Message::FunctionCall(FunctionCall::parse(repr)?),
+            MessageKind::FunctionReturn => Message::FunctionReturn(FunctionReturn::parse(repr)?),
+            MessageKind::VariableRequest => Message::VariableRequest(VariableRequest::parse(repr)?),
+            MessageKind::VariableValue(ty) => {
+                Message::VariableValue(VariableValue::parse(repr, ty)?)
+            }
+            MessageKind::Event => Message::Event(Event::parse(repr)?),
+            MessageKind::Subscribe => Message::Subscribe(Subscribe::parse(repr)?),
+            MessageKind::GetTime => Message::GetTime(GetTime::parse(repr)?),
+            MessageKind::Time => Message::Time(Time::parse(repr)?),
+            MessageKind::UpdateBegin => Message::UpdateBegin(UpdateBegin::parse(repr)?),
+            MessageKind::UpdateReady => Message::UpdateReady(UpdateReady::parse(repr)?),
+            MessageKind::Chunk => Message::Chunk(Chunk::parse(repr)?),
+            MessageKind::ChunkReceived => Message::ChunkReceived(ChunkReceived::parse(repr)?),
+            MessageKind::ChunkMissed => Message::ChunkMissed(ChunkMissed::parse(repr)?),
+            MessageKind::UpdateDone => Message::UpdateDone(UpdateDone::parse(repr)?),
+            MessageKind::SignalStart | MessageKind::SignalStop => {
+                Message::Signal(Signal::parse(repr)?)
+            }
+            MessageKind::KeyChange => Message::KeyChange(KeyChange::parse(repr)?),
+            MessageKind::KeyChanged => Message::KeyChanged(KeyChanged::parse(repr)?),
+            MessageKind::Reply => Message::Reply(Reply::parse(repr)?),
+            MessageKind::Ping => Message::Ping(Ping::parse(repr)?),
+            MessageKind::EmptyAck => Message::EmptyAck(EmptyAck::parse(repr)?),
+            MessageKind::Goodbye => Message::Goodbye(Goodbye::parse(repr)?),
+            MessageKind::Response | MessageKind::Unknown => {
+                return Err(Error::Mismatch {
+                    expected: "known message kind",
+                });
+            }
+        })
+    }
+
+    /// The message's kind.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::Hello(_) => MessageKind::Hello,
+            Message::Describe(_) => MessageKind::Describe,
+            Message::DescribeReturn(_) => MessageKind::DescribeReturn,
+            Message::FunctionCall(_) => MessageKind::FunctionCall,
+            Message::FunctionReturn(_) => MessageKind::FunctionReturn,
+            Message::VariableRequest(_) => MessageKind::VariableRequest,
+            Message::VariableValue(v) => MessageKind::VariableValue(v.value.var_type()),
+            Message::Event(_) => MessageKind::Event,
+            Message::Subscribe(_) => MessageKind::Subscribe,
+            Message::GetTime(_) => MessageKind::GetTime,
+            Message::Time(_) => MessageKind::Time,
+            Message::UpdateBegin(_) => MessageKind::UpdateBegin,
+            Message::UpdateReady(_) => MessageKind::UpdateReady,
+            Message::Chunk(_) => MessageKind::Chunk,
+            Message::ChunkReceived(_) => MessageKind::ChunkReceived,
+            Message::ChunkMissed(_) => MessageKind::ChunkMissed,
+            Message::UpdateDone(_) => MessageKind::UpdateDone,
+            Message::Signal(s) if s.start => MessageKind::SignalStart,
+            Message::Signal(_) => MessageKind::SignalStop,
+            Message::KeyChange(_) => MessageKind::KeyChange,
+            Message::KeyChanged(_) => MessageKind::KeyChanged,
+            Message::Reply(_) => MessageKind::Reply,
+            Message::Ping(_) => MessageKind::Ping,
+            Message::EmptyAck(_) => MessageKind::EmptyAck,
+            Message::Goodbye(_) => MessageKind::Goodbye,
+        }
+    }
+
+    /// The message's header.
+    pub fn header(&self) -> &Header {
+        each_message!(self, m => &m.header)
+    }
+
+    /// The encoded length.
+    pub fn buffer_len(&self) -> usize {
+        each_message!(self, m => m.buffer_len())
+    }
+
+    /// Writes the message into the front of `buf`; returns its length.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        each_message!(self, m => m.emit(buf))
+    }
+
+    /// The message as a new vector.
+    #[cfg(feature = "alloc")]
+    pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, Error> {
+        each_message!(self, m => m.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests;
