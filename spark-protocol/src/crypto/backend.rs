@@ -2,8 +2,8 @@
 //! device with an RSA accelerator or without a heap, or a cloud that wants OpenSSL's speed, can
 //! bring its own implementation.
 //!
-//! Implementations here: [`rustcrypto`](crate::crypto::rustcrypto) (feature `rsa`, the default,
-//! no_std with `alloc`) and [`openssl`](crate::crypto::openssl) (feature `openssl`, std).
+//! Implementations here: `crypto::rustcrypto` (feature `rsa`, the default, no_std with `alloc`)
+//! and `crypto::openssl` (feature `openssl`, std).
 
 use rand_core::CryptoRng;
 

@@ -68,14 +68,14 @@ impl SessionCipher for Aes128Cbc {
 
     fn encrypt_cbc(&mut self, iv: &[u8; BLOCK_LEN], blocks: &mut [u8]) -> Result<(), CipherError> {
         let blocks = as_blocks(blocks)?;
-        let mut mode = cbc::Encryptor::<Aes128>::inner_iv_init(self.aes.clone(), &Array::from(*iv));
+        let mut mode = cbc::Encryptor::<&Aes128>::inner_iv_init(&self.aes, &Array::from(*iv));
         mode.encrypt_blocks(blocks);
         Ok(())
     }
 
     fn decrypt_cbc(&mut self, iv: &[u8; BLOCK_LEN], blocks: &mut [u8]) -> Result<(), CipherError> {
         let blocks = as_blocks(blocks)?;
-        let mut mode = cbc::Decryptor::<Aes128>::inner_iv_init(self.aes.clone(), &Array::from(*iv));
+        let mut mode = cbc::Decryptor::<&Aes128>::inner_iv_init(&self.aes, &Array::from(*iv));
         mode.decrypt_blocks(blocks);
         Ok(())
     }

@@ -5,6 +5,30 @@
 //! every later message in that direction uses the **first** 16 bytes of the previous ciphertext
 //! in that direction (not the last block, as a continued CBC chain would). Each direction is one
 //! [`FrameEncoder`] on the sending side and one [`FrameDecoder`] on the receiving side.
+//!
+//! ```
+//! use spark_protocol::crypto::{Aes128Cbc, SessionKey};
+//!
+//! # fn main() -> Result<(), spark_protocol::crypto::FrameError> {
+//! let session = SessionKey::from_bytes([7; 40]); // from the handshake
+//! let mut device_tx = session.encoder::<Aes128Cbc>();
+//! let mut cloud_rx = session.decoder::<Aes128Cbc, _>([0u8; 640]);
+//!
+//! let hello = [0x50, 0x02, 0x97, 0xb2, 0xb1, 0x68, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00];
+//! let mut wire = [0u8; 64];
+//! let n = device_tx.seal(&hello, &mut wire)?;
+//! assert_eq!(&wire[..2], &[0x00, 0x10]); // one AES block
+//!
+//! // The bytes may arrive in any pieces.
+//! let mut out = [0u8; 640];
+//! let mut received = None;
+//! for piece in wire[..n].chunks(5) {
+//!     received = received.or(cloud_rx.decode(piece, &mut out)?.message);
+//! }
+//! assert_eq!(&out[..received.unwrap()], &hello);
+//! # Ok(())
+//! # }
+//! ```
 
 use core::fmt;
 

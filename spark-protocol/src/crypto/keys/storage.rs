@@ -187,3 +187,117 @@ pub fn device_private_key_to_storage(
     out[len..].fill(0);
     Ok(out.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A toy key: the record layout does not depend on the key size.
+    fn key() -> RsaPublicKeyRef<'static> {
+        RsaPublicKeyRef::new(&[0x0c, 0xa1], &[17]).unwrap()
+    }
+
+    #[test]
+    fn records_round_trip() {
+        for address in [
+            None,
+            Some(ServerAddress::Ipv4([10, 0, 0, 1])),
+            Some(ServerAddress::Domain("cloud.example")),
+        ] {
+            for port in [None, Some(5683)] {
+                let record = ServerKeyRecord {
+                    key: key(),
+                    address,
+                    port,
+                };
+                let mut out = [0u8; 512];
+                assert_eq!(record.emit(&mut out), Ok(512));
+                assert_eq!(ServerKeyRecord::parse(&out), Ok(record));
+                let mut small = [0u8; 600];
+                let small = &mut small[..record.buffer_len()];
+                assert_eq!(record.emit(small), Ok(small.len()));
+                assert_eq!(ServerKeyRecord::parse(small), Ok(record));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_records() {
+        let record = ServerKeyRecord {
+            key: key(),
+            address: Some(ServerAddress::Domain("a.example")),
+            port: None,
+        };
+        let mut out = [0u8; 512];
+        record.emit(&mut out).unwrap();
+        // Truncated inside the DER: an error; inside the address record: an error, never a panic.
+        let der_len = key().spki_der_len();
+        for len in 0..der_len {
+            assert!(ServerKeyRecord::parse(&out[..len]).is_err(), "len {len}");
+        }
+        for len in SERVER_ADDRESS_OFFSET + 1..SERVER_ADDRESS_OFFSET + 11 {
+            assert_eq!(
+                ServerKeyRecord::parse(&out[..len]),
+                Err(KeyError::InvalidAddress),
+                "len {len}"
+            );
+        }
+        // An IPv4 record with another length, a domain that is not printable ASCII.
+        let mut bad = out;
+        bad[SERVER_ADDRESS_OFFSET..SERVER_ADDRESS_OFFSET + 2].copy_from_slice(&[0, 5]);
+        assert_eq!(ServerKeyRecord::parse(&bad), Err(KeyError::InvalidAddress));
+        let mut bad = out;
+        bad[SERVER_ADDRESS_OFFSET + 3] = b' ';
+        assert_eq!(ServerKeyRecord::parse(&bad), Err(KeyError::InvalidAddress));
+        // An unknown record type: the device falls back to its default host.
+        let mut other = out;
+        other[SERVER_ADDRESS_OFFSET] = 7;
+        assert_eq!(ServerKeyRecord::parse(&other).map(|r| r.address), Ok(None));
+        // Names that do not fit.
+        let long = "x".repeat(200);
+        let too_long = ServerKeyRecord {
+            key: key(),
+            address: Some(ServerAddress::Domain(&long)),
+            port: None,
+        };
+        assert_eq!(
+            too_long.emit(&mut [0u8; 1024]),
+            Err(KeyError::InvalidAddress)
+        );
+        let name = "y".repeat(64);
+        let clash = ServerKeyRecord {
+            key: key(),
+            address: Some(ServerAddress::Domain(&name)),
+            port: Some(1),
+        };
+        assert_eq!(clash.emit(&mut [0u8; 1024]), Err(KeyError::InvalidAddress));
+        assert_eq!(
+            record.emit(&mut [0u8; 390]),
+            Err(KeyError::InsufficientSize { required: 396 })
+        );
+    }
+
+    #[test]
+    fn device_key_storage_ignores_padding() {
+        let key = RsaPrivateKeyRef::from_components(
+            &[0x0c, 0xa1],
+            &[17],
+            &[0x0a, 0xc1],
+            &[61],
+            &[53],
+            &[53],
+            &[49],
+            &[38],
+        )
+        .unwrap();
+        let mut slot = [0u8; DEVICE_PRIVATE_KEY_STORAGE_LEN];
+        assert_eq!(device_private_key_to_storage(&key, &mut slot), Ok(612));
+        assert_eq!(device_private_key_from_storage(&slot), Ok(key));
+        let len = key.pkcs1_der_len();
+        slot[len..].fill(0xff);
+        assert_eq!(device_private_key_from_storage(&slot), Ok(key));
+        for cut in 0..len {
+            assert!(device_private_key_from_storage(&slot[..cut]).is_err());
+        }
+    }
+}
