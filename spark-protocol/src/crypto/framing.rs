@@ -255,7 +255,7 @@ impl<C: SessionCipher, S: AsMut<[u8]>> FrameDecoder<C, S> {
                         continue;
                     }
                     let len = usize::from(u16::from_be_bytes(self.header));
-                    if len == 0 || len % BLOCK_LEN != 0 {
+                    if len == 0 || !len.is_multiple_of(BLOCK_LEN) {
                         return Err(self.fail(FrameError::BadLength { len }));
                     }
                     if len > self.max_len {

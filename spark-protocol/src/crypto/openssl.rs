@@ -217,7 +217,7 @@ impl OpensslAes128Cbc {
         iv: &[u8; BLOCK_LEN],
         blocks: &mut [u8],
     ) -> Result<(), CipherError> {
-        if blocks.len() % BLOCK_LEN != 0 {
+        if !blocks.len().is_multiple_of(BLOCK_LEN) {
             return Err(CipherError);
         }
         let ctx = if encrypt {
