@@ -17,13 +17,23 @@
 //!   never trust a decryption: the cloud compares the nonce in constant time and reports any
 //!   failure, whatever its cause, as [`HandshakeError::Authentication`]; the device only accepts
 //!   the session secret once the server's signature over its HMAC verifies.
-//! * **RUSTSEC-2023-0071 (Marvin).** The advisory concerns timing leaks in `rsa`'s private-key
-//!   operations that let an attacker who can time many decryptions recover a plaintext or forge
-//!   a signature. The **cloud** decrypts attacker-chosen ciphertexts (step 2) and signs (step 3)
-//!   on every connection, so it is the role exposed: a cloud facing the internet should use the
-//!   `openssl` backend. The **device** performs one private operation per handshake, on a
-//!   ciphertext that must also carry a valid server signature, from the one server it connects
-//!   to, which leaves far less to measure; the RustCrypto backend is the right default there.
+//! * **RUSTSEC-2023-0071 (Marvin).** The advisory: `rsa` before 0.10 leaked timing from its
+//!   private-key operations, enough for a network attacker who can time many of them to decrypt
+//!   a chosen PKCS#1 v1.5 ciphertext or forge a signature with the key. `rsa` 0.10 moved to
+//!   constant-time `crypto-bigint` arithmetic and recommends migrating to it, yet its PKCS#1 v1.5
+//!   module still warns that it remains exposed to Marvin-class attacks (RustCrypto/RSA#626), and
+//!   PKCS#1 v1.5 is what this protocol uses.
+//!   - The **cloud** is the exposed role: it decrypts ciphertexts anyone can send (step 2) and
+//!     signs (step 3) on every connection, at the attacker's pace. A cloud facing the internet
+//!     should use the `openssl` backend, whose PKCS#1 v1.5 code is the hardened one, and it must
+//!     answer every failure of step 2 the same way (this module reports one error for all).
+//!   - The **device** performs one private operation per connection, on a ciphertext it fetched
+//!     from the server it chose, and rejects it unless the server's signature verifies; an
+//!     attacker gets few, slow measurements. The RustCrypto backend (no_std) is a reasonable
+//!     default there; a device that reconnects to untrusted networks in a loop still gives an
+//!     on-path attacker one timing per connection, which is why the backend is pluggable.
+//!
+//! The functions take the RNG for blinding and padding; none of them draws randomness elsewhere.
 
 use core::fmt;
 
