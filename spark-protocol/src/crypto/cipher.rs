@@ -32,7 +32,8 @@ pub trait SessionCipher {
     fn decrypt_cbc(&mut self, iv: &[u8; BLOCK_LEN], blocks: &mut [u8]) -> Result<(), CipherError>;
 }
 
-/// The RustCrypto implementation (`aes` + `cbc`), no_std and heap-free.
+/// The RustCrypto implementation (`aes` + `cbc`), no_std and heap-free. Its key schedule is
+/// zeroized on drop.
 ///
 /// On x86-64 and AArch64 the `aes` crate detects the AES instructions (AES-NI, ARMv8 crypto
 /// extensions) at run time and uses them when present, with a constant-time software fallback;

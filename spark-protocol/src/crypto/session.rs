@@ -113,4 +113,11 @@ mod tests {
         assert_eq!(key.message_id_seed_le(), 0x2120);
         assert_eq!(key.token_seed(), 0x22);
     }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        extern crate std;
+        let text = std::format!("{:?}", SessionKey::from_bytes([0xab; 40]));
+        assert_eq!(text, "SessionKey(..)");
+    }
 }
