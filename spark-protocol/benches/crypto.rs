@@ -11,6 +11,8 @@
 //!
 //! Criterion prints its own statistics; the closing table repeats each figure from a timed loop
 //! next to OpenSSL's and gives the ratio. Needs the `openssl` command.
+//!
+//! AES-NI: the `aes` crate detects it at run time; no `RUSTFLAGS` are needed.
 
 use std::hint::black_box;
 use std::process::Command;
@@ -346,8 +348,10 @@ fn compare() {
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    // `cargo test --benches` runs this binary in test mode: skip the long comparison there.
-    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+    // `cargo test --benches` runs this binary in test mode: skip the long comparison there, and
+    // when SPARK_BENCH_NO_REFERENCE is set (to A/B two builds of the criterion part alone).
+    let test_mode = std::env::args().any(|a| a == "--test" || a == "--list");
+    if !test_mode && std::env::var_os("SPARK_BENCH_NO_REFERENCE").is_none() {
         compare();
     }
 }

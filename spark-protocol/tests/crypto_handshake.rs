@@ -71,6 +71,10 @@ fn handshake<SPub, SPriv, DPub, DPriv, DC, CC>(
         .expect("cloud accepts");
     assert_eq!(got.device_id, DEVICE_ID);
     assert_eq!(got.public_key_der(), append_key);
+    if append_key.is_some() {
+        let parsed = got.public_key().unwrap().unwrap();
+        assert_eq!(parsed, keys().device.public_key().as_ref_key());
+    }
 
     let session = SessionKey::generate(&mut cloud_rng);
     let mut reply = [0u8; SESSION_REPLY_LEN];

@@ -42,6 +42,7 @@ use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 
 use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic};
+use crate::crypto::keys::{KeyError, RsaPublicKeyRef};
 use crate::crypto::session::{SESSION_KEY_LEN, SessionKey};
 
 /// Size of the cloud's nonce.
@@ -132,6 +133,11 @@ impl DeviceCredentials {
     /// content is whatever the device sent: parse it before use.
     pub fn public_key_der(&self) -> Option<&[u8]> {
         (self.key_len > 0).then(|| &self.key[..self.key_len])
+    }
+
+    /// The appended public key, parsed (SPKI, as Device OS sends it, or PKCS#1).
+    pub fn public_key(&self) -> Option<Result<RsaPublicKeyRef<'_>, KeyError>> {
+        self.public_key_der().map(RsaPublicKeyRef::from_der)
     }
 }
 
