@@ -123,27 +123,50 @@ impl<C: SessionCipher> FrameEncoder<C> {
     }
 
     /// Seals `message` into `out` as length prefix + ciphertext and returns the frame length
-    /// ([`sealed_len`]). On any error nothing changes.
+    /// ([`sealed_len`]). On any error the encoder's state (its next IV) does not change.
     pub fn seal(&mut self, message: &[u8], out: &mut [u8]) -> Result<usize, FrameError> {
-        let ct_len = ciphertext_len(message.len());
-        if ct_len > MAX_CIPHERTEXT_LEN {
-            return Err(FrameError::MessageTooLong {
-                len: message.len(),
-                max: MAX_CIPHERTEXT_LEN,
-            });
-        }
-        let required = HEADER_LEN + ct_len;
+        let required = Self::check(message.len())?;
         let frame = out
             .get_mut(..required)
             .ok_or(FrameError::InsufficientSize { required })?;
+        frame[HEADER_LEN..HEADER_LEN + message.len()].copy_from_slice(message);
+        self.seal_frame(frame, message.len())
+    }
+
+    /// Seals in place, for a device that builds its message where the frame will go: the
+    /// message is `buf[2..2 + len]`, and `buf` must hold [`sealed_len`]`(len)` bytes. Returns the
+    /// frame length. A size error leaves `buf` untouched; a [`FrameError::Cipher`] failure leaves
+    /// it unspecified. The encoder's state changes only on success.
+    pub fn seal_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, FrameError> {
+        let required = Self::check(len)?;
+        let frame = buf
+            .get_mut(..required)
+            .ok_or(FrameError::InsufficientSize { required })?;
+        self.seal_frame(frame, len)
+    }
+
+    fn check(len: usize) -> Result<usize, FrameError> {
+        let ct_len = ciphertext_len(len);
+        if ct_len > MAX_CIPHERTEXT_LEN {
+            return Err(FrameError::MessageTooLong {
+                len,
+                max: MAX_CIPHERTEXT_LEN,
+            });
+        }
+        Ok(HEADER_LEN + ct_len)
+    }
+
+    /// `frame` is exactly the frame; the message is at `frame[2..2 + len]`.
+    fn seal_frame(&mut self, frame: &mut [u8], len: usize) -> Result<usize, FrameError> {
         let (header, body) = frame.split_at_mut(HEADER_LEN);
-        body[..message.len()].copy_from_slice(message);
+        let ct_len = body.len();
         // ct_len - len is 1..=16, so the cast keeps every bit.
-        body[message.len()..].fill((ct_len - message.len()) as u8);
+        body[len..].fill((ct_len - len) as u8);
         self.cipher.encrypt_cbc(&self.iv, body)?;
         self.iv = first_block(body);
+        // ct_len <= MAX_CIPHERTEXT_LEN < 2^16.
         header.copy_from_slice(&(ct_len as u16).to_be_bytes());
-        Ok(required)
+        Ok(frame.len())
     }
 }
 
@@ -458,6 +481,25 @@ mod tests {
             );
             assert_eq!(&out[..33], &[0x42; 33]);
         }
+    }
+
+    #[test]
+    fn sealing_in_place_matches_sealing() {
+        let (mut a, _) = pair();
+        let (mut b, _) = pair();
+        for len in [0usize, 5, 16, 40] {
+            let msg: [u8; 40] = core::array::from_fn(|i| i as u8 ^ len as u8);
+            let mut x = [0u8; 64];
+            let mut y = [0u8; 64];
+            let n = a.seal(&msg[..len], &mut x).unwrap();
+            y[2..2 + len].copy_from_slice(&msg[..len]);
+            assert_eq!(b.seal_in_place(&mut y, len), Ok(n));
+            assert_eq!(x[..n], y[..n]);
+        }
+        assert_eq!(
+            b.seal_in_place(&mut [0u8; 17], 16),
+            Err(FrameError::InsufficientSize { required: 34 })
+        );
     }
 
     #[test]
