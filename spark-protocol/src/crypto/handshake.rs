@@ -184,9 +184,11 @@ pub fn decrypt_device_credentials<K: RsaPrivate + ?Sized, R: CryptoRng + ?Sized>
             RsaError::Backend => HandshakeError::Rsa(e),
             _ => HandshakeError::Authentication,
         })?;
-    let plain = &plain[..len];
-    let nonce_ok =
-        plain.len() >= NONCE_LEN + DEVICE_ID_LEN && bool::from(plain[..NONCE_LEN].ct_eq(&nonce.0));
+    let plain = plain.get(..len).ok_or(HandshakeError::Authentication)?;
+    // A third-party backend could hand back more than PKCS#1 v1.5 allows (k - 11 bytes).
+    let len_ok = (NONCE_LEN + DEVICE_ID_LEN..=NONCE_LEN + DEVICE_ID_LEN + MAX_APPENDED_KEY)
+        .contains(&plain.len());
+    let nonce_ok = len_ok && bool::from(plain[..NONCE_LEN].ct_eq(&nonce.0));
     if !nonce_ok {
         return Err(HandshakeError::Authentication);
     }
@@ -205,7 +207,7 @@ pub fn decrypt_device_credentials<K: RsaPrivate + ?Sized, R: CryptoRng + ?Sized>
 }
 
 fn session_hmac(session: &SessionKey, ciphertext: &[u8]) -> [u8; HMAC_LEN] {
-    // HMAC accepts keys of any length; 40 bytes is hashed-free (under the 64-byte block).
+    // HMAC takes keys of any length; 40 bytes fit SHA-1's 64-byte block and are used as they are.
     let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(session.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(ciphertext);
@@ -273,9 +275,10 @@ pub fn open_session_key<D: RsaPrivate + ?Sized, S: RsaPublic + ?Sized, R: Crypto
         })?;
     // Under implicit rejection a forged ciphertext can decrypt to 40 bytes too: only the
     // signature check below decides.
-    let bytes: [u8; SESSION_KEY_LEN] = plain[..len]
-        .try_into()
-        .map_err(|_| HandshakeError::SessionKey)?;
+    let bytes: [u8; SESSION_KEY_LEN] = plain
+        .get(..len)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(HandshakeError::SessionKey)?;
     let session = SessionKey::from_bytes(bytes);
     let hmac = session_hmac(&session, ciphertext);
     server_key
