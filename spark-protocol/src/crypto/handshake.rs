@@ -10,6 +10,39 @@
 //!    DigestInfo, over `HMAC-SHA1(session secret, that ciphertext)`;
 //!    device: [`open_session_key`] — decrypts, recomputes the HMAC and verifies the signature.
 //!
+//! ```no_run
+//! # #[cfg(feature = "rsa")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use spark_protocol::crypto::handshake::*;
+//! use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
+//! use spark_protocol::crypto::{RsaPrivateKey, SessionKey};
+//! // Any `rand_core` 0.10 `CryptoRng`; here the OS generator from `rand`.
+//! fn rng() -> impl rand_core::CryptoRng { rand_core::UnwrapErr(rand::rngs::SysRng) }
+//! // Keys: the server's pair and the device's pair, from files or freshly generated.
+//! let server = RsaPrivateKey::generate(&mut rng(), 2048)?;
+//! let device = RsaPrivateKey::generate(&mut rng(), 1024)?;
+//! let server_pub = RustCryptoPublicKey::new(&server.public_key().as_ref_key())?;
+//! let server_priv = RustCryptoPrivateKey::new(&server.as_ref_key())?;
+//! let device_pub = RustCryptoPublicKey::new(&device.public_key().as_ref_key())?;
+//! let device_priv = RustCryptoPrivateKey::new(&device.as_ref_key())?;
+//!
+//! let nonce = Nonce::generate(&mut rng()); // cloud -> device, in the clear
+//! let mut credentials = [0u8; DEVICE_CREDENTIALS_LEN]; // device -> cloud
+//! encrypt_device_credentials(&server_pub, &mut rng(), &nonce, &[0x53; 12], None, &mut credentials)?;
+//! let device_id = decrypt_device_credentials(&server_priv, &mut rng(), &nonce, &credentials)?.device_id;
+//!
+//! let session = SessionKey::generate(&mut rng()); // cloud -> device
+//! let mut reply = [0u8; SESSION_REPLY_LEN];
+//! seal_session_key(&device_pub, &server_priv, &mut rng(), &session, &mut reply)?;
+//! let opened = open_session_key(&device_priv, &server_pub, &mut rng(), &reply)?;
+//! assert_eq!(opened, session); // both ends now frame with `session`
+//! # let _ = device_id;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "rsa"))]
+//! # fn main() {}
+//! ```
+//!
 //! # Security notes
 //!
 //! * **Implicit rejection.** With the `rsa` backend a PKCS#1 v1.5 ciphertext with bad padding
