@@ -246,6 +246,12 @@ impl OpensslAes128Cbc {
     }
 }
 
+impl Drop for OpensslAes128Cbc {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.scratch);
+    }
+}
+
 impl SessionCipher for OpensslAes128Cbc {
     fn new(key: &[u8; KEY_LEN]) -> Self {
         // A context that cannot be made shows up as `CipherError` on first use.
