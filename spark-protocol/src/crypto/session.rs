@@ -15,9 +15,17 @@ pub const SESSION_KEY_LEN: usize = 40;
 /// Size of the salt.
 pub const SALT_LEN: usize = 8;
 
-/// The session secret. Zeroized on drop; `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
+/// The session secret. Zeroized on drop; `Debug` never shows it; compared in constant time.
+#[derive(Clone)]
 pub struct SessionKey([u8; SESSION_KEY_LEN]);
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]))
+    }
+}
+
+impl Eq for SessionKey {}
 
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
