@@ -3,8 +3,18 @@
 //! This crate does no network IO, reads no clock and draws no randomness of its own: bytes,
 //! the current time and an RNG all come from the caller.
 //!
-//! - [`wire`]: the plaintext messages, bytes only: the CoAP codec of the Spark dialect, the typed
-//!   messages of both directions and how each peer classifies them (no_std, no alloc).
+//! [`wire`] holds the plaintext messages, bytes only: the CoAP codec of the Spark dialect, the
+//! typed messages of both directions and how each peer classifies them (no_std, no alloc).
+//!
+//! [`crypto`] holds the keys and ciphers: the AES-128-CBC framing with the protocol's IV rule,
+//! the RSA handshake primitives for the device and the cloud, the session secret, and RSA keys
+//! in PEM, DER and the device's storage forms. RSA and the session cipher are pluggable
+//! (RustCrypto by default, OpenSSL with the `openssl` feature).
+//!
+//! Cargo features: `std` (default; implies `alloc`), `alloc` (owned keys, PEM strings, the
+//! RustCrypto RSA backend's needs), `rsa` (default; the RustCrypto RSA backend, no_std with
+//! `alloc`), `openssl` (the OpenSSL backend for RSA and AES-128-CBC; std, links the system's
+//! libssl). Without `alloc` the framing and the key views still work, on no heap.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -14,4 +24,5 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod crypto;
 pub mod wire;

@@ -1,0 +1,155 @@
+//! The RSA operations the handshake needs, as two small traits over caller buffers, so that a
+//! device with an RSA accelerator or without a heap, or a cloud that wants OpenSSL's speed, can
+//! bring its own implementation.
+//!
+//! Implementations here: `crypto::rustcrypto` (feature `rsa`, the default, no_std with `alloc`)
+//! and `crypto::openssl` (feature `openssl`, std).
+
+use rand_core::CryptoRng;
+
+/// Why an RSA operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RsaError {
+    /// The output buffer is too small.
+    #[error("output buffer too small: {required} bytes required")]
+    InsufficientSize {
+        /// The size the output needs.
+        required: usize,
+    },
+    /// The message does not fit the key (over `k - 11` bytes for PKCS#1 v1.5).
+    #[error("message too long for the RSA key")]
+    MessageTooLong,
+    /// The input is not one RSA block for this key (wrong length or out of range).
+    #[error("input is not an RSA block for this key")]
+    BadInput,
+    /// Decryption failed (bad padding). Backends with implicit rejection never return this for
+    /// bad padding: they return a pseudo-random plaintext instead.
+    #[error("RSA decryption failed")]
+    Decryption,
+    /// The signature does not verify.
+    #[error("RSA signature verification failed")]
+    Verification,
+    /// The key material cannot be used by this backend.
+    #[error("invalid RSA key for this backend")]
+    InvalidKey,
+    /// The backend failed for another reason (its RNG or library).
+    #[error("RSA backend failure")]
+    Backend,
+}
+
+/// Operations with an RSA public key.
+pub trait RsaPublic {
+    /// The modulus size in bytes: the length of every ciphertext and signature.
+    fn modulus_len(&self) -> usize;
+
+    /// PKCS#1 v1.5 encryption (type 2 padding, random bytes from `rng`) of `message` into `out`;
+    /// returns [`modulus_len`](Self::modulus_len).
+    fn encrypt_pkcs1v15<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, RsaError>;
+
+    /// Verifies a PKCS#1 v1.5 type 1 signature whose payload is `message` itself, with no
+    /// DigestInfo prefix (what the Spark handshake signs: a bare 20-byte HMAC).
+    fn verify_pkcs1v15_unprefixed(&self, message: &[u8], signature: &[u8]) -> Result<(), RsaError>;
+}
+
+/// Operations with an RSA private key.
+pub trait RsaPrivate {
+    /// The modulus size in bytes.
+    fn modulus_len(&self) -> usize;
+
+    /// PKCS#1 v1.5 decryption of one block into `out`; returns the plaintext length. `rng` feeds
+    /// blinding where the backend supports it.
+    ///
+    /// The result is not authenticated: a backend may answer bad padding with a pseudo-random
+    /// plaintext (implicit rejection), so the caller must check what it expects to find.
+    fn decrypt_pkcs1v15<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        ciphertext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, RsaError>;
+
+    /// A PKCS#1 v1.5 type 1 signature over `message` itself (no DigestInfo) into `out`; returns
+    /// [`modulus_len`](Self::modulus_len).
+    fn sign_pkcs1v15_unprefixed<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, RsaError>;
+}
+
+impl<T: RsaPublic + ?Sized> RsaPublic for &T {
+    fn modulus_len(&self) -> usize {
+        (**self).modulus_len()
+    }
+
+    fn encrypt_pkcs1v15<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        (**self).encrypt_pkcs1v15(rng, message, out)
+    }
+
+    fn verify_pkcs1v15_unprefixed(&self, message: &[u8], signature: &[u8]) -> Result<(), RsaError> {
+        (**self).verify_pkcs1v15_unprefixed(message, signature)
+    }
+}
+
+impl<T: RsaPrivate + ?Sized> RsaPrivate for &T {
+    fn modulus_len(&self) -> usize {
+        (**self).modulus_len()
+    }
+
+    fn decrypt_pkcs1v15<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        ciphertext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        (**self).decrypt_pkcs1v15(rng, ciphertext, out)
+    }
+
+    fn sign_pkcs1v15_unprefixed<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        (**self).sign_pkcs1v15_unprefixed(rng, message, out)
+    }
+}
+
+/// Builds a PKCS#1 v1.5 type 2 encryption block `00 02 PS 00 message` with non-zero random `PS`
+/// from `rng`, for backends that only offer the raw RSA operation.
+pub fn pkcs1v15_encryption_block<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    message: &[u8],
+    block: &mut [u8],
+) -> Result<(), RsaError> {
+    let k = block.len();
+    if k < 11 || message.len() > k - 11 {
+        return Err(RsaError::MessageTooLong);
+    }
+    let ps_end = k - message.len() - 1;
+    block[0] = 0;
+    block[1] = 2;
+    rng.fill_bytes(&mut block[2..ps_end]);
+    for b in &mut block[2..ps_end] {
+        while *b == 0 {
+            let mut one = [0u8];
+            rng.fill_bytes(&mut one);
+            *b = one[0];
+        }
+    }
+    block[ps_end] = 0;
+    block[ps_end + 1..].copy_from_slice(message);
+    Ok(())
+}
