@@ -34,7 +34,7 @@
 
 #[cfg(feature = "sim")]
 extern crate alloc;
-#[cfg(any(feature = "std", test))]
+#[cfg(test)]
 extern crate std;
 
 pub mod hci;
