@@ -11,6 +11,9 @@
 //! in PEM, DER and the device's storage forms. RSA and the session cipher are pluggable
 //! (RustCrypto by default, OpenSSL with the `openssl` feature).
 //!
+//! [`session`] holds the sans-IO sessions built on both: the [`session::Connection`] trait the
+//! device and the cloud side share, the time they are driven by and the errors they end with.
+//!
 //! Cargo features: `std` (default; implies `alloc`), `alloc` (owned keys, PEM strings, the
 //! RustCrypto RSA backend's needs), `rsa` (default; the RustCrypto RSA backend, no_std with
 //! `alloc`), `openssl` (the OpenSSL backend for RSA and AES-128-CBC; std, links the system's
@@ -25,4 +28,5 @@ extern crate alloc;
 extern crate std;
 
 pub mod crypto;
+pub mod session;
 pub mod wire;

@@ -1,0 +1,122 @@
+//! Sans-IO sessions: the device and the cloud side of an established connection.
+//!
+//! A session owns no socket, clock or RNG. The caller feeds it the bytes it read
+//! ([`Connection::handle_input`]), tells it the time at every call, drains the bytes to write
+//! ([`Connection::poll_transmit`]), sleeps until [`Connection::poll_timeout`] and then calls
+//! [`Connection::handle_timeout`], and takes what happened from `poll_event`. The drivers in
+//! this module's children do exactly that over a socket; a port to a microcontroller can do it
+//! by hand from its main loop.
+//!
+//! Both sides share the [`Connection`] trait, the [`Instant`] type and the [`SessionError`] a
+//! session ends with. Once a session has ended it stays ended: every later call returns the same
+//! error.
+
+mod time;
+
+pub use time::Instant;
+
+use crate::crypto::{FrameError, HandshakeError, KeyError};
+use crate::wire;
+
+/// Why a session ended. A session that has ended keeps returning the same reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// A frame from the peer did not decrypt (bad padding, a length that is not a multiple of
+    /// 16): the wrong session key, a lost byte, or tampering.
+    #[error("a frame from the peer did not decrypt: {0}")]
+    Decryption(FrameError),
+    /// The handshake failed: the credentials or the server's signature did not verify, or a
+    /// handshake message had the wrong length.
+    #[error("handshake failed: {0}")]
+    Authentication(HandshakeError),
+    /// The cloud does not know the device id the device presented.
+    #[error("unknown device")]
+    UnknownDevice,
+    /// A key given to the session, or the public key a device sent, is not a usable RSA key.
+    #[error("unusable key: {0}")]
+    Key(KeyError),
+    /// A decrypted message is not a valid message of the protocol.
+    #[error("malformed message: {0}")]
+    Malformed(wire::Error),
+    /// A message the peer must not send in this state (a second Hello, a reply to nothing, a
+    /// request before the handshake ended).
+    #[error("unexpected message: {0}")]
+    Unexpected(&'static str),
+    /// The peer's message id broke the rule that each message it originates carries the previous
+    /// id plus one.
+    #[error("bad message counter: expected {expected}, got {got}")]
+    BadCounter {
+        /// The id the rule required.
+        expected: u16,
+        /// The id received.
+        got: u16,
+    },
+    /// A frame or message is larger than this side (or the peer it stands for) accepts.
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    Oversized {
+        /// The size announced or received.
+        len: usize,
+        /// The largest size accepted.
+        max: usize,
+    },
+    /// The peer did not finish the handshake in time.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// Nothing came from the peer within the keep-alive window after a ping.
+    #[error("ping timed out")]
+    PingTimeout,
+    /// The peer did not answer a request that must be answered within its window.
+    #[error("the peer did not answer in time")]
+    Timeout,
+    /// The transport reported end of stream.
+    #[error("the peer closed the connection")]
+    TransportClosed,
+    /// The application closed the session.
+    #[error("closed by the application")]
+    Closed,
+}
+
+/// The common shape of both sides, so that one driver, one in-memory pair and one fuzz harness
+/// serve the device and the cloud.
+///
+/// Every method takes the current time where time matters; a session never reads a clock.
+pub trait Connection {
+    /// What the session reports to the application (`DeviceEvent` or `CloudEvent`).
+    type Event;
+
+    /// Feeds bytes read from the transport, in any chunking (a byte at a time works). All of
+    /// `input` is consumed. An error ends the session; the same error is returned from then on.
+    fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError>;
+
+    /// Tells the session the transport reached end of stream. The session ends with
+    /// [`SessionError::TransportClosed`] unless it had already ended.
+    fn handle_close(&mut self, now: Instant);
+
+    /// Runs the timers that are due at `now` (retransmissions, keep-alive, OTA watchdogs).
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// Writes the next bytes to send into `buf` and returns how many, or `Ok(None)` when there is
+    /// nothing to send. Bytes are whole frames; a driver writes them all before polling again.
+    ///
+    /// When `buf` is shorter than the next frame, returns
+    /// `Err(SessionError::Oversized { len: required, max: buf.len() })` and keeps the frame, so
+    /// the call can be repeated with a buffer of [`Connection::max_transmit_len`].
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, SessionError>;
+
+    /// The largest number of bytes [`Connection::poll_transmit`] may ask for in one call.
+    fn max_transmit_len(&self) -> usize;
+
+    /// When [`Connection::handle_timeout`] must next be called, if any timer runs.
+    fn poll_timeout(&self) -> Option<Instant>;
+
+    /// The next event for the application, if any.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+
+    /// Why the session ended, once it has.
+    fn error(&self) -> Option<SessionError>;
+}
