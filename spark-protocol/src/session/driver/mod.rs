@@ -21,6 +21,10 @@
 //! Neither spawns a task or thread, and neither sleeps except inside a call the caller made (a
 //! blocking read with a timeout, or an awaited read raced against a tokio timer).
 //!
+//! A driver writes all it has before it reads again, so the transport must buffer what the
+//! peer sends meanwhile (a TCP socket does; a tiny in-memory pipe between two drivers that both
+//! write at once can wait forever).
+//!
 //! Errors are [`DriverError`]: the transport's own error, the buffer being too small for the
 //! session's frames, or the [`SessionError`] the session ended with. Events the session queued
 //! before it ended are delivered before its error.
