@@ -336,7 +336,10 @@ fn tcp_exchange_then_close() {
     // The client's driver (and socket) are gone: the server sees the end of the stream after
     // the whole transfer was committed.
     let (events, end) = server.join().unwrap();
-    assert_eq!(events.last(), Some(&ReceiverEvent::Committed(messages(200))));
+    assert_eq!(
+        events.last(),
+        Some(&ReceiverEvent::Committed(messages(200)))
+    );
     assert!(matches!(
         end,
         DriverError::Session(SessionError::TransportClosed)
@@ -463,7 +466,10 @@ mod tokio_driver {
         let mut client = Driver::new(Sender::new(Vec::new(), 1), a, TokioClock::new());
         let mut server = Driver::new(Receiver::new(), b, TokioClock::new());
         let (c, s) = tokio::join!(client.next_event(), server.next_event());
-        assert_eq!((c.unwrap(), s.unwrap()), (SenderEvent::Connected, ReceiverEvent::Connected));
+        assert_eq!(
+            (c.unwrap(), s.unwrap()),
+            (SenderEvent::Connected, ReceiverEvent::Connected)
+        );
         // No messages: the client says BYE at once. Then an application call queues one more.
         assert_eq!(client.next_event().await.unwrap(), SenderEvent::Done);
         client.connection_mut().send(b"app");
