@@ -23,7 +23,9 @@ fn pair(faults: Faults, fast: bool) -> P {
 fn connected(p: &mut P) {
     let out = p.run_until(END, |p| {
         p.events_a().contains(&DeviceEvent::Connected)
-            && p.events_b().iter().any(|e| matches!(e, CloudEvent::Connected(_)))
+            && p.events_b()
+                .iter()
+                .any(|e| matches!(e, CloudEvent::Connected(_)))
     });
     assert_eq!(out, Outcome::Stopped, "{:?}", p.errors());
     p.take_events_a();
@@ -53,7 +55,9 @@ fn ota(faults: Faults, fast: bool, len: usize) -> (P, Vec<u8>) {
         OtaOptions::default()
     };
     p.b_mut().start_ota(now, img.clone(), opts).unwrap();
-    let _ = p.run_until(END, |p| ota_result(p).is_some() || p.errors() != (None, None));
+    let _ = p.run_until(END, |p| {
+        ota_result(p).is_some() || p.errors() != (None, None)
+    });
     (p, img)
 }
 
@@ -83,12 +87,17 @@ fn full_session_over_a_perfect_link() {
 
     // A variable read.
     let now = p.now();
-    let read = p.b_mut().read_variable(now, b"temp", VarType::Double).unwrap();
+    let read = p
+        .b_mut()
+        .read_variable(now, b"temp", VarType::Double)
+        .unwrap();
     let _ = p.run_until(END, |p| !p.events_a().is_empty());
     let Some(DeviceEvent::VariableRequest(v)) = p.take_events_a().pop() else {
         panic!("no variable request")
     };
-    p.a_mut().variable_value(v.request, Value::Double(21.5)).unwrap();
+    p.a_mut()
+        .variable_value(v.request, Value::Double(21.5))
+        .unwrap();
     let _ = p.run_until(END, |p| !p.events_b().is_empty());
     assert_eq!(
         p.take_events_b(),
@@ -136,25 +145,31 @@ fn full_session_over_a_perfect_link() {
     let Some(DeviceEvent::Event(e)) = p.take_events_a().pop() else {
         panic!("no event")
     };
-    assert_eq!((&e.name[..], &e.data[..]), (&b"alarm/fire"[..], &b"kitchen"[..]));
-    assert_eq!(p.errors(), (None, None));
-    assert!(
-        p.trace()
-            .iter()
-            .all(|t| matches!(t, TraceEntry::Frame { fate: Fate::Delivered, .. }))
+    assert_eq!(
+        (&e.name[..], &e.data[..]),
+        (&b"alarm/fire"[..], &b"kitchen"[..])
     );
+    assert_eq!(p.errors(), (None, None));
+    assert!(p.trace().iter().all(|t| matches!(
+        t,
+        TraceEntry::Frame {
+            fate: Fate::Delivered,
+            ..
+        }
+    )));
 }
 
 fn assert_ota_ok(p: &P, img: &[u8], fast: bool) {
-    let report = ota_result(p).expect("the transfer ended").expect("it succeeded");
+    let report = ota_result(p)
+        .expect("the transfer ended")
+        .expect("it succeeded");
     assert_eq!(report.image_len, img.len());
     assert_eq!(report.fast, fast);
     assert_eq!(p.a().sink().committed(), Some(img), "byte for byte");
-    assert!(
-        p.events_a()
-            .iter()
-            .any(|e| *e == DeviceEvent::UpdateFinished { size: img.len() as u32 })
-    );
+    assert!(p.events_a().iter().any(|e| *e
+        == DeviceEvent::UpdateFinished {
+            size: img.len() as u32
+        }));
 }
 
 #[test]
@@ -256,7 +271,11 @@ fn dropped_frames_mid_ota_are_recovered_or_fail_typed() {
 #[test]
 fn duplicated_frame_is_rejected_typed() {
     let at = mid_ota(false);
-    let (p, _) = ota(Faults::none().at_frame(at, Fault::Duplicate), false, 8 * 1024);
+    let (p, _) = ota(
+        Faults::none().at_frame(at, Fault::Duplicate),
+        false,
+        8 * 1024,
+    );
     let (a, b) = p.errors();
     assert!(a.is_some() || b.is_some(), "a replayed frame cannot pass");
     assert_eq!(p.a().sink().committed(), None);
@@ -285,7 +304,12 @@ fn cloud_stalling_mid_handshake_times_the_device_out() {
     assert_eq!(p.b().error(), Some(SessionError::TransportClosed));
     assert!(p.trace().iter().any(|t| matches!(
         t,
-        TraceEntry::Frame { index: 2, from: Side::B, fate: Fate::Stalled, .. }
+        TraceEntry::Frame {
+            index: 2,
+            from: Side::B,
+            fate: Fate::Stalled,
+            ..
+        }
     )));
 }
 

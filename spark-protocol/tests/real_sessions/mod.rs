@@ -32,11 +32,8 @@ pub type Device = DeviceConnection<
     BufferSink<'static>,
     RsaHandshake<RustCryptoPrivateKey, RustCryptoPublicKey, StdRng>,
 >;
-pub type Cloud = CloudConnection<
-    RustCryptoPrivateKey,
-    BTreeMap<[u8; 12], RustCryptoPublicKey>,
-    StdRng,
->;
+pub type Cloud =
+    CloudConnection<RustCryptoPrivateKey, BTreeMap<[u8; 12], RustCryptoPublicKey>, StdRng>;
 
 /// A device with a 256 KiB flash area, the functions `led` and `echo` and the variables
 /// `temp` (double) and `name` (string).
@@ -85,3 +82,4 @@ pub fn image(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+pub mod script;
