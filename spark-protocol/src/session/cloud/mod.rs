@@ -800,10 +800,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     fn reap_flasher(&mut self) {
-        if self.flasher.as_ref().is_some_and(Flasher::is_finished) {
-            if let Some(f) = self.flasher.take() {
-                f.release(&mut self.out);
-            }
+        if self.flasher.as_ref().is_some_and(Flasher::is_finished)
+            && let Some(f) = self.flasher.take()
+        {
+            f.release(&mut self.out);
         }
     }
 
@@ -865,19 +865,20 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
             let _ = self.fail(SessionError::PingTimeout);
             return;
         }
-        if let Some(interval) = self.config.ping_interval {
-            if !self.ping_sent && now >= self.last_rx + interval {
-                self.ping_sent = true;
-                let _ = self.out.request(
-                    |header| {
-                        Message::Ping(Ping {
-                            header: Header::con(header.message_id),
-                        })
-                    },
-                    Waiting::Ping,
-                    None,
-                );
-            }
+        if let Some(interval) = self.config.ping_interval
+            && !self.ping_sent
+            && now >= self.last_rx + interval
+        {
+            self.ping_sent = true;
+            let _ = self.out.request(
+                |header| {
+                    Message::Ping(Ping {
+                        header: Header::con(header.message_id),
+                    })
+                },
+                Waiting::Ping,
+                Some(now + self.config.idle_timeout),
+            );
         }
         let mut i = 0;
         while i < self.out.pending.len() {
@@ -956,10 +957,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
             State::Credentials { deadline, .. } | State::Hello { deadline } => Some(deadline),
             State::Established => {
                 let mut t = self.idle_deadline();
-                if let Some(interval) = self.config.ping_interval {
-                    if !self.ping_sent {
-                        t = t.min(self.last_rx + interval);
-                    }
+                if let Some(interval) = self.config.ping_interval
+                    && !self.ping_sent
+                {
+                    t = t.min(self.last_rx + interval);
                 }
                 for d in self.out.pending.iter().filter_map(|p| p.deadline) {
                     t = t.min(d);
