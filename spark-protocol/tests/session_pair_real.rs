@@ -350,3 +350,65 @@ fn device_stalling_mid_handshake_ends_both_sides() {
     assert_eq!(p.b().error(), Some(SessionError::TransportClosed));
     assert_eq!(p.now(), Instant::from_secs(20));
 }
+
+#[test]
+fn random_faults_never_commit_a_partial_image() {
+    // Seeded link faults on the cloud's frames during a transfer: each run either ends with the
+    // exact image committed or with a typed error and nothing committed.
+    let mut outcomes = (0, 0);
+    for seed in 0..12u64 {
+        let mut faults = Faults::seeded(seed);
+        faults.random_only_from = Some(Side::B);
+        faults.drop_ppm = 5_000;
+        faults.duplicate_ppm = 5_000;
+        faults.reorder_ppm = 5_000;
+        faults.corrupt_ppm = 20_000;
+        let fast = seed % 2 == 0;
+        let mut p = Pair::with_faults(device(5, fast), cloud(6), faults);
+        p.record_bytes(false);
+        let _ = p.run_until(END, |p| {
+            p.events_b()
+                .iter()
+                .any(|e| matches!(e, CloudEvent::Connected(_)))
+                || p.errors() != (None, None)
+        });
+        if p.errors() != (None, None) {
+            outcomes.1 += 1;
+            continue;
+        }
+        let img = image(16 * 1024);
+        let now = p.now();
+        let opts = if fast {
+            OtaOptions::fast()
+        } else {
+            OtaOptions::default()
+        };
+        p.b_mut().start_ota(now, img.clone(), opts).unwrap();
+        let _ = p.run_until(END, |p| {
+            ota_result(p).is_some() || p.errors() != (None, None)
+        });
+        match p.a().sink().committed() {
+            Some(c) => {
+                assert_eq!(c, &img[..], "seed {seed}");
+                assert!(matches!(ota_result(&p), Some(Ok(_))), "seed {seed}");
+                outcomes.0 += 1;
+            }
+            None => {
+                assert!(p.a().error().is_some() || ota_result(&p).is_some_and(|r| r.is_err()));
+                assert!(
+                    !p.a().sink().is_active(),
+                    "seed {seed}: partial image dropped"
+                );
+                outcomes.1 += 1;
+            }
+        }
+    }
+    eprintln!(
+        "random faults: {} transfers completed, {} ended typed",
+        outcomes.0, outcomes.1
+    );
+    assert!(
+        outcomes.0 > 0 && outcomes.1 > 0,
+        "the seeds cover both endings"
+    );
+}
