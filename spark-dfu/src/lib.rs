@@ -45,6 +45,14 @@ extern crate std;
 
 pub mod crc;
 pub mod file;
+pub mod host;
+pub mod transport;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod ops;
 pub mod module;
 pub mod platform;
 
