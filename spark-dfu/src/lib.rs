@@ -46,15 +46,15 @@ extern crate std;
 pub mod crc;
 pub mod file;
 pub mod host;
-pub mod transport;
-#[cfg(feature = "sim")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
-pub mod sim;
+pub mod module;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod ops;
-pub mod module;
 pub mod platform;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
+pub mod transport;
 
 /// A caller-provided output buffer is too small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -156,7 +156,11 @@ impl SparkCore {
         let Some((internal, off)) = self.medium(address) else {
             return false;
         };
-        let mem = if internal { &mut self.internal } else { &mut self.spi };
+        let mem = if internal {
+            &mut self.internal
+        } else {
+            &mut self.spi
+        };
         match mem.get_mut(off..off + data.len()) {
             Some(m) => {
                 m.copy_from_slice(data);
@@ -282,13 +286,13 @@ impl SparkCore {
     fn input(&mut self, setup: Setup, buf: &mut [u8]) -> Result<usize, TransferError> {
         self.log(setup, &[]);
         let fault = self.fault_now();
-        if let Some(Fault::WrongStatus(status)) = fault {
-            if setup.dfu_request() == Some(Request::GetStatus) {
-                self.pending = None;
-                self.state = State::Error;
-                self.status = status;
-                return Ok(self.reply(buf, 0));
-            }
+        if let Some(Fault::WrongStatus(status)) = fault
+            && setup.dfu_request() == Some(Request::GetStatus)
+        {
+            self.pending = None;
+            self.state = State::Error;
+            self.status = status;
+            return Ok(self.reply(buf, 0));
         }
         if let Some(f) = fault {
             return Err(self.fault_error(f));

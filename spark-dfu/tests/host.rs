@@ -44,11 +44,22 @@ fn flash_vector(name: &str) {
     let padded = image.len() + image.len() % 2;
     assert_eq!(summary.written, padded as u64);
     assert_eq!(summary.read, padded as u64);
-    assert_eq!(sim.memory(core_map::FIRMWARE, image.len()).unwrap(), &image[..]);
+    assert_eq!(
+        sim.memory(core_map::FIRMWARE, image.len()).unwrap(),
+        &image[..]
+    );
     assert_eq!(sim.resets, 1, "the leave request resets the Core");
-    assert_eq!(events.first(), Some(&Event::Cleared { status: Status::FIRMWARE }));
+    assert_eq!(
+        events.first(),
+        Some(&Event::Cleared {
+            status: Status::FIRMWARE
+        })
+    );
     assert_eq!(events.last(), Some(&Event::Leaving));
-    let erased = events.iter().filter(|e| matches!(e, Event::Erased { .. })).count();
+    let erased = events
+        .iter()
+        .filter(|e| matches!(e, Event::Erased { .. }))
+        .count();
     assert_eq!(erased, padded.div_ceil(1024));
 }
 
@@ -68,8 +79,18 @@ fn flash_factory_image() {
         return;
     };
     let mut sim = SparkCore::new();
-    ops::flash_factory_image(&mut sim, Platform::Core, &image, Options::default(), quiet()).unwrap();
-    assert_eq!(sim.memory(core_map::FACTORY_IMAGE, image.len()).unwrap(), &image[..]);
+    ops::flash_factory_image(
+        &mut sim,
+        Platform::Core,
+        &image,
+        Options::default(),
+        quiet(),
+    )
+    .unwrap();
+    assert_eq!(
+        sim.memory(core_map::FACTORY_IMAGE, image.len()).unwrap(),
+        &image[..]
+    );
     assert_eq!(sim.alt(), 1);
     // Internal flash untouched.
     assert!(sim.internal.iter().all(|&b| b == 0xFF));
@@ -85,16 +106,29 @@ fn server_key_with_address() {
         name: b"device.spark.io",
         nul: true,
     };
-    ops::write_server_key(&mut sim, Platform::Core, &der, Some(domain), Options::default(), quiet())
-        .unwrap();
-    assert_eq!(sim.memory(core_map::SERVER_PUBLIC_KEY, der.len()).unwrap(), &der[..]);
+    ops::write_server_key(
+        &mut sim,
+        Platform::Core,
+        &der,
+        Some(domain),
+        Options::default(),
+        quiet(),
+    )
+    .unwrap();
+    assert_eq!(
+        sim.memory(core_map::SERVER_PUBLIC_KEY, der.len()).unwrap(),
+        &der[..]
+    );
     let record = sim.memory(core_map::SERVER_ADDRESS, 17).unwrap();
     assert_eq!(record, b"\x01\x0fdevice.spark.io");
     assert_eq!(sim.memory(core_map::SERVER_ADDRESS + 17, 1).unwrap(), [0]);
     // The published padded image is byte for byte what the CLI wrote, up to the record's end.
     if let Some(padded) = spark_vectors::read("dfu", "particle-cli/rsa.pub-padded.der") {
         let n = 0x180 + 18;
-        assert_eq!(sim.memory(core_map::SERVER_PUBLIC_KEY, n).unwrap(), &padded[..n]);
+        assert_eq!(
+            sim.memory(core_map::SERVER_PUBLIC_KEY, n).unwrap(),
+            &padded[..n]
+        );
     }
 }
 
@@ -109,7 +143,10 @@ fn device_key_save_reads_back_what_was_written() {
     assert_eq!(saved.len(), 1024);
     assert_eq!(&saved[..612], &der[..]);
     assert!(saved[612..].iter().all(|&b| b == 0xFF));
-    assert_eq!(sim.memory(core_map::DEVICE_PRIVATE_KEY, 1024).unwrap(), &saved[..]);
+    assert_eq!(
+        sim.memory(core_map::DEVICE_PRIVATE_KEY, 1024).unwrap(),
+        &saved[..]
+    );
 }
 
 /// Renders the log of the simulated device as one line per transfer.
@@ -119,10 +156,22 @@ fn render(sim: &SparkCore) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|l| {
-            let name = ["DETACH", "DNLOAD", "UPLOAD", "GETSTATUS", "CLRSTATUS", "GETSTATE", "ABORT"]
-                [usize::from(l.setup.request)];
+            let name = [
+                "DETACH",
+                "DNLOAD",
+                "UPLOAD",
+                "GETSTATUS",
+                "CLRSTATUS",
+                "GETSTATE",
+                "ABORT",
+            ][usize::from(l.setup.request)];
             let head: Vec<String> = l.data.iter().take(5).map(|b| format!("{b:02x}")).collect();
-            format!("{name} v={} len={} [{}]", l.setup.value, l.setup.length, head.join(" "))
+            format!(
+                "{name} v={} len={} [{}]",
+                l.setup.value,
+                l.setup.length,
+                head.join(" ")
+            )
         })
         .collect()
 }
@@ -131,8 +180,16 @@ fn render(sim: &SparkCore) -> Vec<String> {
 fn golden_transfers_small_image() {
     // 1500 bytes at 0x08005000: two pages, two blocks, no verify, leave.
     let data: Vec<u8> = (0..1500u32).map(|i| i as u8).collect();
-    let regions = [Region { alt: 0, address: 0x0800_5000, data: &data }];
-    let options = Options { verify: false, leave: true, ..Options::default() };
+    let regions = [Region {
+        alt: 0,
+        address: 0x0800_5000,
+        data: &data,
+    }];
+    let options = Options {
+        verify: false,
+        leave: true,
+        ..Options::default()
+    };
     let mut host = Host::download(core(), &regions, options).unwrap();
     let mut sim = SparkCore::new().with_log();
     let summary = run(&mut host, &mut sim, |_| {}).unwrap();
@@ -173,45 +230,87 @@ fn refusals() {
     let d = [0u8; 2048];
     let opts = Options::default();
     let refuse = |alt, address, len: usize, force| {
-        let regions = [Region { alt, address, data: &d[..len] }];
+        let regions = [Region {
+            alt,
+            address,
+            data: &d[..len],
+        }];
         Host::download(core(), &regions, Options { force, ..opts }).err()
     };
     assert_eq!(
         refuse(0, 0x0800_4C00, 1024, false),
-        Some(Refusal::Bootloader { address: 0x0800_4C00, end: 0x0800_5000 })
+        Some(Refusal::Bootloader {
+            address: 0x0800_4C00,
+            end: 0x0800_5000
+        })
     );
     assert_eq!(
         refuse(0, 0x0801_FC00, 2048, false),
-        Some(Refusal::Unmapped { address: 0x0802_0000 })
+        Some(Refusal::Unmapped {
+            address: 0x0802_0000
+        })
     );
-    assert_eq!(refuse(1, 0x001F_F800, 2048, false), None, "the last 2 KB of SPI flash are writeable");
+    assert_eq!(
+        refuse(1, 0x001F_F800, 2048, false),
+        None,
+        "the last 2 KB of SPI flash are writeable"
+    );
     assert_eq!(
         refuse(1, 0x0020_0000, 16, false),
-        Some(Refusal::Unmapped { address: 0x0020_0000 })
+        Some(Refusal::Unmapped {
+            address: 0x0020_0000
+        })
     );
     assert_eq!(refuse(2, 0, 16, false), Some(Refusal::NoLayout { alt: 2 }));
     assert_eq!(
         refuse(0, 0xFFFF_FF00, 1024, true),
-        Some(Refusal::Overflow { address: 0xFFFF_FF00 })
+        Some(Refusal::Overflow {
+            address: 0xFFFF_FF00
+        })
     );
     // A non-writeable page on a layout without a declared bootloader.
     let layouts = ["@Flash /0x08000000/4*001Ka,4*001Kg"];
-    let plain = Device { bootloader: None, layouts: &layouts, ..core() };
-    let regions = [Region { alt: 0, address: 0x0800_0C00, data: &d[..2048] }];
+    let plain = Device {
+        bootloader: None,
+        layouts: &layouts,
+        ..core()
+    };
+    let regions = [Region {
+        alt: 0,
+        address: 0x0800_0C00,
+        data: &d[..2048],
+    }];
     assert_eq!(
         Host::download(plain, &regions, opts).err(),
-        Some(Refusal::Access { address: 0x0800_0C00, access: "writeable" })
+        Some(Refusal::Access {
+            address: 0x0800_0C00,
+            access: "writeable"
+        })
     );
     // Reading an unreadable or unmapped range.
     let mut out = [0u8; 16];
     assert_eq!(
         Host::upload(core(), 1, 0x0020_0000, &mut out).err(),
-        Some(Refusal::Unmapped { address: 0x0020_0000 })
+        Some(Refusal::Unmapped {
+            address: 0x0020_0000
+        })
     );
     // Forced onto the bootloader: the Core's write protection answers errWRITE (the page is not erasable
     // in the layout, so no erase is sent).
-    let regions = [Region { alt: 0, address: 0x0800_0000, data: &d[..16] }];
-    let mut host = Host::download(core(), &regions, Options { force: true, ..opts }).unwrap();
+    let regions = [Region {
+        alt: 0,
+        address: 0x0800_0000,
+        data: &d[..16],
+    }];
+    let mut host = Host::download(
+        core(),
+        &regions,
+        Options {
+            force: true,
+            ..opts
+        },
+    )
+    .unwrap();
     let mut sim = SparkCore::new();
     let e = run(&mut host, &mut sim, |_| {}).unwrap_err();
     assert_eq!(
@@ -230,20 +329,41 @@ fn refusals() {
 fn refusal_wrong_platform_and_wrong_suffix() {
     let mut sim = SparkCore::new();
     if let Some(photon) = spark_vectors::read("dfu", "particle-cli/tinker-0.4.5-photon.bin") {
-        let e = ops::flash_user_firmware(&mut sim, Platform::Core, &photon, Options::default(), quiet())
-            .unwrap_err();
+        let e = ops::flash_user_firmware(
+            &mut sim,
+            Platform::Core,
+            &photon,
+            Options::default(),
+            quiet(),
+        )
+        .unwrap_err();
         assert!(
-            matches!(e, OpError::Refused(Refusal::Firmware(FirmwareError::WrongPlatform { expected: 0, found: 6 }))),
+            matches!(
+                e,
+                OpError::Refused(Refusal::Firmware(FirmwareError::WrongPlatform {
+                    expected: 0,
+                    found: 6
+                }))
+            ),
             "{e:?}"
         );
         assert_eq!(sim.transfers, 0, "refused before any transfer");
     }
     let firmware = [0x11u8; 64];
     let mut buf = [0u8; 80];
-    let n = DfuFile::add_suffix(&firmware, SuffixRepr::for_device(0x2b04, 0xd006), &mut buf).unwrap();
+    let n =
+        DfuFile::add_suffix(&firmware, SuffixRepr::for_device(0x2b04, 0xd006), &mut buf).unwrap();
     let file = DfuFile::parse(&buf[..n]).unwrap();
-    let e = ops::flash_file(&mut sim, Platform::Core, &file, 1, 0x8_0000, Options::default(), quiet())
-        .unwrap_err();
+    let e = ops::flash_file(
+        &mut sim,
+        Platform::Core,
+        &file,
+        1,
+        0x8_0000,
+        Options::default(),
+        quiet(),
+    )
+    .unwrap_err();
     assert_eq!(
         e,
         OpError::Refused(Refusal::WrongDevice {
@@ -253,9 +373,19 @@ fn refusal_wrong_platform_and_wrong_suffix() {
             product: 0x607f
         })
     );
-    let n = DfuFile::add_suffix(&firmware, SuffixRepr::for_device(0x1d50, 0x607f), &mut buf).unwrap();
+    let n =
+        DfuFile::add_suffix(&firmware, SuffixRepr::for_device(0x1d50, 0x607f), &mut buf).unwrap();
     let file = DfuFile::parse(&buf[..n]).unwrap();
-    ops::flash_file(&mut sim, Platform::Core, &file, 1, 0x8_0000, Options::default(), quiet()).unwrap();
+    ops::flash_file(
+        &mut sim,
+        Platform::Core,
+        &file,
+        1,
+        0x8_0000,
+        Options::default(),
+        quiet(),
+    )
+    .unwrap();
     assert_eq!(sim.memory(0x8_0000, 64).unwrap(), &firmware[..]);
 }
 
@@ -264,8 +394,16 @@ fn refusal_wrong_platform_and_wrong_suffix() {
 #[test]
 fn faults_at_every_transfer() {
     let data: Vec<u8> = (0..2100u32).map(|i| (i * 13) as u8).collect();
-    let regions = [Region { alt: 1, address: 0x8_0000, data: &data }];
-    let options = Options { verify: true, leave: true, ..Options::default() };
+    let regions = [Region {
+        alt: 1,
+        address: 0x8_0000,
+        data: &data,
+    }];
+    let options = Options {
+        verify: true,
+        leave: true,
+        ..Options::default()
+    };
     let clean = {
         let mut sim = SparkCore::new();
         let mut host = Host::download(core(), &regions, options).unwrap();
@@ -291,11 +429,20 @@ fn faults_at_every_transfer() {
                 }
             });
             for &(address, len) in &written {
-                assert!(sim.programmed.contains(&(address, len)), "{fault:?}@{at}: reported but not programmed");
+                assert!(
+                    sim.programmed.contains(&(address, len)),
+                    "{fault:?}@{at}: reported but not programmed"
+                );
                 let off = (address - 0x8_0000) as usize;
-                assert_eq!(sim.memory(address, len as usize).unwrap(), &data[off..off + len as usize]);
+                assert_eq!(
+                    sim.memory(address, len as usize).unwrap(),
+                    &data[off..off + len as usize]
+                );
             }
-            assert_eq!(host.summary().written, written.iter().map(|w| u64::from(w.1)).sum::<u64>());
+            assert_eq!(
+                host.summary().written,
+                written.iter().map(|w| u64::from(w.1)).sum::<u64>()
+            );
             let leave_at = clean - 2;
             // A lost leave DNLOAD, or any failure of the GETSTATUS after it, is success: the Core resets there.
             // A stalled leave request is a refusal.
@@ -312,17 +459,32 @@ fn faults_at_every_transfer() {
                     let typed = match fault {
                         Fault::Stall => matches!(
                             e,
-                            HostError::Transfer { error: TransferError::Stall, .. }
+                            HostError::Transfer {
+                                error: TransferError::Stall,
+                                ..
+                            }
                         ),
-                        Fault::UsbError => matches!(e, HostError::Transfer { error: TransferError::Io, .. }),
+                        Fault::UsbError => matches!(
+                            e,
+                            HostError::Transfer {
+                                error: TransferError::Io,
+                                ..
+                            }
+                        ),
                         Fault::Disappear => matches!(
                             e,
-                            HostError::Transfer { error: TransferError::Disconnected, .. }
+                            HostError::Transfer {
+                                error: TransferError::Disconnected,
+                                ..
+                            }
                         ),
                         Fault::WrongStatus(s) => match e {
                             HostError::Device { status, .. } => status == s,
                             // On a non-GETSTATUS transfer the fault is a stall.
-                            HostError::Transfer { error: TransferError::Stall, .. } => true,
+                            HostError::Transfer {
+                                error: TransferError::Stall,
+                                ..
+                            } => true,
                             // Preparing retries a cleared error; a third error in a row gives up.
                             _ => false,
                         },
@@ -340,11 +502,20 @@ fn wrong_status_while_preparing_is_cleared() {
     let mut sim = SparkCore::new();
     sim.inject(0, Fault::WrongStatus(Status::UNKNOWN));
     let data = [1u8; 8];
-    let regions = [Region { alt: 1, address: 0x8_0000, data: &data }];
+    let regions = [Region {
+        alt: 1,
+        address: 0x8_0000,
+        data: &data,
+    }];
     let mut host = Host::download(core(), &regions, Options::default()).unwrap();
     let mut events = Vec::new();
     run(&mut host, &mut sim, |e| events.push(e)).unwrap();
-    assert_eq!(events[0], Event::Cleared { status: Status::UNKNOWN });
+    assert_eq!(
+        events[0],
+        Event::Cleared {
+            status: Status::UNKNOWN
+        }
+    );
 }
 
 #[test]
@@ -358,11 +529,20 @@ fn interrupted_upload_is_aborted() {
     T::control_in(&mut sim, Setup::input(Request::Upload, 2, 0, 1024), &mut b).unwrap();
     assert_eq!(sim.state().0, State::UploadIdle);
     let data = vec![0x5Au8; 3000];
-    let regions = [Region { alt: 1, address: 0x9_0000, data: &data }];
+    let regions = [Region {
+        alt: 1,
+        address: 0x9_0000,
+        data: &data,
+    }];
     let mut host = Host::download(core(), &regions, Options::default()).unwrap();
     let mut events = Vec::new();
     run(&mut host, &mut sim, |e| events.push(e)).unwrap();
-    assert_eq!(events[0], Event::Aborted { state: State::UploadIdle });
+    assert_eq!(
+        events[0],
+        Event::Aborted {
+            state: State::UploadIdle
+        }
+    );
     assert_eq!(sim.memory(0x9_0000, 3000).unwrap(), &data[..]);
 }
 
@@ -370,7 +550,11 @@ fn interrupted_upload_is_aborted() {
 fn verify_reports_first_bad_address() {
     // Drive a run by hand and corrupt the flash between the last write and the read-back.
     let data = vec![0xA5u8; 2500];
-    let regions = [Region { alt: 1, address: 0xA_0000, data: &data }];
+    let regions = [Region {
+        alt: 1,
+        address: 0xA_0000,
+        data: &data,
+    }];
     let mut host = Host::download(core(), &regions, Options::default()).unwrap();
     let mut sim = SparkCore::new();
     let mut buf = [0u8; 4096];
@@ -405,7 +589,11 @@ fn verify_reports_first_bad_address() {
     };
     assert_eq!(
         err,
-        Some(HostError::Mismatch { address: 0xA_0000 + 1500, expected: 0xA5, found: 0x00 })
+        Some(HostError::Mismatch {
+            address: 0xA_0000 + 1500,
+            expected: 0xA5,
+            found: 0x00
+        })
     );
 }
 
@@ -415,19 +603,43 @@ fn erase_before_write_is_enforced() {
     let mut sim = SparkCore::new();
     sim.preload(0x0800_5000, &[0u8; 1024]);
     let data = [7u8; 1024];
-    let regions = [Region { alt: 0, address: 0x0800_5000, data: &data }];
+    let regions = [Region {
+        alt: 0,
+        address: 0x0800_5000,
+        data: &data,
+    }];
     let mut host = Host::download(core(), &regions, Options::default()).unwrap();
     run(&mut host, &mut sim, |_| {}).unwrap();
     assert_eq!(sim.memory(0x0800_5000, 1024).unwrap(), &data[..]);
     // A layout that claims the segment needs no erase: the Core refuses to program over data.
-    let layouts = ["@Internal Flash  /0x08000000/20*001Ka,108*001Kd", spark_dfu::platform::CORE_SPI_FLASH];
-    let no_erase = Device { layouts: &layouts, ..core() };
+    let layouts = [
+        "@Internal Flash  /0x08000000/20*001Ka,108*001Kd",
+        spark_dfu::platform::CORE_SPI_FLASH,
+    ];
+    let no_erase = Device {
+        layouts: &layouts,
+        ..core()
+    };
     let other = [8u8; 1024];
-    let regions = [Region { alt: 0, address: 0x0800_5000, data: &other }];
+    let regions = [Region {
+        alt: 0,
+        address: 0x0800_5000,
+        data: &other,
+    }];
     let mut host = Host::download(no_erase, &regions, Options::default()).unwrap();
     sim.reenter_dfu();
     let e = run(&mut host, &mut sim, |_| {}).unwrap_err();
-    assert!(matches!(e, HostError::Device { status: Status::PROG, address: 0x0800_5000, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            HostError::Device {
+                status: Status::PROG,
+                address: 0x0800_5000,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(host.summary().written, 0);
 }
 
@@ -437,11 +649,19 @@ fn async_run_matches_blocking() {
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
     let data: Vec<u8> = (0..5000u32).map(|i| (i ^ (i >> 8)) as u8).collect();
-    let regions = [Region { alt: 1, address: 0x3000, data: &data }];
+    let regions = [Region {
+        alt: 1,
+        address: 0x3000,
+        data: &data,
+    }];
     let mut host = Host::download(core(), &regions, Options::default()).unwrap();
     let mut sim = SparkCore::new();
     let summary = {
-        let mut fut = pin!(spark_dfu::transport::asynch::run(&mut host, &mut sim, |_| {}));
+        let mut fut = pin!(spark_dfu::transport::asynch::run(
+            &mut host,
+            &mut sim,
+            |_| {}
+        ));
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
@@ -463,12 +683,24 @@ fn efficiency_against_dfu_util() {
         return;
     };
     let measure = |address_every_block| {
-        let regions = [Region { alt: 0, address: core_map::FIRMWARE, data: &image }];
-        let options = Options { verify: false, leave: true, force: false, address_every_block };
+        let regions = [Region {
+            alt: 0,
+            address: core_map::FIRMWARE,
+            data: &image,
+        }];
+        let options = Options {
+            verify: false,
+            leave: true,
+            force: false,
+            address_every_block,
+        };
         let mut host = Host::download(core(), &regions, options).unwrap();
         let mut sim = SparkCore::new();
         let s = run(&mut host, &mut sim, |_| {}).unwrap();
-        assert_eq!(sim.memory(core_map::FIRMWARE, image.len()).unwrap(), &image[..]);
+        assert_eq!(
+            sim.memory(core_map::FIRMWARE, image.len()).unwrap(),
+            &image[..]
+        );
         (s.transfers, sim.elapsed_ms)
     };
     let ours = measure(false);
@@ -523,7 +755,6 @@ proptest! {
             let mut out = vec![0u8; data.len()];
             let mut up = Host::upload(core(), if *address >= 0x0800_0000 { 0 } else { 1 }, *address, &mut out).unwrap();
             run(&mut up, &mut sim, |_| {}).unwrap();
-            drop(up);
             prop_assert_eq!(&out, data);
         }
     }

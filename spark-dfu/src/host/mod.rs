@@ -164,7 +164,9 @@ pub enum Refusal {
         address: u32,
     },
     /// The file's suffix names another device.
-    #[error("file is for {file_vendor:04x}:{file_product:04x}, device is {vendor:04x}:{product:04x}")]
+    #[error(
+        "file is for {file_vendor:04x}:{file_product:04x}, device is {vendor:04x}:{product:04x}"
+    )]
     WrongDevice {
         /// Suffix idVendor.
         file_vendor: u16,
@@ -369,16 +371,30 @@ impl Cmd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     /// GETSTATUS while preparing; `tries` counts clear/abort rounds.
-    PrepStatus { tries: u8 },
-    PrepClear { tries: u8 },
-    PrepAbort { tries: u8 },
+    PrepStatus {
+        tries: u8,
+    },
+    PrepClear {
+        tries: u8,
+    },
+    PrepAbort {
+        tries: u8,
+    },
     /// Decide the next command.
     Next,
     Send(Cmd),
-    Poll { cmd: Cmd, first: bool, polls: u8 },
+    Poll {
+        cmd: Cmd,
+        first: bool,
+        polls: u8,
+    },
     ReadAbort,
     ReadAbortStatus,
-    Upload { address: u32, block: u16, len: u16 },
+    Upload {
+        address: u32,
+        block: u16,
+        len: u16,
+    },
     FinalAbort,
     FinalStatus,
     LeaveStatus,
@@ -396,7 +412,11 @@ enum Stage {
 
 enum Target<'a> {
     Write(&'a [Region<'a>]),
-    Read { alt: u8, address: u32, out: &'a mut [u8] },
+    Read {
+        alt: u8,
+        address: u32,
+        out: &'a mut [u8],
+    },
 }
 
 /// The host state machine for one run (a download plan or a read).
@@ -915,8 +935,8 @@ impl<'a> Host<'a> {
                 match self.stage {
                     Stage::Alt => {
                         self.stage = Stage::Erase;
-                        let layout = layout_of(&self.device, r.alt)
-                            .map_err(|_| HostError::OutOfTurn)?;
+                        let layout =
+                            layout_of(&self.device, r.alt).map_err(|_| HostError::OutOfTurn)?;
                         // Checked when the plan was made, unless forced.
                         self.pages = layout.pages_to_erase(r.address, len).ok();
                         return Ok(Some(r.alt));
@@ -1018,13 +1038,16 @@ pub fn check_write(device: &Device<'_>, r: &Region<'_>, force: bool) -> Result<(
     if force {
         return Ok(());
     }
-    if let Some((b0, b1)) = device.bootloader {
-        if r.alt == 0 && r.address < b1 && end > b0 && len > 0 {
-            return Err(Refusal::Bootloader {
-                address: r.address,
-                end,
-            });
-        }
+    if let Some((b0, b1)) = device.bootloader
+        && r.alt == 0
+        && r.address < b1
+        && end > b0
+        && len > 0
+    {
+        return Err(Refusal::Bootloader {
+            address: r.address,
+            end,
+        });
     }
     layout
         .check_writeable(r.address, len)

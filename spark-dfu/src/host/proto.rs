@@ -331,7 +331,7 @@ impl FunctionalDescriptor {
         let len = usize::from(bytes[0]);
         let dfu_version = if len >= 9 && bytes.len() >= 9 {
             crate::le16(bytes, 7)
-        } else if len < 9 && len >= 7 {
+        } else if (7..9).contains(&len) {
             0x0100
         } else {
             return Err(ReplyError::Short {
@@ -359,7 +359,17 @@ impl FunctionalDescriptor {
         let d = self.detach_timeout.to_le_bytes();
         let t = self.transfer_size.to_le_bytes();
         let v = self.dfu_version.to_le_bytes();
-        [9, Self::TYPE, self.attributes, d[0], d[1], t[0], t[1], v[0], v[1]]
+        [
+            9,
+            Self::TYPE,
+            self.attributes,
+            d[0],
+            d[1],
+            t[0],
+            t[1],
+            v[0],
+            v[1],
+        ]
     }
 }
 
@@ -446,7 +456,11 @@ pub fn string_descriptor<'o>(bytes: &[u8], out: &'o mut [u8]) -> Result<&'o str,
             break;
         }
         let c = u16::from_le_bytes([u[0], u[1]]);
-        out[n] = if (0x20..0x7F).contains(&c) { c as u8 } else { b'?' };
+        out[n] = if (0x20..0x7F).contains(&c) {
+            c as u8
+        } else {
+            b'?'
+        };
         n += 1;
     }
     // Only ASCII was written.
@@ -522,7 +536,10 @@ mod tests {
             let mut it = c.alts();
             [it.next().unwrap(), it.next().unwrap()]
         };
-        assert_eq!((alts[0].alt, alts[0].name_index, alts[0].protocol), (0, 4, 2));
+        assert_eq!(
+            (alts[0].alt, alts[0].name_index, alts[0].protocol),
+            (0, 4, 2)
+        );
         assert_eq!((alts[1].alt, alts[1].name_index), (1, 5));
         // Truncated at every length: never a panic, fewer alts.
         for n in 0..CORE_CONFIG.len() {
