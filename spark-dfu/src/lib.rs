@@ -55,6 +55,9 @@ pub mod platform;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod transport;
+#[cfg(feature = "usb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "usb")))]
+pub mod usb;
 
 /// A caller-provided output buffer is too small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
