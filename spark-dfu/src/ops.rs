@@ -223,3 +223,49 @@ pub fn check_suffix(file: &DfuFile<'_>, platform: Platform) -> Result<(), Refusa
         _ => Ok(()),
     }
 }
+
+/// The regions of a DfuSe file: every element of every target, to the target's alt setting.
+#[must_use]
+pub fn dfuse_regions<'a>(file: &crate::file::dfuse::DfuseFile<'a>) -> Vec<Region<'a>> {
+    file.targets()
+        .flat_map(|t| {
+            let alt = t.alt();
+            t.elements().map(move |e| Region {
+                alt,
+                address: e.address,
+                data: e.data,
+            })
+        })
+        .collect()
+}
+
+/// Flashes a DfuSe file (every target and element to its alt setting), refusing one whose suffix names another
+/// device.
+pub fn flash_dfuse_file(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    file: &crate::file::dfuse::DfuseFile<'_>,
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let s = file.suffix();
+    let usb = platform.dfu_usb();
+    if !s.matches_device(usb.vendor, usb.product) {
+        return Err(Refusal::WrongDevice {
+            file_vendor: s.id_vendor,
+            file_product: s.id_product,
+            vendor: usb.vendor,
+            product: usb.product,
+        }
+        .into());
+    }
+    let regions = dfuse_regions(file);
+    write(
+        transport,
+        platform,
+        Item::UserData,
+        &regions,
+        options,
+        on_event,
+    )
+}

@@ -759,3 +759,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn flash_dfuse_file_to_every_target() {
+    use spark_dfu::file::dfuse::{BinImage, Element, pack_to_vec};
+    let app: Vec<u8> = (0..3000u32).map(|i| (i * 5) as u8).collect();
+    let user: Vec<u8> = (0..700u32).map(|i| (i * 11) as u8).collect();
+    let images = [
+        BinImage {
+            alt: 0,
+            element: Element {
+                address: 0x0800_6000,
+                data: &app,
+            },
+        },
+        BinImage {
+            alt: 1,
+            element: Element {
+                address: 0x8_1000,
+                data: &user,
+            },
+        },
+    ];
+    let bytes = pack_to_vec(&images, 0x1d50, 0x607f).unwrap();
+    let file = spark_dfu::file::dfuse::DfuseFile::parse(&bytes).unwrap();
+    assert_eq!(ops::dfuse_regions(&file).len(), 2);
+    let mut sim = SparkCore::new();
+    ops::flash_dfuse_file(&mut sim, Platform::Core, &file, Options::default(), quiet()).unwrap();
+    assert_eq!(sim.memory(0x0800_6000, app.len()).unwrap(), &app[..]);
+    assert_eq!(sim.memory(0x8_1000, user.len()).unwrap(), &user[..]);
+    let other = pack_to_vec(&images, 0x2b04, 0xd006).unwrap();
+    let file = spark_dfu::file::dfuse::DfuseFile::parse(&other).unwrap();
+    let e = ops::flash_dfuse_file(&mut sim, Platform::Core, &file, Options::default(), quiet());
+    assert!(matches!(
+        e,
+        Err(OpError::Refused(Refusal::WrongDevice {
+            file_vendor: 0x2b04,
+            ..
+        }))
+    ));
+}
