@@ -554,13 +554,11 @@ impl<'a> Host<'a> {
             Step::Send(cmd) => {
                 let (value, data): (u16, &[u8]) = match cmd {
                     Cmd::SetAddress(a) => {
-                        self.cmd_bytes[0] = 0x21;
-                        self.cmd_bytes[1..].copy_from_slice(&a.to_le_bytes());
+                        self.cmd_bytes = proto::dfuse::set_address(a);
                         (0, &self.cmd_bytes)
                     }
                     Cmd::Erase(a) => {
-                        self.cmd_bytes[0] = 0x41;
-                        self.cmd_bytes[1..].copy_from_slice(&a.to_le_bytes());
+                        self.cmd_bytes = proto::dfuse::erase_page(a);
                         (0, &self.cmd_bytes)
                     }
                     Cmd::Data { block, len, .. } => {

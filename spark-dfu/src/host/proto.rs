@@ -562,3 +562,78 @@ mod tests {
         assert_eq!(string_descriptor(&[4, 3, 0xE9, 0], &mut out).unwrap(), "?");
     }
 }
+
+/// The DfuSe special commands (a DNLOAD with `wBlockNum` 0), as byte strings.
+pub mod dfuse {
+    /// Get Commands (also read back with UPLOAD block 0).
+    pub const GET_COMMANDS: u8 = 0x00;
+    /// Set Address Pointer.
+    pub const SET_ADDRESS: u8 = 0x21;
+    /// Erase (with an address: one page; alone: mass erase).
+    pub const ERASE: u8 = 0x41;
+    /// Read Unprotect (erases the flash and resets the device).
+    pub const READ_UNPROTECT: u8 = 0x92;
+    /// Mass erase (not supported by the Spark Core).
+    pub const MASS_ERASE: [u8; 1] = [ERASE];
+
+    /// The set-address command for `address`.
+    #[must_use]
+    pub fn set_address(address: u32) -> [u8; 5] {
+        let a = address.to_le_bytes();
+        [SET_ADDRESS, a[0], a[1], a[2], a[3]]
+    }
+
+    /// The erase-page command for the page holding `address`.
+    #[must_use]
+    pub fn erase_page(address: u32) -> [u8; 5] {
+        let a = address.to_le_bytes();
+        [ERASE, a[0], a[1], a[2], a[3]]
+    }
+}
+
+impl Setup {
+    /// DFU_DETACH for a run-time interface: the device leaves for DFU mode within `timeout_ms`.
+    #[must_use]
+    pub fn detach(interface: u16, timeout_ms: u16) -> Self {
+        Self::out(Request::Detach, timeout_ms, interface, 0)
+    }
+
+    /// DFU_GETSTATE (one byte back).
+    #[must_use]
+    pub fn get_state(interface: u16) -> Self {
+        Self::input(Request::GetState, 0, interface, 1)
+    }
+
+    /// A DfuSe special command (`wBlockNum` 0) carrying `command` in the data stage.
+    #[must_use]
+    pub fn dfuse_command(interface: u16, command: &[u8]) -> Self {
+        Self::out(Request::Dnload, 0, interface, command.len() as u16)
+    }
+}
+
+#[cfg(test)]
+mod command_tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        assert_eq!(
+            dfuse::set_address(0x0800_5000),
+            [0x21, 0x00, 0x50, 0x00, 0x08]
+        );
+        assert_eq!(dfuse::erase_page(0x1000), [0x41, 0x00, 0x10, 0x00, 0x00]);
+        let d = Setup::detach(0, 1000);
+        assert_eq!(
+            (d.request_type, d.request, d.value, d.length),
+            (0x21, 0, 1000, 0)
+        );
+        let g = Setup::get_state(2);
+        assert_eq!(
+            (g.request_type, g.request, g.index, g.length),
+            (0xA1, 5, 2, 1)
+        );
+        let m = Setup::dfuse_command(0, &dfuse::MASS_ERASE);
+        assert_eq!((m.request, m.value, m.length), (1, 0, 1));
+        assert_eq!(Request::from_u8(7), None);
+    }
+}
