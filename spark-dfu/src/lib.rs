@@ -45,8 +45,19 @@ extern crate std;
 
 pub mod crc;
 pub mod file;
+pub mod host;
 pub mod module;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod ops;
 pub mod platform;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
+pub mod transport;
+#[cfg(feature = "usb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "usb")))]
+pub mod usb;
 
 /// A caller-provided output buffer is too small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

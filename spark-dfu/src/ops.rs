@@ -1,0 +1,271 @@
+//! Known operations on the platform table's devices, each one call over a blocking transport: flash user
+//! firmware or the factory image (after firmware inspection), write the server key with its address record,
+//! read and write the device key, flash a DFU file after checking its suffix.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::file::DfuFile;
+use crate::host::{Device, Event, Host, HostError, Options, Refusal, Region, Summary};
+use crate::module;
+use crate::platform::server_key::{KeyError, ServerAddress, ServerKeyImage};
+use crate::platform::{Item, Platform};
+use crate::transport::blocking::{Transport, run};
+
+/// Why an operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    /// Refused before anything was sent.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The run failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The key could not be made into an image.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The platform has no such place, or its layouts are unknown.
+    #[error("{platform:?} does not support {item:?} here")]
+    Unsupported {
+        /// The platform.
+        platform: Platform,
+        /// What was asked for.
+        item: Item,
+    },
+}
+
+fn device(platform: Platform, item: Item) -> Result<Device<'static>, OpError> {
+    Device::for_platform(platform).ok_or(OpError::Unsupported { platform, item })
+}
+
+fn write(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    item: Item,
+    regions: &[Region<'_>],
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let dev = device(platform, item)?;
+    let mut host = Host::download(dev, regions, options)?;
+    Ok(run(&mut host, transport, on_event)?)
+}
+
+fn flash_image(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    item: Item,
+    image: &[u8],
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let cleared = module::check_for(image, platform, item).map_err(Refusal::Firmware)?;
+    let mut data = vec![0u8; cleared.write_len];
+    // Sized from write_len just above.
+    let n = cleared.emit(&mut data).unwrap_or(0);
+    data.truncate(n);
+    let region = Region {
+        alt: cleared.location.alt,
+        address: cleared.location.address,
+        data: &data,
+    };
+    write(transport, platform, item, &[region], options, on_event)
+}
+
+/// Flashes user firmware (Core: 0x08005000 on alt 0) after checking that it is for this platform.
+pub fn flash_user_firmware(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    image: &[u8],
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    flash_image(
+        transport,
+        platform,
+        Item::UserFirmware,
+        image,
+        options,
+        on_event,
+    )
+}
+
+/// Flashes the factory-reset image (Core: SPI flash 0x20000 on alt 1).
+pub fn flash_factory_image(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    image: &[u8],
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    flash_image(
+        transport,
+        platform,
+        Item::FactoryImage,
+        image,
+        options,
+        on_event,
+    )
+}
+
+/// Writes the server public key image (Core: 2048 bytes at SPI 0x1000, the address record at 0x1180).
+pub fn write_server_key(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    der: &[u8],
+    address: Option<ServerAddress<'_>>,
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let item = Item::ServerPublicKey;
+    let format = platform
+        .server_key_format()
+        .ok_or(OpError::Unsupported { platform, item })?;
+    let place = platform
+        .location(item)
+        .ok_or(OpError::Unsupported { platform, item })?;
+    let mut image = vec![0u8; format.len];
+    let n = ServerKeyImage::emit(der, format, address, None, &mut image)?;
+    image.truncate(n);
+    let region = Region {
+        alt: place.alt,
+        address: place.address,
+        data: &image,
+    };
+    write(transport, platform, item, &[region], options, on_event)
+}
+
+/// Writes a device private key (the DER, padded with 0xFF to the key's room as the CLIs do).
+pub fn write_device_key(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    der: &[u8],
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let item = Item::DevicePrivateKey;
+    let place = platform
+        .location(item)
+        .ok_or(OpError::Unsupported { platform, item })?;
+    let room = place.len as usize;
+    if der.len() > room {
+        return Err(KeyError::KeyTooLong {
+            len: der.len(),
+            room,
+        }
+        .into());
+    }
+    let mut image = vec![0xFF; room];
+    image[..der.len()].copy_from_slice(der);
+    let region = Region {
+        alt: place.alt,
+        address: place.address,
+        data: &image,
+    };
+    write(transport, platform, item, &[region], options, on_event)
+}
+
+/// Reads the device private key region (`keys save`: 1024 bytes at SPI 0x2000 on a Core).
+pub fn read_device_key(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    on_event: impl FnMut(Event),
+) -> Result<Vec<u8>, OpError> {
+    let item = Item::DevicePrivateKey;
+    let place = platform
+        .location(item)
+        .ok_or(OpError::Unsupported { platform, item })?;
+    let dev = device(platform, item)?;
+    let mut out = vec![0u8; place.len as usize];
+    let mut host = Host::upload(dev, place.alt, place.address, &mut out)?;
+    run(&mut host, transport, on_event)?;
+    Ok(out)
+}
+
+/// Flashes the firmware of a DFU file at `address` on `alt`, refusing a file whose suffix names another device.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_file(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    file: &DfuFile<'_>,
+    alt: u8,
+    address: u32,
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    check_suffix(file, platform)?;
+    let region = Region {
+        alt,
+        address,
+        data: file.firmware(),
+    };
+    write(
+        transport,
+        platform,
+        Item::UserData,
+        &[region],
+        options,
+        on_event,
+    )
+}
+
+/// Refuses a file whose DFU suffix names another device than the platform's DFU-mode USB id.
+pub fn check_suffix(file: &DfuFile<'_>, platform: Platform) -> Result<(), Refusal> {
+    let usb = platform.dfu_usb();
+    match file.suffix() {
+        Some(s) if !s.matches_device(usb.vendor, usb.product) => Err(Refusal::WrongDevice {
+            file_vendor: s.id_vendor,
+            file_product: s.id_product,
+            vendor: usb.vendor,
+            product: usb.product,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The regions of a DfuSe file: every element of every target, to the target's alt setting.
+#[must_use]
+pub fn dfuse_regions<'a>(file: &crate::file::dfuse::DfuseFile<'a>) -> Vec<Region<'a>> {
+    file.targets()
+        .flat_map(|t| {
+            let alt = t.alt();
+            t.elements().map(move |e| Region {
+                alt,
+                address: e.address,
+                data: e.data,
+            })
+        })
+        .collect()
+}
+
+/// Flashes a DfuSe file (every target and element to its alt setting), refusing one whose suffix names another
+/// device.
+pub fn flash_dfuse_file(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    file: &crate::file::dfuse::DfuseFile<'_>,
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let s = file.suffix();
+    let usb = platform.dfu_usb();
+    if !s.matches_device(usb.vendor, usb.product) {
+        return Err(Refusal::WrongDevice {
+            file_vendor: s.id_vendor,
+            file_product: s.id_product,
+            vendor: usb.vendor,
+            product: usb.product,
+        }
+        .into());
+    }
+    let regions = dfuse_regions(file);
+    write(
+        transport,
+        platform,
+        Item::UserData,
+        &regions,
+        options,
+        on_event,
+    )
+}
