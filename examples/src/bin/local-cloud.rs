@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use examples::cloud::{self, Config, hub::ScriptedHub};
+use examples::cloud::{self, Config, devices};
 
 const USAGE: &str = "usage: local-cloud [--dir DIR] [--http ADDR] [--device ADDR] [--key-bits N]
 
@@ -99,16 +99,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         http: args.http,
         key_bits: args.key_bits,
     };
-    let hub = Arc::new(ScriptedHub::new());
-    let cloud = cloud::open(&config, hub)?;
+    let hub = devices::LiveHub::new();
+    let cloud = cloud::open(&config, Arc::clone(&hub) as Arc<dyn cloud::hub::DeviceHub>)?;
+    let (device_addr, device_task) = devices::listen(Arc::clone(&cloud), hub, args.device)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
     let running = cloud::serve(cloud, config.http).await?;
-    let _ = args.device;
     let line = serde_json::json!({
         "http": running.http.to_string(),
+        "device": device_addr.to_string(),
         "dir": args.dir.display().to_string(),
     });
     println!("{line}");
     tokio::signal::ctrl_c().await?;
+    device_task.abort();
     running.shutdown();
     Ok(())
 }

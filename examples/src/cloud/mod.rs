@@ -11,6 +11,7 @@
 //! start are listed at once; closed event streams are freed at once; passwords are hashed with
 //! PBKDF2-HMAC-SHA256; devices have owners (provisioning or claiming sets the owner; another user's device is `403`).
 
+pub mod devices;
 pub mod events;
 mod http;
 pub mod hub;
@@ -33,7 +34,10 @@ use state::{StateDir, StateError};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The random generator of the cloud: the operating system's.
-pub fn system_rng() -> impl rand_core::CryptoRng {
+pub type SystemRng = rand_core::UnwrapErr<rand::rngs::SysRng>;
+
+/// A handle on the operating system's random generator.
+pub fn system_rng() -> SystemRng {
     rand_core::UnwrapErr(rand::rngs::SysRng)
 }
 
