@@ -1143,3 +1143,37 @@ fn a_refused_call_and_a_subscription() {
     };
     assert_eq!(&s.filter[..], b"temp");
 }
+
+#[test]
+fn credentials_and_hello_in_one_read() {
+    let k = keys();
+    let mut c = cloud(CloudConfig::default());
+    let mut buf = vec![0; 1024];
+    let n = c.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    let nonce = Nonce(buf[..n].try_into().unwrap());
+    let mut input = vec![0u8; 256];
+    encrypt_device_credentials(&k.server_pub, &mut rng(1), &nonce, &ID, None, &mut input).unwrap();
+    // The reply is not known before the cloud draws its session key, so feed the credentials,
+    // then hand the Hello together with a ping in one read.
+    c.handle_input(Instant::ZERO, &input).unwrap();
+    let n = c.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    let session = open_session_key(&k.device, &k.server_pub, &mut rng(2), &buf[..n]).unwrap();
+    let mut d = Device {
+        enc: session.encoder(),
+        dec: session.decoder(vec![0; 2048]),
+        id: 0x10,
+    };
+    let mut wire = d.seal(&Message::Hello(spark_protocol::wire::message::Hello {
+        header: Header::non(0x10),
+        payload: spark_protocol::wire::hello::HelloPayload::None,
+    }));
+    let id = d.next();
+    wire.extend(d.seal(&Message::Ping(Ping {
+        header: Header::con(id),
+    })));
+    c.handle_input(Instant::ZERO, &wire).unwrap();
+    let out = d.receive(&mut c, Instant::ZERO);
+    assert_eq!(out.len(), 2, "the server's Hello, then the ping's ACK");
+    assert_eq!(Repr::parse_bytes(&out[1]).unwrap().message_id, id);
+    assert!(matches!(events(&mut c)[..], [CloudEvent::Connected(_)]));
+}
