@@ -2,6 +2,7 @@
 //! tokio drivers: handshake, function call, variable read, events both ways, and a 100 KiB OTA
 //! in stop-and-wait and in fast mode, checked byte for byte on the device.
 
+mod mem_pipe;
 mod real_sessions;
 
 use std::net::{TcpListener, TcpStream};
@@ -95,4 +96,44 @@ async fn tokio_drivers_over_tcp() {
     for (fast, took) in &script.ota_times {
         eprintln!("tokio driver, 100 KiB OTA, fast={fast}: {took:?}");
     }
+}
+
+#[test]
+fn blocking_drivers_over_embedded_io_in_one_thread() {
+    // The MCU way: the device on `EmbeddedIo` with a tick-counter clock, never blocking while a
+    // timer runs, driven from a main loop (here interleaved with the cloud's in one thread).
+    use spark_protocol::session::driver::EmbeddedIo;
+    let clock = std::rc::Rc::new(std::cell::Cell::new(0));
+    let (a, b) = mem_pipe::pipe();
+    let mut d = Driver::new(
+        device(31, true),
+        EmbeddedIo(a),
+        mem_pipe::ticking(&clock),
+        [0u8; 1024],
+    );
+    let mut c = Driver::with_vec(cloud(32), EmbeddedIo(b.clone()), mem_pipe::ticking(&clock));
+    let (mut dev_script, mut script) = (DeviceScript::default(), CloudScript::default());
+    while !script.done {
+        if let Some(e) = d.drive().unwrap() {
+            let now = d.now();
+            dev_script.on_event(d.connection_mut(), now, e);
+        }
+        if let Some(e) = c.drive().unwrap() {
+            let now = c.now();
+            script.on_event(c.connection_mut(), now, e);
+        }
+    }
+    // The device's last events (the fast image's commit) are still queued: drain them.
+    while dev_script.committed < 2 {
+        if let Some(e) = d.drive().unwrap() {
+            let now = d.now();
+            dev_script.on_event(d.connection_mut(), now, e);
+        }
+    }
+    check(&script, &dev_script);
+    b.close();
+    assert!(matches!(
+        d.next_event(),
+        Err(DriverError::Session(SessionError::TransportClosed))
+    ));
 }

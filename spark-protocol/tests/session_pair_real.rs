@@ -205,92 +205,119 @@ fn link_cut_mid_ota_commits_nothing() {
         );
         assert_eq!(p.a().sink().committed(), None, "fast: {fast}");
         assert!(!p.a().sink().is_active(), "the partial image was dropped");
-        assert!(matches!(
+        assert_eq!(
             ota_result(&p),
-            None | Some(Err(OtaError::SessionEnded(SessionError::TransportClosed)))
-        ));
+            Some(Err(OtaError::SessionEnded(SessionError::TransportClosed)))
+        );
+        assert!(
+            !p.events_a()
+                .iter()
+                .any(|e| matches!(e, DeviceEvent::UpdateFinished { .. }))
+        );
     }
 }
 
-#[test]
-fn corrupted_frames_end_typed_or_are_caught_by_the_chunk_crc() {
-    // A flipped byte in the length prefix or the ciphertext either breaks the frame (a typed
-    // decryption / malformed / oversized error, nothing committed) or lands in a chunk's data,
-    // where the CRC catches it and the chunk is sent again: then the image is still exact.
-    let mut typed = 0;
-    for fast in [false, true] {
-        let at = mid_ota(fast);
-        for offset in [0, 1, 2, 5, 20, 40] {
-            let (p, img) = ota(
-                Faults::none().at_frame(at, Fault::Corrupt { offset }),
-                fast,
-                8 * 1024,
-            );
-            match p.a().sink().committed() {
-                Some(c) => assert_eq!(c, &img[..], "fast {fast} offset {offset}"),
-                None => {
-                    let (a, b) = p.errors();
-                    assert!(
-                        [a, b].iter().any(|e| matches!(
-                            e,
-                            Some(
-                                SessionError::Decryption(_)
-                                    | SessionError::Malformed(_)
-                                    | SessionError::Oversized { .. }
-                                    | SessionError::Unexpected(_)
-                            )
-                        )),
-                        "fast {fast} offset {offset}: {a:?} {b:?}"
-                    );
-                    typed += 1;
-                }
-            }
-        }
-    }
-    assert!(typed > 0, "some corruption must end the session");
+/// How a run with one fault aimed at a frame of the cloud's mid-OTA stream must end.
+#[derive(Debug)]
+enum Expect {
+    /// The device's session ends with an error this predicate accepts; the cloud sees the
+    /// stream close and its transfer fails with it; nothing is committed.
+    DeviceEnds(fn(SessionError) -> bool),
+    /// The transfer succeeds, the image exact, with this many chunks sent again.
+    Recovers { resent: u32 },
 }
 
-#[test]
-fn dropped_frames_mid_ota_are_recovered_or_fail_typed() {
-    // A lost frame breaks the CBC chain of that direction: the next frame does not decrypt,
-    // or (a lost last frame) the request times out. Never a commit of a partial image.
-    for fast in [false, true] {
-        let at = mid_ota(fast);
-        let (p, img) = ota(Faults::none().at_frame(at, Fault::Drop), fast, 8 * 1024);
-        match p.a().sink().committed() {
-            Some(c) => assert_eq!(c, &img[..]),
-            None => assert!(
-                p.errors() != (None, None) || matches!(ota_result(&p), Some(Err(_))),
-                "{:?}",
-                p.errors()
-            ),
-        }
-    }
-}
-
-#[test]
-fn duplicated_frame_is_rejected_typed() {
-    let at = mid_ota(false);
-    let (p, _) = ota(
-        Faults::none().at_frame(at, Fault::Duplicate),
-        false,
-        8 * 1024,
+fn check_fault(fast: bool, fault: Fault, expect: Expect) {
+    let at = mid_ota(fast);
+    let (p, img) = ota(Faults::none().at_frame(at, fault), fast, 8 * 1024);
+    let from = p.trace().iter().find_map(|t| match t {
+        TraceEntry::Frame { index, from, .. } if *index == at => Some(*from),
+        _ => None,
+    });
+    assert_eq!(from, Some(Side::B), "the fault hits a frame of the cloud's");
+    let ctx = format!(
+        "fast {fast}, {fault:?}: {:?} {:?}",
+        p.errors(),
+        ota_result(&p)
     );
-    let (a, b) = p.errors();
-    assert!(a.is_some() || b.is_some(), "a replayed frame cannot pass");
-    assert_eq!(p.a().sink().committed(), None);
+    match expect {
+        Expect::DeviceEnds(ok) => {
+            assert!(p.a().error().is_some_and(ok), "{ctx}");
+            assert_eq!(p.b().error(), Some(SessionError::TransportClosed), "{ctx}");
+            assert_eq!(
+                ota_result(&p),
+                Some(Err(OtaError::SessionEnded(SessionError::TransportClosed))),
+                "{ctx}"
+            );
+            assert_eq!(p.a().sink().committed(), None, "{ctx}");
+            assert!(
+                !p.a().sink().is_active(),
+                "the partial image was dropped: {ctx}"
+            );
+            assert!(
+                !p.events_a()
+                    .iter()
+                    .any(|e| matches!(e, DeviceEvent::UpdateFinished { .. })),
+                "{ctx}"
+            );
+        }
+        Expect::Recovers { resent } => {
+            let report = ota_result(&p).unwrap().unwrap();
+            assert_eq!(report.chunks_resent, resent, "{ctx}");
+            assert_eq!(p.a().sink().committed(), Some(&img[..]), "{ctx}");
+            assert_eq!(p.errors(), (None, None), "{ctx}");
+        }
+    }
+}
+
+fn broken_frame(e: SessionError) -> bool {
+    matches!(e, SessionError::Decryption(_) | SessionError::Malformed(_))
 }
 
 #[test]
-fn reordered_frames_are_rejected_typed() {
-    let at = mid_ota(true);
-    let (p, _) = ota(Faults::none().at_frame(at, Fault::Reorder), true, 8 * 1024);
-    match p.a().sink().committed() {
-        // Nothing else came in that direction before the held frame: only delayed.
-        Some(c) => assert_eq!(c, &image(8 * 1024)[..]),
-        None => {
-            let (a, b) = p.errors();
-            assert!(a.is_some() || b.is_some());
+fn dropped_frame_mid_ota_breaks_the_cipher_chain() {
+    // Each frame's IV comes from the previous one: after a loss the next frame cannot decrypt
+    // into a valid message.
+    check_fault(false, Fault::Drop, Expect::DeviceEnds(broken_frame));
+    check_fault(true, Fault::Drop, Expect::DeviceEnds(broken_frame));
+}
+
+#[test]
+fn duplicated_frame_mid_ota_is_rejected() {
+    check_fault(false, Fault::Duplicate, Expect::DeviceEnds(broken_frame));
+    check_fault(true, Fault::Duplicate, Expect::DeviceEnds(broken_frame));
+}
+
+#[test]
+fn reordered_frames_mid_ota() {
+    // Fast OTA: the next chunk overtakes, and the chain breaks.
+    check_fault(true, Fault::Reorder, Expect::DeviceEnds(broken_frame));
+    // Stop-and-wait: nothing follows a chunk before its answer, so the held chunk is only late.
+    check_fault(false, Fault::Reorder, Expect::Recovers { resent: 0 });
+}
+
+#[test]
+fn corrupted_frames_mid_ota() {
+    for fast in [false, true] {
+        // The length prefix: an announced frame far beyond what the device accepts.
+        check_fault(
+            fast,
+            Fault::Corrupt { offset: 0 },
+            Expect::DeviceEnds(|e| matches!(e, SessionError::Oversized { max: 640, .. })),
+        );
+        // The first cipher block: the CoAP header decrypts to garbage.
+        check_fault(
+            fast,
+            Fault::Corrupt { offset: 2 },
+            Expect::DeviceEnds(|e| matches!(e, SessionError::Malformed(_))),
+        );
+        // Inside the chunk data: the chunk's CRC-32 catches it and the chunk is sent again.
+        for offset in [20, 40] {
+            check_fault(
+                fast,
+                Fault::Corrupt { offset },
+                Expect::Recovers { resent: 1 },
+            );
         }
     }
 }
@@ -322,4 +349,66 @@ fn device_stalling_mid_handshake_ends_both_sides() {
     assert_eq!(p.a().error(), Some(SessionError::HandshakeTimeout));
     assert_eq!(p.b().error(), Some(SessionError::TransportClosed));
     assert_eq!(p.now(), Instant::from_secs(20));
+}
+
+#[test]
+fn random_faults_never_commit_a_partial_image() {
+    // Seeded link faults on the cloud's frames during a transfer: each run either ends with the
+    // exact image committed or with a typed error and nothing committed.
+    let mut outcomes = (0, 0);
+    for seed in 0..12u64 {
+        let mut faults = Faults::seeded(seed);
+        faults.random_only_from = Some(Side::B);
+        faults.drop_ppm = 5_000;
+        faults.duplicate_ppm = 5_000;
+        faults.reorder_ppm = 5_000;
+        faults.corrupt_ppm = 20_000;
+        let fast = seed % 2 == 0;
+        let mut p = Pair::with_faults(device(5, fast), cloud(6), faults);
+        p.record_bytes(false);
+        let _ = p.run_until(END, |p| {
+            p.events_b()
+                .iter()
+                .any(|e| matches!(e, CloudEvent::Connected(_)))
+                || p.errors() != (None, None)
+        });
+        if p.errors() != (None, None) {
+            outcomes.1 += 1;
+            continue;
+        }
+        let img = image(16 * 1024);
+        let now = p.now();
+        let opts = if fast {
+            OtaOptions::fast()
+        } else {
+            OtaOptions::default()
+        };
+        p.b_mut().start_ota(now, img.clone(), opts).unwrap();
+        let _ = p.run_until(END, |p| {
+            ota_result(p).is_some() || p.errors() != (None, None)
+        });
+        match p.a().sink().committed() {
+            Some(c) => {
+                assert_eq!(c, &img[..], "seed {seed}");
+                assert!(matches!(ota_result(&p), Some(Ok(_))), "seed {seed}");
+                outcomes.0 += 1;
+            }
+            None => {
+                assert!(p.a().error().is_some() || ota_result(&p).is_some_and(|r| r.is_err()));
+                assert!(
+                    !p.a().sink().is_active(),
+                    "seed {seed}: partial image dropped"
+                );
+                outcomes.1 += 1;
+            }
+        }
+    }
+    eprintln!(
+        "random faults: {} transfers completed, {} ended typed",
+        outcomes.0, outcomes.1
+    );
+    assert!(
+        outcomes.0 > 0 && outcomes.1 > 0,
+        "the seeds cover both endings"
+    );
 }

@@ -82,6 +82,8 @@ impl CloudScript {
 pub struct DeviceScript {
     pub received: Option<(Vec<u8>, Vec<u8>)>,
     pub updates: Vec<bool>,
+    /// Images committed and checked byte for byte.
+    pub committed: usize,
 }
 
 impl DeviceScript {
@@ -106,6 +108,7 @@ impl DeviceScript {
             DeviceEvent::UpdateFinished { size } => {
                 assert_eq!(size as usize, OTA_LEN);
                 assert_eq!(dev.sink().committed(), Some(&image(OTA_LEN)[..]));
+                self.committed += 1;
             }
             _ => {}
         }
@@ -125,6 +128,7 @@ pub fn check(cloud: &CloudScript, dev: &DeviceScript) {
         Some((b"alarm/fire".to_vec(), b"kitchen".to_vec()))
     );
     assert_eq!(dev.updates, vec![false, true]);
+    assert_eq!(dev.committed, 2);
     assert_eq!(
         cloud.ota_times.iter().map(|t| t.0).collect::<Vec<_>>(),
         vec![false, true]
