@@ -1,0 +1,418 @@
+//! The device listener: one [`CloudConnection`] per TCP connection, run by spark-protocol's tokio driver, and
+//! [`LiveHub`], the [`DeviceHub`] that routes the REST layer's requests to those connections.
+//!
+//! The handshake looks the device key up in the state directory at the time of the handshake (an unknown device
+//! is rejected by the session). Each connection task owns its session; requests reach it through a channel and
+//! their answers come back on one-shot channels, so many devices run at once without shared locks on the hot path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
+use spark_protocol::session::Instant;
+use spark_protocol::session::cloud::{
+    CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceKeys, OtaEvent, OtaOptions,
+    OutgoingEvent, RequestFailure, RequestId, Subscription, VariableValue as WireValue,
+};
+use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::wire::describe::{Description as WireDescription, VarType};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::hub::{
+    Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableType,
+    VariableValue,
+};
+use super::util::hex;
+use super::{Cloud, lock};
+
+type Answer<T> = oneshot::Sender<Result<T, HubError>>;
+
+enum Command {
+    Describe(Answer<Description>),
+    Call(String, String, Answer<i32>),
+    Get(String, Answer<VariableValue>),
+    Signal(bool, Answer<()>),
+    Deliver(DeviceEvent, Answer<()>),
+    Flash(Bytes, Arc<dyn FlashProgress>, Answer<()>),
+}
+
+/// The [`DeviceHub`] of devices connected over TCP.
+#[derive(Debug, Default)]
+pub struct LiveHub {
+    devices: Mutex<HashMap<String, (u64, mpsc::Sender<Command>)>>,
+    serial: AtomicU64,
+}
+
+impl LiveHub {
+    /// A hub with no device.
+    pub fn new() -> Arc<LiveHub> {
+        Arc::new(LiveHub::default())
+    }
+
+    /// How many devices are connected.
+    pub fn connected(&self) -> usize {
+        lock(&self.devices).len()
+    }
+
+    fn sender(&self, device: &str) -> Result<mpsc::Sender<Command>, HubError> {
+        lock(&self.devices)
+            .get(device)
+            .map(|(_, tx)| tx.clone())
+            .ok_or(HubError::NotConnected)
+    }
+
+    fn ask<'a, T: Send + 'static>(
+        &'a self,
+        device: &'a str,
+        make: impl FnOnce(Answer<T>) -> Command + Send + 'a,
+    ) -> HubFuture<'a, T> {
+        Box::pin(async move {
+            let tx = self.sender(device)?;
+            let (answer, rx) = oneshot::channel();
+            tx.send(make(answer))
+                .await
+                .map_err(|_| HubError::NotConnected)?;
+            rx.await.unwrap_or(Err(HubError::NotConnected))
+        })
+    }
+}
+
+impl DeviceHub for LiveHub {
+    fn is_connected(&self, device: &str) -> bool {
+        lock(&self.devices).contains_key(device)
+    }
+
+    fn describe<'a>(&'a self, device: &'a str) -> HubFuture<'a, Description> {
+        self.ask(device, Command::Describe)
+    }
+
+    fn call<'a>(
+        &'a self,
+        device: &'a str,
+        function: &'a str,
+        argument: &'a str,
+    ) -> HubFuture<'a, i32> {
+        self.ask(device, move |a| {
+            Command::Call(function.to_owned(), argument.to_owned(), a)
+        })
+    }
+
+    fn get<'a>(&'a self, device: &'a str, variable: &'a str) -> HubFuture<'a, VariableValue> {
+        self.ask(device, move |a| Command::Get(variable.to_owned(), a))
+    }
+
+    fn signal<'a>(&'a self, device: &'a str, on: bool) -> HubFuture<'a, ()> {
+        self.ask(device, move |a| Command::Signal(on, a))
+    }
+
+    fn deliver<'a>(&'a self, device: &'a str, event: &'a DeviceEvent) -> HubFuture<'a, ()> {
+        self.ask(device, move |a| Command::Deliver(event.clone(), a))
+    }
+
+    fn flash<'a>(
+        &'a self,
+        device: &'a str,
+        image: Bytes,
+        progress: Arc<dyn FlashProgress>,
+    ) -> HubFuture<'a, ()> {
+        self.ask(device, move |a| Command::Flash(image, progress, a))
+    }
+}
+
+/// Device keys from the state directory, read at handshake time.
+struct StateKeys(Arc<Cloud>);
+
+impl DeviceKeys for StateKeys {
+    type Key = RustCryptoPublicKey;
+
+    fn device_key(
+        &mut self,
+        device_id: &DeviceId,
+        _presented: Option<&[u8]>,
+    ) -> Option<RustCryptoPublicKey> {
+        let key = self.0.state().device_key(&hex(device_id))?;
+        RustCryptoPublicKey::new(&key.as_ref_key()).ok()
+    }
+}
+
+/// Accepts devices on `listener` until the task is aborted.
+pub async fn accept_devices(cloud: Arc<Cloud>, hub: Arc<LiveHub>, listener: TcpListener) {
+    let server_key = match RustCryptoPrivateKey::new(&cloud.state().server_key().as_ref_key()) {
+        Ok(key) => key,
+        Err(_) => return,
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(run_device(
+            Arc::clone(&cloud),
+            Arc::clone(&hub),
+            server_key.clone(),
+            stream,
+        ));
+    }
+}
+
+/// Binds `addr` and accepts devices in a task; returns the bound address and the task.
+pub async fn listen(
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((bound, tokio::spawn(accept_devices(cloud, hub, listener))))
+}
+
+enum Pending {
+    Describe(Option<Answer<Description>>),
+    Call(Answer<i32>),
+    Get(Answer<VariableValue>),
+    Ack(Answer<()>),
+    Flash(Arc<dyn FlashProgress>, Answer<()>),
+}
+
+fn failure(f: &RequestFailure) -> HubError {
+    match f {
+        RequestFailure::Timeout => HubError::TimedOut,
+        RequestFailure::SessionEnded(_) | RequestFailure::Reset => HubError::NotConnected,
+        other => HubError::Device(format!("{other:?}")),
+    }
+}
+
+fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarType>), HubError> {
+    let d = WireDescription::parse(json)
+        .map_err(|e| HubError::Device(format!("bad Describe: {e:?}")))?;
+    let mut out = Description::default();
+    let mut types = BTreeMap::new();
+    for f in d.functions() {
+        out.functions.push(String::from_utf8_lossy(f).into_owned());
+    }
+    for (name, ty) in d.variables() {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let Some(ty) = ty else { continue };
+        let shown = match ty {
+            VarType::Bool => VariableType::Bool,
+            VarType::Int => VariableType::Int32,
+            VarType::String => VariableType::String,
+            _ => VariableType::Double,
+        };
+        out.variables.insert(name.clone(), shown);
+        types.insert(name, ty);
+    }
+    Ok((out, types))
+}
+
+fn value(v: WireValue) -> VariableValue {
+    match v {
+        WireValue::Bool(b) => VariableValue::Bool(b),
+        WireValue::Int(i) => VariableValue::Int32(i),
+        WireValue::Double(d) => VariableValue::Double(d),
+        WireValue::String(s) => VariableValue::String(String::from_utf8_lossy(&s).into_owned()),
+        _ => VariableValue::String(String::new()),
+    }
+}
+
+async fn run_device(
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    server_key: RustCryptoPrivateKey,
+    stream: TcpStream,
+) {
+    let conn = CloudConnection::new(
+        Instant::ZERO,
+        server_key,
+        StateKeys(Arc::clone(&cloud)),
+        super::system_rng(),
+        CloudConfig::default(),
+    );
+    let mut driver = Driver::new(conn, stream, TokioClock::new());
+    let (tx, mut rx) = mpsc::channel::<Command>(64);
+    let mut tx = Some(tx);
+    let mut id: Option<(String, u64)> = None;
+    let mut pending: HashMap<RequestId, Pending> = HashMap::new();
+    let mut types: Option<BTreeMap<String, VarType>> = None;
+    let mut description: Option<Description> = None;
+    let mut subscriptions: Vec<Subscription> = Vec::new();
+    // Reads waiting for the description (variable types) to arrive.
+    let mut waiting_reads: Vec<(String, Answer<VariableValue>)> = Vec::new();
+    loop {
+        tokio::select! {
+            event = driver.drive() => {
+                let event = match event {
+                    Ok(Some(e)) => e,
+                    Ok(None) => continue,
+                    Err(_) => break,
+                };
+                match event {
+                    CloudEvent::Connected(info) => {
+                        let device = hex(&info.device_id);
+                        let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
+                        if let Some(tx) = tx.take() {
+                            lock(&hub.devices).insert(device.clone(), (serial, tx));
+                        }
+                        cloud.device_online(&device);
+                        let now = driver.now();
+                        if let Ok(r) = driver.connection_mut().describe(now) {
+                            pending.insert(r, Pending::Describe(None));
+                        }
+                        id = Some((device, serial));
+                    }
+                    CloudEvent::Described { request, result } => {
+                        let parsed = result.map_err(|f| failure(&f)).and_then(|j| parse_description(&j));
+                        if let Ok((d, t)) = &parsed {
+                            description = Some(d.clone());
+                            types = Some(t.clone());
+                        }
+                        for (name, answer) in waiting_reads.drain(..) {
+                            start_read(&mut driver, &mut pending, types.as_ref(), name, answer);
+                        }
+                        if let Some(Pending::Describe(Some(answer))) = pending.remove(&request) {
+                            let _ = answer.send(parsed.map(|(d, _)| d));
+                        }
+                    }
+                    CloudEvent::FunctionReturned { request, result } => {
+                        if let Some(Pending::Call(answer)) = pending.remove(&request) {
+                            let _ = answer.send(result.map_err(|f| failure(&f)));
+                        }
+                    }
+                    CloudEvent::VariableRead { request, result } => {
+                        if let Some(Pending::Get(answer)) = pending.remove(&request) {
+                            let _ = answer.send(result.map(value).map_err(|f| failure(&f)));
+                        }
+                    }
+                    CloudEvent::Acknowledged { request, result } => {
+                        if let Some(Pending::Ack(answer)) = pending.remove(&request) {
+                            let _ = answer.send(result.map_err(|f| failure(&f)));
+                        }
+                    }
+                    CloudEvent::Published(e) => {
+                        if let Some((device, _)) = &id {
+                            let name = String::from_utf8_lossy(&e.name);
+                            let data = e.data.as_deref().map(String::from_utf8_lossy);
+                            cloud.device_event(device, &name, data.as_deref(), e.ttl, !e.private);
+                        }
+                    }
+                    CloudEvent::Subscribed(s) => subscriptions.push(s),
+                    CloudEvent::Ota { request, event } => match event {
+                        OtaEvent::Progress { bytes_sent, total, .. } => {
+                            if let Some(Pending::Flash(progress, _)) = pending.get(&request) {
+                                progress.progress(usize::try_from(bytes_sent).unwrap_or(usize::MAX), total);
+                            }
+                        }
+                        OtaEvent::Finished(result) => {
+                            if let Some(Pending::Flash(_, answer)) = pending.remove(&request) {
+                                let _ = answer.send(result.map(drop).map_err(|e| HubError::Device(format!("{e:?}"))));
+                            }
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+            command = rx.recv() => {
+                let Some(command) = command else { break };
+                let now = driver.now();
+                let conn = driver.connection_mut();
+                let busy = |e| HubError::Busy(format!("{e:?}"));
+                match command {
+                    Command::Describe(answer) => {
+                        if let Some(d) = &description {
+                            let _ = answer.send(Ok(d.clone()));
+                        } else {
+                            match conn.describe(now) {
+                                Ok(r) => { pending.insert(r, Pending::Describe(Some(answer))); }
+                                Err(e) => { let _ = answer.send(Err(busy(e))); }
+                            }
+                        }
+                    }
+                    Command::Call(name, arg, answer) => {
+                        let known = description.as_ref().is_none_or(|d| d.functions.contains(&name));
+                        if !known {
+                            let _ = answer.send(Err(HubError::UnknownFunction));
+                        } else {
+                            match conn.call_function(now, name.as_bytes(), arg.as_bytes()) {
+                                Ok(r) => { pending.insert(r, Pending::Call(answer)); }
+                                Err(e) => { let _ = answer.send(Err(busy(e))); }
+                            }
+                        }
+                    }
+                    Command::Get(name, answer) => {
+                        if types.is_some() {
+                            start_read(&mut driver, &mut pending, types.as_ref(), name, answer);
+                        } else {
+                            waiting_reads.push((name, answer));
+                        }
+                    }
+                    Command::Signal(on, answer) => match conn.signal(now, on) {
+                        Ok(r) => { pending.insert(r, Pending::Ack(answer)); }
+                        Err(e) => { let _ = answer.send(Err(busy(e))); }
+                    },
+                    Command::Deliver(event, answer) => {
+                        let wanted = subscriptions.iter().any(|s| event.name.as_bytes().starts_with(&s.filter));
+                        let result = if wanted {
+                            conn.deliver_event(now, &OutgoingEvent {
+                                name: event.name.as_bytes(),
+                                data: event.data.as_deref().map(str::as_bytes),
+                                ttl: event.ttl,
+                                private: !event.public,
+                            }).map_err(busy)
+                        } else {
+                            Ok(())
+                        };
+                        let _ = answer.send(result);
+                    }
+                    Command::Flash(image, progress, answer) => {
+                        match conn.start_ota(now, image.to_vec(), OtaOptions::default()) {
+                            Ok(r) => { pending.insert(r, Pending::Flash(progress, answer)); }
+                            Err(e) => { let _ = answer.send(Err(busy(e))); }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some((device, serial)) = id {
+        let mut devices = lock(&hub.devices);
+        if devices.get(&device).is_some_and(|(s, _)| *s == serial) {
+            devices.remove(&device);
+        }
+        drop(devices);
+        cloud.device_offline(&device);
+    }
+}
+
+fn start_read(
+    driver: &mut Driver<
+        CloudConnection<RustCryptoPrivateKey, StateKeys, super::SystemRng>,
+        TcpStream,
+    >,
+    pending: &mut HashMap<RequestId, Pending>,
+    types: Option<&BTreeMap<String, VarType>>,
+    name: String,
+    answer: Answer<VariableValue>,
+) {
+    let Some(ty) = types.and_then(|t| t.get(&name)).copied() else {
+        let _ = answer.send(Err(HubError::UnknownVariable));
+        return;
+    };
+    let now = driver.now();
+    match driver
+        .connection_mut()
+        .read_variable(now, name.as_bytes(), ty)
+    {
+        Ok(r) => {
+            pending.insert(r, Pending::Get(answer));
+        }
+        Err(e) => {
+            let _ = answer.send(Err(HubError::Busy(format!("{e:?}"))));
+        }
+    }
+}

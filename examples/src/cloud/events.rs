@@ -1,0 +1,420 @@
+//! The event bus: fan-out of published events to server-sent-event subscribers.
+//!
+//! Each event is serialised once into its SSE frame (`event: <name>\n data: {json}\n\n`); subscribers receive
+//! reference-counted copies of that frame through a bounded queue each. A subscriber is removed from the bus the
+//! moment its stream is dropped (the HTTP connection closed), and a subscriber whose queue is full loses that event
+//! (counted) rather than slowing the publishers down.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::util::iso8601;
+
+/// Events a subscriber may have queued before further ones are dropped for it.
+pub const SUBSCRIBER_QUEUE: usize = 8192;
+/// Silence after which a stream gets a keep-alive newline (as the original local cloud did).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(9);
+/// The most bytes one body chunk gathers from queued frames.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// One published event, already framed for SSE.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The event name.
+    pub name: Arc<str>,
+    /// The user that owns it (the owner of the publishing device, or the publishing user); `None` for an unowned
+    /// device.
+    pub owner: Option<Arc<str>>,
+    /// The publishing device, when a device published it.
+    pub device: Option<Arc<str>>,
+    /// Whether it is public.
+    pub public: bool,
+    /// The SSE frame.
+    pub frame: Bytes,
+}
+
+#[derive(Serialize)]
+struct Wire<'a> {
+    data: Option<&'a str>,
+    ttl: String,
+    published_at: String,
+    coreid: &'a str,
+}
+
+impl Event {
+    /// Builds an event and its frame; `coreid` is the device id (or the user id for an API publish).
+    #[allow(clippy::too_many_arguments)] // each is one field of the event; a builder would only rename them
+    pub fn new(
+        name: &str,
+        data: Option<&str>,
+        ttl: u32,
+        public: bool,
+        published_at: SystemTime,
+        coreid: &str,
+        owner: Option<&str>,
+        device: Option<&str>,
+    ) -> Event {
+        let json = serde_json::to_string(&Wire {
+            data,
+            ttl: ttl.to_string(),
+            published_at: iso8601(published_at),
+            coreid,
+        })
+        .expect("serialising strings cannot fail");
+        let mut frame = BytesMut::with_capacity(name.len() + json.len() + 16);
+        frame.extend_from_slice(b"event: ");
+        // A line break in a name would split the SSE frame; names are validated before, this keeps the frame sound.
+        for &b in name.as_bytes() {
+            frame.extend_from_slice(if b == b'\n' || b == b'\r' {
+                b" "
+            } else {
+                core::slice::from_ref(&b)
+            });
+        }
+        frame.extend_from_slice(b"\ndata: ");
+        frame.extend_from_slice(json.as_bytes());
+        frame.extend_from_slice(b"\n\n");
+        Event {
+            name: name.into(),
+            owner: owner.map(Into::into),
+            device: device.map(Into::into),
+            public,
+            frame: frame.freeze(),
+        }
+    }
+}
+
+/// Which events a subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// `/v1/events`: public events and the user's own private ones.
+    All,
+    /// `/v1/devices/events`: events of the user's devices.
+    Mine,
+    /// `/v1/devices/:id/events`: one device's events (private ones only for its owner).
+    Device(String),
+}
+
+/// A subscriber's filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// The subscribing user's id.
+    pub user: String,
+    /// Which events.
+    pub scope: Scope,
+    /// Only names starting with this (empty = all).
+    pub prefix: String,
+}
+
+impl Filter {
+    /// Whether `event` passes.
+    pub fn matches(&self, event: &Event) -> bool {
+        if !event.name.starts_with(self.prefix.as_str()) {
+            return false;
+        }
+        let own = event.owner.as_deref() == Some(self.user.as_str());
+        match &self.scope {
+            Scope::All => event.public || own,
+            Scope::Mine => own && event.device.is_some(),
+            Scope::Device(id) => {
+                event.device.as_deref() == Some(id.as_str()) && (event.public || own)
+            }
+        }
+    }
+}
+
+struct Subscriber {
+    filter: Filter,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// Counters of the bus.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BusStats {
+    /// Subscribers attached now.
+    pub subscribers: usize,
+    /// Events published since start.
+    pub published: u64,
+    /// Frames queued to subscribers since start.
+    pub delivered: u64,
+    /// Frames dropped because a subscriber's queue was full.
+    pub dropped: u64,
+}
+
+/// The fan-out hub of events.
+#[derive(Default)]
+pub struct EventBus {
+    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    next_id: AtomicU64,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl core::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl EventBus {
+    /// An empty bus.
+    pub fn new() -> Arc<EventBus> {
+        Arc::new(EventBus::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches a subscriber; it stays attached until the returned [`Subscription`] is dropped.
+    pub fn subscribe(self: &Arc<Self>, filter: Filter) -> Subscription {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, Subscriber { filter, tx });
+        Subscription {
+            bus: Arc::clone(self),
+            id,
+            rx,
+        }
+    }
+
+    /// Publishes `event` to every matching subscriber.
+    pub fn publish(&self, event: &Event) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        let mut delivered = 0;
+        let mut dropped = 0;
+        let mut subscribers = self.lock();
+        subscribers.retain(|_, sub| {
+            if !sub.filter.matches(event) {
+                return !sub.tx.is_closed();
+            }
+            match sub.tx.try_send(event.frame.clone()) {
+                Ok(()) => {
+                    delivered += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        drop(subscribers);
+        self.delivered.fetch_add(delivered, Ordering::Relaxed);
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    /// The bus's counters.
+    pub fn stats(&self) -> BusStats {
+        BusStats {
+            subscribers: self.lock().len(),
+            published: self.published.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A subscriber's end: a queue of frames; dropping it detaches the subscriber at once.
+#[derive(Debug)]
+pub struct Subscription {
+    bus: Arc<EventBus>,
+    id: u64,
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Subscription {
+    /// The next frame (`None` never happens while the bus lives).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+
+    /// Turns this subscription into an SSE response body (`:ok` first, keep-alives after [`KEEP_ALIVE`] of
+    /// silence, queued frames gathered into chunks).
+    pub fn into_body(self) -> SseBody {
+        SseBody {
+            sub: self,
+            greeted: false,
+            keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.bus.lock().remove(&self.id);
+    }
+}
+
+/// The body of an event stream response.
+#[derive(Debug)]
+pub struct SseBody {
+    sub: Subscription,
+    greeted: bool,
+    keep_alive: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl SseBody {
+    fn rearm(&mut self) {
+        let at = tokio::time::Instant::now() + KEEP_ALIVE;
+        self.keep_alive.as_mut().reset(at);
+    }
+}
+
+impl Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if !this.greeted {
+            this.greeted = true;
+            this.rearm();
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":ok\n\n")))));
+        }
+        match this.sub.rx.poll_recv(cx) {
+            Poll::Ready(Some(first)) => {
+                let mut more = match this.sub.rx.try_recv() {
+                    Ok(next) => next,
+                    Err(_) => {
+                        this.rearm();
+                        return Poll::Ready(Some(Ok(Frame::data(first))));
+                    }
+                };
+                let mut chunk = BytesMut::with_capacity(MAX_CHUNK.min(first.len() * 64));
+                chunk.extend_from_slice(&first);
+                loop {
+                    chunk.extend_from_slice(&more);
+                    if chunk.len() >= MAX_CHUNK {
+                        break;
+                    }
+                    match this.sub.rx.try_recv() {
+                        Ok(next) => more = next,
+                        Err(_) => break,
+                    }
+                }
+                this.rearm();
+                Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.keep_alive.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.rearm();
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"\n")))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn event(name: &str, public: bool, owner: Option<&str>, device: Option<&str>) -> Event {
+        Event::new(
+            name,
+            Some("d"),
+            60,
+            public,
+            UNIX_EPOCH,
+            device.unwrap_or("u"),
+            owner,
+            device,
+        )
+    }
+
+    #[test]
+    fn frame_is_the_documented_wire_form() {
+        let e = Event::new(
+            "motion-detected",
+            Some("23:23:44"),
+            60,
+            true,
+            UNIX_EPOCH + Duration::from_millis(1_401_304_834_638),
+            "0123456789abcdef",
+            None,
+            None,
+        );
+        assert_eq!(
+            &e.frame[..],
+            b"event: motion-detected\ndata: {\"data\":\"23:23:44\",\"ttl\":\"60\",\
+\"published_at\":\"2014-05-28T19:20:34.638Z\",\"coreid\":\"0123456789abcdef\"}\n\n"
+        );
+        let e = Event::new("a\nb", None, 5, true, UNIX_EPOCH, "x", None, None);
+        assert!(
+            e.frame
+                .starts_with(b"event: a b\ndata: {\"data\":null,\"ttl\":\"5\"")
+        );
+    }
+
+    #[test]
+    fn filters() {
+        let all = |prefix: &str| Filter {
+            user: "u1".into(),
+            scope: Scope::All,
+            prefix: prefix.into(),
+        };
+        assert!(all("temp").matches(&event("temperature", true, None, None)));
+        assert!(!all("temp").matches(&event("tem", true, None, None)));
+        assert!(!all("").matches(&event("x", false, Some("u2"), Some("d2"))));
+        assert!(all("").matches(&event("x", false, Some("u1"), Some("d1"))));
+        let mine = Filter {
+            user: "u1".into(),
+            scope: Scope::Mine,
+            prefix: String::new(),
+        };
+        assert!(mine.matches(&event("x", false, Some("u1"), Some("d1"))));
+        assert!(!mine.matches(&event("x", true, Some("u1"), None)));
+        assert!(!mine.matches(&event("x", true, Some("u2"), Some("d2"))));
+        let dev = Filter {
+            user: "u1".into(),
+            scope: Scope::Device("d2".into()),
+            prefix: String::new(),
+        };
+        assert!(dev.matches(&event("x", true, Some("u2"), Some("d2"))));
+        assert!(!dev.matches(&event("x", false, Some("u2"), Some("d2"))));
+        assert!(!dev.matches(&event("x", true, Some("u2"), Some("d3"))));
+    }
+
+    #[tokio::test]
+    async fn dropped_subscription_is_freed_at_once_and_full_queues_drop() {
+        let bus = EventBus::new();
+        let f = Filter {
+            user: "u".into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        };
+        let mut a = bus.subscribe(f.clone());
+        let b = bus.subscribe(f);
+        assert_eq!(bus.stats().subscribers, 2);
+        drop(b);
+        assert_eq!(bus.stats().subscribers, 1);
+        let e = event("x", true, None, None);
+        for _ in 0..SUBSCRIBER_QUEUE + 3 {
+            bus.publish(&e);
+        }
+        let s = bus.stats();
+        assert_eq!((s.delivered, s.dropped), (SUBSCRIBER_QUEUE as u64, 3));
+        assert_eq!(a.recv().await.as_deref(), Some(&e.frame[..]));
+    }
+}

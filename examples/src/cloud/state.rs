@@ -1,0 +1,537 @@
+//! The local cloud's state directory: the server key pair, device public keys and attributes, users and tokens.
+//!
+//! Layout (everything is rewritten atomically through a temporary file and a rename):
+//!
+//! ```text
+//! <dir>/default_key.pem         server private key (PKCS#1 PEM, mode 0600), generated on first start
+//! <dir>/default_key.pub.pem     server public key (SPKI PEM), for `spark keys server`
+//! <dir>/core_keys/<id>.pub.pem  device public keys (SPKI PEM)
+//! <dir>/core_keys/<id>.json     device attributes: {"name", "owner"}
+//! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}
+//! ```
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
+
+use super::util::{constant_time_eq, hex, pbkdf2_sha256, unhex};
+
+/// Lifetime of a token (90 days, as the 2014 cloud).
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7_776_000);
+/// PBKDF2-HMAC-SHA256 iterations for new passwords.
+pub const PASSWORD_ITERATIONS: u32 = 10_000;
+
+/// Errors of the state directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file holds something unreadable.
+    #[error("{path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The server key could not be generated.
+    #[error("server key generation failed: {0}")]
+    KeyGeneration(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A stored access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The 40-hex token.
+    pub token: String,
+    /// The OAuth client that created it.
+    pub client: String,
+    /// Expiry in seconds since the Unix epoch (`None` = never).
+    pub expires_at: Option<u64>,
+}
+
+/// A stored user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Random id (32 hex), used as `coreid` of the user's API publishes.
+    pub id: String,
+    /// Lower-cased user name.
+    pub username: String,
+    /// Hex salt.
+    pub salt: String,
+    /// Hex PBKDF2-HMAC-SHA256 of the password.
+    pub password_hash: String,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// The user's tokens.
+    pub tokens: Vec<TokenRecord>,
+}
+
+/// A known device.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// 24-hex id (lower case).
+    #[serde(skip)]
+    pub id: String,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// The user name of its owner, if claimed.
+    pub owner: Option<String>,
+}
+
+/// Why a user or token operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Unknown user or wrong password.
+    #[error("bad credentials")]
+    BadCredentials,
+    /// The token is unknown.
+    #[error("invalid token")]
+    InvalidToken,
+    /// The token has expired.
+    #[error("expired token")]
+    ExpiredToken,
+    /// The user already exists.
+    #[error("user already exists")]
+    UserExists,
+    /// Name or password missing / invalid.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// Persisting failed.
+    #[error("storage failed")]
+    Storage,
+}
+
+struct Inner {
+    users: HashMap<String, UserRecord>,
+    token_owner: HashMap<String, String>,
+    devices: HashMap<String, DeviceRecord>,
+}
+
+/// The state directory, loaded in memory and written through on each change.
+pub struct StateDir {
+    dir: PathBuf,
+    server_key: RsaPrivateKey,
+    inner: Mutex<Inner>,
+}
+
+impl core::fmt::Debug for StateDir {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StateDir")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `id` is a 24-hex device id.
+pub fn is_device_id(id: &str) -> bool {
+    id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateError> {
+    let tmp = path.with_extension("tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_hex(rng: &mut (impl CryptoRng + ?Sized), len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    rng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+impl StateDir {
+    /// Opens (creating when needed) the state in `dir`; a missing server key is generated with `key_bits` bits.
+    pub fn open(
+        dir: &Path,
+        key_bits: usize,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<StateDir, StateError> {
+        for sub in ["", "core_keys", "users"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        let key_path = dir.join("default_key.pem");
+        let server_key = match fs::read_to_string(&key_path) {
+            Ok(pem) => RsaPrivateKey::from_pem(&pem).map_err(|e| StateError::Corrupt {
+                path: key_path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = RsaPrivateKey::generate(rng, key_bits)
+                    .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+                let pem = key
+                    .to_pkcs1_pem()
+                    .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+                write_atomic(&key_path, pem.as_bytes(), true)?;
+                key
+            }
+            Err(e) => return Err(io(&key_path)(e)),
+        };
+        let pub_path = dir.join("default_key.pub.pem");
+        let pub_pem = server_key
+            .public_key()
+            .to_spki_pem()
+            .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+        if fs::read_to_string(&pub_path).ok().as_deref() != Some(pub_pem.as_str()) {
+            write_atomic(&pub_path, pub_pem.as_bytes(), false)?;
+        }
+
+        let mut inner = Inner {
+            users: HashMap::new(),
+            token_owner: HashMap::new(),
+            devices: HashMap::new(),
+        };
+        let users_dir = dir.join("users");
+        for entry in fs::read_dir(&users_dir).map_err(io(&users_dir))? {
+            let path = entry.map_err(io(&users_dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let text = fs::read_to_string(&path).map_err(io(&path))?;
+            let user: UserRecord =
+                serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            for t in &user.tokens {
+                inner
+                    .token_owner
+                    .insert(t.token.clone(), user.username.clone());
+            }
+            inner.users.insert(user.username.clone(), user);
+        }
+        let keys_dir = dir.join("core_keys");
+        for entry in fs::read_dir(&keys_dir).map_err(io(&keys_dir))? {
+            let path = entry.map_err(io(&keys_dir))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(id) = name.strip_suffix(".pub.pem") else {
+                continue;
+            };
+            if !is_device_id(id) {
+                continue;
+            }
+            let id = id.to_ascii_lowercase();
+            let attrs = keys_dir.join(format!("{id}.json"));
+            let mut record = match fs::read_to_string(&attrs) {
+                Ok(text) => serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+                    path: attrs.clone(),
+                    reason: e.to_string(),
+                })?,
+                Err(_) => DeviceRecord::default(),
+            };
+            record.id = id.clone();
+            inner.devices.insert(id, record);
+        }
+        Ok(StateDir {
+            dir: dir.to_owned(),
+            server_key,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server's private key.
+    pub fn server_key(&self) -> &RsaPrivateKey {
+        &self.server_key
+    }
+
+    fn save_user(&self, user: &UserRecord) -> Result<(), AuthError> {
+        let path = self
+            .dir
+            .join("users")
+            .join(format!("{}.json", user.username));
+        let json = serde_json::to_vec_pretty(user).map_err(|_| AuthError::Storage)?;
+        write_atomic(&path, &json, true).map_err(|_| AuthError::Storage)
+    }
+
+    /// Creates a user. An existing name is refused (the original replaced the user and wiped its tokens).
+    pub fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<(), AuthError> {
+        let username = username.trim().to_lowercase();
+        if username.is_empty() || password.is_empty() {
+            return Err(AuthError::Invalid("username and password are required"));
+        }
+        if username.len() > 254
+            || !username
+                .chars()
+                .all(|c| c.is_alphanumeric() || "@.-_+".contains(c))
+        {
+            return Err(AuthError::Invalid("invalid username"));
+        }
+        let mut inner = self.lock();
+        if inner.users.contains_key(&username) {
+            return Err(AuthError::UserExists);
+        }
+        let salt = random_hex(rng, 16);
+        let hash = pbkdf2_sha256(password.as_bytes(), salt.as_bytes(), PASSWORD_ITERATIONS);
+        let user = UserRecord {
+            id: random_hex(rng, 16),
+            username: username.clone(),
+            salt,
+            password_hash: hex(&hash),
+            iterations: PASSWORD_ITERATIONS,
+            tokens: Vec::new(),
+        };
+        self.save_user(&user)?;
+        inner.users.insert(username, user);
+        Ok(())
+    }
+
+    /// Checks a user's password; returns the canonical user name.
+    pub fn check_password(&self, username: &str, password: &str) -> Result<String, AuthError> {
+        let username = username.trim().to_lowercase();
+        let (salt, expected, iterations) = {
+            let inner = self.lock();
+            let user = inner
+                .users
+                .get(&username)
+                .ok_or(AuthError::BadCredentials)?;
+            (
+                user.salt.clone(),
+                user.password_hash.clone(),
+                user.iterations,
+            )
+        };
+        let hash = pbkdf2_sha256(password.as_bytes(), salt.as_bytes(), iterations);
+        let expected = unhex(&expected).ok_or(AuthError::BadCredentials)?;
+        if constant_time_eq(&hash, &expected) {
+            Ok(username)
+        } else {
+            Err(AuthError::BadCredentials)
+        }
+    }
+
+    /// Issues a token for `username` (already authenticated).
+    pub fn issue_token(
+        &self,
+        username: &str,
+        client: &str,
+        lifetime: Option<Duration>,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<TokenRecord, AuthError> {
+        let record = TokenRecord {
+            token: random_hex(rng, 20),
+            client: client.to_owned(),
+            expires_at: lifetime.map(|l| now_secs() + l.as_secs()),
+        };
+        let mut inner = self.lock();
+        let user = inner
+            .users
+            .get_mut(username)
+            .ok_or(AuthError::BadCredentials)?;
+        let now = now_secs();
+        user.tokens.retain(|t| t.expires_at.is_none_or(|e| e > now));
+        user.tokens.push(record.clone());
+        let user = user.clone();
+        self.save_user(&user)?;
+        inner.token_owner.retain(|_, owner| owner != username);
+        for t in &user.tokens {
+            inner
+                .token_owner
+                .insert(t.token.clone(), user.username.clone());
+        }
+        Ok(record)
+    }
+
+    /// Resolves a bearer token to (user name, user id).
+    pub fn authenticate(&self, token: &str) -> Result<(String, String), AuthError> {
+        let inner = self.lock();
+        let username = inner
+            .token_owner
+            .get(token)
+            .ok_or(AuthError::InvalidToken)?;
+        let user = inner.users.get(username).ok_or(AuthError::InvalidToken)?;
+        let record = user
+            .tokens
+            .iter()
+            .find(|t| t.token == token)
+            .ok_or(AuthError::InvalidToken)?;
+        if record.expires_at.is_some_and(|e| e <= now_secs()) {
+            return Err(AuthError::ExpiredToken);
+        }
+        Ok((user.username.clone(), user.id.clone()))
+    }
+
+    /// A user's tokens.
+    pub fn tokens(&self, username: &str) -> Vec<TokenRecord> {
+        self.lock()
+            .users
+            .get(username)
+            .map(|u| u.tokens.clone())
+            .unwrap_or_default()
+    }
+
+    /// Deletes one of `username`'s tokens; `false` if it has no such token.
+    pub fn delete_token(&self, username: &str, token: &str) -> Result<bool, AuthError> {
+        let mut inner = self.lock();
+        let Some(user) = inner.users.get_mut(username) else {
+            return Ok(false);
+        };
+        let before = user.tokens.len();
+        user.tokens.retain(|t| t.token != token);
+        if user.tokens.len() == before {
+            return Ok(false);
+        }
+        let user = user.clone();
+        self.save_user(&user)?;
+        inner.token_owner.remove(token);
+        Ok(true)
+    }
+
+    /// All known devices.
+    pub fn devices(&self) -> Vec<DeviceRecord> {
+        let mut all: Vec<_> = self.lock().devices.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// A device by id or by name (a name is looked up among the devices `visible_to` sees first).
+    pub fn find_device(&self, id_or_name: &str, visible_to: &str) -> Option<DeviceRecord> {
+        let inner = self.lock();
+        let lower = id_or_name.to_ascii_lowercase();
+        if let Some(d) = inner.devices.get(&lower) {
+            return Some(d.clone());
+        }
+        let mut named = inner
+            .devices
+            .values()
+            .filter(|d| d.name.as_deref() == Some(id_or_name));
+        let first = named
+            .clone()
+            .find(|d| d.owner.as_deref() == Some(visible_to));
+        first.or_else(|| named.next()).cloned()
+    }
+
+    /// A device by id.
+    pub fn device(&self, id: &str) -> Option<DeviceRecord> {
+        self.lock().devices.get(&id.to_ascii_lowercase()).cloned()
+    }
+
+    fn save_device(&self, record: &DeviceRecord) -> Result<(), StateError> {
+        let path = self
+            .dir
+            .join("core_keys")
+            .join(format!("{}.json", record.id));
+        let json = serde_json::to_vec_pretty(record).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&path, &json, false)
+    }
+
+    /// Updates a device's attributes with `f` and persists them.
+    pub fn update_device<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut DeviceRecord) -> T,
+    ) -> Result<Option<T>, StateError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.devices.get_mut(id) else {
+            return Ok(None);
+        };
+        let out = f(record);
+        let record = record.clone();
+        self.save_device(&record)?;
+        Ok(Some(out))
+    }
+
+    /// Stores a device's public key (provisioning); the device becomes known at once. A device without an owner
+    /// is given `owner`.
+    pub fn provision(
+        &self,
+        id: &str,
+        key: &RsaPublicKey,
+        owner: Option<&str>,
+    ) -> Result<DeviceRecord, StateError> {
+        let id = id.to_ascii_lowercase();
+        let path = self.dir.join("core_keys").join(format!("{id}.pub.pem"));
+        let pem = key.to_spki_pem().map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut inner = self.lock();
+        write_atomic(&path, pem.as_bytes(), false)?;
+        let record = inner
+            .devices
+            .entry(id.clone())
+            .or_insert_with(|| DeviceRecord {
+                id,
+                ..DeviceRecord::default()
+            });
+        if record.owner.is_none() {
+            record.owner = owner.map(str::to_owned);
+        }
+        let record = record.clone();
+        self.save_device(&record)?;
+        Ok(record)
+    }
+
+    /// A device's public key, read from its file at the time of the call (so a replaced key takes effect at the
+    /// next handshake).
+    pub fn device_key(&self, id: &str) -> Option<RsaPublicKey> {
+        if !is_device_id(id) {
+            return None;
+        }
+        let path = self
+            .dir
+            .join("core_keys")
+            .join(format!("{}.pub.pem", id.to_ascii_lowercase()));
+        let pem = fs::read_to_string(path).ok()?;
+        RsaPublicKey::from_pem(&pem).ok()
+    }
+}
