@@ -1,1 +1,3 @@
 //! Shared pieces of the spark-sdk example tools.
+
+pub mod vcore;
