@@ -219,12 +219,22 @@ impl VirtualCore {
 
     /// Creates a new Core in `dir`.
     pub fn create(dir: &Path, sp: ServicePack) -> Result<Self, CoreError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut rng =
             StdRng::try_from_rng(&mut SysRng).map_err(|e| CoreError::Random(e.to_string()))?;
         let mut id = [0u8; 12];
         rand::Rng::fill_bytes(&mut rng, &mut id);
         let key = RsaPrivateKey::generate(&mut rng, 1024).map_err(CoreError::Key)?;
+        Self::create_with_identity(dir, sp, id, key)
+    }
+
+    /// Creates a new Core in `dir` with a given id and key pair (e.g. a real Core's, read over DFU).
+    pub fn create_with_identity(
+        dir: &Path,
+        sp: ServicePack,
+        id: [u8; 12],
+        key: RsaPrivateKey,
+    ) -> Result<Self, CoreError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let key_path = dir.join(KEY_FILE);
         std::fs::write(&key_path, key.to_pkcs1_der().as_slice()).map_err(io(&key_path))?;
         let state = State {
