@@ -50,11 +50,11 @@ fn tinker_image() -> Option<Vec<u8>> {
 
 /// Sends `image` as the cloud would: UpdateBegin with its size, 512-byte chunks, UpdateDone.
 fn ota(core: &mut VirtualCore, image: &[u8]) -> Result<(), CoreError> {
-    core.ota_begin(image.len() as u32)?;
+    core.ota_begin(Some(image.len() as u32))?;
     for (i, chunk) in image.chunks(512).enumerate() {
         core.ota_write((i * 512) as u32, chunk)?;
     }
-    core.ota_finish().map(|_| ())
+    core.ota_finish(image.len() as u32).map(|_| ())
 }
 
 #[test]
@@ -309,21 +309,21 @@ fn an_interrupted_ota_leaves_firmware_and_service_pack_unchanged() {
     let dir = TempDir::new();
     let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
     // Every chunk but the last, then finish: incomplete.
-    c.ota_begin(image.len() as u32).unwrap();
+    c.ota_begin(Some(image.len() as u32)).unwrap();
     let chunks: Vec<_> = image.chunks(512).collect();
     for (i, chunk) in chunks[..chunks.len() - 1].iter().enumerate() {
         c.ota_write((i * 512) as u32, chunk).unwrap();
     }
     assert_eq!(
         c.ota_progress(),
-        Some(((chunks.len() as u32 - 1) * 512, image.len() as u32))
+        Some(((chunks.len() as u32 - 1) * 512, Some(image.len() as u32)))
     );
-    let err = c.ota_finish().unwrap_err();
+    let err = c.ota_finish(image.len() as u32).unwrap_err();
     assert!(err.to_string().contains("incomplete"), "{err}");
     assert!(!c.has_staged_image());
 
     // Half a download, then the link drops and the Core resets.
-    c.ota_begin(image.len() as u32).unwrap();
+    c.ota_begin(Some(image.len() as u32)).unwrap();
     for (i, chunk) in chunks[..chunks.len() / 2].iter().enumerate() {
         c.ota_write((i * 512) as u32, chunk).unwrap();
     }
@@ -334,10 +334,10 @@ fn an_interrupted_ota_leaves_firmware_and_service_pack_unchanged() {
     assert_eq!(c.cc3000().version(), ServicePack::SP_1_24);
     assert!(!c.ota_succeeded());
     assert!(matches!(c.ota_write(0, &[0]), Err(CoreError::NoDownload)));
-    assert!(matches!(c.ota_finish(), Err(CoreError::NoDownload)));
+    assert!(matches!(c.ota_finish(1), Err(CoreError::NoDownload)));
 
     // Aborted after the last chunk but before UpdateDone: same.
-    c.ota_begin(image.len() as u32).unwrap();
+    c.ota_begin(Some(image.len() as u32)).unwrap();
     for (i, chunk) in chunks.iter().enumerate() {
         c.ota_write((i * 512) as u32, chunk).unwrap();
     }
@@ -353,13 +353,13 @@ fn chunks_out_of_order_and_repeated_still_give_the_image() {
     };
     let dir = TempDir::new();
     let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
-    c.ota_begin(image.len() as u32).unwrap();
+    c.ota_begin(Some(image.len() as u32)).unwrap();
     let n = image.len().div_ceil(512);
     for i in (0..n).rev().chain(0..3) {
         let end = ((i + 1) * 512).min(image.len());
         c.ota_write((i * 512) as u32, &image[i * 512..end]).unwrap();
     }
-    c.ota_finish().unwrap();
+    c.ota_finish(image.len() as u32).unwrap();
     c.boot().unwrap();
     assert_eq!(c.firmware_image().unwrap().as_deref(), Some(&image[..]));
     assert_eq!(c.cc3000().version(), ServicePack::SP_1_28);
@@ -371,9 +371,12 @@ fn ota_bad_sizes_and_bounds_are_typed_errors() {
     let Some(mut c) = core(&dir, ServicePack::SP_1_24) else {
         return;
     };
-    assert!(matches!(c.ota_begin(0), Err(CoreError::Ota(_))));
-    assert!(matches!(c.ota_begin(OTA_LEN + 1), Err(CoreError::Ota(_))));
-    c.ota_begin(1000).unwrap();
+    assert!(matches!(c.ota_begin(Some(0)), Err(CoreError::Ota(_))));
+    assert!(matches!(
+        c.ota_begin(Some(OTA_LEN + 1)),
+        Err(CoreError::Ota(_))
+    ));
+    c.ota_begin(Some(1000)).unwrap();
     assert!(matches!(c.ota_write(999, &[0, 0]), Err(CoreError::Ota(_))));
     assert!(matches!(
         c.ota_write(u32::MAX, &[0]),
@@ -381,10 +384,39 @@ fn ota_bad_sizes_and_bounds_are_typed_errors() {
     ));
     c.ota_write(0, &[0; 1000]).unwrap();
     // 1000 zero bytes: complete, but the stack pointer is not in SRAM.
-    let err = c.ota_finish().unwrap_err();
+    let err = c.ota_finish(1000).unwrap_err();
     assert!(err.to_string().contains("not Core firmware"), "{err}");
     assert!(!c.has_staged_image());
-    let _ = OTA_ADDRESS;
+    // A size other than the announced one.
+    c.ota_begin(Some(8)).unwrap();
+    c.ota_write(0, &[1; 8]).unwrap();
+    assert!(matches!(c.ota_finish(7), Err(CoreError::Ota(_))));
+}
+
+#[test]
+fn the_cores_unannounced_size_form_takes_the_size_at_the_end() {
+    let Some(image) = deep_update() else {
+        return;
+    };
+    let dir = TempDir::new();
+    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    c.ota_begin(None).unwrap();
+    for (i, chunk) in image.chunks(256).enumerate() {
+        c.ota_write((i * 256) as u32, chunk).unwrap();
+    }
+    // A size past what arrived is incomplete; a chunk past the area is refused.
+    assert!(matches!(c.ota_write(OTA_LEN, &[0]), Err(CoreError::Ota(_))));
+    let err = c.ota_finish(image.len() as u32 + 1).unwrap_err();
+    assert!(err.to_string().contains("incomplete"), "{err}");
+    c.ota_begin(None).unwrap();
+    for (i, chunk) in image.chunks(256).enumerate() {
+        c.ota_write((i * 256) as u32, chunk).unwrap();
+    }
+    c.ota_finish(image.len() as u32).unwrap();
+    assert_eq!(
+        c.boot().unwrap().patched.map(|p| p.1),
+        Some(ServicePack::SP_1_28)
+    );
 }
 
 #[test]

@@ -135,8 +135,10 @@ impl ExternalFlash {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OtaError {
-    /// The announced size is 0 or larger than the download area.
-    #[error("image of {size} bytes does not fit the {OTA_LEN}-byte download area")]
+    /// The size is 0, larger than the download area, or not the one announced.
+    #[error(
+        "image size {size} is 0, larger than the {OTA_LEN}-byte download area, or not the one announced"
+    )]
     BadSize {
         /// The announced size.
         size: u32,
@@ -187,38 +189,46 @@ pub struct StagedImage {
 /// An OTA download in progress. See the [module docs](self).
 #[derive(Debug)]
 pub struct OtaDownload {
-    size: u32,
+    /// The size UpdateBegin announced (the Core's cloud announced none).
+    announced: Option<u32>,
+    /// How far chunks may reach: the announced size or the whole download area.
+    capacity: u32,
     /// One bit per byte received.
     have: Vec<u64>,
-    missing: u32,
-    /// CRC-32 of every chunk in arrival order is not enough for out-of-order chunks, so the received bytes are
-    /// kept to check what the flash holds at the end.
+    /// The received bytes, to check what the flash holds at the end (chunks may arrive in any order, so a running
+    /// CRC cannot stand in for them).
     received: Vec<u8>,
 }
 
 impl OtaDownload {
-    /// Starts a download of `size` bytes: erases the download area (the running firmware is elsewhere).
-    pub fn begin(flash: &mut ExternalFlash, size: u32) -> Result<Self, OtaError> {
-        if size == 0 || size > OTA_LEN {
+    /// Starts a download: erases the download area (the running firmware is elsewhere), all of it when the size
+    /// is not announced.
+    pub fn begin(flash: &mut ExternalFlash, size: Option<u32>) -> Result<Self, OtaError> {
+        if let Some(size) = size.filter(|&s| s == 0 || s > OTA_LEN) {
             return Err(OtaError::BadSize { size });
         }
-        flash.erase(OTA_ADDRESS, size.div_ceil(SECTOR_LEN) * SECTOR_LEN)?;
+        let capacity = size.unwrap_or(OTA_LEN);
+        flash.erase(OTA_ADDRESS, capacity.div_ceil(SECTOR_LEN) * SECTOR_LEN)?;
         Ok(OtaDownload {
-            size,
-            have: vec![0; (size as usize).div_ceil(64)],
-            missing: size,
-            received: vec![0xFF; size as usize],
+            announced: size,
+            capacity,
+            have: vec![0; (capacity as usize).div_ceil(64)],
+            received: vec![0xFF; capacity as usize],
         })
     }
 
     /// The announced size.
-    pub fn size(&self) -> u32 {
-        self.size
+    pub fn announced(&self) -> Option<u32> {
+        self.announced
     }
 
     /// Bytes received so far (each counted once).
     pub fn received_len(&self) -> u32 {
-        self.size - self.missing
+        self.have.iter().map(|w| w.count_ones()).sum()
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.have[i / 64] & (1u64 << (i % 64)) != 0
     }
 
     /// Stores a chunk at `offset` of the image. A chunk received again is written again (the same bytes, so NOR
@@ -230,37 +240,34 @@ impl OtaDownload {
         data: &[u8],
     ) -> Result<(), OtaError> {
         let end = u64::from(offset) + data.len() as u64;
-        if end > u64::from(self.size) {
+        if end > u64::from(self.capacity) {
             return Err(OtaError::OutOfBounds {
                 offset,
                 len: data.len(),
-                size: self.size,
+                size: self.capacity,
             });
         }
         flash.program(OTA_ADDRESS + offset, data)?;
         let start = offset as usize;
         self.received[start..start + data.len()].copy_from_slice(data);
         for i in start..start + data.len() {
-            let (word, bit) = (i / 64, 1u64 << (i % 64));
-            if self.have[word] & bit == 0 {
-                self.have[word] |= bit;
-                self.missing -= 1;
-            }
+            self.have[i / 64] |= 1u64 << (i % 64);
         }
         Ok(())
     }
 
-    /// Checks the complete image and returns the record that commits it.
-    pub fn finish(self, flash: &mut ExternalFlash) -> Result<StagedImage, OtaError> {
-        if self.missing != 0 {
-            return Err(OtaError::Incomplete {
-                missing: self.missing,
-                size: self.size,
-            });
+    /// Checks the complete image of `size` bytes and returns the record that commits it.
+    pub fn finish(self, flash: &mut ExternalFlash, size: u32) -> Result<StagedImage, OtaError> {
+        if size == 0 || size > self.capacity || self.announced.is_some_and(|a| a != size) {
+            return Err(OtaError::BadSize { size });
         }
-        let mut stored = vec![0u8; self.size as usize];
+        let missing = (0..size as usize).filter(|&i| !self.has(i)).count() as u32;
+        if missing != 0 {
+            return Err(OtaError::Incomplete { missing, size });
+        }
+        let mut stored = vec![0u8; size as usize];
         flash.read(OTA_ADDRESS, &mut stored)?;
-        let expected = crc32(&self.received);
+        let expected = crc32(&self.received[..size as usize]);
         let found = crc32(&stored);
         if expected != found {
             return Err(OtaError::BadCrc { expected, found });
@@ -268,7 +275,7 @@ impl OtaDownload {
         check_for(&stored, Platform::Core, Item::OtaStaging)?;
         flash.sync()?;
         Ok(StagedImage {
-            len: self.size,
+            len: size,
             crc32: found,
         })
     }

@@ -484,8 +484,9 @@ impl VirtualCore {
         (PATCH_VERSION_EVENT, self.cc3000.version_string())
     }
 
-    /// Starts an OTA download of `size` bytes (a download in progress is abandoned).
-    pub fn ota_begin(&mut self, size: u32) -> Result<(), CoreError> {
+    /// Starts an OTA download, of `size` bytes when UpdateBegin announced it (a download in progress is
+    /// abandoned).
+    pub fn ota_begin(&mut self, size: Option<u32>) -> Result<(), CoreError> {
         self.download = None;
         self.download = Some(OtaDownload::begin(&mut self.flash, size)?);
         Ok(())
@@ -498,15 +499,18 @@ impl VirtualCore {
         Ok(())
     }
 
-    /// Bytes of the download received so far.
-    pub fn ota_progress(&self) -> Option<(u32, u32)> {
-        self.download.as_ref().map(|d| (d.received_len(), d.size()))
+    /// Bytes of the download received so far, and the announced size.
+    pub fn ota_progress(&self) -> Option<(u32, Option<u32>)> {
+        self.download
+            .as_ref()
+            .map(|d| (d.received_len(), d.announced()))
     }
 
-    /// Completes the download: checks it and commits it for the next boot. On error nothing is committed.
-    pub fn ota_finish(&mut self) -> Result<StagedImage, CoreError> {
+    /// Completes the download of `size` bytes: checks it and commits it for the next boot. On error nothing is
+    /// committed and the download is over.
+    pub fn ota_finish(&mut self, size: u32) -> Result<StagedImage, CoreError> {
         let download = self.download.take().ok_or(CoreError::NoDownload)?;
-        let staged = download.finish(&mut self.flash)?;
+        let staged = download.finish(&mut self.flash, size)?;
         self.state.staged = Some(staged);
         self.save_state()?;
         Ok(staged)
