@@ -11,6 +11,9 @@
 //! session ends with. Once a session has ended it stays ended: every later call returns the same
 //! error.
 
+pub mod driver;
+#[cfg(feature = "alloc")]
+pub mod pair;
 mod time;
 
 pub use time::Instant;

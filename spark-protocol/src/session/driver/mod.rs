@@ -1,0 +1,360 @@
+//! Drivers: the loop that runs a [`Connection`] over a byte stream and a clock.
+//!
+//! A driver owns a connection, a transport and a clock, and does the sans-IO dance for the
+//! caller: it writes every frame [`Connection::poll_transmit`] produces, reads what the peer
+//! sent and feeds it to [`Connection::handle_input`], waits no longer than
+//! [`Connection::poll_timeout`] and then calls [`Connection::handle_timeout`], reports the end of
+//! the stream through [`Connection::handle_close`], and hands each event to the caller.
+//!
+//! Between two calls the application has the connection to itself through
+//! [`Driver::connection_mut`] (call a function, publish an event, start an update); the next
+//! [`Driver::drive`] or [`Driver::flush`] sends what that produced.
+//!
+//! Two drivers share these names and this shape:
+//!
+//! - [`Driver`] (this module) blocks on a [`Transport`]. It is no_std: an MCU runs the device
+//!   side with it over its UART or Wi-Fi socket ([`EmbeddedIo`], feature `embedded-io`), and the
+//!   standard library's `TcpStream` is a transport too (feature `std`), with read timeouts for the
+//!   session's timers.
+//! - [`tokio::Driver`] (feature `tokio`) awaits a tokio stream instead.
+//!
+//! Neither spawns a task or thread, and neither sleeps except inside a call the caller made (a
+//! blocking read with a timeout, or an awaited read raced against a tokio timer).
+//!
+//! Errors are [`DriverError`]: the transport's own error, the buffer being too small for the
+//! session's frames, or the [`SessionError`] the session ended with. Events the session queued
+//! before it ended are delivered before its error.
+
+use core::fmt;
+use core::time::Duration;
+
+use super::{Connection, Instant, SessionError};
+
+#[cfg(feature = "embedded-io")]
+mod embedded;
+#[cfg(feature = "std")]
+mod std_io;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+#[cfg(feature = "embedded-io")]
+pub use embedded::EmbeddedIo;
+#[cfg(feature = "std")]
+pub use std_io::StdClock;
+
+/// Where a driver reads the time: milliseconds from an origin of the clock's choosing.
+///
+/// Any `FnMut() -> Instant` is a clock, so a port passes its tick counter as a closure:
+/// `|| Instant::from_millis(systick_ms())`.
+pub trait Clock {
+    /// The current time. It must never go backwards.
+    fn now(&mut self) -> Instant;
+}
+
+impl<F: FnMut() -> Instant> Clock for F {
+    fn now(&mut self) -> Instant {
+        self()
+    }
+}
+
+/// What one bounded wait for input gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Received {
+    /// `n` bytes (at least one) are at the start of the buffer.
+    Data(usize),
+    /// The peer closed the stream.
+    Eof,
+    /// Nothing arrived within the timeout.
+    TimedOut,
+}
+
+/// A byte stream the blocking [`Driver`] can run a session over.
+///
+/// Implemented for [`EmbeddedIo`] (feature `embedded-io`) and for the standard library's
+/// `TcpStream` (and `UnixStream` on Unix) with the feature `std`.
+pub trait Transport {
+    /// The transport's error.
+    type Error;
+
+    /// Reads what is available into `buf` (which is never empty), waiting at most `timeout`
+    /// (`None`: until something happens). Returning [`Received::TimedOut`] early is allowed: the
+    /// driver checks its clock and waits again.
+    fn read(&mut self, buf: &mut [u8], timeout: Option<Duration>)
+    -> Result<Received, Self::Error>;
+
+    /// Writes some of `buf` (which is never empty), returning how many bytes were taken; `0`
+    /// means the stream is closed.
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error>;
+
+    /// Pushes buffered bytes to the peer.
+    fn flush(&mut self) -> Result<(), Self::Error>;
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    type Error = T::Error;
+
+    fn read(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<Received, Self::Error> {
+        T::read(self, buf, timeout)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        T::write(self, buf)
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        T::flush(self)
+    }
+}
+
+/// Why a driver stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DriverError<E> {
+    /// The transport failed. The session is left as it was: the caller may retry, or end it with
+    /// [`Connection::handle_close`].
+    Io(E),
+    /// The driver's buffer is shorter than a frame the session wants to send. Nothing was lost:
+    /// the frame stays queued in the session.
+    InsufficientSize {
+        /// The buffer length needed ([`Connection::max_transmit_len`] always suffices).
+        required: usize,
+    },
+    /// The session ended; it keeps this reason.
+    Session(SessionError),
+}
+
+impl<E: fmt::Display> fmt::Display for DriverError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriverError::Io(e) => write!(f, "transport error: {e}"),
+            DriverError::InsufficientSize { required } => {
+                write!(f, "driver buffer too small: a frame needs {required} bytes")
+            }
+            DriverError::Session(e) => write!(f, "session ended: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for DriverError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            DriverError::Session(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<E> From<SessionError> for DriverError<E> {
+    fn from(e: SessionError) -> Self {
+        DriverError::Session(e)
+    }
+}
+
+/// Takes the next frame out of `conn` into `buf`: `Ok(Some(n))`, `Ok(None)` when there is none
+/// (or the session has ended: its error is reported by the caller's next check).
+fn next_frame<C: Connection + ?Sized, E>(
+    conn: &mut C,
+    now: Instant,
+    buf: &mut [u8],
+) -> Result<Option<usize>, DriverError<E>> {
+    match conn.poll_transmit(now, buf) {
+        Ok(n) => Ok(n),
+        // An ended session reports its reason from `poll_transmit`; it is not a buffer problem.
+        Err(_) if conn.error().is_some() => Ok(None),
+        Err(SessionError::Oversized { len, .. }) => Err(DriverError::InsufficientSize {
+            required: len.max(conn.max_transmit_len()),
+        }),
+        Err(e) => Err(DriverError::Session(e)),
+    }
+}
+
+/// What to do before waiting for input: an event to hand out, the session's end, or how long
+/// the wait may last.
+enum Before<Ev> {
+    Event(Ev),
+    Ended(SessionError),
+    /// A timer was due and has run.
+    TimerRan,
+    Wait(Option<Duration>),
+}
+
+fn before_wait<C: Connection + ?Sized>(conn: &mut C, now: Instant) -> Before<C::Event> {
+    if let Some(event) = conn.poll_event() {
+        return Before::Event(event);
+    }
+    if let Some(e) = conn.error() {
+        return Before::Ended(e);
+    }
+    match conn.poll_timeout() {
+        Some(at) if at <= now => {
+            conn.handle_timeout(now);
+            Before::TimerRan
+        }
+        Some(at) => Before::Wait(Some(at.saturating_duration_since(now))),
+        None => Before::Wait(None),
+    }
+}
+
+/// Feeds what a read gave to the session. A session error is not returned here: the session
+/// keeps it, and the driver reports it after the events queued before it.
+fn after_read<C: Connection + ?Sized>(conn: &mut C, now: Instant, buf: &[u8], got: Received) {
+    match got {
+        Received::Data(n) => {
+            let _ended = conn.handle_input(now, &buf[..n.min(buf.len())]);
+        }
+        Received::Eof => conn.handle_close(now),
+        Received::TimedOut => {}
+    }
+}
+
+/// The blocking driver: a [`Connection`], a [`Transport`], a [`Clock`] and one buffer `B` for
+/// frames in both directions (at least [`Connection::max_transmit_len`] bytes).
+///
+/// ```ignore
+/// let mut driver = Driver::new(device, transport, || Instant::from_millis(ticks()), [0u8; 1024]);
+/// loop {
+///     match driver.next_event()? {
+///         DeviceEvent::FunctionCall { .. } => driver.connection_mut().function_return(..)?,
+///         _ => {}
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Driver<C, T, K, B> {
+    conn: C,
+    io: T,
+    clock: K,
+    buf: B,
+}
+
+impl<C, T, K, B> Driver<C, T, K, B>
+where
+    C: Connection,
+    T: Transport,
+    K: Clock,
+    B: AsMut<[u8]>,
+{
+    /// A driver for `conn` over `io`, reading the time from `clock`, with `buf` as its frame
+    /// buffer. A buffer shorter than a frame is reported by the call that meets the frame.
+    pub fn new(conn: C, io: T, clock: K, buf: B) -> Self {
+        Driver {
+            conn,
+            io,
+            clock,
+            buf,
+        }
+    }
+
+    /// The session.
+    pub fn connection(&self) -> &C {
+        &self.conn
+    }
+
+    /// The session, for the application's calls between two driver steps. What they queue is
+    /// sent by the next [`Driver::flush`] or [`Driver::drive`].
+    pub fn connection_mut(&mut self) -> &mut C {
+        &mut self.conn
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.io
+    }
+
+    /// The clock's current time, as the driver tells it to the session.
+    pub fn now(&mut self) -> Instant {
+        self.clock.now()
+    }
+
+    /// The session, the transport, the clock and the buffer.
+    pub fn into_parts(self) -> (C, T, K, B) {
+        (self.conn, self.io, self.clock, self.buf)
+    }
+
+    /// Writes every frame the session has queued, then flushes the transport.
+    pub fn flush(&mut self) -> Result<(), DriverError<T::Error>> {
+        let buf = self.buf.as_mut();
+        let mut wrote = false;
+        loop {
+            let now = self.clock.now();
+            let Some(n) = next_frame(&mut self.conn, now, buf)? else {
+                break;
+            };
+            let mut frame = &buf[..n];
+            while !frame.is_empty() {
+                match self.io.write(frame).map_err(DriverError::Io)? {
+                    0 => {
+                        // The stream is gone: the rest of this frame and the queue with it.
+                        self.conn.handle_close(self.clock.now());
+                        return Ok(());
+                    }
+                    w => frame = &frame[w.min(frame.len())..],
+                }
+            }
+            wrote = true;
+        }
+        if wrote {
+            self.io.flush().map_err(DriverError::Io)?;
+        }
+        Ok(())
+    }
+
+    /// One round: sends what is queued, hands out a queued event, or runs a due timer, or waits
+    /// for input no longer than the next timer and feeds it. Returns the event this round
+    /// produced, if any.
+    ///
+    /// Once the session has ended and its events are all out, returns
+    /// [`DriverError::Session`] with its reason, every time.
+    pub fn drive(&mut self) -> Result<Option<C::Event>, DriverError<T::Error>> {
+        self.flush()?;
+        let now = self.clock.now();
+        match before_wait(&mut self.conn, now) {
+            Before::Event(event) => return Ok(Some(event)),
+            Before::Ended(e) => return Err(DriverError::Session(e)),
+            Before::TimerRan => {}
+            Before::Wait(timeout) => {
+                let buf = self.buf.as_mut();
+                if buf.is_empty() {
+                    return Err(DriverError::InsufficientSize {
+                        required: self.conn.max_transmit_len(),
+                    });
+                }
+                let got = self.io.read(buf, timeout).map_err(DriverError::Io)?;
+                let now = self.clock.now();
+                after_read(&mut self.conn, now, buf, got);
+            }
+        }
+        self.flush()?;
+        Ok(self.conn.poll_event())
+    }
+
+    /// Drives the session until it produces an event, and returns it; or until it ends, and
+    /// returns its reason as [`DriverError::Session`].
+    pub fn next_event(&mut self) -> Result<C::Event, DriverError<T::Error>> {
+        loop {
+            if let Some(event) = self.drive()? {
+                return Ok(event);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<C, T, K> Driver<C, T, K, alloc::vec::Vec<u8>>
+where
+    C: Connection,
+    T: Transport,
+    K: Clock,
+{
+    /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least 1 KiB, so
+    /// reads take what a TCP segment brings).
+    pub fn with_vec(conn: C, io: T, clock: K) -> Self {
+        let len = conn.max_transmit_len().max(1024);
+        Driver::new(conn, io, clock, alloc::vec![0; len])
+    }
+}
