@@ -25,6 +25,7 @@
 
 pub mod cc3000;
 pub mod flash;
+pub mod link;
 pub mod tinker;
 
 use std::path::{Path, PathBuf};
