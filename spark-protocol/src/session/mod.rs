@@ -11,6 +11,7 @@
 //! session ends with. Once a session has ended it stays ended: every later call returns the same
 //! error.
 
+pub mod device;
 pub mod driver;
 #[cfg(feature = "alloc")]
 pub mod pair;

@@ -1,0 +1,1336 @@
+//! The device side: [`DeviceConnection`], the state machine a Spark Core port runs.
+//!
+//! It behaves as the Core's communication library does, on caller-sized, heap-free storage:
+//!
+//! - the handshake (nonce -> credentials -> session key) through a [`DeviceHandshake`] (the RSA
+//!   steps come from the crypto layer's traits; [`RsaHandshake`] wires them), or a session
+//!   established elsewhere ([`DeviceConnection::from_session`]); then the device Hello (with the
+//!   OTA-success flag when asked) and the wait for the server's Hello;
+//! - message ids and tokens seeded from the session salt, incremented for every message the
+//!   device originates;
+//! - Describe, function calls (empty ACK at once, the separate FunctionReturn when the
+//!   application calls [`DeviceConnection::function_return`]), variable reads (piggy-backed
+//!   value from [`DeviceConnection::variable_value`]), publish with the Core's rate limit,
+//!   subscribe in every form with prefix-match delivery, time, signal, key change;
+//! - keep-alive: a ping after 15 s without a message from the cloud, [`SessionError::PingTimeout`]
+//!   10 s later if nothing came;
+//! - OTA into a [`FirmwareSink`]: stop-and-wait and fast OTA, CRC-32 per chunk, ChunkMissed every
+//!   3 s, a received-chunk bitmap; the image is committed only when complete.
+//!
+//! Any protocol error ends the session with a typed [`SessionError`] that every later call
+//! returns; a transfer in progress is then aborted, never committed.
+
+mod sink;
+
+pub use sink::{BufferSink, FirmwareSink, ImageInfo, NoFirmware, SinkError};
+
+use core::time::Duration;
+
+use heapless::{Deque, Vec};
+
+use super::{Connection, Instant, SessionError};
+use crate::crypto::framing::{CORE_MAX_CIPHERTEXT_LEN, sealed_len};
+use crate::crypto::handshake::{DEVICE_CREDENTIALS_LEN, NONCE_LEN, SESSION_REPLY_LEN};
+use crate::crypto::{
+    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, SessionKey,
+};
+use crate::wire::describe::{DescriptionWriter, VarType};
+use crate::wire::hello::{CoreHello, HelloFlags, HelloPayload};
+use crate::wire::limits::{
+    CORE_EVENT_FILTER_BUFFER_LEN, CORE_MAX_FUNCTION_ARG_LEN, CORE_MAX_FUNCTION_NAME_LEN,
+    CORE_MAX_PUBLISH_LEN, CORE_MAX_SUBSCRIPTION_FILTER_LEN, CORE_QUEUE_SIZE, DEVICE_ID_LEN,
+    DOS_MISSED_CHUNKS_TO_SEND, MAX_EVENT_TTL, SP_CHUNK_SIZE, SP_MAX_CHUNK_SIZE,
+};
+use crate::wire::message::{
+    Chunk, ChunkMissed, ChunkReceived, DescribeReturn, EmptyAck, Event, EventName, FunctionReturn,
+    GetTime, Hello, KeyChanged, Ping, Reply, Subscribe, SubscribeScope, UpdateReady, Value,
+    VariableValue, Visibility,
+};
+use crate::wire::ota::{ChunkIndices, UpdateParams};
+use crate::wire::{Code, Header, Message, MessageKind, Repr, Role, classify_repr};
+
+mod handshake;
+pub use handshake::{DeviceHandshake, NoHandshake};
+#[cfg(feature = "alloc")]
+pub use handshake::RsaHandshake;
+
+/// Functions a Core registers at most (`Spark.function`).
+pub const MAX_FUNCTIONS: usize = 4;
+/// Variables a Core registers at most (`Spark.variable`).
+pub const MAX_VARIABLES: usize = 10;
+/// Event handlers a Core registers at most (`Spark.subscribe`).
+pub const MAX_SUBSCRIPTIONS: usize = 4;
+/// Events waiting for [`Connection::poll_event`] at most.
+pub const EVENT_QUEUE_LEN: usize = 4;
+/// Calls and variable reads waiting for the application's answer at most.
+pub const PENDING_REQUESTS: usize = 4;
+/// Bytes of plaintext messages waiting to be sealed and sent.
+pub const TRANSMIT_QUEUE_LEN: usize = 1024;
+/// Chunks an OTA transfer may have (1024 chunks of 256 bytes = 256 KiB, twice the Core's flash).
+pub const MAX_OTA_CHUNKS: usize = 1024;
+/// Publishes allowed in any rolling second (the Core's limit).
+pub const PUBLISH_RATE: usize = 4;
+/// Longest event data delivered to the application; longer data is cut and flagged.
+pub const MAX_EVENT_DATA_LEN: usize = CORE_MAX_PUBLISH_LEN;
+
+/// Ping after this long without a message from the cloud.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Close with [`SessionError::PingTimeout`] when nothing arrives this long after a ping.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Send ChunkMissed after this long without a chunk during an update.
+pub const CHUNK_MISSED_INTERVAL: Duration = Duration::from_secs(3);
+/// The handshake, and the wait for the server's Hello, must each finish within this (the
+/// Core's blocking I/O limit).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// An update not finished this long after UpdateBegin is abandoned (Device OS's limit).
+pub const OTA_TIMEOUT: Duration = Duration::from_secs(300);
+
+const ROLLING_SECOND: Duration = Duration::from_secs(1);
+const LEN_PREFIX: usize = 2;
+
+/// A function or variable name, cut to the Core's 12 bytes.
+pub type Name = Vec<u8, CORE_MAX_FUNCTION_NAME_LEN>;
+
+/// What identifies the device to the cloud and what its Hello says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// The 12-byte device id.
+    pub device_id: [u8; DEVICE_ID_LEN],
+    /// Product id (`0xffff` on a Core without one).
+    pub product_id: u16,
+    /// Product firmware version (`0xffff` on a Core without one).
+    pub firmware_version: u16,
+    /// Sets the Hello's OTA-success flag: the device has just booted an image received by OTA.
+    pub ota_succeeded: bool,
+    /// Accepts fast OTA when the cloud offers it.
+    pub fast_ota: bool,
+}
+
+impl DeviceConfig {
+    /// A Core's configuration: no product, no OTA flag, fast OTA accepted.
+    pub const fn new(device_id: [u8; DEVICE_ID_LEN]) -> Self {
+        DeviceConfig {
+            device_id,
+            product_id: 0xffff,
+            firmware_version: 0xffff,
+            ota_succeeded: false,
+            fast_ota: true,
+        }
+    }
+}
+
+/// A function call waiting for its return value; pass it to
+/// [`DeviceConnection::function_return`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallId(Header);
+
+/// A variable read waiting for its value; pass it to [`DeviceConnection::variable_value`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(Header);
+
+/// A subscription's index (0 to [`MAX_SUBSCRIPTIONS`] - 1), as a bit in
+/// [`ReceivedEvent::handlers`].
+pub type SubscriptionId = u8;
+
+/// A function call from the cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionCallEvent {
+    /// Answer with [`DeviceConnection::function_return`].
+    pub call: CallId,
+    /// The registered function's name.
+    pub name: Name,
+    /// The argument (at most 63 bytes on the Core).
+    pub argument: Vec<u8, CORE_MAX_FUNCTION_ARG_LEN>,
+}
+
+/// A variable read from the cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariableRequestEvent {
+    /// Answer with [`DeviceConnection::variable_value`].
+    pub request: RequestId,
+    /// The registered variable's name.
+    pub name: Name,
+    /// Its registered type; the answer must be of this type.
+    pub var_type: VarType,
+}
+
+/// An event from the cloud that matched one or more subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedEvent {
+    /// Bit `i` is set when subscription `i`'s filter is a prefix of the name.
+    pub handlers: u8,
+    /// Whether the event was private (`E`).
+    pub private: bool,
+    /// The name, segments joined with `/` (cut to 64 bytes, the Core's filter buffer).
+    pub name: Vec<u8, CORE_EVENT_FILTER_BUFFER_LEN>,
+    /// The data (cut to [`MAX_EVENT_DATA_LEN`]).
+    pub data: Vec<u8, MAX_EVENT_DATA_LEN>,
+    /// Whether the name or the data was cut.
+    pub truncated: bool,
+}
+
+/// Why an update did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtaFailure {
+    /// The sink refused to begin, write or finish.
+    Sink(SinkError),
+    /// The update parameters are unusable (chunk size 0 or over 594, too many chunks).
+    Parameters,
+    /// The transfer did not finish within [`OTA_TIMEOUT`].
+    Timeout,
+    /// The cloud began a new update before this one finished.
+    Restarted,
+}
+
+/// What the device session reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceEvent {
+    /// The server's Hello arrived: the session is up.
+    Connected,
+    /// The cloud calls a registered function.
+    FunctionCall(FunctionCallEvent),
+    /// The cloud reads a registered variable.
+    VariableRequest(VariableRequestEvent),
+    /// A subscribed event arrived.
+    Event(ReceivedEvent),
+    /// The answer to [`DeviceConnection::request_time`]: Unix seconds.
+    Time(u32),
+    /// The cloud asks the device to start (`true`) or stop signalling (the rainbow LED).
+    Signal(bool),
+    /// The cloud sent a key change; it was acknowledged (the Core does nothing else with it).
+    KeyChange,
+    /// An update began; chunks go to the sink.
+    UpdateStarted {
+        /// What UpdateBegin announced.
+        info: ImageInfo,
+        /// Whether fast OTA was accepted.
+        fast: bool,
+    },
+    /// The image was received whole and committed by the sink.
+    UpdateFinished {
+        /// Its size in bytes.
+        size: u32,
+    },
+    /// The update was abandoned; the sink was told to abort.
+    UpdateFailed(OtaFailure),
+}
+
+/// Why an application request was refused. None of these ends the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// The session has ended.
+    #[error("session ended: {0}")]
+    Session(SessionError),
+    /// The server's Hello has not arrived yet.
+    #[error("not connected yet")]
+    NotConnected,
+    /// More than 4 publishes within a second (the Core's `send_event` returns false).
+    #[error("publish rate limit of 4 per second exceeded")]
+    RateLimited,
+    /// A name, data or argument is longer than the Core allows.
+    #[error("{len} bytes exceed the limit of {max}")]
+    TooLong {
+        /// The length given.
+        len: usize,
+        /// The largest accepted.
+        max: usize,
+    },
+    /// The transmit queue is full: send what is queued first.
+    #[error("transmit queue full")]
+    QueueFull,
+    /// No room for another function, variable or subscription.
+    #[error("registration table full")]
+    TableFull,
+    /// The call or request is not pending (already answered, or from an ended session).
+    #[error("no such pending request")]
+    UnknownRequest,
+    /// The value's type is not the variable's registered type.
+    #[error("value type does not match the variable's {expected:?}")]
+    WrongType {
+        /// The registered type.
+        expected: VarType,
+    },
+    /// A subscription to all events needs a non-empty filter (the Core refuses the firehose).
+    #[error("subscription filter is empty")]
+    EmptyFilter,
+}
+
+impl From<SessionError> for DeviceError {
+    fn from(e: SessionError) -> Self {
+        DeviceError::Session(e)
+    }
+}
+
+/// A subscription's scope, as the application gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every public event with the prefix (the filter must not be empty).
+    All,
+    /// Events of the owner's devices only.
+    MyDevices,
+    /// Events of one device (its id as 24 hex characters).
+    Device(&'a [u8]),
+}
+
+#[derive(Debug, Clone)]
+struct Subscription {
+    filter: Vec<u8, CORE_MAX_SUBSCRIPTION_FILTER_LEN>,
+}
+
+struct Ota {
+    info: ImageInfo,
+    fast: bool,
+    chunk_size: u32,
+    /// Chunks in the image, when its size is known.
+    chunks: Option<u32>,
+    /// The next chunk a stop-and-wait transfer expects.
+    next_chunk: u32,
+    /// The end of the furthest byte written.
+    high_water: u32,
+    bitmap: [u8; MAX_OTA_CHUNKS / 8],
+    last_chunk_at: Instant,
+    started_at: Instant,
+}
+
+impl Ota {
+    fn has(&self, index: u32) -> bool {
+        self.bitmap
+            .get(index as usize / 8)
+            .is_some_and(|b| b & (1 << (index % 8)) != 0)
+    }
+
+    fn set(&mut self, index: u32) {
+        if let Some(b) = self.bitmap.get_mut(index as usize / 8) {
+            *b |= 1 << (index % 8);
+        }
+    }
+
+    fn missing(&self) -> impl Iterator<Item = u32> + '_ {
+        let end = self.chunks.unwrap_or(self.next_chunk + 1);
+        (0..end).filter(|&i| !self.has(i))
+    }
+
+    fn complete(&self) -> bool {
+        match self.chunks {
+            Some(_) => self.missing().next().is_none(),
+            None => true,
+        }
+    }
+
+    fn size(&self) -> u32 {
+        self.info.size.unwrap_or(self.high_water)
+    }
+}
+
+enum Phase<H> {
+    Handshake {
+        hs: H,
+        stage: Stage,
+        creds: [u8; DEVICE_CREDENTIALS_LEN],
+        buf: [u8; SESSION_REPLY_LEN],
+        have: usize,
+    },
+    Open {
+        encoder: FrameEncoder<Aes128Cbc>,
+        decoder: FrameDecoder<Aes128Cbc, [u8; CORE_MAX_CIPHERTEXT_LEN]>,
+    },
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    ExpectNonce,
+    ExpectSessionKey { creds_len: usize, sent: bool },
+}
+
+/// The device side of a session: sans-IO, heap-free (the RSA backend aside), driven through
+/// [`Connection`].
+///
+/// `S` receives OTA images ([`NoFirmware`] refuses them); `H` performs the RSA steps of the
+/// handshake ([`NoHandshake`] for a session established elsewhere).
+pub struct DeviceConnection<S: FirmwareSink = NoFirmware, H: DeviceHandshake = NoHandshake> {
+    phase: Phase<H>,
+    error: Option<SessionError>,
+    config: DeviceConfig,
+    next_id: u16,
+    next_token: u8,
+    tx: [u8; TRANSMIT_QUEUE_LEN],
+    tx_len: usize,
+    events: Deque<DeviceEvent, EVENT_QUEUE_LEN>,
+    functions: Vec<Name, MAX_FUNCTIONS>,
+    variables: Vec<(Name, VarType), MAX_VARIABLES>,
+    subscriptions: Vec<Subscription, MAX_SUBSCRIPTIONS>,
+    pending_calls: Vec<Header, PENDING_REQUESTS>,
+    pending_reads: Vec<(Header, VarType), PENDING_REQUESTS>,
+    publish_times: [Instant; PUBLISH_RATE],
+    publish_count: usize,
+    publish_next: usize,
+    hello_received: bool,
+    deadline: Option<Instant>,
+    last_rx: Instant,
+    ping_sent: Option<Instant>,
+    dropped_events: u32,
+    ota: Option<Ota>,
+    sink: S,
+}
+
+impl<S: FirmwareSink, H: DeviceHandshake> core::fmt::Debug for DeviceConnection<S, H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeviceConnection")
+            .field("error", &self.error)
+            .field("connected", &self.hello_received)
+            .field("next_id", &self.next_id)
+            .field("ota", &self.ota.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn frame_error(e: FrameError) -> SessionError {
+    match e {
+        FrameError::FrameTooLong { len, max } => SessionError::Oversized { len, max },
+        other => SessionError::Decryption(other),
+    }
+}
+
+impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
+    fn base(phase: Phase<H>, config: DeviceConfig, sink: S, now: Instant) -> Self {
+        DeviceConnection {
+            phase,
+            error: None,
+            config,
+            next_id: 0,
+            next_token: 0,
+            tx: [0; TRANSMIT_QUEUE_LEN],
+            tx_len: 0,
+            events: Deque::new(),
+            functions: Vec::new(),
+            variables: Vec::new(),
+            subscriptions: Vec::new(),
+            pending_calls: Vec::new(),
+            pending_reads: Vec::new(),
+            publish_times: [Instant::ZERO; PUBLISH_RATE],
+            publish_count: 0,
+            publish_next: 0,
+            hello_received: false,
+            deadline: Some(now + HANDSHAKE_TIMEOUT),
+            last_rx: now,
+            ping_sent: None,
+            dropped_events: 0,
+            ota: None,
+            sink,
+        }
+    }
+
+    /// A device that runs the handshake: it waits for the cloud's nonce.
+    pub fn new(config: DeviceConfig, handshake: H, sink: S, now: Instant) -> Self {
+        let phase = Phase::Handshake {
+            hs: handshake,
+            stage: Stage::ExpectNonce,
+            creds: [0; DEVICE_CREDENTIALS_LEN],
+            buf: [0; SESSION_REPLY_LEN],
+            have: 0,
+        };
+        Self::base(phase, config, sink, now)
+    }
+
+    /// A device whose handshake is done (`session` is the 40-byte secret): it queues its Hello
+    /// at once and waits for the server's.
+    pub fn from_session(session: &SessionKey, config: DeviceConfig, sink: S, now: Instant) -> Self {
+        let mut conn = Self::base(Phase::Ended, config, sink, now);
+        conn.open(session, now);
+        conn
+    }
+
+    fn open(&mut self, session: &SessionKey, now: Instant) {
+        self.phase = Phase::Open {
+            encoder: session.encoder(),
+            decoder: session.decoder([0; CORE_MAX_CIPHERTEXT_LEN]),
+        };
+        self.next_id = session.message_id_seed();
+        self.next_token = session.token_seed();
+        self.last_rx = now;
+        self.deadline = Some(now + HANDSHAKE_TIMEOUT);
+        let flags = if self.config.ota_succeeded {
+            HelloFlags::OTA_UPGRADE_SUCCESSFUL
+        } else {
+            HelloFlags(0)
+        };
+        let id = self.take_id();
+        let hello = Hello {
+            header: Header::non(id),
+            payload: HelloPayload::Core(CoreHello {
+                product_id: self.config.product_id,
+                firmware_version: self.config.firmware_version,
+                flags,
+            }),
+        };
+        // The queue is empty: a 13-byte Hello always fits.
+        let _ = self.queue(&hello.into());
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Registration and application requests
+
+    /// Registers a function for Describe and calls; the name is cut to 12 bytes, as the Core
+    /// cuts it.
+    pub fn register_function(&mut self, name: &[u8]) -> Result<(), DeviceError> {
+        let name = core_name(name);
+        if self.functions.contains(&name) {
+            return Ok(());
+        }
+        self.functions
+            .push(name)
+            .map_err(|_| DeviceError::TableFull)
+    }
+
+    /// Registers a variable of type `ty`; the name is cut to 12 bytes.
+    pub fn register_variable(&mut self, name: &[u8], ty: VarType) -> Result<(), DeviceError> {
+        let name = core_name(name);
+        if let Some(v) = self.variables.iter_mut().find(|v| v.0 == name) {
+            v.1 = ty;
+            return Ok(());
+        }
+        self.variables
+            .push((name, ty))
+            .map_err(|_| DeviceError::TableFull)
+    }
+
+    fn ready(&self) -> Result<(), DeviceError> {
+        if let Some(e) = self.error {
+            return Err(DeviceError::Session(e));
+        }
+        if !self.hello_received {
+            return Err(DeviceError::NotConnected);
+        }
+        Ok(())
+    }
+
+    /// Publishes an event (name at most 63 bytes, data at most 255, TTL at most 2^24 - 1 s).
+    /// At most 4 publishes pass in any rolling second; the fifth is
+    /// [`DeviceError::RateLimited`] and is not sent.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        name: &[u8],
+        data: Option<&[u8]>,
+        visibility: Visibility,
+        ttl: u32,
+    ) -> Result<(), DeviceError> {
+        self.ready()?;
+        check_len(name.len(), CORE_EVENT_FILTER_BUFFER_LEN - 1)?;
+        check_len(data.map_or(0, <[u8]>::len), CORE_MAX_PUBLISH_LEN)?;
+        check_len(ttl as usize, MAX_EVENT_TTL as usize)?;
+        if self.publish_count == PUBLISH_RATE {
+            let oldest = self.publish_times[self.publish_next];
+            if now.saturating_duration_since(oldest) < ROLLING_SECOND {
+                return Err(DeviceError::RateLimited);
+            }
+        }
+        let id = self.peek_id();
+        let event = Event::publish(id, visibility, name, data, ttl);
+        self.queue_originated(&event.into())?;
+        self.publish_times[self.publish_next] = now;
+        self.publish_next = (self.publish_next + 1) % PUBLISH_RATE;
+        self.publish_count = (self.publish_count + 1).min(PUBLISH_RATE);
+        Ok(())
+    }
+
+    /// Subscribes to events whose name starts with `filter` (at most 63 bytes) and returns the
+    /// subscription's index for [`ReceivedEvent::handlers`].
+    pub fn subscribe(
+        &mut self,
+        filter: &[u8],
+        scope: Scope<'_>,
+    ) -> Result<SubscriptionId, DeviceError> {
+        self.ready()?;
+        if filter.is_empty() && scope == Scope::All {
+            return Err(DeviceError::EmptyFilter);
+        }
+        check_len(filter.len(), CORE_MAX_SUBSCRIPTION_FILTER_LEN)?;
+        if self.subscriptions.is_full() {
+            return Err(DeviceError::TableFull);
+        }
+        let scope = match scope {
+            Scope::All => SubscribeScope::Firehose,
+            Scope::MyDevices => SubscribeScope::MyDevices,
+            Scope::Device(id) => SubscribeScope::Device(id),
+        };
+        let sub = Subscribe {
+            header: Header::con(self.peek_id()),
+            filter: EventName::whole(filter),
+            scope,
+        };
+        self.queue_originated(&sub.into())?;
+        let filter = Vec::from_slice(filter).map_err(|_| DeviceError::TableFull)?;
+        let index = self.subscriptions.len();
+        self.subscriptions
+            .push(Subscription { filter })
+            .map_err(|_| DeviceError::TableFull)?;
+        Ok(index as SubscriptionId)
+    }
+
+    /// Asks the cloud for the time; the answer arrives as [`DeviceEvent::Time`].
+    pub fn request_time(&mut self) -> Result<(), DeviceError> {
+        self.ready()?;
+        let token = self.next_token.wrapping_add(1);
+        let msg = GetTime {
+            header: Header::con(self.peek_id()).with_token(token),
+        };
+        self.queue_originated(&msg.into())?;
+        self.next_token = token;
+        Ok(())
+    }
+
+    /// Answers a function call with its return value (the separate FunctionReturn).
+    pub fn function_return(&mut self, call: CallId, value: i32) -> Result<(), DeviceError> {
+        if let Some(e) = self.error {
+            return Err(DeviceError::Session(e));
+        }
+        let pos = self
+            .pending_calls
+            .iter()
+            .position(|h| *h == call.0)
+            .ok_or(DeviceError::UnknownRequest)?;
+        let msg = FunctionReturn {
+            header: Header::separate(&call.0, self.peek_id()),
+            code: Code::Changed,
+            value: Some(value),
+        };
+        self.queue_originated(&msg.into())?;
+        self.pending_calls.swap_remove(pos);
+        Ok(())
+    }
+
+    /// Answers a variable read with its value (piggy-backed on the ACK).
+    pub fn variable_value(
+        &mut self,
+        request: RequestId,
+        value: Value<'_>,
+    ) -> Result<(), DeviceError> {
+        if let Some(e) = self.error {
+            return Err(DeviceError::Session(e));
+        }
+        let pos = self
+            .pending_reads
+            .iter()
+            .position(|(h, _)| *h == request.0)
+            .ok_or(DeviceError::UnknownRequest)?;
+        let expected = self.pending_reads[pos].1;
+        if value.var_type() != expected {
+            return Err(DeviceError::WrongType { expected });
+        }
+        let msg = VariableValue {
+            header: Header::piggybacked(&request.0),
+            code: Code::Content,
+            value,
+        };
+        self.queue(&msg.into()).map_err(|_| DeviceError::QueueFull)?;
+        self.pending_reads.swap_remove(pos);
+        Ok(())
+    }
+
+    /// Ends the session with [`SessionError::Closed`] (an update in progress is aborted).
+    pub fn close(&mut self) {
+        self.fail(SessionError::Closed);
+    }
+
+    /// Whether the server's Hello has arrived and the session has not ended.
+    pub fn is_connected(&self) -> bool {
+        self.hello_received && self.error.is_none()
+    }
+
+    /// Whether an update is in progress.
+    pub fn is_updating(&self) -> bool {
+        self.ota.is_some()
+    }
+
+    /// Subscribed events dropped because the event queue was full.
+    pub fn dropped_events(&self) -> u32 {
+        self.dropped_events
+    }
+
+    /// The firmware sink.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// The firmware sink, mutably.
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    /// Ends the session's use and returns the sink (an update in progress is aborted).
+    pub fn into_sink(mut self) -> S {
+        if let Some(_ota) = self.ota.take() {
+            self.sink.abort();
+        }
+        self.sink
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Ids and the transmit queue
+
+    fn peek_id(&self) -> u16 {
+        self.next_id.wrapping_add(1)
+    }
+
+    fn take_id(&mut self) -> u16 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// Queues a message the device originates with [`Self::peek_id`]; consumes the id.
+    fn queue_originated(&mut self, msg: &Message<'_>) -> Result<(), DeviceError> {
+        self.queue(msg).map_err(|_| DeviceError::QueueFull)?;
+        self.take_id();
+        Ok(())
+    }
+
+    fn queue(&mut self, msg: &Message<'_>) -> Result<(), SessionError> {
+        let len = msg.buffer_len();
+        let max = TRANSMIT_QUEUE_LEN - self.tx_len;
+        if len > CORE_QUEUE_SIZE || LEN_PREFIX + len > max {
+            return Err(SessionError::Oversized {
+                len: LEN_PREFIX + len,
+                max,
+            });
+        }
+        let at = self.tx_len;
+        let n = msg
+            .emit(&mut self.tx[at + LEN_PREFIX..])
+            .map_err(SessionError::Malformed)?;
+        self.tx[at..at + LEN_PREFIX].copy_from_slice(&(n as u16).to_be_bytes());
+        self.tx_len += LEN_PREFIX + n;
+        Ok(())
+    }
+
+    /// Queues a reply to the cloud; a full queue ends the session (the cloud floods a device
+    /// that is not being drained).
+    fn reply(&mut self, msg: Message<'_>) -> Result<(), SessionError> {
+        self.queue(&msg)
+    }
+
+    fn reply_originated(&mut self, msg: Message<'_>) -> Result<(), SessionError> {
+        self.queue(&msg)?;
+        self.take_id();
+        Ok(())
+    }
+
+    fn push_event(&mut self, event: DeviceEvent) -> bool {
+        self.events.push_back(event).is_ok()
+    }
+
+    fn fail(&mut self, error: SessionError) -> SessionError {
+        if let Some(e) = self.error {
+            return e;
+        }
+        self.error = Some(error);
+        self.phase = Phase::Ended;
+        self.tx_len = 0;
+        if self.ota.take().is_some() {
+            self.sink.abort();
+        }
+        error
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Input
+
+    fn handshake_input(&mut self, now: Instant, mut input: &[u8]) -> Result<(), SessionError> {
+        let Phase::Handshake {
+            hs,
+            stage,
+            creds,
+            buf,
+            have,
+        } = &mut self.phase
+        else {
+            return Ok(());
+        };
+        let need = match *stage {
+            Stage::ExpectNonce => NONCE_LEN,
+            Stage::ExpectSessionKey { sent: false, .. } => {
+                return Err(SessionError::Unexpected(
+                    "session key before the credentials were sent",
+                ));
+            }
+            Stage::ExpectSessionKey { .. } => hs.session_reply_len().min(SESSION_REPLY_LEN),
+        };
+        let take = (need - *have).min(input.len());
+        buf[*have..*have + take].copy_from_slice(&input[..take]);
+        *have += take;
+        input = &input[take..];
+        if *have < need {
+            return Ok(());
+        }
+        match *stage {
+            Stage::ExpectNonce => {
+                let mut nonce = [0u8; NONCE_LEN];
+                nonce.copy_from_slice(&buf[..NONCE_LEN]);
+                let creds_len = hs
+                    .credentials(&Nonce(nonce), &self.config.device_id, creds)
+                    .map_err(SessionError::Authentication)?;
+                *stage = Stage::ExpectSessionKey {
+                    creds_len,
+                    sent: false,
+                };
+                *have = 0;
+                if !input.is_empty() {
+                    return Err(SessionError::Unexpected(
+                        "session key before the credentials were sent",
+                    ));
+                }
+                Ok(())
+            }
+            Stage::ExpectSessionKey { .. } => {
+                let session = hs
+                    .open_session(&buf[..need])
+                    .map_err(SessionError::Authentication)?;
+                self.open(&session, now);
+                self.framed_input(now, input)
+            }
+        }
+    }
+
+    fn framed_input(&mut self, now: Instant, mut input: &[u8]) -> Result<(), SessionError> {
+        let mut plain = [0u8; CORE_MAX_CIPHERTEXT_LEN];
+        loop {
+            let Phase::Open { decoder, .. } = &mut self.phase else {
+                return Ok(());
+            };
+            let n = decoder.handle_input(input).map_err(frame_error)?;
+            input = &input[n..];
+            match decoder.poll_message(&mut plain).map_err(frame_error)? {
+                Some(len) => self.handle_message(now, &plain[..len])?,
+                None if input.is_empty() => return Ok(()),
+                None if n == 0 => return Ok(()),
+                None => {}
+            }
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SessionError> {
+        self.last_rx = now;
+        self.ping_sent = None;
+        let repr = Repr::parse_bytes(bytes).map_err(SessionError::Malformed)?;
+        let kind = classify_repr(&repr, Role::Device);
+        if !self.hello_received && kind != MessageKind::Hello {
+            return Err(SessionError::Unexpected("message before the server's Hello"));
+        }
+        if matches!(kind, MessageKind::Unknown) {
+            // The Core ignores what it does not know.
+            return Ok(());
+        }
+        let msg = Message::parse(&repr, kind).map_err(SessionError::Malformed)?;
+        match msg {
+            Message::Hello(_) => {
+                if self.hello_received {
+                    return Err(SessionError::Unexpected("a second Hello"));
+                }
+                self.hello_received = true;
+                self.deadline = None;
+                self.push_event(DeviceEvent::Connected);
+            }
+            Message::Describe(d) => self.describe(&d.header)?,
+            Message::FunctionCall(call) => {
+                let arg = call.argument.unwrap_or_default();
+                if arg.len() > CORE_MAX_FUNCTION_ARG_LEN {
+                    return Err(SessionError::Oversized {
+                        len: arg.len(),
+                        max: CORE_MAX_FUNCTION_ARG_LEN,
+                    });
+                }
+                self.reply(EmptyAck::from_request(&call.header).into())?;
+                let name = core_name(call.name);
+                let known = self.functions.contains(&name);
+                let code = if !known {
+                    Some(Code::NotFound)
+                } else if self.pending_calls.is_full() || self.events.is_full() {
+                    Some(Code::ServiceUnavailable)
+                } else {
+                    None
+                };
+                if let Some(code) = code {
+                    let ret = FunctionReturn {
+                        header: Header::separate(&call.header, self.peek_id()),
+                        code,
+                        value: None,
+                    };
+                    return self.reply_originated(ret.into());
+                }
+                let _ = self.pending_calls.push(call.header);
+                let argument = Vec::from_slice(arg).unwrap_or_default();
+                self.push_event(DeviceEvent::FunctionCall(FunctionCallEvent {
+                    call: CallId(call.header),
+                    name,
+                    argument,
+                }));
+            }
+            Message::VariableRequest(req) => {
+                let name = core_name(req.name);
+                let found = self.variables.iter().find(|v| v.0 == name).map(|v| v.1);
+                let code = match found {
+                    None => Some(Code::NotFound),
+                    Some(_) if self.pending_reads.is_full() || self.events.is_full() => {
+                        Some(Code::ServiceUnavailable)
+                    }
+                    Some(_) => None,
+                };
+                match (code, found) {
+                    (None, Some(ty)) => {
+                        let _ = self.pending_reads.push((req.header, ty));
+                        self.push_event(DeviceEvent::VariableRequest(VariableRequestEvent {
+                            request: RequestId(req.header),
+                            name,
+                            var_type: ty,
+                        }));
+                    }
+                    (code, _) => {
+                        let reply = Reply {
+                            header: Header::piggybacked(&req.header),
+                            code: code.unwrap_or(Code::NotFound),
+                            payload: &[],
+                        };
+                        self.reply(reply.into())?;
+                    }
+                }
+            }
+            Message::Event(ev) => self.deliver(&ev),
+            Message::Time(t) => {
+                self.push_event(DeviceEvent::Time(t.unix_time));
+            }
+            Message::Signal(s) => {
+                self.reply(
+                    Reply {
+                        header: Header::piggybacked(&s.header),
+                        code: Code::Changed,
+                        payload: &[],
+                    }
+                    .into(),
+                )?;
+                self.push_event(DeviceEvent::Signal(s.start));
+            }
+            Message::KeyChange(k) => {
+                self.reply(
+                    KeyChanged {
+                        header: Header::piggybacked(&k.header),
+                    }
+                    .into(),
+                )?;
+                self.push_event(DeviceEvent::KeyChange);
+            }
+            Message::Ping(p) => {
+                self.reply(EmptyAck::from_request(&p.header).into())?;
+            }
+            Message::UpdateBegin(b) => self.update_begin(now, &b.header, b.params)?,
+            Message::Chunk(c) => self.chunk(now, &c)?,
+            Message::UpdateDone(d) => self.update_done(&d.header)?,
+            // ACKs and replies to what the device sent (including the original server's
+            // "slow down" ACK 4.00 to every event): nothing to do.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn describe(&mut self, request: &Header) -> Result<(), SessionError> {
+        let mut json = [0u8; CORE_QUEUE_SIZE];
+        let mut w = DescriptionWriter::new(&mut json);
+        for f in &self.functions {
+            w.function(f).map_err(SessionError::Malformed)?;
+        }
+        for (v, ty) in &self.variables {
+            w.variable(v, *ty).map_err(SessionError::Malformed)?;
+        }
+        let n = w.finish().map_err(SessionError::Malformed)?;
+        let reply = DescribeReturn {
+            header: Header::piggybacked(request),
+            code: Code::Content,
+            description: &json[..n],
+        };
+        self.reply(reply.into())
+    }
+
+    fn deliver(&mut self, ev: &Event<'_>) {
+        let mut handlers = 0u8;
+        for (i, sub) in self.subscriptions.iter().enumerate() {
+            if ev.name.starts_with(&sub.filter) {
+                handlers |= 1 << i;
+            }
+        }
+        if handlers == 0 {
+            return;
+        }
+        let mut name = Vec::new();
+        let mut truncated = false;
+        for b in ev.name.bytes() {
+            truncated |= name.push(b).is_err();
+        }
+        let data_in = ev.data.unwrap_or_default();
+        let cut = data_in.len().min(MAX_EVENT_DATA_LEN);
+        truncated |= cut < data_in.len();
+        let data = Vec::from_slice(&data_in[..cut]).unwrap_or_default();
+        let event = DeviceEvent::Event(ReceivedEvent {
+            handlers,
+            private: ev.visibility == Visibility::Private,
+            name,
+            data,
+            truncated,
+        });
+        if !self.push_event(event) {
+            self.dropped_events = self.dropped_events.saturating_add(1);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // OTA
+
+    fn abandon(&mut self, failure: OtaFailure) {
+        if self.ota.take().is_some() {
+            self.sink.abort();
+            self.push_event(DeviceEvent::UpdateFailed(failure));
+        }
+    }
+
+    fn update_begin(
+        &mut self,
+        now: Instant,
+        request: &Header,
+        params: Option<UpdateParams>,
+    ) -> Result<(), SessionError> {
+        self.abandon(OtaFailure::Restarted);
+        let (chunk_size, size, destination, address, offered) = match params {
+            Some(p) => (
+                u32::from(p.chunk_size),
+                Some(p.file_size),
+                p.destination,
+                p.address,
+                p.fast_ota(),
+            ),
+            None => (SP_CHUNK_SIZE as u32, None, 0, 0, false),
+        };
+        let info = ImageInfo {
+            size,
+            chunk_size: chunk_size as u16,
+            destination,
+            address,
+        };
+        let chunks = size.map(|s| s.div_ceil(chunk_size.max(1)));
+        let usable = chunk_size > 0
+            && chunk_size as usize <= SP_MAX_CHUNK_SIZE
+            && chunks.is_none_or(|c| c as usize <= MAX_OTA_CHUNKS);
+        let refused = if usable {
+            self.sink.begin(&info).err().map(OtaFailure::Sink)
+        } else {
+            Some(OtaFailure::Parameters)
+        };
+        if let Some(failure) = refused {
+            self.push_event(DeviceEvent::UpdateFailed(failure));
+            let reply = Reply {
+                header: Header::piggybacked(request),
+                code: Code::ServiceUnavailable,
+                payload: &[],
+            };
+            return self.reply(reply.into());
+        }
+        let fast = offered && self.config.fast_ota;
+        self.ota = Some(Ota {
+            info,
+            fast,
+            chunk_size,
+            chunks,
+            next_chunk: 0,
+            high_water: 0,
+            bitmap: [0; MAX_OTA_CHUNKS / 8],
+            last_chunk_at: now,
+            started_at: now,
+        });
+        self.reply(EmptyAck::from_request(request).into())?;
+        let ready = UpdateReady {
+            header: Header::separate(request, self.peek_id()),
+            flags: params.map(|_| u8::from(fast)),
+        };
+        self.reply_originated(ready.into())?;
+        self.push_event(DeviceEvent::UpdateStarted { info, fast });
+        Ok(())
+    }
+
+    fn chunk(&mut self, now: Instant, chunk: &Chunk<'_>) -> Result<(), SessionError> {
+        let Some(ota) = &mut self.ota else {
+            // No transfer: acknowledge and drop, as a Core that is not updating does.
+            return self.reply(EmptyAck::from_request(&chunk.header).into());
+        };
+        ota.last_chunk_at = now;
+        let indexed = chunk.index.is_some();
+        let index = chunk.index.map_or(ota.next_chunk, u32::from);
+        let ok = chunk.crc_matches();
+        let in_range = ota.chunks.is_none_or(|c| index < c) && (index as usize) < MAX_OTA_CHUNKS;
+        let mut write_result = Ok(());
+        if ok && in_range && !ota.has(index) {
+            let offset = index * ota.chunk_size;
+            let len = match ota.info.size {
+                Some(size) => (chunk.data.len() as u32).min(size.saturating_sub(offset)),
+                None => chunk.data.len() as u32,
+            };
+            write_result = self.sink.write(offset, &chunk.data[..len as usize]);
+            if write_result.is_ok() {
+                ota.set(index);
+                ota.high_water = ota.high_water.max(offset + len);
+            }
+        }
+        if ok && in_range && !indexed {
+            ota.next_chunk = index + 1;
+        }
+        let silent = indexed && ota.fast;
+        if let Err(e) = write_result {
+            if !silent {
+                self.reply(EmptyAck::from_request(&chunk.header).into())?;
+            }
+            self.abandon(OtaFailure::Sink(e));
+            return Ok(());
+        }
+        if silent {
+            // Fast OTA: no ACK, no ChunkReceived; bad chunks are asked for again later.
+            return Ok(());
+        }
+        self.reply(EmptyAck::from_request(&chunk.header).into())?;
+        let received = ChunkReceived {
+            header: Header::separate(&chunk.header, self.peek_id()),
+            ok,
+        };
+        self.reply_originated(received.into())
+    }
+
+    fn chunk_missed(&mut self) -> Result<(), SessionError> {
+        let Some(ota) = &self.ota else {
+            return Ok(());
+        };
+        let mut list = [0u16; DOS_MISSED_CHUNKS_TO_SEND];
+        let n = if ota.fast {
+            let mut n = 0;
+            for (slot, i) in list.iter_mut().zip(ota.missing()) {
+                *slot = i as u16;
+                n += 1;
+            }
+            n
+        } else {
+            list[0] = ota.next_chunk as u16;
+            1
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let msg = ChunkMissed {
+            header: Header::con(self.peek_id()),
+            indices: ChunkIndices::new(&list[..n]),
+        };
+        self.reply_originated(msg.into())
+    }
+
+    fn update_done(&mut self, request: &Header) -> Result<(), SessionError> {
+        let Some(ota) = &self.ota else {
+            let reply = Reply {
+                header: Header::piggybacked(request),
+                code: Code::BadRequest,
+                payload: &[],
+            };
+            return self.reply(reply.into());
+        };
+        if !ota.complete() {
+            let reply = Reply {
+                header: Header::piggybacked(request),
+                code: Code::BadRequest,
+                payload: &[],
+            };
+            self.reply(reply.into())?;
+            return self.chunk_missed();
+        }
+        let size = ota.size();
+        self.ota = None;
+        match self.sink.finish(size) {
+            Ok(()) => {
+                let reply = Reply {
+                    header: Header::piggybacked(request),
+                    code: Code::Changed,
+                    payload: &[],
+                };
+                self.reply(reply.into())?;
+                self.push_event(DeviceEvent::UpdateFinished { size });
+            }
+            Err(e) => {
+                self.sink.abort();
+                let reply = Reply {
+                    header: Header::piggybacked(request),
+                    code: Code::BadRequest,
+                    payload: &[],
+                };
+                self.reply(reply.into())?;
+                self.push_event(DeviceEvent::UpdateFailed(OtaFailure::Sink(e)));
+            }
+        }
+        Ok(())
+    }
+
+    fn timers(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.deadline.is_some_and(|d| now >= d) {
+            return Err(SessionError::HandshakeTimeout);
+        }
+        if !matches!(self.phase, Phase::Open { .. }) {
+            return Ok(());
+        }
+        if let Some(sent) = self.ping_sent {
+            if now >= sent + PING_TIMEOUT {
+                return Err(SessionError::PingTimeout);
+            }
+        } else if self.hello_received && now >= self.last_rx + PING_INTERVAL {
+            let ping = Ping {
+                header: Header::con(self.peek_id()),
+            };
+            self.reply_originated(ping.into())?;
+            self.ping_sent = Some(now);
+        }
+        if let Some(ota) = &mut self.ota {
+            if now >= ota.started_at + OTA_TIMEOUT {
+                self.abandon(OtaFailure::Timeout);
+            } else if now >= ota.last_chunk_at + CHUNK_MISSED_INTERVAL {
+                ota.last_chunk_at = now;
+                self.chunk_missed()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> {
+    type Event = DeviceEvent;
+
+    fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let result = match self.phase {
+            Phase::Handshake { .. } => self.handshake_input(now, input),
+            Phase::Open { .. } => self.framed_input(now, input),
+            Phase::Ended => Err(SessionError::Closed),
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn handle_close(&mut self, _now: Instant) {
+        self.fail(SessionError::TransportClosed);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.timers(now) {
+            self.fail(e);
+        }
+    }
+
+    fn poll_transmit(
+        &mut self,
+        _now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, SessionError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match &mut self.phase {
+            Phase::Handshake {
+                stage: Stage::ExpectSessionKey { creds_len, sent },
+                creds,
+                ..
+            } if !*sent => {
+                let len = *creds_len;
+                let max = buf.len();
+                let dst = buf
+                    .get_mut(..len)
+                    .ok_or(SessionError::Oversized { len, max })?;
+                dst.copy_from_slice(&creds[..len]);
+                *sent = true;
+                Ok(Some(len))
+            }
+            Phase::Open { encoder, .. } if self.tx_len > 0 => {
+                let len = usize::from(u16::from_be_bytes([self.tx[0], self.tx[1]]));
+                let msg = &self.tx[LEN_PREFIX..LEN_PREFIX + len];
+                let n = match encoder.seal(msg, buf) {
+                    Ok(n) => n,
+                    Err(FrameError::InsufficientSize { required }) => {
+                        return Err(SessionError::Oversized {
+                            len: required,
+                            max: buf.len(),
+                        });
+                    }
+                    Err(e) => return Err(self.fail(frame_error(e))),
+                };
+                self.tx.copy_within(LEN_PREFIX + len..self.tx_len, 0);
+                self.tx_len -= LEN_PREFIX + len;
+                Ok(Some(n))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn max_transmit_len(&self) -> usize {
+        sealed_len(CORE_QUEUE_SIZE).max(DEVICE_CREDENTIALS_LEN)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.error.is_some() {
+            return None;
+        }
+        let mut next = self.deadline;
+        let mut consider = |t: Instant| {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        };
+        if matches!(self.phase, Phase::Open { .. }) && self.hello_received {
+            match self.ping_sent {
+                Some(sent) => consider(sent + PING_TIMEOUT),
+                None => consider(self.last_rx + PING_INTERVAL),
+            }
+        }
+        if let Some(ota) = &self.ota {
+            consider(ota.last_chunk_at + CHUNK_MISSED_INTERVAL);
+            consider(ota.started_at + OTA_TIMEOUT);
+        }
+        next
+    }
+
+    fn poll_event(&mut self) -> Option<DeviceEvent> {
+        self.events.pop_front()
+    }
+
+    fn error(&self) -> Option<SessionError> {
+        self.error
+    }
+}
+
+fn core_name(name: &[u8]) -> Name {
+    let cut = name.len().min(CORE_MAX_FUNCTION_NAME_LEN);
+    Vec::from_slice(&name[..cut]).unwrap_or_default()
+}
+
+fn check_len(len: usize, max: usize) -> Result<(), DeviceError> {
+    if len > max {
+        Err(DeviceError::TooLong { len, max })
+    } else {
+        Ok(())
+    }
+}
+
+trait FromRequest {
+    fn from_request(request: &Header) -> Self;
+}
+
+impl FromRequest for EmptyAck {
+    /// The Core's empty ACK: same id, no token (`60 00 id`).
+    fn from_request(request: &Header) -> Self {
+        EmptyAck {
+            header: Header::ack(request.message_id),
+        }
+    }
+}
