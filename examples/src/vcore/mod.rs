@@ -26,6 +26,7 @@
 pub mod cc3000;
 pub mod flash;
 pub mod link;
+pub mod run;
 pub mod tinker;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,9 @@ pub enum CoreError {
     /// The key file is not an RSA private key.
     #[error("device key: {0}")]
     Key(spark_protocol::crypto::keys::KeyError),
+    /// A key the RSA backend cannot use.
+    #[error("RSA key: {0}")]
+    Rsa(spark_protocol::crypto::RsaError),
     /// The system random number generator failed.
     #[error("system random number generator: {0}")]
     Random(String),
