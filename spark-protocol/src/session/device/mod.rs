@@ -31,9 +31,7 @@ use heapless::{Deque, Vec};
 use super::{Connection, Instant, SessionError};
 use crate::crypto::framing::{CORE_MAX_CIPHERTEXT_LEN, sealed_len};
 use crate::crypto::handshake::{DEVICE_CREDENTIALS_LEN, NONCE_LEN, SESSION_REPLY_LEN};
-use crate::crypto::{
-    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, SessionKey,
-};
+use crate::crypto::{Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, SessionKey};
 use crate::wire::describe::{DescriptionWriter, VarType};
 use crate::wire::hello::{CoreHello, HelloFlags, HelloPayload};
 use crate::wire::limits::{
@@ -50,9 +48,9 @@ use crate::wire::ota::{ChunkIndices, UpdateParams};
 use crate::wire::{Code, Header, Message, MessageKind, Repr, Role, classify_repr};
 
 mod handshake;
-pub use handshake::{DeviceHandshake, NoHandshake};
 #[cfg(feature = "alloc")]
 pub use handshake::RsaHandshake;
+pub use handshake::{DeviceHandshake, NoHandshake};
 
 /// Functions a Core registers at most (`Spark.function`).
 pub const MAX_FUNCTIONS: usize = 4;
@@ -61,11 +59,11 @@ pub const MAX_VARIABLES: usize = 10;
 /// Event handlers a Core registers at most (`Spark.subscribe`).
 pub const MAX_SUBSCRIPTIONS: usize = 4;
 /// Events waiting for [`Connection::poll_event`] at most.
-pub const EVENT_QUEUE_LEN: usize = 4;
+pub const EVENT_QUEUE_LEN: usize = 3;
 /// Calls and variable reads waiting for the application's answer at most.
 pub const PENDING_REQUESTS: usize = 4;
 /// Bytes of plaintext messages waiting to be sealed and sent.
-pub const TRANSMIT_QUEUE_LEN: usize = 1024;
+pub const TRANSMIT_QUEUE_LEN: usize = CORE_QUEUE_SIZE;
 /// Chunks an OTA transfer may have (1024 chunks of 256 bytes = 256 KiB, twice the Core's flash).
 pub const MAX_OTA_CHUNKS: usize = 1024;
 /// Publishes allowed in any rolling second (the Core's limit).
@@ -186,6 +184,8 @@ pub enum OtaFailure {
 /// What the device session reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Heap-free: an event carries its data inline, so no variant can be boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum DeviceEvent {
     /// The server's Hello arrived: the session is up.
     Connected,
@@ -325,6 +325,8 @@ impl Ota {
     }
 }
 
+// Heap-free: the phases share the space in place of a box.
+#[allow(clippy::large_enum_variant)]
 enum Phase<H> {
     Handshake {
         hs: H,
@@ -627,7 +629,8 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             code: Code::Content,
             value,
         };
-        self.queue(&msg.into()).map_err(|_| DeviceError::QueueFull)?;
+        self.queue(&msg.into())
+            .map_err(|_| DeviceError::QueueFull)?;
         self.pending_reads.swap_remove(pos);
         Ok(())
     }
@@ -818,7 +821,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         let repr = Repr::parse_bytes(bytes).map_err(SessionError::Malformed)?;
         let kind = classify_repr(&repr, Role::Device);
         if !self.hello_received && kind != MessageKind::Hello {
-            return Err(SessionError::Unexpected("message before the server's Hello"));
+            return Err(SessionError::Unexpected(
+                "message before the server's Hello",
+            ));
         }
         if matches!(kind, MessageKind::Unknown) {
             // The Core ignores what it does not know.
