@@ -79,7 +79,10 @@ fn trace_numbers_frames_in_order_and_keeps_their_bytes() {
     let TraceEntry::Frame { from, bytes, .. } = &p.trace()[1] else {
         panic!()
     };
-    assert_eq!((*from, bytes.as_slice()), (Side::B, &frame(WELCOME, 0, b"")[..]));
+    assert_eq!(
+        (*from, bytes.as_slice()),
+        (Side::B, &frame(WELCOME, 0, b"")[..])
+    );
 }
 
 #[test]
@@ -201,7 +204,11 @@ fn a_reordered_last_frame_is_late_but_not_lost() {
 
 #[test]
 fn corrupted_frame_ends_the_receiving_session() {
-    let mut p = pair(5, 1, Faults::none().at_frame(4, Fault::Corrupt { offset: 6 }));
+    let mut p = pair(
+        5,
+        1,
+        Faults::none().at_frame(4, Fault::Corrupt { offset: 6 }),
+    );
     let _ = p.run(END);
     assert_eq!(
         p.b().error(),
@@ -213,7 +220,11 @@ fn corrupted_frame_ends_the_receiving_session() {
 
 #[test]
 fn corruption_offset_wraps_around_the_frame() {
-    let mut p = pair(1, 1, Faults::none().at_frame(1, Fault::Corrupt { offset: 5 + 1000 }));
+    let mut p = pair(
+        1,
+        1,
+        Faults::none().at_frame(1, Fault::Corrupt { offset: 5 + 1000 }),
+    );
     let _ = p.run(END);
     // WELCOME is 5 bytes: 1005 % 5 = 0, the kind byte, which makes the check fail.
     assert_eq!(fates(&p)[1].2, Fate::Corrupted { offset: 0 });
@@ -226,7 +237,11 @@ fn corruption_offset_wraps_around_the_frame() {
 #[test]
 fn oversized_length_is_a_typed_error() {
     // Flip the length byte of DATA 0 (offset 3): 1 ^ 0xff = 254 > 64.
-    let mut p = pair(1, 1, Faults::none().at_frame(2, Fault::Corrupt { offset: 3 }));
+    let mut p = pair(
+        1,
+        1,
+        Faults::none().at_frame(2, Fault::Corrupt { offset: 3 }),
+    );
     let _ = p.run(END);
     assert_eq!(
         p.b().error(),
@@ -321,9 +336,7 @@ fn deadline_stops_the_run_and_a_later_run_resumes() {
 #[test]
 fn run_until_lets_the_test_act_between_steps() {
     let mut p = pair(1, 1, Faults::none());
-    let out = p.run_until(END, |p| {
-        p.events_a().contains(&SenderEvent::Connected)
-    });
+    let out = p.run_until(END, |p| p.events_a().contains(&SenderEvent::Connected));
     assert_eq!(out, Outcome::Stopped);
     // An application call between steps: one more message before the run goes on.
     p.a_mut().send(b"late");

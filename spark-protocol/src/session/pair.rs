@@ -373,7 +373,11 @@ impl<A: Connection, B: Connection> Pair<A, B> {
 
     /// Like [`Pair::run`], but stops as soon as `done` holds ([`Outcome::Stopped`]); `done` is
     /// asked after every step that did something, and may take events or call into the sides.
-    pub fn run_until(&mut self, deadline: Instant, mut done: impl FnMut(&mut Self) -> bool) -> Outcome {
+    pub fn run_until(
+        &mut self,
+        deadline: Instant,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) -> Outcome {
         loop {
             if done(self) {
                 return Outcome::Stopped;

@@ -73,7 +73,11 @@ impl Deframer {
         if check != f[4 + len] {
             return Err(SessionError::Unexpected("bad check byte"));
         }
-        Ok(Some((f[0], u16::from_be_bytes([f[1], f[2]]), f[4..4 + len].to_vec())))
+        Ok(Some((
+            f[0],
+            u16::from_be_bytes([f[1], f[2]]),
+            f[4..4 + len].to_vec(),
+        )))
     }
 }
 
@@ -446,6 +450,10 @@ impl Connection for Receiver {
 /// `n` distinct messages of varied lengths.
 pub fn messages(n: usize) -> Vec<Vec<u8>> {
     (0..n)
-        .map(|i| (0..(i % MAX_PAYLOAD) + 1).map(|j| (i * 31 + j) as u8).collect())
+        .map(|i| {
+            (0..(i % MAX_PAYLOAD) + 1)
+                .map(|j| (i * 31 + j) as u8)
+                .collect()
+        })
         .collect()
 }

@@ -27,11 +27,7 @@ impl<T> EmbeddedIo<T> {
 impl<T: Read + Write + ReadReady> Transport for EmbeddedIo<T> {
     type Error = T::Error;
 
-    fn read(
-        &mut self,
-        buf: &mut [u8],
-        timeout: Option<Duration>,
-    ) -> Result<Received, Self::Error> {
+    fn read(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<Received, Self::Error> {
         if timeout.is_some() && !self.0.read_ready()? {
             return Ok(Received::TimedOut);
         }

@@ -13,13 +13,17 @@
 //! Two drivers share these names and this shape:
 //!
 //! - [`Driver`] (this module) blocks on a [`Transport`]. It is no_std: an MCU runs the device
-//!   side with it over its UART or Wi-Fi socket ([`EmbeddedIo`], feature `embedded-io`), and the
+//!   side with it over its UART or Wi-Fi socket (`EmbeddedIo`, feature `embedded-io`), and the
 //!   standard library's `TcpStream` is a transport too (feature `std`), with read timeouts for the
 //!   session's timers.
-//! - [`tokio::Driver`] (feature `tokio`) awaits a tokio stream instead.
+//! - `tokio::Driver` (feature `tokio`) awaits a tokio stream instead.
 //!
 //! Neither spawns a task or thread, and neither sleeps except inside a call the caller made (a
 //! blocking read with a timeout, or an awaited read raced against a tokio timer).
+//!
+//! A driver writes all it has before it reads again, so the transport must buffer what the
+//! peer sends meanwhile (a TCP socket does; a tiny in-memory pipe between two drivers that both
+//! write at once can wait forever).
 //!
 //! Errors are [`DriverError`]: the transport's own error, the buffer being too small for the
 //! session's frames, or the [`SessionError`] the session ended with. Events the session queued
@@ -71,7 +75,7 @@ pub enum Received {
 
 /// A byte stream the blocking [`Driver`] can run a session over.
 ///
-/// Implemented for [`EmbeddedIo`] (feature `embedded-io`) and for the standard library's
+/// Implemented for `EmbeddedIo` (feature `embedded-io`) and for the standard library's
 /// `TcpStream` (and `UnixStream` on Unix) with the feature `std`.
 pub trait Transport {
     /// The transport's error.
@@ -80,8 +84,7 @@ pub trait Transport {
     /// Reads what is available into `buf` (which is never empty), waiting at most `timeout`
     /// (`None`: until something happens). Returning [`Received::TimedOut`] early is allowed: the
     /// driver checks its clock and waits again.
-    fn read(&mut self, buf: &mut [u8], timeout: Option<Duration>)
-    -> Result<Received, Self::Error>;
+    fn read(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<Received, Self::Error>;
 
     /// Writes some of `buf` (which is never empty), returning how many bytes were taken; `0`
     /// means the stream is closed.
@@ -94,11 +97,7 @@ pub trait Transport {
 impl<T: Transport + ?Sized> Transport for &mut T {
     type Error = T::Error;
 
-    fn read(
-        &mut self,
-        buf: &mut [u8],
-        timeout: Option<Duration>,
-    ) -> Result<Received, Self::Error> {
+    fn read(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<Received, Self::Error> {
         T::read(self, buf, timeout)
     }
 

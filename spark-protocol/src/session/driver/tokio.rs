@@ -4,7 +4,7 @@
 //! `tokio::io::duplex`), raced against a tokio timer for the session's next timeout. It spawns
 //! nothing: all the work happens while the caller awaits [`Driver::drive`] or
 //! [`Driver::next_event`]. Both futures are cancel-safe: dropping one loses no byte (a read that
-//! completed was fed to the session; frames are written whole before the next await returns).
+//! completed was fed to the session; a frame partly written is finished by the next call).
 
 use std::io;
 use std::vec::Vec;
@@ -104,6 +104,10 @@ where
     /// Writes every frame the session has queued, then flushes the stream.
     pub async fn flush(&mut self) -> Result<(), DriverError<io::Error>> {
         let mut wrote = false;
+        if self.conn.error().is_some() {
+            // An ended session sends nothing more, not even the rest of a frame.
+            self.pending = 0..0;
+        }
         loop {
             while !self.pending.is_empty() {
                 let w = self

@@ -1,0 +1,503 @@
+//! The drivers on the test-only counter protocol: the blocking driver over an in-memory
+//! `embedded-io` pipe (virtual clock) and over real sockets, and the tokio driver over a duplex
+//! pipe and real TCP on 127.0.0.1.
+
+mod counter_protocol;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
+
+use counter_protocol::*;
+use embedded_io::ErrorKind;
+use spark_protocol::session::driver::{Clock, Driver, DriverError, EmbeddedIo, StdClock};
+use spark_protocol::session::{Connection, Instant, SessionError};
+
+// ---- an in-memory embedded-io pipe ----
+
+#[derive(Debug, Default)]
+struct Lane {
+    data: VecDeque<u8>,
+    closed: bool,
+}
+
+/// One end of a duplex byte pipe. Reads on an empty, open lane would block: with no timer the
+/// driver reads anyway, which this pipe reports as `ErrorKind::TimedOut`.
+#[derive(Debug, Clone)]
+struct End {
+    rx: Rc<RefCell<Lane>>,
+    tx: Rc<RefCell<Lane>>,
+    fail_writes: Rc<Cell<bool>>,
+}
+
+fn pipe() -> (End, End) {
+    let ab = Rc::new(RefCell::new(Lane::default()));
+    let ba = Rc::new(RefCell::new(Lane::default()));
+    (
+        End {
+            rx: ba.clone(),
+            tx: ab.clone(),
+            fail_writes: Rc::default(),
+        },
+        End {
+            rx: ab,
+            tx: ba,
+            fail_writes: Rc::default(),
+        },
+    )
+}
+
+impl End {
+    fn close(&self) {
+        self.tx.borrow_mut().closed = true;
+        self.rx.borrow_mut().closed = true;
+    }
+}
+
+impl embedded_io::ErrorType for End {
+    type Error = ErrorKind;
+}
+
+impl embedded_io::Read for End {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let mut rx = self.rx.borrow_mut();
+        if rx.data.is_empty() {
+            return if rx.closed {
+                Ok(0)
+            } else {
+                Err(ErrorKind::TimedOut)
+            };
+        }
+        let n = buf.len().min(rx.data.len());
+        for b in &mut buf[..n] {
+            *b = rx.data.pop_front().unwrap();
+        }
+        Ok(n)
+    }
+}
+
+impl embedded_io::ReadReady for End {
+    fn read_ready(&mut self) -> Result<bool, ErrorKind> {
+        let rx = self.rx.borrow();
+        Ok(!rx.data.is_empty() || rx.closed)
+    }
+}
+
+impl embedded_io::Write for End {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        if self.fail_writes.get() {
+            return Err(ErrorKind::BrokenPipe);
+        }
+        let mut tx = self.tx.borrow_mut();
+        if tx.closed {
+            return Ok(0);
+        }
+        // Take at most 7 bytes a call, so frames are written in pieces.
+        let n = buf.len().min(7);
+        tx.data.extend(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+/// A virtual clock: each reading is 1 ms after the previous one.
+fn ticking(clock: &Rc<Cell<u64>>) -> impl FnMut() -> Instant + use<> {
+    let clock = clock.clone();
+    move || {
+        let t = clock.get();
+        clock.set(t + 1);
+        Instant::from_millis(t)
+    }
+}
+
+type EDriver<C> = Driver<C, EmbeddedIo<End>, Box<dyn FnMut() -> Instant>, Vec<u8>>;
+
+fn edriver<C: Connection>(conn: C, end: End, clock: &Rc<Cell<u64>>) -> EDriver<C> {
+    Driver::with_vec(conn, EmbeddedIo(end), Box::new(ticking(clock)))
+}
+
+#[test]
+fn embedded_io_exchange_then_eof() {
+    let clock = Rc::new(Cell::new(0));
+    let (a, b) = pipe();
+    let mut client = edriver(Sender::new(messages(9), 2), a, &clock);
+    let mut server = edriver(Receiver::new(), b.clone(), &clock);
+    let (mut sent, mut got) = (Vec::new(), Vec::new());
+    let mut client_done = false;
+    for _ in 0..10_000 {
+        if !client_done && let Some(e) = client.drive().unwrap() {
+            client_done = e == SenderEvent::Done;
+            sent.push(e);
+        }
+        let committed = matches!(got.last(), Some(ReceiverEvent::Committed(_)));
+        if !committed && let Some(e) = server.drive().unwrap() {
+            got.push(e);
+        }
+        if client_done && matches!(got.last(), Some(ReceiverEvent::Committed(_))) {
+            break;
+        }
+    }
+    assert_eq!(sent.first(), Some(&SenderEvent::Connected));
+    assert_eq!(sent.last(), Some(&SenderEvent::Done));
+    assert_eq!(
+        sent.iter()
+            .filter(|e| matches!(e, SenderEvent::Acked(_)))
+            .count(),
+        9
+    );
+    assert_eq!(got.last(), Some(&ReceiverEvent::Committed(messages(9))));
+    assert_eq!(server.connection().committed(), Some(&messages(9)[..]));
+
+    // The server goes away: the client sees the end of the stream, and keeps that reason.
+    b.close();
+    // One round reads the end of the stream; the next reports it.
+    assert_eq!(client.drive(), Ok(None));
+    assert_eq!(
+        client.drive(),
+        Err(DriverError::Session(SessionError::TransportClosed))
+    );
+    assert_eq!(
+        client.next_event(),
+        Err(DriverError::Session(SessionError::TransportClosed))
+    );
+    assert_eq!(
+        client.connection().error(),
+        Some(SessionError::TransportClosed)
+    );
+}
+
+#[test]
+fn embedded_io_honours_the_session_timer() {
+    let clock = Rc::new(Cell::new(0));
+    let (a, _b) = pipe();
+    let mut client = edriver(Sender::new(messages(1), 1), a, &clock);
+    assert_eq!(
+        client.next_event(),
+        Err(DriverError::Session(SessionError::HandshakeTimeout))
+    );
+    // The timer ran once it was due, not before and not long after (one clock reading per step).
+    let t = clock.get();
+    assert!((HANDSHAKE_MS..HANDSHAKE_MS + 10).contains(&t), "{t}");
+}
+
+#[test]
+fn events_queued_before_a_hostile_frame_come_first() {
+    let clock = Rc::new(Cell::new(0));
+    let (mut peer, b) = pipe();
+    let mut server = edriver(Receiver::new(), b, &clock);
+    let mut bytes = frame(HELLO, 0, b"");
+    bytes.extend_from_slice(&[DATA, 0, 0, 1, 0x42, 0x00]);
+    embedded_io::Write::write_all(&mut peer, &bytes).unwrap();
+    assert_eq!(server.next_event(), Ok(ReceiverEvent::Connected));
+    assert_eq!(
+        server.next_event(),
+        Err(DriverError::Session(SessionError::Unexpected(
+            "bad check byte"
+        )))
+    );
+}
+
+#[test]
+fn io_errors_are_typed_and_leave_the_session_alive() {
+    let clock = Rc::new(Cell::new(0));
+    let (a, b) = pipe();
+    a.fail_writes.set(true);
+    let mut client = edriver(Sender::new(messages(1), 1), a.clone(), &clock);
+    assert_eq!(client.drive(), Err(DriverError::Io(ErrorKind::BrokenPipe)));
+    assert_eq!(client.connection().error(), None);
+    // The transport recovers: nothing was lost... except the frame the failed write held, which
+    // the caller decides about. Here the session ends on the caller's word.
+    a.fail_writes.set(false);
+    let now = client.now();
+    client.connection_mut().handle_close(now);
+    assert_eq!(
+        client.drive(),
+        Err(DriverError::Session(SessionError::TransportClosed))
+    );
+    drop(b);
+}
+
+#[test]
+fn writing_to_a_closed_stream_closes_the_session() {
+    let clock = Rc::new(Cell::new(0));
+    let (a, b) = pipe();
+    b.close();
+    let mut client = edriver(Sender::new(messages(1), 1), a, &clock);
+    assert_eq!(
+        client.drive(),
+        Err(DriverError::Session(SessionError::TransportClosed))
+    );
+}
+
+#[test]
+fn short_buffer_is_reported_and_nothing_is_lost() {
+    let clock = Rc::new(Cell::new(0));
+    let (a, b) = pipe();
+    let mut small = Driver::new(
+        Sender::new(messages(1), 1),
+        EmbeddedIo(a),
+        ticking(&clock),
+        [0u8; 4],
+    );
+    assert_eq!(
+        small.drive(),
+        Err(DriverError::InsufficientSize {
+            required: MAX_FRAME
+        })
+    );
+    assert_eq!(small.connection().error(), None);
+    let (conn, io, clk, _) = small.into_parts();
+    let mut client = Driver::new(conn, io, clk, [0u8; MAX_FRAME]);
+    let mut server = edriver(Receiver::new(), b, &clock);
+    assert_eq!(client.drive(), Ok(None));
+    // The HELLO that did not fit is the first thing the server gets.
+    assert_eq!(server.next_event(), Ok(ReceiverEvent::Connected));
+    assert_eq!(client.next_event(), Ok(SenderEvent::Connected));
+}
+
+#[test]
+fn driver_error_displays_and_chains() {
+    let e: DriverError<ErrorKind> = SessionError::PingTimeout.into();
+    assert_eq!(e.to_string(), "session ended: ping timed out");
+    let source = std::error::Error::source(&e).map(|s| s.to_string());
+    assert_eq!(source.as_deref(), Some("ping timed out"));
+    let io = DriverError::<std::io::Error>::Io(std::io::ErrorKind::ConnectionReset.into());
+    assert!(io.to_string().starts_with("transport error: "));
+    assert!(std::error::Error::source(&io).is_none());
+    let short = DriverError::<ErrorKind>::InsufficientSize { required: 69 };
+    assert_eq!(
+        short.to_string(),
+        "driver buffer too small: a frame needs 69 bytes"
+    );
+}
+
+#[test]
+fn any_closure_is_a_clock() {
+    let mut t = 0;
+    let mut clock = || {
+        t += 5;
+        Instant::from_millis(t)
+    };
+    assert_eq!(Clock::now(&mut clock), Instant::from_millis(5));
+    assert_eq!(Clock::now(&mut clock), Instant::from_millis(10));
+    let mut std_clock = StdClock::new();
+    let (x, y) = (std_clock.now(), std_clock.now());
+    assert!(y >= x);
+}
+
+// ---- the blocking driver over real sockets ----
+
+fn run_receiver<S>(stream: S) -> (Vec<ReceiverEvent>, DriverError<std::io::Error>)
+where
+    S: spark_protocol::session::driver::Transport<Error = std::io::Error>,
+{
+    let mut server = Driver::with_vec(Receiver::new(), stream, StdClock::new());
+    let mut events = Vec::new();
+    loop {
+        match server.next_event() {
+            Ok(e) => events.push(e),
+            Err(e) => return (events, e),
+        }
+    }
+}
+
+fn run_sender<S>(stream: S, n: usize) -> Vec<SenderEvent>
+where
+    S: spark_protocol::session::driver::Transport<Error = std::io::Error>,
+{
+    let mut client = Driver::with_vec(Sender::new(messages(n), 4), stream, StdClock::new());
+    let mut events = Vec::new();
+    loop {
+        let e = client.next_event().unwrap();
+        events.push(e.clone());
+        if e == SenderEvent::Done {
+            return events;
+        }
+    }
+}
+
+#[test]
+fn tcp_exchange_then_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        run_receiver(s)
+    });
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let sent = run_sender(stream, 200);
+    assert_eq!(sent.len(), 202);
+    // The client's driver (and socket) are gone: the server sees the end of the stream after
+    // the whole transfer was committed.
+    let (events, end) = server.join().unwrap();
+    assert_eq!(
+        events.last(),
+        Some(&ReceiverEvent::Committed(messages(200)))
+    );
+    assert!(matches!(
+        end,
+        DriverError::Session(SessionError::TransportClosed)
+    ));
+}
+
+#[test]
+fn tcp_read_timeout_drives_the_handshake_timer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stream = TcpStream::connect(addr).unwrap();
+    // Accepted but never answered.
+    let (_silent, _) = listener.accept().unwrap();
+    let mut client = Driver::with_vec(Sender::new(messages(1), 1), stream, StdClock::new());
+    assert!(matches!(
+        client.next_event(),
+        Err(DriverError::Session(SessionError::HandshakeTimeout))
+    ));
+}
+
+#[cfg(unix)]
+#[test]
+fn unix_socket_exchange() {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let server = std::thread::spawn(move || run_receiver(b));
+    let sent = run_sender(a, 30);
+    assert_eq!(sent.last(), Some(&SenderEvent::Done));
+    let (events, _) = server.join().unwrap();
+    assert_eq!(events.last(), Some(&ReceiverEvent::Committed(messages(30))));
+}
+
+// ---- the tokio driver ----
+
+mod tokio_driver {
+    use super::*;
+    use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+    use tokio::io::{AsyncRead, AsyncWrite};
+
+    async fn receiver<S: AsyncRead + AsyncWrite + Unpin>(
+        s: S,
+    ) -> (Vec<ReceiverEvent>, DriverError<std::io::Error>) {
+        let mut server = Driver::new(Receiver::new(), s, TokioClock::new());
+        let mut events = Vec::new();
+        loop {
+            match server.next_event().await {
+                Ok(e) => events.push(e),
+                Err(e) => return (events, e),
+            }
+        }
+    }
+
+    async fn sender<S: AsyncRead + AsyncWrite + Unpin>(s: S, n: usize) -> Vec<SenderEvent> {
+        let mut client = Driver::new(Sender::new(messages(n), 3), s, TokioClock::new());
+        let mut events = Vec::new();
+        loop {
+            let e = client.next_event().await.unwrap();
+            events.push(e.clone());
+            if e == SenderEvent::Done {
+                return events;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn duplex_with_a_tiny_buffer() {
+        // A 32-byte pipe: data frames (up to 69 bytes) are written in pieces across awaits.
+        // (It must hold the ACKs of a whole window: a driver does not read while it writes, so
+        // two peers both blocked writing into full buffers would wait for each other.)
+        let (a, b) = tokio::io::duplex(32);
+        let (sent, (got, end)) = tokio::join!(
+            async move {
+                let events = sender(a, 40).await;
+                // Dropping the client's end closes the pipe for the server.
+                events
+            },
+            receiver(b)
+        );
+        assert_eq!(sent.last(), Some(&SenderEvent::Done));
+        assert_eq!(got.last(), Some(&ReceiverEvent::Committed(messages(40))));
+        assert!(matches!(
+            end,
+            DriverError::Session(SessionError::TransportClosed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn tcp_exchange() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (sent, (got, _)) = tokio::join!(
+            async {
+                let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.set_nodelay(true).unwrap();
+                sender(s, 150).await
+            },
+            async {
+                let (s, _) = listener.accept().await.unwrap();
+                receiver(s).await
+            }
+        );
+        assert_eq!(sent.len(), 152);
+        assert_eq!(got.last(), Some(&ReceiverEvent::Committed(messages(150))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_run_on_tokio_time() {
+        let (a, _silent) = tokio::io::duplex(64);
+        let mut client = Driver::new(Sender::new(messages(1), 1), a, TokioClock::new());
+        let started = tokio::time::Instant::now();
+        assert!(matches!(
+            client.next_event().await,
+            Err(DriverError::Session(SessionError::HandshakeTimeout))
+        ));
+        // Paused time only moves when every task waits: it moved exactly to the timer.
+        assert_eq!(
+            started.elapsed(),
+            std::time::Duration::from_millis(HANDSHAKE_MS)
+        );
+    }
+
+    #[tokio::test]
+    async fn app_calls_between_steps_are_flushed() {
+        let (a, b) = tokio::io::duplex(1024);
+        let mut client = Driver::new(Sender::new(Vec::new(), 1), a, TokioClock::new());
+        let mut server = Driver::new(Receiver::new(), b, TokioClock::new());
+        let (c, s) = tokio::join!(client.next_event(), server.next_event());
+        assert_eq!(
+            (c.unwrap(), s.unwrap()),
+            (SenderEvent::Connected, ReceiverEvent::Connected)
+        );
+        // No messages: the client says BYE at once. Then an application call queues one more.
+        assert_eq!(client.next_event().await.unwrap(), SenderEvent::Done);
+        client.connection_mut().send(b"app");
+        client.flush().await.unwrap();
+        assert_eq!(
+            server.next_event().await.unwrap(),
+            ReceiverEvent::Committed(Vec::new())
+        );
+        // The server had both frames in one read: the message is queued, and its ACK is out.
+        assert_eq!(
+            server.next_event().await.unwrap(),
+            ReceiverEvent::Message(0, b"app".to_vec())
+        );
+        drop(server);
+        // The client reads the ACK, is done again, and its BYE meets the closed pipe.
+        let err = client.drive().await.unwrap_err();
+        assert!(
+            matches!(&err, DriverError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe),
+            "{err:?}"
+        );
+        // The caller ends the session; what it had queued still comes out before the reason.
+        let now = client.now();
+        client.connection_mut().handle_close(now);
+        assert_eq!(client.drive().await.unwrap(), Some(SenderEvent::Acked(0)));
+        assert_eq!(client.next_event().await.unwrap(), SenderEvent::Done);
+        assert!(matches!(
+            client.next_event().await,
+            Err(DriverError::Session(SessionError::TransportClosed))
+        ));
+    }
+}
