@@ -11,6 +11,8 @@
 //! session ends with. Once a session has ended it stays ended: every later call returns the same
 //! error.
 
+#[cfg(feature = "alloc")]
+pub mod cloud;
 pub mod device;
 pub mod driver;
 #[cfg(feature = "alloc")]

@@ -1,0 +1,955 @@
+//! The cloud side of a session: what a local cloud runs for each connected device.
+//!
+//! [`CloudConnection`] sends the nonce, checks the device's credentials, looks its key up through
+//! [`DeviceKeys`], sends the 384-byte session key reply, exchanges Hello, and then serves the
+//! device: it answers pings, time requests, published events (ACK 0.00, not the original server's
+//! "slow down") and subscriptions, and runs the application's requests — Describe, function calls,
+//! variable reads, signal, key change and firmware updates ([`start_ota`](CloudConnection::start_ota),
+//! the Flasher) — each identified by a [`RequestId`] whose outcome arrives as a [`CloudEvent`].
+//!
+//! Like the device side it is sans-IO: it owns no socket, clock or RNG thread; the caller feeds it
+//! bytes and the time, and hands it an RNG (for the nonce, the session key and RSA blinding) at
+//! construction.
+
+mod flasher;
+mod types;
+
+pub use types::{
+    CloudConfig, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, OtaError, OtaEvent, OtaOptions,
+    OtaReport, OutgoingEvent, PublishedEvent, RequestError, RequestFailure, RequestId,
+    Subscription, SubscriptionScope, VariableValue,
+};
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use rand_core::CryptoRng;
+
+use crate::crypto::handshake::{
+    decrypt_device_credentials, seal_session_key, session_reply_len, NONCE_LEN,
+};
+use crate::crypto::{
+    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, RsaPrivate, SessionKey,
+    framing::sealed_len,
+};
+use crate::session::{Connection, Instant, SessionError};
+use crate::wire::describe::VarType;
+use crate::wire::hello::{HelloFlags, HelloPayload};
+use crate::wire::message::{
+    ChunkMissed, Describe, EmptyAck, Event, FunctionCall, FunctionReturn, Hello, KeyChange, Ping,
+    Reply, Signal, Subscribe, SubscribeScope, Time, Visibility,
+};
+use crate::wire::{self, Code, Header, Message, MessageKind, MessageType, Repr, Role};
+
+use flasher::Flasher;
+
+/// What a token in flight waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    Describe(RequestId),
+    Call(RequestId),
+    Variable(RequestId, VarType),
+    Ack(RequestId),
+    Ping,
+    /// Owned by the flasher (UpdateBegin, a chunk, UpdateDone, or the fast-OTA token).
+    Ota,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    token: u8,
+    message_id: u16,
+    waiting: Waiting,
+    deadline: Option<Instant>,
+}
+
+/// Outbound state shared by the session and the flasher: the message-id counter, tokens in
+/// flight and the plaintext messages waiting to be sealed.
+struct Outbox {
+    next_id: u16,
+    next_token: u8,
+    queue: VecDeque<Vec<u8>>,
+    pending: Vec<Pending>,
+}
+
+impl Outbox {
+    fn id(&mut self) -> u16 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// A one-byte token no request in flight uses (never 0, which the original server's ACKs
+    /// carry).
+    fn token(&self) -> Option<u8> {
+        let mut t = self.next_token;
+        for _ in 0..255 {
+            t = if t == 255 { 1 } else { t + 1 };
+            if !self.pending.iter().any(|p| p.token == t) {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    fn push(&mut self, message: &Message<'_>) -> Result<(), wire::Error> {
+        let bytes = message.to_vec()?;
+        self.queue.push_back(bytes);
+        Ok(())
+    }
+
+    /// Queues a request with a fresh id and token and records what it waits for.
+    fn request(
+        &mut self,
+        build: impl FnOnce(Header) -> Message<'static>,
+        waiting: Waiting,
+        deadline: Option<Instant>,
+    ) -> Result<u8, RequestError> {
+        let token = self.token().ok_or(RequestError::TooManyInFlight)?;
+        let message_id = self.next_id.wrapping_add(1);
+        let header = Header::con(message_id).with_token(token);
+        self.push(&build(header)).map_err(RequestError::Encode)?;
+        self.next_id = message_id;
+        self.next_token = token;
+        self.pending.push(Pending {
+            token,
+            message_id,
+            waiting,
+            deadline,
+        });
+        Ok(token)
+    }
+
+    fn take_by_token(&mut self, token: u8) -> Option<Pending> {
+        let at = self.pending.iter().position(|p| p.token == token)?;
+        Some(self.pending.swap_remove(at))
+    }
+}
+
+enum State {
+    /// The nonce is queued; collecting the device's credentials block.
+    Credentials {
+        nonce: Nonce,
+        received: Vec<u8>,
+        deadline: Instant,
+    },
+    /// The reply is queued; waiting for the device's Hello.
+    Hello { deadline: Instant },
+    /// Hello exchanged.
+    Established,
+    /// Ended; the reason is kept.
+    Ended(SessionError),
+}
+
+struct Channel {
+    encoder: FrameEncoder<Aes128Cbc>,
+    decoder: FrameDecoder<Aes128Cbc, Vec<u8>>,
+}
+
+/// The cloud side of one device connection. See the [module docs](self).
+///
+/// `S` is the server's private key (a reference works: `&OpensslPrivateKey`), `K` the device key
+/// store, `R` the RNG.
+pub struct CloudConnection<S, K, R> {
+    server_key: S,
+    keys: K,
+    rng: R,
+    config: CloudConfig,
+    state: State,
+    /// Raw handshake bytes to send (nonce, then the session key reply).
+    raw: VecDeque<Vec<u8>>,
+    channel: Option<Channel>,
+    plain: Vec<u8>,
+    out: Outbox,
+    device: Option<DeviceInfo>,
+    /// The id of the device's last non-ACK message.
+    last_device_id: u16,
+    last_rx: Instant,
+    ping_sent: bool,
+    wall_clock: Option<(Instant, u64)>,
+    next_request: u32,
+    events: VecDeque<CloudEvent>,
+    flasher: Option<Flasher>,
+}
+
+impl<S, K, R> fmt::Debug for CloudConnection<S, K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Credentials { .. } => "credentials",
+            State::Hello { .. } => "hello",
+            State::Established => "established",
+            State::Ended(_) => "ended",
+        };
+        f.debug_struct("CloudConnection")
+            .field("state", &state)
+            .field("device", &self.device)
+            .field("in_flight", &self.out.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn frame_error(e: FrameError) -> SessionError {
+    match e {
+        FrameError::FrameTooLong { len, max } | FrameError::MessageTooLong { len, max } => {
+            SessionError::Oversized { len, max }
+        }
+        other => SessionError::Decryption(other),
+    }
+}
+
+fn is_success(code: Code) -> bool {
+    code.class() == 2
+}
+
+impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
+    /// Starts a session on a freshly accepted connection: draws the nonce and queues it.
+    pub fn new(now: Instant, server_key: S, keys: K, mut rng: R, config: CloudConfig) -> Self {
+        let nonce = Nonce::generate(&mut rng);
+        let mut raw = VecDeque::new();
+        raw.push_back(nonce.0.to_vec());
+        let mut seed = [0u8; 2];
+        rng.fill_bytes(&mut seed);
+        CloudConnection {
+            server_key,
+            keys,
+            rng,
+            config,
+            state: State::Credentials {
+                nonce,
+                received: Vec::new(),
+                deadline: now + config.handshake_step_timeout,
+            },
+            raw,
+            channel: None,
+            plain: Vec::new(),
+            out: Outbox {
+                next_id: u16::from_be_bytes(seed),
+                next_token: 0,
+                queue: VecDeque::new(),
+                pending: Vec::new(),
+            },
+            device: None,
+            last_device_id: 0,
+            last_rx: now,
+            ping_sent: false,
+            wall_clock: None,
+            next_request: 0,
+            events: VecDeque::new(),
+            flasher: None,
+        }
+    }
+
+    /// The device, once its Hello came.
+    pub fn device(&self) -> Option<&DeviceInfo> {
+        self.device.as_ref()
+    }
+
+    /// Whether the handshake and Hello exchange have finished and the session has not ended.
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Established)
+    }
+
+    /// Tells the session the wall-clock time: `unix_secs` seconds since 1970 at `now`. Time
+    /// requests are answered from it; until it is set they are refused with 5.03.
+    pub fn set_wall_clock(&mut self, now: Instant, unix_secs: u64) {
+        self.wall_clock = Some((now, unix_secs));
+    }
+
+    /// Ends the session with [`SessionError::Closed`].
+    pub fn close(&mut self, _now: Instant) {
+        let _ = self.fail(SessionError::Closed);
+    }
+
+    fn check_ready(&self) -> Result<(), RequestError> {
+        match self.state {
+            State::Established => Ok(()),
+            State::Ended(e) => Err(RequestError::Ended(e)),
+            _ => Err(RequestError::NotEstablished),
+        }
+    }
+
+    fn next_request(&mut self) -> RequestId {
+        self.next_request = self.next_request.wrapping_add(1);
+        RequestId(self.next_request)
+    }
+
+    fn start(
+        &mut self,
+        now: Instant,
+        build: impl FnOnce(Header) -> Message<'static>,
+        waiting: impl FnOnce(RequestId) -> Waiting,
+    ) -> Result<RequestId, RequestError> {
+        self.check_ready()?;
+        let id = RequestId(self.next_request.wrapping_add(1));
+        let deadline = now + self.config.request_timeout;
+        self.out.request(build, waiting(id), Some(deadline))?;
+        self.next_request = id.0;
+        Ok(id)
+    }
+
+    /// Asks the device for its functions and variables ([`CloudEvent::Described`]).
+    pub fn describe(&mut self, now: Instant) -> Result<RequestId, RequestError> {
+        self.start(
+            now,
+            |header| Message::Describe(Describe { header, flags: None }),
+            Waiting::Describe,
+        )
+    }
+
+    /// Calls a function ([`CloudEvent::FunctionReturned`]). Many calls may be in flight; each
+    /// result is matched by its token.
+    pub fn call_function(
+        &mut self,
+        now: Instant,
+        name: &[u8],
+        argument: &[u8],
+    ) -> Result<RequestId, RequestError> {
+        self.check_ready()?;
+        // Encode here so the borrowed name and argument need not outlive the call.
+        let token = self.out.token().ok_or(RequestError::TooManyInFlight)?;
+        let message_id = self.out.next_id.wrapping_add(1);
+        let header = Header::con(message_id).with_token(token);
+        let msg = Message::FunctionCall(FunctionCall {
+            header,
+            name,
+            argument: Some(argument),
+        });
+        self.out.push(&msg).map_err(RequestError::Encode)?;
+        self.out.next_id = message_id;
+        self.out.next_token = token;
+        let request = self.next_request();
+        self.out.pending.push(Pending {
+            token,
+            message_id,
+            waiting: Waiting::Call(request),
+            deadline: Some(now + self.config.request_timeout),
+        });
+        Ok(request)
+    }
+
+    /// Reads a variable of type `ty` (from the description) ([`CloudEvent::VariableRead`]).
+    pub fn read_variable(
+        &mut self,
+        now: Instant,
+        name: &[u8],
+        ty: VarType,
+    ) -> Result<RequestId, RequestError> {
+        self.check_ready()?;
+        let token = self.out.token().ok_or(RequestError::TooManyInFlight)?;
+        let message_id = self.out.next_id.wrapping_add(1);
+        let header = Header::con(message_id).with_token(token);
+        let msg = Message::VariableRequest(wire::message::VariableRequest { header, name });
+        self.out.push(&msg).map_err(RequestError::Encode)?;
+        self.out.next_id = message_id;
+        self.out.next_token = token;
+        let request = self.next_request();
+        self.out.pending.push(Pending {
+            token,
+            message_id,
+            waiting: Waiting::Variable(request, ty),
+            deadline: Some(now + self.config.request_timeout),
+        });
+        Ok(request)
+    }
+
+    /// Starts (`true`) or stops the device's rainbow signal ([`CloudEvent::Acknowledged`]).
+    pub fn signal(&mut self, now: Instant, start: bool) -> Result<RequestId, RequestError> {
+        self.start(
+            now,
+            |header| Message::Signal(Signal { header, start }),
+            Waiting::Ack,
+        )
+    }
+
+    /// Sends a KeyChange with `payload` ([`CloudEvent::Acknowledged`] when the device answers
+    /// KeyChanged; the Core ignores it, so expect a timeout from one).
+    pub fn change_key(&mut self, now: Instant, payload: &[u8]) -> Result<RequestId, RequestError> {
+        self.check_ready()?;
+        let token = self.out.token().ok_or(RequestError::TooManyInFlight)?;
+        let message_id = self.out.next_id.wrapping_add(1);
+        let header = Header::con(message_id).with_token(token);
+        let msg = Message::KeyChange(KeyChange { header, payload });
+        self.out.push(&msg).map_err(RequestError::Encode)?;
+        self.out.next_id = message_id;
+        self.out.next_token = token;
+        let request = self.next_request();
+        self.out.pending.push(Pending {
+            token,
+            message_id,
+            waiting: Waiting::Ack(request),
+            deadline: Some(now + self.config.request_timeout),
+        });
+        Ok(request)
+    }
+
+    /// Delivers an event the device subscribed to: NON, no token, one Uri-Path per segment, as
+    /// the original server sends it. Nothing answers it.
+    pub fn deliver_event(&mut self, _now: Instant, event: &OutgoingEvent<'_>) -> Result<(), RequestError> {
+        self.check_ready()?;
+        let visibility = if event.private {
+            Visibility::Private
+        } else {
+            Visibility::Public
+        };
+        let id = self.out.next_id.wrapping_add(1);
+        let msg = Event::deliver(id, visibility, event.name, event.data, event.ttl);
+        self.out
+            .push(&Message::Event(msg))
+            .map_err(RequestError::Encode)?;
+        self.out.next_id = id;
+        Ok(())
+    }
+
+    /// Starts sending `image` to the device (the Flasher). Progress and the final result arrive
+    /// as [`CloudEvent::Ota`] with the returned id. One transfer at a time per connection.
+    pub fn start_ota(
+        &mut self,
+        now: Instant,
+        image: Vec<u8>,
+        options: OtaOptions,
+    ) -> Result<RequestId, RequestError> {
+        self.check_ready()?;
+        if self.flasher.is_some() {
+            return Err(RequestError::OtaInProgress);
+        }
+        let announced = self
+            .device
+            .and_then(|d| d.extended)
+            .and_then(|e| e.limits)
+            .map(|l| l.ota_chunk_size)
+            .filter(|&s| s > 0);
+        let chunk_size = options
+            .chunk_size
+            .or(announced)
+            .unwrap_or(wire::limits::SP_CHUNK_SIZE as u16);
+        let request = RequestId(self.next_request.wrapping_add(1));
+        let flasher = Flasher::start(now, request, image, chunk_size, options, &mut self.out)?;
+        self.next_request = request.0;
+        self.flasher = Some(flasher);
+        Ok(request)
+    }
+
+    /// Ends the session with `error`: every request in flight fails with it.
+    fn fail(&mut self, error: SessionError) -> SessionError {
+        if let State::Ended(e) = self.state {
+            return e;
+        }
+        self.state = State::Ended(error);
+        for p in core::mem::take(&mut self.out.pending) {
+            self.finish_request(p.waiting, Err(RequestFailure::SessionEnded(error)), &[]);
+        }
+        if let Some(mut f) = self.flasher.take() {
+            f.fail(OtaError::SessionEnded(error), &mut self.events);
+        }
+        self.out.queue.clear();
+        self.raw.clear();
+        error
+    }
+
+    /// Reports the outcome of a request. `payload` is the answer's payload on success.
+    fn finish_request(
+        &mut self,
+        waiting: Waiting,
+        result: Result<Code, RequestFailure>,
+        payload: &[u8],
+    ) {
+        let event = match waiting {
+            Waiting::Describe(request) => CloudEvent::Described {
+                request,
+                result: result.map(|_| payload.to_vec()),
+            },
+            Waiting::Call(request) => CloudEvent::FunctionReturned {
+                request,
+                result: result.and_then(|_| {
+                    <[u8; 4]>::try_from(payload)
+                        .map(i32::from_be_bytes)
+                        .map_err(|_| {
+                            RequestFailure::Malformed(wire::Error::Length {
+                                field: "function return",
+                                found: payload.len(),
+                                expected: 4,
+                            })
+                        })
+                }),
+            },
+            Waiting::Variable(request, ty) => CloudEvent::VariableRead {
+                request,
+                result: result.and_then(|_| {
+                    wire::message::Value::parse(payload, ty)
+                        .map(|v| VariableValue::from_wire(&v))
+                        .map_err(RequestFailure::Malformed)
+                }),
+            },
+            Waiting::Ack(request) => CloudEvent::Acknowledged {
+                request,
+                result: result.map(|_| ()),
+            },
+            Waiting::Ping | Waiting::Ota => return,
+        };
+        self.events.push_back(event);
+    }
+
+    fn handle_credentials(&mut self, now: Instant, nonce: Nonce, block: &[u8]) -> Result<(), SessionError> {
+        let creds = decrypt_device_credentials(&self.server_key, &mut self.rng, &nonce, block)
+            .map_err(SessionError::Authentication)?;
+        let device_key = self
+            .keys
+            .device_key(&creds.device_id, creds.public_key_der())
+            .ok_or(SessionError::UnknownDevice)?;
+        let session = SessionKey::generate(&mut self.rng);
+        let mut reply = vec![0u8; session_reply_len(&device_key, &self.server_key)];
+        seal_session_key(&device_key, &self.server_key, &mut self.rng, &session, &mut reply)
+            .map_err(SessionError::Authentication)?;
+        self.raw.push_back(reply);
+        self.channel = Some(Channel {
+            encoder: session.encoder(),
+            decoder: session
+                .decoder(vec![0u8; self.config.max_frame_len])
+                .with_max_len(self.config.max_frame_len),
+        });
+        self.plain = vec![0u8; self.config.max_frame_len];
+        self.device = Some(DeviceInfo {
+            device_id: creds.device_id,
+            product_id: None,
+            firmware_version: None,
+            flags: HelloFlags(0),
+            extended: None,
+        });
+        self.state = State::Hello {
+            deadline: now + self.config.handshake_step_timeout,
+        };
+        Ok(())
+    }
+
+    fn handle_input_inner(&mut self, now: Instant, mut input: &[u8]) -> Result<(), SessionError> {
+        loop {
+            match &mut self.state {
+                State::Ended(e) => return Err(*e),
+                State::Credentials {
+                    nonce, received, ..
+                } => {
+                    let need = self.server_key.modulus_len();
+                    let take = (need - received.len()).min(input.len());
+                    received.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    if received.len() < need {
+                        return Ok(());
+                    }
+                    let nonce = *nonce;
+                    let block = core::mem::take(received);
+                    self.handle_credentials(now, nonce, &block)?;
+                }
+                State::Hello { .. } | State::Established => {
+                    if input.is_empty() {
+                        return Ok(());
+                    }
+                    let Some(channel) = self.channel.as_mut() else {
+                        return Err(SessionError::Unexpected("no session channel"));
+                    };
+                    let consumed = channel.decoder.handle_input(input).map_err(frame_error)?;
+                    input = &input[consumed..];
+                    let mut plain = core::mem::take(&mut self.plain);
+                    let result = match channel.decoder.poll_message(&mut plain) {
+                        Ok(Some(n)) => self.handle_message(now, &plain[..n]),
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(frame_error(e)),
+                    };
+                    self.plain = plain;
+                    result?;
+                    if consumed == 0 && input.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SessionError> {
+        let repr = Repr::parse_bytes(bytes).map_err(SessionError::Malformed)?;
+        self.last_rx = now;
+        self.ping_sent = false;
+        let kind = wire::classify_repr(&repr, Role::Cloud);
+        if let State::Hello { .. } = self.state {
+            if kind != MessageKind::Hello {
+                return Err(SessionError::Unexpected("a message before the device's Hello"));
+            }
+            let hello = Hello::parse(&repr).map_err(SessionError::Malformed)?;
+            return self.handle_hello(&hello);
+        }
+        if matches!(
+            repr.msg_type,
+            MessageType::Confirmable | MessageType::NonConfirmable
+        ) {
+            let expected = self.last_device_id.wrapping_add(1);
+            if repr.message_id != expected {
+                return Err(SessionError::BadCounter {
+                    expected,
+                    got: repr.message_id,
+                });
+            }
+            self.last_device_id = expected;
+        }
+        let malformed = SessionError::Malformed;
+        match kind {
+            MessageKind::Hello => Err(SessionError::Unexpected("a second Hello")),
+            MessageKind::Ping => {
+                let ping = Ping::parse(&repr).map_err(malformed)?;
+                self.ack(ping.header.message_id)
+            }
+            MessageKind::Event => {
+                let event = Event::parse(&repr).map_err(malformed)?;
+                let mut name = vec![0u8; event.name.len()];
+                event.name.copy_to(&mut name).map_err(malformed)?;
+                if repr.msg_type != MessageType::Acknowledgement {
+                    // EventAck (ACK 0.00), where the original server always sent 4.00.
+                    self.ack(repr.message_id)?;
+                }
+                self.events.push_back(CloudEvent::Published(PublishedEvent {
+                    name,
+                    data: event.data.map(<[u8]>::to_vec),
+                    ttl: event.ttl(),
+                    private: event.visibility == Visibility::Private,
+                }));
+                Ok(())
+            }
+            MessageKind::Subscribe => {
+                let sub = Subscribe::parse(&repr).map_err(malformed)?;
+                let mut filter = vec![0u8; sub.filter.len()];
+                sub.filter.copy_to(&mut filter).map_err(malformed)?;
+                let scope = match sub.scope {
+                    SubscribeScope::Firehose => SubscriptionScope::Firehose,
+                    SubscribeScope::MyDevices => SubscriptionScope::MyDevices,
+                    SubscribeScope::Device(id) => SubscriptionScope::Device(id.to_vec()),
+                };
+                if filter.is_empty() && scope == SubscriptionScope::Firehose {
+                    // SubscribeFail: a firehose without a name is refused.
+                    return self.reply(repr.message_id, repr.token, Code::BadRequest, &[]);
+                }
+                self.ack(repr.message_id)?;
+                self.events
+                    .push_back(CloudEvent::Subscribed(Subscription { filter, scope }));
+                Ok(())
+            }
+            MessageKind::GetTime => {
+                let header = Header::piggybacked(&Header::new(
+                    repr.msg_type,
+                    repr.message_id,
+                    repr.token,
+                ));
+                match self.wall_clock {
+                    Some((at, secs)) => {
+                        let unix = secs + now.saturating_duration_since(at).as_secs();
+                        let unix_time = u32::try_from(unix).unwrap_or(u32::MAX);
+                        self.push(&Message::Time(Time {
+                            header,
+                            code: Code::Content,
+                            unix_time,
+                        }))?;
+                        self.events.push_back(CloudEvent::TimeSent(unix_time));
+                        Ok(())
+                    }
+                    None => self.reply(
+                        repr.message_id,
+                        repr.token,
+                        Code::ServiceUnavailable,
+                        &[],
+                    ),
+                }
+            }
+            MessageKind::ChunkMissed => {
+                let missed = ChunkMissed::parse(&repr).map_err(malformed)?;
+                self.ack(repr.message_id)?;
+                if let Some(f) = self.flasher.as_mut() {
+                    let indices: Vec<u16> = missed.indices.iter().collect();
+                    f.handle_missed(now, &indices, &mut self.events);
+                }
+                self.reap_flasher();
+                Ok(())
+            }
+            _ if repr.code.is_request() => {
+                // A request this side does not serve (Device OS Goodbye, device-side describe):
+                // acknowledge a CON so the device does not wait, ignore the rest.
+                if repr.msg_type == MessageType::Confirmable {
+                    self.ack(repr.message_id)?;
+                }
+                Ok(())
+            }
+            _ => {
+                self.handle_response(now, &repr);
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_hello(&mut self, hello: &Hello<'_>) -> Result<(), SessionError> {
+        let header = hello.header;
+        self.last_device_id = header.message_id;
+        let Some(device) = self.device.as_mut() else {
+            return Err(SessionError::Unexpected("Hello before credentials"));
+        };
+        device.product_id = hello.payload.product_id();
+        device.firmware_version = hello.payload.firmware_version();
+        device.flags = hello.payload.flags().unwrap_or(HelloFlags(0));
+        if let HelloPayload::Extended(ext) = hello.payload {
+            device.extended = Some(ext);
+        }
+        let info = *device;
+        let token = self.out.token().unwrap_or(1);
+        self.out.next_token = token;
+        let id = self.out.id();
+        self.push(&Message::Hello(Hello {
+            header: Header::non(id).with_token(token),
+            payload: HelloPayload::None,
+        }))?;
+        self.state = State::Established;
+        self.events.push_back(CloudEvent::Connected(info));
+        Ok(())
+    }
+
+    fn handle_response(&mut self, now: Instant, repr: &Repr<'_>) {
+        if repr.msg_type == MessageType::Reset {
+            if let Some(at) = self
+                .out
+                .pending
+                .iter()
+                .position(|p| p.message_id == repr.message_id)
+            {
+                let p = self.out.pending.swap_remove(at);
+                if p.waiting == Waiting::Ota {
+                    if let Some(f) = self.flasher.as_mut() {
+                        f.handle_reply(now, p.token, Code::ServiceUnavailable, &[], &mut self.out, &mut self.events);
+                    }
+                    self.reap_flasher();
+                } else {
+                    self.finish_request(p.waiting, Err(RequestFailure::Reset), &[]);
+                }
+            }
+            return;
+        }
+        if repr.code.is_empty() {
+            // An empty ACK: the answer comes separately (function return, UpdateReady, ...),
+            // except for a ping.
+            if let Some(at) = self.out.pending.iter().position(|p| {
+                p.message_id == repr.message_id && p.waiting == Waiting::Ping
+            }) {
+                self.out.pending.swap_remove(at);
+            }
+            return;
+        }
+        let Some(token) = repr.token.first() else {
+            return;
+        };
+        let Some(p) = self.out.pending.iter().find(|p| p.token == token).copied() else {
+            // The original server ignores answers to nothing; so does this side.
+            return;
+        };
+        let payload = repr.payload.unwrap_or_default();
+        if p.waiting == Waiting::Ota {
+            if let Some(f) = self.flasher.as_mut() {
+                f.handle_reply(now, token, repr.code, payload, &mut self.out, &mut self.events);
+            }
+            self.reap_flasher();
+            return;
+        }
+        self.out.take_by_token(token);
+        let result = if is_success(repr.code) {
+            Ok(repr.code)
+        } else {
+            Err(RequestFailure::Rejected(repr.code))
+        };
+        if let Waiting::Call(_) = p.waiting {
+            // FunctionReturn (NON 2.04 separate, or a piggy-backed ACK 2.04).
+            if let Err(e) = FunctionReturn::parse(repr) {
+                self.finish_request(p.waiting, Err(RequestFailure::Malformed(e)), &[]);
+                return;
+            }
+        }
+        self.finish_request(p.waiting, result, payload);
+    }
+
+    fn reap_flasher(&mut self) {
+        if self.flasher.as_ref().is_some_and(Flasher::is_finished) {
+            if let Some(f) = self.flasher.take() {
+                f.release(&mut self.out);
+            }
+        }
+    }
+
+    fn ack(&mut self, message_id: u16) -> Result<(), SessionError> {
+        self.push(&Message::EmptyAck(EmptyAck {
+            header: Header::ack(message_id),
+        }))
+    }
+
+    fn reply(
+        &mut self,
+        message_id: u16,
+        token: wire::Token,
+        code: Code,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        self.push(&Message::Reply(Reply {
+            header: Header::new(MessageType::Acknowledgement, message_id, token),
+            code,
+            payload,
+        }))
+    }
+
+    fn push(&mut self, message: &Message<'_>) -> Result<(), SessionError> {
+        self.out.push(message).map_err(SessionError::Malformed)
+    }
+
+    fn idle_deadline(&self) -> Instant {
+        self.last_rx + self.config.idle_timeout
+    }
+}
+
+impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<S, K, R> {
+    type Event = CloudEvent;
+
+    fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError> {
+        match self.handle_input_inner(now, input) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn handle_close(&mut self, _now: Instant) {
+        let _ = self.fail(SessionError::TransportClosed);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Ended(_) => return,
+            State::Credentials { deadline, .. } | State::Hello { deadline } => {
+                if now >= deadline {
+                    let _ = self.fail(SessionError::HandshakeTimeout);
+                }
+                return;
+            }
+            State::Established => {}
+        }
+        if now >= self.idle_deadline() {
+            let _ = self.fail(SessionError::PingTimeout);
+            return;
+        }
+        if let Some(interval) = self.config.ping_interval {
+            if !self.ping_sent && now >= self.last_rx + interval {
+                self.ping_sent = true;
+                let _ = self.out.request(
+                    |header| {
+                        Message::Ping(Ping {
+                            header: Header::con(header.message_id),
+                        })
+                    },
+                    Waiting::Ping,
+                    None,
+                );
+            }
+        }
+        let mut i = 0;
+        while i < self.out.pending.len() {
+            let p = self.out.pending[i];
+            if p.deadline.is_some_and(|d| now >= d) {
+                self.out.pending.swap_remove(i);
+                self.finish_request(p.waiting, Err(RequestFailure::Timeout), &[]);
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(f) = self.flasher.as_mut() {
+            f.handle_timeout(now, &mut self.out, &mut self.events);
+        }
+        self.reap_flasher();
+    }
+
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, SessionError> {
+        if let State::Ended(e) = self.state {
+            return Err(e);
+        }
+        if let Some(front) = self.raw.front() {
+            let len = front.len();
+            let max = buf.len();
+            let dst = buf
+                .get_mut(..len)
+                .ok_or(SessionError::Oversized { len, max })?;
+            dst.copy_from_slice(front);
+            self.raw.pop_front();
+            return Ok(Some(len));
+        }
+        if self.channel.is_none() {
+            return Ok(None);
+        }
+        if self.out.queue.is_empty() {
+            if let Some(f) = self.flasher.as_mut() {
+                f.poll_chunk(now, &mut self.out, &mut self.events);
+            }
+            self.reap_flasher();
+        }
+        let Some(front) = self.out.queue.front() else {
+            return Ok(None);
+        };
+        let required = sealed_len(front.len());
+        if buf.len() < required {
+            return Err(SessionError::Oversized {
+                len: required,
+                max: buf.len(),
+            });
+        }
+        let Some(channel) = self.channel.as_mut() else {
+            return Ok(None);
+        };
+        let n = match channel.encoder.seal(front, buf) {
+            Ok(n) => n,
+            Err(e) => return Err(self.fail(frame_error(e))),
+        };
+        self.out.queue.pop_front();
+        Ok(Some(n))
+    }
+
+    fn max_transmit_len(&self) -> usize {
+        let largest = self.out.queue.iter().map(Vec::len).max().unwrap_or(0);
+        let chunk = self.flasher.as_ref().map_or(0, Flasher::max_message_len);
+        let raw = self.raw.iter().map(Vec::len).max().unwrap_or(NONCE_LEN);
+        sealed_len(largest.max(chunk).max(wire::limits::CORE_QUEUE_SIZE)).max(raw)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Ended(_) => None,
+            State::Credentials { deadline, .. } | State::Hello { deadline } => Some(deadline),
+            State::Established => {
+                let mut t = self.idle_deadline();
+                if let Some(interval) = self.config.ping_interval {
+                    if !self.ping_sent {
+                        t = t.min(self.last_rx + interval);
+                    }
+                }
+                for d in self.out.pending.iter().filter_map(|p| p.deadline) {
+                    t = t.min(d);
+                }
+                if let Some(d) = self.flasher.as_ref().and_then(Flasher::deadline) {
+                    t = t.min(d);
+                }
+                Some(t)
+            }
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<CloudEvent> {
+        self.events.pop_front()
+    }
+
+    fn error(&self) -> Option<SessionError> {
+        match self.state {
+            State::Ended(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
