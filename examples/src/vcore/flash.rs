@@ -115,7 +115,7 @@ impl ExternalFlash {
 
     /// Erases whole sectors to 0xFF.
     pub fn erase(&mut self, address: u32, len: u32) -> Result<(), FlashError> {
-        if address % SECTOR_LEN != 0 || len % SECTOR_LEN != 0 {
+        if !address.is_multiple_of(SECTOR_LEN) || !len.is_multiple_of(SECTOR_LEN) {
             return Err(FlashError::Unaligned { address, len });
         }
         Self::range(address, len as usize)?;

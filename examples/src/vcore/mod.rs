@@ -421,18 +421,17 @@ impl VirtualCore {
         }
         self.state.boots = self.state.boots.wrapping_add(1);
         self.save_state()?;
-        if let Some(image) = self.firmware_image()? {
-            if let Some(images) = ServicePackImages::find(&image) {
-                let before = self.cc3000.version();
-                // The deep update patches only a chip older than what it carries.
-                let wanted = images.version().is_some_and(|v| before.needs_update_to(v));
-                if wanted {
-                    match self.cc3000.program(&images) {
-                        Ok(r) => report.patched = Some((before, r.final_version)),
-                        Err(e) => report.patch_error = Some(e.to_string()),
-                    }
-                    self.cc3000.save(&self.dir.join(EEPROM_FILE))?;
+        let image = self.firmware_image()?;
+        if let Some(images) = image.as_deref().and_then(ServicePackImages::find) {
+            let before = self.cc3000.version();
+            // The deep update patches only a chip older than what it carries.
+            let wanted = images.version().is_some_and(|v| before.needs_update_to(v));
+            if wanted {
+                match self.cc3000.program(&images) {
+                    Ok(r) => report.patched = Some((before, r.final_version)),
+                    Err(e) => report.patch_error = Some(e.to_string()),
                 }
+                self.cc3000.save(&self.dir.join(EEPROM_FILE))?;
             }
         }
         Ok(report)
