@@ -470,7 +470,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             }),
         };
         // The queue is empty: a 13-byte Hello always fits.
-        let _ = self.queue(&hello.into());
+        let _ = self.queue(&hello);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -533,7 +533,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
         let id = self.peek_id();
         let event = Event::publish(id, visibility, name, data, ttl);
-        self.queue_originated(&event.into())?;
+        self.queue_originated(&event)?;
         self.publish_times[self.publish_next] = now;
         self.publish_next = (self.publish_next + 1) % PUBLISH_RATE;
         self.publish_count = (self.publish_count + 1).min(PUBLISH_RATE);
@@ -565,7 +565,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             filter: EventName::whole(filter),
             scope,
         };
-        self.queue_originated(&sub.into())?;
+        self.queue_originated(&sub)?;
         let filter = Vec::from_slice(filter).map_err(|_| DeviceError::TableFull)?;
         let index = self.subscriptions.len();
         self.subscriptions
@@ -581,7 +581,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         let msg = GetTime {
             header: Header::con(self.peek_id()).with_token(token),
         };
-        self.queue_originated(&msg.into())?;
+        self.queue_originated(&msg)?;
         self.next_token = token;
         Ok(())
     }
@@ -601,7 +601,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             code: Code::Changed,
             value: Some(value),
         };
-        self.queue_originated(&msg.into())?;
+        self.queue_originated(&msg)?;
         self.pending_calls.swap_remove(pos);
         Ok(())
     }
@@ -629,8 +629,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             code: Code::Content,
             value,
         };
-        self.queue(&msg.into())
-            .map_err(|_| DeviceError::QueueFull)?;
+        self.queue(&msg).map_err(|_| DeviceError::QueueFull)?;
         self.pending_reads.swap_remove(pos);
         Ok(())
     }
@@ -686,14 +685,14 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     }
 
     /// Queues a message the device originates with [`Self::peek_id`]; consumes the id.
-    fn queue_originated(&mut self, msg: &Message<'_>) -> Result<(), DeviceError> {
+    fn queue_originated<M: Outgoing>(&mut self, msg: &M) -> Result<(), DeviceError> {
         self.queue(msg).map_err(|_| DeviceError::QueueFull)?;
         self.take_id();
         Ok(())
     }
 
-    fn queue(&mut self, msg: &Message<'_>) -> Result<(), SessionError> {
-        let len = msg.buffer_len();
+    fn queue<M: Outgoing>(&mut self, msg: &M) -> Result<(), SessionError> {
+        let len = msg.len();
         let max = TRANSMIT_QUEUE_LEN - self.tx_len;
         if len > CORE_QUEUE_SIZE || LEN_PREFIX + len > max {
             return Err(SessionError::Oversized {
@@ -703,7 +702,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
         let at = self.tx_len;
         let n = msg
-            .emit(&mut self.tx[at + LEN_PREFIX..])
+            .emit_into(&mut self.tx[at + LEN_PREFIX..])
             .map_err(SessionError::Malformed)?;
         self.tx[at..at + LEN_PREFIX].copy_from_slice(&(n as u16).to_be_bytes());
         self.tx_len += LEN_PREFIX + n;
@@ -712,11 +711,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
 
     /// Queues a reply to the cloud; a full queue ends the session (the cloud floods a device
     /// that is not being drained).
-    fn reply(&mut self, msg: Message<'_>) -> Result<(), SessionError> {
+    fn reply<M: Outgoing>(&mut self, msg: M) -> Result<(), SessionError> {
         self.queue(&msg)
     }
 
-    fn reply_originated(&mut self, msg: Message<'_>) -> Result<(), SessionError> {
+    fn reply_originated<M: Outgoing>(&mut self, msg: M) -> Result<(), SessionError> {
         self.queue(&msg)?;
         self.take_id();
         Ok(())
@@ -829,7 +828,10 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             // The Core ignores what it does not know.
             return Ok(());
         }
-        let msg = Message::parse(&repr, kind).map_err(SessionError::Malformed)?;
+        let msg = parse_for_device(&repr, kind).map_err(SessionError::Malformed)?;
+        let Some(msg) = msg else {
+            return Ok(());
+        };
         match msg {
             Message::Hello(_) => {
                 if self.hello_received {
@@ -848,7 +850,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                         max: CORE_MAX_FUNCTION_ARG_LEN,
                     });
                 }
-                self.reply(EmptyAck::from_request(&call.header).into())?;
+                self.reply(EmptyAck::from_request(&call.header))?;
                 let name = core_name(call.name);
                 let known = self.functions.contains(&name);
                 let code = if !known {
@@ -864,7 +866,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                         code,
                         value: None,
                     };
-                    return self.reply_originated(ret.into());
+                    return self.reply_originated(ret);
                 }
                 let _ = self.pending_calls.push(call.header);
                 let argument = Vec::from_slice(arg).unwrap_or_default();
@@ -899,7 +901,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                             code: code.unwrap_or(Code::NotFound),
                             payload: &[],
                         };
-                        self.reply(reply.into())?;
+                        self.reply(reply)?;
                     }
                 }
             }
@@ -908,27 +910,21 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 self.push_event(DeviceEvent::Time(t.unix_time));
             }
             Message::Signal(s) => {
-                self.reply(
-                    Reply {
-                        header: Header::piggybacked(&s.header),
-                        code: Code::Changed,
-                        payload: &[],
-                    }
-                    .into(),
-                )?;
+                self.reply(Reply {
+                    header: Header::piggybacked(&s.header),
+                    code: Code::Changed,
+                    payload: &[],
+                })?;
                 self.push_event(DeviceEvent::Signal(s.start));
             }
             Message::KeyChange(k) => {
-                self.reply(
-                    KeyChanged {
-                        header: Header::piggybacked(&k.header),
-                    }
-                    .into(),
-                )?;
+                self.reply(KeyChanged {
+                    header: Header::piggybacked(&k.header),
+                })?;
                 self.push_event(DeviceEvent::KeyChange);
             }
             Message::Ping(p) => {
-                self.reply(EmptyAck::from_request(&p.header).into())?;
+                self.reply(EmptyAck::from_request(&p.header))?;
             }
             Message::UpdateBegin(b) => self.update_begin(now, &b.header, b.params)?,
             Message::Chunk(c) => self.chunk(now, &c)?,
@@ -955,7 +951,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             code: Code::Content,
             description: &json[..n],
         };
-        self.reply(reply.into())
+        self.reply(reply)
     }
 
     fn deliver(&mut self, ev: &Event<'_>) {
@@ -1038,7 +1034,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 code: Code::ServiceUnavailable,
                 payload: &[],
             };
-            return self.reply(reply.into());
+            return self.reply(reply);
         }
         let fast = offered && self.config.fast_ota;
         self.ota = Some(Ota {
@@ -1052,12 +1048,12 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             last_chunk_at: now,
             started_at: now,
         });
-        self.reply(EmptyAck::from_request(request).into())?;
+        self.reply(EmptyAck::from_request(request))?;
         let ready = UpdateReady {
             header: Header::separate(request, self.peek_id()),
             flags: params.map(|_| u8::from(fast)),
         };
-        self.reply_originated(ready.into())?;
+        self.reply_originated(ready)?;
         self.push_event(DeviceEvent::UpdateStarted { info, fast });
         Ok(())
     }
@@ -1065,7 +1061,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     fn chunk(&mut self, now: Instant, chunk: &Chunk<'_>) -> Result<(), SessionError> {
         let Some(ota) = &mut self.ota else {
             // No transfer: acknowledge and drop, as a Core that is not updating does.
-            return self.reply(EmptyAck::from_request(&chunk.header).into());
+            return self.reply(EmptyAck::from_request(&chunk.header));
         };
         ota.last_chunk_at = now;
         let indexed = chunk.index.is_some();
@@ -1091,7 +1087,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         let silent = indexed && ota.fast;
         if let Err(e) = write_result {
             if !silent {
-                self.reply(EmptyAck::from_request(&chunk.header).into())?;
+                self.reply(EmptyAck::from_request(&chunk.header))?;
             }
             self.abandon(OtaFailure::Sink(e));
             return Ok(());
@@ -1100,12 +1096,12 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             // Fast OTA: no ACK, no ChunkReceived; bad chunks are asked for again later.
             return Ok(());
         }
-        self.reply(EmptyAck::from_request(&chunk.header).into())?;
+        self.reply(EmptyAck::from_request(&chunk.header))?;
         let received = ChunkReceived {
             header: Header::separate(&chunk.header, self.peek_id()),
             ok,
         };
-        self.reply_originated(received.into())
+        self.reply_originated(received)
     }
 
     fn chunk_missed(&mut self) -> Result<(), SessionError> {
@@ -1131,7 +1127,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             header: Header::con(self.peek_id()),
             indices: ChunkIndices::new(&list[..n]),
         };
-        self.reply_originated(msg.into())
+        self.reply_originated(msg)
     }
 
     fn update_done(&mut self, request: &Header) -> Result<(), SessionError> {
@@ -1141,7 +1137,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 code: Code::BadRequest,
                 payload: &[],
             };
-            return self.reply(reply.into());
+            return self.reply(reply);
         };
         if !ota.complete() {
             let reply = Reply {
@@ -1149,7 +1145,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 code: Code::BadRequest,
                 payload: &[],
             };
-            self.reply(reply.into())?;
+            self.reply(reply)?;
             return self.chunk_missed();
         }
         let size = ota.size();
@@ -1161,7 +1157,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     code: Code::Changed,
                     payload: &[],
                 };
-                self.reply(reply.into())?;
+                self.reply(reply)?;
                 self.push_event(DeviceEvent::UpdateFinished { size });
             }
             Err(e) => {
@@ -1171,7 +1167,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     code: Code::BadRequest,
                     payload: &[],
                 };
-                self.reply(reply.into())?;
+                self.reply(reply)?;
                 self.push_event(DeviceEvent::UpdateFailed(OtaFailure::Sink(e)));
             }
         }
@@ -1193,7 +1189,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             let ping = Ping {
                 header: Header::con(self.peek_id()),
             };
-            self.reply_originated(ping.into())?;
+            self.reply_originated(ping)?;
             self.ping_sent = Some(now);
         }
         if let Some(ota) = &mut self.ota {
@@ -1338,4 +1334,67 @@ impl FromRequest for EmptyAck {
             header: Header::ack(request.message_id),
         }
     }
+}
+
+/// The messages a device sends, written without going through [`Message`] (so a device links
+/// only the encoders it uses).
+trait Outgoing {
+    fn len(&self) -> usize;
+    fn emit_into(&self, buf: &mut [u8]) -> Result<usize, crate::wire::Error>;
+}
+
+macro_rules! outgoing {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl Outgoing for $ty {
+            fn len(&self) -> usize {
+                self.buffer_len()
+            }
+            fn emit_into(&self, buf: &mut [u8]) -> Result<usize, crate::wire::Error> {
+                self.emit(buf)
+            }
+        }
+    )+};
+}
+
+outgoing!(
+    Hello<'_>,
+    DescribeReturn<'_>,
+    FunctionReturn,
+    VariableValue<'_>,
+    Event<'_>,
+    Subscribe<'_>,
+    GetTime,
+    UpdateReady,
+    ChunkReceived,
+    ChunkMissed<'_>,
+    KeyChanged,
+    Reply<'_>,
+    Ping,
+    EmptyAck,
+);
+
+/// Decodes the kinds a device acts on (the others are ignored, as the Core ignores them), so a
+/// device links only the decoders it uses.
+fn parse_for_device<'a>(
+    repr: &Repr<'a>,
+    kind: MessageKind,
+) -> Result<Option<Message<'a>>, crate::wire::Error> {
+    use crate::wire::message as m;
+    Ok(Some(match kind {
+        MessageKind::Hello => Message::Hello(m::Hello::parse(repr)?),
+        MessageKind::Describe => Message::Describe(m::Describe::parse(repr)?),
+        MessageKind::FunctionCall => Message::FunctionCall(m::FunctionCall::parse(repr)?),
+        MessageKind::VariableRequest => Message::VariableRequest(m::VariableRequest::parse(repr)?),
+        MessageKind::Event => Message::Event(Event::parse(repr)?),
+        MessageKind::Time => Message::Time(m::Time::parse(repr)?),
+        MessageKind::SignalStart | MessageKind::SignalStop => {
+            Message::Signal(m::Signal::parse(repr)?)
+        }
+        MessageKind::KeyChange => Message::KeyChange(m::KeyChange::parse(repr)?),
+        MessageKind::Ping => Message::Ping(Ping::parse(repr)?),
+        MessageKind::UpdateBegin => Message::UpdateBegin(m::UpdateBegin::parse(repr)?),
+        MessageKind::Chunk => Message::Chunk(Chunk::parse(repr)?),
+        MessageKind::UpdateDone => Message::UpdateDone(m::UpdateDone::parse(repr)?),
+        _ => return Ok(None),
+    }))
 }

@@ -163,3 +163,56 @@ impl FirmwareSink for BufferSink<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(size: Option<u32>) -> ImageInfo {
+        ImageInfo {
+            size,
+            chunk_size: 4,
+            destination: 0,
+            address: 0,
+        }
+    }
+
+    #[test]
+    fn buffer_sink_commits_only_on_finish() {
+        let mut buf = [0u8; 8];
+        let mut sink = BufferSink::new(&mut buf);
+        assert_eq!(sink.write(0, b"ab"), Err(SinkError::NotStarted));
+        assert_eq!(
+            sink.begin(&info(Some(9))),
+            Err(SinkError::InsufficientSize { required: 9 })
+        );
+        sink.begin(&info(Some(6))).unwrap();
+        sink.write(4, b"ef").unwrap();
+        sink.write(0, b"abcd").unwrap();
+        assert_eq!(sink.committed(), None);
+        assert_eq!(
+            sink.write(6, b"xyz"),
+            Err(SinkError::InsufficientSize { required: 9 })
+        );
+        sink.finish(6).unwrap();
+        assert_eq!(sink.committed(), Some(&b"abcdef"[..]));
+        assert_eq!(sink.counts(), (1, 0));
+        assert_eq!(sink.finish(6), Err(SinkError::NotStarted));
+    }
+
+    #[test]
+    fn aborted_or_short_images_are_not_committed() {
+        let mut buf = [0u8; 8];
+        let mut sink = BufferSink::new(&mut buf);
+        sink.begin(&info(None)).unwrap();
+        sink.write(0, b"abcd").unwrap();
+        sink.abort();
+        assert_eq!(sink.committed(), None);
+        assert_eq!(sink.counts(), (0, 1));
+        sink.begin(&info(None)).unwrap();
+        sink.write(0, b"abcdef").unwrap();
+        assert!(sink.finish(4).is_err(), "bytes past the declared size");
+        assert_eq!(sink.committed(), None);
+        assert!(NoFirmware.begin(&info(Some(1))).is_err());
+    }
+}

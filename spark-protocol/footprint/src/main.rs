@@ -1,0 +1,187 @@
+//! A bare-metal binary linking the device session, to measure flash and RAM.
+//!
+//! Every input comes through `black_box`, so nothing is constant-folded away. The connection lives on the
+//! stack: its size is exported as `DEVICE_CONNECTION_SIZE` (readable from the ELF symbol table) and adds to the
+//! static RAM figure when a port places it in a static.
+
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+
+use spark_protocol::session::device::{
+    DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, ImageInfo, Scope, SinkError,
+};
+use spark_protocol::session::{Connection, Instant};
+use spark_protocol::wire::describe::VarType;
+use spark_protocol::wire::message::{Value, Visibility};
+
+/// A sink whose every call succeeds without doing anything observable to the optimiser.
+struct NoFlash;
+
+impl FirmwareSink for NoFlash {
+    fn begin(&mut self, info: &ImageInfo) -> Result<(), SinkError> {
+        black_box(info);
+        black_box(Ok(()))
+    }
+    fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), SinkError> {
+        black_box((offset, data));
+        black_box(Ok(()))
+    }
+    fn finish(&mut self, size: u32) -> Result<(), SinkError> {
+        black_box(size);
+        black_box(Ok(()))
+    }
+    fn abort(&mut self) {
+        black_box(());
+    }
+}
+
+#[cfg(not(feature = "rsa"))]
+type Handshake = spark_protocol::session::device::NoHandshake;
+
+#[cfg(feature = "rsa")]
+mod rsa_parts {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::cell::UnsafeCell;
+    use core::convert::Infallible;
+    use core::hint::black_box;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
+    use spark_protocol::crypto::{RsaPrivateKeyRef, RsaPublicKeyRef};
+    use spark_protocol::session::device::RsaHandshake;
+
+    /// A bump allocator over a static arena: enough for the handshake's big integers.
+    struct Bump {
+        arena: UnsafeCell<[u8; HEAP]>,
+        next: AtomicUsize,
+    }
+    const HEAP: usize = 16 * 1024;
+    // SAFETY: single-threaded bare metal; `next` hands out disjoint ranges.
+    unsafe impl Sync for Bump {}
+    // SAFETY: every block returned is inside the arena, aligned and disjoint from the others.
+    unsafe impl GlobalAlloc for Bump {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let start = self.next.load(Ordering::Relaxed).next_multiple_of(layout.align());
+            let end = start + layout.size();
+            if end > HEAP {
+                return core::ptr::null_mut();
+            }
+            self.next.store(end, Ordering::Relaxed);
+            // SAFETY: `start..end` lies inside the arena.
+            unsafe { (self.arena.get() as *mut u8).add(start) }
+        }
+        unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
+    }
+    #[global_allocator]
+    static ALLOC: Bump = Bump { arena: UnsafeCell::new([0; HEAP]), next: AtomicUsize::new(0) };
+
+    /// A stand-in for the MCU's entropy source.
+    pub struct HwRng;
+    impl rand_core::TryRng for HwRng {
+        type Error = Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            Ok(black_box(4))
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            Ok(black_box(4))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+            dst.fill(black_box(4));
+            Ok(())
+        }
+    }
+    impl rand_core::TryCryptoRng for HwRng {}
+
+    pub type Handshake = RsaHandshake<RustCryptoPrivateKey, RustCryptoPublicKey, HwRng>;
+
+    pub fn handshake(device_der: &[u8], server_der: &[u8]) -> Option<Handshake> {
+        let device = RsaPrivateKeyRef::from_der(device_der).ok()?;
+        let server = RsaPublicKeyRef::from_der(server_der).ok()?;
+        Some(RsaHandshake::new(
+            RustCryptoPrivateKey::new(&device).ok()?,
+            RustCryptoPublicKey::new(&server).ok()?,
+            HwRng,
+        ))
+    }
+}
+
+#[cfg(feature = "rsa")]
+type Handshake = rsa_parts::Handshake;
+
+/// `size_of::<DeviceConnection>()` on this target, readable from the ELF symbol table.
+#[unsafe(no_mangle)]
+#[used]
+pub static DEVICE_CONNECTION_SIZE: usize = core::mem::size_of::<DeviceConnection<NoFlash, Handshake>>();
+
+static INPUT: [u8; 64] = [0; 64];
+static KEYS: [u8; 8] = [0; 8];
+
+fn run(mut dev: DeviceConnection<NoFlash, Handshake>) {
+    let _ = dev.register_function(black_box(b"brew"));
+    let _ = dev.register_variable(black_box(b"temp"), VarType::Int);
+    let mut out = [0u8; 700];
+    let mut now = 0u64;
+    loop {
+        now += black_box(10);
+        let t = Instant::from_millis(now);
+        let input: &[u8] = black_box(&INPUT);
+        if dev.handle_input(t, input).is_err() {
+            break;
+        }
+        dev.handle_timeout(t);
+        while let Some(ev) = dev.poll_event() {
+            match ev {
+                DeviceEvent::Connected => {
+                    let _ = dev.subscribe(black_box(b"temp"), Scope::MyDevices);
+                    let _ = dev.request_time();
+                }
+                DeviceEvent::FunctionCall(c) => {
+                    let _ = dev.publish(t, black_box(b"called"), Some(&c.argument), Visibility::Private, 60);
+                    let _ = dev.function_return(c.call, black_box(1));
+                }
+                DeviceEvent::VariableRequest(r) => {
+                    let _ = dev.variable_value(r.request, Value::Int(black_box(21)));
+                }
+                other => {
+                    black_box(other);
+                }
+            }
+        }
+        while let Ok(Some(n)) = dev.poll_transmit(t, &mut out) {
+            black_box(&out[..n]);
+        }
+        black_box(dev.poll_timeout());
+    }
+    black_box(dev.error());
+}
+
+/// The bare-metal entry point (no runtime crate: the symbol is the only way to name it without one).
+#[unsafe(no_mangle)]
+pub extern "C" fn _start() -> ! {
+    let config = DeviceConfig::new(black_box([7; 12]));
+    #[cfg(not(feature = "rsa"))]
+    {
+        let secret = spark_protocol::crypto::SessionKey::from_bytes(black_box([3; 40]));
+        run(DeviceConnection::from_session(&secret, config, NoFlash, Instant::ZERO));
+    }
+    #[cfg(feature = "rsa")]
+    {
+        let keys: &[u8] = black_box(&KEYS);
+        if let Some(hs) = rsa_parts::handshake(keys, keys) {
+            run(DeviceConnection::new(config, hs, NoFlash, Instant::ZERO));
+        }
+    }
+    black_box(&KEYS);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
