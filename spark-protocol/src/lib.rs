@@ -12,12 +12,16 @@
 //! (RustCrypto by default, OpenSSL with the `openssl` feature).
 //!
 //! [`session`] holds the sans-IO sessions built on both: the [`session::Connection`] trait the
-//! device and the cloud side share, the time they are driven by and the errors they end with.
+//! device and the cloud side share, the time they are driven by and the errors they end with;
+//! [`session::driver`] runs a session over a byte stream (blocking or tokio), and
+//! `session::pair` (with `alloc`) joins two sessions on virtual time with fault injection.
 //!
 //! Cargo features: `std` (default; implies `alloc`), `alloc` (owned keys, PEM strings, the
 //! RustCrypto RSA backend's needs), `rsa` (default; the RustCrypto RSA backend, no_std with
 //! `alloc`), `openssl` (the OpenSSL backend for RSA and AES-128-CBC; std, links the system's
-//! libssl). Without `alloc` the framing and the key views still work, on no heap.
+//! libssl), `embedded-io` (the blocking session driver over `embedded_io` streams; no_std),
+//! `tokio` (the async session driver over tokio streams; std). Without `alloc` the framing and
+//! the key views still work, on no heap.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -22,7 +22,11 @@ use crate::wire::{Code, Header, Message};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// UpdateBegin try `tries` (1..=4) sent with `token`.
-    Begin { tries: u8, token: u8, deadline: Instant },
+    Begin {
+        tries: u8,
+        token: u8,
+        deadline: Instant,
+    },
     /// Chunks going out.
     Sending,
     /// UpdateDone sent with `token`.
@@ -137,7 +141,12 @@ impl Flasher {
         self.tokens.retain(|&t| t != token);
     }
 
-    fn send_begin(&mut self, now: Instant, tries: u8, out: &mut Outbox) -> Result<(), RequestError> {
+    fn send_begin(
+        &mut self,
+        now: Instant,
+        tries: u8,
+        out: &mut Outbox,
+    ) -> Result<(), RequestError> {
         if let Phase::Begin { token, .. } = self.phase {
             self.drop_token(out, token);
         }
@@ -148,7 +157,9 @@ impl Flasher {
         } else {
             self.options.last_ready_timeout
         };
-        let token = self.send(out, |header| Message::UpdateBegin(UpdateBegin { header, params }))?;
+        let token = self.send(out, |header| {
+            Message::UpdateBegin(UpdateBegin { header, params })
+        })?;
         self.phase = Phase::Begin {
             tries,
             token,
@@ -259,7 +270,9 @@ impl Flasher {
                 }
                 // UpdateReady; Device OS adds a flags byte, bit 0 = fast OTA accepted. The token
                 // stays reserved: fast-OTA chunks carry it.
-                let accepted = payload.first().is_some_and(|f| f & UpdateParams::FAST_OTA != 0);
+                let accepted = payload
+                    .first()
+                    .is_some_and(|f| f & UpdateParams::FAST_OTA != 0);
                 self.fast = self.options.fast && accepted;
                 self.phase = Phase::Sending;
                 if self.fast {

@@ -28,7 +28,7 @@ use core::fmt;
 use rand_core::CryptoRng;
 
 use crate::crypto::handshake::{
-    decrypt_device_credentials, seal_session_key, session_reply_len, NONCE_LEN,
+    NONCE_LEN, decrypt_device_credentials, seal_session_key, session_reply_len,
 };
 use crate::crypto::{
     Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, RsaPrivate, SessionKey,
@@ -292,7 +292,12 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     pub fn describe(&mut self, now: Instant) -> Result<RequestId, RequestError> {
         self.start(
             now,
-            |header| Message::Describe(Describe { header, flags: None }),
+            |header| {
+                Message::Describe(Describe {
+                    header,
+                    flags: None,
+                })
+            },
             Waiting::Describe,
         )
     }
@@ -385,7 +390,11 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
 
     /// Delivers an event the device subscribed to: NON, no token, one Uri-Path per segment, as
     /// the original server sends it. Nothing answers it.
-    pub fn deliver_event(&mut self, _now: Instant, event: &OutgoingEvent<'_>) -> Result<(), RequestError> {
+    pub fn deliver_event(
+        &mut self,
+        _now: Instant,
+        event: &OutgoingEvent<'_>,
+    ) -> Result<(), RequestError> {
         self.check_ready()?;
         let visibility = if event.private {
             Visibility::Private
@@ -490,7 +499,12 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         self.events.push_back(event);
     }
 
-    fn handle_credentials(&mut self, now: Instant, nonce: Nonce, block: &[u8]) -> Result<(), SessionError> {
+    fn handle_credentials(
+        &mut self,
+        now: Instant,
+        nonce: Nonce,
+        block: &[u8],
+    ) -> Result<(), SessionError> {
         let creds = decrypt_device_credentials(&self.server_key, &mut self.rng, &nonce, block)
             .map_err(SessionError::Authentication)?;
         let device_key = self
@@ -499,8 +513,14 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             .ok_or(SessionError::UnknownDevice)?;
         let session = SessionKey::generate(&mut self.rng);
         let mut reply = vec![0u8; session_reply_len(&device_key, &self.server_key)];
-        seal_session_key(&device_key, &self.server_key, &mut self.rng, &session, &mut reply)
-            .map_err(SessionError::Authentication)?;
+        seal_session_key(
+            &device_key,
+            &self.server_key,
+            &mut self.rng,
+            &session,
+            &mut reply,
+        )
+        .map_err(SessionError::Authentication)?;
         self.raw.push_back(reply);
         self.channel = Some(Channel {
             encoder: session.encoder(),
@@ -572,7 +592,9 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         let kind = wire::classify_repr(&repr, Role::Cloud);
         if let State::Hello { .. } = self.state {
             if kind != MessageKind::Hello {
-                return Err(SessionError::Unexpected("a message before the device's Hello"));
+                return Err(SessionError::Unexpected(
+                    "a message before the device's Hello",
+                ));
             }
             let hello = Hello::parse(&repr).map_err(SessionError::Malformed)?;
             return self.handle_hello(&hello);
@@ -632,11 +654,8 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                 Ok(())
             }
             MessageKind::GetTime => {
-                let header = Header::piggybacked(&Header::new(
-                    repr.msg_type,
-                    repr.message_id,
-                    repr.token,
-                ));
+                let header =
+                    Header::piggybacked(&Header::new(repr.msg_type, repr.message_id, repr.token));
                 match self.wall_clock {
                     Some((at, secs)) => {
                         let unix = secs + now.saturating_duration_since(at).as_secs();
@@ -649,12 +668,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                         self.events.push_back(CloudEvent::TimeSent(unix_time));
                         Ok(())
                     }
-                    None => self.reply(
-                        repr.message_id,
-                        repr.token,
-                        Code::ServiceUnavailable,
-                        &[],
-                    ),
+                    None => self.reply(repr.message_id, repr.token, Code::ServiceUnavailable, &[]),
                 }
             }
             MessageKind::ChunkMissed => {
@@ -718,7 +732,14 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                 let p = self.out.pending.swap_remove(at);
                 if p.waiting == Waiting::Ota {
                     if let Some(f) = self.flasher.as_mut() {
-                        f.handle_reply(now, p.token, Code::ServiceUnavailable, &[], &mut self.out, &mut self.events);
+                        f.handle_reply(
+                            now,
+                            p.token,
+                            Code::ServiceUnavailable,
+                            &[],
+                            &mut self.out,
+                            &mut self.events,
+                        );
                     }
                     self.reap_flasher();
                 } else {
@@ -730,9 +751,12 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         if repr.code.is_empty() {
             // An empty ACK: the answer comes separately (function return, UpdateReady, ...),
             // except for a ping.
-            if let Some(at) = self.out.pending.iter().position(|p| {
-                p.message_id == repr.message_id && p.waiting == Waiting::Ping
-            }) {
+            if let Some(at) = self
+                .out
+                .pending
+                .iter()
+                .position(|p| p.message_id == repr.message_id && p.waiting == Waiting::Ping)
+            {
                 self.out.pending.swap_remove(at);
             }
             return;
@@ -747,7 +771,14 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         let payload = repr.payload.unwrap_or_default();
         if p.waiting == Waiting::Ota {
             if let Some(f) = self.flasher.as_mut() {
-                f.handle_reply(now, token, repr.code, payload, &mut self.out, &mut self.events);
+                f.handle_reply(
+                    now,
+                    token,
+                    repr.code,
+                    payload,
+                    &mut self.out,
+                    &mut self.events,
+                );
             }
             self.reap_flasher();
             return;
@@ -769,10 +800,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     fn reap_flasher(&mut self) {
-        if self.flasher.as_ref().is_some_and(Flasher::is_finished) {
-            if let Some(f) = self.flasher.take() {
-                f.release(&mut self.out);
-            }
+        if self.flasher.as_ref().is_some_and(Flasher::is_finished)
+            && let Some(f) = self.flasher.take()
+        {
+            f.release(&mut self.out);
         }
     }
 
@@ -834,19 +865,20 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
             let _ = self.fail(SessionError::PingTimeout);
             return;
         }
-        if let Some(interval) = self.config.ping_interval {
-            if !self.ping_sent && now >= self.last_rx + interval {
-                self.ping_sent = true;
-                let _ = self.out.request(
-                    |header| {
-                        Message::Ping(Ping {
-                            header: Header::con(header.message_id),
-                        })
-                    },
-                    Waiting::Ping,
-                    None,
-                );
-            }
+        if let Some(interval) = self.config.ping_interval
+            && !self.ping_sent
+            && now >= self.last_rx + interval
+        {
+            self.ping_sent = true;
+            let _ = self.out.request(
+                |header| {
+                    Message::Ping(Ping {
+                        header: Header::con(header.message_id),
+                    })
+                },
+                Waiting::Ping,
+                Some(now + self.config.idle_timeout),
+            );
         }
         let mut i = 0;
         while i < self.out.pending.len() {
@@ -925,10 +957,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
             State::Credentials { deadline, .. } | State::Hello { deadline } => Some(deadline),
             State::Established => {
                 let mut t = self.idle_deadline();
-                if let Some(interval) = self.config.ping_interval {
-                    if !self.ping_sent {
-                        t = t.min(self.last_rx + interval);
-                    }
+                if let Some(interval) = self.config.ping_interval
+                    && !self.ping_sent
+                {
+                    t = t.min(self.last_rx + interval);
                 }
                 for d in self.out.pending.iter().filter_map(|p| p.deadline) {
                     t = t.min(d);
@@ -952,4 +984,3 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
         }
     }
 }
-

@@ -279,6 +279,14 @@ impl OtaOptions {
             ..OtaOptions::default()
         }
     }
+
+    /// These options with a fixed chunk size.
+    pub fn with_chunk_size(self, chunk_size: u16) -> Self {
+        OtaOptions {
+            chunk_size: Some(chunk_size),
+            ..self
+        }
+    }
 }
 
 /// Why an OTA transfer failed.

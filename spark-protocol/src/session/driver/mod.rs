@@ -276,6 +276,10 @@ where
     }
 
     /// Writes every frame the session has queued, then flushes the transport.
+    ///
+    /// A transport error in the middle of a frame loses the rest of that frame: the stream is
+    /// out of step from then on, and the caller should end the session
+    /// ([`Connection::handle_close`]) and reconnect.
     pub fn flush(&mut self) -> Result<(), DriverError<T::Error>> {
         let buf = self.buf.as_mut();
         let mut wrote = false;
