@@ -994,3 +994,186 @@ proptest! {
         prop_assert_eq!(scripted(&cut), whole);
     }
 }
+
+#[test]
+fn key_change_is_acknowledged_by_key_changed() {
+    let (mut c, mut d) = established();
+    events(&mut c);
+    let k = c.change_key(Instant::ZERO, &[0xab; 64]).unwrap();
+    let m = d.receive(&mut c, Instant::ZERO);
+    let r = Repr::parse_bytes(&m[0]).unwrap();
+    assert_eq!((r.code, r.payload.map(<[u8]>::len)), (Code::Put, Some(64)));
+    let header = Header::separate(&Header::new(r.msg_type, r.message_id, r.token), d.next());
+    d.send(
+        &mut c,
+        Instant::ZERO,
+        &Message::KeyChanged(spark_protocol::wire::message::KeyChanged { header }),
+    )
+    .unwrap();
+    assert_eq!(
+        events(&mut c),
+        vec![CloudEvent::Acknowledged {
+            request: k,
+            result: Ok(())
+        }]
+    );
+}
+
+#[test]
+fn tokens_run_out_with_255_requests_in_flight() {
+    let (mut c, mut d) = established();
+    let mut tokens = std::collections::BTreeSet::new();
+    for _ in 0..255 {
+        c.call_function(Instant::ZERO, b"f", b"").unwrap();
+    }
+    assert_eq!(
+        c.call_function(Instant::ZERO, b"f", b""),
+        Err(spark_protocol::session::cloud::RequestError::TooManyInFlight)
+    );
+    for m in d.receive(&mut c, Instant::ZERO) {
+        tokens.insert(Repr::parse_bytes(&m).unwrap().token.first().unwrap());
+    }
+    assert_eq!(tokens.len(), 255, "every call in flight has its own token");
+    assert!(!tokens.contains(&0));
+}
+
+#[test]
+fn a_message_before_hello_is_refused() {
+    let k = keys();
+    let mut c = cloud(CloudConfig::default());
+    let mut buf = vec![0; 1024];
+    let n = c.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    let nonce = Nonce(buf[..n].try_into().unwrap());
+    let mut creds = [0u8; 256];
+    encrypt_device_credentials(&k.server_pub, &mut rng(1), &nonce, &ID, None, &mut creds).unwrap();
+    c.handle_input(Instant::ZERO, &creds).unwrap();
+    let n = c.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    let session = open_session_key(&k.device, &k.server_pub, &mut rng(2), &buf[..n]).unwrap();
+    let mut d = Device {
+        enc: session.encoder(),
+        dec: session.decoder(vec![0; 2048]),
+        id: 1,
+    };
+    assert!(matches!(
+        d.send(
+            &mut c,
+            Instant::ZERO,
+            &Message::Ping(Ping {
+                header: Header::con(2)
+            })
+        ),
+        Err(SessionError::Unexpected(_))
+    ));
+    assert!(c.describe(Instant::ZERO).is_err());
+}
+
+#[test]
+fn oversized_and_malformed_input_end_the_session() {
+    let (mut c, _d) = established();
+    assert_eq!(
+        c.handle_input(Instant::ZERO, &[0xff, 0xf0]),
+        Err(SessionError::Oversized {
+            len: 0xfff0,
+            max: 1184
+        })
+    );
+    let (mut c, mut d) = established();
+    let frame = {
+        let mut out = vec![0; 64];
+        let n = d.enc.seal(&[0x90, 0x01], &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
+    assert!(matches!(
+        c.handle_input(Instant::ZERO, &frame),
+        Err(SessionError::Malformed(_))
+    ));
+    assert!(matches!(
+        c.poll_transmit(Instant::ZERO, &mut [0; 64]),
+        Err(SessionError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_refused_call_and_a_subscription() {
+    let (mut c, mut d) = established();
+    events(&mut c);
+    let a = c.call_function(Instant::ZERO, b"nope", b"").unwrap();
+    let m = d.receive(&mut c, Instant::ZERO);
+    let r = Repr::parse_bytes(&m[0]).unwrap();
+    let header = Header::piggybacked(&Header::new(r.msg_type, r.message_id, r.token));
+    d.send(
+        &mut c,
+        Instant::ZERO,
+        &Message::Reply(Reply {
+            header,
+            code: Code::NotFound,
+            payload: b"",
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        events(&mut c),
+        vec![CloudEvent::FunctionReturned {
+            request: a,
+            result: Err(RequestFailure::Rejected(Code::NotFound))
+        }]
+    );
+
+    // A named subscription is acknowledged with 0.00 and reported.
+    let id = d.next();
+    let mut sub = vec![0x40, 0x01, (id >> 8) as u8, id as u8, 0xb1, b'e', 0x04];
+    sub.extend_from_slice(b"temp");
+    let frame = {
+        let mut out = vec![0; 64];
+        let n = d.enc.seal(&sub, &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
+    c.handle_input(Instant::ZERO, &frame).unwrap();
+    let ack = d.receive(&mut c, Instant::ZERO);
+    let r = Repr::parse_bytes(&ack[0]).unwrap();
+    assert_eq!(
+        (r.msg_type, r.code, r.message_id),
+        (MessageType::Acknowledgement, Code::Empty, id)
+    );
+    let ev = events(&mut c);
+    let [CloudEvent::Subscribed(s)] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(&s.filter[..], b"temp");
+}
+
+#[test]
+fn credentials_and_hello_in_one_read() {
+    let k = keys();
+    let mut c = cloud(CloudConfig::default());
+    let mut buf = vec![0; 1024];
+    let n = c.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    let nonce = Nonce(buf[..n].try_into().unwrap());
+    let mut input = vec![0u8; 256];
+    encrypt_device_credentials(&k.server_pub, &mut rng(1), &nonce, &ID, None, &mut input).unwrap();
+    // The reply is not known before the cloud draws its session key, so feed the credentials,
+    // then hand the Hello together with a ping in one read.
+    c.handle_input(Instant::ZERO, &input).unwrap();
+    let n = c.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    let session = open_session_key(&k.device, &k.server_pub, &mut rng(2), &buf[..n]).unwrap();
+    let mut d = Device {
+        enc: session.encoder(),
+        dec: session.decoder(vec![0; 2048]),
+        id: 0x10,
+    };
+    let mut wire = d.seal(&Message::Hello(spark_protocol::wire::message::Hello {
+        header: Header::non(0x10),
+        payload: spark_protocol::wire::hello::HelloPayload::None,
+    }));
+    let id = d.next();
+    wire.extend(d.seal(&Message::Ping(Ping {
+        header: Header::con(id),
+    })));
+    c.handle_input(Instant::ZERO, &wire).unwrap();
+    let out = d.receive(&mut c, Instant::ZERO);
+    assert_eq!(out.len(), 2, "the server's Hello, then the ping's ACK");
+    assert_eq!(Repr::parse_bytes(&out[1]).unwrap().message_id, id);
+    assert!(matches!(events(&mut c)[..], [CloudEvent::Connected(_)]));
+}

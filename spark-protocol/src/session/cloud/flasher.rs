@@ -19,6 +19,10 @@ use crate::wire::message::{Chunk, UpdateBegin, UpdateDone};
 use crate::wire::ota::UpdateParams;
 use crate::wire::{Code, Header, Message};
 
+/// The largest chunk this flasher sends (Device OS announces at most 1024; the original server
+/// sent 256 and allowed 594).
+pub(super) const MAX_CHUNK_SIZE: usize = 4096;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// UpdateBegin try `tries` (1..=4) sent with `token`.
@@ -69,8 +73,8 @@ impl Flasher {
         if image.is_empty() {
             return Err(RequestError::InvalidImage("empty image"));
         }
-        if chunk_size == 0 {
-            return Err(RequestError::InvalidImage("chunk size 0"));
+        if chunk_size == 0 || usize::from(chunk_size) > MAX_CHUNK_SIZE {
+            return Err(RequestError::InvalidImage("chunk size not in 1..=4096"));
         }
         let chunks = image.len().div_ceil(usize::from(chunk_size));
         let chunks = u16::try_from(chunks)

@@ -658,7 +658,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                     Header::piggybacked(&Header::new(repr.msg_type, repr.message_id, repr.token));
                 match self.wall_clock {
                     Some((at, secs)) => {
-                        let unix = secs + now.saturating_duration_since(at).as_secs();
+                        let unix = secs.saturating_add(now.saturating_duration_since(at).as_secs());
                         let unix_time = u32::try_from(unix).unwrap_or(u32::MAX);
                         self.push(&Message::Time(Time {
                             header,
@@ -789,7 +789,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         } else {
             Err(RequestFailure::Rejected(repr.code))
         };
-        if let Waiting::Call(_) = p.waiting {
+        if let (Waiting::Call(_), Ok(_)) = (p.waiting, result) {
             // FunctionReturn (NON 2.04 separate, or a piggy-backed ACK 2.04).
             if let Err(e) = FunctionReturn::parse(repr) {
                 self.finish_request(p.waiting, Err(RequestFailure::Malformed(e)), &[]);

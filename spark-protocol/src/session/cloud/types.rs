@@ -232,7 +232,8 @@ pub struct OutgoingEvent<'a> {
 pub struct OtaOptions {
     /// Offer fast OTA (all chunks back to back); used when the device accepts it.
     pub fast: bool,
-    /// The chunk size; `None` takes the size the device announced in its Hello, else 256.
+    /// The chunk size (1 to 4096); `None` takes the size the device announced in its Hello, else
+    /// 256.
     pub chunk_size: Option<u16>,
     /// Zero-pad the last chunk to the chunk size, its CRC over the padded bytes (the original
     /// server's behaviour, which the Core expects).
