@@ -1,3 +1,4 @@
 //! Shared pieces of the spark-sdk example tools.
 
 pub mod cloud;
+pub mod vcore;

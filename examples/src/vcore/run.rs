@@ -1,0 +1,318 @@
+//! Running a virtual Core against a cloud: spark-protocol's [`DeviceConnection`] on the tokio driver, with the
+//! Core model behind it.
+//!
+//! One [`session`] is one connection: the RSA handshake, the Hello (with the OTA-success flag after an update),
+//! the `spark/cc3000-patch-version` event once the cloud's Hello arrives, Describe, function calls into Tinker,
+//! variable reads, and OTA images into the external flash through [`CoreSink`]. When an image has been committed
+//! the Core resets, as a real one did: [`run`] boots it (which installs the image and, for the deep update, patches
+//! the CC3000) and connects again. A lost link is retried after a back-off.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::{StdRng, SysRng};
+use spark_protocol::crypto::keys::RsaPublicKey;
+use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
+use spark_protocol::session::device::{
+    DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, ImageInfo, RsaHandshake, SinkError,
+};
+use spark_protocol::session::driver::DriverError;
+use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::wire::message::{Value, Visibility};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::flash::OtaError;
+use super::link::{FlakyStream, LinkFaults};
+use super::{
+    BootReport, CoreError, PATCH_VERSION_EVENT, PATCH_VERSION_TTL, VariableValue, VirtualCore,
+};
+
+/// A Core shared between its session task and whoever watches it.
+pub type SharedCore = Arc<Mutex<VirtualCore>>;
+
+fn lock(core: &SharedCore) -> MutexGuard<'_, VirtualCore> {
+    // A panic while holding the lock leaves a Core whose files are consistent (every change is written
+    // through a temporary file), so the poison is not worth propagating.
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The external flash as the session's [`FirmwareSink`].
+#[derive(Debug, Clone)]
+pub struct CoreSink {
+    core: SharedCore,
+}
+
+impl CoreSink {
+    /// The sink of `core`.
+    pub fn new(core: SharedCore) -> Self {
+        CoreSink { core }
+    }
+}
+
+fn sink_error(e: CoreError) -> SinkError {
+    match e {
+        CoreError::Ota(OtaError::BadSize { size }) => SinkError::InsufficientSize {
+            required: size as usize,
+        },
+        CoreError::Ota(OtaError::OutOfBounds { offset, len, .. }) => SinkError::InsufficientSize {
+            required: offset as usize + len,
+        },
+        CoreError::NoDownload => SinkError::NotStarted,
+        // An incomplete, corrupt or non-firmware image, or a failing flash file: the sink has no finer word.
+        _ => SinkError::Storage,
+    }
+}
+
+impl FirmwareSink for CoreSink {
+    fn begin(&mut self, info: &ImageInfo) -> Result<(), SinkError> {
+        lock(&self.core).ota_begin(info.size).map_err(sink_error)
+    }
+
+    fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), SinkError> {
+        lock(&self.core).ota_write(offset, data).map_err(sink_error)
+    }
+
+    fn finish(&mut self, size: u32) -> Result<(), SinkError> {
+        lock(&self.core)
+            .ota_finish(size)
+            .map(|_| ())
+            .map_err(sink_error)
+    }
+
+    fn abort(&mut self) {
+        lock(&self.core).ota_abort();
+    }
+}
+
+/// Where and how a Core connects.
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// The cloud's device listener, `host:port`.
+    pub address: String,
+    /// The cloud's public key.
+    pub server_key: RsaPublicKey,
+    /// Faults on the link.
+    pub faults: LinkFaults,
+    /// Seed of the link's fault pattern (each connection uses the next value).
+    pub seed: u64,
+    /// Wait before connecting again after a lost link.
+    pub reconnect_delay: Duration,
+}
+
+/// Something a running Core reports.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Status {
+    /// The Core reset.
+    Booted(BootReport),
+    /// A session is up (the cloud's Hello arrived and the patch version was published).
+    Connected {
+        /// The Hello carried the OTA-success flag.
+        ota_succeeded: bool,
+        /// The published `spark/cc3000-patch-version` value.
+        patch_version: String,
+    },
+    /// A function was called.
+    Called {
+        /// The function.
+        name: String,
+        /// Its argument.
+        argument: String,
+        /// The return value.
+        result: i32,
+    },
+    /// A variable was read.
+    Read {
+        /// The variable.
+        name: String,
+    },
+    /// An OTA update began.
+    UpdateStarted {
+        /// The announced size, if any.
+        size: Option<u32>,
+    },
+    /// An OTA image was committed; the Core resets.
+    UpdateFinished {
+        /// Its size.
+        size: u32,
+    },
+    /// An OTA update was abandoned.
+    UpdateFailed {
+        /// Why.
+        reason: String,
+    },
+    /// The cloud asked the Core to signal (rainbow LED) or stop.
+    Signal(bool),
+    /// The session ended.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// An image was committed: the Core must reset.
+    Reboot,
+    /// The link or the session failed.
+    Lost,
+}
+
+/// Runs one session over `stream` until it ends. `report` hears what happens.
+pub async fn session<T>(
+    core: &SharedCore,
+    stream: T,
+    server_key: &RsaPublicKey,
+    faults: LinkFaults,
+    seed: u64,
+    report: &mut (dyn FnMut(Status) + Send),
+) -> Result<SessionEnd, CoreError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let (config, device_key) = {
+        let c = lock(core);
+        let mut config = DeviceConfig::new(c.id());
+        config.ota_succeeded = c.ota_succeeded();
+        let key = RustCryptoPrivateKey::new(&c.key().as_ref_key()).map_err(CoreError::Rsa)?;
+        (config, key)
+    };
+    let server = RustCryptoPublicKey::new(&server_key.as_ref_key()).map_err(CoreError::Rsa)?;
+    let rng = StdRng::try_from_rng(&mut SysRng).map_err(|e| CoreError::Random(e.to_string()))?;
+    let handshake = RsaHandshake::new(device_key, server, rng);
+    let mut clock = TokioClock::new();
+    let now = spark_protocol::session::driver::Clock::now(&mut clock);
+    let mut conn = DeviceConnection::new(config, handshake, CoreSink::new(core.clone()), now);
+    {
+        let c = lock(core);
+        for f in c.functions() {
+            // Four Tinker functions and four variables fit the Core's tables.
+            let _ = conn.register_function(f.as_bytes());
+        }
+        for (name, ty) in c.variables() {
+            let _ = conn.register_variable(name.as_bytes(), *ty);
+        }
+    }
+    let link = FlakyStream::new(stream, faults, seed);
+    let mut driver = Driver::new(conn, link, clock);
+    loop {
+        let event = match driver.next_event().await {
+            Ok(e) => e,
+            Err(e) => {
+                let reason = match &e {
+                    DriverError::Io(io) => io.to_string(),
+                    other => other.to_string(),
+                };
+                report(Status::Disconnected { reason });
+                return Ok(SessionEnd::Lost);
+            }
+        };
+        match event {
+            DeviceEvent::Connected => {
+                let ota_succeeded = config.ota_succeeded;
+                let patch_version = {
+                    let mut c = lock(core);
+                    c.clear_ota_succeeded()?;
+                    c.patch_version_event().1
+                };
+                let now = driver.now();
+                let _ = driver.connection_mut().publish(
+                    now,
+                    PATCH_VERSION_EVENT.as_bytes(),
+                    Some(patch_version.as_bytes()),
+                    Visibility::Private,
+                    PATCH_VERSION_TTL,
+                );
+                report(Status::Connected {
+                    ota_succeeded,
+                    patch_version,
+                });
+            }
+            DeviceEvent::FunctionCall(call) => {
+                let name = String::from_utf8_lossy(&call.name).into_owned();
+                let argument = String::from_utf8_lossy(&call.argument).into_owned();
+                // Only registered functions are delivered, and all of them are Tinker's.
+                let result = lock(core).call(&name, &argument).unwrap_or(-1);
+                let _ = driver.connection_mut().function_return(call.call, result);
+                report(Status::Called {
+                    name,
+                    argument,
+                    result,
+                });
+            }
+            DeviceEvent::VariableRequest(req) => {
+                let name = String::from_utf8_lossy(&req.name).into_owned();
+                let v = lock(core).variable(&name);
+                if let Some(v) = v {
+                    let value = match &v {
+                        VariableValue::String(s) => Value::String(s.as_bytes()),
+                        VariableValue::Int(i) => Value::Int(*i),
+                        VariableValue::Double(d) => Value::Double(*d),
+                    };
+                    let _ = driver.connection_mut().variable_value(req.request, value);
+                }
+                report(Status::Read { name });
+            }
+            DeviceEvent::UpdateStarted { info, .. } => {
+                report(Status::UpdateStarted { size: info.size });
+            }
+            DeviceEvent::UpdateFinished { size } => {
+                report(Status::UpdateFinished { size });
+                // Let UpdateDone's acknowledgement out, then reset.
+                let _ = driver.flush().await;
+                driver.connection_mut().close();
+                return Ok(SessionEnd::Reboot);
+            }
+            DeviceEvent::UpdateFailed(why) => {
+                report(Status::UpdateFailed {
+                    reason: format!("{why:?}"),
+                });
+            }
+            DeviceEvent::Signal(on) => report(Status::Signal(on)),
+            _ => {}
+        }
+    }
+}
+
+/// Runs a Core forever: boot, connect, run sessions, reset after an update, reconnect after a lost link.
+pub async fn run(
+    core: SharedCore,
+    cloud: CloudConfig,
+    mut report: Box<dyn FnMut(Status) + Send>,
+) -> Result<(), CoreError> {
+    let booted = lock(&core).boot()?;
+    report(Status::Booted(booted));
+    let mut seed = cloud.seed;
+    loop {
+        let end = match tokio::net::TcpStream::connect(&cloud.address).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                seed = seed.wrapping_add(1);
+                session(
+                    &core,
+                    stream,
+                    &cloud.server_key,
+                    cloud.faults,
+                    seed,
+                    &mut *report,
+                )
+                .await?
+            }
+            Err(e) => {
+                report(Status::Disconnected {
+                    reason: format!("connect {}: {e}", cloud.address),
+                });
+                SessionEnd::Lost
+            }
+        };
+        match end {
+            SessionEnd::Reboot => {
+                let booted = lock(&core).boot()?;
+                report(Status::Booted(booted));
+            }
+            SessionEnd::Lost => tokio::time::sleep(cloud.reconnect_delay).await,
+        }
+    }
+}
