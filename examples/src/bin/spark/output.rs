@@ -1,0 +1,57 @@
+//! Output helpers: text or JSON, and progress indicators that stay off the JSON output.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::Failure;
+
+/// How the user asked to see results.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context {
+    /// `--json`.
+    pub(crate) json: bool,
+}
+
+impl Context {
+    /// Print `value` as pretty JSON on stdout.
+    pub(crate) fn print_json<T: Serialize>(&self, value: &T) -> Result<(), Failure> {
+        let text = serde_json::to_string_pretty(value)?;
+        println!("{text}");
+        Ok(())
+    }
+
+    /// A spinner on stderr while a request runs (hidden with `--json` or when stderr is not a terminal).
+    pub(crate) fn spinner(&self, message: impl Into<String>) -> ProgressBar {
+        if self.json {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.set_message(message.into());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Parse a number written in decimal or with a `0x` prefix.
+pub(crate) fn parse_u32(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    parsed.map_err(|_| format!("`{text}` is not a number"))
+}
