@@ -15,13 +15,17 @@ fn stderr(out: &std::process::Output) -> String {
 
 fn json(out: &std::process::Output) -> Value {
     assert!(out.status.success(), "spark failed: {}", stderr(out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
 }
 
 /// Log in and return the home directory holding the stored token.
 fn logged_in(cloud: &Cloud) -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
-    let out = cloud.spark(home.path(), &["login", "--username", USER, "--password", PASSWORD]);
+    let out = cloud.spark(
+        home.path(),
+        &["login", "--username", USER, "--password", PASSWORD],
+    );
     assert!(out.status.success(), "login failed: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "Successfully completed login!");
     home
@@ -47,7 +51,11 @@ fn login_stores_the_token_like_particle_cli() {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o077, 0, "the token file must not be readable by others");
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the token file must not be readable by others"
+        );
     }
 }
 
@@ -70,14 +78,21 @@ fn wrong_token_gets_401_as_one_line_and_a_failure_code() {
     let home = tempfile::tempdir().unwrap();
     let out = cloud.spark(
         home.path(),
-        &["list", "--token", "0000000000000000000000000000000000000000"],
+        &[
+            "list",
+            "--token",
+            "0000000000000000000000000000000000000000",
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = stderr(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("access denied"), "{err}");
-    assert!(err.contains("The access token provided is invalid."), "{err}");
+    assert!(
+        err.contains("The access token provided is invalid."),
+        "{err}"
+    );
 }
 
 #[test]
@@ -94,8 +109,14 @@ fn list_shows_devices_with_variables_and_functions() {
     let cloud = Cloud::start();
     let home = logged_in(&cloud);
     let text = stdout(&cloud.spark(home.path(), &["list"]));
-    assert!(text.contains(&format!("kitchen [{CORE}] (Core) is online")), "{text}");
-    assert!(text.contains("garage [48ff6a065067555008342387] (Core) is offline"), "{text}");
+    assert!(
+        text.contains(&format!("kitchen [{CORE}] (Core) is online")),
+        "{text}"
+    );
+    assert!(
+        text.contains("garage [48ff6a065067555008342387] (Core) is offline"),
+        "{text}"
+    );
     assert!(text.contains("    temperature (double)"), "{text}");
     assert!(text.contains("    int brew(String args)"), "{text}");
     let listed = json(&cloud.spark(home.path(), &["list", "--json"]));
@@ -133,7 +154,11 @@ fn call_sends_the_argument_and_prints_the_return_value() {
     assert_eq!(called["return_value"], 1);
     let missing = cloud.spark(home.path(), &["call", CORE, "nothing"]);
     assert!(!missing.status.success());
-    assert!(stderr(&missing).contains("Function not found"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("Function not found"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
@@ -151,7 +176,10 @@ fn get_prints_the_value() {
 fn publish_sends_name_data_privacy_and_ttl() {
     let cloud = Cloud::start();
     let home = logged_in(&cloud);
-    let out = cloud.spark(home.path(), &["publish", "door", "open", "--private", "--ttl", "30"]);
+    let out = cloud.spark(
+        home.path(),
+        &["publish", "door", "open", "--private", "--ttl", "30"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "Published private event: door");
     let out = cloud.spark(home.path(), &["publish", "bell", "--public"]);
@@ -182,10 +210,15 @@ fn subscribe_streams_events_as_json_lines() {
     assert_eq!(lines[0]["coreid"], CORE);
     assert_eq!(lines[1]["name"], "motion");
     assert_eq!(cloud.requests_to("GET", "/v1/devices/events").len(), 1);
-    let out = cloud.spark(home.path(), &["subscribe", "temp", "--device", CORE, "--count", "1"]);
+    let out = cloud.spark(
+        home.path(),
+        &["subscribe", "temp", "--device", CORE, "--count", "1"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        cloud.requests_to("GET", &format!("/v1/devices/{CORE}/events/temp")).len(),
+        cloud
+            .requests_to("GET", &format!("/v1/devices/{CORE}/events/temp"))
+            .len(),
         1
     );
 }
@@ -200,12 +233,25 @@ fn token_list_create_delete_use_basic_auth() {
     assert_eq!(tokens[1]["expires_at"], Value::Null);
     let created = json(&cloud.spark(
         home.path(),
-        &["token", "create", "-p", PASSWORD, "--expires-in", "0", "--json"],
+        &[
+            "token",
+            "create",
+            "-p",
+            PASSWORD,
+            "--expires-in",
+            "0",
+            "--json",
+        ],
     ));
     assert_eq!(created["token"], TOKEN);
     let out = cloud.spark(home.path(), &["token", "delete", "-p", PASSWORD, "abc123"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(cloud.requests_to("DELETE", "/v1/access_tokens/abc123").len(), 1);
+    assert_eq!(
+        cloud
+            .requests_to("DELETE", "/v1/access_tokens/abc123")
+            .len(),
+        1
+    );
     let bad = cloud.spark(home.path(), &["token", "list", "-p", "wrong"]);
     assert!(!bad.status.success());
     assert_eq!(stderr(&bad).trim_end().lines().count(), 1);

@@ -39,7 +39,10 @@ impl Recorded {
         form_decode(&self.body)
     }
     pub fn field(&self, name: &str) -> Option<String> {
-        self.form().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.form()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -99,7 +102,8 @@ impl Cloud {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                tx.send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
                         return;
@@ -167,7 +171,11 @@ fn events() -> Response<Body> {
             b"event: motion\ndata: {\"data\":\"front door\",\"ttl\":60,\"published_at\":\"2014-06-30T12:00:01.000Z\",\"coreid\":\"53ff6c065075535119511687\"}\n\n",
         ];
         for c in chunks {
-            if tx.send(Ok(Frame::data(Bytes::from_static(c)))).await.is_err() {
+            if tx
+                .send(Ok(Frame::data(Bytes::from_static(c))))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -201,7 +209,8 @@ fn tokio_stream(
     Rx(rx)
 }
 
-const INVALID_TOKEN: &str = r#"{"error":"invalid_token","error_description":"The access token provided is invalid."}"#;
+const INVALID_TOKEN: &str =
+    r#"{"error":"invalid_token","error_description":"The access token provided is invalid."}"#;
 const GOOD_BASIC: &str = "Basic am9lQGV4YW1wbGUuY29tOlN1cGVyU2VjcmV0";
 
 async fn handle(
@@ -293,7 +302,10 @@ fn route(req: &Recorded) -> Response<Body> {
         ("POST", ["v1", "devices", id, function]) if *id == CORE || *id == "kitchen" => {
             match *function {
                 "brew" => {
-                    let arg = req.field("arg").or_else(|| req.field("args")).unwrap_or_default();
+                    let arg = req
+                        .field("arg")
+                        .or_else(|| req.field("args"))
+                        .unwrap_or_default();
                     json(
                         200,
                         &format!(

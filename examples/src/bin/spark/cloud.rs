@@ -170,7 +170,9 @@ fn config_path() -> Result<PathBuf, Failure> {
     let home = std::env::var_os("HOME")
         .or_else(|| std::env::var_os("USERPROFILE"))
         .ok_or_else(|| Failure("no home directory (HOME is not set)".into()))?;
-    Ok(Path::new(&home).join(".particle").join("particle.config.json"))
+    Ok(Path::new(&home)
+        .join(".particle")
+        .join("particle.config.json"))
 }
 
 fn read_config() -> Result<Map<String, Value>, Failure> {
@@ -344,7 +346,14 @@ pub(crate) fn logout(ctx: &Context) -> Outcome {
     if ctx.json {
         return ctx.print_json(&serde_json::json!({ "logged_out": had }));
     }
-    println!("{}", if had { "You have been logged out." } else { "You were not logged in." });
+    println!(
+        "{}",
+        if had {
+            "You have been logged out."
+        } else {
+            "You were not logged in."
+        }
+    );
     Ok(())
 }
 
@@ -376,12 +385,18 @@ pub(crate) async fn token(ctx: &Context, settings: &Settings, command: TokenComm
             for row in rows {
                 println!("{}", row.client.as_deref().unwrap_or("(unknown client)"));
                 println!(" Token:      {}", row.token);
-                println!(" Expires at: {}", row.expires_at.as_deref().unwrap_or("never"));
+                println!(
+                    " Expires at: {}",
+                    row.expires_at.as_deref().unwrap_or("never")
+                );
                 println!();
             }
             Ok(())
         }
-        TokenCommand::Create { account, expires_in } => {
+        TokenCommand::Create {
+            account,
+            expires_in,
+        } => {
             let creds = credentials(account.username, account.password)?;
             let lifetime = match expires_in {
                 None => TokenLifetime::Default,
@@ -395,10 +410,13 @@ pub(crate) async fn token(ctx: &Context, settings: &Settings, command: TokenComm
                     "expires_in": grant.expires_in,
                 }));
             }
-            println!("New access token expires in {}", match grant.expires_in {
-                None | Some(0) => "never".to_owned(),
-                Some(s) => format!("{s} seconds"),
-            });
+            println!(
+                "New access token expires in {}",
+                match grant.expires_in {
+                    None | Some(0) => "never".to_owned(),
+                    Some(s) => format!("{s} seconds"),
+                }
+            );
             println!("    {}", grant.access_token.expose());
             Ok(())
         }
@@ -509,7 +527,10 @@ pub(crate) async fn info(ctx: &Context, settings: &Settings, args: DeviceArg) ->
         println!("  CC3000 service pack: {v}");
     }
     if let Some(deep) = d.requires_deep_update {
-        println!("  Needs the deep update: {}", if deep { "yes" } else { "no" });
+        println!(
+            "  Needs the deep update: {}",
+            if deep { "yes" } else { "no" }
+        );
     }
     print_members(&d);
     Ok(())
@@ -619,8 +640,8 @@ pub(crate) async fn subscribe(ctx: &Context, settings: &Settings, args: Subscrib
 }
 
 fn firmware_file(path: &Path) -> Result<FirmwareFile, Failure> {
-    let contents = std::fs::read(path)
-        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let contents =
+        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
     let name = path
         .file_name()
         .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
@@ -637,7 +658,11 @@ pub(crate) async fn flash(ctx: &Context, settings: &Settings, args: FlashArgs) -
         api.flash_known_app(&args.device, &args.files[0]).await
     } else if args.files.len() == 1 && first.extension().is_some_and(|e| e == "bin") {
         let file = firmware_file(first)?;
-        spinner.set_message(format!("flashing {} bytes to {}", file.contents.len(), args.device));
+        spinner.set_message(format!(
+            "flashing {} bytes to {}",
+            file.contents.len(),
+            args.device
+        ));
         api.flash_binary(&args.device, &file).await
     } else {
         let files = args
@@ -688,7 +713,10 @@ pub(crate) async fn compile(ctx: &Context, settings: &Settings, args: CompileArg
         }
     };
     spinner.set_message("downloading the binary");
-    let binary = api.download_binary(&compiled.binary_id).await.map_err(api_failure);
+    let binary = api
+        .download_binary(&compiled.binary_id)
+        .await
+        .map_err(api_failure);
     spinner.finish_and_clear();
     let binary = binary?;
     std::fs::write(&args.save_to, &binary)

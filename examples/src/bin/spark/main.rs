@@ -16,11 +16,16 @@ mod output;
 #[derive(Parser, Debug)]
 #[command(name = "spark", version, about = "Spark Core and cloud command-line tool", long_about = None)]
 struct Cli {
-    /// The cloud API URL (default: the configured `apiUrl`, else https://api.particle.io).
+    /// The cloud API URL (default: the configured `apiUrl`, else `https://api.particle.io`).
     #[arg(long, global = true, env = "SPARK_API_URL")]
     api_url: Option<String>,
     /// The access token to use instead of the stored one.
-    #[arg(long, global = true, env = "PARTICLE_ACCESS_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PARTICLE_ACCESS_TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]

@@ -254,10 +254,17 @@ pub(crate) fn binary(ctx: &Context, command: BinaryCommand) -> Outcome {
             if crc.ok {
                 println!(" CRC is ok ({})", crc.stored);
             } else {
-                println!(" CRC failed (should be {} but is {})", crc.computed, crc.stored);
+                println!(
+                    " CRC failed (should be {} but is {})",
+                    crc.computed, crc.stored
+                );
             }
             match m.platform {
-                Some(p) => println!(" Compiled for {} (platform {})", p.to_lowercase(), m.platform_id),
+                Some(p) => println!(
+                    " Compiled for {} (platform {})",
+                    p.to_lowercase(),
+                    m.platform_id
+                ),
                 None => println!(" Compiled for an unknown platform (id {})", m.platform_id),
             }
             println!(
@@ -342,7 +349,8 @@ fn dfu_inspect(ctx: &Context, file: &Path) -> Outcome {
     let suffix = parsed.suffix();
     let is_dfuse = bytes.starts_with(&dfuse::SIGNATURE);
     let targets = if is_dfuse {
-        let d = DfuseFile::parse(&bytes).map_err(|e| Failure(format!("{}: {e}", file.display())))?;
+        let d =
+            DfuseFile::parse(&bytes).map_err(|e| Failure(format!("{}: {e}", file.display())))?;
         Some(
             d.targets()
                 .map(|t| TargetReport {
@@ -568,7 +576,9 @@ pub(crate) fn cc3000(ctx: &Context, command: Cc3000Command) -> Outcome {
                 name,
                 p.label.map(|l| format!(" ({l})")).unwrap_or_default(),
                 p.service_packs.join(", "),
-                p.hotfix.map(|h| format!(", hotfix {h}")).unwrap_or_default()
+                p.hotfix
+                    .map(|h| format!(", hotfix {h}"))
+                    .unwrap_or_default()
             ),
             None => println!("  {} patch, not a published service pack", p.kind),
         }
