@@ -194,27 +194,9 @@ fn write_config(map: &Map<String, Value>) -> Result<PathBuf, Failure> {
             .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
     }
     let text = serde_json::to_string_pretty(&Value::Object(map.clone()))?;
-    write_private(&path, text.as_bytes())
+    crate::output::write_private(&path, text.as_bytes())
         .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 fn home_dir() -> Option<PathBuf> {

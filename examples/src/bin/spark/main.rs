@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cloud;
+mod keys;
 mod offline;
 mod output;
 
@@ -68,6 +69,9 @@ enum Command {
     /// CC3000 service-pack images.
     #[command(subcommand)]
     Cc3000(offline::Cc3000Command),
+    /// Device and server keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// The error every command reports: one line on stderr.
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Binary(c) => offline::binary(&ctx, c),
         Command::Dfu(c) => offline::dfu(&ctx, c),
         Command::Cc3000(c) => offline::cc3000(&ctx, c),
+        Command::Keys(c) => keys::keys(&ctx, c),
         command => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -118,7 +123,10 @@ fn main() -> ExitCode {
                     Command::Subscribe(a) => cloud::subscribe(&ctx, &settings, a).await,
                     Command::Flash(a) => cloud::flash(&ctx, &settings, a).await,
                     Command::Compile(a) => cloud::compile(&ctx, &settings, a).await,
-                    Command::Binary(_) | Command::Dfu(_) | Command::Cc3000(_) => Ok(()),
+                    Command::Binary(_)
+                    | Command::Dfu(_)
+                    | Command::Cc3000(_)
+                    | Command::Keys(_) => Ok(()),
                 }
             })
         }

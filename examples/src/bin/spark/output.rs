@@ -1,5 +1,6 @@
 //! Output helpers: text or JSON, and progress indicators that stay off the JSON output.
 
+use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -56,4 +57,24 @@ pub(crate) fn parse_u32(text: &str) -> Result<u32, String> {
         None => t.parse(),
     };
     parsed.map_err(|_| format!("`{text}` is not a number"))
+}
+
+#[cfg(unix)]
+/// Write a file only its owner can read (tokens, private keys).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+/// Write a file only its owner can read (tokens, private keys).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
 }
