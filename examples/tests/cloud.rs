@@ -256,3 +256,75 @@ fn token_list_create_delete_use_basic_auth() {
     assert!(!bad.status.success());
     assert_eq!(stderr(&bad).trim_end().lines().count(), 1);
 }
+
+#[test]
+fn flash_cloud_sends_a_binary_sources_or_an_app_name() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let bin = home.path().join("app.bin");
+    std::fs::write(&bin, b"\x00\x50\x00\x20firmware-bytes").unwrap();
+    let out = cloud.spark(
+        home.path(),
+        &["flash", "--cloud", CORE, bin.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "Flash device OK: Update started");
+    let put = &cloud.requests_to("PUT", &format!("/v1/devices/{CORE}"))[0];
+    let body = String::from_utf8_lossy(&put.body);
+    assert!(
+        body.contains("firmware-bytes") && body.contains("binary"),
+        "{body}"
+    );
+    let app = json(&cloud.spark(
+        home.path(),
+        &["flash", "--cloud", "kitchen", "tinker", "--json"],
+    ));
+    assert_eq!(app["status"], "Update started");
+    let put = &cloud.requests_to("PUT", "/v1/devices/kitchen")[0];
+    assert_eq!(put.field("app").as_deref(), Some("tinker"));
+    // --cloud is required: there is no USB path in this build.
+    let out = cloud.spark(home.path(), &["flash", CORE, "tinker"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn compile_saves_the_downloaded_binary() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let src = home.path().join("app.ino");
+    std::fs::write(&src, "void setup() {}\nvoid loop() {}\n").unwrap();
+    let target = home.path().join("firmware.bin");
+    let r = json(&cloud.spark(
+        home.path(),
+        &[
+            "compile",
+            src.to_str().unwrap(),
+            "--saveTo",
+            target.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(r["binary_id"], "5437a0c2");
+    assert_eq!(r["size"], support::COMPILED.len());
+    assert_eq!(std::fs::read(&target).unwrap(), support::COMPILED);
+    let post = &cloud.requests_to("POST", "/v1/binaries")[0];
+    assert!(String::from_utf8_lossy(&post.body).contains("void setup()"));
+    // A compile error is reported on one line and nothing is written.
+    let bad = home.path().join("bad.ino");
+    std::fs::write(&bad, "garbage").unwrap();
+    let other = home.path().join("other.bin");
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "compile",
+            bad.to_str().unwrap(),
+            "--saveTo",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("expected declaration"), "{err}");
+    assert!(!other.exists());
+}

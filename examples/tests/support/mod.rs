@@ -23,6 +23,12 @@ pub const CORE: &str = "53ff6c065075535119511687";
 pub const OFFLINE: &str = "48ff6a065067555008342387";
 pub const USER: &str = "joe@example.com";
 pub const PASSWORD: &str = "SuperSecret";
+/// What the test cloud's compiler produces.
+pub const COMPILED: &[u8] = b"\x00\x50\x00\x20\x0d\x01\x00\x08compiled-firmware";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -299,6 +305,34 @@ fn route(req: &Recorded) -> Response<Body> {
             ),
         ),
         ("POST", ["v1", "devices", "events"]) => json(200, r#"{"ok":true}"#),
+        ("PUT", ["v1", "devices", id]) if *id == CORE || *id == "kitchen" => {
+            if contains(&req.body, b"name=\"file\"") || req.field("app").is_some() {
+                json(
+                    200,
+                    &format!(r#"{{"ok":true,"id":"{CORE}","status":"Update started"}}"#),
+                )
+            } else {
+                json(400, r#"{"ok":false,"error":"Nothing to flash"}"#)
+            }
+        }
+        ("POST", ["v1", "binaries"]) => {
+            if contains(&req.body, b"void setup()") {
+                json(
+                    200,
+                    r#"{"ok":true,"binary_id":"5437a0c2","binary_url":"/v1/binaries/5437a0c2","expires_at":"2014-10-10T12:00:00.000Z"}"#,
+                )
+            } else {
+                json(
+                    200,
+                    r#"{"ok":false,"errors":["app.cpp:1:1: error: expected declaration"]}"#,
+                )
+            }
+        }
+        ("GET", ["v1", "binaries", "5437a0c2"]) => Response::builder()
+            .status(200)
+            .header("content-type", "application/octet-stream")
+            .body(Full::new(Bytes::from_static(COMPILED)).boxed())
+            .expect("response"),
         ("POST", ["v1", "devices", id, function]) if *id == CORE || *id == "kitchen" => {
             match *function {
                 "brew" => {
