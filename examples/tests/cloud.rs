@@ -41,6 +41,7 @@ fn login_stores_the_token_like_particle_cli() {
     .unwrap();
     assert_eq!(config["access_token"], TOKEN);
     assert_eq!(config["username"], USER);
+    assert_eq!(config["apiUrl"], cloud.url().as_str());
     let login = &cloud.requests_to("POST", "/oauth/token")[0];
     assert_eq!(login.field("grant_type").as_deref(), Some("password"));
     assert_eq!(login.field("client_id").as_deref(), Some("CLI2"));
