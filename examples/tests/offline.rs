@@ -341,3 +341,67 @@ fn cc3000_inspect_refuses_a_non_image() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("not a CC3000 service-pack image"), "{err}");
 }
+
+#[test]
+fn cc3000_plan_from_the_2014_deep_update() {
+    let Some(file) = vector("dfu", "spark-cli/deep_update_2014_06.bin") else {
+        return;
+    };
+    let r = json(&["cc3000", "plan", s(&file), "--from", "1.24", "--json"]);
+    assert_eq!(r["driver"], "driver-1.28");
+    assert_eq!(r["expected_version"], "1.28");
+    assert_eq!(r["needs_update"], true);
+    let writes = r["patch_writes"].as_array().unwrap();
+    assert_eq!(writes[0]["file"], 4);
+    assert_eq!(writes[0]["size"], 8024);
+    assert_eq!(writes[0]["writes"], 8024usize.div_ceil(32));
+    assert_eq!(
+        writes[0]["sha256"],
+        "5f7b1c848a208a7891d589d301e982a7bdb8bcb50ef00a3fd325a40b40b01ac9"
+    );
+    assert_eq!(writes[1]["file"], 5);
+    assert_eq!(writes[1]["size"], 5700);
+    // The file table the programmer enforces: files 0 to 11, patch slots of 8 KiB.
+    let table = r["table"].as_array().unwrap();
+    assert_eq!(table.len(), 12);
+    assert_eq!(table[4]["length"], 8192);
+    assert_eq!(table[5]["length"], 8192);
+    // A chip already on 1.28 needs nothing.
+    let r = json(&["cc3000", "plan", s(&file), "--from", "1.28", "--json"]);
+    assert_eq!(r["needs_update"], false);
+}
+
+#[test]
+fn cc3000_plan_from_two_images_and_a_refused_pair() {
+    let (Some(drv32), Some(fw15), Some(fw14)) = (
+        vector("cc3000", "cc3000_drv_sp1.32_P1.14.7.16.32.bin"),
+        vector("cc3000", "cc3000_fw_P1.12-1.14_x.15.bin"),
+        vector("cc3000", "cc3000_fw_P1.11.7.12.14.bin"),
+    ) else {
+        return;
+    };
+    let r = json(&[
+        "cc3000",
+        "plan",
+        "--driver",
+        s(&drv32),
+        "--firmware",
+        s(&fw15),
+        "--json",
+    ]);
+    assert_eq!(r["expected_version"], "1.32");
+    assert_eq!(r["patch_writes"][1]["size"], 5700);
+    // The 1.32 driver with the firmware patch of 1.19/1.24 is a pair the programmer refuses.
+    let out = spark(&[
+        "cc3000",
+        "plan",
+        "--driver",
+        s(&drv32),
+        "--firmware",
+        s(&fw14),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1);
+    assert!(err.contains("refuses"), "{err}");
+}

@@ -56,6 +56,22 @@ pub(crate) enum Cc3000Command {
         /// The image or binary.
         image: PathBuf,
     },
+    /// What the patch programmer would write from a driver and a firmware patch (two image files, or one firmware
+    /// binary that embeds both, such as the 2014 deep update); refuses a pair it would refuse.
+    Plan {
+        /// A firmware binary embedding both images (instead of `--driver` and `--firmware`).
+        #[arg(conflicts_with_all = ["driver", "firmware"], required_unless_present_all = ["driver", "firmware"])]
+        binary: Option<PathBuf>,
+        /// The driver patch image.
+        #[arg(long, requires = "firmware")]
+        driver: Option<PathBuf>,
+        /// The firmware patch image.
+        #[arg(long, requires = "driver")]
+        firmware: Option<PathBuf>,
+        /// The service pack the chip reports now (e.g. `1.24`), to say whether it needs the update.
+        #[arg(long)]
+        from: Option<String>,
+    },
 }
 
 /// One `-b address[@alt]:file` argument.
@@ -538,8 +554,200 @@ fn patch_report(offset: usize, image: &PatchImage<'_>, id: Identification) -> Pa
 
 /// `spark cc3000`.
 pub(crate) fn cc3000(ctx: &Context, command: Cc3000Command) -> Outcome {
-    let Cc3000Command::Inspect { image } = command;
-    let bytes = read(&image)?;
+    match command {
+        Cc3000Command::Inspect { image } => cc3000_inspect(ctx, &image),
+        Cc3000Command::Plan {
+            binary,
+            driver,
+            firmware,
+            from,
+        } => cc3000_plan(
+            ctx,
+            binary.as_deref(),
+            driver.as_deref(),
+            firmware.as_deref(),
+            from.as_deref(),
+        ),
+    }
+}
+
+#[derive(Serialize)]
+struct FileWrite {
+    file: u8,
+    what: &'static str,
+    source: String,
+    size: usize,
+    writes: usize,
+    sha256: String,
+}
+
+#[derive(Serialize)]
+struct TableEntry {
+    file: u8,
+    address: String,
+    length: usize,
+}
+
+#[derive(Serialize)]
+struct PlanReport {
+    driver: Option<&'static str>,
+    firmware: Option<&'static str>,
+    service_pack: Option<String>,
+    expected_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    needs_update: Option<bool>,
+    write_chunk: usize,
+    patch_writes: Vec<FileWrite>,
+    table: Vec<TableEntry>,
+    restored: Vec<&'static str>,
+}
+
+fn cc3000_plan(
+    ctx: &Context,
+    binary: Option<&Path>,
+    driver: Option<&Path>,
+    firmware: Option<&Path>,
+    from: Option<&str>,
+) -> Outcome {
+    use spark_cc3000::nvmem::{FatTable, FileId};
+    use spark_cc3000::programmer::{Config, Programmer};
+
+    let (driver_bytes, firmware_bytes, driver_src, firmware_src);
+    match (binary, driver, firmware) {
+        (Some(bin), _, _) => {
+            let bytes = read(bin)?;
+            let found: Vec<_> = find_embedded(&bytes).collect();
+            let pick = |kind: ImageKind| {
+                let mut it = found.iter().filter(|e| e.image.kind() == kind);
+                match (it.next(), it.next()) {
+                    (Some(e), None) => Ok((e.image.as_bytes().to_vec(), e.offset)),
+                    (None, _) => Err(Failure(format!("{}: no {kind} embedded", bin.display()))),
+                    (Some(_), Some(_)) => Err(Failure(format!(
+                        "{}: several {kind}es embedded; pass --driver and --firmware",
+                        bin.display()
+                    ))),
+                }
+            };
+            let (d, d_at) = pick(ImageKind::Driver)?;
+            let (f, f_at) = pick(ImageKind::Firmware)?;
+            driver_src = format!("{} at 0x{d_at:x}", bin.display());
+            firmware_src = format!("{} at 0x{f_at:x}", bin.display());
+            driver_bytes = d;
+            firmware_bytes = f;
+        }
+        (None, Some(d), Some(f)) => {
+            driver_bytes = read(d)?;
+            firmware_bytes = read(f)?;
+            driver_src = d.display().to_string();
+            firmware_src = f.display().to_string();
+        }
+        _ => return Err(Failure("give a binary, or --driver and --firmware".into())),
+    }
+    let config = Config::default();
+    let programmer = Programmer::new(&driver_bytes, &firmware_bytes, config)
+        .map_err(|e| Failure(format!("the programmer refuses these images: {e}")))?;
+    let d = programmer.driver();
+    let f = programmer.firmware();
+    let d_known = d.identify().known();
+    let f_known = f.identify().known();
+    let service_pack = d_known
+        .and_then(|k| k.service_packs.first())
+        .map(ToString::to_string);
+    let expected = programmer.expected_version();
+    let from_sp = from
+        .map(|v| {
+            v.parse::<spark_cc3000::ServicePack>()
+                .map_err(|e| Failure(format!("--from {v}: {e}")))
+        })
+        .transpose()?;
+    let chunk = config.write_chunk;
+    let write = |file: FileId, what, source: &str, image: &PatchImage<'_>| FileWrite {
+        file: file.id(),
+        what,
+        source: source.to_owned(),
+        size: image.len(),
+        writes: image.len().div_ceil(chunk),
+        sha256: hex(&image.sha256()),
+    };
+    let table = FatTable::programmer_default();
+    let report = PlanReport {
+        driver: d_known.map(|k| k.name),
+        firmware: f_known.map(|k| k.name),
+        service_pack,
+        expected_version: expected.map(|v| v.to_string()),
+        from: from_sp.map(|v| v.to_string()),
+        needs_update: match (from_sp, expected) {
+            (Some(now), Some(target)) => Some(now.needs_update_to(target)),
+            _ => None,
+        },
+        write_chunk: chunk,
+        patch_writes: vec![
+            write(FileId::WlanDriverSp, "driver patch", &driver_src, d),
+            write(FileId::WlanFwSp, "firmware patch", &firmware_src, f),
+        ],
+        table: table
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.length != 0)
+            .map(|(i, e)| TableEntry {
+                file: i as u8,
+                address: format!("0x{:04x}", e.address),
+                length: usize::from(e.length),
+            })
+            .collect(),
+        restored: vec![
+            "radio parameters (file 11)",
+            "WLAN configuration (file 2, first 100 bytes)",
+            "MAC address (file 6)",
+            "Spark user file 14 (when unreadable)",
+        ],
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    println!(
+        "CC3000 patch plan: driver {}, firmware {}",
+        report.driver.unwrap_or("(unknown image)"),
+        report.firmware.unwrap_or("(unknown image)")
+    );
+    if let Some(v) = &report.expected_version {
+        println!(" The chip will report {v} afterwards");
+    }
+    if let (Some(now), Some(needs)) = (&report.from, report.needs_update) {
+        println!(
+            " A chip on {now} {}",
+            if needs {
+                "needs this update"
+            } else {
+                "does not need this update"
+            }
+        );
+    }
+    println!(
+        " Writes, each read back and verified, only where the file differs ({chunk}-byte chunks):"
+    );
+    for w in &report.patch_writes {
+        println!(
+            "  file {}: {} from {}, {} bytes in {} writes",
+            w.file, w.what, w.source, w.size, w.writes
+        );
+    }
+    println!(
+        " Restored after a table rewrite: {}",
+        report.restored.join(", ")
+    );
+    println!(" File table it enforces (rewritten only when the layout differs):");
+    for e in &report.table {
+        println!("  file {:2}: {} {} bytes", e.file, e.address, e.length);
+    }
+    Ok(())
+}
+
+fn cc3000_inspect(ctx: &Context, image: &Path) -> Outcome {
+    let bytes = read(image)?;
     let (embedded, images) = match PatchImage::parse(&bytes) {
         Ok(p) => (false, vec![patch_report(0, &p, p.identify())]),
         Err(direct) => {
