@@ -804,3 +804,41 @@ fn cc3000_inspect(ctx: &Context, image: &Path) -> Outcome {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bin_arguments_like_dfuse_pack() {
+        let a = parse_bin_arg("0x08005000:fw.bin").unwrap();
+        assert_eq!(
+            (a.address, a.alt, a.path.to_str()),
+            (0x0800_5000, 0, Some("fw.bin"))
+        );
+        let b = parse_bin_arg("4096@1:dir/x:y.bin").unwrap();
+        assert_eq!(
+            (b.address, b.alt, b.path.to_str()),
+            (4096, 1, Some("dir/x:y.bin"))
+        );
+        for bad in [
+            "fw.bin",
+            "0x1000:",
+            "0x1000@256:f",
+            "0xzz:f",
+            "@1:f",
+            "0x100000000:f",
+        ] {
+            assert!(parse_bin_arg(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn usb_ids_in_hex() {
+        assert_eq!(parse_usb_id("1d50:607f"), Ok((0x1d50, 0x607f)));
+        assert_eq!(parse_usb_id("0x0483:0xdf11"), Ok((0x0483, 0xdf11)));
+        for bad in ["1d50", "1d50:", "10000:1", "g:1"] {
+            assert!(parse_usb_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -78,3 +78,24 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_decimal_or_hex() {
+        assert_eq!(parse_u32("0x08005000"), Ok(0x0800_5000));
+        assert_eq!(parse_u32("0X10"), Ok(16));
+        assert_eq!(parse_u32(" 42 "), Ok(42));
+        assert!(parse_u32("0x").is_err());
+        assert!(parse_u32("-1").is_err());
+        assert!(parse_u32("4294967296").is_err());
+    }
+
+    #[test]
+    fn hex_is_lower_case() {
+        assert_eq!(hex(&[0x00, 0xab, 0x5f]), "00ab5f");
+        assert_eq!(hex(&[]), "");
+    }
+}
