@@ -329,3 +329,20 @@ fn compile_saves_the_downloaded_binary() {
     assert!(err.contains("expected declaration"), "{err}");
     assert!(!other.exists());
 }
+
+#[test]
+fn logout_forgets_the_token_but_keeps_the_rest() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(home.path(), &["logout"]);
+    assert_eq!(stdout(&out).trim(), "You have been logged out.");
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(home.path().join(".particle/particle.config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(config.get("access_token").is_none());
+    assert_eq!(config["username"], USER);
+    let out = cloud.spark(home.path(), &["get", CORE, "temperature"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not logged in"));
+}
