@@ -1,0 +1,718 @@
+//! The cloud commands, on `spark-api`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use spark_api::{
+    AccessToken, Client, Credentials, FirmwareFile, Publish, StoredToken, TokenLifetime,
+};
+
+use crate::output::Context;
+use crate::{Failure, Outcome};
+
+/// Global cloud options.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// `--api-url`.
+    pub(crate) api_url: Option<String>,
+    /// `--token`.
+    pub(crate) token: Option<String>,
+}
+
+/// `spark login`.
+#[derive(Args, Debug)]
+pub(crate) struct LoginArgs {
+    /// The account e-mail (asked on stdin when absent).
+    #[arg(short, long)]
+    username: Option<String>,
+    /// The password (asked on stdin when absent; prefer `SPARK_PASSWORD` to the command line).
+    #[arg(short, long, env = "SPARK_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+/// Account credentials for the token commands.
+#[derive(Args, Debug)]
+pub(crate) struct AccountArgs {
+    /// The account e-mail (default: the logged-in user).
+    #[arg(short, long)]
+    username: Option<String>,
+    /// The password (asked on stdin when absent).
+    #[arg(short, long, env = "SPARK_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+/// `spark token ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum TokenCommand {
+    /// List the account's tokens.
+    List(AccountArgs),
+    /// Create a new token.
+    Create {
+        #[command(flatten)]
+        account: AccountArgs,
+        /// Lifetime in seconds (0: never expires).
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// Revoke a token.
+    Delete {
+        #[command(flatten)]
+        account: AccountArgs,
+        /// The token to revoke.
+        token: String,
+    },
+}
+
+/// `spark list`.
+#[derive(Args, Debug)]
+pub(crate) struct ListArgs {
+    /// Only devices whose name or id contains this, or `online` / `offline`.
+    filter: Option<String>,
+}
+
+/// A device argument.
+#[derive(Args, Debug)]
+pub(crate) struct DeviceArg {
+    /// Device id or name.
+    device: String,
+}
+
+/// `spark call`.
+#[derive(Args, Debug)]
+pub(crate) struct CallArgs {
+    /// Device id or name.
+    device: String,
+    /// Function name.
+    function: String,
+    /// The argument.
+    #[arg(default_value = "")]
+    argument: String,
+}
+
+/// `spark get`.
+#[derive(Args, Debug)]
+pub(crate) struct GetArgs {
+    /// Device id or name.
+    device: String,
+    /// Variable name.
+    variable: String,
+}
+
+/// `spark publish`.
+#[derive(Args, Debug)]
+pub(crate) struct PublishArgs {
+    /// Event name.
+    name: String,
+    /// Event data.
+    data: Option<String>,
+    /// Publish a private event (the default).
+    #[arg(long, conflicts_with = "public")]
+    private: bool,
+    /// Publish a public event.
+    #[arg(long)]
+    public: bool,
+    /// Time to live in seconds.
+    #[arg(long)]
+    ttl: Option<u32>,
+}
+
+/// `spark subscribe`.
+#[derive(Args, Debug)]
+pub(crate) struct SubscribeArgs {
+    /// Event name prefix (`mine` means `--mine`, as in the original CLI).
+    prefix: Option<String>,
+    /// Only events from this device.
+    #[arg(long, conflicts_with = "mine")]
+    device: Option<String>,
+    /// Only events from your devices.
+    #[arg(long)]
+    mine: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+/// `spark flash`.
+#[derive(Args, Debug)]
+pub(crate) struct FlashArgs {
+    /// Flash over the air through the cloud.
+    #[arg(long, required = true)]
+    cloud: bool,
+    /// Device id or name.
+    device: String,
+    /// A `.bin` file, source files, or the name of an app the cloud knows (`tinker`).
+    #[arg(required = true)]
+    files: Vec<String>,
+}
+
+/// `spark compile`.
+#[derive(Args, Debug)]
+pub(crate) struct CompileArgs {
+    /// Source files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Where to save the binary.
+    #[arg(long = "saveTo", alias = "save-to", required = true)]
+    save_to: PathBuf,
+    /// Platform id (0 = Core).
+    #[arg(long, default_value_t = 0)]
+    platform_id: u32,
+    /// Device OS version to build against.
+    #[arg(long)]
+    target: Option<String>,
+}
+
+/// The particle-cli configuration file this tool writes and reads.
+fn config_path() -> Result<PathBuf, Failure> {
+    let home = std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .ok_or_else(|| Failure("no home directory (HOME is not set)".into()))?;
+    Ok(Path::new(&home)
+        .join(".particle")
+        .join("particle.config.json"))
+}
+
+fn read_config() -> Result<Map<String, Value>, Failure> {
+    let path = config_path()?;
+    match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(Failure(format!("{}: not a JSON object", path.display()))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
+        Err(e) => Err(Failure(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+fn write_config(map: &Map<String, Value>) -> Result<PathBuf, Failure> {
+    let path = config_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(map.clone()))?;
+    crate::output::write_private(&path, text.as_bytes())
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .map(PathBuf::from)
+}
+
+fn base_url(settings: &Settings, stored: Option<&StoredToken>) -> String {
+    settings
+        .api_url
+        .clone()
+        .or_else(|| stored.and_then(|s| s.api_url.clone()))
+        .unwrap_or_else(|| spark_api::PARTICLE_API_URL.to_owned())
+}
+
+fn anonymous_client(settings: &Settings) -> Result<Client, Failure> {
+    let stored = StoredToken::discover_in(None, home_dir().as_deref()).ok();
+    Ok(Client::builder()
+        .base_url(base_url(settings, stored.as_ref()))
+        .user_agent(concat!("spark-cli/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// A client with the token from `--token`, `PARTICLE_ACCESS_TOKEN` or the configuration file.
+fn client(settings: &Settings) -> Result<Client, Failure> {
+    let stored = StoredToken::discover_in(settings.token.as_deref(), home_dir().as_deref())
+        .map_err(|_| Failure("not logged in: run `spark login` or pass --token".into()))?;
+    Ok(Client::builder()
+        .base_url(base_url(settings, Some(&stored)))
+        .access_token(stored.token.clone())
+        .user_agent(concat!("spark-cli/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+fn ask(prompt: &str) -> Result<String, Failure> {
+    eprint!("{prompt}: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure(format!("cannot read stdin: {e}")))?;
+    let line = line.trim_end_matches(['\r', '\n']).to_owned();
+    if line.is_empty() {
+        return Err(Failure(format!("no {} given", prompt.to_lowercase())));
+    }
+    Ok(line)
+}
+
+fn credentials(username: Option<String>, password: Option<String>) -> Result<Credentials, Failure> {
+    let username = match username {
+        Some(u) => u,
+        None => match read_config()?.get("username").and_then(Value::as_str) {
+            Some(u) => u.to_owned(),
+            None => ask("Email address")?,
+        },
+    };
+    let password = match password {
+        Some(p) => p,
+        None => ask("Password")?,
+    };
+    Ok(Credentials::new(username, password))
+}
+
+/// Describe an API error in one line.
+fn api_failure(e: spark_api::Error) -> Failure {
+    if e.is_auth() {
+        let detail = e
+            .body()
+            .and_then(|b| b.message())
+            .unwrap_or_else(|| e.to_string());
+        return Failure(format!("access denied: {detail}"));
+    }
+    Failure(e.to_string())
+}
+
+#[derive(Serialize)]
+struct LoginReport<'a> {
+    username: &'a str,
+    api_url: &'a str,
+    config: String,
+    expires_in: Option<u64>,
+}
+
+/// `spark login`.
+pub(crate) async fn login(ctx: &Context, settings: &Settings, args: LoginArgs) -> Outcome {
+    let api = anonymous_client(settings)?;
+    let creds = credentials(
+        Some(match args.username {
+            Some(u) => u,
+            None => ask("Email address")?,
+        }),
+        args.password,
+    )?;
+    let spinner = ctx.spinner("logging in");
+    let grant = api
+        .login(&creds, TokenLifetime::Default)
+        .await
+        .map_err(api_failure);
+    spinner.finish_and_clear();
+    let grant = grant?;
+    let mut config = read_config()?;
+    config.insert(
+        "access_token".into(),
+        Value::String(grant.access_token.expose().to_owned()),
+    );
+    config.insert("username".into(), Value::String(creds.username.clone()));
+    if let Some(url) = &settings.api_url {
+        config.insert("apiUrl".into(), Value::String(url.clone()));
+    }
+    let path = write_config(&config)?;
+    if ctx.json {
+        return ctx.print_json(&LoginReport {
+            username: &creds.username,
+            api_url: api.base_url(),
+            config: path.display().to_string(),
+            expires_in: grant.expires_in,
+        });
+    }
+    println!("Successfully completed login!");
+    Ok(())
+}
+
+/// `spark logout`: removes the token from the configuration file.
+pub(crate) fn logout(ctx: &Context) -> Outcome {
+    let mut config = read_config()?;
+    let had = config.remove("access_token").is_some();
+    write_config(&config)?;
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({ "logged_out": had }));
+    }
+    println!(
+        "{}",
+        if had {
+            "You have been logged out."
+        } else {
+            "You were not logged in."
+        }
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct TokenRow {
+    token: String,
+    expires_at: Option<String>,
+    client: Option<String>,
+}
+
+/// `spark token ...`
+pub(crate) async fn token(ctx: &Context, settings: &Settings, command: TokenCommand) -> Outcome {
+    let api = anonymous_client(settings)?;
+    match command {
+        TokenCommand::List(account) => {
+            let creds = credentials(account.username, account.password)?;
+            let tokens = api.list_access_tokens(&creds).await.map_err(api_failure)?;
+            let rows: Vec<TokenRow> = tokens
+                .into_iter()
+                .map(|t| TokenRow {
+                    token: t.token.expose().to_owned(),
+                    expires_at: t.expires_at,
+                    client: t.client,
+                })
+                .collect();
+            if ctx.json {
+                return ctx.print_json(&rows);
+            }
+            for row in rows {
+                println!("{}", row.client.as_deref().unwrap_or("(unknown client)"));
+                println!(" Token:      {}", row.token);
+                println!(
+                    " Expires at: {}",
+                    row.expires_at.as_deref().unwrap_or("never")
+                );
+                println!();
+            }
+            Ok(())
+        }
+        TokenCommand::Create {
+            account,
+            expires_in,
+        } => {
+            let creds = credentials(account.username, account.password)?;
+            let lifetime = match expires_in {
+                None => TokenLifetime::Default,
+                Some(0) => TokenLifetime::Never,
+                Some(s) => TokenLifetime::Seconds(s),
+            };
+            let grant = api.login(&creds, lifetime).await.map_err(api_failure)?;
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({
+                    "token": grant.access_token.expose(),
+                    "expires_in": grant.expires_in,
+                }));
+            }
+            println!(
+                "New access token expires in {}",
+                match grant.expires_in {
+                    None | Some(0) => "never".to_owned(),
+                    Some(s) => format!("{s} seconds"),
+                }
+            );
+            println!("    {}", grant.access_token.expose());
+            Ok(())
+        }
+        TokenCommand::Delete { account, token } => {
+            let creds = credentials(account.username, account.password)?;
+            api.delete_access_token(&creds, &AccessToken::new(token.clone()))
+                .await
+                .map_err(api_failure)?;
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({ "deleted": token }));
+            }
+            println!("successfully deleted {token}");
+            Ok(())
+        }
+    }
+}
+
+/// `spark list`.
+pub(crate) async fn list(ctx: &Context, settings: &Settings, args: ListArgs) -> Outcome {
+    let api = client(settings)?;
+    let spinner = ctx.spinner("listing devices");
+    let devices = api.list_devices().await.map_err(api_failure);
+    let mut devices = match devices {
+        Ok(d) => d,
+        Err(e) => {
+            spinner.finish_and_clear();
+            return Err(e);
+        }
+    };
+    if let Some(filter) = &args.filter {
+        devices.retain(|d| match filter.as_str() {
+            "online" => d.connected,
+            "offline" => !d.connected,
+            f => d.id.contains(f) || d.name.as_deref().is_some_and(|n| n.contains(f)),
+        });
+    }
+    // Fetch variables and functions of the connected devices, as the original CLI does.
+    let mut detailed = Vec::with_capacity(devices.len());
+    for device in devices {
+        if device.connected {
+            match api.device(&device.id).await {
+                Ok(full) => detailed.push(full),
+                Err(_) => detailed.push(device),
+            }
+        } else {
+            detailed.push(device);
+        }
+    }
+    spinner.finish_and_clear();
+    if ctx.json {
+        return ctx.print_json(&detailed);
+    }
+    if detailed.is_empty() {
+        println!("No devices found.");
+    }
+    for d in &detailed {
+        let platform = d
+            .platform_id
+            .and_then(|p| u16::try_from(p).ok())
+            .and_then(spark_dfu::platform::Platform::from_id)
+            .map_or("Core", |p| p.name());
+        println!(
+            "{} [{}] ({platform}) is {}",
+            d.name.as_deref().unwrap_or("<no name>"),
+            d.id,
+            if d.connected { "online" } else { "offline" }
+        );
+        print_members(d);
+    }
+    Ok(())
+}
+
+fn print_members(d: &spark_api::Device) {
+    if let Some(vars) = d.variables.as_ref().filter(|v| !v.is_empty()) {
+        println!("  Variables:");
+        for (name, ty) in vars {
+            println!("    {name} ({ty})");
+        }
+    }
+    if let Some(funcs) = d.functions.as_ref().filter(|f| !f.is_empty()) {
+        println!("  Functions:");
+        for f in funcs {
+            println!("    int {f}(String args)");
+        }
+    }
+}
+
+/// `spark info`.
+pub(crate) async fn info(ctx: &Context, settings: &Settings, args: DeviceArg) -> Outcome {
+    let api = client(settings)?;
+    let d = api.device(&args.device).await.map_err(api_failure)?;
+    if ctx.json {
+        return ctx.print_json(&d);
+    }
+    println!(
+        "{} [{}] is {}",
+        d.name.as_deref().unwrap_or("<no name>"),
+        d.id,
+        if d.connected { "online" } else { "offline" }
+    );
+    if let Some(app) = &d.last_app {
+        println!("  Last app: {app}");
+    }
+    if let Some(heard) = &d.last_heard {
+        println!("  Last heard: {heard}");
+    }
+    if let Some(v) = &d.cc3000_patch_version {
+        println!("  CC3000 service pack: {v}");
+    }
+    if let Some(deep) = d.requires_deep_update {
+        println!(
+            "  Needs the deep update: {}",
+            if deep { "yes" } else { "no" }
+        );
+    }
+    print_members(&d);
+    Ok(())
+}
+
+/// `spark call`.
+pub(crate) async fn call(ctx: &Context, settings: &Settings, args: CallArgs) -> Outcome {
+    let api = client(settings)?;
+    let result = api
+        .call_function(&args.device, &args.function, &args.argument)
+        .await
+        .map_err(api_failure)?;
+    if ctx.json {
+        return ctx.print_json(&result);
+    }
+    println!("{}", result.return_value);
+    Ok(())
+}
+
+/// `spark get`.
+pub(crate) async fn get(ctx: &Context, settings: &Settings, args: GetArgs) -> Outcome {
+    let api = client(settings)?;
+    let result = api
+        .variable(&args.device, &args.variable)
+        .await
+        .map_err(api_failure)?;
+    if ctx.json {
+        return ctx.print_json(&result);
+    }
+    match &result.result {
+        spark_api::VariableValue::String(s) => println!("{s}"),
+        spark_api::VariableValue::Int(i) => println!("{i}"),
+        spark_api::VariableValue::Double(f) => println!("{f}"),
+        spark_api::VariableValue::Bool(b) => println!("{b}"),
+    }
+    Ok(())
+}
+
+/// `spark publish`.
+pub(crate) async fn publish(ctx: &Context, settings: &Settings, args: PublishArgs) -> Outcome {
+    let api = client(settings)?;
+    let mut event = Publish::new(args.name.clone());
+    if let Some(data) = &args.data {
+        event = event.data(data.clone());
+    }
+    if args.public {
+        event = event.public();
+    }
+    if let Some(ttl) = args.ttl {
+        event = event.ttl(ttl);
+    }
+    api.publish(&event).await.map_err(api_failure)?;
+    if ctx.json {
+        return ctx.print_json(&event);
+    }
+    println!(
+        "Published {} event: {}",
+        if event.private { "private" } else { "public" },
+        event.name
+    );
+    Ok(())
+}
+
+/// `spark subscribe`: one JSON object per event, until Ctrl-C or `--count` events.
+pub(crate) async fn subscribe(ctx: &Context, settings: &Settings, args: SubscribeArgs) -> Outcome {
+    let api = client(settings)?;
+    let (prefix, mine) = match args.prefix.as_deref() {
+        Some("mine") => (None, true),
+        p => (p, args.mine),
+    };
+    let mut stream = match (&args.device, mine) {
+        (Some(device), _) => api.subscribe_device(device, prefix),
+        (None, true) => api.subscribe_mine(prefix),
+        (None, false) => api.subscribe_all(prefix),
+    };
+    if !ctx.json {
+        eprintln!(
+            "Subscribing to {}{}",
+            prefix.map_or_else(|| "all events".to_owned(), |p| format!("\"{p}\"")),
+            match (&args.device, mine) {
+                (Some(d), _) => format!(" from device {d}"),
+                (None, true) => " from my devices".to_owned(),
+                (None, false) => " from the firehose (public) and my devices".to_owned(),
+            }
+        );
+    }
+    let mut seen = 0u64;
+    if args.count == Some(0) {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            next = stream.next_event() => match next {
+                Some(Ok(event)) => {
+                    println!("{}", serde_json::to_string(&event)?);
+                    seen += 1;
+                    if args.count.is_some_and(|c| seen >= c) {
+                        return Ok(());
+                    }
+                }
+                Some(Err(e)) => return Err(api_failure(e)),
+                None => return Ok(()),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn firmware_file(path: &Path) -> Result<FirmwareFile, Failure> {
+    let contents =
+        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+    Ok(FirmwareFile::new(name, contents))
+}
+
+/// `spark flash --cloud`.
+pub(crate) async fn flash(ctx: &Context, settings: &Settings, args: FlashArgs) -> Outcome {
+    debug_assert!(args.cloud);
+    let api = client(settings)?;
+    let first = Path::new(&args.files[0]);
+    let spinner = ctx.spinner(format!("flashing {}", args.device));
+    let result = if args.files.len() == 1 && !first.exists() {
+        api.flash_known_app(&args.device, &args.files[0]).await
+    } else if args.files.len() == 1 && first.extension().is_some_and(|e| e == "bin") {
+        let file = firmware_file(first)?;
+        spinner.set_message(format!(
+            "flashing {} bytes to {}",
+            file.contents.len(),
+            args.device
+        ));
+        api.flash_binary(&args.device, &file).await
+    } else {
+        let files = args
+            .files
+            .iter()
+            .map(|f| firmware_file(Path::new(f)))
+            .collect::<Result<Vec<_>, _>>()?;
+        api.flash_sources(&args.device, &files).await
+    };
+    spinner.finish_and_clear();
+    let result = result.map_err(api_failure)?;
+    if ctx.json {
+        return ctx.print_json(&result);
+    }
+    println!(
+        "Flash device OK: {}",
+        result.status.as_deref().unwrap_or("Update started")
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct CompileReport {
+    binary_id: String,
+    saved_to: String,
+    size: usize,
+    expires_at: Option<String>,
+}
+
+/// `spark compile`.
+pub(crate) async fn compile(ctx: &Context, settings: &Settings, args: CompileArgs) -> Outcome {
+    let api = client(settings)?;
+    let files = args
+        .files
+        .iter()
+        .map(|f| firmware_file(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spinner = ctx.spinner(format!("compiling {} file(s)", files.len()));
+    let compiled = api
+        .compile(&files, Some(args.platform_id), args.target.as_deref())
+        .await
+        .map_err(api_failure);
+    let compiled = match compiled {
+        Ok(c) => c,
+        Err(e) => {
+            spinner.finish_and_clear();
+            return Err(e);
+        }
+    };
+    spinner.set_message("downloading the binary");
+    let binary = api
+        .download_binary(&compiled.binary_id)
+        .await
+        .map_err(api_failure);
+    spinner.finish_and_clear();
+    let binary = binary?;
+    std::fs::write(&args.save_to, &binary)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", args.save_to.display())))?;
+    let report = CompileReport {
+        binary_id: compiled.binary_id,
+        saved_to: args.save_to.display().to_string(),
+        size: binary.len(),
+        expires_at: compiled.expires_at,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    println!("Compile succeeded.");
+    println!("Saved firmware image to: {}", report.saved_to);
+    Ok(())
+}

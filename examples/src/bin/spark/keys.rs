@@ -1,0 +1,187 @@
+//! `spark keys new|server`: device key pairs and server-key images, offline.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use serde::Serialize;
+use spark_dfu::platform::Platform;
+use spark_dfu::platform::server_key::{self, ServerAddress, ServerKeyImage};
+use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
+
+use crate::output::Context;
+use crate::{Failure, Outcome};
+
+/// `spark keys ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum KeysCommand {
+    /// Generate a device key pair: `<name>.pem` (private), `<name>.pub.pem` (public) and `<name>.der` (private,
+    /// PKCS#1 DER, as the device stores it), like particle-cli `keys new`.
+    New {
+        /// The base file name.
+        #[arg(default_value = "device")]
+        name: PathBuf,
+        /// Key size in bits (1024 for a Spark Core).
+        #[arg(long, default_value_t = 1024)]
+        bits: usize,
+    },
+    /// Write a server public key with the server's address in the device's storage form (the image `keys server`
+    /// sends over DFU).
+    Server {
+        /// The server public key (PEM or DER).
+        key: PathBuf,
+        /// The server address: an IPv4 address or a host name.
+        #[arg(long)]
+        host: Option<String>,
+        /// The server port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The platform whose storage form to write (default: core).
+        #[arg(long, default_value = "core")]
+        platform: String,
+        /// The file to write (default: `<key>.der` beside the key, with `-<host>` when a host is given).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    std::fs::write(path, bytes)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    crate::output::write_private(path, bytes)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
+}
+
+fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+#[derive(Serialize)]
+struct NewReport {
+    bits: usize,
+    private_pem: String,
+    public_pem: String,
+    private_der: String,
+}
+
+#[derive(Serialize)]
+struct ServerReport {
+    file: String,
+    platform: &'static str,
+    size: usize,
+    key_size: usize,
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+fn platform_named(name: &str) -> Result<Platform, Failure> {
+    spark_dfu::platform::ALL
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name))
+        .ok_or_else(|| Failure(format!("unknown platform `{name}`")))
+}
+
+/// `spark keys`.
+pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
+    match command {
+        KeysCommand::New { name, bits } => {
+            if !(512..=4096).contains(&bits) {
+                return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
+            }
+            let spinner = ctx.spinner(format!("generating a {bits}-bit RSA key"));
+            let key = RsaPrivateKey::generate(&mut rand::rng(), bits);
+            spinner.finish_and_clear();
+            let key = key?;
+            let private_pem = with_suffix(&name, ".pem");
+            let public_pem = with_suffix(&name, ".pub.pem");
+            let private_der = with_suffix(&name, ".der");
+            write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
+            let public = key.public_key();
+            write(&public_pem, public.to_spki_pem()?.as_bytes())?;
+            write_secret(&private_der, &key.to_pkcs1_der())?;
+            let report = NewReport {
+                bits: key.bits(),
+                private_pem: private_pem.display().to_string(),
+                public_pem: public_pem.display().to_string(),
+                private_der: private_der.display().to_string(),
+            };
+            if ctx.json {
+                return ctx.print_json(&report);
+            }
+            println!("New key {} created!", report.private_pem);
+            println!(
+                "Public key {}, device form {}",
+                report.public_pem, report.private_der
+            );
+            Ok(())
+        }
+        KeysCommand::Server {
+            key,
+            host,
+            port,
+            platform,
+            output,
+        } => {
+            let platform = platform_named(&platform)?;
+            let format = platform
+                .server_key_format()
+                .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
+            let bytes = std::fs::read(&key)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", key.display())))?;
+            let public = match std::str::from_utf8(&bytes) {
+                Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_pem(text),
+                // A DER key, possibly already padded into a storage image: read the DER value only.
+                _ => RsaPublicKey::from_der(&bytes[..server_key::der_len(&bytes)?]),
+            }
+            .map_err(|e| Failure(format!("{}: {e}", key.display())))?;
+            let der = public.to_spki_der();
+            let address = host.as_deref().map(|h| match h.parse::<Ipv4Addr>() {
+                Ok(ip) => ServerAddress::Ipv4(ip.octets()),
+                Err(_) => ServerAddress::Domain {
+                    name: h.as_bytes(),
+                    // As in the published images: the name is followed by a NUL.
+                    nul: true,
+                },
+            });
+            let mut image = vec![0u8; format.len];
+            let n = ServerKeyImage::emit(&der, format, address, port, &mut image)?;
+            image.truncate(n);
+            let output = output.unwrap_or_else(|| {
+                let stem = key.with_extension("");
+                match &host {
+                    Some(h) => with_suffix(&stem, &format!("-{h}.der")),
+                    None => with_suffix(&stem, ".der"),
+                }
+            });
+            write(&output, &image)?;
+            let report = ServerReport {
+                file: output.display().to_string(),
+                platform: platform.name(),
+                size: image.len(),
+                key_size: der.len(),
+                host,
+                port,
+            };
+            if ctx.json {
+                return ctx.print_json(&report);
+            }
+            println!(
+                "Wrote {} ({} bytes for the {}{})",
+                report.file,
+                report.size,
+                report.platform,
+                report
+                    .host
+                    .as_ref()
+                    .map(|h| format!(", server {h}"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! `spark` cloud commands against a real HTTP server on 127.0.0.1.
+
+mod support;
+
+use serde_json::Value;
+use support::{CORE, Cloud, PASSWORD, TOKEN, USER};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "spark failed: {}", stderr(out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+/// Log in and return the home directory holding the stored token.
+fn logged_in(cloud: &Cloud) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let out = cloud.spark(
+        home.path(),
+        &["login", "--username", USER, "--password", PASSWORD],
+    );
+    assert!(out.status.success(), "login failed: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "Successfully completed login!");
+    home
+}
+
+#[test]
+fn login_stores_the_token_like_particle_cli() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(home.path().join(".particle/particle.config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["access_token"], TOKEN);
+    assert_eq!(config["username"], USER);
+    assert_eq!(config["apiUrl"], cloud.url().as_str());
+    let login = &cloud.requests_to("POST", "/oauth/token")[0];
+    assert_eq!(login.field("grant_type").as_deref(), Some("password"));
+    assert_eq!(login.field("client_id").as_deref(), Some("CLI2"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.path().join(".particle/particle.config.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the token file must not be readable by others"
+        );
+    }
+}
+
+#[test]
+fn wrong_password_is_one_line_and_fails() {
+    let cloud = Cloud::start();
+    let home = tempfile::tempdir().unwrap();
+    let out = cloud.spark(home.path(), &["login", "-u", USER, "-p", "nope"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("spark: "), "{err}");
+    assert!(err.contains("User credentials are invalid"), "{err}");
+    assert!(!home.path().join(".particle/particle.config.json").exists());
+}
+
+#[test]
+fn wrong_token_gets_401_as_one_line_and_a_failure_code() {
+    let cloud = Cloud::start();
+    let home = tempfile::tempdir().unwrap();
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "list",
+            "--token",
+            "0000000000000000000000000000000000000000",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("access denied"), "{err}");
+    assert!(
+        err.contains("The access token provided is invalid."),
+        "{err}"
+    );
+}
+
+#[test]
+fn not_logged_in_is_an_error() {
+    let cloud = Cloud::start();
+    let home = tempfile::tempdir().unwrap();
+    let out = cloud.spark(home.path(), &["list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not logged in"));
+}
+
+#[test]
+fn list_shows_devices_with_variables_and_functions() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let text = stdout(&cloud.spark(home.path(), &["list"]));
+    assert!(
+        text.contains(&format!("kitchen [{CORE}] (Core) is online")),
+        "{text}"
+    );
+    assert!(
+        text.contains("garage [48ff6a065067555008342387] (Core) is offline"),
+        "{text}"
+    );
+    assert!(text.contains("    temperature (double)"), "{text}");
+    assert!(text.contains("    int brew(String args)"), "{text}");
+    let listed = json(&cloud.spark(home.path(), &["list", "--json"]));
+    let devices = listed.as_array().unwrap();
+    assert_eq!(devices.len(), 2);
+    assert_eq!(devices[0]["id"], CORE);
+    assert_eq!(devices[0]["functions"][0], "brew");
+    assert_eq!(devices[1]["connected"], false);
+    let online = json(&cloud.spark(home.path(), &["list", "online", "--json"]));
+    assert_eq!(online.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn info_reports_the_cc3000_version() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let info = json(&cloud.spark(home.path(), &["info", "kitchen", "--json"]));
+    assert_eq!(info["cc3000_patch_version"], "1.24");
+    assert_eq!(info["requires_deep_update"], true);
+    let text = stdout(&cloud.spark(home.path(), &["info", "kitchen"]));
+    assert!(text.contains("CC3000 service pack: 1.24"), "{text}");
+}
+
+#[test]
+fn call_sends_the_argument_and_prints_the_return_value() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(home.path(), &["call", CORE, "brew", "202,230"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The test cloud returns the argument's length.
+    assert_eq!(stdout(&out).trim(), "7");
+    let sent = cloud.requests_to("POST", &format!("/v1/devices/{CORE}/brew"));
+    assert_eq!(sent[0].field("arg").as_deref(), Some("202,230"));
+    let called = json(&cloud.spark(home.path(), &["call", "kitchen", "brew", "x", "--json"]));
+    assert_eq!(called["return_value"], 1);
+    let missing = cloud.spark(home.path(), &["call", CORE, "nothing"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("Function not found"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn get_prints_the_value() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(home.path(), &["get", CORE, "temperature"]);
+    assert_eq!(stdout(&out).trim(), "21.5");
+    let value = json(&cloud.spark(home.path(), &["get", CORE, "temperature", "--json"]));
+    assert_eq!(value["result"], 21.5);
+    assert_eq!(value["name"], "temperature");
+}
+
+#[test]
+fn publish_sends_name_data_privacy_and_ttl() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(
+        home.path(),
+        &["publish", "door", "open", "--private", "--ttl", "30"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "Published private event: door");
+    let out = cloud.spark(home.path(), &["publish", "bell", "--public"]);
+    assert_eq!(stdout(&out).trim(), "Published public event: bell");
+    let sent = cloud.requests_to("POST", "/v1/devices/events");
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].field("name").as_deref(), Some("door"));
+    assert_eq!(sent[0].field("data").as_deref(), Some("open"));
+    assert_eq!(sent[0].field("private").as_deref(), Some("true"));
+    assert_eq!(sent[0].field("ttl").as_deref(), Some("30"));
+    assert_eq!(sent[1].field("private").as_deref(), Some("false"));
+}
+
+#[test]
+fn subscribe_streams_events_as_json_lines() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(home.path(), &["subscribe", "--mine", "--count", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["name"], "temperature");
+    assert_eq!(lines[0]["data"], "21.5");
+    assert_eq!(lines[0]["ttl"], 60);
+    assert_eq!(lines[0]["coreid"], CORE);
+    assert_eq!(lines[1]["name"], "motion");
+    assert_eq!(cloud.requests_to("GET", "/v1/devices/events").len(), 1);
+    let out = cloud.spark(
+        home.path(),
+        &["subscribe", "temp", "--device", CORE, "--count", "1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        cloud
+            .requests_to("GET", &format!("/v1/devices/{CORE}/events/temp"))
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn token_list_create_delete_use_basic_auth() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let tokens = json(&cloud.spark(home.path(), &["token", "list", "-p", PASSWORD, "--json"]));
+    assert_eq!(tokens[0]["token"], TOKEN);
+    assert_eq!(tokens[0]["client"], "spark-cli");
+    assert_eq!(tokens[1]["expires_at"], Value::Null);
+    let created = json(&cloud.spark(
+        home.path(),
+        &[
+            "token",
+            "create",
+            "-p",
+            PASSWORD,
+            "--expires-in",
+            "0",
+            "--json",
+        ],
+    ));
+    assert_eq!(created["token"], TOKEN);
+    let out = cloud.spark(home.path(), &["token", "delete", "-p", PASSWORD, "abc123"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        cloud
+            .requests_to("DELETE", "/v1/access_tokens/abc123")
+            .len(),
+        1
+    );
+    let bad = cloud.spark(home.path(), &["token", "list", "-p", "wrong"]);
+    assert!(!bad.status.success());
+    assert_eq!(stderr(&bad).trim_end().lines().count(), 1);
+}
+
+#[test]
+fn flash_cloud_sends_a_binary_sources_or_an_app_name() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let bin = home.path().join("app.bin");
+    std::fs::write(&bin, b"\x00\x50\x00\x20firmware-bytes").unwrap();
+    let out = cloud.spark(
+        home.path(),
+        &["flash", "--cloud", CORE, bin.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "Flash device OK: Update started");
+    let put = &cloud.requests_to("PUT", &format!("/v1/devices/{CORE}"))[0];
+    let body = String::from_utf8_lossy(&put.body);
+    assert!(
+        body.contains("firmware-bytes") && body.contains("binary"),
+        "{body}"
+    );
+    let app = json(&cloud.spark(
+        home.path(),
+        &["flash", "--cloud", "kitchen", "tinker", "--json"],
+    ));
+    assert_eq!(app["status"], "Update started");
+    let put = &cloud.requests_to("PUT", "/v1/devices/kitchen")[0];
+    assert_eq!(put.field("app").as_deref(), Some("tinker"));
+    // --cloud is required: there is no USB path in this build.
+    let out = cloud.spark(home.path(), &["flash", CORE, "tinker"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn compile_saves_the_downloaded_binary() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let src = home.path().join("app.ino");
+    std::fs::write(&src, "void setup() {}\nvoid loop() {}\n").unwrap();
+    let target = home.path().join("firmware.bin");
+    let r = json(&cloud.spark(
+        home.path(),
+        &[
+            "compile",
+            src.to_str().unwrap(),
+            "--saveTo",
+            target.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(r["binary_id"], "5437a0c2");
+    assert_eq!(r["size"], support::COMPILED.len());
+    assert_eq!(std::fs::read(&target).unwrap(), support::COMPILED);
+    let post = &cloud.requests_to("POST", "/v1/binaries")[0];
+    assert!(String::from_utf8_lossy(&post.body).contains("void setup()"));
+    // A compile error is reported on one line and nothing is written.
+    let bad = home.path().join("bad.ino");
+    std::fs::write(&bad, "garbage").unwrap();
+    let other = home.path().join("other.bin");
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "compile",
+            bad.to_str().unwrap(),
+            "--saveTo",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("expected declaration"), "{err}");
+    assert!(!other.exists());
+}
+
+#[test]
+fn logout_forgets_the_token_but_keeps_the_rest() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(home.path(), &["logout"]);
+    assert_eq!(stdout(&out).trim(), "You have been logged out.");
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(home.path().join(".particle/particle.config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(config.get("access_token").is_none());
+    assert_eq!(config["username"], USER);
+    let out = cloud.spark(home.path(), &["get", CORE, "temperature"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not logged in"));
+}
