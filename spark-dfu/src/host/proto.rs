@@ -410,7 +410,8 @@ impl<'a> DfuConfig<'a> {
     /// The DFU alt settings (interface class 0xFE, subclass 1), in descriptor order.
     pub fn alts(&self) -> impl Iterator<Item = DfuAlt> + 'a {
         Descriptors(self.bytes).filter_map(|d| {
-            (d.len() >= 9 && d[1] == 0x04 && d[5] == 0xFE && d[6] == 0x01).then_some(DfuAlt {
+            // `then`, not `then_some`: the fields may be read only once the length is known.
+            (d.len() >= 9 && d[1] == 0x04 && d[5] == 0xFE && d[6] == 0x01).then(|| DfuAlt {
                 interface: d[2],
                 alt: d[3],
                 protocol: d[7],
@@ -545,6 +546,9 @@ mod tests {
         for n in 0..CORE_CONFIG.len() {
             let _ = DfuConfig::parse(&CORE_CONFIG[..n]).map(|c| c.alts().count());
         }
+        // Short descriptors of any type are skipped, not read past their end (found by the fuzzer).
+        let short = [2, 42, 3, 4, 0];
+        assert_eq!(DfuConfig::parse(&short).unwrap().alts().count(), 0);
     }
 
     #[test]
