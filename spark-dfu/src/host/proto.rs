@@ -409,15 +409,15 @@ impl<'a> DfuConfig<'a> {
 
     /// The DFU alt settings (interface class 0xFE, subclass 1), in descriptor order.
     pub fn alts(&self) -> impl Iterator<Item = DfuAlt> + 'a {
-        Descriptors(self.bytes).filter_map(|d| {
-            // `then`, not `then_some`: the fields may be read only once the length is known.
-            (d.len() >= 9 && d[1] == 0x04 && d[5] == 0xFE && d[6] == 0x01).then(|| DfuAlt {
+        // Filter first: the fields may be read only once the length is known.
+        Descriptors(self.bytes)
+            .filter(|d| d.len() >= 9 && d[1] == 0x04 && d[5] == 0xFE && d[6] == 0x01)
+            .map(|d| DfuAlt {
                 interface: d[2],
                 alt: d[3],
                 protocol: d[7],
                 name_index: d[8],
             })
-        })
     }
 }
 
