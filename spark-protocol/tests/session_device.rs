@@ -14,8 +14,8 @@ use spark_protocol::crypto::{
 };
 use spark_protocol::session::device::{
     BufferSink, DeviceConfig, DeviceConnection, DeviceError, DeviceEvent, DeviceHandshake,
-    EVENT_QUEUE_LEN, FirmwareSink, NoFirmware, NoHandshake, OtaFailure, RsaHandshake, Scope,
-    SinkError,
+    EVENT_QUEUE_LEN, FirmwareSink, ImageInfo, NoFirmware, NoHandshake, OtaFailure, RsaHandshake,
+    Scope, SinkError,
 };
 use spark_protocol::session::{Connection, Instant, SessionError};
 use spark_protocol::wire::describe::{Description, VarType};
@@ -788,9 +788,9 @@ fn image(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
-fn begin(
+fn begin<S: FirmwareSink>(
     cloud: &mut Cloud,
-    dev: &mut DeviceConnection<BufferSink<'_>>,
+    dev: &mut DeviceConnection<S>,
     now: Instant,
     params: Option<UpdateParams>,
 ) -> Vec<Vec<u8>> {
@@ -811,9 +811,9 @@ fn params(size: usize, chunk: u16, fast: bool) -> UpdateParams {
     }
 }
 
-fn send_chunk(
+fn send_chunk<S: FirmwareSink>(
     cloud: &mut Cloud,
-    dev: &mut DeviceConnection<BufferSink<'_>>,
+    dev: &mut DeviceConnection<S>,
     now: Instant,
     index: Option<u16>,
     data: &[u8],
@@ -828,9 +828,9 @@ fn send_chunk(
     cloud.recv(dev, now)
 }
 
-fn done(
+fn done<S: FirmwareSink>(
     cloud: &mut Cloud,
-    dev: &mut DeviceConnection<BufferSink<'_>>,
+    dev: &mut DeviceConnection<S>,
     now: Instant,
 ) -> Vec<Vec<u8>> {
     let h = cloud.next_header(MessageType::Confirmable, 0x30);
@@ -1162,6 +1162,65 @@ fn refused_updates() {
         Code::ServiceUnavailable
     );
     assert!(!dev.is_updating());
+}
+
+/// A sink that takes every chunk and then refuses the finished image (it fails its checks).
+struct RefusingSink<'b>(BufferSink<'b>);
+
+impl FirmwareSink for RefusingSink<'_> {
+    fn begin(&mut self, info: &ImageInfo) -> Result<(), SinkError> {
+        self.0.begin(info)
+    }
+    fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), SinkError> {
+        self.0.write(offset, data)
+    }
+    fn finish(&mut self, _: u32) -> Result<(), SinkError> {
+        Err(SinkError::Storage)
+    }
+    fn abort(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[test]
+fn a_whole_image_the_sink_refuses_is_answered_with_a_failure_not_a_missing_chunk() {
+    // 4.00 to UpdateDone means "chunks are missing, a ChunkMissed follows": a cloud keeps waiting for it. A
+    // complete image that the sink refuses is a final 5.03 (as a refused UpdateBegin), with no ChunkMissed.
+    let mut store = vec![0; 1024];
+    let (mut dev, mut cloud) = connected(RefusingSink(BufferSink::new(&mut store)), config());
+    let img = image(600);
+    begin(
+        &mut cloud,
+        &mut dev,
+        at(0),
+        Some(params(img.len(), 256, false)),
+    );
+    for i in 0..3 {
+        let msgs = send_chunk(
+            &mut cloud,
+            &mut dev,
+            at(1),
+            None,
+            &padded(&img, 256, i),
+            false,
+        );
+        assert_eq!(Repr::parse_bytes(&msgs[1]).unwrap().code, Code::Changed);
+    }
+    let msgs = done(&mut cloud, &mut dev, at(2));
+    assert_eq!(msgs.len(), 1, "no ChunkMissed follows");
+    assert_eq!(
+        Repr::parse_bytes(&msgs[0]).unwrap().code,
+        Code::ServiceUnavailable
+    );
+    let evs = events(&mut dev);
+    assert_eq!(
+        evs.last(),
+        Some(&DeviceEvent::UpdateFailed(OtaFailure::Sink(
+            SinkError::Storage
+        )))
+    );
+    assert!(!dev.is_updating());
+    assert_eq!(dev.sink().0.committed(), None);
 }
 
 // -------------------------------------------------------------------------------------------

@@ -1162,9 +1162,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             }
             Err(e) => {
                 self.sink.abort();
+                // Not 4.00: to UpdateDone that means "chunks are missing, a ChunkMissed follows", and a cloud
+                // would wait for it. The image is whole and refused: a final 5.03, as for a refused UpdateBegin.
                 let reply = Reply {
                     header: Header::piggybacked(request),
-                    code: Code::BadRequest,
+                    code: Code::ServiceUnavailable,
                     payload: &[],
                 };
                 self.reply(reply)?;
