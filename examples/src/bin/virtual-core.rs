@@ -54,6 +54,10 @@ struct Args {
     /// Seconds to wait before reconnecting after a lost link.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     reconnect: f64,
+    /// Subscribe each Core to events starting with this prefix (repeatable, at most 4); received events are
+    /// printed.
+    #[arg(long, value_name = "PREFIX")]
+    subscribe: Vec<String>,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
@@ -118,6 +122,14 @@ fn line(json_out: bool, id: &str, status: &Status, sp: &str, firmware: &str) -> 
             Status::UpdateFinished { size } => ("update-finished", json!({"size": size})),
             Status::UpdateFailed { reason } => ("update-failed", json!({"reason": reason})),
             Status::Signal(on) => ("signal", json!({"on": on})),
+            Status::EventReceived {
+                name,
+                data,
+                private,
+            } => (
+                "event",
+                json!({"name": name, "data": data, "private": private}),
+            ),
             Status::Disconnected { reason } => ("disconnected", json!({"reason": reason})),
             _ => ("other", json!({})),
         };
@@ -165,6 +177,7 @@ fn line(json_out: bool, id: &str, status: &Status, sp: &str, firmware: &str) -> 
             Status::UpdateFinished { size } => format!("update received ({size} bytes), resetting"),
             Status::UpdateFailed { reason } => format!("update failed: {reason}"),
             Status::Signal(on) => format!("signal {}", if *on { "on" } else { "off" }),
+            Status::EventReceived { name, data, .. } => format!("event {name} {data:?}"),
             Status::Disconnected { reason } => format!("disconnected: {reason}"),
             other => format!("{other:?}"),
         };
@@ -199,11 +212,19 @@ async fn main() -> ExitCode {
         // Key generation is CPU work: keep it off the runtime's threads.
         let opened =
             tokio::task::spawn_blocking(move || VirtualCore::open_or_create(&dir, sp)).await;
-        let core = match opened {
+        let mut core = match opened {
             Ok(Ok(core)) => core,
             Ok(Err(e)) => return fail(args.json, &e.to_string()),
             Err(e) => return fail(args.json, &e.to_string()),
         };
+        for prefix in &args.subscribe {
+            if !core.subscribe(prefix) {
+                return fail(
+                    args.json,
+                    &format!("--subscribe {prefix:?}: 1 to 63 bytes, at most 4 prefixes"),
+                );
+            }
+        }
         let id = core.id_hex().to_owned();
         let shared: SharedCore = Arc::new(Mutex::new(core));
         let watched = shared.clone();

@@ -48,6 +48,9 @@ pub const PATCH_VERSION_EVENT: &str = "spark/cc3000-patch-version";
 /// Its time to live, in seconds.
 pub const PATCH_VERSION_TTL: u32 = 60;
 
+/// How many event subscriptions a Core holds (its firmware's table).
+pub const MAX_SUBSCRIPTIONS: usize = 4;
+
 /// The variables every virtual Core exposes, with their types.
 pub const VARIABLES: [(&str, VarType); 4] = [
     ("cc3000", VarType::String),
@@ -183,6 +186,7 @@ pub struct VirtualCore {
     cc3000: Cc3000,
     tinker: Tinker,
     download: Option<OtaDownload>,
+    subscriptions: Vec<String>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
@@ -264,6 +268,7 @@ impl VirtualCore {
             cc3000,
             tinker: Tinker::new(),
             download: None,
+            subscriptions: Vec::new(),
         };
         core.save_state()?;
         Ok(core)
@@ -302,6 +307,7 @@ impl VirtualCore {
             cc3000,
             tinker: Tinker::new(),
             download: None,
+            subscriptions: Vec::new(),
         })
     }
 
@@ -480,6 +486,28 @@ impl VirtualCore {
     /// Sets the simulated temperature.
     pub fn set_temperature(&mut self, celsius: f64) {
         self.state.temperature = celsius;
+    }
+
+    /// Subscribes the firmware to events whose name starts with `prefix` (1 to 63 bytes), as an application's
+    /// `Spark.subscribe(prefix, handler, MY_DEVICES)` in `setup()` did: every session subscribes again once the
+    /// cloud's Hello arrives (before the patch-version event, so a cloud that has seen that event knows the
+    /// subscriptions), and the events that arrive are reported as [`run::Status::EventReceived`]. Returns `false`
+    /// when the prefix is empty or too long or [`MAX_SUBSCRIPTIONS`] are already held (a prefix already held
+    /// succeeds without a second entry).
+    pub fn subscribe(&mut self, prefix: &str) -> bool {
+        if self.subscriptions.iter().any(|s| s == prefix) {
+            return true;
+        }
+        if prefix.is_empty() || prefix.len() > 63 || self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return false;
+        }
+        self.subscriptions.push(prefix.to_owned());
+        true
+    }
+
+    /// The prefixes the firmware subscribes to.
+    pub fn subscriptions(&self) -> &[String] {
+        &self.subscriptions
     }
 
     /// The event published after each handshake: name, data (`"%d.%d"`), as a real Core did (TTL

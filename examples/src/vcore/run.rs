@@ -15,7 +15,8 @@ use rand::rngs::{StdRng, SysRng};
 use spark_protocol::crypto::keys::RsaPublicKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::session::device::{
-    DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, ImageInfo, RsaHandshake, SinkError,
+    DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, ImageInfo, RsaHandshake, Scope,
+    SinkError,
 };
 use spark_protocol::session::driver::DriverError;
 use spark_protocol::session::driver::tokio::{Driver, TokioClock};
@@ -144,6 +145,15 @@ pub enum Status {
     },
     /// The cloud asked the Core to signal (rainbow LED) or stop.
     Signal(bool),
+    /// An event matching one of the Core's [subscriptions](VirtualCore::subscribe) arrived.
+    EventReceived {
+        /// Its name.
+        name: String,
+        /// Its data (empty when it had none).
+        data: String,
+        /// Whether it was private.
+        private: bool,
+    },
     /// The session ended.
     Disconnected {
         /// Why.
@@ -217,6 +227,13 @@ where
                     c.clear_ota_succeeded()?;
                     c.patch_version_event().1
                 };
+                // Subscriptions go out first: a cloud that has the patch-version event has them too.
+                let subscriptions = lock(core).subscriptions().to_vec();
+                for prefix in &subscriptions {
+                    let _ = driver
+                        .connection_mut()
+                        .subscribe(prefix.as_bytes(), Scope::MyDevices);
+                }
                 let now = driver.now();
                 let _ = driver.connection_mut().publish(
                     now,
@@ -271,6 +288,11 @@ where
                 });
             }
             DeviceEvent::Signal(on) => report(Status::Signal(on)),
+            DeviceEvent::Event(event) => report(Status::EventReceived {
+                name: String::from_utf8_lossy(&event.name).into_owned(),
+                data: String::from_utf8_lossy(&event.data).into_owned(),
+                private: event.private,
+            }),
             _ => {}
         }
     }
