@@ -226,6 +226,13 @@ async fn events_published_by_cores_reach_the_all_prefix_and_device_streams() {
         .await;
     let mut mine = env.stream(|api| api.subscribe_mine(None)).await;
     let (a_id, b_id) = (a.id.clone(), b.id.clone());
+    // Another user's view of all events: the Cores' events are private to their owner.
+    let ann = env.other_user("ann", "ann's password").await;
+    let mut anns = env::Events(ann.subscribe_all(None));
+    match within(anns.0.next_item()).await {
+        Some(Ok(spark_api::StreamItem::Connected)) => {}
+        other => panic!("expected ann's stream to connect, got {other:?}"),
+    }
     let mut only_a = env.stream(|api| api.subscribe_device(&a_id, None)).await;
     let mut only_b_patch = env
         .stream(|api| api.subscribe_device(&b_id, Some("spark/cc3000-patch-version")))
@@ -281,6 +288,13 @@ async fn events_published_by_cores_reach_the_all_prefix_and_device_streams() {
             Some(b_id.as_str())
         )
     );
+
+    // Ann saw none of it: the first event on her stream is the one she publishes now.
+    ann.publish(&Publish::new("ann/hello").data("hi").public())
+        .await
+        .unwrap();
+    let e = anns.next_event().await;
+    assert_eq!((e.name.as_str(), e.data.as_deref()), ("ann/hello", Some("hi")));
 
     // Nothing of B's reached A's stream: when A goes away, its offline notice is the next thing there.
     a.stop();
@@ -557,6 +571,7 @@ async fn a_link_cut_mid_ota_commits_nothing_and_a_second_flash_completes() {
     {
         let core = a.core.lock().unwrap();
         assert!(!core.has_staged_image());
+        assert_eq!(core.ota_progress(), None, "the download was abandoned");
         assert_eq!(core.firmware(), &Firmware::FactoryTinker);
         assert_eq!(core.firmware_image().unwrap(), None);
         assert_eq!(core.boots(), 1);

@@ -146,6 +146,17 @@ impl Env {
         }
     }
 
+    /// Signs another user up and returns spark-api's client with their token.
+    pub async fn other_user(&self, user: &str, password: &str) -> Client {
+        create_user(self.running.http, user, password);
+        let grant = self
+            .anonymous
+            .login(&Credentials::new(user, password), TokenLifetime::Default)
+            .await
+            .unwrap();
+        self.anonymous.with_token(grant.access_token)
+    }
+
     /// Subscribers the cloud's event bus holds now.
     pub fn subscribers(&self) -> usize {
         self.running.cloud.bus().stats().subscribers
