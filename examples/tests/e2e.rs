@@ -294,7 +294,10 @@ async fn events_published_by_cores_reach_the_all_prefix_and_device_streams() {
         .await
         .unwrap();
     let e = anns.next_event().await;
-    assert_eq!((e.name.as_str(), e.data.as_deref()), ("ann/hello", Some("hi")));
+    assert_eq!(
+        (e.name.as_str(), e.data.as_deref()),
+        ("ann/hello", Some("hi"))
+    );
 
     // Nothing of B's reached A's stream: when A goes away, its offline notice is the next thing there.
     a.stop();
@@ -381,8 +384,8 @@ struct FlashOutcome {
     status: String,
     /// The `spark/flash/progress` values, `(sent, total)`.
     progress: Vec<(usize, usize)>,
-    /// Whether the device's `spark/cc3000-patch-version` (it has a new session) came meanwhile.
-    reconnected: bool,
+    /// The device's `spark/cc3000-patch-version`, if it came meanwhile (it has a new session).
+    reconnected: Option<String>,
 }
 
 /// Follows a device's events from the flash's `started` status to its final one.
@@ -390,7 +393,7 @@ async fn flash_outcome(events: &mut env::Events, file: &str) -> FlashOutcome {
     let (started, _) = events.next_named("spark/flash/status").await;
     assert_eq!(started.data.as_deref(), Some(&*format!("started {file}")));
     let mut progress = Vec::new();
-    let mut reconnected = false;
+    let mut reconnected = None;
     loop {
         let e = events.next_event().await;
         let data = e.data.unwrap_or_default();
@@ -406,16 +409,21 @@ async fn flash_outcome(events: &mut env::Events, file: &str) -> FlashOutcome {
                     reconnected,
                 };
             }
-            "spark/cc3000-patch-version" => reconnected = true,
+            "spark/cc3000-patch-version" => reconnected = Some(data),
             _ => {}
         }
     }
 }
 
-/// Waits until the device has a new session (its patch-version event), unless `outcome` saw it already.
-async fn until_reconnected(events: &mut env::Events, outcome: &FlashOutcome) {
-    if !outcome.reconnected {
-        events.next_named("spark/cc3000-patch-version").await;
+/// Waits until the device has a new session (its patch-version event), unless `outcome` saw it already; returns
+/// the version it reported.
+async fn until_reconnected(events: &mut env::Events, outcome: &FlashOutcome) -> String {
+    match &outcome.reconnected {
+        Some(version) => version.clone(),
+        None => {
+            let (e, _) = events.next_named("spark/cc3000-patch-version").await;
+            e.data.unwrap_or_default()
+        }
     }
 }
 
@@ -502,7 +510,10 @@ async fn a_100_kib_image_flashed_through_the_api_is_what_the_core_runs_byte_for_
     }
 
     // Through the API: the new firmware answers, after a second boot, and the cloud remembers the app.
-    until_reconnected(&mut device_events, &outcome).await;
+    assert_eq!(
+        until_reconnected(&mut device_events, &outcome).await,
+        "1.24"
+    );
     let api = &env.api;
     let v = within(api.variable(&a.id, "firmware"))
         .await
@@ -516,6 +527,67 @@ async fn a_100_kib_image_flashed_through_the_api_is_what_the_core_runs_byte_for_
     assert_eq!(
         api.device(&a.id).await.unwrap().last_app.as_deref(),
         Some("app.bin")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deep_update_flashed_through_the_api_patches_the_cc3000_and_the_api_sees_it() {
+    let Some(image) = spark_vectors::read("dfu", "spark-cli/deep_update_2014_06.bin") else {
+        return;
+    };
+    let mut env = Env::start().await;
+    let mut a = env.online_core(CORE_A, ServicePack::SP_1_24, &[]).await;
+    let api = env.api.clone();
+    assert_eq!(
+        api.device(&a.id)
+            .await
+            .unwrap()
+            .cc3000_patch_version
+            .as_deref(),
+        Some("1.24")
+    );
+    let mut device_events = env
+        .stream(|api| api.subscribe_device(&a.id, Some("spark")))
+        .await;
+    api.flash_binary(
+        &a.id,
+        &FirmwareFile::new("deep_update_2014_06.bin", image.clone()),
+    )
+    .await
+    .unwrap();
+    let outcome = flash_outcome(&mut device_events, "deep_update_2014_06.bin").await;
+    assert_eq!(outcome.status, "success deep_update_2014_06.bin");
+
+    // The Core resets into the deep update, which burns the service pack, and says so after its handshake.
+    let (patched, _) = a
+        .wait_for(|s| match s {
+            Status::Booted(report) if report.installed.is_some() => Some(report.patched),
+            _ => None,
+        })
+        .await;
+    assert_eq!(patched, Some((ServicePack::SP_1_24, ServicePack::SP_1_28)));
+    let version = until_reconnected(&mut device_events, &outcome).await;
+    assert_eq!(version, "1.28");
+    assert_eq!(
+        api.device(&a.id)
+            .await
+            .unwrap()
+            .cc3000_patch_version
+            .as_deref(),
+        Some("1.28")
+    );
+    let get = |name: &'static str| {
+        let (api, id) = (api.clone(), a.id.clone());
+        async move { api.variable(&id, name).await.unwrap().result }
+    };
+    assert_eq!(get("cc3000").await, VariableValue::String("1.28".into()));
+    assert_eq!(
+        get("firmware").await,
+        VariableValue::String("deep-update".into())
+    );
+    assert!(
+        a.core.lock().unwrap().firmware_image().unwrap().as_deref() == Some(&image[..]),
+        "the installed firmware differs"
     );
 }
 
@@ -589,7 +661,10 @@ async fn a_link_cut_mid_ota_commits_nothing_and_a_second_flash_completes() {
         !between.iter().any(|s| matches!(s, Status::Booted(_))),
         "{between:?}"
     );
-    until_reconnected(&mut device_events, &outcome).await;
+    assert_eq!(
+        until_reconnected(&mut device_events, &outcome).await,
+        "1.24"
+    );
     env.api
         .flash_binary(&a.id, &FirmwareFile::new("app.bin", image.clone()))
         .await
