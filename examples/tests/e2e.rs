@@ -158,6 +158,39 @@ async fn tinker_functions_called_through_the_api_drive_the_cores_pins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_and_rename_through_the_api() {
+    let mut env = Env::start().await;
+    let mut a = env.online_core(CORE_A, ServicePack::SP_1_24, &[]).await;
+    let api = &env.api;
+    let signal = |s: &Status| match s {
+        Status::Signal(on) => Some(*on),
+        _ => None,
+    };
+    let r = api.signal_device(&a.id, true).await.unwrap();
+    assert_eq!(r.signaling, Some(true));
+    assert!(a.wait_for(signal).await.0, "the Core starts signalling");
+    let r = api.signal_device(&a.id, false).await.unwrap();
+    assert_eq!(r.signaling, Some(false));
+    assert!(!a.wait_for(signal).await.0, "the Core stops signalling");
+
+    // A renamed Core answers to its name.
+    api.rename_device(&a.id, "bench-core").await.unwrap();
+    let r = api
+        .call_function("bench-core", "digitalwrite", "D2,HIGH")
+        .await;
+    assert_eq!(r.unwrap().return_value, 1);
+    let (called, _) = a
+        .wait_for(|s| match s {
+            Status::Called { argument, .. } => Some(argument.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(called, "D2,HIGH");
+    let listed = api.list_devices().await.unwrap();
+    assert_eq!(listed[0].name.as_deref(), Some("bench-core"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variables_of_every_type_read_through_the_api() {
     let mut env = Env::start().await;
     let a = env.online_core(CORE_A, ServicePack::SP_1_24, &[]).await;
