@@ -157,11 +157,6 @@ impl Env {
         self.anonymous.with_token(grant.access_token)
     }
 
-    /// Subscribers the cloud's event bus holds now.
-    pub fn subscribers(&self) -> usize {
-        self.running.cloud.bus().stats().subscribers
-    }
-
     /// Opens an event stream and waits until it is connected. The cloud registers the subscriber before it
     /// answers, so nothing published afterwards is missed.
     pub async fn stream(&self, open: impl FnOnce(&Client) -> spark_api::EventStream) -> Events {
@@ -346,16 +341,6 @@ pub async fn within<F: std::future::Future>(future: F) -> F::Output {
     tokio::time::timeout(PATIENCE, future)
         .await
         .expect("nothing happened within the test's patience")
-}
-
-/// Waits (polling every few milliseconds) until `condition` holds, failing the test after [`PATIENCE`].
-pub async fn wait_until(mut condition: impl FnMut() -> bool) {
-    within(async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
 }
 
 /// A legacy (header-less) Core application of `len` bytes that the Core's OTA checks accept: initial stack
