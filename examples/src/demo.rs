@@ -883,10 +883,10 @@ async fn survey(
     if before.is_none() {
         before = watcher.heard(device).patch_version;
     }
-    if before.is_none() {
-        if let Ok(Ok(info)) = tokio::time::timeout(CALL_TIMEOUT, api.device(device)).await {
-            before = info.cc3000_patch_version;
-        }
+    if before.is_none()
+        && let Ok(Ok(info)) = tokio::time::timeout(CALL_TIMEOUT, api.device(device)).await
+    {
+        before = info.cc3000_patch_version;
     }
     check.went_offline = watcher.heard(device).offline;
     (before, check)
