@@ -2,7 +2,7 @@
 //! Core by Core: the reliable Cores on 1.24 were patched over the air and answer Tinker on 1.28, the Core already on
 //! 1.28 was skipped, the unreliable one got a DfuSe file that spark-dfu reads back with the image at the Core's
 //! application address. A missing or wrong image, or a fleet that does not add up, is one line on stderr and a
-//! non-zero exit.
+//! non-zero exit; so is a run in which Cores planned over the air refuse the update.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -180,4 +180,50 @@ fn an_image_without_a_service_pack_or_a_fleet_that_does_not_add_up_is_refused() 
     ]);
     let line = one_error_line(&out);
     assert!(line.contains("do not fit"), "{line}");
+}
+
+#[test]
+fn cores_that_refuse_the_update_fail_the_run() {
+    let Some(image) = spark_vectors::read("dfu", IMAGE) else {
+        return;
+    };
+    // The deep update padded past the Core's 128 KiB OTA slot: the Cores refuse it, the rest of the run goes on.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("too_big.bin");
+    let mut padded = image.clone();
+    padded.resize(140 * 1024, 0);
+    std::fs::write(&big, &padded).unwrap();
+    let out = spark(&[
+        "demo",
+        "--json",
+        "--count",
+        "3",
+        "--unreliable",
+        "0",
+        "--patched",
+        "1",
+        "--image",
+        big.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("2 of 2 Cores planned over the air were not patched"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is still printed");
+    assert_eq!(report["summary"]["ota_planned"], 2);
+    assert_eq!(report["summary"]["ota_failed"], 2);
+    assert_eq!(report["summary"]["skipped"], 1);
+    for row in report["rows"].as_array().unwrap() {
+        if str_of(row, "path") == Some("ota") {
+            assert_eq!(row["ok"], Value::Bool(false), "{row}");
+            assert_eq!(str_of(row, "after"), Some("1.24"), "{row}");
+            assert_eq!(row["attempts"], 2, "{row}");
+            assert!(str_of(row, "error").unwrap().contains("failed"), "{row}");
+        }
+    }
 }
