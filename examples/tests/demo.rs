@@ -35,6 +35,21 @@ fn str_of<'a>(row: &'a Value, key: &str) -> Option<&'a str> {
     row.get(key).and_then(Value::as_str)
 }
 
+/// Debian's `dfu-suffix` (dfu-util) reads the suffix and checks its CRC.
+fn dfu_suffix_agrees(file: &Path) {
+    let Ok(check) = Command::new("dfu-suffix").arg("-c").arg(file).output() else {
+        assert!(
+            !spark_vectors::required(),
+            "dfu-suffix (Debian dfu-util) is required"
+        );
+        return;
+    };
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{text}");
+    assert!(text.contains("Vendor ID:\t0x1D50"), "{text}");
+    assert!(text.contains("Product ID:\t0x607F"), "{text}");
+}
+
 #[test]
 fn a_small_fleet_is_patched_over_the_air_and_the_unreliable_core_gets_a_usb_file() {
     let Some(image) = spark_vectors::read("dfu", IMAGE) else {
@@ -107,6 +122,7 @@ fn a_small_fleet_is_patched_over_the_air_and_the_unreliable_core_gets_a_usb_file
                     elements[0].data == image.as_slice(),
                     "the image, byte for byte"
                 );
+                dfu_suffix_agrees(Path::new(file));
             }
             other => panic!("unexpected row {other:?}: {row}"),
         }
