@@ -1,4 +1,5 @@
 //! Shared pieces of the spark-sdk example tools.
 
 pub mod cloud;
+pub mod demo;
 pub mod vcore;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cloud;
+mod demo;
 mod keys;
 mod offline;
 mod output;
@@ -72,6 +73,8 @@ enum Command {
     /// Device and server keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Roll the CC3000 deep update out to a fleet of virtual Cores through a local cloud (no setup needed).
+    Demo(demo::DemoArgs),
 }
 
 /// The error every command reports: one line on stderr.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Dfu(c) => offline::dfu(&ctx, c),
         Command::Cc3000(c) => offline::cc3000(&ctx, c),
         Command::Keys(c) => keys::keys(&ctx, c),
+        Command::Demo(a) => demo::demo(&ctx, a),
         command => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -126,7 +130,8 @@ fn main() -> ExitCode {
                     Command::Binary(_)
                     | Command::Dfu(_)
                     | Command::Cc3000(_)
-                    | Command::Keys(_) => Ok(()),
+                    | Command::Keys(_)
+                    | Command::Demo(_) => Ok(()),
                 }
             })
         }

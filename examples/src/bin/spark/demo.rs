@@ -1,0 +1,234 @@
+//! `spark demo`: the 2014 CC3000 deep update rolled out to a fleet of virtual Cores through a local cloud, all in
+//! this process (see `examples::demo`). Progress bars on stderr, then a table (or one JSON document) on stdout.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use examples::demo::{self, DemoConfig, Observer, Progress, Report, UpdatePath};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::output::Context;
+use crate::{Failure, Outcome};
+
+/// `spark demo` options.
+#[derive(Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Virtual Cores in the fleet.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    count: u32,
+    /// Cores (on SP 1.24) behind an unreliable link: they get a DfuSe file for USB.
+    #[arg(long, default_value_t = 3)]
+    unreliable: u32,
+    /// Cores already on SP 1.28 (default: a quarter of the fleet).
+    #[arg(long)]
+    patched: Option<u32>,
+    /// Seed of the fleet (ids, keys, who is where, link faults).
+    #[arg(long, default_value_t = 2014)]
+    seed: u64,
+    /// The deep-update image (default: `deep_update_2014_06.bin` from the shared test vectors, `$SPARK_VECTORS`).
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
+    /// Where the DfuSe file for USB updates is written.
+    #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir().join("spark-demo"))]
+    out: PathBuf,
+    /// Over-the-air updates at a time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: u32,
+}
+
+/// Progress bars: a line for the phase, then one bar per Core being updated over the air.
+struct Bars {
+    multi: MultiProgress,
+    phase: ProgressBar,
+    cores: Mutex<HashMap<String, ProgressBar>>,
+    style: Option<ProgressStyle>,
+}
+
+impl Bars {
+    fn new(visible: bool) -> Bars {
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let multi = MultiProgress::with_draw_target(target);
+        let phase = multi.add(ProgressBar::new_spinner());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            phase.set_style(style);
+        }
+        if visible {
+            phase.enable_steady_tick(Duration::from_millis(100));
+        }
+        let style =
+            ProgressStyle::with_template("  {prefix} [{bar:30}] {bytes:>9}/{total_bytes:<9} {msg}")
+                .ok()
+                .map(|s| s.progress_chars("=> "));
+        Bars {
+            multi,
+            phase,
+            cores: Mutex::new(HashMap::new()),
+            style,
+        }
+    }
+
+    fn bar(&self, device: &str, total: u64) -> ProgressBar {
+        let mut cores = self.cores.lock().unwrap_or_else(|p| p.into_inner());
+        cores
+            .entry(device.to_owned())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(total));
+                if let Some(style) = &self.style {
+                    bar.set_style(style.clone());
+                }
+                bar.set_prefix(device.to_owned());
+                bar
+            })
+            .clone()
+    }
+
+    fn finish(&self) {
+        self.phase.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+impl Observer for Bars {
+    fn progress(&self, event: Progress<'_>) {
+        match event {
+            Progress::Phase(what) => self.phase.set_message(what.to_owned()),
+            Progress::Online { online, total } => self
+                .phase
+                .set_message(format!("connecting the fleet: {online}/{total} online")),
+            Progress::OtaStarted {
+                device,
+                total,
+                attempt,
+            } => {
+                let bar = self.bar(device, total);
+                bar.set_length(total);
+                bar.set_position(0);
+                bar.set_message(if attempt > 1 {
+                    format!("flashing (attempt {attempt})")
+                } else {
+                    "flashing".to_owned()
+                });
+            }
+            Progress::OtaProgress {
+                device,
+                sent,
+                total,
+            } => {
+                let bar = self.bar(device, total);
+                bar.set_position(sent.min(total));
+            }
+            Progress::OtaStep { device, step } => self.bar(device, 0).set_message(step.to_owned()),
+            Progress::OtaDone { device, ok, detail } => {
+                let bar = self.bar(device, 0);
+                let message = if ok {
+                    format!("done, SP {detail}")
+                } else {
+                    format!("FAILED: {detail}")
+                };
+                bar.finish_with_message(message);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs `spark demo`.
+pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
+    let count = args.count as usize;
+    let unreliable = args.unreliable as usize;
+    let patched = args.patched.map_or(count / 4, |p| p as usize);
+    if unreliable + patched > count {
+        return Err(Failure(format!(
+            "--unreliable {unreliable} and --patched {patched} do not fit in --count {count}"
+        )));
+    }
+    let (image_path, image) = demo::load_image(args.image.as_deref())?;
+    let image_name = image_path.file_name().map_or_else(
+        || demo::IMAGE_NAME.to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let config = DemoConfig {
+        count,
+        unreliable,
+        patched,
+        seed: args.seed,
+        image,
+        image_name,
+        out: args.out,
+        jobs: args.jobs as usize,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(format!("cannot start the async runtime: {e}")))?;
+    let bars = Arc::new(Bars::new(!ctx.json && std::io::stderr().is_terminal()));
+    let observer: Arc<dyn Observer> = bars.clone();
+    let result = runtime.block_on(demo::run(config, observer));
+    bars.finish();
+    // The Cores' and the cloud's tasks end with the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let report = result?;
+    if ctx.json {
+        ctx.print_json(&report)?;
+    } else {
+        print_table(&report);
+    }
+    if report.succeeded() {
+        Ok(())
+    } else {
+        Err(Failure(format!(
+            "{} of {} Cores planned over the air were not patched",
+            report.summary.ota_failed, report.summary.ota_planned
+        )))
+    }
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "{:<24}  {:<6}  {:<6}  {:<4}  {:>6}  NOTE",
+        "DEVICE", "BEFORE", "AFTER", "PATH", "TIME"
+    );
+    for row in &report.rows {
+        let note = match (&row.error, row.path) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, UpdatePath::Ota) => "back on Tinker".to_owned(),
+            (None, UpdatePath::Usb) => match row.link_check.mean_ms {
+                Some(ms) if row.link_check.answered == row.link_check.calls => {
+                    format!("slow link ({ms:.0} ms per call): flash the DfuSe file over USB")
+                }
+                _ => "unreliable link: flash the DfuSe file over USB".to_owned(),
+            },
+            (None, UpdatePath::Skip) => "already up to date".to_owned(),
+        };
+        let time = if row.path == UpdatePath::Ota {
+            format!("{:.1}s", row.seconds)
+        } else {
+            "-".to_owned()
+        };
+        println!(
+            "{:<24}  {:<6}  {:<6}  {:<4}  {:>6}  {note}",
+            row.device,
+            row.before.as_deref().unwrap_or("?"),
+            row.after.as_deref().unwrap_or("?"),
+            row.path.as_str(),
+            time,
+        );
+    }
+    let s = &report.summary;
+    println!();
+    println!(
+        "{} Cores: {}/{} patched to SP {} over the air, {} for USB, {} already up to date ({:.1} s)",
+        s.cores, s.ota_patched, s.ota_planned, s.target, s.usb, s.skipped, s.seconds
+    );
+    if let Some(command) = &s.usb_command {
+        println!("USB: {command}");
+    }
+}

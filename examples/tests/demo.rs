@@ -1,0 +1,245 @@
+//! `spark demo` run as a user runs it: the built binary, a small fleet, `--json`. The document it prints is checked
+//! Core by Core: the reliable Cores on 1.24 were patched over the air and answer Tinker on 1.28, the Core already on
+//! 1.28 was skipped, the unreliable one got a DfuSe file that spark-dfu reads back with the image at the Core's
+//! application address. A missing or wrong image, or a fleet that does not add up, is one line on stderr and a
+//! non-zero exit; so is a run in which Cores planned over the air refuse the update.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use spark_dfu::file::dfuse::DfuseFile;
+
+const IMAGE: &str = "spark-cli/deep_update_2014_06.bin";
+
+fn spark(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args(args)
+        .env_remove("SPARK_API_URL")
+        .env_remove("PARTICLE_ACCESS_TOKEN")
+        .output()
+        .expect("the spark binary runs")
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {stderr:?}");
+    assert!(lines[0].starts_with("spark: "), "{stderr}");
+    assert!(out.stdout.is_empty(), "stdout: {:?}", out.stdout);
+    lines[0].to_owned()
+}
+
+fn str_of<'a>(row: &'a Value, key: &str) -> Option<&'a str> {
+    row.get(key).and_then(Value::as_str)
+}
+
+/// Debian's `dfu-suffix` (dfu-util) reads the suffix and checks its CRC.
+fn dfu_suffix_agrees(file: &Path) {
+    let Ok(check) = Command::new("dfu-suffix").arg("-c").arg(file).output() else {
+        assert!(
+            !spark_vectors::required(),
+            "dfu-suffix (Debian dfu-util) is required"
+        );
+        return;
+    };
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{text}");
+    assert!(text.contains("Vendor ID:\t0x1D50"), "{text}");
+    assert!(text.contains("Product ID:\t0x607F"), "{text}");
+}
+
+#[test]
+fn a_small_fleet_is_patched_over_the_air_and_the_unreliable_core_gets_a_usb_file() {
+    let Some(image) = spark_vectors::read("dfu", IMAGE) else {
+        return;
+    };
+    let out_dir = tempfile::tempdir().unwrap();
+    let out_path = out_dir.path().join("usb");
+    // The image is found through the vectors root, as the README's command finds it.
+    let out = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args(["demo", "--json", "--count", "6", "--unreliable", "1"])
+        .args(["--patched", "1", "--seed", "7", "--jobs", "3", "--out"])
+        .arg(&out_path)
+        .env("SPARK_VECTORS", spark_vectors::root())
+        .output()
+        .expect("the spark binary runs");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "stderr: {stderr}\nstdout: {stdout}");
+    let report: Value = serde_json::from_str(&stdout).expect("one JSON document");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 6);
+    let mut ids: Vec<&str> = rows.iter().filter_map(|r| str_of(r, "device")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "six distinct 24-hex ids: {ids:?}");
+    assert!(ids.iter().all(|id| id.len() == 24));
+
+    let (mut ota, mut usb, mut skip) = (0, 0, 0);
+    for row in rows {
+        let path = str_of(row, "path").unwrap();
+        let link = str_of(row, "simulated_link").unwrap();
+        let before = str_of(row, "before");
+        let after = str_of(row, "after");
+        assert_eq!(row["ok"], Value::Bool(true), "{row}");
+        assert!(row["error"].is_null(), "{row}");
+        match (link, before) {
+            ("reliable", Some("1.24")) => {
+                ota += 1;
+                assert_eq!(path, "ota", "{row}");
+                assert_eq!(after, Some("1.28"), "{row}");
+                assert_eq!(row["tinker"], Value::Bool(true), "{row}");
+                assert!(row["link_check"]["reliable"].as_bool().unwrap(), "{row}");
+                assert!(row["attempts"].as_u64().unwrap() >= 1);
+            }
+            ("reliable", Some("1.28")) => {
+                skip += 1;
+                assert_eq!(path, "skip", "{row}");
+                assert_eq!(after, Some("1.28"), "{row}");
+                assert!(row["tinker"].is_null());
+            }
+            ("unreliable", _) => {
+                usb += 1;
+                assert_eq!(path, "usb", "{row}");
+                assert!(!row["link_check"]["reliable"].as_bool().unwrap(), "{row}");
+                // Not updated yet: it waits for its owner and a USB cable.
+                assert_ne!(after, Some("1.28"), "{row}");
+                let file = str_of(row, "file").expect("a DfuSe file");
+                assert_eq!(Path::new(file), out_path.join("deep_update_2014_06.dfu"));
+                let bytes = std::fs::read(file).unwrap();
+                let dfuse = DfuseFile::parse(&bytes).expect("a valid DfuSe file");
+                let suffix = dfuse.suffix();
+                assert_eq!((suffix.id_vendor, suffix.id_product), (0x1d50, 0x607f));
+                let targets: Vec<_> = dfuse.targets().collect();
+                assert_eq!(targets.len(), 1);
+                assert_eq!(targets[0].alt(), 0);
+                let elements: Vec<_> = targets[0].elements().collect();
+                assert_eq!(elements.len(), 1);
+                assert_eq!(elements[0].address, 0x0800_5000);
+                assert!(
+                    elements[0].data == image.as_slice(),
+                    "the image, byte for byte"
+                );
+                dfu_suffix_agrees(Path::new(file));
+            }
+            other => panic!("unexpected row {other:?}: {row}"),
+        }
+    }
+    assert_eq!((ota, skip, usb), (4, 1, 1));
+
+    let summary = &report["summary"];
+    assert_eq!(summary["cores"], 6);
+    assert_eq!(summary["target"], "1.28");
+    assert_eq!(summary["ota_planned"], 4);
+    assert_eq!(summary["ota_patched"], 4);
+    assert_eq!(summary["ota_failed"], 0);
+    assert_eq!(summary["usb"], 1);
+    assert_eq!(summary["skipped"], 1);
+    assert!(
+        str_of(summary, "usb_command")
+            .unwrap()
+            .starts_with("dfu-util -d 1d50:607f -a 0")
+    );
+    assert!(
+        str_of(summary, "api_url")
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+}
+
+#[test]
+fn a_missing_image_is_one_line_and_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere").join("deep_update_2014_06.bin");
+    let out = spark(&["demo", "--json", "--image", missing.to_str().unwrap()]);
+    let line = one_error_line(&out);
+    assert!(line.contains("not found"), "{line}");
+    assert!(line.contains(missing.to_str().unwrap()), "{line}");
+
+    // Without --image, an empty vectors folder says where it looked.
+    let out = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args(["demo", "--count", "2", "--unreliable", "0"])
+        .env("SPARK_VECTORS", dir.path())
+        .output()
+        .unwrap();
+    let line = one_error_line(&out);
+    assert!(line.contains("SPARK_VECTORS"), "{line}");
+    assert!(
+        line.contains("dfu/spark-cli/deep_update_2014_06.bin"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_image_without_a_service_pack_or_a_fleet_that_does_not_add_up_is_refused() {
+    let Some(dfu) = spark_vectors::area("dfu") else {
+        return;
+    };
+    let tinker = dfu.join("spark-cli/spark_tinker.bin");
+    let out = spark(&["demo", "--image", tinker.to_str().unwrap()]);
+    let line = one_error_line(&out);
+    assert!(line.contains("no CC3000 service pack"), "{line}");
+
+    let image = dfu.join(IMAGE);
+    let out = spark(&[
+        "demo",
+        "--count",
+        "3",
+        "--unreliable",
+        "2",
+        "--patched",
+        "2",
+        "--image",
+        image.to_str().unwrap(),
+    ]);
+    let line = one_error_line(&out);
+    assert!(line.contains("do not fit"), "{line}");
+}
+
+#[test]
+fn cores_that_refuse_the_update_fail_the_run() {
+    let Some(image) = spark_vectors::read("dfu", IMAGE) else {
+        return;
+    };
+    // The deep update padded past the Core's 128 KiB OTA slot: the Cores refuse it, the rest of the run goes on.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("too_big.bin");
+    let mut padded = image.clone();
+    padded.resize(140 * 1024, 0);
+    std::fs::write(&big, &padded).unwrap();
+    let out = spark(&[
+        "demo",
+        "--json",
+        "--count",
+        "3",
+        "--unreliable",
+        "0",
+        "--patched",
+        "1",
+        "--image",
+        big.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("2 of 2 Cores planned over the air were not patched"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is still printed");
+    assert_eq!(report["summary"]["ota_planned"], 2);
+    assert_eq!(report["summary"]["ota_failed"], 2);
+    assert_eq!(report["summary"]["skipped"], 1);
+    for row in report["rows"].as_array().unwrap() {
+        if str_of(row, "path") == Some("ota") {
+            assert_eq!(row["ok"], Value::Bool(false), "{row}");
+            assert_eq!(str_of(row, "after"), Some("1.24"), "{row}");
+            assert_eq!(row["attempts"], 2, "{row}");
+            assert!(str_of(row, "error").unwrap().contains("failed"), "{row}");
+        }
+    }
+}
