@@ -224,6 +224,25 @@ pub fn check_suffix(file: &DfuFile<'_>, platform: Platform) -> Result<(), Refusa
     }
 }
 
+/// Refuses a DfuSe file whose suffix names another device than the platform's DFU-mode USB id.
+pub fn check_dfuse_suffix(
+    file: &crate::file::dfuse::DfuseFile<'_>,
+    platform: Platform,
+) -> Result<(), Refusal> {
+    let s = file.suffix();
+    let usb = platform.dfu_usb();
+    if s.matches_device(usb.vendor, usb.product) {
+        Ok(())
+    } else {
+        Err(Refusal::WrongDevice {
+            file_vendor: s.id_vendor,
+            file_product: s.id_product,
+            vendor: usb.vendor,
+            product: usb.product,
+        })
+    }
+}
+
 /// The regions of a DfuSe file: every element of every target, to the target's alt setting.
 #[must_use]
 pub fn dfuse_regions<'a>(file: &crate::file::dfuse::DfuseFile<'a>) -> Vec<Region<'a>> {
@@ -248,17 +267,7 @@ pub fn flash_dfuse_file(
     options: Options,
     on_event: impl FnMut(Event),
 ) -> Result<Summary, OpError> {
-    let s = file.suffix();
-    let usb = platform.dfu_usb();
-    if !s.matches_device(usb.vendor, usb.product) {
-        return Err(Refusal::WrongDevice {
-            file_vendor: s.id_vendor,
-            file_product: s.id_product,
-            vendor: usb.vendor,
-            product: usb.product,
-        }
-        .into());
-    }
+    check_dfuse_suffix(file, platform)?;
     let regions = dfuse_regions(file);
     write(
         transport,
