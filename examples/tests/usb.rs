@@ -292,7 +292,10 @@ fn injected_usb_faults_end_in_one_clear_line() {
     assert!(err.contains("device disconnected"), "{err}");
     let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("245:status=3"));
     // The GETSTATUS after the first data block reports errWRITE.
-    assert!(err.contains("device reports Status(3)"), "{err}");
+    assert!(
+        err.contains("device reports status 3 (Device is unable to write memory) in dfuERROR"),
+        "{err}"
+    );
     let err = rig.refused(&["keys", "save", "k.der"], Some("2:stall"));
     assert!(err.contains("reading the key failed"), "{err}");
     assert!(!rig.path("k.der").exists());

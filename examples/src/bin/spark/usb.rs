@@ -575,9 +575,23 @@ impl Drop for Progress {
     }
 }
 
-/// A failed operation as one line, with what was being done.
+/// A failed operation as one line, with what was being done; device statuses with dfu-util's words.
 fn op_failure(what: &str, e: OpError) -> Failure {
-    Failure(format!("{what} failed: {e}"))
+    use spark_dfu::host::HostError;
+    match e {
+        OpError::Host(HostError::Device {
+            phase,
+            address,
+            status,
+            state,
+        }) => Failure(format!(
+            "{what} failed: device reports status {} ({}) in {} during {phase:?} at {address:#010x}",
+            status.0,
+            status.description(),
+            state.name()
+        )),
+        e => Failure(format!("{what} failed: {e}")),
+    }
 }
 
 #[derive(Serialize)]
