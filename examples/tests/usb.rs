@@ -15,12 +15,15 @@ const INTERNAL: usize = 0x2_0000;
 /// A simulated Core kept in a temporary directory.
 struct Rig {
     dir: tempfile::TempDir,
+    /// The simulated Core starts as an application with a run-time DFU interface.
+    runtime: bool,
 }
 
 impl Rig {
     fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            runtime: false,
         }
     }
 
@@ -33,9 +36,13 @@ impl Rig {
         c.current_dir(self.dir.path())
             .env("SPARK_DFU_SIM", self.state())
             .env_remove("SPARK_DFU_SIM_FAULT")
+            .env_remove("SPARK_DFU_SIM_MODE")
             .args(args);
         if let Some(f) = fault {
             c.env("SPARK_DFU_SIM_FAULT", f);
+        }
+        if self.runtime {
+            c.env("SPARK_DFU_SIM_MODE", "runtime");
         }
         c.output().expect("run spark")
     }
@@ -375,4 +382,31 @@ fn keys_load_then_save_round_trips() {
     // Not a key: refused before the device is touched.
     std::fs::write(rig.path("junk.der"), b"hello").unwrap();
     rig.refused(&["keys", "load", "junk.der"], None);
+}
+
+#[test]
+fn a_device_in_run_time_mode_is_detached_first() {
+    let Some(tinker) = vector("spark-cli/spark_tinker.bin") else {
+        return;
+    };
+    let mut rig = Rig::new();
+    rig.runtime = true;
+    let out = rig.run(&["dfu", "list"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("Found Runtime: [1d50:607d] ver=0200"),
+        "{text}"
+    );
+    let r = rig.json(&["dfu", "list", "--json"]);
+    assert_eq!(r[0]["mode"], "runtime");
+    // flash: GETSTATUS, DETACH, re-enumeration, GETSTATE, then the usual DFU session.
+    let image = std::fs::read(&tinker).unwrap();
+    rig.json(&["flash", "--usb", s(&tinker), "--json"]);
+    assert_eq!(rig.memory(0x0800_5000, image.len()), image);
+    // A failure during the detach is one clear line.
+    let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("1:usb"));
+    assert!(
+        err.contains("cannot switch the device to DFU mode"),
+        "{err}"
+    );
 }

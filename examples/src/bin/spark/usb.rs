@@ -4,7 +4,8 @@
 //! Test hook (hidden): with `SPARK_DFU_SIM=<state file>` the tool talks to spark-dfu's simulated Spark Core
 //! instead of USB, loading its internal and SPI flash from that file before the command and saving them after
 //! (see [`SimState`]); `SPARK_DFU_SIM_FAULT=<n>:<kind>[,...]` injects faults at the n-th control transfer
-//! (`stall`, `usb`, `disappear`, `status=<code>`).
+//! (`stall`, `usb`, `disappear`, `status=<code>`); `SPARK_DFU_SIM_MODE=runtime` makes it start as an application
+//! with a run-time DFU interface (run-time USB ids), which the tool detaches into DFU mode first.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,8 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use spark_dfu::file::DfuFile;
 use spark_dfu::file::dfuse::{self, DfuseFile};
-use spark_dfu::host::proto::{Setup, Status};
-use spark_dfu::host::runtime::DetachOptions;
+use spark_dfu::host::proto::{FunctionalDescriptor, Setup, Status};
+use spark_dfu::host::runtime::{DetachOptions, DetachOutcome};
 use spark_dfu::host::{Event, Options, Summary, TransferError};
 use spark_dfu::ops::{self, OpError};
 use spark_dfu::platform::{Item, Platform, UsbId};
@@ -29,6 +30,8 @@ use crate::{Failure, Outcome, cloud, offline};
 pub(crate) const SIM_ENV: &str = "SPARK_DFU_SIM";
 /// Faults to inject into the simulated Core.
 pub(crate) const SIM_FAULT_ENV: &str = "SPARK_DFU_SIM_FAULT";
+/// `runtime`: the simulated Core starts in run-time mode.
+pub(crate) const SIM_MODE_ENV: &str = "SPARK_DFU_SIM_MODE";
 
 /// Which DFU device to use when several are plugged in.
 #[derive(Args, Debug, Clone, Default)]
@@ -165,8 +168,12 @@ pub(crate) struct SimState;
 impl SimState {
     const MAGIC: &'static [u8; 8] = b"SPKSIM01";
 
-    fn load(path: &Path) -> Result<SparkCore, Failure> {
-        let mut core = SparkCore::new();
+    fn load(path: &Path, runtime: bool) -> Result<SparkCore, Failure> {
+        let mut core = if runtime {
+            SparkCore::in_runtime(true)
+        } else {
+            SparkCore::new()
+        };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(core),
@@ -285,8 +292,32 @@ fn sim_path() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+fn sim_runtime() -> bool {
+    std::env::var_os(SIM_MODE_ENV).is_some_and(|m| m == "runtime")
+}
+
 fn sim_listing(path: PathBuf) -> Listed {
     let core = Platform::Core;
+    if sim_runtime() {
+        let id = core.runtime_usb();
+        return Listed {
+            vendor: format!("{:04x}", id.vendor),
+            product: format!("{:04x}", id.product),
+            ver: format!("{:04x}", core.dfu_bcd_device().unwrap_or(0)),
+            devnum: 1,
+            path: "sim".into(),
+            serial: Some("SPARKSIM0001".into()),
+            platform: Some(core.name()),
+            mode: "runtime",
+            alts: vec![ListedAlt {
+                interface: 0,
+                alt: 0,
+                name: None,
+            }],
+            id,
+            source: Source::Sim(path),
+        };
+    }
     let id = core.dfu_usb();
     Listed {
         vendor: format!("{:04x}", id.vendor),
@@ -485,9 +516,10 @@ fn with_device<T>(
     f: impl FnOnce(&mut Link, Platform) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let (device, platform) = choose(select)?;
-    let mut link = match device.source {
+    let runtime = device.mode == "runtime";
+    let mut link = match &device.source {
         Source::Sim(path) => {
-            let mut core = SimState::load(&path)?;
+            let mut core = SimState::load(path, runtime)?;
             if let Some(faults) = std::env::var_os(SIM_FAULT_ENV) {
                 for (n, fault) in parse_faults(&faults.to_string_lossy())? {
                     core.inject(n, fault);
@@ -495,7 +527,7 @@ fn with_device<T>(
             }
             Link::Sim {
                 core: Box::new(core),
-                path,
+                path: path.clone(),
             }
         }
         Source::Usb(d) => {
@@ -505,29 +537,49 @@ fn with_device<T>(
                     device.vendor, device.product
                 ))
             })?;
-            let mut link = Link::Usb(transport);
-            if device.mode == "runtime" {
-                let interface = d.alts.first().map_or(0, |a| u16::from(a.interface));
-                let options = match &d.functional {
-                    Some(f) => DetachOptions::for_descriptor(interface, f),
-                    None => DetachOptions {
-                        interface,
-                        timeout_ms: 1000,
-                        will_detach: false,
-                        reenumerate_ms: 5000,
-                    },
-                };
-                ops::detach(&mut link, options)
-                    .map_err(|e| Failure(format!("cannot switch the device to DFU mode: {e}")))?;
-            }
-            link
+            Link::Usb(transport)
         }
     };
-    let result = f(&mut link, platform);
+    let result = if runtime {
+        detach(&mut link, &device).and_then(|()| f(&mut link, platform))
+    } else {
+        f(&mut link, platform)
+    };
     if let Link::Sim { core, path } = &link {
         SimState::save(path, core)?;
     }
     result
+}
+
+/// Sends a device found in run-time mode to DFU mode, as dfu-util does before anything else.
+fn detach(link: &mut Link, device: &Listed) -> Result<(), Failure> {
+    let interface = device.alts.first().map_or(0, |a| u16::from(a.interface));
+    let functional = match &device.source {
+        Source::Usb(d) => d.functional,
+        // The simulated application describes its interface as the bootloader does (bitWillDetach, 255 ms).
+        Source::Sim(_) => {
+            FunctionalDescriptor::parse(&[9, 0x21, 0x0B, 0xFF, 0, 0, 4, 0x1A, 1]).ok()
+        }
+    };
+    let options = match &functional {
+        Some(f) => DetachOptions::for_descriptor(interface, f),
+        None => DetachOptions {
+            interface,
+            timeout_ms: 1000,
+            will_detach: false,
+            reenumerate_ms: 5000,
+        },
+    };
+    match ops::detach(link, options) {
+        Ok(DetachOutcome::Detached { state: Some(_) } | DetachOutcome::AlreadyInDfu(_)) => Ok(()),
+        Ok(_) => Err(Failure(
+            "the device left for DFU mode but was not found again; run the command once more"
+                .into(),
+        )),
+        Err(e) => Err(Failure(format!(
+            "cannot switch the device to DFU mode: {e}"
+        ))),
+    }
 }
 
 /// Bytes moved, drawn on stderr unless `--json` or stderr is not a terminal.
@@ -827,14 +879,14 @@ pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
             let der = device_key_der(&key)?;
             let backup = (!no_backup).then(|| with_prefix(&key, "pre_"));
             let device = with_device(&select, |link, platform| {
+                let room = platform.location(item).map_or(0, |p| p.len);
                 if let Some(backup) = &backup {
-                    let progress = Progress::new(ctx, 0, "Reading");
+                    let progress = Progress::new(ctx, u64::from(room), "Reading");
                     let old = ops::read_item(link, platform, item, |e| progress.event(e))
                         .map_err(|e| op_failure("saving the device's key", e))?;
                     crate::output::write_private(backup, &old)
                         .map_err(|e| Failure(format!("cannot write {}: {e}", backup.display())))?;
                 }
-                let room = platform.location(item).map_or(0, |p| p.len);
                 let progress = Progress::new(ctx, u64::from(room) * 2, "Writing");
                 let options = Options {
                     leave,
