@@ -163,3 +163,56 @@ fn faults_during_detach_are_typed() {
         );
     }
 }
+
+use proptest::prelude::*;
+use spark_dfu::host::runtime::{Detach, DetachAction};
+
+fn reply() -> impl Strategy<Value = Result<Vec<u8>, TransferError>> {
+    prop_oneof![
+        Just(Err(TransferError::Stall)),
+        Just(Err(TransferError::Disconnected)),
+        Just(Err(TransferError::Io)),
+        Just(Err(TransferError::Unsupported)),
+        proptest::collection::vec(any::<u8>(), 0..8).prop_map(Ok),
+        (0u8..12).prop_map(|s| Ok(vec![0, 0, 0, 0, s, 0])),
+        (0u8..12).prop_map(|s| Ok(vec![s])),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever the device answers, the detach ends (done or a sticky error) within a few steps, and never
+    /// sends more than GETSTATUS, DETACH and GETSTATE.
+    #[test]
+    fn detach_against_any_replies(
+        will_detach in any::<bool>(),
+        replies in proptest::collection::vec(reply(), 0..8),
+    ) {
+        let mut d = Detach::new(options(will_detach));
+        let mut replies = replies.into_iter();
+        for _ in 0..16 {
+            let action = match d.poll() {
+                Ok(a) => a,
+                Err(_) => break,
+            };
+            let r = match action {
+                DetachAction::Done(_) => break,
+                DetachAction::Wait(_) => continue,
+                DetachAction::In(_) => {
+                    let Some(r) = replies.next() else { break };
+                    d.handle_in(r.as_deref().map_err(|e| *e))
+                }
+                _ => {
+                    let Some(r) = replies.next() else { break };
+                    d.handle_out(r.map(|_| ()))
+                }
+            };
+            if let Err(e) = r {
+                prop_assert_eq!(d.poll(), Err(e));
+                break;
+            }
+        }
+        prop_assert!(d.transfers() <= 3);
+    }
+}
