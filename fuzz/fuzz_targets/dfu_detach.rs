@@ -42,7 +42,9 @@ fuzz_target!(|input: &[u8]| {
                 machine.handle_out(r.map(|_| ()))
             }
             DetachAction::In(setup) => {
-                let Some(r) = next(usize::from(setup.length)) else { break };
+                let Some(r) = next(usize::from(setup.length)) else {
+                    break;
+                };
                 machine.handle_in(r.as_deref().map_err(|e| *e))
             }
             DetachAction::Wait(_) => Ok(()),
