@@ -85,6 +85,7 @@ fn keys_server_reproduces_particle_cli_images() {
             "device.spark.io",
             "-o",
             "core.der",
+            "--file-only",
             "--json",
         ],
     ));
@@ -104,6 +105,7 @@ fn keys_server_reproduces_particle_cli_images() {
             "photon",
             "-o",
             "p.der",
+            "--file-only",
             "--json",
         ],
     ));
@@ -127,6 +129,7 @@ fn keys_server_records_an_ipv4_address_and_port() {
             "192.168.1.10",
             "--port",
             "5683",
+            "--file-only",
             "--json",
         ],
     ));
@@ -150,7 +153,7 @@ fn keys_server_records_an_ipv4_address_and_port() {
 fn keys_server_refuses_a_non_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("junk"), b"hello").unwrap();
-    let out = spark(dir.path(), &["keys", "server", "junk"]);
+    let out = spark(dir.path(), &["keys", "server", "junk", "--file-only"]);
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr)

@@ -224,6 +224,25 @@ pub fn check_suffix(file: &DfuFile<'_>, platform: Platform) -> Result<(), Refusa
     }
 }
 
+/// Refuses a DfuSe file whose suffix names another device than the platform's DFU-mode USB id.
+pub fn check_dfuse_suffix(
+    file: &crate::file::dfuse::DfuseFile<'_>,
+    platform: Platform,
+) -> Result<(), Refusal> {
+    let s = file.suffix();
+    let usb = platform.dfu_usb();
+    if s.matches_device(usb.vendor, usb.product) {
+        Ok(())
+    } else {
+        Err(Refusal::WrongDevice {
+            file_vendor: s.id_vendor,
+            file_product: s.id_product,
+            vendor: usb.vendor,
+            product: usb.product,
+        })
+    }
+}
+
 /// The regions of a DfuSe file: every element of every target, to the target's alt setting.
 #[must_use]
 pub fn dfuse_regions<'a>(file: &crate::file::dfuse::DfuseFile<'a>) -> Vec<Region<'a>> {
@@ -248,17 +267,7 @@ pub fn flash_dfuse_file(
     options: Options,
     on_event: impl FnMut(Event),
 ) -> Result<Summary, OpError> {
-    let s = file.suffix();
-    let usb = platform.dfu_usb();
-    if !s.matches_device(usb.vendor, usb.product) {
-        return Err(Refusal::WrongDevice {
-            file_vendor: s.id_vendor,
-            file_product: s.id_product,
-            vendor: usb.vendor,
-            product: usb.product,
-        }
-        .into());
-    }
+    check_dfuse_suffix(file, platform)?;
     let regions = dfuse_regions(file);
     write(
         transport,
@@ -268,4 +277,68 @@ pub fn flash_dfuse_file(
         options,
         on_event,
     )
+}
+
+/// Writes `data` at the platform's place for `item` (its alt setting and address), refusing data longer than
+/// the room there: for images built elsewhere, such as a server-key image with a port.
+pub fn write_item(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    item: Item,
+    data: &[u8],
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let place = platform
+        .location(item)
+        .ok_or(OpError::Unsupported { platform, item })?;
+    if data.len() > place.len as usize {
+        return Err(Refusal::Firmware(module::FirmwareError::DoesNotFit {
+            len: data.len(),
+            room: place.len,
+        })
+        .into());
+    }
+    let region = Region {
+        alt: place.alt,
+        address: place.address,
+        data,
+    };
+    write(transport, platform, item, &[region], options, on_event)
+}
+
+/// Reads the whole room of `item` (`keys save` reads the device key's 1024 bytes on a Core).
+pub fn read_item(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    item: Item,
+    on_event: impl FnMut(Event),
+) -> Result<Vec<u8>, OpError> {
+    let place = platform
+        .location(item)
+        .ok_or(OpError::Unsupported { platform, item })?;
+    let dev = device(platform, item)?;
+    let mut out = vec![0u8; place.len as usize];
+    let mut host = Host::upload(dev, place.alt, place.address, &mut out)?;
+    run(&mut host, transport, on_event)?;
+    Ok(out)
+}
+
+/// DFU_GETSTATE on the platform's DFU interface (interface 0): the state, unchanged.
+pub fn get_state(
+    transport: &mut (impl Transport + ?Sized),
+    interface: u16,
+) -> Result<crate::host::proto::State, OpError> {
+    Ok(crate::transport::blocking::get_state(transport, interface)?)
+}
+
+/// Sends a run-time DFU interface to DFU mode: GETSTATUS, DETACH, a USB reset unless the device detaches by
+/// itself, then the transport finds it again (or, if it cannot, the detach timeout is waited) and GETSTATE
+/// confirms DFU mode.
+pub fn detach(
+    transport: &mut (impl Transport + ?Sized),
+    options: crate::host::runtime::DetachOptions,
+) -> Result<crate::host::runtime::DetachOutcome, OpError> {
+    let mut machine = crate::host::runtime::Detach::new(options);
+    Ok(crate::transport::blocking::detach(&mut machine, transport)?)
 }

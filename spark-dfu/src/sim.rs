@@ -74,6 +74,11 @@ pub struct SparkCore {
     /// Every range actually programmed `(address, len)`.
     pub programmed: Vec<(u32, u32)>,
     faults: Vec<(u32, Fault)>,
+    /// Run-time mode only: bitWillDetach, and when an unanswered DETACH expires (simulated ms).
+    will_detach: bool,
+    detach_deadline: Option<u64>,
+    /// Gone from the bus after a DETACH: found again in DFU mode by a re-enumeration.
+    detached: bool,
 }
 
 impl Default for SparkCore {
@@ -101,6 +106,80 @@ impl SparkCore {
             log: None,
             programmed: Vec::new(),
             faults: Vec::new(),
+            will_detach: true,
+            detach_deadline: None,
+            detached: false,
+        }
+    }
+
+    /// A Core running an application that offers a run-time DFU interface (appIDLE), as later firmware does;
+    /// the 2014 Core firmware had none. DFU_DETACH sends it to the bootloader: with `will_detach` it leaves the
+    /// bus at once and is found again in DFU mode by a re-enumeration; without, it waits for a USB reset and
+    /// goes back to appIDLE when the detach timeout passes first (simulated time advances with the waits).
+    #[must_use]
+    pub fn in_runtime(will_detach: bool) -> Self {
+        Self {
+            state: State::AppIdle,
+            status: Status::OK,
+            will_detach,
+            ..Self::new()
+        }
+    }
+
+    fn in_runtime_mode(&self) -> bool {
+        matches!(self.state, State::AppIdle | State::AppDetach)
+    }
+
+    /// A USB bus reset: a run-time interface told to detach enters DFU mode; otherwise nothing changes.
+    fn bus_reset(&mut self) -> Result<(), TransferError> {
+        if self.gone {
+            return Err(TransferError::Disconnected);
+        }
+        if self.state == State::AppDetach {
+            self.detach_deadline = None;
+            self.reenter_dfu();
+        }
+        Ok(())
+    }
+
+    /// Finding the device again: after a DETACH it is back in DFU mode; after the leave request it runs the
+    /// application, which has no DFU interface.
+    fn find_again(&mut self) -> Result<(), TransferError> {
+        if self.detached {
+            self.detached = false;
+            self.reenter_dfu();
+        }
+        if self.gone {
+            return Err(TransferError::Timeout);
+        }
+        Ok(())
+    }
+
+    fn advance_clock(&mut self, ms: u32) {
+        self.elapsed_ms += u64::from(ms);
+        if let Some(deadline) = self.detach_deadline
+            && self.elapsed_ms >= deadline
+            && self.state == State::AppDetach
+        {
+            self.detach_deadline = None;
+            self.state = State::AppIdle;
+        }
+    }
+
+    fn runtime_out(&mut self, setup: Setup) -> Result<(), TransferError> {
+        match setup.dfu_request() {
+            Some(Request::Detach) if self.state == State::AppIdle => {
+                self.state = State::AppDetach;
+                if self.will_detach {
+                    self.gone = true;
+                    self.detached = true;
+                } else {
+                    self.detach_deadline = Some(self.elapsed_ms + u64::from(setup.value));
+                }
+                Ok(())
+            }
+            // The application stalls anything else; it stays in run-time mode.
+            _ => Err(TransferError::Stall),
         }
     }
 
@@ -242,6 +321,9 @@ impl SparkCore {
         if let Some(f) = self.fault_now() {
             return Err(self.fault_error(f));
         }
+        if self.in_runtime_mode() {
+            return self.runtime_out(setup);
+        }
         match setup.dfu_request() {
             Some(Request::ClrStatus) if self.state == State::Error => {
                 self.state = State::Idle;
@@ -296,6 +378,9 @@ impl SparkCore {
         }
         if let Some(f) = fault {
             return Err(self.fault_error(f));
+        }
+        if self.in_runtime_mode() && setup.dfu_request() == Some(Request::Upload) {
+            return Err(TransferError::Stall);
         }
         match setup.dfu_request() {
             Some(Request::GetStatus) => self.get_status(buf),
@@ -366,7 +451,11 @@ impl SparkCore {
                 .map_or(0, |a| u32::from_le_bytes([a[0], a[1], a[2], a[3]]));
             match data[0] {
                 0x21 => self.pointer = address,
-                0x41 => self.erase(address),
+                // The bootloader loads the pointer from the erase command too (`DFU_Status_Out`).
+                0x41 => {
+                    self.pointer = address;
+                    self.erase(address);
+                }
                 _ => {}
             }
             return;
@@ -452,7 +541,13 @@ impl blocking::Transport for SparkCore {
         self.input(setup, buf)
     }
     fn wait(&mut self, ms: u32) {
-        self.elapsed_ms += u64::from(ms);
+        self.advance_clock(ms);
+    }
+    fn reset(&mut self) -> Result<(), TransferError> {
+        self.bus_reset()
+    }
+    fn reenumerate(&mut self, _timeout_ms: u32) -> Result<(), TransferError> {
+        self.find_again()
     }
 }
 
@@ -467,6 +562,12 @@ impl asynch::Transport for SparkCore {
         self.input(setup, buf)
     }
     async fn wait(&mut self, ms: u32) {
-        self.elapsed_ms += u64::from(ms);
+        self.advance_clock(ms);
+    }
+    async fn reset(&mut self) -> Result<(), TransferError> {
+        self.bus_reset()
+    }
+    async fn reenumerate(&mut self, _timeout_ms: u32) -> Result<(), TransferError> {
+        self.find_again()
     }
 }

@@ -83,7 +83,11 @@ impl DfuDevice {
             })?;
         let device = self.info.open().wait()?;
         let claimed = device.claim_interface(interface).wait()?;
-        Ok(UsbTransport { interface: claimed })
+        Ok(UsbTransport {
+            interface: claimed,
+            device,
+            serial: self.serial.clone(),
+        })
     }
 
     /// The lines `dfu-util -l` prints for this device, one per alt setting.
@@ -194,6 +198,28 @@ pub fn list() -> Result<Vec<DfuDevice>, UsbError> {
 #[derive(Debug)]
 pub struct UsbTransport {
     interface: nusb::Interface,
+    device: nusb::Device,
+    /// To find the device again after a detach or reset (it comes back with another product id).
+    serial: Option<String>,
+}
+
+impl UsbTransport {
+    /// Looks for the device in DFU mode (interface protocol 2), by serial number when it has one.
+    fn find_dfu_mode(&self) -> Option<(nusb::DeviceInfo, u8)> {
+        let devices = nusb::list_devices().wait().ok()?;
+        for info in devices {
+            if self.serial.is_some() && info.serial_number() != self.serial.as_deref() {
+                continue;
+            }
+            let dfu = info
+                .interfaces()
+                .find(|i| i.class() == 0xFE && i.subclass() == 0x01 && i.protocol() == 2);
+            if let Some(i) = dfu {
+                return Some((info.clone(), i.interface_number()));
+            }
+        }
+        None
+    }
 }
 
 fn map(e: nusb::transfer::TransferError) -> TransferError {
@@ -254,6 +280,28 @@ impl blocking::Transport for UsbTransport {
 
     fn wait(&mut self, ms: u32) {
         std::thread::sleep(Duration::from_millis(u64::from(ms)));
+    }
+
+    fn reset(&mut self) -> Result<(), TransferError> {
+        self.device.reset().wait().map_err(|_| TransferError::Io)
+    }
+
+    fn reenumerate(&mut self, timeout_ms: u32) -> Result<(), TransferError> {
+        let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        loop {
+            if let Some((info, number)) = self.find_dfu_mode()
+                && let Ok(device) = info.open().wait()
+                && let Ok(interface) = device.claim_interface(number).wait()
+            {
+                self.device = device;
+                self.interface = interface;
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(TransferError::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! set-address before every block.
 
 pub mod proto;
+pub mod runtime;
 
 use crate::file::layout::{ErasePages, MemoryLayout};
 use proto::{Request, Setup, State, Status, StatusReply};
@@ -29,6 +30,9 @@ pub enum TransferError {
     /// Another USB error.
     #[error("USB error")]
     Io,
+    /// The transport cannot do this (a bus reset or a re-enumeration it has no means for).
+    #[error("not supported by this transport")]
+    Unsupported,
 }
 
 /// What the host was doing when something failed.
@@ -49,6 +53,10 @@ pub enum Phase {
     Read,
     /// Aborting to dfuIDLE.
     Abort,
+    /// Sending a run-time interface to DFU mode (DETACH, reset, re-enumeration).
+    Detach,
+    /// A single status or state query.
+    Query,
 }
 
 /// Why a run failed.

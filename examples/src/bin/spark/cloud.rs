@@ -140,12 +140,12 @@ pub(crate) struct SubscribeArgs {
 pub(crate) struct FlashArgs {
     /// Flash over the air through the cloud.
     #[arg(long, required = true)]
-    cloud: bool,
+    pub(crate) cloud: bool,
     /// Device id or name.
-    device: String,
+    pub(crate) device: String,
     /// A `.bin` file, source files, or the name of an app the cloud knows (`tinker`).
     #[arg(required = true)]
-    files: Vec<String>,
+    pub(crate) files: Vec<String>,
 }
 
 /// `spark compile`.

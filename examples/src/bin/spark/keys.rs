@@ -1,4 +1,5 @@
-//! `spark keys new|server`: device key pairs and server-key images, offline.
+//! `spark keys new|server|load|save`: device key pairs and server-key images; `server` also writes the image to
+//! the device over DFU, `load` and `save` move the device key (in [`crate::usb`]).
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,8 @@ pub(crate) enum KeysCommand {
         #[arg(long, default_value_t = 1024)]
         bits: usize,
     },
-    /// Write a server public key with the server's address in the device's storage form (the image `keys server`
-    /// sends over DFU).
+    /// Write a server public key with the server's address in the device's storage form to a file and, unless
+    /// `--file-only`, to the device over DFU.
     Server {
         /// The server public key (PEM or DER).
         key: PathBuf,
@@ -36,13 +37,20 @@ pub(crate) enum KeysCommand {
         /// The server port.
         #[arg(long)]
         port: Option<u16>,
-        /// The platform whose storage form to write (default: core).
-        #[arg(long, default_value = "core")]
-        platform: String,
+        /// The platform whose storage form to write (default: the device's; core with `--file-only`).
+        #[arg(long)]
+        platform: Option<String>,
         /// The file to write (default: `<key>.der` beside the key, with `-<host>` when a host is given).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Only write the file; do not touch a device.
+        #[arg(long)]
+        file_only: bool,
+        #[command(flatten)]
+        select: crate::usb::Select,
     },
+    #[command(flatten)]
+    Device(crate::usb::DeviceKeyCommand),
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
@@ -77,6 +85,8 @@ struct ServerReport {
     key_size: usize,
     host: Option<String>,
     port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<crate::usb::DeviceWrite>,
 }
 
 fn platform_named(name: &str) -> Result<Platform, Failure> {
@@ -89,6 +99,7 @@ fn platform_named(name: &str) -> Result<Platform, Failure> {
 /// `spark keys`.
 pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
     match command {
+        KeysCommand::Device(c) => crate::usb::device_key(ctx, c),
         KeysCommand::New { name, bits } => {
             if !(512..=4096).contains(&bits) {
                 return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
@@ -126,8 +137,23 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
             port,
             platform,
             output,
+            file_only,
+            select,
         } => {
-            let platform = platform_named(&platform)?;
+            let named = platform.as_deref().map(platform_named).transpose()?;
+            let platform = if file_only {
+                named.unwrap_or(Platform::Core)
+            } else {
+                let found = crate::usb::device_platform(&select)?;
+                if let Some(p) = named.filter(|&p| p != found) {
+                    return Err(Failure(format!(
+                        "--platform {} given, but the device is a {}",
+                        p.name(),
+                        found.name()
+                    )));
+                }
+                found
+            };
             let format = platform
                 .server_key_format()
                 .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
@@ -159,6 +185,11 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
                 }
             });
             write(&output, &image)?;
+            let device = if file_only {
+                None
+            } else {
+                Some(crate::usb::write_server_key(ctx, &select, &image)?)
+            };
             let report = ServerReport {
                 file: output.display().to_string(),
                 platform: platform.name(),
@@ -166,9 +197,16 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
                 key_size: der.len(),
                 host,
                 port,
+                device,
             };
             if ctx.json {
                 return ctx.print_json(&report);
+            }
+            if let Some(d) = &report.device {
+                println!(
+                    "Wrote the server key ({} bytes) to the {} at {} (alt {}); your device will not restart",
+                    d.bytes, d.platform, d.address, d.alt
+                );
             }
             println!(
                 "Wrote {} ({} bytes for the {}{})",

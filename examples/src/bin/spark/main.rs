@@ -1,7 +1,7 @@
 //! `spark`: the command-line tool for Spark Cores and the Spark / Particle cloud, built on the spark-sdk crates.
 //!
 //! Cloud commands use `spark-api`; `binary`, `dfu` and `cc3000` work offline on files with `spark-dfu` and
-//! `spark-cc3000`. Every command that reports something takes `--json`. Errors are one line on stderr and the exit
+//! `spark-cc3000`; `dfu list`, `flash --usb`, `keys load|save|server` talk to a device over USB DFU. Every command that reports something takes `--json`. Errors are one line on stderr and the exit
 //! code is non-zero.
 
 use std::process::ExitCode;
@@ -13,6 +13,7 @@ mod demo;
 mod keys;
 mod offline;
 mod output;
+mod usb;
 
 /// The Spark command-line tool.
 #[derive(Parser, Debug)]
@@ -57,16 +58,16 @@ enum Command {
     Publish(cloud::PublishArgs),
     /// Stream events until Ctrl-C (or `--count` events).
     Subscribe(cloud::SubscribeArgs),
-    /// Flash firmware to a device over the air (`--cloud`).
-    Flash(cloud::FlashArgs),
+    /// Flash firmware to a device over the air (`--cloud`) or over USB DFU (`--usb`, `--factory`).
+    Flash(usb::FlashArgs),
     /// Compile sources in the cloud and download the binary.
     Compile(cloud::CompileArgs),
     /// Inspect firmware binaries.
     #[command(subcommand)]
     Binary(offline::BinaryCommand),
-    /// DFU files.
+    /// DFU devices and files.
     #[command(subcommand)]
-    Dfu(offline::DfuCommand),
+    Dfu(usb::DfuCommand),
     /// CC3000 service-pack images.
     #[command(subcommand)]
     Cc3000(offline::Cc3000Command),
@@ -95,7 +96,8 @@ fn main() -> ExitCode {
     let ctx = output::Context { json: cli.json };
     let result = match cli.command {
         Command::Binary(c) => offline::binary(&ctx, c),
-        Command::Dfu(c) => offline::dfu(&ctx, c),
+        Command::Dfu(c) => usb::dfu(&ctx, c),
+        Command::Flash(a) if !a.is_cloud() => usb::flash(&ctx, a),
         Command::Cc3000(c) => offline::cc3000(&ctx, c),
         Command::Keys(c) => keys::keys(&ctx, c),
         Command::Demo(a) => demo::demo(&ctx, a),
@@ -125,7 +127,10 @@ fn main() -> ExitCode {
                     Command::Get(a) => cloud::get(&ctx, &settings, a).await,
                     Command::Publish(a) => cloud::publish(&ctx, &settings, a).await,
                     Command::Subscribe(a) => cloud::subscribe(&ctx, &settings, a).await,
-                    Command::Flash(a) => cloud::flash(&ctx, &settings, a).await,
+                    Command::Flash(a) => match a.into_cloud() {
+                        Ok(a) => cloud::flash(&ctx, &settings, a).await,
+                        Err(e) => Err(e),
+                    },
                     Command::Compile(a) => cloud::compile(&ctx, &settings, a).await,
                     Command::Binary(_)
                     | Command::Dfu(_)

@@ -1,0 +1,1011 @@
+//! The `spark` commands that go over USB DFU: `dfu list`, `flash --usb|--factory`, `keys load|save` and the
+//! device half of `keys server`, on spark-dfu's host, operations and nusb backend.
+//!
+//! Test hook (hidden): with `SPARK_DFU_SIM=<state file>` the tool talks to spark-dfu's simulated Spark Core
+//! instead of USB, loading its internal and SPI flash from that file before the command and saving them after
+//! (see [`SimState`]); `SPARK_DFU_SIM_FAULT=<n>:<kind>[,...]` injects faults at the n-th control transfer
+//! (`stall`, `usb`, `disappear`, `status=<code>`); `SPARK_DFU_SIM_MODE=runtime` makes it start as an application
+//! with a run-time DFU interface (run-time USB ids), which the tool detaches into DFU mode first.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{ArgGroup, Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use spark_dfu::file::DfuFile;
+use spark_dfu::file::dfuse::{self, DfuseFile};
+use spark_dfu::host::proto::{FunctionalDescriptor, Setup, Status};
+use spark_dfu::host::runtime::{DetachOptions, DetachOutcome};
+use spark_dfu::host::{Event, Options, Summary, TransferError};
+use spark_dfu::ops::{self, OpError};
+use spark_dfu::platform::{Item, Platform, UsbId};
+use spark_dfu::sim::{Fault, SparkCore};
+use spark_dfu::transport::blocking::Transport;
+
+use crate::output::Context;
+use crate::{Failure, Outcome, cloud, offline};
+
+/// The environment variable that swaps USB for the simulated Core (tests only).
+pub(crate) const SIM_ENV: &str = "SPARK_DFU_SIM";
+/// Faults to inject into the simulated Core.
+pub(crate) const SIM_FAULT_ENV: &str = "SPARK_DFU_SIM_FAULT";
+/// `runtime`: the simulated Core starts in run-time mode.
+pub(crate) const SIM_MODE_ENV: &str = "SPARK_DFU_SIM_MODE";
+
+/// Which DFU device to use when several are plugged in.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct Select {
+    /// The device's USB ids, `vendor:product` in hex (default: any device of the platform table).
+    #[arg(long = "device", value_name = "VID:PID", value_parser = parse_usb_id)]
+    usb_id: Option<UsbId>,
+    /// The device's USB serial number.
+    #[arg(long)]
+    serial: Option<String>,
+}
+
+fn parse_usb_id(text: &str) -> Result<UsbId, String> {
+    let (v, p) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}`: expected vendor:product in hex"))?;
+    let hex = |s: &str| {
+        u16::from_str_radix(s.trim_start_matches("0x"), 16)
+            .map_err(|_| format!("`{s}` is not a 16-bit hex number"))
+    };
+    Ok(UsbId {
+        vendor: hex(v)?,
+        product: hex(p)?,
+    })
+}
+
+/// `spark dfu ...`: the device listing, plus the file commands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum DfuCommand {
+    /// List the DFU devices, one line per alt setting, like `dfu-util -l`.
+    List {
+        #[command(flatten)]
+        select: Select,
+    },
+    #[command(flatten)]
+    Files(offline::DfuCommand),
+}
+
+/// `spark flash`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("how").required(true).multiple(true).args(["cloud", "usb", "factory"])))]
+pub(crate) struct FlashArgs {
+    /// Flash over the air through the cloud: `spark flash --cloud <device> <files...>`.
+    #[arg(long, conflicts_with_all = ["usb", "factory"])]
+    cloud: bool,
+    /// Flash over USB DFU: `spark flash --usb <file.bin|file.dfu>`.
+    #[arg(long)]
+    usb: bool,
+    /// Write the factory-reset image instead of user firmware (over USB; the Core: SPI flash 0x20000).
+    #[arg(long)]
+    factory: bool,
+    /// With `--cloud`: the device and the files; over USB: the file.
+    #[arg(required = true, value_name = "ARGS")]
+    args: Vec<String>,
+    /// Read back and compare after writing (the default).
+    #[arg(long, overrides_with = "no_verify")]
+    verify: bool,
+    /// Do not read back.
+    #[arg(long)]
+    no_verify: bool,
+    /// Leave DFU mode and start the firmware afterwards (the default for user firmware, as particle-cli).
+    #[arg(long, overrides_with = "no_leave")]
+    leave: bool,
+    /// Stay in DFU mode afterwards (the default for the factory image).
+    #[arg(long)]
+    no_leave: bool,
+    /// Write even where the memory layout says no (dfu-util's `:force`).
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    select: Select,
+}
+
+impl FlashArgs {
+    /// Whether this is an over-the-air flash.
+    pub(crate) fn is_cloud(&self) -> bool {
+        self.cloud
+    }
+
+    /// The cloud command's arguments.
+    pub(crate) fn into_cloud(self) -> Result<cloud::FlashArgs, Failure> {
+        let mut args = self.args.into_iter();
+        let device = args.next().unwrap_or_default();
+        let files: Vec<String> = args.collect();
+        if files.is_empty() {
+            return Err(Failure(
+                "flash --cloud needs a device and at least one file".into(),
+            ));
+        }
+        Ok(cloud::FlashArgs {
+            cloud: true,
+            device,
+            files,
+        })
+    }
+}
+
+/// `spark keys load` and `keys save`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum DeviceKeyCommand {
+    /// Write a device private key (PEM or DER) to the device over DFU, after saving the one it holds to
+    /// `pre_<file>` as spark-cli did.
+    Load {
+        /// The key file.
+        key: PathBuf,
+        /// Leave DFU mode afterwards.
+        #[arg(long)]
+        leave: bool,
+        /// Do not save the key the device holds first.
+        #[arg(long)]
+        no_backup: bool,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// Read the device private key over DFU into a DER file.
+    Save {
+        /// The file to write.
+        file: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Keep the whole region read (1024 bytes on a Core), padding included.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        select: Select,
+    },
+}
+
+/// What the simulated Core keeps between runs: `SPKSIM01`, then its internal flash (128 KiB, from
+/// 0x08000000), then its SPI flash (2 MiB, from 0).
+pub(crate) struct SimState;
+
+impl SimState {
+    const MAGIC: &'static [u8; 8] = b"SPKSIM01";
+
+    fn load(path: &Path, runtime: bool) -> Result<SparkCore, Failure> {
+        let mut core = if runtime {
+            SparkCore::in_runtime(true)
+        } else {
+            SparkCore::new()
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(core),
+            Err(e) => return Err(Failure(format!("cannot read {}: {e}", path.display()))),
+        };
+        let (i, s) = (core.internal.len(), core.spi.len());
+        if bytes.len() != 8 + i + s || !bytes.starts_with(Self::MAGIC) {
+            return Err(Failure(format!(
+                "{} is not a simulated-Core state file",
+                path.display()
+            )));
+        }
+        core.internal.copy_from_slice(&bytes[8..8 + i]);
+        core.spi.copy_from_slice(&bytes[8 + i..]);
+        Ok(core)
+    }
+
+    fn save(path: &Path, core: &SparkCore) -> Result<(), Failure> {
+        let mut bytes = Vec::with_capacity(8 + core.internal.len() + core.spi.len());
+        bytes.extend_from_slice(Self::MAGIC);
+        bytes.extend_from_slice(&core.internal);
+        bytes.extend_from_slice(&core.spi);
+        std::fs::write(path, bytes)
+            .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
+    }
+}
+
+fn parse_faults(text: &str) -> Result<Vec<(u32, Fault)>, Failure> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| {
+            let bad = || Failure(format!("{SIM_FAULT_ENV}: `{item}` is not <n>:<kind>"));
+            let (n, kind) = item.trim().split_once(':').ok_or_else(bad)?;
+            let n: u32 = n.parse().map_err(|_| bad())?;
+            let fault = match kind {
+                "stall" => Fault::Stall,
+                "usb" => Fault::UsbError,
+                "disappear" => Fault::Disappear,
+                k => {
+                    let code = k.strip_prefix("status=").ok_or_else(bad)?;
+                    Fault::WrongStatus(Status(
+                        crate::output::parse_u32(code).map_err(Failure)? as u8
+                    ))
+                }
+            };
+            Ok((n, fault))
+        })
+        .collect()
+}
+
+/// One listed device.
+#[derive(Debug, Clone, Serialize)]
+struct Listed {
+    vendor: String,
+    product: String,
+    ver: String,
+    devnum: u8,
+    path: String,
+    serial: Option<String>,
+    platform: Option<&'static str>,
+    mode: &'static str,
+    alts: Vec<ListedAlt>,
+    #[serde(skip)]
+    id: UsbId,
+    #[serde(skip)]
+    source: Source,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ListedAlt {
+    interface: u8,
+    alt: u8,
+    name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Sim(PathBuf),
+    Usb(Box<spark_dfu::usb::DfuDevice>),
+}
+
+impl Listed {
+    fn platform(&self) -> Option<Platform> {
+        Platform::from_dfu_usb(self.id).or_else(|| Platform::from_runtime_usb(self.id))
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let kind = if self.mode == "runtime" {
+            "Runtime"
+        } else {
+            "DFU"
+        };
+        self.alts
+            .iter()
+            .map(|a| {
+                format!(
+                    "Found {kind}: [{}:{}] ver={}, devnum={}, cfg=1, intf={}, path=\"{}\", alt={}, name=\"{}\", serial=\"{}\"",
+                    self.vendor,
+                    self.product,
+                    self.ver,
+                    self.devnum,
+                    a.interface,
+                    self.path,
+                    a.alt,
+                    a.name.as_deref().unwrap_or("UNKNOWN"),
+                    self.serial.as_deref().unwrap_or("UNKNOWN"),
+                )
+            })
+            .collect()
+    }
+}
+
+fn sim_path() -> Option<PathBuf> {
+    std::env::var_os(SIM_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+fn sim_runtime() -> bool {
+    std::env::var_os(SIM_MODE_ENV).is_some_and(|m| m == "runtime")
+}
+
+fn sim_listing(path: PathBuf) -> Listed {
+    let core = Platform::Core;
+    if sim_runtime() {
+        let id = core.runtime_usb();
+        return Listed {
+            vendor: format!("{:04x}", id.vendor),
+            product: format!("{:04x}", id.product),
+            ver: format!("{:04x}", core.dfu_bcd_device().unwrap_or(0)),
+            devnum: 1,
+            path: "sim".into(),
+            serial: Some("SPARKSIM0001".into()),
+            platform: Some(core.name()),
+            mode: "runtime",
+            alts: vec![ListedAlt {
+                interface: 0,
+                alt: 0,
+                name: None,
+            }],
+            id,
+            source: Source::Sim(path),
+        };
+    }
+    let id = core.dfu_usb();
+    Listed {
+        vendor: format!("{:04x}", id.vendor),
+        product: format!("{:04x}", id.product),
+        ver: format!("{:04x}", core.dfu_bcd_device().unwrap_or(0)),
+        devnum: 1,
+        path: "sim".into(),
+        serial: Some("SPARKSIM0001".into()),
+        platform: Some(core.name()),
+        mode: "dfu",
+        alts: core
+            .alt_settings()
+            .iter()
+            .map(|a| ListedAlt {
+                interface: 0,
+                alt: a.alt,
+                name: a.layout.map(String::from),
+            })
+            .collect(),
+        id,
+        source: Source::Sim(path),
+    }
+}
+
+fn list_devices() -> Result<Vec<Listed>, Failure> {
+    if let Some(path) = sim_path() {
+        return Ok(vec![sim_listing(path)]);
+    }
+    let devices =
+        spark_dfu::usb::list().map_err(|e| Failure(format!("cannot list USB devices: {e}")))?;
+    Ok(devices
+        .into_iter()
+        .map(|d| {
+            let id = UsbId {
+                vendor: d.vendor,
+                product: d.product,
+            };
+            let runtime = d.alts.iter().all(|a| a.protocol == 1);
+            Listed {
+                vendor: format!("{:04x}", d.vendor),
+                product: format!("{:04x}", d.product),
+                ver: format!("{:04x}", d.bcd_device),
+                devnum: d.devnum,
+                path: d.path.clone(),
+                serial: d.serial.clone(),
+                platform: Platform::from_dfu_usb(id)
+                    .or_else(|| Platform::from_runtime_usb(id))
+                    .map(Platform::name),
+                mode: if runtime { "runtime" } else { "dfu" },
+                alts: d
+                    .alts
+                    .iter()
+                    .map(|a| ListedAlt {
+                        interface: a.interface,
+                        alt: a.alt,
+                        name: a.name.clone(),
+                    })
+                    .collect(),
+                id,
+                source: Source::Usb(Box::new(d)),
+            }
+        })
+        .collect())
+}
+
+fn matches(d: &Listed, select: &Select) -> bool {
+    let id_ok = match select.usb_id {
+        Some(id) => d.id == id,
+        None => d.platform().is_some(),
+    };
+    let serial_ok = match &select.serial {
+        Some(s) => d.serial.as_deref() == Some(s.as_str()),
+        None => true,
+    };
+    id_ok && serial_ok
+}
+
+fn describe(select: &Select) -> String {
+    let mut s = String::new();
+    if let Some(id) = select.usb_id {
+        s.push_str(&format!(" {:04x}:{:04x}", id.vendor, id.product));
+    }
+    if let Some(serial) = &select.serial {
+        s.push_str(&format!(" with serial {serial}"));
+    }
+    s
+}
+
+/// `spark dfu list`.
+fn dfu_list(ctx: &Context, select: &Select) -> Outcome {
+    let devices: Vec<Listed> = list_devices()?
+        .into_iter()
+        .filter(|d| select.usb_id.is_none() && select.serial.is_none() || matches(d, select))
+        .collect();
+    if ctx.json {
+        return ctx.print_json(&devices);
+    }
+    if devices.is_empty() {
+        println!("No DFU capable USB device available");
+        return Ok(());
+    }
+    for d in &devices {
+        for line in d.lines() {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// `spark dfu ...`.
+pub(crate) fn dfu(ctx: &Context, command: DfuCommand) -> Outcome {
+    match command {
+        DfuCommand::List { select } => dfu_list(ctx, &select),
+        DfuCommand::Files(c) => offline::dfu(ctx, c),
+    }
+}
+
+/// An open DFU interface: the simulated Core or a USB device.
+enum Link {
+    Sim { core: Box<SparkCore>, path: PathBuf },
+    Usb(spark_dfu::usb::UsbTransport),
+}
+
+impl Transport for Link {
+    fn select_alt(&mut self, alt: u8) -> Result<(), TransferError> {
+        match self {
+            Link::Sim { core, .. } => core.select_alt(alt),
+            Link::Usb(t) => t.select_alt(alt),
+        }
+    }
+    fn control_out(&mut self, setup: Setup, data: &[u8]) -> Result<(), TransferError> {
+        match self {
+            Link::Sim { core, .. } => core.control_out(setup, data),
+            Link::Usb(t) => t.control_out(setup, data),
+        }
+    }
+    fn control_in(&mut self, setup: Setup, buf: &mut [u8]) -> Result<usize, TransferError> {
+        match self {
+            Link::Sim { core, .. } => core.control_in(setup, buf),
+            Link::Usb(t) => t.control_in(setup, buf),
+        }
+    }
+    fn wait(&mut self, ms: u32) {
+        match self {
+            Link::Sim { core, .. } => core.wait(ms),
+            Link::Usb(t) => t.wait(ms),
+        }
+    }
+    fn reset(&mut self) -> Result<(), TransferError> {
+        match self {
+            Link::Sim { core, .. } => core.reset(),
+            Link::Usb(t) => t.reset(),
+        }
+    }
+    fn reenumerate(&mut self, timeout_ms: u32) -> Result<(), TransferError> {
+        match self {
+            Link::Sim { core, .. } => core.reenumerate(timeout_ms),
+            Link::Usb(t) => t.reenumerate(timeout_ms),
+        }
+    }
+}
+
+/// The one device the selection names, its platform, and a short description for messages.
+fn choose(select: &Select) -> Result<(Listed, Platform), Failure> {
+    let mut found: Vec<Listed> = list_devices()?
+        .into_iter()
+        .filter(|d| matches(d, select))
+        .collect();
+    let device = match found.len() {
+        0 => {
+            return Err(Failure(format!(
+                "no DFU device{} found (is the device in DFU mode, blinking yellow?)",
+                describe(select)
+            )));
+        }
+        1 => found.remove(0),
+        n => {
+            return Err(Failure(format!(
+                "{n} DFU devices found: choose one with --serial or --device"
+            )));
+        }
+    };
+    let platform = device.platform().ok_or_else(|| {
+        Failure(format!(
+            "{}:{} is not a device of the platform table",
+            device.vendor, device.product
+        ))
+    })?;
+    Ok((device, platform))
+}
+
+/// Opens the chosen device, in DFU mode (a run-time interface is detached first), runs `f`, and for the
+/// simulated Core saves its memory whatever `f` returned.
+fn with_device<T>(
+    select: &Select,
+    f: impl FnOnce(&mut Link, Platform) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let (device, platform) = choose(select)?;
+    let runtime = device.mode == "runtime";
+    let mut link = match &device.source {
+        Source::Sim(path) => {
+            let mut core = SimState::load(path, runtime)?;
+            if let Some(faults) = std::env::var_os(SIM_FAULT_ENV) {
+                for (n, fault) in parse_faults(&faults.to_string_lossy())? {
+                    core.inject(n, fault);
+                }
+            }
+            Link::Sim {
+                core: Box::new(core),
+                path: path.clone(),
+            }
+        }
+        Source::Usb(d) => {
+            let transport = d.open().map_err(|e| {
+                Failure(format!(
+                    "cannot open {}:{}: {e}",
+                    device.vendor, device.product
+                ))
+            })?;
+            Link::Usb(transport)
+        }
+    };
+    let result = if runtime {
+        detach(&mut link, &device).and_then(|()| f(&mut link, platform))
+    } else {
+        f(&mut link, platform)
+    };
+    if let Link::Sim { core, path } = &link {
+        SimState::save(path, core)?;
+    }
+    result
+}
+
+/// Sends a device found in run-time mode to DFU mode, as dfu-util does before anything else.
+fn detach(link: &mut Link, device: &Listed) -> Result<(), Failure> {
+    let interface = device.alts.first().map_or(0, |a| u16::from(a.interface));
+    let functional = match &device.source {
+        Source::Usb(d) => d.functional,
+        // The simulated application describes its interface as the bootloader does (bitWillDetach, 255 ms).
+        Source::Sim(_) => {
+            FunctionalDescriptor::parse(&[9, 0x21, 0x0B, 0xFF, 0, 0, 4, 0x1A, 1]).ok()
+        }
+    };
+    let options = match &functional {
+        Some(f) => DetachOptions::for_descriptor(interface, f),
+        None => DetachOptions {
+            interface,
+            timeout_ms: 1000,
+            will_detach: false,
+            reenumerate_ms: 5000,
+        },
+    };
+    match ops::detach(link, options) {
+        Ok(DetachOutcome::Detached { state: Some(_) } | DetachOutcome::AlreadyInDfu(_)) => Ok(()),
+        Ok(_) => Err(Failure(
+            "the device left for DFU mode but was not found again; run the command once more"
+                .into(),
+        )),
+        Err(e) => Err(Failure(format!(
+            "cannot switch the device to DFU mode: {e}"
+        ))),
+    }
+}
+
+/// Bytes moved, drawn on stderr unless `--json` or stderr is not a terminal.
+struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    fn new(ctx: &Context, total: u64, message: &str) -> Self {
+        let bar = if ctx.json || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg:10} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        };
+        bar.set_message(message.to_owned());
+        Self { bar }
+    }
+
+    fn event(&self, e: Event) {
+        match e {
+            Event::Erased { .. } => self.bar.set_message("Erasing"),
+            Event::Written { len, .. } => {
+                self.bar.set_message("Writing");
+                self.bar.inc(u64::from(len));
+            }
+            Event::Read { len, .. } => {
+                self.bar.set_message("Reading");
+                self.bar.inc(u64::from(len));
+            }
+            Event::Leaving => self.bar.set_message("Leaving"),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A failed operation as one line, with what was being done; device statuses with dfu-util's words.
+fn op_failure(what: &str, e: OpError) -> Failure {
+    use spark_dfu::host::HostError;
+    match e {
+        OpError::Host(HostError::Device {
+            phase,
+            address,
+            status,
+            state,
+        }) => Failure(format!(
+            "{what} failed: device reports status {} ({}) in {} during {phase:?} at {address:#010x}",
+            status.0,
+            status.description(),
+            state.name()
+        )),
+        e => Failure(format!("{what} failed: {e}")),
+    }
+}
+
+#[derive(Serialize)]
+struct FlashReport {
+    file: String,
+    platform: &'static str,
+    kind: &'static str,
+    regions: Vec<RegionReport>,
+    bytes: u64,
+    erased_pages: u32,
+    verified: bool,
+    left_dfu: bool,
+    transfers: u32,
+}
+
+#[derive(Serialize)]
+struct RegionReport {
+    alt: u8,
+    address: String,
+    size: usize,
+}
+
+fn region(alt: u8, address: u32, size: usize) -> RegionReport {
+    RegionReport {
+        alt,
+        address: format!("0x{address:08x}"),
+        size,
+    }
+}
+
+/// `spark flash --usb|--factory`.
+pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
+    let [file] = args.args.as_slice() else {
+        return Err(Failure("flash over USB takes exactly one file".into()));
+    };
+    let path = Path::new(file);
+    let bytes =
+        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let verify = !args.no_verify;
+    let is_dfuse = bytes.starts_with(&dfuse::SIGNATURE);
+    if is_dfuse && args.factory {
+        return Err(Failure(
+            "--factory takes a plain binary; a DfuSe file says its own addresses".into(),
+        ));
+    }
+    // particle-cli leaves DFU mode after user firmware only.
+    let leave = if args.no_leave {
+        false
+    } else {
+        args.leave || !args.factory
+    };
+    let options = Options {
+        verify,
+        leave,
+        force: args.force,
+        ..Options::default()
+    };
+    let item = if args.factory {
+        Item::FactoryImage
+    } else {
+        Item::UserFirmware
+    };
+    let name = path.display().to_string();
+    let (summary, kind, regions, platform) = with_device(&args.select, |link, platform| {
+        if is_dfuse {
+            let file = DfuseFile::parse(&bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+            ops::check_dfuse_suffix(&file, platform)
+                .map_err(|e| Failure(format!("{name}: {e}")))?;
+            let regions: Vec<RegionReport> = ops::dfuse_regions(&file)
+                .iter()
+                .map(|r| region(r.alt, r.address, r.data.len()))
+                .collect();
+            let total: usize = regions.iter().map(|r| r.size).sum();
+            let progress = Progress::new(ctx, total as u64 * (1 + u64::from(verify)), "Writing");
+            let summary =
+                ops::flash_dfuse_file(link, platform, &file, options, |e| progress.event(e))
+                    .map_err(|e| op_failure("flash", e))?;
+            return Ok((summary, "dfuse", regions, platform));
+        }
+        let file = DfuFile::parse(&bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+        ops::check_suffix(&file, platform).map_err(|e| Failure(format!("{name}: {e}")))?;
+        let image = file.firmware();
+        let place = platform
+            .location(item)
+            .ok_or_else(|| Failure(format!("the {} has no {item:?} place", platform.name())))?;
+        let progress = Progress::new(ctx, image.len() as u64 * (1 + u64::from(verify)), "Writing");
+        let on_event = |e| progress.event(e);
+        let summary = if args.factory {
+            ops::flash_factory_image(link, platform, image, options, on_event)
+        } else {
+            ops::flash_user_firmware(link, platform, image, options, on_event)
+        }
+        .map_err(|e| op_failure("flash", e))?;
+        let kind = if file.suffix().is_some() {
+            "dfu"
+        } else {
+            "bin"
+        };
+        Ok((
+            summary,
+            kind,
+            vec![region(place.alt, place.address, image.len())],
+            platform,
+        ))
+    })?;
+    let report = FlashReport {
+        file: name,
+        platform: platform.name(),
+        kind,
+        regions,
+        bytes: summary.written,
+        erased_pages: summary.erased,
+        verified: verify,
+        left_dfu: leave,
+        transfers: summary.transfers,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    for r in &report.regions {
+        println!(
+            "Wrote {} bytes to the {} at {} (alt {})",
+            r.size, report.platform, r.address, r.alt
+        );
+    }
+    println!(
+        "{} pages erased{}{}",
+        report.erased_pages,
+        if verify { ", verified" } else { "" },
+        if leave { ", left DFU mode" } else { "" }
+    );
+    println!("Flash success!");
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub(crate) struct DeviceWrite {
+    pub(crate) platform: &'static str,
+    pub(crate) alt: u8,
+    pub(crate) address: String,
+    pub(crate) bytes: u64,
+    pub(crate) verified: bool,
+}
+
+fn device_write(platform: Platform, item: Item, summary: &Summary) -> DeviceWrite {
+    let place = platform.location(item);
+    DeviceWrite {
+        platform: platform.name(),
+        alt: place.map_or(0, |p| p.alt),
+        address: format!("0x{:08x}", place.map_or(0, |p| p.address)),
+        bytes: summary.written,
+        verified: summary.read >= summary.written,
+    }
+}
+
+/// The platform of the device the selection names (without opening it).
+pub(crate) fn device_platform(select: &Select) -> Result<Platform, Failure> {
+    choose(select).map(|(_, p)| p)
+}
+
+/// Writes a server-key image (`keys server`) to the device's server-key place.
+pub(crate) fn write_server_key(
+    ctx: &Context,
+    select: &Select,
+    image: &[u8],
+) -> Result<DeviceWrite, Failure> {
+    let item = Item::ServerPublicKey;
+    with_device(select, |link, platform| {
+        let progress = Progress::new(ctx, image.len() as u64 * 2, "Writing");
+        let summary = ops::write_item(link, platform, item, image, Options::default(), |e| {
+            progress.event(e)
+        })
+        .map_err(|e| op_failure("writing the server key", e))?;
+        Ok(device_write(platform, item, &summary))
+    })
+}
+
+/// A private key file as the device stores it: PKCS#1 DER.
+fn device_key_der(path: &Path) -> Result<Vec<u8>, Failure> {
+    use spark_protocol::crypto::keys::RsaPrivateKey;
+    let bytes =
+        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let bad = |e: &dyn std::fmt::Display| Failure(format!("{}: {e}", path.display()));
+    match std::str::from_utf8(&bytes) {
+        Ok(text) if text.contains("-----BEGIN") => {
+            let key = RsaPrivateKey::from_pem(text).map_err(|e| bad(&e))?;
+            Ok(key.to_pkcs1_der().to_vec())
+        }
+        _ => {
+            let len = spark_dfu::platform::server_key::der_len(&bytes).map_err(|e| bad(&e))?;
+            RsaPrivateKey::from_der(&bytes[..len]).map_err(|e| bad(&e))?;
+            Ok(bytes[..len].to_vec())
+        }
+    }
+}
+
+fn with_prefix(path: &Path, prefix: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "key.der".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!("{prefix}{name}"))
+}
+
+#[derive(Serialize)]
+struct LoadReport {
+    key: String,
+    key_size: usize,
+    backup: Option<String>,
+    device: DeviceWrite,
+    left_dfu: bool,
+}
+
+#[derive(Serialize)]
+struct SaveReport {
+    file: String,
+    platform: &'static str,
+    alt: u8,
+    address: String,
+    read: usize,
+    size: usize,
+}
+
+/// `spark keys load|save`.
+pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
+    let item = Item::DevicePrivateKey;
+    match command {
+        DeviceKeyCommand::Load {
+            key,
+            leave,
+            no_backup,
+            select,
+        } => {
+            let der = device_key_der(&key)?;
+            let backup = (!no_backup).then(|| with_prefix(&key, "pre_"));
+            let device = with_device(&select, |link, platform| {
+                let room = platform.location(item).map_or(0, |p| p.len);
+                if let Some(backup) = &backup {
+                    let progress = Progress::new(ctx, u64::from(room), "Reading");
+                    let old = ops::read_item(link, platform, item, |e| progress.event(e))
+                        .map_err(|e| op_failure("saving the device's key", e))?;
+                    crate::output::write_private(backup, &old)
+                        .map_err(|e| Failure(format!("cannot write {}: {e}", backup.display())))?;
+                }
+                let progress = Progress::new(ctx, u64::from(room) * 2, "Writing");
+                let options = Options {
+                    leave,
+                    ..Options::default()
+                };
+                let summary =
+                    ops::write_device_key(link, platform, &der, options, |e| progress.event(e))
+                        .map_err(|e| op_failure("writing the key", e))?;
+                Ok(device_write(platform, item, &summary))
+            })?;
+            let report = LoadReport {
+                key: key.display().to_string(),
+                key_size: der.len(),
+                backup: backup.map(|b| b.display().to_string()),
+                device,
+                left_dfu: leave,
+            };
+            if ctx.json {
+                return ctx.print_json(&report);
+            }
+            if let Some(b) = &report.backup {
+                println!("Saved existing key to {b}");
+            }
+            println!(
+                "Loaded {} ({} bytes) to the {} at {} (alt {})",
+                report.key,
+                report.key_size,
+                report.device.platform,
+                report.device.address,
+                report.device.alt
+            );
+            println!("Saved!");
+            Ok(())
+        }
+        DeviceKeyCommand::Save {
+            file,
+            force,
+            raw,
+            select,
+        } => {
+            if file.exists() && !force {
+                return Err(Failure(format!(
+                    "{} exists; use --force to overwrite it",
+                    file.display()
+                )));
+            }
+            let (bytes, platform) = with_device(&select, |link, platform| {
+                let progress = Progress::new(
+                    ctx,
+                    platform.location(item).map_or(0, |p| u64::from(p.len)),
+                    "Reading",
+                );
+                let bytes = ops::read_item(link, platform, item, |e| progress.event(e))
+                    .map_err(|e| op_failure("reading the key", e))?;
+                Ok((bytes, platform))
+            })?;
+            let read = bytes.len();
+            let keep = if raw {
+                read
+            } else if bytes.iter().all(|&b| b == 0xFF) {
+                return Err(Failure(
+                    "the device holds no key (its key region is erased)".into(),
+                ));
+            } else {
+                spark_dfu::platform::server_key::der_len(&bytes).map_err(|e| {
+                    Failure(format!(
+                        "the device's key region holds no DER key ({e}); --raw saves it anyway"
+                    ))
+                })?
+            };
+            crate::output::write_private(&file, &bytes[..keep])
+                .map_err(|e| Failure(format!("cannot write {}: {e}", file.display())))?;
+            let place = platform.location(item);
+            let report = SaveReport {
+                file: file.display().to_string(),
+                platform: platform.name(),
+                alt: place.map_or(0, |p| p.alt),
+                address: format!("0x{:08x}", place.map_or(0, |p| p.address)),
+                read,
+                size: keep,
+            };
+            if ctx.json {
+                return ctx.print_json(&report);
+            }
+            println!(
+                "Read {} bytes at {} (alt {}) from the {}; saved {} bytes to {}",
+                report.read, report.address, report.alt, report.platform, report.size, report.file
+            );
+            println!("Saved!");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usb_ids_and_faults_parse() {
+        assert_eq!(
+            parse_usb_id("1d50:607f"),
+            Ok(UsbId {
+                vendor: 0x1d50,
+                product: 0x607f
+            })
+        );
+        assert!(parse_usb_id("1d50").is_err());
+        assert!(parse_usb_id("1d50:zzzz").is_err());
+        let f = parse_faults("3:usb,7:status=0x03, 9:disappear").unwrap();
+        assert_eq!(
+            f,
+            [
+                (3, Fault::UsbError),
+                (7, Fault::WrongStatus(Status::WRITE)),
+                (9, Fault::Disappear)
+            ]
+        );
+        assert!(parse_faults("x:usb").is_err());
+        assert!(parse_faults("3:fire").is_err());
+    }
+}

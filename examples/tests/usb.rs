@@ -1,0 +1,412 @@
+//! The `spark` commands that go over USB DFU, run as a user runs them, against spark-dfu's simulated Spark Core
+//! (the hidden `SPARK_DFU_SIM` hook keeps its flash in a state file between runs).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use spark_dfu::file::DfuFile;
+use spark_dfu::file::suffix::SuffixRepr;
+use spark_dfu::platform::server_key::{KeyFormat, ServerAddress, ServerKeyImage};
+use spark_protocol::crypto::keys::RsaPrivateKey;
+
+const INTERNAL: usize = 0x2_0000;
+
+/// A simulated Core kept in a temporary directory.
+struct Rig {
+    dir: tempfile::TempDir,
+    /// The simulated Core starts as an application with a run-time DFU interface.
+    runtime: bool,
+}
+
+impl Rig {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            runtime: false,
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("core.sim")
+    }
+
+    fn run_with(&self, args: &[&str], fault: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_spark"));
+        c.current_dir(self.dir.path())
+            .env("SPARK_DFU_SIM", self.state())
+            .env_remove("SPARK_DFU_SIM_FAULT")
+            .env_remove("SPARK_DFU_SIM_MODE")
+            .args(args);
+        if let Some(f) = fault {
+            c.env("SPARK_DFU_SIM_FAULT", f);
+        }
+        if self.runtime {
+            c.env("SPARK_DFU_SIM_MODE", "runtime");
+        }
+        c.output().expect("run spark")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, None)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "spark {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+
+    /// The one-line error of a failed run.
+    fn refused(&self, args: &[&str], fault: Option<&str>) -> String {
+        let out = self.run_with(args, fault);
+        assert!(!out.status.success(), "spark {args:?} should fail");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("spark: "), "{err}");
+        err
+    }
+
+    /// The simulated Core's memory: internal flash from 0x08000000, SPI flash from 0.
+    fn memory(&self, address: u32, len: usize) -> Vec<u8> {
+        let state = std::fs::read(self.state()).expect("state file");
+        assert_eq!(&state[..8], b"SPKSIM01");
+        let off = if address >= 0x0800_0000 {
+            8 + (address - 0x0800_0000) as usize
+        } else {
+            8 + INTERNAL + address as usize
+        };
+        state[off..off + len].to_vec()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn vector(relative: &str) -> Option<PathBuf> {
+    let path = spark_vectors::area("dfu")?.join(relative);
+    assert!(path.exists(), "{} is missing", path.display());
+    Some(path)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn dfu_list_shows_the_core_like_dfu_util() {
+    let rig = Rig::new();
+    let out = rig.run(&["dfu", "list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("Found DFU: [1d50:607f] ver=0200, devnum=1, cfg=1, intf=0,"));
+    assert!(lines[0].contains("alt=0, name=\"@Internal Flash  /0x08000000/20*001Ka,108*001Kg\""));
+    assert!(lines[1].contains("alt=1, name=\"@SPI Flash : SST25x/0x00000000/512*04Kg\""));
+    let r = rig.json(&["dfu", "list", "--json"]);
+    assert_eq!(r[0]["vendor"], "1d50");
+    assert_eq!(r[0]["product"], "607f");
+    assert_eq!(r[0]["platform"], "Core");
+    assert_eq!(r[0]["mode"], "dfu");
+    assert_eq!(r[0]["alts"][1]["alt"], 1);
+    // A selection that matches nothing lists nothing.
+    let r = rig.json(&["dfu", "list", "--device", "2b04:d006", "--json"]);
+    assert_eq!(r.as_array().unwrap().len(), 0);
+    let r = rig.json(&["dfu", "list", "--serial", "SPARKSIM0001", "--json"]);
+    assert_eq!(r.as_array().unwrap().len(), 1);
+}
+
+fn flash_lands(name: &str) {
+    let Some(file) = vector(name) else {
+        return;
+    };
+    let image = std::fs::read(&file).unwrap();
+    let rig = Rig::new();
+    let r = rig.json(&["flash", "--usb", s(&file), "--json"]);
+    assert_eq!(r["platform"], "Core");
+    assert_eq!(r["kind"], "bin");
+    assert_eq!(r["regions"][0]["address"], "0x08005000");
+    assert_eq!(r["regions"][0]["alt"], 0);
+    assert_eq!(r["bytes"].as_u64().unwrap() as usize, image.len());
+    assert_eq!(
+        r["erased_pages"].as_u64().unwrap() as usize,
+        image.len().div_ceil(1024)
+    );
+    assert_eq!(r["verified"], true);
+    assert_eq!(r["left_dfu"], true);
+    assert_eq!(rig.memory(0x0800_5000, image.len()), image);
+    // The page after the image is untouched.
+    let end = 0x0800_5000 + image.len().div_ceil(1024) as u32 * 1024;
+    assert!(rig.memory(end, 1024).iter().all(|&b| b == 0xFF));
+}
+
+#[test]
+fn flash_usb_tinker_lands_at_user_firmware() {
+    flash_lands("spark-cli/spark_tinker.bin");
+}
+
+#[test]
+fn flash_usb_deep_update_lands_at_user_firmware() {
+    flash_lands("spark-cli/deep_update_2014_06.bin");
+}
+
+#[test]
+fn flash_over_existing_firmware_and_text_output() {
+    let (Some(tinker), Some(deep)) = (
+        vector("spark-cli/spark_tinker.bin"),
+        vector("spark-cli/deep_update_2014_06.bin"),
+    ) else {
+        return;
+    };
+    let rig = Rig::new();
+    let out = rig.run(&["flash", "--usb", s(&deep)]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Wrote 93636 bytes to the Core at 0x08005000 (alt 0)"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("Flash success!"), "{text}");
+    // Then Tinker over it: the pages are erased again first, so nothing of the old image survives in them.
+    rig.json(&["flash", "--usb", s(&tinker), "--no-verify", "--json"]);
+    let image = std::fs::read(&tinker).unwrap();
+    assert_eq!(rig.memory(0x0800_5000, image.len()), image);
+    let old = std::fs::read(&deep).unwrap();
+    let tail = image.len().div_ceil(1024) * 1024;
+    assert_eq!(
+        rig.memory(0x0800_5000 + tail as u32, old.len() - tail),
+        old[tail..]
+    );
+}
+
+#[test]
+fn flash_factory_image_lands_in_spi_flash() {
+    let Some(file) = vector("spark-cli/spark_tinker.bin") else {
+        return;
+    };
+    let image = std::fs::read(&file).unwrap();
+    let rig = Rig::new();
+    let r = rig.json(&["flash", "--factory", s(&file), "--json"]);
+    assert_eq!(r["regions"][0]["address"], "0x00020000");
+    assert_eq!(r["regions"][0]["alt"], 1);
+    // particle-cli does not leave DFU mode after a factory image; 4 KiB SPI sectors.
+    assert_eq!(r["left_dfu"], false);
+    assert_eq!(
+        r["erased_pages"].as_u64().unwrap() as usize,
+        image.len().div_ceil(4096)
+    );
+    assert_eq!(rig.memory(0x2_0000, image.len()), image);
+    assert!(rig.memory(0x0800_5000, 16).iter().all(|&b| b == 0xFF));
+    // `--usb --factory` is the same thing.
+    let r = rig.json(&["flash", "--usb", "--factory", s(&file), "--leave", "--json"]);
+    assert_eq!(r["left_dfu"], true);
+}
+
+#[test]
+fn flash_dfu_files_by_their_suffix_and_targets() {
+    let (Some(plain), Some(dfuse)) = (
+        vector("generated/tinker_core.dfu"),
+        vector("generated/tinker_core_dfuse.dfu"),
+    ) else {
+        return;
+    };
+    let image = std::fs::read(vector("spark-cli/spark_tinker.bin").unwrap()).unwrap();
+    let rig = Rig::new();
+    let r = rig.json(&["flash", "--usb", s(&plain), "--json"]);
+    assert_eq!(r["kind"], "dfu");
+    assert_eq!(r["bytes"].as_u64().unwrap() as usize, image.len());
+    assert_eq!(rig.memory(0x0800_5000, image.len()), image);
+    let rig = Rig::new();
+    let r = rig.json(&["flash", "--usb", s(&dfuse), "--json"]);
+    assert_eq!(r["kind"], "dfuse");
+    assert_eq!(r["regions"][0]["address"], "0x08005000");
+    assert_eq!(rig.memory(0x0800_5000, image.len()), image);
+}
+
+#[test]
+fn wrong_platform_and_mismatched_files_are_refused() {
+    let (Some(photon), Some(tinker)) = (
+        vector("particle-cli/tinker-0.4.5-photon.bin"),
+        vector("spark-cli/spark_tinker.bin"),
+    ) else {
+        return;
+    };
+    let rig = Rig::new();
+    let err = rig.refused(&["flash", "--usb", s(&photon)], None);
+    assert!(
+        err.contains("platform 6") && err.contains("platform 0"),
+        "{err}"
+    );
+    // A DfuSe file packed for an ST part.
+    let st = rig.path("st.dfu");
+    let out = rig.run(&[
+        "dfu",
+        "pack",
+        "-b",
+        &format!("0x08005000:{}", s(&tinker)),
+        "-D",
+        "0483:df11",
+        "-o",
+        s(&st),
+    ]);
+    assert!(out.status.success());
+    let err = rig.refused(&["flash", "--usb", s(&st)], None);
+    assert!(
+        err.contains("0483:df11") && err.contains("1d50:607f"),
+        "{err}"
+    );
+    // A plain file whose suffix names a Photon.
+    let image = std::fs::read(&tinker).unwrap();
+    let photon_dfu = rig.path("photon.dfu");
+    std::fs::write(
+        &photon_dfu,
+        DfuFile::add_suffix_to_vec(&image, SuffixRepr::for_device(0x2b04, 0xd006)).unwrap(),
+    )
+    .unwrap();
+    let err = rig.refused(&["flash", "--usb", s(&photon_dfu)], None);
+    assert!(err.contains("2b04:d006"), "{err}");
+    // Not a firmware image at all.
+    let junk = rig.path("junk.bin");
+    std::fs::write(&junk, [0x55u8; 2048]).unwrap();
+    rig.refused(&["flash", "--usb", s(&junk)], None);
+    // A missing file, a DfuSe file with --factory, a device that is not there.
+    rig.refused(&["flash", "--usb", "nope.bin"], None);
+    rig.refused(&["flash", "--factory", s(&st)], None);
+    let err = rig.refused(
+        &["flash", "--usb", s(&tinker), "--device", "2b04:d006"],
+        None,
+    );
+    assert!(err.contains("no DFU device 2b04:d006"), "{err}");
+    // Nothing was written by any of them.
+    assert!(rig.memory(0x0800_5000, 4096).iter().all(|&b| b == 0xFF));
+}
+
+#[test]
+fn injected_usb_faults_end_in_one_clear_line() {
+    let Some(tinker) = vector("spark-cli/spark_tinker.bin") else {
+        return;
+    };
+    let rig = Rig::new();
+    let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("40:usb"));
+    assert!(err.contains("flash failed: USB error during"), "{err}");
+    let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("300:disappear"));
+    assert!(err.contains("device disconnected"), "{err}");
+    let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("245:status=3"));
+    // The GETSTATUS after the first data block reports errWRITE.
+    assert!(
+        err.contains("device reports status 3 (Device is unable to write memory) in dfuERROR"),
+        "{err}"
+    );
+    let err = rig.refused(&["keys", "save", "k.der"], Some("2:stall"));
+    assert!(err.contains("reading the key failed"), "{err}");
+    assert!(!rig.path("k.der").exists());
+}
+
+#[test]
+fn server_key_with_address_over_dfu() {
+    let Some(der) = spark_vectors::read("dfu", "particle-cli/rsa.pub.der") else {
+        return;
+    };
+    let rig = Rig::new();
+    std::fs::write(rig.path("server.pub.der"), &der).unwrap();
+    let r = rig.json(&[
+        "keys",
+        "server",
+        "server.pub.der",
+        "--host",
+        "192.168.8.14",
+        "--port",
+        "5683",
+        "--json",
+    ]);
+    assert_eq!(r["platform"], "Core");
+    assert_eq!(r["device"]["address"], "0x00001000");
+    assert_eq!(r["device"]["alt"], 1);
+    assert_eq!(r["device"]["verified"], true);
+    let file = std::fs::read(rig.path("server.pub-192.168.8.14.der")).unwrap();
+    let on_device = rig.memory(0x1000, 2048);
+    assert_eq!(on_device, file);
+    let parsed = ServerKeyImage::parse(&on_device, KeyFormat::CORE).unwrap();
+    assert_eq!(parsed.der, &der[..294]);
+    assert_eq!(parsed.address, Some(ServerAddress::Ipv4([192, 168, 8, 14])));
+    assert_eq!(parsed.port, Some(5683));
+    // The address record sits at 0x1180.
+    assert_eq!(rig.memory(0x1180, 6), [0, 4, 192, 168, 8, 14]);
+    // A platform that is not the device's is refused before anything is written.
+    let err = rig.refused(
+        &["keys", "server", "server.pub.der", "--platform", "photon"],
+        None,
+    );
+    assert!(err.contains("Core"), "{err}");
+}
+
+#[test]
+fn keys_load_then_save_round_trips() {
+    let pem = include_str!("fixtures/device_a.pem");
+    let der = RsaPrivateKey::from_pem(pem).unwrap().to_pkcs1_der();
+    let rig = Rig::new();
+    std::fs::write(rig.path("core.pem"), pem).unwrap();
+    // A blank device holds no key.
+    let err = rig.refused(&["keys", "save", "none.der"], None);
+    assert!(err.contains("no key"), "{err}");
+    let r = rig.json(&["keys", "load", "core.pem", "--json"]);
+    assert_eq!(r["key_size"].as_u64().unwrap() as usize, der.len());
+    assert_eq!(r["device"]["address"], "0x00002000");
+    // The key held before (an erased region here) was saved first, as spark-cli did.
+    assert_eq!(
+        std::fs::read(rig.path("pre_core.pem")).unwrap(),
+        [0xFF; 1024]
+    );
+    // On the device: the DER, then 0xFF up to 1024 bytes.
+    let region = rig.memory(0x2000, 1024);
+    assert_eq!(&region[..der.len()], &der[..]);
+    assert!(region[der.len()..].iter().all(|&b| b == 0xFF));
+    let r = rig.json(&["keys", "save", "saved.der", "--json"]);
+    assert_eq!(r["read"], 1024);
+    assert_eq!(std::fs::read(rig.path("saved.der")).unwrap(), &der[..]);
+    // An existing file is kept unless --force; --raw keeps the whole region.
+    rig.refused(&["keys", "save", "saved.der"], None);
+    rig.json(&["keys", "save", "saved.der", "--force", "--raw", "--json"]);
+    assert_eq!(std::fs::read(rig.path("saved.der")).unwrap(), region);
+    // A DER file loads the same way.
+    std::fs::write(rig.path("again.der"), &der[..]).unwrap();
+    rig.json(&["keys", "load", "again.der", "--no-backup", "--json"]);
+    assert!(!rig.path("pre_again.der").exists());
+    assert_eq!(rig.memory(0x2000, 1024), region);
+    // Not a key: refused before the device is touched.
+    std::fs::write(rig.path("junk.der"), b"hello").unwrap();
+    rig.refused(&["keys", "load", "junk.der"], None);
+}
+
+#[test]
+fn a_device_in_run_time_mode_is_detached_first() {
+    let Some(tinker) = vector("spark-cli/spark_tinker.bin") else {
+        return;
+    };
+    let mut rig = Rig::new();
+    rig.runtime = true;
+    let out = rig.run(&["dfu", "list"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("Found Runtime: [1d50:607d] ver=0200"),
+        "{text}"
+    );
+    let r = rig.json(&["dfu", "list", "--json"]);
+    assert_eq!(r[0]["mode"], "runtime");
+    // flash: GETSTATUS, DETACH, re-enumeration, GETSTATE, then the usual DFU session.
+    let image = std::fs::read(&tinker).unwrap();
+    rig.json(&["flash", "--usb", s(&tinker), "--json"]);
+    assert_eq!(rig.memory(0x0800_5000, image.len()), image);
+    // A failure during the detach is one clear line.
+    let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("1:usb"));
+    assert!(
+        err.contains("cannot switch the device to DFU mode"),
+        "{err}"
+    );
+}
