@@ -45,7 +45,7 @@ use crate::wire::message::{
     VariableValue, Visibility,
 };
 use crate::wire::ota::{ChunkIndices, UpdateParams};
-use crate::wire::{Code, Header, Message, MessageKind, Repr, Role, classify_repr};
+use crate::wire::{Code, Header, MessageKind, Repr, Role, classify_repr};
 
 mod handshake;
 #[cfg(feature = "alloc")]
@@ -831,12 +831,12 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             // The Core ignores what it does not know.
             return Ok(());
         }
-        let msg = parse_for_device(&repr, kind).map_err(SessionError::Malformed)?;
-        let Some(msg) = msg else {
-            return Ok(());
-        };
-        match msg {
-            Message::Hello(_) => {
+        // Each kind is decoded in its own arm, straight from the `Repr`: only the decoders a
+        // device acts on are linked, and no `Message` is built and matched a second time.
+        use crate::wire::message as m;
+        match kind {
+            MessageKind::Hello => {
+                ok(m::Hello::parse(&repr))?;
                 if self.hello_received {
                     return Err(SessionError::Unexpected("a second Hello"));
                 }
@@ -844,8 +844,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 self.deadline = None;
                 self.push_event(DeviceEvent::Connected);
             }
-            Message::Describe(d) => self.describe(&d.header)?,
-            Message::FunctionCall(call) => {
+            MessageKind::Describe => self.describe(&ok(m::Describe::parse(&repr))?.header)?,
+            MessageKind::FunctionCall => {
+                let call = ok(m::FunctionCall::parse(&repr))?;
                 let arg = call.argument.unwrap_or_default();
                 if arg.len() > CORE_MAX_FUNCTION_ARG_LEN {
                     return Err(SessionError::Oversized {
@@ -879,7 +880,8 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     argument,
                 }));
             }
-            Message::VariableRequest(req) => {
+            MessageKind::VariableRequest => {
+                let req = ok(m::VariableRequest::parse(&repr))?;
                 let name = core_name(req.name);
                 let found = self.variables.iter().find(|v| v.0 == name).map(|v| v.1);
                 let code = match found {
@@ -908,11 +910,13 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     }
                 }
             }
-            Message::Event(ev) => self.deliver(&ev),
-            Message::Time(t) => {
+            MessageKind::Event => self.deliver(&ok(Event::parse(&repr))?),
+            MessageKind::Time => {
+                let t = ok(m::Time::parse(&repr))?;
                 self.push_event(DeviceEvent::Time(t.unix_time));
             }
-            Message::Signal(s) => {
+            MessageKind::SignalStart | MessageKind::SignalStop => {
+                let s = ok(m::Signal::parse(&repr))?;
                 self.reply(&Reply {
                     header: Header::piggybacked(&s.header),
                     code: Code::Changed,
@@ -920,18 +924,25 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 })?;
                 self.push_event(DeviceEvent::Signal(s.start));
             }
-            Message::KeyChange(k) => {
+            MessageKind::KeyChange => {
+                let k = ok(m::KeyChange::parse(&repr))?;
                 self.reply(&KeyChanged {
                     header: Header::piggybacked(&k.header),
                 })?;
                 self.push_event(DeviceEvent::KeyChange);
             }
-            Message::Ping(p) => {
+            MessageKind::Ping => {
+                let p = ok(Ping::parse(&repr))?;
                 self.reply(&EmptyAck::from_request(&p.header))?;
             }
-            Message::UpdateBegin(b) => self.update_begin(now, &b.header, b.params)?,
-            Message::Chunk(c) => self.chunk(now, &c)?,
-            Message::UpdateDone(d) => self.update_done(&d.header)?,
+            MessageKind::UpdateBegin => {
+                let b = ok(m::UpdateBegin::parse(&repr))?;
+                self.update_begin(now, &b.header, b.params)?;
+            }
+            MessageKind::Chunk => self.chunk(now, &ok(Chunk::parse(&repr))?)?,
+            MessageKind::UpdateDone => {
+                self.update_done(&ok(m::UpdateDone::parse(&repr))?.header)?
+            }
             // ACKs and replies to what the device sent (including the original server's
             // "slow down" ACK 4.00 to every event): nothing to do.
             _ => {}
@@ -1361,6 +1372,11 @@ fn shift_to_front(buf: &mut [u8], by: usize) {
     }
 }
 
+/// A decoding error closes the session as malformed.
+fn ok<T>(decoded: Result<T, crate::wire::Error>) -> Result<T, SessionError> {
+    decoded.map_err(SessionError::Malformed)
+}
+
 fn check_len(len: usize, max: usize) -> Result<(), DeviceError> {
     if len > max {
         Err(DeviceError::TooLong { len, max })
@@ -1382,7 +1398,7 @@ impl FromRequest for EmptyAck {
     }
 }
 
-/// The messages a device sends, written without going through [`Message`] (so a device links
+/// The messages a device sends, written without going through [`crate::wire::Message`] (so a device links
 /// only the encoders it uses).
 trait Outgoing {
     fn emit_into(&self, buf: &mut [u8]) -> Result<usize, crate::wire::Error>;
@@ -1414,32 +1430,6 @@ outgoing!(
     Ping,
     EmptyAck,
 );
-
-/// Decodes the kinds a device acts on (the others are ignored, as the Core ignores them), so a
-/// device links only the decoders it uses.
-fn parse_for_device<'a>(
-    repr: &Repr<'a>,
-    kind: MessageKind,
-) -> Result<Option<Message<'a>>, crate::wire::Error> {
-    use crate::wire::message as m;
-    Ok(Some(match kind {
-        MessageKind::Hello => Message::Hello(m::Hello::parse(repr)?),
-        MessageKind::Describe => Message::Describe(m::Describe::parse(repr)?),
-        MessageKind::FunctionCall => Message::FunctionCall(m::FunctionCall::parse(repr)?),
-        MessageKind::VariableRequest => Message::VariableRequest(m::VariableRequest::parse(repr)?),
-        MessageKind::Event => Message::Event(Event::parse(repr)?),
-        MessageKind::Time => Message::Time(m::Time::parse(repr)?),
-        MessageKind::SignalStart | MessageKind::SignalStop => {
-            Message::Signal(m::Signal::parse(repr)?)
-        }
-        MessageKind::KeyChange => Message::KeyChange(m::KeyChange::parse(repr)?),
-        MessageKind::Ping => Message::Ping(Ping::parse(repr)?),
-        MessageKind::UpdateBegin => Message::UpdateBegin(m::UpdateBegin::parse(repr)?),
-        MessageKind::Chunk => Message::Chunk(Chunk::parse(repr)?),
-        MessageKind::UpdateDone => Message::UpdateDone(m::UpdateDone::parse(repr)?),
-        _ => return Ok(None),
-    }))
-}
 
 #[cfg(test)]
 mod tests {
