@@ -42,40 +42,30 @@ type Handshake = spark_protocol::session::device::NoHandshake;
 
 #[cfg(feature = "rsa")]
 mod rsa_parts {
-    use core::alloc::{GlobalAlloc, Layout};
-    use core::cell::UnsafeCell;
     use core::convert::Infallible;
     use core::hint::black_box;
-    use core::sync::atomic::{AtomicUsize, Ordering};
+    use core::mem::MaybeUninit;
 
+    // Its single-core critical section (interrupts masked) guards the heap.
+    use cortex_m as _;
+    use embedded_alloc::LlffHeap;
     use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
     use spark_protocol::crypto::{RsaPrivateKeyRef, RsaPublicKeyRef};
     use spark_protocol::session::device::RsaHandshake;
 
-    /// A bump allocator over a static arena: enough for the handshake's big integers.
-    struct Bump {
-        arena: UnsafeCell<[u8; HEAP]>,
-        next: AtomicUsize,
-    }
+    /// The heap: the handshake needs about 10 KiB at its peak (RSA-1024 private and RSA-2048
+    /// public operations), the rest is room for fragmentation.
     const HEAP: usize = 16 * 1024;
-    // SAFETY: single-threaded bare metal; `next` hands out disjoint ranges.
-    unsafe impl Sync for Bump {}
-    // SAFETY: every block returned is inside the arena, aligned and disjoint from the others.
-    unsafe impl GlobalAlloc for Bump {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let start = self.next.load(Ordering::Relaxed).next_multiple_of(layout.align());
-            let end = start + layout.size();
-            if end > HEAP {
-                return core::ptr::null_mut();
-            }
-            self.next.store(end, Ordering::Relaxed);
-            // SAFETY: `start..end` lies inside the arena.
-            unsafe { (self.arena.get() as *mut u8).add(start) }
-        }
-        unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
-    }
     #[global_allocator]
-    static ALLOC: Bump = Bump { arena: UnsafeCell::new([0; HEAP]), next: AtomicUsize::new(0) };
+    static ALLOC: LlffHeap = LlffHeap::empty();
+
+    /// Hands the arena to the allocator; call once, before anything allocates.
+    pub fn init_heap() {
+        static mut ARENA: [MaybeUninit<u8>; HEAP] = [MaybeUninit::uninit(); HEAP];
+        // SAFETY: called once at start-up, before any allocation; the arena is used by nothing
+        // else.
+        unsafe { ALLOC.init(core::ptr::addr_of_mut!(ARENA) as usize, HEAP) }
+    }
 
     /// A stand-in for the MCU's entropy source.
     pub struct HwRng;
@@ -168,6 +158,7 @@ pub extern "C" fn _start() -> ! {
     }
     #[cfg(feature = "rsa")]
     {
+        rsa_parts::init_heap();
         let keys: &[u8] = black_box(&KEYS);
         if let Some(hs) = rsa_parts::handshake(keys, keys) {
             run(DeviceConnection::new(config, hs, NoFlash, Instant::ZERO));

@@ -2,7 +2,7 @@
 //! device with an AES peripheral, or a cloud using OpenSSL, can bring its own.
 
 use aes::Aes128;
-use aes::cipher::{Array, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
+use aes::cipher::{Array, BlockModeEncrypt, InnerIvInit, KeyInit};
 use core::fmt;
 
 /// The AES block size; every ciphertext is a whole number of blocks.
@@ -76,9 +76,44 @@ impl SessionCipher for Aes128Cbc {
 
     fn decrypt_cbc(&mut self, iv: &[u8; BLOCK_LEN], blocks: &mut [u8]) -> Result<(), CipherError> {
         let blocks = as_blocks(blocks)?;
-        let mut mode = cbc::Decryptor::<&Aes128>::inner_iv_init(&self.aes, &Array::from(*iv));
-        mode.decrypt_blocks(blocks);
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
+        {
+            use aes::cipher::BlockModeDecrypt;
+            let mut mode = cbc::Decryptor::<&Aes128>::inner_iv_init(&self.aes, &Array::from(*iv));
+            mode.decrypt_blocks(blocks);
+        }
+        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+        decrypt_cbc_blockwise(&self.aes, iv, blocks);
         Ok(())
+    }
+}
+
+/// CBC decryption one block at a time, for targets where the `aes` crate only has its software
+/// backend (the Cortex-M3). CBC decryption is parallel, so the `cbc` crate hands the backend
+/// batches of blocks; the software backend then links a second, batch-wide copy of the whole
+/// inverse cipher (about 2.3 KB of Thumb code on the Core) for a speed that a device reading at
+/// most 640 bytes per frame never needs. Encryption is sequential and links the one-block path
+/// anyway, so this keeps a single inverse cipher in flash. Where the crate has AES instructions
+/// (x86, x86-64, AArch64) the batched path is both fast and small, and is kept.
+#[cfg(any(
+    test,
+    not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))
+))]
+fn decrypt_cbc_blockwise(
+    aes: &Aes128,
+    iv: &[u8; BLOCK_LEN],
+    blocks: &mut [Array<u8, aes::cipher::consts::U16>],
+) {
+    use aes::cipher::BlockCipherDecrypt;
+    let mut prev = *iv;
+    for block in blocks {
+        let mut cipher_text = [0u8; BLOCK_LEN];
+        cipher_text.copy_from_slice(block);
+        aes.decrypt_block(block);
+        for (b, p) in block.iter_mut().zip(prev) {
+            *b ^= p;
+        }
+        prev = cipher_text;
     }
 }
 
@@ -111,5 +146,27 @@ mod tests {
         c.decrypt_cbc(&iv, &mut buf).unwrap();
         assert_eq!(buf, plain);
         assert_eq!(c.encrypt_cbc(&iv, &mut buf[..15]), Err(CipherError));
+    }
+
+    /// The one-block-at-a-time decryption (the Cortex-M path) agrees with the `cbc` crate's
+    /// batched one on every length up to a Core frame.
+    #[test]
+    fn blockwise_decryption_matches_the_batched_one() {
+        let key: [u8; 16] = core::array::from_fn(|i| (i * 7 + 1) as u8);
+        let iv: [u8; 16] = core::array::from_fn(|i| (i * 13 + 5) as u8);
+        let mut c = Aes128Cbc::new(&key);
+        for blocks in 1..=40 {
+            let len = blocks * BLOCK_LEN;
+            let plain: [u8; 640] = core::array::from_fn(|i| (i * 31 + blocks) as u8);
+            let mut data = plain;
+            c.encrypt_cbc(&iv, &mut data[..len]).unwrap();
+            let mut batched = data;
+            use aes::cipher::BlockModeDecrypt;
+            let mut mode = cbc::Decryptor::<&Aes128>::inner_iv_init(&c.aes, &Array::from(iv));
+            mode.decrypt_blocks(as_blocks(&mut batched[..len]).unwrap());
+            decrypt_cbc_blockwise(&c.aes, &iv, as_blocks(&mut data[..len]).unwrap());
+            assert_eq!(data[..len], plain[..len]);
+            assert_eq!(batched[..len], plain[..len]);
+        }
     }
 }

@@ -167,13 +167,14 @@ pub struct Crc32 {
     state: u32,
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
+/// The CRC of each `BITS`-bit value, for a table-driven CRC that takes `BITS` bits a step.
+const fn crc_table<const N: usize>(bits: u32) -> [u32; N] {
+    let mut table = [0u32; N];
     let mut i = 0;
-    while i < 256 {
+    while i < N {
         let mut c = i as u32;
         let mut k = 0;
-        while k < 8 {
+        while k < bits {
             c = if c & 1 != 0 {
                 0xEDB8_8320 ^ (c >> 1)
             } else {
@@ -185,7 +186,32 @@ const CRC_TABLE: [u32; 256] = {
         i += 1;
     }
     table
-};
+}
+
+/// A byte a step: 1 KiB of table, about twice the speed of the nibble-wise update.
+#[cfg(any(test, not(target_os = "none")))]
+fn update_by_bytes(mut c: u32, data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = crc_table::<256>(8);
+    for &b in data {
+        c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    }
+    c
+}
+
+/// A nibble a step: a 16-entry table, 64 bytes of flash where the byte-wise one takes 1 KiB (3%
+/// of what a Core port may spend on its whole session). Bare-metal targets (`target_os =
+/// "none"`, the Core) use it: a chunk is at most 594 bytes, and the second lookup per byte does
+/// not show next to AES and the network.
+#[cfg(any(test, target_os = "none"))]
+fn update_by_nibbles(mut c: u32, data: &[u8]) -> u32 {
+    const TABLE: [u32; 16] = crc_table::<16>(4);
+    for &b in data {
+        c ^= u32::from(b);
+        c = TABLE[(c & 0xF) as usize] ^ (c >> 4);
+        c = TABLE[(c & 0xF) as usize] ^ (c >> 4);
+    }
+    c
+}
 
 impl Crc32 {
     /// A CRC over no bytes yet.
@@ -195,10 +221,11 @@ impl Crc32 {
 
     /// Adds bytes.
     pub fn update(&mut self, data: &[u8]) {
-        for &b in data {
-            self.state =
-                CRC_TABLE[((self.state ^ u32::from(b)) & 0xFF) as usize] ^ (self.state >> 8);
-        }
+        #[cfg(not(target_os = "none"))]
+        let state = update_by_bytes(self.state, data);
+        #[cfg(target_os = "none")]
+        let state = update_by_nibbles(self.state, data);
+        self.state = state;
     }
 
     /// The CRC of everything added.
@@ -252,5 +279,43 @@ mod tests {
         c.update(b"12345");
         c.update(b"6789");
         assert_eq!(c.finish(), 0xCBF4_3926);
+    }
+
+    /// Both tables give the bit-by-bit definition's CRC on every byte value and on longer data,
+    /// split at every point.
+    #[test]
+    fn crc32_matches_the_bitwise_definition() {
+        fn bitwise(data: &[u8]) -> u32 {
+            let mut c = 0xFFFF_FFFFu32;
+            for &b in data {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        0xEDB8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        }
+        let both = |data: &[u8]| {
+            let by_bytes = !update_by_bytes(0xFFFF_FFFF, data);
+            assert_eq!(by_bytes, !update_by_nibbles(0xFFFF_FFFF, data));
+            by_bytes
+        };
+        for b in 0..=255u8 {
+            assert_eq!(crc32(&[b]), bitwise(&[b]));
+            assert_eq!(both(&[b]), bitwise(&[b]));
+        }
+        let data: [u8; 600] = core::array::from_fn(|i| (i * 151 + 7) as u8);
+        assert_eq!(crc32(&data), bitwise(&data));
+        assert_eq!(both(&data), bitwise(&data));
+        for split in 0..data.len() {
+            let mut c = Crc32::new();
+            c.update(&data[..split]);
+            c.update(&data[split..]);
+            assert_eq!(c.finish(), bitwise(&data), "split at {split}");
+        }
     }
 }
