@@ -1,4 +1,5 @@
 //! Shared pieces of the spark-sdk example tools.
 
 pub mod cloud;
+pub mod load;
 pub mod vcore;
