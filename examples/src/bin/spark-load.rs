@@ -328,24 +328,26 @@ fn sample(pid: Option<u32>) -> Option<Sample> {
     pid.and_then(|p| procfs::sample(p).ok())
 }
 
-/// Time of the cloud's two RSA private-key operations per handshake (decrypting the credentials, signing the
-/// session key), measured in this process with the same backend and key: the floor of server CPU per handshake.
-fn rsa_floor(server: &PrivateKey, public: &PublicKey) -> Option<Duration> {
+/// CPU time of the cloud's two RSA private-key operations per handshake (decrypting the credentials, signing the
+/// session key), measured on this thread with the same backend and key: the floor of server CPU per handshake.
+/// Thread CPU time, not wall time, so that other processes on a shared machine do not inflate it.
+fn rsa_floor(server: &PrivateKey, public: &PublicKey, tck: u64) -> Option<Duration> {
     let mut rng = rand_core::UnwrapErr(rand::rngs::SysRng);
     let block = server.modulus_len();
     let (mut ct, mut sig, mut out) = (vec![0u8; block], vec![0u8; block], vec![0u8; block]);
     public
         .encrypt_pkcs1v15(&mut rng, &[7u8; 52], &mut ct)
         .ok()?;
-    let rounds = 200u32;
-    let start = Instant::now();
+    let rounds = 500u32;
+    let start = procfs::thread_cpu_ticks()?;
     for _ in 0..rounds {
         server.decrypt_pkcs1v15(&mut rng, &ct, &mut out).ok()?;
         server
             .sign_pkcs1v15_unprefixed(&mut rng, &[9u8; 20], &mut sig)
             .ok()?;
     }
-    Some(start.elapsed() / rounds)
+    let used = procfs::thread_cpu_ticks()?.checked_sub(start)?;
+    Some(procfs::ticks_to_duration(used, tck) / rounds)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -544,7 +546,7 @@ async fn run(args: Args) -> Result<Report, String> {
             true,
         );
     }
-    if let Some(floor) = rsa_floor(&server_private, &keys.server) {
+    if let Some(floor) = rsa_floor(&server_private, &keys.server, tck) {
         report.figure(
             "rsa_floor_ms",
             json!(ms(floor)),

@@ -69,6 +69,11 @@ pub fn sample(pid: u32) -> Result<Sample, ProcError> {
     Ok(Sample { cpu_ticks, rss_kib })
 }
 
+/// CPU time of the calling thread, in clock ticks (`/proc/thread-self/stat`).
+pub fn thread_cpu_ticks() -> Option<u64> {
+    parse_stat(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100, the Linux value on every common architecture, when `getconf` is
 /// missing).
 pub fn ticks_per_second() -> u64 {
