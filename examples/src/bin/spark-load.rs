@@ -525,13 +525,16 @@ async fn run(args: Args) -> Result<Report, String> {
             args.concurrency
         ),
     );
-    report.goal(
+    // Not a goal of its own: with the cloud and the Cores on the same two CPUs, the rate says how fast both sides
+    // together run the RSA; the cloud's share is the CPU time per handshake below.
+    let rate = ok as f64 / elapsed.as_secs_f64();
+    report.figure(
         "handshakes_per_second",
-        "handshakes per second (Node: 1,190)",
-        "1/s",
-        ok as f64 / elapsed.as_secs_f64(),
-        1_190.0,
-        false,
+        json!(rate),
+        format!(
+            "  {:<42} {rate:>12.1} 1/s        (cloud and Cores on the same CPUs)",
+            "handshakes per second (Node: 1,190)"
+        ),
     );
     if let (Some(b), Some(a)) = (before, after)
         && ok > 0
@@ -676,19 +679,14 @@ async fn run(args: Args) -> Result<Report, String> {
 
     // ---- events to one subscriber
     if args.publishers > 0 {
-        let mut stream =
-            EventStream::open(target.api, &format!("/v1/events/{EVENT_NAME}"), &api.token)
-                .await
-                .map_err(|e| e.to_string())?;
+        let stream = EventStream::open(target.api, &format!("/v1/events/{EVENT_NAME}"), &api.token)
+            .await
+            .map_err(|e| e.to_string())?;
         let received = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&received);
-        let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; 256 * 1024];
-            while let Ok(true) = stream.read_some(&mut buf).await {
-                counted.store(stream.counter.frames, Ordering::Relaxed);
-            }
-        });
         let stop = Arc::new(AtomicBool::new(false));
+        let reader = stream
+            .count_on_thread(Arc::clone(&received), Arc::clone(&stop))
+            .map_err(|e| e.to_string())?;
         let sent = Arc::new(AtomicU64::new(0));
         let mut publishers = Vec::new();
         let mut ups = Vec::new();
@@ -730,7 +728,7 @@ async fn run(args: Args) -> Result<Report, String> {
         for p in publishers {
             p.abort();
         }
-        reader.abort();
+        let _ = tokio::task::spawn_blocking(move || reader.join()).await;
         let secs = t1.as_secs_f64();
         let stat = |h: &Value, k: &str| h["events"][k].as_u64().unwrap_or(0);
         let dropped = stat(&h1, "dropped") - stat(&h0, "dropped");

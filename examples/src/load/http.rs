@@ -273,6 +273,40 @@ impl EventStream {
         self.counter.feed(&buf[..n]);
         Ok(n > 0)
     }
+
+    /// Counts on a thread of its own (blocking reads) until the server closes the stream or `stop` is set, storing
+    /// the frame count in `frames` after every read. A subscriber measured for throughput must not wait for a turn
+    /// on a runtime kept busy by the publishers, or the tool would measure itself.
+    pub fn count_on_thread(
+        self,
+        frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>, HttpError> {
+        use std::io::Read as _;
+        use std::sync::atomic::Ordering;
+        let mut stream = self.stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
+        let mut counter = self.counter;
+        Ok(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        counter.feed(&buf[..n]);
+                        frames.store(counter.frames, Ordering::Relaxed);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+        }))
+    }
 }
 
 #[cfg(test)]
