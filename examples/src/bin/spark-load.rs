@@ -54,6 +54,9 @@ struct Args {
     /// Cores publishing in the event phase (0 skips it).
     #[arg(long, default_value_t = 8)]
     publishers: u64,
+    /// Events the publishers may run ahead of the subscriber (0: no limit, they run as fast as TCP takes them).
+    #[arg(long, default_value_t = 4096)]
+    event_window: u64,
     /// Seconds the event phase measures.
     #[arg(long, default_value_t = 5.0)]
     event_seconds: f64,
@@ -398,7 +401,6 @@ impl Report {
     }
 }
 
-#[allow(clippy::too_many_lines)] // one phase after another, in the order the report prints them
 async fn run(args: Args) -> Result<Report, String> {
     let mut report = Report {
         json: args.json,
@@ -698,7 +700,15 @@ async fn run(args: Args) -> Result<Report, String> {
                 target.device,
                 Arc::clone(&keys),
                 Arc::clone(&stop),
-                Arc::clone(&sent),
+                cores::Pace {
+                    sent: Arc::clone(&sent),
+                    received: Arc::clone(&received),
+                    window: if args.event_window == 0 {
+                        u64::MAX / 2
+                    } else {
+                        args.event_window
+                    },
+                },
                 tx,
             )));
             ups.push(rx);

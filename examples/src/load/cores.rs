@@ -119,14 +119,43 @@ pub async fn idle_core(
     }
 }
 
+/// How the publishers pace themselves: all of them together keep at most `window` events ahead of what the
+/// subscriber has `received`, so that the measured rate is what the cloud delivers, not how much it drops when the
+/// publishers (on the same CPUs) outrun it. A publisher waits at most [`Pace::MAX_WAIT`] for the subscriber, so an
+/// event the cloud dropped does not stop it for good.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    /// Events sent by all publishers.
+    pub sent: Arc<AtomicU64>,
+    /// Events the subscriber received.
+    pub received: Arc<AtomicU64>,
+    /// How far ahead the publishers may run.
+    pub window: u64,
+}
+
+impl Pace {
+    /// The longest wait for the subscriber to catch up.
+    pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+    async fn wait(&self) {
+        let start = tokio::time::Instant::now();
+        while self.sent.load(Ordering::Relaxed)
+            >= self.received.load(Ordering::Relaxed) + self.window
+            && start.elapsed() < Self::MAX_WAIT
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
 /// Runs a publisher with id `id`: handshake and Hello, then public [`EVENT_NAME`] events as fast as the connection
-/// takes them until `stop` is set, counting them in `sent`. `up` hears when the Hello has been sent.
+/// and `pace` allow until `stop` is set, counting them in `pace.sent`. `up` hears when the Hello has been sent.
 pub async fn publisher(
     id: [u8; 12],
     target: SocketAddr,
     keys: Arc<CoreKeys>,
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
+    pace: Pace,
     up: oneshot::Sender<()>,
 ) -> Result<(), String> {
     let mut stream = connect(target, None)
@@ -175,6 +204,7 @@ pub async fn publisher(
     let _ = up.send(());
     let result = async {
         while !stop.load(Ordering::Relaxed) {
+            pace.wait().await;
             let mut at = 0;
             for _ in 0..EVENTS_PER_WRITE {
                 message_id = message_id.wrapping_add(1);
@@ -193,7 +223,8 @@ pub async fn publisher(
                     .map_err(|e| format!("seal: {e:?}"))?;
             }
             tx.write_all(&out[..at]).await.map_err(io)?;
-            sent.fetch_add(EVENTS_PER_WRITE as u64, Ordering::Relaxed);
+            pace.sent
+                .fetch_add(EVENTS_PER_WRITE as u64, Ordering::Relaxed);
         }
         Ok(())
     }
