@@ -2,4 +2,5 @@
 
 pub mod cloud;
 pub mod demo;
+pub mod load;
 pub mod vcore;

@@ -1177,3 +1177,49 @@ fn credentials_and_hello_in_one_read() {
     assert_eq!(Repr::parse_bytes(&out[1]).unwrap().message_id, id);
     assert!(matches!(events(&mut c)[..], [CloudEvent::Connected(_)]));
 }
+
+#[test]
+fn frames_split_across_inputs_and_idle_gaps_keep_the_channel_in_step() {
+    // Between bursts the cloud keeps only its key and IVs and rebuilds its ciphers: frames cut at every byte,
+    // several frames in one input, and answers interleaved with input must all stay in step.
+    let (mut c, mut d) = established();
+    events(&mut c);
+    let mut stream = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..5u8 {
+        let id = d.next();
+        ids.push(id);
+        let data = [b'0' + i];
+        let ev = Event::publish(id, Visibility::Public, b"split", Some(&data), 60);
+        stream.extend(d.seal(&Message::Event(ev)));
+    }
+    // The first three frames one byte at a time, draining the cloud's answers after each byte; the rest at once.
+    let cut = stream.len() * 3 / 5;
+    let mut acks = Vec::new();
+    for byte in &stream[..cut] {
+        c.handle_input(Instant::ZERO, core::slice::from_ref(byte))
+            .unwrap();
+        acks.extend(d.receive(&mut c, Instant::ZERO));
+    }
+    c.handle_input(Instant::ZERO, &stream[cut..]).unwrap();
+    acks.extend(d.receive(&mut c, Instant::ZERO));
+    let acked: Vec<u16> = acks
+        .iter()
+        .map(|m| Repr::parse_bytes(m).unwrap().message_id)
+        .collect();
+    assert_eq!(acked, ids);
+    let data: Vec<Vec<u8>> = events(&mut c)
+        .into_iter()
+        .filter_map(|e| match e {
+            CloudEvent::Published(p) => p.data,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(data, (0..5u8).map(|i| vec![b'0' + i]).collect::<Vec<_>>());
+    // And the device still reads what the cloud sends after the gap.
+    let id = d.next();
+    let ev = Event::publish(id, Visibility::Public, b"after", None, 60);
+    d.send(&mut c, Instant::ZERO, &Message::Event(ev)).unwrap();
+    let msgs = d.receive(&mut c, Instant::ZERO);
+    assert_eq!(Repr::parse_bytes(&msgs[0]).unwrap().message_id, id);
+}

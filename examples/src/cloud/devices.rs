@@ -2,16 +2,17 @@
 //! [`LiveHub`], the [`DeviceHub`] that routes the REST layer's requests to those connections.
 //!
 //! The handshake looks the device key up in the state directory at the time of the handshake (an unknown device
-//! is rejected by the session). Each connection task owns its session; requests reach it through a channel and
-//! their answers come back on one-shot channels, so many devices run at once without shared locks on the hot path.
+//! is rejected by the session). Each connection task owns its session; requests reach it through its mailbox (a
+//! queue that holds no memory while empty, and a wake-up) and their answers come back on one-shot channels, so many
+//! devices run at once without shared locks on the hot path. An idle connection keeps only what it must: its
+//! session's keys and counters, the device's description, and its socket.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{
     CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceKeys, OtaEvent, OtaOptions,
@@ -20,7 +21,7 @@ use spark_protocol::session::cloud::{
 use spark_protocol::session::driver::tokio::{Driver, TokioClock};
 use spark_protocol::wire::describe::{Description as WireDescription, VarType};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableType,
@@ -29,7 +30,77 @@ use super::hub::{
 use super::util::hex;
 use super::{Cloud, lock};
 
+/// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature (about four times faster
+/// than RustCrypto's; a clone shares the key), RustCrypto without it.
+#[cfg(feature = "openssl")]
+pub type ServerKey = spark_protocol::crypto::openssl::OpensslPrivateKey;
+/// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature, RustCrypto without it.
+#[cfg(not(feature = "openssl"))]
+pub type ServerKey = spark_protocol::crypto::rustcrypto::RustCryptoPrivateKey;
+/// A device's public key as the handshake uses it (the backend of [`ServerKey`]).
+#[cfg(feature = "openssl")]
+pub type DeviceKey = spark_protocol::crypto::openssl::OpensslPublicKey;
+/// A device's public key as the handshake uses it (the backend of [`ServerKey`]).
+#[cfg(not(feature = "openssl"))]
+pub type DeviceKey = spark_protocol::crypto::rustcrypto::RustCryptoPublicKey;
+
 type Answer<T> = oneshot::Sender<Result<T, HubError>>;
+
+/// Requests a connection may have queued before further ones are refused as busy.
+const MAILBOX_LIMIT: usize = 64;
+
+/// Where the REST layer leaves requests for one connection: empty, it holds no allocation.
+#[derive(Debug, Default)]
+struct Mailbox {
+    queue: Mutex<VecDeque<Command>>,
+    wake: Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Mailbox {
+    fn post(&self, command: Command) -> Result<(), HubError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(HubError::NotConnected);
+        }
+        let mut queue = lock(&self.queue);
+        if queue.len() >= MAILBOX_LIMIT {
+            return Err(HubError::Busy("too many requests queued".into()));
+        }
+        queue.push_back(command);
+        drop(queue);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn take(&self) -> Option<Command> {
+        let mut queue = lock(&self.queue);
+        let command = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 0 {
+            // Give the memory back: most connections see a request now and then, not a stream of them.
+            *queue = VecDeque::new();
+        }
+        command
+    }
+
+    /// Refuses further requests; those still queued are answered `NotConnected` when dropped.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        lock(&self.queue).clear();
+    }
+}
+
+impl core::fmt::Debug for Command {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Command::Describe(_) => "Describe",
+            Command::Call(..) => "Call",
+            Command::Get(..) => "Get",
+            Command::Signal(..) => "Signal",
+            Command::Deliver(..) => "Deliver",
+            Command::Flash(..) => "Flash",
+        })
+    }
+}
 
 enum Command {
     Describe(Answer<Description>),
@@ -43,7 +114,7 @@ enum Command {
 /// The [`DeviceHub`] of devices connected over TCP.
 #[derive(Debug, Default)]
 pub struct LiveHub {
-    devices: Mutex<HashMap<String, (u64, mpsc::Sender<Command>)>>,
+    devices: Mutex<HashMap<String, (u64, Arc<Mailbox>)>>,
     serial: AtomicU64,
 }
 
@@ -58,10 +129,10 @@ impl LiveHub {
         lock(&self.devices).len()
     }
 
-    fn sender(&self, device: &str) -> Result<mpsc::Sender<Command>, HubError> {
+    fn mailbox(&self, device: &str) -> Result<Arc<Mailbox>, HubError> {
         lock(&self.devices)
             .get(device)
-            .map(|(_, tx)| tx.clone())
+            .map(|(_, mailbox)| Arc::clone(mailbox))
             .ok_or(HubError::NotConnected)
     }
 
@@ -71,11 +142,9 @@ impl LiveHub {
         make: impl FnOnce(Answer<T>) -> Command + Send + 'a,
     ) -> HubFuture<'a, T> {
         Box::pin(async move {
-            let tx = self.sender(device)?;
+            let mailbox = self.mailbox(device)?;
             let (answer, rx) = oneshot::channel();
-            tx.send(make(answer))
-                .await
-                .map_err(|_| HubError::NotConnected)?;
+            mailbox.post(make(answer))?;
             rx.await.unwrap_or(Err(HubError::NotConnected))
         })
     }
@@ -127,21 +196,17 @@ impl DeviceHub for LiveHub {
 struct StateKeys(Arc<Cloud>);
 
 impl DeviceKeys for StateKeys {
-    type Key = RustCryptoPublicKey;
+    type Key = DeviceKey;
 
-    fn device_key(
-        &mut self,
-        device_id: &DeviceId,
-        _presented: Option<&[u8]>,
-    ) -> Option<RustCryptoPublicKey> {
+    fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<DeviceKey> {
         let key = self.0.state().device_key(&hex(device_id))?;
-        RustCryptoPublicKey::new(&key.as_ref_key()).ok()
+        DeviceKey::new(&key.as_ref_key()).ok()
     }
 }
 
 /// Accepts devices on `listener` until the task is aborted.
 pub async fn accept_devices(cloud: Arc<Cloud>, hub: Arc<LiveHub>, listener: TcpListener) {
-    let server_key = match RustCryptoPrivateKey::new(&cloud.state().server_key().as_ref_key()) {
+    let server_key = match ServerKey::new(&cloud.state().server_key().as_ref_key()) {
         Ok(key) => key,
         Err(_) => return,
     };
@@ -169,6 +234,29 @@ pub async fn listen(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     Ok((bound, tokio::spawn(accept_devices(cloud, hub, listener))))
+}
+
+/// The requests in flight on one connection: a few at a time, so a vector (empty: no allocation).
+#[derive(Default)]
+struct Requests(Vec<(RequestId, Pending)>);
+
+impl Requests {
+    fn insert(&mut self, id: RequestId, p: Pending) {
+        self.0.push((id, p));
+    }
+
+    fn get(&self, id: &RequestId) -> Option<&Pending> {
+        self.0.iter().find(|(r, _)| r == id).map(|(_, p)| p)
+    }
+
+    fn remove(&mut self, id: &RequestId) -> Option<Pending> {
+        let at = self.0.iter().position(|(r, _)| r == id)?;
+        let (_, p) = self.0.swap_remove(at);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(p)
+    }
 }
 
 enum Pending {
@@ -223,7 +311,7 @@ fn value(v: WireValue) -> VariableValue {
 async fn run_device(
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
-    server_key: RustCryptoPrivateKey,
+    server_key: ServerKey,
     stream: TcpStream,
 ) {
     let conn = CloudConnection::new(
@@ -234,10 +322,9 @@ async fn run_device(
         CloudConfig::default(),
     );
     let mut driver = Driver::new(conn, stream, TokioClock::new());
-    let (tx, mut rx) = mpsc::channel::<Command>(64);
-    let mut tx = Some(tx);
+    let mailbox = Arc::new(Mailbox::default());
     let mut id: Option<(String, u64)> = None;
-    let mut pending: HashMap<RequestId, Pending> = HashMap::new();
+    let mut pending = Requests::default();
     let mut types: Option<BTreeMap<String, VarType>> = None;
     let mut description: Option<Description> = None;
     let mut subscriptions: Vec<Subscription> = Vec::new();
@@ -255,9 +342,7 @@ async fn run_device(
                     CloudEvent::Connected(info) => {
                         let device = hex(&info.device_id);
                         let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
-                        if let Some(tx) = tx.take() {
-                            lock(&hub.devices).insert(device.clone(), (serial, tx));
-                        }
+                        lock(&hub.devices).insert(device.clone(), (serial, Arc::clone(&mailbox)));
                         cloud.device_online(&device);
                         let now = driver.now();
                         if let Ok(r) = driver.connection_mut().describe(now) {
@@ -317,8 +402,8 @@ async fn run_device(
                     _ => {}
                 }
             }
-            command = rx.recv() => {
-                let Some(command) = command else { break };
+            () = mailbox.wake.notified() => {
+                while let Some(command) = mailbox.take() {
                 let now = driver.now();
                 let conn = driver.connection_mut();
                 let busy = |e| HubError::Busy(format!("{e:?}"));
@@ -376,9 +461,11 @@ async fn run_device(
                         }
                     }
                 }
+                }
             }
         }
     }
+    mailbox.close();
     if let Some((device, serial)) = id {
         let mut devices = lock(&hub.devices);
         if devices.get(&device).is_some_and(|(s, _)| *s == serial) {
@@ -390,11 +477,8 @@ async fn run_device(
 }
 
 fn start_read(
-    driver: &mut Driver<
-        CloudConnection<RustCryptoPrivateKey, StateKeys, super::SystemRng>,
-        TcpStream,
-    >,
-    pending: &mut HashMap<RequestId, Pending>,
+    driver: &mut Driver<CloudConnection<ServerKey, StateKeys, super::SystemRng>, TcpStream>,
+    pending: &mut Requests,
     types: Option<&BTreeMap<String, VarType>>,
     name: String,
     answer: Answer<VariableValue>,

@@ -108,9 +108,14 @@ impl Cloud {
 
     fn touch(&self, device: &str, f: impl FnOnce(&mut DeviceStatus)) {
         let mut status = lock(&self.status);
-        let entry = status.entry(device.to_owned()).or_default();
-        entry.last_heard = Some(SystemTime::now());
-        f(entry);
+        // Looked up before inserting: the key is allocated once per device, not once per event.
+        if !status.contains_key(device) {
+            status.insert(device.to_owned(), DeviceStatus::default());
+        }
+        if let Some(entry) = status.get_mut(device) {
+            entry.last_heard = Some(SystemTime::now());
+            f(entry);
+        }
     }
 
     /// Publishes an event on behalf of `device` (called by the device listener). Names starting with `spark` are

@@ -31,8 +31,8 @@ use crate::crypto::handshake::{
     NONCE_LEN, decrypt_device_credentials, seal_session_key, session_reply_len,
 };
 use crate::crypto::{
-    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, RsaPrivate, SessionKey,
-    framing::sealed_len,
+    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, RsaPrivate, SessionCipher,
+    SessionKey, framing::sealed_len,
 };
 use crate::session::{Connection, Instant, SessionError};
 use crate::wire::describe::VarType;
@@ -142,9 +142,60 @@ enum State {
     Ended(SessionError),
 }
 
+/// The session channel. The ciphers and the frame store exist only while bytes move: between
+/// bursts the channel keeps the AES key and the two IVs (48 bytes) and rebuilds them on the next
+/// frame, so an idle connection holds no key schedule and no buffer.
 struct Channel {
-    encoder: FrameEncoder<Aes128Cbc>,
-    decoder: FrameDecoder<Aes128Cbc, Vec<u8>>,
+    key: zeroize::Zeroizing<[u8; 16]>,
+    /// The IV of the next frame to the device, while `encoder` is not built.
+    tx_iv: [u8; 16],
+    /// The IV of the next frame from the device, while `decoder` is not built.
+    rx_iv: [u8; 16],
+    max_frame_len: usize,
+    encoder: Option<FrameEncoder<Aes128Cbc>>,
+    decoder: Option<FrameDecoder<Aes128Cbc, Vec<u8>>>,
+}
+
+impl Channel {
+    fn new(session: &SessionKey, max_frame_len: usize) -> Channel {
+        Channel {
+            key: zeroize::Zeroizing::new(*session.aes_key()),
+            tx_iv: session.iv(),
+            rx_iv: session.iv(),
+            max_frame_len,
+            encoder: None,
+            decoder: None,
+        }
+    }
+
+    fn encoder(&mut self) -> &mut FrameEncoder<Aes128Cbc> {
+        let (key, iv) = (&self.key, self.tx_iv);
+        self.encoder
+            .get_or_insert_with(|| FrameEncoder::new(Aes128Cbc::new(key), iv))
+    }
+
+    fn decoder(&mut self) -> &mut FrameDecoder<Aes128Cbc, Vec<u8>> {
+        let (key, iv, max) = (&self.key, self.rx_iv, self.max_frame_len);
+        self.decoder.get_or_insert_with(|| {
+            FrameDecoder::new(Aes128Cbc::new(key), iv, vec![0u8; max]).with_max_len(max)
+        })
+    }
+
+    /// Drops the encoder, keeping its next IV.
+    fn park_encoder(&mut self) {
+        if let Some(e) = self.encoder.take() {
+            self.tx_iv = *e.next_iv();
+        }
+    }
+
+    /// Drops the decoder and its frame store when no frame is half-read, keeping its next IV.
+    fn park_decoder(&mut self) {
+        if self.decoder.as_ref().is_some_and(FrameDecoder::is_idle)
+            && let Some(d) = self.decoder.take()
+        {
+            self.rx_iv = *d.next_iv();
+        }
+    }
 }
 
 /// The cloud side of one device connection. See the [module docs](self).
@@ -522,13 +573,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         )
         .map_err(SessionError::Authentication)?;
         self.raw.push_back(reply);
-        self.channel = Some(Channel {
-            encoder: session.encoder(),
-            decoder: session
-                .decoder(vec![0u8; self.config.max_frame_len])
-                .with_max_len(self.config.max_frame_len),
-        });
-        self.plain = vec![0u8; self.config.max_frame_len];
+        self.channel = Some(Channel::new(&session, self.config.max_frame_len));
         self.device = Some(DeviceInfo {
             device_id: creds.device_id,
             product_id: None,
@@ -567,10 +612,14 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                     let Some(channel) = self.channel.as_mut() else {
                         return Err(SessionError::Unexpected("no session channel"));
                     };
-                    let consumed = channel.decoder.handle_input(input).map_err(frame_error)?;
+                    let decoder = channel.decoder();
+                    let consumed = decoder.handle_input(input).map_err(frame_error)?;
                     input = &input[consumed..];
                     let mut plain = core::mem::take(&mut self.plain);
-                    let result = match channel.decoder.poll_message(&mut plain) {
+                    if plain.len() < self.config.max_frame_len {
+                        plain = vec![0u8; self.config.max_frame_len];
+                    }
+                    let result = match decoder.poll_message(&mut plain) {
                         Ok(Some(n)) => self.handle_message(now, &plain[..n]),
                         Ok(None) => Ok(()),
                         Err(e) => Err(frame_error(e)),
@@ -831,6 +880,24 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         self.out.push(message).map_err(SessionError::Malformed)
     }
 
+    /// Gives back what only a burst of traffic needs once it is over (nothing is queued to send):
+    /// the encoder and the queues' spare capacity. A connection that waits holds its keys,
+    /// counters and device information only.
+    fn release_idle_memory(&mut self) {
+        if let Some(channel) = self.channel.as_mut() {
+            channel.park_encoder();
+        }
+        if self.out.queue.capacity() > 0 {
+            self.out.queue = VecDeque::new();
+        }
+        if self.raw.capacity() > 0 && self.raw.is_empty() {
+            self.raw = VecDeque::new();
+        }
+        if self.out.pending.is_empty() && self.out.pending.capacity() > 0 {
+            self.out.pending = Vec::new();
+        }
+    }
+
     fn idle_deadline(&self) -> Instant {
         self.last_rx + self.config.idle_timeout
     }
@@ -840,7 +907,13 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
     type Event = CloudEvent;
 
     fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError> {
-        match self.handle_input_inner(now, input) {
+        let result = self.handle_input_inner(now, input);
+        // The message buffer and the decoder are rebuilt for the next input.
+        self.plain = Vec::new();
+        if let Some(channel) = self.channel.as_mut() {
+            channel.park_decoder();
+        }
+        match result {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(e)),
         }
@@ -924,6 +997,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
             self.reap_flasher();
         }
         let Some(front) = self.out.queue.front() else {
+            self.release_idle_memory();
             return Ok(None);
         };
         let required = sealed_len(front.len());
@@ -936,7 +1010,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
         let Some(channel) = self.channel.as_mut() else {
             return Ok(None);
         };
-        let n = match channel.encoder.seal(front, buf) {
+        let n = match channel.encoder().seal(front, buf) {
             Ok(n) => n,
             Err(e) => return Err(self.fail(frame_error(e))),
         };
@@ -974,7 +1048,11 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
     }
 
     fn poll_event(&mut self) -> Option<CloudEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     fn error(&self) -> Option<SessionError> {

@@ -1,0 +1,234 @@
+//! The simulated Cores of the load tool.
+//!
+//! - [`idle_core`]: a Core as the protocol crate runs one (`DeviceConnection` on the tokio driver): handshake,
+//!   Hello, one function (`digitalwrite`, returning 1), the Core's keep-alive pings, nothing else. Thousands run in
+//!   one process.
+//! - [`publisher`]: a Core that publishes events as fast as TCP takes them, built from the crate's handshake,
+//!   framing and message layers directly. `DeviceConnection` keeps the Core firmware's rule of at most four
+//!   publishes per second, which the cloud does not enforce (neither did the original server), so an event storm
+//!   needs the frames written by hand.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rand::SeedableRng;
+use rand::rngs::{StdRng, SysRng};
+use spark_protocol::crypto::handshake::{
+    DEVICE_CREDENTIALS_LEN, NONCE_LEN, encrypt_device_credentials, open_session_key,
+};
+use spark_protocol::crypto::{Aes128Cbc, Nonce, RsaPrivate, RsaPublic};
+use spark_protocol::session::device::{
+    DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware, RsaHandshake,
+};
+use spark_protocol::session::driver::Clock;
+use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::wire::Header;
+use spark_protocol::wire::hello::{CoreHello, HelloFlags, HelloPayload};
+use spark_protocol::wire::message::{Event, Hello, Message, Visibility};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+
+use super::{PrivateKey, PublicKey};
+
+/// The function every idle Core exposes.
+pub const FUNCTION: &str = "digitalwrite";
+/// What it returns.
+pub const FUNCTION_RESULT: i32 = 1;
+/// The name of the events publishers send (the event stream subscribes to this prefix).
+pub const EVENT_NAME: &str = "load/tick";
+/// Events a publisher seals into one write.
+const EVENTS_PER_WRITE: usize = 32;
+
+/// The keys every simulated Core uses: one device key pair provisioned under every id (generating thousands of
+/// RSA keys would only slow the tool down; the cloud looks keys up by id either way), and the cloud's public key.
+#[derive(Debug)]
+pub struct CoreKeys {
+    /// The devices' private key.
+    pub device: PrivateKey,
+    /// The cloud's public key.
+    pub server: PublicKey,
+}
+
+fn rng() -> Result<StdRng, String> {
+    StdRng::try_from_rng(&mut SysRng).map_err(|e| format!("random source: {e}"))
+}
+
+/// Connects to `target`, from `source` when given (several loopback sources give more ports).
+pub async fn connect(target: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(target).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Runs an idle Core with id `id` until its session ends (or the task is aborted). `up` hears when its session is
+/// established, or why it failed before.
+pub async fn idle_core(
+    id: [u8; 12],
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    keys: Arc<CoreKeys>,
+    up: oneshot::Sender<Result<(), String>>,
+) {
+    let mut up = Some(up);
+    let fail = |up: &mut Option<oneshot::Sender<Result<(), String>>>, why: String| {
+        if let Some(up) = up.take() {
+            let _ = up.send(Err(why));
+        }
+    };
+    let stream = match connect(target, source).await {
+        Ok(s) => s,
+        Err(e) => return fail(&mut up, format!("connect {target}: {e}")),
+    };
+    let rng = match rng() {
+        Ok(r) => r,
+        Err(e) => return fail(&mut up, e),
+    };
+    let handshake = RsaHandshake::new(&keys.device, &keys.server, rng);
+    let mut clock = TokioClock::new();
+    let now = clock.now();
+    let mut conn = DeviceConnection::new(DeviceConfig::new(id), handshake, NoFirmware, now);
+    if let Err(e) = conn.register_function(FUNCTION.as_bytes()) {
+        return fail(&mut up, format!("register: {e:?}"));
+    }
+    let mut driver = Driver::new(conn, stream, clock);
+    loop {
+        match driver.next_event().await {
+            Ok(DeviceEvent::Connected) => {
+                if let Some(up) = up.take() {
+                    let _ = up.send(Ok(()));
+                }
+            }
+            Ok(DeviceEvent::FunctionCall(call)) => {
+                let _ = driver
+                    .connection_mut()
+                    .function_return(call.call, FUNCTION_RESULT);
+            }
+            Ok(_) => {}
+            Err(e) => return fail(&mut up, format!("session: {e}")),
+        }
+    }
+}
+
+/// How the publishers pace themselves: all of them together keep at most `window` events ahead of what the
+/// subscriber has `received`, so that the measured rate is what the cloud delivers, not how much it drops when the
+/// publishers (on the same CPUs) outrun it. A publisher waits at most [`Pace::MAX_WAIT`] for the subscriber, so an
+/// event the cloud dropped does not stop it for good.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    /// Events sent by all publishers.
+    pub sent: Arc<AtomicU64>,
+    /// Events the subscriber received.
+    pub received: Arc<AtomicU64>,
+    /// How far ahead the publishers may run.
+    pub window: u64,
+}
+
+impl Pace {
+    /// The longest wait for the subscriber to catch up.
+    pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+    async fn wait(&self) {
+        let start = tokio::time::Instant::now();
+        while self.sent.load(Ordering::Relaxed)
+            >= self.received.load(Ordering::Relaxed) + self.window
+            && start.elapsed() < Self::MAX_WAIT
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Runs a publisher with id `id`: handshake and Hello, then public [`EVENT_NAME`] events as fast as the connection
+/// and `pace` allow until `stop` is set, counting them in `pace.sent`. `up` hears when the Hello has been sent.
+pub async fn publisher(
+    id: [u8; 12],
+    target: SocketAddr,
+    keys: Arc<CoreKeys>,
+    stop: Arc<AtomicBool>,
+    pace: Pace,
+    up: oneshot::Sender<()>,
+) -> Result<(), String> {
+    let mut stream = connect(target, None)
+        .await
+        .map_err(|e| format!("connect {target}: {e}"))?;
+    let mut rng = rng()?;
+    let io = |e: std::io::Error| format!("publisher I/O: {e}");
+    let mut nonce = [0u8; NONCE_LEN];
+    stream.read_exact(&mut nonce).await.map_err(io)?;
+    let mut creds = [0u8; DEVICE_CREDENTIALS_LEN];
+    let n =
+        encrypt_device_credentials(&keys.server, &mut rng, &Nonce(nonce), &id, None, &mut creds)
+            .map_err(|e| format!("credentials: {e:?}"))?;
+    stream.write_all(&creds[..n]).await.map_err(io)?;
+    let mut reply = vec![0u8; keys.device.modulus_len() + keys.server.modulus_len()];
+    stream.read_exact(&mut reply).await.map_err(io)?;
+    let session = open_session_key(&keys.device, &keys.server, &mut rng, &reply)
+        .map_err(|e| format!("session key: {e:?}"))?;
+    let mut encoder = session.encoder::<Aes128Cbc>();
+    let mut message_id = session.message_id_seed();
+
+    let (mut rx, mut tx) = stream.into_split();
+    // The cloud's Hello and its acknowledgements are read and dropped, so that its writes never block.
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while matches!(rx.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+
+    let mut plain = [0u8; 128];
+    let mut out = vec![0u8; EVENTS_PER_WRITE * 96];
+    let hello = Message::Hello(Hello {
+        header: Header::non(message_id),
+        payload: HelloPayload::Core(CoreHello {
+            product_id: 0xffff,
+            firmware_version: 0xffff,
+            flags: HelloFlags(0),
+        }),
+    });
+    let len = hello
+        .emit(&mut plain)
+        .map_err(|e| format!("Hello: {e:?}"))?;
+    let n = encoder
+        .seal(&plain[..len], &mut out)
+        .map_err(|e| format!("seal: {e:?}"))?;
+    tx.write_all(&out[..n]).await.map_err(io)?;
+    let _ = up.send(());
+    let result = async {
+        while !stop.load(Ordering::Relaxed) {
+            pace.wait().await;
+            let mut at = 0;
+            for _ in 0..EVENTS_PER_WRITE {
+                message_id = message_id.wrapping_add(1);
+                let event = Message::Event(Event::publish(
+                    message_id,
+                    Visibility::Public,
+                    EVENT_NAME.as_bytes(),
+                    Some(b"21.5"),
+                    60,
+                ));
+                let len = event
+                    .emit(&mut plain)
+                    .map_err(|e| format!("event: {e:?}"))?;
+                at += encoder
+                    .seal(&plain[..len], &mut out[at..])
+                    .map_err(|e| format!("seal: {e:?}"))?;
+            }
+            tx.write_all(&out[..at]).await.map_err(io)?;
+            pace.sent
+                .fetch_add(EVENTS_PER_WRITE as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+    .await;
+    reader.abort();
+    result
+}

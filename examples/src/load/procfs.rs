@@ -1,0 +1,133 @@
+//! What the kernel says about a process: CPU time from `/proc/<pid>/stat`, resident memory from `/proc/<pid>/status`.
+
+use std::time::Duration;
+
+/// One reading of a process's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// User plus system CPU time of all its threads, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Resident set size in KiB (`VmRSS`).
+    pub rss_kib: u64,
+}
+
+/// Why a reading failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcError {
+    /// The file could not be read (the process is gone, or this is not Linux).
+    #[error("cannot read /proc/{pid}/{file}: {source}")]
+    Read {
+        /// The process.
+        pid: u32,
+        /// `stat` or `status`.
+        file: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file did not have the expected shape.
+    #[error("unexpected contents of /proc/{pid}/{file}")]
+    Format {
+        /// The process.
+        pid: u32,
+        /// `stat` or `status`.
+        file: &'static str,
+    },
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses
+/// and may hold spaces and parentheses itself, so fields are counted from the last `)`.
+pub fn parse_stat(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    // After the name: field 3 (state) is the first; utime is field 14, the 12th from here.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmRSS` in KiB from a `/proc/<pid>/status` text.
+pub fn parse_status(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line["VmRSS:".len()..].split_ascii_whitespace();
+    let kib = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(kib)
+}
+
+/// Reads the counters of `pid`.
+pub fn sample(pid: u32) -> Result<Sample, ProcError> {
+    let read =
+        |file: &'static str| {
+            std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+                .map_err(|source| ProcError::Read { pid, file, source })
+        };
+    let cpu_ticks = parse_stat(&read("stat")?).ok_or(ProcError::Format { pid, file: "stat" })?;
+    let rss_kib = parse_status(&read("status")?).ok_or(ProcError::Format {
+        pid,
+        file: "status",
+    })?;
+    Ok(Sample { cpu_ticks, rss_kib })
+}
+
+/// CPU time of the calling thread, in clock ticks (`/proc/thread-self/stat`).
+pub fn thread_cpu_ticks() -> Option<u64> {
+    parse_stat(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100, the Linux value on every common architecture, when `getconf` is
+/// missing).
+pub fn ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// CPU time of `ticks` clock ticks.
+pub fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
+    Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / per_second.max(1))
+}
+
+/// The soft limit on open files of this process (`Max open files` in `/proc/self/limits`).
+pub fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_name() {
+        let line = "4242 (local (cloud) x) S 1 4242 4242 0 -1 4194304 900 0 0 0 1234 567 0 0 20 0 3 0 100 \
+                    20000000 3000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(parse_stat(line), Some(1234 + 567));
+        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
+        assert_eq!(parse_stat("no parenthesis"), None);
+    }
+
+    #[test]
+    fn status_rss() {
+        let text = "Name:\tlocal-cloud\nVmPeak:\t  9000 kB\nVmRSS:\t    5120 kB\nThreads:\t3\n";
+        assert_eq!(parse_status(text), Some(5120));
+        assert_eq!(parse_status("Name:\tx\n"), None);
+        assert_eq!(parse_status("VmRSS:\t12 MB\n"), None);
+    }
+
+    #[test]
+    fn this_process_can_be_read() {
+        let s = sample(std::process::id()).expect("/proc of this process");
+        assert!(s.rss_kib > 0);
+        assert_eq!(ticks_to_duration(250, 100), Duration::from_millis(2500));
+    }
+}
