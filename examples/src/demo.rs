@@ -37,8 +37,8 @@ use spark_api::{Client, Credentials, FirmwareFile, StreamItem, TokenLifetime};
 use spark_cc3000::ServicePack;
 use spark_dfu::file::dfuse::{DfuseFile, DfuseRepr, Element, TargetRepr};
 use spark_dfu::file::suffix::SuffixRepr;
-use spark_dfu::host::{Event as DfuEvent, Options, TransferError};
 use spark_dfu::host::proto::Setup;
+use spark_dfu::host::{Event as DfuEvent, Options, TransferError};
 use spark_dfu::ops;
 use spark_dfu::platform::{Platform, core_map};
 use spark_dfu::sim::{Fault, SparkCore};
@@ -1365,29 +1365,35 @@ async fn usb_steps(
             Err(e) => return (bootloader, flash, Err(format!("{}: {e}", file.display()))),
         };
         let mut step = "";
-        let result = flash_usb(&mut bootloader, &bytes, true, &mut flash, |event, so_far| {
-            let now = match event {
-                DfuEvent::Erased { .. } => "erasing",
-                DfuEvent::Written { .. } => {
-                    observer.progress(Progress::UsbProgress {
+        let result = flash_usb(
+            &mut bootloader,
+            &bytes,
+            true,
+            &mut flash,
+            |event, so_far| {
+                let now = match event {
+                    DfuEvent::Erased { .. } => "erasing",
+                    DfuEvent::Written { .. } => {
+                        observer.progress(Progress::UsbProgress {
+                            device: &name,
+                            written: so_far.written,
+                            total: so_far.total,
+                        });
+                        "writing"
+                    }
+                    DfuEvent::Read { .. } => "verifying",
+                    DfuEvent::Leaving => "leaving DFU mode",
+                    _ => step,
+                };
+                if now != step {
+                    step = now;
+                    observer.progress(Progress::UsbStep {
                         device: &name,
-                        written: so_far.written,
-                        total: so_far.total,
+                        step,
                     });
-                    "writing"
                 }
-                DfuEvent::Read { .. } => "verifying",
-                DfuEvent::Leaving => "leaving DFU mode",
-                _ => step,
-            };
-            if now != step {
-                step = now;
-                observer.progress(Progress::UsbStep {
-                    device: &name,
-                    step,
-                });
-            }
-        });
+            },
+        );
         (bootloader, flash, result)
     })
     .await
@@ -1530,11 +1536,17 @@ mod tests {
         let mut bootloader = SparkCore::new();
         let mut flash = UsbFlash::default();
         let mut written = Vec::new();
-        flash_usb(&mut bootloader, &file, false, &mut flash, |event, so_far| {
-            if let DfuEvent::Written { .. } = event {
-                written.push(so_far.written);
-            }
-        })
+        flash_usb(
+            &mut bootloader,
+            &file,
+            false,
+            &mut flash,
+            |event, so_far| {
+                if let DfuEvent::Written { .. } = event {
+                    written.push(so_far.written);
+                }
+            },
+        )
         .unwrap();
         assert_eq!(
             bootloader.memory(core_map::FIRMWARE, image.len()).unwrap(),

@@ -336,7 +336,11 @@ mod tests {
 
         // Leaving without touching the application keeps the one that ran.
         let mut bootloader = core.enter_dfu().unwrap();
-        flash(&mut bootloader, &dfuse(&[(1, core_map::USER_DATA, &[1, 2, 3])])).unwrap();
+        flash(
+            &mut bootloader,
+            &dfuse(&[(1, core_map::USER_DATA, &[1, 2, 3])]),
+        )
+        .unwrap();
         let reset = core.leave_dfu(&bootloader).unwrap();
         assert_eq!(reset.installed, None);
         assert_eq!(reset.external_sectors, 1);

@@ -252,14 +252,7 @@ fn print_table(report: &Report) {
     println!();
     println!(
         "{} Cores: patched to SP {}: {}/{} over the air, {}/{} over USB; {} already up to date ({:.1} s)",
-        s.cores,
-        s.target,
-        s.ota_patched,
-        s.ota_planned,
-        s.usb_patched,
-        s.usb,
-        s.skipped,
-        s.seconds
+        s.cores, s.target, s.ota_patched, s.ota_planned, s.usb_patched, s.usb, s.skipped, s.seconds
     );
     if let Some(command) = &s.usb_command {
         println!("USB, on a real Core in DFU mode: {command}");
