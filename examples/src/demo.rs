@@ -13,7 +13,13 @@
 //!    file for USB (the image at the application address, the Core's DFU VID:PID), as the 2014 rollout told
 //!    owners of badly connected Cores to use `dfu-util`; every other Core is updated over the air;
 //! 4. flash the over-the-air Cores, a bounded number at a time, following the cloud's `spark/flash/*` events;
-//! 5. verify each one: it comes back, reports the new service pack, and answers a Tinker call.
+//!    meanwhile flash the USB Cores as their owners would: the Core is put in DFU mode (it leaves the cloud and
+//!    its bootloader, spark-dfu's simulated one holding the Core's flash, answers on USB), the DfuSe file written
+//!    to disk is flashed through spark-dfu's DFU host as `spark flash --usb` does (every element to its target's
+//!    alt setting, read back, leave, the bootloader's poll timeouts slept in real time as dfu-util sleeps them),
+//!    and the leave request resets the Core into what is now at 0x08005000;
+//! 5. verify each one: it comes back, reports the new service pack, and answers a Tinker call. A USB flash that
+//!    fails leaves its Core in DFU mode: nothing half written is ever booted.
 //!
 //! The result is a [`Report`] with one [`Row`] per Core and a [`Summary`]. What happens along the way is told to an
 //! [`Observer`] (the CLI draws progress bars from it).
@@ -31,7 +37,12 @@ use spark_api::{Client, Credentials, FirmwareFile, StreamItem, TokenLifetime};
 use spark_cc3000::ServicePack;
 use spark_dfu::file::dfuse::{DfuseFile, DfuseRepr, Element, TargetRepr};
 use spark_dfu::file::suffix::SuffixRepr;
+use spark_dfu::host::proto::Setup;
+use spark_dfu::host::{Event as DfuEvent, Options, TransferError};
+use spark_dfu::ops;
 use spark_dfu::platform::{Platform, core_map};
+use spark_dfu::sim::{Fault, SparkCore};
+use spark_dfu::transport::blocking;
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -68,6 +79,11 @@ const SLOW_FACTOR: u32 = 4;
 const ONLINE_WAIT: Duration = Duration::from_secs(20);
 /// How long one Core has for its over-the-air update, reset and verification.
 const OTA_WAIT: Duration = Duration::from_secs(40);
+/// How long one Core has for its USB flash (some 10 s of the bootloader's poll timeouts), reset and
+/// verification over its unreliable link.
+const USB_WAIT: Duration = Duration::from_secs(45);
+/// A verification call the link lost is tried again after this pause.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// Over-the-air attempts per Core.
 const OTA_ATTEMPTS: u32 = 2;
 /// The demo user.
@@ -92,6 +108,9 @@ pub struct DemoConfig {
     pub out: PathBuf,
     /// Over-the-air updates at a time.
     pub jobs: usize,
+    /// Make every USB flash fail with a USB error at this control transfer (0-based, as spark-dfu's simulated
+    /// bootloader counts them), to watch a failed flash.
+    pub usb_fault: Option<u32>,
 }
 
 /// How a Core gets (or does not need) the deep update.
@@ -143,23 +162,43 @@ pub struct Row {
     pub link_check: LinkCheck,
     /// The CC3000 service pack before.
     pub before: Option<String>,
-    /// The CC3000 service pack after (for `usb`, what it still runs until the file is flashed).
+    /// The CC3000 service pack after (for a Core left in DFU mode by a failed USB flash, what its CC3000 still
+    /// holds).
     pub after: Option<String>,
     /// The update path.
     pub path: UpdatePath,
-    /// Whether the Core got what its path promised: patched and back on Tinker (`ota`), a file written (`usb`), or
-    /// nothing to do (`skip`).
+    /// Whether the Core got what its path promised: patched and back on Tinker (`ota`, `usb`), or nothing to do
+    /// (`skip`).
     pub ok: bool,
-    /// Over-the-air attempts.
+    /// Over-the-air attempts, or USB flashes.
     pub attempts: u32,
-    /// Seconds the Core's update took (flash, reset, verification); 0 for `skip` and `usb`.
+    /// Seconds the Core's update took (flash, reset, verification); 0 for `skip`.
     pub seconds: f64,
-    /// After an over-the-air update: the Tinker call `digitalread("D7")` answered.
+    /// After an update: the Tinker call `digitalread("D7")` answered.
     pub tinker: Option<bool>,
-    /// For `usb`: the DfuSe file to flash.
+    /// For `usb`: the DfuSe file flashed.
     pub file: Option<String>,
+    /// For `usb`: what the DFU host did.
+    pub usb: Option<UsbFlash>,
     /// What went wrong, if anything.
     pub error: Option<String>,
+}
+
+/// How a USB flash went, as the DFU host saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsbFlash {
+    /// Bytes of firmware in the DfuSe file.
+    pub total: u64,
+    /// Pages erased.
+    pub erased: u32,
+    /// Bytes the bootloader confirmed written.
+    pub written: u64,
+    /// Bytes read back and found equal to the file's.
+    pub verified: u64,
+    /// Milliseconds the bootloader asked the host to wait (`bwPollTimeout`), slept as dfu-util sleeps them.
+    pub bootloader_ms: u64,
+    /// The leave request reset the Core out of DFU mode (`false`: it waits in DFU mode, nothing new booted).
+    pub reset: bool,
 }
 
 /// The totals.
@@ -175,13 +214,17 @@ pub struct Summary {
     pub ota_patched: usize,
     /// Of those, not patched.
     pub ota_failed: usize,
-    /// Cores given the DfuSe file.
+    /// Cores planned over USB.
     pub usb: usize,
+    /// Of those, patched and verified.
+    pub usb_patched: usize,
+    /// Of those, not patched.
+    pub usb_failed: usize,
     /// Cores already up to date.
     pub skipped: usize,
     /// The DfuSe file, when one was written.
     pub usb_file: Option<String>,
-    /// The `dfu-util` command for the USB Cores.
+    /// The `dfu-util` command that flashes the file on a real Core.
     pub usb_command: Option<String>,
     /// The local cloud's REST API that served the run.
     pub api_url: String,
@@ -199,9 +242,9 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether every Core planned over the air was patched and verified.
+    /// Whether every Core that needed the update (over the air or over USB) was patched and verified.
     pub fn succeeded(&self) -> bool {
-        self.summary.ota_failed == 0
+        self.summary.ota_failed == 0 && self.summary.usb_failed == 0
     }
 }
 
@@ -254,6 +297,39 @@ pub enum Progress<'a> {
     },
     /// A Core's over-the-air update ended.
     OtaDone {
+        /// The device.
+        device: &'a str,
+        /// Patched and verified.
+        ok: bool,
+        /// The service pack it reports, or what failed.
+        detail: &'a str,
+    },
+    /// A USB update begins: the Core is put in DFU mode.
+    UsbStarted {
+        /// The device.
+        device: &'a str,
+        /// Bytes of firmware in the DfuSe file.
+        total: u64,
+    },
+    /// Bytes the bootloader confirmed written.
+    UsbProgress {
+        /// The device.
+        device: &'a str,
+        /// Written so far.
+        written: u64,
+        /// Bytes of firmware in the file.
+        total: u64,
+    },
+    /// A USB update moved on (`erasing`, `writing`, `verifying`, `leaving DFU mode`, `resetting`, `verifying on
+    /// the cloud`).
+    UsbStep {
+        /// The device.
+        device: &'a str,
+        /// What it does now.
+        step: &'a str,
+    },
+    /// A Core's USB update ended.
+    UsbDone {
         /// The device.
         device: &'a str,
         /// Patched and verified.
@@ -522,6 +598,49 @@ struct Fleet {
     image: Arc<Vec<u8>>,
     image_name: String,
     target: ServicePack,
+    usb_fault: Option<u32>,
+}
+
+/// A running Core's task.
+type CoreTask = tokio::task::JoinHandle<Result<(), crate::vcore::CoreError>>;
+
+/// What the demo holds of one Core: the model, how it connects, the task that runs it on the cloud.
+struct Powered {
+    core: SharedCore,
+    cloud: CloudConfig,
+    task: Option<CoreTask>,
+}
+
+impl Powered {
+    /// Powers the Core on (boot, then connect and stay connected).
+    fn power_on(&mut self) {
+        let report = Box::new(|_: Status| {});
+        self.task = Some(tokio::spawn(core_run::run(
+            Arc::clone(&self.core),
+            self.cloud.clone(),
+            report,
+        )));
+    }
+
+    /// Stops the Core's firmware (its connection drops), waiting until it is stopped.
+    async fn power_off(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Powered {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+fn lock_core(core: &SharedCore) -> MutexGuard<'_, VirtualCore> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs the demo (inside a multi-threaded tokio runtime). See the [module docs](self).
@@ -650,7 +769,7 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
 
     // Power the fleet on.
     observer.progress(Progress::Phase("connecting the fleet"));
-    let mut running_cores = JoinSet::new();
+    let mut powered: Vec<Powered> = Vec::with_capacity(kinds.len());
     for (index, (core, kind)) in cores.into_iter().zip(&kinds).enumerate() {
         let faults = if *kind == Kind::Flaky {
             UNRELIABLE_LINK
@@ -664,9 +783,13 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
             seed: config.seed.wrapping_add((index as u64) << 32),
             reconnect_delay: Duration::from_millis(200),
         };
-        let shared: SharedCore = Arc::new(Mutex::new(core));
-        let report = Box::new(|_: Status| {});
-        running_cores.spawn(core_run::run(shared, core_config, report));
+        let mut core = Powered {
+            core: Arc::new(Mutex::new(core)),
+            cloud: core_config,
+            task: None,
+        };
+        core.power_on();
+        powered.push(core);
     }
 
     let online = wait_online(&api, &watcher, &ids, &*observer).await?;
@@ -721,6 +844,7 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
             seconds: 0.0,
             tinker: None,
             file: None,
+            usb: None,
             error: None,
         });
     }
@@ -741,13 +865,16 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
         })?;
         for row in rows.iter_mut().filter(|r| r.path == UpdatePath::Usb) {
             row.file = Some(path.display().to_string());
-            row.ok = true;
         }
         usb_path = Some(path);
     }
 
-    // Over the air, a few at a time.
-    observer.progress(Progress::Phase("updating over the air"));
+    // Over the air, a few at a time; over USB, every owner at their desk.
+    observer.progress(Progress::Phase(if usb_path.is_some() {
+        "updating over the air and over USB"
+    } else {
+        "updating over the air"
+    }));
     let fleet = Arc::new(Fleet {
         api: api.clone(),
         watcher: Arc::clone(&watcher),
@@ -755,23 +882,43 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
         image: Arc::new(config.image.clone()),
         image_name: config.image_name.clone(),
         target,
+        usb_fault: config.usb_fault,
     });
     let permits = Arc::new(Semaphore::new(config.jobs.max(1)));
     let mut updates = JoinSet::new();
+    let mut unplugged: Vec<(usize, Powered)> = Vec::new();
     for (index, row) in rows.iter().enumerate() {
-        if row.path != UpdatePath::Ota {
-            continue;
-        }
         let fleet = Arc::clone(&fleet);
-        let permits = Arc::clone(&permits);
         let device = row.device.clone();
-        updates.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (index, update_over_the_air(&fleet, &device).await)
-        });
+        match (row.path, &usb_path) {
+            (UpdatePath::Ota, _) => {
+                let permits = Arc::clone(&permits);
+                updates.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    (index, update_over_the_air(&fleet, &device).await, None)
+                });
+            }
+            (UpdatePath::Usb, Some(file)) => {
+                // The Core goes to its owner's desk: the update task holds it until it is back on the cloud.
+                let mut core = Powered {
+                    core: Arc::clone(&powered[index].core),
+                    cloud: powered[index].cloud.clone(),
+                    task: powered[index].task.take(),
+                };
+                let file = file.clone();
+                updates.spawn(async move {
+                    let outcome = update_over_usb(&fleet, &device, &mut core, &file).await;
+                    (index, outcome, Some(core))
+                });
+            }
+            _ => {}
+        }
     }
     while let Some(done) = updates.join_next().await {
-        let (index, outcome) = done.map_err(|e| DemoError::Core(e.to_string()))?;
+        let (index, outcome, core) = done.map_err(|e| DemoError::Core(e.to_string()))?;
+        if let Some(core) = core {
+            unplugged.push((index, core));
+        }
         let row = &mut rows[index];
         row.attempts = outcome.attempts;
         row.seconds = outcome.elapsed.as_secs_f64();
@@ -779,16 +926,23 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
         if outcome.after.is_some() {
             row.after = outcome.after;
         }
+        row.usb = outcome.usb;
         row.ok = outcome.error.is_none();
         row.error = outcome.error;
     }
 
-    running_cores.abort_all();
+    drop(unplugged);
+    drop(powered);
     running.shutdown();
     let ota_planned = rows.iter().filter(|r| r.path == UpdatePath::Ota).count();
     let ota_patched = rows
         .iter()
         .filter(|r| r.path == UpdatePath::Ota && r.ok)
+        .count();
+    let usb_planned = rows.iter().filter(|r| r.path == UpdatePath::Usb).count();
+    let usb_patched = rows
+        .iter()
+        .filter(|r| r.path == UpdatePath::Usb && r.ok)
         .count();
     let summary = Summary {
         cores: rows.len(),
@@ -796,7 +950,9 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
         ota_planned,
         ota_patched,
         ota_failed: ota_planned - ota_patched,
-        usb: rows.iter().filter(|r| r.path == UpdatePath::Usb).count(),
+        usb: usb_planned,
+        usb_patched,
+        usb_failed: usb_planned - usb_patched,
         skipped: rows.iter().filter(|r| r.path == UpdatePath::Skip).count(),
         usb_command: usb_path.as_deref().map(usb_command),
         usb_file: usb_path.map(|p| p.display().to_string()),
@@ -907,27 +1063,23 @@ fn judge_links(found: &mut [(Option<String>, LinkCheck)]) {
     }
 }
 
-/// How one over-the-air update went.
-struct OtaOutcome {
+/// How one update went.
+#[derive(Default)]
+struct Outcome {
     attempts: u32,
     elapsed: Duration,
     after: Option<String>,
     tinker: Option<bool>,
+    usb: Option<UsbFlash>,
     error: Option<String>,
 }
 
 /// Flashes the image to `device` through the API, waits for it to come back and verifies it.
-async fn update_over_the_air(fleet: &Fleet, device: &str) -> OtaOutcome {
+async fn update_over_the_air(fleet: &Fleet, device: &str) -> Outcome {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + OTA_WAIT;
     let total = fleet.image.len() as u64;
-    let mut outcome = OtaOutcome {
-        attempts: 0,
-        elapsed: Duration::ZERO,
-        after: None,
-        tinker: None,
-        error: None,
-    };
+    let mut outcome = Outcome::default();
     let result = loop {
         outcome.attempts += 1;
         fleet.observer.progress(Progress::OtaStarted {
@@ -942,7 +1094,13 @@ async fn update_over_the_air(fleet: &Fleet, device: &str) -> OtaOutcome {
         }
     };
     let result = match result {
-        Ok(()) => verify(fleet, device, deadline, &mut outcome).await,
+        Ok(()) => {
+            fleet.observer.progress(Progress::OtaStep {
+                device,
+                step: "verifying",
+            });
+            verify(fleet, device, deadline, &mut outcome).await
+        }
         Err(e) => Err(e),
     };
     outcome.elapsed = started.elapsed();
@@ -1020,17 +1178,13 @@ async fn verify(
     fleet: &Fleet,
     device: &str,
     deadline: tokio::time::Instant,
-    outcome: &mut OtaOutcome,
+    outcome: &mut Outcome,
 ) -> Result<(), String> {
-    fleet.observer.progress(Progress::OtaStep {
-        device,
-        step: "verifying",
-    });
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let tinker = tokio::time::timeout(left, fleet.api.call_function(device, "digitalread", "D7"))
-        .await
-        .map_err(|_| "Tinker did not answer in time".to_owned())?
-        .map_err(|e| format!("Tinker: {e}"))?;
+    let tinker = until_answered(deadline, || {
+        fleet.api.call_function(device, "digitalread", "D7")
+    })
+    .await
+    .map_err(|e| format!("Tinker: {e}"))?;
     outcome.tinker = Some(tinker.return_value >= 0);
     if tinker.return_value < 0 {
         return Err(format!(
@@ -1038,10 +1192,8 @@ async fn verify(
             tinker.return_value
         ));
     }
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let read = tokio::time::timeout(left, fleet.api.variable(device, "cc3000"))
+    let read = until_answered(deadline, || fleet.api.variable(device, "cc3000"))
         .await
-        .map_err(|_| "the cc3000 variable did not answer in time".to_owned())?
         .map_err(|e| format!("cc3000 variable: {e}"))?;
     let after = read.result.as_str().map(str::to_owned);
     outcome.after.clone_from(&after);
@@ -1054,6 +1206,228 @@ async fn verify(
             fleet.target
         )),
     }
+}
+
+/// Asks until the Core answers, or `deadline`: an unreliable link loses calls, and the Core connects again.
+async fn until_answered<T, F, Fut>(deadline: tokio::time::Instant, mut ask: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, spark_api::Error>>,
+{
+    let mut last = "no answer in time".to_owned();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(last);
+        }
+        match tokio::time::timeout(left.min(CALL_TIMEOUT), ask()).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "no answer in time".to_owned(),
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(left.min(RETRY_PAUSE)).await;
+    }
+}
+
+/// The USB cable to a Core in DFU mode: its simulated bootloader, the host's waits (the bootloader's
+/// `bwPollTimeout`) slept in real time when `realtime`, as dfu-util sleeps them.
+struct Cable<'a> {
+    bootloader: &'a mut SparkCore,
+    realtime: bool,
+}
+
+impl blocking::Transport for Cable<'_> {
+    fn select_alt(&mut self, alt: u8) -> Result<(), TransferError> {
+        blocking::Transport::select_alt(self.bootloader, alt)
+    }
+
+    fn control_out(&mut self, setup: Setup, data: &[u8]) -> Result<(), TransferError> {
+        blocking::Transport::control_out(self.bootloader, setup, data)
+    }
+
+    fn control_in(&mut self, setup: Setup, buf: &mut [u8]) -> Result<usize, TransferError> {
+        blocking::Transport::control_in(self.bootloader, setup, buf)
+    }
+
+    fn wait(&mut self, ms: u32) {
+        blocking::Transport::wait(self.bootloader, ms);
+        if self.realtime {
+            std::thread::sleep(Duration::from_millis(u64::from(ms)));
+        }
+    }
+}
+
+/// Flashes the DfuSe file `file` to a Core in DFU mode as `spark flash --usb` does, with spark-dfu's operation:
+/// the file's suffix must name the Core's bootloader, every element goes to its target's alt setting, everything
+/// is read back, and the leave request resets the Core. `flash` counts what happened (also on failure);
+/// `on_event` hears each step with the counts so far.
+fn flash_usb(
+    bootloader: &mut SparkCore,
+    file: &[u8],
+    realtime: bool,
+    flash: &mut UsbFlash,
+    mut on_event: impl FnMut(DfuEvent, &UsbFlash),
+) -> Result<(), String> {
+    let dfuse = DfuseFile::parse(file).map_err(|e| format!("the DfuSe file does not read: {e}"))?;
+    flash.total = dfuse
+        .targets()
+        .flat_map(|t| t.elements())
+        .map(|e| e.data.len() as u64)
+        .sum();
+    let options = Options {
+        verify: true,
+        leave: true,
+        ..Options::default()
+    };
+    let waited = bootloader.elapsed_ms;
+    let mut cable = Cable {
+        bootloader: &mut *bootloader,
+        realtime,
+    };
+    let result = ops::flash_dfuse_file(&mut cable, Platform::Core, &dfuse, options, |event| {
+        match event {
+            DfuEvent::Erased { .. } => flash.erased += 1,
+            DfuEvent::Written { len, .. } => flash.written += u64::from(len),
+            DfuEvent::Read { len, .. } => flash.verified += u64::from(len),
+            _ => {}
+        }
+        on_event(event, flash);
+    });
+    flash.bootloader_ms = bootloader.elapsed_ms - waited;
+    flash.reset = bootloader.resets > 0;
+    result.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Updates `device` over USB: DFU mode, the DfuSe file at `file` through the DFU host, the reset, and the same
+/// verification as over the air once the Core is back on the cloud.
+async fn update_over_usb(fleet: &Fleet, device: &str, core: &mut Powered, file: &Path) -> Outcome {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + USB_WAIT;
+    let mut outcome = Outcome {
+        attempts: 1,
+        ..Outcome::default()
+    };
+    let result = usb_steps(fleet, device, core, file, deadline, &mut outcome).await;
+    outcome.elapsed = started.elapsed();
+    if result.is_err() {
+        // What the Core's CC3000 holds: nothing new booted, so what it held before.
+        outcome.after = Some(lock_core(&core.core).cc3000().version_string());
+    }
+    let detail = match &result {
+        Ok(()) => outcome.after.clone().unwrap_or_default(),
+        Err(e) => e.clone(),
+    };
+    fleet.observer.progress(Progress::UsbDone {
+        device,
+        ok: result.is_ok(),
+        detail: &detail,
+    });
+    outcome.error = result.err();
+    outcome
+}
+
+async fn usb_steps(
+    fleet: &Fleet,
+    device: &str,
+    core: &mut Powered,
+    file: &Path,
+    deadline: tokio::time::Instant,
+    outcome: &mut Outcome,
+) -> Result<(), String> {
+    // The owner holds MODE and taps RESET: the firmware stops, the bootloader answers on USB.
+    fleet.observer.progress(Progress::UsbStarted {
+        device,
+        total: fleet.image.len() as u64,
+    });
+    fleet.observer.progress(Progress::UsbStep {
+        device,
+        step: "entering DFU mode",
+    });
+    core.power_off().await;
+    fleet.watcher.update(device, |h| h.patch_version = None);
+    let mut bootloader = lock_core(&core.core)
+        .enter_dfu()
+        .map_err(|e| format!("DFU mode: {e}"))?;
+    if let Some(at) = fleet.usb_fault {
+        bootloader.inject(at, Fault::UsbError);
+    }
+
+    // The DFU host, off the runtime's threads: it reads the file from disk as dfu-util would, and sleeps the
+    // bootloader's poll timeouts.
+    let observer = Arc::clone(&fleet.observer);
+    let name = device.to_owned();
+    let file = file.to_path_buf();
+    let (bootloader, flash, result) = tokio::task::spawn_blocking(move || {
+        let mut flash = UsbFlash::default();
+        let bytes = match std::fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(e) => return (bootloader, flash, Err(format!("{}: {e}", file.display()))),
+        };
+        let mut step = "";
+        let result = flash_usb(
+            &mut bootloader,
+            &bytes,
+            true,
+            &mut flash,
+            |event, so_far| {
+                let now = match event {
+                    DfuEvent::Erased { .. } => "erasing",
+                    DfuEvent::Written { .. } => {
+                        observer.progress(Progress::UsbProgress {
+                            device: &name,
+                            written: so_far.written,
+                            total: so_far.total,
+                        });
+                        "writing"
+                    }
+                    DfuEvent::Read { .. } => "verifying",
+                    DfuEvent::Leaving => "leaving DFU mode",
+                    _ => step,
+                };
+                if now != step {
+                    step = now;
+                    observer.progress(Progress::UsbStep {
+                        device: &name,
+                        step,
+                    });
+                }
+            },
+        );
+        (bootloader, flash, result)
+    })
+    .await
+    .map_err(|e| format!("DFU host: {e}"))?;
+    let written = (flash.written, flash.total);
+    outcome.usb = Some(flash);
+    if let Err(e) = result {
+        return Err(format!(
+            "USB flash failed after {} of {} bytes: {e}; the Core waits in DFU mode, nothing new booted",
+            written.0, written.1
+        ));
+    }
+
+    // The leave request reset the Core: it boots what is now at 0x08005000 (the deep update patches the CC3000)
+    // and connects again.
+    lock_core(&core.core)
+        .leave_dfu(&bootloader)
+        .map_err(|e| format!("after the leave request: {e}"))?;
+    fleet.observer.progress(Progress::UsbStep {
+        device,
+        step: "resetting",
+    });
+    core.cloud.seed = core.cloud.seed.wrapping_add(1 << 20);
+    core.power_on();
+    fleet
+        .watcher
+        .wait(device, deadline, |h| h.patch_version.clone())
+        .await
+        .ok_or_else(|| "did not come back on the cloud after the USB flash".to_owned())?;
+    fleet.observer.progress(Progress::UsbStep {
+        device,
+        step: "verifying on the cloud",
+    });
+    verify(fleet, device, deadline, outcome).await
 }
 
 #[cfg(test)]
@@ -1070,6 +1444,7 @@ mod tests {
             image_name: IMAGE_NAME.into(),
             out: PathBuf::new(),
             jobs: 1,
+            usb_fault: None,
         }
     }
 
@@ -1152,5 +1527,96 @@ mod tests {
         ];
         judge_links(&mut slow);
         assert!(slow.iter().all(|(_, c)| c.reliable));
+    }
+
+    #[test]
+    fn the_usb_file_goes_through_the_dfu_host_to_the_bootloader_and_resets_it() {
+        let image: Vec<u8> = (0..5000u32).map(|i| (i * 13 + 1) as u8).collect();
+        let file = usb_file(&image).unwrap();
+        let mut bootloader = SparkCore::new();
+        let mut flash = UsbFlash::default();
+        let mut written = Vec::new();
+        flash_usb(
+            &mut bootloader,
+            &file,
+            false,
+            &mut flash,
+            |event, so_far| {
+                if let DfuEvent::Written { .. } = event {
+                    written.push(so_far.written);
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            bootloader.memory(core_map::FIRMWARE, image.len()).unwrap(),
+            &image[..]
+        );
+        assert_eq!(bootloader.resets, 1);
+        assert_eq!(flash.total, 5000);
+        assert_eq!(flash.written, 5000);
+        assert_eq!(flash.verified, 5000);
+        assert_eq!(flash.erased, 5);
+        assert!(flash.reset);
+        assert_eq!(flash.bootloader_ms, bootloader.elapsed_ms);
+        assert_eq!(written, [1024, 2048, 3072, 4096, 5000]);
+    }
+
+    #[test]
+    fn a_corrupted_or_foreign_dfuse_file_is_refused_before_anything_is_sent() {
+        let image = vec![0x5Au8; 3000];
+        let mut corrupted = usb_file(&image).unwrap();
+        let middle = corrupted.len() / 2;
+        corrupted[middle] ^= 0x01;
+        let mut bootloader = SparkCore::new();
+        let mut flash = UsbFlash::default();
+        let e = flash_usb(&mut bootloader, &corrupted, false, &mut flash, |_, _| {}).unwrap_err();
+        assert!(e.contains("does not read"), "{e}");
+        assert_eq!(bootloader.transfers, 0);
+        assert_eq!(flash, UsbFlash::default());
+
+        // A file for ST's own DFU bootloader (0483:df11), not the Core's.
+        let elements = [Element {
+            address: core_map::FIRMWARE,
+            data: &image,
+        }];
+        let targets = [TargetRepr {
+            alt: 0,
+            name: None,
+            elements: &elements,
+        }];
+        let foreign = DfuseRepr {
+            targets: &targets,
+            suffix: SuffixRepr {
+                id_vendor: 0x0483,
+                id_product: 0xdf11,
+                ..SuffixRepr::default()
+            },
+        }
+        .to_vec()
+        .unwrap();
+        let e = flash_usb(&mut bootloader, &foreign, false, &mut flash, |_, _| {}).unwrap_err();
+        assert!(e.contains("0483:df11"), "{e}");
+        assert_eq!(bootloader.transfers, 0);
+        assert!(!flash.reset);
+        assert_eq!(flash.written, 0);
+    }
+
+    #[test]
+    fn a_usb_error_mid_transfer_leaves_the_core_in_dfu_mode() {
+        let image: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+        let file = usb_file(&image).unwrap();
+        let mut bootloader = SparkCore::new();
+        // 20 pages erased (3 transfers each after 4 to prepare), the address set, then blocks: fail at the 10th.
+        bootloader.inject(4 + 20 * 3 + 3 + 9 * 3, Fault::UsbError);
+        let mut flash = UsbFlash::default();
+        let e = flash_usb(&mut bootloader, &file, false, &mut flash, |_, _| {}).unwrap_err();
+        assert!(e.contains("USB error"), "{e}");
+        assert_eq!(flash.erased, 20);
+        assert_eq!(flash.written, 9 * 1024);
+        assert_eq!(flash.verified, 0);
+        assert!(!flash.reset);
+        assert_eq!(bootloader.resets, 0);
+        assert!(bootloader.present());
     }
 }

@@ -1,8 +1,10 @@
 //! `spark demo` run as a user runs it: the built binary, a small fleet, `--json`. The document it prints is checked
 //! Core by Core: the reliable Cores on 1.24 were patched over the air and answer Tinker on 1.28, the Core already on
-//! 1.28 was skipped, the unreliable one got a DfuSe file that spark-dfu reads back with the image at the Core's
-//! application address. A missing or wrong image, or a fleet that does not add up, is one line on stderr and a
-//! non-zero exit; so is a run in which Cores planned over the air refuse the update.
+//! 1.28 was skipped, the unreliable one was flashed over USB with a DfuSe file (kept on disk, which spark-dfu and
+//! dfu-suffix read back with the image at the Core's application address) and came back on Tinker with 1.28. A
+//! missing or wrong image, or a fleet that does not add up, is one line on stderr and a non-zero exit; so is a run
+//! in which Cores planned over the air refuse the update, or in which a USB flash fails mid-transfer (that Core
+//! stays in DFU mode on its old service pack).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -51,7 +53,7 @@ fn dfu_suffix_agrees(file: &Path) {
 }
 
 #[test]
-fn a_small_fleet_is_patched_over_the_air_and_the_unreliable_core_gets_a_usb_file() {
+fn a_small_fleet_is_patched_over_the_air_and_the_unreliable_core_over_usb() {
     let Some(image) = spark_vectors::read("dfu", IMAGE) else {
         return;
     };
@@ -100,12 +102,23 @@ fn a_small_fleet_is_patched_over_the_air_and_the_unreliable_core_gets_a_usb_file
                 assert_eq!(after, Some("1.28"), "{row}");
                 assert!(row["tinker"].is_null());
             }
-            ("unreliable", _) => {
+            ("unreliable", Some("1.24")) => {
                 usb += 1;
                 assert_eq!(path, "usb", "{row}");
                 assert!(!row["link_check"]["reliable"].as_bool().unwrap(), "{row}");
-                // Not updated yet: it waits for its owner and a USB cable.
-                assert_ne!(after, Some("1.28"), "{row}");
+                // Flashed over USB, reset into the deep update, back on the cloud on Tinker with the new patch.
+                assert_eq!(after, Some("1.28"), "{row}");
+                assert_eq!(row["tinker"], Value::Bool(true), "{row}");
+                assert_eq!(row["attempts"], 1, "{row}");
+                assert!(row["seconds"].as_f64().unwrap() > 0.0, "{row}");
+                let flash = &row["usb"];
+                let len = image.len() as u64;
+                assert_eq!(flash["total"].as_u64(), Some(len), "{row}");
+                assert_eq!(flash["written"].as_u64(), Some(len), "{row}");
+                assert_eq!(flash["verified"].as_u64(), Some(len), "{row}");
+                assert_eq!(flash["erased"].as_u64(), Some(len.div_ceil(1024)), "{row}");
+                assert!(flash["bootloader_ms"].as_u64().unwrap() > 0, "{row}");
+                assert_eq!(flash["reset"], Value::Bool(true), "{row}");
                 let file = str_of(row, "file").expect("a DfuSe file");
                 assert_eq!(Path::new(file), out_path.join("deep_update_2014_06.dfu"));
                 let bytes = std::fs::read(file).unwrap();
@@ -136,6 +149,8 @@ fn a_small_fleet_is_patched_over_the_air_and_the_unreliable_core_gets_a_usb_file
     assert_eq!(summary["ota_patched"], 4);
     assert_eq!(summary["ota_failed"], 0);
     assert_eq!(summary["usb"], 1);
+    assert_eq!(summary["usb_patched"], 1);
+    assert_eq!(summary["usb_failed"], 0);
     assert_eq!(summary["skipped"], 1);
     assert!(
         str_of(summary, "usb_command")
@@ -227,7 +242,9 @@ fn cores_that_refuse_the_update_fail_the_run() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("2 of 2 Cores planned over the air were not patched"),
+        stderr.contains(
+            "2 of 2 Cores that needed the update were not patched (2 of 2 over the air, 0 of 0 over USB)"
+        ),
         "{stderr}"
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("the report is still printed");
@@ -242,4 +259,72 @@ fn cores_that_refuse_the_update_fail_the_run() {
             assert!(str_of(row, "error").unwrap().contains("failed"), "{row}");
         }
     }
+}
+
+#[test]
+fn a_usb_flash_that_fails_mid_transfer_fails_the_run_and_boots_nothing() {
+    let Some(image) = spark_vectors::read("dfu", IMAGE) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image_path = dir.path().join("deep_update_2014_06.bin");
+    std::fs::write(&image_path, &image).unwrap();
+    // 92 pages erased (3 transfers each, after 4 to prepare), the address set: transfer 400 is a block write.
+    let out = spark(&[
+        "demo",
+        "--json",
+        "--count",
+        "3",
+        "--unreliable",
+        "1",
+        "--patched",
+        "1",
+        "--seed",
+        "7",
+        "--usb-fault",
+        "400",
+        "--image",
+        image_path.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "1 of 2 Cores that needed the update were not patched (0 of 1 over the air, 1 of 1 over USB)"
+        ),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is still printed");
+    assert_eq!(report["summary"]["usb"], 1);
+    assert_eq!(report["summary"]["usb_failed"], 1);
+    assert_eq!(report["summary"]["ota_patched"], 1);
+    let mut usb_rows = 0;
+    for row in report["rows"].as_array().unwrap() {
+        if str_of(row, "path") != Some("usb") {
+            assert_eq!(row["ok"], Value::Bool(true), "{row}");
+            continue;
+        }
+        usb_rows += 1;
+        assert_eq!(row["ok"], Value::Bool(false), "{row}");
+        let error = str_of(row, "error").unwrap();
+        assert!(error.contains("USB flash failed after"), "{row}");
+        assert!(error.contains("USB error during Write"), "{row}");
+        assert!(error.contains("waits in DFU mode"), "{row}");
+        // Nothing new booted: the CC3000 still holds 1.24, the bootloader never reset.
+        assert_eq!(str_of(row, "before"), Some("1.24"), "{row}");
+        assert_eq!(str_of(row, "after"), Some("1.24"), "{row}");
+        assert!(row["tinker"].is_null(), "{row}");
+        let flash = &row["usb"];
+        assert_eq!(flash["reset"], Value::Bool(false), "{row}");
+        let written = flash["written"].as_u64().unwrap();
+        assert!(written > 0 && written < image.len() as u64, "{row}");
+        assert_eq!(flash["verified"], 0, "{row}");
+    }
+    assert_eq!(usb_rows, 1);
+    // The DfuSe file is still there for dfu-util.
+    let kept = std::fs::read(dir.path().join("deep_update_2014_06.dfu")).unwrap();
+    assert!(DfuseFile::parse(&kept).is_ok());
 }

@@ -24,6 +24,7 @@
 //! build with the patch in it), which is where the 2014 rollout left the Cores until the cloud sent Tinker again.
 
 pub mod cc3000;
+pub mod dfu;
 pub mod flash;
 pub mod link;
 pub mod run;

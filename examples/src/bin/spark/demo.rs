@@ -20,7 +20,7 @@ pub(crate) struct DemoArgs {
     /// Virtual Cores in the fleet.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     count: u32,
-    /// Cores (on SP 1.24) behind an unreliable link: they get a DfuSe file for USB.
+    /// Cores (on SP 1.24) behind an unreliable link: they are updated over USB with a DfuSe file.
     #[arg(long, default_value_t = 3)]
     unreliable: u32,
     /// Cores already on SP 1.28 (default: a quarter of the fleet).
@@ -32,15 +32,20 @@ pub(crate) struct DemoArgs {
     /// The deep-update image (default: `deep_update_2014_06.bin` from the shared test vectors, `$SPARK_VECTORS`).
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
-    /// Where the DfuSe file for USB updates is written.
+    /// Where the DfuSe file for USB updates is written (and kept, for dfu-util).
     #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir().join("spark-demo"))]
     out: PathBuf,
     /// Over-the-air updates at a time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: u32,
+    /// Make every USB flash fail with a USB error at this control transfer of the DFU session (to watch a failed
+    /// flash: the Core stays in DFU mode and the run fails).
+    #[arg(long, value_name = "TRANSFER")]
+    usb_fault: Option<u32>,
 }
 
-/// Progress bars: a line for the phase, then one bar per Core being updated over the air.
+/// Progress bars: a line for the phase, then one bar per Core being updated (over the air: bytes sent; over USB:
+/// bytes the bootloader confirmed written).
 struct Bars {
     multi: MultiProgress,
     phase: ProgressBar,
@@ -126,7 +131,7 @@ impl Observer for Bars {
                 bar.set_position(sent.min(total));
             }
             Progress::OtaStep { device, step } => self.bar(device, 0).set_message(step.to_owned()),
-            Progress::OtaDone { device, ok, detail } => {
+            Progress::OtaDone { device, ok, detail } | Progress::UsbDone { device, ok, detail } => {
                 let bar = self.bar(device, 0);
                 let message = if ok {
                     format!("done, SP {detail}")
@@ -134,6 +139,20 @@ impl Observer for Bars {
                     format!("FAILED: {detail}")
                 };
                 bar.finish_with_message(message);
+            }
+            Progress::UsbStarted { device, total } => {
+                let bar = self.bar(device, total);
+                bar.set_length(total);
+                bar.set_position(0);
+                bar.set_message("USB");
+            }
+            Progress::UsbProgress {
+                device,
+                written,
+                total,
+            } => self.bar(device, total).set_position(written.min(total)),
+            Progress::UsbStep { device, step } => {
+                self.bar(device, 0).set_message(format!("USB: {step}"));
             }
             _ => {}
         }
@@ -156,6 +175,7 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
         |n| n.to_string_lossy().into_owned(),
     );
     let config = DemoConfig {
+        usb_fault: args.usb_fault,
         count,
         unreliable,
         patched,
@@ -181,12 +201,18 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
     } else {
         print_table(&report);
     }
+    let s = &report.summary;
     if report.succeeded() {
         Ok(())
     } else {
         Err(Failure(format!(
-            "{} of {} Cores planned over the air were not patched",
-            report.summary.ota_failed, report.summary.ota_planned
+            "{} of {} Cores that needed the update were not patched ({} of {} over the air, {} of {} over USB)",
+            s.ota_failed + s.usb_failed,
+            s.ota_planned + s.usb,
+            s.ota_failed,
+            s.ota_planned,
+            s.usb_failed,
+            s.usb
         )))
     }
 }
@@ -202,16 +228,16 @@ fn print_table(report: &Report) {
             (None, UpdatePath::Ota) => "back on Tinker".to_owned(),
             (None, UpdatePath::Usb) => match row.link_check.mean_ms {
                 Some(ms) if row.link_check.answered == row.link_check.calls => {
-                    format!("slow link ({ms:.0} ms per call): flash the DfuSe file over USB")
+                    format!("slow link ({ms:.0} ms per call): flashed over USB, back on Tinker")
                 }
-                _ => "unreliable link: flash the DfuSe file over USB".to_owned(),
+                _ => "unreliable link: flashed over USB, back on Tinker".to_owned(),
             },
             (None, UpdatePath::Skip) => "already up to date".to_owned(),
         };
-        let time = if row.path == UpdatePath::Ota {
-            format!("{:.1}s", row.seconds)
-        } else {
+        let time = if row.path == UpdatePath::Skip {
             "-".to_owned()
+        } else {
+            format!("{:.1}s", row.seconds)
         };
         println!(
             "{:<24}  {:<6}  {:<6}  {:<4}  {:>6}  {note}",
@@ -225,10 +251,10 @@ fn print_table(report: &Report) {
     let s = &report.summary;
     println!();
     println!(
-        "{} Cores: {}/{} patched to SP {} over the air, {} for USB, {} already up to date ({:.1} s)",
-        s.cores, s.ota_patched, s.ota_planned, s.target, s.usb, s.skipped, s.seconds
+        "{} Cores: patched to SP {}: {}/{} over the air, {}/{} over USB; {} already up to date ({:.1} s)",
+        s.cores, s.target, s.ota_patched, s.ota_planned, s.usb_patched, s.usb, s.skipped, s.seconds
     );
     if let Some(command) = &s.usb_command {
-        println!("USB: {command}");
+        println!("USB, on a real Core in DFU mode: {command}");
     }
 }
