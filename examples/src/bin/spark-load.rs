@@ -1,4 +1,4 @@
-//! `spark-load`: measures a local cloud under load and prints each figure against its goal (issue 8's "Scale").
+//! `spark-load`: measures a local cloud under load and prints each figure against its goal.
 //!
 //! ```text
 //! spark-load [--devices 10000] [--rtt-devices 1000] [--calls 5000] [--publishers 8] [--event-seconds 5] [--json]
