@@ -4,10 +4,11 @@
 //! deep update with the Flasher, and sees the Core come back with the OTA-success flag and SP 1.28; a Core whose key
 //! the cloud does not know is refused.
 
+mod common;
+
+use common::{TempDir, server_key};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use examples::vcore::VirtualCore;
@@ -26,37 +27,6 @@ use spark_protocol::session::driver::DriverError;
 use spark_protocol::session::driver::tokio::{Driver, TokioClock};
 use spark_protocol::wire::describe::VarType;
 use tokio::net::{TcpListener, TcpStream};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("vcore-cloud-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A 2048-bit server key from `openssl genrsa` (our generator is slow in debug builds).
-fn server_key() -> &'static RsaPrivateKey {
-    static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let out = std::process::Command::new("openssl")
-            .args(["genrsa", "-traditional", "2048"])
-            .output()
-            .expect("the openssl command");
-        assert!(out.status.success(), "openssl genrsa failed");
-        RsaPrivateKey::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap()
-    })
-}
 
 type Keys = BTreeMap<DeviceId, RustCryptoPublicKey>;
 type CloudDriver =

@@ -1,8 +1,9 @@
 //! The virtual Core's model: Tinker's semantics, the OTA download into the external flash, and the CC3000 deep
 //! update driven by the real `deep_update_2014_06.bin`.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use common::TempDir;
 
 use examples::vcore::flash::{OTA_ADDRESS, OTA_LEN};
 use examples::vcore::tinker::{Bank, Pin, PinMode, Tinker};
@@ -10,25 +11,6 @@ use examples::vcore::{CoreError, Firmware, VariableValue, VirtualCore};
 use spark_cc3000::ServicePack;
 use spark_cc3000::sim::Fault;
 use spark_protocol::crypto::keys::RsaPrivateKey;
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("vcore-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A Core with the protocol fixture's device key (generating RSA keys is slow in debug builds).
 fn core(dir: &TempDir, sp: ServicePack) -> Option<VirtualCore> {

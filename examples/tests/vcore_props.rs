@@ -1,8 +1,9 @@
 //! Property tests of the virtual Core: Tinker never leaves its return codes and a refused call changes no pin;
 //! an OTA image arrives byte for byte whatever the chunking, order and repetition, and never with a hole.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use common::TempDir;
 
 use examples::vcore::tinker::{Pin, Tinker};
 use examples::vcore::{CoreError, Firmware, VirtualCore};
@@ -10,24 +11,6 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use spark_cc3000::ServicePack;
 use spark_protocol::crypto::keys::RsaPrivateKey;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("vcore-prop-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new_with_rng(

@@ -3,9 +3,10 @@
 //! handshake, the patch-version event, Describe, a Tinker call, a variable read, and the OTA of the real deep update
 //! that changes the CC3000's version, with the OTA-success flag in the next Hello.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
+
+use common::{TempDir, server_key};
+use std::sync::{Arc, Mutex};
 
 use examples::vcore::VirtualCore;
 use examples::vcore::link::LinkFaults;
@@ -29,37 +30,6 @@ use spark_protocol::wire::message::{
 use spark_protocol::wire::ota::UpdateParams;
 use spark_protocol::wire::{Header, Message, MessageKind, MessageType, Repr, Role, classify_repr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("vcore-session-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A 2048-bit server key from `openssl genrsa` (our generator is slow in debug builds).
-fn server_key() -> &'static RsaPrivateKey {
-    static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let out = std::process::Command::new("openssl")
-            .args(["genrsa", "-traditional", "2048"])
-            .output()
-            .expect("the openssl command");
-        assert!(out.status.success(), "openssl genrsa failed");
-        RsaPrivateKey::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap()
-    })
-}
 
 /// The cloud's side of one connection.
 struct TestCloud {
