@@ -100,9 +100,9 @@ impl Outbox {
     }
 
     /// Queues a request with a fresh id and token and records what it waits for.
-    fn request(
+    fn request<'m>(
         &mut self,
-        build: impl FnOnce(Header) -> Message<'static>,
+        build: impl FnOnce(Header) -> Message<'m>,
         waiting: Waiting,
         deadline: Option<Instant>,
     ) -> Result<u8, RequestError> {
@@ -320,15 +320,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         }
     }
 
-    fn next_request(&mut self) -> RequestId {
-        self.next_request = self.next_request.wrapping_add(1);
-        RequestId(self.next_request)
-    }
-
-    fn start(
+    fn start<'m>(
         &mut self,
         now: Instant,
-        build: impl FnOnce(Header) -> Message<'static>,
+        build: impl FnOnce(Header) -> Message<'m>,
         waiting: impl FnOnce(RequestId) -> Waiting,
     ) -> Result<RequestId, RequestError> {
         self.check_ready()?;
@@ -361,27 +356,17 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         name: &[u8],
         argument: &[u8],
     ) -> Result<RequestId, RequestError> {
-        self.check_ready()?;
-        // Encode here so the borrowed name and argument need not outlive the call.
-        let token = self.out.token().ok_or(RequestError::TooManyInFlight)?;
-        let message_id = self.out.next_id.wrapping_add(1);
-        let header = Header::con(message_id).with_token(token);
-        let msg = Message::FunctionCall(FunctionCall {
-            header,
-            name,
-            argument: Some(argument),
-        });
-        self.out.push(&msg).map_err(RequestError::Encode)?;
-        self.out.next_id = message_id;
-        self.out.next_token = token;
-        let request = self.next_request();
-        self.out.pending.push(Pending {
-            token,
-            message_id,
-            waiting: Waiting::Call(request),
-            deadline: Some(now + self.config.request_timeout),
-        });
-        Ok(request)
+        self.start(
+            now,
+            |header| {
+                Message::FunctionCall(FunctionCall {
+                    header,
+                    name,
+                    argument: Some(argument),
+                })
+            },
+            Waiting::Call,
+        )
     }
 
     /// Reads a variable of type `ty` (from the description) ([`CloudEvent::VariableRead`]).
@@ -391,22 +376,11 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         name: &[u8],
         ty: VarType,
     ) -> Result<RequestId, RequestError> {
-        self.check_ready()?;
-        let token = self.out.token().ok_or(RequestError::TooManyInFlight)?;
-        let message_id = self.out.next_id.wrapping_add(1);
-        let header = Header::con(message_id).with_token(token);
-        let msg = Message::VariableRequest(wire::message::VariableRequest { header, name });
-        self.out.push(&msg).map_err(RequestError::Encode)?;
-        self.out.next_id = message_id;
-        self.out.next_token = token;
-        let request = self.next_request();
-        self.out.pending.push(Pending {
-            token,
-            message_id,
-            waiting: Waiting::Variable(request, ty),
-            deadline: Some(now + self.config.request_timeout),
-        });
-        Ok(request)
+        self.start(
+            now,
+            |header| Message::VariableRequest(wire::message::VariableRequest { header, name }),
+            |request| Waiting::Variable(request, ty),
+        )
     }
 
     /// Starts (`true`) or stops the device's rainbow signal ([`CloudEvent::Acknowledged`]).
@@ -421,22 +395,11 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     /// Sends a KeyChange with `payload` ([`CloudEvent::Acknowledged`] when the device answers
     /// KeyChanged; the Core ignores it, so expect a timeout from one).
     pub fn change_key(&mut self, now: Instant, payload: &[u8]) -> Result<RequestId, RequestError> {
-        self.check_ready()?;
-        let token = self.out.token().ok_or(RequestError::TooManyInFlight)?;
-        let message_id = self.out.next_id.wrapping_add(1);
-        let header = Header::con(message_id).with_token(token);
-        let msg = Message::KeyChange(KeyChange { header, payload });
-        self.out.push(&msg).map_err(RequestError::Encode)?;
-        self.out.next_id = message_id;
-        self.out.next_token = token;
-        let request = self.next_request();
-        self.out.pending.push(Pending {
-            token,
-            message_id,
-            waiting: Waiting::Ack(request),
-            deadline: Some(now + self.config.request_timeout),
-        });
-        Ok(request)
+        self.start(
+            now,
+            |header| Message::KeyChange(KeyChange { header, payload }),
+            Waiting::Ack,
+        )
     }
 
     /// Delivers an event the device subscribed to: NON, no token, one Uri-Path per segment, as
