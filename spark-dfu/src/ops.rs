@@ -9,7 +9,7 @@ use crate::file::DfuFile;
 use crate::host::{Device, Event, Host, HostError, Options, Refusal, Region, Summary};
 use crate::module;
 use crate::platform::server_key::{KeyError, ServerAddress, ServerKeyImage};
-use crate::platform::{Item, Platform};
+use crate::platform::{Item, Location, Platform};
 use crate::transport::blocking::{Transport, run};
 
 /// Why an operation failed.
@@ -39,6 +39,21 @@ fn device(platform: Platform, item: Item) -> Result<Device<'static>, OpError> {
     Device::for_platform(platform).ok_or(OpError::Unsupported { platform, item })
 }
 
+fn location(platform: Platform, item: Item) -> Result<Location, OpError> {
+    platform
+        .location(item)
+        .ok_or(OpError::Unsupported { platform, item })
+}
+
+/// The region of `data` at `place`.
+fn region(place: Location, data: &[u8]) -> Region<'_> {
+    Region {
+        alt: place.alt,
+        address: place.address,
+        data,
+    }
+}
+
 fn write(
     transport: &mut (impl Transport + ?Sized),
     platform: Platform,
@@ -65,12 +80,14 @@ fn flash_image(
     // Sized from write_len just above.
     let n = cleared.emit(&mut data).unwrap_or(0);
     data.truncate(n);
-    let region = Region {
-        alt: cleared.location.alt,
-        address: cleared.location.address,
-        data: &data,
-    };
-    write(transport, platform, item, &[region], options, on_event)
+    write(
+        transport,
+        platform,
+        item,
+        &[region(cleared.location, &data)],
+        options,
+        on_event,
+    )
 }
 
 /// Flashes user firmware (Core: 0x08005000 on alt 0) after checking that it is for this platform.
@@ -122,18 +139,18 @@ pub fn write_server_key(
     let format = platform
         .server_key_format()
         .ok_or(OpError::Unsupported { platform, item })?;
-    let place = platform
-        .location(item)
-        .ok_or(OpError::Unsupported { platform, item })?;
+    let place = location(platform, item)?;
     let mut image = vec![0u8; format.len];
     let n = ServerKeyImage::emit(der, format, address, None, &mut image)?;
     image.truncate(n);
-    let region = Region {
-        alt: place.alt,
-        address: place.address,
-        data: &image,
-    };
-    write(transport, platform, item, &[region], options, on_event)
+    write(
+        transport,
+        platform,
+        item,
+        &[region(place, &image)],
+        options,
+        on_event,
+    )
 }
 
 /// Writes a device private key (the DER, padded with 0xFF to the key's room as the CLIs do).
@@ -145,9 +162,7 @@ pub fn write_device_key(
     on_event: impl FnMut(Event),
 ) -> Result<Summary, OpError> {
     let item = Item::DevicePrivateKey;
-    let place = platform
-        .location(item)
-        .ok_or(OpError::Unsupported { platform, item })?;
+    let place = location(platform, item)?;
     let room = place.len as usize;
     if der.len() > room {
         return Err(KeyError::KeyTooLong {
@@ -158,12 +173,14 @@ pub fn write_device_key(
     }
     let mut image = vec![0xFF; room];
     image[..der.len()].copy_from_slice(der);
-    let region = Region {
-        alt: place.alt,
-        address: place.address,
-        data: &image,
-    };
-    write(transport, platform, item, &[region], options, on_event)
+    write(
+        transport,
+        platform,
+        item,
+        &[region(place, &image)],
+        options,
+        on_event,
+    )
 }
 
 /// Reads the device private key region (`keys save`: 1024 bytes at SPI 0x2000 on a Core).
@@ -173,9 +190,7 @@ pub fn read_device_key(
     on_event: impl FnMut(Event),
 ) -> Result<Vec<u8>, OpError> {
     let item = Item::DevicePrivateKey;
-    let place = platform
-        .location(item)
-        .ok_or(OpError::Unsupported { platform, item })?;
+    let place = location(platform, item)?;
     let dev = device(platform, item)?;
     let mut out = vec![0u8; place.len as usize];
     let mut host = Host::upload(dev, place.alt, place.address, &mut out)?;
@@ -289,9 +304,7 @@ pub fn write_item(
     options: Options,
     on_event: impl FnMut(Event),
 ) -> Result<Summary, OpError> {
-    let place = platform
-        .location(item)
-        .ok_or(OpError::Unsupported { platform, item })?;
+    let place = location(platform, item)?;
     if data.len() > place.len as usize {
         return Err(Refusal::Firmware(module::FirmwareError::DoesNotFit {
             len: data.len(),
@@ -299,12 +312,14 @@ pub fn write_item(
         })
         .into());
     }
-    let region = Region {
-        alt: place.alt,
-        address: place.address,
-        data,
-    };
-    write(transport, platform, item, &[region], options, on_event)
+    write(
+        transport,
+        platform,
+        item,
+        &[region(place, data)],
+        options,
+        on_event,
+    )
 }
 
 /// Reads the whole room of `item` (`keys save` reads the device key's 1024 bytes on a Core).
@@ -314,9 +329,7 @@ pub fn read_item(
     item: Item,
     on_event: impl FnMut(Event),
 ) -> Result<Vec<u8>, OpError> {
-    let place = platform
-        .location(item)
-        .ok_or(OpError::Unsupported { platform, item })?;
+    let place = location(platform, item)?;
     let dev = device(platform, item)?;
     let mut out = vec![0u8; place.len as usize];
     let mut host = Host::upload(dev, place.alt, place.address, &mut out)?;
