@@ -189,13 +189,7 @@ pub fn read_device_key(
     platform: Platform,
     on_event: impl FnMut(Event),
 ) -> Result<Vec<u8>, OpError> {
-    let item = Item::DevicePrivateKey;
-    let place = location(platform, item)?;
-    let dev = device(platform, item)?;
-    let mut out = vec![0u8; place.len as usize];
-    let mut host = Host::upload(dev, place.alt, place.address, &mut out)?;
-    run(&mut host, transport, on_event)?;
-    Ok(out)
+    read_item(transport, platform, Item::DevicePrivateKey, on_event)
 }
 
 /// Flashes the firmware of a DFU file at `address` on `alt`, refusing a file whose suffix names another device.
