@@ -213,7 +213,7 @@ pub fn parse_device_id(hex: &str) -> Option<[u8; 12]> {
 
 /// Formats a device id as 24 lower-case hex digits.
 pub fn device_id_hex(id: &[u8; 12]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    crate::cloud::util::hex(id)
 }
 
 impl VirtualCore {
