@@ -489,31 +489,6 @@ fn fleet_kinds(config: &DemoConfig) -> Result<Vec<Kind>, DemoError> {
     Ok(kinds)
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, DemoError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("spark-demo-{}-{nanos:08x}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(|source| DemoError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// What the event stream told about one device.
 #[derive(Debug, Clone, Default)]
 struct Heard {
@@ -650,13 +625,19 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
     let target = ServicePackImages::find(&config.image)
         .and_then(|images| images.version())
         .ok_or_else(|| DemoError::NotDeepUpdate(config.image_name.clone()))?;
-    let work = TempDir::new()?;
+    let work = tempfile::Builder::new()
+        .prefix("spark-demo-")
+        .tempdir()
+        .map_err(|source| DemoError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
 
     // The cloud, in this process, on free loopback ports.
     observer.progress(Progress::Phase("starting the local cloud"));
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let cloud_config = local_cloud::Config {
-        dir: work.0.join("cloud"),
+        dir: work.path().join("cloud"),
         http: loopback,
         key_bits: 2048,
     };
@@ -702,7 +683,7 @@ pub async fn run(config: DemoConfig, observer: Arc<dyn Observer>) -> Result<Repo
     observer.progress(Progress::Phase("making the virtual Cores"));
     let mut made = JoinSet::new();
     for (index, kind) in kinds.iter().copied().enumerate() {
-        let dir = work.0.join("cores").join(format!("core-{index:03}"));
+        let dir = work.path().join("cores").join(format!("core-{index:03}"));
         let seed = config.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         made.spawn_blocking(move || {
             let mut rng = StdRng::seed_from_u64(seed);

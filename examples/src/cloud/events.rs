@@ -176,7 +176,7 @@ impl EventBus {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+        super::lock(&self.subscribers)
     }
 
     /// Attaches a subscriber; it stays attached until the returned [`Subscription`] is dropped.

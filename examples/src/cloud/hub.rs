@@ -245,7 +245,7 @@ impl ScriptedHub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ScriptedDevice>> {
-        self.devices.lock().unwrap_or_else(|e| e.into_inner())
+        super::lock(&self.devices)
     }
 
     fn on<T>(

@@ -23,9 +23,8 @@ use spark_dfu::platform::core_map;
 use spark_dfu::sim::SparkCore;
 use spark_protocol::wire::ota::crc32;
 
-use super::cc3000::ServicePackImages;
 use super::flash::{FLASH_LEN, FlashError, SECTOR_LEN};
-use super::{CoreError, FIRMWARE_FILE, Firmware, VirtualCore, io};
+use super::{CoreError, Firmware, VirtualCore};
 
 /// Where the application region starts in the simulated bootloader's internal flash.
 const APP_OFFSET: usize = (core_map::FIRMWARE - core_map::BOOTLOADER) as usize;
@@ -135,18 +134,7 @@ impl VirtualCore {
         if changed {
             let len = region.iter().rposition(|&b| b != 0xFF).map_or(0, |i| i + 1);
             let image = &region[..len];
-            let path = self.dir.join(FIRMWARE_FILE);
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, image).map_err(io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            let service_pack = ServicePackImages::find(image)
-                .and_then(|i| i.version())
-                .map(|v| v.to_string());
-            self.state.firmware = Firmware::Application {
-                len: len as u32,
-                crc32: crc32(image),
-                service_pack,
-            };
+            self.install_application(image, len as u32, crc32(image))?;
             self.save_state()?;
             reset.installed = Some(self.state.firmware.clone());
         }

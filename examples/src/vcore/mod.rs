@@ -213,7 +213,7 @@ pub fn parse_device_id(hex: &str) -> Option<[u8; 12]> {
 
 /// Formats a device id as 24 lower-case hex digits.
 pub fn device_id_hex(id: &[u8; 12]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    crate::cloud::util::hex(id)
 }
 
 impl VirtualCore {
@@ -395,6 +395,24 @@ impl VirtualCore {
         }
     }
 
+    /// Makes `image` the application in internal flash (written through a temporary file) and records it in the
+    /// state, which the caller saves.
+    fn install_application(&mut self, image: &[u8], len: u32, crc32: u32) -> Result<(), CoreError> {
+        let path = self.dir.join(FIRMWARE_FILE);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, image).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        let service_pack = ServicePackImages::find(image)
+            .and_then(|i| i.version())
+            .map(|v| v.to_string());
+        self.state.firmware = Firmware::Application {
+            len,
+            crc32,
+            service_pack,
+        };
+        Ok(())
+    }
+
     /// Resets the Core. See the [module docs](self#booting).
     pub fn boot(&mut self) -> Result<BootReport, CoreError> {
         self.download = None;
@@ -408,18 +426,7 @@ impl VirtualCore {
         if let Some(staged) = self.state.staged.take() {
             match flash::read_staged(&mut self.flash, staged)? {
                 Some(image) => {
-                    let path = self.dir.join(FIRMWARE_FILE);
-                    let tmp = path.with_extension("tmp");
-                    std::fs::write(&tmp, &image).map_err(io(&tmp))?;
-                    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-                    let service_pack = ServicePackImages::find(&image)
-                        .and_then(|i| i.version())
-                        .map(|v| v.to_string());
-                    self.state.firmware = Firmware::Application {
-                        len: staged.len,
-                        crc32: staged.crc32,
-                        service_pack,
-                    };
+                    self.install_application(&image, staged.len, staged.crc32)?;
                     self.state.ota_succeeded = true;
                     report.installed = Some(self.state.firmware.clone());
                 }

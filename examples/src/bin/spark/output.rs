@@ -38,16 +38,7 @@ impl Context {
     }
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+pub(crate) use examples::cloud::util::hex;
 
 /// Parse a number written in decimal or with a `0x` prefix.
 pub(crate) fn parse_u32(text: &str) -> Result<u32, String> {

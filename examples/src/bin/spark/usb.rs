@@ -298,27 +298,25 @@ fn sim_runtime() -> bool {
 
 fn sim_listing(path: PathBuf) -> Listed {
     let core = Platform::Core;
-    if sim_runtime() {
-        let id = core.runtime_usb();
-        return Listed {
-            vendor: format!("{:04x}", id.vendor),
-            product: format!("{:04x}", id.product),
-            ver: format!("{:04x}", core.dfu_bcd_device().unwrap_or(0)),
-            devnum: 1,
-            path: "sim".into(),
-            serial: Some("SPARKSIM0001".into()),
-            platform: Some(core.name()),
-            mode: "runtime",
-            alts: vec![ListedAlt {
+    let (id, mode, alts) = if sim_runtime() {
+        let alts = vec![ListedAlt {
+            interface: 0,
+            alt: 0,
+            name: None,
+        }];
+        (core.runtime_usb(), "runtime", alts)
+    } else {
+        let alts = core
+            .alt_settings()
+            .iter()
+            .map(|a| ListedAlt {
                 interface: 0,
-                alt: 0,
-                name: None,
-            }],
-            id,
-            source: Source::Sim(path),
-        };
-    }
-    let id = core.dfu_usb();
+                alt: a.alt,
+                name: a.layout.map(String::from),
+            })
+            .collect();
+        (core.dfu_usb(), "dfu", alts)
+    };
     Listed {
         vendor: format!("{:04x}", id.vendor),
         product: format!("{:04x}", id.product),
@@ -327,16 +325,8 @@ fn sim_listing(path: PathBuf) -> Listed {
         path: "sim".into(),
         serial: Some("SPARKSIM0001".into()),
         platform: Some(core.name()),
-        mode: "dfu",
-        alts: core
-            .alt_settings()
-            .iter()
-            .map(|a| ListedAlt {
-                interface: 0,
-                alt: a.alt,
-                name: a.layout.map(String::from),
-            })
-            .collect(),
+        mode,
+        alts,
         id,
         source: Source::Sim(path),
     }
