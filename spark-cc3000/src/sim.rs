@@ -235,7 +235,7 @@ impl SimNvmem {
     }
 
     fn version_of(image: &[u8]) -> Option<ServicePack> {
-        PatchImage::parse(image).ok()?.identify().known()?.reports
+        PatchImage::parse(image).ok()?.reports()
     }
 
     fn reported_version_cached(&mut self) -> ServicePack {

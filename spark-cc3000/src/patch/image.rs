@@ -14,7 +14,7 @@
 //! [`PatchImage::parse`] checks every invariant and names the first one that fails; after a successful parse nothing
 //! in this module panics or fails, whatever the bytes.
 
-use super::PatchError;
+use super::{PatchError, ServicePack};
 
 /// The four format bytes every image starts with.
 pub const MAGIC: [u8; 4] = [0x00, 0x01, 0x00, 0x00];
@@ -274,11 +274,28 @@ impl<'a> PatchImage<'a> {
         super::known::sha256(self.bytes)
     }
 
-    /// Identifies the image by its SHA-256 digest against [`KNOWN_IMAGES`](super::KNOWN_IMAGES).
+    /// Identifies the image: by its SHA-256 digest against [`KNOWN_IMAGES`](super::KNOWN_IMAGES), else by the tag
+    /// of a [synthetic](super::synthetic) image.
     pub fn identify(&self) -> super::Identification {
-        match super::known::lookup(&self.sha256()) {
-            Some(known) => super::Identification::Known(known),
+        if let Some(known) = super::known::lookup(&self.sha256()) {
+            return super::Identification::Known(known);
+        }
+        match super::synthetic::tagged_service_pack(self) {
+            Some(sp) => super::Identification::Synthetic(sp),
             None => super::Identification::Unknown,
+        }
+    }
+
+    /// For a driver patch: the version the chip reports once it is burnt, when the image is a published one or a
+    /// synthetic one; `None` for a firmware patch or an unknown image.
+    pub fn reports(&self) -> Option<ServicePack> {
+        if self.kind != ImageKind::Driver {
+            return None;
+        }
+        match self.identify() {
+            super::Identification::Known(known) => known.reports,
+            super::Identification::Synthetic(sp) => Some(sp),
+            super::Identification::Unknown => None,
         }
     }
 }

@@ -42,7 +42,9 @@ impl KnownImage {
 pub enum Identification {
     /// A published image.
     Known(&'static KnownImage),
-    /// A well-formed image that is not in [`KNOWN_IMAGES`].
+    /// An image written by [`synthetic`](super::synthetic), standing for this service pack.
+    Synthetic(ServicePack),
+    /// A well-formed image that is neither in [`KNOWN_IMAGES`] nor synthetic.
     Unknown,
 }
 
@@ -51,7 +53,7 @@ impl Identification {
     pub fn known(self) -> Option<&'static KnownImage> {
         match self {
             Identification::Known(k) => Some(k),
-            Identification::Unknown => None,
+            Identification::Synthetic(_) | Identification::Unknown => None,
         }
     }
 }

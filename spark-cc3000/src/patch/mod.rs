@@ -2,11 +2,13 @@
 //!
 //! A CC3000 service pack is two images burnt into the module's NVMEM: the driver patch (file 4) and the firmware
 //! patch (file 5). [`PatchImage`] parses either, [`KNOWN_IMAGES`] names every published one by SHA-256, and
-//! [`find_embedded`] locates images carried inside a Spark Core application binary.
+//! [`find_embedded`] locates images carried inside a Spark Core application binary. [`synthetic`] writes images
+//! with the same structure and made-up content, for demos and tests that run without TI's firmware.
 
 mod embedded;
 mod image;
 mod known;
+pub mod synthetic;
 mod version;
 
 pub use embedded::{Embedded, EmbeddedImages, find_embedded};

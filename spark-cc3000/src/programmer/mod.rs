@@ -59,7 +59,7 @@ use crate::nvmem::{
     FAT_LEN, FAT_MAGIC, FatTable, FileId, MacAddress, RADIO_PARAMS_LEN, RadioParams,
     SPARK_FILE_LEN, WLAN_CONFIG_BACKUP_LEN, WRITE_PORTION,
 };
-use crate::patch::{ImageKind, PatchError, PatchImage, ServicePack};
+use crate::patch::{Identification, ImageKind, PatchError, PatchImage, ServicePack};
 
 /// The largest read or write chunk the programmer accepts in its configuration.
 pub const MAX_CHUNK: usize = 128;
@@ -97,7 +97,7 @@ pub enum Error {
         /// What the image is.
         found: ImageKind,
     },
-    /// Both images are known but belong to different service packs.
+    /// Both images are known (or both synthetic) but belong to different service packs.
     #[error("driver and firmware patches belong to different service packs")]
     MismatchedImages,
     /// [`Config::require_known_images`] is set and an image is not in the table.
@@ -405,10 +405,13 @@ impl<'a> Programmer<'a> {
         if config.require_known_images && (drv_id.known().is_none() || fw_id.known().is_none()) {
             return Err(Error::UnknownImage);
         }
-        let known_version = drv_id.known().and_then(|k| k.reports);
-        if let (Some(sp), Some(fw)) = (known_version, fw_id.known())
-            && !fw.belongs_to(sp)
-        {
+        let known_version = driver.reports();
+        let firmware_fits = match (known_version, fw_id) {
+            (Some(sp), Identification::Known(fw)) => fw.belongs_to(sp),
+            (Some(sp), Identification::Synthetic(fw_sp)) => fw_sp == sp,
+            _ => true,
+        };
+        if !firmware_fits {
             return Err(Error::MismatchedImages);
         }
         let mut config = config;

@@ -1,0 +1,260 @@
+//! `spark demo`: the 2014 CC3000 deep update rolled out to a fleet of virtual Cores through a local cloud, all in
+//! this process (the engine is [`fleet`]). Progress bars on stderr, then a table (or one JSON document) on stdout.
+
+pub(crate) mod fleet;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use fleet::{DemoConfig, Observer, Progress, Report, UpdatePath};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::output::Context;
+use crate::{Failure, Outcome};
+
+/// `spark demo` options.
+#[derive(Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Virtual Cores in the fleet.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    count: u32,
+    /// Cores (on SP 1.24) behind an unreliable link: they are updated over USB with a DfuSe file.
+    #[arg(long, default_value_t = 3)]
+    unreliable: u32,
+    /// Cores already on SP 1.28 (default: a quarter of the fleet).
+    #[arg(long)]
+    patched: Option<u32>,
+    /// Seed of the fleet (ids, keys, who is where, link faults).
+    #[arg(long, default_value_t = 2014)]
+    seed: u64,
+    /// The deep-update image, e.g. Spark's `deep_update_2014_06.bin` (default: a synthetic deep update to CC3000
+    /// SP 1.28 that this tool builds).
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
+    /// Where the DfuSe file for USB updates is written (and kept, for dfu-util).
+    #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir().join("spark-demo"))]
+    out: PathBuf,
+    /// Over-the-air updates at a time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: u32,
+    /// Make every USB flash fail with a USB error at this control transfer of the DFU session (to watch a failed
+    /// flash: the Core stays in DFU mode and the run fails).
+    #[arg(long, value_name = "TRANSFER")]
+    usb_fault: Option<u32>,
+}
+
+/// Progress bars: a line for the phase, then one bar per Core being updated (over the air: bytes sent; over USB:
+/// bytes the bootloader confirmed written).
+struct Bars {
+    multi: MultiProgress,
+    phase: ProgressBar,
+    cores: Mutex<HashMap<String, ProgressBar>>,
+    style: Option<ProgressStyle>,
+}
+
+impl Bars {
+    fn new(visible: bool) -> Bars {
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let multi = MultiProgress::with_draw_target(target);
+        let phase = multi.add(ProgressBar::new_spinner());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            phase.set_style(style);
+        }
+        if visible {
+            phase.enable_steady_tick(Duration::from_millis(100));
+        }
+        let style =
+            ProgressStyle::with_template("  {prefix} [{bar:30}] {bytes:>9}/{total_bytes:<9} {msg}")
+                .ok()
+                .map(|s| s.progress_chars("=> "));
+        Bars {
+            multi,
+            phase,
+            cores: Mutex::new(HashMap::new()),
+            style,
+        }
+    }
+
+    fn bar(&self, device: &str, total: u64) -> ProgressBar {
+        let mut cores = self.cores.lock().unwrap_or_else(|p| p.into_inner());
+        cores
+            .entry(device.to_owned())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(total));
+                if let Some(style) = &self.style {
+                    bar.set_style(style.clone());
+                }
+                bar.set_prefix(device.to_owned());
+                bar
+            })
+            .clone()
+    }
+
+    fn finish(&self) {
+        self.phase.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+impl Observer for Bars {
+    fn progress(&self, event: Progress<'_>) {
+        match event {
+            Progress::Phase(what) => self.phase.set_message(what.to_owned()),
+            Progress::Online { online, total } => self
+                .phase
+                .set_message(format!("connecting the fleet: {online}/{total} online")),
+            Progress::OtaStarted {
+                device,
+                total,
+                attempt,
+            } => {
+                let bar = self.bar(device, total);
+                bar.set_length(total);
+                bar.set_position(0);
+                bar.set_message(if attempt > 1 {
+                    format!("flashing (attempt {attempt})")
+                } else {
+                    "flashing".to_owned()
+                });
+            }
+            Progress::OtaProgress {
+                device,
+                sent,
+                total,
+            } => {
+                let bar = self.bar(device, total);
+                bar.set_position(sent.min(total));
+            }
+            Progress::OtaStep { device, step } => self.bar(device, 0).set_message(step.to_owned()),
+            Progress::OtaDone { device, ok, detail } | Progress::UsbDone { device, ok, detail } => {
+                let bar = self.bar(device, 0);
+                let message = if ok {
+                    format!("done, SP {detail}")
+                } else {
+                    format!("FAILED: {detail}")
+                };
+                bar.finish_with_message(message);
+            }
+            Progress::UsbStarted { device, total } => {
+                let bar = self.bar(device, total);
+                bar.set_length(total);
+                bar.set_position(0);
+                bar.set_message("USB");
+            }
+            Progress::UsbProgress {
+                device,
+                written,
+                total,
+            } => self.bar(device, total).set_position(written.min(total)),
+            Progress::UsbStep { device, step } => {
+                self.bar(device, 0).set_message(format!("USB: {step}"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs `spark demo`.
+pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
+    let count = args.count as usize;
+    let unreliable = args.unreliable as usize;
+    let patched = args.patched.map_or(count / 4, |p| p as usize);
+    if unreliable + patched > count {
+        return Err(Failure(format!(
+            "--unreliable {unreliable} and --patched {patched} do not fit in --count {count}"
+        )));
+    }
+    let (image_name, image) = fleet::load_image(args.image.as_deref())?;
+    let config = DemoConfig {
+        usb_fault: args.usb_fault,
+        count,
+        unreliable,
+        patched,
+        seed: args.seed,
+        image,
+        image_name,
+        out: args.out,
+        jobs: args.jobs as usize,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(format!("cannot start the async runtime: {e}")))?;
+    let bars = Arc::new(Bars::new(!ctx.json && std::io::stderr().is_terminal()));
+    let observer: Arc<dyn Observer> = bars.clone();
+    let result = runtime.block_on(fleet::run(config, observer));
+    bars.finish();
+    // The Cores' and the cloud's tasks end with the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let report = result?;
+    if ctx.json {
+        ctx.print_json(&report)?;
+    } else {
+        print_table(&report);
+    }
+    let s = &report.summary;
+    if report.succeeded() {
+        Ok(())
+    } else {
+        Err(Failure(format!(
+            "{} of {} Cores that needed the update were not patched ({} of {} over the air, {} of {} over USB)",
+            s.ota_failed + s.usb_failed,
+            s.ota_planned + s.usb,
+            s.ota_failed,
+            s.ota_planned,
+            s.usb_failed,
+            s.usb
+        )))
+    }
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "{:<24}  {:<6}  {:<6}  {:<4}  {:>6}  NOTE",
+        "DEVICE", "BEFORE", "AFTER", "PATH", "TIME"
+    );
+    for row in &report.rows {
+        let note = match (&row.error, row.path) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, UpdatePath::Ota) => "back on Tinker".to_owned(),
+            (None, UpdatePath::Usb) => match row.link_check.mean_ms {
+                Some(ms) if row.link_check.answered == row.link_check.calls => {
+                    format!("slow link ({ms:.0} ms per call): flashed over USB, back on Tinker")
+                }
+                _ => "unreliable link: flashed over USB, back on Tinker".to_owned(),
+            },
+            (None, UpdatePath::Skip) => "already up to date".to_owned(),
+        };
+        let time = if row.path == UpdatePath::Skip {
+            "-".to_owned()
+        } else {
+            format!("{:.1}s", row.seconds)
+        };
+        println!(
+            "{:<24}  {:<6}  {:<6}  {:<4}  {:>6}  {note}",
+            row.device,
+            row.before.as_deref().unwrap_or("?"),
+            row.after.as_deref().unwrap_or("?"),
+            row.path.as_str(),
+            time,
+        );
+    }
+    let s = &report.summary;
+    println!();
+    println!("image: {}", s.image);
+    println!(
+        "{} Cores: patched to SP {}: {}/{} over the air, {}/{} over USB; {} already up to date ({:.1} s)",
+        s.cores, s.target, s.ota_patched, s.ota_planned, s.usb_patched, s.usb, s.skipped, s.seconds
+    );
+    if let Some(command) = &s.usb_command {
+        println!("USB, on a real Core in DFU mode: {command}");
+    }
+}

@@ -1,0 +1,864 @@
+//! `spark-load`: measures a local cloud under load and prints each figure against its goal.
+//!
+//! ```text
+//! spark-load [--devices 10000] [--rtt-devices 1000] [--calls 5000] [--publishers 8] [--event-seconds 5] [--json]
+//! spark-load --cloud 127.0.0.1:5683 --api 127.0.0.1:8080 --dir STATE_DIR [--pid PID] ...
+//! ```
+//!
+//! Without `--cloud` it starts the `spark-cloud` binary built beside it on free loopback ports with a fresh state
+//! directory, and stops it at the end. It reads the cloud's CPU time (`/proc/<pid>/stat`) and resident memory
+//! (`/proc/<pid>/status`) around each phase:
+//!
+//! 1. provisioning: a user, a token, and `--devices` + `--publishers` device ids, all with one device key;
+//! 2. connect: `--devices` idle Cores (`DeviceConnection` on the tokio driver), `--concurrency` handshakes at a
+//!    time: handshakes per second, cloud CPU per handshake, and resident memory per connected idle device;
+//! 3. calls: all but `--rtt-devices` Cores disconnect, then `--calls` function calls one after another through the
+//!    REST API, each to the next Core: median and p99 round trip;
+//! 4. events: one event-stream subscriber and `--publishers` Cores publishing as fast as they can for
+//!    `--event-seconds`: events per second received by the subscriber;
+//! 5. subscribers: `--subscribers` event streams opened and closed; the cloud's subscriber count must drop back.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use spark_load::cores::{self, CoreKeys, EVENT_NAME, FUNCTION, FUNCTION_RESULT};
+use spark_load::http::{Client, EventStream};
+use spark_load::procfs::{self, Sample};
+use spark_load::{PrivateKey, PublicKey, RSA_BACKEND, core_id, id_bytes, quantile};
+use spark_protocol::crypto::keys::RsaPrivateKey;
+use spark_protocol::crypto::{RsaPrivate, RsaPublic};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+/// Measures a local cloud: handshakes, memory per idle device, call round trips, event throughput, freed
+/// subscribers.
+#[derive(Debug, Parser)]
+#[command(name = "spark-load", version)]
+struct Args {
+    /// Idle Cores to connect (and hold at once).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    devices: u64,
+    /// Cores kept connected for the call round-trip phase.
+    #[arg(long, default_value_t = 1_000)]
+    rtt_devices: u64,
+    /// Function calls timed in the round-trip phase.
+    #[arg(long, default_value_t = 5_000)]
+    calls: usize,
+    /// Cores publishing in the event phase (0 skips it).
+    #[arg(long, default_value_t = 8)]
+    publishers: u64,
+    /// Events the publishers may run ahead of the subscriber (0: no limit, they run as fast as TCP takes them).
+    #[arg(long, default_value_t = 4096)]
+    event_window: u64,
+    /// Seconds the event phase measures.
+    #[arg(long, default_value_t = 5.0)]
+    event_seconds: f64,
+    /// Event streams opened and closed in the subscriber phase (0 skips it).
+    #[arg(long, default_value_t = 200)]
+    subscribers: usize,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Loopback source addresses for the Cores' connections (127.0.0.1, 127.0.0.2, ...); 0 = one per 20,000.
+    #[arg(long, default_value_t = 0)]
+    sources: u32,
+    /// An existing cloud's device listener (then `--api` and `--dir` are needed too).
+    #[arg(long, value_name = "ADDR", requires_all = ["api", "dir"])]
+    cloud: Option<SocketAddr>,
+    /// An existing cloud's REST API address.
+    #[arg(long, value_name = "ADDR")]
+    api: Option<SocketAddr>,
+    /// The state directory of an existing cloud (for its server key).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The process id of an existing cloud (for its CPU time and memory).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// The spark-cloud binary to start (default: the one beside this binary).
+    #[arg(long, value_name = "FILE")]
+    cloud_bin: Option<PathBuf>,
+    /// Print one JSON report instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The cloud under test.
+struct Target {
+    device: SocketAddr,
+    api: SocketAddr,
+    dir: PathBuf,
+    pid: Option<u32>,
+    child: Option<Child>,
+    temp: Option<PathBuf>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(temp) = &self.temp {
+            let _ = std::fs::remove_dir_all(temp);
+        }
+    }
+}
+
+fn start_cloud(args: &Args) -> Result<Target, String> {
+    if let (Some(device), Some(api), Some(dir)) = (args.cloud, args.api, &args.dir) {
+        return Ok(Target {
+            device,
+            api,
+            dir: dir.clone(),
+            pid: args.pid,
+            child: None,
+            temp: None,
+        });
+    }
+    let bin = match &args.cloud_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find this executable: {e}"))?
+            .with_file_name("spark-cloud"),
+    };
+    let temp = std::env::temp_dir().join(format!("spark-load-{}", std::process::id()));
+    let mut child = std::process::Command::new(&bin)
+        .args(["--dir".as_ref(), temp.as_os_str()])
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--device",
+            "127.0.0.1:0",
+            "--key-bits",
+            "2048",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {} (build it with `cargo build --release -p examples`): {e}",
+                bin.display()
+            )
+        })?;
+    let pid = child.id();
+    let stdout = child.stdout.take();
+    let mut target = Target {
+        device: SocketAddr::from(([127, 0, 0, 1], 0)),
+        api: SocketAddr::from(([127, 0, 0, 1], 0)),
+        dir: temp.clone(),
+        pid: Some(pid),
+        child: Some(child),
+        temp: Some(temp),
+    };
+    let mut line = String::new();
+    if let Some(stdout) = stdout {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .map_err(|e| format!("reading spark-cloud's address line: {e}"))?;
+    }
+    let v: Value = serde_json::from_str(&line)
+        .map_err(|_| format!("spark-cloud did not print its addresses (got {line:?})"))?;
+    let addr = |k: &str| -> Result<SocketAddr, String> {
+        v[k].as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("spark-cloud printed no {k} address"))
+    };
+    target.device = addr("device")?;
+    target.api = addr("http")?;
+    Ok(target)
+}
+
+/// Progress output: a bar on a terminal in text mode, nothing with `--json`.
+fn progress(json: bool, len: u64, what: &str) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+struct Api {
+    client: Client,
+    token: String,
+}
+
+impl Api {
+    async fn health(&mut self) -> Result<Value, String> {
+        let r = self
+            .client
+            .request("GET", "/server/health", &[], None)
+            .await
+            .map_err(|e| e.to_string())?;
+        r.json()
+            .filter(|_| r.status == 200)
+            .ok_or_else(|| format!("/server/health answered {}", r.status))
+    }
+
+    async fn connected(&mut self) -> Result<u64, String> {
+        Ok(self.health().await?["connected"].as_u64().unwrap_or(0))
+    }
+
+    async fn subscribers(&mut self) -> Result<u64, String> {
+        Ok(self.health().await?["events"]["subscribers"]
+            .as_u64()
+            .unwrap_or(0))
+    }
+
+    /// Waits (up to `limit`) until `check` holds for the health answer; returns how long it took.
+    async fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut check: impl FnMut(&Value) -> bool,
+    ) -> Result<Option<Duration>, String> {
+        let start = Instant::now();
+        loop {
+            if check(&self.health().await?) {
+                return Ok(Some(start.elapsed()));
+            }
+            if start.elapsed() > limit {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn login(api: SocketAddr) -> Result<Api, String> {
+    let mut client = Client::connect(api).await.map_err(|e| e.to_string())?;
+    let user = format!("load-{}@local", std::process::id());
+    let password = "load-password-1";
+    let form = serde_urlencoded::to_string([("username", user.as_str()), ("password", password)])
+        .map_err(|e| e.to_string())?;
+    let r = client
+        .request("POST", "/v1/users", &[], Some(&form))
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!(
+            "creating the user: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ));
+    }
+    let form = serde_urlencoded::to_string([
+        ("grant_type", "password"),
+        ("client_id", "spark-load"),
+        ("client_secret", "spark-load"),
+        ("username", user.as_str()),
+        ("password", password),
+    ])
+    .map_err(|e| e.to_string())?;
+    let r = client
+        .request("POST", "/oauth/token", &[], Some(&form))
+        .await
+        .map_err(|e| e.to_string())?;
+    let token = r
+        .json()
+        .and_then(|v| v["access_token"].as_str().map(str::to_owned))
+        .ok_or_else(|| {
+            format!(
+                "no token: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )
+        })?;
+    Ok(Api { client, token })
+}
+
+/// Provisions ids `0..count` with `pem` over `connections` API connections.
+async fn provision(
+    api: SocketAddr,
+    token: &str,
+    pem: &str,
+    count: u64,
+    connections: u64,
+    json: bool,
+) -> Result<(), String> {
+    let bar = progress(json, count, "provision");
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let token = token.to_owned();
+        let pem = pem.to_owned();
+        let bar = bar.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(api).await.map_err(|e| e.to_string())?;
+            let auth = format!("Authorization: Bearer {token}");
+            let mut n = c;
+            while n < count {
+                let id = core_id(n);
+                let form =
+                    serde_urlencoded::to_string([("deviceID", id.as_str()), ("publicKey", &pem)])
+                        .map_err(|e| e.to_string())?;
+                let r = client
+                    .request(
+                        "POST",
+                        &format!("/v1/provisioning/{id}"),
+                        &[&auth],
+                        Some(&form),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.status != 200 {
+                    return Err(format!("provisioning {id}: {}", r.status));
+                }
+                bar.inc(1);
+                n += connections;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn sample(pid: Option<u32>) -> Option<Sample> {
+    pid.and_then(|p| procfs::sample(p).ok())
+}
+
+/// CPU time of the cloud's two RSA private-key operations per handshake (decrypting the credentials, signing the
+/// session key), measured on this thread with the same backend and key: the floor of server CPU per handshake.
+/// Thread CPU time, not wall time, so that other processes on a shared machine do not inflate it.
+fn rsa_floor(server: &PrivateKey, public: &PublicKey, tck: u64) -> Option<Duration> {
+    let mut rng = rand_core::UnwrapErr(rand::rngs::SysRng);
+    let block = server.modulus_len();
+    let (mut ct, mut sig, mut out) = (vec![0u8; block], vec![0u8; block], vec![0u8; block]);
+    public
+        .encrypt_pkcs1v15(&mut rng, &[7u8; 52], &mut ct)
+        .ok()?;
+    let rounds = 500u32;
+    let start = procfs::thread_cpu_ticks()?;
+    for _ in 0..rounds {
+        server.decrypt_pkcs1v15(&mut rng, &ct, &mut out).ok()?;
+        server
+            .sign_pkcs1v15_unprefixed(&mut rng, &[9u8; 20], &mut sig)
+            .ok()?;
+    }
+    let used = procfs::thread_cpu_ticks()?.checked_sub(start)?;
+    Some(procfs::ticks_to_duration(used, tck) / rounds)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Report {
+    json: bool,
+    figures: serde_json::Map<String, Value>,
+    misses: Vec<String>,
+}
+
+impl Report {
+    fn figure(&mut self, key: &str, value: Value, text: String) {
+        if !self.json {
+            println!("{text}");
+        }
+        self.figures.insert(key.to_owned(), value);
+    }
+
+    /// A measured figure against its goal (`at_most`: the goal is an upper bound).
+    fn goal(
+        &mut self,
+        key: &str,
+        label: &str,
+        unit: &str,
+        measured: f64,
+        goal: f64,
+        at_most: bool,
+    ) {
+        let met = if at_most {
+            measured <= goal
+        } else {
+            measured >= goal
+        };
+        let op = if at_most { "<=" } else { ">=" };
+        if !met {
+            self.misses.push(key.to_owned());
+        }
+        self.figure(
+            key,
+            json!({"measured": measured, "goal": goal, "unit": unit, "at_most": at_most, "met": met}),
+            format!(
+                "  {label:<42} {measured:>12.3} {unit:<10} goal {op} {goal} {}",
+                if met { "met" } else { "NOT MET" }
+            ),
+        );
+    }
+}
+
+async fn run(args: Args) -> Result<Report, String> {
+    let mut report = Report {
+        json: args.json,
+        figures: serde_json::Map::new(),
+        misses: Vec::new(),
+    };
+    let needed = args.devices + args.publishers + args.subscribers as u64 + 64;
+    if let Some(limit) = procfs::open_files_limit()
+        && limit < needed
+    {
+        return Err(format!(
+            "{needed} sockets need more open files than this process may hold ({limit}); raise it with \
+             `ulimit -n {needed}` (the cloud started from here inherits it) or lower --devices"
+        ));
+    }
+    let target = start_cloud(&args)?;
+    let tck = procfs::ticks_per_second();
+    let server_pem = std::fs::read_to_string(target.dir.join("default_key.pem"))
+        .map_err(|e| format!("reading the server key in {}: {e}", target.dir.display()))?;
+    let server_key =
+        RsaPrivateKey::from_pem(&server_pem).map_err(|e| format!("server key: {e:?}"))?;
+    let server_public = PublicKey::new(&server_key.public_key().as_ref_key())
+        .map_err(|e| format!("server key: {e:?}"))?;
+    let server_private =
+        PrivateKey::new(&server_key.as_ref_key()).map_err(|e| format!("server key: {e:?}"))?;
+    let mut rng = rand_core::UnwrapErr(rand::rngs::SysRng);
+    let device_key =
+        RsaPrivateKey::generate(&mut rng, 1024).map_err(|e| format!("device key: {e:?}"))?;
+    let device_pem = device_key
+        .public_key()
+        .to_spki_pem()
+        .map_err(|e| format!("device key: {e:?}"))?;
+    let keys = Arc::new(CoreKeys {
+        device: PrivateKey::new(&device_key.as_ref_key())
+            .map_err(|e| format!("device key: {e:?}"))?,
+        server: server_public,
+    });
+
+    report.figure(
+        "setup",
+        json!({
+            "rsa_backend": RSA_BACKEND,
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "cloud_pid": target.pid,
+            "devices": args.devices,
+            "rtt_devices": args.rtt_devices,
+        }),
+        format!(
+            "spark-load: cloud pid {:?}, devices {} (RSA backend {RSA_BACKEND}, {} CPUs shared with everything else \
+             on this machine: compare ratios, not absolute figures)",
+            target.pid,
+            args.devices,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+    );
+
+    let mut api = login(target.api).await?;
+    let total = args.devices + args.publishers;
+    provision(target.api, &api.token, &device_pem, total, 4, args.json).await?;
+
+    // ---- connect: handshakes and idle memory
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = sample(target.pid);
+    let sources = if args.sources == 0 {
+        u32::try_from(args.devices / 20_000 + 1).unwrap_or(1)
+    } else {
+        args.sources
+    };
+    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let bar = progress(args.json, args.devices, "connect");
+    let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(args.devices as usize);
+    let mut ups = Vec::with_capacity(args.devices as usize);
+    let start = Instant::now();
+    for n in 0..args.devices {
+        let id = id_bytes(&core_id(n)).ok_or("bad id")?;
+        let source = (sources > 1).then(|| {
+            let [a, b, c, d] = Ipv4Addr::LOCALHOST.octets();
+            let d = d.wrapping_add(u8::try_from(n % u64::from(sources)).unwrap_or(0));
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        });
+        let permit = Arc::clone(&gate)
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = oneshot::channel();
+        cores.push(tokio::spawn(cores::idle_core(
+            id,
+            target.device,
+            source,
+            Arc::clone(&keys),
+            tx,
+        )));
+        let bar = bar.clone();
+        ups.push(tokio::spawn(async move {
+            let r = rx.await.unwrap_or(Err("task ended".into()));
+            drop(permit);
+            bar.inc(1);
+            r
+        }));
+    }
+    let mut failed = Vec::new();
+    for up in ups {
+        if let Err(e) = up.await.map_err(|e| e.to_string())? {
+            failed.push(e);
+        }
+    }
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    let after = sample(target.pid);
+    let ok = args.devices - failed.len() as u64;
+    if let Some(first) = failed.first() {
+        report.figure(
+            "connect_failures",
+            json!({"count": failed.len(), "first": first}),
+            format!("  {} Cores failed to connect; first: {first}", failed.len()),
+        );
+    }
+    report.figure(
+        "handshakes",
+        json!({"count": ok, "seconds": elapsed.as_secs_f64(), "concurrency": args.concurrency}),
+        format!(
+            "connect: {ok} Cores in {:.2} s ({} handshakes in flight)",
+            elapsed.as_secs_f64(),
+            args.concurrency
+        ),
+    );
+    // Not a goal of its own: with the cloud and the Cores on the same two CPUs, the rate says how fast both sides
+    // together run the RSA; the cloud's share is the CPU time per handshake below.
+    let rate = ok as f64 / elapsed.as_secs_f64();
+    report.figure(
+        "handshakes_per_second",
+        json!(rate),
+        format!(
+            "  {:<42} {rate:>12.1} 1/s        (cloud and Cores on the same CPUs)",
+            "handshakes per second (Node: 1,190)"
+        ),
+    );
+    if let (Some(b), Some(a)) = (before, after)
+        && ok > 0
+    {
+        let cpu = procfs::ticks_to_duration(a.cpu_ticks - b.cpu_ticks, tck);
+        report.goal(
+            "cpu_ms_per_handshake",
+            "cloud CPU per handshake (Node: 0.8 ms)",
+            "ms",
+            ms(cpu) / ok as f64,
+            0.5,
+            true,
+        );
+    }
+    if let Some(floor) = rsa_floor(&server_private, &keys.server, tck) {
+        report.figure(
+            "rsa_floor_ms",
+            json!(ms(floor)),
+            format!(
+                "  {:<42} {:>12.3} ms         (2 RSA-{} private-key operations, same backend, this process)",
+                "reference: RSA floor per handshake",
+                ms(floor),
+                server_private.modulus_len() * 8
+            ),
+        );
+    }
+    // Let the last Describe answers and online events settle before reading memory.
+    let settled = api
+        .wait_for(Duration::from_secs(30), |h| {
+            h["connected"].as_u64() == Some(ok)
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = sample(target.pid);
+    let connected = api.connected().await?;
+    if settled.is_none() {
+        report.figure(
+            "connected_mismatch",
+            json!({"cloud": connected, "cores": ok}),
+            format!("  the cloud counts {connected} connected devices, {ok} Cores are up"),
+        );
+    }
+    if let (Some(b), Some(i)) = (before, idle)
+        && connected > 0
+    {
+        let per = (i.rss_kib.saturating_sub(b.rss_kib)) as f64 * 1024.0 / connected as f64;
+        report.figure(
+            "rss",
+            json!({"before_kib": b.rss_kib, "idle_kib": i.rss_kib, "connected": connected}),
+            format!(
+                "  cloud RSS {} KiB before, {} KiB with {connected} idle devices",
+                b.rss_kib, i.rss_kib
+            ),
+        );
+        report.goal(
+            "rss_bytes_per_idle_device",
+            "RSS per connected idle device (Node: 21-23 KB)",
+            "bytes",
+            per,
+            4096.0,
+            true,
+        );
+        report.goal(
+            "idle_devices_held",
+            "idle devices held in one process",
+            "devices",
+            connected as f64,
+            10_000.0,
+            false,
+        );
+    }
+
+    // ---- calls at --rtt-devices
+    let keep = args.rtt_devices.min(ok) as usize;
+    for core in cores.drain(keep..) {
+        core.abort();
+    }
+    api.wait_for(Duration::from_secs(30), |h| {
+        h["connected"].as_u64() == Some(keep as u64)
+    })
+    .await?;
+    if keep > 0 && args.calls > 0 {
+        let mut client = Client::connect(target.api)
+            .await
+            .map_err(|e| e.to_string())?;
+        let auth = format!("Authorization: Bearer {}", api.token);
+        let paths: Vec<String> = (0..keep as u64)
+            .map(|n| format!("/v1/devices/{}/{FUNCTION}", core_id(n)))
+            .collect();
+        let bar = progress(args.json, args.calls as u64, "calls");
+        let mut times = Vec::with_capacity(args.calls);
+        let warmup = 200.min(args.calls);
+        let mut bad = 0usize;
+        for i in 0..args.calls + warmup {
+            let path = &paths[i % keep];
+            let t = Instant::now();
+            let r = client
+                .request("POST", path, &[&auth], Some("arg=D7%2CHIGH"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let rtt = t.elapsed();
+            let good = r.status == 200
+                && r.json().and_then(|v| v["return_value"].as_i64())
+                    == Some(i64::from(FUNCTION_RESULT));
+            if !good {
+                bad += 1;
+            }
+            if i >= warmup {
+                times.push(rtt);
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        times.sort_unstable();
+        let median = quantile(&times, 0.5).unwrap_or_default();
+        let p99 = quantile(&times, 0.99).unwrap_or_default();
+        report.figure(
+            "calls",
+            json!({"count": times.len(), "failed": bad, "devices": keep, "max_ms": ms(*times.last().unwrap_or(&Duration::ZERO))}),
+            format!(
+                "calls: {} sequential function calls over {keep} connected Cores, {bad} failed",
+                times.len()
+            ),
+        );
+        report.goal(
+            "call_rtt_median_ms",
+            "call round trip, median (Node: 0.97 ms @100)",
+            "ms",
+            ms(median),
+            0.3,
+            true,
+        );
+        report.goal(
+            "call_rtt_p99_ms",
+            "call round trip, p99 (Node: 3.4 ms @100)",
+            "ms",
+            ms(p99),
+            1.0,
+            true,
+        );
+    }
+
+    // ---- events to one subscriber
+    if args.publishers > 0 {
+        let stream = EventStream::open(target.api, &format!("/v1/events/{EVENT_NAME}"), &api.token)
+            .await
+            .map_err(|e| e.to_string())?;
+        let received = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = stream
+            .count_on_thread(Arc::clone(&received), Arc::clone(&stop))
+            .map_err(|e| e.to_string())?;
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut publishers = Vec::new();
+        let mut ups = Vec::new();
+        for p in 0..args.publishers {
+            let id = id_bytes(&core_id(args.devices + p)).ok_or("bad id")?;
+            let (tx, rx) = oneshot::channel();
+            publishers.push(tokio::spawn(cores::publisher(
+                id,
+                target.device,
+                Arc::clone(&keys),
+                Arc::clone(&stop),
+                cores::Pace {
+                    sent: Arc::clone(&sent),
+                    received: Arc::clone(&received),
+                    window: if args.event_window == 0 {
+                        u64::MAX / 2
+                    } else {
+                        args.event_window
+                    },
+                },
+                tx,
+            )));
+            ups.push(rx);
+        }
+        for up in ups {
+            up.await
+                .map_err(|_| "a publisher failed to connect".to_owned())?;
+        }
+        // A second of warm-up, then the measured window.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let h0 = api.health().await?;
+        let (r0, s0, c0, t0) = (
+            received.load(Ordering::Relaxed),
+            sent.load(Ordering::Relaxed),
+            sample(target.pid),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_secs_f64(args.event_seconds.max(0.5))).await;
+        let (r1, s1, c1, t1) = (
+            received.load(Ordering::Relaxed),
+            sent.load(Ordering::Relaxed),
+            sample(target.pid),
+            t0.elapsed(),
+        );
+        let h1 = api.health().await?;
+        stop.store(true, Ordering::Relaxed);
+        for p in publishers {
+            p.abort();
+        }
+        let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        let secs = t1.as_secs_f64();
+        let stat = |h: &Value, k: &str| h["events"][k].as_u64().unwrap_or(0);
+        let dropped = stat(&h1, "dropped") - stat(&h0, "dropped");
+        let published = stat(&h1, "published") - stat(&h0, "published");
+        let cpu_per_event = match (c0, c1) {
+            (Some(a), Some(b)) if published > 0 => Some(
+                ms(procfs::ticks_to_duration(b.cpu_ticks - a.cpu_ticks, tck)) * 1000.0
+                    / published as f64,
+            ),
+            _ => None,
+        };
+        report.figure(
+            "events",
+            json!({
+                "publishers": args.publishers,
+                "seconds": secs,
+                "sent_per_second": (s1 - s0) as f64 / secs,
+                "published_per_second": published as f64 / secs,
+                "dropped_for_subscriber": dropped,
+                "cloud_cpu_us_per_event": cpu_per_event,
+            }),
+            format!(
+                "events: {} publishers sent {:.0}/s, the cloud published {:.0}/s ({:.2} µs CPU each), {dropped} \
+                 dropped for the slow subscriber",
+                args.publishers,
+                (s1 - s0) as f64 / secs,
+                published as f64 / secs,
+                cpu_per_event.unwrap_or(f64::NAN)
+            ),
+        );
+        report.goal(
+            "events_per_second",
+            "events/s received by one subscriber (Node: 31,000)",
+            "1/s",
+            (r1 - r0) as f64 / secs,
+            150_000.0,
+            false,
+        );
+    }
+
+    // ---- closed subscribers are freed
+    if args.subscribers > 0 {
+        let base = match api
+            .wait_for(Duration::from_secs(10), |h| {
+                h["events"]["subscribers"].as_u64() == Some(0)
+            })
+            .await?
+        {
+            Some(_) => 0,
+            None => api.subscribers().await?,
+        };
+        let mut streams = Vec::with_capacity(args.subscribers);
+        for _ in 0..args.subscribers {
+            streams.push(
+                EventStream::open(target.api, "/v1/events", &api.token)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let open = api.subscribers().await?;
+        drop(streams);
+        let freed = api
+            .wait_for(Duration::from_secs(30), |h| {
+                h["events"]["subscribers"].as_u64() == Some(base)
+            })
+            .await?;
+        let after = api.subscribers().await?;
+        let met = open == base + args.subscribers as u64 && freed.is_some();
+        if !met {
+            report.misses.push("closed_subscribers_freed".into());
+        }
+        report.figure(
+            "closed_subscribers_freed",
+            json!({"opened": args.subscribers, "counted_open": open, "counted_after_close": after,
+                   "base": base, "freed_ms": freed.map(ms), "met": met}),
+            format!(
+                "  {:<42} {open} open -> {after} after closing {} streams{} {}",
+                "closed subscribers freed",
+                args.subscribers,
+                freed.map_or(String::new(), |d| format!(" (in {:.1} ms)", ms(d))),
+                if met { "met" } else { "NOT MET" }
+            ),
+        );
+    }
+    for core in cores {
+        core.abort();
+    }
+    drop(target);
+    Ok(report)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let json = args.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("spark-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(report) => {
+            if json {
+                let mut v = Value::Object(report.figures);
+                v["goals_missed"] = json!(report.misses);
+                println!("{v}");
+            } else if report.misses.is_empty() {
+                println!("every goal met");
+            } else {
+                println!("goals not met: {}", report.misses.join(", "));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("spark-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! `spark-cloud`: a Spark cloud on one machine, as a library (what `spark demo` and the tests start in-process) and
+//! the `spark-cloud` binary.
+//!
+//! The REST API of the 2014 cloud (tokens, users, devices, functions, variables, events as server-sent events,
+//! publish, over-the-air flashing, key provisioning, claim / rename / release) over HTTP/1.1, with its state in a
+//! directory ([`state::StateDir`]). The REST layer reaches devices only through a [`hub::DeviceHub`]; events fan out
+//! through an [`events::EventBus`].
+//!
+//! Differences from the original Node.js spark-server, on purpose: a bad, expired or missing token is `401` (as the
+//! hosted cloud; the original said `400`); `DELETE /v1/access_tokens/:token` works; `POST /v1/users` answers and
+//! refuses an existing name instead of wiping that user; `GET /server/health` answers; devices provisioned after
+//! start are listed at once; closed event streams are freed at once; passwords are hashed with
+//! PBKDF2-HMAC-SHA256; devices have owners (provisioning or claiming sets the owner; another user's device is `403`).
+
+pub mod devices;
+pub mod events;
+mod http;
+pub mod hub;
+pub mod state;
+pub mod util;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::net::TcpListener;
+
+use events::{Event, EventBus};
+use hub::DeviceHub;
+use state::{StateDir, StateError};
+
+/// How long the REST layer waits for a device (the original's `coreRequestTimeout`).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The random generator of the cloud: the operating system's.
+pub type SystemRng = rand_core::UnwrapErr<rand::rngs::SysRng>;
+
+/// A handle on the operating system's random generator.
+pub fn system_rng() -> SystemRng {
+    rand_core::UnwrapErr(rand::rngs::SysRng)
+}
+
+/// What the cloud knows about a device beyond its stored attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceStatus {
+    /// When the cloud last heard from it.
+    pub last_heard: Option<SystemTime>,
+    /// The last application flashed through this cloud.
+    pub last_app: Option<String>,
+    /// The CC3000 service-pack version it reported (`spark/cc3000-patch-version`).
+    pub cc3000_patch_version: Option<String>,
+}
+
+/// The cloud: state, event bus and device hub, shared by the REST layer and the device listener.
+pub struct Cloud {
+    state: StateDir,
+    bus: Arc<EventBus>,
+    hub: Arc<dyn DeviceHub>,
+    status: Mutex<HashMap<String, DeviceStatus>>,
+    flashing: Mutex<HashSet<String>>,
+}
+
+impl core::fmt::Debug for Cloud {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cloud")
+            .field("state", &self.state)
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cloud {
+    /// A cloud over `state` reaching devices through `hub`.
+    pub fn new(state: StateDir, hub: Arc<dyn DeviceHub>) -> Arc<Cloud> {
+        Arc::new(Cloud {
+            state,
+            bus: EventBus::new(),
+            hub,
+            status: Mutex::new(HashMap::new()),
+            flashing: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// The event bus.
+    pub fn bus(&self) -> &Arc<EventBus> {
+        &self.bus
+    }
+
+    /// The device hub.
+    pub fn hub(&self) -> &Arc<dyn DeviceHub> {
+        &self.hub
+    }
+
+    /// What the cloud knows about `device` now.
+    pub fn device_status(&self, device: &str) -> DeviceStatus {
+        lock(&self.status).get(device).cloned().unwrap_or_default()
+    }
+
+    fn touch(&self, device: &str, f: impl FnOnce(&mut DeviceStatus)) {
+        let mut status = lock(&self.status);
+        // Looked up before inserting: the key is allocated once per device, not once per event.
+        if !status.contains_key(device) {
+            status.insert(device.to_owned(), DeviceStatus::default());
+        }
+        if let Some(entry) = status.get_mut(device) {
+            entry.last_heard = Some(SystemTime::now());
+            f(entry);
+        }
+    }
+
+    /// Publishes an event on behalf of `device` (called by the device listener). Names starting with `spark` are
+    /// the cloud's own: only `spark/cc3000-patch-version` is taken from a device (its value is recorded), others
+    /// are dropped, as the original device server did.
+    pub fn device_event(
+        &self,
+        device: &str,
+        name: &str,
+        data: Option<&str>,
+        ttl: u32,
+        public: bool,
+    ) {
+        let device = device.to_ascii_lowercase();
+        if name == "spark/cc3000-patch-version" {
+            let version = data.map(str::to_owned);
+            self.touch(&device, |s| s.cc3000_patch_version = version);
+        } else if name.len() >= 5 && name[..5].eq_ignore_ascii_case("spark") {
+            return;
+        } else {
+            self.touch(&device, |_| {});
+        }
+        self.publish_device_event(&device, name, data, ttl, public);
+    }
+
+    fn publish_device_event(
+        &self,
+        device: &str,
+        name: &str,
+        data: Option<&str>,
+        ttl: u32,
+        public: bool,
+    ) {
+        let owner = self.state.device(device).and_then(|d| d.owner);
+        let event = Event::new(
+            name,
+            data,
+            ttl,
+            public,
+            SystemTime::now(),
+            device,
+            owner.as_deref(),
+            Some(device),
+        );
+        self.bus.publish(&event);
+    }
+
+    /// Records that `device` came online (publishes the private `spark/status` `online` event).
+    pub fn device_online(&self, device: &str) {
+        let device = device.to_ascii_lowercase();
+        self.touch(&device, |_| {});
+        self.publish_device_event(&device, "spark/status", Some("online"), 60, false);
+    }
+
+    /// Records that `device` went offline (publishes the private `spark/status` `offline` event).
+    pub fn device_offline(&self, device: &str) {
+        let device = device.to_ascii_lowercase();
+        self.touch(&device, |_| {});
+        self.publish_device_event(&device, "spark/status", Some("offline"), 60, false);
+    }
+}
+
+/// Where and how to run the local cloud.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The state directory.
+    pub dir: PathBuf,
+    /// The HTTP listen address (port 0 = any free port).
+    pub http: SocketAddr,
+    /// Bits of a server key generated on first start (2048 for real Cores).
+    pub key_bits: usize,
+}
+
+/// A running HTTP API.
+#[derive(Debug)]
+pub struct Running {
+    /// The cloud behind it.
+    pub cloud: Arc<Cloud>,
+    /// The bound HTTP address.
+    pub http: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting connections (open ones end with their tasks).
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Errors starting the cloud.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The state directory could not be opened.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the state in `config.dir` (generating the server key on first start) for a cloud reaching devices through
+/// `hub`.
+pub fn open(config: &Config, hub: Arc<dyn DeviceHub>) -> Result<Arc<Cloud>, StartError> {
+    let state = StateDir::open(&config.dir, config.key_bits, &mut system_rng())?;
+    Ok(Cloud::new(state, hub))
+}
+
+/// Serves the REST API of `cloud` on `addr` (inside a tokio runtime).
+pub async fn serve(cloud: Arc<Cloud>, addr: SocketAddr) -> Result<Running, StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let http = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let task = tokio::spawn(http::accept_loop(Arc::clone(&cloud), listener));
+    Ok(Running { cloud, http, task })
+}

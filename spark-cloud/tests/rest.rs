@@ -1,0 +1,569 @@
+//! The local cloud's REST API over real sockets, driven by spark-api's client (and raw HTTP where a request must be
+//! malformed on purpose), with scripted devices behind the hub.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use spark_api::{Client, Credentials, Error, FirmwareFile, Publish, StreamItem, TokenLifetime};
+use spark_cloud::hub::{HubError, ScriptedDevice, ScriptedHub, VariableValue};
+use spark_cloud::{self as cloud, Config, Running};
+
+const SERVER_KEY: &str = include_str!("fixtures/server_key_1024.pem");
+const DEVICE_A_KEY: &str = include_str!("fixtures/device_a.pub.pem");
+const DEVICE_B_KEY: &str = include_str!("fixtures/device_b.pub.pem");
+const DEV_A: &str = "53ff6c065075535119511687";
+const DEV_B: &str = "0123456789abcdef01234567";
+
+/// A fresh state directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(seeded: bool) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "spark-cloud-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        if seeded {
+            // A pre-made 1024-bit server key keeps tests fast (generation is tested on its own).
+            std::fs::write(path.join("default_key.pem"), SERVER_KEY).unwrap();
+        }
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn start(dir: &Path, hub: Arc<ScriptedHub>) -> Running {
+    let config = Config {
+        dir: dir.to_owned(),
+        http: SocketAddr::from(([127, 0, 0, 1], 0)),
+        key_bits: 1024,
+    };
+    let cloud = cloud::open(&config, hub).unwrap();
+    cloud::serve(cloud, config.http).await.unwrap()
+}
+
+fn client(addr: SocketAddr) -> Client {
+    Client::builder()
+        .base_url(format!("http://{addr}"))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// One raw HTTP/1.1 exchange; returns (status, body).
+fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn post_form(addr: SocketAddr, path: &str, extra_headers: &str, form: &str) -> (u16, String) {
+    raw(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra_headers}\
+Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+}
+
+fn create_user(addr: SocketAddr, user: &str, password: &str) {
+    let (status, body) = post_form(
+        addr,
+        "/v1/users",
+        "",
+        &format!("username={user}&password={password}"),
+    );
+    assert_eq!((status, body.as_str()), (200, r#"{"ok":true}"#));
+}
+
+async fn login(c: &Client, user: &str, password: &str) -> Client {
+    let grant = c
+        .login(&Credentials::new(user, password), TokenLifetime::Default)
+        .await
+        .unwrap();
+    assert_eq!(grant.token_type, "bearer");
+    assert_eq!(grant.expires_in, Some(7_776_000));
+    assert_eq!(grant.access_token.expose().len(), 40);
+    c.with_token(grant.access_token)
+}
+
+fn status_of(e: &Error) -> Option<u16> {
+    e.status()
+}
+
+fn tinker() -> ScriptedDevice {
+    ScriptedDevice::new()
+        .function("digitalwrite", |arg| match arg {
+            "D7,HIGH" | "D7,LOW" => Ok(1),
+            _ => Ok(-1),
+        })
+        .function("fail", |_| Err(HubError::Device("no".into())))
+        .function("slowpoke", |_| Err(HubError::TimedOut))
+        .variable("temperature", VariableValue::Int32(21))
+        .variable("label", VariableValue::String("kitchen".into()))
+        .variable("ratio", VariableValue::Double(0.5))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_create_list_delete_and_401() {
+    let dir = TempDir::new(true);
+    let running = start(&dir.0, Arc::new(ScriptedHub::new())).await;
+    let addr = running.http;
+    let anon = client(addr);
+    create_user(addr, "Joe@Example.com", "secret");
+    // The name is case-insensitive; a duplicate is refused (the original wiped the user).
+    let (status, body) = post_form(
+        addr,
+        "/v1/users",
+        "",
+        "username=joe@example.com&password=other",
+    );
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            serde_json::json!({"ok": false, "errors": ["User already exists"]})
+        )
+    );
+
+    let joe = login(&anon, "joe@example.com", "secret").await;
+    let _second = login(&anon, "joe@example.com", "secret").await;
+    let creds = Credentials::new("joe@example.com", "secret");
+    let tokens = anon.list_access_tokens(&creds).await.unwrap();
+    assert_eq!(tokens.len(), 2);
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.token.expose() == joe.access_token().unwrap().expose())
+    );
+    assert!(tokens.iter().all(|t| t.client.as_deref() == Some("CLI2")));
+
+    // Wrong password: the login is refused and the token list too.
+    let e = anon
+        .login(
+            &Credentials::new("joe@example.com", "nope"),
+            TokenLifetime::Default,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(400));
+    assert_eq!(
+        e.body().and_then(|b| b.oauth_error()),
+        Some("invalid_grant")
+    );
+    let e = anon
+        .list_access_tokens(&Credentials::new("joe@example.com", "nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(401));
+
+    // The token works, then is deleted and gets 401.
+    assert!(joe.list_devices().await.unwrap().is_empty());
+    anon.delete_access_token(&creds, joe.access_token().unwrap())
+        .await
+        .unwrap();
+    let e = joe.list_devices().await.unwrap_err();
+    assert_eq!(status_of(&e), Some(401));
+    assert!(e.is_auth());
+    assert_eq!(anon.list_access_tokens(&creds).await.unwrap().len(), 1);
+    // Deleting it again: not found.
+    let e = anon
+        .delete_access_token(&creds, joe.access_token().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(404));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_and_auth_methods() {
+    let dir = TempDir::new(true);
+    let running = start(&dir.0, Arc::new(ScriptedHub::new())).await;
+    let addr = running.http;
+    let wrong = client(addr).with_token("0123456789012345678901234567890123456789");
+    let e = wrong.list_devices().await.unwrap_err();
+    assert_eq!(status_of(&e), Some(401));
+    assert_eq!(
+        e.body().and_then(|b| b.oauth_error()),
+        Some("invalid_token")
+    );
+
+    let (status, body) = raw(
+        addr,
+        "GET /v1/devices HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 401);
+    assert!(body.contains("The access token was not found"), "{body}");
+    let (status, body) = raw(
+        addr,
+        "GET /v1/devices?access_token=abc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("Only one method may be used"), "{body}");
+    let (status, body) = raw(
+        addr,
+        "GET /v1/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Token\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("Malformed auth header"), "{body}");
+    // The OAuth endpoint insists on a form and a client.
+    let (status, body) = post_form(
+        addr,
+        "/oauth/token",
+        "",
+        "grant_type=password&username=a&password=b",
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("invalid_client"), "{body}");
+    let (status, body) = post_form(
+        addr,
+        "/oauth/token",
+        "Authorization: Basic c3Bhcms6c3Bhcms=\r\n",
+        "grant_type=client_credentials",
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("unsupported_grant_type"), "{body}");
+    // Unknown routes: an empty 404.
+    let (status, body) = raw(
+        addr,
+        "GET /v2/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((status, body.as_str()), (404, ""));
+}
+
+/// A user with two provisioned devices (A connected with Tinker, B offline).
+async fn with_devices(hub: &Arc<ScriptedHub>, addr: SocketAddr) -> Client {
+    create_user(addr, "joe", "pw");
+    let joe = login(&client(addr), "joe", "pw").await;
+    joe.send_public_key(DEV_A, DEVICE_A_KEY, Some("rsa"))
+        .await
+        .unwrap();
+    joe.send_public_key(DEV_B, DEVICE_B_KEY, None)
+        .await
+        .unwrap();
+    hub.connect(DEV_A, tinker());
+    joe
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_list_info_call_get() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let joe = with_devices(&hub, running.http).await;
+
+    let list = joe.list_devices().await.unwrap();
+    let ids: Vec<_> = list.iter().map(|d| (d.id.as_str(), d.connected)).collect();
+    assert_eq!(ids, [(DEV_B, false), (DEV_A, true)]);
+
+    let info = joe.device(DEV_A).await.unwrap();
+    assert!(info.connected);
+    let functions = info.functions.unwrap();
+    assert_eq!(functions, ["digitalwrite", "fail", "slowpoke"]);
+    let variables = info.variables.unwrap();
+    assert_eq!(variables["temperature"], "int32");
+    assert_eq!(variables["label"], "string");
+    assert_eq!(variables["ratio"], "double");
+    let offline = joe.device(DEV_B).await.unwrap();
+    assert!(!offline.connected && offline.functions.is_none() && offline.variables.is_none());
+
+    // Rename, then address the device by its name.
+    joe.rename_device(DEV_A, "kitchen").await.unwrap();
+    let called = joe
+        .call_function("kitchen", "digitalwrite", "D7,HIGH")
+        .await
+        .unwrap();
+    assert_eq!(called.return_value, 1);
+    let called = joe
+        .call_function(DEV_A, "digitalwrite", "D0,HIGH")
+        .await
+        .unwrap();
+    assert_eq!(called.return_value, -1);
+    let e = joe.call_function(DEV_A, "nothing", "").await.unwrap_err();
+    assert_eq!(status_of(&e), Some(404));
+    let e = joe.call_function(DEV_A, "fail", "").await.unwrap_err();
+    assert_eq!(status_of(&e), Some(400));
+    let e = joe.call_function(DEV_A, "slowpoke", "").await.unwrap_err();
+    assert_eq!(status_of(&e), Some(408));
+    let e = joe
+        .call_function(DEV_A, "digitalwrite", &"x".repeat(64))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(400));
+    let e = joe
+        .call_function(DEV_B, "digitalwrite", "")
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(404));
+
+    let v = joe.variable(DEV_A, "temperature").await.unwrap();
+    assert_eq!(v.result, spark_api::VariableValue::Int(21));
+    assert_eq!(v.name.as_deref(), Some("temperature"));
+    let v = joe.variable(DEV_A, "label").await.unwrap();
+    assert_eq!(v.result, spark_api::VariableValue::String("kitchen".into()));
+    let e = joe.variable(DEV_A, "humidity").await.unwrap_err();
+    assert_eq!(status_of(&e), Some(404));
+
+    // Another user cannot reach joe's devices; unknown ids are 404.
+    create_user(running.http, "ann", "pw");
+    let ann = login(&client(running.http), "ann", "pw").await;
+    assert!(ann.list_devices().await.unwrap().is_empty());
+    assert_eq!(status_of(&ann.device(DEV_A).await.unwrap_err()), Some(403));
+    assert_eq!(
+        status_of(
+            &ann.call_function(DEV_A, "digitalwrite", "")
+                .await
+                .unwrap_err()
+        ),
+        Some(403)
+    );
+    assert_eq!(
+        status_of(
+            &ann.send_public_key(DEV_A, DEVICE_B_KEY, None)
+                .await
+                .unwrap_err()
+        ),
+        Some(403)
+    );
+    assert_eq!(
+        status_of(&joe.device("ffffffffffffffffffffffff").await.unwrap_err()),
+        Some(404)
+    );
+
+    // Release lets another user claim it.
+    joe.release_device(DEV_A).await.unwrap();
+    let claimed = ann.claim_device(DEV_A).await.unwrap();
+    assert_eq!(claimed.ok, Some(true));
+    assert_eq!(
+        status_of(&joe.claim_device(DEV_A).await.unwrap_err()),
+        Some(403)
+    );
+    assert_eq!(
+        ann.call_function(DEV_A, "digitalwrite", "D7,LOW")
+            .await
+            .unwrap()
+            .return_value,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_reaches_sse_subscribers_and_devices() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let joe = with_devices(&hub, running.http).await;
+
+    let mut all = joe.subscribe_all(Some("temp"));
+    assert!(matches!(
+        all.next_item().await,
+        Some(Ok(StreamItem::Connected))
+    ));
+    let mut mine = joe.subscribe_mine(None);
+    assert!(matches!(
+        mine.next_item().await,
+        Some(Ok(StreamItem::Connected))
+    ));
+    wait_for_subscribers(&running, 2).await;
+
+    joe.publish(&Publish::new("humidity").data("50"))
+        .await
+        .unwrap();
+    joe.publish(&Publish::new("temperature").data("21.5").ttl(30))
+        .await
+        .unwrap();
+    let event = next_event(&mut all).await;
+    assert_eq!(event.name, "temperature");
+    assert_eq!(event.data.as_deref(), Some("21.5"));
+    assert_eq!(event.ttl, Some(30));
+    assert!(event.published_at.is_some());
+    // The device received both publishes.
+    let received = hub.with_device(DEV_A, |d| d.received.clone()).unwrap();
+    assert_eq!(
+        received.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["humidity", "temperature"]
+    );
+
+    // A device event reaches "mine" with the device as coreid; a reserved name is refused.
+    running
+        .cloud
+        .device_event(DEV_A, "motion", Some("yes"), 60, false);
+    let event = next_event(&mut mine).await;
+    assert_eq!(
+        (event.name.as_str(), event.coreid.as_deref()),
+        ("motion", Some(DEV_A))
+    );
+    let e = joe
+        .publish(&Publish::new("spark/status").data("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(400));
+    let e = joe
+        .publish(&Publish::new("x").data("d".repeat(64)))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(400));
+
+    // The CC3000 version a Core reports shows in the device info.
+    running
+        .cloud
+        .device_event(DEV_A, "spark/cc3000-patch-version", Some("1.24"), 60, false);
+    let info = joe.device(DEV_A).await.unwrap();
+    assert_eq!(info.cc3000_patch_version.as_deref(), Some("1.24"));
+    assert_eq!(info.requires_deep_update, Some(true));
+}
+
+async fn next_event(stream: &mut spark_api::EventStream) -> spark_api::Event {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), stream.next_item()).await {
+            Ok(Some(Ok(StreamItem::Event(e)))) => return e,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no event: {other:?}"),
+        }
+    }
+}
+
+async fn health(running: &Running) -> serde_json::Value {
+    let (_, body) = raw(
+        running.http,
+        "GET /server/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn wait_for_subscribers(running: &Running, n: usize) {
+    for _ in 0..3000 {
+        if running.cloud.bus().stats().subscribers == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "subscribers never reached {n}: {:?}",
+        running.cloud.bus().stats()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_subscribers_are_freed() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let joe = with_devices(&hub, running.http).await;
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        let mut s = joe.subscribe_device(DEV_A, None);
+        assert!(matches!(
+            s.next_item().await,
+            Some(Ok(StreamItem::Connected))
+        ));
+        streams.push(s);
+    }
+    wait_for_subscribers(&running, 5).await;
+    assert_eq!(health(&running).await["events"]["subscribers"], 5);
+    // Closing the connections frees the subscribers without any event being published.
+    drop(streams);
+    wait_for_subscribers(&running, 0).await;
+    assert_eq!(health(&running).await["events"]["subscribers"], 0);
+    assert_eq!(running.cloud.bus().stats().published, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flash_over_the_air_reports_status_events() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let joe = with_devices(&hub, running.http).await;
+    let mut events = joe.subscribe_device(DEV_A, Some("spark/flash/status"));
+    assert!(matches!(
+        events.next_item().await,
+        Some(Ok(StreamItem::Connected))
+    ));
+    wait_for_subscribers(&running, 1).await;
+
+    let image: Vec<u8> = (0..100 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let result = joe
+        .flash_binary(DEV_A, &FirmwareFile::new("tinker.bin", image.clone()))
+        .await
+        .unwrap();
+    assert_eq!(result.status.as_deref(), Some("Update started"));
+    assert_eq!(
+        next_event(&mut events).await.data.as_deref(),
+        Some("started tinker.bin")
+    );
+    assert_eq!(
+        next_event(&mut events).await.data.as_deref(),
+        Some("success tinker.bin")
+    );
+    let flashed = hub.with_device(DEV_A, |d| d.flashed.clone()).unwrap();
+    assert_eq!(flashed.len(), 1);
+    assert_eq!(&flashed[0][..], &image[..]);
+    assert_eq!(
+        joe.device(DEV_A).await.unwrap().last_app.as_deref(),
+        Some("tinker.bin")
+    );
+
+    // Offline device: refused.
+    let e = joe
+        .flash_binary(DEV_B, &FirmwareFile::new("tinker.bin", image))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(404));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_persists_across_restarts_and_key_is_generated() {
+    let dir = TempDir::new(false);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let key = std::fs::read_to_string(dir.0.join("default_key.pem")).unwrap();
+    let public = std::fs::read_to_string(dir.0.join("default_key.pub.pem")).unwrap();
+    assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let joe = with_devices(&hub, running.http).await;
+    joe.rename_device(DEV_B, "garage").await.unwrap();
+    let token = joe.access_token().unwrap().clone();
+    drop(running);
+
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("default_key.pem")).unwrap(),
+        key
+    );
+    let joe = client(running.http).with_token(token);
+    let list = joe.list_devices().await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(joe.device("garage").await.unwrap().id, DEV_B);
+    assert!(running.cloud.state().device_key(DEV_A).is_some());
+    assert!(
+        running
+            .cloud
+            .state()
+            .device_key("ffffffffffffffffffffffff")
+            .is_none()
+    );
+}
