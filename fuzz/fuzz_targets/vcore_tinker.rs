@@ -1,7 +1,7 @@
 //! Tinker's argument parsing: any function name and argument gives a code in Tinker's range and never panics.
 #![no_main]
 
-use examples::vcore::tinker::Tinker;
+use spark_vcore::tinker::Tinker;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
