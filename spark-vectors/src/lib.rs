@@ -76,6 +76,10 @@ pub fn area(name: &str) -> Option<PathBuf> {
         "{REQUIRE_VAR}=1 but the test vectors folder {} is missing (set {ROOT_VAR})",
         dir.display()
     );
+    eprintln!(
+        "skipped: test vectors folder {} not found (set {ROOT_VAR})",
+        dir.display()
+    );
     None
 }
 
