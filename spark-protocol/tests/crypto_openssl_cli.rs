@@ -7,10 +7,11 @@ mod crypto_common;
 use std::fs;
 use std::path::Path;
 
-use crypto_common::{openssl, rng, scratch_dir};
+use crypto_common::{openssl, openssl_key, rng, scratch_dir};
 use spark_protocol::crypto::handshake::{
     DEVICE_ID_LEN, Nonce, decrypt_device_credentials, encrypt_device_credentials, session_key_hmac,
 };
+use spark_protocol::crypto::keys::{SERVER_ADDRESS_OFFSET, ServerAddress, ServerKeyRecord};
 use spark_protocol::crypto::openssl::OpensslPrivateKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::crypto::{RsaPrivate, RsaPrivateKey, RsaPublic, RsaPublicKey, SessionKey};
@@ -225,4 +226,25 @@ fn our_signature_verifies_with_openssl_pkeyutl_and_back() {
     assert_eq!(got.device_id, id);
     assert_eq!(public.modulus_len(), 256);
     fs::remove_dir_all(&dir).ok();
+}
+
+/// The IPv4 address record and the port of a server key record, on a 2048-bit key made by `openssl genrsa`
+/// (the same checks on particle-cli's own key are in `vectors_openssl_cli.rs`).
+#[test]
+fn server_key_record_with_an_ipv4_address_and_port() {
+    let public = openssl_key(2048).public_key();
+    let with_ip = ServerKeyRecord {
+        key: public.as_ref_key(),
+        address: Some(ServerAddress::Ipv4([192, 168, 8, 14])),
+        port: Some(5683),
+    };
+    let mut out = [0u8; 1024];
+    with_ip.emit(&mut out).unwrap();
+    assert_eq!(
+        &out[SERVER_ADDRESS_OFFSET..SERVER_ADDRESS_OFFSET + 6],
+        &[0, 4, 192, 168, 8, 14]
+    );
+    assert_eq!(&out[450..452], &5683u16.to_be_bytes());
+    assert!(out[294..SERVER_ADDRESS_OFFSET].iter().all(|&b| b == 0xff));
+    assert_eq!(ServerKeyRecord::parse(&out), Ok(with_ip));
 }
