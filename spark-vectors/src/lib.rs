@@ -91,7 +91,12 @@ pub fn area(name: &str) -> Option<PathBuf> {
 /// When the area exists but the file cannot be read, is not in the manifest, or its size or SHA-256 differ from
 /// the manifest's: a vector that should be there and is not is a broken checkout, never a skip.
 pub fn read(area_name: &str, relative: &str) -> Option<Vec<u8>> {
-    let path = area(area_name)?.join(relative);
+    read_checked(&area(area_name)?, area_name, relative)
+}
+
+/// `dir/relative`, checked against the manifest entry `area_name/relative`.
+fn read_checked(dir: &Path, area_name: &str, relative: &str) -> Option<Vec<u8>> {
+    let path = dir.join(relative);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(err) => panic!("cannot read test vector {}: {err}", path.display()),
@@ -260,8 +265,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
 mod tests {
     // Not a glob: `super::test` is the attribute, and `#[test]` here must stay the built-in one.
     use super::{
-        MARKS_IGNORED, ROOT_VAR, area, check_folder, dir, entry, load, manifest, required, root,
-        sha256_hex, verify,
+        MARKS_IGNORED, ROOT_VAR, area, check_folder, dir, entry, load, manifest, read_checked,
+        required, root, sha256_hex, verify,
     };
 
     #[test]
@@ -352,6 +357,37 @@ mod tests {
         assert!(root.is_dir(), "{} is missing", root.display());
         let problems = check_folder(&root);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// A vector whose bytes differ from the manifest's is a broken checkout: the read panics and says so.
+    #[test]
+    fn a_corrupted_vector_panics_with_a_clear_message() {
+        let dir =
+            std::env::temp_dir().join(format!("spark-vectors-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cc3000_rm_default_params.bin"), [0u8; 128]).unwrap();
+        std::fs::write(dir.join("unlisted.bin"), [1u8]).unwrap();
+        let corrupt = std::panic::catch_unwind(|| {
+            read_checked(&dir, "cc3000", "cc3000_rm_default_params.bin")
+        });
+        let unlisted = std::panic::catch_unwind(|| read_checked(&dir, "cc3000", "unlisted.bin"));
+        let missing = std::panic::catch_unwind(|| read_checked(&dir, "cc3000", "absent.bin"));
+        std::fs::remove_dir_all(&dir).ok();
+        let message = |r: std::thread::Result<Option<Vec<u8>>>| {
+            let payload = r.expect_err("must panic");
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let corrupt = message(corrupt);
+        assert!(
+            corrupt.contains("does not match spark-vectors/MANIFEST.tsv"),
+            "{corrupt}"
+        );
+        assert!(corrupt.contains("SHA-256"), "{corrupt}");
+        assert!(message(unlisted).contains("is not listed"));
+        assert!(message(missing).contains("cannot read test vector"));
     }
 
     #[crate::test]

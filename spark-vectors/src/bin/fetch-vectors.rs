@@ -511,3 +511,53 @@ fn dfu_crc(bytes: &[u8]) -> u32 {
         crc
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{c_array, der_element, dfu_crc, extract, inputs};
+
+    #[test]
+    fn integer_lists_with_comments_and_other_arrays_around() {
+        let text = "unsigned char other_patch[2] = { 9, 9 };\n\
+                    const unsigned char PROGMEM patch[4] = { 0x00, /* a */ 0x1F, // b\n 255u, 7, };\n";
+        assert_eq!(c_array(text, "patch"), Some(vec![0x00, 0x1F, 255, 7]));
+        assert_eq!(c_array(text, "other_patch"), Some(vec![9, 9]));
+        assert_eq!(c_array(text, "missing"), None);
+        assert_eq!(c_array("char bad[1] = { 256 };", "bad"), None);
+    }
+
+    #[test]
+    fn string_literals_keep_the_implicit_nul_and_der_drops_the_rest() {
+        let text = "const uint8_t Fixture::key[7] =\n  \"\\x30\\x03\\x02\"\n  \"\\001\\x2a\";";
+        let bytes = c_array(text, "Fixture::key").unwrap();
+        assert_eq!(bytes, [0x30, 0x03, 0x02, 0x01, 0x2a, 0x00]);
+        assert_eq!(der_element(&bytes).unwrap(), [0x30, 0x03, 0x02, 0x01, 0x2a]);
+        assert_eq!(
+            extract("c-array Fixture::key der", text.as_bytes()).unwrap(),
+            [0x30, 0x03, 0x02, 0x01, 0x2a]
+        );
+        // A long-form length: 0x82 then two bytes.
+        let mut long = vec![0x30, 0x82, 0x01, 0x00];
+        long.extend([0xAB; 0x100]);
+        long.extend([0; 8]);
+        assert_eq!(der_element(&long).unwrap().len(), 4 + 0x100);
+        assert!(der_element(&[0x30, 0x05, 0x00]).is_err());
+    }
+
+    #[test]
+    fn recipe_inputs() {
+        assert_eq!(
+            inputs(
+                "generated from:dfu/a.bin dfuse-pack -b 0x1000:{dfu/b.bin} -b 0x2000@1:{dfu/c.bin} @"
+            ),
+            ["dfu/a.bin", "dfu/b.bin", "dfu/c.bin"]
+        );
+        assert!(inputs("generated counting 32").is_empty());
+    }
+
+    #[test]
+    fn the_dfu_crc_is_the_uninverted_crc32() {
+        // CRC-32 of "123456789" is 0xCBF43926; the DFU suffix stores its complement.
+        assert_eq!(dfu_crc(b"123456789"), !0xCBF4_3926);
+    }
+}
