@@ -1,6 +1,6 @@
-//! The sans-IO host against the simulated Spark Core: known operations with the shared vectors, the exact
-//! control-transfer sequence of a small image, every refusal, injected faults at every transfer, a property test,
-//! and the transfer count against dfu-util 0.11's algorithm.
+//! The sans-IO host against the simulated Spark Core: the exact control-transfer sequence of a small image, the
+//! refusals, injected faults at every transfer, and a property test. The operations on the published images, the
+//! wrong-platform refusal and the transfer count against dfu-util 0.11's algorithm are in `vectors_host.rs`.
 
 use proptest::prelude::*;
 use spark_dfu::file::DfuFile;

@@ -1,5 +1,7 @@
 //! Every file under `$SPARK_VECTORS/dfu/` is read and its fields asserted; every generated file is re-created
 //! by this crate's writers byte for byte.
+//!
+//! Needs the workspace's test vectors (`spark-vectors`), so it is left out of the published package.
 
 use sha2::{Digest, Sha256};
 use spark_dfu::file::dfuse::{BinImage, DfuseError, DfuseFile, Element, pack_to_vec};
