@@ -8,8 +8,7 @@ use spark_cc3000::patch::{
     Identification, PatchError, PatchImage, RAM_REGION_END, RAM_REGION_START, ServicePack,
     TiRelease, emit, find_embedded, needs_deep_update,
 };
-use spark_cc3000::programmer::{self, Backup, Programmer};
-use spark_cc3000::sim::{Fault, SimNvmem};
+use spark_cc3000::programmer::Backup;
 
 fn config(cases: u32) -> Config {
     Config {
@@ -160,53 +159,5 @@ proptest! {
             wlan_config: wlan.map(|w| w.try_into().unwrap()),
         };
         prop_assert_eq!(Backup::parse(&backup.to_bytes()), Ok(backup));
-    }
-}
-
-proptest! {
-    #![proptest_config(config(64))]
-
-    /// No single-byte change to a published image is ever taken for a published image.
-    #[test]
-    fn a_flipped_byte_is_never_identified_as_known(index in any::<prop::sample::Index>(), xor in 1u8..=255) {
-        let Some(good) = spark_vectors::read("cc3000", "cc3000_drv_sp1.32_P1.14.7.16.32.bin") else { return Ok(()) };
-        let mut bad = good.clone();
-        bad[index.index(good.len())] ^= xor;
-        if let Ok(image) = PatchImage::parse(&bad) {
-            prop_assert_eq!(image.identify(), Identification::Unknown);
-        }
-    }
-}
-
-proptest! {
-    #![proptest_config(config(12))]
-
-    /// Random faults (failing reads, corrupted bytes) never make the programmer panic or report success on a chip
-    /// that does not hold the images.
-    #[test]
-    fn programmer_under_random_faults(faults in prop::collection::vec((0usize..800, 1usize..4, 0usize..32, any::<bool>()), 0..6)) {
-        let v = |n: &str| spark_vectors::read("cc3000", n);
-        let (Some(drv), Some(fw), Some(rm)) = (
-            v("cc3000_drv_sp1.28_P1.13.7.15.28.bin"),
-            v("cc3000_fw_P1.12-1.14_x.15.bin"),
-            v("cc3000_rm_default_params.bin"),
-        ) else { return Ok(()) };
-        let rm = RadioParams::from_slice(&rm).unwrap();
-        let mut sim = SimNvmem::with_table(&FatTable::programmer_default(), ServicePack::new(1, 10));
-        sim.install(FileId::Rm, rm.as_bytes()).unwrap();
-        for (at, times, index, corrupt) in faults {
-            sim.inject(if corrupt {
-                Fault::CorruptWrite { write: at, index, xor: 0x40 }
-            } else {
-                Fault::ReadFails { read: at, times }
-            });
-        }
-        let cfg = programmer::Config { default_radio_params: Some(&rm), ..programmer::Config::default() };
-        let mut p = Programmer::new(&drv, &fw, cfg).unwrap();
-        if programmer::run(&mut p, &mut sim, |_| {}).is_ok() {
-            prop_assert_eq!(sim.file(FileId::WlanDriverSp, drv.len()), Some(&drv[..]));
-            prop_assert_eq!(sim.file(FileId::WlanFwSp, fw.len()), Some(&fw[..]));
-            prop_assert_eq!(sim.reported_version(), ServicePack::SP_1_28);
-        }
     }
 }

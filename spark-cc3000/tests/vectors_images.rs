@@ -1,4 +1,6 @@
 //! The published images and binaries in the shared vectors: parse, validate, identify, find.
+//!
+//! Needs the workspace's test vectors (`spark-vectors`), so it is left out of the published package.
 
 use spark_cc3000::nvmem::{FatTable, RadioParams};
 use spark_cc3000::patch::{
@@ -98,14 +100,14 @@ const IMAGES: [(&str, ImageKind, usize, u32, usize, &str); 11] = [
     ),
 ];
 
-fn vector(name: &str) -> Option<Vec<u8>> {
-    spark_vectors::read("cc3000", name)
+fn vector(name: &str) -> Vec<u8> {
+    spark_vectors::load("cc3000", name)
 }
 
-#[test]
+#[spark_vectors::test]
 fn every_vector_image_parses_validates_and_is_identified() {
     for (file, kind, records, ram_end, data_len, name) in IMAGES {
-        let Some(bytes) = vector(file) else { return };
+        let bytes = vector(file);
         let image = PatchImage::parse(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(image.kind(), kind, "{file}");
         assert_eq!(image.record_count(), records, "{file}");
@@ -137,10 +139,10 @@ fn every_vector_image_parses_validates_and_is_identified() {
     }
 }
 
-#[test]
+#[spark_vectors::test]
 fn identified_versions_match_the_file_names() {
     for (file, kind, ..) in IMAGES {
-        let Some(bytes) = vector(file) else { return };
+        let bytes = vector(file);
         let known = PatchImage::parse(&bytes)
             .unwrap()
             .identify()
@@ -158,15 +160,24 @@ fn identified_versions_match_the_file_names() {
             assert!(known.belongs_to(sp));
         }
     }
-    // every known image is among the vectors
-    assert_eq!(KNOWN_IMAGES.len(), IMAGES.len());
 }
 
+/// Every known image is among the vectors (this table against the crate's; needs no vector file).
 #[test]
+fn every_known_image_is_in_the_table() {
+    assert_eq!(KNOWN_IMAGES.len(), IMAGES.len());
+    for known in KNOWN_IMAGES {
+        assert!(
+            IMAGES.iter().any(|image| image.5 == known.name),
+            "{}",
+            known.name
+        );
+    }
+}
+
+#[spark_vectors::test]
 fn valid_but_unknown_image() {
-    let Some(mut bytes) = vector("cc3000_drv_sp1.28_P1.13.7.15.28.bin") else {
-        return;
-    };
+    let mut bytes = vector("cc3000_drv_sp1.28_P1.13.7.15.28.bin");
     // change one data byte of the first record: still well formed, no longer TI's image
     bytes[20] ^= 0x01;
     let image = PatchImage::parse(&bytes).unwrap();
@@ -183,10 +194,10 @@ fn first_padding(image: &PatchImage<'_>) -> usize {
     r.offset + 8 + r.data.len()
 }
 
-#[test]
+#[spark_vectors::test]
 fn each_corruption_has_its_own_error() {
     for (file, ..) in IMAGES {
-        let Some(good) = vector(file) else { return };
+        let good = vector(file);
         let image = PatchImage::parse(&good).unwrap();
         let parse = |b: &[u8]| PatchImage::parse(b).map(|_| ());
 
@@ -264,13 +275,13 @@ fn each_corruption_has_its_own_error() {
     }
 }
 
-#[test]
+#[spark_vectors::test]
 fn bad_padding_is_reported_where_it_is() {
     for (file, kind, ..) in IMAGES {
         if kind != ImageKind::Driver {
             continue; // the firmware images have no padding at all
         }
-        let Some(good) = vector(file) else { return };
+        let good = vector(file);
         let at = first_padding(&PatchImage::parse(&good).unwrap());
         let mut b = good.clone();
         b[at] = 0x00;
@@ -285,11 +296,9 @@ fn bad_padding_is_reported_where_it_is() {
     }
 }
 
-#[test]
+#[spark_vectors::test]
 fn default_table_is_byte_for_byte_the_vector() {
-    let Some(expected) = vector("derived_fat_entries_default_48.bin") else {
-        return;
-    };
+    let expected = vector("derived_fat_entries_default_48.bin");
     let mut entries = [0u8; 64];
     FatTable::programmer_default()
         .emit_entries(&mut entries)
@@ -305,20 +314,18 @@ fn default_table_is_byte_for_byte_the_vector() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn radio_defaults_are_128_non_blank_bytes() {
-    let Some(bytes) = vector("cc3000_rm_default_params.bin") else {
-        return;
-    };
+    let bytes = vector("cc3000_rm_default_params.bin");
     let rm = RadioParams::from_slice(&bytes).unwrap();
     assert!(!rm.is_blank());
 }
 
-fn binary(name: &str) -> Option<Vec<u8>> {
-    spark_vectors::read("dfu", &format!("spark-cli/{name}"))
+fn binary(name: &str) -> Vec<u8> {
+    spark_vectors::load("dfu", &format!("spark-cli/{name}"))
 }
 
-#[test]
+#[spark_vectors::test]
 fn embedded_patch_finder() {
     /// offset, image name, version the driver reports
     type Hit = (usize, &'static str, Option<(u8, u8)>);
@@ -346,7 +353,7 @@ fn embedded_patch_finder() {
         ),
     ];
     for (name, expected) in cases {
-        let Some(bin) = binary(name) else { return };
+        let bin = binary(name);
         let found: Vec<_> = find_embedded(&bin).collect();
         assert_eq!(found.len(), expected.len(), "{name}: {found:?}");
         for (hit, (offset, image_name, reports)) in found.iter().zip(expected) {
@@ -362,7 +369,6 @@ fn embedded_patch_finder() {
         }
     }
     // Tinker carries no patch
-    if let Some(tinker) = binary("spark_tinker.bin") {
-        assert_eq!(find_embedded(&tinker).count(), 0);
-    }
+    let tinker = binary("spark_tinker.bin");
+    assert_eq!(find_embedded(&tinker).count(), 0);
 }

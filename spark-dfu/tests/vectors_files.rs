@@ -1,5 +1,7 @@
 //! Every file under `$SPARK_VECTORS/dfu/` is read and its fields asserted; every generated file is re-created
 //! by this crate's writers byte for byte.
+//!
+//! Needs the workspace's test vectors (`spark-vectors`), so it is left out of the published package.
 
 use sha2::{Digest, Sha256};
 use spark_dfu::file::dfuse::{BinImage, DfuseError, DfuseFile, Element, pack_to_vec};
@@ -13,8 +15,8 @@ use spark_dfu::module::{
 use spark_dfu::platform::server_key::{KeyFormat, KeyKind, ServerAddress, ServerKeyImage};
 use spark_dfu::platform::{Item, Platform, UsbId};
 
-fn read(path: &str) -> Option<Vec<u8>> {
-    spark_vectors::read("dfu", path)
+fn read(path: &str) -> Vec<u8> {
+    spark_vectors::load("dfu", path)
 }
 
 fn raw32() -> Vec<u8> {
@@ -25,11 +27,9 @@ fn add_suffix(input: &[u8], repr: SuffixRepr) -> Vec<u8> {
     DfuFile::add_suffix_to_vec(input, repr).unwrap()
 }
 
-#[test]
+#[spark_vectors::test]
 fn sources_md_lists_every_file_with_its_size_and_sha256() {
-    let Some(dir) = spark_vectors::area("dfu") else {
-        return;
-    };
+    let dir = spark_vectors::dir("dfu");
     let sources = std::fs::read_to_string(dir.join("SOURCES.md")).unwrap();
     let mut listed = 0;
     for line in sources
@@ -41,7 +41,7 @@ fn sources_md_lists_every_file_with_its_size_and_sha256() {
         if path == "local path" {
             continue;
         }
-        let bytes = read(path).unwrap();
+        let bytes = read(path);
         assert_eq!(bytes.len().to_string(), size, "{path}");
         assert_eq!(hex(&Sha256::digest(&bytes)), sha, "{path}");
         listed += 1;
@@ -60,26 +60,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[test]
+#[spark_vectors::test]
 fn generated_plain_inputs() {
-    let Some(raw) = read("generated/raw32.bin") else {
-        return;
-    };
+    let raw = read("generated/raw32.bin");
     assert_eq!(raw, raw32());
-    assert_eq!(
-        read("generated/img16.bin").unwrap(),
-        (0..16).collect::<Vec<u8>>()
-    );
-    assert_eq!(read("generated/img8_aa.bin").unwrap(), vec![0xaa; 8]);
+    assert_eq!(read("generated/img16.bin"), (0..16).collect::<Vec<u8>>());
+    assert_eq!(read("generated/img8_aa.bin"), vec![0xaa; 8]);
     assert_eq!(Suffix::parse(&raw), Err(SuffixError::BadSignature));
     assert_eq!(DfuFile::parse(&raw).unwrap().firmware(), &raw[..]);
 }
 
-#[test]
+#[spark_vectors::test]
 fn generated_suffix_files_are_recreated_and_read() {
-    let Some(default) = read("generated/suffix_default.bin") else {
-        return;
-    };
+    let default = read("generated/suffix_default.bin");
     let raw = raw32();
     assert_eq!(add_suffix(&raw, SuffixRepr::default()), default);
     let s = Suffix::parse(&default).unwrap();
@@ -95,7 +88,7 @@ fn generated_suffix_files_are_recreated_and_read() {
         (0xffff, 0xffff, 0xffff, 0x0100, 16, 0x3172_2A7F)
     );
 
-    let spark = read("generated/suffix_spark.bin").unwrap();
+    let spark = read("generated/suffix_spark.bin");
     let repr = SuffixRepr {
         bcd_device: 0x0200,
         id_product: 0x607f,
@@ -113,7 +106,7 @@ fn generated_suffix_files_are_recreated_and_read() {
     let n = DfuFile::remove_suffix(&spark, &mut out).unwrap();
     assert_eq!(out[..n], raw[..]);
 
-    let dfuse = read("generated/suffix_dfuse_0483_df11.bin").unwrap();
+    let dfuse = read("generated/suffix_dfuse_0483_df11.bin");
     let repr = SuffixRepr {
         bcd_device: 0xffff,
         id_product: 0xdf11,
@@ -130,11 +123,9 @@ fn generated_suffix_files_are_recreated_and_read() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn generated_negative_suffix_files() {
-    let Some(bad) = read("generated/suffix_badcrc.bin") else {
-        return;
-    };
+    let bad = read("generated/suffix_badcrc.bin");
     let mut ours = add_suffix(&raw32(), SuffixRepr::default());
     *ours.last_mut().unwrap() ^= 1;
     assert_eq!(ours, bad);
@@ -167,14 +158,14 @@ fn generated_negative_suffix_files() {
         ("generated/suffix_blength32.bin", 32u8),
         ("generated/suffix_blength8.bin", 8),
     ] {
-        let file = read(path).unwrap();
+        let file = read(path);
         let mut ours = add_suffix(&raw32(), SuffixRepr::default());
         ours[32 + 11] = blength;
         let crc = spark_dfu::crc::jamcrc(&ours[..44]);
         ours[44..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(ours, file, "{path}");
     }
-    let b32 = read("generated/suffix_blength32.bin").unwrap();
+    let b32 = read("generated/suffix_blength32.bin");
     assert_eq!(Suffix::parse(&b32).unwrap().length, 32);
     let f = DfuFile::parse(&b32).unwrap();
     assert_eq!(
@@ -182,7 +173,7 @@ fn generated_negative_suffix_files() {
         &raw32()[..16],
         "dfu-suffix -D strips bLength bytes"
     );
-    let b8 = read("generated/suffix_blength8.bin").unwrap();
+    let b8 = read("generated/suffix_blength8.bin");
     assert_eq!(Suffix::parse(&b8), Err(SuffixError::UnsupportedLength(8)));
     assert_eq!(
         DfuFile::add_suffix(&b8, SuffixRepr::default(), &mut out),
@@ -192,11 +183,9 @@ fn generated_negative_suffix_files() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn generated_prefix_files_are_recreated_and_read() {
-    let Some(lm) = read("generated/prefix_lmdfu_0x2000.bin") else {
-        return;
-    };
+    let lm = read("generated/prefix_lmdfu_0x2000.bin");
     let mut out = vec![0; 128];
     let n = DfuFile::add_prefix(&raw32(), PrefixRepr::Lmdfu { address: 0x2000 }, &mut out).unwrap();
     assert_eq!(out[..n], lm[..]);
@@ -210,7 +199,7 @@ fn generated_prefix_files_are_recreated_and_read() {
     );
     assert_eq!(f.firmware(), &raw32()[..]);
 
-    let lm_sfx = read("generated/prefix_lmdfu_suffix_1cbe_00ff.bin").unwrap();
+    let lm_sfx = read("generated/prefix_lmdfu_suffix_1cbe_00ff.bin");
     assert_eq!(
         add_suffix(&lm, SuffixRepr::for_device(0x1cbe, 0x00ff)),
         lm_sfx
@@ -231,7 +220,7 @@ fn generated_prefix_files_are_recreated_and_read() {
     assert_eq!(Suffix::parse(&out[..n]).unwrap().crc, 0xAF42_58CD);
     assert_eq!(out[..32], raw32()[..]);
 
-    let lpc = read("generated/prefix_lpc.bin").unwrap();
+    let lpc = read("generated/prefix_lpc.bin");
     let n = DfuFile::add_prefix(&raw32(), PrefixRepr::Lpc, &mut out).unwrap();
     assert_eq!(out[..n], lpc[..]);
     let p = DfuFile::parse(&lpc).unwrap().prefix().unwrap();
@@ -242,11 +231,9 @@ fn generated_prefix_files_are_recreated_and_read() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn generated_dfuse_files_are_recreated_and_read() {
-    let Some(one) = read("generated/dfuse_one.dfu") else {
-        return;
-    };
+    let one = read("generated/dfuse_one.dfu");
     let img16: Vec<u8> = (0..16).collect();
     let aa = [0xaau8; 8];
     let ours = pack_to_vec(
@@ -273,7 +260,7 @@ fn generated_dfuse_files_are_recreated_and_read() {
         (0, 0x607f, 0x1d50, 0x011a)
     );
 
-    let multi = read("generated/dfuse_multi.dfu").unwrap();
+    let multi = read("generated/dfuse_multi.dfu");
     let images = [
         BinImage {
             alt: 0,
@@ -341,8 +328,8 @@ fn generated_dfuse_files_are_recreated_and_read() {
     );
     assert_eq!(f.first_address(), Some(0x0800_5000));
 
-    let tinker = read("spark-cli/spark_tinker.bin").unwrap();
-    let tdfuse = read("generated/tinker_core_dfuse.dfu").unwrap();
+    let tinker = read("spark-cli/spark_tinker.bin");
+    let tdfuse = read("generated/tinker_core_dfuse.dfu");
     let ours = pack_to_vec(
         &[BinImage {
             alt: 0,
@@ -363,7 +350,7 @@ fn generated_dfuse_files_are_recreated_and_read() {
         &tinker[..]
     );
 
-    let tdfu = read("generated/tinker_core.dfu").unwrap();
+    let tdfu = read("generated/tinker_core.dfu");
     assert_eq!(
         add_suffix(&tinker, SuffixRepr::for_device(0x1d50, 0x607f)),
         tdfu
@@ -405,11 +392,9 @@ fn render(s: &str) -> Vec<String> {
     out
 }
 
-#[test]
+#[spark_vectors::test]
 fn every_memlayout_vector_line() {
-    let Some(text) = read("generated/memlayout_vectors.txt") else {
-        return;
-    };
+    let text = read("generated/memlayout_vectors.txt");
     let text = String::from_utf8(text).unwrap();
     let mut warnings_expected: Vec<String> = Vec::new();
     let mut cases: Vec<(String, Vec<String>)> = Vec::new();
@@ -449,11 +434,9 @@ fn every_memlayout_vector_line() {
     assert_eq!(warnings_ours, warnings_expected);
 }
 
-#[test]
+#[spark_vectors::test]
 fn particle_modules() {
-    let Some(u043) = read("binary-version-reader/043_user-part.bin") else {
-        return;
-    };
+    let u043 = read("binary-version-reader/043_user-part.bin");
     // (path, offset, start, end, version, platform, function, index, deps, product id)
     type Row = (
         &'static str,
@@ -567,7 +550,7 @@ fn particle_modules() {
     ];
     assert_eq!(u043.len(), 2460);
     for (path, offset, start, end, version, platform, function, index, deps, product) in rows {
-        let image = read(path).unwrap();
+        let image = read(path);
         let i = inspect(&image, 0x0800_5000);
         let Format::Module {
             offset: found,
@@ -628,7 +611,7 @@ fn particle_modules() {
     assert_eq!(inspect(&u043, 0).crc.unwrap().stored, 0x21ab_214a);
     assert_eq!(inspect(&u043, 0).suffix.unwrap().size, 40);
     assert_eq!(
-        inspect(&read("binary-version-reader/040_user-part.bin").unwrap(), 0)
+        inspect(&read("binary-version-reader/040_user-part.bin"), 0)
             .suffix
             .unwrap()
             .size,
@@ -636,7 +619,7 @@ fn particle_modules() {
     );
 
     // Where each may go.
-    let photon = read("particle-cli/tinker-0.4.5-photon.bin").unwrap();
+    let photon = read("particle-cli/tinker-0.4.5-photon.bin");
     assert_eq!(
         check_for(&photon, Platform::Photon, Item::UserFirmware)
             .unwrap()
@@ -651,9 +634,9 @@ fn particle_modules() {
             found: 6
         })
     );
-    let electron = read("particle-cli/electron_tinker.bin").unwrap();
+    let electron = read("particle-cli/electron_tinker.bin");
     assert!(check_for(&electron, Platform::Electron, Item::UserFirmware).is_ok());
-    let core = read("particle-cli/core_tinker.bin").unwrap();
+    let core = read("particle-cli/core_tinker.bin");
     let ok = check_for(&core, Platform::Core, Item::UserFirmware).unwrap();
     assert_eq!(
         (ok.location.alt, ok.location.address, ok.write_len),
@@ -665,15 +648,13 @@ fn particle_modules() {
         check_for(&damaged, Platform::Core, Item::UserFirmware),
         Err(FirmwareError::BadCrc { .. })
     ));
-    let xenon = read("binary-version-reader/080_user-part-xenon.bin").unwrap();
+    let xenon = read("binary-version-reader/080_user-part-xenon.bin");
     assert!(check_for(&xenon, Platform::Xenon, Item::UserFirmware).is_ok());
 }
 
-#[test]
+#[spark_vectors::test]
 fn legacy_core_binaries() {
-    let Some(tinker) = read("spark-cli/spark_tinker.bin") else {
-        return;
-    };
+    let tinker = read("spark-cli/spark_tinker.bin");
     for (path, reset) in [
         ("spark-cli/spark_tinker.bin", 0x0800_92CD),
         ("spark-cli/deep_update_2014_06.bin", 0x0800_9151),
@@ -681,7 +662,7 @@ fn legacy_core_binaries() {
         ("spark-cli/cc3000-patch-programmer_1_14.bin", 0x0800_5789),
         ("spark-cli/voodoospark.bin", 0x0800_A11D),
     ] {
-        let image = read(path).unwrap();
+        let image = read(path);
         let i = inspect(&image, 0x0800_5000);
         assert_eq!(
             i.format,
@@ -705,7 +686,7 @@ fn legacy_core_binaries() {
         );
     }
     // The bootloader is checked against its own address; as application firmware its vectors point outside.
-    let boot = read("spark-bootloader/bootloader.bin").unwrap();
+    let boot = read("spark-bootloader/bootloader.bin");
     assert_eq!(inspect(&boot, 0x0800_0000).first_failure(), None);
     assert_eq!(
         inspect(&boot, 0x0800_0000).vectors.unwrap().reset,
@@ -745,7 +726,7 @@ fn legacy_core_binaries() {
         })
     );
     // A module in a place too small for it.
-    let core = read("particle-cli/core_tinker.bin").unwrap();
+    let core = read("particle-cli/core_tinker.bin");
     assert_eq!(
         check_for(&core, Platform::Core, Item::DevicePrivateKey),
         Err(FirmwareError::DoesNotFit {
@@ -755,13 +736,11 @@ fn legacy_core_binaries() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn server_key_images() {
-    let Some(dct) = read("particle-cli/rsa.pub.der") else {
-        return;
-    };
-    let padded = read("particle-cli/rsa.pub-padded.der").unwrap();
-    let ec = read("particle-cli/ec.pub.der").unwrap();
+    let dct = read("particle-cli/rsa.pub.der");
+    let padded = read("particle-cli/rsa.pub-padded.der");
+    let ec = read("particle-cli/ec.pub.der");
     let domain = ServerAddress::Domain {
         name: b"device.spark.io",
         nul: true,
@@ -807,13 +786,11 @@ fn server_key_images() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn dfu_util_listings() {
-    let Some(mixed) = read("particle-cli/dfu-util-l_mixed.txt") else {
-        return;
-    };
-    let none = read("particle-cli/dfu-util-l_none.txt").unwrap();
-    let only = read("particle-cli/dfu-util-l_only_particle.txt").unwrap();
+    let mixed = read("particle-cli/dfu-util-l_mixed.txt");
+    let none = read("particle-cli/dfu-util-l_none.txt");
+    let only = read("particle-cli/dfu-util-l_only_particle.txt");
     let found = |text: &[u8]| -> Vec<(Platform, u8, String)> {
         String::from_utf8_lossy(text)
             .lines()

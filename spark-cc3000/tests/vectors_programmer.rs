@@ -1,4 +1,6 @@
-//! The programmer against the simulated CC3000 NVMEM (feature `sim`).
+//! The programmer against the simulated CC3000 NVMEM (feature `sim`), with the published service-pack images.
+//!
+//! Needs the workspace's test vectors (`spark-vectors`), so it is left out of the published package.
 
 use spark_cc3000::ServicePack;
 use spark_cc3000::hci::HciNvmem;
@@ -17,16 +19,16 @@ struct Images {
     rm_default: RadioParams,
 }
 
-fn images() -> Option<Images> {
-    let v = |n: &str| spark_vectors::read("cc3000", n);
-    Some(Images {
-        drv_124: v("cc3000_drv_sp1.24_P1.11.7.14.24.bin")?,
-        drv_128: v("cc3000_drv_sp1.28_P1.13.7.15.28.bin")?,
-        drv_132: v("cc3000_drv_sp1.32_P1.14.7.16.32.bin")?,
-        fw_111: v("cc3000_fw_P1.11.7.12.14.bin")?,
-        fw_115: v("cc3000_fw_P1.12-1.14_x.15.bin")?,
-        rm_default: RadioParams::from_slice(&v("cc3000_rm_default_params.bin")?)?,
-    })
+fn images() -> Images {
+    let v = |n: &str| spark_vectors::load("cc3000", n);
+    Images {
+        drv_124: v("cc3000_drv_sp1.24_P1.11.7.14.24.bin"),
+        drv_128: v("cc3000_drv_sp1.28_P1.13.7.15.28.bin"),
+        drv_132: v("cc3000_drv_sp1.32_P1.14.7.16.32.bin"),
+        fw_111: v("cc3000_fw_P1.11.7.12.14.bin"),
+        fw_115: v("cc3000_fw_P1.12-1.14_x.15.bin"),
+        rm_default: RadioParams::from_slice(&v("cc3000_rm_default_params.bin")).unwrap(),
+    }
 }
 
 const USER_MAC: MacAddress = MacAddress([0x08, 0x00, 0x28, 0x5A, 0x11, 0x7C]);
@@ -137,9 +139,9 @@ fn assert_user_data_kept(sim: &SimNvmem, img: &Images) {
     assert_eq!(sim.file(FileId::WlanConfig, 100), Some(&user_wlan()[..]));
 }
 
-#[test]
+#[spark_vectors::test]
 fn from_1_24_to_1_28_then_1_32_keeping_mac_and_radio_params() {
-    let Some(img) = images() else { return };
+    let img = images();
     let table = FatTable::programmer_default();
     let mut sim = start(&img, &table);
     assert_eq!(sim.reported_version(), ServicePack::SP_1_24);
@@ -185,9 +187,9 @@ fn from_1_24_to_1_28_then_1_32_keeping_mac_and_radio_params() {
     assert_eq!(sim.eeprom(), &before[..]);
 }
 
-#[test]
+#[spark_vectors::test]
 fn from_a_factory_table_the_table_is_rewritten_and_user_data_restored() {
-    let Some(img) = images() else { return };
+    let img = images();
     let mut sim = start(&img, &factory_table());
     let report = program(&mut sim, &img.drv_128, &img.fw_115, config(&img)).unwrap();
     assert!(report.fat_rewritten);
@@ -263,9 +265,9 @@ fn clean_run_counts(img: &Images, table: &FatTable) -> (usize, usize) {
     (sim.op_count() - start.0, sim.write_count() - start.1)
 }
 
-#[test]
+#[spark_vectors::test]
 fn power_loss_before_every_operation_then_rerun_ends_patched_and_verified() {
-    let Some(img) = images() else { return };
+    let img = images();
     for table in [factory_table(), FatTable::programmer_default()] {
         let (ops, _) = clean_run_counts(&img, &table);
         let fresh = Programmer::new(&img.drv_128, &img.fw_115, config(&img)).unwrap();
@@ -282,9 +284,9 @@ fn power_loss_before_every_operation_then_rerun_ends_patched_and_verified() {
     }
 }
 
-#[test]
+#[spark_vectors::test]
 fn power_loss_in_the_middle_of_every_write_then_rerun_ends_patched_and_verified() {
-    let Some(img) = images() else { return };
+    let img = images();
     for table in [factory_table(), FatTable::programmer_default()] {
         let (_, writes) = clean_run_counts(&img, &table);
         let fresh = Programmer::new(&img.drv_128, &img.fw_115, config(&img)).unwrap();
@@ -295,9 +297,9 @@ fn power_loss_in_the_middle_of_every_write_then_rerun_ends_patched_and_verified(
     }
 }
 
-#[test]
+#[spark_vectors::test]
 fn power_loss_without_a_persisted_backup_still_ends_patched() {
-    let Some(img) = images() else { return };
+    let img = images();
     let table = factory_table();
     let (ops, _) = clean_run_counts(&img, &table);
     let fresh = Programmer::new(&img.drv_128, &img.fw_115, config(&img)).unwrap();
@@ -313,10 +315,10 @@ fn power_loss_without_a_persisted_backup_still_ends_patched() {
     }
 }
 
-#[test]
+#[spark_vectors::test]
 fn every_step_is_idempotent() {
     // Perform every write and create step twice in a row: the end state equals a clean run's.
-    let Some(img) = images() else { return };
+    let img = images();
     for table in [factory_table(), FatTable::programmer_default()] {
         let mut clean = start(&img, &table);
         program(&mut clean, &img.drv_128, &img.fw_115, config(&img)).unwrap();
@@ -351,9 +353,9 @@ fn every_step_is_idempotent() {
     }
 }
 
-#[test]
+#[spark_vectors::test]
 fn a_bad_image_is_refused_before_any_operation() {
-    let Some(img) = images() else { return };
+    let img = images();
     let mut bad = img.drv_128.clone();
     bad[9] ^= 0x01; // RAM-end word
     assert!(matches!(
@@ -397,9 +399,9 @@ fn a_bad_image_is_refused_before_any_operation() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn unreadable_radio_params_without_default_stop_before_any_write() {
-    let Some(img) = images() else { return };
+    let img = images();
     let mut sim = SimNvmem::with_table(&FatTable::programmer_default(), ServicePack::new(1, 10));
     sim.install(FileId::Mac, &USER_MAC.0).unwrap();
     let writes = sim.write_count();
@@ -423,9 +425,9 @@ fn unreadable_radio_params_without_default_stop_before_any_write() {
     assert_eq!(sim.file(FileId::Rm, 128), Some(&img.rm_default.0[..]));
 }
 
-#[test]
+#[spark_vectors::test]
 fn a_read_that_fails_twice_is_retried() {
-    let Some(img) = images() else { return };
+    let img = images();
     let mut sim = core(
         &img,
         &FatTable::programmer_default(),
@@ -458,9 +460,9 @@ fn a_read_that_fails_twice_is_retried() {
     assert_eq!(sim.file(FileId::Mac, 6), Some(&FALLBACK_MAC.0[..]));
 }
 
-#[test]
+#[spark_vectors::test]
 fn a_corrupted_byte_is_caught_by_read_back_and_rewritten() {
-    let Some(img) = images() else { return };
+    let img = images();
     let mut sim = core(
         &img,
         &FatTable::programmer_default(),
@@ -478,9 +480,9 @@ fn a_corrupted_byte_is_caught_by_read_back_and_rewritten() {
     assert_patched(&sim, &img, &img.drv_128, &img.fw_115, ServicePack::SP_1_28);
 }
 
-#[test]
+#[spark_vectors::test]
 fn a_chip_that_always_corrupts_fails_verification() {
-    let Some(img) = images() else { return };
+    let img = images();
     let mut sim = core(
         &img,
         &FatTable::programmer_default(),
@@ -507,9 +509,9 @@ fn a_chip_that_always_corrupts_fails_verification() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn tiny_driver_chunks_and_multicast_mac() {
-    let Some(img) = images() else { return };
+    let img = images();
     let mut sim = start(&img, &factory_table());
     let mut mac = USER_MAC;
     mac.0[0] |= 1;
@@ -530,9 +532,9 @@ fn tiny_driver_chunks_and_multicast_mac() {
     assert_patched(&sim, &img, &img.drv_132, &img.fw_115, ServicePack::SP_1_32);
 }
 
-#[test]
+#[spark_vectors::test]
 fn over_hci_frames_end_to_end() {
-    let Some(img) = images() else { return };
+    let img = images();
     let sim = start(&img, &factory_table());
     let mut direct = sim.clone();
     let mut hci = HciNvmem::<_, 192>::new(SimSpi::new(sim));
@@ -545,9 +547,9 @@ fn over_hci_frames_end_to_end() {
     assert_user_data_kept(&over_hci, &img);
 }
 
-#[test]
+#[spark_vectors::test]
 fn wrong_outcomes_count_as_failures() {
-    let Some(img) = images() else { return };
+    let img = images();
     let mut p = Programmer::new(&img.drv_128, &img.fw_115, config(&img)).unwrap();
     assert_eq!(p.poll_step(), Step::ReadVersion);
     for _ in 0..3 {

@@ -1,6 +1,8 @@
 //! The core-communication-lib vectors: the handshake fixtures (decrypt, HMAC, signature), the
 //! session split, and every encrypted message opened with the right IV and sealed back to the
 //! identical bytes, with both session ciphers and both RSA backends.
+//!
+//! Needs the workspace's test vectors (`spark-vectors`), so it is left out of the published package.
 #![cfg(all(feature = "rsa", feature = "openssl"))]
 
 mod crypto_common;
@@ -16,9 +18,9 @@ use spark_protocol::crypto::{
     SessionCipher, SessionKey,
 };
 
-fn vectors() -> Option<Value> {
-    let bytes = spark_vectors::read("protocol", "core-communication-lib-vectors.json")?;
-    Some(serde_json::from_slice(&bytes).expect("vectors JSON"))
+fn vectors() -> Value {
+    let bytes = spark_vectors::load("protocol", "core-communication-lib-vectors.json");
+    serde_json::from_slice(&bytes).expect("vectors JSON")
 }
 
 fn field(v: &Value, name: &str) -> Vec<u8> {
@@ -28,7 +30,7 @@ fn field(v: &Value, name: &str) -> Vec<u8> {
 }
 
 fn der_file(name: &str) -> Vec<u8> {
-    spark_vectors::read("protocol", name).expect("the protocol folder exists when the JSON does")
+    spark_vectors::load("protocol", name)
 }
 
 struct FixtureKeys {
@@ -102,9 +104,9 @@ fn check_fixture(v: &Value, name: &str, reply: &[u8], expected: &[u8], hmac: &[u
     check_reply(&os.0, &os.1, reply, expected, hmac);
 }
 
-#[test]
+#[spark_vectors::test]
 fn handshake_fixture() {
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     let f = &v["fixtures"]["handshake_fixture"];
     let reply = [field(f, "encrypted_aes_credentials"), field(f, "signature")].concat();
     assert_eq!(reply.len(), 384);
@@ -117,9 +119,9 @@ fn handshake_fixture() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn constructor_and_coap_fixtures_and_session_split() {
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     for name in ["constructor_fixture", "coap_fixture"] {
         let f = &v["fixtures"][name];
         let expected = field(f, "derived_session_credentials_40");
@@ -147,9 +149,9 @@ fn constructor_and_coap_fixtures_and_session_split() {
     }
 }
 
-#[test]
+#[spark_vectors::test]
 fn aes_fixture() {
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     let f = &v["fixtures"]["aes_fixture"];
     let session = SessionKey::from_bytes(field(f, "credentials_40").try_into().unwrap());
     let ciphertext = field(f, "ciphertext");
@@ -272,9 +274,9 @@ fn open_and_reseal<C: SessionCipher>(
     assert_eq!(enc.next_iv(), &ct[..16]);
 }
 
-#[test]
+#[spark_vectors::test]
 fn every_encrypted_message() {
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     let messages = v["encrypted_messages"].as_array().unwrap();
     let mut count = 0;
     for m in messages {
@@ -318,11 +320,11 @@ fn every_encrypted_message() {
     assert_eq!(count, 53, "all 53 encrypted upstream messages");
 }
 
-#[test]
+#[spark_vectors::test]
 fn a_chained_message_does_not_open_with_the_session_iv() {
     // Guards the IV rule itself: a message encrypted under a chained IV must not decrypt to its
     // plaintext under the session IV (its first block differs).
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     let messages = v["encrypted_messages"].as_array().unwrap();
     let m = messages.iter().find(|m| m["line"] == 134).unwrap();
     let session = message_session(&v, m);

@@ -5,15 +5,17 @@
 //! - the decrypted plaintext of every `encrypted_messages` entry (PKCS#7 padding stripped) parsed,
 //!   classified by the receiving side's rules as the upstream test says it is, decoded as its
 //!   message, and re-emitted byte for byte, both through the codec and through the typed message.
+//!
+//! Needs the workspace's test vectors (`spark-vectors`), so it is left out of the published package.
 
 use serde_json::Value as Json;
 use spark_protocol::wire::describe::VarType;
 use spark_protocol::wire::message::{SubscribeScope, Visibility};
 use spark_protocol::wire::{Message, MessageKind, Packet, Repr, Role, classify, classify_repr};
 
-fn vectors() -> Option<Json> {
-    let bytes = spark_vectors::read("protocol", "core-communication-lib-vectors.json")?;
-    Some(serde_json::from_slice(&bytes).expect("vectors JSON"))
+fn vectors() -> Json {
+    let bytes = spark_vectors::load("protocol", "core-communication-lib-vectors.json");
+    serde_json::from_slice(&bytes).expect("vectors JSON")
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -106,9 +108,9 @@ fn expectation(file: &str, line: u64) -> Option<(MessageKind, MessageKind)> {
     })
 }
 
-#[test]
+#[spark_vectors::test]
 fn encrypted_message_plaintexts() {
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     let messages = v["encrypted_messages"]
         .as_array()
         .expect("encrypted_messages");
@@ -158,9 +160,9 @@ fn encrypted_message_plaintexts() {
     assert_eq!(checked, 53);
 }
 
-#[test]
+#[spark_vectors::test]
 fn encrypted_message_contents() {
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     let find = |file: &str, line: u64| -> Vec<u8> {
         let m = v["encrypted_messages"]
             .as_array()
@@ -312,9 +314,9 @@ fn encrypted_message_contents() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn plaintext_coap_vectors() {
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     let vectors = v["plaintext_coap_vectors"]
         .as_array()
         .expect("plaintext_coap_vectors");
@@ -383,9 +385,9 @@ fn plaintext_coap_vectors() {
 
 /// Every vector cut at every length, and with every single byte flipped: parsing and decoding give
 /// a value or a typed error, never a panic, and whatever parses re-emits to the bytes it came from.
-#[test]
+#[spark_vectors::test]
 fn truncated_and_corrupted_vectors() {
-    let Some(v) = vectors() else { return };
+    let v = vectors();
     let mut inputs: Vec<Vec<u8>> = Vec::new();
     for m in v["encrypted_messages"].as_array().unwrap() {
         let padded = unhex(m["derived_plaintext_padded"].as_str().unwrap());
