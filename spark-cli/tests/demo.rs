@@ -174,12 +174,9 @@ fn with_no_data_a_small_fleet_gets_the_synthetic_deep_update() {
     a_small_fleet_is_patched(&[], &image, SYNTHETIC_DEEP_UPDATE_NAME);
 }
 
-#[test]
+#[spark_vectors::test]
 fn sparks_own_deep_update_is_rolled_out_the_same_way() {
-    let Some(dir) = spark_vectors::area("dfu") else {
-        return;
-    };
-    let path = dir.join(SPARK_IMAGE);
+    let path = spark_vectors::dir("dfu").join(SPARK_IMAGE);
     let image = std::fs::read(&path).unwrap();
     a_small_fleet_is_patched(
         &["--image", path.to_str().unwrap()],

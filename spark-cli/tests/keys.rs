@@ -63,14 +63,12 @@ fn keys_new_refuses_silly_sizes() {
     assert!(!dir.path().join("k.pem").exists());
 }
 
-#[test]
+#[spark_vectors::test]
 fn keys_server_reproduces_particle_cli_images() {
-    let (Some(dct), Some(core)) = (
-        spark_vectors::read("dfu", "particle-cli/rsa.pub.der"),
-        spark_vectors::read("dfu", "particle-cli/rsa.pub-padded.der"),
-    ) else {
-        return;
-    };
+    let (dct, core) = (
+        spark_vectors::load("dfu", "particle-cli/rsa.pub.der"),
+        spark_vectors::load("dfu", "particle-cli/rsa.pub-padded.der"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("server.pub.der");
     std::fs::write(&key, &dct).unwrap();
@@ -112,11 +110,9 @@ fn keys_server_reproduces_particle_cli_images() {
     assert_eq!(std::fs::read(dir.path().join("p.der")).unwrap(), dct);
 }
 
-#[test]
+#[spark_vectors::test]
 fn keys_server_records_an_ipv4_address_and_port() {
-    let Some(dct) = spark_vectors::read("dfu", "particle-cli/rsa.pub.der") else {
-        return;
-    };
+    let dct = spark_vectors::load("dfu", "particle-cli/rsa.pub.der");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("k.der"), &dct).unwrap();
     ok_json(&spark(

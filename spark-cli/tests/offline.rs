@@ -22,21 +22,19 @@ fn json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
-fn vector(area: &str, relative: &str) -> Option<PathBuf> {
-    let path = spark_vectors::area(area)?.join(relative);
+fn vector(area: &str, relative: &str) -> PathBuf {
+    let path = spark_vectors::dir(area).join(relative);
     assert!(path.exists(), "{} is missing", path.display());
-    Some(path)
+    path
 }
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[test]
+#[spark_vectors::test]
 fn binary_inspect_core_tinker() {
-    let Some(file) = vector("dfu", "particle-cli/core_tinker.bin") else {
-        return;
-    };
+    let file = vector("dfu", "particle-cli/core_tinker.bin");
     let r = json(&["binary", "inspect", s(&file), "--json"]);
     assert_eq!(r["format"], "module");
     assert_eq!(r["size"], 98932);
@@ -53,11 +51,9 @@ fn binary_inspect_core_tinker() {
     assert!(text.contains(" Compiled for core"), "{text}");
 }
 
-#[test]
+#[spark_vectors::test]
 fn binary_inspect_photon_user_part_and_its_dependency() {
-    let Some(file) = vector("dfu", "particle-cli/tinker-0.4.5-photon.bin") else {
-        return;
-    };
+    let file = vector("dfu", "particle-cli/tinker-0.4.5-photon.bin");
     let r = json(&["binary", "inspect", s(&file), "--json"]);
     assert_eq!(r["module"]["platform"], "Photon");
     assert_eq!(r["module"]["platform_id"], 6);
@@ -69,11 +65,9 @@ fn binary_inspect_photon_user_part_and_its_dependency() {
     assert_eq!(r["crc"]["ok"], true);
 }
 
-#[test]
+#[spark_vectors::test]
 fn binary_inspect_reports_a_corrupted_crc() {
-    let Some(bytes) = spark_vectors::read("dfu", "particle-cli/core_tinker.bin") else {
-        return;
-    };
+    let bytes = spark_vectors::load("dfu", "particle-cli/core_tinker.bin");
     let mut bytes = bytes;
     bytes[0x200] ^= 0x01;
     let dir = tempfile::tempdir().unwrap();
@@ -86,11 +80,9 @@ fn binary_inspect_reports_a_corrupted_crc() {
     assert_eq!(r["ok"], false);
 }
 
-#[test]
+#[spark_vectors::test]
 fn binary_inspect_legacy_2014_tinker() {
-    let Some(file) = vector("dfu", "spark-cli/spark_tinker.bin") else {
-        return;
-    };
+    let file = vector("dfu", "spark-cli/spark_tinker.bin");
     let r = json(&["binary", "inspect", s(&file), "--json"]);
     assert_eq!(r["format"], "legacy");
     assert_eq!(r["load_address"], "0x08005000");
@@ -110,11 +102,9 @@ fn missing_file_is_a_one_line_error() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn dfu_inspect_dfuse_multi() {
-    let Some(file) = vector("dfu", "generated/dfuse_multi.dfu") else {
-        return;
-    };
+    let file = vector("dfu", "generated/dfuse_multi.dfu");
     let r = json(&["dfu", "inspect", s(&file), "--json"]);
     assert_eq!(r["size"], 631);
     assert_eq!(r["suffix"]["vendor"], "1d50");
@@ -133,11 +123,9 @@ fn dfu_inspect_dfuse_multi() {
     assert_eq!(t[1]["elements"][0]["address"], "0x00001000");
 }
 
-#[test]
+#[spark_vectors::test]
 fn dfu_inspect_plain_suffix() {
-    let Some(file) = vector("dfu", "generated/tinker_core.dfu") else {
-        return;
-    };
+    let file = vector("dfu", "generated/tinker_core.dfu");
     let r = json(&["dfu", "inspect", s(&file), "--json"]);
     assert_eq!(r["suffix"]["vendor"], "1d50");
     assert_eq!(r["suffix"]["product"], "607f");
@@ -149,11 +137,9 @@ fn dfu_inspect_plain_suffix() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn dfu_inspect_refuses_a_bad_suffix_crc() {
-    let Some(file) = vector("dfu", "generated/suffix_badcrc.bin") else {
-        return;
-    };
+    let file = vector("dfu", "generated/suffix_badcrc.bin");
     let out = spark(&["dfu", "inspect", s(&file)]);
     assert!(!out.status.success());
     assert_eq!(
@@ -166,17 +152,15 @@ fn dfu_inspect_refuses_a_bad_suffix_crc() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn dfu_pack_matches_dfuse_pack_byte_for_byte() {
     // SOURCES.md: dfuse_multi.dfu is `dfuse-pack -b 0x08005000:img16.bin -b 0x08020000:img8_aa.bin
     // -b 0x00001000@1:img8_aa.bin -D 0x1d50:0x607f`.
-    let (Some(img16), Some(img8), Some(expected)) = (
+    let (img16, img8, expected) = (
         vector("dfu", "generated/img16.bin"),
         vector("dfu", "generated/img8_aa.bin"),
-        spark_vectors::read("dfu", "generated/dfuse_multi.dfu"),
-    ) else {
-        return;
-    };
+        spark_vectors::load("dfu", "generated/dfuse_multi.dfu"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("multi.dfu");
     let packed = json(&[
@@ -205,11 +189,9 @@ fn have(tool: &str) -> bool {
     Command::new(tool).arg("-h").output().is_ok()
 }
 
-#[test]
+#[spark_vectors::test]
 fn dfu_pack_round_trip_cross_checked_with_dfu_util_tools() {
-    let Some(tinker) = vector("dfu", "particle-cli/core_tinker.bin") else {
-        return;
-    };
+    let tinker = vector("dfu", "particle-cli/core_tinker.bin");
     if !have("dfuse-pack") || !have("dfu-suffix") {
         assert!(
             !spark_vectors::required(),
@@ -270,11 +252,9 @@ fn dfu_pack_round_trip_cross_checked_with_dfu_util_tools() {
     assert_eq!(r["targets"][0]["elements"][0]["size"], 98932);
 }
 
-#[test]
+#[spark_vectors::test]
 fn dfu_pack_refuses_overlaps_and_bad_arguments() {
-    let Some(img16) = vector("dfu", "generated/img16.bin") else {
-        return;
-    };
+    let img16 = vector("dfu", "generated/img16.bin");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.dfu");
     let overlap = spark(&[
@@ -294,11 +274,9 @@ fn dfu_pack_refuses_overlaps_and_bad_arguments() {
     assert!(!bad.status.success());
 }
 
-#[test]
+#[spark_vectors::test]
 fn cc3000_inspect_driver_1_28() {
-    let Some(file) = vector("cc3000", "cc3000_drv_sp1.28_P1.13.7.15.28.bin") else {
-        return;
-    };
+    let file = vector("cc3000", "cc3000_drv_sp1.28_P1.13.7.15.28.bin");
     let r = json(&["cc3000", "inspect", s(&file), "--json"]);
     assert_eq!(r["embedded"], false);
     let image = &r["images"][0];
@@ -314,11 +292,9 @@ fn cc3000_inspect_driver_1_28() {
     assert_eq!(image["records"], image["layout"].as_array().unwrap().len());
 }
 
-#[test]
+#[spark_vectors::test]
 fn cc3000_inspect_finds_the_images_inside_the_2014_deep_update() {
-    let Some(file) = vector("dfu", "spark-cli/deep_update_2014_06.bin") else {
-        return;
-    };
+    let file = vector("dfu", "spark-cli/deep_update_2014_06.bin");
     let r = json(&["cc3000", "inspect", s(&file), "--json"]);
     assert_eq!(r["embedded"], true);
     let images = r["images"].as_array().unwrap();
@@ -331,22 +307,18 @@ fn cc3000_inspect_finds_the_images_inside_the_2014_deep_update() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn cc3000_inspect_refuses_a_non_image() {
-    let Some(file) = vector("dfu", "generated/img16.bin") else {
-        return;
-    };
+    let file = vector("dfu", "generated/img16.bin");
     let out = spark(&["cc3000", "inspect", s(&file)]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("not a CC3000 service-pack image"), "{err}");
 }
 
-#[test]
+#[spark_vectors::test]
 fn cc3000_plan_from_the_2014_deep_update() {
-    let Some(file) = vector("dfu", "spark-cli/deep_update_2014_06.bin") else {
-        return;
-    };
+    let file = vector("dfu", "spark-cli/deep_update_2014_06.bin");
     let r = json(&["cc3000", "plan", s(&file), "--from", "1.24", "--json"]);
     assert_eq!(r["driver"], "driver-1.28");
     assert_eq!(r["expected_version"], "1.28");
@@ -371,15 +343,13 @@ fn cc3000_plan_from_the_2014_deep_update() {
     assert_eq!(r["needs_update"], false);
 }
 
-#[test]
+#[spark_vectors::test]
 fn cc3000_plan_from_two_images_and_a_refused_pair() {
-    let (Some(drv32), Some(fw15), Some(fw14)) = (
+    let (drv32, fw15, fw14) = (
         vector("cc3000", "cc3000_drv_sp1.32_P1.14.7.16.32.bin"),
         vector("cc3000", "cc3000_fw_P1.12-1.14_x.15.bin"),
         vector("cc3000", "cc3000_fw_P1.11.7.12.14.bin"),
-    ) else {
-        return;
-    };
+    );
     let r = json(&[
         "cc3000",
         "plan",

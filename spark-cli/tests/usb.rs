@@ -88,10 +88,10 @@ impl Rig {
     }
 }
 
-fn vector(relative: &str) -> Option<PathBuf> {
-    let path = spark_vectors::area("dfu")?.join(relative);
+fn vector(relative: &str) -> PathBuf {
+    let path = spark_vectors::dir("dfu").join(relative);
     assert!(path.exists(), "{} is missing", path.display());
-    Some(path)
+    path
 }
 
 fn s(p: &Path) -> &str {
@@ -123,9 +123,7 @@ fn dfu_list_shows_the_core_like_dfu_util() {
 }
 
 fn flash_lands(name: &str) {
-    let Some(file) = vector(name) else {
-        return;
-    };
+    let file = vector(name);
     let image = std::fs::read(&file).unwrap();
     let rig = Rig::new();
     let r = rig.json(&["flash", "--usb", s(&file), "--json"]);
@@ -146,24 +144,22 @@ fn flash_lands(name: &str) {
     assert!(rig.memory(end, 1024).iter().all(|&b| b == 0xFF));
 }
 
-#[test]
+#[spark_vectors::test]
 fn flash_usb_tinker_lands_at_user_firmware() {
     flash_lands("spark-cli/spark_tinker.bin");
 }
 
-#[test]
+#[spark_vectors::test]
 fn flash_usb_deep_update_lands_at_user_firmware() {
     flash_lands("spark-cli/deep_update_2014_06.bin");
 }
 
-#[test]
+#[spark_vectors::test]
 fn flash_over_existing_firmware_and_text_output() {
-    let (Some(tinker), Some(deep)) = (
+    let (tinker, deep) = (
         vector("spark-cli/spark_tinker.bin"),
         vector("spark-cli/deep_update_2014_06.bin"),
-    ) else {
-        return;
-    };
+    );
     let rig = Rig::new();
     let out = rig.run(&["flash", "--usb", s(&deep)]);
     assert!(out.status.success());
@@ -185,11 +181,9 @@ fn flash_over_existing_firmware_and_text_output() {
     );
 }
 
-#[test]
+#[spark_vectors::test]
 fn flash_factory_image_lands_in_spi_flash() {
-    let Some(file) = vector("spark-cli/spark_tinker.bin") else {
-        return;
-    };
+    let file = vector("spark-cli/spark_tinker.bin");
     let image = std::fs::read(&file).unwrap();
     let rig = Rig::new();
     let r = rig.json(&["flash", "--factory", s(&file), "--json"]);
@@ -208,15 +202,13 @@ fn flash_factory_image_lands_in_spi_flash() {
     assert_eq!(r["left_dfu"], true);
 }
 
-#[test]
+#[spark_vectors::test]
 fn flash_dfu_files_by_their_suffix_and_targets() {
-    let (Some(plain), Some(dfuse)) = (
+    let (plain, dfuse) = (
         vector("generated/tinker_core.dfu"),
         vector("generated/tinker_core_dfuse.dfu"),
-    ) else {
-        return;
-    };
-    let image = std::fs::read(vector("spark-cli/spark_tinker.bin").unwrap()).unwrap();
+    );
+    let image = std::fs::read(vector("spark-cli/spark_tinker.bin")).unwrap();
     let rig = Rig::new();
     let r = rig.json(&["flash", "--usb", s(&plain), "--json"]);
     assert_eq!(r["kind"], "dfu");
@@ -229,14 +221,12 @@ fn flash_dfu_files_by_their_suffix_and_targets() {
     assert_eq!(rig.memory(0x0800_5000, image.len()), image);
 }
 
-#[test]
+#[spark_vectors::test]
 fn wrong_platform_and_mismatched_files_are_refused() {
-    let (Some(photon), Some(tinker)) = (
+    let (photon, tinker) = (
         vector("particle-cli/tinker-0.4.5-photon.bin"),
         vector("spark-cli/spark_tinker.bin"),
-    ) else {
-        return;
-    };
+    );
     let rig = Rig::new();
     let err = rig.refused(&["flash", "--usb", s(&photon)], None);
     assert!(
@@ -287,11 +277,9 @@ fn wrong_platform_and_mismatched_files_are_refused() {
     assert!(rig.memory(0x0800_5000, 4096).iter().all(|&b| b == 0xFF));
 }
 
-#[test]
+#[spark_vectors::test]
 fn injected_usb_faults_end_in_one_clear_line() {
-    let Some(tinker) = vector("spark-cli/spark_tinker.bin") else {
-        return;
-    };
+    let tinker = vector("spark-cli/spark_tinker.bin");
     let rig = Rig::new();
     let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("40:usb"));
     assert!(err.contains("flash failed: USB error during"), "{err}");
@@ -308,11 +296,9 @@ fn injected_usb_faults_end_in_one_clear_line() {
     assert!(!rig.path("k.der").exists());
 }
 
-#[test]
+#[spark_vectors::test]
 fn server_key_with_address_over_dfu() {
-    let Some(der) = spark_vectors::read("dfu", "particle-cli/rsa.pub.der") else {
-        return;
-    };
+    let der = spark_vectors::load("dfu", "particle-cli/rsa.pub.der");
     let rig = Rig::new();
     std::fs::write(rig.path("server.pub.der"), &der).unwrap();
     let r = rig.json(&[
@@ -384,11 +370,9 @@ fn keys_load_then_save_round_trips() {
     rig.refused(&["keys", "load", "junk.der"], None);
 }
 
-#[test]
+#[spark_vectors::test]
 fn a_device_in_run_time_mode_is_detached_first() {
-    let Some(tinker) = vector("spark-cli/spark_tinker.bin") else {
-        return;
-    };
+    let tinker = vector("spark-cli/spark_tinker.bin");
     let mut rig = Rig::new();
     rig.runtime = true;
     let out = rig.run(&["dfu", "list"]);

@@ -13,6 +13,7 @@ use env::{Env, Relay, app_image, within};
 use spark_api::{Error, FirmwareFile, Publish, VariableValue};
 use spark_cc3000::ServicePack;
 use spark_vcore::flash::OTA_ADDRESS;
+use spark_vcore::image::{SYNTHETIC_DEEP_UPDATE_NAME, synthetic_deep_update};
 use spark_vcore::run::Status;
 use spark_vcore::tinker::{Bank, Pin, PinMode};
 use spark_vcore::{Firmware, MAX_SUBSCRIPTIONS, VirtualCore};
@@ -563,9 +564,18 @@ async fn a_100_kib_image_flashed_through_the_api_is_what_the_core_runs_byte_for_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deep_update_flashed_through_the_api_patches_the_cc3000_and_the_api_sees_it() {
-    let Some(image) = spark_vectors::read("dfu", "spark-cli/deep_update_2014_06.bin") else {
-        return;
-    };
+    let image = synthetic_deep_update(ServicePack::SP_1_28);
+    deep_update_through_the_api(&image, SYNTHETIC_DEEP_UPDATE_NAME).await;
+}
+
+#[spark_vectors::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparks_deep_update_flashed_through_the_api_patches_the_cc3000_the_same_way() {
+    let image = spark_vectors::load("dfu", "spark-cli/deep_update_2014_06.bin");
+    deep_update_through_the_api(&image, "deep_update_2014_06.bin").await;
+}
+
+async fn deep_update_through_the_api(image: &[u8], name: &str) {
     let mut env = Env::start().await;
     let mut a = env.online_core(CORE_A, ServicePack::SP_1_24, &[]).await;
     let api = env.api.clone();
@@ -580,14 +590,11 @@ async fn the_deep_update_flashed_through_the_api_patches_the_cc3000_and_the_api_
     let mut device_events = env
         .stream(|api| api.subscribe_device(&a.id, Some("spark")))
         .await;
-    api.flash_binary(
-        &a.id,
-        &FirmwareFile::new("deep_update_2014_06.bin", image.clone()),
-    )
-    .await
-    .unwrap();
-    let outcome = flash_outcome(&mut device_events, "deep_update_2014_06.bin").await;
-    assert_eq!(outcome.status, "success deep_update_2014_06.bin");
+    api.flash_binary(&a.id, &FirmwareFile::new(name, image.to_vec()))
+        .await
+        .unwrap();
+    let outcome = flash_outcome(&mut device_events, name).await;
+    assert_eq!(outcome.status, format!("success {name}"));
 
     // The Core resets into the deep update, which burns the service pack, and says so after its handshake.
     let (patched, _) = a
@@ -617,7 +624,7 @@ async fn the_deep_update_flashed_through_the_api_patches_the_cc3000_and_the_api_
         VariableValue::String("deep-update".into())
     );
     assert!(
-        a.core.lock().unwrap().firmware_image().unwrap().as_deref() == Some(&image[..]),
+        a.core.lock().unwrap().firmware_image().unwrap().as_deref() == Some(image),
         "the installed firmware differs"
     );
 }

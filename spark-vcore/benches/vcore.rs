@@ -1,13 +1,16 @@
-//! The virtual Core's costs: a Tinker call, receiving the 93 KiB deep update into the external-flash file, and the
+//! The virtual Core's costs: a Tinker call, receiving a deep update into the external-flash file, and the
 //! reset that installs it and runs the CC3000 patch programmer against the simulated NVMEM.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use spark_cc3000::ServicePack;
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_vcore::VirtualCore;
+use spark_vcore::image::synthetic_deep_update;
 use spark_vcore::tinker::Tinker;
 
 fn benches(c: &mut Criterion) {
@@ -16,13 +19,11 @@ fn benches(c: &mut Criterion) {
     g.bench_function("tinker digitalwrite", |b| {
         b.iter(|| t.call(black_box("digitalwrite"), black_box("D7,HIGH")))
     });
-    let (Some(der), Some(image)) = (
-        spark_vectors::read("protocol", "handshake_fixture.device_private_1024.der"),
-        spark_vectors::read("dfu", "spark-cli/deep_update_2014_06.bin"),
-    ) else {
-        return;
-    };
-    let key = RsaPrivateKey::from_der(&der).unwrap();
+    // Spark's deep update where the vectors hold it, else the synthetic one.
+    let image = spark_vectors::area("dfu")
+        .map(|dfu| std::fs::read(dfu.join("spark-cli/deep_update_2014_06.bin")).unwrap())
+        .unwrap_or_else(|| synthetic_deep_update(ServicePack::SP_1_28));
+    let key = RsaPrivateKey::generate(&mut StdRng::seed_from_u64(9), 1024).unwrap();
     let dir: PathBuf = std::env::temp_dir().join(format!("vcore-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let fresh = |name: &str| {

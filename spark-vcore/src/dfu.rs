@@ -153,15 +153,17 @@ mod tests {
     use spark_dfu::platform::Platform;
     use spark_dfu::sim::Fault;
 
-    /// A Core on SP 1.24 (the vectors' device key when they are there: no key to generate).
+    /// A Core on SP 1.24 with a device key made once for the whole test binary (RSA keys are slow to make in a
+    /// debug build).
     fn core(dir: &std::path::Path) -> VirtualCore {
-        match spark_vectors::read("protocol", "handshake_fixture.device_private_1024.der") {
-            Some(der) => {
-                let key = spark_protocol::crypto::keys::RsaPrivateKey::from_der(&der).unwrap();
-                VirtualCore::create_with_identity(dir, ServicePack::SP_1_24, [7; 12], key).unwrap()
-            }
-            None => VirtualCore::create(dir, ServicePack::SP_1_24).unwrap(),
-        }
+        use rand::SeedableRng;
+        static KEY: std::sync::OnceLock<spark_protocol::crypto::keys::RsaPrivateKey> =
+            std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(0xdf0);
+            spark_protocol::crypto::keys::RsaPrivateKey::generate(&mut rng, 1024).unwrap()
+        });
+        VirtualCore::create_with_identity(dir, ServicePack::SP_1_24, [7; 12], key.clone()).unwrap()
     }
 
     fn dfuse(regions: &[(u8, u32, &[u8])]) -> Vec<u8> {
@@ -262,13 +264,22 @@ mod tests {
 
     #[test]
     fn the_deep_update_over_dfu_patches_the_cc3000_at_the_next_boot() {
-        let Some(image) = spark_vectors::read("dfu", "spark-cli/deep_update_2014_06.bin") else {
-            return;
-        };
+        deep_update_over_dfu(&crate::image::synthetic_deep_update(ServicePack::SP_1_28));
+    }
+
+    #[spark_vectors::test]
+    fn sparks_deep_update_over_dfu_patches_the_cc3000_at_the_next_boot() {
+        deep_update_over_dfu(&spark_vectors::load(
+            "dfu",
+            "spark-cli/deep_update_2014_06.bin",
+        ));
+    }
+
+    fn deep_update_over_dfu(image: &[u8]) {
         let dir = tempfile::tempdir().unwrap();
         let mut core = core(dir.path());
         let mut bootloader = core.enter_dfu().unwrap();
-        flash(&mut bootloader, &dfuse(&[(0, core_map::FIRMWARE, &image)])).unwrap();
+        flash(&mut bootloader, &dfuse(&[(0, core_map::FIRMWARE, image)])).unwrap();
         let reset = core.leave_dfu(&bootloader).unwrap();
         assert_eq!(reset.external_sectors, 0);
         assert_eq!(core.firmware().name(), "deep-update");

@@ -23,6 +23,7 @@ use spark_protocol::session::driver::DriverError;
 use spark_protocol::session::driver::tokio::{Driver, TokioClock};
 use spark_protocol::wire::describe::VarType;
 use spark_vcore::VirtualCore;
+use spark_vcore::image::synthetic_deep_update;
 use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{CloudConfig, SharedCore, Status, run};
 use spark_vcore::tinker::{Bank, Pin};
@@ -84,12 +85,8 @@ fn start(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_calls_reads_hears_the_patch_version_and_flashes_the_deep_update() {
-    let (Some(der), Some(image)) = (
-        spark_vectors::read("protocol", "handshake_fixture.device_private_1024.der"),
-        spark_vectors::read("dfu", "spark-cli/deep_update_2014_06.bin"),
-    ) else {
-        return;
-    };
+    let der = common::device_key().to_pkcs1_der();
+    let image = synthetic_deep_update(ServicePack::SP_1_28);
     let dir = TempDir::new();
     let id = [0x31; 12];
     let core = core_in(&dir, ServicePack::SP_1_24, id, &der);
@@ -224,10 +221,7 @@ async fn cloud_calls_reads_hears_the_patch_version_and_flashes_the_deep_update()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_core_is_refused_and_keeps_retrying() {
-    let Some(der) = spark_vectors::read("protocol", "handshake_fixture.device_private_1024.der")
-    else {
-        return;
-    };
+    let der = common::device_key().to_pkcs1_der();
     let dir = TempDir::new();
     let core = core_in(&dir, ServicePack::SP_1_28, [0x77; 12], &der);
     let keys = Keys::new();

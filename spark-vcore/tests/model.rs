@@ -1,5 +1,5 @@
 //! The virtual Core's model: Tinker's semantics, the OTA download into the external flash, and the CC3000 deep
-//! update driven by the real `deep_update_2014_06.bin`.
+//! update, driven by the synthetic deep update and, where the vectors hold it, by Spark's `deep_update_2014_06.bin`.
 
 mod common;
 
@@ -9,25 +9,32 @@ use spark_cc3000::ServicePack;
 use spark_cc3000::sim::Fault;
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_vcore::flash::{OTA_ADDRESS, OTA_LEN};
+use spark_vcore::image::synthetic_deep_update;
 use spark_vcore::tinker::{Bank, Pin, PinMode, Tinker};
 use spark_vcore::{CoreError, Firmware, VariableValue, VirtualCore};
 
-/// A Core with the protocol fixture's device key (generating RSA keys is slow in debug builds).
-fn core(dir: &TempDir, sp: ServicePack) -> Option<VirtualCore> {
-    let der = spark_vectors::read("protocol", "handshake_fixture.device_private_1024.der")?;
-    let key = RsaPrivateKey::from_der(&der).unwrap();
+/// A Core with a device key made once per test binary (generating RSA keys is slow in debug builds).
+fn core(dir: &TempDir, sp: ServicePack) -> VirtualCore {
+    let key: RsaPrivateKey = common::device_key().clone();
     let id = [
         0x55, 0xff, 0x70, 0x06, 0x4b, 0x49, 0x33, 0x52, 0x41, 0x07, 0x10, 0x87,
     ];
-    Some(VirtualCore::create_with_identity(&dir.0, sp, id, key).unwrap())
+    VirtualCore::create_with_identity(&dir.0, sp, id, key).unwrap()
 }
 
-fn deep_update() -> Option<Vec<u8>> {
-    spark_vectors::read("dfu", "spark-cli/deep_update_2014_06.bin")
+/// The deep update this project builds: a Core application carrying synthetic SP 1.28 images.
+fn deep_update() -> Vec<u8> {
+    synthetic_deep_update(ServicePack::SP_1_28)
 }
 
-fn tinker_image() -> Option<Vec<u8>> {
-    spark_vectors::read("dfu", "spark-cli/spark_tinker.bin")
+/// Spark's own deep update, from the vectors.
+fn sparks_deep_update() -> Vec<u8> {
+    spark_vectors::load("dfu", "spark-cli/deep_update_2014_06.bin")
+}
+
+/// A plain application: the synthetic image's vector table and code, without the service pack.
+fn application() -> Vec<u8> {
+    deep_update()[..4096].to_vec()
 }
 
 /// Sends `image` as the cloud would: UpdateBegin with its size, 512-byte chunks, UpdateDone.
@@ -125,9 +132,7 @@ fn tinker_analog_functions() {
 #[test]
 fn the_core_directory_persists_identity_and_state() {
     let dir = TempDir::new();
-    let Some(mut c) = core(&dir, ServicePack::SP_1_24) else {
-        return;
-    };
+    let mut c = core(&dir, ServicePack::SP_1_24);
     assert_eq!(c.boot().unwrap().installed, None);
     assert_eq!(c.call("digitalwrite", "D7,HIGH"), Some(1));
     c.set_temperature(30.25);
@@ -167,15 +172,22 @@ fn the_core_directory_persists_identity_and_state() {
 
 #[test]
 fn the_deep_update_moves_the_cc3000_from_1_24_to_1_28_and_keeps_the_wifi_profile() {
+    the_deep_update_patches(&deep_update());
+}
+
+#[spark_vectors::test]
+fn sparks_deep_update_moves_the_cc3000_from_1_24_to_1_28_the_same_way() {
+    the_deep_update_patches(&sparks_deep_update());
+}
+
+fn the_deep_update_patches(image: &[u8]) {
     let dir = TempDir::new();
-    let (Some(mut c), Some(image)) = (core(&dir, ServicePack::SP_1_24), deep_update()) else {
-        return;
-    };
+    let mut c = core(&dir, ServicePack::SP_1_24);
     c.boot().unwrap();
     let profile = c.cc3000().profile().unwrap().to_vec();
     let mac = c.cc3000().mac();
     assert_eq!(c.cc3000().version(), ServicePack::SP_1_24);
-    ota(&mut c, &image).unwrap();
+    ota(&mut c, image).unwrap();
     // Committed, but nothing runs it before the reset.
     assert!(c.has_staged_image());
     assert_eq!(c.cc3000().version(), ServicePack::SP_1_24);
@@ -188,13 +200,14 @@ fn the_deep_update_moves_the_cc3000_from_1_24_to_1_28_and_keeps_the_wifi_profile
     );
     assert!(matches!(
         report.installed,
-        Some(Firmware::Application { len: 93636, service_pack: Some(ref sp), .. }) if sp == "1.28"
+        Some(Firmware::Application { len, service_pack: Some(ref sp), .. })
+            if sp == "1.28" && len as usize == image.len()
     ));
     assert_eq!(c.cc3000().version(), ServicePack::SP_1_28);
     assert_eq!(c.patch_version_event().1, "1.28");
     assert_eq!(c.firmware().name(), "deep-update");
     assert!(c.ota_succeeded(), "the next Hello reports the OTA success");
-    assert_eq!(c.firmware_image().unwrap().as_deref(), Some(&image[..]));
+    assert_eq!(c.firmware_image().unwrap().as_deref(), Some(image));
     // The deep update saved and restored the Wi-Fi profile and the MAC.
     assert_eq!(c.cc3000().profile().unwrap(), &profile[..]);
     assert_eq!(c.cc3000().mac(), mac);
@@ -215,21 +228,17 @@ fn the_deep_update_moves_the_cc3000_from_1_24_to_1_28_and_keeps_the_wifi_profile
     assert_eq!(c.cc3000().version(), ServicePack::SP_1_28);
     assert_eq!(c.firmware().name(), "deep-update");
     // Then the cloud sends Tinker, as the rollout did: the chip keeps 1.28.
-    if let Some(tinker) = tinker_image() {
-        ota(&mut c, &tinker).unwrap();
-        let r = c.boot().unwrap();
-        assert_eq!(r.patched, None);
-        assert_eq!(c.firmware().name(), "application");
-        assert_eq!(c.cc3000().version(), ServicePack::SP_1_28);
-    }
+    ota(&mut c, &application()).unwrap();
+    let r = c.boot().unwrap();
+    assert_eq!(r.patched, None);
+    assert_eq!(c.firmware().name(), "application");
+    assert_eq!(c.cc3000().version(), ServicePack::SP_1_28);
 }
 
 #[test]
 fn a_core_already_on_1_28_is_not_patched_again() {
     let dir = TempDir::new();
-    let (Some(mut c), Some(image)) = (core(&dir, ServicePack::SP_1_28), deep_update()) else {
-        return;
-    };
+    let (mut c, image) = (core(&dir, ServicePack::SP_1_28), deep_update());
     ota(&mut c, &image).unwrap();
     let r = c.boot().unwrap();
     assert!(r.installed.is_some());
@@ -240,12 +249,10 @@ fn a_core_already_on_1_28_is_not_patched_again() {
 
 #[test]
 fn tinker_truncated_and_corrupt_images_leave_the_service_pack_alone() {
-    let (Some(image), Some(tinker)) = (deep_update(), tinker_image()) else {
-        return;
-    };
+    let (image, tinker) = (deep_update(), application());
     // Tinker: installed, no patch.
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
     ota(&mut c, &tinker).unwrap();
     let r = c.boot().unwrap();
     assert_eq!(r.patched, None);
@@ -253,19 +260,27 @@ fn tinker_truncated_and_corrupt_images_leave_the_service_pack_alone() {
     assert_eq!(c.cc3000().version(), ServicePack::SP_1_24);
     assert_eq!(c.cc3000().nvmem().write_count(), 0);
 
-    // The deep update cut before its driver patch (0x1044a): still a valid application, no service pack.
+    // The deep update cut before its driver patch: still a valid application, no service pack.
+    let driver_at = spark_cc3000::find_embedded(&image)
+        .find(|e| e.image.kind() == spark_cc3000::ImageKind::Driver)
+        .unwrap()
+        .offset;
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
-    ota(&mut c, &image[..0x10000]).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
+    ota(&mut c, &image[..driver_at]).unwrap();
     let r = c.boot().unwrap();
     assert_eq!(r.patched, None);
     assert_eq!(c.cc3000().version(), ServicePack::SP_1_24);
 
-    // A byte of the embedded driver patch flipped: not the published image, so not burnt.
+    // A byte of the embedded driver patch's first record flipped: neither a published nor a synthetic image any
+    // more, so not burnt.
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
     let mut bad = image.clone();
-    bad[0x1044a + 0x100] ^= 0x01;
+    bad[driver_at
+        + spark_cc3000::patch::HEADER_LEN
+        + spark_cc3000::patch::RECORD_HEADER_LEN
+        + 1] ^= 0x01;
     ota(&mut c, &bad).unwrap();
     let r = c.boot().unwrap();
     assert_eq!(r.patched, None);
@@ -274,7 +289,7 @@ fn tinker_truncated_and_corrupt_images_leave_the_service_pack_alone() {
 
     // Not firmware at all: refused at the end of the download, nothing committed.
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
     let junk = vec![0x42u8; 4096];
     assert!(matches!(ota(&mut c, &junk), Err(CoreError::Ota(_))));
     assert!(!c.has_staged_image());
@@ -285,11 +300,9 @@ fn tinker_truncated_and_corrupt_images_leave_the_service_pack_alone() {
 
 #[test]
 fn an_interrupted_ota_leaves_firmware_and_service_pack_unchanged() {
-    let Some(image) = deep_update() else {
-        return;
-    };
+    let image = deep_update();
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
     // Every chunk but the last, then finish: incomplete.
     c.ota_begin(Some(image.len() as u32)).unwrap();
     let chunks: Vec<_> = image.chunks(512).collect();
@@ -330,11 +343,9 @@ fn an_interrupted_ota_leaves_firmware_and_service_pack_unchanged() {
 
 #[test]
 fn chunks_out_of_order_and_repeated_still_give_the_image() {
-    let Some(image) = deep_update() else {
-        return;
-    };
+    let image = deep_update();
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
     c.ota_begin(Some(image.len() as u32)).unwrap();
     let n = image.len().div_ceil(512);
     for i in (0..n).rev().chain(0..3) {
@@ -350,9 +361,7 @@ fn chunks_out_of_order_and_repeated_still_give_the_image() {
 #[test]
 fn ota_bad_sizes_and_bounds_are_typed_errors() {
     let dir = TempDir::new();
-    let Some(mut c) = core(&dir, ServicePack::SP_1_24) else {
-        return;
-    };
+    let mut c = core(&dir, ServicePack::SP_1_24);
     assert!(matches!(c.ota_begin(Some(0)), Err(CoreError::Ota(_))));
     assert!(matches!(
         c.ota_begin(Some(OTA_LEN + 1)),
@@ -377,11 +386,9 @@ fn ota_bad_sizes_and_bounds_are_typed_errors() {
 
 #[test]
 fn the_cores_unannounced_size_form_takes_the_size_at_the_end() {
-    let Some(image) = deep_update() else {
-        return;
-    };
+    let image = deep_update();
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
     c.ota_begin(None).unwrap();
     for (i, chunk) in image.chunks(256).enumerate() {
         c.ota_write((i * 256) as u32, chunk).unwrap();
@@ -403,11 +410,9 @@ fn the_cores_unannounced_size_form_takes_the_size_at_the_end() {
 
 #[test]
 fn a_staged_image_corrupted_in_flash_is_not_installed() {
-    let Some(image) = deep_update() else {
-        return;
-    };
+    let image = deep_update();
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
     ota(&mut c, &image).unwrap();
     // Bits cleared in the download area after the commit (NOR programming can only clear bits).
     c.flash_mut()
@@ -422,11 +427,9 @@ fn a_staged_image_corrupted_in_flash_is_not_installed() {
 
 #[test]
 fn power_lost_while_patching_is_retried_at_the_next_reset() {
-    let Some(image) = deep_update() else {
-        return;
-    };
+    let image = deep_update();
     let dir = TempDir::new();
-    let mut c = core(&dir, ServicePack::SP_1_24).unwrap();
+    let mut c = core(&dir, ServicePack::SP_1_24);
     ota(&mut c, &image).unwrap();
     // Power fails in the middle of the 40th write (inside the driver patch).
     let writes = c.cc3000().nvmem().write_count();

@@ -72,11 +72,7 @@ fn tinker_codes_stay_in_range_and_refusals_change_nothing() {
 
 #[test]
 fn ota_delivers_the_image_whatever_the_chunking_order_and_repeats() {
-    let Some(der) = spark_vectors::read("protocol", "handshake_fixture.device_private_1024.der")
-    else {
-        return;
-    };
-    let key = RsaPrivateKey::from_der(&der).unwrap();
+    let key: RsaPrivateKey = common::device_key().clone();
     let strategy = (
         0x200usize..6000,
         any::<u8>(),

@@ -26,6 +26,7 @@ use spark_protocol::wire::message::{
 use spark_protocol::wire::ota::UpdateParams;
 use spark_protocol::wire::{Header, Message, MessageKind, MessageType, Repr, Role, classify_repr};
 use spark_vcore::VirtualCore;
+use spark_vcore::image::synthetic_deep_update;
 use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{SessionEnd, SharedCore, Status, session};
 use spark_vcore::tinker::{Bank, Pin};
@@ -189,12 +190,8 @@ fn start(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_virtual_core_talks_to_a_cloud_and_takes_the_deep_update_over_the_air() {
-    let (Some(der), Some(image)) = (
-        spark_vectors::read("protocol", "handshake_fixture.device_private_1024.der"),
-        spark_vectors::read("dfu", "spark-cli/deep_update_2014_06.bin"),
-    ) else {
-        return;
-    };
+    let der = common::device_key().to_pkcs1_der();
+    let image = synthetic_deep_update(ServicePack::SP_1_28);
     let device_key = RsaPrivateKey::from_der(&der).unwrap();
     let dir = TempDir::new();
     let id = [0x53; 12];

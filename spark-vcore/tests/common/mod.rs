@@ -39,3 +39,16 @@ pub fn server_key() -> &'static RsaPrivateKey {
         RsaPrivateKey::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap()
     })
 }
+
+/// A 1024-bit device key from `openssl genrsa`, made once per test binary.
+pub fn device_key() -> &'static RsaPrivateKey {
+    static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let out = std::process::Command::new("openssl")
+            .args(["genrsa", "-traditional", "1024"])
+            .output()
+            .expect("the openssl command");
+        assert!(out.status.success(), "openssl genrsa failed");
+        RsaPrivateKey::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap()
+    })
+}
