@@ -94,7 +94,7 @@ mod tests {
             1,
             "the firmware patch sits at an odd offset"
         );
-        assert!(image.len() % 4 == 0 && image.len() < core_map::FIRMWARE_LEN as usize);
+        assert!(image.len().is_multiple_of(4) && image.len() < core_map::FIRMWARE_LEN as usize);
     }
 
     #[test]

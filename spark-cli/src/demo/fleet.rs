@@ -279,7 +279,7 @@ pub(crate) enum Progress<'a> {
         attempt: u32,
     },
     /// Bytes sent to a Core.
-    OtaProgress {
+    OtaSent {
         /// The device.
         device: &'a str,
         /// Sent so far.
@@ -311,7 +311,7 @@ pub(crate) enum Progress<'a> {
         total: u64,
     },
     /// Bytes the bootloader confirmed written.
-    UsbProgress {
+    UsbWritten {
         /// The device.
         device: &'a str,
         /// Written so far.
@@ -1131,7 +1131,7 @@ async fn flash_once(
             if h.flash_sent != shown {
                 shown = h.flash_sent;
                 if let Some((sent, total)) = h.flash_sent {
-                    fleet.observer.progress(Progress::OtaProgress {
+                    fleet.observer.progress(Progress::OtaSent {
                         device,
                         sent,
                         total,
@@ -1145,7 +1145,7 @@ async fn flash_once(
     if !outcome.starts_with("success") {
         return Err(outcome);
     }
-    fleet.observer.progress(Progress::OtaProgress {
+    fleet.observer.progress(Progress::OtaSent {
         device,
         sent: fleet.image.len() as u64,
         total: fleet.image.len() as u64,
@@ -1364,7 +1364,7 @@ async fn usb_steps(
                 let now = match event {
                     DfuEvent::Erased { .. } => "erasing",
                     DfuEvent::Written { .. } => {
-                        observer.progress(Progress::UsbProgress {
+                        observer.progress(Progress::UsbWritten {
                             device: &name,
                             written: so_far.written,
                             total: so_far.total,

@@ -125,7 +125,7 @@ impl Observer for Bars {
                     "flashing".to_owned()
                 });
             }
-            Progress::OtaProgress {
+            Progress::OtaSent {
                 device,
                 sent,
                 total,
@@ -149,7 +149,7 @@ impl Observer for Bars {
                 bar.set_position(0);
                 bar.set_message("USB");
             }
-            Progress::UsbProgress {
+            Progress::UsbWritten {
                 device,
                 written,
                 total,
