@@ -47,7 +47,6 @@ impl DeviceHandshake for NoHandshake {
     }
 }
 
-#[cfg(feature = "alloc")]
 mod rsa_steps {
     use rand_core::CryptoRng;
 
@@ -95,5 +94,4 @@ mod rsa_steps {
     }
 }
 
-#[cfg(feature = "alloc")]
 pub use rsa_steps::RsaHandshake;

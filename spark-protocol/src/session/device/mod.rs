@@ -48,9 +48,7 @@ use crate::wire::ota::{ChunkIndices, UpdateParams};
 use crate::wire::{Code, Header, MessageKind, Repr, Role, classify_repr};
 
 mod handshake;
-#[cfg(feature = "alloc")]
-pub use handshake::RsaHandshake;
-pub use handshake::{DeviceHandshake, NoHandshake};
+pub use handshake::{DeviceHandshake, NoHandshake, RsaHandshake};
 
 /// Functions a Core registers at most (`Spark.function`).
 pub const MAX_FUNCTIONS: usize = 4;
