@@ -16,6 +16,8 @@
 //! handshake functions all work without a heap; with `rsa-fixed` so does the device's whole
 //! handshake.
 //!
+//! A device's RNG is [`rng::HardwareRng`] over its entropy source.
+//!
 //! A cloud should pick the `openssl` backend: see the [handshake security
 //! notes](handshake#security-notes) on RUSTSEC-2023-0071 and on implicit rejection.
 
@@ -24,6 +26,7 @@ pub mod cipher;
 pub mod framing;
 pub mod handshake;
 pub mod keys;
+pub mod rng;
 pub mod session;
 
 #[cfg(feature = "rsa-fixed")]
