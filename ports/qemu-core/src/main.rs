@@ -511,29 +511,62 @@ fn main() -> ! {
         log!("qemu-core: no entropy source (run QEMU with -semihosting-config enable=on,target=native)");
         exit(false)
     };
-    let (device_key, server_key) = match (FixedPrivateKey::from_der(keys::DEVICE_KEY), FixedPublicKey::from_der(keys::SERVER_KEY)) {
-        (Ok(d), Ok(s)) => (d, s),
-        _ => {
-            log!("qemu-core: no usable keys (build with QEMU_CORE_DEVICE_KEY and QEMU_CORE_SERVER_KEY)");
-            exit(false)
-        }
+    let Some(handshake) = load_handshake(entropy) else {
+        log!("qemu-core: no usable keys (build with QEMU_CORE_DEVICE_KEY and QEMU_CORE_SERVER_KEY)");
+        exit(false)
     };
-    let handshake = Timed(RsaHandshake::new(device_key, server_key, HardwareRng(entropy)));
+    let driver = start_session(handshake);
+    // What the boot took is not the session's: paint again.
+    stack::paint();
+    session(driver)
+}
+
+/// The RSA steps over the keys in flash; `None` if they do not load.
+#[inline(never)]
+fn load_handshake(entropy: HostEntropy) -> Option<Handshake> {
+    let device_key = FixedPrivateKey::from_der(keys::DEVICE_KEY).ok()?;
+    let server_key = FixedPublicKey::from_der(keys::SERVER_KEY).ok()?;
+    Some(Timed(RsaHandshake::new(device_key, server_key, HardwareRng(entropy))))
+}
+
+type Session = Driver<DeviceConnection<ExternalFlash, Handshake>, EmbeddedIo<Uart>, fn() -> Instant, [u8; FRAME_BUF]>;
+
+/// The session lives in a static: it is the largest object of the firmware, and building it in place keeps copies
+/// of it off the stack.
+static mut SESSION: core::mem::MaybeUninit<Session> = core::mem::MaybeUninit::uninit();
+
+/// Builds the connection and its driver into [`SESSION`]; called once.
+#[inline(never)]
+fn start_session(handshake: Handshake) -> &'static mut Session {
     let config = DeviceConfig::new(*keys::DEVICE_ID);
     let sink = ExternalFlash { written: 0, result: None };
-    let mut conn: DeviceConnection<ExternalFlash, Handshake> = DeviceConnection::new(config, handshake, sink, clock::now());
+    let driver = Driver::new(
+        DeviceConnection::new(config, handshake, sink, clock::now()),
+        EmbeddedIo(Uart::new(UART0)),
+        clock::now as fn() -> Instant,
+        [0u8; FRAME_BUF],
+    );
+    // SAFETY: called once, from `main`, before anything else refers to SESSION; the raw pointer avoids a reference
+    // to the `static mut` itself.
+    let driver = unsafe { (*core::ptr::addr_of_mut!(SESSION)).write(driver) };
+    let conn = driver.connection_mut();
     for name in [&b"digitalread"[..], b"digitalwrite", b"analogread", b"analogwrite"] {
         let _ = conn.register_function(name);
     }
     let _ = conn.register_variable(b"uptime", VarType::Int);
     let _ = conn.register_variable(b"board", VarType::String);
     log!(
-        "qemu-core: DeviceConnection {} B, driver buffer {} B",
+        "qemu-core: DeviceConnection {} B, driver buffer {} B, driver {} B (a static)",
         core::mem::size_of::<DeviceConnection<ExternalFlash, Handshake>>(),
-        FRAME_BUF
+        FRAME_BUF,
+        core::mem::size_of::<Session>()
     );
+    driver
+}
 
-    let mut driver = Driver::new(conn, EmbeddedIo(Uart::new(UART0)), clock::now, [0u8; FRAME_BUF]);
+/// Runs the session until it ends or an update is done; never returns.
+#[inline(never)]
+fn session(driver: &'static mut Session) -> ! {
     let mut pins = Pins::default();
     let mut handshake_stack = 0;
     let mut ota_done: Option<(u32, u32)> = None;
