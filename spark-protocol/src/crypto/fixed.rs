@@ -35,7 +35,7 @@ use rand_core::CryptoRng;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
 use zeroize::Zeroize;
 
-use self::montgomery::{LIMB_BITS, Limb, MAX_LIMBS, Modulus, limbs_for};
+use self::montgomery::{LIMB_BITS, LIMB_BYTES, Limb, MAX_LIMBS, Modulus, limbs_for};
 use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic, pkcs1v15_encryption_block};
 use crate::crypto::keys::{RsaPrivateKeyRef, RsaPublicKeyRef};
 
@@ -51,20 +51,38 @@ const HALF_LIMBS: usize = MAX_PRIVATE_BITS / 2 / LIMB_BITS;
 const PRIVATE_LIMBS: usize = 2 * HALF_LIMBS;
 const _: () = assert!(MAX_LIMBS * LIMB_BITS == MAX_PUBLIC_BITS);
 
-/// `x^e mod n` for a public key, `input` and `out` both the modulus length.
-fn public_op(key: &RsaPublicKeyRef<'_>, input: &[u8], out: &mut [u8]) -> Result<(), RsaError> {
-    let n = Modulus::<MAX_LIMBS>::new(key.modulus()).ok_or(RsaError::InvalidKey)?;
-    let mut x = [0; MAX_LIMBS];
-    if !montgomery::load(input, &mut x[..n.len()])
-        || !bool::from(montgomery::less_than(&x[..n.len()], n.limbs()))
+/// `x = x^e mod n` on limbs, for a modulus of up to `N` limbs; [`RsaError::BadInput`] unless `x < n`. Kept out of
+/// line so that its numbers occupy the stack only while it runs.
+#[inline(never)]
+fn public_op_limbs<const N: usize>(
+    key: &RsaPublicKeyRef<'_>,
+    x: &mut [Limb; N],
+) -> Result<(), RsaError> {
+    let mut n = Modulus::<N>::zeroed();
+    if !n.set(key.modulus()) {
+        return Err(RsaError::InvalidKey);
+    }
+    let len = n.len();
+    if !bool::from(montgomery::less_than(&x[..len], n.limbs())) || x[len..].iter().any(|&l| l != 0)
     {
         return Err(RsaError::BadInput);
     }
-    let mut base = [0; MAX_LIMBS];
-    n.enter_montgomery(&mut base, &x);
-    n.pow_public(&mut x, &base, key.exponent());
-    n.leave_montgomery(&mut base, &x);
-    montgomery::store(&base[..n.len()], out);
+    let mut base = [0; N];
+    n.enter_montgomery(&mut base, x);
+    n.pow_public(x, &base, key.exponent());
+    base = *x;
+    n.leave_montgomery(x, &base);
+    Ok(())
+}
+
+/// `x^e mod n` for a public key of up to [`MAX_PUBLIC_BITS`], `input` and `out` both the modulus length.
+fn public_op(key: &RsaPublicKeyRef<'_>, input: &[u8], out: &mut [u8]) -> Result<(), RsaError> {
+    let mut x = [0; MAX_LIMBS];
+    if !montgomery::load(input, &mut x) {
+        return Err(RsaError::BadInput);
+    }
+    public_op_limbs(key, &mut x)?;
+    montgomery::store(&x, out);
     Ok(())
 }
 
@@ -124,16 +142,30 @@ impl RsaPublic for FixedPublicKey<'_> {
         done.map(|()| k)
     }
 
+    #[inline(never)]
     fn verify_pkcs1v15_unprefixed(&self, message: &[u8], signature: &[u8]) -> Result<(), RsaError> {
         let k = self.modulus_len();
         if signature.len() != k || message.len() + 11 > k {
             return Err(RsaError::Verification);
         }
-        let mut block = [0u8; MAX_BLOCK];
-        public_op(&self.key, signature, &mut block[..k]).map_err(|_| RsaError::Verification)?;
-        let mut expected = [0u8; MAX_BLOCK];
-        signature_block(message, &mut expected[..k]);
-        if bool::from(block[..k].ct_eq(&expected[..k])) {
+        let mut x = [0; MAX_LIMBS];
+        if !montgomery::load(signature, &mut x) || public_op_limbs(&self.key, &mut x).is_err() {
+            return Err(RsaError::Verification);
+        }
+        // Compared byte by byte with `00 01 FF…FF 00 message`, read straight from the limbs (all public).
+        let sep = k - message.len() - 1;
+        let matches = (0..k).all(|i| {
+            let at = k - 1 - i;
+            let byte = (x[at / LIMB_BYTES] >> (8 * (at % LIMB_BYTES))) as u8;
+            byte == match i {
+                0 => 0,
+                1 => 1,
+                i if i < sep => 0xff,
+                i if i == sep => 0,
+                i => message[i - sep - 1],
+            }
+        });
+        if matches {
             Ok(())
         } else {
             Err(RsaError::Verification)
@@ -197,35 +229,36 @@ impl Drop for Half {
 
 impl Half {
     fn new(prime: &[u8], exponent: &[u8], limbs: usize) -> Result<Self, RsaError> {
-        let prime = Modulus::<HALF_LIMBS>::new(prime)
-            .filter(|m| m.len() == limbs)
-            .ok_or(RsaError::InvalidKey)?;
         let mut half = Half {
-            prime,
+            prime: Modulus::zeroed(),
             exponent: [0; HALF_LIMBS],
         };
-        if !montgomery::load(exponent, &mut half.exponent[..limbs]) {
+        if !half.prime.set(prime)
+            || half.prime.len() != limbs
+            || !montgomery::load(exponent, &mut half.exponent[..limbs])
+        {
             return Err(RsaError::InvalidKey);
         }
         Ok(half)
     }
 
-    /// `c^exponent mod prime` in Montgomery form, for `c` of `2 · limbs` limbs.
-    fn exponentiate(&self, c: &[Limb], limbs: usize, out: &mut [Limb; HALF_LIMBS]) {
+    /// `c^exponent mod prime` in Montgomery form, for `c` (big-endian) below `R²`, `R = 2^(LIMB_BITS · limbs)`.
+    #[inline(never)]
+    fn exponentiate(&self, c: &[u8], limbs: usize, out: &mut [Limb; HALF_LIMBS]) {
         let p = &self.prime;
+        let split = c.len().saturating_sub(limbs * LIMB_BYTES);
         let (mut lo, mut hi) = ([0; HALF_LIMBS], [0; HALF_LIMBS]);
-        lo[..limbs].copy_from_slice(&c[..limbs]);
-        hi[..limbs].copy_from_slice(&c[limbs..2 * limbs]);
+        // The caller checked that c has the modulus's length, which fits 2 · limbs limbs.
+        montgomery::load(&c[split..], &mut lo[..limbs]);
+        montgomery::load(&c[..split], &mut hi[..limbs]);
         // c mod p in Montgomery form: c·R = hi·R² + lo·R, each term from factors below R and p.
-        let mut t = [0; HALF_LIMBS];
-        p.enter_montgomery(&mut t, &hi);
-        p.enter_montgomery(&mut hi, &t);
-        p.enter_montgomery(&mut t, &lo);
-        p.add_assign(&mut hi, &t);
+        p.enter_montgomery(out, &hi);
+        p.enter_montgomery(&mut hi, out);
+        p.enter_montgomery(out, &lo);
+        p.add_assign(&mut hi, out);
         p.pow_secret(out, &hi, &self.exponent);
         lo.zeroize();
         hi.zeroize();
-        t.zeroize();
     }
 }
 
@@ -284,56 +317,56 @@ impl<'a> FixedPrivateKey<'a> {
         limbs_for(self.key.prime1().len().max(self.key.prime2().len()))
     }
 
-    /// `c^d mod n` by the CRT into `out` (the modulus length), checked against `mᵉ = c`.
+    /// `c^d mod n` by the CRT into `out` (the modulus length), checked against `mᵉ = c`; on any failure `out` is
+    /// left zero.
+    #[inline(never)]
     fn private_op(&self, c: &[u8], out: &mut [u8]) -> Result<(), RsaError> {
-        let limbs = self.half_limbs();
-        let p = Half::new(self.key.prime1(), self.key.exponent1(), limbs)?;
-        let q = Half::new(self.key.prime2(), self.key.exponent2(), limbs)?;
-        let mut n = [0; PRIVATE_LIMBS];
-        let mut x = [0; PRIVATE_LIMBS];
         let public = self.key.public_key();
-        if !montgomery::load(public.modulus(), &mut n[..2 * limbs])
-            || !montgomery::load(c, &mut x[..2 * limbs])
-        {
-            return Err(RsaError::InvalidKey);
-        }
-        if !bool::from(montgomery::less_than(&x, &n)) {
+        let k = public.modulus_len();
+        // Both big-endian and k bytes long: byte order is numeric order (both public).
+        if c.len() != k || out.len() != k || c >= public.modulus() {
             return Err(RsaError::BadInput);
         }
-        let (mut m1, mut m2, mut t) = ([0; HALF_LIMBS], [0; HALF_LIMBS], [0; HALF_LIMBS]);
-        p.exponentiate(&x, limbs, &mut m1);
-        q.exponentiate(&x, limbs, &mut t);
-        q.prime.leave_montgomery(&mut m2, &t);
-        // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one
-        // Montgomery multiplication leaves the product in plain form.
-        p.prime.enter_montgomery(&mut t, &m2);
-        p.prime.sub_assign(&mut m1, &t);
-        let mut qinv = [0; HALF_LIMBS];
-        montgomery::load(self.key.coefficient(), &mut qinv[..limbs]);
-        p.prime.mul(&mut t, &m1, &qinv);
-        // m = m2 + h·q, below n.
+        let limbs = self.half_limbs();
         let mut m = [0; PRIVATE_LIMBS];
-        montgomery::mul(&mut m[..2 * limbs], &t[..limbs], q.prime.limbs());
-        let mut m2_wide = [0; PRIVATE_LIMBS];
-        m2_wide[..limbs].copy_from_slice(&m2[..limbs]);
-        add_wide(&mut m[..2 * limbs], &m2_wide[..2 * limbs]);
-        m1.zeroize();
-        m2.zeroize();
-        t.zeroize();
-        qinv.zeroize();
-        m2_wide.zeroize();
-        // The check: mᵉ mod n = c, on the public key.
-        let k = public.modulus_len();
-        let mut bytes = [0u8; MAX_PRIVATE_BITS / 8];
-        montgomery::store(&m[..2 * limbs], &mut bytes[..k]);
-        let mut back = [0u8; MAX_PRIVATE_BITS / 8];
-        let checked = public_op(&public, &bytes[..k], &mut back[..k]).is_ok()
-            && bool::from(back[..k].ct_eq(c));
-        if checked {
-            out[..k].copy_from_slice(&bytes[..k]);
+        {
+            let p = Half::new(self.key.prime1(), self.key.exponent1(), limbs)?;
+            let q = Half::new(self.key.prime2(), self.key.exponent2(), limbs)?;
+            let (mut m1, mut m2, mut t) = ([0; HALF_LIMBS], [0; HALF_LIMBS], [0; HALF_LIMBS]);
+            p.exponentiate(c, limbs, &mut m1);
+            q.exponentiate(c, limbs, &mut t);
+            q.prime.leave_montgomery(&mut m2, &t);
+            // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one Montgomery
+            // multiplication leaves the product in plain form.
+            p.prime.enter_montgomery(&mut t, &m2);
+            p.prime.sub_assign(&mut m1, &t);
+            montgomery::load(self.key.coefficient(), &mut t[..limbs]);
+            p.prime.mul_assign(&mut m1, &t);
+            // m = m2 + h·q, below n.
+            montgomery::mul(&mut m[..2 * limbs], &m1[..limbs], q.prime.limbs());
+            let mut carry = montgomery::add_masked(&mut m[..limbs], &m2[..limbs], Limb::MAX);
+            for l in &mut m[limbs..2 * limbs] {
+                let (s, c) = l.overflowing_add(carry);
+                *l = s;
+                carry = Limb::from(c);
+            }
+            m1.zeroize();
+            m2.zeroize();
+            t.zeroize();
         }
-        bytes.zeroize();
+        // The check: mᵉ mod n = c, on the public key.
+        let mut y = m;
+        let checked = public_op_limbs(&public, &mut y).is_ok() && {
+            montgomery::store(&y, out);
+            bool::from(out.ct_eq(c))
+        };
+        if checked {
+            montgomery::store(&m, out);
+        } else {
+            out.fill(0);
+        }
         m.zeroize();
+        y.zeroize();
         if checked {
             Ok(())
         } else {
@@ -342,21 +375,12 @@ impl<'a> FixedPrivateKey<'a> {
     }
 }
 
-fn add_wide(a: &mut [Limb], b: &[Limb]) {
-    let mut carry = 0;
-    for (x, &y) in a.iter_mut().zip(b) {
-        let (s, c1) = x.overflowing_add(y);
-        let (s, c2) = s.overflowing_add(carry);
-        *x = s;
-        carry = Limb::from(c1 | c2);
-    }
-}
-
 impl RsaPrivate for FixedPrivateKey<'_> {
     fn modulus_len(&self) -> usize {
         self.key.public_key().modulus_len()
     }
 
+    #[inline(never)]
     fn decrypt_pkcs1v15<R: CryptoRng + ?Sized>(
         &self,
         _rng: &mut R,

@@ -25,6 +25,10 @@ pub(crate) const LIMB_BITS: usize = Limb::BITS as usize;
 /// The widest modulus handled: RSA-2048.
 pub(crate) const MAX_LIMBS: usize = 2048 / LIMB_BITS;
 
+/// Exponent bits per step of the secret exponentiation: a table of 2^WINDOW powers. Three bits take half the stack of
+/// four (512 B less for a 512-bit prime) for about 7 % more multiplications.
+const WINDOW: usize = 3;
+
 /// The limbs needed for `bytes` bytes.
 pub(crate) const fn limbs_for(bytes: usize) -> usize {
     bytes.div_ceil(LIMB_BYTES)
@@ -60,23 +64,38 @@ pub(crate) fn select(dst: &mut [Limb], src: &[Limb], choice: Choice) {
     }
 }
 
-/// `out = a - b`; returns the borrow (0 or 1).
-pub(crate) fn sub(out: &mut [Limb], a: &[Limb], b: &[Limb]) -> Limb {
+fn bit(x: Limb) -> Choice {
+    Choice::from((x & 1) as u8)
+}
+
+/// Whether `a < b`, by the borrow of `a - b` (constant time).
+pub(crate) fn less_than(a: &[Limb], b: &[Limb]) -> Choice {
     let mut borrow = 0;
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+    for (&x, &y) in a.iter().zip(b) {
         let (d, b1) = x.overflowing_sub(y);
+        let (_, b2) = d.overflowing_sub(borrow);
+        borrow = Limb::from(b1 | b2);
+    }
+    bit(borrow)
+}
+
+/// `a -= b & mask` limb by limb, `mask` all ones or zero; returns the borrow.
+fn sub_masked(a: &mut [Limb], b: &[Limb], mask: Limb) -> Limb {
+    let mut borrow = 0;
+    for (x, &y) in a.iter_mut().zip(b) {
+        let (d, b1) = x.overflowing_sub(y & mask);
         let (d, b2) = d.overflowing_sub(borrow);
-        *o = d;
+        *x = d;
         borrow = Limb::from(b1 | b2);
     }
     borrow
 }
 
-/// `a += b`; returns the carry (0 or 1).
-fn add_assign(a: &mut [Limb], b: &[Limb]) -> Limb {
+/// `a += b & mask`; returns the carry.
+pub(crate) fn add_masked(a: &mut [Limb], b: &[Limb], mask: Limb) -> Limb {
     let mut carry = 0;
     for (x, &y) in a.iter_mut().zip(b) {
-        let (s, c1) = x.overflowing_add(y);
+        let (s, c1) = x.overflowing_add(y & mask);
         let (s, c2) = s.overflowing_add(carry);
         *x = s;
         carry = Limb::from(c1 | c2);
@@ -84,16 +103,9 @@ fn add_assign(a: &mut [Limb], b: &[Limb]) -> Limb {
     carry
 }
 
-fn bit(x: Limb) -> Choice {
-    Choice::from((x & 1) as u8)
-}
-
-/// Whether `a < b`, by the borrow of `a - b` (constant time).
-pub(crate) fn less_than(a: &[Limb], b: &[Limb]) -> Choice {
-    let mut scratch = [0; MAX_LIMBS];
-    let borrow = sub(&mut scratch[..a.len()], a, b);
-    scratch.zeroize();
-    bit(borrow)
+/// All ones where `choice` is set, zero otherwise.
+fn mask(choice: Choice) -> Limb {
+    Limb::from(choice.unwrap_u8()).wrapping_neg()
 }
 
 /// Whether `a == b` (constant time).
@@ -125,29 +137,39 @@ pub(crate) struct Modulus<const N: usize> {
 }
 
 impl<const N: usize> Modulus<N> {
-    /// Sets up an odd modulus given big-endian without leading zeros; `None` if it is even,
-    /// below 3 or wider than `N` limbs. Its length, not its value, decides the running time.
-    pub(crate) fn new(bytes: &[u8]) -> Option<Self> {
+    /// A modulus of zero limbs, to be [`set`](Self::set).
+    pub(crate) const fn zeroed() -> Self {
+        Modulus {
+            m: [0; N],
+            len: 0,
+            m0_neg_inv: 0,
+            r2: [0; N],
+        }
+    }
+
+    /// Sets up an odd modulus given big-endian without leading zeros; false if it is even, below 3 or wider than
+    /// `N` limbs. Its length, not its value, decides the running time. Works in place, so that a caller's frame
+    /// holds the one copy.
+    // Out of line: callers' frames then hold no copy of its temporaries.
+    #[inline(never)]
+    pub(crate) fn set(&mut self, bytes: &[u8]) -> bool {
         let len = limbs_for(bytes.len());
-        let mut m = [0; N];
-        if len == 0 || len > N || !load(bytes, &mut m[..len]) || m[0] & 1 == 0 {
-            return None;
+        self.len = 0;
+        if len == 0 || len > N || !load(bytes, &mut self.m[..len]) || self.m[0] & 1 == 0 {
+            return false;
         }
         let bits = bytes.len() * 8 - bytes[0].leading_zeros() as usize;
         if bits < 2 {
-            return None;
+            return false;
         }
+        self.len = len;
         // Newton's iteration doubles the correct low bits from 3 (x·x ≡ 1 mod 8 for odd x).
-        let mut inv = m[0];
+        let m0 = self.m[0];
+        let mut inv = m0;
         for _ in 0..6 {
-            inv = inv.wrapping_mul((2 as Limb).wrapping_sub(m[0].wrapping_mul(inv)));
+            inv = inv.wrapping_mul((2 as Limb).wrapping_sub(m0.wrapping_mul(inv)));
         }
-        let mut modulus = Modulus {
-            m,
-            len,
-            m0_neg_inv: inv.wrapping_neg(),
-            r2: [0; N],
-        };
+        self.m0_neg_inv = inv.wrapping_neg();
         // R² by doubling 2^(bits-1) (below m) up to 2^(L + L/32) and then squaring five times
         // in Montgomery form: x ↦ x²/R takes 2^(L + s) to 2^(L + 2s), so five squarings turn
         // s = L/32 into L, and 2^(2L) is R².
@@ -155,14 +177,20 @@ impl<const N: usize> Modulus<N> {
         let mut x = [0; N];
         x[(bits - 1) / LIMB_BITS] = 1 << ((bits - 1) % LIMB_BITS);
         for _ in 0..(l - bits + 1 + l / 32) {
-            modulus.double(&mut x);
+            self.double(&mut x);
         }
         for _ in 0..5 {
-            let y = x;
-            modulus.mul(&mut x, &y, &y);
+            self.square_assign(&mut x);
         }
-        modulus.r2 = x;
-        Some(modulus)
+        self.r2 = x;
+        true
+    }
+
+    /// [`zeroed`](Self::zeroed) and [`set`](Self::set) in one, for tests and small moduli.
+    #[cfg(test)]
+    pub(crate) fn new(bytes: &[u8]) -> Option<Self> {
+        let mut m = Self::zeroed();
+        m.set(bytes).then_some(m)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -197,28 +225,54 @@ impl<const N: usize> Modulus<N> {
         self.reduce_once(x, carry);
     }
 
-    /// Subtracts m once from `carry·R + x` (known below 2m).
+    /// Subtracts m once from `carry·R + x` (known below 2m), in place: a first pass learns whether x < m (only then,
+    /// with no carry, is x kept), a second subtracts m under a mask.
     fn reduce_once(&self, x: &mut [Limb; N], carry: Limb) {
         let n = self.len;
-        let mut reduced = [0; N];
-        let borrow = sub(&mut reduced[..n], &x[..n], self.limbs());
-        // Keep x only when x < m: no carry out and a borrow.
-        let keep = bit(borrow & !carry);
-        select(&mut x[..n], &reduced[..n], !keep);
-        reduced.zeroize();
+        let keep = less_than(&x[..n], self.limbs()) & !bit(carry);
+        sub_masked(&mut x[..n], self.limbs(), mask(!keep));
     }
 
     /// `out = a · b / R mod m` for `a · b < m · R` (either factor below m, the other below R).
+    // Out of line: callers' frames then hold no copy of its temporaries.
+    #[inline(never)]
     pub(crate) fn mul(&self, out: &mut [Limb; N], a: &[Limb; N], b: &[Limb; N]) {
+        let carry = self.product(out, a, |i| b[i]);
+        self.reduce_once(out, carry);
+    }
+
+    /// `x = x · b / R mod m`.
+    // Out of line: callers' frames then hold no copy of its temporaries.
+    #[inline(never)]
+    pub(crate) fn mul_assign(&self, x: &mut [Limb; N], b: &[Limb; N]) {
+        let mut t = [0; N];
+        self.mul(&mut t, x, b);
+        *x = t;
+        t.zeroize();
+    }
+
+    /// `x = x² / R mod m`.
+    // Out of line: callers' frames then hold no copy of its temporaries.
+    #[inline(never)]
+    pub(crate) fn square_assign(&self, x: &mut [Limb; N]) {
+        let mut t = [0; N];
+        self.mul(&mut t, x, x);
+        *x = t;
+        t.zeroize();
+    }
+
+    /// Coarsely integrated operand scanning: `t = a · b / R`, below 2m, plus the carry out of t's top limb. `b`
+    /// gives its limbs by index, so that multiplying by a small constant needs no array.
+    fn product(&self, t: &mut [Limb; N], a: &[Limb; N], b: impl Fn(usize) -> Limb) -> Limb {
         let n = self.len;
         let m = self.limbs();
-        // Coarsely integrated operand scanning: one row of a·b, then one limb of reduction.
-        let mut t = [0 as Limb; N];
+        t.fill(0);
         let mut t_hi: Limb = 0;
-        for &bi in &b[..n] {
+        for i in 0..n {
+            let bi = Wide::from(b(i));
             let mut carry: Wide = 0;
             for (tj, &aj) in t[..n].iter_mut().zip(&a[..n]) {
-                let s = Wide::from(*tj) + Wide::from(aj) * Wide::from(bi) + carry;
+                let s = Wide::from(*tj) + Wide::from(aj) * bi + carry;
                 *tj = s as Limb;
                 carry = s >> LIMB_BITS;
             }
@@ -237,9 +291,7 @@ impl<const N: usize> Modulus<N> {
             t[n - 1] = s as Limb;
             t_hi = t_top + (s >> LIMB_BITS) as Limb;
         }
-        out[..n].copy_from_slice(&t[..n]);
-        self.reduce_once(out, t_hi);
-        t.zeroize();
+        t_hi
     }
 
     /// `x · R mod m` for `x < R`: into Montgomery form (reduces any x of `len` limbs).
@@ -248,13 +300,15 @@ impl<const N: usize> Modulus<N> {
     }
 
     /// `x / R mod m`: out of Montgomery form.
+    // Out of line: callers' frames then hold no copy of its temporaries.
+    #[inline(never)]
     pub(crate) fn leave_montgomery(&self, out: &mut [Limb; N], x: &[Limb; N]) {
-        let mut one = [0; N];
-        one[0] = 1;
-        self.mul(out, x, &one);
+        let carry = self.product(out, x, |i| Limb::from(i == 0));
+        self.reduce_once(out, carry);
     }
 
     /// `R mod m`: one, in Montgomery form.
+    #[inline(never)]
     pub(crate) fn one(&self) -> [Limb; N] {
         let mut one = [0; N];
         self.leave_montgomery(&mut one, &self.r2);
@@ -263,27 +317,23 @@ impl<const N: usize> Modulus<N> {
 
     /// `a = a + b mod m` for `a, b < m`.
     pub(crate) fn add_assign(&self, a: &mut [Limb; N], b: &[Limb; N]) {
-        let carry = add_assign(&mut a[..self.len], &b[..self.len]);
+        let carry = add_masked(&mut a[..self.len], &b[..self.len], Limb::MAX);
         self.reduce_once(a, carry);
     }
 
-    /// `a = a - b mod m` for `a, b < m`.
+    /// `a = a - b mod m` for `a, b < m`: subtract, then add m back under the borrow's mask.
     pub(crate) fn sub_assign(&self, a: &mut [Limb; N], b: &[Limb; N]) {
         let n = self.len;
-        let mut diff = [0; N];
-        let borrow = sub(&mut diff[..n], &a[..n], &b[..n]);
-        a[..n].copy_from_slice(&diff[..n]);
-        add_assign(&mut diff[..n], self.limbs());
-        select(&mut a[..n], &diff[..n], bit(borrow));
-        diff.zeroize();
+        let borrow = sub_masked(&mut a[..n], &b[..n], Limb::MAX);
+        add_masked(&mut a[..n], self.limbs(), mask(bit(borrow)));
     }
 
-    /// `base^exponent` in Montgomery form, for a secret exponent of `len` limbs: a fixed
-    /// 4-bit window over every bit of the exponent's width, each table entry read by a masked
-    /// scan of the whole table, so neither the exponent's bits nor its length show in time.
+    /// `base^exponent` in Montgomery form, for a secret exponent of `len` limbs: a fixed window of
+    /// [`WINDOW`] bits over every bit of the exponent's width, each table entry read by a masked scan of the whole
+    /// table, so neither the exponent's bits nor its length show in time.
     pub(crate) fn pow_secret(&self, out: &mut [Limb; N], base: &[Limb; N], exponent: &[Limb; N]) {
-        const WINDOW: usize = 4;
         let n = self.len;
+        let bits = n * LIMB_BITS;
         let mut table = [[0 as Limb; N]; 1 << WINDOW];
         table[0] = self.one();
         table[1] = *base;
@@ -291,43 +341,50 @@ impl<const N: usize> Modulus<N> {
             let prev = table[i - 1];
             self.mul(&mut table[i], &prev, base);
         }
-        let mut acc = table[0];
-        let mut tmp = [0; N];
+        *out = table[0];
         let mut entry = [0; N];
-        for w in (0..n * LIMB_BITS / WINDOW).rev() {
-            for _ in 0..WINDOW {
-                tmp = acc;
-                self.mul(&mut acc, &tmp, &tmp);
+        for w in (0..bits.div_ceil(WINDOW)).rev() {
+            let mut digit = 0u8;
+            for j in (0..WINDOW).rev() {
+                let at = w * WINDOW + j;
+                let b = if at < bits {
+                    (exponent[at / LIMB_BITS] >> (at % LIMB_BITS)) & 1
+                } else {
+                    0
+                };
+                digit = (digit << 1) | b as u8;
+                self.square_assign(out);
             }
-            let at = w * WINDOW;
-            let digit = ((exponent[at / LIMB_BITS] >> (at % LIMB_BITS)) & 0xf) as u8;
             for (i, candidate) in table.iter().enumerate() {
                 select(&mut entry[..n], &candidate[..n], digit.ct_eq(&(i as u8)));
             }
-            tmp = acc;
-            self.mul(&mut acc, &tmp, &entry);
+            self.mul_assign(out, &entry);
         }
-        *out = acc;
         table.zeroize();
-        acc.zeroize();
-        tmp.zeroize();
         entry.zeroize();
     }
 
     /// `base^exponent` in Montgomery form for a public exponent (big-endian, no leading zeros):
     /// square and multiply, in time that depends on the exponent.
     pub(crate) fn pow_public(&self, out: &mut [Limb; N], base: &[Limb; N], exponent: &[u8]) {
-        *out = self.one();
-        let mut tmp;
+        // Starts from the exponent's top bit (public, so skipping its leading zeros is fine): no table, no one.
+        let mut started = false;
         for &byte in exponent {
             for i in (0..8).rev() {
-                tmp = *out;
-                self.mul(out, &tmp, &tmp);
-                if (byte >> i) & 1 == 1 {
-                    tmp = *out;
-                    self.mul(out, &tmp, base);
+                let set = (byte >> i) & 1 == 1;
+                if started {
+                    self.square_assign(out);
+                    if set {
+                        self.mul_assign(out, base);
+                    }
+                } else if set {
+                    *out = *base;
+                    started = true;
                 }
             }
+        }
+        if !started {
+            *out = self.one();
         }
     }
 }

@@ -457,6 +457,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         Self::base(phase, config, sink, now)
     }
 
+    // Out of line: the new phase (about 1 KB, built on the stack and then moved in) would otherwise
+    // sit in the frame of whoever drives the handshake, on top of the RSA steps' own stack.
+    #[inline(never)]
     fn open(&mut self, session: &SessionKey, now: Instant) {
         self.phase = Phase::Open {
             encoder: session.encoder(),
