@@ -73,20 +73,21 @@ mod tests {
     #[test]
     fn every_byte_comes_from_the_source() {
         let mut calls = 0;
-        let mut rng = HardwareRng(|dest: &mut [u8]| {
-            calls += 1;
-            for (i, b) in dest.iter_mut().enumerate() {
-                *b = 0x10 + i as u8;
-            }
-        });
-        assert_eq!(
-            rng.next_u64(),
-            u64::from_le_bytes([0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17])
-        );
         let mut buf = [0u8; 3];
-        rng.fill_bytes(&mut buf);
+        {
+            let mut rng = HardwareRng(|dest: &mut [u8]| {
+                calls += 1;
+                for (i, b) in dest.iter_mut().enumerate() {
+                    *b = 0x10 + i as u8;
+                }
+            });
+            assert_eq!(
+                rng.next_u64(),
+                u64::from_le_bytes([0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17])
+            );
+            rng.fill_bytes(&mut buf);
+        }
         assert_eq!(buf, [0x10, 0x11, 0x12]);
-        drop(rng);
         assert_eq!(calls, 2);
     }
 
