@@ -14,12 +14,16 @@ fn main() {
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rustc-link-arg=-Tlink.x");
 
-    for (var, file) in [("QEMU_CORE_DEVICE_KEY", "device_key.der"), ("QEMU_CORE_SERVER_KEY", "server_key.der")] {
+    for (var, file) in [
+        ("QEMU_CORE_DEVICE_KEY", "device_key.der"),
+        ("QEMU_CORE_SERVER_KEY", "server_key.der"),
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
         let bytes = match env::var_os(var) {
             Some(path) => {
                 println!("cargo:rerun-if-changed={}", PathBuf::from(&path).display());
-                fs::read(&path).unwrap_or_else(|e| panic!("{var}={}: {e}", PathBuf::from(&path).display()))
+                fs::read(&path)
+                    .unwrap_or_else(|e| panic!("{var}={}: {e}", PathBuf::from(&path).display()))
             }
             None => Vec::new(),
         };
@@ -32,6 +36,8 @@ fn main() {
         id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         "QEMU_CORE_DEVICE_ID must be 24 hex digits"
     );
-    let bytes: Vec<u8> = (0..12).map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let bytes: Vec<u8> = (0..12)
+        .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
     fs::write(out.join("device_id.bin"), bytes).expect("write id");
 }

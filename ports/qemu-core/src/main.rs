@@ -32,12 +32,12 @@ use spark_protocol::crypto::framing::sealed_len;
 use spark_protocol::crypto::handshake::DEVICE_ID_LEN;
 use spark_protocol::crypto::rng::{EntropySource, HardwareRng};
 use spark_protocol::crypto::{HandshakeError, Nonce, SessionKey};
+use spark_protocol::session::Instant;
 use spark_protocol::session::device::{
-    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo, RsaHandshake,
-    SinkError,
+    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo,
+    RsaHandshake, SinkError,
 };
 use spark_protocol::session::driver::{Driver, DriverError, EmbeddedIo};
-use spark_protocol::session::Instant;
 use spark_protocol::wire::describe::VarType;
 use spark_protocol::wire::limits::CORE_QUEUE_SIZE;
 use spark_protocol::wire::message::{Value, Visibility};
@@ -64,7 +64,11 @@ macro_rules! log {
 }
 
 fn exit(success: bool) -> ! {
-    debug::exit(if success { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    debug::exit(if success {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
     loop {
         cortex_m::asm::wfi();
     }
@@ -215,7 +219,12 @@ impl HostEntropy {
         const PATH: &[u8] = b"/dev/urandom\0";
         // SAFETY: SYS_OPEN reads the NUL-terminated path and its length (without the NUL) from these arguments.
         let handle = unsafe {
-            cortex_m_semihosting::syscall!(OPEN, PATH.as_ptr(), cortex_m_semihosting::nr::open::R_BINARY, PATH.len() - 1)
+            cortex_m_semihosting::syscall!(
+                OPEN,
+                PATH.as_ptr(),
+                cortex_m_semihosting::nr::open::R_BINARY,
+                PATH.len() - 1
+            )
         };
         (handle != usize::MAX).then_some(HostEntropy { handle })
     }
@@ -228,7 +237,9 @@ impl EntropySource for HostEntropy {
             let want = dest.len() - at;
             // SAFETY: SYS_READ writes at most `want` bytes at the pointer, inside `dest`; it returns how many it did
             // not read.
-            let left = unsafe { cortex_m_semihosting::syscall!(READ, self.handle, dest[at..].as_mut_ptr(), want) };
+            let left = unsafe {
+                cortex_m_semihosting::syscall!(READ, self.handle, dest[at..].as_mut_ptr(), want)
+            };
             if left > want {
                 log!("qemu-core: the host's entropy cannot be read");
                 exit(false);
@@ -244,9 +255,12 @@ impl EntropySource for HostEntropy {
 /// The device's key pair and the server's public key, in flash, in the forms the Core stores them (DER). The RSA
 /// backend borrows them: loading a key costs no RAM.
 mod keys {
-    pub(crate) static DEVICE_KEY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/device_key.der"));
-    pub(crate) static SERVER_KEY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/server_key.der"));
-    pub(crate) static DEVICE_ID: &[u8; 12] = include_bytes!(concat!(env!("OUT_DIR"), "/device_id.bin"));
+    pub(crate) static DEVICE_KEY: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/device_key.der"));
+    pub(crate) static SERVER_KEY: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/server_key.der"));
+    pub(crate) static DEVICE_ID: &[u8; 12] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/device_id.bin"));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -287,7 +301,9 @@ impl FirmwareSink for ExternalFlash {
         let start = offset as usize;
         let end = start + data.len();
         let area = self.area();
-        let dst = area.get_mut(start..end).ok_or(SinkError::InsufficientSize { required: end })?;
+        let dst = area
+            .get_mut(start..end)
+            .ok_or(SinkError::InsufficientSize { required: end })?;
         dst.copy_from_slice(data);
         self.written = self.written.max(end as u32);
         Ok(())
@@ -313,7 +329,11 @@ impl FirmwareSink for ExternalFlash {
 /// Accepts an image for this board: a Cortex-M vector table whose initial stack pointer lies in the Core's RAM and
 /// whose reset handler is Thumb code inside the Core's flash. Returns the image's CRC-32 (IEEE).
 fn check_image(image: &[u8]) -> Option<u32> {
-    let word = |i: usize| image.get(4 * i..4 * i + 4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    let word = |i: usize| {
+        image
+            .get(4 * i..4 * i + 4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+    };
     let sp = word(0)?;
     let reset = word(1)?;
     let sp_ok = (0x2000_0000..=0x2000_5000).contains(&sp) && sp % 8 == 0;
@@ -345,7 +365,10 @@ mod stack {
 
     fn bounds() -> (usize, usize) {
         // Only the addresses of the linker's symbols are taken.
-        (core::ptr::addr_of!(__sheap) as usize, core::ptr::addr_of!(_stack_start) as usize)
+        (
+            core::ptr::addr_of!(__sheap) as usize,
+            core::ptr::addr_of!(_stack_start) as usize,
+        )
     }
 
     fn sp() -> usize {
@@ -391,7 +414,12 @@ mod stack {
 struct Timed<H>(H);
 
 impl<H: DeviceHandshake> DeviceHandshake for Timed<H> {
-    fn credentials(&mut self, nonce: &Nonce, device_id: &[u8; DEVICE_ID_LEN], out: &mut [u8]) -> Result<usize, HandshakeError> {
+    fn credentials(
+        &mut self,
+        nonce: &Nonce,
+        device_id: &[u8; DEVICE_ID_LEN],
+        out: &mut [u8],
+    ) -> Result<usize, HandshakeError> {
         let t = clock::nanos();
         let r = self.0.credentials(nonce, device_id, out);
         CREDENTIALS_NS.store((clock::nanos() - t) as u32, Ordering::Relaxed);
@@ -413,7 +441,9 @@ impl<H: DeviceHandshake> DeviceHandshake for Timed<H> {
 static CREDENTIALS_NS: AtomicU32 = AtomicU32::new(0);
 static OPEN_NS: AtomicU32 = AtomicU32::new(0);
 
-type Handshake = Timed<RsaHandshake<FixedPrivateKey<'static>, FixedPublicKey<'static>, HardwareRng<HostEntropy>>>;
+type Handshake = Timed<
+    RsaHandshake<FixedPrivateKey<'static>, FixedPublicKey<'static>, HardwareRng<HostEntropy>>,
+>;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tinker on simulated pins
@@ -454,9 +484,12 @@ impl Pins {
             b"digitalread" => Self::pin(arg, -2).map(|(bank, n)| i32::from(self.digital[bank][n])),
             b"analogwrite" => Self::pin(arg, -2).map(|(bank, n)| {
                 let digits = arg.get(3..).unwrap_or(&[]);
-                let value = digits.iter().take_while(|c| c.is_ascii_digit()).fold(0u32, |v, c| {
-                    v.wrapping_mul(10).wrapping_add(u32::from(c - b'0'))
-                });
+                let value = digits
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .fold(0u32, |v, c| {
+                        v.wrapping_mul(10).wrapping_add(u32::from(c - b'0'))
+                    });
                 self.duty[bank][n] = value as u8;
                 1
             }),
@@ -505,14 +538,22 @@ fn main() -> ! {
     stack::paint();
     let peripherals = cortex_m::Peripherals::take().unwrap_or_else(|| exit(false));
     clock::start(peripherals.SYST);
-    log!("qemu-core: up; statics {} B, stack {} B", stack::statics(), 20 * 1024 - stack::statics());
+    log!(
+        "qemu-core: up; statics {} B, stack {} B",
+        stack::statics(),
+        20 * 1024 - stack::statics()
+    );
 
     let Some(entropy) = HostEntropy::open() else {
-        log!("qemu-core: no entropy source (run QEMU with -semihosting-config enable=on,target=native)");
+        log!(
+            "qemu-core: no entropy source (run QEMU with -semihosting-config enable=on,target=native)"
+        );
         exit(false)
     };
     let Some(handshake) = load_handshake(entropy) else {
-        log!("qemu-core: no usable keys (build with QEMU_CORE_DEVICE_KEY and QEMU_CORE_SERVER_KEY)");
+        log!(
+            "qemu-core: no usable keys (build with QEMU_CORE_DEVICE_KEY and QEMU_CORE_SERVER_KEY)"
+        );
         exit(false)
     };
     let driver = start_session(handshake);
@@ -526,10 +567,19 @@ fn main() -> ! {
 fn load_handshake(entropy: HostEntropy) -> Option<Handshake> {
     let device_key = FixedPrivateKey::from_der(keys::DEVICE_KEY).ok()?;
     let server_key = FixedPublicKey::from_der(keys::SERVER_KEY).ok()?;
-    Some(Timed(RsaHandshake::new(device_key, server_key, HardwareRng(entropy))))
+    Some(Timed(RsaHandshake::new(
+        device_key,
+        server_key,
+        HardwareRng(entropy),
+    )))
 }
 
-type Session = Driver<DeviceConnection<ExternalFlash, Handshake>, EmbeddedIo<Uart>, fn() -> Instant, [u8; FRAME_BUF]>;
+type Session = Driver<
+    DeviceConnection<ExternalFlash, Handshake>,
+    EmbeddedIo<Uart>,
+    fn() -> Instant,
+    [u8; FRAME_BUF],
+>;
 
 /// The session lives in a static: it is the largest object of the firmware, and building it in place keeps copies
 /// of it off the stack.
@@ -539,7 +589,10 @@ static mut SESSION: core::mem::MaybeUninit<Session> = core::mem::MaybeUninit::un
 #[inline(never)]
 fn start_session(handshake: Handshake) -> &'static mut Session {
     let config = DeviceConfig::new(*keys::DEVICE_ID);
-    let sink = ExternalFlash { written: 0, result: None };
+    let sink = ExternalFlash {
+        written: 0,
+        result: None,
+    };
     let driver = Driver::new(
         DeviceConnection::new(config, handshake, sink, clock::now()),
         EmbeddedIo(Uart::new(UART0)),
@@ -550,7 +603,12 @@ fn start_session(handshake: Handshake) -> &'static mut Session {
     // to the `static mut` itself.
     let driver = unsafe { (*core::ptr::addr_of_mut!(SESSION)).write(driver) };
     let conn = driver.connection_mut();
-    for name in [&b"digitalread"[..], b"digitalwrite", b"analogread", b"analogwrite"] {
+    for name in [
+        &b"digitalread"[..],
+        b"digitalwrite",
+        b"analogread",
+        b"analogwrite",
+    ] {
         let _ = conn.register_function(name);
     }
     let _ = conn.register_variable(b"uptime", VarType::Int);
@@ -594,9 +652,18 @@ fn session(driver: &'static mut Session) -> ! {
         match event {
             DeviceEvent::Connected => {
                 handshake_stack = stack::high_water();
-                log!("qemu-core: connected; handshake stack high-water {} B", handshake_stack);
+                log!(
+                    "qemu-core: connected; handshake stack high-water {} B",
+                    handshake_stack
+                );
                 stack::paint();
-                let _ = conn.publish(now, b"qemu-core/online", Some(b"tinker"), Visibility::Private, 60);
+                let _ = conn.publish(
+                    now,
+                    b"qemu-core/online",
+                    Some(b"tinker"),
+                    Visibility::Private,
+                    60,
+                );
             }
             DeviceEvent::FunctionCall(call) => {
                 let value = pins.call(&call.name, &call.argument);
@@ -614,15 +681,26 @@ fn session(driver: &'static mut Session) -> ! {
                     b"uptime" => Value::Int(uptime),
                     _ => Value::String(b"qemu mps2-an385"),
                 };
-                log!("qemu-core: variable {}", core::str::from_utf8(&read.name).unwrap_or("?"));
+                log!(
+                    "qemu-core: variable {}",
+                    core::str::from_utf8(&read.name).unwrap_or("?")
+                );
                 let _ = conn.variable_value(read.request, value);
             }
             DeviceEvent::UpdateStarted { info, fast } => {
-                log!("qemu-core: update started, {:?} bytes, fast {}", info.size, fast);
+                log!(
+                    "qemu-core: update started, {:?} bytes, fast {}",
+                    info.size,
+                    fast
+                );
             }
             DeviceEvent::UpdateFinished { size } => {
                 let result = conn.sink().result;
-                log!("qemu-core: update finished, {} bytes, checked {:?}", size, result);
+                log!(
+                    "qemu-core: update finished, {} bytes, checked {:?}",
+                    size,
+                    result
+                );
                 let mut text = [0u8; 40];
                 let text = format_ota(&mut text, result);
                 let _ = conn.publish(now, b"qemu-core/ota", Some(text), Visibility::Private, 60);
@@ -631,7 +709,13 @@ fn session(driver: &'static mut Session) -> ! {
             }
             DeviceEvent::UpdateFailed(why) => {
                 log!("qemu-core: update failed: {why:?}");
-                let _ = conn.publish(now, b"qemu-core/ota", Some(b"failed"), Visibility::Private, 60);
+                let _ = conn.publish(
+                    now,
+                    b"qemu-core/ota",
+                    Some(b"failed"),
+                    Visibility::Private,
+                    60,
+                );
                 stop_at = Some(now + core::time::Duration::from_millis(300));
             }
             other => {
@@ -642,7 +726,11 @@ fn session(driver: &'static mut Session) -> ! {
     let session_stack = stack::high_water();
     let (seal_ns, open_ns) = time_frame();
     let statics = stack::statics();
-    log!("qemu-core: stack high-water: handshake {} B, session {} B", handshake_stack, session_stack);
+    log!(
+        "qemu-core: stack high-water: handshake {} B, session {} B",
+        handshake_stack,
+        session_stack
+    );
     log!("qemu-core: heap: 0 B (no allocator is linked)");
     log!(
         "qemu-core: RAM: statics {} B + stack {} B = {} B of 20480 B",
@@ -660,12 +748,15 @@ fn session(driver: &'static mut Session) -> ! {
     exit(ota_done.is_some())
 }
 
-fn format_ota<'a>(buf: &'a mut [u8; 40], result: Option<(u32, u32)>) -> &'a [u8] {
+fn format_ota(buf: &mut [u8; 40], result: Option<(u32, u32)>) -> &[u8] {
     struct Cursor<'b>(&'b mut [u8], usize);
     impl core::fmt::Write for Cursor<'_> {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
             let end = self.1 + s.len();
-            self.0.get_mut(self.1..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
+            self.0
+                .get_mut(self.1..end)
+                .ok_or(core::fmt::Error)?
+                .copy_from_slice(s.as_bytes());
             self.1 = end;
             Ok(())
         }
