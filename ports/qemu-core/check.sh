@@ -78,6 +78,7 @@ subscriber=$!
 pids+=($subscriber)
 sleep 1
 
+: >"$work/qemu.log"
 timeout "$qemu_timeout" qemu-system-arm -M mps2-an385 -nographic -monitor none \
     -semihosting-config enable=on,target=native -icount shift=0 \
     -serial "tcp:$device_port" -kernel "$elf" >"$work/qemu.log" 2>&1 &

@@ -354,19 +354,20 @@ impl<'a> FixedPrivateKey<'a> {
             m2.zeroize();
             t.zeroize();
         }
-        // The check: mᵉ mod n = c, on the public key.
-        let mut y = m;
-        let checked = public_op_limbs(&public, &mut y).is_ok() && {
-            montgomery::store(&y, out);
-            bool::from(out.ct_eq(c))
+        // The check: mᵉ mod n = c, on the public key. m goes out first; its limbs then hold mᵉ.
+        montgomery::store(&m, out);
+        let checked = public_op_limbs(&public, &mut m).is_ok() && {
+            let mut equal = Choice::from(1);
+            for (i, &byte) in c.iter().enumerate() {
+                let at = k - 1 - i;
+                equal &= byte.ct_eq(&((m[at / LIMB_BYTES] >> (8 * (at % LIMB_BYTES))) as u8));
+            }
+            bool::from(equal)
         };
-        if checked {
-            montgomery::store(&m, out);
-        } else {
+        if !checked {
             out.fill(0);
         }
         m.zeroize();
-        y.zeroize();
         if checked {
             Ok(())
         } else {
