@@ -43,25 +43,20 @@ type Handshake = spark_protocol::session::device::NoHandshake;
 #[cfg(all(feature = "rsa", feature = "rsa-fixed"))]
 compile_error!("measure one RSA backend at a time: `rsa` or `rsa-fixed`");
 
-/// A stand-in for the MCU's entropy source.
+/// A stand-in for the MCU's entropy source (a TRNG's data register), behind the crate's `rand_core`
+/// adapter as a port uses it.
 #[cfg(any(feature = "rsa", feature = "rsa-fixed"))]
-pub struct HwRng;
+pub struct Trng;
 #[cfg(any(feature = "rsa", feature = "rsa-fixed"))]
-impl rand_core::TryRng for HwRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(black_box(4))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(black_box(4))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        dst.fill(black_box(4));
-        Ok(())
+impl spark_protocol::crypto::rng::EntropySource for Trng {
+    fn fill_entropy(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            *b = black_box(4);
+        }
     }
 }
 #[cfg(any(feature = "rsa", feature = "rsa-fixed"))]
-impl rand_core::TryCryptoRng for HwRng {}
+pub type HwRng = spark_protocol::crypto::rng::HardwareRng<Trng>;
 
 #[cfg(feature = "rsa-fixed")]
 mod fixed_parts {
@@ -76,7 +71,7 @@ mod fixed_parts {
         Some(RsaHandshake::new(
             FixedPrivateKey::from_der(device_der).ok()?,
             FixedPublicKey::from_der(server_der).ok()?,
-            super::HwRng,
+            spark_protocol::crypto::rng::HardwareRng(super::Trng),
         ))
     }
 }
@@ -117,7 +112,7 @@ mod rsa_parts {
         Some(RsaHandshake::new(
             RustCryptoPrivateKey::new(&device).ok()?,
             RustCryptoPublicKey::new(&server).ok()?,
-            super::HwRng,
+            spark_protocol::crypto::rng::HardwareRng(super::Trng),
         ))
     }
 }
