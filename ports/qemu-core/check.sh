@@ -139,6 +139,13 @@ step "spark subscribe saw qemu-core/online and qemu-core/ota (ok $size $crc)"
 
 sed -n 's/^qemu-core: //p' "$work/qemu.log" | grep -E 'stack|heap|RAM|instructions|DeviceConnection' | sed 's/^/  /'
 grep -q 'heap: 0 B' "$work/qemu.log" || fail "the firmware did not report its heap"
+# The private operation's instruction count must not depend on the data: three messages, one count (to SysTick's
+# 40-instruction resolution and one SysTick interrupt of the difference).
+read -r -a private_ops <<<"$(sed -n 's/.*private operation on three messages: \([0-9 ]*\) instructions/\1/p' "$work/qemu.log")"
+[[ ${#private_ops[@]} -eq 3 ]] || fail "the firmware did not time its private operation"
+spread=$(printf '%s\n' "${private_ops[@]}" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print hi - lo }')
+(( spread <= 120 )) || fail "the private operation's instruction count depends on the message: ${private_ops[*]}"
+step "the private operation takes ${private_ops[0]} instructions whatever the message (spread $spread)"
 
 sizes="$(llvm-size -A "$elf")"
 section() { awk -v s="$1" '$1 == s { print $2 }' <<<"$sizes"; }

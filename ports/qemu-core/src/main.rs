@@ -527,6 +527,31 @@ fn time_frame() -> (u64, u64) {
     (t1 - t0, t2 - t1)
 }
 
+/// Signs three different messages with the device key and returns the virtual nanoseconds (instructions under
+/// `-icount shift=0`) each private operation took: equal counts, to SysTick's 40-instruction resolution, mean no
+/// branch or loop of the operation depends on the data.
+#[inline(never)]
+fn time_private_ops() -> [u64; 3] {
+    let mut counts = [0; 3];
+    let Ok(key) = FixedPrivateKey::from_der(keys::DEVICE_KEY) else {
+        return counts;
+    };
+    let mut rng = HardwareRng(|dest: &mut [u8]| dest.fill(0));
+    let mut sig = [0u8; 128];
+    for (count, message) in counts.iter_mut().zip([[0u8; 20], [0xff; 20], [0x5a; 20]]) {
+        let t = clock::nanos();
+        let signed = spark_protocol::crypto::RsaPrivate::sign_pkcs1v15_unprefixed(
+            &key, &mut rng, &message, &mut sig,
+        );
+        *count = clock::nanos() - t;
+        if signed.is_err() {
+            log!("qemu-core: the device key does not sign");
+            exit(false);
+        }
+    }
+    counts
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Main
 
@@ -725,6 +750,7 @@ fn session(driver: &'static mut Session) -> ! {
     }
     let session_stack = stack::high_water();
     let (seal_ns, open_ns) = time_frame();
+    let private_ops = time_private_ops();
     let statics = stack::statics();
     log!(
         "qemu-core: stack high-water: handshake {} B, session {} B",
@@ -744,6 +770,12 @@ fn session(driver: &'static mut Session) -> ! {
         OPEN_NS.load(Ordering::Relaxed),
         seal_ns,
         open_ns
+    );
+    log!(
+        "qemu-core: private operation on three messages: {} {} {} instructions",
+        private_ops[0],
+        private_ops[1],
+        private_ops[2]
     );
     exit(ota_done.is_some())
 }
