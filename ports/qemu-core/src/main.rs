@@ -401,6 +401,11 @@ mod stack {
         top - at
     }
 
+    /// The stack in use at the caller: from the top of RAM down to the stack pointer.
+    pub(crate) fn depth() -> usize {
+        bounds().1 - sp()
+    }
+
     /// The RAM the statics take (.data and .bss).
     pub(crate) fn statics() -> usize {
         bounds().0 - 0x2000_0000
@@ -420,9 +425,12 @@ impl<H: DeviceHandshake> DeviceHandshake for Timed<H> {
         device_id: &[u8; DEVICE_ID_LEN],
         out: &mut [u8],
     ) -> Result<usize, HandshakeError> {
+        let entry = stack::depth();
+        stack::paint();
         let t = clock::nanos();
         let r = self.0.credentials(nonce, device_id, out);
         CREDENTIALS_NS.store((clock::nanos() - t) as u32, Ordering::Relaxed);
+        CREDENTIALS_STACK.store((stack::high_water() - entry) as u32, Ordering::Relaxed);
         r
     }
 
@@ -431,15 +439,21 @@ impl<H: DeviceHandshake> DeviceHandshake for Timed<H> {
     }
 
     fn open_session(&mut self, reply: &[u8]) -> Result<SessionKey, HandshakeError> {
+        let entry = stack::depth();
+        stack::paint();
         let t = clock::nanos();
         let r = self.0.open_session(reply);
         OPEN_NS.store((clock::nanos() - t) as u32, Ordering::Relaxed);
+        OPEN_STACK.store((stack::high_water() - entry) as u32, Ordering::Relaxed);
         r
     }
 }
 
 static CREDENTIALS_NS: AtomicU32 = AtomicU32::new(0);
 static OPEN_NS: AtomicU32 = AtomicU32::new(0);
+/// The stack each RSA step used below the frame that called it (the step's own RAM: it has no static).
+static CREDENTIALS_STACK: AtomicU32 = AtomicU32::new(0);
+static OPEN_STACK: AtomicU32 = AtomicU32::new(0);
 
 type Handshake = Timed<
     RsaHandshake<FixedPrivateKey<'static>, FixedPublicKey<'static>, HardwareRng<HostEntropy>>,
@@ -678,8 +692,10 @@ fn session(driver: &'static mut Session) -> ! {
             DeviceEvent::Connected => {
                 handshake_stack = stack::high_water();
                 log!(
-                    "qemu-core: connected; handshake stack high-water {} B",
-                    handshake_stack
+                    "qemu-core: connected; handshake stack high-water {} B; the RSA steps' own stack: credentials {} B, open session {} B",
+                    handshake_stack,
+                    CREDENTIALS_STACK.load(Ordering::Relaxed),
+                    OPEN_STACK.load(Ordering::Relaxed)
                 );
                 stack::paint();
                 let _ = conn.publish(
