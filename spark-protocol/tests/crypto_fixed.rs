@@ -18,6 +18,10 @@ use spark_protocol::crypto::handshake::{
     DEVICE_ID_LEN, SESSION_REPLY_LEN, decrypt_device_credentials, encrypt_device_credentials,
     open_session_key, seal_session_key, session_key_hmac,
 };
+use spark_protocol::crypto::keys::{
+    DEVICE_PRIVATE_KEY_STORAGE_LEN, ServerAddress, ServerKeyRecord,
+    device_private_key_from_storage, device_private_key_to_storage,
+};
 use spark_protocol::crypto::openssl::{OpensslPrivateKey, OpensslPublicKey};
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::crypto::{
@@ -124,6 +128,41 @@ fn fixed_backend_opens_every_fixture_reply() {
             "{name}: ciphertext bit"
         );
     }
+}
+
+/// The keys as a Core keeps them in its external flash: the device key zero-padded into its
+/// 612-byte slot and the server key as a record with an address and a port. The backend borrows
+/// both straight from those bytes and opens the fixture's reply.
+#[test]
+fn keys_from_the_cores_storage_forms() {
+    let Some(bytes) = spark_vectors::read("protocol", "core-communication-lib-vectors.json") else {
+        return;
+    };
+    let v: Value = serde_json::from_slice(&bytes).expect("vectors JSON");
+    let f = &v["fixtures"]["handshake_fixture"];
+    let device_der = spark_vectors::read("protocol", "handshake_fixture.device_private_1024.der")
+        .expect("fixture key");
+    let server_der = spark_vectors::read("protocol", "handshake_fixture.server_public_2048.der")
+        .expect("fixture key");
+
+    let mut slot = [0u8; DEVICE_PRIVATE_KEY_STORAGE_LEN];
+    let device = RsaPrivateKeyRef::from_der(&device_der).unwrap();
+    device_private_key_to_storage(&device, &mut slot).unwrap();
+    let stored = device_private_key_from_storage(&slot).unwrap();
+    let device = FixedPrivateKey::new(&stored).unwrap();
+
+    let record = ServerKeyRecord {
+        key: RsaPublicKeyRef::from_der(&server_der).unwrap(),
+        address: Some(ServerAddress::Domain("device.spark.io")),
+        port: Some(5683),
+    };
+    let mut area = [0xffu8; 512];
+    record.emit(&mut area).unwrap();
+    let server = FixedPublicKey::new(&ServerKeyRecord::parse(&area).unwrap().key).unwrap();
+
+    let reply = [field(f, "encrypted_aes_credentials"), field(f, "signature")].concat();
+    let opened = open_session_key(&device, &server, &mut rng(0), &reply).unwrap();
+    assert_eq!(opened.as_bytes(), &field(f, "expected_credentials")[..]);
 }
 
 // -------------------------------------------------------------------------------------------
