@@ -69,6 +69,7 @@ step "device $device_id provisioned"
 step "building the firmware"
 QEMU_CORE_DEVICE_KEY="$work/device.der" QEMU_CORE_SERVER_KEY="$work/server.der" QEMU_CORE_DEVICE_ID="$device_id" \
     cargo build --quiet --locked --release --target thumbv7m-none-eabi --manifest-path "$here/Cargo.toml" \
+        --target-dir "$target_dir" \
     || fail "the firmware does not build"
 elf="$target_dir/thumbv7m-none-eabi/release/qemu-core"
 
