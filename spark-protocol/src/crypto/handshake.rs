@@ -184,7 +184,28 @@ pub fn encrypt_device_credentials<K: RsaPublic + ?Sized, R: CryptoRng + ?Sized>(
     device_public_key_der: Option<&[u8]>,
     out: &mut [u8],
 ) -> Result<usize, HandshakeError> {
-    let extra = device_public_key_der.unwrap_or(&[]);
+    match device_public_key_der {
+        None | Some([]) => {
+            // The Core's form, in a buffer of its size: a device's stack is small.
+            let mut plain = [0u8; NONCE_LEN + DEVICE_ID_LEN];
+            plain[..NONCE_LEN].copy_from_slice(&nonce.0);
+            plain[NONCE_LEN..].copy_from_slice(device_id);
+            Ok(server_key.encrypt_pkcs1v15(rng, &plain, out)?)
+        }
+        Some(extra) => encrypt_credentials_with_key(server_key, rng, nonce, device_id, extra, out),
+    }
+}
+
+/// [`encrypt_device_credentials`] with a public key appended, in a buffer for the largest block.
+#[inline(never)]
+fn encrypt_credentials_with_key<K: RsaPublic + ?Sized, R: CryptoRng + ?Sized>(
+    server_key: &K,
+    rng: &mut R,
+    nonce: &Nonce,
+    device_id: &[u8; DEVICE_ID_LEN],
+    extra: &[u8],
+    out: &mut [u8],
+) -> Result<usize, HandshakeError> {
     let len = NONCE_LEN + DEVICE_ID_LEN + extra.len();
     let mut plain = [0u8; MAX_BLOCK];
     let plain = plain.get_mut(..len).ok_or(RsaError::MessageTooLong)?;
@@ -299,7 +320,9 @@ pub fn open_session_key<D: RsaPrivate + ?Sized, S: RsaPublic + ?Sized, R: Crypto
         });
     }
     let (ciphertext, signature) = reply.split_at(split);
-    let mut plain = zeroize::Zeroizing::new([0u8; MAX_BLOCK]);
+    // Room for the 40-byte secret only: a longer plaintext is an error of the backend's (too small an
+    // output), reported as a bad session key like any other wrong plaintext. A device's stack is small.
+    let mut plain = zeroize::Zeroizing::new([0u8; SESSION_KEY_LEN]);
     let len = device_key
         .decrypt_pkcs1v15(rng, ciphertext, &mut plain[..])
         .map_err(|e| match e {

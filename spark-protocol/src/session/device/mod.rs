@@ -48,9 +48,7 @@ use crate::wire::ota::{ChunkIndices, UpdateParams};
 use crate::wire::{Code, Header, MessageKind, Repr, Role, classify_repr};
 
 mod handshake;
-#[cfg(feature = "alloc")]
-pub use handshake::RsaHandshake;
-pub use handshake::{DeviceHandshake, NoHandshake};
+pub use handshake::{DeviceHandshake, NoHandshake, RsaHandshake};
 
 /// Functions a Core registers at most (`Spark.function`).
 pub const MAX_FUNCTIONS: usize = 4;
@@ -397,6 +395,27 @@ fn frame_error(e: FrameError) -> SessionError {
     }
 }
 
+impl<S: FirmwareSink> DeviceConnection<S, NoHandshake> {
+    /// A device whose handshake is done (`session` is the 40-byte secret): it queues its Hello
+    /// at once and waits for the server's. With no handshake left to run its handshake type is
+    /// [`NoHandshake`], so `DeviceConnection::from_session(…)` needs no annotation:
+    ///
+    /// ```
+    /// use spark_protocol::crypto::SessionKey;
+    /// use spark_protocol::session::Instant;
+    /// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, NoFirmware};
+    ///
+    /// let secret = SessionKey::from_bytes([3; 40]);
+    /// let dev = DeviceConnection::from_session(&secret, DeviceConfig::new([7; 12]), NoFirmware, Instant::ZERO);
+    /// assert!(!dev.is_connected()); // until the server's Hello arrives
+    /// ```
+    pub fn from_session(session: &SessionKey, config: DeviceConfig, sink: S, now: Instant) -> Self {
+        let mut conn = Self::base(Phase::Ended, config, sink, now);
+        conn.open(session, now);
+        conn
+    }
+}
+
 impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     fn base(phase: Phase<H>, config: DeviceConfig, sink: S, now: Instant) -> Self {
         DeviceConnection {
@@ -438,14 +457,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         Self::base(phase, config, sink, now)
     }
 
-    /// A device whose handshake is done (`session` is the 40-byte secret): it queues its Hello
-    /// at once and waits for the server's.
-    pub fn from_session(session: &SessionKey, config: DeviceConfig, sink: S, now: Instant) -> Self {
-        let mut conn = Self::base(Phase::Ended, config, sink, now);
-        conn.open(session, now);
-        conn
-    }
-
+    // Out of line: the new phase (about 1 KB, built on the stack and then moved in) would otherwise
+    // sit in the frame of whoever drives the handshake, on top of the RSA steps' own stack.
+    #[inline(never)]
     fn open(&mut self, session: &SessionKey, now: Instant) {
         self.phase = Phase::Open {
             encoder: session.encoder(),
