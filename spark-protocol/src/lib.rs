@@ -32,5 +32,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod crypto;
+#[cfg(feature = "dtls")]
+pub mod dtls;
 pub mod session;
 pub mod wire;

@@ -1,0 +1,390 @@
+//! The DTLS client and server of this crate against each other on virtual time: full and
+//! abbreviated handshakes, fragmentation under a small PMTU, lost flights and their timers,
+//! pinned keys, replays, tampering and alerts.
+
+use core::time::Duration;
+
+use spark_protocol::dtls::{
+    Accept, ClientConfig, Connection, Error, Event, PrivateKey, Server, ServerConfig,
+    TransportConfig,
+};
+use spark_protocol::session::Instant;
+
+fn rng() -> impl rand_core::CryptoRng {
+    rand_core::UnwrapErr(rand::rngs::SysRng)
+}
+
+fn key(seed: u8) -> PrivateKey {
+    let mut d = [seed; 32];
+    d[0] = 0x11;
+    PrivateKey::from_scalar(&d).unwrap()
+}
+
+const PEER: &[u8] = b"127.0.0.1:40000";
+
+struct Pair {
+    now: Instant,
+    client: Connection,
+    server: Server<4>,
+    conn: Option<Connection>,
+    /// Datagrams dropped in each direction so far, and how many to drop next.
+    drop_to_server: usize,
+    drop_to_client: usize,
+    datagrams: usize,
+    largest: usize,
+}
+
+impl Pair {
+    fn new(client: ClientConfig, server: ServerConfig) -> Self {
+        let now = Instant::from_secs(1);
+        Pair {
+            now,
+            client: Connection::client(client, now, &mut rng()),
+            server: Server::new(server, &mut rng()),
+            conn: None,
+            drop_to_server: 0,
+            drop_to_client: 0,
+            datagrams: 0,
+            largest: 0,
+        }
+    }
+
+    /// Moves datagrams until both sides are quiet; returns whether anything moved.
+    fn pump(&mut self) -> bool {
+        let mut moved = false;
+        let mut buf = [0u8; 1500];
+        loop {
+            let mut any = false;
+            while let Some(n) = self.client.poll_transmit(&mut buf).unwrap_or(None) {
+                any = true;
+                self.datagrams += 1;
+                self.largest = self.largest.max(n);
+                if std::env::var_os("DTLS_TRACE").is_some() {
+                    eprintln!("c->s {n} {:02x?}", &buf[..n.min(30)]);
+                }
+                if self.drop_to_server > 0 {
+                    self.drop_to_server -= 1;
+                    continue;
+                }
+                match &mut self.conn {
+                    Some(c) => {
+                        let _ = c.handle_datagram(self.now, &buf[..n]);
+                    }
+                    None => {
+                        let mut out = [0u8; 256];
+                        match self
+                            .server
+                            .accept(self.now, PEER, &buf[..n], &mut rng(), &mut out)
+                            .unwrap()
+                        {
+                            Accept::Ignore => {}
+                            Accept::HelloVerifyRequest(m) => {
+                                let _ = self.client.handle_datagram(self.now, &out[..m]);
+                            }
+                            Accept::Connection(c) => self.conn = Some(c),
+                        }
+                    }
+                }
+            }
+            if let Some(c) = &mut self.conn {
+                while let Some(n) = c.poll_transmit(&mut buf).unwrap_or(None) {
+                    any = true;
+                    self.datagrams += 1;
+                    self.largest = self.largest.max(n);
+                    if std::env::var_os("DTLS_TRACE").is_some() {
+                        eprintln!("s->c {n} {:02x?}", &buf[..n.min(30)]);
+                    }
+                    if self.drop_to_client > 0 {
+                        self.drop_to_client -= 1;
+                        continue;
+                    }
+                    let _ = self.client.handle_datagram(self.now, &buf[..n]);
+                }
+            }
+            if !any {
+                return moved;
+            }
+            moved = true;
+        }
+    }
+
+    /// Pumps, advancing virtual time to the next timer whenever both sides are idle.
+    fn run(&mut self, limit: usize) {
+        for _ in 0..limit {
+            self.pump();
+            if self.client.is_connected()
+                && self.conn.as_ref().is_some_and(Connection::is_connected)
+            {
+                return;
+            }
+            if self.client.error().is_some() {
+                return;
+            }
+            let next = [
+                self.client.poll_timeout(),
+                self.conn.as_ref().and_then(Connection::poll_timeout),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(t) = next else { return };
+            self.now = t;
+            let _ = self.client.handle_timeout(t);
+            if let Some(c) = &mut self.conn {
+                let _ = c.handle_timeout(t);
+            }
+        }
+    }
+
+    fn server_conn(&mut self) -> &mut Connection {
+        self.conn.as_mut().unwrap()
+    }
+}
+
+fn events(c: &mut Connection) -> Vec<Event> {
+    core::iter::from_fn(|| c.poll_event()).collect()
+}
+
+fn exchange(client: &mut Connection, server: &mut Connection) {
+    let now = Instant::from_secs(100);
+    let mut wire = [0u8; 1500];
+    let n = client.send(b"hello from the device", &mut wire).unwrap();
+    server.handle_datagram(now, &wire[..n]).unwrap();
+    let mut got = [0u8; 64];
+    let m = server.recv(&mut got).unwrap().unwrap();
+    assert_eq!(&got[..m], b"hello from the device");
+    let n = server.send(b"and from the cloud", &mut wire).unwrap();
+    client.handle_datagram(now, &wire[..n]).unwrap();
+    let m = client.recv(&mut got).unwrap().unwrap();
+    assert_eq!(&got[..m], b"and from the cloud");
+    assert_eq!(client.recv(&mut got).unwrap(), None);
+}
+
+fn rpk_configs() -> (ClientConfig, ServerConfig) {
+    let device = key(1);
+    let cloud = key(2);
+    let client = ClientConfig::new(device.clone(), cloud.public_key());
+    let mut server = ServerConfig::new(cloud);
+    server.client_key = Some(device.public_key());
+    (client, server)
+}
+
+#[test]
+fn raw_public_key_handshake_authenticates_both_sides_and_carries_data() {
+    let (client, server) = rpk_configs();
+    let device_key = client.key.public_key();
+    let cloud_key = client.server_key;
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    assert!(p.client.is_connected(), "{:?}", p.client.error());
+    assert_eq!(events(&mut p.client), [Event::Connected { resumed: false }]);
+    assert_eq!(p.client.peer_public_key(), Some(cloud_key));
+    assert_eq!(p.server_conn().peer_public_key(), Some(device_key));
+    let mut s = p.conn.take().unwrap();
+    exchange(&mut p.client, &mut s);
+}
+
+#[test]
+fn session_resumes_with_an_abbreviated_handshake() {
+    let (mut client, server) = rpk_configs();
+    let mut p = Pair::new(client.clone(), server);
+    p.run(10);
+    let session = p.client.session().expect("a resumable session");
+    let saved = p.server_conn().session().unwrap();
+    p.server.remember(saved);
+    // The device sleeps, wakes, and comes back with its saved session.
+    client.resume = Some(session);
+    p.client = Connection::client(client, p.now, &mut rng());
+    p.conn = None;
+    p.datagrams = 0;
+    p.run(10);
+    assert!(
+        p.client.is_resumed() && p.client.is_connected(),
+        "{:?}",
+        p.client.error()
+    );
+    assert!(p.server_conn().is_resumed());
+    // ClientHello, ClientHello with cookie, ServerHello+CCS+Finished, CCS+Finished (the
+    // HelloVerifyRequest comes from `accept` and is not counted).
+    assert_eq!(p.datagrams, 4);
+    let mut s = p.conn.take().unwrap();
+    exchange(&mut p.client, &mut s);
+}
+
+#[test]
+fn unknown_session_falls_back_to_a_full_handshake() {
+    let (mut client, server) = rpk_configs();
+    let mut p = Pair::new(client.clone(), server);
+    p.run(10);
+    client.resume = p.client.session();
+    // The server never remembered it.
+    p.client = Connection::client(client, p.now, &mut rng());
+    p.conn = None;
+    p.run(10);
+    assert!(p.client.is_connected() && !p.client.is_resumed());
+}
+
+#[test]
+fn small_pmtu_fragments_every_flight_and_still_connects() {
+    let (mut client, mut server) = rpk_configs();
+    let small = TransportConfig {
+        pmtu: 200,
+        ..TransportConfig::default()
+    };
+    client.transport = small;
+    server.transport = small;
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    assert!(p.client.is_connected(), "{:?}", p.client.error());
+    assert!(p.largest <= 200, "{}", p.largest);
+    assert!(p.datagrams > 8);
+}
+
+#[test]
+fn lost_flights_are_sent_again_with_doubling_timeouts() {
+    let (client, server) = rpk_configs();
+    let mut p = Pair::new(client, server);
+    // Lose the first ClientHello and the server's first hello flight.
+    p.drop_to_server = 1;
+    p.pump();
+    let first = p.client.poll_timeout().unwrap();
+    assert_eq!(first, Instant::from_secs(1) + Duration::from_secs(3));
+    p.drop_to_client = 1;
+    p.run(20);
+    assert!(p.client.is_connected(), "{:?}", p.client.error());
+}
+
+#[test]
+fn silence_ends_the_handshake_after_the_longest_timeout() {
+    let (client, _) = rpk_configs();
+    let start = Instant::from_secs(1);
+    let mut c = Connection::client(client, start, &mut rng());
+    let mut buf = [0u8; 1500];
+    let mut sends = 0;
+    let mut now;
+    let err = loop {
+        while c.poll_transmit(&mut buf).unwrap().is_some() {
+            sends += 1;
+        }
+        now = c.poll_timeout().unwrap();
+        if let Err(e) = c.handle_timeout(now) {
+            break e;
+        }
+    };
+    assert_eq!(err, Error::HandshakeTimeout);
+    // 3, 6, 12, 24 s: four sends, then the 24 s wait runs out.
+    assert_eq!(sends, 4);
+    assert_eq!(now, start + Duration::from_secs(3 + 6 + 12 + 24));
+    assert_eq!(c.send(b"x", &mut buf), Err(Error::HandshakeTimeout));
+}
+
+#[test]
+fn a_server_with_another_key_is_refused_with_an_alert() {
+    let (mut client, server) = rpk_configs();
+    client.server_key = key(9).public_key();
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    assert_eq!(p.client.error(), Some(Error::UnknownPeerKey));
+    assert_eq!(
+        p.server_conn().error(),
+        Some(Error::AlertReceived(
+            spark_protocol::dtls::AlertDescription::BadCertificate
+        ))
+    );
+    // The error sticks.
+    assert_eq!(p.client.handle_timeout(p.now), Err(Error::UnknownPeerKey));
+}
+
+#[test]
+fn a_device_with_another_key_is_refused() {
+    let (client, mut server) = rpk_configs();
+    server.client_key = Some(key(8).public_key());
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    assert_eq!(p.server_conn().error(), Some(Error::UnknownPeerKey));
+    assert!(!p.client.is_connected());
+}
+
+#[test]
+fn replayed_and_tampered_records_are_dropped() {
+    let (client, server) = rpk_configs();
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    let mut s = p.conn.take().unwrap();
+    let _ = events(&mut s);
+    let mut wire = [0u8; 256];
+    let n = p.client.send(b"once", &mut wire).unwrap();
+    s.handle_datagram(p.now, &wire[..n]).unwrap();
+    s.handle_datagram(p.now, &wire[..n]).unwrap();
+    assert_eq!(events(&mut s), [Event::ApplicationData]);
+    let mut got = [0u8; 16];
+    assert_eq!(s.recv(&mut got).unwrap(), Some(4));
+    assert_eq!(s.recv(&mut got).unwrap(), None);
+    let n = p.client.send(b"twice", &mut wire).unwrap();
+    wire[n - 1] ^= 1;
+    s.handle_datagram(p.now, &wire[..n]).unwrap();
+    assert_eq!(s.recv(&mut got).unwrap(), None);
+    assert!(s.is_connected());
+    // An old record still inside the window but never seen is accepted out of order.
+    let n1 = p.client.send(b"first", &mut wire).unwrap();
+    let first = wire[..n1].to_vec();
+    let n2 = p.client.send(b"second", &mut wire).unwrap();
+    s.handle_datagram(p.now, &wire[..n2]).unwrap();
+    s.handle_datagram(p.now, &first).unwrap();
+    assert_eq!(s.recv(&mut got).unwrap(), Some(6));
+    assert_eq!(s.recv(&mut got).unwrap(), Some(5));
+}
+
+#[test]
+fn close_notify_ends_both_sides() {
+    let (client, server) = rpk_configs();
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    let mut s = p.conn.take().unwrap();
+    p.client.close();
+    let mut wire = [0u8; 64];
+    let n = p.client.poll_transmit(&mut wire).unwrap().unwrap();
+    s.handle_datagram(p.now, &wire[..n]).unwrap_err();
+    assert_eq!(s.error(), Some(Error::Closed));
+    assert!(events(&mut s).contains(&Event::Closed));
+    assert_eq!(p.client.send(b"x", &mut wire), Err(Error::Closed));
+}
+
+#[test]
+fn hello_verify_request_costs_the_server_no_state() {
+    let (client, server) = rpk_configs();
+    let mut c = Connection::client(client, Instant::ZERO, &mut rng());
+    let mut server: Server<4> = Server::new(server, &mut rng());
+    let mut hello = [0u8; 1500];
+    let n = c.poll_transmit(&mut hello).unwrap().unwrap();
+    let mut out = [0u8; 256];
+    let Accept::HelloVerifyRequest(m) = server
+        .accept(Instant::ZERO, PEER, &hello[..n], &mut rng(), &mut out)
+        .unwrap()
+    else {
+        panic!("expected a HelloVerifyRequest");
+    };
+    c.handle_datagram(Instant::ZERO, &out[..m]).unwrap();
+    let n = c.poll_transmit(&mut hello).unwrap().unwrap();
+    // The same hello with its cookie, from another address, earns only another request.
+    let other = server
+        .accept(
+            Instant::ZERO,
+            b"10.0.0.9:1",
+            &hello[..n],
+            &mut rng(),
+            &mut out,
+        )
+        .unwrap();
+    assert!(matches!(other, Accept::HelloVerifyRequest(_)));
+    let ok = server
+        .accept(Instant::ZERO, PEER, &hello[..n], &mut rng(), &mut out)
+        .unwrap();
+    assert!(matches!(ok, Accept::Connection(_)));
+    // A small output buffer is reported, not overrun.
+    let mut tiny = [0u8; 8];
+    assert!(matches!(
+        server.accept(Instant::ZERO, b"x", &hello[..n], &mut rng(), &mut tiny),
+        Err(Error::InsufficientSize { .. })
+    ));
+}
