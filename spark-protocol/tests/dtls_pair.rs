@@ -344,10 +344,11 @@ fn close_notify_ends_both_sides() {
     p.client.close();
     let mut wire = [0u8; 64];
     let n = p.client.poll_transmit(&mut wire).unwrap().unwrap();
-    s.handle_datagram(p.now, &wire[..n]).unwrap_err();
+    s.handle_datagram(p.now, &wire[..n]).unwrap();
     assert_eq!(s.error(), Some(Error::Closed));
     assert!(events(&mut s).contains(&Event::Closed));
     assert_eq!(p.client.send(b"x", &mut wire), Err(Error::Closed));
+    assert_eq!(s.send(b"x", &mut wire), Err(Error::Closed));
 }
 
 #[test]

@@ -364,6 +364,7 @@ impl Connection {
 
     /// Writes the next datagram to send into `out` and returns its length, or `None` when
     /// nothing is waiting. A datagram never exceeds the configured PMTU; `out` must hold that.
+    /// After the connection ended only its alert (fatal or close_notify) still goes out.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, Error> {
         if let Some(alert) = self.alert.take() {
             let level = if alert == AlertDescription::CloseNotify {
@@ -381,7 +382,9 @@ impl Connection {
                 }
             };
         }
-        self.check()?;
+        if self.error.is_some() {
+            return Ok(None);
+        }
         let Some(_) = self.flight.cursor else {
             return Ok(None);
         };
@@ -544,11 +547,21 @@ impl Connection {
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) -> Result<(), Error> {
         self.check()?;
         let mut rest = datagram;
+        let result = self.handle_records(now, &mut rest);
+        match (result, self.error) {
+            // The peer's close_notify is news for this call, an error for the next ones.
+            (Ok(()), Some(Error::Closed)) => Ok(()),
+            (Ok(()), _) => self.check(),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    fn handle_records(&mut self, now: Instant, rest: &mut &[u8]) -> Result<(), Error> {
         while !rest.is_empty() {
             let Some((header, fragment)) = RecordHeader::parse(rest) else {
                 break;
             };
-            rest = &rest[HEADER_LEN + fragment.len()..];
+            *rest = &rest[HEADER_LEN + fragment.len()..];
             if let Err(e) = self.handle_record(now, header, fragment) {
                 self.fail(e);
                 return Err(e);
@@ -557,7 +570,7 @@ impl Connection {
                 break;
             }
         }
-        self.check()
+        Ok(())
     }
 
     fn handle_record(

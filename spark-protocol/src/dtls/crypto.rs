@@ -437,6 +437,73 @@ impl Ephemeral {
     }
 }
 
+// --- PEM ----------------------------------------------------------------------------------
+
+/// Finds the first PEM block of `pem` whose label is one of `labels`, decodes it into `out`,
+/// and returns the label and the DER length. Other blocks (`EC PARAMETERS`) are skipped.
+pub fn pem_to_der<'a>(
+    pem: &'a str,
+    labels: &[&'a str],
+    out: &mut [u8],
+) -> Result<(&'a str, usize), Error> {
+    let mut rest = pem;
+    while let Some(at) = rest.find("-----BEGIN ") {
+        rest = &rest[at + 11..];
+        let Some(end_label) = rest.find("-----") else {
+            break;
+        };
+        let label = &rest[..end_label];
+        rest = &rest[end_label + 5..];
+        let Some(end) = rest.find("-----END ") else {
+            break;
+        };
+        let body = &rest[..end];
+        rest = &rest[end + 9..];
+        let Some(&found) = labels.iter().find(|&&l| l == label) else {
+            continue;
+        };
+        // Strip the line breaks into a bounded buffer, then decode.
+        let mut text = [0u8; 4096];
+        let mut n = 0;
+        for b in body.bytes().filter(|b| !b.is_ascii_whitespace()) {
+            *text.get_mut(n).ok_or(Error::BadKey)? = b;
+            n += 1;
+        }
+        use base64ct::Encoding;
+        let der = base64ct::Base64::decode(&text[..n], out).map_err(|e| match e {
+            base64ct::Error::InvalidLength => Error::InsufficientSize {
+                required: n / 4 * 3,
+            },
+            _ => Error::BadKey,
+        })?;
+        return Ok((found, der.len()));
+    }
+    Err(Error::BadKey)
+}
+
+impl PrivateKey {
+    /// Reads a PEM private key: `EC PRIVATE KEY` (SEC1) or `PRIVATE KEY` (PKCS#8).
+    pub fn from_pem(pem: &str) -> Result<Self, Error> {
+        let mut der = [0u8; 512];
+        let (_, n) = pem_to_der(pem, &["EC PRIVATE KEY", "PRIVATE KEY"], &mut der)?;
+        let key = Self::from_der(&der[..n]);
+        der.zeroize();
+        key
+    }
+}
+
+impl PublicKey {
+    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) or the subject key of a PEM
+    /// `CERTIFICATE`.
+    pub fn from_pem(pem: &str) -> Result<Self, Error> {
+        let mut der = [0u8; 3072];
+        match pem_to_der(pem, &["PUBLIC KEY", "CERTIFICATE"], &mut der)? {
+            ("PUBLIC KEY", n) => Self::from_spki(&der[..n]),
+            (_, n) => Self::from_certificate(&der[..n]),
+        }
+    }
+}
+
 // --- the little DER this profile needs -----------------------------------------------------
 
 const TAG_INTEGER: u8 = 0x02;

@@ -36,7 +36,8 @@ pub mod record;
 
 pub use connection::{Connection, Role};
 pub use crypto::{
-    KeyBlock, MasterSecret, PrivateKey, PublicKey, RECORD_OVERHEAD, RecordCipher, SPKI_LEN, prf,
+    KeyBlock, MasterSecret, PrivateKey, PublicKey, RECORD_OVERHEAD, RecordCipher, SPKI_LEN,
+    pem_to_der, prf,
 };
 pub use record::AlertDescription;
 
