@@ -448,10 +448,8 @@ impl<'a> ClientHello<'a> {
                     ext::CLIENT_CERTIFICATE_TYPE => {
                         hello.client_rpk = data.vec8()?.contains(&CERTIFICATE_TYPE_RAW_PUBLIC_KEY);
                     }
-                    ext::RENEGOTIATION_INFO => {
-                        if data.vec8()?.is_empty() {
-                            renegotiation_info = true;
-                        }
+                    ext::RENEGOTIATION_INFO if data.vec8()?.is_empty() => {
+                        renegotiation_info = true;
                     }
                     _ => {}
                 }

@@ -278,6 +278,9 @@ impl ServerConfig {
 /// What [`Server::accept`] made of a datagram from an address with no connection yet.
 #[must_use]
 #[derive(Debug)]
+// The connection is returned by value so the server needs no heap; the caller moves it
+// straight into its own table.
+#[allow(clippy::large_enum_variant)]
 pub enum Accept {
     /// Not a ClientHello this server answers; drop it.
     Ignore,
