@@ -139,7 +139,7 @@ pub struct Connection {
     replay: [ReplayWindow; 2],
     send_seq: u16,
     recv_seq: u16,
-    reassembly: Reassembly<MAX_HANDSHAKE_MESSAGE>,
+    reassembly: Reassembly,
     flight: Flight,
     timer: Option<Instant>,
     timeout: Duration,

@@ -165,24 +165,28 @@ fn u24(v: usize) -> [u8; 3] {
     [b[1], b[2], b[3]]
 }
 
+/// The largest handshake message (header included) a connection reassembles or sends.
+pub const MAX_MESSAGE: usize = 1536;
+const BITMAP_LEN: usize = MAX_MESSAGE.div_ceil(8);
+
 /// Collects the fragments of one handshake message into a fixed buffer.
 #[derive(Clone)]
-pub struct Reassembly<const N: usize> {
+pub struct Reassembly {
     /// The whole message, header (as if unfragmented) first: what the transcript hashes.
-    buf: [u8; N],
+    buf: [u8; MAX_MESSAGE],
     /// Which body bytes have arrived, one bit each.
-    have: [u8; N],
+    have: [u8; BITMAP_LEN],
     msg_type: u8,
     length: usize,
     message_seq: u16,
     active: bool,
 }
 
-impl<const N: usize> Default for Reassembly<N> {
+impl Default for Reassembly {
     fn default() -> Self {
         Reassembly {
-            buf: [0; N],
-            have: [0; N],
+            buf: [0; MAX_MESSAGE],
+            have: [0; BITMAP_LEN],
             msg_type: 0,
             length: 0,
             message_seq: 0,
@@ -191,35 +195,28 @@ impl<const N: usize> Default for Reassembly<N> {
     }
 }
 
-impl<const N: usize> Reassembly<N> {
+impl Reassembly {
     /// Adds a fragment of the expected message. Returns `Ok(true)` when the message is whole.
     pub fn add(&mut self, f: &Fragment<'_>) -> Result<bool, Error> {
-        if f.length + HEADER_LEN > N {
-            return Err(Error::Malformed(
-                "handshake message larger than the reassembly buffer",
-            ));
+        if f.length + HEADER_LEN > MAX_MESSAGE {
+            return Err(Error::Malformed("handshake message larger than the reassembly buffer"));
         }
         if !self.active || self.message_seq != f.message_seq {
             self.active = true;
             self.msg_type = f.msg_type.into();
             self.length = f.length;
             self.message_seq = f.message_seq;
-            self.have[..f.length].fill(0);
-            write_header(
-                &mut self.buf,
-                f.msg_type,
-                f.length,
-                f.message_seq,
-                0,
-                f.length,
-            );
+            self.have.fill(0);
+            write_header(&mut self.buf, f.msg_type, f.length, f.message_seq, 0, f.length);
         } else if self.msg_type != u8::from(f.msg_type) || self.length != f.length {
             return Err(Error::Malformed("fragments of one message disagree"));
         }
         let end = f.offset + f.body.len();
         self.buf[HEADER_LEN + f.offset..HEADER_LEN + end].copy_from_slice(f.body);
-        self.have[f.offset..end].fill(1);
-        Ok(self.have[..self.length].iter().all(|&b| b == 1))
+        for i in f.offset..end {
+            self.have[i / 8] |= 1 << (i % 8);
+        }
+        Ok((0..self.length).all(|i| self.have[i / 8] & (1 << (i % 8)) != 0))
     }
 
     /// The whole message, header included.
@@ -617,7 +614,7 @@ mod tests {
     #[test]
     fn reassembles_out_of_order_fragments() {
         let body = [1u8, 2, 3, 4, 5, 6, 7];
-        let mut r = Reassembly::<64>::default();
+        let mut r = Reassembly::default();
         let frag = |off: usize, len: usize| Fragment {
             msg_type: HandshakeType::Finished,
             length: 7,
@@ -632,8 +629,12 @@ mod tests {
             r.message(),
             &[20, 0, 0, 7, 0, 4, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 7]
         );
-        let mut big = Reassembly::<16>::default();
-        assert!(big.add(&frag(0, 7)).is_err());
+        let huge = Fragment {
+            length: MAX_MESSAGE,
+            body: &[],
+            ..frag(0, 0)
+        };
+        assert!(r.add(&huge).is_err());
     }
 
     #[test]

@@ -50,7 +50,7 @@ use record::{ContentType, HEADER_LEN, RecordHeader};
 /// The UDP port of the cloud's DTLS service (`coaps`).
 pub const PORT: u16 = 5684;
 /// The largest handshake message (header included) a connection reassembles or sends.
-pub const MAX_HANDSHAKE_MESSAGE: usize = 1536;
+pub const MAX_HANDSHAKE_MESSAGE: usize = handshake::MAX_MESSAGE;
 /// Bytes of the buffer that keeps the last flight for retransmission.
 pub const FLIGHT_CAPACITY: usize = 2048;
 /// Bytes of received application records a connection queues for [`Connection::recv`]
