@@ -54,7 +54,10 @@ fn handshake(server: &mut Server<4>, device: &PrivateKey) -> (Duration, Duration
         for d in &to_server {
             match &mut conn {
                 Some(c) => c.handle_datagram(now, d).unwrap(),
-                None => match server.accept(now, b"peer", d, &mut rng(), &mut out).unwrap() {
+                None => match server
+                    .accept(now, b"peer", d, &mut rng(), &mut out)
+                    .unwrap()
+                {
                     Accept::HelloVerifyRequest(m) => to_client.push(out[..m].to_vec()),
                     Accept::Connection(c) => conn = Some(c),
                     Accept::Ignore => {}
@@ -93,7 +96,9 @@ fn bench_dtls(c: &mut Criterion) {
         let seq = [0, 1, 0, 0, 0, 0, 0, 9];
         b.iter(|| {
             let tag = cipher.seal(&seq, 23, [0xfe, 0xfd], &mut body);
-            cipher.open(&seq, &seq, 23, [0xfe, 0xfd], &mut body, &tag).unwrap();
+            cipher
+                .open(&seq, &seq, 23, [0xfe, 0xfd], &mut body, &tag)
+                .unwrap();
         })
     });
     group.finish();
@@ -112,7 +117,9 @@ fn openssl_p256_rates() -> Option<(f64, f64, f64)> {
         let mut f = l.strip_prefix("+F4:")?.split(':').skip(2);
         Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
     })?;
-    let ecdh = text.lines().find_map(|l| l.strip_prefix("+F5:")?.split(':').nth(2)?.parse().ok())?;
+    let ecdh = text
+        .lines()
+        .find_map(|l| l.strip_prefix("+F5:")?.split(':').nth(2)?.parse().ok())?;
     Some((ecdsa.0, ecdsa.1, ecdh))
 }
 
@@ -128,7 +135,10 @@ fn compare() {
         c += dc;
         n += 1;
     }
-    let (server_ms, client_ms) = (s.as_secs_f64() * 1e3 / f64::from(n), c.as_secs_f64() * 1e3 / f64::from(n));
+    let (server_ms, client_ms) = (
+        s.as_secs_f64() * 1e3 / f64::from(n),
+        c.as_secs_f64() * 1e3 / f64::from(n),
+    );
     match openssl_p256_rates() {
         Some((sign, verify, ecdh)) => {
             let reference_ms = (1.0 / sign + 1.0 / verify + 2.0 / ecdh) * 1e3;
@@ -144,7 +154,9 @@ fn compare() {
                 client_ms / reference_ms
             );
         }
-        None => println!("  cloud {server_ms:.3} ms, device {client_ms:.3} ms; openssl speed unavailable"),
+        None => println!(
+            "  cloud {server_ms:.3} ms, device {client_ms:.3} ms; openssl speed unavailable"
+        ),
     }
 }
 

@@ -389,3 +389,105 @@ fn hello_verify_request_costs_the_server_no_state() {
         Err(Error::InsufficientSize { .. })
     ));
 }
+
+/// Every datagram of a real handshake, recorded once.
+fn recorded_handshake() -> Vec<(bool, Vec<u8>)> {
+    let (client, server) = rpk_configs();
+    let now = Instant::ZERO;
+    let mut c = Connection::client(client, now, &mut rng());
+    let mut server: Server<4> = Server::new(server, &mut rng());
+    let mut s: Option<Connection> = None;
+    let mut log = Vec::new();
+    let mut buf = [0u8; 1500];
+    for _ in 0..10 {
+        while let Some(n) = c.poll_transmit(&mut buf).unwrap() {
+            log.push((true, buf[..n].to_vec()));
+            match &mut s {
+                Some(s) => s.handle_datagram(now, &buf[..n]).unwrap(),
+                None => {
+                    let mut out = [0u8; 256];
+                    match server
+                        .accept(now, PEER, &buf[..n], &mut rng(), &mut out)
+                        .unwrap()
+                    {
+                        Accept::HelloVerifyRequest(m) => {
+                            log.push((false, out[..m].to_vec()));
+                            c.handle_datagram(now, &out[..m]).unwrap();
+                        }
+                        Accept::Connection(conn) => s = Some(conn),
+                        Accept::Ignore => {}
+                    }
+                }
+            }
+        }
+        if let Some(s) = &mut s {
+            while let Some(n) = s.poll_transmit(&mut buf).unwrap() {
+                log.push((false, buf[..n].to_vec()));
+                c.handle_datagram(now, &buf[..n]).unwrap();
+            }
+        }
+    }
+    assert!(c.is_connected());
+    log
+}
+
+#[test]
+fn mutated_handshake_datagrams_never_panic_and_errors_stick() {
+    use rand::{RngExt, SeedableRng};
+    let log = recorded_handshake();
+    let mut r = rand::rngs::StdRng::seed_from_u64(17);
+    for round in 0..300 {
+        let (client, server) = rpk_configs();
+        let mut c = Connection::client(client, Instant::ZERO, &mut rng());
+        let mut server: Server<2> = Server::new(server, &mut rng());
+        let mut s: Option<Connection> = None;
+        let mut buf = [0u8; 1500];
+        for (to_server, d) in &log {
+            let mut d = d.clone();
+            // Flip, cut or extend a few bytes of some datagrams.
+            if r.random_ratio(1, 2) && !d.is_empty() {
+                for _ in 0..r.random_range(1..4) {
+                    let i = r.random_range(0..d.len());
+                    d[i] ^= r.random_range(1..=255u8);
+                }
+            }
+            if r.random_ratio(1, 8) {
+                d.truncate(r.random_range(0..=d.len()));
+            }
+            let now = Instant::from_millis(round);
+            if *to_server {
+                match &mut s {
+                    Some(s) => {
+                        let before = s.error();
+                        let res = s.handle_datagram(now, &d);
+                        if let Some(e) = before {
+                            assert_eq!(res, Err(e));
+                        }
+                    }
+                    None => {
+                        let mut out = [0u8; 256];
+                        if let Ok(Accept::Connection(conn)) =
+                            server.accept(now, PEER, &d, &mut rng(), &mut out)
+                        {
+                            s = Some(conn);
+                        }
+                    }
+                }
+            } else {
+                let before = c.error();
+                let res = c.handle_datagram(now, &d);
+                if let Some(e) = before {
+                    assert_eq!(res, Err(e));
+                }
+            }
+            while let Ok(Some(n)) = c.poll_transmit(&mut buf) {
+                assert!(n <= 1024);
+            }
+            if let Some(s) = &mut s {
+                while let Ok(Some(n)) = s.poll_transmit(&mut buf) {
+                    assert!(n <= 1024);
+                }
+            }
+        }
+    }
+}

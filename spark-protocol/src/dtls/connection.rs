@@ -722,7 +722,9 @@ impl Connection {
                 let cookie = r.vec8()?;
                 r.finish()?;
                 if !self.cookie.is_empty() {
-                    return Err(Error::UnexpectedMessage);
+                    // One cookie exchange per handshake; a second request (forged or stale)
+                    // is ignored rather than allowed to end the handshake.
+                    return Ok(());
                 }
                 self.cookie =
                     heapless::Vec::from_slice(cookie).map_err(|_| Error::Malformed("cookie"))?;

@@ -199,7 +199,9 @@ impl Reassembly {
     /// Adds a fragment of the expected message. Returns `Ok(true)` when the message is whole.
     pub fn add(&mut self, f: &Fragment<'_>) -> Result<bool, Error> {
         if f.length + HEADER_LEN > MAX_MESSAGE {
-            return Err(Error::Malformed("handshake message larger than the reassembly buffer"));
+            return Err(Error::Malformed(
+                "handshake message larger than the reassembly buffer",
+            ));
         }
         if !self.active || self.message_seq != f.message_seq {
             self.active = true;
@@ -207,7 +209,14 @@ impl Reassembly {
             self.length = f.length;
             self.message_seq = f.message_seq;
             self.have.fill(0);
-            write_header(&mut self.buf, f.msg_type, f.length, f.message_seq, 0, f.length);
+            write_header(
+                &mut self.buf,
+                f.msg_type,
+                f.length,
+                f.message_seq,
+                0,
+                f.length,
+            );
         } else if self.msg_type != u8::from(f.msg_type) || self.length != f.length {
             return Err(Error::Malformed("fragments of one message disagree"));
         }
