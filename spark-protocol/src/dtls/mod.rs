@@ -33,6 +33,7 @@ mod connection;
 mod crypto;
 pub mod handshake;
 pub mod record;
+pub mod reliable;
 
 pub use connection::{Connection, Role};
 pub use crypto::{
