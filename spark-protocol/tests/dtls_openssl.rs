@@ -23,10 +23,26 @@ fn rng() -> impl rand_core::CryptoRng {
     rand_core::UnwrapErr(rand::rngs::SysRng)
 }
 
-fn scratch(tag: &str) -> PathBuf {
+/// A scratch directory removed when the test ends.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("spark-dtls-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 fn openssl(args: &[&str]) {
@@ -382,4 +398,60 @@ fn library_client_resumes_its_session_with_openssl() {
     let n = conn.send(b"resumed session\n", &mut wire).unwrap();
     socket.send(&wire[..n]).unwrap();
     server.expect("resumed session");
+}
+
+/// The Particle profile itself over real sockets: two `dtls_line`s with raw public keys (RFC
+/// 7250), each pinning the other's `PUBLIC KEY` file that `openssl ec -pubout` wrote.
+#[test]
+fn dtls_line_to_dtls_line_with_raw_public_keys() {
+    let dir = scratch("rpk");
+    let (skey, _) = identity(&dir, "cloud");
+    let (ckey, _) = identity(&dir, "device");
+    let public = |key: &Path, name: &str| {
+        let out = dir.join(name);
+        openssl(&[
+            "ec",
+            "-in",
+            key.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            out.to_str().unwrap(),
+        ]);
+        out
+    };
+    let (spub, cpub) = (public(&skey, "cloud.pub"), public(&ckey, "device.pub"));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Proc::spawn(
+        "dtls_line server",
+        &dtls_line(),
+        &[
+            "--listen",
+            &addr,
+            "--key",
+            skey.to_str().unwrap(),
+            "--peer",
+            cpub.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let mut client = Proc::spawn(
+        "dtls_line client",
+        &dtls_line(),
+        &[
+            "--connect",
+            &addr,
+            "--key",
+            ckey.to_str().unwrap(),
+            "--peer",
+            spub.to_str().unwrap(),
+            "--rpk",
+        ],
+    );
+    client.expect("dtls_line: connected");
+    server.expect("dtls_line: connected");
+    client.type_line("hello over raw public keys");
+    server.expect("hello over raw public keys");
+    server.type_line("and back");
+    client.expect("and back");
 }
