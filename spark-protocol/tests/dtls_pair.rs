@@ -491,3 +491,38 @@ fn mutated_handshake_datagrams_never_panic_and_errors_stick() {
         }
     }
 }
+
+#[test]
+fn a_restarted_client_gets_a_new_association_from_the_same_address() {
+    let (client, server) = rpk_configs();
+    let mut p = Pair::new(client.clone(), server);
+    p.run(10);
+    let mut old = p.conn.take().unwrap();
+    let _ = events(&mut old);
+    // The device resets and starts over from the same address.
+    let mut fresh = Connection::client(client, p.now, &mut rng());
+    let mut buf = [0u8; 1500];
+    let n = fresh.poll_transmit(&mut buf).unwrap().unwrap();
+    assert!(spark_protocol::dtls::is_client_hello(&buf[..n]));
+    // The old association neither answers it nor breaks.
+    old.handle_datagram(p.now, &buf[..n]).unwrap();
+    assert_eq!(old.poll_transmit(&mut [0u8; 1500]).unwrap(), None);
+    assert!(old.is_connected());
+    // The listener takes it from there.
+    p.client = fresh;
+    p.conn = None;
+    let mut out = [0u8; 256];
+    let Accept::HelloVerifyRequest(m) = p
+        .server
+        .accept(p.now, PEER, &buf[..n], &mut rng(), &mut out)
+        .unwrap()
+    else {
+        panic!("expected a cookie request");
+    };
+    p.client.handle_datagram(p.now, &out[..m]).unwrap();
+    p.run(10);
+    assert!(p.client.is_connected() && p.server_conn().is_connected());
+    let mut wire = [0u8; 64];
+    let n = p.client.send(b"x", &mut wire).unwrap();
+    assert!(!spark_protocol::dtls::is_client_hello(&wire[..n]));
+}

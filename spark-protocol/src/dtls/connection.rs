@@ -677,6 +677,14 @@ impl Connection {
         while !text.is_empty() {
             let (frag, rest) = Fragment::parse(text)?;
             text = rest;
+            if self.role == Role::Server
+                && self.state == State::Connected
+                && frag.msg_type == HandshakeType::ClientHello
+            {
+                // A fresh hello on an established association is a restarted client, which
+                // `Server::accept` handles (RFC 6347 section 4.2.8), not a retransmission.
+                continue;
+            }
             if frag.message_seq < self.recv_seq {
                 // The peer sent its last flight again: ours was lost (or it timed out first).
                 if frag.offset == 0

@@ -291,10 +291,21 @@ pub enum Accept {
     Connection(Connection),
 }
 
+/// Whether `datagram` starts with an unprotected ClientHello: from an address that already has a
+/// connection this is a restarted client, and the datagram should also go to [`Server::accept`],
+/// whose new connection (once the cookie checks out) replaces the old one (RFC 6347 section 4.2.8).
+pub fn is_client_hello(datagram: &[u8]) -> bool {
+    RecordHeader::parse(datagram).is_some_and(|(h, body)| {
+        h.content_type == ContentType::Handshake
+            && h.epoch == 0
+            && body.first() == Some(&u8::from(HandshakeType::ClientHello))
+    })
+}
+
 /// The cloud's listener: stateless cookies, the session cache, and new server connections.
 ///
 /// The caller keeps one [`Connection`] per peer address and hands datagrams from unknown
-/// addresses to [`accept`](Self::accept).
+/// addresses, and ClientHellos from known ones ([`is_client_hello`]), to [`accept`](Self::accept).
 pub struct Server<const SESSIONS: usize = 16> {
     config: ServerConfig,
     cookie_secret: [u8; 32],
