@@ -194,7 +194,7 @@ fn session_resumes_with_an_abbreviated_handshake() {
     p.server.remember(saved);
     // The device sleeps, wakes, and comes back with its saved session.
     client.resume = Some(session);
-    p.client = Connection::client(client, p.now, &mut rng());
+    p.client = Connection::client(client.clone(), p.now, &mut rng());
     p.conn = None;
     p.datagrams = 0;
     p.run(10);
@@ -204,6 +204,12 @@ fn session_resumes_with_an_abbreviated_handshake() {
         p.client.error()
     );
     assert!(p.server_conn().is_resumed());
+    // The resumed association still knows which device key proved itself the first time.
+    assert_eq!(
+        p.server_conn().peer_public_key(),
+        Some(client.key.public_key())
+    );
+    assert_eq!(p.client.peer_public_key(), Some(client.server_key));
     // ClientHello, ClientHello with cookie, ServerHello+CCS+Finished, CCS+Finished (the
     // HelloVerifyRequest comes from `accept` and is not counted).
     assert_eq!(p.datagrams, 4);

@@ -251,6 +251,7 @@ impl Connection {
             Some(s) => {
                 c.session_id = heapless::Vec::from_slice(s.id()).unwrap_or_default();
                 c.master = Some(s.master);
+                c.peer_key = s.peer_key;
                 c.resumed = true;
             }
             None => {
