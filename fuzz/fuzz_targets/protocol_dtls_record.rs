@@ -1,6 +1,6 @@
 //! spark-protocol DTLS wire parsers: the record header, handshake fragments and every handshake
 //! body parser, the key and certificate readers and PEM never panic on any bytes; a parsed record
-//! header re-emits to the same 13 bytes; the replay window never accepts a number twice.
+//! header re-emits to the same 13 bytes, a saved association re-reads to itself; the replay window never accepts a number twice.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,7 +9,7 @@ use spark_protocol::dtls::handshake::{
     parse_certificate_verify,
 };
 use spark_protocol::dtls::record::{HEADER_LEN, RecordHeader, ReplayWindow};
-use spark_protocol::dtls::{PrivateKey, PublicKey};
+use spark_protocol::dtls::{PrivateKey, PublicKey, SavedAssociation};
 
 fuzz_target!(|data: &[u8]| {
     if let Some((header, body)) = RecordHeader::parse(data) {
@@ -30,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_certificate(data, false);
     let _ = parse_certificate_request(data);
     let _ = parse_certificate_verify(data);
+    if let Ok(saved) = SavedAssociation::from_bytes(data) {
+        assert_eq!(SavedAssociation::from_bytes(&saved.to_bytes()), Ok(saved));
+    }
     let _ = PrivateKey::from_der(data);
     let _ = PublicKey::from_spki(data);
     let _ = PublicKey::from_certificate(data);

@@ -532,3 +532,57 @@ fn a_restarted_client_gets_a_new_association_from_the_same_address() {
     let n = p.client.send(b"x", &mut wire).unwrap();
     assert!(!spark_protocol::dtls::is_client_hello(&wire[..n]));
 }
+
+#[test]
+fn a_saved_association_continues_without_a_handshake() {
+    use spark_protocol::dtls::SavedAssociation;
+    let (client, server) = rpk_configs();
+    let server_key = server.key.clone();
+    let mut p = Pair::new(client.clone(), server);
+    p.run(10);
+    let mut s = p.conn.take().unwrap();
+    let mut wire = [0u8; 256];
+    let n = p.client.send(b"before sleep", &mut wire).unwrap();
+    let old_record = wire[..n].to_vec();
+    s.handle_datagram(p.now, &old_record).unwrap();
+    // Both sides keep their state in "flash" as bytes; the device sleeps.
+    let dev_bytes = p.client.save().unwrap().to_bytes();
+    let cloud_bytes = s.save().unwrap().to_bytes();
+    assert!(
+        Connection::client(client.clone(), p.now, &mut rng())
+            .save()
+            .is_none()
+    );
+    let dev_saved = SavedAssociation::from_bytes(&dev_bytes).unwrap();
+    assert_eq!(dev_saved, p.client.save().unwrap());
+    let mut dev = Connection::restore(
+        &dev_saved,
+        client.key.clone(),
+        TransportConfig::default(),
+        0,
+    );
+    let mut cloud = Connection::restore(
+        &SavedAssociation::from_bytes(&cloud_bytes).unwrap(),
+        server_key,
+        TransportConfig::default(),
+        0,
+    );
+    assert!(dev.is_connected() && dev.poll_transmit(&mut wire).unwrap().is_none());
+    assert_eq!(cloud.peer_public_key(), Some(client.key.public_key()));
+    // Records flow at once, both ways; the record from before the sleep is still a replay.
+    let n = dev.send(b"after wake", &mut wire).unwrap();
+    cloud.handle_datagram(p.now, &wire[..n]).unwrap();
+    cloud.handle_datagram(p.now, &old_record).unwrap();
+    let mut got = [0u8; 32];
+    assert_eq!(cloud.recv(&mut got).unwrap(), Some(10));
+    assert_eq!(&got[..10], b"after wake");
+    assert_eq!(cloud.recv(&mut got).unwrap(), None);
+    let n = cloud.send(b"welcome back", &mut wire).unwrap();
+    dev.handle_datagram(p.now, &wire[..n]).unwrap();
+    assert_eq!(dev.recv(&mut got).unwrap(), Some(12));
+    // Damaged bytes are refused.
+    let mut bad = dev_bytes;
+    bad[0] = 9;
+    assert!(SavedAssociation::from_bytes(&bad).is_err());
+    assert!(SavedAssociation::from_bytes(&dev_bytes[..100]).is_err());
+}

@@ -26,7 +26,7 @@ use super::record::{
 };
 use super::{
     Certificate, Error, Event, FLIGHT_CAPACITY, MAX_HANDSHAKE_MESSAGE, PrivateKey, PublicKey,
-    RECEIVE_QUEUE_CAPACITY, Session, TransportConfig,
+    RECEIVE_QUEUE_CAPACITY, SavedAssociation, Session, TransportConfig,
 };
 use crate::session::Instant;
 
@@ -298,6 +298,50 @@ impl Connection {
             return None;
         }
         Session::new(&self.session_id, master, self.peer_key)
+    }
+
+    /// Everything needed to go on with this association after a sleep or a reset without any
+    /// handshake (what Device OS does when its saved session still matches its keys); `None`
+    /// before the handshake finished.
+    ///
+    /// Record sequence numbers must never repeat under the same keys: save again after sending,
+    /// or pass a `skip` larger than what may have been sent since to [`restore`](Self::restore).
+    pub fn save(&self) -> Option<SavedAssociation> {
+        if self.state != State::Connected {
+            return None;
+        }
+        Some(SavedAssociation {
+            role: self.role,
+            master: self.master?,
+            client_random: self.client_random,
+            server_random: self.server_random,
+            session: self.session()?,
+            write_seq: self.write_seq[1],
+            replay: self.replay[1],
+        })
+    }
+
+    /// An established association from a [`save`](Self::save)d one, with our sequence numbers
+    /// advanced by `skip`. `key` is only kept for a later handshake's sake.
+    pub fn restore(
+        saved: &SavedAssociation,
+        key: PrivateKey,
+        transport: TransportConfig,
+        skip: u64,
+    ) -> Self {
+        let mut c = Connection::blank(saved.role, transport, key);
+        c.client_random = saved.client_random;
+        c.server_random = saved.server_random;
+        c.master = Some(saved.master);
+        c.session_id = heapless::Vec::from_slice(saved.session.id()).unwrap_or_default();
+        c.peer_key = saved.session.peer_key();
+        c.install_keys(saved.master);
+        c.write_epoch = 1;
+        c.write_seq[1] = saved.write_seq.saturating_add(skip);
+        c.replay[1] = saved.replay;
+        c.resumed = true;
+        c.state = State::Connected;
+        c
     }
 
     fn check(&self) -> Result<(), Error> {

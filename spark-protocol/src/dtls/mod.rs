@@ -216,6 +216,95 @@ impl Session {
     }
 }
 
+/// An established association as [`Connection::save`] captured it, to continue without a
+/// handshake; [`to_bytes`](Self::to_bytes) gives the form to keep in flash.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SavedAssociation {
+    role: Role,
+    master: MasterSecret,
+    client_random: [u8; 32],
+    server_random: [u8; 32],
+    session: Session,
+    write_seq: u64,
+    replay: record::ReplayWindow,
+}
+
+impl SavedAssociation {
+    /// Bytes of [`to_bytes`](Self::to_bytes).
+    pub const LEN: usize = 1 + 48 + 32 + 32 + 1 + 32 + 1 + crypto::POINT_LEN + 8 + 17;
+
+    /// The session inside (resumable with an abbreviated handshake if the peer forgot the rest).
+    pub fn session(&self) -> Session {
+        self.session
+    }
+
+    /// A fixed-size encoding: role, master secret, both randoms, session id, peer key, write
+    /// sequence number and replay window. It holds the master secret: store it like a key.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[0] = match self.role {
+            Role::Client => 1,
+            Role::Server => 2,
+        };
+        out[1..49].copy_from_slice(&self.master.0);
+        out[49..81].copy_from_slice(&self.client_random);
+        out[81..113].copy_from_slice(&self.server_random);
+        let id = self.session.id();
+        out[113] = id.len() as u8;
+        out[114..114 + id.len()].copy_from_slice(id);
+        if let Some(k) = self.session.peer_key() {
+            out[146] = 1;
+            out[147..212].copy_from_slice(&k.to_point());
+        }
+        out[212..220].copy_from_slice(&self.write_seq.to_be_bytes());
+        out[220..237].copy_from_slice(&self.replay.to_bytes());
+        out
+    }
+
+    /// Reads what [`to_bytes`](Self::to_bytes) wrote; `Error::Malformed` for anything else.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, Error> {
+        let b: &[u8; Self::LEN] = b
+            .try_into()
+            .map_err(|_| Error::Malformed("saved association length"))?;
+        let role = match b[0] {
+            1 => Role::Client,
+            2 => Role::Server,
+            _ => return Err(Error::Malformed("saved association role")),
+        };
+        let mut master = [0u8; 48];
+        master.copy_from_slice(&b[1..49]);
+        let mut client_random = [0u8; 32];
+        client_random.copy_from_slice(&b[49..81]);
+        let mut server_random = [0u8; 32];
+        server_random.copy_from_slice(&b[81..113]);
+        let id_len = usize::from(b[113]);
+        let id = b
+            .get(114..114 + id_len)
+            .filter(|_| id_len <= 32)
+            .ok_or(Error::Malformed("session id"))?;
+        let peer_key = match b[146] {
+            0 => None,
+            1 => Some(PublicKey::from_point(&b[147..212])?),
+            _ => return Err(Error::Malformed("peer key flag")),
+        };
+        let session =
+            Session::new(id, MasterSecret(master), peer_key).ok_or(Error::Malformed("session"))?;
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&b[212..220]);
+        let mut window = [0u8; 17];
+        window.copy_from_slice(&b[220..237]);
+        Ok(SavedAssociation {
+            role,
+            master: MasterSecret(master),
+            client_random,
+            server_random,
+            session,
+            write_seq: u64::from_be_bytes(seq),
+            replay: record::ReplayWindow::from_bytes(&window),
+        })
+    }
+}
+
 /// The device side's settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {

@@ -181,6 +181,27 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
+    /// The window as 17 bytes: a flag, the top sequence number, the bitmap (for saving).
+    pub fn to_bytes(&self) -> [u8; 17] {
+        let mut out = [0u8; 17];
+        out[0] = u8::from(self.top.is_some());
+        out[1..9].copy_from_slice(&self.top.unwrap_or(0).to_be_bytes());
+        out[9..].copy_from_slice(&self.bits.to_be_bytes());
+        out
+    }
+
+    /// The window [`to_bytes`](Self::to_bytes) wrote.
+    pub fn from_bytes(b: &[u8; 17]) -> Self {
+        let mut top = [0u8; 8];
+        top.copy_from_slice(&b[1..9]);
+        let mut bits = [0u8; 8];
+        bits.copy_from_slice(&b[9..]);
+        ReplayWindow {
+            top: (b[0] != 0).then_some(u64::from_be_bytes(top)),
+            bits: u64::from_be_bytes(bits),
+        }
+    }
+
     /// Whether `seq` is new and inside the window (checked before the record is authenticated).
     pub fn is_fresh(&self, seq: u64) -> bool {
         match self.top {
