@@ -21,9 +21,9 @@
 //!   only their subject key is used: keys are pinned, issuers and validity are not checked.
 //! - Records are AES-128-CCM with an 8-byte tag; the nonce is the 4-byte implicit salt from the
 //!   key block and the record's epoch ‖ sequence number, which the record carries explicitly.
-//! - Resumption is by session id (an abbreviated handshake). Device OS additionally saves the
-//!   whole negotiated state to skip even that, and uses the draft connection-id extension; this
-//!   module does neither (see DTLS.md).
+//! - Resumption is by session id (an abbreviated handshake), or, as Device OS does across sleep,
+//!   with no handshake at all from a [`SavedAssociation`]. Device OS also uses the draft
+//!   connection-id extension; this module does not (see DTLS.md).
 //!
 //! The server answers every first ClientHello with a HelloVerifyRequest whose cookie is an
 //! HMAC of the client's address and hello under a secret drawn at start ([`Server::accept`]),
