@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use spark_protocol::dtls::handshake::{
-    ClientHello, Fragment, ServerHello, ServerKeyExchange, parse_certificate, parse_certificate_request,
-    parse_certificate_verify,
+    ClientHello, Fragment, ServerHello, ServerKeyExchange, parse_certificate,
+    parse_certificate_request, parse_certificate_verify,
 };
 use spark_protocol::dtls::record::{HEADER_LEN, RecordHeader, ReplayWindow};
 use spark_protocol::dtls::{PrivateKey, PublicKey, SavedAssociation};
