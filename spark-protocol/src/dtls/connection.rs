@@ -704,7 +704,9 @@ impl Connection {
                         for &b in (text.len() as u16).to_be_bytes().iter().chain(text) {
                             let _ = self.received.push_back(b);
                         }
-                        let _ = self.events.push_back(Event::ApplicationData);
+                        if self.events.back() != Some(&Event::ApplicationData) {
+                            let _ = self.events.push_back(Event::ApplicationData);
+                        }
                     }
                 }
                 Ok(())

@@ -154,7 +154,8 @@ pub enum Event {
         /// Whether it was an abbreviated handshake on a saved session.
         resumed: bool,
     },
-    /// An application record is waiting in [`Connection::recv`].
+    /// Application records are waiting: call [`Connection::recv`] until it returns `None` (one
+    /// event may stand for several records).
     ApplicationData,
     /// The peer sent close_notify.
     Closed,
