@@ -239,6 +239,7 @@ fn small_pmtu_fragments_every_flight_and_still_connects() {
     };
     client.transport = small;
     server.transport = small;
+    server.send_raw_public_key = true;
     let mut p = Pair::new(client, server);
     p.run(10);
     assert!(p.client.is_connected(), "{:?}", p.client.error());
@@ -286,7 +287,8 @@ fn silence_ends_the_handshake_after_the_longest_timeout() {
 
 #[test]
 fn a_server_with_another_key_is_refused_with_an_alert() {
-    let (mut client, server) = rpk_configs();
+    let (mut client, mut server) = rpk_configs();
+    server.send_raw_public_key = true;
     client.server_key = key(9).public_key();
     let mut p = Pair::new(client, server);
     p.run(10);
@@ -585,4 +587,27 @@ fn a_saved_association_continues_without_a_handshake() {
     bad[0] = 9;
     assert!(SavedAssociation::from_bytes(&bad).is_err());
     assert!(SavedAssociation::from_bytes(&dev_bytes[..100]).is_err());
+}
+
+#[test]
+fn the_server_key_travels_in_a_certificate_only_when_asked() {
+    // Device OS's way (the default): no Certificate from the server, the pinned key verifies
+    // the ServerKeyExchange. RFC 7250's way: the key in a Certificate. The client takes both.
+    for send in [false, true] {
+        let (client, mut server) = rpk_configs();
+        server.send_raw_public_key = send;
+        let mut p = Pair::new(client, server);
+        p.run(10);
+        assert!(
+            p.client.is_connected(),
+            "send {send}: {:?}",
+            p.client.error()
+        );
+    }
+    // Without a Certificate, a wrong pin fails on the signature instead.
+    let (mut client, server) = rpk_configs();
+    client.server_key = key(9).public_key();
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    assert_eq!(p.client.error(), Some(Error::BadSignature));
 }

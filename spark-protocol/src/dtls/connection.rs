@@ -119,6 +119,8 @@ pub struct Connection {
     /// The peer presents a raw public key.
     peer_rpk: bool,
     offer_rpk: bool,
+    /// Server: send a Certificate with our raw public key (RFC 7250) rather than none.
+    send_raw_public_key: bool,
     /// Client: the server asked for our certificate. Server: we ask for the client's.
     client_auth: bool,
     renegotiation_info: bool,
@@ -172,6 +174,7 @@ impl Connection {
             own_rpk: false,
             peer_rpk: false,
             offer_rpk: false,
+            send_raw_public_key: false,
             client_auth: false,
             renegotiation_info: false,
             resumed: false,
@@ -237,6 +240,7 @@ impl Connection {
         c.certificate = config.certificate.clone();
         c.peer_pin = config.client_key;
         c.client_auth = config.require_client_auth;
+        c.send_raw_public_key = config.send_raw_public_key;
         rng.fill_bytes(&mut c.server_random);
         // The HelloVerifyRequest took our handshake sequence number 0.
         c.send_seq = 1;
@@ -804,6 +808,15 @@ impl Connection {
                 self.state = State::ExpectServerKeyExchange;
                 Ok(())
             }
+            (State::ExpectCertificate, HandshakeType::ServerKeyExchange)
+                if self.peer_rpk && self.peer_pin.is_some() =>
+            {
+                // Device OS's cloud sends no Certificate once raw public keys are agreed: the
+                // device holds the key already. The pinned key checks the signature instead.
+                self.peer_key = self.peer_pin;
+                self.state = State::ExpectServerKeyExchange;
+                self.handle_message(now, message)
+            }
             (State::ExpectServerKeyExchange, HandshakeType::ServerKeyExchange) => {
                 self.transcript.update(message);
                 let ske = ServerKeyExchange::parse(body)?;
@@ -1214,9 +1227,13 @@ impl Connection {
             self.arm_timer(now);
             return Ok(());
         }
-        self.push_message(HandshakeType::Certificate, 0, |c, out| {
-            c.write_certificate(out)
-        })?;
+        // With raw public keys Device OS's client expects no Certificate from the server (its
+        // mbedTLS is told not to receive one); an RFC 7250 peer expects one.
+        if !self.own_rpk || self.send_raw_public_key {
+            self.push_message(HandshakeType::Certificate, 0, |c, out| {
+                c.write_certificate(out)
+            })?;
+        }
         let point = self
             .ephemeral
             .as_ref()

@@ -346,6 +346,10 @@ pub struct ServerConfig {
     pub certificate: Option<Certificate>,
     /// Ask every client for its key (Particle's cloud always does).
     pub require_client_auth: bool,
+    /// When raw public keys are agreed, still send the server key in a Certificate message as
+    /// RFC 7250 has it. Off by default: Device OS's client is built not to receive one (it
+    /// holds the key) and fails on it. Our client takes either.
+    pub send_raw_public_key: bool,
     /// Accept only this client key; `None` accepts any key that proves itself, to be checked
     /// by the caller with [`Connection::peer_public_key`].
     pub client_key: Option<PublicKey>,
@@ -360,6 +364,7 @@ impl ServerConfig {
             key,
             certificate: None,
             require_client_auth: true,
+            send_raw_public_key: false,
             client_key: None,
             transport: TransportConfig::default(),
         }
