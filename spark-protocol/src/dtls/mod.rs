@@ -15,8 +15,9 @@
 //! - DTLS 1.2 only, one cipher suite, one curve (secp256r1), ECDSA with SHA-256.
 //! - A Particle device and its cloud authenticate both ways with **raw public keys** (RFC 7250
 //!   `client_certificate_type`/`server_certificate_type` = RawPublicKey): the device holds the
-//!   server's public key and the server learns the device's key from its Certificate message
-//!   and checks it against the device id the CoAP Hello names. [`ClientConfig::raw_public_keys`]
+//!   server's public key (so the cloud sends no Certificate of its own, see
+//!   [`ServerConfig::send_raw_public_key`]) and the server learns the device's key from its
+//!   Certificate message and checks it against the device id the CoAP Hello names. [`ClientConfig::raw_public_keys`]
 //!   offers that; without it, X.509 certificates are exchanged (what OpenSSL 3.0 can do) and
 //!   only their subject key is used: keys are pinned, issuers and validity are not checked.
 //! - Records are AES-128-CCM with an 8-byte tag; the nonce is the 4-byte implicit salt from the
