@@ -611,3 +611,75 @@ fn the_server_key_travels_in_a_certificate_only_when_asked() {
     p.run(10);
     assert_eq!(p.client.error(), Some(Error::BadSignature));
 }
+
+#[test]
+fn connection_id_records_carry_the_servers_id_and_survive_a_move() {
+    use spark_protocol::dtls::{CONNECTION_ID_LEN, record_connection_id};
+    let (client, server) = rpk_configs();
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    let mut s = p.conn.take().unwrap();
+    let cid = s
+        .connection_id()
+        .expect("the server gave out an id")
+        .to_vec();
+    assert_eq!(cid.len(), CONNECTION_ID_LEN);
+    assert_eq!(
+        p.client.connection_id(),
+        None,
+        "the device asks for none of its own"
+    );
+    let _ = events(&mut s);
+    let mut wire = [0u8; 256];
+    let n = p.client.send(b"via cid", &mut wire).unwrap();
+    // Type 25, then version, epoch, sequence, the 8-byte id, the length.
+    assert_eq!(wire[0], 25);
+    assert_eq!(&wire[11..19], &cid[..]);
+    assert_eq!(
+        record_connection_id(&wire[..n], CONNECTION_ID_LEN),
+        Some((&cid[..], false))
+    );
+    // 7 bytes + type, padded to 16, plus nonce and tag.
+    assert_eq!(
+        usize::from(u16::from_be_bytes([wire[19], wire[20]])),
+        16 + 16
+    );
+    s.handle_datagram(p.now, &wire[..n]).unwrap();
+    let mut got = [0u8; 32];
+    assert_eq!(s.recv(&mut got).unwrap(), Some(7));
+    // The device's address changed: its records say so, and still authenticate.
+    p.client.set_address_changed(true);
+    let n = p.client.send(b"moved", &mut wire).unwrap();
+    assert_eq!(
+        record_connection_id(&wire[..n], CONNECTION_ID_LEN),
+        Some((&cid[..], true))
+    );
+    s.handle_datagram(p.now, &wire[..n]).unwrap();
+    assert_eq!(s.recv(&mut got).unwrap(), Some(5));
+    // Another id is not ours: dropped.
+    let n = p.client.send(b"forged id", &mut wire).unwrap();
+    wire[11] ^= 0xff;
+    s.handle_datagram(p.now, &wire[..n]).unwrap();
+    assert_eq!(s.recv(&mut got).unwrap(), None);
+    // The server's records to the device carry no id.
+    let n = s.send(b"back", &mut wire).unwrap();
+    assert_eq!(wire[0], 23);
+    p.client.handle_datagram(p.now, &wire[..n]).unwrap();
+    assert_eq!(p.client.recv(&mut got).unwrap(), Some(4));
+}
+
+#[test]
+fn without_the_extension_records_are_plain() {
+    for (client_offers, server_gives) in [(false, true), (true, false)] {
+        let (mut client, mut server) = rpk_configs();
+        client.connection_id = client_offers;
+        server.connection_id = server_gives;
+        let mut p = Pair::new(client, server);
+        p.run(10);
+        assert!(p.client.is_connected());
+        assert_eq!(p.server_conn().connection_id(), None);
+        let mut wire = [0u8; 64];
+        let n = p.client.send(b"plain", &mut wire).unwrap();
+        assert_eq!((wire[0], n), (23, 13 + 8 + 5 + 8));
+    }
+}

@@ -13,7 +13,7 @@ use heapless::Deque;
 
 use super::crypto::{
     Ephemeral, MAX_DER_SIGNATURE_LEN, MasterSecret, POINT_LEN, RECORD_OVERHEAD, RecordCipher,
-    Transcript, sha256,
+    Transcript, additional_data, sha256,
 };
 use super::handshake::{
     self, CERTIFICATE_TYPE_RAW_PUBLIC_KEY, CERTIFICATE_TYPE_X509, ClientHello,
@@ -21,8 +21,8 @@ use super::handshake::{
     ServerKeyExchange, TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, Writer, ext,
 };
 use super::record::{
-    AlertDescription, ContentType, DTLS_1_0, DTLS_1_2, HEADER_LEN, MAX_SEQUENCE, RecordHeader,
-    ReplayWindow,
+    AlertDescription, CONTENT_TYPE_CID, CONTENT_TYPE_CID_MOVED, ContentType, DTLS_1_0, DTLS_1_2,
+    HEADER_LEN, MAX_SEQUENCE, RecordHeader, ReplayWindow,
 };
 use super::{
     Certificate, Error, Event, FLIGHT_CAPACITY, MAX_HANDSHAKE_MESSAGE, PrivateKey, PublicKey,
@@ -38,6 +38,9 @@ pub enum Role {
     /// The cloud.
     Server,
 }
+
+/// Connection-id records pad their inner plaintext to a multiple of this (mbedTLS's default).
+const CID_PADDING: usize = 16;
 
 /// Where the handshake stands; named for what is expected next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +124,14 @@ pub struct Connection {
     offer_rpk: bool,
     /// Server: send a Certificate with our raw public key (RFC 7250) rather than none.
     send_raw_public_key: bool,
+    /// Client: offer the connection-id extension (asking for no CID of our own).
+    offer_cid: bool,
+    /// The connection id records to us carry (ours; empty: none).
+    in_cid: heapless::Vec<u8, 32>,
+    /// The connection id our protected records carry (the peer's; empty: none).
+    out_cid: heapless::Vec<u8, 32>,
+    /// Mark our connection-id records as sent from a new address (content type 253).
+    cid_moved: bool,
     /// Client: the server asked for our certificate. Server: we ask for the client's.
     client_auth: bool,
     renegotiation_info: bool,
@@ -175,6 +186,10 @@ impl Connection {
             peer_rpk: false,
             offer_rpk: false,
             send_raw_public_key: false,
+            offer_cid: false,
+            in_cid: heapless::Vec::new(),
+            out_cid: heapless::Vec::new(),
+            cid_moved: false,
             client_auth: false,
             renegotiation_info: false,
             resumed: false,
@@ -216,6 +231,7 @@ impl Connection {
         c.certificate = config.certificate;
         c.peer_pin = Some(config.server_key);
         c.offer_rpk = config.raw_public_keys;
+        c.offer_cid = config.connection_id;
         rng.fill_bytes(&mut c.client_random);
         c.ephemeral = Some(Ephemeral::generate(rng));
         c.resume = config.resume;
@@ -251,6 +267,11 @@ impl Connection {
         c.replay[0].accept(hello_record);
         let mut id = [0u8; 32];
         rng.fill_bytes(&mut id);
+        if config.connection_id {
+            let mut cid = [0u8; super::CONNECTION_ID_LEN];
+            rng.fill_bytes(&mut cid);
+            c.in_cid = heapless::Vec::from_slice(&cid).unwrap_or_default();
+        }
         match resume {
             Some(s) => {
                 c.session_id = heapless::Vec::from_slice(s.id()).unwrap_or_default();
@@ -282,6 +303,18 @@ impl Connection {
     /// Whether this connection's handshake was an abbreviated one (a resumed session).
     pub fn is_resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// The connection id records to us carry, if one was agreed (the server's, on the server:
+    /// what the caller routes by when a device's address changes).
+    pub fn connection_id(&self) -> Option<&[u8]> {
+        (!self.in_cid.is_empty()).then_some(&self.in_cid[..])
+    }
+
+    /// Device OS's "move session": after the device's address changed, its connection-id
+    /// records go out with content type 253 so the cloud re-binds the association.
+    pub fn set_address_changed(&mut self, changed: bool) {
+        self.cid_moved = changed;
     }
 
     /// The error the connection ended with, if it did.
@@ -322,6 +355,14 @@ impl Connection {
             session: self.session()?,
             write_seq: self.write_seq[1],
             replay: self.replay[1],
+            cids: {
+                let mut cids = [0u8; 66];
+                for (at, cid) in [(0, &self.in_cid), (33, &self.out_cid)] {
+                    cids[at] = cid.len() as u8;
+                    cids[at + 1..at + 1 + cid.len()].copy_from_slice(cid);
+                }
+                cids
+            },
         })
     }
 
@@ -343,6 +384,8 @@ impl Connection {
         c.write_epoch = 1;
         c.write_seq[1] = saved.write_seq.saturating_add(skip);
         c.replay[1] = saved.replay;
+        c.in_cid = heapless::Vec::from_slice(saved.cid(0)).unwrap_or_default();
+        c.out_cid = heapless::Vec::from_slice(saved.cid(1)).unwrap_or_default();
         c.resumed = true;
         c.state = State::Connected;
         c
@@ -454,7 +497,17 @@ impl Connection {
                 self.flight.cursor = None;
                 break;
             };
-            let overhead = HEADER_LEN + if entry.epoch > 0 { RECORD_OVERHEAD } else { 0 };
+            let overhead = HEADER_LEN
+                + if entry.epoch > 0 {
+                    RECORD_OVERHEAD
+                        + if self.out_cid.is_empty() {
+                            0
+                        } else {
+                            self.out_cid.len() + CID_PADDING
+                        }
+                } else {
+                    0
+                };
             let room = limit.saturating_sub(used + overhead);
             if entry.change_cipher_spec {
                 if room < 1 {
@@ -551,8 +604,17 @@ impl Connection {
         payload: &[u8],
     ) -> Result<usize, Error> {
         let protected = epoch > 0;
-        let body_len = payload.len() + if protected { RECORD_OVERHEAD } else { 0 };
-        let total = HEADER_LEN + body_len;
+        let cid_len = if protected { self.out_cid.len() } else { 0 };
+        // A connection-id record hides its type inside, padded to 16 bytes as mbedTLS does.
+        let inner_len = if cid_len > 0 {
+            let len = payload.len() + 1;
+            len + (CID_PADDING - len % CID_PADDING) % CID_PADDING
+        } else {
+            payload.len()
+        };
+        let body_len = inner_len + if protected { RECORD_OVERHEAD } else { 0 };
+        let head_len = HEADER_LEN + cid_len;
+        let total = head_len + body_len;
         if out.len() < total {
             return Err(Error::InsufficientSize { required: total });
         }
@@ -562,17 +624,24 @@ impl Connection {
             return Err(Error::SequenceExhausted);
         }
         self.write_seq[slot] += 1;
+        let outer = if cid_len > 0 {
+            ContentType::from(CONTENT_TYPE_CID)
+        } else {
+            ct
+        };
         let header = RecordHeader {
-            content_type: ct,
+            content_type: outer,
             version: DTLS_1_2,
             epoch,
             sequence: seq,
             length: body_len as u16,
         };
-        let (head, body) = out.split_at_mut(HEADER_LEN);
-        if let Ok(head) = <&mut [u8; HEADER_LEN]>::try_from(head) {
-            header.emit(head);
-        }
+        let mut fixed = [0u8; HEADER_LEN];
+        header.emit(&mut fixed);
+        out[..11].copy_from_slice(&fixed[..11]);
+        out[11..11 + cid_len].copy_from_slice(&self.out_cid[..cid_len]);
+        out[11 + cid_len..head_len].copy_from_slice(&fixed[11..]);
+        let body = &mut out[head_len..total];
         if protected {
             let cipher = self
                 .write_cipher
@@ -580,12 +649,26 @@ impl Connection {
                 .ok_or(Error::Internal("no write keys"))?;
             let explicit = header.epoch_and_sequence();
             body[..8].copy_from_slice(&explicit);
-            let text = &mut body[8..8 + payload.len()];
-            text.copy_from_slice(payload);
-            let tag = cipher.seal(&explicit, ct.into(), DTLS_1_2, text);
-            body[8 + payload.len()..8 + payload.len() + 8].copy_from_slice(&tag);
+            let text = &mut body[8..8 + inner_len];
+            text[..payload.len()].copy_from_slice(payload);
+            if cid_len > 0 {
+                text[payload.len()] = ct.into();
+                text[payload.len() + 1..].fill(0);
+            }
+            let aad = additional_data(
+                &explicit,
+                outer.into(),
+                DTLS_1_2,
+                &self.out_cid[..cid_len],
+                inner_len,
+            );
+            let tag = cipher.seal_with_aad(&explicit, &aad.bytes[..aad.len], text);
+            body[8 + inner_len..].copy_from_slice(&tag);
+            if cid_len > 0 && self.cid_moved {
+                out[0] = CONTENT_TYPE_CID_MOVED;
+            }
         } else {
-            body[..payload.len()].copy_from_slice(payload);
+            body.copy_from_slice(payload);
         }
         Ok(total)
     }
@@ -607,11 +690,22 @@ impl Connection {
 
     fn handle_records(&mut self, now: Instant, rest: &mut &[u8]) -> Result<(), Error> {
         while !rest.is_empty() {
-            let Some((header, fragment)) = RecordHeader::parse(rest) else {
+            let with_cid = matches!(rest[0], CONTENT_TYPE_CID | CONTENT_TYPE_CID_MOVED);
+            let parsed = if with_cid {
+                // Only we know how long our connection id is; without one the rest is unreadable.
+                if self.in_cid.is_empty() {
+                    break;
+                }
+                RecordHeader::parse_with_cid(rest, self.in_cid.len())
+                    .map(|(h, cid, f)| (h, Some(cid), f))
+            } else {
+                RecordHeader::parse(rest).map(|(h, f)| (h, None, f))
+            };
+            let Some((header, cid, fragment)) = parsed else {
                 break;
             };
-            *rest = &rest[HEADER_LEN + fragment.len()..];
-            if let Err(e) = self.handle_record(now, header, fragment) {
+            *rest = &rest[HEADER_LEN + cid.map_or(0, <[u8]>::len) + fragment.len()..];
+            if let Err(e) = self.handle_record(now, header, cid, fragment) {
                 self.fail(e);
                 return Err(e);
             }
@@ -626,6 +720,7 @@ impl Connection {
         &mut self,
         now: Instant,
         header: RecordHeader,
+        cid: Option<&[u8]>,
         fragment: &[u8],
     ) -> Result<(), Error> {
         if header.version != DTLS_1_2 && header.version != DTLS_1_0 {
@@ -636,6 +731,15 @@ impl Connection {
             1 => 1,
             _ => return Ok(()),
         };
+        // Once we gave out a connection id, protected records must carry it (and only it);
+        // unprotected ones never do.
+        let cid_ok = match cid {
+            Some(c) => slot == 1 && c == &self.in_cid[..],
+            None => slot == 0 || self.in_cid.is_empty(),
+        };
+        if !cid_ok {
+            return Ok(());
+        }
         if !self.replay[slot].is_fresh(header.sequence) {
             return Ok(());
         }
@@ -652,15 +756,15 @@ impl Connection {
             let tag: [u8; 8] = fragment[8 + n..].try_into().unwrap_or_default();
             plain[..n].copy_from_slice(&fragment[8..8 + n]);
             let seq = header.epoch_and_sequence();
+            // A moved record (253) was authenticated as an ordinary connection-id record.
+            let outer = if cid.is_some() {
+                CONTENT_TYPE_CID
+            } else {
+                header.content_type.into()
+            };
+            let aad = additional_data(&seq, outer, header.version, cid.unwrap_or_default(), n);
             if cipher
-                .open(
-                    &seq,
-                    &explicit,
-                    header.content_type.into(),
-                    header.version,
-                    &mut plain[..n],
-                    &tag,
-                )
+                .open_with_aad(&explicit, &aad.bytes[..aad.len], &mut plain[..n], &tag)
                 .is_err()
             {
                 return Ok(());
@@ -669,8 +773,16 @@ impl Connection {
         } else {
             fragment
         };
+        // Inside a connection-id record: content, the real type, zero padding.
+        let (content_type, text) = match cid {
+            Some(_) => match text.iter().rposition(|&b| b != 0) {
+                Some(at) => (ContentType::from(text[at]), &text[..at]),
+                None => return Ok(()),
+            },
+            None => (header.content_type, text),
+        };
         self.replay[slot].accept(header.sequence);
-        match header.content_type {
+        match content_type {
             ContentType::Handshake => self.handle_handshake_record(now, slot, text),
             ContentType::ChangeCipherSpec => {
                 if text != [1] {
@@ -960,6 +1072,15 @@ impl Connection {
             return Err(Error::Unsupported("cipher suite or compression"));
         }
         self.server_random = hello.random;
+        match hello.connection_id {
+            Some(_) if !self.offer_cid => {
+                return Err(Error::Unsupported("connection id the client did not offer"));
+            }
+            Some(theirs) => {
+                self.out_cid = heapless::Vec::from_slice(theirs).unwrap_or_default();
+            }
+            None => self.out_cid.clear(),
+        }
         self.peer_rpk = hello.server_certificate_type == Some(CERTIFICATE_TYPE_RAW_PUBLIC_KEY);
         self.own_rpk = hello.client_certificate_type == Some(CERTIFICATE_TYPE_RAW_PUBLIC_KEY);
         let resuming = self
@@ -1088,6 +1209,10 @@ impl Connection {
             w.put(&ECDSA_SECP256R1_SHA256)?;
             w.u16(ext::RENEGOTIATION_INFO)?;
             w.put(&[0, 1, 0])?;
+            if c.offer_cid {
+                w.u16(ext::CONNECTION_ID)?;
+                w.put(&[0, 1, 0])?;
+            }
             if c.offer_rpk {
                 for kind in [ext::CLIENT_CERTIFICATE_TYPE, ext::SERVER_CERTIFICATE_TYPE] {
                     w.u16(kind)?;
@@ -1173,6 +1298,13 @@ impl Connection {
         }
         self.client_random = *hello.random;
         self.renegotiation_info = hello.renegotiation_info;
+        match hello.connection_id {
+            Some(theirs) => {
+                self.out_cid = heapless::Vec::from_slice(theirs).unwrap_or_default();
+            }
+            // Only a client that offered the extension gets a connection id.
+            None => self.in_cid.clear(),
+        }
         self.peer_rpk = hello.client_rpk;
         self.own_rpk = hello.server_rpk;
         let server_type_offered = has_extension(hello.body, ext::SERVER_CERTIFICATE_TYPE);
@@ -1196,6 +1328,12 @@ impl Connection {
             if c.renegotiation_info {
                 w.u16(ext::RENEGOTIATION_INFO)?;
                 w.put(&[0, 1, 0])?;
+            }
+            if !c.in_cid.is_empty() {
+                w.u16(ext::CONNECTION_ID)?;
+                w.u16(c.in_cid.len() as u16 + 1)?;
+                w.put(&[c.in_cid.len() as u8])?;
+                w.put(&c.in_cid)?;
             }
             if server_type_offered {
                 w.u16(ext::SERVER_CERTIFICATE_TYPE)?;

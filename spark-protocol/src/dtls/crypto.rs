@@ -198,11 +198,17 @@ impl RecordCipher {
         version: [u8; 2],
         body: &mut [u8],
     ) -> [u8; 8] {
-        let aad = additional_data(seq, content_type, version, body.len());
+        let aad = additional_data(seq, content_type, version, &[], body.len());
+        self.seal_with_aad(seq, &aad.bytes[..aad.len], body)
+    }
+
+    /// Encrypts `body` in place under the explicit nonce `seq` with the given additional data
+    /// (a connection-id record's, which also covers the CID).
+    pub(crate) fn seal_with_aad(&self, seq: &[u8; 8], aad: &[u8], body: &mut [u8]) -> [u8; 8] {
         let nonce = self.nonce(seq);
         match self
             .aead
-            .encrypt_inout_detached((&nonce).into(), &aad, body.into())
+            .encrypt_inout_detached((&nonce).into(), aad, body.into())
         {
             Ok(tag) => tag.into(),
             // CCM fails only for messages beyond 2^24 bytes, which no record can be.
@@ -221,20 +227,60 @@ impl RecordCipher {
         body: &mut [u8],
         tag: &[u8; 8],
     ) -> Result<(), Error> {
-        let aad = additional_data(seq, content_type, version, body.len());
+        let aad = additional_data(seq, content_type, version, &[], body.len());
+        self.open_with_aad(explicit, &aad.bytes[..aad.len], body, tag)
+    }
+
+    /// Decrypts `body` in place under the explicit nonce the record carried, with the given
+    /// additional data.
+    pub(crate) fn open_with_aad(
+        &self,
+        explicit: &[u8; 8],
+        aad: &[u8],
+        body: &mut [u8],
+        tag: &[u8; 8],
+    ) -> Result<(), Error> {
         let nonce = self.nonce(explicit);
         self.aead
-            .decrypt_inout_detached((&nonce).into(), &aad, body.into(), tag.into())
+            .decrypt_inout_detached((&nonce).into(), aad, body.into(), tag.into())
             .map_err(|_| Error::BadRecordMac)
     }
 }
 
-fn additional_data(seq: &[u8; 8], content_type: u8, version: [u8; 2], len: usize) -> [u8; 13] {
-    let mut aad = [0u8; 13];
-    aad[..8].copy_from_slice(seq);
-    aad[8] = content_type;
-    aad[9..11].copy_from_slice(&version);
-    aad[11..].copy_from_slice(&(len as u16).to_be_bytes());
+/// A record's additional data: up to 13 bytes, plus the CID and its length for connection-id
+/// records.
+pub(crate) struct AdditionalData {
+    pub(crate) bytes: [u8; 13 + 1 + 32],
+    pub(crate) len: usize,
+}
+
+/// `seq ‖ type ‖ version ‖ length` (RFC 5246), or for a record with a connection id
+/// `seq ‖ type ‖ version ‖ cid ‖ cid_length ‖ length` (draft-ietf-tls-dtls-connection-id-05,
+/// as Particle's mbedTLS computes it). `cid` is at most 32 bytes.
+pub(crate) fn additional_data(
+    seq: &[u8; 8],
+    content_type: u8,
+    version: [u8; 2],
+    cid: &[u8],
+    len: usize,
+) -> AdditionalData {
+    let mut aad = AdditionalData {
+        bytes: [0u8; 13 + 1 + 32],
+        len: 0,
+    };
+    let cid = &cid[..cid.len().min(32)];
+    aad.bytes[..8].copy_from_slice(seq);
+    aad.bytes[8] = content_type;
+    aad.bytes[9..11].copy_from_slice(&version);
+    let mut at = 11;
+    if !cid.is_empty() {
+        aad.bytes[at..at + cid.len()].copy_from_slice(cid);
+        at += cid.len();
+        aad.bytes[at] = cid.len() as u8;
+        at += 1;
+    }
+    aad.bytes[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+    aad.len = at + 2;
     aad
 }
 

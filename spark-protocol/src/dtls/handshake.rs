@@ -33,6 +33,9 @@ pub mod ext {
     pub const SERVER_CERTIFICATE_TYPE: u16 = 20;
     /// renegotiation_info (RFC 5746).
     pub const RENEGOTIATION_INFO: u16 = 0xff01;
+    /// connection_id as draft-ietf-tls-dtls-connection-id-05 had it, at the code point
+    /// Particle's mbedTLS uses (the draft left it to be assigned).
+    pub const CONNECTION_ID: u16 = 254;
 }
 
 /// Certificate types of RFC 7250.
@@ -393,6 +396,9 @@ pub struct ClientHello<'a> {
     pub server_rpk: bool,
     /// Whether the client can send a raw public key of its own.
     pub client_rpk: bool,
+    /// The connection id the client asks to receive, when it offered the extension (empty:
+    /// it wants none but will send ours).
+    pub connection_id: Option<&'a [u8]>,
     /// The whole body, for the cookie's MAC.
     pub body: &'a [u8],
 }
@@ -435,6 +441,7 @@ impl<'a> ClientHello<'a> {
             offers_p256: true,
             server_rpk: false,
             client_rpk: false,
+            connection_id: None,
             body,
         };
         if !r.rest().is_empty() {
@@ -456,6 +463,13 @@ impl<'a> ClientHello<'a> {
                     }
                     ext::RENEGOTIATION_INFO if data.vec8()?.is_empty() => {
                         renegotiation_info = true;
+                    }
+                    ext::CONNECTION_ID => {
+                        let cid = data.vec8()?;
+                        if cid.len() > 32 {
+                            return Err(Error::Malformed("connection id longer than 32 bytes"));
+                        }
+                        hello.connection_id = Some(cid);
                     }
                     _ => {}
                 }
@@ -483,6 +497,8 @@ pub struct ServerHello<'a> {
     pub server_certificate_type: Option<u8>,
     /// The client's certificate type, when the extension was present.
     pub client_certificate_type: Option<u8>,
+    /// The connection id the server asks to receive, when the extension was present.
+    pub connection_id: Option<&'a [u8]>,
 }
 
 impl<'a> ServerHello<'a> {
@@ -504,6 +520,7 @@ impl<'a> ServerHello<'a> {
             compression: r.u8()?,
             server_certificate_type: None,
             client_certificate_type: None,
+            connection_id: None,
         };
         if !r.rest().is_empty() {
             let mut exts = Reader::new(r.vec16()?);
@@ -517,6 +534,13 @@ impl<'a> ServerHello<'a> {
                     }
                     ext::CLIENT_CERTIFICATE_TYPE => {
                         hello.client_certificate_type = Some(data.u8()?)
+                    }
+                    ext::CONNECTION_ID => {
+                        let cid = data.vec8()?;
+                        if cid.len() > 32 {
+                            return Err(Error::Malformed("connection id longer than 32 bytes"));
+                        }
+                        hello.connection_id = Some(cid);
                     }
                     _ => {}
                 }

@@ -23,8 +23,10 @@
 //! - Records are AES-128-CCM with an 8-byte tag; the nonce is the 4-byte implicit salt from the
 //!   key block and the record's epoch ‖ sequence number, which the record carries explicitly.
 //! - Resumption is by session id (an abbreviated handshake), or, as Device OS does across sleep,
-//!   with no handshake at all from a [`SavedAssociation`]. Device OS also uses the draft
-//!   connection-id extension; this module does not (see DTLS.md).
+//!   with no handshake at all from a [`SavedAssociation`].
+//! - The device asks for a connection id (draft-ietf-tls-dtls-connection-id-05 at Particle's code
+//!   point 254, records of content type 25) and the cloud gives an 8-byte one, so a device whose
+//!   address changed keeps its association ([`record_connection_id`] routes by it).
 //!
 //! The server answers every first ClientHello with a HelloVerifyRequest whose cookie is an
 //! HMAC of the client's address and hello under a secret drawn at start ([`Server::accept`]),
@@ -58,6 +60,8 @@ pub const FLIGHT_CAPACITY: usize = 2048;
 /// Bytes of received application records a connection queues for [`Connection::recv`]
 /// (each takes two more for its length); records that do not fit are dropped like datagrams.
 pub const RECEIVE_QUEUE_CAPACITY: usize = 2048;
+/// Bytes of the connection id the server gives out (Device OS requires exactly 8).
+pub const CONNECTION_ID_LEN: usize = 8;
 /// The longest certificate a connection presents.
 pub const MAX_CERTIFICATE_LEN: usize = 1024;
 /// The largest application record [`Connection::send`] protects.
@@ -229,11 +233,18 @@ pub struct SavedAssociation {
     session: Session,
     write_seq: u64,
     replay: record::ReplayWindow,
+    /// Our connection id, then the peer's: a length byte and 32 bytes each.
+    cids: [u8; 66],
 }
 
 impl SavedAssociation {
     /// Bytes of [`to_bytes`](Self::to_bytes).
-    pub const LEN: usize = 1 + 48 + 32 + 32 + 1 + 32 + 1 + crypto::POINT_LEN + 8 + 17;
+    pub const LEN: usize = 1 + 48 + 32 + 32 + 1 + 32 + 1 + crypto::POINT_LEN + 8 + 17 + 66;
+
+    fn cid(&self, which: usize) -> &[u8] {
+        let at = which * 33;
+        &self.cids[at + 1..at + 1 + usize::from(self.cids[at].min(32))]
+    }
 
     /// The session inside (resumable with an abbreviated handshake if the peer forgot the rest).
     pub fn session(&self) -> Session {
@@ -241,7 +252,7 @@ impl SavedAssociation {
     }
 
     /// A fixed-size encoding: role, master secret, both randoms, session id, peer key, write
-    /// sequence number and replay window. It holds the master secret: store it like a key.
+    /// sequence number, replay window and both connection ids. It holds the master secret: store it like a key.
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
         out[0] = match self.role {
@@ -260,6 +271,7 @@ impl SavedAssociation {
         }
         out[212..220].copy_from_slice(&self.write_seq.to_be_bytes());
         out[220..237].copy_from_slice(&self.replay.to_bytes());
+        out[237..303].copy_from_slice(&self.cids);
         out
     }
 
@@ -295,6 +307,11 @@ impl SavedAssociation {
         seq.copy_from_slice(&b[212..220]);
         let mut window = [0u8; 17];
         window.copy_from_slice(&b[220..237]);
+        let mut cids = [0u8; 66];
+        cids.copy_from_slice(&b[237..303]);
+        if cids[0] > 32 || cids[33] > 32 {
+            return Err(Error::Malformed("connection id length"));
+        }
         Ok(SavedAssociation {
             role,
             master: MasterSecret(master),
@@ -303,6 +320,7 @@ impl SavedAssociation {
             session,
             write_seq: u64::from_be_bytes(seq),
             replay: record::ReplayWindow::from_bytes(&window),
+            cids,
         })
     }
 }
@@ -320,6 +338,9 @@ pub struct ClientConfig {
     pub certificate: Option<Certificate>,
     /// A session to resume with an abbreviated handshake.
     pub resume: Option<Session>,
+    /// Offer the connection-id extension (asking for no id of our own, as Device OS does);
+    /// a server that agrees gives us the id our protected records then carry.
+    pub connection_id: bool,
     /// Timers and PMTU.
     pub transport: TransportConfig,
 }
@@ -333,6 +354,7 @@ impl ClientConfig {
             raw_public_keys: true,
             certificate: None,
             resume: None,
+            connection_id: true,
             transport: TransportConfig::default(),
         }
     }
@@ -351,6 +373,9 @@ pub struct ServerConfig {
     /// RFC 7250 has it. Off by default: Device OS's client is built not to receive one (it
     /// holds the key) and fails on it. Our client takes either.
     pub send_raw_public_key: bool,
+    /// Give clients that offer the connection-id extension an id of [`CONNECTION_ID_LEN`]
+    /// random bytes to put in their protected records (Device OS refuses a session without one).
+    pub connection_id: bool,
     /// Accept only this client key; `None` accepts any key that proves itself, to be checked
     /// by the caller with [`Connection::peer_public_key`].
     pub client_key: Option<PublicKey>,
@@ -366,6 +391,7 @@ impl ServerConfig {
             certificate: None,
             require_client_auth: true,
             send_raw_public_key: false,
+            connection_id: true,
             client_key: None,
             transport: TransportConfig::default(),
         }
@@ -385,6 +411,18 @@ pub enum Accept {
     HelloVerifyRequest(usize),
     /// The cookie checked out: a new connection for this address.
     Connection(Connection),
+}
+
+/// The connection id of a record from a device that uses one (content type 25, or 253 after its
+/// address changed, with the second value `true`), given the length of the ids this server hands
+/// out: what the caller routes by when a known id arrives from a new address.
+pub fn record_connection_id(datagram: &[u8], cid_len: usize) -> Option<(&[u8], bool)> {
+    let moved = match *datagram.first()? {
+        record::CONTENT_TYPE_CID => false,
+        record::CONTENT_TYPE_CID_MOVED => true,
+        _ => return None,
+    };
+    RecordHeader::parse_with_cid(datagram, cid_len).map(|(_, cid, _)| (cid, moved))
 }
 
 /// Whether `datagram` starts with an unprotected ClientHello: from an address that already has a

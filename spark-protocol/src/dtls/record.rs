@@ -12,6 +12,14 @@ pub const DTLS_1_0: [u8; 2] = [0xfe, 0xff];
 /// The largest sequence number a 48-bit field holds.
 pub const MAX_SEQUENCE: u64 = (1 << 48) - 1;
 
+/// The content type of a record that carries a connection id (draft-ietf-tls-dtls-connection-id
+/// -05 in Particle's mbedTLS; the real type travels inside the encryption).
+pub const CONTENT_TYPE_CID: u8 = 25;
+/// Device OS's marker for a connection-id record sent after the device's address changed: the
+/// first byte of a [`CONTENT_TYPE_CID`] record rewritten after protection, so the cloud re-binds
+/// the association to the new address. Authentication still uses 25.
+pub const CONTENT_TYPE_CID_MOVED: u8 = 253;
+
 /// A record's content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentType {
@@ -82,6 +90,26 @@ impl RecordHeader {
         };
         let body = bytes.get(HEADER_LEN..HEADER_LEN + usize::from(header.length))?;
         Some((header, body))
+    }
+
+    /// Reads a header that carries a connection id of `cid_len` bytes between the sequence
+    /// number and the length; returns the header, the CID and the fragment.
+    pub fn parse_with_cid(bytes: &[u8], cid_len: usize) -> Option<(RecordHeader, &[u8], &[u8])> {
+        let head = bytes.get(..HEADER_LEN + cid_len)?;
+        let mut seq = [0u8; 8];
+        seq[2..].copy_from_slice(&head[5..11]);
+        let cid = &head[11..11 + cid_len];
+        let length = u16::from_be_bytes([head[11 + cid_len], head[12 + cid_len]]);
+        let header = RecordHeader {
+            content_type: ContentType::from(head[0]),
+            version: [head[1], head[2]],
+            epoch: u16::from_be_bytes([head[3], head[4]]),
+            sequence: u64::from_be_bytes(seq),
+            length,
+        };
+        let start = HEADER_LEN + cid_len;
+        let body = bytes.get(start..start + usize::from(length))?;
+        Some((header, cid, body))
     }
 
     /// Writes the header into the first [`HEADER_LEN`] bytes of `out` (which must hold them).
