@@ -838,7 +838,11 @@ impl Connection {
         mut text: &[u8],
     ) -> Result<(), Error> {
         while !text.is_empty() {
-            let (frag, rest) = Fragment::parse(text)?;
+            // A fragment that does not parse is dropped like any invalid record (RFC 6347
+            // section 4.1.2.7): unprotected ones can come from anyone.
+            let Ok((frag, rest)) = Fragment::parse(text) else {
+                return Ok(());
+            };
             text = rest;
             if self.role == Role::Server
                 && self.state == State::Connected

@@ -169,7 +169,9 @@ pub enum Event {
 /// Timers and sizes of the datagram transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransportConfig {
-    /// Largest datagram to send (UDP payload bytes); flights are fragmented to fit.
+    /// Largest datagram to send (UDP payload bytes); flights are fragmented to fit. A
+    /// ClientHello is never fragmented (the server's listener wants it whole), so this must be
+    /// at least about 200 bytes.
     pub pmtu: usize,
     /// First flight timeout; it doubles on every retransmission.
     pub retransmit_initial: Duration,
