@@ -911,7 +911,7 @@ impl Connection {
             }
             (State::ExpectServerHello, HandshakeType::ServerHello) => {
                 self.transcript.update(message);
-                self.on_server_hello(now, body)
+                self.on_server_hello(body)
             }
             (State::ExpectCertificate, HandshakeType::Certificate) => {
                 self.transcript.update(message);
@@ -1011,7 +1011,7 @@ impl Connection {
                 self.state = State::ExpectFinished;
                 Ok(())
             }
-            (State::ExpectFinished, HandshakeType::Finished) => self.on_finished(now, message),
+            (State::ExpectFinished, HandshakeType::Finished) => self.on_finished(message),
             _ => Err(Error::UnexpectedMessage),
         }
     }
@@ -1035,7 +1035,7 @@ impl Connection {
         }
     }
 
-    fn on_finished(&mut self, now: Instant, message: &[u8]) -> Result<(), Error> {
+    fn on_finished(&mut self, message: &[u8]) -> Result<(), Error> {
         let master = self.master.ok_or(Error::Internal("no master secret"))?;
         let expected = master.verify_data(self.finished_label(false), &self.transcript.current());
         let body = &message[handshake::HEADER_LEN..];
@@ -1054,12 +1054,10 @@ impl Connection {
             self.push_change_cipher_spec()?;
             self.push_finished(master)?;
             self.flight.rearm();
-            // The last flight has no timer; it goes again when the peer repeats its own.
-            self.timer = None;
-        } else {
-            self.timer = None;
         }
-        let _ = now;
+        // Neither side times anything now: the last flight goes again only when the peer
+        // repeats its own.
+        self.timer = None;
         self.state = State::Connected;
         let _ = self.events.push_back(Event::Connected {
             resumed: self.resumed,
@@ -1067,7 +1065,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_server_hello(&mut self, now: Instant, body: &[u8]) -> Result<(), Error> {
+    fn on_server_hello(&mut self, body: &[u8]) -> Result<(), Error> {
         let hello = ServerHello::parse(body)?;
         if hello.version != DTLS_1_2 {
             return Err(Error::Unsupported("server version other than DTLS 1.2"));
@@ -1101,7 +1099,6 @@ impl Connection {
             self.state = State::ExpectCertificate;
         }
         // The timer keeps running for our ClientHello until the server's flight is complete.
-        let _ = now;
         Ok(())
     }
 
