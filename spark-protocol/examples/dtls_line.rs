@@ -10,7 +10,8 @@
 //! peer wants X.509), `--peer` the peer's certificate or `PUBLIC KEY` PEM, whose key is pinned.
 //! `--rpk` offers raw public keys (RFC 7250) as Particle devices do; `--pmtu N` caps datagrams.
 //! Status goes to stderr (`connected`, `closed`); end of stdin sends close_notify and exits.
-//! The server side serves one client and exits when it leaves.
+//! The server side serves one client at a time, remembers each session so a returning client
+//! can resume it, and exits at the end of stdin.
 
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use spark_protocol::dtls::{
     Accept, Certificate, ClientConfig, Connection, Event, PrivateKey, PublicKey, Server,
-    ServerConfig, TransportConfig, pem_to_der,
+    ServerConfig, Session, TransportConfig, pem_to_der,
 };
 use spark_protocol::session::Instant;
 
@@ -102,33 +103,13 @@ fn rng() -> impl rand_core::CryptoRng {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let start = std::time::Instant::now();
-    let now = || Instant::from_millis(start.elapsed().as_millis() as u64);
+    let now = move || Instant::from_millis(start.elapsed().as_millis() as u64);
     let mut transport = TransportConfig::default();
     if let Some(p) = args.pmtu {
         transport.pmtu = p;
     }
     let lines = stdin_lines();
-    let mut buf = vec![0u8; 2048];
-    let (socket, peer, mut conn) = if args.listen {
-        let socket = UdpSocket::bind(args.addr)?;
-        let mut config = ServerConfig::new(args.key);
-        config.certificate = args.cert;
-        config.client_key = args.peer;
-        config.transport = transport;
-        let mut server: Server<1> = Server::new(config, &mut rng());
-        loop {
-            let (n, from) = socket.recv_from(&mut buf)?;
-            let mut out = [0u8; 256];
-            let addr = from.to_string();
-            match server.accept(now(), addr.as_bytes(), &buf[..n], &mut rng(), &mut out)? {
-                Accept::Ignore => {}
-                Accept::HelloVerifyRequest(m) => {
-                    socket.send_to(&out[..m], from)?;
-                }
-                Accept::Connection(c) => break (socket, from, c),
-            }
-        }
-    } else {
+    if !args.listen {
         let socket = UdpSocket::bind(if args.addr.is_ipv4() {
             "0.0.0.0:0"
         } else {
@@ -141,19 +122,67 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.raw_public_keys = args.rpk;
         config.certificate = args.cert;
         config.transport = transport;
-        (
-            socket,
-            args.addr,
-            Connection::client(config, now(), &mut rng()),
-        )
-    };
+        let conn = Connection::client(config, now(), &mut rng());
+        serve(conn, &socket, args.addr, &lines, &now)?;
+        return Ok(());
+    }
+    let socket = UdpSocket::bind(args.addr)?;
+    let mut config = ServerConfig::new(args.key);
+    config.certificate = args.cert;
+    config.client_key = args.peer;
+    config.transport = transport;
+    let mut server: Server<16> = Server::new(config, &mut rng());
+    let mut buf = [0u8; 2048];
+    // One client at a time; each session is remembered so a returning client can resume it.
+    loop {
+        socket.set_read_timeout(None)?;
+        let (n, from) = socket.recv_from(&mut buf)?;
+        let mut out = [0u8; 256];
+        let addr = from.to_string();
+        let conn = match server.accept(now(), addr.as_bytes(), &buf[..n], &mut rng(), &mut out)? {
+            Accept::Ignore => continue,
+            Accept::HelloVerifyRequest(m) => {
+                socket.send_to(&out[..m], from)?;
+                continue;
+            }
+            Accept::Connection(c) => c,
+        };
+        match serve(conn, &socket, from, &lines, &now) {
+            Ok((session, End::PeerClosed)) => {
+                if let Some(s) = session {
+                    server.remember(s);
+                }
+            }
+            Ok((_, End::InputClosed)) => return Ok(()),
+            Err(e) => eprintln!("dtls_line: {from}: {e}"),
+        }
+    }
+}
+
+/// Why [`serve`] returned.
+enum End {
+    PeerClosed,
+    InputClosed,
+}
+
+/// Runs one association until the peer closes it or stdin ends; returns its session.
+fn serve(
+    mut conn: Connection,
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    lines: &mpsc::Receiver<Option<String>>,
+    now: &dyn Fn() -> Instant,
+) -> Result<(Option<Session>, End), Box<dyn std::error::Error>> {
+    let mut buf = vec![0u8; 2048];
     let mut rx = vec![0u8; 2048];
+    let mut session = None;
     let stdout = std::io::stdout();
     loop {
         // Events first: a close_notify shows up here before any call reports the close.
         while let Some(event) = conn.poll_event() {
             match event {
                 Event::Connected { resumed } => {
+                    session = conn.session();
                     eprintln!(
                         "dtls_line: connected{}",
                         if resumed { " (resumed)" } else { "" }
@@ -169,7 +198,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 Event::Closed => {
                     eprintln!("dtls_line: closed by peer");
-                    return Ok(());
+                    return Ok((session, End::PeerClosed));
                 }
                 _ => {}
             }
@@ -192,7 +221,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                             socket.send_to(&buf[..n], peer)?;
                         }
                         eprintln!("dtls_line: closed");
-                        return Ok(());
+                        return Ok((session, End::InputClosed));
                     }
                 }
             }

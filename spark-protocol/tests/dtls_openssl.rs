@@ -158,6 +158,19 @@ impl Proc {
         }
     }
 
+    /// Ends the child's stdin and waits (bounded) for it to exit.
+    fn finish_input(&mut self) {
+        self.stdin = None;
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} did not exit after its input ended", self.name);
+    }
+
     fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         writeln!(stdin, "{line}").unwrap();
@@ -456,4 +469,63 @@ fn dtls_line_to_dtls_line_with_raw_public_keys() {
     server.expect("hello over raw public keys");
     server.type_line("and back");
     client.expect("and back");
+}
+
+#[test]
+fn openssl_s_client_resumes_a_session_with_dtls_line_server() {
+    let dir = scratch("server-resume");
+    let (skey, scrt) = identity(&dir, "cloud");
+    let (ckey, ccrt) = identity(&dir, "device");
+    let sess = dir.join("session.pem");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Proc::spawn(
+        "dtls_line",
+        &dtls_line(),
+        &[
+            "--listen",
+            &addr,
+            "--key",
+            skey.to_str().unwrap(),
+            "--cert",
+            scrt.to_str().unwrap(),
+            "--peer",
+            ccrt.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let s_client = |name: &'static str, sess_flag: &str| {
+        Proc::spawn(
+            name,
+            Path::new("openssl"),
+            &[
+                "s_client",
+                "-dtls1_2",
+                "-cipher",
+                SUITE,
+                "-connect",
+                &addr,
+                "-key",
+                ckey.to_str().unwrap(),
+                "-cert",
+                ccrt.to_str().unwrap(),
+                "-CAfile",
+                scrt.to_str().unwrap(),
+                "-verify_return_error",
+                sess_flag,
+                sess.to_str().unwrap(),
+            ],
+        )
+    };
+    let mut first = s_client("s_client 1", "-sess_out");
+    first.expect("Cipher is ECDHE-ECDSA-AES128-CCM8");
+    server.expect("dtls_line: connected");
+    // End of input: s_client sends close_notify and writes its session out.
+    first.finish_input();
+    server.expect("dtls_line: closed by peer");
+    let mut second = s_client("s_client 2", "-sess_in");
+    second.expect("Reused, TLSv1.2, Cipher is ECDHE-ECDSA-AES128-CCM8");
+    server.expect("dtls_line: connected (resumed)");
+    second.type_line("after resumption");
+    server.expect("after resumption");
 }
