@@ -683,3 +683,46 @@ fn without_the_extension_records_are_plain() {
         assert_eq!((wire[0], n), (23, 13 + 8 + 5 + 8));
     }
 }
+
+#[test]
+fn a_forged_second_hello_verify_request_changes_nothing() {
+    let (client, server) = rpk_configs();
+    let mut c = Connection::client(client, Instant::ZERO, &mut rng());
+    let mut server: Server<2> = Server::new(server, &mut rng());
+    let mut buf = [0u8; 1500];
+    let mut out = [0u8; 256];
+    let n = c.poll_transmit(&mut buf).unwrap().unwrap();
+    let Accept::HelloVerifyRequest(m) = server
+        .accept(Instant::ZERO, PEER, &buf[..n], &mut rng(), &mut out)
+        .unwrap()
+    else {
+        panic!("expected a cookie request");
+    };
+    let hvr = out[..m].to_vec();
+    c.handle_datagram(Instant::ZERO, &hvr).unwrap();
+    let n = c.poll_transmit(&mut buf).unwrap().unwrap();
+    let hello = buf[..n].to_vec();
+    // Someone sends another request, numbered as the ServerHello will be (message_seq 1),
+    // in a fresh record.
+    let mut forged = hvr.clone();
+    forged[10] = 9; // record sequence number
+    forged[18] = 1; // handshake message_seq
+    c.handle_datagram(Instant::ZERO, &forged).unwrap();
+    assert_eq!(c.poll_transmit(&mut buf).unwrap(), None);
+    // The real server's flight still completes the handshake.
+    let Accept::Connection(mut s) = server
+        .accept(Instant::ZERO, PEER, &hello, &mut rng(), &mut out)
+        .unwrap()
+    else {
+        panic!("expected a connection");
+    };
+    for _ in 0..4 {
+        while let Some(n) = s.poll_transmit(&mut buf).unwrap() {
+            c.handle_datagram(Instant::ZERO, &buf[..n]).unwrap();
+        }
+        while let Some(n) = c.poll_transmit(&mut buf).unwrap() {
+            s.handle_datagram(Instant::ZERO, &buf[..n]).unwrap();
+        }
+    }
+    assert!(c.is_connected() && s.is_connected());
+}

@@ -898,7 +898,9 @@ impl Connection {
                 r.finish()?;
                 if !self.cookie.is_empty() {
                     // One cookie exchange per handshake; a second request (forged or stale)
-                    // is ignored rather than allowed to end the handshake.
+                    // is ignored rather than allowed to end the handshake, and does not use
+                    // up the sequence number the ServerHello will carry.
+                    self.recv_seq = self.recv_seq.wrapping_sub(1);
                     return Ok(());
                 }
                 self.cookie =
