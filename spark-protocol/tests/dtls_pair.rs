@@ -726,3 +726,15 @@ fn a_forged_second_hello_verify_request_changes_nothing() {
     }
     assert!(c.is_connected() && s.is_connected());
 }
+
+#[test]
+fn a_server_that_asks_for_no_client_key_still_connects() {
+    let (client, mut server) = rpk_configs();
+    server.require_client_auth = false;
+    server.client_key = None;
+    let mut p = Pair::new(client, server);
+    p.run(10);
+    assert!(p.client.is_connected(), "{:?}", p.client.error());
+    // Nothing was proven about the device.
+    assert_eq!(p.server_conn().peer_public_key(), None);
+}
