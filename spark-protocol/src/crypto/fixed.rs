@@ -317,6 +317,37 @@ impl<'a> FixedPrivateKey<'a> {
         limbs_for(self.key.prime1().len().max(self.key.prime2().len()))
     }
 
+    /// `m = c^d mod n` by the CRT, unchecked. Out of line: the two halves and their temporaries then occupy the
+    /// stack only while they run, and the check that follows in [`Self::private_op`] runs on a small frame.
+    #[inline(never)]
+    fn crt(&self, c: &[u8], m: &mut [Limb; PRIVATE_LIMBS]) -> Result<(), RsaError> {
+        let limbs = self.half_limbs();
+        let p = Half::new(self.key.prime1(), self.key.exponent1(), limbs)?;
+        let q = Half::new(self.key.prime2(), self.key.exponent2(), limbs)?;
+        let (mut m1, mut m2, mut t) = ([0; HALF_LIMBS], [0; HALF_LIMBS], [0; HALF_LIMBS]);
+        p.exponentiate(c, limbs, &mut m1);
+        q.exponentiate(c, limbs, &mut t);
+        q.prime.leave_montgomery(&mut m2, &t);
+        // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one Montgomery
+        // multiplication leaves the product in plain form.
+        p.prime.enter_montgomery(&mut t, &m2);
+        p.prime.sub_assign(&mut m1, &t);
+        montgomery::load(self.key.coefficient(), &mut t[..limbs]);
+        p.prime.mul_assign(&mut m1, &t);
+        // m = m2 + h·q, below n.
+        montgomery::mul(&mut m[..2 * limbs], &m1[..limbs], q.prime.limbs());
+        let mut carry = montgomery::add_masked(&mut m[..limbs], &m2[..limbs], Limb::MAX);
+        for l in &mut m[limbs..2 * limbs] {
+            let (s, c) = l.overflowing_add(carry);
+            *l = s;
+            carry = Limb::from(c);
+        }
+        m1.zeroize();
+        m2.zeroize();
+        t.zeroize();
+        Ok(())
+    }
+
     /// `c^d mod n` by the CRT into `out` (the modulus length), checked against `mᵉ = c`; on any failure `out` is
     /// left zero.
     #[inline(never)]
@@ -327,33 +358,8 @@ impl<'a> FixedPrivateKey<'a> {
         if c.len() != k || out.len() != k || c >= public.modulus() {
             return Err(RsaError::BadInput);
         }
-        let limbs = self.half_limbs();
         let mut m = [0; PRIVATE_LIMBS];
-        {
-            let p = Half::new(self.key.prime1(), self.key.exponent1(), limbs)?;
-            let q = Half::new(self.key.prime2(), self.key.exponent2(), limbs)?;
-            let (mut m1, mut m2, mut t) = ([0; HALF_LIMBS], [0; HALF_LIMBS], [0; HALF_LIMBS]);
-            p.exponentiate(c, limbs, &mut m1);
-            q.exponentiate(c, limbs, &mut t);
-            q.prime.leave_montgomery(&mut m2, &t);
-            // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one Montgomery
-            // multiplication leaves the product in plain form.
-            p.prime.enter_montgomery(&mut t, &m2);
-            p.prime.sub_assign(&mut m1, &t);
-            montgomery::load(self.key.coefficient(), &mut t[..limbs]);
-            p.prime.mul_assign(&mut m1, &t);
-            // m = m2 + h·q, below n.
-            montgomery::mul(&mut m[..2 * limbs], &m1[..limbs], q.prime.limbs());
-            let mut carry = montgomery::add_masked(&mut m[..limbs], &m2[..limbs], Limb::MAX);
-            for l in &mut m[limbs..2 * limbs] {
-                let (s, c) = l.overflowing_add(carry);
-                *l = s;
-                carry = Limb::from(c);
-            }
-            m1.zeroize();
-            m2.zeroize();
-            t.zeroize();
-        }
+        self.crt(c, &mut m)?;
         // The check: mᵉ mod n = c, on the public key. m goes out first; its limbs then hold mᵉ.
         montgomery::store(&m, out);
         let checked = public_op_limbs(&public, &mut m).is_ok() && {
