@@ -32,7 +32,7 @@ use spark_protocol::crypto::framing::sealed_len;
 use spark_protocol::crypto::handshake::DEVICE_ID_LEN;
 use spark_protocol::crypto::rng::{EntropySource, HardwareRng};
 use spark_protocol::crypto::{HandshakeError, Nonce, SessionKey};
-use spark_protocol::session::Instant;
+use spark_protocol::session::{Connection as _, Instant};
 use spark_protocol::session::device::{
     DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo,
     RsaHandshake, SinkError,
@@ -680,11 +680,11 @@ fn session(driver: &'static mut Session) -> ! {
         if app.stop_at.is_some_and(|at| driver.now() >= at) {
             break;
         }
-        // The loop's frame holds the one event `drive` hands out; what is done with it (formatting included) runs
-        // in `on_event`'s frame, gone before the next round's input handling (and the handshake's RSA steps) runs.
-        match driver.drive() {
-            Ok(Some(event)) => on_event(driver, &mut app, event),
-            Ok(None) => {}
+        // Events are taken in `take_events`, whose frame is gone before `step` reads and handles input: no event
+        // (a few hundred bytes) lies on the stack under the handshake's RSA steps or the opening of a frame.
+        take_events(driver, &mut app);
+        match driver.step() {
+            Ok(()) => {}
             Err(DriverError::Session(e)) => {
                 log!("qemu-core: session ended: {e}");
                 break;
@@ -726,6 +726,14 @@ fn session(driver: &'static mut Session) -> ! {
         private_ops[2]
     );
     exit(ota_done.is_some())
+}
+
+/// Hands every queued event to [`on_event`].
+#[inline(never)]
+fn take_events(driver: &mut Session, app: &mut App) {
+    while let Some(event) = driver.connection_mut().poll_event() {
+        on_event(driver, app, event);
+    }
 }
 
 /// The application's answer to one event.

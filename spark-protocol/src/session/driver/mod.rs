@@ -317,8 +317,7 @@ where
     /// [`DriverError::Session`] with its reason, every time.
     pub fn drive(&mut self) -> Result<Option<C::Event>, DriverError<T::Error>> {
         self.flush()?;
-        // The event goes straight to the caller; the round's work runs in `step`, whose frame holds no event (an
-        // event can be hundreds of bytes, and on a device the handshake's RSA steps run below that frame).
+        // The event goes straight to the caller; the round's work runs in `step`, whose frame holds no event.
         if let Some(event) = self.conn.poll_event() {
             return Ok(Some(event));
         }
@@ -326,10 +325,18 @@ where
         Ok(self.conn.poll_event())
     }
 
-    /// The rest of a round once no event is queued: the session's end, a due timer, or a bounded wait for input
-    /// and its handling; then what that queued is sent.
+    /// One round that hands out no event: sends what is queued, then ends with the session's reason if it has
+    /// ended, or runs a due timer, or waits for input no longer than the next timer and feeds it, and sends what
+    /// that produced. The events it queued wait in the session for [`Connection::poll_event`] (through
+    /// [`Driver::connection_mut`]); call it only once they are all taken, or it may wait for input while they
+    /// wait.
+    ///
+    /// [`Driver::drive`] is this plus the event; a device short of RAM calls `step` from a loop that takes the
+    /// events in a function of their own, so that no event (hundreds of bytes on a device) lies on the stack
+    /// under the input handling and the handshake's RSA steps.
     #[inline(never)]
-    fn step(&mut self) -> Result<(), DriverError<T::Error>> {
+    pub fn step(&mut self) -> Result<(), DriverError<T::Error>> {
+        self.flush()?;
         if let Some(e) = self.conn.error() {
             return Err(DriverError::Session(e));
         }
