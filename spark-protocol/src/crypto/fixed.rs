@@ -44,7 +44,6 @@ pub const MAX_PUBLIC_BITS: usize = 2048;
 /// The largest private key this backend takes, in bits.
 pub const MAX_PRIVATE_BITS: usize = 1024;
 
-const MAX_BLOCK: usize = MAX_PUBLIC_BITS / 8;
 /// Limbs of one prime of the largest private key.
 const HALF_LIMBS: usize = MAX_PRIVATE_BITS / 2 / LIMB_BITS;
 /// Limbs of the largest private modulus.
@@ -72,17 +71,6 @@ fn public_op_limbs<const N: usize>(
     n.pow_public(x, &base, key.exponent());
     base = *x;
     n.leave_montgomery(x, &base);
-    Ok(())
-}
-
-/// `x^e mod n` for a public key of up to [`MAX_PUBLIC_BITS`], `input` and `out` both the modulus length.
-fn public_op(key: &RsaPublicKeyRef<'_>, input: &[u8], out: &mut [u8]) -> Result<(), RsaError> {
-    let mut x = [0; MAX_LIMBS];
-    if !montgomery::load(input, &mut x) {
-        return Err(RsaError::BadInput);
-    }
-    public_op_limbs(key, &mut x)?;
-    montgomery::store(&x, out);
     Ok(())
 }
 
@@ -135,10 +123,20 @@ impl RsaPublic for FixedPublicKey<'_> {
         let out = out
             .get_mut(..k)
             .ok_or(RsaError::InsufficientSize { required: k })?;
-        let mut block = [0u8; MAX_BLOCK];
-        pkcs1v15_encryption_block(rng, message, &mut block[..k])?;
-        let done = public_op(&self.key, &block[..k], out);
-        block.zeroize();
+        // The block is built in `out` and read from there into limbs before the result is written back: no second
+        // block-sized buffer on the stack.
+        pkcs1v15_encryption_block(rng, message, out)?;
+        let mut x = [0; MAX_LIMBS];
+        let loaded = montgomery::load(out, &mut x);
+        out.zeroize();
+        if !loaded {
+            return Err(RsaError::BadInput);
+        }
+        let done = public_op_limbs(&self.key, &mut x);
+        if done.is_ok() {
+            montgomery::store(&x, out);
+        }
+        x.zeroize();
         done.map(|()| k)
     }
 

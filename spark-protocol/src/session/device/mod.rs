@@ -964,6 +964,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         Ok(())
     }
 
+    // Out of line (as `deliver`): its buffer then occupies the stack only while it runs, not in the frame that
+    // opens every frame.
+    #[inline(never)]
     fn describe(&mut self, request: &Header) -> Result<(), SessionError> {
         let mut json = [0u8; CORE_QUEUE_SIZE];
         let mut w = DescriptionWriter::new(&mut json);
@@ -982,6 +985,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         self.reply(&reply)
     }
 
+    #[inline(never)]
     fn deliver(&mut self, ev: &Event<'_>) {
         let mut handlers = 0u8;
         for (i, sub) in self.subscriptions.iter().enumerate() {
