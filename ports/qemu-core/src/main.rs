@@ -34,12 +34,11 @@ use spark_protocol::crypto::rng::{EntropySource, HardwareRng};
 use spark_protocol::crypto::{HandshakeError, Nonce, SessionKey};
 use spark_protocol::session::{Connection as _, Instant};
 use spark_protocol::session::device::{
-    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo,
+    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo, MAX_TRANSMIT_LEN,
     RsaHandshake, SinkError,
 };
 use spark_protocol::session::driver::{Driver, DriverError, EmbeddedIo};
 use spark_protocol::wire::describe::VarType;
-use spark_protocol::wire::limits::CORE_QUEUE_SIZE;
 use spark_protocol::wire::message::{Value, Visibility};
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -569,8 +568,8 @@ fn time_private_ops() -> [u64; 3] {
 // ---------------------------------------------------------------------------------------------------------------
 // Main
 
-/// The driver's buffer: the largest frame the device sends (a full transmit queue, sealed).
-const FRAME_BUF: usize = sealed_len(CORE_QUEUE_SIZE);
+/// The driver's buffer: the largest frame the device sends (its longest queued message, sealed).
+const FRAME_BUF: usize = MAX_TRANSMIT_LEN;
 
 #[entry]
 fn main() -> ! {
