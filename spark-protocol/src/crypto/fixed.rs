@@ -227,17 +227,27 @@ impl Drop for Half {
 
 impl Half {
     fn new(prime: &[u8], exponent: &[u8], limbs: usize) -> Result<Self, RsaError> {
-        let mut half = Half {
+        let mut half = Half::zeroed();
+        half.set(prime, exponent, limbs)?;
+        Ok(half)
+    }
+
+    fn zeroed() -> Self {
+        Half {
             prime: Modulus::zeroed(),
             exponent: [0; HALF_LIMBS],
-        };
-        if !half.prime.set(prime)
-            || half.prime.len() != limbs
-            || !montgomery::load(exponent, &mut half.exponent[..limbs])
+        }
+    }
+
+    /// Loads a prime and its exponent in place (a returned `Half` would be one more copy on the stack).
+    fn set(&mut self, prime: &[u8], exponent: &[u8], limbs: usize) -> Result<(), RsaError> {
+        if !self.prime.set(prime)
+            || self.prime.len() != limbs
+            || !montgomery::load(exponent, &mut self.exponent[..limbs])
         {
             return Err(RsaError::InvalidKey);
         }
-        Ok(half)
+        Ok(())
     }
 
     /// `c^exponent mod prime` in Montgomery form, for `c` (big-endian) below `R²`, `R = 2^(LIMB_BITS · limbs)`.
@@ -320,20 +330,36 @@ impl<'a> FixedPrivateKey<'a> {
     #[inline(never)]
     fn crt(&self, c: &[u8], m: &mut [Limb; PRIVATE_LIMBS]) -> Result<(), RsaError> {
         let limbs = self.half_limbs();
-        let p = Half::new(self.key.prime1(), self.key.exponent1(), limbs)?;
-        let q = Half::new(self.key.prime2(), self.key.exponent2(), limbs)?;
-        let (mut m1, mut m2, mut t) = ([0; HALF_LIMBS], [0; HALF_LIMBS], [0; HALF_LIMBS]);
-        p.exponentiate(c, limbs, &mut m1);
-        q.exponentiate(c, limbs, &mut t);
-        q.prime.leave_montgomery(&mut m2, &t);
-        // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one Montgomery
-        // multiplication leaves the product in plain form.
-        p.prime.enter_montgomery(&mut t, &m2);
-        p.prime.sub_assign(&mut m1, &t);
-        montgomery::load(self.key.coefficient(), &mut t[..limbs]);
-        p.prime.mul_assign(&mut m1, &t);
+        // One half at a time: each prime's numbers are dropped before the other's are built, so their stack
+        // space can be shared.
+        let mut m2 = [0; HALF_LIMBS];
+        {
+            let mut q = Half::zeroed();
+            q.set(self.key.prime2(), self.key.exponent2(), limbs)?;
+            let mut t = [0; HALF_LIMBS];
+            q.exponentiate(c, limbs, &mut t);
+            q.prime.leave_montgomery(&mut m2, &t);
+            t.zeroize();
+        }
+        let mut m1 = [0; HALF_LIMBS];
+        {
+            let mut p = Half::zeroed();
+            p.set(self.key.prime1(), self.key.exponent1(), limbs)?;
+            p.exponentiate(c, limbs, &mut m1);
+            // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one Montgomery
+            // multiplication leaves the product in plain form.
+            let mut t = [0; HALF_LIMBS];
+            p.prime.enter_montgomery(&mut t, &m2);
+            p.prime.sub_assign(&mut m1, &t);
+            montgomery::load(self.key.coefficient(), &mut t[..limbs]);
+            p.prime.mul_assign(&mut m1, &t);
+            t.zeroize();
+        }
         // m = m2 + h·q, below n.
-        montgomery::mul(&mut m[..2 * limbs], &m1[..limbs], q.prime.limbs());
+        let mut q = [0; HALF_LIMBS];
+        // `Half::set` loaded the same bytes into `limbs` limbs above.
+        montgomery::load(self.key.prime2(), &mut q[..limbs]);
+        montgomery::mul(&mut m[..2 * limbs], &m1[..limbs], &q[..limbs]);
         let mut carry = montgomery::add_masked(&mut m[..limbs], &m2[..limbs], Limb::MAX);
         for l in &mut m[limbs..2 * limbs] {
             let (s, c) = l.overflowing_add(carry);
@@ -342,7 +368,7 @@ impl<'a> FixedPrivateKey<'a> {
         }
         m1.zeroize();
         m2.zeroize();
-        t.zeroize();
+        q.zeroize();
         Ok(())
     }
 

@@ -750,6 +750,13 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         self.events.push_back(event).is_ok()
     }
 
+    /// [`Self::push_event`] for the frame that opens every frame: the event (its largest variant's size, whatever
+    /// the variant) is built in this function's frame, which is gone before the next message is handled.
+    #[inline(never)]
+    fn push_event_from(&mut self, make: impl FnOnce() -> DeviceEvent) -> bool {
+        self.push_event(make())
+    }
+
     fn fail(&mut self, error: SessionError) -> SessionError {
         if let Some(e) = self.error {
             return e;
@@ -870,7 +877,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 }
                 self.hello_received = true;
                 self.deadline = None;
-                self.push_event(DeviceEvent::Connected);
+                self.push_event_from(|| DeviceEvent::Connected);
             }
             MessageKind::Describe => self.describe(&ok(m::Describe::parse(&repr))?.header)?,
             MessageKind::FunctionCall => self.function_call(&repr)?,
@@ -878,7 +885,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             MessageKind::Event => self.deliver(&ok(Event::parse(&repr))?),
             MessageKind::Time => {
                 let t = ok(m::Time::parse(&repr))?;
-                self.push_event(DeviceEvent::Time(t.unix_time));
+                self.push_event_from(|| DeviceEvent::Time(t.unix_time));
             }
             MessageKind::SignalStart | MessageKind::SignalStop => {
                 let s = ok(m::Signal::parse(&repr))?;
@@ -887,14 +894,14 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     code: Code::Changed,
                     payload: &[],
                 })?;
-                self.push_event(DeviceEvent::Signal(s.start));
+                self.push_event_from(|| DeviceEvent::Signal(s.start));
             }
             MessageKind::KeyChange => {
                 let k = ok(m::KeyChange::parse(&repr))?;
                 self.reply(&KeyChanged {
                     header: Header::piggybacked(&k.header),
                 })?;
-                self.push_event(DeviceEvent::KeyChange);
+                self.push_event_from(|| DeviceEvent::KeyChange);
             }
             MessageKind::Ping => {
                 let p = ok(Ping::parse(&repr))?;
