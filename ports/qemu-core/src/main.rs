@@ -32,12 +32,12 @@ use spark_protocol::crypto::framing::sealed_len;
 use spark_protocol::crypto::handshake::DEVICE_ID_LEN;
 use spark_protocol::crypto::rng::{EntropySource, HardwareRng};
 use spark_protocol::crypto::{HandshakeError, Nonce, SessionKey};
-use spark_protocol::session::{Connection as _, Instant};
 use spark_protocol::session::device::{
-    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo, MAX_TRANSMIT_LEN,
-    RsaHandshake, SinkError,
+    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo,
+    MAX_TRANSMIT_LEN, RsaHandshake, SinkError,
 };
 use spark_protocol::session::driver::{Driver, DriverError, EmbeddedIo};
+use spark_protocol::session::{Connection as _, Instant};
 use spark_protocol::wire::describe::VarType;
 use spark_protocol::wire::message::{Value, Visibility};
 
