@@ -32,14 +32,13 @@ use spark_protocol::crypto::framing::sealed_len;
 use spark_protocol::crypto::handshake::DEVICE_ID_LEN;
 use spark_protocol::crypto::rng::{EntropySource, HardwareRng};
 use spark_protocol::crypto::{HandshakeError, Nonce, SessionKey};
-use spark_protocol::session::Instant;
 use spark_protocol::session::device::{
     DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo,
-    RsaHandshake, SinkError,
+    MAX_TRANSMIT_LEN, RsaHandshake, SinkError,
 };
 use spark_protocol::session::driver::{Driver, DriverError, EmbeddedIo};
+use spark_protocol::session::{Connection as _, Instant};
 use spark_protocol::wire::describe::VarType;
-use spark_protocol::wire::limits::CORE_QUEUE_SIZE;
 use spark_protocol::wire::message::{Value, Visibility};
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -569,8 +568,8 @@ fn time_private_ops() -> [u64; 3] {
 // ---------------------------------------------------------------------------------------------------------------
 // Main
 
-/// The driver's buffer: the largest frame the device sends (a full transmit queue, sealed).
-const FRAME_BUF: usize = sealed_len(CORE_QUEUE_SIZE);
+/// The driver's buffer: the largest frame the device sends (its longest queued message, sealed).
+const FRAME_BUF: usize = MAX_TRANSMIT_LEN;
 
 #[entry]
 fn main() -> ! {
@@ -661,22 +660,30 @@ fn start_session(handshake: Handshake) -> &'static mut Session {
     driver
 }
 
+/// What the application keeps between events.
+#[derive(Default)]
+struct App {
+    pins: Pins,
+    handshake_stack: usize,
+    ota_done: Option<(u32, u32)>,
+    /// Once an update has ended, the firmware drives the session a little longer (so that the result reaches the
+    /// cloud) and then stops, where a Core resets into its new image.
+    stop_at: Option<Instant>,
+}
+
 /// Runs the session until it ends or an update is done; never returns.
 #[inline(never)]
 fn session(driver: &'static mut Session) -> ! {
-    let mut pins = Pins::default();
-    let mut handshake_stack = 0;
-    let mut ota_done: Option<(u32, u32)> = None;
-    // Once an update has ended, the firmware drives the session a little longer (so that the result reaches the
-    // cloud) and then stops, where a Core resets into its new image.
-    let mut stop_at: Option<Instant> = None;
+    let mut app = App::default();
     loop {
-        if stop_at.is_some_and(|at| driver.now() >= at) {
+        if app.stop_at.is_some_and(|at| driver.now() >= at) {
             break;
         }
-        let event = match driver.drive() {
-            Ok(Some(event)) => event,
-            Ok(None) => continue,
+        // Events are taken in `take_events`, whose frame is gone before `step` reads and handles input: no event
+        // (a few hundred bytes) lies on the stack under the handshake's RSA steps or the opening of a frame.
+        take_events(driver, &mut app);
+        match driver.step() {
+            Ok(()) => {}
             Err(DriverError::Session(e)) => {
                 log!("qemu-core: session ended: {e}");
                 break;
@@ -685,85 +692,9 @@ fn session(driver: &'static mut Session) -> ! {
                 log!("qemu-core: driver failure");
                 break;
             }
-        };
-        let now = driver.now();
-        let conn = driver.connection_mut();
-        match event {
-            DeviceEvent::Connected => {
-                handshake_stack = stack::high_water();
-                log!(
-                    "qemu-core: connected; handshake stack high-water {} B; the RSA steps' own stack: credentials {} B, open session {} B",
-                    handshake_stack,
-                    CREDENTIALS_STACK.load(Ordering::Relaxed),
-                    OPEN_STACK.load(Ordering::Relaxed)
-                );
-                stack::paint();
-                let _ = conn.publish(
-                    now,
-                    b"qemu-core/online",
-                    Some(b"tinker"),
-                    Visibility::Private,
-                    60,
-                );
-            }
-            DeviceEvent::FunctionCall(call) => {
-                let value = pins.call(&call.name, &call.argument);
-                log!(
-                    "qemu-core: call {}({}) = {}",
-                    core::str::from_utf8(&call.name).unwrap_or("?"),
-                    core::str::from_utf8(&call.argument).unwrap_or("?"),
-                    value
-                );
-                let _ = conn.function_return(call.call, value);
-            }
-            DeviceEvent::VariableRequest(read) => {
-                let uptime = (now.as_millis() / 1000) as i32;
-                let value = match &read.name[..] {
-                    b"uptime" => Value::Int(uptime),
-                    _ => Value::String(b"qemu mps2-an385"),
-                };
-                log!(
-                    "qemu-core: variable {}",
-                    core::str::from_utf8(&read.name).unwrap_or("?")
-                );
-                let _ = conn.variable_value(read.request, value);
-            }
-            DeviceEvent::UpdateStarted { info, fast } => {
-                log!(
-                    "qemu-core: update started, {:?} bytes, fast {}",
-                    info.size,
-                    fast
-                );
-            }
-            DeviceEvent::UpdateFinished { size } => {
-                let result = conn.sink().result;
-                log!(
-                    "qemu-core: update finished, {} bytes, checked {:?}",
-                    size,
-                    result
-                );
-                let mut text = [0u8; 40];
-                let text = format_ota(&mut text, result);
-                let _ = conn.publish(now, b"qemu-core/ota", Some(text), Visibility::Private, 60);
-                ota_done = result;
-                stop_at = Some(now + core::time::Duration::from_millis(300));
-            }
-            DeviceEvent::UpdateFailed(why) => {
-                log!("qemu-core: update failed: {why:?}");
-                let _ = conn.publish(
-                    now,
-                    b"qemu-core/ota",
-                    Some(b"failed"),
-                    Visibility::Private,
-                    60,
-                );
-                stop_at = Some(now + core::time::Duration::from_millis(300));
-            }
-            other => {
-                log!("qemu-core: event {other:?}");
-            }
         }
     }
+    let (handshake_stack, ota_done) = (app.handshake_stack, app.ota_done);
     let session_stack = stack::high_water();
     let (seal_ns, open_ns) = time_frame();
     let private_ops = time_private_ops();
@@ -794,6 +725,96 @@ fn session(driver: &'static mut Session) -> ! {
         private_ops[2]
     );
     exit(ota_done.is_some())
+}
+
+/// Hands every queued event to [`on_event`].
+#[inline(never)]
+fn take_events(driver: &mut Session, app: &mut App) {
+    while let Some(event) = driver.connection_mut().poll_event() {
+        on_event(driver, app, event);
+    }
+}
+
+/// The application's answer to one event.
+#[inline(never)]
+fn on_event(driver: &mut Session, app: &mut App, event: DeviceEvent) {
+    let now = driver.now();
+    let conn = driver.connection_mut();
+    match event {
+        DeviceEvent::Connected => {
+            app.handshake_stack = stack::high_water();
+            log!(
+                "qemu-core: connected; handshake stack high-water {} B; the RSA steps' own stack: credentials {} B, open session {} B",
+                app.handshake_stack,
+                CREDENTIALS_STACK.load(Ordering::Relaxed),
+                OPEN_STACK.load(Ordering::Relaxed)
+            );
+            stack::paint();
+            let _ = conn.publish(
+                now,
+                b"qemu-core/online",
+                Some(b"tinker"),
+                Visibility::Private,
+                60,
+            );
+        }
+        DeviceEvent::FunctionCall(call) => {
+            let value = app.pins.call(&call.name, &call.argument);
+            log!(
+                "qemu-core: call {}({}) = {}",
+                core::str::from_utf8(&call.name).unwrap_or("?"),
+                core::str::from_utf8(&call.argument).unwrap_or("?"),
+                value
+            );
+            let _ = conn.function_return(call.call, value);
+        }
+        DeviceEvent::VariableRequest(read) => {
+            let uptime = (now.as_millis() / 1000) as i32;
+            let value = match &read.name[..] {
+                b"uptime" => Value::Int(uptime),
+                _ => Value::String(b"qemu mps2-an385"),
+            };
+            log!(
+                "qemu-core: variable {}",
+                core::str::from_utf8(&read.name).unwrap_or("?")
+            );
+            let _ = conn.variable_value(read.request, value);
+        }
+        DeviceEvent::UpdateStarted { info, fast } => {
+            log!(
+                "qemu-core: update started, {:?} bytes, fast {}",
+                info.size,
+                fast
+            );
+        }
+        DeviceEvent::UpdateFinished { size } => {
+            let result = conn.sink().result;
+            log!(
+                "qemu-core: update finished, {} bytes, checked {:?}",
+                size,
+                result
+            );
+            let mut text = [0u8; 40];
+            let text = format_ota(&mut text, result);
+            let _ = conn.publish(now, b"qemu-core/ota", Some(text), Visibility::Private, 60);
+            app.ota_done = result;
+            app.stop_at = Some(now + core::time::Duration::from_millis(300));
+        }
+        DeviceEvent::UpdateFailed(why) => {
+            log!("qemu-core: update failed: {why:?}");
+            let _ = conn.publish(
+                now,
+                b"qemu-core/ota",
+                Some(b"failed"),
+                Visibility::Private,
+                60,
+            );
+            app.stop_at = Some(now + core::time::Duration::from_millis(300));
+        }
+        other => {
+            log!("qemu-core: event {other:?}");
+        }
+    }
 }
 
 fn format_ota(buf: &mut [u8; 40], result: Option<(u32, u32)>) -> &[u8] {

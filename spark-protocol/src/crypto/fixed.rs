@@ -44,7 +44,6 @@ pub const MAX_PUBLIC_BITS: usize = 2048;
 /// The largest private key this backend takes, in bits.
 pub const MAX_PRIVATE_BITS: usize = 1024;
 
-const MAX_BLOCK: usize = MAX_PUBLIC_BITS / 8;
 /// Limbs of one prime of the largest private key.
 const HALF_LIMBS: usize = MAX_PRIVATE_BITS / 2 / LIMB_BITS;
 /// Limbs of the largest private modulus.
@@ -72,17 +71,6 @@ fn public_op_limbs<const N: usize>(
     n.pow_public(x, &base, key.exponent());
     base = *x;
     n.leave_montgomery(x, &base);
-    Ok(())
-}
-
-/// `x^e mod n` for a public key of up to [`MAX_PUBLIC_BITS`], `input` and `out` both the modulus length.
-fn public_op(key: &RsaPublicKeyRef<'_>, input: &[u8], out: &mut [u8]) -> Result<(), RsaError> {
-    let mut x = [0; MAX_LIMBS];
-    if !montgomery::load(input, &mut x) {
-        return Err(RsaError::BadInput);
-    }
-    public_op_limbs(key, &mut x)?;
-    montgomery::store(&x, out);
     Ok(())
 }
 
@@ -135,10 +123,20 @@ impl RsaPublic for FixedPublicKey<'_> {
         let out = out
             .get_mut(..k)
             .ok_or(RsaError::InsufficientSize { required: k })?;
-        let mut block = [0u8; MAX_BLOCK];
-        pkcs1v15_encryption_block(rng, message, &mut block[..k])?;
-        let done = public_op(&self.key, &block[..k], out);
-        block.zeroize();
+        // The block is built in `out` and read from there into limbs before the result is written back: no second
+        // block-sized buffer on the stack.
+        pkcs1v15_encryption_block(rng, message, out)?;
+        let mut x = [0; MAX_LIMBS];
+        let loaded = montgomery::load(out, &mut x);
+        out.zeroize();
+        if !loaded {
+            return Err(RsaError::BadInput);
+        }
+        let done = public_op_limbs(&self.key, &mut x);
+        if done.is_ok() {
+            montgomery::store(&x, out);
+        }
+        x.zeroize();
         done.map(|()| k)
     }
 
@@ -229,17 +227,27 @@ impl Drop for Half {
 
 impl Half {
     fn new(prime: &[u8], exponent: &[u8], limbs: usize) -> Result<Self, RsaError> {
-        let mut half = Half {
+        let mut half = Half::zeroed();
+        half.set(prime, exponent, limbs)?;
+        Ok(half)
+    }
+
+    fn zeroed() -> Self {
+        Half {
             prime: Modulus::zeroed(),
             exponent: [0; HALF_LIMBS],
-        };
-        if !half.prime.set(prime)
-            || half.prime.len() != limbs
-            || !montgomery::load(exponent, &mut half.exponent[..limbs])
+        }
+    }
+
+    /// Loads a prime and its exponent in place (a returned `Half` would be one more copy on the stack).
+    fn set(&mut self, prime: &[u8], exponent: &[u8], limbs: usize) -> Result<(), RsaError> {
+        if !self.prime.set(prime)
+            || self.prime.len() != limbs
+            || !montgomery::load(exponent, &mut self.exponent[..limbs])
         {
             return Err(RsaError::InvalidKey);
         }
-        Ok(half)
+        Ok(())
     }
 
     /// `c^exponent mod prime` in Montgomery form, for `c` (big-endian) below `R²`, `R = 2^(LIMB_BITS · limbs)`.
@@ -317,6 +325,53 @@ impl<'a> FixedPrivateKey<'a> {
         limbs_for(self.key.prime1().len().max(self.key.prime2().len()))
     }
 
+    /// `m = c^d mod n` by the CRT, unchecked. Out of line: the two halves and their temporaries then occupy the
+    /// stack only while they run, and the check that follows in [`Self::private_op`] runs on a small frame.
+    #[inline(never)]
+    fn crt(&self, c: &[u8], m: &mut [Limb; PRIVATE_LIMBS]) -> Result<(), RsaError> {
+        let limbs = self.half_limbs();
+        // One half at a time: each prime's numbers are dropped before the other's are built, so their stack
+        // space can be shared.
+        let mut m2 = [0; HALF_LIMBS];
+        {
+            let mut q = Half::zeroed();
+            q.set(self.key.prime2(), self.key.exponent2(), limbs)?;
+            let mut t = [0; HALF_LIMBS];
+            q.exponentiate(c, limbs, &mut t);
+            q.prime.leave_montgomery(&mut m2, &t);
+            t.zeroize();
+        }
+        let mut m1 = [0; HALF_LIMBS];
+        {
+            let mut p = Half::zeroed();
+            p.set(self.key.prime1(), self.key.exponent1(), limbs)?;
+            p.exponentiate(c, limbs, &mut m1);
+            // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one Montgomery
+            // multiplication leaves the product in plain form.
+            let mut t = [0; HALF_LIMBS];
+            p.prime.enter_montgomery(&mut t, &m2);
+            p.prime.sub_assign(&mut m1, &t);
+            montgomery::load(self.key.coefficient(), &mut t[..limbs]);
+            p.prime.mul_assign(&mut m1, &t);
+            t.zeroize();
+        }
+        // m = m2 + h·q, below n.
+        let mut q = [0; HALF_LIMBS];
+        // `Half::set` loaded the same bytes into `limbs` limbs above.
+        montgomery::load(self.key.prime2(), &mut q[..limbs]);
+        montgomery::mul(&mut m[..2 * limbs], &m1[..limbs], &q[..limbs]);
+        let mut carry = montgomery::add_masked(&mut m[..limbs], &m2[..limbs], Limb::MAX);
+        for l in &mut m[limbs..2 * limbs] {
+            let (s, c) = l.overflowing_add(carry);
+            *l = s;
+            carry = Limb::from(c);
+        }
+        m1.zeroize();
+        m2.zeroize();
+        q.zeroize();
+        Ok(())
+    }
+
     /// `c^d mod n` by the CRT into `out` (the modulus length), checked against `mᵉ = c`; on any failure `out` is
     /// left zero.
     #[inline(never)]
@@ -327,33 +382,8 @@ impl<'a> FixedPrivateKey<'a> {
         if c.len() != k || out.len() != k || c >= public.modulus() {
             return Err(RsaError::BadInput);
         }
-        let limbs = self.half_limbs();
         let mut m = [0; PRIVATE_LIMBS];
-        {
-            let p = Half::new(self.key.prime1(), self.key.exponent1(), limbs)?;
-            let q = Half::new(self.key.prime2(), self.key.exponent2(), limbs)?;
-            let (mut m1, mut m2, mut t) = ([0; HALF_LIMBS], [0; HALF_LIMBS], [0; HALF_LIMBS]);
-            p.exponentiate(c, limbs, &mut m1);
-            q.exponentiate(c, limbs, &mut t);
-            q.prime.leave_montgomery(&mut m2, &t);
-            // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one Montgomery
-            // multiplication leaves the product in plain form.
-            p.prime.enter_montgomery(&mut t, &m2);
-            p.prime.sub_assign(&mut m1, &t);
-            montgomery::load(self.key.coefficient(), &mut t[..limbs]);
-            p.prime.mul_assign(&mut m1, &t);
-            // m = m2 + h·q, below n.
-            montgomery::mul(&mut m[..2 * limbs], &m1[..limbs], q.prime.limbs());
-            let mut carry = montgomery::add_masked(&mut m[..limbs], &m2[..limbs], Limb::MAX);
-            for l in &mut m[limbs..2 * limbs] {
-                let (s, c) = l.overflowing_add(carry);
-                *l = s;
-                carry = Limb::from(c);
-            }
-            m1.zeroize();
-            m2.zeroize();
-            t.zeroize();
-        }
+        self.crt(c, &mut m)?;
         // The check: mᵉ mod n = c, on the public key. m goes out first; its limbs then hold mᵉ.
         montgomery::store(&m, out);
         let checked = public_op_limbs(&public, &mut m).is_ok() && {

@@ -260,6 +260,9 @@ pub fn decrypt_device_credentials<K: RsaPrivate + ?Sized, R: CryptoRng + ?Sized>
     Ok(creds)
 }
 
+// Out of line: the HMAC's state then occupies a device's stack only while it runs, not under the RSA steps of
+// `open_session_key`.
+#[inline(never)]
 fn session_hmac(session: &SessionKey, ciphertext: &[u8]) -> [u8; HMAC_LEN] {
     // HMAC takes keys of any length; 40 bytes fit SHA-1's 64-byte block and are used as they are.
     let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(session.as_bytes())

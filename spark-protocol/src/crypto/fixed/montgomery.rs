@@ -307,12 +307,10 @@ impl<const N: usize> Modulus<N> {
         self.reduce_once(out, carry);
     }
 
-    /// `R mod m`: one, in Montgomery form.
-    #[inline(never)]
-    pub(crate) fn one(&self) -> [Limb; N] {
-        let mut one = [0; N];
-        self.leave_montgomery(&mut one, &self.r2);
-        one
+    /// `out = R mod m`: one, in Montgomery form. Written in place: a returned array would be one more `N` limbs
+    /// in the caller's frame.
+    pub(crate) fn set_one(&self, out: &mut [Limb; N]) {
+        self.leave_montgomery(out, &self.r2);
     }
 
     /// `a = a + b mod m` for `a, b < m`.
@@ -335,7 +333,7 @@ impl<const N: usize> Modulus<N> {
         let n = self.len;
         let bits = n * LIMB_BITS;
         let mut table = [[0 as Limb; N]; 1 << WINDOW];
-        table[0] = self.one();
+        self.set_one(&mut table[0]);
         table[1] = *base;
         for i in 2..table.len() {
             let prev = table[i - 1];
@@ -384,7 +382,7 @@ impl<const N: usize> Modulus<N> {
             }
         }
         if !started {
-            *out = self.one();
+            self.set_one(out);
         }
     }
 }
