@@ -124,10 +124,11 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
             if ctx.json {
                 return ctx.print_json(&report);
             }
-            println!("New key {} created!", report.private_pem);
-            println!(
+            crate::out!("New key {} created!", report.private_pem);
+            crate::out!(
                 "Public key {}, device form {}",
-                report.public_pem, report.private_der
+                report.public_pem,
+                report.private_der
             );
             Ok(())
         }
@@ -157,8 +158,7 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
             let format = platform
                 .server_key_format()
                 .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
-            let bytes = std::fs::read(&key)
-                .map_err(|e| Failure(format!("cannot read {}: {e}", key.display())))?;
+            let bytes = crate::files::read(&key, crate::files::KEY)?;
             let public = match std::str::from_utf8(&bytes) {
                 Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_pem(text),
                 // A DER key, possibly already padded into a storage image: read the DER value only.
@@ -203,12 +203,15 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
                 return ctx.print_json(&report);
             }
             if let Some(d) = &report.device {
-                println!(
+                crate::out!(
                     "Wrote the server key ({} bytes) to the {} at {} (alt {}); your device will not restart",
-                    d.bytes, d.platform, d.address, d.alt
+                    d.bytes,
+                    d.platform,
+                    d.address,
+                    d.alt
                 );
             }
-            println!(
+            crate::out!(
                 "Wrote {} ({} bytes for the {}{})",
                 report.file,
                 report.size,

@@ -98,6 +98,12 @@ pub(crate) struct FlashArgs {
     /// Stay in DFU mode afterwards (the default for the factory image).
     #[arg(long)]
     no_leave: bool,
+    /// With `--cloud`: return once the cloud accepted the update instead of waiting for the device's outcome.
+    #[arg(long)]
+    no_wait: bool,
+    /// With `--cloud`: seconds to wait for the device's outcome.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    timeout: u64,
     /// Write even where the memory layout says no (dfu-util's `:force`).
     #[arg(long)]
     force: bool,
@@ -122,9 +128,10 @@ impl FlashArgs {
             ));
         }
         Ok(cloud::FlashArgs {
-            cloud: true,
             device,
             files,
+            no_wait: self.no_wait,
+            timeout: std::time::Duration::from_secs(self.timeout),
         })
     }
 }
@@ -406,12 +413,12 @@ fn dfu_list(ctx: &Context, select: &Select) -> Outcome {
         return ctx.print_json(&devices);
     }
     if devices.is_empty() {
-        println!("No DFU capable USB device available");
+        crate::out!("No DFU capable USB device available");
         return Ok(());
     }
     for d in &devices {
         for line in d.lines() {
-            println!("{line}");
+            crate::out!("{line}");
         }
     }
     Ok(())
@@ -572,13 +579,42 @@ fn detach(link: &mut Link, device: &Listed) -> Result<(), Failure> {
     }
 }
 
-/// Bytes moved, drawn on stderr unless `--json` or stderr is not a terminal.
+/// Bytes moved, drawn on stderr unless `--json` or stderr is not a terminal. Each phase (writing, reading back)
+/// counts from zero to the image size, so the bar never shows more than the image.
 struct Progress {
     bar: ProgressBar,
+    phases: std::cell::RefCell<Phases>,
+}
+
+/// Where the bar stands: the phase's name and the bytes done in it, out of `total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Phases {
+    total: u64,
+    name: &'static str,
+    done: u64,
+}
+
+impl Phases {
+    /// Counts one event; a new phase (writing after erasing, reading after writing) starts again from zero.
+    fn event(&mut self, e: &Event) {
+        let (name, len) = match *e {
+            Event::Erased { .. } => ("Erasing", 0),
+            Event::Written { len, .. } => ("Writing", u64::from(len)),
+            Event::Read { len, .. } => ("Reading", u64::from(len)),
+            Event::Leaving => ("Leaving", 0),
+            _ => return,
+        };
+        if name != self.name {
+            self.name = name;
+            self.done = 0;
+        }
+        self.done = (self.done + len).min(self.total);
+    }
 }
 
 impl Progress {
-    fn new(ctx: &Context, total: u64, message: &str) -> Self {
+    /// A bar for `total` bytes per phase, starting in phase `message`.
+    fn new(ctx: &Context, total: u64, message: &'static str) -> Self {
         let bar = if ctx.json || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
@@ -590,24 +626,27 @@ impl Progress {
             }
             bar
         };
-        bar.set_message(message.to_owned());
-        Self { bar }
+        bar.set_message(message);
+        let phases = Phases {
+            total,
+            name: message,
+            done: 0,
+        };
+        Self {
+            bar,
+            phases: std::cell::RefCell::new(phases),
+        }
     }
 
     fn event(&self, e: Event) {
-        match e {
-            Event::Erased { .. } => self.bar.set_message("Erasing"),
-            Event::Written { len, .. } => {
-                self.bar.set_message("Writing");
-                self.bar.inc(u64::from(len));
-            }
-            Event::Read { len, .. } => {
-                self.bar.set_message("Reading");
-                self.bar.inc(u64::from(len));
-            }
-            Event::Leaving => self.bar.set_message("Leaving"),
-            _ => {}
+        let mut phases = self.phases.borrow_mut();
+        let before = phases.name;
+        phases.event(&e);
+        if phases.name != before {
+            self.bar.set_message(phases.name);
+            self.bar.reset();
         }
+        self.bar.set_position(phases.done);
     }
 }
 
@@ -670,8 +709,7 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
         return Err(Failure("flash over USB takes exactly one file".into()));
     };
     let path = Path::new(file);
-    let bytes =
-        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::files::read(path, crate::files::IMAGE)?;
     let verify = !args.no_verify;
     let is_dfuse = bytes.starts_with(&dfuse::SIGNATURE);
     if is_dfuse && args.factory {
@@ -679,6 +717,7 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
             "--factory takes a plain binary; a DfuSe file says its own addresses".into(),
         ));
     }
+    check_file_before_device(path, &bytes, is_dfuse)?;
     // particle-cli leaves DFU mode after user firmware only.
     let leave = if args.no_leave {
         false
@@ -707,7 +746,7 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
                 .map(|r| region(r.alt, r.address, r.data.len()))
                 .collect();
             let total: usize = regions.iter().map(|r| r.size).sum();
-            let progress = Progress::new(ctx, total as u64 * (1 + u64::from(verify)), "Writing");
+            let progress = Progress::new(ctx, total as u64, "Writing");
             let summary =
                 ops::flash_dfuse_file(link, platform, &file, options, |e| progress.event(e))
                     .map_err(|e| op_failure("flash", e))?;
@@ -719,7 +758,7 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
         let place = platform
             .location(item)
             .ok_or_else(|| Failure(format!("the {} has no {item:?} place", platform.name())))?;
-        let progress = Progress::new(ctx, image.len() as u64 * (1 + u64::from(verify)), "Writing");
+        let progress = Progress::new(ctx, image.len() as u64, "Writing");
         let on_event = |e| progress.event(e);
         let summary = if args.factory {
             ops::flash_factory_image(link, platform, image, options, on_event)
@@ -754,19 +793,52 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
         return ctx.print_json(&report);
     }
     for r in &report.regions {
-        println!(
+        crate::out!(
             "Wrote {} bytes to the {} at {} (alt {})",
-            r.size, report.platform, r.address, r.alt
+            r.size,
+            report.platform,
+            r.address,
+            r.alt
         );
     }
-    println!(
+    crate::out!(
         "{} pages erased{}{}",
         report.erased_pages,
         if verify { ", verified" } else { "" },
         if leave { ", left DFU mode" } else { "" }
     );
-    println!("Flash success!");
+    crate::out!("Flash success!");
     Ok(())
+}
+
+/// What can be said of a file without a device: it parses, and a plain image is a firmware image of some
+/// platform (the platform's own checks follow once the device is known). A bad file is reported before USB is.
+fn check_file_before_device(path: &Path, bytes: &[u8], is_dfuse: bool) -> Outcome {
+    let name = path.display();
+    if is_dfuse {
+        DfuseFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+        return Ok(());
+    }
+    let file = DfuFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+    firmware_check(path, file.firmware())
+}
+
+/// Whether `image` is firmware at all: a module whose checks pass, or a header-less image with a Core vector
+/// table; the reason in words when not.
+pub(crate) fn firmware_check(path: &Path, image: &[u8]) -> Outcome {
+    use spark_dfu::module::{self, Format};
+    let found = module::inspect(image, spark_dfu::platform::core_map::FIRMWARE);
+    match (found.first_failure(), found.format) {
+        (None, _) => Ok(()),
+        (Some(check), Format::Legacy { .. }) => Err(Failure(format!(
+            "{}: not a firmware image: {}",
+            path.display(),
+            check.failure()
+        ))),
+        (Some(check), Format::Module { .. }) => {
+            Err(Failure(format!("{}: {}", path.display(), check.failure())))
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -802,7 +874,7 @@ pub(crate) fn write_server_key(
 ) -> Result<DeviceWrite, Failure> {
     let item = Item::ServerPublicKey;
     with_device(select, |link, platform| {
-        let progress = Progress::new(ctx, image.len() as u64 * 2, "Writing");
+        let progress = Progress::new(ctx, image.len() as u64, "Writing");
         let summary = ops::write_item(link, platform, item, image, Options::default(), |e| {
             progress.event(e)
         })
@@ -814,8 +886,7 @@ pub(crate) fn write_server_key(
 /// A private key file as the device stores it: PKCS#1 DER.
 fn device_key_der(path: &Path) -> Result<Vec<u8>, Failure> {
     use spark_protocol::crypto::keys::RsaPrivateKey;
-    let bytes =
-        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::files::read(path, crate::files::KEY)?;
     let bad = |e: &dyn std::fmt::Display| Failure(format!("{}: {e}", path.display()));
     match std::str::from_utf8(&bytes) {
         Ok(text) if text.contains("-----BEGIN") => {
@@ -842,6 +913,8 @@ struct LoadReport {
     key: String,
     key_size: usize,
     backup: Option<String>,
+    /// Whether the device held a key before (known when it was read for the backup).
+    device_had_key: Option<bool>,
     device: DeviceWrite,
     left_dfu: bool,
 }
@@ -868,16 +941,24 @@ pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
         } => {
             let der = device_key_der(&key)?;
             let backup = (!no_backup).then(|| with_prefix(&key, "pre_"));
+            let mut saved = false;
             let device = with_device(&select, |link, platform| {
                 let room = platform.location(item).map_or(0, |p| p.len);
                 if let Some(backup) = &backup {
                     let progress = Progress::new(ctx, u64::from(room), "Reading");
                     let old = ops::read_item(link, platform, item, |e| progress.event(e))
                         .map_err(|e| op_failure("saving the device's key", e))?;
-                    crate::output::write_private(backup, &old)
-                        .map_err(|e| Failure(format!("cannot write {}: {e}", backup.display())))?;
+                    // An erased region (all 0xFF) is no key: there is nothing to keep.
+                    if old.iter().all(|&b| b == 0xFF) {
+                        saved = false;
+                    } else {
+                        crate::output::write_private(backup, &old).map_err(|e| {
+                            Failure(format!("cannot write {}: {e}", backup.display()))
+                        })?;
+                        saved = true;
+                    }
                 }
-                let progress = Progress::new(ctx, u64::from(room) * 2, "Writing");
+                let progress = Progress::new(ctx, u64::from(room), "Writing");
                 let options = Options {
                     leave,
                     ..Options::default()
@@ -890,17 +971,22 @@ pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
             let report = LoadReport {
                 key: key.display().to_string(),
                 key_size: der.len(),
-                backup: backup.map(|b| b.display().to_string()),
+                device_had_key: backup.is_some().then_some(saved),
+                backup: backup.filter(|_| saved).map(|b| b.display().to_string()),
                 device,
                 left_dfu: leave,
             };
             if ctx.json {
                 return ctx.print_json(&report);
             }
-            if let Some(b) = &report.backup {
-                println!("Saved existing key to {b}");
+            match (&report.backup, report.device_had_key) {
+                (Some(b), _) => crate::out!("Saved existing key to {b}"),
+                (None, Some(false)) => {
+                    crate::out!("No key on the device (its key region was erased); nothing saved")
+                }
+                _ => {}
             }
-            println!(
+            crate::out!(
                 "Loaded {} ({} bytes) to the {} at {} (alt {})",
                 report.key,
                 report.key_size,
@@ -908,7 +994,7 @@ pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
                 report.device.address,
                 report.device.alt
             );
-            println!("Saved!");
+            crate::out!("Saved!");
             Ok(())
         }
         DeviceKeyCommand::Save {
@@ -961,11 +1047,16 @@ pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
             if ctx.json {
                 return ctx.print_json(&report);
             }
-            println!(
+            crate::out!(
                 "Read {} bytes at {} (alt {}) from the {}; saved {} bytes to {}",
-                report.read, report.address, report.alt, report.platform, report.size, report.file
+                report.read,
+                report.address,
+                report.alt,
+                report.platform,
+                report.size,
+                report.file
             );
-            println!("Saved!");
+            crate::out!("Saved!");
             Ok(())
         }
     }
@@ -974,6 +1065,35 @@ pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_each_phase_up_to_the_image_size() {
+        let mut p = Phases {
+            total: 2048,
+            name: "Writing",
+            done: 0,
+        };
+        p.event(&Event::Erased {
+            address: 0,
+            size: 1024,
+        });
+        assert_eq!((p.name, p.done), ("Erasing", 0));
+        for address in [0, 1024] {
+            p.event(&Event::Written { address, len: 1024 });
+        }
+        assert_eq!((p.name, p.done), ("Writing", 2048));
+        // Reading back starts again from zero: the bar never shows twice the image.
+        p.event(&Event::Read {
+            address: 0,
+            len: 1024,
+        });
+        assert_eq!((p.name, p.done), ("Reading", 1024));
+        p.event(&Event::Read {
+            address: 1024,
+            len: 1024,
+        });
+        assert_eq!((p.name, p.done), ("Reading", 2048));
+    }
 
     #[test]
     fn usb_ids_and_faults_parse() {

@@ -258,18 +258,35 @@ fn token_list_create_delete_use_basic_auth() {
     assert_eq!(stderr(&bad).trim_end().lines().count(), 1);
 }
 
+/// A header-less Core application of `len` bytes that passes the bootloader's checks: stack at the top of the
+/// Core's SRAM, reset vector a Thumb address inside the image at 0x08005000.
+fn core_image(len: usize, filler: &[u8]) -> Vec<u8> {
+    let mut image = Vec::with_capacity(len);
+    for word in [0x2000_5000u32, 0x0800_5101, 0, 0] {
+        image.extend_from_slice(&word.to_le_bytes());
+    }
+    while image.len() < len {
+        image.extend_from_slice(filler);
+    }
+    image.truncate(len);
+    image
+}
+
 #[test]
 fn flash_cloud_sends_a_binary_sources_or_an_app_name() {
     let cloud = Cloud::start();
     let home = logged_in(&cloud);
     let bin = home.path().join("app.bin");
-    std::fs::write(&bin, b"\x00\x50\x00\x20firmware-bytes").unwrap();
+    std::fs::write(&bin, core_image(1024, b"firmware-bytes")).unwrap();
     let out = cloud.spark(
         home.path(),
         &["flash", "--cloud", CORE, bin.to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "Flash device OK: Update started");
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("Flash device OK: {CORE} updated with app.bin")
+    );
     let put = &cloud.requests_to("PUT", &format!("/v1/devices/{CORE}"))[0];
     let body = String::from_utf8_lossy(&put.body);
     assert!(
@@ -280,12 +297,104 @@ fn flash_cloud_sends_a_binary_sources_or_an_app_name() {
         home.path(),
         &["flash", "--cloud", "kitchen", "tinker", "--json"],
     ));
-    assert_eq!(app["status"], "Update started");
+    assert_eq!(app["status"], "success");
+    assert_eq!(app["kind"], "app");
+    assert_eq!(app["what"], "tinker");
     let put = &cloud.requests_to("PUT", "/v1/devices/kitchen")[0];
     assert_eq!(put.field("app").as_deref(), Some("tinker"));
-    // --cloud is required: there is no USB path in this build.
+    // --cloud or --usb is required.
     let out = cloud.spark(home.path(), &["flash", CORE, "tinker"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+}
+
+#[test]
+fn flash_cloud_reports_the_devices_outcome_with_the_exit_code() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let bin = home.path().join("app.bin");
+    std::fs::write(&bin, core_image(1024, support::REFUSE_MARKER)).unwrap();
+    let out = cloud.spark(
+        home.path(),
+        &["flash", "--cloud", CORE, bin.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["status"], "failed");
+    assert!(
+        report["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed app.bin"),
+        "{report}"
+    );
+    let fields = report.as_object().unwrap();
+    assert!(
+        fields.values().all(|v| !v.is_null()),
+        "no null fields: {report}"
+    );
+    assert!(
+        stderr(&out).contains("the update failed"),
+        "{}",
+        stderr(&out)
+    );
+    // --no-wait returns once the cloud accepted the update.
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "flash",
+            "--cloud",
+            CORE,
+            bin.to_str().unwrap(),
+            "--no-wait",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["status"], "started");
+    assert!(report.get("outcome").is_none(), "{report}");
+}
+
+#[test]
+fn flash_cloud_checks_the_file_before_sending_it() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let garbage = home.path().join("garbage.bin");
+    std::fs::write(&garbage, [0x5Au8; 2048]).unwrap();
+    let out = cloud.spark(
+        home.path(),
+        &["flash", "--cloud", CORE, garbage.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("garbage.bin: not a firmware image: "), "{err}");
+    assert!(
+        !err.contains("Some(") && !err.contains("Stack"),
+        "words, not Rust names: {err}"
+    );
+    let missing = home.path().join("nope.bin");
+    let out = cloud.spark(
+        home.path(),
+        &["flash", "--cloud", CORE, missing.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read") && err.contains("nope.bin"),
+        "{err}"
+    );
+    let out = cloud.spark(home.path(), &["flash", "--cloud", CORE, "nope.bin"]);
+    assert!(
+        stderr(&out).contains("cannot read nope.bin"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        cloud
+            .requests_to("PUT", &format!("/v1/devices/{CORE}"))
+            .is_empty(),
+        "nothing was sent"
+    );
 }
 
 #[test]
@@ -345,4 +454,25 @@ fn logout_forgets_the_token_but_keeps_the_rest() {
     let out = cloud.spark(home.path(), &["get", CORE, "temperature"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not logged in"));
+}
+
+/// `spark list | head -1`: the reader goes away; the tool stops quietly (exit 0, nothing on stderr).
+#[test]
+fn a_closed_pipe_ends_the_tool_quietly() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spark"))
+        .arg("list")
+        .env("HOME", home.path())
+        .env("SPARK_API_URL", cloud.url())
+        .env_remove("PARTICLE_ACCESS_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the tool has its answer from the cloud (it writes only after the HTTP round trips).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no panic message");
 }

@@ -344,11 +344,10 @@ fn keys_load_then_save_round_trips() {
     let r = rig.json(&["keys", "load", "core.pem", "--json"]);
     assert_eq!(r["key_size"].as_u64().unwrap() as usize, der.len());
     assert_eq!(r["device"]["address"], "0x00002000");
-    // The key held before (an erased region here) was saved first, as spark-cli did.
-    assert_eq!(
-        std::fs::read(rig.path("pre_core.pem")).unwrap(),
-        [0xFF; 1024]
-    );
+    // An erased key region is no key: nothing is saved, and the report says so.
+    assert_eq!(r["device_had_key"], false);
+    assert!(r["backup"].is_null(), "{r}");
+    assert!(!rig.path("pre_core.pem").exists());
     // On the device: the DER, then 0xFF up to 1024 bytes.
     let region = rig.memory(0x2000, 1024);
     assert_eq!(&region[..der.len()], &der[..]);
@@ -360,6 +359,12 @@ fn keys_load_then_save_round_trips() {
     rig.refused(&["keys", "save", "saved.der"], None);
     rig.json(&["keys", "save", "saved.der", "--force", "--raw", "--json"]);
     assert_eq!(std::fs::read(rig.path("saved.der")).unwrap(), region);
+    // Over a key, the key held before is saved first, as spark-cli did.
+    let out = rig.run(&["keys", "load", "core.pem"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Saved existing key to"), "{text}");
+    assert_eq!(std::fs::read(rig.path("pre_core.pem")).unwrap(), region);
     // A DER file loads the same way.
     std::fs::write(rig.path("again.der"), &der[..]).unwrap();
     rig.json(&["keys", "load", "again.der", "--no-backup", "--json"]);
@@ -393,4 +398,37 @@ fn a_device_in_run_time_mode_is_detached_first() {
         err.contains("cannot switch the device to DFU mode"),
         "{err}"
     );
+}
+
+#[test]
+fn keys_load_on_an_erased_device_says_there_was_no_key() {
+    let rig = Rig::new();
+    std::fs::write(rig.path("core.pem"), include_str!("fixtures/device_a.pem")).unwrap();
+    let out = rig.run(&["keys", "load", "core.pem"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("No key on the device"), "{text}");
+    assert!(!text.contains("Saved existing key"), "{text}");
+    assert!(!rig.path("pre_core.pem").exists());
+}
+
+#[test]
+fn flash_usb_checks_the_file_before_looking_for_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(&garbage, [0x5Au8; 4096]).unwrap();
+    // No simulated Core and (in CI) no USB device: the file is what is wrong, and that is what is said.
+    let out = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args(["flash", "--usb", s(&garbage)])
+        .env_remove("SPARK_DFU_SIM")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("garbage.bin: not a firmware image: "), "{err}");
+    assert!(!err.contains("USB") && !err.contains("DFU device"), "{err}");
 }
