@@ -229,7 +229,7 @@ fn anonymous_client(settings: &Settings) -> Result<Client, Failure> {
 }
 
 /// A client with the token from `--token`, `PARTICLE_ACCESS_TOKEN` or the configuration file.
-fn client(settings: &Settings) -> Result<Client, Failure> {
+pub(crate) fn client(settings: &Settings) -> Result<Client, Failure> {
     let stored = StoredToken::discover_in(settings.token.as_deref(), home_dir().as_deref())
         .map_err(|_| Failure("not logged in: run `spark login` or pass --token".into()))?;
     Ok(Client::builder()
@@ -269,7 +269,7 @@ fn credentials(username: Option<String>, password: Option<String>) -> Result<Cre
 }
 
 /// Describe an API error in one line.
-fn api_failure(e: spark_api::Error) -> Failure {
+pub(crate) fn api_failure(e: spark_api::Error) -> Failure {
     if e.is_auth() {
         let detail = e
             .body()

@@ -51,6 +51,80 @@ pub(crate) enum KeysCommand {
     },
     #[command(flatten)]
     Device(crate::usb::DeviceKeyCommand),
+    /// Provision a device's public key with the cloud (`POST /v1/provisioning/<id>`), as particle-cli `keys send`:
+    /// the key file may be the device's private key (PEM or DER, e.g. `spark keys save` output or a virtual Core's
+    /// `core_private_key.der`), whose public half is sent, or its public key.
+    Send {
+        /// The device id (24 hex digits).
+        device: String,
+        /// The device's key file.
+        key: PathBuf,
+        #[command(flatten)]
+        cloud: crate::cloud::Settings,
+    },
+}
+
+/// The public half of a key file holding an RSA private or public key, PEM or DER.
+pub(crate) fn public_key_of(path: &Path) -> Result<RsaPublicKey, Failure> {
+    let bytes = crate::files::read(path, crate::files::KEY)?;
+    let bad = || {
+        Failure(format!(
+            "{}: not an RSA key (private or public, PEM or DER)",
+            path.display()
+        ))
+    };
+    if let Ok(text) = std::str::from_utf8(&bytes)
+        && text.contains("-----BEGIN")
+    {
+        return match RsaPrivateKey::from_pem(text) {
+            Ok(private) => Ok(private.public_key()),
+            Err(_) => RsaPublicKey::from_pem(text).map_err(|_| bad()),
+        };
+    }
+    // DER, possibly padded with 0xFF as the device stores it: read the DER value only.
+    let len = server_key::der_len(&bytes).map_err(|_| bad())?;
+    let der = &bytes[..len];
+    match RsaPrivateKey::from_der(der) {
+        Ok(private) => Ok(private.public_key()),
+        Err(_) => RsaPublicKey::from_der(der).map_err(|_| bad()),
+    }
+}
+
+#[derive(Serialize)]
+struct SendReport {
+    device: String,
+    key: String,
+    key_bits: usize,
+}
+
+/// `spark keys send`.
+async fn send(
+    ctx: &Context,
+    settings: &crate::cloud::Settings,
+    device: String,
+    key: &Path,
+) -> Outcome {
+    let public = public_key_of(key)?;
+    let pem = public.to_spki_pem()?;
+    let api = crate::cloud::client(settings)?;
+    api.send_public_key(&device, &pem, Some("rsa"))
+        .await
+        .map_err(crate::cloud::api_failure)?;
+    let report = SendReport {
+        device,
+        key: key.display().to_string(),
+        key_bits: public.bits(),
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    crate::out!(
+        "Sent the {}-bit public key of {} for device {}",
+        report.key_bits,
+        report.key,
+        report.device
+    );
+    Ok(())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
@@ -100,6 +174,9 @@ fn platform_named(name: &str) -> Result<Platform, Failure> {
 pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
     match command {
         KeysCommand::Device(c) => crate::usb::device_key(ctx, c),
+        KeysCommand::Send { device, key, cloud } => {
+            crate::run_async(send(ctx, &cloud, device, &key))
+        }
         KeysCommand::New { name, bits } => {
             if !(512..=4096).contains(&bits) {
                 return Err(Failure(format!("{bits} bits: choose 512 to 4096")));

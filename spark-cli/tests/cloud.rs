@@ -476,3 +476,49 @@ fn a_closed_pipe_ends_the_tool_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "no panic message");
 }
+
+#[test]
+fn keys_send_provisions_the_public_half_of_a_device_key() {
+    use spark_protocol::crypto::keys::RsaPrivateKey;
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let pem = include_str!("fixtures/device_a.pem");
+    let private = RsaPrivateKey::from_pem(pem).unwrap();
+    let expected = private.public_key().to_spki_pem().unwrap();
+    let files = [
+        ("device.pem", pem.as_bytes().to_vec()),
+        ("device.der", private.to_pkcs1_der().to_vec()),
+        ("device.pub.pem", expected.as_bytes().to_vec()),
+    ];
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        let path = home.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = cloud.spark(
+            home.path(),
+            &["keys", "send", CORE, path.to_str().unwrap(), "--json"],
+        );
+        let report = json(&out);
+        assert_eq!(report["device"], CORE);
+        assert_eq!(report["key_bits"], 1024);
+        let sent = &cloud.requests_to("POST", &format!("/v1/provisioning/{CORE}"))[i];
+        assert_eq!(
+            sent.field("publicKey").as_deref(),
+            Some(expected.as_str()),
+            "{name}"
+        );
+        assert_eq!(sent.field("deviceID").as_deref(), Some(CORE));
+        assert!(
+            !String::from_utf8_lossy(&sent.body).contains("PRIVATE"),
+            "the private key never leaves"
+        );
+    }
+    let junk = home.path().join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let out = cloud.spark(home.path(), &["keys", "send", CORE, junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("junk.pem: not an RSA key"),
+        "{}",
+        stderr(&out)
+    );
+}

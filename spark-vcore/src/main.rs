@@ -30,9 +30,13 @@ struct Args {
     /// The cloud's device listener.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5683")]
     cloud: String,
-    /// The cloud's public key (DER or PEM).
-    #[arg(long, value_name = "FILE")]
-    server_key: PathBuf,
+    /// The cloud's public key (DER or PEM; a local spark-cloud writes `default_key.pub.pem` in its directory).
+    #[arg(long, value_name = "FILE", required_unless_present = "print_id")]
+    server_key: Option<PathBuf>,
+    /// Create the Cores if needed, print their ids (one a line) and exit, without connecting: what
+    /// `spark keys send <id> <dir>/core_private_key.der` needs to provision a Core before it first connects.
+    #[arg(long)]
+    print_id: bool,
     /// Where the Cores keep their state.
     #[arg(long, value_name = "DIR", default_value = "virtual-cores")]
     dir: PathBuf,
@@ -194,10 +198,32 @@ fn fail(json_out: bool, message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// `--print-id`: opens (creating when needed) each Core and prints its id.
+async fn print_ids(args: &Args) -> ExitCode {
+    for index in 0..args.count {
+        let dir = core_dir(args, index);
+        let sp = args.sp;
+        let opened =
+            tokio::task::spawn_blocking(move || VirtualCore::open_or_create(&dir, sp)).await;
+        match opened {
+            Ok(Ok(core)) => println!("{}", core.id_hex()),
+            Ok(Err(e)) => return fail(args.json, &e.to_string()),
+            Err(e) => return fail(args.json, &e.to_string()),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let server_key = match load_server_key(&args.server_key) {
+    if args.print_id {
+        return print_ids(&args).await;
+    }
+    let Some(key_path) = &args.server_key else {
+        return fail(args.json, "--server-key is required");
+    };
+    let server_key = match load_server_key(key_path) {
         Ok(k) => k,
         Err(e) => return fail(args.json, &e),
     };

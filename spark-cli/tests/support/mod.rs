@@ -367,6 +367,13 @@ fn route(req: &Recorded) -> Response<Body> {
             ),
         ),
         ("POST", ["v1", "devices", "events"]) => json(200, r#"{"ok":true}"#),
+        ("POST", ["v1", "provisioning", id]) => match req.field("publicKey") {
+            Some(key) if key.contains("-----BEGIN PUBLIC KEY-----") => json(
+                200,
+                &format!(r#"{{"id":"{id}","connected":false,"user_id":"5437a0c2"}}"#),
+            ),
+            _ => json(400, r#"{"ok":false,"error":"No key provided"}"#),
+        },
         ("PUT", ["v1", "devices", id]) if *id == CORE || *id == "kitchen" => {
             if contains(&req.body, b"name=\"file\"") || req.field("app").is_some() {
                 json(
