@@ -327,6 +327,20 @@ pub(crate) async fn login(ctx: &Context, settings: &Settings, args: LoginArgs) -
     Ok(())
 }
 
+/// `spark whoami`: the account the token belongs to (`GET /v1/user`).
+pub(crate) async fn whoami(ctx: &Context, settings: &Settings) -> Outcome {
+    let api = client(settings)?;
+    let user = api.user().await.map_err(api_failure)?;
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "username": user.username,
+            "api_url": api.base_url(),
+        }));
+    }
+    crate::out!("{}", user.username);
+    Ok(())
+}
+
 /// `spark logout`: removes the token from the configuration file.
 pub(crate) fn logout(ctx: &Context) -> Outcome {
     let mut config = read_config()?;

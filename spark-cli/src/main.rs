@@ -11,8 +11,10 @@ use clap::{Parser, Subcommand};
 
 mod cloud;
 mod demo;
+mod devices;
 mod files;
 mod keys;
+mod members;
 mod offline;
 mod output;
 mod usb;
@@ -45,6 +47,11 @@ enum Command {
     },
     /// Forget the stored token (the token itself stays valid).
     Logout,
+    /// Show the account the token belongs to.
+    Whoami {
+        #[command(flatten)]
+        cloud: cloud::Settings,
+    },
     /// Manage access tokens.
     Token {
         #[command(subcommand)]
@@ -91,6 +98,34 @@ enum Command {
     Subscribe {
         #[command(flatten)]
         args: cloud::SubscribeArgs,
+        #[command(flatten)]
+        cloud: cloud::Settings,
+    },
+    /// Functions of your online devices.
+    Function {
+        #[command(subcommand)]
+        command: members::FunctionCommand,
+        #[command(flatten)]
+        cloud: cloud::Settings,
+    },
+    /// Variables of your online devices, and watching one.
+    Variable {
+        #[command(subcommand)]
+        command: members::VariableCommand,
+        #[command(flatten)]
+        cloud: cloud::Settings,
+    },
+    /// Add, remove and rename your devices.
+    Device {
+        #[command(subcommand)]
+        command: devices::DeviceCommand,
+        #[command(flatten)]
+        cloud: cloud::Settings,
+    },
+    /// Webhooks: HTTP requests the cloud makes when events are published.
+    Webhook {
+        #[command(subcommand)]
+        command: devices::WebhookCommand,
         #[command(flatten)]
         cloud: cloud::Settings,
     },
@@ -181,6 +216,11 @@ async fn cloud_command(ctx: &output::Context, command: Command) -> Outcome {
         Command::Subscribe { args, cloud: s } => cloud::subscribe(ctx, &s, args).await,
         Command::Flash { args, cloud: s } => cloud::flash(ctx, &s, args.into_cloud()?).await,
         Command::Compile { args, cloud: s } => cloud::compile(ctx, &s, args).await,
+        Command::Whoami { cloud: s } => cloud::whoami(ctx, &s).await,
+        Command::Function { command, cloud: s } => members::function(ctx, &s, command).await,
+        Command::Variable { command, cloud: s } => members::variable(ctx, &s, command).await,
+        Command::Device { command, cloud: s } => devices::device(ctx, &s, command).await,
+        Command::Webhook { command, cloud: s } => devices::webhook(ctx, &s, command).await,
         Command::Logout
         | Command::Binary(_)
         | Command::Dfu(_)

@@ -522,3 +522,150 @@ fn keys_send_provisions_the_public_half_of_a_device_key() {
         stderr(&out)
     );
 }
+
+#[test]
+fn whoami_names_the_account() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(home.path(), &["whoami"]);
+    assert_eq!(stdout(&out).trim(), USER);
+    let r = json(&cloud.spark(home.path(), &["whoami", "--json"]));
+    assert_eq!(r["username"], USER);
+    let out = cloud.spark(home.path(), &["whoami", "--token", "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn function_and_variable_lists_show_the_online_devices() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let f = json(&cloud.spark(home.path(), &["function", "list", "--json"]));
+    assert_eq!(
+        f.as_array().unwrap().len(),
+        1,
+        "only the online device: {f}"
+    );
+    assert_eq!(f[0]["device"], CORE);
+    assert_eq!(
+        f[0]["functions"],
+        serde_json::json!(["brew", "digitalwrite"])
+    );
+    let text = stdout(&cloud.spark(home.path(), &["function", "list"]));
+    assert!(
+        text.contains("kitchen (") && text.contains("  int brew(String args)"),
+        "{text}"
+    );
+    let v = json(&cloud.spark(home.path(), &["variable", "list", "--json"]));
+    assert_eq!(v[0]["variables"]["temperature"], "double");
+    let text = stdout(&cloud.spark(home.path(), &["variable", "list"]));
+    assert!(text.contains("  temperature (double)"), "{text}");
+}
+
+#[test]
+fn variable_monitor_reads_until_the_count() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "variable",
+            "monitor",
+            CORE,
+            "temperature",
+            "--delay",
+            "10",
+            "--count",
+            "3",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "21.5\n21.5\n21.5\n");
+    assert_eq!(
+        cloud
+            .requests_to("GET", &format!("/v1/devices/{CORE}/temperature"))
+            .len(),
+        3
+    );
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "variable",
+            "monitor",
+            CORE,
+            "temperature",
+            "--delay",
+            "10",
+            "--count",
+            "2",
+            "--json",
+        ],
+    );
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["result"], 21.5);
+}
+
+#[test]
+fn device_add_remove_rename_use_the_api() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let r = json(&cloud.spark(home.path(), &["device", "add", support::OFFLINE, "--json"]));
+    assert_eq!(r["action"], "added");
+    let claim = &cloud.requests_to("POST", "/v1/devices")[0];
+    assert_eq!(claim.field("id").as_deref(), Some(support::OFFLINE));
+    let out = cloud.spark(home.path(), &["device", "add", "0123456789abcdef01234567"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("belongs to someone else"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cloud.spark(home.path(), &["device", "rename", CORE, "pantry"]);
+    assert_eq!(stdout(&out).trim(), format!("Renamed {CORE} to pantry"));
+    let put = &cloud.requests_to("PUT", &format!("/v1/devices/{CORE}"))[0];
+    assert_eq!(put.field("name").as_deref(), Some("pantry"));
+    let out = cloud.spark(home.path(), &["device", "remove", CORE]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        cloud
+            .requests_to("DELETE", &format!("/v1/devices/{CORE}"))
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn webhook_create_list_delete() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let created = json(&cloud.spark(
+        home.path(),
+        &[
+            "webhook",
+            "create",
+            "motion",
+            "https://example.com/m",
+            "--device",
+            CORE,
+            "--json",
+        ],
+    ));
+    assert_eq!(created["id"], "hook2");
+    let post = &cloud.requests_to("POST", "/v1/webhooks")[0];
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(body["event"], "motion");
+    assert_eq!(body["url"], "https://example.com/m");
+    assert_eq!(body["deviceid"], CORE);
+    let text = stdout(&cloud.spark(home.path(), &["webhook", "list"]));
+    assert_eq!(
+        text.trim(),
+        "hook1: POST \"temperature\" -> https://example.com/t"
+    );
+    let out = cloud.spark(home.path(), &["webhook", "delete", "hook1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cloud.spark(home.path(), &["webhook", "delete", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+}

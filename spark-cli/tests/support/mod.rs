@@ -367,6 +367,26 @@ fn route(req: &Recorded) -> Response<Body> {
             ),
         ),
         ("POST", ["v1", "devices", "events"]) => json(200, r#"{"ok":true}"#),
+        ("GET", ["v1", "user"]) => json(200, &format!(r#"{{"username":"{USER}"}}"#)),
+        ("POST", ["v1", "devices"]) => match req.field("id") {
+            Some(id) if id == OFFLINE => json(200, r#"{"ok":true}"#),
+            _ => json(
+                403,
+                r#"{"ok":false,"errors":["That belongs to someone else."]}"#,
+            ),
+        },
+        ("DELETE", ["v1", "devices", id]) if *id == CORE || *id == "kitchen" => {
+            json(200, r#"{"ok":true}"#)
+        }
+        ("GET", ["v1", "webhooks"]) => json(
+            200,
+            r#"[{"id":"hook1","event":"temperature","url":"https://example.com/t","requestType":"POST","created_at":"2015-01-01T00:00:00.000Z"}]"#,
+        ),
+        ("POST", ["v1", "webhooks"]) => json(
+            200,
+            r#"{"ok":true,"id":"hook2","url":"https://example.com/m","event":"motion","created_at":"2015-01-02T00:00:00.000Z"}"#,
+        ),
+        ("DELETE", ["v1", "webhooks", "hook1"]) => json(200, r#"{"ok":true}"#),
         ("POST", ["v1", "provisioning", id]) => match req.field("publicKey") {
             Some(key) if key.contains("-----BEGIN PUBLIC KEY-----") => json(
                 200,
@@ -375,7 +395,12 @@ fn route(req: &Recorded) -> Response<Body> {
             _ => json(400, r#"{"ok":false,"error":"No key provided"}"#),
         },
         ("PUT", ["v1", "devices", id]) if *id == CORE || *id == "kitchen" => {
-            if contains(&req.body, b"name=\"file\"") || req.field("app").is_some() {
+            if let Some(name) = req.field("name") {
+                json(
+                    200,
+                    &format!(r#"{{"ok":true,"id":"{CORE}","name":"{name}"}}"#),
+                )
+            } else if contains(&req.body, b"name=\"file\"") || req.field("app").is_some() {
                 json(
                     200,
                     &format!(r#"{{"ok":true,"id":"{CORE}","status":"Update started"}}"#),
