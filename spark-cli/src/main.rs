@@ -17,6 +17,7 @@ mod keys;
 mod members;
 mod offline;
 mod output;
+mod update;
 mod usb;
 
 /// How the tool ends, for scripts (also in spark-cli/README.md).
@@ -155,6 +156,8 @@ enum Command {
     /// Device and server keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The Core's deep update over USB (`--image deep_update_2014_06.bin`): patches its CC3000.
+    Update(update::UpdateArgs),
     /// Roll the CC3000 deep update out to a fleet of virtual Cores through a local cloud (no setup needed).
     Demo(demo::DemoArgs),
 }
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
         Command::Cc3000(c) => offline::cc3000(&ctx, c),
         Command::Keys(c) => keys::keys(&ctx, c),
         Command::Demo(a) => demo::demo(&ctx, a),
+        Command::Update(a) => update::update(&ctx, a),
         Command::Logout => cloud::logout(&ctx),
         command => run_async(cloud_command(&ctx, command)),
     };
@@ -226,6 +230,7 @@ async fn cloud_command(ctx: &output::Context, command: Command) -> Outcome {
         | Command::Dfu(_)
         | Command::Cc3000(_)
         | Command::Keys(_)
+        | Command::Update(_)
         | Command::Demo(_) => Ok(()),
     }
 }

@@ -112,6 +112,24 @@ pub(crate) struct FlashArgs {
 }
 
 impl FlashArgs {
+    /// `flash --usb <path>` on the selected device, leaving DFU mode afterwards.
+    pub(crate) fn user_firmware(path: &Path, select: Select) -> Self {
+        FlashArgs {
+            cloud: false,
+            usb: true,
+            factory: false,
+            args: vec![path.display().to_string()],
+            verify: true,
+            no_verify: false,
+            leave: true,
+            no_leave: false,
+            no_wait: false,
+            timeout: 0,
+            force: false,
+            select,
+        }
+    }
+
     /// Whether this is an over-the-air flash.
     pub(crate) fn is_cloud(&self) -> bool {
         self.cloud

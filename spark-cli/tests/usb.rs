@@ -432,3 +432,28 @@ fn flash_usb_checks_the_file_before_looking_for_a_device() {
     assert!(err.contains("garbage.bin: not a firmware image: "), "{err}");
     assert!(!err.contains("USB") && !err.contains("DFU device"), "{err}");
 }
+
+#[test]
+fn update_writes_the_deep_update_and_says_where_to_get_it() {
+    let rig = Rig::new();
+    let image = spark_vcore::image::synthetic_deep_update(spark_cc3000::ServicePack::SP_1_28);
+    std::fs::write(rig.path("deep_update.bin"), &image).unwrap();
+    let out = rig.run(&["update", "--image", "deep_update.bin"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Flash success!") && text.contains("patches its CC3000"), "{text}");
+    assert_eq!(rig.memory(0x0800_5000, image.len()), image);
+    // No image: where to get Spark's.
+    let err = rig.refused(&["update"], None);
+    assert!(err.contains("deep_update_2014_06.bin") && err.contains("--image"), "{err}");
+    let err = rig.refused(&["update", "--image", "missing.bin"], None);
+    assert!(err.contains("cannot read missing.bin") && err.contains("npm"), "{err}");
+    // A Core application without a service pack is not a deep update.
+    let mut plain = vec![0u8; 1024];
+    for (i, w) in [0x2000_5000u32, 0x0800_5101, 0, 0].iter().enumerate() {
+        plain[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    std::fs::write(rig.path("plain.bin"), &plain).unwrap();
+    let err = rig.refused(&["update", "--image", "plain.bin"], None);
+    assert!(err.contains("not a deep update"), "{err}");
+}
