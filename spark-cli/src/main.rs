@@ -19,6 +19,7 @@ mod offline;
 mod output;
 mod update;
 mod usb;
+mod usb_mode;
 
 /// How the tool ends, for scripts (also in spark-cli/README.md).
 const EXIT_STATUS: &str = "Exit status: 0 on success; 1 when a command fails (one line on stderr says why); \
@@ -147,6 +148,9 @@ enum Command {
     /// Inspect firmware binaries.
     #[command(subcommand)]
     Binary(offline::BinaryCommand),
+    /// Cores on USB: list them, put one into DFU mode, make one leave it.
+    #[command(subcommand)]
+    Usb(usb_mode::UsbCommand),
     /// DFU devices and files.
     #[command(subcommand)]
     Dfu(usb::DfuCommand),
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
         Command::Keys(c) => keys::keys(&ctx, c),
         Command::Demo(a) => demo::demo(&ctx, a),
         Command::Update(a) => update::update(&ctx, a),
+        Command::Usb(c) => usb_mode::usb(&ctx, c),
         Command::Logout => cloud::logout(&ctx),
         command => run_async(cloud_command(&ctx, command)),
     };
@@ -231,6 +236,7 @@ async fn cloud_command(ctx: &output::Context, command: Command) -> Outcome {
         | Command::Cc3000(_)
         | Command::Keys(_)
         | Command::Update(_)
+        | Command::Usb(_)
         | Command::Demo(_) => Ok(()),
     }
 }

@@ -251,7 +251,7 @@ fn parse_faults(text: &str) -> Result<Vec<(u32, Fault)>, Failure> {
 
 /// One listed device.
 #[derive(Debug, Clone, Serialize)]
-struct Listed {
+pub(crate) struct Listed {
     vendor: String,
     product: String,
     ver: String,
@@ -281,6 +281,35 @@ enum Source {
 }
 
 impl Listed {
+    /// Whether the device runs its firmware (a run-time DFU interface) rather than its DFU bootloader.
+    pub(crate) fn in_runtime(&self) -> bool {
+        self.mode == "runtime"
+    }
+
+    /// `Core 1d50:607f (serial SPARKSIM0001)`, for messages.
+    pub(crate) fn name(&self) -> String {
+        format!(
+            "{} {}:{}{}",
+            self.platform.unwrap_or("device"),
+            self.vendor,
+            self.product,
+            self.serial
+                .as_deref()
+                .map(|s| format!(" (serial {s})"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// One line for `usb list`.
+    pub(crate) fn summary(&self) -> String {
+        let mode = if self.in_runtime() {
+            "running its firmware"
+        } else {
+            "in DFU mode"
+        };
+        format!("{} at {}: {mode}", self.name(), self.path)
+    }
+
     fn platform(&self) -> Option<Platform> {
         Platform::from_dfu_usb(self.id).or_else(|| Platform::from_runtime_usb(self.id))
     }
@@ -357,7 +386,7 @@ fn sim_listing(path: PathBuf) -> Listed {
     }
 }
 
-fn list_devices() -> Result<Vec<Listed>, Failure> {
+pub(crate) fn list_devices() -> Result<Vec<Listed>, Failure> {
     if let Some(path) = sim_path() {
         return Ok(vec![sim_listing(path)]);
     }
@@ -398,7 +427,7 @@ fn list_devices() -> Result<Vec<Listed>, Failure> {
         .collect())
 }
 
-fn matches(d: &Listed, select: &Select) -> bool {
+pub(crate) fn matches(d: &Listed, select: &Select) -> bool {
     let id_ok = match select.usb_id {
         Some(id) => d.id == id,
         None => d.platform().is_some(),
@@ -451,7 +480,7 @@ pub(crate) fn dfu(ctx: &Context, command: DfuCommand) -> Outcome {
 }
 
 /// An open DFU interface: the simulated Core or a USB device.
-enum Link {
+pub(crate) enum Link {
     Sim { core: Box<SparkCore>, path: PathBuf },
     Usb(spark_dfu::usb::UsbTransport),
 }
@@ -496,7 +525,7 @@ impl Transport for Link {
 }
 
 /// The one device the selection names, its platform, and a short description for messages.
-fn choose(select: &Select) -> Result<(Listed, Platform), Failure> {
+pub(crate) fn choose(select: &Select) -> Result<(Listed, Platform), Failure> {
     let mut found: Vec<Listed> = list_devices()?
         .into_iter()
         .filter(|d| matches(d, select))
@@ -526,7 +555,7 @@ fn choose(select: &Select) -> Result<(Listed, Platform), Failure> {
 
 /// Opens the chosen device, in DFU mode (a run-time interface is detached first), runs `f`, and for the
 /// simulated Core saves its memory whatever `f` returned.
-fn with_device<T>(
+pub(crate) fn with_device<T>(
     select: &Select,
     f: impl FnOnce(&mut Link, Platform) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
@@ -599,7 +628,7 @@ fn detach(link: &mut Link, device: &Listed) -> Result<(), Failure> {
 
 /// Bytes moved, drawn on stderr unless `--json` or stderr is not a terminal. Each phase (writing, reading back)
 /// counts from zero to the image size, so the bar never shows more than the image.
-struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     phases: std::cell::RefCell<Phases>,
 }
@@ -632,7 +661,7 @@ impl Phases {
 
 impl Progress {
     /// A bar for `total` bytes per phase, starting in phase `message`.
-    fn new(ctx: &Context, total: u64, message: &'static str) -> Self {
+    pub(crate) fn new(ctx: &Context, total: u64, message: &'static str) -> Self {
         let bar = if ctx.json || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
@@ -656,7 +685,7 @@ impl Progress {
         }
     }
 
-    fn event(&self, e: Event) {
+    pub(crate) fn event(&self, e: Event) {
         let mut phases = self.phases.borrow_mut();
         let before = phases.name;
         phases.event(&e);
@@ -675,7 +704,7 @@ impl Drop for Progress {
 }
 
 /// A failed operation as one line, with what was being done; device statuses with dfu-util's words.
-fn op_failure(what: &str, e: OpError) -> Failure {
+pub(crate) fn op_failure(what: &str, e: OpError) -> Failure {
     use spark_dfu::host::HostError;
     match e {
         OpError::Host(HostError::Device {

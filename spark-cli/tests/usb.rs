@@ -439,15 +439,28 @@ fn update_writes_the_deep_update_and_says_where_to_get_it() {
     let image = spark_vcore::image::synthetic_deep_update(spark_cc3000::ServicePack::SP_1_28);
     std::fs::write(rig.path("deep_update.bin"), &image).unwrap();
     let out = rig.run(&["update", "--image", "deep_update.bin"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("Flash success!") && text.contains("patches its CC3000"), "{text}");
+    assert!(
+        text.contains("Flash success!") && text.contains("patches its CC3000"),
+        "{text}"
+    );
     assert_eq!(rig.memory(0x0800_5000, image.len()), image);
     // No image: where to get Spark's.
     let err = rig.refused(&["update"], None);
-    assert!(err.contains("deep_update_2014_06.bin") && err.contains("--image"), "{err}");
+    assert!(
+        err.contains("deep_update_2014_06.bin") && err.contains("--image"),
+        "{err}"
+    );
     let err = rig.refused(&["update", "--image", "missing.bin"], None);
-    assert!(err.contains("cannot read missing.bin") && err.contains("npm"), "{err}");
+    assert!(
+        err.contains("cannot read missing.bin") && err.contains("npm"),
+        "{err}"
+    );
     // A Core application without a service pack is not a deep update.
     let mut plain = vec![0u8; 1024];
     for (i, w) in [0x2000_5000u32, 0x0800_5101, 0, 0].iter().enumerate() {
@@ -456,4 +469,30 @@ fn update_writes_the_deep_update_and_says_where_to_get_it() {
     std::fs::write(rig.path("plain.bin"), &plain).unwrap();
     let err = rig.refused(&["update", "--image", "plain.bin"], None);
     assert!(err.contains("not a deep update"), "{err}");
+}
+
+#[test]
+fn usb_list_dfu_and_reset_move_the_core_between_modes() {
+    let mut rig = Rig::new();
+    let listed = rig.json(&["usb", "list", "--json"]);
+    assert_eq!(listed[0]["mode"], "dfu");
+    assert_eq!(listed[0]["platform"], "Core");
+    let text = String::from_utf8(rig.run(&["usb", "list"]).stdout).unwrap();
+    assert!(text.contains("Core 1d50:607f") && text.contains("in DFU mode"), "{text}");
+    // In DFU mode: `usb dfu` has nothing to do, `usb reset` sends the leave request.
+    assert_eq!(rig.json(&["usb", "dfu", "--json"])["was"], "dfu");
+    let r = rig.json(&["usb", "reset", "--json"]);
+    assert_eq!((r["was"].as_str(), r["now"].as_str()), (Some("dfu"), Some("runtime")));
+    // Running its firmware (run-time USB ids): `usb dfu` detaches it, `usb reset` refuses.
+    rig.runtime = true;
+    let listed = rig.json(&["usb", "list", "--json"]);
+    assert_eq!(listed[0]["mode"], "runtime");
+    assert_eq!(listed[0]["product"], "607d");
+    let r = rig.json(&["usb", "dfu", "--json"]);
+    assert_eq!((r["was"].as_str(), r["now"].as_str()), (Some("runtime"), Some("dfu")));
+    let err = rig.refused(&["usb", "reset"], None);
+    assert!(err.contains("not in DFU mode"), "{err}");
+    // A detach the device does not answer is one line.
+    let err = rig.refused(&["usb", "dfu"], Some("1:usb"));
+    assert!(err.contains("DFU mode"), "{err}");
 }
