@@ -17,6 +17,8 @@ mod keys;
 mod members;
 mod offline;
 mod output;
+#[cfg(unix)]
+mod serial;
 mod update;
 mod usb;
 mod usb_mode;
@@ -148,6 +150,10 @@ enum Command {
     /// Inspect firmware binaries.
     #[command(subcommand)]
     Binary(offline::BinaryCommand),
+    /// A Core in listening mode over its USB serial port: its id, MAC address, Wi-Fi credentials, its output.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Serial(serial::SerialCommand),
     /// Cores on USB: list them, put one into DFU mode, make one leave it.
     #[command(subcommand)]
     Usb(usb_mode::UsbCommand),
@@ -191,6 +197,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::demo(&ctx, a),
         Command::Update(a) => update::update(&ctx, a),
         Command::Usb(c) => usb_mode::usb(&ctx, c),
+        #[cfg(unix)]
+        Command::Serial(c) => serial::serial(&ctx, c),
         Command::Logout => cloud::logout(&ctx),
         command => run_async(cloud_command(&ctx, command)),
     };
@@ -238,5 +246,7 @@ async fn cloud_command(ctx: &output::Context, command: Command) -> Outcome {
         | Command::Update(_)
         | Command::Usb(_)
         | Command::Demo(_) => Ok(()),
+        #[cfg(unix)]
+        Command::Serial(_) => Ok(()),
     }
 }

@@ -478,18 +478,27 @@ fn usb_list_dfu_and_reset_move_the_core_between_modes() {
     assert_eq!(listed[0]["mode"], "dfu");
     assert_eq!(listed[0]["platform"], "Core");
     let text = String::from_utf8(rig.run(&["usb", "list"]).stdout).unwrap();
-    assert!(text.contains("Core 1d50:607f") && text.contains("in DFU mode"), "{text}");
+    assert!(
+        text.contains("Core 1d50:607f") && text.contains("in DFU mode"),
+        "{text}"
+    );
     // In DFU mode: `usb dfu` has nothing to do, `usb reset` sends the leave request.
     assert_eq!(rig.json(&["usb", "dfu", "--json"])["was"], "dfu");
     let r = rig.json(&["usb", "reset", "--json"]);
-    assert_eq!((r["was"].as_str(), r["now"].as_str()), (Some("dfu"), Some("runtime")));
+    assert_eq!(
+        (r["was"].as_str(), r["now"].as_str()),
+        (Some("dfu"), Some("runtime"))
+    );
     // Running its firmware (run-time USB ids): `usb dfu` detaches it, `usb reset` refuses.
     rig.runtime = true;
     let listed = rig.json(&["usb", "list", "--json"]);
     assert_eq!(listed[0]["mode"], "runtime");
     assert_eq!(listed[0]["product"], "607d");
     let r = rig.json(&["usb", "dfu", "--json"]);
-    assert_eq!((r["was"].as_str(), r["now"].as_str()), (Some("runtime"), Some("dfu")));
+    assert_eq!(
+        (r["was"].as_str(), r["now"].as_str()),
+        (Some("runtime"), Some("dfu"))
+    );
     let err = rig.refused(&["usb", "reset"], None);
     assert!(err.contains("not in DFU mode"), "{err}");
     // A detach the device does not answer is one line.

@@ -3,9 +3,12 @@
 //! ones (the machine may be running a cloud on the defaults), and the password is typed on stdin.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+mod tools;
+
+use tools::binaries;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -27,25 +30,6 @@ fn walkthrough() -> Option<Vec<String>> {
             .filter(|l| !l.is_empty())
             .collect(),
     )
-}
-
-/// The directory holding `spark`, where cargo also puts `spark-cloud` and `spark-vcore`, built (or found up to
-/// date) here: `cargo test -p spark-cli` alone builds only `spark`.
-fn binaries() -> PathBuf {
-    let spark = Path::new(env!("CARGO_BIN_EXE_spark"));
-    let dir = spark.parent().unwrap().to_path_buf();
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "-p", "spark-cloud", "-p", "spark-vcore", "--bins"]);
-    if dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build
-        .env("CARGO_TARGET_DIR", dir.parent().unwrap())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building spark-cloud and spark-vcore");
-    dir
 }
 
 fn free_port() -> u16 {

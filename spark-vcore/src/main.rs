@@ -62,9 +62,46 @@ struct Args {
     /// printed.
     #[arg(long, value_name = "PREFIX")]
     subscribe: Vec<String>,
+    /// Offer each Core's USB serial port in listening mode as a pseudo-terminal (its path is printed): the
+    /// one-key commands `i`, `m`, `v` and `w` of the Core's firmware, for `spark serial`.
+    #[cfg(unix)]
+    #[arg(long)]
+    serial: bool,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+}
+
+/// Opens the Core's serial port and answers it on its own thread; prints the port's path.
+#[cfg(unix)]
+fn offer_serial(json_out: bool, core: &VirtualCore) -> Result<(), String> {
+    use spark_vcore::serial::ListeningConsole;
+    use spark_vcore::serial::pty::SerialPort;
+    let port = SerialPort::open().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
+    let id = core.id_hex().to_owned();
+    if json_out {
+        println!(
+            "{}",
+            json!({"id": id, "event": "serial", "path": port.path.display().to_string()})
+        );
+    } else {
+        println!("{id} serial port {}", port.path.display());
+    }
+    let console = ListeningConsole::new(
+        &id,
+        ListeningConsole::mac_for(&core.id()),
+        env!("CARGO_PKG_VERSION"),
+    );
+    std::thread::spawn(move || {
+        let _ = port.serve(console, |c| {
+            if json_out {
+                println!("{}", json!({"id": id, "event": "wifi", "ssid": c.ssid, "security": c.security.to_string()}));
+            } else {
+                println!("{id} Wi-Fi credentials saved: {} ({})", c.ssid, c.security);
+            }
+        });
+    });
+    Ok(())
 }
 
 fn rate(s: &str) -> Result<f64, String> {
@@ -250,6 +287,12 @@ async fn main() -> ExitCode {
                     &format!("--subscribe {prefix:?}: 1 to 63 bytes, at most 4 prefixes"),
                 );
             }
+        }
+        #[cfg(unix)]
+        if args.serial
+            && let Err(e) = offer_serial(args.json, &core)
+        {
+            return fail(args.json, &e);
         }
         let id = core.id_hex().to_owned();
         let shared: SharedCore = Arc::new(Mutex::new(core));
