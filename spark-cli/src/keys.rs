@@ -51,6 +51,31 @@ pub(crate) enum KeysCommand {
     },
     #[command(flatten)]
     Device(crate::usb::DeviceKeyCommand),
+    /// Read the server address the device connects to (the record in its server-key image, over DFU), or write a
+    /// new one with `--host` (and `--port`), keeping the key.
+    Address {
+        /// The new server address: an IPv4 address or a host name.
+        #[arg(long)]
+        host: Option<String>,
+        /// The new server port (with `--host`).
+        #[arg(long, requires = "host")]
+        port: Option<u16>,
+        #[command(flatten)]
+        select: crate::usb::Select,
+    },
+    /// Give a device a new key pair: generate it, write the private key over DFU (the old one saved first), send
+    /// the public key to the cloud, as particle-cli `keys doctor` does.
+    Doctor {
+        /// The device id (24 hex digits).
+        device: String,
+        /// Key size in bits.
+        #[arg(long, default_value_t = 1024)]
+        bits: usize,
+        #[command(flatten)]
+        select: crate::usb::Select,
+        #[command(flatten)]
+        cloud: crate::cloud::Settings,
+    },
     /// Provision a device's public key with the cloud (`POST /v1/provisioning/<id>`), as particle-cli `keys send`:
     /// the key file may be the device's private key (PEM or DER, e.g. `spark keys save` output or a virtual Core's
     /// `core_private_key.der`), whose public half is sent, or its public key.
@@ -177,6 +202,15 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
         KeysCommand::Send { device, key, cloud } => {
             crate::run_async(send(ctx, &cloud, device, &key))
         }
+        KeysCommand::Address { host, port, select } => {
+            crate::usb::server_address(ctx, &select, host.as_deref(), port)
+        }
+        KeysCommand::Doctor {
+            device,
+            bits,
+            select,
+            cloud,
+        } => doctor(ctx, &cloud, &select, &device, bits),
         KeysCommand::New { name, bits } => {
             if !(512..=4096).contains(&bits) {
                 return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
@@ -302,4 +336,70 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
             Ok(())
         }
     }
+}
+
+#[derive(Serialize)]
+struct DoctorReport {
+    device: String,
+    bits: usize,
+    private_pem: String,
+    backup: Option<String>,
+    sent: bool,
+}
+
+/// `spark keys doctor`: a new key pair, written over DFU, then sent to the cloud.
+fn doctor(
+    ctx: &Context,
+    cloud: &crate::cloud::Settings,
+    select: &crate::usb::Select,
+    device: &str,
+    bits: usize,
+) -> Outcome {
+    if !(512..=4096).contains(&bits) {
+        return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
+    }
+    if device.len() != 24 || !device.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Failure(format!(
+            "`{device}` is not a device id (24 hex digits)"
+        )));
+    }
+    // Checked before anything changes: a logged-out doctor would leave the device with a key the cloud lacks.
+    crate::cloud::client(cloud)?;
+    let key = RsaPrivateKey::generate(&mut rand::rng(), bits)?;
+    let private_pem = PathBuf::from(format!("{device}_new.pem"));
+    write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
+    let backup = PathBuf::from(format!("{device}_old.der"));
+    let had_key = crate::usb::replace_device_key(ctx, select, &key.to_pkcs1_der(), &backup)?;
+    crate::run_async(async {
+        let api = crate::cloud::client(cloud)?;
+        let pem = key.public_key().to_spki_pem()?;
+        api.send_public_key(device, &pem, Some("rsa"))
+            .await
+            .map_err(|e| {
+                Failure(format!(
+                    "the device has its new key but the cloud does not ({}); run `spark keys send {device} {}`",
+                    crate::cloud::api_failure(e).0,
+                    private_pem.display()
+                ))
+            })
+    })?;
+    let report = DoctorReport {
+        device: device.to_owned(),
+        bits: key.bits(),
+        private_pem: private_pem.display().to_string(),
+        backup: had_key.then(|| backup.display().to_string()),
+        sent: true,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    if let Some(b) = &report.backup {
+        crate::out!("Saved the device's old key to {b}");
+    }
+    crate::out!(
+        "Wrote a new {}-bit key to the device and sent its public half to the cloud (private key: {})",
+        report.bits,
+        report.private_pem
+    );
+    Ok(())
 }

@@ -110,6 +110,11 @@ fn ports() -> Vec<Listed> {
     found
 }
 
+/// The paths of the Cores' serial ports (for `usb list`).
+pub(crate) fn port_paths() -> Vec<String> {
+    ports().into_iter().map(|p| p.port).collect()
+}
+
 fn pick(arg: &PortArg) -> Result<PathBuf, Failure> {
     if let Some(p) = &arg.port {
         return Ok(p.clone());

@@ -19,6 +19,7 @@ use spark_dfu::host::proto::{FunctionalDescriptor, Setup, Status};
 use spark_dfu::host::runtime::{DetachOptions, DetachOutcome};
 use spark_dfu::host::{Event, Options, Summary, TransferError};
 use spark_dfu::ops::{self, OpError};
+use spark_dfu::platform::server_key::{ServerAddress, ServerKeyImage};
 use spark_dfu::platform::{Item, Platform, UsbId};
 use spark_dfu::sim::{Fault, SparkCore};
 use spark_dfu::transport::blocking::Transport;
@@ -42,6 +43,13 @@ pub(crate) struct Select {
     /// The device's USB serial number.
     #[arg(long)]
     serial: Option<String>,
+}
+
+impl Select {
+    /// Whether no device was named.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.usb_id.is_none() && self.serial.is_none()
+    }
 }
 
 fn parse_usb_id(text: &str) -> Result<UsbId, String> {
@@ -928,6 +936,110 @@ pub(crate) fn write_server_key(
         .map_err(|e| op_failure("writing the server key", e))?;
         Ok(device_write(platform, item, &summary))
     })
+}
+
+/// Writes `der` as the device key, after saving the key the device held to `backup` (an erased region is no key:
+/// nothing saved). Returns whether the device held a key.
+pub(crate) fn replace_device_key(
+    ctx: &Context,
+    select: &Select,
+    der: &[u8],
+    backup: &Path,
+) -> Result<bool, Failure> {
+    let item = Item::DevicePrivateKey;
+    with_device(select, |link, platform| {
+        let room = platform.location(item).map_or(0, |p| u64::from(p.len));
+        let progress = Progress::new(ctx, room, "Reading");
+        let old = ops::read_item(link, platform, item, |e| progress.event(e))
+            .map_err(|e| op_failure("reading the device's key", e))?;
+        let had_key = !old.iter().all(|&b| b == 0xFF);
+        if had_key {
+            crate::output::write_private(backup, &old)
+                .map_err(|e| Failure(format!("cannot write {}: {e}", backup.display())))?;
+        }
+        let progress = Progress::new(ctx, room, "Writing");
+        let options = Options {
+            leave: true,
+            ..Options::default()
+        };
+        ops::write_device_key(link, platform, der, options, |e| progress.event(e))
+            .map_err(|e| op_failure("writing the key", e))?;
+        Ok(had_key)
+    })
+}
+
+#[derive(Serialize)]
+struct AddressReport {
+    host: Option<String>,
+    port: Option<u16>,
+    written: bool,
+}
+
+fn address_text(address: Option<ServerAddress<'_>>) -> Option<String> {
+    address.map(|a| match a {
+        ServerAddress::Ipv4(ip) => std::net::Ipv4Addr::from(ip).to_string(),
+        ServerAddress::Domain { name, .. } => String::from_utf8_lossy(name).into_owned(),
+    })
+}
+
+/// `spark keys address`: the address record of the device's server-key image, read, or rewritten with `host`.
+pub(crate) fn server_address(
+    ctx: &Context,
+    select: &Select,
+    host: Option<&str>,
+    port: Option<u16>,
+) -> Outcome {
+    let item = Item::ServerPublicKey;
+    let report = with_device(select, |link, platform| {
+        let format = platform
+            .server_key_format()
+            .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
+        let image = ops::read_item(link, platform, item, |_| {})
+            .map_err(|e| op_failure("reading the server key", e))?;
+        let image = &image[..format.len.min(image.len())];
+        let parsed = ServerKeyImage::parse(image, format)
+            .map_err(|e| Failure(format!("the device's server-key image: {e}")))?;
+        let Some(host) = host else {
+            return Ok(AddressReport {
+                host: address_text(parsed.address),
+                port: parsed.port,
+                written: false,
+            });
+        };
+        let address = match host.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) => ServerAddress::Ipv4(ip.octets()),
+            Err(_) => ServerAddress::Domain {
+                name: host.as_bytes(),
+                nul: true,
+            },
+        };
+        let mut out = vec![0u8; format.len];
+        let n = ServerKeyImage::emit(parsed.der, format, Some(address), port, &mut out)
+            .map_err(|e| Failure(format!("{host}: {e}")))?;
+        out.truncate(n);
+        ops::write_item(link, platform, item, &out, Options::default(), |_| {})
+            .map_err(|e| op_failure("writing the server address", e))?;
+        Ok(AddressReport {
+            host: Some(host.to_owned()),
+            port,
+            written: true,
+        })
+    })?;
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    let port = report
+        .port
+        .map(|p| format!(" port {p}"))
+        .unwrap_or_default();
+    match (&report.host, report.written) {
+        (Some(h), true) => crate::out!("The device now connects to {h}{port}"),
+        (Some(h), false) => crate::out!("The device connects to {h}{port}"),
+        (None, _) => {
+            crate::out!("No server address recorded: the device uses its firmware's default")
+        }
+    }
+    Ok(())
 }
 
 /// A private key file as the device stores it: PKCS#1 DER.

@@ -54,14 +54,35 @@ fn list(ctx: &Context, select: &Select) -> Outcome {
         .into_iter()
         .filter(|d| matches(d, select))
         .collect();
+    // Cores running their firmware show up as USB serial ports (listening mode, or an application's Serial).
+    #[cfg(unix)]
+    let serial = if select.is_empty() {
+        crate::serial::port_paths()
+    } else {
+        Vec::new()
+    };
+    #[cfg(not(unix))]
+    let serial: Vec<String> = Vec::new();
     if ctx.json {
-        return ctx.print_json(&devices);
+        let mut rows: Vec<serde_json::Value> = devices
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        rows.extend(serial.iter().map(|path| {
+            serde_json::json!({
+                "vendor": "1d50", "product": "607d", "platform": "Core", "mode": "serial", "path": path,
+            })
+        }));
+        return ctx.print_json(&rows);
     }
-    if devices.is_empty() {
-        crate::out!("No Core found on USB (in DFU mode or with a run-time DFU interface)");
+    if devices.is_empty() && serial.is_empty() {
+        crate::out!("No Core found on USB (in DFU mode, or running with a USB serial port)");
     }
     for d in &devices {
         crate::out!("{}", d.summary());
+    }
+    for path in &serial {
+        crate::out!("Core 1d50:607d at {path}: running its firmware (USB serial)");
     }
     Ok(())
 }

@@ -669,3 +669,44 @@ fn webhook_create_list_delete() {
     let out = cloud.spark(home.path(), &["webhook", "delete", "nope"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn keys_doctor_writes_a_new_key_over_dfu_and_sends_it() {
+    use spark_protocol::crypto::keys::RsaPrivateKey;
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let state = home.path().join("core.sim");
+    let doctor = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_spark"))
+            .args(["keys", "doctor", CORE, "--json"])
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("SPARK_API_URL", cloud.url())
+            .env("SPARK_DFU_SIM", &state)
+            .env_remove("PARTICLE_ACCESS_TOKEN")
+            .env_remove("SPARK_DFU_SIM_MODE")
+            .env_remove("SPARK_DFU_SIM_FAULT")
+            .output()
+            .unwrap()
+    };
+    let first = json(&doctor());
+    assert!(
+        first["backup"].is_null(),
+        "a blank device had no key: {first}"
+    );
+    let pem = std::fs::read_to_string(home.path().join(format!("{CORE}_new.pem"))).unwrap();
+    let key = RsaPrivateKey::from_pem(&pem).unwrap();
+    // On the simulated Core: its key region (SPI 0x2000) holds the new key's DER.
+    let sim = std::fs::read(&state).unwrap();
+    let region = &sim[8 + 0x2_0000 + 0x2000..][..1024];
+    let der = key.to_pkcs1_der();
+    assert_eq!(&region[..der.len()], &der[..]);
+    // The cloud got its public half.
+    let sent = &cloud.requests_to("POST", &format!("/v1/provisioning/{CORE}"))[0];
+    let expected = key.public_key().to_spki_pem().unwrap();
+    assert_eq!(sent.field("publicKey").as_deref(), Some(expected.as_str()));
+    // Again: the key the device held is saved first.
+    let second = json(&doctor());
+    let backup = home.path().join(second["backup"].as_str().unwrap());
+    assert_eq!(&std::fs::read(backup).unwrap()[..der.len()], &der[..]);
+}

@@ -476,6 +476,16 @@ fn usb_list_dfu_and_reset_move_the_core_between_modes() {
     let mut rig = Rig::new();
     let listed = rig.json(&["usb", "list", "--json"]);
     assert_eq!(listed[0]["mode"], "dfu");
+    // A Core running its firmware shows its USB serial port too.
+    let out = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args(["usb", "list", "--json"])
+        .env("SPARK_DFU_SIM", rig.state())
+        .env("SPARK_SERIAL_PORTS", "/dev/ttyACM7")
+        .output()
+        .unwrap();
+    let both: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(both[1]["mode"], "serial");
+    assert_eq!(both[1]["path"], "/dev/ttyACM7");
     assert_eq!(listed[0]["platform"], "Core");
     let text = String::from_utf8(rig.run(&["usb", "list"]).stdout).unwrap();
     assert!(
@@ -504,4 +514,50 @@ fn usb_list_dfu_and_reset_move_the_core_between_modes() {
     // A detach the device does not answer is one line.
     let err = rig.refused(&["usb", "dfu"], Some("1:usb"));
     assert!(err.contains("DFU mode"), "{err}");
+}
+
+#[test]
+fn keys_address_reads_and_rewrites_the_server_address() {
+    let rig = Rig::new();
+    // Nothing written yet: the region is erased.
+    let err = rig.refused(&["keys", "address"], None);
+    assert!(err.contains("server-key image"), "{err}");
+    let out = rig.run(&["keys", "new", "srv", "--json"]);
+    assert!(out.status.success());
+    rig.json(&[
+        "keys",
+        "server",
+        "srv.pub.pem",
+        "--host",
+        "10.0.0.1",
+        "--port",
+        "5683",
+        "--json",
+    ]);
+    let key_before = rig.memory(0x1000, 384);
+    let r = rig.json(&["keys", "address", "--json"]);
+    assert_eq!(
+        (r["host"].as_str(), r["port"].as_u64()),
+        (Some("10.0.0.1"), Some(5683))
+    );
+    assert_eq!(r["written"], false);
+    let r = rig.json(&[
+        "keys",
+        "address",
+        "--host",
+        "cloud.example.com",
+        "--port",
+        "5684",
+        "--json",
+    ]);
+    assert_eq!(r["written"], true);
+    let text = String::from_utf8(rig.run(&["keys", "address"]).stdout).unwrap();
+    assert_eq!(
+        text.trim(),
+        "The device connects to cloud.example.com port 5684"
+    );
+    assert_eq!(rig.memory(0x1000, 384), key_before, "the key is kept");
+    let record = rig.memory(0x1000 + 384, 20);
+    assert_eq!(&record[..2], &[0x01, 17]);
+    assert_eq!(&record[2..19], b"cloud.example.com");
 }
