@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde::Serialize;
 use spark_dfu::platform::Platform;
 use spark_dfu::platform::server_key::{self, ServerAddress, ServerKeyImage};
@@ -28,27 +28,7 @@ pub(crate) enum KeysCommand {
     },
     /// Write a server public key with the server's address in the device's storage form to a file and, unless
     /// `--file-only`, to the device over DFU.
-    Server {
-        /// The server public key (PEM or DER).
-        key: PathBuf,
-        /// The server address: an IPv4 address or a host name.
-        #[arg(long)]
-        host: Option<String>,
-        /// The server port.
-        #[arg(long)]
-        port: Option<u16>,
-        /// The platform whose storage form to write (default: the device's; core with `--file-only`).
-        #[arg(long)]
-        platform: Option<String>,
-        /// The file to write (default: `<key>.der` beside the key, with `-<host>` when a host is given).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Only write the file; do not touch a device.
-        #[arg(long)]
-        file_only: bool,
-        #[command(flatten)]
-        select: crate::usb::Select,
-    },
+    Server(ServerArgs),
     #[command(flatten)]
     Device(crate::usb::DeviceKeyCommand),
     /// Read the server address the device connects to (the record in its server-key image, over DFU), or write a
@@ -152,6 +132,30 @@ async fn send(
     Ok(())
 }
 
+/// `spark keys server`.
+#[derive(Args, Debug)]
+pub(crate) struct ServerArgs {
+    /// The server public key (PEM or DER).
+    key: PathBuf,
+    /// The server address: an IPv4 address or a host name.
+    #[arg(long)]
+    host: Option<String>,
+    /// The server port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// The platform whose storage form to write (default: the device's; core with `--file-only`).
+    #[arg(long)]
+    platform: Option<String>,
+    /// The file to write (default: `<key>.der` beside the key, with `-<host>` when a host is given).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Only write the file; do not touch a device.
+    #[arg(long)]
+    file_only: bool,
+    #[command(flatten)]
+    select: crate::usb::Select,
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     std::fs::write(path, bytes)
         .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
@@ -211,131 +215,147 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
             select,
             cloud,
         } => doctor(ctx, &cloud, &select, &device, bits),
-        KeysCommand::New { name, bits } => {
-            if !(512..=4096).contains(&bits) {
-                return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
-            }
-            let spinner = ctx.spinner(format!("generating a {bits}-bit RSA key"));
-            let key = RsaPrivateKey::generate(&mut rand::rng(), bits);
-            spinner.finish_and_clear();
-            let key = key?;
-            let private_pem = with_suffix(&name, ".pem");
-            let public_pem = with_suffix(&name, ".pub.pem");
-            let private_der = with_suffix(&name, ".der");
-            write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
-            let public = key.public_key();
-            write(&public_pem, public.to_spki_pem()?.as_bytes())?;
-            write_secret(&private_der, &key.to_pkcs1_der())?;
-            let report = NewReport {
-                bits: key.bits(),
-                private_pem: private_pem.display().to_string(),
-                public_pem: public_pem.display().to_string(),
-                private_der: private_der.display().to_string(),
-            };
-            if ctx.json {
-                return ctx.print_json(&report);
-            }
-            crate::out!("New key {} created!", report.private_pem);
-            crate::out!(
-                "Public key {}, device form {}",
-                report.public_pem,
-                report.private_der
-            );
-            Ok(())
-        }
-        KeysCommand::Server {
-            key,
-            host,
-            port,
-            platform,
-            output,
-            file_only,
-            select,
-        } => {
-            let named = platform.as_deref().map(platform_named).transpose()?;
-            let platform = if file_only {
-                named.unwrap_or(Platform::Core)
-            } else {
-                let found = crate::usb::device_platform(&select)?;
-                if let Some(p) = named.filter(|&p| p != found) {
-                    return Err(Failure(format!(
-                        "--platform {} given, but the device is a {}",
-                        p.name(),
-                        found.name()
-                    )));
-                }
-                found
-            };
-            let format = platform
-                .server_key_format()
-                .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
-            let bytes = crate::files::read(&key, crate::files::KEY)?;
-            let public = match std::str::from_utf8(&bytes) {
-                Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_pem(text),
-                // A DER key, possibly already padded into a storage image: read the DER value only.
-                _ => RsaPublicKey::from_der(&bytes[..server_key::der_len(&bytes)?]),
-            }
-            .map_err(|e| Failure(format!("{}: {e}", key.display())))?;
-            let der = public.to_spki_der();
-            let address = host.as_deref().map(|h| match h.parse::<Ipv4Addr>() {
-                Ok(ip) => ServerAddress::Ipv4(ip.octets()),
-                Err(_) => ServerAddress::Domain {
-                    name: h.as_bytes(),
-                    // As in the published images: the name is followed by a NUL.
-                    nul: true,
-                },
-            });
-            let mut image = vec![0u8; format.len];
-            let n = ServerKeyImage::emit(&der, format, address, port, &mut image)?;
-            image.truncate(n);
-            let output = output.unwrap_or_else(|| {
-                let stem = key.with_extension("");
-                match &host {
-                    Some(h) => with_suffix(&stem, &format!("-{h}.der")),
-                    None => with_suffix(&stem, ".der"),
-                }
-            });
-            write(&output, &image)?;
-            let device = if file_only {
-                None
-            } else {
-                Some(crate::usb::write_server_key(ctx, &select, &image)?)
-            };
-            let report = ServerReport {
-                file: output.display().to_string(),
-                platform: platform.name(),
-                size: image.len(),
-                key_size: der.len(),
-                host,
-                port,
-                device,
-            };
-            if ctx.json {
-                return ctx.print_json(&report);
-            }
-            if let Some(d) = &report.device {
-                crate::out!(
-                    "Wrote the server key ({} bytes) to the {} at {} (alt {}); your device will not restart",
-                    d.bytes,
-                    d.platform,
-                    d.address,
-                    d.alt
-                );
-            }
-            crate::out!(
-                "Wrote {} ({} bytes for the {}{})",
-                report.file,
-                report.size,
-                report.platform,
-                report
-                    .host
-                    .as_ref()
-                    .map(|h| format!(", server {h}"))
-                    .unwrap_or_default()
-            );
-            Ok(())
-        }
+        KeysCommand::New { name, bits } => new_key(ctx, &name, bits),
+        KeysCommand::Server(args) => server(ctx, args),
     }
+}
+
+/// `spark keys new`.
+fn new_key(ctx: &Context, name: &Path, bits: usize) -> Outcome {
+    if !(512..=4096).contains(&bits) {
+        return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
+    }
+    let spinner = ctx.spinner(format!("generating a {bits}-bit RSA key"));
+    let key = RsaPrivateKey::generate(&mut rand::rng(), bits);
+    spinner.finish_and_clear();
+    let key = key?;
+    let private_pem = with_suffix(name, ".pem");
+    let public_pem = with_suffix(name, ".pub.pem");
+    let private_der = with_suffix(name, ".der");
+    write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
+    let public = key.public_key();
+    write(&public_pem, public.to_spki_pem()?.as_bytes())?;
+    write_secret(&private_der, &key.to_pkcs1_der())?;
+    let report = NewReport {
+        bits: key.bits(),
+        private_pem: private_pem.display().to_string(),
+        public_pem: public_pem.display().to_string(),
+        private_der: private_der.display().to_string(),
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    crate::out!("New key {} created!", report.private_pem);
+    crate::out!(
+        "Public key {}, device form {}",
+        report.public_pem,
+        report.private_der
+    );
+    Ok(())
+}
+
+/// The platform whose server-key form `keys server` writes: `--platform`, checked against the device unless
+/// `--file-only` (then the Core by default).
+fn server_platform(
+    named: Option<&str>,
+    file_only: bool,
+    select: &crate::usb::Select,
+) -> Result<Platform, Failure> {
+    let named = named.map(platform_named).transpose()?;
+    if file_only {
+        return Ok(named.unwrap_or(Platform::Core));
+    }
+    let found = crate::usb::device_platform(select)?;
+    match named.filter(|&p| p != found) {
+        Some(p) => Err(Failure(format!(
+            "--platform {} given, but the device is a {}",
+            p.name(),
+            found.name()
+        ))),
+        None => Ok(found),
+    }
+}
+
+/// `spark keys server`.
+fn server(ctx: &Context, args: ServerArgs) -> Outcome {
+    let ServerArgs {
+        key,
+        host,
+        port,
+        platform,
+        output,
+        file_only,
+        select,
+    } = args;
+    let platform = server_platform(platform.as_deref(), file_only, &select)?;
+    let format = platform
+        .server_key_format()
+        .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
+    let bytes = crate::files::read(&key, crate::files::KEY)?;
+    let public = match std::str::from_utf8(&bytes) {
+        Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_pem(text),
+        // A DER key, possibly already padded into a storage image: read the DER value only.
+        _ => RsaPublicKey::from_der(&bytes[..server_key::der_len(&bytes)?]),
+    }
+    .map_err(|e| Failure(format!("{}: {e}", key.display())))?;
+    let der = public.to_spki_der();
+    let address = host.as_deref().map(|h| match h.parse::<Ipv4Addr>() {
+        Ok(ip) => ServerAddress::Ipv4(ip.octets()),
+        Err(_) => ServerAddress::Domain {
+            name: h.as_bytes(),
+            // As in the published images: the name is followed by a NUL.
+            nul: true,
+        },
+    });
+    let mut image = vec![0u8; format.len];
+    let n = ServerKeyImage::emit(&der, format, address, port, &mut image)?;
+    image.truncate(n);
+    let output = output.unwrap_or_else(|| {
+        let stem = key.with_extension("");
+        match &host {
+            Some(h) => with_suffix(&stem, &format!("-{h}.der")),
+            None => with_suffix(&stem, ".der"),
+        }
+    });
+    write(&output, &image)?;
+    let device = if file_only {
+        None
+    } else {
+        Some(crate::usb::write_server_key(ctx, &select, &image)?)
+    };
+    let report = ServerReport {
+        file: output.display().to_string(),
+        platform: platform.name(),
+        size: image.len(),
+        key_size: der.len(),
+        host,
+        port,
+        device,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    if let Some(d) = &report.device {
+        crate::out!(
+            "Wrote the server key ({} bytes) to the {} at {} (alt {}); your device will not restart",
+            d.bytes,
+            d.platform,
+            d.address,
+            d.alt
+        );
+    }
+    crate::out!(
+        "Wrote {} ({} bytes for the {}{})",
+        report.file,
+        report.size,
+        report.platform,
+        report
+            .host
+            .as_ref()
+            .map(|h| format!(", server {h}"))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 #[derive(Serialize)]

@@ -642,16 +642,12 @@ struct PlanReport {
     restored: Vec<&'static str>,
 }
 
-fn cc3000_plan(
-    ctx: &Context,
+/// The driver and firmware patch images for `cc3000 plan`, with where each came from.
+fn plan_sources(
     binary: Option<&Path>,
     driver: Option<&Path>,
     firmware: Option<&Path>,
-    from: Option<&str>,
-) -> Outcome {
-    use spark_cc3000::nvmem::{FatTable, FileId};
-    use spark_cc3000::programmer::{Config, Programmer};
-
+) -> Result<(Vec<u8>, Vec<u8>, String, String), Failure> {
     let (driver_bytes, firmware_bytes, driver_src, firmware_src);
     match (binary, driver, firmware) {
         (Some(bin), _, _) => {
@@ -683,6 +679,21 @@ fn cc3000_plan(
         }
         _ => return Err(Failure("give a binary, or --driver and --firmware".into())),
     }
+    Ok((driver_bytes, firmware_bytes, driver_src, firmware_src))
+}
+
+fn cc3000_plan(
+    ctx: &Context,
+    binary: Option<&Path>,
+    driver: Option<&Path>,
+    firmware: Option<&Path>,
+    from: Option<&str>,
+) -> Outcome {
+    use spark_cc3000::nvmem::{FatTable, FileId};
+    use spark_cc3000::programmer::{Config, Programmer};
+
+    let (driver_bytes, firmware_bytes, driver_src, firmware_src) =
+        plan_sources(binary, driver, firmware)?;
     let config = Config::default();
     let programmer = Programmer::new(&driver_bytes, &firmware_bytes, config)
         .map_err(|e| Failure(format!("the programmer refuses these images: {e}")))?;
@@ -746,6 +757,11 @@ fn cc3000_plan(
     if ctx.json {
         return ctx.print_json(&report);
     }
+    print_plan(&report, chunk);
+    Ok(())
+}
+
+fn print_plan(report: &PlanReport, chunk: usize) {
     crate::out!(
         "CC3000 patch plan: driver {}, firmware {}",
         report.driver.unwrap_or("(unknown image)"),
@@ -785,7 +801,6 @@ fn cc3000_plan(
     for e in &report.table {
         crate::out!("  file {:2}: {} {} bytes", e.file, e.address, e.length);
     }
-    Ok(())
 }
 
 fn cc3000_inspect(ctx: &Context, image: &Path, records: bool) -> Outcome {

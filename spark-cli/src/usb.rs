@@ -793,45 +793,9 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
     let name = path.display().to_string();
     let (summary, kind, regions, platform) = with_device(&args.select, |link, platform| {
         if is_dfuse {
-            let file = DfuseFile::parse(&bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
-            ops::check_dfuse_suffix(&file, platform)
-                .map_err(|e| Failure(format!("{name}: {e}")))?;
-            let regions: Vec<RegionReport> = ops::dfuse_regions(&file)
-                .iter()
-                .map(|r| region(r.alt, r.address, r.data.len()))
-                .collect();
-            let total: usize = regions.iter().map(|r| r.size).sum();
-            let progress = Progress::new(ctx, total as u64, "Writing");
-            let summary =
-                ops::flash_dfuse_file(link, platform, &file, options, |e| progress.event(e))
-                    .map_err(|e| op_failure("flash", e))?;
-            return Ok((summary, "dfuse", regions, platform));
+            return flash_dfuse(ctx, link, platform, &name, &bytes, options);
         }
-        let file = DfuFile::parse(&bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
-        ops::check_suffix(&file, platform).map_err(|e| Failure(format!("{name}: {e}")))?;
-        let image = file.firmware();
-        let place = platform
-            .location(item)
-            .ok_or_else(|| Failure(format!("the {} has no {item:?} place", platform.name())))?;
-        let progress = Progress::new(ctx, image.len() as u64, "Writing");
-        let on_event = |e| progress.event(e);
-        let summary = if args.factory {
-            ops::flash_factory_image(link, platform, image, options, on_event)
-        } else {
-            ops::flash_user_firmware(link, platform, image, options, on_event)
-        }
-        .map_err(|e| op_failure("flash", e))?;
-        let kind = if file.suffix().is_some() {
-            "dfu"
-        } else {
-            "bin"
-        };
-        Ok((
-            summary,
-            kind,
-            vec![region(place.alt, place.address, image.len())],
-            platform,
-        ))
+        flash_plain(ctx, link, platform, &name, &bytes, item, options)
     })?;
     let report = FlashReport {
         file: name,
@@ -864,6 +828,64 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
     );
     crate::out!("Flash success!");
     Ok(())
+}
+
+/// What a USB flash did: its counts, the file kind, the regions written, the platform.
+type Flashed = (Summary, &'static str, Vec<RegionReport>, Platform);
+
+/// Flashes a DfuSe file: its suffix checked against the device, each element to its alt setting.
+fn flash_dfuse(
+    ctx: &Context,
+    link: &mut Link,
+    platform: Platform,
+    name: &str,
+    bytes: &[u8],
+    options: Options,
+) -> Result<Flashed, Failure> {
+    let file = DfuseFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+    ops::check_dfuse_suffix(&file, platform).map_err(|e| Failure(format!("{name}: {e}")))?;
+    let regions: Vec<RegionReport> = ops::dfuse_regions(&file)
+        .iter()
+        .map(|r| region(r.alt, r.address, r.data.len()))
+        .collect();
+    let total: usize = regions.iter().map(|r| r.size).sum();
+    let progress = Progress::new(ctx, total as u64, "Writing");
+    let summary = ops::flash_dfuse_file(link, platform, &file, options, |e| progress.event(e))
+        .map_err(|e| op_failure("flash", e))?;
+    Ok((summary, "dfuse", regions, platform))
+}
+
+/// Flashes a plain image (or a DFU 1.0 file's firmware) as user firmware or the factory image.
+fn flash_plain(
+    ctx: &Context,
+    link: &mut Link,
+    platform: Platform,
+    name: &str,
+    bytes: &[u8],
+    item: Item,
+    options: Options,
+) -> Result<Flashed, Failure> {
+    let file = DfuFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+    ops::check_suffix(&file, platform).map_err(|e| Failure(format!("{name}: {e}")))?;
+    let image = file.firmware();
+    let place = platform
+        .location(item)
+        .ok_or_else(|| Failure(format!("the {} has no {item:?} place", platform.name())))?;
+    let progress = Progress::new(ctx, image.len() as u64, "Writing");
+    let on_event = |e| progress.event(e);
+    let summary = if item == Item::FactoryImage {
+        ops::flash_factory_image(link, platform, image, options, on_event)
+    } else {
+        ops::flash_user_firmware(link, platform, image, options, on_event)
+    }
+    .map_err(|e| op_failure("flash", e))?;
+    let kind = if file.suffix().is_some() {
+        "dfu"
+    } else {
+        "bin"
+    };
+    let regions = vec![region(place.alt, place.address, image.len())];
+    Ok((summary, kind, regions, platform))
 }
 
 /// What can be said of a file without a device: it parses, and a plain image is a firmware image of some
@@ -1090,135 +1112,140 @@ struct SaveReport {
 
 /// `spark keys load|save`.
 pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
-    let item = Item::DevicePrivateKey;
     match command {
         DeviceKeyCommand::Load {
             key,
             leave,
             no_backup,
             select,
-        } => {
-            let der = device_key_der(&key)?;
-            let backup = (!no_backup).then(|| with_prefix(&key, "pre_"));
-            let mut saved = false;
-            let device = with_device(&select, |link, platform| {
-                let room = platform.location(item).map_or(0, |p| p.len);
-                if let Some(backup) = &backup {
-                    let progress = Progress::new(ctx, u64::from(room), "Reading");
-                    let old = ops::read_item(link, platform, item, |e| progress.event(e))
-                        .map_err(|e| op_failure("saving the device's key", e))?;
-                    // An erased region (all 0xFF) is no key: there is nothing to keep.
-                    if old.iter().all(|&b| b == 0xFF) {
-                        saved = false;
-                    } else {
-                        crate::output::write_private(backup, &old).map_err(|e| {
-                            Failure(format!("cannot write {}: {e}", backup.display()))
-                        })?;
-                        saved = true;
-                    }
-                }
-                let progress = Progress::new(ctx, u64::from(room), "Writing");
-                let options = Options {
-                    leave,
-                    ..Options::default()
-                };
-                let summary =
-                    ops::write_device_key(link, platform, &der, options, |e| progress.event(e))
-                        .map_err(|e| op_failure("writing the key", e))?;
-                Ok(device_write(platform, item, &summary))
-            })?;
-            let report = LoadReport {
-                key: key.display().to_string(),
-                key_size: der.len(),
-                device_had_key: backup.is_some().then_some(saved),
-                backup: backup.filter(|_| saved).map(|b| b.display().to_string()),
-                device,
-                left_dfu: leave,
-            };
-            if ctx.json {
-                return ctx.print_json(&report);
-            }
-            match (&report.backup, report.device_had_key) {
-                (Some(b), _) => crate::out!("Saved existing key to {b}"),
-                (None, Some(false)) => {
-                    crate::out!("No key on the device (its key region was erased); nothing saved")
-                }
-                _ => {}
-            }
-            crate::out!(
-                "Loaded {} ({} bytes) to the {} at {} (alt {})",
-                report.key,
-                report.key_size,
-                report.device.platform,
-                report.device.address,
-                report.device.alt
-            );
-            crate::out!("Saved!");
-            Ok(())
-        }
+        } => load_key(ctx, &key, leave, no_backup, &select),
         DeviceKeyCommand::Save {
             file,
             force,
             raw,
             select,
-        } => {
-            if file.exists() && !force {
-                return Err(Failure(format!(
-                    "{} exists; use --force to overwrite it",
-                    file.display()
-                )));
-            }
-            let (bytes, platform) = with_device(&select, |link, platform| {
-                let progress = Progress::new(
-                    ctx,
-                    platform.location(item).map_or(0, |p| u64::from(p.len)),
-                    "Reading",
-                );
-                let bytes = ops::read_item(link, platform, item, |e| progress.event(e))
-                    .map_err(|e| op_failure("reading the key", e))?;
-                Ok((bytes, platform))
-            })?;
-            let read = bytes.len();
-            let keep = if raw {
-                read
-            } else if bytes.iter().all(|&b| b == 0xFF) {
-                return Err(Failure(
-                    "the device holds no key (its key region is erased)".into(),
-                ));
-            } else {
-                spark_dfu::platform::server_key::der_len(&bytes).map_err(|e| {
-                    Failure(format!(
-                        "the device's key region holds no DER key ({e}); --raw saves it anyway"
-                    ))
-                })?
-            };
-            crate::output::write_private(&file, &bytes[..keep])
-                .map_err(|e| Failure(format!("cannot write {}: {e}", file.display())))?;
-            let place = platform.location(item);
-            let report = SaveReport {
-                file: file.display().to_string(),
-                platform: platform.name(),
-                alt: place.map_or(0, |p| p.alt),
-                address: format!("0x{:08x}", place.map_or(0, |p| p.address)),
-                read,
-                size: keep,
-            };
-            if ctx.json {
-                return ctx.print_json(&report);
-            }
-            crate::out!(
-                "Read {} bytes at {} (alt {}) from the {}; saved {} bytes to {}",
-                report.read,
-                report.address,
-                report.alt,
-                report.platform,
-                report.size,
-                report.file
-            );
-            crate::out!("Saved!");
-            Ok(())
-        }
+        } => save_key(ctx, &file, force, raw, &select),
     }
+}
+
+/// `spark keys load`.
+fn load_key(ctx: &Context, key: &Path, leave: bool, no_backup: bool, select: &Select) -> Outcome {
+    let item = Item::DevicePrivateKey;
+    let der = device_key_der(key)?;
+    let backup = (!no_backup).then(|| with_prefix(key, "pre_"));
+    let mut saved = false;
+    let device = with_device(select, |link, platform| {
+        let room = platform.location(item).map_or(0, |p| p.len);
+        if let Some(backup) = &backup {
+            let progress = Progress::new(ctx, u64::from(room), "Reading");
+            let old = ops::read_item(link, platform, item, |e| progress.event(e))
+                .map_err(|e| op_failure("saving the device's key", e))?;
+            // An erased region (all 0xFF) is no key: there is nothing to keep.
+            if old.iter().all(|&b| b == 0xFF) {
+                saved = false;
+            } else {
+                crate::output::write_private(backup, &old)
+                    .map_err(|e| Failure(format!("cannot write {}: {e}", backup.display())))?;
+                saved = true;
+            }
+        }
+        let progress = Progress::new(ctx, u64::from(room), "Writing");
+        let options = Options {
+            leave,
+            ..Options::default()
+        };
+        let summary = ops::write_device_key(link, platform, &der, options, |e| progress.event(e))
+            .map_err(|e| op_failure("writing the key", e))?;
+        Ok(device_write(platform, item, &summary))
+    })?;
+    let report = LoadReport {
+        key: key.display().to_string(),
+        key_size: der.len(),
+        device_had_key: backup.is_some().then_some(saved),
+        backup: backup.filter(|_| saved).map(|b| b.display().to_string()),
+        device,
+        left_dfu: leave,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    match (&report.backup, report.device_had_key) {
+        (Some(b), _) => crate::out!("Saved existing key to {b}"),
+        (None, Some(false)) => {
+            crate::out!("No key on the device (its key region was erased); nothing saved")
+        }
+        _ => {}
+    }
+    crate::out!(
+        "Loaded {} ({} bytes) to the {} at {} (alt {})",
+        report.key,
+        report.key_size,
+        report.device.platform,
+        report.device.address,
+        report.device.alt
+    );
+    crate::out!("Saved!");
+    Ok(())
+}
+
+/// `spark keys save`.
+fn save_key(ctx: &Context, file: &Path, force: bool, raw: bool, select: &Select) -> Outcome {
+    let item = Item::DevicePrivateKey;
+    if file.exists() && !force {
+        return Err(Failure(format!(
+            "{} exists; use --force to overwrite it",
+            file.display()
+        )));
+    }
+    let (bytes, platform) = with_device(select, |link, platform| {
+        let progress = Progress::new(
+            ctx,
+            platform.location(item).map_or(0, |p| u64::from(p.len)),
+            "Reading",
+        );
+        let bytes = ops::read_item(link, platform, item, |e| progress.event(e))
+            .map_err(|e| op_failure("reading the key", e))?;
+        Ok((bytes, platform))
+    })?;
+    let read = bytes.len();
+    let keep = if raw {
+        read
+    } else if bytes.iter().all(|&b| b == 0xFF) {
+        return Err(Failure(
+            "the device holds no key (its key region is erased)".into(),
+        ));
+    } else {
+        spark_dfu::platform::server_key::der_len(&bytes).map_err(|e| {
+            Failure(format!(
+                "the device's key region holds no DER key ({e}); --raw saves it anyway"
+            ))
+        })?
+    };
+    crate::output::write_private(file, &bytes[..keep])
+        .map_err(|e| Failure(format!("cannot write {}: {e}", file.display())))?;
+    let place = platform.location(item);
+    let report = SaveReport {
+        file: file.display().to_string(),
+        platform: platform.name(),
+        alt: place.map_or(0, |p| p.alt),
+        address: format!("0x{:08x}", place.map_or(0, |p| p.address)),
+        read,
+        size: keep,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    crate::out!(
+        "Read {} bytes at {} (alt {}) from the {}; saved {} bytes to {}",
+        report.read,
+        report.address,
+        report.alt,
+        report.platform,
+        report.size,
+        report.file
+    );
+    crate::out!("Saved!");
+    Ok(())
 }
 
 #[cfg(test)]
