@@ -1,9 +1,11 @@
 //! `spark`: the command-line tool for Spark Cores and the Spark / Particle cloud, built on the spark-sdk crates.
 //!
-//! Cloud commands use `spark-api`; `binary`, `dfu` and `cc3000` work offline on files with `spark-dfu` and
-//! `spark-cc3000`; `dfu list`, `flash --usb`, `keys load|save|server` talk to a device over USB DFU. Every command
-//! that reports something takes `--json`. Errors are one line on stderr; the exit status is 1 for a failed command
-//! and 2 for a usage error ([`EXIT_STATUS`]).
+//! One module per command family: [`cloud`] (login, tokens, devices, calls, events, flash over the air, compile),
+//! [`members`] (functions and variables), [`devices`] (claiming, renaming, webhooks), [`offline`] (`binary`, `dfu`
+//! and `cc3000` on files), [`usb`] (DFU: `dfu list`, `flash --usb`, the device key), [`usb_mode`] (`usb
+//! list|dfu|reset`), [`keys`], [`update`] (the Core's deep update), `serial` (listening mode over the USB serial
+//! port, Unix) and [`demo`]. Every command that reports something takes `--json`. Errors are one line on stderr;
+//! the exit status is 1 for a failed command and 2 for a usage error ([`EXIT_STATUS`]).
 
 use std::process::ExitCode;
 

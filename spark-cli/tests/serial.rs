@@ -1,75 +1,45 @@
-//! `spark serial` against a virtual Core's USB serial port: `spark-vcore --serial` offers the Core's listening-mode
-//! console on a pseudo-terminal, and `spark` talks to it as to a real tty.
+//! `spark serial` against a virtual Core's USB serial port: spark-vcore's listening-mode console on a
+//! pseudo-terminal (what `spark-vcore --serial` offers; its own tests run the binary), and `spark` talks to it as to
+//! a real tty.
 #![cfg(unix)]
 
-mod tools;
-
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use serde_json::Value;
+use spark_vcore::serial::pty::SerialPort;
+use spark_vcore::serial::{Credentials, ListeningConsole, Security};
 
-/// A running virtual Core with its serial port.
+/// A virtual Core's USB serial port in listening mode: spark-vcore's console on a pseudo-terminal, served on a
+/// thread of this test; `spark` opens the terminal as it opens a real Core's port.
 struct Core {
-    child: Child,
-    lines: Receiver<String>,
+    saved: Receiver<Credentials>,
     id: String,
     port: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Core {
     fn start() -> Core {
-        let bin = tools::binaries();
-        let dir = tempfile::tempdir().unwrap();
-        // Any RSA public key will do: the Core never reaches a cloud here.
-        let keys = Command::new(bin.join("spark"))
-            .args(["keys", "new", "server", "--json"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(keys.status.success());
-        let mut child = Command::new(bin.join("spark-vcore"))
-            .args([
-                "--dir",
-                "core",
-                "--server-key",
-                "server.pub.pem",
-                "--cloud",
-                "127.0.0.1:1",
-            ])
-            .args(["--reconnect", "30", "--serial", "--json"])
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
+        let id = "53ff6c065075535119511687".to_owned();
+        let mut bytes = [0u8; 12];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap();
+        }
+        let console = ListeningConsole::new(&id, ListeningConsole::mac_for(&bytes), "0.1.0");
+        let port = SerialPort::open().expect("a pseudo-terminal");
+        let path = port.path.display().to_string();
+        let (tx, saved) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
+            let _ = port.serve(console, |c| {
+                let _ = tx.send(c);
+            });
         });
-        let first = lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the serial line");
-        let v: Value = serde_json::from_str(&first).unwrap();
-        assert_eq!(v["event"], "serial", "{v}");
         Core {
-            child,
-            lines,
-            id: v["id"].as_str().unwrap().to_owned(),
-            port: v["path"].as_str().unwrap().to_owned(),
-            _dir: dir,
+            saved,
+            id,
+            port: path,
         }
     }
 
@@ -147,19 +117,13 @@ fn serial_commands_talk_to_a_core_in_listening_mode() {
     );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["ssid"], "HomeNet");
-    let saved = loop {
-        let line = core
-            .lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the Core's wifi line");
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["event"] == "wifi" {
-            break v;
-        }
-    };
+    let saved = core
+        .saved
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the Core saved credentials");
     assert_eq!(
-        (saved["ssid"].as_str(), saved["security"].as_str()),
-        (Some("HomeNet"), Some("WPA2"))
+        (saved.ssid.as_str(), saved.security, saved.password.as_str()),
+        ("HomeNet", Security::Wpa2, "hunter2")
     );
     // The monitor passes keys through and prints what comes back.
     let out = core.spark(&["serial", "monitor", "--lines", "1"], "v");

@@ -23,6 +23,19 @@ use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{CloudConfig, SharedCore, Status, run};
 use spark_vcore::{BootReport, VirtualCore};
 
+/// `println!` that ends the process quietly (exit 0) when the reader of stdout went away (`spark-vcore | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*).and_then(|()| out.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 /// Simulated Spark Cores for a local cloud.
 #[derive(Debug, Parser)]
 #[command(name = "spark-vcore", version)]
@@ -80,12 +93,12 @@ fn offer_serial(json_out: bool, core: &VirtualCore) -> Result<(), String> {
     let port = SerialPort::open().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
     let id = core.id_hex().to_owned();
     if json_out {
-        println!(
+        say!(
             "{}",
             json!({"id": id, "event": "serial", "path": port.path.display().to_string()})
         );
     } else {
-        println!("{id} serial port {}", port.path.display());
+        say!("{id} serial port {}", port.path.display());
     }
     let console = ListeningConsole::new(
         &id,
@@ -95,9 +108,9 @@ fn offer_serial(json_out: bool, core: &VirtualCore) -> Result<(), String> {
     std::thread::spawn(move || {
         let _ = port.serve(console, |c| {
             if json_out {
-                println!("{}", json!({"id": id, "event": "wifi", "ssid": c.ssid, "security": c.security.to_string()}));
+                say!("{}", json!({"id": id, "event": "wifi", "ssid": c.ssid, "security": c.security.to_string()}));
             } else {
-                println!("{id} Wi-Fi credentials saved: {} ({})", c.ssid, c.security);
+                say!("{id} Wi-Fi credentials saved: {} ({})", c.ssid, c.security);
             }
         });
     });
@@ -228,7 +241,7 @@ fn line(json_out: bool, id: &str, status: &Status, sp: &str, firmware: &str) -> 
 
 fn fail(json_out: bool, message: &str) -> ExitCode {
     if json_out {
-        println!("{}", json!({"error": message}));
+        say!("{}", json!({"error": message}));
     } else {
         eprintln!("spark-vcore: {message}");
     }
@@ -243,7 +256,7 @@ async fn print_ids(args: &Args) -> ExitCode {
         let opened =
             tokio::task::spawn_blocking(move || VirtualCore::open_or_create(&dir, sp)).await;
         match opened {
-            Ok(Ok(core)) => println!("{}", core.id_hex()),
+            Ok(Ok(core)) => say!("{}", core.id_hex()),
             Ok(Err(e)) => return fail(args.json, &e.to_string()),
             Err(e) => return fail(args.json, &e.to_string()),
         }
@@ -303,7 +316,7 @@ async fn main() -> ExitCode {
                 let c = watched.lock().unwrap_or_else(|p| p.into_inner());
                 (c.cc3000().version_string(), c.firmware().name())
             };
-            println!("{}", line(json_out, &id, &status, &sp, firmware));
+            say!("{}", line(json_out, &id, &status, &sp, firmware));
         });
         let cloud = CloudConfig {
             address: args.cloud.clone(),
