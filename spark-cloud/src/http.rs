@@ -16,21 +16,21 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
 use serde_json::{Value, json};
 use spark_protocol::crypto::keys::RsaPublicKey;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::events::{Event, Filter, Scope};
 use super::hub::{DeviceEvent, FlashProgress, HubError};
 use super::state::{AuthError, DeviceRecord, TOKEN_LIFETIME, is_device_id};
 use super::util::{iso8601, multipart_boundary, parse_multipart, percent_decode};
-use super::{Cloud, REQUEST_TIMEOUT, lock, system_rng};
+use super::{Cloud, HttpLimits, REQUEST_TIMEOUT, lock, system_rng};
 
 type Body = BoxBody<Bytes, Infallible>;
 type Reply = Response<Body>;
 
-/// The largest request body (a firmware image travels in one).
-const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Event names and function arguments: at most 63 characters (2014 Core limits).
 const MAX_NAME: usize = 63;
 /// Event data: at most 63 bytes (2014 Core limit).
@@ -38,7 +38,9 @@ const MAX_DATA: usize = 63;
 /// Largest `ttl` of an event.
 const MAX_TTL: u32 = 16_777_215;
 
-pub(super) async fn accept_loop(cloud: Arc<Cloud>, listener: TcpListener) {
+pub(super) async fn accept_loop(cloud: Arc<Cloud>, listener: TcpListener, limits: HttpLimits) {
+    // Connections hold a permit; past the cap a client is told so and closed, and nothing else is spent on it.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(pair) => pair,
@@ -49,17 +51,42 @@ pub(super) async fn accept_loop(cloud: Arc<Cloud>, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
         let cloud = Arc::clone(&cloud);
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let cloud = Arc::clone(&cloud);
-                async move { Ok::<_, Infallible>(handle(&cloud, req).await) }
+                async move { Ok::<_, Infallible>(handle(&cloud, req, &limits).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// The answer to a connection past [`HttpLimits::max_connections`]: `503` with a JSON body, then close.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"ok":false,"error":"Too many connections; try again later"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n\
+Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -136,7 +163,25 @@ impl Req {
     }
 }
 
-async fn read_request(req: Request<Incoming>) -> Result<Req, Reply> {
+/// Whether a route authenticates with a bearer token (all of `/v1/` but sign-up and the Basic-auth token routes).
+fn uses_bearer(method: &Method, segments: &[String]) -> bool {
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match seg.as_slice() {
+        ["v1", "users"] => false,
+        ["v1", "access_tokens"] => false,
+        ["v1", "access_tokens", token] => *token == "current" && method == Method::DELETE,
+        ["v1", ..] => true,
+        _ => false,
+    }
+}
+
+/// Reads a request. The token of a bearer route given in the header or the query is checked before the body is
+/// read; the body is bounded (a firmware upload by an authenticated user may be larger) and must arrive in time.
+async fn read_request(
+    cloud: &Cloud,
+    req: Request<Incoming>,
+    limits: &HttpLimits,
+) -> Result<Req, Reply> {
     let (parts, body) = req.into_parts();
     let mut segments = Vec::new();
     for raw in parts.uri.path().split('/').filter(|s| !s.is_empty()) {
@@ -158,15 +203,61 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, Reply> {
     };
     let authorization = header_str(header::AUTHORIZATION);
     let content_type = header_str(header::CONTENT_TYPE).unwrap_or_default();
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let head = Req {
+        method: parts.method,
+        segments,
+        query,
+        authorization,
+        content_type,
+        form: Vec::new(),
+        form_is_urlencoded: false,
+        parts: Vec::new(),
+    };
+    let mut limit = limits.max_body;
+    if uses_bearer(&head.method, &head.segments) && token_of(&head)?.is_some() {
+        bearer(cloud, &head)?;
+        let upload = head.method == Method::PUT
+            && head.segments.len() == 3
+            && head.segments[0] == "v1"
+            && head.segments[1] == "devices";
+        if upload {
+            limit = limits.max_image_body;
+        }
+    }
+    let too_large = || {
+        ok_false(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("Request body too large (at most {limit} bytes)"),
+        )
+    };
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = match tokio::time::timeout(limits.body_timeout, Limited::new(body, limit).collect())
+        .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => return Err(too_large()),
         Err(_) => {
             return Err(ok_false(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body too large",
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body did not arrive in time",
             ));
         }
     };
+    let Req {
+        method,
+        segments,
+        query,
+        authorization,
+        content_type,
+        ..
+    } = head;
     let mime = content_type
         .split(';')
         .next()
@@ -210,7 +301,7 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, Reply> {
         }
     }
     Ok(Req {
-        method: parts.method,
+        method,
         segments,
         query,
         authorization,
@@ -221,7 +312,7 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, Reply> {
     })
 }
 
-async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>) -> Reply {
+async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>, limits: &HttpLimits) -> Reply {
     if req.method() == Method::OPTIONS {
         let mut r = reply(StatusCode::NO_CONTENT, full(Bytes::new()), "text/plain");
         let h = r.headers_mut();
@@ -235,7 +326,7 @@ async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>) -> Reply {
         );
         return r;
     }
-    let req = match read_request(req).await {
+    let req = match read_request(cloud, req, limits).await {
         Ok(req) => req,
         Err(reply) => return reply,
     };

@@ -179,6 +179,65 @@ impl Cloud {
     }
 }
 
+/// The REST API's limits against slow, idle and oversized clients (see `SECURITY.md`).
+///
+/// The device listener has its own limits; REST clients cannot use up its capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// Open HTTP connections at most; one more is answered `503` with a JSON body and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's complete header (also the idle time of a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's complete body.
+    pub body_timeout: Duration,
+    /// The largest request body on every route but a firmware upload.
+    pub max_body: usize,
+    /// The largest request body of a firmware upload (`PUT /v1/devices/:id` with a token in the header or the
+    /// query, checked before the body is read).
+    pub max_image_body: usize,
+}
+
+impl HttpLimits {
+    /// The defaults: 256 connections, 10 s for a header, 30 s for a body, 16 KiB bodies, 1 MiB firmware uploads.
+    pub const DEFAULT: HttpLimits = HttpLimits {
+        max_connections: 256,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(30),
+        max_body: 16 * 1024,
+        max_image_body: 1024 * 1024,
+    };
+
+    /// Sets [`HttpLimits::max_connections`].
+    #[must_use]
+    pub const fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets [`HttpLimits::header_timeout`] and [`HttpLimits::body_timeout`].
+    #[must_use]
+    pub const fn with_timeouts(mut self, header: Duration, body: Duration) -> Self {
+        self.header_timeout = header;
+        self.body_timeout = body;
+        self
+    }
+
+    /// Sets [`HttpLimits::max_body`] and [`HttpLimits::max_image_body`].
+    #[must_use]
+    pub const fn with_body_limits(mut self, body: usize, image: usize) -> Self {
+        self.max_body = body;
+        self.max_image_body = image;
+        self
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::DEFAULT
+    }
+}
+
 /// Where and how to run the local cloud.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -237,14 +296,23 @@ pub fn open(config: &Config, hub: Arc<dyn DeviceHub>) -> Result<Arc<Cloud>, Star
     Ok(Cloud::new(state, hub))
 }
 
-/// Serves the REST API of `cloud` on `addr` (inside a tokio runtime).
+/// Serves the REST API of `cloud` on `addr` (inside a tokio runtime) with the default [`HttpLimits`].
 pub async fn serve(cloud: Arc<Cloud>, addr: SocketAddr) -> Result<Running, StartError> {
+    serve_with(cloud, addr, HttpLimits::DEFAULT).await
+}
+
+/// Serves the REST API of `cloud` on `addr` (inside a tokio runtime) with `limits`.
+pub async fn serve_with(
+    cloud: Arc<Cloud>,
+    addr: SocketAddr,
+    limits: HttpLimits,
+) -> Result<Running, StartError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
     let http = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
-    let task = tokio::spawn(http::accept_loop(Arc::clone(&cloud), listener));
+    let task = tokio::spawn(http::accept_loop(Arc::clone(&cloud), listener, limits));
     Ok(Running { cloud, http, task })
 }
