@@ -365,9 +365,10 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
             Ok(list_devices(cloud, &user))
         }
         (&Method::POST, ["v1", "devices"]) => claim(cloud, req),
+        (&Method::POST, ["v1", "device_claims"]) => create_claim_code(cloud, req),
         (&Method::GET, ["v1", "devices", id, "events", prefix @ ..]) => {
             let user = bearer(cloud, req)?;
-            let device = resolve(cloud, &user, id, Access::Read)?;
+            let device = resolve(cloud, &user, id)?;
             Ok(subscribe(cloud, &user, Scope::Device(device.id), prefix))
         }
         (&Method::GET, ["v1", "devices", id]) => device_info(cloud, req, id).await,
@@ -643,27 +644,15 @@ fn health(cloud: &Cloud) -> Reply {
 // ---------------------------------------------------------------------------------------------------------------
 // Devices
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Reading (visible: own or unowned).
-    Read,
-    /// Acting on it (own or unowned).
-    Act,
-    /// Owner only (release).
-    Own,
-}
-
-fn resolve(cloud: &Cloud, user: &User, id: &str, access: Access) -> Result<DeviceRecord, Reply> {
+/// The device `id` (an id or one of the user's device names) if the user owns it. A device without an owner is
+/// reachable by no one and answers as an unknown one; another user's device (by id) is `403`.
+fn resolve(cloud: &Cloud, user: &User, id: &str) -> Result<DeviceRecord, Reply> {
     let device = cloud
         .state
         .find_device(id, &user.name)
+        .filter(|d| d.owner.is_some())
         .ok_or_else(|| ok_false(StatusCode::NOT_FOUND, "Device not found."))?;
-    let allowed = match (access, device.owner.as_deref()) {
-        (_, Some(owner)) => owner == user.name,
-        (Access::Own, None) => false,
-        (_, None) => true,
-    };
-    if allowed {
+    if device.owner.as_deref() == Some(user.name.as_str()) {
         Ok(device)
     } else {
         Err(ok_false(StatusCode::FORBIDDEN, "Permission Denied"))
@@ -671,7 +660,7 @@ fn resolve(cloud: &Cloud, user: &User, id: &str, access: Access) -> Result<Devic
 }
 
 fn visible(user: &User, device: &DeviceRecord) -> bool {
-    device.owner.as_deref().is_none_or(|o| o == user.name)
+    device.owner.as_deref() == Some(user.name.as_str())
 }
 
 /// Whether a reported CC3000 service-pack version predates 1.28, the deep update's.
@@ -735,7 +724,7 @@ async fn with_timeout<T>(f: impl Future<Output = Result<T, HubError>>) -> Result
 
 async fn device_info(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Read)?;
+    let device = resolve(cloud, &user, id)?;
     let mut map = device_json(cloud, &device);
     let description = if cloud.hub.is_connected(&device.id) {
         with_timeout(cloud.hub.describe(&device.id)).await.ok()
@@ -762,7 +751,7 @@ async fn device_info(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply>
 
 async fn call_function(cloud: &Cloud, req: &Req, id: &str, function: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Act)?;
+    let device = resolve(cloud, &user, id)?;
     // `arg` (today) or `args` (2014); otherwise the first field, as the original forwarded it.
     let argument = req
         .field("arg")
@@ -798,7 +787,7 @@ async fn call_function(cloud: &Cloud, req: &Req, id: &str, function: &str) -> Re
 
 async fn get_variable(cloud: &Cloud, req: &Req, id: &str, variable: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Read)?;
+    let device = resolve(cloud, &user, id)?;
     let value = with_timeout(cloud.hub.get(&device.id, variable))
         .await
         .map_err(|e| hub_error(e, "Variable read failed"))?;
@@ -827,6 +816,8 @@ async fn get_variable(cloud: &Cloud, req: &Req, id: &str, variable: &str) -> Res
     ))
 }
 
+/// `POST /v1/devices` with `id`: a claim by id alone is no proof of holding the device, so it succeeds only for a
+/// device the user already owns. A device is claimed with a claim code it presents (`POST /v1/device_claims`).
 fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     let id = req.field("id").unwrap_or_default().to_ascii_lowercase();
@@ -836,35 +827,44 @@ fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
             "Invalid device id",
         ));
     }
-    let outcome = cloud
-        .state
-        .update_device(&id, |d| match &d.owner {
-            Some(owner) if *owner != user.name => false,
-            _ => {
-                d.owner = Some(user.name.clone());
-                true
-            }
-        })
-        .map_err(|_| storage_failed())?;
-    match outcome {
-        None => Err(ok_false_errors(
-            StatusCode::NOT_FOUND,
-            "Device not found: provision its public key first",
+    match cloud.state.device(&id).and_then(|d| d.owner) {
+        Some(owner) if owner == user.name => Ok(json_reply(
+            StatusCode::OK,
+            &json!({"ok": true, "deviceID": id, "claimed": true}),
         )),
-        Some(false) => Err(ok_false_errors(
+        Some(_) => Err(ok_false_errors(
             StatusCode::FORBIDDEN,
             "That device belongs to someone else.",
         )),
-        Some(true) => Ok(json_reply(
-            StatusCode::OK,
-            &json!({"ok": true, "deviceID": id, "claimed": true}),
+        None => Err(ok_false_errors(
+            StatusCode::NOT_FOUND,
+            "Device not found. A device is claimed by presenting a claim code from POST /v1/device_claims.",
         )),
     }
 }
 
+/// `POST /v1/device_claims`: a claim code for the user, and the devices they own.
+fn create_claim_code(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req)?;
+    let code = cloud
+        .create_claim_code(&user.name)
+        .map_err(|_| storage_failed())?;
+    let owned: Vec<Value> = cloud
+        .state
+        .devices()
+        .into_iter()
+        .filter(|d| visible(&user, d))
+        .map(|d| d.id.into())
+        .collect();
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"claim_code": code, "device_ids": owned}),
+    ))
+}
+
 fn release(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Own)?;
+    let device = resolve(cloud, &user, id)?;
     cloud
         .state
         .update_device(&device.id, |d| d.owner = None)
@@ -874,7 +874,7 @@ fn release(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
 
 async fn update_device(cloud: &Arc<Cloud>, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Act)?;
+    let device = resolve(cloud, &user, id)?;
     if let Some(file) = req
         .parts
         .iter()
@@ -1048,8 +1048,10 @@ fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result<Reply, Reply> {
         .field("publicKey")
         .ok_or_else(|| bad("No key provided"))?;
     let key = RsaPublicKey::from_pem(pem).map_err(|e| bad(&format!("Key error {e}")))?;
+    // A known device's key is its owner's to replace; one without an owner is no one's (an administrator assigns
+    // it, or the device claims itself with a claim code).
     if let Some(existing) = cloud.state.device(&id)
-        && existing.owner.as_deref().is_some_and(|o| o != user.name)
+        && existing.owner.as_deref() != Some(user.name.as_str())
     {
         return Err(ok_false(StatusCode::FORBIDDEN, "Permission Denied"));
     }

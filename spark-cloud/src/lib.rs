@@ -10,7 +10,7 @@
 //! hosted cloud; the original said `400`); `DELETE /v1/access_tokens/:token` works; `POST /v1/users` answers and
 //! refuses an existing name instead of wiping that user; `GET /server/health` answers; devices provisioned after
 //! start are listed at once; closed event streams are freed at once; passwords are hashed with
-//! PBKDF2-HMAC-SHA256; devices have owners (provisioning or claiming sets the owner; another user's device is `403`).
+//! PBKDF2-HMAC-SHA256; devices have owners (provisioning sets the owner; a device claims itself for a user by presenting their claim code); a device without an owner is reachable by no one (`404`), another user's device is `403`.
 
 pub mod devices;
 pub mod events;
@@ -60,6 +60,41 @@ pub struct Cloud {
     hub: Arc<dyn DeviceHub>,
     status: Mutex<HashMap<String, DeviceStatus>>,
     flashing: Mutex<HashSet<String>>,
+    claims: Mutex<HashMap<String, PendingClaim>>,
+}
+
+/// A claim code handed to a user and not yet presented.
+struct PendingClaim {
+    user: String,
+    expires: std::time::Instant,
+}
+
+/// How long a claim code stays valid.
+pub const CLAIM_CODE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Claim codes a user may hold at once (older ones are dropped first).
+pub const MAX_CLAIM_CODES_PER_USER: usize = 8;
+/// The private event a device publishes to present a claim code (what Particle's devices send).
+pub const CLAIM_CODE_EVENT: &str = "spark/device/claim/code";
+
+/// Why a claim or an ownership change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// No device has that id (no key was provisioned).
+    #[error("unknown device")]
+    UnknownDevice,
+    /// No user has that name.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The claim code is unknown, used or expired.
+    #[error("unknown or expired claim code")]
+    UnknownCode,
+    /// The device belongs to another user (who must release it first).
+    #[error("the device belongs to another user")]
+    Owned,
+    /// The state directory could not be written.
+    #[error("could not write the state directory")]
+    Storage,
 }
 
 impl core::fmt::Debug for Cloud {
@@ -84,6 +119,7 @@ impl Cloud {
             hub,
             status: Mutex::new(HashMap::new()),
             flashing: Mutex::new(HashSet::new()),
+            claims: Mutex::new(HashMap::new()),
         })
     }
 
@@ -131,15 +167,114 @@ impl Cloud {
         public: bool,
     ) {
         let device = device.to_ascii_lowercase();
+        if name == CLAIM_CODE_EVENT {
+            self.touch(&device, |_| {});
+            let code = data.unwrap_or_default();
+            match self.claim_with_code(&device, code) {
+                Ok(user) => {
+                    eprintln!("spark-cloud: device {device} claimed by {user} with a claim code")
+                }
+                Err(e) => {
+                    eprintln!("spark-cloud: device {device} presented a claim code: refused ({e})")
+                }
+            }
+            return;
+        }
         if name == "spark/cc3000-patch-version" {
             let version = data.map(str::to_owned);
             self.touch(&device, |s| s.cc3000_patch_version = version);
-        } else if name.len() >= 5 && name[..5].eq_ignore_ascii_case("spark") {
+        } else if name
+            .as_bytes()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"spark"))
+        {
             return;
         } else {
             self.touch(&device, |_| {});
         }
         self.publish_device_event(&device, name, data, ttl, public);
+    }
+
+    /// Hands `user` a new claim code, valid for [`CLAIM_CODE_LIFETIME`]. A device the user holds claims itself by
+    /// presenting it (the [`CLAIM_CODE_EVENT`] event, or [`Cloud::claim_with_code`] as an administrator's step).
+    pub fn create_claim_code(&self, user: &str) -> Result<String, ClaimError> {
+        let user = user.trim().to_lowercase();
+        if !self.state.user_exists(&user) {
+            return Err(ClaimError::UnknownUser);
+        }
+        let mut bytes = [0u8; 24];
+        rand_core::Rng::fill_bytes(&mut system_rng(), &mut bytes);
+        let code = util::hex(&bytes);
+        let now = std::time::Instant::now();
+        let mut claims = lock(&self.claims);
+        claims.retain(|_, c| c.expires > now);
+        let mut held: Vec<(std::time::Instant, String)> = claims
+            .iter()
+            .filter(|(_, c)| c.user == user)
+            .map(|(k, c)| (c.expires, k.clone()))
+            .collect();
+        held.sort();
+        while held.len() >= MAX_CLAIM_CODES_PER_USER {
+            let (_, oldest) = held.remove(0);
+            claims.remove(&oldest);
+        }
+        claims.insert(
+            code.clone(),
+            PendingClaim {
+                user,
+                expires: now + CLAIM_CODE_LIFETIME,
+            },
+        );
+        Ok(code)
+    }
+
+    /// `device` presents a claim code: a device without an owner becomes the code's user's (the code is used up).
+    /// Returns the owner.
+    pub fn claim_with_code(&self, device: &str, code: &str) -> Result<String, ClaimError> {
+        let device = device.to_ascii_lowercase();
+        let known = self
+            .state
+            .device(&device)
+            .ok_or(ClaimError::UnknownDevice)?;
+        let user = {
+            let mut claims = lock(&self.claims);
+            let now = std::time::Instant::now();
+            claims.retain(|_, c| c.expires > now);
+            match claims.get(code) {
+                Some(c) if known.owner.as_deref().is_none_or(|o| o == c.user) => {}
+                Some(_) => return Err(ClaimError::Owned),
+                None => return Err(ClaimError::UnknownCode),
+            }
+            claims
+                .remove(code)
+                .map(|c| c.user)
+                .ok_or(ClaimError::UnknownCode)?
+        };
+        self.set_owner(&device, Some(&user))?;
+        Ok(user)
+    }
+
+    /// An administrator's step: gives `device` to `user` (or takes it from its owner with `None`), whoever owned
+    /// it.
+    pub fn assign_owner(&self, device: &str, user: Option<&str>) -> Result<(), ClaimError> {
+        let user = user.map(|u| u.trim().to_lowercase());
+        if let Some(u) = &user
+            && !self.state.user_exists(u)
+        {
+            return Err(ClaimError::UnknownUser);
+        }
+        self.set_owner(&device.to_ascii_lowercase(), user.as_deref())
+    }
+
+    fn set_owner(&self, device: &str, user: Option<&str>) -> Result<(), ClaimError> {
+        match self
+            .state
+            .update_device(device, |d| d.owner = user.map(str::to_owned))
+        {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err(ClaimError::UnknownDevice),
+            Err(_) => Err(ClaimError::Storage),
+        }
     }
 
     fn publish_device_event(
@@ -151,6 +286,10 @@ impl Cloud {
         public: bool,
     ) {
         let owner = self.state.device(device).and_then(|d| d.owner);
+        // A device without an owner reaches no one, not even with public events.
+        if owner.is_none() {
+            return;
+        }
         let event = Event::new(
             name,
             data,

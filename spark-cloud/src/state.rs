@@ -5,8 +5,7 @@
 //! ```text
 //! <dir>/default_key.pem         server private key (PKCS#1 PEM, mode 0600), generated on first start
 //! <dir>/default_key.pub.pem     server public key (SPKI PEM), for `spark keys server`
-//! <dir>/core_keys/<id>.pub.pem  device public keys (SPKI PEM)
-//! <dir>/core_keys/<id>.json     device attributes: {"name", "owner"}
+//! <dir>/core_keys/<id>.json     one record per device: {"public_key" (SPKI PEM), "name", "owner"}, mode 0600
 //! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}
 //! ```
 
@@ -100,6 +99,14 @@ pub struct DeviceRecord {
     pub owner: Option<String>,
 }
 
+/// What one device file holds: the key and the owner together, so that no crash leaves a key without its owner.
+#[derive(Serialize, Deserialize)]
+struct DeviceFile {
+    public_key: Option<String>,
+    name: Option<String>,
+    owner: Option<String>,
+}
+
 /// Why a user or token operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +135,7 @@ struct Inner {
     users: HashMap<String, UserRecord>,
     token_owner: HashMap<String, String>,
     devices: HashMap<String, DeviceRecord>,
+    keys: HashMap<String, RsaPublicKey>,
 }
 
 /// The state directory, loaded in memory and written through on each change.
@@ -165,6 +173,80 @@ fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateErr
     file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn corrupt(path: &Path, reason: impl ToString) -> StateError {
+    StateError::Corrupt {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Loads `core_keys/`: `<id>.json` records holding key and owner, and the old layout (`<id>.pub.pem` beside an
+/// optional `<id>.json` of attributes), which is rewritten as one record before the `.pub.pem` is removed.
+fn load_devices(keys_dir: &Path, inner: &mut Inner) -> Result<(), StateError> {
+    let mut ids = std::collections::BTreeSet::new();
+    for entry in fs::read_dir(keys_dir).map_err(io(keys_dir))? {
+        let path = entry.map_err(io(keys_dir))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let id = name
+            .strip_suffix(".pub.pem")
+            .or_else(|| name.strip_suffix(".json"));
+        if let Some(id) = id.filter(|id| is_device_id(id)) {
+            ids.insert(id.to_owned());
+        }
+    }
+    for id in ids {
+        let json_path = keys_dir.join(format!("{id}.json"));
+        let pem_path = keys_dir.join(format!("{id}.pub.pem"));
+        let file: Option<DeviceFile> = match fs::read_to_string(&json_path) {
+            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| corrupt(&json_path, e))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&json_path)(e)),
+        };
+        let (name, owner, stored_pem) = match file {
+            Some(f) => (f.name, f.owner, f.public_key),
+            None => (None, None, None),
+        };
+        let (pem, migrate) = match stored_pem {
+            Some(pem) => (pem, false),
+            None => match fs::read_to_string(&pem_path) {
+                Ok(pem) => (pem, true),
+                // Attributes without a key (a half-written old layout): not a device.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&pem_path)(e)),
+            },
+        };
+        let key = RsaPublicKey::from_pem(&pem).map_err(|e| corrupt(&json_path, e))?;
+        let lower = id.to_ascii_lowercase();
+        let record = DeviceRecord {
+            id: lower.clone(),
+            name,
+            owner,
+        };
+        if migrate {
+            write_device_file(keys_dir, &record, &pem)?;
+        }
+        if migrate || pem_path.exists() {
+            let _ = fs::remove_file(&pem_path);
+        }
+        inner.keys.insert(lower.clone(), key);
+        inner.devices.insert(lower, record);
+    }
+    Ok(())
+}
+
+fn write_device_file(keys_dir: &Path, record: &DeviceRecord, pem: &str) -> Result<(), StateError> {
+    let path = keys_dir.join(format!("{}.json", record.id));
+    let file = DeviceFile {
+        public_key: Some(pem.to_owned()),
+        name: record.name.clone(),
+        owner: record.owner.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&file).map_err(|e| corrupt(&path, e))?;
+    write_atomic(&path, &json, true)
 }
 
 fn now_secs() -> u64 {
@@ -221,6 +303,7 @@ impl StateDir {
             users: HashMap::new(),
             token_owner: HashMap::new(),
             devices: HashMap::new(),
+            keys: HashMap::new(),
         };
         let users_dir = dir.join("users");
         for entry in fs::read_dir(&users_dir).map_err(io(&users_dir))? {
@@ -241,30 +324,7 @@ impl StateDir {
             }
             inner.users.insert(user.username.clone(), user);
         }
-        let keys_dir = dir.join("core_keys");
-        for entry in fs::read_dir(&keys_dir).map_err(io(&keys_dir))? {
-            let path = entry.map_err(io(&keys_dir))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let Some(id) = name.strip_suffix(".pub.pem") else {
-                continue;
-            };
-            if !is_device_id(id) {
-                continue;
-            }
-            let id = id.to_ascii_lowercase();
-            let attrs = keys_dir.join(format!("{id}.json"));
-            let mut record = match fs::read_to_string(&attrs) {
-                Ok(text) => serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-                    path: attrs.clone(),
-                    reason: e.to_string(),
-                })?,
-                Err(_) => DeviceRecord::default(),
-            };
-            record.id = id.clone();
-            inner.devices.insert(id, record);
-        }
+        load_devices(&dir.join("core_keys"), &mut inner)?;
         Ok(StateDir {
             dir: dir.to_owned(),
             server_key,
@@ -407,6 +467,11 @@ impl StateDir {
         Ok((user.username.clone(), user.id.clone()))
     }
 
+    /// Whether a user of that (lower-case) name exists.
+    pub fn user_exists(&self, username: &str) -> bool {
+        self.lock().users.contains_key(username)
+    }
+
     /// A user's tokens.
     pub fn tokens(&self, username: &str) -> Vec<TokenRecord> {
         self.lock()
@@ -440,21 +505,19 @@ impl StateDir {
         all
     }
 
-    /// A device by id or by name (a name is looked up among the devices `visible_to` sees first).
-    pub fn find_device(&self, id_or_name: &str, visible_to: &str) -> Option<DeviceRecord> {
+    /// A device by id, or by name among the devices `owner` owns (another user's names are not looked at, so a
+    /// name answers the same whether it is someone else's or no one's).
+    pub fn find_device(&self, id_or_name: &str, owner: &str) -> Option<DeviceRecord> {
         let inner = self.lock();
         let lower = id_or_name.to_ascii_lowercase();
         if let Some(d) = inner.devices.get(&lower) {
             return Some(d.clone());
         }
-        let mut named = inner
+        inner
             .devices
             .values()
-            .filter(|d| d.name.as_deref() == Some(id_or_name));
-        let first = named
-            .clone()
-            .find(|d| d.owner.as_deref() == Some(visible_to));
-        first.or_else(|| named.next()).cloned()
+            .find(|d| d.name.as_deref() == Some(id_or_name) && d.owner.as_deref() == Some(owner))
+            .cloned()
     }
 
     /// A device by id.
@@ -462,16 +525,14 @@ impl StateDir {
         self.lock().devices.get(&id.to_ascii_lowercase()).cloned()
     }
 
-    fn save_device(&self, record: &DeviceRecord) -> Result<(), StateError> {
-        let path = self
-            .dir
-            .join("core_keys")
-            .join(format!("{}.json", record.id));
-        let json = serde_json::to_vec_pretty(record).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&path, &json, false)
+    fn save_device(&self, inner: &Inner, record: &DeviceRecord) -> Result<(), StateError> {
+        let keys_dir = self.dir.join("core_keys");
+        let key = inner
+            .keys
+            .get(&record.id)
+            .ok_or_else(|| corrupt(&keys_dir, "a device without a key"))?;
+        let pem = key.to_spki_pem().map_err(|e| corrupt(&keys_dir, e))?;
+        write_device_file(&keys_dir, record, &pem)
     }
 
     /// Updates a device's attributes with `f` and persists them.
@@ -484,14 +545,21 @@ impl StateDir {
         let Some(record) = inner.devices.get_mut(id) else {
             return Ok(None);
         };
+        let before = record.clone();
         let out = f(record);
         let record = record.clone();
-        self.save_device(&record)?;
+        if let Err(e) = self.save_device(&inner, &record) {
+            inner.devices.insert(before.id.clone(), before);
+            return Err(e);
+        }
         Ok(Some(out))
     }
 
-    /// Stores a device's public key (provisioning); the device becomes known at once. A device without an owner
-    /// is given `owner`.
+    /// Stores a device's public key (provisioning); the device becomes known at once. A new device is given
+    /// `owner`; a known device keeps its owner and name. Key and owner are written as one record, atomically.
+    ///
+    /// Whether the caller may replace a known device's key is the caller's decision (the REST layer allows its
+    /// owner only).
     pub fn provision(
         &self,
         id: &str,
@@ -499,39 +567,26 @@ impl StateDir {
         owner: Option<&str>,
     ) -> Result<DeviceRecord, StateError> {
         let id = id.to_ascii_lowercase();
-        let path = self.dir.join("core_keys").join(format!("{id}.pub.pem"));
-        let pem = key.to_spki_pem().map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let keys_dir = self.dir.join("core_keys");
+        let pem = key.to_spki_pem().map_err(|e| corrupt(&keys_dir, e))?;
         let mut inner = self.lock();
-        write_atomic(&path, pem.as_bytes(), false)?;
         let record = inner
             .devices
-            .entry(id.clone())
-            .or_insert_with(|| DeviceRecord {
-                id,
-                ..DeviceRecord::default()
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| DeviceRecord {
+                id: id.clone(),
+                name: None,
+                owner: owner.map(str::to_owned),
             });
-        if record.owner.is_none() {
-            record.owner = owner.map(str::to_owned);
-        }
-        let record = record.clone();
-        self.save_device(&record)?;
+        write_device_file(&keys_dir, &record, &pem)?;
+        inner.keys.insert(id.clone(), key.clone());
+        inner.devices.insert(id, record.clone());
         Ok(record)
     }
 
-    /// A device's public key, read from its file at the time of the call (so a replaced key takes effect at the
-    /// next handshake).
+    /// A device's public key.
     pub fn device_key(&self, id: &str) -> Option<RsaPublicKey> {
-        if !is_device_id(id) {
-            return None;
-        }
-        let path = self
-            .dir
-            .join("core_keys")
-            .join(format!("{}.pub.pem", id.to_ascii_lowercase()));
-        let pem = fs::read_to_string(path).ok()?;
-        RsaPublicKey::from_pem(&pem).ok()
+        self.lock().keys.get(&id.to_ascii_lowercase()).cloned()
     }
 }

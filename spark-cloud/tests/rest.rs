@@ -111,6 +111,20 @@ async fn login(c: &Client, user: &str, password: &str) -> Client {
     c.with_token(grant.access_token)
 }
 
+/// `POST /v1/device_claims` (which spark-api does not wrap): a claim code for `user`.
+fn claim_code(addr: SocketAddr, user: &Client) -> String {
+    let token = user.access_token().unwrap().expose().to_owned();
+    let (status, body) = post_form(
+        addr,
+        "/v1/device_claims",
+        &format!("Authorization: Bearer {token}\r\n"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["claim_code"].as_str().unwrap().to_owned()
+}
+
 fn status_of(e: &Error) -> Option<u16> {
     e.status()
 }
@@ -354,8 +368,12 @@ async fn devices_list_info_call_get() {
         Some(404)
     );
 
-    // Release lets another user claim it.
+    // Release, then the device presents another user's claim code: it is theirs.
     joe.release_device(DEV_A).await.unwrap();
+    let code = claim_code(running.http, &ann);
+    running
+        .cloud
+        .device_event(DEV_A, cloud::CLAIM_CODE_EVENT, Some(&code), 60, false);
     let claimed = ann.claim_device(DEV_A).await.unwrap();
     assert_eq!(claimed.ok, Some(true));
     assert_eq!(
@@ -566,4 +584,132 @@ async fn state_persists_across_restarts_and_key_is_generated() {
             .device_key("ffffffffffffffffffffffff")
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_without_an_owner_is_reachable_by_no_one_until_it_presents_a_claim_code() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let joe = with_devices(&hub, running.http).await;
+    joe.release_device(DEV_A).await.unwrap();
+    create_user(running.http, "ann", "pw");
+    let ann = login(&client(running.http), "ann", "pw").await;
+    let key_before = running.cloud.state().device_key(DEV_A).unwrap();
+
+    for user in [&joe, &ann] {
+        // Not listed, and every action answers as for an unknown device.
+        assert!(
+            user.list_devices()
+                .await
+                .unwrap()
+                .iter()
+                .all(|d| d.id != DEV_A)
+        );
+        assert_eq!(status_of(&user.device(DEV_A).await.unwrap_err()), Some(404));
+        let e = user
+            .call_function(DEV_A, "digitalwrite", "D7,HIGH")
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        let e = user.variable(DEV_A, "temperature").await.unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        let e = user.rename_device(DEV_A, "mine").await.unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        let e = user
+            .flash_binary(DEV_A, &FirmwareFile::new("app.bin", vec![1, 2, 3]))
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        let mut stream = user.subscribe_device(DEV_A, None);
+        match stream.next_item().await {
+            Some(Err(e)) => assert_eq!(status_of(&e), Some(404)),
+            other => panic!("subscribing to a device without owner: {other:?}"),
+        }
+        // Claiming by id alone is no proof.
+        let e = user.claim_device(DEV_A).await.unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        // Nor may anyone replace its key.
+        let e = user
+            .send_public_key(DEV_A, DEVICE_B_KEY, None)
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&e), Some(403));
+    }
+    assert!(running.cloud.state().device_key(DEV_A).unwrap() == key_before);
+    assert_eq!(running.cloud.state().device(DEV_A).unwrap().owner, None);
+
+    // A made-up code claims nothing; ann's code, presented by the device, makes it hers, once.
+    running
+        .cloud
+        .device_event(DEV_A, cloud::CLAIM_CODE_EVENT, Some("0123"), 60, false);
+    assert_eq!(running.cloud.state().device(DEV_A).unwrap().owner, None);
+    let code = claim_code(running.http, &ann);
+    running
+        .cloud
+        .device_event(DEV_A, cloud::CLAIM_CODE_EVENT, Some(&code), 60, false);
+    assert_eq!(ann.device(DEV_A).await.unwrap().id, DEV_A);
+    assert_eq!(status_of(&joe.device(DEV_A).await.unwrap_err()), Some(403));
+    joe.release_device(DEV_B).await.unwrap();
+    assert_eq!(
+        running.cloud.claim_with_code(DEV_B, &code),
+        Err(cloud::ClaimError::UnknownCode)
+    );
+    // The administrator's step.
+    running.cloud.assign_owner(DEV_B, Some("joe")).unwrap();
+    assert_eq!(joe.device(DEV_B).await.unwrap().id, DEV_B);
+    assert_eq!(
+        running.cloud.assign_owner(DEV_B, Some("nobody")),
+        Err(cloud::ClaimError::UnknownUser)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_key_and_owner_files_are_migrated_into_one_record() {
+    let dir = TempDir::new(true);
+    let keys = dir.0.join("core_keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    // The old layout: a key with its attributes, and a key whose attributes a crash never wrote.
+    std::fs::write(keys.join(format!("{DEV_A}.pub.pem")), DEVICE_A_KEY).unwrap();
+    std::fs::write(
+        keys.join(format!("{DEV_A}.json")),
+        r#"{"name":"kitchen","owner":"joe"}"#,
+    )
+    .unwrap();
+    std::fs::write(keys.join(format!("{DEV_B}.pub.pem")), DEVICE_B_KEY).unwrap();
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    create_user(running.http, "joe", "pw");
+    let joe = login(&client(running.http), "joe", "pw").await;
+    let list = joe.list_devices().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(joe.device("kitchen").await.unwrap().id, DEV_A);
+    // The key without an owner is a device no one reaches.
+    assert_eq!(status_of(&joe.device(DEV_B).await.unwrap_err()), Some(404));
+    for id in [DEV_A, DEV_B] {
+        assert!(!keys.join(format!("{id}.pub.pem")).exists());
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(keys.join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            record["public_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+    }
+    drop(running);
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    assert_eq!(
+        running
+            .cloud
+            .state()
+            .device(DEV_A)
+            .unwrap()
+            .owner
+            .as_deref(),
+        Some("joe")
+    );
+    assert!(running.cloud.state().device_key(DEV_B).is_some());
 }
