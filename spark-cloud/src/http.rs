@@ -22,7 +22,7 @@ use spark_protocol::crypto::keys::RsaPublicKey;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::events::{Event, Filter, Scope};
+use super::events::{Credential, Event, Filter, Scope};
 use super::hub::{DeviceEvent, FlashProgress, HubError};
 use super::state::{AuthError, DeviceRecord, TOKEN_LIFETIME, is_device_id};
 use super::util::{iso8601, multipart_boundary, parse_multipart, percent_decode};
@@ -341,12 +341,21 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         (&Method::POST, ["v1", "users"]) => create_user(cloud, req),
         (&Method::GET, ["server", "health"]) => Ok(health(cloud)),
         (&Method::GET, ["v1", "access_tokens"]) => list_tokens(cloud, req),
+        (&Method::DELETE, ["v1", "access_tokens"]) => {
+            let user = basic_user(cloud, req)?;
+            let count = cloud
+                .revoke_all_tokens(&user)
+                .map_err(|_| storage_failed())?;
+            Ok(json_reply(
+                StatusCode::OK,
+                &json!({"ok": true, "revoked": count}),
+            ))
+        }
         (&Method::DELETE, ["v1", "access_tokens", "current"]) => {
             let user = bearer(cloud, req)?;
             let token = token_of(req)?.unwrap_or_default();
             cloud
-                .state
-                .delete_token(&user.name, &token)
+                .revoke_token(&user.name, &token)
                 .map_err(|_| storage_failed())?;
             Ok(json_reply(StatusCode::OK, &json!({"ok": true})))
         }
@@ -398,6 +407,8 @@ fn storage_failed() -> Reply {
 struct User {
     name: String,
     id: String,
+    token_digest: String,
+    expires_at: Option<SystemTime>,
 }
 
 /// The bearer token of a request, from exactly one of: the `Authorization` header, `?access_token=`, or a
@@ -453,8 +464,13 @@ fn bearer(cloud: &Cloud, req: &Req) -> Result<User, Reply> {
         r
     };
     let token = token_of(req)?.ok_or_else(|| unauthorized("The access token was not found"))?;
-    match cloud.state.authenticate(&token) {
-        Ok((name, id)) => Ok(User { name, id }),
+    match cloud.state.authenticate_token(&token) {
+        Ok(a) => Ok(User {
+            name: a.username,
+            id: a.user_id,
+            token_digest: a.token_digest,
+            expires_at: a.expires_at,
+        }),
         Err(AuthError::ExpiredToken) => Err(unauthorized("The access token provided has expired.")),
         Err(_) => Err(unauthorized("The access token provided is invalid.")),
     }
@@ -617,7 +633,7 @@ fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
 
 fn delete_token(cloud: &Cloud, req: &Req, token: &str) -> Result<Reply, Reply> {
     let user = basic_user(cloud, req)?;
-    match cloud.state.delete_token(&user, token) {
+    match cloud.revoke_token(&user, token) {
         Ok(true) => Ok(json_reply(StatusCode::OK, &json!({"ok": true}))),
         Ok(false) => Err(ok_false_errors(StatusCode::NOT_FOUND, "Token not found")),
         Err(_) => Err(storage_failed()),
@@ -1074,7 +1090,16 @@ fn subscribe(cloud: &Cloud, user: &User, scope: Scope, prefix: &[&str]) -> Reply
         scope,
         prefix: prefix.join("/"),
     };
-    let body = cloud.bus.subscribe(filter).into_body().boxed();
+    let credential = Credential {
+        token: user.token_digest.clone(),
+        user: user.name.clone(),
+        expires_at: user.expires_at,
+    };
+    let body = cloud
+        .bus
+        .subscribe_with(filter, credential)
+        .into_body()
+        .boxed();
     let mut r = reply(StatusCode::OK, body, "text/event-stream");
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

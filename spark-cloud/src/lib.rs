@@ -266,6 +266,23 @@ impl Cloud {
         self.set_owner(&device.to_ascii_lowercase(), user.as_deref())
     }
 
+    /// Revokes one of `user`'s tokens and ends the event streams opened with it; `false` if it had no such token.
+    pub fn revoke_token(&self, user: &str, token: &str) -> Result<bool, state::AuthError> {
+        let deleted = self.state.delete_token(user, token)?;
+        if deleted {
+            self.bus.end_token(&state::token_digest(token));
+        }
+        Ok(deleted)
+    }
+
+    /// Revokes all of `user`'s tokens and ends every event stream they opened; returns how many there were.
+    pub fn revoke_all_tokens(&self, user: &str) -> Result<usize, state::AuthError> {
+        let user = user.trim().to_lowercase();
+        let count = self.state.delete_all_tokens(&user)?;
+        self.bus.end_user(&user);
+        Ok(count)
+    }
+
     fn set_owner(&self, device: &str, user: Option<&str>) -> Result<(), ClaimError> {
         match self
             .state

@@ -107,6 +107,26 @@ struct DeviceFile {
     owner: Option<String>,
 }
 
+/// A token that authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// The user's name.
+    pub username: String,
+    /// The user's id.
+    pub user_id: String,
+    /// The token's digest ([`token_digest`]).
+    pub token_digest: String,
+    /// When the token expires (`None` = never).
+    pub expires_at: Option<SystemTime>,
+}
+
+/// The SHA-256 of a token, in hex: how a token is named without being revealed.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(token.as_bytes()))
+}
+
 /// Why a user or token operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -450,6 +470,12 @@ impl StateDir {
 
     /// Resolves a bearer token to (user name, user id).
     pub fn authenticate(&self, token: &str) -> Result<(String, String), AuthError> {
+        self.authenticate_token(token)
+            .map(|a| (a.username, a.user_id))
+    }
+
+    /// Resolves a bearer token to its user and expiry.
+    pub fn authenticate_token(&self, token: &str) -> Result<Authenticated, AuthError> {
         let inner = self.lock();
         let username = inner
             .token_owner
@@ -464,7 +490,28 @@ impl StateDir {
         if record.expires_at.is_some_and(|e| e <= now_secs()) {
             return Err(AuthError::ExpiredToken);
         }
-        Ok((user.username.clone(), user.id.clone()))
+        Ok(Authenticated {
+            username: user.username.clone(),
+            user_id: user.id.clone(),
+            token_digest: token_digest(token),
+            expires_at: record
+                .expires_at
+                .and_then(|e| UNIX_EPOCH.checked_add(Duration::from_secs(e))),
+        })
+    }
+
+    /// Deletes all of `username`'s tokens; returns how many there were.
+    pub fn delete_all_tokens(&self, username: &str) -> Result<usize, AuthError> {
+        let mut inner = self.lock();
+        let Some(user) = inner.users.get_mut(username) else {
+            return Ok(0);
+        };
+        let count = user.tokens.len();
+        user.tokens.clear();
+        let user = user.clone();
+        self.save_user(&user)?;
+        inner.token_owner.retain(|_, owner| owner != username);
+        Ok(count)
     }
 
     /// Whether a user of that (lower-case) name exists.

@@ -713,3 +713,115 @@ async fn the_old_key_and_owner_files_are_migrated_into_one_record() {
     );
     assert!(running.cloud.state().device_key(DEV_B).is_some());
 }
+
+/// Opens `GET path` with a bearer token as a raw event stream and waits for its `:ok`.
+fn open_stream(addr: SocketAddr, path: &str, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(":ok") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed before :ok");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+fn read_until(s: &mut TcpStream, needle: &str) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed before {needle}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Everything the stream sends until the cloud closes it (panics if it stays open 30 s).
+fn rest_of_stream(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("the stream was not ended by the cloud");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_end_when_their_token_is_revoked_or_expires() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let http = running.http;
+    let joe = with_devices(&hub, http).await;
+    let revoked = joe.access_token().unwrap().expose().to_owned();
+    let anonymous = client(http);
+    let short = anonymous
+        .login(&Credentials::new("joe", "pw"), TokenLifetime::Seconds(2))
+        .await
+        .unwrap()
+        .access_token
+        .expose()
+        .to_owned();
+    let forever = anonymous
+        .login(&Credentials::new("joe", "pw"), TokenLifetime::Never)
+        .await
+        .unwrap()
+        .access_token
+        .expose()
+        .to_owned();
+    let streams = tokio::task::spawn_blocking(move || {
+        [&revoked, &short, &forever].map(|t| open_stream(http, "/v1/devices/events", t))
+    })
+    .await
+    .unwrap();
+    let [mut s_revoked, mut s_short, mut s_forever] = streams;
+    // Until then, each stream carries the user's private events.
+    running
+        .cloud
+        .device_event(DEV_A, "private-before", Some("x"), 60, false);
+    for s in [&mut s_revoked, &mut s_short, &mut s_forever] {
+        read_until(s, "private-before");
+    }
+
+    // Revoked through the API: the stream ends and the private event published after never reaches it.
+    let (status, _) = raw(
+        http,
+        &format!(
+            "DELETE /v1/access_tokens/current HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+Authorization: Bearer {}\r\n\r\n",
+            joe.access_token().unwrap().expose()
+        ),
+    );
+    assert_eq!(status, 200);
+    running
+        .cloud
+        .device_event(DEV_A, "secret-after-revoke", Some("x"), 60, false);
+    let rest = tokio::task::spawn_blocking(move || rest_of_stream(&mut s_revoked))
+        .await
+        .unwrap();
+    assert!(!rest.contains("secret-after-revoke"), "{rest}");
+
+    // Expired: the stream ends by itself.
+    let rest = tokio::task::spawn_blocking(move || rest_of_stream(&mut s_short))
+        .await
+        .unwrap();
+    running
+        .cloud
+        .device_event(DEV_A, "secret-after-expiry", Some("x"), 60, false);
+    assert!(!rest.contains("secret-after-expiry"), "{rest}");
+
+    // All of the user's tokens revoked: the never-expiring token's stream ends too.
+    assert_eq!(running.cloud.revoke_all_tokens("joe").unwrap(), 2);
+    running
+        .cloud
+        .device_event(DEV_A, "secret-after-all", Some("x"), 60, false);
+    let rest = tokio::task::spawn_blocking(move || rest_of_stream(&mut s_forever))
+        .await
+        .unwrap();
+    assert!(!rest.contains("secret-after-all"), "{rest}");
+}
