@@ -5,8 +5,9 @@
 #![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64ct::{Base64, Encoding};
 use bytes::Bytes;
@@ -41,8 +42,9 @@ const MAX_TTL: u32 = 16_777_215;
 pub(super) async fn accept_loop(cloud: Arc<Cloud>, listener: TcpListener, limits: HttpLimits) {
     // Connections hold a permit; past the cap a client is told so and closed, and nothing else is spent on it.
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let logins = Arc::new(LoginLimiter::new(&limits));
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(_) => {
                 // Out of descriptors and the like: back off instead of spinning.
@@ -56,11 +58,17 @@ pub(super) async fn accept_loop(cloud: Arc<Cloud>, listener: TcpListener, limits
             continue;
         };
         let cloud = Arc::clone(&cloud);
+        let ctx = Arc::new(Conn {
+            limits,
+            peer: peer.ip(),
+            logins: Arc::clone(&logins),
+        });
         tokio::spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let cloud = Arc::clone(&cloud);
-                async move { Ok::<_, Infallible>(handle(&cloud, req, &limits).await) }
+                let ctx = Arc::clone(&ctx);
+                async move { Ok::<_, Infallible>(handle(&cloud, req, &ctx).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -139,6 +147,8 @@ struct Req {
     form: Vec<(String, String)>,
     form_is_urlencoded: bool,
     parts: Vec<super::util::Part>,
+    peer: IpAddr,
+    logins: Arc<LoginLimiter>,
 }
 
 impl Req {
@@ -177,11 +187,8 @@ fn uses_bearer(method: &Method, segments: &[String]) -> bool {
 
 /// Reads a request. The token of a bearer route given in the header or the query is checked before the body is
 /// read; the body is bounded (a firmware upload by an authenticated user may be larger) and must arrive in time.
-async fn read_request(
-    cloud: &Cloud,
-    req: Request<Incoming>,
-    limits: &HttpLimits,
-) -> Result<Req, Reply> {
+async fn read_request(cloud: &Cloud, req: Request<Incoming>, ctx: &Conn) -> Result<Req, Reply> {
+    let limits = &ctx.limits;
     let (parts, body) = req.into_parts();
     let mut segments = Vec::new();
     for raw in parts.uri.path().split('/').filter(|s| !s.is_empty()) {
@@ -212,6 +219,8 @@ async fn read_request(
         form: Vec::new(),
         form_is_urlencoded: false,
         parts: Vec::new(),
+        peer: ctx.peer,
+        logins: Arc::clone(&ctx.logins),
     };
     let mut limit = limits.max_body;
     if uses_bearer(&head.method, &head.segments) && token_of(&head)?.is_some() {
@@ -256,6 +265,8 @@ async fn read_request(
         query,
         authorization,
         content_type,
+        peer,
+        logins,
         ..
     } = head;
     let mime = content_type
@@ -309,10 +320,19 @@ async fn read_request(
         form,
         form_is_urlencoded,
         parts: multipart,
+        peer,
+        logins,
     })
 }
 
-async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>, limits: &HttpLimits) -> Reply {
+/// What a connection's requests share.
+struct Conn {
+    limits: HttpLimits,
+    peer: IpAddr,
+    logins: Arc<LoginLimiter>,
+}
+
+async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>, ctx: &Conn) -> Reply {
     if req.method() == Method::OPTIONS {
         let mut r = reply(StatusCode::NO_CONTENT, full(Bytes::new()), "text/plain");
         let h = r.headers_mut();
@@ -326,7 +346,7 @@ async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>, limits: &HttpLimits)
         );
         return r;
     }
-    let req = match read_request(cloud, req, limits).await {
+    let req = match read_request(cloud, req, ctx).await {
         Ok(req) => req,
         Err(reply) => return reply,
     };
@@ -337,12 +357,12 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = &req.method;
     match (m, seg.as_slice()) {
-        (&Method::POST, ["oauth", "token"]) => create_token(cloud, req),
+        (&Method::POST, ["oauth", "token"]) => create_token(cloud, req).await,
         (&Method::POST, ["v1", "users"]) => create_user(cloud, req),
         (&Method::GET, ["server", "health"]) => Ok(health(cloud)),
-        (&Method::GET, ["v1", "access_tokens"]) => list_tokens(cloud, req),
+        (&Method::GET, ["v1", "access_tokens"]) => list_tokens(cloud, req).await,
         (&Method::DELETE, ["v1", "access_tokens"]) => {
-            let user = basic_user(cloud, req)?;
+            let user = basic_user(cloud, req).await?;
             let count = cloud
                 .revoke_all_tokens(&user)
                 .map_err(|_| storage_failed())?;
@@ -359,7 +379,7 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
                 .map_err(|_| storage_failed())?;
             Ok(json_reply(StatusCode::OK, &json!({"ok": true})))
         }
-        (&Method::DELETE, ["v1", "access_tokens", token]) => delete_token(cloud, req, token),
+        (&Method::DELETE, ["v1", "access_tokens", token]) => delete_token(cloud, req, token).await,
         (&Method::GET, ["v1", "events", prefix @ ..]) => {
             let user = bearer(cloud, req)?;
             Ok(subscribe(cloud, &user, Scope::All, prefix))
@@ -488,17 +508,71 @@ fn basic_credentials(req: &Req) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-fn basic_user(cloud: &Cloud, req: &Req) -> Result<String, Reply> {
+async fn basic_user(cloud: &Cloud, req: &Req) -> Result<String, Reply> {
     let (user, password) = basic_credentials(req).ok_or_else(|| {
         ok_false_errors(
             StatusCode::UNAUTHORIZED,
             "Unauthorized. You must send username and password in HTTP Basic Auth to view your access tokens.",
         )
     })?;
+    login_attempt(req)?;
     cloud
-        .state
-        .check_password(&user, &password)
+        .verify_password(&user, &password)
+        .await
         .map_err(|_| ok_false_errors(StatusCode::UNAUTHORIZED, "Bad password"))
+}
+
+/// Counts a password attempt against the client's address; `429` once its allowance is spent.
+fn login_attempt(req: &Req) -> Result<(), Reply> {
+    if req.logins.allow(req.peer, Instant::now()) {
+        return Ok(());
+    }
+    let mut r = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "Too many login attempts from this address; try again later",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Err(r)
+}
+
+/// Password attempts per client address: a bucket of `burst` attempts, one more each `refill`.
+pub(super) struct LoginLimiter {
+    burst: u32,
+    refill: Duration,
+    buckets: std::sync::Mutex<std::collections::HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl LoginLimiter {
+    fn new(limits: &HttpLimits) -> LoginLimiter {
+        LoginLimiter {
+            burst: limits.login_burst.max(1),
+            refill: limits.login_refill,
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn allow(&self, peer: IpAddr, now: Instant) -> bool {
+        let burst = f64::from(self.burst);
+        let per_sec = 1.0 / self.refill.as_secs_f64().max(1e-3);
+        let mut buckets = lock(&self.buckets);
+        if buckets.len() > 4096 {
+            // Forget addresses whose allowance is whole again.
+            buckets.retain(|_, (left, at)| {
+                *left + now.saturating_duration_since(*at).as_secs_f64() * per_sec < burst
+            });
+        }
+        let (left, at) = buckets.entry(peer).or_insert((burst, now));
+        *left = (*left + now.saturating_duration_since(*at).as_secs_f64() * per_sec).min(burst);
+        *at = now;
+        if *left >= 1.0 {
+            *left -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -511,7 +585,7 @@ fn valid_client_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+async fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     if !req.form_is_urlencoded
         && !req
             .content_type
@@ -558,9 +632,10 @@ fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
             "Missing parameters. \"username\" and \"password\" are required",
         ));
     };
+    login_attempt(req)?;
     let username = cloud
-        .state
-        .check_password(username, password)
+        .verify_password(username, password)
+        .await
         .map_err(|_| {
             oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -614,8 +689,8 @@ fn create_user(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     }
 }
 
-fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = basic_user(cloud, req)?;
+async fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = basic_user(cloud, req).await?;
     let list: Vec<Value> = cloud
         .state
         .tokens(&user)
@@ -631,8 +706,8 @@ fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     Ok(json_reply(StatusCode::OK, &Value::Array(list)))
 }
 
-fn delete_token(cloud: &Cloud, req: &Req, token: &str) -> Result<Reply, Reply> {
-    let user = basic_user(cloud, req)?;
+async fn delete_token(cloud: &Cloud, req: &Req, token: &str) -> Result<Reply, Reply> {
+    let user = basic_user(cloud, req).await?;
     match cloud.revoke_token(&user, token) {
         Ok(true) => Ok(json_reply(StatusCode::OK, &json!({"ok": true}))),
         Ok(false) => Err(ok_false_errors(StatusCode::NOT_FOUND, "Token not found")),

@@ -61,6 +61,7 @@ pub struct Cloud {
     status: Mutex<HashMap<String, DeviceStatus>>,
     flashing: Mutex<HashSet<String>>,
     claims: Mutex<HashMap<String, PendingClaim>>,
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 /// A claim code handed to a user and not yet presented.
@@ -120,6 +121,9 @@ impl Cloud {
             status: Mutex::new(HashMap::new()),
             flashing: Mutex::new(HashSet::new()),
             claims: Mutex::new(HashMap::new()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         })
     }
 
@@ -266,6 +270,24 @@ impl Cloud {
         self.set_owner(&device.to_ascii_lowercase(), user.as_deref())
     }
 
+    /// Checks a password off the async worker threads: on tokio's blocking pool, at most one hash per CPU at a
+    /// time (others wait their turn without holding a thread). Returns the canonical user name.
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<String, state::AuthError> {
+        let check = self.state.password_check(username);
+        let _permit = Arc::clone(&self.hashing)
+            .acquire_owned()
+            .await
+            .map_err(|_| state::AuthError::Storage)?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || check.verify(&password))
+            .await
+            .map_err(|_| state::AuthError::BadCredentials)?
+    }
+
     /// Revokes one of `user`'s tokens and ends the event streams opened with it; `false` if it had no such token.
     pub fn revoke_token(&self, user: &str, token: &str) -> Result<bool, state::AuthError> {
         let deleted = self.state.delete_token(user, token)?;
@@ -352,17 +374,32 @@ pub struct HttpLimits {
     /// The largest request body of a firmware upload (`PUT /v1/devices/:id` with a token in the header or the
     /// query, checked before the body is read).
     pub max_image_body: usize,
+    /// Password attempts (logins, Basic-auth token requests) a client address may make at once.
+    pub login_burst: u32,
+    /// One more password attempt is allowed per address each `login_refill`.
+    pub login_refill: Duration,
 }
 
 impl HttpLimits {
-    /// The defaults: 256 connections, 10 s for a header, 30 s for a body, 16 KiB bodies, 1 MiB firmware uploads.
+    /// The defaults: 256 connections, 10 s for a header, 30 s for a body, 16 KiB bodies, 1 MiB firmware uploads,
+    /// 20 password attempts per address at once and one more per second.
     pub const DEFAULT: HttpLimits = HttpLimits {
         max_connections: 256,
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(30),
         max_body: 16 * 1024,
         max_image_body: 1024 * 1024,
+        login_burst: 20,
+        login_refill: Duration::from_secs(1),
     };
+
+    /// Sets [`HttpLimits::login_burst`] and [`HttpLimits::login_refill`].
+    #[must_use]
+    pub const fn with_login_rate(mut self, burst: u32, refill: Duration) -> Self {
+        self.login_burst = burst;
+        self.login_refill = refill;
+        self
+    }
 
     /// Sets [`HttpLimits::max_connections`].
     #[must_use]

@@ -107,6 +107,37 @@ struct DeviceFile {
     owner: Option<String>,
 }
 
+/// A password check prepared by [`StateDir::password_check`]: owned data, to be verified on any thread.
+#[derive(Clone)]
+pub struct PasswordCheck {
+    username: Option<String>,
+    salt: String,
+    expected: Vec<u8>,
+    iterations: u32,
+}
+
+impl core::fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PasswordCheck")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordCheck {
+    /// Hashes `password` and compares in constant time; returns the canonical user name.
+    pub fn verify(&self, password: &str) -> Result<String, AuthError> {
+        // Iteration counts come from a file: bounded so a corrupt one cannot stall a thread for hours.
+        let iterations = self.iterations.clamp(1, 10_000_000);
+        let hash = pbkdf2_sha256(password.as_bytes(), self.salt.as_bytes(), iterations);
+        let matches = constant_time_eq(&hash, &self.expected);
+        match &self.username {
+            Some(name) if matches => Ok(name.clone()),
+            _ => Err(AuthError::BadCredentials),
+        }
+    }
+}
+
 /// A token that authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -412,27 +443,30 @@ impl StateDir {
         Ok(())
     }
 
-    /// Checks a user's password; returns the canonical user name.
+    /// Checks a user's password; returns the canonical user name. This hashes (tens of milliseconds): an async
+    /// caller runs [`StateDir::password_check`] and [`PasswordCheck::verify`] on a blocking thread instead.
     pub fn check_password(&self, username: &str, password: &str) -> Result<String, AuthError> {
+        self.password_check(username).verify(password)
+    }
+
+    /// What checking `username`'s password needs, taken under the lock without hashing. An unknown user gets a
+    /// dummy salt and hash, so that checking costs the same whether the user exists or not.
+    pub fn password_check(&self, username: &str) -> PasswordCheck {
         let username = username.trim().to_lowercase();
-        let (salt, expected, iterations) = {
-            let inner = self.lock();
-            let user = inner
-                .users
-                .get(&username)
-                .ok_or(AuthError::BadCredentials)?;
-            (
-                user.salt.clone(),
-                user.password_hash.clone(),
-                user.iterations,
-            )
-        };
-        let hash = pbkdf2_sha256(password.as_bytes(), salt.as_bytes(), iterations);
-        let expected = unhex(&expected).ok_or(AuthError::BadCredentials)?;
-        if constant_time_eq(&hash, &expected) {
-            Ok(username)
-        } else {
-            Err(AuthError::BadCredentials)
+        let inner = self.lock();
+        match inner.users.get(&username) {
+            Some(user) => PasswordCheck {
+                username: Some(username),
+                salt: user.salt.clone(),
+                expected: unhex(&user.password_hash).unwrap_or_default(),
+                iterations: user.iterations,
+            },
+            None => PasswordCheck {
+                username: None,
+                salt: "00000000000000000000000000000000".into(),
+                expected: vec![0; 32],
+                iterations: PASSWORD_ITERATIONS,
+            },
         }
     }
 

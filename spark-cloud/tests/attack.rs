@@ -266,3 +266,80 @@ Connection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-
     );
     assert_eq!(stalled.await.unwrap(), Some(408));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_attempts_are_rate_limited_per_address() {
+    let env = Env::start_with(limits(64).with_login_rate(5, Duration::from_secs(3600))).await;
+    let http = env.running.http;
+    let login = move |password: &'static str| {
+        let form = format!(
+            "grant_type=password&username={}&password={password}&client_id=spark&client_secret=spark",
+            env::USER
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(http).unwrap();
+            write!(
+                s,
+                "POST /oauth/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                form.len()
+            )
+            .unwrap();
+            read_until_closed(&mut s).and_then(|r| status_of(&r))
+        })
+    };
+    // Env::start_with logged in once: four more attempts are allowed, then the address must wait, even with
+    // the right password.
+    for _ in 0..4 {
+        assert_eq!(login("wrong").await.unwrap(), Some(400));
+    }
+    assert_eq!(login("wrong").await.unwrap(), Some(429));
+    assert_eq!(
+        login(env::PASSWORD).await.unwrap(),
+        Some(429),
+        "the right password"
+    );
+    // Token-authenticated calls are not password attempts.
+    env.api.list_devices().await.unwrap();
+}
+
+/// Password hashing does not run on the async worker: on a one-thread runtime, another task keeps running while
+/// a password is checked (with the hash inline, it would not run at all before the check completed).
+#[tokio::test(flavor = "current_thread")]
+async fn password_hashing_leaves_the_async_worker_free() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = env::TempDir::new("hashing");
+    std::fs::write(dir.0.join("default_key.pem"), env::SERVER_KEY).unwrap();
+    let config = spark_cloud::Config {
+        dir: dir.0.clone(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        key_bits: 2048,
+    };
+    let hub = Arc::new(spark_cloud::hub::ScriptedHub::new());
+    let cloud = spark_cloud::open(&config, hub).unwrap();
+    cloud
+        .state()
+        .create_user("joe", "pw", &mut spark_cloud::system_rng())
+        .unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let counter = {
+        let ticks = Arc::clone(&ticks);
+        tokio::spawn(async move {
+            loop {
+                ticks.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for (user, password) in [("joe", "wrong"), ("nobody", "pw")] {
+        let before = ticks.load(Ordering::Relaxed);
+        assert!(cloud.verify_password(user, password).await.is_err());
+        assert!(
+            ticks.load(Ordering::Relaxed) > before,
+            "the worker was blocked while {user}'s password was hashed"
+        );
+    }
+    assert_eq!(cloud.verify_password("joe", "pw").await.unwrap(), "joe");
+    counter.abort();
+}

@@ -347,6 +347,15 @@ async fn devices_list_info_call_get() {
     let ann = login(&client(running.http), "ann", "pw").await;
     assert!(ann.list_devices().await.unwrap().is_empty());
     assert_eq!(status_of(&ann.device(DEV_A).await.unwrap_err()), Some(403));
+    // By name, another user's device answers as no device at all.
+    assert_eq!(
+        status_of(&ann.device("kitchen").await.unwrap_err()),
+        Some(404)
+    );
+    assert_eq!(
+        status_of(&ann.device("nothing-by-that-name").await.unwrap_err()),
+        Some(404)
+    );
     assert_eq!(
         status_of(
             &ann.call_function(DEV_A, "digitalwrite", "")
