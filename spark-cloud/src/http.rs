@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 
 use super::events::{Credential, Event, Filter, Scope};
 use super::hub::{DeviceEvent, FlashProgress, HubError};
-use super::state::{AuthError, DeviceRecord, TOKEN_LIFETIME, is_device_id};
+use super::state::{AuthError, DeviceRecord, MAX_TOKEN_LIFETIME, TOKEN_LIFETIME, is_device_id};
 use super::util::{iso8601, multipart_boundary, parse_multipart, percent_decode};
 use super::{Cloud, HttpLimits, REQUEST_TIMEOUT, lock, system_rng};
 
@@ -646,12 +646,15 @@ async fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let lifetime = match req.field("expires_in").map(str::parse::<u64>) {
         None => Some(TOKEN_LIFETIME),
         Some(Ok(0)) => None,
-        Some(Ok(secs)) => Some(Duration::from_secs(secs)),
-        Some(Err(_)) => {
+        Some(Ok(secs)) if secs <= MAX_TOKEN_LIFETIME.as_secs() => Some(Duration::from_secs(secs)),
+        Some(_) => {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "expires_in must be a number of seconds",
+                &format!(
+                    "expires_in must be a number of seconds from 0 (never) to {}",
+                    MAX_TOKEN_LIFETIME.as_secs()
+                ),
             ));
         }
     };
@@ -698,7 +701,10 @@ async fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
         .map(|t| {
             json!({
                 "token": t.token,
-                "expires_at": t.expires_at.map(|s| iso8601(UNIX_EPOCH + Duration::from_secs(s))),
+                "expires_at": t
+                    .expires_at
+                    .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+                    .map(iso8601),
                 "client": t.client,
             })
         })

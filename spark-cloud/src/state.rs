@@ -24,6 +24,10 @@ use super::util::{constant_time_eq, hex, pbkdf2_sha256, unhex};
 
 /// Lifetime of a token (90 days, as the 2014 cloud).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7_776_000);
+/// The longest lifetime a token may be given (10 years); `expires_in` above it is refused.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The latest expiry a stored token may carry (year 9999): a loaded file with a later one is refused.
+const LATEST_EXPIRY: u64 = 253_402_300_799;
 /// PBKDF2-HMAC-SHA256 iterations for new passwords.
 pub const PASSWORD_ITERATIONS: u32 = 10_000;
 
@@ -368,6 +372,19 @@ impl StateDir {
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
+            if let Some(t) = user
+                .tokens
+                .iter()
+                .find(|t| t.expires_at.is_some_and(|e| e > LATEST_EXPIRY))
+            {
+                return Err(corrupt(
+                    &path,
+                    format!(
+                        "a token expires at {} s, past the year 9999",
+                        t.expires_at.unwrap_or_default()
+                    ),
+                ));
+            }
             for t in &user.tokens {
                 inner
                     .token_owner
@@ -478,10 +495,22 @@ impl StateDir {
         lifetime: Option<Duration>,
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<TokenRecord, AuthError> {
+        let expires_at = match lifetime {
+            None => None,
+            Some(l) if l > MAX_TOKEN_LIFETIME => {
+                return Err(AuthError::Invalid("token lifetime too long"));
+            }
+            Some(l) => Some(
+                now_secs()
+                    .checked_add(l.as_secs())
+                    .filter(|e| *e <= LATEST_EXPIRY)
+                    .ok_or(AuthError::Invalid("token lifetime too long"))?,
+            ),
+        };
         let record = TokenRecord {
             token: random_hex(rng, 20),
             client: client.to_owned(),
-            expires_at: lifetime.map(|l| now_secs() + l.as_secs()),
+            expires_at,
         };
         let mut inner = self.lock();
         let user = inner

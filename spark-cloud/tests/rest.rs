@@ -834,3 +834,56 @@ Authorization: Bearer {}\r\n\r\n",
         .unwrap();
     assert!(!rest.contains("secret-after-all"), "{rest}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_lifetimes_are_bounded_and_the_loader_refuses_what_it_cannot_represent() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    create_user(running.http, "joe", "pw");
+    let grant = |expires_in: &str| {
+        post_form(
+            running.http,
+            "/oauth/token",
+            "",
+            &format!(
+                "grant_type=password&username=joe&password=pw&client_id=spark&client_secret=spark\
+&expires_in={expires_in}"
+            ),
+        )
+    };
+    let max = cloud::state::MAX_TOKEN_LIFETIME.as_secs();
+    for too_long in [
+        "18446744073709551615".to_owned(),
+        "1000000000000".to_owned(),
+        (max + 1).to_string(),
+    ] {
+        let (status, body) = grant(&too_long);
+        assert_eq!(status, 400, "{too_long}: {body}");
+        assert!(body.contains("invalid_request"), "{body}");
+    }
+    let (status, body) = grant(&max.to_string());
+    assert_eq!(status, 200, "{body}");
+    // Listing the tokens works, and shows the longest expiry.
+    let (status, body) = raw(
+        running.http,
+        "GET /v1/access_tokens HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic am9lOnB3\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.matches("expires_at").count(), 1);
+    drop(running);
+
+    // A user file with an expiry past what a date can show is refused by the loader, naming the file.
+    let path = dir.0.join("users").join("joe.json");
+    let mut user: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    user["tokens"][0]["expires_at"] = serde_json::json!(u64::MAX);
+    std::fs::write(&path, serde_json::to_vec(&user).unwrap()).unwrap();
+    let config = Config {
+        dir: dir.0.clone(),
+        http: SocketAddr::from(([127, 0, 0, 1], 0)),
+        key_bits: 1024,
+    };
+    let e = cloud::open(&config, hub).unwrap_err();
+    assert!(e.to_string().contains("joe.json"), "{e}");
+}
