@@ -658,14 +658,14 @@ async fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
             ));
         }
     };
-    let record = cloud
+    let (token, _record) = cloud
         .state
         .issue_token(&username, &client_id, lifetime, &mut system_rng())
         .map_err(|_| storage_failed())?;
     let mut r = json_reply(
         StatusCode::OK,
         &json!({
-            "access_token": record.token,
+            "access_token": token,
             "token_type": "bearer",
             "expires_in": lifetime.map_or(0, |l| l.as_secs()),
         }),
@@ -700,7 +700,8 @@ async fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
         .into_iter()
         .map(|t| {
             json!({
-                "token": t.token,
+                // Only the digest is stored: a token is listed, and can be deleted, by its SHA-256.
+                "token": t.digest,
                 "expires_at": t
                     .expires_at
                     .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))

@@ -290,11 +290,11 @@ impl Cloud {
 
     /// Revokes one of `user`'s tokens and ends the event streams opened with it; `false` if it had no such token.
     pub fn revoke_token(&self, user: &str, token: &str) -> Result<bool, state::AuthError> {
-        let deleted = self.state.delete_token(user, token)?;
-        if deleted {
-            self.bus.end_token(&state::token_digest(token));
+        let deleted = self.state.delete_token_digest(user, token)?;
+        if let Some(digest) = &deleted {
+            self.bus.end_token(digest);
         }
-        Ok(deleted)
+        Ok(deleted.is_some())
     }
 
     /// Revokes all of `user`'s tokens and ends every event stream they opened; returns how many there were.

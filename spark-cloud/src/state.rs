@@ -6,7 +6,13 @@
 //! <dir>/default_key.pem         server private key (PKCS#1 PEM, mode 0600), generated on first start
 //! <dir>/default_key.pub.pem     server public key (SPKI PEM), for `spark keys server`
 //! <dir>/core_keys/<id>.json     one record per device: {"public_key" (SPKI PEM), "name", "owner"}, mode 0600
-//! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}
+//! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}, 0600
+//! ```
+//!
+//! The folders are created 0700 and every file holding a secret 0600, whatever the umask. Tokens are stored as
+//! their SHA-256 (`token_sha256`); files of the older layout (plain `token`) are rewritten on load.
+//!
+//! ```text
 //! ```
 
 use std::collections::HashMap;
@@ -66,8 +72,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 /// A stored access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenRecord {
-    /// The 40-hex token.
-    pub token: String,
+    /// The SHA-256 of the 40-hex token ([`token_digest`]); the token itself is not stored.
+    #[serde(rename = "token_sha256")]
+    pub digest: String,
     /// The OAuth client that created it.
     pub client: String,
     /// Expiry in seconds since the Unix epoch (`None` = never).
@@ -213,10 +220,28 @@ pub fn is_device_id(id: &str) -> bool {
     id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Creates a folder (and missing parents) with mode 0700 from the start.
+fn create_private_dir(path: &Path) -> Result<(), StateError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(io(path))
+}
+
 fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
+    // A leftover temporary file would keep its old mode: start from none.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&tmp)(e)),
+    }
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     if private {
         use std::os::unix::fs::OpenOptionsExt;
@@ -304,6 +329,23 @@ fn write_device_file(keys_dir: &Path, record: &DeviceRecord, pem: &str) -> Resul
     write_atomic(&path, &json, true)
 }
 
+/// Replaces each plain `token` of a user file by its `token_sha256`; whether there was one.
+fn hash_plain_tokens(user: &mut serde_json::Value) -> bool {
+    let mut migrated = false;
+    if let Some(tokens) = user.get_mut("tokens").and_then(|t| t.as_array_mut()) {
+        for t in tokens {
+            let Some(map) = t.as_object_mut() else {
+                continue;
+            };
+            if let Some(serde_json::Value::String(plain)) = map.remove("token") {
+                map.insert("token_sha256".into(), token_digest(&plain).into());
+                migrated = true;
+            }
+        }
+    }
+    migrated
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -326,7 +368,7 @@ impl StateDir {
     ) -> Result<StateDir, StateError> {
         for sub in ["", "core_keys", "users"] {
             let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(io(&p))?;
+            create_private_dir(&p)?;
         }
         let key_path = dir.join("default_key.pem");
         let server_key = match fs::read_to_string(&key_path) {
@@ -367,11 +409,10 @@ impl StateDir {
                 continue;
             }
             let text = fs::read_to_string(&path).map_err(io(&path))?;
-            let user: UserRecord =
-                serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let mut value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| corrupt(&path, e))?;
+            let migrated = hash_plain_tokens(&mut value);
+            let user: UserRecord = serde_json::from_value(value).map_err(|e| corrupt(&path, e))?;
             if let Some(t) = user
                 .tokens
                 .iter()
@@ -388,7 +429,11 @@ impl StateDir {
             for t in &user.tokens {
                 inner
                     .token_owner
-                    .insert(t.token.clone(), user.username.clone());
+                    .insert(t.digest.clone(), user.username.clone());
+            }
+            if migrated {
+                let json = serde_json::to_vec_pretty(&user).map_err(|e| corrupt(&path, e))?;
+                write_atomic(&path, &json, true)?;
             }
             inner.users.insert(user.username.clone(), user);
         }
@@ -487,14 +532,15 @@ impl StateDir {
         }
     }
 
-    /// Issues a token for `username` (already authenticated).
+    /// Issues a token for `username` (already authenticated): returns the token, which is not stored, and its
+    /// record.
     pub fn issue_token(
         &self,
         username: &str,
         client: &str,
         lifetime: Option<Duration>,
         rng: &mut (impl CryptoRng + ?Sized),
-    ) -> Result<TokenRecord, AuthError> {
+    ) -> Result<(String, TokenRecord), AuthError> {
         let expires_at = match lifetime {
             None => None,
             Some(l) if l > MAX_TOKEN_LIFETIME => {
@@ -507,8 +553,9 @@ impl StateDir {
                     .ok_or(AuthError::Invalid("token lifetime too long"))?,
             ),
         };
+        let token = random_hex(rng, 20);
         let record = TokenRecord {
-            token: random_hex(rng, 20),
+            digest: token_digest(&token),
             client: client.to_owned(),
             expires_at,
         };
@@ -526,9 +573,9 @@ impl StateDir {
         for t in &user.tokens {
             inner
                 .token_owner
-                .insert(t.token.clone(), user.username.clone());
+                .insert(t.digest.clone(), user.username.clone());
         }
-        Ok(record)
+        Ok((token, record))
     }
 
     /// Resolves a bearer token to (user name, user id).
@@ -539,16 +586,17 @@ impl StateDir {
 
     /// Resolves a bearer token to its user and expiry.
     pub fn authenticate_token(&self, token: &str) -> Result<Authenticated, AuthError> {
+        let digest = token_digest(token);
         let inner = self.lock();
         let username = inner
             .token_owner
-            .get(token)
+            .get(&digest)
             .ok_or(AuthError::InvalidToken)?;
         let user = inner.users.get(username).ok_or(AuthError::InvalidToken)?;
         let record = user
             .tokens
             .iter()
-            .find(|t| t.token == token)
+            .find(|t| t.digest == digest)
             .ok_or(AuthError::InvalidToken)?;
         if record.expires_at.is_some_and(|e| e <= now_secs()) {
             return Err(AuthError::ExpiredToken);
@@ -556,7 +604,7 @@ impl StateDir {
         Ok(Authenticated {
             username: user.username.clone(),
             user_id: user.id.clone(),
-            token_digest: token_digest(token),
+            token_digest: digest.clone(),
             expires_at: record
                 .expires_at
                 .and_then(|e| UNIX_EPOCH.checked_add(Duration::from_secs(e))),
@@ -591,21 +639,42 @@ impl StateDir {
             .unwrap_or_default()
     }
 
-    /// Deletes one of `username`'s tokens; `false` if it has no such token.
+    /// Deletes one of `username`'s tokens, named by the token or by its digest (as listed); `false` if it has no
+    /// such token. Returns the digest of what was deleted through [`StateDir::delete_token_digest`].
     pub fn delete_token(&self, username: &str, token: &str) -> Result<bool, AuthError> {
+        self.delete_token_digest(username, token)
+            .map(|d| d.is_some())
+    }
+
+    /// As [`StateDir::delete_token`]; returns the digest of the deleted token.
+    pub fn delete_token_digest(
+        &self,
+        username: &str,
+        token: &str,
+    ) -> Result<Option<String>, AuthError> {
         let mut inner = self.lock();
         let Some(user) = inner.users.get_mut(username) else {
-            return Ok(false);
+            return Ok(None);
+        };
+        let hashed = token_digest(token);
+        let Some(digest) = user
+            .tokens
+            .iter()
+            .map(|t| &t.digest)
+            .find(|d| **d == hashed || *d == token)
+            .cloned()
+        else {
+            return Ok(None);
         };
         let before = user.tokens.len();
-        user.tokens.retain(|t| t.token != token);
+        user.tokens.retain(|t| t.digest != digest);
         if user.tokens.len() == before {
-            return Ok(false);
+            return Ok(None);
         }
         let user = user.clone();
         self.save_user(&user)?;
-        inner.token_owner.remove(token);
-        Ok(true)
+        inner.token_owner.remove(&digest);
+        Ok(Some(digest))
     }
 
     /// All known devices.

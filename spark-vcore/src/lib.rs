@@ -191,6 +191,36 @@ pub struct VirtualCore {
     subscriptions: Vec<String>,
 }
 
+/// Creates a Core's folder (and missing parents) with mode 0700 from the start, whatever the umask.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Writes a secret (the private key) with mode 0600 from the start: an existing file is replaced, not reused.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
     move |source| CoreError::Io {
         path: path.to_owned(),
@@ -245,9 +275,9 @@ impl VirtualCore {
         id: [u8; 12],
         key: RsaPrivateKey,
     ) -> Result<Self, CoreError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        create_private_dir(dir).map_err(io(dir))?;
         let key_path = dir.join(KEY_FILE);
-        std::fs::write(&key_path, key.to_pkcs1_der().as_slice()).map_err(io(&key_path))?;
+        write_private(&key_path, key.to_pkcs1_der().as_slice()).map_err(io(&key_path))?;
         let state = State {
             device_id: device_id_hex(&id),
             cc3000_rom: sp.to_string(),
