@@ -62,6 +62,7 @@ pub struct Cloud {
     flashing: Mutex<HashSet<String>>,
     claims: Mutex<HashMap<String, PendingClaim>>,
     hashing: Arc<tokio::sync::Semaphore>,
+    refusals: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// A claim code handed to a user and not yet presented.
@@ -70,6 +71,8 @@ struct PendingClaim {
     expires: std::time::Instant,
 }
 
+/// A refused device is logged at most once per this interval.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a claim code stays valid.
 pub const CLAIM_CODE_LIFETIME: Duration = Duration::from_secs(3600);
 /// Claim codes a user may hold at once (older ones are dropped first).
@@ -121,6 +124,7 @@ impl Cloud {
             status: Mutex::new(HashMap::new()),
             flashing: Mutex::new(HashSet::new()),
             claims: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -268,6 +272,26 @@ impl Cloud {
             return Err(ClaimError::UnknownUser);
         }
         self.set_owner(&device.to_ascii_lowercase(), user.as_deref())
+    }
+
+    /// Logs (one line on stderr) that `device` was refused and why, at most once per [`REFUSAL_LOG_INTERVAL`] per
+    /// device id, so that a device retrying every second does not flood the log. Returns whether it logged.
+    pub fn log_refusal(&self, device: &str, why: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut seen = lock(&self.refusals);
+        if seen.len() > 4096 {
+            seen.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_INTERVAL);
+        }
+        if seen
+            .get(device)
+            .is_some_and(|at| now.duration_since(*at) < REFUSAL_LOG_INTERVAL)
+        {
+            return false;
+        }
+        seen.insert(device.to_owned(), now);
+        drop(seen);
+        eprintln!("spark-cloud: device {device} refused: {why}");
+        true
     }
 
     /// Checks a password off the async worker threads: on tokio's blocking pool, at most one hash per CPU at a
