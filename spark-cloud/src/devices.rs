@@ -278,13 +278,43 @@ fn failure(f: &RequestFailure) -> HubError {
     match f {
         RequestFailure::Timeout => HubError::TimedOut,
         RequestFailure::SessionEnded(_) | RequestFailure::Reset => HubError::NotConnected,
-        other => HubError::Device(format!("{other:?}")),
+        RequestFailure::Rejected(code) => {
+            HubError::Device(format!("the device refused the request (CoAP {code})"))
+        }
+        other => HubError::Device(format!("{other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spark_protocol::wire::coap::Code;
+
+    #[test]
+    fn device_failures_are_told_in_words() {
+        for f in [
+            RequestFailure::Rejected(Code::NotFound),
+            RequestFailure::Rejected(Code::InternalServerError),
+            RequestFailure::Malformed(spark_protocol::wire::Error::Truncated),
+        ] {
+            let HubError::Device(text) = failure(&f) else {
+                panic!("{f:?}")
+            };
+            assert!(
+                !text.contains('(') || text.contains("(CoAP "),
+                "debug output in {text:?}"
+            );
+            assert!(
+                !text.contains("Rejected") && !text.contains("Malformed"),
+                "{text:?}"
+            );
+        }
     }
 }
 
 fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarType>), HubError> {
     let d = WireDescription::parse(json)
-        .map_err(|e| HubError::Device(format!("bad Describe: {e:?}")))?;
+        .map_err(|e| HubError::Device(format!("the device's description is malformed: {e}")))?;
     let mut out = Description::default();
     let mut types = BTreeMap::new();
     for f in d.functions() {
@@ -415,7 +445,7 @@ async fn run_device(
                         }
                         OtaEvent::Finished(result) => {
                             if let Some(Pending::Flash(_, answer)) = pending.remove(&request) {
-                                let _ = answer.send(result.map(drop).map_err(|e| HubError::Device(format!("{e:?}"))));
+                                let _ = answer.send(result.map(drop).map_err(|e| HubError::Device(format!("{e}"))));
                             }
                         }
                         _ => {}
@@ -427,7 +457,7 @@ async fn run_device(
                 while let Some(command) = mailbox.take() {
                 let now = driver.now();
                 let conn = driver.connection_mut();
-                let busy = |e| HubError::Busy(format!("{e:?}"));
+                let busy = |e| HubError::Busy(format!("{e}"));
                 match command {
                     Command::Describe(answer) => {
                         if let Some(d) = &description {
@@ -530,7 +560,7 @@ fn start_read(
             pending.insert(r, Pending::Get(answer));
         }
         Err(e) => {
-            let _ = answer.send(Err(HubError::Busy(format!("{e:?}"))));
+            let _ = answer.send(Err(HubError::Busy(format!("{e}"))));
         }
     }
 }
