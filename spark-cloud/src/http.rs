@@ -409,7 +409,7 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         (&Method::POST, ["v1", "devices", id, function]) => {
             call_function(cloud, req, id, function).await
         }
-        (&Method::POST, ["v1", "provisioning", id]) => provision(cloud, req, id),
+        (&Method::POST, ["v1", "provisioning", id]) => provision(cloud, req, id).await,
         _ => Ok(not_found()),
     }
 }
@@ -1129,7 +1129,7 @@ fn flash(
     ))
 }
 
-fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result<Reply, Reply> {
+async fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     let bad = |e: &str| json_reply(StatusCode::BAD_REQUEST, &json!({"error": e}));
     let id = req
@@ -1155,7 +1155,8 @@ fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result<Reply, Reply> {
     }
     cloud
         .state
-        .provision(&id, &key, Some(&user.name))
+        .provision_durable(&id, &key, Some(&user.name))
+        .await
         .map_err(|_| storage_failed())?;
     Ok(json_reply(
         StatusCode::OK,

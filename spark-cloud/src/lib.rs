@@ -16,6 +16,7 @@ pub mod devices;
 pub mod events;
 mod http;
 pub mod hub;
+mod journal;
 pub mod state;
 pub mod util;
 

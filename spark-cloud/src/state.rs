@@ -6,6 +6,7 @@
 //! <dir>/default_key.pem         server private key (PKCS#1 PEM, mode 0600), generated on first start
 //! <dir>/default_key.pub.pem     server public key (SPKI PEM), for `spark keys server`
 //! <dir>/core_keys/<id>.json     one record per device: {"public_key" (SPKI PEM), "name", "owner"}, mode 0600
+//! <dir>/core_keys/journal       device changes not yet compacted, one JSON record a line (group commit)
 //! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}, 0600
 //! ```
 //!
@@ -17,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +27,7 @@ use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 
+use super::journal::{Done, Journal, JournalRecord};
 use super::util::{constant_time_eq, hex, pbkdf2_sha256, unhex};
 
 /// Lifetime of a token (90 days, as the 2014 cloud).
@@ -205,6 +207,7 @@ pub struct StateDir {
     dir: PathBuf,
     server_key: RsaPrivateKey,
     inner: Mutex<Inner>,
+    journal: Journal,
 }
 
 impl core::fmt::Debug for StateDir {
@@ -437,11 +440,28 @@ impl StateDir {
             }
             inner.users.insert(user.username.clone(), user);
         }
-        load_devices(&dir.join("core_keys"), &mut inner)?;
+        let keys_dir = dir.join("core_keys");
+        load_devices(&keys_dir, &mut inner)?;
+        let (journal, replayed) = Journal::open(&keys_dir)?;
+        for r in replayed {
+            let key = RsaPublicKey::from_pem(&r.public_key)
+                .map_err(|e| corrupt(&keys_dir.join("journal"), e))?;
+            let id = r.id.to_ascii_lowercase();
+            inner.keys.insert(id.clone(), key);
+            inner.devices.insert(
+                id.clone(),
+                DeviceRecord {
+                    id,
+                    name: r.name,
+                    owner: r.owner,
+                },
+            );
+        }
         Ok(StateDir {
             dir: dir.to_owned(),
             server_key,
             inner: Mutex::new(inner),
+            journal,
         })
     }
 
@@ -704,50 +724,80 @@ impl StateDir {
         self.lock().devices.get(&id.to_ascii_lowercase()).cloned()
     }
 
-    fn save_device(&self, inner: &Inner, record: &DeviceRecord) -> Result<(), StateError> {
+    /// Queues `record` (with its key) in the journal; `done` hears once it is durable.
+    fn journal(&self, inner: &Inner, record: &DeviceRecord, done: Done) {
         let keys_dir = self.dir.join("core_keys");
-        let key = inner
+        let pem = inner
             .keys
             .get(&record.id)
-            .ok_or_else(|| corrupt(&keys_dir, "a device without a key"))?;
-        let pem = key.to_spki_pem().map_err(|e| corrupt(&keys_dir, e))?;
-        write_device_file(&keys_dir, record, &pem)
+            .ok_or_else(|| io::Error::other("a device without a key"))
+            .and_then(|k| k.to_spki_pem().map_err(|e| io::Error::other(e.to_string())));
+        match pem {
+            Ok(public_key) => self.journal.append(
+                JournalRecord {
+                    id: record.id.clone(),
+                    public_key,
+                    name: record.name.clone(),
+                    owner: record.owner.clone(),
+                },
+                done,
+            ),
+            Err(e) => {
+                let _ = keys_dir;
+                match done {
+                    Done::Blocking(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    Done::Async(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            }
+        }
     }
 
-    /// Updates a device's attributes with `f` and persists them.
+    fn wait_blocking(
+        &self,
+        rx: &std::sync::mpsc::Receiver<io::Result<()>>,
+    ) -> Result<(), StateError> {
+        let journal = self.dir.join("core_keys").join("journal");
+        match rx.recv() {
+            Ok(result) => result.map_err(io(&journal)),
+            Err(_) => Err(io(&journal)(io::Error::other(
+                "the journal writer has stopped",
+            ))),
+        }
+    }
+
+    /// Updates a device's attributes with `f` and persists them (returns once they are durable).
     pub fn update_device<T>(
         &self,
         id: &str,
         f: impl FnOnce(&mut DeviceRecord) -> T,
     ) -> Result<Option<T>, StateError> {
-        let mut inner = self.lock();
-        let Some(record) = inner.devices.get_mut(id) else {
-            return Ok(None);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = {
+            let mut inner = self.lock();
+            let Some(record) = inner.devices.get_mut(id) else {
+                return Ok(None);
+            };
+            let out = f(record);
+            let record = record.clone();
+            self.journal(&inner, &record, Done::Blocking(tx));
+            out
         };
-        let before = record.clone();
-        let out = f(record);
-        let record = record.clone();
-        if let Err(e) = self.save_device(&inner, &record) {
-            inner.devices.insert(before.id.clone(), before);
-            return Err(e);
-        }
+        self.wait_blocking(&rx)?;
         Ok(Some(out))
     }
 
-    /// Stores a device's public key (provisioning); the device becomes known at once. A new device is given
-    /// `owner`; a known device keeps its owner and name. Key and owner are written as one record, atomically.
-    ///
-    /// Whether the caller may replace a known device's key is the caller's decision (the REST layer allows its
-    /// owner only).
-    pub fn provision(
+    fn provision_queued(
         &self,
         id: &str,
         key: &RsaPublicKey,
         owner: Option<&str>,
-    ) -> Result<DeviceRecord, StateError> {
+        done: Done,
+    ) -> DeviceRecord {
         let id = id.to_ascii_lowercase();
-        let keys_dir = self.dir.join("core_keys");
-        let pem = key.to_spki_pem().map_err(|e| corrupt(&keys_dir, e))?;
         let mut inner = self.lock();
         let record = inner
             .devices
@@ -758,9 +808,49 @@ impl StateDir {
                 name: None,
                 owner: owner.map(str::to_owned),
             });
-        write_device_file(&keys_dir, &record, &pem)?;
         inner.keys.insert(id.clone(), key.clone());
         inner.devices.insert(id, record.clone());
+        self.journal(&inner, &record, done);
+        record
+    }
+
+    /// Stores a device's public key (provisioning); the device becomes known at once. A new device is given
+    /// `owner`; a known device keeps its owner and name. Key and owner are written as one record, atomically, and
+    /// this returns once it is durable (see the [`journal`](crate::state) note in the module docs).
+    ///
+    /// Whether the caller may replace a known device's key is the caller's decision (the REST layer allows its
+    /// owner only).
+    pub fn provision(
+        &self,
+        id: &str,
+        key: &RsaPublicKey,
+        owner: Option<&str>,
+    ) -> Result<DeviceRecord, StateError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let record = self.provision_queued(id, key, owner, Done::Blocking(tx));
+        self.wait_blocking(&rx)?;
+        Ok(record)
+    }
+
+    /// As [`StateDir::provision`], waiting without blocking the thread: provisions that arrive together share
+    /// one `fsync`.
+    pub async fn provision_durable(
+        &self,
+        id: &str,
+        key: &RsaPublicKey,
+        owner: Option<&str>,
+    ) -> Result<DeviceRecord, StateError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let record = self.provision_queued(id, key, owner, Done::Async(tx));
+        let journal = self.dir.join("core_keys").join("journal");
+        match rx.await {
+            Ok(result) => result.map_err(io(&journal))?,
+            Err(_) => {
+                return Err(io(&journal)(io::Error::other(
+                    "the journal writer has stopped",
+                )));
+            }
+        }
         Ok(record)
     }
 

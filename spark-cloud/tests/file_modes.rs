@@ -47,8 +47,8 @@ fn state_folders_are_0700_secrets_0600_and_tokens_stored_hashed_whatever_the_uma
     for folder in ["core_keys", "users"] {
         assert_eq!(mode(&dir.join(folder)), 0o700, "{folder}");
     }
-    for secret in ["users/joe.json".to_owned(), format!("core_keys/{DEV}.json")] {
-        assert_eq!(mode(&dir.join(&secret)), 0o600, "{secret}");
+    for secret in ["users/joe.json", "core_keys/journal"] {
+        assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
     }
     // A state directory the cloud creates itself (with its parents) is 0700 too.
     let fresh = root.join("fresh").join("nested");
@@ -67,6 +67,8 @@ fn state_folders_are_0700_secrets_0600_and_tokens_stored_hashed_whatever_the_uma
     drop(c);
     let c = cloud::open(&config, Arc::clone(&hub) as _).unwrap();
     assert_eq!(c.state().authenticate(&token).unwrap().0, "joe");
+    // The device's record file (written from the journal) holds its key: 0600 too.
+    assert_eq!(mode(&dir.join(format!("core_keys/{DEV}.json"))), 0o600);
 
     // A user file of the older layout (plain tokens) is rewritten on load with digests only.
     let mut user: serde_json::Value = serde_json::from_str(&text).unwrap();
