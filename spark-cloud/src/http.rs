@@ -173,6 +173,58 @@ impl Req {
     }
 }
 
+/// A request body as the handlers see it.
+#[derive(Debug, Default)]
+pub(crate) struct RequestBody {
+    /// Fields of a form or JSON object body.
+    pub(crate) form: Vec<(String, String)>,
+    /// Whether the body was `application/x-www-form-urlencoded`.
+    pub(crate) form_is_urlencoded: bool,
+    /// Parts of a multipart body.
+    pub(crate) parts: Vec<super::util::Part>,
+}
+
+/// Parses a request body by its content type (form, JSON object or multipart; others are ignored). This runs
+/// before authentication for a token sent in the body, so it must hold against any input.
+pub(crate) fn parse_body(content_type: &str, bytes: &[u8]) -> Result<RequestBody, &'static str> {
+    let mut body = RequestBody::default();
+    if bytes.is_empty() {
+        return Ok(body);
+    }
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-www-form-urlencoded" => {
+            body.form_is_urlencoded = true;
+            body.form = serde_urlencoded::from_bytes(bytes).map_err(|_| "Malformed form body")?;
+        }
+        "application/json" => {
+            let value: Value = serde_json::from_slice(bytes).map_err(|_| "Malformed JSON body")?;
+            let Value::Object(map) = value else {
+                return Err("The JSON body must be an object");
+            };
+            body.form = map
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect();
+        }
+        "multipart/form-data" => {
+            let boundary = multipart_boundary(content_type).ok_or("Malformed multipart body")?;
+            body.parts =
+                parse_multipart(bytes, boundary).map_err(|_| "Malformed multipart body")?;
+        }
+        _ => {}
+    }
+    Ok(body)
+}
+
 /// Whether a route authenticates with a bearer token (all of `/v1/` but sign-up and the Basic-auth token routes).
 fn uses_bearer(method: &Method, segments: &[String]) -> bool {
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -269,48 +321,9 @@ async fn read_request(cloud: &Cloud, req: Request<Incoming>, ctx: &Conn) -> Resu
         logins,
         ..
     } = head;
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let mut form = Vec::new();
-    let mut multipart = Vec::new();
-    let mut form_is_urlencoded = false;
-    if !bytes.is_empty() {
-        match mime.as_str() {
-            "application/x-www-form-urlencoded" => {
-                form_is_urlencoded = true;
-                form = serde_urlencoded::from_bytes(&bytes)
-                    .map_err(|_| ok_false(StatusCode::BAD_REQUEST, "Malformed form body"))?;
-            }
-            "application/json" => {
-                let value: Value = serde_json::from_slice(&bytes)
-                    .map_err(|_| ok_false(StatusCode::BAD_REQUEST, "Malformed JSON body"))?;
-                let Value::Object(map) = value else {
-                    return Err(ok_false(
-                        StatusCode::BAD_REQUEST,
-                        "The JSON body must be an object",
-                    ));
-                };
-                form = map
-                    .into_iter()
-                    .map(|(k, v)| match v {
-                        Value::String(s) => (k, s),
-                        other => (k, other.to_string()),
-                    })
-                    .collect();
-            }
-            "multipart/form-data" => {
-                let boundary = multipart_boundary(&content_type)
-                    .ok_or_else(|| ok_false(StatusCode::BAD_REQUEST, "Malformed multipart body"))?;
-                multipart = parse_multipart(&bytes, boundary)
-                    .map_err(|_| ok_false(StatusCode::BAD_REQUEST, "Malformed multipart body"))?;
-            }
-            _ => {}
-        }
-    }
+    let body =
+        parse_body(&content_type, &bytes).map_err(|why| ok_false(StatusCode::BAD_REQUEST, why))?;
+    let (form, form_is_urlencoded, multipart) = (body.form, body.form_is_urlencoded, body.parts);
     Ok(Req {
         method,
         segments,

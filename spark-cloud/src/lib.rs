@@ -20,6 +20,36 @@ mod journal;
 pub mod state;
 pub mod util;
 
+/// Entry points for the fuzz targets in `fuzz/`: the parsers that read untrusted bytes (request bodies before
+/// authentication, state files). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a request body as the REST layer does: fields of a form or JSON body, or the parts of a multipart
+    /// one; the error is the reason given to the client.
+    pub fn request_body(
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(Vec<(String, String)>, Vec<crate::util::Part>), &'static str> {
+        crate::http::parse_body(content_type, body).map(|b| (b.form, b.parts))
+    }
+
+    /// Reads a user file (`users/<name>.json`) as the state directory does on open.
+    pub fn user_file(text: &str) -> Result<(), String> {
+        crate::state::parse_user_file(text).map(drop)
+    }
+
+    /// Reads a device file (`core_keys/<id>.json`) as the state directory does on open.
+    pub fn device_file(text: &str) -> Result<(), String> {
+        crate::state::parse_device_file(text).map(drop)
+    }
+
+    /// Reads the device journal (`core_keys/journal`) as the state directory does on open; returns how many
+    /// records it holds.
+    pub fn journal(bytes: &[u8]) -> Result<usize, String> {
+        crate::journal::parse_journal(bytes).map(|r| r.len())
+    }
+}
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -284,25 +284,25 @@ fn load_devices(keys_dir: &Path, inner: &mut Inner) -> Result<(), StateError> {
     for id in ids {
         let json_path = keys_dir.join(format!("{id}.json"));
         let pem_path = keys_dir.join(format!("{id}.pub.pem"));
-        let file: Option<DeviceFile> = match fs::read_to_string(&json_path) {
-            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| corrupt(&json_path, e))?),
+        let stored = match fs::read_to_string(&json_path) {
+            Ok(text) => Some(parse_device_file(&text).map_err(|e| corrupt(&json_path, e))?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(&json_path)(e)),
         };
-        let (name, owner, stored_pem) = match file {
-            Some(f) => (f.name, f.owner, f.public_key),
-            None => (None, None, None),
-        };
-        let (pem, migrate) = match stored_pem {
-            Some(pem) => (pem, false),
+        let (name, owner, stored_key) = stored.unwrap_or((None, None, None));
+        let (key, pem, migrate) = match stored_key {
+            Some(key) => (key, String::new(), false),
             None => match fs::read_to_string(&pem_path) {
-                Ok(pem) => (pem, true),
+                Ok(pem) => (
+                    RsaPublicKey::from_pem(&pem).map_err(|e| corrupt(&pem_path, e))?,
+                    pem,
+                    true,
+                ),
                 // Attributes without a key (a half-written old layout): not a device.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io(&pem_path)(e)),
             },
         };
-        let key = RsaPublicKey::from_pem(&pem).map_err(|e| corrupt(&json_path, e))?;
         let lower = id.to_ascii_lowercase();
         let record = DeviceRecord {
             id: lower.clone(),
@@ -330,6 +330,37 @@ fn write_device_file(keys_dir: &Path, record: &DeviceRecord, pem: &str) -> Resul
     };
     let json = serde_json::to_vec_pretty(&file).map_err(|e| corrupt(&path, e))?;
     write_atomic(&path, &json, true)
+}
+
+/// Reads a user file: the user, and whether it held plain tokens (now replaced by their digests). Refuses token
+/// expiries past the year 9999.
+pub(crate) fn parse_user_file(text: &str) -> Result<(UserRecord, bool), String> {
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let migrated = hash_plain_tokens(&mut value);
+    let user: UserRecord = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    if let Some(t) = user
+        .tokens
+        .iter()
+        .find(|t| t.expires_at.is_some_and(|e| e > LATEST_EXPIRY))
+    {
+        return Err(format!(
+            "a token expires at {} s, past the year 9999",
+            t.expires_at.unwrap_or_default()
+        ));
+    }
+    Ok((user, migrated))
+}
+
+/// Reads a device file: its name, owner and key (when the file holds one; the old layout kept it beside).
+pub(crate) fn parse_device_file(
+    text: &str,
+) -> Result<(Option<String>, Option<String>, Option<RsaPublicKey>), String> {
+    let file: DeviceFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let key = match &file.public_key {
+        Some(pem) => Some(RsaPublicKey::from_pem(pem).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok((file.name, file.owner, key))
 }
 
 /// Replaces each plain `token` of a user file by its `token_sha256`; whether there was one.
@@ -412,23 +443,7 @@ impl StateDir {
                 continue;
             }
             let text = fs::read_to_string(&path).map_err(io(&path))?;
-            let mut value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| corrupt(&path, e))?;
-            let migrated = hash_plain_tokens(&mut value);
-            let user: UserRecord = serde_json::from_value(value).map_err(|e| corrupt(&path, e))?;
-            if let Some(t) = user
-                .tokens
-                .iter()
-                .find(|t| t.expires_at.is_some_and(|e| e > LATEST_EXPIRY))
-            {
-                return Err(corrupt(
-                    &path,
-                    format!(
-                        "a token expires at {} s, past the year 9999",
-                        t.expires_at.unwrap_or_default()
-                    ),
-                ));
-            }
+            let (user, migrated) = parse_user_file(&text).map_err(|e| corrupt(&path, e))?;
             for t in &user.tokens {
                 inner
                     .token_owner
