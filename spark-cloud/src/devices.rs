@@ -285,33 +285,6 @@ fn failure(f: &RequestFailure) -> HubError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use spark_protocol::wire::coap::Code;
-
-    #[test]
-    fn device_failures_are_told_in_words() {
-        for f in [
-            RequestFailure::Rejected(Code::NotFound),
-            RequestFailure::Rejected(Code::InternalServerError),
-            RequestFailure::Malformed(spark_protocol::wire::Error::Truncated),
-        ] {
-            let HubError::Device(text) = failure(&f) else {
-                panic!("{f:?}")
-            };
-            assert!(
-                !text.contains('(') || text.contains("(CoAP "),
-                "debug output in {text:?}"
-            );
-            assert!(
-                !text.contains("Rejected") && !text.contains("Malformed"),
-                "{text:?}"
-            );
-        }
-    }
-}
-
 fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarType>), HubError> {
     let d = WireDescription::parse(json)
         .map_err(|e| HubError::Device(format!("the device's description is malformed: {e}")))?;
@@ -561,6 +534,33 @@ fn start_read(
         }
         Err(e) => {
             let _ = answer.send(Err(HubError::Busy(format!("{e}"))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spark_protocol::wire::coap::Code;
+
+    #[test]
+    fn device_failures_are_told_in_words() {
+        for f in [
+            RequestFailure::Rejected(Code::NotFound),
+            RequestFailure::Rejected(Code::InternalServerError),
+            RequestFailure::Malformed(spark_protocol::wire::Error::Truncated),
+        ] {
+            let HubError::Device(text) = failure(&f) else {
+                panic!("{f:?}")
+            };
+            assert!(
+                !text.contains('(') || text.contains("(CoAP "),
+                "debug output in {text:?}"
+            );
+            assert!(
+                !text.contains("Rejected") && !text.contains("Malformed"),
+                "{text:?}"
+            );
         }
     }
 }

@@ -24,12 +24,11 @@ pub mod util;
 /// authentication, state files). Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    /// Parses a request body as the REST layer does: fields of a form or JSON body, or the parts of a multipart
-    /// one; the error is the reason given to the client.
-    pub fn request_body(
-        content_type: &str,
-        body: &[u8],
-    ) -> Result<(Vec<(String, String)>, Vec<crate::util::Part>), &'static str> {
+    /// The fields of a form or JSON body, and the parts of a multipart one.
+    pub type ParsedBody = (Vec<(String, String)>, Vec<crate::util::Part>);
+
+    /// Parses a request body as the REST layer does; the error is the reason given to the client.
+    pub fn request_body(content_type: &str, body: &[u8]) -> Result<ParsedBody, &'static str> {
         crate::http::parse_body(content_type, body).map(|b| (b.form, b.parts))
     }
 

@@ -351,10 +351,11 @@ pub(crate) fn parse_user_file(text: &str) -> Result<(UserRecord, bool), String> 
     Ok((user, migrated))
 }
 
-/// Reads a device file: its name, owner and key (when the file holds one; the old layout kept it beside).
-pub(crate) fn parse_device_file(
-    text: &str,
-) -> Result<(Option<String>, Option<String>, Option<RsaPublicKey>), String> {
+/// A device file's name, owner and key (when the file holds one; the old layout kept it beside).
+type DeviceFileParts = (Option<String>, Option<String>, Option<RsaPublicKey>);
+
+/// Reads a device file.
+pub(crate) fn parse_device_file(text: &str) -> Result<DeviceFileParts, String> {
     let file: DeviceFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let key = match &file.public_key {
         Some(pem) => Some(RsaPublicKey::from_pem(pem).map_err(|e| e.to_string())?),
