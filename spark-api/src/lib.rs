@@ -49,6 +49,6 @@ pub use client::{
 pub use error::{ApiError, Error, ErrorBody, TimeoutPhase};
 pub use models::{
     ClaimResult, CompileResult, CreatedWebhook, Device, Event, FirmwareFile, FunctionCallResult,
-    NewWebhook, OkResult, PingResult, Publish, UpdateResult, VariableResult, VariableValue,
-    Webhook,
+    NewWebhook, OkResult, PingResult, Publish, UpdateResult, UserInfo, VariableResult,
+    VariableValue, Webhook,
 };

@@ -241,6 +241,14 @@ pub struct UpdateResult {
     pub message: Option<String>,
 }
 
+/// The account behind a token (`GET /v1/user`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct UserInfo {
+    /// The account's user name (its e-mail address).
+    pub username: String,
+}
+
 /// The answer to a claim (`POST /v1/devices`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ClaimResult {

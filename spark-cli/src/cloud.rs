@@ -13,12 +13,19 @@ use spark_api::{
 use crate::output::Context;
 use crate::{Failure, Outcome};
 
-/// Global cloud options.
-#[derive(Debug)]
+/// The cloud options, on the commands that use the cloud (and their subcommands).
+#[derive(Args, Debug, Clone, Default)]
 pub(crate) struct Settings {
-    /// `--api-url`.
+    /// The cloud API URL (default: the configured `apiUrl`, else `https://api.particle.io`).
+    #[arg(long, global = true, env = "SPARK_API_URL")]
     pub(crate) api_url: Option<String>,
-    /// `--token`.
+    /// The access token to use instead of the stored one.
+    #[arg(
+        long,
+        global = true,
+        env = "PARTICLE_ACCESS_TOKEN",
+        hide_env_values = true
+    )]
     pub(crate) token: Option<String>,
 }
 
@@ -135,17 +142,17 @@ pub(crate) struct SubscribeArgs {
     count: Option<u64>,
 }
 
-/// `spark flash`.
-#[derive(Args, Debug)]
+/// `spark flash --cloud`.
+#[derive(Debug)]
 pub(crate) struct FlashArgs {
-    /// Flash over the air through the cloud.
-    #[arg(long, required = true)]
-    pub(crate) cloud: bool,
     /// Device id or name.
     pub(crate) device: String,
     /// A `.bin` file, source files, or the name of an app the cloud knows (`tinker`).
-    #[arg(required = true)]
     pub(crate) files: Vec<String>,
+    /// Return once the cloud accepted the update, without waiting for the device's outcome.
+    pub(crate) no_wait: bool,
+    /// How long to wait for the device's outcome.
+    pub(crate) timeout: std::time::Duration,
 }
 
 /// `spark compile`.
@@ -222,7 +229,7 @@ fn anonymous_client(settings: &Settings) -> Result<Client, Failure> {
 }
 
 /// A client with the token from `--token`, `PARTICLE_ACCESS_TOKEN` or the configuration file.
-fn client(settings: &Settings) -> Result<Client, Failure> {
+pub(crate) fn client(settings: &Settings) -> Result<Client, Failure> {
     let stored = StoredToken::discover_in(settings.token.as_deref(), home_dir().as_deref())
         .map_err(|_| Failure("not logged in: run `spark login` or pass --token".into()))?;
     Ok(Client::builder()
@@ -262,7 +269,7 @@ fn credentials(username: Option<String>, password: Option<String>) -> Result<Cre
 }
 
 /// Describe an API error in one line.
-fn api_failure(e: spark_api::Error) -> Failure {
+pub(crate) fn api_failure(e: spark_api::Error) -> Failure {
     if e.is_auth() {
         let detail = e
             .body()
@@ -316,7 +323,21 @@ pub(crate) async fn login(ctx: &Context, settings: &Settings, args: LoginArgs) -
             expires_in: grant.expires_in,
         });
     }
-    println!("Successfully completed login!");
+    crate::out!("Successfully completed login!");
+    Ok(())
+}
+
+/// `spark whoami`: the account the token belongs to (`GET /v1/user`).
+pub(crate) async fn whoami(ctx: &Context, settings: &Settings) -> Outcome {
+    let api = client(settings)?;
+    let user = api.user().await.map_err(api_failure)?;
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "username": user.username,
+            "api_url": api.base_url(),
+        }));
+    }
+    crate::out!("{}", user.username);
     Ok(())
 }
 
@@ -328,7 +349,7 @@ pub(crate) fn logout(ctx: &Context) -> Outcome {
     if ctx.json {
         return ctx.print_json(&serde_json::json!({ "logged_out": had }));
     }
-    println!(
+    crate::out!(
         "{}",
         if had {
             "You have been logged out."
@@ -365,13 +386,13 @@ pub(crate) async fn token(ctx: &Context, settings: &Settings, command: TokenComm
                 return ctx.print_json(&rows);
             }
             for row in rows {
-                println!("{}", row.client.as_deref().unwrap_or("(unknown client)"));
-                println!(" Token:      {}", row.token);
-                println!(
+                crate::out!("{}", row.client.as_deref().unwrap_or("(unknown client)"));
+                crate::out!(" Token:      {}", row.token);
+                crate::out!(
                     " Expires at: {}",
                     row.expires_at.as_deref().unwrap_or("never")
                 );
-                println!();
+                crate::out!("");
             }
             Ok(())
         }
@@ -392,14 +413,14 @@ pub(crate) async fn token(ctx: &Context, settings: &Settings, command: TokenComm
                     "expires_in": grant.expires_in,
                 }));
             }
-            println!(
+            crate::out!(
                 "New access token expires in {}",
                 match grant.expires_in {
                     None | Some(0) => "never".to_owned(),
                     Some(s) => format!("{s} seconds"),
                 }
             );
-            println!("    {}", grant.access_token.expose());
+            crate::out!("    {}", grant.access_token.expose());
             Ok(())
         }
         TokenCommand::Delete { account, token } => {
@@ -410,7 +431,7 @@ pub(crate) async fn token(ctx: &Context, settings: &Settings, command: TokenComm
             if ctx.json {
                 return ctx.print_json(&serde_json::json!({ "deleted": token }));
             }
-            println!("successfully deleted {token}");
+            crate::out!("successfully deleted {token}");
             Ok(())
         }
     }
@@ -452,7 +473,7 @@ pub(crate) async fn list(ctx: &Context, settings: &Settings, args: ListArgs) -> 
         return ctx.print_json(&detailed);
     }
     if detailed.is_empty() {
-        println!("No devices found.");
+        crate::out!("No devices found.");
     }
     for d in &detailed {
         let platform = d
@@ -460,7 +481,7 @@ pub(crate) async fn list(ctx: &Context, settings: &Settings, args: ListArgs) -> 
             .and_then(|p| u16::try_from(p).ok())
             .and_then(spark_dfu::platform::Platform::from_id)
             .map_or("Core", |p| p.name());
-        println!(
+        crate::out!(
             "{} [{}] ({platform}) is {}",
             d.name.as_deref().unwrap_or("<no name>"),
             d.id,
@@ -473,15 +494,15 @@ pub(crate) async fn list(ctx: &Context, settings: &Settings, args: ListArgs) -> 
 
 fn print_members(d: &spark_api::Device) {
     if let Some(vars) = d.variables.as_ref().filter(|v| !v.is_empty()) {
-        println!("  Variables:");
+        crate::out!("  Variables:");
         for (name, ty) in vars {
-            println!("    {name} ({ty})");
+            crate::out!("    {name} ({ty})");
         }
     }
     if let Some(funcs) = d.functions.as_ref().filter(|f| !f.is_empty()) {
-        println!("  Functions:");
+        crate::out!("  Functions:");
         for f in funcs {
-            println!("    int {f}(String args)");
+            crate::out!("    int {f}(String args)");
         }
     }
 }
@@ -493,23 +514,23 @@ pub(crate) async fn info(ctx: &Context, settings: &Settings, args: DeviceArg) ->
     if ctx.json {
         return ctx.print_json(&d);
     }
-    println!(
+    crate::out!(
         "{} [{}] is {}",
         d.name.as_deref().unwrap_or("<no name>"),
         d.id,
         if d.connected { "online" } else { "offline" }
     );
     if let Some(app) = &d.last_app {
-        println!("  Last app: {app}");
+        crate::out!("  Last app: {app}");
     }
     if let Some(heard) = &d.last_heard {
-        println!("  Last heard: {heard}");
+        crate::out!("  Last heard: {heard}");
     }
     if let Some(v) = &d.cc3000_patch_version {
-        println!("  CC3000 service pack: {v}");
+        crate::out!("  CC3000 service pack: {v}");
     }
     if let Some(deep) = d.requires_deep_update {
-        println!(
+        crate::out!(
             "  Needs the deep update: {}",
             if deep { "yes" } else { "no" }
         );
@@ -528,7 +549,7 @@ pub(crate) async fn call(ctx: &Context, settings: &Settings, args: CallArgs) -> 
     if ctx.json {
         return ctx.print_json(&result);
     }
-    println!("{}", result.return_value);
+    crate::out!("{}", result.return_value);
     Ok(())
 }
 
@@ -543,10 +564,10 @@ pub(crate) async fn get(ctx: &Context, settings: &Settings, args: GetArgs) -> Ou
         return ctx.print_json(&result);
     }
     match &result.result {
-        spark_api::VariableValue::String(s) => println!("{s}"),
-        spark_api::VariableValue::Int(i) => println!("{i}"),
-        spark_api::VariableValue::Double(f) => println!("{f}"),
-        spark_api::VariableValue::Bool(b) => println!("{b}"),
+        spark_api::VariableValue::String(s) => crate::out!("{s}"),
+        spark_api::VariableValue::Int(i) => crate::out!("{i}"),
+        spark_api::VariableValue::Double(f) => crate::out!("{f}"),
+        spark_api::VariableValue::Bool(b) => crate::out!("{b}"),
     }
     Ok(())
 }
@@ -568,7 +589,7 @@ pub(crate) async fn publish(ctx: &Context, settings: &Settings, args: PublishArg
     if ctx.json {
         return ctx.print_json(&event);
     }
-    println!(
+    crate::out!(
         "Published {} event: {}",
         if event.private { "private" } else { "public" },
         event.name
@@ -607,7 +628,7 @@ pub(crate) async fn subscribe(ctx: &Context, settings: &Settings, args: Subscrib
         tokio::select! {
             next = stream.next_event() => match next {
                 Some(Ok(event)) => {
-                    println!("{}", serde_json::to_string(&event)?);
+                    crate::out!("{}", serde_json::to_string(&event)?);
                     seen += 1;
                     if args.count.is_some_and(|c| seen >= c) {
                         return Ok(());
@@ -622,47 +643,196 @@ pub(crate) async fn subscribe(ctx: &Context, settings: &Settings, args: Subscrib
 }
 
 fn firmware_file(path: &Path) -> Result<FirmwareFile, Failure> {
-    let contents =
-        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let contents = crate::files::read(path, crate::files::IMAGE)?;
     let name = path
         .file_name()
         .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
     Ok(FirmwareFile::new(name, contents))
 }
 
-/// `spark flash --cloud`.
-pub(crate) async fn flash(ctx: &Context, settings: &Settings, args: FlashArgs) -> Outcome {
-    debug_assert!(args.cloud);
-    let api = client(settings)?;
-    let first = Path::new(&args.files[0]);
-    let spinner = ctx.spinner(format!("flashing {}", args.device));
-    let result = if args.files.len() == 1 && !first.exists() {
-        api.flash_known_app(&args.device, &args.files[0]).await
-    } else if args.files.len() == 1 && first.extension().is_some_and(|e| e == "bin") {
-        let file = firmware_file(first)?;
-        spinner.set_message(format!(
-            "flashing {} bytes to {}",
-            file.contents.len(),
-            args.device
-        ));
-        api.flash_binary(&args.device, &file).await
-    } else {
+/// What `flash --cloud` sends.
+enum Payload {
+    /// An app the cloud knows by name.
+    App(String),
+    /// A firmware binary, checked for the device's platform.
+    Binary(FirmwareFile),
+    /// Sources for the cloud to compile.
+    Sources(Vec<FirmwareFile>),
+}
+
+/// A name without a path separator or an extension is an app name (`tinker`); anything else is a file, which
+/// must exist.
+fn is_app_name(arg: &str) -> bool {
+    !arg.contains(['/', '\\', '.']) && !Path::new(arg).exists()
+}
+
+/// Reads and checks what the user asked to flash, before anything is sent.
+async fn flash_payload(api: &Client, args: &FlashArgs) -> Result<Payload, Failure> {
+    let first = &args.files[0];
+    if args.files.len() == 1 && is_app_name(first) {
+        return Ok(Payload::App(first.clone()));
+    }
+    let path = Path::new(first);
+    if args.files.len() > 1 || path.extension().is_none_or(|e| e != "bin") {
         let files = args
             .files
             .iter()
             .map(|f| firmware_file(Path::new(f)))
             .collect::<Result<Vec<_>, _>>()?;
-        api.flash_sources(&args.device, &files).await
+        return Ok(Payload::Sources(files));
+    }
+    let file = firmware_file(path)?;
+    crate::usb::firmware_check(path, &file.contents)?;
+    let device = api.device(&args.device).await.map_err(api_failure)?;
+    let platform_id = device.platform_id.unwrap_or(0);
+    let platform = u16::try_from(platform_id)
+        .ok()
+        .and_then(spark_dfu::platform::Platform::from_id)
+        .ok_or_else(|| Failure(format!("{}: unknown platform {platform_id}", args.device)))?;
+    spark_dfu::module::check_for(
+        &file.contents,
+        platform,
+        spark_dfu::platform::Item::UserFirmware,
+    )
+    .map_err(|e| {
+        Failure(format!(
+            "{}: {e} (the device is a {})",
+            path.display(),
+            platform.name()
+        ))
+    })?;
+    Ok(Payload::Binary(file))
+}
+
+#[derive(Serialize)]
+struct FlashReport {
+    device: String,
+    /// `app`, `binary` or `sources`.
+    kind: &'static str,
+    /// The app name or the file names.
+    what: String,
+    /// `started` (with `--no-wait`), `success` or `failed`.
+    status: &'static str,
+    /// The device's outcome as the cloud published it (`spark/flash/status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<String>,
+}
+
+/// Waits for the stream to be connected, so no event published after this is missed.
+async fn until_connected(stream: &mut spark_api::EventStream) -> Result<(), Failure> {
+    loop {
+        match stream.next_item().await {
+            Some(Ok(spark_api::StreamItem::Connected)) => return Ok(()),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(api_failure(e)),
+            None => return Err(Failure("the event stream ended before it began".into())),
+        }
+    }
+}
+
+/// The device's `spark/flash/status` outcome (`success ...` or `failed ...`), skipping `started`.
+async fn flash_outcome(stream: &mut spark_api::EventStream) -> Result<String, Failure> {
+    while let Some(event) = stream.next_event().await {
+        let event = event.map_err(api_failure)?;
+        let data = event.data.unwrap_or_default();
+        if event.name == "spark/flash/status" && !data.starts_with("started") {
+            return Ok(data);
+        }
+    }
+    Err(Failure(
+        "the event stream ended before the device reported the outcome".into(),
+    ))
+}
+
+/// `spark flash --cloud`: checks what is sent, sends it, and (unless `--no-wait`) follows the device's
+/// `spark/flash/status` event to report success or failure.
+pub(crate) async fn flash(ctx: &Context, settings: &Settings, args: FlashArgs) -> Outcome {
+    let api = client(settings)?;
+    let payload = flash_payload(&api, &args).await?;
+    let mut events = if args.no_wait {
+        None
+    } else {
+        let mut stream = api.subscribe_device(&args.device, Some("spark/flash/status"));
+        until_connected(&mut stream).await?;
+        Some(stream)
+    };
+    let spinner = ctx.spinner(format!("flashing {}", args.device));
+    let (kind, what, sent) = match &payload {
+        Payload::App(app) => (
+            "app",
+            app.clone(),
+            api.flash_known_app(&args.device, app).await,
+        ),
+        Payload::Binary(file) => {
+            let sent = api.flash_binary(&args.device, file).await;
+            ("binary", file.file_name.clone(), sent)
+        }
+        Payload::Sources(files) => {
+            let names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
+            let sent = api.flash_sources(&args.device, files).await;
+            ("sources", names.join(" "), sent)
+        }
+    };
+    if let Err(e) = sent {
+        spinner.finish_and_clear();
+        return Err(api_failure(e));
+    }
+    let outcome = match events.as_mut() {
+        None => None,
+        Some(stream) => {
+            spinner.set_message(format!("waiting for {} to report the update", args.device));
+            let waited = tokio::time::timeout(args.timeout, flash_outcome(stream)).await;
+            spinner.finish_and_clear();
+            Some(waited.map_err(|_| {
+                Failure(format!(
+                    "{} did not report the update's outcome within {} s",
+                    args.device,
+                    args.timeout.as_secs()
+                ))
+            })??)
+        }
     };
     spinner.finish_and_clear();
-    let result = result.map_err(api_failure)?;
+    flash_report(ctx, args.device, kind, what, outcome)
+}
+
+fn flash_report(
+    ctx: &Context,
+    device: String,
+    kind: &'static str,
+    what: String,
+    outcome: Option<String>,
+) -> Outcome {
+    let status = match &outcome {
+        None => "started",
+        Some(o) if o.starts_with("success") => "success",
+        Some(_) => "failed",
+    };
+    let report = FlashReport {
+        device,
+        kind,
+        what,
+        status,
+        outcome,
+    };
     if ctx.json {
-        return ctx.print_json(&result);
+        ctx.print_json(&report)?;
+    } else if status == "started" {
+        crate::out!("Flash device OK: update of {} started", report.device);
+    } else if status == "success" {
+        crate::out!(
+            "Flash device OK: {} updated with {}",
+            report.device,
+            report.what
+        );
     }
-    println!(
-        "Flash device OK: {}",
-        result.status.as_deref().unwrap_or("Update started")
-    );
+    if status == "failed" {
+        let why = report.outcome.unwrap_or_default();
+        return Err(Failure(format!(
+            "{}: the update failed: {why}",
+            report.device
+        )));
+    }
     Ok(())
 }
 
@@ -712,7 +882,7 @@ pub(crate) async fn compile(ctx: &Context, settings: &Settings, args: CompileArg
     if ctx.json {
         return ctx.print_json(&report);
     }
-    println!("Compile succeeded.");
-    println!("Saved firmware image to: {}", report.saved_to);
+    crate::out!("Compile succeeded.");
+    crate::out!("Saved firmware image to: {}", report.saved_to);
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde::Serialize;
 use spark_dfu::platform::Platform;
 use spark_dfu::platform::server_key::{self, ServerAddress, ServerKeyImage};
@@ -28,29 +28,132 @@ pub(crate) enum KeysCommand {
     },
     /// Write a server public key with the server's address in the device's storage form to a file and, unless
     /// `--file-only`, to the device over DFU.
-    Server {
-        /// The server public key (PEM or DER).
-        key: PathBuf,
-        /// The server address: an IPv4 address or a host name.
+    Server(ServerArgs),
+    #[command(flatten)]
+    Device(crate::usb::DeviceKeyCommand),
+    /// Read the server address the device connects to (the record in its server-key image, over DFU), or write a
+    /// new one with `--host` (and `--port`), keeping the key.
+    Address {
+        /// The new server address: an IPv4 address or a host name.
         #[arg(long)]
         host: Option<String>,
-        /// The server port.
-        #[arg(long)]
+        /// The new server port (with `--host`).
+        #[arg(long, requires = "host")]
         port: Option<u16>,
-        /// The platform whose storage form to write (default: the device's; core with `--file-only`).
-        #[arg(long)]
-        platform: Option<String>,
-        /// The file to write (default: `<key>.der` beside the key, with `-<host>` when a host is given).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Only write the file; do not touch a device.
-        #[arg(long)]
-        file_only: bool,
         #[command(flatten)]
         select: crate::usb::Select,
     },
+    /// Give a device a new key pair: generate it, write the private key over DFU (the old one saved first), send
+    /// the public key to the cloud, as particle-cli `keys doctor` does.
+    Doctor {
+        /// The device id (24 hex digits).
+        device: String,
+        /// Key size in bits.
+        #[arg(long, default_value_t = 1024)]
+        bits: usize,
+        #[command(flatten)]
+        select: crate::usb::Select,
+        #[command(flatten)]
+        cloud: crate::cloud::Settings,
+    },
+    /// Provision a device's public key with the cloud (`POST /v1/provisioning/<id>`), as particle-cli `keys send`:
+    /// the key file may be the device's private key (PEM or DER, e.g. `spark keys save` output or a virtual Core's
+    /// `core_private_key.der`), whose public half is sent, or its public key.
+    Send {
+        /// The device id (24 hex digits).
+        device: String,
+        /// The device's key file.
+        key: PathBuf,
+        #[command(flatten)]
+        cloud: crate::cloud::Settings,
+    },
+}
+
+/// The public half of a key file holding an RSA private or public key, PEM or DER.
+pub(crate) fn public_key_of(path: &Path) -> Result<RsaPublicKey, Failure> {
+    let bytes = crate::files::read(path, crate::files::KEY)?;
+    let bad = || {
+        Failure(format!(
+            "{}: not an RSA key (private or public, PEM or DER)",
+            path.display()
+        ))
+    };
+    if let Ok(text) = std::str::from_utf8(&bytes)
+        && text.contains("-----BEGIN")
+    {
+        return match RsaPrivateKey::from_pem(text) {
+            Ok(private) => Ok(private.public_key()),
+            Err(_) => RsaPublicKey::from_pem(text).map_err(|_| bad()),
+        };
+    }
+    // DER, possibly padded with 0xFF as the device stores it: read the DER value only.
+    let len = server_key::der_len(&bytes).map_err(|_| bad())?;
+    let der = &bytes[..len];
+    match RsaPrivateKey::from_der(der) {
+        Ok(private) => Ok(private.public_key()),
+        Err(_) => RsaPublicKey::from_der(der).map_err(|_| bad()),
+    }
+}
+
+#[derive(Serialize)]
+struct SendReport {
+    device: String,
+    key: String,
+    key_bits: usize,
+}
+
+/// `spark keys send`.
+async fn send(
+    ctx: &Context,
+    settings: &crate::cloud::Settings,
+    device: String,
+    key: &Path,
+) -> Outcome {
+    let public = public_key_of(key)?;
+    let pem = public.to_spki_pem()?;
+    let api = crate::cloud::client(settings)?;
+    api.send_public_key(&device, &pem, Some("rsa"))
+        .await
+        .map_err(crate::cloud::api_failure)?;
+    let report = SendReport {
+        device,
+        key: key.display().to_string(),
+        key_bits: public.bits(),
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    crate::out!(
+        "Sent the {}-bit public key of {} for device {}",
+        report.key_bits,
+        report.key,
+        report.device
+    );
+    Ok(())
+}
+
+/// `spark keys server`.
+#[derive(Args, Debug)]
+pub(crate) struct ServerArgs {
+    /// The server public key (PEM or DER).
+    key: PathBuf,
+    /// The server address: an IPv4 address or a host name.
+    #[arg(long)]
+    host: Option<String>,
+    /// The server port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// The platform whose storage form to write (default: the device's; core with `--file-only`).
+    #[arg(long)]
+    platform: Option<String>,
+    /// The file to write (default: `<key>.der` beside the key, with `-<host>` when a host is given).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Only write the file; do not touch a device.
+    #[arg(long)]
+    file_only: bool,
     #[command(flatten)]
-    Device(crate::usb::DeviceKeyCommand),
+    select: crate::usb::Select,
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
@@ -100,126 +203,223 @@ fn platform_named(name: &str) -> Result<Platform, Failure> {
 pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
     match command {
         KeysCommand::Device(c) => crate::usb::device_key(ctx, c),
-        KeysCommand::New { name, bits } => {
-            if !(512..=4096).contains(&bits) {
-                return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
-            }
-            let spinner = ctx.spinner(format!("generating a {bits}-bit RSA key"));
-            let key = RsaPrivateKey::generate(&mut rand::rng(), bits);
-            spinner.finish_and_clear();
-            let key = key?;
-            let private_pem = with_suffix(&name, ".pem");
-            let public_pem = with_suffix(&name, ".pub.pem");
-            let private_der = with_suffix(&name, ".der");
-            write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
-            let public = key.public_key();
-            write(&public_pem, public.to_spki_pem()?.as_bytes())?;
-            write_secret(&private_der, &key.to_pkcs1_der())?;
-            let report = NewReport {
-                bits: key.bits(),
-                private_pem: private_pem.display().to_string(),
-                public_pem: public_pem.display().to_string(),
-                private_der: private_der.display().to_string(),
-            };
-            if ctx.json {
-                return ctx.print_json(&report);
-            }
-            println!("New key {} created!", report.private_pem);
-            println!(
-                "Public key {}, device form {}",
-                report.public_pem, report.private_der
-            );
-            Ok(())
+        KeysCommand::Send { device, key, cloud } => {
+            crate::run_async(send(ctx, &cloud, device, &key))
         }
-        KeysCommand::Server {
-            key,
-            host,
-            port,
-            platform,
-            output,
-            file_only,
+        KeysCommand::Address { host, port, select } => {
+            crate::usb::server_address(ctx, &select, host.as_deref(), port)
+        }
+        KeysCommand::Doctor {
+            device,
+            bits,
             select,
-        } => {
-            let named = platform.as_deref().map(platform_named).transpose()?;
-            let platform = if file_only {
-                named.unwrap_or(Platform::Core)
-            } else {
-                let found = crate::usb::device_platform(&select)?;
-                if let Some(p) = named.filter(|&p| p != found) {
-                    return Err(Failure(format!(
-                        "--platform {} given, but the device is a {}",
-                        p.name(),
-                        found.name()
-                    )));
-                }
-                found
-            };
-            let format = platform
-                .server_key_format()
-                .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
-            let bytes = std::fs::read(&key)
-                .map_err(|e| Failure(format!("cannot read {}: {e}", key.display())))?;
-            let public = match std::str::from_utf8(&bytes) {
-                Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_pem(text),
-                // A DER key, possibly already padded into a storage image: read the DER value only.
-                _ => RsaPublicKey::from_der(&bytes[..server_key::der_len(&bytes)?]),
-            }
-            .map_err(|e| Failure(format!("{}: {e}", key.display())))?;
-            let der = public.to_spki_der();
-            let address = host.as_deref().map(|h| match h.parse::<Ipv4Addr>() {
-                Ok(ip) => ServerAddress::Ipv4(ip.octets()),
-                Err(_) => ServerAddress::Domain {
-                    name: h.as_bytes(),
-                    // As in the published images: the name is followed by a NUL.
-                    nul: true,
-                },
-            });
-            let mut image = vec![0u8; format.len];
-            let n = ServerKeyImage::emit(&der, format, address, port, &mut image)?;
-            image.truncate(n);
-            let output = output.unwrap_or_else(|| {
-                let stem = key.with_extension("");
-                match &host {
-                    Some(h) => with_suffix(&stem, &format!("-{h}.der")),
-                    None => with_suffix(&stem, ".der"),
-                }
-            });
-            write(&output, &image)?;
-            let device = if file_only {
-                None
-            } else {
-                Some(crate::usb::write_server_key(ctx, &select, &image)?)
-            };
-            let report = ServerReport {
-                file: output.display().to_string(),
-                platform: platform.name(),
-                size: image.len(),
-                key_size: der.len(),
-                host,
-                port,
-                device,
-            };
-            if ctx.json {
-                return ctx.print_json(&report);
-            }
-            if let Some(d) = &report.device {
-                println!(
-                    "Wrote the server key ({} bytes) to the {} at {} (alt {}); your device will not restart",
-                    d.bytes, d.platform, d.address, d.alt
-                );
-            }
-            println!(
-                "Wrote {} ({} bytes for the {}{})",
-                report.file,
-                report.size,
-                report.platform,
-                report
-                    .host
-                    .as_ref()
-                    .map(|h| format!(", server {h}"))
-                    .unwrap_or_default()
-            );
-            Ok(())
-        }
+            cloud,
+        } => doctor(ctx, &cloud, &select, &device, bits),
+        KeysCommand::New { name, bits } => new_key(ctx, &name, bits),
+        KeysCommand::Server(args) => server(ctx, args),
     }
+}
+
+/// `spark keys new`.
+fn new_key(ctx: &Context, name: &Path, bits: usize) -> Outcome {
+    if !(512..=4096).contains(&bits) {
+        return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
+    }
+    let spinner = ctx.spinner(format!("generating a {bits}-bit RSA key"));
+    let key = RsaPrivateKey::generate(&mut rand::rng(), bits);
+    spinner.finish_and_clear();
+    let key = key?;
+    let private_pem = with_suffix(name, ".pem");
+    let public_pem = with_suffix(name, ".pub.pem");
+    let private_der = with_suffix(name, ".der");
+    write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
+    let public = key.public_key();
+    write(&public_pem, public.to_spki_pem()?.as_bytes())?;
+    write_secret(&private_der, &key.to_pkcs1_der())?;
+    let report = NewReport {
+        bits: key.bits(),
+        private_pem: private_pem.display().to_string(),
+        public_pem: public_pem.display().to_string(),
+        private_der: private_der.display().to_string(),
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    crate::out!("New key {} created!", report.private_pem);
+    crate::out!(
+        "Public key {}, device form {}",
+        report.public_pem,
+        report.private_der
+    );
+    Ok(())
+}
+
+/// The platform whose server-key form `keys server` writes: `--platform`, checked against the device unless
+/// `--file-only` (then the Core by default).
+fn server_platform(
+    named: Option<&str>,
+    file_only: bool,
+    select: &crate::usb::Select,
+) -> Result<Platform, Failure> {
+    let named = named.map(platform_named).transpose()?;
+    if file_only {
+        return Ok(named.unwrap_or(Platform::Core));
+    }
+    let found = crate::usb::device_platform(select)?;
+    match named.filter(|&p| p != found) {
+        Some(p) => Err(Failure(format!(
+            "--platform {} given, but the device is a {}",
+            p.name(),
+            found.name()
+        ))),
+        None => Ok(found),
+    }
+}
+
+/// `spark keys server`.
+fn server(ctx: &Context, args: ServerArgs) -> Outcome {
+    let ServerArgs {
+        key,
+        host,
+        port,
+        platform,
+        output,
+        file_only,
+        select,
+    } = args;
+    let platform = server_platform(platform.as_deref(), file_only, &select)?;
+    let format = platform
+        .server_key_format()
+        .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
+    let bytes = crate::files::read(&key, crate::files::KEY)?;
+    let public = match std::str::from_utf8(&bytes) {
+        Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_pem(text),
+        // A DER key, possibly already padded into a storage image: read the DER value only.
+        _ => RsaPublicKey::from_der(&bytes[..server_key::der_len(&bytes)?]),
+    }
+    .map_err(|e| Failure(format!("{}: {e}", key.display())))?;
+    let der = public.to_spki_der();
+    let address = host.as_deref().map(|h| match h.parse::<Ipv4Addr>() {
+        Ok(ip) => ServerAddress::Ipv4(ip.octets()),
+        Err(_) => ServerAddress::Domain {
+            name: h.as_bytes(),
+            // As in the published images: the name is followed by a NUL.
+            nul: true,
+        },
+    });
+    let mut image = vec![0u8; format.len];
+    let n = ServerKeyImage::emit(&der, format, address, port, &mut image)?;
+    image.truncate(n);
+    let output = output.unwrap_or_else(|| {
+        let stem = key.with_extension("");
+        match &host {
+            Some(h) => with_suffix(&stem, &format!("-{h}.der")),
+            None => with_suffix(&stem, ".der"),
+        }
+    });
+    write(&output, &image)?;
+    let device = if file_only {
+        None
+    } else {
+        Some(crate::usb::write_server_key(ctx, &select, &image)?)
+    };
+    let report = ServerReport {
+        file: output.display().to_string(),
+        platform: platform.name(),
+        size: image.len(),
+        key_size: der.len(),
+        host,
+        port,
+        device,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    if let Some(d) = &report.device {
+        crate::out!(
+            "Wrote the server key ({} bytes) to the {} at {} (alt {}); your device will not restart",
+            d.bytes,
+            d.platform,
+            d.address,
+            d.alt
+        );
+    }
+    crate::out!(
+        "Wrote {} ({} bytes for the {}{})",
+        report.file,
+        report.size,
+        report.platform,
+        report
+            .host
+            .as_ref()
+            .map(|h| format!(", server {h}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DoctorReport {
+    device: String,
+    bits: usize,
+    private_pem: String,
+    backup: Option<String>,
+    sent: bool,
+}
+
+/// `spark keys doctor`: a new key pair, written over DFU, then sent to the cloud.
+fn doctor(
+    ctx: &Context,
+    cloud: &crate::cloud::Settings,
+    select: &crate::usb::Select,
+    device: &str,
+    bits: usize,
+) -> Outcome {
+    if !(512..=4096).contains(&bits) {
+        return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
+    }
+    if device.len() != 24 || !device.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Failure(format!(
+            "`{device}` is not a device id (24 hex digits)"
+        )));
+    }
+    // Checked before anything changes: a logged-out doctor would leave the device with a key the cloud lacks.
+    crate::cloud::client(cloud)?;
+    let key = RsaPrivateKey::generate(&mut rand::rng(), bits)?;
+    let private_pem = PathBuf::from(format!("{device}_new.pem"));
+    write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
+    let backup = PathBuf::from(format!("{device}_old.der"));
+    let had_key = crate::usb::replace_device_key(ctx, select, &key.to_pkcs1_der(), &backup)?;
+    crate::run_async(async {
+        let api = crate::cloud::client(cloud)?;
+        let pem = key.public_key().to_spki_pem()?;
+        api.send_public_key(device, &pem, Some("rsa"))
+            .await
+            .map_err(|e| {
+                Failure(format!(
+                    "the device has its new key but the cloud does not ({}); run `spark keys send {device} {}`",
+                    crate::cloud::api_failure(e).0,
+                    private_pem.display()
+                ))
+            })
+    })?;
+    let report = DoctorReport {
+        device: device.to_owned(),
+        bits: key.bits(),
+        private_pem: private_pem.display().to_string(),
+        backup: had_key.then(|| backup.display().to_string()),
+        sent: true,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    if let Some(b) = &report.backup {
+        crate::out!("Saved the device's old key to {b}");
+    }
+    crate::out!(
+        "Wrote a new {}-bit key to the device and sent its public half to the cloud (private key: {})",
+        report.bits,
+        report.private_pem
+    );
+    Ok(())
 }

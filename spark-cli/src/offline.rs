@@ -55,6 +55,9 @@ pub(crate) enum Cc3000Command {
     Inspect {
         /// The image or binary.
         image: PathBuf,
+        /// List every record (address and length) after the summary (`--json` always has them).
+        #[arg(long)]
+        records: bool,
     },
     /// What the patch programmer would write from a driver and a firmware patch (two image files, or one firmware
     /// binary that embeds both, such as the 2014 deep update); refuses a pair it would refuse.
@@ -116,7 +119,7 @@ fn parse_usb_id(text: &str) -> Result<(u16, u16), String> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+    crate::files::read(path, crate::files::IMAGE)
 }
 
 fn function_name(f: ModuleFunction) -> String {
@@ -240,7 +243,11 @@ pub(crate) fn binary(ctx: &Context, command: BinaryCommand) -> Outcome {
             }),
             None,
         ),
-        Format::Legacy { load_address } => ("legacy", None, Some(format!("0x{load_address:08x}"))),
+        // A header-less file is a legacy Core image only when its vector table passes every check.
+        Format::Legacy { load_address } if found.first_failure().is_none() => {
+            ("legacy", None, Some(format!("0x{load_address:08x}")))
+        }
+        Format::Legacy { .. } => ("not_firmware", None, None),
     };
     let report = BinaryReport {
         file: file.display().to_string(),
@@ -261,54 +268,75 @@ pub(crate) fn binary(ctx: &Context, command: BinaryCommand) -> Outcome {
         ok: found.first_failure().is_none(),
         checks,
     };
+    let failure = found.first_failure().map(|check| match found.format {
+        Format::Legacy { .. } => Failure(format!(
+            "{}: not a firmware image: {}",
+            report.file,
+            check.failure()
+        )),
+        Format::Module { .. } => Failure(format!("{}: {}", report.file, check.failure())),
+    });
     if ctx.json {
-        return ctx.print_json(&report);
+        ctx.print_json(&report)?;
+    } else {
+        print_binary_report(&report);
     }
-    println!("{}", report.file);
+    failure.map_or(Ok(()), Err)
+}
+
+fn print_binary_report(report: &BinaryReport) {
+    crate::out!("{}", report.file);
     match (&report.module, &report.crc) {
         (Some(m), Some(crc)) => {
             if crc.ok {
-                println!(" CRC is ok ({})", crc.stored);
+                crate::out!(" CRC is ok ({})", crc.stored);
             } else {
-                println!(
+                crate::out!(
                     " CRC failed (should be {} but is {})",
-                    crc.computed, crc.stored
+                    crc.computed,
+                    crc.stored
                 );
             }
             match m.platform {
-                Some(p) => println!(
+                Some(p) => crate::out!(
                     " Compiled for {} (platform {})",
                     p.to_lowercase(),
                     m.platform_id
                 ),
-                None => println!(" Compiled for an unknown platform (id {})", m.platform_id),
+                None => crate::out!(" Compiled for an unknown platform (id {})", m.platform_id),
             }
-            println!(
+            crate::out!(
                 " This is a {} number {} at version {}",
-                m.function, m.index, m.version
+                m.function,
+                m.index,
+                m.version
             );
-            println!(" It goes from {} to {}", m.start, m.end);
+            crate::out!(" It goes from {} to {}", m.start, m.end);
             for d in &m.dependencies {
-                println!(
+                crate::out!(
                     " It depends on a {} number {} at version {}",
-                    d.function, d.index, d.version
+                    d.function,
+                    d.index,
+                    d.version
                 );
             }
         }
+        _ if report.format == "not_firmware" => {
+            crate::out!(" Not a firmware image: no module header, and not a Core vector table");
+        }
         _ => {
-            println!(
+            crate::out!(
                 " No module header: a legacy Core image checked at {}",
                 report.load_address.as_deref().unwrap_or("?")
             );
             if let (Some(sp), Some(reset)) = (&report.initial_sp, &report.reset_vector) {
-                println!(" Initial stack pointer {sp}, reset vector {reset}");
+                crate::out!(" Initial stack pointer {sp}, reset vector {reset}");
             }
         }
     }
     for (name, passed) in &report.checks {
-        println!(" {name}: {}", if *passed { "ok" } else { "FAILED" });
+        crate::out!(" {name}: {}", if *passed { "ok" } else { "FAILED" });
     }
-    Ok(())
 }
 
 #[derive(Serialize)]
@@ -404,10 +432,10 @@ fn dfu_inspect(ctx: &Context, file: &Path) -> Outcome {
     if ctx.json {
         return ctx.print_json(&report);
     }
-    println!("{}", report.file);
+    crate::out!("{}", report.file);
     match &report.suffix {
         Some(s) => {
-            println!(
+            crate::out!(
                 " Suffix: DFU {} (bcdDFU 0x{}), vendor 0x{}, product 0x{}, device 0x{}, length {}, CRC 0x{}",
                 if s.dfuse { "DfuSe" } else { "1.0" },
                 s.bcd_dfu,
@@ -418,15 +446,15 @@ fn dfu_inspect(ctx: &Context, file: &Path) -> Outcome {
                 s.crc
             );
         }
-        None => println!(" No DFU suffix"),
+        None => crate::out!(" No DFU suffix"),
     }
     if let Some(size) = report.firmware_size {
-        println!(" Firmware: {size} bytes");
+        crate::out!(" Firmware: {size} bytes");
     }
     if let Some(targets) = &report.targets {
-        println!(" DfuSe file with {} target(s)", targets.len());
+        crate::out!(" DfuSe file with {} target(s)", targets.len());
         for (i, t) in targets.iter().enumerate() {
-            println!(
+            crate::out!(
                 "  Target {i}: alt {}, name {:?}, {} bytes, {} element(s)",
                 t.alt,
                 t.name.as_deref().unwrap_or(""),
@@ -434,7 +462,7 @@ fn dfu_inspect(ctx: &Context, file: &Path) -> Outcome {
                 t.elements.len()
             );
             for (j, e) in t.elements.iter().enumerate() {
-                println!("   Element {j}: address {}, {} bytes", e.address, e.size);
+                crate::out!("   Element {j}: address {}, {} bytes", e.address, e.size);
             }
         }
     }
@@ -453,7 +481,13 @@ struct PackReport {
 fn dfu_pack(ctx: &Context, bins: &[BinArg], device: Option<(u16, u16)>, output: &Path) -> Outcome {
     let contents = bins
         .iter()
-        .map(|b| read(&b.path))
+        .map(|b| match read(&b.path)? {
+            data if data.is_empty() => Err(Failure(format!(
+                "{} is empty: nothing to pack",
+                b.path.display()
+            ))),
+            data => Ok(data),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let images: Vec<BinImage<'_>> = bins
         .iter()
@@ -483,9 +517,13 @@ fn dfu_pack(ctx: &Context, bins: &[BinArg], device: Option<(u16, u16)>, output: 
     if ctx.json {
         return ctx.print_json(&report);
     }
-    println!(
+    crate::out!(
         "Wrote {} ({} bytes, {} image(s), device {}:{})",
-        report.file, report.size, report.images, report.vendor, report.product
+        report.file,
+        report.size,
+        report.images,
+        report.vendor,
+        report.product
     );
     Ok(())
 }
@@ -555,7 +593,7 @@ fn patch_report(offset: usize, image: &PatchImage<'_>, id: Identification) -> Pa
 /// `spark cc3000`.
 pub(crate) fn cc3000(ctx: &Context, command: Cc3000Command) -> Outcome {
     match command {
-        Cc3000Command::Inspect { image } => cc3000_inspect(ctx, &image),
+        Cc3000Command::Inspect { image, records } => cc3000_inspect(ctx, &image, records),
         Cc3000Command::Plan {
             binary,
             driver,
@@ -604,16 +642,12 @@ struct PlanReport {
     restored: Vec<&'static str>,
 }
 
-fn cc3000_plan(
-    ctx: &Context,
+/// The driver and firmware patch images for `cc3000 plan`, with where each came from.
+fn plan_sources(
     binary: Option<&Path>,
     driver: Option<&Path>,
     firmware: Option<&Path>,
-    from: Option<&str>,
-) -> Outcome {
-    use spark_cc3000::nvmem::{FatTable, FileId};
-    use spark_cc3000::programmer::{Config, Programmer};
-
+) -> Result<(Vec<u8>, Vec<u8>, String, String), Failure> {
     let (driver_bytes, firmware_bytes, driver_src, firmware_src);
     match (binary, driver, firmware) {
         (Some(bin), _, _) => {
@@ -645,6 +679,21 @@ fn cc3000_plan(
         }
         _ => return Err(Failure("give a binary, or --driver and --firmware".into())),
     }
+    Ok((driver_bytes, firmware_bytes, driver_src, firmware_src))
+}
+
+fn cc3000_plan(
+    ctx: &Context,
+    binary: Option<&Path>,
+    driver: Option<&Path>,
+    firmware: Option<&Path>,
+    from: Option<&str>,
+) -> Outcome {
+    use spark_cc3000::nvmem::{FatTable, FileId};
+    use spark_cc3000::programmer::{Config, Programmer};
+
+    let (driver_bytes, firmware_bytes, driver_src, firmware_src) =
+        plan_sources(binary, driver, firmware)?;
     let config = Config::default();
     let programmer = Programmer::new(&driver_bytes, &firmware_bytes, config)
         .map_err(|e| Failure(format!("the programmer refuses these images: {e}")))?;
@@ -708,16 +757,21 @@ fn cc3000_plan(
     if ctx.json {
         return ctx.print_json(&report);
     }
-    println!(
+    print_plan(&report, chunk);
+    Ok(())
+}
+
+fn print_plan(report: &PlanReport, chunk: usize) {
+    crate::out!(
         "CC3000 patch plan: driver {}, firmware {}",
         report.driver.unwrap_or("(unknown image)"),
         report.firmware.unwrap_or("(unknown image)")
     );
     if let Some(v) = &report.expected_version {
-        println!(" The chip will report {v} afterwards");
+        crate::out!(" The chip will report {v} afterwards");
     }
     if let (Some(now), Some(needs)) = (&report.from, report.needs_update) {
-        println!(
+        crate::out!(
             " A chip on {now} {}",
             if needs {
                 "needs this update"
@@ -726,27 +780,30 @@ fn cc3000_plan(
             }
         );
     }
-    println!(
+    crate::out!(
         " Writes, each read back and verified, only where the file differs ({chunk}-byte chunks):"
     );
     for w in &report.patch_writes {
-        println!(
+        crate::out!(
             "  file {}: {} from {}, {} bytes in {} writes",
-            w.file, w.what, w.source, w.size, w.writes
+            w.file,
+            w.what,
+            w.source,
+            w.size,
+            w.writes
         );
     }
-    println!(
+    crate::out!(
         " Restored after a table rewrite: {}",
         report.restored.join(", ")
     );
-    println!(" File table it enforces (rewritten only when the layout differs):");
+    crate::out!(" File table it enforces (rewritten only when the layout differs):");
     for e in &report.table {
-        println!("  file {:2}: {} {} bytes", e.file, e.address, e.length);
+        crate::out!("  file {:2}: {} {} bytes", e.file, e.address, e.length);
     }
-    Ok(())
 }
 
-fn cc3000_inspect(ctx: &Context, image: &Path) -> Outcome {
+fn cc3000_inspect(ctx: &Context, image: &Path, records: bool) -> Outcome {
     let bytes = read(image)?;
     let (embedded, images) = match PatchImage::parse(&bytes) {
         Ok(p) => (false, vec![patch_report(0, &p, p.identify())]),
@@ -772,13 +829,14 @@ fn cc3000_inspect(ctx: &Context, image: &Path) -> Outcome {
     if ctx.json {
         return ctx.print_json(&report);
     }
-    println!("{} ({} bytes)", report.file, report.size);
+    crate::out!("{} ({} bytes)", report.file, report.size);
+    crate::out!(" {}", cc3000_summary(&report));
     for p in &report.images {
         if report.embedded {
-            println!(" Embedded image at offset 0x{:x}:", p.offset);
+            crate::out!(" Embedded image at offset 0x{:x}:", p.offset);
         }
         match p.name {
-            Some(name) => println!(
+            Some(name) => crate::out!(
                 "  {} patch {}{}: service pack {}{}",
                 p.kind,
                 name,
@@ -788,21 +846,50 @@ fn cc3000_inspect(ctx: &Context, image: &Path) -> Outcome {
                     .map(|h| format!(", hotfix {h}"))
                     .unwrap_or_default()
             ),
-            None => println!("  {} patch, not a published service pack", p.kind),
+            None => crate::out!("  {} patch, not a published service pack", p.kind),
         }
         if let Some(v) = &p.reports_version {
-            println!("  The chip reports {v} once it is burnt");
+            crate::out!("  The chip reports {v} once it is burnt");
         }
-        println!(
+        crate::out!(
             "  {} bytes, {} record(s), {} data bytes, RAM end {}",
-            p.size, p.records, p.data_size, p.ram_end
+            p.size,
+            p.records,
+            p.data_size,
+            p.ram_end
         );
-        println!("  SHA-256 {}", p.sha256);
-        for r in &p.layout {
-            println!("   {} {} bytes", r.address, r.size);
+        crate::out!("  SHA-256 {}", p.sha256);
+        if records {
+            for r in &p.layout {
+                crate::out!("   {} {} bytes", r.address, r.size);
+            }
         }
     }
+    if !records {
+        crate::out!(" (--records lists each record's address and length)");
+    }
     Ok(())
+}
+
+/// One line: how many images, of which kind, and which service pack they make.
+fn cc3000_summary(report: &Cc3000Report) -> String {
+    let images: Vec<String> = report
+        .images
+        .iter()
+        .map(|p| {
+            let name = p.name.unwrap_or("unknown");
+            match p.service_packs.first() {
+                Some(sp) => format!("{} patch {name} (service pack {sp})", p.kind),
+                None => format!("{} patch {name}", p.kind),
+            }
+        })
+        .collect();
+    format!(
+        "{} CC3000 image(s){}: {}",
+        images.len(),
+        if report.embedded { " embedded" } else { "" },
+        images.join("; ")
+    )
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
 //! Output helpers: text or JSON, and progress indicators that stay off the JSON output.
+//!
+//! Everything written to stdout goes through [`out!`](crate::out): when the reader closes the pipe
+//! (`spark list | head -1`), the tool stops quietly with exit code 0, as `ls` or `cat` stop, instead of
+//! panicking on the failed write.
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +23,7 @@ impl Context {
     /// Print `value` as pretty JSON on stdout.
     pub(crate) fn print_json<T: Serialize>(&self, value: &T) -> Result<(), Failure> {
         let text = serde_json::to_string_pretty(value)?;
-        println!("{text}");
+        crate::out!("{text}");
         Ok(())
     }
 
@@ -39,6 +43,32 @@ impl Context {
 }
 
 pub(crate) use spark_cloud::util::hex;
+
+/// `println!` for the tool's results: a reader that went away ends the process quietly (see the module docs).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(::std::format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout; a closed pipe exits with 0, any other failure with 1 and one line on stderr.
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("spark: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 /// Parse a number written in decimal or with a `0x` prefix.
 pub(crate) fn parse_u32(text: &str) -> Result<u32, String> {

@@ -19,6 +19,7 @@ use spark_dfu::host::proto::{FunctionalDescriptor, Setup, Status};
 use spark_dfu::host::runtime::{DetachOptions, DetachOutcome};
 use spark_dfu::host::{Event, Options, Summary, TransferError};
 use spark_dfu::ops::{self, OpError};
+use spark_dfu::platform::server_key::{ServerAddress, ServerKeyImage};
 use spark_dfu::platform::{Item, Platform, UsbId};
 use spark_dfu::sim::{Fault, SparkCore};
 use spark_dfu::transport::blocking::Transport;
@@ -42,6 +43,13 @@ pub(crate) struct Select {
     /// The device's USB serial number.
     #[arg(long)]
     serial: Option<String>,
+}
+
+impl Select {
+    /// Whether no device was named.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.usb_id.is_none() && self.serial.is_none()
+    }
 }
 
 fn parse_usb_id(text: &str) -> Result<UsbId, String> {
@@ -98,6 +106,12 @@ pub(crate) struct FlashArgs {
     /// Stay in DFU mode afterwards (the default for the factory image).
     #[arg(long)]
     no_leave: bool,
+    /// With `--cloud`: return once the cloud accepted the update instead of waiting for the device's outcome.
+    #[arg(long)]
+    no_wait: bool,
+    /// With `--cloud`: seconds to wait for the device's outcome.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    timeout: u64,
     /// Write even where the memory layout says no (dfu-util's `:force`).
     #[arg(long)]
     force: bool,
@@ -106,6 +120,24 @@ pub(crate) struct FlashArgs {
 }
 
 impl FlashArgs {
+    /// `flash --usb <path>` on the selected device, leaving DFU mode afterwards.
+    pub(crate) fn user_firmware(path: &Path, select: Select) -> Self {
+        FlashArgs {
+            cloud: false,
+            usb: true,
+            factory: false,
+            args: vec![path.display().to_string()],
+            verify: true,
+            no_verify: false,
+            leave: true,
+            no_leave: false,
+            no_wait: false,
+            timeout: 0,
+            force: false,
+            select,
+        }
+    }
+
     /// Whether this is an over-the-air flash.
     pub(crate) fn is_cloud(&self) -> bool {
         self.cloud
@@ -122,9 +154,10 @@ impl FlashArgs {
             ));
         }
         Ok(cloud::FlashArgs {
-            cloud: true,
             device,
             files,
+            no_wait: self.no_wait,
+            timeout: std::time::Duration::from_secs(self.timeout),
         })
     }
 }
@@ -226,7 +259,7 @@ fn parse_faults(text: &str) -> Result<Vec<(u32, Fault)>, Failure> {
 
 /// One listed device.
 #[derive(Debug, Clone, Serialize)]
-struct Listed {
+pub(crate) struct Listed {
     vendor: String,
     product: String,
     ver: String,
@@ -256,6 +289,35 @@ enum Source {
 }
 
 impl Listed {
+    /// Whether the device runs its firmware (a run-time DFU interface) rather than its DFU bootloader.
+    pub(crate) fn in_runtime(&self) -> bool {
+        self.mode == "runtime"
+    }
+
+    /// `Core 1d50:607f (serial SPARKSIM0001)`, for messages.
+    pub(crate) fn name(&self) -> String {
+        format!(
+            "{} {}:{}{}",
+            self.platform.unwrap_or("device"),
+            self.vendor,
+            self.product,
+            self.serial
+                .as_deref()
+                .map(|s| format!(" (serial {s})"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// One line for `usb list`.
+    pub(crate) fn summary(&self) -> String {
+        let mode = if self.in_runtime() {
+            "running its firmware"
+        } else {
+            "in DFU mode"
+        };
+        format!("{} at {}: {mode}", self.name(), self.path)
+    }
+
     fn platform(&self) -> Option<Platform> {
         Platform::from_dfu_usb(self.id).or_else(|| Platform::from_runtime_usb(self.id))
     }
@@ -332,7 +394,7 @@ fn sim_listing(path: PathBuf) -> Listed {
     }
 }
 
-fn list_devices() -> Result<Vec<Listed>, Failure> {
+pub(crate) fn list_devices() -> Result<Vec<Listed>, Failure> {
     if let Some(path) = sim_path() {
         return Ok(vec![sim_listing(path)]);
     }
@@ -373,7 +435,7 @@ fn list_devices() -> Result<Vec<Listed>, Failure> {
         .collect())
 }
 
-fn matches(d: &Listed, select: &Select) -> bool {
+pub(crate) fn matches(d: &Listed, select: &Select) -> bool {
     let id_ok = match select.usb_id {
         Some(id) => d.id == id,
         None => d.platform().is_some(),
@@ -406,12 +468,12 @@ fn dfu_list(ctx: &Context, select: &Select) -> Outcome {
         return ctx.print_json(&devices);
     }
     if devices.is_empty() {
-        println!("No DFU capable USB device available");
+        crate::out!("No DFU capable USB device available");
         return Ok(());
     }
     for d in &devices {
         for line in d.lines() {
-            println!("{line}");
+            crate::out!("{line}");
         }
     }
     Ok(())
@@ -426,7 +488,7 @@ pub(crate) fn dfu(ctx: &Context, command: DfuCommand) -> Outcome {
 }
 
 /// An open DFU interface: the simulated Core or a USB device.
-enum Link {
+pub(crate) enum Link {
     Sim { core: Box<SparkCore>, path: PathBuf },
     Usb(spark_dfu::usb::UsbTransport),
 }
@@ -471,7 +533,7 @@ impl Transport for Link {
 }
 
 /// The one device the selection names, its platform, and a short description for messages.
-fn choose(select: &Select) -> Result<(Listed, Platform), Failure> {
+pub(crate) fn choose(select: &Select) -> Result<(Listed, Platform), Failure> {
     let mut found: Vec<Listed> = list_devices()?
         .into_iter()
         .filter(|d| matches(d, select))
@@ -501,7 +563,7 @@ fn choose(select: &Select) -> Result<(Listed, Platform), Failure> {
 
 /// Opens the chosen device, in DFU mode (a run-time interface is detached first), runs `f`, and for the
 /// simulated Core saves its memory whatever `f` returned.
-fn with_device<T>(
+pub(crate) fn with_device<T>(
     select: &Select,
     f: impl FnOnce(&mut Link, Platform) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
@@ -572,13 +634,42 @@ fn detach(link: &mut Link, device: &Listed) -> Result<(), Failure> {
     }
 }
 
-/// Bytes moved, drawn on stderr unless `--json` or stderr is not a terminal.
-struct Progress {
+/// Bytes moved, drawn on stderr unless `--json` or stderr is not a terminal. Each phase (writing, reading back)
+/// counts from zero to the image size, so the bar never shows more than the image.
+pub(crate) struct Progress {
     bar: ProgressBar,
+    phases: std::cell::RefCell<Phases>,
+}
+
+/// Where the bar stands: the phase's name and the bytes done in it, out of `total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Phases {
+    total: u64,
+    name: &'static str,
+    done: u64,
+}
+
+impl Phases {
+    /// Counts one event; a new phase (writing after erasing, reading after writing) starts again from zero.
+    fn event(&mut self, e: &Event) {
+        let (name, len) = match *e {
+            Event::Erased { .. } => ("Erasing", 0),
+            Event::Written { len, .. } => ("Writing", u64::from(len)),
+            Event::Read { len, .. } => ("Reading", u64::from(len)),
+            Event::Leaving => ("Leaving", 0),
+            _ => return,
+        };
+        if name != self.name {
+            self.name = name;
+            self.done = 0;
+        }
+        self.done = (self.done + len).min(self.total);
+    }
 }
 
 impl Progress {
-    fn new(ctx: &Context, total: u64, message: &str) -> Self {
+    /// A bar for `total` bytes per phase, starting in phase `message`.
+    pub(crate) fn new(ctx: &Context, total: u64, message: &'static str) -> Self {
         let bar = if ctx.json || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
@@ -590,24 +681,27 @@ impl Progress {
             }
             bar
         };
-        bar.set_message(message.to_owned());
-        Self { bar }
+        bar.set_message(message);
+        let phases = Phases {
+            total,
+            name: message,
+            done: 0,
+        };
+        Self {
+            bar,
+            phases: std::cell::RefCell::new(phases),
+        }
     }
 
-    fn event(&self, e: Event) {
-        match e {
-            Event::Erased { .. } => self.bar.set_message("Erasing"),
-            Event::Written { len, .. } => {
-                self.bar.set_message("Writing");
-                self.bar.inc(u64::from(len));
-            }
-            Event::Read { len, .. } => {
-                self.bar.set_message("Reading");
-                self.bar.inc(u64::from(len));
-            }
-            Event::Leaving => self.bar.set_message("Leaving"),
-            _ => {}
+    pub(crate) fn event(&self, e: Event) {
+        let mut phases = self.phases.borrow_mut();
+        let before = phases.name;
+        phases.event(&e);
+        if phases.name != before {
+            self.bar.set_message(phases.name);
+            self.bar.reset();
         }
+        self.bar.set_position(phases.done);
     }
 }
 
@@ -618,7 +712,7 @@ impl Drop for Progress {
 }
 
 /// A failed operation as one line, with what was being done; device statuses with dfu-util's words.
-fn op_failure(what: &str, e: OpError) -> Failure {
+pub(crate) fn op_failure(what: &str, e: OpError) -> Failure {
     use spark_dfu::host::HostError;
     match e {
         OpError::Host(HostError::Device {
@@ -670,8 +764,7 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
         return Err(Failure("flash over USB takes exactly one file".into()));
     };
     let path = Path::new(file);
-    let bytes =
-        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::files::read(path, crate::files::IMAGE)?;
     let verify = !args.no_verify;
     let is_dfuse = bytes.starts_with(&dfuse::SIGNATURE);
     if is_dfuse && args.factory {
@@ -679,6 +772,7 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
             "--factory takes a plain binary; a DfuSe file says its own addresses".into(),
         ));
     }
+    check_file_before_device(path, &bytes, is_dfuse)?;
     // particle-cli leaves DFU mode after user firmware only.
     let leave = if args.no_leave {
         false
@@ -699,45 +793,9 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
     let name = path.display().to_string();
     let (summary, kind, regions, platform) = with_device(&args.select, |link, platform| {
         if is_dfuse {
-            let file = DfuseFile::parse(&bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
-            ops::check_dfuse_suffix(&file, platform)
-                .map_err(|e| Failure(format!("{name}: {e}")))?;
-            let regions: Vec<RegionReport> = ops::dfuse_regions(&file)
-                .iter()
-                .map(|r| region(r.alt, r.address, r.data.len()))
-                .collect();
-            let total: usize = regions.iter().map(|r| r.size).sum();
-            let progress = Progress::new(ctx, total as u64 * (1 + u64::from(verify)), "Writing");
-            let summary =
-                ops::flash_dfuse_file(link, platform, &file, options, |e| progress.event(e))
-                    .map_err(|e| op_failure("flash", e))?;
-            return Ok((summary, "dfuse", regions, platform));
+            return flash_dfuse(ctx, link, platform, &name, &bytes, options);
         }
-        let file = DfuFile::parse(&bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
-        ops::check_suffix(&file, platform).map_err(|e| Failure(format!("{name}: {e}")))?;
-        let image = file.firmware();
-        let place = platform
-            .location(item)
-            .ok_or_else(|| Failure(format!("the {} has no {item:?} place", platform.name())))?;
-        let progress = Progress::new(ctx, image.len() as u64 * (1 + u64::from(verify)), "Writing");
-        let on_event = |e| progress.event(e);
-        let summary = if args.factory {
-            ops::flash_factory_image(link, platform, image, options, on_event)
-        } else {
-            ops::flash_user_firmware(link, platform, image, options, on_event)
-        }
-        .map_err(|e| op_failure("flash", e))?;
-        let kind = if file.suffix().is_some() {
-            "dfu"
-        } else {
-            "bin"
-        };
-        Ok((
-            summary,
-            kind,
-            vec![region(place.alt, place.address, image.len())],
-            platform,
-        ))
+        flash_plain(ctx, link, platform, &name, &bytes, item, options)
     })?;
     let report = FlashReport {
         file: name,
@@ -754,19 +812,110 @@ pub(crate) fn flash(ctx: &Context, args: FlashArgs) -> Outcome {
         return ctx.print_json(&report);
     }
     for r in &report.regions {
-        println!(
+        crate::out!(
             "Wrote {} bytes to the {} at {} (alt {})",
-            r.size, report.platform, r.address, r.alt
+            r.size,
+            report.platform,
+            r.address,
+            r.alt
         );
     }
-    println!(
+    crate::out!(
         "{} pages erased{}{}",
         report.erased_pages,
         if verify { ", verified" } else { "" },
         if leave { ", left DFU mode" } else { "" }
     );
-    println!("Flash success!");
+    crate::out!("Flash success!");
     Ok(())
+}
+
+/// What a USB flash did: its counts, the file kind, the regions written, the platform.
+type Flashed = (Summary, &'static str, Vec<RegionReport>, Platform);
+
+/// Flashes a DfuSe file: its suffix checked against the device, each element to its alt setting.
+fn flash_dfuse(
+    ctx: &Context,
+    link: &mut Link,
+    platform: Platform,
+    name: &str,
+    bytes: &[u8],
+    options: Options,
+) -> Result<Flashed, Failure> {
+    let file = DfuseFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+    ops::check_dfuse_suffix(&file, platform).map_err(|e| Failure(format!("{name}: {e}")))?;
+    let regions: Vec<RegionReport> = ops::dfuse_regions(&file)
+        .iter()
+        .map(|r| region(r.alt, r.address, r.data.len()))
+        .collect();
+    let total: usize = regions.iter().map(|r| r.size).sum();
+    let progress = Progress::new(ctx, total as u64, "Writing");
+    let summary = ops::flash_dfuse_file(link, platform, &file, options, |e| progress.event(e))
+        .map_err(|e| op_failure("flash", e))?;
+    Ok((summary, "dfuse", regions, platform))
+}
+
+/// Flashes a plain image (or a DFU 1.0 file's firmware) as user firmware or the factory image.
+fn flash_plain(
+    ctx: &Context,
+    link: &mut Link,
+    platform: Platform,
+    name: &str,
+    bytes: &[u8],
+    item: Item,
+    options: Options,
+) -> Result<Flashed, Failure> {
+    let file = DfuFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+    ops::check_suffix(&file, platform).map_err(|e| Failure(format!("{name}: {e}")))?;
+    let image = file.firmware();
+    let place = platform
+        .location(item)
+        .ok_or_else(|| Failure(format!("the {} has no {item:?} place", platform.name())))?;
+    let progress = Progress::new(ctx, image.len() as u64, "Writing");
+    let on_event = |e| progress.event(e);
+    let summary = if item == Item::FactoryImage {
+        ops::flash_factory_image(link, platform, image, options, on_event)
+    } else {
+        ops::flash_user_firmware(link, platform, image, options, on_event)
+    }
+    .map_err(|e| op_failure("flash", e))?;
+    let kind = if file.suffix().is_some() {
+        "dfu"
+    } else {
+        "bin"
+    };
+    let regions = vec![region(place.alt, place.address, image.len())];
+    Ok((summary, kind, regions, platform))
+}
+
+/// What can be said of a file without a device: it parses, and a plain image is a firmware image of some
+/// platform (the platform's own checks follow once the device is known). A bad file is reported before USB is.
+fn check_file_before_device(path: &Path, bytes: &[u8], is_dfuse: bool) -> Outcome {
+    let name = path.display();
+    if is_dfuse {
+        DfuseFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+        return Ok(());
+    }
+    let file = DfuFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
+    firmware_check(path, file.firmware())
+}
+
+/// Whether `image` is firmware at all: a module whose checks pass, or a header-less image with a Core vector
+/// table; the reason in words when not.
+pub(crate) fn firmware_check(path: &Path, image: &[u8]) -> Outcome {
+    use spark_dfu::module::{self, Format};
+    let found = module::inspect(image, spark_dfu::platform::core_map::FIRMWARE);
+    match (found.first_failure(), found.format) {
+        (None, _) => Ok(()),
+        (Some(check), Format::Legacy { .. }) => Err(Failure(format!(
+            "{}: not a firmware image: {}",
+            path.display(),
+            check.failure()
+        ))),
+        (Some(check), Format::Module { .. }) => {
+            Err(Failure(format!("{}: {}", path.display(), check.failure())))
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -802,7 +951,7 @@ pub(crate) fn write_server_key(
 ) -> Result<DeviceWrite, Failure> {
     let item = Item::ServerPublicKey;
     with_device(select, |link, platform| {
-        let progress = Progress::new(ctx, image.len() as u64 * 2, "Writing");
+        let progress = Progress::new(ctx, image.len() as u64, "Writing");
         let summary = ops::write_item(link, platform, item, image, Options::default(), |e| {
             progress.event(e)
         })
@@ -811,11 +960,114 @@ pub(crate) fn write_server_key(
     })
 }
 
+/// Writes `der` as the device key, after saving the key the device held to `backup` (an erased region is no key:
+/// nothing saved). Returns whether the device held a key.
+pub(crate) fn replace_device_key(
+    ctx: &Context,
+    select: &Select,
+    der: &[u8],
+    backup: &Path,
+) -> Result<bool, Failure> {
+    let item = Item::DevicePrivateKey;
+    with_device(select, |link, platform| {
+        let room = platform.location(item).map_or(0, |p| u64::from(p.len));
+        let progress = Progress::new(ctx, room, "Reading");
+        let old = ops::read_item(link, platform, item, |e| progress.event(e))
+            .map_err(|e| op_failure("reading the device's key", e))?;
+        let had_key = !old.iter().all(|&b| b == 0xFF);
+        if had_key {
+            crate::output::write_private(backup, &old)
+                .map_err(|e| Failure(format!("cannot write {}: {e}", backup.display())))?;
+        }
+        let progress = Progress::new(ctx, room, "Writing");
+        let options = Options {
+            leave: true,
+            ..Options::default()
+        };
+        ops::write_device_key(link, platform, der, options, |e| progress.event(e))
+            .map_err(|e| op_failure("writing the key", e))?;
+        Ok(had_key)
+    })
+}
+
+#[derive(Serialize)]
+struct AddressReport {
+    host: Option<String>,
+    port: Option<u16>,
+    written: bool,
+}
+
+fn address_text(address: Option<ServerAddress<'_>>) -> Option<String> {
+    address.map(|a| match a {
+        ServerAddress::Ipv4(ip) => std::net::Ipv4Addr::from(ip).to_string(),
+        ServerAddress::Domain { name, .. } => String::from_utf8_lossy(name).into_owned(),
+    })
+}
+
+/// `spark keys address`: the address record of the device's server-key image, read, or rewritten with `host`.
+pub(crate) fn server_address(
+    ctx: &Context,
+    select: &Select,
+    host: Option<&str>,
+    port: Option<u16>,
+) -> Outcome {
+    let item = Item::ServerPublicKey;
+    let report = with_device(select, |link, platform| {
+        let format = platform
+            .server_key_format()
+            .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
+        let image = ops::read_item(link, platform, item, |_| {})
+            .map_err(|e| op_failure("reading the server key", e))?;
+        let image = &image[..format.len.min(image.len())];
+        let parsed = ServerKeyImage::parse(image, format)
+            .map_err(|e| Failure(format!("the device's server-key image: {e}")))?;
+        let Some(host) = host else {
+            return Ok(AddressReport {
+                host: address_text(parsed.address),
+                port: parsed.port,
+                written: false,
+            });
+        };
+        let address = match host.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) => ServerAddress::Ipv4(ip.octets()),
+            Err(_) => ServerAddress::Domain {
+                name: host.as_bytes(),
+                nul: true,
+            },
+        };
+        let mut out = vec![0u8; format.len];
+        let n = ServerKeyImage::emit(parsed.der, format, Some(address), port, &mut out)
+            .map_err(|e| Failure(format!("{host}: {e}")))?;
+        out.truncate(n);
+        ops::write_item(link, platform, item, &out, Options::default(), |_| {})
+            .map_err(|e| op_failure("writing the server address", e))?;
+        Ok(AddressReport {
+            host: Some(host.to_owned()),
+            port,
+            written: true,
+        })
+    })?;
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    let port = report
+        .port
+        .map(|p| format!(" port {p}"))
+        .unwrap_or_default();
+    match (&report.host, report.written) {
+        (Some(h), true) => crate::out!("The device now connects to {h}{port}"),
+        (Some(h), false) => crate::out!("The device connects to {h}{port}"),
+        (None, _) => {
+            crate::out!("No server address recorded: the device uses its firmware's default")
+        }
+    }
+    Ok(())
+}
+
 /// A private key file as the device stores it: PKCS#1 DER.
 fn device_key_der(path: &Path) -> Result<Vec<u8>, Failure> {
     use spark_protocol::crypto::keys::RsaPrivateKey;
-    let bytes =
-        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::files::read(path, crate::files::KEY)?;
     let bad = |e: &dyn std::fmt::Display| Failure(format!("{}: {e}", path.display()));
     match std::str::from_utf8(&bytes) {
         Ok(text) if text.contains("-----BEGIN") => {
@@ -842,6 +1094,8 @@ struct LoadReport {
     key: String,
     key_size: usize,
     backup: Option<String>,
+    /// Whether the device held a key before (known when it was read for the backup).
+    device_had_key: Option<bool>,
     device: DeviceWrite,
     left_dfu: bool,
 }
@@ -858,122 +1112,174 @@ struct SaveReport {
 
 /// `spark keys load|save`.
 pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
-    let item = Item::DevicePrivateKey;
     match command {
         DeviceKeyCommand::Load {
             key,
             leave,
             no_backup,
             select,
-        } => {
-            let der = device_key_der(&key)?;
-            let backup = (!no_backup).then(|| with_prefix(&key, "pre_"));
-            let device = with_device(&select, |link, platform| {
-                let room = platform.location(item).map_or(0, |p| p.len);
-                if let Some(backup) = &backup {
-                    let progress = Progress::new(ctx, u64::from(room), "Reading");
-                    let old = ops::read_item(link, platform, item, |e| progress.event(e))
-                        .map_err(|e| op_failure("saving the device's key", e))?;
-                    crate::output::write_private(backup, &old)
-                        .map_err(|e| Failure(format!("cannot write {}: {e}", backup.display())))?;
-                }
-                let progress = Progress::new(ctx, u64::from(room) * 2, "Writing");
-                let options = Options {
-                    leave,
-                    ..Options::default()
-                };
-                let summary =
-                    ops::write_device_key(link, platform, &der, options, |e| progress.event(e))
-                        .map_err(|e| op_failure("writing the key", e))?;
-                Ok(device_write(platform, item, &summary))
-            })?;
-            let report = LoadReport {
-                key: key.display().to_string(),
-                key_size: der.len(),
-                backup: backup.map(|b| b.display().to_string()),
-                device,
-                left_dfu: leave,
-            };
-            if ctx.json {
-                return ctx.print_json(&report);
-            }
-            if let Some(b) = &report.backup {
-                println!("Saved existing key to {b}");
-            }
-            println!(
-                "Loaded {} ({} bytes) to the {} at {} (alt {})",
-                report.key,
-                report.key_size,
-                report.device.platform,
-                report.device.address,
-                report.device.alt
-            );
-            println!("Saved!");
-            Ok(())
-        }
+        } => load_key(ctx, &key, leave, no_backup, &select),
         DeviceKeyCommand::Save {
             file,
             force,
             raw,
             select,
-        } => {
-            if file.exists() && !force {
-                return Err(Failure(format!(
-                    "{} exists; use --force to overwrite it",
-                    file.display()
-                )));
-            }
-            let (bytes, platform) = with_device(&select, |link, platform| {
-                let progress = Progress::new(
-                    ctx,
-                    platform.location(item).map_or(0, |p| u64::from(p.len)),
-                    "Reading",
-                );
-                let bytes = ops::read_item(link, platform, item, |e| progress.event(e))
-                    .map_err(|e| op_failure("reading the key", e))?;
-                Ok((bytes, platform))
-            })?;
-            let read = bytes.len();
-            let keep = if raw {
-                read
-            } else if bytes.iter().all(|&b| b == 0xFF) {
-                return Err(Failure(
-                    "the device holds no key (its key region is erased)".into(),
-                ));
-            } else {
-                spark_dfu::platform::server_key::der_len(&bytes).map_err(|e| {
-                    Failure(format!(
-                        "the device's key region holds no DER key ({e}); --raw saves it anyway"
-                    ))
-                })?
-            };
-            crate::output::write_private(&file, &bytes[..keep])
-                .map_err(|e| Failure(format!("cannot write {}: {e}", file.display())))?;
-            let place = platform.location(item);
-            let report = SaveReport {
-                file: file.display().to_string(),
-                platform: platform.name(),
-                alt: place.map_or(0, |p| p.alt),
-                address: format!("0x{:08x}", place.map_or(0, |p| p.address)),
-                read,
-                size: keep,
-            };
-            if ctx.json {
-                return ctx.print_json(&report);
-            }
-            println!(
-                "Read {} bytes at {} (alt {}) from the {}; saved {} bytes to {}",
-                report.read, report.address, report.alt, report.platform, report.size, report.file
-            );
-            println!("Saved!");
-            Ok(())
-        }
+        } => save_key(ctx, &file, force, raw, &select),
     }
+}
+
+/// `spark keys load`.
+fn load_key(ctx: &Context, key: &Path, leave: bool, no_backup: bool, select: &Select) -> Outcome {
+    let item = Item::DevicePrivateKey;
+    let der = device_key_der(key)?;
+    let backup = (!no_backup).then(|| with_prefix(key, "pre_"));
+    let mut saved = false;
+    let device = with_device(select, |link, platform| {
+        let room = platform.location(item).map_or(0, |p| p.len);
+        if let Some(backup) = &backup {
+            let progress = Progress::new(ctx, u64::from(room), "Reading");
+            let old = ops::read_item(link, platform, item, |e| progress.event(e))
+                .map_err(|e| op_failure("saving the device's key", e))?;
+            // An erased region (all 0xFF) is no key: there is nothing to keep.
+            if old.iter().all(|&b| b == 0xFF) {
+                saved = false;
+            } else {
+                crate::output::write_private(backup, &old)
+                    .map_err(|e| Failure(format!("cannot write {}: {e}", backup.display())))?;
+                saved = true;
+            }
+        }
+        let progress = Progress::new(ctx, u64::from(room), "Writing");
+        let options = Options {
+            leave,
+            ..Options::default()
+        };
+        let summary = ops::write_device_key(link, platform, &der, options, |e| progress.event(e))
+            .map_err(|e| op_failure("writing the key", e))?;
+        Ok(device_write(platform, item, &summary))
+    })?;
+    let report = LoadReport {
+        key: key.display().to_string(),
+        key_size: der.len(),
+        device_had_key: backup.is_some().then_some(saved),
+        backup: backup.filter(|_| saved).map(|b| b.display().to_string()),
+        device,
+        left_dfu: leave,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    match (&report.backup, report.device_had_key) {
+        (Some(b), _) => crate::out!("Saved existing key to {b}"),
+        (None, Some(false)) => {
+            crate::out!("No key on the device (its key region was erased); nothing saved")
+        }
+        _ => {}
+    }
+    crate::out!(
+        "Loaded {} ({} bytes) to the {} at {} (alt {})",
+        report.key,
+        report.key_size,
+        report.device.platform,
+        report.device.address,
+        report.device.alt
+    );
+    crate::out!("Saved!");
+    Ok(())
+}
+
+/// `spark keys save`.
+fn save_key(ctx: &Context, file: &Path, force: bool, raw: bool, select: &Select) -> Outcome {
+    let item = Item::DevicePrivateKey;
+    if file.exists() && !force {
+        return Err(Failure(format!(
+            "{} exists; use --force to overwrite it",
+            file.display()
+        )));
+    }
+    let (bytes, platform) = with_device(select, |link, platform| {
+        let progress = Progress::new(
+            ctx,
+            platform.location(item).map_or(0, |p| u64::from(p.len)),
+            "Reading",
+        );
+        let bytes = ops::read_item(link, platform, item, |e| progress.event(e))
+            .map_err(|e| op_failure("reading the key", e))?;
+        Ok((bytes, platform))
+    })?;
+    let read = bytes.len();
+    let keep = if raw {
+        read
+    } else if bytes.iter().all(|&b| b == 0xFF) {
+        return Err(Failure(
+            "the device holds no key (its key region is erased)".into(),
+        ));
+    } else {
+        spark_dfu::platform::server_key::der_len(&bytes).map_err(|e| {
+            Failure(format!(
+                "the device's key region holds no DER key ({e}); --raw saves it anyway"
+            ))
+        })?
+    };
+    crate::output::write_private(file, &bytes[..keep])
+        .map_err(|e| Failure(format!("cannot write {}: {e}", file.display())))?;
+    let place = platform.location(item);
+    let report = SaveReport {
+        file: file.display().to_string(),
+        platform: platform.name(),
+        alt: place.map_or(0, |p| p.alt),
+        address: format!("0x{:08x}", place.map_or(0, |p| p.address)),
+        read,
+        size: keep,
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    crate::out!(
+        "Read {} bytes at {} (alt {}) from the {}; saved {} bytes to {}",
+        report.read,
+        report.address,
+        report.alt,
+        report.platform,
+        report.size,
+        report.file
+    );
+    crate::out!("Saved!");
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_each_phase_up_to_the_image_size() {
+        let mut p = Phases {
+            total: 2048,
+            name: "Writing",
+            done: 0,
+        };
+        p.event(&Event::Erased {
+            address: 0,
+            size: 1024,
+        });
+        assert_eq!((p.name, p.done), ("Erasing", 0));
+        for address in [0, 1024] {
+            p.event(&Event::Written { address, len: 1024 });
+        }
+        assert_eq!((p.name, p.done), ("Writing", 2048));
+        // Reading back starts again from zero: the bar never shows twice the image.
+        p.event(&Event::Read {
+            address: 0,
+            len: 1024,
+        });
+        assert_eq!((p.name, p.done), ("Reading", 1024));
+        p.event(&Event::Read {
+            address: 1024,
+            len: 1024,
+        });
+        assert_eq!((p.name, p.done), ("Reading", 2048));
+    }
 
     #[test]
     fn usb_ids_and_faults_parse() {

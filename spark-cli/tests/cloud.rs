@@ -258,18 +258,35 @@ fn token_list_create_delete_use_basic_auth() {
     assert_eq!(stderr(&bad).trim_end().lines().count(), 1);
 }
 
+/// A header-less Core application of `len` bytes that passes the bootloader's checks: stack at the top of the
+/// Core's SRAM, reset vector a Thumb address inside the image at 0x08005000.
+fn core_image(len: usize, filler: &[u8]) -> Vec<u8> {
+    let mut image = Vec::with_capacity(len);
+    for word in [0x2000_5000u32, 0x0800_5101, 0, 0] {
+        image.extend_from_slice(&word.to_le_bytes());
+    }
+    while image.len() < len {
+        image.extend_from_slice(filler);
+    }
+    image.truncate(len);
+    image
+}
+
 #[test]
 fn flash_cloud_sends_a_binary_sources_or_an_app_name() {
     let cloud = Cloud::start();
     let home = logged_in(&cloud);
     let bin = home.path().join("app.bin");
-    std::fs::write(&bin, b"\x00\x50\x00\x20firmware-bytes").unwrap();
+    std::fs::write(&bin, core_image(1024, b"firmware-bytes")).unwrap();
     let out = cloud.spark(
         home.path(),
         &["flash", "--cloud", CORE, bin.to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "Flash device OK: Update started");
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("Flash device OK: {CORE} updated with app.bin")
+    );
     let put = &cloud.requests_to("PUT", &format!("/v1/devices/{CORE}"))[0];
     let body = String::from_utf8_lossy(&put.body);
     assert!(
@@ -280,12 +297,104 @@ fn flash_cloud_sends_a_binary_sources_or_an_app_name() {
         home.path(),
         &["flash", "--cloud", "kitchen", "tinker", "--json"],
     ));
-    assert_eq!(app["status"], "Update started");
+    assert_eq!(app["status"], "success");
+    assert_eq!(app["kind"], "app");
+    assert_eq!(app["what"], "tinker");
     let put = &cloud.requests_to("PUT", "/v1/devices/kitchen")[0];
     assert_eq!(put.field("app").as_deref(), Some("tinker"));
-    // --cloud is required: there is no USB path in this build.
+    // --cloud or --usb is required.
     let out = cloud.spark(home.path(), &["flash", CORE, "tinker"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+}
+
+#[test]
+fn flash_cloud_reports_the_devices_outcome_with_the_exit_code() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let bin = home.path().join("app.bin");
+    std::fs::write(&bin, core_image(1024, support::REFUSE_MARKER)).unwrap();
+    let out = cloud.spark(
+        home.path(),
+        &["flash", "--cloud", CORE, bin.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["status"], "failed");
+    assert!(
+        report["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed app.bin"),
+        "{report}"
+    );
+    let fields = report.as_object().unwrap();
+    assert!(
+        fields.values().all(|v| !v.is_null()),
+        "no null fields: {report}"
+    );
+    assert!(
+        stderr(&out).contains("the update failed"),
+        "{}",
+        stderr(&out)
+    );
+    // --no-wait returns once the cloud accepted the update.
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "flash",
+            "--cloud",
+            CORE,
+            bin.to_str().unwrap(),
+            "--no-wait",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["status"], "started");
+    assert!(report.get("outcome").is_none(), "{report}");
+}
+
+#[test]
+fn flash_cloud_checks_the_file_before_sending_it() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let garbage = home.path().join("garbage.bin");
+    std::fs::write(&garbage, [0x5Au8; 2048]).unwrap();
+    let out = cloud.spark(
+        home.path(),
+        &["flash", "--cloud", CORE, garbage.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("garbage.bin: not a firmware image: "), "{err}");
+    assert!(
+        !err.contains("Some(") && !err.contains("Stack"),
+        "words, not Rust names: {err}"
+    );
+    let missing = home.path().join("nope.bin");
+    let out = cloud.spark(
+        home.path(),
+        &["flash", "--cloud", CORE, missing.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read") && err.contains("nope.bin"),
+        "{err}"
+    );
+    let out = cloud.spark(home.path(), &["flash", "--cloud", CORE, "nope.bin"]);
+    assert!(
+        stderr(&out).contains("cannot read nope.bin"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        cloud
+            .requests_to("PUT", &format!("/v1/devices/{CORE}"))
+            .is_empty(),
+        "nothing was sent"
+    );
 }
 
 #[test]
@@ -345,4 +454,259 @@ fn logout_forgets_the_token_but_keeps_the_rest() {
     let out = cloud.spark(home.path(), &["get", CORE, "temperature"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not logged in"));
+}
+
+/// `spark list | head -1`: the reader goes away; the tool stops quietly (exit 0, nothing on stderr).
+#[test]
+fn a_closed_pipe_ends_the_tool_quietly() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spark"))
+        .arg("list")
+        .env("HOME", home.path())
+        .env("SPARK_API_URL", cloud.url())
+        .env_remove("PARTICLE_ACCESS_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the tool has its answer from the cloud (it writes only after the HTTP round trips).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no panic message");
+}
+
+#[test]
+fn keys_send_provisions_the_public_half_of_a_device_key() {
+    use spark_protocol::crypto::keys::RsaPrivateKey;
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let pem = include_str!("fixtures/device_a.pem");
+    let private = RsaPrivateKey::from_pem(pem).unwrap();
+    let expected = private.public_key().to_spki_pem().unwrap();
+    let files = [
+        ("device.pem", pem.as_bytes().to_vec()),
+        ("device.der", private.to_pkcs1_der().to_vec()),
+        ("device.pub.pem", expected.as_bytes().to_vec()),
+    ];
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        let path = home.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = cloud.spark(
+            home.path(),
+            &["keys", "send", CORE, path.to_str().unwrap(), "--json"],
+        );
+        let report = json(&out);
+        assert_eq!(report["device"], CORE);
+        assert_eq!(report["key_bits"], 1024);
+        let sent = &cloud.requests_to("POST", &format!("/v1/provisioning/{CORE}"))[i];
+        assert_eq!(
+            sent.field("publicKey").as_deref(),
+            Some(expected.as_str()),
+            "{name}"
+        );
+        assert_eq!(sent.field("deviceID").as_deref(), Some(CORE));
+        assert!(
+            !String::from_utf8_lossy(&sent.body).contains("PRIVATE"),
+            "the private key never leaves"
+        );
+    }
+    let junk = home.path().join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let out = cloud.spark(home.path(), &["keys", "send", CORE, junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("junk.pem: not an RSA key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn whoami_names_the_account() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(home.path(), &["whoami"]);
+    assert_eq!(stdout(&out).trim(), USER);
+    let r = json(&cloud.spark(home.path(), &["whoami", "--json"]));
+    assert_eq!(r["username"], USER);
+    let out = cloud.spark(home.path(), &["whoami", "--token", "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn function_and_variable_lists_show_the_online_devices() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let f = json(&cloud.spark(home.path(), &["function", "list", "--json"]));
+    assert_eq!(
+        f.as_array().unwrap().len(),
+        1,
+        "only the online device: {f}"
+    );
+    assert_eq!(f[0]["device"], CORE);
+    assert_eq!(
+        f[0]["functions"],
+        serde_json::json!(["brew", "digitalwrite"])
+    );
+    let text = stdout(&cloud.spark(home.path(), &["function", "list"]));
+    assert!(
+        text.contains("kitchen (") && text.contains("  int brew(String args)"),
+        "{text}"
+    );
+    let v = json(&cloud.spark(home.path(), &["variable", "list", "--json"]));
+    assert_eq!(v[0]["variables"]["temperature"], "double");
+    let text = stdout(&cloud.spark(home.path(), &["variable", "list"]));
+    assert!(text.contains("  temperature (double)"), "{text}");
+}
+
+#[test]
+fn variable_monitor_reads_until_the_count() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "variable",
+            "monitor",
+            CORE,
+            "temperature",
+            "--delay",
+            "10",
+            "--count",
+            "3",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "21.5\n21.5\n21.5\n");
+    assert_eq!(
+        cloud
+            .requests_to("GET", &format!("/v1/devices/{CORE}/temperature"))
+            .len(),
+        3
+    );
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "variable",
+            "monitor",
+            CORE,
+            "temperature",
+            "--delay",
+            "10",
+            "--count",
+            "2",
+            "--json",
+        ],
+    );
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["result"], 21.5);
+}
+
+#[test]
+fn device_add_remove_rename_use_the_api() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let r = json(&cloud.spark(home.path(), &["device", "add", support::OFFLINE, "--json"]));
+    assert_eq!(r["action"], "added");
+    let claim = &cloud.requests_to("POST", "/v1/devices")[0];
+    assert_eq!(claim.field("id").as_deref(), Some(support::OFFLINE));
+    let out = cloud.spark(home.path(), &["device", "add", "0123456789abcdef01234567"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("belongs to someone else"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cloud.spark(home.path(), &["device", "rename", CORE, "pantry"]);
+    assert_eq!(stdout(&out).trim(), format!("Renamed {CORE} to pantry"));
+    let put = &cloud.requests_to("PUT", &format!("/v1/devices/{CORE}"))[0];
+    assert_eq!(put.field("name").as_deref(), Some("pantry"));
+    let out = cloud.spark(home.path(), &["device", "remove", CORE]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        cloud
+            .requests_to("DELETE", &format!("/v1/devices/{CORE}"))
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn webhook_create_list_delete() {
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let created = json(&cloud.spark(
+        home.path(),
+        &[
+            "webhook",
+            "create",
+            "motion",
+            "https://example.com/m",
+            "--device",
+            CORE,
+            "--json",
+        ],
+    ));
+    assert_eq!(created["id"], "hook2");
+    let post = &cloud.requests_to("POST", "/v1/webhooks")[0];
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(body["event"], "motion");
+    assert_eq!(body["url"], "https://example.com/m");
+    assert_eq!(body["deviceid"], CORE);
+    let text = stdout(&cloud.spark(home.path(), &["webhook", "list"]));
+    assert_eq!(
+        text.trim(),
+        "hook1: POST \"temperature\" -> https://example.com/t"
+    );
+    let out = cloud.spark(home.path(), &["webhook", "delete", "hook1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cloud.spark(home.path(), &["webhook", "delete", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn keys_doctor_writes_a_new_key_over_dfu_and_sends_it() {
+    use spark_protocol::crypto::keys::RsaPrivateKey;
+    let cloud = Cloud::start();
+    let home = logged_in(&cloud);
+    let state = home.path().join("core.sim");
+    let doctor = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_spark"))
+            .args(["keys", "doctor", CORE, "--json"])
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("SPARK_API_URL", cloud.url())
+            .env("SPARK_DFU_SIM", &state)
+            .env_remove("PARTICLE_ACCESS_TOKEN")
+            .env_remove("SPARK_DFU_SIM_MODE")
+            .env_remove("SPARK_DFU_SIM_FAULT")
+            .output()
+            .unwrap()
+    };
+    let first = json(&doctor());
+    assert!(
+        first["backup"].is_null(),
+        "a blank device had no key: {first}"
+    );
+    let pem = std::fs::read_to_string(home.path().join(format!("{CORE}_new.pem"))).unwrap();
+    let key = RsaPrivateKey::from_pem(&pem).unwrap();
+    // On the simulated Core: its key region (SPI 0x2000) holds the new key's DER.
+    let sim = std::fs::read(&state).unwrap();
+    let region = &sim[8 + 0x2_0000 + 0x2000..][..1024];
+    let der = key.to_pkcs1_der();
+    assert_eq!(&region[..der.len()], &der[..]);
+    // The cloud got its public half.
+    let sent = &cloud.requests_to("POST", &format!("/v1/provisioning/{CORE}"))[0];
+    let expected = key.public_key().to_spki_pem().unwrap();
+    assert_eq!(sent.field("publicKey").as_deref(), Some(expected.as_str()));
+    // Again: the key the device held is saved first.
+    let second = json(&doctor());
+    let backup = home.path().join(second["backup"].as_str().unwrap());
+    assert_eq!(&std::fs::read(backup).unwrap()[..der.len()], &der[..]);
 }

@@ -7,7 +7,7 @@
 //! in which Cores planned over the air refuse the update, or in which a USB flash fails mid-transfer (that Core
 //! stays in DFU mode on its old service pack).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -327,4 +327,54 @@ fn a_usb_flash_that_fails_mid_transfer_fails_the_run_and_boots_nothing() {
     // The DfuSe file is still there for dfu-util.
     let kept = std::fs::read(dir.path().join("synthetic_deep_update.dfu")).unwrap();
     assert!(DfuseFile::parse(&kept).is_ok());
+}
+
+#[test]
+fn each_run_gets_its_own_folder_unless_out_is_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |json: bool| {
+        let mut args = vec![
+            "demo",
+            "--count",
+            "1",
+            "--unreliable",
+            "0",
+            "--patched",
+            "1",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_spark"))
+            .args(&args)
+            .env("TMPDIR", tmp.path())
+            .output()
+            .expect("run spark");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let folder = |stdout: &str| {
+        let report: Value = serde_json::from_str(stdout).unwrap();
+        PathBuf::from(report["summary"]["out_dir"].as_str().unwrap())
+    };
+    let first = folder(&run(true));
+    let second = folder(&run(true));
+    assert_ne!(first, second, "a fresh folder per run");
+    for dir in [&first, &second] {
+        assert!(
+            dir.is_dir() && dir.starts_with(tmp.path()),
+            "{}",
+            dir.display()
+        );
+    }
+    let text = run(false);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("files: {}", tmp.path().display()))),
+        "the folder is printed: {text}"
+    );
 }

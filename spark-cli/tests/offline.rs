@@ -73,7 +73,15 @@ fn binary_inspect_reports_a_corrupted_crc() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.bin");
     std::fs::write(&path, &bytes).unwrap();
-    let r = json(&["binary", "inspect", s(&path), "--json"]);
+    let out = spark(&["binary", "inspect", s(&path), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed check fails the command"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("the CRC does not match"), "{err}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("the report still comes");
     assert_eq!(r["crc"]["ok"], false);
     assert_ne!(r["crc"]["stored"], r["crc"]["computed"]);
     assert_eq!(r["checks"]["crc"], false);
@@ -374,4 +382,164 @@ fn cc3000_plan_from_two_images_and_a_refused_pair() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim_end().lines().count(), 1);
     assert!(err.contains("refuses"), "{err}");
+}
+
+#[test]
+fn binary_inspect_fails_on_files_that_are_not_firmware() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut random = vec![0u8; 4096];
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for b in &mut random {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    for (name, bytes) in [
+        ("empty.bin", Vec::new()),
+        ("three.bin", vec![1, 2, 3]),
+        ("random.bin", random),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let out = spark(&["binary", "inspect", s(&path)]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.contains("legacy Core image"), "{name}: {text}");
+        assert!(text.contains("Not a firmware image"), "{name}: {text}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(&format!("{name}: not a firmware image: ")),
+            "{err}"
+        );
+        assert!(!err.contains("Some(") && !err.contains("Stack"), "{err}");
+        let out = spark(&["binary", "inspect", s(&path), "--json"]);
+        assert_eq!(out.status.code(), Some(1));
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["format"], "not_firmware");
+        assert_eq!(r["ok"], false);
+    }
+}
+
+#[test]
+fn dfu_pack_refuses_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let packed = dir.path().join("out.dfu");
+    let arg = format!("0x08005000:{}", s(&empty));
+    let out = spark(&["dfu", "pack", "-b", &arg, "-o", s(&packed)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("empty.bin is empty"), "{err}");
+    assert!(!packed.exists());
+}
+
+/// Files far larger than any device holds are refused from their size, before they are read.
+#[test]
+fn huge_files_are_refused_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.bin");
+    // Sparse: 1 GiB on paper, nothing on disk.
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let h = s(&huge);
+    for args in [
+        &["binary", "inspect", h][..],
+        &["dfu", "inspect", h],
+        &["cc3000", "inspect", h],
+        &["cc3000", "plan", h],
+        &["keys", "load", h],
+        &["flash", "--usb", h],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_spark"))
+            .args(args)
+            .env("SPARK_DFU_SIM", dir.path().join("core.sim"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("huge.bin: 1073741824 bytes is larger than any"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("not read"), "{err}");
+    }
+}
+
+#[test]
+fn offline_commands_take_no_cloud_options() {
+    let out = spark(&[
+        "binary",
+        "inspect",
+        "x.bin",
+        "--api-url",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let help = String::from_utf8(spark(&["binary", "inspect", "--help"]).stdout).unwrap();
+    assert!(
+        !help.contains("--api-url") && !help.contains("--token"),
+        "{help}"
+    );
+    let help = String::from_utf8(spark(&["list", "--help"]).stdout).unwrap();
+    assert!(
+        help.contains("--api-url") && help.contains("--token"),
+        "{help}"
+    );
+}
+
+#[test]
+fn exit_codes_are_documented_and_kept() {
+    let help = String::from_utf8(spark(&["--help"]).stdout).unwrap();
+    assert!(
+        help.contains("Exit status: 0 on success; 1 when a command fails"),
+        "{help}"
+    );
+    assert!(help.contains("2 for a usage error"), "{help}");
+    assert_eq!(spark(&["no-such-command"]).status.code(), Some(2));
+    assert_eq!(spark(&["binary", "inspect"]).status.code(), Some(2));
+    assert_eq!(
+        spark(&["binary", "inspect", "/nonexistent/x.bin"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn cc3000_inspect_summarises_first_and_lists_records_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("deep.bin");
+    let bytes = spark_vcore::image::synthetic_deep_update(spark_cc3000::ServicePack::SP_1_28);
+    std::fs::write(&image, bytes).unwrap();
+    let out = spark(&["cc3000", "inspect", s(&image)]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].starts_with(" 2 CC3000 image(s) embedded: "),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("driver patch") && lines[1].contains("firmware patch"),
+        "{text}"
+    );
+    assert!(lines.len() < 20, "a summary, not every record: {text}");
+    let r = json(&["cc3000", "inspect", s(&image), "--json"]);
+    let records: usize = r["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["layout"].as_array().unwrap().len())
+        .sum();
+    let out = spark(&["cc3000", "inspect", s(&image), "--records"]);
+    let listed = String::from_utf8(out.stdout).unwrap().lines().count();
+    assert_eq!(
+        listed,
+        lines.len() - 1 + records,
+        "one more line per record"
+    );
 }

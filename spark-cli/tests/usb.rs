@@ -344,11 +344,10 @@ fn keys_load_then_save_round_trips() {
     let r = rig.json(&["keys", "load", "core.pem", "--json"]);
     assert_eq!(r["key_size"].as_u64().unwrap() as usize, der.len());
     assert_eq!(r["device"]["address"], "0x00002000");
-    // The key held before (an erased region here) was saved first, as spark-cli did.
-    assert_eq!(
-        std::fs::read(rig.path("pre_core.pem")).unwrap(),
-        [0xFF; 1024]
-    );
+    // An erased key region is no key: nothing is saved, and the report says so.
+    assert_eq!(r["device_had_key"], false);
+    assert!(r["backup"].is_null(), "{r}");
+    assert!(!rig.path("pre_core.pem").exists());
     // On the device: the DER, then 0xFF up to 1024 bytes.
     let region = rig.memory(0x2000, 1024);
     assert_eq!(&region[..der.len()], &der[..]);
@@ -360,6 +359,12 @@ fn keys_load_then_save_round_trips() {
     rig.refused(&["keys", "save", "saved.der"], None);
     rig.json(&["keys", "save", "saved.der", "--force", "--raw", "--json"]);
     assert_eq!(std::fs::read(rig.path("saved.der")).unwrap(), region);
+    // Over a key, the key held before is saved first, as spark-cli did.
+    let out = rig.run(&["keys", "load", "core.pem"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Saved existing key to"), "{text}");
+    assert_eq!(std::fs::read(rig.path("pre_core.pem")).unwrap(), region);
     // A DER file loads the same way.
     std::fs::write(rig.path("again.der"), &der[..]).unwrap();
     rig.json(&["keys", "load", "again.der", "--no-backup", "--json"]);
@@ -393,4 +398,166 @@ fn a_device_in_run_time_mode_is_detached_first() {
         err.contains("cannot switch the device to DFU mode"),
         "{err}"
     );
+}
+
+#[test]
+fn keys_load_on_an_erased_device_says_there_was_no_key() {
+    let rig = Rig::new();
+    std::fs::write(rig.path("core.pem"), include_str!("fixtures/device_a.pem")).unwrap();
+    let out = rig.run(&["keys", "load", "core.pem"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("No key on the device"), "{text}");
+    assert!(!text.contains("Saved existing key"), "{text}");
+    assert!(!rig.path("pre_core.pem").exists());
+}
+
+#[test]
+fn flash_usb_checks_the_file_before_looking_for_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(&garbage, [0x5Au8; 4096]).unwrap();
+    // No simulated Core and (in CI) no USB device: the file is what is wrong, and that is what is said.
+    let out = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args(["flash", "--usb", s(&garbage)])
+        .env_remove("SPARK_DFU_SIM")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("garbage.bin: not a firmware image: "), "{err}");
+    assert!(!err.contains("USB") && !err.contains("DFU device"), "{err}");
+}
+
+#[test]
+fn update_writes_the_deep_update_and_says_where_to_get_it() {
+    let rig = Rig::new();
+    let image = spark_vcore::image::synthetic_deep_update(spark_cc3000::ServicePack::SP_1_28);
+    std::fs::write(rig.path("deep_update.bin"), &image).unwrap();
+    let out = rig.run(&["update", "--image", "deep_update.bin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Flash success!") && text.contains("patches its CC3000"),
+        "{text}"
+    );
+    assert_eq!(rig.memory(0x0800_5000, image.len()), image);
+    // No image: where to get Spark's.
+    let err = rig.refused(&["update"], None);
+    assert!(
+        err.contains("deep_update_2014_06.bin") && err.contains("--image"),
+        "{err}"
+    );
+    let err = rig.refused(&["update", "--image", "missing.bin"], None);
+    assert!(
+        err.contains("cannot read missing.bin") && err.contains("npm"),
+        "{err}"
+    );
+    // A Core application without a service pack is not a deep update.
+    let mut plain = vec![0u8; 1024];
+    for (i, w) in [0x2000_5000u32, 0x0800_5101, 0, 0].iter().enumerate() {
+        plain[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    std::fs::write(rig.path("plain.bin"), &plain).unwrap();
+    let err = rig.refused(&["update", "--image", "plain.bin"], None);
+    assert!(err.contains("not a deep update"), "{err}");
+}
+
+#[test]
+fn usb_list_dfu_and_reset_move_the_core_between_modes() {
+    let mut rig = Rig::new();
+    let listed = rig.json(&["usb", "list", "--json"]);
+    assert_eq!(listed[0]["mode"], "dfu");
+    // A Core running its firmware shows its USB serial port too.
+    let out = Command::new(env!("CARGO_BIN_EXE_spark"))
+        .args(["usb", "list", "--json"])
+        .env("SPARK_DFU_SIM", rig.state())
+        .env("SPARK_SERIAL_PORTS", "/dev/ttyACM7")
+        .output()
+        .unwrap();
+    let both: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(both[1]["mode"], "serial");
+    assert_eq!(both[1]["path"], "/dev/ttyACM7");
+    assert_eq!(listed[0]["platform"], "Core");
+    let text = String::from_utf8(rig.run(&["usb", "list"]).stdout).unwrap();
+    assert!(
+        text.contains("Core 1d50:607f") && text.contains("in DFU mode"),
+        "{text}"
+    );
+    // In DFU mode: `usb dfu` has nothing to do, `usb reset` sends the leave request.
+    assert_eq!(rig.json(&["usb", "dfu", "--json"])["was"], "dfu");
+    let r = rig.json(&["usb", "reset", "--json"]);
+    assert_eq!(
+        (r["was"].as_str(), r["now"].as_str()),
+        (Some("dfu"), Some("runtime"))
+    );
+    // Running its firmware (run-time USB ids): `usb dfu` detaches it, `usb reset` refuses.
+    rig.runtime = true;
+    let listed = rig.json(&["usb", "list", "--json"]);
+    assert_eq!(listed[0]["mode"], "runtime");
+    assert_eq!(listed[0]["product"], "607d");
+    let r = rig.json(&["usb", "dfu", "--json"]);
+    assert_eq!(
+        (r["was"].as_str(), r["now"].as_str()),
+        (Some("runtime"), Some("dfu"))
+    );
+    let err = rig.refused(&["usb", "reset"], None);
+    assert!(err.contains("not in DFU mode"), "{err}");
+    // A detach the device does not answer is one line.
+    let err = rig.refused(&["usb", "dfu"], Some("1:usb"));
+    assert!(err.contains("DFU mode"), "{err}");
+}
+
+#[test]
+fn keys_address_reads_and_rewrites_the_server_address() {
+    let rig = Rig::new();
+    // Nothing written yet: the region is erased.
+    let err = rig.refused(&["keys", "address"], None);
+    assert!(err.contains("server-key image"), "{err}");
+    let out = rig.run(&["keys", "new", "srv", "--json"]);
+    assert!(out.status.success());
+    rig.json(&[
+        "keys",
+        "server",
+        "srv.pub.pem",
+        "--host",
+        "10.0.0.1",
+        "--port",
+        "5683",
+        "--json",
+    ]);
+    let key_before = rig.memory(0x1000, 384);
+    let r = rig.json(&["keys", "address", "--json"]);
+    assert_eq!(
+        (r["host"].as_str(), r["port"].as_u64()),
+        (Some("10.0.0.1"), Some(5683))
+    );
+    assert_eq!(r["written"], false);
+    let r = rig.json(&[
+        "keys",
+        "address",
+        "--host",
+        "cloud.example.com",
+        "--port",
+        "5684",
+        "--json",
+    ]);
+    assert_eq!(r["written"], true);
+    let text = String::from_utf8(rig.run(&["keys", "address"]).stdout).unwrap();
+    assert_eq!(
+        text.trim(),
+        "The device connects to cloud.example.com port 5684"
+    );
+    assert_eq!(rig.memory(0x1000, 384), key_before, "the key is kept");
+    let record = rig.memory(0x1000 + 384, 20);
+    assert_eq!(&record[..2], &[0x01, 17]);
+    assert_eq!(&record[2..19], b"cloud.example.com");
 }

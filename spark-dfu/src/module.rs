@@ -283,6 +283,43 @@ pub enum Check {
     ExceptionVectorsInImage,
 }
 
+impl core::fmt::Display for Check {
+    /// The check in words, as a person reads it in a report ("the CRC matches").
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::ModuleLength => "the module length matches its header",
+            Self::Crc => "the CRC matches",
+            Self::SuffixSize => "the module suffix is well formed",
+            Self::Sha256 => "the SHA-256 matches",
+            Self::LegacySize => "the size fits the Core's application region",
+            Self::StackInSram => "the initial stack pointer is in SRAM",
+            Self::StackInCoreSram => "the initial stack pointer is in the Core's 20 KiB of SRAM",
+            Self::ResetInImage => "the reset vector points into the image",
+            Self::ExceptionVectorsInImage => "the NMI and HardFault vectors point into the image",
+        })
+    }
+}
+
+impl Check {
+    /// What a failure of this check means, in words ("the CRC does not match").
+    #[must_use]
+    pub fn failure(self) -> &'static str {
+        match self {
+            Self::ModuleLength => "the module length does not match its header",
+            Self::Crc => "the CRC does not match",
+            Self::SuffixSize => "the module suffix is malformed",
+            Self::Sha256 => "the SHA-256 does not match",
+            Self::LegacySize => "the size does not fit the Core's application region",
+            Self::StackInSram => "the initial stack pointer is not in SRAM",
+            Self::StackInCoreSram => {
+                "the initial stack pointer is outside the Core's 20 KiB of SRAM"
+            }
+            Self::ResetInImage => "the reset vector does not point into the image",
+            Self::ExceptionVectorsInImage => "the NMI or HardFault vector points outside the image",
+        }
+    }
+}
+
 /// Every check, in report order.
 pub const CHECKS: [Check; 9] = [
     Check::ModuleLength,
@@ -512,8 +549,20 @@ pub enum FirmwareError {
         region_start: u32,
     },
     /// A header-less image failed a legacy check (or the platform requires module info).
-    #[error("not a firmware image for this place ({0:?} failed)")]
+    #[error("not a firmware image{}", NotFirmwareDetail(.0))]
     NotFirmware(Option<Check>),
+}
+
+/// The reason after "not a firmware image": the check that failed, in words.
+struct NotFirmwareDetail<'a>(&'a Option<Check>);
+
+impl core::fmt::Display for NotFirmwareDetail<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self.0 {
+            Some(check) => write!(f, ": {}", check.failure()),
+            None => f.write_str(" for this platform (it has no module header)"),
+        }
+    }
 }
 
 /// An image cleared for writing.
@@ -629,6 +678,22 @@ pub fn check_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_told_in_words() {
+        extern crate std;
+        use std::string::ToString;
+        let garbage = [0x5Au8; 512];
+        let refused = check_for(&garbage, Platform::Core, Item::UserFirmware).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "not a firmware image: the initial stack pointer is not in SRAM"
+        );
+        assert_eq!(
+            FirmwareError::NotFirmware(None).to_string(),
+            "not a firmware image for this platform (it has no module header)"
+        );
+    }
 
     /// A minimal user part: module info at 0, body, suffix, CRC.
     fn user_part(platform: u16, body: usize) -> [u8; 128] {

@@ -71,6 +71,50 @@ fn embedded_io_exchange_then_eof() {
     );
 }
 
+/// `step` hands out no event: what it queued is taken through the connection, and a loop of `step` and
+/// `poll_event` runs the same exchange as `drive`, ending with the same reason.
+#[test]
+fn step_leaves_events_in_the_session() {
+    let clock = Rc::new(Cell::new(0));
+    let (a, b) = pipe();
+    let mut client = edriver(Sender::new(messages(4), 2), a, &clock);
+    let mut server = edriver(Receiver::new(), b.clone(), &clock);
+    let (mut sent, mut got) = (Vec::new(), Vec::new());
+    for _ in 0..10_000 {
+        if sent.last() != Some(&SenderEvent::Done) {
+            client.step().unwrap();
+            while let Some(e) = client.connection_mut().poll_event() {
+                sent.push(e);
+            }
+        }
+        if matches!(got.last(), Some(ReceiverEvent::Committed(_))) {
+            break;
+        }
+        server.step().unwrap();
+        while let Some(e) = server.connection_mut().poll_event() {
+            got.push(e);
+        }
+    }
+    assert_eq!(sent.first(), Some(&SenderEvent::Connected));
+    assert_eq!(sent.last(), Some(&SenderEvent::Done));
+    assert_eq!(
+        sent.iter()
+            .filter(|e| matches!(e, SenderEvent::Acked(_)))
+            .count(),
+        4
+    );
+    assert_eq!(got.first(), Some(&ReceiverEvent::Connected));
+    assert_eq!(got.last(), Some(&ReceiverEvent::Committed(messages(4))));
+
+    b.close();
+    // One step reads the end of the stream, the next reports it; no event was handed out meanwhile.
+    assert_eq!(client.step(), Ok(()));
+    assert_eq!(
+        client.step(),
+        Err(DriverError::Session(SessionError::TransportClosed))
+    );
+}
+
 #[test]
 fn embedded_io_honours_the_session_timer() {
     let clock = Rc::new(Cell::new(0));

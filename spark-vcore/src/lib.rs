@@ -29,6 +29,7 @@ pub mod flash;
 pub mod image;
 pub mod link;
 pub mod run;
+pub mod serial;
 pub mod tinker;
 
 use std::path::{Path, PathBuf};

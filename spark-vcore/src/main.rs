@@ -23,6 +23,19 @@ use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{CloudConfig, SharedCore, Status, run};
 use spark_vcore::{BootReport, VirtualCore};
 
+/// `println!` that ends the process quietly (exit 0) when the reader of stdout went away (`spark-vcore | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*).and_then(|()| out.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 /// Simulated Spark Cores for a local cloud.
 #[derive(Debug, Parser)]
 #[command(name = "spark-vcore", version)]
@@ -30,9 +43,13 @@ struct Args {
     /// The cloud's device listener.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5683")]
     cloud: String,
-    /// The cloud's public key (DER or PEM).
-    #[arg(long, value_name = "FILE")]
-    server_key: PathBuf,
+    /// The cloud's public key (DER or PEM; a local spark-cloud writes `default_key.pub.pem` in its directory).
+    #[arg(long, value_name = "FILE", required_unless_present = "print_id")]
+    server_key: Option<PathBuf>,
+    /// Create the Cores if needed, print their ids (one a line) and exit, without connecting: what
+    /// `spark keys send <id> <dir>/core_private_key.der` needs to provision a Core before it first connects.
+    #[arg(long)]
+    print_id: bool,
     /// Where the Cores keep their state.
     #[arg(long, value_name = "DIR", default_value = "virtual-cores")]
     dir: PathBuf,
@@ -58,9 +75,46 @@ struct Args {
     /// printed.
     #[arg(long, value_name = "PREFIX")]
     subscribe: Vec<String>,
+    /// Offer each Core's USB serial port in listening mode as a pseudo-terminal (its path is printed): the
+    /// one-key commands `i`, `m`, `v` and `w` of the Core's firmware, for `spark serial`.
+    #[cfg(unix)]
+    #[arg(long)]
+    serial: bool,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+}
+
+/// Opens the Core's serial port and answers it on its own thread; prints the port's path.
+#[cfg(unix)]
+fn offer_serial(json_out: bool, core: &VirtualCore) -> Result<(), String> {
+    use spark_vcore::serial::ListeningConsole;
+    use spark_vcore::serial::pty::SerialPort;
+    let port = SerialPort::open().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
+    let id = core.id_hex().to_owned();
+    if json_out {
+        say!(
+            "{}",
+            json!({"id": id, "event": "serial", "path": port.path.display().to_string()})
+        );
+    } else {
+        say!("{id} serial port {}", port.path.display());
+    }
+    let console = ListeningConsole::new(
+        &id,
+        ListeningConsole::mac_for(&core.id()),
+        env!("CARGO_PKG_VERSION"),
+    );
+    std::thread::spawn(move || {
+        let _ = port.serve(console, |c| {
+            if json_out {
+                say!("{}", json!({"id": id, "event": "wifi", "ssid": c.ssid, "security": c.security.to_string()}));
+            } else {
+                say!("{id} Wi-Fi credentials saved: {} ({})", c.ssid, c.security);
+            }
+        });
+    });
+    Ok(())
 }
 
 fn rate(s: &str) -> Result<f64, String> {
@@ -187,17 +241,39 @@ fn line(json_out: bool, id: &str, status: &Status, sp: &str, firmware: &str) -> 
 
 fn fail(json_out: bool, message: &str) -> ExitCode {
     if json_out {
-        println!("{}", json!({"error": message}));
+        say!("{}", json!({"error": message}));
     } else {
         eprintln!("spark-vcore: {message}");
     }
     ExitCode::FAILURE
 }
 
+/// `--print-id`: opens (creating when needed) each Core and prints its id.
+async fn print_ids(args: &Args) -> ExitCode {
+    for index in 0..args.count {
+        let dir = core_dir(args, index);
+        let sp = args.sp;
+        let opened =
+            tokio::task::spawn_blocking(move || VirtualCore::open_or_create(&dir, sp)).await;
+        match opened {
+            Ok(Ok(core)) => say!("{}", core.id_hex()),
+            Ok(Err(e)) => return fail(args.json, &e.to_string()),
+            Err(e) => return fail(args.json, &e.to_string()),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let server_key = match load_server_key(&args.server_key) {
+    if args.print_id {
+        return print_ids(&args).await;
+    }
+    let Some(key_path) = &args.server_key else {
+        return fail(args.json, "--server-key is required");
+    };
+    let server_key = match load_server_key(key_path) {
         Ok(k) => k,
         Err(e) => return fail(args.json, &e),
     };
@@ -225,6 +301,12 @@ async fn main() -> ExitCode {
                 );
             }
         }
+        #[cfg(unix)]
+        if args.serial
+            && let Err(e) = offer_serial(args.json, &core)
+        {
+            return fail(args.json, &e);
+        }
         let id = core.id_hex().to_owned();
         let shared: SharedCore = Arc::new(Mutex::new(core));
         let watched = shared.clone();
@@ -234,7 +316,7 @@ async fn main() -> ExitCode {
                 let c = watched.lock().unwrap_or_else(|p| p.into_inner());
                 (c.cc3000().version_string(), c.firmware().name())
             };
-            println!("{}", line(json_out, &id, &status, &sp, firmware));
+            say!("{}", line(json_out, &id, &status, &sp, firmware));
         });
         let cloud = CloudConfig {
             address: args.cloud.clone(),

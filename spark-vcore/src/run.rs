@@ -15,8 +15,8 @@ use rand::rngs::{StdRng, SysRng};
 use spark_protocol::crypto::keys::RsaPublicKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::session::device::{
-    DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, ImageInfo, RsaHandshake, Scope,
-    SinkError,
+    DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, ImageInfo, OtaFailure, RsaHandshake,
+    Scope, SinkError,
 };
 use spark_protocol::session::driver::DriverError;
 use spark_protocol::session::driver::tokio::{Driver, TokioClock};
@@ -42,12 +42,41 @@ fn lock(core: &SharedCore) -> MutexGuard<'_, VirtualCore> {
 #[derive(Debug, Clone)]
 pub struct CoreSink {
     core: SharedCore,
+    /// Why the Core last refused an image, in words (the session's [`SinkError`] has no room for it).
+    refusal: Arc<Mutex<Option<String>>>,
 }
 
 impl CoreSink {
     /// The sink of `core`.
     pub fn new(core: SharedCore) -> Self {
-        CoreSink { core }
+        CoreSink {
+            core,
+            refusal: Arc::default(),
+        }
+    }
+
+    /// Why the Core refused the last image, in words, if it did (taken: the next call returns `None`).
+    pub fn take_refusal(&self) -> Option<String> {
+        self.refusal.lock().ok().and_then(|mut r| r.take())
+    }
+
+    fn refused(&self, e: CoreError) -> SinkError {
+        if let Ok(mut r) = self.refusal.lock() {
+            *r = Some(e.to_string());
+        }
+        sink_error(e)
+    }
+}
+
+/// Why an update failed, as a person reads it; `refusal` is the Core's own reason when it refused the image.
+fn ota_failure_words(why: OtaFailure, refusal: Option<String>) -> String {
+    match (why, refusal) {
+        (OtaFailure::Sink(_), Some(reason)) => format!("the Core refused the image: {reason}"),
+        (OtaFailure::Sink(e), None) => format!("the Core refused the image: {e}"),
+        (OtaFailure::Parameters, _) => "the update parameters were unusable".into(),
+        (OtaFailure::Timeout, _) => "the transfer did not finish in time".into(),
+        (OtaFailure::Restarted, _) => "the cloud began another update".into(),
+        (other, _) => format!("the update did not complete ({other:?})"),
     }
 }
 
@@ -67,18 +96,22 @@ fn sink_error(e: CoreError) -> SinkError {
 
 impl FirmwareSink for CoreSink {
     fn begin(&mut self, info: &ImageInfo) -> Result<(), SinkError> {
-        lock(&self.core).ota_begin(info.size).map_err(sink_error)
+        lock(&self.core)
+            .ota_begin(info.size)
+            .map_err(|e| self.refused(e))
     }
 
     fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), SinkError> {
-        lock(&self.core).ota_write(offset, data).map_err(sink_error)
+        lock(&self.core)
+            .ota_write(offset, data)
+            .map_err(|e| self.refused(e))
     }
 
     fn finish(&mut self, size: u32) -> Result<(), SinkError> {
         lock(&self.core)
             .ota_finish(size)
             .map(|_| ())
-            .map_err(sink_error)
+            .map_err(|e| self.refused(e))
     }
 
     fn abort(&mut self) {
@@ -194,7 +227,9 @@ where
     let handshake = RsaHandshake::new(device_key, server, rng);
     let mut clock = TokioClock::new();
     let now = spark_protocol::session::driver::Clock::now(&mut clock);
-    let mut conn = DeviceConnection::new(config, handshake, CoreSink::new(core.clone()), now);
+    let sink = CoreSink::new(core.clone());
+    let refusals = sink.clone();
+    let mut conn = DeviceConnection::new(config, handshake, sink, now);
     {
         let c = lock(core);
         for f in c.functions() {
@@ -284,7 +319,7 @@ where
             }
             DeviceEvent::UpdateFailed(why) => {
                 report(Status::UpdateFailed {
-                    reason: format!("{why:?}"),
+                    reason: ota_failure_words(why, refusals.take_refusal()),
                 });
             }
             DeviceEvent::Signal(on) => report(Status::Signal(on)),
@@ -336,5 +371,25 @@ pub async fn run(
             }
             SessionEnd::Lost => tokio::time::sleep(cloud.reconnect_delay).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_failures_are_told_in_words() {
+        let refused = ota_failure_words(
+            OtaFailure::Sink(SinkError::Storage),
+            Some("not a firmware image: the reset vector does not point into the image".into()),
+        );
+        assert_eq!(
+            refused,
+            "the Core refused the image: not a firmware image: the reset vector does not point into the image"
+        );
+        let plain = ota_failure_words(OtaFailure::Sink(SinkError::Storage), None);
+        assert_eq!(plain, "the Core refused the image: storage write failed");
+        assert!(!ota_failure_words(OtaFailure::Timeout, None).contains("Timeout"));
     }
 }

@@ -10,7 +10,7 @@ use crate::auth::{
 };
 use crate::client::{Auth, Body, Call, Client, decode, segment};
 use crate::error::Error;
-use crate::models::OkResult;
+use crate::models::{OkResult, UserInfo};
 
 impl Client {
     /// Log in with the password grant (`POST /oauth/token`) and return the new token; the client's OAuth client id
@@ -91,6 +91,12 @@ impl Client {
         let path = format!("/v1/access_tokens/{}", segment(token.expose()));
         let call = Call::new(Method::DELETE, path).auth(Auth::Basic(credentials));
         self.call_json::<OkResult>(call).await.map(drop)
+    }
+
+    /// The account this client's token belongs to (`GET /v1/user`), as `particle whoami` asks.
+    pub async fn user(&self) -> Result<UserInfo, Error> {
+        self.call_json(Call::new(Method::GET, "/v1/user".to_owned()))
+            .await
     }
 
     /// Revoke the token this client uses (`DELETE /v1/access_tokens/current`, today's cloud).

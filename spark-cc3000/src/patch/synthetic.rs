@@ -7,7 +7,7 @@
 //! addresses of their kind, 0xFF padding, a RAM high-water word, about the same size) and pseudo-random content.
 //!
 //! Each carries a tag in its first record: [`SYNTHETIC_TAG`] followed by the two bytes of the service pack it stands
-//! for. [`PatchImage::identify`] reports such an image as [`Identification::Synthetic`], and
+//! for. [`PatchImage::identify`] reports such an image as [`Identification::Synthetic`](super::Identification::Synthetic), and
 //! [`PatchImage::reports`] gives the version a synthetic driver patch makes a (simulated) chip report, as the
 //! known table does for a published driver patch. A real CC3000 would run the content as code: never burn a
 //! synthetic image into a real module.

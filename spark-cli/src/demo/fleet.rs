@@ -221,6 +221,8 @@ pub(crate) struct Summary {
     pub(crate) usb_failed: usize,
     /// Cores already up to date.
     pub(crate) skipped: usize,
+    /// The folder this run's files go to (`--out`, else a new folder in the system temp directory).
+    pub(crate) out_dir: String,
     /// The DfuSe file, when one was written.
     pub(crate) usb_file: Option<String>,
     /// The `dfu-util` command that flashes the file on a real Core.
@@ -945,6 +947,7 @@ pub(crate) async fn run(
         usb_failed: usb_planned - usb_patched,
         skipped: rows.iter().filter(|r| r.path == UpdatePath::Skip).count(),
         usb_command: usb_path.as_deref().map(usb_command),
+        out_dir: config.out.display().to_string(),
         usb_file: usb_path.map(|p| p.display().to_string()),
         api_url,
         seconds: started.elapsed().as_secs_f64(),

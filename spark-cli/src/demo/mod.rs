@@ -35,9 +35,10 @@ pub(crate) struct DemoArgs {
     /// SP 1.28 that this tool builds).
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
-    /// Where the DfuSe file for USB updates is written (and kept, for dfu-util).
-    #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir().join("spark-demo"))]
-    out: PathBuf,
+    /// Where the DfuSe file for USB updates is written (and kept, for dfu-util); default: a new folder in the
+    /// system temp directory for each run, printed at the end.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Over-the-air updates at a time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: u32,
@@ -173,6 +174,15 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
         )));
     }
     let (image_name, image) = fleet::load_image(args.image.as_deref())?;
+    let out = match args.out {
+        Some(dir) => dir,
+        // A fresh folder per run, so one run never overwrites another's files.
+        None => tempfile::Builder::new()
+            .prefix("spark-demo-")
+            .tempdir()
+            .map_err(|e| Failure(format!("cannot create a folder in the temp directory: {e}")))?
+            .keep(),
+    };
     let config = DemoConfig {
         usb_fault: args.usb_fault,
         count,
@@ -181,7 +191,7 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
         seed: args.seed,
         image,
         image_name,
-        out: args.out,
+        out,
         jobs: args.jobs as usize,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -217,9 +227,13 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
 }
 
 fn print_table(report: &Report) {
-    println!(
+    crate::out!(
         "{:<24}  {:<6}  {:<6}  {:<4}  {:>6}  NOTE",
-        "DEVICE", "BEFORE", "AFTER", "PATH", "TIME"
+        "DEVICE",
+        "BEFORE",
+        "AFTER",
+        "PATH",
+        "TIME"
     );
     for row in &report.rows {
         let note = match (&row.error, row.path) {
@@ -238,7 +252,7 @@ fn print_table(report: &Report) {
         } else {
             format!("{:.1}s", row.seconds)
         };
-        println!(
+        crate::out!(
             "{:<24}  {:<6}  {:<6}  {:<4}  {:>6}  {note}",
             row.device,
             row.before.as_deref().unwrap_or("?"),
@@ -248,13 +262,21 @@ fn print_table(report: &Report) {
         );
     }
     let s = &report.summary;
-    println!();
-    println!("image: {}", s.image);
-    println!(
+    crate::out!("");
+    crate::out!("image: {}", s.image);
+    crate::out!("files: {}", s.out_dir);
+    crate::out!(
         "{} Cores: patched to SP {}: {}/{} over the air, {}/{} over USB; {} already up to date ({:.1} s)",
-        s.cores, s.target, s.ota_patched, s.ota_planned, s.usb_patched, s.usb, s.skipped, s.seconds
+        s.cores,
+        s.target,
+        s.ota_patched,
+        s.ota_planned,
+        s.usb_patched,
+        s.usb,
+        s.skipped,
+        s.seconds
     );
     if let Some(command) = &s.usb_command {
-        println!("USB, on a real Core in DFU mode: {command}");
+        crate::out!("USB, on a real Core in DFU mode: {command}");
     }
 }

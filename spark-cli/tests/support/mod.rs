@@ -171,6 +171,58 @@ fn json(status: u16, body: &str) -> Response<Body> {
         .expect("response")
 }
 
+/// A firmware file whose bytes contain this is "refused by the device": its `spark/flash/status` says failed.
+pub const REFUSE_MARKER: &[u8] = b"refuse-me";
+
+/// `spark/flash/status` for one device: once a flash of it arrives, `started` then `success` or `failed`.
+fn flash_status(log: Arc<Mutex<Vec<Recorded>>>, device: String) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    tokio::spawn(async move {
+        let frame = |s: String| Ok(Frame::data(Bytes::from(s)));
+        if tx.send(frame(":ok\n\n".into())).await.is_err() {
+            return;
+        }
+        let path = format!("/v1/devices/{device}");
+        let flash = loop {
+            let found = log
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|r| r.method == "PUT" && r.path == path)
+                .cloned();
+            if let Some(put) = found {
+                break put;
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let outcome = if contains(&flash.body, REFUSE_MARKER) {
+            "failed app.bin: the Core refused the image: not a firmware image"
+        } else {
+            "success app.bin"
+        };
+        for data in ["started app.bin", outcome] {
+            let event = format!(
+                "event: spark/flash/status\ndata: {{\"data\":\"{data}\",\"ttl\":60,\"published_at\":\"2014-06-30T12:00:00.000Z\",\"coreid\":\"{CORE}\"}}\n\n"
+            );
+            if tx.send(frame(event)).await.is_err() {
+                return;
+            }
+        }
+        while !tx.is_closed() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .body(BodyExt::boxed(StreamBody::new(tokio_stream(rx))))
+        .expect("response")
+}
+
 fn events() -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
     tokio::spawn(async move {
@@ -246,6 +298,13 @@ async fn handle(
         body,
     };
     log.lock().unwrap().push(rec.clone());
+    let decoded = rec.path.replace("%2F", "/").replace("%2f", "/");
+    let parts: Vec<&str> = decoded.trim_matches('/').split('/').collect();
+    if let ["v1", "devices", id, "events", "spark", "flash", "status"] = parts.as_slice()
+        && rec.authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))
+    {
+        return Ok(flash_status(log.clone(), (*id).to_owned()));
+    }
     Ok(route(&rec))
 }
 
@@ -308,8 +367,40 @@ fn route(req: &Recorded) -> Response<Body> {
             ),
         ),
         ("POST", ["v1", "devices", "events"]) => json(200, r#"{"ok":true}"#),
+        ("GET", ["v1", "user"]) => json(200, &format!(r#"{{"username":"{USER}"}}"#)),
+        ("POST", ["v1", "devices"]) => match req.field("id") {
+            Some(id) if id == OFFLINE => json(200, r#"{"ok":true}"#),
+            _ => json(
+                403,
+                r#"{"ok":false,"errors":["That belongs to someone else."]}"#,
+            ),
+        },
+        ("DELETE", ["v1", "devices", id]) if *id == CORE || *id == "kitchen" => {
+            json(200, r#"{"ok":true}"#)
+        }
+        ("GET", ["v1", "webhooks"]) => json(
+            200,
+            r#"[{"id":"hook1","event":"temperature","url":"https://example.com/t","requestType":"POST","created_at":"2015-01-01T00:00:00.000Z"}]"#,
+        ),
+        ("POST", ["v1", "webhooks"]) => json(
+            200,
+            r#"{"ok":true,"id":"hook2","url":"https://example.com/m","event":"motion","created_at":"2015-01-02T00:00:00.000Z"}"#,
+        ),
+        ("DELETE", ["v1", "webhooks", "hook1"]) => json(200, r#"{"ok":true}"#),
+        ("POST", ["v1", "provisioning", id]) => match req.field("publicKey") {
+            Some(key) if key.contains("-----BEGIN PUBLIC KEY-----") => json(
+                200,
+                &format!(r#"{{"id":"{id}","connected":false,"user_id":"5437a0c2"}}"#),
+            ),
+            _ => json(400, r#"{"ok":false,"error":"No key provided"}"#),
+        },
         ("PUT", ["v1", "devices", id]) if *id == CORE || *id == "kitchen" => {
-            if contains(&req.body, b"name=\"file\"") || req.field("app").is_some() {
+            if let Some(name) = req.field("name") {
+                json(
+                    200,
+                    &format!(r#"{{"ok":true,"id":"{CORE}","name":"{name}"}}"#),
+                )
+            } else if contains(&req.body, b"name=\"file\"") || req.field("app").is_some() {
                 json(
                     200,
                     &format!(r#"{{"ok":true,"id":"{CORE}","status":"Update started"}}"#),

@@ -37,13 +37,50 @@ impl FirmwareSink for NoFlash {
     }
 }
 
-#[cfg(not(feature = "rsa"))]
+#[cfg(not(any(feature = "rsa", feature = "rsa-fixed")))]
 type Handshake = spark_protocol::session::device::NoHandshake;
+
+#[cfg(all(feature = "rsa", feature = "rsa-fixed"))]
+compile_error!("measure one RSA backend at a time: `rsa` or `rsa-fixed`");
+
+/// A stand-in for the MCU's entropy source (a TRNG's data register), behind the crate's `rand_core`
+/// adapter as a port uses it.
+#[cfg(any(feature = "rsa", feature = "rsa-fixed"))]
+pub struct Trng;
+#[cfg(any(feature = "rsa", feature = "rsa-fixed"))]
+impl spark_protocol::crypto::rng::EntropySource for Trng {
+    fn fill_entropy(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            *b = black_box(4);
+        }
+    }
+}
+#[cfg(any(feature = "rsa", feature = "rsa-fixed"))]
+pub type HwRng = spark_protocol::crypto::rng::HardwareRng<Trng>;
+
+#[cfg(feature = "rsa-fixed")]
+mod fixed_parts {
+    use spark_protocol::crypto::fixed::{FixedPrivateKey, FixedPublicKey};
+    use spark_protocol::session::device::RsaHandshake;
+
+    pub type Handshake =
+        RsaHandshake<FixedPrivateKey<'static>, FixedPublicKey<'static>, super::HwRng>;
+
+    /// The keys stay where they are (flash on a Core): the backend borrows them.
+    pub fn handshake(device_der: &'static [u8], server_der: &'static [u8]) -> Option<Handshake> {
+        Some(RsaHandshake::new(
+            FixedPrivateKey::from_der(device_der).ok()?,
+            FixedPublicKey::from_der(server_der).ok()?,
+            spark_protocol::crypto::rng::HardwareRng(super::Trng),
+        ))
+    }
+}
+
+#[cfg(feature = "rsa-fixed")]
+type Handshake = fixed_parts::Handshake;
 
 #[cfg(feature = "rsa")]
 mod rsa_parts {
-    use core::convert::Infallible;
-    use core::hint::black_box;
     use core::mem::MaybeUninit;
 
     // Its single-core critical section (interrupts masked) guards the heap.
@@ -67,24 +104,7 @@ mod rsa_parts {
         unsafe { ALLOC.init(core::ptr::addr_of_mut!(ARENA) as usize, HEAP) }
     }
 
-    /// A stand-in for the MCU's entropy source.
-    pub struct HwRng;
-    impl rand_core::TryRng for HwRng {
-        type Error = Infallible;
-        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-            Ok(black_box(4))
-        }
-        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-            Ok(black_box(4))
-        }
-        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-            dst.fill(black_box(4));
-            Ok(())
-        }
-    }
-    impl rand_core::TryCryptoRng for HwRng {}
-
-    pub type Handshake = RsaHandshake<RustCryptoPrivateKey, RustCryptoPublicKey, HwRng>;
+    pub type Handshake = RsaHandshake<RustCryptoPrivateKey, RustCryptoPublicKey, super::HwRng>;
 
     pub fn handshake(device_der: &[u8], server_der: &[u8]) -> Option<Handshake> {
         let device = RsaPrivateKeyRef::from_der(device_der).ok()?;
@@ -92,7 +112,7 @@ mod rsa_parts {
         Some(RsaHandshake::new(
             RustCryptoPrivateKey::new(&device).ok()?,
             RustCryptoPublicKey::new(&server).ok()?,
-            HwRng,
+            spark_protocol::crypto::rng::HardwareRng(super::Trng),
         ))
     }
 }
@@ -103,7 +123,8 @@ type Handshake = rsa_parts::Handshake;
 /// `size_of::<DeviceConnection>()` on this target, readable from the ELF symbol table.
 #[unsafe(no_mangle)]
 #[used]
-pub static DEVICE_CONNECTION_SIZE: usize = core::mem::size_of::<DeviceConnection<NoFlash, Handshake>>();
+pub static DEVICE_CONNECTION_SIZE: usize =
+    core::mem::size_of::<DeviceConnection<NoFlash, Handshake>>();
 
 static INPUT: [u8; 64] = [0; 64];
 static KEYS: [u8; 8] = [0; 8];
@@ -128,7 +149,13 @@ fn run(mut dev: DeviceConnection<NoFlash, Handshake>) {
                     let _ = dev.request_time();
                 }
                 DeviceEvent::FunctionCall(c) => {
-                    let _ = dev.publish(t, black_box(b"called"), Some(&c.argument), Visibility::Private, 60);
+                    let _ = dev.publish(
+                        t,
+                        black_box(b"called"),
+                        Some(&c.argument),
+                        Visibility::Private,
+                        60,
+                    );
                     let _ = dev.function_return(c.call, black_box(1));
                 }
                 DeviceEvent::VariableRequest(r) => {
@@ -151,10 +178,22 @@ fn run(mut dev: DeviceConnection<NoFlash, Handshake>) {
 #[unsafe(no_mangle)]
 pub extern "C" fn _start() -> ! {
     let config = DeviceConfig::new(black_box([7; 12]));
-    #[cfg(not(feature = "rsa"))]
+    #[cfg(not(any(feature = "rsa", feature = "rsa-fixed")))]
     {
         let secret = spark_protocol::crypto::SessionKey::from_bytes(black_box([3; 40]));
-        run(DeviceConnection::from_session(&secret, config, NoFlash, Instant::ZERO));
+        run(DeviceConnection::from_session(
+            &secret,
+            config,
+            NoFlash,
+            Instant::ZERO,
+        ));
+    }
+    #[cfg(feature = "rsa-fixed")]
+    {
+        let keys: &'static [u8] = black_box(&KEYS);
+        if let Some(hs) = fixed_parts::handshake(keys, keys) {
+            run(DeviceConnection::new(config, hs, NoFlash, Instant::ZERO));
+        }
     }
     #[cfg(feature = "rsa")]
     {

@@ -2,8 +2,9 @@
 //! device with an RSA accelerator or without a heap, or a cloud that wants OpenSSL's speed, can
 //! bring its own implementation.
 //!
-//! Implementations here: `crypto::rustcrypto` (feature `rsa`, the default, no_std with `alloc`)
-//! and `crypto::openssl` (feature `openssl`, std).
+//! Implementations here: `crypto::rustcrypto` (feature `rsa`, the default, no_std with `alloc`),
+//! `crypto::fixed` (feature `rsa-fixed`, no_std without `alloc`: the device's RSA-1024 private
+//! and RSA-2048 public operations) and `crypto::openssl` (feature `openssl`, std).
 
 use rand_core::CryptoRng;
 

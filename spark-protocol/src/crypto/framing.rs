@@ -111,7 +111,13 @@ impl<C> fmt::Debug for FrameEncoder<C> {
     }
 }
 
-impl<C: SessionCipher> FrameEncoder<C> {
+/// The cipher of an encoder or decoder whose caller keeps the cipher and lends it to each call
+/// ([`FrameEncoder::seal_with`], [`FrameDecoder::poll_message_with`]): a device's two directions then share one key
+/// schedule (the protocol uses one AES key both ways) instead of holding a copy each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LentCipher;
+
+impl<C> FrameEncoder<C> {
     /// An encoder whose first message uses `iv` (the session IV).
     pub fn new(cipher: C, iv: [u8; BLOCK_LEN]) -> Self {
         FrameEncoder { cipher, iv }
@@ -124,25 +130,48 @@ impl<C: SessionCipher> FrameEncoder<C> {
 
     /// Seals `message` into `out` as length prefix + ciphertext and returns the frame length
     /// ([`sealed_len`]). On any error the encoder's state (its next IV) does not change.
-    pub fn seal(&mut self, message: &[u8], out: &mut [u8]) -> Result<usize, FrameError> {
+    pub fn seal(&mut self, message: &[u8], out: &mut [u8]) -> Result<usize, FrameError>
+    where
+        C: SessionCipher,
+    {
+        let frame = Self::place(message, out)?;
+        seal_frame(&mut self.cipher, &mut self.iv, frame, message.len())
+    }
+
+    /// [`seal`](Self::seal) with `cipher` in place of the encoder's own (for a [`LentCipher`] encoder).
+    pub fn seal_with<K: SessionCipher>(
+        &mut self,
+        cipher: &mut K,
+        message: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, FrameError> {
+        let frame = Self::place(message, out)?;
+        seal_frame(cipher, &mut self.iv, frame, message.len())
+    }
+
+    /// Copies `message` into the frame it will be sealed in and returns that frame.
+    fn place<'o>(message: &[u8], out: &'o mut [u8]) -> Result<&'o mut [u8], FrameError> {
         let required = Self::check(message.len())?;
         let frame = out
             .get_mut(..required)
             .ok_or(FrameError::InsufficientSize { required })?;
         frame[HEADER_LEN..HEADER_LEN + message.len()].copy_from_slice(message);
-        self.seal_frame(frame, message.len())
+        Ok(frame)
     }
 
     /// Seals in place, for a device that builds its message where the frame will go: the
     /// message is `buf[2..2 + len]`, and `buf` must hold [`sealed_len`]`(len)` bytes. Returns the
     /// frame length. A size error leaves `buf` untouched; a [`FrameError::Cipher`] failure leaves
     /// it unspecified. The encoder's state changes only on success.
-    pub fn seal_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, FrameError> {
+    pub fn seal_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, FrameError>
+    where
+        C: SessionCipher,
+    {
         let required = Self::check(len)?;
         let frame = buf
             .get_mut(..required)
             .ok_or(FrameError::InsufficientSize { required })?;
-        self.seal_frame(frame, len)
+        seal_frame(&mut self.cipher, &mut self.iv, frame, len)
     }
 
     fn check(len: usize) -> Result<usize, FrameError> {
@@ -155,19 +184,24 @@ impl<C: SessionCipher> FrameEncoder<C> {
         }
         Ok(HEADER_LEN + ct_len)
     }
+}
 
-    /// `frame` is exactly the frame; the message is at `frame[2..2 + len]`.
-    fn seal_frame(&mut self, frame: &mut [u8], len: usize) -> Result<usize, FrameError> {
-        let (header, body) = frame.split_at_mut(HEADER_LEN);
-        let ct_len = body.len();
-        // ct_len - len is 1..=16, so the cast keeps every bit.
-        body[len..].fill((ct_len - len) as u8);
-        self.cipher.encrypt_cbc(&self.iv, body)?;
-        self.iv = first_block(body);
-        // ct_len <= MAX_CIPHERTEXT_LEN < 2^16.
-        header.copy_from_slice(&(ct_len as u16).to_be_bytes());
-        Ok(frame.len())
-    }
+/// Seals `frame` (exactly the frame; the message is at `frame[2..2 + len]`) with `iv`, which becomes the next IV.
+fn seal_frame<K: SessionCipher>(
+    cipher: &mut K,
+    iv: &mut [u8; BLOCK_LEN],
+    frame: &mut [u8],
+    len: usize,
+) -> Result<usize, FrameError> {
+    let (header, body) = frame.split_at_mut(HEADER_LEN);
+    let ct_len = body.len();
+    // ct_len - len is 1..=16, so the cast keeps every bit.
+    body[len..].fill((ct_len - len) as u8);
+    cipher.encrypt_cbc(iv, body)?;
+    *iv = first_block(body);
+    // ct_len <= MAX_CIPHERTEXT_LEN < 2^16.
+    header.copy_from_slice(&(ct_len as u16).to_be_bytes());
+    Ok(frame.len())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +253,7 @@ impl<C, S> fmt::Debug for FrameDecoder<C, S> {
     }
 }
 
-impl<C: SessionCipher, S: AsMut<[u8]>> FrameDecoder<C, S> {
+impl<C, S: AsMut<[u8]>> FrameDecoder<C, S> {
     /// A decoder whose first frame uses `iv` (the session IV) and which accepts frames up to the
     /// storage size (rounded down to whole blocks, at most [`MAX_CIPHERTEXT_LEN`]).
     pub fn new(cipher: C, iv: [u8; BLOCK_LEN], mut storage: S) -> Self {
@@ -310,38 +344,42 @@ impl<C: SessionCipher, S: AsMut<[u8]>> FrameDecoder<C, S> {
     /// Opens the completed frame, if any, into `out` and returns the message length. A buffer
     /// too small returns [`FrameError::InsufficientSize`] and keeps the message for the next
     /// call.
-    pub fn poll_message(&mut self, out: &mut [u8]) -> Result<Option<usize>, FrameError> {
-        let len = match self.state {
-            State::Failed(err) => return Err(err),
-            State::Header { .. } | State::Body { .. } => return Ok(None),
-            State::Opened { len } => len,
-            State::Complete { len } => {
-                let body = &mut self.storage.as_mut()[..len];
-                let next_iv = first_block(body);
-                if let Err(err) = self.cipher.decrypt_cbc(&self.iv, body) {
-                    return Err(self.fail(err.into()));
-                }
-                self.iv = next_iv;
-                match unpad(body) {
-                    Some(plain) => {
-                        self.state = State::Opened { len: plain };
-                        plain
-                    }
-                    None => return Err(self.fail(FrameError::BadPadding)),
-                }
-            }
-        };
-        let dst = out
-            .get_mut(..len)
-            .ok_or(FrameError::InsufficientSize { required: len })?;
-        dst.copy_from_slice(&self.storage.as_mut()[..len]);
-        self.state = State::Header { have: 0 };
-        Ok(Some(len))
+    pub fn poll_message(&mut self, out: &mut [u8]) -> Result<Option<usize>, FrameError>
+    where
+        C: SessionCipher,
+    {
+        let FrameDecoder {
+            cipher,
+            iv,
+            storage,
+            state,
+            ..
+        } = self;
+        open_frame(cipher, iv, storage.as_mut(), state, out)
+    }
+
+    /// [`poll_message`](Self::poll_message) with `cipher` in place of the decoder's own (for a [`LentCipher`]
+    /// decoder).
+    pub fn poll_message_with<K: SessionCipher>(
+        &mut self,
+        cipher: &mut K,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, FrameError> {
+        open_frame(
+            cipher,
+            &mut self.iv,
+            self.storage.as_mut(),
+            &mut self.state,
+            out,
+        )
     }
 
     /// Feeds `input` and, when a frame completes, opens it into `out`: the two steps above in
     /// one call. Call again with the unconsumed rest of the input.
-    pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<Decoded, FrameError> {
+    pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<Decoded, FrameError>
+    where
+        C: SessionCipher,
+    {
         let consumed = self.handle_input(input)?;
         let message = self.poll_message(out)?;
         Ok(Decoded { consumed, message })
@@ -351,6 +389,46 @@ impl<C: SessionCipher, S: AsMut<[u8]>> FrameDecoder<C, S> {
         self.state = State::Failed(err);
         err
     }
+}
+
+/// Opens the completed frame in `storage`, if any, into `out` (see [`FrameDecoder::poll_message`]).
+fn open_frame<K: SessionCipher>(
+    cipher: &mut K,
+    iv: &mut [u8; BLOCK_LEN],
+    storage: &mut [u8],
+    state: &mut State,
+    out: &mut [u8],
+) -> Result<Option<usize>, FrameError> {
+    let len = match *state {
+        State::Failed(err) => return Err(err),
+        State::Header { .. } | State::Body { .. } => return Ok(None),
+        State::Opened { len } => len,
+        State::Complete { len } => {
+            let body = &mut storage[..len];
+            let next_iv = first_block(body);
+            if let Err(err) = cipher.decrypt_cbc(iv, body) {
+                *state = State::Failed(err.into());
+                return Err(err.into());
+            }
+            *iv = next_iv;
+            match unpad(body) {
+                Some(plain) => {
+                    *state = State::Opened { len: plain };
+                    plain
+                }
+                None => {
+                    *state = State::Failed(FrameError::BadPadding);
+                    return Err(FrameError::BadPadding);
+                }
+            }
+        }
+    };
+    let dst = out
+        .get_mut(..len)
+        .ok_or(FrameError::InsufficientSize { required: len })?;
+    dst.copy_from_slice(&storage[..len]);
+    *state = State::Header { have: 0 };
+    Ok(Some(len))
 }
 
 /// The plaintext length if `block` ends in valid PKCS#7 padding. The padding bytes are compared
@@ -387,6 +465,42 @@ mod tests {
             FrameEncoder::new(Aes128Cbc::new(&KEY), IV),
             FrameDecoder::new(Aes128Cbc::new(&KEY), IV, [0; 640]),
         )
+    }
+
+    #[test]
+    fn a_lent_cipher_seals_and_opens_as_an_owned_one() {
+        let (mut enc, mut dec) = pair();
+        let mut lent_enc = FrameEncoder::new(LentCipher, IV);
+        let mut lent_dec = FrameDecoder::new(LentCipher, IV, [0u8; 640]);
+        let mut cipher = Aes128Cbc::new(&KEY);
+        for message in [&[0x11u8; 5][..], &[0x22; 16], &[0x33; 100]] {
+            let (mut owned, mut lent) = ([0u8; 160], [0u8; 160]);
+            let n = enc.seal(message, &mut owned).unwrap();
+            assert_eq!(
+                lent_enc.seal_with(&mut cipher, message, &mut lent).unwrap(),
+                n
+            );
+            assert_eq!(owned[..n], lent[..n]);
+            assert_eq!(lent_enc.next_iv(), enc.next_iv());
+            // Each decoder opens what the other side's encoder sealed.
+            let mut out = [0u8; 160];
+            assert_eq!(lent_dec.handle_input(&owned[..n]).unwrap(), n);
+            let got = lent_dec.poll_message_with(&mut cipher, &mut out).unwrap();
+            assert_eq!(&out[..got.unwrap()], message);
+            let d = dec.decode(&lent[..n], &mut out).unwrap();
+            assert_eq!(&out[..d.message.unwrap()], message);
+        }
+        // A tampered frame fails the lent decoder for good, as it does an owned one.
+        let mut frame = [0u8; 64];
+        let n = lent_enc.seal_with(&mut cipher, b"x", &mut frame).unwrap();
+        frame[n - 1] ^= 0x01;
+        let mut out = [0u8; 64];
+        lent_dec.handle_input(&frame[..n]).unwrap();
+        assert_eq!(
+            lent_dec.poll_message_with(&mut cipher, &mut out),
+            Err(FrameError::BadPadding)
+        );
+        assert_eq!(lent_dec.handle_input(&[0]), Err(FrameError::BadPadding));
     }
 
     #[test]

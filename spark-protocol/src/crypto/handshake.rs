@@ -184,7 +184,28 @@ pub fn encrypt_device_credentials<K: RsaPublic + ?Sized, R: CryptoRng + ?Sized>(
     device_public_key_der: Option<&[u8]>,
     out: &mut [u8],
 ) -> Result<usize, HandshakeError> {
-    let extra = device_public_key_der.unwrap_or(&[]);
+    match device_public_key_der {
+        None | Some([]) => {
+            // The Core's form, in a buffer of its size: a device's stack is small.
+            let mut plain = [0u8; NONCE_LEN + DEVICE_ID_LEN];
+            plain[..NONCE_LEN].copy_from_slice(&nonce.0);
+            plain[NONCE_LEN..].copy_from_slice(device_id);
+            Ok(server_key.encrypt_pkcs1v15(rng, &plain, out)?)
+        }
+        Some(extra) => encrypt_credentials_with_key(server_key, rng, nonce, device_id, extra, out),
+    }
+}
+
+/// [`encrypt_device_credentials`] with a public key appended, in a buffer for the largest block.
+#[inline(never)]
+fn encrypt_credentials_with_key<K: RsaPublic + ?Sized, R: CryptoRng + ?Sized>(
+    server_key: &K,
+    rng: &mut R,
+    nonce: &Nonce,
+    device_id: &[u8; DEVICE_ID_LEN],
+    extra: &[u8],
+    out: &mut [u8],
+) -> Result<usize, HandshakeError> {
     let len = NONCE_LEN + DEVICE_ID_LEN + extra.len();
     let mut plain = [0u8; MAX_BLOCK];
     let plain = plain.get_mut(..len).ok_or(RsaError::MessageTooLong)?;
@@ -239,6 +260,9 @@ pub fn decrypt_device_credentials<K: RsaPrivate + ?Sized, R: CryptoRng + ?Sized>
     Ok(creds)
 }
 
+// Out of line: the HMAC's state then occupies a device's stack only while it runs, not under the RSA steps of
+// `open_session_key`.
+#[inline(never)]
 fn session_hmac(session: &SessionKey, ciphertext: &[u8]) -> [u8; HMAC_LEN] {
     // HMAC takes keys of any length; 40 bytes fit SHA-1's 64-byte block and are used as they are.
     let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(session.as_bytes())
@@ -299,7 +323,9 @@ pub fn open_session_key<D: RsaPrivate + ?Sized, S: RsaPublic + ?Sized, R: Crypto
         });
     }
     let (ciphertext, signature) = reply.split_at(split);
-    let mut plain = zeroize::Zeroizing::new([0u8; MAX_BLOCK]);
+    // Room for the 40-byte secret only: a longer plaintext is an error of the backend's (too small an
+    // output), reported as a bad session key like any other wrong plaintext. A device's stack is small.
+    let mut plain = zeroize::Zeroizing::new([0u8; SESSION_KEY_LEN]);
     let len = device_key
         .decrypt_pkcs1v15(rng, ciphertext, &mut plain[..])
         .map_err(|e| match e {

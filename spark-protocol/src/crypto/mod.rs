@@ -10,10 +10,13 @@
 //! | piece | default | alternative |
 //! |---|---|---|
 //! | session cipher | [`Aes128Cbc`] (`aes` + `cbc`, no_std, no heap) | `openssl::OpensslAes128Cbc` (feature `openssl`) |
-//! | RSA | `rustcrypto` (feature `rsa`, no_std + `alloc`) | `openssl::{OpensslPublicKey, OpensslPrivateKey}` (feature `openssl`) |
+//! | RSA | `rustcrypto` (feature `rsa`, no_std + `alloc`) | `openssl::{OpensslPublicKey, OpensslPrivateKey}` (feature `openssl`); `fixed::{FixedPublicKey, FixedPrivateKey}` (feature `rsa-fixed`, no heap, the device's key sizes) |
 //!
 //! Without `alloc` the framing, the session split, the key views and storage forms, and the
-//! handshake functions (given an RSA backend) all work without a heap.
+//! handshake functions all work without a heap; with `rsa-fixed` so does the device's whole
+//! handshake.
+//!
+//! A device's RNG is [`rng::HardwareRng`] over its entropy source.
 //!
 //! A cloud should pick the `openssl` backend: see the [handshake security
 //! notes](handshake#security-notes) on RUSTSEC-2023-0071 and on implicit rejection.
@@ -23,8 +26,11 @@ pub mod cipher;
 pub mod framing;
 pub mod handshake;
 pub mod keys;
+pub mod rng;
 pub mod session;
 
+#[cfg(feature = "rsa-fixed")]
+pub mod fixed;
 #[cfg(feature = "openssl")]
 pub mod openssl;
 #[cfg(feature = "rsa")]

@@ -47,7 +47,6 @@ impl DeviceHandshake for NoHandshake {
     }
 }
 
-#[cfg(feature = "alloc")]
 mod rsa_steps {
     use rand_core::CryptoRng;
 
@@ -75,7 +74,10 @@ mod rsa_steps {
         }
     }
 
+    // Out of line: the RSA steps' numbers then occupy a device's stack only while they run, not in
+    // the frame of whatever drives the session.
     impl<D: RsaPrivate, S: RsaPublic, R: CryptoRng> DeviceHandshake for RsaHandshake<D, S, R> {
+        #[inline(never)]
         fn credentials(
             &mut self,
             nonce: &Nonce,
@@ -89,11 +91,11 @@ mod rsa_steps {
             self.device_key.modulus_len() + self.server_key.modulus_len()
         }
 
+        #[inline(never)]
         fn open_session(&mut self, reply: &[u8]) -> Result<SessionKey, HandshakeError> {
             open_session_key(&self.device_key, &self.server_key, &mut self.rng, reply)
         }
     }
 }
 
-#[cfg(feature = "alloc")]
 pub use rsa_steps::RsaHandshake;

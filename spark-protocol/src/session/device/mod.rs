@@ -29,9 +29,11 @@ use core::time::Duration;
 use heapless::{Deque, Vec};
 
 use super::{Connection, Instant, SessionError};
-use crate::crypto::framing::{CORE_MAX_CIPHERTEXT_LEN, sealed_len};
+use crate::crypto::framing::{CORE_MAX_CIPHERTEXT_LEN, LentCipher, sealed_len};
 use crate::crypto::handshake::{DEVICE_CREDENTIALS_LEN, NONCE_LEN, SESSION_REPLY_LEN};
-use crate::crypto::{Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, SessionKey};
+use crate::crypto::{
+    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, SessionCipher, SessionKey,
+};
 use crate::wire::describe::{DescriptionWriter, VarType};
 use crate::wire::hello::{CoreHello, HelloFlags, HelloPayload};
 use crate::wire::limits::{
@@ -48,9 +50,7 @@ use crate::wire::ota::{ChunkIndices, UpdateParams};
 use crate::wire::{Code, Header, MessageKind, Repr, Role, classify_repr};
 
 mod handshake;
-#[cfg(feature = "alloc")]
-pub use handshake::RsaHandshake;
-pub use handshake::{DeviceHandshake, NoHandshake};
+pub use handshake::{DeviceHandshake, NoHandshake, RsaHandshake};
 
 /// Functions a Core registers at most (`Spark.function`).
 pub const MAX_FUNCTIONS: usize = 4;
@@ -64,6 +64,9 @@ pub const EVENT_QUEUE_LEN: usize = 3;
 pub const PENDING_REQUESTS: usize = 4;
 /// Bytes of plaintext messages waiting to be sealed and sent.
 pub const TRANSMIT_QUEUE_LEN: usize = CORE_QUEUE_SIZE;
+/// The longest frame the device sends: its longest queued message (the queue less one length prefix), sealed.
+/// A driver buffer of this size suffices ([`Connection::max_transmit_len`]).
+pub const MAX_TRANSMIT_LEN: usize = sealed_len(TRANSMIT_QUEUE_LEN - LEN_PREFIX);
 /// Chunks an OTA transfer may have (1024 chunks of 256 bytes = 256 KiB, twice the Core's flash).
 pub const MAX_OTA_CHUNKS: usize = 1024;
 /// Publishes allowed in any rolling second (the Core's limit).
@@ -336,8 +339,10 @@ enum Phase<H> {
         have: usize,
     },
     Open {
-        encoder: FrameEncoder<Aes128Cbc>,
-        decoder: FrameDecoder<Aes128Cbc, [u8; CORE_MAX_CIPHERTEXT_LEN]>,
+        // One key schedule for both directions (the protocol uses one AES key both ways), lent to each call.
+        cipher: Aes128Cbc,
+        encoder: FrameEncoder<LentCipher>,
+        decoder: FrameDecoder<LentCipher, [u8; CORE_MAX_CIPHERTEXT_LEN]>,
     },
     Ended,
 }
@@ -397,6 +402,27 @@ fn frame_error(e: FrameError) -> SessionError {
     }
 }
 
+impl<S: FirmwareSink> DeviceConnection<S, NoHandshake> {
+    /// A device whose handshake is done (`session` is the 40-byte secret): it queues its Hello
+    /// at once and waits for the server's. With no handshake left to run its handshake type is
+    /// [`NoHandshake`], so `DeviceConnection::from_session(…)` needs no annotation:
+    ///
+    /// ```
+    /// use spark_protocol::crypto::SessionKey;
+    /// use spark_protocol::session::Instant;
+    /// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, NoFirmware};
+    ///
+    /// let secret = SessionKey::from_bytes([3; 40]);
+    /// let dev = DeviceConnection::from_session(&secret, DeviceConfig::new([7; 12]), NoFirmware, Instant::ZERO);
+    /// assert!(!dev.is_connected()); // until the server's Hello arrives
+    /// ```
+    pub fn from_session(session: &SessionKey, config: DeviceConfig, sink: S, now: Instant) -> Self {
+        let mut conn = Self::base(Phase::Ended, config, sink, now);
+        conn.open(session, now);
+        conn
+    }
+}
+
 impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     fn base(phase: Phase<H>, config: DeviceConfig, sink: S, now: Instant) -> Self {
         DeviceConnection {
@@ -438,18 +464,14 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         Self::base(phase, config, sink, now)
     }
 
-    /// A device whose handshake is done (`session` is the 40-byte secret): it queues its Hello
-    /// at once and waits for the server's.
-    pub fn from_session(session: &SessionKey, config: DeviceConfig, sink: S, now: Instant) -> Self {
-        let mut conn = Self::base(Phase::Ended, config, sink, now);
-        conn.open(session, now);
-        conn
-    }
-
+    // Out of line: the new phase (about 1 KB, built on the stack and then moved in) would otherwise
+    // sit in the frame of whoever drives the handshake, on top of the RSA steps' own stack.
+    #[inline(never)]
     fn open(&mut self, session: &SessionKey, now: Instant) {
         self.phase = Phase::Open {
-            encoder: session.encoder(),
-            decoder: session.decoder([0; CORE_MAX_CIPHERTEXT_LEN]),
+            cipher: Aes128Cbc::new(session.aes_key()),
+            encoder: FrameEncoder::new(LentCipher, session.iv()),
+            decoder: FrameDecoder::new(LentCipher, session.iv(), [0; CORE_MAX_CIPHERTEXT_LEN]),
         };
         self.next_id = session.message_id_seed();
         self.next_token = session.token_seed();
@@ -728,6 +750,13 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         self.events.push_back(event).is_ok()
     }
 
+    /// [`Self::push_event`] for the frame that opens every frame: the event (its largest variant's size, whatever
+    /// the variant) is built in this function's frame, which is gone before the next message is handled.
+    #[inline(never)]
+    fn push_event_from(&mut self, make: impl FnOnce() -> DeviceEvent) -> bool {
+        self.push_event(make())
+    }
+
     fn fail(&mut self, error: SessionError) -> SessionError {
         if let Some(e) = self.error {
             return e;
@@ -803,12 +832,18 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     fn framed_input(&mut self, now: Instant, mut input: &[u8]) -> Result<(), SessionError> {
         let mut plain = [0u8; CORE_MAX_CIPHERTEXT_LEN];
         loop {
-            let Phase::Open { decoder, .. } = &mut self.phase else {
+            let Phase::Open {
+                cipher, decoder, ..
+            } = &mut self.phase
+            else {
                 return Ok(());
             };
             let n = decoder.handle_input(input).map_err(frame_error)?;
             input = &input[n..];
-            match decoder.poll_message(&mut plain).map_err(frame_error)? {
+            match decoder
+                .poll_message_with(cipher, &mut plain)
+                .map_err(frame_error)?
+            {
                 Some(len) => self.handle_message(now, &plain[..len])?,
                 None if input.is_empty() => return Ok(()),
                 None if n == 0 => return Ok(()),
@@ -842,78 +877,15 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 }
                 self.hello_received = true;
                 self.deadline = None;
-                self.push_event(DeviceEvent::Connected);
+                self.push_event_from(|| DeviceEvent::Connected);
             }
             MessageKind::Describe => self.describe(&ok(m::Describe::parse(&repr))?.header)?,
-            MessageKind::FunctionCall => {
-                let call = ok(m::FunctionCall::parse(&repr))?;
-                let arg = call.argument.unwrap_or_default();
-                if arg.len() > CORE_MAX_FUNCTION_ARG_LEN {
-                    return Err(SessionError::Oversized {
-                        len: arg.len(),
-                        max: CORE_MAX_FUNCTION_ARG_LEN,
-                    });
-                }
-                self.reply(&EmptyAck::from_request(&call.header))?;
-                let name = core_name(call.name);
-                let known = self.functions.contains(&name);
-                let code = if !known {
-                    Some(Code::NotFound)
-                } else if self.pending_calls.is_full() || self.events.is_full() {
-                    Some(Code::ServiceUnavailable)
-                } else {
-                    None
-                };
-                if let Some(code) = code {
-                    let ret = FunctionReturn {
-                        header: Header::separate(&call.header, self.peek_id()),
-                        code,
-                        value: None,
-                    };
-                    return self.reply_originated(&ret);
-                }
-                self.pending_calls.insert(call.header);
-                let argument = Vec::from_slice(arg).unwrap_or_default();
-                self.push_event(DeviceEvent::FunctionCall(FunctionCallEvent {
-                    call: CallId(call.header),
-                    name,
-                    argument,
-                }));
-            }
-            MessageKind::VariableRequest => {
-                let req = ok(m::VariableRequest::parse(&repr))?;
-                let name = core_name(req.name);
-                let found = self.variables.iter().find(|v| v.0 == name).map(|v| v.1);
-                let code = match found {
-                    None => Some(Code::NotFound),
-                    Some(_) if self.pending_reads.is_full() || self.events.is_full() => {
-                        Some(Code::ServiceUnavailable)
-                    }
-                    Some(_) => None,
-                };
-                match (code, found) {
-                    (None, Some(ty)) => {
-                        self.pending_reads.insert((req.header, ty));
-                        self.push_event(DeviceEvent::VariableRequest(VariableRequestEvent {
-                            request: RequestId(req.header),
-                            name,
-                            var_type: ty,
-                        }));
-                    }
-                    (code, _) => {
-                        let reply = Reply {
-                            header: Header::piggybacked(&req.header),
-                            code: code.unwrap_or(Code::NotFound),
-                            payload: &[],
-                        };
-                        self.reply(&reply)?;
-                    }
-                }
-            }
+            MessageKind::FunctionCall => self.function_call(&repr)?,
+            MessageKind::VariableRequest => self.variable_request(&repr)?,
             MessageKind::Event => self.deliver(&ok(Event::parse(&repr))?),
             MessageKind::Time => {
                 let t = ok(m::Time::parse(&repr))?;
-                self.push_event(DeviceEvent::Time(t.unix_time));
+                self.push_event_from(|| DeviceEvent::Time(t.unix_time));
             }
             MessageKind::SignalStart | MessageKind::SignalStop => {
                 let s = ok(m::Signal::parse(&repr))?;
@@ -922,14 +894,14 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     code: Code::Changed,
                     payload: &[],
                 })?;
-                self.push_event(DeviceEvent::Signal(s.start));
+                self.push_event_from(|| DeviceEvent::Signal(s.start));
             }
             MessageKind::KeyChange => {
                 let k = ok(m::KeyChange::parse(&repr))?;
                 self.reply(&KeyChanged {
                     header: Header::piggybacked(&k.header),
                 })?;
-                self.push_event(DeviceEvent::KeyChange);
+                self.push_event_from(|| DeviceEvent::KeyChange);
             }
             MessageKind::Ping => {
                 let p = ok(Ping::parse(&repr))?;
@@ -950,6 +922,82 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         Ok(())
     }
 
+    // Out of line, as each arm that builds an event: the event occupies the stack only while it is queued, not in
+    // the frame that opens every frame.
+    #[inline(never)]
+    fn function_call(&mut self, repr: &Repr<'_>) -> Result<(), SessionError> {
+        let call = ok(crate::wire::message::FunctionCall::parse(repr))?;
+        let arg = call.argument.unwrap_or_default();
+        if arg.len() > CORE_MAX_FUNCTION_ARG_LEN {
+            return Err(SessionError::Oversized {
+                len: arg.len(),
+                max: CORE_MAX_FUNCTION_ARG_LEN,
+            });
+        }
+        self.reply(&EmptyAck::from_request(&call.header))?;
+        let name = core_name(call.name);
+        let known = self.functions.contains(&name);
+        let code = if !known {
+            Some(Code::NotFound)
+        } else if self.pending_calls.is_full() || self.events.is_full() {
+            Some(Code::ServiceUnavailable)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            let ret = FunctionReturn {
+                header: Header::separate(&call.header, self.peek_id()),
+                code,
+                value: None,
+            };
+            return self.reply_originated(&ret);
+        }
+        self.pending_calls.insert(call.header);
+        let argument = Vec::from_slice(arg).unwrap_or_default();
+        self.push_event(DeviceEvent::FunctionCall(FunctionCallEvent {
+            call: CallId(call.header),
+            name,
+            argument,
+        }));
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn variable_request(&mut self, repr: &Repr<'_>) -> Result<(), SessionError> {
+        let req = ok(crate::wire::message::VariableRequest::parse(repr))?;
+        let name = core_name(req.name);
+        let found = self.variables.iter().find(|v| v.0 == name).map(|v| v.1);
+        let code = match found {
+            None => Some(Code::NotFound),
+            Some(_) if self.pending_reads.is_full() || self.events.is_full() => {
+                Some(Code::ServiceUnavailable)
+            }
+            Some(_) => None,
+        };
+        match (code, found) {
+            (None, Some(ty)) => {
+                self.pending_reads.insert((req.header, ty));
+                self.push_event(DeviceEvent::VariableRequest(VariableRequestEvent {
+                    request: RequestId(req.header),
+                    name,
+                    var_type: ty,
+                }));
+            }
+            (code, _) => {
+                let reply = Reply {
+                    header: Header::piggybacked(&req.header),
+                    code: code.unwrap_or(Code::NotFound),
+                    payload: &[],
+                };
+                self.reply(&reply)?;
+            }
+        }
+        Ok(())
+    }
+
+    // Out of line (as `deliver`): its buffer then occupies the stack only while it runs, not in the frame that
+    // opens every frame.
+    #[inline(never)]
     fn describe(&mut self, request: &Header) -> Result<(), SessionError> {
         let mut json = [0u8; CORE_QUEUE_SIZE];
         let mut w = DescriptionWriter::new(&mut json);
@@ -968,6 +1016,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         self.reply(&reply)
     }
 
+    #[inline(never)]
     fn deliver(&mut self, ev: &Event<'_>) {
         let mut handlers = 0u8;
         for (i, sub) in self.subscriptions.iter().enumerate() {
@@ -1009,6 +1058,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
     }
 
+    #[inline(never)]
     fn update_begin(
         &mut self,
         now: Instant,
@@ -1072,6 +1122,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         Ok(())
     }
 
+    #[inline(never)]
     fn chunk(&mut self, now: Instant, chunk: &Chunk<'_>) -> Result<(), SessionError> {
         let Some(ota) = &mut self.ota else {
             // No transfer: acknowledge and drop, as a Core that is not updating does.
@@ -1144,6 +1195,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         self.reply_originated(&msg)
     }
 
+    #[inline(never)]
     fn update_done(&mut self, request: &Header) -> Result<(), SessionError> {
         let Some(ota) = &self.ota else {
             let reply = Reply {
@@ -1271,10 +1323,12 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
                 *sent = true;
                 Ok(Some(len))
             }
-            Phase::Open { encoder, .. } if self.tx_len > 0 => {
+            Phase::Open {
+                cipher, encoder, ..
+            } if self.tx_len > 0 => {
                 let len = usize::from(u16::from_be_bytes([self.tx[0], self.tx[1]]));
                 let msg = &self.tx[LEN_PREFIX..LEN_PREFIX + len];
-                let n = match encoder.seal(msg, buf) {
+                let n = match encoder.seal_with(cipher, msg, buf) {
                     Ok(n) => n,
                     Err(FrameError::InsufficientSize { required }) => {
                         return Err(SessionError::Oversized {
@@ -1293,7 +1347,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
     }
 
     fn max_transmit_len(&self) -> usize {
-        sealed_len(CORE_QUEUE_SIZE).max(DEVICE_CREDENTIALS_LEN)
+        MAX_TRANSMIT_LEN.max(DEVICE_CREDENTIALS_LEN)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -174,6 +174,7 @@ fn next_frame<C: Connection + ?Sized, E>(
 
 /// What to do before waiting for input: an event to hand out, the session's end, or how long
 /// the wait may last.
+#[cfg(feature = "tokio")]
 enum Before<Ev> {
     Event(Ev),
     Ended(SessionError),
@@ -182,6 +183,7 @@ enum Before<Ev> {
     Wait(Option<Duration>),
 }
 
+#[cfg(feature = "tokio")]
 fn before_wait<C: Connection + ?Sized>(conn: &mut C, now: Instant) -> Before<C::Event> {
     if let Some(event) = conn.poll_event() {
         return Before::Event(event);
@@ -315,25 +317,46 @@ where
     /// [`DriverError::Session`] with its reason, every time.
     pub fn drive(&mut self) -> Result<Option<C::Event>, DriverError<T::Error>> {
         self.flush()?;
+        // The event goes straight to the caller; the round's work runs in `step`, whose frame holds no event.
+        if let Some(event) = self.conn.poll_event() {
+            return Ok(Some(event));
+        }
+        self.step()?;
+        Ok(self.conn.poll_event())
+    }
+
+    /// One round that hands out no event: sends what is queued, then ends with the session's reason if it has
+    /// ended, or runs a due timer, or waits for input no longer than the next timer and feeds it, and sends what
+    /// that produced. The events it queued wait in the session for [`Connection::poll_event`] (through
+    /// [`Driver::connection_mut`]); call it only once they are all taken, or it may wait for input while they
+    /// wait.
+    ///
+    /// [`Driver::drive`] is this plus the event; a device short of RAM calls `step` from a loop that takes the
+    /// events in a function of their own, so that no event (hundreds of bytes on a device) lies on the stack
+    /// under the input handling and the handshake's RSA steps.
+    #[inline(never)]
+    pub fn step(&mut self) -> Result<(), DriverError<T::Error>> {
+        self.flush()?;
+        if let Some(e) = self.conn.error() {
+            return Err(DriverError::Session(e));
+        }
         let now = self.clock.now();
-        match before_wait(&mut self.conn, now) {
-            Before::Event(event) => return Ok(Some(event)),
-            Before::Ended(e) => return Err(DriverError::Session(e)),
-            Before::TimerRan => {}
-            Before::Wait(timeout) => {
+        match self.conn.poll_timeout() {
+            Some(at) if at <= now => self.conn.handle_timeout(now),
+            timeout => {
                 let buf = self.buf.as_mut();
                 if buf.is_empty() {
                     return Err(DriverError::InsufficientSize {
                         required: self.conn.max_transmit_len(),
                     });
                 }
-                let got = self.io.read(buf, timeout).map_err(DriverError::Io)?;
+                let wait = timeout.map(|at| at.saturating_duration_since(now));
+                let got = self.io.read(buf, wait).map_err(DriverError::Io)?;
                 let now = self.clock.now();
                 after_read(&mut self.conn, now, buf, got);
             }
         }
-        self.flush()?;
-        Ok(self.conn.poll_event())
+        self.flush()
     }
 
     /// Drives the session until it produces an event, and returns it; or until it ends, and
