@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use spark_api::{
-    ClaimResult, CompileResult, CreatedWebhook, Device, ErrorBody, FunctionCallResult,
-    OkResult, PingResult, UpdateResult, VariableResult, Webhook,
+    ClaimResult, CompileResult, CreatedWebhook, Device, ErrorBody, FunctionCallResult, OkResult,
+    PingResult, UpdateResult, VariableResult, Webhook,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -46,7 +46,10 @@ fuzz_target!(|data: &[u8]| {
         ID,
     );
     let mut enc = session.encoder::<Aes128Cbc>();
-    let hello = seal(&mut enc, b"\x50\x02\x00\x01\xb1\x68\xff\x00\x06\x00\x01\x00\x00");
+    let hello = seal(
+        &mut enc,
+        b"\x50\x02\x00\x01\xb1\x68\xff\x00\x06\x00\x01\x00\x00",
+    );
     cloud.handle_input(Instant::ZERO, &hello).unwrap();
     assert!(cloud.is_established());
 
