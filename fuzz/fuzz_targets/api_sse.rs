@@ -23,7 +23,11 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     let chunk = usize::from(control & 0x0F) + 1;
-    let max = if control & 0x80 != 0 { usize::from(control & 0x70) + 1 } else { 1 << 20 };
+    let max = if control & 0x80 != 0 {
+        usize::from(control & 0x70) + 1
+    } else {
+        1 << 20
+    };
     let whole = parse(data, data.len().max(1), max);
     let chunked = parse(data, chunk, max);
     assert_eq!(whole, chunked);

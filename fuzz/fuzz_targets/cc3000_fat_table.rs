@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spark_cc3000::nvmem::{FatTable, EEPROM_SIZE, FAT_LEN};
+use spark_cc3000::nvmem::{EEPROM_SIZE, FAT_LEN, FatTable};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(table) = FatTable::parse(data) {

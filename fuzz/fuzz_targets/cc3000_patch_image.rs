@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spark_cc3000::patch::{emit, find_embedded, PatchImage};
+use spark_cc3000::patch::{PatchImage, emit, find_embedded};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(image) = PatchImage::parse(data) {
@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(find_embedded(data).next().is_some_and(|e| e.offset == 0));
     }
     for hit in find_embedded(data) {
-        assert_eq!(PatchImage::parse(&data[hit.offset..hit.offset + hit.image.len()]), Ok(hit.image));
+        assert_eq!(
+            PatchImage::parse(&data[hit.offset..hit.offset + hit.image.len()]),
+            Ok(hit.image)
+        );
     }
 });

@@ -3,14 +3,21 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use spark_cc3000::ServicePack;
 use spark_cc3000::nvmem::RadioParams;
 use spark_cc3000::patch::emit;
 use spark_cc3000::programmer::{Config, Outcome, Programmer, Step};
-use spark_cc3000::ServicePack;
 
 fuzz_target!(|data: &[u8]| {
     let mut drv = [0u8; 128];
-    let drv_len = emit([(0x0008_62E4u32, &[0x11u8; 70][..]), (0x0018_0000, &[0x22; 9][..])], &mut drv).unwrap();
+    let drv_len = emit(
+        [
+            (0x0008_62E4u32, &[0x11u8; 70][..]),
+            (0x0018_0000, &[0x22; 9][..]),
+        ],
+        &mut drv,
+    )
+    .unwrap();
     let mut fw = [0u8; 64];
     let fw_len = emit([(0x0314u32, &[0x33u8; 40][..])], &mut fw).unwrap();
     let rm = RadioParams([0x5A; 128]);
@@ -37,9 +44,15 @@ fuzz_target!(|data: &[u8]| {
                     Outcome::Read(&scratch[..len.min(scratch.len())])
                 }
             }
-            Step::ReadVersion => Outcome::Version(ServicePack::new(choice & 3, input.next().unwrap_or(28))),
+            Step::ReadVersion => {
+                Outcome::Version(ServicePack::new(choice & 3, input.next().unwrap_or(28)))
+            }
             Step::Write { .. } | Step::CreateEntry { .. } | Step::SaveBackup(_) => {
-                if choice & 0x80 != 0 { Outcome::Failed } else { Outcome::Done }
+                if choice & 0x80 != 0 {
+                    Outcome::Failed
+                } else {
+                    Outcome::Done
+                }
             }
         };
         p.handle(outcome);

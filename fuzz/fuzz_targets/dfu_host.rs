@@ -13,8 +13,16 @@ fuzz_target!(|input: &[u8]| {
     };
     let data = [0xA5u8; 3000];
     let regions = [
-        Region { alt: 1, address: 0x1_0000, data: &data },
-        Region { alt: 0, address: 0x0800_5000, data: &data[..1500] },
+        Region {
+            alt: 1,
+            address: 0x1_0000,
+            data: &data,
+        },
+        Region {
+            alt: 0,
+            address: 0x0800_5000,
+            data: &data[..1500],
+        },
     ];
     let options = Options {
         verify: mode & 1 != 0,
@@ -53,7 +61,9 @@ fuzz_target!(|input: &[u8]| {
                 host.handle_out(r.map(|_| ()))
             }
             Action::In { setup } => {
-                let Some(r) = next(usize::from(setup.length)) else { break };
+                let Some(r) = next(usize::from(setup.length)) else {
+                    break;
+                };
                 host.handle_in(r.as_deref().map_err(|e| *e))
             }
             Action::Wait(_) | Action::Event(_) => Ok(()),

@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(&r.to_bytes()[..], &data[..6]);
     }
     if let Ok(f) = FunctionalDescriptor::parse(data) {
-        let again = FunctionalDescriptor::parse(&f.to_bytes()).expect("re-emitted descriptor reads");
+        let again =
+            FunctionalDescriptor::parse(&f.to_bytes()).expect("re-emitted descriptor reads");
         assert_eq!(
             (again.attributes, again.detach_timeout, again.transfer_size),
             (f.attributes, f.detach_timeout, f.transfer_size)

@@ -10,7 +10,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = classify(&Packet::new_unchecked(data), Role::Device);
     let _ = classify(&Packet::new_unchecked(data), Role::Cloud);
     if let Ok(packet) = Packet::new_checked(data) {
-        let _ = (packet.msg_type(), packet.code(), packet.message_id(), packet.token());
+        let _ = (
+            packet.msg_type(),
+            packet.code(),
+            packet.message_id(),
+            packet.token(),
+        );
         let _ = (packet.options().iter().count(), packet.payload());
     }
     if let Ok(repr) = Repr::parse_bytes(data) {
@@ -19,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(&out[..n], data, "re-emit differs");
         for role in [Role::Device, Role::Cloud] {
             let from_bytes = classify(&Packet::new_unchecked(data), role);
-            assert_eq!(classify_repr(&repr, role), from_bytes, "classifications differ");
+            assert_eq!(
+                classify_repr(&repr, role),
+                from_bytes,
+                "classifications differ"
+            );
         }
     }
 });

@@ -38,11 +38,20 @@ const KINDS: &[MessageKind] = &[
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(packet) = Packet::new_checked(data) else { return };
-    let Ok(repr) = Repr::parse(&packet) else { return };
-    let classified = [classify(&packet, Role::Device), classify(&packet, Role::Cloud)];
+    let Ok(packet) = Packet::new_checked(data) else {
+        return;
+    };
+    let Ok(repr) = Repr::parse(&packet) else {
+        return;
+    };
+    let classified = [
+        classify(&packet, Role::Device),
+        classify(&packet, Role::Cloud),
+    ];
     for kind in KINDS.iter().copied().chain(classified) {
-        let Ok(msg) = Message::parse(&repr, kind) else { continue };
+        let Ok(msg) = Message::parse(&repr, kind) else {
+            continue;
+        };
         let mut out = vec![0; msg.buffer_len()];
         let n = msg.emit(&mut out).expect("emit into buffer_len bytes");
         let again = Repr::parse_bytes(&out[..n]).expect("emitted message parses");

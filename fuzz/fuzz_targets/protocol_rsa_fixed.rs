@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(len <= k - 11);
     }
     let mut sig = [0u8; 128];
-    if private.sign_pkcs1v15_unprefixed(&mut rng, b"fuzz", &mut sig).is_ok() {
+    if private
+        .sign_pkcs1v15_unprefixed(&mut rng, b"fuzz", &mut sig)
+        .is_ok()
+    {
         let public = FixedPublicKey::new(&key.public_key()).expect("a private key's public half");
         public
             .verify_pkcs1v15_unprefixed(b"fuzz", &sig[..k])

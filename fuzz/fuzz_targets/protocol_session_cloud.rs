@@ -62,15 +62,24 @@ fuzz_target!(|data: &[u8]| {
         CloudConfig::default(),
     );
     let mut buf = vec![0u8; 4096];
-    let n = cloud.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    let n = cloud
+        .poll_transmit(Instant::ZERO, &mut buf)
+        .unwrap()
+        .unwrap();
     let nonce = Nonce(buf[..n].try_into().unwrap());
     let mut creds = [0u8; 128];
     encrypt_device_credentials(&f.server_pub, &mut rng, &nonce, &ID, None, &mut creds).unwrap();
     cloud.handle_input(Instant::ZERO, &creds).unwrap();
-    let n = cloud.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    let n = cloud
+        .poll_transmit(Instant::ZERO, &mut buf)
+        .unwrap()
+        .unwrap();
     let session = open_session_key(&f.device, &f.server_pub, &mut rng, &buf[..n]).unwrap();
     let mut enc = session.encoder::<Aes128Cbc>();
-    let hello = seal(&mut enc, b"\x50\x02\x00\x01\xb1\x68\xff\x00\x06\x00\x01\x00\x00");
+    let hello = seal(
+        &mut enc,
+        b"\x50\x02\x00\x01\xb1\x68\xff\x00\x06\x00\x01\x00\x00",
+    );
     cloud.handle_input(Instant::ZERO, &hello).unwrap();
 
     let mut now = Instant::ZERO;

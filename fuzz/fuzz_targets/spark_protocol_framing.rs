@@ -11,7 +11,9 @@ const KEY: [u8; 16] = [0x42; 16];
 const IV: [u8; 16] = [0x24; 16];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&step, rest)) = data.split_first() else { return };
+    let Some((&step, rest)) = data.split_first() else {
+        return;
+    };
     let step = usize::from(step).max(1);
 
     // Hostile input.

@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         let n = key.write_spki_der(&mut buf).expect("sized");
         assert_eq!(RsaPublicKeyRef::from_spki_der(&buf[..n]), Ok(key));
     }
-    for parsed in [RsaPrivateKeyRef::from_der(data), device_private_key_from_storage(data)] {
+    for parsed in [
+        RsaPrivateKeyRef::from_der(data),
+        device_private_key_from_storage(data),
+    ] {
         if let Ok(key) = parsed {
             let mut buf = vec![0u8; key.pkcs8_der_len()];
             let n = key.write_pkcs8_der(&mut buf).expect("sized");

@@ -1,8 +1,8 @@
 //! Tinker's argument parsing: any function name and argument gives a code in Tinker's range and never panics.
 #![no_main]
 
-use spark_vcore::tinker::Tinker;
 use libfuzzer_sys::fuzz_target;
+use spark_vcore::tinker::Tinker;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, arg)) = data.split_first() else {
@@ -10,7 +10,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let arg = String::from_utf8_lossy(arg);
     let mut tinker = Tinker::new();
-    let name = ["digitalread", "digitalwrite", "analogread", "analogwrite", "nosuch"][usize::from(selector % 5)];
+    let name = [
+        "digitalread",
+        "digitalwrite",
+        "analogread",
+        "analogwrite",
+        "nosuch",
+    ][usize::from(selector % 5)];
     match tinker.call(name, &arg) {
         Some(code) => assert!((-3..=4095).contains(&code)),
         None => assert_eq!(name, "nosuch"),

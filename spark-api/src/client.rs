@@ -121,6 +121,7 @@ pub(crate) struct Inner {
     pub(crate) retry: RetryPolicy,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) oauth_client: OAuthClient,
+    pub(crate) max_response_bytes: usize,
 }
 
 /// An async client for the Spark/Particle Cloud REST API.
@@ -159,6 +160,41 @@ pub struct ClientBuilder {
     proxy: ProxySetting,
     scope: Scope,
     pool_idle_timeout: Option<Duration>,
+    max_response_bytes: usize,
+}
+
+/// The largest response body a client reads by default (32 MiB): a device list of tens of thousands of devices
+/// fits, and a cloud sending more ends the call with [`Error::ResponseTooLarge`] instead of the memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// The largest error body read (64 KiB); a longer one ends the call with [`Error::ResponseTooLarge`].
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads a response body of at most `limit` bytes: a `Content-Length` over it is refused before anything is read,
+/// and the reading stops as soon as the body passes it.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+    url: &str,
+) -> Result<Bytes, Error> {
+    let too_large = || Error::ResponseTooLarge {
+        url: strip_query(url),
+        limit,
+    };
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Error::from_reqwest(url, e))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 #[derive(Debug)]
@@ -184,11 +220,19 @@ impl Default for ClientBuilder {
             proxy: ProxySetting::Environment,
             scope: Scope::User,
             pool_idle_timeout: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
 
 impl ClientBuilder {
+    /// The largest response body the client reads (default [`DEFAULT_MAX_RESPONSE_BYTES`]); past it a call ends
+    /// with [`Error::ResponseTooLarge`].
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit;
+        self
+    }
+
     /// The API root (default [`PARTICLE_API_URL`]; [`SPARK_API_URL`] or a local cloud such as
     /// `http://127.0.0.1:8080` are other choices). A trailing `/` is ignored.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
@@ -336,6 +380,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 reconnect: self.reconnect,
                 oauth_client: self.oauth_client,
+                max_response_bytes: self.max_response_bytes,
             }),
             token: self.token,
             scope: self.scope,
@@ -578,10 +623,12 @@ impl Client {
             };
             let status = response.status();
             let retry_after = parse_retry_after(response.headers());
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| Error::from_reqwest(&url, e))?;
+            let limit = if status.is_success() {
+                self.inner.max_response_bytes
+            } else {
+                MAX_ERROR_BODY_BYTES.min(self.inner.max_response_bytes)
+            };
+            let bytes = read_capped(response, limit, &url).await?;
             if status.is_success() {
                 return Ok(Reply {
                     status,

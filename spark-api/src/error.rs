@@ -27,6 +27,14 @@ pub enum Error {
         /// What was wrong there.
         message: String,
     },
+    /// The response body is larger than the client reads ([`crate::ClientBuilder::max_response_bytes`]).
+    #[error("the response from {url} is larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The request URL (without query).
+        url: String,
+        /// The limit that was passed.
+        limit: usize,
+    },
     /// No answer in time.
     #[error("{phase} timed out for {url}")]
     Timeout {

@@ -43,7 +43,8 @@ pub use auth::{
     AccessToken, Credentials, OAuthClient, Secret, StoredToken, TokenGrant, TokenLifetime,
 };
 pub use client::{
-    Client, ClientBuilder, PARTICLE_API_URL, ReconnectPolicy, RetryPolicy, SPARK_API_URL, Scope,
+    Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, MAX_ERROR_BODY_BYTES, PARTICLE_API_URL,
+    ReconnectPolicy, RetryPolicy, SPARK_API_URL, Scope,
 };
 pub use error::{ApiError, Error, ErrorBody, TimeoutPhase};
 pub use models::{

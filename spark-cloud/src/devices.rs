@@ -193,13 +193,20 @@ impl DeviceHub for LiveHub {
 }
 
 /// Device keys from the state directory, read at handshake time.
-struct StateKeys(Arc<Cloud>);
+/// The cloud's device keys, remembering which device asked (for the log line of a failed handshake).
+struct StateKeys(Arc<Cloud>, Arc<Mutex<Option<String>>>);
 
 impl DeviceKeys for StateKeys {
     type Key = DeviceKey;
 
     fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<DeviceKey> {
-        let key = self.0.state().device_key(&hex(device_id))?;
+        let id = hex(device_id);
+        let Some(key) = self.0.state().device_key(&id) else {
+            self.0
+                .log_refusal(&id, "no public key is provisioned for it");
+            return None;
+        };
+        *lock(&self.1) = Some(id);
         DeviceKey::new(&key.as_ref_key()).ok()
     }
 }
@@ -271,13 +278,16 @@ fn failure(f: &RequestFailure) -> HubError {
     match f {
         RequestFailure::Timeout => HubError::TimedOut,
         RequestFailure::SessionEnded(_) | RequestFailure::Reset => HubError::NotConnected,
-        other => HubError::Device(format!("{other:?}")),
+        RequestFailure::Rejected(code) => {
+            HubError::Device(format!("the device refused the request (CoAP {code})"))
+        }
+        other => HubError::Device(format!("{other}")),
     }
 }
 
 fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarType>), HubError> {
     let d = WireDescription::parse(json)
-        .map_err(|e| HubError::Device(format!("bad Describe: {e:?}")))?;
+        .map_err(|e| HubError::Device(format!("the device's description is malformed: {e}")))?;
     let mut out = Description::default();
     let mut types = BTreeMap::new();
     for f in d.functions() {
@@ -314,16 +324,23 @@ async fn run_device(
     server_key: ServerKey,
     stream: TcpStream,
 ) {
+    let asked = Arc::new(Mutex::new(None));
     let conn = CloudConnection::new(
         Instant::ZERO,
         server_key,
-        StateKeys(Arc::clone(&cloud)),
+        StateKeys(Arc::clone(&cloud), Arc::clone(&asked)),
         super::system_rng(),
         CloudConfig::default(),
     );
     let mut driver = Driver::new(conn, stream, TokioClock::new());
     let mailbox = Arc::new(Mailbox::default());
-    let mut id: Option<(String, u64)> = None;
+    // Runs on every way out of this task, a panic included: the hub never keeps a dead connection's mailbox.
+    let mut session = SessionCleanup {
+        cloud: Arc::clone(&cloud),
+        hub: Arc::clone(&hub),
+        mailbox: Arc::clone(&mailbox),
+        id: None,
+    };
     let mut pending = Requests::default();
     let mut types: Option<BTreeMap<String, VarType>> = None;
     let mut description: Option<Description> = None;
@@ -336,7 +353,14 @@ async fn run_device(
                 let event = match event {
                     Ok(Some(e)) => e,
                     Ok(None) => continue,
-                    Err(_) => break,
+                    Err(e) => {
+                        if session.id.is_none()
+                            && let Some(device) = lock(&asked).clone()
+                        {
+                            cloud.log_refusal(&device, &format!("the handshake failed: {e}"));
+                        }
+                        break;
+                    }
                 };
                 match event {
                     CloudEvent::Connected(info) => {
@@ -348,7 +372,7 @@ async fn run_device(
                         if let Ok(r) = driver.connection_mut().describe(now) {
                             pending.insert(r, Pending::Describe(None));
                         }
-                        id = Some((device, serial));
+                        session.id = Some((device, serial));
                     }
                     CloudEvent::Described { request, result } => {
                         let parsed = result.map_err(|f| failure(&f)).and_then(|j| parse_description(&j));
@@ -379,7 +403,7 @@ async fn run_device(
                         }
                     }
                     CloudEvent::Published(e) => {
-                        if let Some((device, _)) = &id {
+                        if let Some((device, _)) = &session.id {
                             let name = String::from_utf8_lossy(&e.name);
                             let data = e.data.as_deref().map(String::from_utf8_lossy);
                             cloud.device_event(device, &name, data.as_deref(), e.ttl, !e.private);
@@ -394,7 +418,7 @@ async fn run_device(
                         }
                         OtaEvent::Finished(result) => {
                             if let Some(Pending::Flash(_, answer)) = pending.remove(&request) {
-                                let _ = answer.send(result.map(drop).map_err(|e| HubError::Device(format!("{e:?}"))));
+                                let _ = answer.send(result.map(drop).map_err(|e| HubError::Device(format!("{e}"))));
                             }
                         }
                         _ => {}
@@ -406,7 +430,7 @@ async fn run_device(
                 while let Some(command) = mailbox.take() {
                 let now = driver.now();
                 let conn = driver.connection_mut();
-                let busy = |e| HubError::Busy(format!("{e:?}"));
+                let busy = |e| HubError::Busy(format!("{e}"));
                 match command {
                     Command::Describe(answer) => {
                         if let Some(d) = &description {
@@ -465,14 +489,27 @@ async fn run_device(
             }
         }
     }
-    mailbox.close();
-    if let Some((device, serial)) = id {
-        let mut devices = lock(&hub.devices);
-        if devices.get(&device).is_some_and(|(s, _)| *s == serial) {
-            devices.remove(&device);
+}
+
+/// What a device connection undoes when it ends, however it ends.
+struct SessionCleanup {
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    mailbox: Arc<Mailbox>,
+    id: Option<(String, u64)>,
+}
+
+impl Drop for SessionCleanup {
+    fn drop(&mut self) {
+        self.mailbox.close();
+        if let Some((device, serial)) = self.id.take() {
+            let mut devices = lock(&self.hub.devices);
+            if devices.get(&device).is_some_and(|(s, _)| *s == serial) {
+                devices.remove(&device);
+            }
+            drop(devices);
+            self.cloud.device_offline(&device);
         }
-        drop(devices);
-        cloud.device_offline(&device);
     }
 }
 
@@ -496,7 +533,34 @@ fn start_read(
             pending.insert(r, Pending::Get(answer));
         }
         Err(e) => {
-            let _ = answer.send(Err(HubError::Busy(format!("{e:?}"))));
+            let _ = answer.send(Err(HubError::Busy(format!("{e}"))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spark_protocol::wire::coap::Code;
+
+    #[test]
+    fn device_failures_are_told_in_words() {
+        for f in [
+            RequestFailure::Rejected(Code::NotFound),
+            RequestFailure::Rejected(Code::InternalServerError),
+            RequestFailure::Malformed(spark_protocol::wire::Error::Truncated),
+        ] {
+            let HubError::Device(text) = failure(&f) else {
+                panic!("{f:?}")
+            };
+            assert!(
+                !text.contains('(') || text.contains("(CoAP "),
+                "debug output in {text:?}"
+            );
+            assert!(
+                !text.contains("Rejected") && !text.contains("Malformed"),
+                "{text:?}"
+            );
         }
     }
 }

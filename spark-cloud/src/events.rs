@@ -133,8 +133,26 @@ impl Filter {
     }
 }
 
+/// The credential a stream was opened with: the stream ends when it is revoked or expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Which token (its digest, as the state directory keys it).
+    pub token: String,
+    /// The user it belongs to.
+    pub user: String,
+    /// When it expires (`None` = never).
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Credential {
+    fn expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
 struct Subscriber {
     filter: Filter,
+    credential: Option<Credential>,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -181,14 +199,49 @@ impl EventBus {
 
     /// Attaches a subscriber; it stays attached until the returned [`Subscription`] is dropped.
     pub fn subscribe(self: &Arc<Self>, filter: Filter) -> Subscription {
+        self.attach(filter, None)
+    }
+
+    /// Attaches a subscriber that holds `credential`: it is detached, and its stream ends, when the credential
+    /// expires or is revoked ([`EventBus::end_token`], [`EventBus::end_user`]).
+    pub fn subscribe_with(
+        self: &Arc<Self>,
+        filter: Filter,
+        credential: Credential,
+    ) -> Subscription {
+        self.attach(filter, Some(credential))
+    }
+
+    fn attach(self: &Arc<Self>, filter: Filter, credential: Option<Credential>) -> Subscription {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, Subscriber { filter, tx });
+        let expires_at = credential.as_ref().and_then(|c| c.expires_at);
+        self.lock().insert(
+            id,
+            Subscriber {
+                filter,
+                credential,
+                tx,
+            },
+        );
         Subscription {
             bus: Arc::clone(self),
             id,
             rx,
+            expires_at,
         }
+    }
+
+    /// Ends every stream opened with the token of digest `token` (it was revoked).
+    pub fn end_token(&self, token: &str) {
+        self.lock()
+            .retain(|_, s| s.credential.as_ref().is_none_or(|c| c.token != token));
+    }
+
+    /// Ends every stream opened with any of `user`'s tokens.
+    pub fn end_user(&self, user: &str) {
+        self.lock()
+            .retain(|_, s| s.credential.as_ref().is_none_or(|c| c.user != user));
     }
 
     /// Publishes `event` to every matching subscriber.
@@ -196,8 +249,12 @@ impl EventBus {
         self.published.fetch_add(1, Ordering::Relaxed);
         let mut delivered = 0;
         let mut dropped = 0;
+        let now = SystemTime::now();
         let mut subscribers = self.lock();
         subscribers.retain(|_, sub| {
+            if sub.credential.as_ref().is_some_and(|c| c.expired(now)) {
+                return false;
+            }
             if !sub.filter.matches(event) {
                 return !sub.tx.is_closed();
             }
@@ -235,6 +292,7 @@ pub struct Subscription {
     bus: Arc<EventBus>,
     id: u64,
     rx: mpsc::Receiver<Bytes>,
+    expires_at: Option<SystemTime>,
 }
 
 impl Subscription {
@@ -246,10 +304,17 @@ impl Subscription {
     /// Turns this subscription into an SSE response body (`:ok` first, keep-alives after [`KEEP_ALIVE`] of
     /// silence, queued frames gathered into chunks).
     pub fn into_body(self) -> SseBody {
+        let expiry = self.expires_at.map(|at| {
+            let left = at
+                .duration_since(SystemTime::now())
+                .unwrap_or(std::time::Duration::ZERO);
+            Box::pin(tokio::time::sleep(left))
+        });
         SseBody {
             sub: self,
             greeted: false,
             keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+            expiry,
         }
     }
 }
@@ -266,6 +331,7 @@ pub struct SseBody {
     sub: Subscription,
     greeted: bool,
     keep_alive: Pin<Box<tokio::time::Sleep>>,
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl SseBody {
@@ -284,6 +350,12 @@ impl Body for SseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
+        if let Some(expiry) = &mut this.expiry
+            && expiry.as_mut().poll(cx).is_ready()
+        {
+            // The token expired: the stream ends.
+            return Poll::Ready(None);
+        }
         if !this.greeted {
             this.greeted = true;
             this.rearm();

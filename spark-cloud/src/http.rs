@@ -5,8 +5,9 @@
 #![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64ct::{Base64, Encoding};
 use bytes::Bytes;
@@ -16,21 +17,21 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
 use serde_json::{Value, json};
 use spark_protocol::crypto::keys::RsaPublicKey;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use super::events::{Event, Filter, Scope};
+use super::events::{Credential, Event, Filter, Scope};
 use super::hub::{DeviceEvent, FlashProgress, HubError};
-use super::state::{AuthError, DeviceRecord, TOKEN_LIFETIME, is_device_id};
+use super::state::{AuthError, DeviceRecord, MAX_TOKEN_LIFETIME, TOKEN_LIFETIME, is_device_id};
 use super::util::{iso8601, multipart_boundary, parse_multipart, percent_decode};
-use super::{Cloud, REQUEST_TIMEOUT, lock, system_rng};
+use super::{Cloud, HttpLimits, REQUEST_TIMEOUT, lock, system_rng};
 
 type Body = BoxBody<Bytes, Infallible>;
 type Reply = Response<Body>;
 
-/// The largest request body (a firmware image travels in one).
-const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Event names and function arguments: at most 63 characters (2014 Core limits).
 const MAX_NAME: usize = 63;
 /// Event data: at most 63 bytes (2014 Core limit).
@@ -38,9 +39,12 @@ const MAX_DATA: usize = 63;
 /// Largest `ttl` of an event.
 const MAX_TTL: u32 = 16_777_215;
 
-pub(super) async fn accept_loop(cloud: Arc<Cloud>, listener: TcpListener) {
+pub(super) async fn accept_loop(cloud: Arc<Cloud>, listener: TcpListener, limits: HttpLimits) {
+    // Connections hold a permit; past the cap a client is told so and closed, and nothing else is spent on it.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let logins = Arc::new(LoginLimiter::new(&limits));
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(_) => {
                 // Out of descriptors and the like: back off instead of spinning.
@@ -49,17 +53,48 @@ pub(super) async fn accept_loop(cloud: Arc<Cloud>, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
         let cloud = Arc::clone(&cloud);
+        let ctx = Arc::new(Conn {
+            limits,
+            peer: peer.ip(),
+            logins: Arc::clone(&logins),
+        });
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let cloud = Arc::clone(&cloud);
-                async move { Ok::<_, Infallible>(handle(&cloud, req).await) }
+                let ctx = Arc::clone(&ctx);
+                async move { Ok::<_, Infallible>(handle(&cloud, req, &ctx).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// The answer to a connection past [`HttpLimits::max_connections`]: `503` with a JSON body, then close.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"ok":false,"error":"Too many connections; try again later"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n\
+Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -112,6 +147,8 @@ struct Req {
     form: Vec<(String, String)>,
     form_is_urlencoded: bool,
     parts: Vec<super::util::Part>,
+    peer: IpAddr,
+    logins: Arc<LoginLimiter>,
 }
 
 impl Req {
@@ -136,7 +173,74 @@ impl Req {
     }
 }
 
-async fn read_request(req: Request<Incoming>) -> Result<Req, Reply> {
+/// A request body as the handlers see it.
+#[derive(Debug, Default)]
+pub(crate) struct RequestBody {
+    /// Fields of a form or JSON object body.
+    pub(crate) form: Vec<(String, String)>,
+    /// Whether the body was `application/x-www-form-urlencoded`.
+    pub(crate) form_is_urlencoded: bool,
+    /// Parts of a multipart body.
+    pub(crate) parts: Vec<super::util::Part>,
+}
+
+/// Parses a request body by its content type (form, JSON object or multipart; others are ignored). This runs
+/// before authentication for a token sent in the body, so it must hold against any input.
+pub(crate) fn parse_body(content_type: &str, bytes: &[u8]) -> Result<RequestBody, &'static str> {
+    let mut body = RequestBody::default();
+    if bytes.is_empty() {
+        return Ok(body);
+    }
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-www-form-urlencoded" => {
+            body.form_is_urlencoded = true;
+            body.form = serde_urlencoded::from_bytes(bytes).map_err(|_| "Malformed form body")?;
+        }
+        "application/json" => {
+            let value: Value = serde_json::from_slice(bytes).map_err(|_| "Malformed JSON body")?;
+            let Value::Object(map) = value else {
+                return Err("The JSON body must be an object");
+            };
+            body.form = map
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect();
+        }
+        "multipart/form-data" => {
+            let boundary = multipart_boundary(content_type).ok_or("Malformed multipart body")?;
+            body.parts =
+                parse_multipart(bytes, boundary).map_err(|_| "Malformed multipart body")?;
+        }
+        _ => {}
+    }
+    Ok(body)
+}
+
+/// Whether a route authenticates with a bearer token (all of `/v1/` but sign-up and the Basic-auth token routes).
+fn uses_bearer(method: &Method, segments: &[String]) -> bool {
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match seg.as_slice() {
+        ["v1", "users"] => false,
+        ["v1", "access_tokens"] => false,
+        ["v1", "access_tokens", token] => *token == "current" && method == Method::DELETE,
+        ["v1", ..] => true,
+        _ => false,
+    }
+}
+
+/// Reads a request. The token of a bearer route given in the header or the query is checked before the body is
+/// read; the body is bounded (a firmware upload by an authenticated user may be larger) and must arrive in time.
+async fn read_request(cloud: &Cloud, req: Request<Incoming>, ctx: &Conn) -> Result<Req, Reply> {
+    let limits = &ctx.limits;
     let (parts, body) = req.into_parts();
     let mut segments = Vec::new();
     for raw in parts.uri.path().split('/').filter(|s| !s.is_empty()) {
@@ -158,59 +262,70 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, Reply> {
     };
     let authorization = header_str(header::AUTHORIZATION);
     let content_type = header_str(header::CONTENT_TYPE).unwrap_or_default();
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let head = Req {
+        method: parts.method,
+        segments,
+        query,
+        authorization,
+        content_type,
+        form: Vec::new(),
+        form_is_urlencoded: false,
+        parts: Vec::new(),
+        peer: ctx.peer,
+        logins: Arc::clone(&ctx.logins),
+    };
+    let mut limit = limits.max_body;
+    if uses_bearer(&head.method, &head.segments) && token_of(&head)?.is_some() {
+        bearer(cloud, &head)?;
+        let upload = head.method == Method::PUT
+            && head.segments.len() == 3
+            && head.segments[0] == "v1"
+            && head.segments[1] == "devices";
+        if upload {
+            limit = limits.max_image_body;
+        }
+    }
+    let too_large = || {
+        ok_false(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("Request body too large (at most {limit} bytes)"),
+        )
+    };
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = match tokio::time::timeout(limits.body_timeout, Limited::new(body, limit).collect())
+        .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => return Err(too_large()),
         Err(_) => {
             return Err(ok_false(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body too large",
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body did not arrive in time",
             ));
         }
     };
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let mut form = Vec::new();
-    let mut multipart = Vec::new();
-    let mut form_is_urlencoded = false;
-    if !bytes.is_empty() {
-        match mime.as_str() {
-            "application/x-www-form-urlencoded" => {
-                form_is_urlencoded = true;
-                form = serde_urlencoded::from_bytes(&bytes)
-                    .map_err(|_| ok_false(StatusCode::BAD_REQUEST, "Malformed form body"))?;
-            }
-            "application/json" => {
-                let value: Value = serde_json::from_slice(&bytes)
-                    .map_err(|_| ok_false(StatusCode::BAD_REQUEST, "Malformed JSON body"))?;
-                let Value::Object(map) = value else {
-                    return Err(ok_false(
-                        StatusCode::BAD_REQUEST,
-                        "The JSON body must be an object",
-                    ));
-                };
-                form = map
-                    .into_iter()
-                    .map(|(k, v)| match v {
-                        Value::String(s) => (k, s),
-                        other => (k, other.to_string()),
-                    })
-                    .collect();
-            }
-            "multipart/form-data" => {
-                let boundary = multipart_boundary(&content_type)
-                    .ok_or_else(|| ok_false(StatusCode::BAD_REQUEST, "Malformed multipart body"))?;
-                multipart = parse_multipart(&bytes, boundary)
-                    .map_err(|_| ok_false(StatusCode::BAD_REQUEST, "Malformed multipart body"))?;
-            }
-            _ => {}
-        }
-    }
+    let Req {
+        method,
+        segments,
+        query,
+        authorization,
+        content_type,
+        peer,
+        logins,
+        ..
+    } = head;
+    let body =
+        parse_body(&content_type, &bytes).map_err(|why| ok_false(StatusCode::BAD_REQUEST, why))?;
+    let (form, form_is_urlencoded, multipart) = (body.form, body.form_is_urlencoded, body.parts);
     Ok(Req {
-        method: parts.method,
+        method,
         segments,
         query,
         authorization,
@@ -218,10 +333,19 @@ async fn read_request(req: Request<Incoming>) -> Result<Req, Reply> {
         form,
         form_is_urlencoded,
         parts: multipart,
+        peer,
+        logins,
     })
 }
 
-async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>) -> Reply {
+/// What a connection's requests share.
+struct Conn {
+    limits: HttpLimits,
+    peer: IpAddr,
+    logins: Arc<LoginLimiter>,
+}
+
+async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>, ctx: &Conn) -> Reply {
     if req.method() == Method::OPTIONS {
         let mut r = reply(StatusCode::NO_CONTENT, full(Bytes::new()), "text/plain");
         let h = r.headers_mut();
@@ -235,7 +359,7 @@ async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>) -> Reply {
         );
         return r;
     }
-    let req = match read_request(req).await {
+    let req = match read_request(cloud, req, ctx).await {
         Ok(req) => req,
         Err(reply) => return reply,
     };
@@ -246,20 +370,29 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = &req.method;
     match (m, seg.as_slice()) {
-        (&Method::POST, ["oauth", "token"]) => create_token(cloud, req),
+        (&Method::POST, ["oauth", "token"]) => create_token(cloud, req).await,
         (&Method::POST, ["v1", "users"]) => create_user(cloud, req),
         (&Method::GET, ["server", "health"]) => Ok(health(cloud)),
-        (&Method::GET, ["v1", "access_tokens"]) => list_tokens(cloud, req),
+        (&Method::GET, ["v1", "access_tokens"]) => list_tokens(cloud, req).await,
+        (&Method::DELETE, ["v1", "access_tokens"]) => {
+            let user = basic_user(cloud, req).await?;
+            let count = cloud
+                .revoke_all_tokens(&user)
+                .map_err(|_| storage_failed())?;
+            Ok(json_reply(
+                StatusCode::OK,
+                &json!({"ok": true, "revoked": count}),
+            ))
+        }
         (&Method::DELETE, ["v1", "access_tokens", "current"]) => {
             let user = bearer(cloud, req)?;
             let token = token_of(req)?.unwrap_or_default();
             cloud
-                .state
-                .delete_token(&user.name, &token)
+                .revoke_token(&user.name, &token)
                 .map_err(|_| storage_failed())?;
             Ok(json_reply(StatusCode::OK, &json!({"ok": true})))
         }
-        (&Method::DELETE, ["v1", "access_tokens", token]) => delete_token(cloud, req, token),
+        (&Method::DELETE, ["v1", "access_tokens", token]) => delete_token(cloud, req, token).await,
         (&Method::GET, ["v1", "events", prefix @ ..]) => {
             let user = bearer(cloud, req)?;
             Ok(subscribe(cloud, &user, Scope::All, prefix))
@@ -274,9 +407,10 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
             Ok(list_devices(cloud, &user))
         }
         (&Method::POST, ["v1", "devices"]) => claim(cloud, req),
+        (&Method::POST, ["v1", "device_claims"]) => create_claim_code(cloud, req),
         (&Method::GET, ["v1", "devices", id, "events", prefix @ ..]) => {
             let user = bearer(cloud, req)?;
-            let device = resolve(cloud, &user, id, Access::Read)?;
+            let device = resolve(cloud, &user, id)?;
             Ok(subscribe(cloud, &user, Scope::Device(device.id), prefix))
         }
         (&Method::GET, ["v1", "devices", id]) => device_info(cloud, req, id).await,
@@ -288,7 +422,7 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         (&Method::POST, ["v1", "devices", id, function]) => {
             call_function(cloud, req, id, function).await
         }
-        (&Method::POST, ["v1", "provisioning", id]) => provision(cloud, req, id),
+        (&Method::POST, ["v1", "provisioning", id]) => provision(cloud, req, id).await,
         _ => Ok(not_found()),
     }
 }
@@ -306,6 +440,8 @@ fn storage_failed() -> Reply {
 struct User {
     name: String,
     id: String,
+    token_digest: String,
+    expires_at: Option<SystemTime>,
 }
 
 /// The bearer token of a request, from exactly one of: the `Authorization` header, `?access_token=`, or a
@@ -361,8 +497,13 @@ fn bearer(cloud: &Cloud, req: &Req) -> Result<User, Reply> {
         r
     };
     let token = token_of(req)?.ok_or_else(|| unauthorized("The access token was not found"))?;
-    match cloud.state.authenticate(&token) {
-        Ok((name, id)) => Ok(User { name, id }),
+    match cloud.state.authenticate_token(&token) {
+        Ok(a) => Ok(User {
+            name: a.username,
+            id: a.user_id,
+            token_digest: a.token_digest,
+            expires_at: a.expires_at,
+        }),
         Err(AuthError::ExpiredToken) => Err(unauthorized("The access token provided has expired.")),
         Err(_) => Err(unauthorized("The access token provided is invalid.")),
     }
@@ -380,17 +521,71 @@ fn basic_credentials(req: &Req) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-fn basic_user(cloud: &Cloud, req: &Req) -> Result<String, Reply> {
+async fn basic_user(cloud: &Cloud, req: &Req) -> Result<String, Reply> {
     let (user, password) = basic_credentials(req).ok_or_else(|| {
         ok_false_errors(
             StatusCode::UNAUTHORIZED,
             "Unauthorized. You must send username and password in HTTP Basic Auth to view your access tokens.",
         )
     })?;
+    login_attempt(req)?;
     cloud
-        .state
-        .check_password(&user, &password)
+        .verify_password(&user, &password)
+        .await
         .map_err(|_| ok_false_errors(StatusCode::UNAUTHORIZED, "Bad password"))
+}
+
+/// Counts a password attempt against the client's address; `429` once its allowance is spent.
+fn login_attempt(req: &Req) -> Result<(), Reply> {
+    if req.logins.allow(req.peer, Instant::now()) {
+        return Ok(());
+    }
+    let mut r = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "Too many login attempts from this address; try again later",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Err(r)
+}
+
+/// Password attempts per client address: a bucket of `burst` attempts, one more each `refill`.
+pub(super) struct LoginLimiter {
+    burst: u32,
+    refill: Duration,
+    buckets: std::sync::Mutex<std::collections::HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl LoginLimiter {
+    fn new(limits: &HttpLimits) -> LoginLimiter {
+        LoginLimiter {
+            burst: limits.login_burst.max(1),
+            refill: limits.login_refill,
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn allow(&self, peer: IpAddr, now: Instant) -> bool {
+        let burst = f64::from(self.burst);
+        let per_sec = 1.0 / self.refill.as_secs_f64().max(1e-3);
+        let mut buckets = lock(&self.buckets);
+        if buckets.len() > 4096 {
+            // Forget addresses whose allowance is whole again.
+            buckets.retain(|_, (left, at)| {
+                *left + now.saturating_duration_since(*at).as_secs_f64() * per_sec < burst
+            });
+        }
+        let (left, at) = buckets.entry(peer).or_insert((burst, now));
+        *left = (*left + now.saturating_duration_since(*at).as_secs_f64() * per_sec).min(burst);
+        *at = now;
+        if *left >= 1.0 {
+            *left -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -403,7 +598,7 @@ fn valid_client_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+async fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     if !req.form_is_urlencoded
         && !req
             .content_type
@@ -450,9 +645,10 @@ fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
             "Missing parameters. \"username\" and \"password\" are required",
         ));
     };
+    login_attempt(req)?;
     let username = cloud
-        .state
-        .check_password(username, password)
+        .verify_password(username, password)
+        .await
         .map_err(|_| {
             oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -463,23 +659,26 @@ fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let lifetime = match req.field("expires_in").map(str::parse::<u64>) {
         None => Some(TOKEN_LIFETIME),
         Some(Ok(0)) => None,
-        Some(Ok(secs)) => Some(Duration::from_secs(secs)),
-        Some(Err(_)) => {
+        Some(Ok(secs)) if secs <= MAX_TOKEN_LIFETIME.as_secs() => Some(Duration::from_secs(secs)),
+        Some(_) => {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "expires_in must be a number of seconds",
+                &format!(
+                    "expires_in must be a number of seconds from 0 (never) to {}",
+                    MAX_TOKEN_LIFETIME.as_secs()
+                ),
             ));
         }
     };
-    let record = cloud
+    let (token, _record) = cloud
         .state
         .issue_token(&username, &client_id, lifetime, &mut system_rng())
         .map_err(|_| storage_failed())?;
     let mut r = json_reply(
         StatusCode::OK,
         &json!({
-            "access_token": record.token,
+            "access_token": token,
             "token_type": "bearer",
             "expires_in": lifetime.map_or(0, |l| l.as_secs()),
         }),
@@ -506,16 +705,20 @@ fn create_user(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     }
 }
 
-fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = basic_user(cloud, req)?;
+async fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = basic_user(cloud, req).await?;
     let list: Vec<Value> = cloud
         .state
         .tokens(&user)
         .into_iter()
         .map(|t| {
             json!({
-                "token": t.token,
-                "expires_at": t.expires_at.map(|s| iso8601(UNIX_EPOCH + Duration::from_secs(s))),
+                // Only the digest is stored: a token is listed, and can be deleted, by its SHA-256.
+                "token": t.digest,
+                "expires_at": t
+                    .expires_at
+                    .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+                    .map(iso8601),
                 "client": t.client,
             })
         })
@@ -523,9 +726,9 @@ fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     Ok(json_reply(StatusCode::OK, &Value::Array(list)))
 }
 
-fn delete_token(cloud: &Cloud, req: &Req, token: &str) -> Result<Reply, Reply> {
-    let user = basic_user(cloud, req)?;
-    match cloud.state.delete_token(&user, token) {
+async fn delete_token(cloud: &Cloud, req: &Req, token: &str) -> Result<Reply, Reply> {
+    let user = basic_user(cloud, req).await?;
+    match cloud.revoke_token(&user, token) {
         Ok(true) => Ok(json_reply(StatusCode::OK, &json!({"ok": true}))),
         Ok(false) => Err(ok_false_errors(StatusCode::NOT_FOUND, "Token not found")),
         Err(_) => Err(storage_failed()),
@@ -552,27 +755,15 @@ fn health(cloud: &Cloud) -> Reply {
 // ---------------------------------------------------------------------------------------------------------------
 // Devices
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Reading (visible: own or unowned).
-    Read,
-    /// Acting on it (own or unowned).
-    Act,
-    /// Owner only (release).
-    Own,
-}
-
-fn resolve(cloud: &Cloud, user: &User, id: &str, access: Access) -> Result<DeviceRecord, Reply> {
+/// The device `id` (an id or one of the user's device names) if the user owns it. A device without an owner is
+/// reachable by no one and answers as an unknown one; another user's device (by id) is `403`.
+fn resolve(cloud: &Cloud, user: &User, id: &str) -> Result<DeviceRecord, Reply> {
     let device = cloud
         .state
         .find_device(id, &user.name)
+        .filter(|d| d.owner.is_some())
         .ok_or_else(|| ok_false(StatusCode::NOT_FOUND, "Device not found."))?;
-    let allowed = match (access, device.owner.as_deref()) {
-        (_, Some(owner)) => owner == user.name,
-        (Access::Own, None) => false,
-        (_, None) => true,
-    };
-    if allowed {
+    if device.owner.as_deref() == Some(user.name.as_str()) {
         Ok(device)
     } else {
         Err(ok_false(StatusCode::FORBIDDEN, "Permission Denied"))
@@ -580,7 +771,7 @@ fn resolve(cloud: &Cloud, user: &User, id: &str, access: Access) -> Result<Devic
 }
 
 fn visible(user: &User, device: &DeviceRecord) -> bool {
-    device.owner.as_deref().is_none_or(|o| o == user.name)
+    device.owner.as_deref() == Some(user.name.as_str())
 }
 
 /// Whether a reported CC3000 service-pack version predates 1.28, the deep update's.
@@ -644,7 +835,7 @@ async fn with_timeout<T>(f: impl Future<Output = Result<T, HubError>>) -> Result
 
 async fn device_info(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Read)?;
+    let device = resolve(cloud, &user, id)?;
     let mut map = device_json(cloud, &device);
     let description = if cloud.hub.is_connected(&device.id) {
         with_timeout(cloud.hub.describe(&device.id)).await.ok()
@@ -671,7 +862,7 @@ async fn device_info(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply>
 
 async fn call_function(cloud: &Cloud, req: &Req, id: &str, function: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Act)?;
+    let device = resolve(cloud, &user, id)?;
     // `arg` (today) or `args` (2014); otherwise the first field, as the original forwarded it.
     let argument = req
         .field("arg")
@@ -707,7 +898,7 @@ async fn call_function(cloud: &Cloud, req: &Req, id: &str, function: &str) -> Re
 
 async fn get_variable(cloud: &Cloud, req: &Req, id: &str, variable: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Read)?;
+    let device = resolve(cloud, &user, id)?;
     let value = with_timeout(cloud.hub.get(&device.id, variable))
         .await
         .map_err(|e| hub_error(e, "Variable read failed"))?;
@@ -736,6 +927,8 @@ async fn get_variable(cloud: &Cloud, req: &Req, id: &str, variable: &str) -> Res
     ))
 }
 
+/// `POST /v1/devices` with `id`: a claim by id alone is no proof of holding the device, so it succeeds only for a
+/// device the user already owns. A device is claimed with a claim code it presents (`POST /v1/device_claims`).
 fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     let id = req.field("id").unwrap_or_default().to_ascii_lowercase();
@@ -745,35 +938,44 @@ fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
             "Invalid device id",
         ));
     }
-    let outcome = cloud
-        .state
-        .update_device(&id, |d| match &d.owner {
-            Some(owner) if *owner != user.name => false,
-            _ => {
-                d.owner = Some(user.name.clone());
-                true
-            }
-        })
-        .map_err(|_| storage_failed())?;
-    match outcome {
-        None => Err(ok_false_errors(
-            StatusCode::NOT_FOUND,
-            "Device not found: provision its public key first",
+    match cloud.state.device(&id).and_then(|d| d.owner) {
+        Some(owner) if owner == user.name => Ok(json_reply(
+            StatusCode::OK,
+            &json!({"ok": true, "deviceID": id, "claimed": true}),
         )),
-        Some(false) => Err(ok_false_errors(
+        Some(_) => Err(ok_false_errors(
             StatusCode::FORBIDDEN,
             "That device belongs to someone else.",
         )),
-        Some(true) => Ok(json_reply(
-            StatusCode::OK,
-            &json!({"ok": true, "deviceID": id, "claimed": true}),
+        None => Err(ok_false_errors(
+            StatusCode::NOT_FOUND,
+            "Device not found. A device is claimed by presenting a claim code from POST /v1/device_claims.",
         )),
     }
 }
 
+/// `POST /v1/device_claims`: a claim code for the user, and the devices they own.
+fn create_claim_code(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req)?;
+    let code = cloud
+        .create_claim_code(&user.name)
+        .map_err(|_| storage_failed())?;
+    let owned: Vec<Value> = cloud
+        .state
+        .devices()
+        .into_iter()
+        .filter(|d| visible(&user, d))
+        .map(|d| d.id.into())
+        .collect();
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"claim_code": code, "device_ids": owned}),
+    ))
+}
+
 fn release(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Own)?;
+    let device = resolve(cloud, &user, id)?;
     cloud
         .state
         .update_device(&device.id, |d| d.owner = None)
@@ -783,7 +985,7 @@ fn release(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
 
 async fn update_device(cloud: &Arc<Cloud>, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id, Access::Act)?;
+    let device = resolve(cloud, &user, id)?;
     if let Some(file) = req
         .parts
         .iter()
@@ -940,7 +1142,7 @@ fn flash(
     ))
 }
 
-fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result<Reply, Reply> {
+async fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     let bad = |e: &str| json_reply(StatusCode::BAD_REQUEST, &json!({"error": e}));
     let id = req
@@ -957,14 +1159,17 @@ fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result<Reply, Reply> {
         .field("publicKey")
         .ok_or_else(|| bad("No key provided"))?;
     let key = RsaPublicKey::from_pem(pem).map_err(|e| bad(&format!("Key error {e}")))?;
+    // A known device's key is its owner's to replace; one without an owner is no one's (an administrator assigns
+    // it, or the device claims itself with a claim code).
     if let Some(existing) = cloud.state.device(&id)
-        && existing.owner.as_deref().is_some_and(|o| o != user.name)
+        && existing.owner.as_deref() != Some(user.name.as_str())
     {
         return Err(ok_false(StatusCode::FORBIDDEN, "Permission Denied"));
     }
     cloud
         .state
-        .provision(&id, &key, Some(&user.name))
+        .provision_durable(&id, &key, Some(&user.name))
+        .await
         .map_err(|_| storage_failed())?;
     Ok(json_reply(
         StatusCode::OK,
@@ -981,7 +1186,16 @@ fn subscribe(cloud: &Cloud, user: &User, scope: Scope, prefix: &[&str]) -> Reply
         scope,
         prefix: prefix.join("/"),
     };
-    let body = cloud.bus.subscribe(filter).into_body().boxed();
+    let credential = Credential {
+        token: user.token_digest.clone(),
+        user: user.name.clone(),
+        expires_at: user.expires_at,
+    };
+    let body = cloud
+        .bus
+        .subscribe_with(filter, credential)
+        .into_body()
+        .boxed();
     let mut r = reply(StatusCode::OK, body, "text/event-stream");
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

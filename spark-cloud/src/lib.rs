@@ -10,14 +10,44 @@
 //! hosted cloud; the original said `400`); `DELETE /v1/access_tokens/:token` works; `POST /v1/users` answers and
 //! refuses an existing name instead of wiping that user; `GET /server/health` answers; devices provisioned after
 //! start are listed at once; closed event streams are freed at once; passwords are hashed with
-//! PBKDF2-HMAC-SHA256; devices have owners (provisioning or claiming sets the owner; another user's device is `403`).
+//! PBKDF2-HMAC-SHA256; devices have owners (provisioning sets the owner; a device claims itself for a user by presenting their claim code); a device without an owner is reachable by no one (`404`), another user's device is `403`.
 
 pub mod devices;
 pub mod events;
 mod http;
 pub mod hub;
+mod journal;
 pub mod state;
 pub mod util;
+
+/// Entry points for the fuzz targets in `fuzz/`: the parsers that read untrusted bytes (request bodies before
+/// authentication, state files). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The fields of a form or JSON body, and the parts of a multipart one.
+    pub type ParsedBody = (Vec<(String, String)>, Vec<crate::util::Part>);
+
+    /// Parses a request body as the REST layer does; the error is the reason given to the client.
+    pub fn request_body(content_type: &str, body: &[u8]) -> Result<ParsedBody, &'static str> {
+        crate::http::parse_body(content_type, body).map(|b| (b.form, b.parts))
+    }
+
+    /// Reads a user file (`users/<name>.json`) as the state directory does on open.
+    pub fn user_file(text: &str) -> Result<(), String> {
+        crate::state::parse_user_file(text).map(drop)
+    }
+
+    /// Reads a device file (`core_keys/<id>.json`) as the state directory does on open.
+    pub fn device_file(text: &str) -> Result<(), String> {
+        crate::state::parse_device_file(text).map(drop)
+    }
+
+    /// Reads the device journal (`core_keys/journal`) as the state directory does on open; returns how many
+    /// records it holds.
+    pub fn journal(bytes: &[u8]) -> Result<usize, String> {
+        crate::journal::parse_journal(bytes).map(|r| r.len())
+    }
+}
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -60,6 +90,45 @@ pub struct Cloud {
     hub: Arc<dyn DeviceHub>,
     status: Mutex<HashMap<String, DeviceStatus>>,
     flashing: Mutex<HashSet<String>>,
+    claims: Mutex<HashMap<String, PendingClaim>>,
+    hashing: Arc<tokio::sync::Semaphore>,
+    refusals: Mutex<HashMap<String, std::time::Instant>>,
+}
+
+/// A claim code handed to a user and not yet presented.
+struct PendingClaim {
+    user: String,
+    expires: std::time::Instant,
+}
+
+/// A refused device is logged at most once per this interval.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a claim code stays valid.
+pub const CLAIM_CODE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Claim codes a user may hold at once (older ones are dropped first).
+pub const MAX_CLAIM_CODES_PER_USER: usize = 8;
+/// The private event a device publishes to present a claim code (what Particle's devices send).
+pub const CLAIM_CODE_EVENT: &str = "spark/device/claim/code";
+
+/// Why a claim or an ownership change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// No device has that id (no key was provisioned).
+    #[error("unknown device")]
+    UnknownDevice,
+    /// No user has that name.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The claim code is unknown, used or expired.
+    #[error("unknown or expired claim code")]
+    UnknownCode,
+    /// The device belongs to another user (who must release it first).
+    #[error("the device belongs to another user")]
+    Owned,
+    /// The state directory could not be written.
+    #[error("could not write the state directory")]
+    Storage,
 }
 
 impl core::fmt::Debug for Cloud {
@@ -84,6 +153,11 @@ impl Cloud {
             hub,
             status: Mutex::new(HashMap::new()),
             flashing: Mutex::new(HashSet::new()),
+            claims: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         })
     }
 
@@ -131,15 +205,169 @@ impl Cloud {
         public: bool,
     ) {
         let device = device.to_ascii_lowercase();
+        if name == CLAIM_CODE_EVENT {
+            self.touch(&device, |_| {});
+            let code = data.unwrap_or_default();
+            match self.claim_with_code(&device, code) {
+                Ok(user) => {
+                    eprintln!("spark-cloud: device {device} claimed by {user} with a claim code")
+                }
+                Err(e) => {
+                    eprintln!("spark-cloud: device {device} presented a claim code: refused ({e})")
+                }
+            }
+            return;
+        }
         if name == "spark/cc3000-patch-version" {
             let version = data.map(str::to_owned);
             self.touch(&device, |s| s.cc3000_patch_version = version);
-        } else if name.len() >= 5 && name[..5].eq_ignore_ascii_case("spark") {
+        } else if name
+            .as_bytes()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"spark"))
+        {
             return;
         } else {
             self.touch(&device, |_| {});
         }
         self.publish_device_event(&device, name, data, ttl, public);
+    }
+
+    /// Hands `user` a new claim code, valid for [`CLAIM_CODE_LIFETIME`]. A device the user holds claims itself by
+    /// presenting it (the [`CLAIM_CODE_EVENT`] event, or [`Cloud::claim_with_code`] as an administrator's step).
+    pub fn create_claim_code(&self, user: &str) -> Result<String, ClaimError> {
+        let user = user.trim().to_lowercase();
+        if !self.state.user_exists(&user) {
+            return Err(ClaimError::UnknownUser);
+        }
+        let mut bytes = [0u8; 24];
+        rand_core::Rng::fill_bytes(&mut system_rng(), &mut bytes);
+        let code = util::hex(&bytes);
+        let now = std::time::Instant::now();
+        let mut claims = lock(&self.claims);
+        claims.retain(|_, c| c.expires > now);
+        let mut held: Vec<(std::time::Instant, String)> = claims
+            .iter()
+            .filter(|(_, c)| c.user == user)
+            .map(|(k, c)| (c.expires, k.clone()))
+            .collect();
+        held.sort();
+        while held.len() >= MAX_CLAIM_CODES_PER_USER {
+            let (_, oldest) = held.remove(0);
+            claims.remove(&oldest);
+        }
+        claims.insert(
+            code.clone(),
+            PendingClaim {
+                user,
+                expires: now + CLAIM_CODE_LIFETIME,
+            },
+        );
+        Ok(code)
+    }
+
+    /// `device` presents a claim code: a device without an owner becomes the code's user's (the code is used up).
+    /// Returns the owner.
+    pub fn claim_with_code(&self, device: &str, code: &str) -> Result<String, ClaimError> {
+        let device = device.to_ascii_lowercase();
+        let known = self
+            .state
+            .device(&device)
+            .ok_or(ClaimError::UnknownDevice)?;
+        let user = {
+            let mut claims = lock(&self.claims);
+            let now = std::time::Instant::now();
+            claims.retain(|_, c| c.expires > now);
+            match claims.get(code) {
+                Some(c) if known.owner.as_deref().is_none_or(|o| o == c.user) => {}
+                Some(_) => return Err(ClaimError::Owned),
+                None => return Err(ClaimError::UnknownCode),
+            }
+            claims
+                .remove(code)
+                .map(|c| c.user)
+                .ok_or(ClaimError::UnknownCode)?
+        };
+        self.set_owner(&device, Some(&user))?;
+        Ok(user)
+    }
+
+    /// An administrator's step: gives `device` to `user` (or takes it from its owner with `None`), whoever owned
+    /// it.
+    pub fn assign_owner(&self, device: &str, user: Option<&str>) -> Result<(), ClaimError> {
+        let user = user.map(|u| u.trim().to_lowercase());
+        if let Some(u) = &user
+            && !self.state.user_exists(u)
+        {
+            return Err(ClaimError::UnknownUser);
+        }
+        self.set_owner(&device.to_ascii_lowercase(), user.as_deref())
+    }
+
+    /// Logs (one line on stderr) that `device` was refused and why, at most once per [`REFUSAL_LOG_INTERVAL`] per
+    /// device id, so that a device retrying every second does not flood the log. Returns whether it logged.
+    pub fn log_refusal(&self, device: &str, why: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut seen = lock(&self.refusals);
+        if seen.len() > 4096 {
+            seen.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_INTERVAL);
+        }
+        if seen
+            .get(device)
+            .is_some_and(|at| now.duration_since(*at) < REFUSAL_LOG_INTERVAL)
+        {
+            return false;
+        }
+        seen.insert(device.to_owned(), now);
+        drop(seen);
+        eprintln!("spark-cloud: device {device} refused: {why}");
+        true
+    }
+
+    /// Checks a password off the async worker threads: on tokio's blocking pool, at most one hash per CPU at a
+    /// time (others wait their turn without holding a thread). Returns the canonical user name.
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<String, state::AuthError> {
+        let check = self.state.password_check(username);
+        let _permit = Arc::clone(&self.hashing)
+            .acquire_owned()
+            .await
+            .map_err(|_| state::AuthError::Storage)?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || check.verify(&password))
+            .await
+            .map_err(|_| state::AuthError::BadCredentials)?
+    }
+
+    /// Revokes one of `user`'s tokens and ends the event streams opened with it; `false` if it had no such token.
+    pub fn revoke_token(&self, user: &str, token: &str) -> Result<bool, state::AuthError> {
+        let deleted = self.state.delete_token_digest(user, token)?;
+        if let Some(digest) = &deleted {
+            self.bus.end_token(digest);
+        }
+        Ok(deleted.is_some())
+    }
+
+    /// Revokes all of `user`'s tokens and ends every event stream they opened; returns how many there were.
+    pub fn revoke_all_tokens(&self, user: &str) -> Result<usize, state::AuthError> {
+        let user = user.trim().to_lowercase();
+        let count = self.state.delete_all_tokens(&user)?;
+        self.bus.end_user(&user);
+        Ok(count)
+    }
+
+    fn set_owner(&self, device: &str, user: Option<&str>) -> Result<(), ClaimError> {
+        match self
+            .state
+            .update_device(device, |d| d.owner = user.map(str::to_owned))
+        {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err(ClaimError::UnknownDevice),
+            Err(_) => Err(ClaimError::Storage),
+        }
     }
 
     fn publish_device_event(
@@ -151,6 +379,10 @@ impl Cloud {
         public: bool,
     ) {
         let owner = self.state.device(device).and_then(|d| d.owner);
+        // A device without an owner reaches no one, not even with public events.
+        if owner.is_none() {
+            return;
+        }
         let event = Event::new(
             name,
             data,
@@ -176,6 +408,80 @@ impl Cloud {
         let device = device.to_ascii_lowercase();
         self.touch(&device, |_| {});
         self.publish_device_event(&device, "spark/status", Some("offline"), 60, false);
+    }
+}
+
+/// The REST API's limits against slow, idle and oversized clients (see `SECURITY.md`).
+///
+/// The device listener has its own limits; REST clients cannot use up its capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// Open HTTP connections at most; one more is answered `503` with a JSON body and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's complete header (also the idle time of a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's complete body.
+    pub body_timeout: Duration,
+    /// The largest request body on every route but a firmware upload.
+    pub max_body: usize,
+    /// The largest request body of a firmware upload (`PUT /v1/devices/:id` with a token in the header or the
+    /// query, checked before the body is read).
+    pub max_image_body: usize,
+    /// Password attempts (logins, Basic-auth token requests) a client address may make at once.
+    pub login_burst: u32,
+    /// One more password attempt is allowed per address each `login_refill`.
+    pub login_refill: Duration,
+}
+
+impl HttpLimits {
+    /// The defaults: 256 connections, 10 s for a header, 30 s for a body, 16 KiB bodies, 1 MiB firmware uploads,
+    /// 20 password attempts per address at once and one more per second.
+    pub const DEFAULT: HttpLimits = HttpLimits {
+        max_connections: 256,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(30),
+        max_body: 16 * 1024,
+        max_image_body: 1024 * 1024,
+        login_burst: 20,
+        login_refill: Duration::from_secs(1),
+    };
+
+    /// Sets [`HttpLimits::login_burst`] and [`HttpLimits::login_refill`].
+    #[must_use]
+    pub const fn with_login_rate(mut self, burst: u32, refill: Duration) -> Self {
+        self.login_burst = burst;
+        self.login_refill = refill;
+        self
+    }
+
+    /// Sets [`HttpLimits::max_connections`].
+    #[must_use]
+    pub const fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets [`HttpLimits::header_timeout`] and [`HttpLimits::body_timeout`].
+    #[must_use]
+    pub const fn with_timeouts(mut self, header: Duration, body: Duration) -> Self {
+        self.header_timeout = header;
+        self.body_timeout = body;
+        self
+    }
+
+    /// Sets [`HttpLimits::max_body`] and [`HttpLimits::max_image_body`].
+    #[must_use]
+    pub const fn with_body_limits(mut self, body: usize, image: usize) -> Self {
+        self.max_body = body;
+        self.max_image_body = image;
+        self
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::DEFAULT
     }
 }
 
@@ -237,14 +543,23 @@ pub fn open(config: &Config, hub: Arc<dyn DeviceHub>) -> Result<Arc<Cloud>, Star
     Ok(Cloud::new(state, hub))
 }
 
-/// Serves the REST API of `cloud` on `addr` (inside a tokio runtime).
+/// Serves the REST API of `cloud` on `addr` (inside a tokio runtime) with the default [`HttpLimits`].
 pub async fn serve(cloud: Arc<Cloud>, addr: SocketAddr) -> Result<Running, StartError> {
+    serve_with(cloud, addr, HttpLimits::DEFAULT).await
+}
+
+/// Serves the REST API of `cloud` on `addr` (inside a tokio runtime) with `limits`.
+pub async fn serve_with(
+    cloud: Arc<Cloud>,
+    addr: SocketAddr,
+    limits: HttpLimits,
+) -> Result<Running, StartError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
     let http = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
-    let task = tokio::spawn(http::accept_loop(Arc::clone(&cloud), listener));
+    let task = tokio::spawn(http::accept_loop(Arc::clone(&cloud), listener, limits));
     Ok(Running { cloud, http, task })
 }

@@ -5,14 +5,20 @@
 //! ```text
 //! <dir>/default_key.pem         server private key (PKCS#1 PEM, mode 0600), generated on first start
 //! <dir>/default_key.pub.pem     server public key (SPKI PEM), for `spark keys server`
-//! <dir>/core_keys/<id>.pub.pem  device public keys (SPKI PEM)
-//! <dir>/core_keys/<id>.json     device attributes: {"name", "owner"}
-//! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}
+//! <dir>/core_keys/<id>.json     one record per device: {"public_key" (SPKI PEM), "name", "owner"}, mode 0600
+//! <dir>/core_keys/journal       device changes not yet compacted, one JSON record a line (group commit)
+//! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}, 0600
+//! ```
+//!
+//! The folders are created 0700 and every file holding a secret 0600, whatever the umask. Tokens are stored as
+//! their SHA-256 (`token_sha256`); files of the older layout (plain `token`) are rewritten on load.
+//!
+//! ```text
 //! ```
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,10 +27,15 @@ use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 
+use super::journal::{Done, Journal, JournalRecord};
 use super::util::{constant_time_eq, hex, pbkdf2_sha256, unhex};
 
 /// Lifetime of a token (90 days, as the 2014 cloud).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7_776_000);
+/// The longest lifetime a token may be given (10 years); `expires_in` above it is refused.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The latest expiry a stored token may carry (year 9999): a loaded file with a later one is refused.
+const LATEST_EXPIRY: u64 = 253_402_300_799;
 /// PBKDF2-HMAC-SHA256 iterations for new passwords.
 pub const PASSWORD_ITERATIONS: u32 = 10_000;
 
@@ -63,8 +74,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 /// A stored access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenRecord {
-    /// The 40-hex token.
-    pub token: String,
+    /// The SHA-256 of the 40-hex token ([`token_digest`]); the token itself is not stored.
+    #[serde(rename = "token_sha256")]
+    pub digest: String,
     /// The OAuth client that created it.
     pub client: String,
     /// Expiry in seconds since the Unix epoch (`None` = never).
@@ -100,6 +112,65 @@ pub struct DeviceRecord {
     pub owner: Option<String>,
 }
 
+/// What one device file holds: the key and the owner together, so that no crash leaves a key without its owner.
+#[derive(Serialize, Deserialize)]
+struct DeviceFile {
+    public_key: Option<String>,
+    name: Option<String>,
+    owner: Option<String>,
+}
+
+/// A password check prepared by [`StateDir::password_check`]: owned data, to be verified on any thread.
+#[derive(Clone)]
+pub struct PasswordCheck {
+    username: Option<String>,
+    salt: String,
+    expected: Vec<u8>,
+    iterations: u32,
+}
+
+impl core::fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PasswordCheck")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordCheck {
+    /// Hashes `password` and compares in constant time; returns the canonical user name.
+    pub fn verify(&self, password: &str) -> Result<String, AuthError> {
+        // Iteration counts come from a file: bounded so a corrupt one cannot stall a thread for hours.
+        let iterations = self.iterations.clamp(1, 10_000_000);
+        let hash = pbkdf2_sha256(password.as_bytes(), self.salt.as_bytes(), iterations);
+        let matches = constant_time_eq(&hash, &self.expected);
+        match &self.username {
+            Some(name) if matches => Ok(name.clone()),
+            _ => Err(AuthError::BadCredentials),
+        }
+    }
+}
+
+/// A token that authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// The user's name.
+    pub username: String,
+    /// The user's id.
+    pub user_id: String,
+    /// The token's digest ([`token_digest`]).
+    pub token_digest: String,
+    /// When the token expires (`None` = never).
+    pub expires_at: Option<SystemTime>,
+}
+
+/// The SHA-256 of a token, in hex: how a token is named without being revealed.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(token.as_bytes()))
+}
+
 /// Why a user or token operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +199,7 @@ struct Inner {
     users: HashMap<String, UserRecord>,
     token_owner: HashMap<String, String>,
     devices: HashMap<String, DeviceRecord>,
+    keys: HashMap<String, RsaPublicKey>,
 }
 
 /// The state directory, loaded in memory and written through on each change.
@@ -135,6 +207,7 @@ pub struct StateDir {
     dir: PathBuf,
     server_key: RsaPrivateKey,
     inner: Mutex<Inner>,
+    journal: Journal,
 }
 
 impl core::fmt::Debug for StateDir {
@@ -150,10 +223,28 @@ pub fn is_device_id(id: &str) -> bool {
     id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Creates a folder (and missing parents) with mode 0700 from the start.
+fn create_private_dir(path: &Path) -> Result<(), StateError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(io(path))
+}
+
 fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
+    // A leftover temporary file would keep its old mode: start from none.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&tmp)(e)),
+    }
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     if private {
         use std::os::unix::fs::OpenOptionsExt;
@@ -165,6 +256,129 @@ fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateErr
     file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn corrupt(path: &Path, reason: impl ToString) -> StateError {
+    StateError::Corrupt {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Loads `core_keys/`: `<id>.json` records holding key and owner, and the old layout (`<id>.pub.pem` beside an
+/// optional `<id>.json` of attributes), which is rewritten as one record before the `.pub.pem` is removed.
+fn load_devices(keys_dir: &Path, inner: &mut Inner) -> Result<(), StateError> {
+    let mut ids = std::collections::BTreeSet::new();
+    for entry in fs::read_dir(keys_dir).map_err(io(keys_dir))? {
+        let path = entry.map_err(io(keys_dir))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let id = name
+            .strip_suffix(".pub.pem")
+            .or_else(|| name.strip_suffix(".json"));
+        if let Some(id) = id.filter(|id| is_device_id(id)) {
+            ids.insert(id.to_owned());
+        }
+    }
+    for id in ids {
+        let json_path = keys_dir.join(format!("{id}.json"));
+        let pem_path = keys_dir.join(format!("{id}.pub.pem"));
+        let stored = match fs::read_to_string(&json_path) {
+            Ok(text) => Some(parse_device_file(&text).map_err(|e| corrupt(&json_path, e))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&json_path)(e)),
+        };
+        let (name, owner, stored_key) = stored.unwrap_or((None, None, None));
+        let (key, pem, migrate) = match stored_key {
+            Some(key) => (key, String::new(), false),
+            None => match fs::read_to_string(&pem_path) {
+                Ok(pem) => (
+                    RsaPublicKey::from_pem(&pem).map_err(|e| corrupt(&pem_path, e))?,
+                    pem,
+                    true,
+                ),
+                // Attributes without a key (a half-written old layout): not a device.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&pem_path)(e)),
+            },
+        };
+        let lower = id.to_ascii_lowercase();
+        let record = DeviceRecord {
+            id: lower.clone(),
+            name,
+            owner,
+        };
+        if migrate {
+            write_device_file(keys_dir, &record, &pem)?;
+        }
+        if migrate || pem_path.exists() {
+            let _ = fs::remove_file(&pem_path);
+        }
+        inner.keys.insert(lower.clone(), key);
+        inner.devices.insert(lower, record);
+    }
+    Ok(())
+}
+
+fn write_device_file(keys_dir: &Path, record: &DeviceRecord, pem: &str) -> Result<(), StateError> {
+    let path = keys_dir.join(format!("{}.json", record.id));
+    let file = DeviceFile {
+        public_key: Some(pem.to_owned()),
+        name: record.name.clone(),
+        owner: record.owner.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&file).map_err(|e| corrupt(&path, e))?;
+    write_atomic(&path, &json, true)
+}
+
+/// Reads a user file: the user, and whether it held plain tokens (now replaced by their digests). Refuses token
+/// expiries past the year 9999.
+pub(crate) fn parse_user_file(text: &str) -> Result<(UserRecord, bool), String> {
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let migrated = hash_plain_tokens(&mut value);
+    let user: UserRecord = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    if let Some(t) = user
+        .tokens
+        .iter()
+        .find(|t| t.expires_at.is_some_and(|e| e > LATEST_EXPIRY))
+    {
+        return Err(format!(
+            "a token expires at {} s, past the year 9999",
+            t.expires_at.unwrap_or_default()
+        ));
+    }
+    Ok((user, migrated))
+}
+
+/// A device file's name, owner and key (when the file holds one; the old layout kept it beside).
+type DeviceFileParts = (Option<String>, Option<String>, Option<RsaPublicKey>);
+
+/// Reads a device file.
+pub(crate) fn parse_device_file(text: &str) -> Result<DeviceFileParts, String> {
+    let file: DeviceFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let key = match &file.public_key {
+        Some(pem) => Some(RsaPublicKey::from_pem(pem).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok((file.name, file.owner, key))
+}
+
+/// Replaces each plain `token` of a user file by its `token_sha256`; whether there was one.
+fn hash_plain_tokens(user: &mut serde_json::Value) -> bool {
+    let mut migrated = false;
+    if let Some(tokens) = user.get_mut("tokens").and_then(|t| t.as_array_mut()) {
+        for t in tokens {
+            let Some(map) = t.as_object_mut() else {
+                continue;
+            };
+            if let Some(serde_json::Value::String(plain)) = map.remove("token") {
+                map.insert("token_sha256".into(), token_digest(&plain).into());
+                migrated = true;
+            }
+        }
+    }
+    migrated
 }
 
 fn now_secs() -> u64 {
@@ -189,7 +403,7 @@ impl StateDir {
     ) -> Result<StateDir, StateError> {
         for sub in ["", "core_keys", "users"] {
             let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(io(&p))?;
+            create_private_dir(&p)?;
         }
         let key_path = dir.join("default_key.pem");
         let server_key = match fs::read_to_string(&key_path) {
@@ -221,6 +435,7 @@ impl StateDir {
             users: HashMap::new(),
             token_owner: HashMap::new(),
             devices: HashMap::new(),
+            keys: HashMap::new(),
         };
         let users_dir = dir.join("users");
         for entry in fs::read_dir(&users_dir).map_err(io(&users_dir))? {
@@ -229,46 +444,40 @@ impl StateDir {
                 continue;
             }
             let text = fs::read_to_string(&path).map_err(io(&path))?;
-            let user: UserRecord =
-                serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let (user, migrated) = parse_user_file(&text).map_err(|e| corrupt(&path, e))?;
             for t in &user.tokens {
                 inner
                     .token_owner
-                    .insert(t.token.clone(), user.username.clone());
+                    .insert(t.digest.clone(), user.username.clone());
+            }
+            if migrated {
+                let json = serde_json::to_vec_pretty(&user).map_err(|e| corrupt(&path, e))?;
+                write_atomic(&path, &json, true)?;
             }
             inner.users.insert(user.username.clone(), user);
         }
         let keys_dir = dir.join("core_keys");
-        for entry in fs::read_dir(&keys_dir).map_err(io(&keys_dir))? {
-            let path = entry.map_err(io(&keys_dir))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let Some(id) = name.strip_suffix(".pub.pem") else {
-                continue;
-            };
-            if !is_device_id(id) {
-                continue;
-            }
-            let id = id.to_ascii_lowercase();
-            let attrs = keys_dir.join(format!("{id}.json"));
-            let mut record = match fs::read_to_string(&attrs) {
-                Ok(text) => serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-                    path: attrs.clone(),
-                    reason: e.to_string(),
-                })?,
-                Err(_) => DeviceRecord::default(),
-            };
-            record.id = id.clone();
-            inner.devices.insert(id, record);
+        load_devices(&keys_dir, &mut inner)?;
+        let (journal, replayed) = Journal::open(&keys_dir)?;
+        for r in replayed {
+            let key = RsaPublicKey::from_pem(&r.public_key)
+                .map_err(|e| corrupt(&keys_dir.join("journal"), e))?;
+            let id = r.id.to_ascii_lowercase();
+            inner.keys.insert(id.clone(), key);
+            inner.devices.insert(
+                id.clone(),
+                DeviceRecord {
+                    id,
+                    name: r.name,
+                    owner: r.owner,
+                },
+            );
         }
         Ok(StateDir {
             dir: dir.to_owned(),
             server_key,
             inner: Mutex::new(inner),
+            journal,
         })
     }
 
@@ -332,42 +541,59 @@ impl StateDir {
         Ok(())
     }
 
-    /// Checks a user's password; returns the canonical user name.
+    /// Checks a user's password; returns the canonical user name. This hashes (tens of milliseconds): an async
+    /// caller runs [`StateDir::password_check`] and [`PasswordCheck::verify`] on a blocking thread instead.
     pub fn check_password(&self, username: &str, password: &str) -> Result<String, AuthError> {
+        self.password_check(username).verify(password)
+    }
+
+    /// What checking `username`'s password needs, taken under the lock without hashing. An unknown user gets a
+    /// dummy salt and hash, so that checking costs the same whether the user exists or not.
+    pub fn password_check(&self, username: &str) -> PasswordCheck {
         let username = username.trim().to_lowercase();
-        let (salt, expected, iterations) = {
-            let inner = self.lock();
-            let user = inner
-                .users
-                .get(&username)
-                .ok_or(AuthError::BadCredentials)?;
-            (
-                user.salt.clone(),
-                user.password_hash.clone(),
-                user.iterations,
-            )
-        };
-        let hash = pbkdf2_sha256(password.as_bytes(), salt.as_bytes(), iterations);
-        let expected = unhex(&expected).ok_or(AuthError::BadCredentials)?;
-        if constant_time_eq(&hash, &expected) {
-            Ok(username)
-        } else {
-            Err(AuthError::BadCredentials)
+        let inner = self.lock();
+        match inner.users.get(&username) {
+            Some(user) => PasswordCheck {
+                username: Some(username),
+                salt: user.salt.clone(),
+                expected: unhex(&user.password_hash).unwrap_or_default(),
+                iterations: user.iterations,
+            },
+            None => PasswordCheck {
+                username: None,
+                salt: "00000000000000000000000000000000".into(),
+                expected: vec![0; 32],
+                iterations: PASSWORD_ITERATIONS,
+            },
         }
     }
 
-    /// Issues a token for `username` (already authenticated).
+    /// Issues a token for `username` (already authenticated): returns the token, which is not stored, and its
+    /// record.
     pub fn issue_token(
         &self,
         username: &str,
         client: &str,
         lifetime: Option<Duration>,
         rng: &mut (impl CryptoRng + ?Sized),
-    ) -> Result<TokenRecord, AuthError> {
+    ) -> Result<(String, TokenRecord), AuthError> {
+        let expires_at = match lifetime {
+            None => None,
+            Some(l) if l > MAX_TOKEN_LIFETIME => {
+                return Err(AuthError::Invalid("token lifetime too long"));
+            }
+            Some(l) => Some(
+                now_secs()
+                    .checked_add(l.as_secs())
+                    .filter(|e| *e <= LATEST_EXPIRY)
+                    .ok_or(AuthError::Invalid("token lifetime too long"))?,
+            ),
+        };
+        let token = random_hex(rng, 20);
         let record = TokenRecord {
-            token: random_hex(rng, 20),
+            digest: token_digest(&token),
             client: client.to_owned(),
-            expires_at: lifetime.map(|l| now_secs() + l.as_secs()),
+            expires_at,
         };
         let mut inner = self.lock();
         let user = inner
@@ -383,28 +609,61 @@ impl StateDir {
         for t in &user.tokens {
             inner
                 .token_owner
-                .insert(t.token.clone(), user.username.clone());
+                .insert(t.digest.clone(), user.username.clone());
         }
-        Ok(record)
+        Ok((token, record))
     }
 
     /// Resolves a bearer token to (user name, user id).
     pub fn authenticate(&self, token: &str) -> Result<(String, String), AuthError> {
+        self.authenticate_token(token)
+            .map(|a| (a.username, a.user_id))
+    }
+
+    /// Resolves a bearer token to its user and expiry.
+    pub fn authenticate_token(&self, token: &str) -> Result<Authenticated, AuthError> {
+        let digest = token_digest(token);
         let inner = self.lock();
         let username = inner
             .token_owner
-            .get(token)
+            .get(&digest)
             .ok_or(AuthError::InvalidToken)?;
         let user = inner.users.get(username).ok_or(AuthError::InvalidToken)?;
         let record = user
             .tokens
             .iter()
-            .find(|t| t.token == token)
+            .find(|t| t.digest == digest)
             .ok_or(AuthError::InvalidToken)?;
         if record.expires_at.is_some_and(|e| e <= now_secs()) {
             return Err(AuthError::ExpiredToken);
         }
-        Ok((user.username.clone(), user.id.clone()))
+        Ok(Authenticated {
+            username: user.username.clone(),
+            user_id: user.id.clone(),
+            token_digest: digest.clone(),
+            expires_at: record
+                .expires_at
+                .and_then(|e| UNIX_EPOCH.checked_add(Duration::from_secs(e))),
+        })
+    }
+
+    /// Deletes all of `username`'s tokens; returns how many there were.
+    pub fn delete_all_tokens(&self, username: &str) -> Result<usize, AuthError> {
+        let mut inner = self.lock();
+        let Some(user) = inner.users.get_mut(username) else {
+            return Ok(0);
+        };
+        let count = user.tokens.len();
+        user.tokens.clear();
+        let user = user.clone();
+        self.save_user(&user)?;
+        inner.token_owner.retain(|_, owner| owner != username);
+        Ok(count)
+    }
+
+    /// Whether a user of that (lower-case) name exists.
+    pub fn user_exists(&self, username: &str) -> bool {
+        self.lock().users.contains_key(username)
     }
 
     /// A user's tokens.
@@ -416,21 +675,42 @@ impl StateDir {
             .unwrap_or_default()
     }
 
-    /// Deletes one of `username`'s tokens; `false` if it has no such token.
+    /// Deletes one of `username`'s tokens, named by the token or by its digest (as listed); `false` if it has no
+    /// such token. Returns the digest of what was deleted through [`StateDir::delete_token_digest`].
     pub fn delete_token(&self, username: &str, token: &str) -> Result<bool, AuthError> {
+        self.delete_token_digest(username, token)
+            .map(|d| d.is_some())
+    }
+
+    /// As [`StateDir::delete_token`]; returns the digest of the deleted token.
+    pub fn delete_token_digest(
+        &self,
+        username: &str,
+        token: &str,
+    ) -> Result<Option<String>, AuthError> {
         let mut inner = self.lock();
         let Some(user) = inner.users.get_mut(username) else {
-            return Ok(false);
+            return Ok(None);
+        };
+        let hashed = token_digest(token);
+        let Some(digest) = user
+            .tokens
+            .iter()
+            .map(|t| &t.digest)
+            .find(|d| **d == hashed || *d == token)
+            .cloned()
+        else {
+            return Ok(None);
         };
         let before = user.tokens.len();
-        user.tokens.retain(|t| t.token != token);
+        user.tokens.retain(|t| t.digest != digest);
         if user.tokens.len() == before {
-            return Ok(false);
+            return Ok(None);
         }
         let user = user.clone();
         self.save_user(&user)?;
-        inner.token_owner.remove(token);
-        Ok(true)
+        inner.token_owner.remove(&digest);
+        Ok(Some(digest))
     }
 
     /// All known devices.
@@ -440,21 +720,19 @@ impl StateDir {
         all
     }
 
-    /// A device by id or by name (a name is looked up among the devices `visible_to` sees first).
-    pub fn find_device(&self, id_or_name: &str, visible_to: &str) -> Option<DeviceRecord> {
+    /// A device by id, or by name among the devices `owner` owns (another user's names are not looked at, so a
+    /// name answers the same whether it is someone else's or no one's).
+    pub fn find_device(&self, id_or_name: &str, owner: &str) -> Option<DeviceRecord> {
         let inner = self.lock();
         let lower = id_or_name.to_ascii_lowercase();
         if let Some(d) = inner.devices.get(&lower) {
             return Some(d.clone());
         }
-        let mut named = inner
+        inner
             .devices
             .values()
-            .filter(|d| d.name.as_deref() == Some(id_or_name));
-        let first = named
-            .clone()
-            .find(|d| d.owner.as_deref() == Some(visible_to));
-        first.or_else(|| named.next()).cloned()
+            .find(|d| d.name.as_deref() == Some(id_or_name) && d.owner.as_deref() == Some(owner))
+            .cloned()
     }
 
     /// A device by id.
@@ -462,76 +740,138 @@ impl StateDir {
         self.lock().devices.get(&id.to_ascii_lowercase()).cloned()
     }
 
-    fn save_device(&self, record: &DeviceRecord) -> Result<(), StateError> {
-        let path = self
-            .dir
-            .join("core_keys")
-            .join(format!("{}.json", record.id));
-        let json = serde_json::to_vec_pretty(record).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&path, &json, false)
+    /// Queues `record` (with its key) in the journal; `done` hears once it is durable.
+    fn journal(&self, inner: &Inner, record: &DeviceRecord, done: Done) {
+        let keys_dir = self.dir.join("core_keys");
+        let pem = inner
+            .keys
+            .get(&record.id)
+            .ok_or_else(|| io::Error::other("a device without a key"))
+            .and_then(|k| k.to_spki_pem().map_err(|e| io::Error::other(e.to_string())));
+        match pem {
+            Ok(public_key) => self.journal.append(
+                JournalRecord {
+                    id: record.id.clone(),
+                    public_key,
+                    name: record.name.clone(),
+                    owner: record.owner.clone(),
+                },
+                done,
+            ),
+            Err(e) => {
+                let _ = keys_dir;
+                match done {
+                    Done::Blocking(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    Done::Async(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            }
+        }
     }
 
-    /// Updates a device's attributes with `f` and persists them.
+    fn wait_blocking(
+        &self,
+        rx: &std::sync::mpsc::Receiver<io::Result<()>>,
+    ) -> Result<(), StateError> {
+        let journal = self.dir.join("core_keys").join("journal");
+        match rx.recv() {
+            Ok(result) => result.map_err(io(&journal)),
+            Err(_) => Err(io(&journal)(io::Error::other(
+                "the journal writer has stopped",
+            ))),
+        }
+    }
+
+    /// Updates a device's attributes with `f` and persists them (returns once they are durable).
     pub fn update_device<T>(
         &self,
         id: &str,
         f: impl FnOnce(&mut DeviceRecord) -> T,
     ) -> Result<Option<T>, StateError> {
-        let mut inner = self.lock();
-        let Some(record) = inner.devices.get_mut(id) else {
-            return Ok(None);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = {
+            let mut inner = self.lock();
+            let Some(record) = inner.devices.get_mut(id) else {
+                return Ok(None);
+            };
+            let out = f(record);
+            let record = record.clone();
+            self.journal(&inner, &record, Done::Blocking(tx));
+            out
         };
-        let out = f(record);
-        let record = record.clone();
-        self.save_device(&record)?;
+        self.wait_blocking(&rx)?;
         Ok(Some(out))
     }
 
-    /// Stores a device's public key (provisioning); the device becomes known at once. A device without an owner
-    /// is given `owner`.
+    fn provision_queued(
+        &self,
+        id: &str,
+        key: &RsaPublicKey,
+        owner: Option<&str>,
+        done: Done,
+    ) -> DeviceRecord {
+        let id = id.to_ascii_lowercase();
+        let mut inner = self.lock();
+        let record = inner
+            .devices
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| DeviceRecord {
+                id: id.clone(),
+                name: None,
+                owner: owner.map(str::to_owned),
+            });
+        inner.keys.insert(id.clone(), key.clone());
+        inner.devices.insert(id, record.clone());
+        self.journal(&inner, &record, done);
+        record
+    }
+
+    /// Stores a device's public key (provisioning); the device becomes known at once. A new device is given
+    /// `owner`; a known device keeps its owner and name. Key and owner are written as one record, atomically, and
+    /// this returns once it is durable (see the [`journal`](crate::state) note in the module docs).
+    ///
+    /// Whether the caller may replace a known device's key is the caller's decision (the REST layer allows its
+    /// owner only).
     pub fn provision(
         &self,
         id: &str,
         key: &RsaPublicKey,
         owner: Option<&str>,
     ) -> Result<DeviceRecord, StateError> {
-        let id = id.to_ascii_lowercase();
-        let path = self.dir.join("core_keys").join(format!("{id}.pub.pem"));
-        let pem = key.to_spki_pem().map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut inner = self.lock();
-        write_atomic(&path, pem.as_bytes(), false)?;
-        let record = inner
-            .devices
-            .entry(id.clone())
-            .or_insert_with(|| DeviceRecord {
-                id,
-                ..DeviceRecord::default()
-            });
-        if record.owner.is_none() {
-            record.owner = owner.map(str::to_owned);
-        }
-        let record = record.clone();
-        self.save_device(&record)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let record = self.provision_queued(id, key, owner, Done::Blocking(tx));
+        self.wait_blocking(&rx)?;
         Ok(record)
     }
 
-    /// A device's public key, read from its file at the time of the call (so a replaced key takes effect at the
-    /// next handshake).
-    pub fn device_key(&self, id: &str) -> Option<RsaPublicKey> {
-        if !is_device_id(id) {
-            return None;
+    /// As [`StateDir::provision`], waiting without blocking the thread: provisions that arrive together share
+    /// one `fsync`.
+    pub async fn provision_durable(
+        &self,
+        id: &str,
+        key: &RsaPublicKey,
+        owner: Option<&str>,
+    ) -> Result<DeviceRecord, StateError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let record = self.provision_queued(id, key, owner, Done::Async(tx));
+        let journal = self.dir.join("core_keys").join("journal");
+        match rx.await {
+            Ok(result) => result.map_err(io(&journal))?,
+            Err(_) => {
+                return Err(io(&journal)(io::Error::other(
+                    "the journal writer has stopped",
+                )));
+            }
         }
-        let path = self
-            .dir
-            .join("core_keys")
-            .join(format!("{}.pub.pem", id.to_ascii_lowercase()));
-        let pem = fs::read_to_string(path).ok()?;
-        RsaPublicKey::from_pem(&pem).ok()
+        Ok(record)
+    }
+
+    /// A device's public key.
+    pub fn device_key(&self, id: &str) -> Option<RsaPublicKey> {
+        self.lock().keys.get(&id.to_ascii_lowercase()).cloned()
     }
 }

@@ -2,8 +2,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{KeyInit, Mac};
-
 /// Formats a time as ISO-8601 UTC with milliseconds (`2014-05-28T19:20:34.638Z`), the cloud's `published_at` form.
 pub fn iso8601(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -60,32 +58,17 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// PBKDF2-HMAC-SHA256 with one 32-byte output block (RFC 8018 §5.2 with dkLen = hLen).
+/// PBKDF2-HMAC-SHA256 with a 32-byte output (RFC 8018 §5.2), by RustCrypto's `pbkdf2`.
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-    let prf = HmacSha256::new_from_slice(password).expect("HMAC takes any key length");
-    let mut first = prf.clone();
-    first.update(salt);
-    first.update(&1u32.to_be_bytes());
-    let mut u: [u8; 32] = first.finalize().into_bytes().into();
-    let mut out = u;
-    for _ in 1..iterations {
-        let mut next = prf.clone();
-        next.update(&u);
-        u = next.finalize().into_bytes().into();
-        for (o, x) in out.iter_mut().zip(u.iter()) {
-            *o ^= x;
-        }
-    }
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out);
     out
 }
 
-/// Compares two byte strings in time independent of where they differ.
+/// Compares two byte strings in time independent of where they differ (`subtle`).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// Percent-decodes one URL path segment; `None` when an escape is malformed or the result is not UTF-8.

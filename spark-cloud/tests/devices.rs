@@ -139,6 +139,16 @@ async fn run_device_reporting(
     id: &str,
     flashed: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
 ) -> String {
+    run_device_publishing(addr, id, flashed, b"booted").await
+}
+
+/// As [`run_device_reporting`], publishing `first` (then `booted`) once connected.
+async fn run_device_publishing(
+    addr: SocketAddr,
+    id: &str,
+    flashed: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    first: &'static [u8],
+) -> String {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let mut d = Driver::new(device(id), stream, TokioClock::new());
@@ -151,6 +161,10 @@ async fn run_device_reporting(
         let conn = d.connection_mut();
         match event {
             DeviceEvent::Connected => {
+                if first != b"booted" {
+                    conn.publish(now, first, Some(b"x"), Visibility::Private, 60)
+                        .unwrap();
+                }
                 conn.publish(now, b"booted", Some(b"yes"), Visibility::Private, 60)
                     .unwrap();
             }
@@ -255,6 +269,56 @@ async fn an_unknown_device_key_is_rejected() {
     assert!(!ended.is_empty());
     assert!(!env.hub.is_connected(DEV_UNKNOWN));
     assert_eq!(env.hub.connected(), 0);
+    // The refusal was logged (stderr) with the id: a second one within the interval is not.
+    assert!(!env.running.cloud.log_refusal(DEV_UNKNOWN, "again"));
+    assert!(env.running.cloud.log_refusal(DEV_A, "another device"));
+    assert!(!env.running.cloud.log_refusal(DEV_A, "another device"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_ascii_event_name_neither_breaks_the_connection_nor_strands_the_device() {
+    let env = start("nonascii").await;
+    let joe = user(&env).await;
+    joe.send_public_key(DEV_A, DEVICE_PUB, Some("rsa"))
+        .await
+        .unwrap();
+    let mut events = joe.subscribe_mine(Some("booted"));
+    assert!(matches!(
+        events.next_item().await,
+        Some(Ok(StreamItem::Connected))
+    ));
+    // "spar" then a two-byte character: byte 5 is inside it.
+    let device = tokio::spawn(run_device_publishing(
+        env.device_addr,
+        DEV_A,
+        None,
+        "spar\u{e9}".as_bytes(),
+    ));
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), events.next_item()).await {
+            Ok(Some(Ok(StreamItem::Event(e)))) if e.name == "booted" => break,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("stream ended: {other:?}"),
+        }
+    }
+    // The connection lives on and answers.
+    assert_eq!(
+        joe.call_function(DEV_A, "led", "on")
+            .await
+            .unwrap()
+            .return_value,
+        2
+    );
+    device.abort();
+    // Once it is gone, a call answers "not connected" at once rather than waiting for a dead connection.
+    for _ in 0..3000 {
+        if !env.hub.is_connected(DEV_A) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let e = joe.call_function(DEV_A, "led", "on").await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

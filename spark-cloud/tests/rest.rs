@@ -111,6 +111,20 @@ async fn login(c: &Client, user: &str, password: &str) -> Client {
     c.with_token(grant.access_token)
 }
 
+/// `POST /v1/device_claims` (which spark-api does not wrap): a claim code for `user`.
+fn claim_code(addr: SocketAddr, user: &Client) -> String {
+    let token = user.access_token().unwrap().expose().to_owned();
+    let (status, body) = post_form(
+        addr,
+        "/v1/device_claims",
+        &format!("Authorization: Bearer {token}\r\n"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["claim_code"].as_str().unwrap().to_owned()
+}
+
 fn status_of(e: &Error) -> Option<u16> {
     e.status()
 }
@@ -156,11 +170,9 @@ async fn tokens_create_list_delete_and_401() {
     let creds = Credentials::new("joe@example.com", "secret");
     let tokens = anon.list_access_tokens(&creds).await.unwrap();
     assert_eq!(tokens.len(), 2);
-    assert!(
-        tokens
-            .iter()
-            .any(|t| t.token.expose() == joe.access_token().unwrap().expose())
-    );
+    // Tokens are stored, and listed, as their SHA-256 only.
+    let digest = cloud::state::token_digest(joe.access_token().unwrap().expose());
+    assert!(tokens.iter().any(|t| t.token.expose() == digest));
     assert!(tokens.iter().all(|t| t.client.as_deref() == Some("CLI2")));
 
     // Wrong password: the login is refused and the token list too.
@@ -333,6 +345,15 @@ async fn devices_list_info_call_get() {
     let ann = login(&client(running.http), "ann", "pw").await;
     assert!(ann.list_devices().await.unwrap().is_empty());
     assert_eq!(status_of(&ann.device(DEV_A).await.unwrap_err()), Some(403));
+    // By name, another user's device answers as no device at all.
+    assert_eq!(
+        status_of(&ann.device("kitchen").await.unwrap_err()),
+        Some(404)
+    );
+    assert_eq!(
+        status_of(&ann.device("nothing-by-that-name").await.unwrap_err()),
+        Some(404)
+    );
     assert_eq!(
         status_of(
             &ann.call_function(DEV_A, "digitalwrite", "")
@@ -354,8 +375,12 @@ async fn devices_list_info_call_get() {
         Some(404)
     );
 
-    // Release lets another user claim it.
+    // Release, then the device presents another user's claim code: it is theirs.
     joe.release_device(DEV_A).await.unwrap();
+    let code = claim_code(running.http, &ann);
+    running
+        .cloud
+        .device_event(DEV_A, cloud::CLAIM_CODE_EVENT, Some(&code), 60, false);
     let claimed = ann.claim_device(DEV_A).await.unwrap();
     assert_eq!(claimed.ok, Some(true));
     assert_eq!(
@@ -566,4 +591,297 @@ async fn state_persists_across_restarts_and_key_is_generated() {
             .device_key("ffffffffffffffffffffffff")
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_without_an_owner_is_reachable_by_no_one_until_it_presents_a_claim_code() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let joe = with_devices(&hub, running.http).await;
+    joe.release_device(DEV_A).await.unwrap();
+    create_user(running.http, "ann", "pw");
+    let ann = login(&client(running.http), "ann", "pw").await;
+    let key_before = running.cloud.state().device_key(DEV_A).unwrap();
+
+    for user in [&joe, &ann] {
+        // Not listed, and every action answers as for an unknown device.
+        assert!(
+            user.list_devices()
+                .await
+                .unwrap()
+                .iter()
+                .all(|d| d.id != DEV_A)
+        );
+        assert_eq!(status_of(&user.device(DEV_A).await.unwrap_err()), Some(404));
+        let e = user
+            .call_function(DEV_A, "digitalwrite", "D7,HIGH")
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        let e = user.variable(DEV_A, "temperature").await.unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        let e = user.rename_device(DEV_A, "mine").await.unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        let e = user
+            .flash_binary(DEV_A, &FirmwareFile::new("app.bin", vec![1, 2, 3]))
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        let mut stream = user.subscribe_device(DEV_A, None);
+        match stream.next_item().await {
+            Some(Err(e)) => assert_eq!(status_of(&e), Some(404)),
+            other => panic!("subscribing to a device without owner: {other:?}"),
+        }
+        // Claiming by id alone is no proof.
+        let e = user.claim_device(DEV_A).await.unwrap_err();
+        assert_eq!(status_of(&e), Some(404));
+        // Nor may anyone replace its key.
+        let e = user
+            .send_public_key(DEV_A, DEVICE_B_KEY, None)
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&e), Some(403));
+    }
+    assert!(running.cloud.state().device_key(DEV_A).unwrap() == key_before);
+    assert_eq!(running.cloud.state().device(DEV_A).unwrap().owner, None);
+
+    // A made-up code claims nothing; ann's code, presented by the device, makes it hers, once.
+    running
+        .cloud
+        .device_event(DEV_A, cloud::CLAIM_CODE_EVENT, Some("0123"), 60, false);
+    assert_eq!(running.cloud.state().device(DEV_A).unwrap().owner, None);
+    let code = claim_code(running.http, &ann);
+    running
+        .cloud
+        .device_event(DEV_A, cloud::CLAIM_CODE_EVENT, Some(&code), 60, false);
+    assert_eq!(ann.device(DEV_A).await.unwrap().id, DEV_A);
+    assert_eq!(status_of(&joe.device(DEV_A).await.unwrap_err()), Some(403));
+    joe.release_device(DEV_B).await.unwrap();
+    assert_eq!(
+        running.cloud.claim_with_code(DEV_B, &code),
+        Err(cloud::ClaimError::UnknownCode)
+    );
+    // The administrator's step.
+    running.cloud.assign_owner(DEV_B, Some("joe")).unwrap();
+    assert_eq!(joe.device(DEV_B).await.unwrap().id, DEV_B);
+    assert_eq!(
+        running.cloud.assign_owner(DEV_B, Some("nobody")),
+        Err(cloud::ClaimError::UnknownUser)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_key_and_owner_files_are_migrated_into_one_record() {
+    let dir = TempDir::new(true);
+    let keys = dir.0.join("core_keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    // The old layout: a key with its attributes, and a key whose attributes a crash never wrote.
+    std::fs::write(keys.join(format!("{DEV_A}.pub.pem")), DEVICE_A_KEY).unwrap();
+    std::fs::write(
+        keys.join(format!("{DEV_A}.json")),
+        r#"{"name":"kitchen","owner":"joe"}"#,
+    )
+    .unwrap();
+    std::fs::write(keys.join(format!("{DEV_B}.pub.pem")), DEVICE_B_KEY).unwrap();
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    create_user(running.http, "joe", "pw");
+    let joe = login(&client(running.http), "joe", "pw").await;
+    let list = joe.list_devices().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(joe.device("kitchen").await.unwrap().id, DEV_A);
+    // The key without an owner is a device no one reaches.
+    assert_eq!(status_of(&joe.device(DEV_B).await.unwrap_err()), Some(404));
+    for id in [DEV_A, DEV_B] {
+        assert!(!keys.join(format!("{id}.pub.pem")).exists());
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(keys.join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            record["public_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+    }
+    drop(running);
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    assert_eq!(
+        running
+            .cloud
+            .state()
+            .device(DEV_A)
+            .unwrap()
+            .owner
+            .as_deref(),
+        Some("joe")
+    );
+    assert!(running.cloud.state().device_key(DEV_B).is_some());
+}
+
+/// Opens `GET path` with a bearer token as a raw event stream and waits for its `:ok`.
+fn open_stream(addr: SocketAddr, path: &str, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(":ok") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed before :ok");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+fn read_until(s: &mut TcpStream, needle: &str) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed before {needle}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Everything the stream sends until the cloud closes it (panics if it stays open 30 s).
+fn rest_of_stream(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("the stream was not ended by the cloud");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_end_when_their_token_is_revoked_or_expires() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let http = running.http;
+    let joe = with_devices(&hub, http).await;
+    let revoked = joe.access_token().unwrap().expose().to_owned();
+    let anonymous = client(http);
+    let short = anonymous
+        .login(&Credentials::new("joe", "pw"), TokenLifetime::Seconds(2))
+        .await
+        .unwrap()
+        .access_token
+        .expose()
+        .to_owned();
+    let forever = anonymous
+        .login(&Credentials::new("joe", "pw"), TokenLifetime::Never)
+        .await
+        .unwrap()
+        .access_token
+        .expose()
+        .to_owned();
+    let streams = tokio::task::spawn_blocking(move || {
+        [&revoked, &short, &forever].map(|t| open_stream(http, "/v1/devices/events", t))
+    })
+    .await
+    .unwrap();
+    let [mut s_revoked, mut s_short, mut s_forever] = streams;
+    // Until then, each stream carries the user's private events.
+    running
+        .cloud
+        .device_event(DEV_A, "private-before", Some("x"), 60, false);
+    for s in [&mut s_revoked, &mut s_short, &mut s_forever] {
+        read_until(s, "private-before");
+    }
+
+    // Revoked through the API: the stream ends and the private event published after never reaches it.
+    let (status, _) = raw(
+        http,
+        &format!(
+            "DELETE /v1/access_tokens/current HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+Authorization: Bearer {}\r\n\r\n",
+            joe.access_token().unwrap().expose()
+        ),
+    );
+    assert_eq!(status, 200);
+    running
+        .cloud
+        .device_event(DEV_A, "secret-after-revoke", Some("x"), 60, false);
+    let rest = tokio::task::spawn_blocking(move || rest_of_stream(&mut s_revoked))
+        .await
+        .unwrap();
+    assert!(!rest.contains("secret-after-revoke"), "{rest}");
+
+    // Expired: the stream ends by itself.
+    let rest = tokio::task::spawn_blocking(move || rest_of_stream(&mut s_short))
+        .await
+        .unwrap();
+    running
+        .cloud
+        .device_event(DEV_A, "secret-after-expiry", Some("x"), 60, false);
+    assert!(!rest.contains("secret-after-expiry"), "{rest}");
+
+    // All of the user's tokens revoked: the never-expiring token's stream ends too.
+    assert_eq!(running.cloud.revoke_all_tokens("joe").unwrap(), 2);
+    running
+        .cloud
+        .device_event(DEV_A, "secret-after-all", Some("x"), 60, false);
+    let rest = tokio::task::spawn_blocking(move || rest_of_stream(&mut s_forever))
+        .await
+        .unwrap();
+    assert!(!rest.contains("secret-after-all"), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_lifetimes_are_bounded_and_the_loader_refuses_what_it_cannot_represent() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    create_user(running.http, "joe", "pw");
+    let grant = |expires_in: &str| {
+        post_form(
+            running.http,
+            "/oauth/token",
+            "",
+            &format!(
+                "grant_type=password&username=joe&password=pw&client_id=spark&client_secret=spark\
+&expires_in={expires_in}"
+            ),
+        )
+    };
+    let max = cloud::state::MAX_TOKEN_LIFETIME.as_secs();
+    for too_long in [
+        "18446744073709551615".to_owned(),
+        "1000000000000".to_owned(),
+        (max + 1).to_string(),
+    ] {
+        let (status, body) = grant(&too_long);
+        assert_eq!(status, 400, "{too_long}: {body}");
+        assert!(body.contains("invalid_request"), "{body}");
+    }
+    let (status, body) = grant(&max.to_string());
+    assert_eq!(status, 200, "{body}");
+    // Listing the tokens works, and shows the longest expiry.
+    let (status, body) = raw(
+        running.http,
+        "GET /v1/access_tokens HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic am9lOnB3\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.matches("expires_at").count(), 1);
+    drop(running);
+
+    // A user file with an expiry past what a date can show is refused by the loader, naming the file.
+    let path = dir.0.join("users").join("joe.json");
+    let mut user: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    user["tokens"][0]["expires_at"] = serde_json::json!(u64::MAX);
+    std::fs::write(&path, serde_json::to_vec(&user).unwrap()).unwrap();
+    let config = Config {
+        dir: dir.0.clone(),
+        http: SocketAddr::from(([127, 0, 0, 1], 0)),
+        key_bits: 1024,
+    };
+    let e = cloud::open(&config, hub).unwrap_err();
+    assert!(e.to_string().contains("joe.json"), "{e}");
 }

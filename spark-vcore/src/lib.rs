@@ -142,6 +142,33 @@ impl Firmware {
     }
 }
 
+/// Reads a Core's state file (`core.json`): the state, its device id and its CC3000 ROM version.
+fn parse_state(text: &str) -> Result<(State, [u8; 12], ServicePack), serde_json::Error> {
+    let bad = |what: &str| <serde_json::Error as serde::de::Error>::custom(what);
+    let state: State = serde_json::from_str(text)?;
+    let id =
+        parse_device_id(&state.device_id).ok_or_else(|| bad("device_id is not 24 hex digits"))?;
+    let rom: ServicePack = state
+        .cc3000_rom
+        .parse()
+        .map_err(|_| bad("cc3000_rom is not a version"))?;
+    Ok((state, id, rom))
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a Core's state file as [`VirtualCore::open`](crate::VirtualCore::open) does, and writes it back as
+    /// the Core saves it; the rewrite must read back the same.
+    pub fn state_file(text: &str) -> Result<(), serde_json::Error> {
+        let (state, id, rom) = super::parse_state(text)?;
+        let again = serde_json::to_string_pretty(&state)?;
+        let (_, id2, rom2) = super::parse_state(&again).expect("a saved state reads back");
+        assert_eq!((id, rom), (id2, rom2));
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
     device_id: String,
@@ -190,6 +217,36 @@ pub struct VirtualCore {
     tinker: Tinker,
     download: Option<OtaDownload>,
     subscriptions: Vec<String>,
+}
+
+/// Creates a Core's folder (and missing parents) with mode 0700 from the start, whatever the umask.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Writes a secret (the private key) with mode 0600 from the start: an existing file is replaced, not reused.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
@@ -246,9 +303,9 @@ impl VirtualCore {
         id: [u8; 12],
         key: RsaPrivateKey,
     ) -> Result<Self, CoreError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        create_private_dir(dir).map_err(io(dir))?;
         let key_path = dir.join(KEY_FILE);
-        std::fs::write(&key_path, key.to_pkcs1_der().as_slice()).map_err(io(&key_path))?;
+        write_private(&key_path, key.to_pkcs1_der().as_slice()).map_err(io(&key_path))?;
         let state = State {
             device_id: device_id_hex(&id),
             cc3000_rom: sp.to_string(),
@@ -281,20 +338,10 @@ impl VirtualCore {
     pub fn open(dir: &Path) -> Result<Self, CoreError> {
         let state_path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
-        let state: State = serde_json::from_str(&text).map_err(|source| CoreError::State {
+        let (state, id, rom) = parse_state(&text).map_err(|source| CoreError::State {
             path: state_path.clone(),
             source,
         })?;
-        let bad = |what: &str| CoreError::State {
-            path: state_path.clone(),
-            source: <serde_json::Error as serde::de::Error>::custom(what),
-        };
-        let id = parse_device_id(&state.device_id)
-            .ok_or_else(|| bad("device_id is not 24 hex digits"))?;
-        let rom: ServicePack = state
-            .cc3000_rom
-            .parse()
-            .map_err(|_| bad("cc3000_rom is not a version"))?;
         let key_path = dir.join(KEY_FILE);
         let der = std::fs::read(&key_path).map_err(io(&key_path))?;
         let key = RsaPrivateKey::from_der(&der).map_err(CoreError::Key)?;

@@ -293,7 +293,8 @@ impl Driver {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok())
             .map(Duration::from_secs);
-        let body = match tokio::time::timeout(inner.event_idle_timeout, response.bytes()).await {
+        let read = crate::client::read_capped(response, crate::client::MAX_ERROR_BODY_BYTES, &url);
+        let body = match tokio::time::timeout(inner.event_idle_timeout, read).await {
             Ok(Ok(bytes)) => ErrorBody::parse(&bytes),
             _ => ErrorBody::Empty,
         };

@@ -138,10 +138,12 @@ impl Client {
             }
         };
         let status = reply.status();
-        let bytes = reply
-            .bytes()
-            .await
-            .map_err(|e| Error::from_reqwest(&url, e))?;
+        let limit = if status.is_success() {
+            self.inner.max_response_bytes
+        } else {
+            crate::client::MAX_ERROR_BODY_BYTES
+        };
+        let bytes = crate::client::read_capped(reply, limit, &url).await?;
         if !status.is_success() {
             return Err(Error::Api(Box::new(ApiError {
                 status: status.as_u16(),

@@ -110,6 +110,11 @@ Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{fo
 impl Env {
     /// Starts the cloud (state in a new temporary directory, seeded with [`SERVER_KEY`]) and logs a user in.
     pub async fn start() -> Env {
+        Env::start_with(cloud::HttpLimits::DEFAULT).await
+    }
+
+    /// As [`Env::start`], with the REST API's `limits`.
+    pub async fn start_with(limits: cloud::HttpLimits) -> Env {
         let dir = TempDir::new("cloud");
         std::fs::write(dir.0.join("default_key.pem"), SERVER_KEY).unwrap();
         let config = Config {
@@ -126,7 +131,7 @@ impl Env {
         )
         .await
         .unwrap();
-        let running = cloud::serve(cloud, config.http).await.unwrap();
+        let running = cloud::serve_with(cloud, config.http, limits).await.unwrap();
         create_user(running.http, USER, PASSWORD);
         let anonymous = client(running.http);
         let grant = anonymous

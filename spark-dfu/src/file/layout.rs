@@ -44,6 +44,13 @@ pub enum LayoutError {
     /// The range runs past the end of the 32-bit address space.
     #[error("the range passes the end of the address space")]
     RangeOverflow,
+    /// Two segments share addresses. A layout comes from the USB device; with overlapping segments an address's
+    /// access and page size would depend on which segment is asked, so such a layout is refused.
+    #[error("memory layout segments overlap at {address:#010x}")]
+    Overlap {
+        /// The first address both segments hold.
+        address: u32,
+    },
     /// The segment holding an address has a page size of zero or less, so pages cannot be computed.
     #[error("the segment holding {address:#010x} has no usable page size")]
     BadPageSize {
@@ -137,7 +144,8 @@ pub struct MemoryLayout<'a> {
 }
 
 impl<'a> MemoryLayout<'a> {
-    /// Parses a layout string (an alt setting's name). The string ends at its first NUL, as in C.
+    /// Parses a layout string (an alt setting's name). The string ends at its first NUL, as in C. Segments that
+    /// share addresses are refused ([`LayoutError::Overlap`]; dfu-util does not check).
     pub fn parse(s: &'a str) -> Result<Self, LayoutError> {
         let bytes = s.as_bytes();
         let text = &bytes[..bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len())];
@@ -160,6 +168,17 @@ impl<'a> MemoryLayout<'a> {
         };
         if layout.segments().next().is_none() {
             return Err(LayoutError::NoSegments);
+        }
+        for (i, a) in layout.segments().enumerate() {
+            if let Some(b) = layout
+                .segments()
+                .take(i)
+                .find(|b| a.start <= b.end && b.start <= a.end)
+            {
+                return Err(LayoutError::Overlap {
+                    address: a.start.max(b.start),
+                });
+            }
         }
         Ok(layout)
     }
@@ -576,6 +595,29 @@ fn scan_segment(s: &[u8]) -> Option<ScannedSegment<'_>> {
 
 #[cfg(test)]
 mod tests {
+    /// A fuzz finding: the second region's segment starts where the first's does. Before, the pages to erase for
+    /// `[0, 100)` included page 0 of the second (erasable) segment, an address whose segment (the first) cannot
+    /// be erased.
+    #[test]
+    fn overlapping_segments_are_refused() {
+        let text = "@Flash/0x00000000/8*007 d/0x00000000/6*001Mg";
+        assert_eq!(
+            MemoryLayout::parse(text),
+            Err(LayoutError::Overlap { address: 0 })
+        );
+        // Overlap in the middle of a segment, and touching (inclusive ends) segments that do not overlap.
+        assert_eq!(
+            MemoryLayout::parse("@F/0x08000000/4*1Kg/0x08000800/2*1Kg"),
+            Err(LayoutError::Overlap {
+                address: 0x0800_0800
+            })
+        );
+        let ok = MemoryLayout::parse("@F/0x08000000/2*1Kg/0x08000800/2*1Kg").unwrap();
+        for page in ok.pages_to_erase(0x0800_0000, 0x1000).unwrap() {
+            assert!(ok.segment_at(page.address).unwrap().erasable());
+        }
+    }
+
     use super::*;
 
     const CORE_ALT0: &str = "@Internal Flash  /0x08000000/20*001Ka,108*001Kg";
@@ -720,9 +762,9 @@ mod tests {
             Some(LayoutWarning::TypeUnreadable { segment: 2 })
         );
         // Several regions.
-        let mut s = segs("@X/0x0/1*1Ka/0x100/1*2Bg");
+        let mut s = segs("@X/0x0/1*1Ka/0x400/1*2Bg");
         assert_eq!(s.next(), Some((0, 1023, 1024, 1)));
-        assert_eq!(s.next(), Some((0x100, 0x101, 2, 7)));
+        assert_eq!(s.next(), Some((0x400, 0x401, 2, 7)));
         // Device Feature is always rw.
         let mut s = segs("@Device Feature/0xFFFF0000/01*004 g");
         assert_eq!(s.next(), Some((0xffff_0000, 0xffff_0003, 4, 5)));

@@ -291,6 +291,34 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         }
     }
 
+    /// A session whose handshake is already done: `session` is the secret the cloud gave device
+    /// `device_id`. It waits for the device's Hello, as [`CloudConnection::new`] does once the
+    /// handshake is over. For tests and fuzzing that start from a known key (no RSA per session).
+    pub fn from_session(
+        now: Instant,
+        server_key: S,
+        keys: K,
+        rng: R,
+        config: CloudConfig,
+        session: &SessionKey,
+        device_id: DeviceId,
+    ) -> Self {
+        let mut conn = Self::new(now, server_key, keys, rng, config);
+        conn.raw.clear();
+        conn.channel = Some(Channel::new(session, conn.config.max_frame_len));
+        conn.device = Some(DeviceInfo {
+            device_id,
+            product_id: None,
+            firmware_version: None,
+            flags: HelloFlags(0),
+            extended: None,
+        });
+        conn.state = State::Hello {
+            deadline: now + conn.config.handshake_step_timeout,
+        };
+        conn
+    }
+
     /// The device, once its Hello came.
     pub fn device(&self) -> Option<&DeviceInfo> {
         self.device.as_ref()
