@@ -123,7 +123,8 @@ step "variables: board = $board, uptime = $uptime"
 llvm-objcopy -O binary "$elf" "$work/image.bin"
 size="$(stat -c %s "$work/image.bin")"
 crc="$(python3 -c 'import sys,zlib; print("%08x" % zlib.crc32(open(sys.argv[1],"rb").read()))' "$work/image.bin")"
-"$spark_bin" flash --cloud "$device_id" "$work/image.bin" >"$work/flash.out" 2>&1 || fail "spark flash: $(cat "$work/flash.out")"
+# --force: the image is this board's firmware (linked at 0x0), not a Core application at 0x08005000.
+"$spark_bin" flash --cloud --force "$device_id" "$work/image.bin" >"$work/flash.out" 2>&1 || fail "spark flash: $(cat "$work/flash.out")"
 step "spark flash --cloud sent $size bytes (CRC-32 $crc)"
 
 status=0

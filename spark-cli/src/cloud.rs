@@ -153,6 +153,8 @@ pub(crate) struct FlashArgs {
     pub(crate) no_wait: bool,
     /// How long to wait for the device's outcome.
     pub(crate) timeout: std::time::Duration,
+    /// Send a binary even when it is not firmware for the device's platform.
+    pub(crate) force: bool,
 }
 
 /// `spark compile`.
@@ -682,6 +684,9 @@ async fn flash_payload(api: &Client, args: &FlashArgs) -> Result<Payload, Failur
         return Ok(Payload::Sources(files));
     }
     let file = firmware_file(path)?;
+    if args.force {
+        return Ok(Payload::Binary(file));
+    }
     crate::usb::firmware_check(path, &file.contents)?;
     let device = api.device(&args.device).await.map_err(api_failure)?;
     let platform_id = device.platform_id.unwrap_or(0);

@@ -112,7 +112,8 @@ pub(crate) struct FlashArgs {
     /// With `--cloud`: seconds to wait for the device's outcome.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     timeout: u64,
-    /// Write even where the memory layout says no (dfu-util's `:force`).
+    /// Over USB: write even where the memory layout says no (dfu-util's `:force`). With `--cloud`: send a binary
+    /// that does not look like firmware for the device's platform (a port on another board, say).
     #[arg(long)]
     force: bool,
     #[command(flatten)]
@@ -158,6 +159,7 @@ impl FlashArgs {
             files,
             no_wait: self.no_wait,
             timeout: std::time::Duration::from_secs(self.timeout),
+            force: self.force,
         })
     }
 }

@@ -395,6 +395,23 @@ fn flash_cloud_checks_the_file_before_sending_it() {
             .is_empty(),
         "nothing was sent"
     );
+    // --force sends what the checks refused (a port's firmware for another board), and still waits for the outcome.
+    let out = cloud.spark(
+        home.path(),
+        &[
+            "flash",
+            "--cloud",
+            "--force",
+            CORE,
+            garbage.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let put = &cloud.requests_to("PUT", &format!("/v1/devices/{CORE}"))[0];
+    assert!(
+        put.body.windows(4).any(|w| w == [0x5A; 4]),
+        "the file was sent"
+    );
 }
 
 #[test]
