@@ -1,6 +1,6 @@
 //! The cloud commands, on `spark-api`.
 
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -265,6 +265,9 @@ fn credentials(username: Option<String>, password: Option<String>) -> Result<Cre
     };
     let password = match password {
         Some(p) => p,
+        // At a terminal the password is not echoed; piped in, it is one line of stdin.
+        None if std::io::stdin().is_terminal() => rpassword::prompt_password("Password: ")
+            .map_err(|e| Failure(format!("cannot read the password: {e}")))?,
         None => ask("Password")?,
     };
     Ok(Credentials::new(username, password))

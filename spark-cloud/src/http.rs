@@ -406,6 +406,11 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
             let user = bearer(cloud, req)?;
             Ok(list_devices(cloud, &user))
         }
+        // The account behind the token, as the hosted cloud answers it (`spark whoami`).
+        (&Method::GET, ["v1", "user"]) => {
+            let user = bearer(cloud, req)?;
+            Ok(json_reply(StatusCode::OK, &json!({"username": user.name})))
+        }
         (&Method::POST, ["v1", "devices"]) => claim(cloud, req),
         (&Method::POST, ["v1", "device_claims"]) => create_claim_code(cloud, req),
         (&Method::GET, ["v1", "devices", id, "events", prefix @ ..]) => {

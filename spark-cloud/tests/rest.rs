@@ -212,6 +212,21 @@ async fn tokens_create_list_delete_and_401() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_behind_a_token_is_its_account() {
+    let dir = TempDir::new(true);
+    let running = start(&dir.0, Arc::new(ScriptedHub::new())).await;
+    let anon = client(running.http);
+    create_user(running.http, "ada@example.com", "engine");
+    create_user(running.http, "bob@example.com", "builder");
+    let ada = login(&anon, "ada@example.com", "engine").await;
+    let bob = login(&anon, "bob@example.com", "builder").await;
+    assert_eq!(ada.user().await.unwrap().username, "ada@example.com");
+    assert_eq!(bob.user().await.unwrap().username, "bob@example.com");
+    let err = anon.with_token("0".repeat(40)).user().await.unwrap_err();
+    assert!(err.is_auth(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_and_auth_methods() {
     let dir = TempDir::new(true);
     let running = start(&dir.0, Arc::new(ScriptedHub::new())).await;
