@@ -15,6 +15,7 @@
     events: [], // newest last, at most MAX_EVENTS
     eventsPaused: false,
     heldEvents: 0,
+    received: 0, // events read from the stream, in all
     sort: { key: 'name', dir: 1 },
     route: { page: 'login', id: null },
     rollout: null, // { target, ids: Set, started, samples: [[t, count]] }
@@ -250,9 +251,9 @@
 
   function firmwareText(d) {
     if (d.last_app) return d.last_app;
-    if (d.product_firmware_version !== null && d.product_firmware_version !== undefined) {
-      return 'v' + d.product_firmware_version;
-    }
+    // 0xffff is the Hello's "no product firmware version".
+    const v = d.product_firmware_version;
+    if (v !== null && v !== undefined && v !== 0xffff) return 'v' + v;
     return '';
   }
 
@@ -387,6 +388,7 @@
       applyDeviceEvent(d, e.name, e.data === null || e.data === undefined ? '' : String(e.data));
       markDevice(d.id);
     }
+    state.received += 1;
     state.events.push(e);
     if (state.events.length > MAX_EVENTS) state.events.splice(0, state.events.length - MAX_EVENTS);
     if (state.eventsPaused) state.heldEvents += 1;
@@ -703,29 +705,41 @@
     tick();
   }
 
-  // A line chart in SVG: points [x, y], x from 0 to xMax.
-  function drawChart(svg, points, xMax) {
+  // A line chart in SVG: points [x, y], x from 0 to xMax; y from the data's range unless given. `step` draws a
+  // count that holds until it changes.
+  function drawChart(svg, points, xMax, opts) {
+    const o = opts || {};
     const ns = 'http://www.w3.org/2000/svg';
     const W = 300;
     const H = 100;
     const pad = 8;
     svg.replaceChildren();
     if (points.length === 0) return;
-    let lo = Math.min(...points.map((p) => p[1]));
-    let hi = Math.max(...points.map((p) => p[1]));
+    let lo = o.lo !== undefined ? o.lo : Math.min(...points.map((p) => p[1]));
+    let hi = o.hi !== undefined ? o.hi : Math.max(...points.map((p) => p[1]));
     if (lo === hi) { lo -= 1; hi += 1; }
     const sx = (x) => pad + (W - 2 * pad) * (xMax > 0 ? x / xMax : 0);
     const sy = (y) => H - pad - (H - 2 * pad) * (y - lo) / (hi - lo);
-    const line = document.createElementNS(ns, 'polyline');
-    line.setAttribute('points', points.map((p) => sx(p[0]).toFixed(1) + ',' + sy(p[1]).toFixed(1)).join(' '));
-    svg.append(line);
-    for (const [y, label] of [[hi, hi], [lo, lo]]) {
-      const t = document.createElementNS(ns, 'text');
-      t.setAttribute('x', '1');
-      t.setAttribute('y', String(Math.min(H - 1, Math.max(7, sy(y)))));
-      t.textContent = String(Math.round(label * 100) / 100);
-      svg.append(t);
+    const drawn = [];
+    for (const p of points) {
+      if (o.step && drawn.length) drawn.push([p[0], drawn[drawn.length - 1][1]]);
+      drawn.push(p);
     }
+    const line = document.createElementNS(ns, 'polyline');
+    line.setAttribute('points', drawn.map((p) => sx(p[0]).toFixed(1) + ',' + sy(p[1]).toFixed(1)).join(' '));
+    svg.append(line);
+    const label = (x, y, text, anchor) => {
+      const t = document.createElementNS(ns, 'text');
+      t.setAttribute('x', String(x));
+      t.setAttribute('y', String(y));
+      if (anchor) t.setAttribute('text-anchor', anchor);
+      t.textContent = text;
+      svg.append(t);
+    };
+    const round = (v) => String(Math.round(v * 100) / 100);
+    label(1, Math.max(7, sy(hi) + 2), round(hi));
+    label(1, Math.min(H - 1, sy(lo)), round(lo));
+    if (o.xLabel) label(W - 1, H - 1, o.xLabel(xMax), 'end');
   }
 
   function renderDeviceLive() {
@@ -830,8 +844,8 @@
       setText(row.cells.id, d.id);
       setText(row.cells.online, d.connected ? 'online' : 'offline');
       setText(row.cells.sp, d.cc3000_patch_version || '');
-      row.bar.value = r && r.ids.has(d.id) ? d.progress || 0 : 0;
       const [cls, text] = rolloutState(d, r);
+      row.bar.value = cls === 'patched' || cls === 'usb-patched' ? 1 : r && r.ids.has(d.id) ? d.progress || 0 : 0;
       if (cls) counts[cls] += 1;
       setText(row.cells.state, text);
       row.cells.state.className = 'state' + (cls ? ' state-' + cls : '');
@@ -856,7 +870,9 @@
       summary.dataset.finished = String(finished);
       const svg = $('rollout-chart');
       const pts = r.samples.concat([[(Date.now() - r.started) / 1000, countOnTarget(r.target)]]);
-      drawChart(svg, pts, Math.max(1, pts[pts.length - 1][0]));
+      drawChart(svg, pts, Math.max(1, pts[pts.length - 1][0]), {
+        lo: 0, hi: Math.max(1, state.devices.size), step: true, xLabel: (x) => Math.round(x) + ' s',
+      });
       setText($('rollout-chart-caption'), 'devices on service pack ' + r.target + ' or later over time: ' +
         countOnTarget(r.target) + ' of ' + state.devices.size);
     } else {
@@ -1003,7 +1019,8 @@
 
   // Exposed for tests and curious users: counts only, never the token.
   window.sparkConsole = {
-    stats: () => ({ devices: state.devices.size, events: state.events.length, renders: { ...state.perf } }),
+    stats: () => ({ devices: state.devices.size, events: state.events.length, received: state.received,
+      renders: { ...state.perf } }),
   };
 
   wire();
