@@ -960,7 +960,11 @@
         setText($('login-error'), e.message);
       }
     });
-    $('logout').addEventListener('click', () => signOut(''));
+    $('logout').addEventListener('click', () => {
+      // The token dies with the session: revoked on the cloud, not only forgotten here.
+      api('DELETE', '/v1/access_tokens/current').catch(() => {});
+      signOut('');
+    });
     $('fleet-filter').addEventListener('input', () => { dirty.fleet = true; schedule(); });
     $('fleet-show').addEventListener('change', () => { dirty.fleet = true; schedule(); });
     for (const th of document.querySelectorAll('#fleet th[data-key]')) {

@@ -128,10 +128,11 @@ Content-Length: {}\r\n\r\n{form}",
     let one: serde_json::Value = serde_json::from_str(&one).unwrap();
     for device in [&list[0], &one] {
         assert_eq!(device["id"], a.id.as_str());
-        // The Core's Hello has no Device OS fields: platform 0. Its product id is the Core's "none", 0xffff.
+        // The Core's Hello has no Device OS fields: platform 0. A Core without a product sends 0xffff ("none") as
+        // its product id and version.
         assert_eq!(device["platform_id"], 0);
         assert_eq!(device["product_id"], 0xffff);
-        assert!(device["product_firmware_version"].is_u64(), "{device}");
+        assert_eq!(device["product_firmware_version"], 0xffff);
         // The original fields are still there.
         assert_eq!(device["connected"], true);
         assert_eq!(device["cc3000_patch_version"], "1.24");
