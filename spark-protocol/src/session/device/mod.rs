@@ -32,7 +32,7 @@ use super::{Connection, Instant, SessionError};
 use crate::crypto::framing::{CORE_MAX_CIPHERTEXT_LEN, LentCipher, sealed_len};
 use crate::crypto::handshake::{DEVICE_CREDENTIALS_LEN, NONCE_LEN, SESSION_REPLY_LEN};
 use crate::crypto::{
-    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, SessionCipher, SessionKey,
+    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, RsaScratch, SessionCipher, SessionKey,
 };
 use crate::wire::describe::{DescriptionWriter, VarType};
 use crate::wire::hello::{CoreHello, HelloFlags, HelloPayload};
@@ -347,6 +347,39 @@ enum Phase<H> {
     Ended,
 }
 
+/// The event queue, whose memory the handshake borrows: until the session opens no event can
+/// arrive, so the queue's space holds the RSA steps' numbers ([`RsaScratch`]) instead, and the
+/// handshake's peak RAM is the open session's.
+#[allow(clippy::large_enum_variant)]
+enum EventStore {
+    Lent(RsaScratch),
+    Queue(Deque<DeviceEvent, EVENT_QUEUE_LEN>),
+}
+
+impl EventStore {
+    /// Refuses the event while the queue is lent.
+    fn push_back(&mut self, event: DeviceEvent) -> Result<(), DeviceEvent> {
+        match self {
+            EventStore::Queue(queue) => queue.push_back(event),
+            EventStore::Lent(_) => Err(event),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        match self {
+            EventStore::Queue(queue) => queue.is_full(),
+            EventStore::Lent(_) => true,
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<DeviceEvent> {
+        match self {
+            EventStore::Queue(queue) => queue.pop_front(),
+            EventStore::Lent(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     ExpectNonce,
@@ -366,7 +399,7 @@ pub struct DeviceConnection<S: FirmwareSink = NoFirmware, H: DeviceHandshake = N
     next_token: u8,
     tx: [u8; TRANSMIT_QUEUE_LEN],
     tx_len: usize,
-    events: Deque<DeviceEvent, EVENT_QUEUE_LEN>,
+    events: EventStore,
     functions: Vec<Name, MAX_FUNCTIONS>,
     variables: Vec<(Name, VarType), MAX_VARIABLES>,
     subscriptions: Vec<Subscription, MAX_SUBSCRIPTIONS>,
@@ -433,7 +466,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             next_token: 0,
             tx: [0; TRANSMIT_QUEUE_LEN],
             tx_len: 0,
-            events: Deque::new(),
+            events: EventStore::Lent(RsaScratch::new()),
             functions: Vec::new(),
             variables: Vec::new(),
             subscriptions: Vec::new(),
@@ -468,6 +501,8 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     // sit in the frame of whoever drives the handshake, on top of the RSA steps' own stack.
     #[inline(never)]
     fn open(&mut self, session: &SessionKey, now: Instant) {
+        // The handshake's scratch (wiped by its backend) becomes the event queue.
+        self.events = EventStore::Queue(Deque::new());
         self.phase = Phase::Open {
             cipher: Aes128Cbc::new(session.aes_key()),
             encoder: FrameEncoder::new(LentCipher, session.iv()),
@@ -804,8 +839,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             Stage::ExpectNonce => {
                 let mut nonce = [0u8; NONCE_LEN];
                 nonce.copy_from_slice(&buf[..NONCE_LEN]);
+                let EventStore::Lent(scratch) = &mut self.events else {
+                    return Err(SessionError::Unexpected("a handshake on an open session"));
+                };
                 let creds_len = hs
-                    .credentials(&Nonce(nonce), &self.config.device_id, creds)
+                    .credentials(&Nonce(nonce), &self.config.device_id, creds, scratch)
                     .map_err(SessionError::Authentication)?;
                 *stage = Stage::ExpectSessionKey {
                     creds_len,
@@ -820,8 +858,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 Ok(())
             }
             Stage::ExpectSessionKey { .. } => {
+                let EventStore::Lent(scratch) = &mut self.events else {
+                    return Err(SessionError::Unexpected("a handshake on an open session"));
+                };
                 let session = hs
-                    .open_session(&buf[..need])
+                    .open_session(&buf[..need], scratch)
                     .map_err(SessionError::Authentication)?;
                 self.open(&session, now);
                 self.framed_input(now, input)
