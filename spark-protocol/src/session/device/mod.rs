@@ -379,6 +379,7 @@ impl EventStore {
 
     /// Queues the event `write` puts in the slot it is given (the slot's old value is a spent
     /// event); false if the queue is full or lent.
+    #[inline(always)]
     fn push_with(&mut self, write: impl FnOnce(&mut DeviceEvent)) -> bool {
         let EventStore::Queue(queue) = self else {
             return false;
@@ -386,10 +387,12 @@ impl EventStore {
         if queue.len == EVENT_QUEUE_LEN {
             return false;
         }
-        let Some(slot) = queue
-            .slots
-            .get_mut((queue.head + queue.len) % EVENT_QUEUE_LEN)
-        else {
+        // Both below the length: one subtraction wraps their sum.
+        let mut at = queue.head + queue.len;
+        if at >= EVENT_QUEUE_LEN {
+            at -= EVENT_QUEUE_LEN;
+        }
+        let Some(slot) = queue.slots.get_mut(at) else {
             return false;
         };
         write(slot);
@@ -413,7 +416,10 @@ impl EventStore {
         }
         let slot = queue.slots.get_mut(queue.head)?;
         let event = core::mem::replace(slot, DeviceEvent::Connected);
-        queue.head = (queue.head + 1) % EVENT_QUEUE_LEN;
+        queue.head += 1;
+        if queue.head == EVENT_QUEUE_LEN {
+            queue.head = 0;
+        }
         queue.len -= 1;
         Some(event)
     }
@@ -822,6 +828,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
 
     /// Queues the event `write` puts in its slot (`|e| *e = DeviceEvent::…`: written in place, not
     /// built on the stack and moved); false if the queue is full.
+    #[inline(always)]
     fn push_event(&mut self, write: impl FnOnce(&mut DeviceEvent)) -> bool {
         self.events.push_with(write)
     }
