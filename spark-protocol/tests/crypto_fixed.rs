@@ -15,8 +15,9 @@ use rand::rngs::StdRng;
 use serde_json::Value;
 use spark_protocol::crypto::fixed::{FixedPrivateKey, FixedPublicKey};
 use spark_protocol::crypto::handshake::{
-    DEVICE_ID_LEN, SESSION_REPLY_LEN, decrypt_device_credentials, encrypt_device_credentials,
-    open_session_key, seal_session_key, session_key_hmac,
+    DEVICE_ID_LEN, SESSION_REPLY_LEN, decrypt_device_credentials, encrypt_core_credentials_in,
+    encrypt_device_credentials, open_session_key, open_session_key_in, seal_session_key,
+    session_key_hmac,
 };
 use spark_protocol::crypto::keys::{
     DEVICE_PRIVATE_KEY_STORAGE_LEN, ServerAddress, ServerKeyRecord,
@@ -26,7 +27,7 @@ use spark_protocol::crypto::openssl::{OpensslPrivateKey, OpensslPublicKey};
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::crypto::{
     HandshakeError, Nonce, RsaError, RsaPrivate, RsaPrivateKey, RsaPrivateKeyRef, RsaPublic,
-    RsaPublicKeyRef, SessionKey,
+    RsaPublicKeyRef, RsaScratch, SessionKey,
 };
 use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent};
@@ -254,6 +255,70 @@ fn fixed_device_handshakes_with_either_cloud() {
                 assert_eq!(opened, session, "{cloud} cloud, seed {seed}");
             }
         }
+    }
+}
+
+/// One scratch lent in turn to every RSA operation of the handshake (as a device lends its event
+/// queue), each operation finding the previous one's numbers there: the credentials equal the
+/// stack-only call's byte for byte and decrypt at the cloud, every reply opens to its secret, and
+/// a reply with a forged signature is still refused.
+#[test]
+fn one_scratch_serves_the_handshake_operations_in_turn() {
+    let k = keys();
+    let server_key = k.server.public_key();
+    let server_pub = FixedPublicKey::new(&server_key.as_ref_key()).unwrap();
+    let server_os = OpensslPrivateKey::new(&k.server.as_ref_key()).unwrap();
+    let mut scratch = RsaScratch::new();
+    for (seed, device) in (0..4).zip(device_keys().into_iter().cycle()) {
+        let device_priv = FixedPrivateKey::new(&device.as_ref_key()).unwrap();
+        let spki = device.public_key().to_spki_der();
+        let spki = RsaPublicKeyRef::from_der(&spki).unwrap();
+        let nonce = Nonce::generate(&mut rng(seed));
+        let mut creds = [0u8; 256];
+        let n = encrypt_core_credentials_in(
+            &server_pub,
+            &mut rng(seed + 10),
+            &nonce,
+            &DEVICE_ID,
+            &mut creds,
+            &mut scratch,
+        )
+        .unwrap();
+        assert_eq!(n, 256);
+        let mut on_stack = [0u8; 256];
+        encrypt_device_credentials(
+            &server_pub,
+            &mut rng(seed + 10),
+            &nonce,
+            &DEVICE_ID,
+            None,
+            &mut on_stack,
+        )
+        .unwrap();
+        assert_eq!(creds, on_stack, "seed {seed}");
+        let got = decrypt_device_credentials(&server_os, &mut rng(1), &nonce, &creds).unwrap();
+        assert_eq!(got.device_id, DEVICE_ID);
+
+        let session = SessionKey::generate(&mut rng(seed + 20));
+        let reply = seal(
+            &OpensslPublicKey::new(&spki).unwrap(),
+            &server_os,
+            &session,
+            seed,
+        );
+        let opened =
+            open_session_key_in(&device_priv, &server_pub, &mut rng(0), &reply, &mut scratch);
+        assert_eq!(opened.unwrap(), session, "seed {seed}");
+        let mut forged = reply.clone();
+        forged[SESSION_REPLY_LEN - 1] ^= 1;
+        let refused = open_session_key_in(
+            &device_priv,
+            &server_pub,
+            &mut rng(0),
+            &forged,
+            &mut scratch,
+        );
+        assert_eq!(refused, Err(HandshakeError::Signature));
     }
 }
 

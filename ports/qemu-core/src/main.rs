@@ -31,7 +31,7 @@ use spark_protocol::crypto::fixed::{FixedPrivateKey, FixedPublicKey};
 use spark_protocol::crypto::framing::sealed_len;
 use spark_protocol::crypto::handshake::DEVICE_ID_LEN;
 use spark_protocol::crypto::rng::{EntropySource, HardwareRng};
-use spark_protocol::crypto::{HandshakeError, Nonce, SessionKey};
+use spark_protocol::crypto::{HandshakeError, Nonce, RsaScratch, SessionKey};
 use spark_protocol::session::device::{
     DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo,
     MAX_TRANSMIT_LEN, RsaHandshake, SinkError,
@@ -423,11 +423,12 @@ impl<H: DeviceHandshake> DeviceHandshake for Timed<H> {
         nonce: &Nonce,
         device_id: &[u8; DEVICE_ID_LEN],
         out: &mut [u8],
+        scratch: &mut RsaScratch,
     ) -> Result<usize, HandshakeError> {
         let entry = stack::depth();
         stack::paint();
         let t = clock::nanos();
-        let r = self.0.credentials(nonce, device_id, out);
+        let r = self.0.credentials(nonce, device_id, out, scratch);
         CREDENTIALS_NS.store((clock::nanos() - t) as u32, Ordering::Relaxed);
         CREDENTIALS_STACK.store((stack::high_water() - entry) as u32, Ordering::Relaxed);
         r
@@ -437,11 +438,15 @@ impl<H: DeviceHandshake> DeviceHandshake for Timed<H> {
         self.0.session_reply_len()
     }
 
-    fn open_session(&mut self, reply: &[u8]) -> Result<SessionKey, HandshakeError> {
+    fn open_session(
+        &mut self,
+        reply: &[u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<SessionKey, HandshakeError> {
         let entry = stack::depth();
         stack::paint();
         let t = clock::nanos();
-        let r = self.0.open_session(reply);
+        let r = self.0.open_session(reply, scratch);
         OPEN_NS.store((clock::nanos() - t) as u32, Ordering::Relaxed);
         OPEN_STACK.store((stack::high_water() - entry) as u32, Ordering::Relaxed);
         r

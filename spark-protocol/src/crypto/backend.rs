@@ -39,6 +39,42 @@ pub enum RsaError {
     Backend,
 }
 
+/// Working memory an RSA operation may use instead of its stack, lent by the caller for the
+/// duration of one call.
+///
+/// A device keeps one in memory that is idle while the handshake runs (the session's event queue,
+/// in [`DeviceConnection`](crate::session::device::DeviceConnection)), so that the handshake's
+/// numbers add nothing to its peak RAM. The heap-free backend (`rsa-fixed`) keeps its largest
+/// numbers here (about 780 bytes: an RSA-2048 modulus with its R² and one value, or a CRT prime
+/// with its exponent and the window table) and wipes what was secret before it returns; the other
+/// backends ignore it, and without `rsa-fixed` it is empty.
+pub struct RsaScratch {
+    #[cfg(feature = "rsa-fixed")]
+    pub(crate) fixed: crate::crypto::fixed::Scratch,
+}
+
+impl RsaScratch {
+    /// Scratch memory holding nothing yet.
+    pub const fn new() -> Self {
+        RsaScratch {
+            #[cfg(feature = "rsa-fixed")]
+            fixed: crate::crypto::fixed::Scratch::Idle,
+        }
+    }
+}
+
+impl Default for RsaScratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for RsaScratch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RsaScratch")
+    }
+}
+
 /// Operations with an RSA public key.
 pub trait RsaPublic {
     /// The modulus size in bytes: the length of every ciphertext and signature.
@@ -56,6 +92,31 @@ pub trait RsaPublic {
     /// Verifies a PKCS#1 v1.5 type 1 signature whose payload is `message` itself, with no
     /// DigestInfo prefix (what the Spark handshake signs: a bare 20-byte HMAC).
     fn verify_pkcs1v15_unprefixed(&self, message: &[u8], signature: &[u8]) -> Result<(), RsaError>;
+
+    /// [`encrypt_pkcs1v15`](Self::encrypt_pkcs1v15), free to keep its numbers in `scratch`
+    /// rather than on the stack. The default ignores the scratch.
+    fn encrypt_pkcs1v15_in<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+        out: &mut [u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<usize, RsaError> {
+        let _ = scratch;
+        self.encrypt_pkcs1v15(rng, message, out)
+    }
+
+    /// [`verify_pkcs1v15_unprefixed`](Self::verify_pkcs1v15_unprefixed), free to keep its numbers
+    /// in `scratch` rather than on the stack. The default ignores the scratch.
+    fn verify_pkcs1v15_unprefixed_in(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<(), RsaError> {
+        let _ = scratch;
+        self.verify_pkcs1v15_unprefixed(message, signature)
+    }
 }
 
 /// Operations with an RSA private key.
@@ -83,6 +144,19 @@ pub trait RsaPrivate {
         message: &[u8],
         out: &mut [u8],
     ) -> Result<usize, RsaError>;
+
+    /// [`decrypt_pkcs1v15`](Self::decrypt_pkcs1v15), free to keep its numbers in `scratch`
+    /// rather than on the stack. The default ignores the scratch.
+    fn decrypt_pkcs1v15_in<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        ciphertext: &[u8],
+        out: &mut [u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<usize, RsaError> {
+        let _ = scratch;
+        self.decrypt_pkcs1v15(rng, ciphertext, out)
+    }
 }
 
 impl<T: RsaPublic + ?Sized> RsaPublic for &T {
@@ -101,6 +175,25 @@ impl<T: RsaPublic + ?Sized> RsaPublic for &T {
 
     fn verify_pkcs1v15_unprefixed(&self, message: &[u8], signature: &[u8]) -> Result<(), RsaError> {
         (**self).verify_pkcs1v15_unprefixed(message, signature)
+    }
+
+    fn encrypt_pkcs1v15_in<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+        out: &mut [u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<usize, RsaError> {
+        (**self).encrypt_pkcs1v15_in(rng, message, out, scratch)
+    }
+
+    fn verify_pkcs1v15_unprefixed_in(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<(), RsaError> {
+        (**self).verify_pkcs1v15_unprefixed_in(message, signature, scratch)
     }
 }
 
@@ -125,6 +218,16 @@ impl<T: RsaPrivate + ?Sized> RsaPrivate for &T {
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
         (**self).sign_pkcs1v15_unprefixed(rng, message, out)
+    }
+
+    fn decrypt_pkcs1v15_in<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        ciphertext: &[u8],
+        out: &mut [u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<usize, RsaError> {
+        (**self).decrypt_pkcs1v15_in(rng, ciphertext, out, scratch)
     }
 }
 

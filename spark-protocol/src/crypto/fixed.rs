@@ -5,7 +5,9 @@
 //! the Chinese remainder theorem) and the public operations of an RSA-2048 server key
 //! (encrypting the credentials, verifying the server's signature). Keys are borrowed from their
 //! DER encoding ([`RsaPrivateKeyRef`], [`RsaPublicKeyRef`]), so a key kept in flash costs no RAM
-//! until an operation runs; an operation's numbers live on the stack and are wiped after use.
+//! until an operation runs. An operation's numbers live on the stack and are wiped after use;
+//! the `*_in` methods keep the largest of them (about 780 bytes) in an [`RsaScratch`] the caller
+//! lends instead, which is how a device runs the handshake in memory its open session uses later.
 //!
 //! | key | sizes | operations |
 //! |---|---|---|
@@ -35,8 +37,10 @@ use rand_core::CryptoRng;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
 use zeroize::Zeroize;
 
-use self::montgomery::{LIMB_BITS, LIMB_BYTES, Limb, MAX_LIMBS, Modulus, limbs_for};
-use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic, pkcs1v15_encryption_block};
+use self::montgomery::{LIMB_BITS, LIMB_BYTES, Limb, MAX_LIMBS, Modulus, PowerTable, limbs_for};
+use crate::crypto::backend::{
+    RsaError, RsaPrivate, RsaPublic, RsaScratch, pkcs1v15_encryption_block,
+};
 use crate::crypto::keys::{RsaPrivateKeyRef, RsaPublicKeyRef};
 
 /// The largest public key this backend takes, in bits.
@@ -50,14 +54,66 @@ const HALF_LIMBS: usize = MAX_PRIVATE_BITS / 2 / LIMB_BITS;
 const PRIVATE_LIMBS: usize = 2 * HALF_LIMBS;
 const _: () = assert!(MAX_LIMBS * LIMB_BITS == MAX_PUBLIC_BITS);
 
-/// `x = x^e mod n` on limbs, for a modulus of up to `N` limbs; [`RsaError::BadInput`] unless `x < n`. Kept out of
-/// line so that its numbers occupy the stack only while it runs.
-#[inline(never)]
-fn public_op_limbs<const N: usize>(
+/// The backend's share of an [`RsaScratch`]: the numbers of one operation at a time, the variants
+/// overlapping in memory.
+pub(crate) enum Scratch {
+    /// Holding nothing.
+    Idle,
+    /// A public operation's modulus and Montgomery-form value.
+    Public(PublicNumbers),
+    /// One CRT half of the private operation and its exponentiation's window table.
+    Private(PrivateNumbers),
+}
+
+pub(crate) struct PublicNumbers {
+    n: Modulus<MAX_LIMBS>,
+    base: [Limb; MAX_LIMBS],
+}
+
+pub(crate) struct PrivateNumbers {
+    half: Half,
+    table: PowerTable<HALF_LIMBS>,
+}
+
+impl Scratch {
+    /// The public operation's numbers, zeroed if the scratch held others. (`None` cannot happen: the variant was
+    /// just set.)
+    fn public(&mut self) -> Option<&mut PublicNumbers> {
+        if !matches!(self, Scratch::Public(_)) {
+            *self = Scratch::Public(PublicNumbers {
+                n: Modulus::zeroed(),
+                base: [0; MAX_LIMBS],
+            });
+        }
+        match self {
+            Scratch::Public(numbers) => Some(numbers),
+            _ => None,
+        }
+    }
+
+    /// The private operation's numbers, as [`Self::public`].
+    fn private(&mut self) -> Option<&mut PrivateNumbers> {
+        if !matches!(self, Scratch::Private(_)) {
+            *self = Scratch::Private(PrivateNumbers {
+                half: Half::zeroed(),
+                table: [[0; HALF_LIMBS]; 1 << montgomery::WINDOW],
+            });
+        }
+        match self {
+            Scratch::Private(numbers) => Some(numbers),
+            _ => None,
+        }
+    }
+}
+
+/// `x = x^e mod n` on limbs, for a modulus of up to `N` limbs, with the modulus and the Montgomery-form value in the
+/// caller's `n` and `base` (`base` is left zero); [`RsaError::BadInput`] unless `x < n`.
+fn public_op_with<const N: usize>(
     key: &RsaPublicKeyRef<'_>,
     x: &mut [Limb; N],
+    n: &mut Modulus<N>,
+    base: &mut [Limb; N],
 ) -> Result<(), RsaError> {
-    let mut n = Modulus::<N>::zeroed();
     if !n.set(key.modulus()) {
         return Err(RsaError::InvalidKey);
     }
@@ -66,12 +122,32 @@ fn public_op_limbs<const N: usize>(
     {
         return Err(RsaError::BadInput);
     }
-    let mut base = [0; N];
-    n.enter_montgomery(&mut base, x);
-    n.pow_public(x, &base, key.exponent());
-    base = *x;
-    n.leave_montgomery(x, &base);
+    n.enter_montgomery(base, x);
+    n.pow_public(x, base, key.exponent());
+    *base = *x;
+    n.leave_montgomery(x, base);
+    base.zeroize();
     Ok(())
+}
+
+/// [`public_op_with`] on the stack. Kept out of line so that its numbers occupy the stack only while it runs.
+#[inline(never)]
+fn public_op_limbs<const N: usize>(
+    key: &RsaPublicKeyRef<'_>,
+    x: &mut [Limb; N],
+) -> Result<(), RsaError> {
+    public_op_with(key, x, &mut Modulus::<N>::zeroed(), &mut [0; N])
+}
+
+/// [`public_op_with`] for the widest modulus, in the scratch.
+#[inline(never)]
+fn public_op_in(
+    key: &RsaPublicKeyRef<'_>,
+    x: &mut [Limb; MAX_LIMBS],
+    scratch: &mut Scratch,
+) -> Result<(), RsaError> {
+    let PublicNumbers { n, base } = scratch.public().ok_or(RsaError::Backend)?;
+    public_op_with(key, x, n, base)
 }
 
 /// An RSA public key for the heap-free backend, borrowed from its encoding.
@@ -119,6 +195,20 @@ impl RsaPublic for FixedPublicKey<'_> {
         message: &[u8],
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
+        self.encrypt_pkcs1v15_in(rng, message, out, &mut RsaScratch::new())
+    }
+
+    fn verify_pkcs1v15_unprefixed(&self, message: &[u8], signature: &[u8]) -> Result<(), RsaError> {
+        self.verify_pkcs1v15_unprefixed_in(message, signature, &mut RsaScratch::new())
+    }
+
+    fn encrypt_pkcs1v15_in<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+        out: &mut [u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<usize, RsaError> {
         let k = self.modulus_len();
         let out = out
             .get_mut(..k)
@@ -132,7 +222,7 @@ impl RsaPublic for FixedPublicKey<'_> {
         if !loaded {
             return Err(RsaError::BadInput);
         }
-        let done = public_op_limbs(&self.key, &mut x);
+        let done = public_op_in(&self.key, &mut x, &mut scratch.fixed);
         if done.is_ok() {
             montgomery::store(&x, out);
         }
@@ -141,13 +231,20 @@ impl RsaPublic for FixedPublicKey<'_> {
     }
 
     #[inline(never)]
-    fn verify_pkcs1v15_unprefixed(&self, message: &[u8], signature: &[u8]) -> Result<(), RsaError> {
+    fn verify_pkcs1v15_unprefixed_in(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<(), RsaError> {
         let k = self.modulus_len();
         if signature.len() != k || message.len() + 11 > k {
             return Err(RsaError::Verification);
         }
         let mut x = [0; MAX_LIMBS];
-        if !montgomery::load(signature, &mut x) || public_op_limbs(&self.key, &mut x).is_err() {
+        if !montgomery::load(signature, &mut x)
+            || public_op_in(&self.key, &mut x, &mut scratch.fixed).is_err()
+        {
             return Err(RsaError::Verification);
         }
         // Compared byte by byte with `00 01 FF…FF 00 message`, read straight from the limbs (all public).
@@ -220,8 +317,7 @@ struct Half {
 
 impl Drop for Half {
     fn drop(&mut self) {
-        self.exponent.zeroize();
-        self.prime.wipe();
+        self.wipe();
     }
 }
 
@@ -250,9 +346,21 @@ impl Half {
         Ok(())
     }
 
+    /// Clears the prime and the exponent.
+    fn wipe(&mut self) {
+        self.exponent.zeroize();
+        self.prime.wipe();
+    }
+
     /// `c^exponent mod prime` in Montgomery form, for `c` (big-endian) below `R²`, `R = 2^(LIMB_BITS · limbs)`.
     #[inline(never)]
-    fn exponentiate(&self, c: &[u8], limbs: usize, out: &mut [Limb; HALF_LIMBS]) {
+    fn exponentiate(
+        &self,
+        c: &[u8],
+        limbs: usize,
+        out: &mut [Limb; HALF_LIMBS],
+        table: &mut PowerTable<HALF_LIMBS>,
+    ) {
         let p = &self.prime;
         let split = c.len().saturating_sub(limbs * LIMB_BYTES);
         let (mut lo, mut hi) = ([0; HALF_LIMBS], [0; HALF_LIMBS]);
@@ -264,7 +372,7 @@ impl Half {
         p.enter_montgomery(&mut hi, out);
         p.enter_montgomery(out, &lo);
         p.add_assign(&mut hi, out);
-        p.pow_secret(out, &hi, &self.exponent);
+        p.pow_secret(out, &hi, &self.exponent, table);
         lo.zeroize();
         hi.zeroize();
     }
@@ -328,24 +436,42 @@ impl<'a> FixedPrivateKey<'a> {
     /// `m = c^d mod n` by the CRT, unchecked. Out of line: the two halves and their temporaries then occupy the
     /// stack only while they run, and the check that follows in [`Self::private_op`] runs on a small frame.
     #[inline(never)]
-    fn crt(&self, c: &[u8], m: &mut [Limb; PRIVATE_LIMBS]) -> Result<(), RsaError> {
+    fn crt(
+        &self,
+        c: &[u8],
+        m: &mut [Limb; PRIVATE_LIMBS],
+        numbers: &mut PrivateNumbers,
+    ) -> Result<(), RsaError> {
+        let done = self.crt_with(c, m, numbers);
+        numbers.half.wipe();
+        done
+    }
+
+    /// [`Self::crt`], with the prime being worked on and the window table in `numbers` (left holding the last
+    /// prime; the table is left zero).
+    fn crt_with(
+        &self,
+        c: &[u8],
+        m: &mut [Limb; PRIVATE_LIMBS],
+        numbers: &mut PrivateNumbers,
+    ) -> Result<(), RsaError> {
         let limbs = self.half_limbs();
-        // One half at a time: each prime's numbers are dropped before the other's are built, so their stack
-        // space can be shared.
+        let PrivateNumbers { half, table } = numbers;
+        // One half at a time: each prime's numbers replace the other's in the same place.
         let mut m2 = [0; HALF_LIMBS];
         {
-            let mut q = Half::zeroed();
+            let q = &mut *half;
             q.set(self.key.prime2(), self.key.exponent2(), limbs)?;
             let mut t = [0; HALF_LIMBS];
-            q.exponentiate(c, limbs, &mut t);
+            q.exponentiate(c, limbs, &mut t, table);
             q.prime.leave_montgomery(&mut m2, &t);
             t.zeroize();
         }
         let mut m1 = [0; HALF_LIMBS];
         {
-            let mut p = Half::zeroed();
+            let p = &mut *half;
             p.set(self.key.prime1(), self.key.exponent1(), limbs)?;
-            p.exponentiate(c, limbs, &mut m1);
+            p.exponentiate(c, limbs, &mut m1, table);
             // h = (m1 - m2)·qInv mod p: with m1 in Montgomery form and qInv in plain form, one Montgomery
             // multiplication leaves the product in plain form.
             let mut t = [0; HALF_LIMBS];
@@ -375,7 +501,7 @@ impl<'a> FixedPrivateKey<'a> {
     /// `c^d mod n` by the CRT into `out` (the modulus length), checked against `mᵉ = c`; on any failure `out` is
     /// left zero.
     #[inline(never)]
-    fn private_op(&self, c: &[u8], out: &mut [u8]) -> Result<(), RsaError> {
+    fn private_op(&self, c: &[u8], out: &mut [u8], scratch: &mut Scratch) -> Result<(), RsaError> {
         let public = self.key.public_key();
         let k = public.modulus_len();
         // Both big-endian and k bytes long: byte order is numeric order (both public).
@@ -383,7 +509,7 @@ impl<'a> FixedPrivateKey<'a> {
             return Err(RsaError::BadInput);
         }
         let mut m = [0; PRIVATE_LIMBS];
-        self.crt(c, &mut m)?;
+        self.crt(c, &mut m, scratch.private().ok_or(RsaError::Backend)?)?;
         // The check: mᵉ mod n = c, on the public key. m goes out first; its limbs then hold mᵉ.
         montgomery::store(&m, out);
         let checked = public_op_limbs(&public, &mut m).is_ok() && {
@@ -411,12 +537,22 @@ impl RsaPrivate for FixedPrivateKey<'_> {
         self.key.public_key().modulus_len()
     }
 
-    #[inline(never)]
     fn decrypt_pkcs1v15<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        ciphertext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        self.decrypt_pkcs1v15_in(rng, ciphertext, out, &mut RsaScratch::new())
+    }
+
+    #[inline(never)]
+    fn decrypt_pkcs1v15_in<R: CryptoRng + ?Sized>(
         &self,
         _rng: &mut R,
         ciphertext: &[u8],
         out: &mut [u8],
+        scratch: &mut RsaScratch,
     ) -> Result<usize, RsaError> {
         let k = self.modulus_len();
         if ciphertext.len() != k {
@@ -424,7 +560,7 @@ impl RsaPrivate for FixedPrivateKey<'_> {
         }
         let mut block = [0u8; MAX_PRIVATE_BITS / 8];
         let block = &mut block[..k];
-        let done = self.private_op(ciphertext, block);
+        let done = self.private_op(ciphertext, block, &mut scratch.fixed);
         let (good, start) = unpad_encryption_block(block);
         let result = match done {
             Err(e) => Err(e),
@@ -462,7 +598,8 @@ impl RsaPrivate for FixedPrivateKey<'_> {
         }
         let mut block = [0u8; MAX_PRIVATE_BITS / 8];
         signature_block(message, &mut block[..k]);
-        self.private_op(&block[..k], out).map(|()| k)
+        self.private_op(&block[..k], out, &mut RsaScratch::new().fixed)
+            .map(|()| k)
     }
 }
 
@@ -516,6 +653,53 @@ mod tests {
                 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 9, 8, 7
             ]
         );
+    }
+
+    /// After a private operation in a lent scratch, the scratch still holds its numbers' place but no prime, no
+    /// exponent and no power of the ciphertext: what is lent back to the event queue carries no secret.
+    #[cfg(feature = "rsa")]
+    #[test]
+    fn a_lent_scratch_is_wiped_after_each_operation() {
+        use rand::SeedableRng;
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let owned = crate::crypto::RsaPrivateKey::generate(&mut rng, 1024).unwrap();
+        let private = FixedPrivateKey::new(&owned.as_ref_key()).unwrap();
+        let public_key = owned.public_key();
+        let public = FixedPublicKey::new(&public_key.as_ref_key()).unwrap();
+        let mut scratch = RsaScratch::new();
+        let mut ciphertext = [0u8; 128];
+        public
+            .encrypt_pkcs1v15_in(&mut rng, b"lent", &mut ciphertext, &mut scratch)
+            .unwrap();
+        let Scratch::Public(numbers) = &scratch.fixed else {
+            panic!("the public operation did not use the scratch");
+        };
+        assert!(numbers.base.iter().all(|&l| l == 0));
+        let mut plain = [0u8; 8];
+        let n = private
+            .decrypt_pkcs1v15_in(&mut rng, &ciphertext, &mut plain, &mut scratch)
+            .unwrap();
+        assert_eq!(&plain[..n], b"lent");
+        let Scratch::Private(numbers) = &scratch.fixed else {
+            panic!("the private operation did not use the scratch");
+        };
+        assert!(numbers.half.prime.value().iter().all(|&l| l == 0));
+        assert!(numbers.half.exponent.iter().all(|&l| l == 0));
+        assert!(numbers.table.iter().flatten().all(|&l| l == 0));
+        // A failed operation (ciphertext out of range) wipes it too, and the scratch serves the next one.
+        let mut scratch = RsaScratch::new();
+        assert_eq!(
+            private.decrypt_pkcs1v15_in(&mut rng, &[0xff; 128], &mut plain, &mut scratch),
+            Err(RsaError::BadInput)
+        );
+        public
+            .encrypt_pkcs1v15_in(&mut rng, b"again", &mut ciphertext, &mut scratch)
+            .unwrap();
+        let n = private
+            .decrypt_pkcs1v15_in(&mut rng, &ciphertext, &mut plain, &mut scratch)
+            .unwrap();
+        assert_eq!(&plain[..n], b"again");
     }
 
     #[test]

@@ -74,7 +74,7 @@ use hmac::{KeyInit, Mac};
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 
-use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic};
+use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic, RsaScratch};
 use crate::crypto::keys::{KeyError, RsaPublicKeyRef};
 use crate::crypto::session::{SESSION_KEY_LEN, SessionKey};
 
@@ -185,15 +185,33 @@ pub fn encrypt_device_credentials<K: RsaPublic + ?Sized, R: CryptoRng + ?Sized>(
     out: &mut [u8],
 ) -> Result<usize, HandshakeError> {
     match device_public_key_der {
-        None | Some([]) => {
-            // The Core's form, in a buffer of its size: a device's stack is small.
-            let mut plain = [0u8; NONCE_LEN + DEVICE_ID_LEN];
-            plain[..NONCE_LEN].copy_from_slice(&nonce.0);
-            plain[NONCE_LEN..].copy_from_slice(device_id);
-            Ok(server_key.encrypt_pkcs1v15(rng, &plain, out)?)
-        }
+        None | Some([]) => encrypt_core_credentials_in(
+            server_key,
+            rng,
+            nonce,
+            device_id,
+            out,
+            &mut RsaScratch::new(),
+        ),
         Some(extra) => encrypt_credentials_with_key(server_key, rng, nonce, device_id, extra, out),
     }
+}
+
+/// Device, step 2 in the Core's form (`nonce ‖ device_id`, no public key appended), as
+/// [`encrypt_device_credentials`] with `None`, the RSA operation's numbers in `scratch`.
+pub fn encrypt_core_credentials_in<K: RsaPublic + ?Sized, R: CryptoRng + ?Sized>(
+    server_key: &K,
+    rng: &mut R,
+    nonce: &Nonce,
+    device_id: &[u8; DEVICE_ID_LEN],
+    out: &mut [u8],
+    scratch: &mut RsaScratch,
+) -> Result<usize, HandshakeError> {
+    // In a buffer of its size: a device's stack is small.
+    let mut plain = [0u8; NONCE_LEN + DEVICE_ID_LEN];
+    plain[..NONCE_LEN].copy_from_slice(&nonce.0);
+    plain[NONCE_LEN..].copy_from_slice(device_id);
+    Ok(server_key.encrypt_pkcs1v15_in(rng, &plain, out, scratch)?)
 }
 
 /// [`encrypt_device_credentials`] with a public key appended, in a buffer for the largest block.
@@ -314,6 +332,18 @@ pub fn open_session_key<D: RsaPrivate + ?Sized, S: RsaPublic + ?Sized, R: Crypto
     rng: &mut R,
     reply: &[u8],
 ) -> Result<SessionKey, HandshakeError> {
+    open_session_key_in(device_key, server_key, rng, reply, &mut RsaScratch::new())
+}
+
+/// [`open_session_key`] with the RSA operations' numbers in `scratch` (memory the caller lends
+/// instead of stack).
+pub fn open_session_key_in<D: RsaPrivate + ?Sized, S: RsaPublic + ?Sized, R: CryptoRng + ?Sized>(
+    device_key: &D,
+    server_key: &S,
+    rng: &mut R,
+    reply: &[u8],
+    scratch: &mut RsaScratch,
+) -> Result<SessionKey, HandshakeError> {
     let split = device_key.modulus_len();
     let expected = split + server_key.modulus_len();
     if reply.len() != expected || split > MAX_BLOCK {
@@ -327,7 +357,7 @@ pub fn open_session_key<D: RsaPrivate + ?Sized, S: RsaPublic + ?Sized, R: Crypto
     // output), reported as a bad session key like any other wrong plaintext. A device's stack is small.
     let mut plain = zeroize::Zeroizing::new([0u8; SESSION_KEY_LEN]);
     let len = device_key
-        .decrypt_pkcs1v15(rng, ciphertext, &mut plain[..])
+        .decrypt_pkcs1v15_in(rng, ciphertext, &mut plain[..], scratch)
         .map_err(|e| match e {
             RsaError::Backend | RsaError::InvalidKey => HandshakeError::Rsa(e),
             _ => HandshakeError::SessionKey,
@@ -341,7 +371,7 @@ pub fn open_session_key<D: RsaPrivate + ?Sized, S: RsaPublic + ?Sized, R: Crypto
     let session = SessionKey::from_bytes(bytes);
     let hmac = session_hmac(&session, ciphertext);
     server_key
-        .verify_pkcs1v15_unprefixed(&hmac, signature)
+        .verify_pkcs1v15_unprefixed_in(&hmac, signature, scratch)
         .map_err(|e| match e {
             RsaError::Backend | RsaError::InvalidKey => HandshakeError::Rsa(e),
             _ => HandshakeError::Signature,

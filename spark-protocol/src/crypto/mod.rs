@@ -36,7 +36,7 @@ pub mod openssl;
 #[cfg(feature = "rsa")]
 pub mod rustcrypto;
 
-pub use backend::{RsaError, RsaPrivate, RsaPublic};
+pub use backend::{RsaError, RsaPrivate, RsaPublic, RsaScratch};
 pub use cipher::{Aes128Cbc, CipherError, SessionCipher};
 pub use framing::{Decoded, FrameDecoder, FrameEncoder, FrameError};
 pub use handshake::{DeviceCredentials, HandshakeError, Nonce};

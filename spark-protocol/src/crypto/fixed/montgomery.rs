@@ -27,7 +27,10 @@ pub(crate) const MAX_LIMBS: usize = 2048 / LIMB_BITS;
 
 /// Exponent bits per step of the secret exponentiation: a table of 2^WINDOW powers. Three bits take half the stack of
 /// four (512 B less for a 512-bit prime) for about 7 % more multiplications.
-const WINDOW: usize = 3;
+pub(crate) const WINDOW: usize = 3;
+
+/// The powers of the base that [`Modulus::pow_secret`] reads its windows from, held by the caller.
+pub(crate) type PowerTable<const N: usize> = [[Limb; N]; 1 << WINDOW];
 
 /// The limbs needed for `bytes` bytes.
 pub(crate) const fn limbs_for(bytes: usize) -> usize {
@@ -328,11 +331,17 @@ impl<const N: usize> Modulus<N> {
 
     /// `base^exponent` in Montgomery form, for a secret exponent of `len` limbs: a fixed window of
     /// [`WINDOW`] bits over every bit of the exponent's width, each table entry read by a masked scan of the whole
-    /// table, so neither the exponent's bits nor its length show in time.
-    pub(crate) fn pow_secret(&self, out: &mut [Limb; N], base: &[Limb; N], exponent: &[Limb; N]) {
+    /// table, so neither the exponent's bits nor its length show in time. The table is the caller's (lent memory
+    /// rather than stack); it is left zero.
+    pub(crate) fn pow_secret(
+        &self,
+        out: &mut [Limb; N],
+        base: &[Limb; N],
+        exponent: &[Limb; N],
+        table: &mut PowerTable<N>,
+    ) {
         let n = self.len;
         let bits = n * LIMB_BITS;
-        let mut table = [[0 as Limb; N]; 1 << WINDOW];
         self.set_one(&mut table[0]);
         table[1] = *base;
         for i in 2..table.len() {
@@ -454,7 +463,7 @@ mod tests {
                 assert_eq!(value(&plain), (a + m - b) % m);
 
                 for e in [0u128, 1, 2, 65_537, 0xdead_beef] {
-                    modulus.pow_secret(&mut r, &am, &num(e));
+                    modulus.pow_secret(&mut r, &am, &num(e), &mut [[0; 4]; 1 << WINDOW]);
                     modulus.leave_montgomery(&mut plain, &r);
                     assert_eq!(value(&plain), pow_mod(a, e, m), "{a}^{e} mod {m}");
                     let eb = e.to_be_bytes();

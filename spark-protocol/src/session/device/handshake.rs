@@ -1,13 +1,17 @@
 //! The RSA steps of the device handshake, behind a small trait.
 
 use crate::crypto::handshake::{DEVICE_ID_LEN, SESSION_REPLY_LEN};
-use crate::crypto::{HandshakeError, Nonce, RsaError, SessionKey};
+use crate::crypto::{HandshakeError, Nonce, RsaError, RsaScratch, SessionKey};
 
 /// The two RSA steps a device performs in the handshake.
 ///
 /// [`RsaHandshake`] implements it with the crypto layer's [`RsaPublic`](crate::crypto::RsaPublic)
 /// / [`RsaPrivate`](crate::crypto::RsaPrivate) backends; a port with an RSA accelerator can
 /// implement it directly.
+///
+/// Each step is lent an [`RsaScratch`]: memory of the connection's that the open session uses
+/// later (its event queue), where an RSA backend may keep its numbers instead of on the stack.
+/// An implementation that needs none ignores it; one that wraps another passes it on.
 pub trait DeviceHandshake {
     /// Encrypts `nonce ‖ device_id` for the server into `out`; returns the length (256).
     fn credentials(
@@ -15,6 +19,7 @@ pub trait DeviceHandshake {
         nonce: &Nonce,
         device_id: &[u8; DEVICE_ID_LEN],
         out: &mut [u8],
+        scratch: &mut RsaScratch,
     ) -> Result<usize, HandshakeError>;
 
     /// The length of the server's reply (device modulus + server modulus: 384).
@@ -23,7 +28,11 @@ pub trait DeviceHandshake {
     }
 
     /// Opens the session secret from the server's reply and checks its signature.
-    fn open_session(&mut self, reply: &[u8]) -> Result<SessionKey, HandshakeError>;
+    fn open_session(
+        &mut self,
+        reply: &[u8],
+        scratch: &mut RsaScratch,
+    ) -> Result<SessionKey, HandshakeError>;
 }
 
 /// No handshake: for a session whose secret is known
@@ -38,11 +47,12 @@ impl DeviceHandshake for NoHandshake {
         _: &Nonce,
         _: &[u8; DEVICE_ID_LEN],
         _: &mut [u8],
+        _: &mut RsaScratch,
     ) -> Result<usize, HandshakeError> {
         Err(HandshakeError::Rsa(RsaError::InvalidKey))
     }
 
-    fn open_session(&mut self, _: &[u8]) -> Result<SessionKey, HandshakeError> {
+    fn open_session(&mut self, _: &[u8], _: &mut RsaScratch) -> Result<SessionKey, HandshakeError> {
         Err(HandshakeError::Rsa(RsaError::InvalidKey))
     }
 }
@@ -51,7 +61,7 @@ mod rsa_steps {
     use rand_core::CryptoRng;
 
     use super::*;
-    use crate::crypto::handshake::{encrypt_device_credentials, open_session_key};
+    use crate::crypto::handshake::{encrypt_core_credentials_in, open_session_key_in};
     use crate::crypto::{RsaPrivate, RsaPublic};
 
     /// The handshake with RSA keys: the device's private key, the server's public key and an
@@ -83,8 +93,16 @@ mod rsa_steps {
             nonce: &Nonce,
             device_id: &[u8; DEVICE_ID_LEN],
             out: &mut [u8],
+            scratch: &mut RsaScratch,
         ) -> Result<usize, HandshakeError> {
-            encrypt_device_credentials(&self.server_key, &mut self.rng, nonce, device_id, None, out)
+            encrypt_core_credentials_in(
+                &self.server_key,
+                &mut self.rng,
+                nonce,
+                device_id,
+                out,
+                scratch,
+            )
         }
 
         fn session_reply_len(&self) -> usize {
@@ -92,8 +110,18 @@ mod rsa_steps {
         }
 
         #[inline(never)]
-        fn open_session(&mut self, reply: &[u8]) -> Result<SessionKey, HandshakeError> {
-            open_session_key(&self.device_key, &self.server_key, &mut self.rng, reply)
+        fn open_session(
+            &mut self,
+            reply: &[u8],
+            scratch: &mut RsaScratch,
+        ) -> Result<SessionKey, HandshakeError> {
+            open_session_key_in(
+                &self.device_key,
+                &self.server_key,
+                &mut self.rng,
+                reply,
+                scratch,
+            )
         }
     }
 }

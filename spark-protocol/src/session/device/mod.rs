@@ -26,13 +26,13 @@ pub use sink::{BufferSink, FirmwareSink, ImageInfo, NoFirmware, SinkError};
 
 use core::time::Duration;
 
-use heapless::{Deque, Vec};
+use heapless::Vec;
 
 use super::{Connection, Instant, SessionError};
 use crate::crypto::framing::{CORE_MAX_CIPHERTEXT_LEN, LentCipher, sealed_len};
 use crate::crypto::handshake::{DEVICE_CREDENTIALS_LEN, NONCE_LEN, SESSION_REPLY_LEN};
 use crate::crypto::{
-    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, SessionCipher, SessionKey,
+    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, RsaScratch, SessionCipher, SessionKey,
 };
 use crate::wire::describe::{DescriptionWriter, VarType};
 use crate::wire::hello::{CoreHello, HelloFlags, HelloPayload};
@@ -88,6 +88,8 @@ pub const OTA_TIMEOUT: Duration = Duration::from_secs(300);
 
 const ROLLING_SECOND: Duration = Duration::from_secs(1);
 const LEN_PREFIX: usize = 2;
+/// The longest header of a piggy-backed reply: four bytes and a token of up to eight.
+const DESCRIBE_HEADER_MAX: usize = 4 + 8;
 
 /// A function or variable name, cut to the Core's 12 bytes.
 pub type Name = Vec<u8, CORE_MAX_FUNCTION_NAME_LEN>;
@@ -347,6 +349,82 @@ enum Phase<H> {
     Ended,
 }
 
+/// The event queue, whose memory the handshake borrows: until the session opens no event can
+/// arrive, so the queue's space holds the RSA steps' numbers ([`RsaScratch`]) instead, and the
+/// handshake's peak RAM is the open session's.
+#[allow(clippy::large_enum_variant)]
+enum EventStore {
+    Lent(RsaScratch),
+    Queue(EventQueue),
+}
+
+/// A ring of events, each written in its slot by the message handler that makes it: an event (its
+/// largest variant's size, whatever the variant) built on the stack and then moved in would sit
+/// above the frame being handled.
+struct EventQueue {
+    slots: [DeviceEvent; EVENT_QUEUE_LEN],
+    head: usize,
+    len: usize,
+}
+
+impl EventStore {
+    fn queue() -> Self {
+        EventStore::Queue(EventQueue {
+            // Placeholders, never read: `len` says which slots hold events.
+            slots: [const { DeviceEvent::Connected }; EVENT_QUEUE_LEN],
+            head: 0,
+            len: 0,
+        })
+    }
+
+    /// Queues the event `write` puts in the slot it is given (the slot's old value is a spent
+    /// event); false if the queue is full or lent.
+    #[inline(always)]
+    fn push_with(&mut self, write: impl FnOnce(&mut DeviceEvent)) -> bool {
+        let EventStore::Queue(queue) = self else {
+            return false;
+        };
+        if queue.len == EVENT_QUEUE_LEN {
+            return false;
+        }
+        // Both below the length: one subtraction wraps their sum.
+        let mut at = queue.head + queue.len;
+        if at >= EVENT_QUEUE_LEN {
+            at -= EVENT_QUEUE_LEN;
+        }
+        let Some(slot) = queue.slots.get_mut(at) else {
+            return false;
+        };
+        write(slot);
+        queue.len += 1;
+        true
+    }
+
+    fn is_full(&self) -> bool {
+        match self {
+            EventStore::Queue(queue) => queue.len == EVENT_QUEUE_LEN,
+            EventStore::Lent(_) => true,
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<DeviceEvent> {
+        let EventStore::Queue(queue) = self else {
+            return None;
+        };
+        if queue.len == 0 {
+            return None;
+        }
+        let slot = queue.slots.get_mut(queue.head)?;
+        let event = core::mem::replace(slot, DeviceEvent::Connected);
+        queue.head += 1;
+        if queue.head == EVENT_QUEUE_LEN {
+            queue.head = 0;
+        }
+        queue.len -= 1;
+        Some(event)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     ExpectNonce,
@@ -366,7 +444,7 @@ pub struct DeviceConnection<S: FirmwareSink = NoFirmware, H: DeviceHandshake = N
     next_token: u8,
     tx: [u8; TRANSMIT_QUEUE_LEN],
     tx_len: usize,
-    events: Deque<DeviceEvent, EVENT_QUEUE_LEN>,
+    events: EventStore,
     functions: Vec<Name, MAX_FUNCTIONS>,
     variables: Vec<(Name, VarType), MAX_VARIABLES>,
     subscriptions: Vec<Subscription, MAX_SUBSCRIPTIONS>,
@@ -433,7 +511,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             next_token: 0,
             tx: [0; TRANSMIT_QUEUE_LEN],
             tx_len: 0,
-            events: Deque::new(),
+            events: EventStore::Lent(RsaScratch::new()),
             functions: Vec::new(),
             variables: Vec::new(),
             subscriptions: Vec::new(),
@@ -468,6 +546,8 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     // sit in the frame of whoever drives the handshake, on top of the RSA steps' own stack.
     #[inline(never)]
     fn open(&mut self, session: &SessionKey, now: Instant) {
+        // The handshake's scratch (wiped by its backend) becomes the event queue.
+        self.events = EventStore::queue();
         self.phase = Phase::Open {
             cipher: Aes128Cbc::new(session.aes_key()),
             encoder: FrameEncoder::new(LentCipher, session.iv()),
@@ -746,15 +826,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         Ok(())
     }
 
-    fn push_event(&mut self, event: DeviceEvent) -> bool {
-        self.events.push_back(event).is_ok()
-    }
-
-    /// [`Self::push_event`] for the frame that opens every frame: the event (its largest variant's size, whatever
-    /// the variant) is built in this function's frame, which is gone before the next message is handled.
-    #[inline(never)]
-    fn push_event_from(&mut self, make: impl FnOnce() -> DeviceEvent) -> bool {
-        self.push_event(make())
+    /// Queues the event `write` puts in its slot (`|e| *e = DeviceEvent::…`: written in place, not
+    /// built on the stack and moved); false if the queue is full.
+    #[inline(always)]
+    fn push_event(&mut self, write: impl FnOnce(&mut DeviceEvent)) -> bool {
+        self.events.push_with(write)
     }
 
     fn fail(&mut self, error: SessionError) -> SessionError {
@@ -804,8 +880,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             Stage::ExpectNonce => {
                 let mut nonce = [0u8; NONCE_LEN];
                 nonce.copy_from_slice(&buf[..NONCE_LEN]);
+                let EventStore::Lent(scratch) = &mut self.events else {
+                    return Err(SessionError::Unexpected("a handshake on an open session"));
+                };
                 let creds_len = hs
-                    .credentials(&Nonce(nonce), &self.config.device_id, creds)
+                    .credentials(&Nonce(nonce), &self.config.device_id, creds, scratch)
                     .map_err(SessionError::Authentication)?;
                 *stage = Stage::ExpectSessionKey {
                     creds_len,
@@ -820,8 +899,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 Ok(())
             }
             Stage::ExpectSessionKey { .. } => {
+                let EventStore::Lent(scratch) = &mut self.events else {
+                    return Err(SessionError::Unexpected("a handshake on an open session"));
+                };
                 let session = hs
-                    .open_session(&buf[..need])
+                    .open_session(&buf[..need], scratch)
                     .map_err(SessionError::Authentication)?;
                 self.open(&session, now);
                 self.framed_input(now, input)
@@ -852,6 +934,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
     }
 
+    #[inline(never)]
     fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SessionError> {
         self.last_rx = now;
         self.ping_sent = None;
@@ -877,7 +960,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 }
                 self.hello_received = true;
                 self.deadline = None;
-                self.push_event_from(|| DeviceEvent::Connected);
+                self.push_event(|e| *e = DeviceEvent::Connected);
             }
             MessageKind::Describe => self.describe(&ok(m::Describe::parse(&repr))?.header)?,
             MessageKind::FunctionCall => self.function_call(&repr)?,
@@ -885,7 +968,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             MessageKind::Event => self.deliver(&ok(Event::parse(&repr))?),
             MessageKind::Time => {
                 let t = ok(m::Time::parse(&repr))?;
-                self.push_event_from(|| DeviceEvent::Time(t.unix_time));
+                self.push_event(|e| *e = DeviceEvent::Time(t.unix_time));
             }
             MessageKind::SignalStart | MessageKind::SignalStop => {
                 let s = ok(m::Signal::parse(&repr))?;
@@ -894,14 +977,14 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     code: Code::Changed,
                     payload: &[],
                 })?;
-                self.push_event_from(|| DeviceEvent::Signal(s.start));
+                self.push_event(|e| *e = DeviceEvent::Signal(s.start));
             }
             MessageKind::KeyChange => {
                 let k = ok(m::KeyChange::parse(&repr))?;
                 self.reply(&KeyChanged {
                     header: Header::piggybacked(&k.header),
                 })?;
-                self.push_event_from(|| DeviceEvent::KeyChange);
+                self.push_event(|e| *e = DeviceEvent::KeyChange);
             }
             MessageKind::Ping => {
                 let p = ok(Ping::parse(&repr))?;
@@ -953,12 +1036,19 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             return self.reply_originated(&ret);
         }
         self.pending_calls.insert(call.header);
-        let argument = Vec::from_slice(arg).unwrap_or_default();
-        self.push_event(DeviceEvent::FunctionCall(FunctionCallEvent {
-            call: CallId(call.header),
-            name,
-            argument,
-        }));
+        // The argument is copied into the queued event in its place (moved in whole, the event would be built on
+        // the stack first).
+        self.push_event(|e| {
+            *e = DeviceEvent::FunctionCall(FunctionCallEvent {
+                call: CallId(call.header),
+                name,
+                argument: Vec::new(),
+            });
+            if let DeviceEvent::FunctionCall(queued) = e {
+                // Checked against the capacity above.
+                let _ = queued.argument.extend_from_slice(arg);
+            }
+        });
         Ok(())
     }
 
@@ -977,11 +1067,13 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         match (code, found) {
             (None, Some(ty)) => {
                 self.pending_reads.insert((req.header, ty));
-                self.push_event(DeviceEvent::VariableRequest(VariableRequestEvent {
-                    request: RequestId(req.header),
-                    name,
-                    var_type: ty,
-                }));
+                self.push_event(|e| {
+                    *e = DeviceEvent::VariableRequest(VariableRequestEvent {
+                        request: RequestId(req.header),
+                        name,
+                        var_type: ty,
+                    })
+                });
             }
             (code, _) => {
                 let reply = Reply {
@@ -998,22 +1090,47 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     // Out of line (as `deliver`): its buffer then occupies the stack only while it runs, not in the frame that
     // opens every frame.
     #[inline(never)]
+    // The description is written straight into the transmit queue, behind room for the reply's header and payload
+    // marker, and the header then goes in front: no description-sized buffer on the stack, above the frame being
+    // handled. The bytes are those of a `DescribeReturn` carrying the description.
     fn describe(&mut self, request: &Header) -> Result<(), SessionError> {
-        let mut json = [0u8; CORE_QUEUE_SIZE];
-        let mut w = DescriptionWriter::new(&mut json);
+        let head = DescribeReturn {
+            header: Header::piggybacked(request),
+            code: Code::Content,
+            description: &[],
+        };
+        let mut header = [0u8; DESCRIBE_HEADER_MAX];
+        let h = head
+            .emit_into(&mut header)
+            .map_err(SessionError::Malformed)?;
+        let at = self.tx_len;
+        let json_at = at + LEN_PREFIX + h + 1;
+        let max = TRANSMIT_QUEUE_LEN - at;
+        let mut w = DescriptionWriter::new(self.tx.get_mut(json_at..).unwrap_or_default());
         for f in &self.functions {
             w.function(f).map_err(SessionError::Malformed)?;
         }
         for (v, ty) in &self.variables {
             w.variable(v, *ty).map_err(SessionError::Malformed)?;
         }
-        let n = w.finish().map_err(SessionError::Malformed)?;
-        let reply = DescribeReturn {
-            header: Header::piggybacked(request),
-            code: Code::Content,
-            description: &json[..n],
+        let n = match w.finish() {
+            Ok(n) => n,
+            Err(crate::wire::Error::InsufficientSize { required }) => {
+                return Err(SessionError::Oversized {
+                    len: LEN_PREFIX + h + 1 + required,
+                    max,
+                });
+            }
+            Err(e) => return Err(SessionError::Malformed(e)),
         };
-        self.reply(&reply)
+        // An empty payload goes without its marker (the JSON is never empty: at least `{"f":[],"v":{}}`).
+        let len = if n == 0 { h } else { h + 1 + n };
+        self.tx[at + LEN_PREFIX..at + LEN_PREFIX + h].copy_from_slice(&header[..h]);
+        self.tx[at + LEN_PREFIX + h] = crate::wire::coap::PAYLOAD_MARKER;
+        // `len` fits the queue, which is shorter than 64 KiB.
+        self.tx[at..at + LEN_PREFIX].copy_from_slice(&(len as u16).to_be_bytes());
+        self.tx_len += LEN_PREFIX + len;
+        Ok(())
     }
 
     #[inline(never)]
@@ -1027,23 +1144,27 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         if handlers == 0 {
             return;
         }
-        let mut name = Vec::new();
-        let mut truncated = false;
-        for b in ev.name.bytes() {
-            truncated |= name.push(b).is_err();
-        }
-        let data_in = ev.data.unwrap_or_default();
-        let cut = data_in.len().min(MAX_EVENT_DATA_LEN);
-        truncated |= cut < data_in.len();
-        let data = Vec::from_slice(&data_in[..cut]).unwrap_or_default();
-        let event = DeviceEvent::Event(ReceivedEvent {
-            handlers,
-            private: ev.visibility == Visibility::Private,
-            name,
-            data,
-            truncated,
+        // Queued with empty name and data, which are then filled in their place in the queue.
+        let queued = self.push_event(|e| {
+            *e = DeviceEvent::Event(ReceivedEvent {
+                handlers,
+                private: ev.visibility == Visibility::Private,
+                name: Vec::new(),
+                data: Vec::new(),
+                truncated: false,
+            });
+            if let DeviceEvent::Event(queued) = e {
+                for b in ev.name.bytes() {
+                    queued.truncated |= queued.name.push(b).is_err();
+                }
+                let data = ev.data.unwrap_or_default();
+                let cut = data.len().min(MAX_EVENT_DATA_LEN);
+                queued.truncated |= cut < data.len();
+                // `cut` is within the capacity.
+                let _ = queued.data.extend_from_slice(&data[..cut]);
+            }
         });
-        if !self.push_event(event) {
+        if !queued {
             self.dropped_events = self.dropped_events.saturating_add(1);
         }
     }
@@ -1054,7 +1175,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     fn abandon(&mut self, failure: OtaFailure) {
         if self.ota.take().is_some() {
             self.sink.abort();
-            self.push_event(DeviceEvent::UpdateFailed(failure));
+            self.push_event(|e| *e = DeviceEvent::UpdateFailed(failure));
         }
     }
 
@@ -1092,7 +1213,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             Some(OtaFailure::Parameters)
         };
         if let Some(failure) = refused {
-            self.push_event(DeviceEvent::UpdateFailed(failure));
+            self.push_event(|e| *e = DeviceEvent::UpdateFailed(failure));
             let reply = Reply {
                 header: Header::piggybacked(request),
                 code: Code::ServiceUnavailable,
@@ -1118,7 +1239,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             flags: params.map(|_| u8::from(fast)),
         };
         self.reply_originated(&ready)?;
-        self.push_event(DeviceEvent::UpdateStarted { info, fast });
+        self.push_event(|e| *e = DeviceEvent::UpdateStarted { info, fast });
         Ok(())
     }
 
@@ -1224,7 +1345,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     payload: &[],
                 };
                 self.reply(&reply)?;
-                self.push_event(DeviceEvent::UpdateFinished { size });
+                self.push_event(|e| *e = DeviceEvent::UpdateFinished { size });
             }
             Err(e) => {
                 self.sink.abort();
@@ -1236,7 +1357,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     payload: &[],
                 };
                 self.reply(&reply)?;
-                self.push_event(DeviceEvent::UpdateFailed(OtaFailure::Sink(e)));
+                self.push_event(|slot| *slot = DeviceEvent::UpdateFailed(OtaFailure::Sink(e)));
             }
         }
         Ok(())
@@ -1504,6 +1625,91 @@ mod tests {
                 assert_eq!(got[..kept], expected[..kept], "len {len} by {by}");
             }
         }
+    }
+
+    /// The ring gives events back in the order they came, across its end, refuses one more when
+    /// full, and while lent to the handshake takes and gives nothing.
+    #[test]
+    fn the_event_ring_keeps_order_across_its_end_and_holds_nothing_while_lent() {
+        let mut lent = EventStore::Lent(RsaScratch::new());
+        assert!(lent.is_full());
+        assert!(!lent.push_with(|e| *e = DeviceEvent::KeyChange));
+        assert_eq!(lent.pop_front(), None);
+
+        let mut queue = EventStore::queue();
+        let n = EVENT_QUEUE_LEN as u32;
+        for round in 0..4 * n {
+            let base = round * 100;
+            for i in 0..n {
+                assert!(queue.push_with(|e| *e = DeviceEvent::Time(base + i)));
+            }
+            assert!(queue.is_full());
+            assert!(!queue.push_with(|e| *e = DeviceEvent::KeyChange));
+            assert_eq!(queue.pop_front(), Some(DeviceEvent::Time(base)));
+            assert!(!queue.is_full());
+            assert!(queue.push_with(|e| *e = DeviceEvent::Time(base + 99)));
+            for i in 1..n {
+                assert_eq!(queue.pop_front(), Some(DeviceEvent::Time(base + i)));
+            }
+            assert_eq!(queue.pop_front(), Some(DeviceEvent::Time(base + 99)));
+            assert_eq!(queue.pop_front(), None);
+            // Each round starts one slot further on.
+            assert!(queue.push_with(|e| *e = DeviceEvent::Signal(true)));
+            assert_eq!(queue.pop_front(), Some(DeviceEvent::Signal(true)));
+        }
+    }
+
+    /// Describe's reply, written in place in the transmit queue behind what is already queued, is
+    /// byte for byte the encoded `DescribeReturn`; when it does not fit, the queue is left as it
+    /// was and the error gives the length needed.
+    #[test]
+    fn describe_queues_the_encoded_reply_behind_what_is_queued() {
+        use crate::wire::{MessageType, Token};
+
+        let secret = SessionKey::from_bytes([3; 40]);
+        let mut dev = DeviceConnection::from_session(
+            &secret,
+            DeviceConfig::new([7; 12]),
+            NoFirmware,
+            Instant::ZERO,
+        );
+        dev.register_function(b"brew").unwrap();
+        dev.register_variable(b"temperature", VarType::Int).unwrap();
+        let before = dev.tx_len;
+        assert!(before > 0, "the Hello is queued first");
+        let request = Header::new(MessageType::Confirmable, 0x1234, Token::from_byte(0x77));
+        dev.describe(&request).unwrap();
+
+        let mut json = [0u8; 64];
+        let mut w = DescriptionWriter::new(&mut json);
+        w.function(b"brew").unwrap();
+        w.variable(b"temperature", VarType::Int).unwrap();
+        let n = w.finish().unwrap();
+        let mut expected = [0u8; 96];
+        let m = DescribeReturn {
+            header: Header::piggybacked(&request),
+            code: Code::Content,
+            description: &json[..n],
+        }
+        .emit_into(&mut expected)
+        .unwrap();
+        assert_eq!(dev.tx_len, before + LEN_PREFIX + m);
+        assert_eq!(
+            dev.tx[before..before + LEN_PREFIX],
+            (m as u16).to_be_bytes()
+        );
+        assert_eq!(dev.tx[before + LEN_PREFIX..dev.tx_len], expected[..m]);
+
+        let full = TRANSMIT_QUEUE_LEN - 10;
+        dev.tx_len = full;
+        assert_eq!(
+            dev.describe(&request),
+            Err(SessionError::Oversized {
+                len: LEN_PREFIX + m,
+                max: 10
+            })
+        );
+        assert_eq!(dev.tx_len, full);
     }
 
     #[test]
