@@ -43,20 +43,13 @@ pub struct Backup {
     pub wlan_config: Option<[u8; WLAN_CONFIG_BACKUP_LEN]>,
 }
 
-/// CRC-32 (IEEE 802.3, reflected), bitwise: small code, and a backup is checked once per run.
+/// CRC-32/ISO-HDLC (IEEE 802.3, reflected), with the `crc` crate's table-free variant: the
+/// programmer runs on the device, where a table costs flash, and a backup is checked once per run.
+static CRC32: crc::Crc<u32, crc::NoTable> =
+    crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
+
 fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    CRC32.checksum(bytes)
 }
 
 impl Backup {
