@@ -1,7 +1,7 @@
 //! A sans-IO DfuSe host: it says which control transfer to perform next, takes its result, and returns waits
 //! (`bwPollTimeout`) instead of sleeping.
 //!
-//! Drive it with [`Host::poll`] and the matching `handle_*` call, or let [`crate::transport`] do it. Blocks of a
+//! Drive it with [`Host::poll_action`] and the matching `handle_*` call, or let [`crate::transport`] do it. Blocks of a
 //! contiguous run share one set-address command and advance `wBlockNum` from 2, where dfu-util 0.11 sends a
 //! set-address before every block.
 
@@ -232,8 +232,9 @@ pub enum Event {
     Leaving,
 }
 
-/// What to do next.
+/// What to do next: [`Host::poll_action`]'s answer.
 #[derive(Debug, PartialEq, Eq)]
+#[must_use]
 pub enum Action<'a> {
     /// Select this alt setting of the DFU interface (SET_INTERFACE).
     SelectAlt(u8),
@@ -514,7 +515,7 @@ impl<'a> Host<'a> {
     }
 
     /// What to do next. After an error, the error again.
-    pub fn poll(&mut self) -> Result<Action<'_>, HostError> {
+    pub fn poll_action(&mut self) -> Result<Action<'_>, HostError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
