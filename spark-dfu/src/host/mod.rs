@@ -285,24 +285,10 @@ pub struct Device<'a> {
 }
 
 impl Device<'static> {
-    /// The device description of a platform from the table, when its layouts are known.
+    /// The device description of a platform from the table ([`crate::platform`]), when its layouts are known.
     #[must_use]
     pub fn for_platform(platform: crate::platform::Platform) -> Option<Self> {
-        let layouts: &'static [&'static str] = match platform {
-            crate::platform::Platform::Core => &[
-                crate::platform::CORE_INTERNAL_FLASH,
-                crate::platform::CORE_SPI_FLASH,
-            ],
-            crate::platform::Platform::Photon | crate::platform::Platform::P1 => &[
-                crate::platform::PHOTON_INTERNAL_FLASH,
-                crate::platform::PHOTON_DCT_FLASH,
-            ],
-            crate::platform::Platform::Electron => &[
-                crate::platform::ELECTRON_INTERNAL_FLASH,
-                crate::platform::ELECTRON_DCT_FLASH,
-            ],
-            _ => return None,
-        };
+        let layouts = platform.host_layouts()?;
         let boot = platform.location(crate::platform::Item::Bootloader)?;
         Some(Self {
             interface: 0,

@@ -471,6 +471,19 @@ impl Platform {
             .and_then(|a| a.layout)
     }
 
+    /// The memory-layout strings a DFU host assumes, indexed by alt setting, when they are known for every
+    /// writable alt. The P1 shares the Photon's STM32F205 and DCT, so a host takes the Photon's strings for it
+    /// even though no P1 capture is in [`Platform::alt_settings`].
+    #[must_use]
+    pub fn host_layouts(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Core => Some(&[CORE_INTERNAL_FLASH, CORE_SPI_FLASH]),
+            Self::Photon | Self::P1 => Some(&[PHOTON_INTERNAL_FLASH, PHOTON_DCT_FLASH]),
+            Self::Electron => Some(&[ELECTRON_INTERNAL_FLASH, ELECTRON_DCT_FLASH]),
+            _ => None,
+        }
+    }
+
     /// Device behaviour a DFU host must handle.
     #[must_use]
     pub fn quirks(self) -> Quirks {
@@ -668,6 +681,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The host's layouts agree with the alt table wherever the table has a capture, and parse.
+    #[test]
+    fn host_layouts_agree_with_the_alt_table() {
+        let mut known = 0;
+        for p in ALL {
+            let Some(layouts) = p.host_layouts() else {
+                continue;
+            };
+            known += 1;
+            for (alt, layout) in layouts.iter().enumerate() {
+                MemoryLayout::parse(layout).unwrap();
+                if let Some(captured) = p.layout(alt as u8) {
+                    assert_eq!(captured, *layout, "{p:?} alt {alt}");
+                }
+            }
+        }
+        assert_eq!(known, 4);
+        assert_eq!(Platform::P1.host_layouts(), Platform::Photon.host_layouts());
     }
 
     #[test]
