@@ -9,7 +9,7 @@
 //! `$SPARK_VECTORS/dfu/generated/tinker_core_dfuse.dfu`) it flashes that one.
 
 use spark_cc3000::ServicePack;
-use spark_dfu::file::dfuse::{DfuseFile, DfuseRepr, Element, TargetRepr};
+use spark_dfu::file::dfuse::{DfuseFile, Element, SingleElement};
 use spark_dfu::file::suffix::SuffixRepr;
 use spark_dfu::host::{Event, Options};
 use spark_dfu::ops;
@@ -89,22 +89,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// A DfuSe file with `image` at the Core's application address, alt setting 0, for the Core's DFU VID:PID.
 fn pack(image: &[u8]) -> Result<Vec<u8>, spark_dfu::file::dfuse::DfuseWriteError> {
     let usb = Platform::Core.dfu_usb();
-    let elements = [Element {
-        address: core_map::FIRMWARE,
-        data: image,
-    }];
-    let targets = [TargetRepr {
+    SingleElement {
         alt: 0,
         name: Some(b"Internal Flash"),
-        elements: &elements,
-    }];
-    DfuseRepr {
-        targets: &targets,
-        suffix: SuffixRepr {
-            id_vendor: usb.vendor,
-            id_product: usb.product,
-            ..SuffixRepr::default()
+        element: Element {
+            address: core_map::FIRMWARE,
+            data: image,
         },
+        suffix: SuffixRepr::for_device(usb.vendor, usb.product),
     }
     .to_vec()
 }

@@ -35,7 +35,7 @@ use rand::{Rng, RngExt, SeedableRng};
 use serde::Serialize;
 use spark_api::{Client, Credentials, FirmwareFile, StreamItem, TokenLifetime};
 use spark_cc3000::ServicePack;
-use spark_dfu::file::dfuse::{DfuseFile, DfuseRepr, Element, TargetRepr};
+use spark_dfu::file::dfuse::{DfuseFile, Element, SingleElement};
 use spark_dfu::file::suffix::SuffixRepr;
 use spark_dfu::host::proto::Setup;
 use spark_dfu::host::{Event as DfuEvent, Options, TransferError};
@@ -420,23 +420,14 @@ pub(crate) fn usb_file_name(image_name: &str) -> String {
 /// Core's DFU bootloader (VID:PID 1d50:607f), as `dfu-util -d 1d50:607f -a 0 -s 0x08005000 -D image` would.
 pub(crate) fn usb_file(image: &[u8]) -> Result<Vec<u8>, DemoError> {
     let usb = Platform::Core.dfu_usb();
-    let elements = [Element {
-        address: core_map::FIRMWARE,
-        data: image,
-    }];
-    let targets = [TargetRepr {
+    let repr = SingleElement {
         alt: 0,
         name: Some(b"Internal Flash"),
-        elements: &elements,
-    }];
-    let repr = DfuseRepr {
-        targets: &targets,
-        suffix: SuffixRepr {
-            bcd_device: 0xFFFF,
-            id_product: usb.product,
-            id_vendor: usb.vendor,
-            ..SuffixRepr::default()
+        element: Element {
+            address: core_map::FIRMWARE,
+            data: image,
         },
+        suffix: SuffixRepr::for_device(usb.vendor, usb.product),
     };
     let file = repr.to_vec().map_err(|e| DemoError::Dfu(e.to_string()))?;
     // What we hand to a user must read back as written.
@@ -1569,22 +1560,14 @@ mod tests {
         assert_eq!(flash, UsbFlash::default());
 
         // A file for ST's own DFU bootloader (0483:df11), not the Core's.
-        let elements = [Element {
-            address: core_map::FIRMWARE,
-            data: &image,
-        }];
-        let targets = [TargetRepr {
+        let foreign = SingleElement {
             alt: 0,
             name: None,
-            elements: &elements,
-        }];
-        let foreign = DfuseRepr {
-            targets: &targets,
-            suffix: SuffixRepr {
-                id_vendor: 0x0483,
-                id_product: 0xdf11,
-                ..SuffixRepr::default()
+            element: Element {
+                address: core_map::FIRMWARE,
+                data: &image,
             },
+            suffix: SuffixRepr::for_device(0x0483, 0xdf11),
         }
         .to_vec()
         .unwrap();

@@ -724,6 +724,76 @@ impl<'a> DfuseRepr<'a> {
     }
 }
 
+/// The most common DfuSe file: one target holding one element, "these bytes at this address of this alt
+/// setting". A [`DfuseRepr`] without the two one-entry arrays to spell out.
+///
+/// ```
+/// use spark_dfu::file::dfuse::{DfuseFile, Element, SingleElement};
+/// use spark_dfu::file::suffix::SuffixRepr;
+///
+/// let image = [0xAB; 300];
+/// let file = SingleElement {
+///     alt: 0,
+///     name: Some(b"Internal Flash"),
+///     element: Element { address: 0x0800_5000, data: &image },
+///     suffix: SuffixRepr::for_device(0x1d50, 0x607f),
+/// };
+/// let mut out = [0u8; 1024];
+/// let n = file.emit(&mut out).unwrap();
+/// assert_eq!(n, file.buffer_len().unwrap());
+///
+/// let parsed = DfuseFile::parse(&out[..n]).unwrap();
+/// assert_eq!(parsed.first_address(), Some(0x0800_5000));
+/// let target = parsed.targets().next().unwrap();
+/// assert_eq!(target.name(), Some(&b"Internal Flash"[..]));
+/// assert_eq!(target.elements().next().unwrap().data, &image[..]);
+///
+/// // A buffer that is too small says how much is needed.
+/// assert!(file.emit(&mut out[..100]).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SingleElement<'a> {
+    /// `bAlternateSetting` of the one target.
+    pub alt: u8,
+    /// The target's name, or none.
+    pub name: Option<&'a [u8]>,
+    /// Where the bytes go, and the bytes.
+    pub element: Element<'a>,
+    /// The suffix ids; `bcd_dfu` is forced to 0x011A.
+    pub suffix: SuffixRepr,
+}
+
+impl SingleElement<'_> {
+    /// The file with its one target, handed to `f` as a [`DfuseRepr`].
+    fn with_repr<R>(&self, f: impl FnOnce(&DfuseRepr<'_>) -> R) -> R {
+        let targets = [TargetRepr {
+            alt: self.alt,
+            name: self.name,
+            elements: core::slice::from_ref(&self.element),
+        }];
+        f(&DfuseRepr {
+            targets: &targets,
+            suffix: self.suffix,
+        })
+    }
+
+    /// The file length, after checking every limit.
+    pub fn buffer_len(&self) -> Result<usize, DfuseWriteError> {
+        self.with_repr(|repr| repr.buffer_len())
+    }
+
+    /// Writes the file into `out`; returns its length.
+    pub fn emit(&self, out: &mut [u8]) -> Result<usize, DfuseWriteError> {
+        self.with_repr(|repr| repr.emit(out))
+    }
+
+    /// [`emit`](Self::emit) into a new vector.
+    #[cfg(feature = "alloc")]
+    pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, DfuseWriteError> {
+        self.with_repr(|repr| repr.to_vec())
+    }
+}
+
 /// Why [`pack`] refused its inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
