@@ -14,6 +14,39 @@
 //!
 //! [`DfuseRepr`] writes multi-target, multi-element files; [`pack`] builds one from plain binaries at addresses
 //! byte for byte as `dfuse-pack -b address[@alt]:file.bin` does.
+//!
+//! ```
+//! use spark_dfu::file::dfuse::{DfuseFile, DfuseRepr, Element, TargetRepr};
+//! use spark_dfu::file::suffix::SuffixRepr;
+//!
+//! // Firmware in internal flash (alt 0) and a key in the Core's SPI flash (alt 1), one file.
+//! let firmware = [0x11u8; 64];
+//! let key = [0x30u8; 16];
+//! let internal = [Element { address: 0x0800_5000, data: &firmware }];
+//! let spi = [Element { address: 0x0000_2000, data: &key }];
+//! let repr = DfuseRepr {
+//!     targets: &[
+//!         TargetRepr { alt: 0, name: Some(b"Internal Flash"), elements: &internal },
+//!         TargetRepr { alt: 1, name: Some(b"SPI Flash"), elements: &spi },
+//!     ],
+//!     suffix: SuffixRepr::for_device(0x1d50, 0x607f),
+//! };
+//! let mut out = vec![0u8; repr.buffer_len().unwrap()];
+//! repr.emit(&mut out).unwrap();
+//!
+//! // Parsing validates the whole file once; walking it afterwards cannot fail and copies nothing.
+//! let file = DfuseFile::parse(&out).unwrap();
+//! assert!(file.suffix().matches_device(0x1d50, 0x607f));
+//! let placed: Vec<(u8, u32, usize)> = file
+//!     .targets()
+//!     .flat_map(|t| t.elements().map(move |e| (t.alt(), e.address, e.data.len())))
+//!     .collect();
+//! assert_eq!(placed, [(0, 0x0800_5000, 64), (1, 0x2000, 16)]);
+//!
+//! // One flipped byte breaks the suffix's CRC: an error, never "no suffix".
+//! out[20] ^= 1;
+//! assert!(DfuseFile::parse(&out).is_err());
+//! ```
 
 use super::suffix::{BCD_DFUSE, SUFFIX_LEN, Suffix, SuffixError, SuffixRepr};
 use crate::{InsufficientSize, ensure_len, le32};

@@ -16,6 +16,24 @@
 //! which is what dfu-util does whenever the memory past the string is not a valid layout.
 //!
 //! Nothing is allocated: the layout keeps the string and the segment iterator re-reads it.
+//!
+//! ```
+//! use spark_dfu::file::layout::MemoryLayout;
+//! use spark_dfu::platform::CORE_INTERNAL_FLASH;
+//!
+//! // "@Internal Flash  /0x08000000/20*001Ka,108*001Kg": a 20 KiB read-only bootloader, then 108 KiB of
+//! // readable, erasable, writeable 1 KiB pages.
+//! let layout = MemoryLayout::parse(CORE_INTERNAL_FLASH).unwrap();
+//! assert_eq!(layout.name(), "Internal Flash  ");
+//! let segments: Vec<_> = layout.segments().map(|s| (s.start, s.page_count, s.flags())).collect();
+//! assert_eq!(segments, [(0x0800_0000, 20, "r"), (0x0800_5000, 108, "rew")]);
+//!
+//! // The bootloader is refused; the application region is fine, and a 2500-byte write erases three pages.
+//! assert!(!layout.is_writeable(0x0800_0000, 16));
+//! assert!(layout.is_writeable(0x0800_5000, 2500));
+//! let pages: Vec<u32> = layout.pages_to_erase(0x0800_5000, 2500).unwrap().map(|p| p.address).collect();
+//! assert_eq!(pages, [0x0800_5000, 0x0800_5400, 0x0800_5800]);
+//! ```
 
 /// Why a layout string could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -5,6 +5,40 @@
 //! The 2014 Spark Core firmware has no run-time DFU interface (DFU mode is entered with the MODE button); later
 //! Device OS builds and other devices do, and dfu-util starts from one when it finds it (`src/main.c`): GETSTATUS,
 //! and in appIDLE DETACH with a 1000 ms timeout, a USB reset unless bitWillDetach is set, a wait, a new search.
+//!
+//! ```
+//! use spark_dfu::host::proto::State;
+//! use spark_dfu::host::runtime::{Detach, DetachAction, DetachOptions, DetachOutcome};
+//! use spark_dfu::sim::SparkCore;
+//! use spark_dfu::transport::blocking::Transport;
+//!
+//! // An application with a run-time DFU interface that does not detach by itself (bitWillDetach clear).
+//! let mut app = SparkCore::in_runtime(false);
+//! let options = DetachOptions { interface: 0, timeout_ms: 1000, will_detach: false, reenumerate_ms: 5000 };
+//! let mut detach = Detach::new(options);
+//! let mut buf = [0u8; 6];
+//! let mut reset = false;
+//! let outcome = loop {
+//!     match detach.poll_action().unwrap() {
+//!         DetachAction::In(setup) => {
+//!             let n = usize::from(setup.length).min(buf.len());
+//!             let got = app.control_in(setup, &mut buf[..n]);
+//!             detach.handle_in(got.map(|len| &buf[..len])).unwrap();
+//!         }
+//!         DetachAction::Out(setup) => detach.handle_out(app.control_out(setup, &[])).unwrap(),
+//!         DetachAction::Reset => {
+//!             reset = true;
+//!             detach.handle_out(app.reset()).unwrap();
+//!         }
+//!         DetachAction::Reenumerate(ms) => detach.handle_out(app.reenumerate(ms)).unwrap(),
+//!         DetachAction::Wait(ms) => app.wait(ms),
+//!         DetachAction::Done(outcome) => break outcome,
+//!     }
+//! };
+//! assert!(reset, "without bitWillDetach the host resets the bus");
+//! // Found again in DFU mode: the Core bootloader starts in dfuERROR, which a download then clears.
+//! assert_eq!(outcome, DetachOutcome::Detached { state: Some(State::Error) });
+//! ```
 
 use super::proto::{FunctionalDescriptor, ReplyError, Request, Setup, State, StatusReply};
 use super::{HostError, Phase, TransferError};

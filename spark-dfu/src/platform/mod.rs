@@ -4,6 +4,24 @@
 //! on this device" and gets the alt setting, address and room for it. Facts come from the Spark bootloader
 //! (`usb_desc.c`), core-common-lib (`hw_config.h`), the Spark and Particle CLIs' device specifications and key
 //! specifications, and Device OS; where a fact is not known the table says `None` rather than guessing.
+//!
+//! ```
+//! use spark_dfu::platform::{Item, Platform, UsbId};
+//!
+//! // A device in DFU mode answers as 2b04:d006: which one is it, and where do things go?
+//! let photon = Platform::from_dfu_usb(UsbId { vendor: 0x2b04, product: 0xd006 }).unwrap();
+//! assert_eq!((photon, photon.id(), photon.name()), (Platform::Photon, 6, "Photon"));
+//! assert_eq!(Platform::from_id(0), Some(Platform::Core));
+//!
+//! // The Core keeps its keys in the external SPI flash (alt 1).
+//! let key = Platform::Core.location(Item::DevicePrivateKey).unwrap();
+//! assert_eq!((key.alt, key.address, key.len), (1, 0x2000, 1024));
+//! let alts: Vec<u8> = Platform::Core.alt_settings().iter().map(|a| a.alt).collect();
+//! assert_eq!(alts, [0, 1]);
+//!
+//! // What the table does not know, it says so.
+//! assert_eq!(Platform::Photon.transfer_size(), None);
+//! ```
 
 pub mod server_key;
 
