@@ -1,4 +1,17 @@
 //! What the programmer saves before its first destructive write, in a form the caller can persist.
+//!
+//! ```
+//! use spark_cc3000::nvmem::MacAddress;
+//! use spark_cc3000::programmer::{BACKUP_LEN, Backup, BackupError};
+//!
+//! let backup = Backup { mac: Some(MacAddress([0x08, 0x00, 0x28, 0xaa, 0xbb, 0xcc])), radio: None, wlan_config: None };
+//! let mut stored: [u8; BACKUP_LEN] = backup.to_bytes();
+//! assert_eq!(Backup::parse(&stored), Ok(backup));
+//!
+//! // A torn copy (power lost while it was being saved) fails its CRC-32 and is never used.
+//! stored[10] ^= 0x40;
+//! assert_eq!(Backup::parse(&stored), Err(BackupError::Checksum));
+//! ```
 
 use crate::nvmem::{MacAddress, RADIO_PARAMS_LEN, RadioParams, WLAN_CONFIG_BACKUP_LEN};
 

@@ -48,6 +48,55 @@
 //!
 //! Call [`Programmer::poll_action`], perform the action, report its outcome with [`Programmer::handle_outcome`], until
 //! [`Action::Finished`] or [`Action::Failed`]. [`run`] is that loop over an [`Nvmem`] implementation.
+//!
+//! The loop by hand, against the simulated NVMEM of [`crate::sim`] (feature `sim`) and the synthetic service pack
+//! 1.28 images of [`crate::patch::synthetic`]; a port hands the same actions to the chip over SPI:
+//!
+//! ```
+//! use spark_cc3000::ServicePack;
+//! use spark_cc3000::nvmem::{FatTable, FileId, MacAddress, RADIO_PARAMS_LEN};
+//! use spark_cc3000::patch::synthetic::{self, SYNTHETIC_DRIVER_LEN, SYNTHETIC_FIRMWARE_LEN};
+//! use spark_cc3000::programmer::{Action, Config, Nvmem, Outcome, Programmer, Source};
+//! use spark_cc3000::sim::SimNvmem;
+//!
+//! let (mut driver, mut firmware) = ([0u8; SYNTHETIC_DRIVER_LEN], [0u8; SYNTHETIC_FIRMWARE_LEN]);
+//! synthetic::emit_synthetic_driver(ServicePack::SP_1_28, &mut driver).unwrap();
+//! synthetic::emit_synthetic_firmware(ServicePack::SP_1_28, &mut firmware).unwrap();
+//!
+//! // A module as shipped: the programmers' file table, its MAC and radio calibration, service pack 1.24 in ROM.
+//! let mut chip = SimNvmem::with_table(&FatTable::programmer_default(), ServicePack::SP_1_24);
+//! chip.install(FileId::Mac, &[0x08, 0x00, 0x28, 0x01, 0x02, 0x03]).unwrap();
+//! chip.install(FileId::Rm, &[0x5a; RADIO_PARAMS_LEN]).unwrap();
+//!
+//! let mut programmer = Programmer::new(&driver, &firmware, Config::default()).unwrap();
+//! let mut buf = [0u8; 128];
+//! let report = loop {
+//!     let done = match programmer.poll_action() {
+//!         Action::Read { file, offset, len } => {
+//!             chip.read(file, offset, &mut buf[..len]).map(|()| Outcome::Read(&buf[..len]))
+//!         }
+//!         Action::Write { file, offset, data } => chip.write(file, offset, data).map(|()| Outcome::Done),
+//!         Action::CreateEntry { file, len } => chip.create_entry(file, len).map(|()| Outcome::Done),
+//!         Action::ReadVersion => chip.read_sp_version().map(Outcome::Version),
+//!         // Persist the backup here when the run must survive power loss (see above).
+//!         Action::SaveBackup(_backup) => Ok(Outcome::Done),
+//!         Action::Finished(report) => break *report,
+//!         Action::Failed(error) => panic!("{error}"),
+//!     };
+//!     // A failed NVMEM call is an outcome too: the programmer retries, then stops with an error.
+//!     programmer.handle_outcome(done.unwrap_or(Outcome::Failed));
+//! };
+//! assert_eq!(report.initial_version, Some(ServicePack::SP_1_24));
+//! assert_eq!(chip.read_sp_version().unwrap(), ServicePack::SP_1_28);
+//! assert_eq!(report.mac, Some(MacAddress([0x08, 0x00, 0x28, 0x01, 0x02, 0x03])));
+//! assert_eq!((report.mac_source, report.radio_source), (Source::Chip, Source::Chip));
+//! assert_eq!(chip.file(FileId::Rm, RADIO_PARAMS_LEN), Some(&[0x5a; RADIO_PARAMS_LEN][..]));
+//!
+//! // Run again on the patched chip: everything is verified, nothing is written.
+//! let mut again = Programmer::new(&driver, &firmware, Config::default()).unwrap();
+//! let report = spark_cc3000::programmer::run(&mut again, &mut chip, |_| {}).unwrap();
+//! assert!(report.already_patched());
+//! ```
 
 mod backup;
 mod nvmem;
