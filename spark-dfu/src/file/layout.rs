@@ -478,20 +478,20 @@ fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// What `strtol`/`strtoul` skip before the digits: C white space, then one optional sign. Returns the index of
+/// the first byte after them and whether the sign was `-`.
+fn scan_sign(s: &[u8]) -> (usize, bool) {
+    let i = s.iter().take_while(|&&b| is_c_space(b)).count();
+    match s.get(i) {
+        Some(b'-') => (i + 1, true),
+        Some(b'+') => (i + 1, false),
+        _ => (i, false),
+    }
+}
+
 /// What `%d` reads (`strtol` clamped to 64 bits, then truncated to `int`), and the bytes it took.
 fn scan_decimal(s: &[u8]) -> Option<(i32, usize)> {
-    let mut i = s.iter().take_while(|&&b| is_c_space(b)).count();
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let (i, negative) = scan_sign(s);
     let digits = s[i.min(s.len())..]
         .iter()
         .take_while(|b| b.is_ascii_digit())
@@ -519,18 +519,7 @@ fn scan_decimal(s: &[u8]) -> Option<(i32, usize)> {
 
 /// What `%x` reads into an `unsigned int` (`strtoul` in 64 bits, then truncated), and the bytes it took.
 fn scan_hex(s: &[u8]) -> Option<(u32, usize)> {
-    let mut i = s.iter().take_while(|&&b| is_c_space(b)).count();
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let (mut i, negative) = scan_sign(s);
     let mut zero_prefix = false;
     if s.get(i) == Some(&b'0') && matches!(s.get(i + 1), Some(b'x' | b'X')) {
         i += 2;

@@ -222,89 +222,42 @@ pub const ELECTRON_INTERNAL_FLASH: &str =
 /// The Electron's alt 1 string as captured.
 pub const ELECTRON_DCT_FLASH: &str = "@DCT Flash /0x00000000/01*016Kg";
 
+/// An alt setting of the table (the layout string where one has been captured).
+const fn alt(alt: u8, storage: Storage, layout: Option<&'static str>) -> AltSetting {
+    AltSetting {
+        alt,
+        storage,
+        layout,
+    }
+}
+
 const CORE_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: Some(CORE_INTERNAL_FLASH),
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::ExternalFlash,
-        layout: Some(CORE_SPI_FLASH),
-    },
+    alt(0, Storage::InternalFlash, Some(CORE_INTERNAL_FLASH)),
+    alt(1, Storage::ExternalFlash, Some(CORE_SPI_FLASH)),
 ];
 // The P1 shares the Photon's bootloader; its strings have not been captured separately.
 const PHOTON_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: Some(PHOTON_INTERNAL_FLASH),
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::Dct,
-        layout: Some(PHOTON_DCT_FLASH),
-    },
+    alt(0, Storage::InternalFlash, Some(PHOTON_INTERNAL_FLASH)),
+    alt(1, Storage::Dct, Some(PHOTON_DCT_FLASH)),
 ];
 const P1_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: None,
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::Dct,
-        layout: None,
-    },
+    alt(0, Storage::InternalFlash, None),
+    alt(1, Storage::Dct, None),
 ];
 const ELECTRON_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: Some(ELECTRON_INTERNAL_FLASH),
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::Dct,
-        layout: Some(ELECTRON_DCT_FLASH),
-    },
+    alt(0, Storage::InternalFlash, Some(ELECTRON_INTERNAL_FLASH)),
+    alt(1, Storage::Dct, Some(ELECTRON_DCT_FLASH)),
 ];
 const GEN3_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: None,
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::Dct,
-        layout: None,
-    },
-    AltSetting {
-        alt: 2,
-        storage: Storage::ExternalFlash,
-        layout: None,
-    },
+    alt(0, Storage::InternalFlash, None),
+    alt(1, Storage::Dct, None),
+    alt(2, Storage::ExternalFlash, None),
 ];
 const SOM_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: None,
-    },
-    AltSetting {
-        alt: 2,
-        storage: Storage::ExternalFlash,
-        layout: None,
-    },
+    alt(0, Storage::InternalFlash, None),
+    alt(2, Storage::ExternalFlash, None),
 ];
-const INTERNAL_ONLY: &[AltSetting] = &[AltSetting {
-    alt: 0,
-    storage: Storage::InternalFlash,
-    layout: None,
-}];
+const INTERNAL_ONLY: &[AltSetting] = &[alt(0, Storage::InternalFlash, None)];
 
 /// DCT offsets of the keys on Gen 2 and Gen 3 (particle-cli `keys-specs.js`, Device OS `application_dct_t`).
 pub mod dct {
