@@ -796,7 +796,47 @@ pub struct SingleElement<'a> {
     pub suffix: SuffixRepr,
 }
 
-impl SingleElement<'_> {
+impl<'a> SingleElement<'a> {
+    /// The file that puts `data` at `item`'s place on `platform` for that platform's DFU bootloader, from the
+    /// platform table: the alt setting and address of the place, the target named as the alt setting's captured
+    /// layout names it (trailing spaces dropped; unnamed where no layout was captured), and a suffix with the
+    /// platform's DFU-mode USB ids. `None` when the platform has no such place. The length is not checked here:
+    /// a host refuses bytes that do not fit ([`crate::host::Host::download`]).
+    ///
+    /// ```
+    /// use spark_dfu::file::dfuse::{DfuseFile, SingleElement};
+    /// use spark_dfu::platform::{Item, Platform, core_map};
+    ///
+    /// let firmware = [0x5Au8; 100];
+    /// let file = SingleElement::for_item(Platform::Core, Item::UserFirmware, &firmware).unwrap();
+    /// assert_eq!((file.alt, file.element.address), (0, core_map::FIRMWARE));
+    /// assert_eq!(file.name, Some(&b"Internal Flash"[..]));
+    /// let bytes = file.to_vec().unwrap();
+    /// assert!(DfuseFile::parse(&bytes).unwrap().suffix().matches_device(0x1d50, 0x607f));
+    /// ```
+    #[must_use]
+    pub fn for_item(
+        platform: crate::platform::Platform,
+        item: crate::platform::Item,
+        data: &'a [u8],
+    ) -> Option<Self> {
+        let place = platform.location(item)?;
+        let name = platform
+            .layout(place.alt)
+            .and_then(|l| crate::file::layout::MemoryLayout::parse(l).ok())
+            .map(|l| l.name().trim_end().as_bytes());
+        let usb = platform.dfu_usb();
+        Some(SingleElement {
+            alt: place.alt,
+            name,
+            element: Element {
+                address: place.address,
+                data,
+            },
+            suffix: SuffixRepr::for_device(usb.vendor, usb.product),
+        })
+    }
+
     /// The file with its one target, handed to `f` as a [`DfuseRepr`].
     fn with_repr<R>(&self, f: impl FnOnce(&DfuseRepr<'_>) -> R) -> R {
         let targets = [TargetRepr {
@@ -905,6 +945,36 @@ pub fn pack_to_vec(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table-driven file is byte for byte the one spelled out by hand (what the demo and the example wrote).
+    #[test]
+    fn single_element_for_item_matches_the_spelled_out_file() {
+        use crate::platform::{Item, Platform, core_map};
+        let image: [u8; 40] = core::array::from_fn(|i| i as u8);
+        let by_hand = SingleElement {
+            alt: 0,
+            name: Some(b"Internal Flash"),
+            element: Element {
+                address: core_map::FIRMWARE,
+                data: &image,
+            },
+            suffix: SuffixRepr::for_device(0x1d50, 0x607f),
+        };
+        let from_table =
+            SingleElement::for_item(Platform::Core, Item::UserFirmware, &image).unwrap();
+        assert_eq!(from_table, by_hand);
+        let (mut a, mut b) = ([0u8; 400], [0u8; 400]);
+        let n = by_hand.emit(&mut a).unwrap();
+        assert_eq!(from_table.emit(&mut b), Ok(n));
+        assert_eq!(a[..n], b[..n]);
+        // A platform without layouts gives an unnamed target; a place the platform lacks, nothing.
+        let argon = SingleElement::for_item(Platform::Argon, Item::UserFirmware, &image).unwrap();
+        assert_eq!(argon.name, None);
+        assert_eq!(
+            SingleElement::for_item(Platform::Core, Item::SystemPart(1), &image),
+            None
+        );
+    }
 
     fn img16() -> [u8; 16] {
         core::array::from_fn(|i| i as u8)
