@@ -49,7 +49,7 @@
 //! Call [`Programmer::poll_action`], perform the action, report its outcome with [`Programmer::handle_outcome`], until
 //! [`Action::Finished`] or [`Action::Failed`]. [`run`] is that loop over an [`Nvmem`] implementation.
 //!
-//! The loop by hand, against the simulated NVMEM of [`crate::sim`] (feature `sim`) and the synthetic service pack
+//! The loop by hand, against the simulated NVMEM of the `sim` module (feature `sim`) and the synthetic service pack
 //! 1.28 images of [`crate::patch::synthetic`]; a port hands the same actions to the chip over SPI:
 //!
 //! ```

@@ -5,7 +5,7 @@
 //! contiguous run share one set-address command and advance `wBlockNum` from 2, where dfu-util 0.11 sends a
 //! set-address before every block.
 //!
-//! The whole loop, against the simulated Spark Core bootloader of [`crate::sim`] (feature `sim`); a real
+//! The whole loop, against the simulated Spark Core bootloader of the `sim` module (feature `sim`); a real
 //! program hands the same transfers to USB, or calls [`crate::transport::blocking::run`], which is this loop:
 //!
 //! ```
