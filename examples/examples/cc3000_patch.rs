@@ -15,7 +15,7 @@ use spark_cc3000::patch::PatchImage;
 use spark_cc3000::patch::synthetic::{
     SYNTHETIC_DRIVER_LEN, SYNTHETIC_FIRMWARE_LEN, emit_synthetic_driver, emit_synthetic_firmware,
 };
-use spark_cc3000::programmer::{Config, Nvmem, Outcome, Programmer, Step};
+use spark_cc3000::programmer::{Action, Config, Nvmem, Outcome, Programmer};
 use spark_cc3000::sim::SimNvmem;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,26 +56,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut buf = [0u8; 256];
     let (mut reads, mut writes) = (0, 0);
     let report = loop {
-        let result = match programmer.poll_step() {
-            Step::Read { file, offset, len } => {
+        let result = match programmer.poll_action() {
+            Action::Read { file, offset, len } => {
                 reads += 1;
                 let buf = &mut buf[..len];
                 nvmem.read(file, offset, buf).map(|()| Outcome::Read(buf))
             }
-            Step::Write { file, offset, data } => {
+            Action::Write { file, offset, data } => {
                 writes += 1;
                 nvmem.write(file, offset, data).map(|()| Outcome::Done)
             }
-            Step::CreateEntry { file, len } => {
+            Action::CreateEntry { file, len } => {
                 nvmem.create_entry(file, len).map(|()| Outcome::Done)
             }
-            Step::ReadVersion => nvmem.read_sp_version().map(Outcome::Version),
+            Action::ReadVersion => nvmem.read_sp_version().map(Outcome::Version),
             // On a device that may lose power, persist the backup (MAC, radio parameters, Wi-Fi profile) here.
-            Step::SaveBackup(_) => Ok(Outcome::Done),
-            Step::Finished(report) => break *report,
-            Step::Failed(error) => return Err(error.into()),
+            Action::SaveBackup(_) => Ok(Outcome::Done),
+            Action::Finished(report) => break *report,
+            Action::Failed(error) => return Err(error.into()),
         };
-        programmer.handle(result.unwrap_or(Outcome::Failed));
+        programmer.handle_outcome(result.unwrap_or(Outcome::Failed));
     };
 
     println!(

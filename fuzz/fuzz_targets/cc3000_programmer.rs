@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use spark_cc3000::ServicePack;
 use spark_cc3000::nvmem::RadioParams;
 use spark_cc3000::patch::emit;
-use spark_cc3000::programmer::{Config, Outcome, Programmer, Step};
+use spark_cc3000::programmer::{Config, Outcome, Programmer, Action};
 
 fuzz_target!(|data: &[u8]| {
     let mut drv = [0u8; 128];
@@ -32,9 +32,9 @@ fuzz_target!(|data: &[u8]| {
     let mut scratch = [0u8; 128];
     for _ in 0..20_000 {
         let choice = input.next().unwrap_or(0);
-        let outcome = match p.poll_step() {
-            Step::Finished(_) | Step::Failed(_) => return,
-            Step::Read { len, .. } => {
+        let outcome = match p.poll_action() {
+            Action::Finished(_) | Action::Failed(_) => return,
+            Action::Read { len, .. } => {
                 if choice & 0x80 != 0 {
                     Outcome::Failed
                 } else {
@@ -44,10 +44,10 @@ fuzz_target!(|data: &[u8]| {
                     Outcome::Read(&scratch[..len.min(scratch.len())])
                 }
             }
-            Step::ReadVersion => {
+            Action::ReadVersion => {
                 Outcome::Version(ServicePack::new(choice & 3, input.next().unwrap_or(28)))
             }
-            Step::Write { .. } | Step::CreateEntry { .. } | Step::SaveBackup(_) => {
+            Action::Write { .. } | Action::CreateEntry { .. } | Action::SaveBackup(_) => {
                 if choice & 0x80 != 0 {
                     Outcome::Failed
                 } else {
@@ -55,6 +55,6 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         };
-        p.handle(outcome);
+        p.handle_outcome(outcome);
     }
 });

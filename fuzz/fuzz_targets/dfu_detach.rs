@@ -35,7 +35,7 @@ fuzz_target!(|input: &[u8]| {
         })
     };
     for _ in 0..64 {
-        let Ok(action) = machine.poll() else { break };
+        let Ok(action) = machine.poll_action() else { break };
         let step = match action {
             DetachAction::Out(_) | DetachAction::Reset | DetachAction::Reenumerate(_) => {
                 let Some(r) = next(0) else { break };
@@ -51,7 +51,7 @@ fuzz_target!(|input: &[u8]| {
             DetachAction::Done(_) => break,
         };
         if let Err(e) = step {
-            assert_eq!(machine.poll(), Err(e));
+            assert_eq!(machine.poll_action(), Err(e));
             break;
         }
     }

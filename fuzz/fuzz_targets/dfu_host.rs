@@ -54,7 +54,7 @@ fuzz_target!(|input: &[u8]| {
         })
     };
     for _ in 0..100_000 {
-        let Ok(action) = host.poll() else { break };
+        let Ok(action) = host.poll_action() else { break };
         let step = match action {
             Action::SelectAlt(_) | Action::Out { .. } => {
                 let Some(r) = next(0) else { break };
@@ -70,7 +70,7 @@ fuzz_target!(|input: &[u8]| {
             Action::Done => break,
         };
         if step.is_err() {
-            assert!(host.poll().is_err());
+            assert!(host.poll_action().is_err());
             break;
         }
     }

@@ -3,6 +3,31 @@
 //! Also reads a token a user already has: `PARTICLE_ACCESS_TOKEN`, the particle-cli profile
 //! (`~/.particle/<profile>.config.json`, profile named in `~/.particle/profile.json`, default `particle`) and the
 //! 2014 spark-cli file (`~/.spark/spark.config.json`).
+//!
+//! ```
+//! use spark_api::auth::TokenSource;
+//! use spark_api::{AccessToken, StoredToken};
+//!
+//! // A 2014 spark-cli configuration in a home directory.
+//! let home = std::env::temp_dir().join(format!("spark-api-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(home.join(".spark"))?;
+//! std::fs::write(
+//!     home.join(".spark/spark.config.json"),
+//!     r#"{"username":"me@example.com","access_token":"38bb7b318cc6898c80317decb34525844bc9db55"}"#,
+//! )?;
+//! let stored = StoredToken::discover_in(None, Some(&home))?;
+//! assert_eq!(stored.source, TokenSource::File(home.join(".spark/spark.config.json")));
+//! assert_eq!(stored.username.as_deref(), Some("me@example.com"));
+//! // The environment wins over any file.
+//! let env = StoredToken::discover_in(Some("0123abcd"), Some(&home))?;
+//! assert_eq!((env.token.expose(), env.source), ("0123abcd", TokenSource::Environment));
+//!
+//! // Tokens never print.
+//! let token = AccessToken::new("38bb7b318cc6898c80317decb34525844bc9db55");
+//! assert_eq!(format!("{token:?}"), "AccessToken([redacted])");
+//! # std::fs::remove_dir_all(&home)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -23,6 +23,17 @@ pub const SPARK_API_URL: &str = "https://api.spark.io";
 /// A request is retried after a connection error, a 5xx status or a 429; after a 429 the server's `Retry-After`
 /// (in seconds, capped at `max_retry_after`) is honoured, otherwise the delay doubles from `initial_backoff` up to
 /// `max_backoff`. Function calls, publishes, logins and flashes are never retried: they are not idempotent.
+///
+/// ```
+/// use spark_api::RetryPolicy;
+/// use std::time::Duration;
+///
+/// let policy = RetryPolicy::default();
+/// let delays: Vec<Duration> = (0..6).map(|attempt| policy.backoff(attempt)).collect();
+/// assert_eq!(delays[..3], [Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)]);
+/// assert_eq!(delays[5], Duration::from_secs(10)); // capped at max_backoff
+/// assert_eq!(RetryPolicy::none().max_retries, 0);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (0 disables retrying).

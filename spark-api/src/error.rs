@@ -1,4 +1,18 @@
 //! The one error type of the crate, and the parsed shapes of the cloud's error bodies.
+//!
+//! ```
+//! use spark_api::ErrorBody;
+//!
+//! // The same failure, as each cloud words it.
+//! let oauth = ErrorBody::parse(br#"{"error":"invalid_token","error_description":"The access token is invalid"}"#);
+//! assert_eq!(oauth.oauth_error(), Some("invalid_token"));
+//! let spark_2014 = ErrorBody::parse(br#"{"ok":false,"error":"Function not found"}"#);
+//! assert_eq!(spark_2014.message().as_deref(), Some("Function not found"));
+//! let local = ErrorBody::parse(br#""Oops, I couldn't find that core""#);
+//! assert_eq!(local, ErrorBody::Text("Oops, I couldn't find that core".to_owned()));
+//! assert_eq!(ErrorBody::parse(b""), ErrorBody::Empty);
+//! assert!(matches!(ErrorBody::parse(b"<html>502</html>"), ErrorBody::NotJson(_)));
+//! ```
 
 use std::fmt;
 use std::time::Duration;

@@ -29,6 +29,69 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! The same calls, run for real against a tiny stand-in for the cloud on 127.0.0.1 (the hidden lines: a thread that
+//! answers each request line with canned JSON, and 401 to a request without this bearer token):
+//!
+//! ```
+//! # use std::io::{BufRead, BufReader, Read, Write};
+//! # fn cloud(routes: &'static [(&'static str, u16, &'static str)], token: &'static str) -> String {
+//! #     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! #     let url = format!("http://{}", listener.local_addr().unwrap());
+//! #     std::thread::spawn(move || {
+//! #         for stream in listener.incoming() {
+//! #             let mut stream = stream.unwrap();
+//! #             let mut reader = BufReader::new(stream.try_clone().unwrap());
+//! #             let (mut request, mut len, mut authorized) = (String::new(), 0, false);
+//! #             reader.read_line(&mut request).unwrap();
+//! #             loop {
+//! #                 let mut header = String::new();
+//! #                 reader.read_line(&mut header).unwrap();
+//! #                 let header = header.trim_end().to_ascii_lowercase();
+//! #                 if header.is_empty() { break; }
+//! #                 if let Some(v) = header.strip_prefix("content-length:") { len = v.trim().parse().unwrap(); }
+//! #                 authorized |= header == format!("authorization: bearer {token}");
+//! #             }
+//! #             reader.read_exact(&mut vec![0; len]).unwrap();
+//! #             let (status, json) = match routes.iter().find(|(r, ..)| request.starts_with(r)) {
+//! #                 _ if !authorized => (401, r#"{"error":"invalid_token"}"#),
+//! #                 Some(&(_, status, json)) => (status, json),
+//! #                 None => (404, r#"{"ok":false,"error":"Variable not found"}"#),
+//! #             };
+//! #             let head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", json.len());
+//! #             stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(json.as_bytes())).unwrap();
+//! #         }
+//! #     });
+//! #     url
+//! # }
+//! const CORE: &str = "53ff6c065075535119511687";
+//! const TOKEN: &str = "38bb7b318cc6898c80317decb34525844bc9db55";
+//! let url = cloud(&[
+//!     ("GET /v1/devices/53ff6c065075535119511687/temperature ", 200,
+//!      r#"{"cmd":"VarReturn","name":"temperature","result":21.5}"#),
+//!     ("POST /v1/devices/53ff6c065075535119511687/brew ", 200,
+//!      r#"{"id":"53ff6c065075535119511687","connected":true,"return_value":1}"#),
+//! ], TOKEN);
+//!
+//! // Plain HTTP is allowed to a loopback address only.
+//! let client = spark_api::Client::builder().base_url(&url).access_token(TOKEN).build()?;
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let value = client.variable(CORE, "temperature").await?;
+//!     assert_eq!(value.name.as_deref(), Some("temperature"));
+//!     let called = client.call_function(CORE, "brew", "202,230").await?;
+//!     assert_eq!(called.return_value, 1);
+//!
+//!     // Failures carry the status and the body the cloud sent.
+//!     let missing = client.variable(CORE, "humidity").await.unwrap_err();
+//!     assert_eq!(missing.status(), Some(404));
+//!     assert_eq!(missing.body().and_then(|b| b.message()).as_deref(), Some("Variable not found"));
+//!     let stranger = client.with_token("0000000000000000000000000000000000000000");
+//!     assert!(stranger.variable(CORE, "temperature").await.unwrap_err().is_auth());
+//!     Ok::<(), spark_api::Error>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod api;
 pub mod auth;
@@ -37,6 +100,11 @@ pub mod error;
 pub mod models;
 mod multipart;
 pub mod sse;
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use api::{DisconnectReason, EventStream, StreamItem};
 pub use auth::{

@@ -8,6 +8,28 @@
 //! The caller feeds bytes with [`SseParser::handle_input`] and drains results with [`SseParser::poll_event`]. A hostile
 //! peer cannot make the parser grow without bound: a line or an event longer than the configured limit is dropped
 //! whole and reported once as [`SseError::EventTooLarge`]; the following events are parsed normally.
+//!
+//! ```
+//! use spark_api::sse::{SseItem, SseParser};
+//!
+//! let stream = b":ok\n\nevent: temperature\ndata: {\"data\":\"21.5\",\"ttl\":60}\r\n\r\nevent: door\ndata: open\n\n";
+//! // However the bytes arrive (here three at a time), the same events come out.
+//! let mut parser = SseParser::new();
+//! let mut events = Vec::new();
+//! for chunk in stream.chunks(3) {
+//!     parser.handle_input(chunk);
+//!     while let Some(item) = parser.poll_event() {
+//!         let SseItem::Event(e) = item else { panic!("{item:?}") };
+//!         events.push((e.event.unwrap_or_default(), e.data));
+//!     }
+//! }
+//! assert_eq!(events, [
+//!     ("temperature".to_owned(), r#"{"data":"21.5","ttl":60}"#.to_owned()),
+//!     ("door".to_owned(), "open".to_owned()),
+//! ]);
+//! assert_eq!(parser.comments_seen(), 1); // the keep-alive
+//! assert!(!parser.has_partial());
+//! ```
 
 use std::collections::VecDeque;
 

@@ -45,6 +45,11 @@ pub mod programmer;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use patch::{
     Identification, ImageKind, KnownImage, PatchError, PatchImage, ServicePack, find_embedded,
 };

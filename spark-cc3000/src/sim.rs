@@ -10,6 +10,24 @@
 //! Faults can be scheduled: power loss before any operation or in the middle of a write (the chip then refuses
 //! everything until [`SimNvmem::power_cycle`]), a read that fails a number of times, a byte corrupted on its way into
 //! the EEPROM.
+//!
+//! ```
+//! use spark_cc3000::ServicePack;
+//! use spark_cc3000::nvmem::{FatTable, FileId};
+//! use spark_cc3000::programmer::Nvmem;
+//! use spark_cc3000::sim::{Fault, SimNvmem};
+//!
+//! let mut chip = SimNvmem::with_table(&FatTable::programmer_default(), ServicePack::SP_1_24);
+//! assert_eq!(chip.read_sp_version().unwrap(), ServicePack::SP_1_24);
+//!
+//! // The next operation meets a power cut; the chip answers nothing until it is powered again.
+//! chip.inject(Fault::PowerLossBeforeOp { op: chip.op_count() });
+//! assert!(chip.write(FileId::Mac, 0, &[8, 0, 0x28, 1, 2, 3]).is_err());
+//! assert!(chip.read_sp_version().is_err());
+//! chip.power_cycle();
+//! chip.write(FileId::Mac, 0, &[8, 0, 0x28, 1, 2, 3]).unwrap();
+//! assert_eq!(chip.file(FileId::Mac, 6), Some(&[8, 0, 0x28, 1, 2, 3][..]));
+//! ```
 
 use alloc::vec;
 use alloc::vec::Vec;

@@ -6,7 +6,7 @@ use spark_cc3000::ServicePack;
 use spark_cc3000::hci::HciNvmem;
 use spark_cc3000::nvmem::{FatEntry, FatTable, FileId, MacAddress, RadioParams};
 use spark_cc3000::programmer::{
-    self, Backup, Config, Error, Nvmem, Outcome, Programmer, Report, Source, Step,
+    self, Action, Backup, Config, Error, Nvmem, Outcome, Programmer, Report, Source,
 };
 use spark_cc3000::sim::{Fault, Op, SimNvmem, SimSpi};
 
@@ -327,27 +327,28 @@ fn every_step_is_idempotent() {
         let mut p = Programmer::new(&img.drv_128, &img.fw_115, config(&img)).unwrap();
         let mut buf = [0u8; 128];
         loop {
-            let outcome = match p.poll_step() {
-                Step::Read { file, offset, len } => match sim.read(file, offset, &mut buf[..len]) {
+            let outcome = match p.poll_action() {
+                Action::Read { file, offset, len } => match sim.read(file, offset, &mut buf[..len])
+                {
                     Ok(()) => Outcome::Read(&buf[..len]),
                     Err(_) => Outcome::Failed,
                 },
-                Step::Write { file, offset, data } => {
+                Action::Write { file, offset, data } => {
                     sim.write(file, offset, data).unwrap();
                     sim.write(file, offset, data).unwrap();
                     Outcome::Done
                 }
-                Step::CreateEntry { file, len } => {
+                Action::CreateEntry { file, len } => {
                     sim.create_entry(file, len).unwrap();
                     sim.create_entry(file, len).unwrap();
                     Outcome::Done
                 }
-                Step::ReadVersion => Outcome::Version(sim.read_sp_version().unwrap()),
-                Step::SaveBackup(_) => Outcome::Done,
-                Step::Finished(_) => break,
-                Step::Failed(e) => panic!("{e}"),
+                Action::ReadVersion => Outcome::Version(sim.read_sp_version().unwrap()),
+                Action::SaveBackup(_) => Outcome::Done,
+                Action::Finished(_) => break,
+                Action::Failed(e) => panic!("{e}"),
             };
-            p.handle(outcome);
+            p.handle_outcome(outcome);
         }
         assert_eq!(sim.eeprom(), clean.eeprom());
     }
@@ -551,23 +552,23 @@ fn over_hci_frames_end_to_end() {
 fn wrong_outcomes_count_as_failures() {
     let img = images();
     let mut p = Programmer::new(&img.drv_128, &img.fw_115, config(&img)).unwrap();
-    assert_eq!(p.poll_step(), Step::ReadVersion);
+    assert_eq!(p.poll_action(), Action::ReadVersion);
     for _ in 0..3 {
-        p.handle(Outcome::Read(&[1, 2]));
+        p.handle_outcome(Outcome::Read(&[1, 2]));
     }
     // the version is optional at the start: the run moves on to the table
     assert!(matches!(
-        p.poll_step(),
-        Step::Read {
+        p.poll_action(),
+        Action::Read {
             file: FileId::Fat,
             offset: 0,
             len: 32
         }
     ));
-    p.handle(Outcome::Read(&[0; 31])); // wrong length
+    p.handle_outcome(Outcome::Read(&[0; 31])); // wrong length
     assert!(matches!(
-        p.poll_step(),
-        Step::Read {
+        p.poll_action(),
+        Action::Read {
             file: FileId::Fat,
             offset: 0,
             len: 32

@@ -5,26 +5,66 @@
 //! - [`jamcrc`] (CRC-32/JAMCRC, no final XOR) is the DFU suffix's `dwCRC`, as dfu-util and dfuse-pack compute it;
 //! - [`crc32`] (CRC-32/ISO-HDLC, zlib's `crc32`) is the big-endian trailer of Particle firmware modules.
 //!
-//! So `jamcrc(x) == !crc32(x)`. Both run on `crc32fast`, which folds with carry-less multiplication (PCLMULQDQ on
-//! x86-64, the CRC instructions on AArch64) when the CPU has it (detected at run time with the `std` feature,
-//! at compile time otherwise) and falls back to a slice-by-16 table loop.
+//! So `jamcrc(x) == !crc32(x)`. The workspace computes every CRC-32 with the `crc` crate; this crate is the host
+//! side (whole firmware images, megabytes per file), so it takes the slice-by-16 variant: 16 KiB of tables, built
+//! at compile time, for the fastest portable loop. The device side (spark-protocol's OTA chunks, the CC3000
+//! backup) takes the table-free variant instead, where flash counts and the data is a few hundred bytes.
+//!
+//! ```
+//! use spark_dfu::crc::{Crc32, crc32, jamcrc};
+//!
+//! assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+//! assert_eq!(jamcrc(b"123456789"), 0x340B_C6D9);
+//!
+//! // Fed in pieces, the same answer.
+//! let mut crc = Crc32::new();
+//! crc.update(b"12345");
+//! crc.update(b"6789");
+//! assert_eq!(crc.crc32(), 0xCBF4_3926);
+//! assert_eq!(crc.jamcrc(), !0xCBF4_3926);
+//! ```
+
+use core::fmt;
+use crc::{CRC_32_ISO_HDLC, Crc, Digest, Table};
+
+/// Slice-by-16: the tables cost 16 KiB of read-only data, paid once, on a host.
+type Lanes = Table<16>;
+
+/// CRC-32/ISO-HDLC; JAMCRC is its complement.
+static ISO_HDLC: Crc<u32, Lanes> = Crc::<u32, Lanes>::new(&CRC_32_ISO_HDLC);
 
 /// CRC-32/JAMCRC of `data` (check value for `"123456789"`: `0x340BC6D9`).
 #[must_use]
 pub fn jamcrc(data: &[u8]) -> u32 {
-    !crc32fast::hash(data)
+    !ISO_HDLC.checksum(data)
 }
 
 /// CRC-32/ISO-HDLC of `data`, as zlib computes it (check value for `"123456789"`: `0xCBF43926`).
 #[must_use]
 pub fn crc32(data: &[u8]) -> u32 {
-    crc32fast::hash(data)
+    ISO_HDLC.checksum(data)
 }
 
 /// An incremental CRC-32 for data that arrives in pieces (for instance a file written part by part).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct Crc32 {
-    inner: crc32fast::Hasher,
+    inner: Digest<'static, u32, Lanes>,
+}
+
+impl fmt::Debug for Crc32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Crc32")
+            .field("crc32", &self.crc32())
+            .finish()
+    }
+}
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self {
+            inner: ISO_HDLC.digest(),
+        }
+    }
 }
 
 impl Crc32 {
@@ -61,16 +101,42 @@ mod tests {
         assert_eq!(jamcrc(b"123456789"), 0x340B_C6D9);
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(jamcrc(b""), 0xFFFF_FFFF);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    /// The slice-by-16 loop against the bit-by-bit definition, on lengths around its 16-byte stride.
+    #[test]
+    fn matches_the_bitwise_definition() {
+        fn bitwise(data: &[u8]) -> u32 {
+            let mut c = !0u32;
+            for &b in data {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        (c >> 1) ^ 0xEDB8_8320
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        }
+        let data: [u8; 300] = core::array::from_fn(|i| (i * 151 + 7) as u8);
+        for n in 0..data.len() {
+            assert_eq!(crc32(&data[..n]), bitwise(&data[..n]), "length {n}");
+        }
     }
 
     #[test]
     fn incremental_matches_one_shot() {
         let data: [u8; 100] = core::array::from_fn(|i| (i * 7) as u8);
-        let mut crc = Crc32::new();
-        crc.update(&data[..33]);
-        crc.update(&data[33..]);
-        assert_eq!(crc.jamcrc(), jamcrc(&data));
-        assert_eq!(crc.crc32(), crc32(&data));
+        for split in 0..data.len() {
+            let mut crc = Crc32::new();
+            crc.update(&data[..split]);
+            crc.update(&data[split..]);
+            assert_eq!(crc.jamcrc(), jamcrc(&data));
+            assert_eq!(crc.crc32(), crc32(&data));
+        }
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub mod transport;
 #[cfg_attr(docsrs, doc(cfg(feature = "usb")))]
 pub mod usb;
 
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// A caller-provided output buffer is too small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("output buffer too small: {required} bytes required")]

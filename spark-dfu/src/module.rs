@@ -10,6 +10,32 @@
 //! [`inspect`] reports every check with its outcome and never fails; [`check_for`] decides whether an image may
 //! be written to a place on a device and refuses it with a typed [`FirmwareError`] otherwise: wrong platform,
 //! does not fit, bad CRC, bad SHA-256, wrong load address, not firmware at all.
+//!
+//! ```
+//! use spark_dfu::module::{Check, Format, FirmwareError, Outcome, check_for, inspect};
+//! use spark_dfu::platform::{Item, Platform};
+//!
+//! // A legacy Core image: a vector table (stack at the top of the 20 KiB SRAM, reset handler inside the image).
+//! let mut image = vec![0u8; 512];
+//! image[..4].copy_from_slice(&0x2000_5000u32.to_le_bytes());
+//! image[4..8].copy_from_slice(&(0x0800_5000u32 + 0x101).to_le_bytes());
+//!
+//! let found = inspect(&image, 0x0800_5000);
+//! assert_eq!(found.format, Format::Legacy { load_address: 0x0800_5000 });
+//! assert_eq!(found.outcome(Check::ResetInImage), Outcome::Passed);
+//! assert_eq!(found.outcome(Check::Crc), Outcome::NotApplicable);
+//! assert_eq!(found.first_failure(), None);
+//! let cleared = check_for(&image, Platform::Core, Item::UserFirmware).unwrap();
+//! assert_eq!(cleared.location.address, 0x0800_5000);
+//!
+//! // A reset vector outside the image: reported by `inspect`, refused by `check_for`.
+//! image[4..8].copy_from_slice(&0x0801_0001u32.to_le_bytes());
+//! assert_eq!(inspect(&image, 0x0800_5000).first_failure(), Some(Check::ResetInImage));
+//! assert!(matches!(
+//!     check_for(&image, Platform::Core, Item::UserFirmware),
+//!     Err(FirmwareError::NotFirmware(Some(Check::ResetInImage)))
+//! ));
+//! ```
 
 use crate::platform::{Item, Location, Platform, core_map};
 use crate::{InsufficientSize, ensure_len, le16, le32};

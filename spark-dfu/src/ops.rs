@@ -1,6 +1,25 @@
 //! Known operations on the platform table's devices, each one call over a blocking transport: flash user
 //! firmware or the factory image (after firmware inspection), write the server key with its address record,
 //! read and write the device key, flash a DFU file after checking its suffix.
+//!
+//! ```
+//! use spark_dfu::host::Options;
+//! use spark_dfu::ops::{self, OpError};
+//! use spark_dfu::platform::Platform;
+//! use spark_dfu::sim::SparkCore;
+//!
+//! let mut core = SparkCore::new();
+//! // A DER private key goes to SPI flash 0x2000, padded with 0xFF to its 1024 bytes of room.
+//! let der = [0x30, 0x82, 0x02, 0x5d, 0x02, 0x01, 0x00];
+//! ops::write_device_key(&mut core, Platform::Core, &der, Options::default(), |_| {}).unwrap();
+//! let saved = ops::read_device_key(&mut core, Platform::Core, |_| {}).unwrap();
+//! assert_eq!((&saved[..7], saved.len(), saved[7]), (&der[..], 1024, 0xFF));
+//!
+//! // Bytes that are not firmware for the Core are refused before anything is sent.
+//! let junk = [0xAB; 64];
+//! let refused = ops::flash_user_firmware(&mut core, Platform::Core, &junk, Options::default(), |_| {});
+//! assert!(matches!(refused, Err(OpError::Refused(_))));
+//! ```
 
 use alloc::vec;
 use alloc::vec::Vec;

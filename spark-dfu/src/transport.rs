@@ -58,7 +58,7 @@ pub mod blocking {
     ) -> Result<Summary, HostError> {
         let mut buf = [0u8; MAX_TRANSFER];
         loop {
-            match host.poll()? {
+            match host.poll_action()? {
                 Action::SelectAlt(alt) => {
                     let r = transport.select_alt(alt);
                     host.handle_out(r)?;
@@ -109,7 +109,7 @@ pub mod blocking {
     ) -> Result<DetachOutcome, HostError> {
         let mut buf = [0u8; StatusReply::LEN];
         loop {
-            match machine.poll()? {
+            match machine.poll_action()? {
                 DetachAction::In(setup) => {
                     let n = usize::from(setup.length).min(buf.len());
                     let r = transport.control_in(setup, &mut buf[..n]);
@@ -181,7 +181,7 @@ pub mod asynch {
     ) -> Result<Summary, HostError> {
         let mut buf = [0u8; MAX_TRANSFER];
         loop {
-            match host.poll()? {
+            match host.poll_action()? {
                 Action::SelectAlt(alt) => {
                     let r = transport.select_alt(alt).await;
                     host.handle_out(r)?;
@@ -236,7 +236,7 @@ pub mod asynch {
     ) -> Result<DetachOutcome, HostError> {
         let mut buf = [0u8; StatusReply::LEN];
         loop {
-            match machine.poll()? {
+            match machine.poll_action()? {
                 DetachAction::In(setup) => {
                     let n = usize::from(setup.length).min(buf.len());
                     let r = transport.control_in(setup, &mut buf[..n]).await;

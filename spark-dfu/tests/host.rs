@@ -429,7 +429,7 @@ fn verify_reports_first_bad_address() {
     let mut buf = [0u8; 4096];
     let mut corrupted = false;
     let err = loop {
-        let action = match host.poll() {
+        let action = match host.poll_action() {
             Ok(a) => a,
             Err(e) => break Some(e),
         };

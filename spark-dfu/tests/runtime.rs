@@ -188,7 +188,7 @@ proptest! {
         let mut d = Detach::new(options(will_detach));
         let mut replies = replies.into_iter();
         for _ in 0..16 {
-            let action = match d.poll() {
+            let action = match d.poll_action() {
                 Ok(a) => a,
                 Err(_) => break,
             };
@@ -205,7 +205,7 @@ proptest! {
                 }
             };
             if let Err(e) = r {
-                prop_assert_eq!(d.poll(), Err(e));
+                prop_assert_eq!(d.poll_action(), Err(e));
                 break;
             }
         }

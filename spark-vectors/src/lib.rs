@@ -35,6 +35,11 @@ use std::path::{Path, PathBuf};
 /// Put it before `#[tokio::test]` on an async test; it then adds only the `ignore`.
 pub use spark_vectors_macros::test;
 
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The environment variable naming the vectors root.
 pub const ROOT_VAR: &str = "SPARK_VECTORS";
 /// The environment variable that turns a missing vectors folder into a failure.

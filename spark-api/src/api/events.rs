@@ -1,4 +1,23 @@
 //! Publishing events, and event streams (server-sent events) that notice a dead connection and reconnect.
+//!
+//! An event stream is the [`sse`](crate::sse) parser plus [`Event::from_sse`] on each event's `data:` JSON:
+//!
+//! ```
+//! use spark_api::Event;
+//! use spark_api::sse::{SseItem, SseParser};
+//!
+//! let mut parser = SseParser::new();
+//! parser.handle_input(b"event: spark/status\ndata: {\"data\":\"online\",\"ttl\":\"60\",");
+//! parser.handle_input(b"\"published_at\":\"2014-06-01T12:00:00.000Z\",\"coreid\":\"53ff6c065075535119511687\"}\n\n");
+//! let Some(SseItem::Event(sse)) = parser.poll_event() else { unreachable!() };
+//! let event = Event::from_sse(sse.event.as_deref().unwrap_or("message"), &sse.data).unwrap();
+//! assert_eq!(event.name, "spark/status");
+//! assert_eq!(event.data.as_deref(), Some("online"));
+//! assert_eq!(event.ttl, Some(60)); // the 2014 cloud sends the TTL as a string
+//!
+//! // Data that is not an event object is an error naming why, not a panic.
+//! assert!(Event::from_sse("x", "not json").is_err());
+//! ```
 
 use std::collections::VecDeque;
 use std::fmt;

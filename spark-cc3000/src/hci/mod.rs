@@ -18,6 +18,24 @@
 //!
 //! [`HciNvmem`] drives a real chip through any [`SpiTransport`] and implements
 //! [`Nvmem`](crate::programmer::Nvmem) on top of these frames.
+//!
+//! ```
+//! use spark_cc3000::hci::{Command, SPI_HEADER_LEN};
+//! use spark_cc3000::nvmem::FileId;
+//!
+//! // nvmem_write of 3 bytes at offset 16 of the driver-patch file, framed for SPI into a caller buffer.
+//! let write = Command::NvmemWrite { file: FileId::WlanDriverSp, offset: 16, data: &[1, 2, 3] };
+//! let mut frame = [0u8; 64];
+//! let n = write.emit(&mut frame).unwrap();
+//! assert_eq!(n, write.frame_len());
+//! assert_eq!(n % 2, 0, "a frame always has an even length");
+//! assert_eq!(frame[0], 0x01); // SPI write
+//!
+//! // The chip side reads the HCI packet back as the same command.
+//! assert_eq!(Command::parse(&frame[SPI_HEADER_LEN..n]).unwrap(), write);
+//! // Too small a buffer is an error, never a panic.
+//! assert!(write.emit(&mut frame[..8]).is_err());
+//! ```
 
 mod driver;
 mod frame;

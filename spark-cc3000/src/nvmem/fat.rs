@@ -12,6 +12,24 @@
 //!
 //! Addresses and lengths are 16-byte granular. [`FatTable::programmer_default`] is the table TI's and Spark's
 //! programmers write (8 KiB patch slots); its entry block is byte for byte `derived_fat_entries_default_48.bin`.
+//!
+//! ```
+//! use spark_cc3000::nvmem::{FAT_LEN, FatTable, FileId};
+//!
+//! let table = FatTable::programmer_default();
+//! let bytes: [u8; FAT_LEN] = table.to_bytes();
+//! assert_eq!(&bytes[..2], b"LS");
+//!
+//! // The driver patch (file 4) has an 8 KiB slot at 0x2390; the table fits the 32 KiB EEPROM.
+//! let driver = table.entry(FileId::WlanDriverSp).unwrap();
+//! assert_eq!((driver.address, driver.length), (0x2390, 0x2000));
+//! let parsed = FatTable::parse(&bytes).unwrap();
+//! assert_eq!(parsed, table);
+//! parsed.validate(spark_cc3000::nvmem::EEPROM_SIZE).unwrap();
+//!
+//! // A table whose magic is gone is not a table.
+//! assert!(FatTable::parse(&[0u8; FAT_LEN]).is_err());
+//! ```
 
 use super::FileId;
 

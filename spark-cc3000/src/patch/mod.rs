@@ -4,6 +4,31 @@
 //! patch (file 5). [`PatchImage`] parses either, [`KNOWN_IMAGES`] names every published one by SHA-256, and
 //! [`find_embedded`] locates images carried inside a Spark Core application binary. [`synthetic`] writes images
 //! with the same structure and made-up content, for demos and tests that run without TI's firmware.
+//!
+//! ```
+//! use spark_cc3000::patch::synthetic::{SYNTHETIC_DRIVER_LEN, emit_synthetic_driver};
+//! use spark_cc3000::patch::{Identification, ImageKind, PatchError, PatchImage, find_embedded};
+//! use spark_cc3000::ServicePack;
+//!
+//! let mut driver = [0u8; SYNTHETIC_DRIVER_LEN];
+//! emit_synthetic_driver(ServicePack::SP_1_28, &mut driver).unwrap();
+//! let image = PatchImage::parse(&driver).unwrap();
+//! assert_eq!(image.kind(), ImageKind::Driver);
+//! assert!(image.record_count() > 0);
+//! // Not one of TI's published images (those are known by SHA-256), but recognised as a synthetic one.
+//! assert_eq!(image.identify(), Identification::Synthetic(ServicePack::SP_1_28));
+//!
+//! // A truncated image names what is wrong with it.
+//! let err: PatchError = PatchImage::parse(&driver[..driver.len() - 3]).unwrap_err();
+//! println!("refused: {err}");
+//!
+//! // Inside an application binary, the image is found at its offset.
+//! let mut app = vec![0u8; 1000];
+//! app.extend_from_slice(&driver);
+//! app.extend_from_slice(&[0u8; 100]);
+//! let found: Vec<_> = find_embedded(&app).collect();
+//! assert!(found.iter().any(|e| e.offset == 1000));
+//! ```
 
 mod embedded;
 mod image;

@@ -2,6 +2,16 @@
 //!
 //! The chip answers `nvmem_read_sp_version` with two bytes `[package_id, build]`, printed `"1.28"`. Versions are
 //! ordered by their numbers: as strings `"1.8" > "1.24"`, which is how the original cloud misjudged Cores.
+//!
+//! ```
+//! use spark_cc3000::ServicePack;
+//!
+//! let reported: ServicePack = "1.8".parse().unwrap();
+//! assert!(reported < "1.24".parse().unwrap()); // as numbers, not as strings
+//! assert!(reported.needs_update_to(ServicePack::SP_1_28));
+//! assert_eq!(ServicePack::from_bytes([1, 28]).to_string(), "1.28");
+//! assert!("1.x".parse::<ServicePack>().is_err());
+//! ```
 
 use core::cmp::Ordering;
 use core::fmt;

@@ -1,4 +1,17 @@
 //! What the programmer saves before its first destructive write, in a form the caller can persist.
+//!
+//! ```
+//! use spark_cc3000::nvmem::MacAddress;
+//! use spark_cc3000::programmer::{BACKUP_LEN, Backup, BackupError};
+//!
+//! let backup = Backup { mac: Some(MacAddress([0x08, 0x00, 0x28, 0xaa, 0xbb, 0xcc])), radio: None, wlan_config: None };
+//! let mut stored: [u8; BACKUP_LEN] = backup.to_bytes();
+//! assert_eq!(Backup::parse(&stored), Ok(backup));
+//!
+//! // A torn copy (power lost while it was being saved) fails its CRC-32 and is never used.
+//! stored[10] ^= 0x40;
+//! assert_eq!(Backup::parse(&stored), Err(BackupError::Checksum));
+//! ```
 
 use crate::nvmem::{MacAddress, RADIO_PARAMS_LEN, RadioParams, WLAN_CONFIG_BACKUP_LEN};
 
@@ -43,20 +56,13 @@ pub struct Backup {
     pub wlan_config: Option<[u8; WLAN_CONFIG_BACKUP_LEN]>,
 }
 
-/// CRC-32 (IEEE 802.3, reflected), bitwise: small code, and a backup is checked once per run.
+/// CRC-32/ISO-HDLC (IEEE 802.3, reflected), with the `crc` crate's table-free variant: the
+/// programmer runs on the device, where a table costs flash, and a backup is checked once per run.
+static CRC32: crc::Crc<u32, crc::NoTable> =
+    crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
+
 fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    CRC32.checksum(bytes)
 }
 
 impl Backup {

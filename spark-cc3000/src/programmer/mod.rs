@@ -10,7 +10,7 @@
 //! 3. Chooses what to restore: a backup saved by an interrupted earlier run first, then what the chip holds, then
 //!    the caller's defaults ([`Config::default_radio_params`], [`Config::fallback_mac`]). Without radio parameters
 //!    from any of them it stops, still before any write.
-//! 4. Hands what it read from the module to the caller as [`Step::SaveBackup`], to persist if it wants power-loss
+//! 4. Hands what it read from the module to the caller as [`Action::SaveBackup`], to persist if it wants power-loss
 //!    safety.
 //! 5. For each target, in order — the table (only when its layout differs from the 8 KiB-slot table, the one
 //!    destructive step), radio parameters, WLAN configuration, MAC, driver patch (file 4), firmware patch (file 5),
@@ -36,7 +36,7 @@
 //! | final version read | — | changes nothing |
 //!
 //! The only destructive step is the table rewrite, which invalidates files 0 to 15. It runs after
-//! [`Step::SaveBackup`], which carries only what was really read from the module, so a caller that persisted that
+//! [`Action::SaveBackup`], which carries only what was really read from the module, so a caller that persisted that
 //! backup and passes it back ([`Config::saved_backup`]) after a power loss at any point gets the module's own MAC,
 //! radio parameters and WLAN configuration restored. A caller that does not persist it still ends patched and
 //! verified after a re-run, but a power loss between the table rewrite and the restores then leaves only the
@@ -46,8 +46,57 @@
 //!
 //! # Driving it
 //!
-//! Call [`Programmer::poll_step`], perform the step, report its result with [`Programmer::handle`], until
-//! [`Step::Finished`] or [`Step::Failed`]. [`run`] is that loop over an [`Nvmem`] implementation.
+//! Call [`Programmer::poll_action`], perform the action, report its outcome with [`Programmer::handle_outcome`], until
+//! [`Action::Finished`] or [`Action::Failed`]. [`run`] is that loop over an [`Nvmem`] implementation.
+//!
+//! The loop by hand, against the simulated NVMEM of the `sim` module (feature `sim`) and the synthetic service pack
+//! 1.28 images of [`crate::patch::synthetic`]; a port hands the same actions to the chip over SPI:
+//!
+//! ```
+//! use spark_cc3000::ServicePack;
+//! use spark_cc3000::nvmem::{FatTable, FileId, MacAddress, RADIO_PARAMS_LEN};
+//! use spark_cc3000::patch::synthetic::{self, SYNTHETIC_DRIVER_LEN, SYNTHETIC_FIRMWARE_LEN};
+//! use spark_cc3000::programmer::{Action, Config, Nvmem, Outcome, Programmer, Source};
+//! use spark_cc3000::sim::SimNvmem;
+//!
+//! let (mut driver, mut firmware) = ([0u8; SYNTHETIC_DRIVER_LEN], [0u8; SYNTHETIC_FIRMWARE_LEN]);
+//! synthetic::emit_synthetic_driver(ServicePack::SP_1_28, &mut driver).unwrap();
+//! synthetic::emit_synthetic_firmware(ServicePack::SP_1_28, &mut firmware).unwrap();
+//!
+//! // A module as shipped: the programmers' file table, its MAC and radio calibration, service pack 1.24 in ROM.
+//! let mut chip = SimNvmem::with_table(&FatTable::programmer_default(), ServicePack::SP_1_24);
+//! chip.install(FileId::Mac, &[0x08, 0x00, 0x28, 0x01, 0x02, 0x03]).unwrap();
+//! chip.install(FileId::Rm, &[0x5a; RADIO_PARAMS_LEN]).unwrap();
+//!
+//! let mut programmer = Programmer::new(&driver, &firmware, Config::default()).unwrap();
+//! let mut buf = [0u8; 128];
+//! let report = loop {
+//!     let done = match programmer.poll_action() {
+//!         Action::Read { file, offset, len } => {
+//!             chip.read(file, offset, &mut buf[..len]).map(|()| Outcome::Read(&buf[..len]))
+//!         }
+//!         Action::Write { file, offset, data } => chip.write(file, offset, data).map(|()| Outcome::Done),
+//!         Action::CreateEntry { file, len } => chip.create_entry(file, len).map(|()| Outcome::Done),
+//!         Action::ReadVersion => chip.read_sp_version().map(Outcome::Version),
+//!         // Persist the backup here when the run must survive power loss (see above).
+//!         Action::SaveBackup(_backup) => Ok(Outcome::Done),
+//!         Action::Finished(report) => break *report,
+//!         Action::Failed(error) => panic!("{error}"),
+//!     };
+//!     // A failed NVMEM call is an outcome too: the programmer retries, then stops with an error.
+//!     programmer.handle_outcome(done.unwrap_or(Outcome::Failed));
+//! };
+//! assert_eq!(report.initial_version, Some(ServicePack::SP_1_24));
+//! assert_eq!(chip.read_sp_version().unwrap(), ServicePack::SP_1_28);
+//! assert_eq!(report.mac, Some(MacAddress([0x08, 0x00, 0x28, 0x01, 0x02, 0x03])));
+//! assert_eq!((report.mac_source, report.radio_source), (Source::Chip, Source::Chip));
+//! assert_eq!(chip.file(FileId::Rm, RADIO_PARAMS_LEN), Some(&[0x5a; RADIO_PARAMS_LEN][..]));
+//!
+//! // Run again on the patched chip: everything is verified, nothing is written.
+//! let mut again = Programmer::new(&driver, &firmware, Config::default()).unwrap();
+//! let report = spark_cc3000::programmer::run(&mut again, &mut chip, |_| {}).unwrap();
+//! assert!(report.already_patched());
+//! ```
 
 mod backup;
 mod nvmem;
@@ -205,7 +254,7 @@ impl Default for Config<'_> {
 /// The next thing the caller must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
-pub enum Step<'p> {
+pub enum Action<'p> {
     /// Read `len` bytes of `file` from `offset`; answer [`Outcome::Read`] or [`Outcome::Failed`].
     Read {
         /// The file.
@@ -476,7 +525,7 @@ impl<'a> Programmer<'a> {
         self.config.expected_version
     }
 
-    /// The report so far (complete once [`Step::Finished`] is returned).
+    /// The report so far (complete once [`Action::Finished`] is returned).
     pub fn report(&self) -> &Report {
         &self.report
     }
@@ -531,23 +580,23 @@ impl<'a> Programmer<'a> {
         }
     }
 
-    /// The next step to perform.
-    pub fn poll_step(&self) -> Step<'_> {
+    /// The next action to perform. Called again without a [`Programmer::handle_outcome`] in between, the same action.
+    pub fn poll_action(&self) -> Action<'_> {
         match self.stage {
-            Stage::InitialVersion | Stage::FinalVersion => Step::ReadVersion,
+            Stage::InitialVersion | Stage::FinalVersion => Action::ReadVersion,
             Stage::Reading { slot, pos } => {
                 let len = (self.slot_buf(slot).len() - pos).min(self.config.read_chunk);
-                Step::Read {
+                Action::Read {
                     file: Self::slot_file(slot),
                     offset: pos as u32,
                     len,
                 }
             }
-            Stage::SaveBackup => Step::SaveBackup(&self.backup),
+            Stage::SaveBackup => Action::SaveBackup(&self.backup),
             Stage::Check { target, pos } | Stage::Verify { target, pos } => {
                 let (file, base, data) = self.target(target);
                 let len = (data.len() - pos).min(self.config.read_chunk);
-                Step::Read {
+                Action::Read {
                     file,
                     offset: base + pos as u32,
                     len,
@@ -555,7 +604,7 @@ impl<'a> Programmer<'a> {
             }
             Stage::Create { target, zero_first } => {
                 let (file, _, data) = self.target(target);
-                Step::CreateEntry {
+                Action::CreateEntry {
                     file,
                     len: if zero_first { 0 } else { data.len() as u32 },
                 }
@@ -563,21 +612,21 @@ impl<'a> Programmer<'a> {
             Stage::Write { target, pos } => {
                 let (file, base, data) = self.target(target);
                 let end = (pos + self.config.write_chunk).min(data.len());
-                Step::Write {
+                Action::Write {
                     file,
                     offset: base + pos as u32,
                     data: &data[pos..end],
                 }
             }
-            Stage::Finished => Step::Finished(&self.report),
-            Stage::Failed(e) => Step::Failed(e),
+            Stage::Finished => Action::Finished(&self.report),
+            Stage::Failed(e) => Action::Failed(e),
         }
     }
 
-    /// Reports the result of the step last returned by [`Programmer::poll_step`].
+    /// Reports the outcome of the action last returned by [`Programmer::poll_action`].
     ///
     /// An outcome of the wrong kind (a version for a read, bytes of the wrong length) counts as a failed attempt.
-    pub fn handle(&mut self, outcome: Outcome<'_>) {
+    pub fn handle_outcome(&mut self, outcome: Outcome<'_>) {
         match self.stage {
             Stage::InitialVersion => {
                 if let Outcome::Version(v) = outcome {
@@ -918,24 +967,24 @@ pub fn run<N: Nvmem>(
     let mut buf = [0u8; MAX_CHUNK];
     let mut last = None;
     loop {
-        let result = match programmer.poll_step() {
-            Step::Read { file, offset, len } => {
+        let result = match programmer.poll_action() {
+            Action::Read { file, offset, len } => {
                 let buf = &mut buf[..len];
                 nvmem.read(file, offset, buf).map(|()| Outcome::Read(buf))
             }
-            Step::Write { file, offset, data } => {
+            Action::Write { file, offset, data } => {
                 nvmem.write(file, offset, data).map(|()| Outcome::Done)
             }
-            Step::CreateEntry { file, len } => {
+            Action::CreateEntry { file, len } => {
                 nvmem.create_entry(file, len).map(|()| Outcome::Done)
             }
-            Step::ReadVersion => nvmem.read_sp_version().map(Outcome::Version),
-            Step::SaveBackup(backup) => {
+            Action::ReadVersion => nvmem.read_sp_version().map(Outcome::Version),
+            Action::SaveBackup(backup) => {
                 save(backup);
                 Ok(Outcome::Done)
             }
-            Step::Finished(report) => return Ok(*report),
-            Step::Failed(error) => {
+            Action::Finished(report) => return Ok(*report),
+            Action::Failed(error) => {
                 return Err(RunError {
                     error,
                     last_nvmem_error: last,
@@ -949,6 +998,6 @@ pub fn run<N: Nvmem>(
                 Outcome::Failed
             }
         };
-        programmer.handle(outcome);
+        programmer.handle_outcome(outcome);
     }
 }

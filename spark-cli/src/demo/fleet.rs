@@ -35,12 +35,11 @@ use rand::{Rng, RngExt, SeedableRng};
 use serde::Serialize;
 use spark_api::{Client, Credentials, FirmwareFile, StreamItem, TokenLifetime};
 use spark_cc3000::ServicePack;
-use spark_dfu::file::dfuse::{DfuseFile, DfuseRepr, Element, TargetRepr};
-use spark_dfu::file::suffix::SuffixRepr;
+use spark_dfu::file::dfuse::{DfuseFile, SingleElement};
 use spark_dfu::host::proto::Setup;
 use spark_dfu::host::{Event as DfuEvent, Options, TransferError};
 use spark_dfu::ops;
-use spark_dfu::platform::{Platform, core_map};
+use spark_dfu::platform::{Item, Platform, core_map};
 use spark_dfu::sim::{Fault, SparkCore};
 use spark_dfu::transport::blocking;
 use spark_protocol::crypto::keys::RsaPrivateKey;
@@ -419,25 +418,8 @@ pub(crate) fn usb_file_name(image_name: &str) -> String {
 /// The DfuSe file that puts `image` at the Core's application address (alt setting 0, internal flash) for the
 /// Core's DFU bootloader (VID:PID 1d50:607f), as `dfu-util -d 1d50:607f -a 0 -s 0x08005000 -D image` would.
 pub(crate) fn usb_file(image: &[u8]) -> Result<Vec<u8>, DemoError> {
-    let usb = Platform::Core.dfu_usb();
-    let elements = [Element {
-        address: core_map::FIRMWARE,
-        data: image,
-    }];
-    let targets = [TargetRepr {
-        alt: 0,
-        name: Some(b"Internal Flash"),
-        elements: &elements,
-    }];
-    let repr = DfuseRepr {
-        targets: &targets,
-        suffix: SuffixRepr {
-            bcd_device: 0xFFFF,
-            id_product: usb.product,
-            id_vendor: usb.vendor,
-            ..SuffixRepr::default()
-        },
-    };
+    let repr = SingleElement::for_item(Platform::Core, Item::UserFirmware, image)
+        .ok_or_else(|| DemoError::Dfu("the Core has no user-firmware place".into()))?;
     let file = repr.to_vec().map_err(|e| DemoError::Dfu(e.to_string()))?;
     // What we hand to a user must read back as written.
     let parsed = DfuseFile::parse(&file).map_err(|e| DemoError::Dfu(e.to_string()))?;
@@ -1569,22 +1551,10 @@ mod tests {
         assert_eq!(flash, UsbFlash::default());
 
         // A file for ST's own DFU bootloader (0483:df11), not the Core's.
-        let elements = [Element {
-            address: core_map::FIRMWARE,
-            data: &image,
-        }];
-        let targets = [TargetRepr {
-            alt: 0,
+        let foreign = SingleElement {
             name: None,
-            elements: &elements,
-        }];
-        let foreign = DfuseRepr {
-            targets: &targets,
-            suffix: SuffixRepr {
-                id_vendor: 0x0483,
-                id_product: 0xdf11,
-                ..SuffixRepr::default()
-            },
+            suffix: spark_dfu::file::suffix::SuffixRepr::for_device(0x0483, 0xdf11),
+            ..SingleElement::for_item(Platform::Core, Item::UserFirmware, &image).unwrap()
         }
         .to_vec()
         .unwrap();

@@ -14,6 +14,39 @@
 //!
 //! [`DfuseRepr`] writes multi-target, multi-element files; [`pack`] builds one from plain binaries at addresses
 //! byte for byte as `dfuse-pack -b address[@alt]:file.bin` does.
+//!
+//! ```
+//! use spark_dfu::file::dfuse::{DfuseFile, DfuseRepr, Element, TargetRepr};
+//! use spark_dfu::file::suffix::SuffixRepr;
+//!
+//! // Firmware in internal flash (alt 0) and a key in the Core's SPI flash (alt 1), one file.
+//! let firmware = [0x11u8; 64];
+//! let key = [0x30u8; 16];
+//! let internal = [Element { address: 0x0800_5000, data: &firmware }];
+//! let spi = [Element { address: 0x0000_2000, data: &key }];
+//! let repr = DfuseRepr {
+//!     targets: &[
+//!         TargetRepr { alt: 0, name: Some(b"Internal Flash"), elements: &internal },
+//!         TargetRepr { alt: 1, name: Some(b"SPI Flash"), elements: &spi },
+//!     ],
+//!     suffix: SuffixRepr::for_device(0x1d50, 0x607f),
+//! };
+//! let mut out = vec![0u8; repr.buffer_len().unwrap()];
+//! repr.emit(&mut out).unwrap();
+//!
+//! // Parsing validates the whole file once; walking it afterwards cannot fail and copies nothing.
+//! let file = DfuseFile::parse(&out).unwrap();
+//! assert!(file.suffix().matches_device(0x1d50, 0x607f));
+//! let placed: Vec<(u8, u32, usize)> = file
+//!     .targets()
+//!     .flat_map(|t| t.elements().map(move |e| (t.alt(), e.address, e.data.len())))
+//!     .collect();
+//! assert_eq!(placed, [(0, 0x0800_5000, 64), (1, 0x2000, 16)]);
+//!
+//! // One flipped byte breaks the suffix's CRC: an error, never "no suffix".
+//! out[20] ^= 1;
+//! assert!(DfuseFile::parse(&out).is_err());
+//! ```
 
 use super::suffix::{BCD_DFUSE, SUFFIX_LEN, Suffix, SuffixError, SuffixRepr};
 use crate::{InsufficientSize, ensure_len, le32};
@@ -724,6 +757,116 @@ impl<'a> DfuseRepr<'a> {
     }
 }
 
+/// The most common DfuSe file: one target holding one element, "these bytes at this address of this alt
+/// setting". A [`DfuseRepr`] without the two one-entry arrays to spell out.
+///
+/// ```
+/// use spark_dfu::file::dfuse::{DfuseFile, Element, SingleElement};
+/// use spark_dfu::file::suffix::SuffixRepr;
+///
+/// let image = [0xAB; 300];
+/// let file = SingleElement {
+///     alt: 0,
+///     name: Some(b"Internal Flash"),
+///     element: Element { address: 0x0800_5000, data: &image },
+///     suffix: SuffixRepr::for_device(0x1d50, 0x607f),
+/// };
+/// let mut out = [0u8; 1024];
+/// let n = file.emit(&mut out).unwrap();
+/// assert_eq!(n, file.buffer_len().unwrap());
+///
+/// let parsed = DfuseFile::parse(&out[..n]).unwrap();
+/// assert_eq!(parsed.first_address(), Some(0x0800_5000));
+/// let target = parsed.targets().next().unwrap();
+/// assert_eq!(target.name(), Some(&b"Internal Flash"[..]));
+/// assert_eq!(target.elements().next().unwrap().data, &image[..]);
+///
+/// // A buffer that is too small says how much is needed.
+/// assert!(file.emit(&mut out[..100]).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SingleElement<'a> {
+    /// `bAlternateSetting` of the one target.
+    pub alt: u8,
+    /// The target's name, or none.
+    pub name: Option<&'a [u8]>,
+    /// Where the bytes go, and the bytes.
+    pub element: Element<'a>,
+    /// The suffix ids; `bcd_dfu` is forced to 0x011A.
+    pub suffix: SuffixRepr,
+}
+
+impl<'a> SingleElement<'a> {
+    /// The file that puts `data` at `item`'s place on `platform` for that platform's DFU bootloader, from the
+    /// platform table: the alt setting and address of the place, the target named as the alt setting's captured
+    /// layout names it (trailing spaces dropped; unnamed where no layout was captured), and a suffix with the
+    /// platform's DFU-mode USB ids. `None` when the platform has no such place. The length is not checked here:
+    /// a host refuses bytes that do not fit ([`crate::host::Host::download`]).
+    ///
+    /// ```
+    /// use spark_dfu::file::dfuse::{DfuseFile, SingleElement};
+    /// use spark_dfu::platform::{Item, Platform, core_map};
+    ///
+    /// let firmware = [0x5Au8; 100];
+    /// let file = SingleElement::for_item(Platform::Core, Item::UserFirmware, &firmware).unwrap();
+    /// assert_eq!((file.alt, file.element.address), (0, core_map::FIRMWARE));
+    /// assert_eq!(file.name, Some(&b"Internal Flash"[..]));
+    /// let bytes = file.to_vec().unwrap();
+    /// assert!(DfuseFile::parse(&bytes).unwrap().suffix().matches_device(0x1d50, 0x607f));
+    /// ```
+    #[must_use]
+    pub fn for_item(
+        platform: crate::platform::Platform,
+        item: crate::platform::Item,
+        data: &'a [u8],
+    ) -> Option<Self> {
+        let place = platform.location(item)?;
+        let name = platform
+            .layout(place.alt)
+            .and_then(|l| crate::file::layout::MemoryLayout::parse(l).ok())
+            .map(|l| l.name().trim_end().as_bytes());
+        let usb = platform.dfu_usb();
+        Some(SingleElement {
+            alt: place.alt,
+            name,
+            element: Element {
+                address: place.address,
+                data,
+            },
+            suffix: SuffixRepr::for_device(usb.vendor, usb.product),
+        })
+    }
+
+    /// The file with its one target, handed to `f` as a [`DfuseRepr`].
+    fn with_repr<R>(&self, f: impl FnOnce(&DfuseRepr<'_>) -> R) -> R {
+        let targets = [TargetRepr {
+            alt: self.alt,
+            name: self.name,
+            elements: core::slice::from_ref(&self.element),
+        }];
+        f(&DfuseRepr {
+            targets: &targets,
+            suffix: self.suffix,
+        })
+    }
+
+    /// The file length, after checking every limit.
+    pub fn buffer_len(&self) -> Result<usize, DfuseWriteError> {
+        self.with_repr(|repr| repr.buffer_len())
+    }
+
+    /// Writes the file into `out`; returns its length.
+    pub fn emit(&self, out: &mut [u8]) -> Result<usize, DfuseWriteError> {
+        self.with_repr(|repr| repr.emit(out))
+    }
+
+    /// [`emit`](Self::emit) into a new vector.
+    #[cfg(feature = "alloc")]
+    pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, DfuseWriteError> {
+        self.with_repr(|repr| repr.to_vec())
+    }
+}
+
 /// Why [`pack`] refused its inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -802,6 +945,36 @@ pub fn pack_to_vec(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table-driven file is byte for byte the one spelled out by hand (what the demo and the example wrote).
+    #[test]
+    fn single_element_for_item_matches_the_spelled_out_file() {
+        use crate::platform::{Item, Platform, core_map};
+        let image: [u8; 40] = core::array::from_fn(|i| i as u8);
+        let by_hand = SingleElement {
+            alt: 0,
+            name: Some(b"Internal Flash"),
+            element: Element {
+                address: core_map::FIRMWARE,
+                data: &image,
+            },
+            suffix: SuffixRepr::for_device(0x1d50, 0x607f),
+        };
+        let from_table =
+            SingleElement::for_item(Platform::Core, Item::UserFirmware, &image).unwrap();
+        assert_eq!(from_table, by_hand);
+        let (mut a, mut b) = ([0u8; 400], [0u8; 400]);
+        let n = by_hand.emit(&mut a).unwrap();
+        assert_eq!(from_table.emit(&mut b), Ok(n));
+        assert_eq!(a[..n], b[..n]);
+        // A platform without layouts gives an unnamed target; a place the platform lacks, nothing.
+        let argon = SingleElement::for_item(Platform::Argon, Item::UserFirmware, &image).unwrap();
+        assert_eq!(argon.name, None);
+        assert_eq!(
+            SingleElement::for_item(Platform::Core, Item::SystemPart(1), &image),
+            None
+        );
+    }
 
     fn img16() -> [u8; 16] {
         core::array::from_fn(|i| i as u8)

@@ -16,6 +16,24 @@
 //! which is what dfu-util does whenever the memory past the string is not a valid layout.
 //!
 //! Nothing is allocated: the layout keeps the string and the segment iterator re-reads it.
+//!
+//! ```
+//! use spark_dfu::file::layout::MemoryLayout;
+//! use spark_dfu::platform::CORE_INTERNAL_FLASH;
+//!
+//! // "@Internal Flash  /0x08000000/20*001Ka,108*001Kg": a 20 KiB read-only bootloader, then 108 KiB of
+//! // readable, erasable, writeable 1 KiB pages.
+//! let layout = MemoryLayout::parse(CORE_INTERNAL_FLASH).unwrap();
+//! assert_eq!(layout.name(), "Internal Flash  ");
+//! let segments: Vec<_> = layout.segments().map(|s| (s.start, s.page_count, s.flags())).collect();
+//! assert_eq!(segments, [(0x0800_0000, 20, "r"), (0x0800_5000, 108, "rew")]);
+//!
+//! // The bootloader is refused; the application region is fine, and a 2500-byte write erases three pages.
+//! assert!(!layout.is_writeable(0x0800_0000, 16));
+//! assert!(layout.is_writeable(0x0800_5000, 2500));
+//! let pages: Vec<u32> = layout.pages_to_erase(0x0800_5000, 2500).unwrap().map(|p| p.address).collect();
+//! assert_eq!(pages, [0x0800_5000, 0x0800_5400, 0x0800_5800]);
+//! ```
 
 /// Why a layout string could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -460,20 +478,20 @@ fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// What `strtol`/`strtoul` skip before the digits: C white space, then one optional sign. Returns the index of
+/// the first byte after them and whether the sign was `-`.
+fn scan_sign(s: &[u8]) -> (usize, bool) {
+    let i = s.iter().take_while(|&&b| is_c_space(b)).count();
+    match s.get(i) {
+        Some(b'-') => (i + 1, true),
+        Some(b'+') => (i + 1, false),
+        _ => (i, false),
+    }
+}
+
 /// What `%d` reads (`strtol` clamped to 64 bits, then truncated to `int`), and the bytes it took.
 fn scan_decimal(s: &[u8]) -> Option<(i32, usize)> {
-    let mut i = s.iter().take_while(|&&b| is_c_space(b)).count();
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let (i, negative) = scan_sign(s);
     let digits = s[i.min(s.len())..]
         .iter()
         .take_while(|b| b.is_ascii_digit())
@@ -501,18 +519,7 @@ fn scan_decimal(s: &[u8]) -> Option<(i32, usize)> {
 
 /// What `%x` reads into an `unsigned int` (`strtoul` in 64 bits, then truncated), and the bytes it took.
 fn scan_hex(s: &[u8]) -> Option<(u32, usize)> {
-    let mut i = s.iter().take_while(|&&b| is_c_space(b)).count();
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let (mut i, negative) = scan_sign(s);
     let mut zero_prefix = false;
     if s.get(i) == Some(&b'0') && matches!(s.get(i + 1), Some(b'x' | b'X')) {
         i += 2;

@@ -1,9 +1,51 @@
 //! A sans-IO DfuSe host: it says which control transfer to perform next, takes its result, and returns waits
 //! (`bwPollTimeout`) instead of sleeping.
 //!
-//! Drive it with [`Host::poll`] and the matching `handle_*` call, or let [`crate::transport`] do it. Blocks of a
+//! Drive it with [`Host::poll_action`] and the matching `handle_*` call, or let [`crate::transport`] do it. Blocks of a
 //! contiguous run share one set-address command and advance `wBlockNum` from 2, where dfu-util 0.11 sends a
 //! set-address before every block.
+//!
+//! The whole loop, against the simulated Spark Core bootloader of the `sim` module (feature `sim`); a real
+//! program hands the same transfers to USB, or calls [`crate::transport::blocking::run`], which is this loop:
+//!
+//! ```
+//! use spark_dfu::host::{Action, Device, Event, Host, Options, Region};
+//! use spark_dfu::platform::{Platform, core_map};
+//! use spark_dfu::sim::SparkCore;
+//! use spark_dfu::transport::blocking::Transport;
+//!
+//! let mut core = SparkCore::new(); // in dfuERROR, as a real Core starts
+//! let firmware: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+//! let regions = [Region { alt: 0, address: core_map::FIRMWARE, data: &firmware }];
+//! let device = Device::for_platform(Platform::Core).unwrap();
+//! let mut host = Host::download(device, &regions, Options::default()).unwrap();
+//!
+//! let mut buf = [0u8; 4096];
+//! let (mut erased, mut waited_ms) = (0, 0);
+//! loop {
+//!     match host.poll_action().unwrap() {
+//!         Action::SelectAlt(alt) => host.handle_out(core.select_alt(alt)).unwrap(),
+//!         Action::Out { setup, data } => {
+//!             let sent = core.control_out(setup, data);
+//!             host.handle_out(sent).unwrap();
+//!         }
+//!         Action::In { setup } => {
+//!             let n = usize::from(setup.length).min(buf.len());
+//!             let got = core.control_in(setup, &mut buf[..n]);
+//!             host.handle_in(got.map(|len| &buf[..len])).unwrap();
+//!         }
+//!         // The host never sleeps: the device's bwPollTimeout comes back as a wait for the caller.
+//!         Action::Wait(ms) => waited_ms += u64::from(ms),
+//!         Action::Event(Event::Erased { .. }) => erased += 1,
+//!         Action::Event(_) => {}
+//!         Action::Done => break,
+//!     }
+//! }
+//! // Three 1 KiB pages erased, the bytes written, then read back and compared (`Options::verify`).
+//! assert_eq!(erased, 3);
+//! assert_eq!(host.summary().waited_ms, waited_ms);
+//! assert_eq!(core.memory(core_map::FIRMWARE, firmware.len()), Some(&firmware[..]));
+//! ```
 
 pub mod proto;
 pub mod runtime;
@@ -232,8 +274,9 @@ pub enum Event {
     Leaving,
 }
 
-/// What to do next.
+/// What to do next: [`Host::poll_action`]'s answer.
 #[derive(Debug, PartialEq, Eq)]
+#[must_use]
 pub enum Action<'a> {
     /// Select this alt setting of the DFU interface (SET_INTERFACE).
     SelectAlt(u8),
@@ -284,24 +327,10 @@ pub struct Device<'a> {
 }
 
 impl Device<'static> {
-    /// The device description of a platform from the table, when its layouts are known.
+    /// The device description of a platform from the table ([`crate::platform`]), when its layouts are known.
     #[must_use]
     pub fn for_platform(platform: crate::platform::Platform) -> Option<Self> {
-        let layouts: &'static [&'static str] = match platform {
-            crate::platform::Platform::Core => &[
-                crate::platform::CORE_INTERNAL_FLASH,
-                crate::platform::CORE_SPI_FLASH,
-            ],
-            crate::platform::Platform::Photon | crate::platform::Platform::P1 => &[
-                crate::platform::PHOTON_INTERNAL_FLASH,
-                crate::platform::PHOTON_DCT_FLASH,
-            ],
-            crate::platform::Platform::Electron => &[
-                crate::platform::ELECTRON_INTERNAL_FLASH,
-                crate::platform::ELECTRON_DCT_FLASH,
-            ],
-            _ => return None,
-        };
+        let layouts = platform.host_layouts()?;
         let boot = platform.location(crate::platform::Item::Bootloader)?;
         Some(Self {
             interface: 0,
@@ -514,7 +543,7 @@ impl<'a> Host<'a> {
     }
 
     /// What to do next. After an error, the error again.
-    pub fn poll(&mut self) -> Result<Action<'_>, HostError> {
+    pub fn poll_action(&mut self) -> Result<Action<'_>, HostError> {
         if let Some(e) = self.failed {
             return Err(e);
         }

@@ -1,10 +1,44 @@
 //! The way into DFU mode from a run-time DFU interface (DFU_DETACH, then a bus reset or the device's own
-//! re-attach, then finding it again), and DFU_GETSTATE. Sans-IO like [`Host`](super::Host): [`Detach::poll`]
+//! re-attach, then finding it again), and DFU_GETSTATE. Sans-IO like [`Host`](super::Host): [`Detach::poll_action`]
 //! says what to do, `handle_*` takes the result.
 //!
 //! The 2014 Spark Core firmware has no run-time DFU interface (DFU mode is entered with the MODE button); later
 //! Device OS builds and other devices do, and dfu-util starts from one when it finds it (`src/main.c`): GETSTATUS,
 //! and in appIDLE DETACH with a 1000 ms timeout, a USB reset unless bitWillDetach is set, a wait, a new search.
+//!
+//! ```
+//! use spark_dfu::host::proto::State;
+//! use spark_dfu::host::runtime::{Detach, DetachAction, DetachOptions, DetachOutcome};
+//! use spark_dfu::sim::SparkCore;
+//! use spark_dfu::transport::blocking::Transport;
+//!
+//! // An application with a run-time DFU interface that does not detach by itself (bitWillDetach clear).
+//! let mut app = SparkCore::in_runtime(false);
+//! let options = DetachOptions { interface: 0, timeout_ms: 1000, will_detach: false, reenumerate_ms: 5000 };
+//! let mut detach = Detach::new(options);
+//! let mut buf = [0u8; 6];
+//! let mut reset = false;
+//! let outcome = loop {
+//!     match detach.poll_action().unwrap() {
+//!         DetachAction::In(setup) => {
+//!             let n = usize::from(setup.length).min(buf.len());
+//!             let got = app.control_in(setup, &mut buf[..n]);
+//!             detach.handle_in(got.map(|len| &buf[..len])).unwrap();
+//!         }
+//!         DetachAction::Out(setup) => detach.handle_out(app.control_out(setup, &[])).unwrap(),
+//!         DetachAction::Reset => {
+//!             reset = true;
+//!             detach.handle_out(app.reset()).unwrap();
+//!         }
+//!         DetachAction::Reenumerate(ms) => detach.handle_out(app.reenumerate(ms)).unwrap(),
+//!         DetachAction::Wait(ms) => app.wait(ms),
+//!         DetachAction::Done(outcome) => break outcome,
+//!     }
+//! };
+//! assert!(reset, "without bitWillDetach the host resets the bus");
+//! // Found again in DFU mode: the Core bootloader starts in dfuERROR, which a download then clears.
+//! assert_eq!(outcome, DetachOutcome::Detached { state: Some(State::Error) });
+//! ```
 
 use super::proto::{FunctionalDescriptor, ReplyError, Request, Setup, State, StatusReply};
 use super::{HostError, Phase, TransferError};
@@ -66,8 +100,9 @@ pub enum DetachOutcome {
     AlreadyInDfu(State),
 }
 
-/// What to do next in a detach.
+/// What to do next in a detach: [`Detach::poll_action`]'s answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub enum DetachAction {
     /// Perform this device-to-host transfer, then call [`Detach::handle_in`].
     In(Setup),
@@ -125,7 +160,7 @@ impl Detach {
     }
 
     /// What to do next. After an error, the error again.
-    pub fn poll(&mut self) -> Result<DetachAction, HostError> {
+    pub fn poll_action(&mut self) -> Result<DetachAction, HostError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -289,12 +324,12 @@ mod tests {
     #[test]
     fn detach_with_reset_then_found_again() {
         let mut d = Detach::new(options(false));
-        let DetachAction::In(s) = d.poll().unwrap() else {
+        let DetachAction::In(s) = d.poll_action().unwrap() else {
             panic!()
         };
         assert_eq!((s.request, s.index, s.length), (3, 2, 6));
         d.handle_in(Ok(&status(State::AppIdle))).unwrap();
-        let DetachAction::Out(s) = d.poll().unwrap() else {
+        let DetachAction::Out(s) = d.poll_action().unwrap() else {
             panic!()
         };
         assert_eq!(
@@ -302,17 +337,17 @@ mod tests {
             (0x21, 0, 1000, 2)
         );
         d.handle_out(Ok(())).unwrap();
-        assert_eq!(d.poll().unwrap(), DetachAction::Reset);
+        assert_eq!(d.poll_action().unwrap(), DetachAction::Reset);
         d.handle_out(Err(TransferError::Disconnected)).unwrap();
-        assert_eq!(d.poll().unwrap(), DetachAction::Reenumerate(5000));
+        assert_eq!(d.poll_action().unwrap(), DetachAction::Reenumerate(5000));
         d.handle_out(Ok(())).unwrap();
-        let DetachAction::In(s) = d.poll().unwrap() else {
+        let DetachAction::In(s) = d.poll_action().unwrap() else {
             panic!()
         };
         assert_eq!((s.request, s.length), (5, 1));
         d.handle_in(Ok(&[10])).unwrap();
         assert_eq!(
-            d.poll().unwrap(),
+            d.poll_action().unwrap(),
             DetachAction::Done(DetachOutcome::Detached {
                 state: Some(State::Error)
             })
@@ -323,16 +358,16 @@ mod tests {
     #[test]
     fn will_detach_skips_the_reset_and_a_blind_transport_waits() {
         let mut d = Detach::new(options(true));
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         // No GETSTATUS in run-time mode: read as appIDLE.
         d.handle_in(Err(TransferError::Stall)).unwrap();
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         d.handle_out(Ok(())).unwrap();
-        assert_eq!(d.poll().unwrap(), DetachAction::Reenumerate(5000));
+        assert_eq!(d.poll_action().unwrap(), DetachAction::Reenumerate(5000));
         d.handle_out(Err(TransferError::Unsupported)).unwrap();
-        assert_eq!(d.poll().unwrap(), DetachAction::Wait(1000));
+        assert_eq!(d.poll_action().unwrap(), DetachAction::Wait(1000));
         assert_eq!(
-            d.poll().unwrap(),
+            d.poll_action().unwrap(),
             DetachAction::Done(DetachOutcome::Detached { state: None })
         );
     }
@@ -340,20 +375,20 @@ mod tests {
     #[test]
     fn already_in_dfu_and_failures() {
         let mut d = Detach::new(options(false));
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         d.handle_in(Ok(&status(State::Idle))).unwrap();
         assert_eq!(
-            d.poll().unwrap(),
+            d.poll_action().unwrap(),
             DetachAction::Done(DetachOutcome::AlreadyInDfu(State::Idle))
         );
 
         let mut d = Detach::new(options(false));
         assert_eq!(d.handle_out(Ok(())), Err(HostError::OutOfTurn));
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         d.handle_in(Ok(&status(State::AppIdle))).unwrap();
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         d.handle_out(Ok(())).unwrap();
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         let e = d.handle_out(Err(TransferError::Unsupported)).unwrap_err();
         assert_eq!(
             e,
@@ -363,19 +398,19 @@ mod tests {
                 error: TransferError::Unsupported
             }
         );
-        assert_eq!(d.poll(), Err(e));
+        assert_eq!(d.poll_action(), Err(e));
 
         // Still in run-time mode after the re-enumeration.
         let mut d = Detach::new(options(true));
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         d.handle_in(Ok(&status(State::AppDetach))).unwrap();
-        assert_eq!(d.poll().unwrap(), DetachAction::Reenumerate(5000));
+        assert_eq!(d.poll_action().unwrap(), DetachAction::Reenumerate(5000));
         d.handle_out(Ok(())).unwrap();
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         assert_eq!(d.handle_in(Ok(&[0])), Err(HostError::RuntimeMode));
         // A short status reply is a typed error.
         let mut d = Detach::new(options(true));
-        d.poll().unwrap();
+        let _ = d.poll_action().unwrap();
         assert!(matches!(
             d.handle_in(Ok(&[0, 0])),
             Err(HostError::Reply { .. })

@@ -4,6 +4,24 @@
 //! on this device" and gets the alt setting, address and room for it. Facts come from the Spark bootloader
 //! (`usb_desc.c`), core-common-lib (`hw_config.h`), the Spark and Particle CLIs' device specifications and key
 //! specifications, and Device OS; where a fact is not known the table says `None` rather than guessing.
+//!
+//! ```
+//! use spark_dfu::platform::{Item, Platform, UsbId};
+//!
+//! // A device in DFU mode answers as 2b04:d006: which one is it, and where do things go?
+//! let photon = Platform::from_dfu_usb(UsbId { vendor: 0x2b04, product: 0xd006 }).unwrap();
+//! assert_eq!((photon, photon.id(), photon.name()), (Platform::Photon, 6, "Photon"));
+//! assert_eq!(Platform::from_id(0), Some(Platform::Core));
+//!
+//! // The Core keeps its keys in the external SPI flash (alt 1).
+//! let key = Platform::Core.location(Item::DevicePrivateKey).unwrap();
+//! assert_eq!((key.alt, key.address, key.len), (1, 0x2000, 1024));
+//! let alts: Vec<u8> = Platform::Core.alt_settings().iter().map(|a| a.alt).collect();
+//! assert_eq!(alts, [0, 1]);
+//!
+//! // What the table does not know, it says so.
+//! assert_eq!(Platform::Photon.transfer_size(), None);
+//! ```
 
 pub mod server_key;
 
@@ -204,89 +222,42 @@ pub const ELECTRON_INTERNAL_FLASH: &str =
 /// The Electron's alt 1 string as captured.
 pub const ELECTRON_DCT_FLASH: &str = "@DCT Flash /0x00000000/01*016Kg";
 
+/// An alt setting of the table (the layout string where one has been captured).
+const fn alt(alt: u8, storage: Storage, layout: Option<&'static str>) -> AltSetting {
+    AltSetting {
+        alt,
+        storage,
+        layout,
+    }
+}
+
 const CORE_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: Some(CORE_INTERNAL_FLASH),
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::ExternalFlash,
-        layout: Some(CORE_SPI_FLASH),
-    },
+    alt(0, Storage::InternalFlash, Some(CORE_INTERNAL_FLASH)),
+    alt(1, Storage::ExternalFlash, Some(CORE_SPI_FLASH)),
 ];
 // The P1 shares the Photon's bootloader; its strings have not been captured separately.
 const PHOTON_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: Some(PHOTON_INTERNAL_FLASH),
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::Dct,
-        layout: Some(PHOTON_DCT_FLASH),
-    },
+    alt(0, Storage::InternalFlash, Some(PHOTON_INTERNAL_FLASH)),
+    alt(1, Storage::Dct, Some(PHOTON_DCT_FLASH)),
 ];
 const P1_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: None,
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::Dct,
-        layout: None,
-    },
+    alt(0, Storage::InternalFlash, None),
+    alt(1, Storage::Dct, None),
 ];
 const ELECTRON_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: Some(ELECTRON_INTERNAL_FLASH),
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::Dct,
-        layout: Some(ELECTRON_DCT_FLASH),
-    },
+    alt(0, Storage::InternalFlash, Some(ELECTRON_INTERNAL_FLASH)),
+    alt(1, Storage::Dct, Some(ELECTRON_DCT_FLASH)),
 ];
 const GEN3_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: None,
-    },
-    AltSetting {
-        alt: 1,
-        storage: Storage::Dct,
-        layout: None,
-    },
-    AltSetting {
-        alt: 2,
-        storage: Storage::ExternalFlash,
-        layout: None,
-    },
+    alt(0, Storage::InternalFlash, None),
+    alt(1, Storage::Dct, None),
+    alt(2, Storage::ExternalFlash, None),
 ];
 const SOM_ALTS: &[AltSetting] = &[
-    AltSetting {
-        alt: 0,
-        storage: Storage::InternalFlash,
-        layout: None,
-    },
-    AltSetting {
-        alt: 2,
-        storage: Storage::ExternalFlash,
-        layout: None,
-    },
+    alt(0, Storage::InternalFlash, None),
+    alt(2, Storage::ExternalFlash, None),
 ];
-const INTERNAL_ONLY: &[AltSetting] = &[AltSetting {
-    alt: 0,
-    storage: Storage::InternalFlash,
-    layout: None,
-}];
+const INTERNAL_ONLY: &[AltSetting] = &[alt(0, Storage::InternalFlash, None)];
 
 /// DCT offsets of the keys on Gen 2 and Gen 3 (particle-cli `keys-specs.js`, Device OS `application_dct_t`).
 pub mod dct {
@@ -469,6 +440,19 @@ impl Platform {
             .iter()
             .find(|a| a.alt == alt)
             .and_then(|a| a.layout)
+    }
+
+    /// The memory-layout strings a DFU host assumes, indexed by alt setting, when they are known for every
+    /// writable alt. The P1 shares the Photon's STM32F205 and DCT, so a host takes the Photon's strings for it
+    /// even though no P1 capture is in [`Platform::alt_settings`].
+    #[must_use]
+    pub fn host_layouts(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Core => Some(&[CORE_INTERNAL_FLASH, CORE_SPI_FLASH]),
+            Self::Photon | Self::P1 => Some(&[PHOTON_INTERNAL_FLASH, PHOTON_DCT_FLASH]),
+            Self::Electron => Some(&[ELECTRON_INTERNAL_FLASH, ELECTRON_DCT_FLASH]),
+            _ => None,
+        }
     }
 
     /// Device behaviour a DFU host must handle.
@@ -668,6 +652,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The host's layouts agree with the alt table wherever the table has a capture, and parse.
+    #[test]
+    fn host_layouts_agree_with_the_alt_table() {
+        let mut known = 0;
+        for p in ALL {
+            let Some(layouts) = p.host_layouts() else {
+                continue;
+            };
+            known += 1;
+            for (alt, layout) in layouts.iter().enumerate() {
+                MemoryLayout::parse(layout).unwrap();
+                if let Some(captured) = p.layout(alt as u8) {
+                    assert_eq!(captured, *layout, "{p:?} alt {alt}");
+                }
+            }
+        }
+        assert_eq!(known, 4);
+        assert_eq!(Platform::P1.host_layouts(), Platform::Photon.host_layouts());
     }
 
     #[test]
