@@ -467,7 +467,7 @@ async fn run_device(
                     Command::Deliver(event, answer) => {
                         let wanted = subscriptions.iter().any(|s| event.name.as_bytes().starts_with(&s.filter));
                         let result = if wanted {
-                            conn.deliver_event(now, &OutgoingEvent {
+                            conn.deliver_event(&OutgoingEvent {
                                 name: event.name.as_bytes(),
                                 data: event.data.as_deref().map(str::as_bytes),
                                 ttl: event.ttl,

@@ -117,10 +117,10 @@ fn device(id: &str) -> Device {
     let flash: &'static mut [u8] = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
     let id: [u8; 12] = unhex(id).unwrap().try_into().unwrap();
     let mut dev = DeviceConnection::new(
+        Instant::ZERO,
         DeviceConfig::new(id),
         hs,
         BufferSink::new(flash),
-        Instant::ZERO,
     );
     dev.register_function(b"led").unwrap();
     dev.register_variable(b"temp", VarType::Int).unwrap();

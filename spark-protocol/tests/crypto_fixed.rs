@@ -516,7 +516,7 @@ fn device_session_on_the_fixed_backend() {
         StdRng::seed_from_u64(3),
     );
     let mut dev: FixedDevice =
-        DeviceConnection::new(DeviceConfig::new(DEVICE_ID), hs, NoFirmware, Instant::ZERO);
+        DeviceConnection::new(Instant::ZERO, DeviceConfig::new(DEVICE_ID), hs, NoFirmware);
     dev.register_function(b"brew").unwrap();
     let mut known = BTreeMap::new();
     known.insert(

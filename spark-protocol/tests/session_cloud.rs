@@ -371,15 +371,12 @@ fn published_events_are_acked_not_slowed_down() {
 #[test]
 fn events_are_delivered_split_by_segment() {
     let (mut c, mut d) = established();
-    c.deliver_event(
-        Instant::ZERO,
-        &OutgoingEvent {
-            name: b"a/b",
-            data: Some(b"x"),
-            ttl: 60,
-            private: false,
-        },
-    )
+    c.deliver_event(&OutgoingEvent {
+        name: b"a/b",
+        data: Some(b"x"),
+        ttl: 60,
+        private: false,
+    })
     .unwrap();
     let msgs = d.receive(&mut c, Instant::ZERO);
     let r = Repr::parse_bytes(&msgs[0]).unwrap();
@@ -474,6 +471,51 @@ fn function_calls_match_by_token_out_of_order_and_time_out() {
     assert!(
         c.error().is_none(),
         "a call timeout does not end the session"
+    );
+}
+
+#[test]
+fn a_short_transmit_buffer_is_not_the_end_of_the_session() {
+    let (mut c, mut d) = established();
+    events(&mut c);
+    let request = c.describe(Instant::ZERO).unwrap();
+    let mut small = [0u8; 4];
+    let e = c.poll_transmit(Instant::ZERO, &mut small).unwrap_err();
+    let SessionError::InsufficientSize { required } = e else {
+        panic!("{e:?}")
+    };
+    assert!(required > small.len() && required <= c.max_transmit_len());
+    assert_eq!(c.error(), None);
+    assert!(c.is_established());
+    // The frame that did not fit is the one a right-sized buffer takes next.
+    let mut right = vec![0u8; required];
+    let n = c.poll_transmit(Instant::ZERO, &mut right).unwrap();
+    assert_eq!(n, Some(required));
+    // The session goes on: the device gets the Describe and its answer completes the request.
+    let msgs = {
+        let mut plain = vec![0; 2048];
+        let got = d.dec.decode(&right, &mut plain).unwrap();
+        plain.truncate(got.message.unwrap());
+        vec![plain]
+    };
+    let r = Repr::parse_bytes(&msgs[0]).unwrap();
+    let header = Header::piggybacked(&Header::new(r.msg_type, r.message_id, r.token));
+    d.send(
+        &mut c,
+        Instant::ZERO,
+        &Message::Reply(Reply {
+            header,
+            code: Code::Content,
+            payload: b"{}",
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        events(&mut c),
+        vec![CloudEvent::Described {
+            request,
+            result: Ok(b"{}".to_vec())
+        }]
     );
 }
 

@@ -475,9 +475,9 @@ mod tokio_driver {
             let Some(frame) = self.queue.front() else {
                 return Ok(None);
             };
-            let (len, max) = (frame.len(), buf.len());
+            let len = frame.len();
             buf.get_mut(..len)
-                .ok_or(SessionError::Oversized { len, max })?
+                .ok_or(SessionError::InsufficientSize { required: len })?
                 .copy_from_slice(frame);
             self.queue.pop_front();
             Ok(Some(len))

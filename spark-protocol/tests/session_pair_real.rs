@@ -129,17 +129,13 @@ fn full_session_over_a_perfect_link() {
     assert_eq!(published.name, b"lake/depth");
     assert_eq!(published.data.as_deref(), Some(&b"28m"[..]));
     assert!(published.private);
-    let now = p.now();
     p.b_mut()
-        .deliver_event(
-            now,
-            &OutgoingEvent {
-                name: b"alarm/fire",
-                data: Some(b"kitchen"),
-                ttl: 60,
-                private: true,
-            },
-        )
+        .deliver_event(&OutgoingEvent {
+            name: b"alarm/fire",
+            data: Some(b"kitchen"),
+            ttl: 60,
+            private: true,
+        })
         .unwrap();
     let _ = p.run_until(END, |p| !p.events_a().is_empty());
     let Some(DeviceEvent::Event(e)) = p.take_events_a().pop() else {

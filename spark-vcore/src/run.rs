@@ -229,7 +229,7 @@ where
     let now = spark_protocol::session::driver::Clock::now(&mut clock);
     let sink = CoreSink::new(core.clone());
     let refusals = sink.clone();
-    let mut conn = DeviceConnection::new(config, handshake, sink, now);
+    let mut conn = DeviceConnection::new(now, config, handshake, sink);
     {
         let c = lock(core);
         for f in c.functions() {

@@ -96,7 +96,7 @@ pub async fn idle_core(
     let handshake = RsaHandshake::new(&keys.device, &keys.server, rng);
     let mut clock = TokioClock::new();
     let now = clock.now();
-    let mut conn = DeviceConnection::new(DeviceConfig::new(id), handshake, NoFirmware, now);
+    let mut conn = DeviceConnection::new(now, DeviceConfig::new(id), handshake, NoFirmware);
     if let Err(e) = conn.register_function(FUNCTION.as_bytes()) {
         return fail(&mut up, format!("register: {e:?}"));
     }

@@ -223,8 +223,8 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit). `now` starts the retransmission timer; `rng`
     /// supplies the client random and the ephemeral ECDHE key.
     pub fn client<R: rand_core::CryptoRng + ?Sized>(
-        config: super::ClientConfig,
         now: Instant,
+        config: super::ClientConfig,
         rng: &mut R,
     ) -> Self {
         let mut c = Connection::blank(Role::Client, config.transport, config.key);

@@ -81,6 +81,15 @@ pub enum SessionError {
     /// The application closed the session.
     #[error("closed by the application")]
     Closed,
+    /// The caller's buffer is shorter than the next frame ([`Connection::poll_transmit`]). This
+    /// one is not an end: the session keeps the frame and goes on, and the same call with a
+    /// buffer of `required` bytes (or [`Connection::max_transmit_len`]) takes it. It is never the
+    /// peer's doing, unlike [`SessionError::Oversized`].
+    #[error("the buffer is too small: the next frame needs {required} bytes")]
+    InsufficientSize {
+        /// The buffer length the next frame needs.
+        required: usize,
+    },
 }
 
 /// The common shape of both sides, so that one driver, one in-memory pair and one fuzz harness
@@ -106,8 +115,10 @@ pub trait Connection {
     /// nothing to send. Bytes are whole frames; a driver writes them all before polling again.
     ///
     /// When `buf` is shorter than the next frame, returns
-    /// `Err(SessionError::Oversized { len: required, max: buf.len() })` and keeps the frame, so
-    /// the call can be repeated with a buffer of [`Connection::max_transmit_len`].
+    /// `Err(SessionError::InsufficientSize { required })` and keeps the frame: the session does
+    /// not end, and the call can be repeated with a buffer of `required` bytes (at most
+    /// [`Connection::max_transmit_len`]).
+    #[must_use = "the bytes written to `buf` must be sent"]
     fn poll_transmit(
         &mut self,
         now: Instant,
@@ -115,14 +126,18 @@ pub trait Connection {
     ) -> Result<Option<usize>, SessionError>;
 
     /// The largest number of bytes [`Connection::poll_transmit`] may ask for in one call.
+    #[must_use]
     fn max_transmit_len(&self) -> usize;
 
     /// When [`Connection::handle_timeout`] must next be called, if any timer runs.
+    #[must_use]
     fn poll_timeout(&self) -> Option<Instant>;
 
     /// The next event for the application, if any.
+    #[must_use]
     fn poll_event(&mut self) -> Option<Self::Event>;
 
     /// Why the session ended, once it has.
+    #[must_use]
     fn error(&self) -> Option<SessionError>;
 }

@@ -47,7 +47,7 @@ pub fn device(seed: u64, fast_ota: bool) -> Device {
     let flash: &'static mut [u8] = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
     let mut cfg = DeviceConfig::new(DEVICE_ID);
     cfg.fast_ota = fast_ota;
-    let mut dev = DeviceConnection::new(cfg, hs, BufferSink::new(flash), Instant::ZERO);
+    let mut dev = DeviceConnection::new(Instant::ZERO, cfg, hs, BufferSink::new(flash));
     dev.register_function(b"led").unwrap();
     dev.register_variable(b"temp", spark_protocol::wire::describe::VarType::Double)
         .unwrap();

@@ -48,7 +48,7 @@ impl CloudScript {
                     ttl: 60,
                     private: true,
                 };
-                cloud.deliver_event(now, &out).unwrap();
+                cloud.deliver_event(&out).unwrap();
                 self.ota_started = Some(std::time::Instant::now());
                 cloud
                     .start_ota(now, image(OTA_LEN), OtaOptions::default())

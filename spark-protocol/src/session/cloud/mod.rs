@@ -336,7 +336,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     /// Ends the session with [`SessionError::Closed`].
-    pub fn close(&mut self, _now: Instant) {
+    pub fn close(&mut self) {
         let _ = self.fail(SessionError::Closed);
     }
 
@@ -432,11 +432,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
 
     /// Delivers an event the device subscribed to: NON, no token, one Uri-Path per segment, as
     /// the original server sends it. Nothing answers it.
-    pub fn deliver_event(
-        &mut self,
-        _now: Instant,
-        event: &OutgoingEvent<'_>,
-    ) -> Result<(), RequestError> {
+    pub fn deliver_event(&mut self, event: &OutgoingEvent<'_>) -> Result<(), RequestError> {
         self.check_ready()?;
         let visibility = if event.private {
             Visibility::Private
@@ -970,10 +966,9 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
         }
         if let Some(front) = self.raw.front() {
             let len = front.len();
-            let max = buf.len();
             let dst = buf
                 .get_mut(..len)
-                .ok_or(SessionError::Oversized { len, max })?;
+                .ok_or(SessionError::InsufficientSize { required: len })?;
             dst.copy_from_slice(front);
             self.raw.pop_front();
             return Ok(Some(len));
@@ -993,10 +988,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
         };
         let required = sealed_len(front.len());
         if buf.len() < required {
-            return Err(SessionError::Oversized {
-                len: required,
-                max: buf.len(),
-            });
+            return Err(SessionError::InsufficientSize { required });
         }
         let Some(channel) = self.channel.as_mut() else {
             return Ok(None);

@@ -413,10 +413,10 @@ impl<S: FirmwareSink> DeviceConnection<S, NoHandshake> {
     /// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, NoFirmware};
     ///
     /// let secret = SessionKey::from_bytes([3; 40]);
-    /// let dev = DeviceConnection::from_session(&secret, DeviceConfig::new([7; 12]), NoFirmware, Instant::ZERO);
+    /// let dev = DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new([7; 12]), NoFirmware);
     /// assert!(!dev.is_connected()); // until the server's Hello arrives
     /// ```
-    pub fn from_session(session: &SessionKey, config: DeviceConfig, sink: S, now: Instant) -> Self {
+    pub fn from_session(now: Instant, session: &SessionKey, config: DeviceConfig, sink: S) -> Self {
         let mut conn = Self::base(Phase::Ended, config, sink, now);
         conn.open(session, now);
         conn
@@ -453,7 +453,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     }
 
     /// A device that runs the handshake: it waits for the cloud's nonce.
-    pub fn new(config: DeviceConfig, handshake: H, sink: S, now: Instant) -> Self {
+    pub fn new(now: Instant, config: DeviceConfig, handshake: H, sink: S) -> Self {
         let phase = Phase::Handshake {
             hs: handshake,
             stage: Stage::ExpectNonce,
@@ -1315,10 +1315,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
                 ..
             } if !*sent => {
                 let len = *creds_len;
-                let max = buf.len();
                 let dst = buf
                     .get_mut(..len)
-                    .ok_or(SessionError::Oversized { len, max })?;
+                    .ok_or(SessionError::InsufficientSize { required: len })?;
                 dst.copy_from_slice(&creds[..len]);
                 *sent = true;
                 Ok(Some(len))
@@ -1331,10 +1330,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
                 let n = match encoder.seal_with(cipher, msg, buf) {
                     Ok(n) => n,
                     Err(FrameError::InsufficientSize { required }) => {
-                        return Err(SessionError::Oversized {
-                            len: required,
-                            max: buf.len(),
-                        });
+                        return Err(SessionError::InsufficientSize { required });
                     }
                     Err(e) => return Err(self.fail(frame_error(e))),
                 };

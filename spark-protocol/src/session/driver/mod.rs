@@ -165,8 +165,9 @@ fn next_frame<C: Connection + ?Sized, E>(
         Ok(n) => Ok(n),
         // An ended session reports its reason from `poll_transmit`; it is not a buffer problem.
         Err(_) if conn.error().is_some() => Ok(None),
-        Err(SessionError::Oversized { len, .. }) => Err(DriverError::InsufficientSize {
-            required: len.max(conn.max_transmit_len()),
+        // The driver's buffer serves every frame, so it asks for the largest one.
+        Err(SessionError::InsufficientSize { required }) => Err(DriverError::InsufficientSize {
+            required: required.max(conn.max_transmit_len()),
         }),
         Err(e) => Err(DriverError::Session(e)),
     }
