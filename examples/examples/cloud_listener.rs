@@ -68,23 +68,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cloud = driver.connection_mut();
         match event {
             CloudEvent::Connected(info) => {
-                let id: String = info.device_id.iter().map(|b| format!("{b:02x}")).collect();
-                println!("{peer}: Core {id} is online");
-                cloud.describe(now)?;
+                println!("{peer}: Core {} is online", info.device_id);
+                let _ = cloud.describe(now)?;
             }
             CloudEvent::Described { result, .. } => {
                 println!("described: {}", String::from_utf8_lossy(&result?));
-                cloud.call_function(now, b"digitalwrite", b"D7,HIGH")?;
+                let _ = cloud.call_function(now, b"digitalwrite", b"D7,HIGH")?;
             }
             CloudEvent::FunctionReturned { result, .. } => {
                 println!("digitalwrite(D7,HIGH) returned {}", result?);
-                cloud.read_variable(now, b"cc3000", VarType::String)?;
+                let _ = cloud.read_variable(now, b"cc3000", VarType::String)?;
             }
             CloudEvent::VariableRead { result, .. } => {
                 match result? {
-                    VariableValue::String(text) => {
-                        println!("cc3000 = {}", String::from_utf8_lossy(&text))
-                    }
+                    VariableValue::String(text) => println!("cc3000 = {text}"),
                     other => println!("cc3000 = {other:?}"),
                 }
                 read = true;

@@ -80,7 +80,7 @@ fn serve_one(
 ) -> Result<(), String> {
     let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
     let keys = BTreeMap::from([(
-        DEVICE_ID,
+        DEVICE_ID.into(),
         RustCryptoPublicKey::new(&device.as_ref_key()).map_err(|e| e.to_string())?,
     )]);
     let mut clock = StdClock::new();

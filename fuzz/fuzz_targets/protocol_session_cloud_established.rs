@@ -35,7 +35,7 @@ fn seal(enc: &mut FrameEncoder<Aes128Cbc>, plain: &[u8]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let session = SessionKey::from_bytes(core::array::from_fn(|i| (i as u8).wrapping_mul(7)));
-    let keys: BTreeMap<[u8; 12], &RustCryptoPublicKey> = BTreeMap::new();
+    let keys: BTreeMap<spark_protocol::DeviceId, &RustCryptoPublicKey> = BTreeMap::new();
     let mut cloud = CloudConnection::from_session(
         Instant::ZERO,
         server_key(),

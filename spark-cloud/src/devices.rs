@@ -16,7 +16,7 @@ use bytes::Bytes;
 use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{
     CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceKeys, OtaEvent, OtaOptions,
-    OutgoingEvent, RequestFailure, RequestId, Subscription, VariableValue as WireValue,
+    OutgoingEvent, RequestFailure, RequestId, Subscription,
 };
 use spark_protocol::session::driver::tokio::{Driver, TokioClock};
 use spark_protocol::wire::describe::{Description as WireDescription, VarType};
@@ -24,10 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
 use super::hub::{
-    Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableType,
-    VariableValue,
+    Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableValue,
 };
-use super::util::hex;
 use super::{Cloud, lock};
 
 /// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature (about four times faster
@@ -200,7 +198,7 @@ impl DeviceKeys for StateKeys {
     type Key = DeviceKey;
 
     fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<DeviceKey> {
-        let id = hex(device_id);
+        let id = device_id.to_string();
         let Some(key) = self.0.state().device_key(&id) else {
             self.0
                 .log_refusal(&id, "no public key is provisioned for it");
@@ -296,26 +294,10 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
     for (name, ty) in d.variables() {
         let name = String::from_utf8_lossy(name).into_owned();
         let Some(ty) = ty else { continue };
-        let shown = match ty {
-            VarType::Bool => VariableType::Bool,
-            VarType::Int => VariableType::Int32,
-            VarType::String => VariableType::String,
-            _ => VariableType::Double,
-        };
-        out.variables.insert(name.clone(), shown);
+        out.variables.insert(name.clone(), ty);
         types.insert(name, ty);
     }
     Ok((out, types))
-}
-
-fn value(v: WireValue) -> VariableValue {
-    match v {
-        WireValue::Bool(b) => VariableValue::Bool(b),
-        WireValue::Int(i) => VariableValue::Int32(i),
-        WireValue::Double(d) => VariableValue::Double(d),
-        WireValue::String(s) => VariableValue::String(String::from_utf8_lossy(&s).into_owned()),
-        _ => VariableValue::String(String::new()),
-    }
 }
 
 async fn run_device(
@@ -364,7 +346,7 @@ async fn run_device(
                 };
                 match event {
                     CloudEvent::Connected(info) => {
-                        let device = hex(&info.device_id);
+                        let device = info.device_id.to_string();
                         let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
                         lock(&hub.devices).insert(device.clone(), (serial, Arc::clone(&mailbox)));
                         cloud.device_online(&device);
@@ -394,7 +376,7 @@ async fn run_device(
                     }
                     CloudEvent::VariableRead { request, result } => {
                         if let Some(Pending::Get(answer)) = pending.remove(&request) {
-                            let _ = answer.send(result.map(value).map_err(|f| failure(&f)));
+                            let _ = answer.send(result.map_err(|f| failure(&f)));
                         }
                     }
                     CloudEvent::Acknowledged { request, result } => {

@@ -39,5 +39,12 @@ extern crate std;
 pub mod crypto;
 #[cfg(feature = "dtls")]
 pub mod dtls;
+pub mod id;
 pub mod session;
+pub mod variable;
 pub mod wire;
+
+pub use id::{DeviceId, ParseDeviceIdError};
+pub use variable::VarType;
+#[cfg(feature = "alloc")]
+pub use variable::VariableValue;

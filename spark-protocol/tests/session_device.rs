@@ -573,7 +573,10 @@ fn subscribe_forms_and_prefix_delivery() {
     assert_eq!(dev.subscribe(b"temp/kitchen", Scope::MyDevices), Ok(1));
     assert_eq!(dev.subscribe(b"", Scope::MyDevices), Ok(2));
     assert_eq!(
-        dev.subscribe(b"door", Scope::Device(b"0123456789abcdef01234567")),
+        dev.subscribe(
+            b"door",
+            Scope::Device("0123456789abcdef01234567".parse().unwrap())
+        ),
         Ok(3)
     );
     assert_eq!(dev.subscribe(b"x", Scope::All), Err(DeviceError::TableFull));

@@ -54,7 +54,7 @@ fn ota(faults: Faults, fast: bool, len: usize) -> (P, Vec<u8>) {
     } else {
         OtaOptions::default()
     };
-    p.b_mut().start_ota(now, img.clone(), opts).unwrap();
+    let _ = p.b_mut().start_ota(now, img.clone(), opts).unwrap();
     let _ = p.run_until(END, |p| {
         ota_result(p).is_some() || p.errors() != (None, None)
     });
@@ -379,7 +379,7 @@ fn random_faults_never_commit_a_partial_image() {
         } else {
             OtaOptions::default()
         };
-        p.b_mut().start_ota(now, img.clone(), opts).unwrap();
+        let _ = p.b_mut().start_ota(now, img.clone(), opts).unwrap();
         let _ = p.run_until(END, |p| {
             ota_result(p).is_some() || p.errors() != (None, None)
         });

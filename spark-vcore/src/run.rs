@@ -20,7 +20,7 @@ use spark_protocol::session::device::{
 };
 use spark_protocol::session::driver::DriverError;
 use spark_protocol::session::driver::tokio::{Driver, TokioClock};
-use spark_protocol::wire::message::{Value, Visibility};
+use spark_protocol::wire::message::Visibility;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::flash::OtaError;
@@ -297,12 +297,7 @@ where
             DeviceEvent::VariableRequest(req) => {
                 let name = String::from_utf8_lossy(&req.name).into_owned();
                 let v = lock(core).variable(&name);
-                if let Some(v) = v {
-                    let value = match &v {
-                        VariableValue::String(s) => Value::String(s.as_bytes()),
-                        VariableValue::Int(i) => Value::Int(*i),
-                        VariableValue::Double(d) => Value::Double(*d),
-                    };
+                if let Some(value) = v.as_ref().and_then(VariableValue::to_wire) {
                     let _ = driver.connection_mut().variable_value(req.request, value);
                 }
                 report(Status::Read { name });

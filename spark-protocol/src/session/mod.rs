@@ -21,8 +21,25 @@ mod time;
 
 pub use time::Instant;
 
+use crate::DeviceId;
 use crate::crypto::{FrameError, HandshakeError, KeyError};
 use crate::wire;
+
+/// Whose events a subscription asks for: what the device's
+/// [`subscribe`](device::DeviceConnection::subscribe) takes and what the cloud's
+/// [`Subscription`](cloud::Subscription) reports. On the wire it is the Subscribe message's
+/// [`SubscribeScope`](crate::wire::message::SubscribeScope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Every public event whose name starts with the filter (the firehose; the filter must not
+    /// be empty).
+    All,
+    /// Events of the owner's devices only.
+    MyDevices,
+    /// Events of one device.
+    Device(DeviceId),
+}
 
 /// Why a session ended. A session that has ended keeps returning the same reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

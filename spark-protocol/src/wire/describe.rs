@@ -8,57 +8,7 @@
 use super::Error;
 use super::limits::{CORE_MAX_FUNCTION_NAME_LEN, CORE_MAX_VARIABLE_NAME_LEN};
 
-/// The type of a variable, as the description and the REST API name it (CCL `spark_descriptor.h`,
-/// SP `Messages.getNameFromTypeInt`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VarType {
-    /// 1: a boolean, one byte `00` / `01`.
-    Bool,
-    /// 2: a 32-bit signed integer, big-endian.
-    Int,
-    /// 4: a string (raw bytes, no NUL).
-    String,
-    /// 5: null (the original server's name for a void return; no variable has it).
-    Null,
-    /// 9: a 64-bit IEEE-754 double, **little-endian** (the Core copies its memory).
-    Double,
-}
-
-impl VarType {
-    /// The type code (1, 2, 4, 5, 9).
-    pub const fn code(self) -> u8 {
-        match self {
-            VarType::Bool => 1,
-            VarType::Int => 2,
-            VarType::String => 4,
-            VarType::Null => 5,
-            VarType::Double => 9,
-        }
-    }
-
-    /// The type of a code.
-    pub const fn from_code(code: u8) -> Option<VarType> {
-        match code {
-            1 => Some(VarType::Bool),
-            2 => Some(VarType::Int),
-            4 => Some(VarType::String),
-            5 => Some(VarType::Null),
-            9 => Some(VarType::Double),
-            _ => None,
-        }
-    }
-
-    /// The name the cloud API shows ("bool", "int32", "string", "null", "double").
-    pub const fn name(self) -> &'static str {
-        match self {
-            VarType::Bool => "bool",
-            VarType::Int => "int32",
-            VarType::String => "string",
-            VarType::Null => "null",
-            VarType::Double => "double",
-        }
-    }
-}
+pub use crate::variable::VarType;
 
 /// Writes a description into a caller's buffer: functions first, then variables, then
 /// [`DescriptionWriter::finish`].

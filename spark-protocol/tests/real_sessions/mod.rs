@@ -32,8 +32,11 @@ pub type Device = DeviceConnection<
     BufferSink<'static>,
     RsaHandshake<RustCryptoPrivateKey, RustCryptoPublicKey, StdRng>,
 >;
-pub type Cloud =
-    CloudConnection<RustCryptoPrivateKey, BTreeMap<[u8; 12], RustCryptoPublicKey>, StdRng>;
+pub type Cloud = CloudConnection<
+    RustCryptoPrivateKey,
+    BTreeMap<spark_protocol::DeviceId, RustCryptoPublicKey>,
+    StdRng,
+>;
 
 /// A device with a 256 KiB flash area, the functions `led` and `echo` and the variables
 /// `temp` (double) and `name` (string).
@@ -58,7 +61,7 @@ pub fn cloud(seed: u64) -> Cloud {
     let k = keys();
     let mut known = BTreeMap::new();
     known.insert(
-        DEVICE_ID,
+        DEVICE_ID.into(),
         RustCryptoPublicKey::new(&k.device.public_key().as_ref_key()).unwrap(),
     );
     CloudConnection::new(

@@ -16,8 +16,8 @@ mod types;
 
 pub use types::{
     CloudConfig, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, OtaError, OtaEvent, OtaOptions,
-    OtaReport, OutgoingEvent, PublishedEvent, RequestError, RequestFailure, RequestId,
-    Subscription, SubscriptionScope, VariableValue,
+    OtaReport, OutgoingEvent, PublishedEvent, RequestError, RequestFailure, RequestId, Scope,
+    Subscription, VariableValue,
 };
 
 use alloc::collections::VecDeque;
@@ -547,7 +547,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             .map_err(SessionError::Authentication)?;
         let device_key = self
             .keys
-            .device_key(&creds.device_id, creds.public_key_der())
+            .device_key(
+                &DeviceId::from_bytes(creds.device_id),
+                creds.public_key_der(),
+            )
             .ok_or(SessionError::UnknownDevice)?;
         let session = SessionKey::generate(&mut self.rng);
         let mut reply = vec![0u8; session_reply_len(&device_key, &self.server_key)];
@@ -562,7 +565,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         self.raw.push_back(reply);
         self.channel = Some(Channel::new(&session, self.config.max_frame_len));
         self.device = Some(DeviceInfo {
-            device_id: creds.device_id,
+            device_id: DeviceId::from_bytes(creds.device_id),
             product_id: None,
             firmware_version: None,
             flags: HelloFlags(0),
@@ -676,14 +679,15 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                 let mut filter = vec![0u8; sub.filter.len()];
                 sub.filter.copy_to(&mut filter).map_err(malformed)?;
                 let scope = match sub.scope {
-                    SubscribeScope::Firehose => SubscriptionScope::Firehose,
-                    SubscribeScope::MyDevices => SubscriptionScope::MyDevices,
-                    SubscribeScope::Device(id) => SubscriptionScope::Device(id.to_vec()),
+                    SubscribeScope::Firehose => Some(Scope::All),
+                    SubscribeScope::MyDevices => Some(Scope::MyDevices),
+                    SubscribeScope::Device(id) => DeviceId::parse_hex(id).ok().map(Scope::Device),
                 };
-                if filter.is_empty() && scope == SubscriptionScope::Firehose {
-                    // SubscribeFail: a firehose without a name is refused.
+                // SubscribeFail: a firehose without a name, or a device that is not 24 hex
+                // digits, is refused.
+                let Some(scope) = scope.filter(|s| !(filter.is_empty() && *s == Scope::All)) else {
                     return self.reply(repr.message_id, repr.token, Code::BadRequest, &[]);
-                }
+                };
                 self.ack(repr.message_id)?;
                 self.events
                     .push_back(CloudEvent::Subscribed(Subscription { filter, scope }));

@@ -28,7 +28,9 @@ use core::time::Duration;
 
 use heapless::{Deque, Vec};
 
+pub use super::Scope;
 use super::{Connection, Instant, SessionError};
+use crate::DeviceId;
 use crate::crypto::framing::{CORE_MAX_CIPHERTEXT_LEN, LentCipher, sealed_len};
 use crate::crypto::handshake::{DEVICE_CREDENTIALS_LEN, NONCE_LEN, SESSION_REPLY_LEN};
 use crate::crypto::{
@@ -38,7 +40,7 @@ use crate::wire::describe::{DescriptionWriter, VarType};
 use crate::wire::hello::{CoreHello, HelloFlags, HelloPayload};
 use crate::wire::limits::{
     CORE_EVENT_FILTER_BUFFER_LEN, CORE_MAX_FUNCTION_ARG_LEN, CORE_MAX_FUNCTION_NAME_LEN,
-    CORE_MAX_PUBLISH_LEN, CORE_MAX_SUBSCRIPTION_FILTER_LEN, CORE_QUEUE_SIZE, DEVICE_ID_LEN,
+    CORE_MAX_PUBLISH_LEN, CORE_MAX_SUBSCRIPTION_FILTER_LEN, CORE_QUEUE_SIZE,
     DOS_MISSED_CHUNKS_TO_SEND, MAX_EVENT_TTL, SP_CHUNK_SIZE, SP_MAX_CHUNK_SIZE,
 };
 use crate::wire::message::{
@@ -95,8 +97,8 @@ pub type Name = Vec<u8, CORE_MAX_FUNCTION_NAME_LEN>;
 /// What identifies the device to the cloud and what its Hello says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceConfig {
-    /// The 12-byte device id.
-    pub device_id: [u8; DEVICE_ID_LEN],
+    /// The device id.
+    pub device_id: DeviceId,
     /// Product id (`0xffff` on a Core without one).
     pub product_id: u16,
     /// Product firmware version (`0xffff` on a Core without one).
@@ -108,10 +110,11 @@ pub struct DeviceConfig {
 }
 
 impl DeviceConfig {
-    /// A Core's configuration: no product, no OTA flag, fast OTA accepted.
-    pub const fn new(device_id: [u8; DEVICE_ID_LEN]) -> Self {
+    /// A Core's configuration: no product, no OTA flag, fast OTA accepted. `device_id` is a
+    /// [`DeviceId`] or its 12 bytes.
+    pub fn new(device_id: impl Into<DeviceId>) -> Self {
         DeviceConfig {
-            device_id,
+            device_id: device_id.into(),
             product_id: 0xffff,
             firmware_version: 0xffff,
             ota_succeeded: false,
@@ -123,11 +126,17 @@ impl DeviceConfig {
 /// A function call waiting for its return value; pass it to
 /// [`DeviceConnection::function_return`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct CallId(Header);
 
 /// A variable read waiting for its value; pass it to [`DeviceConnection::variable_value`].
+///
+/// Like [`CallId`] it stands for the cloud's message the answer must echo, which is why it is not
+/// the cloud side's [`RequestId`](crate::session::cloud::RequestId) (a counter of the cloud
+/// application's own requests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId(Header);
+#[must_use]
+pub struct ReadId(Header);
 
 /// A subscription's index (0 to [`MAX_SUBSCRIPTIONS`] - 1), as a bit in
 /// [`ReceivedEvent::handlers`].
@@ -148,7 +157,7 @@ pub struct FunctionCallEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariableRequestEvent {
     /// Answer with [`DeviceConnection::variable_value`].
-    pub request: RequestId,
+    pub request: ReadId,
     /// The registered variable's name.
     pub name: Name,
     /// Its registered type; the answer must be of this type.
@@ -187,6 +196,7 @@ pub enum OtaFailure {
 /// What the device session reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use]
 // Heap-free: an event carries its data inline, so no variant can be boxed.
 #[allow(clippy::large_enum_variant)]
 pub enum DeviceEvent {
@@ -265,17 +275,6 @@ impl From<SessionError> for DeviceError {
     fn from(e: SessionError) -> Self {
         DeviceError::Session(e)
     }
-}
-
-/// A subscription's scope, as the application gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope<'a> {
-    /// Every public event with the prefix (the filter must not be empty).
-    All,
-    /// Events of the owner's devices only.
-    MyDevices,
-    /// Events of one device (its id as 24 hex characters).
-    Device(&'a [u8]),
 }
 
 #[derive(Debug, Clone)]
@@ -567,7 +566,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     pub fn subscribe(
         &mut self,
         filter: &[u8],
-        scope: Scope<'_>,
+        scope: Scope,
     ) -> Result<SubscriptionId, DeviceError> {
         self.ready()?;
         if filter.is_empty() && scope == Scope::All {
@@ -577,10 +576,14 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         if self.subscriptions.is_full() {
             return Err(DeviceError::TableFull);
         }
+        let hex;
         let scope = match scope {
             Scope::All => SubscribeScope::Firehose,
             Scope::MyDevices => SubscribeScope::MyDevices,
-            Scope::Device(id) => SubscribeScope::Device(id),
+            Scope::Device(id) => {
+                hex = id.to_hex();
+                SubscribeScope::Device(&hex)
+            }
         };
         let sub = Subscribe {
             header: Header::con(self.peek_id()),
@@ -628,11 +631,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     }
 
     /// Answers a variable read with its value (piggy-backed on the ACK).
-    pub fn variable_value(
-        &mut self,
-        request: RequestId,
-        value: Value<'_>,
-    ) -> Result<(), DeviceError> {
+    pub fn variable_value(&mut self, request: ReadId, value: Value<'_>) -> Result<(), DeviceError> {
         if let Some(e) = self.error {
             return Err(DeviceError::Session(e));
         }
@@ -805,7 +804,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 let mut nonce = [0u8; NONCE_LEN];
                 nonce.copy_from_slice(&buf[..NONCE_LEN]);
                 let creds_len = hs
-                    .credentials(&Nonce(nonce), &self.config.device_id, creds)
+                    .credentials(&Nonce(nonce), self.config.device_id.as_bytes(), creds)
                     .map_err(SessionError::Authentication)?;
                 *stage = Stage::ExpectSessionKey {
                     creds_len,
@@ -978,7 +977,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             (None, Some(ty)) => {
                 self.pending_reads.insert((req.header, ty));
                 self.push_event(DeviceEvent::VariableRequest(VariableRequestEvent {
-                    request: RequestId(req.header),
+                    request: ReadId(req.header),
                     name,
                     var_type: ty,
                 }));
