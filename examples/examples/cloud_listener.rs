@@ -20,7 +20,7 @@ use spark_protocol::crypto::RsaPrivateKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, VariableValue};
 use spark_protocol::session::driver::Clock;
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::VarType;
 use spark_vcore::VirtualCore;
 use spark_vcore::link::LinkFaults;
@@ -60,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         StdRng::try_from_rng(&mut SysRng)?,
         CloudConfig::default(),
     );
-    let mut driver = Driver::new(cloud, stream, clock);
+    let mut driver = Driver::with_vec(cloud, Tokio(stream), clock);
     let (mut read, mut published) = (false, false);
     while !(read && published) {
         let event = driver.next_event().await?;

@@ -18,7 +18,7 @@ use spark_protocol::session::cloud::{
     CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceKeys, OtaEvent, OtaOptions,
     OutgoingEvent, RequestFailure, RequestId, Subscription,
 };
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::{Description as WireDescription, VarType};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
@@ -314,7 +314,7 @@ async fn run_device(
         super::system_rng(),
         CloudConfig::default(),
     );
-    let mut driver = Driver::new(conn, stream, TokioClock::new());
+    let mut driver = Driver::with_vec(conn, Tokio(stream), TokioClock::new());
     let mailbox = Arc::new(Mailbox::default());
     // Runs on every way out of this task, a panic included: the hub never keeps a dead connection's mailbox.
     let mut session = SessionCleanup {

@@ -17,7 +17,7 @@ use spark_protocol::session::Instant;
 use spark_protocol::session::device::{
     BufferSink, DeviceConfig, DeviceConnection, DeviceEvent, RsaHandshake,
 };
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::VarType;
 use spark_protocol::wire::message::{Value, Visibility};
 
@@ -151,7 +151,7 @@ async fn run_device_publishing(
 ) -> String {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let mut d = Driver::new(device(id), stream, TokioClock::new());
+    let mut d = Driver::with_vec(device(id), Tokio(stream), TokioClock::new());
     loop {
         let event = match d.next_event().await {
             Ok(e) => e,

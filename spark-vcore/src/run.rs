@@ -19,7 +19,7 @@ use spark_protocol::session::device::{
     Scope, SinkError,
 };
 use spark_protocol::session::driver::DriverError;
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::message::Visibility;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -241,7 +241,7 @@ where
         }
     }
     let link = FlakyStream::new(stream, faults, seed);
-    let mut driver = Driver::new(conn, link, clock);
+    let mut driver = Driver::with_vec(conn, Tokio(link), clock);
     loop {
         let event = match driver.next_event().await {
             Ok(e) => e,

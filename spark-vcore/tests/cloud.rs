@@ -20,7 +20,7 @@ use spark_protocol::session::cloud::{
     self, CloudConnection, CloudEvent, DeviceId, OtaEvent, OtaOptions, VariableValue,
 };
 use spark_protocol::session::driver::DriverError;
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::VarType;
 use spark_vcore::VirtualCore;
 use spark_vcore::image::synthetic_deep_update;
@@ -46,7 +46,7 @@ async fn accept(listener: &TcpListener, keys: &Keys) -> CloudDriver {
         StdRng::seed_from_u64(5),
         cloud::CloudConfig::default(),
     );
-    Driver::new(conn, stream, clock)
+    Driver::with_vec(conn, Tokio(stream), clock)
 }
 
 async fn next(cloud: &mut CloudDriver) -> CloudEvent {

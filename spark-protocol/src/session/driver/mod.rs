@@ -10,13 +10,16 @@
 //! [`Driver::connection_mut`] (call a function, publish an event, start an update); the next
 //! [`Driver::drive`] or [`Driver::flush`] sends what that produced.
 //!
-//! Two drivers share these names and this shape:
+//! Two drivers share these names and this shape, and both work on a buffer the caller gives:
 //!
 //! - [`Driver`] (this module) blocks on a [`Transport`]. It is no_std: an MCU runs the device
 //!   side with it over its UART or Wi-Fi socket (`EmbeddedIo`, feature `embedded-io`), and the
 //!   standard library's `TcpStream` is a transport too (feature `std`), with read timeouts for the
 //!   session's timers.
-//! - `tokio::Driver` (feature `tokio`) awaits a tokio stream instead.
+//! - [`asynch::Driver`] awaits an [`asynch::Transport`] instead (no_std, no alloc):
+//!   `asynch::EmbeddedIoAsync` (feature `embedded-io-async`) over `embedded_io_async` streams
+//!   and an executor's timer, and `tokio::Tokio` (feature `tokio`) over tokio streams, for which
+//!   `tokio::Driver` is the async driver with the tokio clock filled in.
 //!
 //! Neither spawns a task or thread, and neither sleeps except inside a call the caller made (a
 //! blocking read with a timeout, or an awaited read raced against a tokio timer).
@@ -34,6 +37,7 @@ use core::time::Duration;
 
 use super::{Connection, Instant, SessionError};
 
+pub mod asynch;
 #[cfg(feature = "embedded-io")]
 mod embedded;
 #[cfg(feature = "std")]
@@ -170,35 +174,6 @@ fn next_frame<C: Connection + ?Sized, E>(
             required: required.max(conn.max_transmit_len()),
         }),
         Err(e) => Err(DriverError::Session(e)),
-    }
-}
-
-/// What to do before waiting for input: an event to hand out, the session's end, or how long
-/// the wait may last.
-#[cfg(feature = "tokio")]
-enum Before<Ev> {
-    Event(Ev),
-    Ended(SessionError),
-    /// A timer was due and has run.
-    TimerRan,
-    Wait(Option<Duration>),
-}
-
-#[cfg(feature = "tokio")]
-fn before_wait<C: Connection + ?Sized>(conn: &mut C, now: Instant) -> Before<C::Event> {
-    if let Some(event) = conn.poll_event() {
-        return Before::Event(event);
-    }
-    if let Some(e) = conn.error() {
-        return Before::Ended(e);
-    }
-    match conn.poll_timeout() {
-        Some(at) if at <= now => {
-            conn.handle_timeout(now);
-            Before::TimerRan
-        }
-        Some(at) => Before::Wait(Some(at.saturating_duration_since(now))),
-        None => Before::Wait(None),
     }
 }
 
