@@ -217,6 +217,165 @@ fn payload_if_any<S: Sink>(enc: &mut Encoder<'_, S>, payload: &[u8]) {
     }
 }
 
+/// A message's payload as one typed field: how it reads from a received payload and how it is
+/// written. The forms the protocol uses: bytes where an empty payload means none, a required
+/// big-endian number, and optional fixed-size values where an empty payload means none.
+trait PayloadField<'a>: Sized {
+    fn read(payload: Option<&'a [u8]>, field: &'static str) -> Result<Self, Error>;
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>);
+}
+
+impl<'a> PayloadField<'a> for &'a [u8] {
+    fn read(payload: Option<&'a [u8]>, _: &'static str) -> Result<Self, Error> {
+        Ok(payload.unwrap_or_default())
+    }
+
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        payload_if_any(enc, self);
+    }
+}
+
+impl PayloadField<'_> for u32 {
+    fn read(payload: Option<&[u8]>, field: &'static str) -> Result<Self, Error> {
+        let p = payload.ok_or(Error::Missing(field))?;
+        Ok(u32::from_be_bytes(exact(p, field)?))
+    }
+
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        enc.payload(&self.to_be_bytes());
+    }
+}
+
+/// The optional payloads: none or empty reads as `None`; `parse` reads the bytes, `bytes` gives
+/// them back to write.
+macro_rules! optional_payload {
+    ($($ty:ty: |$p:ident, $field:ident| $parse:expr, |$v:ident| $bytes:expr;)+) => {$(
+        impl PayloadField<'_> for Option<$ty> {
+            fn read(payload: Option<&[u8]>, $field: &'static str) -> Result<Self, Error> {
+                match payload {
+                    None | Some([]) => Ok(None),
+                    Some($p) => Ok(Some($parse)),
+                }
+            }
+
+            fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+                if let Some($v) = self {
+                    enc.payload(&$bytes);
+                }
+            }
+        }
+    )+};
+}
+
+optional_payload! {
+    u8: |p, field| exact::<1>(p, field)?[0], |v| [*v];
+    i32: |p, field| i32::from_be_bytes(exact::<4>(p, field)?), |v| v.to_be_bytes();
+    UpdateParams: |p, _field| UpdateParams::parse(p)?, |v| v.to_bytes();
+}
+
+/// The messages whose whole shape is a header, how they are recognized (a request's code and
+/// resource letter, or a response's code) and at most one [`PayloadField`]: each row gives the
+/// type, its recognizer, the doc line of its `parse`, and its payload field with the name its
+/// errors carry. The structs themselves are written out above, with their docs.
+///
+/// Recognizers: `request(Code, letter)`; `response(Code)` (exactly that code); `any_response`
+/// (class 2 to 5, kept in the `code` field); `success` (class 2, kept in `code`).
+macro_rules! table_messages {
+    ($($ty:ident $(<$lt:lifetime>)? = $kind:ident $(($($arg:tt)*))? $doc:literal $({ $field:ident: $label:literal })?;)+) => {$(
+        table_messages!(@one [$($lt)?] $ty = $kind [$($($arg)*)?] $doc [$($field $label)?]);
+    )+};
+    (@one [$lt:lifetime] $ty:ident = $kind:ident [$($arg:tt)*] $doc:literal [$($field:ident $label:literal)?]) => {
+        impl<$lt> $ty<$lt> {
+            #[doc = $doc]
+            pub fn parse(repr: &Repr<$lt>) -> Result<Self, Error> {
+                table_messages!(@parse $kind [$($arg)*] $ty repr [$($field $label)?])
+            }
+        }
+
+        impl Encode for $ty<'_> {
+            fn encode<S: Sink>(&self, sink: &mut S) {
+                table_messages!(@encode $kind [$($arg)*] self sink [$($field)?]);
+            }
+        }
+    };
+    (@one [] $ty:ident = $kind:ident [$($arg:tt)*] $doc:literal [$($field:ident $label:literal)?]) => {
+        impl $ty {
+            #[doc = $doc]
+            pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+                table_messages!(@parse $kind [$($arg)*] $ty repr [$($field $label)?])
+            }
+        }
+
+        impl Encode for $ty {
+            fn encode<S: Sink>(&self, sink: &mut S) {
+                table_messages!(@encode $kind [$($arg)*] self sink [$($field)?]);
+            }
+        }
+    };
+    (@parse request [$code:ident, $letter:literal] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+        request($repr, Code::$code, $letter, stringify!($ty))?;
+        Ok($ty {
+            header: Header::of($repr),
+            $($field: PayloadField::read($repr.payload, $label)?,)?
+        })
+    }};
+    (@parse response [$code:ident] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+        response($repr, &[Code::$code], stringify!($ty))?;
+        Ok($ty {
+            header: Header::of($repr),
+            $($field: PayloadField::read($repr.payload, $label)?,)?
+        })
+    }};
+    (@parse any_response [] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+        any_response($repr, stringify!($ty))?;
+        Ok($ty {
+            header: Header::of($repr),
+            code: $repr.code,
+            $($field: PayloadField::read($repr.payload, $label)?,)?
+        })
+    }};
+    (@parse success [] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+        if $repr.code.class() != 2 {
+            return Err(Error::Mismatch {
+                expected: stringify!($ty),
+            });
+        }
+        Ok($ty {
+            header: Header::of($repr),
+            code: $repr.code,
+            $($field: PayloadField::read($repr.payload, $label)?,)?
+        })
+    }};
+    (@encode request [$code:ident, $letter:literal] $self:ident $sink:ident [$($field:ident)?]) => {
+        let mut enc = $self.header.encoder($sink, Code::$code);
+        enc.option(OptionNumber::UriPath, &[$letter]);
+        $(PayloadField::write(&$self.$field, &mut enc);)?
+    };
+    (@encode response [$code:ident] $self:ident $sink:ident [$($field:ident)?]) => {
+        #[allow(unused_mut, unused_variables)]
+        let mut enc = $self.header.encoder($sink, Code::$code);
+        $(PayloadField::write(&$self.$field, &mut enc);)?
+    };
+    (@encode $any:ident [] $self:ident $sink:ident [$($field:ident)?]) => {
+        #[allow(unused_mut, unused_variables)]
+        let mut enc = $self.header.encoder($sink, $self.code);
+        $(PayloadField::write(&$self.$field, &mut enc);)?
+    };
+}
+
+table_messages! {
+    DescribeReturn<'a> = success "Decodes a successful (2.xx) response carrying the description." { description: "description" };
+    FunctionReturn = any_response "Decodes a response carrying a 4-byte result or nothing." { value: "function result" };
+    GetTime = request(Get, b't') "Decodes `GET t`.";
+    Time = any_response "Decodes a response with a 4-byte payload." { unix_time: "time" };
+    UpdateBegin = request(Post, b'u') "Decodes `POST u`." { params: "update parameters" };
+    UpdateReady = response(Changed) "Decodes a 2.04 response with an optional flags byte." { flags: "UpdateReady flags" };
+    UpdateDone<'a> = request(Put, b'u') "Decodes `PUT u`." { result: "UpdateDone result" };
+    KeyChange<'a> = request(Put, b'k') "Decodes `PUT k`." { payload: "key material" };
+    KeyChanged = response(Changed) "Decodes a 2.04 response without payload.";
+    Reply<'a> = any_response "Decodes any response (class 2 to 5)." { payload: "reply" };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hello
 
@@ -312,29 +471,6 @@ pub struct DescribeReturn<'a> {
     pub description: &'a [u8],
 }
 
-impl<'a> DescribeReturn<'a> {
-    /// Decodes a successful (2.xx) response carrying the description.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        if repr.code.class() != 2 {
-            return Err(Error::Mismatch {
-                expected: "DescribeReturn",
-            });
-        }
-        Ok(DescribeReturn {
-            header: Header::of(repr),
-            code: repr.code,
-            description: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for DescribeReturn<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, self.code);
-        payload_if_any(&mut enc, self.description);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Functions and variables
 
@@ -388,31 +524,6 @@ pub struct FunctionReturn {
     pub code: Code,
     /// The result, a big-endian i32 (none from a void function on Device OS).
     pub value: Option<i32>,
-}
-
-impl FunctionReturn {
-    /// Decodes a response carrying a 4-byte result or nothing.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        any_response(repr, "FunctionReturn")?;
-        let value = match repr.payload {
-            None | Some([]) => None,
-            Some(p) => Some(i32::from_be_bytes(exact::<4>(p, "function result")?)),
-        };
-        Ok(FunctionReturn {
-            header: Header::of(repr),
-            code: repr.code,
-            value,
-        })
-    }
-}
-
-impl Encode for FunctionReturn {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, self.code);
-        if let Some(v) = self.value {
-            enc.payload(&v.to_be_bytes());
-        }
-    }
 }
 
 /// VariableRequest: the cloud reads a device variable.
@@ -991,24 +1102,6 @@ pub struct GetTime {
     pub header: Header,
 }
 
-impl GetTime {
-    /// Decodes `GET t`.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        request(repr, Code::Get, b't', "GetTime")?;
-        Ok(GetTime {
-            header: Header::of(repr),
-        })
-    }
-}
-
-impl Encode for GetTime {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header
-            .encoder(sink, Code::Get)
-            .option(OptionNumber::UriPath, b"t");
-    }
-}
-
 /// The time reply: Unix seconds, big-endian u32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Time {
@@ -1018,27 +1111,6 @@ pub struct Time {
     pub code: Code,
     /// Seconds since 1970.
     pub unix_time: u32,
-}
-
-impl Time {
-    /// Decodes a response with a 4-byte payload.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        any_response(repr, "Time")?;
-        let p = repr.payload.ok_or(Error::Missing("time"))?;
-        Ok(Time {
-            header: Header::of(repr),
-            code: repr.code,
-            unix_time: u32::from_be_bytes(exact(p, "time")?),
-        })
-    }
-}
-
-impl Encode for Time {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header
-            .encoder(sink, self.code)
-            .payload(&self.unix_time.to_be_bytes());
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1053,31 +1125,6 @@ pub struct UpdateBegin {
     pub params: Option<UpdateParams>,
 }
 
-impl UpdateBegin {
-    /// Decodes `POST u`.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        request(repr, Code::Post, b'u', "UpdateBegin")?;
-        let params = match repr.payload {
-            None | Some([]) => None,
-            Some(p) => Some(UpdateParams::parse(p)?),
-        };
-        Ok(UpdateBegin {
-            header: Header::of(repr),
-            params,
-        })
-    }
-}
-
-impl Encode for UpdateBegin {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Post);
-        enc.option(OptionNumber::UriPath, b"u");
-        if let Some(p) = self.params {
-            enc.payload(&p.to_bytes());
-        }
-    }
-}
-
 /// UpdateReady: the device is ready for chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpdateReady {
@@ -1085,30 +1132,6 @@ pub struct UpdateReady {
     pub header: Header,
     /// Device OS: one byte, bit 0 = fast OTA accepted (the Core sends none).
     pub flags: Option<u8>,
-}
-
-impl UpdateReady {
-    /// Decodes a 2.04 response with an optional flags byte.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        response(repr, &[Code::Changed], "UpdateReady")?;
-        let flags = match repr.payload {
-            None | Some([]) => None,
-            Some(p) => Some(exact::<1>(p, "UpdateReady flags")?[0]),
-        };
-        Ok(UpdateReady {
-            header: Header::of(repr),
-            flags,
-        })
-    }
-}
-
-impl Encode for UpdateReady {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Changed);
-        if let Some(f) = self.flags {
-            enc.payload(&[f]);
-        }
-    }
 }
 
 /// Chunk: one piece of the firmware, with its CRC-32.
@@ -1243,25 +1266,6 @@ pub struct UpdateDone<'a> {
     pub result: &'a [u8],
 }
 
-impl<'a> UpdateDone<'a> {
-    /// Decodes `PUT u`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        request(repr, Code::Put, b'u', "UpdateDone")?;
-        Ok(UpdateDone {
-            header: Header::of(repr),
-            result: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for UpdateDone<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Put);
-        enc.option(OptionNumber::UriPath, b"u");
-        payload_if_any(&mut enc, self.result);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Signal, keys, keep-alive, goodbye
 
@@ -1306,46 +1310,11 @@ pub struct KeyChange<'a> {
     pub payload: &'a [u8],
 }
 
-impl<'a> KeyChange<'a> {
-    /// Decodes `PUT k`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        request(repr, Code::Put, b'k', "KeyChange")?;
-        Ok(KeyChange {
-            header: Header::of(repr),
-            payload: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for KeyChange<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Put);
-        enc.option(OptionNumber::UriPath, b"k");
-        payload_if_any(&mut enc, self.payload);
-    }
-}
-
 /// KeyChanged: the device acknowledges KeyChange (a separate 2.04).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyChanged {
     /// NON with the device's id and KeyChange's token.
     pub header: Header,
-}
-
-impl KeyChanged {
-    /// Decodes a 2.04 response without payload.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        response(repr, &[Code::Changed], "KeyChanged")?;
-        Ok(KeyChanged {
-            header: Header::of(repr),
-        })
-    }
-}
-
-impl Encode for KeyChanged {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header.encoder(sink, Code::Changed);
-    }
 }
 
 /// A response known by its code alone, with optional text: the Core's ACK 2.04 to UpdateDone and
@@ -1359,25 +1328,6 @@ pub struct Reply<'a> {
     pub code: Code,
     /// Optional text (Device OS).
     pub payload: &'a [u8],
-}
-
-impl<'a> Reply<'a> {
-    /// Decodes any response (class 2 to 5).
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        any_response(repr, "Reply")?;
-        Ok(Reply {
-            header: Header::of(repr),
-            code: repr.code,
-            payload: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for Reply<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, self.code);
-        payload_if_any(&mut enc, self.payload);
-    }
 }
 
 fn empty(repr: &Repr<'_>, name: &'static str) -> Result<Header, Error> {
