@@ -26,6 +26,32 @@
 //!
 //! Every frame's fate is written to the [`Pair::trace`], and each side's events are collected in
 //! order ([`Pair::events_a`], [`Pair::take_events_a`], and the same for B).
+//!
+//! A device whose first frame (its Hello) is lost never hears the cloud's Hello, and ends with
+//! the Core's 20 s handshake timeout, reached on virtual time at once:
+//!
+//! ```
+//! use spark_protocol::crypto::{SessionKey, rng::HardwareRng};
+//! use spark_protocol::session::cloud::{CloudConfig, CloudConnection, NoKeys};
+//! use spark_protocol::session::device::{DeviceConfig, DeviceConnection, NoFirmware};
+//! use spark_protocol::session::pair::{Fate, Fault, Faults, Pair, Side, TraceEntry};
+//! use spark_protocol::session::{Instant, SessionError};
+//!
+//! let secret = SessionKey::from_bytes([4; 40]);
+//! let device = DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new([1; 12]), NoFirmware);
+//! let rng = HardwareRng(|dest: &mut [u8]| dest.fill(9));
+//! let cloud = CloudConnection::from_session(
+//!     Instant::ZERO, NoKeys, NoKeys, rng, CloudConfig::default(), &secret, [1; 12].into(),
+//! );
+//! let mut link = Pair::with_faults(device, cloud, Faults::none().at_frame(0, Fault::Drop));
+//! let _ = link.run(Instant::from_secs(60));
+//! assert!(matches!(
+//!     link.trace().first(),
+//!     Some(TraceEntry::Frame { index: 0, from: Side::A, fate: Fate::Dropped, .. })
+//! ));
+//! assert_eq!(link.errors().0, Some(SessionError::HandshakeTimeout));
+//! assert!(link.now() >= Instant::from_secs(20));
+//! ```
 
 use alloc::collections::VecDeque;
 use alloc::vec;

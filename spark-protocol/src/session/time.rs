@@ -1,4 +1,17 @@
 //! The session's notion of time: milliseconds from an origin the caller picks.
+//!
+//! ```
+//! use core::time::Duration;
+//! use spark_protocol::session::Instant;
+//!
+//! let boot = Instant::ZERO;
+//! let now = boot + Duration::from_millis(15_250);
+//! assert_eq!(now, Instant::from_millis(15_250));
+//! assert!(now > Instant::from_secs(15));
+//! assert_eq!(now.saturating_duration_since(Instant::from_secs(15)), Duration::from_millis(250));
+//! // Time never runs backwards here: an earlier instant is zero time away.
+//! assert_eq!(boot.saturating_duration_since(now), Duration::ZERO);
+//! ```
 
 use core::ops::{Add, AddAssign};
 use core::time::Duration;

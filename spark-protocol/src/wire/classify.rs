@@ -17,6 +17,21 @@
 //! Neither original knows the Device OS additions (Goodbye `x`, device-initiated describe `POST d`):
 //! they classify as [`MessageKind::Unknown`], and a session that supports them decodes them by
 //! letter with [`Message::parse`](super::Message::parse).
+//!
+//! ```
+//! use spark_protocol::wire::{MessageKind, Packet, Repr, Role, classify, classify_repr};
+//!
+//! // An empty CON is a ping to either side.
+//! let ping = Packet::new_checked(&[0x40, 0x00, 0x12, 0x34][..])?;
+//! assert_eq!(classify(&ping, Role::Device), MessageKind::Ping);
+//! assert_eq!(classify(&ping, Role::Cloud), MessageKind::Ping);
+//! // A 2.05 with a token: the Core takes any 2.05 for the time, the server a response to match.
+//! let reply = [0x61, 0x45, 0x00, 0x01, 0x07, 0xff, 0x5f, 0x00, 0x00, 0x00];
+//! let repr = Repr::parse_bytes(&reply)?;
+//! assert_eq!(classify_repr(&repr, Role::Device), MessageKind::Time);
+//! assert_eq!(classify_repr(&repr, Role::Cloud), MessageKind::Response);
+//! # Ok::<(), spark_protocol::wire::Error>(())
+//! ```
 
 use super::coap::{Code, HEADER_LEN, MessageType, OptionNumber, Options, Packet, Repr};
 use super::describe::VarType;

@@ -15,6 +15,34 @@
 //! calls that a format error) is accepted. The Core's event encoder writes exactly that for an event
 //! published with empty (non-null) data. [`Repr::payload`] is therefore an `Option`: `None` means no
 //! marker, `Some(&[])` means a marker and no bytes.
+//!
+//! ```
+//! use spark_protocol::wire::coap::{CoapOption, Code, MessageType, OptionNumber, Options, Packet, Repr, Token};
+//!
+//! // A Describe request, built as a `Repr` and emitted into a caller's buffer.
+//! let path = [CoapOption::new(OptionNumber::UriPath, b"d")];
+//! let repr = Repr {
+//!     msg_type: MessageType::Confirmable,
+//!     code: Code::Get,
+//!     message_id: 0x1234,
+//!     token: Token::from_byte(7),
+//!     options: Options::new(&path)?,
+//!     payload: None,
+//! };
+//! let mut buf = [0u8; 16];
+//! let n = repr.emit(&mut buf)?;
+//! assert_eq!(n, repr.buffer_len());
+//! assert_eq!(&buf[..n], b"\x41\x01\x12\x34\x07\xb1d");
+//!
+//! // The same bytes as a checked view: getters, and setters on a mutable buffer.
+//! let mut packet = Packet::new_checked(&mut buf[..n])?;
+//! assert_eq!(packet.code(), Code::Get);
+//! packet.set_message_id(0x1235);
+//! let packet = Packet::new_checked(packet.into_inner() as &[u8])?;
+//! assert_eq!(Repr::parse(&packet)?.message_id, 0x1235);
+//! assert_eq!(Repr::parse_bytes(&[0x41]), Err(spark_protocol::wire::Error::Truncated));
+//! # Ok::<(), spark_protocol::wire::Error>(())
+//! ```
 
 use core::fmt;
 

@@ -13,6 +13,25 @@
 //! | 32 | + system version, max message size, max binary size, OTA chunk size | later Device OS |
 //!
 //! Every number is big-endian. Other lengths are kept as [`HelloPayload::Other`].
+//!
+//! ```
+//! use spark_protocol::wire::hello::{CoreHello, HelloFlags, HelloPayload};
+//!
+//! // The Core's 6 bytes: no product (0xffff twice), and the flag of a good OTA update.
+//! let hello = HelloPayload::parse(Some(&[0xff, 0xff, 0xff, 0xff, 0x00, 0x01]));
+//! assert_eq!(
+//!     hello,
+//!     HelloPayload::Core(CoreHello {
+//!         product_id: 0xffff,
+//!         firmware_version: 0xffff,
+//!         flags: HelloFlags::OTA_UPGRADE_SUCCESSFUL,
+//!     })
+//! );
+//! assert!(hello.flags().is_some_and(|f| f.contains(HelloFlags::OTA_UPGRADE_SUCCESSFUL)));
+//! // The server's Hello carries nothing; a length no sender uses is kept as it came.
+//! assert_eq!(HelloPayload::parse(None), HelloPayload::None);
+//! assert_eq!(HelloPayload::parse(Some(&[1, 2, 3])), HelloPayload::Other(&[1, 2, 3]));
+//! ```
 
 use super::Error;
 use super::limits::DEVICE_ID_LEN;

@@ -6,6 +6,36 @@
 //! send. Decoding checks the code and the resource letter (the first Uri-Path) of requests, and the
 //! code of responses; options a message does not use are ignored, as the originals ignore them.
 //!
+//! ```
+//! use spark_protocol::wire::message::{FunctionCall, FunctionReturn, Header};
+//! use spark_protocol::wire::{Code, Repr};
+//!
+//! // The cloud calls `brew("espresso")`; the Core answers with a separate FunctionReturn.
+//! let call = FunctionCall {
+//!     header: Header::con(0x0102).with_token(9),
+//!     name: b"brew",
+//!     argument: Some(b"espresso"),
+//! };
+//! let mut buf = [0u8; 32];
+//! let n = call.emit(&mut buf)?;
+//! let parsed = FunctionCall::parse(&Repr::parse_bytes(&buf[..n])?)?;
+//! assert_eq!(parsed, call);
+//!
+//! let answer = FunctionReturn {
+//!     header: Header::separate(&call.header, 0x0a0b),
+//!     code: Code::Changed,
+//!     value: Some(42),
+//! };
+//! let n = answer.emit(&mut buf)?;
+//! assert_eq!(&buf[n - 4..n], &42i32.to_be_bytes());
+//! // A buffer that is too short says how long it must be.
+//! assert_eq!(
+//!     answer.emit(&mut buf[..3]),
+//!     Err(spark_protocol::wire::Error::InsufficientSize { required: answer.buffer_len() })
+//! );
+//! # Ok::<(), spark_protocol::wire::Error>(())
+//! ```
+//!
 //! In the table, names after the letter are further Uri-Path options, `?x` is a Uri-Query option,
 //! and parenthesised parts are optional.
 //!

@@ -5,6 +5,33 @@
 //! The views ([`RsaPublicKeyRef`], [`RsaPrivateKeyRef`]) borrow the integers from the encoded
 //! bytes, need no heap and are what the RSA backends are built from; every parser here returns
 //! a [`KeyError`] on any input and never panics.
+//!
+//! A public key written as PKCS#1 and as SubjectPublicKeyInfo, armoured as PEM, and read back
+//! from either form (the modulus here is a stand-in of the right size, not a product of primes):
+//!
+//! ```
+//! use spark_protocol::crypto::keys::{KeyError, PemLabel, RsaPublicKeyRef, pem_decode, pem_encode};
+//!
+//! let mut modulus = [0xc5; 128];
+//! modulus[127] = 0x01; // odd, as a modulus is
+//! let key = RsaPublicKeyRef::new(&modulus, &[0x01, 0x00, 0x01])?;
+//! assert_eq!(key.bits(), 1024);
+//!
+//! let mut spki = [0u8; 200];
+//! let n = key.write_spki_der(&mut spki)?;
+//! let mut pem = [0u8; 400];
+//! let len = pem_encode(PemLabel::PublicKey, &spki[..n], &mut pem)?;
+//! let text = core::str::from_utf8(&pem[..len]).unwrap();
+//! assert!(text.starts_with("-----BEGIN PUBLIC KEY-----"));
+//!
+//! let mut der = [0u8; 200];
+//! let (label, m) = pem_decode(text, &mut der)?;
+//! assert_eq!(label, PemLabel::PublicKey);
+//! // `from_der` takes PKCS#1 or SPKI alike.
+//! assert_eq!(RsaPublicKeyRef::from_der(&der[..m])?, key);
+//! assert!(RsaPublicKeyRef::from_der(&der[..m - 1]).is_err());
+//! # Ok::<(), KeyError>(())
+//! ```
 
 mod der;
 mod pem;

@@ -15,9 +15,9 @@ mod flasher;
 mod types;
 
 pub use types::{
-    CloudConfig, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, OtaError, OtaEvent, OtaOptions,
-    OtaReport, OutgoingEvent, PublishedEvent, RequestError, RequestFailure, RequestId, Scope,
-    Subscription, VariableValue,
+    CloudConfig, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, NoKeys, OtaError, OtaEvent,
+    OtaOptions, OtaReport, OutgoingEvent, PublishedEvent, RequestError, RequestFailure, RequestId,
+    Scope, Subscription, VariableValue,
 };
 
 use alloc::collections::VecDeque;
@@ -202,6 +202,53 @@ impl Channel {
 ///
 /// `S` is the server's private key (a reference works: `&OpensslPrivateKey`), `K` the device key
 /// store, `R` the RNG.
+///
+/// A cloud and a device session talking in memory from a session secret both know, on the
+/// virtual time of a [`Pair`](crate::session::pair::Pair) (by convention the device is side A):
+/// the cloud reads a variable, the device answers with its value, and the cloud's event carries
+/// it as a [`VariableValue`].
+///
+/// ```
+/// use spark_protocol::{DeviceId, VarType, VariableValue};
+/// use spark_protocol::crypto::SessionKey;
+/// use spark_protocol::crypto::rng::HardwareRng;
+/// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
+/// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
+/// use spark_protocol::session::pair::Pair;
+/// use spark_protocol::session::{Connection, Instant};
+/// use spark_protocol::wire::message::Value;
+///
+/// let secret = SessionKey::from_bytes([9; 40]);
+/// let id = DeviceId::from_bytes([0x53; 12]);
+/// let mut n = 0u8;
+/// let rng = HardwareRng(move |dest: &mut [u8]| dest.iter_mut().for_each(|b| { n = n.wrapping_add(3); *b = n }));
+/// // `from_session` runs no handshake, so the cloud needs no RSA keys: `NoKeys` stands for them.
+/// let cloud = CloudConnection::from_session(
+///     Instant::ZERO, NoKeys, NoKeys, rng, CloudConfig::default(), &secret, id,
+/// );
+/// let mut device =
+///     DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new(id), NoFirmware);
+/// device.register_variable(b"temperature", VarType::Double)?;
+///
+/// let mut link = Pair::new(device, cloud);
+/// let _ = link.run(Instant::from_millis(100));
+/// let [CloudEvent::Connected(info)] = &link.take_events_b()[..] else { panic!("connected") };
+/// assert_eq!(info.device_id.to_string(), "535353535353535353535353");
+///
+/// let now = link.now();
+/// let request = link.b_mut().read_variable(now, b"temperature", VarType::Double)?;
+/// let _ = link.run(Instant::from_millis(200));
+/// let events = link.take_events_a();
+/// let Some(DeviceEvent::VariableRequest(read)) = events.last() else { panic!("a read") };
+/// link.a_mut().variable_value(read.request, Value::Double(21.5))?;
+/// let _ = link.run(Instant::from_millis(300));
+/// assert_eq!(
+///     link.take_events_b(),
+///     [CloudEvent::VariableRead { request, result: Ok(VariableValue::Double(21.5)) }]
+/// );
+/// assert_eq!(link.b().error(), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct CloudConnection<S, K, R> {
     server_key: S,
     keys: K,

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::crypto::RsaPublic;
+use crate::crypto::{RsaError, RsaPrivate, RsaPublic};
 use crate::session::SessionError;
 use crate::wire::Code;
 use crate::wire::hello::{ExtendedHello, HelloFlags};
@@ -31,6 +31,65 @@ impl<K: RsaPublic + Clone> DeviceKeys for alloc::collections::BTreeMap<DeviceId,
 
     fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<K> {
         self.get(device_id).cloned()
+    }
+}
+
+/// The keys of a cloud session that runs no handshake
+/// ([`CloudConnection::from_session`](super::CloudConnection::from_session)): it stands for the
+/// server key, whose every RSA operation fails with [`RsaError::InvalidKey`], and for the device
+/// key store, which knows no device. The cloud side's counterpart of the device's
+/// [`NoHandshake`](crate::session::device::NoHandshake).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoKeys;
+
+impl RsaPrivate for NoKeys {
+    fn modulus_len(&self) -> usize {
+        0
+    }
+
+    fn decrypt_pkcs1v15<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        _: &mut R,
+        _: &[u8],
+        _: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        Err(RsaError::InvalidKey)
+    }
+
+    fn sign_pkcs1v15_unprefixed<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        _: &mut R,
+        _: &[u8],
+        _: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        Err(RsaError::InvalidKey)
+    }
+}
+
+impl RsaPublic for NoKeys {
+    fn modulus_len(&self) -> usize {
+        0
+    }
+
+    fn encrypt_pkcs1v15<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        _: &mut R,
+        _: &[u8],
+        _: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        Err(RsaError::InvalidKey)
+    }
+
+    fn verify_pkcs1v15_unprefixed(&self, _: &[u8], _: &[u8]) -> Result<(), RsaError> {
+        Err(RsaError::InvalidKey)
+    }
+}
+
+impl DeviceKeys for NoKeys {
+    type Key = NoKeys;
+
+    fn device_key(&mut self, _: &DeviceId, _: Option<&[u8]>) -> Option<NoKeys> {
+        None
     }
 }
 

@@ -357,6 +357,48 @@ enum Stage {
 ///
 /// `S` receives OTA images ([`NoFirmware`] refuses them); `H` performs the RSA steps of the
 /// handshake ([`NoHandshake`] for a session established elsewhere).
+///
+/// A device and a cloud session talking in memory, from a session secret both know (as if the
+/// handshake had just run), on the virtual time of a [`Pair`](crate::session::pair::Pair): the
+/// cloud calls a function and the device answers it.
+///
+/// ```
+/// use spark_protocol::DeviceId;
+/// use spark_protocol::crypto::SessionKey;
+/// use spark_protocol::crypto::rng::HardwareRng;
+/// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
+/// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
+/// use spark_protocol::session::pair::Pair;
+/// use spark_protocol::session::Instant;
+///
+/// let secret = SessionKey::from_bytes([7; 40]);
+/// let id: DeviceId = "53ff6f065067544840351187".parse()?;
+/// let mut device =
+///     DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new(id), NoFirmware);
+/// device.register_function(b"brew")?;
+/// // The cloud draws its message ids from an RNG (here a counter standing in for one).
+/// let mut n = 0u8;
+/// let rng = HardwareRng(move |dest: &mut [u8]| dest.iter_mut().for_each(|b| { n = n.wrapping_add(1); *b = n }));
+/// let cloud = CloudConnection::from_session(
+///     Instant::ZERO, NoKeys, NoKeys, rng, CloudConfig::default(), &secret, id,
+/// );
+///
+/// // Device first, cloud second; the link delivers every frame until both are quiet.
+/// let mut link = Pair::new(device, cloud);
+/// let _ = link.run(Instant::from_millis(100));
+/// assert!(link.a().is_connected() && link.b().is_established());
+/// assert_eq!(link.take_events_a(), [DeviceEvent::Connected]);
+///
+/// let now = link.now();
+/// let request = link.b_mut().call_function(now, b"brew", b"espresso")?;
+/// let _ = link.run(Instant::from_millis(200));
+/// let [DeviceEvent::FunctionCall(call)] = &link.take_events_a()[..] else { panic!("a call") };
+/// assert_eq!(call.argument, b"espresso");
+/// link.a_mut().function_return(call.call, 42)?;
+/// let _ = link.run(Instant::from_millis(300));
+/// assert!(link.take_events_b().contains(&CloudEvent::FunctionReturned { request, result: Ok(42) }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct DeviceConnection<S: FirmwareSink = NoFirmware, H: DeviceHandshake = NoHandshake> {
     phase: Phase<H>,
     error: Option<SessionError>,

@@ -10,6 +10,37 @@
 //! Like the blocking driver it works on a caller's buffer; `Driver::with_vec` takes one of
 //! [`Connection::max_transmit_len`](crate::session::Connection::max_transmit_len) bytes (at least
 //! 1 KiB) from the heap.
+//!
+//! A device and a cloud on the two ends of an in-memory tokio pipe, one task driving both:
+//!
+//! ```
+//! use spark_protocol::crypto::{SessionKey, rng::HardwareRng};
+//! use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
+//! use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
+//! use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
+//! use spark_protocol::session::Instant;
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+//! runtime.block_on(async {
+//!     let (a, b) = tokio::io::duplex(4096);
+//!     let secret = SessionKey::from_bytes([3; 40]);
+//!     let device = DeviceConnection::from_session(
+//!         Instant::ZERO, &secret, DeviceConfig::new([8; 12]), NoFirmware,
+//!     );
+//!     let rng = HardwareRng(|dest: &mut [u8]| dest.fill(0x21));
+//!     let cloud = CloudConnection::from_session(
+//!         Instant::ZERO, NoKeys, NoKeys, rng, CloudConfig::default(), &secret, [8; 12].into(),
+//!     );
+//!     // A buffer of the caller's (here an array), or `Driver::with_vec` for one on the heap.
+//!     let mut device = Driver::new(device, Tokio(a), TokioClock::new(), [0u8; 1024]);
+//!     let mut cloud = Driver::with_vec(cloud, Tokio(b), TokioClock::new());
+//!     let (d, c) = tokio::join!(device.next_event(), cloud.next_event());
+//!     assert_eq!(d?, DeviceEvent::Connected);
+//!     assert!(matches!(c?, CloudEvent::Connected(info) if info.device_id == [8; 12]));
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use core::future::poll_fn;
 use core::pin::Pin;
