@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         StdRng::seed_from_u64(2),
         CloudConfig::default(),
         &session,
-        ID,
+        ID.into(),
     );
     let mut enc = session.encoder::<Aes128Cbc>();
     let hello = seal(

@@ -173,6 +173,7 @@ mod owned {
     impl VariableValue {
         /// The owned value of a wire value; a string that is not UTF-8 becomes
         /// [`VariableValue::Raw`] with its bytes.
+        #[must_use]
         pub fn from_wire(v: &Value<'_>) -> Self {
             match *v {
                 Value::Bool(b) => VariableValue::Bool(b),

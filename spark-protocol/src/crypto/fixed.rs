@@ -103,6 +103,7 @@ impl<'a> FixedPublicKey<'a> {
     }
 
     /// The key it was made from.
+    #[must_use]
     pub fn key(&self) -> &RsaPublicKeyRef<'a> {
         &self.key
     }
@@ -317,6 +318,7 @@ impl<'a> FixedPrivateKey<'a> {
     }
 
     /// The key it was made from.
+    #[must_use]
     pub fn key(&self) -> &RsaPrivateKeyRef<'a> {
         &self.key
     }

@@ -291,22 +291,26 @@ impl Connection {
     }
 
     /// Which side this is.
+    #[must_use]
     pub fn role(&self) -> Role {
         self.role
     }
 
     /// Whether the handshake finished and application data may flow.
+    #[must_use]
     pub fn is_connected(&self) -> bool {
         self.state == State::Connected
     }
 
     /// Whether this connection's handshake was an abbreviated one (a resumed session).
+    #[must_use]
     pub fn is_resumed(&self) -> bool {
         self.resumed
     }
 
     /// The connection id records to us carry, if one was agreed (the server's, on the server:
     /// what the caller routes by when a device's address changes).
+    #[must_use]
     pub fn connection_id(&self) -> Option<&[u8]> {
         (!self.in_cid.is_empty()).then_some(&self.in_cid[..])
     }
@@ -318,17 +322,20 @@ impl Connection {
     }
 
     /// The error the connection ended with, if it did.
+    #[must_use]
     pub fn error(&self) -> Option<Error> {
         self.error
     }
 
     /// The key the peer proved it holds (after its CertificateVerify or ServerKeyExchange).
     /// On the server this is how the device is identified against the device id in its Hello.
+    #[must_use]
     pub fn peer_public_key(&self) -> Option<PublicKey> {
         self.peer_key
     }
 
     /// The session to resume later (a device keeps it across sleep or a network change).
+    #[must_use]
     pub fn session(&self) -> Option<Session> {
         let master = self.master?;
         if self.state != State::Connected || self.session_id.is_empty() {
@@ -343,6 +350,7 @@ impl Connection {
     ///
     /// Record sequence numbers must never repeat under the same keys: save again after sending,
     /// or pass a `skip` larger than what may have been sent since to [`restore`](Self::restore).
+    #[must_use]
     pub fn save(&self) -> Option<SavedAssociation> {
         if self.state != State::Connected {
             return None;
@@ -368,6 +376,7 @@ impl Connection {
 
     /// An established association from a [`save`](Self::save)d one, with our sequence numbers
     /// advanced by `skip`. `key` is only kept for a later handshake's sake.
+    #[must_use]
     pub fn restore(
         saved: &SavedAssociation,
         key: PrivateKey,

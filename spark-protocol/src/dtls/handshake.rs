@@ -232,6 +232,7 @@ impl Reassembly {
     }
 
     /// The whole message, header included.
+    #[must_use]
     pub fn message(&self) -> &[u8] {
         &self.buf[..HEADER_LEN + self.length]
     }
@@ -250,11 +251,13 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A reader over `bytes`.
+    #[must_use]
     pub fn new(bytes: &'a [u8]) -> Self {
         Reader { rest: bytes }
     }
 
     /// What is left.
+    #[must_use]
     pub fn rest(&self) -> &'a [u8] {
         self.rest
     }
@@ -327,11 +330,13 @@ impl<'a> Writer<'a> {
     }
 
     /// Bytes written.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.pos
     }
 
     /// Whether nothing was written.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.pos == 0
     }

@@ -71,6 +71,7 @@ pub enum Side {
 
 impl Side {
     /// The other end.
+    #[must_use]
     pub fn peer(self) -> Side {
         match self {
             Side::A => Side::B,
@@ -174,11 +175,13 @@ pub struct Faults {
 
 impl Faults {
     /// No faults: a perfect link.
+    #[must_use]
     pub fn none() -> Self {
         Faults::default()
     }
 
     /// Random faults from `seed`, none yet enabled.
+    #[must_use]
     pub fn seeded(seed: u64) -> Self {
         Faults {
             seed,
@@ -187,12 +190,14 @@ impl Faults {
     }
 
     /// Adds a fault aimed at frame `index`.
+    #[must_use]
     pub fn at_frame(mut self, index: u64, fault: Fault) -> Self {
         self.at_frames.push((index, fault));
         self
     }
 
     /// Cuts the link at `at`.
+    #[must_use]
     pub fn cut_at(mut self, at: Instant) -> Self {
         self.cut_at = Some(at);
         self
@@ -317,11 +322,13 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// The current virtual time.
+    #[must_use]
     pub fn now(&self) -> Instant {
         self.now
     }
 
     /// Side A.
+    #[must_use]
     pub fn a(&self) -> &A {
         &self.a
     }
@@ -332,6 +339,7 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// Side B.
+    #[must_use]
     pub fn b(&self) -> &B {
         &self.b
     }
@@ -347,11 +355,13 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// The events A reported so far and not taken.
+    #[must_use]
     pub fn events_a(&self) -> &VecDeque<A::Event> {
         &self.events_a
     }
 
     /// The events B reported so far and not taken.
+    #[must_use]
     pub fn events_b(&self) -> &VecDeque<B::Event> {
         &self.events_b
     }
@@ -367,16 +377,19 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// Every frame's fate and the link's closing, in order.
+    #[must_use]
     pub fn trace(&self) -> &[TraceEntry] {
         &self.trace
     }
 
     /// How many frames have been sent, over both directions.
+    #[must_use]
     pub fn frames_sent(&self) -> u64 {
         self.next_frame
     }
 
     /// Whether the link is still up.
+    #[must_use]
     pub fn link_up(&self) -> bool {
         self.link_up
     }
@@ -699,6 +712,7 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// Each side's error, once its session has ended.
+    #[must_use]
     pub fn errors(&self) -> (Option<SessionError>, Option<SessionError>) {
         (self.a.error(), self.b.error())
     }

@@ -31,11 +31,13 @@ impl Instant {
     pub const ZERO: Instant = Instant { millis: 0 };
 
     /// The instant `millis` milliseconds after the origin.
+    #[must_use]
     pub const fn from_millis(millis: u64) -> Self {
         Instant { millis }
     }
 
     /// The instant `secs` seconds after the origin.
+    #[must_use]
     pub const fn from_secs(secs: u64) -> Self {
         Instant {
             millis: secs.saturating_mul(1000),
@@ -43,16 +45,19 @@ impl Instant {
     }
 
     /// Milliseconds since the origin.
+    #[must_use]
     pub const fn as_millis(self) -> u64 {
         self.millis
     }
 
     /// The time from `earlier` to `self`, or zero when `earlier` is later.
+    #[must_use]
     pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_millis(self.millis.saturating_sub(earlier.millis))
     }
 
     /// `self + duration`, saturating at the end of time.
+    #[must_use]
     pub fn saturating_add(self, duration: Duration) -> Instant {
         let add = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         Instant {

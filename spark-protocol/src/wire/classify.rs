@@ -111,6 +111,7 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// The message's name as the protocol says it.
+    #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             MessageKind::Hello => "Hello",
@@ -167,6 +168,7 @@ pub fn classify<T: AsRef<[u8]>>(packet: &Packet<T>, receiver: Role) -> MessageKi
 
 /// [`classify`] for an already parsed message: the same answer as classifying its bytes, without
 /// walking them again.
+#[must_use]
 pub fn classify_repr(repr: &Repr<'_>, receiver: Role) -> MessageKind {
     match receiver {
         Role::Device => {

@@ -245,6 +245,7 @@ impl<'a> Description<'a> {
     }
 
     /// The type of the variable `name`, when it is described with a known type.
+    #[must_use]
     pub fn variable_type(&self, name: &[u8]) -> Option<VarType> {
         self.variables()
             .find(|(n, _)| *n == name)
@@ -252,6 +253,7 @@ impl<'a> Description<'a> {
     }
 
     /// Whether the description lists the function `name`.
+    #[must_use]
     pub fn has_function(&self, name: &[u8]) -> bool {
         self.functions().any(|f| f == name)
     }

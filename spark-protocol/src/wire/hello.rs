@@ -59,11 +59,13 @@ impl HelloFlags {
     pub const OTA_PROTOCOL_V3: HelloFlags = HelloFlags(0x80);
 
     /// Whether every bit of `other` is set.
+    #[must_use]
     pub const fn contains(self, other: HelloFlags) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// These flags with `other`'s bits added.
+    #[must_use]
     pub const fn union(self, other: HelloFlags) -> HelloFlags {
         HelloFlags(self.0 | other.0)
     }
@@ -138,6 +140,7 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 impl<'a> HelloPayload<'a> {
     /// Reads a Hello payload (`None` for no payload marker).
+    #[must_use]
     pub fn parse(payload: Option<&'a [u8]>) -> HelloPayload<'a> {
         let Some(p) = payload else {
             return HelloPayload::None;
@@ -183,6 +186,7 @@ impl<'a> HelloPayload<'a> {
     }
 
     /// The product id, in the forms that carry one.
+    #[must_use]
     pub fn product_id(&self) -> Option<u16> {
         match self {
             HelloPayload::Product { product_id, .. } => Some(*product_id),
@@ -193,6 +197,7 @@ impl<'a> HelloPayload<'a> {
     }
 
     /// The product firmware version, in the forms that carry one.
+    #[must_use]
     pub fn firmware_version(&self) -> Option<u16> {
         match self {
             HelloPayload::Product {
@@ -205,6 +210,7 @@ impl<'a> HelloPayload<'a> {
     }
 
     /// The flags, in the forms that carry them.
+    #[must_use]
     pub fn flags(&self) -> Option<HelloFlags> {
         match self {
             HelloPayload::Core(h) => Some(h.flags),

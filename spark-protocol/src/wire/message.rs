@@ -76,6 +76,7 @@ use super::ota::{ChunkIndices, UpdateParams, crc32};
 
 /// What every message carries besides its content: type, message id, token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
 pub struct Header {
     /// CON, NON, ACK or RST.
     pub msg_type: MessageType,
@@ -411,6 +412,7 @@ table_messages! {
 
 /// Hello: the first message after the handshake, device first, then the cloud's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Hello<'a> {
     /// NON over TCP (CON over UDP); no token from the device, one byte from the original server.
     pub header: Header,
@@ -450,6 +452,7 @@ impl Encode for Hello<'_> {
 
 /// Describe: the cloud asks for the device's functions and variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Describe {
     /// CON with a one-byte token.
     pub header: Header,
@@ -492,6 +495,7 @@ impl Encode for Describe {
 
 /// The description JSON a device returns to Describe (see [`describe`](super::describe)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct DescribeReturn<'a> {
     /// The Core answers piggy-backed: ACK, the request's id and token.
     pub header: Header,
@@ -506,6 +510,7 @@ pub struct DescribeReturn<'a> {
 
 /// FunctionCall: the cloud calls a device function with one string argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct FunctionCall<'a> {
     /// CON with a one-byte token.
     pub header: Header,
@@ -547,6 +552,7 @@ impl Encode for FunctionCall<'_> {
 
 /// FunctionReturn: the function's result, sent after an empty ACK to the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct FunctionReturn {
     /// The Core sends NON with its own message id and the call's token.
     pub header: Header,
@@ -558,6 +564,7 @@ pub struct FunctionReturn {
 
 /// VariableRequest: the cloud reads a device variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct VariableRequest<'a> {
     /// CON with a one-byte token.
     pub header: Header,
@@ -621,6 +628,7 @@ impl<'a> Value<'a> {
     }
 
     /// The type of this value.
+    #[must_use]
     pub fn var_type(&self) -> VarType {
         match self {
             Value::Bool(_) => VarType::Bool,
@@ -659,6 +667,7 @@ impl PartialEq for Value<'_> {
 
 /// VariableValue: the device's answer to VariableRequest.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use]
 pub struct VariableValue<'a> {
     /// The Core answers piggy-backed: ACK, the request's id and token.
     pub header: Header,
@@ -701,6 +710,7 @@ pub enum Visibility {
 
 impl Visibility {
     /// The resource letter.
+    #[must_use]
     pub const fn letter(self) -> u8 {
         match self {
             Visibility::Public => b'e',
@@ -715,6 +725,7 @@ impl Visibility {
 /// it split into one Uri-Path per `/`-separated segment, and the device joins them back. Names
 /// compare equal when their joined bytes are equal, whatever their form.
 #[derive(Clone, Copy)]
+#[must_use]
 pub struct EventName<'a> {
     inner: NameInner<'a>,
 }
@@ -763,6 +774,7 @@ impl<'a> EventName<'a> {
     }
 
     /// The length of the joined name.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.segments()
             .enumerate()
@@ -771,12 +783,14 @@ impl<'a> EventName<'a> {
     }
 
     /// Whether the name is empty.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The name as one slice, when it is stored as one (always for names built by
     /// [`EventName::whole`] or [`EventName::split`], and for received names of one segment).
+    #[must_use]
     pub fn as_contiguous(&self) -> Option<&'a [u8]> {
         match self.inner {
             NameInner::Whole(n) | NameInner::Split(n) => Some(n),
@@ -805,6 +819,7 @@ impl<'a> EventName<'a> {
 
     /// Whether the name starts with `prefix`: how the Core matches a delivered event to its
     /// handlers' filters.
+    #[must_use]
     pub fn starts_with(&self, prefix: &[u8]) -> bool {
         let mut bytes = self.bytes();
         prefix.iter().all(|p| bytes.next() == Some(*p))
@@ -858,6 +873,7 @@ impl fmt::Debug for EventName<'_> {
 
 /// Iterator over the segments of an [`EventName`].
 #[derive(Clone)]
+#[must_use]
 pub struct Segments<'a> {
     inner: SegmentsInner<'a>,
 }
@@ -908,6 +924,7 @@ impl<'a> Iterator for Segments<'a> {
 /// The Core publishes a 3-byte value (and none for the default 60 s); the original server delivers
 /// the shortest encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
 pub struct MaxAge {
     /// Seconds.
     pub seconds: u32,
@@ -955,6 +972,7 @@ impl MaxAge {
 /// An event: published by a device (one Uri-Path for the name) or delivered by the cloud (one per
 /// segment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Event<'a> {
     /// NON without a token, both ways.
     pub header: Header,
@@ -1038,6 +1056,7 @@ impl<'a> Event<'a> {
     }
 
     /// The time to live in seconds (60 without Max-Age).
+    #[must_use]
     pub fn ttl(&self) -> u32 {
         self.max_age.map_or(DEFAULT_EVENT_TTL, |m| m.seconds)
     }
@@ -1073,6 +1092,7 @@ pub enum SubscribeScope<'a> {
 
 /// Subscribe: the device asks for events whose names start with a filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Subscribe<'a> {
     /// CON without a token.
     pub header: Header,
@@ -1127,6 +1147,7 @@ impl Encode for Subscribe<'_> {
 
 /// GetTime: the device asks for the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct GetTime {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1134,6 +1155,7 @@ pub struct GetTime {
 
 /// The time reply: Unix seconds, big-endian u32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Time {
     /// Piggy-backed: ACK, the request's id and token.
     pub header: Header,
@@ -1148,6 +1170,7 @@ pub struct Time {
 
 /// UpdateBegin: the cloud starts a firmware transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct UpdateBegin {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1157,6 +1180,7 @@ pub struct UpdateBegin {
 
 /// UpdateReady: the device is ready for chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct UpdateReady {
     /// NON with the device's id and UpdateBegin's token.
     pub header: Header,
@@ -1166,6 +1190,7 @@ pub struct UpdateReady {
 
 /// Chunk: one piece of the firmware, with its CRC-32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Chunk<'a> {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1208,6 +1233,7 @@ impl<'a> Chunk<'a> {
     }
 
     /// Whether the CRC matches the data.
+    #[must_use]
     pub fn crc_matches(&self) -> bool {
         crc32(self.data) == self.crc
     }
@@ -1227,6 +1253,7 @@ impl Encode for Chunk<'_> {
 
 /// ChunkReceived: whether a chunk's CRC matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct ChunkReceived {
     /// NON with the device's id and the chunk's token.
     pub header: Header,
@@ -1258,6 +1285,7 @@ impl Encode for ChunkReceived {
 
 /// ChunkMissed: the device asks again for chunks it has not received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct ChunkMissed<'a> {
     /// CON without a token.
     pub header: Header,
@@ -1289,6 +1317,7 @@ impl Encode for ChunkMissed<'_> {
 
 /// UpdateDone: the cloud has sent every chunk (Device OS also sends it, with a result text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct UpdateDone<'a> {
     /// CON with a one-byte token from the cloud.
     pub header: Header,
@@ -1301,6 +1330,7 @@ pub struct UpdateDone<'a> {
 
 /// SignalStart / SignalStop: the cloud asks the device to show (or stop showing) its rainbow LED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Signal {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1333,6 +1363,7 @@ impl Encode for Signal {
 
 /// KeyChange: the cloud sends new key material (the Core ignores it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct KeyChange<'a> {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1342,6 +1373,7 @@ pub struct KeyChange<'a> {
 
 /// KeyChanged: the device acknowledges KeyChange (a separate 2.04).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct KeyChanged {
     /// NON with the device's id and KeyChange's token.
     pub header: Header,
@@ -1351,6 +1383,7 @@ pub struct KeyChanged {
 /// to Signal, the original server's EventSlowdown and SubscribeFail (ACK 4.00), Device OS's ACK 5.03
 /// refusing an update or 4.00 to an incomplete UpdateDone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Reply<'a> {
     /// Usually piggy-backed: ACK, the request's id and token.
     pub header: Header,
@@ -1369,6 +1402,7 @@ fn empty(repr: &Repr<'_>, name: &'static str) -> Result<Header, Error> {
 
 /// Ping: an empty CON, either way; answered by an [`EmptyAck`] with the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Ping {
     /// CON, no token.
     pub header: Header,
@@ -1394,6 +1428,7 @@ impl Encode for Ping {
 /// An empty acknowledgement (the device also files an empty NON or RST here). The original server's
 /// ACKs carry a one-byte token `00`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct EmptyAck {
     /// ACK (or NON/RST), the acknowledged id.
     pub header: Header,
@@ -1420,6 +1455,7 @@ impl Encode for EmptyAck {
 
 /// Goodbye (Device OS): the device says why it is about to disconnect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Goodbye<'a> {
     /// CON or NON, no token.
     pub header: Header,
@@ -1485,6 +1521,7 @@ emit_methods!(
 /// Any message of the set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
+#[must_use]
 pub enum Message<'a> {
     /// See [`Hello`].
     Hello(Hello<'a>),
@@ -1649,6 +1686,7 @@ impl<'a> Message<'a> {
     }
 
     /// The message's kind.
+    #[must_use]
     pub fn kind(&self) -> MessageKind {
         match self {
             Message::Hello(_) => MessageKind::Hello,
@@ -1685,6 +1723,7 @@ impl<'a> Message<'a> {
     }
 
     /// The encoded length.
+    #[must_use]
     pub fn buffer_len(&self) -> usize {
         each_message!(self, m => m.buffer_len())
     }

@@ -207,21 +207,25 @@ impl<'a> RsaPublicKeyRef<'a> {
     }
 
     /// The modulus, big-endian, without leading zeros.
+    #[must_use]
     pub fn modulus(&self) -> &'a [u8] {
         self.modulus
     }
 
     /// The public exponent, big-endian, without leading zeros.
+    #[must_use]
     pub fn exponent(&self) -> &'a [u8] {
         self.exponent
     }
 
     /// The modulus size in bits.
+    #[must_use]
     pub fn bits(&self) -> usize {
         bit_len(self.modulus)
     }
 
     /// The size of an RSA block (ciphertext or signature) under this key, in bytes.
+    #[must_use]
     pub fn modulus_len(&self) -> usize {
         self.bits().div_ceil(8)
     }
@@ -232,6 +236,7 @@ impl<'a> RsaPublicKeyRef<'a> {
     }
 
     /// The size of the PKCS#1 DER encoding.
+    #[must_use]
     pub fn pkcs1_der_len(&self) -> usize {
         element_len(self.pkcs1_content_len())
     }
@@ -259,6 +264,7 @@ impl<'a> RsaPublicKeyRef<'a> {
 
     /// The size of the SubjectPublicKeyInfo DER encoding (294 bytes for RSA-2048 with e = 65537,
     /// 162 bytes for RSA-1024).
+    #[must_use]
     pub fn spki_der_len(&self) -> usize {
         element_len(self.spki_content_len())
     }
@@ -379,41 +385,49 @@ impl<'a> RsaPrivateKeyRef<'a> {
     }
 
     /// The public half.
+    #[must_use]
     pub fn public_key(&self) -> RsaPublicKeyRef<'a> {
         self.public
     }
 
     /// The modulus size in bits.
+    #[must_use]
     pub fn bits(&self) -> usize {
         self.public.bits()
     }
 
     /// The private exponent `d`.
+    #[must_use]
     pub fn private_exponent(&self) -> &'a [u8] {
         self.secret[0]
     }
 
     /// The first prime `p`.
+    #[must_use]
     pub fn prime1(&self) -> &'a [u8] {
         self.secret[1]
     }
 
     /// The second prime `q`.
+    #[must_use]
     pub fn prime2(&self) -> &'a [u8] {
         self.secret[2]
     }
 
     /// `d mod (p-1)`.
+    #[must_use]
     pub fn exponent1(&self) -> &'a [u8] {
         self.secret[3]
     }
 
     /// `d mod (q-1)`.
+    #[must_use]
     pub fn exponent2(&self) -> &'a [u8] {
         self.secret[4]
     }
 
     /// `q^-1 mod p`.
+    #[must_use]
     pub fn coefficient(&self) -> &'a [u8] {
         self.secret[5]
     }
@@ -442,6 +456,7 @@ impl<'a> RsaPrivateKeyRef<'a> {
     }
 
     /// The size of the PKCS#1 DER encoding (607 to 611 bytes for a 1024-bit key).
+    #[must_use]
     pub fn pkcs1_der_len(&self) -> usize {
         element_len(self.pkcs1_content_len())
     }
@@ -471,6 +486,7 @@ impl<'a> RsaPrivateKeyRef<'a> {
     }
 
     /// The size of the PKCS#8 DER encoding.
+    #[must_use]
     pub fn pkcs8_der_len(&self) -> usize {
         element_len(self.pkcs8_content_len())
     }

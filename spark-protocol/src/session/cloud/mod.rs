@@ -367,11 +367,13 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     /// The device, once its Hello came.
+    #[must_use]
     pub fn device(&self) -> Option<&DeviceInfo> {
         self.device.as_ref()
     }
 
     /// Whether the handshake and Hello exchange have finished and the session has not ended.
+    #[must_use]
     pub fn is_established(&self) -> bool {
         matches!(self.state, State::Established)
     }

@@ -700,21 +700,25 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     }
 
     /// Whether the server's Hello has arrived and the session has not ended.
+    #[must_use]
     pub fn is_connected(&self) -> bool {
         self.hello_received && self.error.is_none()
     }
 
     /// Whether an update is in progress.
+    #[must_use]
     pub fn is_updating(&self) -> bool {
         self.ota.is_some()
     }
 
     /// Subscribed events dropped because the event queue was full.
+    #[must_use]
     pub fn dropped_events(&self) -> u32 {
         self.dropped_events
     }
 
     /// The firmware sink.
+    #[must_use]
     pub fn sink(&self) -> &S {
         &self.sink
     }
@@ -912,7 +916,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         use crate::wire::message as m;
         match kind {
             MessageKind::Hello => {
-                ok(m::Hello::parse(&repr))?;
+                let _valid = ok(m::Hello::parse(&repr))?;
                 if self.hello_received {
                     return Err(SessionError::Unexpected("a second Hello"));
                 }

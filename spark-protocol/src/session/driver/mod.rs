@@ -277,6 +277,7 @@ where
     }
 
     /// The session.
+    #[must_use]
     pub fn connection(&self) -> &C {
         &self.conn
     }
@@ -288,6 +289,7 @@ where
     }
 
     /// The transport.
+    #[must_use]
     pub fn transport(&self) -> &T {
         &self.io
     }

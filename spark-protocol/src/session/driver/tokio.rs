@@ -62,6 +62,7 @@ pub struct TokioClock {
 
 impl TokioClock {
     /// A clock whose [`Instant::ZERO`] is now.
+    #[must_use]
     pub fn new() -> Self {
         TokioClock {
             origin: ::tokio::time::Instant::now(),
