@@ -142,6 +142,39 @@ impl Header {
     }
 }
 
+/// Calls the macro `$then` with every message type of the set: the one list that the emit
+/// methods, the `From` conversions and the [`Message`] accessors are generated from.
+macro_rules! every_message {
+    ($then:ident) => {
+        $then! {
+            Hello<'a>,
+            Describe,
+            DescribeReturn<'a>,
+            FunctionCall<'a>,
+            FunctionReturn,
+            VariableRequest<'a>,
+            VariableValue<'a>,
+            Event<'a>,
+            Subscribe<'a>,
+            GetTime,
+            Time,
+            UpdateBegin,
+            UpdateReady,
+            Chunk<'a>,
+            ChunkReceived,
+            ChunkMissed<'a>,
+            UpdateDone<'a>,
+            Signal,
+            KeyChange<'a>,
+            KeyChanged,
+            Reply<'a>,
+            Ping,
+            EmptyAck,
+            Goodbye<'a>,
+        }
+    };
+}
+
 /// Adds `buffer_len`, `emit` and `to_vec` to a message type.
 macro_rules! emit_methods {
     ($($ty:ident $(<$lt:lifetime>)?),+ $(,)?) => {$(
@@ -1488,32 +1521,7 @@ impl Encode for Goodbye<'_> {
     }
 }
 
-emit_methods!(
-    Hello<'a>,
-    Describe,
-    DescribeReturn<'a>,
-    FunctionCall<'a>,
-    FunctionReturn,
-    VariableRequest<'a>,
-    VariableValue<'a>,
-    Event<'a>,
-    Subscribe<'a>,
-    GetTime,
-    Time,
-    UpdateBegin,
-    UpdateReady,
-    Chunk<'a>,
-    ChunkReceived,
-    ChunkMissed<'a>,
-    UpdateDone<'a>,
-    Signal,
-    KeyChange<'a>,
-    KeyChanged,
-    Reply<'a>,
-    Ping,
-    EmptyAck,
-    Goodbye<'a>,
-);
+every_message!(emit_methods);
 
 // ---------------------------------------------------------------------------------------------
 // Any message
@@ -1583,63 +1591,46 @@ macro_rules! from_messages {
     )+};
 }
 
-from_messages!(
-    Hello<'a>,
-    Describe,
-    DescribeReturn<'a>,
-    FunctionCall<'a>,
-    FunctionReturn,
-    VariableRequest<'a>,
-    VariableValue<'a>,
-    Event<'a>,
-    Subscribe<'a>,
-    GetTime,
-    Time,
-    UpdateBegin,
-    UpdateReady,
-    Chunk<'a>,
-    ChunkReceived,
-    ChunkMissed<'a>,
-    UpdateDone<'a>,
-    Signal,
-    KeyChange<'a>,
-    KeyChanged,
-    Reply<'a>,
-    Ping,
-    EmptyAck,
-    Goodbye<'a>,
-);
+/// The accessors of [`Message`] that hand over to the message inside, one arm per type.
+macro_rules! message_accessors {
+    ($($variant:ident $(<$lt:lifetime>)?),+ $(,)?) => {
+        impl Message<'_> {
+            /// The message's header.
+            #[must_use]
+            pub fn header(&self) -> &Header {
+                match self {
+                    $(Message::$variant(m) => &m.header,)+
+                }
+            }
 
-macro_rules! each_message {
-    ($self:expr, $m:ident => $e:expr) => {
-        match $self {
-            Message::Hello($m) => $e,
-            Message::Describe($m) => $e,
-            Message::DescribeReturn($m) => $e,
-            Message::FunctionCall($m) => $e,
-            Message::FunctionReturn($m) => $e,
-            Message::VariableRequest($m) => $e,
-            Message::VariableValue($m) => $e,
-            Message::Event($m) => $e,
-            Message::Subscribe($m) => $e,
-            Message::GetTime($m) => $e,
-            Message::Time($m) => $e,
-            Message::UpdateBegin($m) => $e,
-            Message::UpdateReady($m) => $e,
-            Message::Chunk($m) => $e,
-            Message::ChunkReceived($m) => $e,
-            Message::ChunkMissed($m) => $e,
-            Message::UpdateDone($m) => $e,
-            Message::Signal($m) => $e,
-            Message::KeyChange($m) => $e,
-            Message::KeyChanged($m) => $e,
-            Message::Reply($m) => $e,
-            Message::Ping($m) => $e,
-            Message::EmptyAck($m) => $e,
-            Message::Goodbye($m) => $e,
+            /// The encoded length.
+            #[must_use]
+            pub fn buffer_len(&self) -> usize {
+                match self {
+                    $(Message::$variant(m) => m.buffer_len(),)+
+                }
+            }
+
+            /// Writes the message into the front of `buf`; returns its length.
+            pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
+                match self {
+                    $(Message::$variant(m) => m.emit(buf),)+
+                }
+            }
+
+            /// The message as a new vector.
+            #[cfg(feature = "alloc")]
+            pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, Error> {
+                match self {
+                    $(Message::$variant(m) => m.to_vec(),)+
+                }
+            }
         }
     };
 }
+
+every_message!(from_messages);
+every_message!(message_accessors);
 
 impl<'a> Message<'a> {
     /// Decodes `repr` as a message of `kind`: the kind [`classify`](super::classify()) gave for a
@@ -1715,28 +1706,6 @@ impl<'a> Message<'a> {
             Message::EmptyAck(_) => MessageKind::EmptyAck,
             Message::Goodbye(_) => MessageKind::Goodbye,
         }
-    }
-
-    /// The message's header.
-    pub fn header(&self) -> &Header {
-        each_message!(self, m => &m.header)
-    }
-
-    /// The encoded length.
-    #[must_use]
-    pub fn buffer_len(&self) -> usize {
-        each_message!(self, m => m.buffer_len())
-    }
-
-    /// Writes the message into the front of `buf`; returns its length.
-    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        each_message!(self, m => m.emit(buf))
-    }
-
-    /// The message as a new vector.
-    #[cfg(feature = "alloc")]
-    pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, Error> {
-        each_message!(self, m => m.to_vec())
     }
 }
 

@@ -243,13 +243,7 @@ impl<'a> RsaPublicKeyRef<'a> {
 
     /// Writes the PKCS#1 DER encoding; returns its length.
     pub fn write_pkcs1_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        let required = self.pkcs1_der_len();
-        let out = out
-            .get_mut(..required)
-            .ok_or(KeyError::InsufficientSize { required })?;
-        let mut w = Writer::new(out);
-        self.emit_pkcs1(&mut w)?;
-        Ok(w.position())
+        write_der(out, self.pkcs1_der_len(), |w| self.emit_pkcs1(w))
     }
 
     fn emit_pkcs1(&self, w: &mut Writer<'_>) -> Result<(), KeyError> {
@@ -271,18 +265,29 @@ impl<'a> RsaPublicKeyRef<'a> {
 
     /// Writes the SubjectPublicKeyInfo DER encoding; returns its length.
     pub fn write_spki_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        let required = self.spki_der_len();
-        let out = out
-            .get_mut(..required)
-            .ok_or(KeyError::InsufficientSize { required })?;
-        let mut w = Writer::new(out);
-        w.header(TAG_SEQUENCE, self.spki_content_len())?;
-        w.rsa_algorithm()?;
-        w.header(TAG_BIT_STRING, 1 + self.pkcs1_der_len())?;
-        w.raw(&[0])?;
-        self.emit_pkcs1(&mut w)?;
-        Ok(w.position())
+        write_der(out, self.spki_der_len(), |w| {
+            w.header(TAG_SEQUENCE, self.spki_content_len())?;
+            w.rsa_algorithm()?;
+            w.header(TAG_BIT_STRING, 1 + self.pkcs1_der_len())?;
+            w.raw(&[0])?;
+            self.emit_pkcs1(w)
+        })
     }
+}
+
+/// Writes a DER encoding of `required` bytes into the front of `out` with `emit`; returns its
+/// length, or [`KeyError::InsufficientSize`] when `out` is shorter.
+fn write_der(
+    out: &mut [u8],
+    required: usize,
+    emit: impl FnOnce(&mut Writer<'_>) -> Result<(), KeyError>,
+) -> Result<usize, KeyError> {
+    let out = out
+        .get_mut(..required)
+        .ok_or(KeyError::InsufficientSize { required })?;
+    let mut w = Writer::new(out);
+    emit(&mut w)?;
+    Ok(w.position())
 }
 
 /// A two-prime RSA private key borrowed from its encoding (big-endian integers without leading
@@ -463,13 +468,7 @@ impl<'a> RsaPrivateKeyRef<'a> {
 
     /// Writes the PKCS#1 DER encoding; returns its length.
     pub fn write_pkcs1_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        let required = self.pkcs1_der_len();
-        let out = out
-            .get_mut(..required)
-            .ok_or(KeyError::InsufficientSize { required })?;
-        let mut w = Writer::new(out);
-        self.emit_pkcs1(&mut w)?;
-        Ok(w.position())
+        write_der(out, self.pkcs1_der_len(), |w| self.emit_pkcs1(w))
     }
 
     fn emit_pkcs1(&self, w: &mut Writer<'_>) -> Result<(), KeyError> {
@@ -493,17 +492,13 @@ impl<'a> RsaPrivateKeyRef<'a> {
 
     /// Writes the PKCS#8 `PrivateKeyInfo` DER encoding; returns its length.
     pub fn write_pkcs8_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        let required = self.pkcs8_der_len();
-        let out = out
-            .get_mut(..required)
-            .ok_or(KeyError::InsufficientSize { required })?;
-        let mut w = Writer::new(out);
-        w.header(TAG_SEQUENCE, self.pkcs8_content_len())?;
-        w.unsigned(&[])?;
-        w.rsa_algorithm()?;
-        w.header(TAG_OCTET_STRING, self.pkcs1_der_len())?;
-        self.emit_pkcs1(&mut w)?;
-        Ok(w.position())
+        write_der(out, self.pkcs8_der_len(), |w| {
+            w.header(TAG_SEQUENCE, self.pkcs8_content_len())?;
+            w.unsigned(&[])?;
+            w.rsa_algorithm()?;
+            w.header(TAG_OCTET_STRING, self.pkcs1_der_len())?;
+            self.emit_pkcs1(w)
+        })
     }
 }
 
