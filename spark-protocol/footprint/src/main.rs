@@ -162,7 +162,7 @@ fn run(mut dev: DeviceConnection<NoFlash, Handshake>) {
                     let _ = dev.variable_value(r.request, Value::Int(black_box(21)));
                 }
                 other => {
-                    black_box(other);
+                    let _ = black_box(other);
                 }
             }
         }

@@ -36,7 +36,9 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreate
 use zeroize::Zeroize;
 
 use self::montgomery::{LIMB_BITS, LIMB_BYTES, Limb, MAX_LIMBS, Modulus, limbs_for};
-use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic, pkcs1v15_encryption_block};
+use crate::crypto::backend::{
+    RsaError, RsaPrivate, RsaPublic, block_out, check_fits, pkcs1v15_encryption_block,
+};
 use crate::crypto::keys::{RsaPrivateKeyRef, RsaPublicKeyRef};
 
 /// The largest public key this backend takes, in bits.
@@ -121,9 +123,7 @@ impl RsaPublic for FixedPublicKey<'_> {
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
         let k = self.modulus_len();
-        let out = out
-            .get_mut(..k)
-            .ok_or(RsaError::InsufficientSize { required: k })?;
+        let out = block_out(out, k)?;
         // The block is built in `out` and read from there into limbs before the result is written back: no second
         // block-sized buffer on the stack.
         pkcs1v15_encryption_block(rng, message, out)?;
@@ -456,12 +456,8 @@ impl RsaPrivate for FixedPrivateKey<'_> {
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
         let k = self.modulus_len();
-        let out = out
-            .get_mut(..k)
-            .ok_or(RsaError::InsufficientSize { required: k })?;
-        if message.len() + 11 > k {
-            return Err(RsaError::MessageTooLong);
-        }
+        let out = block_out(out, k)?;
+        check_fits(message, k)?;
         let mut block = [0u8; MAX_PRIVATE_BITS / 8];
         signature_block(message, &mut block[..k]);
         self.private_op(&block[..k], out).map(|()| k)

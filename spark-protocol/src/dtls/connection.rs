@@ -896,6 +896,24 @@ impl Connection {
         Ok(())
     }
 
+    /// The peer's Certificate (X.509 or a raw public key): its key must be the pinned one, if
+    /// any; then the handshake moves on to `next`.
+    fn accept_certificate(
+        &mut self,
+        message: &[u8],
+        body: &[u8],
+        next: State,
+    ) -> Result<(), Error> {
+        self.transcript.update(message);
+        let key = handshake::parse_certificate(body, self.peer_rpk)?.ok_or(Error::NoCertificate)?;
+        if self.peer_pin.is_some_and(|pin| pin != key) {
+            return Err(Error::UnknownPeerKey);
+        }
+        self.peer_key = Some(key);
+        self.state = next;
+        Ok(())
+    }
+
     fn handle_message(&mut self, now: Instant, message: &[u8]) -> Result<(), Error> {
         let msg_type = HandshakeType::from(message[0]);
         let body = &message[handshake::HEADER_LEN..];
@@ -925,15 +943,7 @@ impl Connection {
                 self.on_server_hello(body)
             }
             (State::ExpectCertificate, HandshakeType::Certificate) => {
-                self.transcript.update(message);
-                let key = handshake::parse_certificate(body, self.peer_rpk)?
-                    .ok_or(Error::NoCertificate)?;
-                if self.peer_pin.is_some_and(|pin| pin != key) {
-                    return Err(Error::UnknownPeerKey);
-                }
-                self.peer_key = Some(key);
-                self.state = State::ExpectServerKeyExchange;
-                Ok(())
+                self.accept_certificate(message, body, State::ExpectServerKeyExchange)
             }
             (State::ExpectCertificate, HandshakeType::ServerKeyExchange)
                 if self.peer_rpk && self.peer_pin.is_some() =>
@@ -982,15 +992,7 @@ impl Connection {
                 self.send_client_finished_flight(now)
             }
             (State::ExpectClientCertificate, HandshakeType::Certificate) => {
-                self.transcript.update(message);
-                let key = handshake::parse_certificate(body, self.peer_rpk)?
-                    .ok_or(Error::NoCertificate)?;
-                if self.peer_pin.is_some_and(|pin| pin != key) {
-                    return Err(Error::UnknownPeerKey);
-                }
-                self.peer_key = Some(key);
-                self.state = State::ExpectClientKeyExchange;
-                Ok(())
+                self.accept_certificate(message, body, State::ExpectClientKeyExchange)
             }
             (State::ExpectClientKeyExchange, HandshakeType::ClientKeyExchange) => {
                 self.transcript.update(message);

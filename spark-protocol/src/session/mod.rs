@@ -35,17 +35,17 @@
 //! - **The caller sizes buffers.** Output goes into a slice the caller gives; one that is too short
 //!   is an `InsufficientSize { required }` error of the layer
 //!   ([`SessionError::InsufficientSize`], [`driver::DriverError::InsufficientSize`],
-//!   [`wire::Error::InsufficientSize`](crate::wire::Error::InsufficientSize),
+//!   [`wire::Error::InsufficientSize`],
 //!   `dtls::Error::InsufficientSize`), never the error a hostile peer causes: a session does not
 //!   end on it, and the same call with `required` bytes goes on where it stopped.
 //!   [`Connection::max_transmit_len`] is a size that always suffices. Heap conveniences
 //!   (`Driver::with_vec`, `to_vec`) sit on top of the slice API.
 //! - **Outputs are `#[must_use]`.** Events ([`device::DeviceEvent`], `cloud::CloudEvent`), the
 //!   handles that answer them ([`device::CallId`], [`device::ReadId`], `cloud::RequestId`), the
-//!   `poll_*` results and the parsed messages of [`wire`](crate::wire) warn when dropped.
-//! - **One type per idea.** A device id is a [`DeviceId`](crate::DeviceId) everywhere, a
+//!   `poll_*` results and the parsed messages of [`wire`] warn when dropped.
+//! - **One type per idea.** A device id is a [`DeviceId`] everywhere, a
 //!   variable's type a [`VarType`](crate::VarType) and its value a `VariableValue` (the borrowed
-//!   form on the wire: [`wire::message::Value`](crate::wire::message::Value)); whose events a
+//!   form on the wire: [`wire::message::Value`]); whose events a
 //!   subscription asks for is a [`Scope`]. The cloud's `RequestId` and the device's
 //!   [`device::CallId`] / [`device::ReadId`] differ on purpose: the first counts the cloud
 //!   application's own requests, the others stand for the cloud's CoAP message a device answer

@@ -167,46 +167,30 @@ impl<'a> Description<'a> {
         let mut functions: &[u8] = &[];
         let mut variables: &[u8] = &[];
         s.expect(b'{')?;
-        let mut first = true;
-        while !s.eat(b'}') {
-            if !first {
-                s.expect(b',')?;
-            }
-            first = false;
+        s.list(b'}', |s| {
             let key = s.string()?;
             s.expect(b':')?;
             match key {
                 b"f" => {
                     s.expect(b'[')?;
                     let start = s.pos;
-                    let mut n = 0;
-                    while !s.eat(b']') {
-                        if n > 0 {
-                            s.expect(b',')?;
-                        }
-                        s.string()?;
-                        n += 1;
-                    }
+                    s.list(b']', |s| s.string().map(drop))?;
                     functions = &json[start..s.pos - 1];
                 }
                 b"v" => {
                     s.expect(b'{')?;
                     let start = s.pos;
-                    let mut n = 0;
-                    while !s.eat(b'}') {
-                        if n > 0 {
-                            s.expect(b',')?;
-                        }
+                    s.list(b'}', |s| {
                         s.string()?;
                         s.expect(b':')?;
-                        s.type_code()?;
-                        n += 1;
-                    }
+                        s.type_code().map(drop)
+                    })?;
                     variables = &json[start..s.pos - 1];
                 }
                 _ => s.skip_value(0)?,
             }
-        }
+            Ok(())
+        })?;
         s.ws();
         if s.pos != json.len() {
             return Err(Error::Invalid("description: text after the object"));
@@ -324,6 +308,24 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips any JSON value.
+    /// Reads the items of an array or object up to `close` (the opening bracket already read),
+    /// with a comma between two items.
+    fn list(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut first = true;
+        while !self.eat(close) {
+            if !first {
+                self.expect(b',')?;
+            }
+            first = false;
+            item(self)?;
+        }
+        Ok(())
+    }
+
     fn skip_value(&mut self, depth: usize) -> Result<(), Error> {
         if depth > MAX_DEPTH {
             return Err(BAD);
@@ -334,19 +336,13 @@ impl<'a> Scanner<'a> {
             open @ (b'{' | b'[') => {
                 let close = if open == b'{' { b'}' } else { b']' };
                 self.pos += 1;
-                let mut first = true;
-                while !self.eat(close) {
-                    if !first {
-                        self.expect(b',')?;
-                    }
-                    first = false;
+                self.list(close, |s| {
                     if open == b'{' {
-                        self.string()?;
-                        self.expect(b':')?;
+                        s.string()?;
+                        s.expect(b':')?;
                     }
-                    self.skip_value(depth + 1)?;
-                }
-                Ok(())
+                    s.skip_value(depth + 1)
+                })
             }
             _ => {
                 let start = self.pos;

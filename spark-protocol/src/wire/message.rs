@@ -1596,7 +1596,6 @@ macro_rules! message_accessors {
     ($($variant:ident $(<$lt:lifetime>)?),+ $(,)?) => {
         impl Message<'_> {
             /// The message's header.
-            #[must_use]
             pub fn header(&self) -> &Header {
                 match self {
                     $(Message::$variant(m) => &m.header,)+

@@ -2,8 +2,8 @@
 //! [`Transport`], on a caller's buffer (no_std, no alloc, no runtime).
 //!
 //! [`Transport`] mirrors the blocking [`super::Transport`] method for method. Two transports come
-//! with the crate: [`EmbeddedIoAsync`] (feature `embedded-io-async`) over any
-//! `embedded_io_async::{Read, Write}` stream and a [`Delay`] for the session's timers, for an
+//! with the crate: `EmbeddedIoAsync` (feature `embedded-io-async`) over any
+//! `embedded_io_async::{Read, Write}` stream and a `Delay` for the session's timers, for an
 //! async executor on a microcontroller (Embassy, RTIC); and `tokio::Tokio` (feature `tokio`) over
 //! a tokio stream, which is all the tokio driver adds.
 //!
