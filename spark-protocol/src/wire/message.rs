@@ -343,7 +343,8 @@ optional_payload! {
 /// errors carry. The structs themselves are written out above, with their docs.
 ///
 /// Recognizers: `request(Code, letter)`; `response(Code)` (exactly that code); `any_response`
-/// (class 2 to 5, kept in the `code` field); `success` (class 2, kept in `code`).
+/// (class 2 to 5, kept in the `code` field); `success` (class 2, kept in `code`); `empty(con)`
+/// (code 0.00, no options or payload, a CON or anything but a CON).
 macro_rules! table_messages {
     ($($ty:ident $(<$lt:lifetime>)? = $kind:ident $(($($arg:tt)*))? $doc:literal $({ $field:ident: $label:literal })?;)+) => {$(
         table_messages!(@one [$($lt)?] $ty = $kind [$($($arg)*)?] $doc [$($field $label)?]);
@@ -390,6 +391,15 @@ macro_rules! table_messages {
             $($field: PayloadField::read($repr.payload, $label)?,)?
         })
     }};
+    (@parse empty [$con:literal] $ty:ident $repr:ident []) => {{
+        let header = empty($repr, stringify!($ty))?;
+        if (header.msg_type == MessageType::Confirmable) != $con {
+            return Err(Error::Mismatch {
+                expected: stringify!($ty),
+            });
+        }
+        Ok($ty { header })
+    }};
     (@parse any_response [] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
         any_response($repr, stringify!($ty))?;
         Ok($ty {
@@ -420,6 +430,9 @@ macro_rules! table_messages {
         let mut enc = $self.header.encoder($sink, Code::$code);
         $(PayloadField::write(&$self.$field, &mut enc);)?
     };
+    (@encode empty [$con:literal] $self:ident $sink:ident []) => {
+        $self.header.encoder($sink, Code::Empty);
+    };
     (@encode $any:ident [] $self:ident $sink:ident [$($field:ident)?]) => {
         #[allow(unused_mut, unused_variables)]
         let mut enc = $self.header.encoder($sink, $self.code);
@@ -438,6 +451,8 @@ table_messages! {
     KeyChange<'a> = request(Put, b'k') "Decodes `PUT k`." { payload: "key material" };
     KeyChanged = response(Changed) "Decodes a 2.04 response without payload.";
     Reply<'a> = any_response "Decodes any response (class 2 to 5)." { payload: "reply" };
+    Ping = empty(true) "Decodes an empty CON.";
+    EmptyAck = empty(false) "Decodes an empty message that is not a CON.";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1441,23 +1456,6 @@ pub struct Ping {
     pub header: Header,
 }
 
-impl Ping {
-    /// Decodes an empty CON.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        let header = empty(repr, "Ping")?;
-        if header.msg_type != MessageType::Confirmable {
-            return Err(Error::Mismatch { expected: "Ping" });
-        }
-        Ok(Ping { header })
-    }
-}
-
-impl Encode for Ping {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header.encoder(sink, Code::Empty);
-    }
-}
-
 /// An empty acknowledgement (the device also files an empty NON or RST here). The original server's
 /// ACKs carry a one-byte token `00`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1465,25 +1463,6 @@ impl Encode for Ping {
 pub struct EmptyAck {
     /// ACK (or NON/RST), the acknowledged id.
     pub header: Header,
-}
-
-impl EmptyAck {
-    /// Decodes an empty message that is not a CON.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        let header = empty(repr, "EmptyAck")?;
-        if header.msg_type == MessageType::Confirmable {
-            return Err(Error::Mismatch {
-                expected: "EmptyAck",
-            });
-        }
-        Ok(EmptyAck { header })
-    }
-}
-
-impl Encode for EmptyAck {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header.encoder(sink, Code::Empty);
-    }
 }
 
 /// Goodbye (Device OS): the device says why it is about to disconnect.
