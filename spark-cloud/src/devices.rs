@@ -349,6 +349,7 @@ async fn run_device(
                         let device = info.device_id.to_string();
                         let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
                         lock(&hub.devices).insert(device.clone(), (serial, Arc::clone(&mailbox)));
+                        super::console::record_hello(&cloud, &device, &info);
                         cloud.device_online(&device);
                         let now = driver.now();
                         if let Ok(r) = driver.connection_mut().describe(now) {

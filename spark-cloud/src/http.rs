@@ -370,6 +370,7 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = &req.method;
     match (m, seg.as_slice()) {
+        (_, ["console", rest @ ..]) => Ok(super::console::serve(m, rest).map(BodyExt::boxed)),
         (&Method::POST, ["oauth", "token"]) => create_token(cloud, req).await,
         (&Method::POST, ["v1", "users"]) => create_user(cloud, req),
         (&Method::GET, ["server", "health"]) => Ok(health(cloud)),
@@ -798,6 +799,7 @@ fn device_json(cloud: &Cloud, device: &DeviceRecord) -> serde_json::Map<String, 
         "connected".into(),
         cloud.hub.is_connected(&device.id).into(),
     );
+    super::console::device_fields(&status, &mut map);
     if let Some(version) = &status.cc3000_patch_version {
         map.insert("cc3000_patch_version".into(), version.clone().into());
         if let Some(deep) = requires_deep_update(version) {

@@ -12,6 +12,7 @@
 //! start are listed at once; closed event streams are freed at once; passwords are hashed with
 //! PBKDF2-HMAC-SHA256; devices have owners (provisioning sets the owner; a device claims itself for a user by presenting their claim code); a device without an owner is reachable by no one (`404`), another user's device is `403`.
 
+pub mod console;
 pub mod devices;
 pub mod events;
 mod http;
@@ -81,6 +82,12 @@ pub struct DeviceStatus {
     pub last_app: Option<String>,
     /// The CC3000 service-pack version it reported (`spark/cc3000-patch-version`).
     pub cc3000_patch_version: Option<String>,
+    /// The platform of its last Hello (0: the Core).
+    pub platform_id: Option<u16>,
+    /// The product id of its last Hello.
+    pub product_id: Option<u16>,
+    /// The product firmware version of its last Hello.
+    pub product_firmware_version: Option<u16>,
 }
 
 /// The cloud: state, event bus and device hub, shared by the REST layer and the device listener.
