@@ -287,6 +287,43 @@ fn payload_if_any<S: Sink>(enc: &mut Encoder<'_, S>, payload: &[u8]) {
 trait PayloadField<'a>: Sized {
     fn read(payload: Option<&'a [u8]>, field: &'static str) -> Result<Self, Error>;
     fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>);
+
+    /// What the type alone cannot promise about the bytes it will write.
+    fn check(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<'a> PayloadField<'a> for HelloPayload<'a> {
+    fn read(payload: Option<&'a [u8]>, _: &'static str) -> Result<Self, Error> {
+        Ok(HelloPayload::parse(payload))
+    }
+
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        self.with_bytes(|parts| {
+            if let Some(parts) = parts {
+                enc.payload_parts(parts);
+            }
+        });
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        self.validate()
+    }
+}
+
+/// Big-endian chunk indices; none is no payload at all.
+impl<'a> PayloadField<'a> for ChunkIndices<'a> {
+    fn read(payload: Option<&'a [u8]>, _: &'static str) -> Result<Self, Error> {
+        ChunkIndices::parse(payload.unwrap_or_default())
+    }
+
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        if !self.is_empty() {
+            enc.payload(&[]);
+            self.for_each_bytes(|b| enc.payload_more(b));
+        }
+    }
 }
 
 impl<'a> PayloadField<'a> for &'a [u8] {
@@ -358,6 +395,12 @@ macro_rules! table_messages {
         }
 
         impl Encode for $ty<'_> {
+            $(
+                fn check(&self) -> Result<(), Error> {
+                    PayloadField::check(&self.$field)
+                }
+            )?
+
             fn encode<S: Sink>(&self, sink: &mut S) {
                 table_messages!(@encode $kind [$($arg)*] self sink [$($field)?]);
             }
@@ -372,6 +415,12 @@ macro_rules! table_messages {
         }
 
         impl Encode for $ty {
+            $(
+                fn check(&self) -> Result<(), Error> {
+                    PayloadField::check(&self.$field)
+                }
+            )?
+
             fn encode<S: Sink>(&self, sink: &mut S) {
                 table_messages!(@encode $kind [$($arg)*] self sink [$($field)?]);
             }
@@ -441,6 +490,8 @@ macro_rules! table_messages {
 }
 
 table_messages! {
+    Hello<'a> = request(Post, b'h') "Decodes `POST h`." { payload: "Hello payload" };
+    ChunkMissed<'a> = request(Get, b'c') "Decodes `GET c` with its index list." { indices: "chunk indices" };
     DescribeReturn<'a> = success "Decodes a successful (2.xx) response carrying the description." { description: "description" };
     FunctionReturn = any_response "Decodes a response carrying a 4-byte result or nothing." { value: "function result" };
     GetTime = request(Get, b't') "Decodes `GET t`.";
@@ -466,33 +517,6 @@ pub struct Hello<'a> {
     pub header: Header,
     /// The payload (none from the cloud).
     pub payload: HelloPayload<'a>,
-}
-
-impl<'a> Hello<'a> {
-    /// Decodes `POST h`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        request(repr, Code::Post, b'h', "Hello")?;
-        Ok(Hello {
-            header: Header::of(repr),
-            payload: HelloPayload::parse(repr.payload),
-        })
-    }
-}
-
-impl Encode for Hello<'_> {
-    fn check(&self) -> Result<(), Error> {
-        self.payload.validate()
-    }
-
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Post);
-        enc.option(OptionNumber::UriPath, b"h");
-        self.payload.with_bytes(|parts| {
-            if let Some(parts) = parts {
-                enc.payload_parts(parts);
-            }
-        });
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1339,28 +1363,6 @@ pub struct ChunkMissed<'a> {
     pub header: Header,
     /// The missing chunk indices (the Core sends one).
     pub indices: ChunkIndices<'a>,
-}
-
-impl<'a> ChunkMissed<'a> {
-    /// Decodes `GET c` with its index list.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        request(repr, Code::Get, b'c', "ChunkMissed")?;
-        Ok(ChunkMissed {
-            header: Header::of(repr),
-            indices: ChunkIndices::parse(repr.payload.unwrap_or_default())?,
-        })
-    }
-}
-
-impl Encode for ChunkMissed<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Get);
-        enc.option(OptionNumber::UriPath, b"c");
-        if !self.indices.is_empty() {
-            enc.payload(&[]);
-            self.indices.for_each_bytes(|b| enc.payload_more(b));
-        }
-    }
 }
 
 /// UpdateDone: the cloud has sent every chunk (Device OS also sends it, with a result text).
