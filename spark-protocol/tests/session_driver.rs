@@ -624,6 +624,41 @@ mod tokio_driver {
     }
 
     #[tokio::test]
+    async fn a_heap_buffer_grows_for_a_frame_queued_later_and_a_caller_buffer_reports_it() {
+        use tokio::io::AsyncReadExt;
+        let small = Frames {
+            queue: vec![vec![1u8; 10]].into(),
+            received: 0,
+            ended: None,
+        };
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let mut driver = Driver::with_vec(small, Tokio(a), TokioClock::new());
+        driver.flush().await.unwrap();
+        // An OTA chunk larger than the buffer sized at the start (1 KiB) comes later.
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        driver.connection_mut().queue.push_back(big.clone());
+        driver.flush().await.unwrap();
+        let mut got = vec![0u8; 10 + big.len()];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[10..], &big[..]);
+
+        // A caller's buffer does not grow: the frame waits in the session, as the error says.
+        let (c, _d) = tokio::io::duplex(64 * 1024);
+        let late = Frames {
+            queue: Default::default(),
+            received: 0,
+            ended: None,
+        };
+        let mut fixed = Driver::new(late, Tokio(c), TokioClock::new(), [0u8; 1024]);
+        fixed.connection_mut().queue.push_back(big);
+        assert!(matches!(
+            fixed.flush().await,
+            Err(DriverError::InsufficientSize { required: 5000 })
+        ));
+        assert_eq!(fixed.connection().queue.len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_cancelled_flush_loses_nothing() {
         use tokio::io::AsyncReadExt;
         let frames: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 200]).collect();

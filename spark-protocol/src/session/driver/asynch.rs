@@ -124,6 +124,9 @@ pub struct Driver<C, T, K, B> {
     /// Sealed bytes in `buf` the transport has not taken yet (`start..end`), so that a write
     /// cancelled or failed halfway loses nothing.
     unsent: (usize, usize),
+    /// How a heap buffer ([`Driver::with_vec`]) grows for a frame longer than itself; a
+    /// caller's buffer does not.
+    grow: Option<fn(&mut B, usize)>,
 }
 
 impl<C, T, K, B> Driver<C, T, K, B>
@@ -142,6 +145,7 @@ where
             clock,
             buf,
             unsent: (0, 0),
+            grow: None,
         }
     }
 
@@ -187,14 +191,19 @@ where
         loop {
             if self.unsent.0 == self.unsent.1 {
                 let now = self.clock.now();
-                let buf = self.buf.as_mut();
                 let mut len = 0;
                 loop {
-                    match next_frame(&mut self.conn, now, &mut buf[len..]) {
+                    match next_frame(&mut self.conn, now, &mut self.buf.as_mut()[len..]) {
                         Ok(Some(n)) => len += n,
                         Ok(None) => break,
                         // No room left for the next frame: it waits for the next round.
                         Err(DriverError::InsufficientSize { .. }) if len > 0 => break,
+                        // A heap buffer grows to the frame (an OTA chunk larger than it).
+                        Err(DriverError::InsufficientSize { required }) if self.grow.is_some() => {
+                            if let Some(grow) = self.grow {
+                                grow(&mut self.buf, required);
+                            }
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -288,10 +297,13 @@ where
     K: Clock,
 {
     /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least 1 KiB, so
-    /// reads take what a TCP segment brings).
+    /// reads take what a TCP segment brings), which grows when the session later has a longer
+    /// frame to send (a cloud's OTA chunks).
     pub fn with_vec(conn: C, io: T, clock: K) -> Self {
         let len = conn.max_transmit_len().max(1024);
-        Driver::new(conn, io, clock, alloc::vec![0; len])
+        let mut driver = Driver::new(conn, io, clock, alloc::vec![0; len]);
+        driver.grow = Some(super::grow_vec);
+        driver
     }
 }
 

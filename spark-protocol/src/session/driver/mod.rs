@@ -256,6 +256,9 @@ pub struct Driver<C, T, K, B> {
     io: T,
     clock: K,
     buf: B,
+    /// How a heap buffer ([`Driver::with_vec`]) grows for a frame longer than itself; a
+    /// caller's buffer does not.
+    grow: Option<fn(&mut B, usize)>,
 }
 
 impl<C, T, K, B> Driver<C, T, K, B>
@@ -273,6 +276,7 @@ where
             io,
             clock,
             buf,
+            grow: None,
         }
     }
 
@@ -310,14 +314,22 @@ where
     /// out of step from then on, and the caller should end the session
     /// ([`Connection::handle_close`]) and reconnect.
     pub fn flush(&mut self) -> Result<(), DriverError<T::Error>> {
-        let buf = self.buf.as_mut();
         let mut wrote = false;
         loop {
             let now = self.clock.now();
-            let Some(n) = next_frame(&mut self.conn, now, buf)? else {
-                break;
+            let n = match next_frame(&mut self.conn, now, self.buf.as_mut()) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                // A heap buffer grows to the frame (an OTA chunk larger than it).
+                Err(DriverError::InsufficientSize { required }) if self.grow.is_some() => {
+                    if let Some(grow) = self.grow {
+                        grow(&mut self.buf, required);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
-            let mut frame = &buf[..n];
+            let mut frame = &self.buf.as_mut()[..n];
             while !frame.is_empty() {
                 match self.io.write(frame).map_err(DriverError::Io)? {
                     0 => {
@@ -405,9 +417,20 @@ where
     K: Clock,
 {
     /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least 1 KiB, so
-    /// reads take what a TCP segment brings).
+    /// reads take what a TCP segment brings), which grows when the session later has a longer
+    /// frame to send (a cloud's OTA chunks).
     pub fn with_vec(conn: C, io: T, clock: K) -> Self {
         let len = conn.max_transmit_len().max(1024);
-        Driver::new(conn, io, clock, alloc::vec![0; len])
+        let mut driver = Driver::new(conn, io, clock, alloc::vec![0; len]);
+        driver.grow = Some(grow_vec);
+        driver
+    }
+}
+
+/// Grows a driver's heap buffer to `len` bytes.
+#[cfg(feature = "alloc")]
+fn grow_vec(buf: &mut alloc::vec::Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
     }
 }
