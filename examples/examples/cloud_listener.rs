@@ -20,7 +20,7 @@ use spark_protocol::crypto::RsaPrivateKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, VariableValue};
 use spark_protocol::session::driver::Clock;
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::VarType;
 use spark_vcore::VirtualCore;
 use spark_vcore::link::LinkFaults;
@@ -60,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         StdRng::try_from_rng(&mut SysRng)?,
         CloudConfig::default(),
     );
-    let mut driver = Driver::new(cloud, stream, clock);
+    let mut driver = Driver::with_vec(cloud, Tokio(stream), clock);
     let (mut read, mut published) = (false, false);
     while !(read && published) {
         let event = driver.next_event().await?;
@@ -68,23 +68,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cloud = driver.connection_mut();
         match event {
             CloudEvent::Connected(info) => {
-                let id: String = info.device_id.iter().map(|b| format!("{b:02x}")).collect();
-                println!("{peer}: Core {id} is online");
-                cloud.describe(now)?;
+                println!("{peer}: Core {} is online", info.device_id);
+                let _ = cloud.describe(now)?;
             }
             CloudEvent::Described { result, .. } => {
                 println!("described: {}", String::from_utf8_lossy(&result?));
-                cloud.call_function(now, b"digitalwrite", b"D7,HIGH")?;
+                let _ = cloud.call_function(now, b"digitalwrite", b"D7,HIGH")?;
             }
             CloudEvent::FunctionReturned { result, .. } => {
                 println!("digitalwrite(D7,HIGH) returned {}", result?);
-                cloud.read_variable(now, b"cc3000", VarType::String)?;
+                let _ = cloud.read_variable(now, b"cc3000", VarType::String)?;
             }
             CloudEvent::VariableRead { result, .. } => {
                 match result? {
-                    VariableValue::String(text) => {
-                        println!("cc3000 = {}", String::from_utf8_lossy(&text))
-                    }
+                    VariableValue::String(text) => println!("cc3000 = {text}"),
                     other => println!("cc3000 = {other:?}"),
                 }
                 read = true;

@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut clock = StdClock::new();
     let config = DeviceConfig::new(DEVICE_ID);
-    let mut device = DeviceConnection::new(config, handshake, NoFirmware, clock.now());
+    let mut device = DeviceConnection::new(clock.now(), config, handshake, NoFirmware);
     device.register_function(b"led")?;
     device.register_variable(b"temp", VarType::Double)?;
 
@@ -80,7 +80,7 @@ fn serve_one(
 ) -> Result<(), String> {
     let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
     let keys = BTreeMap::from([(
-        DEVICE_ID,
+        DEVICE_ID.into(),
         RustCryptoPublicKey::new(&device.as_ref_key()).map_err(|e| e.to_string())?,
     )]);
     let mut clock = StdClock::new();

@@ -58,8 +58,8 @@ fuzz_target!(|data: &[u8]| {
     // handshake messages).
     let mut client = if mode & 1 == 1 {
         Connection::client(
-            ClientConfig::new(device, cloud.public_key()),
             Instant::ZERO,
+            ClientConfig::new(device, cloud.public_key()),
             &mut rng,
         )
     } else {

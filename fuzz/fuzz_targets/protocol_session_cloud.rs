@@ -52,7 +52,7 @@ fn seal(enc: &mut FrameEncoder<Aes128Cbc>, plain: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let mut keys = BTreeMap::new();
-    keys.insert(ID, &f.device_pub);
+    keys.insert(ID.into(), &f.device_pub);
     let mut rng = StdRng::seed_from_u64(1);
     let mut cloud = CloudConnection::new(
         Instant::ZERO,

@@ -35,7 +35,7 @@ fn seal(enc: &mut FrameEncoder<Aes128Cbc>, plain: &[u8]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let session = SessionKey::from_bytes(core::array::from_fn(|i| (i as u8).wrapping_mul(7)));
-    let keys: BTreeMap<[u8; 12], &RustCryptoPublicKey> = BTreeMap::new();
+    let keys: BTreeMap<spark_protocol::DeviceId, &RustCryptoPublicKey> = BTreeMap::new();
     let mut cloud = CloudConnection::from_session(
         Instant::ZERO,
         server_key(),
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         StdRng::seed_from_u64(2),
         CloudConfig::default(),
         &session,
-        ID,
+        ID.into(),
     );
     let mut enc = session.encoder::<Aes128Cbc>();
     let hello = seal(

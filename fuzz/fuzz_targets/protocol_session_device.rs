@@ -20,10 +20,10 @@ fuzz_target!(|data: &[u8]| {
     let session = SessionKey::from_bytes(core::array::from_fn(|i| i as u8 * 3));
     let mut store = [0u8; 16 * 1024];
     let mut dev = DeviceConnection::from_session(
+        Instant::ZERO,
         &session,
         DeviceConfig::new([7; 12]),
         BufferSink::new(&mut store),
-        Instant::ZERO,
     );
     let mut enc: FrameEncoder<Aes128Cbc> = session.encoder();
     let _ = dev.register_function(b"f");

@@ -81,96 +81,10 @@ pub struct FunctionCallResult {
     pub return_value: i32,
 }
 
-/// A variable's value, typed as the cloud sent it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum VariableValue {
-    /// A `bool` variable (today's cloud).
-    Bool(bool),
-    /// An `int32` variable.
-    Int(i64),
-    /// A `double` variable.
-    Double(f64),
-    /// A `string` variable.
-    String(String),
-}
-
-impl<'de> Deserialize<'de> for VariableValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl serde::de::Visitor<'_> for Visit {
-            type Value = VariableValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a bool, a number or a string")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<VariableValue, E> {
-                Ok(VariableValue::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<VariableValue, E> {
-                Ok(VariableValue::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<VariableValue, E> {
-                Ok(match i64::try_from(v) {
-                    Ok(v) => VariableValue::Int(v),
-                    Err(_) => VariableValue::Double(v as f64),
-                })
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<VariableValue, E> {
-                Ok(VariableValue::Double(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<VariableValue, E> {
-                Ok(VariableValue::String(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<VariableValue, E> {
-                Ok(VariableValue::String(v))
-            }
-        }
-        deserializer.deserialize_any(Visit)
-    }
-}
-
-impl VariableValue {
-    /// The value as an integer, if it is one.
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            VariableValue::Int(v) => Some(*v),
-            _ => None,
-        }
-    }
-    /// The value as a float (integers convert).
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            VariableValue::Int(v) => Some(*v as f64),
-            VariableValue::Double(v) => Some(*v),
-            _ => None,
-        }
-    }
-    /// The value as a string, if it is one.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            VariableValue::String(v) => Some(v),
-            _ => None,
-        }
-    }
-    /// The value as a bool, if it is one.
-    pub fn as_bool(&self) -> Option<bool> {
-        match self {
-            VariableValue::Bool(v) => Some(*v),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for VariableValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VariableValue::Bool(v) => write!(f, "{v}"),
-            VariableValue::Int(v) => write!(f, "{v}"),
-            VariableValue::Double(v) => write!(f, "{v}"),
-            VariableValue::String(v) => f.write_str(v),
-        }
-    }
-}
+/// A variable's value, typed as the cloud sent it: the workspace's one value type, from
+/// `spark-protocol` (an `int32` is [`VariableValue::Int`], a JSON integer beyond `i32` a
+/// [`VariableValue::Double`]).
+pub use spark_protocol::VariableValue;
 
 /// The answer to a variable read (`GET /v1/devices/:id/:variable`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -573,6 +573,7 @@ pub(crate) async fn get(ctx: &Context, settings: &Settings, args: GetArgs) -> Ou
         spark_api::VariableValue::Int(i) => crate::out!("{i}"),
         spark_api::VariableValue::Double(f) => crate::out!("{f}"),
         spark_api::VariableValue::Bool(b) => crate::out!("{b}"),
+        other => crate::out!("{other}"),
     }
     Ok(())
 }

@@ -148,12 +148,7 @@ async fn variable_list(ctx: &Context, settings: &Settings) -> Outcome {
 }
 
 fn value_text(v: &VariableValue) -> String {
-    match v {
-        VariableValue::String(s) => s.clone(),
-        VariableValue::Int(i) => i.to_string(),
-        VariableValue::Double(f) => f.to_string(),
-        VariableValue::Bool(b) => b.to_string(),
-    }
+    v.to_string()
 }
 
 async fn monitor(ctx: &Context, settings: &Settings, args: MonitorArgs) -> Outcome {

@@ -16,18 +16,16 @@ use bytes::Bytes;
 use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{
     CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceKeys, OtaEvent, OtaOptions,
-    OutgoingEvent, RequestFailure, RequestId, Subscription, VariableValue as WireValue,
+    OutgoingEvent, RequestFailure, RequestId, Subscription,
 };
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::{Description as WireDescription, VarType};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
 use super::hub::{
-    Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableType,
-    VariableValue,
+    Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableValue,
 };
-use super::util::hex;
 use super::{Cloud, lock};
 
 /// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature (about four times faster
@@ -200,7 +198,7 @@ impl DeviceKeys for StateKeys {
     type Key = DeviceKey;
 
     fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<DeviceKey> {
-        let id = hex(device_id);
+        let id = device_id.to_string();
         let Some(key) = self.0.state().device_key(&id) else {
             self.0
                 .log_refusal(&id, "no public key is provisioned for it");
@@ -296,26 +294,10 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
     for (name, ty) in d.variables() {
         let name = String::from_utf8_lossy(name).into_owned();
         let Some(ty) = ty else { continue };
-        let shown = match ty {
-            VarType::Bool => VariableType::Bool,
-            VarType::Int => VariableType::Int32,
-            VarType::String => VariableType::String,
-            _ => VariableType::Double,
-        };
-        out.variables.insert(name.clone(), shown);
+        out.variables.insert(name.clone(), ty);
         types.insert(name, ty);
     }
     Ok((out, types))
-}
-
-fn value(v: WireValue) -> VariableValue {
-    match v {
-        WireValue::Bool(b) => VariableValue::Bool(b),
-        WireValue::Int(i) => VariableValue::Int32(i),
-        WireValue::Double(d) => VariableValue::Double(d),
-        WireValue::String(s) => VariableValue::String(String::from_utf8_lossy(&s).into_owned()),
-        _ => VariableValue::String(String::new()),
-    }
 }
 
 async fn run_device(
@@ -332,7 +314,7 @@ async fn run_device(
         super::system_rng(),
         CloudConfig::default(),
     );
-    let mut driver = Driver::new(conn, stream, TokioClock::new());
+    let mut driver = Driver::with_vec(conn, Tokio(stream), TokioClock::new());
     let mailbox = Arc::new(Mailbox::default());
     // Runs on every way out of this task, a panic included: the hub never keeps a dead connection's mailbox.
     let mut session = SessionCleanup {
@@ -364,7 +346,7 @@ async fn run_device(
                 };
                 match event {
                     CloudEvent::Connected(info) => {
-                        let device = hex(&info.device_id);
+                        let device = info.device_id.to_string();
                         let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
                         lock(&hub.devices).insert(device.clone(), (serial, Arc::clone(&mailbox)));
                         super::console::record_hello(&cloud, &device, &info);
@@ -395,7 +377,7 @@ async fn run_device(
                     }
                     CloudEvent::VariableRead { request, result } => {
                         if let Some(Pending::Get(answer)) = pending.remove(&request) {
-                            let _ = answer.send(result.map(value).map_err(|f| failure(&f)));
+                            let _ = answer.send(result.map_err(|f| failure(&f)));
                         }
                     }
                     CloudEvent::Acknowledged { request, result } => {
@@ -468,7 +450,7 @@ async fn run_device(
                     Command::Deliver(event, answer) => {
                         let wanted = subscriptions.iter().any(|s| event.name.as_bytes().starts_with(&s.filter));
                         let result = if wanted {
-                            conn.deliver_event(now, &OutgoingEvent {
+                            conn.deliver_event(&OutgoingEvent {
                                 name: event.name.as_bytes(),
                                 data: event.data.as_deref().map(str::as_bytes),
                                 ttl: event.ttl,

@@ -854,7 +854,7 @@ async fn device_info(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply>
             let vars: serde_json::Map<String, Value> = d
                 .variables
                 .iter()
-                .map(|(k, t)| (k.clone(), t.as_str().into()))
+                .map(|(k, t)| (k.clone(), t.name().into()))
                 .collect();
             map.insert("variables".into(), Value::Object(vars));
             map.insert("functions".into(), d.functions.into());
@@ -912,7 +912,7 @@ async fn get_variable(cloud: &Cloud, req: &Req, id: &str, variable: &str) -> Res
     if req.query("format") == Some("raw") {
         return Ok(reply(
             StatusCode::OK,
-            full(value.to_raw()),
+            full(value.to_string()),
             "text/plain; charset=utf-8",
         ));
     }
@@ -922,7 +922,7 @@ async fn get_variable(cloud: &Cloud, req: &Req, id: &str, variable: &str) -> Res
         &json!({
             "cmd": "VarReturn",
             "name": variable,
-            "result": value.to_json(),
+            "result": serde_json::to_value(&value).unwrap_or_default(),
             "coreInfo": {
                 "last_app": status.last_app,
                 "last_heard": status.last_heard.map(iso8601),

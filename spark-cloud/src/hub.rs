@@ -38,69 +38,7 @@ pub enum HubError {
     Device(String),
 }
 
-/// The type of a variable, as the device's Describe message names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum VariableType {
-    /// A 32-bit signed integer (`int32`).
-    Int32,
-    /// A double (`double`).
-    Double,
-    /// A string (`string`).
-    String,
-    /// A boolean (`bool`).
-    Bool,
-}
-
-impl VariableType {
-    /// The name the REST API shows (`int32`, `double`, `string`, `bool`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VariableType::Int32 => "int32",
-            VariableType::Double => "double",
-            VariableType::String => "string",
-            VariableType::Bool => "bool",
-        }
-    }
-}
-
-/// A variable's value read from a device.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum VariableValue {
-    /// A 32-bit integer.
-    Int32(i32),
-    /// A double.
-    Double(f64),
-    /// A string.
-    String(String),
-    /// A boolean.
-    Bool(bool),
-}
-
-impl VariableValue {
-    /// The value as JSON (`result` of the variable reply).
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            VariableValue::Int32(v) => (*v).into(),
-            VariableValue::Double(v) => serde_json::Number::from_f64(*v)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
-            VariableValue::String(v) => v.clone().into(),
-            VariableValue::Bool(v) => (*v).into(),
-        }
-    }
-
-    /// The value as text (`?format=raw`).
-    pub fn to_raw(&self) -> String {
-        match self {
-            VariableValue::Int32(v) => v.to_string(),
-            VariableValue::Double(v) => v.to_string(),
-            VariableValue::String(v) => v.clone(),
-            VariableValue::Bool(v) => v.to_string(),
-        }
-    }
-}
+pub use spark_protocol::{VarType, VariableValue};
 
 /// What a device exposes (its Describe message).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,7 +46,7 @@ pub struct Description {
     /// Function names, as the device reports them (at most 12 characters on a Core).
     pub functions: Vec<String>,
     /// Variables by name with their types.
-    pub variables: BTreeMap<String, VariableType>,
+    pub variables: BTreeMap<String, VarType>,
 }
 
 /// An event the cloud delivers to devices (a publish through the API).
@@ -272,15 +210,7 @@ impl DeviceHub for ScriptedHub {
                 variables: d
                     .variables
                     .iter()
-                    .map(|(k, v)| {
-                        let t = match v {
-                            VariableValue::Int32(_) => VariableType::Int32,
-                            VariableValue::Double(_) => VariableType::Double,
-                            VariableValue::String(_) => VariableType::String,
-                            VariableValue::Bool(_) => VariableType::Bool,
-                        };
-                        (k.clone(), t)
-                    })
+                    .filter_map(|(k, v)| Some((k.clone(), v.var_type()?)))
                     .collect(),
             })
         });

@@ -727,8 +727,7 @@ impl ScriptedFleet {
             done.unwrap();
         }
         for (i, id) in ids.iter().enumerate() {
-            let device =
-                ScriptedDevice::default().variable("index", VariableValue::Int32(i as i32));
+            let device = ScriptedDevice::default().variable("index", VariableValue::Int(i as i32));
             hub.connect(id, device);
             cloud.device_online(id);
             cloud.device_event(id, "spark/cc3000-patch-version", Some("1.24"), 60, false);

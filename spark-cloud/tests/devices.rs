@@ -17,7 +17,7 @@ use spark_protocol::session::Instant;
 use spark_protocol::session::device::{
     BufferSink, DeviceConfig, DeviceConnection, DeviceEvent, RsaHandshake,
 };
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::VarType;
 use spark_protocol::wire::message::{Value, Visibility};
 
@@ -117,10 +117,10 @@ fn device(id: &str) -> Device {
     let flash: &'static mut [u8] = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
     let id: [u8; 12] = unhex(id).unwrap().try_into().unwrap();
     let mut dev = DeviceConnection::new(
+        Instant::ZERO,
         DeviceConfig::new(id),
         hs,
         BufferSink::new(flash),
-        Instant::ZERO,
     );
     dev.register_function(b"led").unwrap();
     dev.register_variable(b"temp", VarType::Int).unwrap();
@@ -151,7 +151,7 @@ async fn run_device_publishing(
 ) -> String {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let mut d = Driver::new(device(id), stream, TokioClock::new());
+    let mut d = Driver::with_vec(device(id), Tokio(stream), TokioClock::new());
     loop {
         let event = match d.next_event().await {
             Ok(e) => e,

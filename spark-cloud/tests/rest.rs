@@ -137,7 +137,7 @@ fn tinker() -> ScriptedDevice {
         })
         .function("fail", |_| Err(HubError::Device("no".into())))
         .function("slowpoke", |_| Err(HubError::TimedOut))
-        .variable("temperature", VariableValue::Int32(21))
+        .variable("temperature", VariableValue::Int(21))
         .variable("label", VariableValue::String("kitchen".into()))
         .variable("ratio", VariableValue::Double(0.5))
 }

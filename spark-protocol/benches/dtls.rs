@@ -39,7 +39,7 @@ fn handshake(server: &mut Server<4>, device: &PrivateKey) -> (Duration, Duration
     let (mut in_server, mut in_client) = (Duration::ZERO, Duration::ZERO);
     let t = StdInstant::now();
     let config = ClientConfig::new(device.clone(), server.config().key.public_key());
-    let mut client = Connection::client(config, now, &mut rng());
+    let mut client = Connection::client(now, config, &mut rng());
     in_client += t.elapsed();
     let mut conn: Option<Connection> = None;
     let mut buf = [0u8; 1500];

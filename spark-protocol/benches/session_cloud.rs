@@ -74,7 +74,7 @@ fn handshake<S: RsaPrivate, P: RsaPublic + Clone>(
     seed: u64,
 ) {
     let mut keys = BTreeMap::new();
-    keys.insert(ID, device_pub.clone());
+    keys.insert(ID.into(), device_pub.clone());
     let mut cloud = CloudConnection::new(
         Instant::ZERO,
         server,
@@ -209,15 +209,18 @@ fn main() {
     }
 
     // Memory of one idle established connection (OpenSSL backend, by reference).
-    type Conn<'a> =
-        CloudConnection<&'a OpensslPrivateKey, BTreeMap<[u8; 12], OpensslPublicKey>, StdRng>;
+    type Conn<'a> = CloudConnection<
+        &'a OpensslPrivateKey,
+        BTreeMap<spark_protocol::DeviceId, OpensslPublicKey>,
+        StdRng,
+    >;
     println!(
         "\nsize_of::<CloudConnection<&OpensslPrivateKey, BTreeMap<..>, StdRng>>() = {} bytes",
         std::mem::size_of::<Conn<'_>>()
     );
     let before = LIVE.load(Ordering::Relaxed);
     let mut keys_map = BTreeMap::new();
-    keys_map.insert(ID, od_pub.clone());
+    keys_map.insert(ID.into(), od_pub.clone());
     let after_keys = LIVE.load(Ordering::Relaxed);
     let mut cloud: Conn<'_> = CloudConnection::new(
         Instant::ZERO,

@@ -64,20 +64,21 @@ fn blocking_tcp() -> usize {
 }
 
 fn tokio_tcp(rt: &tokio::runtime::Runtime) -> usize {
-    use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+    use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = async {
             let s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.set_nodelay(true).unwrap();
-            let mut d = Driver::new(Sender::new(payloads(), WINDOW), s, TokioClock::new());
+            let mut d =
+                Driver::with_vec(Sender::new(payloads(), WINDOW), Tokio(s), TokioClock::new());
             while d.next_event().await.unwrap() != SenderEvent::Done {}
         };
         let server = async {
             let (s, _) = listener.accept().await.unwrap();
             s.set_nodelay(true).unwrap();
-            let mut d = Driver::new(Receiver::new(), s, TokioClock::new());
+            let mut d = Driver::with_vec(Receiver::new(), Tokio(s), TokioClock::new());
             let mut events = Vec::new();
             loop {
                 let e = d.next_event().await.unwrap();

@@ -95,7 +95,7 @@ fn main() {
         RustCryptoPublicKey::new(&server_pub_key.as_ref_key()).expect("server key"),
         StdRng::seed_from_u64(2),
     );
-    let mut dev = DeviceConnection::new(DeviceConfig::new([7; 12]), hs, NoFirmware, Instant::ZERO);
+    let mut dev = DeviceConnection::new(Instant::ZERO, DeviceConfig::new([7; 12]), hs, NoFirmware);
     step("load the two keys");
     let mut out = [0u8; 700];
     reset();

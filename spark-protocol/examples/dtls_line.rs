@@ -122,7 +122,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.raw_public_keys = args.rpk;
         config.certificate = args.cert;
         config.transport = transport;
-        let conn = Connection::client(config, now(), &mut rng());
+        let conn = Connection::client(now(), config, &mut rng());
         serve(conn, &socket, args.addr, &lines, &now)?;
         return Ok(());
     }

@@ -45,14 +45,14 @@ fn blocking_run(seed: u64) -> Vec<(bool, Duration)> {
 }
 
 fn tokio_run(rt: &tokio::runtime::Runtime, seed: u64) -> Vec<(bool, Duration)> {
-    use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+    use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let device_side = async {
             let s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.set_nodelay(true).unwrap();
-            let mut d = Driver::new(device(seed, true), s, TokioClock::new());
+            let mut d = Driver::with_vec(device(seed, true), Tokio(s), TokioClock::new());
             let mut script = DeviceScript::default();
             while let Ok(e) = d.next_event().await {
                 let now = d.now();
@@ -63,7 +63,7 @@ fn tokio_run(rt: &tokio::runtime::Runtime, seed: u64) -> Vec<(bool, Duration)> {
         let cloud_side = async {
             let (s, _) = listener.accept().await.unwrap();
             s.set_nodelay(true).unwrap();
-            let mut c = Driver::new(cloud(seed + 1), s, TokioClock::new());
+            let mut c = Driver::with_vec(cloud(seed + 1), Tokio(s), TokioClock::new());
             let mut script = CloudScript::default();
             while !script.done {
                 let e = c.next_event().await.unwrap();

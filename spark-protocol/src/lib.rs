@@ -39,5 +39,17 @@ extern crate std;
 pub mod crypto;
 #[cfg(feature = "dtls")]
 pub mod dtls;
+pub mod id;
 pub mod session;
+pub mod variable;
 pub mod wire;
+
+pub use id::{DeviceId, ParseDeviceIdError};
+
+// The README's example is a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+pub use variable::VarType;
+#[cfg(feature = "alloc")]
+pub use variable::VariableValue;

@@ -565,8 +565,11 @@ type FixedDevice = DeviceConnection<
     NoFirmware,
     RsaHandshake<FixedPrivateKey<'static>, FixedPublicKey<'static>, StdRng>,
 >;
-type OpensslCloud =
-    CloudConnection<OpensslPrivateKey, BTreeMap<[u8; 12], OpensslPublicKey>, StdRng>;
+type OpensslCloud = CloudConnection<
+    OpensslPrivateKey,
+    BTreeMap<spark_protocol::DeviceId, OpensslPublicKey>,
+    StdRng,
+>;
 
 /// A `DeviceConnection` whose handshake runs on the fixed backend connects to a cloud on the
 /// OpenSSL backend, and a function call goes through.
@@ -581,11 +584,11 @@ fn device_session_on_the_fixed_backend() {
         StdRng::seed_from_u64(3),
     );
     let mut dev: FixedDevice =
-        DeviceConnection::new(DeviceConfig::new(DEVICE_ID), hs, NoFirmware, Instant::ZERO);
+        DeviceConnection::new(Instant::ZERO, DeviceConfig::new(DEVICE_ID), hs, NoFirmware);
     dev.register_function(b"brew").unwrap();
     let mut known = BTreeMap::new();
     known.insert(
-        DEVICE_ID,
+        DEVICE_ID.into(),
         OpensslPublicKey::new(&k.device.public_key().as_ref_key()).unwrap(),
     );
     let cloud: OpensslCloud = CloudConnection::new(

@@ -18,8 +18,8 @@ fn connected() -> (Connection, Connection) {
     let device = PrivateKey::from_scalar(&[0x31; 32]).unwrap();
     let cloud = PrivateKey::from_scalar(&[0x32; 32]).unwrap();
     let mut c = Connection::client(
-        ClientConfig::new(device, cloud.public_key()),
         Instant::ZERO,
+        ClientConfig::new(device, cloud.public_key()),
         &mut rng(),
     );
     let mut server: Server<1> = Server::new(ServerConfig::new(cloud), &mut rng());

@@ -377,7 +377,7 @@ fn library_client_resumes_its_session_with_openssl() {
 
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.connect(("127.0.0.1", port)).unwrap();
-    let mut conn = Connection::client(config.clone(), Instant::ZERO, &mut rng());
+    let mut conn = Connection::client(Instant::ZERO, config.clone(), &mut rng());
     drive(&mut conn, &socket, |c, _| c.is_connected());
     assert!(!conn.is_resumed());
     let session = conn.session().unwrap();
@@ -407,7 +407,7 @@ fn library_client_resumes_its_session_with_openssl() {
     config.resume = Some(session);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.connect(("127.0.0.1", port)).unwrap();
-    let mut conn = Connection::client(config, Instant::ZERO, &mut rng());
+    let mut conn = Connection::client(Instant::ZERO, config, &mut rng());
     drive(&mut conn, &socket, |c, _| c.is_connected());
     assert!(conn.is_resumed());
     let n = conn.send(b"resumed session\n", &mut wire).unwrap();

@@ -39,7 +39,7 @@ impl Pair {
         let now = Instant::from_secs(1);
         Pair {
             now,
-            client: Connection::client(client, now, &mut rng()),
+            client: Connection::client(now, client, &mut rng()),
             server: Server::new(server, &mut rng()),
             conn: None,
             drop_to_server: 0,
@@ -194,7 +194,7 @@ fn session_resumes_with_an_abbreviated_handshake() {
     p.server.remember(saved);
     // The device sleeps, wakes, and comes back with its saved session.
     client.resume = Some(session);
-    p.client = Connection::client(client.clone(), p.now, &mut rng());
+    p.client = Connection::client(p.now, client.clone(), &mut rng());
     p.conn = None;
     p.datagrams = 0;
     p.run(10);
@@ -224,7 +224,7 @@ fn unknown_session_falls_back_to_a_full_handshake() {
     p.run(10);
     client.resume = p.client.session();
     // The server never remembered it.
-    p.client = Connection::client(client, p.now, &mut rng());
+    p.client = Connection::client(p.now, client, &mut rng());
     p.conn = None;
     p.run(10);
     assert!(p.client.is_connected() && !p.client.is_resumed());
@@ -265,7 +265,7 @@ fn lost_flights_are_sent_again_with_doubling_timeouts() {
 fn silence_ends_the_handshake_after_the_longest_timeout() {
     let (client, _) = rpk_configs();
     let start = Instant::from_secs(1);
-    let mut c = Connection::client(client, start, &mut rng());
+    let mut c = Connection::client(start, client, &mut rng());
     let mut buf = [0u8; 1500];
     let mut sends = 0;
     let mut now;
@@ -362,7 +362,7 @@ fn close_notify_ends_both_sides() {
 #[test]
 fn hello_verify_request_costs_the_server_no_state() {
     let (client, server) = rpk_configs();
-    let mut c = Connection::client(client, Instant::ZERO, &mut rng());
+    let mut c = Connection::client(Instant::ZERO, client, &mut rng());
     let mut server: Server<4> = Server::new(server, &mut rng());
     let mut hello = [0u8; 1500];
     let n = c.poll_transmit(&mut hello).unwrap().unwrap();
@@ -402,7 +402,7 @@ fn hello_verify_request_costs_the_server_no_state() {
 fn recorded_handshake() -> Vec<(bool, Vec<u8>)> {
     let (client, server) = rpk_configs();
     let now = Instant::ZERO;
-    let mut c = Connection::client(client, now, &mut rng());
+    let mut c = Connection::client(now, client, &mut rng());
     let mut server: Server<4> = Server::new(server, &mut rng());
     let mut s: Option<Connection> = None;
     let mut log = Vec::new();
@@ -446,7 +446,7 @@ fn mutated_handshake_datagrams_never_panic_and_errors_stick() {
     let mut r = rand::rngs::StdRng::seed_from_u64(17);
     for round in 0..300 {
         let (client, server) = rpk_configs();
-        let mut c = Connection::client(client, Instant::ZERO, &mut rng());
+        let mut c = Connection::client(Instant::ZERO, client, &mut rng());
         let mut server: Server<2> = Server::new(server, &mut rng());
         let mut s: Option<Connection> = None;
         let mut buf = [0u8; 1500];
@@ -508,7 +508,7 @@ fn a_restarted_client_gets_a_new_association_from_the_same_address() {
     let mut old = p.conn.take().unwrap();
     let _ = events(&mut old);
     // The device resets and starts over from the same address.
-    let mut fresh = Connection::client(client, p.now, &mut rng());
+    let mut fresh = Connection::client(p.now, client, &mut rng());
     let mut buf = [0u8; 1500];
     let n = fresh.poll_transmit(&mut buf).unwrap().unwrap();
     assert!(spark_protocol::dtls::is_client_hello(&buf[..n]));
@@ -551,7 +551,7 @@ fn a_saved_association_continues_without_a_handshake() {
     let dev_bytes = p.client.save().unwrap().to_bytes();
     let cloud_bytes = s.save().unwrap().to_bytes();
     assert!(
-        Connection::client(client.clone(), p.now, &mut rng())
+        Connection::client(p.now, client.clone(), &mut rng())
             .save()
             .is_none()
     );
@@ -687,7 +687,7 @@ fn without_the_extension_records_are_plain() {
 #[test]
 fn a_forged_second_hello_verify_request_changes_nothing() {
     let (client, server) = rpk_configs();
-    let mut c = Connection::client(client, Instant::ZERO, &mut rng());
+    let mut c = Connection::client(Instant::ZERO, client, &mut rng());
     let mut server: Server<2> = Server::new(server, &mut rng());
     let mut buf = [0u8; 1500];
     let mut out = [0u8; 256];

@@ -53,14 +53,14 @@ fn keys() -> &'static Keys {
 
 type Cloud = CloudConnection<
     &'static OpensslPrivateKey,
-    BTreeMap<[u8; 12], &'static OpensslPublicKey>,
+    BTreeMap<spark_protocol::DeviceId, &'static OpensslPublicKey>,
     StdRng,
 >;
 
 fn cloud(config: CloudConfig) -> Cloud {
     let k = keys();
     let mut store = BTreeMap::new();
-    store.insert(ID, &k.device_pub);
+    store.insert(ID.into(), &k.device_pub);
     CloudConnection::new(Instant::ZERO, &k.server, store, rng(7), config)
 }
 
@@ -189,7 +189,7 @@ fn unknown_device_is_rejected() {
     let mut c = CloudConnection::new(
         Instant::ZERO,
         &k.server,
-        BTreeMap::<[u8; 12], &OpensslPublicKey>::new(),
+        BTreeMap::<spark_protocol::DeviceId, &OpensslPublicKey>::new(),
         rng(3),
         CloudConfig::default(),
     );
@@ -371,15 +371,12 @@ fn published_events_are_acked_not_slowed_down() {
 #[test]
 fn events_are_delivered_split_by_segment() {
     let (mut c, mut d) = established();
-    c.deliver_event(
-        Instant::ZERO,
-        &OutgoingEvent {
-            name: b"a/b",
-            data: Some(b"x"),
-            ttl: 60,
-            private: false,
-        },
-    )
+    c.deliver_event(&OutgoingEvent {
+        name: b"a/b",
+        data: Some(b"x"),
+        ttl: 60,
+        private: false,
+    })
     .unwrap();
     let msgs = d.receive(&mut c, Instant::ZERO);
     let r = Repr::parse_bytes(&msgs[0]).unwrap();
@@ -474,6 +471,51 @@ fn function_calls_match_by_token_out_of_order_and_time_out() {
     assert!(
         c.error().is_none(),
         "a call timeout does not end the session"
+    );
+}
+
+#[test]
+fn a_short_transmit_buffer_is_not_the_end_of_the_session() {
+    let (mut c, mut d) = established();
+    events(&mut c);
+    let request = c.describe(Instant::ZERO).unwrap();
+    let mut small = [0u8; 4];
+    let e = c.poll_transmit(Instant::ZERO, &mut small).unwrap_err();
+    let SessionError::InsufficientSize { required } = e else {
+        panic!("{e:?}")
+    };
+    assert!(required > small.len() && required <= c.max_transmit_len());
+    assert_eq!(c.error(), None);
+    assert!(c.is_established());
+    // The frame that did not fit is the one a right-sized buffer takes next.
+    let mut right = vec![0u8; required];
+    let n = c.poll_transmit(Instant::ZERO, &mut right).unwrap();
+    assert_eq!(n, Some(required));
+    // The session goes on: the device gets the Describe and its answer completes the request.
+    let msgs = {
+        let mut plain = vec![0; 2048];
+        let got = d.dec.decode(&right, &mut plain).unwrap();
+        plain.truncate(got.message.unwrap());
+        vec![plain]
+    };
+    let r = Repr::parse_bytes(&msgs[0]).unwrap();
+    let header = Header::piggybacked(&Header::new(r.msg_type, r.message_id, r.token));
+    d.send(
+        &mut c,
+        Instant::ZERO,
+        &Message::Reply(Reply {
+            header,
+            code: Code::Content,
+            payload: b"{}",
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        events(&mut c),
+        vec![CloudEvent::Described {
+            request,
+            result: Ok(b"{}".to_vec())
+        }]
     );
 }
 
@@ -614,7 +656,8 @@ fn ota_stop_and_wait_with_bad_and_missed_chunks() {
     events(&mut c);
     let img = image(600);
     let now = Instant::ZERO;
-    c.start_ota(now, img.clone(), OtaOptions::default())
+    let _ = c
+        .start_ota(now, img.clone(), OtaOptions::default())
         .unwrap();
     let begin = d.receive(&mut c, now);
     let r = Repr::parse_bytes(&begin[0]).unwrap();
@@ -719,7 +762,8 @@ fn ota_fast_resends_what_the_device_missed() {
     events(&mut c);
     let img = image(1000);
     let now = Instant::ZERO;
-    c.start_ota(now, img.clone(), OtaOptions::fast().with_chunk_size(128))
+    let _ = c
+        .start_ota(now, img.clone(), OtaOptions::fast().with_chunk_size(128))
         .unwrap();
     let begin = d.receive(&mut c, now);
     let r = Repr::parse_bytes(&begin[0]).unwrap();
@@ -784,7 +828,7 @@ fn ota_fast_resends_what_the_device_missed() {
 }
 
 fn ready_fast(c: &mut Cloud, d: &mut Device, img: Vec<u8>, opts: OtaOptions) -> Vec<Vec<u8>> {
-    c.start_ota(Instant::ZERO, img, opts).unwrap();
+    let _ = c.start_ota(Instant::ZERO, img, opts).unwrap();
     let begin = d.receive(c, Instant::ZERO);
     let r = Repr::parse_bytes(&begin[0]).unwrap();
     let header = Header::separate(&Header::new(r.msg_type, r.message_id, r.token), d.next());
@@ -867,7 +911,8 @@ fn ota_update_ready_timeout_after_four_tries() {
     let mut c = cloud(cfg);
     let mut d = connect(&mut c, &[]);
     events(&mut c);
-    c.start_ota(Instant::ZERO, image(100), OtaOptions::default())
+    let _ = c
+        .start_ota(Instant::ZERO, image(100), OtaOptions::default())
         .unwrap();
     let mut payloads = Vec::new();
     let mut now = Instant::ZERO;
@@ -894,7 +939,8 @@ fn ota_watchdog_and_done_timeout() {
     let mut d = connect(&mut c, &[]);
     events(&mut c);
     // Stop-and-wait with a device that never answers a chunk: the watchdog ends it.
-    c.start_ota(Instant::ZERO, image(1000), OtaOptions::default())
+    let _ = c
+        .start_ota(Instant::ZERO, image(1000), OtaOptions::default())
         .unwrap();
     let m = d.receive(&mut c, Instant::ZERO);
     reply_to(
@@ -927,7 +973,8 @@ fn ota_watchdog_and_done_timeout() {
 fn ota_refused_by_the_device() {
     let (mut c, mut d) = established();
     events(&mut c);
-    c.start_ota(Instant::ZERO, image(100), OtaOptions::default())
+    let _ = c
+        .start_ota(Instant::ZERO, image(100), OtaOptions::default())
         .unwrap();
     let m = d.receive(&mut c, Instant::ZERO);
     reply_to(
@@ -950,7 +997,7 @@ fn ota_refused_by_the_device() {
 /// A script of device messages, delivered whole or in arbitrary pieces.
 fn scripted(cut: &[usize]) -> (Vec<CloudEvent>, Vec<Vec<u8>>) {
     let (mut c, mut d) = established();
-    let a = c.call_function(Instant::ZERO, b"f", b"x").unwrap();
+    let _call = c.call_function(Instant::ZERO, b"f", b"x").unwrap();
     let out = d.receive(&mut c, Instant::ZERO);
     let r = Repr::parse_bytes(&out[0]).unwrap();
     let mut wire = Vec::new();
@@ -972,7 +1019,7 @@ fn scripted(cut: &[usize]) -> (Vec<CloudEvent>, Vec<Vec<u8>>) {
         spark_protocol::wire::message::FunctionReturn {
             header,
             code: Code::Changed,
-            value: Some(a.0 as i32),
+            value: Some(41),
         },
     )));
     let mut rest = &wire[..];
@@ -1024,7 +1071,7 @@ fn tokens_run_out_with_255_requests_in_flight() {
     let (mut c, mut d) = established();
     let mut tokens = std::collections::BTreeSet::new();
     for _ in 0..255 {
-        c.call_function(Instant::ZERO, b"f", b"").unwrap();
+        let _ = c.call_function(Instant::ZERO, b"f", b"").unwrap();
     }
     assert_eq!(
         c.call_function(Instant::ZERO, b"f", b""),

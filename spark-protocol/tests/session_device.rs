@@ -119,7 +119,7 @@ fn config() -> DeviceConfig {
 /// A device whose session is established and whose Hello exchange is done.
 fn connected<S: FirmwareSink>(sink: S, cfg: DeviceConfig) -> (DeviceConnection<S>, Cloud) {
     let session = SessionKey::from_bytes(session_bytes(3));
-    let mut dev = DeviceConnection::from_session(&session, cfg, sink, Instant::ZERO);
+    let mut dev = DeviceConnection::from_session(Instant::ZERO, &session, cfg, sink);
     let mut cloud = Cloud::new(&session);
     let hello = cloud.recv(&mut dev, Instant::ZERO);
     assert_eq!(hello.len(), 1);
@@ -153,7 +153,7 @@ fn hello_carries_seed_plus_one_and_the_ota_flag() {
         cfg.product_id = 6;
         cfg.firmware_version = 3;
         let mut dev: DeviceConnection =
-            DeviceConnection::from_session(&session, cfg, NoFirmware, Instant::ZERO);
+            DeviceConnection::from_session(Instant::ZERO, &session, cfg, NoFirmware);
         let mut cloud = Cloud::new(&session);
         let msgs = cloud.recv(&mut dev, Instant::ZERO);
         let (k, repr) = kind(&msgs[0]);
@@ -197,7 +197,7 @@ fn ids_and_tokens_increment_from_the_session_seed() {
 fn nothing_but_hello_is_accepted_before_the_servers_hello() {
     let session = SessionKey::from_bytes(session_bytes(1));
     let mut dev: DeviceConnection =
-        DeviceConnection::from_session(&session, config(), NoFirmware, Instant::ZERO);
+        DeviceConnection::from_session(Instant::ZERO, &session, config(), NoFirmware);
     let mut cloud = Cloud::new(&session);
     cloud.recv(&mut dev, Instant::ZERO);
     let h = cloud.next_header(MessageType::Confirmable, 0);
@@ -220,7 +220,7 @@ fn nothing_but_hello_is_accepted_before_the_servers_hello() {
 fn the_servers_hello_must_come_within_the_handshake_timeout() {
     let session = SessionKey::from_bytes(session_bytes(1));
     let mut dev: DeviceConnection =
-        DeviceConnection::from_session(&session, config(), NoFirmware, Instant::ZERO);
+        DeviceConnection::from_session(Instant::ZERO, &session, config(), NoFirmware);
     assert_eq!(dev.poll_timeout(), Some(at(20_000)));
     dev.handle_timeout(at(19_999));
     assert_eq!(dev.error(), None);
@@ -253,7 +253,7 @@ fn rsa_device(device: &RsaPrivateKey, server_pub: RsaPublicKeyRef<'_>) -> RsaDev
         RustCryptoPublicKey::new(&server_pub).unwrap(),
         StdRng::seed_from_u64(5),
     );
-    DeviceConnection::new(config(), hs, NoFirmware, Instant::ZERO)
+    DeviceConnection::new(Instant::ZERO, config(), hs, NoFirmware)
 }
 
 #[test]
@@ -312,7 +312,7 @@ fn handshake_stall_and_early_reply_are_errors() {
     ));
 
     let mut dev: DeviceConnection =
-        DeviceConnection::new(config(), NoHandshake, NoFirmware, Instant::ZERO);
+        DeviceConnection::new(Instant::ZERO, config(), NoHandshake, NoFirmware);
     assert!(matches!(
         dev.handle_input(at(0), &[0; NONCE_LEN]),
         Err(SessionError::Authentication(_))
@@ -573,7 +573,10 @@ fn subscribe_forms_and_prefix_delivery() {
     assert_eq!(dev.subscribe(b"temp/kitchen", Scope::MyDevices), Ok(1));
     assert_eq!(dev.subscribe(b"", Scope::MyDevices), Ok(2));
     assert_eq!(
-        dev.subscribe(b"door", Scope::Device(b"0123456789abcdef01234567")),
+        dev.subscribe(
+            b"door",
+            Scope::Device("0123456789abcdef01234567".parse().unwrap())
+        ),
         Ok(3)
     );
     assert_eq!(dev.subscribe(b"x", Scope::All), Err(DeviceError::TableFull));
@@ -1257,7 +1260,7 @@ fn a_short_transmit_buffer_keeps_the_frame() {
     let mut small = [0u8; 8];
     let e = dev.poll_transmit(at(0), &mut small).unwrap_err();
     assert!(
-        matches!(e, SessionError::Oversized { len: 34, max: 8 }),
+        matches!(e, SessionError::InsufficientSize { required: 34 }),
         "{e:?}"
     );
     assert_eq!(dev.error(), None);

@@ -316,17 +316,114 @@ fn unix_socket_exchange() {
     assert_eq!(events.last(), Some(&ReceiverEvent::Committed(messages(30))));
 }
 
+// ---- the async driver over embedded-io-async ----
+
+mod embedded_io_async_driver {
+    use super::*;
+    use spark_protocol::session::driver::asynch::{Delay, Driver, EmbeddedIoAsync};
+
+    /// The executor's timer: tokio's, standing in for Embassy's on a device.
+    struct TokioDelay;
+
+    impl Delay for TokioDelay {
+        fn sleep(&mut self, d: std::time::Duration) -> impl Future<Output = ()> {
+            tokio::time::sleep(d)
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn exchange_on_caller_buffers_then_eof() {
+        let clock = Rc::new(Cell::new(0));
+        let (a, b) = pipe();
+        // Heap-free: both drivers run on arrays, the client's exactly one frame long.
+        let mut client = Driver::new(
+            Sender::new(messages(9), 2),
+            EmbeddedIoAsync(a, TokioDelay),
+            ticking(&clock),
+            [0u8; MAX_FRAME],
+        );
+        let mut server = Driver::new(
+            Receiver::new(),
+            EmbeddedIoAsync(b.clone(), TokioDelay),
+            ticking(&clock),
+            [0u8; 4 * MAX_FRAME],
+        );
+        let client_side = async {
+            let mut sent = Vec::new();
+            loop {
+                let e = client.next_event().await.unwrap();
+                sent.push(e.clone());
+                if e == SenderEvent::Done {
+                    return sent;
+                }
+            }
+        };
+        let server_side = async {
+            loop {
+                if let ReceiverEvent::Committed(m) = server.next_event().await.unwrap() {
+                    return m;
+                }
+            }
+        };
+        let (sent, committed) = tokio::join!(client_side, server_side);
+        assert_eq!(sent.first(), Some(&SenderEvent::Connected));
+        let acked = sent
+            .iter()
+            .filter(|e| matches!(e, SenderEvent::Acked(_)))
+            .count();
+        assert_eq!(acked, 9);
+        assert_eq!(committed, messages(9));
+        // The server goes away: the client reads the end of the stream and keeps that reason.
+        b.close();
+        assert_eq!(
+            client.next_event().await,
+            Err(DriverError::Session(SessionError::TransportClosed))
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn short_buffer_is_reported_and_nothing_is_lost() {
+        let clock = Rc::new(Cell::new(0));
+        let (a, b) = pipe();
+        let mut small = Driver::new(
+            Sender::new(messages(1), 1),
+            EmbeddedIoAsync(a, TokioDelay),
+            ticking(&clock),
+            [0u8; 4],
+        );
+        assert_eq!(
+            small.drive().await,
+            Err(DriverError::InsufficientSize {
+                required: MAX_FRAME
+            })
+        );
+        assert_eq!(small.connection().error(), None);
+        let (conn, io, clk, _) = small.into_parts();
+        let mut client = Driver::new(conn, io, clk, [0u8; MAX_FRAME]);
+        let mut server = Driver::new(
+            Receiver::new(),
+            EmbeddedIoAsync(b, TokioDelay),
+            ticking(&clock),
+            [0u8; MAX_FRAME],
+        );
+        assert_eq!(client.drive().await, Ok(None));
+        // The HELLO that did not fit is the first thing the server gets.
+        assert_eq!(server.next_event().await, Ok(ReceiverEvent::Connected));
+        assert_eq!(client.next_event().await, Ok(SenderEvent::Connected));
+    }
+}
+
 // ---- the tokio driver ----
 
 mod tokio_driver {
     use super::*;
-    use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+    use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
     use tokio::io::{AsyncRead, AsyncWrite};
 
     async fn receiver<S: AsyncRead + AsyncWrite + Unpin>(
         s: S,
     ) -> (Vec<ReceiverEvent>, DriverError<std::io::Error>) {
-        let mut server = Driver::new(Receiver::new(), s, TokioClock::new());
+        let mut server = Driver::with_vec(Receiver::new(), Tokio(s), TokioClock::new());
         let mut events = Vec::new();
         loop {
             match server.next_event().await {
@@ -337,7 +434,7 @@ mod tokio_driver {
     }
 
     async fn sender<S: AsyncRead + AsyncWrite + Unpin>(s: S, n: usize) -> Vec<SenderEvent> {
-        let mut client = Driver::new(Sender::new(messages(n), 3), s, TokioClock::new());
+        let mut client = Driver::with_vec(Sender::new(messages(n), 3), Tokio(s), TokioClock::new());
         let mut events = Vec::new();
         loop {
             let e = client.next_event().await.unwrap();
@@ -392,7 +489,7 @@ mod tokio_driver {
     #[tokio::test(start_paused = true)]
     async fn timers_run_on_tokio_time() {
         let (a, _silent) = tokio::io::duplex(64);
-        let mut client = Driver::new(Sender::new(messages(1), 1), a, TokioClock::new());
+        let mut client = Driver::with_vec(Sender::new(messages(1), 1), Tokio(a), TokioClock::new());
         let started = tokio::time::Instant::now();
         assert!(matches!(
             client.next_event().await,
@@ -408,8 +505,8 @@ mod tokio_driver {
     #[tokio::test]
     async fn app_calls_between_steps_are_flushed() {
         let (a, b) = tokio::io::duplex(1024);
-        let mut client = Driver::new(Sender::new(Vec::new(), 1), a, TokioClock::new());
-        let mut server = Driver::new(Receiver::new(), b, TokioClock::new());
+        let mut client = Driver::with_vec(Sender::new(Vec::new(), 1), Tokio(a), TokioClock::new());
+        let mut server = Driver::with_vec(Receiver::new(), Tokio(b), TokioClock::new());
         let (c, s) = tokio::join!(client.next_event(), server.next_event());
         assert_eq!(
             (c.unwrap(), s.unwrap()),
@@ -475,9 +572,9 @@ mod tokio_driver {
             let Some(frame) = self.queue.front() else {
                 return Ok(None);
             };
-            let (len, max) = (frame.len(), buf.len());
+            let len = frame.len();
             buf.get_mut(..len)
-                .ok_or(SessionError::Oversized { len, max })?
+                .ok_or(SessionError::InsufficientSize { required: len })?
                 .copy_from_slice(frame);
             self.queue.pop_front();
             Ok(Some(len))
@@ -516,7 +613,7 @@ mod tokio_driver {
             received: 0,
             ended: None,
         };
-        let mut driver = Driver::new(conn, a, TokioClock::new());
+        let mut driver = Driver::with_vec(conn, Tokio(a), TokioClock::new());
         let (flushed, got) = tokio::join!(driver.flush(), async {
             let mut got = vec![0u8; expected.len()];
             b.read_exact(&mut got).await.map(|_| got)
@@ -527,18 +624,53 @@ mod tokio_driver {
     }
 
     #[tokio::test]
+    async fn a_heap_buffer_grows_for_a_frame_queued_later_and_a_caller_buffer_reports_it() {
+        use tokio::io::AsyncReadExt;
+        let small = Frames {
+            queue: vec![vec![1u8; 10]].into(),
+            received: 0,
+            ended: None,
+        };
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let mut driver = Driver::with_vec(small, Tokio(a), TokioClock::new());
+        driver.flush().await.unwrap();
+        // An OTA chunk larger than the buffer sized at the start (1 KiB) comes later.
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        driver.connection_mut().queue.push_back(big.clone());
+        driver.flush().await.unwrap();
+        let mut got = vec![0u8; 10 + big.len()];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[10..], &big[..]);
+
+        // A caller's buffer does not grow: the frame waits in the session, as the error says.
+        let (c, _d) = tokio::io::duplex(64 * 1024);
+        let late = Frames {
+            queue: Default::default(),
+            received: 0,
+            ended: None,
+        };
+        let mut fixed = Driver::new(late, Tokio(c), TokioClock::new(), [0u8; 1024]);
+        fixed.connection_mut().queue.push_back(big);
+        assert!(matches!(
+            fixed.flush().await,
+            Err(DriverError::InsufficientSize { required: 5000 })
+        ));
+        assert_eq!(fixed.connection().queue.len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_cancelled_flush_loses_nothing() {
         use tokio::io::AsyncReadExt;
         let frames: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 200]).collect();
         let expected = frames.concat();
         let (a, mut b) = tokio::io::duplex(256);
-        let mut driver = Driver::new(
+        let mut driver = Driver::with_vec(
             Frames {
                 queue: frames.into(),
                 received: 0,
                 ended: None,
             },
-            a,
+            Tokio(a),
             TokioClock::new(),
         );
         // Nobody reads yet: the flush stops on a full pipe and is dropped there, its frames taken from the session.

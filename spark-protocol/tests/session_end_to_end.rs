@@ -55,13 +55,13 @@ fn blocking_drivers_over_tcp() {
 
 #[tokio::test]
 async fn tokio_drivers_over_tcp() {
-    use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+    use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let device_side = async {
         let s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.set_nodelay(true).unwrap();
-        let mut d = Driver::new(device(23, true), s, TokioClock::new());
+        let mut d = Driver::with_vec(device(23, true), Tokio(s), TokioClock::new());
         let mut script = DeviceScript::default();
         loop {
             match d.next_event().await {
@@ -76,7 +76,7 @@ async fn tokio_drivers_over_tcp() {
     let cloud_side = async {
         let (s, _) = listener.accept().await.unwrap();
         s.set_nodelay(true).unwrap();
-        let mut c = Driver::new(cloud(24), s, TokioClock::new());
+        let mut c = Driver::with_vec(cloud(24), Tokio(s), TokioClock::new());
         let mut script = CloudScript::default();
         while !script.done {
             let e = c.next_event().await.unwrap();

@@ -54,7 +54,7 @@ fn ota(faults: Faults, fast: bool, len: usize) -> (P, Vec<u8>) {
     } else {
         OtaOptions::default()
     };
-    p.b_mut().start_ota(now, img.clone(), opts).unwrap();
+    let _ = p.b_mut().start_ota(now, img.clone(), opts).unwrap();
     let _ = p.run_until(END, |p| {
         ota_result(p).is_some() || p.errors() != (None, None)
     });
@@ -129,17 +129,13 @@ fn full_session_over_a_perfect_link() {
     assert_eq!(published.name, b"lake/depth");
     assert_eq!(published.data.as_deref(), Some(&b"28m"[..]));
     assert!(published.private);
-    let now = p.now();
     p.b_mut()
-        .deliver_event(
-            now,
-            &OutgoingEvent {
-                name: b"alarm/fire",
-                data: Some(b"kitchen"),
-                ttl: 60,
-                private: true,
-            },
-        )
+        .deliver_event(&OutgoingEvent {
+            name: b"alarm/fire",
+            data: Some(b"kitchen"),
+            ttl: 60,
+            private: true,
+        })
         .unwrap();
     let _ = p.run_until(END, |p| !p.events_a().is_empty());
     let Some(DeviceEvent::Event(e)) = p.take_events_a().pop() else {
@@ -383,7 +379,7 @@ fn random_faults_never_commit_a_partial_image() {
         } else {
             OtaOptions::default()
         };
-        p.b_mut().start_ota(now, img.clone(), opts).unwrap();
+        let _ = p.b_mut().start_ota(now, img.clone(), opts).unwrap();
         let _ = p.run_until(END, |p| {
             ota_result(p).is_some() || p.errors() != (None, None)
         });

@@ -23,7 +23,7 @@ fn rsa_device(device: &RsaPrivateKey, server_pub: RsaPublicKeyRef<'_>) -> RsaDev
         RustCryptoPublicKey::new(&server_pub).unwrap(),
         StdRng::seed_from_u64(5),
     );
-    DeviceConnection::new(DeviceConfig::new(DEVICE_ID), hs, NoFirmware, Instant::ZERO)
+    DeviceConnection::new(Instant::ZERO, DeviceConfig::new(DEVICE_ID), hs, NoFirmware)
 }
 
 fn at(ms: u64) -> Instant {

@@ -39,6 +39,7 @@ use rand::rngs::{StdRng, SysRng};
 use serde::{Deserialize, Serialize};
 use spark_cc3000::ServicePack;
 use spark_dfu::platform::core_map;
+use spark_protocol::DeviceId;
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_protocol::wire::describe::VarType;
 
@@ -146,8 +147,12 @@ impl Firmware {
 fn parse_state(text: &str) -> Result<(State, [u8; 12], ServicePack), serde_json::Error> {
     let bad = |what: &str| <serde_json::Error as serde::de::Error>::custom(what);
     let state: State = serde_json::from_str(text)?;
-    let id =
-        parse_device_id(&state.device_id).ok_or_else(|| bad("device_id is not 24 hex digits"))?;
+    let id = state
+        .device_id
+        .trim()
+        .parse::<DeviceId>()
+        .map_err(|_| bad("device_id is not 24 hex digits"))?;
+    let id = *id.as_bytes();
     let rom: ServicePack = state
         .cc3000_rom
         .parse()
@@ -180,16 +185,8 @@ struct State {
     temperature: f64,
 }
 
-/// A variable's value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum VariableValue {
-    /// An integer.
-    Int(i32),
-    /// A double.
-    Double(f64),
-    /// A string.
-    String(String),
-}
+/// A variable's value: the workspace's one value type, from `spark-protocol`.
+pub use spark_protocol::VariableValue;
 
 /// What [`VirtualCore::boot`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,25 +253,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
     }
 }
 
-/// Parses 24 hex digits.
-pub fn parse_device_id(hex: &str) -> Option<[u8; 12]> {
-    let hex = hex.trim().as_bytes();
-    if hex.len() != 24 {
-        return None;
-    }
-    let mut id = [0u8; 12];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        id[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(id)
-}
-
-/// Formats a device id as 24 lower-case hex digits.
-pub fn device_id_hex(id: &[u8; 12]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl VirtualCore {
     /// Opens the Core in `dir`, creating it (new id, new key, erased flash, a CC3000 reporting `sp`) when the
     /// directory holds none. `sp` applies only to a new Core: an existing one keeps its chip.
@@ -307,7 +285,7 @@ impl VirtualCore {
         let key_path = dir.join(KEY_FILE);
         write_private(&key_path, key.to_pkcs1_der().as_slice()).map_err(io(&key_path))?;
         let state = State {
-            device_id: device_id_hex(&id),
+            device_id: DeviceId::from_bytes(id).to_string(),
             cc3000_rom: sp.to_string(),
             firmware: Firmware::FactoryTinker,
             staged: None,
@@ -379,9 +357,9 @@ impl VirtualCore {
         &self.dir
     }
 
-    /// The 12-byte device id.
-    pub fn id(&self) -> [u8; 12] {
-        self.id
+    /// The device id.
+    pub fn id(&self) -> DeviceId {
+        DeviceId::from_bytes(self.id)
     }
 
     /// The device id as 24 hex digits.

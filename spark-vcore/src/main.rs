@@ -102,7 +102,7 @@ fn offer_serial(json_out: bool, core: &VirtualCore) -> Result<(), String> {
     }
     let console = ListeningConsole::new(
         &id,
-        ListeningConsole::mac_for(&core.id()),
+        ListeningConsole::mac_for(core.id().as_bytes()),
         env!("CARGO_PKG_VERSION"),
     );
     std::thread::spawn(move || {

@@ -19,8 +19,8 @@ use spark_protocol::session::device::{
     Scope, SinkError,
 };
 use spark_protocol::session::driver::DriverError;
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
-use spark_protocol::wire::message::{Value, Visibility};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
+use spark_protocol::wire::message::Visibility;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::flash::OtaError;
@@ -229,7 +229,7 @@ where
     let now = spark_protocol::session::driver::Clock::now(&mut clock);
     let sink = CoreSink::new(core.clone());
     let refusals = sink.clone();
-    let mut conn = DeviceConnection::new(config, handshake, sink, now);
+    let mut conn = DeviceConnection::new(now, config, handshake, sink);
     {
         let c = lock(core);
         for f in c.functions() {
@@ -241,7 +241,7 @@ where
         }
     }
     let link = FlakyStream::new(stream, faults, seed);
-    let mut driver = Driver::new(conn, link, clock);
+    let mut driver = Driver::with_vec(conn, Tokio(link), clock);
     loop {
         let event = match driver.next_event().await {
             Ok(e) => e,
@@ -297,12 +297,7 @@ where
             DeviceEvent::VariableRequest(req) => {
                 let name = String::from_utf8_lossy(&req.name).into_owned();
                 let v = lock(core).variable(&name);
-                if let Some(v) = v {
-                    let value = match &v {
-                        VariableValue::String(s) => Value::String(s.as_bytes()),
-                        VariableValue::Int(i) => Value::Int(*i),
-                        VariableValue::Double(d) => Value::Double(*d),
-                    };
+                if let Some(value) = v.as_ref().and_then(VariableValue::to_wire) {
                     let _ = driver.connection_mut().variable_value(req.request, value);
                 }
                 report(Status::Read { name });

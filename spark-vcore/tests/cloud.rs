@@ -20,7 +20,7 @@ use spark_protocol::session::cloud::{
     self, CloudConnection, CloudEvent, DeviceId, OtaEvent, OtaOptions, VariableValue,
 };
 use spark_protocol::session::driver::DriverError;
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::VarType;
 use spark_vcore::VirtualCore;
 use spark_vcore::image::synthetic_deep_update;
@@ -46,7 +46,7 @@ async fn accept(listener: &TcpListener, keys: &Keys) -> CloudDriver {
         StdRng::seed_from_u64(5),
         cloud::CloudConfig::default(),
     );
-    Driver::new(conn, stream, clock)
+    Driver::with_vec(conn, Tokio(stream), clock)
 }
 
 async fn next(cloud: &mut CloudDriver) -> CloudEvent {
@@ -94,7 +94,7 @@ async fn cloud_calls_reads_hears_the_patch_version_and_flashes_the_deep_update()
         let c = core.lock().unwrap();
         RustCryptoPublicKey::new(&c.key().public_key().as_ref_key()).unwrap()
     };
-    let keys: Keys = [(id, device_pub)].into_iter().collect();
+    let keys: Keys = [(id.into(), device_pub)].into_iter().collect();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let log = Arc::default();
@@ -135,18 +135,18 @@ async fn cloud_calls_reads_hears_the_patch_version_and_flashes_the_deep_update()
     );
 
     let now = cloud.now();
-    cloud
+    let _ = cloud
         .connection_mut()
         .read_variable(now, b"cc3000", VarType::String)
         .unwrap();
     match next(&mut cloud).await {
         CloudEvent::VariableRead { result, .. } => {
-            assert_eq!(result, Ok(VariableValue::String(b"1.24".to_vec())));
+            assert_eq!(result, Ok(VariableValue::String("1.24".into())));
         }
         other => panic!("expected the variable, got {other:?}"),
     }
     let now = cloud.now();
-    cloud
+    let _ = cloud
         .connection_mut()
         .read_variable(now, b"temperature", VarType::Double)
         .unwrap();
@@ -203,7 +203,7 @@ async fn cloud_calls_reads_hears_the_patch_version_and_flashes_the_deep_update()
         assert_eq!(c.firmware_image().unwrap().as_deref(), Some(&image[..]));
     }
     let now = cloud.now();
-    cloud
+    let _ = cloud
         .connection_mut()
         .call_function(now, b"digitalread", b"D0")
         .unwrap();

@@ -289,7 +289,7 @@ async fn a_virtual_core_talks_to_a_cloud_and_takes_the_deep_update_over_the_air(
         }))
         .await;
     let ready = separate_response(&mut cloud, token).await;
-    UpdateReady::parse(&Repr::parse_bytes(&ready).unwrap()).unwrap();
+    let _ready = UpdateReady::parse(&Repr::parse_bytes(&ready).unwrap()).unwrap();
     for chunk in image.chunks(512) {
         let (token, mid) = (cloud.token(), cloud.id());
         cloud

@@ -637,7 +637,7 @@ fn start_session(handshake: Handshake) -> &'static mut Session {
         result: None,
     };
     let driver = Driver::new(
-        DeviceConnection::new(config, handshake, sink, clock::now()),
+        DeviceConnection::new(clock::now(), config, handshake, sink),
         EmbeddedIo(Uart::new(UART0)),
         clock::now as fn() -> Instant,
         [0u8; FRAME_BUF],

@@ -53,7 +53,7 @@ use spark_vcore::cc3000::ServicePackImages;
 use spark_vcore::image::{SYNTHETIC_DEEP_UPDATE_NAME, synthetic_deep_update};
 use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{self as core_run, CloudConfig, SharedCore, Status};
-use spark_vcore::{PATCH_VERSION_EVENT, VirtualCore, device_id_hex};
+use spark_vcore::{PATCH_VERSION_EVENT, VirtualCore};
 
 /// What the Spark team named the deep-update image of the 2014 rollout; `--image` runs it where a user has it.
 pub(crate) const SPARK_IMAGE_NAME: &str = "deep_update_2014_06.bin";
@@ -656,7 +656,7 @@ pub(crate) async fn run(
     let password = {
         let mut bytes = [0u8; 12];
         rand::Rng::fill_bytes(&mut system_rng(), &mut bytes);
-        device_id_hex(&bytes)
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
     cloud
         .state()

@@ -22,7 +22,7 @@ use spark_protocol::session::device::{
     DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware, RsaHandshake,
 };
 use spark_protocol::session::driver::Clock;
-use spark_protocol::session::driver::tokio::{Driver, TokioClock};
+use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::Header;
 use spark_protocol::wire::hello::{CoreHello, HelloFlags, HelloPayload};
 use spark_protocol::wire::message::{Event, Hello, Message, Visibility};
@@ -96,11 +96,11 @@ pub async fn idle_core(
     let handshake = RsaHandshake::new(&keys.device, &keys.server, rng);
     let mut clock = TokioClock::new();
     let now = clock.now();
-    let mut conn = DeviceConnection::new(DeviceConfig::new(id), handshake, NoFirmware, now);
+    let mut conn = DeviceConnection::new(now, DeviceConfig::new(id), handshake, NoFirmware);
     if let Err(e) = conn.register_function(FUNCTION.as_bytes()) {
         return fail(&mut up, format!("register: {e:?}"));
     }
-    let mut driver = Driver::new(conn, stream, clock);
+    let mut driver = Driver::with_vec(conn, Tokio(stream), clock);
     loop {
         match driver.next_event().await {
             Ok(DeviceEvent::Connected) => {

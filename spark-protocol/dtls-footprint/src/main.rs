@@ -86,7 +86,7 @@ pub extern "C" fn _start() -> ! {
     let server = PublicKey::from_point(black_box(&SERVER_KEY));
     if let (Ok(key), Ok(server)) = (key, server) {
         let config = ClientConfig::new(key, server);
-        run(Connection::client(config, Instant::ZERO, &mut HwRng));
+        run(Connection::client(Instant::ZERO, config, &mut HwRng));
     }
     loop {
         core::hint::spin_loop();

@@ -162,7 +162,7 @@ fn run(mut dev: DeviceConnection<NoFlash, Handshake>) {
                     let _ = dev.variable_value(r.request, Value::Int(black_box(21)));
                 }
                 other => {
-                    black_box(other);
+                    let _ = black_box(other);
                 }
             }
         }
@@ -182,17 +182,17 @@ pub extern "C" fn _start() -> ! {
     {
         let secret = spark_protocol::crypto::SessionKey::from_bytes(black_box([3; 40]));
         run(DeviceConnection::from_session(
+            Instant::ZERO,
             &secret,
             config,
             NoFlash,
-            Instant::ZERO,
         ));
     }
     #[cfg(feature = "rsa-fixed")]
     {
         let keys: &'static [u8] = black_box(&KEYS);
         if let Some(hs) = fixed_parts::handshake(keys, keys) {
-            run(DeviceConnection::new(config, hs, NoFlash, Instant::ZERO));
+            run(DeviceConnection::new(Instant::ZERO, config, hs, NoFlash));
         }
     }
     #[cfg(feature = "rsa")]
@@ -200,7 +200,7 @@ pub extern "C" fn _start() -> ! {
         rsa_parts::init_heap();
         let keys: &[u8] = black_box(&KEYS);
         if let Some(hs) = rsa_parts::handshake(keys, keys) {
-            run(DeviceConnection::new(config, hs, NoFlash, Instant::ZERO));
+            run(DeviceConnection::new(Instant::ZERO, config, hs, NoFlash));
         }
     }
     black_box(&KEYS);

@@ -231,6 +231,23 @@ impl<T: RsaPrivate + ?Sized> RsaPrivate for &T {
     }
 }
 
+/// The first `k` bytes of `out`, where a backend writes a `k`-byte block (a ciphertext or a
+/// signature); [`RsaError::InsufficientSize`] when `out` is shorter.
+pub(crate) fn block_out(out: &mut [u8], k: usize) -> Result<&mut [u8], RsaError> {
+    out.get_mut(..k)
+        .ok_or(RsaError::InsufficientSize { required: k })
+}
+
+/// Checks that `message` fits a PKCS#1 v1.5 block of `k` bytes with its 11 bytes of padding at
+/// least.
+pub(crate) fn check_fits(message: &[u8], k: usize) -> Result<(), RsaError> {
+    if message.len() + 11 > k {
+        Err(RsaError::MessageTooLong)
+    } else {
+        Ok(())
+    }
+}
+
 /// Builds a PKCS#1 v1.5 type 2 encryption block `00 02 PS 00 message` with non-zero random `PS`
 /// from `rng`, for backends that only offer the raw RSA operation.
 pub fn pkcs1v15_encryption_block<R: CryptoRng + ?Sized>(

@@ -39,7 +39,7 @@ use zeroize::Zeroize;
 
 use self::montgomery::{LIMB_BITS, LIMB_BYTES, Limb, MAX_LIMBS, Modulus, PowerTable, limbs_for};
 use crate::crypto::backend::{
-    RsaError, RsaPrivate, RsaPublic, RsaScratch, pkcs1v15_encryption_block,
+    RsaError, RsaPrivate, RsaPublic, RsaScratch, block_out, check_fits, pkcs1v15_encryption_block,
 };
 use crate::crypto::keys::{RsaPrivateKeyRef, RsaPublicKeyRef};
 
@@ -179,6 +179,7 @@ impl<'a> FixedPublicKey<'a> {
     }
 
     /// The key it was made from.
+    #[must_use]
     pub fn key(&self) -> &RsaPublicKeyRef<'a> {
         &self.key
     }
@@ -210,9 +211,7 @@ impl RsaPublic for FixedPublicKey<'_> {
         scratch: &mut RsaScratch,
     ) -> Result<usize, RsaError> {
         let k = self.modulus_len();
-        let out = out
-            .get_mut(..k)
-            .ok_or(RsaError::InsufficientSize { required: k })?;
+        let out = block_out(out, k)?;
         // The block is built in `out` and read from there into limbs before the result is written back: no second
         // block-sized buffer on the stack.
         pkcs1v15_encryption_block(rng, message, out)?;
@@ -425,6 +424,7 @@ impl<'a> FixedPrivateKey<'a> {
     }
 
     /// The key it was made from.
+    #[must_use]
     pub fn key(&self) -> &RsaPrivateKeyRef<'a> {
         &self.key
     }
@@ -590,12 +590,8 @@ impl RsaPrivate for FixedPrivateKey<'_> {
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
         let k = self.modulus_len();
-        let out = out
-            .get_mut(..k)
-            .ok_or(RsaError::InsufficientSize { required: k })?;
-        if message.len() + 11 > k {
-            return Err(RsaError::MessageTooLong);
-        }
+        let out = block_out(out, k)?;
+        check_fits(message, k)?;
         let mut block = [0u8; MAX_PRIVATE_BITS / 8];
         signature_block(message, &mut block[..k]);
         self.private_op(&block[..k], out, &mut RsaScratch::new().fixed)

@@ -84,11 +84,13 @@ pub enum FrameError {
 }
 
 /// The ciphertext length for a plaintext of `len` bytes: PKCS#7 always adds 1 to 16 bytes.
+#[must_use]
 pub const fn ciphertext_len(len: usize) -> usize {
     (len & !(BLOCK_LEN - 1)) + BLOCK_LEN
 }
 
 /// The whole frame (length prefix and ciphertext) for a plaintext of `len` bytes.
+#[must_use]
 pub const fn sealed_len(len: usize) -> usize {
     HEADER_LEN + ciphertext_len(len)
 }
@@ -270,6 +272,7 @@ impl<C, S: AsMut<[u8]>> FrameDecoder<C, S> {
 
     /// Lowers the largest accepted ciphertext length (e.g. to [`CORE_MAX_CIPHERTEXT_LEN`]); it can
     /// never exceed the storage.
+    #[must_use]
     pub fn with_max_len(mut self, max_len: usize) -> Self {
         self.max_len = self.max_len.min(max_len);
         self

@@ -164,6 +164,7 @@ impl fmt::Debug for DeviceCredentials {
 impl DeviceCredentials {
     /// The public key DER the device appended (Photon and later; the Core sends none). Its
     /// content is whatever the device sent: parse it before use.
+    #[must_use]
     pub fn public_key_der(&self) -> Option<&[u8]> {
         (self.key_len > 0).then(|| &self.key[..self.key_len])
     }
@@ -291,6 +292,7 @@ fn session_hmac(session: &SessionKey, ciphertext: &[u8]) -> [u8; HMAC_LEN] {
 
 /// The HMAC-SHA1 keyed with the session secret over the session-key ciphertext: what the
 /// server signs.
+#[must_use]
 pub fn session_key_hmac(session: &SessionKey, ciphertext: &[u8]) -> [u8; HMAC_LEN] {
     session_hmac(session, ciphertext)
 }

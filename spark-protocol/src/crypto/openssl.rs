@@ -23,7 +23,9 @@ use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic, pkcs1v15_encryption_block};
+use crate::crypto::backend::{
+    RsaError, RsaPrivate, RsaPublic, block_out, check_fits, pkcs1v15_encryption_block,
+};
 use crate::crypto::cipher::{BLOCK_LEN, CipherError, KEY_LEN, SessionCipher};
 use crate::crypto::keys::{RsaPrivateKeyRef, RsaPublicKeyRef};
 
@@ -107,9 +109,7 @@ impl RsaPublic for OpensslPublicKey {
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
         let k = self.modulus_len();
-        let out = out
-            .get_mut(..k)
-            .ok_or(RsaError::InsufficientSize { required: k })?;
+        let out = block_out(out, k)?;
         let mut block = Zeroizing::new([0u8; MAX_BLOCK]);
         pkcs1v15_encryption_block(rng, message, &mut block[..k])?;
         match self.0.public_encrypt(&block[..k], out, Padding::NONE) {
@@ -170,12 +170,8 @@ impl RsaPrivate for OpensslPrivateKey {
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
         let k = self.modulus_len();
-        let out = out
-            .get_mut(..k)
-            .ok_or(RsaError::InsufficientSize { required: k })?;
-        if message.len() + 11 > k {
-            return Err(RsaError::MessageTooLong);
-        }
+        let out = block_out(out, k)?;
+        check_fits(message, k)?;
         match self.0.private_encrypt(message, out, Padding::PKCS1) {
             Ok(n) if n == k => Ok(k),
             _ => Err(RsaError::Backend),

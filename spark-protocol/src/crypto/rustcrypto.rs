@@ -12,7 +12,7 @@ use rand_core::CryptoRng;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{BoxedUint, Pkcs1v15Encrypt, Pkcs1v15Sign};
 
-use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic};
+use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic, block_out, check_fits};
 use crate::crypto::keys::{KeyError, RsaPrivateKey, RsaPrivateKeyRef, RsaPublicKeyRef};
 
 fn uint(bytes: &[u8]) -> Result<BoxedUint, RsaError> {
@@ -88,12 +88,8 @@ impl RsaPublic for RustCryptoPublicKey {
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
         let k = self.0.size();
-        if out.len() < k {
-            return Err(RsaError::InsufficientSize { required: k });
-        }
-        if message.len() + 11 > k {
-            return Err(RsaError::MessageTooLong);
-        }
+        block_out(out, k)?;
+        check_fits(message, k)?;
         let ct = self
             .0
             .encrypt(rng, Pkcs1v15Encrypt, message)
@@ -140,12 +136,8 @@ impl RsaPrivate for RustCryptoPrivateKey {
         out: &mut [u8],
     ) -> Result<usize, RsaError> {
         let k = self.0.size();
-        if out.len() < k {
-            return Err(RsaError::InsufficientSize { required: k });
-        }
-        if message.len() + 11 > k {
-            return Err(RsaError::MessageTooLong);
-        }
+        block_out(out, k)?;
+        check_fits(message, k)?;
         let sig = self
             .0
             .sign_with_rng(rng, Pkcs1v15Sign::new_unprefixed(), message)

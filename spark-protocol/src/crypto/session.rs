@@ -43,6 +43,7 @@ impl ZeroizeOnDrop for SessionKey {}
 
 impl SessionKey {
     /// Wraps 40 bytes received or chosen elsewhere.
+    #[must_use]
     pub fn from_bytes(bytes: [u8; SESSION_KEY_LEN]) -> Self {
         SessionKey(bytes)
     }
@@ -55,16 +56,19 @@ impl SessionKey {
     }
 
     /// All 40 bytes, as they travel (encrypted) in the handshake.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8; SESSION_KEY_LEN] {
         &self.0
     }
 
     /// The AES-128 key: bytes 0..16.
+    #[must_use]
     pub fn aes_key(&self) -> &[u8; KEY_LEN] {
         self.0[..KEY_LEN].try_into().unwrap_or(&[0; KEY_LEN])
     }
 
     /// The IV of the first message in each direction: bytes 16..32.
+    #[must_use]
     pub fn iv(&self) -> [u8; BLOCK_LEN] {
         let mut iv = [0u8; BLOCK_LEN];
         iv.copy_from_slice(&self.0[KEY_LEN..KEY_LEN + BLOCK_LEN]);
@@ -72,6 +76,7 @@ impl SessionKey {
     }
 
     /// The salt: bytes 32..40.
+    #[must_use]
     pub fn salt(&self) -> [u8; SALT_LEN] {
         let mut salt = [0u8; SALT_LEN];
         salt.copy_from_slice(&self.0[KEY_LEN + BLOCK_LEN..]);
@@ -80,22 +85,26 @@ impl SessionKey {
 
     /// The Core's message-id seed: salt bytes 0..2 big-endian (core-communication-lib). The first
     /// message the device sends carries this seed + 1.
+    #[must_use]
     pub fn message_id_seed(&self) -> u16 {
         u16::from_be_bytes([self.0[32], self.0[33]])
     }
 
     /// Device OS's message-id seed over TCP: the same two bytes read as a little-endian `u16`
     /// (a native read on ARM).
+    #[must_use]
     pub fn message_id_seed_le(&self) -> u16 {
         u16::from_le_bytes([self.0[32], self.0[33]])
     }
 
     /// The Core's token seed: salt byte 2. The first token the device uses is this seed + 1.
+    #[must_use]
     pub fn token_seed(&self) -> u8 {
         self.0[34]
     }
 
     /// The encoder for this side's outgoing messages.
+    #[must_use]
     pub fn encoder<C: SessionCipher>(&self) -> FrameEncoder<C> {
         FrameEncoder::new(C::new(self.aes_key()), self.iv())
     }

@@ -223,8 +223,8 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit). `now` starts the retransmission timer; `rng`
     /// supplies the client random and the ephemeral ECDHE key.
     pub fn client<R: rand_core::CryptoRng + ?Sized>(
-        config: super::ClientConfig,
         now: Instant,
+        config: super::ClientConfig,
         rng: &mut R,
     ) -> Self {
         let mut c = Connection::blank(Role::Client, config.transport, config.key);
@@ -291,22 +291,26 @@ impl Connection {
     }
 
     /// Which side this is.
+    #[must_use]
     pub fn role(&self) -> Role {
         self.role
     }
 
     /// Whether the handshake finished and application data may flow.
+    #[must_use]
     pub fn is_connected(&self) -> bool {
         self.state == State::Connected
     }
 
     /// Whether this connection's handshake was an abbreviated one (a resumed session).
+    #[must_use]
     pub fn is_resumed(&self) -> bool {
         self.resumed
     }
 
     /// The connection id records to us carry, if one was agreed (the server's, on the server:
     /// what the caller routes by when a device's address changes).
+    #[must_use]
     pub fn connection_id(&self) -> Option<&[u8]> {
         (!self.in_cid.is_empty()).then_some(&self.in_cid[..])
     }
@@ -318,17 +322,20 @@ impl Connection {
     }
 
     /// The error the connection ended with, if it did.
+    #[must_use]
     pub fn error(&self) -> Option<Error> {
         self.error
     }
 
     /// The key the peer proved it holds (after its CertificateVerify or ServerKeyExchange).
     /// On the server this is how the device is identified against the device id in its Hello.
+    #[must_use]
     pub fn peer_public_key(&self) -> Option<PublicKey> {
         self.peer_key
     }
 
     /// The session to resume later (a device keeps it across sleep or a network change).
+    #[must_use]
     pub fn session(&self) -> Option<Session> {
         let master = self.master?;
         if self.state != State::Connected || self.session_id.is_empty() {
@@ -343,6 +350,7 @@ impl Connection {
     ///
     /// Record sequence numbers must never repeat under the same keys: save again after sending,
     /// or pass a `skip` larger than what may have been sent since to [`restore`](Self::restore).
+    #[must_use]
     pub fn save(&self) -> Option<SavedAssociation> {
         if self.state != State::Connected {
             return None;
@@ -368,6 +376,7 @@ impl Connection {
 
     /// An established association from a [`save`](Self::save)d one, with our sequence numbers
     /// advanced by `skip`. `key` is only kept for a later handshake's sake.
+    #[must_use]
     pub fn restore(
         saved: &SavedAssociation,
         key: PrivateKey,
@@ -887,6 +896,24 @@ impl Connection {
         Ok(())
     }
 
+    /// The peer's Certificate (X.509 or a raw public key): its key must be the pinned one, if
+    /// any; then the handshake moves on to `next`.
+    fn accept_certificate(
+        &mut self,
+        message: &[u8],
+        body: &[u8],
+        next: State,
+    ) -> Result<(), Error> {
+        self.transcript.update(message);
+        let key = handshake::parse_certificate(body, self.peer_rpk)?.ok_or(Error::NoCertificate)?;
+        if self.peer_pin.is_some_and(|pin| pin != key) {
+            return Err(Error::UnknownPeerKey);
+        }
+        self.peer_key = Some(key);
+        self.state = next;
+        Ok(())
+    }
+
     fn handle_message(&mut self, now: Instant, message: &[u8]) -> Result<(), Error> {
         let msg_type = HandshakeType::from(message[0]);
         let body = &message[handshake::HEADER_LEN..];
@@ -916,15 +943,7 @@ impl Connection {
                 self.on_server_hello(body)
             }
             (State::ExpectCertificate, HandshakeType::Certificate) => {
-                self.transcript.update(message);
-                let key = handshake::parse_certificate(body, self.peer_rpk)?
-                    .ok_or(Error::NoCertificate)?;
-                if self.peer_pin.is_some_and(|pin| pin != key) {
-                    return Err(Error::UnknownPeerKey);
-                }
-                self.peer_key = Some(key);
-                self.state = State::ExpectServerKeyExchange;
-                Ok(())
+                self.accept_certificate(message, body, State::ExpectServerKeyExchange)
             }
             (State::ExpectCertificate, HandshakeType::ServerKeyExchange)
                 if self.peer_rpk && self.peer_pin.is_some() =>
@@ -973,15 +992,7 @@ impl Connection {
                 self.send_client_finished_flight(now)
             }
             (State::ExpectClientCertificate, HandshakeType::Certificate) => {
-                self.transcript.update(message);
-                let key = handshake::parse_certificate(body, self.peer_rpk)?
-                    .ok_or(Error::NoCertificate)?;
-                if self.peer_pin.is_some_and(|pin| pin != key) {
-                    return Err(Error::UnknownPeerKey);
-                }
-                self.peer_key = Some(key);
-                self.state = State::ExpectClientKeyExchange;
-                Ok(())
+                self.accept_certificate(message, body, State::ExpectClientKeyExchange)
             }
             (State::ExpectClientKeyExchange, HandshakeType::ClientKeyExchange) => {
                 self.transcript.update(message);

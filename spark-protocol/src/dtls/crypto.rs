@@ -109,6 +109,7 @@ impl core::fmt::Debug for MasterSecret {
 
 impl MasterSecret {
     /// `PRF(pre_master, "master secret", client_random ‖ server_random)`.
+    #[must_use]
     pub fn derive(pre_master: &[u8], client_random: &[u8; 32], server_random: &[u8; 32]) -> Self {
         let mut m = [0u8; 48];
         prf(
@@ -121,6 +122,7 @@ impl MasterSecret {
     }
 
     /// The 12-byte `verify_data` of a Finished message.
+    #[must_use]
     pub fn verify_data(&self, label: &[u8], transcript_hash: &[u8; 32]) -> [u8; 12] {
         let mut v = [0u8; 12];
         prf(&self.0, label, &[transcript_hash], &mut v);
@@ -128,6 +130,7 @@ impl MasterSecret {
     }
 
     /// The key block for AES-128-CCM-8: two 16-byte keys, then two 4-byte implicit salts.
+    #[must_use]
     pub fn key_block(&self, client_random: &[u8; 32], server_random: &[u8; 32]) -> KeyBlock {
         let mut kb = [0u8; 40];
         prf(
@@ -175,6 +178,7 @@ pub struct RecordCipher {
 
 impl RecordCipher {
     /// The cipher for `key` and `salt`.
+    #[must_use]
     pub fn new(key: &[u8; 16], salt: [u8; 4]) -> Self {
         RecordCipher {
             aead: Aes128Ccm8::new(key.into()),
@@ -333,6 +337,7 @@ impl PrivateKey {
     }
 
     /// The matching public key.
+    #[must_use]
     pub fn public_key(&self) -> PublicKey {
         PublicKey {
             key: *self.key.verifying_key(),
@@ -415,6 +420,7 @@ impl PublicKey {
     }
 
     /// The uncompressed SEC1 point.
+    #[must_use]
     pub fn to_point(&self) -> [u8; POINT_LEN] {
         let mut out = [0u8; POINT_LEN];
         let ep = self.key.to_sec1_point(false);
@@ -426,6 +432,7 @@ impl PublicKey {
     }
 
     /// The DER `SubjectPublicKeyInfo` (91 bytes), what a raw-public-key Certificate carries.
+    #[must_use]
     pub fn to_spki(&self) -> [u8; SPKI_LEN] {
         let mut out = [0u8; SPKI_LEN];
         out[..SPKI_PREFIX.len()].copy_from_slice(&SPKI_PREFIX);

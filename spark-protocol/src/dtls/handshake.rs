@@ -232,6 +232,7 @@ impl Reassembly {
     }
 
     /// The whole message, header included.
+    #[must_use]
     pub fn message(&self) -> &[u8] {
         &self.buf[..HEADER_LEN + self.length]
     }
@@ -250,11 +251,13 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A reader over `bytes`.
+    #[must_use]
     pub fn new(bytes: &'a [u8]) -> Self {
         Reader { rest: bytes }
     }
 
     /// What is left.
+    #[must_use]
     pub fn rest(&self) -> &'a [u8] {
         self.rest
     }
@@ -327,11 +330,13 @@ impl<'a> Writer<'a> {
     }
 
     /// Bytes written.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.pos
     }
 
     /// Whether nothing was written.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.pos == 0
     }
@@ -444,40 +449,57 @@ impl<'a> ClientHello<'a> {
             connection_id: None,
             body,
         };
-        if !r.rest().is_empty() {
-            let mut exts = Reader::new(r.vec16()?);
-            r.finish()?;
-            while !exts.rest().is_empty() {
-                let kind = exts.u16()?;
-                let mut data = Reader::new(exts.vec16()?);
-                match kind {
-                    ext::SUPPORTED_GROUPS => {
-                        let list = data.vec16()?;
-                        hello.offers_p256 = list.chunks(2).any(|c| c == SECP256R1.to_be_bytes());
-                    }
-                    ext::SERVER_CERTIFICATE_TYPE => {
-                        hello.server_rpk = data.vec8()?.contains(&CERTIFICATE_TYPE_RAW_PUBLIC_KEY);
-                    }
-                    ext::CLIENT_CERTIFICATE_TYPE => {
-                        hello.client_rpk = data.vec8()?.contains(&CERTIFICATE_TYPE_RAW_PUBLIC_KEY);
-                    }
-                    ext::RENEGOTIATION_INFO if data.vec8()?.is_empty() => {
-                        renegotiation_info = true;
-                    }
-                    ext::CONNECTION_ID => {
-                        let cid = data.vec8()?;
-                        if cid.len() > 32 {
-                            return Err(Error::Malformed("connection id longer than 32 bytes"));
-                        }
-                        hello.connection_id = Some(cid);
-                    }
-                    _ => {}
+        extensions(&mut r, |kind, data| {
+            match kind {
+                ext::SUPPORTED_GROUPS => {
+                    let list = data.vec16()?;
+                    hello.offers_p256 = list.chunks(2).any(|c| c == SECP256R1.to_be_bytes());
                 }
+                ext::SERVER_CERTIFICATE_TYPE => {
+                    hello.server_rpk = data.vec8()?.contains(&CERTIFICATE_TYPE_RAW_PUBLIC_KEY);
+                }
+                ext::CLIENT_CERTIFICATE_TYPE => {
+                    hello.client_rpk = data.vec8()?.contains(&CERTIFICATE_TYPE_RAW_PUBLIC_KEY);
+                }
+                ext::RENEGOTIATION_INFO if data.vec8()?.is_empty() => {
+                    renegotiation_info = true;
+                }
+                ext::CONNECTION_ID => hello.connection_id = Some(connection_id(data)?),
+                _ => {}
             }
-        }
+            Ok(())
+        })?;
         hello.renegotiation_info = renegotiation_info;
         Ok(hello)
     }
+}
+
+/// Reads a hello's extension block, if any is left in `r`, handing each extension's type and
+/// data to `f`; nothing may follow the block.
+fn extensions<'a>(
+    r: &mut Reader<'a>,
+    mut f: impl FnMut(u16, &mut Reader<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if r.rest().is_empty() {
+        return Ok(());
+    }
+    let mut exts = Reader::new(r.vec16()?);
+    r.finish()?;
+    while !exts.rest().is_empty() {
+        let kind = exts.u16()?;
+        let mut data = Reader::new(exts.vec16()?);
+        f(kind, &mut data)?;
+    }
+    Ok(())
+}
+
+/// The connection id extension's value (at most 32 bytes).
+fn connection_id<'a>(data: &mut Reader<'a>) -> Result<&'a [u8], Error> {
+    let cid = data.vec8()?;
+    if cid.len() > 32 {
+        return Err(Error::Malformed("connection id longer than 32 bytes"));
+    }
+    Ok(cid)
 }
 
 /// A ServerHello's fields this profile reads.
@@ -522,30 +544,15 @@ impl<'a> ServerHello<'a> {
             client_certificate_type: None,
             connection_id: None,
         };
-        if !r.rest().is_empty() {
-            let mut exts = Reader::new(r.vec16()?);
-            r.finish()?;
-            while !exts.rest().is_empty() {
-                let kind = exts.u16()?;
-                let mut data = Reader::new(exts.vec16()?);
-                match kind {
-                    ext::SERVER_CERTIFICATE_TYPE => {
-                        hello.server_certificate_type = Some(data.u8()?)
-                    }
-                    ext::CLIENT_CERTIFICATE_TYPE => {
-                        hello.client_certificate_type = Some(data.u8()?)
-                    }
-                    ext::CONNECTION_ID => {
-                        let cid = data.vec8()?;
-                        if cid.len() > 32 {
-                            return Err(Error::Malformed("connection id longer than 32 bytes"));
-                        }
-                        hello.connection_id = Some(cid);
-                    }
-                    _ => {}
-                }
+        extensions(&mut r, |kind, data| {
+            match kind {
+                ext::SERVER_CERTIFICATE_TYPE => hello.server_certificate_type = Some(data.u8()?),
+                ext::CLIENT_CERTIFICATE_TYPE => hello.client_certificate_type = Some(data.u8()?),
+                ext::CONNECTION_ID => hello.connection_id = Some(connection_id(data)?),
+                _ => {}
             }
-        }
+            Ok(())
+        })?;
         Ok(hello)
     }
 }

@@ -202,6 +202,7 @@ pub struct Session {
 
 impl Session {
     /// A session from its parts (`None` for an id longer than 32 bytes).
+    #[must_use]
     pub fn new(id: &[u8], master: MasterSecret, peer_key: Option<PublicKey>) -> Option<Self> {
         let mut s = Session {
             id: [0; 32],
@@ -214,11 +215,13 @@ impl Session {
     }
 
     /// The session id.
+    #[must_use]
     pub fn id(&self) -> &[u8] {
         &self.id[..usize::from(self.id_len)]
     }
 
     /// The peer's key as proven in the full handshake.
+    #[must_use]
     pub fn peer_key(&self) -> Option<PublicKey> {
         self.peer_key
     }
@@ -249,12 +252,14 @@ impl SavedAssociation {
     }
 
     /// The session inside (resumable with an abbreviated handshake if the peer forgot the rest).
+    #[must_use]
     pub fn session(&self) -> Session {
         self.session
     }
 
     /// A fixed-size encoding: role, master secret, both randoms, session id, peer key, write
     /// sequence number, replay window and both connection ids. It holds the master secret: store it like a key.
+    #[must_use]
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
         out[0] = match self.role {
@@ -349,6 +354,7 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// A raw-public-key client of `server_key` with the default timers.
+    #[must_use]
     pub fn new(key: PrivateKey, server_key: PublicKey) -> Self {
         ClientConfig {
             key,
@@ -387,6 +393,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// A server that asks for client keys, with the default timers.
+    #[must_use]
     pub fn new(key: PrivateKey) -> Self {
         ServerConfig {
             key,
@@ -418,6 +425,7 @@ pub enum Accept {
 /// The connection id of a record from a device that uses one (content type 25, or 253 after its
 /// address changed, with the second value `true`), given the length of the ids this server hands
 /// out: what the caller routes by when a known id arrives from a new address.
+#[must_use]
 pub fn record_connection_id(datagram: &[u8], cid_len: usize) -> Option<(&[u8], bool)> {
     let moved = match *datagram.first()? {
         record::CONTENT_TYPE_CID => false,
@@ -430,6 +438,7 @@ pub fn record_connection_id(datagram: &[u8], cid_len: usize) -> Option<(&[u8], b
 /// Whether `datagram` starts with an unprotected ClientHello: from an address that already has a
 /// connection this is a restarted client, and the datagram should also go to [`Server::accept`],
 /// whose new connection (once the cookie checks out) replaces the old one (RFC 6347 section 4.2.8).
+#[must_use]
 pub fn is_client_hello(datagram: &[u8]) -> bool {
     RecordHeader::parse(datagram).is_some_and(|(h, body)| {
         h.content_type == ContentType::Handshake
@@ -471,6 +480,7 @@ impl<const SESSIONS: usize> Server<SESSIONS> {
     }
 
     /// The settings.
+    #[must_use]
     pub fn config(&self) -> &ServerConfig {
         &self.config
     }

@@ -77,6 +77,7 @@ pub struct RecordHeader {
 impl RecordHeader {
     /// Reads the header at the start of `bytes` and checks that the whole fragment is there.
     /// Returns the header and the fragment.
+    #[must_use]
     pub fn parse(bytes: &[u8]) -> Option<(RecordHeader, &[u8])> {
         let head: &[u8; HEADER_LEN] = bytes.get(..HEADER_LEN)?.try_into().ok()?;
         let mut seq = [0u8; 8];
@@ -94,6 +95,7 @@ impl RecordHeader {
 
     /// Reads a header that carries a connection id of `cid_len` bytes between the sequence
     /// number and the length; returns the header, the CID and the fragment.
+    #[must_use]
     pub fn parse_with_cid(bytes: &[u8], cid_len: usize) -> Option<(RecordHeader, &[u8], &[u8])> {
         let head = bytes.get(..HEADER_LEN + cid_len)?;
         let mut seq = [0u8; 8];
@@ -121,6 +123,7 @@ impl RecordHeader {
     }
 
     /// `epoch ‖ sequence` as the 8 bytes the AEAD nonce and additional data use.
+    #[must_use]
     pub fn epoch_and_sequence(&self) -> [u8; 8] {
         let mut b = (self.sequence & MAX_SEQUENCE).to_be_bytes();
         b[..2].copy_from_slice(&self.epoch.to_be_bytes());
@@ -210,6 +213,7 @@ pub struct ReplayWindow {
 
 impl ReplayWindow {
     /// The window as 17 bytes: a flag, the top sequence number, the bitmap (for saving).
+    #[must_use]
     pub fn to_bytes(&self) -> [u8; 17] {
         let mut out = [0u8; 17];
         out[0] = u8::from(self.top.is_some());
@@ -219,6 +223,7 @@ impl ReplayWindow {
     }
 
     /// The window [`to_bytes`](Self::to_bytes) wrote.
+    #[must_use]
     pub fn from_bytes(b: &[u8; 17]) -> Self {
         let mut top = [0u8; 8];
         top.copy_from_slice(&b[1..9]);
@@ -231,6 +236,7 @@ impl ReplayWindow {
     }
 
     /// Whether `seq` is new and inside the window (checked before the record is authenticated).
+    #[must_use]
     pub fn is_fresh(&self, seq: u64) -> bool {
         match self.top {
             None => true,

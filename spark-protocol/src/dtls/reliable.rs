@@ -140,6 +140,7 @@ impl<const PENDING: usize, const SLOT: usize, const SEEN: usize> core::fmt::Debu
 
 impl<const PENDING: usize, const SLOT: usize, const SEEN: usize> Reliability<PENDING, SLOT, SEEN> {
     /// An empty layer.
+    #[must_use]
     pub fn new(config: ReliabilityConfig) -> Self {
         Reliability {
             config,
@@ -151,6 +152,7 @@ impl<const PENDING: usize, const SLOT: usize, const SEEN: usize> Reliability<PEN
     }
 
     /// Whether another confirmable message can be sent now.
+    #[must_use]
     pub fn can_send_confirmable(&self) -> bool {
         !self.pending.is_full()
     }

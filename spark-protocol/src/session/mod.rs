@@ -10,6 +10,67 @@
 //! Both sides share the [`Connection`] trait, the [`Instant`] type and the [`SessionError`] a
 //! session ends with. Once a session has ended it stays ended: every later call returns the same
 //! error.
+//!
+//! # The convention every sans-IO machine here follows
+//!
+//! The device and cloud sessions, the DTLS connection (`dtls`, feature `dtls`) and the drivers
+//! speak one vocabulary, so that code written against one reads the same against another:
+//!
+//! - **Inputs are `handle_*`, outputs are `poll_*`.** Bytes and events go in through
+//!   [`Connection::handle_input`], [`Connection::handle_close`], [`Connection::handle_timeout`]
+//!   (`dtls::Connection::handle_datagram`, `handle_timeout`); what the machine wants done comes
+//!   out of [`Connection::poll_transmit`], [`Connection::poll_timeout`] and
+//!   [`Connection::poll_event`] (the same three names on `dtls::Connection`). Application
+//!   requests are verbs on the machine (`publish`, `call_function`, `send`) that queue output.
+//! - **Time is passed in, first.** A constructor or method that needs the time takes
+//!   `now: Instant` as its first argument after `self`:
+//!   `DeviceConnection::new(now, config, handshake, sink)`,
+//!   `DeviceConnection::from_session(now, secret, config, sink)`,
+//!   `CloudConnection::new(now, server_key, keys, rng, config)`,
+//!   `CloudConnection::from_session(now, server_key, keys, rng, config, secret, device_id)`,
+//!   `dtls::Connection::client(now, config, rng)`, `dtls::Server::accept(now, peer, datagram, rng, out)`,
+//!   `publish(now, ...)`, `call_function(now, ...)`. A method that would ignore the time does not
+//!   take it: `close()` on all three machines ends at once and arms nothing, and
+//!   `CloudConnection::deliver_event(event)` starts no timer.
+//! - **The caller sizes buffers.** Output goes into a slice the caller gives; one that is too short
+//!   is an `InsufficientSize { required }` error of the layer
+//!   ([`SessionError::InsufficientSize`], [`driver::DriverError::InsufficientSize`],
+//!   [`wire::Error::InsufficientSize`],
+//!   `dtls::Error::InsufficientSize`), never the error a hostile peer causes: a session does not
+//!   end on it, and the same call with `required` bytes goes on where it stopped.
+//!   [`Connection::max_transmit_len`] is a size that always suffices. Heap conveniences
+//!   (`Driver::with_vec`, `to_vec`) sit on top of the slice API.
+//! - **Outputs are `#[must_use]`.** Events ([`device::DeviceEvent`], `cloud::CloudEvent`), the
+//!   handles that answer them ([`device::CallId`], [`device::ReadId`], `cloud::RequestId`), the
+//!   `poll_*` results and the parsed messages of [`wire`] warn when dropped.
+//! - **One type per idea.** A device id is a [`DeviceId`] everywhere, a
+//!   variable's type a [`VarType`](crate::VarType) and its value a `VariableValue` (the borrowed
+//!   form on the wire: [`wire::message::Value`]); whose events a
+//!   subscription asks for is a [`Scope`]. The cloud's `RequestId` and the device's
+//!   [`device::CallId`] / [`device::ReadId`] differ on purpose: the first counts the cloud
+//!   application's own requests, the others stand for the cloud's CoAP message a device answer
+//!   must echo.
+//!
+//! A too-short buffer, then the right one: the frame waits, and the session goes on.
+//!
+//! ```
+//! use spark_protocol::crypto::SessionKey;
+//! use spark_protocol::session::device::{DeviceConfig, DeviceConnection, NoFirmware};
+//! use spark_protocol::session::{Connection, Instant, SessionError};
+//!
+//! let secret = SessionKey::from_bytes([5; 40]);
+//! let mut device =
+//!     DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new([1; 12]), NoFirmware);
+//! // The device's Hello is queued; four bytes cannot hold it.
+//! let Err(SessionError::InsufficientSize { required }) = device.poll_transmit(Instant::ZERO, &mut [0; 4])
+//! else {
+//!     panic!("the frame is longer than four bytes")
+//! };
+//! assert_eq!(device.error(), None);
+//! let mut buf = vec![0; required];
+//! assert_eq!(device.poll_transmit(Instant::ZERO, &mut buf), Ok(Some(required)));
+//! assert_eq!(device.poll_transmit(Instant::ZERO, &mut buf), Ok(None));
+//! ```
 
 #[cfg(feature = "alloc")]
 pub mod cloud;
@@ -21,8 +82,25 @@ mod time;
 
 pub use time::Instant;
 
+use crate::DeviceId;
 use crate::crypto::{FrameError, HandshakeError, KeyError};
 use crate::wire;
+
+/// Whose events a subscription asks for: what the device's
+/// [`subscribe`](device::DeviceConnection::subscribe) takes and what the cloud's
+/// [`Subscription`](cloud::Subscription) reports. On the wire it is the Subscribe message's
+/// [`SubscribeScope`](crate::wire::message::SubscribeScope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Every public event whose name starts with the filter (the firehose; the filter must not
+    /// be empty).
+    All,
+    /// Events of the owner's devices only.
+    MyDevices,
+    /// Events of one device.
+    Device(DeviceId),
+}
 
 /// Why a session ended. A session that has ended keeps returning the same reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +159,15 @@ pub enum SessionError {
     /// The application closed the session.
     #[error("closed by the application")]
     Closed,
+    /// The caller's buffer is shorter than the next frame ([`Connection::poll_transmit`]). This
+    /// one is not an end: the session keeps the frame and goes on, and the same call with a
+    /// buffer of `required` bytes (or [`Connection::max_transmit_len`]) takes it. It is never the
+    /// peer's doing, unlike [`SessionError::Oversized`].
+    #[error("the buffer is too small: the next frame needs {required} bytes")]
+    InsufficientSize {
+        /// The buffer length the next frame needs.
+        required: usize,
+    },
 }
 
 /// The common shape of both sides, so that one driver, one in-memory pair and one fuzz harness
@@ -106,8 +193,10 @@ pub trait Connection {
     /// nothing to send. Bytes are whole frames; a driver writes them all before polling again.
     ///
     /// When `buf` is shorter than the next frame, returns
-    /// `Err(SessionError::Oversized { len: required, max: buf.len() })` and keeps the frame, so
-    /// the call can be repeated with a buffer of [`Connection::max_transmit_len`].
+    /// `Err(SessionError::InsufficientSize { required })` and keeps the frame: the session does
+    /// not end, and the call can be repeated with a buffer of `required` bytes (at most
+    /// [`Connection::max_transmit_len`]).
+    #[must_use = "the bytes written to `buf` must be sent"]
     fn poll_transmit(
         &mut self,
         now: Instant,
@@ -115,14 +204,18 @@ pub trait Connection {
     ) -> Result<Option<usize>, SessionError>;
 
     /// The largest number of bytes [`Connection::poll_transmit`] may ask for in one call.
+    #[must_use]
     fn max_transmit_len(&self) -> usize;
 
     /// When [`Connection::handle_timeout`] must next be called, if any timer runs.
+    #[must_use]
     fn poll_timeout(&self) -> Option<Instant>;
 
     /// The next event for the application, if any.
+    #[must_use]
     fn poll_event(&mut self) -> Option<Self::Event>;
 
     /// Why the session ended, once it has.
+    #[must_use]
     fn error(&self) -> Option<SessionError>;
 }

@@ -26,6 +26,32 @@
 //!
 //! Every frame's fate is written to the [`Pair::trace`], and each side's events are collected in
 //! order ([`Pair::events_a`], [`Pair::take_events_a`], and the same for B).
+//!
+//! A device whose first frame (its Hello) is lost never hears the cloud's Hello, and ends with
+//! the Core's 20 s handshake timeout, reached on virtual time at once:
+//!
+//! ```
+//! use spark_protocol::crypto::{SessionKey, rng::HardwareRng};
+//! use spark_protocol::session::cloud::{CloudConfig, CloudConnection, NoKeys};
+//! use spark_protocol::session::device::{DeviceConfig, DeviceConnection, NoFirmware};
+//! use spark_protocol::session::pair::{Fate, Fault, Faults, Pair, Side, TraceEntry};
+//! use spark_protocol::session::{Instant, SessionError};
+//!
+//! let secret = SessionKey::from_bytes([4; 40]);
+//! let device = DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new([1; 12]), NoFirmware);
+//! let rng = HardwareRng(|dest: &mut [u8]| dest.fill(9));
+//! let cloud = CloudConnection::from_session(
+//!     Instant::ZERO, NoKeys, NoKeys, rng, CloudConfig::default(), &secret, [1; 12].into(),
+//! );
+//! let mut link = Pair::with_faults(device, cloud, Faults::none().at_frame(0, Fault::Drop));
+//! let _ = link.run(Instant::from_secs(60));
+//! assert!(matches!(
+//!     link.trace().first(),
+//!     Some(TraceEntry::Frame { index: 0, from: Side::A, fate: Fate::Dropped, .. })
+//! ));
+//! assert_eq!(link.errors().0, Some(SessionError::HandshakeTimeout));
+//! assert!(link.now() >= Instant::from_secs(20));
+//! ```
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -45,6 +71,7 @@ pub enum Side {
 
 impl Side {
     /// The other end.
+    #[must_use]
     pub fn peer(self) -> Side {
         match self {
             Side::A => Side::B,
@@ -148,11 +175,13 @@ pub struct Faults {
 
 impl Faults {
     /// No faults: a perfect link.
+    #[must_use]
     pub fn none() -> Self {
         Faults::default()
     }
 
     /// Random faults from `seed`, none yet enabled.
+    #[must_use]
     pub fn seeded(seed: u64) -> Self {
         Faults {
             seed,
@@ -161,12 +190,14 @@ impl Faults {
     }
 
     /// Adds a fault aimed at frame `index`.
+    #[must_use]
     pub fn at_frame(mut self, index: u64, fault: Fault) -> Self {
         self.at_frames.push((index, fault));
         self
     }
 
     /// Cuts the link at `at`.
+    #[must_use]
     pub fn cut_at(mut self, at: Instant) -> Self {
         self.cut_at = Some(at);
         self
@@ -291,11 +322,13 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// The current virtual time.
+    #[must_use]
     pub fn now(&self) -> Instant {
         self.now
     }
 
     /// Side A.
+    #[must_use]
     pub fn a(&self) -> &A {
         &self.a
     }
@@ -306,6 +339,7 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// Side B.
+    #[must_use]
     pub fn b(&self) -> &B {
         &self.b
     }
@@ -321,11 +355,13 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// The events A reported so far and not taken.
+    #[must_use]
     pub fn events_a(&self) -> &VecDeque<A::Event> {
         &self.events_a
     }
 
     /// The events B reported so far and not taken.
+    #[must_use]
     pub fn events_b(&self) -> &VecDeque<B::Event> {
         &self.events_b
     }
@@ -341,16 +377,19 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// Every frame's fate and the link's closing, in order.
+    #[must_use]
     pub fn trace(&self) -> &[TraceEntry] {
         &self.trace
     }
 
     /// How many frames have been sent, over both directions.
+    #[must_use]
     pub fn frames_sent(&self) -> u64 {
         self.next_frame
     }
 
     /// Whether the link is still up.
+    #[must_use]
     pub fn link_up(&self) -> bool {
         self.link_up
     }
@@ -673,6 +712,7 @@ impl<A: Connection, B: Connection> Pair<A, B> {
     }
 
     /// Each side's error, once its session has ended.
+    #[must_use]
     pub fn errors(&self) -> (Option<SessionError>, Option<SessionError>) {
         (self.a.error(), self.b.error())
     }

@@ -1,4 +1,17 @@
 //! The session's notion of time: milliseconds from an origin the caller picks.
+//!
+//! ```
+//! use core::time::Duration;
+//! use spark_protocol::session::Instant;
+//!
+//! let boot = Instant::ZERO;
+//! let now = boot + Duration::from_millis(15_250);
+//! assert_eq!(now, Instant::from_millis(15_250));
+//! assert!(now > Instant::from_secs(15));
+//! assert_eq!(now.saturating_duration_since(Instant::from_secs(15)), Duration::from_millis(250));
+//! // Time never runs backwards here: an earlier instant is zero time away.
+//! assert_eq!(boot.saturating_duration_since(now), Duration::ZERO);
+//! ```
 
 use core::ops::{Add, AddAssign};
 use core::time::Duration;
@@ -18,11 +31,13 @@ impl Instant {
     pub const ZERO: Instant = Instant { millis: 0 };
 
     /// The instant `millis` milliseconds after the origin.
+    #[must_use]
     pub const fn from_millis(millis: u64) -> Self {
         Instant { millis }
     }
 
     /// The instant `secs` seconds after the origin.
+    #[must_use]
     pub const fn from_secs(secs: u64) -> Self {
         Instant {
             millis: secs.saturating_mul(1000),
@@ -30,16 +45,19 @@ impl Instant {
     }
 
     /// Milliseconds since the origin.
+    #[must_use]
     pub const fn as_millis(self) -> u64 {
         self.millis
     }
 
     /// The time from `earlier` to `self`, or zero when `earlier` is later.
+    #[must_use]
     pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_millis(self.millis.saturating_sub(earlier.millis))
     }
 
     /// `self + duration`, saturating at the end of time.
+    #[must_use]
     pub fn saturating_add(self, duration: Duration) -> Instant {
         let add = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         Instant {

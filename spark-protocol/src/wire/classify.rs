@@ -17,6 +17,21 @@
 //! Neither original knows the Device OS additions (Goodbye `x`, device-initiated describe `POST d`):
 //! they classify as [`MessageKind::Unknown`], and a session that supports them decodes them by
 //! letter with [`Message::parse`](super::Message::parse).
+//!
+//! ```
+//! use spark_protocol::wire::{MessageKind, Packet, Repr, Role, classify, classify_repr};
+//!
+//! // An empty CON is a ping to either side.
+//! let ping = Packet::new_checked(&[0x40, 0x00, 0x12, 0x34][..])?;
+//! assert_eq!(classify(&ping, Role::Device), MessageKind::Ping);
+//! assert_eq!(classify(&ping, Role::Cloud), MessageKind::Ping);
+//! // A 2.05 with a token: the Core takes any 2.05 for the time, the server a response to match.
+//! let reply = [0x61, 0x45, 0x00, 0x01, 0x07, 0xff, 0x5f, 0x00, 0x00, 0x00];
+//! let repr = Repr::parse_bytes(&reply)?;
+//! assert_eq!(classify_repr(&repr, Role::Device), MessageKind::Time);
+//! assert_eq!(classify_repr(&repr, Role::Cloud), MessageKind::Response);
+//! # Ok::<(), spark_protocol::wire::Error>(())
+//! ```
 
 use super::coap::{Code, HEADER_LEN, MessageType, OptionNumber, Options, Packet, Repr};
 use super::describe::VarType;
@@ -96,6 +111,7 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// The message's name as the protocol says it.
+    #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             MessageKind::Hello => "Hello",
@@ -152,6 +168,7 @@ pub fn classify<T: AsRef<[u8]>>(packet: &Packet<T>, receiver: Role) -> MessageKi
 
 /// [`classify`] for an already parsed message: the same answer as classifying its bytes, without
 /// walking them again.
+#[must_use]
 pub fn classify_repr(repr: &Repr<'_>, receiver: Role) -> MessageKind {
     match receiver {
         Role::Device => {
@@ -267,79 +284,84 @@ mod tests {
         kind
     }
 
+    /// Each message's bytes and the kind `role` must see in them.
+    fn check(role: Role, cases: &[(&[u8], MessageKind)]) {
+        for (bytes, want) in cases {
+            assert_eq!(kind(bytes, role), *want, "{bytes:02x?}");
+        }
+    }
+
     #[test]
     fn core_rules() {
         use MessageKind as K;
         let d = Role::Device;
-        assert_eq!(kind(b"\x41\x01\xab\xce\x88\xb1v", d), K::VariableRequest);
-        assert_eq!(kind(b"\x41\x01\xab\xce\x88\xb1d", d), K::Describe);
-        assert_eq!(kind(b"\x41\x01\xab\xce\x88\xb1t", d), K::Unknown);
-        assert_eq!(kind(b"\x50\x02\xbb\xbb\xb1e", d), K::Event);
-        assert_eq!(kind(b"\x50\x02\xbb\xbb\xb1E", d), K::Event);
-        assert_eq!(kind(b"\x50\x02\xbb\xbb\xb1h", d), K::Hello);
-        assert_eq!(kind(b"\x41\x02\xbb\xbb\x01\xb1f", d), K::FunctionCall);
-        assert_eq!(kind(b"\x41\x02\xbb\xbb\x01\xb1u", d), K::UpdateBegin);
-        assert_eq!(kind(b"\x41\x02\xbb\xbb\x01\xb1c", d), K::Chunk);
-        assert_eq!(kind(b"\x41\x03\xbb\xbb\x01\xb1k", d), K::KeyChange);
-        assert_eq!(kind(b"\x41\x03\xbb\xbb\x01\xb1u", d), K::UpdateDone);
-        assert_eq!(
-            kind(b"\x41\x03\xab\xcd\xef\xb1s\x41\x01", d),
-            K::SignalStart
+        check(
+            d,
+            &[
+                (b"\x41\x01\xab\xce\x88\xb1v", K::VariableRequest),
+                (b"\x41\x01\xab\xce\x88\xb1d", K::Describe),
+                (b"\x41\x01\xab\xce\x88\xb1t", K::Unknown),
+                (b"\x50\x02\xbb\xbb\xb1e", K::Event),
+                (b"\x50\x02\xbb\xbb\xb1E", K::Event),
+                (b"\x50\x02\xbb\xbb\xb1h", K::Hello),
+                (b"\x41\x02\xbb\xbb\x01\xb1f", K::FunctionCall),
+                (b"\x41\x02\xbb\xbb\x01\xb1u", K::UpdateBegin),
+                (b"\x41\x02\xbb\xbb\x01\xb1c", K::Chunk),
+                (b"\x41\x03\xbb\xbb\x01\xb1k", K::KeyChange),
+                (b"\x41\x03\xbb\xbb\x01\xb1u", K::UpdateDone),
+                (b"\x41\x03\xab\xcd\xef\xb1s\x41\x01", K::SignalStart),
+                (b"\x41\x03\xab\xcd\xef\xb1s\x41\x00", K::SignalStop),
+                // Without the query byte the Core reads padding, which is never zero.
+                (b"\x41\x03\xab\xcd\xef\xb1s", K::SignalStart),
+                (b"\x40\x00\x00\x01", K::Ping),
+                (b"\x60\x00\x00\x01", K::EmptyAck),
+                (b"\x50\x00\x00\x01", K::EmptyAck),
+                (b"\x70\x00\x00\x01", K::EmptyAck),
+                (b"\x61\x45\x99\x99\x99\xffSYf\xad", K::Time),
+                (b"\x51\x45\x99\x99\x99", K::Time),
+                (b"\x61\x44\x99\x99\x99", K::Unknown),
+                // The Core reads the byte at 5 + TKL, whatever option is there: a long first Uri-Path
+                // starting with the letter still counts, a first option of another number does not.
+                (b"\x50\x02\x00\x00\xb5hello", K::Hello),
+                (b"\x50\x02\x00\x00\x11\x00\xa1h", K::Unknown),
+                // A message too short to hold a letter reads padding.
+                (b"\x50\x02\x00\x00", K::Unknown),
+            ],
         );
-        assert_eq!(kind(b"\x41\x03\xab\xcd\xef\xb1s\x41\x00", d), K::SignalStop);
-        // Without the query byte the Core reads padding, which is never zero.
-        assert_eq!(kind(b"\x41\x03\xab\xcd\xef\xb1s", d), K::SignalStart);
-        assert_eq!(kind(b"\x40\x00\x00\x01", d), K::Ping);
-        assert_eq!(kind(b"\x60\x00\x00\x01", d), K::EmptyAck);
-        assert_eq!(kind(b"\x50\x00\x00\x01", d), K::EmptyAck);
-        assert_eq!(kind(b"\x70\x00\x00\x01", d), K::EmptyAck);
-        assert_eq!(kind(b"\x61\x45\x99\x99\x99\xffSYf\xad", d), K::Time);
-        assert_eq!(kind(b"\x51\x45\x99\x99\x99", d), K::Time);
-        assert_eq!(kind(b"\x61\x44\x99\x99\x99", d), K::Unknown);
-        // The Core reads the byte at 5 + TKL, whatever option is there: a long first Uri-Path
-        // starting with the letter still counts, a first option of another number does not.
-        assert_eq!(kind(b"\x50\x02\x00\x00\xb5hello", d), K::Hello);
-        assert_eq!(kind(b"\x50\x02\x00\x00\x11\x00\xa1h", d), K::Unknown);
-        // A message too short to hold a letter reads padding.
-        assert_eq!(kind(b"\x50\x02\x00\x00", d), K::Unknown);
     }
 
     #[test]
     fn server_rules() {
         use MessageKind as K;
         let c = Role::Cloud;
-        assert_eq!(
-            kind(b"\x50\x02\x97\xb2\xb1h\xff\xff\xff\xff\xff\x00\x00", c),
-            K::Hello
-        );
-        assert_eq!(kind(b"\x50\x02\x97\xb3\xb1e\x01x", c), K::Event);
-        assert_eq!(kind(b"\x50\x02\x97\xb3\xb1E\x01x", c), K::Event);
-        assert_eq!(kind(b"\x40\x01\x97\xb3\xb1e", c), K::Subscribe);
-        assert_eq!(kind(b"\x41\x01\x97\xb3\x98\xb1t", c), K::GetTime);
-        assert_eq!(
-            kind(b"\x40\x01\x97\xb4\xb1c\xff\x00\x00", c),
-            K::ChunkMissed
-        );
-        // SP ignores the message type and reads the first Uri-Path wherever it is.
-        assert_eq!(kind(b"\x60\x01\x97\xb4\xb1c", c), K::ChunkMissed);
-        assert_eq!(kind(b"\x50\x02\x00\x00\x11\x00\xa1h", c), K::Hello);
-        assert_eq!(kind(b"\x60\x00\x97\xb2", c), K::EmptyAck);
-        assert_eq!(kind(b"\x61\x00\x97\xb2\x00", c), K::EmptyAck);
-        assert_eq!(kind(b"\x40\x00\x97\xb2", c), K::Ping);
-        assert_eq!(kind(b"\x50\x00\x97\xb2", c), K::Unknown);
-        assert_eq!(
-            kind(b"\x51\x44\x97\xb3\xef\xff\x00\x00\x01\xc8", c),
-            K::Response
-        );
-        assert_eq!(kind(b"\x61\x45\x97\xb2\x88\xff\x01", c), K::Response);
-        assert_eq!(kind(b"\x51\x80\x97\xb3\x22", c), K::Response);
-        assert_eq!(kind(b"\x40\x02\x00\x01\xb1x", c), K::Unknown);
-        assert_eq!(kind(b"\x40\x04\x00\x01\xb1e", c), K::Unknown);
-        assert_eq!(kind(b"\x40\x01\x00\x01", c), K::Unknown);
-        assert_eq!(kind(b"\x41\x03\xab\xcd\xef\xb1s\x41\x00", c), K::SignalStop);
-        assert_eq!(
-            kind(b"\x41\x03\xab\xcd\xef\xb1s\x41\x01", c),
-            K::SignalStart
+        check(
+            c,
+            &[
+                (
+                    b"\x50\x02\x97\xb2\xb1h\xff\xff\xff\xff\xff\x00\x00",
+                    K::Hello,
+                ),
+                (b"\x50\x02\x97\xb3\xb1e\x01x", K::Event),
+                (b"\x50\x02\x97\xb3\xb1E\x01x", K::Event),
+                (b"\x40\x01\x97\xb3\xb1e", K::Subscribe),
+                (b"\x41\x01\x97\xb3\x98\xb1t", K::GetTime),
+                (b"\x40\x01\x97\xb4\xb1c\xff\x00\x00", K::ChunkMissed),
+                // SP ignores the message type and reads the first Uri-Path wherever it is.
+                (b"\x60\x01\x97\xb4\xb1c", K::ChunkMissed),
+                (b"\x50\x02\x00\x00\x11\x00\xa1h", K::Hello),
+                (b"\x60\x00\x97\xb2", K::EmptyAck),
+                (b"\x61\x00\x97\xb2\x00", K::EmptyAck),
+                (b"\x40\x00\x97\xb2", K::Ping),
+                (b"\x50\x00\x97\xb2", K::Unknown),
+                (b"\x51\x44\x97\xb3\xef\xff\x00\x00\x01\xc8", K::Response),
+                (b"\x61\x45\x97\xb2\x88\xff\x01", K::Response),
+                (b"\x51\x80\x97\xb3\x22", K::Response),
+                (b"\x40\x02\x00\x01\xb1x", K::Unknown),
+                (b"\x40\x04\x00\x01\xb1e", K::Unknown),
+                (b"\x40\x01\x00\x01", K::Unknown),
+                (b"\x41\x03\xab\xcd\xef\xb1s\x41\x00", K::SignalStop),
+                (b"\x41\x03\xab\xcd\xef\xb1s\x41\x01", K::SignalStart),
+            ],
         );
     }
 

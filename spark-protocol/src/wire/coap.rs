@@ -15,6 +15,34 @@
 //! calls that a format error) is accepted. The Core's event encoder writes exactly that for an event
 //! published with empty (non-null) data. [`Repr::payload`] is therefore an `Option`: `None` means no
 //! marker, `Some(&[])` means a marker and no bytes.
+//!
+//! ```
+//! use spark_protocol::wire::coap::{CoapOption, Code, MessageType, OptionNumber, Options, Packet, Repr, Token};
+//!
+//! // A Describe request, built as a `Repr` and emitted into a caller's buffer.
+//! let path = [CoapOption::new(OptionNumber::UriPath, b"d")];
+//! let repr = Repr {
+//!     msg_type: MessageType::Confirmable,
+//!     code: Code::Get,
+//!     message_id: 0x1234,
+//!     token: Token::from_byte(7),
+//!     options: Options::new(&path)?,
+//!     payload: None,
+//! };
+//! let mut buf = [0u8; 16];
+//! let n = repr.emit(&mut buf)?;
+//! assert_eq!(n, repr.buffer_len());
+//! assert_eq!(&buf[..n], b"\x41\x01\x12\x34\x07\xb1d");
+//!
+//! // The same bytes as a checked view: getters, and setters on a mutable buffer.
+//! let mut packet = Packet::new_checked(&mut buf[..n])?;
+//! assert_eq!(packet.code(), Code::Get);
+//! packet.set_message_id(0x1235);
+//! let packet = Packet::new_checked(packet.into_inner() as &[u8])?;
+//! assert_eq!(Repr::parse(&packet)?.message_id, 0x1235);
+//! assert_eq!(Repr::parse_bytes(&[0x41]), Err(spark_protocol::wire::Error::Truncated));
+//! # Ok::<(), spark_protocol::wire::Error>(())
+//! ```
 
 use core::fmt;
 
@@ -113,6 +141,7 @@ pub enum MessageType {
 
 impl MessageType {
     /// The type encoded in the two low bits of `bits`.
+    #[must_use]
     pub const fn from_bits(bits: u8) -> Self {
         match bits & 0b11 {
             0 => MessageType::Confirmable,
@@ -123,6 +152,7 @@ impl MessageType {
     }
 
     /// The two-bit encoding.
+    #[must_use]
     pub const fn bits(self) -> u8 {
         match self {
             MessageType::Confirmable => 0,
@@ -179,21 +209,25 @@ enum_with_unknown! {
 
 impl Code {
     /// The class, the `c` of `c.dd` (0 request, 2 success, 4 client error, 5 server error).
+    #[must_use]
     pub fn class(self) -> u8 {
         u8::from(self) >> 5
     }
 
     /// The detail, the `dd` of `c.dd`.
+    #[must_use]
     pub fn detail(self) -> u8 {
         u8::from(self) & 0x1F
     }
 
     /// Whether this is 0.00, the code of an empty message.
+    #[must_use]
     pub fn is_empty(self) -> bool {
         u8::from(self) == 0
     }
 
     /// Whether this is a request method (class 0, detail 1..=31).
+    #[must_use]
     pub fn is_request(self) -> bool {
         self.class() == 0 && self.detail() != 0
     }
@@ -266,6 +300,7 @@ impl Token {
     };
 
     /// A one-byte token, the form Spark requests carry.
+    #[must_use]
     pub const fn from_byte(byte: u8) -> Token {
         let mut bytes = [0; MAX_TOKEN_LEN];
         bytes[0] = byte;
@@ -285,21 +320,25 @@ impl Token {
     }
 
     /// The token bytes.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
 
     /// The token length (0..=8).
+    #[must_use]
     pub fn len(&self) -> usize {
         usize::from(self.len)
     }
 
     /// Whether the token is empty.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The first byte of a one-byte token, the way the Core reads it (`None` when empty).
+    #[must_use]
     pub fn first(&self) -> Option<u8> {
         self.as_bytes().first().copied()
     }
@@ -344,11 +383,13 @@ pub struct CoapOption<'a> {
 
 impl<'a> CoapOption<'a> {
     /// An option of `number` with `value`.
+    #[must_use]
     pub const fn new(number: OptionNumber, value: &'a [u8]) -> Self {
         CoapOption { number, value }
     }
 
     /// The value read as a CoAP uint (big-endian, no leading zeros required); `None` over 4 bytes.
+    #[must_use]
     pub fn value_u32(&self) -> Option<u32> {
         read_uint(self.value)
     }
@@ -411,6 +452,7 @@ impl<'a> Options<'a> {
     }
 
     /// The options in order.
+    #[must_use]
     pub fn iter(&self) -> OptionsIter<'a> {
         OptionsIter {
             inner: match self.inner {
@@ -425,6 +467,7 @@ impl<'a> Options<'a> {
     }
 
     /// Whether there are no options.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         match self.inner {
             OptionsInner::Encoded(bytes) => bytes.is_empty(),
@@ -433,6 +476,7 @@ impl<'a> Options<'a> {
     }
 
     /// How many options there are.
+    #[must_use]
     pub fn len(&self) -> usize {
         match self.inner {
             OptionsInner::Encoded(_) => self.iter().count(),
@@ -441,11 +485,13 @@ impl<'a> Options<'a> {
     }
 
     /// The first option, if any.
+    #[must_use]
     pub fn first(&self) -> Option<CoapOption<'a>> {
         self.iter().next()
     }
 
     /// The first option numbered `number`.
+    #[must_use]
     pub fn get(&self, number: OptionNumber) -> Option<CoapOption<'a>> {
         self.iter().find(|o| o.number == number)
     }
@@ -458,6 +504,7 @@ impl<'a> Options<'a> {
     }
 
     /// How many bytes the options take once encoded.
+    #[must_use]
     pub fn encoded_len(&self) -> usize {
         match self.inner {
             OptionsInner::Encoded(bytes) => bytes.len(),
@@ -957,6 +1004,7 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
 
 /// A parsed, validated CoAP message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Repr<'a> {
     /// CON, NON, ACK or RST.
     pub msg_type: MessageType,
@@ -998,6 +1046,7 @@ impl<'a> Repr<'a> {
     }
 
     /// The encoded length.
+    #[must_use]
     pub fn buffer_len(&self) -> usize {
         self.encoded_len()
     }
@@ -1010,6 +1059,7 @@ impl<'a> Repr<'a> {
 
     /// The message as a new vector.
     #[cfg(feature = "alloc")]
+    #[must_use]
     pub fn to_vec(&self) -> alloc::vec::Vec<u8> {
         let mut out = alloc::vec![0; self.buffer_len()];
         let written = self.encode_into(&mut out).unwrap_or(0);
@@ -1026,6 +1076,7 @@ impl<'a> Repr<'a> {
     }
 
     /// The first option when it is a Uri-Path: the resource letter of a well-formed Spark request.
+    #[must_use]
     pub fn resource(&self) -> Option<&'a [u8]> {
         self.options
             .first()

@@ -8,57 +8,7 @@
 use super::Error;
 use super::limits::{CORE_MAX_FUNCTION_NAME_LEN, CORE_MAX_VARIABLE_NAME_LEN};
 
-/// The type of a variable, as the description and the REST API name it (CCL `spark_descriptor.h`,
-/// SP `Messages.getNameFromTypeInt`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VarType {
-    /// 1: a boolean, one byte `00` / `01`.
-    Bool,
-    /// 2: a 32-bit signed integer, big-endian.
-    Int,
-    /// 4: a string (raw bytes, no NUL).
-    String,
-    /// 5: null (the original server's name for a void return; no variable has it).
-    Null,
-    /// 9: a 64-bit IEEE-754 double, **little-endian** (the Core copies its memory).
-    Double,
-}
-
-impl VarType {
-    /// The type code (1, 2, 4, 5, 9).
-    pub const fn code(self) -> u8 {
-        match self {
-            VarType::Bool => 1,
-            VarType::Int => 2,
-            VarType::String => 4,
-            VarType::Null => 5,
-            VarType::Double => 9,
-        }
-    }
-
-    /// The type of a code.
-    pub const fn from_code(code: u8) -> Option<VarType> {
-        match code {
-            1 => Some(VarType::Bool),
-            2 => Some(VarType::Int),
-            4 => Some(VarType::String),
-            5 => Some(VarType::Null),
-            9 => Some(VarType::Double),
-            _ => None,
-        }
-    }
-
-    /// The name the cloud API shows ("bool", "int32", "string", "null", "double").
-    pub const fn name(self) -> &'static str {
-        match self {
-            VarType::Bool => "bool",
-            VarType::Int => "int32",
-            VarType::String => "string",
-            VarType::Null => "null",
-            VarType::Double => "double",
-        }
-    }
-}
+pub use crate::variable::VarType;
 
 /// Writes a description into a caller's buffer: functions first, then variables, then
 /// [`DescriptionWriter::finish`].
@@ -217,46 +167,30 @@ impl<'a> Description<'a> {
         let mut functions: &[u8] = &[];
         let mut variables: &[u8] = &[];
         s.expect(b'{')?;
-        let mut first = true;
-        while !s.eat(b'}') {
-            if !first {
-                s.expect(b',')?;
-            }
-            first = false;
+        s.list(b'}', |s| {
             let key = s.string()?;
             s.expect(b':')?;
             match key {
                 b"f" => {
                     s.expect(b'[')?;
                     let start = s.pos;
-                    let mut n = 0;
-                    while !s.eat(b']') {
-                        if n > 0 {
-                            s.expect(b',')?;
-                        }
-                        s.string()?;
-                        n += 1;
-                    }
+                    s.list(b']', |s| s.string().map(drop))?;
                     functions = &json[start..s.pos - 1];
                 }
                 b"v" => {
                     s.expect(b'{')?;
                     let start = s.pos;
-                    let mut n = 0;
-                    while !s.eat(b'}') {
-                        if n > 0 {
-                            s.expect(b',')?;
-                        }
+                    s.list(b'}', |s| {
                         s.string()?;
                         s.expect(b':')?;
-                        s.type_code()?;
-                        n += 1;
-                    }
+                        s.type_code().map(drop)
+                    })?;
                     variables = &json[start..s.pos - 1];
                 }
                 _ => s.skip_value(0)?,
             }
-        }
+            Ok(())
+        })?;
         s.ws();
         if s.pos != json.len() {
             return Err(Error::Invalid("description: text after the object"));
@@ -295,6 +229,7 @@ impl<'a> Description<'a> {
     }
 
     /// The type of the variable `name`, when it is described with a known type.
+    #[must_use]
     pub fn variable_type(&self, name: &[u8]) -> Option<VarType> {
         self.variables()
             .find(|(n, _)| *n == name)
@@ -302,6 +237,7 @@ impl<'a> Description<'a> {
     }
 
     /// Whether the description lists the function `name`.
+    #[must_use]
     pub fn has_function(&self, name: &[u8]) -> bool {
         self.functions().any(|f| f == name)
     }
@@ -372,6 +308,24 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips any JSON value.
+    /// Reads the items of an array or object up to `close` (the opening bracket already read),
+    /// with a comma between two items.
+    fn list(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut first = true;
+        while !self.eat(close) {
+            if !first {
+                self.expect(b',')?;
+            }
+            first = false;
+            item(self)?;
+        }
+        Ok(())
+    }
+
     fn skip_value(&mut self, depth: usize) -> Result<(), Error> {
         if depth > MAX_DEPTH {
             return Err(BAD);
@@ -382,19 +336,13 @@ impl<'a> Scanner<'a> {
             open @ (b'{' | b'[') => {
                 let close = if open == b'{' { b'}' } else { b']' };
                 self.pos += 1;
-                let mut first = true;
-                while !self.eat(close) {
-                    if !first {
-                        self.expect(b',')?;
-                    }
-                    first = false;
+                self.list(close, |s| {
                     if open == b'{' {
-                        self.string()?;
-                        self.expect(b':')?;
+                        s.string()?;
+                        s.expect(b':')?;
                     }
-                    self.skip_value(depth + 1)?;
-                }
-                Ok(())
+                    s.skip_value(depth + 1)
+                })
             }
             _ => {
                 let start = self.pos;

@@ -13,6 +13,25 @@
 //! | 32 | + system version, max message size, max binary size, OTA chunk size | later Device OS |
 //!
 //! Every number is big-endian. Other lengths are kept as [`HelloPayload::Other`].
+//!
+//! ```
+//! use spark_protocol::wire::hello::{CoreHello, HelloFlags, HelloPayload};
+//!
+//! // The Core's 6 bytes: no product (0xffff twice), and the flag of a good OTA update.
+//! let hello = HelloPayload::parse(Some(&[0xff, 0xff, 0xff, 0xff, 0x00, 0x01]));
+//! assert_eq!(
+//!     hello,
+//!     HelloPayload::Core(CoreHello {
+//!         product_id: 0xffff,
+//!         firmware_version: 0xffff,
+//!         flags: HelloFlags::OTA_UPGRADE_SUCCESSFUL,
+//!     })
+//! );
+//! assert!(hello.flags().is_some_and(|f| f.contains(HelloFlags::OTA_UPGRADE_SUCCESSFUL)));
+//! // The server's Hello carries nothing; a length no sender uses is kept as it came.
+//! assert_eq!(HelloPayload::parse(None), HelloPayload::None);
+//! assert_eq!(HelloPayload::parse(Some(&[1, 2, 3])), HelloPayload::Other(&[1, 2, 3]));
+//! ```
 
 use super::Error;
 use super::limits::DEVICE_ID_LEN;
@@ -40,11 +59,13 @@ impl HelloFlags {
     pub const OTA_PROTOCOL_V3: HelloFlags = HelloFlags(0x80);
 
     /// Whether every bit of `other` is set.
+    #[must_use]
     pub const fn contains(self, other: HelloFlags) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// These flags with `other`'s bits added.
+    #[must_use]
     pub const fn union(self, other: HelloFlags) -> HelloFlags {
         HelloFlags(self.0 | other.0)
     }
@@ -119,6 +140,7 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 impl<'a> HelloPayload<'a> {
     /// Reads a Hello payload (`None` for no payload marker).
+    #[must_use]
     pub fn parse(payload: Option<&'a [u8]>) -> HelloPayload<'a> {
         let Some(p) = payload else {
             return HelloPayload::None;
@@ -164,6 +186,7 @@ impl<'a> HelloPayload<'a> {
     }
 
     /// The product id, in the forms that carry one.
+    #[must_use]
     pub fn product_id(&self) -> Option<u16> {
         match self {
             HelloPayload::Product { product_id, .. } => Some(*product_id),
@@ -174,6 +197,7 @@ impl<'a> HelloPayload<'a> {
     }
 
     /// The product firmware version, in the forms that carry one.
+    #[must_use]
     pub fn firmware_version(&self) -> Option<u16> {
         match self {
             HelloPayload::Product {
@@ -186,6 +210,7 @@ impl<'a> HelloPayload<'a> {
     }
 
     /// The flags, in the forms that carry them.
+    #[must_use]
     pub fn flags(&self) -> Option<HelloFlags> {
         match self {
             HelloPayload::Core(h) => Some(h.flags),

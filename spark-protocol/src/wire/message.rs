@@ -6,6 +6,36 @@
 //! send. Decoding checks the code and the resource letter (the first Uri-Path) of requests, and the
 //! code of responses; options a message does not use are ignored, as the originals ignore them.
 //!
+//! ```
+//! use spark_protocol::wire::message::{FunctionCall, FunctionReturn, Header};
+//! use spark_protocol::wire::{Code, Repr};
+//!
+//! // The cloud calls `brew("espresso")`; the Core answers with a separate FunctionReturn.
+//! let call = FunctionCall {
+//!     header: Header::con(0x0102).with_token(9),
+//!     name: b"brew",
+//!     argument: Some(b"espresso"),
+//! };
+//! let mut buf = [0u8; 32];
+//! let n = call.emit(&mut buf)?;
+//! let parsed = FunctionCall::parse(&Repr::parse_bytes(&buf[..n])?)?;
+//! assert_eq!(parsed, call);
+//!
+//! let answer = FunctionReturn {
+//!     header: Header::separate(&call.header, 0x0a0b),
+//!     code: Code::Changed,
+//!     value: Some(42),
+//! };
+//! let n = answer.emit(&mut buf)?;
+//! assert_eq!(&buf[n - 4..n], &42i32.to_be_bytes());
+//! // A buffer that is too short says how long it must be.
+//! assert_eq!(
+//!     answer.emit(&mut buf[..3]),
+//!     Err(spark_protocol::wire::Error::InsufficientSize { required: answer.buffer_len() })
+//! );
+//! # Ok::<(), spark_protocol::wire::Error>(())
+//! ```
+//!
 //! In the table, names after the letter are further Uri-Path options, `?x` is a Uri-Query option,
 //! and parenthesised parts are optional.
 //!
@@ -46,6 +76,7 @@ use super::ota::{ChunkIndices, UpdateParams, crc32};
 
 /// What every message carries besides its content: type, message id, token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
 pub struct Header {
     /// CON, NON, ACK or RST.
     pub msg_type: MessageType,
@@ -109,6 +140,39 @@ impl Header {
     fn encoder<'s, S: Sink>(&self, sink: &'s mut S, code: Code) -> Encoder<'s, S> {
         Encoder::new(sink, self.msg_type, code, self.message_id, &self.token)
     }
+}
+
+/// Calls the macro `$then` with every message type of the set: the one list that the emit
+/// methods, the `From` conversions and the [`Message`] accessors are generated from.
+macro_rules! every_message {
+    ($then:ident) => {
+        $then! {
+            Hello<'a>,
+            Describe,
+            DescribeReturn<'a>,
+            FunctionCall<'a>,
+            FunctionReturn,
+            VariableRequest<'a>,
+            VariableValue<'a>,
+            Event<'a>,
+            Subscribe<'a>,
+            GetTime,
+            Time,
+            UpdateBegin,
+            UpdateReady,
+            Chunk<'a>,
+            ChunkReceived,
+            ChunkMissed<'a>,
+            UpdateDone<'a>,
+            Signal,
+            KeyChange<'a>,
+            KeyChanged,
+            Reply<'a>,
+            Ping,
+            EmptyAck,
+            Goodbye<'a>,
+        }
+    };
 }
 
 /// Adds `buffer_len`, `emit` and `to_vec` to a message type.
@@ -217,11 +281,237 @@ fn payload_if_any<S: Sink>(enc: &mut Encoder<'_, S>, payload: &[u8]) {
     }
 }
 
+/// A message's payload as one typed field: how it reads from a received payload and how it is
+/// written. The forms the protocol uses: bytes where an empty payload means none, a required
+/// big-endian number, and optional fixed-size values where an empty payload means none.
+trait PayloadField<'a>: Sized {
+    fn read(payload: Option<&'a [u8]>, field: &'static str) -> Result<Self, Error>;
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>);
+
+    /// What the type alone cannot promise about the bytes it will write.
+    fn check(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<'a> PayloadField<'a> for HelloPayload<'a> {
+    fn read(payload: Option<&'a [u8]>, _: &'static str) -> Result<Self, Error> {
+        Ok(HelloPayload::parse(payload))
+    }
+
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        self.with_bytes(|parts| {
+            if let Some(parts) = parts {
+                enc.payload_parts(parts);
+            }
+        });
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        self.validate()
+    }
+}
+
+/// Big-endian chunk indices; none is no payload at all.
+impl<'a> PayloadField<'a> for ChunkIndices<'a> {
+    fn read(payload: Option<&'a [u8]>, _: &'static str) -> Result<Self, Error> {
+        ChunkIndices::parse(payload.unwrap_or_default())
+    }
+
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        if !self.is_empty() {
+            enc.payload(&[]);
+            self.for_each_bytes(|b| enc.payload_more(b));
+        }
+    }
+}
+
+impl<'a> PayloadField<'a> for &'a [u8] {
+    fn read(payload: Option<&'a [u8]>, _: &'static str) -> Result<Self, Error> {
+        Ok(payload.unwrap_or_default())
+    }
+
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        payload_if_any(enc, self);
+    }
+}
+
+impl PayloadField<'_> for u32 {
+    fn read(payload: Option<&[u8]>, field: &'static str) -> Result<Self, Error> {
+        let p = payload.ok_or(Error::Missing(field))?;
+        Ok(u32::from_be_bytes(exact(p, field)?))
+    }
+
+    fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+        enc.payload(&self.to_be_bytes());
+    }
+}
+
+/// The optional payloads: none or empty reads as `None`; `parse` reads the bytes, `bytes` gives
+/// them back to write.
+macro_rules! optional_payload {
+    ($($ty:ty: |$p:ident, $field:ident| $parse:expr, |$v:ident| $bytes:expr;)+) => {$(
+        impl PayloadField<'_> for Option<$ty> {
+            fn read(payload: Option<&[u8]>, $field: &'static str) -> Result<Self, Error> {
+                match payload {
+                    None | Some([]) => Ok(None),
+                    Some($p) => Ok(Some($parse)),
+                }
+            }
+
+            fn write<S: Sink>(&self, enc: &mut Encoder<'_, S>) {
+                if let Some($v) = self {
+                    enc.payload(&$bytes);
+                }
+            }
+        }
+    )+};
+}
+
+optional_payload! {
+    u8: |p, field| exact::<1>(p, field)?[0], |v| [*v];
+    i32: |p, field| i32::from_be_bytes(exact::<4>(p, field)?), |v| v.to_be_bytes();
+    UpdateParams: |p, _field| UpdateParams::parse(p)?, |v| v.to_bytes();
+}
+
+/// The messages whose whole shape is a header, how they are recognized (a request's code and
+/// resource letter, or a response's code) and at most one [`PayloadField`]: each row gives the
+/// type, its recognizer, the doc line of its `parse`, and its payload field with the name its
+/// errors carry. The structs themselves are written out above, with their docs.
+///
+/// Recognizers: `request(Code, letter)`; `response(Code)` (exactly that code); `any_response`
+/// (class 2 to 5, kept in the `code` field); `success` (class 2, kept in `code`); `empty(con)`
+/// (code 0.00, no options or payload, a CON or anything but a CON).
+macro_rules! table_messages {
+    ($($ty:ident $(<$lt:lifetime>)? = $kind:ident $(($($arg:tt)*))? $doc:literal $({ $field:ident: $label:literal })?;)+) => {$(
+        table_messages!(@one [$($lt)?] $ty = $kind [$($($arg)*)?] $doc [$($field $label)?]);
+    )+};
+    (@one [$lt:lifetime] $ty:ident = $kind:ident [$($arg:tt)*] $doc:literal [$($field:ident $label:literal)?]) => {
+        impl<$lt> $ty<$lt> {
+            #[doc = $doc]
+            pub fn parse(repr: &Repr<$lt>) -> Result<Self, Error> {
+                table_messages!(@parse $kind [$($arg)*] $ty repr [$($field $label)?])
+            }
+        }
+
+        impl Encode for $ty<'_> {
+            $(
+                fn check(&self) -> Result<(), Error> {
+                    PayloadField::check(&self.$field)
+                }
+            )?
+
+            fn encode<S: Sink>(&self, sink: &mut S) {
+                table_messages!(@encode $kind [$($arg)*] self sink [$($field)?]);
+            }
+        }
+    };
+    (@one [] $ty:ident = $kind:ident [$($arg:tt)*] $doc:literal [$($field:ident $label:literal)?]) => {
+        impl $ty {
+            #[doc = $doc]
+            pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
+                table_messages!(@parse $kind [$($arg)*] $ty repr [$($field $label)?])
+            }
+        }
+
+        impl Encode for $ty {
+            $(
+                fn check(&self) -> Result<(), Error> {
+                    PayloadField::check(&self.$field)
+                }
+            )?
+
+            fn encode<S: Sink>(&self, sink: &mut S) {
+                table_messages!(@encode $kind [$($arg)*] self sink [$($field)?]);
+            }
+        }
+    };
+    (@parse request [$code:ident, $letter:literal] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+        request($repr, Code::$code, $letter, stringify!($ty))?;
+        Ok($ty {
+            header: Header::of($repr),
+            $($field: PayloadField::read($repr.payload, $label)?,)?
+        })
+    }};
+    (@parse response [$code:ident] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+        response($repr, &[Code::$code], stringify!($ty))?;
+        Ok($ty {
+            header: Header::of($repr),
+            $($field: PayloadField::read($repr.payload, $label)?,)?
+        })
+    }};
+    (@parse empty [$con:literal] $ty:ident $repr:ident []) => {{
+        let header = empty($repr, stringify!($ty))?;
+        if (header.msg_type == MessageType::Confirmable) != $con {
+            return Err(Error::Mismatch {
+                expected: stringify!($ty),
+            });
+        }
+        Ok($ty { header })
+    }};
+    (@parse any_response [] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+        any_response($repr, stringify!($ty))?;
+        Ok($ty {
+            header: Header::of($repr),
+            code: $repr.code,
+            $($field: PayloadField::read($repr.payload, $label)?,)?
+        })
+    }};
+    (@parse success [] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+        if $repr.code.class() != 2 {
+            return Err(Error::Mismatch {
+                expected: stringify!($ty),
+            });
+        }
+        Ok($ty {
+            header: Header::of($repr),
+            code: $repr.code,
+            $($field: PayloadField::read($repr.payload, $label)?,)?
+        })
+    }};
+    (@encode request [$code:ident, $letter:literal] $self:ident $sink:ident [$($field:ident)?]) => {
+        let mut enc = $self.header.encoder($sink, Code::$code);
+        enc.option(OptionNumber::UriPath, &[$letter]);
+        $(PayloadField::write(&$self.$field, &mut enc);)?
+    };
+    (@encode response [$code:ident] $self:ident $sink:ident [$($field:ident)?]) => {
+        #[allow(unused_mut, unused_variables)]
+        let mut enc = $self.header.encoder($sink, Code::$code);
+        $(PayloadField::write(&$self.$field, &mut enc);)?
+    };
+    (@encode empty [$con:literal] $self:ident $sink:ident []) => {
+        $self.header.encoder($sink, Code::Empty);
+    };
+    (@encode $any:ident [] $self:ident $sink:ident [$($field:ident)?]) => {
+        #[allow(unused_mut, unused_variables)]
+        let mut enc = $self.header.encoder($sink, $self.code);
+        $(PayloadField::write(&$self.$field, &mut enc);)?
+    };
+}
+
+table_messages! {
+    Hello<'a> = request(Post, b'h') "Decodes `POST h`." { payload: "Hello payload" };
+    ChunkMissed<'a> = request(Get, b'c') "Decodes `GET c` with its index list." { indices: "chunk indices" };
+    DescribeReturn<'a> = success "Decodes a successful (2.xx) response carrying the description." { description: "description" };
+    FunctionReturn = any_response "Decodes a response carrying a 4-byte result or nothing." { value: "function result" };
+    GetTime = request(Get, b't') "Decodes `GET t`.";
+    Time = any_response "Decodes a response with a 4-byte payload." { unix_time: "time" };
+    UpdateBegin = request(Post, b'u') "Decodes `POST u`." { params: "update parameters" };
+    UpdateReady = response(Changed) "Decodes a 2.04 response with an optional flags byte." { flags: "UpdateReady flags" };
+    UpdateDone<'a> = request(Put, b'u') "Decodes `PUT u`." { result: "UpdateDone result" };
+    KeyChange<'a> = request(Put, b'k') "Decodes `PUT k`." { payload: "key material" };
+    KeyChanged = response(Changed) "Decodes a 2.04 response without payload.";
+    Reply<'a> = any_response "Decodes any response (class 2 to 5)." { payload: "reply" };
+    Ping = empty(true) "Decodes an empty CON.";
+    EmptyAck = empty(false) "Decodes an empty message that is not a CON.";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hello
 
 /// Hello: the first message after the handshake, device first, then the cloud's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Hello<'a> {
     /// NON over TCP (CON over UDP); no token from the device, one byte from the original server.
     pub header: Header,
@@ -229,38 +519,12 @@ pub struct Hello<'a> {
     pub payload: HelloPayload<'a>,
 }
 
-impl<'a> Hello<'a> {
-    /// Decodes `POST h`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        request(repr, Code::Post, b'h', "Hello")?;
-        Ok(Hello {
-            header: Header::of(repr),
-            payload: HelloPayload::parse(repr.payload),
-        })
-    }
-}
-
-impl Encode for Hello<'_> {
-    fn check(&self) -> Result<(), Error> {
-        self.payload.validate()
-    }
-
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Post);
-        enc.option(OptionNumber::UriPath, b"h");
-        self.payload.with_bytes(|parts| {
-            if let Some(parts) = parts {
-                enc.payload_parts(parts);
-            }
-        });
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Describe
 
 /// Describe: the cloud asks for the device's functions and variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Describe {
     /// CON with a one-byte token.
     pub header: Header,
@@ -303,6 +567,7 @@ impl Encode for Describe {
 
 /// The description JSON a device returns to Describe (see [`describe`](super::describe)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct DescribeReturn<'a> {
     /// The Core answers piggy-backed: ACK, the request's id and token.
     pub header: Header,
@@ -312,34 +577,12 @@ pub struct DescribeReturn<'a> {
     pub description: &'a [u8],
 }
 
-impl<'a> DescribeReturn<'a> {
-    /// Decodes a successful (2.xx) response carrying the description.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        if repr.code.class() != 2 {
-            return Err(Error::Mismatch {
-                expected: "DescribeReturn",
-            });
-        }
-        Ok(DescribeReturn {
-            header: Header::of(repr),
-            code: repr.code,
-            description: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for DescribeReturn<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, self.code);
-        payload_if_any(&mut enc, self.description);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Functions and variables
 
 /// FunctionCall: the cloud calls a device function with one string argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct FunctionCall<'a> {
     /// CON with a one-byte token.
     pub header: Header,
@@ -381,6 +624,7 @@ impl Encode for FunctionCall<'_> {
 
 /// FunctionReturn: the function's result, sent after an empty ACK to the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct FunctionReturn {
     /// The Core sends NON with its own message id and the call's token.
     pub header: Header,
@@ -390,33 +634,9 @@ pub struct FunctionReturn {
     pub value: Option<i32>,
 }
 
-impl FunctionReturn {
-    /// Decodes a response carrying a 4-byte result or nothing.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        any_response(repr, "FunctionReturn")?;
-        let value = match repr.payload {
-            None | Some([]) => None,
-            Some(p) => Some(i32::from_be_bytes(exact::<4>(p, "function result")?)),
-        };
-        Ok(FunctionReturn {
-            header: Header::of(repr),
-            code: repr.code,
-            value,
-        })
-    }
-}
-
-impl Encode for FunctionReturn {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, self.code);
-        if let Some(v) = self.value {
-            enc.payload(&v.to_be_bytes());
-        }
-    }
-}
-
 /// VariableRequest: the cloud reads a device variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct VariableRequest<'a> {
     /// CON with a one-byte token.
     pub header: Header,
@@ -480,6 +700,7 @@ impl<'a> Value<'a> {
     }
 
     /// The type of this value.
+    #[must_use]
     pub fn var_type(&self) -> VarType {
         match self {
             Value::Bool(_) => VarType::Bool,
@@ -518,6 +739,7 @@ impl PartialEq for Value<'_> {
 
 /// VariableValue: the device's answer to VariableRequest.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use]
 pub struct VariableValue<'a> {
     /// The Core answers piggy-backed: ACK, the request's id and token.
     pub header: Header,
@@ -560,6 +782,7 @@ pub enum Visibility {
 
 impl Visibility {
     /// The resource letter.
+    #[must_use]
     pub const fn letter(self) -> u8 {
         match self {
             Visibility::Public => b'e',
@@ -574,6 +797,7 @@ impl Visibility {
 /// it split into one Uri-Path per `/`-separated segment, and the device joins them back. Names
 /// compare equal when their joined bytes are equal, whatever their form.
 #[derive(Clone, Copy)]
+#[must_use]
 pub struct EventName<'a> {
     inner: NameInner<'a>,
 }
@@ -622,6 +846,7 @@ impl<'a> EventName<'a> {
     }
 
     /// The length of the joined name.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.segments()
             .enumerate()
@@ -630,12 +855,14 @@ impl<'a> EventName<'a> {
     }
 
     /// Whether the name is empty.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The name as one slice, when it is stored as one (always for names built by
     /// [`EventName::whole`] or [`EventName::split`], and for received names of one segment).
+    #[must_use]
     pub fn as_contiguous(&self) -> Option<&'a [u8]> {
         match self.inner {
             NameInner::Whole(n) | NameInner::Split(n) => Some(n),
@@ -664,6 +891,7 @@ impl<'a> EventName<'a> {
 
     /// Whether the name starts with `prefix`: how the Core matches a delivered event to its
     /// handlers' filters.
+    #[must_use]
     pub fn starts_with(&self, prefix: &[u8]) -> bool {
         let mut bytes = self.bytes();
         prefix.iter().all(|p| bytes.next() == Some(*p))
@@ -717,6 +945,7 @@ impl fmt::Debug for EventName<'_> {
 
 /// Iterator over the segments of an [`EventName`].
 #[derive(Clone)]
+#[must_use]
 pub struct Segments<'a> {
     inner: SegmentsInner<'a>,
 }
@@ -767,6 +996,7 @@ impl<'a> Iterator for Segments<'a> {
 /// The Core publishes a 3-byte value (and none for the default 60 s); the original server delivers
 /// the shortest encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
 pub struct MaxAge {
     /// Seconds.
     pub seconds: u32,
@@ -814,6 +1044,7 @@ impl MaxAge {
 /// An event: published by a device (one Uri-Path for the name) or delivered by the cloud (one per
 /// segment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Event<'a> {
     /// NON without a token, both ways.
     pub header: Header,
@@ -897,6 +1128,7 @@ impl<'a> Event<'a> {
     }
 
     /// The time to live in seconds (60 without Max-Age).
+    #[must_use]
     pub fn ttl(&self) -> u32 {
         self.max_age.map_or(DEFAULT_EVENT_TTL, |m| m.seconds)
     }
@@ -932,6 +1164,7 @@ pub enum SubscribeScope<'a> {
 
 /// Subscribe: the device asks for events whose names start with a filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Subscribe<'a> {
     /// CON without a token.
     pub header: Header,
@@ -986,31 +1219,15 @@ impl Encode for Subscribe<'_> {
 
 /// GetTime: the device asks for the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct GetTime {
     /// CON with a one-byte token.
     pub header: Header,
 }
 
-impl GetTime {
-    /// Decodes `GET t`.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        request(repr, Code::Get, b't', "GetTime")?;
-        Ok(GetTime {
-            header: Header::of(repr),
-        })
-    }
-}
-
-impl Encode for GetTime {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header
-            .encoder(sink, Code::Get)
-            .option(OptionNumber::UriPath, b"t");
-    }
-}
-
 /// The time reply: Unix seconds, big-endian u32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Time {
     /// Piggy-backed: ACK, the request's id and token.
     pub header: Header,
@@ -1020,32 +1237,12 @@ pub struct Time {
     pub unix_time: u32,
 }
 
-impl Time {
-    /// Decodes a response with a 4-byte payload.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        any_response(repr, "Time")?;
-        let p = repr.payload.ok_or(Error::Missing("time"))?;
-        Ok(Time {
-            header: Header::of(repr),
-            code: repr.code,
-            unix_time: u32::from_be_bytes(exact(p, "time")?),
-        })
-    }
-}
-
-impl Encode for Time {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header
-            .encoder(sink, self.code)
-            .payload(&self.unix_time.to_be_bytes());
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // OTA
 
 /// UpdateBegin: the cloud starts a firmware transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct UpdateBegin {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1053,33 +1250,9 @@ pub struct UpdateBegin {
     pub params: Option<UpdateParams>,
 }
 
-impl UpdateBegin {
-    /// Decodes `POST u`.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        request(repr, Code::Post, b'u', "UpdateBegin")?;
-        let params = match repr.payload {
-            None | Some([]) => None,
-            Some(p) => Some(UpdateParams::parse(p)?),
-        };
-        Ok(UpdateBegin {
-            header: Header::of(repr),
-            params,
-        })
-    }
-}
-
-impl Encode for UpdateBegin {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Post);
-        enc.option(OptionNumber::UriPath, b"u");
-        if let Some(p) = self.params {
-            enc.payload(&p.to_bytes());
-        }
-    }
-}
-
 /// UpdateReady: the device is ready for chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct UpdateReady {
     /// NON with the device's id and UpdateBegin's token.
     pub header: Header,
@@ -1087,32 +1260,9 @@ pub struct UpdateReady {
     pub flags: Option<u8>,
 }
 
-impl UpdateReady {
-    /// Decodes a 2.04 response with an optional flags byte.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        response(repr, &[Code::Changed], "UpdateReady")?;
-        let flags = match repr.payload {
-            None | Some([]) => None,
-            Some(p) => Some(exact::<1>(p, "UpdateReady flags")?[0]),
-        };
-        Ok(UpdateReady {
-            header: Header::of(repr),
-            flags,
-        })
-    }
-}
-
-impl Encode for UpdateReady {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Changed);
-        if let Some(f) = self.flags {
-            enc.payload(&[f]);
-        }
-    }
-}
-
 /// Chunk: one piece of the firmware, with its CRC-32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Chunk<'a> {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1155,6 +1305,7 @@ impl<'a> Chunk<'a> {
     }
 
     /// Whether the CRC matches the data.
+    #[must_use]
     pub fn crc_matches(&self) -> bool {
         crc32(self.data) == self.crc
     }
@@ -1174,6 +1325,7 @@ impl Encode for Chunk<'_> {
 
 /// ChunkReceived: whether a chunk's CRC matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct ChunkReceived {
     /// NON with the device's id and the chunk's token.
     pub header: Header,
@@ -1205,6 +1357,7 @@ impl Encode for ChunkReceived {
 
 /// ChunkMissed: the device asks again for chunks it has not received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct ChunkMissed<'a> {
     /// CON without a token.
     pub header: Header,
@@ -1212,30 +1365,9 @@ pub struct ChunkMissed<'a> {
     pub indices: ChunkIndices<'a>,
 }
 
-impl<'a> ChunkMissed<'a> {
-    /// Decodes `GET c` with its index list.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        request(repr, Code::Get, b'c', "ChunkMissed")?;
-        Ok(ChunkMissed {
-            header: Header::of(repr),
-            indices: ChunkIndices::parse(repr.payload.unwrap_or_default())?,
-        })
-    }
-}
-
-impl Encode for ChunkMissed<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Get);
-        enc.option(OptionNumber::UriPath, b"c");
-        if !self.indices.is_empty() {
-            enc.payload(&[]);
-            self.indices.for_each_bytes(|b| enc.payload_more(b));
-        }
-    }
-}
-
 /// UpdateDone: the cloud has sent every chunk (Device OS also sends it, with a result text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct UpdateDone<'a> {
     /// CON with a one-byte token from the cloud.
     pub header: Header,
@@ -1243,30 +1375,12 @@ pub struct UpdateDone<'a> {
     pub result: &'a [u8],
 }
 
-impl<'a> UpdateDone<'a> {
-    /// Decodes `PUT u`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        request(repr, Code::Put, b'u', "UpdateDone")?;
-        Ok(UpdateDone {
-            header: Header::of(repr),
-            result: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for UpdateDone<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Put);
-        enc.option(OptionNumber::UriPath, b"u");
-        payload_if_any(&mut enc, self.result);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Signal, keys, keep-alive, goodbye
 
 /// SignalStart / SignalStop: the cloud asks the device to show (or stop showing) its rainbow LED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Signal {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1299,6 +1413,7 @@ impl Encode for Signal {
 
 /// KeyChange: the cloud sends new key material (the Core ignores it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct KeyChange<'a> {
     /// CON with a one-byte token.
     pub header: Header,
@@ -1306,52 +1421,19 @@ pub struct KeyChange<'a> {
     pub payload: &'a [u8],
 }
 
-impl<'a> KeyChange<'a> {
-    /// Decodes `PUT k`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        request(repr, Code::Put, b'k', "KeyChange")?;
-        Ok(KeyChange {
-            header: Header::of(repr),
-            payload: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for KeyChange<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Put);
-        enc.option(OptionNumber::UriPath, b"k");
-        payload_if_any(&mut enc, self.payload);
-    }
-}
-
 /// KeyChanged: the device acknowledges KeyChange (a separate 2.04).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct KeyChanged {
     /// NON with the device's id and KeyChange's token.
     pub header: Header,
-}
-
-impl KeyChanged {
-    /// Decodes a 2.04 response without payload.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        response(repr, &[Code::Changed], "KeyChanged")?;
-        Ok(KeyChanged {
-            header: Header::of(repr),
-        })
-    }
-}
-
-impl Encode for KeyChanged {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header.encoder(sink, Code::Changed);
-    }
 }
 
 /// A response known by its code alone, with optional text: the Core's ACK 2.04 to UpdateDone and
 /// to Signal, the original server's EventSlowdown and SubscribeFail (ACK 4.00), Device OS's ACK 5.03
 /// refusing an update or 4.00 to an incomplete UpdateDone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Reply<'a> {
     /// Usually piggy-backed: ACK, the request's id and token.
     pub header: Header,
@@ -1359,25 +1441,6 @@ pub struct Reply<'a> {
     pub code: Code,
     /// Optional text (Device OS).
     pub payload: &'a [u8],
-}
-
-impl<'a> Reply<'a> {
-    /// Decodes any response (class 2 to 5).
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        any_response(repr, "Reply")?;
-        Ok(Reply {
-            header: Header::of(repr),
-            code: repr.code,
-            payload: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for Reply<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, self.code);
-        payload_if_any(&mut enc, self.payload);
-    }
 }
 
 fn empty(repr: &Repr<'_>, name: &'static str) -> Result<Header, Error> {
@@ -1389,57 +1452,24 @@ fn empty(repr: &Repr<'_>, name: &'static str) -> Result<Header, Error> {
 
 /// Ping: an empty CON, either way; answered by an [`EmptyAck`] with the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Ping {
     /// CON, no token.
     pub header: Header,
 }
 
-impl Ping {
-    /// Decodes an empty CON.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        let header = empty(repr, "Ping")?;
-        if header.msg_type != MessageType::Confirmable {
-            return Err(Error::Mismatch { expected: "Ping" });
-        }
-        Ok(Ping { header })
-    }
-}
-
-impl Encode for Ping {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header.encoder(sink, Code::Empty);
-    }
-}
-
 /// An empty acknowledgement (the device also files an empty NON or RST here). The original server's
 /// ACKs carry a one-byte token `00`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct EmptyAck {
     /// ACK (or NON/RST), the acknowledged id.
     pub header: Header,
 }
 
-impl EmptyAck {
-    /// Decodes an empty message that is not a CON.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        let header = empty(repr, "EmptyAck")?;
-        if header.msg_type == MessageType::Confirmable {
-            return Err(Error::Mismatch {
-                expected: "EmptyAck",
-            });
-        }
-        Ok(EmptyAck { header })
-    }
-}
-
-impl Encode for EmptyAck {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header.encoder(sink, Code::Empty);
-    }
-}
-
 /// Goodbye (Device OS): the device says why it is about to disconnect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct Goodbye<'a> {
     /// CON or NON, no token.
     pub header: Header,
@@ -1472,32 +1502,7 @@ impl Encode for Goodbye<'_> {
     }
 }
 
-emit_methods!(
-    Hello<'a>,
-    Describe,
-    DescribeReturn<'a>,
-    FunctionCall<'a>,
-    FunctionReturn,
-    VariableRequest<'a>,
-    VariableValue<'a>,
-    Event<'a>,
-    Subscribe<'a>,
-    GetTime,
-    Time,
-    UpdateBegin,
-    UpdateReady,
-    Chunk<'a>,
-    ChunkReceived,
-    ChunkMissed<'a>,
-    UpdateDone<'a>,
-    Signal,
-    KeyChange<'a>,
-    KeyChanged,
-    Reply<'a>,
-    Ping,
-    EmptyAck,
-    Goodbye<'a>,
-);
+every_message!(emit_methods);
 
 // ---------------------------------------------------------------------------------------------
 // Any message
@@ -1505,6 +1510,7 @@ emit_methods!(
 /// Any message of the set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
+#[must_use]
 pub enum Message<'a> {
     /// See [`Hello`].
     Hello(Hello<'a>),
@@ -1566,63 +1572,45 @@ macro_rules! from_messages {
     )+};
 }
 
-from_messages!(
-    Hello<'a>,
-    Describe,
-    DescribeReturn<'a>,
-    FunctionCall<'a>,
-    FunctionReturn,
-    VariableRequest<'a>,
-    VariableValue<'a>,
-    Event<'a>,
-    Subscribe<'a>,
-    GetTime,
-    Time,
-    UpdateBegin,
-    UpdateReady,
-    Chunk<'a>,
-    ChunkReceived,
-    ChunkMissed<'a>,
-    UpdateDone<'a>,
-    Signal,
-    KeyChange<'a>,
-    KeyChanged,
-    Reply<'a>,
-    Ping,
-    EmptyAck,
-    Goodbye<'a>,
-);
+/// The accessors of [`Message`] that hand over to the message inside, one arm per type.
+macro_rules! message_accessors {
+    ($($variant:ident $(<$lt:lifetime>)?),+ $(,)?) => {
+        impl Message<'_> {
+            /// The message's header.
+            pub fn header(&self) -> &Header {
+                match self {
+                    $(Message::$variant(m) => &m.header,)+
+                }
+            }
 
-macro_rules! each_message {
-    ($self:expr, $m:ident => $e:expr) => {
-        match $self {
-            Message::Hello($m) => $e,
-            Message::Describe($m) => $e,
-            Message::DescribeReturn($m) => $e,
-            Message::FunctionCall($m) => $e,
-            Message::FunctionReturn($m) => $e,
-            Message::VariableRequest($m) => $e,
-            Message::VariableValue($m) => $e,
-            Message::Event($m) => $e,
-            Message::Subscribe($m) => $e,
-            Message::GetTime($m) => $e,
-            Message::Time($m) => $e,
-            Message::UpdateBegin($m) => $e,
-            Message::UpdateReady($m) => $e,
-            Message::Chunk($m) => $e,
-            Message::ChunkReceived($m) => $e,
-            Message::ChunkMissed($m) => $e,
-            Message::UpdateDone($m) => $e,
-            Message::Signal($m) => $e,
-            Message::KeyChange($m) => $e,
-            Message::KeyChanged($m) => $e,
-            Message::Reply($m) => $e,
-            Message::Ping($m) => $e,
-            Message::EmptyAck($m) => $e,
-            Message::Goodbye($m) => $e,
+            /// The encoded length.
+            #[must_use]
+            pub fn buffer_len(&self) -> usize {
+                match self {
+                    $(Message::$variant(m) => m.buffer_len(),)+
+                }
+            }
+
+            /// Writes the message into the front of `buf`; returns its length.
+            pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
+                match self {
+                    $(Message::$variant(m) => m.emit(buf),)+
+                }
+            }
+
+            /// The message as a new vector.
+            #[cfg(feature = "alloc")]
+            pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, Error> {
+                match self {
+                    $(Message::$variant(m) => m.to_vec(),)+
+                }
+            }
         }
     };
 }
+
+every_message!(from_messages);
+every_message!(message_accessors);
 
 impl<'a> Message<'a> {
     /// Decodes `repr` as a message of `kind`: the kind [`classify`](super::classify()) gave for a
@@ -1669,6 +1657,7 @@ impl<'a> Message<'a> {
     }
 
     /// The message's kind.
+    #[must_use]
     pub fn kind(&self) -> MessageKind {
         match self {
             Message::Hello(_) => MessageKind::Hello,
@@ -1697,27 +1686,6 @@ impl<'a> Message<'a> {
             Message::EmptyAck(_) => MessageKind::EmptyAck,
             Message::Goodbye(_) => MessageKind::Goodbye,
         }
-    }
-
-    /// The message's header.
-    pub fn header(&self) -> &Header {
-        each_message!(self, m => &m.header)
-    }
-
-    /// The encoded length.
-    pub fn buffer_len(&self) -> usize {
-        each_message!(self, m => m.buffer_len())
-    }
-
-    /// Writes the message into the front of `buf`; returns its length.
-    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        each_message!(self, m => m.emit(buf))
-    }
-
-    /// The message as a new vector.
-    #[cfg(feature = "alloc")]
-    pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, Error> {
-        each_message!(self, m => m.to_vec())
     }
 }
 

@@ -258,10 +258,7 @@ impl Connection for Sender {
             return Ok(None);
         };
         if buf.len() < f.len() {
-            return Err(SessionError::Oversized {
-                len: f.len(),
-                max: buf.len(),
-            });
+            return Err(SessionError::InsufficientSize { required: f.len() });
         }
         let f = self.out.pop_front().unwrap();
         buf[..f.len()].copy_from_slice(&f);
@@ -416,10 +413,7 @@ impl Connection for Receiver {
             return Ok(None);
         };
         if buf.len() < f.len() {
-            return Err(SessionError::Oversized {
-                len: f.len(),
-                max: buf.len(),
-            });
+            return Err(SessionError::InsufficientSize { required: f.len() });
         }
         let f = self.out.pop_front().unwrap();
         buf[..f.len()].copy_from_slice(&f);

@@ -107,3 +107,28 @@ pub fn ticking(clock: &Rc<Cell<u64>>) -> impl FnMut() -> Instant + use<> {
         Instant::from_millis(t)
     }
 }
+
+/// The async side of the same pipe: a read of an empty, open lane is pending (and asks to be
+/// polled again at once, so one task can drive both ends).
+impl embedded_io_async::Read for End {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        std::future::poll_fn(|cx| match embedded_io::Read::read(self, buf) {
+            Err(ErrorKind::TimedOut) => {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+            other => std::task::Poll::Ready(other),
+        })
+        .await
+    }
+}
+
+impl embedded_io_async::Write for End {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        embedded_io::Write::write(self, buf)
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}

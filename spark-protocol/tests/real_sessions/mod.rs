@@ -32,8 +32,11 @@ pub type Device = DeviceConnection<
     BufferSink<'static>,
     RsaHandshake<RustCryptoPrivateKey, RustCryptoPublicKey, StdRng>,
 >;
-pub type Cloud =
-    CloudConnection<RustCryptoPrivateKey, BTreeMap<[u8; 12], RustCryptoPublicKey>, StdRng>;
+pub type Cloud = CloudConnection<
+    RustCryptoPrivateKey,
+    BTreeMap<spark_protocol::DeviceId, RustCryptoPublicKey>,
+    StdRng,
+>;
 
 /// A device with a 256 KiB flash area, the functions `led` and `echo` and the variables
 /// `temp` (double) and `name` (string).
@@ -47,7 +50,7 @@ pub fn device(seed: u64, fast_ota: bool) -> Device {
     let flash: &'static mut [u8] = Box::leak(vec![0u8; 256 * 1024].into_boxed_slice());
     let mut cfg = DeviceConfig::new(DEVICE_ID);
     cfg.fast_ota = fast_ota;
-    let mut dev = DeviceConnection::new(cfg, hs, BufferSink::new(flash), Instant::ZERO);
+    let mut dev = DeviceConnection::new(Instant::ZERO, cfg, hs, BufferSink::new(flash));
     dev.register_function(b"led").unwrap();
     dev.register_variable(b"temp", spark_protocol::wire::describe::VarType::Double)
         .unwrap();
@@ -58,7 +61,7 @@ pub fn cloud(seed: u64) -> Cloud {
     let k = keys();
     let mut known = BTreeMap::new();
     known.insert(
-        DEVICE_ID,
+        DEVICE_ID.into(),
         RustCryptoPublicKey::new(&k.device.public_key().as_ref_key()).unwrap(),
     );
     CloudConnection::new(

@@ -31,11 +31,11 @@ impl CloudScript {
     pub fn on_event(&mut self, cloud: &mut Cloud, now: Instant, event: CloudEvent) {
         match event {
             CloudEvent::Connected(_) => {
-                cloud.call_function(now, b"led", b"on").unwrap();
+                let _ = cloud.call_function(now, b"led", b"on").unwrap();
             }
             CloudEvent::FunctionReturned { result, .. } => {
                 self.returned = Some(result.unwrap());
-                cloud.read_variable(now, b"temp", VarType::Double).unwrap();
+                let _ = cloud.read_variable(now, b"temp", VarType::Double).unwrap();
             }
             CloudEvent::VariableRead { result, .. } => {
                 self.read = Some(result.unwrap());
@@ -48,9 +48,9 @@ impl CloudScript {
                     ttl: 60,
                     private: true,
                 };
-                cloud.deliver_event(now, &out).unwrap();
+                cloud.deliver_event(&out).unwrap();
                 self.ota_started = Some(std::time::Instant::now());
-                cloud
+                let _ = cloud
                     .start_ota(now, image(OTA_LEN), OtaOptions::default())
                     .unwrap();
             }
@@ -66,7 +66,7 @@ impl CloudScript {
                     self.done = true;
                 } else {
                     self.ota_started = Some(std::time::Instant::now());
-                    cloud
+                    let _ = cloud
                         .start_ota(now, image(OTA_LEN), OtaOptions::fast())
                         .unwrap();
                 }

@@ -5,6 +5,33 @@
 //! The views ([`RsaPublicKeyRef`], [`RsaPrivateKeyRef`]) borrow the integers from the encoded
 //! bytes, need no heap and are what the RSA backends are built from; every parser here returns
 //! a [`KeyError`] on any input and never panics.
+//!
+//! A public key written as PKCS#1 and as SubjectPublicKeyInfo, armoured as PEM, and read back
+//! from either form (the modulus here is a stand-in of the right size, not a product of primes):
+//!
+//! ```
+//! use spark_protocol::crypto::keys::{KeyError, PemLabel, RsaPublicKeyRef, pem_decode, pem_encode};
+//!
+//! let mut modulus = [0xc5; 128];
+//! modulus[127] = 0x01; // odd, as a modulus is
+//! let key = RsaPublicKeyRef::new(&modulus, &[0x01, 0x00, 0x01])?;
+//! assert_eq!(key.bits(), 1024);
+//!
+//! let mut spki = [0u8; 200];
+//! let n = key.write_spki_der(&mut spki)?;
+//! let mut pem = [0u8; 400];
+//! let len = pem_encode(PemLabel::PublicKey, &spki[..n], &mut pem)?;
+//! let text = core::str::from_utf8(&pem[..len]).unwrap();
+//! assert!(text.starts_with("-----BEGIN PUBLIC KEY-----"));
+//!
+//! let mut der = [0u8; 200];
+//! let (label, m) = pem_decode(text, &mut der)?;
+//! assert_eq!(label, PemLabel::PublicKey);
+//! // `from_der` takes PKCS#1 or SPKI alike.
+//! assert_eq!(RsaPublicKeyRef::from_der(&der[..m])?, key);
+//! assert!(RsaPublicKeyRef::from_der(&der[..m - 1]).is_err());
+//! # Ok::<(), KeyError>(())
+//! ```
 
 mod der;
 mod pem;
@@ -180,21 +207,25 @@ impl<'a> RsaPublicKeyRef<'a> {
     }
 
     /// The modulus, big-endian, without leading zeros.
+    #[must_use]
     pub fn modulus(&self) -> &'a [u8] {
         self.modulus
     }
 
     /// The public exponent, big-endian, without leading zeros.
+    #[must_use]
     pub fn exponent(&self) -> &'a [u8] {
         self.exponent
     }
 
     /// The modulus size in bits.
+    #[must_use]
     pub fn bits(&self) -> usize {
         bit_len(self.modulus)
     }
 
     /// The size of an RSA block (ciphertext or signature) under this key, in bytes.
+    #[must_use]
     pub fn modulus_len(&self) -> usize {
         self.bits().div_ceil(8)
     }
@@ -205,19 +236,14 @@ impl<'a> RsaPublicKeyRef<'a> {
     }
 
     /// The size of the PKCS#1 DER encoding.
+    #[must_use]
     pub fn pkcs1_der_len(&self) -> usize {
         element_len(self.pkcs1_content_len())
     }
 
     /// Writes the PKCS#1 DER encoding; returns its length.
     pub fn write_pkcs1_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        let required = self.pkcs1_der_len();
-        let out = out
-            .get_mut(..required)
-            .ok_or(KeyError::InsufficientSize { required })?;
-        let mut w = Writer::new(out);
-        self.emit_pkcs1(&mut w)?;
-        Ok(w.position())
+        write_der(out, self.pkcs1_der_len(), |w| self.emit_pkcs1(w))
     }
 
     fn emit_pkcs1(&self, w: &mut Writer<'_>) -> Result<(), KeyError> {
@@ -232,24 +258,36 @@ impl<'a> RsaPublicKeyRef<'a> {
 
     /// The size of the SubjectPublicKeyInfo DER encoding (294 bytes for RSA-2048 with e = 65537,
     /// 162 bytes for RSA-1024).
+    #[must_use]
     pub fn spki_der_len(&self) -> usize {
         element_len(self.spki_content_len())
     }
 
     /// Writes the SubjectPublicKeyInfo DER encoding; returns its length.
     pub fn write_spki_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        let required = self.spki_der_len();
-        let out = out
-            .get_mut(..required)
-            .ok_or(KeyError::InsufficientSize { required })?;
-        let mut w = Writer::new(out);
-        w.header(TAG_SEQUENCE, self.spki_content_len())?;
-        w.rsa_algorithm()?;
-        w.header(TAG_BIT_STRING, 1 + self.pkcs1_der_len())?;
-        w.raw(&[0])?;
-        self.emit_pkcs1(&mut w)?;
-        Ok(w.position())
+        write_der(out, self.spki_der_len(), |w| {
+            w.header(TAG_SEQUENCE, self.spki_content_len())?;
+            w.rsa_algorithm()?;
+            w.header(TAG_BIT_STRING, 1 + self.pkcs1_der_len())?;
+            w.raw(&[0])?;
+            self.emit_pkcs1(w)
+        })
     }
+}
+
+/// Writes a DER encoding of `required` bytes into the front of `out` with `emit`; returns its
+/// length, or [`KeyError::InsufficientSize`] when `out` is shorter.
+fn write_der(
+    out: &mut [u8],
+    required: usize,
+    emit: impl FnOnce(&mut Writer<'_>) -> Result<(), KeyError>,
+) -> Result<usize, KeyError> {
+    let out = out
+        .get_mut(..required)
+        .ok_or(KeyError::InsufficientSize { required })?;
+    let mut w = Writer::new(out);
+    emit(&mut w)?;
+    Ok(w.position())
 }
 
 /// A two-prime RSA private key borrowed from its encoding (big-endian integers without leading
@@ -352,41 +390,49 @@ impl<'a> RsaPrivateKeyRef<'a> {
     }
 
     /// The public half.
+    #[must_use]
     pub fn public_key(&self) -> RsaPublicKeyRef<'a> {
         self.public
     }
 
     /// The modulus size in bits.
+    #[must_use]
     pub fn bits(&self) -> usize {
         self.public.bits()
     }
 
     /// The private exponent `d`.
+    #[must_use]
     pub fn private_exponent(&self) -> &'a [u8] {
         self.secret[0]
     }
 
     /// The first prime `p`.
+    #[must_use]
     pub fn prime1(&self) -> &'a [u8] {
         self.secret[1]
     }
 
     /// The second prime `q`.
+    #[must_use]
     pub fn prime2(&self) -> &'a [u8] {
         self.secret[2]
     }
 
     /// `d mod (p-1)`.
+    #[must_use]
     pub fn exponent1(&self) -> &'a [u8] {
         self.secret[3]
     }
 
     /// `d mod (q-1)`.
+    #[must_use]
     pub fn exponent2(&self) -> &'a [u8] {
         self.secret[4]
     }
 
     /// `q^-1 mod p`.
+    #[must_use]
     pub fn coefficient(&self) -> &'a [u8] {
         self.secret[5]
     }
@@ -415,19 +461,14 @@ impl<'a> RsaPrivateKeyRef<'a> {
     }
 
     /// The size of the PKCS#1 DER encoding (607 to 611 bytes for a 1024-bit key).
+    #[must_use]
     pub fn pkcs1_der_len(&self) -> usize {
         element_len(self.pkcs1_content_len())
     }
 
     /// Writes the PKCS#1 DER encoding; returns its length.
     pub fn write_pkcs1_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        let required = self.pkcs1_der_len();
-        let out = out
-            .get_mut(..required)
-            .ok_or(KeyError::InsufficientSize { required })?;
-        let mut w = Writer::new(out);
-        self.emit_pkcs1(&mut w)?;
-        Ok(w.position())
+        write_der(out, self.pkcs1_der_len(), |w| self.emit_pkcs1(w))
     }
 
     fn emit_pkcs1(&self, w: &mut Writer<'_>) -> Result<(), KeyError> {
@@ -444,23 +485,20 @@ impl<'a> RsaPrivateKeyRef<'a> {
     }
 
     /// The size of the PKCS#8 DER encoding.
+    #[must_use]
     pub fn pkcs8_der_len(&self) -> usize {
         element_len(self.pkcs8_content_len())
     }
 
     /// Writes the PKCS#8 `PrivateKeyInfo` DER encoding; returns its length.
     pub fn write_pkcs8_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        let required = self.pkcs8_der_len();
-        let out = out
-            .get_mut(..required)
-            .ok_or(KeyError::InsufficientSize { required })?;
-        let mut w = Writer::new(out);
-        w.header(TAG_SEQUENCE, self.pkcs8_content_len())?;
-        w.unsigned(&[])?;
-        w.rsa_algorithm()?;
-        w.header(TAG_OCTET_STRING, self.pkcs1_der_len())?;
-        self.emit_pkcs1(&mut w)?;
-        Ok(w.position())
+        write_der(out, self.pkcs8_der_len(), |w| {
+            w.header(TAG_SEQUENCE, self.pkcs8_content_len())?;
+            w.unsigned(&[])?;
+            w.rsa_algorithm()?;
+            w.header(TAG_OCTET_STRING, self.pkcs1_der_len())?;
+            self.emit_pkcs1(w)
+        })
     }
 }
 

@@ -65,6 +65,7 @@ impl RsaPublicKey {
     }
 
     /// The borrowed view, from which the backends build their keys.
+    #[must_use]
     pub fn as_ref_key(&self) -> RsaPublicKeyRef<'_> {
         // The parts were validated when this key was made.
         RsaPublicKeyRef {
@@ -74,11 +75,13 @@ impl RsaPublicKey {
     }
 
     /// The modulus size in bits.
+    #[must_use]
     pub fn bits(&self) -> usize {
         self.as_ref_key().bits()
     }
 
     /// PKCS#1 `RSAPublicKey` DER.
+    #[must_use]
     pub fn to_pkcs1_der(&self) -> Vec<u8> {
         let key = self.as_ref_key();
         let mut der = vec![0u8; key.pkcs1_der_len()];
@@ -88,6 +91,7 @@ impl RsaPublicKey {
     }
 
     /// SubjectPublicKeyInfo DER (the 294-byte server key form for RSA-2048).
+    #[must_use]
     pub fn to_spki_der(&self) -> Vec<u8> {
         let key = self.as_ref_key();
         let mut der = vec![0u8; key.spki_der_len()];
@@ -172,6 +176,7 @@ impl RsaPrivateKey {
     }
 
     /// The borrowed view, from which the backends build their keys.
+    #[must_use]
     pub fn as_ref_key(&self) -> RsaPrivateKeyRef<'_> {
         let [n, e, d, p, q, dp, dq, qinv] = &self.parts;
         RsaPrivateKeyRef {
@@ -184,16 +189,19 @@ impl RsaPrivateKey {
     }
 
     /// The public half.
+    #[must_use]
     pub fn public_key(&self) -> RsaPublicKey {
         self.as_ref_key().public_key().into()
     }
 
     /// The modulus size in bits.
+    #[must_use]
     pub fn bits(&self) -> usize {
         self.as_ref_key().bits()
     }
 
     /// PKCS#1 `RSAPrivateKey` DER.
+    #[must_use]
     pub fn to_pkcs1_der(&self) -> Zeroizing<Vec<u8>> {
         let key = self.as_ref_key();
         let mut der = Zeroizing::new(vec![0u8; key.pkcs1_der_len()]);
@@ -202,6 +210,7 @@ impl RsaPrivateKey {
     }
 
     /// PKCS#8 `PrivateKeyInfo` DER.
+    #[must_use]
     pub fn to_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
         let key = self.as_ref_key();
         let mut der = Zeroizing::new(vec![0u8; key.pkcs8_der_len()]);

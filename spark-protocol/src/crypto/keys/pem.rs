@@ -20,6 +20,7 @@ pub enum PemLabel {
 
 impl PemLabel {
     /// The label text between `BEGIN ` and the closing dashes.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             PemLabel::RsaPublicKey => "RSA PUBLIC KEY",
@@ -41,6 +42,7 @@ impl PemLabel {
     }
 
     /// Whether the label holds a private key.
+    #[must_use]
     pub fn is_private(self) -> bool {
         matches!(self, PemLabel::RsaPrivateKey | PemLabel::PrivateKey)
     }
@@ -110,6 +112,7 @@ pub fn pem_decode(pem: &str, out: &mut [u8]) -> Result<(PemLabel, usize), KeyErr
 }
 
 /// The size of the PEM text for `der_len` bytes of DER: 64-character lines, each ending in `\n`.
+#[must_use]
 pub fn pem_encoded_len(label: PemLabel, der_len: usize) -> usize {
     let body = der_len.div_ceil(3) * 4;
     let lines = body.div_ceil(LINE);

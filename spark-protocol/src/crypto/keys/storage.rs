@@ -110,6 +110,7 @@ impl<'a> ServerKeyRecord<'a> {
 
     /// The smallest record that holds everything: the DER alone, or up to the end of the address
     /// record or port.
+    #[must_use]
     pub fn buffer_len(&self) -> usize {
         let mut len = self.key.spki_der_len();
         if let Some(address) = &self.address {

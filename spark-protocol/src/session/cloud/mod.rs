@@ -15,9 +15,9 @@ mod flasher;
 mod types;
 
 pub use types::{
-    CloudConfig, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, OtaError, OtaEvent, OtaOptions,
-    OtaReport, OutgoingEvent, PublishedEvent, RequestError, RequestFailure, RequestId,
-    Subscription, SubscriptionScope, VariableValue,
+    CloudConfig, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, NoKeys, OtaError, OtaEvent,
+    OtaOptions, OtaReport, OutgoingEvent, PublishedEvent, RequestError, RequestFailure, RequestId,
+    Scope, Subscription, VariableValue,
 };
 
 use alloc::collections::VecDeque;
@@ -202,6 +202,53 @@ impl Channel {
 ///
 /// `S` is the server's private key (a reference works: `&OpensslPrivateKey`), `K` the device key
 /// store, `R` the RNG.
+///
+/// A cloud and a device session talking in memory from a session secret both know, on the
+/// virtual time of a [`Pair`](crate::session::pair::Pair) (by convention the device is side A):
+/// the cloud reads a variable, the device answers with its value, and the cloud's event carries
+/// it as a [`VariableValue`].
+///
+/// ```
+/// use spark_protocol::{DeviceId, VarType, VariableValue};
+/// use spark_protocol::crypto::SessionKey;
+/// use spark_protocol::crypto::rng::HardwareRng;
+/// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
+/// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
+/// use spark_protocol::session::pair::Pair;
+/// use spark_protocol::session::{Connection, Instant};
+/// use spark_protocol::wire::message::Value;
+///
+/// let secret = SessionKey::from_bytes([9; 40]);
+/// let id = DeviceId::from_bytes([0x53; 12]);
+/// let mut n = 0u8;
+/// let rng = HardwareRng(move |dest: &mut [u8]| dest.iter_mut().for_each(|b| { n = n.wrapping_add(3); *b = n }));
+/// // `from_session` runs no handshake, so the cloud needs no RSA keys: `NoKeys` stands for them.
+/// let cloud = CloudConnection::from_session(
+///     Instant::ZERO, NoKeys, NoKeys, rng, CloudConfig::default(), &secret, id,
+/// );
+/// let mut device =
+///     DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new(id), NoFirmware);
+/// device.register_variable(b"temperature", VarType::Double)?;
+///
+/// let mut link = Pair::new(device, cloud);
+/// let _ = link.run(Instant::from_millis(100));
+/// let [CloudEvent::Connected(info)] = &link.take_events_b()[..] else { panic!("connected") };
+/// assert_eq!(info.device_id.to_string(), "535353535353535353535353");
+///
+/// let now = link.now();
+/// let request = link.b_mut().read_variable(now, b"temperature", VarType::Double)?;
+/// let _ = link.run(Instant::from_millis(200));
+/// let events = link.take_events_a();
+/// let Some(DeviceEvent::VariableRequest(read)) = events.last() else { panic!("a read") };
+/// link.a_mut().variable_value(read.request, Value::Double(21.5))?;
+/// let _ = link.run(Instant::from_millis(300));
+/// assert_eq!(
+///     link.take_events_b(),
+///     [CloudEvent::VariableRead { request, result: Ok(VariableValue::Double(21.5)) }]
+/// );
+/// assert_eq!(link.b().error(), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct CloudConnection<S, K, R> {
     server_key: S,
     keys: K,
@@ -320,11 +367,13 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     /// The device, once its Hello came.
+    #[must_use]
     pub fn device(&self) -> Option<&DeviceInfo> {
         self.device.as_ref()
     }
 
     /// Whether the handshake and Hello exchange have finished and the session has not ended.
+    #[must_use]
     pub fn is_established(&self) -> bool {
         matches!(self.state, State::Established)
     }
@@ -336,7 +385,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     /// Ends the session with [`SessionError::Closed`].
-    pub fn close(&mut self, _now: Instant) {
+    pub fn close(&mut self) {
         let _ = self.fail(SessionError::Closed);
     }
 
@@ -432,11 +481,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
 
     /// Delivers an event the device subscribed to: NON, no token, one Uri-Path per segment, as
     /// the original server sends it. Nothing answers it.
-    pub fn deliver_event(
-        &mut self,
-        _now: Instant,
-        event: &OutgoingEvent<'_>,
-    ) -> Result<(), RequestError> {
+    pub fn deliver_event(&mut self, event: &OutgoingEvent<'_>) -> Result<(), RequestError> {
         self.check_ready()?;
         let visibility = if event.private {
             Visibility::Private
@@ -551,7 +596,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             .map_err(SessionError::Authentication)?;
         let device_key = self
             .keys
-            .device_key(&creds.device_id, creds.public_key_der())
+            .device_key(
+                &DeviceId::from_bytes(creds.device_id),
+                creds.public_key_der(),
+            )
             .ok_or(SessionError::UnknownDevice)?;
         let session = SessionKey::generate(&mut self.rng);
         let mut reply = vec![0u8; session_reply_len(&device_key, &self.server_key)];
@@ -566,7 +614,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         self.raw.push_back(reply);
         self.channel = Some(Channel::new(&session, self.config.max_frame_len));
         self.device = Some(DeviceInfo {
-            device_id: creds.device_id,
+            device_id: DeviceId::from_bytes(creds.device_id),
             product_id: None,
             firmware_version: None,
             flags: HelloFlags(0),
@@ -680,14 +728,15 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                 let mut filter = vec![0u8; sub.filter.len()];
                 sub.filter.copy_to(&mut filter).map_err(malformed)?;
                 let scope = match sub.scope {
-                    SubscribeScope::Firehose => SubscriptionScope::Firehose,
-                    SubscribeScope::MyDevices => SubscriptionScope::MyDevices,
-                    SubscribeScope::Device(id) => SubscriptionScope::Device(id.to_vec()),
+                    SubscribeScope::Firehose => Some(Scope::All),
+                    SubscribeScope::MyDevices => Some(Scope::MyDevices),
+                    SubscribeScope::Device(id) => DeviceId::parse_hex(id).ok().map(Scope::Device),
                 };
-                if filter.is_empty() && scope == SubscriptionScope::Firehose {
-                    // SubscribeFail: a firehose without a name is refused.
+                // SubscribeFail: a firehose without a name, or a device that is not 24 hex
+                // digits, is refused.
+                let Some(scope) = scope.filter(|s| !(filter.is_empty() && *s == Scope::All)) else {
                     return self.reply(repr.message_id, repr.token, Code::BadRequest, &[]);
-                }
+                };
                 self.ack(repr.message_id)?;
                 self.events
                     .push_back(CloudEvent::Subscribed(Subscription { filter, scope }));
@@ -970,10 +1019,9 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
         }
         if let Some(front) = self.raw.front() {
             let len = front.len();
-            let max = buf.len();
             let dst = buf
                 .get_mut(..len)
-                .ok_or(SessionError::Oversized { len, max })?;
+                .ok_or(SessionError::InsufficientSize { required: len })?;
             dst.copy_from_slice(front);
             self.raw.pop_front();
             return Ok(Some(len));
@@ -993,10 +1041,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
         };
         let required = sealed_len(front.len());
         if buf.len() < required {
-            return Err(SessionError::Oversized {
-                len: required,
-                max: buf.len(),
-            });
+            return Err(SessionError::InsufficientSize { required });
         }
         let Some(channel) = self.channel.as_mut() else {
             return Ok(None);

@@ -3,15 +3,14 @@
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::crypto::RsaPublic;
-use crate::crypto::handshake::DEVICE_ID_LEN;
+use crate::crypto::{RsaError, RsaPrivate, RsaPublic};
 use crate::session::SessionError;
 use crate::wire::Code;
-use crate::wire::describe::VarType;
 use crate::wire::hello::{ExtendedHello, HelloFlags};
 
-/// A 12-byte device id.
-pub type DeviceId = [u8; DEVICE_ID_LEN];
+pub use crate::DeviceId;
+pub use crate::session::Scope;
+pub use crate::variable::VariableValue;
 
 /// Where the cloud finds a device's public key, by the id the device presented.
 ///
@@ -32,6 +31,65 @@ impl<K: RsaPublic + Clone> DeviceKeys for alloc::collections::BTreeMap<DeviceId,
 
     fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<K> {
         self.get(device_id).cloned()
+    }
+}
+
+/// The keys of a cloud session that runs no handshake
+/// ([`CloudConnection::from_session`](super::CloudConnection::from_session)): it stands for the
+/// server key, whose every RSA operation fails with [`RsaError::InvalidKey`], and for the device
+/// key store, which knows no device. The cloud side's counterpart of the device's
+/// [`NoHandshake`](crate::session::device::NoHandshake).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoKeys;
+
+impl RsaPrivate for NoKeys {
+    fn modulus_len(&self) -> usize {
+        0
+    }
+
+    fn decrypt_pkcs1v15<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        _: &mut R,
+        _: &[u8],
+        _: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        Err(RsaError::InvalidKey)
+    }
+
+    fn sign_pkcs1v15_unprefixed<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        _: &mut R,
+        _: &[u8],
+        _: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        Err(RsaError::InvalidKey)
+    }
+}
+
+impl RsaPublic for NoKeys {
+    fn modulus_len(&self) -> usize {
+        0
+    }
+
+    fn encrypt_pkcs1v15<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        _: &mut R,
+        _: &[u8],
+        _: &mut [u8],
+    ) -> Result<usize, RsaError> {
+        Err(RsaError::InvalidKey)
+    }
+
+    fn verify_pkcs1v15_unprefixed(&self, _: &[u8], _: &[u8]) -> Result<(), RsaError> {
+        Err(RsaError::InvalidKey)
+    }
+}
+
+impl DeviceKeys for NoKeys {
+    type Key = NoKeys;
+
+    fn device_key(&mut self, _: &DeviceId, _: Option<&[u8]>) -> Option<NoKeys> {
+        None
     }
 }
 
@@ -70,9 +128,14 @@ impl Default for CloudConfig {
 
 /// The handle of one request the application started (call, read, Describe, signal, key change,
 /// OTA). Unique within one connection; a cloud with many devices pairs it with its own connection
-/// id.
+/// id. Opaque: compare it with the id an event carries.
+///
+/// The device side answers with different handles on purpose
+/// ([`CallId`](crate::session::device::CallId), [`ReadId`](crate::session::device::ReadId)): they
+/// stand for the cloud's CoAP message the answer must echo, not for a request of the device's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub u32);
+#[must_use]
+pub struct RequestId(pub(super) u32);
 
 /// Why a request could not be started. The session is unaffected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -136,47 +199,9 @@ pub struct DeviceInfo {
 
 impl DeviceInfo {
     /// Whether the device reports that the last OTA update succeeded.
+    #[must_use]
     pub fn ota_succeeded(&self) -> bool {
         self.flags.contains(HelloFlags::OTA_UPGRADE_SUCCESSFUL)
-    }
-}
-
-/// A variable's value, owned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum VariableValue {
-    /// A boolean.
-    Bool(bool),
-    /// A 32-bit integer.
-    Int(i32),
-    /// A double.
-    Double(f64),
-    /// A string (raw bytes).
-    String(Vec<u8>),
-    /// No value.
-    Null,
-}
-
-impl VariableValue {
-    pub(crate) fn from_wire(v: &crate::wire::message::Value<'_>) -> Self {
-        use crate::wire::message::Value;
-        match *v {
-            Value::Bool(b) => VariableValue::Bool(b),
-            Value::Int(i) => VariableValue::Int(i),
-            Value::Double(d) => VariableValue::Double(d),
-            Value::String(s) => VariableValue::String(s.to_vec()),
-            Value::Null => VariableValue::Null,
-        }
-    }
-
-    /// The wire type of the value.
-    pub fn var_type(&self) -> VarType {
-        match self {
-            VariableValue::Bool(_) => VarType::Bool,
-            VariableValue::Int(_) => VarType::Int,
-            VariableValue::Double(_) => VarType::Double,
-            VariableValue::String(_) => VarType::String,
-            VariableValue::Null => VarType::Null,
-        }
     }
 }
 
@@ -193,24 +218,13 @@ pub struct PublishedEvent {
     pub private: bool,
 }
 
-/// Whose events a subscription asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubscriptionScope {
-    /// Everyone's public events.
-    Firehose,
-    /// The owner's devices only.
-    MyDevices,
-    /// One device (its 24-character hex id as sent).
-    Device(Vec<u8>),
-}
-
 /// A subscription the device made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     /// The name prefix.
     pub filter: Vec<u8>,
     /// The scope.
-    pub scope: SubscriptionScope,
+    pub scope: Scope,
 }
 
 /// An event for [`CloudConnection::deliver_event`](super::CloudConnection::deliver_event).
@@ -274,6 +288,7 @@ impl Default for OtaOptions {
 
 impl OtaOptions {
     /// The defaults with fast OTA offered.
+    #[must_use]
     pub fn fast() -> Self {
         OtaOptions {
             fast: true,
@@ -282,6 +297,7 @@ impl OtaOptions {
     }
 
     /// These options with a fixed chunk size.
+    #[must_use]
     pub fn with_chunk_size(self, chunk_size: u16) -> Self {
         OtaOptions {
             chunk_size: Some(chunk_size),
@@ -342,6 +358,7 @@ pub struct OtaReport {
 
 /// What happened to an OTA transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub enum OtaEvent {
     /// The device accepted UpdateBegin.
     Ready {
@@ -366,6 +383,7 @@ pub enum OtaEvent {
 /// What a [`CloudConnection`](super::CloudConnection) reports to the application.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[must_use]
 pub enum CloudEvent {
     /// The handshake and the Hello exchange finished.
     Connected(DeviceInfo),

@@ -28,7 +28,9 @@ use core::time::Duration;
 
 use heapless::Vec;
 
+pub use super::Scope;
 use super::{Connection, Instant, SessionError};
+use crate::DeviceId;
 use crate::crypto::framing::{CORE_MAX_CIPHERTEXT_LEN, LentCipher, sealed_len};
 use crate::crypto::handshake::{DEVICE_CREDENTIALS_LEN, NONCE_LEN, SESSION_REPLY_LEN};
 use crate::crypto::{
@@ -38,7 +40,7 @@ use crate::wire::describe::{DescriptionWriter, VarType};
 use crate::wire::hello::{CoreHello, HelloFlags, HelloPayload};
 use crate::wire::limits::{
     CORE_EVENT_FILTER_BUFFER_LEN, CORE_MAX_FUNCTION_ARG_LEN, CORE_MAX_FUNCTION_NAME_LEN,
-    CORE_MAX_PUBLISH_LEN, CORE_MAX_SUBSCRIPTION_FILTER_LEN, CORE_QUEUE_SIZE, DEVICE_ID_LEN,
+    CORE_MAX_PUBLISH_LEN, CORE_MAX_SUBSCRIPTION_FILTER_LEN, CORE_QUEUE_SIZE,
     DOS_MISSED_CHUNKS_TO_SEND, MAX_EVENT_TTL, SP_CHUNK_SIZE, SP_MAX_CHUNK_SIZE,
 };
 use crate::wire::message::{
@@ -97,8 +99,8 @@ pub type Name = Vec<u8, CORE_MAX_FUNCTION_NAME_LEN>;
 /// What identifies the device to the cloud and what its Hello says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceConfig {
-    /// The 12-byte device id.
-    pub device_id: [u8; DEVICE_ID_LEN],
+    /// The device id.
+    pub device_id: DeviceId,
     /// Product id (`0xffff` on a Core without one).
     pub product_id: u16,
     /// Product firmware version (`0xffff` on a Core without one).
@@ -110,10 +112,11 @@ pub struct DeviceConfig {
 }
 
 impl DeviceConfig {
-    /// A Core's configuration: no product, no OTA flag, fast OTA accepted.
-    pub const fn new(device_id: [u8; DEVICE_ID_LEN]) -> Self {
+    /// A Core's configuration: no product, no OTA flag, fast OTA accepted. `device_id` is a
+    /// [`DeviceId`] or its 12 bytes.
+    pub fn new(device_id: impl Into<DeviceId>) -> Self {
         DeviceConfig {
-            device_id,
+            device_id: device_id.into(),
             product_id: 0xffff,
             firmware_version: 0xffff,
             ota_succeeded: false,
@@ -125,11 +128,17 @@ impl DeviceConfig {
 /// A function call waiting for its return value; pass it to
 /// [`DeviceConnection::function_return`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub struct CallId(Header);
 
 /// A variable read waiting for its value; pass it to [`DeviceConnection::variable_value`].
+///
+/// Like [`CallId`] it stands for the cloud's message the answer must echo, which is why it is not
+/// the cloud side's [`RequestId`](crate::session::cloud::RequestId) (a counter of the cloud
+/// application's own requests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId(Header);
+#[must_use]
+pub struct ReadId(Header);
 
 /// A subscription's index (0 to [`MAX_SUBSCRIPTIONS`] - 1), as a bit in
 /// [`ReceivedEvent::handlers`].
@@ -150,7 +159,7 @@ pub struct FunctionCallEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariableRequestEvent {
     /// Answer with [`DeviceConnection::variable_value`].
-    pub request: RequestId,
+    pub request: ReadId,
     /// The registered variable's name.
     pub name: Name,
     /// Its registered type; the answer must be of this type.
@@ -189,6 +198,7 @@ pub enum OtaFailure {
 /// What the device session reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use]
 // Heap-free: an event carries its data inline, so no variant can be boxed.
 #[allow(clippy::large_enum_variant)]
 pub enum DeviceEvent {
@@ -267,17 +277,6 @@ impl From<SessionError> for DeviceError {
     fn from(e: SessionError) -> Self {
         DeviceError::Session(e)
     }
-}
-
-/// A subscription's scope, as the application gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope<'a> {
-    /// Every public event with the prefix (the filter must not be empty).
-    All,
-    /// Events of the owner's devices only.
-    MyDevices,
-    /// Events of one device (its id as 24 hex characters).
-    Device(&'a [u8]),
 }
 
 #[derive(Debug, Clone)]
@@ -436,6 +435,48 @@ enum Stage {
 ///
 /// `S` receives OTA images ([`NoFirmware`] refuses them); `H` performs the RSA steps of the
 /// handshake ([`NoHandshake`] for a session established elsewhere).
+///
+/// A device and a cloud session talking in memory, from a session secret both know (as if the
+/// handshake had just run), on the virtual time of a [`Pair`](crate::session::pair::Pair): the
+/// cloud calls a function and the device answers it.
+///
+/// ```
+/// use spark_protocol::DeviceId;
+/// use spark_protocol::crypto::SessionKey;
+/// use spark_protocol::crypto::rng::HardwareRng;
+/// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
+/// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
+/// use spark_protocol::session::pair::Pair;
+/// use spark_protocol::session::Instant;
+///
+/// let secret = SessionKey::from_bytes([7; 40]);
+/// let id: DeviceId = "53ff6f065067544840351187".parse()?;
+/// let mut device =
+///     DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new(id), NoFirmware);
+/// device.register_function(b"brew")?;
+/// // The cloud draws its message ids from an RNG (here a counter standing in for one).
+/// let mut n = 0u8;
+/// let rng = HardwareRng(move |dest: &mut [u8]| dest.iter_mut().for_each(|b| { n = n.wrapping_add(1); *b = n }));
+/// let cloud = CloudConnection::from_session(
+///     Instant::ZERO, NoKeys, NoKeys, rng, CloudConfig::default(), &secret, id,
+/// );
+///
+/// // Device first, cloud second; the link delivers every frame until both are quiet.
+/// let mut link = Pair::new(device, cloud);
+/// let _ = link.run(Instant::from_millis(100));
+/// assert!(link.a().is_connected() && link.b().is_established());
+/// assert_eq!(link.take_events_a(), [DeviceEvent::Connected]);
+///
+/// let now = link.now();
+/// let request = link.b_mut().call_function(now, b"brew", b"espresso")?;
+/// let _ = link.run(Instant::from_millis(200));
+/// let [DeviceEvent::FunctionCall(call)] = &link.take_events_a()[..] else { panic!("a call") };
+/// assert_eq!(call.argument, b"espresso");
+/// link.a_mut().function_return(call.call, 42)?;
+/// let _ = link.run(Instant::from_millis(300));
+/// assert!(link.take_events_b().contains(&CloudEvent::FunctionReturned { request, result: Ok(42) }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct DeviceConnection<S: FirmwareSink = NoFirmware, H: DeviceHandshake = NoHandshake> {
     phase: Phase<H>,
     error: Option<SessionError>,
@@ -491,10 +532,10 @@ impl<S: FirmwareSink> DeviceConnection<S, NoHandshake> {
     /// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, NoFirmware};
     ///
     /// let secret = SessionKey::from_bytes([3; 40]);
-    /// let dev = DeviceConnection::from_session(&secret, DeviceConfig::new([7; 12]), NoFirmware, Instant::ZERO);
+    /// let dev = DeviceConnection::from_session(Instant::ZERO, &secret, DeviceConfig::new([7; 12]), NoFirmware);
     /// assert!(!dev.is_connected()); // until the server's Hello arrives
     /// ```
-    pub fn from_session(session: &SessionKey, config: DeviceConfig, sink: S, now: Instant) -> Self {
+    pub fn from_session(now: Instant, session: &SessionKey, config: DeviceConfig, sink: S) -> Self {
         let mut conn = Self::base(Phase::Ended, config, sink, now);
         conn.open(session, now);
         conn
@@ -531,7 +572,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     }
 
     /// A device that runs the handshake: it waits for the cloud's nonce.
-    pub fn new(config: DeviceConfig, handshake: H, sink: S, now: Instant) -> Self {
+    pub fn new(now: Instant, config: DeviceConfig, handshake: H, sink: S) -> Self {
         let phase = Phase::Handshake {
             hs: handshake,
             stage: Stage::ExpectNonce,
@@ -647,7 +688,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     pub fn subscribe(
         &mut self,
         filter: &[u8],
-        scope: Scope<'_>,
+        scope: Scope,
     ) -> Result<SubscriptionId, DeviceError> {
         self.ready()?;
         if filter.is_empty() && scope == Scope::All {
@@ -657,10 +698,14 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         if self.subscriptions.is_full() {
             return Err(DeviceError::TableFull);
         }
+        let hex;
         let scope = match scope {
             Scope::All => SubscribeScope::Firehose,
             Scope::MyDevices => SubscribeScope::MyDevices,
-            Scope::Device(id) => SubscribeScope::Device(id),
+            Scope::Device(id) => {
+                hex = id.to_hex();
+                SubscribeScope::Device(&hex)
+            }
         };
         let sub = Subscribe {
             header: Header::con(self.peek_id()),
@@ -708,11 +753,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     }
 
     /// Answers a variable read with its value (piggy-backed on the ACK).
-    pub fn variable_value(
-        &mut self,
-        request: RequestId,
-        value: Value<'_>,
-    ) -> Result<(), DeviceError> {
+    pub fn variable_value(&mut self, request: ReadId, value: Value<'_>) -> Result<(), DeviceError> {
         if let Some(e) = self.error {
             return Err(DeviceError::Session(e));
         }
@@ -739,21 +780,25 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
     }
 
     /// Whether the server's Hello has arrived and the session has not ended.
+    #[must_use]
     pub fn is_connected(&self) -> bool {
         self.hello_received && self.error.is_none()
     }
 
     /// Whether an update is in progress.
+    #[must_use]
     pub fn is_updating(&self) -> bool {
         self.ota.is_some()
     }
 
     /// Subscribed events dropped because the event queue was full.
+    #[must_use]
     pub fn dropped_events(&self) -> u32 {
         self.dropped_events
     }
 
     /// The firmware sink.
+    #[must_use]
     pub fn sink(&self) -> &S {
         &self.sink
     }
@@ -884,7 +929,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     return Err(SessionError::Unexpected("a handshake on an open session"));
                 };
                 let creds_len = hs
-                    .credentials(&Nonce(nonce), &self.config.device_id, creds, scratch)
+                    .credentials(&Nonce(nonce), self.config.device_id.as_bytes(), creds, scratch)
                     .map_err(SessionError::Authentication)?;
                 *stage = Stage::ExpectSessionKey {
                     creds_len,
@@ -954,7 +999,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         use crate::wire::message as m;
         match kind {
             MessageKind::Hello => {
-                ok(m::Hello::parse(&repr))?;
+                let _valid = ok(m::Hello::parse(&repr))?;
                 if self.hello_received {
                     return Err(SessionError::Unexpected("a second Hello"));
                 }
@@ -1069,7 +1114,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 self.pending_reads.insert((req.header, ty));
                 self.push_event(|e| {
                     *e = DeviceEvent::VariableRequest(VariableRequestEvent {
-                        request: RequestId(req.header),
+                        request: ReadId(req.header),
                         name,
                         var_type: ty,
                     })
@@ -1436,10 +1481,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
                 ..
             } if !*sent => {
                 let len = *creds_len;
-                let max = buf.len();
                 let dst = buf
                     .get_mut(..len)
-                    .ok_or(SessionError::Oversized { len, max })?;
+                    .ok_or(SessionError::InsufficientSize { required: len })?;
                 dst.copy_from_slice(&creds[..len]);
                 *sent = true;
                 Ok(Some(len))
@@ -1452,10 +1496,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
                 let n = match encoder.seal_with(cipher, msg, buf) {
                     Ok(n) => n,
                     Err(FrameError::InsufficientSize { required }) => {
-                        return Err(SessionError::Oversized {
-                            len: required,
-                            max: buf.len(),
-                        });
+                        return Err(SessionError::InsufficientSize { required });
                     }
                     Err(e) => return Err(self.fail(frame_error(e))),
                 };
@@ -1668,10 +1709,10 @@ mod tests {
 
         let secret = SessionKey::from_bytes([3; 40]);
         let mut dev = DeviceConnection::from_session(
+            Instant::ZERO,
             &secret,
             DeviceConfig::new([7; 12]),
             NoFirmware,
-            Instant::ZERO,
         );
         dev.register_function(b"brew").unwrap();
         dev.register_variable(b"temperature", VarType::Int).unwrap();

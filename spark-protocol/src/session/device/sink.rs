@@ -96,16 +96,19 @@ impl<'b> BufferSink<'b> {
     }
 
     /// The committed image, once a transfer has finished.
+    #[must_use]
     pub fn committed(&self) -> Option<&[u8]> {
         self.committed.map(|n| &self.buf[..n])
     }
 
     /// How many transfers were committed and how many aborted.
+    #[must_use]
     pub fn counts(&self) -> (usize, usize) {
         (self.commits, self.aborts)
     }
 
     /// Whether a transfer is in progress.
+    #[must_use]
     pub fn is_active(&self) -> bool {
         self.active
     }

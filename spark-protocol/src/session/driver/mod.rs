@@ -10,13 +10,16 @@
 //! [`Driver::connection_mut`] (call a function, publish an event, start an update); the next
 //! [`Driver::drive`] or [`Driver::flush`] sends what that produced.
 //!
-//! Two drivers share these names and this shape:
+//! Two drivers share these names and this shape, and both work on a buffer the caller gives:
 //!
 //! - [`Driver`] (this module) blocks on a [`Transport`]. It is no_std: an MCU runs the device
 //!   side with it over its UART or Wi-Fi socket (`EmbeddedIo`, feature `embedded-io`), and the
 //!   standard library's `TcpStream` is a transport too (feature `std`), with read timeouts for the
 //!   session's timers.
-//! - `tokio::Driver` (feature `tokio`) awaits a tokio stream instead.
+//! - [`asynch::Driver`] awaits an [`asynch::Transport`] instead (no_std, no alloc):
+//!   `asynch::EmbeddedIoAsync` (feature `embedded-io-async`) over `embedded_io_async` streams
+//!   and an executor's timer, and `tokio::Tokio` (feature `tokio`) over tokio streams, for which
+//!   `tokio::Driver` is the async driver with the tokio clock filled in.
 //!
 //! Neither spawns a task or thread, and neither sleeps except inside a call the caller made (a
 //! blocking read with a timeout, or an awaited read raced against a tokio timer).
@@ -34,6 +37,7 @@ use core::time::Duration;
 
 use super::{Connection, Instant, SessionError};
 
+pub mod asynch;
 #[cfg(feature = "embedded-io")]
 mod embedded;
 #[cfg(feature = "std")]
@@ -165,39 +169,11 @@ fn next_frame<C: Connection + ?Sized, E>(
         Ok(n) => Ok(n),
         // An ended session reports its reason from `poll_transmit`; it is not a buffer problem.
         Err(_) if conn.error().is_some() => Ok(None),
-        Err(SessionError::Oversized { len, .. }) => Err(DriverError::InsufficientSize {
-            required: len.max(conn.max_transmit_len()),
+        // The driver's buffer serves every frame, so it asks for the largest one.
+        Err(SessionError::InsufficientSize { required }) => Err(DriverError::InsufficientSize {
+            required: required.max(conn.max_transmit_len()),
         }),
         Err(e) => Err(DriverError::Session(e)),
-    }
-}
-
-/// What to do before waiting for input: an event to hand out, the session's end, or how long
-/// the wait may last.
-#[cfg(feature = "tokio")]
-enum Before<Ev> {
-    Event(Ev),
-    Ended(SessionError),
-    /// A timer was due and has run.
-    TimerRan,
-    Wait(Option<Duration>),
-}
-
-#[cfg(feature = "tokio")]
-fn before_wait<C: Connection + ?Sized>(conn: &mut C, now: Instant) -> Before<C::Event> {
-    if let Some(event) = conn.poll_event() {
-        return Before::Event(event);
-    }
-    if let Some(e) = conn.error() {
-        return Before::Ended(e);
-    }
-    match conn.poll_timeout() {
-        Some(at) if at <= now => {
-            conn.handle_timeout(now);
-            Before::TimerRan
-        }
-        Some(at) => Before::Wait(Some(at.saturating_duration_since(now))),
-        None => Before::Wait(None),
     }
 }
 
@@ -216,14 +192,63 @@ fn after_read<C: Connection + ?Sized>(conn: &mut C, now: Instant, buf: &[u8], go
 /// The blocking driver: a [`Connection`], a [`Transport`], a [`Clock`] and one buffer `B` for
 /// frames in both directions (at least [`Connection::max_transmit_len`] bytes).
 ///
-/// ```ignore
-/// let mut driver = Driver::new(device, transport, || Instant::from_millis(ticks()), [0u8; 1024]);
+/// A device on one thread and a cloud on another, over TCP on 127.0.0.1 (with feature `std` the
+/// standard library's `TcpStream` is a [`Transport`]); on a Core the transport is
+/// `EmbeddedIo(uart)` and the clock a closure over the tick counter, and the loop is the same:
+///
+/// ```
+/// # #[cfg(feature = "std")] {
+/// use std::net::{TcpListener, TcpStream};
+/// use spark_protocol::crypto::{SessionKey, rng::HardwareRng};
+/// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
+/// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
+/// use spark_protocol::session::driver::{Clock, Driver, DriverError, StdClock};
+/// use spark_protocol::session::SessionError;
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let device = std::thread::spawn(move || {
+///     let mut clock = StdClock::new();
+///     let secret = SessionKey::from_bytes([2; 40]);
+///     let config = DeviceConfig::new([7; 12]);
+///     let mut conn = DeviceConnection::from_session(clock.now(), &secret, config, NoFirmware);
+///     conn.register_function(b"brew").unwrap();
+///     let stream = TcpStream::connect(addr).unwrap();
+///     // The device's one buffer, on its stack: its longest frame fits.
+///     let mut driver = Driver::new(conn, stream, clock, [0u8; 1024]);
+///     loop {
+///         match driver.next_event() {
+///             Ok(DeviceEvent::FunctionCall(call)) => {
+///                 driver.connection_mut().function_return(call.call, 7).unwrap()
+///             }
+///             Ok(_) => {}
+///             Err(end) => return end,
+///         }
+///     }
+/// });
+///
+/// let (stream, _) = listener.accept()?;
+/// let mut clock = StdClock::new();
+/// let rng = HardwareRng(|dest: &mut [u8]| dest.fill(0x5a));
+/// let secret = SessionKey::from_bytes([2; 40]);
+/// let cloud = CloudConnection::from_session(
+///     clock.now(), NoKeys, NoKeys, rng, CloudConfig::default(), &secret, [7; 12].into(),
+/// );
+/// let mut driver = Driver::with_vec(cloud, stream, clock);
+/// assert!(matches!(driver.next_event()?, CloudEvent::Connected(_)));
+/// let now = driver.now();
+/// let request = driver.connection_mut().call_function(now, b"brew", b"")?;
 /// loop {
-///     match driver.next_event()? {
-///         DeviceEvent::FunctionCall { .. } => driver.connection_mut().function_return(..)?,
-///         _ => {}
+///     if let CloudEvent::FunctionReturned { request: r, result } = driver.next_event()? {
+///         assert_eq!((r, result), (request, Ok(7)));
+///         break;
 ///     }
 /// }
+/// drop(driver); // the cloud hangs up: the device's driver sees the end of the stream
+/// let end = device.join().unwrap();
+/// assert!(matches!(end, DriverError::Session(SessionError::TransportClosed)));
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Driver<C, T, K, B> {
@@ -231,6 +256,9 @@ pub struct Driver<C, T, K, B> {
     io: T,
     clock: K,
     buf: B,
+    /// How a heap buffer ([`Driver::with_vec`]) grows for a frame longer than itself; a
+    /// caller's buffer does not.
+    grow: Option<fn(&mut B, usize)>,
 }
 
 impl<C, T, K, B> Driver<C, T, K, B>
@@ -248,10 +276,12 @@ where
             io,
             clock,
             buf,
+            grow: None,
         }
     }
 
     /// The session.
+    #[must_use]
     pub fn connection(&self) -> &C {
         &self.conn
     }
@@ -263,6 +293,7 @@ where
     }
 
     /// The transport.
+    #[must_use]
     pub fn transport(&self) -> &T {
         &self.io
     }
@@ -283,14 +314,22 @@ where
     /// out of step from then on, and the caller should end the session
     /// ([`Connection::handle_close`]) and reconnect.
     pub fn flush(&mut self) -> Result<(), DriverError<T::Error>> {
-        let buf = self.buf.as_mut();
         let mut wrote = false;
         loop {
             let now = self.clock.now();
-            let Some(n) = next_frame(&mut self.conn, now, buf)? else {
-                break;
+            let n = match next_frame(&mut self.conn, now, self.buf.as_mut()) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                // A heap buffer grows to the frame (an OTA chunk larger than it).
+                Err(DriverError::InsufficientSize { required }) if self.grow.is_some() => {
+                    if let Some(grow) = self.grow {
+                        grow(&mut self.buf, required);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
-            let mut frame = &buf[..n];
+            let mut frame = &self.buf.as_mut()[..n];
             while !frame.is_empty() {
                 match self.io.write(frame).map_err(DriverError::Io)? {
                     0 => {
@@ -378,9 +417,20 @@ where
     K: Clock,
 {
     /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least 1 KiB, so
-    /// reads take what a TCP segment brings).
+    /// reads take what a TCP segment brings), which grows when the session later has a longer
+    /// frame to send (a cloud's OTA chunks).
     pub fn with_vec(conn: C, io: T, clock: K) -> Self {
         let len = conn.max_transmit_len().max(1024);
-        Driver::new(conn, io, clock, alloc::vec![0; len])
+        let mut driver = Driver::new(conn, io, clock, alloc::vec![0; len]);
+        driver.grow = Some(grow_vec);
+        driver
+    }
+}
+
+/// Grows a driver's heap buffer to `len` bytes.
+#[cfg(feature = "alloc")]
+fn grow_vec(buf: &mut alloc::vec::Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
     }
 }

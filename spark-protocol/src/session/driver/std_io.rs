@@ -14,6 +14,7 @@ pub struct StdClock {
 
 impl StdClock {
     /// A clock whose [`Instant::ZERO`] is now.
+    #[must_use]
     pub fn new() -> Self {
         StdClock {
             origin: std::time::Instant::now(),

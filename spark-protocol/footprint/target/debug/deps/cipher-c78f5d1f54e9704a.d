@@ -1,0 +1,15 @@
+/work/main/spark-protocol/footprint/target/debug/deps/cipher-c78f5d1f54e9704a.d: /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/lib.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block/backends.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block/ctx.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream/core_api.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream/errors.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak/ctx.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak/zero.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/../README.md
+
+/work/main/spark-protocol/footprint/target/debug/deps/libcipher-c78f5d1f54e9704a.rmeta: /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/lib.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block/backends.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block/ctx.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream/core_api.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream/errors.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak/ctx.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak/zero.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/../README.md
+
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/lib.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block/backends.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/block/ctx.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream/core_api.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/stream/errors.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak/ctx.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/tweak/zero.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/cipher-0.5.2/src/../README.md:
