@@ -21,7 +21,7 @@ use spark_protocol::session::cloud::{
 use spark_protocol::session::driver::tokio::{Driver, TokioClock};
 use spark_protocol::wire::describe::{Description as WireDescription, VarType};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableType,
@@ -211,36 +211,149 @@ impl DeviceKeys for StateKeys {
     }
 }
 
-/// Accepts devices on `listener` until the task is aborted.
+/// The device listener's own limits, apart from the REST API's (see `SECURITY.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceLimits {
+    /// Device connections at most, handshaking or established; past it a new connection is closed at once (an
+    /// established device is never dropped for a newcomer).
+    pub max_connections: usize,
+    /// Connections still in their handshake at most (each costs an RSA decryption and signature); past it a new
+    /// connection is closed at once.
+    pub max_handshakes: usize,
+}
+
+impl DeviceLimits {
+    /// The defaults: 65,536 connections, 256 of them in their handshake.
+    pub const DEFAULT: DeviceLimits = DeviceLimits {
+        max_connections: 65_536,
+        max_handshakes: 256,
+    };
+
+    /// Sets both limits.
+    #[must_use]
+    pub const fn with(mut self, max_connections: usize, max_handshakes: usize) -> Self {
+        self.max_connections = max_connections;
+        self.max_handshakes = max_handshakes;
+        self
+    }
+}
+
+impl Default for DeviceLimits {
+    fn default() -> Self {
+        DeviceLimits::DEFAULT
+    }
+}
+
+/// Logs refused connections at most once per [`super::REFUSAL_LOG_INTERVAL`], with how many were refused.
+struct FullLog {
+    last: Option<std::time::Instant>,
+    refused: u64,
+}
+
+impl FullLog {
+    fn refused(&mut self, why: &str) {
+        self.refused += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < super::REFUSAL_LOG_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(now);
+        eprintln!(
+            "spark-cloud: device listener: {why}; new connections are closed ({} refused so far)",
+            self.refused
+        );
+    }
+}
+
+/// Accepts devices on `listener` with the default [`DeviceLimits`] until the task is aborted.
 pub async fn accept_devices(cloud: Arc<Cloud>, hub: Arc<LiveHub>, listener: TcpListener) {
+    accept_devices_with(cloud, hub, listener, DeviceLimits::DEFAULT).await;
+}
+
+/// Accepts devices on `listener` within `limits` until the task is aborted.
+pub async fn accept_devices_with(
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    listener: TcpListener,
+    limits: DeviceLimits,
+) {
     let server_key = match ServerKey::new(&cloud.state().server_key().as_ref_key()) {
         Ok(key) => key,
         Err(_) => return,
+    };
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
+    let mut log = FullLog {
+        last: None,
+        refused: 0,
     };
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(connection) = Arc::clone(&connections).try_acquire_owned() else {
+            log.refused(&format!(
+                "{} devices are connected, the most it holds",
+                limits.max_connections
+            ));
+            continue;
+        };
+        let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() else {
+            log.refused(&format!(
+                "{} handshakes are under way, the most it runs at once",
+                limits.max_handshakes
+            ));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let slots = Slots {
+            _connection: connection,
+            handshake: Some(handshake),
+        };
         tokio::spawn(run_device(
             Arc::clone(&cloud),
             Arc::clone(&hub),
             server_key.clone(),
             stream,
+            slots,
         ));
     }
 }
 
-/// Binds `addr` and accepts devices in a task; returns the bound address and the task.
+/// What a device connection holds of the listener's limits: its connection, and its handshake until it is done.
+struct Slots {
+    _connection: OwnedSemaphorePermit,
+    handshake: Option<OwnedSemaphorePermit>,
+}
+
+/// Binds `addr` and accepts devices in a task with the default [`DeviceLimits`]; returns the bound address and the
+/// task.
 pub async fn listen(
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    listen_with(cloud, hub, addr, DeviceLimits::DEFAULT).await
+}
+
+/// Binds `addr` and accepts devices in a task within `limits`; returns the bound address and the task.
+pub async fn listen_with(
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    addr: SocketAddr,
+    limits: DeviceLimits,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    Ok((bound, tokio::spawn(accept_devices(cloud, hub, listener))))
+    Ok((
+        bound,
+        tokio::spawn(accept_devices_with(cloud, hub, listener, limits)),
+    ))
 }
 
 /// The requests in flight on one connection: a few at a time, so a vector (empty: no allocation).
@@ -323,6 +436,7 @@ async fn run_device(
     hub: Arc<LiveHub>,
     server_key: ServerKey,
     stream: TcpStream,
+    mut slots: Slots,
 ) {
     let asked = Arc::new(Mutex::new(None));
     let conn = CloudConnection::new(
@@ -364,6 +478,8 @@ async fn run_device(
                 };
                 match event {
                     CloudEvent::Connected(info) => {
+                        // The handshake is done: its slot goes to the next device.
+                        slots.handshake = None;
                         let device = hex(&info.device_id);
                         let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
                         lock(&hub.devices).insert(device.clone(), (serial, Arc::clone(&mailbox)));

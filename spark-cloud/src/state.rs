@@ -235,7 +235,7 @@ fn create_private_dir(path: &Path) -> Result<(), StateError> {
     builder.create(path).map_err(io(path))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
     // A leftover temporary file would keep its old mode: start from none.
     match fs::remove_file(&tmp) {

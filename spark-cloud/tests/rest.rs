@@ -687,6 +687,52 @@ async fn a_device_without_an_owner_is_reachable_by_no_one_until_it_presents_a_cl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_codes_survive_a_restart_stored_as_digests_and_stay_single_use() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let joe = with_devices(&hub, running.http).await;
+    joe.release_device(DEV_A).await.unwrap();
+    create_user(running.http, "ann", "pw");
+    let ann = login(&client(running.http), "ann", "pw").await;
+    let code = claim_code(running.http, &ann);
+    running.shutdown();
+
+    // On disk: the code's digest only, in a private file.
+    let file = dir.0.join("claims.json");
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(!stored.contains(&code), "{stored}");
+    assert!(
+        stored.contains(&cloud::state::token_digest(&code)),
+        "{stored}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // After a restart the device presents the code: it is ann's, and the code is used up, for good.
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    assert_eq!(
+        running.cloud.claim_with_code(DEV_A, &code),
+        Ok("ann".to_owned())
+    );
+    running.cloud.assign_owner(DEV_A, None).unwrap();
+    assert_eq!(
+        running.cloud.claim_with_code(DEV_A, &code),
+        Err(cloud::ClaimError::UnknownCode)
+    );
+    running.shutdown();
+    let running = start(&dir.0, hub).await;
+    assert_eq!(
+        running.cloud.claim_with_code(DEV_A, &code),
+        Err(cloud::ClaimError::UnknownCode)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_key_and_owner_files_are_migrated_into_one_record() {
     let dir = TempDir::new(true);
     let keys = dir.0.join("core_keys");

@@ -76,7 +76,7 @@ fn ota_failure_words(why: OtaFailure, refusal: Option<String>) -> String {
         (OtaFailure::Parameters, _) => "the update parameters were unusable".into(),
         (OtaFailure::Timeout, _) => "the transfer did not finish in time".into(),
         (OtaFailure::Restarted, _) => "the cloud began another update".into(),
-        (other, _) => format!("the update did not complete ({other:?})"),
+        (_, _) => "the update did not complete".into(),
     }
 }
 
@@ -277,6 +277,16 @@ where
                     Visibility::Private,
                     PATCH_VERSION_TTL,
                 );
+                let announcements = lock(core).announcements().to_vec();
+                for (name, data) in &announcements {
+                    let _ = driver.connection_mut().publish(
+                        now,
+                        name.as_bytes(),
+                        Some(data.as_bytes()),
+                        Visibility::Private,
+                        PATCH_VERSION_TTL,
+                    );
+                }
                 report(Status::Connected {
                     ota_succeeded,
                     patch_version,

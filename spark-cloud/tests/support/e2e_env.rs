@@ -115,6 +115,14 @@ impl Env {
 
     /// As [`Env::start`], with the REST API's `limits`.
     pub async fn start_with(limits: cloud::HttpLimits) -> Env {
+        Env::start_limited(limits, devices::DeviceLimits::DEFAULT).await
+    }
+
+    /// As [`Env::start`], with the REST API's `limits` and the device listener's `device_limits`.
+    pub async fn start_limited(
+        limits: cloud::HttpLimits,
+        device_limits: devices::DeviceLimits,
+    ) -> Env {
         let dir = TempDir::new("cloud");
         std::fs::write(dir.0.join("default_key.pem"), SERVER_KEY).unwrap();
         let config = Config {
@@ -124,10 +132,11 @@ impl Env {
         };
         let hub = LiveHub::new();
         let cloud = cloud::open(&config, Arc::clone(&hub) as Arc<dyn DeviceHub>).unwrap();
-        let (device_addr, listener) = devices::listen(
+        let (device_addr, listener) = devices::listen_with(
             Arc::clone(&cloud),
             Arc::clone(&hub),
             SocketAddr::from(([127, 0, 0, 1], 0)),
+            device_limits,
         )
         .await
         .unwrap();
@@ -149,6 +158,11 @@ impl Env {
             cores: Vec::new(),
             dir,
         }
+    }
+
+    /// The cloud's state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
     }
 
     /// Signs another user up and returns spark-api's client with their token.
