@@ -12,7 +12,7 @@ use super::state::{token_digest, write_atomic};
 
 /// One stored code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct StoredClaim {
+pub(crate) struct StoredClaim {
     /// The code's SHA-256 (hex).
     code_sha256: String,
     /// The user it was handed to.
@@ -37,6 +37,11 @@ pub(crate) struct ClaimCodes {
     codes: Mutex<Vec<StoredClaim>>,
 }
 
+/// Reads `claims.json`; returns the stored codes.
+pub(crate) fn parse_claims(bytes: &[u8]) -> Result<Vec<StoredClaim>, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -47,7 +52,7 @@ impl ClaimCodes {
     pub(crate) fn load(dir: &Path) -> ClaimCodes {
         let path = dir.join("claims.json");
         let codes = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            Ok(bytes) => parse_claims(&bytes).unwrap_or_else(|e| {
                 eprintln!(
                     "spark-cloud: {}: unreadable ({e}); its claim codes are dropped",
                     path.display()

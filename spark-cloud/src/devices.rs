@@ -431,12 +431,15 @@ fn value(v: WireValue) -> VariableValue {
     }
 }
 
+/// The tokio driver of one device connection.
+type DeviceDriver = Driver<CloudConnection<ServerKey, StateKeys, super::SystemRng>, TcpStream>;
+
 async fn run_device(
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     server_key: ServerKey,
     stream: TcpStream,
-    mut slots: Slots,
+    slots: Slots,
 ) {
     let asked = Arc::new(Mutex::new(None));
     let conn = CloudConnection::new(
@@ -448,159 +451,230 @@ async fn run_device(
     );
     let mut driver = Driver::new(conn, stream, TokioClock::new());
     let mailbox = Arc::new(Mailbox::default());
-    // Runs on every way out of this task, a panic included: the hub never keeps a dead connection's mailbox.
-    let mut session = SessionCleanup {
-        cloud: Arc::clone(&cloud),
-        hub: Arc::clone(&hub),
-        mailbox: Arc::clone(&mailbox),
-        id: None,
+    let mut task = DeviceTask {
+        session: SessionCleanup {
+            cloud: Arc::clone(&cloud),
+            hub: Arc::clone(&hub),
+            mailbox: Arc::clone(&mailbox),
+            id: None,
+        },
+        cloud,
+        hub,
+        asked,
+        slots,
+        pending: Requests::default(),
+        types: None,
+        description: None,
+        subscriptions: Vec::new(),
+        waiting_reads: Vec::new(),
     };
-    let mut pending = Requests::default();
-    let mut types: Option<BTreeMap<String, VarType>> = None;
-    let mut description: Option<Description> = None;
-    let mut subscriptions: Vec<Subscription> = Vec::new();
-    // Reads waiting for the description (variable types) to arrive.
-    let mut waiting_reads: Vec<(String, Answer<VariableValue>)> = Vec::new();
     loop {
         tokio::select! {
-            event = driver.drive() => {
-                let event = match event {
-                    Ok(Some(e)) => e,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        if session.id.is_none()
-                            && let Some(device) = lock(&asked).clone()
-                        {
-                            cloud.log_refusal(&device, &format!("the handshake failed: {e}"));
-                        }
-                        break;
-                    }
-                };
-                match event {
-                    CloudEvent::Connected(info) => {
-                        // The handshake is done: its slot goes to the next device.
-                        slots.handshake = None;
-                        let device = hex(&info.device_id);
-                        let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
-                        lock(&hub.devices).insert(device.clone(), (serial, Arc::clone(&mailbox)));
-                        cloud.device_online(&device);
-                        let now = driver.now();
-                        if let Ok(r) = driver.connection_mut().describe(now) {
-                            pending.insert(r, Pending::Describe(None));
-                        }
-                        session.id = Some((device, serial));
-                    }
-                    CloudEvent::Described { request, result } => {
-                        let parsed = result.map_err(|f| failure(&f)).and_then(|j| parse_description(&j));
-                        if let Ok((d, t)) = &parsed {
-                            description = Some(d.clone());
-                            types = Some(t.clone());
-                        }
-                        for (name, answer) in waiting_reads.drain(..) {
-                            start_read(&mut driver, &mut pending, types.as_ref(), name, answer);
-                        }
-                        if let Some(Pending::Describe(Some(answer))) = pending.remove(&request) {
-                            let _ = answer.send(parsed.map(|(d, _)| d));
-                        }
-                    }
-                    CloudEvent::FunctionReturned { request, result } => {
-                        if let Some(Pending::Call(answer)) = pending.remove(&request) {
-                            let _ = answer.send(result.map_err(|f| failure(&f)));
-                        }
-                    }
-                    CloudEvent::VariableRead { request, result } => {
-                        if let Some(Pending::Get(answer)) = pending.remove(&request) {
-                            let _ = answer.send(result.map(value).map_err(|f| failure(&f)));
-                        }
-                    }
-                    CloudEvent::Acknowledged { request, result } => {
-                        if let Some(Pending::Ack(answer)) = pending.remove(&request) {
-                            let _ = answer.send(result.map_err(|f| failure(&f)));
-                        }
-                    }
-                    CloudEvent::Published(e) => {
-                        if let Some((device, _)) = &session.id {
-                            let name = String::from_utf8_lossy(&e.name);
-                            let data = e.data.as_deref().map(String::from_utf8_lossy);
-                            cloud.device_event(device, &name, data.as_deref(), e.ttl, !e.private);
-                        }
-                    }
-                    CloudEvent::Subscribed(s) => subscriptions.push(s),
-                    CloudEvent::Ota { request, event } => match event {
-                        OtaEvent::Progress { bytes_sent, total, .. } => {
-                            if let Some(Pending::Flash(progress, _)) = pending.get(&request) {
-                                progress.progress(usize::try_from(bytes_sent).unwrap_or(usize::MAX), total);
-                            }
-                        }
-                        OtaEvent::Finished(result) => {
-                            if let Some(Pending::Flash(_, answer)) = pending.remove(&request) {
-                                let _ = answer.send(result.map(drop).map_err(|e| HubError::Device(format!("{e}"))));
-                            }
-                        }
-                        _ => {}
-                    },
-                    _ => {}
+            event = driver.drive() => match event {
+                Ok(Some(event)) => task.on_event(&mut driver, event),
+                Ok(None) => {}
+                Err(e) => {
+                    task.on_failure(&e);
+                    break;
                 }
-            }
+            },
             () = mailbox.wake.notified() => {
                 while let Some(command) = mailbox.take() {
-                let now = driver.now();
-                let conn = driver.connection_mut();
-                let busy = |e| HubError::Busy(format!("{e}"));
-                match command {
-                    Command::Describe(answer) => {
-                        if let Some(d) = &description {
-                            let _ = answer.send(Ok(d.clone()));
-                        } else {
-                            match conn.describe(now) {
-                                Ok(r) => { pending.insert(r, Pending::Describe(Some(answer))); }
-                                Err(e) => { let _ = answer.send(Err(busy(e))); }
-                            }
-                        }
+                    task.on_command(&mut driver, command);
+                }
+            }
+        }
+    }
+}
+
+/// One device connection's state beside its session: what the REST layer waits for, and what the device told.
+struct DeviceTask {
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    /// The id the device gave in its handshake (for the log line of a failed one).
+    asked: Arc<Mutex<Option<String>>>,
+    slots: Slots,
+    /// Runs on every way out of the task, a panic included: the hub never keeps a dead connection's mailbox.
+    session: SessionCleanup,
+    pending: Requests,
+    types: Option<BTreeMap<String, VarType>>,
+    description: Option<Description>,
+    subscriptions: Vec<Subscription>,
+    /// Reads waiting for the description (variable types) to arrive.
+    waiting_reads: Vec<(String, Answer<VariableValue>)>,
+}
+
+impl DeviceTask {
+    /// The session ended with `e`: a device that never got through its handshake is logged.
+    fn on_failure(&self, e: &impl std::fmt::Display) {
+        if self.session.id.is_none()
+            && let Some(device) = lock(&self.asked).clone()
+        {
+            self.cloud
+                .log_refusal(&device, &format!("the handshake failed: {e}"));
+        }
+    }
+
+    /// What the session reports: the handshake's end, answers to requests, events, OTA progress.
+    fn on_event(&mut self, driver: &mut DeviceDriver, event: CloudEvent) {
+        match event {
+            CloudEvent::Connected(info) => self.on_connected(driver, &info.device_id),
+            CloudEvent::Described { request, result } => {
+                let parsed = result
+                    .map_err(|f| failure(&f))
+                    .and_then(|j| parse_description(&j));
+                if let Ok((d, t)) = &parsed {
+                    self.description = Some(d.clone());
+                    self.types = Some(t.clone());
+                }
+                for (name, answer) in std::mem::take(&mut self.waiting_reads) {
+                    start_read(driver, &mut self.pending, self.types.as_ref(), name, answer);
+                }
+                if let Some(Pending::Describe(Some(answer))) = self.pending.remove(&request) {
+                    let _ = answer.send(parsed.map(|(d, _)| d));
+                }
+            }
+            CloudEvent::FunctionReturned { request, result } => {
+                if let Some(Pending::Call(answer)) = self.pending.remove(&request) {
+                    let _ = answer.send(result.map_err(|f| failure(&f)));
+                }
+            }
+            CloudEvent::VariableRead { request, result } => {
+                if let Some(Pending::Get(answer)) = self.pending.remove(&request) {
+                    let _ = answer.send(result.map(value).map_err(|f| failure(&f)));
+                }
+            }
+            CloudEvent::Acknowledged { request, result } => {
+                if let Some(Pending::Ack(answer)) = self.pending.remove(&request) {
+                    let _ = answer.send(result.map_err(|f| failure(&f)));
+                }
+            }
+            CloudEvent::Published(e) => {
+                if let Some((device, _)) = &self.session.id {
+                    let name = String::from_utf8_lossy(&e.name);
+                    let data = e.data.as_deref().map(String::from_utf8_lossy);
+                    self.cloud
+                        .device_event(device, &name, data.as_deref(), e.ttl, !e.private);
+                }
+            }
+            CloudEvent::Subscribed(s) => self.subscriptions.push(s),
+            CloudEvent::Ota { request, event } => match event {
+                OtaEvent::Progress {
+                    bytes_sent, total, ..
+                } => {
+                    if let Some(Pending::Flash(progress, _)) = self.pending.get(&request) {
+                        progress.progress(usize::try_from(bytes_sent).unwrap_or(usize::MAX), total);
                     }
-                    Command::Call(name, arg, answer) => {
-                        let known = description.as_ref().is_none_or(|d| d.functions.contains(&name));
-                        if !known {
-                            let _ = answer.send(Err(HubError::UnknownFunction));
-                        } else {
-                            match conn.call_function(now, name.as_bytes(), arg.as_bytes()) {
-                                Ok(r) => { pending.insert(r, Pending::Call(answer)); }
-                                Err(e) => { let _ = answer.send(Err(busy(e))); }
-                            }
-                        }
+                }
+                OtaEvent::Finished(result) => {
+                    if let Some(Pending::Flash(_, answer)) = self.pending.remove(&request) {
+                        let _ = answer.send(
+                            result
+                                .map(drop)
+                                .map_err(|e| HubError::Device(format!("{e}"))),
+                        );
                     }
-                    Command::Get(name, answer) => {
-                        if types.is_some() {
-                            start_read(&mut driver, &mut pending, types.as_ref(), name, answer);
-                        } else {
-                            waiting_reads.push((name, answer));
-                        }
-                    }
-                    Command::Signal(on, answer) => match conn.signal(now, on) {
-                        Ok(r) => { pending.insert(r, Pending::Ack(answer)); }
-                        Err(e) => { let _ = answer.send(Err(busy(e))); }
-                    },
-                    Command::Deliver(event, answer) => {
-                        let wanted = subscriptions.iter().any(|s| event.name.as_bytes().starts_with(&s.filter));
-                        let result = if wanted {
-                            conn.deliver_event(now, &OutgoingEvent {
-                                name: event.name.as_bytes(),
-                                data: event.data.as_deref().map(str::as_bytes),
-                                ttl: event.ttl,
-                                private: !event.public,
-                            }).map_err(busy)
-                        } else {
-                            Ok(())
-                        };
-                        let _ = answer.send(result);
-                    }
-                    Command::Flash(image, progress, answer) => {
-                        match conn.start_ota(now, image.to_vec(), OtaOptions::default()) {
-                            Ok(r) => { pending.insert(r, Pending::Flash(progress, answer)); }
-                            Err(e) => { let _ = answer.send(Err(busy(e))); }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// The handshake is done: the device joins the hub and is asked for its description.
+    fn on_connected(&mut self, driver: &mut DeviceDriver, id: &DeviceId) {
+        // Its handshake slot goes to the next device.
+        self.slots.handshake = None;
+        let device = hex(id);
+        let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
+        lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
+        self.cloud.device_online(&device);
+        let now = driver.now();
+        if let Ok(r) = driver.connection_mut().describe(now) {
+            self.pending.insert(r, Pending::Describe(None));
+        }
+        self.session.id = Some((device, serial));
+    }
+
+    /// A request from the REST layer.
+    fn on_command(&mut self, driver: &mut DeviceDriver, command: Command) {
+        let now = driver.now();
+        let busy = |e| HubError::Busy(format!("{e}"));
+        match command {
+            Command::Describe(answer) => {
+                if let Some(d) = &self.description {
+                    let _ = answer.send(Ok(d.clone()));
+                } else {
+                    match driver.connection_mut().describe(now) {
+                        Ok(r) => self.pending.insert(r, Pending::Describe(Some(answer))),
+                        Err(e) => {
+                            let _ = answer.send(Err(busy(e)));
                         }
                     }
                 }
+            }
+            Command::Call(name, arg, answer) => {
+                let known = self
+                    .description
+                    .as_ref()
+                    .is_none_or(|d| d.functions.contains(&name));
+                if !known {
+                    let _ = answer.send(Err(HubError::UnknownFunction));
+                    return;
+                }
+                match driver
+                    .connection_mut()
+                    .call_function(now, name.as_bytes(), arg.as_bytes())
+                {
+                    Ok(r) => self.pending.insert(r, Pending::Call(answer)),
+                    Err(e) => {
+                        let _ = answer.send(Err(busy(e)));
+                    }
+                }
+            }
+            Command::Get(name, answer) => {
+                if self.types.is_some() {
+                    start_read(driver, &mut self.pending, self.types.as_ref(), name, answer);
+                } else {
+                    self.waiting_reads.push((name, answer));
+                }
+            }
+            Command::Signal(on, answer) => match driver.connection_mut().signal(now, on) {
+                Ok(r) => self.pending.insert(r, Pending::Ack(answer)),
+                Err(e) => {
+                    let _ = answer.send(Err(busy(e)));
+                }
+            },
+            Command::Deliver(event, answer) => {
+                let wanted = self
+                    .subscriptions
+                    .iter()
+                    .any(|s| event.name.as_bytes().starts_with(&s.filter));
+                let result = if wanted {
+                    let outgoing = OutgoingEvent {
+                        name: event.name.as_bytes(),
+                        data: event.data.as_deref().map(str::as_bytes),
+                        ttl: event.ttl,
+                        private: !event.public,
+                    };
+                    driver
+                        .connection_mut()
+                        .deliver_event(now, &outgoing)
+                        .map_err(busy)
+                } else {
+                    Ok(())
+                };
+                let _ = answer.send(result);
+            }
+            Command::Flash(image, progress, answer) => {
+                match driver
+                    .connection_mut()
+                    .start_ota(now, image.to_vec(), OtaOptions::default())
+                {
+                    Ok(r) => self.pending.insert(r, Pending::Flash(progress, answer)),
+                    Err(e) => {
+                        let _ = answer.send(Err(busy(e)));
+                    }
                 }
             }
         }
@@ -630,7 +704,7 @@ impl Drop for SessionCleanup {
 }
 
 fn start_read(
-    driver: &mut Driver<CloudConnection<ServerKey, StateKeys, super::SystemRng>, TcpStream>,
+    driver: &mut DeviceDriver,
     pending: &mut Requests,
     types: Option<&BTreeMap<String, VarType>>,
     name: String,

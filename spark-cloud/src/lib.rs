@@ -44,6 +44,16 @@ pub mod fuzzing {
         crate::state::parse_device_file(text).map(drop)
     }
 
+    /// Reads the webhooks file (`webhooks.json`) as the cloud does on start; returns how many hooks it holds.
+    pub fn webhooks_file(bytes: &[u8]) -> Result<usize, String> {
+        crate::webhooks::parse_webhooks(bytes).map(|h| h.len())
+    }
+
+    /// Reads the claim-code file (`claims.json`) as the cloud does on start; returns how many codes it holds.
+    pub fn claims_file(bytes: &[u8]) -> Result<usize, String> {
+        crate::claims::parse_claims(bytes).map(|c| c.len())
+    }
+
     /// Reads the device journal (`core_keys/journal`) as the state directory does on open; returns how many
     /// records it holds.
     pub fn journal(bytes: &[u8]) -> Result<usize, String> {

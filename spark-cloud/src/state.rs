@@ -235,27 +235,25 @@ fn create_private_dir(path: &Path) -> Result<(), StateError> {
     builder.create(path).map_err(io(path))
 }
 
+/// Writes `bytes` to `path` through a new temporary file in the same folder (`tempfile`, created 0600, or 0644 for
+/// a file that holds no secret), synced, then renamed over `path`: a crash leaves the old file or the new one.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateError> {
-    let tmp = path.with_extension("tmp");
-    // A leftover temporary file would keep its old mode: start from none.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&tmp)(e)),
-    }
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
     #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    if !private {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(&tmp).map_err(io(&tmp))?;
+    let mut file = builder.tempfile_in(folder).map_err(io(folder))?;
+    let tmp = file.path().to_owned();
     file.write_all(bytes).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    file.as_file().sync_all().map_err(io(&tmp))?;
+    file.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
 }
 
 fn corrupt(path: &Path, reason: impl ToString) -> StateError {

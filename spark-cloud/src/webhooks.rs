@@ -323,7 +323,7 @@ impl Webhooks {
     pub(crate) fn load(dir: &Path) -> Webhooks {
         let path = dir.join("webhooks.json");
         let (hooks, writable) = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<Vec<WebhookRecord>>(&bytes) {
+            Ok(bytes) => match parse_webhooks(&bytes) {
                 Ok(hooks) => (hooks.into_iter().map(Arc::new).collect(), true),
                 Err(e) => {
                     eprintln!(
@@ -496,6 +496,11 @@ impl Drop for Webhooks {
             q.task.abort();
         }
     }
+}
+
+/// Reads `webhooks.json`.
+pub(crate) fn parse_webhooks(bytes: &[u8]) -> Result<Vec<WebhookRecord>, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 /// Whether `hook` fires on `event`.

@@ -5,7 +5,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use spark_api::{Client, Credentials, Error, FirmwareFile, Publish, StreamItem, TokenLifetime};
@@ -18,30 +17,25 @@ const DEVICE_B_KEY: &str = include_str!("fixtures/device_b.pub.pem");
 const DEV_A: &str = "53ff6c065075535119511687";
 const DEV_B: &str = "0123456789abcdef01234567";
 
-/// A fresh state directory, removed on drop.
-struct TempDir(PathBuf);
+/// A fresh state directory (`tempfile`), removed on drop.
+struct TempDir(
+    PathBuf,
+    #[allow(dead_code)] // held for its drop, which removes the directory
+    tempfile::TempDir,
+);
 
 impl TempDir {
     fn new(seeded: bool) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "spark-cloud-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("spark-cloud-test-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().to_owned();
         if seeded {
             // A pre-made 1024-bit server key keeps tests fast (generation is tested on its own).
             std::fs::write(path.join("default_key.pem"), SERVER_KEY).unwrap();
         }
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        TempDir(path, dir)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,26 +36,16 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 pub const USER: &str = "joe";
 pub const PASSWORD: &str = "correct horse";
 
-/// A directory under the system's temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A directory under the system's temporary directory (`tempfile`), removed on drop.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "spark-e2e-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("spark-e2e-{tag}-"))
+            .tempdir()
+            .unwrap();
+        TempDir(dir.path().to_owned(), dir)
     }
 }
 
