@@ -42,7 +42,7 @@ impl Context {
     }
 }
 
-pub(crate) use spark_cloud::util::hex;
+pub(crate) use spark_cloud::encoding::hex;
 
 /// `println!` for the tool's results: a reader that went away ends the process quietly (see the module docs).
 #[macro_export]

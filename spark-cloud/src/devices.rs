@@ -23,11 +23,11 @@ use spark_protocol::wire::describe::{Description as WireDescription, VarType};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
+use super::encoding::hex;
 use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableType,
     VariableValue,
 };
-use super::util::hex;
 use super::{Cloud, lock};
 
 /// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature (about four times faster

@@ -14,12 +14,14 @@
 
 mod claims;
 pub mod devices;
+pub mod encoding;
 pub mod events;
 mod http;
 pub mod hub;
 mod journal;
+pub mod multipart;
+pub mod password;
 pub mod state;
-pub mod util;
 pub mod webhooks;
 
 /// Entry points for the fuzz targets in `fuzz/`: the parsers that read untrusted bytes (request bodies before
@@ -27,7 +29,7 @@ pub mod webhooks;
 #[doc(hidden)]
 pub mod fuzzing {
     /// The fields of a form or JSON body, and the parts of a multipart one.
-    pub type ParsedBody = (Vec<(String, String)>, Vec<crate::util::Part>);
+    pub type ParsedBody = (Vec<(String, String)>, Vec<crate::multipart::Part>);
 
     /// Parses a request body as the REST layer does; the error is the reason given to the client.
     pub fn request_body(content_type: &str, body: &[u8]) -> Result<ParsedBody, &'static str> {
@@ -278,7 +280,7 @@ impl Cloud {
         }
         let mut bytes = [0u8; 24];
         rand_core::Rng::fill_bytes(&mut system_rng(), &mut bytes);
-        let code = util::hex(&bytes);
+        let code = encoding::hex(&bytes);
         self.claims
             .add(&code, &user, CLAIM_CODE_LIFETIME, MAX_CLAIM_CODES_PER_USER)
             .map_err(|_| ClaimError::Storage)?;
@@ -423,16 +425,18 @@ impl Cloud {
 
     /// Records that `device` came online (publishes the private `spark/status` `online` event).
     pub fn device_online(&self, device: &str) {
-        let device = device.to_ascii_lowercase();
-        self.touch(&device, |_| {});
-        self.publish_device_event(&device, "spark/status", Some("online"), 60, false);
+        self.device_status_event(device, "online");
     }
 
     /// Records that `device` went offline (publishes the private `spark/status` `offline` event).
     pub fn device_offline(&self, device: &str) {
+        self.device_status_event(device, "offline");
+    }
+
+    fn device_status_event(&self, device: &str, status: &str) {
         let device = device.to_ascii_lowercase();
         self.touch(&device, |_| {});
-        self.publish_device_event(&device, "spark/status", Some("offline"), 60, false);
+        self.publish_device_event(&device, "spark/status", Some(status), 60, false);
     }
 }
 

@@ -27,8 +27,9 @@ use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 
+use super::encoding::{hex, unhex};
 use super::journal::{Done, Journal, JournalRecord};
-use super::util::{constant_time_eq, hex, pbkdf2_sha256, unhex};
+use super::password::{constant_time_eq, pbkdf2_sha256};
 
 /// Lifetime of a token (90 days, as the 2014 cloud).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7_776_000);

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::encoding::iso8601;
 use super::state::{StateError, write_atomic};
-use super::util::iso8601;
 use super::{Cloud, lock};
 
 /// How long one delivery may take, connecting included.

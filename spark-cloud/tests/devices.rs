@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use spark_api::{Client, Credentials, StreamItem, TokenLifetime};
 use spark_cloud::devices::{self, LiveHub};
+use spark_cloud::encoding::unhex;
 use spark_cloud::hub::DeviceHub;
-use spark_cloud::util::unhex;
 use spark_cloud::{self as cloud, Config, Running, system_rng};
 use spark_protocol::crypto::RsaPrivateKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};

@@ -270,15 +270,12 @@ where
                         .subscribe(prefix.as_bytes(), Scope::MyDevices);
                 }
                 let now = driver.now();
-                let _ = driver.connection_mut().publish(
-                    now,
-                    PATCH_VERSION_EVENT.as_bytes(),
-                    Some(patch_version.as_bytes()),
-                    Visibility::Private,
-                    PATCH_VERSION_TTL,
-                );
+                // The patch version first, then what the application announces, all private.
                 let announcements = lock(core).announcements().to_vec();
-                for (name, data) in &announcements {
+                let patch = (PATCH_VERSION_EVENT, patch_version.as_str());
+                let events = std::iter::once(patch)
+                    .chain(announcements.iter().map(|(n, d)| (n.as_str(), d.as_str())));
+                for (name, data) in events {
                     let _ = driver.connection_mut().publish(
                         now,
                         name.as_bytes(),

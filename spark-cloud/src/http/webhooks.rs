@@ -8,8 +8,8 @@ use hyper::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Cloud, Reply, Req, User, bearer, json_reply, ok_false, resolve, storage_failed};
-use crate::util::{hex, iso8601};
+use super::{Cloud, Reply, Req, User, bearer, done, json_reply, ok_false, resolve, storage_failed};
+use crate::encoding::{hex, iso8601};
 use crate::webhooks::{BasicAuth, WebhookError, WebhookRecord, check_url};
 
 /// A hook as the API shows it: everything but its credentials' password and its owner.
@@ -63,16 +63,6 @@ struct Created<'a> {
     url: &'a str,
     event: &'a str,
     created_at: &'a str,
-}
-
-#[derive(Serialize)]
-struct Done {
-    ok: bool,
-}
-
-fn serialise<T: Serialize>(status: StatusCode, value: &T) -> Reply {
-    let value = serde_json::to_value(value).unwrap_or(Value::Null);
-    json_reply(status, &value)
 }
 
 fn invalid(why: &str) -> Reply {
@@ -203,7 +193,7 @@ pub(super) fn create(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
         WebhookError::Storage => storage_failed(),
         other => invalid(&other.to_string()),
     })?;
-    Ok(serialise(
+    Ok(json_reply(
         StatusCode::OK,
         &Created {
             ok: true,
@@ -227,7 +217,7 @@ pub(super) fn list(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     let hooks = cloud.webhooks().list(&user.name);
     let views: Vec<HookView<'_>> = hooks.iter().map(HookView::from).collect();
-    Ok(serialise(StatusCode::OK, &views))
+    Ok(json_reply(StatusCode::OK, &views))
 }
 
 fn not_found() -> Reply {
@@ -238,14 +228,14 @@ fn not_found() -> Reply {
 pub(super) fn show(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     let hook = cloud.webhooks().get(&user.name, id).ok_or_else(not_found)?;
-    Ok(serialise(StatusCode::OK, &HookView::from(&hook)))
+    Ok(json_reply(StatusCode::OK, &HookView::from(&hook)))
 }
 
 /// `DELETE /v1/webhooks/:id`.
 pub(super) fn delete(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     match cloud.webhooks().remove(&user.name, id) {
-        Ok(()) => Ok(serialise(StatusCode::OK, &Done { ok: true })),
+        Ok(()) => Ok(done()),
         Err(WebhookError::NotFound) => Err(not_found()),
         Err(_) => Err(storage_failed()),
     }
