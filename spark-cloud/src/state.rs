@@ -8,6 +8,8 @@
 //! <dir>/core_keys/<id>.json     one record per device: {"public_key" (SPKI PEM), "name", "owner"}, mode 0600
 //! <dir>/core_keys/journal       device changes not yet compacted, one JSON record a line (group commit)
 //! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}, 0600
+//! <dir>/claims.json            pending claim codes (their SHA-256, user, expiry), 0600 (`Cloud`'s)
+//! <dir>/webhooks.json          the users' webhooks, 0600 (`Cloud::webhooks`)
 //! ```
 //!
 //! The folders are created 0700 and every file holding a secret 0600, whatever the umask. Tokens are stored as
