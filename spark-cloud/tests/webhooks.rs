@@ -27,6 +27,8 @@ const CORE: [u8; 12] = [
 struct Received {
     head: String,
     body: Vec<u8>,
+    /// When the listener had the whole request.
+    at: Instant,
 }
 
 impl Received {
@@ -70,7 +72,11 @@ async fn read_request(s: &mut TcpStream) -> Option<Received> {
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    Some(Received { head, body })
+    Some(Received {
+        head,
+        body,
+        at: Instant::now(),
+    })
 }
 
 /// An HTTP listener on loopback that answers every request with `status` and `body` and reports what it got.
@@ -139,6 +145,7 @@ async fn a_cores_event_is_posted_to_the_hook_and_the_answer_reaches_the_stream_a
     assert_eq!(listed[0].request_type.as_deref(), Some("POST"));
 
     let mut hooks = env.stream(|api| api.subscribe_all(Some("hook-"))).await;
+    let mut readings = env.stream(|api| api.subscribe_all(Some("temp"))).await;
     let mut core = env.new_core(CORE, ServicePack::SP_1_28);
     {
         let mut c = core.core.lock().unwrap();
@@ -146,9 +153,18 @@ async fn a_cores_event_is_posted_to_the_hook_and_the_answer_reaches_the_stream_a
         assert!(c.subscribe("hook-response/temp"));
     }
     env.provision(&core).await;
+    let started = Instant::now();
     env.run_core(&mut core, None);
+    readings.next_event().await;
+    let streamed = started.elapsed();
 
     let request = within(got.recv()).await.unwrap();
+    // For the report (not asserted): from the Core's start, the hook's request against the stream's event.
+    let hooked = request.at.duration_since(started);
+    eprintln!(
+        "webhook request / stream event, from the Core's start: {:.3} ({hooked:?} / {streamed:?})",
+        hooked.as_secs_f64() / streamed.as_secs_f64().max(1e-9)
+    );
     assert_eq!(request.request_line(), "POST /hook?src=spark HTTP/1.1");
     let body = request.json();
     assert_eq!(body["event"], "temp/reading");
