@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use spark_cloud::fuzzing::request_body;
-use spark_cloud::util::percent_decode;
+use spark_cloud::encoding::percent_decode;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {

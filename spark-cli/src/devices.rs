@@ -66,40 +66,33 @@ struct DeviceReport<'a> {
 /// `spark device ...`
 pub(crate) async fn device(ctx: &Context, settings: &Settings, command: DeviceCommand) -> Outcome {
     let api = client(settings)?;
-    let (report, text) = match &command {
+    let (device, action, name, text) = match &command {
         DeviceCommand::Add { device } => {
             api.claim_device(device).await.map_err(api_failure)?;
-            let report = DeviceReport {
+            (
                 device,
-                action: "added",
-                name: None,
-            };
-            (report, format!("Added {device} to your account"))
+                "added",
+                None,
+                format!("Added {device} to your account"),
+            )
         }
         DeviceCommand::Remove { device } => {
             api.release_device(device).await.map_err(api_failure)?;
-            let report = DeviceReport {
-                device,
-                action: "removed",
-                name: None,
-            };
-            (report, format!("Removed {device} from your account"))
+            let text = format!("Removed {device} from your account");
+            (device, "removed", None, text)
         }
         DeviceCommand::Rename { device, name } => {
             api.rename_device(device, name).await.map_err(api_failure)?;
-            let report = DeviceReport {
-                device,
-                action: "renamed",
-                name: Some(name),
-            };
-            (report, format!("Renamed {device} to {name}"))
+            let text = format!("Renamed {device} to {name}");
+            (device, "renamed", Some(name.as_str()), text)
         }
     };
-    if ctx.json {
-        return ctx.print_json(&report);
-    }
-    crate::out!("{text}");
-    Ok(())
+    let report = DeviceReport {
+        device,
+        action,
+        name,
+    };
+    ctx.report(&report, |_| text)
 }
 
 /// `spark webhook ...`

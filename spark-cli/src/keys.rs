@@ -120,16 +120,12 @@ async fn send(
         key: key.display().to_string(),
         key_bits: public.bits(),
     };
-    if ctx.json {
-        return ctx.print_json(&report);
-    }
-    crate::out!(
-        "Sent the {}-bit public key of {} for device {}",
-        report.key_bits,
-        report.key,
-        report.device
-    );
-    Ok(())
+    ctx.report(&report, |r| {
+        format!(
+            "Sent the {}-bit public key of {} for device {}",
+            r.key_bits, r.key, r.device
+        )
+    })
 }
 
 /// `spark keys server`.

@@ -514,18 +514,12 @@ fn dfu_pack(ctx: &Context, bins: &[BinArg], device: Option<(u16, u16)>, output: 
         product: format!("{product:04x}"),
         images: images.len(),
     };
-    if ctx.json {
-        return ctx.print_json(&report);
-    }
-    crate::out!(
-        "Wrote {} ({} bytes, {} image(s), device {}:{})",
-        report.file,
-        report.size,
-        report.images,
-        report.vendor,
-        report.product
-    );
-    Ok(())
+    ctx.report(&report, |r| {
+        format!(
+            "Wrote {} ({} bytes, {} image(s), device {}:{})",
+            r.file, r.size, r.images, r.vendor, r.product
+        )
+    })
 }
 
 #[derive(Serialize)]

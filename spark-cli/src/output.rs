@@ -27,6 +27,19 @@ impl Context {
         Ok(())
     }
 
+    /// Prints `report` as JSON with `--json`, otherwise the one line `text` makes of it.
+    pub(crate) fn report<T: Serialize>(
+        &self,
+        report: &T,
+        text: impl FnOnce(&T) -> String,
+    ) -> Result<(), Failure> {
+        if self.json {
+            return self.print_json(report);
+        }
+        crate::out!("{}", text(report));
+        Ok(())
+    }
+
     /// A spinner on stderr while a request runs (hidden with `--json` or when stderr is not a terminal).
     pub(crate) fn spinner(&self, message: impl Into<String>) -> ProgressBar {
         if self.json {
@@ -42,7 +55,7 @@ impl Context {
     }
 }
 
-pub(crate) use spark_cloud::util::hex;
+pub(crate) use spark_cloud::encoding::hex;
 
 /// `println!` for the tool's results: a reader that went away ends the process quietly (see the module docs).
 #[macro_export]

@@ -196,10 +196,36 @@ impl Port {
 }
 
 /// The text after `marker` up to the end of its line, once the line is complete.
+/// The text after `marker` up to the end of its line, blank space (line breaks included) skipped first.
 fn answer_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
-    let rest = &text[text.find(marker)? + marker.len()..];
+    let rest = text[text.find(marker)? + marker.len()..].trim_start();
     let end = rest.find('\n')?;
     Some(rest[..end].trim())
+}
+
+/// Sends the one-key command `key` to the Core on the port and reads its answer: what follows the first of
+/// `markers` that shows.
+fn ask(arg: &PortArg, key: &[u8], markers: &[&str]) -> Result<(PathBuf, String), Failure> {
+    let path = pick(arg)?;
+    let mut port = Port::open(&path)?;
+    port.send(key)?;
+    let text = port.read_until(|t| markers.iter().any(|m| answer_after(t, m).is_some()))?;
+    let answer = markers
+        .iter()
+        .find_map(|m| answer_after(&text, m))
+        .unwrap_or_default()
+        .to_owned();
+    Ok((path, answer))
+}
+
+/// What `spark serial identify` and `mac` report.
+#[derive(Serialize)]
+struct PortAnswer {
+    port: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
 }
 
 /// `spark serial ...`
@@ -232,49 +258,26 @@ fn list(ctx: &Context) -> Outcome {
 }
 
 fn identify(ctx: &Context, arg: &PortArg) -> Outcome {
-    let path = pick(arg)?;
-    let mut port = Port::open(&path)?;
-    port.send(b"i")?;
-    let markers = ["Your core id is ", "Your device id is "];
-    let text = port.read_until(|t| markers.iter().any(|m| answer_after(t, m).is_some()))?;
-    let id = markers
-        .iter()
-        .find_map(|m| answer_after(&text, m))
-        .unwrap_or_default()
-        .to_owned();
+    let (path, id) = ask(arg, b"i", &["Your core id is ", "Your device id is "])?;
     if id.len() != 24 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Failure(format!(
             "{}: not a device id: {id:?}",
             path.display()
         )));
     }
-    if ctx.json {
-        return ctx
-            .print_json(&serde_json::json!({ "port": path.display().to_string(), "id": id }));
-    }
-    crate::out!("Your device id is {id}");
-    Ok(())
+    let answer = PortAnswer {
+        port: path.display().to_string(),
+        id: Some(id),
+        mac: None,
+    };
+    ctx.report(&answer, |a| {
+        format!("Your device id is {}", a.id.as_deref().unwrap_or_default())
+    })
 }
 
 fn mac(ctx: &Context, arg: &PortArg) -> Outcome {
-    let path = pick(arg)?;
-    let mut port = Port::open(&path)?;
-    port.send(b"m")?;
-    let marker = "MAC address is";
-    let text = port.read_until(|t| {
-        t.find(marker)
-            .map(|i| &t[i + marker.len()..])
-            .and_then(|rest| rest.trim_start().find('\n'))
-            .is_some()
-    })?;
-    let rest = &text[text.find(marker).unwrap_or(0) + marker.len()..];
-    let mac = rest
-        .trim_start()
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_lowercase();
+    let (path, mac) = ask(arg, b"m", &["MAC address is"])?;
+    let mac = mac.to_lowercase();
     let parts: Vec<&str> = mac.split(':').collect();
     if parts.len() != 6
         || !parts
@@ -286,12 +289,17 @@ fn mac(ctx: &Context, arg: &PortArg) -> Outcome {
             path.display()
         )));
     }
-    if ctx.json {
-        return ctx
-            .print_json(&serde_json::json!({ "port": path.display().to_string(), "mac": mac }));
-    }
-    crate::out!("Your device MAC address is {mac}");
-    Ok(())
+    let answer = PortAnswer {
+        port: path.display().to_string(),
+        id: None,
+        mac: Some(mac),
+    };
+    ctx.report(&answer, |a| {
+        format!(
+            "Your device MAC address is {}",
+            a.mac.as_deref().unwrap_or_default()
+        )
+    })
 }
 
 /// The Wi-Fi password: one line of stdin, after a prompt on a terminal.

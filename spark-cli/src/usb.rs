@@ -723,12 +723,71 @@ pub(crate) fn op_failure(what: &str, e: OpError) -> Failure {
             status,
             state,
         }) => Failure(format!(
-            "{what} failed: device reports status {} ({}) in {} during {phase:?} at {address:#010x}",
+            "{what} failed: device reports status {} ({}) in {} while {} at {address:#010x}",
             status.0,
             status.description(),
-            state.name()
+            state.name(),
+            phase_words(phase),
+        )),
+        OpError::Host(HostError::WrongState {
+            phase,
+            address,
+            found,
+        }) => Failure(format!(
+            "{what} failed: the device went to {} while {} at {address:#010x}",
+            found.name(),
+            phase_words(phase),
+        )),
+        OpError::Host(HostError::Transfer {
+            phase,
+            address,
+            error,
+        }) => Failure(format!(
+            "{what} failed: {error} while {} at {address:#010x}",
+            phase_words(phase),
+        )),
+        OpError::Host(HostError::Reply { phase, error }) => Failure(format!(
+            "{what} failed: a bad reply while {}: {error}",
+            phase_words(phase),
         )),
         e => Failure(format!("{what} failed: {e}")),
+    }
+}
+
+/// What the DFU host was doing, in words.
+fn phase_words(phase: spark_dfu::host::Phase) -> &'static str {
+    use spark_dfu::host::Phase;
+    match phase {
+        Phase::Prepare => "bringing the device to DFU idle",
+        Phase::SelectAlt => "selecting the memory",
+        Phase::SetAddress => "setting the address",
+        Phase::Erase => "erasing",
+        Phase::Write => "writing",
+        Phase::Read => "reading",
+        Phase::Abort => "aborting to DFU idle",
+        Phase::Detach => "switching the device to DFU mode",
+        Phase::Query => "asking the device for its status",
+        _ => "talking to the device",
+    }
+}
+
+/// A place in a device's memory, in words.
+fn item_words(item: Item) -> String {
+    match item {
+        Item::Bootloader => "bootloader".into(),
+        Item::UserFirmware => "user firmware".into(),
+        Item::FactoryImage => "factory image".into(),
+        Item::BackupImage => "backup image".into(),
+        Item::OtaStaging => "OTA staging area".into(),
+        Item::SystemPart(n) => format!("system part {n}"),
+        Item::RadioStack => "radio stack".into(),
+        Item::ServerPublicKey => "server public key".into(),
+        Item::DevicePrivateKey => "device private key".into(),
+        Item::UdpServerPublicKey => "UDP server public key".into(),
+        Item::UdpDevicePrivateKey => "UDP device private key".into(),
+        Item::ServerAddress => "server address".into(),
+        Item::UserData => "user data area".into(),
+        _ => "such".into(),
     }
 }
 
@@ -870,9 +929,13 @@ fn flash_plain(
     let file = DfuFile::parse(bytes).map_err(|e| Failure(format!("{name}: {e}")))?;
     ops::check_suffix(&file, platform).map_err(|e| Failure(format!("{name}: {e}")))?;
     let image = file.firmware();
-    let place = platform
-        .location(item)
-        .ok_or_else(|| Failure(format!("the {} has no {item:?} place", platform.name())))?;
+    let place = platform.location(item).ok_or_else(|| {
+        Failure(format!(
+            "the {} has no {} place",
+            platform.name(),
+            item_words(item)
+        ))
+    })?;
     let progress = Progress::new(ctx, image.len() as u64, "Writing");
     let on_event = |e| progress.event(e);
     let summary = if item == Item::FactoryImage {
@@ -1305,5 +1368,43 @@ mod tests {
         );
         assert!(parse_faults("x:usb").is_err());
         assert!(parse_faults("3:fire").is_err());
+    }
+
+    #[test]
+    fn a_device_status_failure_names_the_phase_in_words() {
+        use spark_dfu::host::proto::State;
+        use spark_dfu::host::{HostError, Phase};
+        let e = OpError::Host(HostError::Device {
+            phase: Phase::Erase,
+            address: 0x0800_5000,
+            status: Status::WRITE,
+            state: State::Error,
+        });
+        let Failure(line) = op_failure("flash", e);
+        assert_eq!(
+            line,
+            format!(
+                "flash failed: device reports status 3 ({}) in dfuERROR while erasing at 0x08005000",
+                Status::WRITE.description()
+            )
+        );
+        let e = OpError::Host(HostError::WrongState {
+            phase: Phase::Write,
+            address: 0x0800_5000,
+            found: State::Idle,
+        });
+        let Failure(line) = op_failure("flash", e);
+        assert!(line.contains("while writing"), "{line}");
+        assert!(!line.contains("Write"), "{line}");
+    }
+
+    #[test]
+    fn places_are_named_in_words() {
+        assert_eq!(item_words(Item::FactoryImage), "factory image");
+        assert_eq!(item_words(Item::SystemPart(2)), "system part 2");
+        assert_eq!(
+            item_words(Item::UdpServerPublicKey),
+            "UDP server public key"
+        );
     }
 }

@@ -37,6 +37,17 @@ fn one_error_line(out: &Output) -> String {
     lines[0].to_owned()
 }
 
+/// Stderr without the line that gives the console's address (printed once the cloud is up).
+fn without_console_line(stderr: &[u8]) -> String {
+    let text = String::from_utf8(stderr.to_vec()).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("watch it at http://"))
+        .collect();
+    assert!(kept.len() < text.lines().count(), "no console line: {text}");
+    kept.join("\n")
+}
+
 fn str_of<'a>(row: &'a Value, key: &str) -> Option<&'a str> {
     row.get(key).and_then(Value::as_str)
 }
@@ -76,6 +87,15 @@ fn a_small_fleet_is_patched(image_arg: &[&str], image: &[u8], image_name: &str) 
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "stderr: {stderr}\nstdout: {stdout}");
     let report: Value = serde_json::from_str(&stdout).expect("one JSON document");
+    // While it ran, the demo said where to watch it: the cloud's console, with the account to sign in with.
+    let console = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("watch it at http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no console line: {stderr}"));
+    assert!(
+        console.contains("/console (sign in as ") && console.contains(", password "),
+        "{stderr}"
+    );
     let rows = report["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 6);
     let mut ids: Vec<&str> = rows.iter().filter_map(|r| str_of(r, "device")).collect();
@@ -242,7 +262,7 @@ fn cores_that_refuse_the_update_fail_the_run() {
         dir.path().to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = without_console_line(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains(
@@ -289,7 +309,7 @@ fn a_usb_flash_that_fails_mid_transfer_fails_the_run_and_boots_nothing() {
         dir.path().to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = without_console_line(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains(

@@ -282,13 +282,15 @@ fn injected_usb_faults_end_in_one_clear_line() {
     let tinker = vector("spark-cli/spark_tinker.bin");
     let rig = Rig::new();
     let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("40:usb"));
-    assert!(err.contains("flash failed: USB error during"), "{err}");
+    assert!(err.contains("flash failed: USB error while "), "{err}");
     let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("300:disappear"));
     assert!(err.contains("device disconnected"), "{err}");
     let err = rig.refused(&["flash", "--usb", s(&tinker)], Some("245:status=3"));
     // The GETSTATUS after the first data block reports errWRITE.
     assert!(
-        err.contains("device reports status 3 (Device is unable to write memory) in dfuERROR"),
+        err.contains(
+            "device reports status 3 (Device is unable to write memory) in dfuERROR while writing at 0x"
+        ),
         "{err}"
     );
     let err = rig.refused(&["keys", "save", "k.der"], Some("2:stall"));

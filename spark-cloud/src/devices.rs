@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{
-    CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceKeys, OtaEvent, OtaOptions,
-    OutgoingEvent, RequestFailure, RequestId, Subscription,
+    CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, OtaEvent,
+    OtaOptions, OutgoingEvent, RequestFailure, RequestId, Subscription,
 };
 use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
 use spark_protocol::wire::describe::{Description as WireDescription, VarType};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableValue,
@@ -209,36 +209,149 @@ impl DeviceKeys for StateKeys {
     }
 }
 
-/// Accepts devices on `listener` until the task is aborted.
+/// The device listener's own limits, apart from the REST API's (see `SECURITY.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceLimits {
+    /// Device connections at most, handshaking or established; past it a new connection is closed at once (an
+    /// established device is never dropped for a newcomer).
+    pub max_connections: usize,
+    /// Connections still in their handshake at most (each costs an RSA decryption and signature); past it a new
+    /// connection is closed at once.
+    pub max_handshakes: usize,
+}
+
+impl DeviceLimits {
+    /// The defaults: 65,536 connections, 256 of them in their handshake.
+    pub const DEFAULT: DeviceLimits = DeviceLimits {
+        max_connections: 65_536,
+        max_handshakes: 256,
+    };
+
+    /// Sets both limits.
+    #[must_use]
+    pub const fn with(mut self, max_connections: usize, max_handshakes: usize) -> Self {
+        self.max_connections = max_connections;
+        self.max_handshakes = max_handshakes;
+        self
+    }
+}
+
+impl Default for DeviceLimits {
+    fn default() -> Self {
+        DeviceLimits::DEFAULT
+    }
+}
+
+/// Logs refused connections at most once per [`super::REFUSAL_LOG_INTERVAL`], with how many were refused.
+struct FullLog {
+    last: Option<std::time::Instant>,
+    refused: u64,
+}
+
+impl FullLog {
+    fn refused(&mut self, why: &str) {
+        self.refused += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < super::REFUSAL_LOG_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(now);
+        eprintln!(
+            "spark-cloud: device listener: {why}; new connections are closed ({} refused so far)",
+            self.refused
+        );
+    }
+}
+
+/// Accepts devices on `listener` with the default [`DeviceLimits`] until the task is aborted.
 pub async fn accept_devices(cloud: Arc<Cloud>, hub: Arc<LiveHub>, listener: TcpListener) {
+    accept_devices_with(cloud, hub, listener, DeviceLimits::DEFAULT).await;
+}
+
+/// Accepts devices on `listener` within `limits` until the task is aborted.
+pub async fn accept_devices_with(
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    listener: TcpListener,
+    limits: DeviceLimits,
+) {
     let server_key = match ServerKey::new(&cloud.state().server_key().as_ref_key()) {
         Ok(key) => key,
         Err(_) => return,
+    };
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
+    let mut log = FullLog {
+        last: None,
+        refused: 0,
     };
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(connection) = Arc::clone(&connections).try_acquire_owned() else {
+            log.refused(&format!(
+                "{} devices are connected, the most it holds",
+                limits.max_connections
+            ));
+            continue;
+        };
+        let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() else {
+            log.refused(&format!(
+                "{} handshakes are under way, the most it runs at once",
+                limits.max_handshakes
+            ));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let slots = Slots {
+            _connection: connection,
+            handshake: Some(handshake),
+        };
         tokio::spawn(run_device(
             Arc::clone(&cloud),
             Arc::clone(&hub),
             server_key.clone(),
             stream,
+            slots,
         ));
     }
 }
 
-/// Binds `addr` and accepts devices in a task; returns the bound address and the task.
+/// What a device connection holds of the listener's limits: its connection, and its handshake until it is done.
+struct Slots {
+    _connection: OwnedSemaphorePermit,
+    handshake: Option<OwnedSemaphorePermit>,
+}
+
+/// Binds `addr` and accepts devices in a task with the default [`DeviceLimits`]; returns the bound address and the
+/// task.
 pub async fn listen(
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    listen_with(cloud, hub, addr, DeviceLimits::DEFAULT).await
+}
+
+/// Binds `addr` and accepts devices in a task within `limits`; returns the bound address and the task.
+pub async fn listen_with(
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    addr: SocketAddr,
+    limits: DeviceLimits,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    Ok((bound, tokio::spawn(accept_devices(cloud, hub, listener))))
+    Ok((
+        bound,
+        tokio::spawn(accept_devices_with(cloud, hub, listener, limits)),
+    ))
 }
 
 /// The requests in flight on one connection: a few at a time, so a vector (empty: no allocation).
@@ -300,11 +413,15 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
     Ok((out, types))
 }
 
+/// The tokio driver of one device connection.
+type DeviceDriver = Driver<CloudConnection<ServerKey, StateKeys, super::SystemRng>, TcpStream>;
+
 async fn run_device(
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     server_key: ServerKey,
     stream: TcpStream,
+    slots: Slots,
 ) {
     let asked = Arc::new(Mutex::new(None));
     let conn = CloudConnection::new(
@@ -316,158 +433,231 @@ async fn run_device(
     );
     let mut driver = Driver::with_vec(conn, Tokio(stream), TokioClock::new());
     let mailbox = Arc::new(Mailbox::default());
-    // Runs on every way out of this task, a panic included: the hub never keeps a dead connection's mailbox.
-    let mut session = SessionCleanup {
-        cloud: Arc::clone(&cloud),
-        hub: Arc::clone(&hub),
-        mailbox: Arc::clone(&mailbox),
-        id: None,
+    let mut task = DeviceTask {
+        session: SessionCleanup {
+            cloud: Arc::clone(&cloud),
+            hub: Arc::clone(&hub),
+            mailbox: Arc::clone(&mailbox),
+            id: None,
+        },
+        cloud,
+        hub,
+        asked,
+        slots,
+        pending: Requests::default(),
+        types: None,
+        description: None,
+        subscriptions: Vec::new(),
+        waiting_reads: Vec::new(),
     };
-    let mut pending = Requests::default();
-    let mut types: Option<BTreeMap<String, VarType>> = None;
-    let mut description: Option<Description> = None;
-    let mut subscriptions: Vec<Subscription> = Vec::new();
-    // Reads waiting for the description (variable types) to arrive.
-    let mut waiting_reads: Vec<(String, Answer<VariableValue>)> = Vec::new();
     loop {
         tokio::select! {
-            event = driver.drive() => {
-                let event = match event {
-                    Ok(Some(e)) => e,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        if session.id.is_none()
-                            && let Some(device) = lock(&asked).clone()
-                        {
-                            cloud.log_refusal(&device, &format!("the handshake failed: {e}"));
-                        }
-                        break;
-                    }
-                };
-                match event {
-                    CloudEvent::Connected(info) => {
-                        let device = info.device_id.to_string();
-                        let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
-                        lock(&hub.devices).insert(device.clone(), (serial, Arc::clone(&mailbox)));
-                        super::console::record_hello(&cloud, &device, &info);
-                        cloud.device_online(&device);
-                        let now = driver.now();
-                        if let Ok(r) = driver.connection_mut().describe(now) {
-                            pending.insert(r, Pending::Describe(None));
-                        }
-                        session.id = Some((device, serial));
-                    }
-                    CloudEvent::Described { request, result } => {
-                        let parsed = result.map_err(|f| failure(&f)).and_then(|j| parse_description(&j));
-                        if let Ok((d, t)) = &parsed {
-                            description = Some(d.clone());
-                            types = Some(t.clone());
-                        }
-                        for (name, answer) in waiting_reads.drain(..) {
-                            start_read(&mut driver, &mut pending, types.as_ref(), name, answer);
-                        }
-                        if let Some(Pending::Describe(Some(answer))) = pending.remove(&request) {
-                            let _ = answer.send(parsed.map(|(d, _)| d));
-                        }
-                    }
-                    CloudEvent::FunctionReturned { request, result } => {
-                        if let Some(Pending::Call(answer)) = pending.remove(&request) {
-                            let _ = answer.send(result.map_err(|f| failure(&f)));
-                        }
-                    }
-                    CloudEvent::VariableRead { request, result } => {
-                        if let Some(Pending::Get(answer)) = pending.remove(&request) {
-                            let _ = answer.send(result.map_err(|f| failure(&f)));
-                        }
-                    }
-                    CloudEvent::Acknowledged { request, result } => {
-                        if let Some(Pending::Ack(answer)) = pending.remove(&request) {
-                            let _ = answer.send(result.map_err(|f| failure(&f)));
-                        }
-                    }
-                    CloudEvent::Published(e) => {
-                        if let Some((device, _)) = &session.id {
-                            let name = String::from_utf8_lossy(&e.name);
-                            let data = e.data.as_deref().map(String::from_utf8_lossy);
-                            cloud.device_event(device, &name, data.as_deref(), e.ttl, !e.private);
-                        }
-                    }
-                    CloudEvent::Subscribed(s) => subscriptions.push(s),
-                    CloudEvent::Ota { request, event } => match event {
-                        OtaEvent::Progress { bytes_sent, total, .. } => {
-                            if let Some(Pending::Flash(progress, _)) = pending.get(&request) {
-                                progress.progress(usize::try_from(bytes_sent).unwrap_or(usize::MAX), total);
-                            }
-                        }
-                        OtaEvent::Finished(result) => {
-                            if let Some(Pending::Flash(_, answer)) = pending.remove(&request) {
-                                let _ = answer.send(result.map(drop).map_err(|e| HubError::Device(format!("{e}"))));
-                            }
-                        }
-                        _ => {}
-                    },
-                    _ => {}
+            event = driver.drive() => match event {
+                Ok(Some(event)) => task.on_event(&mut driver, event),
+                Ok(None) => {}
+                Err(e) => {
+                    task.on_failure(&e);
+                    break;
                 }
-            }
+            },
             () = mailbox.wake.notified() => {
                 while let Some(command) = mailbox.take() {
-                let now = driver.now();
-                let conn = driver.connection_mut();
-                let busy = |e| HubError::Busy(format!("{e}"));
-                match command {
-                    Command::Describe(answer) => {
-                        if let Some(d) = &description {
-                            let _ = answer.send(Ok(d.clone()));
-                        } else {
-                            match conn.describe(now) {
-                                Ok(r) => { pending.insert(r, Pending::Describe(Some(answer))); }
-                                Err(e) => { let _ = answer.send(Err(busy(e))); }
-                            }
-                        }
+                    task.on_command(&mut driver, command);
+                }
+            }
+        }
+    }
+}
+
+/// One device connection's state beside its session: what the REST layer waits for, and what the device told.
+struct DeviceTask {
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    /// The id the device gave in its handshake (for the log line of a failed one).
+    asked: Arc<Mutex<Option<String>>>,
+    slots: Slots,
+    /// Runs on every way out of the task, a panic included: the hub never keeps a dead connection's mailbox.
+    session: SessionCleanup,
+    pending: Requests,
+    types: Option<BTreeMap<String, VarType>>,
+    description: Option<Description>,
+    subscriptions: Vec<Subscription>,
+    /// Reads waiting for the description (variable types) to arrive.
+    waiting_reads: Vec<(String, Answer<VariableValue>)>,
+}
+
+impl DeviceTask {
+    /// The session ended with `e`: a device that never got through its handshake is logged.
+    fn on_failure(&self, e: &impl std::fmt::Display) {
+        if self.session.id.is_none()
+            && let Some(device) = lock(&self.asked).clone()
+        {
+            self.cloud
+                .log_refusal(&device, &format!("the handshake failed: {e}"));
+        }
+    }
+
+    /// What the session reports: the handshake's end, answers to requests, events, OTA progress.
+    fn on_event(&mut self, driver: &mut DeviceDriver, event: CloudEvent) {
+        match event {
+            CloudEvent::Connected(info) => self.on_connected(driver, &info),
+            CloudEvent::Described { request, result } => {
+                let parsed = result
+                    .map_err(|f| failure(&f))
+                    .and_then(|j| parse_description(&j));
+                if let Ok((d, t)) = &parsed {
+                    self.description = Some(d.clone());
+                    self.types = Some(t.clone());
+                }
+                for (name, answer) in std::mem::take(&mut self.waiting_reads) {
+                    start_read(driver, &mut self.pending, self.types.as_ref(), name, answer);
+                }
+                if let Some(Pending::Describe(Some(answer))) = self.pending.remove(&request) {
+                    let _ = answer.send(parsed.map(|(d, _)| d));
+                }
+            }
+            CloudEvent::FunctionReturned { request, result } => {
+                if let Some(Pending::Call(answer)) = self.pending.remove(&request) {
+                    let _ = answer.send(result.map_err(|f| failure(&f)));
+                }
+            }
+            CloudEvent::VariableRead { request, result } => {
+                if let Some(Pending::Get(answer)) = self.pending.remove(&request) {
+                    let _ = answer.send(result.map_err(|f| failure(&f)));
+                }
+            }
+            CloudEvent::Acknowledged { request, result } => {
+                if let Some(Pending::Ack(answer)) = self.pending.remove(&request) {
+                    let _ = answer.send(result.map_err(|f| failure(&f)));
+                }
+            }
+            CloudEvent::Published(e) => {
+                if let Some((device, _)) = &self.session.id {
+                    let name = String::from_utf8_lossy(&e.name);
+                    let data = e.data.as_deref().map(String::from_utf8_lossy);
+                    self.cloud
+                        .device_event(device, &name, data.as_deref(), e.ttl, !e.private);
+                }
+            }
+            CloudEvent::Subscribed(s) => self.subscriptions.push(s),
+            CloudEvent::Ota { request, event } => match event {
+                OtaEvent::Progress {
+                    bytes_sent, total, ..
+                } => {
+                    if let Some(Pending::Flash(progress, _)) = self.pending.get(&request) {
+                        progress.progress(usize::try_from(bytes_sent).unwrap_or(usize::MAX), total);
                     }
-                    Command::Call(name, arg, answer) => {
-                        let known = description.as_ref().is_none_or(|d| d.functions.contains(&name));
-                        if !known {
-                            let _ = answer.send(Err(HubError::UnknownFunction));
-                        } else {
-                            match conn.call_function(now, name.as_bytes(), arg.as_bytes()) {
-                                Ok(r) => { pending.insert(r, Pending::Call(answer)); }
-                                Err(e) => { let _ = answer.send(Err(busy(e))); }
-                            }
-                        }
+                }
+                OtaEvent::Finished(result) => {
+                    if let Some(Pending::Flash(_, answer)) = self.pending.remove(&request) {
+                        let _ = answer.send(
+                            result
+                                .map(drop)
+                                .map_err(|e| HubError::Device(format!("{e}"))),
+                        );
                     }
-                    Command::Get(name, answer) => {
-                        if types.is_some() {
-                            start_read(&mut driver, &mut pending, types.as_ref(), name, answer);
-                        } else {
-                            waiting_reads.push((name, answer));
-                        }
-                    }
-                    Command::Signal(on, answer) => match conn.signal(now, on) {
-                        Ok(r) => { pending.insert(r, Pending::Ack(answer)); }
-                        Err(e) => { let _ = answer.send(Err(busy(e))); }
-                    },
-                    Command::Deliver(event, answer) => {
-                        let wanted = subscriptions.iter().any(|s| event.name.as_bytes().starts_with(&s.filter));
-                        let result = if wanted {
-                            conn.deliver_event(&OutgoingEvent {
-                                name: event.name.as_bytes(),
-                                data: event.data.as_deref().map(str::as_bytes),
-                                ttl: event.ttl,
-                                private: !event.public,
-                            }).map_err(busy)
-                        } else {
-                            Ok(())
-                        };
-                        let _ = answer.send(result);
-                    }
-                    Command::Flash(image, progress, answer) => {
-                        match conn.start_ota(now, image.to_vec(), OtaOptions::default()) {
-                            Ok(r) => { pending.insert(r, Pending::Flash(progress, answer)); }
-                            Err(e) => { let _ = answer.send(Err(busy(e))); }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// The handshake is done: the device joins the hub and is asked for its description.
+    fn on_connected(&mut self, driver: &mut DeviceDriver, info: &DeviceInfo) {
+        // Its handshake slot goes to the next device.
+        self.slots.handshake = None;
+        let device = info.device_id.to_string();
+        let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
+        lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
+        super::console::record_hello(&self.cloud, &device, info);
+        self.cloud.device_online(&device);
+        let now = driver.now();
+        if let Ok(r) = driver.connection_mut().describe(now) {
+            self.pending.insert(r, Pending::Describe(None));
+        }
+        self.session.id = Some((device, serial));
+    }
+
+    /// A request from the REST layer.
+    fn on_command(&mut self, driver: &mut DeviceDriver, command: Command) {
+        let now = driver.now();
+        let busy = |e| HubError::Busy(format!("{e}"));
+        match command {
+            Command::Describe(answer) => {
+                if let Some(d) = &self.description {
+                    let _ = answer.send(Ok(d.clone()));
+                } else {
+                    match driver.connection_mut().describe(now) {
+                        Ok(r) => self.pending.insert(r, Pending::Describe(Some(answer))),
+                        Err(e) => {
+                            let _ = answer.send(Err(busy(e)));
                         }
                     }
                 }
+            }
+            Command::Call(name, arg, answer) => {
+                let known = self
+                    .description
+                    .as_ref()
+                    .is_none_or(|d| d.functions.contains(&name));
+                if !known {
+                    let _ = answer.send(Err(HubError::UnknownFunction));
+                    return;
+                }
+                match driver
+                    .connection_mut()
+                    .call_function(now, name.as_bytes(), arg.as_bytes())
+                {
+                    Ok(r) => self.pending.insert(r, Pending::Call(answer)),
+                    Err(e) => {
+                        let _ = answer.send(Err(busy(e)));
+                    }
+                }
+            }
+            Command::Get(name, answer) => {
+                if self.types.is_some() {
+                    start_read(driver, &mut self.pending, self.types.as_ref(), name, answer);
+                } else {
+                    self.waiting_reads.push((name, answer));
+                }
+            }
+            Command::Signal(on, answer) => match driver.connection_mut().signal(now, on) {
+                Ok(r) => self.pending.insert(r, Pending::Ack(answer)),
+                Err(e) => {
+                    let _ = answer.send(Err(busy(e)));
+                }
+            },
+            Command::Deliver(event, answer) => {
+                let wanted = self
+                    .subscriptions
+                    .iter()
+                    .any(|s| event.name.as_bytes().starts_with(&s.filter));
+                let result = if wanted {
+                    let outgoing = OutgoingEvent {
+                        name: event.name.as_bytes(),
+                        data: event.data.as_deref().map(str::as_bytes),
+                        ttl: event.ttl,
+                        private: !event.public,
+                    };
+                    driver
+                        .connection_mut()
+                        .deliver_event(&outgoing)
+                        .map_err(busy)
+                } else {
+                    Ok(())
+                };
+                let _ = answer.send(result);
+            }
+            Command::Flash(image, progress, answer) => {
+                match driver
+                    .connection_mut()
+                    .start_ota(now, image.to_vec(), OtaOptions::default())
+                {
+                    Ok(r) => self.pending.insert(r, Pending::Flash(progress, answer)),
+                    Err(e) => {
+                        let _ = answer.send(Err(busy(e)));
+                    }
                 }
             }
         }
@@ -497,7 +687,7 @@ impl Drop for SessionCleanup {
 }
 
 fn start_read(
-    driver: &mut Driver<CloudConnection<ServerKey, StateKeys, super::SystemRng>, TcpStream>,
+    driver: &mut DeviceDriver,
     pending: &mut Requests,
     types: Option<&BTreeMap<String, VarType>>,
     name: String,

@@ -18,7 +18,7 @@ use http_body::{Body, Frame};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::util::iso8601;
+use super::encoding::iso8601;
 
 /// Events a subscriber may have queued before further ones are dropped for it.
 pub const SUBSCRIBER_QUEUE: usize = 8192;

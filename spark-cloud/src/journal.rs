@@ -117,21 +117,17 @@ fn open_private(path: &Path, append: bool) -> io::Result<File> {
     options.open(path)
 }
 
-/// Writes a device file through a temporary file and a rename, synced or not.
+/// Writes a device file through a new temporary file (`tempfile`, created 0600) and a rename, synced or not.
 fn write_device_file(keys_dir: &Path, record: &JournalRecord, sync: bool) -> io::Result<PathBuf> {
     let path = keys_dir.join(format!("{}.json", record.id));
-    let tmp = keys_dir.join(format!("{}.json.tmp", record.id));
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut file = open_private(&tmp, false)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(keys_dir)?;
     file.write_all(&device_file_json(record))?;
     if sync {
-        file.sync_all()?;
+        file.as_file().sync_all()?;
     }
-    fs::rename(&tmp, &path)?;
+    file.persist(&path).map_err(|e| e.error)?;
     Ok(path)
 }
 

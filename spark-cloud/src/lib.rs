@@ -12,21 +12,25 @@
 //! start are listed at once; closed event streams are freed at once; passwords are hashed with
 //! PBKDF2-HMAC-SHA256; devices have owners (provisioning sets the owner; a device claims itself for a user by presenting their claim code); a device without an owner is reachable by no one (`404`), another user's device is `403`.
 
+mod claims;
 pub mod console;
 pub mod devices;
+pub mod encoding;
 pub mod events;
 mod http;
 pub mod hub;
 mod journal;
+pub mod multipart;
+pub mod password;
 pub mod state;
-pub mod util;
+pub mod webhooks;
 
 /// Entry points for the fuzz targets in `fuzz/`: the parsers that read untrusted bytes (request bodies before
 /// authentication, state files). Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
     /// The fields of a form or JSON body, and the parts of a multipart one.
-    pub type ParsedBody = (Vec<(String, String)>, Vec<crate::util::Part>);
+    pub type ParsedBody = (Vec<(String, String)>, Vec<crate::multipart::Part>);
 
     /// Parses a request body as the REST layer does; the error is the reason given to the client.
     pub fn request_body(content_type: &str, body: &[u8]) -> Result<ParsedBody, &'static str> {
@@ -43,6 +47,16 @@ pub mod fuzzing {
         crate::state::parse_device_file(text).map(drop)
     }
 
+    /// Reads the webhooks file (`webhooks.json`) as the cloud does on start; returns how many hooks it holds.
+    pub fn webhooks_file(bytes: &[u8]) -> Result<usize, String> {
+        crate::webhooks::parse_webhooks(bytes).map(|h| h.len())
+    }
+
+    /// Reads the claim-code file (`claims.json`) as the cloud does on start; returns how many codes it holds.
+    pub fn claims_file(bytes: &[u8]) -> Result<usize, String> {
+        crate::claims::parse_claims(bytes).map(|c| c.len())
+    }
+
     /// Reads the device journal (`core_keys/journal`) as the state directory does on open; returns how many
     /// records it holds.
     pub fn journal(bytes: &[u8]) -> Result<usize, String> {
@@ -53,7 +67,7 @@ pub mod fuzzing {
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
@@ -92,20 +106,16 @@ pub struct DeviceStatus {
 
 /// The cloud: state, event bus and device hub, shared by the REST layer and the device listener.
 pub struct Cloud {
+    me: Weak<Cloud>,
     state: StateDir,
     bus: Arc<EventBus>,
     hub: Arc<dyn DeviceHub>,
     status: Mutex<HashMap<String, DeviceStatus>>,
     flashing: Mutex<HashSet<String>>,
-    claims: Mutex<HashMap<String, PendingClaim>>,
+    claims: claims::ClaimCodes,
+    webhooks: webhooks::Webhooks,
     hashing: Arc<tokio::sync::Semaphore>,
     refusals: Mutex<HashMap<String, std::time::Instant>>,
-}
-
-/// A claim code handed to a user and not yet presented.
-struct PendingClaim {
-    user: String,
-    expires: std::time::Instant,
 }
 
 /// A refused device is logged at most once per this interval.
@@ -154,13 +164,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Cloud {
     /// A cloud over `state` reaching devices through `hub`.
     pub fn new(state: StateDir, hub: Arc<dyn DeviceHub>) -> Arc<Cloud> {
-        Arc::new(Cloud {
+        let claims = claims::ClaimCodes::load(state.path());
+        let webhooks = webhooks::Webhooks::load(state.path());
+        Arc::new_cyclic(|me| Cloud {
+            me: Weak::clone(me),
             state,
             bus: EventBus::new(),
             hub,
             status: Mutex::new(HashMap::new()),
             flashing: Mutex::new(HashSet::new()),
-            claims: Mutex::new(HashMap::new()),
+            claims,
+            webhooks,
             refusals: Mutex::new(HashMap::new()),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -181,6 +195,30 @@ impl Cloud {
     /// The device hub.
     pub fn hub(&self) -> &Arc<dyn DeviceHub> {
         &self.hub
+    }
+
+    /// The users' webhooks and their delivery.
+    pub fn webhooks(&self) -> &webhooks::Webhooks {
+        &self.webhooks
+    }
+
+    /// Hands a hook's `hook-response` / `hook-error` event to the device whose event fired it, when it is
+    /// connected and subscribed (as the hosted cloud does); never waits for the device.
+    fn deliver_hook_event(&self, device: &str, name: &str, data: &str) {
+        if !self.hub.is_connected(device) {
+            return;
+        }
+        let hub = Arc::clone(&self.hub);
+        let device = device.to_owned();
+        let event = hub::DeviceEvent {
+            name: name.to_owned(),
+            data: Some(data.to_owned()),
+            ttl: 60,
+            public: false,
+        };
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, hub.deliver(&device, &event)).await;
+        });
     }
 
     /// What the cloud knows about `device` now.
@@ -249,27 +287,10 @@ impl Cloud {
         }
         let mut bytes = [0u8; 24];
         rand_core::Rng::fill_bytes(&mut system_rng(), &mut bytes);
-        let code = util::hex(&bytes);
-        let now = std::time::Instant::now();
-        let mut claims = lock(&self.claims);
-        claims.retain(|_, c| c.expires > now);
-        let mut held: Vec<(std::time::Instant, String)> = claims
-            .iter()
-            .filter(|(_, c)| c.user == user)
-            .map(|(k, c)| (c.expires, k.clone()))
-            .collect();
-        held.sort();
-        while held.len() >= MAX_CLAIM_CODES_PER_USER {
-            let (_, oldest) = held.remove(0);
-            claims.remove(&oldest);
-        }
-        claims.insert(
-            code.clone(),
-            PendingClaim {
-                user,
-                expires: now + CLAIM_CODE_LIFETIME,
-            },
-        );
+        let code = encoding::hex(&bytes);
+        self.claims
+            .add(&code, &user, CLAIM_CODE_LIFETIME, MAX_CLAIM_CODES_PER_USER)
+            .map_err(|_| ClaimError::Storage)?;
         Ok(code)
     }
 
@@ -281,20 +302,14 @@ impl Cloud {
             .state
             .device(&device)
             .ok_or(ClaimError::UnknownDevice)?;
-        let user = {
-            let mut claims = lock(&self.claims);
-            let now = std::time::Instant::now();
-            claims.retain(|_, c| c.expires > now);
-            match claims.get(code) {
-                Some(c) if known.owner.as_deref().is_none_or(|o| o == c.user) => {}
-                Some(_) => return Err(ClaimError::Owned),
-                None => return Err(ClaimError::UnknownCode),
-            }
-            claims
-                .remove(code)
-                .map(|c| c.user)
-                .ok_or(ClaimError::UnknownCode)?
-        };
+        let holder = self.claims.holder(code).ok_or(ClaimError::UnknownCode)?;
+        if known.owner.as_deref().is_some_and(|o| o != holder) {
+            return Err(ClaimError::Owned);
+        }
+        let user = self.claims.take(code).map_err(|e| match e {
+            claims::ClaimStoreError::Unknown => ClaimError::UnknownCode,
+            claims::ClaimStoreError::Storage => ClaimError::Storage,
+        })?;
         self.set_owner(&device, Some(&user))?;
         Ok(user)
     }
@@ -401,20 +416,34 @@ impl Cloud {
             Some(device),
         );
         self.bus.publish(&event);
+        if let Some(owner) = owner.as_deref() {
+            self.webhooks.dispatch(
+                &self.me,
+                &webhooks::Published {
+                    name,
+                    data,
+                    device,
+                    owner,
+                    public,
+                },
+            );
+        }
     }
 
     /// Records that `device` came online (publishes the private `spark/status` `online` event).
     pub fn device_online(&self, device: &str) {
-        let device = device.to_ascii_lowercase();
-        self.touch(&device, |_| {});
-        self.publish_device_event(&device, "spark/status", Some("online"), 60, false);
+        self.device_status_event(device, "online");
     }
 
     /// Records that `device` went offline (publishes the private `spark/status` `offline` event).
     pub fn device_offline(&self, device: &str) {
+        self.device_status_event(device, "offline");
+    }
+
+    fn device_status_event(&self, device: &str, status: &str) {
         let device = device.to_ascii_lowercase();
         self.touch(&device, |_| {});
-        self.publish_device_event(&device, "spark/status", Some("offline"), 60, false);
+        self.publish_device_event(&device, "spark/status", Some(status), 60, false);
     }
 }
 
@@ -426,6 +455,9 @@ impl Cloud {
 pub struct HttpLimits {
     /// Open HTTP connections at most; one more is answered `503` with a JSON body and closed.
     pub max_connections: usize,
+    /// Open HTTP connections one client address may hold; one more from it is answered `503` as above, while
+    /// other addresses are still served.
+    pub max_connections_per_address: usize,
     /// Time a client has to send a request's complete header (also the idle time of a kept-alive connection).
     pub header_timeout: Duration,
     /// Time a client has to send a request's complete body.
@@ -442,10 +474,11 @@ pub struct HttpLimits {
 }
 
 impl HttpLimits {
-    /// The defaults: 256 connections, 10 s for a header, 30 s for a body, 16 KiB bodies, 1 MiB firmware uploads,
+    /// The defaults: 256 connections, 128 of them from one address, 10 s for a header, 30 s for a body, 16 KiB bodies, 1 MiB firmware uploads,
     /// 20 password attempts per address at once and one more per second.
     pub const DEFAULT: HttpLimits = HttpLimits {
         max_connections: 256,
+        max_connections_per_address: 128,
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(30),
         max_body: 16 * 1024,
@@ -466,6 +499,13 @@ impl HttpLimits {
     #[must_use]
     pub const fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// Sets [`HttpLimits::max_connections_per_address`].
+    #[must_use]
+    pub const fn with_max_connections_per_address(mut self, n: usize) -> Self {
+        self.max_connections_per_address = n;
         self
     }
 

@@ -1,7 +1,8 @@
 //! `spark-cloud`: the Spark cloud on one machine.
 //!
 //! ```text
-//! spark-cloud [--dir DIR] [--http ADDR] [--device ADDR] [--key-bits N]
+//! spark-cloud [--dir DIR] [--http ADDR] [--device ADDR] [--key-bits N] [--webhook-allow CIDR|HOST]...
+//!             [--max-http-per-address N] [--max-devices N] [--max-handshakes N]
 //! spark-cloud [--dir DIR] user add NAME        # the password from stdin, or a prompt on a terminal
 //! ```
 //!
@@ -34,6 +35,19 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 2048,
           value_parser = clap::value_parser!(u16).range(1024..=4096), global = true)]
     key_bits: u16,
+    /// A network (`10.0.0.0/8`, `127.0.0.1`) or host name webhooks may reach; repeat for more. Without it, webhooks
+    /// reach any address when the REST API listens on loopback, and only public addresses otherwise.
+    #[arg(long, value_name = "CIDR|HOST")]
+    webhook_allow: Vec<cloud::webhooks::WebhookAllow>,
+    /// Open REST connections one client address may hold (the cloud holds 256 in all).
+    #[arg(long, value_name = "N", default_value_t = cloud::HttpLimits::DEFAULT.max_connections_per_address)]
+    max_http_per_address: usize,
+    /// Device connections the device listener holds at most (established devices are never dropped for new ones).
+    #[arg(long, value_name = "N", default_value_t = devices::DeviceLimits::DEFAULT.max_connections)]
+    max_devices: usize,
+    /// Device handshakes under way at once at most.
+    #[arg(long, value_name = "N", default_value_t = devices::DeviceLimits::DEFAULT.max_handshakes)]
+    max_handshakes: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -92,10 +106,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let hub = devices::LiveHub::new();
     let cloud = cloud::open(&config, Arc::clone(&hub) as Arc<dyn cloud::hub::DeviceHub>)?;
-    let (device_addr, device_task) = devices::listen(Arc::clone(&cloud), hub, args.device)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
-    let running = cloud::serve(cloud, config.http).await?;
+    cloud.webhooks().set_policy(webhook_policy(&args));
+    let device_limits = devices::DeviceLimits::DEFAULT.with(args.max_devices, args.max_handshakes);
+    let (device_addr, device_task) =
+        devices::listen_with(Arc::clone(&cloud), hub, args.device, device_limits)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
+    let http_limits =
+        cloud::HttpLimits::DEFAULT.with_max_connections_per_address(args.max_http_per_address);
+    let running = cloud::serve_with(cloud, config.http, http_limits).await?;
     let line = serde_json::json!({
         "http": running.http.to_string(),
         "device": device_addr.to_string(),
@@ -106,6 +125,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     device_task.abort();
     running.shutdown();
     Ok(())
+}
+
+/// Which addresses webhooks may reach: the `--webhook-allow` list; without one, any address for a cloud whose REST
+/// API only loopback clients reach (they can reach those addresses themselves), public ones otherwise.
+fn webhook_policy(args: &Args) -> cloud::webhooks::WebhookPolicy {
+    use cloud::webhooks::WebhookPolicy;
+    if !args.webhook_allow.is_empty() {
+        WebhookPolicy::Only(args.webhook_allow.clone())
+    } else if args.http.ip().is_loopback() {
+        WebhookPolicy::AllowAll
+    } else {
+        WebhookPolicy::PublicOnly
+    }
 }
 
 /// `spark-cloud user add NAME`: creates the state directory when needed (with its server key) and the user.
@@ -128,43 +160,16 @@ fn user_add(args: &Args, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The password: one line of stdin; on a terminal, after a prompt on stderr and with echo off.
+/// The password: one line of stdin; on a terminal, asked for on stderr without echo (`rpassword`, as `spark login`).
 mod password {
-    use std::io::{BufRead, IsTerminal, Write};
+    use std::io::{BufRead, IsTerminal};
 
     pub(super) fn read() -> std::io::Result<String> {
-        let stdin = std::io::stdin();
-        let terminal = stdin.is_terminal();
-        if terminal {
-            eprint!("Password: ");
-            std::io::stderr().flush()?;
+        if std::io::stdin().is_terminal() {
+            return rpassword::prompt_password("Password: ");
         }
-        let echo = if terminal { echo_off(&stdin) } else { None };
         let mut line = String::new();
-        let read = stdin.lock().read_line(&mut line);
-        if let Some(restore) = echo {
-            restore();
-            eprintln!();
-        }
-        read?;
+        std::io::stdin().lock().read_line(&mut line)?;
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
-    }
-
-    /// Turns the terminal's echo off; the returned function turns it back on.
-    #[cfg(unix)]
-    fn echo_off(stdin: &std::io::Stdin) -> Option<impl FnOnce() + use<'_>> {
-        use rustix::termios::{self, LocalModes, OptionalActions};
-        let saved = termios::tcgetattr(stdin).ok()?;
-        let mut quiet = saved.clone();
-        quiet.local_modes.remove(LocalModes::ECHO);
-        termios::tcsetattr(stdin, OptionalActions::Now, &quiet).ok()?;
-        Some(move || {
-            let _ = termios::tcsetattr(stdin, OptionalActions::Now, &saved);
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn echo_off(_: &std::io::Stdin) -> Option<fn()> {
-        None
     }
 }

@@ -8,6 +8,8 @@
 //! <dir>/core_keys/<id>.json     one record per device: {"public_key" (SPKI PEM), "name", "owner"}, mode 0600
 //! <dir>/core_keys/journal       device changes not yet compacted, one JSON record a line (group commit)
 //! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}, 0600
+//! <dir>/claims.json            pending claim codes (their SHA-256, user, expiry), 0600 (`Cloud`'s)
+//! <dir>/webhooks.json          the users' webhooks, 0600 (`Cloud::webhooks`)
 //! ```
 //!
 //! The folders are created 0700 and every file holding a secret 0600, whatever the umask. Tokens are stored as
@@ -27,8 +29,9 @@ use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 
+use super::encoding::{hex, unhex};
 use super::journal::{Done, Journal, JournalRecord};
-use super::util::{constant_time_eq, hex, pbkdf2_sha256, unhex};
+use super::password::{constant_time_eq, pbkdf2_sha256};
 
 /// Lifetime of a token (90 days, as the 2014 cloud).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7_776_000);
@@ -235,27 +238,25 @@ fn create_private_dir(path: &Path) -> Result<(), StateError> {
     builder.create(path).map_err(io(path))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateError> {
-    let tmp = path.with_extension("tmp");
-    // A leftover temporary file would keep its old mode: start from none.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&tmp)(e)),
-    }
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
+/// Writes `bytes` to `path` through a new temporary file in the same folder (`tempfile`, created 0600, or 0644 for
+/// a file that holds no secret), synced, then renamed over `path`: a crash leaves the old file or the new one.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StateError> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
     #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    if !private {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(&tmp).map_err(io(&tmp))?;
+    let mut file = builder.tempfile_in(folder).map_err(io(folder))?;
+    let tmp = file.path().to_owned();
     file.write_all(bytes).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    file.as_file().sync_all().map_err(io(&tmp))?;
+    file.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
 }
 
 fn corrupt(path: &Path, reason: impl ToString) -> StateError {

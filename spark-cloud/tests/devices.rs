@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use spark_api::{Client, Credentials, StreamItem, TokenLifetime};
 use spark_cloud::devices::{self, LiveHub};
+use spark_cloud::encoding::unhex;
 use spark_cloud::hub::DeviceHub;
-use spark_cloud::util::unhex;
 use spark_cloud::{self as cloud, Config, Running, system_rng};
 use spark_protocol::crypto::RsaPrivateKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
@@ -28,23 +28,19 @@ const DEV_A: &str = "53ff6c065075535119511687";
 const DEV_UNKNOWN: &str = "0123456789abcdef01234567";
 
 struct Env {
-    dir: std::path::PathBuf,
+    _dir: tempfile::TempDir,
     running: Running,
     device_addr: SocketAddr,
     hub: Arc<LiveHub>,
     _task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 async fn start(tag: &str) -> Env {
-    let dir = std::env::temp_dir().join(format!("spark-cloud-dev-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = tempfile::Builder::new()
+        .prefix(&format!("spark-cloud-dev-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let dir = temp.path().to_owned();
     std::fs::write(dir.join("default_key.pem"), SERVER_KEY).unwrap();
     let config = Config {
         dir: dir.clone(),
@@ -62,7 +58,7 @@ async fn start(tag: &str) -> Env {
     .unwrap();
     let running = cloud::serve(cloud, config.http).await.unwrap();
     Env {
-        dir,
+        _dir: temp,
         running,
         device_addr,
         hub,

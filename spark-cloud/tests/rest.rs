@@ -5,7 +5,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use spark_api::{Client, Credentials, Error, FirmwareFile, Publish, StreamItem, TokenLifetime};
@@ -18,30 +17,25 @@ const DEVICE_B_KEY: &str = include_str!("fixtures/device_b.pub.pem");
 const DEV_A: &str = "53ff6c065075535119511687";
 const DEV_B: &str = "0123456789abcdef01234567";
 
-/// A fresh state directory, removed on drop.
-struct TempDir(PathBuf);
+/// A fresh state directory (`tempfile`), removed on drop.
+struct TempDir(
+    PathBuf,
+    #[allow(dead_code)] // held for its drop, which removes the directory
+    tempfile::TempDir,
+);
 
 impl TempDir {
     fn new(seeded: bool) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "spark-cloud-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("spark-cloud-test-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().to_owned();
         if seeded {
             // A pre-made 1024-bit server key keeps tests fast (generation is tested on its own).
             std::fs::write(path.join("default_key.pem"), SERVER_KEY).unwrap();
         }
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        TempDir(path, dir)
     }
 }
 
@@ -683,6 +677,52 @@ async fn a_device_without_an_owner_is_reachable_by_no_one_until_it_presents_a_cl
     assert_eq!(
         running.cloud.assign_owner(DEV_B, Some("nobody")),
         Err(cloud::ClaimError::UnknownUser)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_codes_survive_a_restart_stored_as_digests_and_stay_single_use() {
+    let dir = TempDir::new(true);
+    let hub = Arc::new(ScriptedHub::new());
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    let joe = with_devices(&hub, running.http).await;
+    joe.release_device(DEV_A).await.unwrap();
+    create_user(running.http, "ann", "pw");
+    let ann = login(&client(running.http), "ann", "pw").await;
+    let code = claim_code(running.http, &ann);
+    running.shutdown();
+
+    // On disk: the code's digest only, in a private file.
+    let file = dir.0.join("claims.json");
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(!stored.contains(&code), "{stored}");
+    assert!(
+        stored.contains(&cloud::state::token_digest(&code)),
+        "{stored}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // After a restart the device presents the code: it is ann's, and the code is used up, for good.
+    let running = start(&dir.0, Arc::clone(&hub)).await;
+    assert_eq!(
+        running.cloud.claim_with_code(DEV_A, &code),
+        Ok("ann".to_owned())
+    );
+    running.cloud.assign_owner(DEV_A, None).unwrap();
+    assert_eq!(
+        running.cloud.claim_with_code(DEV_A, &code),
+        Err(cloud::ClaimError::UnknownCode)
+    );
+    running.shutdown();
+    let running = start(&dir.0, hub).await;
+    assert_eq!(
+        running.cloud.claim_with_code(DEV_A, &code),
+        Err(cloud::ClaimError::UnknownCode)
     );
 }
 

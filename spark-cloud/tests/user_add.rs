@@ -29,21 +29,13 @@ fn user_add(dir: &Path, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// A state directory under the system's temporary directory, removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn user_add_creates_the_user_once_with_the_password_from_stdin() {
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("spark-cloud-user-add-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&scratch.0);
-    let state = scratch.0.join("cloud");
+    let scratch = tempfile::Builder::new()
+        .prefix("spark-cloud-user-add-")
+        .tempdir()
+        .unwrap();
+    let state = scratch.path().join("cloud");
     let out = user_add(&state, &["Joe@Example.com"], "s3cret\n");
     assert!(
         out.status.success(),

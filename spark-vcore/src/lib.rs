@@ -52,6 +52,9 @@ pub const PATCH_VERSION_EVENT: &str = "spark/cc3000-patch-version";
 /// Its time to live, in seconds.
 pub const PATCH_VERSION_TTL: u32 = 60;
 
+/// How many events a Core publishes after each handshake besides the patch version: the Core publishes at most
+/// four events in any second.
+pub const MAX_ANNOUNCEMENTS: usize = 3;
 /// How many event subscriptions a Core holds (its firmware's table).
 pub const MAX_SUBSCRIPTIONS: usize = 4;
 
@@ -214,6 +217,7 @@ pub struct VirtualCore {
     tinker: Tinker,
     download: Option<OtaDownload>,
     subscriptions: Vec<String>,
+    announcements: Vec<(String, String)>,
 }
 
 /// Creates a Core's folder (and missing parents) with mode 0700 from the start, whatever the umask.
@@ -307,6 +311,7 @@ impl VirtualCore {
             tinker: Tinker::new(),
             download: None,
             subscriptions: Vec::new(),
+            announcements: Vec::new(),
         };
         core.save_state()?;
         Ok(core)
@@ -336,6 +341,7 @@ impl VirtualCore {
             tinker: Tinker::new(),
             download: None,
             subscriptions: Vec::new(),
+            announcements: Vec::new(),
         })
     }
 
@@ -538,6 +544,32 @@ impl VirtualCore {
         }
         self.subscriptions.push(prefix.to_owned());
         true
+    }
+
+    /// Has the firmware publish the private event `name` with `data` after every handshake, after the
+    /// patch-version event (as an application's `Spark.publish` in `setup()`). Returns `false` when the name is
+    /// empty, starts with `spark`, or either is longer than 63 bytes, or [`MAX_ANNOUNCEMENTS`] events are already
+    /// announced.
+    pub fn publish_on_connect(&mut self, name: &str, data: &str) -> bool {
+        let reserved = name
+            .as_bytes()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"spark"));
+        if name.is_empty()
+            || reserved
+            || name.len() > 63
+            || data.len() > 63
+            || self.announcements.len() >= MAX_ANNOUNCEMENTS
+        {
+            return false;
+        }
+        self.announcements.push((name.to_owned(), data.to_owned()));
+        true
+    }
+
+    /// The events published after every handshake ([`VirtualCore::publish_on_connect`]).
+    pub fn announcements(&self) -> &[(String, String)] {
+        &self.announcements
     }
 
     /// The prefixes the firmware subscribes to.

@@ -75,6 +75,9 @@ struct Args {
     /// printed.
     #[arg(long, value_name = "PREFIX")]
     subscribe: Vec<String>,
+    /// Have each Core publish the private event NAME (with DATA) after every handshake (repeatable, at most 3).
+    #[arg(long, value_name = "NAME[=DATA]")]
+    publish: Vec<String>,
     /// Offer each Core's USB serial port in listening mode as a pseudo-terminal (its path is printed): the
     /// one-key commands `i`, `m`, `v` and `w` of the Core's firmware, for `spark serial`.
     #[cfg(unix)]
@@ -233,7 +236,7 @@ fn line(json_out: bool, id: &str, status: &Status, sp: &str, firmware: &str) -> 
             Status::Signal(on) => format!("signal {}", if *on { "on" } else { "off" }),
             Status::EventReceived { name, data, .. } => format!("event {name} {data:?}"),
             Status::Disconnected { reason } => format!("disconnected: {reason}"),
-            other => format!("{other:?}"),
+            _ => "reported a status this build does not describe".into(),
         };
         format!("{id} [{firmware}, SP {sp}] {what}")
     }
@@ -298,6 +301,17 @@ async fn main() -> ExitCode {
                 return fail(
                     args.json,
                     &format!("--subscribe {prefix:?}: 1 to 63 bytes, at most 4 prefixes"),
+                );
+            }
+        }
+        for event in &args.publish {
+            let (name, data) = event.split_once('=').unwrap_or((event, ""));
+            if !core.publish_on_connect(name, data) {
+                return fail(
+                    args.json,
+                    &format!(
+                        "--publish {event:?}: a name of 1 to 63 bytes not starting with spark, data of at most 63 bytes, at most 3 events"
+                    ),
                 );
             }
         }

@@ -76,7 +76,7 @@ fn ota_failure_words(why: OtaFailure, refusal: Option<String>) -> String {
         (OtaFailure::Parameters, _) => "the update parameters were unusable".into(),
         (OtaFailure::Timeout, _) => "the transfer did not finish in time".into(),
         (OtaFailure::Restarted, _) => "the cloud began another update".into(),
-        (other, _) => format!("the update did not complete ({other:?})"),
+        (_, _) => "the update did not complete".into(),
     }
 }
 
@@ -270,13 +270,20 @@ where
                         .subscribe(prefix.as_bytes(), Scope::MyDevices);
                 }
                 let now = driver.now();
-                let _ = driver.connection_mut().publish(
-                    now,
-                    PATCH_VERSION_EVENT.as_bytes(),
-                    Some(patch_version.as_bytes()),
-                    Visibility::Private,
-                    PATCH_VERSION_TTL,
-                );
+                // The patch version first, then what the application announces, all private.
+                let announcements = lock(core).announcements().to_vec();
+                let patch = (PATCH_VERSION_EVENT, patch_version.as_str());
+                let events = std::iter::once(patch)
+                    .chain(announcements.iter().map(|(n, d)| (n.as_str(), d.as_str())));
+                for (name, data) in events {
+                    let _ = driver.connection_mut().publish(
+                        now,
+                        name.as_bytes(),
+                        Some(data.as_bytes()),
+                        Visibility::Private,
+                        PATCH_VERSION_TTL,
+                    );
+                }
                 report(Status::Connected {
                     ota_succeeded,
                     patch_version,

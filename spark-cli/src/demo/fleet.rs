@@ -42,7 +42,7 @@ use spark_dfu::ops;
 use spark_dfu::platform::{Item, Platform, core_map};
 use spark_dfu::sim::{Fault, SparkCore};
 use spark_dfu::transport::blocking;
-use spark_protocol::crypto::keys::RsaPrivateKey;
+use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -254,6 +254,15 @@ impl Report {
 pub(crate) enum Progress<'a> {
     /// A new phase begins.
     Phase(&'a str),
+    /// The local cloud is up: its fleet console, and the account the demo signed in with.
+    Console {
+        /// The console's address.
+        url: &'a str,
+        /// The account's name.
+        user: &'a str,
+        /// Its password (made for this run).
+        password: &'a str,
+    },
     /// Cores online so far.
     Online {
         /// Online.
@@ -625,57 +634,154 @@ pub(crate) async fn run(
             source,
         })?;
 
-    // The cloud, in this process, on free loopback ports.
     observer.progress(Progress::Phase("starting the local cloud"));
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let cloud_config = local_cloud::Config {
-        dir: work.path().join("cloud"),
-        http: loopback,
-        key_bits: 2048,
-    };
-    let hub = LiveHub::new();
-    let cloud = tokio::task::spawn_blocking({
-        let hub = Arc::clone(&hub);
-        move || local_cloud::open(&cloud_config, hub as Arc<dyn DeviceHub>)
-    })
-    .await
-    .map_err(|e| DemoError::Cloud(e.to_string()))?
-    .map_err(|e| DemoError::Cloud(e.to_string()))?;
-    let server_key = cloud.state().server_key().public_key();
-    let (device_addr, device_task) = devices::listen(Arc::clone(&cloud), hub, loopback)
-        .await
-        .map_err(|e| DemoError::Cloud(e.to_string()))?;
-    let _device_task = AbortOnDrop(device_task);
-    let running = local_cloud::serve(Arc::clone(&cloud), loopback)
-        .await
-        .map_err(|e| DemoError::Cloud(e.to_string()))?;
-    let api_url = format!("http://{}", running.http);
+    let local = LocalCloud::start(work.path()).await?;
+    let api = local.api.clone();
+    observer.progress(Progress::Console {
+        url: &format!("{}/console", local.api_url),
+        user: USER,
+        password: &local.password,
+    });
 
-    // An account: created on the cloud's side (the REST API has no sign-up in spark-api), then a token through
-    // the API like any user's.
-    let password = {
-        let mut bytes = [0u8; 12];
-        rand::Rng::fill_bytes(&mut system_rng(), &mut bytes);
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    cloud
-        .state()
-        .create_user(USER, &password, &mut system_rng())
-        .map_err(|e| DemoError::Cloud(e.to_string()))?;
-    let anonymous = Client::builder()
-        .base_url(api_url.clone())
-        .no_proxy()
-        .build()?;
-    let grant = anonymous
-        .login(&Credentials::new(USER, password), TokenLifetime::Default)
-        .await?;
-    let api = anonymous.with_token(grant.access_token);
-
-    // The fleet: identities from the seed, keys made off the runtime's threads.
     observer.progress(Progress::Phase("making the virtual Cores"));
+    let cores = make_cores(&config, &kinds, work.path()).await?;
+    let ids: Vec<String> = cores.iter().map(|c| c.id_hex().to_owned()).collect();
+
+    observer.progress(Progress::Phase("provisioning the Cores' keys"));
+    provision(&api, &cores).await?;
+
+    // Listen to the fleet before it connects.
+    let (watcher, _listener) = listen_to_fleet(&api).await?;
+
+    observer.progress(Progress::Phase("connecting the fleet"));
+    let mut powered = power_on(cores, &kinds, &local, config.seed);
+    let online = wait_online(&api, &watcher, &ids, &*observer).await?;
+
+    observer.progress(Progress::Phase("reading patch versions and checking links"));
+    let found = survey_fleet(&api, &watcher, &ids, &online).await?;
+    let mut rows = plan(&ids, found, &kinds, target, &*observer);
+    let usb_path = write_usb_file(&config, &mut rows, &*observer)?;
+
+    // Over the air, a few at a time; over USB, every owner at their desk.
+    observer.progress(Progress::Phase(if usb_path.is_some() {
+        "updating over the air and over USB"
+    } else {
+        "updating over the air"
+    }));
+    let fleet = Arc::new(Fleet {
+        api: api.clone(),
+        watcher: Arc::clone(&watcher),
+        observer: Arc::clone(&observer),
+        image: Arc::new(config.image.clone()),
+        image_name: config.image_name.clone(),
+        target,
+        usb_fault: config.usb_fault,
+    });
+    let unplugged = update_fleet(
+        &fleet,
+        &mut rows,
+        &mut powered,
+        usb_path.as_deref(),
+        config.jobs,
+    )
+    .await?;
+
+    drop(unplugged);
+    drop(powered);
+    local.running.shutdown();
+    let summary = summarize(
+        &rows,
+        &config,
+        target,
+        usb_path,
+        local.api_url,
+        started.elapsed(),
+    );
+    Ok(Report { rows, summary })
+}
+
+/// The cloud of the demo, in this process on free loopback ports, with an account logged in.
+struct LocalCloud {
+    running: local_cloud::Running,
+    device_addr: SocketAddr,
+    server_key: RsaPublicKey,
+    api: Client,
+    api_url: String,
+    /// The demo account's password, shown with the console's address.
+    password: String,
+    _device_task: AbortOnDrop,
+}
+
+impl LocalCloud {
+    /// Starts the cloud with its state under `work`, and signs an account in.
+    async fn start(work: &Path) -> Result<LocalCloud, DemoError> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let cloud_config = local_cloud::Config {
+            dir: work.join("cloud"),
+            http: loopback,
+            key_bits: 2048,
+        };
+        let hub = LiveHub::new();
+        let cloud = tokio::task::spawn_blocking({
+            let hub = Arc::clone(&hub);
+            move || local_cloud::open(&cloud_config, hub as Arc<dyn DeviceHub>)
+        })
+        .await
+        .map_err(|e| DemoError::Cloud(e.to_string()))?
+        .map_err(|e| DemoError::Cloud(e.to_string()))?;
+        let server_key = cloud.state().server_key().public_key();
+        let (device_addr, device_task) = devices::listen(Arc::clone(&cloud), hub, loopback)
+            .await
+            .map_err(|e| DemoError::Cloud(e.to_string()))?;
+        let device_task = AbortOnDrop(device_task);
+        let running = local_cloud::serve(Arc::clone(&cloud), loopback)
+            .await
+            .map_err(|e| DemoError::Cloud(e.to_string()))?;
+        let api_url = format!("http://{}", running.http);
+
+        // An account: created on the cloud's side (the REST API has no sign-up in spark-api), then a token
+        // through the API like any user's.
+        let password = {
+            let mut bytes = [0u8; 12];
+            rand::Rng::fill_bytes(&mut system_rng(), &mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        cloud
+            .state()
+            .create_user(USER, &password, &mut system_rng())
+            .map_err(|e| DemoError::Cloud(e.to_string()))?;
+        let anonymous = Client::builder()
+            .base_url(api_url.clone())
+            .no_proxy()
+            .build()?;
+        let grant = anonymous
+            .login(
+                &Credentials::new(USER, password.clone()),
+                TokenLifetime::Default,
+            )
+            .await?;
+        let api = anonymous.with_token(grant.access_token);
+        Ok(LocalCloud {
+            running,
+            device_addr,
+            server_key,
+            api,
+            api_url,
+            password,
+            _device_task: device_task,
+        })
+    }
+}
+
+/// The fleet's Cores: identities from the seed, keys made off the runtime's threads; in `kinds` order.
+async fn make_cores(
+    config: &DemoConfig,
+    kinds: &[Kind],
+    work: &Path,
+) -> Result<Vec<VirtualCore>, DemoError> {
     let mut made = JoinSet::new();
     for (index, kind) in kinds.iter().copied().enumerate() {
-        let dir = work.path().join("cores").join(format!("core-{index:03}"));
+        let dir = work.join("cores").join(format!("core-{index:03}"));
         let seed = config.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         made.spawn_blocking(move || {
             let mut rng = StdRng::seed_from_u64(seed);
@@ -699,12 +805,12 @@ pub(crate) async fn run(
             .map_err(DemoError::Core)?;
         cores[index] = Some(core);
     }
-    let cores: Vec<VirtualCore> = cores.into_iter().flatten().collect();
-    let ids: Vec<String> = cores.iter().map(|c| c.id_hex().to_owned()).collect();
+    Ok(cores.into_iter().flatten().collect())
+}
 
-    // Provisioning, through the API.
-    observer.progress(Progress::Phase("provisioning the Cores' keys"));
-    for core in &cores {
+/// Sends each Core's public key through the API (the account becomes its owner).
+async fn provision(api: &Client, cores: &[VirtualCore]) -> Result<(), DemoError> {
+    for core in cores {
         let pem = core
             .key()
             .public_key()
@@ -713,8 +819,11 @@ pub(crate) async fn run(
         api.send_public_key(core.id_hex(), &pem, Some("rsa"))
             .await?;
     }
+    Ok(())
+}
 
-    // Listen to the fleet before it connects.
+/// Opens the account's device event stream and records what it hears until the returned task is dropped.
+async fn listen_to_fleet(api: &Client) -> Result<(Arc<Watcher>, AbortOnDrop), DemoError> {
     let watcher = Arc::new(Watcher {
         heard: Mutex::new(HashMap::new()),
         changed: watch::channel(0).0,
@@ -729,7 +838,7 @@ pub(crate) async fn run(
             ));
         }
     }
-    let _listener = AbortOnDrop(tokio::spawn({
+    let listener = AbortOnDrop(tokio::spawn({
         let watcher = Arc::clone(&watcher);
         async move {
             while let Some(item) = stream.next_item().await {
@@ -739,21 +848,28 @@ pub(crate) async fn run(
             }
         }
     }));
+    Ok((watcher, listener))
+}
 
-    // Power the fleet on.
-    observer.progress(Progress::Phase("connecting the fleet"));
+/// Powers every Core on against the cloud (the flaky ones over an unreliable link).
+fn power_on(
+    cores: Vec<VirtualCore>,
+    kinds: &[Kind],
+    local: &LocalCloud,
+    seed: u64,
+) -> Vec<Powered> {
     let mut powered: Vec<Powered> = Vec::with_capacity(kinds.len());
-    for (index, (core, kind)) in cores.into_iter().zip(&kinds).enumerate() {
+    for (index, (core, kind)) in cores.into_iter().zip(kinds).enumerate() {
         let faults = if *kind == Kind::Flaky {
             UNRELIABLE_LINK
         } else {
             LinkFaults::RELIABLE
         };
         let core_config = CloudConfig {
-            address: device_addr.to_string(),
-            server_key: server_key.clone(),
+            address: local.device_addr.to_string(),
+            server_key: local.server_key.clone(),
             faults,
-            seed: config.seed.wrapping_add((index as u64) << 32),
+            seed: seed.wrapping_add((index as u64) << 32),
             reconnect_delay: Duration::from_millis(200),
         };
         let mut core = Powered {
@@ -764,15 +880,20 @@ pub(crate) async fn run(
         core.power_on();
         powered.push(core);
     }
+    powered
+}
 
-    let online = wait_online(&api, &watcher, &ids, &*observer).await?;
-
-    // Survey: patch versions and link checks, all at once.
-    observer.progress(Progress::Phase("reading patch versions and checking links"));
+/// Patch versions and link checks of every Core, all at once, in `ids` order.
+async fn survey_fleet(
+    api: &Client,
+    watcher: &Arc<Watcher>,
+    ids: &[String],
+    online: &[bool],
+) -> Result<Vec<(Option<String>, LinkCheck)>, DemoError> {
     let mut surveys = JoinSet::new();
     for (index, id) in ids.iter().enumerate() {
         let api = api.clone();
-        let watcher = Arc::clone(&watcher);
+        let watcher = Arc::clone(watcher);
         let id = id.clone();
         let reachable = online[index];
         surveys.spawn(async move { (index, survey(&api, &watcher, &id, reachable).await) });
@@ -783,11 +904,19 @@ pub(crate) async fn run(
         found[index] = result;
     }
     judge_links(&mut found);
+    Ok(found)
+}
 
-    // Plan.
+/// The plan: one row per Core, up to date (skip), over the air, or over USB when its link is unreliable.
+fn plan(
+    ids: &[String],
+    found: Vec<(Option<String>, LinkCheck)>,
+    kinds: &[Kind],
+    target: ServicePack,
+    observer: &dyn Observer,
+) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::with_capacity(ids.len());
-    for (index, id) in ids.iter().enumerate() {
-        let (before, check) = found[index].clone();
+    for (index, (id, (before, check))) in ids.iter().zip(found).enumerate() {
         let current = before
             .as_deref()
             .and_then(|v| v.parse::<ServicePack>().ok());
@@ -821,49 +950,51 @@ pub(crate) async fn run(
             error: None,
         });
     }
+    rows
+}
 
-    // USB: one DfuSe file for every Core that needs it.
-    let mut usb_path = None;
-    if rows.iter().any(|r| r.path == UpdatePath::Usb) {
-        observer.progress(Progress::Phase("writing the DfuSe file for USB"));
-        let file = usb_file(&config.image)?;
-        std::fs::create_dir_all(&config.out).map_err(|source| DemoError::Io {
-            path: config.out.clone(),
-            source,
-        })?;
-        let path = config.out.join(usb_file_name(&config.image_name));
-        std::fs::write(&path, &file).map_err(|source| DemoError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        for row in rows.iter_mut().filter(|r| r.path == UpdatePath::Usb) {
-            row.file = Some(path.display().to_string());
-        }
-        usb_path = Some(path);
+/// Writes one DfuSe file for every Core planned over USB (none planned: nothing written).
+fn write_usb_file(
+    config: &DemoConfig,
+    rows: &mut [Row],
+    observer: &dyn Observer,
+) -> Result<Option<PathBuf>, DemoError> {
+    if !rows.iter().any(|r| r.path == UpdatePath::Usb) {
+        return Ok(None);
     }
+    observer.progress(Progress::Phase("writing the DfuSe file for USB"));
+    let file = usb_file(&config.image)?;
+    std::fs::create_dir_all(&config.out).map_err(|source| DemoError::Io {
+        path: config.out.clone(),
+        source,
+    })?;
+    let path = config.out.join(usb_file_name(&config.image_name));
+    std::fs::write(&path, &file).map_err(|source| DemoError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    for row in rows.iter_mut().filter(|r| r.path == UpdatePath::Usb) {
+        row.file = Some(path.display().to_string());
+    }
+    Ok(Some(path))
+}
 
-    // Over the air, a few at a time; over USB, every owner at their desk.
-    observer.progress(Progress::Phase(if usb_path.is_some() {
-        "updating over the air and over USB"
-    } else {
-        "updating over the air"
-    }));
-    let fleet = Arc::new(Fleet {
-        api: api.clone(),
-        watcher: Arc::clone(&watcher),
-        observer: Arc::clone(&observer),
-        image: Arc::new(config.image.clone()),
-        image_name: config.image_name.clone(),
-        target,
-        usb_fault: config.usb_fault,
-    });
-    let permits = Arc::new(Semaphore::new(config.jobs.max(1)));
+/// Runs every planned update (over the air at most `jobs` at once) and records the outcomes in `rows`. Returns
+/// the Cores that went to their owner's desk, back on the cloud.
+async fn update_fleet(
+    fleet: &Arc<Fleet>,
+    rows: &mut [Row],
+    powered: &mut [Powered],
+    usb_path: Option<&Path>,
+    jobs: usize,
+) -> Result<Vec<(usize, Powered)>, DemoError> {
+    let permits = Arc::new(Semaphore::new(jobs.max(1)));
     let mut updates = JoinSet::new();
     let mut unplugged: Vec<(usize, Powered)> = Vec::new();
     for (index, row) in rows.iter().enumerate() {
-        let fleet = Arc::clone(&fleet);
+        let fleet = Arc::clone(fleet);
         let device = row.device.clone();
-        match (row.path, &usb_path) {
+        match (row.path, usb_path) {
             (UpdatePath::Ota, _) => {
                 let permits = Arc::clone(&permits);
                 updates.spawn(async move {
@@ -878,7 +1009,7 @@ pub(crate) async fn run(
                     cloud: powered[index].cloud.clone(),
                     task: powered[index].task.take(),
                 };
-                let file = file.clone();
+                let file = file.to_owned();
                 updates.spawn(async move {
                     let outcome = update_over_usb(&fleet, &device, &mut core, &file).await;
                     (index, outcome, Some(core))
@@ -903,21 +1034,26 @@ pub(crate) async fn run(
         row.ok = outcome.error.is_none();
         row.error = outcome.error;
     }
+    Ok(unplugged)
+}
 
-    drop(unplugged);
-    drop(powered);
-    running.shutdown();
-    let ota_planned = rows.iter().filter(|r| r.path == UpdatePath::Ota).count();
-    let ota_patched = rows
-        .iter()
-        .filter(|r| r.path == UpdatePath::Ota && r.ok)
-        .count();
-    let usb_planned = rows.iter().filter(|r| r.path == UpdatePath::Usb).count();
-    let usb_patched = rows
-        .iter()
-        .filter(|r| r.path == UpdatePath::Usb && r.ok)
-        .count();
-    let summary = Summary {
+/// The run's totals.
+fn summarize(
+    rows: &[Row],
+    config: &DemoConfig,
+    target: ServicePack,
+    usb_path: Option<PathBuf>,
+    api_url: String,
+    elapsed: Duration,
+) -> Summary {
+    let count = |path: UpdatePath, ok: bool| {
+        rows.iter()
+            .filter(|r| r.path == path && (!ok || r.ok))
+            .count()
+    };
+    let (ota_planned, ota_patched) = (count(UpdatePath::Ota, false), count(UpdatePath::Ota, true));
+    let (usb_planned, usb_patched) = (count(UpdatePath::Usb, false), count(UpdatePath::Usb, true));
+    Summary {
         cores: rows.len(),
         image: config.image_name.clone(),
         target: target.to_string(),
@@ -927,14 +1063,13 @@ pub(crate) async fn run(
         usb: usb_planned,
         usb_patched,
         usb_failed: usb_planned - usb_patched,
-        skipped: rows.iter().filter(|r| r.path == UpdatePath::Skip).count(),
+        skipped: count(UpdatePath::Skip, false),
         usb_command: usb_path.as_deref().map(usb_command),
         out_dir: config.out.display().to_string(),
         usb_file: usb_path.map(|p| p.display().to_string()),
         api_url,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok(Report { rows, summary })
+        seconds: elapsed.as_secs_f64(),
+    }
 }
 
 /// Aborts a task when dropped.

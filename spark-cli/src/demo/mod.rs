@@ -109,6 +109,18 @@ impl Observer for Bars {
     fn progress(&self, event: Progress<'_>) {
         match event {
             Progress::Phase(what) => self.phase.set_message(what.to_owned()),
+            Progress::Console {
+                url,
+                user,
+                password,
+            } => {
+                let line = format!("watch it at {url} (sign in as {user}, password {password})");
+                if self.multi.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    let _ = self.multi.println(line);
+                }
+            }
             Progress::Online { online, total } => self
                 .phase
                 .set_message(format!("connecting the fleet: {online}/{total} online")),
@@ -165,6 +177,18 @@ impl Observer for Bars {
 
 /// Runs `spark demo`.
 pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
+    let config = demo_config(args)?;
+    let report = run_fleet(ctx, config)?;
+    if ctx.json {
+        ctx.print_json(&report)?;
+    } else {
+        print_table(&report);
+    }
+    verdict(&report)
+}
+
+/// The run's settings from the command line: the fleet's make-up, the image and where files go.
+fn demo_config(args: DemoArgs) -> Result<DemoConfig, Failure> {
     let count = args.count as usize;
     let unreliable = args.unreliable as usize;
     let patched = args.patched.map_or(count / 4, |p| p as usize);
@@ -183,7 +207,7 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
             .map_err(|e| Failure(format!("cannot create a folder in the temp directory: {e}")))?
             .keep(),
     };
-    let config = DemoConfig {
+    Ok(DemoConfig {
         usb_fault: args.usb_fault,
         count,
         unreliable,
@@ -193,7 +217,11 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
         image_name,
         out,
         jobs: args.jobs as usize,
-    };
+    })
+}
+
+/// Runs the fleet on a runtime of its own, with progress bars on a terminal.
+fn run_fleet(ctx: &Context, config: DemoConfig) -> Result<Report, Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -204,26 +232,24 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
     bars.finish();
     // The Cores' and the cloud's tasks end with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let report = result?;
-    if ctx.json {
-        ctx.print_json(&report)?;
-    } else {
-        print_table(&report);
-    }
+    Ok(result?)
+}
+
+/// Success when every Core that needed the update got it; otherwise one line saying how many did not.
+fn verdict(report: &Report) -> Outcome {
     let s = &report.summary;
     if report.succeeded() {
-        Ok(())
-    } else {
-        Err(Failure(format!(
-            "{} of {} Cores that needed the update were not patched ({} of {} over the air, {} of {} over USB)",
-            s.ota_failed + s.usb_failed,
-            s.ota_planned + s.usb,
-            s.ota_failed,
-            s.ota_planned,
-            s.usb_failed,
-            s.usb
-        )))
+        return Ok(());
     }
+    Err(Failure(format!(
+        "{} of {} Cores that needed the update were not patched ({} of {} over the air, {} of {} over USB)",
+        s.ota_failed + s.usb_failed,
+        s.ota_planned + s.usb,
+        s.ota_failed,
+        s.ota_planned,
+        s.usb_failed,
+        s.usb
+    )))
 }
 
 fn print_table(report: &Report) {

@@ -98,7 +98,7 @@ pub async fn idle_core(
     let now = clock.now();
     let mut conn = DeviceConnection::new(now, DeviceConfig::new(id), handshake, NoFirmware);
     if let Err(e) = conn.register_function(FUNCTION.as_bytes()) {
-        return fail(&mut up, format!("register: {e:?}"));
+        return fail(&mut up, format!("register: {e}"));
     }
     let mut driver = Driver::with_vec(conn, Tokio(stream), clock);
     loop {
@@ -168,12 +168,12 @@ pub async fn publisher(
     let mut creds = [0u8; DEVICE_CREDENTIALS_LEN];
     let n =
         encrypt_device_credentials(&keys.server, &mut rng, &Nonce(nonce), &id, None, &mut creds)
-            .map_err(|e| format!("credentials: {e:?}"))?;
+            .map_err(|e| format!("credentials: {e}"))?;
     stream.write_all(&creds[..n]).await.map_err(io)?;
     let mut reply = vec![0u8; keys.device.modulus_len() + keys.server.modulus_len()];
     stream.read_exact(&mut reply).await.map_err(io)?;
     let session = open_session_key(&keys.device, &keys.server, &mut rng, &reply)
-        .map_err(|e| format!("session key: {e:?}"))?;
+        .map_err(|e| format!("session key: {e}"))?;
     let mut encoder = session.encoder::<Aes128Cbc>();
     let mut message_id = session.message_id_seed();
 
@@ -194,12 +194,10 @@ pub async fn publisher(
             flags: HelloFlags(0),
         }),
     });
-    let len = hello
-        .emit(&mut plain)
-        .map_err(|e| format!("Hello: {e:?}"))?;
+    let len = hello.emit(&mut plain).map_err(|e| format!("Hello: {e}"))?;
     let n = encoder
         .seal(&plain[..len], &mut out)
-        .map_err(|e| format!("seal: {e:?}"))?;
+        .map_err(|e| format!("seal: {e}"))?;
     tx.write_all(&out[..n]).await.map_err(io)?;
     let _ = up.send(());
     let result = async {
@@ -215,12 +213,10 @@ pub async fn publisher(
                     Some(b"21.5"),
                     60,
                 ));
-                let len = event
-                    .emit(&mut plain)
-                    .map_err(|e| format!("event: {e:?}"))?;
+                let len = event.emit(&mut plain).map_err(|e| format!("event: {e}"))?;
                 at += encoder
                     .seal(&plain[..len], &mut out[at..])
-                    .map_err(|e| format!("seal: {e:?}"))?;
+                    .map_err(|e| format!("seal: {e}"))?;
             }
             tx.write_all(&out[..at]).await.map_err(io)?;
             pace.sent

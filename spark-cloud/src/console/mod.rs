@@ -12,10 +12,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
-use serde_json::{Map, Value};
 use spark_protocol::session::cloud::DeviceInfo;
 
-use super::{Cloud, DeviceStatus};
+use super::Cloud;
 
 /// The policy of every console answer: only this origin, no inline code, not framed, forms submit nowhere.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; base-uri 'none'; form-action 'none'; \
@@ -119,21 +118,6 @@ pub(crate) fn record_hello(cloud: &Cloud, device: &str, info: &DeviceInfo) {
         // A Hello without the Device OS fields is the Core's (platform 0), the only device that sends it so.
         s.platform_id = Some(platform.unwrap_or(0));
     });
-}
-
-/// The fields the console shows beside the original ones in `GET /v1/devices` and `GET /v1/devices/:id`:
-/// `platform_id`, `product_id` and `product_firmware_version` once the device has said hello, as the hosted
-/// cloud names them.
-pub(crate) fn device_fields(status: &DeviceStatus, map: &mut Map<String, Value>) {
-    if let Some(platform) = status.platform_id {
-        map.insert("platform_id".into(), platform.into());
-    }
-    if let Some(product) = status.product_id {
-        map.insert("product_id".into(), product.into());
-    }
-    if let Some(version) = status.product_firmware_version {
-        map.insert("product_firmware_version".into(), version.into());
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,26 +36,16 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 pub const USER: &str = "joe";
 pub const PASSWORD: &str = "correct horse";
 
-/// A directory under the system's temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A directory under the system's temporary directory (`tempfile`), removed on drop.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "spark-e2e-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("spark-e2e-{tag}-"))
+            .tempdir()
+            .unwrap();
+        TempDir(dir.path().to_owned(), dir)
     }
 }
 
@@ -115,6 +105,14 @@ impl Env {
 
     /// As [`Env::start`], with the REST API's `limits`.
     pub async fn start_with(limits: cloud::HttpLimits) -> Env {
+        Env::start_limited(limits, devices::DeviceLimits::DEFAULT).await
+    }
+
+    /// As [`Env::start`], with the REST API's `limits` and the device listener's `device_limits`.
+    pub async fn start_limited(
+        limits: cloud::HttpLimits,
+        device_limits: devices::DeviceLimits,
+    ) -> Env {
         let dir = TempDir::new("cloud");
         std::fs::write(dir.0.join("default_key.pem"), SERVER_KEY).unwrap();
         let config = Config {
@@ -124,10 +122,11 @@ impl Env {
         };
         let hub = LiveHub::new();
         let cloud = cloud::open(&config, Arc::clone(&hub) as Arc<dyn DeviceHub>).unwrap();
-        let (device_addr, listener) = devices::listen(
+        let (device_addr, listener) = devices::listen_with(
             Arc::clone(&cloud),
             Arc::clone(&hub),
             SocketAddr::from(([127, 0, 0, 1], 0)),
+            device_limits,
         )
         .await
         .unwrap();
@@ -149,6 +148,11 @@ impl Env {
             cores: Vec::new(),
             dir,
         }
+    }
+
+    /// The cloud's state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
     }
 
     /// Signs another user up and returns spark-api's client with their token.

@@ -929,7 +929,12 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                     return Err(SessionError::Unexpected("a handshake on an open session"));
                 };
                 let creds_len = hs
-                    .credentials(&Nonce(nonce), self.config.device_id.as_bytes(), creds, scratch)
+                    .credentials(
+                        &Nonce(nonce),
+                        self.config.device_id.as_bytes(),
+                        creds,
+                        scratch,
+                    )
                     .map_err(SessionError::Authentication)?;
                 *stage = Stage::ExpectSessionKey {
                     creds_len,
