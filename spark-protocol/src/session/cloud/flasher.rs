@@ -438,7 +438,14 @@ impl Flasher {
                 return;
             };
             let id = out.id();
-            let header = Header::con(id).with_token(token);
+            // A fast-OTA chunk is never acknowledged; over UDP a confirmable one would be sent
+            // again and again, so there it is non-confirmable and ChunkMissed recovers losses.
+            let header = if out.datagram {
+                Header::non(id)
+            } else {
+                Header::con(id)
+            }
+            .with_token(token);
             out.push(&Message::Chunk(Chunk::new(header, Some(index), data)))
                 .map(|_| ())
                 .map_err(RequestError::Encode)
