@@ -172,7 +172,7 @@ impl<C: Connection, R: rand_core::Rng, const SLOT: usize, const HELD: usize>
 
     /// A buffer length that [`DatagramSession::poll_transmit`] always accepts.
     pub fn max_transmit_len(&self) -> usize {
-        (SLOT + RECORD_OVERHEAD).max(usize::from(dtls::TransportConfig::default().pmtu) + 64)
+        (SLOT + RECORD_OVERHEAD).max(dtls::TransportConfig::default().pmtu + 64)
     }
 
     /// Ends both machines: the DTLS connection queues its close_notify (send it with
@@ -285,6 +285,10 @@ impl<C: Connection, R: rand_core::Rng, const SLOT: usize, const HELD: usize>
         match self.dtls.poll_transmit(out) {
             Ok(Some(n)) => return Ok(Some(n)),
             Ok(None) => {}
+            // A PMTU configured above the default: the flight waits for a larger buffer.
+            Err(dtls::Error::InsufficientSize { required }) => {
+                return Err(DatagramError::InsufficientSize { required });
+            }
             Err(e) => return Err(self.fail(e.into())),
         }
         if !self.dtls.is_connected() {
