@@ -27,8 +27,13 @@
 //! records that arrived in between wait in the DTLS connection and are read on the next call.
 //!
 //! No heap: `SLOT` bounds a CoAP message (1024 bytes by default, room for a 512-byte OTA chunk
-//! and a Describe), `HELD` confirmable messages wait for the one slot in flight (NSTART 1, as
-//! Device OS), while ACKs and non-confirmable messages pass them.
+//! and a Describe). [`NSTART`] confirmable messages are in flight at once and `HELD` more wait
+//! for a free place, while ACKs and non-confirmable messages pass them. Device OS sends one at a
+//! time (NSTART 1); here four go at once, because both sessions queue their ACKs in one line with
+//! their requests: with one place, a side whose waiting requests fill `HELD` stops reading its
+//! session's queue, the ACK the peer waits for stays in it, and two such sides wait on each other
+//! (seen in a stop-and-wait OTA over a lossy link, where ChunkMissed every 3 s fills the line).
+//! When `HELD` is full nothing more is taken from the session until a place frees up.
 //!
 //! [`CloudConnection::datagram`]: crate::session::cloud::CloudConnection::datagram
 
@@ -45,6 +50,10 @@ use crate::wire::{MessageType, Packet};
 /// 8-byte connection id, the 8-byte explicit nonce, the 8-byte tag and the connection-id
 /// record's inner type and padding to 16.
 pub const RECORD_OVERHEAD: usize = 13 + 8 + 8 + 8 + 17;
+
+/// Confirmable messages in flight at once (RFC 7252's NSTART; see the module docs for why it is
+/// not Device OS's 1).
+pub const NSTART: usize = 4;
 
 /// Why a datagram session ended, or why a call could not go on.
 #[non_exhaustive]
@@ -92,10 +101,10 @@ impl From<dtls::Error> for DatagramError {
 }
 
 /// A session (device or cloud side) over a DTLS connection, with CoAP reliability between.
-pub struct DatagramSession<C, R, const SLOT: usize = 1024, const HELD: usize = 2> {
+pub struct DatagramSession<C, R, const SLOT: usize = 1024, const HELD: usize = 4> {
     session: C,
     dtls: dtls::Connection,
-    reliability: Reliability<1, SLOT, 16>,
+    reliability: Reliability<NSTART, SLOT, 16>,
     held: Deque<Vec<u8, SLOT>, HELD>,
     rng: R,
     error: Option<DatagramError>,

@@ -450,8 +450,13 @@ impl Flasher {
                 .map(|_| ())
                 .map_err(RequestError::Encode)
         } else {
-            self.send(out, |header| Message::Chunk(Chunk::new(header, None, data)))
-                .map(|token| self.awaiting = Some((token, index)))
+            // Over UDP a chunk sent again (after ChunkMissed) can arrive after its successor's
+            // turn, so it names its index; the TCP dialect's stop-and-wait chunks do not.
+            let indexed = out.datagram.then_some(index);
+            self.send(out, |header| {
+                Message::Chunk(Chunk::new(header, indexed, data))
+            })
+            .map(|token| self.awaiting = Some((token, index)))
         };
         if sent.is_err() {
             self.fail(OtaError::Rejected(Code::InternalServerError), events);

@@ -589,6 +589,21 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
     }
 
+    /// The header of a separate response to `request`: non-confirmable over TCP (the stream
+    /// does not lose it), confirmable over UDP (the CoAP layer below sends it until acknowledged).
+    fn separate(&self, request: &Header) -> Header {
+        let header = Header::separate(request, self.peek_id());
+        if self.is_datagram() {
+            Header::new(
+                crate::wire::MessageType::Confirmable,
+                header.message_id,
+                header.token,
+            )
+        } else {
+            header
+        }
+    }
+
     /// In datagram mode, acknowledges a confirmable message that has no other answer.
     fn ack_datagram(&mut self, repr: &Repr<'_>) -> Result<(), SessionError> {
         if self.is_datagram() && repr.msg_type == crate::wire::MessageType::Confirmable {
@@ -806,7 +821,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             .position(|h| *h == call.0)
             .ok_or(DeviceError::UnknownRequest)?;
         let msg = FunctionReturn {
-            header: Header::separate(&call.0, self.peek_id()),
+            header: self.separate(&call.0),
             code: Code::Changed,
             value: Some(value),
         };
@@ -1160,7 +1175,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         };
         if let Some(code) = code {
             let ret = FunctionReturn {
-                header: Header::separate(&call.header, self.peek_id()),
+                header: self.separate(&call.header),
                 code,
                 value: None,
             };
@@ -1366,7 +1381,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         });
         self.reply(&EmptyAck::from_request(request))?;
         let ready = UpdateReady {
-            header: Header::separate(request, self.peek_id()),
+            header: self.separate(request),
             flags: params.map(|_| u8::from(fast)),
         };
         self.reply_originated(&ready)?;
@@ -1400,6 +1415,10 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
         if ok && in_range && !indexed {
             ota.next_chunk = index + 1;
+        } else if ok && in_range && !ota.fast {
+            // Stop-and-wait with indices (the UDP flasher): a chunk sent again late must not
+            // move the expected chunk back.
+            ota.next_chunk = ota.next_chunk.max(index + 1);
         }
         let silent = indexed && ota.fast;
         if let Err(e) = write_result {
@@ -1415,7 +1434,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
         self.reply(&EmptyAck::from_request(&chunk.header))?;
         let received = ChunkReceived {
-            header: Header::separate(&chunk.header, self.peek_id()),
+            header: self.separate(&chunk.header),
             ok,
         };
         self.reply_originated(&received)
@@ -1433,6 +1452,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 n += 1;
             }
             n
+        } else if ota.chunks.is_some_and(|c| ota.next_chunk >= c) {
+            // Every chunk is here; UpdateDone is on its way (over UDP it can be late).
+            0
         } else {
             list[0] = ota.next_chunk as u16;
             1
