@@ -645,3 +645,152 @@ fn a_short_buffer_loses_nothing() {
             .any(|e| matches!(e, CloudEvent::Published(_)))
     });
 }
+
+/// The same sessions over real UDP sockets on loopback, on the wall clock: the DTLS handshake
+/// with the cookie, both Hellos, a function call and a variable read. Bounded to 20 s.
+#[test]
+fn over_real_udp_sockets_on_loopback() {
+    use std::net::UdpSocket;
+    let start = std::time::Instant::now();
+    let clock = || Instant::from_millis(start.elapsed().as_millis() as u64);
+    let device_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cloud_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    device_socket.set_nonblocking(true).unwrap();
+    cloud_socket.set_nonblocking(true).unwrap();
+    let cloud_addr = cloud_socket.local_addr().unwrap();
+    let device_addr = device_socket.local_addr().unwrap();
+
+    let mut dev = device(41, NoFirmware);
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut cloud = CloudSide::Listening(Box::new(Server::new(
+        ServerConfig::new(cloud_key()),
+        &mut rng,
+    )));
+    let mut device_events = Vec::new();
+    let mut cloud_events = Vec::new();
+    let mut call = None;
+    let mut read = None;
+    let mut buf = vec![0u8; 2048];
+    let mut rx = vec![0u8; 2048];
+    let peer = device_addr.to_string();
+    while start.elapsed() < Duration::from_secs(20) {
+        let now = clock();
+        let mut idle = true;
+        // Device: send, receive, timers.
+        while let Some(n) = dev.poll_transmit(now, &mut buf).unwrap() {
+            device_socket.send_to(&buf[..n], cloud_addr).unwrap();
+        }
+        while let Ok((n, _)) = device_socket.recv_from(&mut rx) {
+            idle = false;
+            dev.handle_datagram(now, &rx[..n]).unwrap();
+        }
+        dev.handle_timeout(now).unwrap();
+        while let Some(e) = dev.poll_event() {
+            device_events.push(e);
+        }
+        // Cloud: receive into whichever stage it is at, then send.
+        while let Ok((n, from)) = cloud_socket.recv_from(&mut rx) {
+            idle = false;
+            assert_eq!(from, device_addr);
+            match &mut cloud {
+                CloudSide::Listening(server) => {
+                    let mut out = [0u8; 256];
+                    match server
+                        .accept(now, peer.as_bytes(), &rx[..n], &mut rng, &mut out)
+                        .unwrap()
+                    {
+                        Accept::HelloVerifyRequest(m) => {
+                            cloud_socket.send_to(&out[..m], device_addr).unwrap();
+                        }
+                        Accept::Connection(conn) => cloud = CloudSide::Handshaking(Box::new(conn)),
+                        Accept::Ignore => {}
+                    }
+                }
+                CloudSide::Handshaking(conn) => conn.handle_datagram(now, &rx[..n]).unwrap(),
+                CloudSide::Open(c) => c.handle_datagram(now, &rx[..n]).unwrap(),
+            }
+            if let CloudSide::Handshaking(conn) = &cloud
+                && conn.is_connected()
+            {
+                assert_eq!(conn.peer_public_key(), Some(device_key().public_key()));
+                let CloudSide::Handshaking(conn) = core::mem::replace(
+                    &mut cloud,
+                    CloudSide::Listening(Box::new(Server::new(
+                        ServerConfig::new(cloud_key()),
+                        &mut rng,
+                    ))),
+                ) else {
+                    unreachable!()
+                };
+                let session = CloudConnection::datagram(
+                    now,
+                    NoKeys,
+                    NoKeys,
+                    StdRng::seed_from_u64(43),
+                    cloud_config(),
+                    DeviceId::from_bytes(DEVICE_ID),
+                );
+                cloud = CloudSide::Open(Box::new(DatagramSession::new(
+                    session,
+                    *conn,
+                    StdRng::seed_from_u64(44),
+                )));
+            }
+        }
+        match &mut cloud {
+            CloudSide::Listening(_) => {}
+            CloudSide::Handshaking(conn) => {
+                conn.handle_timeout(now).unwrap();
+                while let Some(n) = conn.poll_transmit(&mut buf).unwrap() {
+                    cloud_socket.send_to(&buf[..n], device_addr).unwrap();
+                }
+            }
+            CloudSide::Open(c) => {
+                c.handle_timeout(now).unwrap();
+                while let Some(e) = c.poll_event() {
+                    cloud_events.push(e);
+                }
+                // The application: once connected, call and read; the device answers below.
+                if c.session().is_established() && call.is_none() {
+                    call = Some(c.session_mut().call_function(now, b"brew", b"udp").unwrap());
+                    read = Some(
+                        c.session_mut()
+                            .read_variable(now, b"temp", VarType::Double)
+                            .unwrap(),
+                    );
+                }
+                while let Some(n) = c.poll_transmit(now, &mut buf).unwrap() {
+                    cloud_socket.send_to(&buf[..n], device_addr).unwrap();
+                }
+            }
+        }
+        for e in device_events.drain(..) {
+            match e {
+                DeviceEvent::FunctionCall(c) => {
+                    assert_eq!(&c.argument[..], b"udp");
+                    dev.session_mut().function_return(c.call, 7).unwrap();
+                }
+                DeviceEvent::VariableRequest(r) => dev
+                    .session_mut()
+                    .variable_value(r.request, Value::Double(-3.25))
+                    .unwrap(),
+                _ => {}
+            }
+        }
+        let returned = cloud_events.iter().any(|e| {
+            matches!(e, CloudEvent::FunctionReturned { request, result: Ok(7) } if Some(*request) == call)
+        });
+        let read_back = cloud_events.iter().any(|e| {
+            matches!(e, CloudEvent::VariableRead { request, result: Ok(VariableValue::Double(v)) }
+                if Some(*request) == read && *v == -3.25)
+        });
+        if returned && read_back {
+            assert_eq!(dev.error(), None);
+            return;
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    panic!("not done in 20 s: {cloud_events:?}");
+}
