@@ -378,7 +378,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     /// plaintext CoAP message per call (one DTLS application record) and
     /// [`Connection::poll_transmit`] gives one per call; the TCP dialect's "+1" message-id rule
     /// does not apply (CoAP reliability and duplicate detection sit below, in
-    /// [`session::datagram`](crate::session::datagram) when the `dtls` feature is on).
+    /// `session::datagram` when the `dtls` feature is on).
     /// `server_key` is not used in this mode.
     pub fn datagram(
         now: Instant,

@@ -555,7 +555,7 @@ impl<S: FirmwareSink> DeviceConnection<S, NoHandshake> {
     /// application record) and [`Connection::poll_transmit`] gives one per call. The message-id
     /// counter and the token start from `rng`. The Hello is queued at once, as a confirmable
     /// message (Device OS sends it so); CoAP retransmission and duplicate detection sit below,
-    /// in [`session::datagram`](crate::session::datagram) with the `dtls` feature.
+    /// in `session::datagram` with the `dtls` feature.
     pub fn datagram<R: rand_core::Rng + ?Sized>(
         now: Instant,
         config: DeviceConfig,
