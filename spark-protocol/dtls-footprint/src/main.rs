@@ -10,7 +10,9 @@
 use core::convert::Infallible;
 use core::hint::black_box;
 
-use spark_protocol::dtls::{ClientConfig, Connection, Event, PrivateKey, PublicKey};
+#[cfg(not(feature = "datagram"))]
+use spark_protocol::dtls::Event;
+use spark_protocol::dtls::{ClientConfig, Connection, PrivateKey, PublicKey};
 use spark_protocol::session::Instant;
 
 /// A stand-in for the MCU's entropy source.
@@ -41,6 +43,7 @@ static DATAGRAM: [u8; 256] = [0; 256];
 static DEVICE_KEY: [u8; 32] = [1; 32];
 static SERVER_KEY: [u8; 65] = [4; 65];
 
+#[cfg(not(feature = "datagram"))]
 fn run(mut conn: Connection) {
     let mut out = [0u8; 1024];
     let mut rx = [0u8; 512];
@@ -78,6 +81,71 @@ fn run(mut conn: Connection) {
     }
     black_box(conn.error());
 }
+
+#[cfg(feature = "datagram")]
+mod datagram {
+    use super::*;
+    use spark_protocol::session::datagram::DatagramSession;
+    use spark_protocol::session::device::{
+        DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware,
+    };
+    use spark_protocol::wire::message::Visibility;
+
+    pub type Session = DatagramSession<DeviceConnection<NoFirmware>, HwRng>;
+
+    /// `size_of` the device's whole UDP session (DTLS, CoAP reliability, the session) here.
+    #[unsafe(no_mangle)]
+    #[used]
+    pub static DATAGRAM_SESSION_SIZE: usize = core::mem::size_of::<Session>();
+
+    pub fn run(conn: Connection) {
+        let mut rng = HwRng;
+        let mut device = DeviceConnection::datagram(
+            Instant::ZERO,
+            DeviceConfig::new(black_box([7u8; 12])),
+            NoFirmware,
+            &mut rng,
+        );
+        let _ = device.register_function(b"brew");
+        let mut session: Session = DatagramSession::new(device, conn, rng);
+        let mut out = [0u8; 1200];
+        let mut now = 0u64;
+        loop {
+            now += black_box(10);
+            let t = Instant::from_millis(now);
+            let input: &[u8] = black_box(&DATAGRAM);
+            if session.handle_datagram(t, input).is_err() {
+                break;
+            }
+            let _ = session.handle_timeout(t);
+            while let Some(ev) = session.poll_event() {
+                match ev {
+                    DeviceEvent::FunctionCall(call) => {
+                        let _ = session.session_mut().function_return(call.call, 1);
+                    }
+                    DeviceEvent::Connected => {
+                        let _ =
+                            session
+                                .session_mut()
+                                .publish(t, b"up", None, Visibility::Private, 60);
+                    }
+                    other => {
+                        let _ = black_box(other);
+                    }
+                }
+            }
+            while let Ok(Some(n)) = session.poll_transmit(t, &mut out) {
+                black_box(&out[..n]);
+            }
+            black_box(session.poll_timeout());
+            black_box(session.session().is_connected());
+        }
+        black_box(session.error());
+    }
+}
+
+#[cfg(feature = "datagram")]
+use datagram::run;
 
 /// The bare-metal entry point (no runtime crate).
 #[unsafe(no_mangle)]

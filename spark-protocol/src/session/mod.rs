@@ -74,6 +74,8 @@
 
 #[cfg(feature = "alloc")]
 pub mod cloud;
+#[cfg(feature = "dtls")]
+pub mod datagram;
 pub mod device;
 pub mod driver;
 #[cfg(feature = "alloc")]

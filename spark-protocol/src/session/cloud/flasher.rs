@@ -438,13 +438,25 @@ impl Flasher {
                 return;
             };
             let id = out.id();
-            let header = Header::con(id).with_token(token);
+            // A fast-OTA chunk is never acknowledged; over UDP a confirmable one would be sent
+            // again and again, so there it is non-confirmable and ChunkMissed recovers losses.
+            let header = if out.datagram {
+                Header::non(id)
+            } else {
+                Header::con(id)
+            }
+            .with_token(token);
             out.push(&Message::Chunk(Chunk::new(header, Some(index), data)))
                 .map(|_| ())
                 .map_err(RequestError::Encode)
         } else {
-            self.send(out, |header| Message::Chunk(Chunk::new(header, None, data)))
-                .map(|token| self.awaiting = Some((token, index)))
+            // Over UDP a chunk sent again (after ChunkMissed) can arrive after its successor's
+            // turn, so it names its index; the TCP dialect's stop-and-wait chunks do not.
+            let indexed = out.datagram.then_some(index);
+            self.send(out, |header| {
+                Message::Chunk(Chunk::new(header, indexed, data))
+            })
+            .map(|token| self.awaiting = Some((token, index)))
         };
         if sent.is_err() {
             self.fail(OtaError::Rejected(Code::InternalServerError), events);

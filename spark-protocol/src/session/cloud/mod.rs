@@ -68,6 +68,8 @@ struct Pending {
 /// Outbound state shared by the session and the flasher: the message-id counter, tokens in
 /// flight and the plaintext messages waiting to be sealed.
 struct Outbox {
+    /// Datagram mode: fast-OTA chunks go non-confirmable (the device never acknowledges them).
+    datagram: bool,
     next_id: u16,
     next_token: u8,
     queue: VecDeque<Vec<u8>>,
@@ -258,6 +260,8 @@ pub struct CloudConnection<S, K, R> {
     /// Raw handshake bytes to send (nonce, then the session key reply).
     raw: VecDeque<Vec<u8>>,
     channel: Option<Channel>,
+    /// Datagram mode (UDP): whole plaintext CoAP messages in and out, no counter rule.
+    datagram: bool,
     plain: Vec<u8>,
     out: Outbox,
     device: Option<DeviceInfo>,
@@ -320,8 +324,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             },
             raw,
             channel: None,
+            datagram: false,
             plain: Vec::new(),
             out: Outbox {
+                datagram: false,
                 next_id: u16::from_be_bytes(seed),
                 next_token: 0,
                 queue: VecDeque::new(),
@@ -364,6 +370,45 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             deadline: now + conn.config.handshake_step_timeout,
         };
         conn
+    }
+
+    /// A session in datagram mode, the UDP protocol's: the DTLS handshake has proven the
+    /// device's P-256 key and the caller has mapped that key to `device_id`, so no RSA handshake
+    /// runs. It waits for the device's Hello. [`Connection::handle_input`] then takes one whole
+    /// plaintext CoAP message per call (one DTLS application record) and
+    /// [`Connection::poll_transmit`] gives one per call; the TCP dialect's "+1" message-id rule
+    /// does not apply (CoAP reliability and duplicate detection sit below, in
+    /// `session::datagram` when the `dtls` feature is on).
+    /// `server_key` is not used in this mode.
+    pub fn datagram(
+        now: Instant,
+        server_key: S,
+        keys: K,
+        rng: R,
+        config: CloudConfig,
+        device_id: DeviceId,
+    ) -> Self {
+        let mut conn = Self::new(now, server_key, keys, rng, config);
+        conn.raw.clear();
+        conn.datagram = true;
+        conn.out.datagram = true;
+        conn.device = Some(DeviceInfo {
+            device_id,
+            product_id: None,
+            firmware_version: None,
+            flags: HelloFlags(0),
+            extended: None,
+        });
+        conn.state = State::Hello {
+            deadline: now + conn.config.handshake_step_timeout,
+        };
+        conn
+    }
+
+    /// Whether the session is in datagram mode ([`CloudConnection::datagram`]).
+    #[must_use]
+    pub fn is_datagram(&self) -> bool {
+        self.datagram
     }
 
     /// The device, once its Hello came.
@@ -489,7 +534,11 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             Visibility::Public
         };
         let id = self.out.next_id.wrapping_add(1);
-        let msg = Event::deliver(id, visibility, event.name, event.data, event.ttl);
+        let mut msg = Event::deliver(id, visibility, event.name, event.data, event.ttl);
+        if self.datagram {
+            // Over UDP the event is confirmable, so a lost one is sent again.
+            msg.header = Header::con(id);
+        }
         self.out
             .push(&Message::Event(msg))
             .map_err(RequestError::Encode)?;
@@ -644,6 +693,9 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                     let block = core::mem::take(received);
                     self.handle_credentials(now, nonce, &block)?;
                 }
+                State::Hello { .. } | State::Established if self.datagram => {
+                    return self.handle_message(now, input);
+                }
                 State::Hello { .. } | State::Established => {
                     if input.is_empty() {
                         return Ok(());
@@ -687,10 +739,12 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             let hello = Hello::parse(&repr).map_err(SessionError::Malformed)?;
             return self.handle_hello(&hello);
         }
-        if matches!(
-            repr.msg_type,
-            MessageType::Confirmable | MessageType::NonConfirmable
-        ) {
+        if !self.datagram
+            && matches!(
+                repr.msg_type,
+                MessageType::Confirmable | MessageType::NonConfirmable
+            )
+        {
             let expected = self.last_device_id.wrapping_add(1);
             if repr.message_id != expected {
                 return Err(SessionError::BadCounter {
@@ -779,6 +833,11 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                 Ok(())
             }
             _ => {
+                if self.datagram && repr.msg_type == MessageType::Confirmable {
+                    // A separate response (ChunkReceived, a function's return): over UDP it is
+                    // confirmable and must be acknowledged.
+                    self.ack(repr.message_id)?;
+                }
                 self.handle_response(now, &repr);
                 Ok(())
             }
@@ -800,9 +859,18 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         let info = *device;
         let token = self.out.token().unwrap_or(1);
         self.out.next_token = token;
+        if self.datagram && header.msg_type == MessageType::Confirmable {
+            self.ack(header.message_id)?;
+        }
         let id = self.out.id();
+        // Over UDP the Hello is confirmable both ways, so a lost one is sent again below.
+        let ours = if self.datagram {
+            Header::con(id)
+        } else {
+            Header::non(id)
+        };
         self.push(&Message::Hello(Hello {
-            header: Header::non(id).with_token(token),
+            header: ours.with_token(token),
             payload: HelloPayload::None,
         }))?;
         self.state = State::Established;
@@ -1026,7 +1094,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
             self.raw.pop_front();
             return Ok(Some(len));
         }
-        if self.channel.is_none() {
+        if self.channel.is_none() && !self.datagram {
             return Ok(None);
         }
         if self.out.queue.is_empty() {
@@ -1039,6 +1107,15 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<
             self.release_idle_memory();
             return Ok(None);
         };
+        if self.datagram {
+            let len = front.len();
+            let dst = buf
+                .get_mut(..len)
+                .ok_or(SessionError::InsufficientSize { required: len })?;
+            dst.copy_from_slice(front);
+            self.out.queue.pop_front();
+            return Ok(Some(len));
+        }
         let required = sealed_len(front.len());
         if buf.len() < required {
             return Err(SessionError::InsufficientSize { required });

@@ -80,6 +80,10 @@ pub const MAX_EVENT_DATA_LEN: usize = CORE_MAX_PUBLISH_LEN;
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Close with [`SessionError::PingTimeout`] when nothing arrives this long after a ping.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a device in datagram mode waits for the answer to its ping: the CoAP layer below
+/// retransmits a lost ping or answer (4 to 6 s, then doubling), so the wait is longer than
+/// [`PING_TIMEOUT`] over TCP (Device OS waits 30 s too).
+pub const DATAGRAM_PING_TIMEOUT: Duration = Duration::from_secs(30);
 /// Send ChunkMissed after this long without a chunk during an update.
 pub const CHUNK_MISSED_INTERVAL: Duration = Duration::from_secs(3);
 /// The handshake, and the wait for the server's Hello, must each finish within this (the
@@ -345,6 +349,8 @@ enum Phase<H> {
         encoder: FrameEncoder<LentCipher>,
         decoder: FrameDecoder<LentCipher, [u8; CORE_MAX_CIPHERTEXT_LEN]>,
     },
+    /// Datagram mode (UDP): plaintext CoAP messages, one per call, below them DTLS.
+    Datagram,
     Ended,
 }
 
@@ -542,7 +548,75 @@ impl<S: FirmwareSink> DeviceConnection<S, NoHandshake> {
     }
 }
 
+impl<S: FirmwareSink> DeviceConnection<S, NoHandshake> {
+    /// A device in datagram mode, the UDP protocol's: the DTLS handshake authenticates both
+    /// sides, so no RSA handshake runs and no AES-CBC framing is applied.
+    /// [`Connection::handle_input`] takes one whole plaintext CoAP message per call (one DTLS
+    /// application record) and [`Connection::poll_transmit`] gives one per call. The message-id
+    /// counter and the token start from `rng`. The Hello is queued at once, as a confirmable
+    /// message (Device OS sends it so); CoAP retransmission and duplicate detection sit below,
+    /// in `session::datagram` with the `dtls` feature.
+    pub fn datagram<R: rand_core::Rng + ?Sized>(
+        now: Instant,
+        config: DeviceConfig,
+        sink: S,
+        rng: &mut R,
+    ) -> Self {
+        let mut conn = Self::base(Phase::Ended, config, sink, now);
+        let mut seed = [0u8; 3];
+        rng.fill_bytes(&mut seed);
+        conn.events = EventStore::queue();
+        conn.phase = Phase::Datagram;
+        conn.next_id = u16::from_be_bytes([seed[0], seed[1]]);
+        conn.next_token = seed[2];
+        conn.queue_hello(Header::con(conn.peek_id()));
+        conn
+    }
+}
+
 impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
+    /// Whether the session runs in datagram mode ([`DeviceConnection::datagram`]).
+    #[must_use]
+    pub fn is_datagram(&self) -> bool {
+        matches!(self.phase, Phase::Datagram)
+    }
+
+    fn ping_timeout(&self) -> Duration {
+        if self.is_datagram() {
+            DATAGRAM_PING_TIMEOUT
+        } else {
+            PING_TIMEOUT
+        }
+    }
+
+    /// The header of a separate response to `request`: non-confirmable over TCP (the stream
+    /// does not lose it), confirmable over UDP (the CoAP layer below sends it until acknowledged).
+    fn separate(&self, request: &Header) -> Header {
+        let header = Header::separate(request, self.peek_id());
+        if self.is_datagram() {
+            Header::new(
+                crate::wire::MessageType::Confirmable,
+                header.message_id,
+                header.token,
+            )
+        } else {
+            header
+        }
+    }
+
+    /// In datagram mode, acknowledges a confirmable message that has no other answer.
+    fn ack_datagram(&mut self, repr: &Repr<'_>) -> Result<(), SessionError> {
+        if self.is_datagram() && repr.msg_type == crate::wire::MessageType::Confirmable {
+            let header = Header::new(repr.msg_type, repr.message_id, repr.token);
+            self.reply(&EmptyAck::from_request(&header))?;
+        }
+        Ok(())
+    }
+
+    fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open { .. } | Phase::Datagram)
+    }
+
     fn base(phase: Phase<H>, config: DeviceConfig, sink: S, now: Instant) -> Self {
         DeviceConnection {
             phase,
@@ -598,14 +672,18 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         self.next_token = session.token_seed();
         self.last_rx = now;
         self.deadline = Some(now + HANDSHAKE_TIMEOUT);
+        self.queue_hello(Header::non(self.peek_id()));
+    }
+
+    fn queue_hello(&mut self, header: Header) {
         let flags = if self.config.ota_succeeded {
             HelloFlags::OTA_UPGRADE_SUCCESSFUL
         } else {
             HelloFlags(0)
         };
-        let id = self.take_id();
+        self.take_id();
         let hello = Hello {
-            header: Header::non(id),
+            header,
             payload: HelloPayload::Core(CoreHello {
                 product_id: self.config.product_id,
                 firmware_version: self.config.firmware_version,
@@ -743,7 +821,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             .position(|h| *h == call.0)
             .ok_or(DeviceError::UnknownRequest)?;
         let msg = FunctionReturn {
-            header: Header::separate(&call.0, self.peek_id()),
+            header: self.separate(&call.0),
             code: Code::Changed,
             value: Some(value),
         };
@@ -991,6 +1069,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         let repr = Repr::parse_bytes(bytes).map_err(SessionError::Malformed)?;
         let kind = classify_repr(&repr, Role::Device);
         if !self.hello_received && kind != MessageKind::Hello {
+            if self.is_datagram() && repr.msg_type != crate::wire::MessageType::Confirmable {
+                // Datagrams overtake each other: the ACK of our Hello, or a non-confirmable
+                // message, can come before the cloud's Hello. Nothing waits on them.
+                return Ok(());
+            }
             return Err(SessionError::Unexpected(
                 "message before the server's Hello",
             ));
@@ -1010,12 +1093,24 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 }
                 self.hello_received = true;
                 self.deadline = None;
+                if repr.msg_type == crate::wire::MessageType::Confirmable {
+                    // Over UDP the cloud's Hello is confirmable.
+                    self.reply(&EmptyAck::from_request(&Header::new(
+                        repr.msg_type,
+                        repr.message_id,
+                        repr.token,
+                    )))?;
+                }
                 self.push_event(|e| *e = DeviceEvent::Connected);
             }
             MessageKind::Describe => self.describe(&ok(m::Describe::parse(&repr))?.header)?,
             MessageKind::FunctionCall => self.function_call(&repr)?,
             MessageKind::VariableRequest => self.variable_request(&repr)?,
-            MessageKind::Event => self.deliver(&ok(Event::parse(&repr))?),
+            MessageKind::Event => {
+                let event = ok(Event::parse(&repr))?;
+                self.ack_datagram(&repr)?;
+                self.deliver(&event);
+            }
             MessageKind::Time => {
                 let t = ok(m::Time::parse(&repr))?;
                 self.push_event(|e| *e = DeviceEvent::Time(t.unix_time));
@@ -1049,8 +1144,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 self.update_done(&ok(m::UpdateDone::parse(&repr))?.header)?
             }
             // ACKs and replies to what the device sent (including the original server's
-            // "slow down" ACK 4.00 to every event): nothing to do.
-            _ => {}
+            // "slow down" ACK 4.00 to every event): nothing to do, but over UDP a confirmable
+            // one is acknowledged so the cloud stops sending it.
+            _ => self.ack_datagram(&repr)?,
         }
         Ok(())
     }
@@ -1079,7 +1175,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         };
         if let Some(code) = code {
             let ret = FunctionReturn {
-                header: Header::separate(&call.header, self.peek_id()),
+                header: self.separate(&call.header),
                 code,
                 value: None,
             };
@@ -1285,7 +1381,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         });
         self.reply(&EmptyAck::from_request(request))?;
         let ready = UpdateReady {
-            header: Header::separate(request, self.peek_id()),
+            header: self.separate(request),
             flags: params.map(|_| u8::from(fast)),
         };
         self.reply_originated(&ready)?;
@@ -1319,6 +1415,10 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
         if ok && in_range && !indexed {
             ota.next_chunk = index + 1;
+        } else if ok && in_range && !ota.fast {
+            // Stop-and-wait with indices (the UDP flasher): a chunk sent again late must not
+            // move the expected chunk back.
+            ota.next_chunk = ota.next_chunk.max(index + 1);
         }
         let silent = indexed && ota.fast;
         if let Err(e) = write_result {
@@ -1334,7 +1434,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         }
         self.reply(&EmptyAck::from_request(&chunk.header))?;
         let received = ChunkReceived {
-            header: Header::separate(&chunk.header, self.peek_id()),
+            header: self.separate(&chunk.header),
             ok,
         };
         self.reply_originated(&received)
@@ -1352,6 +1452,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
                 n += 1;
             }
             n
+        } else if ota.chunks.is_some_and(|c| ota.next_chunk >= c) {
+            // Every chunk is here; UpdateDone is on its way (over UDP it can be late).
+            0
         } else {
             list[0] = ota.next_chunk as u16;
             1
@@ -1417,11 +1520,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
         if self.deadline.is_some_and(|d| now >= d) {
             return Err(SessionError::HandshakeTimeout);
         }
-        if !matches!(self.phase, Phase::Open { .. }) {
+        if !self.is_open() {
             return Ok(());
         }
         if let Some(sent) = self.ping_sent {
-            if now >= sent + PING_TIMEOUT {
+            if now >= sent + self.ping_timeout() {
                 return Err(SessionError::PingTimeout);
             }
         } else if self.hello_received && now >= self.last_rx + PING_INTERVAL {
@@ -1453,6 +1556,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
         let result = match self.phase {
             Phase::Handshake { .. } => self.handshake_input(now, input),
             Phase::Open { .. } => self.framed_input(now, input),
+            Phase::Datagram => self.handle_message(now, input),
             Phase::Ended => Err(SessionError::Closed),
         };
         result.map_err(|e| self.fail(e))
@@ -1509,6 +1613,16 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
                 self.tx_len -= LEN_PREFIX + len;
                 Ok(Some(n))
             }
+            Phase::Datagram if self.tx_len > 0 => {
+                let len = usize::from(u16::from_be_bytes([self.tx[0], self.tx[1]]));
+                let dst = buf
+                    .get_mut(..len)
+                    .ok_or(SessionError::InsufficientSize { required: len })?;
+                dst.copy_from_slice(&self.tx[LEN_PREFIX..LEN_PREFIX + len]);
+                shift_to_front(&mut self.tx[..self.tx_len], LEN_PREFIX + len);
+                self.tx_len -= LEN_PREFIX + len;
+                Ok(Some(len))
+            }
             _ => Ok(None),
         }
     }
@@ -1525,9 +1639,9 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
         let mut consider = |t: Instant| {
             next = Some(next.map_or(t, |n| n.min(t)));
         };
-        if matches!(self.phase, Phase::Open { .. }) && self.hello_received {
+        if self.is_open() && self.hello_received {
             match self.ping_sent {
-                Some(sent) => consider(sent + PING_TIMEOUT),
+                Some(sent) => consider(sent + self.ping_timeout()),
                 None => consider(self.last_rx + PING_INTERVAL),
             }
         }
