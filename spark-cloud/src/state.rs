@@ -65,6 +65,154 @@ pub enum StateError {
     /// The server key could not be generated.
     #[error("server key generation failed: {0}")]
     KeyGeneration(String),
+    /// A rotation was asked for while the previous key is still accepted: retire it first.
+    #[error(
+        "a migration window is open (the previous server key is still accepted): retire it first"
+    )]
+    WindowOpen,
+    /// A retirement was asked for with no previous key to retire.
+    #[error("no previous server key to retire")]
+    NoPreviousKey,
+}
+
+/// The file of the server's current private key (PKCS#1 PEM, mode 0600), beside its public key
+/// `default_key.pub.pem`.
+pub const SERVER_KEY_FILE: &str = "default_key.pem";
+/// The file of the server's current public key (SPKI PEM), what `spark keys server` writes to a Core.
+pub const SERVER_PUBLIC_KEY_FILE: &str = "default_key.pub.pem";
+/// The file of the previous private key, present only during a migration window (mode 0600).
+pub const PREVIOUS_KEY_FILE: &str = "previous_key.pem";
+/// The file of the previous public key, present only during a migration window.
+pub const PREVIOUS_PUBLIC_KEY_FILE: &str = "previous_key.pub.pem";
+
+/// The server's key pairs: the current one, and the previous one while a migration window is open.
+#[derive(Clone)]
+pub struct ServerKeys {
+    /// The key new devices are given and tried first.
+    pub current: RsaPrivateKey,
+    /// The key devices not yet moved still use; `None` outside a migration window.
+    pub previous: Option<RsaPrivateKey>,
+}
+
+impl core::fmt::Debug for ServerKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerKeys")
+            .field("current_bits", &self.current.bits())
+            .field("window_open", &self.previous.is_some())
+            .finish()
+    }
+}
+
+/// Parses a private key file of the state directory (what the fuzz target `cloud_state_files` feeds).
+pub fn parse_server_key_file(text: &str) -> Result<RsaPrivateKey, String> {
+    RsaPrivateKey::from_pem(text).map_err(|e| e.to_string())
+}
+
+/// Reads the key pairs from `dir`: the current key must exist, the previous one may.
+fn read_server_keys(dir: &Path) -> Result<Option<ServerKeys>, StateError> {
+    let read = |name: &str| -> Result<Option<RsaPrivateKey>, StateError> {
+        let path = dir.join(name);
+        match fs::read_to_string(&path) {
+            Ok(pem) => parse_server_key_file(&pem)
+                .map(Some)
+                .map_err(|reason| StateError::Corrupt { path, reason }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    };
+    let Some(current) = read(SERVER_KEY_FILE)? else {
+        return Ok(None);
+    };
+    let previous = read(PREVIOUS_KEY_FILE)?;
+    Ok(Some(ServerKeys { current, previous }))
+}
+
+/// Writes `key` as the pair `private_name` (0600) and `public_name` (0644), each atomically.
+fn write_key_pair(
+    dir: &Path,
+    key: &RsaPrivateKey,
+    private_name: &str,
+    public_name: &str,
+) -> Result<(), StateError> {
+    let pem = key
+        .to_pkcs1_pem()
+        .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+    write_atomic(&dir.join(private_name), pem.as_bytes(), true)?;
+    write_public_key(dir, key, public_name)
+}
+
+/// Writes the public half of `key` to `public_name` (0644) unless the file already holds it.
+fn write_public_key(dir: &Path, key: &RsaPrivateKey, public_name: &str) -> Result<(), StateError> {
+    let pub_pem = key
+        .public_key()
+        .to_spki_pem()
+        .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+    let pub_path = dir.join(public_name);
+    if fs::read_to_string(&pub_path).ok().as_deref() != Some(pub_pem.as_str()) {
+        write_atomic(&pub_path, pub_pem.as_bytes(), false)?;
+    }
+    Ok(())
+}
+
+/// Removes `path`; a missing file is fine.
+fn remove_if_present(path: &Path) -> Result<(), StateError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Makes a new current key of the current key's size and keeps the current one as the previous key, in `dir`.
+///
+/// The order makes a crash harmless: the current key is first copied to the previous key's file (a crash here
+/// leaves the same key in both, which accepts exactly what it did before), then the new key replaces the current
+/// one. Refused while a window is open, so that no key a device may still use is ever dropped by a rotation.
+pub fn rotate_server_key_in(
+    dir: &Path,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<ServerKeys, StateError> {
+    let keys = read_server_keys(dir)?.ok_or_else(|| StateError::Corrupt {
+        path: dir.join(SERVER_KEY_FILE),
+        reason: "no server key to rotate".into(),
+    })?;
+    if keys
+        .previous
+        .as_ref()
+        .is_some_and(|p| p.public_key() != keys.current.public_key())
+    {
+        return Err(StateError::WindowOpen);
+    }
+    let fresh = RsaPrivateKey::generate(rng, keys.current.bits())
+        .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+    write_key_pair(
+        dir,
+        &keys.current,
+        PREVIOUS_KEY_FILE,
+        PREVIOUS_PUBLIC_KEY_FILE,
+    )?;
+    write_key_pair(dir, &fresh, SERVER_KEY_FILE, SERVER_PUBLIC_KEY_FILE)?;
+    Ok(ServerKeys {
+        current: fresh,
+        previous: Some(keys.current),
+    })
+}
+
+/// Ends the migration window in `dir`: the previous key's files are removed (the private one first).
+pub fn retire_server_key_in(dir: &Path) -> Result<ServerKeys, StateError> {
+    let keys = read_server_keys(dir)?.ok_or_else(|| StateError::Corrupt {
+        path: dir.join(SERVER_KEY_FILE),
+        reason: "no server key".into(),
+    })?;
+    if keys.previous.is_none() {
+        return Err(StateError::NoPreviousKey);
+    }
+    remove_if_present(&dir.join(PREVIOUS_KEY_FILE))?;
+    remove_if_present(&dir.join(PREVIOUS_PUBLIC_KEY_FILE))?;
+    Ok(ServerKeys {
+        current: keys.current,
+        previous: None,
+    })
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -208,7 +356,7 @@ struct Inner {
 /// The state directory, loaded in memory and written through on each change.
 pub struct StateDir {
     dir: PathBuf,
-    server_key: RsaPrivateKey,
+    server_keys: Mutex<ServerKeys>,
     inner: Mutex<Inner>,
     journal: Journal,
 }
@@ -406,31 +554,21 @@ impl StateDir {
             let p = dir.join(sub);
             create_private_dir(&p)?;
         }
-        let key_path = dir.join("default_key.pem");
-        let server_key = match fs::read_to_string(&key_path) {
-            Ok(pem) => RsaPrivateKey::from_pem(&pem).map_err(|e| StateError::Corrupt {
-                path: key_path.clone(),
-                reason: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = RsaPrivateKey::generate(rng, key_bits)
-                    .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
-                let pem = key
-                    .to_pkcs1_pem()
-                    .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
-                write_atomic(&key_path, pem.as_bytes(), true)?;
-                key
+        let server_keys = match read_server_keys(dir)? {
+            Some(keys) => {
+                write_public_key(dir, &keys.current, SERVER_PUBLIC_KEY_FILE)?;
+                keys
             }
-            Err(e) => return Err(io(&key_path)(e)),
+            None => {
+                let current = RsaPrivateKey::generate(rng, key_bits)
+                    .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+                write_key_pair(dir, &current, SERVER_KEY_FILE, SERVER_PUBLIC_KEY_FILE)?;
+                ServerKeys {
+                    current,
+                    previous: None,
+                }
+            }
         };
-        let pub_path = dir.join("default_key.pub.pem");
-        let pub_pem = server_key
-            .public_key()
-            .to_spki_pem()
-            .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
-        if fs::read_to_string(&pub_path).ok().as_deref() != Some(pub_pem.as_str()) {
-            write_atomic(&pub_path, pub_pem.as_bytes(), false)?;
-        }
 
         let mut inner = Inner {
             users: HashMap::new(),
@@ -476,7 +614,7 @@ impl StateDir {
         }
         Ok(StateDir {
             dir: dir.to_owned(),
-            server_key,
+            server_keys: Mutex::new(server_keys),
             inner: Mutex::new(inner),
             journal,
         })
@@ -491,9 +629,44 @@ impl StateDir {
         &self.dir
     }
 
-    /// The server's private key.
-    pub fn server_key(&self) -> &RsaPrivateKey {
-        &self.server_key
+    /// The server's current private key (the one new devices are given).
+    pub fn server_key(&self) -> RsaPrivateKey {
+        super::lock(&self.server_keys).current.clone()
+    }
+
+    /// The server's key pairs: the current one, and the previous one during a migration window.
+    pub fn server_keys(&self) -> ServerKeys {
+        super::lock(&self.server_keys).clone()
+    }
+
+    /// Rotates the server key on disk and in memory (see [`rotate_server_key_in`]).
+    pub fn rotate_server_key(
+        &self,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<ServerKeys, StateError> {
+        let mut held = super::lock(&self.server_keys);
+        let keys = rotate_server_key_in(&self.dir, rng)?;
+        *held = keys.clone();
+        Ok(keys)
+    }
+
+    /// Ends the migration window on disk and in memory (see [`retire_server_key_in`]).
+    pub fn retire_server_key(&self) -> Result<ServerKeys, StateError> {
+        let mut held = super::lock(&self.server_keys);
+        let keys = retire_server_key_in(&self.dir)?;
+        *held = keys.clone();
+        Ok(keys)
+    }
+
+    /// Reads the key files again (after `spark-cloud keys rotate` / `retire` ran on this directory); on an error
+    /// the keys held stay as they were.
+    pub fn reload_server_keys(&self) -> Result<ServerKeys, StateError> {
+        let keys = read_server_keys(&self.dir)?.ok_or_else(|| StateError::Corrupt {
+            path: self.dir.join(SERVER_KEY_FILE),
+            reason: "the server key is missing".into(),
+        })?;
+        *super::lock(&self.server_keys) = keys.clone();
+        Ok(keys)
     }
 
     fn save_user(&self, user: &UserRecord) -> Result<(), AuthError> {
