@@ -38,6 +38,17 @@ pub mod fuzzing {
         crate::http::parse_body(content_type, body).map(|b| (b.form, b.parts))
     }
 
+    /// Reads a server key file (`default_key.pem`, `previous_key.pem`) as the state directory does on open.
+    pub fn server_key_file(text: &str) -> Result<(), String> {
+        crate::state::parse_server_key_file(text).map(drop)
+    }
+
+    /// Reads the token cut-off file and a `tokens invalidate-before` date.
+    pub fn not_before(text: &str) -> Result<u64, String> {
+        let _ = crate::state::parse_cutoff_date(text);
+        crate::state::parse_not_before(text)
+    }
+
     /// Reads a user file (`users/<name>.json`) as the state directory does on open.
     pub fn user_file(text: &str) -> Result<(), String> {
         crate::state::parse_user_file(text).map(drop)
@@ -477,6 +488,27 @@ impl Cloud {
     pub fn reload_server_keys(&self) -> Result<state::ServerKeys, state::StateError> {
         let keys = self.state.reload_server_keys()?;
         self.refresh_handshake_keys(&keys)?;
+        Ok(keys)
+    }
+
+    /// Refuses every token issued before `cutoff` (seconds since the epoch) and ends the event streams opened with
+    /// them; returns how many tokens were deleted. The cloud-wide response to a leak (`spark-cloud tokens
+    /// invalidate-before DATE`).
+    pub fn invalidate_tokens_before(&self, cutoff: u64) -> Result<usize, state::StateError> {
+        let deleted = self.state.invalidate_tokens_before(cutoff)?;
+        for digest in &deleted {
+            self.bus.end_token(digest);
+        }
+        Ok(deleted.len())
+    }
+
+    /// What a running cloud does on `SIGHUP`: reads the server key files and the token cut-off again, ending the
+    /// streams of tokens the cut-off now refuses.
+    pub fn reload_admin_files(&self) -> Result<state::ServerKeys, state::StateError> {
+        let keys = self.reload_server_keys()?;
+        for digest in self.state.reload_tokens_not_before()? {
+            self.bus.end_token(&digest);
+        }
         Ok(keys)
     }
 

@@ -6,10 +6,11 @@
 //! spark-cloud [--dir DIR] user add NAME        # the password from stdin, or a prompt on a terminal
 //! spark-cloud [--dir DIR] keys rotate          # new server key; the old one accepted until `keys retire`
 //! spark-cloud [--dir DIR] keys retire          # ends the migration window: the old key is refused
-//! spark-cloud [--dir DIR] keys show [--previous] [--private]
+//! spark-cloud [--dir DIR] keys show [--previous]
+//! spark-cloud [--dir DIR] tokens invalidate-before DATE   # YYYY-MM-DD[THH:MM:SSZ] or seconds since 1970
 //! ```
 //!
-//! A cloud running on the directory picks up `keys rotate` / `keys retire` on `SIGHUP` (`kill -HUP PID`): it
+//! A cloud running on the directory picks up `keys rotate` / `keys retire` / `tokens` on `SIGHUP` (`kill -HUP PID`): it
 //! reads the key files again; connected devices stay connected.
 //!
 //! Prints one JSON line on stdout once listening, `{"http":"127.0.0.1:8080","device":...,"dir":"..."}`, so that a
@@ -66,6 +67,18 @@ enum Command {
     /// Rotate the server key (send `SIGHUP` to a cloud running on the directory afterwards).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The cloud-wide token response (send `SIGHUP` to a cloud running on the directory afterwards).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCommand {
+    /// Refuse every token issued before DATE (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` in UTC, or seconds since 1970).
+    InvalidateBefore {
+        /// The cut-off date.
+        date: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +110,9 @@ fn main() -> ExitCode {
     let admin = match &args.command {
         Some(Command::User(UserCommand::Add { name })) => Some(user_add(&args, name)),
         Some(Command::Keys(command)) => Some(keys(&args, command)),
+        Some(Command::Tokens(TokensCommand::InvalidateBefore { date })) => {
+            Some(invalidate_before(&args, date))
+        }
         None => None,
     };
     if let Some(done) = admin {
@@ -181,7 +197,7 @@ fn reload_on_hangup(cloud: Arc<cloud::Cloud>) -> std::io::Result<tokio::task::Jo
     let mut hangups = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match cloud.reload_server_keys() {
+            match cloud.reload_admin_files() {
                 Ok(keys) => eprintln!(
                     "spark-cloud: server keys reloaded ({})",
                     if keys.previous.is_some() {
@@ -244,6 +260,24 @@ fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
             );
         }
     }
+    Ok(())
+}
+
+/// `spark-cloud tokens invalidate-before DATE` on the state directory.
+fn invalidate_before(args: &Args, date: &str) -> Result<(), String> {
+    let cutoff = cloud::state::parse_cutoff_date(date)?;
+    let state =
+        cloud::state::StateDir::open(&args.dir, usize::from(args.key_bits), &mut rand::rng())
+            .map_err(|e| e.to_string())?;
+    let deleted = state
+        .invalidate_tokens_before(cutoff)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "Invalidated {} token(s) issued before {date} in {} (send SIGHUP to a spark-cloud running on this \
+         directory: it then refuses them too and ends their event streams)",
+        deleted.len(),
+        args.dir.display()
+    );
     Ok(())
 }
 

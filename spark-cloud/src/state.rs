@@ -154,6 +154,18 @@ fn write_public_key(dir: &Path, key: &RsaPrivateKey, public_name: &str) -> Resul
     Ok(())
 }
 
+/// Reads the token cut-off file of `dir`, if there is one.
+fn read_not_before(dir: &Path) -> Result<Option<u64>, StateError> {
+    let path = dir.join(TOKENS_NOT_BEFORE_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => parse_not_before(&text)
+            .map(Some)
+            .map_err(|reason| StateError::Corrupt { path, reason }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
 /// Removes `path`; a missing file is fine.
 fn remove_if_present(path: &Path) -> Result<(), StateError> {
     match fs::remove_file(path) {
@@ -232,6 +244,93 @@ pub struct TokenRecord {
     pub client: String,
     /// Expiry in seconds since the Unix epoch (`None` = never).
     pub expires_at: Option<u64>,
+    /// When it was issued, in seconds since the Unix epoch (`None`: issued before the cloud recorded it, which
+    /// `tokens invalidate-before` treats as older than any date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<u64>,
+}
+
+/// The file holding the cloud-wide token cut-off (`spark-cloud tokens invalidate-before`): seconds since the Unix
+/// epoch, in decimal; tokens issued before it are refused.
+pub const TOKENS_NOT_BEFORE_FILE: &str = "tokens_not_before";
+
+/// Parses the token cut-off file (what the fuzz target `cloud_state_files` feeds).
+pub fn parse_not_before(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a number of seconds".into());
+    }
+    t.parse::<u64>().map_err(|e| e.to_string())
+}
+
+/// Parses a date for `tokens invalidate-before`: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` (UTC) or seconds since the
+/// Unix epoch; returns seconds since the epoch.
+pub fn parse_cutoff_date(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if let Ok(secs) = parse_not_before(t) {
+        return Ok(secs);
+    }
+    let bad = || format!("{t:?}: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or seconds since 1970");
+    let (date, time) = match t.split_once(['T', ' ']) {
+        Some((d, rest)) => (d, Some(rest.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (t, None),
+    };
+    let num = |s: &str, len: usize| -> Result<u64, String> {
+        if s.len() != len || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse().map_err(|_| bad())
+    };
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let (y, m, d) = (num(y, 4)?, num(m, 2)?, num(d, 2)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_len = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if y < 1970 || !(1..=12).contains(&m) || d == 0 || d > month_len[(m - 1) as usize] {
+        return Err(bad());
+    }
+    let mut days = (1970..y)
+        .map(|yy| {
+            if (yy % 4 == 0 && yy % 100 != 0) || yy % 400 == 0 {
+                366
+            } else {
+                365
+            }
+        })
+        .sum::<u64>();
+    days += month_len[..(m - 1) as usize].iter().sum::<u64>() + d - 1;
+    let mut secs = days * 86_400;
+    if let Some(time) = time {
+        let mut parts = time.split(':');
+        let (Some(h), Some(mi), Some(se), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let (h, mi, se) = (num(h, 2)?, num(mi, 2)?, num(se, 2)?);
+        if h > 23 || mi > 59 || se > 59 {
+            return Err(bad());
+        }
+        secs += h * 3600 + mi * 60 + se;
+    }
+    Ok(secs)
 }
 
 /// A stored user.
@@ -357,6 +456,8 @@ struct Inner {
 pub struct StateDir {
     dir: PathBuf,
     server_keys: Mutex<ServerKeys>,
+    /// Tokens issued before this (seconds since the epoch) are refused; 0: none.
+    not_before: Mutex<u64>,
     inner: Mutex<Inner>,
     journal: Journal,
 }
@@ -615,6 +716,7 @@ impl StateDir {
         Ok(StateDir {
             dir: dir.to_owned(),
             server_keys: Mutex::new(server_keys),
+            not_before: Mutex::new(read_not_before(dir)?.unwrap_or(0)),
             inner: Mutex::new(inner),
             journal,
         })
@@ -768,6 +870,7 @@ impl StateDir {
             digest: token_digest(&token),
             client: client.to_owned(),
             expires_at,
+            issued_at: Some(now_secs()),
         };
         let mut inner = self.lock();
         let user = inner
@@ -811,6 +914,9 @@ impl StateDir {
         if record.expires_at.is_some_and(|e| e <= now_secs()) {
             return Err(AuthError::ExpiredToken);
         }
+        if record.issued_at.unwrap_or(0) < *super::lock(&self.not_before) {
+            return Err(AuthError::InvalidToken);
+        }
         Ok(Authenticated {
             username: user.username.clone(),
             user_id: user.id.clone(),
@@ -819,6 +925,63 @@ impl StateDir {
                 .expires_at
                 .and_then(|e| UNIX_EPOCH.checked_add(Duration::from_secs(e))),
         })
+    }
+
+    /// The cloud-wide token cut-off (seconds since the epoch; 0: none).
+    pub fn tokens_not_before(&self) -> u64 {
+        *super::lock(&self.not_before)
+    }
+
+    /// Refuses every token issued before `cutoff` (seconds since the epoch; a token with no issue time counts as
+    /// older than any date): the cut-off is written to [`TOKENS_NOT_BEFORE_FILE`] (it only ever moves forward),
+    /// and those tokens are deleted from their users. Returns the digests deleted.
+    pub fn invalidate_tokens_before(&self, cutoff: u64) -> Result<Vec<String>, StateError> {
+        let cutoff = {
+            let mut held = super::lock(&self.not_before);
+            let cutoff = cutoff.max(*held);
+            write_atomic(
+                &self.dir.join(TOKENS_NOT_BEFORE_FILE),
+                format!("{cutoff}\n").as_bytes(),
+                false,
+            )?;
+            *held = cutoff;
+            cutoff
+        };
+        let mut inner = self.lock();
+        let mut deleted = Vec::new();
+        let mut changed = Vec::new();
+        for user in inner.users.values_mut() {
+            let before = deleted.len();
+            user.tokens.retain(|t| {
+                let old = t.issued_at.unwrap_or(0) < cutoff;
+                if old {
+                    deleted.push(t.digest.clone());
+                }
+                !old
+            });
+            if deleted.len() != before {
+                changed.push(user.clone());
+            }
+        }
+        for digest in &deleted {
+            inner.token_owner.remove(digest);
+        }
+        drop(inner);
+        for user in &changed {
+            self.save_user(user).map_err(|_| StateError::Io {
+                path: self.dir.join("users"),
+                source: std::io::Error::other("cannot save a user file"),
+            })?;
+        }
+        Ok(deleted)
+    }
+
+    /// Reads the token cut-off file again and applies it (what a running cloud does on `SIGHUP`).
+    pub fn reload_tokens_not_before(&self) -> Result<Vec<String>, StateError> {
+        match read_not_before(&self.dir)? {
+            Some(cutoff) => self.invalidate_tokens_before(cutoff),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Deletes all of `username`'s tokens; returns how many there were.

@@ -291,3 +291,121 @@ async fn a_key_that_is_neither_is_refused_during_the_window() {
     a.abort();
     env.task.abort();
 }
+
+/// Reads `events` until it ends (or fails); panics if it shows an event named `forbidden` first.
+async fn stream_ends_without(events: &mut spark_api::EventStream, forbidden: &str) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), events.next_item()).await {
+            Ok(Some(Ok(spark_api::StreamItem::Event(e)))) => {
+                assert_ne!(e.name, forbidden, "the stream outlived its token")
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(None) | Ok(Some(Err(_))) => return,
+            Err(_) => panic!("the stream stayed open after its token was invalidated"),
+        }
+    }
+}
+
+/// Subscribes to `joe`'s events and waits until the cloud holds the subscriber.
+async fn subscribed(env: &Env, joe: &Client) -> spark_api::EventStream {
+    let mut events = joe.subscribe_mine(None);
+    assert!(matches!(
+        events.next_item().await,
+        Some(Ok(spark_api::StreamItem::Connected))
+    ));
+    while env.running.cloud.bus().stats().subscribers == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    events
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidate_before_cuts_open_streams_and_refuses_older_tokens() {
+    let temp = temp_dir("tokens");
+    let env = start(temp.path()).await;
+    let joe = user(&env, true).await;
+    joe.send_public_key(DEV_A, DEVICE_PUB, Some("rsa"))
+        .await
+        .unwrap();
+    let mut events = subscribed(&env, &joe).await;
+    // Token times are whole seconds: the cut-off falls strictly after the token's second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let cutoff = now_secs();
+    assert_eq!(
+        env.running.cloud.invalidate_tokens_before(cutoff).unwrap(),
+        1
+    );
+    env.running
+        .cloud
+        .device_event(DEV_A, "secret-after-cutoff", Some("x"), 60, false);
+    stream_ends_without(&mut events, "secret-after-cutoff").await;
+    let e = joe.list_devices().await.unwrap_err();
+    assert_eq!(e.status(), Some(401));
+    // A token issued after the cut-off works; the cut-off survives a restart.
+    let fresh = user(&env, false).await;
+    assert_eq!(fresh.list_devices().await.unwrap().len(), 1);
+    env.task.abort();
+    env.running.shutdown();
+    let state = spark_cloud::state::StateDir::open(temp.path(), 2048, &mut system_rng()).unwrap();
+    assert_eq!(state.tokens_not_before(), cutoff);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cutoff_reaches_a_running_cloud_on_reload() {
+    let temp = temp_dir("tokens-admin");
+    let env = start(temp.path()).await;
+    let joe = user(&env, true).await;
+    joe.send_public_key(DEV_A, DEVICE_PUB, Some("rsa"))
+        .await
+        .unwrap();
+    let mut events = subscribed(&env, &joe).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // What `spark-cloud tokens invalidate-before` does: its own StateDir on the running cloud's directory.
+    let admin = spark_cloud::state::StateDir::open(temp.path(), 2048, &mut system_rng()).unwrap();
+    assert_eq!(admin.invalidate_tokens_before(now_secs()).unwrap().len(), 1);
+    drop(admin);
+    // What SIGHUP does.
+    env.running.cloud.reload_admin_files().unwrap();
+    env.running
+        .cloud
+        .device_event(DEV_A, "secret-after-reload", Some("x"), 60, false);
+    stream_ends_without(&mut events, "secret-after-reload").await;
+    assert_eq!(joe.list_devices().await.unwrap_err().status(), Some(401));
+    env.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_all_through_the_api_cuts_open_streams() {
+    let temp = temp_dir("revoke-all");
+    let env = start(temp.path()).await;
+    let joe = user(&env, true).await;
+    let other = user(&env, false).await;
+    joe.send_public_key(DEV_A, DEVICE_PUB, Some("rsa"))
+        .await
+        .unwrap();
+    let mut events = subscribed(&env, &other).await;
+    let revoked = joe
+        .delete_all_access_tokens(&Credentials::new("joe", "pw"))
+        .await
+        .unwrap();
+    assert_eq!(revoked, Some(2));
+    env.running
+        .cloud
+        .device_event(DEV_A, "secret-after-revoke-all", Some("x"), 60, false);
+    stream_ends_without(&mut events, "secret-after-revoke-all").await;
+    assert_eq!(joe.list_devices().await.unwrap_err().status(), Some(401));
+    assert!(
+        joe.list_access_tokens(&Credentials::new("joe", "pw"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    env.task.abort();
+}
