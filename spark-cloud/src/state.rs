@@ -1212,3 +1212,81 @@ impl StateDir {
         self.lock().keys.get(&id.to_ascii_lowercase()).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoff_dates_parse_to_unix_seconds() {
+        // 2014-04-08, the day after the Heartbleed disclosure: 16,168 days after 1970-01-01.
+        assert_eq!(parse_cutoff_date("2014-04-08"), Ok(16_168 * 86_400));
+        assert_eq!(
+            parse_cutoff_date("2014-04-08T12:30:05Z"),
+            Ok(16_168 * 86_400 + 12 * 3600 + 30 * 60 + 5)
+        );
+        assert_eq!(parse_cutoff_date("2000-02-29"), Ok(11_016 * 86_400));
+        assert_eq!(parse_cutoff_date("1396915200"), Ok(1_396_915_200));
+        assert_eq!(parse_cutoff_date("1970-01-01"), Ok(0));
+        for bad in [
+            "",
+            "2014-4-8",
+            "2014-02-30",
+            "1900-02-29",
+            "1969-12-31",
+            "2014-04-08T12:30:05",
+            "2014-04-08T24:00:00Z",
+            "2014-13-01",
+            "yesterday",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_cutoff_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cutoff_file_holds_only_decimal_seconds() {
+        assert_eq!(parse_not_before("1396915200\n"), Ok(1_396_915_200));
+        for bad in ["", "-1", "0x10", "1 2", "18446744073709551616"] {
+            assert!(parse_not_before(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rotation_and_retirement_on_disk_keep_a_usable_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let state = StateDir::open(dir.path(), 1024, &mut rng).unwrap();
+        let first = state.server_key().public_key();
+        assert!(matches!(
+            state.retire_server_key(),
+            Err(StateError::NoPreviousKey)
+        ));
+        let keys = state.rotate_server_key(&mut rng).unwrap();
+        assert_eq!(
+            keys.previous.as_ref().map(RsaPrivateKey::public_key),
+            Some(first.clone())
+        );
+        assert_eq!(keys.current.bits(), 1024);
+        assert!(matches!(
+            state.rotate_server_key(&mut rng),
+            Err(StateError::WindowOpen)
+        ));
+        let served = fs::read_to_string(dir.path().join(SERVER_PUBLIC_KEY_FILE)).unwrap();
+        assert_eq!(served, keys.current.public_key().to_spki_pem().unwrap());
+        let kept = fs::read_to_string(dir.path().join(PREVIOUS_PUBLIC_KEY_FILE)).unwrap();
+        assert_eq!(kept, first.to_spki_pem().unwrap());
+        // A crash between the two writes of a rotation leaves the same key in both files: still one usable key,
+        // and the next rotation proceeds.
+        fs::copy(
+            dir.path().join(SERVER_KEY_FILE),
+            dir.path().join(PREVIOUS_KEY_FILE),
+        )
+        .unwrap();
+        assert!(state.rotate_server_key(&mut rng).is_ok());
+        state.retire_server_key().unwrap();
+        assert!(!dir.path().join(PREVIOUS_KEY_FILE).exists());
+        assert!(!dir.path().join(PREVIOUS_PUBLIC_KEY_FILE).exists());
+        assert!(state.reload_server_keys().unwrap().previous.is_none());
+    }
+}

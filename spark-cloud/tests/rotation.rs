@@ -409,3 +409,33 @@ async fn revoke_all_through_the_api_cuts_open_streams() {
     );
     env.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_device_key_change_the_old_device_key_is_refused() {
+    // What `spark keys doctor` ends with on a Core whose key was exposed: the new public key sent to the cloud.
+    let temp = temp_dir("device-key");
+    let env = start(temp.path()).await;
+    let joe = user(&env, true).await;
+    joe.send_public_key(DEV_A, DEVICE_PUB, Some("rsa"))
+        .await
+        .unwrap();
+    let a = tokio::spawn(run_core(env.device_addr, DEV_A, old_public()));
+    connected(&env, DEV_A, &a).await;
+    a.abort();
+    for _ in 0..3000 {
+        if !env.hub.is_connected(DEV_A) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    joe.send_public_key(
+        DEV_A,
+        include_str!("fixtures/device_b.pub.pem"),
+        Some("rsa"),
+    )
+    .await
+    .unwrap();
+    // The attacker's copy of the old device key no longer gets in.
+    refused(&env, DEV_A, old_public()).await;
+    env.task.abort();
+}
