@@ -54,6 +54,10 @@ pub struct Device {
     /// Whether the Core needs the CC3000 patch ("deep update") (2014 cloud, local cloud).
     #[serde(default)]
     pub requires_deep_update: Option<bool>,
+    /// Which server key the device's last handshake used: `current`, `previous` (still to be moved during a
+    /// migration window) or `retired` (local cloud).
+    #[serde(default)]
+    pub server_key: Option<String>,
     /// The system firmware version (today's cloud).
     #[serde(default)]
     pub system_firmware_version: Option<String>,

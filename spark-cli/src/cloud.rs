@@ -71,6 +71,14 @@ pub(crate) enum TokenCommand {
         /// The token to revoke.
         token: String,
     },
+    /// Revoke tokens in bulk: `--all` revokes every token of the account (and ends their event streams).
+    Revoke {
+        #[command(flatten)]
+        account: AccountArgs,
+        /// Every token of the account, this tool's own included (log in again afterwards).
+        #[arg(long, required = true)]
+        all: bool,
+    },
 }
 
 /// `spark list`.
@@ -439,6 +447,23 @@ pub(crate) async fn token(ctx: &Context, settings: &Settings, command: TokenComm
             crate::out!("successfully deleted {token}");
             Ok(())
         }
+        TokenCommand::Revoke { account, all } => {
+            // Clap refuses the command without `--all`: the only bulk revocation there is.
+            let _ = all;
+            let creds = credentials(account.username, account.password)?;
+            let revoked = api
+                .delete_all_access_tokens(&creds)
+                .await
+                .map_err(api_failure)?;
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({ "revoked": revoked }));
+            }
+            match revoked {
+                Some(n) => crate::out!("revoked all {n} token(s) of the account"),
+                None => crate::out!("revoked every token of the account"),
+            }
+            Ok(())
+        }
     }
 }
 
@@ -487,10 +512,16 @@ pub(crate) async fn list(ctx: &Context, settings: &Settings, args: ListArgs) -> 
             .and_then(spark_dfu::platform::Platform::from_id)
             .map_or("Core", |p| p.name());
         crate::out!(
-            "{} [{}] ({platform}) is {}",
+            "{} [{}] ({platform}) is {}{}",
             d.name.as_deref().unwrap_or("<no name>"),
             d.id,
-            if d.connected { "online" } else { "offline" }
+            if d.connected { "online" } else { "offline" },
+            match d.server_key.as_deref() {
+                Some("previous") =>
+                    ", still on the previous server key (move it before the key is retired)",
+                Some("retired") => ", on a retired server key (it cannot reconnect until moved)",
+                _ => "",
+            }
         );
         print_members(d);
     }

@@ -26,6 +26,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableValue,
 };
+use super::rotation::{HandshakeKey, LoadedKeys, NonceTap};
 use super::{Cloud, lock};
 
 /// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature (about four times faster
@@ -279,10 +280,12 @@ pub async fn accept_devices_with(
     listener: TcpListener,
     limits: DeviceLimits,
 ) {
-    let server_key = match ServerKey::new(&cloud.state().server_key().as_ref_key()) {
-        Ok(key) => key,
-        Err(_) => return,
-    };
+    if cloud.handshake_keys().is_none() {
+        eprintln!(
+            "spark-cloud: device listener: the server key cannot be loaded; no device is accepted"
+        );
+        return;
+    }
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
     let mut log = FullLog {
@@ -308,6 +311,10 @@ pub async fn accept_devices_with(
             ));
             continue;
         };
+        // Taken per connection: a rotation applies from the next handshake on, and connected devices keep theirs.
+        let Some(keys) = cloud.handshake_keys() else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let slots = Slots {
             _connection: connection,
@@ -316,7 +323,7 @@ pub async fn accept_devices_with(
         tokio::spawn(run_device(
             Arc::clone(&cloud),
             Arc::clone(&hub),
-            server_key.clone(),
+            keys,
             stream,
             slots,
         ));
@@ -414,21 +421,24 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
 }
 
 /// The tokio driver of one device connection.
-type DeviceDriver = Driver<CloudConnection<ServerKey, StateKeys, super::SystemRng>, TcpStream>;
+type DeviceDriver =
+    Driver<CloudConnection<HandshakeKey, StateKeys, NonceTap<super::SystemRng>>, TcpStream>;
 
 async fn run_device(
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
-    server_key: ServerKey,
+    keys: LoadedKeys,
     stream: TcpStream,
     slots: Slots,
 ) {
     let asked = Arc::new(Mutex::new(None));
+    let (server_key, rng) = keys.for_connection(super::system_rng());
+    let handshake_key = server_key.clone();
     let conn = CloudConnection::new(
         Instant::ZERO,
         server_key,
         StateKeys(Arc::clone(&cloud), Arc::clone(&asked)),
-        super::system_rng(),
+        rng,
         CloudConfig::default(),
     );
     let mut driver = Driver::with_vec(conn, Tokio(stream), TokioClock::new());
@@ -443,6 +453,7 @@ async fn run_device(
         cloud,
         hub,
         asked,
+        handshake_key,
         slots,
         pending: Requests::default(),
         types: None,
@@ -475,6 +486,8 @@ struct DeviceTask {
     hub: Arc<LiveHub>,
     /// The id the device gave in its handshake (for the log line of a failed one).
     asked: Arc<Mutex<Option<String>>>,
+    /// This connection's server key (a clone sharing its state): which key the handshake used.
+    handshake_key: HandshakeKey,
     slots: Slots,
     /// Runs on every way out of the task, a panic included: the hub never keeps a dead connection's mailbox.
     session: SessionCleanup,
@@ -571,6 +584,8 @@ impl DeviceTask {
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
         lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
         super::console::record_hello(&self.cloud, &device, info);
+        let used = self.handshake_key.used_fingerprint();
+        self.cloud.record_key_use(&device, used);
         self.cloud.device_online(&device);
         let now = driver.now();
         if let Ok(r) = driver.connection_mut().describe(now) {

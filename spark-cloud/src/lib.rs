@@ -22,6 +22,7 @@ pub mod hub;
 mod journal;
 pub mod multipart;
 pub mod password;
+pub mod rotation;
 pub mod state;
 pub mod webhooks;
 
@@ -35,6 +36,17 @@ pub mod fuzzing {
     /// Parses a request body as the REST layer does; the error is the reason given to the client.
     pub fn request_body(content_type: &str, body: &[u8]) -> Result<ParsedBody, &'static str> {
         crate::http::parse_body(content_type, body).map(|b| (b.form, b.parts))
+    }
+
+    /// Reads a server key file (`default_key.pem`, `previous_key.pem`) as the state directory does on open.
+    pub fn server_key_file(text: &str) -> Result<(), String> {
+        crate::state::parse_server_key_file(text).map(drop)
+    }
+
+    /// Reads the token cut-off file and a `tokens invalidate-before` date.
+    pub fn not_before(text: &str) -> Result<u64, String> {
+        let _ = crate::state::parse_cutoff_date(text);
+        crate::state::parse_not_before(text)
     }
 
     /// Reads a user file (`users/<name>.json`) as the state directory does on open.
@@ -116,6 +128,10 @@ pub struct Cloud {
     webhooks: webhooks::Webhooks,
     hashing: Arc<tokio::sync::Semaphore>,
     refusals: Mutex<HashMap<String, std::time::Instant>>,
+    /// The server keys as the handshake uses them (rebuilt on each rotation, retirement or reload).
+    handshake_keys: Mutex<Option<rotation::LoadedKeys>>,
+    /// The fingerprint of the server key each device's last handshake used.
+    key_used: Mutex<HashMap<String, Arc<str>>>,
 }
 
 /// A refused device is logged at most once per this interval.
@@ -176,6 +192,8 @@ impl Cloud {
             claims,
             webhooks,
             refusals: Mutex::new(HashMap::new()),
+            handshake_keys: Mutex::new(None),
+            key_used: Mutex::new(HashMap::new()),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -428,6 +446,81 @@ impl Cloud {
                 },
             );
         }
+    }
+
+    /// The server keys as the handshake uses them now; `None` if a key file cannot be loaded by the backend.
+    pub fn handshake_keys(&self) -> Option<rotation::LoadedKeys> {
+        let mut held = lock(&self.handshake_keys);
+        if held.is_none() {
+            *held = rotation::LoadedKeys::new(&self.state.server_keys()).ok();
+        }
+        held.clone()
+    }
+
+    fn refresh_handshake_keys(&self, keys: &state::ServerKeys) -> Result<(), state::StateError> {
+        let loaded = rotation::LoadedKeys::new(keys).map_err(|e| state::StateError::Corrupt {
+            path: self.state.path().join(state::SERVER_KEY_FILE),
+            reason: format!("the handshake backend refused the key: {e}"),
+        })?;
+        *lock(&self.handshake_keys) = Some(loaded);
+        Ok(())
+    }
+
+    /// Rotates the server key: a new current key (of the current key's size), the old one kept as the previous
+    /// key until [`retire_server_key`](Self::retire_server_key). Connected devices stay connected; new handshakes
+    /// are accepted on either key from the next connection on. Refused while a window is already open.
+    pub fn rotate_server_key(&self) -> Result<state::ServerKeys, state::StateError> {
+        let keys = self.state.rotate_server_key(&mut system_rng())?;
+        self.refresh_handshake_keys(&keys)?;
+        Ok(keys)
+    }
+
+    /// Ends the migration window: handshakes made with the previous key are refused from now on (connected
+    /// devices stay connected until they reconnect).
+    pub fn retire_server_key(&self) -> Result<state::ServerKeys, state::StateError> {
+        let keys = self.state.retire_server_key()?;
+        self.refresh_handshake_keys(&keys)?;
+        Ok(keys)
+    }
+
+    /// Reads the server key files again: how a running cloud picks up `spark-cloud keys rotate` / `keys retire`
+    /// run on its directory (the binary calls it on `SIGHUP`).
+    pub fn reload_server_keys(&self) -> Result<state::ServerKeys, state::StateError> {
+        let keys = self.state.reload_server_keys()?;
+        self.refresh_handshake_keys(&keys)?;
+        Ok(keys)
+    }
+
+    /// Refuses every token issued before `cutoff` (seconds since the epoch) and ends the event streams opened with
+    /// them; returns how many tokens were deleted. The cloud-wide response to a leak (`spark-cloud tokens
+    /// invalidate-before DATE`).
+    pub fn invalidate_tokens_before(&self, cutoff: u64) -> Result<usize, state::StateError> {
+        let deleted = self.state.invalidate_tokens_before(cutoff)?;
+        for digest in &deleted {
+            self.bus.end_token(digest);
+        }
+        Ok(deleted.len())
+    }
+
+    /// What a running cloud does on `SIGHUP`: reads the server key files and the token cut-off again, ending the
+    /// streams of tokens the cut-off now refuses.
+    pub fn reload_admin_files(&self) -> Result<state::ServerKeys, state::StateError> {
+        let keys = self.reload_server_keys()?;
+        for digest in self.state.reload_tokens_not_before()? {
+            self.bus.end_token(&digest);
+        }
+        Ok(keys)
+    }
+
+    /// Records the server key `device`'s handshake used (by its fingerprint).
+    pub fn record_key_use(&self, device: &str, fingerprint: Arc<str>) {
+        lock(&self.key_used).insert(device.to_ascii_lowercase(), fingerprint);
+    }
+
+    /// Which server key `device` used at its last handshake since this cloud started, against the keys held now.
+    pub fn key_use(&self, device: &str) -> Option<rotation::KeyUse> {
+        let print = lock(&self.key_used).get(device).cloned()?;
+        Some(self.handshake_keys()?.classify(&print))
     }
 
     /// Records that `device` came online (publishes the private `spark/status` `online` event).

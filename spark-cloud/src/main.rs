@@ -4,7 +4,14 @@
 //! spark-cloud [--dir DIR] [--http ADDR] [--device ADDR] [--key-bits N] [--webhook-allow CIDR|HOST]...
 //!             [--max-http-per-address N] [--max-devices N] [--max-handshakes N]
 //! spark-cloud [--dir DIR] user add NAME        # the password from stdin, or a prompt on a terminal
+//! spark-cloud [--dir DIR] keys rotate          # new server key; the old one accepted until `keys retire`
+//! spark-cloud [--dir DIR] keys retire          # ends the migration window: the old key is refused
+//! spark-cloud [--dir DIR] keys show [--previous]
+//! spark-cloud [--dir DIR] tokens invalidate-before DATE   # YYYY-MM-DD[THH:MM:SSZ] or seconds since 1970
 //! ```
+//!
+//! A cloud running on the directory picks up `keys rotate` / `keys retire` / `tokens` on `SIGHUP` (`kill -HUP PID`): it
+//! reads the key files again; connected devices stay connected.
 //!
 //! Prints one JSON line on stdout once listening, `{"http":"127.0.0.1:8080","device":...,"dir":"..."}`, so that a
 //! parent process started with port 0 learns the chosen ports. Users are read when the cloud starts: add them
@@ -57,6 +64,36 @@ enum Command {
     /// Manage the cloud's users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Rotate the server key (send `SIGHUP` to a cloud running on the directory afterwards).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The cloud-wide token response (send `SIGHUP` to a cloud running on the directory afterwards).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCommand {
+    /// Refuse every token issued before DATE (`YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` in UTC, or seconds since 1970).
+    InvalidateBefore {
+        /// The cut-off date.
+        date: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Make a new server key; the current one stays accepted as the previous key until `keys retire`.
+    Rotate,
+    /// End the migration window: handshakes with the previous key are refused from then on.
+    Retire,
+    /// Print a public key (PEM) and its fingerprint on stderr: the current key, what `spark keys server` writes to a
+    /// Core.
+    Show {
+        /// The previous key instead (present during a migration window).
+        #[arg(long)]
+        previous: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,8 +107,16 @@ enum UserCommand {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::User(UserCommand::Add { name })) = &args.command {
-        return match user_add(&args, name) {
+    let admin = match &args.command {
+        Some(Command::User(UserCommand::Add { name })) => Some(user_add(&args, name)),
+        Some(Command::Keys(command)) => Some(keys(&args, command)),
+        Some(Command::Tokens(TokensCommand::InvalidateBefore { date })) => {
+            Some(invalidate_before(&args, date))
+        }
+        None => None,
+    };
+    if let Some(done) = admin {
+        return match done {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("spark-cloud: {e}");
@@ -114,6 +159,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
     let http_limits =
         cloud::HttpLimits::DEFAULT.with_max_connections_per_address(args.max_http_per_address);
+    let reloading = Arc::clone(&cloud);
     let running = cloud::serve_with(cloud, config.http, http_limits).await?;
     let line = serde_json::json!({
         "http": running.http.to_string(),
@@ -121,7 +167,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "dir": args.dir.display().to_string(),
     });
     println!("{line}");
+    #[cfg(unix)]
+    let reload = reload_on_hangup(std::sync::Arc::clone(&reloading))?;
     tokio::signal::ctrl_c().await?;
+    #[cfg(unix)]
+    reload.abort();
     device_task.abort();
     running.shutdown();
     Ok(())
@@ -138,6 +188,97 @@ fn webhook_policy(args: &Args) -> cloud::webhooks::WebhookPolicy {
     } else {
         WebhookPolicy::PublicOnly
     }
+}
+
+/// On each `SIGHUP`, reads the server key files again (after `spark-cloud keys rotate` / `retire`).
+#[cfg(unix)]
+fn reload_on_hangup(cloud: Arc<cloud::Cloud>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match cloud.reload_admin_files() {
+                Ok(keys) => eprintln!(
+                    "spark-cloud: server keys reloaded ({})",
+                    if keys.previous.is_some() {
+                        "migration window open: the previous key is still accepted"
+                    } else {
+                        "one key"
+                    }
+                ),
+                Err(e) => {
+                    eprintln!("spark-cloud: server keys not reloaded, the old ones stay: {e}")
+                }
+            }
+        }
+    }))
+}
+
+/// `spark-cloud keys rotate|retire|show` on the state directory.
+fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
+    use cloud::state;
+    let dir = &args.dir;
+    let hint = "(send SIGHUP to a spark-cloud running on this directory to apply it)";
+    match command {
+        KeysCommand::Rotate => {
+            let keys =
+                state::rotate_server_key_in(dir, &mut rand::rng()).map_err(|e| e.to_string())?;
+            eprintln!(
+                "Rotated the server key in {}: current {}, previous {} {hint}",
+                dir.display(),
+                cloud::rotation::fingerprint(&keys.current),
+                keys.previous
+                    .as_ref()
+                    .map(cloud::rotation::fingerprint)
+                    .unwrap_or_default(),
+            );
+        }
+        KeysCommand::Retire => {
+            let keys = state::retire_server_key_in(dir).map_err(|e| e.to_string())?;
+            eprintln!(
+                "Retired the previous server key in {}: only {} is accepted {hint}",
+                dir.display(),
+                cloud::rotation::fingerprint(&keys.current),
+            );
+        }
+        KeysCommand::Show { previous } => {
+            let name = if *previous {
+                state::PREVIOUS_KEY_FILE
+            } else {
+                state::SERVER_KEY_FILE
+            };
+            let path = dir.join(name);
+            let pem =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let key = state::parse_server_key_file(&pem)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let public = key.public_key().to_spki_pem().map_err(|e| e.to_string())?;
+            print!("{public}");
+            eprintln!(
+                "fingerprint (SHA-256 of the public key): {}",
+                cloud::rotation::fingerprint(&key)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `spark-cloud tokens invalidate-before DATE` on the state directory.
+fn invalidate_before(args: &Args, date: &str) -> Result<(), String> {
+    let cutoff = cloud::state::parse_cutoff_date(date)?;
+    let state =
+        cloud::state::StateDir::open(&args.dir, usize::from(args.key_bits), &mut rand::rng())
+            .map_err(|e| e.to_string())?;
+    let deleted = state
+        .invalidate_tokens_before(cutoff)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "Invalidated {} token(s) issued before {date} in {} (send SIGHUP to a spark-cloud running on this \
+         directory: it then refuses them too and ends their event streams)",
+        deleted.len(),
+        args.dir.display()
+    );
+    Ok(())
 }
 
 /// `spark-cloud user add NAME`: creates the state directory when needed (with its server key) and the user.

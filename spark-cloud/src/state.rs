@@ -65,6 +65,166 @@ pub enum StateError {
     /// The server key could not be generated.
     #[error("server key generation failed: {0}")]
     KeyGeneration(String),
+    /// A rotation was asked for while the previous key is still accepted: retire it first.
+    #[error(
+        "a migration window is open (the previous server key is still accepted): retire it first"
+    )]
+    WindowOpen,
+    /// A retirement was asked for with no previous key to retire.
+    #[error("no previous server key to retire")]
+    NoPreviousKey,
+}
+
+/// The file of the server's current private key (PKCS#1 PEM, mode 0600), beside its public key
+/// `default_key.pub.pem`.
+pub const SERVER_KEY_FILE: &str = "default_key.pem";
+/// The file of the server's current public key (SPKI PEM), what `spark keys server` writes to a Core.
+pub const SERVER_PUBLIC_KEY_FILE: &str = "default_key.pub.pem";
+/// The file of the previous private key, present only during a migration window (mode 0600).
+pub const PREVIOUS_KEY_FILE: &str = "previous_key.pem";
+/// The file of the previous public key, present only during a migration window.
+pub const PREVIOUS_PUBLIC_KEY_FILE: &str = "previous_key.pub.pem";
+
+/// The server's key pairs: the current one, and the previous one while a migration window is open.
+#[derive(Clone)]
+pub struct ServerKeys {
+    /// The key new devices are given and tried first.
+    pub current: RsaPrivateKey,
+    /// The key devices not yet moved still use; `None` outside a migration window.
+    pub previous: Option<RsaPrivateKey>,
+}
+
+impl core::fmt::Debug for ServerKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerKeys")
+            .field("current_bits", &self.current.bits())
+            .field("window_open", &self.previous.is_some())
+            .finish()
+    }
+}
+
+/// Parses a private key file of the state directory (what the fuzz target `cloud_state_files` feeds).
+pub fn parse_server_key_file(text: &str) -> Result<RsaPrivateKey, String> {
+    RsaPrivateKey::from_pem(text).map_err(|e| e.to_string())
+}
+
+/// Reads the key pairs from `dir`: the current key must exist, the previous one may.
+fn read_server_keys(dir: &Path) -> Result<Option<ServerKeys>, StateError> {
+    let read = |name: &str| -> Result<Option<RsaPrivateKey>, StateError> {
+        let path = dir.join(name);
+        match fs::read_to_string(&path) {
+            Ok(pem) => parse_server_key_file(&pem)
+                .map(Some)
+                .map_err(|reason| StateError::Corrupt { path, reason }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    };
+    let Some(current) = read(SERVER_KEY_FILE)? else {
+        return Ok(None);
+    };
+    let previous = read(PREVIOUS_KEY_FILE)?;
+    Ok(Some(ServerKeys { current, previous }))
+}
+
+/// Writes `key` as the pair `private_name` (0600) and `public_name` (0644), each atomically.
+fn write_key_pair(
+    dir: &Path,
+    key: &RsaPrivateKey,
+    private_name: &str,
+    public_name: &str,
+) -> Result<(), StateError> {
+    let pem = key
+        .to_pkcs1_pem()
+        .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+    write_atomic(&dir.join(private_name), pem.as_bytes(), true)?;
+    write_public_key(dir, key, public_name)
+}
+
+/// Writes the public half of `key` to `public_name` (0644) unless the file already holds it.
+fn write_public_key(dir: &Path, key: &RsaPrivateKey, public_name: &str) -> Result<(), StateError> {
+    let pub_pem = key
+        .public_key()
+        .to_spki_pem()
+        .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+    let pub_path = dir.join(public_name);
+    if fs::read_to_string(&pub_path).ok().as_deref() != Some(pub_pem.as_str()) {
+        write_atomic(&pub_path, pub_pem.as_bytes(), false)?;
+    }
+    Ok(())
+}
+
+/// Reads the token cut-off file of `dir`, if there is one.
+fn read_not_before(dir: &Path) -> Result<Option<u64>, StateError> {
+    let path = dir.join(TOKENS_NOT_BEFORE_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => parse_not_before(&text)
+            .map(Some)
+            .map_err(|reason| StateError::Corrupt { path, reason }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// Removes `path`; a missing file is fine.
+fn remove_if_present(path: &Path) -> Result<(), StateError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Makes a new current key of the current key's size and keeps the current one as the previous key, in `dir`.
+///
+/// The order makes a crash harmless: the current key is first copied to the previous key's file (a crash here
+/// leaves the same key in both, which accepts exactly what it did before), then the new key replaces the current
+/// one. Refused while a window is open, so that no key a device may still use is ever dropped by a rotation.
+pub fn rotate_server_key_in(
+    dir: &Path,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<ServerKeys, StateError> {
+    let keys = read_server_keys(dir)?.ok_or_else(|| StateError::Corrupt {
+        path: dir.join(SERVER_KEY_FILE),
+        reason: "no server key to rotate".into(),
+    })?;
+    if keys
+        .previous
+        .as_ref()
+        .is_some_and(|p| p.public_key() != keys.current.public_key())
+    {
+        return Err(StateError::WindowOpen);
+    }
+    let fresh = RsaPrivateKey::generate(rng, keys.current.bits())
+        .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+    write_key_pair(
+        dir,
+        &keys.current,
+        PREVIOUS_KEY_FILE,
+        PREVIOUS_PUBLIC_KEY_FILE,
+    )?;
+    write_key_pair(dir, &fresh, SERVER_KEY_FILE, SERVER_PUBLIC_KEY_FILE)?;
+    Ok(ServerKeys {
+        current: fresh,
+        previous: Some(keys.current),
+    })
+}
+
+/// Ends the migration window in `dir`: the previous key's files are removed (the private one first).
+pub fn retire_server_key_in(dir: &Path) -> Result<ServerKeys, StateError> {
+    let keys = read_server_keys(dir)?.ok_or_else(|| StateError::Corrupt {
+        path: dir.join(SERVER_KEY_FILE),
+        reason: "no server key".into(),
+    })?;
+    if keys.previous.is_none() {
+        return Err(StateError::NoPreviousKey);
+    }
+    remove_if_present(&dir.join(PREVIOUS_KEY_FILE))?;
+    remove_if_present(&dir.join(PREVIOUS_PUBLIC_KEY_FILE))?;
+    Ok(ServerKeys {
+        current: keys.current,
+        previous: None,
+    })
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -84,6 +244,93 @@ pub struct TokenRecord {
     pub client: String,
     /// Expiry in seconds since the Unix epoch (`None` = never).
     pub expires_at: Option<u64>,
+    /// When it was issued, in seconds since the Unix epoch (`None`: issued before the cloud recorded it, which
+    /// `tokens invalidate-before` treats as older than any date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<u64>,
+}
+
+/// The file holding the cloud-wide token cut-off (`spark-cloud tokens invalidate-before`): seconds since the Unix
+/// epoch, in decimal; tokens issued before it are refused.
+pub const TOKENS_NOT_BEFORE_FILE: &str = "tokens_not_before";
+
+/// Parses the token cut-off file (what the fuzz target `cloud_state_files` feeds).
+pub fn parse_not_before(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a number of seconds".into());
+    }
+    t.parse::<u64>().map_err(|e| e.to_string())
+}
+
+/// Parses a date for `tokens invalidate-before`: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` (UTC) or seconds since the
+/// Unix epoch; returns seconds since the epoch.
+pub fn parse_cutoff_date(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if let Ok(secs) = parse_not_before(t) {
+        return Ok(secs);
+    }
+    let bad = || format!("{t:?}: expected YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or seconds since 1970");
+    let (date, time) = match t.split_once(['T', ' ']) {
+        Some((d, rest)) => (d, Some(rest.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (t, None),
+    };
+    let num = |s: &str, len: usize| -> Result<u64, String> {
+        if s.len() != len || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse().map_err(|_| bad())
+    };
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let (y, m, d) = (num(y, 4)?, num(m, 2)?, num(d, 2)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_len = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if y < 1970 || !(1..=12).contains(&m) || d == 0 || d > month_len[(m - 1) as usize] {
+        return Err(bad());
+    }
+    let mut days = (1970..y)
+        .map(|yy| {
+            if (yy % 4 == 0 && yy % 100 != 0) || yy % 400 == 0 {
+                366
+            } else {
+                365
+            }
+        })
+        .sum::<u64>();
+    days += month_len[..(m - 1) as usize].iter().sum::<u64>() + d - 1;
+    let mut secs = days * 86_400;
+    if let Some(time) = time {
+        let mut parts = time.split(':');
+        let (Some(h), Some(mi), Some(se), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let (h, mi, se) = (num(h, 2)?, num(mi, 2)?, num(se, 2)?);
+        if h > 23 || mi > 59 || se > 59 {
+            return Err(bad());
+        }
+        secs += h * 3600 + mi * 60 + se;
+    }
+    Ok(secs)
 }
 
 /// A stored user.
@@ -208,7 +455,9 @@ struct Inner {
 /// The state directory, loaded in memory and written through on each change.
 pub struct StateDir {
     dir: PathBuf,
-    server_key: RsaPrivateKey,
+    server_keys: Mutex<ServerKeys>,
+    /// Tokens issued before this (seconds since the epoch) are refused; 0: none.
+    not_before: Mutex<u64>,
     inner: Mutex<Inner>,
     journal: Journal,
 }
@@ -406,31 +655,21 @@ impl StateDir {
             let p = dir.join(sub);
             create_private_dir(&p)?;
         }
-        let key_path = dir.join("default_key.pem");
-        let server_key = match fs::read_to_string(&key_path) {
-            Ok(pem) => RsaPrivateKey::from_pem(&pem).map_err(|e| StateError::Corrupt {
-                path: key_path.clone(),
-                reason: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = RsaPrivateKey::generate(rng, key_bits)
-                    .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
-                let pem = key
-                    .to_pkcs1_pem()
-                    .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
-                write_atomic(&key_path, pem.as_bytes(), true)?;
-                key
+        let server_keys = match read_server_keys(dir)? {
+            Some(keys) => {
+                write_public_key(dir, &keys.current, SERVER_PUBLIC_KEY_FILE)?;
+                keys
             }
-            Err(e) => return Err(io(&key_path)(e)),
+            None => {
+                let current = RsaPrivateKey::generate(rng, key_bits)
+                    .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+                write_key_pair(dir, &current, SERVER_KEY_FILE, SERVER_PUBLIC_KEY_FILE)?;
+                ServerKeys {
+                    current,
+                    previous: None,
+                }
+            }
         };
-        let pub_path = dir.join("default_key.pub.pem");
-        let pub_pem = server_key
-            .public_key()
-            .to_spki_pem()
-            .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
-        if fs::read_to_string(&pub_path).ok().as_deref() != Some(pub_pem.as_str()) {
-            write_atomic(&pub_path, pub_pem.as_bytes(), false)?;
-        }
 
         let mut inner = Inner {
             users: HashMap::new(),
@@ -476,7 +715,8 @@ impl StateDir {
         }
         Ok(StateDir {
             dir: dir.to_owned(),
-            server_key,
+            server_keys: Mutex::new(server_keys),
+            not_before: Mutex::new(read_not_before(dir)?.unwrap_or(0)),
             inner: Mutex::new(inner),
             journal,
         })
@@ -491,9 +731,44 @@ impl StateDir {
         &self.dir
     }
 
-    /// The server's private key.
-    pub fn server_key(&self) -> &RsaPrivateKey {
-        &self.server_key
+    /// The server's current private key (the one new devices are given).
+    pub fn server_key(&self) -> RsaPrivateKey {
+        super::lock(&self.server_keys).current.clone()
+    }
+
+    /// The server's key pairs: the current one, and the previous one during a migration window.
+    pub fn server_keys(&self) -> ServerKeys {
+        super::lock(&self.server_keys).clone()
+    }
+
+    /// Rotates the server key on disk and in memory (see [`rotate_server_key_in`]).
+    pub fn rotate_server_key(
+        &self,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Result<ServerKeys, StateError> {
+        let mut held = super::lock(&self.server_keys);
+        let keys = rotate_server_key_in(&self.dir, rng)?;
+        *held = keys.clone();
+        Ok(keys)
+    }
+
+    /// Ends the migration window on disk and in memory (see [`retire_server_key_in`]).
+    pub fn retire_server_key(&self) -> Result<ServerKeys, StateError> {
+        let mut held = super::lock(&self.server_keys);
+        let keys = retire_server_key_in(&self.dir)?;
+        *held = keys.clone();
+        Ok(keys)
+    }
+
+    /// Reads the key files again (after `spark-cloud keys rotate` / `retire` ran on this directory); on an error
+    /// the keys held stay as they were.
+    pub fn reload_server_keys(&self) -> Result<ServerKeys, StateError> {
+        let keys = read_server_keys(&self.dir)?.ok_or_else(|| StateError::Corrupt {
+            path: self.dir.join(SERVER_KEY_FILE),
+            reason: "the server key is missing".into(),
+        })?;
+        *super::lock(&self.server_keys) = keys.clone();
+        Ok(keys)
     }
 
     fn save_user(&self, user: &UserRecord) -> Result<(), AuthError> {
@@ -595,6 +870,7 @@ impl StateDir {
             digest: token_digest(&token),
             client: client.to_owned(),
             expires_at,
+            issued_at: Some(now_secs()),
         };
         let mut inner = self.lock();
         let user = inner
@@ -638,6 +914,9 @@ impl StateDir {
         if record.expires_at.is_some_and(|e| e <= now_secs()) {
             return Err(AuthError::ExpiredToken);
         }
+        if record.issued_at.unwrap_or(0) < *super::lock(&self.not_before) {
+            return Err(AuthError::InvalidToken);
+        }
         Ok(Authenticated {
             username: user.username.clone(),
             user_id: user.id.clone(),
@@ -646,6 +925,63 @@ impl StateDir {
                 .expires_at
                 .and_then(|e| UNIX_EPOCH.checked_add(Duration::from_secs(e))),
         })
+    }
+
+    /// The cloud-wide token cut-off (seconds since the epoch; 0: none).
+    pub fn tokens_not_before(&self) -> u64 {
+        *super::lock(&self.not_before)
+    }
+
+    /// Refuses every token issued before `cutoff` (seconds since the epoch; a token with no issue time counts as
+    /// older than any date): the cut-off is written to [`TOKENS_NOT_BEFORE_FILE`] (it only ever moves forward),
+    /// and those tokens are deleted from their users. Returns the digests deleted.
+    pub fn invalidate_tokens_before(&self, cutoff: u64) -> Result<Vec<String>, StateError> {
+        let cutoff = {
+            let mut held = super::lock(&self.not_before);
+            let cutoff = cutoff.max(*held);
+            write_atomic(
+                &self.dir.join(TOKENS_NOT_BEFORE_FILE),
+                format!("{cutoff}\n").as_bytes(),
+                false,
+            )?;
+            *held = cutoff;
+            cutoff
+        };
+        let mut inner = self.lock();
+        let mut deleted = Vec::new();
+        let mut changed = Vec::new();
+        for user in inner.users.values_mut() {
+            let before = deleted.len();
+            user.tokens.retain(|t| {
+                let old = t.issued_at.unwrap_or(0) < cutoff;
+                if old {
+                    deleted.push(t.digest.clone());
+                }
+                !old
+            });
+            if deleted.len() != before {
+                changed.push(user.clone());
+            }
+        }
+        for digest in &deleted {
+            inner.token_owner.remove(digest);
+        }
+        drop(inner);
+        for user in &changed {
+            self.save_user(user).map_err(|_| StateError::Io {
+                path: self.dir.join("users"),
+                source: std::io::Error::other("cannot save a user file"),
+            })?;
+        }
+        Ok(deleted)
+    }
+
+    /// Reads the token cut-off file again and applies it (what a running cloud does on `SIGHUP`).
+    pub fn reload_tokens_not_before(&self) -> Result<Vec<String>, StateError> {
+        match read_not_before(&self.dir)? {
+            Some(cutoff) => self.invalidate_tokens_before(cutoff),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Deletes all of `username`'s tokens; returns how many there were.
@@ -874,5 +1210,83 @@ impl StateDir {
     /// A device's public key.
     pub fn device_key(&self, id: &str) -> Option<RsaPublicKey> {
         self.lock().keys.get(&id.to_ascii_lowercase()).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoff_dates_parse_to_unix_seconds() {
+        // 2014-04-08, the day after the Heartbleed disclosure: 16,168 days after 1970-01-01.
+        assert_eq!(parse_cutoff_date("2014-04-08"), Ok(16_168 * 86_400));
+        assert_eq!(
+            parse_cutoff_date("2014-04-08T12:30:05Z"),
+            Ok(16_168 * 86_400 + 12 * 3600 + 30 * 60 + 5)
+        );
+        assert_eq!(parse_cutoff_date("2000-02-29"), Ok(11_016 * 86_400));
+        assert_eq!(parse_cutoff_date("1396915200"), Ok(1_396_915_200));
+        assert_eq!(parse_cutoff_date("1970-01-01"), Ok(0));
+        for bad in [
+            "",
+            "2014-4-8",
+            "2014-02-30",
+            "1900-02-29",
+            "1969-12-31",
+            "2014-04-08T12:30:05",
+            "2014-04-08T24:00:00Z",
+            "2014-13-01",
+            "yesterday",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_cutoff_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cutoff_file_holds_only_decimal_seconds() {
+        assert_eq!(parse_not_before("1396915200\n"), Ok(1_396_915_200));
+        for bad in ["", "-1", "0x10", "1 2", "18446744073709551616"] {
+            assert!(parse_not_before(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rotation_and_retirement_on_disk_keep_a_usable_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let state = StateDir::open(dir.path(), 1024, &mut rng).unwrap();
+        let first = state.server_key().public_key();
+        assert!(matches!(
+            state.retire_server_key(),
+            Err(StateError::NoPreviousKey)
+        ));
+        let keys = state.rotate_server_key(&mut rng).unwrap();
+        assert_eq!(
+            keys.previous.as_ref().map(RsaPrivateKey::public_key),
+            Some(first.clone())
+        );
+        assert_eq!(keys.current.bits(), 1024);
+        assert!(matches!(
+            state.rotate_server_key(&mut rng),
+            Err(StateError::WindowOpen)
+        ));
+        let served = fs::read_to_string(dir.path().join(SERVER_PUBLIC_KEY_FILE)).unwrap();
+        assert_eq!(served, keys.current.public_key().to_spki_pem().unwrap());
+        let kept = fs::read_to_string(dir.path().join(PREVIOUS_PUBLIC_KEY_FILE)).unwrap();
+        assert_eq!(kept, first.to_spki_pem().unwrap());
+        // A crash between the two writes of a rotation leaves the same key in both files: still one usable key,
+        // and the next rotation proceeds.
+        fs::copy(
+            dir.path().join(SERVER_KEY_FILE),
+            dir.path().join(PREVIOUS_KEY_FILE),
+        )
+        .unwrap();
+        assert!(state.rotate_server_key(&mut rng).is_ok());
+        state.retire_server_key().unwrap();
+        assert!(!dir.path().join(PREVIOUS_KEY_FILE).exists());
+        assert!(!dir.path().join(PREVIOUS_PUBLIC_KEY_FILE).exists());
+        assert!(state.reload_server_keys().unwrap().previous.is_none());
     }
 }

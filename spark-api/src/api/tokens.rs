@@ -93,6 +93,23 @@ impl Client {
         self.call_json::<OkResult>(call).await.map(drop)
     }
 
+    /// Revoke every token of the account at once (`DELETE /v1/access_tokens`, HTTP Basic with the account's
+    /// credentials; the local cloud). The response to a leaked password or token: particle-api-js calls the same
+    /// endpoint `deleteActiveAccessTokens`. Returns how many tokens were revoked when the cloud says.
+    pub async fn delete_all_access_tokens(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<Option<u64>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Revoked {
+            #[serde(default)]
+            revoked: Option<u64>,
+        }
+        let call = Call::new(Method::DELETE, "/v1/access_tokens".to_owned())
+            .auth(Auth::Basic(credentials));
+        self.call_json::<Revoked>(call).await.map(|r| r.revoked)
+    }
+
     /// The account this client's token belongs to (`GET /v1/user`), as `particle whoami` asks.
     pub async fn user(&self) -> Result<UserInfo, Error> {
         self.call_json(Call::new(Method::GET, "/v1/user".to_owned()))

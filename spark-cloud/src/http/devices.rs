@@ -48,6 +48,9 @@ pub(super) fn device_view(cloud: &Cloud, device: &DeviceRecord) -> replies::Devi
         platform_id: status.platform_id,
         product_firmware_version: status.product_firmware_version,
         product_id: status.product_id,
+        server_key: cloud
+            .key_use(&device.id)
+            .map(crate::rotation::KeyUse::as_str),
         variables: None,
     }
 }

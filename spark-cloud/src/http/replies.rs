@@ -111,6 +111,9 @@ pub(super) struct DeviceView {
     pub(super) product_id: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) requires_deep_update: Option<bool>,
+    /// Which server key its last handshake used (`current`, `previous`, `retired`); absent before it connects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) server_key: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) variables: Option<Option<BTreeMap<String, &'static str>>>,
 }

@@ -143,9 +143,16 @@ pub(super) async fn delete_token(cloud: &Cloud, req: &Req, token: &str) -> Resul
     }
 }
 
-/// `DELETE /v1/access_tokens` (Basic auth): revokes every token of the user.
+/// `DELETE /v1/access_tokens` (Basic auth, or a bearer token as particle-api-js's `deleteActiveAccessTokens`
+/// sends): revokes every token of the user.
 pub(super) async fn revoke_all_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = basic_user(cloud, req).await?;
+    let user = match basic_user(cloud, req).await {
+        Ok(user) => user,
+        Err(refused) => match bearer(cloud, req) {
+            Ok(user) => user.name,
+            Err(_) => return Err(refused),
+        },
+    };
     let count = cloud
         .revoke_all_tokens(&user)
         .map_err(|_| storage_failed())?;
