@@ -14,7 +14,7 @@ use spark_protocol::wire::describe::VarType;
 /// The cloud side as both targets build it.
 pub type Cloud<'a> = CloudConnection<
     &'a RustCryptoPrivateKey,
-    BTreeMap<[u8; 12], &'a RustCryptoPublicKey>,
+    BTreeMap<spark_protocol::DeviceId, &'a RustCryptoPublicKey>,
     StdRng,
 >;
 
