@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use spark_api::{Client, DisconnectReason, Error, ReconnectPolicy, Scope, StreamItem};
+use spark_api::{Client, DisconnectReason, Error, Owner, ReconnectPolicy, StreamItem};
 use support::{CORE, TOKEN, TestServer};
 
 fn client(server: &TestServer, idle: Duration) -> Client {
@@ -142,8 +142,8 @@ async fn keep_alives_keep_a_quiet_stream_alive() {
 async fn paths_for_every_scope() {
     let server = TestServer::start().await;
     let client = client(&server, Duration::from_secs(5));
-    let product = client.scoped(Scope::Product("my-product".into()));
-    let org = client.scoped(Scope::Org("acme".into()));
+    let product = client.for_owner(Owner::Product("my-product".into()));
+    let org = client.for_owner(Owner::Org("acme".into()));
     for mut stream in [
         client.subscribe_all(Some("temp")),
         org.subscribe_all(None),
