@@ -36,10 +36,12 @@ use core::fmt;
 use core::time::Duration;
 
 use super::{Connection, Instant, SessionError};
+use state::DriverState;
 
 pub mod asynch;
 #[cfg(feature = "embedded-io")]
 mod embedded;
+mod state;
 #[cfg(feature = "std")]
 mod std_io;
 #[cfg(feature = "tokio")]
@@ -158,37 +160,6 @@ impl<E> From<SessionError> for DriverError<E> {
     }
 }
 
-/// Takes the next frame out of `conn` into `buf`: `Ok(Some(n))`, `Ok(None)` when there is none
-/// (or the session has ended: its error is reported by the caller's next check).
-fn next_frame<C: Connection + ?Sized, E>(
-    conn: &mut C,
-    now: Instant,
-    buf: &mut [u8],
-) -> Result<Option<usize>, DriverError<E>> {
-    match conn.poll_transmit(now, buf) {
-        Ok(n) => Ok(n),
-        // An ended session reports its reason from `poll_transmit`; it is not a buffer problem.
-        Err(_) if conn.error().is_some() => Ok(None),
-        // The driver's buffer serves every frame, so it asks for the largest one.
-        Err(SessionError::InsufficientSize { required }) => Err(DriverError::InsufficientSize {
-            required: required.max(conn.max_transmit_len()),
-        }),
-        Err(e) => Err(DriverError::Session(e)),
-    }
-}
-
-/// Feeds what a read gave to the session. A session error is not returned here: the session
-/// keeps it, and the driver reports it after the events queued before it.
-fn after_read<C: Connection + ?Sized>(conn: &mut C, now: Instant, buf: &[u8], got: Received) {
-    match got {
-        Received::Data(n) => {
-            let _ended = conn.handle_input(now, &buf[..n.min(buf.len())]);
-        }
-        Received::Eof => conn.handle_close(now),
-        Received::TimedOut => {}
-    }
-}
-
 /// The blocking driver: a [`Connection`], a [`Transport`], a [`Clock`] and one buffer `B` for
 /// frames in both directions (at least [`Connection::max_transmit_len`] bytes).
 ///
@@ -252,13 +223,8 @@ fn after_read<C: Connection + ?Sized>(conn: &mut C, now: Instant, buf: &[u8], go
 /// ```
 #[derive(Debug)]
 pub struct Driver<C, T, K, B> {
-    conn: C,
+    state: DriverState<C, K, B>,
     io: T,
-    clock: K,
-    buf: B,
-    /// How a heap buffer ([`Driver::with_vec`]) grows for a frame longer than itself; a
-    /// caller's buffer does not.
-    grow: Option<fn(&mut B, usize)>,
 }
 
 impl<C, T, K, B> Driver<C, T, K, B>
@@ -268,77 +234,19 @@ where
     K: Clock,
     B: AsMut<[u8]>,
 {
-    /// A driver for `conn` over `io`, reading the time from `clock`, with `buf` as its frame
-    /// buffer. A buffer shorter than a frame is reported by the call that meets the frame.
-    pub fn new(conn: C, io: T, clock: K, buf: B) -> Self {
-        Driver {
-            conn,
-            io,
-            clock,
-            buf,
-            grow: None,
-        }
-    }
+    state::driver_accessors!();
 
-    /// The session.
-    #[must_use]
-    pub fn connection(&self) -> &C {
-        &self.conn
-    }
-
-    /// The session, for the application's calls between two driver steps. What they queue is
-    /// sent by the next [`Driver::flush`] or [`Driver::drive`].
-    pub fn connection_mut(&mut self) -> &mut C {
-        &mut self.conn
-    }
-
-    /// The transport.
-    #[must_use]
-    pub fn transport(&self) -> &T {
-        &self.io
-    }
-
-    /// The clock's current time, as the driver tells it to the session.
-    pub fn now(&mut self) -> Instant {
-        self.clock.now()
-    }
-
-    /// The session, the transport, the clock and the buffer.
-    pub fn into_parts(self) -> (C, T, K, B) {
-        (self.conn, self.io, self.clock, self.buf)
-    }
-
-    /// Writes every frame the session has queued, then flushes the transport.
+    /// Writes every frame the session has queued (several to one write when they fit the
+    /// buffer), then flushes the transport.
     ///
-    /// A transport error in the middle of a frame loses the rest of that frame: the stream is
-    /// out of step from then on, and the caller should end the session
-    /// ([`Connection::handle_close`]) and reconnect.
+    /// A transport error leaves the unwritten bytes in the buffer for the next call; an ended
+    /// session drops them.
     pub fn flush(&mut self) -> Result<(), DriverError<T::Error>> {
         let mut wrote = false;
-        loop {
-            let now = self.clock.now();
-            let n = match next_frame(&mut self.conn, now, self.buf.as_mut()) {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
-                // A heap buffer grows to the frame (an OTA chunk larger than it).
-                Err(DriverError::InsufficientSize { required }) if self.grow.is_some() => {
-                    if let Some(grow) = self.grow {
-                        grow(&mut self.buf, required);
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let mut frame = &self.buf.as_mut()[..n];
-            while !frame.is_empty() {
-                match self.io.write(frame).map_err(DriverError::Io)? {
-                    0 => {
-                        // The stream is gone: the rest of this frame and the queue with it.
-                        self.conn.handle_close(self.clock.now());
-                        return Ok(());
-                    }
-                    w => frame = &frame[w.min(frame.len())..],
-                }
+        while let Some(unsent) = self.state.unsent()? {
+            let n = self.io.write(unsent).map_err(DriverError::Io)?;
+            if !self.state.sent(n) {
+                return Ok(());
             }
             wrote = true;
         }
@@ -357,11 +265,11 @@ where
     pub fn drive(&mut self) -> Result<Option<C::Event>, DriverError<T::Error>> {
         self.flush()?;
         // The event goes straight to the caller; the round's work runs in `step`, whose frame holds no event.
-        if let Some(event) = self.conn.poll_event() {
+        if let Some(event) = self.state.conn.poll_event() {
             return Ok(Some(event));
         }
         self.step()?;
-        Ok(self.conn.poll_event())
+        Ok(self.state.conn.poll_event())
     }
 
     /// One round that hands out no event: sends what is queued, then ends with the session's reason if it has
@@ -376,24 +284,12 @@ where
     #[inline(never)]
     pub fn step(&mut self) -> Result<(), DriverError<T::Error>> {
         self.flush()?;
-        if let Some(e) = self.conn.error() {
-            return Err(DriverError::Session(e));
-        }
-        let now = self.clock.now();
-        match self.conn.poll_timeout() {
-            Some(at) if at <= now => self.conn.handle_timeout(now),
-            timeout => {
-                let buf = self.buf.as_mut();
-                if buf.is_empty() {
-                    return Err(DriverError::InsufficientSize {
-                        required: self.conn.max_transmit_len(),
-                    });
-                }
-                let wait = timeout.map(|at| at.saturating_duration_since(now));
-                let got = self.io.read(buf, wait).map_err(DriverError::Io)?;
-                let now = self.clock.now();
-                after_read(&mut self.conn, now, buf, got);
-            }
+        if let Some(wait) = self.state.before_read()? {
+            let got = self
+                .io
+                .read(self.state.read_buf(), wait)
+                .map_err(DriverError::Io)?;
+            self.state.handle_read(got);
         }
         self.flush()
     }
@@ -416,21 +312,5 @@ where
     T: Transport,
     K: Clock,
 {
-    /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least 1 KiB, so
-    /// reads take what a TCP segment brings), which grows when the session later has a longer
-    /// frame to send (a cloud's OTA chunks).
-    pub fn with_vec(conn: C, io: T, clock: K) -> Self {
-        let len = conn.max_transmit_len().max(1024);
-        let mut driver = Driver::new(conn, io, clock, alloc::vec![0; len]);
-        driver.grow = Some(grow_vec);
-        driver
-    }
-}
-
-/// Grows a driver's heap buffer to `len` bytes.
-#[cfg(feature = "alloc")]
-fn grow_vec(buf: &mut alloc::vec::Vec<u8>, len: usize) {
-    if buf.len() < len {
-        buf.resize(len, 0);
-    }
+    state::driver_with_vec!();
 }
