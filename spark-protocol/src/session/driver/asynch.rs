@@ -64,7 +64,7 @@
 use core::future::Future;
 use core::time::Duration;
 
-use super::state::{self, DriverState};
+use super::state;
 use super::{Clock, DriverError, Received};
 use crate::session::{Connection, Instant};
 
@@ -113,24 +113,14 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
 }
 
-/// The async driver: a [`Connection`], an async [`Transport`], a [`Clock`] and one buffer `B`
-/// for frames in both directions (at least [`Connection::max_transmit_len`] bytes). The blocking
-/// [`Driver`](super::Driver), awaited: the same methods, the same errors.
-#[derive(Debug)]
-pub struct Driver<C, T, K, B> {
-    state: DriverState<C, K, B>,
-    io: T,
+state::driver_type! {
+    /// The async driver: a [`Connection`], an async [`Transport`], a [`Clock`] and one buffer `B`
+    /// for frames in both directions (at least [`Connection::max_transmit_len`] bytes). The blocking
+    /// [`Driver`](super::Driver), awaited: the same methods, the same errors.
+    over Transport
 }
 
-impl<C, T, K, B> Driver<C, T, K, B>
-where
-    C: Connection,
-    T: Transport,
-    K: Clock,
-    B: AsMut<[u8]>,
-{
-    state::driver_accessors!();
-
+impl<C: Connection, T: Transport, K: Clock, B: AsMut<[u8]>> Driver<C, T, K, B> {
     /// Writes every frame the session has queued (several to one write when they fit the
     /// buffer), then flushes the transport.
     ///
@@ -191,16 +181,6 @@ where
             }
         }
     }
-}
-
-#[cfg(feature = "alloc")]
-impl<C, T, K> Driver<C, T, K, alloc::vec::Vec<u8>>
-where
-    C: Connection,
-    T: Transport,
-    K: Clock,
-{
-    state::driver_with_vec!();
 }
 
 /// Polls `a` and `b` together and returns the first to finish (`a` when both are ready).

@@ -36,7 +36,6 @@ use core::fmt;
 use core::time::Duration;
 
 use super::{Connection, Instant, SessionError};
-use state::DriverState;
 
 pub mod asynch;
 #[cfg(feature = "embedded-io")]
@@ -160,82 +159,72 @@ impl<E> From<SessionError> for DriverError<E> {
     }
 }
 
-/// The blocking driver: a [`Connection`], a [`Transport`], a [`Clock`] and one buffer `B` for
-/// frames in both directions (at least [`Connection::max_transmit_len`] bytes).
-///
-/// A device on one thread and a cloud on another, over TCP on 127.0.0.1 (with feature `std` the
-/// standard library's `TcpStream` is a [`Transport`]); on a Core the transport is
-/// `EmbeddedIo(uart)` and the clock a closure over the tick counter, and the loop is the same:
-///
-/// ```
-/// # #[cfg(feature = "std")] {
-/// use std::net::{TcpListener, TcpStream};
-/// use spark_protocol::crypto::{SessionKey, rng::HardwareRng};
-/// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
-/// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
-/// use spark_protocol::session::driver::{Clock, Driver, DriverError, StdClock};
-/// use spark_protocol::session::SessionError;
-///
-/// let listener = TcpListener::bind("127.0.0.1:0")?;
-/// let addr = listener.local_addr()?;
-/// let device = std::thread::spawn(move || {
-///     let mut clock = StdClock::new();
-///     let secret = SessionKey::from_bytes([2; 40]);
-///     let config = DeviceConfig::new([7; 12]);
-///     let mut conn = DeviceConnection::from_session(clock.now(), &secret, config, NoFirmware);
-///     conn.register_function(b"brew").unwrap();
-///     let stream = TcpStream::connect(addr).unwrap();
-///     // The device's one buffer, on its stack: its longest frame fits.
-///     let mut driver = Driver::new(conn, stream, clock, [0u8; 1024]);
-///     loop {
-///         match driver.next_event() {
-///             Ok(DeviceEvent::FunctionCall(call)) => {
-///                 driver.connection_mut().function_return(call.call, 7).unwrap()
-///             }
-///             Ok(_) => {}
-///             Err(end) => return end,
-///         }
-///     }
-/// });
-///
-/// let (stream, _) = listener.accept()?;
-/// let mut clock = StdClock::new();
-/// let rng = HardwareRng(|dest: &mut [u8]| dest.fill(0x5a));
-/// let secret = SessionKey::from_bytes([2; 40]);
-/// let cloud = CloudConnection::from_session(
-///     clock.now(), NoKeys, NoKeys, rng, CloudConfig::default(), &secret, [7; 12].into(),
-/// );
-/// let mut driver = Driver::with_vec(cloud, stream, clock);
-/// assert!(matches!(driver.next_event()?, CloudEvent::Connected(_)));
-/// let now = driver.now();
-/// let request = driver.connection_mut().call_function(now, b"brew", b"")?;
-/// loop {
-///     if let CloudEvent::FunctionReturned { request: r, result } = driver.next_event()? {
-///         assert_eq!((r, result), (request, Ok(7)));
-///         break;
-///     }
-/// }
-/// drop(driver); // the cloud hangs up: the device's driver sees the end of the stream
-/// let end = device.join().unwrap();
-/// assert!(matches!(end, DriverError::Session(SessionError::TransportClosed)));
-/// # }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct Driver<C, T, K, B> {
-    state: DriverState<C, K, B>,
-    io: T,
+state::driver_type! {
+    /// The blocking driver: a [`Connection`], a [`Transport`], a [`Clock`] and one buffer `B` for
+    /// frames in both directions (at least [`Connection::max_transmit_len`] bytes).
+    ///
+    /// A device on one thread and a cloud on another, over TCP on 127.0.0.1 (with feature `std` the
+    /// standard library's `TcpStream` is a [`Transport`]); on a Core the transport is
+    /// `EmbeddedIo(uart)` and the clock a closure over the tick counter, and the loop is the same:
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// use std::net::{TcpListener, TcpStream};
+    /// use spark_protocol::crypto::{SessionKey, rng::HardwareRng};
+    /// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
+    /// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
+    /// use spark_protocol::session::driver::{Clock, Driver, DriverError, StdClock};
+    /// use spark_protocol::session::SessionError;
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let device = std::thread::spawn(move || {
+    ///     let mut clock = StdClock::new();
+    ///     let secret = SessionKey::from_bytes([2; 40]);
+    ///     let config = DeviceConfig::new([7; 12]);
+    ///     let mut conn = DeviceConnection::from_session(clock.now(), &secret, config, NoFirmware);
+    ///     conn.register_function(b"brew").unwrap();
+    ///     let stream = TcpStream::connect(addr).unwrap();
+    ///     // The device's one buffer, on its stack: its longest frame fits.
+    ///     let mut driver = Driver::new(conn, stream, clock, [0u8; 1024]);
+    ///     loop {
+    ///         match driver.next_event() {
+    ///             Ok(DeviceEvent::FunctionCall(call)) => {
+    ///                 driver.connection_mut().function_return(call.call, 7).unwrap()
+    ///             }
+    ///             Ok(_) => {}
+    ///             Err(end) => return end,
+    ///         }
+    ///     }
+    /// });
+    ///
+    /// let (stream, _) = listener.accept()?;
+    /// let mut clock = StdClock::new();
+    /// let rng = HardwareRng(|dest: &mut [u8]| dest.fill(0x5a));
+    /// let secret = SessionKey::from_bytes([2; 40]);
+    /// let cloud = CloudConnection::from_session(
+    ///     clock.now(), NoKeys, NoKeys, rng, CloudConfig::default(), &secret, [7; 12].into(),
+    /// );
+    /// let mut driver = Driver::with_vec(cloud, stream, clock);
+    /// assert!(matches!(driver.next_event()?, CloudEvent::Connected(_)));
+    /// let now = driver.now();
+    /// let request = driver.connection_mut().call_function(now, b"brew", b"")?;
+    /// loop {
+    ///     if let CloudEvent::FunctionReturned { request: r, result } = driver.next_event()? {
+    ///         assert_eq!((r, result), (request, Ok(7)));
+    ///         break;
+    ///     }
+    /// }
+    /// drop(driver); // the cloud hangs up: the device's driver sees the end of the stream
+    /// let end = device.join().unwrap();
+    /// assert!(matches!(end, DriverError::Session(SessionError::TransportClosed)));
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    over Transport
 }
 
-impl<C, T, K, B> Driver<C, T, K, B>
-where
-    C: Connection,
-    T: Transport,
-    K: Clock,
-    B: AsMut<[u8]>,
-{
-    state::driver_accessors!();
-
+impl<C: Connection, T: Transport, K: Clock, B: AsMut<[u8]>> Driver<C, T, K, B> {
     /// Writes every frame the session has queued (several to one write when they fit the
     /// buffer), then flushes the transport.
     ///
@@ -303,14 +292,4 @@ where
             }
         }
     }
-}
-
-#[cfg(feature = "alloc")]
-impl<C, T, K> Driver<C, T, K, alloc::vec::Vec<u8>>
-where
-    C: Connection,
-    T: Transport,
-    K: Clock,
-{
-    state::driver_with_vec!();
 }

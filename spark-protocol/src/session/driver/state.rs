@@ -149,68 +149,75 @@ fn next_frame<C: Connection + ?Sized, E>(
     }
 }
 
-/// The accessors both drivers have, name for name (`new`, `connection`, `connection_mut`,
-/// `transport`, `now`, `into_parts`), over a `state: DriverState` and an `io` field.
-macro_rules! driver_accessors {
-    () => {
-        /// A driver for `conn` over `io`, reading the time from `clock`, with `buf` as its
-        /// frame buffer. A buffer shorter than a frame is reported by the call that meets the
-        /// frame.
-        pub fn new(conn: C, io: T, clock: K, buf: B) -> Self {
-            Driver {
-                state: $crate::session::driver::state::DriverState::new(conn, clock, buf),
-                io,
+/// Declares a driver type over a transport trait: the struct (with the docs given), the
+/// accessors both drivers have name for name (`new`, `connection`, `connection_mut`,
+/// `transport`, `now`, `into_parts`) and, with `alloc`, `with_vec`. Each driver adds its own
+/// `flush` and `step` (blocking or awaited), the only code in which the two differ.
+macro_rules! driver_type {
+    ($(#[$attr:meta])* over $transport:ident) => {
+        $(#[$attr])*
+        #[derive(Debug)]
+        pub struct Driver<C, T, K, B> {
+            state: $crate::session::driver::state::DriverState<C, K, B>,
+            io: T,
+        }
+
+        impl<C: Connection, T: $transport, K: Clock, B: AsMut<[u8]>> Driver<C, T, K, B> {
+            /// A driver for `conn` over `io`, reading the time from `clock`, with `buf` as its
+            /// frame buffer. A buffer shorter than a frame is reported by the call that meets
+            /// the frame.
+            pub fn new(conn: C, io: T, clock: K, buf: B) -> Self {
+                Driver {
+                    state: $crate::session::driver::state::DriverState::new(conn, clock, buf),
+                    io,
+                }
+            }
+
+            /// The session.
+            #[must_use]
+            pub fn connection(&self) -> &C {
+                &self.state.conn
+            }
+
+            /// The session, for the application's calls between two driver steps. What they
+            /// queue is sent by the next [`Driver::flush`] or [`Driver::drive`].
+            pub fn connection_mut(&mut self) -> &mut C {
+                &mut self.state.conn
+            }
+
+            /// The transport.
+            #[must_use]
+            pub fn transport(&self) -> &T {
+                &self.io
+            }
+
+            /// The clock's current time, as the driver tells it to the session.
+            pub fn now(&mut self) -> Instant {
+                self.state.clock.now()
+            }
+
+            /// The session, the transport, the clock and the buffer.
+            pub fn into_parts(self) -> (C, T, K, B) {
+                let state = self.state;
+                (state.conn, self.io, state.clock, state.buf)
             }
         }
 
-        /// The session.
-        #[must_use]
-        pub fn connection(&self) -> &C {
-            &self.state.conn
-        }
-
-        /// The session, for the application's calls between two driver steps. What they queue
-        /// is sent by the next [`Driver::flush`] or [`Driver::drive`].
-        pub fn connection_mut(&mut self) -> &mut C {
-            &mut self.state.conn
-        }
-
-        /// The transport.
-        #[must_use]
-        pub fn transport(&self) -> &T {
-            &self.io
-        }
-
-        /// The clock's current time, as the driver tells it to the session.
-        pub fn now(&mut self) -> Instant {
-            self.state.clock.now()
-        }
-
-        /// The session, the transport, the clock and the buffer.
-        pub fn into_parts(self) -> (C, T, K, B) {
-            let state = self.state;
-            (state.conn, self.io, state.clock, state.buf)
+        #[cfg(feature = "alloc")]
+        impl<C: Connection, T: $transport, K: Clock> Driver<C, T, K, alloc::vec::Vec<u8>> {
+            /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least
+            /// 1 KiB, so reads take what a TCP segment brings), which grows when the session
+            /// later has a longer frame to send (a cloud's OTA chunks).
+            pub fn with_vec(conn: C, io: T, clock: K) -> Self {
+                let len = conn.max_transmit_len().max(1024);
+                let mut driver = Driver::new(conn, io, clock, alloc::vec![0; len]);
+                driver.state.grow = Some($crate::session::driver::state::grow_vec);
+                driver
+            }
         }
     };
 }
-pub(super) use driver_accessors;
-
-/// `with_vec`, for both drivers.
-macro_rules! driver_with_vec {
-    () => {
-        /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least
-        /// 1 KiB, so reads take what a TCP segment brings), which grows when the session later
-        /// has a longer frame to send (a cloud's OTA chunks).
-        pub fn with_vec(conn: C, io: T, clock: K) -> Self {
-            let len = conn.max_transmit_len().max(1024);
-            let mut driver = Driver::new(conn, io, clock, alloc::vec![0; len]);
-            driver.state.grow = Some($crate::session::driver::state::grow_vec);
-            driver
-        }
-    };
-}
-#[cfg(feature = "alloc")]
-pub(super) use driver_with_vec;
+pub(super) use driver_type;
 
 /// Grows a driver's heap buffer to `len` bytes.
 #[cfg(feature = "alloc")]
