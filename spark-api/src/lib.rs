@@ -121,3 +121,6 @@ pub use models::{
     FunctionCallResult, NewWebhook, OkResult, PingResult, Publish, UpdateResult, UserInfo,
     VariableResult, VariableValue, Webhook,
 };
+/// Whose events a subscription asks for ([`Client::subscribe`]): the workspace's one type for it,
+/// the same the device protocol's Subscribe carries.
+pub use spark_protocol::session::Scope;

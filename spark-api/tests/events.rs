@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use spark_api::{Client, DisconnectReason, Error, Owner, ReconnectPolicy, StreamItem};
+use spark_api::{Client, DisconnectReason, Error, Owner, ReconnectPolicy, Scope, StreamItem};
 use support::{CORE, TOKEN, TestServer};
 
 fn client(server: &TestServer, idle: Duration) -> Client {
@@ -148,6 +148,9 @@ async fn paths_for_every_scope() {
         client.subscribe_all(Some("temp")),
         org.subscribe_all(None),
         product.subscribe_device(CORE, Some("temp")),
+        // The shared Scope reaches the same routes.
+        client.subscribe(Scope::All, Some("temp")),
+        product.subscribe(Scope::Device(CORE.parse().unwrap()), Some("temp")),
     ] {
         assert_eq!(
             stream.next_item().await.unwrap().unwrap(),
@@ -156,13 +159,13 @@ async fn paths_for_every_scope() {
         let event = stream.next_event().await.unwrap().unwrap();
         assert_eq!((event.name.as_str(), event.ttl), ("temperature", Some(60)));
     }
-    assert_eq!(server.hits("GET /v1/events/temp"), 1);
+    assert_eq!(server.hits("GET /v1/events/temp"), 2);
     assert_eq!(server.hits("GET /v1/orgs/acme/events"), 1);
     assert_eq!(
         server.hits(&format!(
             "GET /v1/products/my-product/devices/{CORE}/events/temp"
         )),
-        1
+        2
     );
 }
 

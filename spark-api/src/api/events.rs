@@ -393,6 +393,19 @@ impl Client {
         EventStream::new(self.clone(), with_prefix(path, prefix))
     }
 
+    /// Subscribe with a [`Scope`](crate::Scope), the workspace's one name for whose events a
+    /// subscription asks for (the device protocol's Subscribe carries the same three): all
+    /// ([`Client::subscribe_all`]), the account's devices ([`Client::subscribe_mine`]) or one
+    /// device ([`Client::subscribe_device`]).
+    pub fn subscribe(&self, scope: crate::Scope, prefix: Option<&str>) -> EventStream {
+        match scope {
+            crate::Scope::Device(id) => self.subscribe_device(id, prefix),
+            crate::Scope::MyDevices => self.subscribe_mine(prefix),
+            // `All`, and any scope a later protocol adds: the widest stream the token may see.
+            _ => self.subscribe_all(prefix),
+        }
+    }
+
     /// Subscribe to one device's events (`GET /v1/devices/:id/events[/:prefix]`, or the product route in a product
     /// scope).
     pub fn subscribe_device<'a>(
