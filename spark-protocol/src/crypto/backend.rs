@@ -191,6 +191,7 @@ lend_to_referent! { RsaPrivate {
 
 /// The first `k` bytes of `out`, where a backend writes a `k`-byte block (a ciphertext or a
 /// signature); [`RsaError::InsufficientSize`] when `out` is shorter.
+#[cfg(any(feature = "rsa", feature = "openssl", feature = "rsa-fixed"))]
 pub(crate) fn block_out(out: &mut [u8], k: usize) -> Result<&mut [u8], RsaError> {
     out.get_mut(..k)
         .ok_or(RsaError::InsufficientSize { required: k })
@@ -198,6 +199,7 @@ pub(crate) fn block_out(out: &mut [u8], k: usize) -> Result<&mut [u8], RsaError>
 
 /// Checks that `message` fits a PKCS#1 v1.5 block of `k` bytes with its 11 bytes of padding at
 /// least.
+#[cfg(any(feature = "rsa", feature = "openssl", feature = "rsa-fixed"))]
 pub(crate) fn check_fits(message: &[u8], k: usize) -> Result<(), RsaError> {
     if message.len() + 11 > k {
         Err(RsaError::MessageTooLong)
