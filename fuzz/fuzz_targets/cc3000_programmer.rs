@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use spark_cc3000::ServicePack;
 use spark_cc3000::nvmem::RadioParams;
 use spark_cc3000::patch::emit;
-use spark_cc3000::programmer::{Config, Outcome, Programmer, Action};
+use spark_cc3000::programmer::{Action, Config, Outcome, Programmer};
 
 fuzz_target!(|data: &[u8]| {
     let mut drv = [0u8; 128];

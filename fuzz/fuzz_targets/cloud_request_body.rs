@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spark_cloud::fuzzing::request_body;
 use spark_cloud::encoding::percent_decode;
+use spark_cloud::fuzzing::request_body;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {

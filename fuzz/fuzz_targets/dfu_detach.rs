@@ -3,12 +3,15 @@
 //! Never a panic, never a loop without end, and a failed run keeps returning its error.
 #![no_main]
 
+#[path = "../shared/usb_replies.rs"]
+mod usb_replies;
+
 use libfuzzer_sys::fuzz_target;
-use spark_dfu::host::TransferError;
 use spark_dfu::host::runtime::{Detach, DetachAction, DetachOptions};
+use usb_replies::Replies;
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&mode, mut rest)) = input.split_first() else {
+    let Some((&mode, rest)) = input.split_first() else {
         return;
     };
     let mut machine = Detach::new(DetachOptions {
@@ -17,25 +20,17 @@ fuzz_target!(|input: &[u8]| {
         will_detach: mode & 1 != 0,
         reenumerate_ms: 5000,
     });
-    let mut next = |n: usize| -> Option<Result<Vec<u8>, TransferError>> {
-        let (&tag, r) = rest.split_first()?;
-        rest = r;
-        Some(match tag {
-            0 => Err(TransferError::Stall),
-            1 => Err(TransferError::Disconnected),
-            2 => Err(TransferError::Io),
-            3 => Err(TransferError::Unsupported),
-            4 => Err(TransferError::Timeout),
-            len => {
-                let take = usize::from(len).min(n).min(rest.len());
-                let (a, b) = rest.split_at(take);
-                rest = b;
-                Ok(a.to_vec())
-            }
-        })
+    // Every error a tag can name; a length tag is the byte count itself.
+    let mut replies = Replies {
+        rest,
+        errors: &usb_replies::ERRORS,
+        scale: 1,
     };
+    let mut next = |n: usize| replies.next(n);
     for _ in 0..64 {
-        let Ok(action) = machine.poll_action() else { break };
+        let Ok(action) = machine.poll_action() else {
+            break;
+        };
         let step = match action {
             DetachAction::Out(_) | DetachAction::Reset | DetachAction::Reenumerate(_) => {
                 let Some(r) = next(0) else { break };

@@ -3,12 +3,16 @@
 //! end, and the bytes reported written never exceed the plan.
 #![no_main]
 
+#[path = "../shared/usb_replies.rs"]
+mod usb_replies;
+
 use libfuzzer_sys::fuzz_target;
-use spark_dfu::host::{Action, Device, Host, Options, Region, TransferError};
+use spark_dfu::host::{Action, Device, Host, Options, Region};
 use spark_dfu::platform::Platform;
+use usb_replies::Replies;
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&mode, mut rest)) = input.split_first() else {
+    let Some((&mode, rest)) = input.split_first() else {
         return;
     };
     let data = [0xA5u8; 3000];
@@ -37,24 +41,17 @@ fuzz_target!(|input: &[u8]| {
     } else {
         Host::download(device, &regions, options).unwrap()
     };
-    let mut next = |n: usize| -> Option<Result<Vec<u8>, TransferError>> {
-        let (&tag, r) = rest.split_first()?;
-        rest = r;
-        Some(match tag {
-            0 => Err(TransferError::Stall),
-            1 => Err(TransferError::Disconnected),
-            2 => Err(TransferError::Io),
-            len => {
-                let want = (usize::from(len) * 8).min(n);
-                let take = want.min(rest.len());
-                let (a, b) = rest.split_at(take);
-                rest = b;
-                Ok(a.to_vec())
-            }
-        })
+    // Stall, Disconnected and Io; a length tag counts eight bytes.
+    let mut replies = Replies {
+        rest,
+        errors: &usb_replies::ERRORS[..3],
+        scale: 8,
     };
+    let mut next = |n: usize| replies.next(n);
     for _ in 0..100_000 {
-        let Ok(action) = host.poll_action() else { break };
+        let Ok(action) = host.poll_action() else {
+            break;
+        };
         let step = match action {
             Action::SelectAlt(_) | Action::Out { .. } => {
                 let Some(r) = next(0) else { break };

@@ -4,20 +4,24 @@
 //! must keep returning the same error.
 #![no_main]
 
+#[path = "../shared/device_app.rs"]
+mod device_app;
+
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use spark_protocol::DeviceId;
 use spark_protocol::session::cloud::{CloudConfig, CloudConnection, NoKeys};
-use spark_protocol::session::device::{BufferSink, DeviceConfig, DeviceConnection, DeviceEvent};
+use spark_protocol::session::device::{BufferSink, DeviceConfig, DeviceConnection};
 use spark_protocol::session::{Connection, Instant, Scope};
 use spark_protocol::wire::describe::VarType;
-use spark_protocol::wire::message::Value;
 
 /// `CON POST /h` from the cloud, no payload.
 const CLOUD_HELLO: [u8; 6] = [0x41, 0x02, 0x12, 0x34, 0x01, 0xb1];
 /// `CON POST /h` from a Core-style device: product id, firmware version, flags.
-const DEVICE_HELLO: [u8; 13] = [0x40, 0x02, 0x00, 0x07, 0xb1, b'h', 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00];
+const DEVICE_HELLO: [u8; 13] = [
+    0x40, 0x02, 0x00, 0x07, 0xb1, b'h', 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00,
+];
 
 fuzz_target!(|data: &[u8]| {
     let mut store = [0u8; 16 * 1024];
@@ -64,17 +68,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             let _ = dev.handle_input(t, msg);
             dev.handle_timeout(t);
-            while let Some(ev) = dev.poll_event() {
-                match ev {
-                    DeviceEvent::FunctionCall(c) => {
-                        let _ = dev.function_return(c.call, 1);
-                    }
-                    DeviceEvent::VariableRequest(r) => {
-                        let _ = dev.variable_value(r.request, Value::String(b"x"));
-                    }
-                    _ => {}
-                }
-            }
+            device_app::answer_events(&mut dev);
             while let Ok(Some(_)) = dev.poll_transmit(t, &mut out) {}
         }
         if let Some(e) = dev.error() {

@@ -4,15 +4,15 @@
 //! session must never panic, and once it has failed it must keep returning the same error.
 #![no_main]
 
+#[path = "../shared/device_app.rs"]
+mod device_app;
+
 use libfuzzer_sys::fuzz_target;
 use spark_protocol::crypto::framing::sealed_len;
 use spark_protocol::crypto::{Aes128Cbc, FrameEncoder, SessionKey};
-use spark_protocol::session::device::{
-    BufferSink, DeviceConfig, DeviceConnection, DeviceEvent, Scope,
-};
+use spark_protocol::session::device::{BufferSink, DeviceConfig, DeviceConnection, Scope};
 use spark_protocol::session::{Connection, Instant};
 use spark_protocol::wire::describe::VarType;
-use spark_protocol::wire::message::Value;
 
 const SERVER_HELLO: [u8; 6] = [0x51, 0x02, 0x00, 0x01, 0x01, 0xb1];
 
@@ -58,17 +58,7 @@ fuzz_target!(|data: &[u8]| {
             send(&mut dev, Instant::from_millis(now), msg, step);
         }
         dev.handle_timeout(Instant::from_millis(now));
-        while let Some(ev) = dev.poll_event() {
-            match ev {
-                DeviceEvent::FunctionCall(c) => {
-                    let _ = dev.function_return(c.call, 1);
-                }
-                DeviceEvent::VariableRequest(r) => {
-                    let _ = dev.variable_value(r.request, Value::String(b"x"));
-                }
-                _ => {}
-            }
-        }
+        device_app::answer_events(&mut dev);
         while let Ok(Some(_)) = dev.poll_transmit(Instant::from_millis(now), &mut out) {}
         if let Some(e) = dev.error() {
             assert_eq!(dev.handle_input(Instant::from_millis(now), &[0]), Err(e));

@@ -110,10 +110,13 @@ impl ReconnectPolicy {
     }
 }
 
-/// Which account, product or organization the device and event routes address.
+/// Whose devices and events the routes address: the token's own account, a product or an organization.
+///
+/// Not to be confused with an event subscription's scope (all, mine, one device), which is
+/// `spark_protocol::session::Scope` on the device protocol and the choice of `subscribe_*` call here.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum Scope {
+pub enum Owner {
     /// The token's own account: `/v1/devices`, `/v1/events`.
     #[default]
     User,
@@ -142,7 +145,7 @@ pub(crate) struct Inner {
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
     pub(crate) token: Option<AccessToken>,
-    pub(crate) scope: Scope,
+    pub(crate) owner: Owner,
 }
 
 impl fmt::Debug for Client {
@@ -150,7 +153,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base_url", &self.inner.base)
             .field("token", &self.token)
-            .field("scope", &self.scope)
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }
@@ -169,7 +172,7 @@ pub struct ClientBuilder {
     oauth_client: OAuthClient,
     allow_insecure_http: bool,
     proxy: ProxySetting,
-    scope: Scope,
+    owner: Owner,
     pool_idle_timeout: Option<Duration>,
     max_response_bytes: usize,
 }
@@ -229,7 +232,7 @@ impl Default for ClientBuilder {
             oauth_client: OAuthClient::default(),
             allow_insecure_http: false,
             proxy: ProxySetting::Environment,
-            scope: Scope::User,
+            owner: Owner::User,
             pool_idle_timeout: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
@@ -309,9 +312,9 @@ impl ClientBuilder {
         self.proxy = ProxySetting::Url(url.into());
         self
     }
-    /// The initial scope of the client (see [`Client::scoped`]).
-    pub fn scope(mut self, scope: Scope) -> Self {
-        self.scope = scope;
+    /// Whose devices and events the client addresses at first (see [`Client::for_owner`]).
+    pub fn owner(mut self, owner: Owner) -> Self {
+        self.owner = owner;
         self
     }
     /// How long an idle pooled connection is kept (default: the HTTP stack's, 90 s).
@@ -394,7 +397,7 @@ impl ClientBuilder {
                 max_response_bytes: self.max_response_bytes,
             }),
             token: self.token,
-            scope: self.scope,
+            owner: self.owner,
         })
     }
 }
@@ -536,22 +539,22 @@ impl Client {
         Client {
             inner: self.inner.clone(),
             token: Some(token.into()),
-            scope: self.scope.clone(),
+            owner: self.owner.clone(),
         }
     }
 
     /// The same client addressing a product's or organization's devices and events.
-    pub fn scoped(&self, scope: Scope) -> Client {
+    pub fn for_owner(&self, owner: Owner) -> Client {
         Client {
             inner: self.inner.clone(),
             token: self.token.clone(),
-            scope,
+            owner,
         }
     }
 
-    /// The scope in use.
-    pub fn scope(&self) -> &Scope {
-        &self.scope
+    /// Whose devices and events the client addresses.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
     }
 
     /// The token in use, if any.

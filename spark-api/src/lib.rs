@@ -9,7 +9,8 @@
 //!   `PARTICLE_ACCESS_TOKEN` or the particle-cli / spark-cli configuration files.
 //! - Devices, functions, variables, events (publish, and subscriptions as a [`futures_core::Stream`] that notices a
 //!   silent connection and reconnects), firmware (flash, compile, download, public keys), webhooks, product and
-//!   organization scoping ([`Scope`]).
+//!   organization scoping ([`Owner`]); device ids are the workspace's one
+//!   [`DeviceId`] type.
 //! - One error type, [`Error`], carrying the HTTP status and the parsed body ([`ErrorBody`]) for every error shape
 //!   the clouds send, the JSON path of a decoding failure, transport errors and timeouts.
 //!
@@ -111,12 +112,15 @@ pub use auth::{
     AccessToken, Credentials, OAuthClient, Secret, StoredToken, TokenGrant, TokenLifetime,
 };
 pub use client::{
-    Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, MAX_ERROR_BODY_BYTES, PARTICLE_API_URL,
-    ReconnectPolicy, RetryPolicy, SPARK_API_URL, Scope,
+    Client, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, MAX_ERROR_BODY_BYTES, Owner,
+    PARTICLE_API_URL, ReconnectPolicy, RetryPolicy, SPARK_API_URL,
 };
 pub use error::{ApiError, Error, ErrorBody, TimeoutPhase};
 pub use models::{
-    ClaimResult, CompileResult, CreatedWebhook, Device, Event, FirmwareFile, FunctionCallResult,
-    NewWebhook, OkResult, PingResult, Publish, UpdateResult, UserInfo, VariableResult,
-    VariableValue, Webhook,
+    ClaimResult, CompileResult, CreatedWebhook, Device, DeviceId, DeviceRef, Event, FirmwareFile,
+    FunctionCallResult, NewWebhook, OkResult, PingResult, Publish, UpdateResult, UserInfo,
+    VariableResult, VariableValue, Webhook,
 };
+/// Whose events a subscription asks for ([`Client::subscribe`]): the workspace's one type for it,
+/// the same the device protocol's Subscribe carries.
+pub use spark_protocol::session::Scope;

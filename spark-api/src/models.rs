@@ -9,11 +9,70 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+/// A device id, 24 hex digits in JSON: the workspace's one device-id type, from `spark-protocol`.
+/// Reading takes either case, writing gives lowercase, as the cloud sends it.
+pub use spark_protocol::DeviceId;
+
+/// How a call names a device: by its [`DeviceId`], or by text as a person typed it (an id, or on the clouds that
+/// resolve them, a device name). Calls take `impl Into<DeviceRef>`, so a `DeviceId`, a `&DeviceId` and a `&str`
+/// all serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRef<'a> {
+    /// A device id.
+    Id(DeviceId),
+    /// Text sent as given: an id or a name.
+    Text(&'a str),
+}
+
+impl DeviceRef<'_> {
+    /// The text that goes into a path or a form: 24 lowercase hex digits for an id, the text itself otherwise.
+    #[must_use]
+    pub fn to_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            DeviceRef::Id(id) => std::borrow::Cow::Owned(id.to_string()),
+            DeviceRef::Text(text) => std::borrow::Cow::Borrowed(text),
+        }
+    }
+}
+
+impl From<DeviceId> for DeviceRef<'_> {
+    fn from(id: DeviceId) -> Self {
+        DeviceRef::Id(id)
+    }
+}
+
+impl From<&DeviceId> for DeviceRef<'_> {
+    fn from(id: &DeviceId) -> Self {
+        DeviceRef::Id(*id)
+    }
+}
+
+impl<'a> From<&'a str> for DeviceRef<'a> {
+    fn from(text: &'a str) -> Self {
+        DeviceRef::Text(text)
+    }
+}
+
+impl<'a> From<&'a String> for DeviceRef<'a> {
+    fn from(text: &'a String) -> Self {
+        DeviceRef::Text(text)
+    }
+}
+
+impl fmt::Display for DeviceRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRef::Id(id) => fmt::Display::fmt(id, f),
+            DeviceRef::Text(text) => f.write_str(text),
+        }
+    }
+}
+
 /// A device as listed by `GET /v1/devices` and described by `GET /v1/devices/:id`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Device {
-    /// The 24-hex device id.
-    pub id: String,
+    /// The device id.
+    pub id: DeviceId,
     /// The device's name (absent or `null` when it has none).
     #[serde(default)]
     pub name: Option<String>,
@@ -71,7 +130,7 @@ pub struct Device {
 pub struct FunctionCallResult {
     /// The device id.
     #[serde(default)]
-    pub id: Option<String>,
+    pub id: Option<DeviceId>,
     /// The device name.
     #[serde(default)]
     pub name: Option<String>,
@@ -111,7 +170,7 @@ pub struct VariableResult {
 pub struct CoreInfo {
     /// The device id.
     #[serde(default, rename = "deviceID")]
-    pub device_id: Option<String>,
+    pub device_id: Option<DeviceId>,
     /// The device name.
     #[serde(default)]
     pub name: Option<String>,
@@ -138,7 +197,7 @@ pub struct UpdateResult {
     pub ok: Option<bool>,
     /// The device id.
     #[serde(default)]
-    pub id: Option<String>,
+    pub id: Option<DeviceId>,
     /// The device's (new) name.
     #[serde(default)]
     pub name: Option<String>,
@@ -175,7 +234,7 @@ pub struct ClaimResult {
     pub ok: Option<bool>,
     /// The claimed device id (today's cloud).
     #[serde(default, rename = "deviceID")]
-    pub device_id: Option<String>,
+    pub device_id: Option<DeviceId>,
     /// Whether the claim completed (today's cloud).
     #[serde(default)]
     pub claimed: Option<bool>,
@@ -210,7 +269,8 @@ pub struct Event {
     pub ttl: Option<u32>,
     /// When it was published (ISO-8601).
     pub published_at: Option<String>,
-    /// The publishing device's id (or `particle-internal`, or the user id for API-published events on the local cloud).
+    /// The publishing device's id (or `particle-internal`, or the user id for API-published events on the local
+    /// cloud), as sent; [`Event::device_id`] reads it as a [`DeviceId`].
     pub coreid: Option<String>,
 }
 
@@ -228,6 +288,13 @@ pub(crate) struct EventPayload {
 }
 
 impl Event {
+    /// The publishing device, when `coreid` is a device id (it is not for events the cloud or an API user
+    /// published).
+    #[must_use]
+    pub fn device_id(&self) -> Option<DeviceId> {
+        self.coreid.as_deref().and_then(|c| c.parse().ok())
+    }
+
     /// Decode an event from its name and the JSON of its `data:` line.
     pub fn from_sse(name: &str, json: &str) -> Result<Event, String> {
         if !json.trim_start().starts_with('{') {
@@ -305,7 +372,7 @@ pub struct Webhook {
     pub request_type: Option<String>,
     /// The device it is limited to.
     #[serde(default, alias = "deviceID")]
-    pub deviceid: Option<String>,
+    pub deviceid: Option<DeviceId>,
     /// Whether it only fires for the owner's devices.
     #[serde(default, deserialize_with = "bool_or_string")]
     pub mydevices: Option<bool>,
@@ -488,12 +555,18 @@ mod tests {
     #[test]
     fn device_list_2015_and_local() {
         let list: Vec<Device> = serde_json::from_str(
-            r#"[{"id":"53ff6f0650723","name":"plumber_laser","last_app":null,"last_heard":null,"connected":false},
-                {"id":"53ff291839887","name":"spark_love","last_app":null,"last_heard":"2014-12-15T20:12:51.974Z","connected":true,"requires_deep_update":true},
+            r#"[{"id":"53ff6f065072300000000001","name":"plumber_laser","last_app":null,"last_heard":null,"connected":false},
+                {"id":"53FF291839887000000000AB","name":"spark_love","last_app":null,"last_heard":"2014-12-15T20:12:51.974Z","connected":true,"requires_deep_update":true},
                 {"id":"0123456789abcdef01234567","last_heard":"x","connected":true,"unknown_field":[1,2]}]"#,
         )
         .unwrap();
         assert_eq!(list.len(), 3);
+        // Ids are read in either case and written back in lowercase, as the cloud sends them.
+        assert_eq!(list[1].id.to_string(), "53ff291839887000000000ab");
+        assert_eq!(
+            serde_json::to_value(&list[0]).unwrap()["id"],
+            "53ff6f065072300000000001"
+        );
         assert_eq!(list[1].requires_deep_update, Some(true));
         assert_eq!(list[2].name, None);
         assert!(list[2].connected);
@@ -554,8 +627,28 @@ mod tests {
         let r: UpdateResult =
             serde_json::from_str(r#"{"ok":true,"firmware_binary_id":12345}"#).unwrap();
         assert_eq!(r.firmware_binary_id.as_deref(), Some("12345"));
-        let r: UpdateResult =
-            serde_json::from_str(r#"{"id":"x","connected":true,"signaling":true}"#).unwrap();
+        let r: UpdateResult = serde_json::from_str(
+            r#"{"id":"53ff6c065075535119511687","connected":true,"signaling":true}"#,
+        )
+        .unwrap();
         assert_eq!(r.signaling, Some(true));
+        assert_eq!(
+            r.id.map(|id| id.as_bytes()[..2] == [0x53, 0xff]),
+            Some(true)
+        );
+        // A device id that is not 24 hex digits is a decoding error, not a silent string.
+        assert!(serde_json::from_str::<UpdateResult>(r#"{"id":"x"}"#).is_err());
+        assert!(serde_json::from_str::<Device>(r#"{"id":"53ff6c06507553511951168"}"#).is_err());
+    }
+
+    #[test]
+    fn device_refs_and_event_ids() {
+        let id: DeviceId = "53ff6c065075535119511687".parse().unwrap();
+        assert_eq!(DeviceRef::from(id).to_text(), "53ff6c065075535119511687");
+        assert_eq!(DeviceRef::from("core1").to_text(), "core1");
+        let e = Event::from_sse("a", r#"{"coreid":"53FF6C065075535119511687"}"#).unwrap();
+        assert_eq!(e.device_id(), Some(id));
+        let e = Event::from_sse("a", r#"{"coreid":"particle-internal"}"#).unwrap();
+        assert_eq!(e.device_id(), None);
     }
 }

@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use spark_api::{
-    Client, Credentials, Error, ErrorBody, FirmwareFile, NewWebhook, Publish, RetryPolicy, Scope,
+    Client, Credentials, Error, ErrorBody, FirmwareFile, NewWebhook, Owner, Publish, RetryPolicy,
     TimeoutPhase, TokenLifetime, VariableValue,
 };
 use support::{BINARY, CORE, NEW_TOKEN, PASSWORD, TOKEN, TestServer, USER};
@@ -178,7 +178,10 @@ async fn devices() {
     assert_eq!(info.functions.as_deref(), Some(&["brew".to_owned()][..]));
     assert_eq!(info.variables.as_ref().unwrap()["humidity"], "double");
     // By name, as the local cloud allows.
-    assert_eq!(client.device("core1").await.unwrap().id, CORE);
+    assert_eq!(client.device("core1").await.unwrap().id.to_string(), CORE);
+    // A typed id addresses the same device.
+    let typed: spark_api::DeviceId = CORE.parse().unwrap();
+    assert_eq!(client.device(typed).await.unwrap().id, typed);
 
     let renamed = client.rename_device(CORE, "new name").await.unwrap();
     assert_eq!(renamed.name.as_deref(), Some("new name"));
@@ -236,12 +239,12 @@ async fn devices() {
     assert_eq!((path.as_str(), *status), ("connected", 200));
 
     // Product scope.
-    let product = client.scoped(Scope::Product("my-product".into()));
+    let product = client.for_owner(Owner::Product("my-product".into()));
     let devices = product.list_devices().await.unwrap();
     assert_eq!(devices[0].product_id, Some(6));
     assert!(matches!(
         client
-            .scoped(Scope::Org("acme".into()))
+            .for_owner(Owner::Org("acme".into()))
             .list_devices()
             .await,
         Err(Error::InvalidInput { what: "scope", .. })
@@ -294,7 +297,14 @@ async fn functions_and_variables() {
     let int = client.variable(CORE, "temperature").await.unwrap();
     assert_eq!(int.result, VariableValue::Int(42));
     assert_eq!(int.cmd.as_deref(), Some("VarReturn"));
-    assert_eq!(int.core_info.unwrap().device_id.as_deref(), Some(CORE));
+    assert_eq!(
+        int.core_info
+            .unwrap()
+            .device_id
+            .map(|id| id.to_string())
+            .as_deref(),
+        Some(CORE)
+    );
     assert_eq!(
         client.variable(CORE, "humidity").await.unwrap().result,
         VariableValue::Double(21.5)
@@ -360,11 +370,14 @@ async fn error_shapes_retries_and_timeouts() {
 
     // 429 with Retry-After: waits, then succeeds on the second attempt.
     let limited = client.device("limited").await.unwrap();
-    assert_eq!(limited.id, "limited");
+    assert_eq!(limited.id.to_string(), "53ff00000000000000000429");
     assert_eq!(server.hits("GET /v1/devices/limited"), 2);
 
     // A 503 is retried for a GET.
-    assert_eq!(client.device("flaky").await.unwrap().id, "flaky");
+    assert_eq!(
+        client.device("flaky").await.unwrap().id.to_string(),
+        "53ff00000000000000000503"
+    );
     assert_eq!(server.hits("GET /v1/devices/flaky"), 2);
 
     // A 500 with the capital-E shape, after all retries.
@@ -455,7 +468,7 @@ async fn publish() {
         b"name=x&private=false"
     );
     client
-        .scoped(Scope::Product("my-product".into()))
+        .for_owner(Owner::Product("my-product".into()))
         .publish(&Publish::new("p"))
         .await
         .unwrap();

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use spark_api::{Client, DisconnectReason, Error, ReconnectPolicy, Scope, StreamItem};
+use spark_api::{Client, DisconnectReason, Error, Owner, ReconnectPolicy, Scope, StreamItem};
 use support::{CORE, TOKEN, TestServer};
 
 fn client(server: &TestServer, idle: Duration) -> Client {
@@ -142,12 +142,15 @@ async fn keep_alives_keep_a_quiet_stream_alive() {
 async fn paths_for_every_scope() {
     let server = TestServer::start().await;
     let client = client(&server, Duration::from_secs(5));
-    let product = client.scoped(Scope::Product("my-product".into()));
-    let org = client.scoped(Scope::Org("acme".into()));
+    let product = client.for_owner(Owner::Product("my-product".into()));
+    let org = client.for_owner(Owner::Org("acme".into()));
     for mut stream in [
         client.subscribe_all(Some("temp")),
         org.subscribe_all(None),
         product.subscribe_device(CORE, Some("temp")),
+        // The shared Scope reaches the same routes.
+        client.subscribe(Scope::All, Some("temp")),
+        product.subscribe(Scope::Device(CORE.parse().unwrap()), Some("temp")),
     ] {
         assert_eq!(
             stream.next_item().await.unwrap().unwrap(),
@@ -156,13 +159,13 @@ async fn paths_for_every_scope() {
         let event = stream.next_event().await.unwrap().unwrap();
         assert_eq!((event.name.as_str(), event.ttl), ("temperature", Some(60)));
     }
-    assert_eq!(server.hits("GET /v1/events/temp"), 1);
+    assert_eq!(server.hits("GET /v1/events/temp"), 2);
     assert_eq!(server.hits("GET /v1/orgs/acme/events"), 1);
     assert_eq!(
         server.hits(&format!(
             "GET /v1/products/my-product/devices/{CORE}/events/temp"
         )),
-        1
+        2
     );
 }
 

@@ -483,7 +483,7 @@ pub(crate) async fn list(ctx: &Context, settings: &Settings, args: ListArgs) -> 
         devices.retain(|d| match filter.as_str() {
             "online" => d.connected,
             "offline" => !d.connected,
-            f => d.id.contains(f) || d.name.as_deref().is_some_and(|n| n.contains(f)),
+            f => d.id.to_string().contains(f) || d.name.as_deref().is_some_and(|n| n.contains(f)),
         });
     }
     // Fetch variables and functions of the connected devices, as the original CLI does.

@@ -72,7 +72,7 @@ pub(crate) async fn function(ctx: &Context, settings: &Settings, _: FunctionComm
         .map(|d| FunctionRow {
             functions: d.functions.clone().unwrap_or_default(),
             name: d.name.clone(),
-            device: d.id,
+            device: d.id.to_string(),
         })
         .collect();
     if ctx.json {
@@ -122,7 +122,7 @@ async fn variable_list(ctx: &Context, settings: &Settings) -> Outcome {
     let rows: Vec<VariableRow> = devices
         .iter()
         .map(|d| VariableRow {
-            device: d.id.clone(),
+            device: d.id.to_string(),
             name: d.name.clone(),
             variables: d
                 .variables

@@ -64,9 +64,9 @@ async fn tinker_functions_called_through_the_api_drive_the_cores_pins() {
     let connected: BTreeSet<_> = listed
         .iter()
         .filter(|d| d.connected)
-        .map(|d| d.id.as_str())
+        .map(|d| d.id.to_string())
         .collect();
-    assert_eq!(connected, BTreeSet::from([a.id.as_str(), b.id.as_str()]));
+    assert_eq!(connected, BTreeSet::from([a.id.clone(), b.id.clone()]));
     let info = api.device(&a.id).await.unwrap();
     assert!(info.connected);
     let functions: BTreeSet<_> = info.functions.unwrap().into_iter().collect();

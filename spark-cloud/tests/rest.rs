@@ -298,8 +298,11 @@ async fn devices_list_info_call_get() {
     let joe = with_devices(&hub, running.http).await;
 
     let list = joe.list_devices().await.unwrap();
-    let ids: Vec<_> = list.iter().map(|d| (d.id.as_str(), d.connected)).collect();
-    assert_eq!(ids, [(DEV_B, false), (DEV_A, true)]);
+    let ids: Vec<_> = list
+        .iter()
+        .map(|d| (d.id.to_string(), d.connected))
+        .collect();
+    assert_eq!(ids, [(DEV_B.to_owned(), false), (DEV_A.to_owned(), true)]);
 
     let info = joe.device(DEV_A).await.unwrap();
     assert!(info.connected);

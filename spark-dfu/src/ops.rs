@@ -64,15 +64,6 @@ fn location(platform: Platform, item: Item) -> Result<Location, OpError> {
         .ok_or(OpError::Unsupported { platform, item })
 }
 
-/// The region of `data` at `place`.
-fn region(place: Location, data: &[u8]) -> Region<'_> {
-    Region {
-        alt: place.alt,
-        address: place.address,
-        data,
-    }
-}
-
 fn write(
     transport: &mut (impl Transport + ?Sized),
     platform: Platform,
@@ -84,6 +75,23 @@ fn write(
     let dev = device(platform, item)?;
     let mut host = Host::download(dev, regions, options)?;
     Ok(run(&mut host, transport, on_event)?)
+}
+
+/// Downloads `data` to `place` (its alt setting and address) as the `item` of `platform`.
+fn write_at(
+    transport: &mut (impl Transport + ?Sized),
+    (platform, item): (Platform, Item),
+    place: Location,
+    data: &[u8],
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let region = Region {
+        alt: place.alt,
+        address: place.address,
+        data,
+    };
+    write(transport, platform, item, &[region], options, on_event)
 }
 
 fn flash_image(
@@ -98,12 +106,12 @@ fn flash_image(
     let mut data = vec![0u8; cleared.write_len];
     // Sized from write_len just above.
     let n = cleared.emit(&mut data).unwrap_or(0);
-    data.truncate(n);
-    write(
+    let place = cleared.location;
+    write_at(
         transport,
-        platform,
-        item,
-        &[region(cleared.location, &data)],
+        (platform, item),
+        place,
+        &data[..n],
         options,
         on_event,
     )
@@ -158,18 +166,9 @@ pub fn write_server_key(
     let format = platform
         .server_key_format()
         .ok_or(OpError::Unsupported { platform, item })?;
-    let place = location(platform, item)?;
     let mut image = vec![0u8; format.len];
     let n = ServerKeyImage::emit(der, format, address, None, &mut image)?;
-    image.truncate(n);
-    write(
-        transport,
-        platform,
-        item,
-        &[region(place, &image)],
-        options,
-        on_event,
-    )
+    write_item(transport, platform, item, &image[..n], options, on_event)
 }
 
 /// Writes a device private key (the DER, padded with 0xFF to the key's room as the CLIs do).
@@ -192,11 +191,11 @@ pub fn write_device_key(
     }
     let mut image = vec![0xFF; room];
     image[..der.len()].copy_from_slice(der);
-    write(
+    write_at(
         transport,
-        platform,
-        item,
-        &[region(place, &image)],
+        (platform, item),
+        place,
+        &image,
         options,
         on_event,
     )
@@ -325,14 +324,7 @@ pub fn write_item(
         })
         .into());
     }
-    write(
-        transport,
-        platform,
-        item,
-        &[region(place, data)],
-        options,
-        on_event,
-    )
+    write_at(transport, (platform, item), place, data, options, on_event)
 }
 
 /// Reads the whole room of `item` (`keys save` reads the device key's 1024 bytes on a Core).

@@ -136,6 +136,27 @@ impl PartialEq<[u8; DEVICE_ID_LEN]> for DeviceId {
     }
 }
 
+/// An id equals the text that spells it, in either case (so an id read from JSON compares with the
+/// id a person typed).
+impl PartialEq<str> for DeviceId {
+    fn eq(&self, other: &str) -> bool {
+        DeviceId::parse_hex(other.as_bytes()) == Ok(*self)
+    }
+}
+
+impl PartialEq<&str> for DeviceId {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl PartialEq<alloc::string::String> for DeviceId {
+    fn eq(&self, other: &alloc::string::String) -> bool {
+        *self == *other.as_str()
+    }
+}
+
 #[cfg(feature = "serde")]
 impl serde::Serialize for DeviceId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -180,5 +201,9 @@ mod tests {
             Err(ParseDeviceIdError::NotHex)
         );
         assert_eq!(DeviceId::from_slice(&[1; 11]), None);
+        // Text compares by the id it spells, in either case.
+        assert!(id == "00017F80abcdefff090a0b0c");
+        assert!(id != "00017f80abcdefff090a0b0d");
+        assert!(id != "not an id");
     }
 }

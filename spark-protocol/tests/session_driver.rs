@@ -154,8 +154,8 @@ fn io_errors_are_typed_and_leave_the_session_alive() {
     let mut client = edriver(Sender::new(messages(1), 1), a.clone(), &clock);
     assert_eq!(client.drive(), Err(DriverError::Io(ErrorKind::BrokenPipe)));
     assert_eq!(client.connection().error(), None);
-    // The transport recovers: nothing was lost... except the frame the failed write held, which
-    // the caller decides about. Here the session ends on the caller's word.
+    // The transport recovers: nothing was lost (the frame the failed write held waits in the
+    // driver's buffer), and the caller decides. Here the session ends on the caller's word.
     a.fail_writes.set(false);
     let now = client.now();
     client.connection_mut().handle_close(now);

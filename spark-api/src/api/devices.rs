@@ -3,19 +3,20 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{Call, Client, Scope, decode, segment};
+use crate::client::{Call, Client, Owner, decode, segment};
 use crate::error::Error;
 use crate::models::{
-    ClaimResult, Device, FunctionCallResult, OkResult, PingResult, UpdateResult, VariableResult,
+    ClaimResult, Device, DeviceRef, FunctionCallResult, OkResult, PingResult, UpdateResult,
+    VariableResult,
 };
 
 impl Client {
-    /// The device collection of the current scope: `/v1/devices` or `/v1/products/:product/devices`.
+    /// The device collection of the current owner: `/v1/devices` or `/v1/products/:product/devices`.
     pub(crate) fn devices_path(&self) -> Result<String, Error> {
-        match &self.scope {
-            Scope::User => Ok("/v1/devices".to_owned()),
-            Scope::Product(product) => Ok(format!("/v1/products/{}/devices", segment(product))),
-            Scope::Org(_) => Err(Error::invalid(
+        match &self.owner {
+            Owner::User => Ok("/v1/devices".to_owned()),
+            Owner::Product(product) => Ok(format!("/v1/products/{}/devices", segment(product))),
+            Owner::Org(_) => Err(Error::invalid(
                 "scope",
                 "organizations have no device routes; scope the client to a product",
             )),
@@ -23,11 +24,12 @@ impl Client {
     }
 
     /// One device's path; `device` may be its id or (on the local cloud) its name.
-    pub(crate) fn device_path(&self, device: &str) -> Result<String, Error> {
+    pub(crate) fn device_path(&self, device: DeviceRef<'_>) -> Result<String, Error> {
+        let device = device.to_text();
         if device.is_empty() {
             return Err(Error::invalid("device", "empty device id"));
         }
-        Ok(format!("{}/{}", self.devices_path()?, segment(device)))
+        Ok(format!("{}/{}", self.devices_path()?, segment(&device)))
     }
 
     /// List the devices (`GET /v1/devices`; a product's listing, wrapped in `{"devices": [...]}`, is unwrapped).
@@ -47,36 +49,49 @@ impl Client {
 
     /// A device with its variables, functions and (2014 cloud, local cloud) CC3000 patch state
     /// (`GET /v1/devices/:id`).
-    pub async fn device(&self, device: &str) -> Result<Device, Error> {
-        self.call_json(Call::new(Method::GET, self.device_path(device)?))
+    pub async fn device(&self, device: impl Into<DeviceRef<'_>>) -> Result<Device, Error> {
+        self.call_json(Call::new(Method::GET, self.device_path(device.into())?))
             .await
     }
 
     /// Rename a device (`PUT /v1/devices/:id`, `name=`).
-    pub async fn rename_device(&self, device: &str, name: &str) -> Result<UpdateResult, Error> {
-        let call = Call::new(Method::PUT, self.device_path(device)?)
+    pub async fn rename_device(
+        &self,
+        device: impl Into<DeviceRef<'_>>,
+        name: &str,
+    ) -> Result<UpdateResult, Error> {
+        let call = Call::new(Method::PUT, self.device_path(device.into())?)
             .form(&[("name", name)])?
             .idempotent(true);
         self.call_json(call).await
     }
 
     /// Make the device's LED shout rainbows, or stop (`PUT /v1/devices/:id`, `signal=1|0`).
-    pub async fn signal_device(&self, device: &str, on: bool) -> Result<UpdateResult, Error> {
-        let call = Call::new(Method::PUT, self.device_path(device)?)
+    pub async fn signal_device(
+        &self,
+        device: impl Into<DeviceRef<'_>>,
+        on: bool,
+    ) -> Result<UpdateResult, Error> {
+        let call = Call::new(Method::PUT, self.device_path(device.into())?)
             .form(&[("signal", if on { "1" } else { "0" })])?
             .idempotent(true);
         self.call_json(call).await
     }
 
     /// Claim a new or released device for the account (`POST /v1/devices`, `id=`).
-    pub async fn claim_device(&self, device_id: &str) -> Result<ClaimResult, Error> {
-        let call = Call::new(Method::POST, self.devices_path()?).form(&[("id", device_id)])?;
+    pub async fn claim_device(
+        &self,
+        device_id: impl Into<DeviceRef<'_>>,
+    ) -> Result<ClaimResult, Error> {
+        let device_id = device_id.into();
+        let call = Call::new(Method::POST, self.devices_path()?)
+            .form(&[("id", device_id.to_text().as_ref())])?;
         self.call_json(call).await
     }
 
     /// Release (unclaim) a device (`DELETE /v1/devices/:id`).
-    pub async fn release_device(&self, device: &str) -> Result<(), Error> {
-        self.call_json::<OkResult>(Call::new(Method::DELETE, self.device_path(device)?))
+    pub async fn release_device(&self, device: impl Into<DeviceRef<'_>>) -> Result<(), Error> {
+        self.call_json::<OkResult>(Call::new(Method::DELETE, self.device_path(device.into())?))
             .await
             .map(drop)
     }
@@ -86,14 +101,14 @@ impl Client {
     /// characters and function names to 12.
     pub async fn call_function(
         &self,
-        device: &str,
+        device: impl Into<DeviceRef<'_>>,
         function: &str,
         argument: &str,
     ) -> Result<FunctionCallResult, Error> {
         if function.is_empty() {
             return Err(Error::invalid("function name", "empty"));
         }
-        let path = format!("{}/{}", self.device_path(device)?, segment(function));
+        let path = format!("{}/{}", self.device_path(device.into())?, segment(function));
         let call = Call::new(Method::POST, path)
             .form(&[("arg", argument)])?
             .idempotent(false);
@@ -101,17 +116,21 @@ impl Client {
     }
 
     /// Read a variable (`GET /v1/devices/:id/:variable`); the value is typed as the cloud sent it.
-    pub async fn variable(&self, device: &str, variable: &str) -> Result<VariableResult, Error> {
+    pub async fn variable(
+        &self,
+        device: impl Into<DeviceRef<'_>>,
+        variable: &str,
+    ) -> Result<VariableResult, Error> {
         if variable.is_empty() {
             return Err(Error::invalid("variable name", "empty"));
         }
-        let path = format!("{}/{}", self.device_path(device)?, segment(variable));
+        let path = format!("{}/{}", self.device_path(device.into())?, segment(variable));
         self.call_json(Call::new(Method::GET, path)).await
     }
 
     /// Ask the cloud whether the device answers (`PUT /v1/devices/:id/ping`, today's cloud).
-    pub async fn ping_device(&self, device: &str) -> Result<PingResult, Error> {
-        let path = format!("{}/ping", self.device_path(device)?);
+    pub async fn ping_device(&self, device: impl Into<DeviceRef<'_>>) -> Result<PingResult, Error> {
+        let path = format!("{}/ping", self.device_path(device.into())?);
         self.call_json(Call::new(Method::PUT, path).idempotent(true))
             .await
     }

@@ -30,9 +30,9 @@ use futures_core::Stream;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderValue};
 
-use crate::client::{Call, Client, Scope, segment};
+use crate::client::{Call, Client, Owner, segment};
 use crate::error::{ApiError, Error, ErrorBody, strip_query};
-use crate::models::{Event, OkResult, Publish};
+use crate::models::{DeviceRef, Event, OkResult, Publish};
 use crate::sse::{SseError, SseItem, SseParser};
 
 /// Why an event stream's connection ended.
@@ -357,10 +357,10 @@ impl Client {
                 "must be 1 to 64 characters without control characters",
             ));
         }
-        let path = match &self.scope {
-            Scope::User => "/v1/devices/events".to_owned(),
-            Scope::Product(product) => format!("/v1/products/{}/events", segment(product)),
-            Scope::Org(_) => {
+        let path = match &self.owner {
+            Owner::User => "/v1/devices/events".to_owned(),
+            Owner::Product(product) => format!("/v1/products/{}/events", segment(product)),
+            Owner::Org(_) => {
                 return Err(Error::invalid(
                     "scope",
                     "organizations cannot publish events",
@@ -375,10 +375,10 @@ impl Client {
     /// account's private events (`GET /v1/events[/:prefix]`; `/v1/orgs/:org/events` or
     /// `/v1/products/:product/events` in a scope). Prefer [`Client::subscribe_mine`]: the firehose is large.
     pub fn subscribe_all(&self, prefix: Option<&str>) -> EventStream {
-        let path = match &self.scope {
-            Scope::User => "/v1/events".to_owned(),
-            Scope::Product(product) => format!("/v1/products/{}/events", segment(product)),
-            Scope::Org(org) => format!("/v1/orgs/{}/events", segment(org)),
+        let path = match &self.owner {
+            Owner::User => "/v1/events".to_owned(),
+            Owner::Product(product) => format!("/v1/products/{}/events", segment(product)),
+            Owner::Org(org) => format!("/v1/orgs/{}/events", segment(org)),
         };
         EventStream::new(self.clone(), with_prefix(path, prefix))
     }
@@ -386,21 +386,38 @@ impl Client {
     /// Subscribe to the events of the account's own devices (`GET /v1/devices/events[/:prefix]`; a product's events
     /// in a product scope).
     pub fn subscribe_mine(&self, prefix: Option<&str>) -> EventStream {
-        let path = match &self.scope {
-            Scope::User | Scope::Org(_) => "/v1/devices/events".to_owned(),
-            Scope::Product(product) => format!("/v1/products/{}/events", segment(product)),
+        let path = match &self.owner {
+            Owner::User | Owner::Org(_) => "/v1/devices/events".to_owned(),
+            Owner::Product(product) => format!("/v1/products/{}/events", segment(product)),
         };
         EventStream::new(self.clone(), with_prefix(path, prefix))
     }
 
+    /// Subscribe with a [`Scope`](crate::Scope), the workspace's one name for whose events a
+    /// subscription asks for (the device protocol's Subscribe carries the same three): all
+    /// ([`Client::subscribe_all`]), the account's devices ([`Client::subscribe_mine`]) or one
+    /// device ([`Client::subscribe_device`]).
+    pub fn subscribe(&self, scope: crate::Scope, prefix: Option<&str>) -> EventStream {
+        match scope {
+            crate::Scope::Device(id) => self.subscribe_device(id, prefix),
+            crate::Scope::MyDevices => self.subscribe_mine(prefix),
+            // `All`, and any scope a later protocol adds: the widest stream the token may see.
+            _ => self.subscribe_all(prefix),
+        }
+    }
+
     /// Subscribe to one device's events (`GET /v1/devices/:id/events[/:prefix]`, or the product route in a product
     /// scope).
-    pub fn subscribe_device(&self, device: &str, prefix: Option<&str>) -> EventStream {
-        let base = match &self.scope {
-            Scope::Product(product) => format!("/v1/products/{}/devices", segment(product)),
-            Scope::User | Scope::Org(_) => "/v1/devices".to_owned(),
+    pub fn subscribe_device<'a>(
+        &self,
+        device: impl Into<DeviceRef<'a>>,
+        prefix: Option<&str>,
+    ) -> EventStream {
+        let base = match &self.owner {
+            Owner::Product(product) => format!("/v1/products/{}/devices", segment(product)),
+            Owner::User | Owner::Org(_) => "/v1/devices".to_owned(),
         };
-        let path = format!("{base}/{}/events", segment(device));
+        let path = format!("{base}/{}/events", segment(&device.into().to_text()));
         EventStream::new(self.clone(), with_prefix(path, prefix))
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::client::{Body, Call, Client, decode, segment};
 use crate::error::{ApiError, Error, ErrorBody, strip_query};
-use crate::models::{CompileResult, FirmwareFile, UpdateResult};
+use crate::models::{CompileResult, DeviceRef, FirmwareFile, UpdateResult};
 use crate::multipart::{Part, encode};
 
 /// The multipart field name of the `index`th file (0-based): `file`, `file2`, `file3`, ... as the CLIs send them.
@@ -28,7 +28,7 @@ impl Client {
     /// reported with HTTP 200 and `"ok": false` is an [`Error::Api`]. Never retried.
     pub async fn flash_binary(
         &self,
-        device: &str,
+        device: impl Into<DeviceRef<'_>>,
         binary: &FirmwareFile,
     ) -> Result<UpdateResult, Error> {
         if binary.contents.is_empty() {
@@ -38,14 +38,14 @@ impl Client {
             Part::file(file_field(0), &binary.file_name, &binary.contents),
             Part::text("file_type", "binary"),
         ];
-        self.flash_multipart(device, &parts).await
+        self.flash_multipart(device.into(), &parts).await
     }
 
     /// Send source files for the cloud to compile and flash (`PUT /v1/devices/:id`, multipart `file`, `file2`, ...).
     /// Never retried.
     pub async fn flash_sources(
         &self,
-        device: &str,
+        device: impl Into<DeviceRef<'_>>,
         sources: &[FirmwareFile],
     ) -> Result<UpdateResult, Error> {
         if sources.is_empty() {
@@ -56,16 +56,20 @@ impl Client {
             .enumerate()
             .map(|(i, f)| Part::file(file_field(i), &f.file_name, &f.contents))
             .collect();
-        self.flash_multipart(device, &parts).await
+        self.flash_multipart(device.into(), &parts).await
     }
 
     /// Flash an application the cloud already knows by name, such as `tinker` (`PUT /v1/devices/:id`, `app=`).
     /// Never retried.
-    pub async fn flash_known_app(&self, device: &str, app: &str) -> Result<UpdateResult, Error> {
+    pub async fn flash_known_app(
+        &self,
+        device: impl Into<DeviceRef<'_>>,
+        app: &str,
+    ) -> Result<UpdateResult, Error> {
         if app.is_empty() {
             return Err(Error::invalid("app name", "empty"));
         }
-        let call = Call::new(Method::PUT, self.device_path(device)?)
+        let call = Call::new(Method::PUT, self.device_path(device.into())?)
             .form(&[("app", app)])?
             .idempotent(false);
         self.call_json(call).await
@@ -73,7 +77,7 @@ impl Client {
 
     async fn flash_multipart(
         &self,
-        device: &str,
+        device: DeviceRef<'_>,
         parts: &[Part<'_>],
     ) -> Result<UpdateResult, Error> {
         let (boundary, bytes) = encode(parts);
@@ -160,10 +164,13 @@ impl Client {
     /// `-----BEGIN PUBLIC KEY-----`), `order`, `filename`, and `algorithm` when given: `rsa` for a Core).
     pub async fn send_public_key(
         &self,
-        device_id: &str,
+        device_id: impl Into<DeviceRef<'_>>,
         public_key_pem: &str,
         algorithm: Option<&str>,
     ) -> Result<(), Error> {
+        let device_id = device_id.into();
+        let device_id = device_id.to_text();
+        let device_id = device_id.as_ref();
         if device_id.is_empty() {
             return Err(Error::invalid("device id", "empty"));
         }

@@ -2,16 +2,16 @@
 
 use reqwest::Method;
 
-use crate::client::{Call, Client, Scope, segment};
+use crate::client::{Call, Client, Owner, segment};
 use crate::error::Error;
 use crate::models::{CreatedWebhook, NewWebhook, OkResult, Webhook};
 
 impl Client {
     fn webhooks_path(&self) -> Result<String, Error> {
-        match &self.scope {
-            Scope::User => Ok("/v1/webhooks".to_owned()),
-            Scope::Product(product) => Ok(format!("/v1/products/{}/webhooks", segment(product))),
-            Scope::Org(_) => Err(Error::invalid(
+        match &self.owner {
+            Owner::User => Ok("/v1/webhooks".to_owned()),
+            Owner::Product(product) => Ok(format!("/v1/products/{}/webhooks", segment(product))),
+            Owner::Org(_) => Err(Error::invalid(
                 "scope",
                 "organizations have no webhook route",
             )),

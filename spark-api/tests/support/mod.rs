@@ -307,7 +307,7 @@ async fn route(req: &Recorded, path: &str, hit: u32) -> Response<BoxBody> {
         // Devices.
         ("GET", ["v1", "devices"]) => json(
             200,
-            r#"[{"id":"53ff6f0650723","name":"plumber_laser","last_app":null,"last_heard":null,"connected":false},
+            r#"[{"id":"53ff6f065072300000000001","name":"plumber_laser","last_app":null,"last_heard":null,"connected":false},
                 {"id":"53ff6c065075535119511687","name":"core1","last_app":null,"last_heard":"2014-12-15T20:12:51.974Z","connected":true,"requires_deep_update":true}]"#,
         ),
         ("GET", ["v1", "products", "my-product", "devices"]) => json(
@@ -320,7 +320,7 @@ async fn route(req: &Recorded, path: &str, hit: u32) -> Response<BoxBody> {
         },
         ("GET", ["v1", "devices", "slow"]) => {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            json(200, r#"{"id":"slow","connected":true}"#)
+            json(200, r#"{"id":"53ff00000000000000000005","connected":true}"#)
         }
         ("GET", ["v1", "devices", "limited"]) => {
             if hit == 1 {
@@ -334,20 +334,20 @@ async fn route(req: &Recorded, path: &str, hit: u32) -> Response<BoxBody> {
                     )
                     .expect("response")
             } else {
-                json(200, r#"{"id":"limited","connected":true}"#)
+                json(200, r#"{"id":"53ff00000000000000000429","connected":true}"#)
             }
         }
         ("GET", ["v1", "devices", "flaky"]) => {
             if hit == 1 {
                 json(503, r#"{"code":503,"error":"server_error","error_description":"server_error"}"#)
             } else {
-                json(200, r#"{"id":"flaky","connected":true}"#)
+                json(200, r#"{"id":"53ff00000000000000000503","connected":true}"#)
             }
         }
         ("GET", ["v1", "devices", "down"]) => json(500, r#"{"Error":"TypeError: undefined is not a function"}"#),
         ("GET", ["v1", "devices", "proxy-error"]) => full(502, "text/html", "<html><body>Bad gateway</body></html>"),
         ("GET", ["v1", "devices", "missing"]) => json(404, r#""Oops, I couldn't find that core""#),
-        ("GET", ["v1", "devices", "bad-shape"]) => json(200, r#"{"id":"bad","connected":"yes"}"#),
+        ("GET", ["v1", "devices", "bad-shape"]) => json(200, r#"{"id":"53ff000000000000000000ba","connected":"yes"}"#),
         ("GET", ["v1", "devices", CORE]) | ("GET", ["v1", "devices", "core1"]) => json(
             200,
             r#"{"id":"53ff6c065075535119511687","name":"core1","last_app":null,"connected":true,

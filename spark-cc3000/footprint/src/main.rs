@@ -6,6 +6,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../../../spark-protocol/footprint/src/bare.rs"]
+mod bare;
+
 use core::hint::black_box;
 use spark_cc3000::ServicePack;
 use spark_cc3000::nvmem::FileId;
@@ -57,14 +60,5 @@ pub extern "C" fn _start() -> ! {
         });
         black_box(result.is_ok());
     }
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
+    bare::idle()
 }

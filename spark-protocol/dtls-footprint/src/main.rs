@@ -7,6 +7,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../../footprint/src/bare.rs"]
+mod bare;
+
 use core::convert::Infallible;
 use core::hint::black_box;
 
@@ -156,14 +159,5 @@ pub extern "C" fn _start() -> ! {
         let config = ClientConfig::new(key, server);
         run(Connection::client(Instant::ZERO, config, &mut HwRng));
     }
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
+    bare::idle()
 }

@@ -7,6 +7,8 @@
 #![no_std]
 #![no_main]
 
+mod bare;
+
 use core::hint::black_box;
 
 use spark_protocol::session::device::{
@@ -204,14 +206,5 @@ pub extern "C" fn _start() -> ! {
         }
     }
     black_box(&KEYS);
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
+    bare::idle()
 }

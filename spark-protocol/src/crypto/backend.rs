@@ -159,80 +159,39 @@ pub trait RsaPrivate {
     }
 }
 
-impl<T: RsaPublic + ?Sized> RsaPublic for &T {
-    fn modulus_len(&self) -> usize {
-        (**self).modulus_len()
-    }
-
-    fn encrypt_pkcs1v15<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        message: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, RsaError> {
-        (**self).encrypt_pkcs1v15(rng, message, out)
-    }
-
-    fn verify_pkcs1v15_unprefixed(&self, message: &[u8], signature: &[u8]) -> Result<(), RsaError> {
-        (**self).verify_pkcs1v15_unprefixed(message, signature)
-    }
-
-    fn encrypt_pkcs1v15_in<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        message: &[u8],
-        out: &mut [u8],
-        scratch: &mut RsaScratch,
-    ) -> Result<usize, RsaError> {
-        (**self).encrypt_pkcs1v15_in(rng, message, out, scratch)
-    }
-
-    fn verify_pkcs1v15_unprefixed_in(
-        &self,
-        message: &[u8],
-        signature: &[u8],
-        scratch: &mut RsaScratch,
-    ) -> Result<(), RsaError> {
-        (**self).verify_pkcs1v15_unprefixed_in(message, signature, scratch)
-    }
+/// Implements an RSA trait for `&T` by handing every method to `T`, so that a borrowed key serves
+/// where a key is taken. One line a method: its name, `<R>` when it takes an RNG, its arguments
+/// after `&self`, and what it returns.
+macro_rules! lend_to_referent {
+    ($trait:ident { $(fn $name:ident $(<$rng:ident>)? ($($arg:ident: $ty:ty),*) -> $ret:ty;)+ }) => {
+        impl<T: $trait + ?Sized> $trait for &T {
+            $(
+                fn $name $(<$rng: CryptoRng + ?Sized>)? (&self, $($arg: $ty),*) -> $ret {
+                    (**self).$name($($arg),*)
+                }
+            )+
+        }
+    };
 }
 
-impl<T: RsaPrivate + ?Sized> RsaPrivate for &T {
-    fn modulus_len(&self) -> usize {
-        (**self).modulus_len()
-    }
+lend_to_referent! { RsaPublic {
+    fn modulus_len() -> usize;
+    fn encrypt_pkcs1v15<R>(rng: &mut R, message: &[u8], out: &mut [u8]) -> Result<usize, RsaError>;
+    fn verify_pkcs1v15_unprefixed(message: &[u8], signature: &[u8]) -> Result<(), RsaError>;
+    fn encrypt_pkcs1v15_in<R>(rng: &mut R, message: &[u8], out: &mut [u8], scratch: &mut RsaScratch) -> Result<usize, RsaError>;
+    fn verify_pkcs1v15_unprefixed_in(message: &[u8], signature: &[u8], scratch: &mut RsaScratch) -> Result<(), RsaError>;
+} }
 
-    fn decrypt_pkcs1v15<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        ciphertext: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, RsaError> {
-        (**self).decrypt_pkcs1v15(rng, ciphertext, out)
-    }
-
-    fn sign_pkcs1v15_unprefixed<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        message: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, RsaError> {
-        (**self).sign_pkcs1v15_unprefixed(rng, message, out)
-    }
-
-    fn decrypt_pkcs1v15_in<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        ciphertext: &[u8],
-        out: &mut [u8],
-        scratch: &mut RsaScratch,
-    ) -> Result<usize, RsaError> {
-        (**self).decrypt_pkcs1v15_in(rng, ciphertext, out, scratch)
-    }
-}
+lend_to_referent! { RsaPrivate {
+    fn modulus_len() -> usize;
+    fn decrypt_pkcs1v15<R>(rng: &mut R, ciphertext: &[u8], out: &mut [u8]) -> Result<usize, RsaError>;
+    fn sign_pkcs1v15_unprefixed<R>(rng: &mut R, message: &[u8], out: &mut [u8]) -> Result<usize, RsaError>;
+    fn decrypt_pkcs1v15_in<R>(rng: &mut R, ciphertext: &[u8], out: &mut [u8], scratch: &mut RsaScratch) -> Result<usize, RsaError>;
+} }
 
 /// The first `k` bytes of `out`, where a backend writes a `k`-byte block (a ciphertext or a
 /// signature); [`RsaError::InsufficientSize`] when `out` is shorter.
+#[cfg(any(feature = "rsa", feature = "openssl", feature = "rsa-fixed"))]
 pub(crate) fn block_out(out: &mut [u8], k: usize) -> Result<&mut [u8], RsaError> {
     out.get_mut(..k)
         .ok_or(RsaError::InsufficientSize { required: k })
@@ -240,6 +199,7 @@ pub(crate) fn block_out(out: &mut [u8], k: usize) -> Result<&mut [u8], RsaError>
 
 /// Checks that `message` fits a PKCS#1 v1.5 block of `k` bytes with its 11 bytes of padding at
 /// least.
+#[cfg(any(feature = "rsa", feature = "openssl", feature = "rsa-fixed"))]
 pub(crate) fn check_fits(message: &[u8], k: usize) -> Result<(), RsaError> {
     if message.len() + 11 > k {
         Err(RsaError::MessageTooLong)

@@ -1152,6 +1152,21 @@ impl Connection {
         })
     }
 
+    /// Queues this side's Certificate message (epoch 0).
+    fn push_certificate(&mut self) -> Result<(), Error> {
+        self.push_message(HandshakeType::Certificate, 0, |c, out| {
+            c.write_certificate(out)
+        })
+    }
+
+    /// This side's ephemeral public point, for its key exchange message.
+    fn own_point(&self) -> Result<[u8; POINT_LEN], Error> {
+        self.ephemeral
+            .as_ref()
+            .map(Ephemeral::public_point)
+            .ok_or(Error::Internal("no ephemeral key"))
+    }
+
     /// Appends a handshake message whose body `write` produces.
     fn push_message(
         &mut self,
@@ -1270,15 +1285,9 @@ impl Connection {
         let master = self.master.ok_or(Error::Internal("no master secret"))?;
         self.flight.clear();
         if self.client_auth {
-            self.push_message(HandshakeType::Certificate, 0, |c, out| {
-                c.write_certificate(out)
-            })?;
+            self.push_certificate()?;
         }
-        let point = self
-            .ephemeral
-            .as_ref()
-            .map(Ephemeral::public_point)
-            .ok_or(Error::Internal("no ephemeral key"))?;
+        let point = self.own_point()?;
         self.push_message(HandshakeType::ClientKeyExchange, 0, |_, out| {
             out[0] = POINT_LEN as u8;
             out[1..1 + POINT_LEN].copy_from_slice(&point);
@@ -1382,15 +1391,9 @@ impl Connection {
         // With raw public keys Device OS's client expects no Certificate from the server (its
         // mbedTLS is told not to receive one); an RFC 7250 peer expects one.
         if !self.own_rpk || self.send_raw_public_key {
-            self.push_message(HandshakeType::Certificate, 0, |c, out| {
-                c.write_certificate(out)
-            })?;
+            self.push_certificate()?;
         }
-        let point = self
-            .ephemeral
-            .as_ref()
-            .map(Ephemeral::public_point)
-            .ok_or(Error::Internal("no ephemeral key"))?;
+        let point = self.own_point()?;
         let mut params = [0u8; 4 + POINT_LEN];
         params[0] = 3; // named_curve
         params[1..3].copy_from_slice(&SECP256R1.to_be_bytes());

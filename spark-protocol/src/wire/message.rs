@@ -375,72 +375,78 @@ optional_payload! {
 }
 
 /// The messages whose whole shape is a header, how they are recognized (a request's code and
-/// resource letter, or a response's code) and at most one [`PayloadField`]: each row gives the
-/// type, its recognizer, the doc line of its `parse`, and its payload field with the name its
-/// errors carry. The structs themselves are written out above, with their docs.
+/// resource letter, or a response's code), the options a request carries after its resource
+/// letter and at most one [`PayloadField`]: each row gives the type, its recognizer, the doc line
+/// of its `parse`, its option fields in `[...]` and its payload field in `{...}` with the names
+/// their errors carry. The structs themselves are written out above, with their docs.
 ///
 /// Recognizers: `request(Code, letter)`; `response(Code)` (exactly that code); `any_response`
 /// (class 2 to 5, kept in the `code` field); `success` (class 2, kept in `code`); `empty(con)`
 /// (code 0.00, no options or payload, a CON or anything but a CON).
+///
+/// Option fields (requests only), written in option order: `path("name")`, a required second
+/// Uri-Path (`&[u8]`); `query`, an optional Uri-Query (`Option<&[u8]>`); `query_byte("name")`,
+/// an optional one-byte Uri-Query (`Option<u8>`); `query_flag("name")`, a required one-byte
+/// Uri-Query read as non-zero (`bool`); `no_response`, an empty No-Response option (`bool`).
 macro_rules! table_messages {
-    ($($ty:ident $(<$lt:lifetime>)? = $kind:ident $(($($arg:tt)*))? $doc:literal $({ $field:ident: $label:literal })?;)+) => {$(
-        table_messages!(@one [$($lt)?] $ty = $kind [$($($arg)*)?] $doc [$($field $label)?]);
+    ($($ty:ident $(<$lt:lifetime>)? = $kind:ident $(($($arg:tt)*))? $doc:literal
+        $([$($opt:ident: $okind:ident $(($olabel:literal))?),+])?
+        $({ $field:ident: $label:literal })?;)+) => {$(
+        table_messages!(@one [$($lt)?] $ty = $kind [$($($arg)*)?] $doc
+            [$($($opt $okind [$($olabel)?])+)?] [$($field $label)?]);
     )+};
-    (@one [$lt:lifetime] $ty:ident = $kind:ident [$($arg:tt)*] $doc:literal [$($field:ident $label:literal)?]) => {
+    (@one [$lt:lifetime] $ty:ident = $kind:ident [$($arg:tt)*] $doc:literal [$($opts:tt)*] [$($field:ident $label:literal)?]) => {
         impl<$lt> $ty<$lt> {
             #[doc = $doc]
             pub fn parse(repr: &Repr<$lt>) -> Result<Self, Error> {
-                table_messages!(@parse $kind [$($arg)*] $ty repr [$($field $label)?])
+                table_messages!(@parse $kind [$($arg)*] $ty repr [$($opts)*] [$($field $label)?])
             }
         }
 
         impl Encode for $ty<'_> {
-            $(
-                fn check(&self) -> Result<(), Error> {
-                    PayloadField::check(&self.$field)
-                }
-            )?
-
-            fn encode<S: Sink>(&self, sink: &mut S) {
-                table_messages!(@encode $kind [$($arg)*] self sink [$($field)?]);
-            }
+            table_messages!(@encode_impl $kind [$($arg)*] [$($opts)*] [$($field)?]);
         }
     };
-    (@one [] $ty:ident = $kind:ident [$($arg:tt)*] $doc:literal [$($field:ident $label:literal)?]) => {
+    (@one [] $ty:ident = $kind:ident [$($arg:tt)*] $doc:literal [$($opts:tt)*] [$($field:ident $label:literal)?]) => {
         impl $ty {
             #[doc = $doc]
             pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-                table_messages!(@parse $kind [$($arg)*] $ty repr [$($field $label)?])
+                table_messages!(@parse $kind [$($arg)*] $ty repr [$($opts)*] [$($field $label)?])
             }
         }
 
         impl Encode for $ty {
-            $(
-                fn check(&self) -> Result<(), Error> {
-                    PayloadField::check(&self.$field)
-                }
-            )?
-
-            fn encode<S: Sink>(&self, sink: &mut S) {
-                table_messages!(@encode $kind [$($arg)*] self sink [$($field)?]);
-            }
+            table_messages!(@encode_impl $kind [$($arg)*] [$($opts)*] [$($field)?]);
         }
     };
-    (@parse request [$code:ident, $letter:literal] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
-        request($repr, Code::$code, $letter, stringify!($ty))?;
+    (@encode_impl $kind:ident [$($arg:tt)*] [$($opt:ident $okind:ident [$($olabel:literal)?])*] [$($field:ident)?]) => {
+        fn check(&self) -> Result<(), Error> {
+            $(table_messages!(@check_option $okind self $opt)?;)*
+            $(PayloadField::check(&self.$field)?;)?
+            Ok(())
+        }
+
+        fn encode<S: Sink>(&self, sink: &mut S) {
+            table_messages!(@encode $kind [$($arg)*] self sink [$($opt $okind)*] [$($field)?]);
+        }
+    };
+    (@parse request [$code:ident, $letter:literal] $ty:ident $repr:ident [$($opt:ident $okind:ident [$($olabel:literal)?])*] [$($field:ident $label:literal)?]) => {{
+        #[allow(unused_variables)]
+        let rest = request($repr, Code::$code, $letter, stringify!($ty))?;
         Ok($ty {
             header: Header::of($repr),
+            $($opt: table_messages!(@read_option $okind [$($olabel)?] rest),)*
             $($field: PayloadField::read($repr.payload, $label)?,)?
         })
     }};
-    (@parse response [$code:ident] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+    (@parse response [$code:ident] $ty:ident $repr:ident [] [$($field:ident $label:literal)?]) => {{
         response($repr, &[Code::$code], stringify!($ty))?;
         Ok($ty {
             header: Header::of($repr),
             $($field: PayloadField::read($repr.payload, $label)?,)?
         })
     }};
-    (@parse empty [$con:literal] $ty:ident $repr:ident []) => {{
+    (@parse empty [$con:literal] $ty:ident $repr:ident [] []) => {{
         let header = empty($repr, stringify!($ty))?;
         if (header.msg_type == MessageType::Confirmable) != $con {
             return Err(Error::Mismatch {
@@ -449,7 +455,7 @@ macro_rules! table_messages {
         }
         Ok($ty { header })
     }};
-    (@parse any_response [] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+    (@parse any_response [] $ty:ident $repr:ident [] [$($field:ident $label:literal)?]) => {{
         any_response($repr, stringify!($ty))?;
         Ok($ty {
             header: Header::of($repr),
@@ -457,7 +463,7 @@ macro_rules! table_messages {
             $($field: PayloadField::read($repr.payload, $label)?,)?
         })
     }};
-    (@parse success [] $ty:ident $repr:ident [$($field:ident $label:literal)?]) => {{
+    (@parse success [] $ty:ident $repr:ident [] [$($field:ident $label:literal)?]) => {{
         if $repr.code.class() != 2 {
             return Err(Error::Mismatch {
                 expected: stringify!($ty),
@@ -469,20 +475,73 @@ macro_rules! table_messages {
             $($field: PayloadField::read($repr.payload, $label)?,)?
         })
     }};
-    (@encode request [$code:ident, $letter:literal] $self:ident $sink:ident [$($field:ident)?]) => {
+    (@read_option path [$label:literal] $rest:ident) => {
+        $rest.first(OptionNumber::UriPath).ok_or(Error::Missing($label))?
+    };
+    (@read_option query [] $rest:ident) => {
+        $rest.first(OptionNumber::UriQuery)
+    };
+    (@read_option query_byte [$label:literal] $rest:ident) => {
+        match $rest.first(OptionNumber::UriQuery) {
+            Some(q) => Some(exact::<1>(q, $label)?[0]),
+            None => None,
+        }
+    };
+    (@read_option query_flag [$label:literal] $rest:ident) => {
+        exact::<1>(
+            $rest.first(OptionNumber::UriQuery).ok_or(Error::Missing($label))?,
+            $label,
+        )?[0] != 0
+    };
+    (@read_option no_response [] $rest:ident) => {
+        $rest.first(OptionNumber::NoResponse).is_some()
+    };
+    (@check_option path $self:ident $opt:ident) => {
+        check_option($self.$opt)
+    };
+    (@check_option query $self:ident $opt:ident) => {
+        check_option($self.$opt.unwrap_or_default())
+    };
+    (@check_option $other:ident $self:ident $opt:ident) => {
+        Ok::<(), Error>(())
+    };
+    (@write_option path $self:ident $opt:ident $enc:ident) => {
+        $enc.option(OptionNumber::UriPath, $self.$opt);
+    };
+    (@write_option query $self:ident $opt:ident $enc:ident) => {
+        if let Some(q) = $self.$opt {
+            $enc.option(OptionNumber::UriQuery, q);
+        }
+    };
+    (@write_option query_byte $self:ident $opt:ident $enc:ident) => {
+        if let Some(b) = $self.$opt {
+            $enc.option(OptionNumber::UriQuery, &[b]);
+        }
+    };
+    (@write_option query_flag $self:ident $opt:ident $enc:ident) => {
+        $enc.option(OptionNumber::UriQuery, &[u8::from($self.$opt)]);
+    };
+    (@write_option no_response $self:ident $opt:ident $enc:ident) => {
+        if $self.$opt {
+            $enc.option(OptionNumber::NoResponse, &[]);
+        }
+    };
+    (@encode request [$code:ident, $letter:literal] $self:ident $sink:ident [$($opt:ident $okind:ident)*] [$($field:ident)?]) => {
+        #[allow(unused_mut)]
         let mut enc = $self.header.encoder($sink, Code::$code);
         enc.option(OptionNumber::UriPath, &[$letter]);
+        $(table_messages!(@write_option $okind $self $opt enc);)*
         $(PayloadField::write(&$self.$field, &mut enc);)?
     };
-    (@encode response [$code:ident] $self:ident $sink:ident [$($field:ident)?]) => {
+    (@encode response [$code:ident] $self:ident $sink:ident [] [$($field:ident)?]) => {
         #[allow(unused_mut, unused_variables)]
         let mut enc = $self.header.encoder($sink, Code::$code);
         $(PayloadField::write(&$self.$field, &mut enc);)?
     };
-    (@encode empty [$con:literal] $self:ident $sink:ident []) => {
+    (@encode empty [$con:literal] $self:ident $sink:ident [] []) => {
         $self.header.encoder($sink, Code::Empty);
     };
-    (@encode $any:ident [] $self:ident $sink:ident [$($field:ident)?]) => {
+    (@encode $any:ident [] $self:ident $sink:ident [] [$($field:ident)?]) => {
         #[allow(unused_mut, unused_variables)]
         let mut enc = $self.header.encoder($sink, $self.code);
         $(PayloadField::write(&$self.$field, &mut enc);)?
@@ -491,6 +550,12 @@ macro_rules! table_messages {
 
 table_messages! {
     Hello<'a> = request(Post, b'h') "Decodes `POST h`." { payload: "Hello payload" };
+    Describe = request(Get, b'd') "Decodes `GET d`." [flags: query_byte("Describe flags")];
+    FunctionCall<'a> = request(Post, b'f') "Decodes `POST f/<name>?<argument>`."
+        [name: path("function name"), argument: query];
+    VariableRequest<'a> = request(Get, b'v') "Decodes `GET v/<name>`." [name: path("variable name")];
+    Signal = request(Put, b's') "Decodes `PUT s?<byte>`." [start: query_flag("signal byte")];
+    Goodbye<'a> = request(Post, b'x') "Decodes `POST x`." [no_response: no_response] { payload: "Goodbye payload" };
     ChunkMissed<'a> = request(Get, b'c') "Decodes `GET c` with its index list." { indices: "chunk indices" };
     DescribeReturn<'a> = success "Decodes a successful (2.xx) response carrying the description." { description: "description" };
     FunctionReturn = any_response "Decodes a response carrying a 4-byte result or nothing." { value: "function result" };
@@ -540,29 +605,6 @@ impl Describe {
     pub const FLAG_APPLICATION: u8 = 2;
     /// Device OS flag: report metrics.
     pub const FLAG_METRICS: u8 = 4;
-
-    /// Decodes `GET d`.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        let rest = request(repr, Code::Get, b'd', "Describe")?;
-        let flags = match rest.first(OptionNumber::UriQuery) {
-            Some(q) => Some(exact::<1>(q, "Describe flags")?[0]),
-            None => None,
-        };
-        Ok(Describe {
-            header: Header::of(repr),
-            flags,
-        })
-    }
-}
-
-impl Encode for Describe {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Get);
-        enc.option(OptionNumber::UriPath, b"d");
-        if let Some(flags) = self.flags {
-            enc.option(OptionNumber::UriQuery, &[flags]);
-        }
-    }
 }
 
 /// The description JSON a device returns to Describe (see [`describe`](super::describe)).
@@ -592,36 +634,6 @@ pub struct FunctionCall<'a> {
     pub argument: Option<&'a [u8]>,
 }
 
-impl<'a> FunctionCall<'a> {
-    /// Decodes `POST f/<name>?<argument>`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        let rest = request(repr, Code::Post, b'f', "FunctionCall")?;
-        Ok(FunctionCall {
-            header: Header::of(repr),
-            name: rest
-                .first(OptionNumber::UriPath)
-                .ok_or(Error::Missing("function name"))?,
-            argument: rest.first(OptionNumber::UriQuery),
-        })
-    }
-}
-
-impl Encode for FunctionCall<'_> {
-    fn check(&self) -> Result<(), Error> {
-        check_option(self.name)?;
-        check_option(self.argument.unwrap_or_default())
-    }
-
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Post);
-        enc.option(OptionNumber::UriPath, b"f")
-            .option(OptionNumber::UriPath, self.name);
-        if let Some(arg) = self.argument {
-            enc.option(OptionNumber::UriQuery, arg);
-        }
-    }
-}
-
 /// FunctionReturn: the function's result, sent after an empty ACK to the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -642,31 +654,6 @@ pub struct VariableRequest<'a> {
     pub header: Header,
     /// The variable name (a second Uri-Path; the Core matches at most 12 bytes).
     pub name: &'a [u8],
-}
-
-impl<'a> VariableRequest<'a> {
-    /// Decodes `GET v/<name>`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        let rest = request(repr, Code::Get, b'v', "VariableRequest")?;
-        Ok(VariableRequest {
-            header: Header::of(repr),
-            name: rest
-                .first(OptionNumber::UriPath)
-                .ok_or(Error::Missing("variable name"))?,
-        })
-    }
-}
-
-impl Encode for VariableRequest<'_> {
-    fn check(&self) -> Result<(), Error> {
-        check_option(self.name)
-    }
-
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Get);
-        enc.option(OptionNumber::UriPath, b"v")
-            .option(OptionNumber::UriPath, self.name);
-    }
 }
 
 /// A variable's value, in the encoding of its type.
@@ -1388,29 +1375,6 @@ pub struct Signal {
     pub start: bool,
 }
 
-impl Signal {
-    /// Decodes `PUT s?<byte>`.
-    pub fn parse(repr: &Repr<'_>) -> Result<Self, Error> {
-        let rest = request(repr, Code::Put, b's', "Signal")?;
-        let q = rest
-            .first(OptionNumber::UriQuery)
-            .ok_or(Error::Missing("signal byte"))?;
-        Ok(Signal {
-            header: Header::of(repr),
-            start: exact::<1>(q, "signal byte")?[0] != 0,
-        })
-    }
-}
-
-impl Encode for Signal {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        self.header
-            .encoder(sink, Code::Put)
-            .option(OptionNumber::UriPath, b"s")
-            .option(OptionNumber::UriQuery, &[u8::from(self.start)]);
-    }
-}
-
 /// KeyChange: the cloud sends new key material (the Core ignores it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -1479,88 +1443,28 @@ pub struct Goodbye<'a> {
     pub payload: &'a [u8],
 }
 
-impl<'a> Goodbye<'a> {
-    /// Decodes `POST x`.
-    pub fn parse(repr: &Repr<'a>) -> Result<Self, Error> {
-        let rest = request(repr, Code::Post, b'x', "Goodbye")?;
-        Ok(Goodbye {
-            header: Header::of(repr),
-            no_response: rest.first(OptionNumber::NoResponse).is_some(),
-            payload: repr.payload.unwrap_or_default(),
-        })
-    }
-}
-
-impl Encode for Goodbye<'_> {
-    fn encode<S: Sink>(&self, sink: &mut S) {
-        let mut enc = self.header.encoder(sink, Code::Post);
-        enc.option(OptionNumber::UriPath, b"x");
-        if self.no_response {
-            enc.option(OptionNumber::NoResponse, &[]);
-        }
-        payload_if_any(&mut enc, self.payload);
-    }
-}
-
 every_message!(emit_methods);
 
 // ---------------------------------------------------------------------------------------------
 // Any message
 
-/// Any message of the set.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-#[must_use]
-pub enum Message<'a> {
-    /// See [`Hello`].
-    Hello(Hello<'a>),
-    /// See [`Describe`].
-    Describe(Describe),
-    /// See [`DescribeReturn`].
-    DescribeReturn(DescribeReturn<'a>),
-    /// See [`FunctionCall`].
-    FunctionCall(FunctionCall<'a>),
-    /// See [`FunctionReturn`].
-    FunctionReturn(FunctionReturn),
-    /// See [`VariableRequest`].
-    VariableRequest(VariableRequest<'a>),
-    /// See [`VariableValue`].
-    VariableValue(VariableValue<'a>),
-    /// See [`Event`].
-    Event(Event<'a>),
-    /// See [`Subscribe`].
-    Subscribe(Subscribe<'a>),
-    /// See [`GetTime`].
-    GetTime(GetTime),
-    /// See [`Time`].
-    Time(Time),
-    /// See [`UpdateBegin`].
-    UpdateBegin(UpdateBegin),
-    /// See [`UpdateReady`].
-    UpdateReady(UpdateReady),
-    /// See [`Chunk`].
-    Chunk(Chunk<'a>),
-    /// See [`ChunkReceived`].
-    ChunkReceived(ChunkReceived),
-    /// See [`ChunkMissed`].
-    ChunkMissed(ChunkMissed<'a>),
-    /// See [`UpdateDone`].
-    UpdateDone(UpdateDone<'a>),
-    /// See [`Signal`] (SignalStart and SignalStop).
-    Signal(Signal),
-    /// See [`KeyChange`].
-    KeyChange(KeyChange<'a>),
-    /// See [`KeyChanged`].
-    KeyChanged(KeyChanged),
-    /// See [`Reply`].
-    Reply(Reply<'a>),
-    /// See [`Ping`].
-    Ping(Ping),
-    /// See [`EmptyAck`].
-    EmptyAck(EmptyAck),
-    /// See [`Goodbye`].
-    Goodbye(Goodbye<'a>),
+/// Declares [`Message`]: one variant a message type, named after it.
+macro_rules! message_enum {
+    ($($variant:ident $(<$lt:lifetime>)?),+ $(,)?) => {
+        /// Any message of the set.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        #[non_exhaustive]
+        #[must_use]
+        pub enum Message<'a> {
+            $(
+                #[doc = concat!("See [`", stringify!($variant), "`].")]
+                $variant($variant$(<$lt>)?),
+            )+
+        }
+    };
 }
+
+every_message!(message_enum);
 
 macro_rules! from_messages {
     ($($variant:ident $(<$lt:lifetime>)?),+ $(,)?) => {$(

@@ -230,26 +230,15 @@ impl<'a> RsaPublicKeyRef<'a> {
         self.bits().div_ceil(8)
     }
 
-    fn pkcs1_content_len(&self) -> usize {
-        element_len(der::unsigned_content_len(self.modulus))
-            + element_len(der::unsigned_content_len(self.exponent))
-    }
-
     /// The size of the PKCS#1 DER encoding.
     #[must_use]
     pub fn pkcs1_der_len(&self) -> usize {
-        element_len(self.pkcs1_content_len())
+        pkcs1_len(&[self.modulus, self.exponent])
     }
 
     /// Writes the PKCS#1 DER encoding; returns its length.
     pub fn write_pkcs1_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        write_der(out, self.pkcs1_der_len(), |w| self.emit_pkcs1(w))
-    }
-
-    fn emit_pkcs1(&self, w: &mut Writer<'_>) -> Result<(), KeyError> {
-        w.header(TAG_SEQUENCE, self.pkcs1_content_len())?;
-        w.unsigned(self.modulus)?;
-        w.unsigned(self.exponent)
+        write_pkcs1(out, &[self.modulus, self.exponent])
     }
 
     fn spki_content_len(&self) -> usize {
@@ -270,9 +259,33 @@ impl<'a> RsaPublicKeyRef<'a> {
             w.rsa_algorithm()?;
             w.header(TAG_BIT_STRING, 1 + self.pkcs1_der_len())?;
             w.raw(&[0])?;
-            self.emit_pkcs1(w)
+            emit_pkcs1(w, &[self.modulus, self.exponent])
         })
     }
+}
+
+/// The content length of a PKCS#1 key: a SEQUENCE of these INTEGERs (big-endian magnitudes).
+fn pkcs1_content_len(integers: &[&[u8]]) -> usize {
+    integers
+        .iter()
+        .map(|i| element_len(der::unsigned_content_len(i)))
+        .sum()
+}
+
+/// The size of a PKCS#1 key's DER encoding, the SEQUENCE of `integers`.
+fn pkcs1_len(integers: &[&[u8]]) -> usize {
+    element_len(pkcs1_content_len(integers))
+}
+
+/// Writes a PKCS#1 key, the SEQUENCE of `integers`, at the writer's position.
+fn emit_pkcs1(w: &mut Writer<'_>, integers: &[&[u8]]) -> Result<(), KeyError> {
+    w.header(TAG_SEQUENCE, pkcs1_content_len(integers))?;
+    integers.iter().try_for_each(|i| w.unsigned(i))
+}
+
+/// Writes a PKCS#1 key, the SEQUENCE of `integers`, into the front of `out`; returns its length.
+fn write_pkcs1(out: &mut [u8], integers: &[&[u8]]) -> Result<usize, KeyError> {
+    write_der(out, pkcs1_len(integers), |w| emit_pkcs1(w, integers))
 }
 
 /// Writes a DER encoding of `required` bytes into the front of `out` with `emit`; returns its
@@ -439,45 +452,26 @@ impl<'a> RsaPrivateKeyRef<'a> {
 
     fn integers(&self) -> [&'a [u8]; 8] {
         let [d, p, q, dp, dq, qinv] = self.secret;
-        [
-            self.public.modulus,
-            self.public.exponent,
-            d,
-            p,
-            q,
-            dp,
-            dq,
-            qinv,
-        ]
+        let (n, e) = (self.public.modulus, self.public.exponent);
+        [n, e, d, p, q, dp, dq, qinv]
     }
 
-    fn pkcs1_content_len(&self) -> usize {
-        // The version INTEGER 0 is three bytes.
-        3 + self
-            .integers()
-            .iter()
-            .map(|i| element_len(der::unsigned_content_len(i)))
-            .sum::<usize>()
+    /// The INTEGERs of the PKCS#1 `RSAPrivateKey`: the version (0, an empty magnitude), then
+    /// [`integers`](Self::integers).
+    fn pkcs1_integers(&self) -> [&'a [u8]; 9] {
+        let [n, e, d, p, q, dp, dq, qinv] = self.integers();
+        [&[], n, e, d, p, q, dp, dq, qinv]
     }
 
     /// The size of the PKCS#1 DER encoding (607 to 611 bytes for a 1024-bit key).
     #[must_use]
     pub fn pkcs1_der_len(&self) -> usize {
-        element_len(self.pkcs1_content_len())
+        pkcs1_len(&self.pkcs1_integers())
     }
 
     /// Writes the PKCS#1 DER encoding; returns its length.
     pub fn write_pkcs1_der(&self, out: &mut [u8]) -> Result<usize, KeyError> {
-        write_der(out, self.pkcs1_der_len(), |w| self.emit_pkcs1(w))
-    }
-
-    fn emit_pkcs1(&self, w: &mut Writer<'_>) -> Result<(), KeyError> {
-        w.header(TAG_SEQUENCE, self.pkcs1_content_len())?;
-        w.unsigned(&[])?;
-        for i in self.integers() {
-            w.unsigned(i)?;
-        }
-        Ok(())
+        write_pkcs1(out, &self.pkcs1_integers())
     }
 
     fn pkcs8_content_len(&self) -> usize {
@@ -497,7 +491,7 @@ impl<'a> RsaPrivateKeyRef<'a> {
             w.unsigned(&[])?;
             w.rsa_algorithm()?;
             w.header(TAG_OCTET_STRING, self.pkcs1_der_len())?;
-            self.emit_pkcs1(w)
+            emit_pkcs1(w, &self.pkcs1_integers())
         })
     }
 }

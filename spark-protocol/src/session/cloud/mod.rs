@@ -357,19 +357,25 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         device_id: DeviceId,
     ) -> Self {
         let mut conn = Self::new(now, server_key, keys, rng, config);
-        conn.raw.clear();
+        conn.await_hello(now, device_id);
         conn.channel = Some(Channel::new(session, conn.config.max_frame_len));
-        conn.device = Some(DeviceInfo {
+        conn
+    }
+
+    /// Skips the handshake: `device_id` is known and the device's Hello is awaited (what
+    /// [`CloudConnection::from_session`] and [`CloudConnection::datagram`] share).
+    fn await_hello(&mut self, now: Instant, device_id: DeviceId) {
+        self.raw.clear();
+        self.device = Some(DeviceInfo {
             device_id,
             product_id: None,
             firmware_version: None,
             flags: HelloFlags(0),
             extended: None,
         });
-        conn.state = State::Hello {
-            deadline: now + conn.config.handshake_step_timeout,
+        self.state = State::Hello {
+            deadline: now + self.config.handshake_step_timeout,
         };
-        conn
     }
 
     /// A session in datagram mode, the UDP protocol's: the DTLS handshake has proven the
@@ -389,19 +395,9 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         device_id: DeviceId,
     ) -> Self {
         let mut conn = Self::new(now, server_key, keys, rng, config);
-        conn.raw.clear();
+        conn.await_hello(now, device_id);
         conn.datagram = true;
         conn.out.datagram = true;
-        conn.device = Some(DeviceInfo {
-            device_id,
-            product_id: None,
-            firmware_version: None,
-            flags: HelloFlags(0),
-            extended: None,
-        });
-        conn.state = State::Hello {
-            deadline: now + conn.config.handshake_step_timeout,
-        };
         conn
     }
 

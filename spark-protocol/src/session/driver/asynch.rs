@@ -64,7 +64,8 @@
 use core::future::Future;
 use core::time::Duration;
 
-use super::{Clock, DriverError, Received, after_read, next_frame};
+use super::state;
+use super::{Clock, DriverError, Received};
 use crate::session::{Connection, Instant};
 
 #[cfg(feature = "embedded-io-async")]
@@ -112,123 +113,27 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
 }
 
-/// The async driver: a [`Connection`], an async [`Transport`], a [`Clock`] and one buffer `B`
-/// for frames in both directions (at least [`Connection::max_transmit_len`] bytes). The blocking
-/// [`Driver`](super::Driver), awaited: the same methods, the same errors.
-#[derive(Debug)]
-pub struct Driver<C, T, K, B> {
-    conn: C,
-    io: T,
-    clock: K,
-    buf: B,
-    /// Sealed bytes in `buf` the transport has not taken yet (`start..end`), so that a write
-    /// cancelled or failed halfway loses nothing.
-    unsent: (usize, usize),
-    /// How a heap buffer ([`Driver::with_vec`]) grows for a frame longer than itself; a
-    /// caller's buffer does not.
-    grow: Option<fn(&mut B, usize)>,
+state::driver_type! {
+    /// The async driver: a [`Connection`], an async [`Transport`], a [`Clock`] and one buffer `B`
+    /// for frames in both directions (at least [`Connection::max_transmit_len`] bytes). The blocking
+    /// [`Driver`](super::Driver), awaited: the same methods, the same errors.
+    over Transport
 }
 
-impl<C, T, K, B> Driver<C, T, K, B>
-where
-    C: Connection,
-    T: Transport,
-    K: Clock,
-    B: AsMut<[u8]>,
-{
-    /// A driver for `conn` over `io`, reading the time from `clock`, with `buf` as its frame
-    /// buffer. A buffer shorter than a frame is reported by the call that meets the frame.
-    pub fn new(conn: C, io: T, clock: K, buf: B) -> Self {
-        Driver {
-            conn,
-            io,
-            clock,
-            buf,
-            unsent: (0, 0),
-            grow: None,
-        }
-    }
-
-    /// The session.
-    #[must_use]
-    pub fn connection(&self) -> &C {
-        &self.conn
-    }
-
-    /// The session, for the application's calls between two driver steps. What they queue is
-    /// sent by the next [`Driver::flush`] or [`Driver::drive`].
-    pub fn connection_mut(&mut self) -> &mut C {
-        &mut self.conn
-    }
-
-    /// The transport.
-    #[must_use]
-    pub fn transport(&self) -> &T {
-        &self.io
-    }
-
-    /// The clock's current time, as the driver tells it to the session.
-    pub fn now(&mut self) -> Instant {
-        self.clock.now()
-    }
-
-    /// The session, the transport, the clock and the buffer.
-    pub fn into_parts(self) -> (C, T, K, B) {
-        (self.conn, self.io, self.clock, self.buf)
-    }
-
+impl<C: Connection, T: Transport, K: Clock, B: AsMut<[u8]>> Driver<C, T, K, B> {
     /// Writes every frame the session has queued (several to one write when they fit the
     /// buffer), then flushes the transport.
     ///
     /// A transport error leaves the unwritten bytes in the buffer for the next call; an ended
     /// session drops them.
     pub async fn flush(&mut self) -> Result<(), DriverError<T::Error>> {
-        if self.conn.error().is_some() {
-            // An ended session sends nothing more, not even the rest of a frame.
-            self.unsent = (0, 0);
-        }
         let mut wrote = false;
-        loop {
-            if self.unsent.0 == self.unsent.1 {
-                let now = self.clock.now();
-                let mut len = 0;
-                loop {
-                    match next_frame(&mut self.conn, now, &mut self.buf.as_mut()[len..]) {
-                        Ok(Some(n)) => len += n,
-                        Ok(None) => break,
-                        // No room left for the next frame: it waits for the next round.
-                        Err(DriverError::InsufficientSize { .. }) if len > 0 => break,
-                        // A heap buffer grows to the frame (an OTA chunk larger than it).
-                        Err(DriverError::InsufficientSize { required }) if self.grow.is_some() => {
-                            if let Some(grow) = self.grow {
-                                grow(&mut self.buf, required);
-                            }
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                if len == 0 {
-                    break;
-                }
-                self.unsent = (0, len);
+        while let Some(unsent) = self.state.unsent()? {
+            let n = self.io.write(unsent).await.map_err(DriverError::Io)?;
+            if !self.state.sent(n) {
+                return Ok(());
             }
-            let (start, end) = self.unsent;
-            let Some(pending) = self.buf.as_mut().get(start..end) else {
-                self.unsent = (0, 0);
-                continue;
-            };
-            match self.io.write(pending).await.map_err(DriverError::Io)? {
-                0 => {
-                    // The stream is gone: the rest of these frames and the queue with them.
-                    self.unsent = (0, 0);
-                    self.conn.handle_close(self.clock.now());
-                    return Ok(());
-                }
-                w => {
-                    self.unsent.0 = (start + w).min(end);
-                    wrote = true;
-                }
-            }
+            wrote = true;
         }
         if wrote {
             self.io.flush().await.map_err(DriverError::Io)?;
@@ -244,11 +149,11 @@ where
     /// [`DriverError::Session`] with its reason, every time.
     pub async fn drive(&mut self) -> Result<Option<C::Event>, DriverError<T::Error>> {
         self.flush().await?;
-        if let Some(event) = self.conn.poll_event() {
+        if let Some(event) = self.state.conn.poll_event() {
             return Ok(Some(event));
         }
         self.step().await?;
-        Ok(self.conn.poll_event())
+        Ok(self.state.conn.poll_event())
     }
 
     /// One round that hands out no event: [`Driver::drive`] without the event, as the blocking
@@ -256,24 +161,13 @@ where
     /// taken, or it may wait for input while they wait.
     pub async fn step(&mut self) -> Result<(), DriverError<T::Error>> {
         self.flush().await?;
-        if let Some(e) = self.conn.error() {
-            return Err(DriverError::Session(e));
-        }
-        let now = self.clock.now();
-        match self.conn.poll_timeout() {
-            Some(at) if at <= now => self.conn.handle_timeout(now),
-            timeout => {
-                let buf = self.buf.as_mut();
-                if buf.is_empty() {
-                    return Err(DriverError::InsufficientSize {
-                        required: self.conn.max_transmit_len(),
-                    });
-                }
-                let wait = timeout.map(|at| at.saturating_duration_since(now));
-                let got = self.io.read(buf, wait).await.map_err(DriverError::Io)?;
-                let now = self.clock.now();
-                after_read(&mut self.conn, now, buf, got);
-            }
+        if let Some(wait) = self.state.before_read()? {
+            let got = self
+                .io
+                .read(self.state.read_buf(), wait)
+                .await
+                .map_err(DriverError::Io)?;
+            self.state.handle_read(got);
         }
         self.flush().await
     }
@@ -286,24 +180,6 @@ where
                 return Ok(event);
             }
         }
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl<C, T, K> Driver<C, T, K, alloc::vec::Vec<u8>>
-where
-    C: Connection,
-    T: Transport,
-    K: Clock,
-{
-    /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least 1 KiB, so
-    /// reads take what a TCP segment brings), which grows when the session later has a longer
-    /// frame to send (a cloud's OTA chunks).
-    pub fn with_vec(conn: C, io: T, clock: K) -> Self {
-        let len = conn.max_transmit_len().max(1024);
-        let mut driver = Driver::new(conn, io, clock, alloc::vec![0; len]);
-        driver.grow = Some(super::grow_vec);
-        driver
     }
 }
 

@@ -40,6 +40,7 @@ use super::{Connection, Instant, SessionError};
 pub mod asynch;
 #[cfg(feature = "embedded-io")]
 mod embedded;
+mod state;
 #[cfg(feature = "std")]
 mod std_io;
 #[cfg(feature = "tokio")]
@@ -158,187 +159,83 @@ impl<E> From<SessionError> for DriverError<E> {
     }
 }
 
-/// Takes the next frame out of `conn` into `buf`: `Ok(Some(n))`, `Ok(None)` when there is none
-/// (or the session has ended: its error is reported by the caller's next check).
-fn next_frame<C: Connection + ?Sized, E>(
-    conn: &mut C,
-    now: Instant,
-    buf: &mut [u8],
-) -> Result<Option<usize>, DriverError<E>> {
-    match conn.poll_transmit(now, buf) {
-        Ok(n) => Ok(n),
-        // An ended session reports its reason from `poll_transmit`; it is not a buffer problem.
-        Err(_) if conn.error().is_some() => Ok(None),
-        // The driver's buffer serves every frame, so it asks for the largest one.
-        Err(SessionError::InsufficientSize { required }) => Err(DriverError::InsufficientSize {
-            required: required.max(conn.max_transmit_len()),
-        }),
-        Err(e) => Err(DriverError::Session(e)),
-    }
-}
-
-/// Feeds what a read gave to the session. A session error is not returned here: the session
-/// keeps it, and the driver reports it after the events queued before it.
-fn after_read<C: Connection + ?Sized>(conn: &mut C, now: Instant, buf: &[u8], got: Received) {
-    match got {
-        Received::Data(n) => {
-            let _ended = conn.handle_input(now, &buf[..n.min(buf.len())]);
-        }
-        Received::Eof => conn.handle_close(now),
-        Received::TimedOut => {}
-    }
-}
-
-/// The blocking driver: a [`Connection`], a [`Transport`], a [`Clock`] and one buffer `B` for
-/// frames in both directions (at least [`Connection::max_transmit_len`] bytes).
-///
-/// A device on one thread and a cloud on another, over TCP on 127.0.0.1 (with feature `std` the
-/// standard library's `TcpStream` is a [`Transport`]); on a Core the transport is
-/// `EmbeddedIo(uart)` and the clock a closure over the tick counter, and the loop is the same:
-///
-/// ```
-/// # #[cfg(feature = "std")] {
-/// use std::net::{TcpListener, TcpStream};
-/// use spark_protocol::crypto::{SessionKey, rng::HardwareRng};
-/// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
-/// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
-/// use spark_protocol::session::driver::{Clock, Driver, DriverError, StdClock};
-/// use spark_protocol::session::SessionError;
-///
-/// let listener = TcpListener::bind("127.0.0.1:0")?;
-/// let addr = listener.local_addr()?;
-/// let device = std::thread::spawn(move || {
-///     let mut clock = StdClock::new();
-///     let secret = SessionKey::from_bytes([2; 40]);
-///     let config = DeviceConfig::new([7; 12]);
-///     let mut conn = DeviceConnection::from_session(clock.now(), &secret, config, NoFirmware);
-///     conn.register_function(b"brew").unwrap();
-///     let stream = TcpStream::connect(addr).unwrap();
-///     // The device's one buffer, on its stack: its longest frame fits.
-///     let mut driver = Driver::new(conn, stream, clock, [0u8; 1024]);
-///     loop {
-///         match driver.next_event() {
-///             Ok(DeviceEvent::FunctionCall(call)) => {
-///                 driver.connection_mut().function_return(call.call, 7).unwrap()
-///             }
-///             Ok(_) => {}
-///             Err(end) => return end,
-///         }
-///     }
-/// });
-///
-/// let (stream, _) = listener.accept()?;
-/// let mut clock = StdClock::new();
-/// let rng = HardwareRng(|dest: &mut [u8]| dest.fill(0x5a));
-/// let secret = SessionKey::from_bytes([2; 40]);
-/// let cloud = CloudConnection::from_session(
-///     clock.now(), NoKeys, NoKeys, rng, CloudConfig::default(), &secret, [7; 12].into(),
-/// );
-/// let mut driver = Driver::with_vec(cloud, stream, clock);
-/// assert!(matches!(driver.next_event()?, CloudEvent::Connected(_)));
-/// let now = driver.now();
-/// let request = driver.connection_mut().call_function(now, b"brew", b"")?;
-/// loop {
-///     if let CloudEvent::FunctionReturned { request: r, result } = driver.next_event()? {
-///         assert_eq!((r, result), (request, Ok(7)));
-///         break;
-///     }
-/// }
-/// drop(driver); // the cloud hangs up: the device's driver sees the end of the stream
-/// let end = device.join().unwrap();
-/// assert!(matches!(end, DriverError::Session(SessionError::TransportClosed)));
-/// # }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct Driver<C, T, K, B> {
-    conn: C,
-    io: T,
-    clock: K,
-    buf: B,
-    /// How a heap buffer ([`Driver::with_vec`]) grows for a frame longer than itself; a
-    /// caller's buffer does not.
-    grow: Option<fn(&mut B, usize)>,
-}
-
-impl<C, T, K, B> Driver<C, T, K, B>
-where
-    C: Connection,
-    T: Transport,
-    K: Clock,
-    B: AsMut<[u8]>,
-{
-    /// A driver for `conn` over `io`, reading the time from `clock`, with `buf` as its frame
-    /// buffer. A buffer shorter than a frame is reported by the call that meets the frame.
-    pub fn new(conn: C, io: T, clock: K, buf: B) -> Self {
-        Driver {
-            conn,
-            io,
-            clock,
-            buf,
-            grow: None,
-        }
-    }
-
-    /// The session.
-    #[must_use]
-    pub fn connection(&self) -> &C {
-        &self.conn
-    }
-
-    /// The session, for the application's calls between two driver steps. What they queue is
-    /// sent by the next [`Driver::flush`] or [`Driver::drive`].
-    pub fn connection_mut(&mut self) -> &mut C {
-        &mut self.conn
-    }
-
-    /// The transport.
-    #[must_use]
-    pub fn transport(&self) -> &T {
-        &self.io
-    }
-
-    /// The clock's current time, as the driver tells it to the session.
-    pub fn now(&mut self) -> Instant {
-        self.clock.now()
-    }
-
-    /// The session, the transport, the clock and the buffer.
-    pub fn into_parts(self) -> (C, T, K, B) {
-        (self.conn, self.io, self.clock, self.buf)
-    }
-
-    /// Writes every frame the session has queued, then flushes the transport.
+state::driver_type! {
+    /// The blocking driver: a [`Connection`], a [`Transport`], a [`Clock`] and one buffer `B` for
+    /// frames in both directions (at least [`Connection::max_transmit_len`] bytes).
     ///
-    /// A transport error in the middle of a frame loses the rest of that frame: the stream is
-    /// out of step from then on, and the caller should end the session
-    /// ([`Connection::handle_close`]) and reconnect.
+    /// A device on one thread and a cloud on another, over TCP on 127.0.0.1 (with feature `std` the
+    /// standard library's `TcpStream` is a [`Transport`]); on a Core the transport is
+    /// `EmbeddedIo(uart)` and the clock a closure over the tick counter, and the loop is the same:
+    ///
+    /// ```
+    /// # #[cfg(feature = "std")] {
+    /// use std::net::{TcpListener, TcpStream};
+    /// use spark_protocol::crypto::{SessionKey, rng::HardwareRng};
+    /// use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent, NoKeys};
+    /// use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
+    /// use spark_protocol::session::driver::{Clock, Driver, DriverError, StdClock};
+    /// use spark_protocol::session::SessionError;
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let device = std::thread::spawn(move || {
+    ///     let mut clock = StdClock::new();
+    ///     let secret = SessionKey::from_bytes([2; 40]);
+    ///     let config = DeviceConfig::new([7; 12]);
+    ///     let mut conn = DeviceConnection::from_session(clock.now(), &secret, config, NoFirmware);
+    ///     conn.register_function(b"brew").unwrap();
+    ///     let stream = TcpStream::connect(addr).unwrap();
+    ///     // The device's one buffer, on its stack: its longest frame fits.
+    ///     let mut driver = Driver::new(conn, stream, clock, [0u8; 1024]);
+    ///     loop {
+    ///         match driver.next_event() {
+    ///             Ok(DeviceEvent::FunctionCall(call)) => {
+    ///                 driver.connection_mut().function_return(call.call, 7).unwrap()
+    ///             }
+    ///             Ok(_) => {}
+    ///             Err(end) => return end,
+    ///         }
+    ///     }
+    /// });
+    ///
+    /// let (stream, _) = listener.accept()?;
+    /// let mut clock = StdClock::new();
+    /// let rng = HardwareRng(|dest: &mut [u8]| dest.fill(0x5a));
+    /// let secret = SessionKey::from_bytes([2; 40]);
+    /// let cloud = CloudConnection::from_session(
+    ///     clock.now(), NoKeys, NoKeys, rng, CloudConfig::default(), &secret, [7; 12].into(),
+    /// );
+    /// let mut driver = Driver::with_vec(cloud, stream, clock);
+    /// assert!(matches!(driver.next_event()?, CloudEvent::Connected(_)));
+    /// let now = driver.now();
+    /// let request = driver.connection_mut().call_function(now, b"brew", b"")?;
+    /// loop {
+    ///     if let CloudEvent::FunctionReturned { request: r, result } = driver.next_event()? {
+    ///         assert_eq!((r, result), (request, Ok(7)));
+    ///         break;
+    ///     }
+    /// }
+    /// drop(driver); // the cloud hangs up: the device's driver sees the end of the stream
+    /// let end = device.join().unwrap();
+    /// assert!(matches!(end, DriverError::Session(SessionError::TransportClosed)));
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    over Transport
+}
+
+impl<C: Connection, T: Transport, K: Clock, B: AsMut<[u8]>> Driver<C, T, K, B> {
+    /// Writes every frame the session has queued (several to one write when they fit the
+    /// buffer), then flushes the transport.
+    ///
+    /// A transport error leaves the unwritten bytes in the buffer for the next call; an ended
+    /// session drops them.
     pub fn flush(&mut self) -> Result<(), DriverError<T::Error>> {
         let mut wrote = false;
-        loop {
-            let now = self.clock.now();
-            let n = match next_frame(&mut self.conn, now, self.buf.as_mut()) {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
-                // A heap buffer grows to the frame (an OTA chunk larger than it).
-                Err(DriverError::InsufficientSize { required }) if self.grow.is_some() => {
-                    if let Some(grow) = self.grow {
-                        grow(&mut self.buf, required);
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let mut frame = &self.buf.as_mut()[..n];
-            while !frame.is_empty() {
-                match self.io.write(frame).map_err(DriverError::Io)? {
-                    0 => {
-                        // The stream is gone: the rest of this frame and the queue with it.
-                        self.conn.handle_close(self.clock.now());
-                        return Ok(());
-                    }
-                    w => frame = &frame[w.min(frame.len())..],
-                }
+        while let Some(unsent) = self.state.unsent()? {
+            let n = self.io.write(unsent).map_err(DriverError::Io)?;
+            if !self.state.sent(n) {
+                return Ok(());
             }
             wrote = true;
         }
@@ -357,11 +254,11 @@ where
     pub fn drive(&mut self) -> Result<Option<C::Event>, DriverError<T::Error>> {
         self.flush()?;
         // The event goes straight to the caller; the round's work runs in `step`, whose frame holds no event.
-        if let Some(event) = self.conn.poll_event() {
+        if let Some(event) = self.state.conn.poll_event() {
             return Ok(Some(event));
         }
         self.step()?;
-        Ok(self.conn.poll_event())
+        Ok(self.state.conn.poll_event())
     }
 
     /// One round that hands out no event: sends what is queued, then ends with the session's reason if it has
@@ -376,24 +273,12 @@ where
     #[inline(never)]
     pub fn step(&mut self) -> Result<(), DriverError<T::Error>> {
         self.flush()?;
-        if let Some(e) = self.conn.error() {
-            return Err(DriverError::Session(e));
-        }
-        let now = self.clock.now();
-        match self.conn.poll_timeout() {
-            Some(at) if at <= now => self.conn.handle_timeout(now),
-            timeout => {
-                let buf = self.buf.as_mut();
-                if buf.is_empty() {
-                    return Err(DriverError::InsufficientSize {
-                        required: self.conn.max_transmit_len(),
-                    });
-                }
-                let wait = timeout.map(|at| at.saturating_duration_since(now));
-                let got = self.io.read(buf, wait).map_err(DriverError::Io)?;
-                let now = self.clock.now();
-                after_read(&mut self.conn, now, buf, got);
-            }
+        if let Some(wait) = self.state.before_read()? {
+            let got = self
+                .io
+                .read(self.state.read_buf(), wait)
+                .map_err(DriverError::Io)?;
+            self.state.handle_read(got);
         }
         self.flush()
     }
@@ -406,31 +291,5 @@ where
                 return Ok(event);
             }
         }
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl<C, T, K> Driver<C, T, K, alloc::vec::Vec<u8>>
-where
-    C: Connection,
-    T: Transport,
-    K: Clock,
-{
-    /// A driver with a heap buffer of [`Connection::max_transmit_len`] bytes (at least 1 KiB, so
-    /// reads take what a TCP segment brings), which grows when the session later has a longer
-    /// frame to send (a cloud's OTA chunks).
-    pub fn with_vec(conn: C, io: T, clock: K) -> Self {
-        let len = conn.max_transmit_len().max(1024);
-        let mut driver = Driver::new(conn, io, clock, alloc::vec![0; len]);
-        driver.grow = Some(grow_vec);
-        driver
-    }
-}
-
-/// Grows a driver's heap buffer to `len` bytes.
-#[cfg(feature = "alloc")]
-fn grow_vec(buf: &mut alloc::vec::Vec<u8>, len: usize) {
-    if buf.len() < len {
-        buf.resize(len, 0);
     }
 }
