@@ -26,7 +26,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableValue,
 };
-use super::rotation::{HandshakeKey, LoadedKeys, NonceTap};
+use super::rotation::{HandshakeKey, LoadedKeys};
 use super::{Cloud, lock};
 
 /// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature (about four times faster
@@ -421,8 +421,7 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
 }
 
 /// The tokio driver of one device connection.
-type DeviceDriver =
-    Driver<CloudConnection<HandshakeKey, StateKeys, NonceTap<super::SystemRng>>, TcpStream>;
+type DeviceDriver = Driver<CloudConnection<HandshakeKey, StateKeys, super::SystemRng>, TcpStream>;
 
 async fn run_device(
     cloud: Arc<Cloud>,
@@ -432,13 +431,13 @@ async fn run_device(
     slots: Slots,
 ) {
     let asked = Arc::new(Mutex::new(None));
-    let (server_key, rng) = keys.for_connection(super::system_rng());
+    let server_key = keys.for_connection();
     let handshake_key = server_key.clone();
     let conn = CloudConnection::new(
         Instant::ZERO,
         server_key,
         StateKeys(Arc::clone(&cloud), Arc::clone(&asked)),
-        rng,
+        super::system_rng(),
         CloudConfig::default(),
     );
     let mut driver = Driver::with_vec(conn, Tokio(stream), TokioClock::new());
