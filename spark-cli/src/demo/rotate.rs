@@ -438,10 +438,9 @@ async fn move_core(
         tokio::time::sleep(LIST_PAUSE).await;
     }
     let took = started.elapsed();
-    observer.progress(Progress::UsbDone {
+    observer.progress(Progress::UsbStep {
         device,
-        ok: true,
-        detail: "on the new key",
+        step: "back on the new key",
     });
     Ok(took)
 }
