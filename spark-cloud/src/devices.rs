@@ -432,7 +432,6 @@ async fn run_device(
 ) {
     let asked = Arc::new(Mutex::new(None));
     let server_key = keys.for_connection();
-    let handshake_key = server_key.clone();
     let conn = CloudConnection::new(
         Instant::ZERO,
         server_key,
@@ -452,7 +451,7 @@ async fn run_device(
         cloud,
         hub,
         asked,
-        handshake_key,
+        keys,
         slots,
         pending: Requests::default(),
         types: None,
@@ -485,8 +484,8 @@ struct DeviceTask {
     hub: Arc<LiveHub>,
     /// The id the device gave in its handshake (for the log line of a failed one).
     asked: Arc<Mutex<Option<String>>>,
-    /// This connection's server key (a clone sharing its state): which key the handshake used.
-    handshake_key: HandshakeKey,
+    /// The server keys the connection started with: which key its handshake used.
+    keys: LoadedKeys,
     slots: Slots,
     /// Runs on every way out of the task, a panic included: the hub never keeps a dead connection's mailbox.
     session: SessionCleanup,
@@ -583,7 +582,7 @@ impl DeviceTask {
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
         lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
         super::console::record_hello(&self.cloud, &device, info);
-        let used = self.handshake_key.used_fingerprint();
+        let used = self.keys.used_fingerprint(driver.connection().server_key());
         self.cloud.record_key_use(&device, used);
         self.cloud.device_online(&device);
         let now = driver.now();

@@ -10,13 +10,12 @@
 //! firmware and its DFU image say so).
 //!
 //! The choice itself is spark-protocol's [`MigrationKeys`]: the session hands it the connection's nonce through
-//! the [`HandshakeKeys`] hook when it decrypts the device's credentials. This module names the keys (by
+//! the `HandshakeKeys` hook when it decrypts the device's credentials. This module names the keys (by
 //! fingerprint) and tells which one each connection's handshake used.
 
 use std::sync::Arc;
 
-use spark_protocol::crypto::handshake::Nonce;
-use spark_protocol::crypto::{HandshakeKeys, MigrationKeys, RsaError, RsaPrivate};
+use spark_protocol::crypto::{MigrationKeys, RsaError, RsaPrivate};
 
 use super::devices::ServerKey;
 use super::state::ServerKeys;
@@ -107,54 +106,23 @@ impl LoadedKeys {
         }
     }
 
-    /// The handshake key of one new connection (a clone of it, kept beside the session, tells which key the
-    /// handshake used).
+    /// The handshake key of one new connection: both keys during a window, each connection with its own record of
+    /// which one its handshake used.
     pub fn for_connection(&self) -> HandshakeKey {
-        HandshakeKey {
-            keys: Arc::new(self.keys.clone()),
-            current_fingerprint: Arc::clone(&self.current_fingerprint),
-            previous_fingerprint: self.previous_fingerprint.clone(),
-        }
+        self.keys.clone()
     }
-}
 
-/// The server key of one connection: the current key, or during a migration window either key, chosen by the
-/// nonce (see the module docs). Its clones share the record of which key the handshake used.
-#[derive(Debug, Clone)]
-pub struct HandshakeKey {
-    keys: Arc<MigrationKeys<ServerKey>>,
-    current_fingerprint: Arc<str>,
-    previous_fingerprint: Option<Arc<str>>,
-}
-
-impl HandshakeKey {
-    /// The fingerprint of the key this connection's handshake used (the current key before the handshake).
-    pub fn used_fingerprint(&self) -> Arc<str> {
+    /// The fingerprint of the key a connection's handshake used (the current key before the handshake).
+    pub fn used_fingerprint(&self, key: &HandshakeKey) -> Arc<str> {
         match &self.previous_fingerprint {
-            Some(print) if self.keys.used_previous() => Arc::clone(print),
+            Some(print) if key.used_previous() => Arc::clone(print),
             _ => Arc::clone(&self.current_fingerprint),
         }
     }
 }
 
-impl HandshakeKeys for HandshakeKey {
-    type Signer = ServerKey;
-
-    fn credentials_len(&self) -> usize {
-        self.keys.credentials_len()
-    }
-
-    fn decrypt_credentials<R: rand_core::CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        nonce: &Nonce,
-        ciphertext: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, RsaError> {
-        self.keys.decrypt_credentials(rng, nonce, ciphertext, out)
-    }
-
-    fn signer(&self) -> &ServerKey {
-        self.keys.signer()
-    }
-}
+/// The server key of one connection: the current key, or during a migration window either key, chosen by the
+/// nonce (see the module docs); the session holds it ([`CloudConnection::server_key`]).
+///
+/// [`CloudConnection::server_key`]: spark_protocol::session::cloud::CloudConnection::server_key
+pub type HandshakeKey = MigrationKeys<ServerKey>;

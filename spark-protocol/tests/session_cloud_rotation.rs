@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use common::{openssl_key, rng};
+use rand::rngs::StdRng;
 use rand_core::CryptoRng;
+use spark_protocol::DeviceId;
 use spark_protocol::crypto::handshake::{
     decrypt_device_credentials, encrypt_device_credentials, open_session_key,
 };
@@ -20,7 +22,7 @@ use spark_protocol::crypto::openssl::{OpensslPrivateKey, OpensslPublicKey};
 use spark_protocol::crypto::{
     HandshakeError, HandshakeKeys, MigrationKeys, Nonce, RsaError, RsaPrivate, RsaPrivateKey,
 };
-use spark_protocol::session::cloud::{CloudConfig, CloudConnection, CloudEvent};
+use spark_protocol::session::cloud::{CloudConfig, CloudConnection};
 use spark_protocol::session::{Connection, Instant, SessionError};
 
 const ID: [u8; 12] = *b"\x53\xff\x6f\x06\x50\x75\x53\x50\x44\x29\x02\x87";
@@ -210,12 +212,14 @@ fn keys_of_different_sizes_do_not_make_a_window() {
     assert!(!alone.window_open());
 }
 
-/// Runs the cloud's handshake against a device holding `server`'s public key; returns whether the device accepted
-/// the reply (the server's signature verifies with that key) and the cloud's events.
+type Cloud<S> = CloudConnection<S, BTreeMap<DeviceId, &'static OpensslPublicKey>, StdRng>;
+
+/// Runs the cloud's handshake against a device holding `server`'s public key, which must accept the reply (the
+/// server's signature verifies with that key); returns the cloud's session.
 fn handshake<S: HandshakeKeys>(
     server_key: S,
     server: &RsaPrivateKey,
-) -> Result<Vec<CloudEvent>, SessionError> {
+) -> Result<Cloud<S>, SessionError> {
     let k = keys();
     let mut store = BTreeMap::new();
     store.insert(ID.into(), &k.device_pub);
@@ -235,16 +239,18 @@ fn handshake<S: HandshakeKeys>(
     assert_eq!(n, 384);
     open_session_key(&k.device, &public(server), &mut rng(14), &buf[..n])
         .expect("the reply is signed with the key the device holds");
-    Ok(std::iter::from_fn(|| cloud.poll_event()).collect())
+    Ok(cloud)
 }
 
 #[test]
 fn the_session_accepts_either_key_in_the_window_and_signs_with_the_one_used() {
     let k = keys();
-    for server in [&k.old, &k.new] {
+    for (server, on_previous) in [(&k.old, true), (&k.new, false)] {
         let (keys, count) = window();
-        handshake(keys, server).unwrap();
+        let cloud = handshake(keys, server).unwrap();
         assert_eq!(count.load(Ordering::SeqCst), 2);
+        // What the holder recorded is read back through the session.
+        assert_eq!(cloud.server_key().used_previous(), on_previous);
     }
     let (keys, _) = window();
     assert_eq!(

@@ -411,6 +411,13 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         self.datagram
     }
 
+    /// The server key(s) the session was given: what a key holder recorded during the handshake (which key a
+    /// [`MigrationKeys`](crate::crypto::MigrationKeys) used) is read here.
+    #[must_use]
+    pub fn server_key(&self) -> &S {
+        &self.server_key
+    }
+
     /// The device, once its Hello came.
     #[must_use]
     pub fn device(&self) -> Option<&DeviceInfo> {
