@@ -5,7 +5,9 @@
 //! run needs no data: without `--image` the fleet gets the synthetic deep update, and Spark's own image, where the
 //! vectors hold it, is rolled out the same way. A missing or wrong image, or a fleet that does not add up, is one line on stderr and a non-zero exit; so is a run
 //! in which Cores planned over the air refuse the update, or in which a USB flash fails mid-transfer (that Core
-//! stays in DFU mode on its old service pack).
+//! stays in DFU mode on its old service pack). With `--rotate` the run goes on to rotate the cloud's server key: the
+//! report shows the fleet split between the keys before and after every Core was moved over DFU, the old key
+//! retired once none remained, and a Core left on it accepted before the retirement and refused after.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -98,6 +100,10 @@ fn a_small_fleet_is_patched(image_arg: &[&str], image: &[u8], image_name: &str) 
     );
     let rows = report["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 6);
+    assert!(
+        report.get("rotation").is_none(),
+        "no rotation without --rotate"
+    );
     let mut ids: Vec<&str> = rows.iter().filter_map(|r| str_of(r, "device")).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -347,6 +353,108 @@ fn a_usb_flash_that_fails_mid_transfer_fails_the_run_and_boots_nothing() {
     // The DfuSe file is still there for dfu-util.
     let kept = std::fs::read(dir.path().join("synthetic_deep_update.dfu")).unwrap();
     assert!(DfuseFile::parse(&kept).is_ok());
+}
+
+/// `spark demo --rotate` on a fleet of four (one on 1.28, one unreliable): its stdout and its exit status.
+fn rotate_demo(json: bool) -> String {
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spark"));
+    command
+        .args([
+            "demo",
+            "--count",
+            "4",
+            "--unreliable",
+            "1",
+            "--patched",
+            "1",
+        ])
+        .args(["--seed", "21", "--jobs", "2", "--rotate", "--out"])
+        .arg(out_dir.path());
+    if json {
+        command.arg("--json");
+    }
+    let out = command.output().expect("the spark binary runs");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}\nstdout: {stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn rotate_moves_the_fleet_to_a_new_key_and_retires_the_old_one() {
+    let report: Value = serde_json::from_str(&rotate_demo(true)).expect("one JSON document");
+    // The update ran first, as without --rotate.
+    assert_eq!(report["summary"]["ota_failed"], 0, "{report}");
+    assert_eq!(report["summary"]["usb_failed"], 0, "{report}");
+    let r = &report["rotation"];
+    let (old, new) = (str_of(r, "old_key").unwrap(), str_of(r, "new_key").unwrap());
+    assert_ne!(old, new, "{r}");
+    for key in [old, new] {
+        assert!(
+            key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{r}"
+        );
+    }
+    // Right after the rotation every Core is listed on the previous key: it connected before it.
+    let split =
+        |s: &Value| ["previous", "current", "retired", "unknown"].map(|k| s[k].as_u64().unwrap());
+    assert_eq!(split(&r["before"]), [4, 0, 0, 0], "{r}");
+    // Every Core got the key and the cloud's address over DFU and came back on the new key.
+    assert_eq!(r["cores"], 4, "{r}");
+    assert_eq!(r["moved"], 4, "{r}");
+    assert_eq!(r["failed"], Value::Array(Vec::new()), "{r}");
+    assert!(
+        str_of(r, "address").unwrap().starts_with("127.0.0.1:"),
+        "{r}"
+    );
+    assert_eq!(split(&r["after"]), [0, 4, 0, 0], "{r}");
+    let (total, slowest) = (
+        r["move_seconds"].as_f64().unwrap(),
+        r["slowest_move_seconds"].as_f64().unwrap(),
+    );
+    assert!(slowest > 0.0 && slowest <= total, "{r}");
+    // None remained, so the old key was retired: a Core left on it was accepted before and refused after.
+    assert_eq!(r["retired"], true, "{r}");
+    assert_eq!(r["accepted_before_retirement"], true, "{r}");
+    assert_eq!(r["probes_after_retirement"], 1, "{r}");
+    assert_eq!(r["refused_after_retirement"], 1, "{r}");
+}
+
+#[test]
+fn rotate_reports_one_line_per_phase() {
+    let stdout = rotate_demo(false);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("rotate: "))
+        .collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(lines[0].starts_with("rotate: new server key "), "{stdout}");
+    assert!(
+        lines[0].ends_with(" kept for the migration window"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1],
+        "split: 4 Cores on the previous key, 0 on the current (GET /v1/devices)"
+    );
+    assert!(
+        lines[2].starts_with("move: 4/4 Cores got the new server key and 127.0.0.1:")
+            && lines[2].contains(" over DFU and reconnected on it ("),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[3],
+        "split: 0 Cores on the previous key, 4 on the current"
+    );
+    assert_eq!(
+        lines[4],
+        "retire: previous key retired; a Core left in a drawer on it: accepted before, refused after (1 of 1 \
+         handshakes refused)"
+    );
 }
 
 #[test]

@@ -8,8 +8,9 @@ use spark_cloud::devices::ServerKey;
 use spark_cloud::rotation::LoadedKeys;
 use spark_cloud::state::ServerKeys;
 use spark_cloud::system_rng;
+use spark_protocol::crypto::handshake::Nonce;
 use spark_protocol::crypto::rustcrypto::RustCryptoPublicKey;
-use spark_protocol::crypto::{RsaPrivate, RsaPrivateKey, RsaPublic};
+use spark_protocol::crypto::{HandshakeKeys, RsaPrivate, RsaPrivateKey, RsaPublic};
 
 const SERVER_KEY: &str = include_str!("../tests/fixtures/server_key_2048.pem");
 
@@ -25,14 +26,18 @@ fn credentials(key: &RsaPrivateKey, nonce: &[u8; 40]) -> Vec<u8> {
     out
 }
 
-/// One handshake's private-key work on `key`: decrypt the block, sign a 20-byte HMAC.
-fn handshake<K: RsaPrivate>(key: &K, block: &[u8]) {
+/// One handshake's private-key work on `key`, as the session does it: decrypt the block (knowing the nonce), sign a
+/// 20-byte HMAC with the key that matched.
+fn handshake<K: HandshakeKeys>(key: &K, nonce: &Nonce, block: &[u8]) {
     let mut rng = system_rng();
     let mut plain = [0u8; 512];
-    let len = key.decrypt_pkcs1v15(&mut rng, block, &mut plain).unwrap();
+    let len = key
+        .decrypt_credentials(&mut rng, nonce, block, &mut plain)
+        .unwrap();
     assert_eq!(len, 52);
     let mut signature = [0u8; 512];
-    key.sign_pkcs1v15_unprefixed(&mut rng, &plain[..20], &mut signature)
+    key.signer()
+        .sign_pkcs1v15_unprefixed(&mut rng, &plain[..20], &mut signature)
         .unwrap();
 }
 
@@ -53,32 +58,25 @@ fn bench(c: &mut Criterion) {
     group.sample_size(30);
 
     let reference = ServerKey::new(&old.as_ref_key()).unwrap();
-    let nonce = [7u8; 40];
-    let block_old = credentials(&old, &nonce);
-    let block_new = credentials(&new, &nonce);
+    let nonce = Nonce([7u8; 40]);
+    let block_old = credentials(&old, &nonce.0);
+    let block_new = credentials(&new, &nonce.0);
     group.bench_function("reference_backend_key", |b| {
-        b.iter(|| handshake(&reference, &block_old))
+        b.iter(|| handshake(&reference, &nonce, &block_old))
     });
 
-    // The tap hands the first 40 random bytes drawn to the key as the nonce: draw them as the session does.
-    let connection = |keys: &LoadedKeys| {
-        let (key, mut tap) = keys.for_connection(system_rng());
-        let mut drawn = [0u8; 40];
-        rand_core::Rng::fill_bytes(&mut tap, &mut drawn);
-        (key, drawn)
-    };
-    let (key, drawn) = connection(&one);
-    let block = credentials(&old, &drawn);
-    group.bench_function("outside_window", |b| b.iter(|| handshake(&key, &block)));
+    let key = one.for_connection();
+    group.bench_function("outside_window", |b| {
+        b.iter(|| handshake(&key, &nonce, &block_old))
+    });
 
-    let (key, drawn) = connection(&two);
-    let block = credentials(&new, &drawn);
-    group.bench_function("window_current_key", |b| b.iter(|| handshake(&key, &block)));
-    let block = credentials(&old, &drawn);
+    let key = two.for_connection();
+    group.bench_function("window_current_key", |b| {
+        b.iter(|| handshake(&key, &nonce, &block_new))
+    });
     group.bench_function("window_previous_key", |b| {
-        b.iter(|| handshake(&key, &block))
+        b.iter(|| handshake(&key, &nonce, &block_old))
     });
-    let _ = block_new;
     group.finish();
 }
 

@@ -26,7 +26,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableValue,
 };
-use super::rotation::{HandshakeKey, LoadedKeys, NonceTap};
+use super::rotation::{HandshakeKey, LoadedKeys};
 use super::{Cloud, lock};
 
 /// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature (about four times faster
@@ -421,8 +421,7 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
 }
 
 /// The tokio driver of one device connection.
-type DeviceDriver =
-    Driver<CloudConnection<HandshakeKey, StateKeys, NonceTap<super::SystemRng>>, TcpStream>;
+type DeviceDriver = Driver<CloudConnection<HandshakeKey, StateKeys, super::SystemRng>, TcpStream>;
 
 async fn run_device(
     cloud: Arc<Cloud>,
@@ -432,13 +431,12 @@ async fn run_device(
     slots: Slots,
 ) {
     let asked = Arc::new(Mutex::new(None));
-    let (server_key, rng) = keys.for_connection(super::system_rng());
-    let handshake_key = server_key.clone();
+    let server_key = keys.for_connection();
     let conn = CloudConnection::new(
         Instant::ZERO,
         server_key,
         StateKeys(Arc::clone(&cloud), Arc::clone(&asked)),
-        rng,
+        super::system_rng(),
         CloudConfig::default(),
     );
     let mut driver = Driver::with_vec(conn, Tokio(stream), TokioClock::new());
@@ -453,7 +451,7 @@ async fn run_device(
         cloud,
         hub,
         asked,
-        handshake_key,
+        keys,
         slots,
         pending: Requests::default(),
         types: None,
@@ -486,8 +484,8 @@ struct DeviceTask {
     hub: Arc<LiveHub>,
     /// The id the device gave in its handshake (for the log line of a failed one).
     asked: Arc<Mutex<Option<String>>>,
-    /// This connection's server key (a clone sharing its state): which key the handshake used.
-    handshake_key: HandshakeKey,
+    /// The server keys the connection started with: which key its handshake used.
+    keys: LoadedKeys,
     slots: Slots,
     /// Runs on every way out of the task, a panic included: the hub never keeps a dead connection's mailbox.
     session: SessionCleanup,
@@ -584,7 +582,7 @@ impl DeviceTask {
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
         lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
         super::console::record_hello(&self.cloud, &device, info);
-        let used = self.handshake_key.used_fingerprint();
+        let used = self.keys.used_fingerprint(driver.connection().server_key());
         self.cloud.record_key_use(&device, used);
         self.cloud.device_online(&device);
         let now = driver.now();

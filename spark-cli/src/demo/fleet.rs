@@ -55,6 +55,9 @@ use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{self as core_run, CloudConfig, SharedCore, Status};
 use spark_vcore::{PATCH_VERSION_EVENT, VirtualCore};
 
+#[path = "rotate.rs"]
+pub(crate) mod rotate;
+
 /// What the Spark team named the deep-update image of the 2014 rollout; `--image` runs it where a user has it.
 pub(crate) const SPARK_IMAGE_NAME: &str = "deep_update_2014_06.bin";
 /// The faults of an unreliable Core's link: one write in 33 kills the connection, writes stall up to 0.8 s.
@@ -107,6 +110,8 @@ pub(crate) struct DemoConfig {
     /// Make every USB flash fail with a USB error at this control transfer (0-based, as spark-dfu's simulated
     /// bootloader counts them), to watch a failed flash.
     pub(crate) usb_fault: Option<u32>,
+    /// After the update, rotate the server key and move the fleet to it (`--rotate`, [`rotate`]).
+    pub(crate) rotate: bool,
 }
 
 /// How a Core gets (or does not need) the deep update.
@@ -239,12 +244,20 @@ pub(crate) struct Report {
     pub(crate) rows: Vec<Row>,
     /// The totals.
     pub(crate) summary: Summary,
+    /// The server-key rotation, with `--rotate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rotation: Option<rotate::Rotation>,
 }
 
 impl Report {
     /// Whether every Core that needed the update (over the air or over USB) was patched and verified.
     pub(crate) fn succeeded(&self) -> bool {
-        self.summary.ota_failed == 0 && self.summary.usb_failed == 0
+        self.summary.ota_failed == 0
+            && self.summary.usb_failed == 0
+            && self
+                .rotation
+                .as_ref()
+                .is_none_or(rotate::Rotation::succeeded)
     }
 }
 
@@ -677,7 +690,7 @@ pub(crate) async fn run(
         target,
         usb_fault: config.usb_fault,
     });
-    let unplugged = update_fleet(
+    let mut unplugged = update_fleet(
         &fleet,
         &mut rows,
         &mut powered,
@@ -685,6 +698,19 @@ pub(crate) async fn run(
         config.jobs,
     )
     .await?;
+    let rotation = if config.rotate {
+        let ran = rotate::run(
+            &local,
+            &observer,
+            &mut powered,
+            &mut unplugged,
+            &ids,
+            config.jobs,
+        );
+        Some(ran.await?)
+    } else {
+        None
+    };
 
     drop(unplugged);
     drop(powered);
@@ -697,7 +723,11 @@ pub(crate) async fn run(
         local.api_url,
         started.elapsed(),
     );
-    Ok(Report { rows, summary })
+    Ok(Report {
+        rows,
+        summary,
+        rotation,
+    })
 }
 
 /// The cloud of the demo, in this process on free loopback ports, with an account logged in.
@@ -1555,6 +1585,7 @@ mod tests {
             out: PathBuf::new(),
             jobs: 1,
             usb_fault: None,
+            rotate: false,
         }
     }
 

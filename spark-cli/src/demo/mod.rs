@@ -46,6 +46,10 @@ pub(crate) struct DemoArgs {
     /// flash: the Core stays in DFU mode and the run fails).
     #[arg(long, value_name = "TRANSFER")]
     usb_fault: Option<u32>,
+    /// Then replay the response to Heartbleed: rotate the cloud's server key, move every Core to it over USB, and
+    /// retire the old key once no Core remains on it.
+    #[arg(long)]
+    rotate: bool,
 }
 
 /// Progress bars: a line for the phase, then one bar per Core being updated (over the air: bytes sent; over USB:
@@ -183,6 +187,7 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
         ctx.print_json(&report)?;
     } else {
         print_table(&report);
+        fleet::rotate::print(report.rotation.as_ref());
     }
     verdict(&report)
 }
@@ -209,6 +214,7 @@ fn demo_config(args: DemoArgs) -> Result<DemoConfig, Failure> {
     };
     Ok(DemoConfig {
         usb_fault: args.usb_fault,
+        rotate: args.rotate,
         count,
         unreliable,
         patched,
@@ -240,6 +246,12 @@ fn verdict(report: &Report) -> Outcome {
     let s = &report.summary;
     if report.succeeded() {
         return Ok(());
+    }
+    // The update went through: what failed is the rotation.
+    if let Some(rotation) = &report.rotation
+        && s.ota_failed + s.usb_failed == 0
+    {
+        return Err(Failure(rotation.failure()));
     }
     Err(Failure(format!(
         "{} of {} Cores that needed the update were not patched ({} of {} over the air, {} of {} over USB)",

@@ -76,6 +76,7 @@ use subtle::ConstantTimeEq;
 
 use crate::crypto::backend::{RsaError, RsaPrivate, RsaPublic, RsaScratch};
 use crate::crypto::keys::{KeyError, RsaPublicKeyRef};
+use crate::crypto::server_keys::HandshakeKeys;
 use crate::crypto::session::{SESSION_KEY_LEN, SessionKey};
 
 /// Size of the cloud's nonce.
@@ -237,13 +238,17 @@ fn encrypt_credentials_with_key<K: RsaPublic + ?Sized, R: CryptoRng + ?Sized>(
 /// Cloud, step 2: decrypts the device's credentials with the server's private key and checks
 /// that they start with `nonce`. Any failure past the length check is
 /// [`HandshakeError::Authentication`].
-pub fn decrypt_device_credentials<K: RsaPrivate + ?Sized, R: CryptoRng + ?Sized>(
+///
+/// `server_key` is any [`RsaPrivate`], or a holder of several keys that picks the decryption
+/// carrying `nonce` ([`HandshakeKeys`], e.g. [`MigrationKeys`](crate::crypto::MigrationKeys)
+/// during a key rotation's migration window).
+pub fn decrypt_device_credentials<K: HandshakeKeys + ?Sized, R: CryptoRng + ?Sized>(
     server_key: &K,
     rng: &mut R,
     nonce: &Nonce,
     ciphertext: &[u8],
 ) -> Result<DeviceCredentials, HandshakeError> {
-    let expected = server_key.modulus_len();
+    let expected = server_key.credentials_len();
     if ciphertext.len() != expected || expected > MAX_BLOCK {
         return Err(HandshakeError::BadLength {
             len: ciphertext.len(),
@@ -252,7 +257,7 @@ pub fn decrypt_device_credentials<K: RsaPrivate + ?Sized, R: CryptoRng + ?Sized>
     }
     let mut plain = [0u8; MAX_BLOCK];
     let len = server_key
-        .decrypt_pkcs1v15(rng, ciphertext, &mut plain)
+        .decrypt_credentials(rng, nonce, ciphertext, &mut plain)
         .map_err(|e| match e {
             RsaError::Backend => HandshakeError::Rsa(e),
             _ => HandshakeError::Authentication,

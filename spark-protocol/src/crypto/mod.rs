@@ -27,6 +27,7 @@ pub mod framing;
 pub mod handshake;
 pub mod keys;
 pub mod rng;
+pub mod server_keys;
 pub mod session;
 
 #[cfg(feature = "rsa-fixed")]
@@ -43,4 +44,5 @@ pub use handshake::{DeviceCredentials, HandshakeError, Nonce};
 pub use keys::{KeyError, RsaPrivateKeyRef, RsaPublicKeyRef};
 #[cfg(feature = "alloc")]
 pub use keys::{RsaPrivateKey, RsaPublicKey};
+pub use server_keys::{HandshakeKeys, MigrationKeys};
 pub use session::SessionKey;

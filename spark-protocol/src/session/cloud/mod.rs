@@ -31,7 +31,7 @@ use crate::crypto::handshake::{
     NONCE_LEN, decrypt_device_credentials, seal_session_key, session_reply_len,
 };
 use crate::crypto::{
-    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, RsaPrivate, SessionCipher,
+    Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, HandshakeKeys, Nonce, SessionCipher,
     SessionKey, framing::sealed_len,
 };
 use crate::session::{Connection, Instant, SessionError};
@@ -304,7 +304,7 @@ fn is_success(code: Code) -> bool {
     code.class() == 2
 }
 
-impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
+impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     /// Starts a session on a freshly accepted connection: draws the nonce and queues it.
     pub fn new(now: Instant, server_key: S, keys: K, mut rng: R, config: CloudConfig) -> Self {
         let nonce = Nonce::generate(&mut rng);
@@ -405,6 +405,13 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     #[must_use]
     pub fn is_datagram(&self) -> bool {
         self.datagram
+    }
+
+    /// The server key(s) the session was given: what a key holder recorded during the handshake (which key a
+    /// [`MigrationKeys`](crate::crypto::MigrationKeys) used) is read here.
+    #[must_use]
+    pub fn server_key(&self) -> &S {
+        &self.server_key
     }
 
     /// The device, once its Hello came.
@@ -647,15 +654,10 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             )
             .ok_or(SessionError::UnknownDevice)?;
         let session = SessionKey::generate(&mut self.rng);
-        let mut reply = vec![0u8; session_reply_len(&device_key, &self.server_key)];
-        seal_session_key(
-            &device_key,
-            &self.server_key,
-            &mut self.rng,
-            &session,
-            &mut reply,
-        )
-        .map_err(SessionError::Authentication)?;
+        let signer = self.server_key.signer();
+        let mut reply = vec![0u8; session_reply_len(&device_key, signer)];
+        seal_session_key(&device_key, signer, &mut self.rng, &session, &mut reply)
+            .map_err(SessionError::Authentication)?;
         self.raw.push_back(reply);
         self.channel = Some(Channel::new(&session, self.config.max_frame_len));
         self.device = Some(DeviceInfo {
@@ -678,7 +680,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                 State::Credentials {
                     nonce, received, ..
                 } => {
-                    let need = self.server_key.modulus_len();
+                    let need = self.server_key.credentials_len();
                     let take = (need - received.len()).min(input.len());
                     received.extend_from_slice(&input[..take]);
                     input = &input[take..];
@@ -1007,7 +1009,7 @@ impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 }
 
-impl<S: RsaPrivate, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<S, K, R> {
+impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnection<S, K, R> {
     type Event = CloudEvent;
 
     fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError> {
