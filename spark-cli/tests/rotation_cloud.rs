@@ -4,110 +4,20 @@
 //! stream and every later call made with the old token. Real processes and sockets only; every wait is bounded.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod tools;
 
+use tools::{Background, PATIENCE, Stderr, free_port, line_with, ok, run, start};
+
 const USER: &str = "joe@example.com";
 const PASSWORD: &str = "correct horse battery staple";
-const PATIENCE: Duration = Duration::from_secs(60);
 /// How `spark` reports the cloud's `401` for a revoked token.
 const REFUSED: &str = "access denied: invalid_token: The access token provided is invalid.";
-
-/// Background processes, stopped when the test ends.
-struct Background(Vec<Child>);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn command(bin: &Path, dir: &Path, program: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(bin.join(program));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("SPARK_API_URL")
-        .env_remove("PARTICLE_ACCESS_TOKEN")
-        .env_remove("SPARK_PASSWORD");
-    command
-}
-
-/// Runs `program args` in `dir` with `HOME=dir`, `stdin` typed in.
-fn run(bin: &Path, dir: &Path, program: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = command(bin, dir, program, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{stdin}").unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Starts a background process (stderr kept for `wait_with_output`); its stdout lines arrive on the channel.
-fn start(bin: &Path, dir: &Path, program: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = command(bin, dir, program, args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Waits for a line containing `needle`.
-fn line_with(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no line with {needle:?} in time"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
 
 /// A running `spark-cloud` on loopback with the user `joe@example.com`, and `spark` logged in to it.
 struct Cloud {
@@ -147,6 +57,7 @@ impl Cloud {
                 "--device",
                 &device_addr,
             ],
+            Stderr::Shown,
         );
         let pid = cloud.id();
         let background = Background(vec![cloud]);
@@ -238,6 +149,7 @@ fn list_names_the_core_still_on_the_previous_key_then_on_the_retired_one() {
             &cloud.device_addr.clone(),
             "--json",
         ],
+        Stderr::Shown,
     );
     cloud.background.0.push(core);
     line_with(&core_out, "\"connected\"");
@@ -272,7 +184,13 @@ fn list_names_the_core_still_on_the_previous_key_then_on_the_retired_one() {
 #[test]
 fn revoke_all_ends_an_open_subscribe_stream_and_the_old_token() {
     let cloud = Cloud::start();
-    let (mut subscriber, events) = start(&cloud.bin, cloud.dir(), "spark", &["subscribe", "probe"]);
+    let (mut subscriber, events) = start(
+        &cloud.bin,
+        cloud.dir(),
+        "spark",
+        &["subscribe", "probe"],
+        Stderr::Kept,
+    );
 
     // The stream is open once an event published through the API reaches it.
     let deadline = Instant::now() + PATIENCE;

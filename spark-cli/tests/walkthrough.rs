@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod tools;
 
-use tools::binaries;
+use tools::{Background, binaries, free_port};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -30,26 +30,6 @@ fn walkthrough() -> Option<Vec<String>> {
             .filter(|l| !l.is_empty())
             .collect(),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Background processes, stopped when the test ends.
-struct Background(Vec<Child>);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// Starts `line` (without its `&`) and waits until its stdout shows `ready`.

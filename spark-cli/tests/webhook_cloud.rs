@@ -2,100 +2,15 @@
 //! `spark-vcore` Core publishes: the request reaches a listener on loopback, and the listener's answer comes back to
 //! the Core as `hook-response/...` (it subscribed to it). Real processes and sockets only; every wait is bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 mod tools;
 
+use tools::{Background, PATIENCE, Stderr, free_port, line_with, ok, run, start};
+
 const PASSWORD: &str = "correct horse battery staple";
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Background processes, stopped when the test ends.
-struct Background(Vec<Child>);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs `program args` in `dir` with `HOME=dir`, `stdin` typed in.
-fn run(bin: &Path, dir: &Path, program: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(bin.join(program))
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("SPARK_API_URL")
-        .env_remove("PARTICLE_ACCESS_TOKEN")
-        .env_remove("SPARK_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{stdin}").unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Starts a background process; its stdout lines arrive on the returned channel.
-fn start(bin: &Path, dir: &Path, program: &str, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(bin.join(program))
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Waits for a line containing `needle`.
-fn line_with(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no line with {needle:?} in time"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
 
 /// A listener that answers each request `200 thanks` and sends the request (head and body) on the channel.
 fn listener() -> (u16, mpsc::Receiver<String>) {
@@ -170,6 +85,7 @@ fn webhooks_are_managed_with_spark_and_fire_when_a_virtual_core_publishes() {
             "--device",
             &device_addr,
         ],
+        Stderr::Shown,
     );
     background.0.push(cloud);
     line_with(&cloud_out, "\"http\"");
@@ -251,6 +167,7 @@ fn webhooks_are_managed_with_spark_and_fire_when_a_virtual_core_publishes() {
             "hook-response/temp",
             "--json",
         ],
+        Stderr::Shown,
     );
     background.0.push(core);
     let request = requests.recv_timeout(PATIENCE).expect("the hook's request");

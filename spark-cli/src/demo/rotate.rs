@@ -309,7 +309,7 @@ fn server_key_image(key: &RsaPublicKey, listener: SocketAddr) -> Result<Vec<u8>,
 async fn split(api: &Client, ids: &[String]) -> Result<KeySplit, DemoError> {
     let listed = api.list_devices().await?;
     let mut split = KeySplit::default();
-    for device in listed.iter().filter(|d| ids.contains(&d.id)) {
+    for device in listed.iter().filter(|d| ids.iter().any(|id| d.id == *id)) {
         match device.server_key.as_deref() {
             Some("current") => split.current += 1,
             Some("previous") => split.previous += 1,
