@@ -338,7 +338,10 @@ pub(crate) struct Slots {
 
 impl Slots {
     /// A connection's place, and its handshake's place until the session is connected.
-    pub(crate) fn new(connection: OwnedSemaphorePermit, handshake: Option<OwnedSemaphorePermit>) -> Slots {
+    pub(crate) fn new(
+        connection: OwnedSemaphorePermit,
+        handshake: Option<OwnedSemaphorePermit>,
+    ) -> Slots {
         Slots {
             _connection: connection,
             handshake,
@@ -436,7 +439,8 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
 }
 
 /// The cloud session of one device, over TCP or (datagram mode) UDP.
-pub(crate) type DeviceSession = CloudConnection<HandshakeKey, StateKeys, NonceTap<super::SystemRng>>;
+pub(crate) type DeviceSession =
+    CloudConnection<HandshakeKey, StateKeys, NonceTap<super::SystemRng>>;
 
 /// The tokio driver of one device connection.
 type DeviceDriver = Driver<DeviceSession, TcpStream>;
@@ -446,6 +450,10 @@ type DeviceDriver = Driver<DeviceSession, TcpStream>;
 pub(crate) trait SessionHost {
     fn now(&mut self) -> Instant;
     fn connection_mut(&mut self) -> &mut DeviceSession;
+    /// How this transport's devices are flashed.
+    fn ota_options(&self) -> OtaOptions {
+        OtaOptions::default()
+    }
 }
 
 impl SessionHost for DeviceDriver {
@@ -728,9 +736,10 @@ impl DeviceTask {
                 let _ = answer.send(result);
             }
             Command::Flash(image, progress, answer) => {
+                let options = driver.ota_options();
                 match driver
                     .connection_mut()
-                    .start_ota(now, image.to_vec(), OtaOptions::default())
+                    .start_ota(now, image.to_vec(), options)
                 {
                     Ok(r) => self.pending.insert(r, Pending::Flash(progress, answer)),
                     Err(e) => {

@@ -157,14 +157,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let cloud = cloud::open(&config, Arc::clone(&hub) as Arc<dyn cloud::hub::DeviceHub>)?;
     cloud.webhooks().set_policy(webhook_policy(&args));
     let device_limits = devices::DeviceLimits::DEFAULT.with(args.max_devices, args.max_handshakes);
-    let (device_addr, device_task) =
-        devices::listen_with(Arc::clone(&cloud), Arc::clone(&hub), args.device, device_limits)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
+    let (device_addr, device_task) = devices::listen_with(
+        Arc::clone(&cloud),
+        Arc::clone(&hub),
+        args.device,
+        device_limits,
+    )
+    .await
+    .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
     let udp = match args.udp_listen {
         Some(addr) => {
-            let limits =
-                cloud::udp::UdpLimits::DEFAULT.with(args.max_devices, args.max_handshakes);
+            let limits = cloud::udp::UdpLimits::DEFAULT.with(args.max_devices, args.max_handshakes);
             Some(
                 cloud::udp::listen_udp(Arc::clone(&cloud), hub, addr, limits)
                     .await

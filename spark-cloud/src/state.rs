@@ -34,8 +34,8 @@ use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 
 use super::encoding::{hex, unhex};
 use super::journal::{Done, Journal, JournalRecord};
-use super::udp::keys::{self as udp_keys, UdpDeviceEntry};
 use super::password::{constant_time_eq, pbkdf2_sha256};
+use super::udp::keys::{self as udp_keys, UdpDeviceEntry};
 
 /// Lifetime of a token (90 days, as the 2014 cloud).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7_776_000);

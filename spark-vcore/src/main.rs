@@ -163,9 +163,8 @@ fn load_udp_server_key(path: &Path) -> Result<spark_protocol::dtls::PublicKey, S
     let key = match std::str::from_utf8(&bytes) {
         Ok(text) if text.contains("-----BEGIN") => {
             let mut der = [0u8; 256];
-            spark_protocol::dtls::pem_to_der(text, &["PUBLIC KEY"], &mut der).and_then(|(_, n)| {
-                spark_protocol::dtls::PublicKey::from_spki(&der[..n])
-            })
+            spark_protocol::dtls::pem_to_der(text, &["PUBLIC KEY"], &mut der)
+                .and_then(|(_, n)| spark_protocol::dtls::PublicKey::from_spki(&der[..n]))
         }
         _ => spark_protocol::dtls::PublicKey::from_spki(&bytes),
     };

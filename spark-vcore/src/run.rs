@@ -15,8 +15,8 @@ use rand::rngs::{StdRng, SysRng};
 use spark_protocol::crypto::keys::RsaPublicKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::session::device::{
-    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo, OtaFailure,
-    RsaHandshake, Scope, SinkError,
+    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo,
+    OtaFailure, RsaHandshake, Scope, SinkError,
 };
 use spark_protocol::session::driver::DriverError;
 use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};

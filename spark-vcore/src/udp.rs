@@ -44,8 +44,8 @@ pub fn load_or_create_udp_key(dir: &Path) -> Result<PrivateKey, CoreError> {
             PrivateKey::from_der(&der[..n]).map_err(CoreError::UdpKey)?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut rng = StdRng::try_from_rng(&mut SysRng)
-                .map_err(|e| CoreError::Random(e.to_string()))?;
+            let mut rng =
+                StdRng::try_from_rng(&mut SysRng).map_err(|e| CoreError::Random(e.to_string()))?;
             let key = PrivateKey::generate(&mut rng);
             super::write_private(&path, pem("EC PRIVATE KEY", &key.to_sec1_der()).as_bytes())
                 .map_err(io)?;
@@ -185,6 +185,14 @@ pub struct UdpCloudConfig {
     pub reconnect_delay: Duration,
 }
 
+/// After committing an update the device stays on until the cloud has been quiet this long. Its answer to
+/// UpdateDone is an ACK, which may be lost; the cloud then sends UpdateDone again within CoAP's first timeout
+/// (4 to 6 s) and the duplicate is answered again. Resetting at once, as over TCP, would leave the cloud without an
+/// answer whenever that ACK was lost or overtaken by the close.
+pub const RESET_QUIET: Duration = Duration::from_secs(13);
+/// The longest the device lingers after an update before resetting.
+pub const RESET_LINGER_MAX: Duration = Duration::from_secs(40);
+
 /// Runs one session over UDP until it ends. `report` hears what happens.
 pub async fn session_udp(
     core: &SharedCore,
@@ -218,7 +226,8 @@ pub async fn session_udp(
     }
     let start = std::time::Instant::now();
     let clock = move || Instant::from_millis(start.elapsed().as_millis() as u64);
-    let mut rng = StdRng::try_from_rng(&mut SysRng).map_err(|e| CoreError::Random(e.to_string()))?;
+    let mut rng =
+        StdRng::try_from_rng(&mut SysRng).map_err(|e| CoreError::Random(e.to_string()))?;
     let config = {
         let c = lock(core);
         let mut config = DeviceConfig::new(c.id());
@@ -245,15 +254,18 @@ pub async fn session_udp(
     let mut incoming = FaultLine::new(cloud.faults, seed ^ 0x5555);
     let mut out = vec![0u8; session.max_transmit_len()];
     let mut buf = vec![0u8; 2048];
-    let mut reset = false;
+    // After an update: (reset once quiet until, reset at the latest).
+    let mut linger: Option<(Instant, Instant)> = None;
     loop {
         let now = clock();
         let mut result = session.handle_timeout(now);
         while result.is_ok()
             && let Some(event) = session.poll_event()
         {
-            if app.on_event(session.session_mut(), now, event, report)? == AfterEvent::Reset {
-                reset = true;
+            if app.on_event(session.session_mut(), now, event, report)? == AfterEvent::Reset
+                && linger.is_none()
+            {
+                linger = Some((now + RESET_QUIET, now + RESET_LINGER_MAX));
             }
         }
         loop {
@@ -270,8 +282,8 @@ pub async fn session_udp(
                 }
             }
         }
-        if reset {
-            // UpdateDone's acknowledgement went out above; close and reset.
+        if linger.is_some_and(|(quiet, latest)| now >= quiet.min(latest)) {
+            // UpdateDone's acknowledgement went out, and no repeat of UpdateDone came: close and reset.
             session.close(now);
             while let Ok(Some(n)) = session.poll_transmit(now, &mut out) {
                 let _ = socket.send(&out[..n]).await;
@@ -292,10 +304,16 @@ pub async fn session_udp(
                 } else {
                     60_000
                 },
-            ));
+            ))
+            .min(linger.map_or(Duration::MAX, |(quiet, latest)| {
+                quiet.min(latest).saturating_duration_since(now)
+            }));
         tokio::select! {
             received = socket.recv(&mut buf) => match received {
                 Ok(n) => {
+                    if let Some((quiet, _)) = &mut linger {
+                        *quiet = clock() + RESET_QUIET;
+                    }
                     for d in incoming.pass(&buf[..n]) {
                         // Bad records are dropped inside; an error here ends the session.
                         if let Err(e) = session.handle_datagram(clock(), &d) {
@@ -371,7 +389,11 @@ mod tests {
             .collect();
         let distinct: std::collections::BTreeSet<_> = ids.iter().copied().collect();
         assert!(distinct.len() < 1000, "nothing was lost");
-        assert!(distinct.len() > 800, "too much was lost: {}", distinct.len());
+        assert!(
+            distinct.len() > 800,
+            "too much was lost: {}",
+            distinct.len()
+        );
         assert!(ids.len() > distinct.len(), "nothing was repeated");
         assert!(ids.windows(2).any(|w| w[0] > w[1]), "nothing was reordered");
         assert!(ids.iter().all(|&i| i < 1000));

@@ -140,7 +140,10 @@ mod tests {
             public_key_from_bytes(&key.public_key().to_spki()).unwrap(),
             key.public_key()
         );
-        assert!(public_key_from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(
+            public_key_from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+                .is_err()
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use spark_protocol::DeviceId;
 use spark_protocol::dtls::{self, Accept, Server, ServerConfig};
 use spark_protocol::session::Instant;
-use spark_protocol::session::cloud::{CloudConfig, CloudConnection};
+use spark_protocol::session::cloud::{CloudConfig, CloudConnection, OtaOptions};
 use spark_protocol::session::datagram::DatagramSession;
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, mpsc};
@@ -91,10 +91,7 @@ pub async fn listen_udp(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let socket = Arc::new(UdpSocket::bind(addr).await?);
     let bound = socket.local_addr()?;
-    Ok((
-        bound,
-        tokio::spawn(serve_udp(cloud, hub, socket, limits)),
-    ))
+    Ok((bound, tokio::spawn(serve_udp(cloud, hub, socket, limits))))
 }
 
 /// The listener's clock: milliseconds since it started, for every association.
@@ -218,12 +215,29 @@ impl SessionHost for Open {
     fn connection_mut(&mut self) -> &mut DeviceSession {
         self.session.session_mut()
     }
+
+    /// Fast OTA in 512-byte chunks, as UDP devices take it: the chunks go as non-confirmable messages and the
+    /// device names the ones it missed every few seconds, each counted again until it arrives, so the budget of
+    /// missed chunks is far above the TCP dialect's 10.
+    fn ota_options(&self) -> OtaOptions {
+        let mut options = OtaOptions::default();
+        options.fast = true;
+        options.chunk_size = Some(UDP_OTA_CHUNK);
+        options.max_missed_chunks = 2000;
+        options
+    }
 }
+
+/// The chunk size of an update over UDP (an Electron's).
+pub const UDP_OTA_CHUNK: u16 = 512;
 
 impl Drop for Association {
     fn drop(&mut self) {
         let mut table = lock(&self.table);
-        if table.get(&self.peer).is_some_and(|(s, _)| *s == self.serial) {
+        if table
+            .get(&self.peer)
+            .is_some_and(|(s, _)| *s == self.serial)
+        {
             table.remove(&self.peer);
         }
     }

@@ -364,9 +364,20 @@ impl PrivateKey {
         let mut d = self.key.to_bytes();
         put(d.as_slice());
         d.as_mut_slice().zeroize();
-        put(&[0xa0, 2 + OID_PRIME256V1.len() as u8, TAG_OID, OID_PRIME256V1.len() as u8]);
+        put(&[
+            0xa0,
+            2 + OID_PRIME256V1.len() as u8,
+            TAG_OID,
+            OID_PRIME256V1.len() as u8,
+        ]);
         put(OID_PRIME256V1);
-        put(&[0xa1, 2 + 1 + POINT_LEN as u8, TAG_BIT_STRING, 1 + POINT_LEN as u8, 0]);
+        put(&[
+            0xa1,
+            2 + 1 + POINT_LEN as u8,
+            TAG_BIT_STRING,
+            1 + POINT_LEN as u8,
+            0,
+        ]);
         put(&self.public_key().to_point());
         out
     }
