@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! spark-vcore --udp --cloud 127.0.0.1:5684 --server-key cloud/udp_key.pub.pem --dir electrons --print-id
-//! spark keys send <id> electrons/udp_public_key.pem
+//! spark keys send <id> electrons/core-000/udp_public_key.pem
 //! spark-vcore --udp --cloud 127.0.0.1:5684 --server-key cloud/udp_key.pub.pem --dir electrons
 //! ```
 
