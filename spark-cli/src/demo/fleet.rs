@@ -107,6 +107,8 @@ pub(crate) struct DemoConfig {
     /// Make every USB flash fail with a USB error at this control transfer (0-based, as spark-dfu's simulated
     /// bootloader counts them), to watch a failed flash.
     pub(crate) usb_fault: Option<u32>,
+    /// UDP (Electron-class) devices that join once the rollout is done (0: none).
+    pub(crate) udp: usize,
 }
 
 /// How a Core gets (or does not need) the deep update.
@@ -239,12 +241,20 @@ pub(crate) struct Report {
     pub(crate) rows: Vec<Row>,
     /// The totals.
     pub(crate) summary: Summary,
+    /// The UDP devices, with `--udp N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) udp: Option<super::udp::UdpReport>,
 }
 
 impl Report {
     /// Whether every Core that needed the update (over the air or over USB) was patched and verified.
     pub(crate) fn succeeded(&self) -> bool {
-        self.summary.ota_failed == 0 && self.summary.usb_failed == 0
+        self.summary.ota_failed == 0
+            && self.summary.usb_failed == 0
+            && self
+                .udp
+                .as_ref()
+                .is_none_or(super::udp::UdpReport::succeeded)
     }
 }
 
@@ -686,6 +696,26 @@ pub(crate) async fn run(
     )
     .await?;
 
+    let udp = if config.udp > 0 {
+        observer.progress(Progress::Phase("UDP devices joining"));
+        let online: Vec<String> = rows
+            .iter()
+            .filter(|r| r.error.is_none() && r.after.is_some())
+            .map(|r| r.device.clone())
+            .collect();
+        let udp = super::udp::run(
+            &local.running.cloud,
+            &local.hub,
+            &api,
+            work.path(),
+            config.udp,
+            config.seed,
+            &online,
+        );
+        Some(udp.await?)
+    } else {
+        None
+    };
     drop(unplugged);
     drop(powered);
     local.running.shutdown();
@@ -697,7 +727,7 @@ pub(crate) async fn run(
         local.api_url,
         started.elapsed(),
     );
-    Ok(Report { rows, summary })
+    Ok(Report { rows, summary, udp })
 }
 
 /// The cloud of the demo, in this process on free loopback ports, with an account logged in.
@@ -705,6 +735,7 @@ struct LocalCloud {
     running: local_cloud::Running,
     device_addr: SocketAddr,
     server_key: RsaPublicKey,
+    hub: Arc<LiveHub>,
     api: Client,
     api_url: String,
     /// The demo account's password, shown with the console's address.
@@ -730,9 +761,10 @@ impl LocalCloud {
         .map_err(|e| DemoError::Cloud(e.to_string()))?
         .map_err(|e| DemoError::Cloud(e.to_string()))?;
         let server_key = cloud.state().server_key().public_key();
-        let (device_addr, device_task) = devices::listen(Arc::clone(&cloud), hub, loopback)
-            .await
-            .map_err(|e| DemoError::Cloud(e.to_string()))?;
+        let (device_addr, device_task) =
+            devices::listen(Arc::clone(&cloud), Arc::clone(&hub), loopback)
+                .await
+                .map_err(|e| DemoError::Cloud(e.to_string()))?;
         let device_task = AbortOnDrop(device_task);
         let running = local_cloud::serve(Arc::clone(&cloud), loopback)
             .await
@@ -765,6 +797,7 @@ impl LocalCloud {
             running,
             device_addr,
             server_key,
+            hub,
             api,
             api_url,
             password,
@@ -1555,6 +1588,7 @@ mod tests {
             out: PathBuf::new(),
             jobs: 1,
             usb_fault: None,
+            udp: 0,
         }
     }
 
