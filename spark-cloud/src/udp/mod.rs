@@ -11,7 +11,7 @@
 //! to (`udp_devices.json`; an unknown key is refused and the association closed), and builds a
 //! `CloudConnection::datagram` inside a `DatagramSession`. From then on it is a device like any
 //! other: the REST layer's calls, reads, events and OTA reach it through its mailbox, and the
-//! connection's state lives in the same [`DeviceTask`] as a TCP device's.
+//! connection's state lives in the same device task as a TCP device's.
 
 pub mod keys;
 
