@@ -145,6 +145,8 @@ async fn a_udp_device_is_listed_called_read_and_exchanges_events_through_the_api
     let listed = api.list_devices().await.unwrap();
     let mine = listed.iter().find(|d| d.id == core.id).expect("listed");
     assert!(mine.connected);
+    // Its Hello was Device OS's extended one: an Electron.
+    assert_eq!(mine.platform_id, Some(10));
     let info = api.device(&core.id).await.unwrap();
     assert!(info.functions.unwrap().contains(&"digitalwrite".to_owned()));
 

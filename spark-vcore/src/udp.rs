@@ -16,7 +16,8 @@ use rand::rngs::{StdRng, SysRng};
 use spark_protocol::dtls::{self, ClientConfig, PrivateKey, PublicKey};
 use spark_protocol::session::Instant;
 use spark_protocol::session::datagram::DatagramSession;
-use spark_protocol::session::device::{DeviceConfig, DeviceConnection};
+use spark_protocol::session::device::{CELLULAR_PING_INTERVAL, DeviceConfig, DeviceConnection};
+use spark_protocol::wire::hello::HelloLimits;
 use tokio::net::UdpSocket;
 
 use super::run::{AfterEvent, CoreApp, CoreSink, SessionEnd, SharedCore, Status, lock, register};
@@ -28,6 +29,8 @@ pub const UDP_KEY_FILE: &str = "udp_private_key.pem";
 pub const UDP_PUBLIC_KEY_FILE: &str = "udp_public_key.pem";
 /// The platform an Electron reports (Device OS's `PLATFORM_ID` 10).
 pub const ELECTRON_PLATFORM_ID: u16 = 10;
+/// The OTA chunk size the device announces (an Electron's).
+pub const UDP_OTA_CHUNK: u16 = 512;
 
 /// Reads the device's UDP key from `dir`, or makes one (and its public half) the first time.
 pub fn load_or_create_udp_key(dir: &Path) -> Result<PrivateKey, CoreError> {
@@ -232,6 +235,16 @@ pub async fn session_udp(
         let c = lock(core);
         let mut config = DeviceConfig::new(c.id());
         config.ota_succeeded = c.ota_succeeded();
+        // Device OS's Hello: an Electron, its id, and what it takes.
+        config.platform_id = Some(ELECTRON_PLATFORM_ID);
+        config.limits = Some(HelloLimits {
+            // No system firmware module: the simulation reports none.
+            system_version: 0,
+            max_message_size: 1024,
+            max_binary_size: c.max_image_len(),
+            ota_chunk_size: UDP_OTA_CHUNK,
+        });
+        config.ping_interval = CELLULAR_PING_INTERVAL;
         config
     };
     let sink = CoreSink::new(core.clone());

@@ -46,17 +46,18 @@ pub struct UdpLimits {
     /// Time a new association has to finish its handshake and prove a registered key.
     pub handshake_timeout: Duration,
     /// The session's idle timeout: above CoAP's MAX_TRANSMIT_WAIT (93 s), since a repeated
-    /// datagram proves nothing new to the session.
+    /// datagram proves nothing new to the session, and above the devices' keep-alive interval
+    /// (Device OS pings after 23 minutes of quiet on cellular).
     pub idle_timeout: Duration,
 }
 
 impl UdpLimits {
-    /// The defaults: 65,536 associations, 256 handshakes, 60 s to handshake, 120 s idle.
+    /// The defaults: 65,536 associations, 256 handshakes, 60 s to handshake, 30 minutes idle.
     pub const DEFAULT: UdpLimits = UdpLimits {
         max_associations: 65_536,
         max_handshakes: 256,
         handshake_timeout: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(30 * 60),
     };
 
     /// Sets both counts.
