@@ -113,7 +113,7 @@ fn hello(config: DeviceConfig, registered: [u8; 12]) -> Result<CloudEvent, Datag
         }
         device.handle_timeout(now).unwrap();
         while device.poll_event().is_some() {}
-        now = now + Duration::from_millis(10);
+        now += Duration::from_millis(10);
     }
     panic!("no outcome in 20 virtual seconds");
 }
