@@ -147,6 +147,59 @@ mod tests {
     }
 
     #[test]
+    fn a_udp_device_and_the_server_key_survive_a_restart_and_an_owner_change() {
+        use crate::state::StateDir;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default_key.pem"),
+            include_str!("../../tests/fixtures/server_key_1024.pem"),
+        )
+        .unwrap();
+        let mut rng = rand::rng();
+        let state = StateDir::open(dir.path(), 1024, &mut rng).unwrap();
+        let server = state.udp_server_key().public_key();
+        let id = "0123456789abcdef01234567";
+        let key = PrivateKey::from_scalar(&[0x33; 32]).unwrap().public_key();
+        let other = PrivateKey::from_scalar(&[0x34; 32]).unwrap().public_key();
+        state.provision_udp(id, &key, None).unwrap();
+        assert_eq!(state.device_for_udp_key(&key).as_deref(), Some(id));
+        assert_eq!(state.device_for_udp_key(&other), None);
+        // The key of one device is no other's.
+        assert!(
+            state
+                .provision_udp("0123456789abcdef01234568", &key, None)
+                .is_err()
+        );
+        // A UDP-only device has no RSA key: its owner change goes to the UDP file.
+        assert_eq!(
+            state
+                .update_device(id, |d| d.owner = Some("joe".into()))
+                .unwrap(),
+            Some(())
+        );
+        drop(state);
+        let state = StateDir::open(dir.path(), 1024, &mut rng).unwrap();
+        assert_eq!(state.udp_server_key().public_key(), server);
+        assert_eq!(state.device_for_udp_key(&key).as_deref(), Some(id));
+        assert_eq!(state.udp_device_key(id), Some(key));
+        assert_eq!(state.device(id).unwrap().owner.as_deref(), Some("joe"));
+        assert!(state.device_key(id).is_none(), "no RSA key was made up");
+        #[cfg(unix)]
+        for (file, mode) in [
+            (SERVER_UDP_KEY_FILE, 0o600),
+            (UDP_DEVICES_FILE, 0o600),
+            (SERVER_UDP_PUBLIC_KEY_FILE, 0o644),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let m = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(m & 0o777, mode, "{file}");
+        }
+    }
+
+    #[test]
     fn the_devices_file_round_trips_and_refuses_bad_ids() {
         let key = PrivateKey::from_scalar(&[0x32; 32]).unwrap().public_key();
         let mut devices = BTreeMap::new();
