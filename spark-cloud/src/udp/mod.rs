@@ -130,6 +130,8 @@ pub async fn serve_udp(
     let mut out = [0u8; 512];
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            // An ICMP error reported on the socket (some systems do): not worth a busy loop.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let datagram = &buf[..n];
