@@ -454,6 +454,11 @@ pub(crate) trait SessionHost {
     fn ota_options(&self) -> OtaOptions {
         OtaOptions::default()
     }
+
+    /// Whether the session's handshake used the server's RSA key (whose rotation `key_use` reports).
+    fn uses_rsa_server_key(&self) -> bool {
+        true
+    }
 }
 
 impl SessionHost for DeviceDriver {
@@ -655,8 +660,10 @@ impl DeviceTask {
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
         lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
         super::console::record_hello(&self.cloud, &device, info);
-        let used = self.handshake_key.used_fingerprint();
-        self.cloud.record_key_use(&device, used);
+        if driver.uses_rsa_server_key() {
+            let used = self.handshake_key.used_fingerprint();
+            self.cloud.record_key_use(&device, used);
+        }
         self.cloud.device_online(&device);
         let now = driver.now();
         if let Ok(r) = driver.connection_mut().describe(now) {

@@ -147,6 +147,8 @@ async fn a_udp_device_is_listed_called_read_and_exchanges_events_through_the_api
     assert!(mine.connected);
     // Its Hello was Device OS's extended one: an Electron.
     assert_eq!(mine.platform_id, Some(10));
+    // Its handshake used no RSA server key: nothing to report about the RSA key's rotation.
+    assert_eq!(mine.server_key, None);
     let info = api.device(&core.id).await.unwrap();
     assert!(info.functions.unwrap().contains(&"digitalwrite".to_owned()));
 

@@ -229,6 +229,11 @@ impl SessionHost for Open {
         options.max_missed_chunks = 2000;
         options
     }
+
+    /// The DTLS handshake used the P-256 key, which `keys rotate` does not rotate.
+    fn uses_rsa_server_key(&self) -> bool {
+        false
+    }
 }
 
 /// The chunk size of an update over UDP (an Electron's).
