@@ -9,6 +9,7 @@ use serde::Serialize;
 use spark_dfu::platform::Platform;
 use spark_dfu::platform::server_key::{self, ServerAddress, ServerKeyImage};
 use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
+use spark_protocol::dtls;
 
 use crate::output::Context;
 use crate::{Failure, Outcome};
@@ -17,14 +18,18 @@ use crate::{Failure, Outcome};
 #[derive(Subcommand, Debug)]
 pub(crate) enum KeysCommand {
     /// Generate a device key pair: `<name>.pem` (private), `<name>.pub.pem` (public) and `<name>.der` (private,
-    /// PKCS#1 DER, as the device stores it), like particle-cli `keys new`.
+    /// PKCS#1 DER, as the device stores it), like particle-cli `keys new`. With `--ec`, a P-256 pair for a UDP
+    /// device (Electron and later): SEC1 PEM, SPKI PEM, and SEC1 DER as the device keeps it in its DCT.
     New {
         /// The base file name.
         #[arg(default_value = "device")]
         name: PathBuf,
         /// Key size in bits (1024 for a Spark Core).
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 1024, conflicts_with = "ec")]
         bits: usize,
+        /// A P-256 (EC) key for the UDP protocol instead of an RSA key.
+        #[arg(long)]
+        ec: bool,
     },
     /// Write a server public key with the server's address in the device's storage form to a file and, unless
     /// `--file-only`, to the device over DFU.
@@ -95,11 +100,35 @@ pub(crate) fn public_key_of(path: &Path) -> Result<RsaPublicKey, Failure> {
     }
 }
 
+/// The public half of a key file holding a P-256 private or public key, PEM or DER; `None` if it holds none.
+pub(crate) fn ec_public_key_of(path: &Path) -> Result<Option<dtls::PublicKey>, Failure> {
+    use spark_cloud::udp::keys;
+    let bytes = crate::files::read(path, crate::files::KEY)?;
+    if let Ok(text) = std::str::from_utf8(&bytes)
+        && text.contains("-----BEGIN")
+    {
+        return Ok(keys::private_key_from_pem(text)
+            .map(|k| k.public_key())
+            .or_else(|_| keys::public_key_from_pem(text))
+            .ok());
+    }
+    // DER, possibly padded as the device stores it (0xFF or zeros): read the DER value only.
+    let Ok(len) = server_key::der_len(&bytes) else {
+        return Ok(None);
+    };
+    let der = &bytes[..len];
+    Ok(dtls::PrivateKey::from_der(der)
+        .map(|k| k.public_key())
+        .or_else(|_| dtls::PublicKey::from_spki(der))
+        .ok())
+}
+
 #[derive(Serialize)]
 struct SendReport {
     device: String,
     key: String,
     key_bits: usize,
+    algorithm: &'static str,
 }
 
 /// `spark keys send`.
@@ -109,20 +138,28 @@ async fn send(
     device: String,
     key: &Path,
 ) -> Outcome {
-    let public = public_key_of(key)?;
-    let pem = public.to_spki_pem()?;
+    // A P-256 key is a UDP device's ("ecc", as particle-cli says); anything else must be RSA.
+    let (pem, bits, algorithm) = match ec_public_key_of(key)? {
+        Some(ec) => (spark_cloud::udp::keys::public_key_pem(&ec), 256, "ecc"),
+        None => {
+            let public = public_key_of(key)?;
+            (public.to_spki_pem()?, public.bits(), "rsa")
+        }
+    };
     let api = crate::cloud::client(settings)?;
-    api.send_public_key(&device, &pem, Some("rsa"))
+    api.send_public_key(&device, &pem, Some(algorithm))
         .await
         .map_err(crate::cloud::api_failure)?;
     let report = SendReport {
         device,
         key: key.display().to_string(),
-        key_bits: public.bits(),
+        key_bits: bits,
+        algorithm,
     };
     ctx.report(&report, |r| {
+        let kind = if r.algorithm == "ecc" { "P-256" } else { "RSA" };
         format!(
-            "Sent the {}-bit public key of {} for device {}",
+            "Sent the {}-bit {kind} public key of {} for device {}",
             r.key_bits, r.key, r.device
         )
     })
@@ -211,7 +248,8 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
             select,
             cloud,
         } => doctor(ctx, &cloud, &select, &device, bits),
-        KeysCommand::New { name, bits } => new_key(ctx, &name, bits),
+        KeysCommand::New { name, ec: true, .. } => new_ec_key(ctx, &name),
+        KeysCommand::New { name, bits, .. } => new_key(ctx, &name, bits),
         KeysCommand::Server(args) => server(ctx, args),
     }
 }
@@ -246,6 +284,41 @@ fn new_key(ctx: &Context, name: &Path, bits: usize) -> Outcome {
         "Public key {}, device form {}",
         report.public_pem,
         report.private_der
+    );
+    Ok(())
+}
+
+/// `spark keys new --ec`: a P-256 pair for a UDP device.
+fn new_ec_key(ctx: &Context, name: &Path) -> Outcome {
+    use spark_cloud::udp::keys;
+    let key = dtls::PrivateKey::generate(&mut rand::rng());
+    let private_pem = with_suffix(name, ".pem");
+    let public_pem = with_suffix(name, ".pub.pem");
+    let private_der = with_suffix(name, ".der");
+    write_secret(&private_pem, keys::private_key_pem(&key).as_bytes())?;
+    write(
+        &public_pem,
+        keys::public_key_pem(&key.public_key()).as_bytes(),
+    )?;
+    let mut der = key.to_sec1_der();
+    let written = write_secret(&private_der, &der);
+    der.fill(0);
+    written?;
+    let report = NewReport {
+        bits: 256,
+        private_pem: private_pem.display().to_string(),
+        public_pem: public_pem.display().to_string(),
+        private_der: private_der.display().to_string(),
+    };
+    if ctx.json {
+        return ctx.print_json(&report);
+    }
+    crate::out!("New P-256 key {} created!", report.private_pem);
+    crate::out!(
+        "Public key {}, device form {} (SEC1 DER, the UDP device key at DCT offset {})",
+        report.public_pem,
+        report.private_der,
+        spark_dfu::platform::dct::UDP_DEVICE_PRIVATE_KEY
     );
     Ok(())
 }

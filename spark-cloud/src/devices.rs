@@ -50,9 +50,9 @@ const MAILBOX_LIMIT: usize = 64;
 
 /// Where the REST layer leaves requests for one connection: empty, it holds no allocation.
 #[derive(Debug, Default)]
-struct Mailbox {
+pub(crate) struct Mailbox {
     queue: Mutex<VecDeque<Command>>,
-    wake: Notify,
+    pub(crate) wake: Notify,
     closed: std::sync::atomic::AtomicBool,
 }
 
@@ -71,7 +71,7 @@ impl Mailbox {
         Ok(())
     }
 
-    fn take(&self) -> Option<Command> {
+    pub(crate) fn take(&self) -> Option<Command> {
         let mut queue = lock(&self.queue);
         let command = queue.pop_front();
         if queue.is_empty() && queue.capacity() > 0 {
@@ -101,7 +101,7 @@ impl core::fmt::Debug for Command {
     }
 }
 
-enum Command {
+pub(crate) enum Command {
     Describe(Answer<Description>),
     Call(String, String, Answer<i32>),
     Get(String, Answer<VariableValue>),
@@ -193,7 +193,7 @@ impl DeviceHub for LiveHub {
 
 /// Device keys from the state directory, read at handshake time.
 /// The cloud's device keys, remembering which device asked (for the log line of a failed handshake).
-struct StateKeys(Arc<Cloud>, Arc<Mutex<Option<String>>>);
+pub(crate) struct StateKeys(pub(crate) Arc<Cloud>, pub(crate) Arc<Mutex<Option<String>>>);
 
 impl DeviceKeys for StateKeys {
     type Key = DeviceKey;
@@ -331,9 +331,27 @@ pub async fn accept_devices_with(
 }
 
 /// What a device connection holds of the listener's limits: its connection, and its handshake until it is done.
-struct Slots {
+pub(crate) struct Slots {
     _connection: OwnedSemaphorePermit,
     handshake: Option<OwnedSemaphorePermit>,
+}
+
+impl Slots {
+    /// A connection's place, and its handshake's place until the session is connected.
+    pub(crate) fn new(
+        connection: OwnedSemaphorePermit,
+        handshake: Option<OwnedSemaphorePermit>,
+    ) -> Slots {
+        Slots {
+            _connection: connection,
+            handshake,
+        }
+    }
+
+    /// Gives the handshake's place back (the handshake is over).
+    pub(crate) fn release_handshake(&mut self) {
+        self.handshake = None;
+    }
 }
 
 /// Binds `addr` and accepts devices in a task with the default [`DeviceLimits`]; returns the bound address and the
@@ -420,8 +438,37 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
     Ok((out, types))
 }
 
+/// The cloud session of one device, over TCP or (datagram mode) UDP.
+pub(crate) type DeviceSession = CloudConnection<HandshakeKey, StateKeys, super::SystemRng>;
+
 /// The tokio driver of one device connection.
-type DeviceDriver = Driver<CloudConnection<HandshakeKey, StateKeys, super::SystemRng>, TcpStream>;
+type DeviceDriver = Driver<DeviceSession, TcpStream>;
+
+/// What a [`DeviceTask`] needs of whatever carries its session (the TCP driver, the UDP association): the time,
+/// and the session for requests.
+pub(crate) trait SessionHost {
+    fn now(&mut self) -> Instant;
+    fn connection_mut(&mut self) -> &mut DeviceSession;
+    /// How this transport's devices are flashed.
+    fn ota_options(&self) -> OtaOptions {
+        OtaOptions::default()
+    }
+
+    /// Whether the session's handshake used the server's RSA key (whose rotation `key_use` reports).
+    fn uses_rsa_server_key(&self) -> bool {
+        true
+    }
+}
+
+impl SessionHost for DeviceDriver {
+    fn now(&mut self) -> Instant {
+        Driver::now(self)
+    }
+
+    fn connection_mut(&mut self) -> &mut DeviceSession {
+        Driver::connection_mut(self)
+    }
+}
 
 async fn run_device(
     cloud: Arc<Cloud>,
@@ -441,24 +488,7 @@ async fn run_device(
     );
     let mut driver = Driver::with_vec(conn, Tokio(stream), TokioClock::new());
     let mailbox = Arc::new(Mailbox::default());
-    let mut task = DeviceTask {
-        session: SessionCleanup {
-            cloud: Arc::clone(&cloud),
-            hub: Arc::clone(&hub),
-            mailbox: Arc::clone(&mailbox),
-            id: None,
-        },
-        cloud,
-        hub,
-        asked,
-        keys,
-        slots,
-        pending: Requests::default(),
-        types: None,
-        description: None,
-        subscriptions: Vec::new(),
-        waiting_reads: Vec::new(),
-    };
+    let mut task = DeviceTask::new(cloud, hub, asked, keys, slots, Arc::clone(&mailbox));
     loop {
         tokio::select! {
             event = driver.drive() => match event {
@@ -479,7 +509,7 @@ async fn run_device(
 }
 
 /// One device connection's state beside its session: what the REST layer waits for, and what the device told.
-struct DeviceTask {
+pub(crate) struct DeviceTask {
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     /// The id the device gave in its handshake (for the log line of a failed one).
@@ -498,8 +528,37 @@ struct DeviceTask {
 }
 
 impl DeviceTask {
+    /// The task of a connection whose session reports to `mailbox`'s device once connected.
+    pub(crate) fn new(
+        cloud: Arc<Cloud>,
+        hub: Arc<LiveHub>,
+        asked: Arc<Mutex<Option<String>>>,
+        keys: LoadedKeys,
+        slots: Slots,
+        mailbox: Arc<Mailbox>,
+    ) -> DeviceTask {
+        DeviceTask {
+            session: SessionCleanup {
+                cloud: Arc::clone(&cloud),
+                hub: Arc::clone(&hub),
+                mailbox,
+                id: None,
+            },
+            cloud,
+            hub,
+            asked,
+            keys,
+            slots,
+            pending: Requests::default(),
+            types: None,
+            description: None,
+            subscriptions: Vec::new(),
+            waiting_reads: Vec::new(),
+        }
+    }
+
     /// The session ended with `e`: a device that never got through its handshake is logged.
-    fn on_failure(&self, e: &impl std::fmt::Display) {
+    pub(crate) fn on_failure(&self, e: &impl std::fmt::Display) {
         if self.session.id.is_none()
             && let Some(device) = lock(&self.asked).clone()
         {
@@ -509,7 +568,7 @@ impl DeviceTask {
     }
 
     /// What the session reports: the handshake's end, answers to requests, events, OTA progress.
-    fn on_event(&mut self, driver: &mut DeviceDriver, event: CloudEvent) {
+    pub(crate) fn on_event(&mut self, driver: &mut impl SessionHost, event: CloudEvent) {
         match event {
             CloudEvent::Connected(info) => self.on_connected(driver, &info),
             CloudEvent::Described { request, result } => {
@@ -575,15 +634,19 @@ impl DeviceTask {
     }
 
     /// The handshake is done: the device joins the hub and is asked for its description.
-    fn on_connected(&mut self, driver: &mut DeviceDriver, info: &DeviceInfo) {
+    fn on_connected(&mut self, driver: &mut impl SessionHost, info: &DeviceInfo) {
         // Its handshake slot goes to the next device.
         self.slots.handshake = None;
         let device = info.device_id.to_string();
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
         lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
         super::console::record_hello(&self.cloud, &device, info);
-        let used = self.keys.used_fingerprint(driver.connection().server_key());
-        self.cloud.record_key_use(&device, used);
+        if driver.uses_rsa_server_key() {
+            let used = self
+                .keys
+                .used_fingerprint(driver.connection_mut().server_key());
+            self.cloud.record_key_use(&device, used);
+        }
         self.cloud.device_online(&device);
         let now = driver.now();
         if let Ok(r) = driver.connection_mut().describe(now) {
@@ -593,7 +656,7 @@ impl DeviceTask {
     }
 
     /// A request from the REST layer.
-    fn on_command(&mut self, driver: &mut DeviceDriver, command: Command) {
+    pub(crate) fn on_command(&mut self, driver: &mut impl SessionHost, command: Command) {
         let now = driver.now();
         let busy = |e| HubError::Busy(format!("{e}"));
         match command {
@@ -663,9 +726,10 @@ impl DeviceTask {
                 let _ = answer.send(result);
             }
             Command::Flash(image, progress, answer) => {
+                let options = driver.ota_options();
                 match driver
                     .connection_mut()
-                    .start_ota(now, image.to_vec(), OtaOptions::default())
+                    .start_ota(now, image.to_vec(), options)
                 {
                     Ok(r) => self.pending.insert(r, Pending::Flash(progress, answer)),
                     Err(e) => {
@@ -678,7 +742,7 @@ impl DeviceTask {
 }
 
 /// What a device connection undoes when it ends, however it ends.
-struct SessionCleanup {
+pub(crate) struct SessionCleanup {
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     mailbox: Arc<Mailbox>,
@@ -700,7 +764,7 @@ impl Drop for SessionCleanup {
 }
 
 fn start_read(
-    driver: &mut DeviceDriver,
+    driver: &mut impl SessionHost,
     pending: &mut Requests,
     types: Option<&BTreeMap<String, VarType>>,
     name: String,

@@ -24,6 +24,7 @@ pub mod multipart;
 pub mod password;
 pub mod rotation;
 pub mod state;
+pub mod udp;
 pub mod webhooks;
 
 /// Entry points for the fuzz targets in `fuzz/`: the parsers that read untrusted bytes (request bodies before

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! spark-cloud [--dir DIR] [--http ADDR] [--device ADDR] [--key-bits N] [--webhook-allow CIDR|HOST]...
-//!             [--max-http-per-address N] [--max-devices N] [--max-handshakes N]
+//!             [--max-http-per-address N] [--max-devices N] [--max-handshakes N] [--udp-listen ADDR]
 //! spark-cloud [--dir DIR] user add NAME        # the password from stdin, or a prompt on a terminal
 //! spark-cloud [--dir DIR] keys rotate          # new server key; the old one accepted until `keys retire`
 //! spark-cloud [--dir DIR] keys retire          # ends the migration window: the old key is refused
@@ -55,6 +55,10 @@ struct Args {
     /// Device handshakes under way at once at most.
     #[arg(long, value_name = "N", default_value_t = devices::DeviceLimits::DEFAULT.max_handshakes)]
     max_handshakes: usize,
+    /// Also serve UDP devices (DTLS, Electron and later) on this address; the Particle port is 5684 (port 0: any
+    /// free port). Off by default. Their server key is `udp_key.pub.pem` in the directory.
+    #[arg(long, value_name = "ADDR")]
+    udp_listen: Option<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -153,10 +157,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let cloud = cloud::open(&config, Arc::clone(&hub) as Arc<dyn cloud::hub::DeviceHub>)?;
     cloud.webhooks().set_policy(webhook_policy(&args));
     let device_limits = devices::DeviceLimits::DEFAULT.with(args.max_devices, args.max_handshakes);
-    let (device_addr, device_task) =
-        devices::listen_with(Arc::clone(&cloud), hub, args.device, device_limits)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
+    let (device_addr, device_task) = devices::listen_with(
+        Arc::clone(&cloud),
+        Arc::clone(&hub),
+        args.device,
+        device_limits,
+    )
+    .await
+    .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
+    let udp = match args.udp_listen {
+        Some(addr) => {
+            let limits = cloud::udp::UdpLimits::DEFAULT.with(args.max_devices, args.max_handshakes);
+            Some(
+                cloud::udp::listen_udp(Arc::clone(&cloud), hub, addr, limits)
+                    .await
+                    .map_err(|e| format!("cannot listen on udp {addr}: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let http_limits =
         cloud::HttpLimits::DEFAULT.with_max_connections_per_address(args.max_http_per_address);
     let reloading = Arc::clone(&cloud);
@@ -164,6 +183,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let line = serde_json::json!({
         "http": running.http.to_string(),
         "device": device_addr.to_string(),
+        "udp": udp.as_ref().map(|(a, _)| a.to_string()),
         "dir": args.dir.display().to_string(),
     });
     println!("{line}");
@@ -173,6 +193,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(unix)]
     reload.abort();
     device_task.abort();
+    if let Some((_, task)) = udp {
+        task.abort();
+    }
     running.shutdown();
     Ok(())
 }

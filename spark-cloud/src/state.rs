@@ -10,6 +10,9 @@
 //! <dir>/users/<username>.json   {"id", "username", "salt", "password_hash", "iterations", "tokens": [...]}, 0600
 //! <dir>/claims.json            pending claim codes (their SHA-256, user, expiry), 0600 (`Cloud`'s)
 //! <dir>/webhooks.json          the users' webhooks, 0600 (`Cloud::webhooks`)
+//! <dir>/udp_key.pem            server P-256 private key of the UDP protocol (SEC1 PEM, 0600), made on first start
+//! <dir>/udp_key.pub.pem        its public key (SPKI PEM), what a UDP device is given
+//! <dir>/udp_devices.json       UDP devices' P-256 public keys (SPKI PEM) with name and owner, 0600
 //! ```
 //!
 //! The folders are created 0700 and every file holding a secret 0600, whatever the umask. Tokens are stored as
@@ -32,6 +35,7 @@ use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 use super::encoding::{hex, unhex};
 use super::journal::{Done, Journal, JournalRecord};
 use super::password::{constant_time_eq, pbkdf2_sha256};
+use super::udp::keys::{self as udp_keys, UdpDeviceEntry};
 
 /// Lifetime of a token (90 days, as the 2014 cloud).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7_776_000);
@@ -450,12 +454,17 @@ struct Inner {
     token_owner: HashMap<String, String>,
     devices: HashMap<String, DeviceRecord>,
     keys: HashMap<String, RsaPublicKey>,
+    /// UDP devices' entries by id, and their ids by public key (uncompressed point).
+    udp: std::collections::BTreeMap<String, UdpDeviceEntry>,
+    udp_ids: HashMap<[u8; 65], String>,
 }
 
 /// The state directory, loaded in memory and written through on each change.
 pub struct StateDir {
     dir: PathBuf,
     server_keys: Mutex<ServerKeys>,
+    /// The server's P-256 key of the UDP protocol.
+    udp_server_key: spark_protocol::dtls::PrivateKey,
     /// Tokens issued before this (seconds since the epoch) are refused; 0: none.
     not_before: Mutex<u64>,
     inner: Mutex<Inner>,
@@ -571,6 +580,52 @@ fn load_devices(keys_dir: &Path, inner: &mut Inner) -> Result<(), StateError> {
     Ok(())
 }
 
+/// Loads the UDP devices' file, if present: their keys, and a record for each device `core_keys/` does not hold.
+fn load_udp_devices(dir: &Path, inner: &mut Inner) -> Result<(), StateError> {
+    let path = dir.join(udp_keys::UDP_DEVICES_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    for (id, key, entry) in udp_keys::parse_udp_devices(&text).map_err(|e| corrupt(&path, e))? {
+        inner
+            .devices
+            .entry(id.clone())
+            .or_insert_with(|| DeviceRecord {
+                id: id.clone(),
+                name: entry.name.clone(),
+                owner: entry.owner.clone(),
+            });
+        inner.udp_ids.insert(key.to_point(), id.clone());
+        inner.udp.insert(id, entry);
+    }
+    Ok(())
+}
+
+/// Reads the server's UDP key, or makes one (with its public half beside it) on first start.
+fn open_udp_server_key(
+    dir: &Path,
+    rng: &mut (impl CryptoRng + ?Sized),
+) -> Result<spark_protocol::dtls::PrivateKey, StateError> {
+    let path = dir.join(udp_keys::SERVER_UDP_KEY_FILE);
+    let key = match fs::read_to_string(&path) {
+        Ok(text) => udp_keys::private_key_from_pem(&text).map_err(|e| corrupt(&path, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = spark_protocol::dtls::PrivateKey::generate(rng);
+            write_atomic(&path, udp_keys::private_key_pem(&key).as_bytes(), true)?;
+            key
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let public = udp_keys::public_key_pem(&key.public_key());
+    let pub_path = dir.join(udp_keys::SERVER_UDP_PUBLIC_KEY_FILE);
+    if fs::read_to_string(&pub_path).ok().as_deref() != Some(public.as_str()) {
+        write_atomic(&pub_path, public.as_bytes(), false)?;
+    }
+    Ok(key)
+}
+
 fn write_device_file(keys_dir: &Path, record: &DeviceRecord, pem: &str) -> Result<(), StateError> {
     let path = keys_dir.join(format!("{}.json", record.id));
     let file = DeviceFile {
@@ -676,6 +731,8 @@ impl StateDir {
             token_owner: HashMap::new(),
             devices: HashMap::new(),
             keys: HashMap::new(),
+            udp: std::collections::BTreeMap::new(),
+            udp_ids: HashMap::new(),
         };
         let users_dir = dir.join("users");
         for entry in fs::read_dir(&users_dir).map_err(io(&users_dir))? {
@@ -713,9 +770,12 @@ impl StateDir {
                 },
             );
         }
+        load_udp_devices(dir, &mut inner)?;
+        let udp_server_key = open_udp_server_key(dir, rng)?;
         Ok(StateDir {
             dir: dir.to_owned(),
             server_keys: Mutex::new(server_keys),
+            udp_server_key,
             not_before: Mutex::new(read_not_before(dir)?.unwrap_or(0)),
             inner: Mutex::new(inner),
             journal,
@@ -1079,6 +1139,21 @@ impl StateDir {
 
     /// Queues `record` (with its key) in the journal; `done` hears once it is durable.
     fn journal(&self, inner: &Inner, record: &DeviceRecord, done: Done) {
+        // A UDP-only device has no RSA key for the journal: its record lives in the UDP file.
+        if !inner.keys.contains_key(&record.id) && inner.udp.contains_key(&record.id) {
+            let result = self
+                .save_udp_devices(inner)
+                .map_err(|e| io::Error::other(e.to_string()));
+            match done {
+                Done::Blocking(tx) => {
+                    let _ = tx.send(result);
+                }
+                Done::Async(tx) => {
+                    let _ = tx.send(result);
+                }
+            }
+            return;
+        }
         let keys_dir = self.dir.join("core_keys");
         let pem = inner
             .keys
@@ -1210,6 +1285,85 @@ impl StateDir {
     /// A device's public key.
     pub fn device_key(&self, id: &str) -> Option<RsaPublicKey> {
         self.lock().keys.get(&id.to_ascii_lowercase()).cloned()
+    }
+
+    /// The server's P-256 key of the UDP protocol (`udp_key.pem`).
+    pub fn udp_server_key(&self) -> &spark_protocol::dtls::PrivateKey {
+        &self.udp_server_key
+    }
+
+    /// A device's UDP (P-256) public key.
+    pub fn udp_device_key(&self, id: &str) -> Option<spark_protocol::dtls::PublicKey> {
+        let inner = self.lock();
+        let entry = inner.udp.get(&id.to_ascii_lowercase())?;
+        udp_keys::public_key_from_pem(&entry.public_key).ok()
+    }
+
+    /// The device a UDP public key is registered to (what the DTLS handshake proved).
+    pub fn device_for_udp_key(&self, key: &spark_protocol::dtls::PublicKey) -> Option<String> {
+        self.lock().udp_ids.get(&key.to_point()).cloned()
+    }
+
+    /// Stores a device's UDP (P-256) public key; the device becomes known at once. A new device is given `owner`;
+    /// a known device keeps its owner and name. Refused (`Conflict`) when the key is another device's. Returns once
+    /// the file is written.
+    pub fn provision_udp(
+        &self,
+        id: &str,
+        key: &spark_protocol::dtls::PublicKey,
+        owner: Option<&str>,
+    ) -> Result<DeviceRecord, StateError> {
+        let id = id.to_ascii_lowercase();
+        let mut inner = self.lock();
+        let point = key.to_point();
+        if inner.udp_ids.get(&point).is_some_and(|other| *other != id) {
+            return Err(StateError::Corrupt {
+                path: self.dir.join(udp_keys::UDP_DEVICES_FILE),
+                reason: "the key is registered to another device".into(),
+            });
+        }
+        let record = inner
+            .devices
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| DeviceRecord {
+                id: id.clone(),
+                name: None,
+                owner: owner.map(str::to_owned),
+            });
+        if let Some(old) = inner.udp.get(&id)
+            && let Ok(old) = udp_keys::public_key_from_pem(&old.public_key)
+        {
+            inner.udp_ids.remove(&old.to_point());
+        }
+        inner.udp.insert(
+            id.clone(),
+            UdpDeviceEntry {
+                public_key: udp_keys::public_key_pem(key),
+                name: record.name.clone(),
+                owner: record.owner.clone(),
+            },
+        );
+        inner.udp_ids.insert(point, id.clone());
+        inner.devices.insert(id, record.clone());
+        self.save_udp_devices(&inner)?;
+        Ok(record)
+    }
+
+    /// Rewrites the UDP devices' file from `inner` (names and owners as the device records hold them now).
+    fn save_udp_devices(&self, inner: &Inner) -> Result<(), StateError> {
+        let mut entries = inner.udp.clone();
+        for (id, entry) in &mut entries {
+            if let Some(record) = inner.devices.get(id) {
+                entry.name.clone_from(&record.name);
+                entry.owner.clone_from(&record.owner);
+            }
+        }
+        write_atomic(
+            &self.dir.join(udp_keys::UDP_DEVICES_FILE),
+            &udp_keys::render_udp_devices(&entries),
+            true,
+        )
     }
 }
 

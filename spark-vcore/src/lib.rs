@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `core.json` | device id, the CC3000's ROM version, the running firmware, a committed OTA image waiting for the next boot, boot count |
 //! | `core_private_key.der` | the device's 1024-bit RSA key pair (PKCS#1 DER), as `spark keys save` writes it |
+//! | `udp_private_key.pem`, `udp_public_key.pem` | its P-256 key pair for the UDP protocol (SEC1 and SPKI PEM), made on its first UDP start (see [`udp`]) |
 //! | `external-flash.bin` | the 2 MiB external flash (see [`flash`]) |
 //! | `cc3000-eeprom.bin` | the CC3000's 32 KiB NVMEM EEPROM (see [`cc3000`]) |
 //! | `firmware.bin` | the application in internal flash once an OTA update replaced the factory Tinker |
@@ -31,6 +32,7 @@ pub mod link;
 pub mod run;
 pub mod serial;
 pub mod tinker;
+pub mod udp;
 
 use std::path::{Path, PathBuf};
 
@@ -101,6 +103,9 @@ pub enum CoreError {
     /// The system random number generator failed.
     #[error("system random number generator: {0}")]
     Random(String),
+    /// The UDP key file (`udp_private_key.pem`) is not a P-256 private key.
+    #[error("UDP device key: {0}")]
+    UdpKey(spark_protocol::dtls::Error),
     /// The external flash.
     #[error(transparent)]
     Flash(#[from] FlashError),
@@ -233,7 +238,7 @@ fn create_private_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// Writes a secret (the private key) with mode 0600 from the start: an existing file is replaced, not reused.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     match std::fs::remove_file(path) {
         Ok(()) => {}

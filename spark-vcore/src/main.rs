@@ -9,6 +9,15 @@
 //! itself when it already holds a Core): id, key pair, external flash, CC3000 EEPROM. New Cores are created on first
 //! start with `--sp`; existing ones keep their state. `--json` prints one JSON object per line for every status
 //! change; otherwise one line of text.
+//!
+//! With `--udp` each device speaks the UDP protocol instead, as an Electron (DTLS 1.2 with a P-256 key, the cloud's
+//! port 5684), with the same application:
+//!
+//! ```text
+//! spark-vcore --udp --cloud 127.0.0.1:5684 --server-key cloud/udp_key.pub.pem --dir electrons --print-id
+//! spark keys send <id> electrons/core-000/udp_public_key.pem
+//! spark-vcore --udp --cloud 127.0.0.1:5684 --server-key cloud/udp_key.pub.pem --dir electrons
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +30,7 @@ use spark_cc3000::ServicePack;
 use spark_protocol::crypto::keys::RsaPublicKey;
 use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{CloudConfig, SharedCore, Status, run};
+use spark_vcore::udp::{DatagramFaults, UdpCloudConfig, run_udp};
 use spark_vcore::{BootReport, VirtualCore};
 
 /// `println!` that ends the process quietly (exit 0) when the reader of stdout went away (`spark-vcore | head`).
@@ -83,6 +93,16 @@ struct Args {
     #[cfg(unix)]
     #[arg(long)]
     serial: bool,
+    /// Speak the UDP protocol (DTLS, as an Electron) instead of the Core's TCP protocol: `--cloud` is then the
+    /// cloud's UDP listener (port 5684) and `--server-key` its P-256 key (`udp_key.pub.pem`). Each device's P-256
+    /// key is made on first use beside its RSA key (`udp_private_key.pem`, `udp_public_key.pem`).
+    #[arg(long)]
+    udp: bool,
+    /// With `--udp`: percent of datagrams lost, and likewise repeated and reordered, both ways (a test knob; the
+    /// pattern follows `--seed`).
+    #[arg(long, value_name = "PCT", default_value_t = 0, requires = "udp",
+          value_parser = clap::value_parser!(u8).range(0..=50))]
+    udp_loss: u8,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
@@ -136,6 +156,19 @@ fn load_server_key(path: &Path) -> Result<RsaPublicKey, String> {
         _ => RsaPublicKey::from_der(&bytes),
     };
     key.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn load_udp_server_key(path: &Path) -> Result<spark_protocol::dtls::PublicKey, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = match std::str::from_utf8(&bytes) {
+        Ok(text) if text.contains("-----BEGIN") => {
+            let mut der = [0u8; 256];
+            spark_protocol::dtls::pem_to_der(text, &["PUBLIC KEY"], &mut der)
+                .and_then(|(_, n)| spark_protocol::dtls::PublicKey::from_spki(&der[..n]))
+        }
+        _ => spark_protocol::dtls::PublicKey::from_spki(&bytes),
+    };
+    key.map_err(|e| format!("{}: not a P-256 public key ({e})", path.display()))
 }
 
 fn core_dir(args: &Args, index: u32) -> PathBuf {
@@ -259,6 +292,12 @@ async fn print_ids(args: &Args) -> ExitCode {
         let opened =
             tokio::task::spawn_blocking(move || VirtualCore::open_or_create(&dir, sp)).await;
         match opened {
+            Ok(Ok(core)) if args.udp => {
+                if let Err(e) = spark_vcore::udp::load_or_create_udp_key(core.dir()) {
+                    return fail(args.json, &e.to_string());
+                }
+                say!("{}", core.id_hex());
+            }
             Ok(Ok(core)) => say!("{}", core.id_hex()),
             Ok(Err(e)) => return fail(args.json, &e.to_string()),
             Err(e) => return fail(args.json, &e.to_string()),
@@ -276,9 +315,16 @@ async fn main() -> ExitCode {
     let Some(key_path) = &args.server_key else {
         return fail(args.json, "--server-key is required");
     };
-    let server_key = match load_server_key(key_path) {
-        Ok(k) => k,
-        Err(e) => return fail(args.json, &e),
+    let (server_key, udp_server_key) = if args.udp {
+        match load_udp_server_key(key_path) {
+            Ok(k) => (None, Some(k)),
+            Err(e) => return fail(args.json, &e),
+        }
+    } else {
+        match load_server_key(key_path) {
+            Ok(k) => (Some(k), None),
+            Err(e) => return fail(args.json, &e),
+        }
     };
     let faults = LinkFaults {
         drop_rate: args.drop_rate,
@@ -332,14 +378,27 @@ async fn main() -> ExitCode {
             };
             say!("{}", line(json_out, &id, &status, &sp, firmware));
         });
-        let cloud = CloudConfig {
-            address: args.cloud.clone(),
-            server_key: server_key.clone(),
-            faults,
-            seed: args.seed.wrapping_add(u64::from(index) << 32),
-            reconnect_delay: Duration::from_secs_f64(args.reconnect.max(0.0)),
-        };
-        tasks.spawn(run(shared, cloud, report));
+        let seed = args.seed.wrapping_add(u64::from(index) << 32);
+        let reconnect_delay = Duration::from_secs_f64(args.reconnect.max(0.0));
+        if let Some(server_key) = udp_server_key {
+            let cloud = UdpCloudConfig {
+                address: args.cloud.clone(),
+                server_key,
+                faults: DatagramFaults::each(args.udp_loss),
+                seed,
+                reconnect_delay,
+            };
+            tasks.spawn(run_udp(shared, cloud, report));
+        } else if let Some(server_key) = &server_key {
+            let cloud = CloudConfig {
+                address: args.cloud.clone(),
+                server_key: server_key.clone(),
+                faults,
+                seed,
+                reconnect_delay,
+            };
+            tasks.spawn(run(shared, cloud, report));
+        }
     }
     tokio::select! {
         done = tasks.join_next() => match done {

@@ -15,8 +15,8 @@ use rand::rngs::{StdRng, SysRng};
 use spark_protocol::crypto::keys::RsaPublicKey;
 use spark_protocol::crypto::rustcrypto::{RustCryptoPrivateKey, RustCryptoPublicKey};
 use spark_protocol::session::device::{
-    DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, ImageInfo, OtaFailure, RsaHandshake,
-    Scope, SinkError,
+    DeviceConfig, DeviceConnection, DeviceEvent, DeviceHandshake, FirmwareSink, ImageInfo,
+    OtaFailure, RsaHandshake, Scope, SinkError,
 };
 use spark_protocol::session::driver::DriverError;
 use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
@@ -32,7 +32,7 @@ use super::{
 /// A Core shared between its session task and whoever watches it.
 pub type SharedCore = Arc<Mutex<VirtualCore>>;
 
-fn lock(core: &SharedCore) -> MutexGuard<'_, VirtualCore> {
+pub(crate) fn lock(core: &SharedCore) -> MutexGuard<'_, VirtualCore> {
     // A panic while holding the lock leaves a Core whose files are consistent (every change is written
     // through a temporary file), so the poison is not worth propagating.
     core.lock().unwrap_or_else(|p| p.into_inner())
@@ -230,16 +230,7 @@ where
     let sink = CoreSink::new(core.clone());
     let refusals = sink.clone();
     let mut conn = DeviceConnection::new(now, config, handshake, sink);
-    {
-        let c = lock(core);
-        for f in c.functions() {
-            // Four Tinker functions and four variables fit the Core's tables.
-            let _ = conn.register_function(f.as_bytes());
-        }
-        for (name, ty) in c.variables() {
-            let _ = conn.register_variable(name.as_bytes(), *ty);
-        }
-    }
+    register(core, &mut conn);
     let link = FlakyStream::new(stream, faults, seed);
     let mut driver = Driver::with_vec(conn, Tokio(link), clock);
     loop {
@@ -254,9 +245,65 @@ where
                 return Ok(SessionEnd::Lost);
             }
         };
+        let now = driver.now();
+        let app = CoreApp {
+            core,
+            ota_succeeded: config.ota_succeeded,
+            refusals: &refusals,
+        };
+        if let AfterEvent::Reset = app.on_event(driver.connection_mut(), now, event, report)? {
+            // Let UpdateDone's acknowledgement out, then reset.
+            let _ = driver.flush().await;
+            driver.connection_mut().close();
+            return Ok(SessionEnd::Reboot);
+        }
+    }
+}
+
+/// Registers the Core's functions and variables with a new session.
+pub(crate) fn register<S: FirmwareSink, H: DeviceHandshake>(
+    core: &SharedCore,
+    conn: &mut DeviceConnection<S, H>,
+) {
+    let c = lock(core);
+    for f in c.functions() {
+        // Four Tinker functions and four variables fit the Core's tables.
+        let _ = conn.register_function(f.as_bytes());
+    }
+    for (name, ty) in c.variables() {
+        let _ = conn.register_variable(name.as_bytes(), *ty);
+    }
+}
+
+/// What the session's carrier does after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterEvent {
+    /// Go on.
+    Continue,
+    /// An image was committed: send what is queued, close, and reset.
+    Reset,
+}
+
+/// The Core's application above its session, whatever carries it (TCP or UDP): the announcements after
+/// connecting, Tinker calls, variable reads, OTA reports, received events.
+pub(crate) struct CoreApp<'a> {
+    pub(crate) core: &'a SharedCore,
+    /// The Hello carried the OTA-success flag.
+    pub(crate) ota_succeeded: bool,
+    pub(crate) refusals: &'a CoreSink,
+}
+
+impl CoreApp<'_> {
+    pub(crate) fn on_event<S: FirmwareSink, H: DeviceHandshake>(
+        &self,
+        conn: &mut DeviceConnection<S, H>,
+        now: spark_protocol::session::Instant,
+        event: DeviceEvent,
+        report: &mut (dyn FnMut(Status) + Send),
+    ) -> Result<AfterEvent, CoreError> {
+        let core = self.core;
         match event {
             DeviceEvent::Connected => {
-                let ota_succeeded = config.ota_succeeded;
                 let patch_version = {
                     let mut c = lock(core);
                     c.clear_ota_succeeded()?;
@@ -265,18 +312,15 @@ where
                 // Subscriptions go out first: a cloud that has the patch-version event has them too.
                 let subscriptions = lock(core).subscriptions().to_vec();
                 for prefix in &subscriptions {
-                    let _ = driver
-                        .connection_mut()
-                        .subscribe(prefix.as_bytes(), Scope::MyDevices);
+                    let _ = conn.subscribe(prefix.as_bytes(), Scope::MyDevices);
                 }
-                let now = driver.now();
                 // The patch version first, then what the application announces, all private.
                 let announcements = lock(core).announcements().to_vec();
                 let patch = (PATCH_VERSION_EVENT, patch_version.as_str());
                 let events = std::iter::once(patch)
                     .chain(announcements.iter().map(|(n, d)| (n.as_str(), d.as_str())));
                 for (name, data) in events {
-                    let _ = driver.connection_mut().publish(
+                    let _ = conn.publish(
                         now,
                         name.as_bytes(),
                         Some(data.as_bytes()),
@@ -285,7 +329,7 @@ where
                     );
                 }
                 report(Status::Connected {
-                    ota_succeeded,
+                    ota_succeeded: self.ota_succeeded,
                     patch_version,
                 });
             }
@@ -294,7 +338,7 @@ where
                 let argument = String::from_utf8_lossy(&call.argument).into_owned();
                 // Only registered functions are delivered, and all of them are Tinker's.
                 let result = lock(core).call(&name, &argument).unwrap_or(-1);
-                let _ = driver.connection_mut().function_return(call.call, result);
+                let _ = conn.function_return(call.call, result);
                 report(Status::Called {
                     name,
                     argument,
@@ -305,7 +349,7 @@ where
                 let name = String::from_utf8_lossy(&req.name).into_owned();
                 let v = lock(core).variable(&name);
                 if let Some(value) = v.as_ref().and_then(VariableValue::to_wire) {
-                    let _ = driver.connection_mut().variable_value(req.request, value);
+                    let _ = conn.variable_value(req.request, value);
                 }
                 report(Status::Read { name });
             }
@@ -314,14 +358,11 @@ where
             }
             DeviceEvent::UpdateFinished { size } => {
                 report(Status::UpdateFinished { size });
-                // Let UpdateDone's acknowledgement out, then reset.
-                let _ = driver.flush().await;
-                driver.connection_mut().close();
-                return Ok(SessionEnd::Reboot);
+                return Ok(AfterEvent::Reset);
             }
             DeviceEvent::UpdateFailed(why) => {
                 report(Status::UpdateFailed {
-                    reason: ota_failure_words(why, refusals.take_refusal()),
+                    reason: ota_failure_words(why, self.refusals.take_refusal()),
                 });
             }
             DeviceEvent::Signal(on) => report(Status::Signal(on)),
@@ -332,6 +373,7 @@ where
             }),
             _ => {}
         }
+        Ok(AfterEvent::Continue)
     }
 }
 

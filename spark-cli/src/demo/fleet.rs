@@ -112,6 +112,8 @@ pub(crate) struct DemoConfig {
     pub(crate) usb_fault: Option<u32>,
     /// After the update, rotate the server key and move the fleet to it (`--rotate`, [`rotate`]).
     pub(crate) rotate: bool,
+    /// UDP (Electron-class) devices that join once the rollout is done (0: none).
+    pub(crate) udp: usize,
 }
 
 /// How a Core gets (or does not need) the deep update.
@@ -247,6 +249,9 @@ pub(crate) struct Report {
     /// The server-key rotation, with `--rotate`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rotation: Option<rotate::Rotation>,
+    /// The UDP devices, with `--udp N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) udp: Option<super::udp::UdpReport>,
 }
 
 impl Report {
@@ -258,6 +263,10 @@ impl Report {
                 .rotation
                 .as_ref()
                 .is_none_or(rotate::Rotation::succeeded)
+            && self
+                .udp
+                .as_ref()
+                .is_none_or(super::udp::UdpReport::succeeded)
     }
 }
 
@@ -712,6 +721,26 @@ pub(crate) async fn run(
         None
     };
 
+    let udp = if config.udp > 0 {
+        observer.progress(Progress::Phase("UDP devices joining"));
+        let online: Vec<String> = rows
+            .iter()
+            .filter(|r| r.error.is_none() && r.after.is_some())
+            .map(|r| r.device.clone())
+            .collect();
+        let udp = super::udp::run(
+            &local.running.cloud,
+            &local.hub,
+            &api,
+            work.path(),
+            config.udp,
+            config.seed,
+            &online,
+        );
+        Some(udp.await?)
+    } else {
+        None
+    };
     drop(unplugged);
     drop(powered);
     local.running.shutdown();
@@ -727,6 +756,7 @@ pub(crate) async fn run(
         rows,
         summary,
         rotation,
+        udp,
     })
 }
 
@@ -735,6 +765,7 @@ struct LocalCloud {
     running: local_cloud::Running,
     device_addr: SocketAddr,
     server_key: RsaPublicKey,
+    hub: Arc<LiveHub>,
     api: Client,
     api_url: String,
     /// The demo account's password, shown with the console's address.
@@ -760,9 +791,10 @@ impl LocalCloud {
         .map_err(|e| DemoError::Cloud(e.to_string()))?
         .map_err(|e| DemoError::Cloud(e.to_string()))?;
         let server_key = cloud.state().server_key().public_key();
-        let (device_addr, device_task) = devices::listen(Arc::clone(&cloud), hub, loopback)
-            .await
-            .map_err(|e| DemoError::Cloud(e.to_string()))?;
+        let (device_addr, device_task) =
+            devices::listen(Arc::clone(&cloud), Arc::clone(&hub), loopback)
+                .await
+                .map_err(|e| DemoError::Cloud(e.to_string()))?;
         let device_task = AbortOnDrop(device_task);
         let running = local_cloud::serve(Arc::clone(&cloud), loopback)
             .await
@@ -795,6 +827,7 @@ impl LocalCloud {
             running,
             device_addr,
             server_key,
+            hub,
             api,
             api_url,
             password,
@@ -1586,6 +1619,7 @@ mod tests {
             jobs: 1,
             usb_fault: None,
             rotate: false,
+            udp: 0,
         }
     }
 

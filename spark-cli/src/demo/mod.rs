@@ -2,6 +2,7 @@
 //! this process (the engine is [`fleet`]). Progress bars on stderr, then a table (or one JSON document) on stdout.
 
 pub(crate) mod fleet;
+pub(crate) mod udp;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -50,6 +51,10 @@ pub(crate) struct DemoArgs {
     /// retire the old key once no Core remains on it.
     #[arg(long)]
     rotate: bool,
+    /// UDP (Electron-class) devices that join the cloud over DTLS once the rollout is done; each is provisioned
+    /// with its P-256 key, called and read through the API, and calls to it are timed beside a TCP Core's.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    udp: u32,
 }
 
 /// Progress bars: a line for the phase, then one bar per Core being updated (over the air: bytes sent; over USB:
@@ -223,6 +228,7 @@ fn demo_config(args: DemoArgs) -> Result<DemoConfig, Failure> {
         image_name,
         out,
         jobs: args.jobs as usize,
+        udp: args.udp as usize,
     })
 }
 
@@ -316,5 +322,29 @@ fn print_table(report: &Report) {
     );
     if let Some(command) = &s.usb_command {
         crate::out!("USB, on a real Core in DFU mode: {command}");
+    }
+    if let Some(udp) = &report.udp {
+        print_udp(udp);
+    }
+}
+
+fn print_udp(udp: &udp::UdpReport) {
+    crate::out!("");
+    crate::out!("UDP devices (DTLS on {}):", udp.listen);
+    for d in &udp.devices {
+        let note = match (&d.error, d.call_result, d.temperature) {
+            (Some(e), ..) => format!("FAILED: {e}"),
+            (None, Some(r), Some(t)) => {
+                format!("online; digitalwrite D7,HIGH = {r}; temperature {t}")
+            }
+            (None, ..) => "online".to_owned(),
+        };
+        crate::out!("{:<24}  {note}", d.device);
+    }
+    if let (Some(u), Some(t)) = (udp.udp_call_ms, udp.tcp_call_ms) {
+        crate::out!(
+            "function call through the API, median: {u:.1} ms to a UDP device, {t:.1} ms to a TCP Core ({:.2} x)",
+            u / t
+        );
     }
 }

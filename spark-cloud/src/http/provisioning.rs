@@ -18,7 +18,12 @@ pub(super) async fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result
     let pem = req
         .field("publicKey")
         .ok_or_else(|| bad("No key provided"))?;
-    let key = RsaPublicKey::from_pem(pem).map_err(|e| bad(&format!("Key error {e}")))?;
+    // A P-256 key is a UDP device's (Electron and later); anything else must be a Core's RSA key.
+    let udp_key = crate::udp::keys::public_key_from_pem(pem).ok();
+    let key = match udp_key {
+        Some(_) => None,
+        None => Some(RsaPublicKey::from_pem(pem).map_err(|e| bad(&format!("Key error {e}")))?),
+    };
     // A known device's key is its owner's to replace; one without an owner is no one's (an administrator assigns
     // it, or the device claims itself with a claim code).
     if let Some(existing) = cloud.state.device(&id)
@@ -26,10 +31,28 @@ pub(super) async fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result
     {
         return Err(ok_false(StatusCode::FORBIDDEN, "Permission Denied"));
     }
-    cloud
-        .state
-        .provision_durable(&id, &key, Some(&user.name))
-        .await
-        .map_err(|_| storage_failed())?;
+    match (key, udp_key) {
+        (Some(key), _) => {
+            cloud
+                .state
+                .provision_durable(&id, &key, Some(&user.name))
+                .await
+                .map_err(|_| storage_failed())?;
+        }
+        (None, Some(key)) => {
+            if cloud
+                .state
+                .device_for_udp_key(&key)
+                .is_some_and(|other| other != id)
+            {
+                return Err(bad("Key error: the key is another device's"));
+            }
+            cloud
+                .state
+                .provision_udp(&id, &key, Some(&user.name))
+                .map_err(|_| storage_failed())?;
+        }
+        (None, None) => return Err(bad("No key provided")),
+    }
     Ok(json_reply(StatusCode::OK, "Success!"))
 }

@@ -336,6 +336,52 @@ impl PrivateKey {
         }
     }
 
+    /// A fresh key from the caller's RNG (a scalar drawn until it is a valid one).
+    pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut d = [0u8; 32];
+        loop {
+            rng.fill_bytes(&mut d);
+            if let Ok(key) = Self::from_scalar(&d) {
+                d.zeroize();
+                return key;
+            }
+        }
+    }
+
+    /// The key as a DER SEC1 `ECPrivateKey` with its curve and public key ([`SEC1_LEN`] bytes):
+    /// what `openssl ec -outform DER` writes, what [`PrivateKey::from_der`] reads back, and the
+    /// form a UDP device keeps in its DCT. The caller should wipe the copy when done.
+    #[must_use]
+    pub fn to_sec1_der(&self) -> [u8; SEC1_LEN] {
+        let mut out = [0u8; SEC1_LEN];
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(&[TAG_SEQUENCE, (SEC1_LEN - 2) as u8, TAG_INTEGER, 1, 1]);
+        put(&[TAG_OCTET_STRING, 32]);
+        let mut d = self.key.to_bytes();
+        put(d.as_slice());
+        d.as_mut_slice().zeroize();
+        put(&[
+            0xa0,
+            2 + OID_PRIME256V1.len() as u8,
+            TAG_OID,
+            OID_PRIME256V1.len() as u8,
+        ]);
+        put(OID_PRIME256V1);
+        put(&[
+            0xa1,
+            2 + 1 + POINT_LEN as u8,
+            TAG_BIT_STRING,
+            1 + POINT_LEN as u8,
+            0,
+        ]);
+        put(&self.public_key().to_point());
+        out
+    }
+
     /// The matching public key.
     #[must_use]
     pub fn public_key(&self) -> PublicKey {
@@ -453,6 +499,8 @@ impl PublicKey {
 
 /// Length of a P-256 `SubjectPublicKeyInfo` in DER.
 pub const SPKI_LEN: usize = 91;
+/// Length of a P-256 SEC1 `ECPrivateKey` in DER, as [`PrivateKey::to_sec1_der`] writes it.
+pub const SEC1_LEN: usize = 121;
 const SPKI_PREFIX: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
     0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
@@ -693,5 +741,20 @@ mod tests {
         let spki = key.public_key().to_spki();
         assert_eq!(PublicKey::from_spki(&spki).unwrap(), key.public_key());
         assert!(PublicKey::from_spki(&spki[..90]).is_err());
+    }
+
+    #[test]
+    fn sec1_der_round_trips_and_keeps_the_public_key() {
+        // A scalar with a zero first byte: the fixed-width encoding must keep it.
+        let mut d = [0x5au8; 32];
+        d[0] = 0;
+        let key = PrivateKey::from_scalar(&d).unwrap();
+        let der = key.to_sec1_der();
+        assert_eq!(&der[7..39], &d);
+        let back = PrivateKey::from_der(&der).unwrap();
+        assert_eq!(back.public_key(), key.public_key());
+        // The trailing public key is the one the scalar makes.
+        assert_eq!(&der[SEC1_LEN - POINT_LEN..], &key.public_key().to_point());
+        assert!(PrivateKey::from_der(&der[..SEC1_LEN - 1]).is_err());
     }
 }

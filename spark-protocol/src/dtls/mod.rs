@@ -40,8 +40,8 @@ pub mod reliable;
 
 pub use connection::{Connection, Role};
 pub use crypto::{
-    KeyBlock, MasterSecret, PrivateKey, PublicKey, RECORD_OVERHEAD, RecordCipher, SPKI_LEN,
-    pem_to_der, prf,
+    KeyBlock, MasterSecret, PrivateKey, PublicKey, RECORD_OVERHEAD, RecordCipher, SEC1_LEN,
+    SPKI_LEN, pem_to_der, prf,
 };
 pub use record::AlertDescription;
 

@@ -852,6 +852,15 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         device.firmware_version = hello.payload.firmware_version();
         device.flags = hello.payload.flags().unwrap_or(HelloFlags(0));
         if let HelloPayload::Extended(ext) = hello.payload {
+            // Over UDP the id comes from the key the DTLS handshake proved: a Hello naming another
+            // device is an impostor's (or a misconfigured device's), refused.
+            if self.datagram
+                && ext
+                    .device_id
+                    .is_some_and(|id| id != *device.device_id.as_bytes())
+            {
+                return Err(SessionError::UnknownDevice);
+            }
             device.extended = Some(ext);
         }
         let info = *device;

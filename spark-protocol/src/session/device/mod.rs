@@ -37,7 +37,7 @@ use crate::crypto::{
     Aes128Cbc, FrameDecoder, FrameEncoder, FrameError, Nonce, RsaScratch, SessionCipher, SessionKey,
 };
 use crate::wire::describe::{DescriptionWriter, VarType};
-use crate::wire::hello::{CoreHello, HelloFlags, HelloPayload};
+use crate::wire::hello::{CoreHello, ExtendedHello, HelloFlags, HelloLimits, HelloPayload};
 use crate::wire::limits::{
     CORE_EVENT_FILTER_BUFFER_LEN, CORE_MAX_FUNCTION_ARG_LEN, CORE_MAX_FUNCTION_NAME_LEN,
     CORE_MAX_PUBLISH_LEN, CORE_MAX_SUBSCRIPTION_FILTER_LEN, CORE_QUEUE_SIZE,
@@ -78,6 +78,9 @@ pub const MAX_EVENT_DATA_LEN: usize = CORE_MAX_PUBLISH_LEN;
 
 /// Ping after this long without a message from the cloud.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Device OS's keep-alive for cellular UDP devices (Electron, Boron): a CoAP ping after 23 minutes
+/// of quiet, as `DeviceConfig::ping_interval` takes it.
+pub const CELLULAR_PING_INTERVAL: Duration = Duration::from_secs(23 * 60);
 /// Close with [`SessionError::PingTimeout`] when nothing arrives this long after a ping.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a device in datagram mode waits for the answer to its ping: the CoAP layer below
@@ -113,6 +116,15 @@ pub struct DeviceConfig {
     pub ota_succeeded: bool,
     /// Accepts fast OTA when the cloud offers it.
     pub fast_ota: bool,
+    /// Sends Device OS's extended Hello with this platform id (10 for an Electron), the device id and
+    /// [`DeviceConfig::limits`] instead of the Core's 6-byte Hello; `None` (the default) for a Core.
+    pub platform_id: Option<u16>,
+    /// The limits appended to the extended Hello (system version, largest message and binary, OTA
+    /// chunk size), when [`DeviceConfig::platform_id`] is set.
+    pub limits: Option<HelloLimits>,
+    /// Idle time after which the device pings the cloud: [`PING_INTERVAL`] (the Core's 15 s) by
+    /// default; Device OS's cellular UDP devices use [`CELLULAR_PING_INTERVAL`].
+    pub ping_interval: Duration,
 }
 
 impl DeviceConfig {
@@ -125,6 +137,9 @@ impl DeviceConfig {
             firmware_version: 0xffff,
             ota_succeeded: false,
             fast_ota: true,
+            platform_id: None,
+            limits: None,
+            ping_interval: PING_INTERVAL,
         }
     }
 }
@@ -682,15 +697,23 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             HelloFlags(0)
         };
         self.take_id();
-        let hello = Hello {
-            header,
-            payload: HelloPayload::Core(CoreHello {
+        let payload = match self.config.platform_id {
+            Some(platform_id) => HelloPayload::Extended(ExtendedHello {
+                product_id: self.config.product_id,
+                firmware_version: self.config.firmware_version,
+                flags,
+                platform_id,
+                device_id: Some(*self.config.device_id.as_bytes()),
+                limits: self.config.limits,
+            }),
+            None => HelloPayload::Core(CoreHello {
                 product_id: self.config.product_id,
                 firmware_version: self.config.firmware_version,
                 flags,
             }),
         };
-        // The queue is empty: a 13-byte Hello always fits.
+        let hello = Hello { header, payload };
+        // The queue is empty: a Hello (at most 4 + 32 bytes) always fits.
         let _ = self.queue(&hello);
     }
 
@@ -1527,7 +1550,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> DeviceConnection<S, H> {
             if now >= sent + self.ping_timeout() {
                 return Err(SessionError::PingTimeout);
             }
-        } else if self.hello_received && now >= self.last_rx + PING_INTERVAL {
+        } else if self.hello_received && now >= self.last_rx + self.config.ping_interval {
             let ping = Ping {
                 header: Header::con(self.peek_id()),
             };
@@ -1642,7 +1665,7 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
         if self.is_open() && self.hello_received {
             match self.ping_sent {
                 Some(sent) => consider(sent + self.ping_timeout()),
-                None => consider(self.last_rx + PING_INTERVAL),
+                None => consider(self.last_rx + self.config.ping_interval),
             }
         }
         if let Some(ota) = &self.ota {

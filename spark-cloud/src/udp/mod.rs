@@ -1,0 +1,388 @@
+//! The UDP device listener (Electron-class devices, port 5684): one socket, DTLS 1.2 associations
+//! by peer address, and each established association's cloud session in datagram mode, joined to
+//! the same [`LiveHub`] as the TCP devices.
+//!
+//! The socket's task answers every ClientHello without a valid cookie with a HelloVerifyRequest
+//! (`dtls::Server::accept`: no state kept, no public-key work), so a flood of spoofed hellos costs
+//! an HMAC each and no memory. A returning cookie starts an association task, within
+//! [`UdpLimits`]: at most `max_associations` at once and `max_handshakes` of them still
+//! handshaking (the ECDHE and ECDSA work); past either the hello is dropped. Once the handshake is
+//! done the association reads the device's proven P-256 key, looks up the device it is registered
+//! to (`udp_devices.json`; an unknown key is refused and the association closed), and builds a
+//! `CloudConnection::datagram` inside a `DatagramSession`. From then on it is a device like any
+//! other: the REST layer's calls, reads, events and OTA reach it through its mailbox, and the
+//! connection's state lives in the same device task as a TCP device's.
+
+pub mod keys;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use spark_protocol::DeviceId;
+use spark_protocol::dtls::{self, Accept, Server, ServerConfig};
+use spark_protocol::session::Instant;
+use spark_protocol::session::cloud::{CloudConfig, CloudConnection, OtaOptions};
+use spark_protocol::session::datagram::DatagramSession;
+use tokio::net::UdpSocket;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::devices::{DeviceSession, DeviceTask, LiveHub, Mailbox, SessionHost, Slots, StateKeys};
+use super::{Cloud, lock};
+
+/// The UDP listener's limits (see `SECURITY.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpLimits {
+    /// Associations at most, handshaking or established; a returning cookie past it is dropped.
+    pub max_associations: usize,
+    /// Associations still in their DTLS handshake at most (each costs an ECDSA signature, its
+    /// verification and an ECDH); a returning cookie past it is dropped.
+    pub max_handshakes: usize,
+    /// Time a new association has to finish its handshake and prove a registered key.
+    pub handshake_timeout: Duration,
+    /// The session's idle timeout: above CoAP's MAX_TRANSMIT_WAIT (93 s), since a repeated
+    /// datagram proves nothing new to the session, and above the devices' keep-alive interval
+    /// (Device OS pings after 23 minutes of quiet on cellular).
+    pub idle_timeout: Duration,
+}
+
+impl UdpLimits {
+    /// The defaults: 65,536 associations, 256 handshakes, 60 s to handshake, 30 minutes idle.
+    pub const DEFAULT: UdpLimits = UdpLimits {
+        max_associations: 65_536,
+        max_handshakes: 256,
+        handshake_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(30 * 60),
+    };
+
+    /// Sets both counts.
+    #[must_use]
+    pub const fn with(mut self, max_associations: usize, max_handshakes: usize) -> Self {
+        self.max_associations = max_associations;
+        self.max_handshakes = max_handshakes;
+        self
+    }
+}
+
+impl Default for UdpLimits {
+    fn default() -> Self {
+        UdpLimits::DEFAULT
+    }
+}
+
+/// Datagrams queued for one association before more are dropped (UDP may drop; CoAP resends).
+const QUEUE: usize = 64;
+/// The largest datagram read.
+const MAX_DATAGRAM: usize = 2048;
+
+/// The associations by peer address: each one's serial and inbox.
+type Table = Arc<Mutex<HashMap<SocketAddr, (u64, mpsc::Sender<Vec<u8>>)>>>;
+
+/// Binds `addr` (UDP) and serves devices in a task within `limits`; returns the bound address and the task.
+pub async fn listen_udp(
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    addr: SocketAddr,
+    limits: UdpLimits,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let socket = Arc::new(UdpSocket::bind(addr).await?);
+    let bound = socket.local_addr()?;
+    Ok((bound, tokio::spawn(serve_udp(cloud, hub, socket, limits))))
+}
+
+/// The listener's clock: milliseconds since it started, for every association.
+#[derive(Debug, Clone, Copy)]
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn now(self) -> Instant {
+        Instant::from_millis(u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn at(self, t: Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.0) + Duration::from_millis(t.as_millis())
+    }
+}
+
+/// Serves devices on `socket` until the task is aborted.
+pub async fn serve_udp(
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    socket: Arc<UdpSocket>,
+    limits: UdpLimits,
+) {
+    let clock = Clock(std::time::Instant::now());
+    let mut rng = super::system_rng();
+    let mut server: Server<16> = Server::new(
+        ServerConfig::new(cloud.state().udp_server_key().clone()),
+        &mut rng,
+    );
+    let table: Table = Arc::default();
+    let associations = Arc::new(Semaphore::new(limits.max_associations));
+    let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
+    let serial = AtomicU64::new(0);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut out = [0u8; 512];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            // An ICMP error reported on the socket (some systems do): not worth a busy loop.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let datagram = &buf[..n];
+        let hello = dtls::is_client_hello(datagram);
+        let known = lock(&table).get(&peer).cloned();
+        if let Some((_, inbox)) = &known {
+            match inbox.try_send(datagram.to_vec()) {
+                // A restarted device at the same address: its hello also goes to the listener below.
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) if !hello => continue,
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    lock(&table).remove(&peer);
+                }
+            }
+        }
+        let key = peer.to_string();
+        let Ok(accepted) = server.accept(clock.now(), key.as_bytes(), datagram, &mut rng, &mut out)
+        else {
+            continue;
+        };
+        match accepted {
+            Accept::Ignore => {}
+            Accept::HelloVerifyRequest(m) => {
+                let _ = socket.send_to(&out[..m], peer).await;
+            }
+            Accept::Connection(conn) => {
+                let Ok(place) = Arc::clone(&associations).try_acquire_owned() else {
+                    continue;
+                };
+                let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    continue;
+                };
+                let Some(keys) = cloud.handshake_keys() else {
+                    continue;
+                };
+                let id = serial.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = mpsc::channel(QUEUE);
+                // Replaces (and so ends) an earlier association of the same address.
+                lock(&table).insert(peer, (id, tx));
+                let association = Association {
+                    cloud: Arc::clone(&cloud),
+                    hub: Arc::clone(&hub),
+                    socket: Arc::clone(&socket),
+                    table: Arc::clone(&table),
+                    peer,
+                    serial: id,
+                    clock,
+                    limits,
+                };
+                tokio::spawn(association.run(
+                    Box::new(conn),
+                    rx,
+                    keys,
+                    Slots::new(place, Some(handshake)),
+                ));
+            }
+        }
+    }
+}
+
+/// One peer address's association.
+struct Association {
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    socket: Arc<UdpSocket>,
+    table: Table,
+    peer: SocketAddr,
+    serial: u64,
+    clock: Clock,
+    limits: UdpLimits,
+}
+
+/// An established association's session, as the device task sees it.
+struct Open {
+    session: DatagramSession<DeviceSession, StdRng>,
+    clock: Clock,
+}
+
+impl SessionHost for Open {
+    fn now(&mut self) -> Instant {
+        self.clock.now()
+    }
+
+    fn connection_mut(&mut self) -> &mut DeviceSession {
+        self.session.session_mut()
+    }
+
+    /// Fast OTA in 512-byte chunks, as UDP devices take it: the chunks go as non-confirmable messages and the
+    /// device names the ones it missed every few seconds, each counted again until it arrives, so the budget of
+    /// missed chunks is far above the TCP dialect's 10.
+    fn ota_options(&self) -> OtaOptions {
+        let mut options = OtaOptions::default();
+        options.fast = true;
+        options.chunk_size = Some(UDP_OTA_CHUNK);
+        options.max_missed_chunks = 2000;
+        options
+    }
+
+    /// The DTLS handshake used the P-256 key, which `keys rotate` does not rotate.
+    fn uses_rsa_server_key(&self) -> bool {
+        false
+    }
+}
+
+/// The chunk size of an update over UDP (an Electron's).
+pub const UDP_OTA_CHUNK: u16 = 512;
+
+impl Drop for Association {
+    fn drop(&mut self) {
+        let mut table = lock(&self.table);
+        if table
+            .get(&self.peer)
+            .is_some_and(|(s, _)| *s == self.serial)
+        {
+            table.remove(&self.peer);
+        }
+    }
+}
+
+impl Association {
+    async fn send(&self, bytes: &[u8]) {
+        let _ = self.socket.send_to(bytes, self.peer).await;
+    }
+
+    /// The handshake, the key check, then the session until it ends.
+    async fn run(
+        self,
+        mut conn: Box<dtls::Connection>,
+        mut inbox: mpsc::Receiver<Vec<u8>>,
+        keys: super::rotation::LoadedKeys,
+        mut slots: Slots,
+    ) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let give_up = self.clock.now() + self.limits.handshake_timeout;
+        // The DTLS handshake.
+        loop {
+            let now = self.clock.now();
+            let failed = conn.handle_timeout(now).is_err();
+            while let Ok(Some(n)) = conn.poll_transmit(&mut buf) {
+                self.send(&buf[..n]).await;
+            }
+            if failed || now >= give_up {
+                return;
+            }
+            if conn.is_connected() {
+                break;
+            }
+            let deadline = conn.poll_timeout().map_or(give_up, |t| t.min(give_up));
+            tokio::select! {
+                datagram = inbox.recv() => match datagram {
+                    Some(d) => {
+                        if conn.handle_datagram(self.clock.now(), &d).is_err() {
+                            while let Ok(Some(n)) = conn.poll_transmit(&mut buf) {
+                                self.send(&buf[..n]).await;
+                            }
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                () = tokio::time::sleep_until(self.clock.at(deadline)) => {}
+            }
+        }
+        // The key it proved, and the device that key is registered to.
+        let device = conn
+            .peer_public_key()
+            .and_then(|k| self.cloud.state().device_for_udp_key(&k));
+        let Some(device) = device.and_then(|d| d.parse::<DeviceId>().ok()) else {
+            self.cloud.log_refusal(
+                &format!("udp {}", self.peer),
+                "its key is registered to no device",
+            );
+            conn.close();
+            while let Ok(Some(n)) = conn.poll_transmit(&mut buf) {
+                self.send(&buf[..n]).await;
+            }
+            return;
+        };
+        // The handshake's place goes to the next device; the Hello exchange is the session's.
+        slots.release_handshake();
+        let now = self.clock.now();
+        let server_key = keys.for_connection();
+        let asked = Arc::new(Mutex::new(Some(device.to_string())));
+        let mut config = CloudConfig::default();
+        config.idle_timeout = self.limits.idle_timeout;
+        let session = CloudConnection::datagram(
+            now,
+            server_key,
+            StateKeys(Arc::clone(&self.cloud), Arc::clone(&asked)),
+            super::system_rng(),
+            config,
+            device,
+        );
+        let Ok(session_rng) = StdRng::try_from_rng(&mut rand::rngs::SysRng) else {
+            return;
+        };
+        let mut open = Open {
+            session: DatagramSession::new(session, *conn, session_rng),
+            clock: self.clock,
+        };
+        let mailbox = Arc::new(Mailbox::default());
+        let mut task = DeviceTask::new(
+            Arc::clone(&self.cloud),
+            Arc::clone(&self.hub),
+            asked,
+            keys,
+            slots,
+            Arc::clone(&mailbox),
+        );
+        let mut out = vec![0u8; open.session.max_transmit_len()];
+        loop {
+            let now = self.clock.now();
+            let mut result = open.session.handle_timeout(now);
+            while let Some(event) = open.session.poll_event() {
+                task.on_event(&mut open, event);
+            }
+            loop {
+                match open.session.poll_transmit(now, &mut out) {
+                    Ok(Some(n)) => self.send(&out[..n]).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = result {
+                task.on_failure(&e);
+                return;
+            }
+            let deadline = open
+                .session
+                .poll_timeout()
+                .unwrap_or(now + Duration::from_secs(60));
+            tokio::select! {
+                datagram = inbox.recv() => match datagram {
+                    Some(d) => {
+                        if let Err(e) = open.session.handle_datagram(self.clock.now(), &d) {
+                            task.on_failure(&e);
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                () = mailbox.wake.notified() => {
+                    while let Some(command) = mailbox.take() {
+                        task.on_command(&mut open, command);
+                    }
+                }
+                () = tokio::time::sleep_until(self.clock.at(deadline)) => {}
+            }
+        }
+    }
+}
