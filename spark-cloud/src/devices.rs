@@ -9,17 +9,20 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{
     CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, OtaEvent,
     OtaOptions, OutgoingEvent, RequestFailure, RequestId, Subscription,
 };
-use spark_protocol::session::driver::tokio::{Driver, Tokio, TokioClock};
+use spark_protocol::session::driver::asynch::{Driver, Transport};
+use spark_protocol::session::driver::tokio::TokioClock;
+use spark_protocol::session::driver::{Clock, Received};
+use spark_protocol::session::{Connection, Instant};
 use spark_protocol::wire::describe::{Description as WireDescription, VarType};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -53,7 +56,7 @@ const MAILBOX_LIMIT: usize = 64;
 struct Mailbox {
     queue: Mutex<VecDeque<Command>>,
     wake: Notify,
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
 }
 
 impl Mailbox {
@@ -214,26 +217,44 @@ impl DeviceKeys for StateKeys {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeviceLimits {
-    /// Device connections at most, handshaking or established; past it a new connection is closed at once (an
-    /// established device is never dropped for a newcomer).
+    /// Device connections at most, handshaking, queued or established; past it a new connection is closed at once
+    /// (an established device is never dropped for a newcomer).
     pub max_connections: usize,
-    /// Connections still in their handshake at most (each costs an RSA decryption and signature); past it a new
-    /// connection is closed at once.
+    /// Connections in their handshake at once at most (each costs an RSA decryption and signature); past it a new
+    /// connection waits in the handshake queue.
     pub max_handshakes: usize,
+    /// Connections waiting for a handshake slot at most, admitted in the order they arrived; past it a new
+    /// connection is closed at once, which a Core takes as a cue to retry. A queued connection holds its socket
+    /// and a few hundred bytes, no session: after a cloud restart every device reconnects at once, and the queue
+    /// turns that storm into handshakes at the pace the CPUs allow.
+    pub handshake_queue: usize,
+    /// How long a connection may wait in the handshake queue; then it is closed (and the device retries).
+    pub handshake_queue_wait: std::time::Duration,
 }
 
 impl DeviceLimits {
-    /// The defaults: 65,536 connections, 256 of them in their handshake.
+    /// The defaults: 65,536 connections, 256 of them in their handshake, 16,384 more waiting for one at most 20 s.
     pub const DEFAULT: DeviceLimits = DeviceLimits {
         max_connections: 65_536,
         max_handshakes: 256,
+        handshake_queue: 16_384,
+        handshake_queue_wait: std::time::Duration::from_secs(20),
     };
 
-    /// Sets both limits.
+    /// Sets the connection and handshake limits.
     #[must_use]
     pub const fn with(mut self, max_connections: usize, max_handshakes: usize) -> Self {
         self.max_connections = max_connections;
         self.max_handshakes = max_handshakes;
+        self
+    }
+
+    /// Sets the handshake queue: `length` connections at most, each waiting `wait` at most (0: no queue, a
+    /// connection past `max_handshakes` is closed at once).
+    #[must_use]
+    pub const fn with_handshake_queue(mut self, length: usize, wait: std::time::Duration) -> Self {
+        self.handshake_queue = length;
+        self.handshake_queue_wait = wait;
         self
     }
 }
@@ -288,6 +309,7 @@ pub async fn accept_devices_with(
     }
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
+    let queued = Arc::new(AtomicUsize::new(0));
     let mut log = FullLog {
         last: None,
         refused: 0,
@@ -304,30 +326,70 @@ pub async fn accept_devices_with(
             ));
             continue;
         };
-        let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() else {
+        let _ = stream.set_nodelay(true);
+        // The semaphore hands a freed slot to the longest waiter first, so a slot taken here means no one waits.
+        if let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() {
+            start_device(&cloud, &hub, stream, connection, handshake);
+            continue;
+        }
+        if queued.load(Ordering::Relaxed) >= limits.handshake_queue {
             log.refused(&format!(
-                "{} handshakes are under way, the most it runs at once",
-                limits.max_handshakes
+                "{} handshakes are under way and {} wait, the most it queues",
+                limits.max_handshakes, limits.handshake_queue
             ));
             continue;
-        };
-        // Taken per connection: a rotation applies from the next handshake on, and connected devices keep theirs.
-        let Some(keys) = cloud.handshake_keys() else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let slots = Slots {
-            _connection: connection,
-            handshake: Some(handshake),
-        };
-        tokio::spawn(run_device(
+        }
+        queued.fetch_add(1, Ordering::Relaxed);
+        let waiting = QueuedHandshake(Arc::clone(&queued));
+        let (cloud, hub, handshakes) = (
             Arc::clone(&cloud),
             Arc::clone(&hub),
-            keys,
-            stream,
-            slots,
-        ));
+            Arc::clone(&handshakes),
+        );
+        tokio::spawn(async move {
+            let admitted =
+                tokio::time::timeout(limits.handshake_queue_wait, handshakes.acquire_owned()).await;
+            drop(waiting);
+            // Past its wait the connection is closed: the device retries, as it does after any failed attempt.
+            if let Ok(Ok(handshake)) = admitted {
+                start_device(&cloud, &hub, stream, connection, handshake);
+            }
+        });
     }
+}
+
+/// One place in the handshake queue, given back however the wait ends.
+struct QueuedHandshake(Arc<AtomicUsize>);
+
+impl Drop for QueuedHandshake {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts a device connection's task once it holds a handshake slot.
+fn start_device(
+    cloud: &Arc<Cloud>,
+    hub: &Arc<LiveHub>,
+    stream: TcpStream,
+    connection: OwnedSemaphorePermit,
+    handshake: OwnedSemaphorePermit,
+) {
+    // Taken per connection: a rotation applies from the next handshake on, and connected devices keep theirs.
+    let Some(keys) = cloud.handshake_keys() else {
+        return;
+    };
+    let slots = Slots {
+        _connection: connection,
+        handshake: Some(handshake),
+    };
+    tokio::spawn(run_device(
+        Arc::clone(cloud),
+        Arc::clone(hub),
+        keys,
+        stream,
+        slots,
+    ));
 }
 
 /// What a device connection holds of the listener's limits: its connection, and its handshake until it is done.
@@ -420,9 +482,82 @@ fn parse_description(json: &[u8]) -> Result<(Description, BTreeMap<String, VarTy
     Ok((out, types))
 }
 
-/// The tokio driver of one device connection.
-type DeviceDriver =
-    Driver<CloudConnection<HandshakeKey, StateKeys, NonceTap<super::SystemRng>>, TcpStream>;
+/// One device's session.
+type DeviceSession = CloudConnection<HandshakeKey, StateKeys, NonceTap<super::SystemRng>>;
+
+/// The driver of one device connection while it has work: its session, its socket and a frame buffer.
+type DeviceDriver = Driver<DeviceSession, DeviceSocket, TokioClock, Vec<u8>>;
+
+/// A device's socket as the driver's transport. A read never waits: one that finds nothing says so
+/// ([`Received::TimedOut`]) and marks the socket drained, and the task then parks the connection, giving its frame
+/// buffer back, until the socket is readable, a request arrives or the session's timer is due. A write waits (the
+/// frame being sent keeps its buffer until the kernel took it).
+struct DeviceSocket {
+    stream: TcpStream,
+    drained: AtomicBool,
+}
+
+impl Transport for DeviceSocket {
+    type Error = std::io::Error;
+
+    async fn read(
+        &mut self,
+        buf: &mut [u8],
+        _timeout: Option<std::time::Duration>,
+    ) -> std::io::Result<Received> {
+        loop {
+            return match self.stream.try_read(buf) {
+                Ok(0) => Ok(Received::Eof),
+                Ok(n) => Ok(Received::Data(n)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.drained.store(true, Ordering::Relaxed);
+                    Ok(Received::TimedOut)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    async fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.write(buf).await
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        // A TCP stream buffers nothing in user space (the driver writes each round's frames in one call).
+        Ok(())
+    }
+}
+
+/// A parked connection: the session and its socket, without a frame buffer.
+struct Parked {
+    session: DeviceSession,
+    socket: DeviceSocket,
+    clock: TokioClock,
+}
+
+impl Parked {
+    /// Waits until the connection has work: bytes (or the end) on its socket, a request in `mailbox`, or the
+    /// session's timer.
+    async fn wait(&mut self, mailbox: &Mailbox) {
+        let due = self
+            .session
+            .poll_timeout()
+            .map(|at| at.saturating_duration_since(self.clock.now()));
+        let timer = async {
+            match due {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            // An error here is met again by the next read, which reports it.
+            _ = self.socket.stream.readable() => {}
+            () = mailbox.wake.notified() => {}
+            () = timer => {}
+        }
+    }
+}
 
 async fn run_device(
     cloud: Arc<Cloud>,
@@ -434,14 +569,18 @@ async fn run_device(
     let asked = Arc::new(Mutex::new(None));
     let (server_key, rng) = keys.for_connection(super::system_rng());
     let handshake_key = server_key.clone();
-    let conn = CloudConnection::new(
+    let session = CloudConnection::new(
         Instant::ZERO,
         server_key,
         StateKeys(Arc::clone(&cloud), Arc::clone(&asked)),
         rng,
         CloudConfig::default(),
     );
-    let mut driver = Driver::with_vec(conn, Tokio(stream), TokioClock::new());
+    let socket = DeviceSocket {
+        stream,
+        drained: AtomicBool::new(false),
+    };
+    let mut driver = Driver::with_vec(session, socket, TokioClock::new());
     let mailbox = Arc::new(Mailbox::default());
     let mut task = DeviceTask {
         session: SessionCleanup {
@@ -462,20 +601,40 @@ async fn run_device(
         waiting_reads: Vec::new(),
     };
     loop {
-        tokio::select! {
-            event = driver.drive() => match event {
-                Ok(Some(event)) => task.on_event(&mut driver, event),
-                Ok(None) => {}
-                Err(e) => {
-                    task.on_failure(&e);
-                    break;
-                }
-            },
-            () = mailbox.wake.notified() => {
-                while let Some(command) = mailbox.take() {
-                    task.on_command(&mut driver, command);
+        // Work until the socket is drained and the session has nothing more to say.
+        loop {
+            driver.transport().drained.store(false, Ordering::Relaxed);
+            tokio::select! {
+                event = driver.drive() => match event {
+                    Ok(Some(event)) => task.on_event(&mut driver, event),
+                    Ok(None) => {
+                        if driver.transport().drained.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        task.on_failure(&e);
+                        return;
+                    }
+                },
+                () = mailbox.wake.notified() => {
+                    while let Some(command) = mailbox.take() {
+                        task.on_command(&mut driver, command);
+                    }
                 }
             }
+        }
+        // Idle: the frame buffer goes back to the allocator until there is work again.
+        let (session, socket, clock, _buffer) = driver.into_parts();
+        let mut parked = Parked {
+            session,
+            socket,
+            clock,
+        };
+        parked.wait(&mailbox).await;
+        driver = Driver::with_vec(parked.session, parked.socket, parked.clock);
+        while let Some(command) = mailbox.take() {
+            task.on_command(&mut driver, command);
         }
     }
 }
