@@ -220,17 +220,31 @@ fn progress(json: bool, len: u64, what: &str) -> ProgressBar {
 }
 
 struct Api {
+    addr: SocketAddr,
     client: Client,
     token: String,
 }
 
 impl Api {
     async fn health(&mut self) -> Result<Value, String> {
-        let r = self
+        let r = match self
             .client
             .request("GET", "/server/health", &[], None)
             .await
-            .map_err(|e| e.to_string())?;
+        {
+            Ok(r) => r,
+            // The cloud closes a keep-alive connection idle for 10 s (a long connect phase): one more try on a new
+            // one.
+            Err(_) => {
+                self.client = Client::connect(self.addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.client
+                    .request("GET", "/server/health", &[], None)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
         r.json()
             .filter(|_| r.status == 200)
             .ok_or_else(|| format!("/server/health answered {}", r.status))
@@ -304,7 +318,11 @@ async fn login(api: SocketAddr) -> Result<Api, String> {
                 String::from_utf8_lossy(&r.body)
             )
         })?;
-    Ok(Api { client, token })
+    Ok(Api {
+        addr: api,
+        client,
+        token,
+    })
 }
 
 /// Provisions ids `0..count` with `pem` over `connections` API connections.
