@@ -8,9 +8,11 @@
 //! session's keys and counters, the device's description, and its socket.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use spark_protocol::session::cloud::{
@@ -24,7 +26,7 @@ use spark_protocol::session::{Connection, Instant};
 use spark_protocol::wire::describe::{Description as WireDescription, VarType};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableValue,
@@ -51,12 +53,19 @@ type Answer<T> = oneshot::Sender<Result<T, HubError>>;
 /// Requests a connection may have queued before further ones are refused as busy.
 const MAILBOX_LIMIT: usize = 64;
 
-/// Where the REST layer leaves requests for one connection: empty, it holds no allocation.
+/// Where the REST layer leaves requests for one connection: empty, it holds no allocation. The connection's task
+/// waits on it through [`Mailbox::poll_ready`], which keeps the task's waker beside the queue (no future of its own
+/// in the task while it waits).
 #[derive(Debug, Default)]
 struct Mailbox {
-    queue: Mutex<VecDeque<Command>>,
-    wake: Notify,
+    inner: Mutex<MailboxInner>,
     closed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct MailboxInner {
+    queue: VecDeque<Command>,
+    waker: Option<Waker>,
 }
 
 impl Mailbox {
@@ -64,30 +73,51 @@ impl Mailbox {
         if self.closed.load(Ordering::Acquire) {
             return Err(HubError::NotConnected);
         }
-        let mut queue = lock(&self.queue);
-        if queue.len() >= MAILBOX_LIMIT {
+        let mut inner = lock(&self.inner);
+        if inner.queue.len() >= MAILBOX_LIMIT {
             return Err(HubError::Busy("too many requests queued".into()));
         }
-        queue.push_back(command);
-        drop(queue);
-        self.wake.notify_one();
+        inner.queue.push_back(command);
+        let waker = inner.waker.take();
+        drop(inner);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         Ok(())
     }
 
     fn take(&self) -> Option<Command> {
-        let mut queue = lock(&self.queue);
-        let command = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > 0 {
+        let mut inner = lock(&self.inner);
+        let command = inner.queue.pop_front();
+        if inner.queue.is_empty() && inner.queue.capacity() > 0 {
             // Give the memory back: most connections see a request now and then, not a stream of them.
-            *queue = VecDeque::new();
+            inner.queue = VecDeque::new();
         }
         command
+    }
+
+    /// Ready when a request waits; otherwise the task of `cx` is woken by the next one.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = lock(&self.inner);
+        if !inner.queue.is_empty() {
+            return Poll::Ready(());
+        }
+        if !inner
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            inner.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Refuses further requests; those still queued are answered `NotConnected` when dropped.
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        lock(&self.queue).clear();
+        let mut inner = lock(&self.inner);
+        inner.queue.clear();
+        inner.waker = None;
     }
 }
 
@@ -544,18 +574,24 @@ impl Parked {
             .session
             .poll_timeout()
             .map(|at| at.saturating_duration_since(self.clock.now()));
-        let timer = async {
-            match due {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
+        let mut timer = std::pin::pin!(due.map(tokio::time::sleep));
+        let stream = &self.socket.stream;
+        // Polled by hand rather than a `select!` of three futures: the socket's readiness and the mailbox keep the
+        // waker themselves, so the waiting task stores only the timer.
+        std::future::poll_fn(|cx| {
+            if mailbox.poll_ready(cx).is_ready() {
+                return Poll::Ready(());
             }
-        };
-        tokio::select! {
             // An error here is met again by the next read, which reports it.
-            _ = self.socket.stream.readable() => {}
-            () = mailbox.wake.notified() => {}
-            () = timer => {}
-        }
+            if stream.poll_read_ready(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            match timer.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.poll(cx),
+                None => Poll::Pending,
+            }
+        })
+        .await;
     }
 }
 
@@ -587,7 +623,7 @@ async fn run_device(
         cloud,
         hub,
         asked,
-        handshake_key,
+        handshake_key: Some(Box::new(handshake_key)),
         slots,
         pending: Requests::default(),
         types: None,
@@ -645,7 +681,7 @@ async fn work(
                     return None;
                 }
             },
-            () = mailbox.wake.notified() => {
+            () = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {
                 while let Some(command) = mailbox.take() {
                     task.on_command(&mut driver, command);
                 }
@@ -666,8 +702,9 @@ struct DeviceTask {
     hub: Arc<LiveHub>,
     /// The id the device gave in its handshake (for the log line of a failed one).
     asked: Arc<Mutex<Option<String>>>,
-    /// This connection's server key (a clone sharing its state): which key the handshake used.
-    handshake_key: HandshakeKey,
+    /// This connection's server key (a clone sharing its state): which key the handshake used. Boxed and dropped
+    /// once the handshake is done.
+    handshake_key: Option<Box<HandshakeKey>>,
     slots: Slots,
     /// Runs on every way out of the task, a panic included: the hub never keeps a dead connection's mailbox.
     session: SessionCleanup,
@@ -764,8 +801,11 @@ impl DeviceTask {
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
         lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
         super::console::record_hello(&self.cloud, &device, info);
-        let used = self.handshake_key.used_fingerprint();
-        self.cloud.record_key_use(&device, used);
+        if let Some(key) = self.handshake_key.take() {
+            self.cloud.record_key_use(&device, key.used_fingerprint());
+        }
+        // The id asked for is only needed to log a failed handshake.
+        *lock(&self.asked) = None;
         self.cloud.device_online(&device);
         let now = driver.now();
         if let Ok(r) = driver.connection_mut().describe(now) {
@@ -942,6 +982,6 @@ mod footprint {
         let parked = size_of::<super::Parked>();
         let task = size_of::<super::DeviceTask>();
         assert!(parked <= 700, "the parked session takes {parked} bytes");
-        assert!(task <= 400, "the device task takes {task} bytes");
+        assert!(task <= 300, "the device task takes {task} bytes");
     }
 }
