@@ -263,11 +263,13 @@ pub struct DeviceLimits {
 }
 
 impl DeviceLimits {
-    /// The defaults: 65,536 connections, 256 of them in their handshake, 16,384 more waiting for one at most 20 s.
+    /// The defaults: 65,536 connections, 256 of them in their handshake and the others of a storm waiting for one
+    /// (a queue as long as the connection cap: a queued connection costs about 600 bytes besides its socket), each
+    /// at most 20 s, the time a Core waits for its handshake before it gives up and reconnects.
     pub const DEFAULT: DeviceLimits = DeviceLimits {
         max_connections: 65_536,
         max_handshakes: 256,
-        handshake_queue: 16_384,
+        handshake_queue: 65_536,
         handshake_queue_wait: std::time::Duration::from_secs(20),
     };
 

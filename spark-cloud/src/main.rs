@@ -168,10 +168,24 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             args.handshake_queue,
             std::time::Duration::from_secs(args.handshake_queue_wait),
         );
-    let (device_addr, device_task) =
-        devices::listen_with(Arc::clone(&cloud), hub, args.device, device_limits)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
+    // The devices run on a runtime of their own: a handshake's RSA runs on the thread that reads it, and during a
+    // reconnect storm every device thread is busy with them. The REST API keeps its own threads, which the kernel
+    // schedules beside them, so that it keeps answering.
+    let device_runtime = DeviceRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("spark-devices")
+            .enable_all()
+            .build()?,
+    ));
+    let listening = device_runtime.spawn(devices::listen_with(
+        Arc::clone(&cloud),
+        hub,
+        args.device,
+        device_limits,
+    ));
+    let (device_addr, device_task) = listening
+        .await?
+        .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
     let http_limits =
         cloud::HttpLimits::DEFAULT.with_max_connections_per_address(args.max_http_per_address);
     let reloading = Arc::clone(&cloud);
@@ -190,6 +204,31 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     device_task.abort();
     running.shutdown();
     Ok(())
+}
+
+/// The device listener's runtime, shut down without waiting when the cloud stops (a runtime may not be dropped from
+/// inside another one's task).
+struct DeviceRuntime(Option<tokio::runtime::Runtime>);
+
+impl DeviceRuntime {
+    fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.0 {
+            Some(runtime) => runtime.spawn(future),
+            None => tokio::spawn(future),
+        }
+    }
+}
+
+impl Drop for DeviceRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Raises the soft limit of open files to the hard one: each device connection holds a descriptor, and the usual soft

@@ -1113,6 +1113,7 @@ async fn storm_phase(
     }
     started?;
     let t0 = Instant::now();
+    let cpu0 = sample(target.pid);
     fleet.counting.store(true, Ordering::Relaxed);
 
     // The REST API meanwhile: one device's record, every 10 ms, on one keep-alive connection.
@@ -1154,7 +1155,8 @@ async fn storm_phase(
     }
     let back = t0.elapsed();
     let online = fleet.online.load(Ordering::Relaxed);
-    let rss_after = sample(target.pid).map(|s| s.rss_kib);
+    let cpu1 = sample(target.pid);
+    let rss_after = cpu1.map(|s| s.rss_kib);
     stop.store(true, Ordering::Relaxed);
     let (mut times, errors) = prober.await.map_err(|e| e.to_string())?;
     for core in cores {
@@ -1193,6 +1195,22 @@ async fn storm_phase(
             rss_after.unwrap_or(0),
         ),
     );
+    // On a machine shared with other work the wall-clock pace says how much CPU the cloud got; its CPU per
+    // handshake during the storm says how it used it.
+    if let (Some(a), Some(b), Some(f)) = (cpu0, cpu1, floor)
+        && online > 0
+    {
+        let cpu = procfs::ticks_to_duration(b.cpu_ticks.saturating_sub(a.cpu_ticks), tck);
+        report.figure(
+            "storm_cpu_per_handshake_over_floor",
+            json!(cpu.as_secs_f64() / online as f64 / f.as_secs_f64()),
+            format!(
+                "  {:<42} {:>12.3} x          (cloud CPU during the storm per Core back / RSA floor)",
+                "storm CPU per handshake / RSA floor",
+                cpu.as_secs_f64() / online as f64 / f.as_secs_f64()
+            ),
+        );
+    }
     if let Some(pace) = floor_pace {
         report.goal(
             "storm_pace_over_floor",
