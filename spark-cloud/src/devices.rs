@@ -597,13 +597,15 @@ impl Parked {
     }
 }
 
-async fn run_device(
+/// A device connection's task. It is built here, outside the future, so that the future keeps only what an idle
+/// connection needs (its boxed state, its mailbox and its wait), not the arguments it was made from.
+fn run_device(
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     keys: LoadedKeys,
     stream: TcpStream,
     slots: Slots,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let asked = Arc::new(Mutex::new(None));
     let (server_key, rng) = keys.for_connection(super::system_rng());
     let handshake_key = server_key.clone();
@@ -615,7 +617,7 @@ async fn run_device(
         CloudConfig::default(),
     );
     let mailbox = Arc::new(Mailbox::default());
-    let mut task = DeviceTask {
+    let mut task = Box::new(DeviceTask {
         session: SessionCleanup {
             cloud: Arc::clone(&cloud),
             hub: Arc::clone(&hub),
@@ -632,7 +634,7 @@ async fn run_device(
         description: None,
         subscriptions: Vec::new(),
         waiting_reads: Vec::new(),
-    };
+    });
     let mut parked = Box::new(Parked {
         session,
         socket: DeviceSocket {
@@ -641,14 +643,16 @@ async fn run_device(
         },
         clock: TokioClock::new(),
     });
-    loop {
-        // The working state (driver, frame buffer, the driver's futures) lives in its own allocation while the
-        // connection has work, so that the task of an idle connection keeps only the parked session.
-        match Box::pin(work(parked, &mut task, &mailbox)).await {
-            Some(idle) => parked = idle,
-            None => return,
+    async move {
+        loop {
+            // The working state (driver, frame buffer, the driver's futures) lives in its own allocation while the
+            // connection has work, so that the task of an idle connection keeps only the parked session.
+            match Box::pin(work(parked, &mut task, &mailbox)).await {
+                Some(idle) => parked = idle,
+                None => return,
+            }
+            parked.wait(&mailbox).await;
         }
-        parked.wait(&mailbox).await;
     }
 }
 
