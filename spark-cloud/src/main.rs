@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! spark-cloud [--dir DIR] [--http ADDR] [--device ADDR] [--key-bits N] [--webhook-allow CIDR|HOST]...
-//!             [--max-http-per-address N] [--max-devices N] [--max-handshakes N] [--udp-listen ADDR]
+//!             [--max-http-per-address N] [--max-devices N] [--max-handshakes N] [--handshake-queue N]
+//!             [--handshake-queue-wait SECONDS] [--udp-listen ADDR]
 //! spark-cloud [--dir DIR] user add NAME        # the password from stdin, or a prompt on a terminal
 //! spark-cloud [--dir DIR] keys rotate          # new server key; the old one accepted until `keys retire`
 //! spark-cloud [--dir DIR] keys retire          # ends the migration window: the old key is refused
@@ -16,6 +17,8 @@
 //! Prints one JSON line on stdout once listening, `{"http":"127.0.0.1:8080","device":...,"dir":"..."}`, so that a
 //! parent process started with port 0 learns the chosen ports. Users are read when the cloud starts: add them
 //! before starting it (or restart it).
+//!
+//! Each device holds a descriptor: on start the cloud raises its open-file limit (`RLIMIT_NOFILE`) to the hard limit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +62,12 @@ struct Args {
     /// free port). Off by default. Their server key is `udp_key.pub.pem` in the directory.
     #[arg(long, value_name = "ADDR")]
     udp_listen: Option<SocketAddr>,
+    /// Device connections waiting for a handshake slot at most (in arrival order); past it a new one is closed.
+    #[arg(long, value_name = "N", default_value_t = devices::DeviceLimits::DEFAULT.handshake_queue)]
+    handshake_queue: usize,
+    /// Seconds a device connection may wait in the handshake queue before it is closed (the device retries).
+    #[arg(long, value_name = "SECONDS", default_value_t = devices::DeviceLimits::DEFAULT.handshake_queue_wait.as_secs())]
+    handshake_queue_wait: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -156,21 +165,43 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let hub = devices::LiveHub::new();
     let cloud = cloud::open(&config, Arc::clone(&hub) as Arc<dyn cloud::hub::DeviceHub>)?;
     cloud.webhooks().set_policy(webhook_policy(&args));
-    let device_limits = devices::DeviceLimits::DEFAULT.with(args.max_devices, args.max_handshakes);
-    let (device_addr, device_task) = devices::listen_with(
+    raise_open_files_limit();
+    let device_limits = devices::DeviceLimits::DEFAULT
+        .with(args.max_devices, args.max_handshakes)
+        .with_handshake_queue(
+            args.handshake_queue,
+            std::time::Duration::from_secs(args.handshake_queue_wait),
+        );
+    // The devices run on a runtime of their own: a handshake's RSA runs on the thread that reads it, and during a
+    // reconnect storm every device thread is busy with them. The REST API keeps its own threads, which the kernel
+    // schedules beside them, so that it keeps answering.
+    let device_runtime = DeviceRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("spark-devices")
+            .enable_all()
+            .build()?,
+    ));
+    let listening = device_runtime.spawn(devices::listen_with(
         Arc::clone(&cloud),
         Arc::clone(&hub),
         args.device,
         device_limits,
-    )
-    .await
-    .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
+    ));
+    let (device_addr, device_task) = listening
+        .await?
+        .map_err(|e| format!("cannot listen on {}: {e}", args.device))?;
     let udp = match args.udp_listen {
         Some(addr) => {
             let limits = cloud::udp::UdpLimits::DEFAULT.with(args.max_devices, args.max_handshakes);
             Some(
-                cloud::udp::listen_udp(Arc::clone(&cloud), hub, addr, limits)
-                    .await
+                device_runtime
+                    .spawn(cloud::udp::listen_udp(
+                        Arc::clone(&cloud),
+                        hub,
+                        addr,
+                        limits,
+                    ))
+                    .await?
                     .map_err(|e| format!("cannot listen on udp {addr}: {e}"))?,
             )
         }
@@ -199,6 +230,48 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     running.shutdown();
     Ok(())
 }
+
+/// The device listener's runtime, shut down without waiting when the cloud stops (a runtime may not be dropped from
+/// inside another one's task).
+struct DeviceRuntime(Option<tokio::runtime::Runtime>);
+
+impl DeviceRuntime {
+    fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.0 {
+            Some(runtime) => runtime.spawn(future),
+            None => tokio::spawn(future),
+        }
+    }
+}
+
+impl Drop for DeviceRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Raises the soft limit of open files to the hard one: each device connection holds a descriptor, and the usual soft
+/// limit (1,024) is far below the devices one cloud holds.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            eprintln!("spark-cloud: cannot raise the open-file limit; devices past it are refused");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() {}
 
 /// Which addresses webhooks may reach: the `--webhook-allow` list; without one, any address for a cloud whose REST
 /// API only loopback clients reach (they can reach those addresses themselves), public ones otherwise.

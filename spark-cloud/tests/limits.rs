@@ -150,7 +150,10 @@ async fn the_device_listener_refuses_newcomers_past_its_caps_and_keeps_its_devic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_handshakes_are_bounded_apart_from_connections() {
-    let device_limits = DeviceLimits::DEFAULT.with(64, 1);
+    // No queue: a connection past the handshake cap is closed at once.
+    let device_limits = DeviceLimits::DEFAULT
+        .with(64, 1)
+        .with_handshake_queue(0, Duration::ZERO);
     let mut env = Env::start_limited(HttpLimits::DEFAULT, device_limits).await;
     let core = env.online_core(CORE, ServicePack::SP_1_28, &[]).await;
     let (_idle, got) = first_bytes(env.device_addr).await;
@@ -162,4 +165,91 @@ async fn pending_handshakes_are_bounded_apart_from_connections() {
         .await
         .unwrap();
     assert_eq!(result.return_value, 0);
+}
+
+/// Whether `s` has sent nothing and is still open after a short look (a queued connection).
+fn silent(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    matches!(s.read(&mut byte), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+}
+
+/// The 40-byte nonce a connection gets once its handshake starts (0 when it is closed first).
+fn nonce_len(s: &mut TcpStream) -> usize {
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 40];
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_handshake_cap_wait_and_are_admitted_in_arrival_order() {
+    let device_limits = DeviceLimits::DEFAULT
+        .with(64, 1)
+        .with_handshake_queue(8, PATIENCE);
+    let mut env = Env::start_limited(HttpLimits::DEFAULT, device_limits).await;
+    let core = env.online_core(CORE, ServicePack::SP_1_28, &[]).await;
+    // The one handshake slot, held by a connection that never answers its nonce.
+    let (first, got) = first_bytes(env.device_addr).await;
+    assert_eq!(got, 40);
+    // Three more wait their turn: open, and told nothing yet.
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from(Ipv4Addr::LOCALHOST, env.device_addr).await;
+        assert!(
+            silent(&mut s),
+            "a connection past the handshake cap was not queued"
+        );
+        queued.push(s);
+    }
+    // Each freed slot goes to the longest waiter: the others keep waiting.
+    drop(first);
+    for at in 0..queued.len() {
+        assert_eq!(
+            nonce_len(&mut queued[at]),
+            40,
+            "waiter {at} was not admitted next"
+        );
+        for (later, s) in queued.iter_mut().enumerate().skip(at + 1) {
+            assert!(silent(s), "waiter {later} was admitted before waiter {at}");
+        }
+        // Closing the admitted connection ends its handshake and frees the slot.
+        queued[at].shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    // The established Core was served throughout.
+    let result = within(env.api.call_function(&core.id, "digitalread", "D7"))
+        .await
+        .unwrap();
+    assert_eq!(result.return_value, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_the_handshake_queue_or_its_wait_is_closed_not_held() {
+    // One handshake slot, one place in the queue, a short wait.
+    let device_limits = DeviceLimits::DEFAULT
+        .with(64, 1)
+        .with_handshake_queue(1, Duration::from_secs(1));
+    let env = Env::start_limited(HttpLimits::DEFAULT, device_limits).await;
+    let (_holder, got) = first_bytes(env.device_addr).await;
+    assert_eq!(got, 40);
+    let mut waiting = connect_from(Ipv4Addr::LOCALHOST, env.device_addr).await;
+    assert!(silent(&mut waiting), "the first waiter was not queued");
+    // The queue is full: the next connection is closed at once (the Core takes it as a cue to retry).
+    let mut over = connect_from(Ipv4Addr::LOCALHOST, env.device_addr).await;
+    assert!(read_to_close(&mut over).is_empty());
+    // The waiter is closed once its wait is over, without a nonce: the slot never freed.
+    assert!(read_to_close(&mut waiting).is_empty());
+    // Its place is free again: a newcomer queues.
+    let mut next = connect_from(Ipv4Addr::LOCALHOST, env.device_addr).await;
+    assert!(
+        silent(&mut next),
+        "the freed place in the queue was not reused"
+    );
 }

@@ -47,6 +47,8 @@ const EVENTS_PER_WRITE: usize = 32;
 pub struct CoreKeys {
     /// The devices' private key.
     pub device: PrivateKey,
+    /// Its public half.
+    pub device_public: PublicKey,
     /// The cloud's public key.
     pub server: PublicKey,
 }
@@ -70,51 +72,117 @@ pub async fn connect(target: SocketAddr, source: Option<IpAddr>) -> std::io::Res
     Ok(stream)
 }
 
-/// Runs an idle Core with id `id` until its session ends (or the task is aborted). `up` hears when its session is
-/// established, or why it failed before.
+/// What the idle Cores report together, for the reconnect storm.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    /// Cores whose session is established now.
+    pub online: AtomicU64,
+    /// Connection attempts counted ([`Fleet::counting`] set when they started) that ended before a session.
+    pub refused: AtomicU64,
+    /// The most refused attempts in a row of any one Core (counted attempts only).
+    pub most_refused_in_a_row: AtomicU64,
+    /// Whether attempts are counted now (the storm sets it once the restarted cloud listens).
+    pub counting: AtomicBool,
+}
+
+/// How an idle Core behaves when its session ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// The longest pause before the next attempt; each pause is drawn uniformly below it, as the jitter of real
+    /// Cores spreads their retries. Zero: the Core stops at the end of its first session.
+    pub interval: std::time::Duration,
+}
+
+/// Runs an idle Core with id `id` (or, with a [`Retry`] interval, reconnects it after each session or failed
+/// attempt until the task is aborted). `up` hears when its first session is established, or why the first attempt
+/// failed; `fleet` counts it online while a session is up.
 pub async fn idle_core(
     id: [u8; 12],
     target: SocketAddr,
     source: Option<IpAddr>,
     keys: Arc<CoreKeys>,
     up: oneshot::Sender<Result<(), String>>,
+    fleet: Arc<Fleet>,
+    retry: Retry,
 ) {
     let mut up = Some(up);
-    let fail = |up: &mut Option<oneshot::Sender<Result<(), String>>>, why: String| {
-        if let Some(up) = up.take() {
-            let _ = up.send(Err(why));
+    let mut refused_in_a_row = 0u64;
+    let mut jitter = match rng() {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(up) = up.take() {
+                let _ = up.send(Err(e));
+            }
+            return;
         }
     };
+    loop {
+        let counted = fleet.counting.load(Ordering::Relaxed);
+        let mut online = false;
+        let ended = one_session(id, target, source, &keys, &mut || {
+            online = true;
+            fleet.online.fetch_add(1, Ordering::Relaxed);
+            if let Some(up) = up.take() {
+                let _ = up.send(Ok(()));
+            }
+        })
+        .await;
+        if online {
+            fleet.online.fetch_sub(1, Ordering::Relaxed);
+            refused_in_a_row = 0;
+        } else if counted {
+            fleet.refused.fetch_add(1, Ordering::Relaxed);
+            refused_in_a_row += 1;
+            fleet
+                .most_refused_in_a_row
+                .fetch_max(refused_in_a_row, Ordering::Relaxed);
+        }
+        if let Some(up) = up.take() {
+            let _ = up.send(Err(ended));
+        }
+        if retry.interval.is_zero() {
+            return;
+        }
+        let pause =
+            rand::RngExt::random_range(&mut jitter, 0..retry.interval.as_millis().max(1) as u64);
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+    }
+}
+
+/// One connection of an idle Core, until its session ends: why it ended. `connected` runs once the session is up.
+async fn one_session(
+    id: [u8; 12],
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    keys: &Arc<CoreKeys>,
+    connected: &mut impl FnMut(),
+) -> String {
     let stream = match connect(target, source).await {
         Ok(s) => s,
-        Err(e) => return fail(&mut up, format!("connect {target}: {e}")),
+        Err(e) => return format!("connect {target}: {e}"),
     };
     let rng = match rng() {
         Ok(r) => r,
-        Err(e) => return fail(&mut up, e),
+        Err(e) => return e,
     };
     let handshake = RsaHandshake::new(&keys.device, &keys.server, rng);
     let mut clock = TokioClock::new();
     let now = clock.now();
     let mut conn = DeviceConnection::new(now, DeviceConfig::new(id), handshake, NoFirmware);
     if let Err(e) = conn.register_function(FUNCTION.as_bytes()) {
-        return fail(&mut up, format!("register: {e}"));
+        return format!("register: {e}");
     }
     let mut driver = Driver::with_vec(conn, Tokio(stream), clock);
     loop {
         match driver.next_event().await {
-            Ok(DeviceEvent::Connected) => {
-                if let Some(up) = up.take() {
-                    let _ = up.send(Ok(()));
-                }
-            }
+            Ok(DeviceEvent::Connected) => connected(),
             Ok(DeviceEvent::FunctionCall(call)) => {
                 let _ = driver
                     .connection_mut()
                     .function_return(call.call, FUNCTION_RESULT);
             }
             Ok(_) => {}
-            Err(e) => return fail(&mut up, format!("session: {e}")),
+            Err(e) => return format!("session: {e}"),
         }
     }
 }

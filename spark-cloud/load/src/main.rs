@@ -1,7 +1,7 @@
-//! `spark-load`: measures a local cloud under load and prints each figure against its goal.
+//! `spark-load`: measures a local cloud under load and prints each figure against its goal (issue 18's goals).
 //!
 //! ```text
-//! spark-load [--devices 10000] [--rtt-devices 1000] [--calls 5000] [--publishers 8] [--event-seconds 5] [--json]
+//! spark-load [--devices 10000] [--calls 5000] [--publishers 8] [--event-seconds 5] [--storm 2000] [--json]
 //! spark-load --cloud 127.0.0.1:5683 --api 127.0.0.1:8080 --dir STATE_DIR [--pid PID] ...
 //! ```
 //!
@@ -9,14 +9,25 @@
 //! directory, and stops it at the end. It reads the cloud's CPU time (`/proc/<pid>/stat`) and resident memory
 //! (`/proc/<pid>/status`) around each phase:
 //!
-//! 1. provisioning: a user, a token, and `--devices` + `--publishers` device ids, all with one device key;
+//! 1. provisioning: a user, a token, and the device ids over `--provision-connections` API connections, each
+//!    answered once durable: devices per second;
 //! 2. connect: `--devices` idle Cores (`DeviceConnection` on the tokio driver), `--concurrency` handshakes at a
-//!    time: handshakes per second, cloud CPU per handshake, and resident memory per connected idle device;
-//! 3. calls: all but `--rtt-devices` Cores disconnect, then `--calls` function calls one after another through the
-//!    REST API, each to the next Core: median and p99 round trip;
-//! 4. events: one event-stream subscriber and `--publishers` Cores publishing as fast as they can for
-//!    `--event-seconds`: events per second received by the subscriber;
-//! 5. subscribers: `--subscribers` event streams opened and closed; the cloud's subscriber count must drop back.
+//!    time: handshakes per second, cloud CPU per handshake over the RSA floor measured in this process, and
+//!    resident memory per connected idle device;
+//! 3. calls: `--calls` function calls one after another through the REST API, each to the next Core, with every
+//!    Core connected (or `--rtt-devices`): median and p99 round trip;
+//! 4. events: one event-stream subscriber and `--publishers` Cores publishing for `--event-seconds`: events per
+//!    second received by the subscriber;
+//! 5. subscribers: `--subscribers` event streams opened and closed; the cloud's subscriber count must drop back;
+//! 6. storm: `--storm` Cores that reconnect with jittered pauses (below `--retry-ms`), the cloud killed and started
+//!    again on its directory and ports: time until all are back against the RSA floor's pace on this machine's
+//!    CPUs, REST p99 meanwhile, refused attempts, peak memory.
+//!
+//! What one machine can reach: one process holds as many Cores as its open-file hard limit allows (20,000 in the
+//! container these figures come from; raising it needs `CAP_SYS_RESOURCE`), so 100,000 devices are measured per
+//! device at the largest count the limit allows. The RSA floor is CPU time, so on a machine shared with other work
+//! the storm's wall-clock pace is below it by the share of the CPUs the cloud got; the cloud's CPU per handshake
+//! during the storm is printed beside it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -28,7 +39,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use spark_load::cores::{self, CoreKeys, EVENT_NAME, FUNCTION, FUNCTION_RESULT};
+use spark_load::cores::{self, CoreKeys, EVENT_NAME, FUNCTION, FUNCTION_RESULT, Fleet, Retry};
 use spark_load::http::{Client, EventStream};
 use spark_load::procfs::{self, Sample};
 use spark_load::{PrivateKey, PublicKey, RSA_BACKEND, core_id, id_bytes, quantile};
@@ -45,8 +56,8 @@ struct Args {
     /// Idle Cores to connect (and hold at once).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     devices: u64,
-    /// Cores kept connected for the call round-trip phase.
-    #[arg(long, default_value_t = 1_000)]
+    /// Cores kept connected for the call round-trip phase (0: all of them, the goal's case).
+    #[arg(long, default_value_t = 0)]
     rtt_devices: u64,
     /// Function calls timed in the round-trip phase.
     #[arg(long, default_value_t = 5_000)]
@@ -66,6 +77,16 @@ struct Args {
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// API connections provisioning devices at once (each request is answered once its write is durable).
+    #[arg(long, default_value_t = 64)]
+    provision_connections: u64,
+    /// Cores in the reconnect storm: connected, the cloud killed and restarted on its state directory, all
+    /// reconnecting with jittered retries (0 skips it; the goal is set for 20,000).
+    #[arg(long, default_value_t = 2_000)]
+    storm: u64,
+    /// The longest pause of a storm Core before its next attempt (each pause is drawn uniformly below it).
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    retry_ms: u64,
     /// Loopback source addresses for the Cores' connections (127.0.0.1, 127.0.0.2, ...); 0 = one per 20,000.
     #[arg(long, default_value_t = 0)]
     sources: u32,
@@ -122,32 +143,48 @@ fn start_cloud(args: &Args) -> Result<Target, String> {
             temp: None,
         });
     }
+    let temp = std::env::temp_dir().join(format!("spark-load-{}", std::process::id()));
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut target = Target {
+        device: any,
+        api: any,
+        dir: temp.clone(),
+        pid: None,
+        child: None,
+        temp: Some(temp),
+    };
+    spawn_cloud(args, &mut target, any, any)?;
+    Ok(target)
+}
+
+/// Starts the `spark-cloud` binary on `target.dir`, listening on `api` and `device` (port 0: any), and records its
+/// process and addresses in `target`.
+fn spawn_cloud(
+    args: &Args,
+    target: &mut Target,
+    api: SocketAddr,
+    device: SocketAddr,
+) -> Result<(), String> {
     let bin = match &args.cloud_bin {
         Some(bin) => bin.clone(),
         None => std::env::current_exe()
             .map_err(|e| format!("cannot find this executable: {e}"))?
             .with_file_name("spark-cloud"),
     };
-    let temp = std::env::temp_dir().join(format!("spark-load-{}", std::process::id()));
+    let held = args.devices.max(args.storm) + args.publishers + 1024;
     let mut child = std::process::Command::new(&bin)
-        .args(["--dir".as_ref(), temp.as_os_str()])
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--device",
-            "127.0.0.1:0",
-            "--key-bits",
-            "2048",
-        ])
+        .args(["--dir".as_ref(), target.dir.as_os_str()])
+        .args(["--http".to_owned(), api.to_string()])
+        .args(["--device".to_owned(), device.to_string()])
+        .args(["--key-bits", "2048"])
         // Every Core and every stream of this run comes from this machine: the per-address and device caps are
-        // raised to what the run holds, so the run measures the cloud rather than its limits.
+        // raised to what the run holds, so the run measures the cloud rather than its limits. The handshake cap
+        // and queue keep their defaults: the storm measures them.
         .args([
             "--max-http-per-address".to_owned(),
-            (args.subscribers + 64).to_string(),
+            (args.subscribers as u64 + args.provision_connections + 64).to_string(),
             "--max-devices".to_owned(),
-            (args.devices + args.rtt_devices + 1024).to_string(),
-            "--max-handshakes".to_owned(),
-            args.concurrency.max(256).to_string(),
+            held.to_string(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -155,20 +192,13 @@ fn start_cloud(args: &Args) -> Result<Target, String> {
         .spawn()
         .map_err(|e| {
             format!(
-                "cannot start {} (build it with `cargo build --release -p examples`): {e}",
+                "cannot start {} (build it with `cargo build --release -p spark-cloud -p spark-load`): {e}",
                 bin.display()
             )
         })?;
-    let pid = child.id();
+    target.pid = Some(child.id());
     let stdout = child.stdout.take();
-    let mut target = Target {
-        device: SocketAddr::from(([127, 0, 0, 1], 0)),
-        api: SocketAddr::from(([127, 0, 0, 1], 0)),
-        dir: temp.clone(),
-        pid: Some(pid),
-        child: Some(child),
-        temp: Some(temp),
-    };
+    target.child = Some(child);
     let mut line = String::new();
     if let Some(stdout) = stdout {
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
@@ -183,7 +213,7 @@ fn start_cloud(args: &Args) -> Result<Target, String> {
     };
     target.device = addr("device")?;
     target.api = addr("http")?;
-    Ok(target)
+    Ok(())
 }
 
 /// Progress output: a bar on a terminal in text mode, nothing with `--json`.
@@ -201,17 +231,31 @@ fn progress(json: bool, len: u64, what: &str) -> ProgressBar {
 }
 
 struct Api {
+    addr: SocketAddr,
     client: Client,
     token: String,
 }
 
 impl Api {
     async fn health(&mut self) -> Result<Value, String> {
-        let r = self
+        let r = match self
             .client
             .request("GET", "/server/health", &[], None)
             .await
-            .map_err(|e| e.to_string())?;
+        {
+            Ok(r) => r,
+            // The cloud closes a keep-alive connection idle for 10 s (a long connect phase): one more try on a new
+            // one.
+            Err(_) => {
+                self.client = Client::connect(self.addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.client
+                    .request("GET", "/server/health", &[], None)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
         r.json()
             .filter(|_| r.status == 200)
             .ok_or_else(|| format!("/server/health answered {}", r.status))
@@ -285,7 +329,11 @@ async fn login(api: SocketAddr) -> Result<Api, String> {
                 String::from_utf8_lossy(&r.body)
             )
         })?;
-    Ok(Api { client, token })
+    Ok(Api {
+        addr: api,
+        client,
+        token,
+    })
 }
 
 /// Provisions ids `0..count` with `pem` over `connections` API connections.
@@ -417,8 +465,8 @@ async fn run(args: Args) -> Result<Report, String> {
         figures: serde_json::Map::new(),
         misses: Vec::new(),
     };
-    let needed = args.devices + args.publishers + args.subscribers as u64 + 64;
-    if let Some(limit) = procfs::open_files_limit()
+    let needed = args.devices.max(args.storm) + args.publishers + args.subscribers as u64 + 64;
+    if let Some(limit) = procfs::raise_open_files_limit()
         && limit < needed
     {
         return Err(format!(
@@ -426,7 +474,7 @@ async fn run(args: Args) -> Result<Report, String> {
              `ulimit -n {needed}` (the cloud started from here inherits it) or lower --devices"
         ));
     }
-    let target = start_cloud(&args)?;
+    let mut target = start_cloud(&args)?;
     let tck = procfs::ticks_per_second();
     let server_pem = std::fs::read_to_string(target.dir.join("default_key.pem"))
         .map_err(|e| format!("reading the server key in {}: {e}", target.dir.display()))?;
@@ -445,6 +493,8 @@ async fn run(args: Args) -> Result<Report, String> {
         .map_err(|e| format!("device key: {e}"))?;
     let keys = Arc::new(CoreKeys {
         device: PrivateKey::new(&device_key.as_ref_key())
+            .map_err(|e| format!("device key: {e}"))?,
+        device_public: PublicKey::new(&device_key.public_key().as_ref_key())
             .map_err(|e| format!("device key: {e}"))?,
         server: server_public,
     });
@@ -468,8 +518,34 @@ async fn run(args: Args) -> Result<Report, String> {
     );
 
     let mut api = login(target.api).await?;
-    let total = args.devices + args.publishers;
-    provision(target.api, &api.token, &device_pem, total, 4, args.json).await?;
+    let total = args.devices.max(args.storm) + args.publishers;
+    let start = Instant::now();
+    provision(
+        target.api,
+        &api.token,
+        &device_pem,
+        total,
+        args.provision_connections.max(1),
+        args.json,
+    )
+    .await?;
+    let seconds = start.elapsed().as_secs_f64();
+    report.figure(
+        "provisioning",
+        json!({"count": total, "seconds": seconds, "connections": args.provision_connections}),
+        format!(
+            "provisioning: {total} devices in {seconds:.2} s over {} API connections, each answered once durable",
+            args.provision_connections
+        ),
+    );
+    report.goal(
+        "provisioned_per_second",
+        "devices provisioned per second (durable)",
+        "1/s",
+        total as f64 / seconds,
+        5_000.0,
+        false,
+    );
 
     let (mut cores, ok) = connect_phase(
         &args,
@@ -490,6 +566,18 @@ async fn run(args: Args) -> Result<Report, String> {
     }
     for core in cores {
         core.abort();
+    }
+    if args.storm > 0 {
+        storm_phase(
+            &args,
+            &mut target,
+            &keys,
+            &server_private,
+            tck,
+            &api.token,
+            &mut report,
+        )
+        .await?;
     }
     drop(target);
     Ok(report)
@@ -514,6 +602,7 @@ async fn connect_phase(
         args.sources
     };
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let fleet = Arc::new(Fleet::default());
     let bar = progress(args.json, args.devices, "connect");
     let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(args.devices as usize);
     let mut ups = Vec::with_capacity(args.devices as usize);
@@ -536,6 +625,10 @@ async fn connect_phase(
             source,
             Arc::clone(keys),
             tx,
+            Arc::clone(&fleet),
+            Retry {
+                interval: Duration::ZERO,
+            },
         )));
         let bar = bar.clone();
         ups.push(tokio::spawn(async move {
@@ -582,20 +675,24 @@ async fn connect_phase(
             "handshakes per second (Node: 1,190)"
         ),
     );
+    let mut cloud_cpu = None;
     if let (Some(b), Some(a)) = (before, after)
         && ok > 0
     {
         let cpu = procfs::ticks_to_duration(a.cpu_ticks - b.cpu_ticks, tck);
-        report.goal(
+        report.figure(
             "cpu_ms_per_handshake",
-            "cloud CPU per handshake (Node: 0.8 ms)",
-            "ms",
-            ms(cpu) / ok as f64,
-            0.5,
-            true,
+            json!(ms(cpu) / ok as f64),
+            format!(
+                "  {:<42} {:>12.3} ms         (Node: 0.8 ms)",
+                "cloud CPU per handshake",
+                ms(cpu) / ok as f64
+            ),
         );
+        cloud_cpu = Some(cpu / u32::try_from(ok).unwrap_or(u32::MAX));
     }
-    if let Some(floor) = rsa_floor(server_private, &keys.server, tck) {
+    let floor = rsa_floor(server_private, &keys.server, tck);
+    if let Some(floor) = floor {
         report.figure(
             "rsa_floor_ms",
             json!(ms(floor)),
@@ -605,6 +702,16 @@ async fn connect_phase(
                 ms(floor),
                 server_private.modulus_len() * 8
             ),
+        );
+    }
+    if let (Some(cpu), Some(floor)) = (cloud_cpu, floor) {
+        report.goal(
+            "cpu_per_handshake_over_floor",
+            "cloud CPU per handshake / RSA floor",
+            "x",
+            cpu.as_secs_f64() / floor.as_secs_f64(),
+            1.05,
+            true,
         );
     }
     // Let the last Describe answers and online events settle before reading memory.
@@ -640,7 +747,7 @@ async fn connect_phase(
             "RSS per connected idle device (Node: 21-23 KB)",
             "bytes",
             per,
-            4096.0,
+            2048.0,
             true,
         );
         report.goal(
@@ -648,7 +755,7 @@ async fn connect_phase(
             "idle devices held in one process",
             "devices",
             connected as f64,
-            10_000.0,
+            100_000.0,
             false,
         );
     }
@@ -665,7 +772,11 @@ async fn calls_phase(
     cores: &mut Vec<JoinHandle<()>>,
     ok: u64,
 ) -> Result<(), String> {
-    let keep = args.rtt_devices.min(ok) as usize;
+    let keep = if args.rtt_devices == 0 {
+        ok
+    } else {
+        args.rtt_devices.min(ok)
+    } as usize;
     for core in cores.drain(keep..) {
         core.abort();
     }
@@ -839,7 +950,7 @@ async fn events_phase(
         "events/s received by one subscriber (Node: 31,000)",
         "1/s",
         (r1 - r0) as f64 / secs,
-        150_000.0,
+        1_000_000.0,
         false,
     );
     Ok(())
@@ -893,6 +1004,270 @@ async fn subscribers_phase(
             if met { "met" } else { "NOT MET" }
         ),
     );
+    Ok(())
+}
+
+/// CPU time of a simulated Core's RSA work per handshake (its credentials sealed to the server key, the session key
+/// opened with its own key and the signature checked), measured on this thread: what the Cores take from the same
+/// CPUs as the cloud during a storm on one machine.
+fn device_rsa_cost(keys: &CoreKeys, tck: u64) -> Option<Duration> {
+    let mut rng = rand_core::UnwrapErr(rand::rngs::SysRng);
+    let block = keys.device.modulus_len();
+    let server_block = keys.server.modulus_len();
+    let device_public = &keys.device_public;
+    let (mut ct, mut out, mut sealed) =
+        (vec![0u8; block], vec![0u8; block], vec![0u8; server_block]);
+    device_public
+        .encrypt_pkcs1v15(&mut rng, &[7u8; 40], &mut ct)
+        .ok()?;
+    let rounds = 500u32;
+    let start = procfs::thread_cpu_ticks()?;
+    for _ in 0..rounds {
+        keys.server
+            .encrypt_pkcs1v15(&mut rng, &[5u8; 52], &mut sealed)
+            .ok()?;
+        keys.device.decrypt_pkcs1v15(&mut rng, &ct, &mut out).ok()?;
+        // The signature check is one more public-key operation of the server key.
+        keys.server
+            .encrypt_pkcs1v15(&mut rng, &[6u8; 20], &mut sealed)
+            .ok()?;
+    }
+    let used = procfs::ticks_to_duration(procfs::thread_cpu_ticks()?.checked_sub(start)?, tck);
+    Some(used / rounds)
+}
+
+/// The reconnect storm: `--storm` Cores connected, the cloud killed and started again on its state directory and
+/// ports, every Core reconnecting after a jittered pause. How long until all are back (against the pace the RSA
+/// floor allows on this machine's CPUs), the REST API's round trips meanwhile, refused attempts, and the cloud's
+/// memory at its peak.
+async fn storm_phase(
+    args: &Args,
+    target: &mut Target,
+    keys: &Arc<CoreKeys>,
+    server_private: &PrivateKey,
+    tck: u64,
+    token: &str,
+    report: &mut Report,
+) -> Result<(), String> {
+    if target.child.is_none() {
+        report.figure(
+            "storm",
+            json!(null),
+            "storm: skipped (it restarts the cloud: only one this tool started)".into(),
+        );
+        return Ok(());
+    }
+    let fleet = Arc::new(Fleet::default());
+    let retry = Retry {
+        interval: Duration::from_millis(args.retry_ms.max(1)),
+    };
+    let sources = u32::try_from(args.storm / 20_000 + 1).unwrap_or(1);
+    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let bar = progress(args.json, args.storm, "storm setup");
+    let mut cores = Vec::with_capacity(args.storm as usize);
+    let mut ups = Vec::with_capacity(args.storm as usize);
+    for n in 0..args.storm {
+        let id = id_bytes(&core_id(n)).ok_or("bad id")?;
+        let source = (sources > 1).then(|| {
+            let d = 1 + u8::try_from(n % u64::from(sources)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, d))
+        });
+        let permit = Arc::clone(&gate)
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = oneshot::channel();
+        cores.push(tokio::spawn(cores::idle_core(
+            id,
+            target.device,
+            source,
+            Arc::clone(keys),
+            tx,
+            Arc::clone(&fleet),
+            retry,
+        )));
+        let bar = bar.clone();
+        ups.push(tokio::spawn(async move {
+            let r = rx.await;
+            drop(permit);
+            bar.inc(1);
+            r
+        }));
+    }
+    for up in ups {
+        let _ = up.await;
+    }
+    bar.finish_and_clear();
+    // Cores whose first attempt failed retry on their own; wait until all are up before the restart.
+    let limit = Duration::from_secs(60 + args.storm / 100);
+    let start = Instant::now();
+    while fleet.online.load(Ordering::Relaxed) < args.storm && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = fleet.online.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = sample(target.pid).map(|s| s.rss_kib);
+
+    // The restart: kill, then start again on the same directory and ports.
+    if let Some(child) = &mut target.child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (api, device) = (target.api, target.device);
+    let mut started = Err(String::new());
+    for _ in 0..50 {
+        started = spawn_cloud(args, target, api, device);
+        if started.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started?;
+    let t0 = Instant::now();
+    let cpu0 = sample(target.pid);
+    fleet.counting.store(true, Ordering::Relaxed);
+
+    // The REST API meanwhile: one device's record, every 10 ms, on one keep-alive connection, from a thread and a
+    // runtime of its own (the Cores' runtime is busy with their RSA and would delay the probe, not the cloud).
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let stop = Arc::clone(&stop);
+        let path = format!("/v1/devices/{}", core_id(0));
+        let auth = format!("Authorization: Bearer {token}");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(runtime.block_on(async move {
+                let mut times = Vec::new();
+                let mut errors = 0u64;
+                let mut client = None;
+                while !stop.load(Ordering::Relaxed) {
+                    if client.is_none() {
+                        client = Client::connect(api).await.ok();
+                    }
+                    if let Some(c) = &mut client {
+                        let t = Instant::now();
+                        match c.request("GET", &path, &[&auth], None).await {
+                            Ok(r) if r.status == 200 => times.push(t.elapsed()),
+                            _ => {
+                                errors += 1;
+                                client = None;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                (times, errors)
+            }))
+        })
+    };
+    let mut peak_kib = 0u64;
+    let limit = Duration::from_secs(60 + args.storm / 50);
+    while fleet.online.load(Ordering::Relaxed) < before && t0.elapsed() < limit {
+        if let Some(s) = sample(target.pid) {
+            peak_kib = peak_kib.max(s.rss_kib);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let back = t0.elapsed();
+    let online = fleet.online.load(Ordering::Relaxed);
+    let cpu1 = sample(target.pid);
+    let rss_after = cpu1.map(|s| s.rss_kib);
+    stop.store(true, Ordering::Relaxed);
+    let (mut times, errors) = tokio::task::spawn_blocking(move || prober.join())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the REST probe panicked".to_owned())??;
+    for core in cores {
+        core.abort();
+    }
+    times.sort_unstable();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let rate = online as f64 / back.as_secs_f64();
+    let floor = rsa_floor(server_private, &keys.server, tck);
+    let device = device_rsa_cost(keys, tck);
+    let floor_pace = floor.map(|f| cpus / f.as_secs_f64());
+    let shared_pace = match (floor, device) {
+        (Some(f), Some(d)) => Some(cpus / (f + d).as_secs_f64()),
+        _ => None,
+    };
+    report.figure(
+        "storm",
+        json!({
+            "cores": args.storm, "online_before": before, "online_after": online,
+            "seconds": back.as_secs_f64(), "handshakes_per_second": rate,
+            "floor_pace": floor_pace, "shared_cpu_pace": shared_pace,
+            "device_rsa_ms": device.map(ms), "refused_attempts": fleet.refused.load(Ordering::Relaxed),
+            "rest_samples": times.len(), "rest_errors": errors,
+            "rss_before_kib": rss_before, "rss_peak_kib": peak_kib, "rss_after_kib": rss_after,
+            "retry_ms": args.retry_ms,
+        }),
+        format!(
+            "storm: {online} of {before} Cores back {:.2} s after the restart ({rate:.0} handshakes/s; the RSA \
+             floor allows {:.0}/s on {cpus} CPUs, {:.0}/s with the Cores' own RSA on the same CPUs); {} attempts \
+             refused; cloud RSS {} KiB before, {peak_kib} KiB at the peak, {} KiB after",
+            back.as_secs_f64(),
+            floor_pace.unwrap_or(f64::NAN),
+            shared_pace.unwrap_or(f64::NAN),
+            fleet.refused.load(Ordering::Relaxed),
+            rss_before.unwrap_or(0),
+            rss_after.unwrap_or(0),
+        ),
+    );
+    // On a machine shared with other work the wall-clock pace says how much CPU the cloud got; its CPU per
+    // handshake during the storm says how it used it.
+    if let (Some(a), Some(b), Some(f)) = (cpu0, cpu1, floor)
+        && online > 0
+    {
+        let cpu = procfs::ticks_to_duration(b.cpu_ticks.saturating_sub(a.cpu_ticks), tck);
+        report.figure(
+            "storm_cpu_per_handshake_over_floor",
+            json!(cpu.as_secs_f64() / online as f64 / f.as_secs_f64()),
+            format!(
+                "  {:<42} {:>12.3} x          (cloud CPU during the storm per Core back / RSA floor)",
+                "storm CPU per handshake / RSA floor",
+                cpu.as_secs_f64() / online as f64 / f.as_secs_f64()
+            ),
+        );
+    }
+    if let Some(pace) = floor_pace {
+        report.goal(
+            "storm_pace_over_floor",
+            "storm handshakes/s / RSA floor pace",
+            "x",
+            rate / pace,
+            0.9,
+            false,
+        );
+    }
+    report.goal(
+        "storm_rest_p99_ms",
+        "REST round trip during the storm, p99",
+        "ms",
+        ms(quantile(&times, 0.99).unwrap_or(Duration::MAX)),
+        50.0,
+        true,
+    );
+    report.goal(
+        "storm_refused_in_a_row",
+        "most attempts in a row one Core was refused",
+        "attempts",
+        fleet.most_refused_in_a_row.load(Ordering::Relaxed) as f64,
+        1.0,
+        true,
+    );
+    if let Some(b) = rss_before {
+        report.goal(
+            "storm_peak_rss_over_before",
+            "cloud RSS at the storm's peak / before the kill",
+            "x",
+            peak_kib as f64 / b.max(1) as f64,
+            1.5,
+            true,
+        );
+    }
     Ok(())
 }
 

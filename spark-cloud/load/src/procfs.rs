@@ -103,6 +103,19 @@ pub fn open_files_limit() -> Option<u64> {
         .ok()
 }
 
+/// Raises this process's soft limit on open files to its hard limit (a process it starts inherits it); returns the
+/// soft limit afterwards.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        // Refused (an unlimited hard limit is above what the kernel allows): the check that follows says so.
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    open_files_limit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

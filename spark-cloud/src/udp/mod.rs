@@ -376,7 +376,7 @@ impl Association {
                     }
                     None => return,
                 },
-                () = mailbox.wake.notified() => {
+                () = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {
                     while let Some(command) = mailbox.take() {
                         task.on_command(&mut open, command);
                     }

@@ -20,6 +20,7 @@ pub use types::{
     Scope, Subscription, VariableValue,
 };
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -154,8 +155,9 @@ struct Channel {
     /// The IV of the next frame from the device, while `decoder` is not built.
     rx_iv: [u8; 16],
     max_frame_len: usize,
-    encoder: Option<FrameEncoder<Aes128Cbc>>,
-    decoder: Option<FrameDecoder<Aes128Cbc, Vec<u8>>>,
+    /// Boxed, so that an idle connection does not carry the key schedules' room inline.
+    encoder: Option<Box<FrameEncoder<Aes128Cbc>>>,
+    decoder: Option<Box<FrameDecoder<Aes128Cbc, Vec<u8>>>>,
 }
 
 impl Channel {
@@ -173,13 +175,13 @@ impl Channel {
     fn encoder(&mut self) -> &mut FrameEncoder<Aes128Cbc> {
         let (key, iv) = (&self.key, self.tx_iv);
         self.encoder
-            .get_or_insert_with(|| FrameEncoder::new(Aes128Cbc::new(key), iv))
+            .get_or_insert_with(|| Box::new(FrameEncoder::new(Aes128Cbc::new(key), iv)))
     }
 
     fn decoder(&mut self) -> &mut FrameDecoder<Aes128Cbc, Vec<u8>> {
         let (key, iv, max) = (&self.key, self.rx_iv, self.max_frame_len);
         self.decoder.get_or_insert_with(|| {
-            FrameDecoder::new(Aes128Cbc::new(key), iv, vec![0u8; max]).with_max_len(max)
+            Box::new(FrameDecoder::new(Aes128Cbc::new(key), iv, vec![0u8; max]).with_max_len(max))
         })
     }
 
@@ -192,7 +194,7 @@ impl Channel {
 
     /// Drops the decoder and its frame store when no frame is half-read, keeping its next IV.
     fn park_decoder(&mut self) {
-        if self.decoder.as_ref().is_some_and(FrameDecoder::is_idle)
+        if self.decoder.as_deref().is_some_and(FrameDecoder::is_idle)
             && let Some(d) = self.decoder.take()
         {
             self.rx_iv = *d.next_iv();
@@ -272,7 +274,8 @@ pub struct CloudConnection<S, K, R> {
     wall_clock: Option<(Instant, u64)>,
     next_request: u32,
     events: VecDeque<CloudEvent>,
-    flasher: Option<Flasher>,
+    /// Boxed: most connections never flash, and an idle one should not carry its room inline.
+    flasher: Option<Box<Flasher>>,
 }
 
 impl<S, K, R> fmt::Debug for CloudConnection<S, K, R> {
@@ -574,7 +577,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         let request = RequestId(self.next_request.wrapping_add(1));
         let flasher = Flasher::start(now, request, image, chunk_size, options, &mut self.out)?;
         self.next_request = request.0;
-        self.flasher = Some(flasher);
+        self.flasher = Some(Box::new(flasher));
         Ok(request)
     }
 
@@ -964,7 +967,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     fn reap_flasher(&mut self) {
-        if self.flasher.as_ref().is_some_and(Flasher::is_finished)
+        if self.flasher.as_deref().is_some_and(Flasher::is_finished)
             && let Some(f) = self.flasher.take()
         {
             f.release(&mut self.out);
@@ -1140,7 +1143,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
 
     fn max_transmit_len(&self) -> usize {
         let largest = self.out.queue.iter().map(Vec::len).max().unwrap_or(0);
-        let chunk = self.flasher.as_ref().map_or(0, Flasher::max_message_len);
+        let chunk = self.flasher.as_deref().map_or(0, Flasher::max_message_len);
         let raw = self.raw.iter().map(Vec::len).max().unwrap_or(NONCE_LEN);
         sealed_len(largest.max(chunk).max(wire::limits::CORE_QUEUE_SIZE)).max(raw)
     }
@@ -1159,7 +1162,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
                 for d in self.out.pending.iter().filter_map(|p| p.deadline) {
                     t = t.min(d);
                 }
-                if let Some(d) = self.flasher.as_ref().and_then(Flasher::deadline) {
+                if let Some(d) = self.flasher.as_deref().and_then(Flasher::deadline) {
                     t = t.min(d);
                 }
                 Some(t)
