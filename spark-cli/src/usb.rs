@@ -1362,9 +1362,10 @@ fn load_key(ctx: &Context, key: &Path, leave: bool, no_backup: bool, select: &Se
         _ => {}
     }
     crate::out!(
-        "Loaded {} ({} bytes) to the {} at {} (alt {})",
+        "Loaded {} ({} bytes, the {} key) to the {} at {} (alt {})",
         report.key,
         report.key_size,
+        report.protocol.to_uppercase(),
         report.device.platform,
         report.device.address,
         report.device.alt
