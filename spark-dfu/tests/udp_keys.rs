@@ -167,3 +167,48 @@ fn udp_server_key_image_goes_to_dct_3298() {
     let tcp = dct::SERVER_PUBLIC_KEY as usize;
     assert!(electron.dct[tcp..tcp + 512].iter().all(|&b| b == 0xFF));
 }
+
+#[test]
+fn the_simulated_electron_erases_its_internal_flash_by_sector_and_guards_its_bootloader() {
+    let mut electron = SparkCore::electron();
+    assert_eq!(electron.platform(), Platform::Electron);
+    // Two different images at the user firmware place: the second write succeeds only if the sector was erased
+    // first, since programming a byte that is not 0xFF fails.
+    let first = vec![0x11u8; 5000];
+    let second: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    for image in [&first, &second] {
+        ops::write_item(
+            &mut electron,
+            Platform::Electron,
+            Item::UserFirmware,
+            image,
+            options(),
+            |_| {},
+        )
+        .unwrap();
+    }
+    let back = ops::read_item(
+        &mut electron,
+        Platform::Electron,
+        Item::UserFirmware,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(&back[..second.len()], &second[..]);
+    assert!(back[second.len()..].iter().all(|&b| b == 0xFF));
+    // Forced past the host's layout check, a bootloader write is refused by the device itself.
+    let forced = Options {
+        force: true,
+        ..options()
+    };
+    let refused = ops::write_item(
+        &mut electron,
+        Platform::Electron,
+        Item::Bootloader,
+        &[0u8; 64],
+        forced,
+        |_| {},
+    );
+    assert!(matches!(refused, Err(OpError::Host(_))), "{refused:?}");
+    assert!(electron.internal[..0x4000].iter().all(|&b| b == 0xFF));
+}
