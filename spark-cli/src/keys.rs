@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use spark_dfu::platform::Platform;
 use spark_dfu::platform::server_key::{self, ServerAddress, ServerKeyImage};
+use spark_dfu::platform::{Platform, Transport};
 use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 use spark_protocol::dtls;
 
@@ -49,13 +49,17 @@ pub(crate) enum KeysCommand {
         select: crate::usb::Select,
     },
     /// Give a device a new key pair: generate it, write the private key over DFU (the old one saved first), send
-    /// the public key to the cloud, as particle-cli `keys doctor` does.
+    /// the public key to the cloud, as particle-cli `keys doctor` does. With `--ec`, a P-256 key for a UDP device,
+    /// written to its UDP key place (DCT offset 3106) and sent as `ecc`.
     Doctor {
         /// The device id (24 hex digits).
         device: String,
         /// Key size in bits.
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 1024, conflicts_with = "ec")]
         bits: usize,
+        /// A P-256 (EC) key for the UDP protocol instead of an RSA key.
+        #[arg(long)]
+        ec: bool,
         #[command(flatten)]
         select: crate::usb::Select,
         #[command(flatten)]
@@ -168,8 +172,12 @@ async fn send(
 /// `spark keys server`.
 #[derive(Args, Debug)]
 pub(crate) struct ServerArgs {
-    /// The server public key (PEM or DER).
+    /// The server public key (PEM or DER): RSA for the TCP protocol, or P-256 (such as spark-cloud's
+    /// `udp_key.pub.pem`) for the UDP protocol's place (DCT offset 3298, 320 bytes).
     key: PathBuf,
+    /// Insist on a P-256 key for the UDP protocol (a P-256 key file implies it).
+    #[arg(long)]
+    ec: bool,
     /// The server address: an IPv4 address or a host name.
     #[arg(long)]
     host: Option<String>,
@@ -216,6 +224,7 @@ struct NewReport {
 #[derive(Serialize)]
 struct ServerReport {
     file: String,
+    protocol: &'static str,
     platform: &'static str,
     size: usize,
     key_size: usize,
@@ -245,9 +254,13 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
         KeysCommand::Doctor {
             device,
             bits,
+            ec,
             select,
             cloud,
-        } => doctor(ctx, &cloud, &select, &device, bits),
+        } => {
+            let kind = if ec { NewKey::P256 } else { NewKey::Rsa(bits) };
+            doctor(ctx, &cloud, &select, &device, kind)
+        }
         KeysCommand::New { name, ec: true, .. } => new_ec_key(ctx, &name),
         KeysCommand::New { name, bits, .. } => new_key(ctx, &name, bits),
         KeysCommand::Server(args) => server(ctx, args),
@@ -324,15 +337,19 @@ fn new_ec_key(ctx: &Context, name: &Path) -> Outcome {
 }
 
 /// The platform whose server-key form `keys server` writes: `--platform`, checked against the device unless
-/// `--file-only` (then the Core by default).
+/// `--file-only` (then the Core by default, or the Electron for a UDP key).
 fn server_platform(
     named: Option<&str>,
     file_only: bool,
+    protocol: Transport,
     select: &crate::usb::Select,
 ) -> Result<Platform, Failure> {
     let named = named.map(platform_named).transpose()?;
     if file_only {
-        return Ok(named.unwrap_or(Platform::Core));
+        return Ok(named.unwrap_or(match protocol {
+            Transport::Tcp => Platform::Core,
+            Transport::Udp => Platform::Electron,
+        }));
     }
     let found = crate::usb::device_platform(select)?;
     match named.filter(|&p| p != found) {
@@ -349,6 +366,7 @@ fn server_platform(
 fn server(ctx: &Context, args: ServerArgs) -> Outcome {
     let ServerArgs {
         key,
+        ec,
         host,
         port,
         platform,
@@ -356,18 +374,33 @@ fn server(ctx: &Context, args: ServerArgs) -> Outcome {
         file_only,
         select,
     } = args;
-    let platform = server_platform(platform.as_deref(), file_only, &select)?;
-    let format = platform
-        .server_key_format()
-        .ok_or_else(|| Failure(format!("{} has no server-key image", platform.name())))?;
-    let bytes = crate::files::read(&key, crate::files::KEY)?;
-    let public = match std::str::from_utf8(&bytes) {
-        Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_pem(text),
-        // A DER key, possibly already padded into a storage image: read the DER value only.
-        _ => RsaPublicKey::from_der(&bytes[..server_key::der_len(&bytes)?]),
-    }
-    .map_err(|e| Failure(format!("{}: {e}", key.display())))?;
-    let der = public.to_spki_der();
+    // The key's type picks the protocol: a P-256 key is the UDP server's.
+    let ec_key = ec_public_key_of(&key)?;
+    let protocol = match (&ec_key, ec) {
+        (Some(_), _) => Transport::Udp,
+        (None, true) => {
+            return Err(Failure(format!(
+                "{}: --ec given, but the file holds no P-256 key",
+                key.display()
+            )));
+        }
+        (None, false) => Transport::Tcp,
+    };
+    let platform = server_platform(platform.as_deref(), file_only, protocol, &select)?;
+    let format = server_key_format(platform, protocol)?;
+    let der = match ec_key {
+        Some(public) => public.to_spki().to_vec(),
+        None => {
+            let bytes = crate::files::read(&key, crate::files::KEY)?;
+            match std::str::from_utf8(&bytes) {
+                Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_pem(text),
+                // A DER key, possibly already padded into a storage image: read the DER value only.
+                _ => RsaPublicKey::from_der(&bytes[..server_key::der_len(&bytes)?]),
+            }
+            .map_err(|e| Failure(format!("{}: {e}", key.display())))?
+            .to_spki_der()
+        }
+    };
     let address = host.as_deref().map(|h| match h.parse::<Ipv4Addr>() {
         Ok(ip) => ServerAddress::Ipv4(ip.octets()),
         Err(_) => ServerAddress::Domain {
@@ -390,10 +423,13 @@ fn server(ctx: &Context, args: ServerArgs) -> Outcome {
     let device = if file_only {
         None
     } else {
-        Some(crate::usb::write_server_key(ctx, &select, &image)?)
+        Some(crate::usb::write_server_key(
+            ctx, &select, protocol, &image,
+        )?)
     };
     let report = ServerReport {
         file: output.display().to_string(),
+        protocol: crate::usb::protocol_name(protocol),
         platform: platform.name(),
         size: image.len(),
         key_size: der.len(),
@@ -427,9 +463,34 @@ fn server(ctx: &Context, args: ServerArgs) -> Outcome {
     Ok(())
 }
 
+/// The server-key image form for `protocol` on `platform`: the Core's, the DCT's RSA (TCP, offset 2082) or the
+/// DCT's EC (UDP, offset 3298, the address record at 192); refused where the platform has no such place.
+fn server_key_format(
+    platform: Platform,
+    protocol: Transport,
+) -> Result<server_key::KeyFormat, Failure> {
+    spark_dfu::ops::server_key_item(platform, protocol)
+        .map_err(|e| crate::usb::op_failure("the server key", e))?;
+    Ok(match (platform, protocol) {
+        (Platform::Core, _) => server_key::KeyFormat::CORE,
+        (_, Transport::Tcp) => server_key::KeyFormat::DCT_RSA,
+        (_, Transport::Udp) => server_key::KeyFormat::DCT_EC,
+    })
+}
+
+/// The key `keys doctor` makes.
+#[derive(Debug, Clone, Copy)]
+enum NewKey {
+    /// RSA of this many bits (TCP).
+    Rsa(usize),
+    /// P-256 (UDP).
+    P256,
+}
+
 #[derive(Serialize)]
 struct DoctorReport {
     device: String,
+    algorithm: &'static str,
     bits: usize,
     private_pem: String,
     backup: Option<String>,
@@ -442,9 +503,11 @@ fn doctor(
     cloud: &crate::cloud::Settings,
     select: &crate::usb::Select,
     device: &str,
-    bits: usize,
+    kind: NewKey,
 ) -> Outcome {
-    if !(512..=4096).contains(&bits) {
+    if let NewKey::Rsa(bits) = kind
+        && !(512..=4096).contains(&bits)
+    {
         return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
     }
     if device.len() != 24 || !device.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -454,15 +517,42 @@ fn doctor(
     }
     // Checked before anything changes: a logged-out doctor would leave the device with a key the cloud lacks.
     crate::cloud::client(cloud)?;
-    let key = RsaPrivateKey::generate(&mut rand::rng(), bits)?;
     let private_pem = PathBuf::from(format!("{device}_new.pem"));
-    write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
     let backup = PathBuf::from(format!("{device}_old.der"));
-    let had_key = crate::usb::replace_device_key(ctx, select, &key.to_pkcs1_der(), &backup)?;
+    // The new key as the device stores it, and what the cloud is given.
+    let (protocol, mut device_der, public_pem, algorithm, bits) = match kind {
+        NewKey::Rsa(bits) => {
+            let key = RsaPrivateKey::generate(&mut rand::rng(), bits)?;
+            write_secret(&private_pem, key.to_pkcs1_pem()?.as_bytes())?;
+            let public = key.public_key().to_spki_pem()?;
+            (
+                Transport::Tcp,
+                key.to_pkcs1_der().to_vec(),
+                public,
+                "rsa",
+                key.bits(),
+            )
+        }
+        NewKey::P256 => {
+            use spark_cloud::udp::keys;
+            let key = dtls::PrivateKey::generate(&mut rand::rng());
+            write_secret(&private_pem, keys::private_key_pem(&key).as_bytes())?;
+            let public = keys::public_key_pem(&key.public_key());
+            (
+                Transport::Udp,
+                key.to_sec1_der().to_vec(),
+                public,
+                "ecc",
+                256,
+            )
+        }
+    };
+    let replaced = crate::usb::replace_device_key(ctx, select, protocol, &device_der, &backup);
+    device_der.fill(0);
+    let had_key = replaced?;
     crate::run_async(async {
         let api = crate::cloud::client(cloud)?;
-        let pem = key.public_key().to_spki_pem()?;
-        api.send_public_key(device, &pem, Some("rsa"))
+        api.send_public_key(device, &public_pem, Some(algorithm))
             .await
             .map_err(|e| {
                 Failure(format!(
@@ -474,7 +564,8 @@ fn doctor(
     })?;
     let report = DoctorReport {
         device: device.to_owned(),
-        bits: key.bits(),
+        algorithm,
+        bits,
         private_pem: private_pem.display().to_string(),
         backup: had_key.then(|| backup.display().to_string()),
         sent: true,
@@ -486,8 +577,13 @@ fn doctor(
         crate::out!("Saved the device's old key to {b}");
     }
     crate::out!(
-        "Wrote a new {}-bit key to the device and sent its public half to the cloud (private key: {})",
+        "Wrote a new {}-bit {} key to the device and sent its public half to the cloud (private key: {})",
         report.bits,
+        if report.algorithm == "ecc" {
+            "P-256"
+        } else {
+            "RSA"
+        },
         report.private_pem
     );
     Ok(())

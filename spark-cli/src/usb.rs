@@ -5,7 +5,9 @@
 //! instead of USB, loading its internal and SPI flash from that file before the command and saving them after
 //! (see [`SimState`]); `SPARK_DFU_SIM_FAULT=<n>:<kind>[,...]` injects faults at the n-th control transfer
 //! (`stall`, `usb`, `disappear`, `status=<code>`); `SPARK_DFU_SIM_MODE=runtime` makes it start as an application
-//! with a run-time DFU interface (run-time USB ids), which the tool detaches into DFU mode first.
+//! with a run-time DFU interface (run-time USB ids), which the tool detaches into DFU mode first;
+//! `SPARK_DFU_SIM_PLATFORM=electron` makes it an Electron in DFU mode instead (alt 1 the DCT, where the UDP keys
+//! live).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -20,9 +22,9 @@ use spark_dfu::host::runtime::{DetachOptions, DetachOutcome};
 use spark_dfu::host::{Event, Options, Summary, TransferError};
 use spark_dfu::ops::{self, OpError};
 use spark_dfu::platform::server_key::{ServerAddress, ServerKeyImage};
-use spark_dfu::platform::{Item, Platform, UsbId};
+use spark_dfu::platform::{Item, Platform, Transport, UsbId};
 use spark_dfu::sim::{Fault, SparkCore};
-use spark_dfu::transport::blocking::Transport;
+use spark_dfu::transport::blocking::Transport as DfuTransport;
 
 use crate::output::Context;
 use crate::{Failure, Outcome, cloud, offline};
@@ -33,6 +35,34 @@ pub(crate) const SIM_ENV: &str = "SPARK_DFU_SIM";
 pub(crate) const SIM_FAULT_ENV: &str = "SPARK_DFU_SIM_FAULT";
 /// `runtime`: the simulated Core starts in run-time mode.
 pub(crate) const SIM_MODE_ENV: &str = "SPARK_DFU_SIM_MODE";
+/// `electron`: the simulated device is an Electron (platform 10) rather than a Core.
+pub(crate) const SIM_PLATFORM_ENV: &str = "SPARK_DFU_SIM_PLATFORM";
+
+/// The cloud protocol whose key a command reads or writes, as particle-cli's `--protocol`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// TCP: the RSA device key (the Core, Photon and P1 by default).
+    Tcp,
+    /// UDP: the P-256 device key at DCT offset 3106 (the Electron and Gen 3 by default).
+    Udp,
+}
+
+impl From<Protocol> for Transport {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Tcp => Transport::Tcp,
+            Protocol::Udp => Transport::Udp,
+        }
+    }
+}
+
+/// `tcp` or `udp`, for reports.
+pub(crate) fn protocol_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+    }
+}
 
 /// Which DFU device to use when several are plugged in.
 #[derive(Args, Debug, Clone, Default)]
@@ -168,7 +198,8 @@ impl FlashArgs {
 #[derive(Subcommand, Debug)]
 pub(crate) enum DeviceKeyCommand {
     /// Write a device private key (PEM or DER) to the device over DFU, after saving the one it holds to
-    /// `pre_<file>` as spark-cli did.
+    /// `pre_<file>` as spark-cli did. An RSA key goes to the TCP key place; a P-256 key (SEC1 or PKCS#8) goes to
+    /// the UDP key place (DCT offset 3106), which a Core does not have.
     Load {
         /// The key file.
         key: PathBuf,
@@ -185,6 +216,9 @@ pub(crate) enum DeviceKeyCommand {
     Save {
         /// The file to write.
         file: PathBuf,
+        /// Which key: `tcp` (RSA) or `udp` (P-256, DCT offset 3106); default: the device's own protocol.
+        #[arg(long, value_enum)]
+        protocol: Option<Protocol>,
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
@@ -203,7 +237,13 @@ pub(crate) struct SimState;
 impl SimState {
     const MAGIC: &'static [u8; 8] = b"SPKSIM01";
 
-    fn load(path: &Path, runtime: bool) -> Result<SparkCore, Failure> {
+    /// The simulated Electron's file: `SPKSIME1`, its internal flash (1 MiB), then its DCT (16 KiB).
+    const ELECTRON_MAGIC: &'static [u8; 8] = b"SPKSIME1";
+
+    fn load(path: &Path, runtime: bool, platform: Platform) -> Result<SparkCore, Failure> {
+        if platform == Platform::Electron {
+            return Self::load_electron(path);
+        }
         let mut core = if runtime {
             SparkCore::in_runtime(true)
         } else {
@@ -226,11 +266,34 @@ impl SimState {
         Ok(core)
     }
 
+    fn load_electron(path: &Path) -> Result<SparkCore, Failure> {
+        let mut electron = SparkCore::electron();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(electron),
+            Err(e) => return Err(Failure(format!("cannot read {}: {e}", path.display()))),
+        };
+        let (i, d) = (electron.internal.len(), electron.dct.len());
+        if bytes.len() != 8 + i + d || !bytes.starts_with(Self::ELECTRON_MAGIC) {
+            return Err(Failure(format!(
+                "{} is not a simulated-Electron state file",
+                path.display()
+            )));
+        }
+        electron.internal.copy_from_slice(&bytes[8..8 + i]);
+        electron.dct.copy_from_slice(&bytes[8 + i..]);
+        Ok(electron)
+    }
+
     fn save(path: &Path, core: &SparkCore) -> Result<(), Failure> {
-        let mut bytes = Vec::with_capacity(8 + core.internal.len() + core.spi.len());
-        bytes.extend_from_slice(Self::MAGIC);
+        let (magic, other) = match core.platform() {
+            Platform::Core => (Self::MAGIC, &core.spi),
+            _ => (Self::ELECTRON_MAGIC, &core.dct),
+        };
+        let mut bytes = Vec::with_capacity(8 + core.internal.len() + other.len());
+        bytes.extend_from_slice(magic);
         bytes.extend_from_slice(&core.internal);
-        bytes.extend_from_slice(&core.spi);
+        bytes.extend_from_slice(other);
         std::fs::write(path, bytes)
             .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
     }
@@ -360,9 +423,17 @@ fn sim_runtime() -> bool {
     std::env::var_os(SIM_MODE_ENV).is_some_and(|m| m == "runtime")
 }
 
+fn sim_platform() -> Platform {
+    match std::env::var_os(SIM_PLATFORM_ENV) {
+        Some(p) if p.eq_ignore_ascii_case("electron") => Platform::Electron,
+        _ => Platform::Core,
+    }
+}
+
 fn sim_listing(path: PathBuf) -> Listed {
-    let core = Platform::Core;
-    let (id, mode, alts) = if sim_runtime() {
+    let core = sim_platform();
+    // Only the simulated Core has a run-time face.
+    let (id, mode, alts) = if sim_runtime() && core == Platform::Core {
         let alts = vec![ListedAlt {
             interface: 0,
             alt: 0,
@@ -495,7 +566,7 @@ pub(crate) enum Link {
     Usb(spark_dfu::usb::UsbTransport),
 }
 
-impl Transport for Link {
+impl DfuTransport for Link {
     fn select_alt(&mut self, alt: u8) -> Result<(), TransferError> {
         match self {
             Link::Sim { core, .. } => core.select_alt(alt),
@@ -573,7 +644,7 @@ pub(crate) fn with_device<T>(
     let runtime = device.mode == "runtime";
     let mut link = match &device.source {
         Source::Sim(path) => {
-            let mut core = SimState::load(path, runtime)?;
+            let mut core = SimState::load(path, runtime, platform)?;
             if let Some(faults) = std::env::var_os(SIM_FAULT_ENV) {
                 for (n, fault) in parse_faults(&faults.to_string_lossy())? {
                     core.inject(n, fault);
@@ -749,6 +820,19 @@ pub(crate) fn op_failure(what: &str, e: OpError) -> Failure {
         OpError::Host(HostError::Reply { phase, error }) => Failure(format!(
             "{what} failed: a bad reply while {}: {error}",
             phase_words(phase),
+        )),
+        OpError::NoKeyPlace { platform, protocol } => Failure(format!(
+            "{what} refused: the {} (platform {}) has no {} key place; it speaks only the {} protocol",
+            platform.name(),
+            platform.id(),
+            match protocol {
+                Transport::Tcp => "TCP (RSA)",
+                Transport::Udp => "UDP (P-256)",
+            },
+            match platform.transport() {
+                Transport::Tcp => "TCP",
+                Transport::Udp => "UDP",
+            },
         )),
         e => Failure(format!("{what} failed: {e}")),
     }
@@ -1008,14 +1092,16 @@ pub(crate) fn device_platform(select: &Select) -> Result<Platform, Failure> {
     choose(select).map(|(_, p)| p)
 }
 
-/// Writes a server-key image (`keys server`) to the device's server-key place.
+/// Writes a server-key image (`keys server`) to the device's server-key place for `protocol` (UDP: DCT 3298).
 pub(crate) fn write_server_key(
     ctx: &Context,
     select: &Select,
+    protocol: Transport,
     image: &[u8],
 ) -> Result<DeviceWrite, Failure> {
-    let item = Item::ServerPublicKey;
     with_device(select, |link, platform| {
+        let item = ops::server_key_item(platform, protocol)
+            .map_err(|e| op_failure("writing the server key", e))?;
         let progress = Progress::new(ctx, image.len() as u64, "Writing");
         let summary = ops::write_item(link, platform, item, image, Options::default(), |e| {
             progress.event(e)
@@ -1025,16 +1111,18 @@ pub(crate) fn write_server_key(
     })
 }
 
-/// Writes `der` as the device key, after saving the key the device held to `backup` (an erased region is no key:
-/// nothing saved). Returns whether the device held a key.
+/// Writes `der` as the device key of `protocol`, after saving the key the device held to `backup` (an erased
+/// region is no key: nothing saved). Returns whether the device held a key.
 pub(crate) fn replace_device_key(
     ctx: &Context,
     select: &Select,
+    protocol: Transport,
     der: &[u8],
     backup: &Path,
 ) -> Result<bool, Failure> {
-    let item = Item::DevicePrivateKey;
     with_device(select, |link, platform| {
+        let item = ops::device_key_item(platform, protocol)
+            .map_err(|e| op_failure("writing the key", e))?;
         let room = platform.location(item).map_or(0, |p| u64::from(p.len));
         let progress = Progress::new(ctx, room, "Reading");
         let old = ops::read_item(link, platform, item, |e| progress.event(e))
@@ -1049,8 +1137,10 @@ pub(crate) fn replace_device_key(
             leave: true,
             ..Options::default()
         };
-        ops::write_device_key(link, platform, der, options, |e| progress.event(e))
-            .map_err(|e| op_failure("writing the key", e))?;
+        ops::write_protocol_key(link, platform, protocol, der, options, |e| {
+            progress.event(e)
+        })
+        .map_err(|e| op_failure("writing the key", e))?;
         Ok(had_key)
     })
 }
@@ -1129,20 +1219,35 @@ pub(crate) fn server_address(
     Ok(())
 }
 
-/// A private key file as the device stores it: PKCS#1 DER.
-fn device_key_der(path: &Path) -> Result<Vec<u8>, Failure> {
+/// A private key file as the device stores it, with the protocol it is for: an RSA key as PKCS#1 DER (TCP), a
+/// P-256 key (SEC1 or PKCS#8, PEM or DER) as SEC1 DER (UDP).
+fn device_key_der(path: &Path) -> Result<(Transport, Vec<u8>), Failure> {
     use spark_protocol::crypto::keys::RsaPrivateKey;
+    use spark_protocol::dtls;
     let bytes = crate::files::read(path, crate::files::KEY)?;
-    let bad = |e: &dyn std::fmt::Display| Failure(format!("{}: {e}", path.display()));
+    let neither = || {
+        Failure(format!(
+            "{}: neither an RSA nor a P-256 private key (PEM or DER)",
+            path.display()
+        ))
+    };
     match std::str::from_utf8(&bytes) {
         Ok(text) if text.contains("-----BEGIN") => {
-            let key = RsaPrivateKey::from_pem(text).map_err(|e| bad(&e))?;
-            Ok(key.to_pkcs1_der().to_vec())
+            if let Ok(key) = RsaPrivateKey::from_pem(text) {
+                return Ok((Transport::Tcp, key.to_pkcs1_der().to_vec()));
+            }
+            let key = spark_cloud::udp::keys::private_key_from_pem(text).map_err(|_| neither())?;
+            Ok((Transport::Udp, key.to_sec1_der().to_vec()))
         }
         _ => {
-            let len = spark_dfu::platform::server_key::der_len(&bytes).map_err(|e| bad(&e))?;
-            RsaPrivateKey::from_der(&bytes[..len]).map_err(|e| bad(&e))?;
-            Ok(bytes[..len].to_vec())
+            // DER, possibly padded as the device stores it: read the DER value only.
+            let len = spark_dfu::platform::server_key::der_len(&bytes).map_err(|_| neither())?;
+            let der = &bytes[..len];
+            if RsaPrivateKey::from_der(der).is_ok() {
+                return Ok((Transport::Tcp, der.to_vec()));
+            }
+            let key = dtls::PrivateKey::from_der(der).map_err(|_| neither())?;
+            Ok((Transport::Udp, key.to_sec1_der().to_vec()))
         }
     }
 }
@@ -1157,6 +1262,7 @@ fn with_prefix(path: &Path, prefix: &str) -> PathBuf {
 #[derive(Serialize)]
 struct LoadReport {
     key: String,
+    protocol: &'static str,
     key_size: usize,
     backup: Option<String>,
     /// Whether the device held a key before (known when it was read for the backup).
@@ -1168,6 +1274,7 @@ struct LoadReport {
 #[derive(Serialize)]
 struct SaveReport {
     file: String,
+    protocol: &'static str,
     platform: &'static str,
     alt: u8,
     address: String,
@@ -1186,20 +1293,30 @@ pub(crate) fn device_key(ctx: &Context, command: DeviceKeyCommand) -> Outcome {
         } => load_key(ctx, &key, leave, no_backup, &select),
         DeviceKeyCommand::Save {
             file,
+            protocol,
             force,
             raw,
             select,
-        } => save_key(ctx, &file, force, raw, &select),
+        } => save_key(
+            ctx,
+            &file,
+            protocol.map(Transport::from),
+            force,
+            raw,
+            &select,
+        ),
     }
 }
 
 /// `spark keys load`.
 fn load_key(ctx: &Context, key: &Path, leave: bool, no_backup: bool, select: &Select) -> Outcome {
-    let item = Item::DevicePrivateKey;
-    let der = device_key_der(key)?;
+    let (protocol, der) = device_key_der(key)?;
     let backup = (!no_backup).then(|| with_prefix(key, "pre_"));
     let mut saved = false;
     let device = with_device(select, |link, platform| {
+        // Refused here, before the backup read, when the platform has no place for this key.
+        let item = ops::device_key_item(platform, protocol)
+            .map_err(|e| op_failure("loading the key", e))?;
         let room = platform.location(item).map_or(0, |p| p.len);
         if let Some(backup) = &backup {
             let progress = Progress::new(ctx, u64::from(room), "Reading");
@@ -1219,12 +1336,15 @@ fn load_key(ctx: &Context, key: &Path, leave: bool, no_backup: bool, select: &Se
             leave,
             ..Options::default()
         };
-        let summary = ops::write_device_key(link, platform, &der, options, |e| progress.event(e))
-            .map_err(|e| op_failure("writing the key", e))?;
+        let summary = ops::write_protocol_key(link, platform, protocol, &der, options, |e| {
+            progress.event(e)
+        })
+        .map_err(|e| op_failure("writing the key", e))?;
         Ok(device_write(platform, item, &summary))
     })?;
     let report = LoadReport {
         key: key.display().to_string(),
+        protocol: protocol_name(protocol),
         key_size: der.len(),
         device_had_key: backup.is_some().then_some(saved),
         backup: backup.filter(|_| saved).map(|b| b.display().to_string()),
@@ -1242,9 +1362,10 @@ fn load_key(ctx: &Context, key: &Path, leave: bool, no_backup: bool, select: &Se
         _ => {}
     }
     crate::out!(
-        "Loaded {} ({} bytes) to the {} at {} (alt {})",
+        "Loaded {} ({} bytes, the {} key) to the {} at {} (alt {})",
         report.key,
         report.key_size,
+        report.protocol.to_uppercase(),
         report.device.platform,
         report.device.address,
         report.device.alt
@@ -1254,15 +1375,24 @@ fn load_key(ctx: &Context, key: &Path, leave: bool, no_backup: bool, select: &Se
 }
 
 /// `spark keys save`.
-fn save_key(ctx: &Context, file: &Path, force: bool, raw: bool, select: &Select) -> Outcome {
-    let item = Item::DevicePrivateKey;
+fn save_key(
+    ctx: &Context,
+    file: &Path,
+    protocol: Option<Transport>,
+    force: bool,
+    raw: bool,
+    select: &Select,
+) -> Outcome {
     if file.exists() && !force {
         return Err(Failure(format!(
             "{} exists; use --force to overwrite it",
             file.display()
         )));
     }
-    let (bytes, platform) = with_device(select, |link, platform| {
+    let (bytes, platform, protocol, item) = with_device(select, |link, platform| {
+        let protocol = protocol.unwrap_or(platform.transport());
+        let item = ops::device_key_item(platform, protocol)
+            .map_err(|e| op_failure("reading the key", e))?;
         let progress = Progress::new(
             ctx,
             platform.location(item).map_or(0, |p| u64::from(p.len)),
@@ -1270,7 +1400,7 @@ fn save_key(ctx: &Context, file: &Path, force: bool, raw: bool, select: &Select)
         );
         let bytes = ops::read_item(link, platform, item, |e| progress.event(e))
             .map_err(|e| op_failure("reading the key", e))?;
-        Ok((bytes, platform))
+        Ok((bytes, platform, protocol, item))
     })?;
     let read = bytes.len();
     let keep = if raw {
@@ -1291,6 +1421,7 @@ fn save_key(ctx: &Context, file: &Path, force: bool, raw: bool, select: &Select)
     let place = platform.location(item);
     let report = SaveReport {
         file: file.display().to_string(),
+        protocol: protocol_name(protocol),
         platform: platform.name(),
         alt: place.map_or(0, |p| p.alt),
         address: format!("0x{:08x}", place.map_or(0, |p| p.address)),

@@ -28,7 +28,7 @@ use crate::file::DfuFile;
 use crate::host::{Device, Event, Host, HostError, Options, Refusal, Region, Summary};
 use crate::module;
 use crate::platform::server_key::{KeyError, ServerAddress, ServerKeyImage};
-use crate::platform::{Item, Location, Platform};
+use crate::platform::{Item, Location, Platform, Transport as Protocol};
 use crate::transport::blocking::{Transport, run};
 
 /// Why an operation failed.
@@ -52,6 +52,39 @@ pub enum OpError {
         /// What was asked for.
         item: Item,
     },
+    /// The platform keeps no device key for this protocol: the Core speaks only TCP, so it has no place for a
+    /// UDP (P-256) key.
+    #[error("{platform:?} has no {protocol:?}-protocol key place: it does not speak that protocol")]
+    NoKeyPlace {
+        /// The platform.
+        platform: Platform,
+        /// The protocol whose key was asked for.
+        protocol: Protocol,
+    },
+}
+
+/// The item holding the device private key for `protocol`, refused where the platform has no such place.
+pub fn device_key_item(platform: Platform, protocol: Protocol) -> Result<Item, OpError> {
+    let item = match protocol {
+        Protocol::Tcp => Item::DevicePrivateKey,
+        Protocol::Udp => Item::UdpDevicePrivateKey,
+    };
+    match platform.location(item) {
+        Some(_) => Ok(item),
+        None => Err(OpError::NoKeyPlace { platform, protocol }),
+    }
+}
+
+/// The item holding the server public key image for `protocol`, refused where the platform has no such place.
+pub fn server_key_item(platform: Platform, protocol: Protocol) -> Result<Item, OpError> {
+    let item = match protocol {
+        Protocol::Tcp => Item::ServerPublicKey,
+        Protocol::Udp => Item::UdpServerPublicKey,
+    };
+    match platform.location(item) {
+        Some(_) => Ok(item),
+        None => Err(OpError::NoKeyPlace { platform, protocol }),
+    }
 }
 
 fn device(platform: Platform, item: Item) -> Result<Device<'static>, OpError> {
@@ -179,7 +212,20 @@ pub fn write_device_key(
     options: Options,
     on_event: impl FnMut(Event),
 ) -> Result<Summary, OpError> {
-    let item = Item::DevicePrivateKey;
+    write_protocol_key(transport, platform, Protocol::Tcp, der, options, on_event)
+}
+
+/// Writes the device private key of `protocol`: for UDP the SEC1 DER of a P-256 key at the UDP key place (DCT
+/// offset 3106, 192 bytes), padded with 0xFF; refused with [`OpError::NoKeyPlace`] on a Core.
+pub fn write_protocol_key(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    protocol: Protocol,
+    der: &[u8],
+    options: Options,
+    on_event: impl FnMut(Event),
+) -> Result<Summary, OpError> {
+    let item = device_key_item(platform, protocol)?;
     let place = location(platform, item)?;
     let room = place.len as usize;
     if der.len() > room {
@@ -208,6 +254,17 @@ pub fn read_device_key(
     on_event: impl FnMut(Event),
 ) -> Result<Vec<u8>, OpError> {
     read_item(transport, platform, Item::DevicePrivateKey, on_event)
+}
+
+/// Reads the whole device-key region of `protocol` (UDP: the 192 bytes at DCT offset 3106).
+pub fn read_protocol_key(
+    transport: &mut (impl Transport + ?Sized),
+    platform: Platform,
+    protocol: Protocol,
+    on_event: impl FnMut(Event),
+) -> Result<Vec<u8>, OpError> {
+    let item = device_key_item(platform, protocol)?;
+    read_item(transport, platform, item, on_event)
 }
 
 /// Flashes the firmware of a DFU file at `address` on `alt`, refusing a file whose suffix names another device.

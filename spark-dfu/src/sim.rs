@@ -7,13 +7,19 @@
 //! DNLOAD in dfuIDLE or dfuDNLOAD-IDLE as the leave request and resets after the dfuMANIFEST status. On top of
 //! that it enforces erase-before-write (programming a byte that is not 0xFF fails with errPROG) and keeps the
 //! bootloader pages write-protected. Faults can be injected at any transfer.
+//!
+//! [`SparkCore::electron`] gives the same machine the Electron's DFU face (platform 10): dfuIDLE at start,
+//! 4096-byte transfers, the medium chosen by the alt setting (alt 0 internal flash, alt 1 the 16 KiB DCT), and a
+//! DCT that is written in place: Device OS's DFU driver for the DCT alt keeps the rest of the table around a
+//! write, so an erase command there clears nothing and the DCT needs no erase before a write.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::file::layout::MemoryLayout;
 use crate::host::TransferError;
 use crate::host::proto::{Request, Setup, State, Status, StatusReply};
-use crate::platform::core_map;
+use crate::platform::{ELECTRON_INTERNAL_FLASH, Platform, core_map};
 use crate::transport::{asynch, blocking};
 
 /// Internal flash erase poll timeout (ms).
@@ -26,6 +32,14 @@ pub const SPI_ERASE_MS: u32 = 20;
 pub const SPI_WRITE_MS: u32 = 30;
 /// The Core's transfer size.
 pub const TRANSFER_SIZE: usize = 1024;
+/// The simulated Electron's transfer size (what the host assumes where the table knows none).
+pub const ELECTRON_TRANSFER_SIZE: usize = 4096;
+/// The Electron's internal flash: 1 MiB from 0x08000000.
+const ELECTRON_FLASH_LEN: usize = 0x10_0000;
+/// The Electron's DCT as its alt 1 shows it: 16 KiB from 0.
+pub const ELECTRON_DCT_LEN: usize = 0x4000;
+/// Where the Electron's writable internal flash starts (its first three 16 KiB sectors are read-only over DFU).
+const ELECTRON_WRITABLE: u32 = 0x0800_C000;
 
 /// A fault to inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +64,16 @@ pub struct Logged {
     pub data: Vec<u8>,
 }
 
-/// The simulated Spark Core.
+/// The simulated Spark Core (or, from [`SparkCore::electron`], Electron).
 #[derive(Debug, Clone)]
 pub struct SparkCore {
-    /// Internal flash, 0x08000000..0x08020000.
+    /// Internal flash, 0x08000000..0x08020000 (the Electron: ..0x08100000).
     pub internal: Vec<u8>,
-    /// External SPI flash, 0x00000000..0x00200000.
+    /// External SPI flash, 0x00000000..0x00200000 (empty on the Electron).
     pub spi: Vec<u8>,
+    /// The DCT behind alt 1 (the Electron only; empty on the Core).
+    pub dct: Vec<u8>,
+    platform: Platform,
     state: State,
     status: Status,
     pointer: u32,
@@ -94,6 +111,8 @@ impl SparkCore {
         Self {
             internal: vec![0xFF; (core_map::INTERNAL_FLASH_END - core_map::BOOTLOADER) as usize],
             spi: vec![0xFF; core_map::EXTERNAL_FLASH_END as usize],
+            dct: Vec::new(),
+            platform: Platform::Core,
             state: State::Error,
             status: Status::FIRMWARE,
             pointer: core_map::FIRMWARE,
@@ -123,6 +142,34 @@ impl SparkCore {
             status: Status::OK,
             will_detach,
             ..Self::new()
+        }
+    }
+
+    /// An Electron fresh into DFU mode: erased internal flash and DCT, state dfuIDLE.
+    #[must_use]
+    pub fn electron() -> Self {
+        Self {
+            internal: vec![0xFF; ELECTRON_FLASH_LEN],
+            spi: Vec::new(),
+            dct: vec![0xFF; ELECTRON_DCT_LEN],
+            platform: Platform::Electron,
+            state: State::Idle,
+            status: Status::OK,
+            pointer: core_map::BOOTLOADER,
+            ..Self::new()
+        }
+    }
+
+    /// The platform this simulation answers as.
+    #[must_use]
+    pub fn platform(&self) -> Platform {
+        self.platform
+    }
+
+    fn transfer_size(&self) -> usize {
+        match self.platform {
+            Platform::Core => TRANSFER_SIZE,
+            _ => ELECTRON_TRANSFER_SIZE,
         }
     }
 
@@ -216,18 +263,24 @@ impl SparkCore {
     /// Brings a reset device back in DFU mode (as holding MODE through a reset would).
     pub fn reenter_dfu(&mut self) {
         self.gone = false;
-        self.state = State::Error;
-        self.status = Status::FIRMWARE;
-        self.pointer = core_map::FIRMWARE;
+        if self.platform == Platform::Core {
+            self.state = State::Error;
+            self.status = Status::FIRMWARE;
+            self.pointer = core_map::FIRMWARE;
+        } else {
+            self.state = State::Idle;
+            self.status = Status::OK;
+            self.pointer = core_map::BOOTLOADER;
+        }
         self.pending = None;
     }
 
-    /// The bytes at `address` (internal or SPI flash by the address), if in range.
+    /// The bytes at `address` on the selected alt's medium (the Core: internal or SPI flash by the address), if
+    /// in range.
     #[must_use]
     pub fn memory(&self, address: u32, len: usize) -> Option<&[u8]> {
         let (mem, off) = self.medium(address)?;
-        let mem: &[u8] = if mem { &self.internal } else { &self.spi };
-        mem.get(off..off.checked_add(len)?)
+        self.bank(mem).get(off..off.checked_add(len)?)
     }
 
     /// Writes memory directly (to set up a test), bypassing the protocol.
@@ -235,11 +288,7 @@ impl SparkCore {
         let Some((internal, off)) = self.medium(address) else {
             return false;
         };
-        let mem = if internal {
-            &mut self.internal
-        } else {
-            &mut self.spi
-        };
+        let mem = self.bank_mut(internal);
         match mem.get_mut(off..off + data.len()) {
             Some(m) => {
                 m.copy_from_slice(data);
@@ -249,8 +298,34 @@ impl SparkCore {
         }
     }
 
-    /// `(is_internal, offset)` of an address, chosen by the MAL mask as the bootloader does.
+    /// The internal flash, or the other medium (SPI flash on the Core, the DCT on the Electron).
+    fn bank(&self, internal: bool) -> &[u8] {
+        match (internal, self.platform) {
+            (true, _) => &self.internal,
+            (false, Platform::Core) => &self.spi,
+            (false, _) => &self.dct,
+        }
+    }
+
+    fn bank_mut(&mut self, internal: bool) -> &mut Vec<u8> {
+        match (internal, self.platform) {
+            (true, _) => &mut self.internal,
+            (false, Platform::Core) => &mut self.spi,
+            (false, _) => &mut self.dct,
+        }
+    }
+
+    /// `(is_internal, offset)` of an address: on the Core chosen by the MAL mask as the bootloader does, on the
+    /// Electron by the selected alt setting.
     fn medium(&self, address: u32) -> Option<(bool, usize)> {
+        if self.platform != Platform::Core {
+            return match self.alt {
+                0 => address
+                    .checked_sub(core_map::BOOTLOADER)
+                    .map(|off| (true, off as usize)),
+                _ => Some((false, address as usize)),
+            };
+        }
         match address & 0xFC00_0000 {
             0x0800_0000 => Some((true, (address - core_map::BOOTLOADER) as usize)),
             0 => Some((false, address as usize)),
@@ -296,7 +371,7 @@ impl SparkCore {
     }
 
     fn timing(&self, erase: bool) -> u32 {
-        let internal = self.pointer & 0xFC00_0000 == 0x0800_0000;
+        let internal = self.medium(self.pointer).is_some_and(|(i, _)| i);
         match (internal, erase) {
             (true, true) => INTERNAL_ERASE_MS,
             (true, false) => INTERNAL_WRITE_MS,
@@ -352,7 +427,7 @@ impl SparkCore {
                 let supported = match setup.value {
                     0 => matches!((data[0], data.len()), (0x00, 1) | (0x21, 5) | (0x41, 5)),
                     1 => false,
-                    _ => data.len() <= TRANSFER_SIZE,
+                    _ => data.len() <= self.transfer_size(),
                 };
                 if !supported {
                     return Err(self.stall());
@@ -461,7 +536,7 @@ impl SparkCore {
             return;
         }
         let address = (u32::from(block) - 2)
-            .wrapping_mul(TRANSFER_SIZE as u32)
+            .wrapping_mul(self.transfer_size() as u32)
             .wrapping_add(self.pointer);
         self.program(address, &data);
     }
@@ -470,6 +545,9 @@ impl SparkCore {
         let Some((internal, off)) = self.medium(address) else {
             return self.fail(Status::ADDRESS);
         };
+        if self.platform != Platform::Core {
+            return self.erase_electron(internal, address, off);
+        }
         let (mem, page) = if internal {
             if address < core_map::FIRMWARE {
                 return self.fail(Status::ERASE);
@@ -485,22 +563,50 @@ impl SparkCore {
         }
     }
 
+    /// The Electron: internal flash erases the sector holding `address`; the DCT is written in place, so an
+    /// erase there only checks the address.
+    fn erase_electron(&mut self, internal: bool, address: u32, off: usize) {
+        if !internal {
+            if off >= self.dct.len() {
+                self.fail(Status::ADDRESS);
+            }
+            return;
+        }
+        if address < ELECTRON_WRITABLE {
+            return self.fail(Status::ERASE);
+        }
+        let segment = MemoryLayout::parse(ELECTRON_INTERNAL_FLASH)
+            .ok()
+            .and_then(|l| l.segment_at(address));
+        let Some(segment) = segment else {
+            return self.fail(Status::ADDRESS);
+        };
+        let page = segment.page_size.unsigned_abs() as usize;
+        let start = (address - segment.start) as usize / page * page
+            + (segment.start - core_map::BOOTLOADER) as usize;
+        match self.internal.get_mut(start..start + page) {
+            Some(p) => p.fill(0xFF),
+            None => self.fail(Status::ADDRESS),
+        }
+    }
+
     fn program(&mut self, address: u32, data: &[u8]) {
         let Some((internal, off)) = self.medium(address) else {
             return self.fail(Status::ADDRESS);
         };
-        if internal && address < core_map::FIRMWARE {
+        let protected = match self.platform {
+            Platform::Core => core_map::FIRMWARE,
+            _ => ELECTRON_WRITABLE,
+        };
+        if internal && address < protected {
             return self.fail(Status::WRITE);
         }
-        let mem = if internal {
-            &mut self.internal
-        } else {
-            &mut self.spi
-        };
+        let in_place = !internal && self.platform != Platform::Core;
+        let mem = self.bank_mut(internal);
         let Some(target) = mem.get_mut(off..off + data.len()) else {
             return self.fail(Status::ADDRESS);
         };
-        if target.iter().any(|&b| b != 0xFF) {
+        if !in_place && target.iter().any(|&b| b != 0xFF) {
             return self.fail(Status::PROG);
         }
         target.copy_from_slice(data);
@@ -515,11 +621,11 @@ impl SparkCore {
             self.state = State::Idle;
             return Ok(n);
         }
-        if setup.value == 1 || buf.len() > TRANSFER_SIZE {
+        if setup.value == 1 || buf.len() > self.transfer_size() {
             return Err(self.stall());
         }
         let address = (u32::from(setup.value) - 2)
-            .wrapping_mul(TRANSFER_SIZE as u32)
+            .wrapping_mul(self.transfer_size() as u32)
             .wrapping_add(self.pointer);
         let Some(src) = self.memory(address, buf.len()) else {
             return Err(self.stall());
