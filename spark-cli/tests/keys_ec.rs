@@ -1,5 +1,5 @@
 //! `spark keys new --ec` and `spark keys send` with a P-256 key (a UDP device's), against a recording HTTP server
-//! on 127.0.0.1; the files are checked with the `openssl` command where it is installed.
+//! on 127.0.0.1; the files are checked with the `openssl` command (a test requirement).
 
 mod support;
 
@@ -56,18 +56,17 @@ fn keys_new_ec_writes_one_p256_pair_in_three_forms_and_keys_send_provisions_its_
         assert_eq!(mode & 0o077, 0, "{secret} is readable by others");
     }
     // OpenSSL reads the device form as a P-256 key and derives the same public key.
-    if let Ok(out) = std::process::Command::new("openssl")
+    let out = std::process::Command::new("openssl")
         .args(["ec", "-inform", "DER", "-pubout", "-outform", "PEM", "-in"])
         .arg(home.path().join("electron.der"))
         .output()
-    {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), public_pem);
-    }
+        .expect("the openssl command (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), public_pem);
 
     // Any of the three files sends the same public key, as "ecc"; the private key never leaves.
     for (i, name) in ["electron.pem", "electron.der", "electron.pub.pem"]
