@@ -19,12 +19,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
 use serde_json::Value;
+use spark_protocol::DeviceId;
 use spark_protocol::crypto::keys::RsaPublicKey;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::encoding::{iso8601, percent_decode};
-use super::events::{Credential, Event, Filter, Scope};
+use super::events::{Credential, Event, Filter, Publisher, Scope};
 use super::hub::{DeviceEvent, FlashProgress, HubError};
 use super::multipart::{Part, multipart_boundary, parse_multipart};
 use super::state::{AuthError, DeviceRecord, MAX_TOKEN_LIFETIME, TOKEN_LIFETIME, is_device_id};
@@ -43,7 +44,7 @@ mod webhooks;
 
 use auth::{LoginLimiter, User, basic_credentials, basic_user, bearer, login_attempt, token_of};
 pub(super) use connections::accept_loop;
-use devices::{resolve, visible, with_timeout};
+use devices::{hub_id, is_connected, resolve, visible, with_timeout};
 use firmware::flash;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -359,7 +360,7 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         }
         (&Method::GET, ["v1", "devices", "events", prefix @ ..]) => {
             let user = bearer(cloud, req)?;
-            Ok(events::subscribe(cloud, &user, Scope::Mine, prefix))
+            Ok(events::subscribe(cloud, &user, Scope::MyDevices, prefix))
         }
         (&Method::POST, ["v1", "devices", "events"]) => events::publish(cloud, req).await,
         (&Method::GET, ["v1", "devices"]) => {
@@ -380,13 +381,13 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         (&Method::POST, ["v1", "device_claims"]) => claims::create_claim_code(cloud, req),
         (&Method::GET, ["v1", "devices", id, "events", prefix @ ..]) => {
             let user = bearer(cloud, req)?;
+            // A name resolves to its device's record; the stream is then keyed by the id alone.
             let device = resolve(cloud, &user, id)?;
-            Ok(events::subscribe(
-                cloud,
-                &user,
-                Scope::Device(device.id),
-                prefix,
-            ))
+            let id = device
+                .id
+                .parse()
+                .map_err(|_| ok_false(StatusCode::NOT_FOUND, "Device not found."))?;
+            Ok(events::subscribe(cloud, &user, Scope::Device(id), prefix))
         }
         (&Method::GET, ["v1", "devices", id]) => devices::device_info(cloud, req, id).await,
         (&Method::PUT, ["v1", "devices", id]) => devices::update_device(cloud, req, id).await,
@@ -417,10 +418,7 @@ fn storage_failed() -> Reply {
 
 fn health(cloud: &Cloud) -> Reply {
     let devices = cloud.state.devices();
-    let connected = devices
-        .iter()
-        .filter(|d| cloud.hub.is_connected(&d.id))
-        .count();
+    let connected = devices.iter().filter(|d| is_connected(cloud, d)).count();
     json_reply(
         StatusCode::OK,
         &replies::Health {
