@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
@@ -57,14 +57,25 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
+/// Sets fixed header values (the API's CORS headers, the console's security headers).
+pub(crate) fn insert_static<const N: usize>(
+    h: &mut HeaderMap,
+    headers: [(HeaderName, &'static str); N],
+) {
+    for (name, value) in headers {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+}
+
 fn reply(status: StatusCode, body: Body, content_type: &'static str) -> Reply {
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
+    insert_static(
+        r.headers_mut(),
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
     );
     r
 }
@@ -320,14 +331,18 @@ struct Conn {
 async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>, ctx: &Conn) -> Reply {
     if req.method() == Method::OPTIONS {
         let mut r = reply(StatusCode::NO_CONTENT, full(Bytes::new()), "text/plain");
-        let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("X-Requested-With, Content-Type, Accept, Authorization"),
+        insert_static(
+            r.headers_mut(),
+            [
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    "GET, POST, PUT, DELETE, OPTIONS",
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "X-Requested-With, Content-Type, Accept, Authorization",
+                ),
+            ],
         );
         return r;
     }
