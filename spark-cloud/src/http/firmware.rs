@@ -42,10 +42,7 @@ pub(super) fn flash(
             "The binary is empty",
         ));
     }
-    let Some(target) = hub_id(&device)
-        .ok()
-        .filter(|&id| cloud.hub.is_connected(id))
-    else {
+    let Some(target) = hub_id(device).ok().filter(|&id| cloud.hub.is_connected(id)) else {
         return Err(ok_false_errors(
             StatusCode::NOT_FOUND,
             "Device is not connected.",
