@@ -502,6 +502,26 @@ mod tests {
         assert!(!dev.matches(&event("x", true, Some("u2"), Some(D3))));
     }
 
+    #[test]
+    fn a_device_scope_matches_by_id_not_by_spelling() {
+        let dev = Filter {
+            user: "u1".into(),
+            scope: Scope::Device(D2.parse().unwrap()),
+            prefix: String::new(),
+        };
+        let upper = D2.to_ascii_uppercase();
+        assert!(dev.matches(&event("x", true, Some("u2"), Some(&upper))));
+        // Text that is not a device id names no device: neither a device scope nor "my devices" takes it.
+        let odd = event("x", true, Some("u1"), Some("not-an-id"));
+        assert_eq!(odd.device, None);
+        assert!(!dev.matches(&odd));
+        let mine = Filter {
+            scope: Scope::MyDevices,
+            ..dev
+        };
+        assert!(!mine.matches(&odd));
+    }
+
     #[tokio::test]
     async fn dropped_subscription_is_freed_at_once_and_full_queues_drop() {
         let bus = EventBus::new();
