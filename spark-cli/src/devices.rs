@@ -113,15 +113,12 @@ pub(crate) async fn webhook(
             hook.deviceid = device;
             hook.request_type = request_type;
             let created = api.create_webhook(&hook).await.map_err(api_failure)?;
-            if ctx.json {
-                return ctx.print_json(&created);
-            }
-            crate::out!(
-                "Created webhook {} on \"{}\" to {}",
-                created.id,
-                hook.event,
-                hook.url
-            );
+            ctx.report(&created, |c| {
+                format!(
+                    "Created webhook {} on \"{}\" to {}",
+                    c.id, hook.event, hook.url
+                )
+            })?;
         }
         WebhookCommand::List => {
             let hooks = api.list_webhooks().await.map_err(api_failure)?;

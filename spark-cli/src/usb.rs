@@ -1428,20 +1428,12 @@ fn save_key(
         read,
         size: keep,
     };
-    if ctx.json {
-        return ctx.print_json(&report);
-    }
-    crate::out!(
-        "Read {} bytes at {} (alt {}) from the {}; saved {} bytes to {}",
-        report.read,
-        report.address,
-        report.alt,
-        report.platform,
-        report.size,
-        report.file
-    );
-    crate::out!("Saved!");
-    Ok(())
+    ctx.report(&report, |r| {
+        format!(
+            "Read {} bytes at {} (alt {}) from the {}; saved {} bytes to {}\nSaved!",
+            r.read, r.address, r.alt, r.platform, r.size, r.file
+        )
+    })
 }
 
 #[cfg(test)]

@@ -131,13 +131,13 @@ async fn a_core_moved_over_dfu_reconnects_on_the_rotated_key() {
     // The Core, on what was written, connects and is listed on the current key.
     let core = tokio::spawn(run_core(device_addr, moved));
     for _ in 0..6000 {
-        if hub.is_connected(DEV) {
+        if hub.is_connected(DEV.parse().unwrap()) {
             break;
         }
         assert!(!core.is_finished(), "the moved Core was refused");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(hub.is_connected(DEV));
+    assert!(hub.is_connected(DEV.parse().unwrap()));
     assert_eq!(cloud.key_use(DEV), Some(KeyUse::Current));
     core.abort();
     task.abort();

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use spark_cloud::events::{Event, SUBSCRIBER_QUEUE};
+use spark_cloud::events::{Event, Publisher, SUBSCRIBER_QUEUE};
 use spark_cloud::hub::ScriptedHub;
 use spark_cloud::{self as cloud, Config};
 
@@ -105,9 +105,7 @@ fn bench(c: &mut Criterion) {
         60,
         true,
         SystemTime::now(),
-        "53ff6c065075535119511687",
-        None,
-        Some("53ff6c065075535119511687"),
+        Publisher::device("53ff6c065075535119511687", None),
     );
 
     let mut group = c.benchmark_group("spark-cloud");

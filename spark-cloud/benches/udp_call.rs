@@ -115,7 +115,11 @@ fn bench(c: &mut Criterion) {
         // Both answer a call before the measurement starts.
         for id in [&tcp_id, &udp_id] {
             loop {
-                if hub.call(id, "digitalread", "D7").await.is_ok() {
+                if hub
+                    .call(id.parse().unwrap(), "digitalread", "D7")
+                    .await
+                    .is_ok()
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -124,12 +128,14 @@ fn bench(c: &mut Criterion) {
         (hub, tcp_id, udp_id, (tcp, udp, tcp_task, udp_task))
     });
 
+    let tcp_id: spark_protocol::DeviceId = tcp_id.parse().unwrap();
+    let udp_id: spark_protocol::DeviceId = udp_id.parse().unwrap();
     let mut group = c.benchmark_group("call_round_trip");
     group.bench_function("tcp_core", |b| {
-        b.iter(|| rt.block_on(hub.call(&tcp_id, "digitalread", "D7")).unwrap())
+        b.iter(|| rt.block_on(hub.call(tcp_id, "digitalread", "D7")).unwrap())
     });
     group.bench_function("udp_device", |b| {
-        b.iter(|| rt.block_on(hub.call(&udp_id, "digitalread", "D7")).unwrap())
+        b.iter(|| rt.block_on(hub.call(udp_id, "digitalread", "D7")).unwrap())
     });
     group.finish();
 }

@@ -146,7 +146,7 @@ pub(crate) enum Command {
 /// The [`DeviceHub`] of devices connected over TCP.
 #[derive(Debug, Default)]
 pub struct LiveHub {
-    devices: Mutex<HashMap<String, (u64, Arc<Mailbox>)>>,
+    devices: Mutex<HashMap<DeviceId, (u64, Arc<Mailbox>)>>,
     serial: AtomicU64,
 }
 
@@ -161,16 +161,16 @@ impl LiveHub {
         lock(&self.devices).len()
     }
 
-    fn mailbox(&self, device: &str) -> Result<Arc<Mailbox>, HubError> {
+    fn mailbox(&self, device: DeviceId) -> Result<Arc<Mailbox>, HubError> {
         lock(&self.devices)
-            .get(device)
+            .get(&device)
             .map(|(_, mailbox)| Arc::clone(mailbox))
             .ok_or(HubError::NotConnected)
     }
 
     fn ask<'a, T: Send + 'static>(
         &'a self,
-        device: &'a str,
+        device: DeviceId,
         make: impl FnOnce(Answer<T>) -> Command + Send + 'a,
     ) -> HubFuture<'a, T> {
         Box::pin(async move {
@@ -183,17 +183,17 @@ impl LiveHub {
 }
 
 impl DeviceHub for LiveHub {
-    fn is_connected(&self, device: &str) -> bool {
-        lock(&self.devices).contains_key(device)
+    fn is_connected(&self, device: DeviceId) -> bool {
+        lock(&self.devices).contains_key(&device)
     }
 
-    fn describe<'a>(&'a self, device: &'a str) -> HubFuture<'a, Description> {
+    fn describe<'a>(&'a self, device: DeviceId) -> HubFuture<'a, Description> {
         self.ask(device, Command::Describe)
     }
 
     fn call<'a>(
         &'a self,
-        device: &'a str,
+        device: DeviceId,
         function: &'a str,
         argument: &'a str,
     ) -> HubFuture<'a, i32> {
@@ -202,21 +202,21 @@ impl DeviceHub for LiveHub {
         })
     }
 
-    fn get<'a>(&'a self, device: &'a str, variable: &'a str) -> HubFuture<'a, VariableValue> {
+    fn get<'a>(&'a self, device: DeviceId, variable: &'a str) -> HubFuture<'a, VariableValue> {
         self.ask(device, move |a| Command::Get(variable.to_owned(), a))
     }
 
-    fn signal<'a>(&'a self, device: &'a str, on: bool) -> HubFuture<'a, ()> {
+    fn signal<'a>(&'a self, device: DeviceId, on: bool) -> HubFuture<'a, ()> {
         self.ask(device, move |a| Command::Signal(on, a))
     }
 
-    fn deliver<'a>(&'a self, device: &'a str, event: &'a DeviceEvent) -> HubFuture<'a, ()> {
+    fn deliver<'a>(&'a self, device: DeviceId, event: &'a DeviceEvent) -> HubFuture<'a, ()> {
         self.ask(device, move |a| Command::Deliver(event.clone(), a))
     }
 
     fn flash<'a>(
         &'a self,
-        device: &'a str,
+        device: DeviceId,
         image: Bytes,
         progress: Arc<dyn FlashProgress>,
     ) -> HubFuture<'a, ()> {
@@ -833,8 +833,13 @@ impl DeviceTask {
                 if let Some((device, _)) = &self.session.id {
                     let name = String::from_utf8_lossy(&e.name);
                     let data = e.data.as_deref().map(String::from_utf8_lossy);
-                    self.cloud
-                        .device_event(device, &name, data.as_deref(), e.ttl, !e.private);
+                    self.cloud.device_event(
+                        &device.to_string(),
+                        &name,
+                        data.as_deref(),
+                        e.ttl,
+                        !e.private,
+                    );
                 }
             }
             CloudEvent::Subscribed(s) => self.subscriptions.push(s),
@@ -867,7 +872,7 @@ impl DeviceTask {
         self.slots.handshake = None;
         let device = info.device_id.to_string();
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
-        lock(&self.hub.devices).insert(device.clone(), (serial, Arc::clone(&self.session.mailbox)));
+        lock(&self.hub.devices).insert(info.device_id, (serial, Arc::clone(&self.session.mailbox)));
         super::console::record_hello(&self.cloud, &device, info);
         if let Some(keys) = self.keys.take()
             && driver.uses_rsa_server_key()
@@ -882,7 +887,7 @@ impl DeviceTask {
         if let Ok(r) = driver.connection_mut().describe(now) {
             self.pending.insert(r, Pending::Describe(None));
         }
-        self.session.id = Some((device, serial));
+        self.session.id = Some((info.device_id, serial));
     }
 
     /// A request from the REST layer.
@@ -976,7 +981,7 @@ pub(crate) struct SessionCleanup {
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     mailbox: Arc<Mailbox>,
-    id: Option<(String, u64)>,
+    id: Option<(DeviceId, u64)>,
 }
 
 impl Drop for SessionCleanup {
@@ -988,7 +993,7 @@ impl Drop for SessionCleanup {
                 devices.remove(&device);
             }
             drop(devices);
-            self.cloud.device_offline(&device);
+            self.cloud.device_offline(&device.to_string());
         }
     }
 }

@@ -18,6 +18,8 @@ use http_body::{Body, Frame};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use spark_protocol::DeviceId;
+
 use super::encoding::iso8601;
 
 /// Events a subscriber may have queued before further ones are dropped for it.
@@ -36,7 +38,7 @@ pub struct Event {
     /// device.
     pub owner: Option<Arc<str>>,
     /// The publishing device, when a device published it.
-    pub device: Option<Arc<str>>,
+    pub device: Option<DeviceId>,
     /// Whether it is public.
     pub public: bool,
     /// The SSE frame.
@@ -51,24 +53,56 @@ struct Wire<'a> {
     coreid: &'a str,
 }
 
+/// Who published an event: what its `coreid` says, whose it is, and the device, if a device published it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publisher<'a> {
+    /// The `coreid` the event carries: the device id, the user id for an API publish, or a source name.
+    pub coreid: &'a str,
+    /// The user it belongs to; `None` for an unowned device.
+    pub owner: Option<&'a str>,
+    /// The publishing device.
+    pub device: Option<DeviceId>,
+}
+
+impl<'a> Publisher<'a> {
+    /// Published through the API (or by the cloud itself) as `coreid`, for `owner`.
+    #[must_use]
+    pub fn user(coreid: &'a str, owner: &'a str) -> Publisher<'a> {
+        Publisher {
+            coreid,
+            owner: Some(owner),
+            device: None,
+        }
+    }
+
+    /// Published by `device` (its id as text), owned by `owner`. Devices publish under their own (valid) id;
+    /// text that is not one names no device.
+    #[must_use]
+    pub fn device(device: &'a str, owner: Option<&'a str>) -> Publisher<'a> {
+        Publisher {
+            coreid: device,
+            owner,
+            device: device.parse().ok(),
+        }
+    }
+}
+
 impl Event {
-    /// Builds an event and its frame; `coreid` is the device id (or the user id for an API publish).
-    #[allow(clippy::too_many_arguments)] // each is one field of the event; a builder would only rename them
+    /// Builds an event and its frame.
+    #[must_use]
     pub fn new(
         name: &str,
         data: Option<&str>,
         ttl: u32,
         public: bool,
         published_at: SystemTime,
-        coreid: &str,
-        owner: Option<&str>,
-        device: Option<&str>,
+        from: Publisher<'_>,
     ) -> Event {
         let json = serde_json::to_string(&Wire {
             data,
             ttl: ttl.to_string(),
             published_at: iso8601(published_at),
-            coreid,
+            coreid: from.coreid,
         })
         .expect("serialising strings cannot fail");
         let mut frame = BytesMut::with_capacity(name.len() + json.len() + 16);
@@ -86,24 +120,19 @@ impl Event {
         frame.extend_from_slice(b"\n\n");
         Event {
             name: name.into(),
-            owner: owner.map(Into::into),
-            device: device.map(Into::into),
+            owner: from.owner.map(Into::into),
+            device: from.device,
             public,
             frame: frame.freeze(),
         }
     }
 }
 
-/// Which events a subscriber receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// `/v1/events`: public events and the user's own private ones.
-    All,
-    /// `/v1/devices/events`: events of the user's devices.
-    Mine,
-    /// `/v1/devices/:id/events`: one device's events (private ones only for its owner).
-    Device(String),
-}
+/// Which events a subscriber receives: the workspace's one subscription scope. Here
+/// [`Scope::All`] is `/v1/events` (public events and the user's own private ones),
+/// [`Scope::MyDevices`] is `/v1/devices/events` and [`Scope::Device`] is `/v1/devices/:id/events`
+/// (private events only for the device's owner).
+pub use spark_protocol::session::Scope;
 
 /// A subscriber's filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,10 +154,10 @@ impl Filter {
         let own = event.owner.as_deref() == Some(self.user.as_str());
         match &self.scope {
             Scope::All => event.public || own,
-            Scope::Mine => own && event.device.is_some(),
-            Scope::Device(id) => {
-                event.device.as_deref() == Some(id.as_str()) && (event.public || own)
-            }
+            Scope::MyDevices => own && event.device.is_some(),
+            Scope::Device(id) => event.device == Some(*id) && (event.public || own),
+            // A scope added to the shared enum later passes nothing until it is given a meaning here.
+            _ => false,
         }
     }
 }
@@ -402,17 +431,20 @@ mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
+    const D1: &str = "0123456789abcdef01234561";
+    const D2: &str = "0123456789abcdef01234562";
+    const D3: &str = "0123456789abcdef01234563";
+
     fn event(name: &str, public: bool, owner: Option<&str>, device: Option<&str>) -> Event {
-        Event::new(
-            name,
-            Some("d"),
-            60,
-            public,
-            UNIX_EPOCH,
-            device.unwrap_or("u"),
-            owner,
-            device,
-        )
+        let from = match device {
+            Some(device) => Publisher::device(device, owner),
+            None => Publisher {
+                coreid: "u",
+                owner,
+                device: None,
+            },
+        };
+        Event::new(name, Some("d"), 60, public, UNIX_EPOCH, from)
     }
 
     #[test]
@@ -423,16 +455,18 @@ mod tests {
             60,
             true,
             UNIX_EPOCH + Duration::from_millis(1_401_304_834_638),
-            "0123456789abcdef",
-            None,
-            None,
+            Publisher {
+                coreid: "0123456789abcdef",
+                owner: None,
+                device: None,
+            },
         );
         assert_eq!(
             &e.frame[..],
             b"event: motion-detected\ndata: {\"data\":\"23:23:44\",\"ttl\":\"60\",\
 \"published_at\":\"2014-05-28T19:20:34.638Z\",\"coreid\":\"0123456789abcdef\"}\n\n"
         );
-        let e = Event::new("a\nb", None, 5, true, UNIX_EPOCH, "x", None, None);
+        let e = Event::new("a\nb", None, 5, true, UNIX_EPOCH, Publisher::user("x", "u"));
         assert!(
             e.frame
                 .starts_with(b"event: a b\ndata: {\"data\":null,\"ttl\":\"5\"")
@@ -448,24 +482,44 @@ mod tests {
         };
         assert!(all("temp").matches(&event("temperature", true, None, None)));
         assert!(!all("temp").matches(&event("tem", true, None, None)));
-        assert!(!all("").matches(&event("x", false, Some("u2"), Some("d2"))));
-        assert!(all("").matches(&event("x", false, Some("u1"), Some("d1"))));
+        assert!(!all("").matches(&event("x", false, Some("u2"), Some(D2))));
+        assert!(all("").matches(&event("x", false, Some("u1"), Some(D1))));
         let mine = Filter {
             user: "u1".into(),
-            scope: Scope::Mine,
+            scope: Scope::MyDevices,
             prefix: String::new(),
         };
-        assert!(mine.matches(&event("x", false, Some("u1"), Some("d1"))));
+        assert!(mine.matches(&event("x", false, Some("u1"), Some(D1))));
         assert!(!mine.matches(&event("x", true, Some("u1"), None)));
-        assert!(!mine.matches(&event("x", true, Some("u2"), Some("d2"))));
+        assert!(!mine.matches(&event("x", true, Some("u2"), Some(D2))));
         let dev = Filter {
             user: "u1".into(),
-            scope: Scope::Device("d2".into()),
+            scope: Scope::Device(D2.parse().unwrap()),
             prefix: String::new(),
         };
-        assert!(dev.matches(&event("x", true, Some("u2"), Some("d2"))));
-        assert!(!dev.matches(&event("x", false, Some("u2"), Some("d2"))));
-        assert!(!dev.matches(&event("x", true, Some("u2"), Some("d3"))));
+        assert!(dev.matches(&event("x", true, Some("u2"), Some(D2))));
+        assert!(!dev.matches(&event("x", false, Some("u2"), Some(D2))));
+        assert!(!dev.matches(&event("x", true, Some("u2"), Some(D3))));
+    }
+
+    #[test]
+    fn a_device_scope_matches_by_id_not_by_spelling() {
+        let dev = Filter {
+            user: "u1".into(),
+            scope: Scope::Device(D2.parse().unwrap()),
+            prefix: String::new(),
+        };
+        let upper = D2.to_ascii_uppercase();
+        assert!(dev.matches(&event("x", true, Some("u2"), Some(&upper))));
+        // Text that is not a device id names no device: neither a device scope nor "my devices" takes it.
+        let odd = event("x", true, Some("u1"), Some("not-an-id"));
+        assert_eq!(odd.device, None);
+        assert!(!dev.matches(&odd));
+        let mine = Filter {
+            scope: Scope::MyDevices,
+            ..dev
+        };
+        assert!(!mine.matches(&odd));
     }
 
     #[tokio::test]

@@ -14,17 +14,18 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
 use serde_json::Value;
+use spark_protocol::DeviceId;
 use spark_protocol::crypto::keys::RsaPublicKey;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::encoding::{iso8601, percent_decode};
-use super::events::{Credential, Event, Filter, Scope};
+use super::events::{Credential, Event, Filter, Publisher, Scope};
 use super::hub::{DeviceEvent, FlashProgress, HubError};
 use super::multipart::{Part, multipart_boundary, parse_multipart};
 use super::state::{AuthError, DeviceRecord, MAX_TOKEN_LIFETIME, TOKEN_LIFETIME, is_device_id};
@@ -43,7 +44,7 @@ mod webhooks;
 
 use auth::{LoginLimiter, User, basic_credentials, basic_user, bearer, login_attempt, token_of};
 pub(super) use connections::accept_loop;
-use devices::{resolve, visible, with_timeout};
+use devices::{hub_id, is_connected, resolve, visible, with_timeout};
 use firmware::flash;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -56,14 +57,25 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
+/// Sets fixed header values (the API's CORS headers, the console's security headers).
+pub(crate) fn insert_static<const N: usize>(
+    h: &mut HeaderMap,
+    headers: [(HeaderName, &'static str); N],
+) {
+    for (name, value) in headers {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+}
+
 fn reply(status: StatusCode, body: Body, content_type: &'static str) -> Reply {
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
+    insert_static(
+        r.headers_mut(),
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
     );
     r
 }
@@ -319,14 +331,18 @@ struct Conn {
 async fn handle(cloud: &Arc<Cloud>, req: Request<Incoming>, ctx: &Conn) -> Reply {
     if req.method() == Method::OPTIONS {
         let mut r = reply(StatusCode::NO_CONTENT, full(Bytes::new()), "text/plain");
-        let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("X-Requested-With, Content-Type, Accept, Authorization"),
+        insert_static(
+            r.headers_mut(),
+            [
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    "GET, POST, PUT, DELETE, OPTIONS",
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "X-Requested-With, Content-Type, Accept, Authorization",
+                ),
+            ],
         );
         return r;
     }
@@ -359,7 +375,7 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         }
         (&Method::GET, ["v1", "devices", "events", prefix @ ..]) => {
             let user = bearer(cloud, req)?;
-            Ok(events::subscribe(cloud, &user, Scope::Mine, prefix))
+            Ok(events::subscribe(cloud, &user, Scope::MyDevices, prefix))
         }
         (&Method::POST, ["v1", "devices", "events"]) => events::publish(cloud, req).await,
         (&Method::GET, ["v1", "devices"]) => {
@@ -380,13 +396,13 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         (&Method::POST, ["v1", "device_claims"]) => claims::create_claim_code(cloud, req),
         (&Method::GET, ["v1", "devices", id, "events", prefix @ ..]) => {
             let user = bearer(cloud, req)?;
+            // A name resolves to its device's record; the stream is then keyed by the id alone.
             let device = resolve(cloud, &user, id)?;
-            Ok(events::subscribe(
-                cloud,
-                &user,
-                Scope::Device(device.id),
-                prefix,
-            ))
+            let id = device
+                .id
+                .parse()
+                .map_err(|_| ok_false(StatusCode::NOT_FOUND, "Device not found."))?;
+            Ok(events::subscribe(cloud, &user, Scope::Device(id), prefix))
         }
         (&Method::GET, ["v1", "devices", id]) => devices::device_info(cloud, req, id).await,
         (&Method::PUT, ["v1", "devices", id]) => devices::update_device(cloud, req, id).await,
@@ -417,10 +433,7 @@ fn storage_failed() -> Reply {
 
 fn health(cloud: &Cloud) -> Reply {
     let devices = cloud.state.devices();
-    let connected = devices
-        .iter()
-        .filter(|d| cloud.hub.is_connected(&d.id))
-        .count();
+    let connected = devices.iter().filter(|d| is_connected(cloud, d)).count();
     json_reply(
         StatusCode::OK,
         &replies::Health {

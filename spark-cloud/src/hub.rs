@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use spark_protocol::DeviceId;
 
 /// A boxed future returned by the hub (object-safe, `Send`).
 pub type HubFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HubError>> + Send + 'a>>;
@@ -71,32 +72,32 @@ pub trait FlashProgress: Send + Sync {
 /// The devices the REST layer reaches. Implemented by the device listener and by [`ScriptedHub`].
 pub trait DeviceHub: Send + Sync + 'static {
     /// Whether `device` is connected now.
-    fn is_connected(&self, device: &str) -> bool;
+    fn is_connected(&self, device: DeviceId) -> bool;
 
     /// What `device` exposes.
-    fn describe<'a>(&'a self, device: &'a str) -> HubFuture<'a, Description>;
+    fn describe<'a>(&'a self, device: DeviceId) -> HubFuture<'a, Description>;
 
     /// Calls `function` with `argument` on `device` and returns its result.
     fn call<'a>(
         &'a self,
-        device: &'a str,
+        device: DeviceId,
         function: &'a str,
         argument: &'a str,
     ) -> HubFuture<'a, i32>;
 
     /// Reads `variable` from `device`.
-    fn get<'a>(&'a self, device: &'a str, variable: &'a str) -> HubFuture<'a, VariableValue>;
+    fn get<'a>(&'a self, device: DeviceId, variable: &'a str) -> HubFuture<'a, VariableValue>;
 
     /// Turns the status LED's "signal" (rainbow) on or off.
-    fn signal<'a>(&'a self, device: &'a str, on: bool) -> HubFuture<'a, ()>;
+    fn signal<'a>(&'a self, device: DeviceId, on: bool) -> HubFuture<'a, ()>;
 
     /// Delivers an event published through the API to `device` (when it subscribed to it).
-    fn deliver<'a>(&'a self, device: &'a str, event: &'a DeviceEvent) -> HubFuture<'a, ()>;
+    fn deliver<'a>(&'a self, device: DeviceId, event: &'a DeviceEvent) -> HubFuture<'a, ()>;
 
     /// Flashes `image` over the air and resolves when the device has accepted it (or the update failed).
     fn flash<'a>(
         &'a self,
-        device: &'a str,
+        device: DeviceId,
         image: Bytes,
         progress: Arc<dyn FlashProgress>,
     ) -> HubFuture<'a, ()>;
@@ -158,7 +159,7 @@ impl ScriptedDevice {
 /// A [`DeviceHub`] whose devices are in-process scripts: connected while present.
 #[derive(Debug, Default)]
 pub struct ScriptedHub {
-    devices: Mutex<HashMap<String, ScriptedDevice>>,
+    devices: Mutex<HashMap<DeviceId, ScriptedDevice>>,
 }
 
 impl ScriptedHub {
@@ -168,42 +169,46 @@ impl ScriptedHub {
     }
 
     /// Connects a device under `id` (replacing one with the same id).
-    pub fn connect(&self, id: &str, device: ScriptedDevice) {
-        self.lock().insert(id.to_ascii_lowercase(), device);
+    pub fn connect(&self, id: DeviceId, device: ScriptedDevice) {
+        self.lock().insert(id, device);
     }
 
     /// Disconnects a device; returns it.
-    pub fn disconnect(&self, id: &str) -> Option<ScriptedDevice> {
-        self.lock().remove(&id.to_ascii_lowercase())
+    pub fn disconnect(&self, id: DeviceId) -> Option<ScriptedDevice> {
+        self.lock().remove(&id)
     }
 
     /// Runs `f` on a connected device.
-    pub fn with_device<T>(&self, id: &str, f: impl FnOnce(&mut ScriptedDevice) -> T) -> Option<T> {
-        self.lock().get_mut(&id.to_ascii_lowercase()).map(f)
+    pub fn with_device<T>(
+        &self,
+        id: DeviceId,
+        f: impl FnOnce(&mut ScriptedDevice) -> T,
+    ) -> Option<T> {
+        self.lock().get_mut(&id).map(f)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ScriptedDevice>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, ScriptedDevice>> {
         super::lock(&self.devices)
     }
 
     fn on<T>(
         &self,
-        device: &str,
+        device: DeviceId,
         f: impl FnOnce(&mut ScriptedDevice) -> Result<T, HubError>,
     ) -> Result<T, HubError> {
         self.lock()
-            .get_mut(device)
+            .get_mut(&device)
             .ok_or(HubError::NotConnected)
             .and_then(f)
     }
 }
 
 impl DeviceHub for ScriptedHub {
-    fn is_connected(&self, device: &str) -> bool {
-        self.lock().contains_key(device)
+    fn is_connected(&self, device: DeviceId) -> bool {
+        self.lock().contains_key(&device)
     }
 
-    fn describe<'a>(&'a self, device: &'a str) -> HubFuture<'a, Description> {
+    fn describe<'a>(&'a self, device: DeviceId) -> HubFuture<'a, Description> {
         let r = self.on(device, |d| {
             Ok(Description {
                 functions: d.functions.keys().cloned().collect(),
@@ -219,7 +224,7 @@ impl DeviceHub for ScriptedHub {
 
     fn call<'a>(
         &'a self,
-        device: &'a str,
+        device: DeviceId,
         function: &'a str,
         argument: &'a str,
     ) -> HubFuture<'a, i32> {
@@ -233,7 +238,7 @@ impl DeviceHub for ScriptedHub {
         Box::pin(async move { f.and_then(|f| f(argument)) })
     }
 
-    fn get<'a>(&'a self, device: &'a str, variable: &'a str) -> HubFuture<'a, VariableValue> {
+    fn get<'a>(&'a self, device: DeviceId, variable: &'a str) -> HubFuture<'a, VariableValue> {
         let r = self.on(device, |d| {
             d.variables
                 .get(variable)
@@ -243,7 +248,7 @@ impl DeviceHub for ScriptedHub {
         Box::pin(async move { r })
     }
 
-    fn signal<'a>(&'a self, device: &'a str, on: bool) -> HubFuture<'a, ()> {
+    fn signal<'a>(&'a self, device: DeviceId, on: bool) -> HubFuture<'a, ()> {
         let r = self.on(device, |d| {
             d.signaling = on;
             Ok(())
@@ -251,7 +256,7 @@ impl DeviceHub for ScriptedHub {
         Box::pin(async move { r })
     }
 
-    fn deliver<'a>(&'a self, device: &'a str, event: &'a DeviceEvent) -> HubFuture<'a, ()> {
+    fn deliver<'a>(&'a self, device: DeviceId, event: &'a DeviceEvent) -> HubFuture<'a, ()> {
         let r = self.on(device, |d| {
             d.received.push(event.clone());
             Ok(())
@@ -261,7 +266,7 @@ impl DeviceHub for ScriptedHub {
 
     fn flash<'a>(
         &'a self,
-        device: &'a str,
+        device: DeviceId,
         image: Bytes,
         progress: Arc<dyn FlashProgress>,
     ) -> HubFuture<'a, ()> {

@@ -85,7 +85,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 
-use events::{Event, EventBus};
+use events::{Event, EventBus, Publisher};
 use hub::DeviceHub;
 use state::{StateDir, StateError};
 
@@ -224,11 +224,10 @@ impl Cloud {
     /// Hands a hook's `hook-response` / `hook-error` event to the device whose event fired it, when it is
     /// connected and subscribed (as the hosted cloud does); never waits for the device.
     fn deliver_hook_event(&self, device: &str, name: &str, data: &str) {
-        if !self.hub.is_connected(device) {
+        let Some(device) = device.parse().ok().filter(|&id| self.hub.is_connected(id)) else {
             return;
-        }
+        };
         let hub = Arc::clone(&self.hub);
-        let device = device.to_owned();
         let event = hub::DeviceEvent {
             name: name.to_owned(),
             data: Some(data.to_owned()),
@@ -236,7 +235,7 @@ impl Cloud {
             public: false,
         };
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, hub.deliver(&device, &event)).await;
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, hub.deliver(device, &event)).await;
         });
     }
 
@@ -424,16 +423,8 @@ impl Cloud {
         if owner.is_none() {
             return;
         }
-        let event = Event::new(
-            name,
-            data,
-            ttl,
-            public,
-            SystemTime::now(),
-            device,
-            owner.as_deref(),
-            Some(device),
-        );
+        let from = Publisher::device(device, owner.as_deref());
+        let event = Event::new(name, data, ttl, public, SystemTime::now(), from);
         self.bus.publish(&event);
         if let Some(owner) = owner.as_deref() {
             self.webhooks.dispatch(

@@ -581,9 +581,7 @@ impl Worker {
                 60,
                 false,
                 SystemTime::now(),
-                HOOK_EVENT_SOURCE,
-                Some(owner),
-                None,
+                super::events::Publisher::user(HOOK_EVENT_SOURCE, owner),
             );
             cloud.bus().publish(&event);
         }

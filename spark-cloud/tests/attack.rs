@@ -108,7 +108,7 @@ async fn slow_headers_are_closed_and_connections_past_the_cap_get_503_while_a_co
     let id = core.id.clone();
     let hub = env.hub.clone();
     within(async {
-        while !hub.is_connected(&id) {
+        while !hub.is_connected(id.parse().unwrap()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

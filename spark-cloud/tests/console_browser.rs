@@ -728,7 +728,7 @@ impl ScriptedFleet {
         }
         for (i, id) in ids.iter().enumerate() {
             let device = ScriptedDevice::default().variable("index", VariableValue::Int(i as i32));
-            hub.connect(id, device);
+            hub.connect(id.parse().unwrap(), device);
             cloud.device_online(id);
             cloud.device_event(id, "spark/cc3000-patch-version", Some("1.24"), 60, false);
         }
@@ -852,7 +852,7 @@ async fn when_the_cloud_goes_away_the_page_says_so_and_recovers_by_itself() {
         ),
     )
     .await;
-    fleet.hub.disconnect(&ids[1]);
+    fleet.hub.disconnect(ids[1].parse().unwrap());
     cloud.device_offline(&ids[1]);
     until(
         &b,
@@ -914,7 +914,7 @@ async fn a_fleet_of_1000_devices_is_listed_whole_and_takes_live_updates() {
         60,
         false,
     );
-    hub.disconnect(&ids[999]);
+    hub.disconnect(ids[999].parse().unwrap());
     cloud.device_offline(&ids[999]);
     for id in ids {
         cloud.device_event(id, "fleet/heartbeat", Some("1"), 60, false);

@@ -213,7 +213,7 @@ async fn a_device_connects_and_answers_through_the_api() {
         names[1],
         ("booted".into(), Some("yes".into()), Some(DEV_A.into()))
     );
-    assert!(env.hub.is_connected(DEV_A));
+    assert!(env.hub.is_connected(DEV_A.parse().unwrap()));
 
     let info = joe.device(DEV_A).await.unwrap();
     assert!(info.connected);
@@ -244,12 +244,12 @@ async fn a_device_connects_and_answers_through_the_api() {
     device.abort();
     // The hub lets go of the device once its connection closes.
     for _ in 0..3000 {
-        if !env.hub.is_connected(DEV_A) {
+        if !env.hub.is_connected(DEV_A.parse().unwrap()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(!env.hub.is_connected(DEV_A));
+    assert!(!env.hub.is_connected(DEV_A.parse().unwrap()));
     assert_eq!(env.hub.connected(), 0);
 }
 
@@ -263,7 +263,7 @@ async fn an_unknown_device_key_is_rejected() {
     .await
     .expect("the cloud closes the connection");
     assert!(!ended.is_empty());
-    assert!(!env.hub.is_connected(DEV_UNKNOWN));
+    assert!(!env.hub.is_connected(DEV_UNKNOWN.parse().unwrap()));
     assert_eq!(env.hub.connected(), 0);
     // The refusal was logged (stderr) with the id: a second one within the interval is not.
     assert!(!env.running.cloud.log_refusal(DEV_UNKNOWN, "again"));
@@ -308,7 +308,7 @@ async fn a_non_ascii_event_name_neither_breaks_the_connection_nor_strands_the_de
     device.abort();
     // Once it is gone, a call answers "not connected" at once rather than waiting for a dead connection.
     for _ in 0..3000 {
-        if !env.hub.is_connected(DEV_A) {
+        if !env.hub.is_connected(DEV_A.parse().unwrap()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -325,7 +325,7 @@ async fn over_the_air_update_of_100_kib_arrives_byte_for_byte() {
     let (tx, mut flashed) = tokio::sync::mpsc::unbounded_channel();
     let device = tokio::spawn(run_device_reporting(env.device_addr, DEV_A, Some(tx)));
     for _ in 0..6000 {
-        if env.hub.is_connected(DEV_A) {
+        if env.hub.is_connected(DEV_A.parse().unwrap()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

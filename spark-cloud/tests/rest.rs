@@ -286,7 +286,7 @@ async fn with_devices(hub: &Arc<ScriptedHub>, addr: SocketAddr) -> Client {
     joe.send_public_key(DEV_B, DEVICE_B_KEY, None)
         .await
         .unwrap();
-    hub.connect(DEV_A, tinker());
+    hub.connect(DEV_A.parse().unwrap(), tinker());
     joe
 }
 
@@ -439,7 +439,9 @@ async fn publish_reaches_sse_subscribers_and_devices() {
     assert_eq!(event.ttl, Some(30));
     assert!(event.published_at.is_some());
     // The device received both publishes.
-    let received = hub.with_device(DEV_A, |d| d.received.clone()).unwrap();
+    let received = hub
+        .with_device(DEV_A.parse().unwrap(), |d| d.received.clone())
+        .unwrap();
     assert_eq!(
         received.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
         ["humidity", "temperature"]
@@ -556,7 +558,9 @@ async fn flash_over_the_air_reports_status_events() {
         next_event(&mut events).await.data.as_deref(),
         Some("success tinker.bin")
     );
-    let flashed = hub.with_device(DEV_A, |d| d.flashed.clone()).unwrap();
+    let flashed = hub
+        .with_device(DEV_A.parse().unwrap(), |d| d.flashed.clone())
+        .unwrap();
     assert_eq!(flashed.len(), 1);
     assert_eq!(&flashed[0][..], &image[..]);
     assert_eq!(

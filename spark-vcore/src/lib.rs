@@ -304,20 +304,7 @@ impl VirtualCore {
         };
         let cc3000 = Cc3000::new(sp, &id)?;
         cc3000.save(&dir.join(EEPROM_FILE))?;
-        let flash = ExternalFlash::open(&dir.join(FLASH_FILE))?;
-        let core = VirtualCore {
-            dir: dir.to_owned(),
-            id,
-            key,
-            state,
-            rom: sp,
-            flash,
-            cc3000,
-            tinker: Tinker::new(),
-            download: None,
-            subscriptions: Vec::new(),
-            announcements: Vec::new(),
-        };
+        let core = Self::assemble(dir, id, key, state, sp, cc3000)?;
         core.save_state()?;
         Ok(core)
     }
@@ -333,15 +320,27 @@ impl VirtualCore {
         let key_path = dir.join(KEY_FILE);
         let der = std::fs::read(&key_path).map_err(io(&key_path))?;
         let key = RsaPrivateKey::from_der(&der).map_err(CoreError::Key)?;
-        let flash = ExternalFlash::open(&dir.join(FLASH_FILE))?;
         let cc3000 = Cc3000::load(&dir.join(EEPROM_FILE), rom)?;
+        Self::assemble(dir, id, key, state, rom, cc3000)
+    }
+
+    /// The Core in `dir` from its parts on disk (created or read back), with its flash file opened and nothing
+    /// running yet.
+    fn assemble(
+        dir: &Path,
+        id: [u8; 12],
+        key: RsaPrivateKey,
+        state: State,
+        rom: ServicePack,
+        cc3000: Cc3000,
+    ) -> Result<Self, CoreError> {
         Ok(VirtualCore {
             dir: dir.to_owned(),
             id,
             key,
             state,
             rom,
-            flash,
+            flash: ExternalFlash::open(&dir.join(FLASH_FILE))?,
             cc3000,
             tinker: Tinker::new(),
             download: None,

@@ -408,14 +408,26 @@ pub async fn run(
                 SessionEnd::Lost
             }
         };
-        match end {
-            SessionEnd::Reboot => {
-                let booted = lock(&core).boot()?;
-                report(Status::Booted(booted));
-            }
-            SessionEnd::Lost => tokio::time::sleep(cloud.reconnect_delay).await,
-        }
+        after_session(&core, end, cloud.reconnect_delay, &mut *report).await?;
     }
+}
+
+/// What a Core does between sessions, over either transport: boots again after an update, or waits `delay`
+/// before reconnecting after a lost session.
+pub(crate) async fn after_session(
+    core: &SharedCore,
+    end: SessionEnd,
+    delay: std::time::Duration,
+    report: &mut (dyn FnMut(Status) + Send),
+) -> Result<(), CoreError> {
+    match end {
+        SessionEnd::Reboot => {
+            let booted = lock(core).boot()?;
+            report(Status::Booted(booted));
+        }
+        SessionEnd::Lost => tokio::time::sleep(delay).await,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

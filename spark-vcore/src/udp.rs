@@ -20,7 +20,9 @@ use spark_protocol::session::device::{CELLULAR_PING_INTERVAL, DeviceConfig, Devi
 use spark_protocol::wire::hello::HelloLimits;
 use tokio::net::UdpSocket;
 
-use super::run::{AfterEvent, CoreApp, CoreSink, SessionEnd, SharedCore, Status, lock, register};
+use super::run::{
+    AfterEvent, CoreApp, CoreSink, SessionEnd, SharedCore, Status, after_session, lock, register,
+};
 use super::{BootReport, CoreError};
 
 /// The device's UDP private key file in its directory.
@@ -365,13 +367,8 @@ pub async fn run_udp(
     let mut seed = cloud.seed;
     loop {
         seed = seed.wrapping_add(1);
-        match session_udp(&core, &key, &cloud, seed, &mut *report).await? {
-            SessionEnd::Reboot => {
-                let booted = lock(&core).boot()?;
-                report(Status::Booted(booted));
-            }
-            SessionEnd::Lost => tokio::time::sleep(cloud.reconnect_delay).await,
-        }
+        let end = session_udp(&core, &key, &cloud, seed, &mut *report).await?;
+        after_session(&core, end, cloud.reconnect_delay, &mut *report).await?;
     }
 }
 

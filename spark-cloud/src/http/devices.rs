@@ -18,6 +18,17 @@ pub(super) fn resolve(cloud: &Cloud, user: &User, id: &str) -> Result<DeviceReco
     }
 }
 
+/// The hub's key for a stored device: its id. Ids are checked when they are stored, so one that does not parse
+/// belongs to no device that could be connected.
+pub(super) fn hub_id(device: &DeviceRecord) -> Result<DeviceId, HubError> {
+    device.id.parse().map_err(|_| HubError::NotConnected)
+}
+
+/// Whether a stored device is connected now.
+pub(super) fn is_connected(cloud: &Cloud, device: &DeviceRecord) -> bool {
+    hub_id(device).is_ok_and(|id| cloud.hub.is_connected(id))
+}
+
 pub(super) fn visible(user: &User, device: &DeviceRecord) -> bool {
     device.owner.as_deref() == Some(user.name.as_str())
 }
@@ -39,7 +50,7 @@ pub(super) fn device_view(cloud: &Cloud, device: &DeviceRecord) -> replies::Devi
             .as_deref()
             .and_then(requires_deep_update),
         cc3000_patch_version: status.cc3000_patch_version,
-        connected: cloud.hub.is_connected(&device.id),
+        connected: is_connected(cloud, device),
         functions: None,
         id: device.id.clone(),
         last_app: status.last_app,
@@ -95,8 +106,10 @@ pub(super) async fn device_info(cloud: &Cloud, req: &Req, id: &str) -> Result<Re
     let user = bearer(cloud, req)?;
     let device = resolve(cloud, &user, id)?;
     let mut view = device_view(cloud, &device);
-    let description = if cloud.hub.is_connected(&device.id) {
-        with_timeout(cloud.hub.describe(&device.id)).await.ok()
+    let description = if let Ok(id) = hub_id(&device)
+        && cloud.hub.is_connected(id)
+    {
+        with_timeout(cloud.hub.describe(id)).await.ok()
     } else {
         None
     };
@@ -136,7 +149,7 @@ pub(super) async fn call_function(
             "Argument too long (at most 63 characters)",
         ));
     }
-    let value = with_timeout(cloud.hub.call(&device.id, function, argument))
+    let value = with_timeout(async { cloud.hub.call(hub_id(&device)?, function, argument).await })
         .await
         .map_err(|e| hub_error(e, "Function call failed"))?;
     let status = cloud.device_status(&device.id);
@@ -160,7 +173,7 @@ pub(super) async fn get_variable(
 ) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     let device = resolve(cloud, &user, id)?;
-    let value = with_timeout(cloud.hub.get(&device.id, variable))
+    let value = with_timeout(async { cloud.hub.get(hub_id(&device)?, variable).await })
         .await
         .map_err(|e| hub_error(e, "Variable read failed"))?;
     if req.query("format") == Some("raw") {
@@ -260,7 +273,7 @@ pub(super) async fn update_device(cloud: &Arc<Cloud>, req: &Req, id: &str) -> Re
                 ));
             }
         };
-        with_timeout(cloud.hub.signal(&device.id, on))
+        with_timeout(async { cloud.hub.signal(hub_id(&device)?, on).await })
             .await
             .map_err(|e| hub_error(e, "Signal failed"))?;
         updated.id = Some(&device.id);

@@ -69,16 +69,8 @@ pub(super) async fn publish(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
             ));
         }
     };
-    let event = Event::new(
-        name,
-        data,
-        ttl,
-        public,
-        SystemTime::now(),
-        &user.id,
-        Some(&user.name),
-        None,
-    );
+    let from = Publisher::user(&user.id, &user.name);
+    let event = Event::new(name, data, ttl, public, SystemTime::now(), from);
     cloud.bus.publish(&event);
     let delivered = DeviceEvent {
         name: name.to_owned(),
@@ -92,9 +84,12 @@ pub(super) async fn publish(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
         } else {
             device.owner.as_deref() == Some(user.name.as_str())
         };
-        if reaches && cloud.hub.is_connected(&device.id) {
+        if reaches
+            && let Ok(id) = hub_id(&device)
+            && cloud.hub.is_connected(id)
+        {
             // A device that fails to take the event does not fail the publish.
-            let _ = with_timeout(cloud.hub.deliver(&device.id, &delivered)).await;
+            let _ = with_timeout(cloud.hub.deliver(id, &delivered)).await;
         }
     }
     Ok(done())

@@ -42,12 +42,12 @@ pub(super) fn flash(
             "The binary is empty",
         ));
     }
-    if !cloud.hub.is_connected(&device.id) {
+    let Some(target) = hub_id(device).ok().filter(|&id| cloud.hub.is_connected(id)) else {
         return Err(ok_false_errors(
             StatusCode::NOT_FOUND,
             "Device is not connected.",
         ));
-    }
+    };
     if !lock(&cloud.flashing).insert(device.id.clone()) {
         return Err(ok_false_errors(
             StatusCode::BAD_REQUEST,
@@ -69,7 +69,7 @@ pub(super) fn flash(
             60,
             false,
         );
-        let result = cloud.hub.flash(&id, image, progress).await;
+        let result = cloud.hub.flash(target, image, progress).await;
         let outcome = match result {
             Ok(()) => {
                 cloud.touch(&id, |s| s.last_app = Some(file_name.clone()));
