@@ -52,8 +52,7 @@ pub fn load_or_create_udp_key(dir: &Path) -> Result<PrivateKey, CoreError> {
             let mut rng =
                 StdRng::try_from_rng(&mut SysRng).map_err(|e| CoreError::Random(e.to_string()))?;
             let key = PrivateKey::generate(&mut rng);
-            super::write_private(&path, pem("EC PRIVATE KEY", &key.to_sec1_der()).as_bytes())
-                .map_err(io)?;
+            super::write_private(&path, key.to_sec1_pem().as_bytes()).map_err(io)?;
             key
         }
         Err(e) => return Err(io(e)),
@@ -71,19 +70,7 @@ pub fn load_or_create_udp_key(dir: &Path) -> Result<PrivateKey, CoreError> {
 
 /// The SPKI PEM of a P-256 public key (what `POST /v1/provisioning` takes).
 pub fn udp_public_key_pem(key: &PublicKey) -> String {
-    pem("PUBLIC KEY", &key.to_spki())
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64ct::Encoding;
-    let b64 = base64ct::Base64::encode_string(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    key.to_spki_pem()
 }
 
 /// Faults on the datagrams in both directions, drawn from a seed: a test knob.

@@ -99,30 +99,14 @@ fn zeroize_slice(b: &mut [u8]) {
     zeroize::Zeroize::zeroize(b);
 }
 
-/// `der` as PEM with `label`, in 64-column lines.
-pub fn pem(label: &str, der: &[u8]) -> String {
-    use base64ct::Encoding;
-    let b64 = base64ct::Base64::encode_string(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 /// The SPKI PEM of a P-256 public key.
 pub fn public_key_pem(key: &PublicKey) -> String {
-    pem("PUBLIC KEY", &key.to_spki())
+    key.to_spki_pem()
 }
 
 /// The SEC1 PEM of a P-256 private key.
 pub fn private_key_pem(key: &PrivateKey) -> String {
-    let mut der = key.to_sec1_der();
-    let text = pem("EC PRIVATE KEY", &der);
-    zeroize_slice(&mut der);
-    text
+    key.to_sec1_pem().to_string()
 }
 
 #[cfg(test)]

@@ -497,6 +497,39 @@ impl PublicKey {
     }
 }
 
+/// `der` as PEM text under `label` (RFC 7468: 64-column base64 lines).
+#[cfg(feature = "alloc")]
+fn pem_text(label: &str, der: &[u8]) -> zeroize::Zeroizing<alloc::string::String> {
+    use crate::crypto::keys::{pem_encode_labelled, pem_encoded_len_labelled};
+    let mut text =
+        zeroize::Zeroizing::new(alloc::vec![0u8; pem_encoded_len_labelled(label, der.len())]);
+    // The buffer has the exact size and the writer emits ASCII only, so neither step can fail.
+    let n = pem_encode_labelled(label, der, &mut text).unwrap_or(0);
+    zeroize::Zeroizing::new(core::str::from_utf8(&text[..n]).unwrap_or_default().into())
+}
+
+#[cfg(feature = "alloc")]
+impl PrivateKey {
+    /// The key as `EC PRIVATE KEY` PEM (SEC1, as `openssl ec` writes it), zeroized when dropped.
+    #[must_use]
+    pub fn to_sec1_pem(&self) -> zeroize::Zeroizing<alloc::string::String> {
+        let mut der = self.to_sec1_der();
+        let text = pem_text("EC PRIVATE KEY", &der);
+        der.zeroize();
+        text
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl PublicKey {
+    /// The key as `PUBLIC KEY` PEM (its `SubjectPublicKeyInfo`): what `POST /v1/provisioning` takes for a P-256
+    /// device key.
+    #[must_use]
+    pub fn to_spki_pem(&self) -> alloc::string::String {
+        alloc::string::String::clone(&pem_text("PUBLIC KEY", &self.to_spki()))
+    }
+}
+
 /// Length of a P-256 `SubjectPublicKeyInfo` in DER.
 pub const SPKI_LEN: usize = 91;
 /// Length of a P-256 SEC1 `ECPrivateKey` in DER, as [`PrivateKey::to_sec1_der`] writes it.

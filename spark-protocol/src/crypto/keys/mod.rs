@@ -42,7 +42,10 @@ mod owned;
 
 use core::fmt;
 
-pub use pem::{PemLabel, pem_decode, pem_encode, pem_encoded_len};
+pub use pem::{
+    PemLabel, pem_decode, pem_encode, pem_encode_labelled, pem_encoded_len,
+    pem_encoded_len_labelled,
+};
 pub use storage::{
     DEVICE_PRIVATE_KEY_STORAGE_LEN, DEVICE_PUBLIC_KEY_DER_LEN, SERVER_ADDRESS_OFFSET,
     SERVER_KEY_DER_LEN, SERVER_PORT_OFFSET, ServerAddress, ServerKeyRecord,

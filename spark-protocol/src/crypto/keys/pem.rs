@@ -114,15 +114,26 @@ pub fn pem_decode(pem: &str, out: &mut [u8]) -> Result<(PemLabel, usize), KeyErr
 /// The size of the PEM text for `der_len` bytes of DER: 64-character lines, each ending in `\n`.
 #[must_use]
 pub fn pem_encoded_len(label: PemLabel, der_len: usize) -> usize {
+    pem_encoded_len_labelled(label.as_str(), der_len)
+}
+
+/// [`pem_encoded_len`] for any label text (for example `EC PRIVATE KEY`, which the DTLS keys use).
+#[must_use]
+pub fn pem_encoded_len_labelled(label: &str, der_len: usize) -> usize {
     let body = der_len.div_ceil(3) * 4;
     let lines = body.div_ceil(LINE);
-    let frame = |s: &str| s.len() + label.as_str().len() + DASHES.len() + 1;
+    let frame = |s: &str| s.len() + label.len() + DASHES.len() + 1;
     frame(BEGIN) + body + lines + frame(END)
 }
 
 /// Writes `der` as a PEM block with `label` into `out`; returns the text length.
 pub fn pem_encode(label: PemLabel, der: &[u8], out: &mut [u8]) -> Result<usize, KeyError> {
-    let required = pem_encoded_len(label, der.len());
+    pem_encode_labelled(label.as_str(), der, out)
+}
+
+/// [`pem_encode`] for any label text (for example `EC PRIVATE KEY`, which the DTLS keys use).
+pub fn pem_encode_labelled(label: &str, der: &[u8], out: &mut [u8]) -> Result<usize, KeyError> {
+    let required = pem_encoded_len_labelled(label, der.len());
     let out = out
         .get_mut(..required)
         .ok_or(KeyError::InsufficientSize { required })?;
@@ -131,7 +142,7 @@ pub fn pem_encode(label: PemLabel, der: &[u8], out: &mut [u8]) -> Result<usize, 
         out[*pos..*pos + bytes.len()].copy_from_slice(bytes);
         *pos += bytes.len();
     };
-    for part in [BEGIN, label.as_str(), DASHES, "\n"] {
+    for part in [BEGIN, label, DASHES, "\n"] {
         put(part.as_bytes(), &mut pos);
     }
     for chunk in der.chunks(LINE / 4 * 3) {
@@ -140,7 +151,7 @@ pub fn pem_encode(label: PemLabel, der: &[u8], out: &mut [u8]) -> Result<usize, 
         put(text.as_bytes(), &mut pos);
         put(b"\n", &mut pos);
     }
-    for part in [END, label.as_str(), DASHES, "\n"] {
+    for part in [END, label, DASHES, "\n"] {
         put(part.as_bytes(), &mut pos);
     }
     Ok(pos)
