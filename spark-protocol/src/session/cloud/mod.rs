@@ -365,10 +365,15 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         conn
     }
 
-    /// Skips the handshake: `device_id` is known and the device's Hello is awaited (what
-    /// [`CloudConnection::from_session`] and [`CloudConnection::datagram`] share).
+    /// Skips the handshake: nothing is left to send, `device_id` is known and the device's Hello
+    /// is awaited (what [`CloudConnection::from_session`] and [`CloudConnection::datagram`] share).
     fn await_hello(&mut self, now: Instant, device_id: DeviceId) {
         self.raw.clear();
+        self.expect_hello(now, device_id);
+    }
+
+    /// `device_id` is known (by a handshake or from outside): its Hello is awaited next.
+    fn expect_hello(&mut self, now: Instant, device_id: DeviceId) {
         self.device = Some(DeviceInfo {
             device_id,
             product_id: None,
@@ -663,16 +668,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             .map_err(SessionError::Authentication)?;
         self.raw.push_back(reply);
         self.channel = Some(Channel::new(&session, self.config.max_frame_len));
-        self.device = Some(DeviceInfo {
-            device_id: DeviceId::from_bytes(creds.device_id),
-            product_id: None,
-            firmware_version: None,
-            flags: HelloFlags(0),
-            extended: None,
-        });
-        self.state = State::Hello {
-            deadline: now + self.config.handshake_step_timeout,
-        };
+        self.expect_hello(now, DeviceId::from_bytes(creds.device_id));
         Ok(())
     }
 
