@@ -214,7 +214,7 @@ struct Offered {
 
 impl Offered {
     /// Offers `event` to each subscriber of `group` it matches, dropping subscribers that expired or closed.
-    fn to_group(&mut self, group: &mut HashMap<u64, Subscriber>, event: &Event, now: SystemTime) {
+    fn offer_to(&mut self, group: &mut HashMap<u64, Subscriber>, event: &Event, now: SystemTime) {
         group.retain(|_, sub| {
             if sub.credential.as_ref().is_some_and(|c| c.expired(now)) {
                 return false;
@@ -322,13 +322,13 @@ impl EventBus {
         let mut subscribers = self.lock();
         if event.public {
             subscribers.by_user.retain(|_, group| {
-                offered.to_group(group, event, now);
+                offered.offer_to(group, event, now);
                 !group.is_empty()
             });
         } else if let Some(owner) = event.owner.as_deref()
             && let Some(group) = subscribers.by_user.get_mut(owner)
         {
-            offered.to_group(group, event, now);
+            offered.offer_to(group, event, now);
             if group.is_empty() {
                 subscribers.by_user.remove(owner);
             }

@@ -317,7 +317,7 @@ pub async fn publisher(
                 message_id = message_id.wrapping_add(1);
                 number += 1;
                 let (visibility, name) =
-                    if topic.public_every != 0 && number % topic.public_every == 0 {
+                    if topic.public_every != 0 && number.is_multiple_of(topic.public_every) {
                         public += 1;
                         (Visibility::Public, topic.public_name.as_bytes())
                     } else {
