@@ -351,7 +351,7 @@ pub async fn publisher(
     // events written are read before the connection goes.
     let _ = tx.shutdown().await;
     let mut reader = reader;
-    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut reader)
+    if tokio::time::timeout(std::time::Duration::from_secs(10), &mut reader)
         .await
         .is_err()
     {

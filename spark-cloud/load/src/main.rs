@@ -1187,7 +1187,7 @@ async fn fanout_phase(
     );
     stop.store(true, Ordering::Relaxed);
     for p in publishers {
-        match tokio::time::timeout(Duration::from_secs(10), p).await {
+        match tokio::time::timeout(Duration::from_secs(20), p).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => return Err(format!("fan-out publisher: {e}")),
             Ok(Err(e)) => return Err(e.to_string()),
