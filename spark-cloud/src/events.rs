@@ -198,10 +198,78 @@ pub struct BusStats {
     pub dropped: u64,
 }
 
+/// The subscribers, grouped by their user: a private event can only match its owner's subscribers (every scope
+/// asks for `public || own`), so publishing it visits that user's group alone instead of every subscriber.
+#[derive(Default)]
+struct Subscribers {
+    by_user: HashMap<String, HashMap<u64, Subscriber>>,
+}
+
+impl Subscribers {
+    fn len(&self) -> usize {
+        self.by_user.values().map(HashMap::len).sum()
+    }
+
+    fn insert(&mut self, id: u64, sub: Subscriber) {
+        self.by_user
+            .entry(sub.filter.user.clone())
+            .or_default()
+            .insert(id, sub);
+    }
+
+    fn remove(&mut self, user: &str, id: u64) {
+        if let Some(group) = self.by_user.get_mut(user) {
+            group.remove(&id);
+            if group.is_empty() {
+                self.by_user.remove(user);
+            }
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Subscriber) -> bool) {
+        self.by_user.retain(|_, group| {
+            group.retain(|_, sub| keep(sub));
+            !group.is_empty()
+        });
+    }
+}
+
+/// What one publish did to one group of subscribers.
+#[derive(Default)]
+struct Offered {
+    delivered: u64,
+    dropped: u64,
+}
+
+impl Offered {
+    /// Offers `event` to each subscriber of `group` it matches, dropping subscribers that expired or closed.
+    fn offer_to(&mut self, group: &mut HashMap<u64, Subscriber>, event: &Event, now: SystemTime) {
+        group.retain(|_, sub| {
+            if sub.credential.as_ref().is_some_and(|c| c.expired(now)) {
+                return false;
+            }
+            if !sub.filter.matches(event) {
+                return !sub.tx.is_closed();
+            }
+            match sub.tx.try_send(event.frame.clone()) {
+                Ok(()) => {
+                    self.delivered += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.dropped += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+}
+
 /// The fan-out hub of events.
 #[derive(Default)]
 pub struct EventBus {
-    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    subscribers: Mutex<Subscribers>,
     next_id: AtomicU64,
     published: AtomicU64,
     delivered: AtomicU64,
@@ -222,7 +290,7 @@ impl EventBus {
         Arc::new(EventBus::default())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
         super::lock(&self.subscribers)
     }
 
@@ -245,6 +313,7 @@ impl EventBus {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let expires_at = credential.as_ref().and_then(|c| c.expires_at);
+        let user = filter.user.clone();
         self.lock().insert(
             id,
             Subscriber {
@@ -256,6 +325,7 @@ impl EventBus {
         Subscription {
             bus: Arc::clone(self),
             id,
+            user,
             rx,
             expires_at,
         }
@@ -264,44 +334,38 @@ impl EventBus {
     /// Ends every stream opened with the token of digest `token` (it was revoked).
     pub fn end_token(&self, token: &str) {
         self.lock()
-            .retain(|_, s| s.credential.as_ref().is_none_or(|c| c.token != token));
+            .retain(|s| s.credential.as_ref().is_none_or(|c| c.token != token));
     }
 
     /// Ends every stream opened with any of `user`'s tokens.
     pub fn end_user(&self, user: &str) {
         self.lock()
-            .retain(|_, s| s.credential.as_ref().is_none_or(|c| c.user != user));
+            .retain(|s| s.credential.as_ref().is_none_or(|c| c.user != user));
     }
 
-    /// Publishes `event` to every matching subscriber.
+    /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's.
     pub fn publish(&self, event: &Event) {
         self.published.fetch_add(1, Ordering::Relaxed);
-        let mut delivered = 0;
-        let mut dropped = 0;
+        let mut offered = Offered::default();
         let now = SystemTime::now();
         let mut subscribers = self.lock();
-        subscribers.retain(|_, sub| {
-            if sub.credential.as_ref().is_some_and(|c| c.expired(now)) {
-                return false;
+        if event.public {
+            subscribers.by_user.retain(|_, group| {
+                offered.offer_to(group, event, now);
+                !group.is_empty()
+            });
+        } else if let Some(owner) = event.owner.as_deref()
+            && let Some(group) = subscribers.by_user.get_mut(owner)
+        {
+            offered.offer_to(group, event, now);
+            if group.is_empty() {
+                subscribers.by_user.remove(owner);
             }
-            if !sub.filter.matches(event) {
-                return !sub.tx.is_closed();
-            }
-            match sub.tx.try_send(event.frame.clone()) {
-                Ok(()) => {
-                    delivered += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    dropped += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
+        }
         drop(subscribers);
-        self.delivered.fetch_add(delivered, Ordering::Relaxed);
-        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.delivered
+            .fetch_add(offered.delivered, Ordering::Relaxed);
+        self.dropped.fetch_add(offered.dropped, Ordering::Relaxed);
     }
 
     /// The bus's counters.
@@ -320,6 +384,7 @@ impl EventBus {
 pub struct Subscription {
     bus: Arc<EventBus>,
     id: u64,
+    user: String,
     rx: mpsc::Receiver<Bytes>,
     expires_at: Option<SystemTime>,
 }
@@ -350,7 +415,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.bus.lock().remove(&self.id);
+        self.bus.lock().remove(&self.user, self.id);
     }
 }
 
@@ -542,5 +607,32 @@ mod tests {
         let s = bus.stats();
         assert_eq!((s.delivered, s.dropped), (SUBSCRIBER_QUEUE as u64, 3));
         assert_eq!(a.recv().await.as_deref(), Some(&e.frame[..]));
+    }
+
+    #[tokio::test]
+    async fn private_events_reach_their_owner_alone_and_public_ones_everyone() {
+        let bus = EventBus::new();
+        let all = |user: &str| Filter {
+            user: user.into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        };
+        let mut a1 = bus.subscribe(all("a"));
+        let mut a2 = bus.subscribe(all("a"));
+        let mut b = bus.subscribe(all("b"));
+        bus.publish(&event("secret", false, Some("a"), Some("d1")));
+        bus.publish(&event("unowned", false, None, Some("d9")));
+        bus.publish(&event("news", true, Some("b"), Some("d2")));
+        assert_eq!(bus.stats().delivered, 5);
+        for sub in [&mut a1, &mut a2] {
+            assert!(sub.recv().await.unwrap().starts_with(b"event: secret\n"));
+            assert!(sub.recv().await.unwrap().starts_with(b"event: news\n"));
+        }
+        assert!(b.recv().await.unwrap().starts_with(b"event: news\n"));
+        assert!(b.rx.try_recv().is_err());
+        // A group empties as its last subscriber leaves.
+        drop((a1, a2));
+        assert_eq!(bus.stats().subscribers, 1);
+        assert!(!bus.lock().by_user.contains_key("a"));
     }
 }

@@ -49,7 +49,10 @@ struct Args {
     /// reach any address when the REST API listens on loopback, and only public addresses otherwise.
     #[arg(long, value_name = "CIDR|HOST")]
     webhook_allow: Vec<cloud::webhooks::WebhookAllow>,
-    /// Open REST connections one client address may hold (the cloud holds 256 in all).
+    /// Open REST connections (event streams included) the cloud holds in all.
+    #[arg(long, value_name = "N", default_value_t = cloud::HttpLimits::DEFAULT.max_connections)]
+    max_http: usize,
+    /// Open REST connections one client address may hold (at most `--max-http`).
     #[arg(long, value_name = "N", default_value_t = cloud::HttpLimits::DEFAULT.max_connections_per_address)]
     max_http_per_address: usize,
     /// Device connections the device listener holds at most (established devices are never dropped for new ones).
@@ -207,8 +210,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    let http_limits =
-        cloud::HttpLimits::DEFAULT.with_max_connections_per_address(args.max_http_per_address);
+    let http_limits = cloud::HttpLimits::DEFAULT
+        .with_max_connections(args.max_http)
+        .with_max_connections_per_address(args.max_http_per_address);
     let reloading = Arc::clone(&cloud);
     let running = cloud::serve_with(cloud, config.http, http_limits).await?;
     let line = serde_json::json!({

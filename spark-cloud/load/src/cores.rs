@@ -216,14 +216,53 @@ impl Pace {
     }
 }
 
-/// Runs a publisher with id `id`: handshake and Hello, then public [`EVENT_NAME`] events as fast as the connection
-/// and `pace` allow until `stop` is set, counting them in `pace.sent`. `up` hears when the Hello has been sent.
+/// What a publisher publishes and how its events are counted.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// The name of its events.
+    pub name: String,
+    /// Their visibility.
+    pub visibility: Visibility,
+    /// Every `public_every`th event is a public one named `public_name` instead (0: none).
+    pub public_every: u64,
+    /// The name of those public events.
+    pub public_name: String,
+    /// Events named `name` written so far.
+    pub sent: Arc<AtomicU64>,
+    /// Public events named `public_name` written so far.
+    pub public_sent: Arc<AtomicU64>,
+    /// What one event named `name` adds to `pace.sent` (the subscribers it reaches).
+    pub weight: u64,
+    /// What one public event adds to `pace.sent`.
+    pub public_weight: u64,
+}
+
+impl Topic {
+    /// Public [`EVENT_NAME`] events, each counted once in the pace (the event phase).
+    pub fn public_ticks() -> Topic {
+        Topic {
+            name: EVENT_NAME.to_owned(),
+            visibility: Visibility::Public,
+            public_every: 0,
+            public_name: String::new(),
+            sent: Arc::new(AtomicU64::new(0)),
+            public_sent: Arc::new(AtomicU64::new(0)),
+            weight: 1,
+            public_weight: 1,
+        }
+    }
+}
+
+/// Runs a publisher with id `id`: handshake and Hello, then `topic`'s events as fast as the connection and `pace`
+/// allow until `stop` is set, counting them in `topic` and (weighted) in `pace.sent`. `up` hears when the Hello has
+/// been sent.
 pub async fn publisher(
     id: [u8; 12],
     target: SocketAddr,
     keys: Arc<CoreKeys>,
     stop: Arc<AtomicBool>,
     pace: Pace,
+    topic: Topic,
     up: oneshot::Sender<()>,
 ) -> Result<(), String> {
     let mut stream = connect(target, None)
@@ -268,16 +307,27 @@ pub async fn publisher(
         .map_err(|e| format!("seal: {e}"))?;
     tx.write_all(&out[..n]).await.map_err(io)?;
     let _ = up.send(());
+    let mut number = 0u64;
     let result = async {
         while !stop.load(Ordering::Relaxed) {
             pace.wait().await;
             let mut at = 0;
+            let (mut named, mut public) = (0u64, 0u64);
             for _ in 0..EVENTS_PER_WRITE {
                 message_id = message_id.wrapping_add(1);
+                number += 1;
+                let (visibility, name) =
+                    if topic.public_every != 0 && number.is_multiple_of(topic.public_every) {
+                        public += 1;
+                        (Visibility::Public, topic.public_name.as_bytes())
+                    } else {
+                        named += 1;
+                        (topic.visibility, topic.name.as_bytes())
+                    };
                 let event = Message::Event(Event::publish(
                     message_id,
-                    Visibility::Public,
-                    EVENT_NAME.as_bytes(),
+                    visibility,
+                    name,
                     Some(b"21.5"),
                     60,
                 ));
@@ -287,12 +337,25 @@ pub async fn publisher(
                     .map_err(|e| format!("seal: {e}"))?;
             }
             tx.write_all(&out[..at]).await.map_err(io)?;
-            pace.sent
-                .fetch_add(EVENTS_PER_WRITE as u64, Ordering::Relaxed);
+            topic.sent.fetch_add(named, Ordering::Relaxed);
+            topic.public_sent.fetch_add(public, Ordering::Relaxed);
+            pace.sent.fetch_add(
+                named * topic.weight + public * topic.public_weight,
+                Ordering::Relaxed,
+            );
         }
         Ok(())
     }
     .await;
-    reader.abort();
+    // A clean end: the write side closed, then the cloud's close awaited (a little while at most), so that the last
+    // events written are read before the connection goes.
+    let _ = tx.shutdown().await;
+    let mut reader = reader;
+    if tokio::time::timeout(std::time::Duration::from_secs(10), &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+    }
     result
 }

@@ -233,6 +233,8 @@ impl FrameCounter {
 #[derive(Debug)]
 pub struct EventStream {
     stream: TcpStream,
+    /// What arrived with the response head.
+    early: Vec<u8>,
     /// The frames counted so far.
     pub counter: FrameCounter,
 }
@@ -264,7 +266,16 @@ impl EventStream {
         }
         let mut counter = FrameCounter::default();
         counter.feed(&buf[end..]);
-        Ok(EventStream { stream, counter })
+        Ok(EventStream {
+            stream,
+            early: buf.split_off(end),
+            counter,
+        })
+    }
+
+    /// The connection and the body bytes that arrived with the head, for a reader of its own.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.early)
     }
 
     /// Reads what has arrived (waiting for at least one byte) into the counter; `false` once the server closed it.

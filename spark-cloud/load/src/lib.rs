@@ -3,6 +3,7 @@
 //! ([`cores`]).
 
 pub mod cores;
+pub mod fanout;
 pub mod http;
 pub mod procfs;
 

@@ -19,7 +19,11 @@
 //! 4. events: one event-stream subscriber and `--publishers` Cores publishing for `--event-seconds`: events per
 //!    second received by the subscriber;
 //! 5. subscribers: `--subscribers` event streams opened and closed; the cloud's subscriber count must drop back;
-//! 6. storm: `--storm` Cores that reconnect with jittered pauses (below `--retry-ms`), the cloud killed and started
+//! 6. fan-out (the idle Cores closed first): `--fanout` event streams spread over `--fanout-users` users, one
+//!    publishing Core per user sending private events and every `--fanout-public-every`th a public one: deliveries
+//!    per second against the goal and against the one-subscriber rate of phase 4, and an account per stream (each
+//!    must get all of its user's private events and all public ones, and none of another user's);
+//! 7. storm: `--storm` Cores that reconnect with jittered pauses (below `--retry-ms`), the cloud killed and started
 //!    again on its directory and ports: time until all are back against the RSA floor's pace on this machine's
 //!    CPUs, REST p99 meanwhile, refused attempts, peak memory.
 //!
@@ -40,11 +44,13 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use spark_load::cores::{self, CoreKeys, EVENT_NAME, FUNCTION, FUNCTION_RESULT, Fleet, Retry};
+use spark_load::fanout::{self, Received, StreamTally};
 use spark_load::http::{Client, EventStream};
 use spark_load::procfs::{self, Sample};
 use spark_load::{PrivateKey, PublicKey, RSA_BACKEND, core_id, id_bytes, quantile};
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_protocol::crypto::{RsaPrivate, RsaPublic};
+use spark_protocol::wire::message::Visibility;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
@@ -74,6 +80,22 @@ struct Args {
     /// Event streams opened and closed in the subscriber phase (0 skips it).
     #[arg(long, default_value_t = 200)]
     subscribers: usize,
+    /// Event streams of the fan-out phase, spread over `--fanout-users` users (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    fanout: u64,
+    /// Users of the fan-out phase, each owning one publishing Core (the cloud allows 20 password logins from one
+    /// address at once, then one a second: keep it under 20).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    fanout_users: u64,
+    /// Seconds the fan-out phase measures.
+    #[arg(long, default_value_t = 5.0)]
+    fanout_seconds: f64,
+    /// Every Nth event of a fan-out publisher is public (seen by every stream) instead of private (0: none).
+    #[arg(long, default_value_t = 1_000)]
+    fanout_public_every: u64,
+    /// Deliveries the fan-out publishers may run ahead of the streams (0: 32 per stream).
+    #[arg(long, default_value_t = 0)]
+    fanout_window: u64,
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -181,8 +203,10 @@ fn spawn_cloud(
         // raised to what the run holds, so the run measures the cloud rather than its limits. The handshake cap
         // and queue keep their defaults: the storm measures them.
         .args([
+            "--max-http".to_owned(),
+            (args.subscribers as u64 + args.provision_connections + args.fanout + 256).to_string(),
             "--max-http-per-address".to_owned(),
-            (args.subscribers as u64 + args.provision_connections + 64).to_string(),
+            (args.subscribers as u64 + args.provision_connections + args.fanout + 64).to_string(),
             "--max-devices".to_owned(),
             held.to_string(),
         ])
@@ -291,10 +315,14 @@ impl Api {
 }
 
 async fn login(api: SocketAddr) -> Result<Api, String> {
+    login_as(api, &format!("load-{}@local", std::process::id())).await
+}
+
+/// Creates the user `user` and logs in.
+async fn login_as(api: SocketAddr, user: &str) -> Result<Api, String> {
     let mut client = Client::connect(api).await.map_err(|e| e.to_string())?;
-    let user = format!("load-{}@local", std::process::id());
     let password = "load-password-1";
-    let form = serde_urlencoded::to_string([("username", user.as_str()), ("password", password)])
+    let form = serde_urlencoded::to_string([("username", user), ("password", password)])
         .map_err(|e| e.to_string())?;
     let r = client
         .request("POST", "/v1/users", &[], Some(&form))
@@ -311,7 +339,7 @@ async fn login(api: SocketAddr) -> Result<Api, String> {
         ("grant_type", "password"),
         ("client_id", "spark-load"),
         ("client_secret", "spark-load"),
-        ("username", user.as_str()),
+        ("username", user),
         ("password", password),
     ])
     .map_err(|e| e.to_string())?;
@@ -411,6 +439,22 @@ fn rsa_floor(server: &PrivateKey, public: &PublicKey, tck: u64) -> Option<Durati
     Some(procfs::ticks_to_duration(used, tck) / rounds)
 }
 
+/// Waits (30 s at most) until the cloud used under 10 ms of CPU in 250 ms; returns how long it took.
+async fn settle(pid: Option<u32>, tck: u64) -> Option<Duration> {
+    let start = Instant::now();
+    let mut last = sample(pid)?;
+    while start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = sample(pid)?;
+        let used = procfs::ticks_to_duration(now.cpu_ticks.saturating_sub(last.cpu_ticks), tck);
+        if used < Duration::from_millis(10) {
+            return Some(start.elapsed());
+        }
+        last = now;
+    }
+    None
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -465,7 +509,10 @@ async fn run(args: Args) -> Result<Report, String> {
         figures: serde_json::Map::new(),
         misses: Vec::new(),
     };
-    let needed = args.devices.max(args.storm) + args.publishers + args.subscribers as u64 + 64;
+    // The fan-out phase runs after the idle Cores are closed: its streams need not fit beside them.
+    let needed = (args.devices.max(args.storm) + args.publishers + args.subscribers as u64)
+        .max(args.fanout + args.fanout_users)
+        + 64;
     if let Some(limit) = procfs::raise_open_files_limit()
         && limit < needed
     {
@@ -558,14 +605,28 @@ async fn run(args: Args) -> Result<Report, String> {
     )
     .await?;
     calls_phase(&args, &target, &mut api, &mut report, &mut cores, ok).await?;
+    let mut one_subscriber = None;
     if args.publishers > 0 {
-        events_phase(&args, &target, &keys, tck, &mut api, &mut report).await?;
+        one_subscriber = events_phase(&args, &target, &keys, tck, &mut api, &mut report).await?;
     }
     if args.subscribers > 0 {
         subscribers_phase(&args, &target, &mut api, &mut report).await?;
     }
     for core in cores {
         core.abort();
+    }
+    if args.fanout > 0 {
+        fanout_phase(
+            &args,
+            &target,
+            &keys,
+            &device_pem,
+            tck,
+            one_subscriber,
+            &mut api,
+            &mut report,
+        )
+        .await?;
     }
     if args.storm > 0 {
         storm_phase(
@@ -595,6 +656,10 @@ async fn connect_phase(
     report: &mut Report,
 ) -> Result<(Vec<JoinHandle<()>>, u64), String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // After provisioning, the cloud's journal writer syncs the new device files a few at a time while no change
+    // waits (its fsyncs show in a perf profile of the connect phase): that is provisioning's work, so the
+    // handshakes are measured from a quiet cloud.
+    let quiet = settle(target.pid, tck).await;
     let before = sample(target.pid);
     let sources = if args.sources == 0 {
         u32::try_from(args.devices / 20_000 + 1).unwrap_or(1)
@@ -657,11 +722,13 @@ async fn connect_phase(
     }
     report.figure(
         "handshakes",
-        json!({"count": ok, "seconds": elapsed.as_secs_f64(), "concurrency": args.concurrency}),
+        json!({"count": ok, "seconds": elapsed.as_secs_f64(), "concurrency": args.concurrency,
+               "cloud_quiet_after_ms": quiet.map(ms)}),
         format!(
-            "connect: {ok} Cores in {:.2} s ({} handshakes in flight)",
+            "connect: {ok} Cores in {:.2} s ({} handshakes in flight; the cloud was quiet {} before)",
             elapsed.as_secs_f64(),
-            args.concurrency
+            args.concurrency,
+            quiet.map_or("only 30 s".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
         ),
     );
     // Not a goal of its own: with the cloud and the Cores on the same two CPUs, the rate says how fast both sides
@@ -848,7 +915,8 @@ async fn calls_phase(
     Ok(())
 }
 
-/// `--publishers` Cores publish as fast as one subscriber takes their events, for `--event-seconds`.
+/// `--publishers` Cores publish as fast as one subscriber takes their events, for `--event-seconds`. Returns the
+/// subscriber's events per second.
 async fn events_phase(
     args: &Args,
     target: &Target,
@@ -856,7 +924,7 @@ async fn events_phase(
     tck: u64,
     api: &mut Api,
     report: &mut Report,
-) -> Result<(), String> {
+) -> Result<Option<f64>, String> {
     let stream = EventStream::open(target.api, &format!("/v1/events/{EVENT_NAME}"), &api.token)
         .await
         .map_err(|e| e.to_string())?;
@@ -885,6 +953,7 @@ async fn events_phase(
                     args.event_window
                 },
             },
+            cores::Topic::public_ticks(),
             tx,
         )));
         ups.push(rx);
@@ -945,14 +1014,299 @@ async fn events_phase(
                 cpu_per_event.unwrap_or(f64::NAN)
             ),
         );
+    let rate = (r1 - r0) as f64 / secs;
     report.goal(
         "events_per_second",
         "events/s received by one subscriber (Node: 31,000)",
         "1/s",
-        (r1 - r0) as f64 / secs,
+        rate,
         1_000_000.0,
         false,
     );
+    Ok(Some(rate))
+}
+
+/// Reads one fan-out stream until `stop`, adding each event to `received` as it arrives; returns its tally.
+async fn read_fanout(
+    stream: EventStream,
+    user: usize,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Received {
+    use tokio::io::AsyncReadExt as _;
+    let (mut stream, early) = stream.into_parts();
+    let mut tally = StreamTally::new(user);
+    tally.feed(&early);
+    let mut counted = tally.received.total();
+    received.fetch_add(counted, Ordering::Relaxed);
+    let mut buf = vec![0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => {
+                tally.feed(&buf[..n]);
+                let total = tally.received.total();
+                received.fetch_add(total - counted, Ordering::Relaxed);
+                counted = total;
+            }
+            Err(_) => {}
+        }
+    }
+    tally.received
+}
+
+/// `--fanout` streams over `--fanout-users` users, one publishing Core per user: deliveries per second, and an
+/// account of every stream's events.
+#[allow(clippy::too_many_arguments)] // the phase's inputs, as the other phases take them
+async fn fanout_phase(
+    args: &Args,
+    target: &Target,
+    keys: &Arc<CoreKeys>,
+    device_pem: &str,
+    tck: u64,
+    one_subscriber: Option<f64>,
+    api: &mut Api,
+    report: &mut Report,
+) -> Result<(), String> {
+    // The idle Cores were closed: wait until the cloud let them go, so that the streams fit in its open files.
+    api.wait_for(Duration::from_secs(60), |h| {
+        h["connected"].as_u64() == Some(0)
+    })
+    .await?;
+    let users = usize::try_from(args.fanout_users).map_err(|e| e.to_string())?;
+    let first_id = args.devices.max(args.storm) + args.publishers;
+    let mut tokens = Vec::with_capacity(users);
+    for k in 0..users {
+        let mut user = login_as(
+            target.api,
+            &format!("load-{}-fan{k}@local", std::process::id()),
+        )
+        .await?;
+        let id = core_id(first_id + k as u64);
+        let auth = format!("Authorization: Bearer {}", user.token);
+        let form =
+            serde_urlencoded::to_string([("deviceID", id.as_str()), ("publicKey", device_pem)])
+                .map_err(|e| e.to_string())?;
+        let r = user
+            .client
+            .request(
+                "POST",
+                &format!("/v1/provisioning/{id}"),
+                &[&auth],
+                Some(&form),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status != 200 {
+            return Err(format!("provisioning {id}: {}", r.status));
+        }
+        tokens.push(user.token);
+    }
+
+    // The streams, opened 64 at a time; stream `i` belongs to user `i % users`.
+    let path = format!("/v1/events/{}", fanout::PREFIX);
+    let bar = progress(args.json, args.fanout, "fan-out streams");
+    let mut streams: Vec<Option<EventStream>> = (0..args.fanout).map(|_| None).collect();
+    let gate = Arc::new(Semaphore::new(64));
+    let mut opening = tokio::task::JoinSet::new();
+    for i in 0..args.fanout as usize {
+        let (gate, token, path, addr) = (
+            Arc::clone(&gate),
+            tokens[i % users].clone(),
+            path.clone(),
+            target.api,
+        );
+        opening.spawn(async move {
+            let _slot = gate.acquire_owned().await;
+            (i, EventStream::open(addr, &path, &token).await)
+        });
+    }
+    while let Some(opened) = opening.join_next().await {
+        let (i, stream) = opened.map_err(|e| e.to_string())?;
+        streams[i] = Some(stream.map_err(|e| format!("fan-out stream {i}: {e}"))?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut per_user = vec![0u64; users];
+    for i in 0..args.fanout as usize {
+        per_user[i % users] += 1;
+    }
+
+    let received = Arc::new(AtomicU64::new(0));
+    let stop_readers = Arc::new(AtomicBool::new(false));
+    let readers: Vec<(usize, JoinHandle<Received>)> = streams
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i % users, s?)))
+        .map(|(user, s)| {
+            (
+                user,
+                tokio::spawn(read_fanout(
+                    s,
+                    user,
+                    Arc::clone(&received),
+                    Arc::clone(&stop_readers),
+                )),
+            )
+        })
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let window = if args.fanout_window == 0 {
+        args.fanout * 32
+    } else {
+        args.fanout_window
+    };
+    let mut topics = Vec::with_capacity(users);
+    let mut publishers = Vec::with_capacity(users);
+    let mut ups = Vec::with_capacity(users);
+    for (k, &subscribers) in per_user.iter().enumerate() {
+        let topic = cores::Topic {
+            name: fanout::private_name(k),
+            visibility: Visibility::Private,
+            public_every: args.fanout_public_every,
+            public_name: fanout::PUBLIC_NAME.to_owned(),
+            sent: Arc::new(AtomicU64::new(0)),
+            public_sent: Arc::new(AtomicU64::new(0)),
+            weight: subscribers,
+            public_weight: args.fanout,
+        };
+        topics.push(topic.clone());
+        let id = id_bytes(&core_id(first_id + k as u64)).ok_or("bad id")?;
+        let (tx, rx) = oneshot::channel();
+        publishers.push(tokio::spawn(cores::publisher(
+            id,
+            target.device,
+            Arc::clone(keys),
+            Arc::clone(&stop),
+            cores::Pace {
+                sent: Arc::clone(&sent),
+                received: Arc::clone(&received),
+                window,
+            },
+            topic,
+            tx,
+        )));
+        ups.push(rx);
+    }
+    for up in ups {
+        up.await
+            .map_err(|_| "a fan-out publisher failed to connect".to_owned())?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let h0 = api.health().await?;
+    let (r0, c0, t0) = (
+        received.load(Ordering::Relaxed),
+        sample(target.pid),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs_f64(args.fanout_seconds.max(0.5))).await;
+    let (r1, c1, secs) = (
+        received.load(Ordering::Relaxed),
+        sample(target.pid),
+        t0.elapsed().as_secs_f64(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for p in publishers {
+        match tokio::time::timeout(Duration::from_secs(20), p).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(format!("fan-out publisher: {e}")),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("a fan-out publisher did not stop".into()),
+        }
+    }
+    let private_sent: Vec<u64> = topics
+        .iter()
+        .map(|t| t.sent.load(Ordering::Relaxed))
+        .collect();
+    let public_sent: u64 = topics
+        .iter()
+        .map(|t| t.public_sent.load(Ordering::Relaxed))
+        .sum();
+    let expected: u64 = per_user
+        .iter()
+        .zip(&private_sent)
+        .map(|(subs, sent)| subs * (sent + public_sent))
+        .sum();
+    // The last events drain: until every expected one arrived, or nothing arrives for 3 s.
+    let (mut last, mut still) = (received.load(Ordering::Relaxed), Instant::now());
+    while received.load(Ordering::Relaxed) < expected && still.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now != last {
+            (last, still) = (now, Instant::now());
+        }
+    }
+    stop_readers.store(true, Ordering::Relaxed);
+    let mut tallies = Vec::with_capacity(readers.len());
+    for (user, r) in readers {
+        tallies.push((user, r.await.map_err(|e| e.to_string())?));
+    }
+    let h1 = api.health().await?;
+    let verdict = fanout::account(&private_sent, public_sent, &tallies);
+    let stat = |h: &Value, k: &str| h["events"][k].as_u64().unwrap_or(0);
+    let cloud_dropped = stat(&h1, "dropped") - stat(&h0, "dropped");
+    let published = stat(&h1, "published") - stat(&h0, "published");
+    let rate = (r1 - r0) as f64 / secs;
+    let cpu_us_per_delivery = match (c0, c1) {
+        (Some(a), Some(b)) if r1 > r0 => Some(
+            ms(procfs::ticks_to_duration(b.cpu_ticks - a.cpu_ticks, tck)) * 1000.0
+                / (r1 - r0) as f64,
+        ),
+        _ => None,
+    };
+    let floor_ratio = one_subscriber.map(|one| rate / one);
+    report.figure(
+        "fanout",
+        json!({
+            "streams": tallies.len(),
+            "users": users,
+            "public_every": args.fanout_public_every,
+            "seconds": secs,
+            "delivered_per_second": rate,
+            "published_per_second": published as f64 / secs,
+            "one_subscriber_per_second": one_subscriber,
+            "ratio_to_one_subscriber": floor_ratio,
+            "cloud_cpu_us_per_delivery": cpu_us_per_delivery,
+            "private_sent": private_sent.iter().sum::<u64>(),
+            "public_sent": public_sent,
+            "expected": verdict.expected,
+            "received": verdict.received,
+            "missing": verdict.missing,
+            "short_streams": verdict.short_subscribers,
+            "extra": verdict.extra,
+            "misdelivered": verdict.misdelivered,
+            "cloud_dropped": cloud_dropped,
+        }),
+        format!(
+            "fan-out: {} streams of {users} users, {:.0} events/s published, {:.0} deliveries/s ({:.2}x the \
+             one-subscriber rate of this run, {:.2} µs cloud CPU each); {} of {} expected deliveries arrived, \
+             {} missing over {} streams, {} misdelivered, {} duplicated, {cloud_dropped} dropped by the cloud",
+            tallies.len(),
+            published as f64 / secs,
+            rate,
+            floor_ratio.unwrap_or(f64::NAN),
+            cpu_us_per_delivery.unwrap_or(f64::NAN),
+            verdict.received,
+            verdict.expected,
+            verdict.missing,
+            verdict.short_subscribers,
+            verdict.misdelivered,
+            verdict.extra,
+        ),
+    );
+    report.goal(
+        "fanout_per_second",
+        "deliveries/s over the fan-out streams",
+        "1/s",
+        rate,
+        100_000.0,
+        false,
+    );
+    if !verdict.clean() || cloud_dropped > 0 {
+        report.misses.push("fanout_none_dropped".into());
+    }
     Ok(())
 }
 
