@@ -241,6 +241,55 @@ fn spawn_cloud(
 }
 
 /// Progress output: a bar on a terminal in text mode, nothing with `--json`.
+/// Starts `count` idle Cores (ids 0 to `count - 1`), `concurrency` handshakes at a time, spread over `sources`
+/// loopback addresses (127.0.0.1, 127.0.0.2, ...: one source address has about 28,000 ephemeral ports). Returns
+/// the Cores' tasks and, for each, a task that ends with the outcome of its first connection.
+#[allow(clippy::too_many_arguments)]
+async fn start_idle_cores(
+    count: u64,
+    sources: u32,
+    concurrency: usize,
+    device: SocketAddr,
+    keys: &Arc<CoreKeys>,
+    fleet: &Arc<Fleet>,
+    retry: Retry,
+    bar: &ProgressBar,
+) -> Result<(Vec<JoinHandle<()>>, Vec<JoinHandle<Result<(), String>>>), String> {
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let capacity = usize::try_from(count).unwrap_or(0);
+    let mut cores = Vec::with_capacity(capacity);
+    let mut ups = Vec::with_capacity(capacity);
+    for n in 0..count {
+        let id = id_bytes(&core_id(n)).ok_or("bad id")?;
+        let source = (sources > 1).then(|| {
+            let d = 1 + u8::try_from(n % u64::from(sources)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, d))
+        });
+        let permit = Arc::clone(&gate)
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = oneshot::channel();
+        cores.push(tokio::spawn(cores::idle_core(
+            id,
+            device,
+            source,
+            Arc::clone(keys),
+            tx,
+            Arc::clone(fleet),
+            retry,
+        )));
+        let bar = bar.clone();
+        ups.push(tokio::spawn(async move {
+            let r = rx.await.unwrap_or(Err("task ended".into()));
+            drop(permit);
+            bar.inc(1);
+            r
+        }));
+    }
+    Ok((cores, ups))
+}
+
 fn progress(json: bool, len: u64, what: &str) -> ProgressBar {
     if json {
         return ProgressBar::hidden();
@@ -666,43 +715,22 @@ async fn connect_phase(
     } else {
         args.sources
     };
-    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let fleet = Arc::new(Fleet::default());
     let bar = progress(args.json, args.devices, "connect");
-    let mut cores: Vec<JoinHandle<()>> = Vec::with_capacity(args.devices as usize);
-    let mut ups = Vec::with_capacity(args.devices as usize);
     let start = Instant::now();
-    for n in 0..args.devices {
-        let id = id_bytes(&core_id(n)).ok_or("bad id")?;
-        let source = (sources > 1).then(|| {
-            let [a, b, c, d] = Ipv4Addr::LOCALHOST.octets();
-            let d = d.wrapping_add(u8::try_from(n % u64::from(sources)).unwrap_or(0));
-            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-        });
-        let permit = Arc::clone(&gate)
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let (tx, rx) = oneshot::channel();
-        cores.push(tokio::spawn(cores::idle_core(
-            id,
-            target.device,
-            source,
-            Arc::clone(keys),
-            tx,
-            Arc::clone(&fleet),
-            Retry {
-                interval: Duration::ZERO,
-            },
-        )));
-        let bar = bar.clone();
-        ups.push(tokio::spawn(async move {
-            let r = rx.await.unwrap_or(Err("task ended".into()));
-            drop(permit);
-            bar.inc(1);
-            r
-        }));
-    }
+    let (cores, ups) = start_idle_cores(
+        args.devices,
+        sources,
+        args.concurrency,
+        target.device,
+        keys,
+        &fleet,
+        Retry {
+            interval: Duration::ZERO,
+        },
+        &bar,
+    )
+    .await?;
     let mut failed = Vec::new();
     for up in ups {
         if let Err(e) = up.await.map_err(|e| e.to_string())? {
@@ -1416,38 +1444,18 @@ async fn storm_phase(
         interval: Duration::from_millis(args.retry_ms.max(1)),
     };
     let sources = u32::try_from(args.storm / 20_000 + 1).unwrap_or(1);
-    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let bar = progress(args.json, args.storm, "storm setup");
-    let mut cores = Vec::with_capacity(args.storm as usize);
-    let mut ups = Vec::with_capacity(args.storm as usize);
-    for n in 0..args.storm {
-        let id = id_bytes(&core_id(n)).ok_or("bad id")?;
-        let source = (sources > 1).then(|| {
-            let d = 1 + u8::try_from(n % u64::from(sources)).unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, d))
-        });
-        let permit = Arc::clone(&gate)
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let (tx, rx) = oneshot::channel();
-        cores.push(tokio::spawn(cores::idle_core(
-            id,
-            target.device,
-            source,
-            Arc::clone(keys),
-            tx,
-            Arc::clone(&fleet),
-            retry,
-        )));
-        let bar = bar.clone();
-        ups.push(tokio::spawn(async move {
-            let r = rx.await;
-            drop(permit);
-            bar.inc(1);
-            r
-        }));
-    }
+    let (cores, ups) = start_idle_cores(
+        args.storm,
+        sources,
+        args.concurrency,
+        target.device,
+        keys,
+        &fleet,
+        retry,
+        &bar,
+    )
+    .await?;
     for up in ups {
         let _ = up.await;
     }
