@@ -241,6 +241,31 @@ fn spawn_cloud(
 }
 
 /// Progress output: a bar on a terminal in text mode, nothing with `--json`.
+/// Provisions the device `id` with the public key `pem` (`POST /v1/provisioning/:id`) as the user of `token`.
+async fn provision_one(
+    client: &mut Client,
+    token: &str,
+    id: &str,
+    pem: &str,
+) -> Result<(), String> {
+    let auth = format!("Authorization: Bearer {token}");
+    let form = serde_urlencoded::to_string([("deviceID", id), ("publicKey", pem)])
+        .map_err(|e| e.to_string())?;
+    let r = client
+        .request(
+            "POST",
+            &format!("/v1/provisioning/{id}"),
+            &[&auth],
+            Some(&form),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("provisioning {id}: {}", r.status));
+    }
+    Ok(())
+}
+
 /// Starts `count` idle Cores (ids 0 to `count - 1`), `concurrency` handshakes at a time, spread over `sources`
 /// loopback addresses (127.0.0.1, 127.0.0.2, ...: one source address has about 28,000 ephemeral ports). Returns
 /// the Cores' tasks and, for each, a task that ends with the outcome of its first connection.
@@ -430,25 +455,9 @@ async fn provision(
         let bar = bar.clone();
         tasks.push(tokio::spawn(async move {
             let mut client = Client::connect(api).await.map_err(|e| e.to_string())?;
-            let auth = format!("Authorization: Bearer {token}");
             let mut n = c;
             while n < count {
-                let id = core_id(n);
-                let form =
-                    serde_urlencoded::to_string([("deviceID", id.as_str()), ("publicKey", &pem)])
-                        .map_err(|e| e.to_string())?;
-                let r = client
-                    .request(
-                        "POST",
-                        &format!("/v1/provisioning/{id}"),
-                        &[&auth],
-                        Some(&form),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if r.status != 200 {
-                    return Err(format!("provisioning {id}: {}", r.status));
-                }
+                provision_one(&mut client, &token, &core_id(n), &pem).await?;
                 bar.inc(1);
                 n += connections;
             }
@@ -1111,23 +1120,7 @@ async fn fanout_phase(
         )
         .await?;
         let id = core_id(first_id + k as u64);
-        let auth = format!("Authorization: Bearer {}", user.token);
-        let form =
-            serde_urlencoded::to_string([("deviceID", id.as_str()), ("publicKey", device_pem)])
-                .map_err(|e| e.to_string())?;
-        let r = user
-            .client
-            .request(
-                "POST",
-                &format!("/v1/provisioning/{id}"),
-                &[&auth],
-                Some(&form),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        if r.status != 200 {
-            return Err(format!("provisioning {id}: {}", r.status));
-        }
+        provision_one(&mut user.client, &user.token, &id, device_pem).await?;
         tokens.push(user.token);
     }
 
