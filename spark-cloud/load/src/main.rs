@@ -241,6 +241,38 @@ fn spawn_cloud(
 }
 
 /// Progress output: a bar on a terminal in text mode, nothing with `--json`.
+/// Starts one publishing Core per `(device number, topic)`, all paced by `pace` and stopped by `stop`, and waits
+/// until every one is connected.
+async fn start_publishers(
+    device: SocketAddr,
+    keys: &Arc<CoreKeys>,
+    stop: &Arc<AtomicBool>,
+    pace: &cores::Pace,
+    publishers: impl IntoIterator<Item = (u64, cores::Topic)>,
+) -> Result<Vec<JoinHandle<Result<(), String>>>, String> {
+    let mut tasks = Vec::new();
+    let mut ups = Vec::new();
+    for (n, topic) in publishers {
+        let id = id_bytes(&core_id(n)).ok_or("bad id")?;
+        let (tx, rx) = oneshot::channel();
+        tasks.push(tokio::spawn(cores::publisher(
+            id,
+            device,
+            Arc::clone(keys),
+            Arc::clone(stop),
+            pace.clone(),
+            topic,
+            tx,
+        )));
+        ups.push(rx);
+    }
+    for up in ups {
+        up.await
+            .map_err(|_| "a publisher failed to connect".to_owned())?;
+    }
+    Ok(tasks)
+}
+
 /// Provisions the device `id` with the public key `pem` (`POST /v1/provisioning/:id`) as the user of `token`.
 async fn provision_one(
     client: &mut Client,
@@ -971,34 +1003,23 @@ async fn events_phase(
         .count_on_thread(Arc::clone(&received), Arc::clone(&stop))
         .map_err(|e| e.to_string())?;
     let sent = Arc::new(AtomicU64::new(0));
-    let mut publishers = Vec::new();
-    let mut ups = Vec::new();
-    for p in 0..args.publishers {
-        let id = id_bytes(&core_id(args.devices + p)).ok_or("bad id")?;
-        let (tx, rx) = oneshot::channel();
-        publishers.push(tokio::spawn(cores::publisher(
-            id,
-            target.device,
-            Arc::clone(keys),
-            Arc::clone(&stop),
-            cores::Pace {
-                sent: Arc::clone(&sent),
-                received: Arc::clone(&received),
-                window: if args.event_window == 0 {
-                    u64::MAX / 2
-                } else {
-                    args.event_window
-                },
-            },
-            cores::Topic::public_ticks(),
-            tx,
-        )));
-        ups.push(rx);
-    }
-    for up in ups {
-        up.await
-            .map_err(|_| "a publisher failed to connect".to_owned())?;
-    }
+    let pace = cores::Pace {
+        sent: Arc::clone(&sent),
+        received: Arc::clone(&received),
+        window: if args.event_window == 0 {
+            u64::MAX / 2
+        } else {
+            args.event_window
+        },
+    };
+    let publishers = start_publishers(
+        target.device,
+        keys,
+        &stop,
+        &pace,
+        (0..args.publishers).map(|p| (args.devices + p, cores::Topic::public_ticks())),
+    )
+    .await?;
     // A second of warm-up, then the measured window.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let h0 = api.health().await?;
@@ -1179,11 +1200,10 @@ async fn fanout_phase(
     } else {
         args.fanout_window
     };
-    let mut topics = Vec::with_capacity(users);
-    let mut publishers = Vec::with_capacity(users);
-    let mut ups = Vec::with_capacity(users);
-    for (k, &subscribers) in per_user.iter().enumerate() {
-        let topic = cores::Topic {
+    let topics: Vec<cores::Topic> = per_user
+        .iter()
+        .enumerate()
+        .map(|(k, &subscribers)| cores::Topic {
             name: fanout::private_name(k),
             visibility: Visibility::Private,
             public_every: args.fanout_public_every,
@@ -1192,29 +1212,21 @@ async fn fanout_phase(
             public_sent: Arc::new(AtomicU64::new(0)),
             weight: subscribers,
             public_weight: args.fanout,
-        };
-        topics.push(topic.clone());
-        let id = id_bytes(&core_id(first_id + k as u64)).ok_or("bad id")?;
-        let (tx, rx) = oneshot::channel();
-        publishers.push(tokio::spawn(cores::publisher(
-            id,
-            target.device,
-            Arc::clone(keys),
-            Arc::clone(&stop),
-            cores::Pace {
-                sent: Arc::clone(&sent),
-                received: Arc::clone(&received),
-                window,
-            },
-            topic,
-            tx,
-        )));
-        ups.push(rx);
-    }
-    for up in ups {
-        up.await
-            .map_err(|_| "a fan-out publisher failed to connect".to_owned())?;
-    }
+        })
+        .collect();
+    let pace = cores::Pace {
+        sent: Arc::clone(&sent),
+        received: Arc::clone(&received),
+        window,
+    };
+    let publishers = start_publishers(
+        target.device,
+        keys,
+        &stop,
+        &pace,
+        (first_id..).zip(topics.iter().cloned()),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let h0 = api.health().await?;
     let (r0, c0, t0) = (
