@@ -459,6 +459,20 @@ struct Inner {
     udp_ids: HashMap<[u8; 65], String>,
 }
 
+impl Inner {
+    /// The record of device `id`, or a new one owned by `owner` (provisioning a device the cloud does not know).
+    fn device_or_new(&self, id: &str, owner: Option<&str>) -> DeviceRecord {
+        self.devices
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| DeviceRecord {
+                id: id.to_owned(),
+                name: None,
+                owner: owner.map(str::to_owned),
+            })
+    }
+}
+
 /// The state directory, loaded in memory and written through on each change.
 pub struct StateDir {
     dir: PathBuf,
@@ -1227,15 +1241,7 @@ impl StateDir {
     ) -> DeviceRecord {
         let id = id.to_ascii_lowercase();
         let mut inner = self.lock();
-        let record = inner
-            .devices
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| DeviceRecord {
-                id: id.clone(),
-                name: None,
-                owner: owner.map(str::to_owned),
-            });
+        let record = inner.device_or_new(&id, owner);
         inner.keys.insert(id.clone(), key.clone());
         inner.devices.insert(id, record.clone());
         self.journal(&inner, &record, done);
@@ -1322,15 +1328,7 @@ impl StateDir {
                 reason: "the key is registered to another device".into(),
             });
         }
-        let record = inner
-            .devices
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| DeviceRecord {
-                id: id.clone(),
-                name: None,
-                owner: owner.map(str::to_owned),
-            });
+        let record = inner.device_or_new(&id, owner);
         if let Some(old) = inner.udp.get(&id)
             && let Ok(old) = udp_keys::public_key_from_pem(&old.public_key)
         {
