@@ -723,11 +723,14 @@ pub(crate) async fn run(
 
     let udp = if config.udp > 0 {
         observer.progress(Progress::Phase("UDP devices joining"));
-        let online: Vec<String> = rows
+        // Cores whose link check passed come first: the UDP devices are timed beside a TCP Core on a good link,
+        // not beside one the simulation slowed down.
+        let mut updated: Vec<&Row> = rows
             .iter()
             .filter(|r| r.error.is_none() && r.after.is_some())
-            .map(|r| r.device.clone())
             .collect();
+        updated.sort_by_key(|r| !r.link_check.reliable);
+        let online: Vec<String> = updated.iter().map(|r| r.device.clone()).collect();
         let udp = super::udp::run(
             &local.running.cloud,
             &local.hub,
