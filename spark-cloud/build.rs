@@ -1,28 +1,68 @@
-//! Decides once, at build time, whether the browser tests can run (`tests/console_browser.rs`).
+//! Decides once, at build time, which tests that need an outside program can run.
 //!
-//! Without `chromedriver` on `PATH` the cfg `spark_no_chromedriver` is set and those tests are reported ignored,
-//! never passed. With `SPARK_REQUIRE_SERVICES=1` (what CI exports) the cfg is never set: a missing driver fails the
-//! tests. A driver found is watched; a missing one is not (cargo would treat the absent path as always changed and
-//! rebuild on every run), so installing it later takes a `PATH` change or `cargo clean -p spark-cloud`.
+//! | program | cfg set when it is missing | tests |
+//! |---|---|---|
+//! | `chromedriver` | `spark_no_chromedriver` | `tests/console_browser.rs` |
+//! | `postgres` and `initdb` | `spark_no_postgres` | the PostgreSQL store and the cluster |
+//! | `nats-server` | `spark_no_nats` | the NATS bus and the cluster |
+//!
+//! A missing program's tests are reported ignored, never passed. With `SPARK_REQUIRE_SERVICES=1` (what CI exports) no
+//! cfg is ever set: a missing program fails its tests. PostgreSQL is looked for on `PATH` and then in Debian's
+//! `/usr/lib/postgresql/<version>/bin`, which the `postgresql` package does not put on `PATH`; the tests find it the
+//! same way (`tests/support/postgres.rs`). A program found is watched; a missing one is not
+//! (cargo would treat the absent path as always changed and rebuild on every run), so installing it later takes a
+//! `PATH` change or `cargo clean -p spark-cloud`.
 
 use std::env;
+use std::path::PathBuf;
+
+/// Where `program` is: the first match on `PATH`, then Debian's PostgreSQL folders (newest version first).
+fn find(program: &str) -> Option<PathBuf> {
+    let on_path = env::var_os("PATH")
+        .map(|path| {
+            env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| {
+            dirs.flatten()
+                .map(|d| d.path().join("bin").join(program))
+                .collect()
+        })
+        .unwrap_or_default();
+    debian.sort();
+    debian.reverse();
+    on_path
+        .into_iter()
+        .chain(debian)
+        .find(|candidate| candidate.is_file())
+}
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(spark_no_chromedriver)");
+    let required = env::var("SPARK_REQUIRE_SERVICES")
+        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     println!("cargo::rerun-if-env-changed=PATH");
     println!("cargo::rerun-if-env-changed=SPARK_REQUIRE_SERVICES");
     println!("cargo::rerun-if-changed=build.rs");
 
-    let driver = env::var_os("PATH").and_then(|path| {
-        env::split_paths(&path)
-            .map(|dir| dir.join("chromedriver"))
-            .find(|candidate| candidate.is_file())
-    });
-    let required = env::var("SPARK_REQUIRE_SERVICES")
-        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    match driver {
-        Some(path) => println!("cargo::rerun-if-changed={}", path.display()),
-        None if !required => println!("cargo::rustc-cfg=spark_no_chromedriver"),
-        None => {}
+    let services: [(&str, &[&str]); 3] = [
+        ("spark_no_chromedriver", &["chromedriver"]),
+        ("spark_no_postgres", &["postgres", "initdb"]),
+        ("spark_no_nats", &["nats-server"]),
+    ];
+    for (cfg, programs) in services {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        let mut missing = false;
+        for program in programs {
+            match find(program) {
+                Some(path) => println!("cargo::rerun-if-changed={}", path.display()),
+                None => missing = true,
+            }
+        }
+        if missing && !required {
+            println!("cargo::rustc-cfg={cfg}");
+        }
     }
 }
