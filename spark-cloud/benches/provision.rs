@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         let cloud = cloud::open(&config, Arc::new(ScriptedHub::new())).unwrap();
         cloud
             .state()
+            .expect("the embedded store")
             .create_user("bench", "pw", &mut cloud::system_rng())
             .unwrap();
         let running = cloud::serve(cloud, config.http).await.unwrap();
