@@ -303,6 +303,9 @@ impl Store for EmbeddedStore {
         expires_at: u64,
         max_per_user: usize,
     ) -> StoreFuture<'a, ()> {
+        if !self.state.user_exists(username) {
+            return ready(Err(StoreError::UnknownUser));
+        }
         ready(
             self.claims
                 .add(digest, username, expires_at, max_per_user)
