@@ -96,7 +96,11 @@ fn bench(c: &mut Criterion) {
             Arc::new(Mutex::new(tcp_core)),
             CloudConfig {
                 address: tcp_addr.to_string(),
-                server_key: cloud.state().expect("the embedded store").server_key().public_key(),
+                server_key: cloud
+                    .state()
+                    .expect("the embedded store")
+                    .server_key()
+                    .public_key(),
                 faults: LinkFaults::RELIABLE,
                 seed: 1,
                 reconnect_delay: Duration::from_millis(100),
@@ -107,7 +111,11 @@ fn bench(c: &mut Criterion) {
             Arc::new(Mutex::new(udp_core)),
             UdpCloudConfig {
                 address: udp_addr.to_string(),
-                server_key: cloud.state().expect("the embedded store").udp_server_key().public_key(),
+                server_key: cloud
+                    .state()
+                    .expect("the embedded store")
+                    .udp_server_key()
+                    .public_key(),
                 faults: DatagramFaults::RELIABLE,
                 seed: 1,
                 reconnect_delay: Duration::from_millis(100),

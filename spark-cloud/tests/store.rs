@@ -7,10 +7,10 @@ mod postgres_server;
 use std::sync::Arc;
 use std::time::Duration;
 
+use postgres_server::Postgres;
 use spark_cloud::state::{AuthError, token_digest};
 use spark_cloud::store::{self, EmbeddedStore, PostgresStore, Store, StoreError};
 use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
-use postgres_server::Postgres;
 
 const KEY_A: &str = include_str!("fixtures/device_a.pem");
 const KEY_B_PUB: &str = include_str!("fixtures/device_b.pub.pem");
@@ -34,8 +34,17 @@ async fn users_and_tokens(s: &dyn Store) {
     );
     assert!(s.user_exists("ann").await.unwrap());
     assert!(!s.user_exists("bob").await.unwrap());
-    assert_eq!(s.password_check("ANN").await.unwrap().verify("pw").unwrap(), "ann");
-    assert!(s.password_check("ann").await.unwrap().verify("bad").is_err());
+    assert_eq!(
+        s.password_check("ANN").await.unwrap().verify("pw").unwrap(),
+        "ann"
+    );
+    assert!(
+        s.password_check("ann")
+            .await
+            .unwrap()
+            .verify("bad")
+            .is_err()
+    );
     assert!(s.password_check("bob").await.unwrap().verify("pw").is_err());
 
     let (token, record) = store::issue_token(s, "ann", "spark", None).await.unwrap();
@@ -81,7 +90,10 @@ async fn users_and_tokens(s: &dyn Store) {
     assert_eq!(after.tokens_not_before, cutoff);
     assert_ne!(after.generation, before.generation);
     s.invalidate_tokens_before(5).await.unwrap();
-    assert_eq!(s.admin_generation().await.unwrap().tokens_not_before, cutoff);
+    assert_eq!(
+        s.admin_generation().await.unwrap().tokens_not_before,
+        cutoff
+    );
     // Issued now, before the cut-off: refused at once.
     let (fresh, _) = store::issue_token(s, "ann", "spark", None).await.unwrap();
     assert!(matches!(
@@ -125,7 +137,11 @@ async fn devices(s: &dyn Store) {
     );
     assert!(s.find_device("kitchen", "bob").await.unwrap().is_none());
     assert_eq!(
-        s.find_device(&DEV.to_uppercase(), "bob").await.unwrap().unwrap().id,
+        s.find_device(&DEV.to_uppercase(), "bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         DEV
     );
     // Release, then a claim by bob with his code; ann's second claim is refused as owned.
@@ -152,7 +168,9 @@ async fn devices(s: &dyn Store) {
         Err(StoreError::UnknownDevice)
     );
     assert_eq!(
-        s.claim_with_code(DEV, &token_digest("bob-code")).await.unwrap(),
+        s.claim_with_code(DEV, &token_digest("bob-code"))
+            .await
+            .unwrap(),
         "bob"
     );
     // Used up.
@@ -167,7 +185,9 @@ async fn devices(s: &dyn Store) {
     // Ann's code was not used up by the refused claim.
     s.set_owner(DEV, None).await.unwrap();
     assert_eq!(
-        s.claim_with_code(DEV, &token_digest("ann-code")).await.unwrap(),
+        s.claim_with_code(DEV, &token_digest("ann-code"))
+            .await
+            .unwrap(),
         "ann"
     );
     // An expired code is unknown; past the per-user limit the oldest goes first.
@@ -197,10 +217,7 @@ async fn devices(s: &dyn Store) {
     let kept = s.device(DEV).await.unwrap().unwrap();
     assert_eq!(kept.owner.as_deref(), Some("bob"));
     assert_eq!(kept.name.as_deref(), Some("kitchen"));
-    assert_eq!(
-        s.provision(DEV2, &key_a(), None).await.unwrap().owner,
-        None
-    );
+    assert_eq!(s.provision(DEV2, &key_a(), None).await.unwrap().owner, None);
     assert_eq!(
         s.devices()
             .await
@@ -216,7 +233,10 @@ async fn devices(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        s.device_for_udp_key(&udp.public_key()).await.unwrap().as_deref(),
+        s.device_for_udp_key(&udp.public_key())
+            .await
+            .unwrap()
+            .as_deref(),
         Some("aaaaaaaaaaaaaaaaaaaaaaaa")
     );
     assert!(
@@ -258,7 +278,10 @@ async fn flash_jobs(s: &dyn Store) {
 async fn server_keys(s: &dyn Store) {
     let first = s.server_keys().await.unwrap();
     assert!(first.previous.is_none());
-    assert_eq!(s.retire_server_key().await.unwrap_err(), StoreError::NoPreviousKey);
+    assert_eq!(
+        s.retire_server_key().await.unwrap_err(),
+        StoreError::NoPreviousKey
+    );
     let before = s.admin_generation().await.unwrap().generation;
     let rotated = store::rotate_server_key(s).await.unwrap();
     assert!(rotated.previous.as_ref().unwrap().public_key() == first.current.public_key());
@@ -285,7 +308,10 @@ async fn write_for_restart(s: &dyn Store) -> (String, RsaPublicKey) {
 }
 
 async fn read_after_restart(s: &dyn Store, token: &str, key: &RsaPublicKey) {
-    assert_eq!(s.authenticate(&token_digest(token)).await.unwrap().username, "ann");
+    assert_eq!(
+        s.authenticate(&token_digest(token)).await.unwrap().username,
+        "ann"
+    );
     let d = s.device(DEV).await.unwrap().unwrap();
     assert_eq!(d.name.as_deref(), Some("porch"));
     assert_eq!(d.owner.as_deref(), Some("ann"));
@@ -311,7 +337,10 @@ macro_rules! contract {
             }
 
             #[tokio::test]
-            #[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+            #[cfg_attr(
+                spark_no_postgres,
+                ignore = "needs postgres and initdb (Debian postgresql)"
+            )]
             async fn postgres_store() {
                 let pg = Postgres::start();
                 let url = pg.database().await;
@@ -335,7 +364,10 @@ async fn embedded_store_reads_back_after_a_restart() {
 }
 
 #[tokio::test]
-#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+#[cfg_attr(
+    spark_no_postgres,
+    ignore = "needs postgres and initdb (Debian postgresql)"
+)]
 async fn postgres_store_reads_back_after_a_restart() {
     let pg = Postgres::start();
     let url = pg.database().await;
@@ -349,7 +381,10 @@ async fn postgres_store_reads_back_after_a_restart() {
 
 /// Three nodes starting together on an empty database: the migrations run once, and all three use one server key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+#[cfg_attr(
+    spark_no_postgres,
+    ignore = "needs postgres and initdb (Debian postgresql)"
+)]
 async fn three_nodes_starting_together_migrate_once_and_share_one_server_key() {
     let pg = Postgres::start();
     for _round in 0..3 {
@@ -385,7 +420,10 @@ async fn three_nodes_starting_together_migrate_once_and_share_one_server_key() {
 /// Two nodes claim one unowned device with two users' codes at once, many times: exactly one wins each round,
 /// and the other gets `Owned`, the error a later claim gets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+#[cfg_attr(
+    spark_no_postgres,
+    ignore = "needs postgres and initdb (Debian postgresql)"
+)]
 async fn of_two_concurrent_claims_exactly_one_wins() {
     let pg = Postgres::start();
     let url = pg.database().await;
@@ -428,7 +466,10 @@ async fn of_two_concurrent_claims_exactly_one_wins() {
 
 /// Two nodes start an update of one device at once: one starts, the other is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+#[cfg_attr(
+    spark_no_postgres,
+    ignore = "needs postgres and initdb (Debian postgresql)"
+)]
 async fn of_two_concurrent_flash_starts_one_runs() {
     let pg = Postgres::start();
     let url = pg.database().await;
@@ -442,7 +483,8 @@ async fn of_two_concurrent_flash_starts_one_runs() {
         let tb = tokio::spawn(async move { b2.start_flash(DEV, "node-b").await });
         let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
         let job = match (ra, rb) {
-            (Ok(j), Err(StoreError::FlashInProgress)) | (Err(StoreError::FlashInProgress), Ok(j)) => j,
+            (Ok(j), Err(StoreError::FlashInProgress))
+            | (Err(StoreError::FlashInProgress), Ok(j)) => j,
             other => panic!("round {round}: {other:?}"),
         };
         a.finish_flash(job.id, "success").await.unwrap();
@@ -452,7 +494,10 @@ async fn of_two_concurrent_flash_starts_one_runs() {
 
 /// A rotation made through one node is what the other reads, and its generation moved.
 #[tokio::test]
-#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+#[cfg_attr(
+    spark_no_postgres,
+    ignore = "needs postgres and initdb (Debian postgresql)"
+)]
 async fn a_rotation_on_one_node_reaches_the_other() {
     let pg = Postgres::start();
     let url = pg.database().await;
@@ -466,12 +511,14 @@ async fn a_rotation_on_one_node_reaches_the_other() {
 
 #[tokio::test]
 async fn a_bad_store_url_or_an_unreachable_server_is_a_clear_error() {
-    for bad in ["mysql://x@y/z", "postgres://", "postgres://u@h:notaport/db", ""] {
+    for bad in [
+        "mysql://x@y/z",
+        "postgres://",
+        "postgres://u@h:notaport/db",
+        "",
+    ] {
         let e = PostgresStore::connect(bad, BITS).await.unwrap_err();
-        assert!(
-            e.to_string().contains("--store"),
-            "{bad:?}: {e}"
-        );
+        assert!(e.to_string().contains("--store"), "{bad:?}: {e}");
     }
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

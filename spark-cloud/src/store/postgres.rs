@@ -15,6 +15,7 @@
 //!   (so a synchronous caller may wait with [`block_on`](super::block_on)); a closed one is replaced at its next
 //!   use.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -36,8 +37,11 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_registry.
 /// The advisory lock taken while migrating (an arbitrary constant: "spark" in ASCII).
 const MIGRATION_LOCK: i64 = 0x73_70_61_72_6b;
 
-/// Connections of one store handle.
-const POOL_SIZE: usize = 4;
+/// Connections of one store handle for single statements (each pipelines many callers' queries).
+const SHARED_CONNECTIONS: usize = 2;
+/// Connections of one store handle kept for transactions; when all are busy a transaction opens one more for
+/// itself rather than wait, so that a caller waiting with `block_on` never waits for another caller's task.
+const TRANSACTION_CONNECTIONS: usize = 2;
 
 /// How long connecting may take before the store reports the server unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -155,7 +159,10 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     described: String,
     io: IoThread,
-    pool: Vec<tokio::sync::Mutex<Option<Client>>>,
+    /// Connections shared by single statements (a `Client` pipelines the queries of many callers).
+    shared: Vec<std::sync::Mutex<Option<Arc<Client>>>>,
+    /// Connections for transactions, one caller at a time.
+    exclusive: Vec<tokio::sync::Mutex<Option<Client>>>,
     next: AtomicUsize,
     udp_server_key: dtls::PrivateKey,
 }
@@ -168,7 +175,22 @@ impl core::fmt::Debug for PostgresStore {
     }
 }
 
-type Slot<'a> = tokio::sync::MutexGuard<'a, Option<Client>>;
+/// A connection held for a transaction: one of the kept ones, or one opened for it.
+enum Slot<'a> {
+    Kept(tokio::sync::MutexGuard<'a, Option<Client>>),
+    Own(Client),
+}
+
+impl Slot<'_> {
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        match self {
+            Slot::Kept(held) => held
+                .as_mut()
+                .ok_or_else(|| StoreError::Unavailable("no connection".into())),
+            Slot::Own(c) => Ok(c),
+        }
+    }
+}
 
 impl PostgresStore {
     /// Connects to `url`, applies the migrations the database lacks and reads the server keys, generating them
@@ -186,18 +208,18 @@ impl PostgresStore {
             config,
             described,
             io,
-            pool: (0..POOL_SIZE)
+            shared: (0..SHARED_CONNECTIONS)
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
+            exclusive: (0..TRANSACTION_CONNECTIONS)
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             next: AtomicUsize::new(0),
             udp_server_key: dtls::PrivateKey::generate(&mut crate::system_rng()),
         };
         {
-            let mut slot = store.slot().await?;
-            let client = slot
-                .as_mut()
-                .ok_or_else(|| StoreError::Unavailable("no connection".into()))?;
-            migrate(client).await?;
+            let mut slot = store.tx_slot().await?;
+            migrate(slot.client()?).await?;
         }
         store.first_start_keys(key_bits).await?;
         Ok(store)
@@ -223,21 +245,38 @@ impl PostgresStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?
     }
 
-    /// One connection, connected (again) if it was not or has closed.
-    async fn slot(&self) -> Result<Slot<'_>, StoreError> {
-        let at = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        let mut slot = self.pool[at].lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(self.open_client().await?);
+    /// A connection for single statements, connected (again) if it was not or has closed. No lock is held while
+    /// connecting or querying.
+    async fn query_client(&self) -> Result<Arc<Client>, StoreError> {
+        let at = self.next.fetch_add(1, Ordering::Relaxed) % self.shared.len();
+        let held = crate::lock(&self.shared[at]).clone();
+        if let Some(c) = held.filter(|c| !c.is_closed()) {
+            return Ok(c);
         }
-        Ok(slot)
+        let fresh = Arc::new(self.open_client().await?);
+        *crate::lock(&self.shared[at]) = Some(Arc::clone(&fresh));
+        Ok(fresh)
+    }
+
+    /// A connection for a transaction: a free kept one (reconnected if it has closed), or a new one when all are
+    /// busy. Never waits for another caller.
+    async fn tx_slot(&self) -> Result<Slot<'_>, StoreError> {
+        for kept in &self.exclusive {
+            if let Ok(mut held) = kept.try_lock() {
+                if held.as_ref().is_none_or(Client::is_closed) {
+                    *held = Some(self.open_client().await?);
+                }
+                return Ok(Slot::Kept(held));
+            }
+        }
+        Ok(Slot::Own(self.open_client().await?))
     }
 
     /// The first node to start generates the server keys; the others read what it stored.
     async fn first_start_keys(&mut self, key_bits: usize) -> Result<(), StoreError> {
         let present: Vec<String> = {
-            let slot = self.slot().await?;
-            let c = client(&slot)?;
+            let c = self.query_client().await?;
+            let c = c;
             c.query("SELECT role FROM server_keys", &[])
                 .await
                 .map_err(db)?
@@ -263,9 +302,8 @@ impl PostgresStore {
                 .await?;
         }
         let pem: String = {
-            let slot = self.slot().await?;
-            client(&slot)?
-                .query_one("SELECT pem FROM server_keys WHERE role = 'udp'", &[])
+            let c = self.query_client().await?;
+            c.query_one("SELECT pem FROM server_keys WHERE role = 'udp'", &[])
                 .await
                 .map_err(db)?
                 .get(0)
@@ -276,14 +314,13 @@ impl PostgresStore {
     }
 
     async fn insert_key_once(&self, role: &str, pem: &str) -> Result<(), StoreError> {
-        let slot = self.slot().await?;
-        client(&slot)?
-            .execute(
-                "INSERT INTO server_keys (role, pem) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING",
-                &[&role, &pem],
-            )
-            .await
-            .map_err(db)?;
+        let c = self.query_client().await?;
+        c.execute(
+            "INSERT INTO server_keys (role, pem) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING",
+            &[&role, &pem],
+        )
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -315,14 +352,13 @@ impl PostgresStore {
     }
 
     async fn device_row(&self, id: &str) -> Result<Option<Row>, StoreError> {
-        let slot = self.slot().await?;
-        client(&slot)?
-            .query_opt(
-                "SELECT id, name, owner, rsa_public_key, udp_public_key FROM devices WHERE id = $1",
-                &[&id.to_ascii_lowercase()],
-            )
-            .await
-            .map_err(db)
+        let c = self.query_client().await?;
+        c.query_opt(
+            "SELECT id, name, owner, rsa_public_key, udp_public_key FROM devices WHERE id = $1",
+            &[&id.to_ascii_lowercase()],
+        )
+        .await
+        .map_err(db)
     }
 
     /// Whether device `id` exists (to tell an unknown device from a refused change).
@@ -333,16 +369,6 @@ impl PostgresStore {
             Err(e) => e,
         }
     }
-}
-
-fn client<'a>(slot: &'a Slot<'_>) -> Result<&'a Client, StoreError> {
-    slot.as_ref()
-        .ok_or_else(|| StoreError::Unavailable("no connection".into()))
-}
-
-fn client_mut<'a>(slot: &'a mut Slot<'_>) -> Result<&'a mut Client, StoreError> {
-    slot.as_mut()
-        .ok_or_else(|| StoreError::Unavailable("no connection".into()))
 }
 
 /// Applies the migrations `spark_schema_version` does not list, in order, in one transaction holding the
@@ -412,9 +438,9 @@ impl Store for PostgresStore {
 
     fn add_user(&self, user: UserRecord) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let slot = self.slot().await?;
+            let c = self.query_client().await?;
             let iterations = i32::try_from(user.iterations).unwrap_or(i32::MAX);
-            let n = client(&slot)?
+            let n = c
                 .execute(
                     "INSERT INTO users (username, id, salt, password_hash, iterations)
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
@@ -437,20 +463,21 @@ impl Store for PostgresStore {
 
     fn user_exists<'a>(&'a self, username: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            Ok(client(&slot)?
-                .query_opt("SELECT 1 FROM users WHERE username = $1", &[&username])
-                .await
-                .map_err(db)?
-                .is_some())
+            let c = self.query_client().await?;
+            Ok(
+                c.query_opt("SELECT 1 FROM users WHERE username = $1", &[&username])
+                    .await
+                    .map_err(db)?
+                    .is_some(),
+            )
         })
     }
 
     fn password_check<'a>(&'a self, username: &'a str) -> StoreFuture<'a, PasswordCheck> {
         Box::pin(async move {
             let username = username.trim().to_lowercase();
-            let slot = self.slot().await?;
-            let row = client(&slot)?
+            let c = self.query_client().await?;
+            let row = c
                 .query_opt(
                     "SELECT salt, password_hash, iterations FROM users WHERE username = $1",
                     &[&username],
@@ -474,8 +501,8 @@ impl Store for PostgresStore {
 
     fn add_token<'a>(&'a self, username: &'a str, token: TokenRecord) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            let c = client(&slot)?;
+            let c = self.query_client().await?;
+            let c = c;
             let expires = token.expires_at.map(i64_of);
             let issued = token.issued_at.map(i64_of);
             let n = c
@@ -501,8 +528,8 @@ impl Store for PostgresStore {
 
     fn authenticate<'a>(&'a self, digest: &'a str) -> StoreFuture<'a, Authenticated> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            let row = client(&slot)?
+            let c = self.query_client().await?;
+            let row = c
                 .query_opt(
                     "SELECT u.username, u.id, t.expires_at, t.issued_at, s.tokens_not_before
                      FROM tokens t JOIN users u ON u.username = t.username CROSS JOIN server_settings s
@@ -534,18 +561,17 @@ impl Store for PostgresStore {
 
     fn tokens<'a>(&'a self, username: &'a str) -> StoreFuture<'a, Vec<TokenRecord>> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            Ok(client(&slot)?
-                .query(
-                    "SELECT digest, client, expires_at, issued_at FROM tokens WHERE username = $1
+            let c = self.query_client().await?;
+            Ok(c.query(
+                "SELECT digest, client, expires_at, issued_at FROM tokens WHERE username = $1
                      ORDER BY issued_at NULLS FIRST, digest",
-                    &[&username],
-                )
-                .await
-                .map_err(db)?
-                .iter()
-                .map(token_of)
-                .collect())
+                &[&username],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(token_of)
+            .collect())
         })
     }
 
@@ -555,23 +581,22 @@ impl Store for PostgresStore {
         token: &'a str,
     ) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
-            let slot = self.slot().await?;
+            let c = self.query_client().await?;
             let hashed = token_digest(token);
-            Ok(client(&slot)?
-                .query_opt(
-                    "DELETE FROM tokens WHERE username = $1 AND digest IN ($2, $3) RETURNING digest",
-                    &[&username, &hashed, &token],
-                )
-                .await
-                .map_err(db)?
-                .map(|r| r.get(0)))
+            Ok(c.query_opt(
+                "DELETE FROM tokens WHERE username = $1 AND digest IN ($2, $3) RETURNING digest",
+                &[&username, &hashed, &token],
+            )
+            .await
+            .map_err(db)?
+            .map(|r| r.get(0)))
         })
     }
 
     fn delete_all_tokens<'a>(&'a self, username: &'a str) -> StoreFuture<'a, usize> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            let n = client(&slot)?
+            let c = self.query_client().await?;
+            let n = c
                 .execute("DELETE FROM tokens WHERE username = $1", &[&username])
                 .await
                 .map_err(db)?;
@@ -581,8 +606,8 @@ impl Store for PostgresStore {
 
     fn invalidate_tokens_before(&self, cutoff: u64) -> StoreFuture<'_, Vec<String>> {
         Box::pin(async move {
-            let mut slot = self.slot().await?;
-            let tx = client_mut(&mut slot)?.transaction().await.map_err(db)?;
+            let mut slot = self.tx_slot().await?;
+            let tx = slot.client()?.transaction().await.map_err(db)?;
             // The generation moves only when the cut-off does: a node reapplying it changes nothing.
             tx.execute(
                 "UPDATE server_settings SET tokens_not_before = $1, generation = generation + 1
@@ -613,8 +638,8 @@ impl Store for PostgresStore {
 
     fn admin_generation(&self) -> StoreFuture<'_, AdminGeneration> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            let row = client(&slot)?
+            let c = self.query_client().await?;
+            let row = c
                 .query_one(
                     "SELECT generation, tokens_not_before FROM server_settings",
                     &[],
@@ -630,14 +655,15 @@ impl Store for PostgresStore {
 
     fn devices(&self) -> StoreFuture<'_, Vec<DeviceRecord>> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            Ok(client(&slot)?
-                .query("SELECT id, name, owner FROM devices ORDER BY id", &[])
-                .await
-                .map_err(db)?
-                .iter()
-                .map(device_of)
-                .collect())
+            let c = self.query_client().await?;
+            Ok(
+                c.query("SELECT id, name, owner FROM devices ORDER BY id", &[])
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(device_of)
+                    .collect(),
+            )
         })
     }
 
@@ -651,26 +677,25 @@ impl Store for PostgresStore {
         owner: &'a str,
     ) -> StoreFuture<'a, Option<DeviceRecord>> {
         Box::pin(async move {
-            let slot = self.slot().await?;
+            let c = self.query_client().await?;
             let lower = id_or_name.to_ascii_lowercase();
-            Ok(client(&slot)?
-                .query_opt(
-                    "SELECT id, name, owner FROM devices
+            Ok(c.query_opt(
+                "SELECT id, name, owner FROM devices
                      WHERE id = $1 OR (owner = $3 AND name = $2)
                      ORDER BY (id = $1) DESC, id LIMIT 1",
-                    &[&lower, &id_or_name, &owner],
-                )
-                .await
-                .map_err(db)?
-                .as_ref()
-                .map(device_of))
+                &[&lower, &id_or_name, &owner],
+            )
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(device_of))
         })
     }
 
     fn device_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<RsaPublicKey>> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            let row = client(&slot)?
+            let c = self.query_client().await?;
+            let row = c
                 .query_opt(
                     "SELECT rsa_public_key FROM devices WHERE id = $1",
                     &[&id.to_ascii_lowercase()],
@@ -705,16 +730,15 @@ impl Store for PostgresStore {
         key: &'a dtls::PublicKey,
     ) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
-            let slot = self.slot().await?;
+            let c = self.query_client().await?;
             let point = key.to_point();
-            Ok(client(&slot)?
-                .query_opt(
-                    "SELECT id FROM devices WHERE udp_point = $1",
-                    &[&point.as_slice()],
-                )
-                .await
-                .map_err(db)?
-                .map(|r| r.get(0)))
+            Ok(c.query_opt(
+                "SELECT id FROM devices WHERE udp_point = $1",
+                &[&point.as_slice()],
+            )
+            .await
+            .map_err(db)?
+            .map(|r| r.get(0)))
         })
     }
 
@@ -729,8 +753,8 @@ impl Store for PostgresStore {
                 .to_spki_pem()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let id = id.to_ascii_lowercase();
-            let slot = self.slot().await?;
-            let row = client(&slot)?
+            let c = self.query_client().await?;
+            let row = c
                 .query_opt(
                     "INSERT INTO devices (id, rsa_public_key, owner) VALUES ($1, $2, $3)
                      ON CONFLICT (id) DO UPDATE SET rsa_public_key = EXCLUDED.rsa_public_key
@@ -740,7 +764,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            drop(slot);
+            drop(c);
             match row {
                 Some(row) => Ok(device_of(&row)),
                 None => Err(StoreError::Owned),
@@ -758,8 +782,8 @@ impl Store for PostgresStore {
             let pem = udp_keys::public_key_pem(key);
             let point = key.to_point();
             let id = id.to_ascii_lowercase();
-            let slot = self.slot().await?;
-            let row = client(&slot)?
+            let c = self.query_client().await?;
+            let row = c
                 .query_opt(
                     "INSERT INTO devices (id, udp_public_key, udp_point, owner) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (id) DO UPDATE SET udp_public_key = EXCLUDED.udp_public_key,
@@ -786,15 +810,14 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, DeviceRecord> {
         Box::pin(async move {
             let row = {
-                let slot = self.slot().await?;
-                client(&slot)?
-                    .query_opt(
-                        "UPDATE devices SET name = $3 WHERE id = $1 AND owner = $2
+                let c = self.query_client().await?;
+                c.query_opt(
+                    "UPDATE devices SET name = $3 WHERE id = $1 AND owner = $2
                          RETURNING id, name, owner",
-                        &[&id.to_ascii_lowercase(), &owner, &name],
-                    )
-                    .await
-                    .map_err(db)?
+                    &[&id.to_ascii_lowercase(), &owner, &name],
+                )
+                .await
+                .map_err(db)?
             };
             match row {
                 Some(row) => Ok(device_of(&row)),
@@ -805,8 +828,8 @@ impl Store for PostgresStore {
 
     fn set_owner<'a>(&'a self, id: &'a str, user: Option<&'a str>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            let n = client(&slot)?
+            let c = self.query_client().await?;
+            let n = c
                 .execute(
                     "UPDATE devices SET owner = $2 WHERE id = $1",
                     &[&id.to_ascii_lowercase(), &user],
@@ -823,14 +846,13 @@ impl Store for PostgresStore {
     fn release<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let n = {
-                let slot = self.slot().await?;
-                client(&slot)?
-                    .execute(
-                        "UPDATE devices SET owner = NULL WHERE id = $1 AND owner = $2",
-                        &[&id.to_ascii_lowercase(), &owner],
-                    )
-                    .await
-                    .map_err(db)?
+                let c = self.query_client().await?;
+                c.execute(
+                    "UPDATE devices SET owner = NULL WHERE id = $1 AND owner = $2",
+                    &[&id.to_ascii_lowercase(), &owner],
+                )
+                .await
+                .map_err(db)?
             };
             if n == 0 {
                 return Err(self.refusal(id).await);
@@ -847,8 +869,8 @@ impl Store for PostgresStore {
         max_per_user: usize,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut slot = self.slot().await?;
-            let tx = client_mut(&mut slot)?.transaction().await.map_err(db)?;
+            let mut slot = self.tx_slot().await?;
+            let tx = slot.client()?.transaction().await.map_err(db)?;
             // The user's row, locked: two nodes handing the same user codes take turns.
             if tx
                 .query_opt(
@@ -888,8 +910,8 @@ impl Store for PostgresStore {
     fn claim_with_code<'a>(&'a self, id: &'a str, digest: &'a str) -> StoreFuture<'a, String> {
         Box::pin(async move {
             let id = id.to_ascii_lowercase();
-            let mut slot = self.slot().await?;
-            let tx = client_mut(&mut slot)?.transaction().await.map_err(db)?;
+            let mut slot = self.tx_slot().await?;
+            let tx = slot.client()?.transaction().await.map_err(db)?;
             if tx
                 .query_opt("SELECT 1 FROM devices WHERE id = $1", &[&id])
                 .await
@@ -929,8 +951,8 @@ impl Store for PostgresStore {
     fn start_flash<'a>(&'a self, device: &'a str, node: &'a str) -> StoreFuture<'a, FlashJob> {
         Box::pin(async move {
             let started_at = now_secs();
-            let slot = self.slot().await?;
-            let row = client(&slot)?
+            let c = self.query_client().await?;
+            let row = c
                 .query_one(
                     "INSERT INTO flash_jobs (device, node, started_at) VALUES ($1, $2, $3) RETURNING id",
                     &[&device, &node, &i64_of(started_at)],
@@ -953,8 +975,8 @@ impl Store for PostgresStore {
 
     fn finish_flash<'a>(&'a self, id: u64, result: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            let n = client(&slot)?
+            let c = self.query_client().await?;
+            let n = c
                 .execute(
                     "UPDATE flash_jobs SET ended_at = $2, result = $3 WHERE id = $1 AND ended_at IS NULL",
                     &[&i64_of(id), &i64_of(now_secs()), &result],
@@ -970,32 +992,31 @@ impl Store for PostgresStore {
 
     fn flash_jobs<'a>(&'a self, device: &'a str) -> StoreFuture<'a, Vec<FlashJob>> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            Ok(client(&slot)?
-                .query(
-                    "SELECT id, device, node, started_at, ended_at, result FROM flash_jobs
+            let c = self.query_client().await?;
+            Ok(c.query(
+                "SELECT id, device, node, started_at, ended_at, result FROM flash_jobs
                      WHERE device = $1 ORDER BY id DESC LIMIT 100",
-                    &[&device],
-                )
-                .await
-                .map_err(db)?
-                .iter()
-                .map(|r| FlashJob {
-                    id: u64_of(r.get(0)),
-                    device: r.get(1),
-                    node: r.get(2),
-                    started_at: u64_of(r.get(3)),
-                    ended_at: r.get::<_, Option<i64>>(4).map(u64_of),
-                    result: r.get(5),
-                })
-                .collect())
+                &[&device],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| FlashJob {
+                id: u64_of(r.get(0)),
+                device: r.get(1),
+                node: r.get(2),
+                started_at: u64_of(r.get(3)),
+                ended_at: r.get::<_, Option<i64>>(4).map(u64_of),
+                result: r.get(5),
+            })
+            .collect())
         })
     }
 
     fn server_keys(&self) -> StoreFuture<'_, ServerKeys> {
         Box::pin(async move {
-            let slot = self.slot().await?;
-            PostgresStore::read_server_keys(client(&slot)?).await
+            let c = self.query_client().await?;
+            PostgresStore::read_server_keys(&*c).await
         })
     }
 
@@ -1004,8 +1025,8 @@ impl Store for PostgresStore {
             let pem = fresh
                 .to_pkcs1_pem()
                 .map_err(|e| StoreError::KeyGeneration(e.to_string()))?;
-            let mut slot = self.slot().await?;
-            let tx = client_mut(&mut slot)?.transaction().await.map_err(db)?;
+            let mut slot = self.tx_slot().await?;
+            let tx = slot.client()?.transaction().await.map_err(db)?;
             tx.execute("SELECT 1 FROM server_settings FOR UPDATE", &[])
                 .await
                 .map_err(db)?;
@@ -1046,8 +1067,8 @@ impl Store for PostgresStore {
 
     fn retire_server_key(&self) -> StoreFuture<'_, ServerKeys> {
         Box::pin(async move {
-            let mut slot = self.slot().await?;
-            let tx = client_mut(&mut slot)?.transaction().await.map_err(db)?;
+            let mut slot = self.tx_slot().await?;
+            let tx = slot.client()?.transaction().await.map_err(db)?;
             tx.execute("SELECT 1 FROM server_settings FOR UPDATE", &[])
                 .await
                 .map_err(db)?;
