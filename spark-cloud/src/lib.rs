@@ -2,8 +2,9 @@
 //! the `spark-cloud` binary.
 //!
 //! The REST API of the 2014 cloud (tokens, users, devices, functions, variables, events as server-sent events,
-//! publish, over-the-air flashing, key provisioning, claim / rename / release) over HTTP/1.1, with its state in a
-//! directory ([`state::StateDir`]). The REST layer reaches devices only through a [`hub::DeviceHub`]; events fan out
+//! publish, over-the-air flashing, key provisioning, claim / rename / release) over HTTP/1.1, with its registry
+//! behind the [`store::Store`] trait: a directory ([`state::StateDir`], the default) or PostgreSQL shared by several
+//! nodes ([`store::PostgresStore`]). The REST layer reaches devices only through a [`hub::DeviceHub`]; events fan out
 //! through an [`events::EventBus`].
 //!
 //! Differences from the original Node.js spark-server, on purpose: a bad, expired or missing token is `401` (as the

@@ -76,8 +76,19 @@ fn free_port() -> u16 {
 }
 
 impl Postgres {
-    /// Starts a server; panics (failing the test) when the programs are missing or it does not come up.
+    /// Starts a server without `fsync` (tests); panics (failing the test) when the programs are missing or it does
+    /// not come up.
     pub fn start() -> Postgres {
+        Postgres::start_with_fsync(false)
+    }
+
+    /// Whether `postgres` and `initdb` are installed.
+    pub fn installed() -> bool {
+        find("postgres").is_some() && find("initdb").is_some()
+    }
+
+    /// Starts a server, durable (`fsync` on: what a benchmark compares) or not.
+    pub fn start_with_fsync(fsync: bool) -> Postgres {
         let initdb = find("initdb").expect("initdb (Debian postgresql) is not installed");
         let postgres = find("postgres").expect("postgres (Debian postgresql) is not installed");
         let root = is_root();
@@ -115,7 +126,8 @@ impl Postgres {
             .arg("-k")
             .arg(dir.path())
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(["-c", if fsync { "fsync=on" } else { "fsync=off" }])
+            .args(["-c", "max_connections=200"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
