@@ -86,7 +86,9 @@ fn bench(c: &mut Criterion) {
         drop(pg_running);
         drop(pg);
     } else {
-        println!("provision: postgres and initdb are not installed; the PostgreSQL half is skipped");
+        println!(
+            "provision: postgres and initdb are not installed; the PostgreSQL half is skipped"
+        );
     }
 
     // The reference: one synced temporary file and one rename per device, one device after another.

@@ -72,6 +72,14 @@ pub mod fuzzing {
         crate::claims::parse_claims(bytes).map(|c| c.len())
     }
 
+    /// Reads a `--store` URL as `spark-cloud --store` does; returns what a log line shows of it and the user name
+    /// the URL held.
+    pub fn store_url(text: &str) -> Result<(String, String), String> {
+        let config = crate::store::parse_store_url(text).map_err(|e| e.to_string())?;
+        let shown = crate::store::describe_store_config(&config);
+        Ok((shown, config.get_user().unwrap_or_default().to_owned()))
+    }
+
     /// Reads the device journal (`core_keys/journal`) as the state directory does on open; returns how many
     /// records it holds.
     pub fn journal(bytes: &[u8]) -> Result<usize, String> {

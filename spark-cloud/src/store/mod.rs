@@ -34,7 +34,7 @@ mod embedded;
 mod postgres;
 
 pub use embedded::EmbeddedStore;
-pub use postgres::{PostgresStore, StoreUrlError, parse_store_url};
+pub use postgres::{PostgresStore, StoreUrlError, describe_store_config, parse_store_url};
 
 /// The future a [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

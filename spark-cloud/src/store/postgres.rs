@@ -43,6 +43,10 @@ const SHARED_CONNECTIONS: usize = 2;
 /// itself rather than wait, so that a caller waiting with `block_on` never waits for another caller's task.
 const TRANSACTION_CONNECTIONS: usize = 2;
 
+/// A running flash job older than this is taken as abandoned by a node that died (a Core's update takes under a
+/// minute).
+const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
 /// How long connecting may take before the store reports the server unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,7 +82,7 @@ pub fn parse_store_url(url: &str) -> Result<tokio_postgres::Config, StoreUrlErro
 }
 
 /// The URL as a log line may show it: no password.
-fn describe_config(config: &tokio_postgres::Config) -> String {
+pub fn describe_store_config(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
@@ -202,7 +206,7 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("spark-cloud");
-        let described = describe_config(&config);
+        let described = describe_store_config(&config);
         let io = IoThread::start()?;
         let mut store = PostgresStore {
             config,
@@ -952,6 +956,18 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let started_at = now_secs();
             let c = self.query_client().await?;
+            // A job whose node died never ends: past ABANDONED_AFTER it no longer blocks the device.
+            c.execute(
+                "UPDATE flash_jobs SET ended_at = $2, result = 'abandoned (its node never ended it)'
+                 WHERE device = $1 AND ended_at IS NULL AND started_at < $3",
+                &[
+                    &device,
+                    &i64_of(started_at),
+                    &i64_of(started_at.saturating_sub(ABANDONED_AFTER.as_secs())),
+                ],
+            )
+            .await
+            .map_err(db)?;
             let row = c
                 .query_one(
                     "INSERT INTO flash_jobs (device, node, started_at) VALUES ($1, $2, $3) RETURNING id",
