@@ -820,7 +820,7 @@ impl LocalCloud {
             USER,
             &password,
         ))
-            .map_err(|e| DemoError::Cloud(e.to_string()))?;
+        .map_err(|e| DemoError::Cloud(e.to_string()))?;
         let anonymous = Client::builder()
             .base_url(api_url.clone())
             .no_proxy()

@@ -158,7 +158,8 @@ impl IoThread {
     }
 }
 
-/// A PostgreSQL database as a [`Store`]; see the [module docs](self).
+/// A PostgreSQL database as a [`Store`]: the schema, the races it settles and its connections are described in
+/// `spark-cloud/README.md` ("PostgreSQL store").
 pub struct PostgresStore {
     config: tokio_postgres::Config,
     described: String,
