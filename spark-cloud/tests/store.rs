@@ -534,3 +534,139 @@ async fn a_bad_store_url_or_an_unreachable_server_is_a_clear_error() {
         "{e}"
     );
 }
+
+/// `spark-cloud --store URL` as an operator runs it: the admin subcommands work on the database, and a bad URL or
+/// an unreachable server stops the start with one clear line and a non-zero exit, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+async fn the_binary_takes_a_store_url_for_its_admin_commands() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let pg = Postgres::start();
+    let url = pg.database().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spark-cloud"))
+            .args(["--dir", scratch.path().to_str().unwrap(), "--key-bits", "1024"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["--store", &url, "user", "add", "Joe"], "pw\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = PostgresStore::connect(&url, BITS).await.unwrap();
+    assert!(s.user_exists("joe").await.unwrap());
+    let (token, _) = store::issue_token(&s, "joe", "spark", None).await.unwrap();
+
+    let first = s.server_keys().await.unwrap().current.public_key();
+    let out = run(&["--store", &url, "keys", "rotate"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let keys = s.server_keys().await.unwrap();
+    assert!(keys.previous.unwrap().public_key() == first);
+    let out = run(&["--store", &url, "keys", "show", "--previous"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        first.to_spki_pem().unwrap()
+    );
+    let out = run(&["--store", &url, "keys", "retire"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.server_keys().await.unwrap().previous.is_none());
+
+    let tomorrow = (store_now() + 86_400).to_string();
+    let out = run(
+        &["--store", &url, "tokens", "invalidate-before", &tomorrow],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.authenticate(&token_digest(&token)).await.is_err());
+
+    for (bad, says) in [
+        ("mysql://x@y/z".to_owned(), "postgres://"),
+        (
+            format!(
+                "postgres://spark@127.0.0.1:{}/db",
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            ),
+            "cannot connect",
+        ),
+    ] {
+        let out = run(&["--store", &bad, "--http", "127.0.0.1:0"], "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}: {err}");
+        assert!(err.contains(says), "{bad}: {err}");
+        assert!(!err.contains("panicked"), "{bad}: {err}");
+    }
+}
+
+/// Two clouds on one database: a rotation made through one reaches the other through the generation read
+/// (`Cloud::follow_store`, what the binary runs every 2 s), and a token revoked through one is refused by the
+/// other at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+async fn a_cloud_follows_what_another_node_changed() {
+    let pg = Postgres::start();
+    let url = pg.database().await;
+    let config = store::StoreConfig::Postgres(url);
+    let scratch = tempfile::tempdir().unwrap();
+    let node = |name: &str| {
+        let dir = scratch.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = config.clone();
+        async move {
+            spark_cloud::open_store(
+                &config,
+                &dir,
+                BITS,
+                Arc::new(spark_cloud::hub::ScriptedHub::new()),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let a = node("a").await;
+    let b = node("b").await;
+    let (a2, b2) = (Arc::clone(&a), Arc::clone(&b));
+    tokio::task::spawn_blocking(move || {
+        let before = b2.server_keys().unwrap().current.public_key();
+        assert!(!b2.follow_store().unwrap(), "the first read only records");
+        assert!(!b2.follow_store().unwrap(), "nothing moved");
+        let rotated = a2.rotate_server_key().unwrap();
+        assert!(b2.server_keys().unwrap().current.public_key() == before);
+        assert!(b2.follow_store().unwrap(), "the generation moved");
+        let held = b2.server_keys().unwrap();
+        assert!(held.current.public_key() == rotated.current.public_key());
+        assert!(held.previous.unwrap().public_key() == before);
+        assert!(b2.handshake_keys().unwrap().window_open());
+    })
+    .await
+    .unwrap();
+
+    store::create_user(&**a.store(), "ann", "pw").await.unwrap();
+    let (token, _) = store::issue_token(&**a.store(), "ann", "spark", None)
+        .await
+        .unwrap();
+    assert!(b.store().authenticate(&token_digest(&token)).await.is_ok());
+    let a3 = Arc::clone(&a);
+    let t = token.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || a3.revoke_token("ann", &t))
+            .await
+            .unwrap()
+            .unwrap()
+    );
+    assert!(b.store().authenticate(&token_digest(&token)).await.is_err());
+}

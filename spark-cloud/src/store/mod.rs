@@ -222,8 +222,8 @@ pub trait Store: Send + Sync + core::fmt::Debug {
         key: &'a dtls::PublicKey,
         caller: Option<&'a str>,
     ) -> StoreFuture<'a, DeviceRecord>;
-    /// Renames `owner`'s device `id`; another of the owner's devices holding the name is [`StoreError::Owned`]
-    /// is not checked here (the REST layer refuses taken names first).
+    /// Renames `owner`'s device `id`; [`StoreError::Owned`] if it is not theirs (any more). Whether another of
+    /// their devices holds the name is the REST layer's check, made first.
     fn rename<'a>(
         &'a self,
         id: &'a str,
