@@ -670,3 +670,40 @@ async fn a_cloud_follows_what_another_node_changed() {
     );
     assert!(b.store().authenticate(&token_digest(&token)).await.is_err());
 }
+
+/// The server ends every connection of the store (what a database restart or failover does): the store connects
+/// again and the next calls succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+async fn the_store_reconnects_after_the_server_drops_its_connections() {
+    let pg = Postgres::start();
+    let url = pg.database().await;
+    let s = PostgresStore::connect(&url, BITS).await.unwrap();
+    store::create_user(&s, "ann", "pw").await.unwrap();
+    // Every connection in use: statements and a transaction.
+    s.add_claim_code(&token_digest("c"), "ann", store_now() + 60, 8)
+        .await
+        .unwrap();
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ended >= 2, "the store's connections were ended ({ended})");
+    // The connections notice the server's goodbye; the store opens new ones at their next use.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..8 {
+        assert!(s.user_exists("ann").await.unwrap());
+        s.add_claim_code(&token_digest(&format!("d{n}")), "ann", store_now() + 60, 8)
+            .await
+            .unwrap();
+    }
+}
