@@ -481,10 +481,7 @@ impl Cloud {
         ttl: u32,
         public: bool,
     ) {
-        let owner = block_on(self.store.device(device))
-            .ok()
-            .flatten()
-            .and_then(|d| d.owner);
+        let owner = block_on(self.store.device_owner(device)).ok().flatten();
         // A device without an owner reaches no one, not even with public events.
         if owner.is_none() {
             return;

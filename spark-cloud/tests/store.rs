@@ -146,8 +146,12 @@ async fn devices(s: &dyn Store) {
     );
     // Release, then a claim by bob with his code; ann's second claim is refused as owned.
     assert_eq!(s.release(DEV, "bob").await, Err(StoreError::Owned));
+    assert_eq!(s.device_owner(DEV).await.unwrap().as_deref(), Some("ann"));
     s.release(DEV, "ann").await.unwrap();
     assert_eq!(s.device(DEV).await.unwrap().unwrap().owner, None);
+    // The owner an event asks for changes at once with a change made through the same store.
+    assert_eq!(s.device_owner(DEV).await.unwrap(), None);
+    assert_eq!(s.device_owner(DEV2).await.unwrap(), None);
     let far = store_now() + 3600;
     s.add_claim_code(&token_digest("bob-code"), "bob", far, 8)
         .await
@@ -173,6 +177,7 @@ async fn devices(s: &dyn Store) {
             .unwrap(),
         "bob"
     );
+    assert_eq!(s.device_owner(DEV).await.unwrap().as_deref(), Some("bob"));
     // Used up.
     assert_eq!(
         s.claim_with_code(DEV, &token_digest("bob-code")).await,
@@ -538,7 +543,10 @@ async fn a_bad_store_url_or_an_unreachable_server_is_a_clear_error() {
 /// `spark-cloud --store URL` as an operator runs it: the admin subcommands work on the database, and a bad URL or
 /// an unreachable server stops the start with one clear line and a non-zero exit, not a panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+#[cfg_attr(
+    spark_no_postgres,
+    ignore = "needs postgres and initdb (Debian postgresql)"
+)]
 async fn the_binary_takes_a_store_url_for_its_admin_commands() {
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -547,7 +555,12 @@ async fn the_binary_takes_a_store_url_for_its_admin_commands() {
     let scratch = tempfile::tempdir().unwrap();
     let run = |args: &[&str], stdin: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spark-cloud"))
-            .args(["--dir", scratch.path().to_str().unwrap(), "--key-bits", "1024"])
+            .args([
+                "--dir",
+                scratch.path().to_str().unwrap(),
+                "--key-bits",
+                "1024",
+            ])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -563,14 +576,22 @@ async fn the_binary_takes_a_store_url_for_its_admin_commands() {
         child.wait_with_output().unwrap()
     };
     let out = run(&["--store", &url, "user", "add", "Joe"], "pw\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = PostgresStore::connect(&url, BITS).await.unwrap();
     assert!(s.user_exists("joe").await.unwrap());
     let (token, _) = store::issue_token(&s, "joe", "spark", None).await.unwrap();
 
     let first = s.server_keys().await.unwrap().current.public_key();
     let out = run(&["--store", &url, "keys", "rotate"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let keys = s.server_keys().await.unwrap();
     assert!(keys.previous.unwrap().public_key() == first);
     let out = run(&["--store", &url, "keys", "show", "--previous"], "");
@@ -579,7 +600,11 @@ async fn the_binary_takes_a_store_url_for_its_admin_commands() {
         first.to_spki_pem().unwrap()
     );
     let out = run(&["--store", &url, "keys", "retire"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(s.server_keys().await.unwrap().previous.is_none());
 
     let tomorrow = (store_now() + 86_400).to_string();
@@ -587,7 +612,11 @@ async fn the_binary_takes_a_store_url_for_its_admin_commands() {
         &["--store", &url, "tokens", "invalidate-before", &tomorrow],
         "",
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(s.authenticate(&token_digest(&token)).await.is_err());
 
     for (bad, says) in [
@@ -616,7 +645,10 @@ async fn the_binary_takes_a_store_url_for_its_admin_commands() {
 /// (`Cloud::follow_store`, what the binary runs every 2 s), and a token revoked through one is refused by the
 /// other at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+#[cfg_attr(
+    spark_no_postgres,
+    ignore = "needs postgres and initdb (Debian postgresql)"
+)]
 async fn a_cloud_follows_what_another_node_changed() {
     let pg = Postgres::start();
     let url = pg.database().await;
@@ -669,12 +701,28 @@ async fn a_cloud_follows_what_another_node_changed() {
             .unwrap()
     );
     assert!(b.store().authenticate(&token_digest(&token)).await.is_err());
+
+    // An ownership change made through one node reaches the other's event path within OWNER_CACHE_TTL.
+    a.store()
+        .provision(DEV, &key_a(), Some("ann"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.store().device_owner(DEV).await.unwrap().as_deref(),
+        Some("ann")
+    );
+    a.store().release(DEV, "ann").await.unwrap();
+    tokio::time::sleep(store::OWNER_CACHE_TTL + Duration::from_millis(100)).await;
+    assert_eq!(b.store().device_owner(DEV).await.unwrap(), None);
 }
 
 /// The server ends every connection of the store (what a database restart or failover does): the store connects
 /// again and the next calls succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(spark_no_postgres, ignore = "needs postgres and initdb (Debian postgresql)")]
+#[cfg_attr(
+    spark_no_postgres,
+    ignore = "needs postgres and initdb (Debian postgresql)"
+)]
 async fn the_store_reconnects_after_the_server_drops_its_connections() {
     let pg = Postgres::start();
     let url = pg.database().await;

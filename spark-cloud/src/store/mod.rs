@@ -36,6 +36,10 @@ mod postgres;
 pub use embedded::EmbeddedStore;
 pub use postgres::{PostgresStore, StoreUrlError, describe_store_config, parse_store_url};
 
+/// How long a shared store may answer [`Store::device_owner`] from its cache: the longest an event of a device
+/// whose owner changed through another node may still go to the previous owner.
+pub const OWNER_CACHE_TTL: Duration = Duration::from_secs(1);
+
 /// The future a [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -190,6 +194,12 @@ pub trait Store: Send + Sync + core::fmt::Debug {
     fn devices(&self) -> StoreFuture<'_, Vec<DeviceRecord>>;
     /// A device by id.
     fn device<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<DeviceRecord>>;
+    /// A device's owner (`None`: unknown or unowned), what every event a device publishes asks. A shared store
+    /// may answer from a short-lived cache that its own ownership changes clear at once; a change made through
+    /// another node shows within [`OWNER_CACHE_TTL`].
+    fn device_owner<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move { Ok(self.device(id).await?.and_then(|d| d.owner)) })
+    }
     /// A device by id, or by name among `owner`'s devices.
     fn find_device<'a>(
         &'a self,

@@ -15,16 +15,17 @@
 //!   (so a synchronous caller may wait with [`block_on`](super::block_on)); a closed one is replaced at its next
 //!   use.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
 use spark_protocol::dtls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{AdminGeneration, FlashJob, Store, StoreError, StoreFuture, now_secs};
+use super::{AdminGeneration, FlashJob, OWNER_CACHE_TTL, Store, StoreError, StoreFuture, now_secs};
 use crate::state::{
     AuthError, Authenticated, DeviceRecord, PasswordCheck, ServerKeys, TokenRecord, UserRecord,
     token_digest,
@@ -46,6 +47,9 @@ const TRANSACTION_CONNECTIONS: usize = 2;
 /// A running flash job older than this is taken as abandoned by a node that died (a Core's update takes under a
 /// minute).
 const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// Devices whose owner the cache holds at most.
+const OWNER_CACHE_MAX: usize = 65_536;
 
 /// How long connecting may take before the store reports the server unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -170,6 +174,8 @@ pub struct PostgresStore {
     exclusive: Vec<tokio::sync::Mutex<Option<Client>>>,
     next: AtomicUsize,
     udp_server_key: dtls::PrivateKey,
+    /// Recent answers of `device_owner`, cleared by this handle's ownership changes (bounded: emptied when full).
+    owners: std::sync::Mutex<HashMap<String, (Option<String>, Instant)>>,
 }
 
 impl core::fmt::Debug for PostgresStore {
@@ -220,6 +226,7 @@ impl PostgresStore {
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             next: AtomicUsize::new(0),
+            owners: std::sync::Mutex::new(HashMap::new()),
             udp_server_key: dtls::PrivateKey::generate(&mut crate::system_rng()),
         };
         {
@@ -364,6 +371,11 @@ impl PostgresStore {
         )
         .await
         .map_err(db)
+    }
+
+    /// Drops what the owner cache holds of `id` (after this handle changed or may have changed its owner).
+    fn forget_owner(&self, id: &str) {
+        crate::lock(&self.owners).remove(&id.to_ascii_lowercase());
     }
 
     /// Whether device `id` exists (to tell an unknown device from a refused change).
@@ -676,6 +688,30 @@ impl Store for PostgresStore {
         Box::pin(async move { Ok(self.device_row(id).await?.as_ref().map(device_of)) })
     }
 
+    fn device_owner<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let id = id.to_ascii_lowercase();
+            if let Some((owner, at)) = crate::lock(&self.owners).get(&id)
+                && at.elapsed() < OWNER_CACHE_TTL
+            {
+                return Ok(owner.clone());
+            }
+            let asked = Instant::now();
+            let c = self.query_client().await?;
+            let owner: Option<String> = c
+                .query_opt("SELECT owner FROM devices WHERE id = $1", &[&id])
+                .await
+                .map_err(db)?
+                .and_then(|r| r.get(0));
+            let mut cache = crate::lock(&self.owners);
+            if cache.len() >= OWNER_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(id, (owner.clone(), asked));
+            Ok(owner)
+        })
+    }
+
     fn find_device<'a>(
         &'a self,
         id_or_name: &'a str,
@@ -754,26 +790,32 @@ impl Store for PostgresStore {
         caller: Option<&'a str>,
     ) -> StoreFuture<'a, DeviceRecord> {
         Box::pin(async move {
-            let pem = key
-                .to_spki_pem()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let id = id.to_ascii_lowercase();
-            let c = self.query_client().await?;
-            let row = c
-                .query_opt(
-                    "INSERT INTO devices (id, rsa_public_key, owner) VALUES ($1, $2, $3)
+            let changed = async {
+                let pem = key
+                    .to_spki_pem()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let id = id.to_ascii_lowercase();
+                let c = self.query_client().await?;
+                let row = c
+                    .query_opt(
+                        "INSERT INTO devices (id, rsa_public_key, owner) VALUES ($1, $2, $3)
                      ON CONFLICT (id) DO UPDATE SET rsa_public_key = EXCLUDED.rsa_public_key
                      WHERE NOT $4 OR devices.owner = $3
                      RETURNING id, name, owner",
-                    &[&id, &pem.as_str(), &caller, &caller.is_some()],
-                )
-                .await
-                .map_err(db)?;
-            drop(c);
-            match row {
-                Some(row) => Ok(device_of(&row)),
-                None => Err(StoreError::Owned),
+                        &[&id, &pem.as_str(), &caller, &caller.is_some()],
+                    )
+                    .await
+                    .map_err(db)?;
+                drop(c);
+                match row {
+                    Some(row) => Ok(device_of(&row)),
+                    None => Err(StoreError::Owned),
+                }
             }
+            .await;
+            // After the change, so that no read made before it outlives it in the cache.
+            self.forget_owner(id);
+            changed
         })
     }
 
@@ -784,6 +826,7 @@ impl Store for PostgresStore {
         caller: Option<&'a str>,
     ) -> StoreFuture<'a, DeviceRecord> {
         Box::pin(async move {
+            let changed = async {
             let pem = udp_keys::public_key_pem(key);
             let point = key.to_point();
             let id = id.to_ascii_lowercase();
@@ -804,6 +847,11 @@ impl Store for PostgresStore {
                 Err(e) if is(&e, &SqlState::UNIQUE_VIOLATION) => Err(StoreError::KeyTaken),
                 Err(e) => Err(db(e)),
             }
+        }
+            .await;
+            // After the change, so that no read made before it outlives it in the cache.
+            self.forget_owner(id);
+            changed
         })
     }
 
@@ -833,36 +881,48 @@ impl Store for PostgresStore {
 
     fn set_owner<'a>(&'a self, id: &'a str, user: Option<&'a str>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let c = self.query_client().await?;
-            let n = c
-                .execute(
-                    "UPDATE devices SET owner = $2 WHERE id = $1",
-                    &[&id.to_ascii_lowercase(), &user],
-                )
-                .await
-                .map_err(db)?;
-            if n == 0 {
-                return Err(StoreError::UnknownDevice);
+            let changed = async {
+                let c = self.query_client().await?;
+                let n = c
+                    .execute(
+                        "UPDATE devices SET owner = $2 WHERE id = $1",
+                        &[&id.to_ascii_lowercase(), &user],
+                    )
+                    .await
+                    .map_err(db)?;
+                if n == 0 {
+                    return Err(StoreError::UnknownDevice);
+                }
+                Ok(())
             }
-            Ok(())
+            .await;
+            // After the change, so that no read made before it outlives it in the cache.
+            self.forget_owner(id);
+            changed
         })
     }
 
     fn release<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let n = {
-                let c = self.query_client().await?;
-                c.execute(
-                    "UPDATE devices SET owner = NULL WHERE id = $1 AND owner = $2",
-                    &[&id.to_ascii_lowercase(), &owner],
-                )
-                .await
-                .map_err(db)?
-            };
-            if n == 0 {
-                return Err(self.refusal(id).await);
+            let changed = async {
+                let n = {
+                    let c = self.query_client().await?;
+                    c.execute(
+                        "UPDATE devices SET owner = NULL WHERE id = $1 AND owner = $2",
+                        &[&id.to_ascii_lowercase(), &owner],
+                    )
+                    .await
+                    .map_err(db)?
+                };
+                if n == 0 {
+                    return Err(self.refusal(id).await);
+                }
+                Ok(())
             }
-            Ok(())
+            .await;
+            // After the change, so that no read made before it outlives it in the cache.
+            self.forget_owner(id);
+            changed
         })
     }
 
@@ -914,6 +974,7 @@ impl Store for PostgresStore {
 
     fn claim_with_code<'a>(&'a self, id: &'a str, digest: &'a str) -> StoreFuture<'a, String> {
         Box::pin(async move {
+            let changed = async {
             let id = id.to_ascii_lowercase();
             let mut slot = self.tx_slot().await?;
             let tx = slot.client()?.transaction().await.map_err(db)?;
@@ -950,6 +1011,11 @@ impl Store for PostgresStore {
                 .map_err(db)?;
             tx.commit().await.map_err(db)?;
             Ok(holder)
+        }
+            .await;
+            // After the change, so that no read made before it outlives it in the cache.
+            self.forget_owner(id);
+            changed
         })
     }
 
