@@ -472,7 +472,7 @@ impl Drop for OpensslServer {
 }
 
 /// Whether a UDP socket on 127.0.0.1:`port` exists (`/proc/net/udp`).
-fn udp_port_bound(port: u16) -> bool {
+pub fn udp_port_bound(port: u16) -> bool {
     let needle = format!("0100007F:{port:04X}");
     std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
         t.lines()
