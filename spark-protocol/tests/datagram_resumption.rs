@@ -209,7 +209,7 @@ impl World {
                     .map(|(a, c)| (a, c.is_connected(), c.error())),
             );
             self.step();
-            self.now = self.now + Duration::from_millis(10);
+            self.now += Duration::from_millis(10);
         }
     }
 
@@ -256,7 +256,7 @@ fn a_device_that_changes_network_resumes_and_keeps_its_session() {
         .unwrap();
     for _ in 0..20 {
         w.step();
-        w.now = w.now + Duration::from_millis(10);
+        w.now += Duration::from_millis(10);
     }
     assert!(
         !w.cloud_events

@@ -245,8 +245,7 @@ fn device_session_resumes_with_openssl_s_server_and_keeps_its_coap_state() {
     // cloud's ids): the counter went on across the new association.
     let last_originated = core::iter::once(&hello)
         .chain(&printed[..before])
-        .filter(|m| m[0] & 0x30 < 0x20)
-        .last()
+        .rfind(|m| m[0] & 0x30 < 0x20)
         .unwrap();
     assert_eq!(
         message_id(subscribe),
