@@ -34,8 +34,9 @@ fn the_loop_stops_at_the_first_failed_handshake() {
     let mut server = OpensslServer::start(&ids, "stranger").unwrap();
     let err = run(&ids.client_config("device", false), &mut server, |n| n < K).unwrap_err();
     assert!(err.starts_with("association 0:"), "{err}");
+    // OpenSSL's unknown_ca alert, taken at once rather than after the retransmission timers.
+    assert!(err.contains("alert"), "{err}");
     assert!(server.printed.is_empty());
-    eprintln!("{err}");
 }
 
 #[test]
