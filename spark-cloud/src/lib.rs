@@ -13,6 +13,7 @@
 //! PBKDF2-HMAC-SHA256; devices have owners (provisioning sets the owner; a device claims itself for a user by presenting their claim code); a device without an owner is reachable by no one (`404`), another user's device is `403`.
 
 mod claims;
+pub mod cluster;
 pub mod console;
 pub mod devices;
 pub mod encoding;
