@@ -379,7 +379,8 @@ Content-Type: application/octet-stream\r\n\r\n"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(spark_no_nats, ignore = "needs nats-server (Debian nats-server)")]
 async fn three_nodes_reach_every_core_and_share_every_event_once() {
-    let nats = NatsServer::start();
+    // A small payload limit, so that the update below crosses the bus in several pieces.
+    let nats = NatsServer::start_with_max_payload(4096);
     let mut p = provision(3);
     let nodes = start_nodes(&nats, &p, 3);
     let joe: Vec<Stream> = nodes
@@ -520,6 +521,7 @@ async fn three_nodes_reach_every_core_and_share_every_event_once() {
 
     // An update sent to node 0 for the Core on node 1; its outcome is seen on node 2.
     let image = spark_vcore::image::synthetic_deep_update(ServicePack::SP_1_24);
+    assert!(image.len() > 3 * 4096, "the image takes several messages");
     let (content_type, body) = multipart(&image);
     let target = &p.cores[1];
     let (status, reply) = http_body(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 /// A running `nats-server`.
 pub struct NatsServer {
     child: Child,
+    _config: Option<tempfile::NamedTempFile>,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -33,13 +34,30 @@ fn program() -> String {
 impl NatsServer {
     /// Starts one and waits (at most 10 s) until it accepts a connection.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(None)
+    }
+
+    /// Starts one whose messages may carry `max_payload` bytes at most (the default is 1 MiB).
+    pub fn start_with_max_payload(max_payload: usize) -> NatsServer {
+        NatsServer::start_with(Some(max_payload))
+    }
+
+    fn start_with(max_payload: Option<usize>) -> NatsServer {
         // A port the kernel just handed out and took back: free unless another process grabs it in between.
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new(program())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        let mut command = Command::new(program());
+        command.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        // The command line has no flag for it; a configuration file does.
+        let config = max_payload.map(|bytes| {
+            let file = tempfile::NamedTempFile::new().expect("a temporary file");
+            std::fs::write(file.path(), format!("max_payload: {bytes}\n")).expect("written");
+            command.arg("-c").arg(file.path());
+            file
+        });
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -47,6 +65,7 @@ impl NatsServer {
             .expect("nats-server (Debian package nats-server) runs");
         let server = NatsServer {
             child,
+            _config: config,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
