@@ -117,7 +117,9 @@ fn bench(c: &mut Criterion) {
         .is_err()
         && !Path::new("/usr/sbin/nats-server").is_file()
     {
-        eprintln!("cluster_bus: nats-server is not installed (Debian nats-server); nothing measured");
+        eprintln!(
+            "cluster_bus: nats-server is not installed (Debian nats-server); nothing measured"
+        );
         return;
     }
     let server = nats::NatsServer::start();
@@ -223,7 +225,11 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(EVENTS));
     group.sample_size(10);
     group.bench_function("same_node", |bch| {
-        bch.iter_custom(|iters| (0..iters).map(|_| events_through(&alone, &alone_count)).sum())
+        bch.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| events_through(&alone, &alone_count))
+                .sum()
+        })
     });
     group.bench_function("across_nodes", |bch| {
         bch.iter_custom(|iters| (0..iters).map(|_| events_through(&a_bus, &b_count)).sum())

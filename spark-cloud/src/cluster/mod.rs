@@ -219,7 +219,9 @@ impl ClusterHub {
         let counted = Arc::clone(&dropped);
         bus.set_relay(Box::new(move |event: &Event| {
             if events_tx.try_send(event.clone()).is_err()
-                && counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000 == 0
+                && counted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .is_multiple_of(1000)
             {
                 eprintln!("spark-cloud: cluster: the bus is behind; events reach this node's subscribers only");
             }
@@ -232,8 +234,8 @@ impl ClusterHub {
         ];
         lock(&self.tasks).extend(tasks);
         // Heard at once by the others, who answer with theirs.
-        self.publish_presence(&lock(&self.presence).heartbeat())
-            .await;
+        let beat = lock(&self.presence).heartbeat();
+        self.publish_presence(&beat).await;
         let _ = self.client.flush().await;
         Ok(())
     }
@@ -564,7 +566,7 @@ impl ClusterHub {
         let holder = self.remote_holder(device)?;
         let total = image.len() as u64;
         // Room for the header under the server's limit (1 MiB unless `max_payload` says otherwise).
-        let max = usize::try_from(self.client.server_info().max_payload).unwrap_or(1 << 20);
+        let max = self.client.server_info().max_payload;
         let piece = max.saturating_sub(1024).clamp(1024, 256 * 1024);
         let mut upload_bytes = [0u8; 8];
         rand_core::Rng::fill_bytes(&mut crate::system_rng(), &mut upload_bytes);
