@@ -347,7 +347,8 @@ impl EventBus {
             .retain(|s| s.credential.as_ref().is_none_or(|c| c.user != user));
     }
 
-    /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's.
+    /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's;
+    /// on a cluster bus, to the other nodes as well (see [`EventBus::set_relay`]).
     pub fn publish(&self, event: &Event) {
         self.publish_from_peer(event);
         if let Some(relay) = self.relay.get() {

@@ -4,7 +4,7 @@
 //! The REST API of the 2014 cloud (tokens, users, devices, functions, variables, events as server-sent events,
 //! publish, over-the-air flashing, key provisioning, claim / rename / release) over HTTP/1.1, with its state in a
 //! directory ([`state::StateDir`]). The REST layer reaches devices only through a [`hub::DeviceHub`]; events fan out
-//! through an [`events::EventBus`].
+//! through an [`events::EventBus`]. Several processes form one cloud over a NATS bus ([`cluster`]).
 //!
 //! Differences from the original Node.js spark-server, on purpose: a bad, expired or missing token is `401` (as the
 //! hosted cloud; the original said `400`); `DELETE /v1/access_tokens/:token` works; `POST /v1/users` answers and

@@ -22,6 +22,7 @@ use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_vcore::VirtualCore;
 use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{CloudConfig, SharedCore, Status, run};
+use spark_vcore::udp::{DatagramFaults, UdpCloudConfig, load_or_create_udp_key, run_udp};
 
 const SERVER_KEY: &str = include_str!("fixtures/server_key_2048.pem");
 /// The nodes' lease in the tests.
@@ -142,15 +143,17 @@ struct Node {
     child: Child,
     http: SocketAddr,
     device: SocketAddr,
+    udp: Option<SocketAddr>,
     log: PathBuf,
 }
 
 impl Node {
-    fn start(nats: &NatsServer, dir: &Path, name: &str) -> Node {
+    fn start(nats: &NatsServer, dir: &Path, name: &str, extra: &[&str]) -> Node {
         let log = dir.with_extension("log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_spark-cloud"))
             .args(["--http", "127.0.0.1:0", "--device", "127.0.0.1:0"])
             .args(["--bus", &nats.url(), "--node-id", name])
+            .args(extra)
             .args(["--lease", &LEASE.as_secs_f64().to_string(), "--dir"])
             .arg(dir)
             .stdout(Stdio::piped())
@@ -167,6 +170,7 @@ impl Node {
             child,
             http: started["http"].as_str().unwrap().parse().unwrap(),
             device: started["device"].as_str().unwrap().parse().unwrap(),
+            udp: started["udp"].as_str().map(|a| a.parse().unwrap()),
             log,
         }
     }
@@ -308,11 +312,15 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `n` nodes named `n0`, `n1`, ..., each on its own copy of the provisioned directory.
 fn start_nodes(nats: &NatsServer, p: &Provisioned, n: usize) -> Vec<Node> {
+    start_nodes_with(nats, p, n, &[])
+}
+
+fn start_nodes_with(nats: &NatsServer, p: &Provisioned, n: usize, extra: &[&str]) -> Vec<Node> {
     (0..n)
         .map(|i| {
             let dir = p.root.path().join(format!("n{i}"));
             copy_dir(&p.root.path().join("template"), &dir);
-            Node::start(nats, &dir, &format!("n{i}"))
+            Node::start(nats, &dir, &format!("n{i}"), extra)
         })
         .collect()
 }
@@ -784,4 +792,78 @@ async fn garbled_bus_messages_are_dropped_with_a_log_line() {
         assert!(core_result(&p.cores[0], "digitalwrite", &arg).is_some());
         assert!(!node.log().contains("panicked"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(spark_no_nats, ignore = "needs nats-server (Debian nats-server)")]
+async fn a_udp_device_is_reached_across_nodes_and_goes_offline_with_its_node() {
+    let nats = NatsServer::start();
+    let p = provision(0);
+    let mut rng = spark_cloud::system_rng();
+    let state = StateDir::open(&p.root.path().join("template"), 2048, &mut rng).unwrap();
+    let mut id = [0u8; 12];
+    rand_core::Rng::fill_bytes(&mut rng, &mut id);
+    let mut vc = VirtualCore::create_with_identity(
+        &p.root.path().join("electron"),
+        ServicePack::SP_1_24,
+        id,
+        openssl_key(),
+    )
+    .unwrap();
+    vc.set_temperature(31.5);
+    let udp_key = load_or_create_udp_key(vc.dir()).unwrap();
+    let hex = vc.id_hex().to_owned();
+    state
+        .provision_udp(&hex, &udp_key.public_key(), Some("joe"))
+        .unwrap();
+    let server_key = state.udp_server_key().public_key();
+    drop(state);
+    let mut nodes = start_nodes_with(&nats, &p, 2, &["--udp-listen", "127.0.0.1:0"]);
+    let mut electron = Core {
+        id: hex.clone(),
+        core: Arc::new(Mutex::new(vc)),
+        log: Arc::new(Mutex::new(Vec::new())),
+        task: None,
+    };
+    let config = UdpCloudConfig {
+        address: nodes[0].udp.unwrap().to_string(),
+        server_key,
+        faults: DatagramFaults::RELIABLE,
+        seed: 1,
+        reconnect_delay: Duration::from_secs(600),
+    };
+    let (core, sink) = (Arc::clone(&electron.core), Arc::clone(&electron.log));
+    electron.task = Some(tokio::spawn(async move {
+        let report = Box::new(move |s: Status| sink.lock().unwrap().push(s));
+        let _ = run_udp(core, config, report).await;
+    }));
+    eventually(
+        "the UDP device seen from node 1",
+        Duration::from_secs(60),
+        || listed_connected(&nodes[1], &p.joe, &hex),
+    );
+    let (status, body) = call(&nodes[1], &p.joe, &hex, "digitalwrite", "D3,HIGH");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["return_value"].as_i64().map(|v| v as i32),
+        core_result(&electron, "digitalwrite", "D3,HIGH")
+    );
+    let (status, body) = http(
+        nodes[1].http,
+        "GET",
+        &format!("/v1/devices/{hex}/temperature"),
+        &p.joe,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["result"].as_f64(), Some(31.5));
+    // Its node killed, it reads offline on the other within the lease, and a call is refused at once.
+    let mut dead = nodes.remove(0);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    eventually("the UDP device offline with its node", LEASE * 3, || {
+        !listed_connected(&nodes[0], &p.joe, &hex)
+    });
+    let (status, body) = call(&nodes[0], &p.joe, &hex, "digitalwrite", "D3,LOW");
+    assert_eq!(status, 404, "{body}");
 }
