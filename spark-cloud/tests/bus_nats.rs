@@ -867,3 +867,89 @@ async fn a_udp_device_is_reached_across_nodes_and_goes_offline_with_its_node() {
     let (status, body) = call(&nodes[0], &p.joe, &hex, "digitalwrite", "D3,LOW");
     assert_eq!(status, 404, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(spark_no_nats, ignore = "needs nats-server (Debian nats-server)")]
+async fn a_holder_that_stops_answering_times_out_and_one_that_left_is_not_waited_for() {
+    use spark_cloud::cluster::{ClusterConfig, ClusterHub};
+    use spark_cloud::devices::LiveHub;
+    use spark_cloud::hub::{DeviceHub, HubError};
+
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("default_key.pem"), SERVER_KEY).unwrap();
+    let mut config = ClusterConfig::new(&nats.url(), "real");
+    config.request_timeout = Duration::from_secs(1);
+    let hub = ClusterHub::connect(config, LiveHub::new()).await.unwrap();
+    let cloud = spark_cloud::open(
+        &spark_cloud::Config {
+            dir: dir.path().to_owned(),
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            key_bits: 2048,
+        },
+        Arc::clone(&hub) as Arc<dyn DeviceHub>,
+    )
+    .unwrap();
+    hub.start(cloud.bus()).await.unwrap();
+
+    // A node that claims a device, then never answers a request for it (a hung process).
+    let device: spark_protocol::DeviceId = "0123456789abcdef01234567".parse().unwrap();
+    let ghost = async_nats::connect(nats.url()).await.unwrap();
+    let _swallowed = ghost.subscribe("spark.cluster.node.ghost").await.unwrap();
+    let beat = format!(
+        "{{\"kind\":\"heartbeat\",\"node\":\"ghost\",\"lease_ms\":800,\"devices\":[{{\"device\":\"{device}\",\"since_ms\":1}}]}}\n"
+    );
+    // It keeps its heartbeat going (every 200 ms, a lease of 800 ms) until it goes silent below.
+    let beating = {
+        let ghost = ghost.clone();
+        tokio::spawn(async move {
+            loop {
+                ghost
+                    .publish("spark.cluster.presence", beat.clone().into())
+                    .await
+                    .unwrap();
+                ghost.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !hub.is_connected(device) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the ghost's device is seen");
+    // Bounded by the request timeout (1 s here), never a hang.
+    let asked = tokio::time::timeout(Duration::from_secs(10), hub.call(device, "f", "x")).await;
+    assert_eq!(asked, Ok(Err(HubError::TimedOut)));
+    // An update to it fails the same way.
+    struct Quiet;
+    impl spark_cloud::hub::FlashProgress for Quiet {
+        fn progress(&self, _: usize, _: usize) {}
+    }
+    let flashed = tokio::time::timeout(
+        Duration::from_secs(10),
+        hub.flash(
+            device,
+            bytes::Bytes::from_static(&[1; 2000]),
+            Arc::new(Quiet),
+        ),
+    )
+    .await;
+    assert_eq!(flashed, Ok(Err(HubError::TimedOut)));
+
+    beating.abort();
+    // Silent past its lease, the ghost holds nothing: the device is offline and a call is refused at once.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while hub.is_connected(device) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("offline after the ghost's lease");
+    let refused =
+        tokio::time::timeout(Duration::from_millis(500), hub.call(device, "f", "x")).await;
+    assert_eq!(refused, Ok(Err(HubError::NotConnected)));
+    hub.shutdown();
+}
