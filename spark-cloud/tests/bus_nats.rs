@@ -149,12 +149,22 @@ struct Node {
 
 impl Node {
     fn start(nats: &NatsServer, dir: &Path, name: &str, extra: &[&str]) -> Node {
+        Node::start_with_lease(nats, dir, name, extra, LEASE)
+    }
+
+    fn start_with_lease(
+        nats: &NatsServer,
+        dir: &Path,
+        name: &str,
+        extra: &[&str],
+        lease: Duration,
+    ) -> Node {
         let log = dir.with_extension("log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_spark-cloud"))
             .args(["--http", "127.0.0.1:0", "--device", "127.0.0.1:0"])
             .args(["--bus", &nats.url(), "--node-id", name])
             .args(extra)
-            .args(["--lease", &LEASE.as_secs_f64().to_string(), "--dir"])
+            .args(["--lease", &lease.as_secs_f64().to_string(), "--dir"])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -952,4 +962,40 @@ async fn a_holder_that_stops_answering_times_out_and_one_that_left_is_not_waited
         tokio::time::timeout(Duration::from_millis(500), hub.call(device, "f", "x")).await;
     assert_eq!(refused, Ok(Err(HubError::NotConnected)));
     hub.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(spark_no_nats, ignore = "needs nats-server (Debian nats-server)")]
+async fn a_node_that_joins_learns_the_holders_before_the_next_heartbeat() {
+    // A long lease: heartbeats every 20 s, so a joining node that waited for one would not see the Core for a while.
+    let lease = Duration::from_secs(60);
+    let nats = NatsServer::start();
+    let mut p = provision(1);
+    let template = p.root.path().join("template");
+    let dirs: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let dir = p.root.path().join(format!("n{i}"));
+            copy_dir(&template, &dir);
+            dir
+        })
+        .collect();
+    let first = Node::start_with_lease(&nats, &dirs[0], "n0", &[], lease);
+    p.cores[0].start(&[first.device], Duration::from_millis(200));
+    let id = p.cores[0].id.clone();
+    eventually("the Core on node 0", Duration::from_secs(60), || {
+        connected(&first, &p.joe, &id)
+    });
+    // Past node 0's first heartbeats, so that only the answer to the newcomer can tell node 1.
+    std::thread::sleep(Duration::from_secs(1));
+    let joined = Instant::now();
+    let second = Node::start_with_lease(&nats, &dirs[1], "n1", &[], lease);
+    eventually(
+        "the newcomer learns the holder",
+        Duration::from_secs(3),
+        || listed_connected(&second, &p.joe, &id),
+    );
+    assert!(joined.elapsed() < lease / 3);
+    let (status, body) = call(&second, &p.joe, &id, "digitalwrite", "D5,HIGH");
+    assert_eq!(status, 200, "{body}");
+    drop((first, second));
 }
