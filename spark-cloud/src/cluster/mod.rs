@@ -241,6 +241,7 @@ impl ClusterHub {
     }
 
     /// Leaves the bus: the tasks stop, so the other nodes see this node's devices go offline when its lease ends.
+    /// The tasks hold the hub, so dropping the last handle outside them does not stop them: call this.
     pub fn shutdown(&self) {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
