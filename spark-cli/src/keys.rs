@@ -24,7 +24,7 @@ pub(crate) enum KeysCommand {
         /// The base file name.
         #[arg(default_value = "device")]
         name: PathBuf,
-        /// Key size in bits (1024 for a Spark Core).
+        /// Key size in bits, 1024 to 4096 (1024 for a Spark Core).
         #[arg(long, default_value_t = 1024, conflicts_with = "ec")]
         bits: usize,
         /// A P-256 (EC) key for the UDP protocol instead of an RSA key.
@@ -54,7 +54,7 @@ pub(crate) enum KeysCommand {
     Doctor {
         /// The device id (24 hex digits).
         device: String,
-        /// Key size in bits.
+        /// Key size in bits, 1024 to 4096.
         #[arg(long, default_value_t = 1024, conflicts_with = "ec")]
         bits: usize,
         /// A P-256 (EC) key for the UDP protocol instead of an RSA key.
@@ -267,11 +267,26 @@ pub(crate) fn keys(ctx: &Context, command: KeysCommand) -> Outcome {
     }
 }
 
+/// The RSA key sizes `keys new` and `keys doctor` make: from 1024 bits (a Core's size, and the smallest the RSA
+/// implementation generates; shorter keys are factorable) to 4096.
+const RSA_BITS: core::ops::RangeInclusive<usize> = 1024..=4096;
+
+/// Refuses an RSA size outside [`RSA_BITS`] before any file is touched.
+fn check_rsa_bits(bits: usize) -> Result<(), Failure> {
+    if RSA_BITS.contains(&bits) {
+        Ok(())
+    } else {
+        Err(Failure(format!(
+            "{bits} bits: choose {} to {} (a Core uses 1024)",
+            RSA_BITS.start(),
+            RSA_BITS.end()
+        )))
+    }
+}
+
 /// `spark keys new`.
 fn new_key(ctx: &Context, name: &Path, bits: usize) -> Outcome {
-    if !(512..=4096).contains(&bits) {
-        return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
-    }
+    check_rsa_bits(bits)?;
     let spinner = ctx.spinner(format!("generating a {bits}-bit RSA key"));
     let key = RsaPrivateKey::generate(&mut rand::rng(), bits);
     spinner.finish_and_clear();
@@ -505,10 +520,8 @@ fn doctor(
     device: &str,
     kind: NewKey,
 ) -> Outcome {
-    if let NewKey::Rsa(bits) = kind
-        && !(512..=4096).contains(&bits)
-    {
-        return Err(Failure(format!("{bits} bits: choose 512 to 4096")));
+    if let NewKey::Rsa(bits) = kind {
+        check_rsa_bits(bits)?;
     }
     if device.len() != 24 || !device.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Failure(format!(

@@ -58,9 +58,13 @@ fn keys_new_writes_a_matching_pair() {
 #[test]
 fn keys_new_refuses_silly_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    let out = spark(dir.path(), &["keys", "new", "k", "--bits", "64"]);
-    assert!(!out.status.success());
-    assert!(!dir.path().join("k.pem").exists());
+    for bits in ["64", "512", "8192"] {
+        let out = spark(dir.path(), &["keys", "new", "k", "--bits", bits]);
+        assert!(!out.status.success(), "{bits} bits accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("choose 1024 to 4096"), "{bits}: {stderr}");
+        assert!(!dir.path().join("k.pem").exists());
+    }
 }
 
 #[spark_vectors::test]

@@ -60,6 +60,8 @@ const MAILBOX_LIMIT: usize = 64;
 pub(crate) struct Mailbox {
     inner: Mutex<MailboxInner>,
     closed: AtomicBool,
+    /// Set when the connection must end (its device holds a newer session on another node).
+    kicked: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -96,10 +98,25 @@ impl Mailbox {
         command
     }
 
-    /// Ready when a request waits; otherwise the task of `cx` is woken by the next one.
+    /// Asks the connection's task to end (it checks [`Mailbox::kicked`] whenever it wakes).
+    fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        let waker = lock(&self.inner).waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether the connection must end now.
+    pub(crate) fn kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
+    }
+
+    /// Ready when a request waits (or the connection must end); otherwise the task of `cx` is woken by the next
+    /// one.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = lock(&self.inner);
-        if !inner.queue.is_empty() {
+        if !inner.queue.is_empty() || self.kicked() {
             return Poll::Ready(());
         }
         if !inner
@@ -143,11 +160,32 @@ pub(crate) enum Command {
     Flash(Bytes, Arc<dyn FlashProgress>, Answer<()>),
 }
 
-/// The [`DeviceHub`] of devices connected over TCP.
+/// A device's session on this node began or ended: what a cluster node announces (see [`LiveHub::watch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PresenceChange {
+    /// The device completed its handshake; `serial` names this connection.
+    Held {
+        /// The device.
+        device: DeviceId,
+        /// The connection.
+        serial: u64,
+    },
+    /// The connection `serial` of the device ended.
+    Released {
+        /// The device.
+        device: DeviceId,
+        /// The connection.
+        serial: u64,
+    },
+}
+
+/// The [`DeviceHub`] of devices connected over TCP (and UDP).
 #[derive(Debug, Default)]
 pub struct LiveHub {
     devices: Mutex<HashMap<DeviceId, (u64, Arc<Mailbox>)>>,
     serial: AtomicU64,
+    watcher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PresenceChange>>,
 }
 
 impl LiveHub {
@@ -159,6 +197,27 @@ impl LiveHub {
     /// How many devices are connected.
     pub fn connected(&self) -> usize {
         lock(&self.devices).len()
+    }
+
+    /// Reports every session that begins or ends from now on to `changes` (one watcher; a second is ignored).
+    pub fn watch(&self, changes: tokio::sync::mpsc::UnboundedSender<PresenceChange>) {
+        let _ = self.watcher.set(changes);
+    }
+
+    fn announce(&self, change: PresenceChange) {
+        if let Some(watcher) = self.watcher.get() {
+            let _ = watcher.send(change);
+        }
+    }
+
+    /// Ends the connection `serial` of `device`, if it is still the device's connection here.
+    pub fn disconnect(&self, device: DeviceId, serial: u64) {
+        let devices = lock(&self.devices);
+        if let Some((s, mailbox)) = devices.get(&device)
+            && *s == serial
+        {
+            mailbox.kick();
+        }
     }
 
     fn mailbox(&self, device: DeviceId) -> Result<Arc<Mailbox>, HubError> {
@@ -703,6 +762,9 @@ async fn work(
         socket,
         clock,
     } = *parked;
+    if mailbox.kicked() {
+        return None;
+    }
     let mut driver = Driver::with_vec(session, socket, clock);
     while let Some(command) = mailbox.take() {
         task.on_command(&mut driver, command);
@@ -723,6 +785,9 @@ async fn work(
                 }
             },
             () = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {
+                if mailbox.kicked() {
+                    return None;
+                }
                 while let Some(command) = mailbox.take() {
                     task.on_command(&mut driver, command);
                 }
@@ -875,6 +940,10 @@ impl DeviceTask {
         let device = info.device_id.to_string();
         let serial = self.hub.serial.fetch_add(1, Ordering::Relaxed);
         lock(&self.hub.devices).insert(info.device_id, (serial, Arc::clone(&self.session.mailbox)));
+        self.hub.announce(PresenceChange::Held {
+            device: info.device_id,
+            serial,
+        });
         super::console::record_hello(&self.cloud, &device, info);
         if let Some(keys) = self.keys.take()
             && driver.uses_rsa_server_key()
@@ -995,6 +1064,8 @@ impl Drop for SessionCleanup {
                 devices.remove(&device);
             }
             drop(devices);
+            self.hub
+                .announce(PresenceChange::Released { device, serial });
             self.cloud.device_offline(&device.to_string());
         }
     }

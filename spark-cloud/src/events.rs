@@ -266,10 +266,14 @@ impl Offered {
     }
 }
 
+/// Where a node on a cluster bus sends the events published here (see [`EventBus::set_relay`]).
+pub type Relay = Box<dyn Fn(&Event) + Send + Sync>;
+
 /// The fan-out hub of events.
 #[derive(Default)]
 pub struct EventBus {
     subscribers: Mutex<Subscribers>,
+    relay: std::sync::OnceLock<Relay>,
     next_id: AtomicU64,
     published: AtomicU64,
     delivered: AtomicU64,
@@ -343,8 +347,23 @@ impl EventBus {
             .retain(|s| s.credential.as_ref().is_none_or(|c| c.user != user));
     }
 
-    /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's.
+    /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's;
+    /// on a cluster bus, to the other nodes as well (see [`EventBus::set_relay`]).
     pub fn publish(&self, event: &Event) {
+        self.publish_from_peer(event);
+        if let Some(relay) = self.relay.get() {
+            relay(event);
+        }
+    }
+
+    /// Hands every event published here to `relay` as well (the cluster bus; one relay, a second is refused).
+    /// Returns whether it was set.
+    pub fn set_relay(&self, relay: Relay) -> bool {
+        self.relay.set(relay).is_ok()
+    }
+
+    /// Fans out an event another node published: to this bus's subscribers only, never back to the relay.
+    pub fn publish_from_peer(&self, event: &Event) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let mut offered = Offered::default();
         let now = SystemTime::now();

@@ -5,7 +5,7 @@
 //! publish, over-the-air flashing, key provisioning, claim / rename / release) over HTTP/1.1, with its registry
 //! behind the [`store::Store`] trait: a directory ([`state::StateDir`], the default) or PostgreSQL shared by several
 //! nodes ([`store::PostgresStore`]). The REST layer reaches devices only through a [`hub::DeviceHub`]; events fan out
-//! through an [`events::EventBus`].
+//! through an [`events::EventBus`]. Several processes form one cloud over a NATS bus ([`cluster`]).
 //!
 //! Differences from the original Node.js spark-server, on purpose: a bad, expired or missing token is `401` (as the
 //! hosted cloud; the original said `400`); `DELETE /v1/access_tokens/:token` works; `POST /v1/users` answers and
@@ -14,6 +14,7 @@
 //! PBKDF2-HMAC-SHA256; devices have owners (provisioning sets the owner; a device claims itself for a user by presenting their claim code); a device without an owner is reachable by no one (`404`), another user's device is `403`.
 
 mod claims;
+pub mod cluster;
 pub mod console;
 pub mod devices;
 pub mod encoding;

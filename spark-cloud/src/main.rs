@@ -4,6 +4,7 @@
 //! spark-cloud [--dir DIR] [--http ADDR] [--device ADDR] [--key-bits N] [--webhook-allow CIDR|HOST]...
 //!             [--max-http-per-address N] [--max-devices N] [--max-handshakes N] [--handshake-queue N]
 //!             [--handshake-queue-wait SECONDS] [--udp-listen ADDR]
+//!             [--bus nats://HOST:PORT [--node-id NAME] [--lease SECONDS]]
 //! spark-cloud [--dir DIR] user add NAME        # the password from stdin, or a prompt on a terminal
 //! spark-cloud [--dir DIR] keys rotate          # new server key; the old one accepted until `keys retire`
 //! spark-cloud [--dir DIR] keys retire          # ends the migration window: the old key is refused
@@ -75,6 +76,17 @@ struct Args {
     /// Seconds a device connection may wait in the handshake queue before it is closed (the device retries).
     #[arg(long, value_name = "SECONDS", default_value_t = devices::DeviceLimits::DEFAULT.handshake_queue_wait.as_secs())]
     handshake_queue_wait: u64,
+    /// The bus between nodes: `local` (one node, the default) or a NATS server, `nats://127.0.0.1:4222`, shared by
+    /// every node of a cluster (events reach every node's streams; requests reach the node holding the device).
+    #[arg(long, value_name = "local|nats://HOST:PORT", default_value = "local")]
+    bus: String,
+    /// This node's id on the bus (letters, digits, `-`, `_`); by default one made of the process id and random bits.
+    #[arg(long, value_name = "NAME")]
+    node_id: Option<String>,
+    /// Seconds a node may stay silent on the bus before its devices read offline on the others (heartbeats go out
+    /// every lease / 3).
+    #[arg(long, value_name = "SECONDS", default_value_t = cloud::cluster::DEFAULT_LEASE.as_secs_f64())]
+    lease: f64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -170,23 +182,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         key_bits: usize::from(args.key_bits),
     };
     let hub = devices::LiveHub::new();
+    let cluster = join_bus(&args, &hub).await?;
+    let rest_hub: Arc<dyn cloud::hub::DeviceHub> = match &cluster {
+        Some(cluster) => Arc::clone(cluster) as _,
+        None => Arc::clone(&hub) as _,
+    };
     let cloud = match &args.store {
         Some(url) => {
             let store = cloud::store::StoreConfig::Postgres(url.clone());
             std::fs::create_dir_all(&args.dir)?;
-            let cloud = cloud::open_store(
-                &store,
-                &args.dir,
-                config.key_bits,
-                Arc::clone(&hub) as Arc<dyn cloud::hub::DeviceHub>,
-            )
-            .await?;
+            let cloud = cloud::open_store(&store, &args.dir, config.key_bits, rest_hub).await?;
             eprintln!("spark-cloud: registry in {}", cloud.store().describe());
             follow_store(Arc::clone(&cloud));
             cloud
         }
-        None => cloud::open(&config, Arc::clone(&hub) as Arc<dyn cloud::hub::DeviceHub>)?,
+        None => cloud::open(&config, rest_hub)?,
     };
+    if let Some(cluster) = &cluster {
+        cluster.start(cloud.bus()).await?;
+    }
     cloud.webhooks().set_policy(webhook_policy(&args));
     raise_open_files_limit();
     let device_limits = devices::DeviceLimits::DEFAULT
@@ -240,6 +254,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "device": device_addr.to_string(),
         "udp": udp.as_ref().map(|(a, _)| a.to_string()),
         "dir": args.dir.display().to_string(),
+        "node": cluster.as_ref().map(|c| c.node().to_owned()),
     });
     println!("{line}");
     #[cfg(unix)]
@@ -253,6 +268,30 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     running.shutdown();
     Ok(())
+}
+
+/// Joins the bus `--bus` names, or none for `local`.
+async fn join_bus(
+    args: &Args,
+    hub: &Arc<devices::LiveHub>,
+) -> Result<Option<Arc<cloud::cluster::ClusterHub>>, Box<dyn std::error::Error>> {
+    if args.bus == "local" {
+        return Ok(None);
+    }
+    if !args.bus.starts_with("nats://") {
+        return Err(format!("--bus {}: expected `local` or nats://HOST:PORT", args.bus).into());
+    }
+    let lease = std::time::Duration::try_from_secs_f64(args.lease)
+        .map_err(|_| format!("--lease {}: not a duration", args.lease))?;
+    let node = args
+        .node_id
+        .clone()
+        .unwrap_or_else(cloud::cluster::unique_node_id);
+    let mut config = cloud::cluster::ClusterConfig::new(&args.bus, &node);
+    config.lease = lease;
+    Ok(Some(
+        cloud::cluster::ClusterHub::connect(config, Arc::clone(hub)).await?,
+    ))
 }
 
 /// The device listener's runtime, shut down without waiting when the cloud stops (a runtime may not be dropped from

@@ -311,6 +311,13 @@ fn a_device_with_another_key_is_refused() {
     p.run(10);
     assert_eq!(p.server_conn().error(), Some(Error::UnknownPeerKey));
     assert!(!p.client.is_connected());
+    // The server's alert comes at epoch 0 after the client installed its keys; the client
+    // takes it instead of waiting out its retransmission timer.
+    assert!(
+        matches!(p.client.error(), Some(Error::AlertReceived(_))),
+        "{:?}",
+        p.client.error()
+    );
 }
 
 #[test]

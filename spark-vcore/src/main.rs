@@ -5,6 +5,9 @@
 //! spark-vcore --cloud 127.0.0.1:5683 --server-key server_public.der --dir cores --count 20 --sp 1.24
 //! ```
 //!
+//! A cloud of several nodes: `--cloud 127.0.0.1:5683,127.0.0.1:5693` (or the flag repeated). A Core keeps to one
+//! address while its sessions hold and moves to the next when a connection is refused or a session is lost.
+//!
 //! Each Core lives in its own directory (`<dir>/core-000`, `<dir>/core-001`, ...; with `--count 1`, `<dir>`
 //! itself when it already holds a Core): id, key pair, external flash, CC3000 EEPROM. New Cores are created on first
 //! start with `--sp`; existing ones keep their state. `--json` prints one JSON object per line for every status
@@ -50,9 +53,15 @@ macro_rules! say {
 #[derive(Debug, Parser)]
 #[command(name = "spark-vcore", version)]
 struct Args {
-    /// The cloud's device listener.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5683")]
-    cloud: String,
+    /// The cloud's device listener. Give every node of a cluster (repeat the flag, or a comma-separated list): a
+    /// Core moves to the next address when connecting fails or its session is lost, and comes round to the first.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:5683",
+        value_delimiter = ','
+    )]
+    cloud: Vec<String>,
     /// The cloud's public key (DER or PEM; a local spark-cloud writes `default_key.pub.pem` in its directory).
     #[arg(long, value_name = "FILE", required_unless_present = "print_id")]
     server_key: Option<PathBuf>,
@@ -382,7 +391,7 @@ async fn main() -> ExitCode {
         let reconnect_delay = Duration::from_secs_f64(args.reconnect.max(0.0));
         if let Some(server_key) = udp_server_key {
             let cloud = UdpCloudConfig {
-                address: args.cloud.clone(),
+                address: args.cloud.join(","),
                 server_key,
                 faults: DatagramFaults::each(args.udp_loss),
                 seed,
@@ -391,7 +400,7 @@ async fn main() -> ExitCode {
             tasks.spawn(run_udp(shared, cloud, report));
         } else if let Some(server_key) = &server_key {
             let cloud = CloudConfig {
-                address: args.cloud.clone(),
+                address: args.cloud.join(","),
                 server_key: server_key.clone(),
                 faults,
                 seed,

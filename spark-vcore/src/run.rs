@@ -119,10 +119,60 @@ impl FirmwareSink for CoreSink {
     }
 }
 
+/// The device listeners of a cloud's nodes, tried in turn: a Core stays on one while its sessions hold, and moves to
+/// the next when connecting fails or a session is lost (refused, reset, a failed handshake).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudAddresses {
+    list: Vec<String>,
+    at: usize,
+}
+
+impl CloudAddresses {
+    /// The addresses of a comma-separated list (`host:port,host:port`); blanks are skipped.
+    #[must_use]
+    pub fn parse(list: &str) -> CloudAddresses {
+        CloudAddresses {
+            list: list
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            at: 0,
+        }
+    }
+
+    /// The address to try now (empty when the list was).
+    #[must_use]
+    pub fn current(&self) -> &str {
+        self.list.get(self.at).map_or("", String::as_str)
+    }
+
+    /// The current address failed: the next one is tried (the first again after the last).
+    pub fn failed(&mut self) {
+        if !self.list.is_empty() {
+            self.at = (self.at + 1) % self.list.len();
+        }
+    }
+
+    /// How many addresses there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
 /// Where and how a Core connects.
 #[derive(Debug, Clone)]
 pub struct CloudConfig {
-    /// The cloud's device listener, `host:port`.
+    /// The cloud's device listener, `host:port`; several nodes' as a comma-separated list, tried in turn (see
+    /// [`CloudAddresses`]).
     pub address: String,
     /// The cloud's public key.
     pub server_key: RsaPublicKey,
@@ -386,8 +436,10 @@ pub async fn run(
     let booted = lock(&core).boot()?;
     report(Status::Booted(booted));
     let mut seed = cloud.seed;
+    let mut addresses = CloudAddresses::parse(&cloud.address);
     loop {
-        let end = match tokio::net::TcpStream::connect(&cloud.address).await {
+        let address = addresses.current().to_owned();
+        let end = match tokio::net::TcpStream::connect(&address).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 seed = seed.wrapping_add(1);
@@ -403,11 +455,14 @@ pub async fn run(
             }
             Err(e) => {
                 report(Status::Disconnected {
-                    reason: format!("connect {}: {e}", cloud.address),
+                    reason: format!("connect {address}: {e}"),
                 });
                 SessionEnd::Lost
             }
         };
+        if end == SessionEnd::Lost {
+            addresses.failed();
+        }
         after_session(&core, end, cloud.reconnect_delay, &mut *report).await?;
     }
 }
@@ -433,6 +488,25 @@ pub(crate) async fn after_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_address_passes_to_the_next_and_round_again() {
+        let mut a = CloudAddresses::parse(" 127.0.0.1:1, ,127.0.0.1:2,127.0.0.1:3 ");
+        assert_eq!(a.len(), 3);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(a.current().to_owned());
+            a.failed();
+        }
+        assert_eq!(
+            seen,
+            ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:1"]
+        );
+        let mut one = CloudAddresses::parse("h:5683");
+        one.failed();
+        assert_eq!(one.current(), "h:5683");
+        assert!(CloudAddresses::parse("").is_empty());
+    }
 
     #[test]
     fn update_failures_are_told_in_words() {

@@ -165,7 +165,8 @@ impl FaultLine {
 /// Where and how a UDP device connects.
 #[derive(Debug, Clone)]
 pub struct UdpCloudConfig {
-    /// The cloud's UDP listener, `host:port` (5684 by default).
+    /// The cloud's UDP listener, `host:port` (5684 by default); several nodes' as a comma-separated list, tried in
+    /// turn (see [`crate::run::CloudAddresses`]).
     pub address: String,
     /// The cloud's P-256 public key (`udp_key.pub.pem` of a local spark-cloud).
     pub server_key: PublicKey,
@@ -352,9 +353,15 @@ pub async fn run_udp(
     let dir = lock(&core).dir().to_owned();
     let key = load_or_create_udp_key(&dir)?;
     let mut seed = cloud.seed;
+    let mut addresses = crate::run::CloudAddresses::parse(&cloud.address);
+    let mut node = cloud.clone();
     loop {
         seed = seed.wrapping_add(1);
-        let end = session_udp(&core, &key, &cloud, seed, &mut *report).await?;
+        addresses.current().clone_into(&mut node.address);
+        let end = session_udp(&core, &key, &node, seed, &mut *report).await?;
+        if end == SessionEnd::Lost {
+            addresses.failed();
+        }
         after_session(&core, end, cloud.reconnect_delay, &mut *report).await?;
     }
 }

@@ -23,9 +23,10 @@ pub(crate) struct DemoArgs {
     /// Virtual Cores in the fleet.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     count: u32,
-    /// Cores (on SP 1.24) behind an unreliable link: they are updated over USB with a DfuSe file.
-    #[arg(long, default_value_t = 3)]
-    unreliable: u32,
+    /// Cores (on SP 1.24) behind an unreliable link: they are updated over USB with a DfuSe file (default: 3 in 20
+    /// of the fleet, rounded, and at least one from two Cores up, so a small fleet still shows both paths).
+    #[arg(long)]
+    unreliable: Option<u32>,
     /// Cores already on SP 1.28 (default: a quarter of the fleet).
     #[arg(long)]
     patched: Option<u32>,
@@ -197,10 +198,19 @@ pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
     verdict(&report)
 }
 
+/// How many Cores sit behind an unreliable link when `--unreliable` is not given: the 3 of the default 20-Core
+/// fleet scaled to `count` and rounded, and at least one once there are two Cores (one over the air, one over USB).
+fn default_unreliable(count: usize) -> usize {
+    let scaled = (count * 3 + 10) / 20;
+    if count >= 2 { scaled.max(1) } else { scaled }
+}
+
 /// The run's settings from the command line: the fleet's make-up, the image and where files go.
 fn demo_config(args: DemoArgs) -> Result<DemoConfig, Failure> {
     let count = args.count as usize;
-    let unreliable = args.unreliable as usize;
+    let unreliable = args
+        .unreliable
+        .map_or_else(|| default_unreliable(count), |u| u as usize);
     let patched = args.patched.map_or(count / 4, |p| p as usize);
     if unreliable + patched > count {
         return Err(Failure(format!(
@@ -346,5 +356,19 @@ fn print_udp(udp: &udp::UdpReport) {
             "function call through the API, median: {u:.1} ms to a UDP device, {t:.1} ms to a TCP Core ({:.2} x)",
             u / t
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_unreliable;
+
+    #[test]
+    fn the_default_fleet_keeps_three_unreliable_cores_and_small_fleets_keep_one() {
+        let picked: Vec<usize> = [1, 2, 4, 6, 10, 20, 40, 1000]
+            .into_iter()
+            .map(default_unreliable)
+            .collect();
+        assert_eq!(picked, [0, 1, 1, 1, 2, 3, 6, 150]);
     }
 }

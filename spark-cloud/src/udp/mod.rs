@@ -376,6 +376,9 @@ impl Association {
                     None => return,
                 },
                 () = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {
+                    if mailbox.kicked() {
+                        return;
+                    }
                     while let Some(command) = mailbox.take() {
                         task.on_command(&mut open, command);
                     }

@@ -800,8 +800,11 @@ impl Connection {
                 Ok(())
             }
             ContentType::Alert => {
-                // After the handshake an unprotected alert could come from anyone.
-                if slot == 0 && self.read_cipher.is_some() {
+                // After the handshake an unprotected alert could come from anyone. During it
+                // the peer's refusal comes unprotected even once our keys are installed (OpenSSL
+                // sends its bad_certificate at epoch 0 after our Finished), and ignoring it would
+                // only turn a refusal into a handshake timeout.
+                if slot == 0 && self.state == State::Connected {
                     return Ok(());
                 }
                 let [level, desc] = text else {

@@ -179,6 +179,41 @@ impl<C: Connection, R: rand_core::Rng, const SLOT: usize, const HELD: usize>
         self.error
     }
 
+    /// Moves the session onto another DTLS connection and returns the old one; the session and
+    /// the CoAP layer keep their state (message ids, confirmable messages not yet acknowledged,
+    /// duplicates already answered), so nothing above DTLS starts over.
+    ///
+    /// This is how a device continues after a network change: it builds a
+    /// `dtls::Connection::client` whose [`ClientConfig::resume`](dtls::ClientConfig::resume) is
+    /// the old connection's [`session`](dtls::Connection::session), hands it over here, and sends
+    /// from its new address; the abbreviated handshake runs, and the confirmable messages that
+    /// were lost with the old path go out again over the new association. The cloud does the
+    /// same with the connection `dtls::Server::accept` resumed for that device. Messages wait
+    /// until the new connection is established; CoAP's retransmission timers keep running
+    /// meanwhile, so a handshake longer than MAX_TRANSMIT_WAIT still ends the session.
+    ///
+    /// A session whose DTLS connection failed below it (a fatal alert, a record error, a
+    /// handshake timeout) can be moved too, and its error is cleared. One that ended above DTLS
+    /// (the peer's close_notify, which closes the session too; a session error; a message never
+    /// acknowledged) cannot: that error is returned and `dtls` is dropped.
+    pub fn replace_dtls(
+        &mut self,
+        dtls: dtls::Connection,
+    ) -> Result<dtls::Connection, DatagramError> {
+        if let Some(e) = self.session.error() {
+            return Err(self.fail(DatagramError::Session(e)));
+        }
+        match self.error {
+            Some(DatagramError::Dtls(dtls::Error::Closed)) => {
+                return Err(DatagramError::Dtls(dtls::Error::Closed));
+            }
+            None | Some(DatagramError::Dtls(_)) => {}
+            Some(e) => return Err(e),
+        }
+        self.error = None;
+        Ok(core::mem::replace(&mut self.dtls, dtls))
+    }
+
     /// A buffer length that [`DatagramSession::poll_transmit`] always accepts.
     pub fn max_transmit_len(&self) -> usize {
         (SLOT + RECORD_OVERHEAD).max(dtls::TransportConfig::default().pmtu + 64)

@@ -237,7 +237,8 @@ impl RsaPrivateKey {
     }
 
     /// Generates a key of `bits` bits (1024 for a Core, 2048 for a server) with e = 65537,
-    /// drawing every random bit from `rng`.
+    /// drawing every random bit from `rng`. Sizes under 1024 bits are refused with
+    /// [`KeyError::Generation`].
     #[cfg(feature = "rsa")]
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(
         rng: &mut R,

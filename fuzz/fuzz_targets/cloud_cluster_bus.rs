@@ -1,0 +1,30 @@
+//! What a node reads from the cluster bus, where any client of the NATS server may publish: presence messages,
+//! events, requests and replies. No panic; a message that reads back is written again as it was read; a presence
+//! message goes through the presence table too.
+
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use spark_cloud::cluster::presence::Presence;
+use spark_cloud::cluster::wire;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(m) = wire::parse_presence(data) {
+        assert_eq!(wire::parse_presence(&wire::emit(&m, b"")).as_ref(), Ok(&m));
+        let mut table = Presence::new("fuzz", Duration::from_secs(3));
+        let now = Instant::now();
+        let _ = table.handle_message(m, now);
+        table.handle_timeout(now + Duration::from_secs(3600));
+    }
+    if let Ok((header, frame)) = wire::parse_event(data) {
+        let again = wire::emit(&header, frame);
+        assert_eq!(wire::parse_event(&again), Ok((header, frame)));
+    }
+    if let Ok((request, body)) = wire::parse_request(data) {
+        let again = wire::emit(&request, body);
+        assert_eq!(wire::parse_request(&again), Ok((request, body)));
+    }
+    let _ = wire::parse_reply(data);
+});

@@ -1,0 +1,277 @@
+//! Who holds which device: this node's sessions and what the other nodes announce, each under a lease.
+//!
+//! No IO and no clock: messages come in through `handle_*` with the time (`now` for leases, the wall clock in
+//! milliseconds for ordering sessions across nodes), and the answers are values. The node's tasks drive it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use spark_protocol::DeviceId;
+
+use super::wire::{Holding, PresenceMessage};
+
+/// A device session on this node: the hub's serial of its connection and when it was established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Local {
+    serial: u64,
+    since_ms: u64,
+}
+
+#[derive(Debug)]
+struct Peer {
+    seen: Instant,
+    lease: Duration,
+    devices: HashMap<DeviceId, u64>,
+}
+
+impl Peer {
+    fn alive(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.seen) <= self.lease
+    }
+}
+
+/// What a presence message asks of this node.
+#[derive(Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Outcome {
+    /// Local connections made stale by a newer session elsewhere: (device, the hub's serial) to disconnect.
+    pub stale: Vec<(DeviceId, u64)>,
+    /// The sender was not known (it joined, or came back): answer with a heartbeat so that it learns the holders
+    /// at once.
+    pub newcomer: bool,
+}
+
+/// The presence table of one node.
+#[derive(Debug)]
+pub struct Presence {
+    me: String,
+    lease: Duration,
+    local: HashMap<DeviceId, Local>,
+    peers: HashMap<String, Peer>,
+}
+
+/// A peer silent this many leases is forgotten (its devices were offline since one lease).
+const FORGET_AFTER_LEASES: u32 = 10;
+
+impl Presence {
+    /// The table of node `me`, whose heartbeats promise `lease`.
+    #[must_use]
+    pub fn new(me: &str, lease: Duration) -> Presence {
+        Presence {
+            me: me.to_owned(),
+            lease,
+            local: HashMap::new(),
+            peers: HashMap::new(),
+        }
+    }
+
+    /// A device completed its handshake here (connection `serial`, at `since_ms`); returns the announcement.
+    pub fn handle_local_held(
+        &mut self,
+        device: DeviceId,
+        serial: u64,
+        since_ms: u64,
+    ) -> PresenceMessage {
+        self.local.insert(device, Local { serial, since_ms });
+        PresenceMessage::Held {
+            node: self.me.clone(),
+            holding: Holding {
+                device: device.to_string(),
+                since_ms,
+            },
+        }
+    }
+
+    /// A session here ended; returns the announcement, or `None` when a newer session of the device is here.
+    pub fn handle_local_released(
+        &mut self,
+        device: DeviceId,
+        serial: u64,
+    ) -> Option<PresenceMessage> {
+        if self.local.get(&device)?.serial != serial {
+            return None;
+        }
+        self.local.remove(&device);
+        Some(PresenceMessage::Released {
+            node: self.me.clone(),
+            device: device.to_string(),
+        })
+    }
+
+    /// The heartbeat of this node: every device it holds.
+    pub fn heartbeat(&self) -> PresenceMessage {
+        PresenceMessage::Heartbeat {
+            node: self.me.clone(),
+            lease_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
+            devices: self
+                .local
+                .iter()
+                .map(|(d, l)| Holding {
+                    device: d.to_string(),
+                    since_ms: l.since_ms,
+                })
+                .collect(),
+        }
+    }
+
+    /// A message from the bus (this node's own are ignored).
+    pub fn handle_message(&mut self, message: PresenceMessage, now: Instant) -> Outcome {
+        let mut out = Outcome::default();
+        if message.node() == self.me {
+            return out;
+        }
+        let node = message.node().to_owned();
+        let peer = match self.peers.get_mut(&node) {
+            Some(p) => {
+                out.newcomer = !p.alive(now);
+                p
+            }
+            None => {
+                out.newcomer = true;
+                self.peers.entry(node.clone()).or_insert(Peer {
+                    seen: now,
+                    lease: self.lease,
+                    devices: HashMap::new(),
+                })
+            }
+        };
+        peer.seen = now;
+        let mut announced = Vec::new();
+        match message {
+            PresenceMessage::Heartbeat {
+                lease_ms, devices, ..
+            } => {
+                // A lease is a few seconds; a hostile value is bounded rather than trusted.
+                peer.lease = Duration::from_millis(lease_ms.clamp(100, 3_600_000));
+                peer.devices = devices
+                    .iter()
+                    .filter_map(|h| Some((h.device.parse().ok()?, h.since_ms)))
+                    .collect();
+                announced.extend(peer.devices.iter().map(|(d, s)| (*d, *s)));
+            }
+            PresenceMessage::Held { holding, .. } => {
+                if let Ok(device) = holding.device.parse() {
+                    peer.devices.insert(device, holding.since_ms);
+                    announced.push((device, holding.since_ms));
+                }
+            }
+            PresenceMessage::Released { device, .. } => {
+                if let Ok(device) = device.parse::<DeviceId>() {
+                    peer.devices.remove(&device);
+                }
+            }
+        }
+        for (device, since_ms) in announced {
+            if let Some(local) = self.local.get(&device)
+                && newer(since_ms, &node, local.since_ms, &self.me)
+            {
+                out.stale.push((device, local.serial));
+            }
+        }
+        out
+    }
+
+    /// The node that holds `device` now: this one (`Some(me)`), or the live peer with the newest session.
+    #[must_use]
+    pub fn holder(&self, device: DeviceId, now: Instant) -> Option<&str> {
+        if self.local.contains_key(&device) {
+            return Some(&self.me);
+        }
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.alive(now))
+            .filter_map(|(n, p)| Some((n, *p.devices.get(&device)?)))
+            .max_by(|(na, sa), (nb, sb)| sa.cmp(sb).then(na.cmp(nb)))
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// Live peers now.
+    #[must_use]
+    pub fn live_peers(&self, now: Instant) -> usize {
+        self.peers.values().filter(|p| p.alive(now)).count()
+    }
+
+    /// Forgets peers silent for many leases (their devices have read offline since their lease ran out).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.peers
+            .retain(|_, p| now.saturating_duration_since(p.seen) <= p.lease * FORGET_AFTER_LEASES);
+    }
+}
+
+/// Whether the session of (`since`, `node`) is newer than (`than`, `than_node`): later, or as late and on the
+/// greater node id, so that two nodes never both keep a device.
+fn newer(since: u64, node: &str, than: u64, than_node: &str) -> bool {
+    (since, node) > (than, than_node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "0123456789abcdef01234567";
+
+    fn held(node: &str, since_ms: u64) -> PresenceMessage {
+        PresenceMessage::Held {
+            node: node.into(),
+            holding: Holding {
+                device: D.into(),
+                since_ms,
+            },
+        }
+    }
+
+    #[test]
+    fn a_newer_session_elsewhere_makes_the_local_one_stale_and_an_older_one_does_not() {
+        let now = Instant::now();
+        let d: DeviceId = D.parse().unwrap();
+        let mut p = Presence::new("a", Duration::from_secs(3));
+        let _ = p.handle_local_held(d, 7, 1000);
+        let older = p.handle_message(held("b", 999), now);
+        assert!(older.stale.is_empty());
+        assert!(older.newcomer);
+        assert_eq!(p.holder(d, now), Some("a"));
+        let newer = p.handle_message(held("b", 1001), now);
+        assert_eq!(newer.stale, vec![(d, 7)]);
+        assert!(!newer.newcomer);
+        // The stale session ends; the release names its serial, and the device is then b's.
+        assert!(p.handle_local_released(d, 7).is_some());
+        assert_eq!(p.holder(d, now), Some("b"));
+        // A release of an older serial does not undo a newer local session.
+        let _ = p.handle_local_held(d, 9, 2000);
+        assert!(p.handle_local_released(d, 8).is_none());
+        assert_eq!(p.holder(d, now), Some("a"));
+    }
+
+    #[test]
+    fn a_peer_silent_for_its_lease_holds_nothing() {
+        let start = Instant::now();
+        let d: DeviceId = D.parse().unwrap();
+        let mut p = Presence::new("a", Duration::from_secs(1));
+        let beat = PresenceMessage::Heartbeat {
+            node: "b".into(),
+            lease_ms: 2000,
+            devices: vec![Holding {
+                device: D.into(),
+                since_ms: 5,
+            }],
+        };
+        assert!(p.handle_message(beat.clone(), start).newcomer);
+        assert_eq!(p.holder(d, start + Duration::from_millis(1999)), Some("b"));
+        assert_eq!(p.holder(d, start + Duration::from_millis(2001)), None);
+        assert_eq!(p.live_peers(start + Duration::from_millis(2001)), 0);
+        // Back from the dead, it is a newcomer again (and is answered with a heartbeat).
+        assert!(
+            p.handle_message(beat, start + Duration::from_secs(3))
+                .newcomer
+        );
+        p.handle_timeout(start + Duration::from_secs(100));
+        assert_eq!(p.live_peers(start + Duration::from_secs(100)), 0);
+    }
+
+    #[test]
+    fn ties_go_to_one_node_only() {
+        assert!(newer(5, "b", 5, "a"));
+        assert!(!newer(5, "a", 5, "b"));
+        assert!(!newer(5, "a", 5, "a"));
+    }
+}

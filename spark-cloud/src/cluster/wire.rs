@@ -1,0 +1,512 @@
+//! The messages nodes exchange on the bus, and their encoding.
+//!
+//! Every payload is one line of JSON (the header: which message, and its fields), a line feed, then raw bytes for
+//! the messages that carry some (an event's SSE frame, a piece of a firmware image). JSON keeps the headers readable
+//! with `nats sub`; the raw tail keeps images and frames out of JSON strings. Parsing never panics: a payload that
+//! is not one of these messages is an [`WireError`], which the node logs and drops.
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::hub::{Description, HubError, VarType, VariableValue};
+
+/// The subject every node publishes its events on, and subscribes to.
+pub const EVENTS: &str = "spark.cluster.events";
+/// The subject of presence: heartbeats, and devices held or let go.
+pub const PRESENCE: &str = "spark.cluster.presence";
+/// The prefix of a node's request subject (`spark.cluster.node.<node id>`).
+pub const NODE_PREFIX: &str = "spark.cluster.node.";
+
+/// The longest node id.
+pub const MAX_NODE_ID: usize = 64;
+
+/// The subject on which `node` answers requests for the devices it holds.
+#[must_use]
+pub fn node_subject(node: &str) -> String {
+    format!("{NODE_PREFIX}{node}")
+}
+
+/// Whether `id` may name a node: 1 to 64 ASCII letters, digits, `-` or `_` (one token of a NATS subject).
+#[must_use]
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_NODE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Why a payload was not a bus message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// No line feed ends the header.
+    #[error("no header line")]
+    NoHeader,
+    /// The header is not the JSON of a message of this subject.
+    #[error("malformed header: {0}")]
+    Header(String),
+    /// A node id is not a valid subject token.
+    #[error("invalid node id")]
+    NodeId,
+    /// A field is out of its range.
+    #[error("invalid field: {0}")]
+    Field(&'static str),
+}
+
+/// One device a node holds, and since when (milliseconds since the epoch, the node's clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    /// The device id (24 hex digits).
+    pub device: String,
+    /// When its session was established.
+    pub since_ms: u64,
+}
+
+/// A message on [`PRESENCE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PresenceMessage {
+    /// A node is alive (sent every lease / 3) and holds these devices, all of them.
+    Heartbeat {
+        /// The sender.
+        node: String,
+        /// Its lease: silent for this long, it is taken for dead.
+        lease_ms: u64,
+        /// Every device it holds.
+        devices: Vec<Holding>,
+    },
+    /// A device completed its handshake on `node`.
+    Held {
+        /// The sender.
+        node: String,
+        /// The device, and since when.
+        holding: Holding,
+    },
+    /// A device's session on `node` ended.
+    Released {
+        /// The sender.
+        node: String,
+        /// The device id.
+        device: String,
+    },
+}
+
+impl PresenceMessage {
+    /// The sending node.
+    #[must_use]
+    pub fn node(&self) -> &str {
+        match self {
+            PresenceMessage::Heartbeat { node, .. }
+            | PresenceMessage::Held { node, .. }
+            | PresenceMessage::Released { node, .. } => node,
+        }
+    }
+}
+
+/// The header of a message on [`EVENTS`]; the SSE frame follows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventHeader {
+    /// The publishing node (a node skips its own).
+    pub node: String,
+    /// The event name.
+    pub name: String,
+    /// The user it belongs to.
+    pub owner: Option<String>,
+    /// The publishing device.
+    pub device: Option<String>,
+    /// Whether it is public.
+    pub public: bool,
+}
+
+/// What one node asks of the node that holds a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Op {
+    /// Its description.
+    Describe,
+    /// A function call.
+    Call {
+        /// The function.
+        function: String,
+        /// Its argument.
+        argument: String,
+    },
+    /// A variable read.
+    Get {
+        /// The variable.
+        variable: String,
+    },
+    /// The LED signal on or off.
+    Signal {
+        /// On or off.
+        on: bool,
+    },
+    /// An event delivered to the device.
+    Deliver {
+        /// The event name.
+        name: String,
+        /// Its data.
+        data: Option<String>,
+        /// Time to live in seconds.
+        ttl: u32,
+        /// Whether it is public.
+        public: bool,
+    },
+    /// A piece of a firmware image (the bytes follow the header), staged by the holder until [`Op::Flash`].
+    Chunk {
+        /// The upload this piece belongs to (chosen by the sender).
+        upload: u64,
+        /// Where the piece starts in the image (pieces arrive in order).
+        offset: u64,
+        /// The image's whole size.
+        total: u64,
+    },
+    /// Flash the staged image of `upload`; progress and then the outcome come back on the reply subject.
+    Flash {
+        /// The upload.
+        upload: u64,
+        /// The image's whole size.
+        total: u64,
+    },
+}
+
+/// A request: a device and what to do with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// The device id.
+    pub device: String,
+    /// What to do.
+    pub op: Op,
+}
+
+/// A variable's value as the bus carries it (its type kept, unlike the REST API's JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum WireValue {
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i32),
+    /// A double.
+    Double(f64),
+    /// A string.
+    String(String),
+    /// No value.
+    Null,
+    /// Raw bytes of a type code.
+    Raw(u8, Vec<u8>),
+}
+
+impl From<&VariableValue> for WireValue {
+    fn from(v: &VariableValue) -> WireValue {
+        match v {
+            VariableValue::Bool(b) => WireValue::Bool(*b),
+            VariableValue::Int(i) => WireValue::Int(*i),
+            VariableValue::Double(d) => WireValue::Double(*d),
+            VariableValue::String(s) => WireValue::String(s.clone()),
+            VariableValue::Raw { type_code, bytes } => WireValue::Raw(*type_code, bytes.clone()),
+            _ => WireValue::Null,
+        }
+    }
+}
+
+impl From<WireValue> for VariableValue {
+    fn from(v: WireValue) -> VariableValue {
+        match v {
+            WireValue::Bool(b) => VariableValue::Bool(b),
+            WireValue::Int(i) => VariableValue::Int(i),
+            WireValue::Double(d) => VariableValue::Double(d),
+            WireValue::String(s) => VariableValue::String(s),
+            WireValue::Null => VariableValue::Null,
+            WireValue::Raw(type_code, bytes) => VariableValue::Raw { type_code, bytes },
+        }
+    }
+}
+
+/// Why the holder could not do it, as [`HubError`] says it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "error", content = "text", rename_all = "snake_case")]
+pub enum WireHubError {
+    /// [`HubError::NotConnected`].
+    NotConnected,
+    /// [`HubError::UnknownFunction`].
+    UnknownFunction,
+    /// [`HubError::UnknownVariable`].
+    UnknownVariable,
+    /// [`HubError::TimedOut`].
+    TimedOut,
+    /// [`HubError::Busy`].
+    Busy(String),
+    /// [`HubError::Device`] (and any error this version does not know).
+    Device(String),
+}
+
+impl From<&HubError> for WireHubError {
+    fn from(e: &HubError) -> WireHubError {
+        match e {
+            HubError::NotConnected => WireHubError::NotConnected,
+            HubError::UnknownFunction => WireHubError::UnknownFunction,
+            HubError::UnknownVariable => WireHubError::UnknownVariable,
+            HubError::TimedOut => WireHubError::TimedOut,
+            HubError::Busy(s) => WireHubError::Busy(s.clone()),
+            HubError::Device(s) => WireHubError::Device(s.clone()),
+        }
+    }
+}
+
+impl From<WireHubError> for HubError {
+    fn from(e: WireHubError) -> HubError {
+        match e {
+            WireHubError::NotConnected => HubError::NotConnected,
+            WireHubError::UnknownFunction => HubError::UnknownFunction,
+            WireHubError::UnknownVariable => HubError::UnknownVariable,
+            WireHubError::TimedOut => HubError::TimedOut,
+            WireHubError::Busy(s) => HubError::Busy(s),
+            WireHubError::Device(s) => HubError::Device(s),
+        }
+    }
+}
+
+/// The holder's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    /// The device's description (variable types by name).
+    Described {
+        /// Function names.
+        functions: Vec<String>,
+        /// Variables and their type names.
+        variables: BTreeMap<String, String>,
+    },
+    /// A function's result.
+    Returned {
+        /// The value.
+        value: i32,
+    },
+    /// A variable's value.
+    Read {
+        /// The value.
+        value: WireValue,
+    },
+    /// Done (signal, delivery, a staged piece, a finished update).
+    Done,
+    /// An update's progress (then more progress, then the outcome).
+    Progress {
+        /// Bytes the device acknowledged.
+        sent: u64,
+        /// The image's size.
+        total: u64,
+    },
+    /// It failed.
+    Failed {
+        /// Why.
+        error: WireHubError,
+    },
+}
+
+impl Reply {
+    /// The reply of a failure.
+    #[must_use]
+    pub fn failed(e: &HubError) -> Reply {
+        Reply::Failed { error: e.into() }
+    }
+
+    /// The reply carrying a description.
+    #[must_use]
+    pub fn described(d: &Description) -> Reply {
+        Reply::Described {
+            functions: d.functions.clone(),
+            variables: d
+                .variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.name().to_owned()))
+                .collect(),
+        }
+    }
+
+    /// The description this reply carries (variables of an unknown type are left out).
+    pub fn into_description(self) -> Result<Description, HubError> {
+        match self {
+            Reply::Described {
+                functions,
+                variables,
+            } => Ok(Description {
+                functions,
+                variables: variables
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, VarType::from_name(&v)?)))
+                    .collect(),
+            }),
+            other => Err(other.unexpected()),
+        }
+    }
+
+    /// A reply that does not answer what was asked, or a failure, as the caller's error.
+    #[must_use]
+    pub fn unexpected(self) -> HubError {
+        match self {
+            Reply::Failed { error } => error.into(),
+            _ => HubError::Device("the holding node gave an unexpected answer".into()),
+        }
+    }
+}
+
+/// A header line, a line feed, then `body`.
+#[must_use]
+pub fn emit(header: &impl Serialize, body: &[u8]) -> Bytes {
+    // Serialising these plain structs into a vector cannot fail; an empty header would be refused by the peer.
+    let json = serde_json::to_vec(header).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(json.len() + 1 + body.len());
+    out.put_slice(&json);
+    out.put_u8(b'\n');
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// Splits a payload into its header, read as `T`, and the bytes after it.
+pub fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<(T, &'a [u8]), WireError> {
+    let at = payload
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(WireError::NoHeader)?;
+    let (head, rest) = payload.split_at(at);
+    let header = serde_json::from_slice(head).map_err(|e| WireError::Header(e.to_string()))?;
+    Ok((header, &rest[1..]))
+}
+
+/// Reads a [`PRESENCE`] message (the sender's id checked).
+pub fn parse_presence(payload: &[u8]) -> Result<PresenceMessage, WireError> {
+    let (m, _): (PresenceMessage, _) = parse(payload)?;
+    if !valid_node_id(m.node()) {
+        return Err(WireError::NodeId);
+    }
+    Ok(m)
+}
+
+/// Reads an [`EVENTS`] message: its header and the SSE frame.
+pub fn parse_event(payload: &[u8]) -> Result<(EventHeader, &[u8]), WireError> {
+    let (h, frame): (EventHeader, _) = parse(payload)?;
+    if !valid_node_id(&h.node) {
+        return Err(WireError::NodeId);
+    }
+    if !frame.starts_with(b"event: ") || !frame.ends_with(b"\n\n") {
+        return Err(WireError::Field("frame"));
+    }
+    Ok((h, frame))
+}
+
+/// Reads a request: what to do, and the bytes of a [`Op::Chunk`].
+pub fn parse_request(payload: &[u8]) -> Result<(Request, &[u8]), WireError> {
+    let (r, body): (Request, _) = parse(payload)?;
+    if let Op::Chunk { offset, total, .. } = r.op
+        && offset.saturating_add(body.len() as u64) > total
+    {
+        return Err(WireError::Field("chunk past the image's end"));
+    }
+    Ok((r, body))
+}
+
+/// Reads a reply.
+pub fn parse_reply(payload: &[u8]) -> Result<Reply, WireError> {
+    parse(payload).map(|(r, _)| r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_reads_back_as_it_was_written() {
+        let presence = [
+            PresenceMessage::Heartbeat {
+                node: "a-1".into(),
+                lease_ms: 3000,
+                devices: vec![Holding {
+                    device: "0123456789abcdef01234567".into(),
+                    since_ms: 7,
+                }],
+            },
+            PresenceMessage::Held {
+                node: "b".into(),
+                holding: Holding {
+                    device: "0123456789abcdef01234567".into(),
+                    since_ms: 9,
+                },
+            },
+            PresenceMessage::Released {
+                node: "c".into(),
+                device: "0123456789abcdef01234567".into(),
+            },
+        ];
+        for m in presence {
+            assert_eq!(parse_presence(&emit(&m, b"")).unwrap(), m);
+        }
+        let image = [0u8, b'\n', 255, 10, 13];
+        let r = Request {
+            device: "x".into(),
+            op: Op::Chunk {
+                upload: 5,
+                offset: 3,
+                total: 8,
+            },
+        };
+        let bytes = emit(&r, &image);
+        assert_eq!(parse_request(&bytes).unwrap(), (r, &image[..]));
+        for reply in [
+            Reply::Read {
+                value: WireValue::Double(1.5),
+            },
+            Reply::Read {
+                value: WireValue::Raw(4, vec![0xff, b'\n']),
+            },
+            Reply::failed(&HubError::Busy("updating".into())),
+            Reply::Progress { sent: 1, total: 2 },
+            Reply::Done,
+        ] {
+            assert_eq!(parse_reply(&emit(&reply, b"")).unwrap(), reply);
+        }
+    }
+
+    #[test]
+    fn garbage_and_hostile_fields_are_refused() {
+        assert_eq!(parse_presence(b"no line feed"), Err(WireError::NoHeader));
+        assert!(matches!(
+            parse_presence(b"{\"kind\":\"nope\"}\n"),
+            Err(WireError::Header(_))
+        ));
+        let bad_node = emit(
+            &PresenceMessage::Released {
+                node: "a.b>".into(),
+                device: "d".into(),
+            },
+            b"",
+        );
+        assert_eq!(parse_presence(&bad_node), Err(WireError::NodeId));
+        let past_end = emit(
+            &Request {
+                device: "x".into(),
+                op: Op::Chunk {
+                    upload: 1,
+                    offset: u64::MAX,
+                    total: 2,
+                },
+            },
+            b"ab",
+        );
+        assert!(matches!(parse_request(&past_end), Err(WireError::Field(_))));
+        let header = EventHeader {
+            node: "a".into(),
+            name: "n".into(),
+            owner: None,
+            device: None,
+            public: true,
+        };
+        assert!(parse_event(&emit(&header, b"not a frame")).is_err());
+        assert!(parse_event(&emit(&header, b"event: n\ndata: {}\n\n")).is_ok());
+    }
+}
