@@ -97,13 +97,15 @@ async fn local_cloud_with_a_core(
     };
     let hub = LiveHub::new();
     let cloud = spark_cloud::open(&config, Arc::clone(&hub) as Arc<dyn DeviceHub>)?;
-    let server_key = cloud.state().server_key().public_key();
+    let server_key = cloud
+        .server_keys()
+        .ok_or("the server key cannot be read")?
+        .current
+        .public_key();
     // The device listener runs on its own task for the life of the runtime.
     let (device_addr, _listener) = devices::listen(Arc::clone(&cloud), hub, loopback).await?;
     // The hosted cloud has no sign-up call, so spark-api has none: the user is made on the cloud's side.
-    cloud
-        .state()
-        .create_user("ada", "analytical engine", &mut spark_cloud::system_rng())?;
+    spark_cloud::store::create_user(&**cloud.store(), "ada", "analytical engine").await?;
     let running = spark_cloud::serve(cloud, loopback).await?;
     let anonymous = Client::builder()
         .base_url(format!("http://{}", running.http))

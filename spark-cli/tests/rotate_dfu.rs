@@ -90,6 +90,7 @@ async fn a_core_moved_over_dfu_reconnects_on_the_rotated_key() {
     let device_pub = RsaPrivateKey::from_pem(DEVICE_KEY).unwrap().public_key();
     cloud
         .state()
+        .expect("the embedded store")
         .provision_durable(DEV, &device_pub, None)
         .await
         .unwrap();
@@ -100,7 +101,11 @@ async fn a_core_moved_over_dfu_reconnects_on_the_rotated_key() {
     )
     .await
     .unwrap();
-    let old = cloud.state().server_key().public_key();
+    let old = cloud
+        .state()
+        .expect("the embedded store")
+        .server_key()
+        .public_key();
     cloud.rotate_server_key().unwrap();
 
     // The Core is moved over USB with the key file the cloud now serves.

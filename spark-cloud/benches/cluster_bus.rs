@@ -59,6 +59,7 @@ async fn node(dir: &Path, url: &str, name: &str, key: &RsaPrivateKey) -> Node {
     let id = DeviceId::from_bytes(CORE).to_string();
     cloud
         .state()
+        .expect("the embedded store")
         .provision(&id, &key.public_key(), None)
         .unwrap();
     let (device, task) = devices::listen(
@@ -144,7 +145,12 @@ fn bench(c: &mut Criterion) {
             Arc::new(Mutex::new(core)),
             CloudConfig {
                 address: a.device.to_string(),
-                server_key: a.cloud.state().server_key().public_key(),
+                server_key: a
+                    .cloud
+                    .server_keys()
+                    .expect("the server keys")
+                    .current
+                    .public_key(),
                 faults: LinkFaults::RELIABLE,
                 seed: 1,
                 reconnect_delay: Duration::from_millis(100),

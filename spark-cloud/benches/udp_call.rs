@@ -81,11 +81,13 @@ fn bench(c: &mut Criterion) {
         let udp_id = udp_core.id_hex().to_owned();
         cloud
             .state()
+            .expect("the embedded store")
             .provision(&tcp_id, &device_key.public_key(), None)
             .unwrap();
         let udp_key = load_or_create_udp_key(udp_core.dir()).unwrap();
         cloud
             .state()
+            .expect("the embedded store")
             .provision_udp(&udp_id, &udp_key.public_key(), None)
             .unwrap();
 
@@ -94,7 +96,11 @@ fn bench(c: &mut Criterion) {
             Arc::new(Mutex::new(tcp_core)),
             CloudConfig {
                 address: tcp_addr.to_string(),
-                server_key: cloud.state().server_key().public_key(),
+                server_key: cloud
+                    .state()
+                    .expect("the embedded store")
+                    .server_key()
+                    .public_key(),
                 faults: LinkFaults::RELIABLE,
                 seed: 1,
                 reconnect_delay: Duration::from_millis(100),
@@ -105,7 +111,11 @@ fn bench(c: &mut Criterion) {
             Arc::new(Mutex::new(udp_core)),
             UdpCloudConfig {
                 address: udp_addr.to_string(),
-                server_key: cloud.state().udp_server_key().public_key(),
+                server_key: cloud
+                    .state()
+                    .expect("the embedded store")
+                    .udp_server_key()
+                    .public_key(),
                 faults: DatagramFaults::RELIABLE,
                 seed: 1,
                 reconnect_delay: Duration::from_millis(100),

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::lock;
-use super::state::{token_digest, write_atomic};
+use super::state::write_atomic;
 
 /// One stored code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,12 +72,13 @@ impl ClaimCodes {
         write_atomic(&self.path, &json, true).map_err(|_| ClaimStoreError::Storage)
     }
 
-    /// Stores `code` for `user` until `lifetime` from now; the user's oldest codes go first past `max_per_user`.
+    /// Stores the code of digest `digest` for `user` until `expires_at`; the user's oldest codes go first past
+    /// `max_per_user`.
     pub(crate) fn add(
         &self,
-        code: &str,
+        digest: &str,
         user: &str,
-        lifetime: Duration,
+        expires_at: u64,
         max_per_user: usize,
     ) -> Result<(), ClaimStoreError> {
         let now = SystemTime::now();
@@ -97,18 +98,17 @@ impl ClaimCodes {
             next.remove(i);
         }
         next.push(StoredClaim {
-            code_sha256: token_digest(code),
+            code_sha256: digest.to_owned(),
             user: user.to_owned(),
-            expires_at: secs(now + lifetime),
+            expires_at,
         });
         self.save(&next)?;
         *codes = next;
         Ok(())
     }
 
-    /// The user `code` was handed to, if it is pending.
-    pub(crate) fn holder(&self, code: &str) -> Option<String> {
-        let digest = token_digest(code);
+    /// The user the code of digest `digest` was handed to, if it is pending.
+    pub(crate) fn holder(&self, digest: &str) -> Option<String> {
         let now = secs(SystemTime::now());
         lock(&self.codes)
             .iter()
@@ -116,9 +116,8 @@ impl ClaimCodes {
             .map(|c| c.user.clone())
     }
 
-    /// Uses `code` up; returns its user.
-    pub(crate) fn take(&self, code: &str) -> Result<String, ClaimStoreError> {
-        let digest = token_digest(code);
+    /// Uses the code of digest `digest` up; returns its user.
+    pub(crate) fn take(&self, digest: &str) -> Result<String, ClaimStoreError> {
         let now = secs(SystemTime::now());
         let mut codes = lock(&self.codes);
         let at = codes

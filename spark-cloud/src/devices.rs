@@ -292,7 +292,9 @@ impl DeviceKeys for StateKeys {
 
     fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<DeviceKey> {
         let id = device_id.to_string();
-        let Some(key) = self.0.state().device_key(&id) else {
+        // One indexed query on a shared store (its futures run on the store's own thread).
+        let stored = crate::store::block_on(self.0.store().device_key(&id));
+        let Some(key) = stored.ok().flatten() else {
             self.0
                 .log_refusal(&id, "no public key is provisioned for it");
             return None;

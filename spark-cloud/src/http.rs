@@ -29,7 +29,8 @@ use super::events::{Credential, Event, Filter, Publisher, Scope};
 use super::hub::{DeviceEvent, FlashProgress, HubError};
 use super::multipart::{Part, multipart_boundary, parse_multipart};
 use super::state::{AuthError, DeviceRecord, MAX_TOKEN_LIFETIME, TOKEN_LIFETIME, is_device_id};
-use super::{Cloud, HttpLimits, REQUEST_TIMEOUT, lock, system_rng};
+use super::store::{StoreError, block_on};
+use super::{Cloud, HttpLimits, REQUEST_TIMEOUT, lock};
 
 mod auth;
 mod claims;
@@ -432,7 +433,7 @@ fn storage_failed() -> Reply {
 }
 
 fn health(cloud: &Cloud) -> Reply {
-    let devices = cloud.state.devices();
+    let devices = block_on(cloud.store.devices()).unwrap_or_default();
     let connected = devices.iter().filter(|d| is_connected(cloud, d)).count();
     json_reply(
         StatusCode::OK,

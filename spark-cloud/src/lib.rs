@@ -2,9 +2,11 @@
 //! the `spark-cloud` binary.
 //!
 //! The REST API of the 2014 cloud (tokens, users, devices, functions, variables, events as server-sent events,
-//! publish, over-the-air flashing, key provisioning, claim / rename / release) over HTTP/1.1, with its state in a
-//! directory ([`state::StateDir`]). The REST layer reaches devices only through a [`hub::DeviceHub`]; events fan out
-//! through an [`events::EventBus`]. Several processes form one cloud over a NATS bus ([`cluster`]).
+//! publish, over-the-air flashing, key provisioning, claim / rename / release) over HTTP/1.1, with its registry
+//! behind the [`store::Store`] trait: a directory ([`state::StateDir`], the default) or PostgreSQL shared by several
+//! nodes ([`store::PostgresStore`]). The REST layer reaches devices only through a [`hub::DeviceHub`]; events fan out
+//! through an [`events::EventBus`]. Several processes form one cloud over a NATS bus ([`cluster`]) and a shared
+//! PostgreSQL registry.
 //!
 //! Differences from the original Node.js spark-server, on purpose: a bad, expired or missing token is `401` (as the
 //! hosted cloud; the original said `400`); `DELETE /v1/access_tokens/:token` works; `POST /v1/users` answers and
@@ -25,6 +27,7 @@ pub mod multipart;
 pub mod password;
 pub mod rotation;
 pub mod state;
+pub mod store;
 pub mod udp;
 pub mod webhooks;
 
@@ -71,6 +74,14 @@ pub mod fuzzing {
         crate::claims::parse_claims(bytes).map(|c| c.len())
     }
 
+    /// Reads a `--store` URL as `spark-cloud --store` does; returns what a log line shows of it and the user name
+    /// the URL held.
+    pub fn store_url(text: &str) -> Result<(String, String), String> {
+        let config = crate::store::parse_store_url(text).map_err(|e| e.to_string())?;
+        let shown = crate::store::describe_store_config(&config);
+        Ok((shown, config.get_user().unwrap_or_default().to_owned()))
+    }
+
     /// Reads the device journal (`core_keys/journal`) as the state directory does on open; returns how many
     /// records it holds.
     pub fn journal(bytes: &[u8]) -> Result<usize, String> {
@@ -78,7 +89,7 @@ pub mod fuzzing {
     }
 }
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -89,6 +100,7 @@ use tokio::net::TcpListener;
 use events::{Event, EventBus, Publisher};
 use hub::DeviceHub;
 use state::{StateDir, StateError};
+use store::{Store, StoreError, block_on};
 
 /// How long the REST layer waits for a device (the original's `coreRequestTimeout`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -121,17 +133,23 @@ pub struct DeviceStatus {
 /// The cloud: state, event bus and device hub, shared by the REST layer and the device listener.
 pub struct Cloud {
     me: Weak<Cloud>,
-    state: StateDir,
+    store: Arc<dyn Store>,
+    /// This node's name in the store's flash jobs (host name and process id).
+    node: String,
+    /// The server's P-256 key of the UDP protocol (fixed for the store's life).
+    udp_server_key: spark_protocol::dtls::PrivateKey,
     bus: Arc<EventBus>,
     hub: Arc<dyn DeviceHub>,
     status: Mutex<HashMap<String, DeviceStatus>>,
-    flashing: Mutex<HashSet<String>>,
-    claims: claims::ClaimCodes,
     webhooks: webhooks::Webhooks,
     hashing: Arc<tokio::sync::Semaphore>,
     refusals: Mutex<HashMap<String, std::time::Instant>>,
     /// The server keys as the handshake uses them (rebuilt on each rotation, retirement or reload).
     handshake_keys: Mutex<Option<rotation::LoadedKeys>>,
+    /// The server keys `handshake_keys` was built from.
+    held_keys: Mutex<Option<state::ServerKeys>>,
+    /// The store's administrative generation when the keys and cut-off were last read.
+    admin_seen: Mutex<Option<store::AdminGeneration>>,
     /// The fingerprint of the server key each device's last handshake used.
     key_used: Mutex<HashMap<String, Arc<str>>>,
 }
@@ -166,10 +184,20 @@ pub enum ClaimError {
     Storage,
 }
 
+fn claim_error(e: StoreError) -> ClaimError {
+    match e {
+        StoreError::UnknownDevice => ClaimError::UnknownDevice,
+        StoreError::UnknownUser => ClaimError::UnknownUser,
+        StoreError::UnknownCode => ClaimError::UnknownCode,
+        StoreError::Owned => ClaimError::Owned,
+        _ => ClaimError::Storage,
+    }
+}
+
 impl core::fmt::Debug for Cloud {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Cloud")
-            .field("state", &self.state)
+            .field("store", &self.store)
             .field("bus", &self.bus)
             .finish_non_exhaustive()
     }
@@ -180,21 +208,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cloud {
-    /// A cloud over `state` reaching devices through `hub`.
+    /// A cloud over the state directory `state` reaching devices through `hub`.
     pub fn new(state: StateDir, hub: Arc<dyn DeviceHub>) -> Arc<Cloud> {
-        let claims = claims::ClaimCodes::load(state.path());
-        let webhooks = webhooks::Webhooks::load(state.path());
+        let dir = state.path().to_owned();
+        let udp_server_key = state.udp_server_key().clone();
+        Cloud::with_store(
+            Arc::new(store::EmbeddedStore::new(state)),
+            &dir,
+            udp_server_key,
+            hub,
+        )
+    }
+
+    /// A cloud over `store` reaching devices through `hub`; `local_dir` holds what stays per node (the webhooks
+    /// file), `udp_server_key` is the store's ([`Store::udp_server_key`]).
+    pub fn with_store(
+        store: Arc<dyn Store>,
+        local_dir: &std::path::Path,
+        udp_server_key: spark_protocol::dtls::PrivateKey,
+        hub: Arc<dyn DeviceHub>,
+    ) -> Arc<Cloud> {
+        let webhooks = webhooks::Webhooks::load(local_dir);
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let node = format!("{}:{}", host.trim(), std::process::id());
         Arc::new_cyclic(|me| Cloud {
             me: Weak::clone(me),
-            state,
+            store,
+            node,
+            udp_server_key,
             bus: EventBus::new(),
             hub,
             status: Mutex::new(HashMap::new()),
-            flashing: Mutex::new(HashSet::new()),
-            claims,
             webhooks,
             refusals: Mutex::new(HashMap::new()),
             handshake_keys: Mutex::new(None),
+            held_keys: Mutex::new(None),
+            admin_seen: Mutex::new(None),
             key_used: Mutex::new(HashMap::new()),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -202,9 +251,28 @@ impl Cloud {
         })
     }
 
-    /// The state directory.
-    pub fn state(&self) -> &StateDir {
-        &self.state
+    /// The registry.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The state directory, when the registry is the embedded one.
+    pub fn state(&self) -> Option<&StateDir> {
+        self.store.as_state_dir()
+    }
+
+    /// The server's P-256 key of the UDP protocol.
+    pub fn udp_server_key(&self) -> &spark_protocol::dtls::PrivateKey {
+        &self.udp_server_key
+    }
+
+    /// The server's RSA key pairs as the handshake holds them now (read from the store on first use and after
+    /// each rotation, retirement or reload).
+    pub fn server_keys(&self) -> Option<state::ServerKeys> {
+        if lock(&self.held_keys).is_none() {
+            let _ = self.handshake_keys();
+        }
+        lock(&self.held_keys).clone()
     }
 
     /// The event bus.
@@ -301,36 +369,29 @@ impl Cloud {
     /// presenting it (the [`CLAIM_CODE_EVENT`] event, or [`Cloud::claim_with_code`] as an administrator's step).
     pub fn create_claim_code(&self, user: &str) -> Result<String, ClaimError> {
         let user = user.trim().to_lowercase();
-        if !self.state.user_exists(&user) {
-            return Err(ClaimError::UnknownUser);
-        }
         let mut bytes = [0u8; 24];
         rand_core::Rng::fill_bytes(&mut system_rng(), &mut bytes);
         let code = encoding::hex(&bytes);
-        self.claims
-            .add(&code, &user, CLAIM_CODE_LIFETIME, MAX_CLAIM_CODES_PER_USER)
-            .map_err(|_| ClaimError::Storage)?;
+        let expires_at = store::now_secs().saturating_add(CLAIM_CODE_LIFETIME.as_secs());
+        block_on(self.store.add_claim_code(
+            &state::token_digest(&code),
+            &user,
+            expires_at,
+            MAX_CLAIM_CODES_PER_USER,
+        ))
+        .map_err(claim_error)?;
         Ok(code)
     }
 
     /// `device` presents a claim code: a device without an owner becomes the code's user's (the code is used up).
-    /// Returns the owner.
+    /// Returns the owner. Of two concurrent claims of one device (on any nodes of a shared store) exactly one wins.
     pub fn claim_with_code(&self, device: &str, code: &str) -> Result<String, ClaimError> {
         let device = device.to_ascii_lowercase();
-        let known = self
-            .state
-            .device(&device)
-            .ok_or(ClaimError::UnknownDevice)?;
-        let holder = self.claims.holder(code).ok_or(ClaimError::UnknownCode)?;
-        if known.owner.as_deref().is_some_and(|o| o != holder) {
-            return Err(ClaimError::Owned);
-        }
-        let user = self.claims.take(code).map_err(|e| match e {
-            claims::ClaimStoreError::Unknown => ClaimError::UnknownCode,
-            claims::ClaimStoreError::Storage => ClaimError::Storage,
-        })?;
-        self.set_owner(&device, Some(&user))?;
-        Ok(user)
+        block_on(
+            self.store
+                .claim_with_code(&device, &state::token_digest(code)),
+        )
+        .map_err(claim_error)
     }
 
     /// An administrator's step: gives `device` to `user` (or takes it from its owner with `None`), whoever owned
@@ -338,11 +399,15 @@ impl Cloud {
     pub fn assign_owner(&self, device: &str, user: Option<&str>) -> Result<(), ClaimError> {
         let user = user.map(|u| u.trim().to_lowercase());
         if let Some(u) = &user
-            && !self.state.user_exists(u)
+            && !block_on(self.store.user_exists(u)).map_err(claim_error)?
         {
             return Err(ClaimError::UnknownUser);
         }
-        self.set_owner(&device.to_ascii_lowercase(), user.as_deref())
+        block_on(
+            self.store
+                .set_owner(&device.to_ascii_lowercase(), user.as_deref()),
+        )
+        .map_err(claim_error)
     }
 
     /// Logs (one line on stderr) that `device` was refused and why, at most once per [`REFUSAL_LOG_INTERVAL`] per
@@ -372,7 +437,11 @@ impl Cloud {
         username: &str,
         password: &str,
     ) -> Result<String, state::AuthError> {
-        let check = self.state.password_check(username);
+        let check = self
+            .store
+            .password_check(username)
+            .await
+            .map_err(StoreError::into_auth)?;
         let _permit = Arc::clone(&self.hashing)
             .acquire_owned()
             .await
@@ -385,7 +454,8 @@ impl Cloud {
 
     /// Revokes one of `user`'s tokens and ends the event streams opened with it; `false` if it had no such token.
     pub fn revoke_token(&self, user: &str, token: &str) -> Result<bool, state::AuthError> {
-        let deleted = self.state.delete_token_digest(user, token)?;
+        let deleted =
+            block_on(self.store.delete_token(user, token)).map_err(StoreError::into_auth)?;
         if let Some(digest) = &deleted {
             self.bus.end_token(digest);
         }
@@ -395,20 +465,14 @@ impl Cloud {
     /// Revokes all of `user`'s tokens and ends every event stream they opened; returns how many there were.
     pub fn revoke_all_tokens(&self, user: &str) -> Result<usize, state::AuthError> {
         let user = user.trim().to_lowercase();
-        let count = self.state.delete_all_tokens(&user)?;
+        let count = block_on(self.store.delete_all_tokens(&user)).map_err(StoreError::into_auth)?;
         self.bus.end_user(&user);
         Ok(count)
     }
 
-    fn set_owner(&self, device: &str, user: Option<&str>) -> Result<(), ClaimError> {
-        match self
-            .state
-            .update_device(device, |d| d.owner = user.map(str::to_owned))
-        {
-            Ok(Some(())) => Ok(()),
-            Ok(None) => Err(ClaimError::UnknownDevice),
-            Err(_) => Err(ClaimError::Storage),
-        }
+    /// The node's name in the store's flash jobs.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     fn publish_device_event(
@@ -419,7 +483,10 @@ impl Cloud {
         ttl: u32,
         public: bool,
     ) {
-        let owner = self.state.device(device).and_then(|d| d.owner);
+        let owner = block_on(self.store.device(device))
+            .ok()
+            .flatten()
+            .and_then(|d| d.owner);
         // A device without an owner reaches no one, not even with public events.
         if owner.is_none() {
             return;
@@ -441,45 +508,60 @@ impl Cloud {
         }
     }
 
-    /// The server keys as the handshake uses them now; `None` if a key file cannot be loaded by the backend.
+    /// The server keys as the handshake uses them now; `None` if the store cannot be read or a key cannot be
+    /// loaded by the backend.
     pub fn handshake_keys(&self) -> Option<rotation::LoadedKeys> {
-        let mut held = lock(&self.handshake_keys);
-        if held.is_none() {
-            *held = rotation::LoadedKeys::new(&self.state.server_keys()).ok();
+        if let Some(held) = lock(&self.handshake_keys).clone() {
+            return Some(held);
         }
-        held.clone()
+        let keys = block_on(self.store.server_keys()).ok()?;
+        self.refresh_handshake_keys(&keys).ok()?;
+        lock(&self.handshake_keys).clone()
     }
 
-    fn refresh_handshake_keys(&self, keys: &state::ServerKeys) -> Result<(), state::StateError> {
-        let loaded = rotation::LoadedKeys::new(keys).map_err(|e| state::StateError::Corrupt {
-            path: self.state.path().join(state::SERVER_KEY_FILE),
-            reason: format!("the handshake backend refused the key: {e}"),
+    fn refresh_handshake_keys(&self, keys: &state::ServerKeys) -> Result<(), StoreError> {
+        let loaded = rotation::LoadedKeys::new(keys).map_err(|e| {
+            StoreError::Corrupt(format!("the handshake backend refused the server key: {e}"))
         })?;
         *lock(&self.handshake_keys) = Some(loaded);
+        *lock(&self.held_keys) = Some(keys.clone());
         Ok(())
     }
 
     /// Rotates the server key: a new current key (of the current key's size), the old one kept as the previous
     /// key until [`retire_server_key`](Self::retire_server_key). Connected devices stay connected; new handshakes
     /// are accepted on either key from the next connection on. Refused while a window is already open.
-    pub fn rotate_server_key(&self) -> Result<state::ServerKeys, state::StateError> {
-        let keys = self.state.rotate_server_key(&mut system_rng())?;
+    pub fn rotate_server_key(&self) -> Result<state::ServerKeys, StoreError> {
+        let held = block_on(self.store.server_keys())?;
+        if held
+            .previous
+            .as_ref()
+            .is_some_and(|p| p.public_key() != held.current.public_key())
+        {
+            return Err(StoreError::WindowOpen);
+        }
+        let fresh = spark_protocol::crypto::keys::RsaPrivateKey::generate(
+            &mut system_rng(),
+            held.current.bits(),
+        )
+        .map_err(|e| StoreError::KeyGeneration(e.to_string()))?;
+        let keys = block_on(self.store.rotate_server_key(fresh))?;
         self.refresh_handshake_keys(&keys)?;
         Ok(keys)
     }
 
     /// Ends the migration window: handshakes made with the previous key are refused from now on (connected
     /// devices stay connected until they reconnect).
-    pub fn retire_server_key(&self) -> Result<state::ServerKeys, state::StateError> {
-        let keys = self.state.retire_server_key()?;
+    pub fn retire_server_key(&self) -> Result<state::ServerKeys, StoreError> {
+        let keys = block_on(self.store.retire_server_key())?;
         self.refresh_handshake_keys(&keys)?;
         Ok(keys)
     }
 
-    /// Reads the server key files again: how a running cloud picks up `spark-cloud keys rotate` / `keys retire`
-    /// run on its directory (the binary calls it on `SIGHUP`).
-    pub fn reload_server_keys(&self) -> Result<state::ServerKeys, state::StateError> {
-        let keys = self.state.reload_server_keys()?;
+    /// Reads the server keys again: how a running cloud picks up `spark-cloud keys rotate` / `keys retire` run on
+    /// its directory or on another node of its store (the binary calls it on `SIGHUP`).
+    pub fn reload_server_keys(&self) -> Result<state::ServerKeys, StoreError> {
+        let keys = block_on(self.store.server_keys())?;
         self.refresh_handshake_keys(&keys)?;
         Ok(keys)
     }
@@ -487,22 +569,43 @@ impl Cloud {
     /// Refuses every token issued before `cutoff` (seconds since the epoch) and ends the event streams opened with
     /// them; returns how many tokens were deleted. The cloud-wide response to a leak (`spark-cloud tokens
     /// invalidate-before DATE`).
-    pub fn invalidate_tokens_before(&self, cutoff: u64) -> Result<usize, state::StateError> {
-        let deleted = self.state.invalidate_tokens_before(cutoff)?;
+    pub fn invalidate_tokens_before(&self, cutoff: u64) -> Result<usize, StoreError> {
+        let deleted = block_on(self.store.invalidate_tokens_before(cutoff))?;
         for digest in &deleted {
             self.bus.end_token(digest);
         }
         Ok(deleted.len())
     }
 
-    /// What a running cloud does on `SIGHUP`: reads the server key files and the token cut-off again, ending the
+    /// What a running cloud does on `SIGHUP`: reads the server keys and the token cut-off again, ending the
     /// streams of tokens the cut-off now refuses.
-    pub fn reload_admin_files(&self) -> Result<state::ServerKeys, state::StateError> {
+    pub fn reload_admin_files(&self) -> Result<state::ServerKeys, StoreError> {
         let keys = self.reload_server_keys()?;
-        for digest in self.state.reload_tokens_not_before()? {
-            self.bus.end_token(&digest);
+        let now = block_on(self.store.admin_generation())?;
+        if now.tokens_not_before > 0 {
+            for digest in block_on(self.store.invalidate_tokens_before(now.tokens_not_before))? {
+                self.bus.end_token(&digest);
+            }
         }
+        *lock(&self.admin_seen) = Some(now);
         Ok(keys)
+    }
+
+    /// The cheap check a node makes to follow its store (on a timer, or when the bus brings word): when the
+    /// store's administrative generation moved (a rotation, retirement or cut-off made on another node or by an
+    /// admin command), reloads as [`Cloud::reload_admin_files`] does. Returns whether it reloaded.
+    pub fn follow_store(&self) -> Result<bool, StoreError> {
+        let now = block_on(self.store.admin_generation())?;
+        let seen = *lock(&self.admin_seen);
+        if seen == Some(now) {
+            return Ok(false);
+        }
+        if seen.is_none() {
+            *lock(&self.admin_seen) = Some(now);
+            return Ok(false);
+        }
+        self.reload_admin_files()?;
+        Ok(true)
     }
 
     /// Records the server key `device`'s handshake used (by its fingerprint).
@@ -659,6 +762,9 @@ pub enum StartError {
     /// The state directory could not be opened.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The store could not be opened (a bad `--store` URL, an unreachable server, a failed migration).
+    #[error("{0}")]
+    Store(#[from] StoreError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -674,6 +780,19 @@ pub enum StartError {
 pub fn open(config: &Config, hub: Arc<dyn DeviceHub>) -> Result<Arc<Cloud>, StartError> {
     let state = StateDir::open(&config.dir, config.key_bits, &mut system_rng())?;
     Ok(Cloud::new(state, hub))
+}
+
+/// Opens the store `store` names (the state directory, or PostgreSQL) for a cloud reaching devices through `hub`;
+/// `local_dir` holds what stays per node (webhooks). A bad URL or an unreachable server is an error, not a panic.
+pub async fn open_store(
+    store: &store::StoreConfig,
+    local_dir: &std::path::Path,
+    key_bits: usize,
+    hub: Arc<dyn DeviceHub>,
+) -> Result<Arc<Cloud>, StartError> {
+    let opened = store::open(store, key_bits).await?;
+    let udp_server_key = opened.udp_server_key().await?;
+    Ok(Cloud::with_store(opened, local_dir, udp_server_key, hub))
 }
 
 /// Serves the REST API of `cloud` on `addr` (inside a tokio runtime) with the default [`HttpLimits`].

@@ -33,9 +33,13 @@ use spark_cloud::{self as cloud, Config, devices};
 #[derive(Parser, Debug)]
 #[command(name = "spark-cloud", version, about, long_about = None)]
 struct Args {
-    /// State directory (server key, device keys, users, tokens).
+    /// State directory (server key, device keys, users, tokens; with `--store`, only the webhooks).
     #[arg(long, value_name = "DIR", default_value = "spark-cloud", global = true)]
     dir: PathBuf,
+    /// The registry in PostgreSQL instead of the state directory (`postgres://user[:password]@host:port/db`,
+    /// no TLS), shared by every node of a cluster.
+    #[arg(long, value_name = "URL", global = true)]
+    store: Option<String>,
     /// REST API listen address (port 0: any free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -183,7 +187,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(cluster) => Arc::clone(cluster) as _,
         None => Arc::clone(&hub) as _,
     };
-    let cloud = cloud::open(&config, rest_hub)?;
+    let cloud = match &args.store {
+        Some(url) => {
+            let store = cloud::store::StoreConfig::Postgres(url.clone());
+            std::fs::create_dir_all(&args.dir)?;
+            let cloud = cloud::open_store(&store, &args.dir, config.key_bits, rest_hub).await?;
+            eprintln!("spark-cloud: registry in {}", cloud.store().describe());
+            follow_store(Arc::clone(&cloud));
+            cloud
+        }
+        None => cloud::open(&config, rest_hub)?,
+    };
     if let Some(cluster) = &cluster {
         cluster.start(cloud.bus()).await?;
     }
@@ -335,6 +349,26 @@ fn webhook_policy(args: &Args) -> cloud::webhooks::WebhookPolicy {
     }
 }
 
+/// With a shared store, checks every few seconds whether another node or an admin command rotated or retired the
+/// server key or moved the token cut-off, and reloads when it did.
+fn follow_store(cloud: Arc<cloud::Cloud>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            every.tick().await;
+            let following = Arc::clone(&cloud);
+            match tokio::task::spawn_blocking(move || following.follow_store()).await {
+                Ok(Ok(true)) => {
+                    eprintln!("spark-cloud: server keys and token cut-off reloaded from the store")
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => eprintln!("spark-cloud: cannot read the store: {e}"),
+                Err(_) => return,
+            }
+        }
+    });
+}
+
 /// On each `SIGHUP`, reads the server key files again (after `spark-cloud keys rotate` / `retire`).
 #[cfg(unix)]
 fn reload_on_hangup(cloud: Arc<cloud::Cloud>) -> std::io::Result<tokio::task::JoinHandle<()>> {
@@ -359,8 +393,72 @@ fn reload_on_hangup(cloud: Arc<cloud::Cloud>) -> std::io::Result<tokio::task::Jo
     }))
 }
 
-/// `spark-cloud keys rotate|retire|show` on the state directory.
+/// Runs an admin subcommand's work against `--store` on a small runtime of its own.
+fn with_store<T>(
+    args: &Args,
+    url: &str,
+    work: impl AsyncFnOnce(&dyn cloud::store::Store) -> Result<T, String>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let config = cloud::store::StoreConfig::Postgres(url.to_owned());
+        let store = cloud::store::open(&config, usize::from(args.key_bits))
+            .await
+            .map_err(|e| e.to_string())?;
+        work(&*store).await
+    })
+}
+
+/// `spark-cloud keys rotate|retire|show` on the state directory, or on `--store`.
 fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
+    if let Some(url) = &args.store {
+        return with_store(args, url, async |store| {
+            let hint = "(running nodes pick it up within seconds, or at once on SIGHUP)";
+            match command {
+                KeysCommand::Rotate => {
+                    let keys = cloud::store::rotate_server_key(store)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    eprintln!(
+                        "Rotated the server key in {}: current {}, previous {} {hint}",
+                        store.describe(),
+                        cloud::rotation::fingerprint(&keys.current),
+                        keys.previous
+                            .as_ref()
+                            .map(cloud::rotation::fingerprint)
+                            .unwrap_or_default(),
+                    );
+                }
+                KeysCommand::Retire => {
+                    let keys = store.retire_server_key().await.map_err(|e| e.to_string())?;
+                    eprintln!(
+                        "Retired the previous server key in {}: only {} is accepted {hint}",
+                        store.describe(),
+                        cloud::rotation::fingerprint(&keys.current),
+                    );
+                }
+                KeysCommand::Show { previous } => {
+                    let keys = store.server_keys().await.map_err(|e| e.to_string())?;
+                    let key = if *previous {
+                        keys.previous
+                            .ok_or("no previous server key (no migration window is open)")?
+                    } else {
+                        keys.current
+                    };
+                    let public = key.public_key().to_spki_pem().map_err(|e| e.to_string())?;
+                    print!("{public}");
+                    eprintln!(
+                        "fingerprint (SHA-256 of the public key): {}",
+                        cloud::rotation::fingerprint(&key)
+                    );
+                }
+            }
+            Ok(())
+        });
+    }
     use cloud::state;
     let dir = &args.dir;
     let hint = "(send SIGHUP to a spark-cloud running on this directory to apply it)";
@@ -411,6 +509,21 @@ fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
 /// `spark-cloud tokens invalidate-before DATE` on the state directory.
 fn invalidate_before(args: &Args, date: &str) -> Result<(), String> {
     let cutoff = cloud::state::parse_cutoff_date(date)?;
+    if let Some(url) = &args.store {
+        return with_store(args, url, async |store| {
+            let deleted = store
+                .invalidate_tokens_before(cutoff)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "Invalidated {} token(s) issued before {date} in {} (running nodes refuse them at once; SIGHUP \
+                 ends their event streams)",
+                deleted.len(),
+                store.describe()
+            );
+            Ok(())
+        });
+    }
     let state =
         cloud::state::StateDir::open(&args.dir, usize::from(args.key_bits), &mut rand::rng())
             .map_err(|e| e.to_string())?;
@@ -431,6 +544,19 @@ fn user_add(args: &Args, name: &str) -> Result<(), String> {
     let password = password::read().map_err(|e| format!("cannot read the password: {e}"))?;
     if password.is_empty() {
         return Err("no password given (type it, or pipe it on stdin)".into());
+    }
+    if let Some(url) = &args.store {
+        return with_store(args, url, async |store| {
+            cloud::store::create_user(store, name, &password)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            eprintln!(
+                "Added {} to {} (running nodes see the user at once)",
+                name.trim().to_lowercase(),
+                store.describe()
+            );
+            Ok(())
+        });
     }
     let mut rng = rand::rng();
     let state = cloud::state::StateDir::open(&args.dir, usize::from(args.key_bits), &mut rng)

@@ -42,7 +42,7 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(7_776_000);
 /// The longest lifetime a token may be given (10 years); `expires_in` above it is refused.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// The latest expiry a stored token may carry (year 9999): a loaded file with a later one is refused.
-const LATEST_EXPIRY: u64 = 253_402_300_799;
+pub(crate) const LATEST_EXPIRY: u64 = 253_402_300_799;
 /// PBKDF2-HMAC-SHA256 iterations for new passwords.
 pub const PASSWORD_ITERATIONS: u32 = 10_000;
 
@@ -77,6 +77,12 @@ pub enum StateError {
     /// A retirement was asked for with no previous key to retire.
     #[error("no previous server key to retire")]
     NoPreviousKey,
+    /// A key change of a device the caller does not own.
+    #[error("the device belongs to another user")]
+    Owned,
+    /// A UDP public key registered to another device.
+    #[error("the key is registered to another device")]
+    KeyTaken,
 }
 
 /// The file of the server's current private key (PKCS#1 PEM, mode 0600), beside its public key
@@ -159,7 +165,7 @@ fn write_public_key(dir: &Path, key: &RsaPrivateKey, public_name: &str) -> Resul
 }
 
 /// Reads the token cut-off file of `dir`, if there is one.
-fn read_not_before(dir: &Path) -> Result<Option<u64>, StateError> {
+pub(crate) fn read_not_before(dir: &Path) -> Result<Option<u64>, StateError> {
     let path = dir.join(TOKENS_NOT_BEFORE_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => parse_not_before(&text)
@@ -201,6 +207,34 @@ pub fn rotate_server_key_in(
     }
     let fresh = RsaPrivateKey::generate(rng, keys.current.bits())
         .map_err(|e| StateError::KeyGeneration(e.to_string()))?;
+    rotate_server_key_to(dir, keys, fresh)
+}
+
+/// As [`rotate_server_key_in`] with the new key made by the caller (a shared store's rotation generates it before
+/// taking any lock).
+pub fn rotate_server_key_to_fresh(
+    dir: &Path,
+    fresh: RsaPrivateKey,
+) -> Result<ServerKeys, StateError> {
+    let keys = read_server_keys(dir)?.ok_or_else(|| StateError::Corrupt {
+        path: dir.join(SERVER_KEY_FILE),
+        reason: "no server key to rotate".into(),
+    })?;
+    if keys
+        .previous
+        .as_ref()
+        .is_some_and(|p| p.public_key() != keys.current.public_key())
+    {
+        return Err(StateError::WindowOpen);
+    }
+    rotate_server_key_to(dir, keys, fresh)
+}
+
+fn rotate_server_key_to(
+    dir: &Path,
+    keys: ServerKeys,
+    fresh: RsaPrivateKey,
+) -> Result<ServerKeys, StateError> {
     write_key_pair(
         dir,
         &keys.current,
@@ -392,6 +426,31 @@ impl core::fmt::Debug for PasswordCheck {
 }
 
 impl PasswordCheck {
+    /// A check against a stored salt and hash (hex); `None` as the user name: a dummy for an unknown user.
+    pub(crate) fn new(
+        username: Option<String>,
+        salt: String,
+        password_hash_hex: &str,
+        iterations: u32,
+    ) -> PasswordCheck {
+        PasswordCheck {
+            username,
+            salt,
+            expected: unhex(password_hash_hex).unwrap_or_else(|| vec![0; 32]),
+            iterations,
+        }
+    }
+
+    /// The check of a user who does not exist: costs the same as a real one and never succeeds.
+    pub(crate) fn unknown() -> PasswordCheck {
+        PasswordCheck {
+            username: None,
+            salt: "00000000000000000000000000000000".into(),
+            expected: vec![0; 32],
+            iterations: PASSWORD_ITERATIONS,
+        }
+    }
+
     /// Hashes `password` and compares in constant time; returns the canonical user name.
     pub fn verify(&self, password: &str) -> Result<String, AuthError> {
         // Iteration counts come from a file: bounded so a corrupt one cannot stall a thread for hours.
@@ -707,12 +766,6 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn random_hex(rng: &mut (impl CryptoRng + ?Sized), len: usize) -> String {
-    let mut bytes = vec![0u8; len];
-    rng.fill_bytes(&mut bytes);
-    hex(&bytes)
-}
-
 impl StateDir {
     /// Opens (creating when needed) the state in `dir`; a missing server key is generated with `key_bits` bits.
     pub fn open(
@@ -826,6 +879,14 @@ impl StateDir {
         Ok(keys)
     }
 
+    /// As [`StateDir::rotate_server_key`] with the new key made by the caller.
+    pub fn rotate_server_key_to(&self, fresh: RsaPrivateKey) -> Result<ServerKeys, StateError> {
+        let mut held = super::lock(&self.server_keys);
+        let keys = rotate_server_key_to_fresh(&self.dir, fresh)?;
+        *held = keys.clone();
+        Ok(keys)
+    }
+
     /// Ends the migration window on disk and in memory (see [`retire_server_key_in`]).
     pub fn retire_server_key(&self) -> Result<ServerKeys, StateError> {
         let mut held = super::lock(&self.server_keys);
@@ -861,33 +922,17 @@ impl StateDir {
         password: &str,
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<(), AuthError> {
-        let username = username.trim().to_lowercase();
-        if username.is_empty() || password.is_empty() {
-            return Err(AuthError::Invalid("username and password are required"));
-        }
-        if username.len() > 254
-            || !username
-                .chars()
-                .all(|c| c.is_alphanumeric() || "@.-_+".contains(c))
-        {
-            return Err(AuthError::Invalid("invalid username"));
-        }
+        self.add_user(crate::store::new_user(username, password, rng)?)
+    }
+
+    /// Adds a user made by [`crate::store::new_user`]; an existing name is refused.
+    pub fn add_user(&self, user: UserRecord) -> Result<(), AuthError> {
         let mut inner = self.lock();
-        if inner.users.contains_key(&username) {
+        if inner.users.contains_key(&user.username) {
             return Err(AuthError::UserExists);
         }
-        let salt = random_hex(rng, 16);
-        let hash = pbkdf2_sha256(password.as_bytes(), salt.as_bytes(), PASSWORD_ITERATIONS);
-        let user = UserRecord {
-            id: random_hex(rng, 16),
-            username: username.clone(),
-            salt,
-            password_hash: hex(&hash),
-            iterations: PASSWORD_ITERATIONS,
-            tokens: Vec::new(),
-        };
         self.save_user(&user)?;
-        inner.users.insert(username, user);
+        inner.users.insert(user.username.clone(), user);
         Ok(())
     }
 
@@ -903,18 +948,13 @@ impl StateDir {
         let username = username.trim().to_lowercase();
         let inner = self.lock();
         match inner.users.get(&username) {
-            Some(user) => PasswordCheck {
-                username: Some(username),
-                salt: user.salt.clone(),
-                expected: unhex(&user.password_hash).unwrap_or_default(),
-                iterations: user.iterations,
-            },
-            None => PasswordCheck {
-                username: None,
-                salt: "00000000000000000000000000000000".into(),
-                expected: vec![0; 32],
-                iterations: PASSWORD_ITERATIONS,
-            },
+            Some(user) => PasswordCheck::new(
+                Some(username.clone()),
+                user.salt.clone(),
+                &user.password_hash,
+                user.iterations,
+            ),
+            None => PasswordCheck::unknown(),
         }
     }
 
@@ -927,25 +967,13 @@ impl StateDir {
         lifetime: Option<Duration>,
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<(String, TokenRecord), AuthError> {
-        let expires_at = match lifetime {
-            None => None,
-            Some(l) if l > MAX_TOKEN_LIFETIME => {
-                return Err(AuthError::Invalid("token lifetime too long"));
-            }
-            Some(l) => Some(
-                now_secs()
-                    .checked_add(l.as_secs())
-                    .filter(|e| *e <= LATEST_EXPIRY)
-                    .ok_or(AuthError::Invalid("token lifetime too long"))?,
-            ),
-        };
-        let token = random_hex(rng, 20);
-        let record = TokenRecord {
-            digest: token_digest(&token),
-            client: client.to_owned(),
-            expires_at,
-            issued_at: Some(now_secs()),
-        };
+        let (token, record) = crate::store::new_token(client, lifetime, rng)?;
+        self.add_token(username, record.clone())?;
+        Ok((token, record))
+    }
+
+    /// Stores a token made by [`crate::store::new_token`] for `username`, dropping that user's expired ones.
+    pub fn add_token(&self, username: &str, record: TokenRecord) -> Result<(), AuthError> {
         let mut inner = self.lock();
         let user = inner
             .users
@@ -953,7 +981,7 @@ impl StateDir {
             .ok_or(AuthError::BadCredentials)?;
         let now = now_secs();
         user.tokens.retain(|t| t.expires_at.is_none_or(|e| e > now));
-        user.tokens.push(record.clone());
+        user.tokens.push(record);
         let user = user.clone();
         self.save_user(&user)?;
         inner.token_owner.retain(|_, owner| owner != username);
@@ -962,22 +990,15 @@ impl StateDir {
                 .token_owner
                 .insert(t.digest.clone(), user.username.clone());
         }
-        Ok((token, record))
+        Ok(())
     }
 
-    /// Resolves a bearer token to (user name, user id).
-    pub fn authenticate(&self, token: &str) -> Result<(String, String), AuthError> {
-        self.authenticate_token(token)
-            .map(|a| (a.username, a.user_id))
-    }
-
-    /// Resolves a bearer token to its user and expiry.
-    pub fn authenticate_token(&self, token: &str) -> Result<Authenticated, AuthError> {
-        let digest = token_digest(token);
+    /// Resolves a token's digest (as [`StateDir::authenticate_token`] does the token).
+    pub fn authenticate_digest(&self, digest: &str) -> Result<Authenticated, AuthError> {
         let inner = self.lock();
         let username = inner
             .token_owner
-            .get(&digest)
+            .get(digest)
             .ok_or(AuthError::InvalidToken)?;
         let user = inner.users.get(username).ok_or(AuthError::InvalidToken)?;
         let record = user
@@ -994,11 +1015,22 @@ impl StateDir {
         Ok(Authenticated {
             username: user.username.clone(),
             user_id: user.id.clone(),
-            token_digest: digest.clone(),
+            token_digest: digest.to_owned(),
             expires_at: record
                 .expires_at
                 .and_then(|e| UNIX_EPOCH.checked_add(Duration::from_secs(e))),
         })
+    }
+
+    /// Resolves a bearer token to (user name, user id).
+    pub fn authenticate(&self, token: &str) -> Result<(String, String), AuthError> {
+        self.authenticate_token(token)
+            .map(|a| (a.username, a.user_id))
+    }
+
+    /// Resolves a bearer token to its user and expiry.
+    pub fn authenticate_token(&self, token: &str) -> Result<Authenticated, AuthError> {
+        self.authenticate_digest(&token_digest(token))
     }
 
     /// The cloud-wide token cut-off (seconds since the epoch; 0: none).
@@ -1237,15 +1269,24 @@ impl StateDir {
         id: &str,
         key: &RsaPublicKey,
         owner: Option<&str>,
+        owner_only: bool,
         done: Done,
-    ) -> DeviceRecord {
+    ) -> Result<DeviceRecord, StateError> {
         let id = id.to_ascii_lowercase();
         let mut inner = self.lock();
+        if owner_only
+            && inner
+                .devices
+                .get(&id)
+                .is_some_and(|d| d.owner.as_deref() != owner)
+        {
+            return Err(StateError::Owned);
+        }
         let record = inner.device_or_new(&id, owner);
         inner.keys.insert(id.clone(), key.clone());
         inner.devices.insert(id, record.clone());
         self.journal(&inner, &record, done);
-        record
+        Ok(record)
     }
 
     /// Stores a device's public key (provisioning); the device becomes known at once. A new device is given
@@ -1261,7 +1302,7 @@ impl StateDir {
         owner: Option<&str>,
     ) -> Result<DeviceRecord, StateError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let record = self.provision_queued(id, key, owner, Done::Blocking(tx));
+        let record = self.provision_queued(id, key, owner, false, Done::Blocking(tx))?;
         self.wait_blocking(&rx)?;
         Ok(record)
     }
@@ -1274,8 +1315,20 @@ impl StateDir {
         key: &RsaPublicKey,
         owner: Option<&str>,
     ) -> Result<DeviceRecord, StateError> {
+        self.provision_durable_checked(id, key, owner, false).await
+    }
+
+    /// As [`StateDir::provision_durable`]; with `owner_only`, a known device whose owner is not `owner` is
+    /// refused ([`StateError::Owned`]), decided under the same lock as the change.
+    pub async fn provision_durable_checked(
+        &self,
+        id: &str,
+        key: &RsaPublicKey,
+        owner: Option<&str>,
+        owner_only: bool,
+    ) -> Result<DeviceRecord, StateError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let record = self.provision_queued(id, key, owner, Done::Async(tx));
+        let record = self.provision_queued(id, key, owner, owner_only, Done::Async(tx))?;
         let journal = self.dir.join("core_keys").join("journal");
         match rx.await {
             Ok(result) => result.map_err(io(&journal))?,
@@ -1319,14 +1372,31 @@ impl StateDir {
         key: &spark_protocol::dtls::PublicKey,
         owner: Option<&str>,
     ) -> Result<DeviceRecord, StateError> {
+        self.provision_udp_checked(id, key, owner, false)
+    }
+
+    /// As [`StateDir::provision_udp`]; with `owner_only`, a known device whose owner is not `owner` is refused
+    /// ([`StateError::Owned`]).
+    pub fn provision_udp_checked(
+        &self,
+        id: &str,
+        key: &spark_protocol::dtls::PublicKey,
+        owner: Option<&str>,
+        owner_only: bool,
+    ) -> Result<DeviceRecord, StateError> {
         let id = id.to_ascii_lowercase();
         let mut inner = self.lock();
+        if owner_only
+            && inner
+                .devices
+                .get(&id)
+                .is_some_and(|d| d.owner.as_deref() != owner)
+        {
+            return Err(StateError::Owned);
+        }
         let point = key.to_point();
         if inner.udp_ids.get(&point).is_some_and(|other| *other != id) {
-            return Err(StateError::Corrupt {
-                path: self.dir.join(udp_keys::UDP_DEVICES_FILE),
-                reason: "the key is registered to another device".into(),
-            });
+            return Err(StateError::KeyTaken);
         }
         let record = inner.device_or_new(&id, owner);
         if let Some(old) = inner.udp.get(&id)

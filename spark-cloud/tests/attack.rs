@@ -336,6 +336,7 @@ async fn password_hashing_leaves_the_async_worker_free() {
     let cloud = spark_cloud::open(&config, hub).unwrap();
     cloud
         .state()
+        .expect("the embedded store")
         .create_user("joe", "pw", &mut spark_cloud::system_rng())
         .unwrap();
     let ticks = Arc::new(AtomicUsize::new(0));

@@ -660,7 +660,13 @@ async fn the_console_shows_the_fleet_drives_a_core_and_watches_a_rollout_with_a_
     assert_eq!(stats["devices"], 4);
 
     // Signing out revokes the page's token on the cloud and forgets the fleet.
-    let tokens = env.running.cloud.state().tokens(USER).len();
+    let tokens = env
+        .running
+        .cloud
+        .state()
+        .expect("the embedded store")
+        .tokens(USER)
+        .len();
     b.find(Locator::Id("logout"))
         .await
         .unwrap()
@@ -676,7 +682,15 @@ async fn the_console_shows_the_fleet_drives_a_core_and_watches_a_rollout_with_a_
     )
     .await;
     let deadline = Instant::now() + PATIENCE;
-    while env.running.cloud.state().tokens(USER).len() != tokens - 1 {
+    while env
+        .running
+        .cloud
+        .state()
+        .expect("the embedded store")
+        .tokens(USER)
+        .len()
+        != tokens - 1
+    {
         assert!(Instant::now() < deadline, "the token was not revoked");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -706,6 +720,7 @@ impl ScriptedFleet {
         let cloud = cloud::open(&config, hub.clone()).unwrap();
         cloud
             .state()
+            .expect("the embedded store")
             .create_user(USER, PASSWORD, &mut cloud::system_rng())
             .unwrap();
         let key = RsaPublicKey::from_pem(include_str!("fixtures/device_a.pub.pem")).unwrap();
@@ -718,6 +733,7 @@ impl ScriptedFleet {
             provisioning.spawn(async move {
                 cloud
                     .state()
+                    .expect("the embedded store")
                     .provision_durable(&id, &key, Some(USER))
                     .await
                     .unwrap();

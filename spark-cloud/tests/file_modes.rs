@@ -36,7 +36,7 @@ fn state_folders_are_0700_secrets_0600_and_tokens_stored_hashed_whatever_the_uma
     std::fs::write(dir.join("default_key.pem"), SERVER_KEY).unwrap();
     let hub = Arc::new(ScriptedHub::new());
     let c = cloud::open(&config, Arc::clone(&hub) as _).unwrap();
-    let state = c.state();
+    let state = c.state().expect("the embedded store");
     state.create_user("joe", "pw", &mut system_rng()).unwrap();
     let (token, _) = state
         .issue_token("joe", "spark", None, &mut system_rng())
@@ -66,7 +66,14 @@ fn state_folders_are_0700_secrets_0600_and_tokens_stored_hashed_whatever_the_uma
     assert!(text.contains(&cloud::state::token_digest(&token)));
     drop(c);
     let c = cloud::open(&config, Arc::clone(&hub) as _).unwrap();
-    assert_eq!(c.state().authenticate(&token).unwrap().0, "joe");
+    assert_eq!(
+        c.state()
+            .expect("the embedded store")
+            .authenticate(&token)
+            .unwrap()
+            .0,
+        "joe"
+    );
     // The device's record file (written from the journal) holds its key: 0600 too.
     assert_eq!(mode(&dir.join(format!("core_keys/{DEV}.json"))), 0o600);
 
@@ -81,7 +88,14 @@ fn state_folders_are_0700_secrets_0600_and_tokens_stored_hashed_whatever_the_uma
     .unwrap();
     drop(c);
     let c = cloud::open(&config, hub as _).unwrap();
-    assert_eq!(c.state().authenticate(plain).unwrap().0, "joe");
+    assert_eq!(
+        c.state()
+            .expect("the embedded store")
+            .authenticate(plain)
+            .unwrap()
+            .0,
+        "joe"
+    );
     let text = std::fs::read_to_string(dir.join("users/joe.json")).unwrap();
     assert!(!text.contains(plain), "{text}");
     assert_eq!(mode(&dir.join("users/joe.json")), 0o600);

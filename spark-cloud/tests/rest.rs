@@ -599,11 +599,19 @@ async fn state_persists_across_restarts_and_key_is_generated() {
     let list = joe.list_devices().await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(joe.device("garage").await.unwrap().id, DEV_B);
-    assert!(running.cloud.state().device_key(DEV_A).is_some());
     assert!(
         running
             .cloud
             .state()
+            .expect("the embedded store")
+            .device_key(DEV_A)
+            .is_some()
+    );
+    assert!(
+        running
+            .cloud
+            .state()
+            .expect("the embedded store")
             .device_key("ffffffffffffffffffffffff")
             .is_none()
     );
@@ -618,7 +626,12 @@ async fn a_device_without_an_owner_is_reachable_by_no_one_until_it_presents_a_cl
     joe.release_device(DEV_A).await.unwrap();
     create_user(running.http, "ann", "pw");
     let ann = login(&client(running.http), "ann", "pw").await;
-    let key_before = running.cloud.state().device_key(DEV_A).unwrap();
+    let key_before = running
+        .cloud
+        .state()
+        .expect("the embedded store")
+        .device_key(DEV_A)
+        .unwrap();
 
     for user in [&joe, &ann] {
         // Not listed, and every action answers as for an unknown device.
@@ -659,14 +672,40 @@ async fn a_device_without_an_owner_is_reachable_by_no_one_until_it_presents_a_cl
             .unwrap_err();
         assert_eq!(status_of(&e), Some(403));
     }
-    assert!(running.cloud.state().device_key(DEV_A).unwrap() == key_before);
-    assert_eq!(running.cloud.state().device(DEV_A).unwrap().owner, None);
+    assert!(
+        running
+            .cloud
+            .state()
+            .expect("the embedded store")
+            .device_key(DEV_A)
+            .unwrap()
+            == key_before
+    );
+    assert_eq!(
+        running
+            .cloud
+            .state()
+            .expect("the embedded store")
+            .device(DEV_A)
+            .unwrap()
+            .owner,
+        None
+    );
 
     // A made-up code claims nothing; ann's code, presented by the device, makes it hers, once.
     running
         .cloud
         .device_event(DEV_A, cloud::CLAIM_CODE_EVENT, Some("0123"), 60, false);
-    assert_eq!(running.cloud.state().device(DEV_A).unwrap().owner, None);
+    assert_eq!(
+        running
+            .cloud
+            .state()
+            .expect("the embedded store")
+            .device(DEV_A)
+            .unwrap()
+            .owner,
+        None
+    );
     let code = claim_code(running.http, &ann);
     running
         .cloud
@@ -774,13 +813,21 @@ async fn the_old_key_and_owner_files_are_migrated_into_one_record() {
         running
             .cloud
             .state()
+            .expect("the embedded store")
             .device(DEV_A)
             .unwrap()
             .owner
             .as_deref(),
         Some("joe")
     );
-    assert!(running.cloud.state().device_key(DEV_B).is_some());
+    assert!(
+        running
+            .cloud
+            .state()
+            .expect("the embedded store")
+            .device_key(DEV_B)
+            .is_some()
+    );
 }
 
 /// Opens `GET path` with a bearer token as a raw event stream and waits for its `:ok`.

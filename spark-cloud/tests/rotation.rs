@@ -104,7 +104,12 @@ fn old_public() -> RsaPublicKey {
 }
 
 fn current_public(cloud: &Cloud) -> RsaPublicKey {
-    cloud.state().server_keys().current.public_key()
+    cloud
+        .state()
+        .expect("the embedded store")
+        .server_keys()
+        .current
+        .public_key()
 }
 
 /// Runs a Core holding `server` as the server's public key until its session ends; returns how it ended.
@@ -255,7 +260,12 @@ async fn a_restart_during_the_window_keeps_both_keys() {
     }
 
     let env = start(temp.path()).await;
-    let keys = env.running.cloud.state().server_keys();
+    let keys = env
+        .running
+        .cloud
+        .state()
+        .expect("the embedded store")
+        .server_keys();
     assert_eq!(keys.current.public_key(), new_public);
     assert_eq!(keys.previous.map(|k| k.public_key()), Some(old_public()));
     let a = tokio::spawn(run_core(env.device_addr, DEV_A, old_public()));

@@ -86,7 +86,13 @@ fn run_device(
     let (tx, status) = mpsc::unbounded_channel();
     let config = UdpCloudConfig {
         address: udp.to_string(),
-        server_key: env.running.cloud.state().udp_server_key().public_key(),
+        server_key: env
+            .running
+            .cloud
+            .state()
+            .expect("the embedded store")
+            .udp_server_key()
+            .public_key(),
         faults,
         seed,
         reconnect_delay: Duration::from_millis(200),

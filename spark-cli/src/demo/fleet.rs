@@ -793,7 +793,11 @@ impl LocalCloud {
         .await
         .map_err(|e| DemoError::Cloud(e.to_string()))?
         .map_err(|e| DemoError::Cloud(e.to_string()))?;
-        let server_key = cloud.state().server_key().public_key();
+        let server_key = cloud
+            .server_keys()
+            .ok_or_else(|| DemoError::Cloud("the server key cannot be read".into()))?
+            .current
+            .public_key();
         let (device_addr, device_task) =
             devices::listen(Arc::clone(&cloud), Arc::clone(&hub), loopback)
                 .await
@@ -811,10 +815,12 @@ impl LocalCloud {
             rand::Rng::fill_bytes(&mut system_rng(), &mut bytes);
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         };
-        cloud
-            .state()
-            .create_user(USER, &password, &mut system_rng())
-            .map_err(|e| DemoError::Cloud(e.to_string()))?;
+        local_cloud::store::block_on(local_cloud::store::create_user(
+            &**cloud.store(),
+            USER,
+            &password,
+        ))
+        .map_err(|e| DemoError::Cloud(e.to_string()))?;
         let anonymous = Client::builder()
             .base_url(api_url.clone())
             .no_proxy()

@@ -100,7 +100,7 @@ pub(crate) async fn run(
     .await
     .map_err(|e| DemoError::Cloud(format!("cannot listen on UDP: {e}")))?;
     let mut tasks = Tasks(vec![listener]);
-    let server_key = cloud.state().udp_server_key().public_key();
+    let server_key = cloud.udp_server_key().public_key();
 
     // The devices: ids from the seed; one RSA key for all (they never use it), a P-256 key each.
     let mut rng = StdRng::seed_from_u64(seed ^ 0x0e1e_c750);

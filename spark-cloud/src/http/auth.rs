@@ -66,7 +66,8 @@ pub(super) fn bearer(cloud: &Cloud, req: &Req) -> Result<User, Reply> {
         r
     };
     let token = token_of(req)?.ok_or_else(|| unauthorized("The access token was not found"))?;
-    match cloud.state.authenticate_token(&token) {
+    let digest = crate::state::token_digest(&token);
+    match block_on(cloud.store.authenticate(&digest)).map_err(StoreError::into_auth) {
         Ok(a) => Ok(User {
             name: a.username,
             id: a.user_id,

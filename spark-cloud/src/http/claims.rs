@@ -13,7 +13,8 @@ pub(super) fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
             "Invalid device id",
         ));
     }
-    match cloud.state.device(&id).and_then(|d| d.owner) {
+    let stored = block_on(cloud.store.device(&id)).map_err(|_| storage_failed())?;
+    match stored.and_then(|d| d.owner) {
         Some(owner) if owner == user.name => Ok(json_reply(
             StatusCode::OK,
             &replies::Claimed {
@@ -39,9 +40,8 @@ pub(super) fn create_claim_code(cloud: &Cloud, req: &Req) -> Result<Reply, Reply
     let code = cloud
         .create_claim_code(&user.name)
         .map_err(|_| storage_failed())?;
-    let owned: Vec<String> = cloud
-        .state
-        .devices()
+    let owned: Vec<String> = block_on(cloud.store.devices())
+        .map_err(|_| storage_failed())?
         .into_iter()
         .filter(|d| visible(&user, d))
         .map(|d| d.id)

@@ -6,9 +6,8 @@ use super::*;
 /// The device `id` (an id or one of the user's device names) if the user owns it. A device without an owner is
 /// reachable by no one and answers as an unknown one; another user's device (by id) is `403`.
 pub(super) fn resolve(cloud: &Cloud, user: &User, id: &str) -> Result<DeviceRecord, Reply> {
-    let device = cloud
-        .state
-        .find_device(id, &user.name)
+    let device = block_on(cloud.store.find_device(id, &user.name))
+        .map_err(|_| storage_failed())?
         .filter(|d| d.owner.is_some())
         .ok_or_else(|| ok_false(StatusCode::NOT_FOUND, "Device not found."))?;
     if device.owner.as_deref() == Some(user.name.as_str()) {
@@ -67,9 +66,10 @@ pub(super) fn device_view(cloud: &Cloud, device: &DeviceRecord) -> replies::Devi
 }
 
 pub(super) fn list_devices(cloud: &Cloud, user: &User) -> Reply {
-    let list: Vec<replies::DeviceView> = cloud
-        .state
-        .devices()
+    let Ok(devices) = block_on(cloud.store.devices()) else {
+        return storage_failed();
+    };
+    let list: Vec<replies::DeviceView> = devices
         .iter()
         .filter(|d| visible(user, d))
         .map(|d| device_view(cloud, d))
@@ -204,10 +204,10 @@ pub(super) async fn get_variable(
 pub(super) fn release(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
     let user = bearer(cloud, req)?;
     let device = resolve(cloud, &user, id)?;
-    cloud
-        .state
-        .update_device(&device.id, |d| d.owner = None)
-        .map_err(|_| storage_failed())?;
+    block_on(cloud.store.release(&device.id, &user.name)).map_err(|e| match e {
+        StoreError::Owned => ok_false(StatusCode::FORBIDDEN, "Permission Denied"),
+        _ => storage_failed(),
+    })?;
     Ok(done())
 }
 
@@ -245,8 +245,10 @@ pub(super) async fn update_device(cloud: &Arc<Cloud>, req: &Req, id: &str) -> Re
             ));
         }
         let taken = cloud
-            .state
+            .store
             .devices()
+            .await
+            .map_err(|_| storage_failed())?
             .iter()
             .any(|d| d.id != device.id && d.name.as_deref() == Some(name) && visible(&user, d));
         if taken {
@@ -256,9 +258,13 @@ pub(super) async fn update_device(cloud: &Arc<Cloud>, req: &Req, id: &str) -> Re
             ));
         }
         cloud
-            .state
-            .update_device(&device.id, |d| d.name = Some(name.to_owned()))
-            .map_err(|_| storage_failed())?;
+            .store
+            .rename(&device.id, &user.name, name)
+            .await
+            .map_err(|e| match e {
+                StoreError::Owned => ok_false(StatusCode::FORBIDDEN, "Permission Denied"),
+                _ => storage_failed(),
+            })?;
         updated.ok = Some(true);
         updated.name = Some(name);
     }

@@ -78,7 +78,8 @@ pub(super) async fn publish(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
         ttl,
         public,
     };
-    for device in cloud.state.devices() {
+    let devices = cloud.store.devices().await.map_err(|_| storage_failed())?;
+    for device in devices {
         let reaches = if public {
             true
         } else {

@@ -48,12 +48,17 @@ pub(super) fn flash(
             "Device is not connected.",
         ));
     };
-    if !lock(&cloud.flashing).insert(device.id.clone()) {
-        return Err(ok_false_errors(
-            StatusCode::BAD_REQUEST,
-            "An update of this device is already in progress",
-        ));
-    }
+    // One running update per device, across every node of a shared store.
+    let job = match block_on(cloud.store.start_flash(&device.id, cloud.node())) {
+        Ok(job) => job,
+        Err(StoreError::FlashInProgress) => {
+            return Err(ok_false_errors(
+                StatusCode::BAD_REQUEST,
+                "An update of this device is already in progress",
+            ));
+        }
+        Err(_) => return Err(storage_failed()),
+    };
     let cloud = Arc::clone(cloud);
     let id = device.id.clone();
     tokio::spawn(async move {
@@ -77,7 +82,12 @@ pub(super) fn flash(
             }
             Err(e) => format!("failed {file_name}: {e}"),
         };
-        lock(&cloud.flashing).remove(&id);
+        if let Err(e) = cloud.store.finish_flash(job.id, &outcome).await {
+            eprintln!(
+                "spark-cloud: flash job {} of {id} not recorded as ended: {e}",
+                job.id
+            );
+        }
         cloud.publish_device_event(&id, "spark/flash/status", Some(&outcome), 60, false);
     });
     Ok(json_reply(

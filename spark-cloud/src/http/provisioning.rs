@@ -26,31 +26,35 @@ pub(super) async fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result
     };
     // A known device's key is its owner's to replace; one without an owner is no one's (an administrator assigns
     // it, or the device claims itself with a claim code).
-    if let Some(existing) = cloud.state.device(&id)
+    if let Some(existing) = cloud
+        .store
+        .device(&id)
+        .await
+        .map_err(|_| storage_failed())?
         && existing.owner.as_deref() != Some(user.name.as_str())
     {
         return Err(ok_false(StatusCode::FORBIDDEN, "Permission Denied"));
     }
+    // The store decides again, atomically: a concurrent change of owner (on any node) is refused there.
+    let refused = |e: StoreError| match e {
+        StoreError::Owned => ok_false(StatusCode::FORBIDDEN, "Permission Denied"),
+        StoreError::KeyTaken => bad("Key error: the key is another device's"),
+        _ => storage_failed(),
+    };
     match (key, udp_key) {
         (Some(key), _) => {
             cloud
-                .state
-                .provision_durable(&id, &key, Some(&user.name))
+                .store
+                .provision(&id, &key, Some(&user.name))
                 .await
-                .map_err(|_| storage_failed())?;
+                .map_err(refused)?;
         }
         (None, Some(key)) => {
-            if cloud
-                .state
-                .device_for_udp_key(&key)
-                .is_some_and(|other| other != id)
-            {
-                return Err(bad("Key error: the key is another device's"));
-            }
             cloud
-                .state
+                .store
                 .provision_udp(&id, &key, Some(&user.name))
-                .map_err(|_| storage_failed())?;
+                .await
+                .map_err(refused)?;
         }
         (None, None) => return Err(bad("No key provided")),
     }

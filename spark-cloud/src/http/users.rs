@@ -82,10 +82,10 @@ pub(super) async fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Repl
             ));
         }
     };
-    let (token, _record) = cloud
-        .state
-        .issue_token(&username, &client_id, lifetime, &mut system_rng())
-        .map_err(|_| storage_failed())?;
+    let (token, _record) =
+        crate::store::issue_token(&*cloud.store, &username, &client_id, lifetime)
+            .await
+            .map_err(|_| storage_failed())?;
     let mut r = json_reply(
         StatusCode::OK,
         &replies::Grant {
@@ -102,10 +102,7 @@ pub(super) async fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Repl
 pub(super) fn create_user(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let username = req.field("username").unwrap_or_default();
     let password = req.field("password").unwrap_or_default();
-    match cloud
-        .state
-        .create_user(username, password, &mut system_rng())
-    {
+    match block_on(crate::store::create_user(&*cloud.store, username, password)) {
         Ok(()) => Ok(done()),
         Err(AuthError::UserExists) => Err(ok_false_errors(
             StatusCode::BAD_REQUEST,
@@ -119,8 +116,10 @@ pub(super) fn create_user(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
 pub(super) async fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let user = basic_user(cloud, req).await?;
     let list: Vec<replies::TokenView> = cloud
-        .state
+        .store
         .tokens(&user)
+        .await
+        .map_err(|_| storage_failed())?
         .into_iter()
         .map(|t| replies::TokenView {
             client: t.client,

@@ -118,10 +118,8 @@ pub async fn serve_udp(
 ) {
     let clock = Clock(std::time::Instant::now());
     let mut rng = super::system_rng();
-    let mut server: Server<16> = Server::new(
-        ServerConfig::new(cloud.state().udp_server_key().clone()),
-        &mut rng,
-    );
+    let mut server: Server<16> =
+        Server::new(ServerConfig::new(cloud.udp_server_key().clone()), &mut rng);
     let table: Table = Arc::default();
     let associations = Arc::new(Semaphore::new(limits.max_associations));
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
@@ -298,7 +296,8 @@ impl Association {
         // The key it proved, and the device that key is registered to.
         let device = conn
             .peer_public_key()
-            .and_then(|k| self.cloud.state().device_for_udp_key(&k));
+            .and_then(|k| crate::store::block_on(self.cloud.store().device_for_udp_key(&k)).ok())
+            .flatten();
         let Some(device) = device.and_then(|d| d.parse::<DeviceId>().ok()) else {
             self.cloud.log_refusal(
                 &format!("udp {}", self.peer),

@@ -122,6 +122,39 @@ impl Env {
         };
         let hub = LiveHub::new();
         let cloud = cloud::open(&config, Arc::clone(&hub) as Arc<dyn DeviceHub>).unwrap();
+        Env::serve(cloud, hub, dir, limits, device_limits).await
+    }
+
+    /// Starts the cloud over `store` (its server key must be [`SERVER_KEY`]; webhooks in a new temporary
+    /// directory) and logs a user in.
+    pub async fn start_on_store(store: Arc<dyn spark_cloud::store::Store>) -> Env {
+        let dir = TempDir::new("cloud");
+        let hub = LiveHub::new();
+        let udp_key = store.udp_server_key().await.unwrap();
+        let cloud = cloud::Cloud::with_store(
+            store,
+            &dir.0,
+            udp_key,
+            Arc::clone(&hub) as Arc<dyn DeviceHub>,
+        );
+        Env::serve(
+            cloud,
+            hub,
+            dir,
+            cloud::HttpLimits::DEFAULT,
+            devices::DeviceLimits::DEFAULT,
+        )
+        .await
+    }
+
+    async fn serve(
+        cloud: Arc<cloud::Cloud>,
+        hub: Arc<LiveHub>,
+        dir: TempDir,
+        limits: cloud::HttpLimits,
+        device_limits: devices::DeviceLimits,
+    ) -> Env {
+        let http = SocketAddr::from(([127, 0, 0, 1], 0));
         let (device_addr, listener) = devices::listen_with(
             Arc::clone(&cloud),
             Arc::clone(&hub),
@@ -130,7 +163,7 @@ impl Env {
         )
         .await
         .unwrap();
-        let running = cloud::serve_with(cloud, config.http, limits).await.unwrap();
+        let running = cloud::serve_with(cloud, http, limits).await.unwrap();
         create_user(running.http, USER, PASSWORD);
         let anonymous = client(running.http);
         let grant = anonymous
