@@ -147,9 +147,9 @@ fn bench(c: &mut Criterion) {
                 address: a.device.to_string(),
                 server_key: a
                     .cloud
-                    .state()
-                    .expect("the embedded store")
-                    .server_key()
+                    .server_keys()
+                    .expect("the server keys")
+                    .current
                     .public_key(),
                 faults: LinkFaults::RELIABLE,
                 seed: 1,

@@ -5,7 +5,8 @@
 //! publish, over-the-air flashing, key provisioning, claim / rename / release) over HTTP/1.1, with its registry
 //! behind the [`store::Store`] trait: a directory ([`state::StateDir`], the default) or PostgreSQL shared by several
 //! nodes ([`store::PostgresStore`]). The REST layer reaches devices only through a [`hub::DeviceHub`]; events fan out
-//! through an [`events::EventBus`]. Several processes form one cloud over a NATS bus ([`cluster`]).
+//! through an [`events::EventBus`]. Several processes form one cloud over a NATS bus ([`cluster`]) and a shared
+//! PostgreSQL registry.
 //!
 //! Differences from the original Node.js spark-server, on purpose: a bad, expired or missing token is `401` (as the
 //! hosted cloud; the original said `400`); `DELETE /v1/access_tokens/:token` works; `POST /v1/users` answers and
