@@ -700,3 +700,114 @@ async fn a_node_that_joins_learns_the_holders_before_the_next_heartbeat() {
     assert_eq!(status, 200, "{body}");
     drop((first, second));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(spark_no_nats, ignore = "needs nats-server (Debian nats-server)")]
+async fn heartbeats_carry_a_count_and_a_digest_and_the_list_comes_in_pieces_under_max_payload() {
+    use spark_cloud::cluster::wire;
+
+    // 1 KiB messages: a list piece holds 7 devices, so 12 take two pieces.
+    const MAX_PAYLOAD: usize = 1024;
+    let nats = NatsServer::start_with_max_payload(MAX_PAYLOAD);
+    let mut p = provision(12);
+    assert!(p.cores.len() > wire::holdings_per_piece(MAX_PAYLOAD));
+    let template = p.root.path().join("template");
+    let dirs: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let dir = p.root.path().join(format!("n{i}"));
+            copy_dir(&template, &dir);
+            dir
+        })
+        .collect();
+    let first = Node::start(&nats, &dirs[0], "n0", &[]);
+    for core in &mut p.cores {
+        core.start(&[first.device], Duration::from_millis(200));
+    }
+    for core in &p.cores {
+        eventually("every Core on node 0", Duration::from_secs(60), || {
+            connected(&first, &p.joe, &core.id)
+        });
+    }
+
+    // What node 0 says on the presence subject: a count and a digest, no list, a small payload.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut presence = client.subscribe(wire::PRESENCE).await.unwrap();
+    let (beat, beat_len) = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let message = futures_next(&mut presence).await;
+            if let Ok(m @ wire::PresenceMessage::Heartbeat { .. }) =
+                wire::parse_presence(&message.payload)
+                && m.node() == "n0"
+            {
+                break (m, message.payload.len());
+            }
+        }
+    })
+    .await
+    .expect("a heartbeat within the lease");
+    let wire::PresenceMessage::Heartbeat {
+        count,
+        digest,
+        devices,
+        ..
+    } = beat
+    else {
+        unreachable!()
+    };
+    assert_eq!(count, 12);
+    assert!(devices.is_none(), "no list in a heartbeat");
+    assert!(beat_len < 200, "{beat_len} bytes");
+
+    // The list, asked for piece by piece: more than one piece, each under max_payload, together every Core once.
+    let mut listed = Vec::new();
+    let mut piece = 0u32;
+    let pieces = loop {
+        let answer = client
+            .request(
+                wire::list_subject("n0"),
+                wire::emit(&wire::ListRequest { piece }, b""),
+            )
+            .await
+            .unwrap();
+        assert!(answer.payload.len() <= MAX_PAYLOAD);
+        let got = wire::parse_list_piece(&answer.payload).unwrap();
+        assert_eq!((got.count, got.digest.as_str()), (12, digest.as_str()));
+        listed.extend(got.devices.into_iter().map(|h| h.device));
+        piece += 1;
+        if piece >= got.pieces {
+            break got.pieces;
+        }
+    };
+    assert!(pieces >= 2, "{pieces} piece(s)");
+    listed.sort();
+    let mut ids: Vec<String> = p.cores.iter().map(|c| c.id.clone()).collect();
+    ids.sort();
+    assert_eq!(listed, ids);
+
+    // A node that joins now heard none of the announcements: it learns every holder from the list.
+    let second = Node::start(&nats, &dirs[1], "n1", &[]);
+    for core in &p.cores {
+        eventually(
+            "the newcomer learns every holder from the list",
+            Duration::from_secs(30),
+            || listed_connected(&second, &p.joe, &core.id),
+        );
+    }
+    let (status, body) = call(&second, &p.joe, &p.cores[11].id, "digitalwrite", "D2,HIGH");
+    assert_eq!(status, 200, "{body}");
+    assert!(core_result(&p.cores[11], "digitalwrite", "D2,HIGH").is_some());
+    for node in [&first, &second] {
+        let log = node.log();
+        assert!(
+            !log.contains("panicked") && !log.contains("malformed"),
+            "{log}"
+        );
+    }
+}
+
+/// The next message of a subscription (the test's own client).
+async fn futures_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *sub), cx))
+        .await
+        .expect("the subscription stays open")
+}
