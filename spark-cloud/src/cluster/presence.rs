@@ -420,4 +420,50 @@ mod tests {
             Some(1)
         );
     }
+
+    #[test]
+    fn a_heartbeat_stays_small_however_many_devices_the_node_holds() {
+        let mut p = Presence::new("node-with-a-long-name-0123456789", Duration::from_secs(5));
+        let small = wire::emit(&p.heartbeat(), b"").len();
+        for i in 0..10_000u32 {
+            let mut raw = [0u8; 12];
+            raw[8..].copy_from_slice(&i.to_be_bytes());
+            let _ = p.handle_local_held(DeviceId::from_bytes(raw), u64::from(i), 1_765_000_000_000);
+        }
+        let large = wire::emit(&p.heartbeat(), b"").len();
+        assert!(large < 200, "{large} bytes");
+        // Only the count's digits grow.
+        assert!(large - small <= 4, "{small} -> {large}");
+        // The heartbeat as it was, with every device listed, for comparison.
+        let PresenceMessage::Heartbeat {
+            node,
+            lease_ms,
+            count,
+            digest,
+            ..
+        } = p.heartbeat()
+        else {
+            panic!("not a heartbeat")
+        };
+        let listed = p.list_piece(0, 10_000).map(|l| l.devices);
+        let full = wire::emit(
+            &PresenceMessage::Heartbeat {
+                node,
+                lease_ms,
+                count,
+                digest,
+                devices: listed,
+            },
+            b"",
+        )
+        .len();
+        eprintln!("heartbeat at 10,000 devices: {large} bytes; with the list: {full} bytes");
+        assert!(full > 1000 * large);
+        // The list under NATS' default limit of 1 MiB: 10,000 devices in one piece.
+        assert_eq!(
+            p.list_piece(0, wire::holdings_per_piece(1 << 20))
+                .map(|l| l.pieces),
+            Some(1)
+        );
+    }
 }
