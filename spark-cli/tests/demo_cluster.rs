@@ -1,7 +1,7 @@
 //! `spark demo --nodes 3` as a user runs it: the built binary starts PostgreSQL and NATS itself, three cloud nodes
 //! on them, and rolls the deep update out to Cores spread over the nodes, each Core's API calls going through
 //! another node than the one holding it. The JSON report says so Core by Core and node by node, and nothing the
-//! demo started is left running. Without the programs, the demo says which are missing and how to install them,
+//! demo started still listens. Without the programs, the demo says which are missing and how to install them,
 //! and starts nothing.
 
 use std::process::{Command, Output};
@@ -20,20 +20,11 @@ fn spark(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("the spark binary runs")
 }
 
-/// The processes named `name` (from /proc), to see that the demo left none behind.
-fn running(name: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|pid| {
-                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .is_ok_and(|comm| comm.trim() == name)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// The `host:port` of a `scheme://[user@]host:port[/path]` URL.
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap().to_owned()
 }
 
 #[test]
@@ -42,10 +33,6 @@ fn running(name: &str) -> Vec<u32> {
     ignore = "needs postgres and nats-server"
 )]
 fn three_nodes_on_postgres_and_nats_patch_a_fleet_spread_over_them() {
-    let before: Vec<u32> = ["postgres", "nats-server"]
-        .iter()
-        .flat_map(|n| running(n))
-        .collect();
     let out = spark(&["demo", "--nodes", "3", "--count", "6", "--json"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -115,12 +102,21 @@ fn three_nodes_on_postgres_and_nats_patch_a_fleet_spread_over_them() {
     for name in ["n0:", "n1:", "n2:"] {
         assert!(stderr.lines().any(|l| l.starts_with(name)), "{stderr}");
     }
-    let after: Vec<u32> = ["postgres", "nats-server"]
+    // Nothing listens any more where PostgreSQL, NATS and the nodes were.
+    let mut addrs: Vec<String> = [&cluster["postgres"], &cluster["nats"]]
         .iter()
-        .flat_map(|n| running(n))
-        .filter(|pid| !before.contains(pid))
+        .map(|url| host_port(url.as_str().unwrap()))
         .collect();
-    assert!(after.is_empty(), "left running: {after:?}");
+    for node in nodes {
+        addrs.push(node["http"].as_str().unwrap().to_owned());
+        addrs.push(node["device"].as_str().unwrap().to_owned());
+    }
+    for addr in addrs {
+        assert!(
+            std::net::TcpStream::connect(&addr).is_err(),
+            "{addr} still accepts connections"
+        );
+    }
 }
 
 #[test]
