@@ -9,15 +9,22 @@
 //! A missing program's tests are reported ignored, never passed. With `SPARK_REQUIRE_SERVICES=1` (what CI exports) no
 //! cfg is ever set: a missing program fails its tests. PostgreSQL is looked for on `PATH` and then in Debian's
 //! `/usr/lib/postgresql/<version>/bin`, which the `postgresql` package does not put on `PATH`; the tests find it the
-//! same way (`tests/support/postgres.rs`). A program found is watched; a missing one is not
+//! same way (`spark_cloud::services`). A program found is watched; a missing one is not
 //! (cargo would treat the absent path as always changed and rebuild on every run), so installing it later takes a
 //! `PATH` change or `cargo clean -p spark-cloud`.
 
 use std::env;
 use std::path::PathBuf;
 
-/// Where `program` is: the first match on `PATH`, then Debian's PostgreSQL folders (newest version first).
+/// Where `program` is, as `spark_cloud::services::find` looks (a build script cannot call its own crate): only in
+/// `SPARK_SERVICES_PATH` when it is set, else the first match on `PATH`, then Debian's PostgreSQL folders (newest
+/// version first), then `/usr/sbin`.
 fn find(program: &str) -> Option<PathBuf> {
+    if let Some(only) = env::var_os("SPARK_SERVICES_PATH") {
+        return env::split_paths(&only)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file());
+    }
     let on_path = env::var_os("PATH")
         .map(|path| {
             env::split_paths(&path)
@@ -37,6 +44,7 @@ fn find(program: &str) -> Option<PathBuf> {
     on_path
         .into_iter()
         .chain(debian)
+        .chain([PathBuf::from("/usr/sbin").join(program)])
         .find(|candidate| candidate.is_file())
 }
 
@@ -45,6 +53,7 @@ fn main() {
         .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     println!("cargo::rerun-if-env-changed=PATH");
     println!("cargo::rerun-if-env-changed=SPARK_REQUIRE_SERVICES");
+    println!("cargo::rerun-if-env-changed=SPARK_SERVICES_PATH");
     println!("cargo::rerun-if-changed=build.rs");
 
     let services: [(&str, &[&str]); 3] = [

@@ -1,5 +1,5 @@
 //! What a node reads from the cluster bus, where any client of the NATS server may publish: presence messages,
-//! events, requests and replies. No panic; a message that reads back is written again as it was read; a presence
+//! events, requests and replies, list requests and list pieces. No panic; a message that reads back is written again as it was read; a presence
 //! message goes through the presence table too.
 
 #![no_main]
@@ -27,4 +27,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(wire::parse_request(&again), Ok((request, body)));
     }
     let _ = wire::parse_reply(data);
+    if let Ok(request) = wire::parse_list_request(data) {
+        assert_eq!(wire::parse_list_request(&wire::emit(&request, b"")), Ok(request));
+    }
+    if let Ok(piece) = wire::parse_list_piece(data) {
+        assert_eq!(wire::parse_list_piece(&wire::emit(&piece, b"")).as_ref(), Ok(&piece));
+        // A peer's list goes through the presence table like its heartbeat.
+        let mut table = Presence::new("fuzz", Duration::from_secs(3));
+        let now = Instant::now();
+        let node = piece.node.clone();
+        let _ = table.handle_list(&node, piece.count, &piece.digest, piece.devices, now);
+    }
 });

@@ -26,6 +26,7 @@ mod journal;
 pub mod multipart;
 pub mod password;
 pub mod rotation;
+pub mod services;
 pub mod state;
 pub mod store;
 pub mod udp;

@@ -1,247 +1,29 @@
 //! Several `spark-cloud` processes on a real `nats-server`, with virtual Cores spread over them: requests, events,
 //! updates and presence across nodes, a node killed with `SIGKILL`, and garbage on the cluster's subjects.
 //!
-//! Until the shared registry lands, each node runs on its own copy of one state directory made after provisioning
-//! (same users, tokens, device keys and owners).
+//! Each node here runs on its own copy of one state directory made after provisioning
+//! (same users, tokens, device keys and owners); `cluster.rs` runs nodes on one shared PostgreSQL registry.
 
 #[path = "support/nats.rs"]
 mod nats;
+#[path = "support/cluster_nodes.rs"]
+mod nodes;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nats::NatsServer;
-use serde_json::Value;
+use nodes::{
+    Core, LEASE, Node, SERVER_KEY, Stream, call, connected, copy_dir, core_result, eventually,
+    http, http_body, json, listed_connected, multipart, openssl_key, received,
+};
 use spark_cc3000::ServicePack;
 use spark_cloud::state::StateDir;
-use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_vcore::VirtualCore;
-use spark_vcore::link::LinkFaults;
-use spark_vcore::run::{CloudConfig, SharedCore, Status, run};
+use spark_vcore::run::Status;
 use spark_vcore::udp::{DatagramFaults, UdpCloudConfig, load_or_create_udp_key, run_udp};
-
-const SERVER_KEY: &str = include_str!("fixtures/server_key_2048.pem");
-/// The nodes' lease in the tests.
-const LEASE: Duration = Duration::from_millis(1500);
-
-/// Polls `done` every 50 ms until it holds; fails the test with `what` after `limit`.
-fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One HTTP request on its own connection: the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, token: &str, form: &str) -> (u16, String) {
-    http_body(
-        addr,
-        method,
-        path,
-        token,
-        "application/x-www-form-urlencoded",
-        form.as_bytes(),
-    )
-}
-
-fn http_body(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    content_type: &str,
-    body: &[u8],
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
-Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap();
-    (status, body)
-}
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// An open event stream: the (name, data) of each event received, in order.
-#[derive(Clone)]
-struct Stream(Arc<Mutex<Vec<(String, String)>>>);
-
-impl Stream {
-    /// Opens `path` on `addr` and returns once the cloud answered (the subscription is in place).
-    fn open(addr: SocketAddr, path: &str, token: &str) -> Stream {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-        )
-        .unwrap();
-        let mut reader = BufReader::new(s);
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "{path}: {status}");
-        let sink = Arc::clone(&events);
-        std::thread::spawn(move || {
-            let mut name = None;
-            for line in reader.lines() {
-                let Ok(line) = line else { return };
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = Some(n.to_owned());
-                } else if let Some(d) = line.strip_prefix("data: ")
-                    && let Some(n) = name.take()
-                {
-                    let data = json(d)["data"].as_str().unwrap_or_default().to_owned();
-                    sink.lock().unwrap().push((n, data));
-                }
-            }
-        });
-        Stream(events)
-    }
-
-    /// How many events named `name` with `data` arrived.
-    fn count(&self, name: &str, data: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, d)| n == name && d == data)
-            .count()
-    }
-
-    fn named(&self, name: &str) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, d)| d.clone())
-            .collect()
-    }
-}
-
-/// A `spark-cloud` process on the bus.
-struct Node {
-    child: Child,
-    http: SocketAddr,
-    device: SocketAddr,
-    udp: Option<SocketAddr>,
-    log: PathBuf,
-}
-
-impl Node {
-    fn start(nats: &NatsServer, dir: &Path, name: &str, extra: &[&str]) -> Node {
-        Node::start_with_lease(nats, dir, name, extra, LEASE)
-    }
-
-    fn start_with_lease(
-        nats: &NatsServer,
-        dir: &Path,
-        name: &str,
-        extra: &[&str],
-        lease: Duration,
-    ) -> Node {
-        let log = dir.with_extension("log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spark-cloud"))
-            .args(["--http", "127.0.0.1:0", "--device", "127.0.0.1:0"])
-            .args(["--bus", &nats.url(), "--node-id", name])
-            .args(extra)
-            .args(["--lease", &lease.as_secs_f64().to_string(), "--dir"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let started = json(&line);
-        assert_eq!(started["node"], name, "{line}");
-        Node {
-            child,
-            http: started["http"].as_str().unwrap().parse().unwrap(),
-            device: started["device"].as_str().unwrap().parse().unwrap(),
-            udp: started["udp"].as_str().map(|a| a.parse().unwrap()),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A virtual Core in the test process, and what it reported.
-struct Core {
-    id: String,
-    core: SharedCore,
-    log: Arc<Mutex<Vec<Status>>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Core {
-    fn connections(&self) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| matches!(s, Status::Connected { .. }))
-            .count()
-    }
-
-    fn start(&mut self, addresses: &[SocketAddr], reconnect: Duration) {
-        let config = CloudConfig {
-            address: addresses
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            server_key: RsaPrivateKey::from_pem(SERVER_KEY).unwrap().public_key(),
-            faults: LinkFaults::RELIABLE,
-            seed: 1,
-            reconnect_delay: reconnect,
-        };
-        let (core, sink) = (Arc::clone(&self.core), Arc::clone(&self.log));
-        self.task = Some(tokio::spawn(async move {
-            let report = Box::new(move |s: Status| sink.lock().unwrap().push(s));
-            let _ = run(core, config, report).await;
-        }));
-    }
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
 
 /// A provisioned state directory (two users, their tokens, `cores` Cores owned by joe) and the Cores.
 struct Provisioned {
@@ -249,15 +31,6 @@ struct Provisioned {
     joe: String,
     ann: String,
     cores: Vec<Core>,
-}
-
-fn openssl_key() -> RsaPrivateKey {
-    let out = Command::new("openssl")
-        .args(["genrsa", "-traditional", "1024"])
-        .output()
-        .expect("the openssl command");
-    assert!(out.status.success());
-    RsaPrivateKey::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap()
 }
 
 fn provision(cores: usize) -> Provisioned {
@@ -307,19 +80,6 @@ fn provision(cores: usize) -> Provisioned {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// `n` nodes named `n0`, `n1`, ..., each on its own copy of the provisioned directory.
 fn start_nodes(nats: &NatsServer, p: &Provisioned, n: usize) -> Vec<Node> {
     start_nodes_with(nats, p, n, &[])
@@ -333,65 +93,6 @@ fn start_nodes_with(nats: &NatsServer, p: &Provisioned, n: usize, extra: &[&str]
             Node::start(nats, &dir, &format!("n{i}"), extra)
         })
         .collect()
-}
-
-fn connected(node: &Node, token: &str, id: &str) -> bool {
-    let (status, body) = http(node.http, "GET", &format!("/v1/devices/{id}"), token, "");
-    status == 200 && json(&body)["connected"] == true
-}
-
-fn listed_connected(node: &Node, token: &str, id: &str) -> bool {
-    let (status, body) = http(node.http, "GET", "/v1/devices", token, "");
-    assert_eq!(status, 200, "{body}");
-    json(&body)
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|d| d["id"] == id && d["connected"] == true)
-}
-
-fn call(node: &Node, token: &str, id: &str, function: &str, arg: &str) -> (u16, Value) {
-    let (status, body) = http(
-        node.http,
-        "POST",
-        &format!("/v1/devices/{id}/{function}"),
-        token,
-        &format!("args={arg}"),
-    );
-    (status, json(&body))
-}
-
-fn core_result(core: &Core, name: &str, argument: &str) -> Option<i32> {
-    core.log.lock().unwrap().iter().rev().find_map(|s| match s {
-        Status::Called {
-            name: n,
-            argument: a,
-            result,
-        } if n == name && a == argument => Some(*result),
-        _ => None,
-    })
-}
-
-fn received(core: &Core, name: &str) -> usize {
-    core.log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|s| matches!(s, Status::EventReceived { name: n, .. } if n == name))
-        .count()
-}
-
-fn multipart(image: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "spark-cloud-bus-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file_type\"\r\n\r\nbinary\r\n\
---{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"app.bin\"\r\n\
-Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(image);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -998,4 +699,115 @@ async fn a_node_that_joins_learns_the_holders_before_the_next_heartbeat() {
     let (status, body) = call(&second, &p.joe, &id, "digitalwrite", "D5,HIGH");
     assert_eq!(status, 200, "{body}");
     drop((first, second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(spark_no_nats, ignore = "needs nats-server (Debian nats-server)")]
+async fn heartbeats_carry_a_count_and_a_digest_and_the_list_comes_in_pieces_under_max_payload() {
+    use spark_cloud::cluster::wire;
+
+    // 1 KiB messages: a list piece holds 7 devices, so 12 take two pieces.
+    const MAX_PAYLOAD: usize = 1024;
+    let nats = NatsServer::start_with_max_payload(MAX_PAYLOAD);
+    let mut p = provision(12);
+    assert!(p.cores.len() > wire::holdings_per_piece(MAX_PAYLOAD));
+    let template = p.root.path().join("template");
+    let dirs: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let dir = p.root.path().join(format!("n{i}"));
+            copy_dir(&template, &dir);
+            dir
+        })
+        .collect();
+    let first = Node::start(&nats, &dirs[0], "n0", &[]);
+    for core in &mut p.cores {
+        core.start(&[first.device], Duration::from_millis(200));
+    }
+    for core in &p.cores {
+        eventually("every Core on node 0", Duration::from_secs(60), || {
+            connected(&first, &p.joe, &core.id)
+        });
+    }
+
+    // What node 0 says on the presence subject: a count and a digest, no list, a small payload.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut presence = client.subscribe(wire::PRESENCE).await.unwrap();
+    let (beat, beat_len) = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let message = futures_next(&mut presence).await;
+            if let Ok(m @ wire::PresenceMessage::Heartbeat { .. }) =
+                wire::parse_presence(&message.payload)
+                && m.node() == "n0"
+            {
+                break (m, message.payload.len());
+            }
+        }
+    })
+    .await
+    .expect("a heartbeat within the lease");
+    let wire::PresenceMessage::Heartbeat {
+        count,
+        digest,
+        devices,
+        ..
+    } = beat
+    else {
+        unreachable!()
+    };
+    assert_eq!(count, 12);
+    assert!(devices.is_none(), "no list in a heartbeat");
+    assert!(beat_len < 200, "{beat_len} bytes");
+
+    // The list, asked for piece by piece: more than one piece, each under max_payload, together every Core once.
+    let mut listed = Vec::new();
+    let mut piece = 0u32;
+    let pieces = loop {
+        let answer = client
+            .request(
+                wire::list_subject("n0"),
+                wire::emit(&wire::ListRequest { piece }, b""),
+            )
+            .await
+            .unwrap();
+        assert!(answer.payload.len() <= MAX_PAYLOAD);
+        let got = wire::parse_list_piece(&answer.payload).unwrap();
+        assert_eq!((got.count, got.digest.as_str()), (12, digest.as_str()));
+        listed.extend(got.devices.into_iter().map(|h| h.device));
+        piece += 1;
+        if piece >= got.pieces {
+            break got.pieces;
+        }
+    };
+    assert!(pieces >= 2, "{pieces} piece(s)");
+    listed.sort();
+    let mut ids: Vec<String> = p.cores.iter().map(|c| c.id.clone()).collect();
+    ids.sort();
+    assert_eq!(listed, ids);
+
+    // A node that joins now heard none of the announcements: it learns every holder from the list.
+    let second = Node::start(&nats, &dirs[1], "n1", &[]);
+    for core in &p.cores {
+        eventually(
+            "the newcomer learns every holder from the list",
+            Duration::from_secs(30),
+            || listed_connected(&second, &p.joe, &core.id),
+        );
+    }
+    let (status, body) = call(&second, &p.joe, &p.cores[11].id, "digitalwrite", "D2,HIGH");
+    assert_eq!(status, 200, "{body}");
+    assert!(core_result(&p.cores[11], "digitalwrite", "D2,HIGH").is_some());
+    for node in [&first, &second] {
+        let log = node.log();
+        assert!(
+            !log.contains("panicked") && !log.contains("malformed"),
+            "{log}"
+        );
+    }
+}
+
+/// The next message of a subscription (the test's own client).
+async fn futures_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *sub), cx))
+        .await
+        .expect("the subscription stays open")
 }

@@ -55,6 +55,8 @@ use spark_vcore::link::LinkFaults;
 use spark_vcore::run::{self as core_run, CloudConfig, SharedCore, Status};
 use spark_vcore::{PATCH_VERSION_EVENT, VirtualCore};
 
+#[path = "nodes.rs"]
+pub(crate) mod nodes;
 #[path = "rotate.rs"]
 pub(crate) mod rotate;
 
@@ -114,6 +116,9 @@ pub(crate) struct DemoConfig {
     pub(crate) rotate: bool,
     /// UDP (Electron-class) devices that join once the rollout is done (0: none).
     pub(crate) udp: usize,
+    /// Cloud nodes: 1 is one cloud with its registry in a folder; more share a PostgreSQL registry and a NATS bus
+    /// that the demo starts ([`nodes`]).
+    pub(crate) nodes: usize,
 }
 
 /// How a Core gets (or does not need) the deep update.
@@ -185,6 +190,13 @@ pub(crate) struct Row {
     pub(crate) usb: Option<UsbFlash>,
     /// What went wrong, if anything.
     pub(crate) error: Option<String>,
+    /// With several nodes: the node that held the Core once the fleet was online.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) node: Option<String>,
+    /// With several nodes: the node whose REST API the demo's calls, reads and flash requests for this Core went
+    /// through (another node than the one holding it, when there is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) api_node: Option<String>,
 }
 
 /// How a USB flash went, as the DFU host saw it.
@@ -252,6 +264,9 @@ pub(crate) struct Report {
     /// The UDP devices, with `--udp N`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) udp: Option<super::udp::UdpReport>,
+    /// The nodes and their services, with `--nodes N` above 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cluster: Option<nodes::ClusterReport>,
 }
 
 impl Report {
@@ -276,6 +291,8 @@ impl Report {
 pub(crate) enum Progress<'a> {
     /// A new phase begins.
     Phase(&'a str),
+    /// A line of its own: with several nodes, which node did what in a phase.
+    Note(&'a str),
     /// The local cloud is up: its fleet console, and the account the demo signed in with.
     Console {
         /// The console's address.
@@ -587,7 +604,10 @@ impl Watcher {
 
 /// Everything one Core's update needs.
 struct Fleet {
-    api: Client,
+    /// The REST API of each node (one without a cluster).
+    apis: Vec<Client>,
+    /// Which of `apis` serves each device (absent: the first).
+    routes: HashMap<String, usize>,
     watcher: Arc<Watcher>,
     observer: Arc<dyn Observer>,
     image: Arc<Vec<u8>>,
@@ -634,6 +654,14 @@ impl Drop for Powered {
     }
 }
 
+impl Fleet {
+    /// The REST API the demo talks to `device` through.
+    fn api(&self, device: &str) -> &Client {
+        let node = self.routes.get(device).copied().unwrap_or(0);
+        &self.apis[node.min(self.apis.len() - 1)]
+    }
+}
+
 fn lock_core(core: &SharedCore) -> MutexGuard<'_, VirtualCore> {
     core.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -641,6 +669,7 @@ fn lock_core(core: &SharedCore) -> MutexGuard<'_, VirtualCore> {
 /// Runs the demo (inside a multi-threaded tokio runtime). See the [module docs](self).
 pub(crate) async fn run(
     config: DemoConfig,
+    services: Option<&nodes::Services>,
     observer: Arc<dyn Observer>,
 ) -> Result<Report, DemoError> {
     let started = Instant::now();
@@ -656,13 +685,26 @@ pub(crate) async fn run(
             source,
         })?;
 
-    observer.progress(Progress::Phase("starting the local cloud"));
-    let local = LocalCloud::start(work.path()).await?;
-    let api = local.api.clone();
+    // One cloud in this process, or several nodes on a PostgreSQL registry and a NATS bus the demo starts.
+    let (local, mut cluster) = if let Some(services) = services {
+        observer.progress(Progress::Phase("starting the cloud nodes"));
+        let cluster =
+            nodes::Cluster::start(work.path(), config.nodes, services, &*observer).await?;
+        (None, Some(cluster))
+    } else {
+        observer.progress(Progress::Phase("starting the local cloud"));
+        (Some(LocalCloud::start(work.path()).await?), None)
+    };
+    let front = match (&local, &cluster) {
+        (Some(local), _) => Front::one(local),
+        (None, Some(cluster)) => cluster.front(),
+        (None, None) => return Err(DemoError::Cloud("no cloud started".into())),
+    };
+    let api = front.apis[0].clone();
     observer.progress(Progress::Console {
-        url: &format!("{}/console", local.api_url),
+        url: &format!("{}/console", front.api_url),
         user: USER,
-        password: &local.password,
+        password: &front.password,
     });
 
     observer.progress(Progress::Phase("making the virtual Cores"));
@@ -670,18 +712,29 @@ pub(crate) async fn run(
     let ids: Vec<String> = cores.iter().map(|c| c.id_hex().to_owned()).collect();
 
     observer.progress(Progress::Phase("provisioning the Cores' keys"));
-    provision(&api, &cores).await?;
+    provision(&front, &cores).await?;
+    if let Some(cluster) = &mut cluster {
+        cluster.note_provisioned(&ids, &*observer);
+    }
 
     // Listen to the fleet before it connects.
-    let (watcher, _listener) = listen_to_fleet(&api).await?;
+    let (watcher, listener) = listen_to_fleet(&api).await?;
 
     observer.progress(Progress::Phase("connecting the fleet"));
-    let mut powered = power_on(cores, &kinds, &local, config.seed);
+    let mut powered = power_on(cores, &kinds, &front, config.seed);
     let online = wait_online(&api, &watcher, &ids, &*observer).await?;
+    // Each Core's calls go through another node than the one holding it.
+    let (holders, routes) = match &mut cluster {
+        Some(cluster) => cluster.route(&ids, &*observer),
+        None => (Vec::new(), HashMap::new()),
+    };
 
     observer.progress(Progress::Phase("reading patch versions and checking links"));
-    let found = survey_fleet(&api, &watcher, &ids, &online).await?;
+    let found = survey_fleet(&front.apis, &routes, &watcher, &ids, &online).await?;
     let mut rows = plan(&ids, found, &kinds, target, &*observer);
+    if let Some(cluster) = &cluster {
+        cluster.label_rows(&mut rows, &holders, &routes);
+    }
     let usb_path = write_usb_file(&config, &mut rows, &*observer)?;
 
     // Over the air, a few at a time; over USB, every owner at their desk.
@@ -691,7 +744,8 @@ pub(crate) async fn run(
         "updating over the air"
     }));
     let fleet = Arc::new(Fleet {
-        api: api.clone(),
+        apis: front.apis.clone(),
+        routes: routes.clone(),
         watcher: Arc::clone(&watcher),
         observer: Arc::clone(&observer),
         image: Arc::new(config.image.clone()),
@@ -707,9 +761,14 @@ pub(crate) async fn run(
         config.jobs,
     )
     .await?;
-    let rotation = if config.rotate {
+    if let Some(cluster) = &cluster {
+        cluster.note_updated(&rows, &*observer);
+    }
+    let rotation = if config.rotate
+        && let Some(local) = &local
+    {
         let ran = rotate::run(
-            &local,
+            local,
             &observer,
             &mut powered,
             &mut unplugged,
@@ -721,7 +780,9 @@ pub(crate) async fn run(
         None
     };
 
-    let udp = if config.udp > 0 {
+    let udp = if config.udp > 0
+        && let Some(local) = &local
+    {
         observer.progress(Progress::Phase("UDP devices joining"));
         // Cores whose link check passed come first: the UDP devices are timed beside a TCP Core on a good link,
         // not beside one the simulation slowed down.
@@ -746,21 +807,50 @@ pub(crate) async fn run(
     };
     drop(unplugged);
     drop(powered);
-    local.running.shutdown();
-    let summary = summarize(
-        &rows,
-        &config,
-        target,
-        usb_path,
-        local.api_url,
-        started.elapsed(),
-    );
+    drop(listener);
+    let api_url = front.api_url.clone();
+    if let Some(local) = local {
+        local.running.shutdown();
+    }
+    let cluster = match cluster {
+        Some(cluster) => Some(cluster.stop(&*observer).await),
+        None => None,
+    };
+    let summary = summarize(&rows, &config, target, usb_path, api_url, started.elapsed());
     Ok(Report {
         rows,
         summary,
         rotation,
         udp,
+        cluster,
     })
+}
+
+/// What the fleet sees of the cloud, one node or several: where the Cores connect, whom they trust, and the REST
+/// API of each node, logged in to the demo account.
+pub(crate) struct Front {
+    /// Each node's device listener.
+    pub(crate) device_addrs: Vec<SocketAddr>,
+    /// The server key every node answers with.
+    pub(crate) server_key: RsaPublicKey,
+    /// Each node's REST API, logged in.
+    pub(crate) apis: Vec<Client>,
+    /// The first node's REST API address.
+    pub(crate) api_url: String,
+    /// The demo account's password.
+    pub(crate) password: String,
+}
+
+impl Front {
+    fn one(local: &LocalCloud) -> Front {
+        Front {
+            device_addrs: vec![local.device_addr],
+            server_key: local.server_key.clone(),
+            apis: vec![local.api.clone()],
+            api_url: local.api_url.clone(),
+            password: local.password.clone(),
+        }
+    }
 }
 
 /// The cloud of the demo, in this process on free loopback ports, with an account logged in.
@@ -880,9 +970,10 @@ async fn make_cores(
     Ok(cores.into_iter().flatten().collect())
 }
 
-/// Sends each Core's public key through the API (the account becomes its owner).
-async fn provision(api: &Client, cores: &[VirtualCore]) -> Result<(), DemoError> {
-    for core in cores {
+/// Sends each Core's public key through the API (the account becomes its owner); Core `i` through node `i % n`.
+async fn provision(front: &Front, cores: &[VirtualCore]) -> Result<(), DemoError> {
+    for (index, core) in cores.iter().enumerate() {
+        let api = &front.apis[index % front.apis.len()];
         let pem = core
             .key()
             .public_key()
@@ -924,12 +1015,8 @@ async fn listen_to_fleet(api: &Client) -> Result<(Arc<Watcher>, AbortOnDrop), De
 }
 
 /// Powers every Core on against the cloud (the flaky ones over an unreliable link).
-fn power_on(
-    cores: Vec<VirtualCore>,
-    kinds: &[Kind],
-    local: &LocalCloud,
-    seed: u64,
-) -> Vec<Powered> {
+/// Core `i` knows every node, node `i % n` first: the fleet spreads over the nodes and moves on when one fails.
+fn power_on(cores: Vec<VirtualCore>, kinds: &[Kind], front: &Front, seed: u64) -> Vec<Powered> {
     let mut powered: Vec<Powered> = Vec::with_capacity(kinds.len());
     for (index, (core, kind)) in cores.into_iter().zip(kinds).enumerate() {
         let faults = if *kind == Kind::Flaky {
@@ -937,9 +1024,17 @@ fn power_on(
         } else {
             LinkFaults::RELIABLE
         };
+        let mut addresses = front.device_addrs.clone();
+        let first = index % addresses.len();
+        addresses.rotate_left(first);
+        let address = addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let core_config = CloudConfig {
-            address: local.device_addr.to_string(),
-            server_key: local.server_key.clone(),
+            address,
+            server_key: front.server_key.clone(),
             faults,
             seed: seed.wrapping_add((index as u64) << 32),
             reconnect_delay: Duration::from_millis(200),
@@ -957,14 +1052,15 @@ fn power_on(
 
 /// Patch versions and link checks of every Core, all at once, in `ids` order.
 async fn survey_fleet(
-    api: &Client,
+    apis: &[Client],
+    routes: &HashMap<String, usize>,
     watcher: &Arc<Watcher>,
     ids: &[String],
     online: &[bool],
 ) -> Result<Vec<(Option<String>, LinkCheck)>, DemoError> {
     let mut surveys = JoinSet::new();
     for (index, id) in ids.iter().enumerate() {
-        let api = api.clone();
+        let api = apis[routes.get(id).copied().unwrap_or(0)].clone();
         let watcher = Arc::clone(watcher);
         let id = id.clone();
         let reachable = online[index];
@@ -1020,6 +1116,8 @@ fn plan(
             file: None,
             usb: None,
             error: None,
+            node: None,
+            api_node: None,
         });
     }
     rows
@@ -1312,7 +1410,7 @@ async fn flash_once(
     });
     let file = FirmwareFile::new(fleet.image_name.clone(), fleet.image.as_ref().clone());
     fleet
-        .api
+        .api(device)
         .flash_binary(device, &file)
         .await
         .map_err(|e| format!("flash request: {e}"))?;
@@ -1363,7 +1461,7 @@ async fn verify(
     outcome: &mut Outcome,
 ) -> Result<(), String> {
     let tinker = until_answered(deadline, || {
-        fleet.api.call_function(device, "digitalread", "D7")
+        fleet.api(device).call_function(device, "digitalread", "D7")
     })
     .await
     .map_err(|e| format!("Tinker: {e}"))?;
@@ -1374,7 +1472,7 @@ async fn verify(
             tinker.return_value
         ));
     }
-    let read = until_answered(deadline, || fleet.api.variable(device, "cc3000"))
+    let read = until_answered(deadline, || fleet.api(device).variable(device, "cc3000"))
         .await
         .map_err(|e| format!("cc3000 variable: {e}"))?;
     let after = read.result.as_str().map(str::to_owned);
@@ -1629,6 +1727,7 @@ mod tests {
             usb_fault: None,
             rotate: false,
             udp: 0,
+            nodes: 1,
         }
     }
 

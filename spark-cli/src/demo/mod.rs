@@ -56,6 +56,11 @@ pub(crate) struct DemoArgs {
     /// with its P-256 key, called and read through the API, and calls to it are timed beside a TCP Core's.
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     udp: u32,
+    /// Cloud nodes. Above 1, the nodes share a PostgreSQL registry and a NATS bus that the demo starts on loopback
+    /// ports (Debian: `apt-get install postgresql nats-server`) and stops at the end; the Cores spread over the
+    /// nodes and each one's API calls go through another node than the one holding it.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    nodes: u32,
 }
 
 /// Progress bars: a line for the phase, then one bar per Core being updated (over the air: bytes sent; over USB:
@@ -119,6 +124,13 @@ impl Observer for Bars {
     fn progress(&self, event: Progress<'_>) {
         match event {
             Progress::Phase(what) => self.phase.set_message(what.to_owned()),
+            Progress::Note(line) => {
+                if self.multi.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    let _ = self.multi.println(line);
+                }
+            }
             Progress::Console {
                 url,
                 user,
@@ -187,6 +199,15 @@ impl Observer for Bars {
 
 /// Runs `spark demo`.
 pub(crate) fn demo(ctx: &Context, args: DemoArgs) -> Outcome {
+    if args.nodes > 1 {
+        if args.rotate || args.udp > 0 {
+            return Err(Failure(
+                "--rotate and --udp run on one node: leave out --nodes, or them".into(),
+            ));
+        }
+        // Before anything starts: a missing program is said plainly, with how to install it.
+        fleet::nodes::check_installed().map_err(Failure)?;
+    }
     let config = demo_config(args)?;
     let report = run_fleet(ctx, config)?;
     if ctx.json {
@@ -239,6 +260,7 @@ fn demo_config(args: DemoArgs) -> Result<DemoConfig, Failure> {
         out,
         jobs: args.jobs as usize,
         udp: args.udp as usize,
+        nodes: args.nodes as usize,
     })
 }
 
@@ -248,12 +270,22 @@ fn run_fleet(ctx: &Context, config: DemoConfig) -> Result<Report, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure(format!("cannot start the async runtime: {e}")))?;
+    // Several nodes: PostgreSQL and NATS start before the runtime and stop after it, outliving every node's task.
+    let services = if config.nodes > 1 {
+        Some(fleet::nodes::Services::start().map_err(Failure)?)
+    } else {
+        None
+    };
     let bars = Arc::new(Bars::new(!ctx.json && std::io::stderr().is_terminal()));
     let observer: Arc<dyn Observer> = bars.clone();
-    let result = runtime.block_on(fleet::run(config, observer));
+    let result = runtime.block_on(fleet::run(config, services.as_ref(), observer));
     bars.finish();
     // The Cores' and the cloud's tasks end with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(services) = services {
+        drop(services);
+        eprintln!("stopped: NATS and PostgreSQL (its temporary folder deleted)");
+    }
     Ok(result?)
 }
 

@@ -12,10 +12,13 @@
 //!   flashed; progress comes back on the reply subject.
 //! - **Presence** ([`presence::Presence`]) lives in each node's memory and on [`wire::PRESENCE`], not in the
 //!   registry: a node announces a device when its handshake completes and when its session ends, and sends a
-//!   heartbeat with every device it holds each lease / 3. A peer silent for its lease holds nothing: its devices read
-//!   offline and requests for them fail at once with [`HubError::NotConnected`]. A device announced by another node
-//!   with a newer session makes the local connection stale, and it is dropped. A node that hears an unknown peer
-//!   answers with its heartbeat, so a joining node learns the holders within one round trip.
+//!   heartbeat each lease / 3 with how many devices it holds and their digest ([`wire::digest`]), a few dozen bytes
+//!   however many. A peer whose view of it differs (it joined, or missed an announcement) asks for the list on
+//!   `spark.cluster.list.<id>`, which comes in pieces under the server's `max_payload`. A peer silent for its lease
+//!   holds nothing: its devices read offline and requests for them fail at once with [`HubError::NotConnected`]. A
+//!   device announced by another node with a newer session makes the local connection stale, and it is dropped. A
+//!   node that hears an unknown peer answers with its heartbeat, so a joining node learns the holders within two
+//!   round trips (the heartbeat, then the list).
 
 pub mod presence;
 pub mod wire;
@@ -121,6 +124,8 @@ pub struct ClusterHub {
     config: ClusterConfig,
     presence: Arc<Mutex<Presence>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Peers whose list is being fetched (one fetch per peer at a time).
+    fetching: Mutex<std::collections::HashSet<String>>,
 }
 
 impl core::fmt::Debug for ClusterHub {
@@ -181,6 +186,7 @@ impl ClusterHub {
             config,
             presence,
             tasks: Mutex::new(Vec::new()),
+            fetching: Mutex::new(std::collections::HashSet::new()),
         }))
     }
 
@@ -212,6 +218,11 @@ impl ClusterHub {
             .subscribe(wire::node_subject(&self.config.node))
             .await
             .map_err(sub)?;
+        let list_sub = self
+            .client
+            .subscribe(wire::list_subject(&self.config.node))
+            .await
+            .map_err(sub)?;
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         self.local.watch(changes_tx);
         let (events_tx, events_rx) = mpsc::channel::<Event>(OUTGOING_EVENTS);
@@ -231,6 +242,7 @@ impl ClusterHub {
             tokio::spawn(Arc::clone(self).run_events_in(events_sub, Arc::clone(bus))),
             tokio::spawn(Arc::clone(self).run_events_out(events_rx)),
             tokio::spawn(Arc::clone(self).run_requests(requests_sub)),
+            tokio::spawn(Arc::clone(self).run_list_answers(list_sub)),
         ];
         lock(&self.tasks).extend(tasks);
         // Heard at once by the others, who answer with theirs.
@@ -301,18 +313,113 @@ impl ClusterHub {
                             continue;
                         }
                     };
+                    let sender = parsed.node().to_owned();
                     let outcome = lock(&self.presence).handle_message(parsed, Instant::now());
-                    for (device, serial) in outcome.stale {
-                        eprintln!(
-                            "spark-cloud: cluster: device {device} reconnected to another node; its stale session here is dropped"
-                        );
-                        self.local.disconnect(device, serial);
+                    self.drop_stale(&outcome.stale);
+                    if outcome.fetch_list && lock(&self.fetching).insert(sender.clone()) {
+                        let me = Arc::clone(&self);
+                        let task = tokio::spawn(async move {
+                            me.fetch_list(&sender).await;
+                            lock(&me.fetching).remove(&sender);
+                        });
+                        let mut tasks = lock(&self.tasks);
+                        tasks.retain(|t| !t.is_finished());
+                        tasks.push(task);
                     }
                     if outcome.newcomer {
                         let beat = lock(&self.presence).heartbeat();
                         self.publish_presence(&beat).await;
                     }
                 }
+            }
+        }
+    }
+
+    fn drop_stale(&self, stale: &[(DeviceId, u64)]) {
+        for &(device, serial) in stale {
+            eprintln!(
+                "spark-cloud: cluster: device {device} reconnected to another node; its stale session here is dropped"
+            );
+            self.local.disconnect(device, serial);
+        }
+    }
+
+    /// Asks `node` for the list of the devices it holds, piece by piece, and takes it. A list that changed between
+    /// pieces is asked again (a few times); a node that does not answer is left to its next heartbeat.
+    async fn fetch_list(&self, node: &str) {
+        let subject = wire::list_subject(node);
+        'attempt: for _ in 0..3 {
+            let mut devices = Vec::new();
+            let mut first: Option<(u32, u64, String)> = None;
+            let mut piece = 0u32;
+            loop {
+                let asked = self
+                    .client
+                    .request(
+                        subject.clone(),
+                        wire::emit(&wire::ListRequest { piece }, b""),
+                    )
+                    .await;
+                let answer = match asked {
+                    Ok(message) => wire::parse_list_piece(&message.payload),
+                    Err(e) => {
+                        eprintln!("spark-cloud: cluster: no list from node {node}: {e}");
+                        return;
+                    }
+                };
+                let answer = match answer {
+                    Ok(a) if a.node == node && a.piece == piece => a,
+                    Ok(_) | Err(_) => {
+                        eprintln!(
+                            "spark-cloud: cluster: dropped a malformed list piece from node {node}"
+                        );
+                        return;
+                    }
+                };
+                match &first {
+                    None => first = Some((answer.pieces, answer.count, answer.digest.clone())),
+                    Some((pieces, count, digest))
+                        if (*pieces, *count, digest.as_str())
+                            != (answer.pieces, answer.count, answer.digest.as_str()) =>
+                    {
+                        continue 'attempt;
+                    }
+                    Some(_) => {}
+                }
+                devices.extend(answer.devices);
+                piece += 1;
+                if piece >= answer.pieces {
+                    break;
+                }
+            }
+            if let Some((_, count, digest)) = first {
+                let outcome =
+                    lock(&self.presence).handle_list(node, count, &digest, devices, Instant::now());
+                self.drop_stale(&outcome.stale);
+            }
+            return;
+        }
+    }
+
+    /// Answers other nodes' requests for pieces of this node's list of devices.
+    async fn run_list_answers(self: Arc<Self>, mut sub: async_nats::Subscriber) {
+        let per_piece = wire::holdings_per_piece(self.client.server_info().max_payload);
+        while let Some(message) = next(&mut sub).await {
+            let Some(reply_to) = message.reply.clone() else {
+                continue;
+            };
+            let request = match wire::parse_list_request(&message.payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("spark-cloud: cluster: dropped a malformed list request: {e}");
+                    continue;
+                }
+            };
+            let piece = lock(&self.presence).list_piece(request.piece, per_piece);
+            if let Some(piece) = piece
+                && let Err(e) = self.client.publish(reply_to, wire::emit(&piece, b"")).await
+            {
+                eprintln!("spark-cloud: cluster: cannot answer a list request: {e}");
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use spark_protocol::DeviceId;
 
-use super::wire::{Holding, PresenceMessage};
+use super::wire::{self, Holding, ListPiece, PresenceMessage};
 
 /// A device session on this node: the hub's serial of its connection and when it was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,16 @@ impl Peer {
     fn alive(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.seen) <= self.lease
     }
+
+    /// Whether this view of the peer's devices matches what its heartbeat says.
+    fn agrees(&self, count: u64, digest: &str) -> bool {
+        self.devices.len() as u64 == count && digest_of(&self.devices) == digest
+    }
+}
+
+fn digest_of(devices: &HashMap<DeviceId, u64>) -> String {
+    let named: Vec<(String, u64)> = devices.iter().map(|(d, s)| (d.to_string(), *s)).collect();
+    wire::digest(named.iter().map(|(d, s)| (d.as_str(), *s)))
 }
 
 /// What a presence message asks of this node.
@@ -39,6 +49,9 @@ pub struct Outcome {
     /// The sender was not known (it joined, or came back): answer with a heartbeat so that it learns the holders
     /// at once.
     pub newcomer: bool,
+    /// The sender's heartbeat does not match what this node knows of its devices: ask it for its list
+    /// ([`wire::list_subject`]) and hand the list to [`Presence::handle_list`].
+    pub fetch_list: bool,
 }
 
 /// The presence table of one node.
@@ -98,19 +111,86 @@ impl Presence {
         })
     }
 
-    /// The heartbeat of this node: every device it holds.
+    /// The heartbeat of this node: how many devices it holds, and their digest (not the list: see
+    /// [`Presence::list_piece`]).
     pub fn heartbeat(&self) -> PresenceMessage {
+        let local: HashMap<DeviceId, u64> =
+            self.local.iter().map(|(d, l)| (*d, l.since_ms)).collect();
         PresenceMessage::Heartbeat {
             node: self.me.clone(),
             lease_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
-            devices: self
-                .local
-                .iter()
-                .map(|(d, l)| Holding {
-                    device: d.to_string(),
-                    since_ms: l.since_ms,
-                })
-                .collect(),
+            count: local.len() as u64,
+            digest: digest_of(&local),
+            devices: None,
+        }
+    }
+
+    /// Piece `piece` of the list of the devices this node holds, sorted by id, `per_piece` to a piece
+    /// ([`wire::holdings_per_piece`]); `None` past the last piece. An empty list is one empty piece.
+    #[must_use]
+    pub fn list_piece(&self, piece: u32, per_piece: usize) -> Option<ListPiece> {
+        let per_piece = per_piece.max(1);
+        let mut all: Vec<Holding> = self
+            .local
+            .iter()
+            .map(|(d, l)| Holding {
+                device: d.to_string(),
+                since_ms: l.since_ms,
+            })
+            .collect();
+        all.sort_by(|a, b| a.device.cmp(&b.device));
+        let pieces = u32::try_from(all.len().div_ceil(per_piece).max(1)).ok()?;
+        if piece >= pieces {
+            return None;
+        }
+        let digest = wire::digest(all.iter().map(|h| (h.device.as_str(), h.since_ms)));
+        let count = all.len() as u64;
+        let start = (piece as usize).saturating_mul(per_piece);
+        let devices = all.into_iter().skip(start).take(per_piece).collect();
+        Some(ListPiece {
+            node: self.me.clone(),
+            piece,
+            pieces,
+            count,
+            digest,
+            devices,
+        })
+    }
+
+    /// The whole list of `node`, fetched piece by piece (the pieces' devices, together): it replaces what this
+    /// node knew of that peer. Ignored for an unknown or dead peer, or a list that does not match its own digest.
+    pub fn handle_list(
+        &mut self,
+        node: &str,
+        count: u64,
+        digest: &str,
+        devices: Vec<Holding>,
+        now: Instant,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(peer) = self.peers.get_mut(node).filter(|p| p.alive(now)) else {
+            return out;
+        };
+        let listed: HashMap<DeviceId, u64> = devices
+            .iter()
+            .filter_map(|h| Some((h.device.parse().ok()?, h.since_ms)))
+            .collect();
+        if listed.len() as u64 != count || digest_of(&listed) != digest {
+            return out;
+        }
+        peer.devices = listed;
+        let announced: Vec<(DeviceId, u64)> = peer.devices.iter().map(|(d, s)| (*d, *s)).collect();
+        self.stale_against(node, announced, &mut out);
+        out
+    }
+
+    fn stale_against(&self, node: &str, announced: Vec<(DeviceId, u64)>, out: &mut Outcome) {
+        for (device, since_ms) in announced {
+            if let Some(local) = self.local.get(&device)
+                && newer(since_ms, node, local.since_ms, &self.me)
+            {
+                out.stale.push((device, local.serial));
+            }
         }
     }
 
@@ -139,15 +219,24 @@ impl Presence {
         let mut announced = Vec::new();
         match message {
             PresenceMessage::Heartbeat {
-                lease_ms, devices, ..
+                lease_ms,
+                count,
+                digest,
+                devices,
+                ..
             } => {
                 // A lease is a few seconds; a hostile value is bounded rather than trusted.
                 peer.lease = Duration::from_millis(lease_ms.clamp(100, 3_600_000));
-                peer.devices = devices
-                    .iter()
-                    .filter_map(|h| Some((h.device.parse().ok()?, h.since_ms)))
-                    .collect();
-                announced.extend(peer.devices.iter().map(|(d, s)| (*d, *s)));
+                match devices {
+                    Some(devices) => {
+                        peer.devices = devices
+                            .iter()
+                            .filter_map(|h| Some((h.device.parse().ok()?, h.since_ms)))
+                            .collect();
+                        announced.extend(peer.devices.iter().map(|(d, s)| (*d, *s)));
+                    }
+                    None => out.fetch_list = !peer.agrees(count, &digest),
+                }
             }
             PresenceMessage::Held { holding, .. } => {
                 if let Ok(device) = holding.device.parse() {
@@ -161,13 +250,7 @@ impl Presence {
                 }
             }
         }
-        for (device, since_ms) in announced {
-            if let Some(local) = self.local.get(&device)
-                && newer(since_ms, &node, local.since_ms, &self.me)
-            {
-                out.stale.push((device, local.serial));
-            }
-        }
+        self.stale_against(&node, announced, &mut out);
         out
     }
 
@@ -250,10 +333,12 @@ mod tests {
         let beat = PresenceMessage::Heartbeat {
             node: "b".into(),
             lease_ms: 2000,
-            devices: vec![Holding {
+            count: 1,
+            digest: String::new(),
+            devices: Some(vec![Holding {
                 device: D.into(),
                 since_ms: 5,
-            }],
+            }]),
         };
         assert!(p.handle_message(beat.clone(), start).newcomer);
         assert_eq!(p.holder(d, start + Duration::from_millis(1999)), Some("b"));
@@ -273,5 +358,112 @@ mod tests {
         assert!(newer(5, "b", 5, "a"));
         assert!(!newer(5, "a", 5, "b"));
         assert!(!newer(5, "a", 5, "a"));
+    }
+
+    #[test]
+    fn a_heartbeat_carries_a_count_and_a_digest_and_a_differing_view_fetches_the_list_in_pieces() {
+        let now = Instant::now();
+        let mut a = Presence::new("a", Duration::from_secs(3));
+        let mut b = Presence::new("b", Duration::from_secs(3));
+        let ids: Vec<DeviceId> = (0..25u8)
+            .map(|i| {
+                let mut raw = [0u8; 12];
+                raw[11] = i;
+                DeviceId::from_bytes(raw)
+            })
+            .collect();
+        for (serial, id) in ids.iter().enumerate() {
+            let _ = a.handle_local_held(*id, serial as u64, 1000 + serial as u64);
+        }
+        let beat = a.heartbeat();
+        let PresenceMessage::Heartbeat {
+            count,
+            ref digest,
+            ref devices,
+            ..
+        } = beat
+        else {
+            panic!("{beat:?}")
+        };
+        assert_eq!(count, 25);
+        assert!(devices.is_none(), "no list in a heartbeat");
+        let digest = digest.clone();
+        // b knows nothing of a yet: it must ask.
+        let out = b.handle_message(beat.clone(), now);
+        assert!(out.newcomer && out.fetch_list);
+        assert_eq!(b.holder(ids[0], now), None);
+        // The list in pieces of 10: 3 pieces, each sorted and disjoint, the last one short.
+        let pieces: Vec<ListPiece> = (0..).map_while(|k| a.list_piece(k, 10)).collect();
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces.iter().all(|p| p.pieces == 3 && p.digest == digest));
+        assert_eq!(
+            pieces.iter().map(|p| p.devices.len()).collect::<Vec<_>>(),
+            [10, 10, 5]
+        );
+        let all: Vec<Holding> = pieces.into_iter().flat_map(|p| p.devices).collect();
+        // A list that does not match the digest is refused; the whole one is taken.
+        let _ = b.handle_list("a", 25, &digest, all[..24].to_vec(), now);
+        assert_eq!(b.holder(ids[24], now), None);
+        let _ = b.handle_list("a", 25, &digest, all, now);
+        assert!(ids.iter().all(|id| b.holder(*id, now) == Some("a")));
+        // Now the views agree: the next heartbeat asks for nothing.
+        let again = b.handle_message(a.heartbeat(), now);
+        assert!(!again.fetch_list && !again.newcomer);
+        // One release b missed: the digest differs, and b asks again.
+        let _ = a.handle_local_released(ids[3], 3);
+        assert!(b.handle_message(a.heartbeat(), now).fetch_list);
+        // An empty list is one empty piece.
+        assert_eq!(
+            Presence::new("c", Duration::from_secs(3))
+                .list_piece(0, 10)
+                .map(|p| p.pieces),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_stays_small_however_many_devices_the_node_holds() {
+        let mut p = Presence::new("node-with-a-long-name-0123456789", Duration::from_secs(5));
+        let small = wire::emit(&p.heartbeat(), b"").len();
+        for i in 0..10_000u32 {
+            let mut raw = [0u8; 12];
+            raw[8..].copy_from_slice(&i.to_be_bytes());
+            let _ = p.handle_local_held(DeviceId::from_bytes(raw), u64::from(i), 1_765_000_000_000);
+        }
+        let large = wire::emit(&p.heartbeat(), b"").len();
+        assert!(large < 200, "{large} bytes");
+        // Only the count's digits grow.
+        assert!(large - small <= 4, "{small} -> {large}");
+        // The heartbeat as it was, with every device listed, for comparison.
+        let PresenceMessage::Heartbeat {
+            node,
+            lease_ms,
+            count,
+            digest,
+            ..
+        } = p.heartbeat()
+        else {
+            panic!("not a heartbeat")
+        };
+        let listed = p.list_piece(0, 10_000).map(|l| l.devices);
+        let full = wire::emit(
+            &PresenceMessage::Heartbeat {
+                node,
+                lease_ms,
+                count,
+                digest,
+                devices: listed,
+            },
+            b"",
+        )
+        .len();
+        eprintln!("heartbeat at 10,000 devices: {large} bytes; with the list: {full} bytes");
+        assert!(full > 1000 * large);
+        // The list under NATS' default limit of 1 MiB: 10,000 devices in one piece.
+        assert_eq!(
+            p.list_piece(0, wire::holdings_per_piece(1 << 20))
+                .map(|l| l.pieces),
+            Some(1)
+        );
     }
 }

@@ -18,6 +18,9 @@ pub const EVENTS: &str = "spark.cluster.events";
 pub const PRESENCE: &str = "spark.cluster.presence";
 /// The prefix of a node's request subject (`spark.cluster.node.<node id>`).
 pub const NODE_PREFIX: &str = "spark.cluster.node.";
+/// The prefix of the subject on which a node hands out the list of the devices it holds, piece by piece
+/// (`spark.cluster.list.<node id>`, request/reply: [`ListRequest`] in, [`ListPiece`] out).
+pub const LIST_PREFIX: &str = "spark.cluster.list.";
 
 /// The longest node id.
 pub const MAX_NODE_ID: usize = 64;
@@ -26,6 +29,12 @@ pub const MAX_NODE_ID: usize = 64;
 #[must_use]
 pub fn node_subject(node: &str) -> String {
     format!("{NODE_PREFIX}{node}")
+}
+
+/// The subject on which `node` answers for the list of the devices it holds.
+#[must_use]
+pub fn list_subject(node: &str) -> String {
+    format!("{LIST_PREFIX}{node}")
 }
 
 /// Whether `id` may name a node: 1 to 64 ASCII letters, digits, `-` or `_` (one token of a NATS subject).
@@ -69,14 +78,24 @@ pub struct Holding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PresenceMessage {
-    /// A node is alive (sent every lease / 3) and holds these devices, all of them.
+    /// A node is alive (sent every lease / 3). It says how many devices it holds and their [`digest`]; a peer
+    /// whose view differs asks for the list ([`LIST_PREFIX`]), so a heartbeat stays small however many devices a
+    /// node holds.
     Heartbeat {
         /// The sender.
         node: String,
         /// Its lease: silent for this long, it is taken for dead.
         lease_ms: u64,
-        /// Every device it holds.
-        devices: Vec<Holding>,
+        /// How many devices it holds.
+        #[serde(default)]
+        count: u64,
+        /// The [`digest`] of what it holds.
+        #[serde(default)]
+        digest: String,
+        /// Every device it holds, when the sender puts the list in (a node of this version never does: it
+        /// answers list requests instead); taken as the whole truth when present.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        devices: Option<Vec<Holding>>,
     },
     /// A device completed its handshake on `node`.
     Held {
@@ -104,6 +123,65 @@ impl PresenceMessage {
             | PresenceMessage::Released { node, .. } => node,
         }
     }
+}
+
+/// What a node asks on another's [`list_subject`]: one piece of its list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequest {
+    /// The piece, from 0.
+    pub piece: u32,
+}
+
+/// One piece of the list of the devices a node holds, sorted by device id and cut so that a piece fits under the
+/// server's `max_payload` ([`holdings_per_piece`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListPiece {
+    /// The sender.
+    pub node: String,
+    /// This piece, from 0.
+    pub piece: u32,
+    /// How many pieces the list has.
+    pub pieces: u32,
+    /// How many devices the whole list has.
+    pub count: u64,
+    /// The [`digest`] of the whole list: a piece of another list (the holdings changed in between) does not match.
+    pub digest: String,
+    /// This piece's devices.
+    pub devices: Vec<Holding>,
+}
+
+/// The bytes of one [`Holding`] in a list, at most: `{"device":"<24 hex>","since_ms":<20 digits>},` is 70.
+pub const HOLDING_BYTES: usize = 72;
+
+/// Room kept in a list piece for everything but its devices.
+pub const LIST_OVERHEAD: usize = 512;
+
+/// How many holdings one [`ListPiece`] carries under `max_payload` bytes (at least one).
+#[must_use]
+pub fn holdings_per_piece(max_payload: usize) -> usize {
+    (max_payload.saturating_sub(LIST_OVERHEAD) / HOLDING_BYTES).max(1)
+}
+
+/// A digest of a set of holdings that does not depend on their order: the wrapping sum of the first 8 bytes of
+/// SHA-256 over each `device:since_ms`, as 16 hex digits. Two views of a node's devices that agree on the count and
+/// the digest are taken to agree.
+#[must_use]
+pub fn digest<'a>(holdings: impl IntoIterator<Item = (&'a str, u64)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sum = 0u64;
+    for (device, since_ms) in holdings {
+        let hash = Sha256::new()
+            .chain_update(device.as_bytes())
+            .chain_update(b":")
+            .chain_update(since_ms.to_string().as_bytes())
+            .finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        sum = sum.wrapping_add(u64::from_be_bytes(first));
+    }
+    format!("{sum:016x}")
 }
 
 /// The header of a message on [`EVENTS`]; the SSE frame follows it.
@@ -388,6 +466,23 @@ pub fn parse_presence(payload: &[u8]) -> Result<PresenceMessage, WireError> {
     Ok(m)
 }
 
+/// Reads a list request.
+pub fn parse_list_request(payload: &[u8]) -> Result<ListRequest, WireError> {
+    parse(payload).map(|(r, _)| r)
+}
+
+/// Reads a list piece (the sender's id checked, and the piece among the pieces).
+pub fn parse_list_piece(payload: &[u8]) -> Result<ListPiece, WireError> {
+    let (p, _): (ListPiece, _) = parse(payload)?;
+    if !valid_node_id(&p.node) {
+        return Err(WireError::NodeId);
+    }
+    if p.piece >= p.pieces {
+        return Err(WireError::Field("piece"));
+    }
+    Ok(p)
+}
+
 /// Reads an [`EVENTS`] message: its header and the SSE frame.
 pub fn parse_event(payload: &[u8]) -> Result<(EventHeader, &[u8]), WireError> {
     let (h, frame): (EventHeader, _) = parse(payload)?;
@@ -426,10 +521,19 @@ mod tests {
             PresenceMessage::Heartbeat {
                 node: "a-1".into(),
                 lease_ms: 3000,
-                devices: vec![Holding {
+                count: 1,
+                digest: digest([("0123456789abcdef01234567", 7)]),
+                devices: None,
+            },
+            PresenceMessage::Heartbeat {
+                node: "a-1".into(),
+                lease_ms: 3000,
+                count: 1,
+                digest: String::new(),
+                devices: Some(vec![Holding {
                     device: "0123456789abcdef01234567".into(),
                     since_ms: 7,
-                }],
+                }]),
             },
             PresenceMessage::Held {
                 node: "b".into(),
@@ -508,5 +612,55 @@ mod tests {
         };
         assert!(parse_event(&emit(&header, b"not a frame")).is_err());
         assert!(parse_event(&emit(&header, b"event: n\ndata: {}\n\n")).is_ok());
+    }
+
+    #[test]
+    fn the_digest_ignores_order_and_sees_any_change() {
+        let a = ("0123456789abcdef01234567", 7);
+        let b = ("76543210fedcba9876543210", 9);
+        assert_eq!(digest([a, b]), digest([b, a]));
+        assert_ne!(digest([a, b]), digest([a]));
+        assert_ne!(digest([a]), digest([("0123456789abcdef01234567", 8)]));
+        assert_eq!(digest([]), "0000000000000000");
+    }
+
+    #[test]
+    fn a_full_list_piece_fits_its_payload_limit() {
+        for max_payload in [600, 1024, 4096, 1 << 20] {
+            let per = holdings_per_piece(max_payload);
+            let piece = ListPiece {
+                node: "n".repeat(MAX_NODE_ID),
+                piece: u32::MAX - 1,
+                pieces: u32::MAX,
+                count: u64::MAX,
+                digest: digest([]),
+                devices: (0..per)
+                    .map(|_| Holding {
+                        device: "0123456789abcdef01234567".into(),
+                        since_ms: u64::MAX,
+                    })
+                    .collect(),
+            };
+            let bytes = emit(&piece, b"");
+            assert!(
+                bytes.len() <= max_payload,
+                "{} > {max_payload}",
+                bytes.len()
+            );
+            assert_eq!(parse_list_piece(&bytes), Ok(piece));
+        }
+        assert_eq!(holdings_per_piece(10), 1);
+        let bad = emit(
+            &ListPiece {
+                node: "n".into(),
+                piece: 2,
+                pieces: 2,
+                count: 0,
+                digest: String::new(),
+                devices: Vec::new(),
+            },
+            b"",
+        );
+        assert_eq!(parse_list_piece(&bad), Err(WireError::Field("piece")));
     }
 }
