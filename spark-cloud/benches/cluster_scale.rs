@@ -367,25 +367,37 @@ async fn connect_cores(
     Ok((tasks, start.elapsed()))
 }
 
-/// Median and p99 of [`CALLS`] sequential calls through `api` to the Cores `ids` in turn.
-async fn call_times(api: &mut Api, ids: &[String]) -> Result<(Duration, Duration), String> {
-    let mut times = Vec::with_capacity(CALLS);
+/// Median and p99 of [`CALLS`] sequential calls through each of `apis` to the Cores `ids` in turn, the APIs
+/// taking turns call by call (so that the machine's other work falls on all of them alike).
+async fn call_times(
+    apis: &mut [&mut Api],
+    ids: &[String],
+) -> Result<Vec<(Duration, Duration)>, String> {
+    let mut times = vec![Vec::with_capacity(CALLS); apis.len()];
     for i in 0..CALLS + WARMUP_CALLS {
-        let start = Instant::now();
-        let good = api.call(&ids[i % ids.len()]).await?;
-        let took = start.elapsed();
-        if !good {
-            return Err(format!("a call to {} failed", ids[i % ids.len()]));
-        }
-        if i >= WARMUP_CALLS {
-            times.push(took);
+        let id = &ids[i % ids.len()];
+        for (api, times) in apis.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            let good = api.call(id).await?;
+            let took = start.elapsed();
+            if !good {
+                return Err(format!("a call to {id} through {} failed", api.addr));
+            }
+            if i >= WARMUP_CALLS {
+                times.push(took);
+            }
         }
     }
-    times.sort_unstable();
-    Ok((
-        quantile(&times, 0.5).unwrap_or_default(),
-        quantile(&times, 0.99).unwrap_or_default(),
-    ))
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_unstable();
+            (
+                quantile(&t, 0.5).unwrap_or_default(),
+                quantile(&t, 0.99).unwrap_or_default(),
+            )
+        })
+        .collect())
 }
 
 /// [`PUBLISHERS`] Cores publish public events to `publish_to` while one event stream on `subscribe_on` reads them:
@@ -613,7 +625,7 @@ async fn lone_node(
     print_handshakes("lone node", &handshakes, floor, None);
     let ids: Vec<String> = (0..DEVICES).map(core_id).collect();
     let mut api = Api::connect(node.api, &token).await?;
-    let calls = call_times(&mut api, &ids).await?;
+    let calls = call_times(&mut [&mut api], &ids).await?[0];
     println!(
         "lone node: call round trip at {DEVICES} devices, median {:.3} ms, p99 {:.3} ms",
         ms(calls.0),
@@ -754,6 +766,18 @@ fn cluster(
             Some(&lone.handshakes),
         );
         if count == 1 {
+            // The same calls as the lone node's, through the one node's API: what the store and bus add to a call
+            // without a hop between nodes.
+            let ids: Vec<String> = (0..DEVICES).map(core_id).collect();
+            let calls = rt.block_on(async {
+                let mut api = Api::connect(nodes[0].api, &token).await?;
+                Ok::<_, String>(call_times(&mut [&mut api], &ids).await?[0])
+            })?;
+            print_calls(
+                &format!("1 node, {DEVICES} devices: call through its own API"),
+                calls,
+                lone.calls,
+            );
             let added = h.node_cpu_ms[0] - lone.handshakes.node_cpu_ms[0];
             println!(
                 "1 node: store and bus add {added:.3} ms of the node's CPU per handshake ({:.3} -> {:.3} ms), \
@@ -809,8 +833,8 @@ fn two_nodes(
         }
         Ok::<_, String>(())
     })?;
-    let same = rt.block_on(call_times(&mut via_b, &on_b))?;
-    let cross = rt.block_on(call_times(&mut via_a, &on_b))?;
+    let both = rt.block_on(call_times(&mut [&mut via_b, &mut via_a], &on_b))?;
+    let (same, cross) = (both[0], both[1]);
     print_calls(
         &format!("2 nodes, {DEVICES} devices: same-node call (B's API to B's Cores)"),
         same,
