@@ -171,6 +171,9 @@ pub struct Credential {
     pub user: String,
     /// When it expires (`None` = never).
     pub expires_at: Option<SystemTime>,
+    /// When it was issued, in seconds since the epoch (`None`: before the cloud recorded it, older than any
+    /// cut-off).
+    pub issued_at: Option<u64>,
 }
 
 impl Credential {
@@ -345,6 +348,16 @@ impl EventBus {
     pub fn end_user(&self, user: &str) {
         self.lock()
             .retain(|s| s.credential.as_ref().is_none_or(|c| c.user != user));
+    }
+
+    /// Ends every stream opened with a token issued before `cutoff` (seconds since the epoch): the cloud-wide
+    /// cut-off moved, on this node or another.
+    pub fn end_issued_before(&self, cutoff: u64) {
+        self.lock().retain(|s| {
+            s.credential
+                .as_ref()
+                .is_none_or(|c| c.issued_at.unwrap_or(0) >= cutoff)
+        });
     }
 
     /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's;
