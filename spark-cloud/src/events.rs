@@ -571,6 +571,32 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_off_ends_the_streams_of_older_tokens_only() {
+        let bus = EventBus::new();
+        let filter = Filter {
+            user: "u1".into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        };
+        let with = |token: &str, issued_at| Credential {
+            token: token.into(),
+            user: "u1".into(),
+            expires_at: None,
+            issued_at,
+        };
+        let _old = bus.subscribe_with(filter.clone(), with("a", Some(99)));
+        let _unknown = bus.subscribe_with(filter.clone(), with("b", None));
+        let _new = bus.subscribe_with(filter.clone(), with("c", Some(100)));
+        let _plain = bus.subscribe(filter);
+        assert_eq!(bus.stats().subscribers, 4);
+        bus.end_issued_before(100);
+        // The token issued at the cut-off and the stream without a credential stay.
+        assert_eq!(bus.stats().subscribers, 2);
+        bus.end_token("c");
+        assert_eq!(bus.stats().subscribers, 1);
+    }
+
+    #[test]
     fn filters() {
         let all = |prefix: &str| Filter {
             user: "u1".into(),
