@@ -622,6 +622,12 @@ mod tests {
             (AdminChange::TokenRevoked { token: "ab".into() }, "token"),
             (
                 AdminChange::UserTokensRevoked {
+                    user: "u".repeat(MAX_ADMIN_USER + 1),
+                },
+                "user",
+            ),
+            (
+                AdminChange::UserTokensRevoked {
                     user: String::new(),
                 },
                 "user",
@@ -644,7 +650,7 @@ mod tests {
         );
         assert_eq!(parse_admin(&bad_node), Err(WireError::NodeId));
         assert!(matches!(
-            parse_admin(b"{\"node\":\"a\",\"change\":{\"kind\":\"keys_changed\",\"x\":1}}\n"),
+            parse_admin(b"{\"node\":\"a\",\"change\":{\"kind\":\"drop_tables\"}}\n"),
             Err(WireError::Header(_))
         ));
     }
