@@ -1,6 +1,7 @@
 //! What a node reads from the cluster bus, where any client of the NATS server may publish: presence messages,
-//! events, requests and replies, list requests and list pieces. No panic; a message that reads back is written again as it was read; a presence
-//! message goes through the presence table too.
+//! events, requests, replies, list requests and list pieces, and administrative changes. No panic; a message that
+//! reads back is written again as it was read; a presence message goes through the presence table too (and its
+//! lost-peer report), and so does a list piece.
 
 #![no_main]
 
@@ -16,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         let mut table = Presence::new("fuzz", Duration::from_secs(3));
         let now = Instant::now();
         let _ = table.handle_message(m, now);
+        let _ = table.handle_lost_peers(now + Duration::from_secs(3600));
         table.handle_timeout(now + Duration::from_secs(3600));
     }
     if let Ok((header, frame)) = wire::parse_event(data) {
@@ -25,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((request, body)) = wire::parse_request(data) {
         let again = wire::emit(&request, body);
         assert_eq!(wire::parse_request(&again), Ok((request, body)));
+    }
+    if let Ok(m) = wire::parse_admin(data) {
+        assert_eq!(wire::parse_admin(&wire::emit(&m, b"")).as_ref(), Ok(&m));
     }
     let _ = wire::parse_reply(data);
     if let Ok(request) = wire::parse_list_request(data) {

@@ -171,6 +171,9 @@ pub struct Credential {
     pub user: String,
     /// When it expires (`None` = never).
     pub expires_at: Option<SystemTime>,
+    /// When it was issued, in seconds since the epoch (`None`: before the cloud recorded it, older than any
+    /// cut-off).
+    pub issued_at: Option<u64>,
 }
 
 impl Credential {
@@ -345,6 +348,16 @@ impl EventBus {
     pub fn end_user(&self, user: &str) {
         self.lock()
             .retain(|s| s.credential.as_ref().is_none_or(|c| c.user != user));
+    }
+
+    /// Ends every stream opened with a token issued before `cutoff` (seconds since the epoch): the cloud-wide
+    /// cut-off moved, on this node or another.
+    pub fn end_issued_before(&self, cutoff: u64) {
+        self.lock().retain(|s| {
+            s.credential
+                .as_ref()
+                .is_none_or(|c| c.issued_at.unwrap_or(0) >= cutoff)
+        });
     }
 
     /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's;
@@ -555,6 +568,32 @@ mod tests {
             e.frame
                 .starts_with(b"event: a b\ndata: {\"data\":null,\"ttl\":\"5\"")
         );
+    }
+
+    #[test]
+    fn a_cut_off_ends_the_streams_of_older_tokens_only() {
+        let bus = EventBus::new();
+        let filter = Filter {
+            user: "u1".into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        };
+        let with = |token: &str, issued_at| Credential {
+            token: token.into(),
+            user: "u1".into(),
+            expires_at: None,
+            issued_at,
+        };
+        let _old = bus.subscribe_with(filter.clone(), with("a", Some(99)));
+        let _unknown = bus.subscribe_with(filter.clone(), with("b", None));
+        let _new = bus.subscribe_with(filter.clone(), with("c", Some(100)));
+        let _plain = bus.subscribe(filter);
+        assert_eq!(bus.stats().subscribers, 4);
+        bus.end_issued_before(100);
+        // The token issued at the cut-off and the stream without a credential stay.
+        assert_eq!(bus.stats().subscribers, 2);
+        bus.end_token("c");
+        assert_eq!(bus.stats().subscribers, 1);
     }
 
     #[test]

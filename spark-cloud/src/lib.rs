@@ -98,6 +98,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 
+use cluster::wire::AdminChange;
 use events::{Event, EventBus, Publisher};
 use hub::DeviceHub;
 use state::{StateDir, StateError};
@@ -151,9 +152,14 @@ pub struct Cloud {
     held_keys: Mutex<Option<state::ServerKeys>>,
     /// The store's administrative generation when the keys and cut-off were last read.
     admin_seen: Mutex<Option<store::AdminGeneration>>,
+    /// Where the administrative changes made here go on a cluster bus (see [`Cloud::set_admin_relay`]).
+    admin_relay: std::sync::OnceLock<AdminRelay>,
     /// The fingerprint of the server key each device's last handshake used.
     key_used: Mutex<HashMap<String, Arc<str>>>,
 }
+
+/// Where a node on a cluster bus sends the administrative changes made here (see [`Cloud::set_admin_relay`]).
+pub type AdminRelay = Box<dyn Fn(&cluster::wire::AdminChange) + Send + Sync>;
 
 /// A refused device is logged at most once per this interval.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -245,6 +251,7 @@ impl Cloud {
             handshake_keys: Mutex::new(None),
             held_keys: Mutex::new(None),
             admin_seen: Mutex::new(None),
+            admin_relay: std::sync::OnceLock::new(),
             key_used: Mutex::new(HashMap::new()),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -388,11 +395,13 @@ impl Cloud {
     /// Returns the owner. Of two concurrent claims of one device (on any nodes of a shared store) exactly one wins.
     pub fn claim_with_code(&self, device: &str, code: &str) -> Result<String, ClaimError> {
         let device = device.to_ascii_lowercase();
-        block_on(
+        let owner = block_on(
             self.store
                 .claim_with_code(&device, &state::token_digest(code)),
         )
-        .map_err(claim_error)
+        .map_err(claim_error)?;
+        self.owner_changed(&device);
+        Ok(owner)
     }
 
     /// An administrator's step: gives `device` to `user` (or takes it from its owner with `None`), whoever owned
@@ -404,11 +413,71 @@ impl Cloud {
         {
             return Err(ClaimError::UnknownUser);
         }
-        block_on(
-            self.store
-                .set_owner(&device.to_ascii_lowercase(), user.as_deref()),
-        )
-        .map_err(claim_error)
+        let device = device.to_ascii_lowercase();
+        block_on(self.store.set_owner(&device, user.as_deref())).map_err(claim_error)?;
+        self.owner_changed(&device);
+        Ok(())
+    }
+
+    /// Tells the other nodes on the bus that `device`'s owner changed here (claimed, released, transferred or
+    /// provisioned), so that their event delivery forgets the owner it cached.
+    pub fn owner_changed(&self, device: &str) {
+        self.announce(&AdminChange::OwnerChanged {
+            device: device.to_ascii_lowercase(),
+        });
+    }
+
+    /// Hands every administrative change made here to `relay` as well (the cluster bus; one relay, a second is
+    /// refused). Returns whether it was set.
+    pub fn set_admin_relay(&self, relay: AdminRelay) -> bool {
+        self.admin_relay.set(relay).is_ok()
+    }
+
+    fn announce(&self, change: &AdminChange) {
+        if let Some(relay) = self.admin_relay.get() {
+            relay(change);
+        }
+    }
+
+    /// Acts on a change another node made to the shared registry (it came over the bus): ends the event streams
+    /// it revoked, forgets the cached owner, or reads the server keys and the cut-off again. Nothing is announced
+    /// back. Blocks on the store for the keys: call it off the async workers.
+    pub fn handle_admin_change(&self, change: &AdminChange) -> Result<(), StoreError> {
+        match change {
+            AdminChange::TokenRevoked { token } => self.bus.end_token(token),
+            AdminChange::UserTokensRevoked { user } => self.bus.end_user(user),
+            AdminChange::TokensCutOff { before } => {
+                self.bus.end_issued_before(*before);
+                self.reload_admin_files()?;
+            }
+            AdminChange::OwnerChanged { device } => self.store.forget_cached_owner(device),
+            AdminChange::KeysChanged => {
+                self.reload_admin_files()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The devices a lost node held went offline: tells this node's own subscribers (`spark/status` `offline`,
+    /// private), and no other node, which each do the same for theirs. Blocks on the store for the owners.
+    pub fn devices_lost(&self, devices: &[spark_protocol::DeviceId]) {
+        for device in devices {
+            let device = device.to_string();
+            self.store.forget_cached_owner(&device);
+            let Some(owner) = block_on(self.store.device_owner(&device)).ok().flatten() else {
+                continue;
+            };
+            let from = Publisher::device(&device, Some(&owner));
+            let event = Event::new(
+                "spark/status",
+                Some("offline"),
+                60,
+                false,
+                SystemTime::now(),
+                from,
+            );
+            self.bus.publish_from_peer(&event);
+        }
     }
 
     /// Logs (one line on stderr) that `device` was refused and why, at most once per [`REFUSAL_LOG_INTERVAL`] per
@@ -459,6 +528,9 @@ impl Cloud {
             block_on(self.store.delete_token(user, token)).map_err(StoreError::into_auth)?;
         if let Some(digest) = &deleted {
             self.bus.end_token(digest);
+            self.announce(&AdminChange::TokenRevoked {
+                token: digest.clone(),
+            });
         }
         Ok(deleted.is_some())
     }
@@ -468,6 +540,7 @@ impl Cloud {
         let user = user.trim().to_lowercase();
         let count = block_on(self.store.delete_all_tokens(&user)).map_err(StoreError::into_auth)?;
         self.bus.end_user(&user);
+        self.announce(&AdminChange::UserTokensRevoked { user });
         Ok(count)
     }
 
@@ -545,6 +618,7 @@ impl Cloud {
         .map_err(|e| StoreError::KeyGeneration(e.to_string()))?;
         let keys = block_on(self.store.rotate_server_key(fresh))?;
         self.refresh_handshake_keys(&keys)?;
+        self.announce(&AdminChange::KeysChanged);
         Ok(keys)
     }
 
@@ -553,12 +627,19 @@ impl Cloud {
     pub fn retire_server_key(&self) -> Result<state::ServerKeys, StoreError> {
         let keys = block_on(self.store.retire_server_key())?;
         self.refresh_handshake_keys(&keys)?;
+        self.announce(&AdminChange::KeysChanged);
         Ok(keys)
     }
 
     /// Reads the server keys again: how a running cloud picks up `spark-cloud keys rotate` / `keys retire` run on
     /// its directory or on another node of its store (the binary calls it on `SIGHUP`).
     pub fn reload_server_keys(&self) -> Result<state::ServerKeys, StoreError> {
+        let keys = self.load_server_keys()?;
+        self.announce(&AdminChange::KeysChanged);
+        Ok(keys)
+    }
+
+    fn load_server_keys(&self) -> Result<state::ServerKeys, StoreError> {
         let keys = block_on(self.store.server_keys())?;
         self.refresh_handshake_keys(&keys)?;
         Ok(keys)
@@ -572,18 +653,22 @@ impl Cloud {
         for digest in &deleted {
             self.bus.end_token(digest);
         }
+        self.bus.end_issued_before(cutoff);
+        self.announce(&AdminChange::TokensCutOff { before: cutoff });
         Ok(deleted.len())
     }
 
     /// What a running cloud does on `SIGHUP`: reads the server keys and the token cut-off again, ending the
     /// streams of tokens the cut-off now refuses.
     pub fn reload_admin_files(&self) -> Result<state::ServerKeys, StoreError> {
-        let keys = self.reload_server_keys()?;
+        let keys = self.load_server_keys()?;
         let now = block_on(self.store.admin_generation())?;
         if now.tokens_not_before > 0 {
             for digest in block_on(self.store.invalidate_tokens_before(now.tokens_not_before))? {
                 self.bus.end_token(&digest);
             }
+            // Tokens another node or an admin command deleted are no longer listed; their issue time tells.
+            self.bus.end_issued_before(now.tokens_not_before);
         }
         *lock(&self.admin_seen) = Some(now);
         Ok(keys)

@@ -200,6 +200,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     if let Some(cluster) = &cluster {
         cluster.start(cloud.bus()).await?;
+        cluster.start_admin(&cloud).await?;
     }
     cloud.webhooks().set_policy(webhook_policy(&args));
     raise_open_files_limit();
@@ -431,6 +432,7 @@ fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
                             .map(cloud::rotation::fingerprint)
                             .unwrap_or_default(),
                     );
+                    tell_the_bus(args, cloud::cluster::wire::AdminChange::KeysChanged).await?;
                 }
                 KeysCommand::Retire => {
                     let keys = store.retire_server_key().await.map_err(|e| e.to_string())?;
@@ -439,6 +441,7 @@ fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
                         store.describe(),
                         cloud::rotation::fingerprint(&keys.current),
                     );
+                    tell_the_bus(args, cloud::cluster::wire::AdminChange::KeysChanged).await?;
                 }
                 KeysCommand::Show { previous } => {
                     let keys = store.server_keys().await.map_err(|e| e.to_string())?;
@@ -506,6 +509,23 @@ fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// With `--bus nats://…`, tells the running nodes of an admin command's change at once (without it, they pick it
+/// up from the store within its poll).
+async fn tell_the_bus(
+    args: &Args,
+    change: cloud::cluster::wire::AdminChange,
+) -> Result<(), String> {
+    if args.bus == "local" {
+        return Ok(());
+    }
+    let node = format!("admin-{}", std::process::id());
+    cloud::cluster::announce_once(&args.bus, &node, change)
+        .await
+        .map_err(|e| {
+            format!("{e} (the change is made; the nodes pick it up from the store within seconds)")
+        })
+}
+
 /// `spark-cloud tokens invalidate-before DATE` on the state directory.
 fn invalidate_before(args: &Args, date: &str) -> Result<(), String> {
     let cutoff = cloud::state::parse_cutoff_date(date)?;
@@ -521,7 +541,11 @@ fn invalidate_before(args: &Args, date: &str) -> Result<(), String> {
                 deleted.len(),
                 store.describe()
             );
-            Ok(())
+            tell_the_bus(
+                args,
+                cloud::cluster::wire::AdminChange::TokensCutOff { before: cutoff },
+            )
+            .await
         });
     }
     let state =

@@ -476,6 +476,8 @@ pub struct Authenticated {
     pub token_digest: String,
     /// When the token expires (`None` = never).
     pub expires_at: Option<SystemTime>,
+    /// When it was issued, in seconds since the epoch (`None`: before the cloud recorded it).
+    pub issued_at: Option<u64>,
 }
 
 /// The SHA-256 of a token, in hex: how a token is named without being revealed.
@@ -1019,6 +1021,7 @@ impl StateDir {
             expires_at: record
                 .expires_at
                 .and_then(|e| UNIX_EPOCH.checked_add(Duration::from_secs(e))),
+            issued_at: record.issued_at,
         })
     }
 

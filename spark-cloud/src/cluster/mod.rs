@@ -252,6 +252,110 @@ impl ClusterHub {
         Ok(())
     }
 
+    /// Joins `cloud` to the bus's administrative traffic: the changes made here to the shared registry (token
+    /// revocations and cut-offs, owner changes, key rotations) go out on [`wire::ADMIN`], and those of the other
+    /// nodes are acted on here at once ([`crate::Cloud::handle_admin_change`]). Also reports, to this node's own
+    /// subscribers, the devices of a peer whose lease ran out ([`crate::Cloud::devices_lost`]), checked every lease
+    /// / 4.
+    ///
+    /// Like the rest of the bus, these messages are trusted because they came over it: any client of the NATS
+    /// server can end streams or make a node reload. A message missed (NATS core is at-most-once) is made up by the
+    /// registry: a revoked token is refused on its next request everywhere, the poll of the store's generation
+    /// (every 2 s in the binary) reloads keys and ends the streams a cut-off refuses, and an owner cached elsewhere
+    /// expires within [`crate::store::OWNER_CACHE_TTL`]; a stream whose single token or user was revoked stays open
+    /// on a node that missed the message.
+    pub async fn start_admin(
+        self: &Arc<Self>,
+        cloud: &Arc<crate::Cloud>,
+    ) -> Result<(), ClusterError> {
+        let admin_sub = self
+            .client
+            .subscribe(wire::ADMIN)
+            .await
+            .map_err(|e| ClusterError::Subscribe(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel::<wire::AdminChange>();
+        cloud.set_admin_relay(Box::new(move |change: &wire::AdminChange| {
+            let _ = tx.send(change.clone());
+        }));
+        let weak = Arc::downgrade(cloud);
+        let tasks = vec![
+            tokio::spawn(Arc::clone(self).run_admin_in(admin_sub, weak.clone())),
+            tokio::spawn(Arc::clone(self).run_admin_out(rx)),
+            tokio::spawn(Arc::clone(self).run_lost_peers(weak)),
+        ];
+        lock(&self.tasks).extend(tasks);
+        // The subscription is registered with the server before a change made here can be answered elsewhere.
+        let _ = self.client.flush().await;
+        Ok(())
+    }
+
+    async fn run_admin_out(
+        self: Arc<Self>,
+        mut changes: mpsc::UnboundedReceiver<wire::AdminChange>,
+    ) {
+        while let Some(change) = changes.recv().await {
+            let message = wire::AdminMessage {
+                node: self.config.node.clone(),
+                change,
+            };
+            if let Err(e) = self
+                .client
+                .publish(wire::ADMIN, wire::emit(&message, b""))
+                .await
+            {
+                eprintln!("spark-cloud: cluster: cannot publish an administrative change: {e}");
+            }
+            let _ = self.client.flush().await;
+        }
+    }
+
+    async fn run_admin_in(
+        self: Arc<Self>,
+        mut sub: async_nats::Subscriber,
+        cloud: std::sync::Weak<crate::Cloud>,
+    ) {
+        while let Some(message) = next(&mut sub).await {
+            let parsed = match wire::parse_admin(&message.payload) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!(
+                        "spark-cloud: cluster: dropped a malformed administrative message: {e}"
+                    );
+                    continue;
+                }
+            };
+            if parsed.node == self.config.node {
+                continue;
+            }
+            let Some(cloud) = cloud.upgrade() else { return };
+            // Ending streams is immediate; reloading keys reads the store, off the async workers.
+            let done =
+                tokio::task::spawn_blocking(move || cloud.handle_admin_change(&parsed.change))
+                    .await;
+            if let Ok(Err(e)) = done {
+                eprintln!("spark-cloud: cluster: cannot act on another node's change: {e}");
+            }
+        }
+    }
+
+    async fn run_lost_peers(self: Arc<Self>, cloud: std::sync::Weak<crate::Cloud>) {
+        let mut every = tokio::time::interval(self.config.lease / 4);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let lost = lock(&self.presence).handle_lost_peers(Instant::now());
+            if lost.is_empty() {
+                continue;
+            }
+            let Some(cloud) = cloud.upgrade() else { return };
+            eprintln!(
+                "spark-cloud: cluster: a node's lease ran out; {} of its devices are offline",
+                lost.len()
+            );
+            let _ = tokio::task::spawn_blocking(move || cloud.devices_lost(&lost)).await;
+        }
+    }
+
     /// Leaves the bus: the tasks stop, so the other nodes see this node's devices go offline when its lease ends.
     /// The tasks hold the hub, so dropping the last handle outside them does not stop them: call this.
     pub fn shutdown(&self) {
@@ -738,6 +842,34 @@ impl ClusterHub {
             }
         }
     }
+}
+
+/// Publishes one administrative change on the bus at `url` as node `node`, and waits until the server has it: how
+/// an admin command run beside the nodes (`spark-cloud --store … --bus … keys rotate`) tells them at once.
+pub async fn announce_once(
+    url: &str,
+    node: &str,
+    change: wire::AdminChange,
+) -> Result<(), ClusterError> {
+    let connect = |e: String| ClusterError::Connect {
+        url: url.to_owned(),
+        reason: e,
+    };
+    let options = async_nats::ConnectOptions::new()
+        .name(format!("spark-cloud {node}"))
+        .connection_timeout(Duration::from_secs(5));
+    let client = async_nats::connect_with_options(url, options)
+        .await
+        .map_err(|e| connect(e.to_string()))?;
+    let message = wire::AdminMessage {
+        node: node.to_owned(),
+        change,
+    };
+    client
+        .publish(wire::ADMIN, wire::emit(&message, b""))
+        .await
+        .map_err(|e| connect(e.to_string()))?;
+    client.flush().await.map_err(|e| connect(e.to_string()))
 }
 
 /// The reply of a local request, or `TimedOut` past `limit`.

@@ -3,7 +3,7 @@
 //! No IO and no clock: messages come in through `handle_*` with the time (`now` for leases, the wall clock in
 //! milliseconds for ordering sessions across nodes), and the answers are values. The node's tasks drive it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use spark_protocol::DeviceId;
@@ -61,6 +61,8 @@ pub struct Presence {
     lease: Duration,
     local: HashMap<DeviceId, Local>,
     peers: HashMap<String, Peer>,
+    /// Peers whose lease ran out and whose devices were reported offline (until they are heard again).
+    lost: HashSet<String>,
 }
 
 /// A peer silent this many leases is forgotten (its devices were offline since one lease).
@@ -75,6 +77,7 @@ impl Presence {
             lease,
             local: HashMap::new(),
             peers: HashMap::new(),
+            lost: HashSet::new(),
         }
     }
 
@@ -281,6 +284,38 @@ impl Presence {
     }
 }
 
+impl Presence {
+    /// The devices of peers whose lease ran out since the last call, which no live node (nor this one) holds now:
+    /// each is reported once per loss, so that this node tells its own subscribers they went offline. A peer heard
+    /// again may be reported again when it next goes silent.
+    pub fn handle_lost_peers(&mut self, now: Instant) -> Vec<DeviceId> {
+        let peers = &self.peers;
+        self.lost
+            .retain(|n| peers.get(n).is_some_and(|p| !p.alive(now)));
+        let newly: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(n, p)| !p.alive(now) && !self.lost.contains(*n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut devices = Vec::new();
+        for node in newly {
+            if let Some(peer) = self.peers.get(&node) {
+                devices.extend(
+                    peer.devices
+                        .keys()
+                        .filter(|d| self.holder(**d, now).is_none())
+                        .copied(),
+                );
+            }
+            self.lost.insert(node);
+        }
+        devices.sort_unstable();
+        devices.dedup();
+        devices
+    }
+}
+
 /// Whether the session of (`since`, `node`) is newer than (`than`, `than_node`): later, or as late and on the
 /// greater node id, so that two nodes never both keep a device.
 fn newer(since: u64, node: &str, than: u64, than_node: &str) -> bool {
@@ -351,6 +386,46 @@ mod tests {
         );
         p.handle_timeout(start + Duration::from_secs(100));
         assert_eq!(p.live_peers(start + Duration::from_secs(100)), 0);
+    }
+
+    #[test]
+    fn a_lost_peers_devices_are_reported_once_unless_held_elsewhere() {
+        let start = Instant::now();
+        let d: DeviceId = D.parse().unwrap();
+        let e: DeviceId = "0123456789abcdef01234568".parse().unwrap();
+        let mut p = Presence::new("a", Duration::from_secs(1));
+        let beat = |node: &str, devices: &[&str]| PresenceMessage::Heartbeat {
+            node: node.into(),
+            lease_ms: 1000,
+            devices: devices
+                .iter()
+                .map(|d| Holding {
+                    device: (*d).into(),
+                    since_ms: 5,
+                })
+                .collect(),
+        };
+        let _ = p.handle_message(beat("b", &[D, "0123456789abcdef01234568"]), start);
+        let _ = p.handle_message(beat("c", &[]), start);
+        assert!(p.handle_lost_peers(start).is_empty());
+        // c lives on and, by then, holds e (which reconnected there): only d is reported.
+        let later = start + Duration::from_millis(1500);
+        let _ = p.handle_message(beat("c", &["0123456789abcdef01234568"]), later);
+        assert_eq!(p.handle_lost_peers(later), vec![d]);
+        assert!(
+            p.handle_lost_peers(later + Duration::from_millis(10))
+                .is_empty()
+        );
+        assert_eq!(p.holder(e, later), Some("c"));
+        // b comes back holding d, and dies again (with c, still holding e): both are reported.
+        let back = start + Duration::from_secs(3);
+        let _ = p.handle_message(beat("b", &[D]), back);
+        let _ = p.handle_message(beat("c", &["0123456789abcdef01234568"]), back);
+        assert!(p.handle_lost_peers(back).is_empty());
+        assert_eq!(
+            p.handle_lost_peers(back + Duration::from_millis(1001)),
+            vec![d, e]
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ use crate::hub::{Description, HubError, VarType, VariableValue};
 pub const EVENTS: &str = "spark.cluster.events";
 /// The subject of presence: heartbeats, and devices held or let go.
 pub const PRESENCE: &str = "spark.cluster.presence";
+/// The subject of administrative changes made on one node that every node must act on at once.
+pub const ADMIN: &str = "spark.cluster.admin";
 /// The prefix of a node's request subject (`spark.cluster.node.<node id>`).
 pub const NODE_PREFIX: &str = "spark.cluster.node.";
 /// The prefix of the subject on which a node hands out the list of the devices it holds, piece by piece
@@ -511,6 +513,81 @@ pub fn parse_reply(payload: &[u8]) -> Result<Reply, WireError> {
     parse(payload).map(|(r, _)| r)
 }
 
+/// A change to the shared registry that the other nodes act on at once: they end the event streams it
+/// revokes, forget the owner they cached, or reload the server keys. The registry holds the change itself; this only
+/// says that it happened (a missed message is made up by each node's poll of the registry's generation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum AdminChange {
+    /// One token was revoked: the streams opened with it end.
+    TokenRevoked {
+        /// The token's digest (64 lowercase hex digits).
+        token: String,
+    },
+    /// Every token of a user was revoked: the streams they opened end.
+    UserTokensRevoked {
+        /// The user's name.
+        user: String,
+    },
+    /// Tokens issued before `before` (seconds since the epoch) are refused: the streams they opened end.
+    TokensCutOff {
+        /// The cut-off.
+        before: u64,
+    },
+    /// A device's owner changed (a claim, a release, a transfer, a provisioning).
+    OwnerChanged {
+        /// The device id.
+        device: String,
+    },
+    /// The server keys changed (a rotation, a retirement, a reload).
+    KeysChanged,
+}
+
+/// A message on [`ADMIN`]: the sending node (a node skips its own) and the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminMessage {
+    /// The sender.
+    pub node: String,
+    /// What changed.
+    pub change: AdminChange,
+}
+
+/// The longest user name an admin message may carry.
+const MAX_ADMIN_USER: usize = 256;
+
+/// Reads an [`ADMIN`] message (the sender's id and the change's fields checked).
+pub fn parse_admin(payload: &[u8]) -> Result<AdminMessage, WireError> {
+    let (m, _): (AdminMessage, _) = parse(payload)?;
+    if !valid_node_id(&m.node) {
+        return Err(WireError::NodeId);
+    }
+    match &m.change {
+        AdminChange::TokenRevoked { token } => {
+            if token.len() != 64
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(WireError::Field("token"));
+            }
+        }
+        AdminChange::UserTokensRevoked { user } => {
+            if user.is_empty() || user.len() > MAX_ADMIN_USER {
+                return Err(WireError::Field("user"));
+            }
+        }
+        AdminChange::OwnerChanged { device } => {
+            if device.parse::<spark_protocol::DeviceId>().is_err() {
+                return Err(WireError::Field("device"));
+            }
+        }
+        AdminChange::TokensCutOff { .. } | AdminChange::KeysChanged => {}
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,5 +739,73 @@ mod tests {
             b"",
         );
         assert_eq!(parse_list_piece(&bad), Err(WireError::Field("piece")));
+    }
+
+    #[test]
+    fn admin_messages_read_back_and_bad_fields_are_refused() {
+        let digest = crate::state::token_digest("t");
+        for change in [
+            AdminChange::TokenRevoked {
+                token: digest.clone(),
+            },
+            AdminChange::UserTokensRevoked { user: "joe".into() },
+            AdminChange::TokensCutOff { before: 1_400_000 },
+            AdminChange::OwnerChanged {
+                device: "0123456789abcdef01234567".into(),
+            },
+            AdminChange::KeysChanged,
+        ] {
+            let m = AdminMessage {
+                node: "a".into(),
+                change,
+            };
+            assert_eq!(parse_admin(&emit(&m, b"")).unwrap(), m);
+        }
+        let with = |change| {
+            emit(
+                &AdminMessage {
+                    node: "a".into(),
+                    change,
+                },
+                b"",
+            )
+        };
+        let upper = digest.to_uppercase();
+        for (bad, field) in [
+            (AdminChange::TokenRevoked { token: upper }, "token"),
+            (AdminChange::TokenRevoked { token: "ab".into() }, "token"),
+            (
+                AdminChange::UserTokensRevoked {
+                    user: "u".repeat(MAX_ADMIN_USER + 1),
+                },
+                "user",
+            ),
+            (
+                AdminChange::UserTokensRevoked {
+                    user: String::new(),
+                },
+                "user",
+            ),
+            (
+                AdminChange::OwnerChanged {
+                    device: "nope".into(),
+                },
+                "device",
+            ),
+        ] {
+            assert_eq!(parse_admin(&with(bad)), Err(WireError::Field(field)));
+        }
+        let bad_node = emit(
+            &AdminMessage {
+                node: "a b".into(),
+                change: AdminChange::KeysChanged,
+            },
+            b"",
+        );
+        assert_eq!(parse_admin(&bad_node), Err(WireError::NodeId));
+        assert!(matches!(
+            parse_admin(b"{\"node\":\"a\",\"change\":{\"kind\":\"drop_tables\"}}\n"),
+            Err(WireError::Header(_))
+        ));
     }
 }

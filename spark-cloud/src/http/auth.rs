@@ -8,6 +8,7 @@ pub(super) struct User {
     pub(super) id: String,
     pub(super) token_digest: String,
     pub(super) expires_at: Option<SystemTime>,
+    pub(super) issued_at: Option<u64>,
 }
 
 /// The bearer token of a request, from exactly one of: the `Authorization` header, `?access_token=`, or a
@@ -73,6 +74,7 @@ pub(super) fn bearer(cloud: &Cloud, req: &Req) -> Result<User, Reply> {
             id: a.user_id,
             token_digest: a.token_digest,
             expires_at: a.expires_at,
+            issued_at: a.issued_at,
         }),
         Err(AuthError::ExpiredToken) => Err(unauthorized("The access token provided has expired.")),
         Err(_) => Err(unauthorized("The access token provided is invalid.")),

@@ -208,6 +208,7 @@ pub(super) fn release(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply
         StoreError::Owned => ok_false(StatusCode::FORBIDDEN, "Permission Denied"),
         _ => storage_failed(),
     })?;
+    cloud.owner_changed(&device.id);
     Ok(done())
 }
 

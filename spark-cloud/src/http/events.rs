@@ -18,6 +18,7 @@ pub(super) fn subscribe(cloud: &Cloud, user: &User, scope: Scope, prefix: &[&str
         token: user.token_digest.clone(),
         user: user.name.clone(),
         expires_at: user.expires_at,
+        issued_at: user.issued_at,
     };
     let body = cloud
         .bus

@@ -58,5 +58,6 @@ pub(super) async fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result
         }
         (None, None) => return Err(bad("No key provided")),
     }
+    cloud.owner_changed(&id);
     Ok(json_reply(StatusCode::OK, "Success!"))
 }

@@ -200,6 +200,10 @@ pub trait Store: Send + Sync + core::fmt::Debug {
     fn device_owner<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move { Ok(self.device(id).await?.and_then(|d| d.owner)) })
     }
+    /// Drops what a cache holds of `id`'s owner: another node changed it (the bus said so).
+    fn forget_cached_owner(&self, id: &str) {
+        let _ = id;
+    }
     /// A device by id, or by name among `owner`'s devices.
     fn find_device<'a>(
         &'a self,

@@ -572,6 +572,7 @@ impl Store for PostgresStore {
                 expires_at: expires.and_then(|e| {
                     std::time::UNIX_EPOCH.checked_add(Duration::from_secs(u64_of(e)))
                 }),
+                issued_at: issued.map(u64_of),
             })
         })
     }
@@ -710,6 +711,10 @@ impl Store for PostgresStore {
             cache.insert(id, (owner.clone(), asked));
             Ok(owner)
         })
+    }
+
+    fn forget_cached_owner(&self, id: &str) {
+        self.forget_owner(id);
     }
 
     fn find_device<'a>(
