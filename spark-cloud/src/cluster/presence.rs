@@ -397,13 +397,17 @@ mod tests {
         let beat = |node: &str, devices: &[&str]| PresenceMessage::Heartbeat {
             node: node.into(),
             lease_ms: 1000,
-            devices: devices
-                .iter()
-                .map(|d| Holding {
-                    device: (*d).into(),
-                    since_ms: 5,
-                })
-                .collect(),
+            count: devices.len() as u64,
+            digest: wire::digest(devices.iter().map(|d| (*d, 5))),
+            devices: Some(
+                devices
+                    .iter()
+                    .map(|d| Holding {
+                        device: (*d).into(),
+                        since_ms: 5,
+                    })
+                    .collect(),
+            ),
         };
         let _ = p.handle_message(beat("b", &[D, "0123456789abcdef01234568"]), start);
         let _ = p.handle_message(beat("c", &[]), start);
