@@ -142,7 +142,8 @@ pub struct Cloud {
     udp_server_key: spark_protocol::dtls::PrivateKey,
     bus: Arc<EventBus>,
     hub: Arc<dyn DeviceHub>,
-    status: Mutex<HashMap<String, DeviceStatus>>,
+    /// What the cloud knows of each device heard since it started, packed (see [`DeviceEntry`]).
+    status: Mutex<HashMap<spark_protocol::DeviceId, DeviceEntry>>,
     webhooks: webhooks::Webhooks,
     hashing: Arc<tokio::sync::Semaphore>,
     refusals: Mutex<HashMap<String, std::time::Instant>>,
@@ -154,8 +155,100 @@ pub struct Cloud {
     admin_seen: Mutex<Option<store::AdminGeneration>>,
     /// Where the administrative changes made here go on a cluster bus (see [`Cloud::set_admin_relay`]).
     admin_relay: std::sync::OnceLock<AdminRelay>,
-    /// The fingerprint of the server key each device's last handshake used.
-    key_used: Mutex<HashMap<String, Arc<str>>>,
+    /// The fingerprints of the server keys devices' handshakes used, each once; a [`DeviceEntry`] names one by its
+    /// place here (a handful over the cloud's life: one per key it held).
+    fingerprints: Mutex<Vec<Arc<str>>>,
+}
+
+/// One device's entry in [`Cloud`]'s per-device map: [`DeviceStatus`] and the server key its last handshake used,
+/// packed, because the map holds an entry for every device heard since the cloud started (issue 18: 2 KiB per
+/// idle device in all). The Hello's fields are inline, `last_heard` is milliseconds (what the REST answers show),
+/// the key is an index into [`Cloud`]'s fingerprint table, and the text fields, which most devices never set or
+/// set once, live behind one pointer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct DeviceEntry {
+    /// When the cloud last heard from the device, in milliseconds since the Unix epoch, plus one (0: never).
+    last_heard: u64,
+    product_id: u16,
+    product_firmware_version: u16,
+    platform_id: u16,
+    /// Which of the three Hello fields above are known: [`DeviceEntry::PRODUCT_ID`] and the two below.
+    known: u8,
+    /// The place of the used key's fingerprint in [`Cloud`]'s table, plus one (0: no handshake seen).
+    key_used: u16,
+    text: Option<Box<DeviceText>>,
+}
+
+/// The text a device's status may carry.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct DeviceText {
+    last_app: Option<String>,
+    cc3000_patch_version: Option<String>,
+}
+
+impl DeviceEntry {
+    const PRODUCT_ID: u8 = 1;
+    const PRODUCT_FIRMWARE_VERSION: u8 = 2;
+    const PLATFORM_ID: u8 = 4;
+
+    fn field(&self, bit: u8, value: u16) -> Option<u16> {
+        (self.known & bit != 0).then_some(value)
+    }
+
+    fn set_field(&mut self, bit: u8, value: Option<u16>) -> u16 {
+        match value {
+            Some(v) => {
+                self.known |= bit;
+                v
+            }
+            None => {
+                self.known &= !bit;
+                0
+            }
+        }
+    }
+
+    /// The status as the REST layer reads it.
+    fn status(&self) -> DeviceStatus {
+        let text = self.text.as_deref();
+        DeviceStatus {
+            last_heard: self
+                .last_heard
+                .checked_sub(1)
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+            last_app: text.and_then(|t| t.last_app.clone()),
+            cc3000_patch_version: text.and_then(|t| t.cc3000_patch_version.clone()),
+            platform_id: self.field(Self::PLATFORM_ID, self.platform_id),
+            product_id: self.field(Self::PRODUCT_ID, self.product_id),
+            product_firmware_version: self.field(
+                Self::PRODUCT_FIRMWARE_VERSION,
+                self.product_firmware_version,
+            ),
+        }
+    }
+
+    /// Takes `status` back in (the key used is kept). `last_heard` is held to the millisecond, as it is shown.
+    fn store(&mut self, status: DeviceStatus) {
+        self.last_heard = status.last_heard.map_or(0, |t| {
+            let ms = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1));
+            ms.saturating_add(1)
+        });
+        self.platform_id = self.set_field(Self::PLATFORM_ID, status.platform_id);
+        self.product_id = self.set_field(Self::PRODUCT_ID, status.product_id);
+        self.product_firmware_version = self.set_field(
+            Self::PRODUCT_FIRMWARE_VERSION,
+            status.product_firmware_version,
+        );
+        let text = DeviceText {
+            last_app: status.last_app,
+            cc3000_patch_version: status.cc3000_patch_version,
+        };
+        if self.text.as_deref() != Some(&text) {
+            self.text = (text != DeviceText::default()).then(|| Box::new(text));
+        }
+    }
 }
 
 /// Where a node on a cluster bus sends the administrative changes made here (see [`Cloud::set_admin_relay`]).
@@ -252,7 +345,7 @@ impl Cloud {
             held_keys: Mutex::new(None),
             admin_seen: Mutex::new(None),
             admin_relay: std::sync::OnceLock::new(),
-            key_used: Mutex::new(HashMap::new()),
+            fingerprints: Mutex::new(Vec::new()),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -318,19 +411,25 @@ impl Cloud {
 
     /// What the cloud knows about `device` now.
     pub fn device_status(&self, device: &str) -> DeviceStatus {
-        lock(&self.status).get(device).cloned().unwrap_or_default()
+        device
+            .parse()
+            .ok()
+            .and_then(|id| lock(&self.status).get(&id).map(DeviceEntry::status))
+            .unwrap_or_default()
     }
 
+    /// Marks `device` heard now and lets `f` change its status. A string that is no device id has no status.
     fn touch(&self, device: &str, f: impl FnOnce(&mut DeviceStatus)) {
+        let Ok(id) = device.parse::<spark_protocol::DeviceId>() else {
+            return;
+        };
         let mut status = lock(&self.status);
-        // Looked up before inserting: the key is allocated once per device, not once per event.
-        if !status.contains_key(device) {
-            status.insert(device.to_owned(), DeviceStatus::default());
-        }
-        if let Some(entry) = status.get_mut(device) {
-            entry.last_heard = Some(SystemTime::now());
-            f(entry);
-        }
+        let entry = status.entry(id).or_default();
+        // Only the text fields allocate, and only when the device has them.
+        let mut now = entry.status();
+        now.last_heard = Some(SystemTime::now());
+        f(&mut now);
+        entry.store(now);
     }
 
     /// Publishes an event on behalf of `device` (called by the device listener). Names starting with `spark` are
@@ -693,12 +792,34 @@ impl Cloud {
 
     /// Records the server key `device`'s handshake used (by its fingerprint).
     pub fn record_key_use(&self, device: &str, fingerprint: Arc<str>) {
-        lock(&self.key_used).insert(device.to_ascii_lowercase(), fingerprint);
+        let Ok(id) = device
+            .to_ascii_lowercase()
+            .parse::<spark_protocol::DeviceId>()
+        else {
+            return;
+        };
+        let place = {
+            let mut prints = lock(&self.fingerprints);
+            match prints.iter().position(|p| **p == *fingerprint) {
+                Some(i) => i,
+                None => {
+                    prints.push(fingerprint);
+                    prints.len() - 1
+                }
+            }
+        };
+        // More than 65,535 keys in one cloud's life cannot happen (each is a rotation); such a use goes unrecorded.
+        let Some(place) = u16::try_from(place + 1).ok() else {
+            return;
+        };
+        lock(&self.status).entry(id).or_default().key_used = place;
     }
 
     /// Which server key `device` used at its last handshake since this cloud started, against the keys held now.
     pub fn key_use(&self, device: &str) -> Option<rotation::KeyUse> {
-        let print = lock(&self.key_used).get(device).cloned()?;
+        let id = device.parse::<spark_protocol::DeviceId>().ok()?;
+        let place = lock(&self.status).get(&id)?.key_used.checked_sub(1)?;
+        let print = lock(&self.fingerprints).get(usize::from(place)).cloned()?;
         Some(self.handshake_keys()?.classify(&print))
     }
 
@@ -897,4 +1018,67 @@ pub async fn serve_with(
         .map_err(|source| StartError::Bind { addr, source })?;
     let task = tokio::spawn(http::accept_loop(Arc::clone(&cloud), listener, limits));
     Ok(Running { cloud, http, task })
+}
+
+#[cfg(test)]
+mod footprint {
+    use super::{DeviceEntry, DeviceStatus};
+    use spark_protocol::DeviceId;
+    use std::time::{Duration, SystemTime};
+
+    /// One device's slot in the cloud's status map (issue 18): the id and the packed entry. It was about 400 bytes
+    /// over three string-keyed maps; a field that grows it past this bound belongs behind the text pointer.
+    #[test]
+    fn a_device_entry_is_small() {
+        let slot = size_of::<(DeviceId, DeviceEntry)>();
+        assert!(slot <= 48, "a status map slot takes {slot} bytes");
+        assert!(size_of::<DeviceEntry>() <= 32);
+    }
+
+    #[test]
+    fn a_status_reads_back_as_it_was_stored() {
+        let heard = SystemTime::UNIX_EPOCH + Duration::from_millis(1_401_304_834_638);
+        let cases = [
+            DeviceStatus::default(),
+            DeviceStatus {
+                last_heard: Some(heard),
+                platform_id: Some(0),
+                product_id: Some(0xffff),
+                product_firmware_version: Some(0),
+                ..DeviceStatus::default()
+            },
+            DeviceStatus {
+                last_heard: Some(SystemTime::UNIX_EPOCH),
+                last_app: Some("tinker.bin".into()),
+                cc3000_patch_version: Some("1.24".into()),
+                platform_id: Some(6),
+                ..DeviceStatus::default()
+            },
+        ];
+        let mut entry = DeviceEntry::default();
+        for status in cases {
+            entry.store(status.clone());
+            assert_eq!(entry.status(), status);
+            assert_eq!(
+                entry.text.is_some(),
+                status.last_app.is_some() || status.cc3000_patch_version.is_some()
+            );
+        }
+        // The text goes once the device has none: an entry does not keep an empty allocation.
+        entry.store(DeviceStatus::default());
+        assert_eq!(entry, DeviceEntry::default());
+    }
+
+    #[test]
+    fn last_heard_keeps_the_milliseconds_the_api_shows() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_401_304_834_638_999_999);
+        let mut entry = DeviceEntry::default();
+        entry.store(DeviceStatus {
+            last_heard: Some(t),
+            ..DeviceStatus::default()
+        });
+        let back = entry.status().last_heard.expect("heard");
+        assert_eq!(crate::encoding::iso8601(back), crate::encoding::iso8601(t),);
+        assert!(back <= t && t.duration_since(back).unwrap() < Duration::from_millis(1));
+    }
 }

@@ -313,13 +313,14 @@ impl Association {
         slots.release_handshake();
         let now = self.clock.now();
         let server_key = keys.for_connection();
-        let asked = Arc::new(Mutex::new(Some(device.to_string())));
+        let mailbox = Arc::new(Mailbox::default());
+        mailbox.set_asked(Some(device));
         let mut config = CloudConfig::default();
         config.idle_timeout = self.limits.idle_timeout;
         let session = CloudConnection::datagram(
             now,
             server_key,
-            StateKeys(Arc::clone(&self.cloud), Arc::clone(&asked)),
+            StateKeys(Arc::clone(&self.cloud), Arc::clone(&mailbox)),
             super::system_rng(),
             config,
             device,
@@ -331,11 +332,9 @@ impl Association {
             session: DatagramSession::new(session, *conn, session_rng),
             clock: self.clock,
         };
-        let mailbox = Arc::new(Mailbox::default());
         let mut task = DeviceTask::new(
             Arc::clone(&self.cloud),
             Arc::clone(&self.hub),
-            asked,
             keys,
             slots,
             Arc::clone(&mailbox),

@@ -131,18 +131,63 @@ impl Outbox {
 }
 
 enum State {
-    /// The nonce is queued; collecting the device's credentials block.
-    Credentials {
-        nonce: Nonce,
-        received: Vec<u8>,
-        deadline: Instant,
-    },
+    /// The nonce is queued; collecting the device's credentials block. Boxed: the nonce and the block are needed
+    /// only during the handshake, and an established session should not carry their room inline.
+    Credentials(Box<Credentials>),
     /// The reply is queued; waiting for the device's Hello.
     Hello { deadline: Instant },
     /// Hello exchanged.
     Established,
     /// Ended; the reason is kept.
     Ended(SessionError),
+}
+
+/// The [`CloudConfig`] a connection keeps: durations as milliseconds, the resolution of [`Instant`] (adding a
+/// duration to an instant drops the rest), so that each connection carries 40 bytes of settings rather than 72.
+#[derive(Clone, Copy)]
+struct Settings {
+    handshake_step_ms: u64,
+    idle_ms: u64,
+    request_ms: u64,
+    /// `u64::MAX` when the cloud sends no pings (an instant that far away is never reached).
+    ping_ms: u64,
+    max_frame_len: usize,
+}
+
+impl Settings {
+    fn new(config: &CloudConfig) -> Settings {
+        let ms = |d: core::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Settings {
+            handshake_step_ms: ms(config.handshake_step_timeout),
+            idle_ms: ms(config.idle_timeout),
+            request_ms: ms(config.request_timeout),
+            ping_ms: config.ping_interval.map_or(u64::MAX, ms),
+            max_frame_len: config.max_frame_len,
+        }
+    }
+
+    fn handshake_step_timeout(&self) -> core::time::Duration {
+        core::time::Duration::from_millis(self.handshake_step_ms)
+    }
+
+    fn idle_timeout(&self) -> core::time::Duration {
+        core::time::Duration::from_millis(self.idle_ms)
+    }
+
+    fn request_timeout(&self) -> core::time::Duration {
+        core::time::Duration::from_millis(self.request_ms)
+    }
+
+    fn ping_interval(&self) -> Option<core::time::Duration> {
+        (self.ping_ms != u64::MAX).then(|| core::time::Duration::from_millis(self.ping_ms))
+    }
+}
+
+/// What the cloud holds while it waits for the device's credentials block.
+struct Credentials {
+    nonce: Nonce,
+    received: Vec<u8>,
+    deadline: Instant,
 }
 
 /// The session channel. The ciphers and the frame store exist only while bytes move: between
@@ -257,7 +302,7 @@ pub struct CloudConnection<S, K, R> {
     server_key: S,
     keys: K,
     rng: R,
-    config: CloudConfig,
+    config: Settings,
     state: State,
     /// Raw handshake bytes to send (nonce, then the session key reply).
     raw: VecDeque<Vec<u8>>,
@@ -281,7 +326,7 @@ pub struct CloudConnection<S, K, R> {
 impl<S, K, R> fmt::Debug for CloudConnection<S, K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Credentials { .. } => "credentials",
+            State::Credentials(_) => "credentials",
             State::Hello { .. } => "hello",
             State::Established => "established",
             State::Ended(_) => "ended",
@@ -319,12 +364,12 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             server_key,
             keys,
             rng,
-            config,
-            state: State::Credentials {
+            config: Settings::new(&config),
+            state: State::Credentials(Box::new(Credentials {
                 nonce,
                 received: Vec::new(),
                 deadline: now + config.handshake_step_timeout,
-            },
+            })),
             raw,
             channel: None,
             datagram: false,
@@ -382,7 +427,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             extended: None,
         });
         self.state = State::Hello {
-            deadline: now + self.config.handshake_step_timeout,
+            deadline: now + self.config.handshake_step_timeout(),
         };
     }
 
@@ -461,7 +506,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     ) -> Result<RequestId, RequestError> {
         self.check_ready()?;
         let id = RequestId(self.next_request.wrapping_add(1));
-        let deadline = now + self.config.request_timeout;
+        let deadline = now + self.config.request_timeout();
         self.out.request(build, waiting(id), Some(deadline))?;
         self.next_request = id.0;
         Ok(id)
@@ -676,9 +721,10 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         loop {
             match &mut self.state {
                 State::Ended(e) => return Err(*e),
-                State::Credentials {
-                    nonce, received, ..
-                } => {
+                State::Credentials(credentials) => {
+                    let Credentials {
+                        nonce, received, ..
+                    } = &mut **credentials;
                     let need = self.server_key.credentials_len();
                     let take = (need - received.len()).min(input.len());
                     received.extend_from_slice(&input[..take]);
@@ -1013,7 +1059,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     fn idle_deadline(&self) -> Instant {
-        self.last_rx + self.config.idle_timeout
+        self.last_rx + self.config.idle_timeout()
     }
 }
 
@@ -1040,7 +1086,12 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
     fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Ended(_) => return,
-            State::Credentials { deadline, .. } | State::Hello { deadline } => {
+            State::Credentials(ref c) if now >= c.deadline => {
+                let _ = self.fail(SessionError::HandshakeTimeout);
+                return;
+            }
+            State::Credentials(_) => return,
+            State::Hello { deadline } => {
                 if now >= deadline {
                     let _ = self.fail(SessionError::HandshakeTimeout);
                 }
@@ -1052,7 +1103,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
             let _ = self.fail(SessionError::PingTimeout);
             return;
         }
-        if let Some(interval) = self.config.ping_interval
+        if let Some(interval) = self.config.ping_interval()
             && !self.ping_sent
             && now >= self.last_rx + interval
         {
@@ -1064,7 +1115,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
                     })
                 },
                 Waiting::Ping,
-                Some(now + self.config.idle_timeout),
+                Some(now + self.config.idle_timeout()),
             );
         }
         let mut i = 0;
@@ -1147,10 +1198,11 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
     fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Ended(_) => None,
-            State::Credentials { deadline, .. } | State::Hello { deadline } => Some(deadline),
+            State::Credentials(ref c) => Some(c.deadline),
+            State::Hello { deadline } => Some(deadline),
             State::Established => {
                 let mut t = self.idle_deadline();
-                if let Some(interval) = self.config.ping_interval
+                if let Some(interval) = self.config.ping_interval()
                     && !self.ping_sent
                 {
                     t = t.min(self.last_rx + interval);
