@@ -394,10 +394,10 @@ fn reload_on_hangup(cloud: Arc<cloud::Cloud>) -> std::io::Result<tokio::task::Jo
     }))
 }
 
-/// Runs an admin subcommand's work against `--store` on a small runtime of its own.
+/// Runs an admin subcommand's work on a small runtime of its own, against `--store` when given, else the state
+/// directory (created when needed, with its server key).
 fn with_store<T>(
     args: &Args,
-    url: &str,
     work: impl AsyncFnOnce(&dyn cloud::store::Store) -> Result<T, String>,
 ) -> Result<T, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -405,7 +405,10 @@ fn with_store<T>(
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        let config = cloud::store::StoreConfig::Postgres(url.to_owned());
+        let config = match &args.store {
+            Some(url) => cloud::store::StoreConfig::Postgres(url.clone()),
+            None => cloud::store::StoreConfig::Directory(args.dir.clone()),
+        };
         let store = cloud::store::open(&config, usize::from(args.key_bits))
             .await
             .map_err(|e| e.to_string())?;
@@ -413,109 +416,80 @@ fn with_store<T>(
     })
 }
 
-/// `spark-cloud keys rotate|retire|show` on the state directory, or on `--store`.
-fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
-    if let Some(url) = &args.store {
-        return with_store(args, url, async |store| {
-            let hint = "(running nodes pick it up within seconds, or at once on SIGHUP)";
-            match command {
-                KeysCommand::Rotate => {
-                    let keys = cloud::store::rotate_server_key(store)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    eprintln!(
-                        "Rotated the server key in {}: current {}, previous {} {hint}",
-                        store.describe(),
-                        cloud::rotation::fingerprint(&keys.current),
-                        keys.previous
-                            .as_ref()
-                            .map(cloud::rotation::fingerprint)
-                            .unwrap_or_default(),
-                    );
-                    tell_the_bus(args, cloud::cluster::wire::AdminChange::KeysChanged).await?;
-                }
-                KeysCommand::Retire => {
-                    let keys = store.retire_server_key().await.map_err(|e| e.to_string())?;
-                    eprintln!(
-                        "Retired the previous server key in {}: only {} is accepted {hint}",
-                        store.describe(),
-                        cloud::rotation::fingerprint(&keys.current),
-                    );
-                    tell_the_bus(args, cloud::cluster::wire::AdminChange::KeysChanged).await?;
-                }
-                KeysCommand::Show { previous } => {
-                    let keys = store.server_keys().await.map_err(|e| e.to_string())?;
-                    let key = if *previous {
-                        keys.previous
-                            .ok_or("no previous server key (no migration window is open)")?
-                    } else {
-                        keys.current
-                    };
-                    let public = key.public_key().to_spki_pem().map_err(|e| e.to_string())?;
-                    print!("{public}");
-                    eprintln!(
-                        "fingerprint (SHA-256 of the public key): {}",
-                        cloud::rotation::fingerprint(&key)
-                    );
-                }
-            }
-            Ok(())
-        });
-    }
-    use cloud::state;
-    let dir = &args.dir;
-    let hint = "(send SIGHUP to a spark-cloud running on this directory to apply it)";
-    match command {
-        KeysCommand::Rotate => {
-            let keys =
-                state::rotate_server_key_in(dir, &mut rand::rng()).map_err(|e| e.to_string())?;
-            eprintln!(
-                "Rotated the server key in {}: current {}, previous {} {hint}",
-                dir.display(),
-                cloud::rotation::fingerprint(&keys.current),
-                keys.previous
-                    .as_ref()
-                    .map(cloud::rotation::fingerprint)
-                    .unwrap_or_default(),
-            );
-        }
-        KeysCommand::Retire => {
-            let keys = state::retire_server_key_in(dir).map_err(|e| e.to_string())?;
-            eprintln!(
-                "Retired the previous server key in {}: only {} is accepted {hint}",
-                dir.display(),
-                cloud::rotation::fingerprint(&keys.current),
-            );
-        }
-        KeysCommand::Show { previous } => {
-            let name = if *previous {
-                state::PREVIOUS_KEY_FILE
-            } else {
-                state::SERVER_KEY_FILE
-            };
-            let path = dir.join(name);
-            let pem =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let key = state::parse_server_key_file(&pem)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let public = key.public_key().to_spki_pem().map_err(|e| e.to_string())?;
-            print!("{public}");
-            eprintln!(
-                "fingerprint (SHA-256 of the public key): {}",
-                cloud::rotation::fingerprint(&key)
-            );
-        }
-    }
-    Ok(())
+/// How running clouds learn of an admin subcommand's change: `shared` for nodes on `--store`, `local` for a
+/// `spark-cloud` on the state directory.
+fn when_applied(args: &Args, shared: &'static str, local: &'static str) -> &'static str {
+    if args.store.is_some() { shared } else { local }
 }
 
-/// With `--bus nats://…`, tells the running nodes of an admin command's change at once (without it, they pick it
-/// up from the store within its poll).
+/// `spark-cloud keys rotate|retire|show` on `--store` or the state directory.
+fn keys(args: &Args, command: &KeysCommand) -> Result<(), String> {
+    let key_file = args.dir.join(cloud::state::SERVER_KEY_FILE);
+    if args.store.is_none() && !key_file.exists() {
+        // Opening the directory would generate a key; a key command works on one that exists.
+        return Err(format!(
+            "{}: no server key (start spark-cloud on this directory once to create it)",
+            key_file.display()
+        ));
+    }
+    let hint = when_applied(
+        args,
+        "(running nodes pick it up within seconds, or at once on SIGHUP)",
+        "(send SIGHUP to a spark-cloud running on this directory to apply it)",
+    );
+    with_store(args, async |store| {
+        match command {
+            KeysCommand::Rotate => {
+                let keys = cloud::store::rotate_server_key(store)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                eprintln!(
+                    "Rotated the server key in {}: current {}, previous {} {hint}",
+                    store.describe(),
+                    cloud::rotation::fingerprint(&keys.current),
+                    keys.previous
+                        .as_ref()
+                        .map(cloud::rotation::fingerprint)
+                        .unwrap_or_default(),
+                );
+                tell_the_bus(args, cloud::cluster::wire::AdminChange::KeysChanged).await?;
+            }
+            KeysCommand::Retire => {
+                let keys = store.retire_server_key().await.map_err(|e| e.to_string())?;
+                eprintln!(
+                    "Retired the previous server key in {}: only {} is accepted {hint}",
+                    store.describe(),
+                    cloud::rotation::fingerprint(&keys.current),
+                );
+                tell_the_bus(args, cloud::cluster::wire::AdminChange::KeysChanged).await?;
+            }
+            KeysCommand::Show { previous } => {
+                let keys = store.server_keys().await.map_err(|e| e.to_string())?;
+                let key = if *previous {
+                    keys.previous
+                        .ok_or("no previous server key (no migration window is open)")?
+                } else {
+                    keys.current
+                };
+                let public = key.public_key().to_spki_pem().map_err(|e| e.to_string())?;
+                print!("{public}");
+                eprintln!(
+                    "fingerprint (SHA-256 of the public key): {}",
+                    cloud::rotation::fingerprint(&key)
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+/// With a shared `--store` and `--bus nats://…`, tells the running nodes of an admin command's change at once
+/// (without the bus, they pick it up from the store within its poll).
 async fn tell_the_bus(
     args: &Args,
     change: cloud::cluster::wire::AdminChange,
 ) -> Result<(), String> {
-    if args.bus == "local" {
+    if args.bus == "local" || args.store.is_none() {
         return Ok(());
     }
     let node = format!("admin-{}", std::process::id());
@@ -526,74 +500,55 @@ async fn tell_the_bus(
         })
 }
 
-/// `spark-cloud tokens invalidate-before DATE` on the state directory.
+/// `spark-cloud tokens invalidate-before DATE` on `--store` or the state directory.
 fn invalidate_before(args: &Args, date: &str) -> Result<(), String> {
     let cutoff = cloud::state::parse_cutoff_date(date)?;
-    if let Some(url) = &args.store {
-        return with_store(args, url, async |store| {
-            let deleted = store
-                .invalidate_tokens_before(cutoff)
-                .await
-                .map_err(|e| e.to_string())?;
-            eprintln!(
-                "Invalidated {} token(s) issued before {date} in {} (running nodes refuse them at once; SIGHUP \
-                 ends their event streams)",
-                deleted.len(),
-                store.describe()
-            );
-            tell_the_bus(
-                args,
-                cloud::cluster::wire::AdminChange::TokensCutOff { before: cutoff },
-            )
-            .await
-        });
-    }
-    let state =
-        cloud::state::StateDir::open(&args.dir, usize::from(args.key_bits), &mut rand::rng())
-            .map_err(|e| e.to_string())?;
-    let deleted = state
-        .invalidate_tokens_before(cutoff)
-        .map_err(|e| e.to_string())?;
-    eprintln!(
-        "Invalidated {} token(s) issued before {date} in {} (send SIGHUP to a spark-cloud running on this \
-         directory: it then refuses them too and ends their event streams)",
-        deleted.len(),
-        args.dir.display()
+    let hint = when_applied(
+        args,
+        "(running nodes refuse them at once; SIGHUP ends their event streams)",
+        "(send SIGHUP to a spark-cloud running on this directory: it then refuses them too and ends their event \
+         streams)",
     );
-    Ok(())
+    with_store(args, async |store| {
+        let deleted = store
+            .invalidate_tokens_before(cutoff)
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "Invalidated {} token(s) issued before {date} in {} {hint}",
+            deleted.len(),
+            store.describe()
+        );
+        tell_the_bus(
+            args,
+            cloud::cluster::wire::AdminChange::TokensCutOff { before: cutoff },
+        )
+        .await
+    })
 }
 
-/// `spark-cloud user add NAME`: creates the state directory when needed (with its server key) and the user.
+/// `spark-cloud user add NAME`: on `--store`, or on the state directory (created when needed, with its server key).
 fn user_add(args: &Args, name: &str) -> Result<(), String> {
     let password = password::read().map_err(|e| format!("cannot read the password: {e}"))?;
     if password.is_empty() {
         return Err("no password given (type it, or pipe it on stdin)".into());
     }
-    if let Some(url) = &args.store {
-        return with_store(args, url, async |store| {
-            cloud::store::create_user(store, name, &password)
-                .await
-                .map_err(|e| format!("{name}: {e}"))?;
-            eprintln!(
-                "Added {} to {} (running nodes see the user at once)",
-                name.trim().to_lowercase(),
-                store.describe()
-            );
-            Ok(())
-        });
-    }
-    let mut rng = rand::rng();
-    let state = cloud::state::StateDir::open(&args.dir, usize::from(args.key_bits), &mut rng)
-        .map_err(|e| e.to_string())?;
-    state
-        .create_user(name, &password, &mut rng)
-        .map_err(|e| format!("{name}: {e}"))?;
-    eprintln!(
-        "Added {} to {} (a spark-cloud already running on this directory sees the user after a restart)",
-        name.trim().to_lowercase(),
-        args.dir.display()
+    let hint = when_applied(
+        args,
+        "(running nodes see the user at once)",
+        "(a spark-cloud already running on this directory sees the user after a restart)",
     );
-    Ok(())
+    with_store(args, async |store| {
+        cloud::store::create_user(store, name, &password)
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        eprintln!(
+            "Added {} to {} {hint}",
+            name.trim().to_lowercase(),
+            store.describe()
+        );
+        Ok(())
+    })
 }
 
 /// The password: one line of stdin; on a terminal, asked for on stderr without echo (`rpassword`, as `spark login`).
