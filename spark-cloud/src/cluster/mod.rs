@@ -328,10 +328,12 @@ impl ClusterHub {
                 continue;
             }
             let Some(cloud) = cloud.upgrade() else { return };
-            // Ending streams is immediate; reloading keys reads the store, off the async workers.
-            let done =
-                tokio::task::spawn_blocking(move || cloud.handle_admin_change(&parsed.change))
-                    .await;
+            // Forgetting cached tokens and devices and ending streams is immediate, here; reloading keys reads
+            // the store, off the async workers.
+            if !cloud.forget_for(&parsed.change) {
+                continue;
+            }
+            let done = tokio::task::spawn_blocking(move || cloud.reload_admin_files()).await;
             if let Ok(Err(e)) = done {
                 eprintln!("spark-cloud: cluster: cannot act on another node's change: {e}");
             }
