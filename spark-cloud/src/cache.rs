@@ -182,7 +182,9 @@ pub type DeviceCache = Cache<DeviceRecord>;
 /// When a token's cached answer must go at the latest: its expiry, as an instant (`None`: it never expires).
 pub fn token_deadline(auth: &Authenticated, now: Instant) -> Option<Instant> {
     let expires = auth.expires_at?;
-    let left = expires.duration_since(SystemTime::now()).unwrap_or_default();
+    let left = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
     Some(now + left)
 }
 

@@ -732,7 +732,11 @@ impl Cloud {
     }
 
     /// [`Cloud::revoke_token`] awaiting the store. The token is refused by this cloud from the moment this returns.
-    pub async fn revoke_token_async(&self, user: &str, token: &str) -> Result<bool, state::AuthError> {
+    pub async fn revoke_token_async(
+        &self,
+        user: &str,
+        token: &str,
+    ) -> Result<bool, state::AuthError> {
         let deleted = self
             .store
             .delete_token(user, token)

@@ -207,7 +207,9 @@ pub(super) async fn create(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
 
 /// A device filter names one of the caller's devices (by id or name); it is stored as the id.
 async fn device_of(cloud: &Cloud, user: &User, id_or_name: &str) -> Result<String, Reply> {
-    resolve(cloud, user, id_or_name).await.map(|d| d.id)
+    resolve(cloud, user, id_or_name)
+        .await
+        .map(|d| d.id)
         .map_err(|_| invalid("deviceID is not one of your devices"))
 }
 
