@@ -29,7 +29,7 @@ use super::events::{Credential, Event, Filter, Publisher, Scope};
 use super::hub::{DeviceEvent, FlashProgress, HubError};
 use super::multipart::{Part, multipart_boundary, parse_multipart};
 use super::state::{AuthError, DeviceRecord, MAX_TOKEN_LIFETIME, TOKEN_LIFETIME, is_device_id};
-use super::store::{StoreError, block_on};
+use super::store::StoreError;
 use super::{Cloud, HttpLimits, REQUEST_TIMEOUT, lock};
 
 mod auth;
@@ -260,7 +260,7 @@ async fn read_request(cloud: &Cloud, req: Request<Incoming>, ctx: &Conn) -> Resu
     };
     let mut limit = limits.max_body;
     if uses_bearer(&head.method, &head.segments) && token_of(&head)?.is_some() {
-        bearer(cloud, &head)?;
+        bearer(cloud, &head).await?;
         let upload = head.method == Method::PUT
             && head.segments.len() == 3
             && head.segments[0] == "v1"
@@ -360,32 +360,32 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
     match (m, seg.as_slice()) {
         (_, ["console", rest @ ..]) => Ok(super::console::serve(m, rest).map(BodyExt::boxed)),
         (&Method::POST, ["oauth", "token"]) => users::create_token(cloud, req).await,
-        (&Method::POST, ["v1", "users"]) => users::create_user(cloud, req),
-        (&Method::GET, ["server", "health"]) => Ok(health(cloud)),
+        (&Method::POST, ["v1", "users"]) => users::create_user(cloud, req).await,
+        (&Method::GET, ["server", "health"]) => Ok(health(cloud).await),
         (&Method::GET, ["v1", "access_tokens"]) => users::list_tokens(cloud, req).await,
         (&Method::DELETE, ["v1", "access_tokens"]) => users::revoke_all_tokens(cloud, req).await,
         (&Method::DELETE, ["v1", "access_tokens", "current"]) => {
-            users::revoke_current_token(cloud, req)
+            users::revoke_current_token(cloud, req).await
         }
         (&Method::DELETE, ["v1", "access_tokens", token]) => {
             users::delete_token(cloud, req, token).await
         }
         (&Method::GET, ["v1", "events", prefix @ ..]) => {
-            let user = bearer(cloud, req)?;
+            let user = bearer(cloud, req).await?;
             Ok(events::subscribe(cloud, &user, Scope::All, prefix))
         }
         (&Method::GET, ["v1", "devices", "events", prefix @ ..]) => {
-            let user = bearer(cloud, req)?;
+            let user = bearer(cloud, req).await?;
             Ok(events::subscribe(cloud, &user, Scope::MyDevices, prefix))
         }
         (&Method::POST, ["v1", "devices", "events"]) => events::publish(cloud, req).await,
         (&Method::GET, ["v1", "devices"]) => {
-            let user = bearer(cloud, req)?;
-            Ok(devices::list_devices(cloud, &user))
+            let user = bearer(cloud, req).await?;
+            Ok(devices::list_devices(cloud, &user).await)
         }
         // The account behind the token, as the hosted cloud answers it (`spark whoami`).
         (&Method::GET, ["v1", "user"]) => {
-            let user = bearer(cloud, req)?;
+            let user = bearer(cloud, req).await?;
             Ok(json_reply(
                 StatusCode::OK,
                 &replies::Account {
@@ -393,12 +393,12 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
                 },
             ))
         }
-        (&Method::POST, ["v1", "devices"]) => claims::claim(cloud, req),
-        (&Method::POST, ["v1", "device_claims"]) => claims::create_claim_code(cloud, req),
+        (&Method::POST, ["v1", "devices"]) => claims::claim(cloud, req).await,
+        (&Method::POST, ["v1", "device_claims"]) => claims::create_claim_code(cloud, req).await,
         (&Method::GET, ["v1", "devices", id, "events", prefix @ ..]) => {
-            let user = bearer(cloud, req)?;
+            let user = bearer(cloud, req).await?;
             // A name resolves to its device's record; the stream is then keyed by the id alone.
-            let device = resolve(cloud, &user, id)?;
+            let device = resolve(cloud, &user, id).await?;
             let id = device
                 .id
                 .parse()
@@ -407,7 +407,7 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         }
         (&Method::GET, ["v1", "devices", id]) => devices::device_info(cloud, req, id).await,
         (&Method::PUT, ["v1", "devices", id]) => devices::update_device(cloud, req, id).await,
-        (&Method::DELETE, ["v1", "devices", id]) => devices::release(cloud, req, id),
+        (&Method::DELETE, ["v1", "devices", id]) => devices::release(cloud, req, id).await,
         (&Method::GET, ["v1", "devices", id, variable]) => {
             devices::get_variable(cloud, req, id, variable).await
         }
@@ -417,10 +417,10 @@ async fn route(cloud: &Arc<Cloud>, req: &Req) -> Result<Reply, Reply> {
         (&Method::POST, ["v1", "provisioning", id]) => {
             provisioning::provision(cloud, req, id).await
         }
-        (&Method::GET, ["v1", "webhooks"]) => webhooks::list(cloud, req),
-        (&Method::POST, ["v1", "webhooks"]) => webhooks::create(cloud, req),
-        (&Method::GET, ["v1", "webhooks", id]) => webhooks::show(cloud, req, id),
-        (&Method::DELETE, ["v1", "webhooks", id]) => webhooks::delete(cloud, req, id),
+        (&Method::GET, ["v1", "webhooks"]) => webhooks::list(cloud, req).await,
+        (&Method::POST, ["v1", "webhooks"]) => webhooks::create(cloud, req).await,
+        (&Method::GET, ["v1", "webhooks", id]) => webhooks::show(cloud, req, id).await,
+        (&Method::DELETE, ["v1", "webhooks", id]) => webhooks::delete(cloud, req, id).await,
         _ => Ok(not_found()),
     }
 }
@@ -432,8 +432,8 @@ fn storage_failed() -> Reply {
     )
 }
 
-fn health(cloud: &Cloud) -> Reply {
-    let devices = block_on(cloud.store.devices()).unwrap_or_default();
+async fn health(cloud: &Cloud) -> Reply {
+    let devices = cloud.store.devices().await.unwrap_or_default();
     let connected = devices.iter().filter(|d| is_connected(cloud, d)).count();
     json_reply(
         StatusCode::OK,

@@ -14,6 +14,7 @@
 //! start are listed at once; closed event streams are freed at once; passwords are hashed with
 //! PBKDF2-HMAC-SHA256; devices have owners (provisioning sets the owner; a device claims itself for a user by presenting their claim code); a device without an owner is reachable by no one (`404`), another user's device is `403`.
 
+pub mod cache;
 mod claims;
 pub mod cluster;
 pub mod console;
@@ -102,6 +103,10 @@ use cluster::wire::AdminChange;
 use events::{Event, EventBus, Publisher};
 use hub::DeviceHub;
 use state::{StateDir, StateError};
+// `block_on` is left only in the synchronous `Cloud` API: the device protocol's callbacks (a device's event, its
+// claim code, its handshake keys), the admin steps and reloads the binary runs on the blocking pool (`SIGHUP`,
+// the store poll, the bus's reload after a rotation or cut-off) and the tests. The REST layer awaits the store
+// (`Cloud::authenticate`, `Cloud::find_device` and the `*_async` twins).
 use store::{Store, StoreError, block_on};
 
 /// How long the REST layer waits for a device (the original's `coreRequestTimeout`).
@@ -158,6 +163,10 @@ pub struct Cloud {
     /// The fingerprints of the server keys devices' handshakes used, each once; a [`DeviceEntry`] names one by its
     /// place here (a handful over the cloud's life: one per key it held).
     fingerprints: Mutex<Vec<Arc<str>>>,
+    /// What bearer digests authenticate as (see [`Cloud::authenticate`]).
+    tokens: cache::TokenCache,
+    /// Device records by id, for the REST layer's per-request lookup (see [`Cloud::find_device`]).
+    devices: cache::DeviceCache,
 }
 
 /// One device's entry in [`Cloud`]'s per-device map: [`DeviceStatus`] and the server key its last handshake used,
@@ -346,6 +355,8 @@ impl Cloud {
             admin_seen: Mutex::new(None),
             admin_relay: std::sync::OnceLock::new(),
             fingerprints: Mutex::new(Vec::new()),
+            tokens: cache::Cache::new(cache::TOKEN_CACHE_MAX, cache::TOKEN_CACHE_TTL),
+            devices: cache::Cache::new(cache::DEVICE_CACHE_MAX, cache::DEVICE_CACHE_TTL),
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -474,19 +485,29 @@ impl Cloud {
 
     /// Hands `user` a new claim code, valid for [`CLAIM_CODE_LIFETIME`]. A device the user holds claims itself by
     /// presenting it (the [`CLAIM_CODE_EVENT`] event, or [`Cloud::claim_with_code`] as an administrator's step).
+    ///
+    /// Waits for the store on this thread (the synchronous API); the REST layer awaits
+    /// [`Cloud::create_claim_code_async`].
     pub fn create_claim_code(&self, user: &str) -> Result<String, ClaimError> {
+        block_on(self.create_claim_code_async(user))
+    }
+
+    /// [`Cloud::create_claim_code`] awaiting the store.
+    pub async fn create_claim_code_async(&self, user: &str) -> Result<String, ClaimError> {
         let user = user.trim().to_lowercase();
         let mut bytes = [0u8; 24];
         rand_core::Rng::fill_bytes(&mut system_rng(), &mut bytes);
         let code = encoding::hex(&bytes);
         let expires_at = store::now_secs().saturating_add(CLAIM_CODE_LIFETIME.as_secs());
-        block_on(self.store.add_claim_code(
-            &state::token_digest(&code),
-            &user,
-            expires_at,
-            MAX_CLAIM_CODES_PER_USER,
-        ))
-        .map_err(claim_error)?;
+        self.store
+            .add_claim_code(
+                &state::token_digest(&code),
+                &user,
+                expires_at,
+                MAX_CLAIM_CODES_PER_USER,
+            )
+            .await
+            .map_err(claim_error)?;
         Ok(code)
     }
 
@@ -521,6 +542,7 @@ impl Cloud {
     /// Tells the other nodes on the bus that `device`'s owner changed here (claimed, released, transferred or
     /// provisioned), so that their event delivery forgets the owner it cached.
     pub fn owner_changed(&self, device: &str) {
+        self.devices.forget(&device.to_ascii_lowercase());
         self.announce(&AdminChange::OwnerChanged {
             device: device.to_ascii_lowercase(),
         });
@@ -542,23 +564,103 @@ impl Cloud {
     /// it revoked, forgets the cached owner, or reads the server keys and the cut-off again. Nothing is announced
     /// back. Blocks on the store for the keys: call it off the async workers.
     pub fn handle_admin_change(&self, change: &AdminChange) -> Result<(), StoreError> {
-        match change {
-            AdminChange::TokenRevoked { token } => self.bus.end_token(token),
-            AdminChange::UserTokensRevoked { user } => self.bus.end_user(user),
-            AdminChange::TokensCutOff { before } => {
-                self.bus.end_issued_before(*before);
-                self.reload_admin_files()?;
-            }
-            AdminChange::OwnerChanged { device } => self.store.forget_cached_owner(device),
-            AdminChange::KeysChanged => {
-                self.reload_admin_files()?;
-            }
+        if self.forget_for(change) {
+            self.reload_admin_files()?;
         }
         Ok(())
     }
 
+    /// The part of [`Cloud::handle_admin_change`] that needs no store: forgets at once what `change` makes stale
+    /// (cached tokens, device records and owners) and ends the event streams it revoked. Returns whether the keys
+    /// and cut-off must be read again ([`Cloud::reload_admin_files`]). The bus calls it on its own task, as the
+    /// message arrives, before the reload.
+    pub fn forget_for(&self, change: &AdminChange) -> bool {
+        match change {
+            AdminChange::TokenRevoked { token } => {
+                self.tokens.forget(token);
+                self.bus.end_token(token);
+                false
+            }
+            AdminChange::UserTokensRevoked { user } => {
+                self.forget_user_tokens(user);
+                self.bus.end_user(user);
+                false
+            }
+            AdminChange::TokensCutOff { before } => {
+                self.forget_tokens_before(*before);
+                self.bus.end_issued_before(*before);
+                true
+            }
+            AdminChange::OwnerChanged { device } => {
+                self.devices.forget(&device.to_ascii_lowercase());
+                self.store.forget_cached_owner(device);
+                false
+            }
+            AdminChange::KeysChanged => {
+                self.devices.clear();
+                true
+            }
+        }
+    }
+
+    fn forget_user_tokens(&self, user: &str) {
+        let user = user.trim().to_lowercase();
+        self.tokens.forget_where(|a| a.username == user);
+    }
+
+    /// Forgets the cached tokens a cut-off at `before` refuses (and those without an issue time).
+    fn forget_tokens_before(&self, before: u64) {
+        self.tokens
+            .forget_where(|a| a.issued_at.is_none_or(|t| t < before));
+    }
+
+    /// What a bearer token's digest authenticates as: from the cache when it holds the answer, otherwise from
+    /// [`Store::authenticate`] (and then cached until the token expires, at most [`cache::TOKEN_CACHE_TTL`]).
+    /// Every revocation made through this cloud forgets the token before it returns, and one made through another
+    /// node of the bus as its word arrives ([`Cloud::handle_admin_change`]); a change of the store's generation
+    /// ([`Cloud::follow_store`], `SIGHUP`) forgets them all.
+    pub async fn authenticate(&self, digest: &str) -> Result<state::Authenticated, StoreError> {
+        let now = std::time::Instant::now();
+        if let Some(hit) = self.tokens.get(digest, now, cache::token_unexpired) {
+            return Ok(hit);
+        }
+        let epoch = self.tokens.epoch();
+        let auth = self.store.authenticate(digest).await?;
+        let until = cache::token_deadline(&auth, now);
+        self.tokens
+            .insert(epoch, digest.to_owned(), auth.clone(), now, until);
+        Ok(auth)
+    }
+
+    /// [`Store::find_device`] with a device id served from memory: the record as the store last gave it, kept
+    /// at most [`cache::DEVICE_CACHE_TTL`] and forgotten at once by every owner change made here
+    /// ([`Cloud::owner_changed`]) and by the bus's word of one made elsewhere. A name is looked up in the store.
+    pub async fn find_device(
+        &self,
+        id_or_name: &str,
+        owner: &str,
+    ) -> Result<Option<state::DeviceRecord>, StoreError> {
+        let lower = id_or_name.to_ascii_lowercase();
+        let by_id = state::is_device_id(&lower);
+        let now = std::time::Instant::now();
+        if by_id && let Some(hit) = self.devices.get(&lower, now, |_| true) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.devices.epoch();
+        let found = self.store.find_device(id_or_name, owner).await?;
+        if by_id
+            && let Some(d) = &found
+            && d.id == lower
+        {
+            self.devices.insert(epoch, lower, d.clone(), now, None);
+        }
+        Ok(found)
+    }
+
     /// The devices a lost node held went offline: tells this node's own subscribers (`spark/status` `offline`,
     /// private), and no other node, which each do the same for theirs. Blocks on the store for the owners.
+    ///
+    /// Waits for the store on this thread: the bus calls it on the blocking pool.
     pub fn devices_lost(&self, devices: &[spark_protocol::DeviceId]) {
         for device in devices {
             let device = device.to_string();
@@ -622,10 +724,26 @@ impl Cloud {
     }
 
     /// Revokes one of `user`'s tokens and ends the event streams opened with it; `false` if it had no such token.
+    ///
+    /// Waits for the store on this thread (the synchronous API); the REST layer awaits
+    /// [`Cloud::revoke_token_async`].
     pub fn revoke_token(&self, user: &str, token: &str) -> Result<bool, state::AuthError> {
-        let deleted =
-            block_on(self.store.delete_token(user, token)).map_err(StoreError::into_auth)?;
+        block_on(self.revoke_token_async(user, token))
+    }
+
+    /// [`Cloud::revoke_token`] awaiting the store. The token is refused by this cloud from the moment this returns.
+    pub async fn revoke_token_async(
+        &self,
+        user: &str,
+        token: &str,
+    ) -> Result<bool, state::AuthError> {
+        let deleted = self
+            .store
+            .delete_token(user, token)
+            .await
+            .map_err(StoreError::into_auth)?;
         if let Some(digest) = &deleted {
+            self.tokens.forget(digest);
             self.bus.end_token(digest);
             self.announce(&AdminChange::TokenRevoked {
                 token: digest.clone(),
@@ -635,9 +753,23 @@ impl Cloud {
     }
 
     /// Revokes all of `user`'s tokens and ends every event stream they opened; returns how many there were.
+    ///
+    /// Waits for the store on this thread (the synchronous API); the REST layer awaits
+    /// [`Cloud::revoke_all_tokens_async`].
     pub fn revoke_all_tokens(&self, user: &str) -> Result<usize, state::AuthError> {
+        block_on(self.revoke_all_tokens_async(user))
+    }
+
+    /// [`Cloud::revoke_all_tokens`] awaiting the store. The tokens are refused by this cloud from the moment this
+    /// returns.
+    pub async fn revoke_all_tokens_async(&self, user: &str) -> Result<usize, state::AuthError> {
         let user = user.trim().to_lowercase();
-        let count = block_on(self.store.delete_all_tokens(&user)).map_err(StoreError::into_auth)?;
+        let count = self
+            .store
+            .delete_all_tokens(&user)
+            .await
+            .map_err(StoreError::into_auth)?;
+        self.forget_user_tokens(&user);
         self.bus.end_user(&user);
         self.announce(&AdminChange::UserTokensRevoked { user });
         Ok(count)
@@ -656,6 +788,7 @@ impl Cloud {
         ttl: u32,
         public: bool,
     ) {
+        // The device protocol's callback is synchronous; a shared store answers from its owner cache.
         let owner = block_on(self.store.device_owner(device)).ok().flatten();
         // A device without an owner reaches no one, not even with public events.
         if owner.is_none() {
@@ -749,7 +882,9 @@ impl Cloud {
     /// invalidate-before DATE`).
     pub fn invalidate_tokens_before(&self, cutoff: u64) -> Result<usize, StoreError> {
         let deleted = block_on(self.store.invalidate_tokens_before(cutoff))?;
+        self.forget_tokens_before(cutoff);
         for digest in &deleted {
+            self.tokens.forget(digest);
             self.bus.end_token(digest);
         }
         self.bus.end_issued_before(cutoff);
@@ -762,6 +897,9 @@ impl Cloud {
     pub fn reload_admin_files(&self) -> Result<state::ServerKeys, StoreError> {
         let keys = self.load_server_keys()?;
         let now = block_on(self.store.admin_generation())?;
+        // Whatever moved (a cut-off, a rotation), nothing cached before it is trusted.
+        self.tokens.clear();
+        self.devices.clear();
         if now.tokens_not_before > 0 {
             for digest in block_on(self.store.invalidate_tokens_before(now.tokens_not_before))? {
                 self.bus.end_token(&digest);

@@ -260,7 +260,9 @@ impl ClusterHub {
     ///
     /// Like the rest of the bus, these messages are trusted because they came over it: any client of the NATS
     /// server can end streams or make a node reload. A message missed (NATS core is at-most-once) is made up by the
-    /// registry: a revoked token is refused on its next request everywhere, the poll of the store's generation
+    /// registry: a revoked token is refused everywhere once the REST layer's cached answer expires (at most
+    /// [`crate::cache::TOKEN_CACHE_TTL`]; a device record likewise within [`crate::cache::DEVICE_CACHE_TTL`]),
+    /// the poll of the store's generation
     /// (every 2 s in the binary) reloads keys and ends the streams a cut-off refuses, and an owner cached elsewhere
     /// expires within [`crate::store::OWNER_CACHE_TTL`]; a stream whose single token or user was revoked stays open
     /// on a node that missed the message.
@@ -328,10 +330,12 @@ impl ClusterHub {
                 continue;
             }
             let Some(cloud) = cloud.upgrade() else { return };
-            // Ending streams is immediate; reloading keys reads the store, off the async workers.
-            let done =
-                tokio::task::spawn_blocking(move || cloud.handle_admin_change(&parsed.change))
-                    .await;
+            // Forgetting cached tokens and devices and ending streams is immediate, here; reloading keys reads
+            // the store, off the async workers.
+            if !cloud.forget_for(&parsed.change) {
+                continue;
+            }
+            let done = tokio::task::spawn_blocking(move || cloud.reload_admin_files()).await;
             if let Ok(Err(e)) = done {
                 eprintln!("spark-cloud: cluster: cannot act on another node's change: {e}");
             }

@@ -51,7 +51,7 @@ pub(super) fn token_of(req: &Req) -> Result<Option<String>, Reply> {
     }
 }
 
-pub(super) fn bearer(cloud: &Cloud, req: &Req) -> Result<User, Reply> {
+pub(super) async fn bearer(cloud: &Cloud, req: &Req) -> Result<User, Reply> {
     let unauthorized = |d: &str| {
         let mut r = json_reply(
             StatusCode::UNAUTHORIZED,
@@ -68,7 +68,11 @@ pub(super) fn bearer(cloud: &Cloud, req: &Req) -> Result<User, Reply> {
     };
     let token = token_of(req)?.ok_or_else(|| unauthorized("The access token was not found"))?;
     let digest = crate::state::token_digest(&token);
-    match block_on(cloud.store.authenticate(&digest)).map_err(StoreError::into_auth) {
+    match cloud
+        .authenticate(&digest)
+        .await
+        .map_err(StoreError::into_auth)
+    {
         Ok(a) => Ok(User {
             name: a.username,
             id: a.user_id,

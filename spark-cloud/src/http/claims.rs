@@ -4,8 +4,8 @@ use super::*;
 
 /// `POST /v1/devices` with `id`: a claim by id alone is no proof of holding the device, so it succeeds only for a
 /// device the user already owns. A device is claimed with a claim code it presents (`POST /v1/device_claims`).
-pub(super) fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+pub(super) async fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req).await?;
     let id = req.field("id").unwrap_or_default().to_ascii_lowercase();
     if !is_device_id(&id) {
         return Err(ok_false_errors(
@@ -13,7 +13,11 @@ pub(super) fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
             "Invalid device id",
         ));
     }
-    let stored = block_on(cloud.store.device(&id)).map_err(|_| storage_failed())?;
+    let stored = cloud
+        .store
+        .device(&id)
+        .await
+        .map_err(|_| storage_failed())?;
     match stored.and_then(|d| d.owner) {
         Some(owner) if owner == user.name => Ok(json_reply(
             StatusCode::OK,
@@ -35,12 +39,16 @@ pub(super) fn claim(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
 }
 
 /// `POST /v1/device_claims`: a claim code for the user, and the devices they own.
-pub(super) fn create_claim_code(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+pub(super) async fn create_claim_code(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req).await?;
     let code = cloud
-        .create_claim_code(&user.name)
+        .create_claim_code_async(&user.name)
+        .await
         .map_err(|_| storage_failed())?;
-    let owned: Vec<String> = block_on(cloud.store.devices())
+    let owned: Vec<String> = cloud
+        .store
+        .devices()
+        .await
         .map_err(|_| storage_failed())?
         .into_iter()
         .filter(|d| visible(&user, d))

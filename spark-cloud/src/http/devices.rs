@@ -5,8 +5,10 @@ use super::*;
 
 /// The device `id` (an id or one of the user's device names) if the user owns it. A device without an owner is
 /// reachable by no one and answers as an unknown one; another user's device (by id) is `403`.
-pub(super) fn resolve(cloud: &Cloud, user: &User, id: &str) -> Result<DeviceRecord, Reply> {
-    let device = block_on(cloud.store.find_device(id, &user.name))
+pub(super) async fn resolve(cloud: &Cloud, user: &User, id: &str) -> Result<DeviceRecord, Reply> {
+    let device = cloud
+        .find_device(id, &user.name)
+        .await
         .map_err(|_| storage_failed())?
         .filter(|d| d.owner.is_some())
         .ok_or_else(|| ok_false(StatusCode::NOT_FOUND, "Device not found."))?;
@@ -65,8 +67,8 @@ pub(super) fn device_view(cloud: &Cloud, device: &DeviceRecord) -> replies::Devi
     }
 }
 
-pub(super) fn list_devices(cloud: &Cloud, user: &User) -> Reply {
-    let Ok(devices) = block_on(cloud.store.devices()) else {
+pub(super) async fn list_devices(cloud: &Cloud, user: &User) -> Reply {
+    let Ok(devices) = cloud.store.devices().await else {
         return storage_failed();
     };
     let list: Vec<replies::DeviceView> = devices
@@ -103,8 +105,8 @@ pub(super) async fn with_timeout<T>(
 }
 
 pub(super) async fn device_info(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id)?;
+    let user = bearer(cloud, req).await?;
+    let device = resolve(cloud, &user, id).await?;
     let mut view = device_view(cloud, &device);
     let description = if let Ok(id) = hub_id(&device)
         && cloud.hub.is_connected(id)
@@ -130,8 +132,8 @@ pub(super) async fn call_function(
     id: &str,
     function: &str,
 ) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id)?;
+    let user = bearer(cloud, req).await?;
+    let device = resolve(cloud, &user, id).await?;
     // `arg` (today) or `args` (2014); otherwise the first field, as the original forwarded it.
     let argument = req
         .field("arg")
@@ -171,8 +173,8 @@ pub(super) async fn get_variable(
     id: &str,
     variable: &str,
 ) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id)?;
+    let user = bearer(cloud, req).await?;
+    let device = resolve(cloud, &user, id).await?;
     let value = with_timeout(async { cloud.hub.get(hub_id(&device)?, variable).await })
         .await
         .map_err(|e| hub_error(e, "Variable read failed"))?;
@@ -201,20 +203,24 @@ pub(super) async fn get_variable(
     ))
 }
 
-pub(super) fn release(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id)?;
-    block_on(cloud.store.release(&device.id, &user.name)).map_err(|e| match e {
-        StoreError::Owned => ok_false(StatusCode::FORBIDDEN, "Permission Denied"),
-        _ => storage_failed(),
-    })?;
+pub(super) async fn release(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req).await?;
+    let device = resolve(cloud, &user, id).await?;
+    cloud
+        .store
+        .release(&device.id, &user.name)
+        .await
+        .map_err(|e| match e {
+            StoreError::Owned => ok_false(StatusCode::FORBIDDEN, "Permission Denied"),
+            _ => storage_failed(),
+        })?;
     cloud.owner_changed(&device.id);
     Ok(done())
 }
 
 pub(super) async fn update_device(cloud: &Arc<Cloud>, req: &Req, id: &str) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
-    let device = resolve(cloud, &user, id)?;
+    let user = bearer(cloud, req).await?;
+    let device = resolve(cloud, &user, id).await?;
     if let Some(file) = req
         .parts
         .iter()
@@ -230,7 +236,7 @@ pub(super) async fn update_device(cloud: &Arc<Cloud>, req: &Req, id: &str) -> Re
             .file_name
             .clone()
             .unwrap_or_else(|| "firmware.bin".into());
-        return flash(cloud, &device, Bytes::from(file.data.clone()), name);
+        return flash(cloud, &device, Bytes::from(file.data.clone()), name).await;
     }
     let mut updated = replies::Updated::default();
     if let Some(name) = req.field("name") {
@@ -266,6 +272,9 @@ pub(super) async fn update_device(cloud: &Arc<Cloud>, req: &Req, id: &str) -> Re
                 StoreError::Owned => ok_false(StatusCode::FORBIDDEN, "Permission Denied"),
                 _ => storage_failed(),
             })?;
+        // The record changed: forgotten here at once and told to the other nodes (the owner's word covers the
+        // whole record).
+        cloud.owner_changed(&device.id);
         updated.ok = Some(true);
         updated.name = Some(name);
     }

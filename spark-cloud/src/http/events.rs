@@ -47,7 +47,7 @@ pub(super) fn event_name_error(name: &str) -> Option<&'static str> {
 }
 
 pub(super) async fn publish(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+    let user = bearer(cloud, req).await?;
     let name = req.field("name").unwrap_or_default();
     if let Some(why) = event_name_error(name) {
         return Err(ok_false(StatusCode::BAD_REQUEST, why));

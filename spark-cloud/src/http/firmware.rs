@@ -30,7 +30,7 @@ impl FlashProgress for ProgressEvents {
     }
 }
 
-pub(super) fn flash(
+pub(super) async fn flash(
     cloud: &Arc<Cloud>,
     device: &DeviceRecord,
     image: Bytes,
@@ -49,7 +49,7 @@ pub(super) fn flash(
         ));
     };
     // One running update per device, across every node of a shared store.
-    let job = match block_on(cloud.store.start_flash(&device.id, cloud.node())) {
+    let job = match cloud.store.start_flash(&device.id, cloud.node()).await {
         Ok(job) => job,
         Err(StoreError::FlashInProgress) => {
             return Err(ok_false_errors(

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) async fn provision(cloud: &Cloud, req: &Req, path_id: &str) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+    let user = bearer(cloud, req).await?;
     let bad = |e: &str| json_reply(StatusCode::BAD_REQUEST, &replies::ErrorOnly { error: e });
     let id = req
         .field("deviceID")

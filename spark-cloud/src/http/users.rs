@@ -99,10 +99,10 @@ pub(super) async fn create_token(cloud: &Cloud, req: &Req) -> Result<Reply, Repl
     Ok(r)
 }
 
-pub(super) fn create_user(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+pub(super) async fn create_user(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let username = req.field("username").unwrap_or_default();
     let password = req.field("password").unwrap_or_default();
-    match block_on(crate::store::create_user(&*cloud.store, username, password)) {
+    match crate::store::create_user(&*cloud.store, username, password).await {
         Ok(()) => Ok(done()),
         Err(AuthError::UserExists) => Err(ok_false_errors(
             StatusCode::BAD_REQUEST,
@@ -135,7 +135,7 @@ pub(super) async fn list_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply
 
 pub(super) async fn delete_token(cloud: &Cloud, req: &Req, token: &str) -> Result<Reply, Reply> {
     let user = basic_user(cloud, req).await?;
-    match cloud.revoke_token(&user, token) {
+    match cloud.revoke_token_async(&user, token).await {
         Ok(true) => Ok(done()),
         Ok(false) => Err(ok_false_errors(StatusCode::NOT_FOUND, "Token not found")),
         Err(_) => Err(storage_failed()),
@@ -147,13 +147,14 @@ pub(super) async fn delete_token(cloud: &Cloud, req: &Req, token: &str) -> Resul
 pub(super) async fn revoke_all_tokens(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     let user = match basic_user(cloud, req).await {
         Ok(user) => user,
-        Err(refused) => match bearer(cloud, req) {
+        Err(refused) => match bearer(cloud, req).await {
             Ok(user) => user.name,
             Err(_) => return Err(refused),
         },
     };
     let count = cloud
-        .revoke_all_tokens(&user)
+        .revoke_all_tokens_async(&user)
+        .await
         .map_err(|_| storage_failed())?;
     Ok(json_reply(
         StatusCode::OK,
@@ -165,11 +166,12 @@ pub(super) async fn revoke_all_tokens(cloud: &Cloud, req: &Req) -> Result<Reply,
 }
 
 /// `DELETE /v1/access_tokens/current`: revokes the token the request carries.
-pub(super) fn revoke_current_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+pub(super) async fn revoke_current_token(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req).await?;
     let token = token_of(req)?.unwrap_or_default();
     cloud
-        .revoke_token(&user.name, &token)
+        .revoke_token_async(&user.name, &token)
+        .await
         .map_err(|_| storage_failed())?;
     Ok(done())
 }

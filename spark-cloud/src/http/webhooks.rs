@@ -124,8 +124,8 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), Reply> {
 }
 
 /// `POST /v1/webhooks`.
-pub(super) fn create(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+pub(super) async fn create(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req).await?;
     let event = req.field("event").unwrap_or_default();
     if event.is_empty()
         || event.len() > 63
@@ -149,7 +149,7 @@ pub(super) fn create(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
     }
     let device_id = match req.field("deviceID").or_else(|| req.field("deviceid")) {
         None | Some("") => None,
-        Some(d) => Some(device_of(cloud, &user, d)?),
+        Some(d) => Some(device_of(cloud, &user, d).await?),
     };
     let headers = string_map(req, "headers")?.unwrap_or_default();
     check_headers(&headers)?;
@@ -206,15 +206,16 @@ pub(super) fn create(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
 }
 
 /// A device filter names one of the caller's devices (by id or name); it is stored as the id.
-fn device_of(cloud: &Cloud, user: &User, id_or_name: &str) -> Result<String, Reply> {
+async fn device_of(cloud: &Cloud, user: &User, id_or_name: &str) -> Result<String, Reply> {
     resolve(cloud, user, id_or_name)
+        .await
         .map(|d| d.id)
         .map_err(|_| invalid("deviceID is not one of your devices"))
 }
 
 /// `GET /v1/webhooks`.
-pub(super) fn list(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+pub(super) async fn list(cloud: &Cloud, req: &Req) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req).await?;
     let hooks = cloud.webhooks().list(&user.name);
     let views: Vec<HookView<'_>> = hooks.iter().map(HookView::from).collect();
     Ok(json_reply(StatusCode::OK, &views))
@@ -225,15 +226,15 @@ fn not_found() -> Reply {
 }
 
 /// `GET /v1/webhooks/:id`.
-pub(super) fn show(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+pub(super) async fn show(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req).await?;
     let hook = cloud.webhooks().get(&user.name, id).ok_or_else(not_found)?;
     Ok(json_reply(StatusCode::OK, &HookView::from(&hook)))
 }
 
 /// `DELETE /v1/webhooks/:id`.
-pub(super) fn delete(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
-    let user = bearer(cloud, req)?;
+pub(super) async fn delete(cloud: &Cloud, req: &Req, id: &str) -> Result<Reply, Reply> {
+    let user = bearer(cloud, req).await?;
     match cloud.webhooks().remove(&user.name, id) {
         Ok(()) => Ok(done()),
         Err(WebhookError::NotFound) => Err(not_found()),

@@ -294,10 +294,16 @@ impl Association {
             }
         }
         // The key it proved, and the device that key is registered to.
-        let device = conn
-            .peer_public_key()
-            .and_then(|k| crate::store::block_on(self.cloud.store().device_for_udp_key(&k)).ok())
-            .flatten();
+        let device = match conn.peer_public_key() {
+            Some(k) => self
+                .cloud
+                .store()
+                .device_for_udp_key(&k)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
         let Some(device) = device.and_then(|d| d.parse::<DeviceId>().ok()) else {
             self.cloud.log_refusal(
                 &format!("udp {}", self.peer),
