@@ -972,8 +972,10 @@ impl DeviceTask {
                 if let Some((device, _)) = &self.session.id {
                     let name = String::from_utf8_lossy(&e.name);
                     let data = e.data.as_deref().map(String::from_utf8_lossy);
+                    // The id as text on the stack: no allocation per event.
+                    let hex = device.to_hex();
                     self.session.cloud.device_event(
-                        &device.to_string(),
+                        core::str::from_utf8(&hex).unwrap_or_default(),
                         &name,
                         data.as_deref(),
                         e.ttl,

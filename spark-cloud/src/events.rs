@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use spark_protocol::DeviceId;
 
-use super::encoding::iso8601;
+use super::encoding::{ISO8601_LEN, iso8601_into};
 
 /// Events a subscriber may have queued before further ones are dropped for it.
 pub const SUBSCRIBER_QUEUE: usize = 8192;
@@ -45,12 +45,58 @@ pub struct Event {
     pub frame: Bytes,
 }
 
-#[derive(Serialize)]
-struct Wire<'a> {
-    data: Option<&'a str>,
-    ttl: String,
-    published_at: String,
-    coreid: &'a str,
+/// The fixed bytes of a frame: `event: `, `\ndata: {"data":`, the other keys and quotes, `}\n\n`.
+const FRAME_OVERHEAD: usize = 80;
+
+/// Writes `text` as a JSON string: quoted, with `"`, `\\` and control characters escaped the way `serde_json` does
+/// (`\b \f \n \r \t` by name, the rest as `\u00XX`; everything else, `/` and non-ASCII included, as is).
+fn json_string(out: &mut BytesMut, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\"");
+    let bytes = text.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let named: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + 1;
+        if named.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(named);
+        }
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.extend_from_slice(b"\"");
+}
+
+/// `value` in decimal, written at the end of `buf`.
+fn decimal(mut value: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// Who published an event: what its `coreid` says, whose it is, and the device, if a device published it.
@@ -98,14 +144,19 @@ impl Event {
         published_at: SystemTime,
         from: Publisher<'_>,
     ) -> Event {
-        let json = serde_json::to_string(&Wire {
-            data,
-            ttl: ttl.to_string(),
-            published_at: iso8601(published_at),
-            coreid: from.coreid,
-        })
-        .expect("serialising strings cannot fail");
-        let mut frame = BytesMut::with_capacity(name.len() + json.len() + 16);
+        let mut stamp = [0u8; ISO8601_LEN];
+        let stamp = iso8601_into(published_at, &mut stamp);
+        let mut ttl_digits = [0u8; 10];
+        let ttl_text = decimal(ttl, &mut ttl_digits);
+        // The JSON is written straight into the frame (one allocation), escaped as `serde_json` escapes strings.
+        let mut frame = BytesMut::with_capacity(
+            name.len()
+                + data.map_or(4, |d| d.len() + 2)
+                + from.coreid.len()
+                + ttl_text.len()
+                + stamp.len()
+                + FRAME_OVERHEAD,
+        );
         frame.extend_from_slice(b"event: ");
         // A line break in a name would split the SSE frame; names are validated before, this keeps the frame sound.
         for &b in name.as_bytes() {
@@ -115,9 +166,18 @@ impl Event {
                 core::slice::from_ref(&b)
             });
         }
-        frame.extend_from_slice(b"\ndata: ");
-        frame.extend_from_slice(json.as_bytes());
-        frame.extend_from_slice(b"\n\n");
+        frame.extend_from_slice(b"\ndata: {\"data\":");
+        match data {
+            Some(d) => json_string(&mut frame, d),
+            None => frame.extend_from_slice(b"null"),
+        }
+        frame.extend_from_slice(b",\"ttl\":\"");
+        frame.extend_from_slice(ttl_text);
+        frame.extend_from_slice(b"\",\"published_at\":\"");
+        frame.extend_from_slice(stamp);
+        frame.extend_from_slice(b"\",\"coreid\":");
+        json_string(&mut frame, from.coreid);
+        frame.extend_from_slice(b"}\n\n");
         Event {
             name: name.into(),
             owner: from.owner.map(Into::into),

@@ -443,11 +443,17 @@ impl Cloud {
         ttl: u32,
         public: bool,
     ) {
-        let device = device.to_ascii_lowercase();
+        // Device ids come in lower case from the listener: copied only when they are not.
+        let device: std::borrow::Cow<'_, str> = if device.bytes().any(|b| b.is_ascii_uppercase()) {
+            device.to_ascii_lowercase().into()
+        } else {
+            device.into()
+        };
+        let device = device.as_ref();
         if name == CLAIM_CODE_EVENT {
-            self.touch(&device, |_| {});
+            self.touch(device, |_| {});
             let code = data.unwrap_or_default();
-            match self.claim_with_code(&device, code) {
+            match self.claim_with_code(device, code) {
                 Ok(user) => {
                     eprintln!("spark-cloud: device {device} claimed by {user} with a claim code")
                 }
@@ -459,7 +465,7 @@ impl Cloud {
         }
         if name == "spark/cc3000-patch-version" {
             let version = data.map(str::to_owned);
-            self.touch(&device, |s| s.cc3000_patch_version = version);
+            self.touch(device, |s| s.cc3000_patch_version = version);
         } else if name
             .as_bytes()
             .get(..5)
@@ -467,9 +473,9 @@ impl Cloud {
         {
             return;
         } else {
-            self.touch(&device, |_| {});
+            self.touch(device, |_| {});
         }
-        self.publish_device_event(&device, name, data, ttl, public);
+        self.publish_device_event(device, name, data, ttl, public);
     }
 
     /// Hands `user` a new claim code, valid for [`CLAIM_CODE_LIFETIME`]. A device the user holds claims itself by
