@@ -127,6 +127,16 @@ mod tests {
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(iso8601(leap), "2000-02-29T00:00:00.000Z");
+        // Past the fourth digit of the year the year grows (as `format!` with `{:04}` did).
+        let far = UNIX_EPOCH + Duration::from_secs(253_402_300_800); // 10000-01-01
+        assert_eq!(iso8601(far), "10000-01-01T00:00:00.000Z");
+        let mut buf = [0u8; ISO8601_LEN];
+        assert_eq!(
+            iso8601_into(UNIX_EPOCH + Duration::from_millis(1_401_304_834_638), &mut buf),
+            b"2014-05-28T19:20:34.638Z"
+        );
+        let latest = UNIX_EPOCH + Duration::from_secs(1 << 60);
+        assert!(iso8601(latest).ends_with(".000Z"));
     }
 
     #[test]

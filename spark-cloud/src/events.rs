@@ -630,6 +630,138 @@ mod tests {
         );
     }
 
+    /// The frame as the `serde_json` serialisation of the wire object builds it (the form before the frame was
+    /// written by hand).
+    fn reference_frame(name: &str, data: Option<&str>, ttl: u32, at: SystemTime, coreid: &str) -> Vec<u8> {
+        let json = serde_json::json!({
+            "data": data,
+            "ttl": ttl.to_string(),
+            "published_at": crate::encoding::iso8601(at),
+            "coreid": coreid,
+        });
+        // `json!` keeps the keys sorted; the wire order is data, ttl, published_at, coreid.
+        let text = format!(
+            "{{\"data\":{},\"ttl\":{},\"published_at\":{},\"coreid\":{}}}",
+            json["data"], json["ttl"], json["published_at"], json["coreid"]
+        );
+        format!("event: {name}\ndata: {text}\n\n").into_bytes()
+    }
+
+    #[test]
+    fn the_written_frame_escapes_as_serde_json_does() {
+        let texts = [
+            "",
+            "21.5",
+            "quote \" and back\\slash",
+            "line\nfeed\rreturn\ttab",
+            "\u{0}\u{1}\u{8}\u{b}\u{c}\u{1f}\u{7f} end",
+            "slash / and ünïcödé ✓ 🚀",
+            "</script>",
+        ];
+        let at = UNIX_EPOCH + Duration::from_millis(1_765_000_000_123);
+        for data in texts {
+            for ttl in [0, 60, 16_777_215, u32::MAX] {
+                let e = Event::new("n", Some(data), ttl, true, at, Publisher::user(data, "u"));
+                assert_eq!(
+                    String::from_utf8_lossy(&e.frame),
+                    String::from_utf8_lossy(&reference_frame("n", Some(data), ttl, at, data)),
+                    "data {data:?}, ttl {ttl}"
+                );
+            }
+        }
+        let e = Event::new("n", None, 60, true, at, Publisher::user("c", "u"));
+        assert_eq!(&e.frame[..], &reference_frame("n", None, 60, at, "c")[..]);
+    }
+
+    /// Polls `body` for its next data chunk, waiting at most a second.
+    async fn next_chunk(body: &mut SseBody) -> Option<Bytes> {
+        use http_body_util::BodyExt;
+        let frame = tokio::time::timeout(Duration::from_secs(1), body.frame())
+            .await
+            .ok()??
+            .ok()?;
+        frame.into_data().ok()
+    }
+
+    #[tokio::test]
+    async fn queued_events_are_coalesced_in_order_with_their_framing() {
+        let bus = EventBus::new();
+        let all = |user: &str| Filter {
+            user: user.into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        };
+        let mut mine = bus.subscribe(all("a")).into_body();
+        let mut theirs = bus.subscribe(all("b")).into_body();
+        assert_eq!(next_chunk(&mut mine).await.as_deref(), Some(&b":ok\n\n"[..]));
+        assert_eq!(next_chunk(&mut theirs).await.as_deref(), Some(&b":ok\n\n"[..]));
+        // Public and private events interleaved, all queued before the streams are read.
+        let mut expected_a = Vec::new();
+        let mut expected_b = Vec::new();
+        for i in 0..50 {
+            let (public, owner) = match i % 3 {
+                0 => (true, "b"),
+                1 => (false, "a"),
+                _ => (false, "b"),
+            };
+            let e = Event::new(
+                &format!("e{i}"),
+                Some(&i.to_string()),
+                60,
+                public,
+                UNIX_EPOCH,
+                Publisher::device(D1, Some(owner)),
+            );
+            bus.publish(&e);
+            if public || owner == "a" {
+                expected_a.extend_from_slice(&e.frame);
+            }
+            if public || owner == "b" {
+                expected_b.extend_from_slice(&e.frame);
+            }
+        }
+        // Everything queued comes in one chunk, in publishing order, frame after whole frame; a's chunk holds no
+        // private event of b, and b's none of a.
+        assert_eq!(next_chunk(&mut mine).await.as_deref(), Some(&expected_a[..]));
+        assert_eq!(next_chunk(&mut theirs).await.as_deref(), Some(&expected_b[..]));
+    }
+
+    #[tokio::test]
+    async fn a_chunk_ends_at_a_frame_boundary() {
+        let bus = EventBus::new();
+        let mut body = bus
+            .subscribe(Filter {
+                user: "a".into(),
+                scope: Scope::All,
+                prefix: String::new(),
+            })
+            .into_body();
+        assert!(next_chunk(&mut body).await.is_some());
+        let mut sent = Vec::new();
+        // Frames of uneven lengths, together several chunks' worth.
+        for i in 0..3000 {
+            let data = "x".repeat(i % 60);
+            let e = Event::new("tick", Some(&data), 60, true, UNIX_EPOCH, Publisher::user("c", "a"));
+            bus.publish(&e);
+            sent.extend_from_slice(&e.frame);
+        }
+        assert!(sent.len() > 2 * MAX_CHUNK);
+        let mut got = Vec::new();
+        let mut chunks = 0;
+        while got.len() < sent.len() {
+            let chunk = next_chunk(&mut body).await.expect("a chunk");
+            assert!(chunk.starts_with(b"event: tick\n"), "a chunk starts a frame");
+            assert!(chunk.ends_with(b"\"}\n\n"), "a chunk ends a frame");
+            // Only the frame that crosses the limit goes past it.
+            assert!(chunk.len() < MAX_CHUNK + 200);
+            got.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        assert_eq!(got, sent);
+        assert!(chunks >= 3);
+        assert_eq!(bus.stats().dropped, 0);
+    }
+
     #[test]
     fn a_cut_off_ends_the_streams_of_older_tokens_only() {
         let bus = EventBus::new();
