@@ -960,7 +960,11 @@ async fn work(
         task.on_command(&mut driver, command);
     }
     loop {
-        driver.transport().socket.drained.store(false, Ordering::Relaxed);
+        driver
+            .transport()
+            .socket
+            .drained
+            .store(false, Ordering::Relaxed);
         tokio::select! {
             event = driver.drive() => match event {
                 Ok(Some(event)) => task.on_event(&mut driver, event),
@@ -1440,7 +1444,10 @@ mod batches {
             }
         }
         assert_eq!(got, sent);
-        assert!(answered, "a read that fills the buffer makes the socket batched");
+        assert!(
+            answered,
+            "a read that fills the buffer makes the socket batched"
+        );
         // The next read goes to the kernel (nothing more came): the gathered answer goes out first.
         assert!(matches!(
             w.read(&mut buf, None).await.unwrap(),

@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(iso8601(far), "10000-01-01T00:00:00.000Z");
         let mut buf = [0u8; ISO8601_LEN];
         assert_eq!(
-            iso8601_into(UNIX_EPOCH + Duration::from_millis(1_401_304_834_638), &mut buf),
+            iso8601_into(
+                UNIX_EPOCH + Duration::from_millis(1_401_304_834_638),
+                &mut buf
+            ),
             b"2014-05-28T19:20:34.638Z"
         );
         let latest = UNIX_EPOCH + Duration::from_secs(1 << 60);

@@ -423,7 +423,12 @@ impl EventBus {
     /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's;
     /// on a cluster bus, to the other nodes as well (see [`EventBus::set_relay`]).
     pub fn publish(&self, event: &Event) {
-        self.publish_from_peer(event);
+        self.publish_at(event, SystemTime::now());
+    }
+
+    /// [`EventBus::publish`] with the time already read (for the credentials' expiry).
+    pub(crate) fn publish_at(&self, event: &Event, now: SystemTime) {
+        self.offer(event, now);
         if let Some(relay) = self.relay.get() {
             relay(event);
         }
@@ -437,9 +442,12 @@ impl EventBus {
 
     /// Fans out an event another node published: to this bus's subscribers only, never back to the relay.
     pub fn publish_from_peer(&self, event: &Event) {
+        self.offer(event, SystemTime::now());
+    }
+
+    fn offer(&self, event: &Event, now: SystemTime) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let mut offered = Offered::default();
-        let now = SystemTime::now();
         let mut subscribers = self.lock();
         if event.public {
             subscribers.by_user.retain(|_, group| {
@@ -632,7 +640,13 @@ mod tests {
 
     /// The frame as the `serde_json` serialisation of the wire object builds it (the form before the frame was
     /// written by hand).
-    fn reference_frame(name: &str, data: Option<&str>, ttl: u32, at: SystemTime, coreid: &str) -> Vec<u8> {
+    fn reference_frame(
+        name: &str,
+        data: Option<&str>,
+        ttl: u32,
+        at: SystemTime,
+        coreid: &str,
+    ) -> Vec<u8> {
         let json = serde_json::json!({
             "data": data,
             "ttl": ttl.to_string(),
@@ -693,8 +707,14 @@ mod tests {
         };
         let mut mine = bus.subscribe(all("a")).into_body();
         let mut theirs = bus.subscribe(all("b")).into_body();
-        assert_eq!(next_chunk(&mut mine).await.as_deref(), Some(&b":ok\n\n"[..]));
-        assert_eq!(next_chunk(&mut theirs).await.as_deref(), Some(&b":ok\n\n"[..]));
+        assert_eq!(
+            next_chunk(&mut mine).await.as_deref(),
+            Some(&b":ok\n\n"[..])
+        );
+        assert_eq!(
+            next_chunk(&mut theirs).await.as_deref(),
+            Some(&b":ok\n\n"[..])
+        );
         // Public and private events interleaved, all queued before the streams are read.
         let mut expected_a = Vec::new();
         let mut expected_b = Vec::new();
@@ -722,8 +742,14 @@ mod tests {
         }
         // Everything queued comes in one chunk, in publishing order, frame after whole frame; a's chunk holds no
         // private event of b, and b's none of a.
-        assert_eq!(next_chunk(&mut mine).await.as_deref(), Some(&expected_a[..]));
-        assert_eq!(next_chunk(&mut theirs).await.as_deref(), Some(&expected_b[..]));
+        assert_eq!(
+            next_chunk(&mut mine).await.as_deref(),
+            Some(&expected_a[..])
+        );
+        assert_eq!(
+            next_chunk(&mut theirs).await.as_deref(),
+            Some(&expected_b[..])
+        );
     }
 
     #[tokio::test]
@@ -741,7 +767,14 @@ mod tests {
         // Frames of uneven lengths, together several chunks' worth.
         for i in 0..3000 {
             let data = "x".repeat(i % 60);
-            let e = Event::new("tick", Some(&data), 60, true, UNIX_EPOCH, Publisher::user("c", "a"));
+            let e = Event::new(
+                "tick",
+                Some(&data),
+                60,
+                true,
+                UNIX_EPOCH,
+                Publisher::user("c", "a"),
+            );
             bus.publish(&e);
             sent.extend_from_slice(&e.frame);
         }
@@ -750,7 +783,10 @@ mod tests {
         let mut chunks = 0;
         while got.len() < sent.len() {
             let chunk = next_chunk(&mut body).await.expect("a chunk");
-            assert!(chunk.starts_with(b"event: tick\n"), "a chunk starts a frame");
+            assert!(
+                chunk.starts_with(b"event: tick\n"),
+                "a chunk starts a frame"
+            );
             assert!(chunk.ends_with(b"\"}\n\n"), "a chunk ends a frame");
             // Only the frame that crosses the limit goes past it.
             assert!(chunk.len() < MAX_CHUNK + 200);

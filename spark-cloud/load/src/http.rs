@@ -304,9 +304,18 @@ impl EventStream {
 
     /// Counts on a thread of its own (blocking reads) until the server closes the stream or `stop` is set, storing
     /// the frame count in `frames` after every read. A subscriber measured for throughput must not wait for a turn
-    /// on a runtime kept busy by the publishers, or the tool would measure itself. The thread's own CPU time, in
-    /// clock ticks, goes to `cpu_ticks` as it runs (every 20 ms) and when it ends.
+    /// on a runtime kept busy by the publishers, or the tool would measure itself.
     pub fn count_on_thread(
+        self,
+        frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>, HttpError> {
+        self.count_on_thread_timed(frames, stop, std::sync::Arc::default())
+    }
+
+    /// [`EventStream::count_on_thread`], telling the thread's own CPU time, in clock ticks, to `cpu_ticks` as it
+    /// runs (every 20 ms) and when it ends.
+    pub fn count_on_thread_timed(
         self,
         frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,

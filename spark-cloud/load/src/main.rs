@@ -1021,7 +1021,7 @@ async fn events_phase(
     let stop = Arc::new(AtomicBool::new(false));
     let subscriber_ticks = Arc::new(AtomicU64::new(0));
     let reader = stream
-        .count_on_thread(
+        .count_on_thread_timed(
             Arc::clone(&received),
             Arc::clone(&stop),
             Arc::clone(&subscriber_ticks),
