@@ -689,32 +689,103 @@ impl SessionHost for DeviceDriver {
     }
 }
 
-/// The driver of one device connection while it has work: its session, its socket and a frame buffer.
-type DeviceDriver = Driver<DeviceSession, DeviceSocket, TokioClock, Vec<u8>>;
+/// The driver of one device connection while it has work: its session, its socket (with the batches of a busy
+/// connection) and a frame buffer.
+type DeviceDriver = Driver<DeviceSession, Working, TokioClock, Vec<u8>>;
 
-/// A device's socket as the driver's transport. A read never waits: one that finds nothing says so
-/// ([`Received::TimedOut`]) and marks the socket drained, and the task then parks the connection, giving its frame
-/// buffer back, until the socket is readable, a request arrives or the session's timer is due. A write waits (the
-/// frame being sent keeps its buffer until the kernel took it).
+/// A device's socket, kept by a parked connection.
 struct DeviceSocket {
     stream: TcpStream,
     drained: AtomicBool,
 }
 
-impl Transport for DeviceSocket {
-    type Error = std::io::Error;
+/// The socket of a connection at work, as the driver's transport. A read never waits: one that finds nothing says
+/// so ([`Received::TimedOut`]) and marks the socket drained, and the task then parks the connection, giving its
+/// buffers back, until the socket is readable, a request arrives or the session's timer is due. A write waits (the
+/// frame being sent keeps its buffer until the kernel took it).
+///
+/// A busy device (one whose read filled the driver's buffer: a publisher sends events faster than one read takes
+/// them) gets batches for the rest of the round: its reads take up to [`Batches::INPUT`] bytes from the kernel at
+/// once and hand them to the session a buffer at a time, and what the session answers meanwhile (an
+/// acknowledgement per event) is gathered and sent in one write before the next read that needs the kernel (or once
+/// [`Batches::OUTPUT`] bytes wait). An idle or quiet device never allocates them.
+struct Working {
+    socket: DeviceSocket,
+    batches: Option<Box<Batches>>,
+}
 
-    async fn read(
-        &mut self,
-        buf: &mut [u8],
-        _timeout: Option<std::time::Duration>,
-    ) -> std::io::Result<Received> {
+/// The input received ahead of the session and the output gathered for one send, of a busy connection.
+struct Batches {
+    /// Received from the kernel: `input[taken..filled]` is not yet handed to the session.
+    input: Vec<u8>,
+    taken: usize,
+    filled: usize,
+    /// Frames the session wrote while input was pending, in order.
+    output: Vec<u8>,
+}
+
+impl Batches {
+    /// The most bytes one read takes from the kernel.
+    const INPUT: usize = 16 * 1024;
+    /// Gathered output is sent once it reaches this many bytes, even while input is pending.
+    const OUTPUT: usize = 8 * 1024;
+
+    fn new() -> Batches {
+        Batches {
+            input: vec![0; Batches::INPUT],
+            taken: 0,
+            filled: 0,
+            output: Vec::with_capacity(Batches::OUTPUT),
+        }
+    }
+
+    fn pending_input(&self) -> bool {
+        self.taken < self.filled
+    }
+
+    /// Hands `buf` what is pending, as much as fits.
+    fn take_into(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.filled - self.taken);
+        buf[..n].copy_from_slice(&self.input[self.taken..self.taken + n]);
+        self.taken += n;
+        n
+    }
+}
+
+impl Working {
+    fn new(socket: DeviceSocket) -> Working {
+        Working {
+            socket,
+            batches: None,
+        }
+    }
+
+    /// Sends the gathered output, if any (waiting for the kernel to take it).
+    async fn send_gathered(&mut self) -> std::io::Result<()> {
+        if let Some(b) = &mut self.batches
+            && !b.output.is_empty()
+        {
+            self.socket.stream.write_all(&b.output).await?;
+            b.output.clear();
+        }
+        Ok(())
+    }
+
+    /// The socket, for parking: what was gathered has been sent (the round ends with a read that found nothing,
+    /// which sends first; this covers any other way out).
+    async fn into_socket(mut self) -> std::io::Result<DeviceSocket> {
+        self.send_gathered().await?;
+        Ok(self.socket)
+    }
+
+    /// One non-blocking read from the kernel into `buf`.
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<Received> {
         loop {
-            return match self.stream.try_read(buf) {
+            return match self.socket.stream.try_read(buf) {
                 Ok(0) => Ok(Received::Eof),
                 Ok(n) => Ok(Received::Data(n)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.drained.store(true, Ordering::Relaxed);
+                    self.socket.drained.store(true, Ordering::Relaxed);
                     Ok(Received::TimedOut)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -722,14 +793,68 @@ impl Transport for DeviceSocket {
             };
         }
     }
+}
+
+impl Transport for Working {
+    type Error = std::io::Error;
+
+    async fn read(
+        &mut self,
+        buf: &mut [u8],
+        _timeout: Option<std::time::Duration>,
+    ) -> std::io::Result<Received> {
+        if let Some(b) = &mut self.batches
+            && b.pending_input()
+        {
+            return Ok(Received::Data(b.take_into(buf)));
+        }
+        // To the kernel: what the session answered so far goes first.
+        self.send_gathered().await?;
+        let Some(mut b) = self.batches.take() else {
+            let got = self.try_read(buf)?;
+            if matches!(got, Received::Data(n) if n == buf.len()) {
+                // The buffer was not enough for what waited: a busy device, batched from here on.
+                self.batches = Some(Box::new(Batches::new()));
+            }
+            return Ok(got);
+        };
+        let got = self.try_read(&mut b.input);
+        let out = match got {
+            Ok(Received::Data(n)) => {
+                b.taken = 0;
+                b.filled = n;
+                Ok(Received::Data(b.take_into(buf)))
+            }
+            other => other,
+        };
+        self.batches = Some(b);
+        out
+    }
 
     async fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.stream.write(buf).await
+        match &mut self.batches {
+            Some(b) if b.pending_input() && b.output.len() + buf.len() <= Batches::OUTPUT => {
+                // Answers to input still pending go out together, before the next read from the kernel.
+                b.output.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            Some(b) if !b.output.is_empty() => {
+                // Full, or no input pending: the gathered bytes and these, in order, now.
+                b.output.extend_from_slice(buf);
+                self.send_gathered().await?;
+                Ok(buf.len())
+            }
+            _ => self.socket.stream.write(buf).await,
+        }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        // A TCP stream buffers nothing in user space (the driver writes each round's frames in one call).
-        Ok(())
+        // Gathered output waits while input is pending (it goes before the next read from the kernel); with none
+        // pending it goes now.
+        if self.batches.as_ref().is_some_and(|b| b.pending_input()) {
+            return Ok(());
+        }
+        self.send_gathered().await
     }
 }
 
@@ -830,17 +955,21 @@ async fn work(
     if mailbox.kicked() {
         return None;
     }
-    let mut driver = Driver::with_vec(session, socket, clock);
+    let mut driver = Driver::with_vec(session, Working::new(socket), clock);
     while let Some(command) = mailbox.take() {
         task.on_command(&mut driver, command);
     }
     loop {
-        driver.transport().drained.store(false, Ordering::Relaxed);
+        driver
+            .transport()
+            .socket
+            .drained
+            .store(false, Ordering::Relaxed);
         tokio::select! {
             event = driver.drive() => match event {
                 Ok(Some(event)) => task.on_event(&mut driver, event),
                 Ok(None) => {
-                    if driver.transport().drained.load(Ordering::Relaxed) {
+                    if driver.transport().socket.drained.load(Ordering::Relaxed) {
                         break;
                     }
                 }
@@ -859,7 +988,14 @@ async fn work(
             }
         }
     }
-    let (session, socket, clock, _buffer) = driver.into_parts();
+    let (session, working, clock, _buffer) = driver.into_parts();
+    let socket = match working.into_socket().await {
+        Ok(socket) => socket,
+        Err(e) => {
+            task.on_failure(&e);
+            return None;
+        }
+    };
     Some(Box::new(Parked {
         session,
         socket,
@@ -972,8 +1108,10 @@ impl DeviceTask {
                 if let Some((device, _)) = &self.session.id {
                     let name = String::from_utf8_lossy(&e.name);
                     let data = e.data.as_deref().map(String::from_utf8_lossy);
+                    // The id as text on the stack: no allocation per event.
+                    let hex = device.to_hex();
                     self.session.cloud.device_event(
-                        &device.to_string(),
+                        core::str::from_utf8(&hex).unwrap_or_default(),
                         &name,
                         data.as_deref(),
                         e.ttl,
@@ -1260,5 +1398,100 @@ mod footprint {
         let none = KeptDescription::new(&Description::default());
         assert_eq!(none.description(), Description::default());
         assert!(!none.has_function(""));
+    }
+}
+
+#[cfg(test)]
+mod batches {
+    use super::{DeviceSocket, Working};
+    use spark_protocol::session::driver::Received;
+    use spark_protocol::session::driver::asynch::Transport;
+    use std::sync::atomic::AtomicBool;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A busy device's socket: its input taken from the kernel in one batch and handed out a buffer at a time in
+    /// order, and an answer written while input is pending gathered and sent before the next read that needs the
+    /// kernel; with no input pending a write goes out at once.
+    #[tokio::test]
+    async fn a_busy_socket_reads_in_batches_and_gathers_its_answers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let sent: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        peer.write_all(&sent).await.unwrap();
+        let mut w = Working::new(DeviceSocket {
+            stream,
+            drained: AtomicBool::new(false),
+        });
+        let (mut got, mut buf, mut answered) = (Vec::new(), [0u8; 100], false);
+        while got.len() < sent.len() {
+            match w.read(&mut buf, None).await.unwrap() {
+                Received::Data(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if !answered && w.batches.as_ref().is_some_and(|b| b.pending_input()) {
+                        w.write(b"ack").await.unwrap();
+                        w.flush().await.unwrap();
+                        // Held back: more input waits, and its answers go with this one.
+                        assert_eq!(w.batches.as_ref().unwrap().output, b"ack");
+                        answered = true;
+                    }
+                }
+                Received::TimedOut => w.socket.stream.readable().await.unwrap(),
+                Received::Eof => panic!("the peer is still there"),
+            }
+        }
+        assert_eq!(got, sent);
+        assert!(
+            answered,
+            "a read that fills the buffer makes the socket batched"
+        );
+        // The next read goes to the kernel (nothing more came): the gathered answer goes out first.
+        assert!(matches!(
+            w.read(&mut buf, None).await.unwrap(),
+            Received::TimedOut
+        ));
+        let mut three = [0u8; 3];
+        peer.read_exact(&mut three).await.unwrap();
+        assert_eq!(&three, b"ack");
+        // Nothing pending: written and flushed at once.
+        w.write(b"now").await.unwrap();
+        w.flush().await.unwrap();
+        peer.read_exact(&mut three).await.unwrap();
+        assert_eq!(&three, b"now");
+        assert!(w.into_socket().await.is_ok());
+    }
+
+    /// A quiet device (its reads never fill the buffer) is never batched.
+    #[tokio::test]
+    async fn a_quiet_socket_is_not_batched() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        peer.write_all(b"ping").await.unwrap();
+        let mut w = Working::new(DeviceSocket {
+            stream,
+            drained: AtomicBool::new(false),
+        });
+        let mut buf = [0u8; 100];
+        loop {
+            match w.read(&mut buf, None).await.unwrap() {
+                Received::Data(n) => {
+                    assert_eq!(&buf[..n], b"ping");
+                    break;
+                }
+                Received::TimedOut => w.socket.stream.readable().await.unwrap(),
+                Received::Eof => panic!("the peer is still there"),
+            }
+        }
+        assert!(w.batches.is_none());
+        w.write(b"pong").await.unwrap();
+        let mut four = [0u8; 4];
+        peer.read_exact(&mut four).await.unwrap();
+        assert_eq!(&four, b"pong");
     }
 }

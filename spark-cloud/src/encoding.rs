@@ -5,18 +5,54 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats a time as ISO-8601 UTC with milliseconds (`2014-05-28T19:20:34.638Z`), the cloud's `published_at` form.
 pub fn iso8601(time: SystemTime) -> String {
+    let mut buf = [0u8; ISO8601_LEN];
+    String::from_utf8_lossy(iso8601_into(time, &mut buf)).into_owned()
+}
+
+/// The most bytes [`iso8601_into`] writes (a year of up to 16 digits; a `SystemTime` reaches 12).
+pub const ISO8601_LEN: usize = 36;
+
+/// [`iso8601`] written into `buf`, without allocating: the bytes written.
+pub fn iso8601_into(time: SystemTime, buf: &mut [u8; ISO8601_LEN]) -> &[u8] {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let millis = since.subsec_millis();
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    // The year: at least four digits (days since 1970 from a `u64` of seconds keep it positive and short).
+    let mut year = [b'0'; 16];
+    let mut at = year.len();
+    let mut y = y.unsigned_abs();
+    while y > 0 && at > 0 {
+        at -= 1;
+        year[at] = b'0' + (y % 10) as u8;
+        y /= 10;
+    }
+    let year = &year[at.min(year.len() - 4)..];
+    let two = |v: u64| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    let millis = u64::from(since.subsec_millis());
+    let mut len = 0;
+    for part in [
+        year,
+        b"-",
+        &two(u64::from(m)),
+        b"-",
+        &two(u64::from(d)),
+        b"T",
+        &two(rem / 3600),
+        b":",
+        &two((rem / 60) % 60),
+        b":",
+        &two(rem % 60),
+        b".",
+        &[b'0' + (millis / 100) as u8],
+        &two(millis % 100),
+        b"Z",
+    ] {
+        buf[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    }
+    &buf[..len]
 }
 
 /// Converts days since 1970-01-01 to a (year, month, day) civil date (proleptic Gregorian).
@@ -91,6 +127,19 @@ mod tests {
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(iso8601(leap), "2000-02-29T00:00:00.000Z");
+        // Past the fourth digit of the year the year grows (as `format!` with `{:04}` did).
+        let far = UNIX_EPOCH + Duration::from_secs(253_402_300_800); // 10000-01-01
+        assert_eq!(iso8601(far), "10000-01-01T00:00:00.000Z");
+        let mut buf = [0u8; ISO8601_LEN];
+        assert_eq!(
+            iso8601_into(
+                UNIX_EPOCH + Duration::from_millis(1_401_304_834_638),
+                &mut buf
+            ),
+            b"2014-05-28T19:20:34.638Z"
+        );
+        let latest = UNIX_EPOCH + Duration::from_secs(1 << 60);
+        assert!(iso8601(latest).ends_with(".000Z"));
     }
 
     #[test]

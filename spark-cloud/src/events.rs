@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use spark_protocol::DeviceId;
 
-use super::encoding::iso8601;
+use super::encoding::{ISO8601_LEN, iso8601_into};
 
 /// Events a subscriber may have queued before further ones are dropped for it.
 pub const SUBSCRIBER_QUEUE: usize = 8192;
@@ -45,12 +45,58 @@ pub struct Event {
     pub frame: Bytes,
 }
 
-#[derive(Serialize)]
-struct Wire<'a> {
-    data: Option<&'a str>,
-    ttl: String,
-    published_at: String,
-    coreid: &'a str,
+/// The fixed bytes of a frame: `event: `, `\ndata: {"data":`, the other keys and quotes, `}\n\n`.
+const FRAME_OVERHEAD: usize = 80;
+
+/// Writes `text` as a JSON string: quoted, with `"`, `\\` and control characters escaped the way `serde_json` does
+/// (`\b \f \n \r \t` by name, the rest as `\u00XX`; everything else, `/` and non-ASCII included, as is).
+fn json_string(out: &mut BytesMut, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\"");
+    let bytes = text.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let named: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + 1;
+        if named.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(named);
+        }
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.extend_from_slice(b"\"");
+}
+
+/// `value` in decimal, written at the end of `buf`.
+fn decimal(mut value: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// Who published an event: what its `coreid` says, whose it is, and the device, if a device published it.
@@ -98,14 +144,19 @@ impl Event {
         published_at: SystemTime,
         from: Publisher<'_>,
     ) -> Event {
-        let json = serde_json::to_string(&Wire {
-            data,
-            ttl: ttl.to_string(),
-            published_at: iso8601(published_at),
-            coreid: from.coreid,
-        })
-        .expect("serialising strings cannot fail");
-        let mut frame = BytesMut::with_capacity(name.len() + json.len() + 16);
+        let mut stamp = [0u8; ISO8601_LEN];
+        let stamp = iso8601_into(published_at, &mut stamp);
+        let mut ttl_digits = [0u8; 10];
+        let ttl_text = decimal(ttl, &mut ttl_digits);
+        // The JSON is written straight into the frame (one allocation), escaped as `serde_json` escapes strings.
+        let mut frame = BytesMut::with_capacity(
+            name.len()
+                + data.map_or(4, |d| d.len() + 2)
+                + from.coreid.len()
+                + ttl_text.len()
+                + stamp.len()
+                + FRAME_OVERHEAD,
+        );
         frame.extend_from_slice(b"event: ");
         // A line break in a name would split the SSE frame; names are validated before, this keeps the frame sound.
         for &b in name.as_bytes() {
@@ -115,9 +166,18 @@ impl Event {
                 core::slice::from_ref(&b)
             });
         }
-        frame.extend_from_slice(b"\ndata: ");
-        frame.extend_from_slice(json.as_bytes());
-        frame.extend_from_slice(b"\n\n");
+        frame.extend_from_slice(b"\ndata: {\"data\":");
+        match data {
+            Some(d) => json_string(&mut frame, d),
+            None => frame.extend_from_slice(b"null"),
+        }
+        frame.extend_from_slice(b",\"ttl\":\"");
+        frame.extend_from_slice(ttl_text);
+        frame.extend_from_slice(b"\",\"published_at\":\"");
+        frame.extend_from_slice(stamp);
+        frame.extend_from_slice(b"\",\"coreid\":");
+        json_string(&mut frame, from.coreid);
+        frame.extend_from_slice(b"}\n\n");
         Event {
             name: name.into(),
             owner: from.owner.map(Into::into),
@@ -363,7 +423,12 @@ impl EventBus {
     /// Publishes `event` to every matching subscriber: a public event to all of them, a private one to its owner's;
     /// on a cluster bus, to the other nodes as well (see [`EventBus::set_relay`]).
     pub fn publish(&self, event: &Event) {
-        self.publish_from_peer(event);
+        self.publish_at(event, SystemTime::now());
+    }
+
+    /// [`EventBus::publish`] with the time already read (for the credentials' expiry).
+    pub(crate) fn publish_at(&self, event: &Event, now: SystemTime) {
+        self.offer(event, now);
         if let Some(relay) = self.relay.get() {
             relay(event);
         }
@@ -377,9 +442,12 @@ impl EventBus {
 
     /// Fans out an event another node published: to this bus's subscribers only, never back to the relay.
     pub fn publish_from_peer(&self, event: &Event) {
+        self.offer(event, SystemTime::now());
+    }
+
+    fn offer(&self, event: &Event, now: SystemTime) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let mut offered = Offered::default();
-        let now = SystemTime::now();
         let mut subscribers = self.lock();
         if event.public {
             subscribers.by_user.retain(|_, group| {
@@ -568,6 +636,166 @@ mod tests {
             e.frame
                 .starts_with(b"event: a b\ndata: {\"data\":null,\"ttl\":\"5\"")
         );
+    }
+
+    /// The frame as the `serde_json` serialisation of the wire object builds it (the form before the frame was
+    /// written by hand).
+    fn reference_frame(
+        name: &str,
+        data: Option<&str>,
+        ttl: u32,
+        at: SystemTime,
+        coreid: &str,
+    ) -> Vec<u8> {
+        let json = serde_json::json!({
+            "data": data,
+            "ttl": ttl.to_string(),
+            "published_at": crate::encoding::iso8601(at),
+            "coreid": coreid,
+        });
+        // `json!` keeps the keys sorted; the wire order is data, ttl, published_at, coreid.
+        let text = format!(
+            "{{\"data\":{},\"ttl\":{},\"published_at\":{},\"coreid\":{}}}",
+            json["data"], json["ttl"], json["published_at"], json["coreid"]
+        );
+        format!("event: {name}\ndata: {text}\n\n").into_bytes()
+    }
+
+    #[test]
+    fn the_written_frame_escapes_as_serde_json_does() {
+        let texts = [
+            "",
+            "21.5",
+            "quote \" and back\\slash",
+            "line\nfeed\rreturn\ttab",
+            "\u{0}\u{1}\u{8}\u{b}\u{c}\u{1f}\u{7f} end",
+            "slash / and ünïcödé ✓ 🚀",
+            "</script>",
+        ];
+        let at = UNIX_EPOCH + Duration::from_millis(1_765_000_000_123);
+        for data in texts {
+            for ttl in [0, 60, 16_777_215, u32::MAX] {
+                let e = Event::new("n", Some(data), ttl, true, at, Publisher::user(data, "u"));
+                assert_eq!(
+                    String::from_utf8_lossy(&e.frame),
+                    String::from_utf8_lossy(&reference_frame("n", Some(data), ttl, at, data)),
+                    "data {data:?}, ttl {ttl}"
+                );
+            }
+        }
+        let e = Event::new("n", None, 60, true, at, Publisher::user("c", "u"));
+        assert_eq!(&e.frame[..], &reference_frame("n", None, 60, at, "c")[..]);
+    }
+
+    /// Polls `body` for its next data chunk, waiting at most a second.
+    async fn next_chunk(body: &mut SseBody) -> Option<Bytes> {
+        use http_body_util::BodyExt;
+        let frame = tokio::time::timeout(Duration::from_secs(1), body.frame())
+            .await
+            .ok()??
+            .ok()?;
+        frame.into_data().ok()
+    }
+
+    #[tokio::test]
+    async fn queued_events_are_coalesced_in_order_with_their_framing() {
+        let bus = EventBus::new();
+        let all = |user: &str| Filter {
+            user: user.into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        };
+        let mut mine = bus.subscribe(all("a")).into_body();
+        let mut theirs = bus.subscribe(all("b")).into_body();
+        assert_eq!(
+            next_chunk(&mut mine).await.as_deref(),
+            Some(&b":ok\n\n"[..])
+        );
+        assert_eq!(
+            next_chunk(&mut theirs).await.as_deref(),
+            Some(&b":ok\n\n"[..])
+        );
+        // Public and private events interleaved, all queued before the streams are read.
+        let mut expected_a = Vec::new();
+        let mut expected_b = Vec::new();
+        for i in 0..50 {
+            let (public, owner) = match i % 3 {
+                0 => (true, "b"),
+                1 => (false, "a"),
+                _ => (false, "b"),
+            };
+            let e = Event::new(
+                &format!("e{i}"),
+                Some(&i.to_string()),
+                60,
+                public,
+                UNIX_EPOCH,
+                Publisher::device(D1, Some(owner)),
+            );
+            bus.publish(&e);
+            if public || owner == "a" {
+                expected_a.extend_from_slice(&e.frame);
+            }
+            if public || owner == "b" {
+                expected_b.extend_from_slice(&e.frame);
+            }
+        }
+        // Everything queued comes in one chunk, in publishing order, frame after whole frame; a's chunk holds no
+        // private event of b, and b's none of a.
+        assert_eq!(
+            next_chunk(&mut mine).await.as_deref(),
+            Some(&expected_a[..])
+        );
+        assert_eq!(
+            next_chunk(&mut theirs).await.as_deref(),
+            Some(&expected_b[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chunk_ends_at_a_frame_boundary() {
+        let bus = EventBus::new();
+        let mut body = bus
+            .subscribe(Filter {
+                user: "a".into(),
+                scope: Scope::All,
+                prefix: String::new(),
+            })
+            .into_body();
+        assert!(next_chunk(&mut body).await.is_some());
+        let mut sent = Vec::new();
+        // Frames of uneven lengths, together several chunks' worth.
+        for i in 0..3000 {
+            let data = "x".repeat(i % 60);
+            let e = Event::new(
+                "tick",
+                Some(&data),
+                60,
+                true,
+                UNIX_EPOCH,
+                Publisher::user("c", "a"),
+            );
+            bus.publish(&e);
+            sent.extend_from_slice(&e.frame);
+        }
+        assert!(sent.len() > 2 * MAX_CHUNK);
+        let mut got = Vec::new();
+        let mut chunks = 0;
+        while got.len() < sent.len() {
+            let chunk = next_chunk(&mut body).await.expect("a chunk");
+            assert!(
+                chunk.starts_with(b"event: tick\n"),
+                "a chunk starts a frame"
+            );
+            assert!(chunk.ends_with(b"\"}\n\n"), "a chunk ends a frame");
+            // Only the frame that crosses the limit goes past it.
+            assert!(chunk.len() < MAX_CHUNK + 200);
+            got.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        assert_eq!(got, sent);
+        assert!(chunks >= 3);
+        assert_eq!(bus.stats().dropped, 0);
     }
 
     #[test]

@@ -434,11 +434,21 @@ impl Cloud {
         let Ok(id) = device.parse::<spark_protocol::DeviceId>() else {
             return;
         };
+        self.touch_at(id, SystemTime::now(), f);
+    }
+
+    /// [`Cloud::touch`] of a parsed id, heard at `at`.
+    fn touch_at(
+        &self,
+        id: spark_protocol::DeviceId,
+        at: SystemTime,
+        f: impl FnOnce(&mut DeviceStatus),
+    ) {
         let mut status = lock(&self.status);
         let entry = status.entry(id).or_default();
         // Only the text fields allocate, and only when the device has them.
         let mut now = entry.status();
-        now.last_heard = Some(SystemTime::now());
+        now.last_heard = Some(at);
         f(&mut now);
         entry.store(now);
     }
@@ -454,11 +464,17 @@ impl Cloud {
         ttl: u32,
         public: bool,
     ) {
-        let device = device.to_ascii_lowercase();
+        // Device ids come in lower case from the listener: copied only when they are not.
+        let device: std::borrow::Cow<'_, str> = if device.bytes().any(|b| b.is_ascii_uppercase()) {
+            device.to_ascii_lowercase().into()
+        } else {
+            device.into()
+        };
+        let device = device.as_ref();
         if name == CLAIM_CODE_EVENT {
-            self.touch(&device, |_| {});
+            self.touch(device, |_| {});
             let code = data.unwrap_or_default();
-            match self.claim_with_code(&device, code) {
+            match self.claim_with_code(device, code) {
                 Ok(user) => {
                     eprintln!("spark-cloud: device {device} claimed by {user} with a claim code")
                 }
@@ -470,17 +486,21 @@ impl Cloud {
         }
         if name == "spark/cc3000-patch-version" {
             let version = data.map(str::to_owned);
-            self.touch(&device, |s| s.cc3000_patch_version = version);
+            self.touch(device, |s| s.cc3000_patch_version = version);
         } else if name
             .as_bytes()
             .get(..5)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"spark"))
         {
             return;
-        } else {
-            self.touch(&device, |_| {});
+        } else if let Ok(id) = device.parse::<spark_protocol::DeviceId>() {
+            // The common case, once per event: the id parsed and the clock read once for the status and the event.
+            let now = SystemTime::now();
+            self.touch_at(id, now, |_| {});
+            self.publish_device_event_at(device, Some(id), name, data, ttl, public, now);
+            return;
         }
-        self.publish_device_event(&device, name, data, ttl, public);
+        self.publish_device_event(device, name, data, ttl, public);
     }
 
     /// Hands `user` a new claim code, valid for [`CLAIM_CODE_LIFETIME`]. A device the user holds claims itself by
@@ -788,15 +808,35 @@ impl Cloud {
         ttl: u32,
         public: bool,
     ) {
+        let id = device.parse().ok();
+        self.publish_device_event_at(device, id, name, data, ttl, public, SystemTime::now());
+    }
+
+    /// [`Cloud::publish_device_event`] of an id parsed already (`None`: text that is no id), published at `at`.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_device_event_at(
+        &self,
+        device: &str,
+        id: Option<spark_protocol::DeviceId>,
+        name: &str,
+        data: Option<&str>,
+        ttl: u32,
+        public: bool,
+        at: SystemTime,
+    ) {
         // The device protocol's callback is synchronous; a shared store answers from its owner cache.
         let owner = block_on(self.store.device_owner(device)).ok().flatten();
         // A device without an owner reaches no one, not even with public events.
         if owner.is_none() {
             return;
         }
-        let from = Publisher::device(device, owner.as_deref());
-        let event = Event::new(name, data, ttl, public, SystemTime::now(), from);
-        self.bus.publish(&event);
+        let from = Publisher {
+            coreid: device,
+            owner: owner.as_deref(),
+            device: id,
+        };
+        let event = Event::new(name, data, ttl, public, at, from);
+        self.bus.publish_at(&event, at);
         if let Some(owner) = owner.as_deref() {
             self.webhooks.dispatch(
                 &self.me,

@@ -1186,6 +1186,19 @@ impl StateDir {
         self.lock().devices.get(&id.to_ascii_lowercase()).cloned()
     }
 
+    /// The owner of the device `id`, if it is known and claimed: its record's owner alone (asked for every event a
+    /// device publishes), without copying the rest of the record or, for an id in lower case, the id.
+    pub fn device_owner(&self, id: &str) -> Option<String> {
+        let lower;
+        let id = if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = id.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            id
+        };
+        self.lock().devices.get(id).and_then(|d| d.owner.clone())
+    }
+
     /// Queues `record` (with its key) in the journal; `done` hears once it is durable.
     fn journal(&self, inner: &Inner, record: &DeviceRecord, done: Done) {
         // A UDP-only device has no RSA key for the journal: its record lives in the UDP file.

@@ -205,6 +205,8 @@ const EVENT_MARK: &[u8] = b"event: ";
 /// Counts SSE frames (`event: ` lines) in a byte stream that arrives in arbitrary pieces.
 #[derive(Debug, Default, Clone)]
 pub struct FrameCounter {
+    /// The last bytes of the previous piece (fewer than a marker): a marker cut between two pieces is found by
+    /// joining them to the next piece's first bytes.
     tail: Vec<u8>,
     /// Frames seen so far.
     pub frames: u64,
@@ -213,19 +215,34 @@ pub struct FrameCounter {
 }
 
 impl FrameCounter {
-    /// Feeds the next piece of the stream.
+    /// Feeds the next piece of the stream. The piece is searched where it lies (a SIMD substring search), not
+    /// copied: only the seam with the previous piece is joined, at most twice a marker's length.
     pub fn feed(&mut self, piece: &[u8]) {
-        self.bytes += piece.len() as u64;
-        // A marker cut between two pieces is completed by the kept tail, which is too short to hold a whole one.
         let keep = EVENT_MARK.len() - 1;
-        let mut joined = std::mem::take(&mut self.tail);
-        joined.extend_from_slice(piece);
-        self.frames += joined
-            .windows(EVENT_MARK.len())
-            .filter(|w| *w == EVENT_MARK)
-            .count() as u64;
-        let from = joined.len().saturating_sub(keep);
-        self.tail = joined.split_off(from);
+        self.bytes += piece.len() as u64;
+        if !self.tail.is_empty() {
+            // The seam: the kept tail (no whole marker) and the piece's first bytes (a marker wholly in the piece
+            // is counted below, so only one that starts in the tail counts here).
+            let head = &piece[..piece.len().min(keep)];
+            let mut seam = std::mem::take(&mut self.tail);
+            let tail_len = seam.len();
+            seam.extend_from_slice(head);
+            self.frames += memchr::memmem::find_iter(&seam, EVENT_MARK)
+                .filter(|&at| at < tail_len)
+                .count() as u64;
+            if piece.len() < keep {
+                // A short piece: the seam itself becomes the tail.
+                let from = seam.len().saturating_sub(keep);
+                seam.drain(..from);
+                self.tail = seam;
+                return;
+            }
+            seam.clear();
+            self.tail = seam;
+        }
+        self.frames += memchr::memmem::find_iter(piece, EVENT_MARK).count() as u64;
+        self.tail
+            .extend_from_slice(&piece[piece.len().saturating_sub(keep)..]);
     }
 }
 
@@ -293,6 +310,17 @@ impl EventStream {
         frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<std::thread::JoinHandle<()>, HttpError> {
+        self.count_on_thread_timed(frames, stop, std::sync::Arc::default())
+    }
+
+    /// [`EventStream::count_on_thread`], telling the thread's own CPU time, in clock ticks, to `cpu_ticks` as it
+    /// runs (every 20 ms) and when it ends.
+    pub fn count_on_thread_timed(
+        self,
+        frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        cpu_ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<std::thread::JoinHandle<()>, HttpError> {
         use std::io::Read as _;
         use std::sync::atomic::Ordering;
         let mut stream = self.stream.into_std()?;
@@ -301,6 +329,15 @@ impl EventStream {
         let mut counter = self.counter;
         Ok(std::thread::spawn(move || {
             let mut buf = vec![0u8; 256 * 1024];
+            // The thread's own CPU time, published every 20 ms (a clock tick is 10 ms; reading it costs a file read,
+            // so not after every read).
+            let mut told = std::time::Instant::now();
+            let tell = |cpu_ticks: &std::sync::atomic::AtomicU64| {
+                if let Some(t) = crate::procfs::thread_cpu_ticks() {
+                    cpu_ticks.store(t, Ordering::Relaxed);
+                }
+            };
+            tell(&cpu_ticks);
             while !stop.load(Ordering::Relaxed) {
                 match stream.read(&mut buf) {
                     Ok(0) => break,
@@ -315,7 +352,12 @@ impl EventStream {
                         ) => {}
                     Err(_) => break,
                 }
+                if told.elapsed() >= std::time::Duration::from_millis(20) {
+                    told = std::time::Instant::now();
+                    tell(&cpu_ticks);
+                }
             }
+            tell(&cpu_ticks);
         }))
     }
 }

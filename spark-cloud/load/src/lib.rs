@@ -2,6 +2,7 @@
 //! `/proc` ([`procfs`]), a minimal HTTP/1.1 client and event-stream counter ([`http`]), and the simulated Cores
 //! ([`cores`]).
 
+pub mod ceiling;
 pub mod cores;
 pub mod fanout;
 pub mod http;

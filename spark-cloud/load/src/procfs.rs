@@ -87,6 +87,13 @@ pub fn ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
+/// The load averages over 1, 5 and 15 minutes (`/proc/loadavg`), as the kernel prints them.
+pub fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let three: Vec<&str> = text.split_ascii_whitespace().take(3).collect();
+    (three.len() == 3).then(|| three.join(" "))
+}
+
 /// CPU time of `ticks` clock ticks.
 pub fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
     Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / per_second.max(1))

@@ -197,6 +197,10 @@ impl Store for EmbeddedStore {
         ready(Ok(self.state.device(id)))
     }
 
+    fn device_owner<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>> {
+        ready(Ok(self.state.device_owner(id)))
+    }
+
     fn find_device<'a>(
         &'a self,
         id_or_name: &'a str,
