@@ -5,168 +5,32 @@
 
 #[path = "support/nats.rs"]
 mod nats;
+#[path = "support/cluster_nodes.rs"]
+mod nodes;
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nats::NatsServer;
+use nodes::{
+    Core, LEASE, Node, Stream, basic, eventually, http, http_auth, openssl_key, store_now,
+};
 use postgres::Postgres;
-use serde_json::Value;
 use spark_cc3000::ServicePack;
-use spark_cloud::store::{self, Store, StoreConfig};
-use spark_protocol::crypto::keys::{RsaPrivateKey, RsaPublicKey};
+use spark_cloud::store::{self, Store};
+use spark_protocol::crypto::keys::RsaPublicKey;
 use spark_vcore::VirtualCore;
-use spark_vcore::link::LinkFaults;
-use spark_vcore::run::{CloudConfig, SharedCore, Status, run};
 
-/// The nodes' lease.
-const LEASE: Duration = Duration::from_millis(1500);
+/// How soon a Core tries again.
+const RECONNECT: Duration = Duration::from_millis(100);
 /// How often a node polls the store's generation (the binary's `follow_store`).
 const STORE_POLL: Duration = Duration::from_secs(2);
 /// What "at once" must beat: well under the poll.
 const PROMPTLY: Duration = Duration::from_millis(1000);
-
-fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// One request on its own connection (`auth` is the whole `Authorization` value): the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, auth: &str, form: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\n\
-Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap();
-    (status, body)
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-fn basic(user: &str, password: &str) -> String {
-    use base64ct::Encoding;
-    format!(
-        "Basic {}",
-        base64ct::Base64::encode_string(format!("{user}:{password}").as_bytes())
-    )
-}
-
-/// An open event stream: the (name, data) of each event, and whether the cloud ended it.
-struct Stream {
-    events: Arc<Mutex<Vec<(String, String)>>>,
-    ended: Arc<AtomicBool>,
-}
-
-impl Stream {
-    fn open(addr: SocketAddr, token: &str) -> Stream {
-        let mut s = TcpStream::connect(addr).unwrap();
-        // Closed by the cloud when the stream ends.
-        write!(
-            s,
-            "GET /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
-        )
-        .unwrap();
-        let mut reader = BufReader::new(s);
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let ended = Arc::new(AtomicBool::new(false));
-        let (sink, end) = (Arc::clone(&events), Arc::clone(&ended));
-        std::thread::spawn(move || {
-            let mut name = None;
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = Some(n.to_owned());
-                } else if let Some(d) = line.strip_prefix("data: ")
-                    && let Some(n) = name.take()
-                {
-                    let v: Value = serde_json::from_str(d).unwrap();
-                    let data = v["data"].as_str().unwrap_or_default().to_owned();
-                    sink.lock().unwrap().push((n, data));
-                }
-            }
-            end.store(true, Ordering::SeqCst);
-        });
-        Stream { events, ended }
-    }
-
-    fn ended(&self) -> bool {
-        self.ended.load(Ordering::SeqCst)
-    }
-
-    fn count(&self, name: &str, data: &str) -> usize {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, d)| n == name && d == data)
-            .count()
-    }
-}
-
-/// A `spark-cloud` process on the shared store and bus.
-struct Node {
-    child: Child,
-    http: SocketAddr,
-    device: SocketAddr,
-}
-
-impl Node {
-    fn start(nats: &NatsServer, store: &str, dir: &Path, name: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spark-cloud"))
-            .args(["--http", "127.0.0.1:0", "--device", "127.0.0.1:0"])
-            .args(["--store", store, "--bus", &nats.url(), "--node-id", name])
-            .args(["--lease", &LEASE.as_secs_f64().to_string(), "--dir"])
-            .arg(dir.join(name))
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let started: Value = serde_json::from_str(&line).unwrap();
-        Node {
-            child,
-            http: started["http"].as_str().unwrap().parse().unwrap(),
-            device: started["device"].as_str().unwrap().parse().unwrap(),
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An admin command on the shared store that tells the bus.
 fn admin(nats: &NatsServer, store: &str, dir: &Path, args: &[&str]) {
@@ -195,13 +59,7 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let pg = Postgres::start();
-        let url = pg.database().await;
-        let store = store::open(&StoreConfig::Postgres(url.clone()), 1024)
-            .await
-            .unwrap();
-        for user in ["joe", "ann"] {
-            store::create_user(&*store, user, "pw").await.unwrap();
-        }
+        let (url, store) = pg.registry(&["joe", "ann"]).await;
         Cluster {
             nats: NatsServer::start(),
             _pg: pg,
@@ -215,7 +73,12 @@ impl Cluster {
     }
 
     fn node(&self, name: &str) -> Node {
-        Node::start(&self.nats, &self.url, self.dir.path(), name)
+        Node::start(
+            &self.nats,
+            &self.dir.path().join(name),
+            name,
+            &["--store", &self.url],
+        )
     }
 
     async fn token(&self, user: &str) -> String {
@@ -231,12 +94,7 @@ impl Cluster {
 
     /// A Core provisioned in the store for `owner`.
     async fn core(&self, owner: Option<&str>) -> Core {
-        let out = Command::new("openssl")
-            .args(["genrsa", "-traditional", "1024"])
-            .output()
-            .expect("the openssl command");
-        assert!(out.status.success());
-        let key = RsaPrivateKey::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
+        let key = openssl_key();
         let public = key.public_key();
         let mut id = [0u8; 12];
         rand_core::Rng::fill_bytes(&mut spark_cloud::system_rng(), &mut id);
@@ -255,52 +113,6 @@ impl Cluster {
             log: Arc::new(Mutex::new(Vec::new())),
             task: None,
         }
-    }
-}
-
-struct Core {
-    id: String,
-    core: SharedCore,
-    log: Arc<Mutex<Vec<Status>>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Core {
-    fn connections(&self) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| matches!(s, Status::Connected { .. }))
-            .count()
-    }
-
-    fn start(&mut self, to: SocketAddr, server_key: RsaPublicKey) {
-        let config = CloudConfig {
-            address: to.to_string(),
-            server_key,
-            faults: LinkFaults::RELIABLE,
-            seed: 1,
-            reconnect_delay: Duration::from_millis(100),
-        };
-        let (core, sink) = (Arc::clone(&self.core), Arc::clone(&self.log));
-        self.task = Some(tokio::spawn(async move {
-            let report = Box::new(move |s: Status| sink.lock().unwrap().push(s));
-            let _ = run(core, config, report).await;
-        }));
-    }
-
-    /// Drops the connection, as a device that lost power.
-    fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -325,16 +137,16 @@ async fn a_token_revoked_on_one_node_ends_its_streams_on_the_other_at_once() {
     let c = Cluster::start().await;
     let (a, b) = (c.node("a"), c.node("b"));
     let refused_on_b = |token: &str| {
-        let (status, body) = http(b.http, "GET", "/v1/devices", &bearer(token), "");
+        let (status, body) = http(b.http, "GET", "/v1/devices", token, "");
         assert_eq!(status, 401, "{body}");
     };
 
     // One token, deleted on a.
     let one = c.token("joe").await;
     let kept = c.token("ann").await;
-    let stream = Stream::open(b.http, &one);
-    let untouched = Stream::open(b.http, &kept);
-    let (status, body) = http(
+    let stream = Stream::open(b.http, "/v1/events", &one);
+    let untouched = Stream::open(b.http, "/v1/events", &kept);
+    let (status, body) = http_auth(
         a.http,
         "DELETE",
         &format!("/v1/access_tokens/{one}"),
@@ -348,8 +160,11 @@ async fn a_token_revoked_on_one_node_ends_its_streams_on_the_other_at_once() {
     // Every token of a user, deleted on a.
     let first = c.token("joe").await;
     let second = c.token("joe").await;
-    let streams = [Stream::open(b.http, &first), Stream::open(b.http, &second)];
-    let (status, body) = http(
+    let streams = [
+        Stream::open(b.http, "/v1/events", &first),
+        Stream::open(b.http, "/v1/events", &second),
+    ];
+    let (status, body) = http_auth(
         a.http,
         "DELETE",
         "/v1/access_tokens",
@@ -369,8 +184,8 @@ async fn a_token_revoked_on_one_node_ends_its_streams_on_the_other_at_once() {
 
     // A cut-off, by the admin command beside the nodes; a is told as well as b.
     let old = c.token("joe").await;
-    let on_a = Stream::open(a.http, &old);
-    let on_b = Stream::open(b.http, &old);
+    let on_a = Stream::open(a.http, "/v1/events", &old);
+    let on_b = Stream::open(b.http, "/v1/events", &old);
     let cutoff = store_now() + 1;
     admin(
         &c.nats,
@@ -388,13 +203,6 @@ async fn a_token_revoked_on_one_node_ends_its_streams_on_the_other_at_once() {
     refused_on_b(&old);
 }
 
-fn store_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     any(spark_no_postgres, spark_no_nats),
@@ -409,10 +217,10 @@ async fn an_owner_change_and_a_rotation_reach_the_other_node_at_once() {
     // A release on a: b's delivery of the device's next event (its `offline`) asks the store again rather than
     // trusting the owner it cached a moment ago (with the `online` event).
     let mut core = c.core(Some("joe")).await;
-    let stream = Stream::open(b.http, &joe);
-    core.start(b.device, key.clone());
+    let stream = Stream::open(b.http, "/v1/events", &joe);
+    core.start_with_key(&[b.device], RECONNECT, key.clone());
     let online = Instant::now();
-    let watch = Arc::clone(&stream.events);
+    let watch = Arc::clone(&stream.0);
     tokio::task::spawn_blocking(move || {
         eventually(
             "joe sees the Core online on b",
@@ -432,7 +240,7 @@ async fn an_owner_change_and_a_rotation_reach_the_other_node_at_once() {
         a.http,
         "DELETE",
         &format!("/v1/devices/{}", core.id),
-        &bearer(&joe),
+        &joe,
         "",
     );
     assert_eq!(status, 200, "{body}");
@@ -455,7 +263,7 @@ async fn an_owner_change_and_a_rotation_reach_the_other_node_at_once() {
     assert!(fresh != key);
     let mut second = c.core(Some("joe")).await;
     let started = Instant::now();
-    second.start(b.device, fresh);
+    second.start_with_key(&[b.device], RECONNECT, fresh);
     while second.connections() == 0 {
         assert!(
             started.elapsed() < Duration::from_millis(1500),
@@ -478,11 +286,11 @@ async fn a_killed_nodes_device_goes_offline_once_on_each_survivor() {
     let key = c.server_key().await;
     let mut core = c.core(Some("joe")).await;
     let streams = [
-        Stream::open(nodes[0].http, &joe),
-        Stream::open(nodes[1].http, &joe),
+        Stream::open(nodes[0].http, "/v1/events", &joe),
+        Stream::open(nodes[1].http, "/v1/events", &joe),
     ];
-    core.start(nodes[2].device, key);
-    let online: Vec<_> = streams.iter().map(|s| Arc::clone(&s.events)).collect();
+    core.start_with_key(&[nodes[2].device], RECONNECT, key);
+    let online: Vec<_> = streams.iter().map(|s| Arc::clone(&s.0)).collect();
     tokio::task::spawn_blocking(move || {
         for events in &online {
             eventually(
@@ -505,7 +313,7 @@ async fn a_killed_nodes_device_goes_offline_once_on_each_survivor() {
     dead.child.kill().unwrap();
     dead.child.wait().unwrap();
     core.stop();
-    let heard: Vec<_> = streams.iter().map(|s| Arc::clone(&s.events)).collect();
+    let heard: Vec<_> = streams.iter().map(|s| Arc::clone(&s.0)).collect();
     tokio::task::spawn_blocking(move || {
         for events in &heard {
             eventually("an offline event on each survivor", LEASE * 4, || {

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nats::NatsServer;
-use nodes::{Node, http, json};
+use nodes::{Node, http, json, store_now};
 use postgres_server::Postgres;
-use spark_cloud::store::{self, Store, StoreConfig};
+use spark_cloud::store::{self, Store};
 use spark_protocol::crypto::keys::RsaPublicKey;
 
 /// What "at once" must beat: half the store poll (2 s) and a fifth of the caches' time-to-live (5 s).
@@ -69,13 +69,7 @@ struct Pair {
 impl Pair {
     async fn start() -> Pair {
         let pg = Postgres::start();
-        let url = pg.database().await;
-        let store = store::open(&StoreConfig::Postgres(url.clone()), 1024)
-            .await
-            .unwrap();
-        for user in ["joe", "ann"] {
-            store::create_user(&*store, user, "pw").await.unwrap();
-        }
+        let (url, store) = pg.registry(&["joe", "ann"]).await;
         let nats = NatsServer::start();
         let dir = tempfile::Builder::new()
             .prefix("spark-cloud-caches-")
@@ -101,13 +95,6 @@ impl Pair {
             .unwrap()
             .0
     }
-}
-
-fn store_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

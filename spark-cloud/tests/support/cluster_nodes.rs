@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,18 +32,30 @@ pub fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// One HTTP request on its own connection: the status and the body.
+/// One HTTP request on its own connection with a bearer token: the status and the body.
 pub fn http(addr: SocketAddr, method: &str, path: &str, token: &str, form: &str) -> (u16, String) {
-    http_body(
+    http_auth(addr, method, path, &format!("Bearer {token}"), form)
+}
+
+/// As [`http`] with the whole `Authorization` value (`Bearer …` or `Basic …`).
+pub fn http_auth(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: &str,
+    form: &str,
+) -> (u16, String) {
+    request(
         addr,
         method,
         path,
-        token,
+        auth,
         "application/x-www-form-urlencoded",
         form.as_bytes(),
     )
 }
 
+/// As [`http`] with a body of `content_type`.
 pub fn http_body(
     addr: SocketAddr,
     method: &str,
@@ -51,10 +64,28 @@ pub fn http_body(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
+    request(
+        addr,
+        method,
+        path,
+        &format!("Bearer {token}"),
+        content_type,
+        body,
+    )
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\n\
 Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
@@ -71,33 +102,52 @@ Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
     (status, body)
 }
 
+/// HTTP Basic credentials, as an `Authorization` value.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64ct::Encoding;
+    format!(
+        "Basic {}",
+        base64ct::Base64::encode_string(format!("{user}:{password}").as_bytes())
+    )
+}
+
+/// Seconds since the Unix epoch, as the store counts them.
+pub fn store_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 pub fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-/// An open event stream: the (name, data) of each event received, in order.
+/// An open event stream: the (name, data) of each event received, in order, and whether the cloud ended it.
 #[derive(Clone)]
-pub struct Stream(pub Arc<Mutex<Vec<(String, String)>>>);
+pub struct Stream(pub Arc<Mutex<Vec<(String, String)>>>, pub Arc<AtomicBool>);
 
 impl Stream {
-    /// Opens `path` on `addr` and returns once the cloud answered (the subscription is in place).
+    /// Opens `path` on `addr` and returns once the cloud answered (the subscription is in place). The connection
+    /// closes with the stream, so that [`Stream::ended`] sees the cloud end it.
     pub fn open(addr: SocketAddr, path: &str, token: &str) -> Stream {
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut s = TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
         )
         .unwrap();
         let mut reader = BufReader::new(s);
         let mut status = String::new();
         reader.read_line(&mut status).unwrap();
         assert!(status.starts_with("HTTP/1.1 200"), "{path}: {status}");
-        let sink = Arc::clone(&events);
+        let ended = Arc::new(AtomicBool::new(false));
+        let (sink, end) = (Arc::clone(&events), Arc::clone(&ended));
         std::thread::spawn(move || {
             let mut name = None;
             for line in reader.lines() {
-                let Ok(line) = line else { return };
+                let Ok(line) = line else { break };
                 if let Some(n) = line.strip_prefix("event: ") {
                     name = Some(n.to_owned());
                 } else if let Some(d) = line.strip_prefix("data: ")
@@ -107,8 +157,14 @@ impl Stream {
                     sink.lock().unwrap().push((n, data));
                 }
             }
+            end.store(true, Ordering::SeqCst);
         });
-        Stream(events)
+        Stream(events, ended)
+    }
+
+    /// Whether the cloud ended the stream.
+    pub fn ended(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
     }
 
     /// How many events named `name` with `data` arrived.
@@ -241,11 +297,18 @@ impl Core {
     }
 }
 
-impl Drop for Core {
-    fn drop(&mut self) {
+impl Core {
+    /// Drops the connection, as a device that lost power.
+    pub fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

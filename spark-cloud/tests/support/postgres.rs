@@ -74,4 +74,21 @@ impl Postgres {
         let _ = task.await;
         self.server.url(&name)
     }
+
+    /// A fresh database opened as a shared store (migrated, with its server keys of `key_bits`) and holding
+    /// `users`, each with the password `pw`: the URL and the store.
+    pub async fn registry(
+        &self,
+        users: &[&str],
+    ) -> (String, std::sync::Arc<dyn spark_cloud::store::Store>) {
+        use spark_cloud::store;
+        let url = self.database().await;
+        let shared = store::open(&store::StoreConfig::Postgres(url.clone()), 1024)
+            .await
+            .unwrap();
+        for user in users {
+            store::create_user(&*shared, user, "pw").await.unwrap();
+        }
+        (url, shared)
+    }
 }
