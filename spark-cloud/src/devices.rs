@@ -343,6 +343,11 @@ pub struct DeviceLimits {
     pub handshake_queue: usize,
     /// How long a connection may wait in the handshake queue; then it is closed (and the device retries).
     pub handshake_queue_wait: std::time::Duration,
+    /// The kernel's accept queue asked for at `listen` (Linux caps it at `net.core.somaxconn`): connections the
+    /// kernel completes while the accept loop waits for a CPU. Past it the kernel drops the device's last handshake
+    /// segment, and a device that counts itself connected waits for a nonce that never comes until its own
+    /// handshake timeout (20 s on a Core), so a storm needs more than the usual 128.
+    pub listen_backlog: u32,
 }
 
 impl DeviceLimits {
@@ -354,6 +359,7 @@ impl DeviceLimits {
         max_handshakes: 256,
         handshake_queue: 65_536,
         handshake_queue_wait: std::time::Duration::from_secs(20),
+        listen_backlog: 65_535,
     };
 
     /// Sets the connection and handshake limits.
@@ -361,6 +367,13 @@ impl DeviceLimits {
     pub const fn with(mut self, max_connections: usize, max_handshakes: usize) -> Self {
         self.max_connections = max_connections;
         self.max_handshakes = max_handshakes;
+        self
+    }
+
+    /// Sets the backlog asked for at `listen` (the kernel caps it at `net.core.somaxconn`).
+    #[must_use]
+    pub const fn with_listen_backlog(mut self, backlog: u32) -> Self {
+        self.listen_backlog = backlog;
         self
     }
 
@@ -548,12 +561,24 @@ pub async fn listen_with(
     addr: SocketAddr,
     limits: DeviceLimits,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = bind_listener(addr, limits.listen_backlog)?;
     let bound = listener.local_addr()?;
     Ok((
         bound,
         tokio::spawn(accept_devices_with(cloud, hub, listener, limits)),
     ))
+}
+
+/// A listening socket on `addr` (address reuse on, as `TcpListener::bind` sets it) with `backlog` asked for.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog.max(1))
 }
 
 /// The requests in flight on one connection: a few at a time, so a vector (empty: no allocation).

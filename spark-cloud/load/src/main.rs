@@ -52,6 +52,7 @@ use spark_load::cores::{self, CoreKeys, EVENT_NAME, FUNCTION, FUNCTION_RESULT, F
 use spark_load::fanout::{self, Received, StreamTally};
 use spark_load::http::{Client, EventStream};
 use spark_load::procfs::{self, Sample};
+use spark_load::storm;
 use spark_load::{PrivateKey, PublicKey, RSA_BACKEND, core_id, id_bytes, quantile};
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_protocol::crypto::{RsaPrivate, RsaPublic};
@@ -114,6 +115,10 @@ struct Args {
     /// The longest pause of a storm Core before its next attempt (each pause is drawn uniformly below it).
     #[arg(long, value_name = "MS", default_value_t = 2_000)]
     retry_ms: u64,
+    /// Print the storm's timeline, one line per 250 ms (the cloud's CPUs and run-queue wait, the tool's CPUs,
+    /// handshakes, failed attempts, the accept queue); `--json` always has it.
+    #[arg(long)]
+    storm_trace: bool,
     /// Loopback source addresses for the Cores' connections (127.0.0.1, 127.0.0.2, ...); 0 = one per 20,000.
     #[arg(long, default_value_t = 0)]
     sources: u32,
@@ -1523,6 +1528,9 @@ async fn storm_phase(
     started?;
     let t0 = Instant::now();
     let cpu0 = sample(target.pid);
+    let sampler = target
+        .pid
+        .map(|pid| storm::Sampler::start(pid, target.device, Arc::clone(&fleet)));
     fleet.counting.store(true, Ordering::Relaxed);
 
     // The REST API meanwhile: one device's record, every 10 ms, on one keep-alive connection, from a thread and a
@@ -1570,6 +1578,7 @@ async fn storm_phase(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let back = t0.elapsed();
+    let ticks = sampler.map(storm::Sampler::finish).unwrap_or_default();
     let online = fleet.online.load(Ordering::Relaxed);
     if online < before {
         report.fault(format!(
@@ -1620,6 +1629,7 @@ async fn storm_phase(
             rss_after.unwrap_or(0),
         ),
     );
+    storm_timeline(args, &fleet, &ticks, tck, report);
     // On a machine shared with other work the wall-clock pace says how much CPU the cloud got; its CPU per
     // handshake during the storm says how it used it.
     if let (Some(a), Some(b), Some(f)) = (cpu0, cpu1, floor)
@@ -1673,6 +1683,53 @@ async fn storm_phase(
         );
     }
     Ok(())
+}
+
+/// What the storm's samples say: the CPUs the cloud used and waited for, the tool's, the accept queue, why attempts
+/// failed; with `--storm-trace`, the timeline.
+fn storm_timeline(args: &Args, fleet: &Fleet, ticks: &[storm::Tick], tck: u64, report: &mut Report) {
+    let reasons = fleet.reasons.lock().map(|r| r.clone()).unwrap_or_default();
+    let Some(sum) = storm::summarize(ticks, tck) else {
+        return;
+    };
+    let lines = storm::timeline(ticks, tck);
+    report.figure(
+        "storm_timeline",
+        json!({
+            "seconds": sum.seconds, "cloud_cpus": sum.cloud_cpus, "cloud_waiting": sum.cloud_waiting,
+            "tool_cpus": sum.tool_cpus,
+            "max_accept_queue": sum.max_accept_queue.map(|q| q.waiting),
+            "somaxconn": storm::somaxconn(),
+            "listen_overflows": sum.listen_overflows,
+            "attempts": fleet.attempts.load(Ordering::Relaxed),
+            "handshakes": fleet.handshakes.load(Ordering::Relaxed),
+            "failures": reasons.iter().map(|(r, n)| json!({"reason": r, "count": n})).collect::<Vec<_>>(),
+            "ticks": lines,
+        }),
+        format!(
+            "  storm samples: over {:.2} s the cloud used {:.2} CPUs and had {:.2} threads waiting for one; the tool \
+             used {:.2} CPUs; accept queue at most {} (somaxconn {}); {} listen overflows on the machine; {} attempts, {} \
+             handshakes{}",
+            sum.seconds,
+            sum.cloud_cpus,
+            sum.cloud_waiting,
+            sum.tool_cpus,
+            sum.max_accept_queue.map_or(0, |q| q.waiting),
+            storm::somaxconn().unwrap_or(0),
+            sum.listen_overflows,
+            fleet.attempts.load(Ordering::Relaxed),
+            fleet.handshakes.load(Ordering::Relaxed),
+            reasons
+                .iter()
+                .map(|(r, n)| format!("\n    failed {n}x: {r}"))
+                .collect::<String>(),
+        ),
+    );
+    if args.storm_trace && !args.json {
+        for line in lines {
+            println!("{line}");
+        }
+    }
 }
 
 fn main() -> ExitCode {
