@@ -356,7 +356,7 @@ impl DeviceLimits {
     /// at most 20 s, the time a Core waits for its handshake before it gives up and reconnects.
     pub const DEFAULT: DeviceLimits = DeviceLimits {
         max_connections: 65_536,
-        max_handshakes: 256,
+        max_handshakes: 32,
         handshake_queue: 65_536,
         handshake_queue_wait: std::time::Duration::from_secs(20),
         listen_backlog: 65_535,

@@ -4,6 +4,7 @@
 
 pub mod cores;
 pub mod fanout;
+pub mod floor;
 pub mod http;
 pub mod procfs;
 pub mod storm;

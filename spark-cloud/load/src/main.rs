@@ -52,7 +52,7 @@ use spark_load::cores::{self, CoreKeys, EVENT_NAME, FUNCTION, FUNCTION_RESULT, F
 use spark_load::fanout::{self, Received, StreamTally};
 use spark_load::http::{Client, EventStream};
 use spark_load::procfs::{self, Sample};
-use spark_load::storm;
+use spark_load::{floor, storm};
 use spark_load::{PrivateKey, PublicKey, RSA_BACKEND, core_id, id_bytes, quantile};
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_protocol::crypto::{RsaPrivate, RsaPublic};
@@ -119,7 +119,8 @@ struct Args {
     /// handshakes, failed attempts, the accept queue); `--json` always has it.
     #[arg(long)]
     storm_trace: bool,
-    /// Loopback source addresses for the Cores' connections (127.0.0.1, 127.0.0.2, ...); 0 = one per 20,000.
+    /// Loopback source addresses for the Cores' connections (127.0.0.1, 127.0.0.2, ...); 0 = one per 20,000 (in the storm,
+    /// one per 2,000).
     #[arg(long, default_value_t = 0)]
     sources: u32,
     /// An existing cloud's device listener (then `--api` and `--dir` are needed too).
@@ -871,6 +872,11 @@ async fn connect_phase(
             true,
         );
     }
+    let sockets = measure_socket_floor().await;
+    report_socket_floor(report, cloud_cpu, floor, sockets.as_ref().ok().copied());
+    if let Err(e) = sockets {
+        report.fault(e);
+    }
     // Let the last Describe answers and online events settle before reading memory.
     let settled = api
         .wait_for(Duration::from_secs(30), |h| {
@@ -1430,6 +1436,74 @@ async fn subscribers_phase(
     Ok(())
 }
 
+/// The socket floor of this run: the server CPU of 2,000 bare TCP exchanges with the handshake's shape on a
+/// runtime with one worker per CPU (see [`floor`]).
+async fn measure_socket_floor() -> Result<Duration, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let thread = std::thread::spawn(move || floor::socket_floor(floor::HANDSHAKE, 2_000, 64, cpus));
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the socket floor panicked".to_owned())?
+}
+
+/// The socket floor against the RSA floor, and the cloud's CPU per handshake against both together. When the
+/// socket floor is more than 5% of the RSA floor, 1.05x the RSA floor alone is below what the kernel's TCP work
+/// needs, and the line says so.
+fn report_socket_floor(
+    report: &mut Report,
+    cloud_cpu: Option<Duration>,
+    rsa: Option<Duration>,
+    sockets: Option<Duration>,
+) {
+    let Some(sockets) = sockets else {
+        return;
+    };
+    report.figure(
+        "socket_floor_ms",
+        json!(ms(sockets)),
+        format!(
+            "  {:<42} {:>12.3} ms         (server CPU of a bare TCP exchange with the handshake's messages, \
+             tokio runtime, this process)",
+            "reference: socket floor per handshake",
+            ms(sockets)
+        ),
+    );
+    let Some(rsa) = rsa else {
+        return;
+    };
+    let share = sockets.as_secs_f64() / rsa.as_secs_f64();
+    report.figure(
+        "socket_floor_over_rsa_floor",
+        json!(share),
+        format!(
+            "  {:<42} {share:>12.3} x          {}",
+            "socket floor / RSA floor",
+            if share > 0.05 {
+                format!(
+                    "(> 0.05: 1.05x the RSA floor leaves {:.3} ms for the TCP work that needs {:.3} ms)",
+                    ms(rsa) * 0.05,
+                    ms(sockets)
+                )
+            } else {
+                "(<= 0.05: 1.05x the RSA floor covers the TCP work)".to_owned()
+            }
+        ),
+    );
+    if let Some(cpu) = cloud_cpu {
+        report.figure(
+            "cpu_per_handshake_over_rsa_and_socket_floor",
+            json!(cpu.as_secs_f64() / (rsa + sockets).as_secs_f64()),
+            format!(
+                "  {:<42} {:>12.3} x          (RSA floor + socket floor = {:.3} ms)",
+                "cloud CPU per handshake / both floors",
+                cpu.as_secs_f64() / (rsa + sockets).as_secs_f64(),
+                ms(rsa + sockets)
+            ),
+        );
+    }
+}
+
 /// CPU time of a simulated Core's RSA work per handshake (its credentials sealed to the server key, the session key
 /// opened with its own key and the signature checked), measured on this thread: what the Cores take from the same
 /// CPUs as the cloud during a storm on one machine.
@@ -1484,7 +1558,14 @@ async fn storm_phase(
     let retry = Retry {
         interval: Duration::from_millis(args.retry_ms.max(1)),
     };
-    let sources = u32::try_from(args.storm / 20_000 + 1).unwrap_or(1);
+    // One loopback source per 2,000 Cores: from one source, each reconnect's ephemeral port search walks the
+    // connections already made to the same port (`__inet_check_established` took a third of the tool's CPU in a
+    // profile of a 19,000-Core storm), a cost of the simulation that real Cores, each from its own address, do
+    // not have.
+    let sources = match args.sources {
+        0 => u32::try_from(args.storm / 2_000 + 1).unwrap_or(1),
+        n => n,
+    };
     let bar = progress(args.json, args.storm, "storm setup");
     let (cores, ups) = start_idle_cores(
         args.storm,
@@ -1530,7 +1611,13 @@ async fn storm_phase(
     let cpu0 = sample(target.pid);
     let sampler = target
         .pid
-        .map(|pid| storm::Sampler::start(pid, target.device, Arc::clone(&fleet)));
+        .map(|pid| {
+            storm::Sampler::start(
+                pid,
+                args.storm_trace.then_some(target.device),
+                Arc::clone(&fleet),
+            )
+        });
     fleet.counting.store(true, Ordering::Relaxed);
 
     // The REST API meanwhile: one device's record, every 10 ms, on one keep-alive connection, from a thread and a
@@ -1629,6 +1716,8 @@ async fn storm_phase(
             rss_after.unwrap_or(0),
         ),
     );
+    let sockets = measure_socket_floor().await.ok();
+    storm_ceiling(report, rate, cpus, floor, device, sockets);
     storm_timeline(args, &fleet, &ticks, tck, report);
     // On a machine shared with other work the wall-clock pace says how much CPU the cloud got; its CPU per
     // handshake during the storm says how it used it.
@@ -1685,6 +1774,46 @@ async fn storm_phase(
     Ok(())
 }
 
+/// The pace the machine allows a storm, from this run's figures: the CPUs over the CPU every handshake needs on
+/// them (the cloud's RSA floor and socket floor, the Cores' own RSA and, for their side of the sockets, the socket
+/// floor again), and the achieved pace against the goal's pace and that ceiling.
+fn storm_ceiling(
+    report: &mut Report,
+    rate: f64,
+    cpus: f64,
+    rsa: Option<Duration>,
+    device: Option<Duration>,
+    sockets: Option<Duration>,
+) {
+    let (Some(rsa), Some(device), Some(sockets)) = (rsa, device, sockets) else {
+        return;
+    };
+    let per = rsa + sockets + device + sockets;
+    let ceiling = cpus / per.as_secs_f64();
+    let goal = 0.9 * cpus / rsa.as_secs_f64();
+    report.figure(
+        "storm_ceiling",
+        json!({
+            "cpus": cpus, "rsa_floor_ms": ms(rsa), "socket_floor_ms": ms(sockets), "cores_rsa_ms": ms(device),
+            "cpu_ms_per_handshake_on_the_machine": ms(per), "ceiling_per_second": ceiling,
+            "goal_pace_per_second": goal, "pace_over_goal_pace": rate / goal, "pace_over_ceiling": rate / ceiling,
+        }),
+        format!(
+            "  storm ceiling: {cpus} CPUs / (RSA floor {:.3} + socket floor {:.3} (cloud) + Cores' RSA {:.3} + \
+             socket floor {:.3} (Cores)) ms = {ceiling:.0}/s = {:.2}x the floor's pace; goal's pace 0.9 x {cpus} / \
+             {:.3} ms = {goal:.0}/s\n  storm pace {rate:.0}/s = {:.3}x the goal's pace, {:.3}x the ceiling",
+            ms(rsa),
+            ms(sockets),
+            ms(device),
+            ms(sockets),
+            ceiling * rsa.as_secs_f64() / cpus,
+            ms(rsa),
+            rate / goal,
+            rate / ceiling,
+        ),
+    );
+}
+
 /// What the storm's samples say: the CPUs the cloud used and waited for, the tool's, the accept queue, why attempts
 /// failed; with `--storm-trace`, the timeline.
 fn storm_timeline(args: &Args, fleet: &Fleet, ticks: &[storm::Tick], tck: u64, report: &mut Report) {
@@ -1714,7 +1843,8 @@ fn storm_timeline(args: &Args, fleet: &Fleet, ticks: &[storm::Tick], tck: u64, r
             sum.cloud_cpus,
             sum.cloud_waiting,
             sum.tool_cpus,
-            sum.max_accept_queue.map_or(0, |q| q.waiting),
+            sum.max_accept_queue
+                .map_or("not read (--storm-trace reads it)".to_owned(), |q| q.waiting.to_string()),
             storm::somaxconn().unwrap_or(0),
             sum.listen_overflows,
             fleet.attempts.load(Ordering::Relaxed),
