@@ -334,7 +334,9 @@ pub struct DeviceLimits {
     /// (an established device is never dropped for a newcomer).
     pub max_connections: usize,
     /// Connections in their handshake at once at most (each costs an RSA decryption and signature); past it a new
-    /// connection waits in the handshake queue.
+    /// connection waits in the handshake queue. Enough to keep the CPUs busy while some handshakes wait for their
+    /// device's answer, and no more: each started handshake is a task the device runtime may have to run before a
+    /// connected device's request, so hundreds of them delay the REST API's answers during a storm.
     pub max_handshakes: usize,
     /// Connections waiting for a handshake slot at most, admitted in the order they arrived; past it a new
     /// connection is closed at once, which a Core takes as a cue to retry. A queued connection holds its socket
@@ -351,9 +353,10 @@ pub struct DeviceLimits {
 }
 
 impl DeviceLimits {
-    /// The defaults: 65,536 connections, 256 of them in their handshake and the others of a storm waiting for one
+    /// The defaults: 65,536 connections, 32 of them in their handshake and the others of a storm waiting for one
     /// (a queue as long as the connection cap: a queued connection costs about 600 bytes besides its socket), each
-    /// at most 20 s, the time a Core waits for its handshake before it gives up and reconnects.
+    /// at most 20 s, the time a Core waits for its handshake before it gives up and reconnects; a listen backlog
+    /// of 65,535 asked for (the kernel caps it at `net.core.somaxconn`).
     pub const DEFAULT: DeviceLimits = DeviceLimits {
         max_connections: 65_536,
         max_handshakes: 32,

@@ -12,8 +12,9 @@
 //! 1. provisioning: a user, a token, and the device ids over `--provision-connections` API connections, each
 //!    answered once durable: devices per second;
 //! 2. connect: `--devices` idle Cores (`DeviceConnection` on the tokio driver), `--concurrency` handshakes at a
-//!    time: handshakes per second, cloud CPU per handshake over the RSA floor measured in this process, and
-//!    resident memory per connected idle device;
+//!    time: handshakes per second, cloud CPU per handshake over the RSA floor measured in this process and over
+//!    the RSA floor plus the socket floor (a bare TCP exchange of the handshake's shape, [`floor`]), and resident
+//!    memory per connected idle device;
 //! 3. calls: `--calls` function calls one after another through the REST API, each to the next Core, with every
 //!    Core connected (or `--rtt-devices`): median and p99 round trip;
 //! 4. events: one event-stream subscriber and `--publishers` Cores publishing for `--event-seconds`: events per
@@ -25,7 +26,9 @@
 //!    must get all of its user's private events and all public ones, and none of another user's);
 //! 7. storm: `--storm` Cores that reconnect with jittered pauses (below `--retry-ms`), the cloud killed and started
 //!    again on its directory and ports: time until all are back against the RSA floor's pace on this machine's
-//!    CPUs, REST p99 meanwhile, refused attempts, peak memory.
+//!    CPUs and against the ceiling this run's figures give, REST p99 meanwhile, refused attempts, peak memory, and
+//!    what the cloud got of the CPUs and waited for, sampled every 250 ms ([`storm`]; `--storm-trace` prints the
+//!    timeline).
 //!
 //! A goal not reached is a figure: the run still exits 0 and names it on the last line. A fault is not: a Core that
 //! failed to connect or did not come back after the storm, a failed call, an event lost, duplicated, misdelivered
@@ -52,8 +55,8 @@ use spark_load::cores::{self, CoreKeys, EVENT_NAME, FUNCTION, FUNCTION_RESULT, F
 use spark_load::fanout::{self, Received, StreamTally};
 use spark_load::http::{Client, EventStream};
 use spark_load::procfs::{self, Sample};
-use spark_load::{floor, storm};
 use spark_load::{PrivateKey, PublicKey, RSA_BACKEND, core_id, id_bytes, quantile};
+use spark_load::{floor, storm};
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_protocol::crypto::{RsaPrivate, RsaPublic};
 use spark_protocol::wire::message::Visibility;
@@ -1609,15 +1612,13 @@ async fn storm_phase(
     started?;
     let t0 = Instant::now();
     let cpu0 = sample(target.pid);
-    let sampler = target
-        .pid
-        .map(|pid| {
-            storm::Sampler::start(
-                pid,
-                args.storm_trace.then_some(target.device),
-                Arc::clone(&fleet),
-            )
-        });
+    let sampler = target.pid.map(|pid| {
+        storm::Sampler::start(
+            pid,
+            args.storm_trace.then_some(target.device),
+            Arc::clone(&fleet),
+        )
+    });
     fleet.counting.store(true, Ordering::Relaxed);
 
     // The REST API meanwhile: one device's record, every 10 ms, on one keep-alive connection, from a thread and a
@@ -1816,7 +1817,13 @@ fn storm_ceiling(
 
 /// What the storm's samples say: the CPUs the cloud used and waited for, the tool's, the accept queue, why attempts
 /// failed; with `--storm-trace`, the timeline.
-fn storm_timeline(args: &Args, fleet: &Fleet, ticks: &[storm::Tick], tck: u64, report: &mut Report) {
+fn storm_timeline(
+    args: &Args,
+    fleet: &Fleet,
+    ticks: &[storm::Tick],
+    tck: u64,
+    report: &mut Report,
+) {
     let reasons = fleet.reasons.lock().map(|r| r.clone()).unwrap_or_default();
     let Some(sum) = storm::summarize(ticks, tck) else {
         return;

@@ -53,7 +53,10 @@ pub fn parse_state(text: &str) -> Option<char> {
 #[must_use]
 pub fn sched_times(pid: u32) -> Option<SchedTimes> {
     let mut times = SchedTimes::default();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
         let dir = entry.path();
         // A thread that ended between the listing and the read is skipped.
         if let Some((run, wait)) = std::fs::read_to_string(dir.join("schedstat"))
@@ -129,7 +132,10 @@ pub fn parse_listen_drops(text: &str) -> Option<(u64, u64)> {
     let names = lines.next()?;
     let values = lines.next()?;
     let (mut overflows, mut drops) = (None, None);
-    for (name, value) in names.split_ascii_whitespace().zip(values.split_ascii_whitespace()) {
+    for (name, value) in names
+        .split_ascii_whitespace()
+        .zip(values.split_ascii_whitespace())
+    {
         match name {
             "ListenOverflows" => overflows = value.parse().ok(),
             "ListenDrops" => drops = value.parse().ok(),
@@ -242,11 +248,17 @@ pub fn summarize(ticks: &[Tick], tck: u64) -> Option<Summary> {
         return None;
     }
     // The restarted cloud's counters start from zero: the first sample with the cloud found is the baseline.
-    let base = ticks.iter().find(|t| t.cloud.run_ns > 0).map_or(first.cloud, |t| t.cloud);
+    let base = ticks
+        .iter()
+        .find(|t| t.cloud.run_ns > 0)
+        .map_or(first.cloud, |t| t.cloud);
     let run = last.cloud.run_ns.saturating_sub(base.run_ns) as f64 / 1e9;
     let wait = last.cloud.wait_ns.saturating_sub(base.wait_ns) as f64 / 1e9;
     let tool = procfs::ticks_to_duration(last.tool_ticks.saturating_sub(first.tool_ticks), tck);
-    let max_accept_queue = ticks.iter().filter_map(|t| t.queue).max_by_key(|q| q.waiting);
+    let max_accept_queue = ticks
+        .iter()
+        .filter_map(|t| t.queue)
+        .max_by_key(|q| q.waiting);
     let listen_overflows = match (first.drops, last.drops) {
         (Some(a), Some(b)) => b.0.saturating_sub(a.0),
         _ => 0,
