@@ -720,13 +720,46 @@ impl SessionHost for DeviceDriver {
 /// The driver of one device connection while it has work: its session, its socket and a frame buffer.
 type DeviceDriver = Driver<DeviceSession, DeviceSocket, TokioClock, Vec<u8>>;
 
-/// A device's socket as the driver's transport. A read never waits: one that finds nothing says so
-/// ([`Received::TimedOut`]) and marks the socket drained, and the task then parks the connection, giving its frame
-/// buffer back, until the socket is readable, a request arrives or the session's timer is due. A write waits (the
-/// frame being sent keeps its buffer until the kernel took it).
+/// Bytes of small writes a working connection holds back until its next read (or until it parks).
+const HELD: usize = 512;
+
+/// A device's socket as the driver's transport while the connection has work. A read never waits: one that finds
+/// nothing says so ([`Received::TimedOut`]) and marks the socket drained, and the task then parks the connection,
+/// giving its frame buffer back, until the socket is readable, a request arrives or the session's timer is due.
+///
+/// Small writes are held back (in the working state, not in a parked connection) and sent together before the next
+/// read or when the connection parks: the frames the cloud writes back to back, such as its Hello and the Describe
+/// request that follows the handshake, leave in one `sendto` instead of one each. A write that does not fit is
+/// sent after what is held, as it comes (the frame being sent keeps its buffer until the kernel took it).
 struct DeviceSocket {
     stream: TcpStream,
     drained: AtomicBool,
+    held: [u8; HELD],
+    held_len: usize,
+}
+
+impl DeviceSocket {
+    fn new(stream: TcpStream) -> DeviceSocket {
+        DeviceSocket {
+            stream,
+            drained: AtomicBool::new(false),
+            held: [0; HELD],
+            held_len: 0,
+        }
+    }
+
+    /// Sends what is held. Cancel-safe: what a completed write took is dropped from the front at once.
+    async fn send_held(&mut self) -> std::io::Result<()> {
+        while self.held_len > 0 {
+            let n = self.stream.write(&self.held[..self.held_len]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.held.copy_within(n..self.held_len, 0);
+            self.held_len -= n;
+        }
+        Ok(())
+    }
 }
 
 impl Transport for DeviceSocket {
@@ -737,6 +770,8 @@ impl Transport for DeviceSocket {
         buf: &mut [u8],
         _timeout: Option<std::time::Duration>,
     ) -> std::io::Result<Received> {
+        // What the session wrote goes out before it waits for the device's answer.
+        self.send_held().await?;
         loop {
             return match self.stream.try_read(buf) {
                 Ok(0) => Ok(Received::Eof),
@@ -752,11 +787,19 @@ impl Transport for DeviceSocket {
     }
 
     async fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.stream.write(buf).await
+        if self.held_len + buf.len() > HELD {
+            self.send_held().await?;
+            if buf.len() > HELD {
+                return self.stream.write(buf).await;
+            }
+        }
+        self.held[self.held_len..self.held_len + buf.len()].copy_from_slice(buf);
+        self.held_len += buf.len();
+        Ok(buf.len())
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        // A TCP stream buffers nothing in user space (the driver writes each round's frames in one call).
+        // Held until the next read or the park (see above): the driver flushes after every round.
         Ok(())
     }
 }
@@ -764,7 +807,7 @@ impl Transport for DeviceSocket {
 /// A parked connection: the session and its socket, without a frame buffer.
 struct Parked {
     session: DeviceSession,
-    socket: DeviceSocket,
+    stream: TcpStream,
     clock: TokioClock,
 }
 
@@ -777,7 +820,7 @@ impl Parked {
             .poll_timeout()
             .map(|at| at.saturating_duration_since(self.clock.now()));
         let mut timer = std::pin::pin!(due.map(tokio::time::sleep));
-        let stream = &self.socket.stream;
+        let stream = &self.stream;
         // Polled by hand rather than a `select!` of three futures: the socket's readiness and the mailbox keep the
         // waker themselves, so the waiting task stores only the timer.
         std::future::poll_fn(|cx| {
@@ -824,10 +867,7 @@ fn run_device(
     ));
     let mut parked = Box::new(Parked {
         session,
-        socket: DeviceSocket {
-            stream,
-            drained: AtomicBool::new(false),
-        },
+        stream,
         clock: TokioClock::new(),
     });
     async move {
@@ -852,13 +892,13 @@ async fn work(
 ) -> Option<Box<Parked>> {
     let Parked {
         session,
-        socket,
+        stream,
         clock,
     } = *parked;
     if mailbox.kicked() {
         return None;
     }
-    let mut driver = Driver::with_vec(session, socket, clock);
+    let mut driver = Driver::with_vec(session, DeviceSocket::new(stream), clock);
     while let Some(command) = mailbox.take() {
         task.on_command(&mut driver, command);
     }
@@ -887,10 +927,15 @@ async fn work(
             }
         }
     }
-    let (session, socket, clock, _buffer) = driver.into_parts();
+    let (session, mut socket, clock, _buffer) = driver.into_parts();
+    // Frames of the last round (a timer's ping, say) leave before the connection parks.
+    if let Err(e) = socket.send_held().await {
+        task.on_failure(&e);
+        return None;
+    }
     Some(Box::new(Parked {
         session,
-        socket,
+        stream: socket.stream,
         clock,
     }))
 }
