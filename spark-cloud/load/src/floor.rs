@@ -3,7 +3,7 @@
 //!
 //! The exchange is the handshake's messages with their sizes and directions (as `strace` shows the cloud's device
 //! socket: the nonce, the sealed credentials, the session key with its signature, the Core's Hello, the cloud's
-//! Hello and Describe request, the Core's description), then the close. The server is a multi-threaded tokio
+//! Hello and Describe request in one write, the Core's description), then the close. The server is a multi-threaded tokio
 //! runtime like the cloud's device runtime (one worker per CPU, a task per connection, `TCP_NODELAY`, one write
 //! per message); its CPU time is the scheduler's count (`schedstat`) of its named threads, so that neither the
 //! clients (on a runtime of their own) nor other processes count.
@@ -28,14 +28,14 @@ pub enum Message {
 /// A Core's handshake on the wire, as the cloud writes and reads it: the 40-byte nonce; the credentials sealed to
 /// the RSA-2048 server key (256); the session key sealed to the Core's RSA-1024 key (128) and the server's
 /// signature (256), one write; the Core's Hello (18); the cloud's Hello (18) and its Describe request (18), one
-/// write each; the Core's description of one function (50).
+/// write together (the cloud holds a working connection's small writes until its next read); the Core's
+/// description of one function (50).
 pub const HANDSHAKE: &[Message] = &[
     Message::Server(40),
     Message::Client(256),
     Message::Server(384),
     Message::Client(18),
-    Message::Server(18),
-    Message::Server(18),
+    Message::Server(18 + 18),
     Message::Client(50),
 ];
 
