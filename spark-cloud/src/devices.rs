@@ -334,7 +334,9 @@ pub struct DeviceLimits {
     /// (an established device is never dropped for a newcomer).
     pub max_connections: usize,
     /// Connections in their handshake at once at most (each costs an RSA decryption and signature); past it a new
-    /// connection waits in the handshake queue.
+    /// connection waits in the handshake queue. Enough to keep the CPUs busy while some handshakes wait for their
+    /// device's answer, and no more: each started handshake is a task the device runtime may have to run before a
+    /// connected device's request, so hundreds of them delay the REST API's answers during a storm.
     pub max_handshakes: usize,
     /// Connections waiting for a handshake slot at most, admitted in the order they arrived; past it a new
     /// connection is closed at once, which a Core takes as a cue to retry. A queued connection holds its socket
@@ -343,17 +345,24 @@ pub struct DeviceLimits {
     pub handshake_queue: usize,
     /// How long a connection may wait in the handshake queue; then it is closed (and the device retries).
     pub handshake_queue_wait: std::time::Duration,
+    /// The kernel's accept queue asked for at `listen` (Linux caps it at `net.core.somaxconn`): connections the
+    /// kernel completes while the accept loop waits for a CPU. Past it the kernel drops the device's last handshake
+    /// segment, and a device that counts itself connected waits for a nonce that never comes until its own
+    /// handshake timeout (20 s on a Core), so a storm needs more than the usual 128.
+    pub listen_backlog: u32,
 }
 
 impl DeviceLimits {
-    /// The defaults: 65,536 connections, 256 of them in their handshake and the others of a storm waiting for one
+    /// The defaults: 65,536 connections, 32 of them in their handshake and the others of a storm waiting for one
     /// (a queue as long as the connection cap: a queued connection costs about 600 bytes besides its socket), each
-    /// at most 20 s, the time a Core waits for its handshake before it gives up and reconnects.
+    /// at most 20 s, the time a Core waits for its handshake before it gives up and reconnects; a listen backlog
+    /// of 65,535 asked for (the kernel caps it at `net.core.somaxconn`).
     pub const DEFAULT: DeviceLimits = DeviceLimits {
         max_connections: 65_536,
-        max_handshakes: 256,
+        max_handshakes: 32,
         handshake_queue: 65_536,
         handshake_queue_wait: std::time::Duration::from_secs(20),
+        listen_backlog: 65_535,
     };
 
     /// Sets the connection and handshake limits.
@@ -361,6 +370,13 @@ impl DeviceLimits {
     pub const fn with(mut self, max_connections: usize, max_handshakes: usize) -> Self {
         self.max_connections = max_connections;
         self.max_handshakes = max_handshakes;
+        self
+    }
+
+    /// Sets the backlog asked for at `listen` (the kernel caps it at `net.core.somaxconn`).
+    #[must_use]
+    pub const fn with_listen_backlog(mut self, backlog: u32) -> Self {
+        self.listen_backlog = backlog;
         self
     }
 
@@ -548,12 +564,24 @@ pub async fn listen_with(
     addr: SocketAddr,
     limits: DeviceLimits,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = bind_listener(addr, limits.listen_backlog)?;
     let bound = listener.local_addr()?;
     Ok((
         bound,
         tokio::spawn(accept_devices_with(cloud, hub, listener, limits)),
     ))
+}
+
+/// A listening socket on `addr` (address reuse on, as `TcpListener::bind` sets it) with `backlog` asked for.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog.max(1))
 }
 
 /// The requests in flight on one connection: a few at a time, so a vector (empty: no allocation).
@@ -693,10 +721,57 @@ impl SessionHost for DeviceDriver {
 /// connection) and a frame buffer.
 type DeviceDriver = Driver<DeviceSession, Working, TokioClock, Vec<u8>>;
 
-/// A device's socket, kept by a parked connection.
+/// Bytes of small writes a working connection holds back until its next read (or until it parks).
+const HELD: usize = 512;
+
+/// A device's socket while the connection has work (a parked connection keeps the bare stream): whether the last
+/// read found it drained, and the small writes held back. Frames the cloud writes back to back, such as its Hello
+/// and the Describe request that follows the handshake, leave in one `sendto` instead of one each; a write that
+/// does not fit goes after what is held, as it comes (the frame being sent keeps its buffer until the kernel took
+/// it).
 struct DeviceSocket {
     stream: TcpStream,
     drained: AtomicBool,
+    held: [u8; HELD],
+    held_len: usize,
+}
+
+impl DeviceSocket {
+    fn new(stream: TcpStream) -> DeviceSocket {
+        DeviceSocket {
+            stream,
+            drained: AtomicBool::new(false),
+            held: [0; HELD],
+            held_len: 0,
+        }
+    }
+
+    /// Sends what is held. Cancel-safe: what a completed write took is dropped from the front at once.
+    async fn send_held(&mut self) -> std::io::Result<()> {
+        while self.held_len > 0 {
+            let n = self.stream.write(&self.held[..self.held_len]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.held.copy_within(n..self.held_len, 0);
+            self.held_len -= n;
+        }
+        Ok(())
+    }
+
+    /// Holds `buf` back if it fits beside what is held; else sends what is held, then holds `buf` or, when it is
+    /// larger than the whole hold, writes it as it comes.
+    async fn hold(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.held_len + buf.len() > HELD {
+            self.send_held().await?;
+            if buf.len() > HELD {
+                return self.stream.write(buf).await;
+            }
+        }
+        self.held[self.held_len..self.held_len + buf.len()].copy_from_slice(buf);
+        self.held_len += buf.len();
+        Ok(buf.len())
+    }
 }
 
 /// The socket of a connection at work, as the driver's transport. A read never waits: one that finds nothing says
@@ -760,6 +835,14 @@ impl Working {
         }
     }
 
+    /// Sends what is held, then the gathered output, if any (waiting for the kernel to take them): before a read
+    /// from the kernel, and before parking. Never both hold bytes: a write is held only while nothing is gathered,
+    /// and gathering starts only after a read, which sent what was held.
+    async fn send_all(&mut self) -> std::io::Result<()> {
+        self.socket.send_held().await?;
+        self.send_gathered().await
+    }
+
     /// Sends the gathered output, if any (waiting for the kernel to take it).
     async fn send_gathered(&mut self) -> std::io::Result<()> {
         if let Some(b) = &mut self.batches
@@ -774,7 +857,7 @@ impl Working {
     /// The socket, for parking: what was gathered has been sent (the round ends with a read that found nothing,
     /// which sends first; this covers any other way out).
     async fn into_socket(mut self) -> std::io::Result<DeviceSocket> {
-        self.send_gathered().await?;
+        self.send_all().await?;
         Ok(self.socket)
     }
 
@@ -809,7 +892,7 @@ impl Transport for Working {
             return Ok(Received::Data(b.take_into(buf)));
         }
         // To the kernel: what the session answered so far goes first.
-        self.send_gathered().await?;
+        self.send_all().await?;
         let Some(mut b) = self.batches.take() else {
             let got = self.try_read(buf)?;
             if matches!(got, Received::Data(n) if n == buf.len()) {
@@ -844,13 +927,14 @@ impl Transport for Working {
                 self.send_gathered().await?;
                 Ok(buf.len())
             }
-            _ => self.socket.stream.write(buf).await,
+            _ => self.socket.hold(buf).await,
         }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        // Gathered output waits while input is pending (it goes before the next read from the kernel); with none
-        // pending it goes now.
+        // Gathered output waits while input is pending (it goes before the next read from the kernel), else it
+        // goes now. Small writes stay held until the next read or the park: the driver flushes after every round,
+        // and the frames of consecutive rounds should leave together.
         if self.batches.as_ref().is_some_and(|b| b.pending_input()) {
             return Ok(());
         }
@@ -861,7 +945,7 @@ impl Transport for Working {
 /// A parked connection: the session and its socket, without a frame buffer.
 struct Parked {
     session: DeviceSession,
-    socket: DeviceSocket,
+    stream: TcpStream,
     clock: TokioClock,
 }
 
@@ -874,7 +958,7 @@ impl Parked {
             .poll_timeout()
             .map(|at| at.saturating_duration_since(self.clock.now()));
         let mut timer = std::pin::pin!(due.map(tokio::time::sleep));
-        let stream = &self.socket.stream;
+        let stream = &self.stream;
         // Polled by hand rather than a `select!` of three futures: the socket's readiness and the mailbox keep the
         // waker themselves, so the waiting task stores only the timer.
         std::future::poll_fn(|cx| {
@@ -921,10 +1005,7 @@ fn run_device(
     ));
     let mut parked = Box::new(Parked {
         session,
-        socket: DeviceSocket {
-            stream,
-            drained: AtomicBool::new(false),
-        },
+        stream,
         clock: TokioClock::new(),
     });
     async move {
@@ -949,13 +1030,13 @@ async fn work(
 ) -> Option<Box<Parked>> {
     let Parked {
         session,
-        socket,
+        stream,
         clock,
     } = *parked;
     if mailbox.kicked() {
         return None;
     }
-    let mut driver = Driver::with_vec(session, Working::new(socket), clock);
+    let mut driver = Driver::with_vec(session, Working::new(DeviceSocket::new(stream)), clock);
     while let Some(command) = mailbox.take() {
         task.on_command(&mut driver, command);
     }
@@ -998,7 +1079,7 @@ async fn work(
     };
     Some(Box::new(Parked {
         session,
-        socket,
+        stream: socket.stream,
         clock,
     }))
 }
@@ -1406,7 +1487,6 @@ mod batches {
     use super::{DeviceSocket, Working};
     use spark_protocol::session::driver::Received;
     use spark_protocol::session::driver::asynch::Transport;
-    use std::sync::atomic::AtomicBool;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -1422,10 +1502,7 @@ mod batches {
         let (stream, _) = listener.accept().await.unwrap();
         let sent: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         peer.write_all(&sent).await.unwrap();
-        let mut w = Working::new(DeviceSocket {
-            stream,
-            drained: AtomicBool::new(false),
-        });
+        let mut w = Working::new(DeviceSocket::new(stream));
         let (mut got, mut buf, mut answered) = (Vec::new(), [0u8; 100], false);
         while got.len() < sent.len() {
             match w.read(&mut buf, None).await.unwrap() {
@@ -1456,12 +1533,13 @@ mod batches {
         let mut three = [0u8; 3];
         peer.read_exact(&mut three).await.unwrap();
         assert_eq!(&three, b"ack");
-        // Nothing pending: written and flushed at once.
+        // Nothing pending: a small write is held until the connection parks (or reads again).
         w.write(b"now").await.unwrap();
         w.flush().await.unwrap();
+        assert_eq!(w.socket.held_len, 3);
+        assert!(w.into_socket().await.is_ok());
         peer.read_exact(&mut three).await.unwrap();
         assert_eq!(&three, b"now");
-        assert!(w.into_socket().await.is_ok());
     }
 
     /// A quiet device (its reads never fill the buffer) is never batched.
@@ -1473,10 +1551,7 @@ mod batches {
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         peer.write_all(b"ping").await.unwrap();
-        let mut w = Working::new(DeviceSocket {
-            stream,
-            drained: AtomicBool::new(false),
-        });
+        let mut w = Working::new(DeviceSocket::new(stream));
         let mut buf = [0u8; 100];
         loop {
             match w.read(&mut buf, None).await.unwrap() {
@@ -1490,8 +1565,14 @@ mod batches {
         }
         assert!(w.batches.is_none());
         w.write(b"pong").await.unwrap();
+        w.write(b"pang").await.unwrap();
+        // Held back together, and sent as the connection parks.
+        assert_eq!(&w.socket.held[..w.socket.held_len], b"pongpang");
+        assert!(w.into_socket().await.is_ok());
         let mut four = [0u8; 4];
         peer.read_exact(&mut four).await.unwrap();
         assert_eq!(&four, b"pong");
+        peer.read_exact(&mut four).await.unwrap();
+        assert_eq!(&four, b"pang");
     }
 }

@@ -83,6 +83,24 @@ pub struct Fleet {
     pub most_refused_in_a_row: AtomicU64,
     /// Whether attempts are counted now (the storm sets it once the restarted cloud listens).
     pub counting: AtomicBool,
+    /// Attempts started while counting.
+    pub attempts: AtomicU64,
+    /// Sessions established by counted attempts.
+    pub handshakes: AtomicU64,
+    /// Why counted attempts ended before a session, and how often (the reason without the port of the Core).
+    pub reasons: std::sync::Mutex<Vec<(String, u64)>>,
+}
+
+impl Fleet {
+    fn failed(&self, reason: &str) {
+        let Ok(mut reasons) = self.reasons.lock() else {
+            return;
+        };
+        match reasons.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((reason.to_owned(), 1)),
+        }
+    }
 }
 
 /// How an idle Core behaves when its session ends.
@@ -118,10 +136,16 @@ pub async fn idle_core(
     };
     loop {
         let counted = fleet.counting.load(Ordering::Relaxed);
+        if counted {
+            fleet.attempts.fetch_add(1, Ordering::Relaxed);
+        }
         let mut online = false;
         let ended = one_session(id, target, source, &keys, &mut || {
             online = true;
             fleet.online.fetch_add(1, Ordering::Relaxed);
+            if counted {
+                fleet.handshakes.fetch_add(1, Ordering::Relaxed);
+            }
             if let Some(up) = up.take() {
                 let _ = up.send(Ok(()));
             }
@@ -132,6 +156,7 @@ pub async fn idle_core(
             refused_in_a_row = 0;
         } else if counted {
             fleet.refused.fetch_add(1, Ordering::Relaxed);
+            fleet.failed(&ended);
             refused_in_a_row += 1;
             fleet
                 .most_refused_in_a_row

@@ -5,8 +5,10 @@
 pub mod ceiling;
 pub mod cores;
 pub mod fanout;
+pub mod floor;
 pub mod http;
 pub mod procfs;
+pub mod storm;
 
 /// The RSA backend of the simulated Cores (and of the local cloud): OpenSSL with the `openssl` feature.
 #[cfg(feature = "openssl")]

@@ -12,8 +12,9 @@
 //! 1. provisioning: a user, a token, and the device ids over `--provision-connections` API connections, each
 //!    answered once durable: devices per second;
 //! 2. connect: `--devices` idle Cores (`DeviceConnection` on the tokio driver), `--concurrency` handshakes at a
-//!    time: handshakes per second, cloud CPU per handshake over the RSA floor measured in this process, and
-//!    resident memory per connected idle device;
+//!    time: handshakes per second, cloud CPU per handshake over the RSA floor measured in this process and over
+//!    the RSA floor plus the socket floor (a bare TCP exchange of the handshake's shape, [`floor`]), and resident
+//!    memory per connected idle device;
 //! 3. calls: `--calls` function calls one after another through the REST API, each to the next Core, with every
 //!    Core connected (or `--rtt-devices`): median and p99 round trip;
 //! 4. events: one event-stream subscriber and `--publishers` Cores publishing for `--event-seconds`: events per
@@ -25,7 +26,9 @@
 //!    must get all of its user's private events and all public ones, and none of another user's);
 //! 7. storm: `--storm` Cores that reconnect with jittered pauses (below `--retry-ms`), the cloud killed and started
 //!    again on its directory and ports: time until all are back against the RSA floor's pace on this machine's
-//!    CPUs, REST p99 meanwhile, refused attempts, peak memory.
+//!    CPUs and against the ceiling this run's figures give, REST p99 meanwhile, refused attempts, peak memory, and
+//!    what the cloud got of the CPUs and waited for, sampled every 250 ms ([`storm`]; `--storm-trace` prints the
+//!    timeline).
 //!
 //! A goal not reached is a figure: the run still exits 0 and names it on the last line. A fault is not: a Core that
 //! failed to connect or did not come back after the storm, a failed call, an event lost, duplicated, misdelivered
@@ -53,6 +56,7 @@ use spark_load::fanout::{self, Received, StreamTally};
 use spark_load::http::{Client, EventStream};
 use spark_load::procfs::{self, Sample};
 use spark_load::{PrivateKey, PublicKey, RSA_BACKEND, core_id, id_bytes, quantile};
+use spark_load::{floor, storm};
 use spark_protocol::crypto::keys::RsaPrivateKey;
 use spark_protocol::crypto::{RsaPrivate, RsaPublic};
 use spark_protocol::wire::message::Visibility;
@@ -114,7 +118,12 @@ struct Args {
     /// The longest pause of a storm Core before its next attempt (each pause is drawn uniformly below it).
     #[arg(long, value_name = "MS", default_value_t = 2_000)]
     retry_ms: u64,
-    /// Loopback source addresses for the Cores' connections (127.0.0.1, 127.0.0.2, ...); 0 = one per 20,000.
+    /// Print the storm's timeline, one line per 250 ms (the cloud's CPUs and run-queue wait, the tool's CPUs,
+    /// handshakes, failed attempts, the accept queue); `--json` always has it.
+    #[arg(long)]
+    storm_trace: bool,
+    /// Loopback source addresses for the Cores' connections (127.0.0.1, 127.0.0.2, ...); 0 = one per 20,000 (in the storm,
+    /// one per 2,000).
     #[arg(long, default_value_t = 0)]
     sources: u32,
     /// An existing cloud's device listener (then `--api` and `--dir` are needed too).
@@ -866,6 +875,11 @@ async fn connect_phase(
             true,
         );
     }
+    let sockets = measure_socket_floor().await;
+    report_socket_floor(report, cloud_cpu, floor, sockets.as_ref().ok().copied());
+    if let Err(e) = sockets {
+        report.fault(e);
+    }
     // Let the last Describe answers and online events settle before reading memory.
     let settled = api
         .wait_for(Duration::from_secs(30), |h| {
@@ -1471,6 +1485,74 @@ async fn subscribers_phase(
     Ok(())
 }
 
+/// The socket floor of this run: the server CPU of 2,000 bare TCP exchanges with the handshake's shape on a
+/// runtime with one worker per CPU (see [`floor`]).
+async fn measure_socket_floor() -> Result<Duration, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let thread = std::thread::spawn(move || floor::socket_floor(floor::HANDSHAKE, 2_000, 64, cpus));
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the socket floor panicked".to_owned())?
+}
+
+/// The socket floor against the RSA floor, and the cloud's CPU per handshake against both together. When the
+/// socket floor is more than 5% of the RSA floor, 1.05x the RSA floor alone is below what the kernel's TCP work
+/// needs, and the line says so.
+fn report_socket_floor(
+    report: &mut Report,
+    cloud_cpu: Option<Duration>,
+    rsa: Option<Duration>,
+    sockets: Option<Duration>,
+) {
+    let Some(sockets) = sockets else {
+        return;
+    };
+    report.figure(
+        "socket_floor_ms",
+        json!(ms(sockets)),
+        format!(
+            "  {:<42} {:>12.3} ms         (server CPU of a bare TCP exchange with the handshake's messages, \
+             tokio runtime, this process)",
+            "reference: socket floor per handshake",
+            ms(sockets)
+        ),
+    );
+    let Some(rsa) = rsa else {
+        return;
+    };
+    let share = sockets.as_secs_f64() / rsa.as_secs_f64();
+    report.figure(
+        "socket_floor_over_rsa_floor",
+        json!(share),
+        format!(
+            "  {:<42} {share:>12.3} x          {}",
+            "socket floor / RSA floor",
+            if share > 0.05 {
+                format!(
+                    "(> 0.05: 1.05x the RSA floor leaves {:.3} ms for the TCP work that needs {:.3} ms)",
+                    ms(rsa) * 0.05,
+                    ms(sockets)
+                )
+            } else {
+                "(<= 0.05: 1.05x the RSA floor covers the TCP work)".to_owned()
+            }
+        ),
+    );
+    if let Some(cpu) = cloud_cpu {
+        report.figure(
+            "cpu_per_handshake_over_rsa_and_socket_floor",
+            json!(cpu.as_secs_f64() / (rsa + sockets).as_secs_f64()),
+            format!(
+                "  {:<42} {:>12.3} x          (RSA floor + socket floor = {:.3} ms)",
+                "cloud CPU per handshake / both floors",
+                cpu.as_secs_f64() / (rsa + sockets).as_secs_f64(),
+                ms(rsa + sockets)
+            ),
+        );
+    }
+}
+
 /// CPU time of a simulated Core's RSA work per handshake (its credentials sealed to the server key, the session key
 /// opened with its own key and the signature checked), measured on this thread: what the Cores take from the same
 /// CPUs as the cloud during a storm on one machine.
@@ -1525,7 +1607,14 @@ async fn storm_phase(
     let retry = Retry {
         interval: Duration::from_millis(args.retry_ms.max(1)),
     };
-    let sources = u32::try_from(args.storm / 20_000 + 1).unwrap_or(1);
+    // One loopback source per 2,000 Cores: from one source, each reconnect's ephemeral port search walks the
+    // connections already made to the same port (`__inet_check_established` took a third of the tool's CPU in a
+    // profile of a 19,000-Core storm), a cost of the simulation that real Cores, each from its own address, do
+    // not have.
+    let sources = match args.sources {
+        0 => u32::try_from(args.storm / 2_000 + 1).unwrap_or(1),
+        n => n,
+    };
     let bar = progress(args.json, args.storm, "storm setup");
     let (cores, ups) = start_idle_cores(
         args.storm,
@@ -1569,6 +1658,13 @@ async fn storm_phase(
     started?;
     let t0 = Instant::now();
     let cpu0 = sample(target.pid);
+    let sampler = target.pid.map(|pid| {
+        storm::Sampler::start(
+            pid,
+            args.storm_trace.then_some(target.device),
+            Arc::clone(&fleet),
+        )
+    });
     fleet.counting.store(true, Ordering::Relaxed);
 
     // The REST API meanwhile: one device's record, every 10 ms, on one keep-alive connection, from a thread and a
@@ -1616,6 +1712,7 @@ async fn storm_phase(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let back = t0.elapsed();
+    let ticks = sampler.map(storm::Sampler::finish).unwrap_or_default();
     let online = fleet.online.load(Ordering::Relaxed);
     if online < before {
         report.fault(format!(
@@ -1666,6 +1763,9 @@ async fn storm_phase(
             rss_after.unwrap_or(0),
         ),
     );
+    let sockets = measure_socket_floor().await.ok();
+    storm_ceiling(report, rate, cpus, floor, device, sockets);
+    storm_timeline(args, &fleet, &ticks, tck, report);
     // On a machine shared with other work the wall-clock pace says how much CPU the cloud got; its CPU per
     // handshake during the storm says how it used it.
     if let (Some(a), Some(b), Some(f)) = (cpu0, cpu1, floor)
@@ -1719,6 +1819,100 @@ async fn storm_phase(
         );
     }
     Ok(())
+}
+
+/// The pace the machine allows a storm, from this run's figures: the CPUs over the CPU every handshake needs on
+/// them (the cloud's RSA floor and socket floor, the Cores' own RSA and, for their side of the sockets, the socket
+/// floor again), and the achieved pace against the goal's pace and that ceiling.
+fn storm_ceiling(
+    report: &mut Report,
+    rate: f64,
+    cpus: f64,
+    rsa: Option<Duration>,
+    device: Option<Duration>,
+    sockets: Option<Duration>,
+) {
+    let (Some(rsa), Some(device), Some(sockets)) = (rsa, device, sockets) else {
+        return;
+    };
+    let per = rsa + sockets + device + sockets;
+    let ceiling = cpus / per.as_secs_f64();
+    let goal = 0.9 * cpus / rsa.as_secs_f64();
+    report.figure(
+        "storm_ceiling",
+        json!({
+            "cpus": cpus, "rsa_floor_ms": ms(rsa), "socket_floor_ms": ms(sockets), "cores_rsa_ms": ms(device),
+            "cpu_ms_per_handshake_on_the_machine": ms(per), "ceiling_per_second": ceiling,
+            "goal_pace_per_second": goal, "pace_over_goal_pace": rate / goal, "pace_over_ceiling": rate / ceiling,
+        }),
+        format!(
+            "  storm ceiling: {cpus} CPUs / (RSA floor {:.3} + socket floor {:.3} (cloud) + Cores' RSA {:.3} + \
+             socket floor {:.3} (Cores)) ms = {ceiling:.0}/s = {:.2}x the floor's pace; goal's pace 0.9 x {cpus} / \
+             {:.3} ms = {goal:.0}/s\n  storm pace {rate:.0}/s = {:.3}x the goal's pace, {:.3}x the ceiling",
+            ms(rsa),
+            ms(sockets),
+            ms(device),
+            ms(sockets),
+            ceiling * rsa.as_secs_f64() / cpus,
+            ms(rsa),
+            rate / goal,
+            rate / ceiling,
+        ),
+    );
+}
+
+/// What the storm's samples say: the CPUs the cloud used and waited for, the tool's, the accept queue, why attempts
+/// failed; with `--storm-trace`, the timeline.
+fn storm_timeline(
+    args: &Args,
+    fleet: &Fleet,
+    ticks: &[storm::Tick],
+    tck: u64,
+    report: &mut Report,
+) {
+    let reasons = fleet.reasons.lock().map(|r| r.clone()).unwrap_or_default();
+    let Some(sum) = storm::summarize(ticks, tck) else {
+        return;
+    };
+    let lines = storm::timeline(ticks, tck);
+    report.figure(
+        "storm_timeline",
+        json!({
+            "seconds": sum.seconds, "cloud_cpus": sum.cloud_cpus, "cloud_waiting": sum.cloud_waiting,
+            "tool_cpus": sum.tool_cpus,
+            "max_accept_queue": sum.max_accept_queue.map(|q| q.waiting),
+            "somaxconn": storm::somaxconn(),
+            "listen_overflows": sum.listen_overflows,
+            "attempts": fleet.attempts.load(Ordering::Relaxed),
+            "handshakes": fleet.handshakes.load(Ordering::Relaxed),
+            "failures": reasons.iter().map(|(r, n)| json!({"reason": r, "count": n})).collect::<Vec<_>>(),
+            "ticks": lines,
+        }),
+        format!(
+            "  storm samples: over {:.2} s the cloud used {:.2} CPUs and had {:.2} threads waiting for one; the tool \
+             used {:.2} CPUs; accept queue at most {} (somaxconn {}); {} listen overflows on the machine; {} attempts, {} \
+             handshakes{}",
+            sum.seconds,
+            sum.cloud_cpus,
+            sum.cloud_waiting,
+            sum.tool_cpus,
+            sum.max_accept_queue
+                .map_or("not read (--storm-trace reads it)".to_owned(), |q| q.waiting.to_string()),
+            storm::somaxconn().unwrap_or(0),
+            sum.listen_overflows,
+            fleet.attempts.load(Ordering::Relaxed),
+            fleet.handshakes.load(Ordering::Relaxed),
+            reasons
+                .iter()
+                .map(|(r, n)| format!("\n    failed {n}x: {r}"))
+                .collect::<String>(),
+        ),
+    );
+    if args.storm_trace && !args.json {
+        for line in lines {
+            println!("{line}");
+        }
+    }
 }
 
 fn main() -> ExitCode {
