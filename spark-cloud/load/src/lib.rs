@@ -1,11 +1,12 @@
 //! The pieces of `spark-load`, the load tool of the local cloud: reading a process's CPU time and memory from
-//! `/proc` ([`procfs`]), a minimal HTTP/1.1 client and event-stream counter ([`http`]), and the simulated Cores
-//! ([`cores`]).
+//! `/proc` ([`procfs`]), a minimal HTTP/1.1 client and event-stream counter ([`http`]), the simulated Cores
+//! ([`cores`]) and the simulated UDP devices of the shard processes ([`shard`]).
 
 pub mod cores;
 pub mod fanout;
 pub mod http;
 pub mod procfs;
+pub mod shard;
 
 /// The RSA backend of the simulated Cores (and of the local cloud): OpenSSL with the `openssl` feature.
 #[cfg(feature = "openssl")]
