@@ -84,7 +84,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn unhex(text: &str, out: &mut [u8]) -> Option<usize> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 || bytes.len() / 2 > out.len() {
+    if !bytes.len().is_multiple_of(2) || bytes.len() / 2 > out.len() {
         return None;
     }
     for (i, pair) in bytes.chunks(2).enumerate() {
@@ -358,14 +358,13 @@ async fn udp_device(
                     tally.up.fetch_add(1, Ordering::Relaxed);
                     connected();
                 }
-                DeviceEvent::FunctionCall(call) => {
+                DeviceEvent::FunctionCall(call)
                     if session
                         .session_mut()
                         .function_return(call.call, FUNCTION_RESULT)
-                        .is_ok()
-                    {
-                        tally.answered.fetch_add(1, Ordering::Relaxed);
-                    }
+                        .is_ok() =>
+                {
+                    tally.answered.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
             }
