@@ -159,7 +159,8 @@ pub enum ShardMsg {
         /// Devices whose first session did not.
         failed: u64,
     },
-    /// Why a device failed (the first failure of the shard only).
+    /// Why a device failed: before [`ShardMsg::Ready`], its first session (the shard's first failure only); after
+    /// it, the first session that ended while idle.
     Failed(String),
     /// Sessions that ended after they were up, so far.
     Lost(u64),
@@ -204,12 +205,17 @@ impl ShardMsg {
     }
 }
 
+/// Connection attempts of a device before its failure counts (the first and two more).
+const ATTEMPTS: u32 = 3;
+
 /// What a shard's devices report together.
 #[derive(Debug, Default)]
 struct Tally {
     up: AtomicU64,
     lost: AtomicU64,
     answered: AtomicU64,
+    /// Why the first session that ended after it was up ended.
+    first_lost: std::sync::Mutex<Option<String>>,
 }
 
 /// Runs a shard (on the current tokio runtime) until its standard input closes, writing [`ShardMsg`] lines to
@@ -234,19 +240,31 @@ pub async fn run_shard(spec: ShardSpec, mut out: impl Write) -> Result<(), Strin
         tasks.push(tokio::spawn(async move {
             let mut permit = Some(permit);
             let mut first = Some(first);
-            let why = udp_device(n, key, &spec, start, &tally, &mut || {
-                permit.take();
-                if let Some(first) = first.take() {
-                    let _ = first.send(Ok(()));
+            // As a device does, a first connection that fails is tried again (twice at most) before it counts.
+            let mut attempts = 0;
+            let why = loop {
+                attempts += 1;
+                let why = udp_device(n, key.clone(), &spec, start, &tally, &mut || {
+                    permit.take();
+                    if let Some(first) = first.take() {
+                        let _ = first.send(Ok(()));
+                    }
+                })
+                .await;
+                if first.is_none() || attempts == ATTEMPTS {
+                    break why;
                 }
-            })
-            .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
             match first.take() {
                 Some(first) => {
-                    let _ = first.send(Err(why));
+                    let _ = first.send(Err(format!("{why} ({attempts} attempts)")));
                 }
                 None => {
                     tally.lost.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut first) = tally.first_lost.lock() {
+                        first.get_or_insert(why);
+                    }
                 }
             }
         }));
@@ -282,8 +300,12 @@ pub async fn run_shard(spec: ShardSpec, mut out: impl Write) -> Result<(), Strin
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
         let _ = closed_tx.send(());
     });
-    let (mut lost, mut answered) = (0, 0);
+    let (mut lost, mut answered, mut told) = (0, 0, false);
     loop {
+        if !told && let Some(why) = tally.first_lost.lock().ok().and_then(|f| f.clone()) {
+            told = true;
+            writeln!(out, "{}", ShardMsg::Failed(why)).map_err(|e| e.to_string())?;
+        }
         let l = tally.lost.load(Ordering::Relaxed);
         let a = tally.answered.load(Ordering::Relaxed);
         if l != lost {
@@ -329,8 +351,51 @@ async fn udp_device(
     let Some(id) = crate::id_bytes(&udp_id(n)) else {
         return "bad id".to_owned();
     };
+    let start_at = clock();
+    let give_up = start_at + Duration::from_secs(60);
+    let mut dtls =
+        dtls::Connection::client(start_at, ClientConfig::new(key, spec.server_key), &mut rng);
+    let mut buf = vec![0u8; 2048];
+    // The DTLS handshake first, as the cloud runs it: the session's own handshake timer (its Hello) starts once
+    // DTLS is up, so a handshake slowed by a busy machine does not eat the Hello's time.
+    while !dtls.is_connected() {
+        let now = clock();
+        if now >= give_up {
+            return "no DTLS handshake within 60 s".to_owned();
+        }
+        if let Err(e) = dtls.handle_timeout(now) {
+            return format!("dtls: {e}");
+        }
+        loop {
+            match dtls.poll_transmit(&mut buf) {
+                Ok(Some(len)) => {
+                    let _ = socket.send(&buf[..len]).await;
+                }
+                Ok(None) => break,
+                Err(e) => return format!("dtls: {e}"),
+            }
+        }
+        if dtls.is_connected() {
+            break;
+        }
+        let wait = dtls
+            .poll_timeout()
+            .map_or(give_up, |t| t.min(give_up))
+            .saturating_duration_since(now);
+        tokio::select! {
+            received = socket.recv(&mut buf) => match received {
+                Ok(len) => {
+                    if let Err(e) = dtls.handle_datagram(clock(), &buf[..len]) {
+                        return format!("dtls: {e}");
+                    }
+                }
+                // An ICMP port unreachable: no cloud there (yet); the handshake's own timer resends.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            },
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
     let now = clock();
-    let dtls = dtls::Connection::client(now, ClientConfig::new(key, spec.server_key), &mut rng);
     let mut conn = DeviceConnection::datagram(
         now,
         DeviceConfig::new(id),
@@ -341,10 +406,8 @@ async fn udp_device(
         return format!("register: {e}");
     }
     let mut session: DatagramSession<_, StdRng> = DatagramSession::new(conn, dtls, rng);
-    let give_up = now + Duration::from_secs(60);
     let mut up = false;
     let mut out = vec![0u8; session.max_transmit_len()];
-    let mut buf = vec![0u8; 2048];
     loop {
         let now = clock();
         if !up && now >= give_up {

@@ -277,6 +277,7 @@ pub(crate) async fn udp_phase(args: &Args, report: &mut Report) -> Result<(), St
     let mut up = vec![0u64; shard_count];
     let mut ready = vec![None::<(u64, u64)>; shard_count];
     let mut first_failure = None;
+    let mut first_lost = None;
     let mut lost = vec![0u64; shard_count];
     let mut answered = vec![0u64; shard_count];
     while ready.iter().any(Option::is_none) {
@@ -286,6 +287,10 @@ pub(crate) async fn udp_phase(args: &Args, report: &mut Report) -> Result<(), St
             ShardMsg::Ready { connected, failed } => {
                 up[s] = connected;
                 ready[s] = Some((connected, failed));
+            }
+            // After its Ready, a shard's failure is a session lost while idle.
+            ShardMsg::Failed(why) if ready[s].is_some() => {
+                first_lost.get_or_insert(why);
             }
             ShardMsg::Failed(why) => {
                 first_failure.get_or_insert(why);
@@ -393,13 +398,36 @@ pub(crate) async fn udp_phase(args: &Args, report: &mut Report) -> Result<(), St
             .await
             .map_err(|e| e.to_string())?;
         let auth = format!("Authorization: Bearer {}", api.token);
+        // The devices the cloud lists as connected: a device whose session was lost (a fault, counted above and
+        // below) would hold each call to it for the cloud's 30 s call timeout.
+        let list = client
+            .request("GET", "/v1/devices", &[&auth], None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ids: Vec<String> = list
+            .json()
+            .and_then(|v| {
+                v.as_array().map(|a| {
+                    a.iter()
+                        .filter(|d| d["connected"].as_bool() == Some(true))
+                        .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return Err(format!(
+                "the cloud lists no connected device ({})",
+                list.status
+            ));
+        }
         let bar = progress(args.json, args.calls as u64, "udp calls");
         let mut times = Vec::with_capacity(args.calls);
         let warmup = 200.min(args.calls);
         let mut bad = 0usize;
         let mut first_bad = None;
         for i in 0..args.calls + warmup {
-            let path = format!("/v1/devices/{}/{FUNCTION}", udp_id(i as u64 % connected));
+            let path = format!("/v1/devices/{}/{FUNCTION}", ids[i % ids.len()]);
             let t = Instant::now();
             let r = client
                 .request("POST", &path, &[&auth], Some("arg=D7%2CHIGH"))
@@ -431,19 +459,24 @@ pub(crate) async fn udp_phase(args: &Args, report: &mut Report) -> Result<(), St
             match msg {
                 Ok(ShardMsg::Lost(n)) => lost[s] = n,
                 Ok(ShardMsg::Answered(n)) => answered[s] = n,
+                Ok(ShardMsg::Failed(why)) => {
+                    first_lost.get_or_insert(why);
+                }
                 _ => {}
             }
         }
         let answered: u64 = answered.iter().sum();
         report.figure(
             "udp_calls",
-            json!({"count": times.len(), "failed": bad, "first_failure": first_bad, "devices": connected,
+            json!({"count": times.len(), "failed": bad, "first_failure": first_bad, "devices": ids.len(),
                    "answered_by_devices": answered, "max_ms": ms(*times.last().unwrap_or(&Duration::ZERO)),
                    "loadavg": loadavg()}),
             format!(
-                "udp calls: {} sequential function calls over {connected} connected UDP devices, {bad} failed, {answered} \
+                "udp calls: {} sequential function calls over the {} UDP devices the cloud lists as connected, {bad} \
+                 failed, {answered} \
                  answered by the devices (with {warmup} warm-up calls); load average {}",
                 times.len(),
+                ids.len(),
                 loadavg()
             ),
         );
@@ -466,7 +499,10 @@ pub(crate) async fn udp_phase(args: &Args, report: &mut Report) -> Result<(), St
     }
     let lost: u64 = lost.iter().sum();
     if lost > 0 {
-        report.fault(format!("{lost} UDP sessions ended while idle"));
+        report.fault(format!(
+            "{lost} UDP sessions ended while idle (first: {})",
+            first_lost.as_deref().unwrap_or("-")
+        ));
     }
     drop(fleet);
     drop(target);
