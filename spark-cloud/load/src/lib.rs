@@ -1,6 +1,6 @@
 //! The pieces of `spark-load`, the load tool of the local cloud: reading a process's CPU time and memory from
-//! `/proc` ([`procfs`]), a minimal HTTP/1.1 client and event-stream counter ([`http`]), and the simulated Cores
-//! ([`cores`]).
+//! `/proc` ([`procfs`]), a minimal HTTP/1.1 client and event-stream counter ([`http`]), the simulated Cores
+//! ([`cores`]) and the simulated UDP devices of the shard processes ([`shard`]).
 
 pub mod ceiling;
 pub mod cores;
@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod floor;
 pub mod http;
 pub mod procfs;
+pub mod shard;
 pub mod storm;
 
 /// The RSA backend of the simulated Cores (and of the local cloud): OpenSSL with the `openssl` feature.

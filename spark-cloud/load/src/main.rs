@@ -63,6 +63,8 @@ use spark_protocol::wire::message::Visibility;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
+mod udp;
+
 /// Measures a local cloud: handshakes, memory per idle device, call round trips, event throughput, freed
 /// subscribers.
 #[derive(Debug, Parser)]
@@ -144,6 +146,19 @@ struct Args {
     /// Print one JSON report instead of text.
     #[arg(long)]
     json: bool,
+    /// Run the UDP phase alone with this many UDP devices (DTLS, P-256) held by one cloud process, spread over
+    /// shard processes of this tool (see `udp.rs`); 0: the TCP phases.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_000_000))]
+    udp: u64,
+    /// Shard processes of the UDP phase (0: one per `--udp-per-shard` devices).
+    #[arg(long, default_value_t = 0)]
+    udp_shards: u64,
+    /// UDP devices (each a socket) per shard process when `--udp-shards` is 0: below the open-file limit.
+    #[arg(long, default_value_t = 16_000)]
+    udp_per_shard: u64,
+    /// Internal: run as a shard of the UDP phase (`spark_load::shard::ShardSpec`).
+    #[arg(long, hide = true, value_name = "SPEC")]
+    udp_shard: Option<String>,
 }
 
 /// The cloud under test.
@@ -623,6 +638,11 @@ async fn run(args: Args) -> Result<Report, String> {
         misses: Vec::new(),
         faults: Vec::new(),
     };
+    if args.udp > 0 {
+        procfs::raise_open_files_limit();
+        udp::udp_phase(&args, &mut report).await?;
+        return Ok(report);
+    }
     // The fan-out phase runs after the idle Cores are closed: its streams need not fit beside them.
     let needed = (args.devices.max(args.storm) + args.publishers + args.subscribers as u64)
         .max(args.fanout + args.fanout_users)
@@ -1917,6 +1937,9 @@ fn storm_timeline(
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(spec) = &args.udp_shard {
+        return udp::shard_main(spec);
+    }
     let json = args.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -29,7 +29,7 @@ use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{CloudConfig, CloudConnection, OtaOptions};
 use spark_protocol::session::datagram::DatagramSession;
 use tokio::net::UdpSocket;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 
 use super::devices::{DeviceSession, DeviceTask, LiveHub, Mailbox, SessionHost, Slots, StateKeys};
 use super::{Cloud, lock};
@@ -81,7 +81,62 @@ const QUEUE: usize = 64;
 const MAX_DATAGRAM: usize = 2048;
 
 /// The associations by peer address: each one's serial and inbox.
-type Table = Arc<Mutex<HashMap<SocketAddr, (u64, mpsc::Sender<Vec<u8>>)>>>;
+type Table = Arc<Mutex<HashMap<SocketAddr, (u64, Arc<Inbox>)>>>;
+
+/// An association's queue of datagrams from the socket's task. Lighter than a tokio channel, whose first block of
+/// 32 slots (about 1 KiB) stays allocated for an idle device: an empty queue here holds no allocation.
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<std::collections::VecDeque<Vec<u8>>>,
+    ready: Notify,
+    /// The association ended: nothing reads the queue any more.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// Why [`Inbox::push`] did not queue a datagram.
+enum PushError {
+    /// [`QUEUE`] datagrams wait already: dropped (UDP may drop; CoAP resends).
+    Full,
+    /// The association ended.
+    Closed,
+}
+
+impl Inbox {
+    fn push(&self, datagram: &[u8]) -> Result<(), PushError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PushError::Closed);
+        }
+        let mut queue = lock(&self.queue);
+        if queue.len() >= QUEUE {
+            return Err(PushError::Full);
+        }
+        queue.push_back(datagram.to_vec());
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next datagram, once one is queued; `None` once the association was replaced.
+    async fn recv(&self) -> Option<Vec<u8>> {
+        loop {
+            let ready = self.ready.notified();
+            {
+                let mut queue = lock(&self.queue);
+                if let Some(d) = queue.pop_front() {
+                    if queue.is_empty() {
+                        // A burst's queue is not kept while the device idles.
+                        queue.shrink_to_fit();
+                    }
+                    return Some(d);
+                }
+                if self.closed.load(Ordering::Acquire) {
+                    return None;
+                }
+            }
+            ready.await;
+        }
+    }
+}
 
 /// Binds `addr` (UDP) and serves devices in a task within `limits`; returns the bound address and the task.
 pub async fn listen_udp(
@@ -136,11 +191,11 @@ pub async fn serve_udp(
         let hello = dtls::is_client_hello(datagram);
         let known = lock(&table).get(&peer).cloned();
         if let Some((_, inbox)) = &known {
-            match inbox.try_send(datagram.to_vec()) {
+            match inbox.push(datagram) {
                 // A restarted device at the same address: its hello also goes to the listener below.
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) if !hello => continue,
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Ok(()) | Err(PushError::Full) if !hello => continue,
+                Ok(()) | Err(PushError::Full) => {}
+                Err(PushError::Closed) => {
                     lock(&table).remove(&peer);
                 }
             }
@@ -166,9 +221,12 @@ pub async fn serve_udp(
                     continue;
                 };
                 let id = serial.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = mpsc::channel(QUEUE);
+                let inbox = Arc::new(Inbox::default());
                 // Replaces (and so ends) an earlier association of the same address.
-                lock(&table).insert(peer, (id, tx));
+                if let Some((_, old)) = lock(&table).insert(peer, (id, Arc::clone(&inbox))) {
+                    old.closed.store(true, Ordering::Release);
+                    old.ready.notify_one();
+                }
                 let association = Association {
                     cloud: Arc::clone(&cloud),
                     hub: Arc::clone(&hub),
@@ -178,10 +236,10 @@ pub async fn serve_udp(
                     serial: id,
                     clock,
                     limits,
+                    inbox,
                 };
                 tokio::spawn(association.run(
                     Box::new(conn),
-                    rx,
                     keys,
                     Slots::new(place, Some(handshake)),
                 ));
@@ -200,6 +258,7 @@ struct Association {
     serial: u64,
     clock: Clock,
     limits: UdpLimits,
+    inbox: Arc<Inbox>,
 }
 
 /// An established association's session, as the device task sees it.
@@ -239,6 +298,7 @@ pub const UDP_OTA_CHUNK: u16 = 512;
 
 impl Drop for Association {
     fn drop(&mut self) {
+        self.inbox.closed.store(true, Ordering::Release);
         let mut table = lock(&self.table);
         if table
             .get(&self.peer)
@@ -258,10 +318,11 @@ impl Association {
     async fn run(
         self,
         mut conn: Box<dtls::Connection>,
-        mut inbox: mpsc::Receiver<Vec<u8>>,
         keys: super::rotation::LoadedKeys,
         mut slots: Slots,
     ) {
+        let inbox = Arc::clone(&self.inbox);
+        // The handshake's buffer: dropped once it is done (an idle device keeps no buffer of MAX_DATAGRAM).
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let give_up = self.clock.now() + self.limits.handshake_timeout;
         // The DTLS handshake.
@@ -315,6 +376,7 @@ impl Association {
             }
             return;
         };
+        drop(buf);
         // The handshake's place goes to the next device; the Hello exchange is the session's.
         slots.release_handshake();
         let now = self.clock.now();
@@ -345,13 +407,15 @@ impl Association {
             slots,
             Arc::clone(&mailbox),
         );
-        let mut out = vec![0u8; open.session.max_transmit_len()];
+        let out_len = open.session.max_transmit_len();
         loop {
             let now = self.clock.now();
             let mut result = open.session.handle_timeout(now);
             while let Some(event) = open.session.poll_event() {
                 task.on_event(&mut open, event);
             }
+            // The transmit buffer lives while there is something to send, not while the device idles.
+            let mut out = vec![0u8; out_len];
             loop {
                 match open.session.poll_transmit(now, &mut out) {
                     Ok(Some(n)) => self.send(&out[..n]).await,
@@ -362,6 +426,7 @@ impl Association {
                     }
                 }
             }
+            drop(out);
             if let Err(e) = result {
                 task.on_failure(&e);
                 return;
