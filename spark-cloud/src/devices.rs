@@ -441,6 +441,11 @@ pub async fn accept_devices_with(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
     let queued = Arc::new(AtomicUsize::new(0));
+    let queue = Arc::new(HandshakeQueue::default());
+    let _admitter = AbortOnDrop(tokio::spawn(admit_in_order(
+        Arc::clone(&handshakes),
+        Arc::clone(&queue),
+    )));
     let mut log = FullLog {
         last: None,
         refused: 0,
@@ -458,8 +463,10 @@ pub async fn accept_devices_with(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // The semaphore hands a freed slot to the longest waiter first, so a slot taken here means no one waits.
-        if let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() {
+        // A free slot is taken at once only when no one waits: the queue is served in arrival order.
+        if queued.load(Ordering::Relaxed) == 0
+            && let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned()
+        {
             start_device(&cloud, &hub, stream, connection, handshake);
             continue;
         }
@@ -472,20 +479,71 @@ pub async fn accept_devices_with(
         }
         queued.fetch_add(1, Ordering::Relaxed);
         let waiting = QueuedHandshake(Arc::clone(&queued));
-        let (cloud, hub, handshakes) = (
-            Arc::clone(&cloud),
-            Arc::clone(&hub),
-            Arc::clone(&handshakes),
-        );
+        let slot = queue.join(limits.handshake_queue);
+        let (cloud, hub) = (Arc::clone(&cloud), Arc::clone(&hub));
         tokio::spawn(async move {
-            let admitted =
-                tokio::time::timeout(limits.handshake_queue_wait, handshakes.acquire_owned()).await;
+            let admitted = tokio::time::timeout(limits.handshake_queue_wait, slot).await;
             drop(waiting);
             // Past its wait the connection is closed: the device retries, as it does after any failed attempt.
             if let Ok(Ok(handshake)) = admitted {
                 start_device(&cloud, &hub, stream, connection, handshake);
             }
         });
+    }
+}
+
+/// The connections waiting for a handshake slot, in arrival order: each waits on its own channel for the slot
+/// [`admit_in_order`] hands it. (Waiting on the semaphore itself would order them by when their tasks first ran,
+/// which on a multi-threaded runtime is not when they arrived.)
+#[derive(Default)]
+struct HandshakeQueue {
+    waiting: Mutex<VecDeque<oneshot::Sender<OwnedSemaphorePermit>>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl HandshakeQueue {
+    /// Takes a place at the back; the receiver gets the slot. `limit` bounds the places of connections that gave
+    /// up waiting and were not reached yet: past twice the queue's limit they are swept out.
+    fn join(&self, limit: usize) -> oneshot::Receiver<OwnedSemaphorePermit> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiting = lock(&self.waiting);
+            if waiting.len() >= limit.saturating_mul(2) {
+                waiting.retain(|w| !w.is_closed());
+            }
+            waiting.push_back(tx);
+        }
+        self.arrived.notify_one();
+        rx
+    }
+}
+
+/// Hands each freed handshake slot to the longest-waiting connection still waiting.
+async fn admit_in_order(handshakes: Arc<Semaphore>, queue: Arc<HandshakeQueue>) {
+    loop {
+        let Ok(mut slot) = Arc::clone(&handshakes).acquire_owned().await else {
+            return;
+        };
+        loop {
+            let next = lock(&queue.waiting).pop_front();
+            match next {
+                Some(waiter) => match waiter.send(slot) {
+                    Ok(()) => break,
+                    // It gave up waiting: the next one.
+                    Err(back) => slot = back,
+                },
+                None => queue.arrived.notified().await,
+            }
+        }
+    }
+}
+
+/// Aborts its task when dropped: the admitter ends with its accept loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
