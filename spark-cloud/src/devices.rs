@@ -518,9 +518,14 @@ impl HandshakeQueue {
     }
 }
 
-/// Hands each freed handshake slot to the longest-waiting connection still waiting.
+/// Hands each freed handshake slot to the longest-waiting connection still waiting. It asks for a slot only while
+/// someone waits, so that with no one queued a newcomer takes a free slot at once.
 async fn admit_in_order(handshakes: Arc<Semaphore>, queue: Arc<HandshakeQueue>) {
     loop {
+        if lock(&queue.waiting).is_empty() {
+            queue.arrived.notified().await;
+            continue;
+        }
         let Ok(mut slot) = Arc::clone(&handshakes).acquire_owned().await else {
             return;
         };
@@ -532,7 +537,8 @@ async fn admit_in_order(handshakes: Arc<Semaphore>, queue: Arc<HandshakeQueue>) 
                     // It gave up waiting: the next one.
                     Err(back) => slot = back,
                 },
-                None => queue.arrived.notified().await,
+                // All gave up: the slot goes back.
+                None => break,
             }
         }
     }
