@@ -252,21 +252,29 @@ fn spawn_cloud(
     target.pid = Some(child.id());
     let stdout = child.stdout.take();
     target.child = Some(child);
+    let addresses = address_line(stdout)?;
+    target.device = address(&addresses, "device")?;
+    target.api = address(&addresses, "http")?;
+    Ok(())
+}
+
+/// The first line a started `spark-cloud` prints on `stdout`: its listeners' addresses, as JSON.
+fn address_line(stdout: Option<std::process::ChildStdout>) -> Result<Value, String> {
     let mut line = String::new();
     if let Some(stdout) = stdout {
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
             .map_err(|e| format!("reading spark-cloud's address line: {e}"))?;
     }
-    let v: Value = serde_json::from_str(&line)
-        .map_err(|_| format!("spark-cloud did not print its addresses (got {line:?})"))?;
-    let addr = |k: &str| -> Result<SocketAddr, String> {
-        v[k].as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("spark-cloud printed no {k} address"))
-    };
-    target.device = addr("device")?;
-    target.api = addr("http")?;
-    Ok(())
+    serde_json::from_str(&line)
+        .map_err(|_| format!("spark-cloud did not print its addresses (got {line:?})"))
+}
+
+/// The address named `key` (`device`, `http`, `udp`) in an [`address_line`].
+fn address(addresses: &Value, key: &str) -> Result<SocketAddr, String> {
+    addresses[key]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("spark-cloud printed no {key} address"))
 }
 
 /// Progress output: a bar on a terminal in text mode, nothing with `--json`.

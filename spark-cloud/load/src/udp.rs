@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use rand_core::Rng as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use spark_load::cores::{FUNCTION, FUNCTION_RESULT};
 use spark_load::http::Client;
 use spark_load::procfs;
@@ -23,7 +23,7 @@ use spark_load::shard::{ShardMsg, ShardSpec, device_key, udp_id};
 use spark_protocol::dtls::{PrivateKey, PublicKey};
 use tokio::sync::mpsc;
 
-use super::{Args, Report, Target, login_as, ms, progress, sample, settle};
+use super::{Args, Report, Target, address, address_line, login_as, ms, progress, sample, settle};
 
 /// The shards and the lines they send, tagged with the shard's number.
 struct Shards {
@@ -122,22 +122,10 @@ fn spawn_udp_cloud(args: &Args, dir: &std::path::Path) -> Result<(Target, Socket
         child: Some(child),
         temp: Some(dir.to_owned()),
     };
-    let mut line = String::new();
-    if let Some(stdout) = stdout {
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("reading spark-cloud's address line: {e}"))?;
-    }
-    let v: Value = serde_json::from_str(&line)
-        .map_err(|_| format!("spark-cloud did not print its addresses (got {line:?})"))?;
-    let addr = |k: &str| -> Result<SocketAddr, String> {
-        v[k].as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("spark-cloud printed no {k} address"))
-    };
-    target.device = addr("device")?;
-    target.api = addr("http")?;
-    let udp = addr("udp")?;
+    let addresses = address_line(stdout)?;
+    target.device = address(&addresses, "device")?;
+    target.api = address(&addresses, "http")?;
+    let udp = address(&addresses, "udp")?;
     Ok((target, udp))
 }
 
