@@ -250,31 +250,9 @@ impl Api {
 /// Signs a user up on `api` and returns its token.
 async fn sign_up(api: SocketAddr) -> Result<String, String> {
     let mut client = Client::connect(api).await.map_err(|e| e.to_string())?;
-    let (user, password) = ("scale@bench", "scale-bench-password");
-    let form = serde_urlencoded::to_string([("username", user), ("password", password)])
-        .map_err(|e| e.to_string())?;
-    let r = client
-        .request("POST", "/v1/users", &[], Some(&form))
+    client
+        .sign_up("scale@bench", "scale-bench-password", "bench")
         .await
-        .map_err(|e| e.to_string())?;
-    if r.status != 200 {
-        return Err(format!("sign-up answered {}", r.status));
-    }
-    let form = serde_urlencoded::to_string([
-        ("grant_type", "password"),
-        ("client_id", "bench"),
-        ("client_secret", "bench"),
-        ("username", user),
-        ("password", password),
-    ])
-    .map_err(|e| e.to_string())?;
-    let r = client
-        .request("POST", "/oauth/token", &[], Some(&form))
-        .await
-        .map_err(|e| e.to_string())?;
-    r.json()
-        .and_then(|v| v["access_token"].as_str().map(str::to_owned))
-        .ok_or_else(|| format!("no token: {}", r.status))
 }
 
 /// Provisions ids `0..count` with the device key through `api`, over 16 connections; returns the time it took.

@@ -131,6 +131,50 @@ impl Client {
         })
     }
 
+    /// Creates the user `user` with `password` (`POST /v1/users`) and logs in as `client_id` (`POST /oauth/token`,
+    /// the password grant): the access token. An error names the step and what the cloud answered.
+    pub async fn sign_up(
+        &mut self,
+        user: &str,
+        password: &str,
+        client_id: &str,
+    ) -> Result<String, String> {
+        let form = serde_urlencoded::to_string([("username", user), ("password", password)])
+            .map_err(|e| e.to_string())?;
+        let r = self
+            .request("POST", "/v1/users", &[], Some(&form))
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status != 200 {
+            return Err(format!(
+                "creating the user: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ));
+        }
+        let form = serde_urlencoded::to_string([
+            ("grant_type", "password"),
+            ("client_id", client_id),
+            ("client_secret", client_id),
+            ("username", user),
+            ("password", password),
+        ])
+        .map_err(|e| e.to_string())?;
+        let r = self
+            .request("POST", "/oauth/token", &[], Some(&form))
+            .await
+            .map_err(|e| e.to_string())?;
+        r.json()
+            .and_then(|v| v["access_token"].as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                format!(
+                    "no token: {} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                )
+            })
+    }
+
     /// Sends a request (`headers` as `name: value` lines without line ends; a body is sent form-encoded) and reads
     /// the response.
     pub async fn request(

@@ -438,6 +438,22 @@ impl Api {
             .unwrap_or(0))
     }
 
+    /// Waits (up to `limit`) until the cloud counts `expected` connected devices, gives its memory 2 s to settle and
+    /// samples process `pid`: whether the count was reached, the sample, and the count then.
+    async fn idle_sample(
+        &mut self,
+        pid: Option<u32>,
+        expected: u64,
+        limit: Duration,
+    ) -> Result<(bool, Option<Sample>, u64), String> {
+        let settled = self
+            .wait_for(limit, |h| h["connected"].as_u64() == Some(expected))
+            .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = sample(pid);
+        Ok((settled.is_some(), idle, self.connected().await?))
+    }
+
     /// Waits (up to `limit`) until `check` holds for the health answer; returns how long it took.
     async fn wait_for(
         &mut self,
@@ -464,42 +480,9 @@ async fn login(api: SocketAddr) -> Result<Api, String> {
 /// Creates the user `user` and logs in.
 async fn login_as(api: SocketAddr, user: &str) -> Result<Api, String> {
     let mut client = Client::connect(api).await.map_err(|e| e.to_string())?;
-    let password = "load-password-1";
-    let form = serde_urlencoded::to_string([("username", user), ("password", password)])
-        .map_err(|e| e.to_string())?;
-    let r = client
-        .request("POST", "/v1/users", &[], Some(&form))
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.status != 200 {
-        return Err(format!(
-            "creating the user: {} {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        ));
-    }
-    let form = serde_urlencoded::to_string([
-        ("grant_type", "password"),
-        ("client_id", "spark-load"),
-        ("client_secret", "spark-load"),
-        ("username", user),
-        ("password", password),
-    ])
-    .map_err(|e| e.to_string())?;
-    let r = client
-        .request("POST", "/oauth/token", &[], Some(&form))
-        .await
-        .map_err(|e| e.to_string())?;
-    let token = r
-        .json()
-        .and_then(|v| v["access_token"].as_str().map(str::to_owned))
-        .ok_or_else(|| {
-            format!(
-                "no token: {} {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            )
-        })?;
+    let token = client
+        .sign_up(user, "load-password-1", "spark-load")
+        .await?;
     Ok(Api {
         addr: api,
         client,
@@ -909,15 +892,10 @@ async fn connect_phase(
         report.fault(e);
     }
     // Let the last Describe answers and online events settle before reading memory.
-    let settled = api
-        .wait_for(Duration::from_secs(30), |h| {
-            h["connected"].as_u64() == Some(ok)
-        })
+    let (settled, idle, connected) = api
+        .idle_sample(target.pid, ok, Duration::from_secs(30))
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = sample(target.pid);
-    let connected = api.connected().await?;
-    if settled.is_none() {
+    if !settled {
         report.figure(
             "connected_mismatch",
             json!({"cloud": connected, "cores": ok}),

@@ -335,15 +335,10 @@ pub(crate) async fn udp_phase(args: &Args, report: &mut Report) -> Result<(), St
         );
     }
     // Memory once the cloud counts every device.
-    let settled = api
-        .wait_for(Duration::from_secs(60), |h| {
-            h["connected"].as_u64() == Some(connected)
-        })
+    let (settled, idle, counted) = api
+        .idle_sample(target.pid, connected, Duration::from_secs(60))
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = sample(target.pid);
-    let counted = api.connected().await?;
-    if settled.is_none() {
+    if !settled {
         report.fault(format!(
             "the cloud counts {counted} connected devices, {connected} UDP devices are up"
         ));
