@@ -97,8 +97,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
-use tokio::net::TcpListener;
-
 use cluster::wire::AdminChange;
 use events::{Event, EventBus, Publisher};
 use hub::DeviceHub;
@@ -1188,8 +1186,13 @@ pub async fn serve_with(
     addr: SocketAddr,
     limits: HttpLimits,
 ) -> Result<Running, StartError> {
-    let listener = TcpListener::bind(addr)
-        .await
+    // The kernel's queue of finished handshakes holds as many clients as the server would take at once (tokio's
+    // own default is 128, below the default cap of 256): a burst of clients that fits the cap is not dropped and
+    // made to resend its SYN a second later.
+    let backlog = u32::try_from(limits.max_connections)
+        .unwrap_or(u32::MAX)
+        .clamp(128, 65_535);
+    let listener = devices::bind_listener(addr, backlog)
         .map_err(|source| StartError::Bind { addr, source })?;
     let http = listener
         .local_addr()
