@@ -377,7 +377,14 @@ fn reload_on_hangup(cloud: Arc<cloud::Cloud>) -> std::io::Result<tokio::task::Jo
     let mut hangups = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match cloud.reload_admin_files() {
+            // The reload reads files and waits for the store: off the runtime's workers, as `follow_store` does.
+            let reloading = Arc::clone(&cloud);
+            let Ok(reloaded) =
+                tokio::task::spawn_blocking(move || reloading.reload_admin_files()).await
+            else {
+                return;
+            };
+            match reloaded {
                 Ok(keys) => eprintln!(
                     "spark-cloud: server keys reloaded ({})",
                     if keys.previous.is_some() {
