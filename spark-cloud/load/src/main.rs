@@ -530,24 +530,42 @@ fn sample(pid: Option<u32>) -> Option<Sample> {
 /// CPU time of the cloud's two RSA private-key operations per handshake (decrypting the credentials, signing the
 /// session key), measured on this thread with the same backend and key: the floor of server CPU per handshake.
 /// Thread CPU time in nanoseconds, not wall time, so that other processes on a shared machine do not inflate it
-/// (and not clock ticks: 500 rounds of 0.56 ms are 28 ticks, too coarse for a 5% goal).
-fn rsa_floor(server: &PrivateKey, public: &PublicKey) -> Option<Duration> {
+/// (and not clock ticks: 500 rounds of 0.56 ms are 28 ticks, too coarse for a 5% goal). Three batches of 200
+/// rounds: the median is the floor, the other two show how much it moved while it was measured.
+fn rsa_floor(server: &PrivateKey, public: &PublicKey) -> Option<RsaFloor> {
     let mut rng = rand_core::UnwrapErr(rand::rngs::SysRng);
     let block = server.modulus_len();
     let (mut ct, mut sig, mut out) = (vec![0u8; block], vec![0u8; block], vec![0u8; block]);
     public
         .encrypt_pkcs1v15(&mut rng, &[7u8; 52], &mut ct)
         .ok()?;
-    let rounds = 500u32;
-    let start = procfs::thread_cpu_ns()?;
-    for _ in 0..rounds {
-        server.decrypt_pkcs1v15(&mut rng, &ct, &mut out).ok()?;
-        server
-            .sign_pkcs1v15_unprefixed(&mut rng, &[9u8; 20], &mut sig)
-            .ok()?;
+    let rounds = 200u32;
+    let mut batches = [Duration::ZERO; 3];
+    for batch in &mut batches {
+        let start = procfs::thread_cpu_ns()?;
+        for _ in 0..rounds {
+            server.decrypt_pkcs1v15(&mut rng, &ct, &mut out).ok()?;
+            server
+                .sign_pkcs1v15_unprefixed(&mut rng, &[9u8; 20], &mut sig)
+                .ok()?;
+        }
+        let used = procfs::thread_cpu_ns()?.checked_sub(start)?;
+        *batch = Duration::from_nanos(used) / rounds;
     }
-    let used = procfs::thread_cpu_ns()?.checked_sub(start)?;
-    Some(Duration::from_nanos(used) / rounds)
+    batches.sort();
+    Some(RsaFloor {
+        median: batches[1],
+        low: batches[0],
+        high: batches[2],
+    })
+}
+
+/// What [`rsa_floor`] measured: per handshake, the median batch and the two others.
+#[derive(Debug, Clone, Copy)]
+struct RsaFloor {
+    median: Duration,
+    low: Duration,
+    high: Duration,
 }
 
 /// CPU time of the handshake's one public-key operation, the 40-byte session key encrypted to the device's key,
@@ -1045,19 +1063,23 @@ async fn connect_phase(
         );
         cloud_cpu = Some(cpu / u32::try_from(ok).unwrap_or(u32::MAX));
     }
-    let floor = rsa_floor(server_private, &keys.server);
-    if let Some(floor) = floor {
+    let floor_runs = rsa_floor(server_private, &keys.server);
+    if let Some(f) = floor_runs {
         report.figure(
             "rsa_floor_ms",
-            json!(ms(floor)),
+            json!(ms(f.median)),
             format!(
-                "  {:<42} {:>12.3} ms         (2 RSA-{} private-key operations, same backend, this process)",
+                "  {:<42} {:>12.3} ms         (2 RSA-{} private-key operations, same backend, this process; \
+                 median of 3 batches, {:.3}-{:.3})",
                 "reference: RSA floor per handshake",
-                ms(floor),
-                server_private.modulus_len() * 8
+                ms(f.median),
+                server_private.modulus_len() * 8,
+                ms(f.low),
+                ms(f.high)
             ),
         );
     }
+    let floor = floor_runs.map(|f| f.median);
     if let (Some(cpu), Some(floor)) = (cloud_cpu, floor) {
         report.goal(
             "cpu_per_handshake_over_floor",
@@ -2015,7 +2037,7 @@ async fn storm_phase(
     times.sort_unstable();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let rate = online as f64 / back.as_secs_f64();
-    let floor = rsa_floor(server_private, &keys.server);
+    let floor = rsa_floor(server_private, &keys.server).map(|f| f.median);
     let device = device_rsa_cost(keys);
     let floor_pace = floor.map(|f| cpus / f.as_secs_f64());
     let shared_pace = match (floor, device) {
