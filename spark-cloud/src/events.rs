@@ -1,22 +1,22 @@
 //! The event bus: fan-out of published events to server-sent-event subscribers.
 //!
-//! Each event is serialised once into its SSE frame (`event: <name>\n data: {json}\n\n`); subscribers receive
-//! reference-counted copies of that frame through a bounded queue each. A subscriber is removed from the bus the
-//! moment its stream is dropped (the HTTP connection closed), and a subscriber whose queue is full loses that event
-//! (counted) rather than slowing the publishers down.
+//! Each event is serialised once into its SSE frame (`event: <name>\n data: {json}\n\n`), and the frame's bytes are
+//! appended to the output buffer of each subscriber it matches (an [`Outlet`]: one growing buffer per stream, so a
+//! delivery allocates nothing and the stream takes every queued frame as one chunk). A subscriber is removed from
+//! the bus the moment its stream is dropped (the HTTP connection closed), and a subscriber whose queue is full
+//! loses that event (counted) rather than slowing the publishers down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use spark_protocol::DeviceId;
 
@@ -245,7 +245,90 @@ impl Credential {
 struct Subscriber {
     filter: Filter,
     credential: Option<Credential>,
-    tx: mpsc::Sender<Bytes>,
+    outlet: Arc<Outlet>,
+}
+
+impl Drop for Subscriber {
+    /// Detached from the bus (its stream dropped, its credential revoked or expired): the stream ends once it has
+    /// read what was queued.
+    fn drop(&mut self) {
+        let waker = {
+            let mut queued = super::lock(&self.outlet.queued);
+            queued.ended = true;
+            queued.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A subscriber's output: the frames queued for it, back to back in one buffer, and the waker of its stream.
+#[derive(Debug, Default)]
+struct Outlet {
+    queued: Mutex<Queued>,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    /// The queued frames' bytes, in order.
+    bytes: BytesMut,
+    /// The length of each queued frame (at most [`SUBSCRIBER_QUEUE`] of them).
+    lens: VecDeque<u32>,
+    /// The stream's task, while it waits for a frame.
+    waker: Option<Waker>,
+    /// The bus let the subscriber go: no frame will follow the queued ones.
+    ended: bool,
+}
+
+impl Outlet {
+    /// Appends `frame`, or returns `false` (the queue is full). The waiting stream is woken.
+    fn offer(&self, frame: &[u8]) -> bool {
+        let waker = {
+            let mut queued = super::lock(&self.queued);
+            if queued.lens.len() >= SUBSCRIBER_QUEUE {
+                return false;
+            }
+            queued.bytes.extend_from_slice(frame);
+            queued
+                .lens
+                .push_back(u32::try_from(frame.len()).unwrap_or(u32::MAX));
+            queued.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Takes queued whole frames, at least one and up to `max` bytes (or the one frame that crosses it): `None`
+    /// once the subscriber is detached and everything queued was taken; `Pending` (the waker kept) while nothing
+    /// is queued.
+    fn poll_take(&self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Bytes>> {
+        let mut queued = super::lock(&self.queued);
+        let mut len = 0usize;
+        while len < max {
+            match queued.lens.pop_front() {
+                Some(n) => len += n as usize,
+                None => break,
+            }
+        }
+        if len > 0 {
+            let len = len.min(queued.bytes.len());
+            return Poll::Ready(Some(queued.bytes.split_to(len).freeze()));
+        }
+        if queued.ended {
+            return Poll::Ready(None);
+        }
+        if !queued
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            queued.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
 }
 
 /// Counters of the bus.
@@ -305,26 +388,26 @@ struct Offered {
 }
 
 impl Offered {
-    /// Offers `event` to each subscriber of `group` it matches, dropping subscribers that expired or closed.
+    /// Offers `event` to each subscriber of `group` it matches, dropping subscribers that expired or whose
+    /// stream is gone.
     fn offer_to(&mut self, group: &mut HashMap<u64, Subscriber>, event: &Event, now: SystemTime) {
         group.retain(|_, sub| {
             if sub.credential.as_ref().is_some_and(|c| c.expired(now)) {
                 return false;
             }
+            // The stream's end holds the other reference; without it nobody reads.
+            if Arc::strong_count(&sub.outlet) < 2 {
+                return false;
+            }
             if !sub.filter.matches(event) {
-                return !sub.tx.is_closed();
+                return true;
             }
-            match sub.tx.try_send(event.frame.clone()) {
-                Ok(()) => {
-                    self.delivered += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.dropped += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            if sub.outlet.offer(&event.frame) {
+                self.delivered += 1;
+            } else {
+                self.dropped += 1;
             }
+            true
         });
     }
 }
@@ -377,7 +460,7 @@ impl EventBus {
     }
 
     fn attach(self: &Arc<Self>, filter: Filter, credential: Option<Credential>) -> Subscription {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let outlet = Arc::new(Outlet::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let expires_at = credential.as_ref().and_then(|c| c.expires_at);
         let user = filter.user.clone();
@@ -386,14 +469,14 @@ impl EventBus {
             Subscriber {
                 filter,
                 credential,
-                tx,
+                outlet: Arc::clone(&outlet),
             },
         );
         Subscription {
             bus: Arc::clone(self),
             id,
             user,
-            rx,
+            outlet,
             expires_at,
         }
     }
@@ -485,14 +568,20 @@ pub struct Subscription {
     bus: Arc<EventBus>,
     id: u64,
     user: String,
-    rx: mpsc::Receiver<Bytes>,
+    outlet: Arc<Outlet>,
     expires_at: Option<SystemTime>,
 }
 
 impl Subscription {
-    /// The next frame (`None` never happens while the bus lives).
+    /// The next frame; `None` once the bus detached the subscriber (its credential was revoked or expired) and
+    /// every frame queued before was taken.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.outlet.poll_take(cx, 1)).await
+    }
+
+    /// Queued whole frames, at least one and up to `max` bytes (or the one frame that crosses it), as one chunk.
+    fn poll_chunk(&self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Bytes>> {
+        self.outlet.poll_take(cx, max)
     }
 
     /// Turns this subscription into an SSE response body (`:ok` first, keep-alives after [`KEEP_ALIVE`] of
@@ -555,29 +644,11 @@ impl Body for SseBody {
             this.rearm();
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":ok\n\n")))));
         }
-        match this.sub.rx.poll_recv(cx) {
-            Poll::Ready(Some(first)) => {
-                let mut more = match this.sub.rx.try_recv() {
-                    Ok(next) => next,
-                    Err(_) => {
-                        this.rearm();
-                        return Poll::Ready(Some(Ok(Frame::data(first))));
-                    }
-                };
-                let mut chunk = BytesMut::with_capacity(MAX_CHUNK.min(first.len() * 64));
-                chunk.extend_from_slice(&first);
-                loop {
-                    chunk.extend_from_slice(&more);
-                    if chunk.len() >= MAX_CHUNK {
-                        break;
-                    }
-                    match this.sub.rx.try_recv() {
-                        Ok(next) => more = next,
-                        Err(_) => break,
-                    }
-                }
+        // Every frame queued (up to a chunk's worth) leaves at once, straight from the subscriber's buffer.
+        match this.sub.poll_chunk(cx, MAX_CHUNK) {
+            Poll::Ready(Some(chunk)) => {
                 this.rearm();
-                Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.keep_alive.as_mut().poll(cx) {
@@ -896,6 +967,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_revoked_stream_ends_after_its_queued_frames() {
+        let bus = EventBus::new();
+        let filter = Filter {
+            user: "u".into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        };
+        let credential = Credential {
+            token: "t".into(),
+            user: "u".into(),
+            expires_at: None,
+            issued_at: None,
+        };
+        let mut body = bus.subscribe_with(filter, credential).into_body();
+        assert!(next_chunk(&mut body).await.is_some());
+        let e = event("x", true, None, None);
+        bus.publish(&e);
+        bus.end_token("t");
+        assert_eq!(bus.stats().subscribers, 0);
+        // What was queued before the revocation is still sent, then the stream ends.
+        assert_eq!(next_chunk(&mut body).await.as_deref(), Some(&e.frame[..]));
+        use http_body_util::BodyExt;
+        let end = tokio::time::timeout(Duration::from_secs(1), body.frame()).await;
+        assert!(matches!(end, Ok(None)), "the stream ended");
+        bus.publish(&e);
+        assert_eq!(bus.stats().delivered, 1);
+    }
+
+    #[tokio::test]
     async fn private_events_reach_their_owner_alone_and_public_ones_everyone() {
         let bus = EventBus::new();
         let all = |user: &str| Filter {
@@ -915,7 +1015,10 @@ mod tests {
             assert!(sub.recv().await.unwrap().starts_with(b"event: news\n"));
         }
         assert!(b.recv().await.unwrap().starts_with(b"event: news\n"));
-        assert!(b.rx.try_recv().is_err());
+        assert!(
+            b.poll_chunk(&mut Context::from_waker(Waker::noop()), MAX_CHUNK)
+                .is_pending()
+        );
         // A group empties as its last subscriber leaves.
         drop((a1, a2));
         assert_eq!(bus.stats().subscribers, 1);
