@@ -45,6 +45,22 @@ pub struct Event {
     pub frame: Bytes,
 }
 
+/// An event as the bus matches and delivers it, borrowed: what [`Event::view`] gives, and what the device listener
+/// builds without allocating (its frame written into a buffer it reuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventView<'a> {
+    /// The event name.
+    pub name: &'a str,
+    /// The user that owns it; `None` for an unowned device.
+    pub owner: Option<&'a str>,
+    /// The publishing device, when a device published it.
+    pub device: Option<DeviceId>,
+    /// Whether it is public.
+    pub public: bool,
+    /// The SSE frame.
+    pub frame: &'a [u8],
+}
+
 /// The fixed bytes of a frame: `event: `, `\ndata: {"data":`, the other keys and quotes, `}\n\n`.
 const FRAME_OVERHEAD: usize = 80;
 
@@ -144,19 +160,53 @@ impl Event {
         published_at: SystemTime,
         from: Publisher<'_>,
     ) -> Event {
-        let mut stamp = [0u8; ISO8601_LEN];
-        let stamp = iso8601_into(published_at, &mut stamp);
-        let mut ttl_digits = [0u8; 10];
-        let ttl_text = decimal(ttl, &mut ttl_digits);
         // The JSON is written straight into the frame (one allocation), escaped as `serde_json` escapes strings.
-        let mut frame = BytesMut::with_capacity(
-            name.len()
-                + data.map_or(4, |d| d.len() + 2)
-                + from.coreid.len()
-                + ttl_text.len()
-                + stamp.len()
-                + FRAME_OVERHEAD,
-        );
+        let mut frame = BytesMut::new();
+        write_frame(&mut frame, name, data, ttl, published_at, from.coreid);
+        Event {
+            name: name.into(),
+            owner: from.owner.map(Into::into),
+            device: from.device,
+            public,
+            frame: frame.freeze(),
+        }
+    }
+
+    /// The event, borrowed.
+    #[must_use]
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            name: &self.name,
+            owner: self.owner.as_deref(),
+            device: self.device,
+            public: self.public,
+            frame: &self.frame,
+        }
+    }
+}
+
+/// Appends the SSE frame of an event to `frame`: `event: <name>`, then the JSON of its data, TTL, time and `coreid`.
+pub fn write_frame(
+    frame: &mut BytesMut,
+    name: &str,
+    data: Option<&str>,
+    ttl: u32,
+    published_at: SystemTime,
+    coreid: &str,
+) {
+    let mut stamp = [0u8; ISO8601_LEN];
+    let stamp = iso8601_into(published_at, &mut stamp);
+    let mut ttl_digits = [0u8; 10];
+    let ttl_text = decimal(ttl, &mut ttl_digits);
+    frame.reserve(
+        name.len()
+            + data.map_or(4, |d| d.len() + 2)
+            + coreid.len()
+            + ttl_text.len()
+            + stamp.len()
+            + FRAME_OVERHEAD,
+    );
+    {
         frame.extend_from_slice(b"event: ");
         // A line break in a name would split the SSE frame; names are validated before, this keeps the frame sound.
         for &b in name.as_bytes() {
@@ -168,7 +218,7 @@ impl Event {
         }
         frame.extend_from_slice(b"\ndata: {\"data\":");
         match data {
-            Some(d) => json_string(&mut frame, d),
+            Some(d) => json_string(frame, d),
             None => frame.extend_from_slice(b"null"),
         }
         frame.extend_from_slice(b",\"ttl\":\"");
@@ -176,15 +226,8 @@ impl Event {
         frame.extend_from_slice(b"\",\"published_at\":\"");
         frame.extend_from_slice(stamp);
         frame.extend_from_slice(b"\",\"coreid\":");
-        json_string(&mut frame, from.coreid);
+        json_string(frame, coreid);
         frame.extend_from_slice(b"}\n\n");
-        Event {
-            name: name.into(),
-            owner: from.owner.map(Into::into),
-            device: from.device,
-            public,
-            frame: frame.freeze(),
-        }
     }
 }
 
@@ -208,10 +251,15 @@ pub struct Filter {
 impl Filter {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
+        self.matches_view(&event.view())
+    }
+
+    /// Whether the borrowed `event` passes.
+    pub fn matches_view(&self, event: &EventView<'_>) -> bool {
         if !event.name.starts_with(self.prefix.as_str()) {
             return false;
         }
-        let own = event.owner.as_deref() == Some(self.user.as_str());
+        let own = event.owner == Some(self.user.as_str());
         match &self.scope {
             Scope::All => event.public || own,
             Scope::MyDevices => own && event.device.is_some(),
@@ -390,7 +438,12 @@ struct Offered {
 impl Offered {
     /// Offers `event` to each subscriber of `group` it matches, dropping subscribers that expired or whose
     /// stream is gone.
-    fn offer_to(&mut self, group: &mut HashMap<u64, Subscriber>, event: &Event, now: SystemTime) {
+    fn offer_to(
+        &mut self,
+        group: &mut HashMap<u64, Subscriber>,
+        event: &EventView<'_>,
+        now: SystemTime,
+    ) {
         group.retain(|_, sub| {
             if sub.credential.as_ref().is_some_and(|c| c.expired(now)) {
                 return false;
@@ -399,10 +452,10 @@ impl Offered {
             if Arc::strong_count(&sub.outlet) < 2 {
                 return false;
             }
-            if !sub.filter.matches(event) {
+            if !sub.filter.matches_view(event) {
                 return true;
             }
-            if sub.outlet.offer(&event.frame) {
+            if sub.outlet.offer(event.frame) {
                 self.delivered += 1;
             } else {
                 self.dropped += 1;
@@ -511,9 +564,22 @@ impl EventBus {
 
     /// [`EventBus::publish`] with the time already read (for the credentials' expiry).
     pub(crate) fn publish_at(&self, event: &Event, now: SystemTime) {
-        self.offer(event, now);
+        self.offer(&event.view(), now);
         if let Some(relay) = self.relay.get() {
             relay(event);
+        }
+    }
+
+    /// [`EventBus::publish_at`] for a borrowed event: `owned` builds the owned event only when a relay takes it.
+    pub(crate) fn publish_view_at(
+        &self,
+        event: &EventView<'_>,
+        now: SystemTime,
+        owned: impl FnOnce() -> Event,
+    ) {
+        self.offer(event, now);
+        if let Some(relay) = self.relay.get() {
+            relay(&owned());
         }
     }
 
@@ -525,10 +591,10 @@ impl EventBus {
 
     /// Fans out an event another node published: to this bus's subscribers only, never back to the relay.
     pub fn publish_from_peer(&self, event: &Event) {
-        self.offer(event, SystemTime::now());
+        self.offer(&event.view(), SystemTime::now());
     }
 
-    fn offer(&self, event: &Event, now: SystemTime) {
+    fn offer(&self, event: &EventView<'_>, now: SystemTime) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let mut offered = Offered::default();
         let mut subscribers = self.lock();
@@ -537,7 +603,7 @@ impl EventBus {
                 offered.offer_to(group, event, now);
                 !group.is_empty()
             });
-        } else if let Some(owner) = event.owner.as_deref()
+        } else if let Some(owner) = event.owner
             && let Some(group) = subscribers.by_user.get_mut(owner)
         {
             offered.offer_to(group, event, now);
