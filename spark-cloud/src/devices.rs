@@ -1118,9 +1118,13 @@ async fn work(
             .store(false, Ordering::Relaxed);
         tokio::select! {
             event = driver.drive() => {
-                // The events published in that round, before anything else (a failure included) is handled.
-                while let Some(view) = driver.connection_mut().poll_published() {
-                    task.on_published(&view);
+                // The events published in that round, before anything else (a failure included) is handled; the
+                // streams they reach are woken once for the round.
+                {
+                    let _wakes = crate::events::WakeBatch::new();
+                    while let Some(view) = driver.connection_mut().poll_published() {
+                        task.on_published(&view);
+                    }
                 }
                 if !kept && driver.transport().batches.is_some() {
                     kept = true;

@@ -329,8 +329,72 @@ struct Queued {
     ended: bool,
 }
 
+thread_local! {
+    /// The wakes held back on this thread by a [`WakeBatch`]; `None` while none is open.
+    static HELD_WAKES: std::cell::RefCell<Option<Vec<Waker>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Holds back the wake-ups of the streams that the events published on this thread meanwhile reach, and wakes each
+/// once when dropped: a publisher with a batch of events (a busy device's read) wakes a stream once for the batch
+/// rather than for each event. Never hold it across an `.await`.
+#[derive(Debug)]
+#[must_use = "the held wakes happen when the batch is dropped"]
+pub struct WakeBatch {
+    /// Whether this batch opened the thread's hold (an inner batch leaves it to the outer one).
+    outer: bool,
+}
+
+impl WakeBatch {
+    /// Opens a batch on this thread.
+    pub fn new() -> WakeBatch {
+        let outer = HELD_WAKES.with_borrow_mut(|held| {
+            if held.is_some() {
+                return false;
+            }
+            *held = Some(Vec::new());
+            true
+        });
+        WakeBatch { outer }
+    }
+}
+
+impl Default for WakeBatch {
+    fn default() -> Self {
+        WakeBatch::new()
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        if !self.outer {
+            return;
+        }
+        let held = HELD_WAKES.with_borrow_mut(Option::take).unwrap_or_default();
+        for waker in held {
+            waker.wake();
+        }
+    }
+}
+
+/// Wakes `waker` now, or when the thread's [`WakeBatch`] ends.
+fn wake(waker: Waker) {
+    let waker = HELD_WAKES.with_borrow_mut(|held| match held {
+        Some(held) => {
+            if !held.iter().any(|w| w.will_wake(&waker)) {
+                held.push(waker);
+            }
+            None
+        }
+        None => Some(waker),
+    });
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
 impl Outlet {
-    /// Appends `frame`, or returns `false` (the queue is full). The waiting stream is woken.
+    /// Appends `frame`, or returns `false` (the queue is full). The waiting stream is woken (at the end of the
+    /// thread's [`WakeBatch`], if one is open).
     fn offer(&self, frame: &[u8]) -> bool {
         let waker = {
             let mut queued = super::lock(&self.queued);
@@ -344,7 +408,7 @@ impl Outlet {
             queued.waker.take()
         };
         if let Some(w) = waker {
-            w.wake();
+            wake(w);
         }
         true
     }
@@ -1030,6 +1094,49 @@ mod tests {
         let s = bus.stats();
         assert_eq!((s.delivered, s.dropped), (SUBSCRIBER_QUEUE as u64, 3));
         assert_eq!(a.recv().await.as_deref(), Some(&e.frame[..]));
+    }
+
+    #[test]
+    fn a_wake_batch_wakes_a_stream_once_when_it_ends() {
+        struct Count(AtomicU64);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let bus = EventBus::new();
+        let sub = bus.subscribe(Filter {
+            user: "u".into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        });
+        let count = Arc::new(Count(AtomicU64::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        assert!(sub.poll_chunk(&mut cx, MAX_CHUNK).is_pending());
+        let e = event("x", true, None, None);
+        {
+            let _outer = WakeBatch::new();
+            let inner = WakeBatch::new();
+            for _ in 0..10 {
+                bus.publish(&e);
+            }
+            drop(inner);
+            assert_eq!(
+                count.0.load(Ordering::Relaxed),
+                0,
+                "held until the outer batch ends"
+            );
+        }
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        let Poll::Ready(Some(chunk)) = sub.poll_chunk(&mut cx, MAX_CHUNK) else {
+            panic!("the ten frames are queued")
+        };
+        assert_eq!(chunk.len(), 10 * e.frame.len());
+        // Without a batch, a waiting stream is woken at once.
+        assert!(sub.poll_chunk(&mut cx, MAX_CHUNK).is_pending());
+        bus.publish(&e);
+        assert_eq!(count.0.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]

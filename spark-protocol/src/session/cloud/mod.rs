@@ -143,6 +143,8 @@ struct Busy {
     taken: usize,
     /// Sent messages' buffers, for the next acknowledgements.
     spare: Vec<Vec<u8>>,
+    /// The buffer messages are decrypted into.
+    plain: Vec<u8>,
 }
 
 /// A published event's header in [`Busy::published`]: flags (bit 0 private, bit 1 with data),
@@ -330,7 +332,6 @@ pub struct CloudConnection<S, K, R> {
     channel: Option<Channel>,
     /// Datagram mode (UDP): whole plaintext CoAP messages in and out, no counter rule.
     datagram: bool,
-    plain: Vec<u8>,
     out: Outbox,
     device: Option<DeviceInfo>,
     /// The id of the device's last non-ACK message.
@@ -398,7 +399,6 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             raw,
             channel: None,
             datagram: false,
-            plain: Vec::new(),
             out: Outbox {
                 datagram: false,
                 next_id: u16::from_be_bytes(seed),
@@ -581,11 +581,11 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         if let Some(busy) = self.busy.as_deref_mut() {
             busy.keep = false;
             busy.spare = Vec::new();
+            busy.plain = Vec::new();
             if busy.taken >= busy.published.len() {
                 self.busy = None;
             }
         }
-        self.plain = Vec::new();
         if let Some(channel) = self.channel.as_mut() {
             channel.park_decoder();
         }
@@ -846,7 +846,28 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         Ok(())
     }
 
-    fn handle_input_inner(&mut self, now: Instant, mut input: &[u8]) -> Result<(), SessionError> {
+    fn handle_input_inner(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError> {
+        // The buffer messages are decrypted into: a busy connection's kept one, or one for this input.
+        let mut plain = self
+            .busy
+            .as_deref_mut()
+            .map(|b| core::mem::take(&mut b.plain))
+            .unwrap_or_default();
+        let result = self.handle_frames(now, input, &mut plain);
+        if let Some(busy) = self.busy.as_deref_mut()
+            && busy.keep
+        {
+            busy.plain = plain;
+        }
+        result
+    }
+
+    fn handle_frames(
+        &mut self,
+        now: Instant,
+        mut input: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), SessionError> {
         loop {
             match &mut self.state {
                 State::Ended(e) => return Err(*e),
@@ -878,16 +899,14 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                     let decoder = channel.decoder();
                     let consumed = decoder.handle_input(input).map_err(frame_error)?;
                     input = &input[consumed..];
-                    let mut plain = core::mem::take(&mut self.plain);
                     if plain.len() < self.config.max_frame_len {
-                        plain = vec![0u8; self.config.max_frame_len];
+                        *plain = vec![0u8; self.config.max_frame_len];
                     }
-                    let result = match decoder.poll_message(&mut plain) {
+                    let result = match decoder.poll_message(plain) {
                         Ok(Some(n)) => self.handle_message(now, &plain[..n]),
                         Ok(None) => Ok(()),
                         Err(e) => Err(frame_error(e)),
                     };
-                    self.plain = plain;
                     result?;
                     if consumed == 0 && input.is_empty() {
                         return Ok(());
@@ -1229,7 +1248,6 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
         let result = self.handle_input_inner(now, input);
         // The message buffer and the decoder are rebuilt for the next input, unless the connection is busy.
         if !self.keeping() {
-            self.plain = Vec::new();
             if let Some(channel) = self.channel.as_mut() {
                 channel.park_decoder();
             }
