@@ -1127,8 +1127,10 @@ async fn work(
                     }
                 }
                 if !kept && driver.transport().batches.is_some() {
+                    // Busy: the session keeps its buffers, and each round takes a whole batch of input.
                     kept = true;
                     driver.connection_mut().keep_buffers(true);
+                    driver.grow_buffer(Batches::INPUT);
                 }
                 match event {
                     Ok(Some(event)) => task.on_event(&mut driver, event),
