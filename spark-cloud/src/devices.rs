@@ -1118,13 +1118,27 @@ async fn work(
             .store(false, Ordering::Relaxed);
         tokio::select! {
             event = driver.drive() => {
-                // The events published in that round, before anything else (a failure included) is handled; the
-                // streams they reach are woken once for the round.
+                // The session's event first: the device's Hello (`Connected`, which names the device) comes before
+                // any event it published in the same read.
+                let (idle, failed) = match event {
+                    Ok(Some(event)) => {
+                        task.on_event(&mut driver, event);
+                        (false, None)
+                    }
+                    Ok(None) => (true, None),
+                    Err(e) => (false, Some(e)),
+                };
+                // Then the events published in that round, before a failure ends the task; the streams they reach
+                // are woken once for the round.
                 {
                     let _wakes = crate::events::WakeBatch::new();
                     while let Some(view) = driver.connection_mut().poll_published() {
                         task.on_published(&view);
                     }
+                }
+                if let Some(e) = failed {
+                    task.on_failure(&e);
+                    return None;
                 }
                 if !kept && driver.transport().batches.is_some() {
                     // Busy: the session keeps its buffers, and each round takes a whole batch of input.
@@ -1132,17 +1146,8 @@ async fn work(
                     driver.connection_mut().keep_buffers(true);
                     driver.grow_buffer(Batches::INPUT);
                 }
-                match event {
-                    Ok(Some(event)) => task.on_event(&mut driver, event),
-                    Ok(None) => {
-                        if driver.transport().socket.drained.load(Ordering::Relaxed) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        task.on_failure(&e);
-                        return None;
-                    }
+                if idle && driver.transport().socket.drained.load(Ordering::Relaxed) {
+                    break;
                 }
             },
             () = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {

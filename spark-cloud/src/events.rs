@@ -380,9 +380,8 @@ impl Drop for WakeBatch {
 fn wake(waker: Waker) {
     let waker = HELD_WAKES.with_borrow_mut(|held| match held {
         Some(held) => {
-            if !held.iter().any(|w| w.will_wake(&waker)) {
-                held.push(waker);
-            }
+            // A stream's waker is taken by the first frame that reaches it, so each stream is held about once.
+            held.push(waker);
             None
         }
         None => Some(waker),
