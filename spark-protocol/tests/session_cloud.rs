@@ -1287,12 +1287,15 @@ fn published(c: &mut Cloud) -> Vec<spark_protocol::session::cloud::PublishedEven
     out
 }
 
+/// An event's name, data, visibility and TTL.
+type Shape<'a> = (&'a [u8], Option<&'a [u8]>, Visibility, u32);
+
 /// Events of every shape: segmented names, data present, empty and absent, public and private,
 /// several TTLs, and one sent as an acknowledgement (which is not acknowledged back).
 fn varied_events(d: &mut Device) -> (Vec<u8>, Vec<u16>) {
     let mut stream = Vec::new();
     let mut acked = Vec::new();
-    let shapes: [(&[u8], Option<&[u8]>, Visibility, u32); 6] = [
+    let shapes: [Shape<'_>; 6] = [
         (b"temp/kitchen", Some(b"21.5"), Visibility::Private, 120),
         (b"motion", None, Visibility::Public, 60),
         (b"a/b/c/d", Some(b""), Visibility::Public, 0),

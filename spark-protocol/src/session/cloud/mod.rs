@@ -1247,10 +1247,10 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
     fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError> {
         let result = self.handle_input_inner(now, input);
         // The message buffer and the decoder are rebuilt for the next input, unless the connection is busy.
-        if !self.keeping() {
-            if let Some(channel) = self.channel.as_mut() {
-                channel.park_decoder();
-            }
+        if !self.keeping()
+            && let Some(channel) = self.channel.as_mut()
+        {
+            channel.park_decoder();
         }
         match result {
             Ok(()) => Ok(()),
