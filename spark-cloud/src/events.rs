@@ -1,7 +1,7 @@
 //! The event bus: fan-out of published events to server-sent-event subscribers.
 //!
 //! Each event is serialised once into its SSE frame (`event: <name>\n data: {json}\n\n`), and the frame's bytes are
-//! appended to the output buffer of each subscriber it matches (an [`Outlet`]: one growing buffer per stream, so a
+//! appended to the output buffer of each subscriber it matches (one growing buffer per stream, so a
 //! delivery allocates nothing and the stream takes every queued frame as one chunk). A subscriber is removed from
 //! the bus the moment its stream is dropped (the HTTP connection closed), and a subscriber whose queue is full
 //! loses that event (counted) rather than slowing the publishers down.
