@@ -1,7 +1,8 @@
 //! Drives an established `CloudConnection` built from a known session key (no RSA handshake per input, so inputs
 //! run thousands of times faster than `protocol_session_cloud`): the device's Hello, then arbitrary device messages
-//! sealed as valid frames, raw bytes, timer runs and application requests. The session must never panic, and once
-//! ended it must keep its error.
+//! sealed as valid frames, raw bytes, timer runs and application requests. The first byte chooses whether published
+//! events come out as borrowed views (bit 0) and whether the session keeps its buffers between inputs (bit 1). The
+//! session must never panic, and once ended it must keep its error.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -44,5 +45,13 @@ fuzz_target!(|data: &[u8]| {
     let hello = cloud_session::seal(&mut enc, cloud_session::HELLO);
     cloud.handle_input(Instant::ZERO, &hello).unwrap();
     assert!(cloud.is_established());
+    let (mode, data) = data.split_first().map_or((0, data), |(m, rest)| (*m, rest));
+    cloud.set_published_views(mode & 1 != 0);
+    cloud.keep_buffers(mode & 2 != 0);
     cloud_session::drive(&mut cloud, &mut enc, data);
+    while let Some(view) = cloud.poll_published() {
+        let owned = view.to_event();
+        assert_eq!(owned.name, view.name);
+    }
+    cloud.keep_buffers(false);
 });

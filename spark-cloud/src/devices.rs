@@ -26,7 +26,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use spark_protocol::session::cloud::{
     CloudConfig, CloudConnection, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, OtaEvent,
-    OtaOptions, OutgoingEvent, RequestFailure, RequestId, Subscription,
+    OtaOptions, OutgoingEvent, PublishedView, RequestFailure, RequestId, Subscription,
 };
 use spark_protocol::session::driver::asynch::{Driver, Transport};
 use spark_protocol::session::driver::tokio::TokioClock;
@@ -1053,13 +1053,16 @@ fn run_device(
 ) -> impl Future<Output = ()> + Send + 'static {
     let mailbox = Arc::new(Mailbox::default());
     let server_key = keys.for_connection();
-    let session = CloudConnection::new(
+    let mut session = CloudConnection::new(
         Instant::ZERO,
         server_key,
         StateKeys(Arc::clone(&cloud), Arc::clone(&mailbox)),
         super::system_rng(),
         CloudConfig::default(),
     );
+    // Published events come out as views into the session's buffer (taken after every round of the driver), not
+    // as a heap copy of each name and data.
+    session.set_published_views(true);
     let mut task = Box::new(DeviceTask::new(
         cloud,
         hub,
@@ -1104,6 +1107,9 @@ async fn work(
     while let Some(command) = mailbox.take() {
         task.on_command(&mut driver, command);
     }
+    // Whether the session keeps its buffers between reads: from the round the socket turned busy (batched) until
+    // the connection parks.
+    let mut kept = false;
     loop {
         driver
             .transport()
@@ -1111,16 +1117,37 @@ async fn work(
             .drained
             .store(false, Ordering::Relaxed);
         tokio::select! {
-            event = driver.drive() => match event {
-                Ok(Some(event)) => task.on_event(&mut driver, event),
-                Ok(None) => {
-                    if driver.transport().socket.drained.load(Ordering::Relaxed) {
-                        break;
+            event = driver.drive() => {
+                // The session's event first: the device's Hello (`Connected`, which names the device) comes before
+                // any event it published in the same read.
+                let (idle, failed) = match event {
+                    Ok(Some(event)) => {
+                        task.on_event(&mut driver, event);
+                        (false, None)
+                    }
+                    Ok(None) => (true, None),
+                    Err(e) => (false, Some(e)),
+                };
+                // Then the events published in that round, before a failure ends the task; the streams they reach
+                // are woken once for the round.
+                {
+                    let _wakes = crate::events::WakeBatch::new();
+                    while let Some(view) = driver.connection_mut().poll_published() {
+                        task.on_published(&view);
                     }
                 }
-                Err(e) => {
+                if let Some(e) = failed {
                     task.on_failure(&e);
                     return None;
+                }
+                if !kept && driver.transport().batches.is_some() {
+                    // Busy: the session keeps its buffers, and each round takes a whole batch of input.
+                    kept = true;
+                    driver.connection_mut().keep_buffers(true);
+                    driver.grow_buffer(Batches::INPUT);
+                }
+                if idle && driver.transport().socket.drained.load(Ordering::Relaxed) {
+                    break;
                 }
             },
             () = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {
@@ -1133,7 +1160,11 @@ async fn work(
             }
         }
     }
-    let (session, working, clock, _buffer) = driver.into_parts();
+    let (mut session, working, clock, _buffer) = driver.into_parts();
+    if kept {
+        // Parked, the session holds no buffer.
+        session.keep_buffers(false);
+    }
     let socket = match working.into_socket().await {
         Ok(socket) => socket,
         Err(e) => {
@@ -1249,21 +1280,12 @@ impl DeviceTask {
                     let _ = answer.send(result.map_err(|f| failure(&f)));
                 }
             }
-            CloudEvent::Published(e) => {
-                if let Some((device, _)) = &self.session.id {
-                    let name = String::from_utf8_lossy(&e.name);
-                    let data = e.data.as_deref().map(String::from_utf8_lossy);
-                    // The id as text on the stack: no allocation per event.
-                    let hex = device.to_hex();
-                    self.session.cloud.device_event(
-                        core::str::from_utf8(&hex).unwrap_or_default(),
-                        &name,
-                        data.as_deref(),
-                        e.ttl,
-                        !e.private,
-                    );
-                }
-            }
+            CloudEvent::Published(e) => self.on_published(&PublishedView {
+                name: &e.name,
+                data: e.data.as_deref(),
+                ttl: e.ttl,
+                private: e.private,
+            }),
             CloudEvent::Subscribed(s) => self.rare().subscriptions.push(s),
             CloudEvent::Ota { request, event } => match event {
                 OtaEvent::Progress {
@@ -1285,6 +1307,23 @@ impl DeviceTask {
                 _ => {}
             },
             _ => {}
+        }
+    }
+
+    /// The device published an event: the cloud publishes it on the device's behalf.
+    pub(crate) fn on_published(&self, e: &PublishedView<'_>) {
+        if let Some((device, _)) = &self.session.id {
+            let name = String::from_utf8_lossy(e.name);
+            let data = e.data.map(String::from_utf8_lossy);
+            // The id as text on the stack: no allocation per event.
+            let hex = device.to_hex();
+            self.session.cloud.device_event(
+                core::str::from_utf8(&hex).unwrap_or_default(),
+                &name,
+                data.as_deref(),
+                e.ttl,
+                !e.private,
+            );
         }
     }
 

@@ -1,22 +1,22 @@
 //! The event bus: fan-out of published events to server-sent-event subscribers.
 //!
-//! Each event is serialised once into its SSE frame (`event: <name>\n data: {json}\n\n`); subscribers receive
-//! reference-counted copies of that frame through a bounded queue each. A subscriber is removed from the bus the
-//! moment its stream is dropped (the HTTP connection closed), and a subscriber whose queue is full loses that event
-//! (counted) rather than slowing the publishers down.
+//! Each event is serialised once into its SSE frame (`event: <name>\n data: {json}\n\n`), and the frame's bytes are
+//! appended to the output buffer of each subscriber it matches (one growing buffer per stream, so a
+//! delivery allocates nothing and the stream takes every queued frame as one chunk). A subscriber is removed from
+//! the bus the moment its stream is dropped (the HTTP connection closed), and a subscriber whose queue is full
+//! loses that event (counted) rather than slowing the publishers down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use spark_protocol::DeviceId;
 
@@ -43,6 +43,22 @@ pub struct Event {
     pub public: bool,
     /// The SSE frame.
     pub frame: Bytes,
+}
+
+/// An event as the bus matches and delivers it, borrowed: what [`Event::view`] gives, and what the device listener
+/// builds without allocating (its frame written into a buffer it reuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventView<'a> {
+    /// The event name.
+    pub name: &'a str,
+    /// The user that owns it; `None` for an unowned device.
+    pub owner: Option<&'a str>,
+    /// The publishing device, when a device published it.
+    pub device: Option<DeviceId>,
+    /// Whether it is public.
+    pub public: bool,
+    /// The SSE frame.
+    pub frame: &'a [u8],
 }
 
 /// The fixed bytes of a frame: `event: `, `\ndata: {"data":`, the other keys and quotes, `}\n\n`.
@@ -144,19 +160,53 @@ impl Event {
         published_at: SystemTime,
         from: Publisher<'_>,
     ) -> Event {
-        let mut stamp = [0u8; ISO8601_LEN];
-        let stamp = iso8601_into(published_at, &mut stamp);
-        let mut ttl_digits = [0u8; 10];
-        let ttl_text = decimal(ttl, &mut ttl_digits);
         // The JSON is written straight into the frame (one allocation), escaped as `serde_json` escapes strings.
-        let mut frame = BytesMut::with_capacity(
-            name.len()
-                + data.map_or(4, |d| d.len() + 2)
-                + from.coreid.len()
-                + ttl_text.len()
-                + stamp.len()
-                + FRAME_OVERHEAD,
-        );
+        let mut frame = BytesMut::new();
+        write_frame(&mut frame, name, data, ttl, published_at, from.coreid);
+        Event {
+            name: name.into(),
+            owner: from.owner.map(Into::into),
+            device: from.device,
+            public,
+            frame: frame.freeze(),
+        }
+    }
+
+    /// The event, borrowed.
+    #[must_use]
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            name: &self.name,
+            owner: self.owner.as_deref(),
+            device: self.device,
+            public: self.public,
+            frame: &self.frame,
+        }
+    }
+}
+
+/// Appends the SSE frame of an event to `frame`: `event: <name>`, then the JSON of its data, TTL, time and `coreid`.
+pub fn write_frame(
+    frame: &mut BytesMut,
+    name: &str,
+    data: Option<&str>,
+    ttl: u32,
+    published_at: SystemTime,
+    coreid: &str,
+) {
+    let mut stamp = [0u8; ISO8601_LEN];
+    let stamp = iso8601_into(published_at, &mut stamp);
+    let mut ttl_digits = [0u8; 10];
+    let ttl_text = decimal(ttl, &mut ttl_digits);
+    frame.reserve(
+        name.len()
+            + data.map_or(4, |d| d.len() + 2)
+            + coreid.len()
+            + ttl_text.len()
+            + stamp.len()
+            + FRAME_OVERHEAD,
+    );
+    {
         frame.extend_from_slice(b"event: ");
         // A line break in a name would split the SSE frame; names are validated before, this keeps the frame sound.
         for &b in name.as_bytes() {
@@ -168,7 +218,7 @@ impl Event {
         }
         frame.extend_from_slice(b"\ndata: {\"data\":");
         match data {
-            Some(d) => json_string(&mut frame, d),
+            Some(d) => json_string(frame, d),
             None => frame.extend_from_slice(b"null"),
         }
         frame.extend_from_slice(b",\"ttl\":\"");
@@ -176,15 +226,8 @@ impl Event {
         frame.extend_from_slice(b"\",\"published_at\":\"");
         frame.extend_from_slice(stamp);
         frame.extend_from_slice(b"\",\"coreid\":");
-        json_string(&mut frame, from.coreid);
+        json_string(frame, coreid);
         frame.extend_from_slice(b"}\n\n");
-        Event {
-            name: name.into(),
-            owner: from.owner.map(Into::into),
-            device: from.device,
-            public,
-            frame: frame.freeze(),
-        }
     }
 }
 
@@ -208,10 +251,15 @@ pub struct Filter {
 impl Filter {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
+        self.matches_view(&event.view())
+    }
+
+    /// Whether the borrowed `event` passes.
+    pub fn matches_view(&self, event: &EventView<'_>) -> bool {
         if !event.name.starts_with(self.prefix.as_str()) {
             return false;
         }
-        let own = event.owner.as_deref() == Some(self.user.as_str());
+        let own = event.owner == Some(self.user.as_str());
         match &self.scope {
             Scope::All => event.public || own,
             Scope::MyDevices => own && event.device.is_some(),
@@ -245,7 +293,153 @@ impl Credential {
 struct Subscriber {
     filter: Filter,
     credential: Option<Credential>,
-    tx: mpsc::Sender<Bytes>,
+    outlet: Arc<Outlet>,
+}
+
+impl Drop for Subscriber {
+    /// Detached from the bus (its stream dropped, its credential revoked or expired): the stream ends once it has
+    /// read what was queued.
+    fn drop(&mut self) {
+        let waker = {
+            let mut queued = super::lock(&self.outlet.queued);
+            queued.ended = true;
+            queued.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A subscriber's output: the frames queued for it, back to back in one buffer, and the waker of its stream.
+#[derive(Debug, Default)]
+struct Outlet {
+    queued: Mutex<Queued>,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    /// The queued frames' bytes, in order.
+    bytes: BytesMut,
+    /// The length of each queued frame (at most [`SUBSCRIBER_QUEUE`] of them).
+    lens: VecDeque<u32>,
+    /// The stream's task, while it waits for a frame.
+    waker: Option<Waker>,
+    /// The bus let the subscriber go: no frame will follow the queued ones.
+    ended: bool,
+}
+
+thread_local! {
+    /// The wakes held back on this thread by a [`WakeBatch`]; `None` while none is open.
+    static HELD_WAKES: std::cell::RefCell<Option<Vec<Waker>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Holds back the wake-ups of the streams that the events published on this thread meanwhile reach, and wakes each
+/// once when dropped: a publisher with a batch of events (a busy device's read) wakes a stream once for the batch
+/// rather than for each event. Never hold it across an `.await`.
+#[derive(Debug)]
+#[must_use = "the held wakes happen when the batch is dropped"]
+pub struct WakeBatch {
+    /// Whether this batch opened the thread's hold (an inner batch leaves it to the outer one).
+    outer: bool,
+}
+
+impl WakeBatch {
+    /// Opens a batch on this thread.
+    pub fn new() -> WakeBatch {
+        let outer = HELD_WAKES.with_borrow_mut(|held| {
+            if held.is_some() {
+                return false;
+            }
+            *held = Some(Vec::new());
+            true
+        });
+        WakeBatch { outer }
+    }
+}
+
+impl Default for WakeBatch {
+    fn default() -> Self {
+        WakeBatch::new()
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        if !self.outer {
+            return;
+        }
+        let held = HELD_WAKES.with_borrow_mut(Option::take).unwrap_or_default();
+        for waker in held {
+            waker.wake();
+        }
+    }
+}
+
+/// Wakes `waker` now, or when the thread's [`WakeBatch`] ends.
+fn wake(waker: Waker) {
+    let waker = HELD_WAKES.with_borrow_mut(|held| match held {
+        Some(held) => {
+            // A stream's waker is taken by the first frame that reaches it, so each stream is held about once.
+            held.push(waker);
+            None
+        }
+        None => Some(waker),
+    });
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+impl Outlet {
+    /// Appends `frame`, or returns `false` (the queue is full). The waiting stream is woken (at the end of the
+    /// thread's [`WakeBatch`], if one is open).
+    fn offer(&self, frame: &[u8]) -> bool {
+        let waker = {
+            let mut queued = super::lock(&self.queued);
+            if queued.lens.len() >= SUBSCRIBER_QUEUE {
+                return false;
+            }
+            queued.bytes.extend_from_slice(frame);
+            queued
+                .lens
+                .push_back(u32::try_from(frame.len()).unwrap_or(u32::MAX));
+            queued.waker.take()
+        };
+        if let Some(w) = waker {
+            wake(w);
+        }
+        true
+    }
+
+    /// Takes queued whole frames, at least one and up to `max` bytes (or the one frame that crosses it): `None`
+    /// once the subscriber is detached and everything queued was taken; `Pending` (the waker kept) while nothing
+    /// is queued.
+    fn poll_take(&self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Bytes>> {
+        let mut queued = super::lock(&self.queued);
+        let mut len = 0usize;
+        while len < max {
+            match queued.lens.pop_front() {
+                Some(n) => len += n as usize,
+                None => break,
+            }
+        }
+        if len > 0 {
+            let len = len.min(queued.bytes.len());
+            return Poll::Ready(Some(queued.bytes.split_to(len).freeze()));
+        }
+        if queued.ended {
+            return Poll::Ready(None);
+        }
+        if !queued
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            queued.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
 }
 
 /// Counters of the bus.
@@ -305,26 +499,31 @@ struct Offered {
 }
 
 impl Offered {
-    /// Offers `event` to each subscriber of `group` it matches, dropping subscribers that expired or closed.
-    fn offer_to(&mut self, group: &mut HashMap<u64, Subscriber>, event: &Event, now: SystemTime) {
+    /// Offers `event` to each subscriber of `group` it matches, dropping subscribers that expired or whose
+    /// stream is gone.
+    fn offer_to(
+        &mut self,
+        group: &mut HashMap<u64, Subscriber>,
+        event: &EventView<'_>,
+        now: SystemTime,
+    ) {
         group.retain(|_, sub| {
             if sub.credential.as_ref().is_some_and(|c| c.expired(now)) {
                 return false;
             }
-            if !sub.filter.matches(event) {
-                return !sub.tx.is_closed();
+            // The stream's end holds the other reference; without it nobody reads.
+            if Arc::strong_count(&sub.outlet) < 2 {
+                return false;
             }
-            match sub.tx.try_send(event.frame.clone()) {
-                Ok(()) => {
-                    self.delivered += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.dropped += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            if !sub.filter.matches_view(event) {
+                return true;
             }
+            if sub.outlet.offer(event.frame) {
+                self.delivered += 1;
+            } else {
+                self.dropped += 1;
+            }
+            true
         });
     }
 }
@@ -377,7 +576,7 @@ impl EventBus {
     }
 
     fn attach(self: &Arc<Self>, filter: Filter, credential: Option<Credential>) -> Subscription {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let outlet = Arc::new(Outlet::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let expires_at = credential.as_ref().and_then(|c| c.expires_at);
         let user = filter.user.clone();
@@ -386,14 +585,14 @@ impl EventBus {
             Subscriber {
                 filter,
                 credential,
-                tx,
+                outlet: Arc::clone(&outlet),
             },
         );
         Subscription {
             bus: Arc::clone(self),
             id,
             user,
-            rx,
+            outlet,
             expires_at,
         }
     }
@@ -428,9 +627,22 @@ impl EventBus {
 
     /// [`EventBus::publish`] with the time already read (for the credentials' expiry).
     pub(crate) fn publish_at(&self, event: &Event, now: SystemTime) {
-        self.offer(event, now);
+        self.offer(&event.view(), now);
         if let Some(relay) = self.relay.get() {
             relay(event);
+        }
+    }
+
+    /// [`EventBus::publish_at`] for a borrowed event: `owned` builds the owned event only when a relay takes it.
+    pub(crate) fn publish_view_at(
+        &self,
+        event: &EventView<'_>,
+        now: SystemTime,
+        owned: impl FnOnce() -> Event,
+    ) {
+        self.offer(event, now);
+        if let Some(relay) = self.relay.get() {
+            relay(&owned());
         }
     }
 
@@ -442,10 +654,10 @@ impl EventBus {
 
     /// Fans out an event another node published: to this bus's subscribers only, never back to the relay.
     pub fn publish_from_peer(&self, event: &Event) {
-        self.offer(event, SystemTime::now());
+        self.offer(&event.view(), SystemTime::now());
     }
 
-    fn offer(&self, event: &Event, now: SystemTime) {
+    fn offer(&self, event: &EventView<'_>, now: SystemTime) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let mut offered = Offered::default();
         let mut subscribers = self.lock();
@@ -454,7 +666,7 @@ impl EventBus {
                 offered.offer_to(group, event, now);
                 !group.is_empty()
             });
-        } else if let Some(owner) = event.owner.as_deref()
+        } else if let Some(owner) = event.owner
             && let Some(group) = subscribers.by_user.get_mut(owner)
         {
             offered.offer_to(group, event, now);
@@ -485,14 +697,20 @@ pub struct Subscription {
     bus: Arc<EventBus>,
     id: u64,
     user: String,
-    rx: mpsc::Receiver<Bytes>,
+    outlet: Arc<Outlet>,
     expires_at: Option<SystemTime>,
 }
 
 impl Subscription {
-    /// The next frame (`None` never happens while the bus lives).
+    /// The next frame; `None` once the bus detached the subscriber (its credential was revoked or expired) and
+    /// every frame queued before was taken.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.outlet.poll_take(cx, 1)).await
+    }
+
+    /// Queued whole frames, at least one and up to `max` bytes (or the one frame that crosses it), as one chunk.
+    fn poll_chunk(&self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Bytes>> {
+        self.outlet.poll_take(cx, max)
     }
 
     /// Turns this subscription into an SSE response body (`:ok` first, keep-alives after [`KEEP_ALIVE`] of
@@ -555,29 +773,11 @@ impl Body for SseBody {
             this.rearm();
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":ok\n\n")))));
         }
-        match this.sub.rx.poll_recv(cx) {
-            Poll::Ready(Some(first)) => {
-                let mut more = match this.sub.rx.try_recv() {
-                    Ok(next) => next,
-                    Err(_) => {
-                        this.rearm();
-                        return Poll::Ready(Some(Ok(Frame::data(first))));
-                    }
-                };
-                let mut chunk = BytesMut::with_capacity(MAX_CHUNK.min(first.len() * 64));
-                chunk.extend_from_slice(&first);
-                loop {
-                    chunk.extend_from_slice(&more);
-                    if chunk.len() >= MAX_CHUNK {
-                        break;
-                    }
-                    match this.sub.rx.try_recv() {
-                        Ok(next) => more = next,
-                        Err(_) => break,
-                    }
-                }
+        // Every frame queued (up to a chunk's worth) leaves at once, straight from the subscriber's buffer.
+        match this.sub.poll_chunk(cx, MAX_CHUNK) {
+            Poll::Ready(Some(chunk)) => {
                 this.rearm();
-                Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.keep_alive.as_mut().poll(cx) {
@@ -895,6 +1095,78 @@ mod tests {
         assert_eq!(a.recv().await.as_deref(), Some(&e.frame[..]));
     }
 
+    #[test]
+    fn a_wake_batch_wakes_a_stream_once_when_it_ends() {
+        struct Count(AtomicU64);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let bus = EventBus::new();
+        let sub = bus.subscribe(Filter {
+            user: "u".into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        });
+        let count = Arc::new(Count(AtomicU64::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        assert!(sub.poll_chunk(&mut cx, MAX_CHUNK).is_pending());
+        let e = event("x", true, None, None);
+        {
+            let _outer = WakeBatch::new();
+            let inner = WakeBatch::new();
+            for _ in 0..10 {
+                bus.publish(&e);
+            }
+            drop(inner);
+            assert_eq!(
+                count.0.load(Ordering::Relaxed),
+                0,
+                "held until the outer batch ends"
+            );
+        }
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        let Poll::Ready(Some(chunk)) = sub.poll_chunk(&mut cx, MAX_CHUNK) else {
+            panic!("the ten frames are queued")
+        };
+        assert_eq!(chunk.len(), 10 * e.frame.len());
+        // Without a batch, a waiting stream is woken at once.
+        assert!(sub.poll_chunk(&mut cx, MAX_CHUNK).is_pending());
+        bus.publish(&e);
+        assert_eq!(count.0.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_stream_ends_after_its_queued_frames() {
+        let bus = EventBus::new();
+        let filter = Filter {
+            user: "u".into(),
+            scope: Scope::All,
+            prefix: String::new(),
+        };
+        let credential = Credential {
+            token: "t".into(),
+            user: "u".into(),
+            expires_at: None,
+            issued_at: None,
+        };
+        let mut body = bus.subscribe_with(filter, credential).into_body();
+        assert!(next_chunk(&mut body).await.is_some());
+        let e = event("x", true, None, None);
+        bus.publish(&e);
+        bus.end_token("t");
+        assert_eq!(bus.stats().subscribers, 0);
+        // What was queued before the revocation is still sent, then the stream ends.
+        assert_eq!(next_chunk(&mut body).await.as_deref(), Some(&e.frame[..]));
+        use http_body_util::BodyExt;
+        let end = tokio::time::timeout(Duration::from_secs(1), body.frame()).await;
+        assert!(matches!(end, Ok(None)), "the stream ended");
+        bus.publish(&e);
+        assert_eq!(bus.stats().delivered, 1);
+    }
+
     #[tokio::test]
     async fn private_events_reach_their_owner_alone_and_public_ones_everyone() {
         let bus = EventBus::new();
@@ -915,7 +1187,10 @@ mod tests {
             assert!(sub.recv().await.unwrap().starts_with(b"event: news\n"));
         }
         assert!(b.recv().await.unwrap().starts_with(b"event: news\n"));
-        assert!(b.rx.try_recv().is_err());
+        assert!(
+            b.poll_chunk(&mut Context::from_waker(Waker::noop()), MAX_CHUNK)
+                .is_pending()
+        );
         // A group empties as its last subscriber leaves.
         drop((a1, a2));
         assert_eq!(bus.stats().subscribers, 1);

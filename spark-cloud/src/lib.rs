@@ -833,8 +833,30 @@ impl Cloud {
             owner: owner.as_deref(),
             device: id,
         };
-        let event = Event::new(name, data, ttl, public, at, from);
-        self.bus.publish_at(&event, at);
+        // The frame is written into this thread's buffer, reused from event to event: publishing to the bus
+        // allocates nothing; the owned event is built only for a cluster relay.
+        thread_local! {
+            static FRAME: std::cell::RefCell<bytes::BytesMut> =
+                std::cell::RefCell::new(bytes::BytesMut::new());
+        }
+        let publish = |frame: &mut bytes::BytesMut| {
+            frame.clear();
+            events::write_frame(frame, name, data, ttl, at, device);
+            let view = events::EventView {
+                name,
+                owner: owner.as_deref(),
+                device: id,
+                public,
+                frame,
+            };
+            self.bus
+                .publish_view_at(&view, at, || Event::new(name, data, ttl, public, at, from));
+        };
+        // A publish from within a publish (a relay that published here) gets a buffer of its own.
+        FRAME.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut frame) => publish(&mut frame),
+            Err(_) => publish(&mut bytes::BytesMut::new()),
+        });
         if let Some(owner) = owner.as_deref() {
             self.webhooks.dispatch(
                 &self.me,

@@ -1270,3 +1270,137 @@ fn frames_split_across_inputs_and_idle_gaps_keep_the_channel_in_step() {
     let msgs = d.receive(&mut c, Instant::ZERO);
     assert_eq!(Repr::parse_bytes(&msgs[0]).unwrap().message_id, id);
 }
+
+/// The events a session handed out: owned ones from the event queue, and views (made owned) from
+/// `poll_published`, in the order the device sent them.
+fn published(c: &mut Cloud) -> Vec<spark_protocol::session::cloud::PublishedEvent> {
+    let mut out: Vec<_> = events(c)
+        .into_iter()
+        .filter_map(|e| match e {
+            CloudEvent::Published(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    while let Some(view) = c.poll_published() {
+        out.push(view.to_event());
+    }
+    out
+}
+
+/// An event's name, data, visibility and TTL.
+type Shape<'a> = (&'a [u8], Option<&'a [u8]>, Visibility, u32);
+
+/// Events of every shape: segmented names, data present, empty and absent, public and private,
+/// several TTLs, and one sent as an acknowledgement (which is not acknowledged back).
+fn varied_events(d: &mut Device) -> (Vec<u8>, Vec<u16>) {
+    let mut stream = Vec::new();
+    let mut acked = Vec::new();
+    let shapes: [Shape<'_>; 6] = [
+        (b"temp/kitchen", Some(b"21.5"), Visibility::Private, 120),
+        (b"motion", None, Visibility::Public, 60),
+        (b"a/b/c/d", Some(b""), Visibility::Public, 0),
+        (b"x", Some(&[b'q'; 200]), Visibility::Private, 16_777_215),
+        (
+            b"quote\"and\\slash",
+            Some(b"line\nfeed"),
+            Visibility::Public,
+            5,
+        ),
+        (b"last", Some(b"1"), Visibility::Private, 60),
+    ];
+    for (i, (name, data, visibility, ttl)) in shapes.into_iter().enumerate() {
+        // An acknowledgement does not count in the device's message ids.
+        let id = if i == 2 { d.id } else { d.next() };
+        let mut ev = Event::publish(id, visibility, name, data, ttl);
+        if i == 2 {
+            ev.header = Header::new(MessageType::Acknowledgement, id, ev.header.token);
+        } else {
+            acked.push(id);
+        }
+        stream.extend(d.seal(&Message::Event(ev)));
+    }
+    (stream, acked)
+}
+
+#[test]
+fn published_views_give_what_the_owned_events_give() {
+    // One session hands out owned events, the others views (one keeping its buffers between inputs); the same
+    // frames, cut the same way, give the same events in the same order and the same acknowledgements.
+    let run = |views: bool, keep: bool| {
+        let (mut c, mut d) = established();
+        events(&mut c);
+        c.set_published_views(views);
+        c.keep_buffers(keep);
+        let (stream, ids) = varied_events(&mut d);
+        let mut acks = Vec::new();
+        let mut got = Vec::new();
+        for piece in stream.chunks(37) {
+            c.handle_input(Instant::ZERO, piece).unwrap();
+            acks.extend(d.receive(&mut c, Instant::ZERO));
+            got.extend(published(&mut c));
+        }
+        c.keep_buffers(false);
+        let acked: Vec<u16> = acks
+            .iter()
+            .map(|m| Repr::parse_bytes(m).unwrap().message_id)
+            .collect();
+        assert_eq!(acked, ids, "views {views}, keep {keep}");
+        if views {
+            assert!(events(&mut c).is_empty(), "no owned event with views on");
+        }
+        got
+    };
+    let owned = run(false, false);
+    assert_eq!(owned.len(), 6);
+    assert_eq!(
+        (
+            &owned[0].name[..],
+            owned[0].data.as_deref(),
+            owned[0].ttl,
+            owned[0].private
+        ),
+        (&b"temp/kitchen"[..], Some(&b"21.5"[..]), 120, true)
+    );
+    assert_eq!(owned[1].data, None);
+    assert_eq!(owned[2].data.as_deref(), Some(&b""[..]));
+    assert_eq!(run(true, false), owned);
+    assert_eq!(run(true, true), owned);
+    assert_eq!(run(false, true), owned);
+}
+
+#[test]
+fn malformed_events_are_refused_the_same_with_views() {
+    // Event messages the wire layer refuses: each ends the session with the same error whether events are
+    // handed out owned or as views, and no view is made of it.
+    let candidates: [&[u8]; 4] = [
+        // Uri-Path `e` and a Max-Age (TTL) of five bytes.
+        b"\x50\x02\x00\x00\xb1e\x01n\x35\x01\x02\x03\x04\x05",
+        // A name segment longer than the message.
+        b"\x50\x02\x00\x00\xb1e\x0dn",
+        // An option delta past the end.
+        b"\x50\x02\x00\x00\xb1e\x01n\xd1",
+        // A payload marker with nothing after it.
+        b"\x50\x02\x00\x00\xb1e\x01n\xff",
+    ];
+    let mut refused = 0;
+    for raw in candidates {
+        let outcome = |views: bool| {
+            let (mut c, mut d) = established();
+            events(&mut c);
+            c.set_published_views(views);
+            let mut msg = raw.to_vec();
+            msg[2..4].copy_from_slice(&d.next().to_be_bytes());
+            let mut out = vec![0; 128];
+            let n = d.enc.seal(&msg, &mut out).unwrap();
+            let result = c.handle_input(Instant::ZERO, &out[..n]);
+            (result, published(&mut c).len(), c.error())
+        };
+        let owned = outcome(false);
+        assert_eq!(outcome(true), owned, "{raw:02x?}");
+        if matches!(owned.0, Err(SessionError::Malformed(_))) {
+            assert_eq!(owned.1, 0);
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "at least two candidates are malformed events");
+}

@@ -685,3 +685,53 @@ mod tokio_driver {
         assert_eq!(got.unwrap(), expected);
     }
 }
+
+/// A connection that records the length of each input it is given.
+#[derive(Default)]
+struct Inputs(Vec<usize>);
+
+impl Connection for Inputs {
+    type Event = ();
+    fn handle_input(&mut self, _now: Instant, input: &[u8]) -> Result<(), SessionError> {
+        self.0.push(input.len());
+        Ok(())
+    }
+    fn handle_close(&mut self, _now: Instant) {}
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn poll_transmit(
+        &mut self,
+        _now: Instant,
+        _buf: &mut [u8],
+    ) -> Result<Option<usize>, SessionError> {
+        Ok(None)
+    }
+    fn max_transmit_len(&self) -> usize {
+        16
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn poll_event(&mut self) -> Option<()> {
+        None
+    }
+    fn error(&self) -> Option<SessionError> {
+        None
+    }
+}
+
+/// A grown buffer takes more of what waits in one read; the first reads took the 1 KiB of `with_vec`.
+#[test]
+fn a_grown_buffer_takes_more_input_per_read() {
+    use embedded_io::Write;
+    let clock = Rc::new(Cell::new(0));
+    let (mut a, b) = pipe();
+    a.write_all(&[7; 10_000]).unwrap();
+    let mut driver = edriver(Inputs::default(), b, &clock);
+    driver.step().unwrap();
+    driver.grow_buffer(4096);
+    driver.step().unwrap();
+    driver.step().unwrap();
+    driver.grow_buffer(100);
+    driver.step().unwrap();
+    assert_eq!(driver.connection().0, [1024, 4096, 4096, 784]);
+}

@@ -16,8 +16,8 @@ mod types;
 
 pub use types::{
     CloudConfig, CloudEvent, DeviceId, DeviceInfo, DeviceKeys, NoKeys, OtaError, OtaEvent,
-    OtaOptions, OtaReport, OutgoingEvent, PublishedEvent, RequestError, RequestFailure, RequestId,
-    Scope, Subscription, VariableValue,
+    OtaOptions, OtaReport, OutgoingEvent, PublishedEvent, PublishedView, RequestError,
+    RequestFailure, RequestId, Scope, Subscription, VariableValue,
 };
 
 use alloc::boxed::Box;
@@ -129,6 +129,29 @@ impl Outbox {
         Some(self.pending.swap_remove(at))
     }
 }
+
+/// What a busy connection keeps between inputs (see [`CloudConnection::keep_buffers`]), and the
+/// published events waiting as views (see [`CloudConnection::set_published_views`]).
+#[derive(Default)]
+struct Busy {
+    /// Keep the frame decoder and encoder, the message buffer and the queues between inputs.
+    keep: bool,
+    /// Published events, back to back: a header of [`VIEW_HEADER`] bytes (flags, TTL, name and
+    /// data lengths), then the name, then the data.
+    published: Vec<u8>,
+    /// `published[taken..]` is not yet handed out.
+    taken: usize,
+    /// Sent messages' buffers, for the next acknowledgements.
+    spare: Vec<Vec<u8>>,
+    /// The buffer messages are decrypted into.
+    plain: Vec<u8>,
+}
+
+/// A published event's header in [`Busy::published`]: flags (bit 0 private, bit 1 with data),
+/// the TTL (4 bytes), the name's length and the data's (2 bytes each, little-endian).
+const VIEW_HEADER: usize = 9;
+/// Sent messages' buffers a busy connection keeps for reuse.
+const SPARE_BUFFERS: usize = 64;
 
 enum State {
     /// The nonce is queued; collecting the device's credentials block. Boxed: the nonce and the block are needed
@@ -309,7 +332,6 @@ pub struct CloudConnection<S, K, R> {
     channel: Option<Channel>,
     /// Datagram mode (UDP): whole plaintext CoAP messages in and out, no counter rule.
     datagram: bool,
-    plain: Vec<u8>,
     out: Outbox,
     device: Option<DeviceInfo>,
     /// The id of the device's last non-ACK message.
@@ -321,6 +343,10 @@ pub struct CloudConnection<S, K, R> {
     events: VecDeque<CloudEvent>,
     /// Boxed: most connections never flash, and an idle one should not carry its room inline.
     flasher: Option<Box<Flasher>>,
+    /// Published events go to [`CloudConnection::poll_published`] as views, not to the event queue.
+    views: bool,
+    /// Boxed, and only while a connection is busy or has views waiting.
+    busy: Option<Box<Busy>>,
 }
 
 impl<S, K, R> fmt::Debug for CloudConnection<S, K, R> {
@@ -373,7 +399,6 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             raw,
             channel: None,
             datagram: false,
-            plain: Vec::new(),
             out: Outbox {
                 datagram: false,
                 next_id: u16::from_be_bytes(seed),
@@ -389,6 +414,8 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             next_request: 0,
             events: VecDeque::new(),
             flasher: None,
+            views: false,
+            busy: None,
         }
     }
 
@@ -488,6 +515,108 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     /// Ends the session with [`SessionError::Closed`].
     pub fn close(&mut self) {
         let _ = self.fail(SessionError::Closed);
+    }
+
+    /// With `true`, the events the device publishes are no longer queued as
+    /// [`CloudEvent::Published`] (each a copy of its name and data on the heap) but kept in one
+    /// buffer and handed out as borrowed [`PublishedView`]s by
+    /// [`CloudConnection::poll_published`]; take them after each input. Events already queued
+    /// stay queued. Off by default.
+    pub fn set_published_views(&mut self, on: bool) {
+        self.views = on;
+    }
+
+    /// The next published event, borrowed from the session, in the order the device sent them
+    /// (with [`CloudConnection::set_published_views`] on; `None` when all were taken). Malformed
+    /// events are refused as without views: the session ends with
+    /// [`SessionError::Malformed`] and no view is made of them.
+    pub fn poll_published(&mut self) -> Option<PublishedView<'_>> {
+        let waiting = self
+            .busy
+            .as_deref()
+            .is_some_and(|b| b.taken + VIEW_HEADER <= b.published.len());
+        if !waiting {
+            if let Some(busy) = self.busy.as_deref_mut() {
+                busy.published.clear();
+                busy.taken = 0;
+                if !busy.keep {
+                    self.busy = None;
+                }
+            }
+            return None;
+        }
+        let busy = self.busy.as_deref_mut()?;
+        let at = busy.taken;
+        let header = busy.published.get(at..at + VIEW_HEADER)?;
+        let flags = header[0];
+        let ttl = u32::from_le_bytes([header[1], header[2], header[3], header[4]]);
+        let name_len = usize::from(u16::from_le_bytes([header[5], header[6]]));
+        let data_len = usize::from(u16::from_le_bytes([header[7], header[8]]));
+        let name_at = at + VIEW_HEADER;
+        let data_at = name_at + name_len;
+        busy.taken = data_at + data_len;
+        let bytes = &busy.published[..];
+        Some(PublishedView {
+            name: bytes.get(name_at..data_at)?,
+            data: if flags & 2 != 0 {
+                Some(bytes.get(data_at..data_at + data_len)?)
+            } else {
+                None
+            },
+            ttl,
+            private: flags & 1 != 0,
+        })
+    }
+
+    /// With `true`, the session keeps what it builds for each input and output (the frame
+    /// decoder and encoder with their key schedules, the message buffer, the queues, the sent
+    /// messages' buffers for the next acknowledgements) until it is set to `false`: for a busy
+    /// connection, which would otherwise build them again for every read. With `false` (the
+    /// default) they are freed now and whenever the connection falls idle.
+    pub fn keep_buffers(&mut self, on: bool) {
+        if on {
+            self.busy.get_or_insert_with(Box::default).keep = true;
+            return;
+        }
+        if let Some(busy) = self.busy.as_deref_mut() {
+            busy.keep = false;
+            busy.spare = Vec::new();
+            busy.plain = Vec::new();
+            if busy.taken >= busy.published.len() {
+                self.busy = None;
+            }
+        }
+        if let Some(channel) = self.channel.as_mut() {
+            channel.park_decoder();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.out.queue.is_empty() {
+            self.release_idle_memory();
+        }
+    }
+
+    fn keeping(&self) -> bool {
+        self.busy.as_deref().is_some_and(|b| b.keep)
+    }
+
+    /// Keeps a published event for [`CloudConnection::poll_published`].
+    fn keep_view(&mut self, name: &[u8], data: Option<&[u8]>, ttl: u32, private: bool) {
+        let busy = self.busy.get_or_insert_with(Box::default);
+        let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+        let data = data.map(|d| &d[..d.len().min(usize::from(u16::MAX))]);
+        let data_len = data.map_or(0, |d| d.len() as u16);
+        let flags = u8::from(private) | (u8::from(data.is_some()) << 1);
+        let out = &mut busy.published;
+        out.push(flags);
+        out.extend_from_slice(&ttl.to_le_bytes());
+        out.extend_from_slice(&name_len.to_le_bytes());
+        out.extend_from_slice(&data_len.to_le_bytes());
+        out.extend_from_slice(&name[..usize::from(name_len)]);
+        if let Some(d) = data {
+            out.extend_from_slice(d);
+        }
     }
 
     fn check_ready(&self) -> Result<(), RequestError> {
@@ -717,7 +846,28 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         Ok(())
     }
 
-    fn handle_input_inner(&mut self, now: Instant, mut input: &[u8]) -> Result<(), SessionError> {
+    fn handle_input_inner(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError> {
+        // The buffer messages are decrypted into: a busy connection's kept one, or one for this input.
+        let mut plain = self
+            .busy
+            .as_deref_mut()
+            .map(|b| core::mem::take(&mut b.plain))
+            .unwrap_or_default();
+        let result = self.handle_frames(now, input, &mut plain);
+        if let Some(busy) = self.busy.as_deref_mut()
+            && busy.keep
+        {
+            busy.plain = plain;
+        }
+        result
+    }
+
+    fn handle_frames(
+        &mut self,
+        now: Instant,
+        mut input: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), SessionError> {
         loop {
             match &mut self.state {
                 State::Ended(e) => return Err(*e),
@@ -749,16 +899,14 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                     let decoder = channel.decoder();
                     let consumed = decoder.handle_input(input).map_err(frame_error)?;
                     input = &input[consumed..];
-                    let mut plain = core::mem::take(&mut self.plain);
                     if plain.len() < self.config.max_frame_len {
-                        plain = vec![0u8; self.config.max_frame_len];
+                        *plain = vec![0u8; self.config.max_frame_len];
                     }
-                    let result = match decoder.poll_message(&mut plain) {
+                    let result = match decoder.poll_message(plain) {
                         Ok(Some(n)) => self.handle_message(now, &plain[..n]),
                         Ok(None) => Ok(()),
                         Err(e) => Err(frame_error(e)),
                     };
-                    self.plain = plain;
                     result?;
                     if consumed == 0 && input.is_empty() {
                         return Ok(());
@@ -806,18 +954,33 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
             }
             MessageKind::Event => {
                 let event = Event::parse(&repr).map_err(malformed)?;
-                let mut name = vec![0u8; event.name.len()];
-                event.name.copy_to(&mut name).map_err(malformed)?;
+                // The name's segments joined on the stack (at most a message long).
+                let mut joined = [0u8; wire::limits::CORE_QUEUE_SIZE];
+                let name_len = event.name.len();
+                let mut heap = Vec::new();
+                let name: &mut [u8] = match joined.get_mut(..name_len) {
+                    Some(room) => room,
+                    None => {
+                        heap.resize(name_len, 0);
+                        &mut heap
+                    }
+                };
+                event.name.copy_to(name).map_err(malformed)?;
                 if repr.msg_type != MessageType::Acknowledgement {
                     // EventAck (ACK 0.00), where the original server always sent 4.00.
                     self.ack(repr.message_id)?;
                 }
-                self.events.push_back(CloudEvent::Published(PublishedEvent {
-                    name,
-                    data: event.data.map(<[u8]>::to_vec),
-                    ttl: event.ttl(),
-                    private: event.visibility == Visibility::Private,
-                }));
+                let private = event.visibility == Visibility::Private;
+                if self.views {
+                    self.keep_view(name, event.data, event.ttl(), private);
+                } else {
+                    self.events.push_back(CloudEvent::Published(PublishedEvent {
+                        name: name.to_vec(),
+                        data: event.data.map(<[u8]>::to_vec),
+                        ttl: event.ttl(),
+                        private,
+                    }));
+                }
                 Ok(())
             }
             MessageKind::Subscribe => {
@@ -1017,9 +1180,21 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     }
 
     fn ack(&mut self, message_id: u16) -> Result<(), SessionError> {
-        self.push(&Message::EmptyAck(EmptyAck {
+        let ack = Message::EmptyAck(EmptyAck {
             header: Header::ack(message_id),
-        }))
+        });
+        // A busy connection writes its acknowledgement into the buffer of one sent before.
+        if let Some(busy) = self.busy.as_deref_mut()
+            && let Some(mut bytes) = busy.spare.pop()
+        {
+            bytes.clear();
+            bytes.resize(ack.buffer_len(), 0);
+            let n = ack.emit(&mut bytes).map_err(SessionError::Malformed)?;
+            bytes.truncate(n);
+            self.out.queue.push_back(bytes);
+            return Ok(());
+        }
+        self.push(&ack)
     }
 
     fn reply(
@@ -1044,6 +1219,9 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     /// the encoder and the queues' spare capacity. A connection that waits holds its keys,
     /// counters and device information only.
     fn release_idle_memory(&mut self) {
+        if self.keeping() {
+            return;
+        }
         if let Some(channel) = self.channel.as_mut() {
             channel.park_encoder();
         }
@@ -1068,9 +1246,10 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
 
     fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<(), SessionError> {
         let result = self.handle_input_inner(now, input);
-        // The message buffer and the decoder are rebuilt for the next input.
-        self.plain = Vec::new();
-        if let Some(channel) = self.channel.as_mut() {
+        // The message buffer and the decoder are rebuilt for the next input, unless the connection is busy.
+        if !self.keeping()
+            && let Some(channel) = self.channel.as_mut()
+        {
             channel.park_decoder();
         }
         match result {
@@ -1184,7 +1363,14 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
             Ok(n) => n,
             Err(e) => return Err(self.fail(frame_error(e))),
         };
-        self.out.queue.pop_front();
+        let sent = self.out.queue.pop_front();
+        if let (Some(busy), Some(sent)) = (self.busy.as_deref_mut(), sent)
+            && busy.keep
+            && busy.spare.len() < SPARE_BUFFERS
+            && sent.capacity() <= 64
+        {
+            busy.spare.push(sent);
+        }
         Ok(Some(n))
     }
 
@@ -1220,7 +1406,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
 
     fn poll_event(&mut self) -> Option<CloudEvent> {
         let event = self.events.pop_front();
-        if event.is_none() && self.events.capacity() > 0 {
+        if event.is_none() && self.events.capacity() > 0 && !self.keeping() {
             self.events = VecDeque::new();
         }
         event

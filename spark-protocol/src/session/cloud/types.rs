@@ -218,6 +218,35 @@ pub struct PublishedEvent {
     pub private: bool,
 }
 
+/// An event the device published, borrowed from the session: what
+/// [`CloudConnection::poll_published`](super::CloudConnection::poll_published) hands out once
+/// [`CloudConnection::set_published_views`](super::CloudConnection::set_published_views) is on,
+/// the same fields as [`PublishedEvent`] without a copy of the name and data on the heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishedView<'a> {
+    /// The name (segments joined with `/`).
+    pub name: &'a [u8],
+    /// The data; `None` when the device sent no payload.
+    pub data: Option<&'a [u8]>,
+    /// Time to live in seconds.
+    pub ttl: u32,
+    /// `E` (private) rather than `e` (public).
+    pub private: bool,
+}
+
+impl PublishedView<'_> {
+    /// The owned event.
+    #[must_use]
+    pub fn to_event(&self) -> PublishedEvent {
+        PublishedEvent {
+            name: self.name.to_vec(),
+            data: self.data.map(<[u8]>::to_vec),
+            ttl: self.ttl,
+            private: self.private,
+        }
+    }
+}
+
 /// A subscription the device made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {

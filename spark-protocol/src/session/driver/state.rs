@@ -214,6 +214,13 @@ macro_rules! driver_type {
                 driver.state.grow = Some($crate::session::driver::state::grow_vec);
                 driver
             }
+
+            /// Grows the heap buffer to `len` bytes (it never shrinks): each read then takes up
+            /// to `len` bytes and each write carries up to `len` bytes of sealed frames. For a
+            /// busy connection, whose rounds would otherwise be one small buffer each.
+            pub fn grow_buffer(&mut self, len: usize) {
+                $crate::session::driver::state::grow_vec(&mut self.state.buf, len);
+            }
         }
     };
 }
