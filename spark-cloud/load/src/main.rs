@@ -981,6 +981,7 @@ async fn connect_phase(
     let quiet = settle(target.pid, tck).await;
     let paced_busy = PacedFloor::start(server_private, &keys.server);
     let threads_before = target.pid.and_then(procfs::threads_cpu_ns_by_name);
+    let switches_before = target.pid.and_then(procfs::context_switches);
     let before = sample(target.pid);
     let sources = if args.sources == 0 {
         u32::try_from(args.devices / 20_000 + 1).unwrap_or(1)
@@ -1013,6 +1014,7 @@ async fn connect_phase(
     bar.finish_and_clear();
     let after = sample(target.pid);
     let threads_after = target.pid.and_then(procfs::threads_cpu_ns_by_name);
+    let switches_after = target.pid.and_then(procfs::context_switches);
     let paced_busy = paced_busy.and_then(PacedFloor::stop);
     let ok = args.devices - failed.len() as u64;
     if let Some(first) = failed.first() {
@@ -1094,6 +1096,24 @@ async fn connect_phase(
         && ok > 0
     {
         report_cpu_by_thread(report, &procfs::cpu_ns_used_by_name(b, a), ok);
+    }
+    if let (Some(b), Some(a)) = (switches_before, switches_after)
+        && ok > 0
+    {
+        let s = a.since(b);
+        let per = |n: u64| n as f64 / ok as f64;
+        report.figure(
+            "context_switches_per_handshake",
+            json!({"voluntary": per(s.voluntary), "preempted": per(s.preempted)}),
+            format!(
+                "  {:<42} {:>12.2}            ({:.2} waits for input or a lock, {:.2} preemptions by another \
+                 runnable thread: the Cores share these CPUs)",
+                "cloud context switches per handshake",
+                per(s.voluntary + s.preempted),
+                per(s.voluntary),
+                per(s.preempted)
+            ),
+        );
     }
     let sockets = measure_socket_floor().await;
     report_socket_floor(report, cloud_cpu, floor, sockets.as_ref().ok().copied());

@@ -133,6 +133,61 @@ pub fn cpu_ns_used_by_name(
     used
 }
 
+/// Context switches of a process's threads, summed: how often they gave up a CPU to wait (`voluntary`) and how
+/// often the scheduler took it from them while they could still run (`preempted`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// `voluntary_ctxt_switches`: the thread waited (for input, a lock, a timer).
+    pub voluntary: u64,
+    /// `nonvoluntary_ctxt_switches`: the thread was preempted, another runnable thread took its CPU.
+    pub preempted: u64,
+}
+
+impl Switches {
+    /// What happened between `before` and `self` (threads that ended meanwhile are not counted).
+    #[must_use]
+    pub fn since(self, before: Switches) -> Switches {
+        Switches {
+            voluntary: self.voluntary.saturating_sub(before.voluntary),
+            preempted: self.preempted.saturating_sub(before.preempted),
+        }
+    }
+}
+
+/// The two context-switch counts of one `/proc/<pid>/task/<tid>/status` text.
+pub fn parse_switches(status: &str) -> Option<Switches> {
+    let count = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.trim().parse::<u64>().ok())
+    };
+    Some(Switches {
+        voluntary: count("voluntary_ctxt_switches:")?,
+        preempted: count("nonvoluntary_ctxt_switches:")?,
+    })
+}
+
+/// The context switches of every thread of `pid` still alive, summed (`/proc/<pid>/task/*/status`).
+pub fn context_switches(pid: u32) -> Option<Switches> {
+    let mut sum = Switches::default();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        // A thread that ended between the listing and the read is skipped.
+        if let Some(s) = std::fs::read_to_string(entry.path().join("status"))
+            .ok()
+            .as_deref()
+            .and_then(parse_switches)
+        {
+            sum.voluntary += s.voluntary;
+            sum.preempted += s.preempted;
+        }
+    }
+    Some(sum)
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100, the Linux value on every common architecture, when `getconf` is
 /// missing).
 pub fn ticks_per_second() -> u64 {
@@ -235,6 +290,33 @@ mod tests {
             by_name.values().sum::<u64>() > 0,
             "no thread of this process used CPU: {by_name:?}"
         );
+    }
+
+    #[test]
+    fn context_switches_are_read_from_a_thread_status() {
+        let status = "Name:\tspark-devices\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1500\n\
+                      nonvoluntary_ctxt_switches:\t32\n";
+        let s = parse_switches(status).expect("both counts");
+        assert_eq!((s.voluntary, s.preempted), (1500, 32));
+        assert_eq!(parse_switches("voluntary_ctxt_switches:\t3\n"), None);
+        assert_eq!(
+            parse_switches("voluntary_ctxt_switches:\tx\nnonvoluntary_ctxt_switches:\t1\n"),
+            None
+        );
+        let later = Switches {
+            voluntary: 1600,
+            preempted: 30,
+        };
+        assert_eq!(
+            later.since(s),
+            Switches {
+                voluntary: 100,
+                preempted: 0
+            }
+        );
+        // This process's own threads are found and have switched at least once (the test harness waits on them).
+        let own = context_switches(std::process::id()).expect("/proc/self/task");
+        assert!(own.voluntary + own.preempted > 0, "{own:?}");
     }
 
     #[test]
