@@ -160,6 +160,9 @@ pub struct Connection {
     received: Deque<u8, RECEIVE_QUEUE_CAPACITY>,
     alert: Option<AlertDescription>,
     error: Option<Error>,
+    /// A protected application record came from the peer: it has our last flight, which need
+    /// not be kept for a repeat of its own.
+    peer_confirmed: bool,
 }
 
 impl core::fmt::Debug for Connection {
@@ -216,6 +219,7 @@ impl Connection {
             received: Deque::new(),
             alert: None,
             error: None,
+            peer_confirmed: false,
         }
     }
 
@@ -396,8 +400,49 @@ impl Connection {
         c.in_cid = heapless::Vec::from_slice(saved.cid(0)).unwrap_or_default();
         c.out_cid = heapless::Vec::from_slice(saved.cid(1)).unwrap_or_default();
         c.resumed = true;
+        c.peer_confirmed = true;
         c.state = State::Connected;
         c
+    }
+
+    /// Whether an established association has nothing in hand: no received record unread, no
+    /// event, no alert or flight to send, and the peer proved with an application record that
+    /// it has our last handshake flight (so no repeat of its own needs that flight again).
+    /// Only then can it be [`park`](Self::park)ed.
+    #[must_use]
+    pub fn is_quiet(&self) -> bool {
+        self.state == State::Connected
+            && self.peer_confirmed
+            && self.received.is_empty()
+            && self.events.is_empty()
+            && self.alert.is_none()
+            && self.flight.cursor.is_none()
+    }
+
+    /// The record state of a quiet association (keys, through the master secret and both
+    /// randoms; our next sequence number; the peer's replay window; both connection ids; the
+    /// peer's proven key), for a host that keeps many idle associations and rebuilds one when
+    /// a datagram arrives ([`unpark`](Self::unpark)). `None` unless [`is_quiet`](Self::is_quiet).
+    ///
+    /// Unlike a [`save`](Self::save) for a sleep, the association goes on in this process: the
+    /// caller drops this connection and keeps the parked value, so no sequence number is sent
+    /// twice and no `skip` is needed. It holds the master secret: keep it like a key.
+    #[must_use]
+    pub fn park(&self) -> Option<SavedAssociation> {
+        if !self.is_quiet() {
+            return None;
+        }
+        self.save()
+    }
+
+    /// The association [`park`](Self::park) kept, connected again: records go on from the parked
+    /// sequence number, and a record the replay window saw before the park is still refused.
+    /// The last handshake flight is gone, so a peer that repeats its Finished flight gets no
+    /// answer (it would have had its answer before the association went quiet). `key` is only
+    /// kept for a later handshake's sake.
+    #[must_use]
+    pub fn unpark(parked: &SavedAssociation, key: PrivateKey, transport: TransportConfig) -> Self {
+        Self::restore(parked, key, transport, 0)
     }
 
     fn check(&self) -> Result<(), Error> {
@@ -827,6 +872,7 @@ impl Connection {
             }
             ContentType::ApplicationData => {
                 if slot == 1 && self.state == State::Connected {
+                    self.peer_confirmed = true;
                     let needed = text.len() + 2;
                     if self.received.capacity() - self.received.len() >= needed {
                         for &b in (text.len() as u16).to_be_bytes().iter().chain(text) {
