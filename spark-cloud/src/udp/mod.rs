@@ -16,18 +16,18 @@
 pub mod keys;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use spark_protocol::DeviceId;
 use spark_protocol::dtls::{self, Accept, Server, ServerConfig};
 use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{CloudConfig, CloudConnection, OtaOptions};
-use spark_protocol::session::datagram::DatagramSession;
+use spark_protocol::session::datagram::{DatagramSession, ParkedDatagramSession};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, Semaphore};
 
@@ -114,6 +114,20 @@ impl Inbox {
         drop(queue);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// The next datagram if one is queued.
+    fn try_recv(&self) -> Option<Vec<u8>> {
+        let mut queue = lock(&self.queue);
+        let d = queue.pop_front();
+        if d.is_some() && queue.is_empty() {
+            queue.shrink_to_fit();
+        }
+        d
+    }
+
+    fn is_empty(&self) -> bool {
+        lock(&self.queue).is_empty()
     }
 
     /// The next datagram, once one is queued; `None` once the association was replaced.
@@ -263,9 +277,12 @@ struct Association {
 
 /// An established association's session, as the device task sees it.
 struct Open {
-    session: DatagramSession<DeviceSession, StdRng>,
+    session: DatagramSession<DeviceSession, super::SystemRng>,
     clock: Clock,
 }
+
+/// An idle association's session, parked.
+type Parked = ParkedDatagramSession<DeviceSession>;
 
 impl SessionHost for Open {
     fn now(&mut self) -> Instant {
@@ -393,43 +410,117 @@ impl Association {
             config,
             device,
         );
-        let Ok(session_rng) = StdRng::try_from_rng(&mut rand::rngs::SysRng) else {
-            return;
-        };
-        let mut open = Open {
-            session: DatagramSession::new(session, *conn, session_rng),
+        let open = Open {
+            session: DatagramSession::new(session, *conn, super::system_rng()),
             clock: self.clock,
         };
-        let mut task = DeviceTask::new(
+        let mut task = Box::new(DeviceTask::new(
             Arc::clone(&self.cloud),
             Arc::clone(&self.hub),
             keys,
             slots,
             Arc::clone(&mailbox),
-        );
+        ));
+        // The working state (the whole `DatagramSession`, about 27 KB, and the transmit buffer) lives in its own
+        // allocation while the association has work; an idle one keeps only its parked form (the session above,
+        // the DTLS record state and the recently seen CoAP ids, well under 2 KB).
+        let mut parked = match Box::pin(self.work(open, &mut task, &mailbox)).await {
+            Some(p) => p,
+            None => return,
+        };
+        loop {
+            self.wait(&parked, &mailbox).await;
+            let open = Open {
+                session: DatagramSession::resume(
+                    *parked,
+                    self.cloud.udp_server_key().clone(),
+                    dtls::TransportConfig::default(),
+                    super::system_rng(),
+                ),
+                clock: self.clock,
+            };
+            parked = match Box::pin(self.work(open, &mut task, &mailbox)).await {
+                Some(p) => p,
+                None => return,
+            };
+        }
+    }
+
+    /// Waits, parked, until the association has work: a datagram in its inbox, a request in `mailbox`, or the
+    /// session's timer.
+    async fn wait(&self, parked: &Parked, mailbox: &Mailbox) {
+        let due = parked.poll_timeout().map(|t| self.clock.at(t));
+        let mut timer = std::pin::pin!(due.map(tokio::time::sleep_until));
+        let mut datagram = std::pin::pin!(self.inbox.ready.notified());
+        std::future::poll_fn(|cx| {
+            if mailbox.poll_ready(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if datagram.as_mut().poll(cx).is_ready() {
+                // The permit is spent: the live loop reads the queue whatever this wakes for.
+                return Poll::Ready(());
+            }
+            match timer.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.poll(cx),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+    }
+
+    /// Runs an open session until it is quiet and parks it (returning the parked form), or until it ends (`None`).
+    async fn work(
+        &self,
+        mut open: Open,
+        task: &mut DeviceTask,
+        mailbox: &Mailbox,
+    ) -> Option<Box<Parked>> {
+        let inbox = &self.inbox;
         let out_len = open.session.max_transmit_len();
+        let mut out = vec![0u8; out_len];
+        if mailbox.kicked() || inbox.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        while let Some(command) = mailbox.take() {
+            task.on_command(&mut open, command);
+        }
         loop {
             let now = self.clock.now();
             let mut result = open.session.handle_timeout(now);
+            // Whatever waited in the inbox (a parked association is woken once for all of it).
+            while result.is_ok()
+                && let Some(d) = inbox.try_recv()
+            {
+                result = open.session.handle_datagram(self.clock.now(), &d);
+            }
             while let Some(event) = open.session.poll_event() {
                 task.on_event(&mut open, event);
             }
-            // The transmit buffer lives while there is something to send, not while the device idles.
-            let mut out = vec![0u8; out_len];
-            loop {
-                match open.session.poll_transmit(now, &mut out) {
-                    Ok(Some(n)) => self.send(&out[..n]).await,
-                    Ok(None) => break,
-                    Err(e) => {
-                        result = Err(e);
-                        break;
+            if result.is_ok() {
+                loop {
+                    match open.session.poll_transmit(now, &mut out) {
+                        Ok(Some(n)) => self.send(&out[..n]).await,
+                        Ok(None) => break,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
                     }
                 }
             }
-            drop(out);
             if let Err(e) = result {
                 task.on_failure(&e);
-                return;
+                return None;
+            }
+            if mailbox.kicked() {
+                return None;
+            }
+            // A request that comes after this wakes the parked wait at once (it polls the mailbox first).
+            if inbox.is_empty() {
+                match open.session.park(now) {
+                    Ok(parked) => return Some(Box::new(parked)),
+                    Err((session, _)) => open.session = session,
+                }
             }
             let deadline = open
                 .session
@@ -440,14 +531,14 @@ impl Association {
                     Some(d) => {
                         if let Err(e) = open.session.handle_datagram(self.clock.now(), &d) {
                             task.on_failure(&e);
-                            return;
+                            return None;
                         }
                     }
-                    None => return,
+                    None => return None,
                 },
                 () = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {
                     if mailbox.kicked() {
-                        return;
+                        return None;
                     }
                     while let Some(command) = mailbox.take() {
                         task.on_command(&mut open, command);
