@@ -127,13 +127,13 @@ pub enum ParkError {
 }
 
 /// An idle [`DatagramSession`] in a small form: the session above whole, the DTLS record state
-/// ([`dtls::SavedAssociation`]) and the CoAP layer's remembered message ids
+/// ([`dtls::ParkedConnection`]) and the CoAP layer's remembered message ids
 /// ([`ParkedReliability`]), without the slots, queues and handshake buffers of the live
 /// machines. A host with many idle devices keeps this and rebuilds the session with
 /// [`DatagramSession::resume`] when a datagram, a request or the session's timer comes.
 pub struct ParkedDatagramSession<C> {
     session: C,
-    dtls: dtls::SavedAssociation,
+    dtls: dtls::ParkedConnection,
     reliability: ParkedReliability,
 }
 
