@@ -27,7 +27,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use spark_protocol::DeviceId;
@@ -36,7 +36,7 @@ use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{CloudConfig, CloudConnection, OtaOptions};
 use spark_protocol::session::datagram::{DatagramSession, ParkedDatagramSession};
 use tokio::net::UdpSocket;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::devices::{DeviceSession, DeviceTask, LiveHub, Mailbox, SessionHost, Slots, StateKeys};
 use super::{Cloud, lock};
@@ -91,13 +91,20 @@ const MAX_DATAGRAM: usize = 2048;
 type Table = Arc<Mutex<HashMap<SocketAddr, (u64, Arc<Inbox>)>>>;
 
 /// An association's queue of datagrams from the socket's task. Lighter than a tokio channel, whose first block of
-/// 32 slots (about 1 KiB) stays allocated for an idle device: an empty queue here holds no allocation.
+/// 32 slots (about 1 KiB) stays allocated for an idle device, or a `Notify`, whose waiting future an idle task would
+/// carry: an empty queue here holds no allocation, and its waiter is the task's waker.
 #[derive(Default)]
 struct Inbox {
-    queue: Mutex<std::collections::VecDeque<Vec<u8>>>,
-    ready: Notify,
+    inner: Mutex<InboxInner>,
     /// The association ended: nothing reads the queue any more.
     closed: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct InboxInner {
+    queue: std::collections::VecDeque<Vec<u8>>,
+    /// The association's task, while it waits for a datagram.
+    waker: Option<Waker>,
 }
 
 /// Why [`Inbox::push`] did not queue a datagram.
@@ -113,49 +120,79 @@ impl Inbox {
         if self.closed.load(Ordering::Acquire) {
             return Err(PushError::Closed);
         }
-        let mut queue = lock(&self.queue);
-        if queue.len() >= QUEUE {
+        let mut inner = lock(&self.inner);
+        if inner.queue.len() >= QUEUE {
             return Err(PushError::Full);
         }
-        queue.push_back(datagram.to_vec());
-        drop(queue);
-        self.ready.notify_one();
+        inner.queue.push_back(datagram.to_vec());
+        let waker = inner.waker.take();
+        drop(inner);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         Ok(())
+    }
+
+    /// Ends the association: its task wakes and finds the inbox closed.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let waker = lock(&self.inner).waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// The next datagram if one is queued.
     fn try_recv(&self) -> Option<Vec<u8>> {
-        let mut queue = lock(&self.queue);
-        let d = queue.pop_front();
-        if d.is_some() && queue.is_empty() {
-            queue.shrink_to_fit();
+        Self::pop(&mut lock(&self.inner))
+    }
+
+    fn pop(inner: &mut InboxInner) -> Option<Vec<u8>> {
+        let d = inner.queue.pop_front();
+        if d.is_some() && inner.queue.is_empty() {
+            // A burst's queue is not kept while the device idles.
+            inner.queue.shrink_to_fit();
         }
         d
     }
 
     fn is_empty(&self) -> bool {
-        lock(&self.queue).is_empty()
+        lock(&self.inner).queue.is_empty()
     }
 
-    /// The next datagram, once one is queued; `None` once the association was replaced.
-    async fn recv(&self) -> Option<Vec<u8>> {
-        loop {
-            let ready = self.ready.notified();
-            {
-                let mut queue = lock(&self.queue);
-                if let Some(d) = queue.pop_front() {
-                    if queue.is_empty() {
-                        // A burst's queue is not kept while the device idles.
-                        queue.shrink_to_fit();
-                    }
-                    return Some(d);
-                }
-                if self.closed.load(Ordering::Acquire) {
-                    return None;
-                }
-            }
-            ready.await;
+    /// Ready when a datagram waits or the association was closed; otherwise the task of `cx` is woken by the next.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = lock(&self.inner);
+        if !inner.queue.is_empty() || self.closed.load(Ordering::Acquire) {
+            return Poll::Ready(());
         }
+        if !inner
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            inner.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The next datagram, once one is queued; `None` once the association was closed.
+    async fn recv(&self) -> Option<Vec<u8>> {
+        std::future::poll_fn(|cx| {
+            if let Some(d) = self.try_recv() {
+                return Poll::Ready(Some(d));
+            }
+            match self.poll_ready(cx) {
+                // Closed, or a datagram came in between: the next poll takes it.
+                Poll::Ready(()) if self.closed.load(Ordering::Acquire) => Poll::Ready(None),
+                Poll::Ready(()) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
@@ -269,8 +306,7 @@ pub async fn serve_udp(
                 let inbox = Arc::new(Inbox::default());
                 // Replaces (and so ends) an earlier association of the same address.
                 if let Some((_, old)) = lock(&table).insert(peer, (id, Arc::clone(&inbox))) {
-                    old.closed.store(true, Ordering::Release);
-                    old.ready.notify_one();
+                    old.close();
                 }
                 let association = Association {
                     cloud: Arc::clone(&cloud),
@@ -283,14 +319,22 @@ pub async fn serve_udp(
                     limits,
                     inbox,
                 };
-                tokio::spawn(association.run(
-                    Box::new(conn),
+                tokio::spawn(association.run(Box::new(Start {
+                    conn,
                     keys,
-                    Slots::new(place, Some(handshake)),
-                ));
+                    slots: Slots::new(place, Some(handshake)),
+                })));
             }
         }
     }
+}
+
+/// What a new association starts from (boxed, so that its task's future keeps none of it once the session is up):
+/// the connection `Server::accept` gave, the server keys, and its places.
+struct Start {
+    conn: dtls::Connection,
+    keys: super::rotation::LoadedKeys,
+    slots: Slots,
 }
 
 /// One peer address's association.
@@ -372,14 +416,8 @@ impl Association {
     /// The handshake, the key check, then the session until it ends. The task's own future keeps only what an idle
     /// association needs (this association's handles, its parked session, its device task and its wait): the
     /// handshake and every spell of work run in futures of their own, boxed and dropped when they end.
-    async fn run(
-        self,
-        conn: Box<dtls::Connection>,
-        keys: super::rotation::LoadedKeys,
-        slots: Slots,
-    ) {
-        let Some((mut parked, mut task, mailbox)) = Box::pin(self.start(conn, keys, slots)).await
-        else {
+    async fn run(self, start: Box<Start>) {
+        let Some((mut parked, mut task, mailbox)) = Box::pin(self.start(start)).await else {
             return;
         };
         loop {
@@ -414,10 +452,13 @@ impl Association {
     /// and the mailbox, or `None` when the association ended.
     async fn start(
         &self,
-        mut conn: Box<dtls::Connection>,
-        keys: super::rotation::LoadedKeys,
-        mut slots: Slots,
+        start: Box<Start>,
     ) -> Option<(Box<Parked>, Box<DeviceTask>, Arc<Mailbox>)> {
+        let Start {
+            mut conn,
+            keys,
+            mut slots,
+        } = unbox(start);
         let inbox = Arc::clone(&self.inbox);
         // The handshake's buffer: dropped once it is done (an idle device keeps no buffer of MAX_DATAGRAM).
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -491,7 +532,7 @@ impl Association {
             device,
         );
         let open = Open {
-            session: DatagramSession::new(session, unbox(conn), super::system_rng()),
+            session: DatagramSession::new(session, conn, super::system_rng()),
             clock: self.clock,
         };
         let mut task = Box::new(DeviceTask::new(
@@ -513,13 +554,11 @@ impl Association {
     async fn wait(&self, parked: &Parked, mailbox: &Mailbox) {
         let due = parked.poll_timeout().map(|t| self.clock.at(t));
         let mut timer = std::pin::pin!(due.map(tokio::time::sleep_until));
-        let mut datagram = std::pin::pin!(self.inbox.ready.notified());
         std::future::poll_fn(|cx| {
             if mailbox.poll_ready(cx).is_ready() {
                 return Poll::Ready(());
             }
-            if datagram.as_mut().poll(cx).is_ready() {
-                // The permit is spent: the live loop reads the queue whatever this wakes for.
+            if self.inbox.poll_ready(cx).is_ready() {
                 return Poll::Ready(());
             }
             match timer.as_mut().as_pin_mut() {
