@@ -13,6 +13,7 @@
 //! <dir>/udp_key.pem            server P-256 private key of the UDP protocol (SEC1 PEM, 0600), made on first start
 //! <dir>/udp_key.pub.pem        its public key (SPKI PEM), what a UDP device is given
 //! <dir>/udp_devices.json       UDP devices' P-256 public keys (SPKI PEM) with name and owner, 0600
+//! <dir>/udp_devices.journal    UDP device changes since that file was last written whole, one JSON line each, 0600
 //! ```
 //!
 //! The folders are created 0700 and every file holding a secret 0600, whatever the umask. Tokens are stored as
@@ -518,6 +519,8 @@ struct Inner {
     /// UDP devices' entries by id, and their ids by public key (uncompressed point).
     udp: std::collections::BTreeMap<String, UdpDeviceEntry>,
     udp_ids: HashMap<[u8; 65], String>,
+    /// Lines in `udp_devices.journal` since `udp_devices.json` was last written whole.
+    udp_journal_lines: std::sync::atomic::AtomicUsize,
 }
 
 impl Inner {
@@ -675,8 +678,75 @@ fn load_udp_devices(dir: &Path, inner: &mut Inner) -> Result<(), StateError> {
         inner.udp_ids.insert(key.to_point(), id.clone());
         inner.udp.insert(id, entry);
     }
+    replay_udp_journal(dir, inner)
+}
+
+/// One line of `udp_devices.journal`: a device's whole entry as it now stands.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UdpJournalLine {
+    id: String,
+    entry: UdpDeviceEntry,
+}
+
+/// Applies `udp_devices.journal` over what `udp_devices.json` held. A last line cut short (a crash in the middle of
+/// an append, before its fsync returned, so never acknowledged) is ignored; a bad line before it is corruption.
+fn replay_udp_journal(dir: &Path, inner: &mut Inner) -> Result<(), StateError> {
+    let path = dir.join(UDP_JOURNAL_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    for (n, line) in lines.iter().enumerate() {
+        let parsed = serde_json::from_str::<UdpJournalLine>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|l| {
+                if !is_device_id(&l.id) {
+                    return Err(format!("{:?} is not a device id", l.id));
+                }
+                let key = udp_keys::public_key_from_pem(&l.entry.public_key)
+                    .map_err(|e| e.to_string())?;
+                Ok((l, key))
+            });
+        let (line, key) = match parsed {
+            Ok(p) => p,
+            Err(_) if n + 1 == lines.len() && !text.ends_with('\n') => break,
+            Err(e) => return Err(corrupt(&path, format!("line {}: {e}", n + 1))),
+        };
+        let id = line.id.to_ascii_lowercase();
+        if let Some(old) = inner.udp.get(&id)
+            && let Ok(old) = udp_keys::public_key_from_pem(&old.public_key)
+        {
+            inner.udp_ids.remove(&old.to_point());
+        }
+        // As in the file, a device with an RSA record (`core_keys/`) keeps that record's name and owner.
+        let rsa = inner.keys.contains_key(&id);
+        let record = inner
+            .devices
+            .entry(id.clone())
+            .or_insert_with(|| DeviceRecord {
+                id: id.clone(),
+                name: None,
+                owner: None,
+            });
+        if !rsa {
+            record.name.clone_from(&line.entry.name);
+            record.owner.clone_from(&line.entry.owner);
+        }
+        inner.udp_ids.insert(key.to_point(), id.clone());
+        inner.udp.insert(id, line.entry);
+        *inner.udp_journal_lines.get_mut() += 1;
+    }
     Ok(())
 }
+
+/// The journal of UDP device changes beside [`udp_keys::UDP_DEVICES_FILE`].
+const UDP_JOURNAL_FILE: &str = "udp_devices.journal";
+
+/// Journal lines past which `udp_devices.json` is written whole again (and at least as many as it holds devices),
+/// so that provisioning N devices writes O(N) bytes in all rather than rewriting the whole file for each.
+const UDP_JOURNAL_COMPACT: usize = 1024;
 
 /// Reads the server's UDP key, or makes one (with its public half beside it) on first start.
 fn open_udp_server_key(
@@ -802,6 +872,7 @@ impl StateDir {
             keys: HashMap::new(),
             udp: std::collections::BTreeMap::new(),
             udp_ids: HashMap::new(),
+            udp_journal_lines: std::sync::atomic::AtomicUsize::new(0),
         };
         let users_dir = dir.join("users");
         for entry in fs::read_dir(&users_dir).map_err(io(&users_dir))? {
@@ -1204,7 +1275,7 @@ impl StateDir {
         // A UDP-only device has no RSA key for the journal: its record lives in the UDP file.
         if !inner.keys.contains_key(&record.id) && inner.udp.contains_key(&record.id) {
             let result = self
-                .save_udp_devices(inner)
+                .save_udp_devices(inner, Some(&record.id))
                 .map_err(|e| io::Error::other(e.to_string()));
             match done {
                 Done::Blocking(tx) => {
@@ -1429,31 +1500,130 @@ impl StateDir {
             },
         );
         inner.udp_ids.insert(point, id.clone());
-        inner.devices.insert(id, record.clone());
-        self.save_udp_devices(&inner)?;
+        inner.devices.insert(id.clone(), record.clone());
+        self.save_udp_devices(&inner, Some(&id))?;
         Ok(record)
     }
 
     /// Rewrites the UDP devices' file from `inner` (names and owners as the device records hold them now).
-    fn save_udp_devices(&self, inner: &Inner) -> Result<(), StateError> {
-        let mut entries = inner.udp.clone();
-        for (id, entry) in &mut entries {
-            if let Some(record) = inner.devices.get(id) {
-                entry.name.clone_from(&record.name);
-                entry.owner.clone_from(&record.owner);
+    /// Makes device `id`'s UDP entry durable: one line appended to the journal and synced, or, once the journal
+    /// holds as many lines as the file holds devices (at least [`UDP_JOURNAL_COMPACT`]), when there is no file yet,
+    /// or with no `id`, the whole file written again and the journal removed (replaying it over the new file would
+    /// change nothing, so a crash between the two loses nothing).
+    fn save_udp_devices(&self, inner: &Inner, id: Option<&str>) -> Result<(), StateError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let file = self.dir.join(udp_keys::UDP_DEVICES_FILE);
+        let journal = self.dir.join(UDP_JOURNAL_FILE);
+        let lines = inner.udp_journal_lines.load(Relaxed);
+        let id = match id {
+            Some(id) if lines < UDP_JOURNAL_COMPACT.max(inner.udp.len()) && file.exists() => id,
+            _ => {
+                let mut entries = inner.udp.clone();
+                for (id, entry) in &mut entries {
+                    if let Some(record) = inner.devices.get(id) {
+                        entry.name.clone_from(&record.name);
+                        entry.owner.clone_from(&record.owner);
+                    }
+                }
+                write_atomic(&file, &udp_keys::render_udp_devices(&entries), true)?;
+                match fs::remove_file(&journal) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&journal)(e)),
+                }
+                inner.udp_journal_lines.store(0, Relaxed);
+                return Ok(());
             }
+        };
+        let Some(entry) = inner.udp.get(id) else {
+            return Ok(());
+        };
+        let mut entry = entry.clone();
+        if let Some(record) = inner.devices.get(id) {
+            entry.name.clone_from(&record.name);
+            entry.owner.clone_from(&record.owner);
         }
-        write_atomic(
-            &self.dir.join(udp_keys::UDP_DEVICES_FILE),
-            &udp_keys::render_udp_devices(&entries),
-            true,
-        )
+        let mut line = serde_json::to_vec(&UdpJournalLine {
+            id: id.to_owned(),
+            entry,
+        })
+        .map_err(|e| io(&journal)(io::Error::other(e)))?;
+        line.push(b'\n');
+        let mut options = fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&journal).map_err(io(&journal))?;
+        f.write_all(&line).map_err(io(&journal))?;
+        f.sync_data().map_err(io(&journal))?;
+        inner.udp_journal_lines.fetch_add(1, Relaxed);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Provisioning a UDP device costs a line, not the whole file: the first writes the file, the next ones append
+    /// to the journal; a reopened directory has them all, a last line cut short is ignored, a bad line before the
+    /// last is refused, and a rewrite of the whole file empties the journal.
+    #[test]
+    fn udp_provisioning_appends_a_journal_line_per_device() {
+        use spark_protocol::dtls::PrivateKey;
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rng();
+        let state = StateDir::open(dir.path(), 1024, &mut rng).unwrap();
+        let ids: Vec<String> = (0..4)
+            .map(|n| format!("ee1d00000000000000000{n:03}"))
+            .collect();
+        let keys: Vec<_> = (0..4u8)
+            .map(|n| {
+                PrivateKey::from_scalar(&[0x40 + n; 32])
+                    .unwrap()
+                    .public_key()
+            })
+            .collect();
+        for (id, key) in ids.iter().zip(&keys) {
+            state.provision_udp(id, key, Some("ann")).unwrap();
+        }
+        let file = dir.path().join(udp_keys::UDP_DEVICES_FILE);
+        let journal = dir.path().join(UDP_JOURNAL_FILE);
+        let whole = udp_keys::parse_udp_devices(&fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(whole.len(), 1, "only the first device rewrote the file");
+        let lines = fs::read_to_string(&journal).unwrap();
+        assert_eq!(lines.lines().count(), 3);
+        drop(state);
+        let state = StateDir::open(dir.path(), 1024, &mut rng).unwrap();
+        for (id, key) in ids.iter().zip(&keys) {
+            assert_eq!(state.device_for_udp_key(key).as_deref(), Some(id.as_str()));
+            assert_eq!(state.device(id).unwrap().owner.as_deref(), Some("ann"));
+        }
+        drop(state);
+        // A crash in the middle of an append: the torn line was never acknowledged.
+        fs::write(&journal, format!("{lines}{{\"id\":\"ee1d")).unwrap();
+        let state = StateDir::open(dir.path(), 1024, &mut rng).unwrap();
+        assert_eq!(
+            state.device_for_udp_key(&keys[3]).as_deref(),
+            Some(ids[3].as_str())
+        );
+        drop(state);
+        fs::write(&journal, format!("garbage\n{lines}")).unwrap();
+        assert!(matches!(
+            StateDir::open(dir.path(), 1024, &mut rng),
+            Err(StateError::Corrupt { .. })
+        ));
+        fs::write(&journal, &lines).unwrap();
+        // A change with no journal line of its own (none today) rewrites the file and empties the journal.
+        let state = StateDir::open(dir.path(), 1024, &mut rng).unwrap();
+        state.save_udp_devices(&state.lock(), None).unwrap();
+        assert!(!journal.exists());
+        let whole = udp_keys::parse_udp_devices(&fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(whole.len(), 4);
+    }
 
     #[test]
     fn cutoff_dates_parse_to_unix_seconds() {

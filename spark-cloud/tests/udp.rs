@@ -306,3 +306,124 @@ async fn a_udp_device_whose_key_is_registered_to_no_one_is_refused() {
     ok.wait_for(connected).await;
     assert!(env.hub.is_connected(known.id.parse().unwrap()));
 }
+
+/// A device that ends its session says so (a DTLS close_notify, as the load tool's devices do): the cloud, whose
+/// association parks once half a second of quiet left nothing pending, wakes for it, lists the device offline at
+/// once, and a call to it fails at once rather than waiting the 30 s call timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_closes_its_session_is_offline_at_once() {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use spark_protocol::dtls::{self, ClientConfig};
+    use spark_protocol::session::Instant;
+    use spark_protocol::session::datagram::DatagramSession;
+    use spark_protocol::session::device::{
+        DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware,
+    };
+
+    let env = Env::start().await;
+    let (udp, _listener) = udp_listener(&env).await;
+    let core = env.new_core(ELECTRON_B, ServicePack::SP_1_24);
+    provision_udp(&env, &core).await;
+    let key = load_or_create_udp_key(core.path()).unwrap();
+    let server_key = env
+        .running
+        .cloud
+        .state()
+        .expect("the embedded store")
+        .udp_server_key()
+        .public_key();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(udp).await.unwrap();
+    let start = std::time::Instant::now();
+    let clock = || Instant::from_millis(u64::try_from(start.elapsed().as_millis()).unwrap());
+    let mut rng = StdRng::seed_from_u64(61);
+    let dtls = dtls::Connection::client(clock(), ClientConfig::new(key, server_key), &mut rng);
+    let session =
+        DeviceConnection::datagram(clock(), DeviceConfig::new(ELECTRON_B), NoFirmware, &mut rng);
+    let mut device: DatagramSession<_, StdRng> = DatagramSession::new(session, dtls, rng);
+    let mut buf = vec![0u8; 4096];
+    let mut out = vec![0u8; device.max_transmit_len()];
+    // Until the session is up: the DTLS handshake, then both Hellos.
+    within(async {
+        loop {
+            device.handle_timeout(clock()).unwrap();
+            let mut up = false;
+            while let Some(e) = device.poll_event() {
+                up |= e == DeviceEvent::Connected;
+            }
+            while let Some(n) = device.poll_transmit(clock(), &mut out).unwrap() {
+                socket.send(&out[..n]).await.unwrap();
+            }
+            if up {
+                return;
+            }
+            let wait = device
+                .poll_timeout()
+                .map_or(Duration::from_millis(100), |t| t.saturating_duration_since(clock()));
+            tokio::select! {
+                n = socket.recv(&mut buf) => device.handle_datagram(clock(), &buf[..n.unwrap()]).unwrap(),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    })
+    .await;
+    let listed = |env: &Env| {
+        let api = env.api.clone();
+        let id = core.id.clone();
+        async move {
+            let devices = api.list_devices().await.unwrap();
+            devices.iter().any(|d| d.id == id && d.connected)
+        }
+    };
+    let t = std::time::Instant::now();
+    while !listed(&env).await {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "never listed connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Quiet for a moment (the cloud's association parks), answering whatever the cloud still asks.
+    let quiet = std::time::Instant::now() + Duration::from_millis(500);
+    while std::time::Instant::now() < quiet {
+        device.handle_timeout(clock()).unwrap();
+        while device.poll_event().is_some() {}
+        while let Some(n) = device.poll_transmit(clock(), &mut out).unwrap() {
+            socket.send(&out[..n]).await.unwrap();
+        }
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(50), socket.recv(&mut buf)).await
+        {
+            device.handle_datagram(clock(), &buf[..n]).unwrap();
+        }
+    }
+    // The device ends its session with a close_notify.
+    device.close(clock());
+    let mut sent = 0;
+    while let Ok(Some(n)) = device.dtls_mut().poll_transmit(&mut out) {
+        socket.send(&out[..n]).await.unwrap();
+        sent += 1;
+    }
+    assert_eq!(sent, 1, "one close_notify");
+    let t = std::time::Instant::now();
+    while listed(&env).await {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "still listed connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let call = std::time::Instant::now();
+    assert!(
+        env.api
+            .call_function(&core.id, "digitalwrite", "D7,HIGH")
+            .await
+            .is_err()
+    );
+    assert!(
+        call.elapsed() < Duration::from_secs(5),
+        "the call waited {:?}",
+        call.elapsed()
+    );
+}

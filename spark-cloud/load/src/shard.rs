@@ -23,7 +23,7 @@ use rand::rngs::{StdRng, SysRng};
 use spark_protocol::dtls::{self, ClientConfig, PrivateKey, PublicKey};
 use spark_protocol::session::Instant;
 use spark_protocol::session::datagram::DatagramSession;
-use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent};
+use spark_protocol::session::device::{DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware};
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -396,18 +396,43 @@ async fn udp_device(
         }
     }
     let now = clock();
-    let mut conn = DeviceConnection::datagram(
-        now,
-        DeviceConfig::new(id),
-        spark_protocol::session::device::NoFirmware,
-        &mut rng,
-    );
+    let mut conn = DeviceConnection::datagram(now, DeviceConfig::new(id), NoFirmware, &mut rng);
     if let Err(e) = conn.register_function(FUNCTION.as_bytes()) {
         return format!("register: {e}");
     }
     let mut session: DatagramSession<_, StdRng> = DatagramSession::new(conn, dtls, rng);
-    let mut up = false;
     let mut out = vec![0u8; session.max_transmit_len()];
+    let why = run_session(
+        &mut session,
+        &socket,
+        &mut out,
+        tally,
+        connected,
+        clock,
+        give_up,
+    )
+    .await;
+    // A device that ends its session says so (DTLS close_notify), so the cloud stops listing it at once rather
+    // than holding calls to it until its own CoAP retransmissions give up.
+    session.dtls_mut().close();
+    while let Ok(Some(len)) = session.dtls_mut().poll_transmit(&mut out) {
+        let _ = socket.send(&out[..len]).await;
+    }
+    why
+}
+
+/// Runs an established device session until it ends: why it ended.
+async fn run_session(
+    session: &mut DatagramSession<DeviceConnection<NoFirmware>, StdRng>,
+    socket: &UdpSocket,
+    out: &mut [u8],
+    tally: &Tally,
+    connected: &mut impl FnMut(),
+    clock: impl Fn() -> Instant,
+    give_up: Instant,
+) -> String {
+    let mut buf = vec![0u8; 2048];
+    let mut up = false;
     loop {
         let now = clock();
         if !up && now >= give_up {
@@ -433,7 +458,7 @@ async fn udp_device(
             }
         }
         loop {
-            match session.poll_transmit(now, &mut out) {
+            match session.poll_transmit(now, out) {
                 Ok(Some(len)) => {
                     let _ = socket.send(&out[..len]).await;
                 }

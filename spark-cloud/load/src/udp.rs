@@ -5,8 +5,7 @@
 //! work of one server handshake timed in this process), and function-call round trips through the REST API.
 //!
 //! The devices' keys are registered by writing the cloud's `udp_devices.json` before it starts (the provisioning
-//! route rewrites that file on every device, which is quadratic in the count: 100,000 devices would write
-//! terabytes).
+//! route now appends a journal line per device, one fsync each, still a hundred seconds or more for 100,000).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -203,6 +202,17 @@ fn p256_floor(tck: u64) -> Option<Duration> {
     Some(procfs::ticks_to_duration(used, tck) / rounds)
 }
 
+/// The machine's count of UDP datagrams the kernel dropped for a full receive buffer (`RcvbufErrors` in
+/// `/proc/net/snmp`): a dropped keep-alive is how idle sessions were lost before the cloud asked for a larger buffer.
+fn udp_rcvbuf_errors() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let values: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let at = names.iter().position(|n| *n == "RcvbufErrors")?;
+    values.get(at)?.parse().ok()
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -249,6 +259,7 @@ pub(crate) async fn udp_phase(args: &Args, report: &mut Report) -> Result<(), St
     );
 
     // Connect.
+    let rcvbuf_errors_before = udp_rcvbuf_errors();
     let quiet = settle(target.pid, tck).await;
     let before = sample(target.pid);
     let bar = progress(args.json, count, "udp connect");
@@ -481,6 +492,17 @@ pub(crate) async fn udp_phase(args: &Args, report: &mut Report) -> Result<(), St
         );
     }
     let lost: u64 = lost.iter().sum();
+    if let (Some(before), Some(after)) = (rcvbuf_errors_before, udp_rcvbuf_errors()) {
+        let dropped = after.saturating_sub(before);
+        report.figure(
+            "udp_rcvbuf_errors",
+            json!({"during_run": dropped, "before": before, "after": after, "sessions_lost": lost}),
+            format!(
+                "  UDP datagrams the kernel dropped for a full receive buffer during the run (RcvbufErrors, the whole \
+                 machine's): {dropped}; idle sessions lost: {lost}"
+            ),
+        );
+    }
     if lost > 0 {
         report.fault(format!(
             "{lost} UDP sessions ended while idle (first: {})",

@@ -38,7 +38,7 @@ pub mod handshake;
 pub mod record;
 pub mod reliable;
 
-pub use connection::{Connection, Role};
+pub use connection::{Connection, ParkedConnection, Role};
 pub use crypto::{
     KeyBlock, MasterSecret, PrivateKey, PublicKey, RECORD_OVERHEAD, RecordCipher, SEC1_LEN,
     SPKI_LEN, pem_to_der, prf,

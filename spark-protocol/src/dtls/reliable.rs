@@ -323,3 +323,202 @@ impl<const PENDING: usize, const SLOT: usize, const SEEN: usize> Reliability<PEN
         Ok(None)
     }
 }
+
+/// Received message ids a [`ParkedReliability`] keeps: the newest ones. The peer sends a
+/// message again only while it waits for its acknowledgement, and it waits for at most NSTART
+/// confirmable messages at once (1 in Device OS, 4 here), so a retransmission always repeats one
+/// of the peer's newest messages; four covers both.
+pub const PARKED_SEEN: usize = 4;
+
+/// The longest remembered reply a [`ParkedReliability`] keeps: an empty ACK with an 8-byte
+/// token (12 bytes) or a short piggybacked answer such as the time.
+pub const PARKED_REPLY: usize = 20;
+
+/// One remembered message id in a parked layer, with the reply a duplicate gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ParkedSeen {
+    at: Instant,
+    message_id: u16,
+    reply_len: u8,
+    reply: [u8; PARKED_REPLY],
+}
+
+/// Why a [`Reliability`] cannot be parked now; try again once it is quiet.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParkError {
+    /// A confirmable message of ours waits for its acknowledgement.
+    #[error("a confirmable message is not yet acknowledged")]
+    Unacknowledged,
+    /// Messages wait to be sent, or outcomes to be read.
+    #[error("messages or outcomes wait to be taken")]
+    Queued,
+    /// A reply to a message the peer may still repeat is longer than [`PARKED_REPLY`].
+    #[error("a recent reply is too long to keep parked")]
+    LongReply,
+}
+
+/// The state of an idle [`Reliability`] (nothing in flight, nothing queued): its transmission
+/// parameters and the newest message ids it received within EXCHANGE_LIFETIME, with their
+/// replies. What is dropped at [`Reliability::park`]: ids older than the newest
+/// [`PARKED_SEEN`] (the peer cannot be repeating them, see [`PARKED_SEEN`]; a copy the network
+/// itself delayed and duplicated would be delivered again, as it is once the ring of a live
+/// layer turns over) and ids past EXCHANGE_LIFETIME (expired anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedReliability {
+    config: ReliabilityConfig,
+    seen: Vec<ParkedSeen, PARKED_SEEN>,
+}
+
+impl<const PENDING: usize, const SLOT: usize, const SEEN: usize> Reliability<PENDING, SLOT, SEEN> {
+    /// Whether nothing is in flight, queued or unread: the layer can be parked.
+    #[must_use]
+    pub fn is_quiet(&self) -> bool {
+        self.pending.is_empty() && self.once.is_empty() && self.events.is_empty()
+    }
+
+    /// The parked form of a quiet layer (see [`ParkedReliability`] for what it keeps); refused
+    /// while something is in flight or queued. The layer itself is left as it was.
+    pub fn park(&self, now: Instant) -> Result<ParkedReliability, ParkError> {
+        if !self.pending.is_empty() {
+            return Err(ParkError::Unacknowledged);
+        }
+        if !self.once.is_empty() || !self.events.is_empty() {
+            return Err(ParkError::Queued);
+        }
+        let lifetime = self.config.exchange_lifetime;
+        let live = |s: &&Seen| now.saturating_duration_since(s.at) < lifetime;
+        let skip = self
+            .seen
+            .iter()
+            .filter(live)
+            .count()
+            .saturating_sub(PARKED_SEEN);
+        let mut seen = Vec::new();
+        for s in self.seen.iter().filter(live).skip(skip) {
+            let mut reply = [0u8; PARKED_REPLY];
+            reply
+                .get_mut(..s.reply.len())
+                .ok_or(ParkError::LongReply)?
+                .copy_from_slice(&s.reply);
+            // At most PARKED_SEEN are taken.
+            let _ = seen.push(ParkedSeen {
+                at: s.at,
+                message_id: s.message_id,
+                reply_len: s.reply.len() as u8,
+                reply,
+            });
+        }
+        Ok(ParkedReliability {
+            config: self.config,
+            seen,
+        })
+    }
+
+    /// The layer again, from its parked form: nothing in flight, the remembered ids as parked.
+    #[must_use]
+    pub fn unpark(parked: &ParkedReliability) -> Self {
+        let mut layer = Self::new(parked.config);
+        for s in &parked.seen {
+            if layer.seen.is_full() {
+                layer.seen.pop_front();
+            }
+            let reply = &s.reply[..usize::from(s.reply_len).min(PARKED_REPLY)];
+            let _ = layer.seen.push_back(Seen {
+                message_id: s.message_id,
+                at: s.at,
+                reply: Vec::from_slice(reply).unwrap_or_default(),
+            });
+        }
+        layer
+    }
+}
+
+#[cfg(test)]
+mod park_tests {
+    use super::*;
+
+    struct Counter(u64);
+
+    impl rand_core::TryRng for Counter {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            self.0 += 1;
+            Ok(self.0 as u32)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            self.0 += 1;
+            Ok(self.0)
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            dst.fill(7);
+            Ok(())
+        }
+    }
+
+    /// A CoAP message of `kind` (0 CON, 1 NON, 2 ACK) with `id`, a one-byte token and no code
+    /// for an ACK (empty), POST otherwise.
+    fn message(kind: u8, id: u16) -> [u8; 5] {
+        let [hi, lo] = id.to_be_bytes();
+        let code = if kind == 2 { 0 } else { 0x02 };
+        [0x41 | (kind << 4), code, hi, lo, 0xaa]
+    }
+
+    #[test]
+    fn a_duplicate_after_unpark_gets_the_same_reply_and_is_not_delivered() {
+        let t = Instant::ZERO;
+        let mut layer: Reliability<4, 64, 16> = Reliability::new(ReliabilityConfig::default());
+        for id in 1..=6u16 {
+            assert_eq!(layer.handle_message(t, &message(0, id)), Ok(Incoming::New));
+            layer.send(t, &message(2, id), &mut Counter(0)).unwrap();
+            let mut out = [0u8; 64];
+            assert_eq!(layer.poll_transmit(&mut out), Ok(Some(5)));
+        }
+        let parked = layer.park(t).unwrap();
+        let mut back: Reliability<4, 64, 16> = Reliability::unpark(&parked);
+        // The newest four are remembered with their ACK; the oldest two are dropped.
+        assert_eq!(
+            back.handle_message(t, &message(0, 6)),
+            Ok(Incoming::Duplicate { replayed: true })
+        );
+        let mut out = [0u8; 64];
+        assert_eq!(back.poll_transmit(&mut out), Ok(Some(5)));
+        assert_eq!(out[..5], message(2, 6));
+        assert_eq!(
+            back.handle_message(t, &message(0, 3)),
+            Ok(Incoming::Duplicate { replayed: true })
+        );
+        assert_eq!(back.handle_message(t, &message(0, 2)), Ok(Incoming::New));
+    }
+
+    #[test]
+    fn park_is_refused_while_a_confirmable_message_waits() {
+        let t = Instant::ZERO;
+        let mut layer: Reliability<4, 64, 16> = Reliability::new(ReliabilityConfig::default());
+        layer.send(t, &message(0, 9), &mut Counter(0)).unwrap();
+        assert_eq!(layer.park(t), Err(ParkError::Unacknowledged));
+        let mut out = [0u8; 64];
+        assert_eq!(layer.poll_transmit(&mut out), Ok(Some(5)));
+        assert_eq!(layer.park(t), Err(ParkError::Unacknowledged));
+        assert_eq!(
+            layer.handle_message(t, &message(2, 9)),
+            Ok(Incoming::Consumed)
+        );
+        assert_eq!(layer.park(t), Err(ParkError::Queued));
+        assert_eq!(layer.poll_event(), Some(ReliabilityEvent::Acknowledged(9)));
+        assert!(layer.park(t).is_ok());
+    }
+
+    #[test]
+    fn ids_past_the_exchange_lifetime_are_not_kept() {
+        let t = Instant::ZERO;
+        let mut layer: Reliability<4, 64, 16> = Reliability::new(ReliabilityConfig::default());
+        assert_eq!(layer.handle_message(t, &message(1, 5)), Ok(Incoming::New));
+        let later = t + ReliabilityConfig::default().exchange_lifetime;
+        let mut back: Reliability<4, 64, 16> = Reliability::unpark(&layer.park(later).unwrap());
+        assert_eq!(
+            back.handle_message(later, &message(1, 5)),
+            Ok(Incoming::New)
+        );
+    }
+}

@@ -41,7 +41,8 @@ use heapless::{Deque, Vec};
 
 use super::{Connection, Instant, SessionError};
 use crate::dtls::reliable::{
-    Incoming, Reliability, ReliabilityConfig, ReliabilityError, ReliabilityEvent,
+    self, Incoming, ParkedReliability, Reliability, ReliabilityConfig, ReliabilityError,
+    ReliabilityEvent,
 };
 use crate::dtls::{self, Event as DtlsEvent};
 use crate::wire::{MessageType, Packet};
@@ -97,6 +98,63 @@ impl From<SessionError> for DatagramError {
 impl From<dtls::Error> for DatagramError {
     fn from(e: dtls::Error) -> Self {
         DatagramError::Dtls(e)
+    }
+}
+
+/// Why [`DatagramSession::park`] refused; the session comes back unchanged.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParkError {
+    /// The session ended; there is nothing to park.
+    #[error("the session ended: {0}")]
+    Ended(DatagramError),
+    /// The DTLS connection is not established and quiet (a handshake, an unread record, an alert
+    /// to send, or no application record from the peer yet).
+    #[error("the DTLS connection is not quiet")]
+    Dtls,
+    /// A confirmable message waits for its acknowledgement.
+    #[error("a confirmable message is not yet acknowledged")]
+    Unacknowledged,
+    /// Messages wait to be sent (held, or queued in the CoAP layer) or outcomes to be read.
+    #[error("messages wait to be sent")]
+    Queued,
+    /// The session above is in the middle of something (a firmware update).
+    #[error("the session is busy")]
+    Busy,
+    /// A reply the peer may still ask for again is too long for the parked form.
+    #[error("a recent reply is too long to keep parked")]
+    LongReply,
+}
+
+/// An idle [`DatagramSession`] in a small form: the session above whole, the DTLS record state
+/// ([`dtls::ParkedConnection`]) and the CoAP layer's remembered message ids
+/// ([`ParkedReliability`]), without the slots, queues and handshake buffers of the live
+/// machines. A host with many idle devices keeps this and rebuilds the session with
+/// [`DatagramSession::resume`] when a datagram, a request or the session's timer comes.
+pub struct ParkedDatagramSession<C> {
+    session: C,
+    dtls: dtls::ParkedConnection,
+    reliability: ParkedReliability,
+}
+
+impl<C> core::fmt::Debug for ParkedDatagramSession<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ParkedDatagramSession")
+            .field("reliability", &self.reliability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connection> ParkedDatagramSession<C> {
+    /// The session above.
+    pub fn session(&self) -> &C {
+        &self.session
+    }
+
+    /// When the parked session wants to run next (its keep-alive or idle timer): resume it then.
+    /// The DTLS connection and the CoAP layer have no timer while parked.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
     }
 }
 
@@ -212,6 +270,69 @@ impl<C: Connection, R: rand_core::Rng, const SLOT: usize, const HELD: usize>
         }
         self.error = None;
         Ok(core::mem::replace(&mut self.dtls, dtls))
+    }
+
+    /// Parks an idle session (see [`ParkedDatagramSession`]): refused while a confirmable
+    /// message waits for its acknowledgement, messages wait to be sent, the DTLS connection is
+    /// not quiet, the session is busy (an update), or it ended. Call it after
+    /// [`DatagramSession::poll_transmit`] returned `Ok(None)` and every event was taken.
+    ///
+    /// A refusal gives the session back unchanged beside the reason (no heap to box it in).
+    #[allow(clippy::result_large_err)]
+    pub fn park(self, now: Instant) -> Result<ParkedDatagramSession<C>, (Self, ParkError)> {
+        let refused = if let Some(e) = self.error.or(self.session.error().map(Into::into)) {
+            Some(ParkError::Ended(e))
+        } else if self.session.is_busy() {
+            Some(ParkError::Busy)
+        } else if !self.held.is_empty() {
+            Some(ParkError::Queued)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            return Err((self, why));
+        }
+        let reliability = match self.reliability.park(now) {
+            Ok(r) => r,
+            Err(reliable::ParkError::Unacknowledged) => {
+                return Err((self, ParkError::Unacknowledged));
+            }
+            Err(reliable::ParkError::LongReply) => return Err((self, ParkError::LongReply)),
+            Err(_) => return Err((self, ParkError::Queued)),
+        };
+        let Some(dtls) = self.dtls.park() else {
+            return Err((self, ParkError::Dtls));
+        };
+        Ok(ParkedDatagramSession {
+            session: self.session,
+            dtls,
+            reliability,
+        })
+    }
+
+    /// The session [`park`](DatagramSession::park) kept, live again over a DTLS connection
+    /// rebuilt from its record state. `key` is the private key the connection was made with (kept
+    /// for a later handshake's sake), `transport` its settings, `rng` draws the retransmission
+    /// timers' random part as in [`DatagramSession::new`].
+    pub fn resume(
+        parked: ParkedDatagramSession<C>,
+        key: dtls::PrivateKey,
+        transport: dtls::TransportConfig,
+        rng: R,
+    ) -> Self {
+        let ParkedDatagramSession {
+            session,
+            dtls: saved,
+            reliability,
+        } = parked;
+        DatagramSession {
+            session,
+            dtls: dtls::Connection::unpark(&saved, key, transport),
+            reliability: Reliability::unpark(&reliability),
+            held: Deque::new(),
+            rng,
+            error: None,
+        }
     }
 
     /// A buffer length that [`DatagramSession::poll_transmit`] always accepts.

@@ -220,4 +220,11 @@ pub trait Connection {
     /// Why the session ended, once it has.
     #[must_use]
     fn error(&self) -> Option<SessionError>;
+
+    /// Whether the session is in the middle of something a host should not park it in (a
+    /// firmware update); a host that keeps idle sessions in a smaller form (the UDP
+    /// `DatagramSession::park`) asks this first. `false` unless a session says otherwise.
+    fn is_busy(&self) -> bool {
+        false
+    }
 }

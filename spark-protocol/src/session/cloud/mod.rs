@@ -1418,4 +1418,9 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> Connection for CloudConnecti
             _ => None,
         }
     }
+
+    /// An update is under way.
+    fn is_busy(&self) -> bool {
+        self.flasher.is_some()
+    }
 }

@@ -1682,6 +1682,11 @@ impl<S: FirmwareSink, H: DeviceHandshake> Connection for DeviceConnection<S, H> 
     fn error(&self) -> Option<SessionError> {
         self.error
     }
+
+    /// An update is under way.
+    fn is_busy(&self) -> bool {
+        self.ota.is_some()
+    }
 }
 
 fn core_name(name: &[u8]) -> Name {
