@@ -65,6 +65,11 @@ pub async fn connect(target: SocketAddr, source: Option<IpAddr>) -> std::io::Res
         TcpSocket::new_v6()?
     };
     if let Some(ip) = source {
+        // A port picked at `bind` cannot see the destination, so without address reuse every port still in
+        // TIME_WAIT from the previous run counts as taken: two runs of 19,000 Cores back to back ran out of ports
+        // ("Cannot assign requested address"). With it, the kernel's second pass over the range may take such a
+        // port, and `connect` still refuses a 4-tuple that is in use.
+        socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let stream = socket.connect(target).await?;
