@@ -862,8 +862,8 @@ impl Entry {
 mod footprint {
     /// What an idle UDP association keeps: no task, only its entry (the handles, the inbox, the slot) and its
     /// parked state (the parked session, the device task's state, its deadline), each one allocation. Bounded at
-    /// what they took on x86_64 when parked associations gave up their tasks (920 and 128 bytes; the task was about 940 beside
-    /// them); the live `DatagramSession` the parked session replaces is about 24 KB.
+    /// what they took on x86_64 when parked associations gave up their tasks (920 and 128 bytes; the task was about
+    /// 940 beside them); the live `DatagramSession` the parked session replaces is about 24 KB.
     #[test]
     fn an_idle_association_keeps_a_small_parked_state() {
         let parked = size_of::<super::Parked>();
