@@ -1226,6 +1226,11 @@ impl DeviceTask {
         }
     }
 
+    /// The connection's mailbox.
+    pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
+        &self.session.mailbox
+    }
+
     fn rare(&mut self) -> &mut RareState {
         self.rare.get_or_insert_with(Box::default)
     }

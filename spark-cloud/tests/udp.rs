@@ -307,113 +307,196 @@ async fn a_udp_device_whose_key_is_registered_to_no_one_is_refused() {
     assert!(env.hub.is_connected(known.id.parse().unwrap()));
 }
 
+/// A UDP device driven by hand (DTLS 1.2 on its P-256 key, the device session in datagram mode, over a socket of
+/// its own), so that a test says when it sends and when it falls silent. It registers one function, `f`, and
+/// answers every call to it with [`RAW_RESULT`].
+struct RawDevice {
+    socket: tokio::net::UdpSocket,
+    session: spark_protocol::session::datagram::DatagramSession<
+        spark_protocol::session::device::DeviceConnection<
+            spark_protocol::session::device::NoFirmware,
+        >,
+        rand::rngs::StdRng,
+    >,
+    start: std::time::Instant,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    /// Calls it answered.
+    answered: usize,
+}
+
+/// What [`RawDevice`]'s function returns.
+const RAW_RESULT: i32 = 42;
+
+impl RawDevice {
+    /// Provisions `core`'s key, connects to `udp` and drives the device until its session is up.
+    async fn connect(
+        env: &Env,
+        core: &TestCore,
+        id: [u8; 12],
+        udp: SocketAddr,
+        seed: u64,
+    ) -> RawDevice {
+        use rand::SeedableRng;
+        use rand::rngs::StdRng;
+        use spark_protocol::dtls::{self, ClientConfig};
+        use spark_protocol::session::datagram::DatagramSession;
+        use spark_protocol::session::device::{DeviceConfig, DeviceConnection, NoFirmware};
+
+        provision_udp(env, core).await;
+        let key = load_or_create_udp_key(core.path()).unwrap();
+        let server_key = env
+            .running
+            .cloud
+            .state()
+            .expect("the embedded store")
+            .udp_server_key()
+            .public_key();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(udp).await.unwrap();
+        let start = std::time::Instant::now();
+        let now = spark_protocol::session::Instant::from_millis(0);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let dtls = dtls::Connection::client(now, ClientConfig::new(key, server_key), &mut rng);
+        let mut session =
+            DeviceConnection::datagram(now, DeviceConfig::new(id), NoFirmware, &mut rng);
+        session.register_function(b"f").unwrap();
+        let session: DatagramSession<_, StdRng> = DatagramSession::new(session, dtls, rng);
+        let out = vec![0u8; session.max_transmit_len()];
+        let mut device = RawDevice {
+            socket,
+            session,
+            start,
+            buf: vec![0u8; 4096],
+            out,
+            answered: 0,
+        };
+        within(async { while !device.step(Duration::from_millis(100)).await {} }).await;
+        device
+    }
+
+    fn now(&self) -> spark_protocol::session::Instant {
+        spark_protocol::session::Instant::from_millis(
+            u64::try_from(self.start.elapsed().as_millis()).unwrap(),
+        )
+    }
+
+    /// One round: the session's timers, its events (a call answered), what it sends; then a datagram from the
+    /// cloud if one comes within `wait` (or sooner, the session's next deadline). Whether the session came up.
+    async fn step(&mut self, wait: Duration) -> bool {
+        use spark_protocol::session::device::DeviceEvent;
+        let now = self.now();
+        self.session.handle_timeout(now).unwrap();
+        let mut up = false;
+        while let Some(e) = self.session.poll_event() {
+            match e {
+                DeviceEvent::Connected => up = true,
+                DeviceEvent::FunctionCall(call) => {
+                    self.session
+                        .session_mut()
+                        .function_return(call.call, RAW_RESULT)
+                        .unwrap();
+                    self.answered += 1;
+                }
+                _ => {}
+            }
+        }
+        self.flush().await;
+        let wait = self
+            .session
+            .poll_timeout()
+            .map_or(wait, |t| t.saturating_duration_since(self.now()).min(wait));
+        if let Ok(Ok(n)) = tokio::time::timeout(wait, self.socket.recv(&mut self.buf)).await {
+            let now = self.now();
+            self.session.handle_datagram(now, &self.buf[..n]).unwrap();
+        }
+        up
+    }
+
+    /// Sends whatever the session has to send.
+    async fn flush(&mut self) {
+        let now = self.now();
+        while let Some(n) = self.session.poll_transmit(now, &mut self.out).unwrap() {
+            self.socket.send(&self.out[..n]).await.unwrap();
+        }
+    }
+
+    /// Runs the device for `span`, answering whatever the cloud asks.
+    async fn run_for(&mut self, span: Duration) {
+        let end = std::time::Instant::now() + span;
+        while std::time::Instant::now() < end {
+            self.step(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs the device until `task` ends; its output.
+    async fn run_until<T>(&mut self, task: tokio::task::JoinHandle<T>) -> T {
+        within(async {
+            while !task.is_finished() {
+                self.step(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        task.await.unwrap()
+    }
+}
+
+/// Whether `id` is listed connected by the REST API.
+async fn listed_connected(env: &Env, id: &str) -> bool {
+    let devices = env.api.list_devices().await.unwrap();
+    devices.iter().any(|d| d.id == id && d.connected)
+}
+
+/// Waits (at most `limit`, running `device` meanwhile if there is one) until `id`'s listing is `connected`.
+async fn until_listed(
+    env: &Env,
+    id: &str,
+    connected: bool,
+    mut device: Option<&mut RawDevice>,
+    limit: Duration,
+) {
+    let t = std::time::Instant::now();
+    while listed_connected(env, id).await != connected {
+        assert!(
+            t.elapsed() < limit,
+            "not listed connected={connected} after {limit:?}"
+        );
+        match device.as_deref_mut() {
+            Some(d) => d.run_for(Duration::from_millis(50)).await,
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// A device that ends its session says so (a DTLS close_notify, as the load tool's devices do): the cloud, whose
 /// association parks once half a second of quiet left nothing pending, wakes for it, lists the device offline at
 /// once, and a call to it fails at once rather than waiting the 30 s call timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_closes_its_session_is_offline_at_once() {
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
-    use spark_protocol::dtls::{self, ClientConfig};
-    use spark_protocol::session::Instant;
-    use spark_protocol::session::datagram::DatagramSession;
-    use spark_protocol::session::device::{
-        DeviceConfig, DeviceConnection, DeviceEvent, NoFirmware,
-    };
-
     let env = Env::start().await;
     let (udp, _listener) = udp_listener(&env).await;
     let core = env.new_core(ELECTRON_B, ServicePack::SP_1_24);
-    provision_udp(&env, &core).await;
-    let key = load_or_create_udp_key(core.path()).unwrap();
-    let server_key = env
-        .running
-        .cloud
-        .state()
-        .expect("the embedded store")
-        .udp_server_key()
-        .public_key();
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    socket.connect(udp).await.unwrap();
-    let start = std::time::Instant::now();
-    let clock = || Instant::from_millis(u64::try_from(start.elapsed().as_millis()).unwrap());
-    let mut rng = StdRng::seed_from_u64(61);
-    let dtls = dtls::Connection::client(clock(), ClientConfig::new(key, server_key), &mut rng);
-    let session =
-        DeviceConnection::datagram(clock(), DeviceConfig::new(ELECTRON_B), NoFirmware, &mut rng);
-    let mut device: DatagramSession<_, StdRng> = DatagramSession::new(session, dtls, rng);
-    let mut buf = vec![0u8; 4096];
-    let mut out = vec![0u8; device.max_transmit_len()];
-    // Until the session is up: the DTLS handshake, then both Hellos.
-    within(async {
-        loop {
-            device.handle_timeout(clock()).unwrap();
-            let mut up = false;
-            while let Some(e) = device.poll_event() {
-                up |= e == DeviceEvent::Connected;
-            }
-            while let Some(n) = device.poll_transmit(clock(), &mut out).unwrap() {
-                socket.send(&out[..n]).await.unwrap();
-            }
-            if up {
-                return;
-            }
-            let wait = device
-                .poll_timeout()
-                .map_or(Duration::from_millis(100), |t| t.saturating_duration_since(clock()));
-            tokio::select! {
-                n = socket.recv(&mut buf) => device.handle_datagram(clock(), &buf[..n.unwrap()]).unwrap(),
-                () = tokio::time::sleep(wait) => {}
-            }
-        }
-    })
+    let mut device = RawDevice::connect(&env, &core, ELECTRON_B, udp, 61).await;
+    until_listed(
+        &env,
+        &core.id,
+        true,
+        Some(&mut device),
+        Duration::from_secs(10),
+    )
     .await;
-    let listed = |env: &Env| {
-        let api = env.api.clone();
-        let id = core.id.clone();
-        async move {
-            let devices = api.list_devices().await.unwrap();
-            devices.iter().any(|d| d.id == id && d.connected)
-        }
-    };
-    let t = std::time::Instant::now();
-    while !listed(&env).await {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "never listed connected"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // Quiet for a moment (the cloud's association parks), answering whatever the cloud still asks.
-    let quiet = std::time::Instant::now() + Duration::from_millis(500);
-    while std::time::Instant::now() < quiet {
-        device.handle_timeout(clock()).unwrap();
-        while device.poll_event().is_some() {}
-        while let Some(n) = device.poll_transmit(clock(), &mut out).unwrap() {
-            socket.send(&out[..n]).await.unwrap();
-        }
-        if let Ok(Ok(n)) =
-            tokio::time::timeout(Duration::from_millis(50), socket.recv(&mut buf)).await
-        {
-            device.handle_datagram(clock(), &buf[..n]).unwrap();
-        }
-    }
+    device.run_for(Duration::from_millis(500)).await;
     // The device ends its session with a close_notify.
-    device.close(clock());
+    let now = device.now();
+    device.session.close(now);
     let mut sent = 0;
-    while let Ok(Some(n)) = device.dtls_mut().poll_transmit(&mut out) {
-        socket.send(&out[..n]).await.unwrap();
+    while let Ok(Some(n)) = device.session.dtls_mut().poll_transmit(&mut device.out) {
+        device.socket.send(&device.out[..n]).await.unwrap();
         sent += 1;
     }
     assert_eq!(sent, 1, "one close_notify");
-    let t = std::time::Instant::now();
-    while listed(&env).await {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "still listed connected"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_listed(&env, &core.id, false, None, Duration::from_secs(5)).await;
     let call = std::time::Instant::now();
     assert!(
         env.api
@@ -426,4 +509,123 @@ async fn a_device_that_closes_its_session_is_offline_at_once() {
         "the call waited {:?}",
         call.elapsed()
     );
+}
+
+/// A parked association keeps no task: a call wakes it (its request spawns the task that resumes it) and is
+/// answered; a call and a datagram of the device's (an event it publishes) arriving together at a parked
+/// association both get through, as do calls arriving together; and when the device falls silent, the parked
+/// association's deadline in the listener's one timer ends the session at its idle timeout and the device is
+/// listed offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_association_wakes_for_calls_and_datagrams_and_ends_at_its_idle_timeout() {
+    use spark_protocol::wire::message::Visibility;
+
+    let env = Env::start().await;
+    let mut limits = UdpLimits::DEFAULT;
+    limits.idle_timeout = Duration::from_secs(3);
+    let (udp, _listener) = listen_udp(
+        Arc::clone(&env.running.cloud),
+        Arc::clone(&env.hub),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        limits,
+    )
+    .await
+    .unwrap();
+    let core = env.new_core(ELECTRON_A, ServicePack::SP_1_24);
+    let mut device = RawDevice::connect(&env, &core, ELECTRON_A, udp, 62).await;
+    until_listed(
+        &env,
+        &core.id,
+        true,
+        Some(&mut device),
+        Duration::from_secs(10),
+    )
+    .await;
+    let call = |api: spark_api::Client, id: String| {
+        tokio::spawn(async move {
+            api.call_function(&id, "f", "")
+                .await
+                .map(|r| r.return_value)
+        })
+    };
+    for round in 0..3 {
+        // Half a second of quiet with nothing pending: the association parks.
+        device.run_for(Duration::from_millis(500)).await;
+        let before = device.answered;
+        match round {
+            // A call alone.
+            0 => {
+                let r = device
+                    .run_until(call(env.api.clone(), core.id.clone()))
+                    .await;
+                assert_eq!(r.unwrap(), RAW_RESULT);
+            }
+            // A call and a datagram of the device's together.
+            1 => {
+                let task = call(env.api.clone(), core.id.clone());
+                let now = device.now();
+                device
+                    .session
+                    .session_mut()
+                    .publish(
+                        now,
+                        b"raw/together",
+                        Some(&b"1"[..]),
+                        Visibility::Private,
+                        60,
+                    )
+                    .unwrap();
+                device.flush().await;
+                assert_eq!(device.run_until(task).await.unwrap(), RAW_RESULT);
+            }
+            // Four calls together.
+            _ => {
+                let tasks: Vec<_> = (0..4)
+                    .map(|_| call(env.api.clone(), core.id.clone()))
+                    .collect();
+                for task in tasks {
+                    assert_eq!(device.run_until(task).await.unwrap(), RAW_RESULT);
+                }
+            }
+        }
+        assert!(
+            device.answered > before,
+            "round {round}: the device saw no call"
+        );
+    }
+    assert!(env.hub.is_connected(core.id.parse().unwrap()));
+    // Silent now: the association parks and its idle timeout (3 s) ends it.
+    let silent = std::time::Instant::now();
+    until_listed(&env, &core.id, false, None, Duration::from_secs(15)).await;
+    assert!(!env.hub.is_connected(core.id.parse().unwrap()));
+    assert!(
+        silent.elapsed() >= Duration::from_secs(2),
+        "offline after {:?}, before its idle timeout",
+        silent.elapsed()
+    );
+    drop(device);
+}
+
+/// The listener's end (the cloud shutting down) ends every association, parked ones too: their devices are
+/// listed offline rather than held by sessions nothing serves any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_s_end_ends_its_parked_associations() {
+    let env = Env::start().await;
+    let (udp, listener) = udp_listener(&env).await;
+    let core = env.new_core(ELECTRON_B, ServicePack::SP_1_24);
+    let mut device = RawDevice::connect(&env, &core, ELECTRON_B, udp, 63).await;
+    until_listed(
+        &env,
+        &core.id,
+        true,
+        Some(&mut device),
+        Duration::from_secs(10),
+    )
+    .await;
+    device.run_for(Duration::from_millis(500)).await;
+    assert!(env.hub.is_connected(core.id.parse().unwrap()));
+    listener.abort();
+    let _ = listener.await;
+    until_listed(&env, &core.id, false, None, Duration::from_secs(5)).await;
+    assert!(!env.hub.is_connected(core.id.parse().unwrap()));
 }

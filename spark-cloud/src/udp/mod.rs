@@ -16,16 +16,20 @@
 //! An association with nothing pending (no confirmable message unacknowledged, nothing queued, no update) parks, as
 //! a TCP device's connection does: its `DatagramSession` (about 24 KB) becomes a `ParkedDatagramSession` (the
 //! session above whole, the DTLS record keys, sequence number and replay window, the newest CoAP message ids and
-//! their replies; 744 bytes), and its task waits on the inbox, the mailbox and the session's timer with nothing else
-//! allocated. A datagram, a request or the timer rebuilds the session for one spell of work. A session that ends
-//! sends the device a close_notify, and a device's close_notify ends it at once.
+//! their replies; 744 bytes). A parked association keeps no task: its parked session and its device task's state
+//! wait in the association's entry (the map the socket's reader consults), whose waker is left in its inbox and its
+//! mailbox, and its deadline is filed in the one timer of all parked associations (a map of deadlines the
+//! listener's task sleeps on). The first datagram, request or deadline to come takes the parked state out and
+//! spawns a task that rebuilds the session for one spell of work; a second finds the state taken, its datagram or
+//! request queued to that task. The task ends when the session parks again, handing the state back, or when the
+//! session ends. A session that ends sends the device a close_notify, and a device's close_notify ends it at once.
+//! When the listener's task ends, so does every association.
 
 pub mod keys;
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -36,7 +40,7 @@ use spark_protocol::session::Instant;
 use spark_protocol::session::cloud::{CloudConfig, CloudConnection, OtaOptions};
 use spark_protocol::session::datagram::{DatagramSession, ParkedDatagramSession};
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use super::devices::{DeviceSession, DeviceTask, LiveHub, Mailbox, SessionHost, Slots, StateKeys};
 use super::{Cloud, lock};
@@ -87,8 +91,80 @@ const QUEUE: usize = 64;
 /// The largest datagram read.
 const MAX_DATAGRAM: usize = 2048;
 
-/// The associations by peer address: each one's serial and inbox.
-type Table = Arc<Mutex<HashMap<SocketAddr, (u64, Arc<Inbox>)>>>;
+/// What every association of one listener shares: the cloud, the socket, the associations by peer address, and
+/// the one timer of all parked associations.
+struct Listener {
+    cloud: Arc<Cloud>,
+    hub: Arc<LiveHub>,
+    socket: Arc<UdpSocket>,
+    /// The associations by peer address.
+    table: Mutex<HashMap<SocketAddr, Arc<Entry>>>,
+    /// The parked associations' deadlines, earliest first, each with its association's serial (one per parked
+    /// association with a deadline; [`Entry::unpark`] takes its key out).
+    timers: Mutex<BTreeMap<(Instant, u64), Arc<Entry>>>,
+    /// Told when a deadline earlier than every other one is set.
+    timer_moved: Notify,
+    clock: Clock,
+    limits: UdpLimits,
+    /// Where a woken parked association's task is spawned (a waker may run on any thread).
+    runtime: tokio::runtime::Handle,
+}
+
+impl Listener {
+    /// The one timer of every parked association: wakes each whose deadline has passed, then sleeps until the next
+    /// deadline or until an earlier one is set. Runs until the listener's task ends.
+    async fn sweep(&self) {
+        let mut due = Vec::new();
+        loop {
+            let now = self.clock.now();
+            let next = {
+                let mut timers = lock(&self.timers);
+                while let Some(first) = timers.first_entry() {
+                    if first.key().0 > now {
+                        break;
+                    }
+                    let ((t, _), entry) = first.remove_entry();
+                    due.push((t, entry));
+                }
+                timers.first_key_value().map(|(k, _)| k.0)
+            };
+            for (t, entry) in due.drain(..) {
+                if let Some(idle) = entry.unpark(Some(t)) {
+                    entry.spawn(idle);
+                }
+            }
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(self.clock.at(t)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = self.timer_moved.notified() => {}
+                () = sleep => {}
+            }
+        }
+    }
+}
+
+/// Ends every association when the listener's task ends (the cloud shutting down): the parked ones are dropped
+/// here (their devices listed offline), the working ones find their inbox closed. Also breaks the cycles an
+/// association and its listener make (the table and the timers hold the associations, which hold the listener).
+struct Shutdown(Arc<Listener>);
+
+impl Drop for Shutdown {
+    fn drop(&mut self) {
+        let entries: Vec<Arc<Entry>> = lock(&self.0.table).drain().map(|(_, e)| e).collect();
+        // Dropped outside the lock.
+        let timers = std::mem::take(&mut *lock(&self.0.timers));
+        drop(timers);
+        for entry in entries {
+            let idle = entry.unpark(None);
+            entry.inbox.close();
+            drop(idle);
+        }
+    }
+}
 
 /// An association's queue of datagrams from the socket's task. Lighter than a tokio channel, whose first block of
 /// 32 slots (about 1 KiB) stays allocated for an idle device, or a `Notify`, whose waiting future an idle task would
@@ -103,7 +179,8 @@ struct Inbox {
 #[derive(Default)]
 struct InboxInner {
     queue: std::collections::VecDeque<Vec<u8>>,
-    /// The association's task, while it waits for a datagram.
+    /// What the next datagram wakes: the association's task while it waits for one, the association itself (see
+    /// [`Entry::park`]) while it is parked.
     waker: Option<Waker>,
 }
 
@@ -246,21 +323,43 @@ impl Clock {
     }
 }
 
-/// Serves devices on `socket` until the task is aborted.
+/// Serves devices on `socket` until the task is aborted; its end ends every association.
 pub async fn serve_udp(
     cloud: Arc<Cloud>,
     hub: Arc<LiveHub>,
     socket: Arc<UdpSocket>,
     limits: UdpLimits,
 ) {
-    let clock = Clock(std::time::Instant::now());
+    let listener = Arc::new(Listener {
+        cloud,
+        hub,
+        socket,
+        table: Mutex::default(),
+        timers: Mutex::default(),
+        timer_moved: Notify::new(),
+        clock: Clock(std::time::Instant::now()),
+        limits,
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let _shutdown = Shutdown(Arc::clone(&listener));
+    tokio::select! {
+        () = listener.sweep() => {}
+        () = receive(&listener) => {}
+    }
+}
+
+/// The socket's reader: a datagram of a known peer goes to its association's inbox (waking it, parked or not),
+/// a hello to the stateless cookie exchange, a returning cookie to a new association.
+async fn receive(listener: &Arc<Listener>) {
+    let cloud = &listener.cloud;
+    let socket = &listener.socket;
+    let clock = listener.clock;
     let mut rng = super::system_rng();
     let mut server: Server<16> =
         Server::new(ServerConfig::new(cloud.udp_server_key().clone()), &mut rng);
-    let table: Table = Arc::default();
-    let associations = Arc::new(Semaphore::new(limits.max_associations));
-    let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
-    let serial = AtomicU64::new(0);
+    let associations = Arc::new(Semaphore::new(listener.limits.max_associations));
+    let handshakes = Arc::new(Semaphore::new(listener.limits.max_handshakes));
+    let mut serial = 0u64;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut out = [0u8; 512];
     loop {
@@ -271,14 +370,17 @@ pub async fn serve_udp(
         };
         let datagram = &buf[..n];
         let hello = dtls::is_client_hello(datagram);
-        let known = lock(&table).get(&peer).cloned();
-        if let Some((_, inbox)) = &known {
-            match inbox.push(datagram) {
+        let known = lock(&listener.table).get(&peer).cloned();
+        if let Some(entry) = &known {
+            match entry.inbox.push(datagram) {
                 // A restarted device at the same address: its hello also goes to the listener below.
                 Ok(()) | Err(PushError::Full) if !hello => continue,
                 Ok(()) | Err(PushError::Full) => {}
                 Err(PushError::Closed) => {
-                    lock(&table).remove(&peer);
+                    let mut table = lock(&listener.table);
+                    if table.get(&peer).is_some_and(|e| e.serial == entry.serial) {
+                        table.remove(&peer);
+                    }
                 }
             }
         }
@@ -302,24 +404,19 @@ pub async fn serve_udp(
                 let Some(keys) = cloud.handshake_keys() else {
                     continue;
                 };
-                let id = serial.fetch_add(1, Ordering::Relaxed);
-                let inbox = Arc::new(Inbox::default());
-                // Replaces (and so ends) an earlier association of the same address.
-                if let Some((_, old)) = lock(&table).insert(peer, (id, Arc::clone(&inbox))) {
-                    old.close();
-                }
-                let association = Association {
-                    cloud: Arc::clone(&cloud),
-                    hub: Arc::clone(&hub),
-                    socket: Arc::clone(&socket),
-                    table: Arc::clone(&table),
+                serial += 1;
+                let entry = Arc::new(Entry {
+                    listener: Arc::clone(listener),
                     peer,
-                    serial: id,
-                    clock,
-                    limits,
-                    inbox,
-                };
-                tokio::spawn(association.run(Box::new(Start {
+                    serial,
+                    inbox: Inbox::default(),
+                    parked: Mutex::new(None),
+                });
+                // Replaces (and so ends) an earlier association of the same address.
+                if let Some(old) = lock(&listener.table).insert(peer, Arc::clone(&entry)) {
+                    old.inbox.close();
+                }
+                tokio::spawn(entry.run(Box::new(Start {
                     conn,
                     keys,
                     slots: Slots::new(place, Some(handshake)),
@@ -337,17 +434,57 @@ struct Start {
     slots: Slots,
 }
 
-/// One peer address's association.
-struct Association {
-    cloud: Arc<Cloud>,
-    hub: Arc<LiveHub>,
-    socket: Arc<UdpSocket>,
-    table: Table,
+/// One peer address's association. While it works (its handshake, then each spell of work) a task of its own
+/// drives it; while it is parked no task exists: its state waits in `parked`, and the association itself is the
+/// waker left in its inbox and its mailbox (the first datagram or request spawns the task that resumes it; a later
+/// one finds the state taken and is queued to that task) and in the listener's timers.
+struct Entry {
+    listener: Arc<Listener>,
     peer: SocketAddr,
     serial: u64,
-    clock: Clock,
-    limits: UdpLimits,
-    inbox: Arc<Inbox>,
+    inbox: Inbox,
+    /// The parked state, while no task runs the association.
+    parked: Mutex<Option<Box<Idle>>>,
+}
+
+/// A parked association's state: the session, the device task's state (its mailbox within), and the deadline it
+/// is filed under in the listener's timers.
+struct Idle {
+    session: Parked,
+    task: DeviceTask,
+    due: Option<Instant>,
+}
+
+impl std::task::Wake for Entry {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    /// A datagram or a request for a parked association: the first to come takes the parked state and spawns the
+    /// task that resumes it; one that finds the state taken (the task runs, or parks and checks again) does nothing
+    /// more, its datagram or request being queued already.
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(idle) = self.unpark(None) {
+            self.spawn(idle);
+        }
+    }
+}
+
+/// Ends the association when its task ends, unless the task handed the state back to [`Entry::parked`].
+struct Ending<'a>(Option<&'a Entry>);
+
+impl Ending<'_> {
+    fn parked(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0 {
+            entry.end();
+        }
+    }
 }
 
 /// An established association's session, as the device task sees it.
@@ -396,77 +533,148 @@ fn unbox<T>(b: Box<T>) -> T {
 /// The chunk size of an update over UDP (an Electron's).
 pub const UDP_OTA_CHUNK: u16 = 512;
 
-impl Drop for Association {
-    fn drop(&mut self) {
-        self.inbox.closed.store(true, Ordering::Release);
-        let mut table = lock(&self.table);
+impl Entry {
+    async fn send(&self, bytes: &[u8]) {
+        let _ = self.listener.socket.send_to(bytes, self.peer).await;
+    }
+
+    /// The association's first task: the handshake, the key check and the session's first spell of work, then
+    /// the session until it parks (the task ends, the state waits in the association) or ends.
+    async fn run(self: Arc<Self>, start: Box<Start>) {
+        let ending = Ending(Some(&*self));
+        let Some(idle) = Box::pin(self.start(start)).await else {
+            return;
+        };
+        self.settle(idle, ending).await;
+    }
+
+    /// The task of a parked association woken by a datagram, a request or its deadline: the session, rebuilt and
+    /// run until it parks again or ends.
+    async fn resumed(self: Arc<Self>, idle: Box<Idle>) {
+        let ending = Ending(Some(&*self));
+        let Some(idle) = Box::pin(self.resume(idle)).await else {
+            return;
+        };
+        self.settle(idle, ending).await;
+    }
+
+    /// Parks `idle`, or, when work came in while it parked, runs it again, until it parks or the session ends.
+    async fn settle(self: &Arc<Self>, mut idle: Box<Idle>, ending: Ending<'_>) {
+        loop {
+            match self.park(idle) {
+                None => return ending.parked(),
+                Some(back) => idle = back,
+            }
+            match Box::pin(self.resume(idle)).await {
+                Some(next) => idle = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Spawns the task that resumes the parked state `idle`, taken out of this association.
+    fn spawn(self: &Arc<Self>, idle: Box<Idle>) {
+        let task = Arc::clone(self).resumed(idle);
+        self.listener.runtime.spawn(task);
+    }
+
+    /// Hands `idle` to the association, files its deadline and leaves the association as the waker of its inbox
+    /// and mailbox: `None` when parked, or `idle` back when a datagram or a request is waiting already.
+    ///
+    /// The wakers are left under the lock of [`Entry::parked`], before the state is put there: a wake that comes
+    /// after them waits for the lock and finds the state; one that came before left its datagram or request in a
+    /// queue these polls see. And no task runs the association meanwhile whose own waker they could replace.
+    fn park(self: &Arc<Self>, mut idle: Box<Idle>) -> Option<Box<Idle>> {
+        let mailbox = Arc::clone(idle.task.mailbox());
+        let waker = Waker::from(Arc::clone(self));
+        let mut cx = Context::from_waker(&waker);
+        let mut slot = lock(&self.parked);
+        // Both polled, so that both keep the waker.
+        let quiet =
+            mailbox.poll_ready(&mut cx).is_pending() & self.inbox.poll_ready(&mut cx).is_pending();
+        if !quiet {
+            return Some(idle);
+        }
+        idle.due = idle.session.poll_timeout();
+        if let Some(t) = idle.due {
+            let mut timers = lock(&self.listener.timers);
+            let earliest = timers.first_key_value().is_none_or(|(k, _)| t < k.0);
+            timers.insert((t, self.serial), Arc::clone(self));
+            if earliest {
+                self.listener.timer_moved.notify_one();
+            }
+        }
+        *slot = Some(idle);
+        None
+    }
+
+    /// The parked state, taken out (its deadline with it), if the association is parked; with `due`, only if it
+    /// is parked under that deadline (a timer that fired for an earlier parking finds nothing).
+    fn unpark(&self, due: Option<Instant>) -> Option<Box<Idle>> {
+        let mut slot = lock(&self.parked);
+        if due.is_some() && slot.as_ref().is_none_or(|idle| idle.due != due) {
+            return None;
+        }
+        let idle = slot.take()?;
+        // Under the slot's lock, so that it cannot take out the key of a parking that follows.
+        if let Some(t) = idle.due {
+            lock(&self.listener.timers).remove(&(t, self.serial));
+        }
+        drop(slot);
+        Some(idle)
+    }
+
+    /// The association ended: nothing reads its inbox any more, and its address is free.
+    fn end(&self) {
+        // Also drops the waker the inbox may hold (the association itself).
+        self.inbox.close();
+        let mut table = lock(&self.listener.table);
         if table
             .get(&self.peer)
-            .is_some_and(|(s, _)| *s == self.serial)
+            .is_some_and(|e| e.serial == self.serial)
         {
             table.remove(&self.peer);
         }
     }
-}
-
-impl Association {
-    async fn send(&self, bytes: &[u8]) {
-        let _ = self.socket.send_to(bytes, self.peer).await;
-    }
-
-    /// The handshake, the key check, then the session until it ends. The task's own future keeps only what an idle
-    /// association needs (this association's handles, its parked session, its device task and its wait): the
-    /// handshake and every spell of work run in futures of their own, boxed and dropped when they end.
-    async fn run(self, start: Box<Start>) {
-        let Some((mut parked, mut task, mailbox)) = Box::pin(self.start(start)).await else {
-            return;
-        };
-        loop {
-            self.wait(&parked, &mailbox).await;
-            parked = match Box::pin(self.resume(parked, &mut task, &mailbox)).await {
-                Some(p) => p,
-                None => return,
-            };
-        }
-    }
 
     /// A parked session, rebuilt and run until it is quiet again (parked anew) or ends (`None`).
-    async fn resume(
-        &self,
-        parked: Box<Parked>,
-        task: &mut DeviceTask,
-        mailbox: &Mailbox,
-    ) -> Option<Box<Parked>> {
+    async fn resume(&self, idle: Box<Idle>) -> Option<Box<Idle>> {
+        let Idle {
+            session, mut task, ..
+        } = unbox(idle);
         let open = Open {
             session: DatagramSession::resume(
-                unbox(parked),
-                self.cloud.udp_server_key().clone(),
+                session,
+                self.listener.cloud.udp_server_key().clone(),
                 dtls::TransportConfig::default(),
                 super::system_rng(),
             ),
-            clock: self.clock,
+            clock: self.listener.clock,
         };
-        self.work(open, task, mailbox).await
+        let mailbox = Arc::clone(task.mailbox());
+        let session = self.work(open, &mut task, &mailbox).await?;
+        Some(Box::new(Idle {
+            session,
+            task,
+            due: None,
+        }))
     }
 
-    /// The DTLS handshake, the key check, the session's first spell of work: the parked session, the device task
-    /// and the mailbox, or `None` when the association ended.
-    async fn start(
-        &self,
-        start: Box<Start>,
-    ) -> Option<(Box<Parked>, Box<DeviceTask>, Arc<Mailbox>)> {
+    /// The DTLS handshake, the key check, the session's first spell of work: the parked state, or `None` when the
+    /// association ended.
+    async fn start(&self, start: Box<Start>) -> Option<Box<Idle>> {
         let Start {
             mut conn,
             keys,
             mut slots,
         } = unbox(start);
-        let inbox = Arc::clone(&self.inbox);
+        let inbox = &self.inbox;
         // The handshake's buffer: dropped once it is done (an idle device keeps no buffer of MAX_DATAGRAM).
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let give_up = self.clock.now() + self.limits.handshake_timeout;
+        let give_up = self.listener.clock.now() + self.listener.limits.handshake_timeout;
         // The DTLS handshake.
         loop {
-            let now = self.clock.now();
+            let now = self.listener.clock.now();
             let failed = conn.handle_timeout(now).is_err();
             while let Ok(Some(n)) = conn.poll_transmit(&mut buf) {
                 self.send(&buf[..n]).await;
@@ -481,7 +689,7 @@ impl Association {
             tokio::select! {
                 datagram = inbox.recv() => match datagram {
                     Some(d) => {
-                        if conn.handle_datagram(self.clock.now(), &d).is_err() {
+                        if conn.handle_datagram(self.listener.clock.now(), &d).is_err() {
                             while let Ok(Some(n)) = conn.poll_transmit(&mut buf) {
                                 self.send(&buf[..n]).await;
                             }
@@ -490,12 +698,13 @@ impl Association {
                     }
                     None => return None,
                 },
-                () = tokio::time::sleep_until(self.clock.at(deadline)) => {}
+                () = tokio::time::sleep_until(self.listener.clock.at(deadline)) => {}
             }
         }
         // The key it proved, and the device that key is registered to.
         let device = match conn.peer_public_key() {
             Some(k) => self
+                .listener
                 .cloud
                 .store()
                 .device_for_udp_key(&k)
@@ -505,7 +714,7 @@ impl Association {
             None => None,
         };
         let Some(device) = device.and_then(|d| d.parse::<DeviceId>().ok()) else {
-            self.cloud.log_refusal(
+            self.listener.cloud.log_refusal(
                 &format!("udp {}", self.peer),
                 "its key is registered to no device",
             );
@@ -518,56 +727,40 @@ impl Association {
         drop(buf);
         // The handshake's place goes to the next device; the Hello exchange is the session's.
         slots.release_handshake();
-        let now = self.clock.now();
+        let now = self.listener.clock.now();
         let server_key = keys.for_connection();
         let mailbox = Arc::new(Mailbox::default());
         mailbox.set_asked(Some(device));
         let mut config = CloudConfig::default();
-        config.idle_timeout = self.limits.idle_timeout;
+        config.idle_timeout = self.listener.limits.idle_timeout;
         let session = CloudConnection::datagram(
             now,
             server_key,
-            StateKeys(Arc::clone(&self.cloud), Arc::clone(&mailbox)),
+            StateKeys(Arc::clone(&self.listener.cloud), Arc::clone(&mailbox)),
             super::system_rng(),
             config,
             device,
         );
         let open = Open {
             session: DatagramSession::new(session, conn, super::system_rng()),
-            clock: self.clock,
+            clock: self.listener.clock,
         };
-        let mut task = Box::new(DeviceTask::new(
-            Arc::clone(&self.cloud),
-            Arc::clone(&self.hub),
+        let mut task = DeviceTask::new(
+            Arc::clone(&self.listener.cloud),
+            Arc::clone(&self.listener.hub),
             keys,
             slots,
             Arc::clone(&mailbox),
-        ));
+        );
         // The working state (the whole `DatagramSession`, about 24 KB, and the transmit buffer) lives in its own
         // allocation while the association has work; an idle one keeps only its parked form (the session above,
         // the DTLS record state and the recently seen CoAP ids, about 1 KB).
-        let parked = self.work(open, &mut task, &mailbox).await?;
-        Some((parked, task, mailbox))
-    }
-
-    /// Waits, parked, until the association has work: a datagram in its inbox, a request in `mailbox`, or the
-    /// session's timer.
-    async fn wait(&self, parked: &Parked, mailbox: &Mailbox) {
-        let due = parked.poll_timeout().map(|t| self.clock.at(t));
-        let mut timer = std::pin::pin!(due.map(tokio::time::sleep_until));
-        std::future::poll_fn(|cx| {
-            if mailbox.poll_ready(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            if self.inbox.poll_ready(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            match timer.as_mut().as_pin_mut() {
-                Some(sleep) => sleep.poll(cx),
-                None => Poll::Pending,
-            }
-        })
-        .await;
+        let session = self.work(open, &mut task, &mailbox).await?;
+        Some(Box::new(Idle {
+            session,
+            task,
+            due: None,
+        }))
     }
 
     /// Ends the association as a DTLS server does when its session ends (an idle timeout, a request never
@@ -587,7 +780,7 @@ impl Association {
         mut open: Open,
         task: &mut DeviceTask,
         mailbox: &Mailbox,
-    ) -> Option<Box<Parked>> {
+    ) -> Option<Parked> {
         let inbox = &self.inbox;
         let out_len = open.session.max_transmit_len();
         let mut out = vec![0u8; out_len];
@@ -598,13 +791,13 @@ impl Association {
             task.on_command(&mut open, command);
         }
         loop {
-            let now = self.clock.now();
+            let now = self.listener.clock.now();
             let mut result = open.session.handle_timeout(now);
             // Whatever waited in the inbox (a parked association is woken once for all of it).
             while result.is_ok()
                 && let Some(d) = inbox.try_recv()
             {
-                result = open.session.handle_datagram(self.clock.now(), &d);
+                result = open.session.handle_datagram(self.listener.clock.now(), &d);
             }
             while let Some(event) = open.session.poll_event() {
                 task.on_event(&mut open, event);
@@ -632,7 +825,7 @@ impl Association {
             // A request that comes after this wakes the parked wait at once (it polls the mailbox first).
             if inbox.is_empty() {
                 match open.session.park(now) {
-                    Ok(parked) => return Some(Box::new(parked)),
+                    Ok(parked) => return Some(parked),
                     Err((session, _)) => open.session = session,
                 }
             }
@@ -643,7 +836,7 @@ impl Association {
             tokio::select! {
                 datagram = inbox.recv() => match datagram {
                     Some(d) => {
-                        if let Err(e) = open.session.handle_datagram(self.clock.now(), &d) {
+                        if let Err(e) = open.session.handle_datagram(self.listener.clock.now(), &d) {
                             task.on_failure(&e);
                             self.close(&mut open, &mut out).await;
                             return None;
@@ -659,7 +852,7 @@ impl Association {
                         task.on_command(&mut open, command);
                     }
                 }
-                () = tokio::time::sleep_until(self.clock.at(deadline)) => {}
+                () = tokio::time::sleep_until(self.listener.clock.at(deadline)) => {}
             }
         }
     }
@@ -667,16 +860,20 @@ impl Association {
 
 #[cfg(test)]
 mod footprint {
-    /// What an idle UDP association keeps inline beside its task: the parked session (boxed), bounded at what the
-    /// parked form left on x86_64 (744 bytes: the session 472, the DTLS record state about 100, the CoAP ids about
-    /// 170). The live `DatagramSession` it replaces is about 24 KB; a field that grows the parked form should be
-    /// dropped while idle.
+    /// What an idle UDP association keeps: no task, only its entry (the handles, the inbox, the slot) and its
+    /// parked state (the parked session, the device task's state, its deadline), each one allocation. Bounded at
+    /// what they took on x86_64 when parked associations gave up their tasks (920 and 128 bytes; the task was about
+    /// 940 beside them); the live `DatagramSession` the parked session replaces is about 24 KB.
     #[test]
     fn an_idle_association_keeps_a_small_parked_state() {
         let parked = size_of::<super::Parked>();
         let live = size_of::<super::Open>();
-        eprintln!("parked {parked} bytes, live {live} bytes");
+        let idle = size_of::<super::Idle>();
+        let entry = size_of::<super::Entry>();
+        eprintln!("parked {parked} bytes, live {live}, parked state {idle}, entry {entry}");
         assert!(parked <= 800, "the parked session takes {parked} bytes");
         assert!(live > 10 * parked, "the live session takes {live} bytes");
+        assert!(idle <= 928, "the parked state takes {idle} bytes");
+        assert!(entry <= 128, "the entry takes {entry} bytes");
     }
 }
