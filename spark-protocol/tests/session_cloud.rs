@@ -1369,6 +1369,73 @@ fn published_views_give_what_the_owned_events_give() {
 }
 
 #[test]
+fn views_keep_their_place_among_the_other_events() {
+    // In one read the device publishes, subscribes, publishes again and subscribes again. A caller that takes one
+    // event from the queue and then every view (as the local cloud's device task does) must meet them in the
+    // order they were sent: a subscription handled before an event published ahead of it would hand the device
+    // its own earlier event, and one handled after an event published behind it would miss the answer to it.
+    let subscribe = |d: &mut Device, filter: &[u8]| {
+        let id = d.next();
+        let mut sub = vec![0x40, 0x01, (id >> 8) as u8, id as u8, 0xb1, b'e'];
+        sub.push(u8::try_from(filter.len()).unwrap());
+        sub.extend_from_slice(filter);
+        let mut out = vec![0; 64];
+        let n = d.enc.seal(&sub, &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
+    let publish = |d: &mut Device, name: &[u8]| {
+        let id = d.next();
+        d.seal(&Message::Event(Event::publish(
+            id,
+            Visibility::Private,
+            name,
+            Some(b"1"),
+            60,
+        )))
+    };
+    let order = |views: bool, keep: bool| {
+        let (mut c, mut d) = established();
+        events(&mut c);
+        c.set_published_views(views);
+        c.keep_buffers(keep);
+        let mut read = publish(&mut d, b"one");
+        read.extend(subscribe(&mut d, b"sub1"));
+        read.extend(publish(&mut d, b"two"));
+        read.extend(publish(&mut d, b"three"));
+        read.extend(subscribe(&mut d, b"sub2"));
+        read.extend(publish(&mut d, b"four"));
+        c.handle_input(Instant::ZERO, &read).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let event = c.poll_event();
+            match &event {
+                Some(CloudEvent::Published(p)) => {
+                    seen.push(String::from_utf8(p.name.clone()).unwrap())
+                }
+                Some(CloudEvent::Subscribed(s)) => {
+                    seen.push(format!("+{}", String::from_utf8(s.filter.clone()).unwrap()));
+                }
+                Some(other) => panic!("{other:?}"),
+                None => {}
+            }
+            let mut any_view = false;
+            while let Some(view) = c.poll_published() {
+                any_view = true;
+                seen.push(String::from_utf8(view.name.to_vec()).unwrap());
+            }
+            if event.is_none() && !any_view {
+                return seen;
+            }
+        }
+    };
+    let sent = ["one", "+sub1", "two", "three", "+sub2", "four"];
+    assert_eq!(order(false, false), sent);
+    assert_eq!(order(true, false), sent);
+    assert_eq!(order(true, true), sent);
+}
+
+#[test]
 fn malformed_events_are_refused_the_same_with_views() {
     // Event messages the wire layer refuses: each ends the session with the same error whether events are
     // handed out owned or as views, and no view is made of it.

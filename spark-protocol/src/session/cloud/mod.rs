@@ -531,11 +531,7 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     /// events are refused as without views: the session ends with
     /// [`SessionError::Malformed`] and no view is made of them.
     pub fn poll_published(&mut self) -> Option<PublishedView<'_>> {
-        let waiting = self
-            .busy
-            .as_deref()
-            .is_some_and(|b| b.taken + VIEW_HEADER <= b.published.len());
-        if !waiting {
+        if !self.views_waiting() {
             if let Some(busy) = self.busy.as_deref_mut() {
                 busy.published.clear();
                 busy.taken = 0;
@@ -916,7 +912,37 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
         }
     }
 
+    /// Handles one message in the order the device sent it. Published events wait as views only
+    /// while nothing else is queued: when this message queues another event (a subscription, an
+    /// answer) behind views not yet taken, those views move into the queue ahead of it, as owned
+    /// events, so that a caller taking the queue first still sees them in order.
     fn handle_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SessionError> {
+        let queued = self.events.len();
+        let result = self.dispatch_message(now, bytes);
+        if self.events.len() > queued && self.views_waiting() {
+            let later: Vec<CloudEvent> = self.events.drain(queued..).collect();
+            self.queue_views();
+            self.events.extend(later);
+        }
+        result
+    }
+
+    /// Whether published views wait to be taken.
+    fn views_waiting(&self) -> bool {
+        self.busy
+            .as_deref()
+            .is_some_and(|b| b.taken + VIEW_HEADER <= b.published.len())
+    }
+
+    /// Moves the views not yet taken into the event queue, in order, as owned events.
+    fn queue_views(&mut self) {
+        while let Some(view) = self.poll_published() {
+            let event = CloudEvent::Published(view.to_event());
+            self.events.push_back(event);
+        }
+    }
+
+    fn dispatch_message(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SessionError> {
         let repr = Repr::parse_bytes(bytes).map_err(SessionError::Malformed)?;
         self.last_rx = now;
         self.ping_sent = false;
@@ -971,9 +997,11 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
                     self.ack(repr.message_id)?;
                 }
                 let private = event.visibility == Visibility::Private;
-                if self.views {
+                if self.views && self.events.is_empty() {
                     self.keep_view(name, event.data, event.ttl(), private);
                 } else {
+                    // Behind a queued event: queued too, after the views that came before it.
+                    self.queue_views();
                     self.events.push_back(CloudEvent::Published(PublishedEvent {
                         name: name.to_vec(),
                         data: event.data.map(<[u8]>::to_vec),
