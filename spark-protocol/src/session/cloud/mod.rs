@@ -521,7 +521,9 @@ impl<S: HandshakeKeys, K: DeviceKeys, R: CryptoRng> CloudConnection<S, K, R> {
     /// [`CloudEvent::Published`] (each a copy of its name and data on the heap) but kept in one
     /// buffer and handed out as borrowed [`PublishedView`]s by
     /// [`CloudConnection::poll_published`]; take them after each input. Events already queued
-    /// stay queued. Off by default.
+    /// stay queued, and an event published behind another queued event (a subscription, a
+    /// reply) is queued as [`CloudEvent::Published`] in its place, so the two kinds never
+    /// overtake each other. Off by default.
     pub fn set_published_views(&mut self, on: bool) {
         self.views = on;
     }
