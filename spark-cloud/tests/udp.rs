@@ -329,7 +329,8 @@ struct RawDevice {
 const RAW_RESULT: i32 = 42;
 
 impl RawDevice {
-    /// Provisions `core`'s key, connects to `udp` and drives the device until its session is up.
+    /// Provisions `core`'s key, connects to `udp` and drives the device until its session is up and the cloud
+    /// lists it connected.
     async fn connect(
         env: &Env,
         core: &TestCore,
@@ -372,6 +373,14 @@ impl RawDevice {
             answered: 0,
         };
         within(async { while !device.step(Duration::from_millis(100)).await {} }).await;
+        until_listed(
+            env,
+            &core.id,
+            true,
+            Some(&mut device),
+            Duration::from_secs(10),
+        )
+        .await;
         device
     }
 
@@ -477,14 +486,6 @@ async fn a_device_that_closes_its_session_is_offline_at_once() {
     let (udp, _listener) = udp_listener(&env).await;
     let core = env.new_core(ELECTRON_B, ServicePack::SP_1_24);
     let mut device = RawDevice::connect(&env, &core, ELECTRON_B, udp, 61).await;
-    until_listed(
-        &env,
-        &core.id,
-        true,
-        Some(&mut device),
-        Duration::from_secs(10),
-    )
-    .await;
     // Quiet for a moment (the cloud's association parks), answering whatever the cloud still asks.
     device.run_for(Duration::from_millis(500)).await;
     // The device ends its session with a close_notify.
@@ -533,14 +534,6 @@ async fn a_parked_association_wakes_for_calls_and_datagrams_and_ends_at_its_idle
     .unwrap();
     let core = env.new_core(ELECTRON_A, ServicePack::SP_1_24);
     let mut device = RawDevice::connect(&env, &core, ELECTRON_A, udp, 62).await;
-    until_listed(
-        &env,
-        &core.id,
-        true,
-        Some(&mut device),
-        Duration::from_secs(10),
-    )
-    .await;
     let call = |api: spark_api::Client, id: String| {
         tokio::spawn(async move {
             api.call_function(&id, "f", "")
@@ -614,14 +607,6 @@ async fn the_listener_s_end_ends_its_parked_associations() {
     let (udp, listener) = udp_listener(&env).await;
     let core = env.new_core(ELECTRON_B, ServicePack::SP_1_24);
     let mut device = RawDevice::connect(&env, &core, ELECTRON_B, udp, 63).await;
-    until_listed(
-        &env,
-        &core.id,
-        true,
-        Some(&mut device),
-        Duration::from_secs(10),
-    )
-    .await;
     device.run_for(Duration::from_millis(500)).await;
     assert!(env.hub.is_connected(core.id.parse().unwrap()));
     listener.abort();

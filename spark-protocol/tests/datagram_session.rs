@@ -17,7 +17,8 @@ use spark_protocol::session::cloud::{
 };
 use spark_protocol::session::datagram::{DatagramError, DatagramSession, ParkError};
 use spark_protocol::session::device::{
-    BufferSink, DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, NoFirmware,
+    BufferSink, DeviceConfig, DeviceConnection, DeviceEvent, FirmwareSink, FunctionCallEvent,
+    NoFirmware,
 };
 use spark_protocol::session::{Instant, Scope};
 use spark_protocol::wire::message::{Value, Visibility};
@@ -295,6 +296,21 @@ impl<S: FirmwareSink> World<S> {
         }
     }
 
+    /// Runs (at most `limit`) until the device is asked to run a function, and takes that request.
+    fn next_function_call(&mut self, limit: Duration) -> FunctionCallEvent {
+        self.run_until(limit, |w| {
+            w.device_events
+                .iter()
+                .any(|e| matches!(e, DeviceEvent::FunctionCall(_)))
+        });
+        let Some(DeviceEvent::FunctionCall(c)) = take(&mut self.device_events, |e| {
+            matches!(e, DeviceEvent::FunctionCall(_))
+        }) else {
+            unreachable!()
+        };
+        c
+    }
+
     /// Runs until `done` holds (checked after every step) or `limit` of virtual time passes.
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Self) -> bool) {
         let end = self.now + limit;
@@ -412,16 +428,7 @@ fn exchange_over_lossy_link(seed: u64, park_when_quiet: bool) {
         .session_mut()
         .call_function(now, b"brew", b"espresso")
         .unwrap();
-    w.run_until(Duration::from_secs(120), |w| {
-        w.device_events
-            .iter()
-            .any(|e| matches!(e, DeviceEvent::FunctionCall(_)))
-    });
-    let Some(DeviceEvent::FunctionCall(c)) = take(&mut w.device_events, |e| {
-        matches!(e, DeviceEvent::FunctionCall(_))
-    }) else {
-        unreachable!()
-    };
+    let c = w.next_function_call(Duration::from_secs(120));
     assert_eq!(&c.name[..], b"brew");
     assert_eq!(&c.argument[..], b"espresso");
     w.device.session_mut().function_return(c.call, 42).unwrap();
@@ -631,16 +638,7 @@ fn park_is_refused_while_a_confirmable_message_is_in_flight() {
     let request = buf[..n].to_vec();
     assert_eq!(w.park_cloud(), Err(ParkError::Unacknowledged));
     w.device.handle_datagram(now, &request).unwrap();
-    w.run_until(Duration::from_secs(10), |w| {
-        w.device_events
-            .iter()
-            .any(|e| matches!(e, DeviceEvent::FunctionCall(_)))
-    });
-    let Some(DeviceEvent::FunctionCall(c)) = take(&mut w.device_events, |e| {
-        matches!(e, DeviceEvent::FunctionCall(_))
-    }) else {
-        unreachable!()
-    };
+    let c = w.next_function_call(Duration::from_secs(10));
     w.device.session_mut().function_return(c.call, 7).unwrap();
     w.run_until(Duration::from_secs(30), |w| {
         w.cloud_events
