@@ -21,7 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use spark_protocol::session::cloud::{
@@ -41,6 +41,7 @@ use super::hub::{
     Description, DeviceEvent, DeviceHub, FlashProgress, HubError, HubFuture, VariableValue,
 };
 use super::rotation::{HandshakeKey, LoadedKeys};
+use super::waiting::Waiting;
 use super::{Cloud, lock};
 
 /// The server's private key as the handshake uses it: OpenSSL with the `openssl` feature (about four times faster
@@ -75,8 +76,7 @@ pub(crate) struct Mailbox {
 
 #[derive(Debug, Default)]
 struct MailboxInner {
-    queue: VecDeque<Command>,
-    waker: Option<Waker>,
+    queue: Waiting<Command>,
     /// The id the device gave in its handshake, until the handshake is done (for the log line of a failed one).
     /// Kept here rather than in an allocation of its own: the session's key lookup and the task both reach it.
     asked: Option<DeviceId>,
@@ -87,13 +87,10 @@ impl Mailbox {
         if self.closed.load(Ordering::Acquire) {
             return Err(HubError::NotConnected);
         }
-        let mut inner = lock(&self.inner);
-        if inner.queue.len() >= MAILBOX_LIMIT {
+        let woken = lock(&self.inner).queue.push(command, MAILBOX_LIMIT);
+        let Ok(waker) = woken else {
             return Err(HubError::Busy("too many requests queued".into()));
-        }
-        inner.queue.push_back(command);
-        let waker = inner.waker.take();
-        drop(inner);
+        };
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -101,19 +98,13 @@ impl Mailbox {
     }
 
     pub(crate) fn take(&self) -> Option<Command> {
-        let mut inner = lock(&self.inner);
-        let command = inner.queue.pop_front();
-        if inner.queue.is_empty() && inner.queue.capacity() > 0 {
-            // Give the memory back: most connections see a request now and then, not a stream of them.
-            inner.queue = VecDeque::new();
-        }
-        command
+        lock(&self.inner).queue.pop()
     }
 
     /// Asks the connection's task to end (it checks [`Mailbox::kicked`] whenever it wakes).
     fn kick(&self) {
         self.kicked.store(true, Ordering::Release);
-        let waker = lock(&self.inner).waker.take();
+        let waker = lock(&self.inner).queue.take_waker();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -137,26 +128,13 @@ impl Mailbox {
     /// Ready when a request waits (or the connection must end); otherwise the task of `cx` is woken by the next
     /// one.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut inner = lock(&self.inner);
-        if !inner.queue.is_empty() || self.kicked() {
-            return Poll::Ready(());
-        }
-        if !inner
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            inner.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
+        lock(&self.inner).queue.poll_ready(cx, self.kicked())
     }
 
     /// Refuses further requests; those still queued are answered `NotConnected` when dropped.
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let mut inner = lock(&self.inner);
-        inner.queue.clear();
-        inner.waker = None;
+        lock(&self.inner).queue.clear();
     }
 }
 

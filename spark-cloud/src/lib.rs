@@ -31,6 +31,7 @@ pub mod services;
 pub mod state;
 pub mod store;
 pub mod udp;
+mod waiting;
 pub mod webhooks;
 
 /// Entry points for the fuzz targets in `fuzz/`: the parsers that read untrusted bytes (request bodies before

@@ -43,6 +43,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, Semaphore};
 
 use super::devices::{DeviceSession, DeviceTask, LiveHub, Mailbox, SessionHost, Slots, StateKeys};
+use super::waiting::Waiting;
 use super::{Cloud, lock};
 
 /// The UDP listener's limits (see `SECURITY.md`).
@@ -171,17 +172,11 @@ impl Drop for Shutdown {
 /// carry: an empty queue here holds no allocation, and its waiter is the task's waker.
 #[derive(Default)]
 struct Inbox {
-    inner: Mutex<InboxInner>,
+    /// The datagrams, and what the next one wakes: the association's task while it waits for one, the association
+    /// itself (see [`Entry::park`]) while it is parked.
+    inner: Mutex<Waiting<Vec<u8>>>,
     /// The association ended: nothing reads the queue any more.
     closed: std::sync::atomic::AtomicBool,
-}
-
-#[derive(Default)]
-struct InboxInner {
-    queue: std::collections::VecDeque<Vec<u8>>,
-    /// What the next datagram wakes: the association's task while it waits for one, the association itself (see
-    /// [`Entry::park`]) while it is parked.
-    waker: Option<Waker>,
 }
 
 /// Why [`Inbox::push`] did not queue a datagram.
@@ -197,13 +192,10 @@ impl Inbox {
         if self.closed.load(Ordering::Acquire) {
             return Err(PushError::Closed);
         }
-        let mut inner = lock(&self.inner);
-        if inner.queue.len() >= QUEUE {
+        let woken = lock(&self.inner).push(datagram.to_vec(), QUEUE);
+        let Ok(waker) = woken else {
             return Err(PushError::Full);
-        }
-        inner.queue.push_back(datagram.to_vec());
-        let waker = inner.waker.take();
-        drop(inner);
+        };
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -213,7 +205,7 @@ impl Inbox {
     /// Ends the association: its task wakes and finds the inbox closed.
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let waker = lock(&self.inner).waker.take();
+        let waker = lock(&self.inner).take_waker();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -221,36 +213,17 @@ impl Inbox {
 
     /// The next datagram if one is queued.
     fn try_recv(&self) -> Option<Vec<u8>> {
-        Self::pop(&mut lock(&self.inner))
-    }
-
-    fn pop(inner: &mut InboxInner) -> Option<Vec<u8>> {
-        let d = inner.queue.pop_front();
-        if d.is_some() && inner.queue.is_empty() {
-            // A burst's queue is not kept while the device idles.
-            inner.queue.shrink_to_fit();
-        }
-        d
+        lock(&self.inner).pop()
     }
 
     fn is_empty(&self) -> bool {
-        lock(&self.inner).queue.is_empty()
+        lock(&self.inner).is_empty()
     }
 
     /// Ready when a datagram waits or the association was closed; otherwise the task of `cx` is woken by the next.
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut inner = lock(&self.inner);
-        if !inner.queue.is_empty() || self.closed.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        if !inner
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            inner.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
+        let closed = self.closed.load(Ordering::Acquire);
+        lock(&self.inner).poll_ready(cx, closed)
     }
 
     /// The next datagram, once one is queued; `None` once the association was closed.
