@@ -12,15 +12,15 @@ mod nodes;
 #[path = "support/postgres.rs"]
 mod postgres_server;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nats::NatsServer;
-use nodes::{Node, http, json, store_now};
+use nodes::{Node, http, http_anonymous, json, store_now};
 use postgres_server::Postgres;
 use spark_cloud::store::{self, Store};
 use spark_protocol::crypto::keys::RsaPublicKey;
@@ -277,31 +277,16 @@ impl Lone {
     /// Signs `user` up (password `pw`) the first time, and logs in: a new token.
     fn token(&self, user: &str) -> String {
         let form = format!("username={user}&password=pw");
-        let _ = unauthenticated(self.http, "/v1/users", &form);
-        let (status, body) = unauthenticated(
+        let _ = http_anonymous(self.http, "POST", "/v1/users", &form);
+        let (status, body) = http_anonymous(
             self.http,
+            "POST",
             "/oauth/token",
             &format!("client_id=spark&client_secret=spark&grant_type=password&{form}"),
         );
         assert_eq!(status, 200, "{body}");
         json(&body)["access_token"].as_str().unwrap().to_owned()
     }
-}
-
-/// A POST without an `Authorization` header.
-fn unauthenticated(addr: SocketAddr, path: &str, form: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    (status, out.split_once("\r\n\r\n").unwrap().1.to_owned())
 }
 
 #[test]

@@ -37,6 +37,18 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, token: &str, form: &str)
     http_auth(addr, method, path, &format!("Bearer {token}"), form)
 }
 
+/// As [`http`] with no `Authorization` header (sign-up, a token for a password).
+pub fn http_anonymous(addr: SocketAddr, method: &str, path: &str, form: &str) -> (u16, String) {
+    request(
+        addr,
+        method,
+        path,
+        None,
+        "application/x-www-form-urlencoded",
+        form.as_bytes(),
+    )
+}
+
 /// As [`http`] with the whole `Authorization` value (`Bearer …` or `Basic …`).
 pub fn http_auth(
     addr: SocketAddr,
@@ -49,7 +61,7 @@ pub fn http_auth(
         addr,
         method,
         path,
-        auth,
+        Some(auth),
         "application/x-www-form-urlencoded",
         form.as_bytes(),
     )
@@ -68,7 +80,7 @@ pub fn http_body(
         addr,
         method,
         path,
-        &format!("Bearer {token}"),
+        Some(&format!("Bearer {token}")),
         content_type,
         body,
     )
@@ -78,14 +90,15 @@ fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
-    auth: &str,
+    auth: Option<&str>,
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\
 Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
