@@ -291,12 +291,14 @@ impl DeviceKeys for StateKeys {
     type Key = DeviceKey;
 
     fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<DeviceKey> {
-        let id = device_id.to_string();
+        // The id as text on the stack: no allocation per handshake.
+        let hex = device_id.to_hex();
+        let id = core::str::from_utf8(&hex).unwrap_or_default();
         // One indexed query on a shared store (its futures run on the store's own thread).
-        let stored = crate::store::block_on(self.0.store().device_key(&id));
+        let stored = crate::store::block_on(self.0.store().device_key(id));
         let Some(key) = stored.ok().flatten() else {
             self.0
-                .log_refusal(&id, "no public key is provisioned for it");
+                .log_refusal(id, "no public key is provisioned for it");
             return None;
         };
         self.1.set_asked(Some(*device_id));
@@ -731,7 +733,7 @@ impl KeptDescription {
 }
 
 /// The cloud session of one device, over TCP or (datagram mode) UDP.
-pub(crate) type DeviceSession = CloudConnection<HandshakeKey, StateKeys, super::SystemRng>;
+pub(crate) type DeviceSession = CloudConnection<HandshakeKey, StateKeys, super::SessionRng>;
 
 /// What a [`DeviceTask`] needs of whatever carries its session (the TCP driver, the UDP association): the time,
 /// and the session for requests.
@@ -904,9 +906,31 @@ impl Working {
     }
 
     /// One non-blocking read from the kernel into `buf`.
+    ///
+    /// A read that returns less than `buf` holds found the socket drained: TCP's `recv` copies until the buffer is
+    /// full or nothing is queued. It says so to the runtime as a read that would block would, so that the next
+    /// read waits for readiness without asking the kernel again: a device's message costs one `recvfrom`, not a
+    /// second one that finds nothing. (The runtime keeps the socket readable if an edge arrived since the read.)
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<Received> {
+        use std::io::Read;
+        let mut short = None;
         loop {
-            return match self.socket.stream.try_read(buf) {
+            let read = self
+                .socket
+                .stream
+                .try_io(tokio::io::Interest::READABLE, || {
+                    let n = (&*socket2::SockRef::from(&self.socket.stream)).read(buf)?;
+                    if n > 0 && n < buf.len() {
+                        short = Some(n);
+                        return Err(std::io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(n)
+                });
+            if let Some(n) = short {
+                self.socket.drained.store(true, Ordering::Relaxed);
+                return Ok(Received::Data(n));
+            }
+            return match read {
                 Ok(0) => Ok(Received::Eof),
                 Ok(n) => Ok(Received::Data(n)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -1035,7 +1059,7 @@ fn run_device(
         Instant::ZERO,
         server_key,
         StateKeys(Arc::clone(&cloud), Arc::clone(&mailbox)),
-        super::system_rng(),
+        super::SessionRng,
         CloudConfig::default(),
     );
     // Published events come out as views into the session's buffer (taken after every round of the driver), not
@@ -1314,7 +1338,6 @@ impl DeviceTask {
     fn on_connected(&mut self, driver: &mut impl SessionHost, info: &DeviceInfo) {
         // Its handshake slot goes to the next device.
         self.slots.handshake = None;
-        let device = info.device_id.to_string();
         let hub = &self.session.hub;
         let serial = hub.serial.fetch_add(1, Ordering::Relaxed);
         lock(&hub.devices).insert(info.device_id, (serial, Arc::clone(&self.session.mailbox)));
@@ -1322,16 +1345,19 @@ impl DeviceTask {
             device: info.device_id,
             serial,
         });
-        super::console::record_hello(&self.session.cloud, &device, info);
-        if let Some(keys) = self.keys.take()
-            && driver.uses_rsa_server_key()
-        {
-            let used = keys.used_fingerprint(driver.connection_mut().server_key());
-            self.session.cloud.record_key_use(&device, used);
-        }
+        let key_used = self
+            .keys
+            .take()
+            .filter(|_| driver.uses_rsa_server_key())
+            .map(|keys| keys.used_fingerprint(driver.connection_mut().server_key()));
         // The id asked for is only needed to log a failed handshake.
         self.session.mailbox.set_asked(None);
-        self.session.cloud.device_online(&device);
+        // Its Hello and key into its status, and its `online` event.
+        self.session.cloud.device_connected(
+            info.device_id,
+            |s| super::console::hello_status(s, info),
+            key_used,
+        );
         let now = driver.now();
         if let Ok(r) = driver.connection_mut().describe(now) {
             self.pending.insert(r, Pending::Describe(None));
@@ -1628,7 +1654,8 @@ mod batches {
         assert_eq!(&three, b"now");
     }
 
-    /// A quiet device (its reads never fill the buffer) is never batched.
+    /// A quiet device (its reads never fill the buffer) is never batched, and a read that returns less than the
+    /// buffer takes leaves the socket drained without a second read, yet later bytes still wake it.
     #[tokio::test]
     async fn a_quiet_socket_is_not_batched() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1650,6 +1677,31 @@ mod batches {
             }
         }
         assert!(w.batches.is_none());
+        // A short read found the socket drained: the runtime was told so, and the next read waits for readiness
+        // without asking the kernel (the closure below would be that question).
+        assert!(w.socket.drained.load(std::sync::atomic::Ordering::Relaxed));
+        let asked = w
+            .socket
+            .stream
+            .try_io(tokio::io::Interest::READABLE, || Ok(()));
+        assert_eq!(
+            asked.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+        // Bytes sent after that read still wake the socket.
+        peer.write_all(b"again").await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            w.socket.stream.readable(),
+        )
+        .await
+        .expect("the socket turns readable for the bytes sent after the short read")
+        .unwrap();
+        assert!(matches!(
+            w.read(&mut buf, None).await.unwrap(),
+            Received::Data(5)
+        ));
+        assert_eq!(&buf[..5], b"again");
         w.write(b"pong").await.unwrap();
         w.write(b"pang").await.unwrap();
         // Held back together, and sent as the connection parks.

@@ -119,6 +119,33 @@ pub fn system_rng() -> SystemRng {
     rand_core::UnwrapErr(rand::rngs::SysRng)
 }
 
+/// The random generator of device sessions (handshake nonces, session keys, the RSA encryption padding, DTLS
+/// randoms and ephemeral keys): each draw comes from the calling thread's `rand::rng()`, ChaCha12 seeded from the
+/// operating system and reseeded from it after every 64 KiB of output.
+///
+/// A TCP handshake draws four times; from [`SystemRng`] that is four `getrandom` calls per handshake, here it is
+/// one per some 600 handshakes. The handle holds nothing, so a session that keeps it stays `Send` and small.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionRng;
+
+impl rand_core::TryRng for SessionRng {
+    type Error = core::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        rand::rng().try_next_u32()
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        rand::rng().try_next_u64()
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        rand::rng().try_fill_bytes(dst)
+    }
+}
+
+impl rand_core::TryCryptoRng for SessionRng {}
+
 /// What the cloud knows about a device beyond its stored attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceStatus {
@@ -443,6 +470,17 @@ impl Cloud {
         at: SystemTime,
         f: impl FnOnce(&mut DeviceStatus),
     ) {
+        self.touch_with_key(id, at, f, None);
+    }
+
+    /// [`Cloud::touch_at`], also recording the place of the server key the device's handshake used.
+    fn touch_with_key(
+        &self,
+        id: spark_protocol::DeviceId,
+        at: SystemTime,
+        f: impl FnOnce(&mut DeviceStatus),
+        key_used: Option<u16>,
+    ) {
         let mut status = lock(&self.status);
         let entry = status.entry(id).or_default();
         // Only the text fields allocate, and only when the device has them.
@@ -450,6 +488,9 @@ impl Cloud {
         now.last_heard = Some(at);
         f(&mut now);
         entry.store(now);
+        if let Some(place) = key_used {
+            entry.key_used = place;
+        }
     }
 
     /// Publishes an event on behalf of `device` (called by the device listener). Names starting with `spark` are
@@ -464,11 +505,7 @@ impl Cloud {
         public: bool,
     ) {
         // Device ids come in lower case from the listener: copied only when they are not.
-        let device: std::borrow::Cow<'_, str> = if device.bytes().any(|b| b.is_ascii_uppercase()) {
-            device.to_ascii_lowercase().into()
-        } else {
-            device.into()
-        };
+        let device = state::lower_id(device);
         let device = device.as_ref();
         if name == CLAIM_CODE_EVENT {
             self.touch(device, |_| {});
@@ -997,6 +1034,40 @@ impl Cloud {
         else {
             return;
         };
+        let Some(place) = self.key_place(fingerprint) else {
+            return;
+        };
+        lock(&self.status).entry(id).or_default().key_used = place;
+    }
+
+    /// A device's handshake is done: its status takes what its Hello said (`hello`) and the server key its
+    /// handshake used (by fingerprint), it is heard now, and its private `spark/status` `online` event is
+    /// published. What [`record_key_use`](Self::record_key_use) and [`device_online`](Self::device_online) do, with
+    /// the status map visited once and the id never turned into text on the heap (called once per handshake).
+    pub(crate) fn device_connected(
+        &self,
+        id: spark_protocol::DeviceId,
+        hello: impl FnOnce(&mut DeviceStatus),
+        key_used: Option<Arc<str>>,
+    ) {
+        let place = key_used.and_then(|print| self.key_place(print));
+        let now = SystemTime::now();
+        self.touch_with_key(id, now, hello, place);
+        let hex = id.to_hex();
+        let device = core::str::from_utf8(&hex).unwrap_or_default();
+        self.publish_device_event_at(
+            device,
+            Some(id),
+            "spark/status",
+            Some("online"),
+            60,
+            false,
+            now,
+        );
+    }
+
+    /// The place of `fingerprint` in the table of keys seen, plus one (added when new); `None` past 65,535 keys.
+    fn key_place(&self, fingerprint: Arc<str>) -> Option<u16> {
         let place = {
             let mut prints = lock(&self.fingerprints);
             match prints.iter().position(|p| **p == *fingerprint) {
@@ -1008,10 +1079,7 @@ impl Cloud {
             }
         };
         // More than 65,535 keys in one cloud's life cannot happen (each is a rotation); such a use goes unrecorded.
-        let Some(place) = u16::try_from(place + 1).ok() else {
-            return;
-        };
-        lock(&self.status).entry(id).or_default().key_used = place;
+        u16::try_from(place + 1).ok()
     }
 
     /// Which server key `device` used at its last handshake since this cloud started, against the keys held now.
@@ -1284,5 +1352,27 @@ mod footprint {
         let back = entry.status().last_heard.expect("heard");
         assert_eq!(crate::encoding::iso8601(back), crate::encoding::iso8601(t),);
         assert!(back <= t && t.duration_since(back).unwrap() < Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod session_rng {
+    use super::SessionRng;
+    use rand_core::Rng;
+
+    /// The sessions' generator gives fresh bytes on every draw, from any thread, and holds no state of its own.
+    #[test]
+    fn each_draw_is_fresh() {
+        let draw = || {
+            let mut bytes = [0u8; 32];
+            SessionRng.fill_bytes(&mut bytes);
+            bytes
+        };
+        let (a, b) = (draw(), draw());
+        let c = std::thread::spawn(draw).join().unwrap();
+        assert!(a != b && a != c && b != c, "{a:?} {b:?} {c:?}");
+        assert!(a.iter().any(|&x| x != 0));
+        assert_ne!(SessionRng.next_u64(), SessionRng.next_u64());
+        assert_eq!(size_of::<SessionRng>(), 0);
     }
 }

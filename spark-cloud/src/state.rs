@@ -537,6 +537,16 @@ impl Inner {
     }
 }
 
+/// A device id in lower case, as the maps hold it: copied only when it has an upper-case letter (the device
+/// listener's ids never do).
+pub(crate) fn lower_id(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        id.to_ascii_lowercase().into()
+    } else {
+        id.into()
+    }
+}
+
 /// The state directory, loaded in memory and written through on each change.
 pub struct StateDir {
     dir: PathBuf,
@@ -1260,14 +1270,10 @@ impl StateDir {
     /// The owner of the device `id`, if it is known and claimed: its record's owner alone (asked for every event a
     /// device publishes), without copying the rest of the record or, for an id in lower case, the id.
     pub fn device_owner(&self, id: &str) -> Option<String> {
-        let lower;
-        let id = if id.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = id.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            id
-        };
-        self.lock().devices.get(id).and_then(|d| d.owner.clone())
+        self.lock()
+            .devices
+            .get(lower_id(id).as_ref())
+            .and_then(|d| d.owner.clone())
     }
 
     /// Queues `record` (with its key) in the journal; `done` hears once it is durable.
@@ -1430,7 +1436,7 @@ impl StateDir {
 
     /// A device's public key.
     pub fn device_key(&self, id: &str) -> Option<RsaPublicKey> {
-        self.lock().keys.get(&id.to_ascii_lowercase()).cloned()
+        self.lock().keys.get(lower_id(id).as_ref()).cloned()
     }
 
     /// The server's P-256 key of the UDP protocol (`udp_key.pem`).

@@ -14,7 +14,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use spark_protocol::session::cloud::DeviceInfo;
 
-use super::Cloud;
+use super::DeviceStatus;
 
 /// The policy of every console answer: only this origin, no inline code, not framed, forms submit nowhere.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; base-uri 'none'; form-action 'none'; \
@@ -105,15 +105,13 @@ fn answer(
     r
 }
 
-/// Records what a device said of itself in its Hello (called by the device listener on every new session).
-pub(crate) fn record_hello(cloud: &Cloud, device: &str, info: &DeviceInfo) {
-    let platform = info.extended.as_ref().map(|e| e.platform_id);
-    cloud.touch(device, |s| {
-        s.product_id = info.product_id;
-        s.product_firmware_version = info.firmware_version;
-        // A Hello without the Device OS fields is the Core's (platform 0), the only device that sends it so.
-        s.platform_id = Some(platform.unwrap_or(0));
-    });
+/// What a device said of itself in its Hello, into its status (the device listener records it on every new
+/// session).
+pub(crate) fn hello_status(status: &mut DeviceStatus, info: &DeviceInfo) {
+    status.product_id = info.product_id;
+    status.product_firmware_version = info.firmware_version;
+    // A Hello without the Device OS fields is the Core's (platform 0), the only device that sends it so.
+    status.platform_id = Some(info.extended.as_ref().map_or(0, |e| e.platform_id));
 }
 
 #[cfg(test)]

@@ -462,7 +462,7 @@ impl Drop for Ending<'_> {
 
 /// An established association's session, as the device task sees it.
 struct Open {
-    session: DatagramSession<DeviceSession, super::SystemRng>,
+    session: DatagramSession<DeviceSession, super::SessionRng>,
     clock: Clock,
 }
 
@@ -620,7 +620,7 @@ impl Entry {
                 session,
                 self.listener.cloud.udp_server_key().clone(),
                 dtls::TransportConfig::default(),
-                super::system_rng(),
+                super::SessionRng,
             ),
             clock: self.listener.clock,
         };
@@ -710,12 +710,12 @@ impl Entry {
             now,
             server_key,
             StateKeys(Arc::clone(&self.listener.cloud), Arc::clone(&mailbox)),
-            super::system_rng(),
+            super::SessionRng,
             config,
             device,
         );
         let open = Open {
-            session: DatagramSession::new(session, conn, super::system_rng()),
+            session: DatagramSession::new(session, conn, super::SessionRng),
             clock: self.listener.clock,
         };
         let mut task = DeviceTask::new(
