@@ -16,7 +16,7 @@
 //! An association with nothing pending (no confirmable message unacknowledged, nothing queued, no update) parks, as
 //! a TCP device's connection does: its `DatagramSession` (about 24 KB) becomes a `ParkedDatagramSession` (the
 //! session above whole, the DTLS record keys, sequence number and replay window, the newest CoAP message ids and
-//! their replies; 744 bytes). A parked association keeps no task: its parked session and its device task's state
+//! their replies; 736 bytes). A parked association keeps no task: its parked session and its device task's state
 //! wait in the association's entry (the map the socket's reader consults), whose waker is left in its inbox and its
 //! mailbox, and its deadline is filed in the one timer of all parked associations (a map of deadlines the
 //! listener's task sleeps on). The first datagram, request or deadline to come takes the parked state out and
