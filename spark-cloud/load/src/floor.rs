@@ -45,8 +45,7 @@ const THREAD_NAME: &str = "load-floor";
 /// Nanoseconds on a CPU of this process's threads named `name`.
 fn threads_cpu_ns(name: &str) -> Option<u64> {
     let mut total = 0;
-    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let dir = entry.path();
+    for dir in crate::procfs::thread_dirs(std::process::id())? {
         let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         if comm.trim_end() != name {
             continue;

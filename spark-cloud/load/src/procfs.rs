@@ -85,15 +85,22 @@ pub fn thread_cpu_ns() -> Option<u64> {
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
+/// The directories of the threads of `pid` as listed now (`/proc/<pid>/task/<tid>`; `None` when the process is
+/// gone). A thread may end before its files are read: each reader skips what it cannot read.
+pub fn thread_dirs(pid: u32) -> Option<impl Iterator<Item = std::path::PathBuf>> {
+    Some(
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+            .map(|entry| entry.path()),
+    )
+}
+
 /// Nanoseconds on a CPU of each thread of `pid` still alive, summed by thread name (`/proc/<pid>/task/*/comm` and
 /// `schedstat`), so that a phase's CPU can be told apart by what did it (the device runtime, the journal writer).
 pub fn threads_cpu_ns_by_name(pid: u32) -> Option<BTreeMap<String, u64>> {
     let mut by_name = BTreeMap::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
-        let dir = entry.path();
+    for dir in thread_dirs(pid)? {
         let (Ok(comm), Ok(stat)) = (
             std::fs::read_to_string(dir.join("comm")),
             std::fs::read_to_string(dir.join("schedstat")),
@@ -171,12 +178,9 @@ pub fn parse_switches(status: &str) -> Option<Switches> {
 /// The context switches of every thread of `pid` still alive, summed (`/proc/<pid>/task/*/status`).
 pub fn context_switches(pid: u32) -> Option<Switches> {
     let mut sum = Switches::default();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
+    for dir in thread_dirs(pid)? {
         // A thread that ended between the listing and the read is skipped.
-        if let Some(s) = std::fs::read_to_string(entry.path().join("status"))
+        if let Some(s) = std::fs::read_to_string(dir.join("status"))
             .ok()
             .as_deref()
             .and_then(parse_switches)

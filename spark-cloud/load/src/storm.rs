@@ -53,11 +53,7 @@ pub fn parse_state(text: &str) -> Option<char> {
 #[must_use]
 pub fn sched_times(pid: u32) -> Option<SchedTimes> {
     let mut times = SchedTimes::default();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
-        let dir = entry.path();
+    for dir in crate::procfs::thread_dirs(pid)? {
         // A thread that ended between the listing and the read is skipped.
         if let Some((run, wait)) = std::fs::read_to_string(dir.join("schedstat"))
             .ok()
