@@ -2,6 +2,11 @@
 //! the key provisioned through the API, answers a function call and a variable read routed through the REST API,
 //! publishes an event seen by an SSE subscriber; a device whose key is unknown is rejected.
 
+#[path = "support/nats.rs"]
+mod nats;
+#[path = "support/cluster_nodes.rs"]
+mod nodes;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,19 +87,9 @@ async fn user(env: &Env) -> Client {
     base.with_token(grant.access_token)
 }
 
+/// A form posted with no `Authorization` header (the token, if any, in the form): the status.
 fn reqwest_free_post(addr: SocketAddr, path: &str, form: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out[9..12].parse().unwrap()
+    nodes::http_anonymous(addr, "POST", path, form).0
 }
 
 type Device = DeviceConnection<

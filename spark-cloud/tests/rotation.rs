@@ -1,6 +1,11 @@
 //! Server key rotation over real sockets: devices on the old and the new key connected at once, the REST listing
 //! of who still uses the old key, retirement refusing the old key, and a restart during the window keeping both.
 
+#[path = "support/nats.rs"]
+mod nats;
+#[path = "support/cluster_nodes.rs"]
+mod nodes;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,19 +89,9 @@ async fn user(env: &Env, first: bool) -> Client {
     base.with_token(grant.access_token)
 }
 
+/// A form posted with no `Authorization` header (the token, if any, in the form): the status.
 fn post_form(addr: SocketAddr, path: &str, form: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out[9..12].parse().unwrap()
+    nodes::http_anonymous(addr, "POST", path, form).0
 }
 
 fn old_public() -> RsaPublicKey {
