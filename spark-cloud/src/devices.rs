@@ -905,6 +905,12 @@ impl Working {
         Ok(self.socket)
     }
 
+    /// Whether a read found the socket drained this round and no batched input waits for the session.
+    fn drained(&self) -> bool {
+        self.socket.drained.load(Ordering::Relaxed)
+            && !self.batches.as_ref().is_some_and(|b| b.pending_input())
+    }
+
     /// One non-blocking read from the kernel into `buf`.
     ///
     /// A read that returns less than `buf` holds found the socket drained: TCP's `recv` copies until the buffer is
@@ -1148,7 +1154,11 @@ async fn work(
                     driver.connection_mut().keep_buffers(true);
                     driver.grow_buffer(Batches::INPUT);
                 }
-                if idle && driver.transport().socket.drained.load(Ordering::Relaxed) {
+                // Parked only once the socket is drained, no batched input waits and the session has nothing left
+                // to say, an ended session included: it keeps its error until the next round, and a short read
+                // marks the socket drained before the session has seen what it read; parked, it would never be
+                // woken.
+                if idle && driver.transport().drained() && driver.connection_mut().error().is_none() {
                     break;
                 }
             },
