@@ -292,8 +292,8 @@ impl DeviceKeys for StateKeys {
 
     fn device_key(&mut self, device_id: &DeviceId, _presented: Option<&[u8]>) -> Option<DeviceKey> {
         // The id as text on the stack: no allocation per handshake.
-        let hex = device_id.to_hex();
-        let id = core::str::from_utf8(&hex).unwrap_or_default();
+        let hex = device_id.hex();
+        let id = hex.as_str();
         // One indexed query on a shared store (its futures run on the store's own thread).
         let stored = crate::store::block_on(self.0.store().device_key(id));
         let Some(key) = stored.ok().flatten() else {
@@ -1333,9 +1333,8 @@ impl DeviceTask {
             let name = String::from_utf8_lossy(e.name);
             let data = e.data.map(String::from_utf8_lossy);
             // The id as text on the stack: no allocation per event.
-            let hex = device.to_hex();
             self.session.cloud.device_event(
-                core::str::from_utf8(&hex).unwrap_or_default(),
+                device.hex().as_str(),
                 &name,
                 data.as_deref(),
                 e.ttl,

@@ -1053,17 +1053,7 @@ impl Cloud {
         let place = key_used.and_then(|print| self.key_place(print));
         let now = SystemTime::now();
         self.touch_with_key(id, now, hello, place);
-        let hex = id.to_hex();
-        let device = core::str::from_utf8(&hex).unwrap_or_default();
-        self.publish_device_event_at(
-            device,
-            Some(id),
-            "spark/status",
-            Some("online"),
-            60,
-            false,
-            now,
-        );
+        self.publish_status_at(id.hex().as_str(), Some(id), "online", now);
     }
 
     /// The place of `fingerprint` in the table of keys seen, plus one (added when new); `None` past 65,535 keys.
@@ -1101,9 +1091,20 @@ impl Cloud {
     }
 
     fn device_status_event(&self, device: &str, status: &str) {
-        let device = device.to_ascii_lowercase();
+        let device = state::lower_id(device);
         self.touch(&device, |_| {});
-        self.publish_device_event(&device, "spark/status", Some(status), 60, false);
+        self.publish_status_at(&device, device.parse().ok(), status, SystemTime::now());
+    }
+
+    /// Publishes `device`'s private `spark/status` event (`online`, `offline`) with a time to live of 60 s.
+    fn publish_status_at(
+        &self,
+        device: &str,
+        id: Option<spark_protocol::DeviceId>,
+        status: &str,
+        at: SystemTime,
+    ) {
+        self.publish_device_event_at(device, id, "spark/status", Some(status), 60, false, at);
     }
 }
 

@@ -44,6 +44,12 @@ impl DeviceId {
         &self.0
     }
 
+    /// The 24 lowercase hex digits as text, without a heap (what [`fmt::Display`] writes).
+    #[must_use]
+    pub fn hex(&self) -> DeviceIdHex {
+        DeviceIdHex(self.to_hex())
+    }
+
     /// The 24 lowercase hex digits, without a heap (what [`fmt::Display`] writes).
     #[must_use]
     pub fn to_hex(&self) -> [u8; 2 * DEVICE_ID_LEN] {
@@ -100,9 +106,26 @@ impl FromStr for DeviceId {
 
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hex = self.to_hex();
-        // Hex digits are ASCII.
-        f.write_str(core::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+        f.write_str(self.hex().as_str())
+    }
+}
+
+/// A device id's 24 lowercase hex digits as text on the stack ([`DeviceId::hex`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DeviceIdHex([u8; 2 * DEVICE_ID_LEN]);
+
+impl DeviceIdHex {
+    /// The digits.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII: the conversion cannot fail.
+        core::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for DeviceIdHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 

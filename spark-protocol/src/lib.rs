@@ -44,7 +44,7 @@ pub mod session;
 pub mod variable;
 pub mod wire;
 
-pub use id::{DeviceId, ParseDeviceIdError};
+pub use id::{DeviceId, DeviceIdHex, ParseDeviceIdError};
 
 // The README's example is a doc test.
 #[cfg(doctest)]

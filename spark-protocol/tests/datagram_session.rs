@@ -296,16 +296,21 @@ impl<S: FirmwareSink> World<S> {
         }
     }
 
+    /// Runs (at most `limit`) until the device has an event that `wanted` picks, and takes it.
+    fn next_device_event(
+        &mut self,
+        limit: Duration,
+        wanted: impl Fn(&DeviceEvent) -> bool + Copy,
+    ) -> DeviceEvent {
+        self.run_until(limit, |w| w.device_events.iter().any(wanted));
+        take(&mut self.device_events, wanted).expect("the device has the event asked for")
+    }
+
     /// Runs (at most `limit`) until the device is asked to run a function, and takes that request.
     fn next_function_call(&mut self, limit: Duration) -> FunctionCallEvent {
-        self.run_until(limit, |w| {
-            w.device_events
-                .iter()
-                .any(|e| matches!(e, DeviceEvent::FunctionCall(_)))
-        });
-        let Some(DeviceEvent::FunctionCall(c)) = take(&mut self.device_events, |e| {
-            matches!(e, DeviceEvent::FunctionCall(_))
-        }) else {
+        let DeviceEvent::FunctionCall(c) =
+            self.next_device_event(limit, |e| matches!(e, DeviceEvent::FunctionCall(_)))
+        else {
             unreachable!()
         };
         c
@@ -448,12 +453,7 @@ fn exchange_over_lossy_link(seed: u64, park_when_quiet: bool) {
         .session_mut()
         .read_variable(now, b"temp", VarType::Double)
         .unwrap();
-    w.run_until(Duration::from_secs(120), |w| {
-        w.device_events
-            .iter()
-            .any(|e| matches!(e, DeviceEvent::VariableRequest(_)))
-    });
-    let Some(DeviceEvent::VariableRequest(r)) = take(&mut w.device_events, |e| {
+    let DeviceEvent::VariableRequest(r) = w.next_device_event(Duration::from_secs(120), |e| {
         matches!(e, DeviceEvent::VariableRequest(_))
     }) else {
         unreachable!()
