@@ -403,6 +403,11 @@ impl ClientBuilder {
 }
 
 fn tls_config() -> Result<rustls::ClientConfig, Error> {
+    // rustls 0.23.48 deprecates ring's provider for its lack of post-quantum key exchange. It stays: the
+    // alternative (aws-lc-rs) needs a C toolchain and CMake to build, and the process-wide default provider that
+    // `ClientConfig::builder()` would take panics when a program's dependencies enable both. The key exchange is
+    // X25519 or the NIST curves, as with every TLS 1.2/1.3 client without ML-KEM.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
         .map_err(|e| Error::invalid("TLS settings", e.to_string()))?;
